@@ -1,0 +1,435 @@
+//! The device abstraction: one trait that every backend (CPU today, CUDA next, an NPU later) implements.
+//!
+//! A backend owns f32 buffers (`Buf`) and u32 index buffers (`Ids`) on its device, and offers the
+//! kernels the layers of `nn` are written in: a strided, batched matmul, the fused elementwise kernels
+//! of each layer (llm.c style: `layer_norm_forward` / `layer_norm_backward` side by side), losses,
+//! optimizers, Gaussian noise from a keyed stream, and the DP-SGD primitives (per-group squared gradient
+//! norms and clipped accumulation). Layers and models are generic over it, so the same model code runs on
+//! every device.
+//!
+//! Shape legend used in every signature: `R` rows (examples, or tokens = examples x `T`), `B` batch,
+//! `T` time steps / tokens, `D` or `C` channels, `H` heads, `G` privacy groups, `V` vocabulary.
+//! `=` after an output means overwritten, `+=` accumulated into.
+//!
+//! Determinism: every reduction has a fixed order that does not depend on the number of threads, so a
+//! step gives the same bits with 1 or N threads.
+
+use crate::error::Result;
+
+/// How a matrix lies in a buffer: element (i, j) of batch (p, q) is at
+/// `offset + p*batch_stride[0] + q*batch_stride[1] + i*row_stride + j*col_stride`.
+/// A transposed operand is the same buffer with the two strides swapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatView {
+    pub offset: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+    pub batch_stride: [usize; 2],
+}
+
+impl MatView {
+    /// A dense row-major `[rows, cols]` matrix at `offset`.
+    pub fn row_major(offset: usize, cols: usize) -> Self {
+        MatView {
+            offset,
+            row_stride: cols,
+            col_stride: 1,
+            batch_stride: [0, 0],
+        }
+    }
+    /// The transpose of a dense row-major matrix with `cols` columns (read as `[cols, rows]`).
+    pub fn transposed(offset: usize, cols: usize) -> Self {
+        MatView {
+            offset,
+            row_stride: 1,
+            col_stride: cols,
+            batch_stride: [0, 0],
+        }
+    }
+    pub fn with_row_stride(mut self, row_stride: usize) -> Self {
+        self.row_stride = row_stride;
+        self
+    }
+    pub fn batched(mut self, outer: usize, inner: usize) -> Self {
+        self.batch_stride = [outer, inner];
+        self
+    }
+    /// The largest element index this view touches (exclusive) for a `rows x cols` matrix in `batch`.
+    pub fn extent(&self, rows: usize, cols: usize, batch: [usize; 2]) -> usize {
+        if rows == 0 || cols == 0 || batch[0] == 0 || batch[1] == 0 {
+            return self.offset;
+        }
+        self.offset
+            + (batch[0] - 1) * self.batch_stride[0]
+            + (batch[1] - 1) * self.batch_stride[1]
+            + (rows - 1) * self.row_stride
+            + (cols - 1) * self.col_stride
+            + 1
+    }
+}
+
+/// `C[p,q] = beta * C[p,q] + alpha * A[p,q] · B[p,q]` for every batch index (p, q):
+/// A is `[m, k]`, B `[k, n]`, C `[m, n]`; `beta` is 0 (overwrite) or any other value (read C).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batch: [usize; 2],
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl Gemm {
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            batch: [1, 1],
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+    pub fn batched(mut self, outer: usize, inner: usize) -> Self {
+        self.batch = [outer, inner];
+        self
+    }
+    pub fn alpha(mut self, alpha: f32) -> Self {
+        self.alpha = alpha;
+        self
+    }
+    /// Accumulate into C (`beta = 1`) instead of overwriting it.
+    pub fn accumulate(mut self) -> Self {
+        self.beta = 1.0;
+        self
+    }
+}
+
+/// Where each privacy group's rows lie. Rows of one group are contiguous: group `g` owns example rows
+/// `offsets[g]..offsets[g+1]`; a sequence layer with `T` rows per example owns `T*offsets[g]..`.
+/// One example per group is per-example clipping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRows {
+    pub offsets: Vec<usize>,
+}
+
+impl GroupRows {
+    /// One group per example.
+    pub fn per_example(examples: usize) -> Self {
+        GroupRows {
+            offsets: (0..=examples).collect(),
+        }
+    }
+    /// All examples in one group (a non-private step's plain gradient).
+    pub fn single(examples: usize) -> Self {
+        GroupRows {
+            offsets: vec![0, examples],
+        }
+    }
+    pub fn groups(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+    pub fn examples(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+    /// The row range of group `g` when each example has `rows_per_example` rows.
+    pub fn rows(&self, g: usize, rows_per_example: usize) -> std::ops::Range<usize> {
+        self.offsets[g] * rows_per_example..self.offsets[g + 1] * rows_per_example
+    }
+}
+
+/// Which way a sequence layer computes its per-group squared gradient norm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NormStrategy {
+    /// The cheaper of the two for each group (counted in multiply-adds).
+    #[default]
+    Auto,
+    /// Ghost norm: `sum_{t,s} (x_t . x_s)(dy_t . dy_s)`, cost `n^2 (d_in + d_out)` for `n` rows.
+    Ghost,
+    /// Materialize the group's gradient `X^T dY`, cost `n d_in d_out`.
+    Materialize,
+}
+
+/// A keyed Gaussian noise stream: the same key and stream give the same noise on every backend and
+/// thread count. The key never leaves the node.
+#[derive(Clone)]
+pub struct NoiseKey {
+    pub key: [u8; 32],
+    pub stream: u64,
+}
+
+impl std::fmt::Debug for NoiseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the key is a secret: never print it
+        f.debug_struct("NoiseKey")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hyper-parameters of AdamW (PyTorch semantics: decoupled weight decay, bias-corrected moments).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamW {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+/// The compute device. Kernels validate the sizes of the buffers they are given and return
+/// `KernelError::Shape` rather than reading out of bounds.
+pub trait Backend: Send + Sync {
+    /// f32 buffer on the device.
+    type Buf: Send + Sync;
+    /// u32 buffer on the device (token ids, class labels).
+    type Ids: Send + Sync;
+
+    fn name(&self) -> &'static str;
+    fn threads(&self) -> usize;
+
+    // ---- buffers ----
+    fn zeros(&self, len: usize) -> Self::Buf;
+    fn upload(&self, data: &[f32]) -> Self::Buf;
+    fn download(&self, buf: &Self::Buf) -> Vec<f32>;
+    fn upload_ids(&self, ids: &[u32]) -> Self::Ids;
+    fn len(&self, buf: &Self::Buf) -> usize;
+    fn ids_len(&self, ids: &Self::Ids) -> usize;
+    /// Make `buf` exactly `len` long (contents unspecified after a size change); reuses its memory.
+    fn resize(&self, buf: &mut Self::Buf, len: usize);
+    fn fill(&self, buf: &mut Self::Buf, value: f32);
+    fn copy(&self, dst: &mut Self::Buf, src: &Self::Buf) -> Result<()>;
+
+    // ---- matmul ----
+    /// See [`Gemm`] and [`MatView`].
+    fn gemm(
+        &self,
+        c: &mut Self::Buf,
+        cv: MatView,
+        a: &Self::Buf,
+        av: MatView,
+        b: &Self::Buf,
+        bv: MatView,
+        g: Gemm,
+    ) -> Result<()>;
+
+    // ---- elementwise and reductions ----
+    /// y: [R, D] = broadcast bias: [D]
+    fn broadcast_rows(&self, y: &mut Self::Buf, bias: &Self::Buf, rows: usize) -> Result<()>;
+    /// y += x (same length)
+    fn add_assign(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()>;
+    /// y *= s
+    fn scale(&self, y: &mut Self::Buf, s: f32);
+    /// out: [G, D] = per-group sums of x: [R, D] rows (`rows_per_example` rows per example)
+    fn group_row_sums(
+        &self,
+        out: &mut Self::Buf,
+        x: &Self::Buf,
+        d: usize,
+        groups: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()>;
+    /// out: [G] += squared L2 norm of each row of x: [G, D]
+    fn add_row_sq_norms(&self, out: &mut Self::Buf, x: &Self::Buf, d: usize) -> Result<()>;
+    /// out: [D] (= or +=) sum_g w[g] * x[g, :]   (x: [G, D], w: [G]); fixed order over g
+    fn weighted_row_sum(
+        &self,
+        out: &mut Self::Buf,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        d: usize,
+        accumulate: bool,
+    ) -> Result<()>;
+    /// y: [R, D] = x * s[row / rows_per_group_row], where s: [G] holds one factor per group and
+    /// row r belongs to the group of example r / rows_per_example.
+    fn scale_rows_by_group(
+        &self,
+        y: &mut Self::Buf,
+        x: &Self::Buf,
+        d: usize,
+        factors: &Self::Buf,
+        groups: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()>;
+    /// factors: [G] = min(1, clip / sqrt(sq_norms[g])), and 1 where the norm is 0
+    fn clip_factors(&self, factors: &mut Self::Buf, sq_norms: &Self::Buf, clip: f32) -> Result<()>;
+
+    // ---- activations ----
+    /// y = max(x, 0)
+    fn relu_forward(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()>;
+    /// dx = dy * (y > 0)  (y is the forward output)
+    fn relu_backward(&self, dx: &mut Self::Buf, dy: &Self::Buf, y: &Self::Buf) -> Result<()>;
+    /// y = x * Phi(x), the exact erf GELU
+    fn gelu_forward(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()>;
+    /// dx = dy * GELU'(x)
+    fn gelu_backward(&self, dx: &mut Self::Buf, dy: &Self::Buf, x: &Self::Buf) -> Result<()>;
+
+    // ---- layer norm ----
+    /// x: [R, C] -> y: [R, C] =, mean: [R] =, rstd: [R] =
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_forward(
+        &self,
+        y: &mut Self::Buf,
+        mean: &mut Self::Buf,
+        rstd: &mut Self::Buf,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        c: usize,
+        eps: f32,
+    ) -> Result<()>;
+    /// dx: [R, C] =, dxhat_dy: [R, C] = dy * xhat (what the gamma gradient sums; dbeta sums dy)
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_backward(
+        &self,
+        dx: &mut Self::Buf,
+        dy_xhat: &mut Self::Buf,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        mean: &Self::Buf,
+        rstd: &Self::Buf,
+        c: usize,
+    ) -> Result<()>;
+
+    // ---- attention ----
+    /// att: [B, H, T, T] in place: softmax over the last axis of `scale * att`, keys with mask[b, s] == 0
+    /// get -inf; a query row whose keys are all masked becomes all zeros.
+    fn masked_softmax_forward(
+        &self,
+        att: &mut Self::Buf,
+        mask: &Self::Buf,
+        b: usize,
+        h: usize,
+        t: usize,
+        scale: f32,
+    ) -> Result<()>;
+    /// datt: [B, H, T, T] in place: dscores = scale * att * (datt - sum_s(datt * att))
+    fn softmax_backward(
+        &self,
+        datt: &mut Self::Buf,
+        att: &Self::Buf,
+        t: usize,
+        scale: f32,
+    ) -> Result<()>;
+
+    // ---- embedding ----
+    /// y: [R, D] (= or +=) table[ids[r], :]
+    fn embedding_forward(
+        &self,
+        y: &mut Self::Buf,
+        ids: &Self::Ids,
+        table: &Self::Buf,
+        d: usize,
+        accumulate: bool,
+    ) -> Result<()>;
+    /// dtable: [V, D] += sum_r w_r * dy[r, :] at ids[r], w_r = factors[group(r)] (or 1 when None)
+    #[allow(clippy::too_many_arguments)]
+    fn embedding_backward(
+        &self,
+        dtable: &mut Self::Buf,
+        ids: &Self::Ids,
+        dy: &Self::Buf,
+        d: usize,
+        factors: Option<&Self::Buf>,
+        groups: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()>;
+    /// out: [G] += || sum over the group's rows of dy scattered at ids ||^2, i.e.
+    /// `sum_{t,s in g: ids_t = ids_s} dy_t . dy_s`
+    fn embedding_group_sq_norms(
+        &self,
+        out: &mut Self::Buf,
+        ids: &Self::Ids,
+        dy: &Self::Buf,
+        d: usize,
+        groups: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()>;
+
+    // ---- pooling ----
+    /// h: [B, T, C], mask: [B, T] -> out: [B, C] = sum_t h*m / max(sum_t m, 1)
+    fn masked_mean_pool_forward(
+        &self,
+        out: &mut Self::Buf,
+        h: &Self::Buf,
+        mask: &Self::Buf,
+        t: usize,
+        c: usize,
+    ) -> Result<()>;
+    /// dh: [B, T, C] = dout[b, :] * m[b, t] / max(sum_t m, 1)
+    fn masked_mean_pool_backward(
+        &self,
+        dh: &mut Self::Buf,
+        dout: &Self::Buf,
+        mask: &Self::Buf,
+        t: usize,
+        c: usize,
+    ) -> Result<()>;
+
+    // ---- losses ----
+    /// logits: [B], targets: [B] in {0,1} (or soft) -> losses: [B] =, dlogits: [B] = grad_scale * dloss/dlogit
+    fn bce_with_logits(
+        &self,
+        losses: &mut Self::Buf,
+        dlogits: &mut Self::Buf,
+        logits: &Self::Buf,
+        targets: &Self::Buf,
+        grad_scale: f32,
+    ) -> Result<()>;
+    /// logits: [B, K], classes: [B] -> losses: [B] =, dlogits: [B, K] = grad_scale * (softmax - onehot)
+    fn cross_entropy(
+        &self,
+        losses: &mut Self::Buf,
+        dlogits: &mut Self::Buf,
+        logits: &Self::Buf,
+        classes: &Self::Ids,
+        k: usize,
+        grad_scale: f32,
+    ) -> Result<()>;
+
+    // ---- DP primitives ----
+    /// out: [G] += per-group squared Frobenius norm of `dY_g^T X_g` (the group's weight gradient of a
+    /// Linear), from x: [R, Din] and dy: [R, Dout], without forming per-example gradients.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_group_sq_norms(
+        &self,
+        out: &mut Self::Buf,
+        x: &Self::Buf,
+        dy: &Self::Buf,
+        d_in: usize,
+        d_out: usize,
+        groups: &GroupRows,
+        rows_per_example: usize,
+        strategy: NormStrategy,
+    ) -> Result<()>;
+
+    // ---- noise ----
+    /// buf += std * N(0, 1), one draw per element from the keyed stream (see [`NoiseKey`]).
+    fn add_normal(&self, buf: &mut Self::Buf, std: f32, key: &NoiseKey) -> Result<()>;
+
+    // ---- optimizers ----
+    /// PyTorch SGD: g' = g + wd*w; m = momentum*m + g' (m = g' on the first step); w -= lr*m
+    #[allow(clippy::too_many_arguments)]
+    fn sgd_step(
+        &self,
+        w: &mut Self::Buf,
+        g: &Self::Buf,
+        m: &mut Self::Buf,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        first_step: bool,
+    ) -> Result<()>;
+    /// PyTorch AdamW at step t (1-based).
+    fn adamw_step(
+        &self,
+        w: &mut Self::Buf,
+        g: &Self::Buf,
+        m: &mut Self::Buf,
+        v: &mut Self::Buf,
+        h: &AdamW,
+        t: u64,
+    ) -> Result<()>;
+}

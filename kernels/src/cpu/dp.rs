@@ -1,0 +1,141 @@
+//! Per-group squared norms of a Linear layer's weight gradient, from one backward pass.
+//! x: [R, Din], dy: [R, Dout]; group g owns rows `groups.rows(g, T)`. Its gradient is `dY_g^T X_g`.
+//! - one row: `||x||^2 ||dy||^2`;
+//! - ghost norm: `sum_{t,s} (x_t . x_s)(dy_t . dy_s)` = <X X^T, dY dY^T>, cost n^2 (Din + Dout);
+//! - materialized: `||X_g^T dY_g||_F^2`, cost n Din Dout.
+//! `Auto` takes the cheaper for each group. Sums are accumulated in f64 in a fixed order.
+
+use super::matmul;
+use crate::backend::{Gemm, GroupRows, MatView, NormStrategy};
+use crate::error::{check_len, Result};
+use rayon::prelude::*;
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+fn choose(strategy: NormStrategy, n: usize, d_in: usize, d_out: usize) -> NormStrategy {
+    match strategy {
+        NormStrategy::Auto if n * (d_in + d_out) <= d_in * d_out => NormStrategy::Ghost,
+        NormStrategy::Auto => NormStrategy::Materialize,
+        s => s,
+    }
+}
+
+fn group_sq_norm(
+    threads: usize,
+    x: &[f32],
+    dy: &[f32],
+    d_in: usize,
+    d_out: usize,
+    strategy: NormStrategy,
+) -> f64 {
+    let n = x.len() / d_in.max(1);
+    if n == 0 || d_in == 0 || d_out == 0 {
+        return 0.0;
+    }
+    if n == 1 {
+        return dot(x, x) * dot(dy, dy);
+    }
+    match choose(strategy, n, d_in, d_out) {
+        NormStrategy::Ghost => {
+            let mut gx = vec![0.0f32; n * n];
+            let mut gy = vec![0.0f32; n * n];
+            let sq = MatView::row_major(0, n);
+            // shapes were checked by the caller; these cannot fail
+            let _ = matmul::gemm(
+                threads,
+                &mut gx,
+                sq,
+                x,
+                MatView::row_major(0, d_in),
+                x,
+                MatView::transposed(0, d_in),
+                Gemm::new(n, n, d_in),
+            );
+            let _ = matmul::gemm(
+                threads,
+                &mut gy,
+                sq,
+                dy,
+                MatView::row_major(0, d_out),
+                dy,
+                MatView::transposed(0, d_out),
+                Gemm::new(n, n, d_out),
+            );
+            dot(&gx, &gy)
+        }
+        _ => {
+            let mut g = vec![0.0f32; d_in * d_out];
+            let _ = matmul::gemm(
+                threads,
+                &mut g,
+                MatView::row_major(0, d_out),
+                x,
+                MatView::transposed(0, d_in),
+                dy,
+                MatView::row_major(0, d_out),
+                Gemm::new(d_in, d_out, n),
+            );
+            dot(&g, &g)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn linear_group_sq_norms(
+    threads: usize,
+    out: &mut [f32],
+    x: &[f32],
+    dy: &[f32],
+    d_in: usize,
+    d_out: usize,
+    groups: &GroupRows,
+    rows_per_example: usize,
+    strategy: NormStrategy,
+) -> Result<()> {
+    let rows = groups.examples() * rows_per_example;
+    check_len("linear_group_sq_norms", "out", groups.groups(), out.len())?;
+    check_len("linear_group_sq_norms", "x", rows * d_in, x.len())?;
+    check_len("linear_group_sq_norms", "dy", rows * d_out, dy.len())?;
+    let one = |g: usize, t: usize| {
+        let r = groups.rows(g, rows_per_example);
+        group_sq_norm(
+            t,
+            &x[r.start * d_in..r.end * d_in],
+            &dy[r.start * d_out..r.end * d_out],
+            d_in,
+            d_out,
+            strategy,
+        )
+    };
+    if groups.groups() >= 2 * threads {
+        out.par_iter_mut()
+            .enumerate()
+            .for_each(|(g, o)| *o += one(g, 1) as f32);
+    } else {
+        for (g, o) in out.iter_mut().enumerate() {
+            *o += one(g, threads) as f32;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ghost_and_materialized_norms_agree() {
+        let (n, d_in, d_out) = (7, 5, 3);
+        let x: Vec<f32> = (0..n * d_in)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0)
+            .collect();
+        let dy: Vec<f32> = (0..n * d_out)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0)
+            .collect();
+        let a = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Ghost);
+        let b = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize);
+        assert!((a - b).abs() <= 1e-5 * b.abs(), "{a} vs {b}");
+    }
+}

@@ -1,0 +1,384 @@
+//! The CPU backend: gemm for matmul, rayon for everything else, inside a pool sized by `--threads`.
+//! It is the reference every other backend is tested against: simple loops, fixed reduction order.
+
+mod attention;
+mod dp;
+mod elementwise;
+mod embedding;
+mod layer_norm;
+pub mod math;
+mod matmul;
+mod pool_loss;
+mod rng;
+
+pub use matmul::gemm_naive;
+
+use crate::backend::{AdamW, Backend, Gemm, GroupRows, MatView, NoiseKey, NormStrategy};
+use crate::error::{check_len, KernelError, Result};
+use std::sync::Arc;
+
+/// The CPU device: a rayon pool of `threads` workers. Cloning shares the pool.
+#[derive(Clone)]
+pub struct Cpu {
+    pool: Arc<rayon::ThreadPool>,
+    threads: usize,
+}
+
+impl Cpu {
+    /// A pool of `threads` workers; 0 means one per available core.
+    pub fn new(threads: usize) -> Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("medtrain-cpu-{i}"))
+            .build()
+            .map_err(|e| KernelError::Device(format!("cannot start {threads} CPU threads: {e}")))?;
+        Ok(Cpu {
+            pool: Arc::new(pool),
+            threads,
+        })
+    }
+
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
+impl std::fmt::Debug for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cpu({} threads)", self.threads)
+    }
+}
+
+impl Backend for Cpu {
+    type Buf = Vec<f32>;
+    type Ids = Vec<u32>;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn zeros(&self, len: usize) -> Vec<f32> {
+        vec![0.0; len]
+    }
+    fn upload(&self, data: &[f32]) -> Vec<f32> {
+        data.to_vec()
+    }
+    fn download(&self, buf: &Vec<f32>) -> Vec<f32> {
+        buf.clone()
+    }
+    fn upload_ids(&self, ids: &[u32]) -> Vec<u32> {
+        ids.to_vec()
+    }
+    fn len(&self, buf: &Vec<f32>) -> usize {
+        buf.len()
+    }
+    fn ids_len(&self, ids: &Vec<u32>) -> usize {
+        ids.len()
+    }
+    fn resize(&self, buf: &mut Vec<f32>, len: usize) {
+        if buf.len() != len {
+            buf.resize(len, 0.0);
+        }
+    }
+    fn fill(&self, buf: &mut Vec<f32>, value: f32) {
+        self.run(|| {
+            use rayon::prelude::*;
+            buf.par_chunks_mut(elementwise::CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|v| *v = value))
+        })
+    }
+    fn copy(&self, dst: &mut Vec<f32>, src: &Vec<f32>) -> Result<()> {
+        check_len("copy", "dst", src.len(), dst.len())?;
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn gemm(
+        &self,
+        c: &mut Vec<f32>,
+        cv: MatView,
+        a: &Vec<f32>,
+        av: MatView,
+        b: &Vec<f32>,
+        bv: MatView,
+        g: Gemm,
+    ) -> Result<()> {
+        self.run(|| matmul::gemm(self.threads, c, cv, a, av, b, bv, g))
+    }
+
+    fn broadcast_rows(&self, y: &mut Vec<f32>, bias: &Vec<f32>, rows: usize) -> Result<()> {
+        self.run(|| elementwise::broadcast_rows(y, bias, rows))
+    }
+    fn add_assign(&self, y: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
+        self.run(|| elementwise::add_assign(y, x))
+    }
+    fn scale(&self, y: &mut Vec<f32>, s: f32) {
+        self.run(|| elementwise::scale(y, s))
+    }
+    fn group_row_sums(
+        &self,
+        out: &mut Vec<f32>,
+        x: &Vec<f32>,
+        d: usize,
+        groups: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        self.run(|| elementwise::group_row_sums(self.threads, out, x, d, groups, rows_per_example))
+    }
+    fn add_row_sq_norms(&self, out: &mut Vec<f32>, x: &Vec<f32>, d: usize) -> Result<()> {
+        self.run(|| elementwise::add_row_sq_norms(out, x, d))
+    }
+    fn weighted_row_sum(
+        &self,
+        out: &mut Vec<f32>,
+        x: &Vec<f32>,
+        w: &Vec<f32>,
+        d: usize,
+        accumulate: bool,
+    ) -> Result<()> {
+        self.run(|| elementwise::weighted_row_sum(out, x, w, d, accumulate))
+    }
+    fn scale_rows_by_group(
+        &self,
+        y: &mut Vec<f32>,
+        x: &Vec<f32>,
+        d: usize,
+        factors: &Vec<f32>,
+        groups: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        self.run(|| elementwise::scale_rows_by_group(y, x, d, factors, groups, rows_per_example))
+    }
+    fn clip_factors(&self, factors: &mut Vec<f32>, sq_norms: &Vec<f32>, clip: f32) -> Result<()> {
+        elementwise::clip_factors(factors, sq_norms, clip)
+    }
+
+    fn relu_forward(&self, y: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
+        self.run(|| elementwise::unary("relu_forward", y, x, |v| v.max(0.0)))
+    }
+    fn relu_backward(&self, dx: &mut Vec<f32>, dy: &Vec<f32>, y: &Vec<f32>) -> Result<()> {
+        self.run(|| {
+            elementwise::binary(
+                "relu_backward",
+                dx,
+                dy,
+                y,
+                |g, y| if y > 0.0 { g } else { 0.0 },
+            )
+        })
+    }
+    fn gelu_forward(&self, y: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
+        self.run(|| elementwise::unary("gelu_forward", y, x, elementwise::gelu))
+    }
+    fn gelu_backward(&self, dx: &mut Vec<f32>, dy: &Vec<f32>, x: &Vec<f32>) -> Result<()> {
+        self.run(|| {
+            elementwise::binary("gelu_backward", dx, dy, x, |g, x| {
+                g * elementwise::gelu_grad(x)
+            })
+        })
+    }
+
+    fn layer_norm_forward(
+        &self,
+        y: &mut Vec<f32>,
+        mean: &mut Vec<f32>,
+        rstd: &mut Vec<f32>,
+        x: &Vec<f32>,
+        gamma: &Vec<f32>,
+        beta: &Vec<f32>,
+        c: usize,
+        eps: f32,
+    ) -> Result<()> {
+        self.run(|| layer_norm::forward(y, mean, rstd, x, gamma, beta, c, eps))
+    }
+    fn layer_norm_backward(
+        &self,
+        dx: &mut Vec<f32>,
+        dy_xhat: &mut Vec<f32>,
+        dy: &Vec<f32>,
+        x: &Vec<f32>,
+        gamma: &Vec<f32>,
+        mean: &Vec<f32>,
+        rstd: &Vec<f32>,
+        c: usize,
+    ) -> Result<()> {
+        self.run(|| layer_norm::backward(dx, dy_xhat, dy, x, gamma, mean, rstd, c))
+    }
+
+    fn masked_softmax_forward(
+        &self,
+        att: &mut Vec<f32>,
+        mask: &Vec<f32>,
+        b: usize,
+        h: usize,
+        t: usize,
+        scale: f32,
+    ) -> Result<()> {
+        self.run(|| attention::masked_softmax_forward(att, mask, b, h, t, scale))
+    }
+    fn softmax_backward(
+        &self,
+        datt: &mut Vec<f32>,
+        att: &Vec<f32>,
+        t: usize,
+        scale: f32,
+    ) -> Result<()> {
+        self.run(|| attention::softmax_backward(datt, att, t, scale))
+    }
+
+    fn embedding_forward(
+        &self,
+        y: &mut Vec<f32>,
+        ids: &Vec<u32>,
+        table: &Vec<f32>,
+        d: usize,
+        accumulate: bool,
+    ) -> Result<()> {
+        self.run(|| embedding::forward(y, ids, table, d, accumulate))
+    }
+    fn embedding_backward(
+        &self,
+        dtable: &mut Vec<f32>,
+        ids: &Vec<u32>,
+        dy: &Vec<f32>,
+        d: usize,
+        factors: Option<&Vec<f32>>,
+        groups: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        self.run(|| {
+            embedding::backward(
+                dtable,
+                ids,
+                dy,
+                d,
+                factors.map(|f| f.as_slice()),
+                groups,
+                rows_per_example,
+            )
+        })
+    }
+    fn embedding_group_sq_norms(
+        &self,
+        out: &mut Vec<f32>,
+        ids: &Vec<u32>,
+        dy: &Vec<f32>,
+        d: usize,
+        groups: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        self.run(|| embedding::group_sq_norms(out, ids, dy, d, groups, rows_per_example))
+    }
+
+    fn masked_mean_pool_forward(
+        &self,
+        out: &mut Vec<f32>,
+        h: &Vec<f32>,
+        mask: &Vec<f32>,
+        t: usize,
+        c: usize,
+    ) -> Result<()> {
+        self.run(|| pool_loss::pool_forward(out, h, mask, t, c))
+    }
+    fn masked_mean_pool_backward(
+        &self,
+        dh: &mut Vec<f32>,
+        dout: &Vec<f32>,
+        mask: &Vec<f32>,
+        t: usize,
+        c: usize,
+    ) -> Result<()> {
+        self.run(|| pool_loss::pool_backward(dh, dout, mask, t, c))
+    }
+
+    fn bce_with_logits(
+        &self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        logits: &Vec<f32>,
+        targets: &Vec<f32>,
+        grad_scale: f32,
+    ) -> Result<()> {
+        pool_loss::bce_with_logits(losses, dlogits, logits, targets, grad_scale)
+    }
+    fn cross_entropy(
+        &self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        logits: &Vec<f32>,
+        classes: &Vec<u32>,
+        k: usize,
+        grad_scale: f32,
+    ) -> Result<()> {
+        pool_loss::cross_entropy(losses, dlogits, logits, classes, k, grad_scale)
+    }
+
+    fn linear_group_sq_norms(
+        &self,
+        out: &mut Vec<f32>,
+        x: &Vec<f32>,
+        dy: &Vec<f32>,
+        d_in: usize,
+        d_out: usize,
+        groups: &GroupRows,
+        rows_per_example: usize,
+        strategy: NormStrategy,
+    ) -> Result<()> {
+        self.run(|| {
+            dp::linear_group_sq_norms(
+                self.threads,
+                out,
+                x,
+                dy,
+                d_in,
+                d_out,
+                groups,
+                rows_per_example,
+                strategy,
+            )
+        })
+    }
+
+    fn add_normal(&self, buf: &mut Vec<f32>, std: f32, key: &NoiseKey) -> Result<()> {
+        if !(std >= 0.0 && std.is_finite()) {
+            return Err(KernelError::Invalid {
+                op: "add_normal",
+                msg: format!("standard deviation must be finite and >= 0, got {std}"),
+            });
+        }
+        self.run(|| rng::add_normal(buf, std, key));
+        Ok(())
+    }
+
+    fn sgd_step(
+        &self,
+        w: &mut Vec<f32>,
+        g: &Vec<f32>,
+        m: &mut Vec<f32>,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        first_step: bool,
+    ) -> Result<()> {
+        self.run(|| elementwise::sgd_step(w, g, m, lr, momentum, weight_decay, first_step))
+    }
+    fn adamw_step(
+        &self,
+        w: &mut Vec<f32>,
+        g: &Vec<f32>,
+        m: &mut Vec<f32>,
+        v: &mut Vec<f32>,
+        h: &AdamW,
+        t: u64,
+    ) -> Result<()> {
+        self.run(|| elementwise::adamw_step(w, g, m, v, h, t))
+    }
+}

@@ -1,0 +1,56 @@
+//! Typed errors of the compute layer: they carry the op and the shapes, never data values.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum KernelError {
+    #[error("shape mismatch in {op}: {what}: expected {expected}, got {got}")]
+    Shape {
+        op: &'static str,
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("invalid argument to {op}: {msg}")]
+    Invalid { op: &'static str, msg: String },
+    #[error("device unavailable: {0}")]
+    Device(String),
+}
+
+pub type Result<T> = std::result::Result<T, KernelError>;
+
+/// Checks that a buffer holds exactly the `expected` number of elements.
+pub(crate) fn check_len(
+    op: &'static str,
+    what: &'static str,
+    expected: usize,
+    got: usize,
+) -> Result<()> {
+    if expected != got {
+        return Err(KernelError::Shape {
+            op,
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that a buffer holds at least `expected` elements (strided views).
+pub(crate) fn check_min_len(
+    op: &'static str,
+    what: &'static str,
+    expected: usize,
+    got: usize,
+) -> Result<()> {
+    if got < expected {
+        return Err(KernelError::Shape {
+            op,
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}

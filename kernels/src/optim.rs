@@ -1,0 +1,103 @@
+//! Optimizers on the device: SGD with momentum and AdamW, PyTorch semantics, state kept per parameter.
+
+use crate::backend::{AdamW, Backend};
+use crate::error::{KernelError, Result};
+use crate::nn::Param;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimizerKind {
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+    },
+    AdamW(AdamW),
+}
+
+impl OptimizerKind {
+    pub fn sgd(lr: f32) -> Self {
+        OptimizerKind::Sgd {
+            lr,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        }
+    }
+    pub fn adamw(lr: f32) -> Self {
+        OptimizerKind::AdamW(AdamW {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        })
+    }
+}
+
+pub struct Optimizer<B: Backend> {
+    pub kind: OptimizerKind,
+    /// (momentum or first moment, second moment) per parameter, allocated on the first step
+    state: Vec<(B::Buf, B::Buf)>,
+    steps: u64,
+}
+
+impl<B: Backend> Optimizer<B> {
+    pub fn new(kind: OptimizerKind) -> Self {
+        Optimizer {
+            kind,
+            state: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// One update of every parameter from its `grad`.
+    pub fn step(&mut self, be: &B, params: Vec<&mut Param<B>>) -> Result<()> {
+        if self.state.is_empty() {
+            self.state = params
+                .iter()
+                .map(|p| match self.kind {
+                    OptimizerKind::Sgd { momentum, .. } if momentum == 0.0 => {
+                        (be.zeros(0), be.zeros(0))
+                    }
+                    OptimizerKind::Sgd { .. } => (be.zeros(p.numel()), be.zeros(0)),
+                    OptimizerKind::AdamW(_) => (be.zeros(p.numel()), be.zeros(p.numel())),
+                })
+                .collect();
+        }
+        if self.state.len() != params.len() {
+            return Err(KernelError::Invalid {
+                op: "Optimizer::step",
+                msg: format!(
+                    "optimizer holds state for {} parameters, given {}",
+                    self.state.len(),
+                    params.len()
+                ),
+            });
+        }
+        self.steps += 1;
+        for (p, (m, v)) in params.into_iter().zip(self.state.iter_mut()) {
+            match self.kind {
+                OptimizerKind::Sgd {
+                    lr,
+                    momentum,
+                    weight_decay,
+                } => be.sgd_step(
+                    &mut p.value,
+                    &p.grad,
+                    m,
+                    lr,
+                    momentum,
+                    weight_decay,
+                    self.steps == 1,
+                )?,
+                OptimizerKind::AdamW(h) => {
+                    be.adamw_step(&mut p.value, &p.grad, m, v, &h, self.steps)?
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! The `medtrain` command line: arguments as typed (clap), validated, then turned into real objects.
+//! `anyhow` lives only here, at the binary's edge; the library returns typed errors.
+
+use crate::bench::{self, Mode};
+use crate::model::workload::{self, Workload};
+use crate::tensors::{self, TensorFile};
+use crate::train::dp_grad;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use kernels::Cpu;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "medtrain",
+    version,
+    about = "DP-SGD training node for medical machine learning"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Time full training steps of the benchmark workloads (shared/bench/WORKLOADS.md).
+    Bench {
+        /// lab-mlp, lab-transformer, notes-encoder, or all
+        #[arg(long, default_value = "all")]
+        workload: String,
+        /// comma-separated modes: nodp, dp
+        #[arg(long, default_value = "nodp,dp")]
+        mode: String,
+        /// CPU threads (0 = one per core)
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// timed steps (after 3 warm-up steps)
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// batch size (default: the workload's)
+        #[arg(long)]
+        batch: Option<usize>,
+        /// one JSON line per (workload, mode)
+        #[arg(long)]
+        json: bool,
+    },
+    /// The noise-free clipped gradient sum of one batch, for auditors (loss reduction: sum).
+    DpGrad {
+        #[arg(long)]
+        workload: String,
+        /// model weights (safetensors, PyTorch names and layouts)
+        #[arg(long)]
+        weights: PathBuf,
+        /// batch (safetensors: x, mask, y, optional groups)
+        #[arg(long)]
+        batch: PathBuf,
+        /// clip norm C
+        #[arg(long)]
+        clip: f32,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// output gradients (safetensors)
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn parse_workloads(s: &str) -> anyhow::Result<Vec<Workload>> {
+    if s == "all" {
+        return Ok(workload::ALL.to_vec());
+    }
+    s.split(',')
+        .map(|w| {
+            w.trim()
+                .parse::<Workload>()
+                .map_err(anyhow::Error::from)
+                .context("--workload")
+        })
+        .collect()
+}
+
+fn parse_modes(s: &str) -> anyhow::Result<Vec<Mode>> {
+    s.split(',')
+        .map(|m| {
+            m.trim()
+                .parse::<Mode>()
+                .map_err(|e| anyhow::anyhow!("--mode: {e}"))
+        })
+        .collect()
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Bench {
+            workload,
+            mode,
+            threads,
+            steps,
+            batch,
+            json,
+        } => {
+            let workloads = parse_workloads(&workload)?;
+            let modes = parse_modes(&mode)?;
+            if steps == 0 {
+                bail!("--steps must be at least 1");
+            }
+            if batch == Some(0) {
+                bail!("--batch must be at least 1");
+            }
+            let be = Cpu::new(threads)?;
+            if !json {
+                println!(
+                    "{:<16} {:<5} {:>6} {:>8} {:>12} {:>12}",
+                    "workload", "mode", "batch", "threads", "ms/step", "samples/s"
+                );
+            }
+            for w in workloads {
+                for &m in &modes {
+                    let r = bench::run(&be, w, m, batch.unwrap_or(w.default_batch()), steps)?;
+                    if json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else {
+                        println!(
+                            "{:<16} {:<5} {:>6} {:>8} {:>12.2} {:>12.1}",
+                            r.workload, r.mode, r.batch, r.threads, r.ms_per_step, r.samples_per_s
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::DpGrad {
+            workload,
+            weights,
+            batch,
+            clip,
+            threads,
+            out,
+        } => {
+            let w: Workload = workload.parse().context("--workload")?;
+            let be = Cpu::new(threads)?;
+            let weights = TensorFile::read(&weights).context("--weights")?;
+            let batch = TensorFile::read(&batch).context("--batch")?;
+            let grads = dp_grad::clipped_gradient_sum(&be, w, &weights, &batch, clip)?;
+            tensors::write_f32(&out, &grads).context("--out")?;
+            Ok(())
+        }
+    }
+}
+
+/// Exit codes: 0 success, 1 failure, 2 bad arguments (clap's own convention).
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

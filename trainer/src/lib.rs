@@ -1,0 +1,11 @@
+//! medtrain: a DP-SGD training node for medical machine learning inside a secure analysis environment.
+//!
+//! `model` holds the models, `privacy` the DP machinery, `train` the step and the auditor's gradient,
+//! `tensors` safetensors I/O, `bench` the benchmark workloads. The binary's commands live in `cli`.
+
+pub mod bench;
+pub mod cli;
+pub mod model;
+pub mod privacy;
+pub mod tensors;
+pub mod train;

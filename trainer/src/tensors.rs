@@ -1,0 +1,251 @@
+//! safetensors files in and out: named tensors with their dtype and shape, checked on the way in.
+//! Errors name the file, the tensor and both shapes or dtypes; they never print tensor values.
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TensorError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid safetensors file: {msg}")]
+    Format { path: PathBuf, msg: String },
+    #[error("{path}: missing tensor '{name}'")]
+    Missing { path: PathBuf, name: String },
+    #[error("{path}: tensor '{name}' has dtype {got}, expected {expected}")]
+    Dtype {
+        path: PathBuf,
+        name: String,
+        expected: String,
+        got: String,
+    },
+    #[error("{path}: tensor '{name}' has shape {got:?}, expected {expected:?}")]
+    Shape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+    #[error("{path}: tensor '{name}': {msg}")]
+    Value {
+        path: PathBuf,
+        name: String,
+        msg: String,
+    },
+    #[error("{path}: unexpected tensor(s) {names:?}: {hint}")]
+    Unexpected {
+        path: PathBuf,
+        names: Vec<String>,
+        hint: String,
+    },
+    #[error("{path}: cannot write: {msg}")]
+    Write { path: PathBuf, msg: String },
+}
+
+/// A loaded tensor (host memory).
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostTensor {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loaded {
+    pub shape: Vec<usize>,
+    pub data: HostTensor,
+}
+
+impl Loaded {
+    pub fn dtype_name(&self) -> &'static str {
+        match self.data {
+            HostTensor::F32(_) => "F32",
+            HostTensor::I64(_) => "I64",
+            HostTensor::U8(_) => "U8",
+        }
+    }
+}
+
+/// All tensors of a file, by name.
+#[derive(Debug)]
+pub struct TensorFile {
+    pub path: PathBuf,
+    pub tensors: BTreeMap<String, Loaded>,
+}
+
+fn convert(view: &TensorView<'_>) -> Result<HostTensor, String> {
+    let data = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => HostTensor::F32(
+            data.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        Dtype::I64 => HostTensor::I64(
+            data.chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect(),
+        ),
+        Dtype::U8 | Dtype::BOOL => HostTensor::U8(data.to_vec()),
+        other => {
+            return Err(format!(
+                "dtype {other:?} is not supported (F32, I64, U8 or BOOL)"
+            ))
+        }
+    })
+}
+
+impl TensorFile {
+    pub fn read(path: &Path) -> Result<Self, TensorError> {
+        let bytes = std::fs::read(path).map_err(|source| TensorError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| TensorError::Format {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.iter() {
+            let data = convert(&view).map_err(|msg| TensorError::Value {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                msg,
+            })?;
+            tensors.insert(
+                name.to_string(),
+                Loaded {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
+        }
+        Ok(TensorFile {
+            path: path.to_path_buf(),
+            tensors,
+        })
+    }
+
+    fn get(&self, name: &str) -> Result<&Loaded, TensorError> {
+        self.tensors.get(name).ok_or_else(|| TensorError::Missing {
+            path: self.path.clone(),
+            name: name.to_string(),
+        })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn shape(&self, name: &str) -> Result<&[usize], TensorError> {
+        Ok(&self.get(name)?.shape)
+    }
+
+    fn check_shape(&self, name: &str, t: &Loaded, expected: &[usize]) -> Result<(), TensorError> {
+        if t.shape != expected {
+            return Err(TensorError::Shape {
+                path: self.path.clone(),
+                name: name.into(),
+                expected: expected.to_vec(),
+                got: t.shape.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn dtype_error(&self, name: &str, t: &Loaded, expected: &str) -> TensorError {
+        TensorError::Dtype {
+            path: self.path.clone(),
+            name: name.into(),
+            expected: expected.into(),
+            got: t.dtype_name().into(),
+        }
+    }
+
+    /// An F32 tensor of exactly `shape`.
+    pub fn f32(&self, name: &str, shape: &[usize]) -> Result<&[f32], TensorError> {
+        let t = self.get(name)?;
+        let HostTensor::F32(v) = &t.data else {
+            return Err(self.dtype_error(name, t, "F32"));
+        };
+        self.check_shape(name, t, shape)?;
+        Ok(v)
+    }
+
+    /// An I64 tensor of exactly `shape`.
+    pub fn i64(&self, name: &str, shape: &[usize]) -> Result<&[i64], TensorError> {
+        let t = self.get(name)?;
+        let HostTensor::I64(v) = &t.data else {
+            return Err(self.dtype_error(name, t, "I64"));
+        };
+        self.check_shape(name, t, shape)?;
+        Ok(v)
+    }
+
+    /// A U8 (or BOOL) tensor of exactly `shape`.
+    pub fn u8(&self, name: &str, shape: &[usize]) -> Result<&[u8], TensorError> {
+        let t = self.get(name)?;
+        let HostTensor::U8(v) = &t.data else {
+            return Err(self.dtype_error(name, t, "U8"));
+        };
+        self.check_shape(name, t, shape)?;
+        Ok(v)
+    }
+
+    /// Errors if the file holds tensors outside `known` (a misspelled name would otherwise be ignored).
+    pub fn reject_unknown(&self, known: &[&str], hint: &str) -> Result<(), TensorError> {
+        let names: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            Ok(())
+        } else {
+            Err(TensorError::Unexpected {
+                path: self.path.clone(),
+                names,
+                hint: hint.to_string(),
+            })
+        }
+    }
+
+    pub fn value_error(&self, name: &str, msg: impl Into<String>) -> TensorError {
+        TensorError::Value {
+            path: self.path.clone(),
+            name: name.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// Writes F32 tensors `(name, shape, data)` to a safetensors file (written beside and renamed, so a
+/// failed write never leaves half a file under the name).
+pub fn write_f32(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+) -> Result<(), TensorError> {
+    let werr = |msg: String| TensorError::Write {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, shape.clone(), b)
+            .map_err(|e| werr(format!("tensor '{name}': {e}")))?;
+        views.push((name.clone(), view));
+    }
+    let tmp = path.with_extension("safetensors.partial");
+    safetensors::serialize_to_file(views, None, &tmp).map_err(|e| werr(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string()))
+}

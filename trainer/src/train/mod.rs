@@ -1,0 +1,6 @@
+//! Training: the DP-SGD step (and its non-private twin), the auditor's noise-free clipped gradient.
+
+pub mod dp_grad;
+pub mod step;
+
+pub use step::{DpSgd, Privacy, StepStats, Trainer};

@@ -1,0 +1,198 @@
+//! One training step, as a fixed sequence of phases that cannot be reordered or skipped:
+//! forward -> loss -> backward -> (DP) per-group squared norms -> clip factors -> clipped gradient sum
+//! -> Gaussian noise -> divide by the expected batch size -> optimizer step.
+//!
+//! Without DP the same code runs with one group and no clipping or noise, and the loss is the batch mean.
+//! With DP each group's (patient's) gradient is the gradient of the sum of its examples' losses, clipped
+//! to `clip_norm`; noise `N(0, (noise_multiplier * clip_norm)^2)` goes on every coordinate of the sum,
+//! which is then divided by the expected batch size (q * subjects), not the realized one.
+
+use crate::model::{Batch, Model, Targets};
+use crate::privacy::noise::NoiseSource;
+use kernels::nn::GradReduce;
+use kernels::{Backend, GroupRows, KernelError, NormStrategy, Optimizer, OptimizerKind, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DpSgd {
+    pub clip_norm: f32,
+    pub noise_multiplier: f32,
+    /// q * N: the normalizer of the noisy sum
+    pub expected_batch: f32,
+}
+
+pub enum Privacy {
+    NonPrivate,
+    Dp { params: DpSgd, noise: NoiseSource },
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepStats {
+    /// mean loss over the batch's examples
+    pub loss: f64,
+    /// groups whose gradient norm exceeded the clip norm (DP only)
+    pub clipped_groups: usize,
+    pub groups: usize,
+}
+
+pub struct Trainer<B: Backend, M: Model<B>> {
+    pub model: M,
+    pub optimizer: Optimizer<B>,
+    pub privacy: Privacy,
+    pub strategy: NormStrategy,
+    losses: B::Buf,
+    dlogits: B::Buf,
+    norms: B::Buf,
+    factors: B::Buf,
+    steps: u64,
+}
+
+/// losses: [B] = per-example loss; dlogits = grad_scale * its gradient
+pub fn loss_and_grad<B: Backend>(
+    be: &B,
+    losses: &mut B::Buf,
+    dlogits: &mut B::Buf,
+    logits: &B::Buf,
+    targets: &Targets<B>,
+    examples: usize,
+    outputs: usize,
+    grad_scale: f32,
+) -> Result<()> {
+    be.resize(losses, examples);
+    be.resize(dlogits, examples * outputs);
+    match targets {
+        Targets::Binary(y) if outputs == 1 => {
+            be.bce_with_logits(losses, dlogits, logits, y, grad_scale)
+        }
+        Targets::Binary(_) => Err(KernelError::Invalid {
+            op: "loss",
+            msg: format!("binary targets need 1 output, the model has {outputs}"),
+        }),
+        Targets::Classes(c) => be.cross_entropy(losses, dlogits, logits, c, outputs, grad_scale),
+    }
+}
+
+impl<B: Backend, M: Model<B>> Trainer<B, M> {
+    pub fn new(be: &B, model: M, optimizer: OptimizerKind, privacy: Privacy) -> Result<Self> {
+        if let Privacy::Dp { params, .. } = &privacy {
+            let ok = params.clip_norm > 0.0
+                && params.clip_norm.is_finite()
+                && params.noise_multiplier >= 0.0
+                && params.noise_multiplier.is_finite()
+                && params.expected_batch > 0.0;
+            if !ok {
+                return Err(KernelError::Invalid {
+                    op: "Trainer::new",
+                    msg: format!("invalid DP parameters {params:?}"),
+                });
+            }
+        }
+        Ok(Trainer {
+            model,
+            optimizer: Optimizer::new(optimizer),
+            privacy,
+            strategy: NormStrategy::Auto,
+            losses: be.zeros(0),
+            dlogits: be.zeros(0),
+            norms: be.zeros(0),
+            factors: be.zeros(0),
+            steps: 0,
+        })
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Forward, loss, backward and the (clipped) gradient sum into every `param.grad`, without noise
+    /// and without an update. Returns the per-group clip statistics.
+    pub fn gradients(
+        &mut self,
+        be: &B,
+        batch: &Batch<B>,
+        groups: &GroupRows,
+        clip_norm: Option<f32>,
+        grad_scale: f32,
+    ) -> Result<StepStats> {
+        if groups.examples() != batch.examples {
+            return Err(KernelError::Shape {
+                op: "Trainer",
+                what: "examples in the group layout",
+                expected: batch.examples,
+                got: groups.examples(),
+            });
+        }
+        let outputs = self.model.outputs();
+        self.model.forward(be, batch)?;
+        loss_and_grad(
+            be,
+            &mut self.losses,
+            &mut self.dlogits,
+            self.model.logits(),
+            &batch.targets,
+            batch.examples,
+            outputs,
+            grad_scale,
+        )?;
+        self.model.backward(be, batch, &self.dlogits)?;
+        let losses = be.download(&self.losses);
+        let mut stats = StepStats {
+            loss: losses.iter().map(|&l| l as f64).sum::<f64>() / batch.examples.max(1) as f64,
+            clipped_groups: 0,
+            groups: groups.groups(),
+        };
+        match clip_norm {
+            None => self.model.param_grads(
+                be,
+                batch,
+                &GradReduce::plain(&GroupRows::single(batch.examples)),
+            )?,
+            Some(c) => {
+                be.resize(&mut self.norms, groups.groups());
+                be.fill(&mut self.norms, 0.0);
+                self.model
+                    .add_group_sq_norms(be, batch, &mut self.norms, groups, self.strategy)?;
+                be.resize(&mut self.factors, groups.groups());
+                be.clip_factors(&mut self.factors, &self.norms, c)?;
+                stats.clipped_groups = be
+                    .download(&self.factors)
+                    .iter()
+                    .filter(|&&f| f < 1.0)
+                    .count();
+                self.model.param_grads(
+                    be,
+                    batch,
+                    &GradReduce {
+                        groups,
+                        factors: Some(&self.factors),
+                    },
+                )?;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// One full training step. `groups`: the privacy groups of the batch (ignored without DP).
+    pub fn step(&mut self, be: &B, batch: &Batch<B>, groups: &GroupRows) -> Result<StepStats> {
+        let stats = match &self.privacy {
+            Privacy::NonPrivate => {
+                let scale = 1.0 / batch.examples.max(1) as f32;
+                self.gradients(be, batch, &GroupRows::single(batch.examples), None, scale)?
+            }
+            Privacy::Dp { params, .. } => {
+                let clip = params.clip_norm;
+                self.gradients(be, batch, groups, Some(clip), 1.0)?
+            }
+        };
+        if let Privacy::Dp { params, noise } = &self.privacy {
+            let std = params.noise_multiplier * params.clip_norm;
+            let inv = 1.0 / params.expected_batch;
+            for (i, p) in self.model.params_mut().into_iter().enumerate() {
+                be.add_normal(&mut p.grad, std, &noise.key(self.steps, i))?;
+                be.scale(&mut p.grad, inv);
+            }
+        }
+        self.optimizer.step(be, self.model.params_mut())?;
+        self.steps += 1;
+        Ok(stats)
+    }
+}
