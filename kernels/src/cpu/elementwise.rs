@@ -244,15 +244,13 @@ pub(crate) fn clip_factors(factors: &mut [f32], sq_norms: &[f32], clip: f32) -> 
         });
     }
     for (f, &s) in factors.iter_mut().zip(sq_norms) {
-        let norm = s.max(0.0).sqrt();
-        // a NaN norm (from a NaN gradient) clips to 0 rather than letting NaN through unbounded
-        *f = if norm.is_nan() {
-            0.0
-        } else if norm > clip {
-            clip / norm
+        // a NaN norm (from a NaN gradient) gets factor 0, never 1: `f32::max` would turn NaN into 0
+        let norm = if s.is_nan() {
+            f32::INFINITY
         } else {
-            1.0
+            s.max(0.0).sqrt()
         };
+        *f = if norm > clip { clip / norm } else { 1.0 };
     }
     Ok(())
 }

@@ -1,0 +1,312 @@
+//! Per-group squared norms and clipped sums of each parametric layer against explicit per-group
+//! gradients (formed here with plain loops), for sequence and non-sequence rows, groups of one and of
+//! several examples, and both norm strategies.
+
+mod common;
+use common::{assert_close, Rng};
+use kernels::nn::{Embedding, GradReduce, LayerNorm, Linear};
+use kernels::{Backend, Cpu, GroupRows, NormStrategy};
+
+fn layouts() -> Vec<GroupRows> {
+    vec![
+        GroupRows::per_example(6),
+        GroupRows {
+            offsets: vec![0, 1, 3, 4, 6],
+        },
+        GroupRows::single(6),
+    ]
+}
+
+fn sq(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum()
+}
+
+#[test]
+fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
+    let be = Cpu::new(2).unwrap();
+    let mut rng = Rng::new(20);
+    for t in [1usize, 3, 9] {
+        for groups in layouts() {
+            for strategy in [
+                NormStrategy::Ghost,
+                NormStrategy::Materialize,
+                NormStrategy::Auto,
+            ] {
+                let (d_in, d_out) = (5, 4);
+                let rows = groups.examples() * t;
+                let x = rng.vec(rows * d_in, 1.0);
+                let dy = rng.vec(rows * d_out, 1.0);
+                let mut l = Linear::new(&be, "l", d_in, d_out);
+                // explicit per-group gradients
+                let mut per_group_w = vec![];
+                let mut per_group_b = vec![];
+                let mut want_norms = vec![];
+                for g in 0..groups.groups() {
+                    let mut gw = vec![0.0f64; d_out * d_in];
+                    let mut gb = vec![0.0f64; d_out];
+                    for r in groups.rows(g, t) {
+                        for o in 0..d_out {
+                            gb[o] += dy[r * d_out + o] as f64;
+                            for i in 0..d_in {
+                                gw[o * d_in + i] +=
+                                    dy[r * d_out + o] as f64 * x[r * d_in + i] as f64;
+                            }
+                        }
+                    }
+                    want_norms.push((sq(&gw) + sq(&gb)) as f32);
+                    per_group_w.push(gw);
+                    per_group_b.push(gb);
+                }
+                let mut norms = vec![0.0f32; groups.groups()];
+                l.add_group_sq_norms(&be, &mut norms, &x, &dy, &groups, t, strategy)
+                    .unwrap();
+                assert_close(
+                    &format!("linear norms t={t} {strategy:?} {:?}", groups.offsets),
+                    &norms,
+                    &want_norms,
+                    1e-4,
+                    1e-5,
+                );
+                let factors: Vec<f32> = (0..groups.groups())
+                    .map(|g| 0.25 + 0.5 * (g % 3) as f32 / 2.0)
+                    .collect();
+                l.param_grads(
+                    &be,
+                    &x,
+                    &dy,
+                    &GradReduce {
+                        groups: &groups,
+                        factors: Some(&factors),
+                    },
+                    t,
+                )
+                .unwrap();
+                let want_w: Vec<f32> = (0..d_out * d_in)
+                    .map(|j| {
+                        per_group_w
+                            .iter()
+                            .zip(&factors)
+                            .map(|(g, &c)| c as f64 * g[j])
+                            .sum::<f64>() as f32
+                    })
+                    .collect();
+                let want_b: Vec<f32> = (0..d_out)
+                    .map(|j| {
+                        per_group_b
+                            .iter()
+                            .zip(&factors)
+                            .map(|(g, &c)| c as f64 * g[j])
+                            .sum::<f64>() as f32
+                    })
+                    .collect();
+                assert_close("linear clipped dW", &l.weight.grad, &want_w, 1e-4, 1e-5);
+                assert_close("linear clipped db", &l.bias.grad, &want_b, 1e-4, 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_clipped_sum_scales_the_narrower_operand_either_way() {
+    // d_in < d_out scales X, d_in >= d_out scales dY: both must give the same clipped sum
+    let be = Cpu::new(2).unwrap();
+    let mut rng = Rng::new(21);
+    let groups = GroupRows {
+        offsets: vec![0, 2, 3],
+    };
+    for (d_in, d_out) in [(3, 7), (7, 3)] {
+        let x = rng.vec(3 * 4 * d_in, 1.0);
+        let dy = rng.vec(3 * 4 * d_out, 1.0);
+        let factors = vec![0.5f32, 2.0];
+        let mut l = Linear::new(&be, "l", d_in, d_out);
+        l.param_grads(
+            &be,
+            &x,
+            &dy,
+            &GradReduce {
+                groups: &groups,
+                factors: Some(&factors),
+            },
+            4,
+        )
+        .unwrap();
+        let mut scaled = dy.clone();
+        for r in 0..12 {
+            let f = if r < 8 { 0.5 } else { 2.0 };
+            scaled[r * d_out..(r + 1) * d_out]
+                .iter_mut()
+                .for_each(|v| *v *= f);
+        }
+        let mut plain = Linear::new(&be, "l", d_in, d_out);
+        plain
+            .param_grads(
+                &be,
+                &x,
+                &scaled,
+                &GradReduce::plain(&GroupRows::single(3)),
+                4,
+            )
+            .unwrap();
+        assert_close("dW", &l.weight.grad, &plain.weight.grad, 1e-5, 1e-6);
+        assert_close("db", &l.bias.grad, &plain.bias.grad, 1e-5, 1e-6);
+    }
+}
+
+#[test]
+fn embedding_group_norms_count_repeated_ids_once_per_group() {
+    let be = Cpu::new(2).unwrap();
+    let mut rng = Rng::new(22);
+    let (vocab, d, t) = (5, 3, 4);
+    for groups in layouts() {
+        let rows = groups.examples() * t;
+        let ids: Vec<u32> = (0..rows).map(|_| rng.below(vocab) as u32).collect();
+        let dy = rng.vec(rows * d, 1.0);
+        let mut e = Embedding::new(&be, "embed", vocab, d);
+        let mut want = vec![];
+        let mut per_group = vec![];
+        for g in 0..groups.groups() {
+            let mut grad = vec![0.0f64; vocab * d];
+            for r in groups.rows(g, t) {
+                for j in 0..d {
+                    grad[ids[r] as usize * d + j] += dy[r * d + j] as f64;
+                }
+            }
+            want.push(sq(&grad) as f32);
+            per_group.push(grad);
+        }
+        let mut norms = vec![0.0f32; groups.groups()];
+        e.add_group_sq_norms(&be, &mut norms, &ids, &dy, &groups, t)
+            .unwrap();
+        assert_close(
+            &format!("embedding norms {:?}", groups.offsets),
+            &norms,
+            &want,
+            1e-5,
+            1e-6,
+        );
+        let factors: Vec<f32> = (0..groups.groups())
+            .map(|g| 1.0 / (1.0 + g as f32))
+            .collect();
+        e.param_grads(
+            &be,
+            &ids,
+            &dy,
+            &GradReduce {
+                groups: &groups,
+                factors: Some(&factors),
+            },
+            t,
+        )
+        .unwrap();
+        let want_sum: Vec<f32> = (0..vocab * d)
+            .map(|j| {
+                per_group
+                    .iter()
+                    .zip(&factors)
+                    .map(|(g, &c)| c as f64 * g[j])
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        assert_close(
+            "embedding clipped sum",
+            &e.table.grad,
+            &want_sum,
+            1e-5,
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn layer_norm_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
+    let be = Cpu::new(2).unwrap();
+    let mut rng = Rng::new(23);
+    let (d, t) = (6, 3);
+    for groups in layouts() {
+        let rows = groups.examples() * t;
+        let x = rng.vec(rows * d, 2.0);
+        let dy = rng.vec(rows * d, 1.0);
+        let mut ln = LayerNorm::new(&be, "ln", d);
+        ln.gamma.value = rng.vec(d, 1.0);
+        let mut y = vec![];
+        ln.forward(&be, &mut y, &x, rows).unwrap();
+        let mut dx = vec![];
+        ln.backward_input(&be, &mut dx, &dy, &x, rows).unwrap();
+        let mut want = vec![];
+        let mut per_group = vec![];
+        for g in 0..groups.groups() {
+            let mut dg = vec![0.0f64; d];
+            let mut db = vec![0.0f64; d];
+            for r in groups.rows(g, t) {
+                let row = &x[r * d..(r + 1) * d];
+                let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+                let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+                let rstd = 1.0 / (var + 1e-5).sqrt();
+                for j in 0..d {
+                    dg[j] += dy[r * d + j] as f64 * (row[j] as f64 - mean) * rstd;
+                    db[j] += dy[r * d + j] as f64;
+                }
+            }
+            want.push((sq(&dg) + sq(&db)) as f32);
+            per_group.push((dg, db));
+        }
+        let mut norms = vec![0.0f32; groups.groups()];
+        ln.add_group_sq_norms(&be, &mut norms, &dy, &groups, t)
+            .unwrap();
+        assert_close("layer norm norms", &norms, &want, 1e-4, 1e-5);
+        let factors: Vec<f32> = (0..groups.groups()).map(|g| 0.3 + 0.1 * g as f32).collect();
+        ln.param_grads(
+            &be,
+            &dy,
+            &GradReduce {
+                groups: &groups,
+                factors: Some(&factors),
+            },
+            t,
+        )
+        .unwrap();
+        let want_g: Vec<f32> = (0..d)
+            .map(|j| {
+                per_group
+                    .iter()
+                    .zip(&factors)
+                    .map(|((g, _), &c)| c as f64 * g[j])
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        let want_b: Vec<f32> = (0..d)
+            .map(|j| {
+                per_group
+                    .iter()
+                    .zip(&factors)
+                    .map(|((_, b), &c)| c as f64 * b[j])
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        assert_close(
+            "layer norm clipped dgamma",
+            &ln.gamma.grad,
+            &want_g,
+            1e-4,
+            1e-5,
+        );
+        assert_close(
+            "layer norm clipped dbeta",
+            &ln.beta.grad,
+            &want_b,
+            1e-4,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn clip_factors_bound_every_group_and_leave_small_ones_alone() {
+    let be = Cpu::new(1).unwrap();
+    let sq_norms = vec![0.0f32, 0.25, 1.0, 4.0, 100.0, f32::NAN];
+    let mut f = vec![0.0f32; 6];
+    be.clip_factors(&mut f, &sq_norms, 1.0).unwrap();
+    assert_eq!(f, vec![1.0, 1.0, 1.0, 0.5, 0.1, 0.0]);
+    assert!(be.clip_factors(&mut f, &sq_norms, 0.0).is_err());
+    assert!(be.clip_factors(&mut f, &sq_norms, f32::INFINITY).is_err());
+}

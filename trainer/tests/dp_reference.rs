@@ -1,0 +1,250 @@
+//! One-pass DP-SGD (per-group norms from one backward, then `X^T (c ⊙ dY)`) against the brute-force
+//! reference: one backward per group, its explicit gradient, its norm over all parameters, clipped and
+//! summed. For every model type (MLP; lab encoder: Linear input, attention, LayerNorm; text encoder:
+//! Embedding and positions), groups of one and of several examples, and every norm strategy.
+
+use kernels::{Backend, Cpu, GroupRows, NormStrategy, OptimizerKind};
+use medtrain::model::{
+    Encoder, EncoderConfig, EncoderInput, HostBatch, HostInputs, HostTargets, Mlp, MlpConfig, Model,
+};
+use medtrain::privacy::noise::NoiseSource;
+use medtrain::train::{DpSgd, Privacy, Trainer};
+
+struct Rng(u64);
+impl Rng {
+    fn unif(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+fn batch(kind: &str, b: usize, t: usize, rng: &mut Rng) -> HostBatch {
+    let (inputs, targets) = match kind {
+        "text" => (
+            HostInputs::Tokens((0..b * t).map(|_| (rng.unif() * 11.0) as u32).collect()),
+            HostTargets::Classes((0..b).map(|_| (rng.unif() * 3.0) as u32).collect()),
+        ),
+        _ => (
+            HostInputs::Dense {
+                x: (0..b * t * 4).map(|_| rng.unif() * 4.0 - 2.0).collect(),
+                features: 4,
+            },
+            HostTargets::Binary((0..b).map(|_| (rng.unif() < 0.5) as u32 as f32).collect()),
+        ),
+    };
+    let mask = (0..b * t)
+        .map(|i| {
+            if i % t == 0 || rng.unif() < 0.7 {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    HostBatch {
+        examples: b,
+        steps: t,
+        inputs,
+        mask,
+        targets,
+    }
+}
+
+fn model(kind: &str, be: &Cpu, t: usize) -> Box<dyn Model<Cpu>> {
+    match kind {
+        "mlp" => Box::new(Mlp::new(
+            be,
+            MlpConfig {
+                inputs: t * 4,
+                hidden: 8,
+                outputs: 1,
+            },
+            3,
+        )),
+        "lab" => Box::new(
+            Encoder::new(
+                be,
+                EncoderConfig {
+                    input: EncoderInput::Features(4),
+                    d: 8,
+                    heads: 2,
+                    ff: 16,
+                    layers: 2,
+                    outputs: 1,
+                },
+                3,
+            )
+            .unwrap(),
+        ),
+        _ => Box::new(
+            Encoder::new(
+                be,
+                EncoderConfig {
+                    input: EncoderInput::Tokens {
+                        vocab: 11,
+                        max_len: 12,
+                    },
+                    d: 8,
+                    heads: 2,
+                    ff: 16,
+                    layers: 1,
+                    outputs: 3,
+                },
+                3,
+            )
+            .unwrap(),
+        ),
+    }
+}
+
+fn trainer(be: &Cpu, m: Box<dyn Model<Cpu>>) -> Trainer<Cpu, Box<dyn Model<Cpu>>> {
+    let privacy = Privacy::Dp {
+        params: DpSgd {
+            clip_norm: 1.0,
+            noise_multiplier: 0.0,
+            expected_batch: 1.0,
+        },
+        noise: NoiseSource::seeded([1; 32]),
+    };
+    Trainer::new(be, m, OptimizerKind::sgd(0.0), privacy).unwrap()
+}
+
+fn grads(t: &Trainer<Cpu, Box<dyn Model<Cpu>>>) -> Vec<Vec<f32>> {
+    t.model.params().iter().map(|p| p.grad.clone()).collect()
+}
+
+/// Brute force: each group alone, plain gradient of its summed loss; returns per-group gradients.
+fn per_group_gradients(
+    be: &Cpu,
+    kind: &str,
+    t: usize,
+    host: &HostBatch,
+    groups: &GroupRows,
+) -> Vec<Vec<Vec<f32>>> {
+    let mut tr = trainer(be, model(kind, be, t));
+    (0..groups.groups())
+        .map(|g| {
+            let idx: Vec<usize> = (groups.offsets[g]..groups.offsets[g + 1]).collect();
+            let sub = host.select(&idx);
+            tr.gradients(
+                be,
+                &sub.upload(be),
+                &GroupRows::single(sub.examples),
+                None,
+                1.0,
+            )
+            .unwrap();
+            grads(&tr)
+        })
+        .collect()
+}
+
+fn norm(g: &[Vec<f32>]) -> f64 {
+    g.iter()
+        .flatten()
+        .map(|&v| v as f64 * v as f64)
+        .sum::<f64>()
+        .sqrt()
+}
+
+fn check(kind: &str, t: usize, groups: GroupRows, strategy: NormStrategy) {
+    let be = Cpu::new(2).unwrap();
+    let host = batch(
+        kind,
+        groups.examples(),
+        t,
+        &mut Rng(groups.groups() as u64 * 31 + t as u64),
+    );
+    let per_group = per_group_gradients(&be, kind, t, &host, &groups);
+    let norms: Vec<f64> = per_group.iter().map(|g| norm(g)).collect();
+    // a clip norm between the smallest and largest group norm: some groups clipped, some not
+    let mut sorted = norms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let clip = sorted[sorted.len() / 2] as f32 * 0.999;
+    let mut want: Vec<Vec<f64>> = per_group[0].iter().map(|p| vec![0.0; p.len()]).collect();
+    for (g, n) in per_group.iter().zip(&norms) {
+        let c = (clip as f64 / n).min(1.0);
+        for (w, p) in want.iter_mut().zip(g) {
+            w.iter_mut().zip(p).for_each(|(w, &v)| *w += c * v as f64);
+        }
+    }
+    let mut tr = trainer(&be, model(kind, &be, t));
+    tr.strategy = strategy;
+    let stats = tr
+        .gradients(&be, &host.upload(&be), &groups, Some(clip), 1.0)
+        .unwrap();
+    let expected_clipped = norms.iter().filter(|&&n| n > clip as f64).count();
+    assert_eq!(
+        stats.clipped_groups, expected_clipped,
+        "{kind}: groups clipped"
+    );
+    let names: Vec<String> = tr.model.params().iter().map(|p| p.name.clone()).collect();
+    for ((name, got), want) in names.iter().zip(grads(&tr)).zip(&want) {
+        let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-3);
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 2e-4 * scale,
+                "{kind} t={t} {strategy:?} groups {:?}: {name}[{i}] one-pass {g}, brute force {w}",
+                groups.offsets
+            );
+        }
+    }
+}
+
+fn layouts() -> Vec<GroupRows> {
+    vec![
+        GroupRows::per_example(5),
+        GroupRows {
+            offsets: vec![0, 3, 4, 7],
+        },
+    ]
+}
+
+#[test]
+fn mlp_one_pass_clipping_matches_brute_force() {
+    for g in layouts() {
+        check("mlp", 3, g, NormStrategy::Auto);
+    }
+}
+
+#[test]
+fn lab_encoder_one_pass_clipping_matches_brute_force_with_every_norm_strategy() {
+    for g in layouts() {
+        for s in [
+            NormStrategy::Ghost,
+            NormStrategy::Materialize,
+            NormStrategy::Auto,
+        ] {
+            check("lab", 6, g.clone(), s);
+        }
+    }
+}
+
+#[test]
+fn text_encoder_one_pass_clipping_matches_brute_force_with_every_norm_strategy() {
+    for g in layouts() {
+        for s in [
+            NormStrategy::Ghost,
+            NormStrategy::Materialize,
+            NormStrategy::Auto,
+        ] {
+            check("text", 12, g.clone(), s);
+        }
+    }
+}
+
+#[test]
+fn clipped_group_gradients_never_exceed_the_clip_norm() {
+    // a single group clipped to C: the clipped sum's norm is exactly C
+    let be = Cpu::new(2).unwrap();
+    let host = batch("lab", 4, 6, &mut Rng(9));
+    let mut tr = trainer(&be, model("lab", &be, 6));
+    let groups = GroupRows::single(4);
+    tr.gradients(&be, &host.upload(&be), &groups, Some(1e-3), 1.0)
+        .unwrap();
+    let n = norm(&grads(&tr));
+    assert!((n - 1e-3).abs() < 1e-7, "clipped norm {n}");
+}
