@@ -406,8 +406,9 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     // ---- noise ----
-    /// buf += std * N(0, 1), one draw per element from the keyed stream (see [`NoiseKey`]).
-    fn add_normal(&self, buf: &mut Self::Buf, std: f32, key: &NoiseKey) -> Result<()>;
+    /// buf = scale * (buf + std * N(0, 1)), one draw per element from the keyed stream (see
+    /// [`NoiseKey`]); one pass for DP-SGD's "add noise, divide by the expected batch size".
+    fn add_normal(&self, buf: &mut Self::Buf, std: f32, scale: f32, key: &NoiseKey) -> Result<()>;
 
     // ---- optimizers ----
     /// PyTorch SGD: g' = g + wd*w; m = momentum*m + g' (m = g' on the first step); w -= lr*m

@@ -25,12 +25,12 @@ fn linear_backward_matches_finite_differences() {
     l.backward_input(&be, &mut dx, &r, rows).unwrap();
     l.param_grads(&be, &x, &r, &GradReduce::plain(&GroupRows::single(rows)), 1)
         .unwrap();
-    let f = |l: &Linear<Cpu>, x: &[f32]| {
+    let f = |l: &mut Linear<Cpu>, x: &[f32]| {
         let mut y = vec![];
         l.forward(&be, &mut y, &x.to_vec(), rows).unwrap();
         dot(&y, &r)
     };
-    fd_check("linear dx", &x, &dx, TOL, |xp| f(&l, xp));
+    fd_check("linear dx", &x, &dx, TOL, |xp| f(&mut l, xp));
     let (w, dw, db, b) = (
         l.weight.value.clone(),
         l.weight.grad.clone(),
@@ -39,12 +39,12 @@ fn linear_backward_matches_finite_differences() {
     );
     fd_check("linear dW", &w, &dw, TOL, |wp| {
         l.weight.value = wp.to_vec();
-        f(&l, &x)
+        f(&mut l, &x)
     });
     l.weight.value = w;
     fd_check("linear db", &b, &db, TOL, |bp| {
         l.bias.value = bp.to_vec();
-        f(&l, &x)
+        f(&mut l, &x)
     });
 }
 

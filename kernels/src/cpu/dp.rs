@@ -10,8 +10,19 @@ use crate::backend::{Gemm, GroupRows, MatView, NormStrategy};
 use crate::error::{check_len, Result};
 use rayon::prelude::*;
 
+/// Dot product in 16 f32 lanes (vectorized), lanes summed in f64: a fixed order for any thread count.
 fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+    const L: usize = 16;
+    let mut acc = [0.0f32; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..L {
+            acc[l] = x[l].mul_add(y[l], acc[l]);
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(&x, &y)| x as f64 * y as f64).sum();
+    acc.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
 
 fn choose(strategy: NormStrategy, n: usize, d_in: usize, d_out: usize) -> NormStrategy {

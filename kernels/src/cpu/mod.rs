@@ -2,6 +2,7 @@
 //! It is the reference every other backend is tested against: simple loops, fixed reduction order.
 
 mod attention;
+pub mod chacha;
 mod dp;
 mod elementwise;
 mod embedding;
@@ -347,14 +348,14 @@ impl Backend for Cpu {
         })
     }
 
-    fn add_normal(&self, buf: &mut Vec<f32>, std: f32, key: &NoiseKey) -> Result<()> {
-        if !(std >= 0.0 && std.is_finite()) {
+    fn add_normal(&self, buf: &mut Vec<f32>, std: f32, scale: f32, key: &NoiseKey) -> Result<()> {
+        if !(std >= 0.0 && std.is_finite() && scale.is_finite()) {
             return Err(KernelError::Invalid {
                 op: "add_normal",
-                msg: format!("standard deviation must be finite and >= 0, got {std}"),
+                msg: format!("standard deviation must be finite and >= 0 (got {std}), scale finite (got {scale})"),
             });
         }
-        self.run(|| rng::add_normal(buf, std, key));
+        self.run(|| rng::add_normal(buf, std, scale, key));
         Ok(())
     }
 

@@ -15,7 +15,10 @@ pub struct LayerNorm<B: Backend> {
     pub mean: B::Buf,
     pub rstd: B::Buf,
     dy_xhat: B::Buf,
-    group_sums: B::Buf,
+    /// per-group gamma and beta gradients ([G, D] each) from `add_group_sq_norms`, and their layout
+    group_gamma: B::Buf,
+    group_beta: B::Buf,
+    group_sums_for: Option<GroupRows>,
 }
 
 impl<B: Backend> LayerNorm<B> {
@@ -30,12 +33,15 @@ impl<B: Backend> LayerNorm<B> {
             mean: be.zeros(0),
             rstd: be.zeros(0),
             dy_xhat: be.zeros(0),
-            group_sums: be.zeros(0),
+            group_gamma: be.zeros(0),
+            group_beta: be.zeros(0),
+            group_sums_for: None,
         }
     }
 
     /// x: [R, D] -> y: [R, D] =, saving mean and rstd
     pub fn forward(&mut self, be: &B, y: &mut B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
+        self.group_sums_for = None;
         be.resize(y, rows * self.d);
         be.resize(&mut self.mean, rows);
         be.resize(&mut self.rstd, rows);
@@ -74,6 +80,30 @@ impl<B: Backend> LayerNorm<B> {
         )
     }
 
+    fn compute_group_sums(
+        &mut self,
+        be: &B,
+        dy: &B::Buf,
+        groups: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        if self.group_sums_for.as_ref() == Some(groups) {
+            return Ok(());
+        }
+        be.resize(&mut self.group_gamma, groups.groups() * self.d);
+        be.resize(&mut self.group_beta, groups.groups() * self.d);
+        be.group_row_sums(
+            &mut self.group_gamma,
+            &self.dy_xhat,
+            self.d,
+            groups,
+            rows_per_example,
+        )?;
+        be.group_row_sums(&mut self.group_beta, dy, self.d, groups, rows_per_example)?;
+        self.group_sums_for = Some(groups.clone());
+        Ok(())
+    }
+
     /// norms: [G] += ||dgamma_g||^2 + ||dbeta_g||^2   (dy: the output gradient given to backward_input)
     pub fn add_group_sq_norms(
         &mut self,
@@ -83,17 +113,10 @@ impl<B: Backend> LayerNorm<B> {
         groups: &GroupRows,
         rows_per_example: usize,
     ) -> Result<()> {
-        be.resize(&mut self.group_sums, groups.groups() * self.d);
-        be.group_row_sums(
-            &mut self.group_sums,
-            &self.dy_xhat,
-            self.d,
-            groups,
-            rows_per_example,
-        )?;
-        be.add_row_sq_norms(norms, &self.group_sums, self.d)?;
-        be.group_row_sums(&mut self.group_sums, dy, self.d, groups, rows_per_example)?;
-        be.add_row_sq_norms(norms, &self.group_sums, self.d)
+        self.group_sums_for = None; // dy belongs to this backward pass
+        self.compute_group_sums(be, dy, groups, rows_per_example)?;
+        be.add_row_sq_norms(norms, &self.group_gamma, self.d)?;
+        be.add_row_sq_norms(norms, &self.group_beta, self.d)
     }
 
     pub fn param_grads(
@@ -103,23 +126,25 @@ impl<B: Backend> LayerNorm<B> {
         reduce: &GradReduce<B>,
         rows_per_example: usize,
     ) -> Result<()> {
-        reduce_rows(
-            be,
+        let Some(factors) = reduce.factors else {
+            let all = GroupRows::single(reduce.groups.examples() * rows_per_example);
+            be.group_row_sums(&mut self.gamma.grad, &self.dy_xhat, self.d, &all, 1)?;
+            return be.group_row_sums(&mut self.beta.grad, dy, self.d, &all, 1);
+        };
+        self.compute_group_sums(be, dy, reduce.groups, rows_per_example)?;
+        be.weighted_row_sum(
             &mut self.gamma.grad,
-            &mut self.group_sums,
-            &self.dy_xhat,
+            &self.group_gamma,
+            factors,
             self.d,
-            reduce,
-            rows_per_example,
+            false,
         )?;
-        reduce_rows(
-            be,
+        be.weighted_row_sum(
             &mut self.beta.grad,
-            &mut self.group_sums,
-            dy,
+            &self.group_beta,
+            factors,
             self.d,
-            reduce,
-            rows_per_example,
+            false,
         )
     }
 
@@ -128,31 +153,5 @@ impl<B: Backend> LayerNorm<B> {
     }
     pub fn params_mut(&mut self) -> [&mut Param<B>; 2] {
         [&mut self.gamma, &mut self.beta]
-    }
-}
-
-/// grad: [D] = sum_g c_g * (sum of group g's rows of x), or the plain sum of all rows
-pub(crate) fn reduce_rows<B: Backend>(
-    be: &B,
-    grad: &mut B::Buf,
-    scratch: &mut B::Buf,
-    x: &B::Buf,
-    d: usize,
-    reduce: &GradReduce<B>,
-    rows_per_example: usize,
-) -> Result<()> {
-    match reduce.factors {
-        None => be.group_row_sums(
-            grad,
-            x,
-            d,
-            &GroupRows::single(reduce.groups.examples() * rows_per_example),
-            1,
-        ),
-        Some(factors) => {
-            be.resize(scratch, reduce.groups.groups() * d);
-            be.group_row_sums(scratch, x, d, reduce.groups, rows_per_example)?;
-            be.weighted_row_sum(grad, scratch, factors, d, false)
-        }
     }
 }

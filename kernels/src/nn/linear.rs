@@ -12,7 +12,10 @@ pub struct Linear<B: Backend> {
     pub d_in: usize,
     pub d_out: usize,
     scaled: B::Buf,
+    /// per-group sums of dY ([G, Dout], the groups' bias gradients), from `add_group_sq_norms`
     group_sums: B::Buf,
+    /// the group layout `group_sums` was computed for, in this forward/backward; None when stale
+    group_sums_for: Option<GroupRows>,
 }
 
 impl<B: Backend> Linear<B> {
@@ -25,11 +28,13 @@ impl<B: Backend> Linear<B> {
             d_out,
             scaled: be.zeros(0),
             group_sums: be.zeros(0),
+            group_sums_for: None,
         }
     }
 
     /// x: [R, Din] -> y: [R, Dout] =
-    pub fn forward(&self, be: &B, y: &mut B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
+    pub fn forward(&mut self, be: &B, y: &mut B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
+        self.group_sums_for = None;
         be.resize(y, rows * self.d_out);
         be.broadcast_rows(y, &self.bias.value, rows)?;
         be.gemm(
@@ -103,68 +108,74 @@ impl<B: Backend> Linear<B> {
         let dw_view = MatView::row_major(0, self.d_in);
         let dy_t = MatView::transposed(0, self.d_out);
         let x_view = MatView::row_major(0, self.d_in);
-        let all = GroupRows::single(rows);
-        match reduce.factors {
-            None => {
-                be.gemm(&mut self.weight.grad, dw_view, dy, dy_t, x, x_view, dw)?;
-                be.group_row_sums(&mut self.bias.grad, dy, self.d_out, &all, 1)
-            }
-            Some(factors) if self.d_in < self.d_out => {
-                be.resize(&mut self.scaled, rows * self.d_in);
-                be.scale_rows_by_group(
-                    &mut self.scaled,
-                    x,
-                    self.d_in,
-                    factors,
-                    reduce.groups,
-                    rows_per_example,
-                )?;
-                be.gemm(
-                    &mut self.weight.grad,
-                    dw_view,
-                    dy,
-                    dy_t,
-                    &self.scaled,
-                    x_view,
-                    dw,
-                )?;
-                be.resize(&mut self.group_sums, reduce.groups.groups() * self.d_out);
-                be.group_row_sums(
-                    &mut self.group_sums,
-                    dy,
-                    self.d_out,
-                    reduce.groups,
-                    rows_per_example,
-                )?;
-                be.weighted_row_sum(
-                    &mut self.bias.grad,
-                    &self.group_sums,
-                    factors,
-                    self.d_out,
-                    false,
-                )
-            }
-            Some(factors) => {
-                be.resize(&mut self.scaled, rows * self.d_out);
-                be.scale_rows_by_group(
-                    &mut self.scaled,
-                    dy,
-                    self.d_out,
-                    factors,
-                    reduce.groups,
-                    rows_per_example,
-                )?;
-                be.gemm(
-                    &mut self.weight.grad,
-                    dw_view,
-                    &self.scaled,
-                    dy_t,
-                    x,
-                    x_view,
-                    dw,
-                )?;
-                be.group_row_sums(&mut self.bias.grad, &self.scaled, self.d_out, &all, 1)
-            }
+        let Some(factors) = reduce.factors else {
+            be.gemm(&mut self.weight.grad, dw_view, dy, dy_t, x, x_view, dw)?;
+            return be.group_row_sums(
+                &mut self.bias.grad,
+                dy,
+                self.d_out,
+                &GroupRows::single(rows),
+                1,
+            );
+        };
+        // bias: sum_g c_g (sum of group g's dY rows), reusing add_group_sq_norms' per-group sums
+        if self.group_sums_for.as_ref() != Some(reduce.groups) {
+            be.resize(&mut self.group_sums, reduce.groups.groups() * self.d_out);
+            be.group_row_sums(
+                &mut self.group_sums,
+                dy,
+                self.d_out,
+                reduce.groups,
+                rows_per_example,
+            )?;
+            self.group_sums_for = Some(reduce.groups.clone());
+        }
+        be.weighted_row_sum(
+            &mut self.bias.grad,
+            &self.group_sums,
+            factors,
+            self.d_out,
+            false,
+        )?;
+        // weight: (c ⊙ dY)^T X = dY^T (c ⊙ X); scale the narrower of the two
+        if self.d_in < self.d_out {
+            be.resize(&mut self.scaled, rows * self.d_in);
+            be.scale_rows_by_group(
+                &mut self.scaled,
+                x,
+                self.d_in,
+                factors,
+                reduce.groups,
+                rows_per_example,
+            )?;
+            be.gemm(
+                &mut self.weight.grad,
+                dw_view,
+                dy,
+                dy_t,
+                &self.scaled,
+                x_view,
+                dw,
+            )
+        } else {
+            be.resize(&mut self.scaled, rows * self.d_out);
+            be.scale_rows_by_group(
+                &mut self.scaled,
+                dy,
+                self.d_out,
+                factors,
+                reduce.groups,
+                rows_per_example,
+            )?;
+            be.gemm(
+                &mut self.weight.grad,
+                dw_view,
+                &self.scaled,
+                dy_t,
+                x,
+                x_view,
+                dw,
+            )
         }
     }
 

@@ -198,7 +198,7 @@ impl<B: Backend> Model<B> for Encoder<B> {
     fn forward(&mut self, be: &B, batch: &Batch<B>) -> Result<()> {
         self.check_batch(be, batch)?;
         let (b, t) = (batch.examples, batch.steps);
-        match (&self.input, &batch.inputs) {
+        match (&mut self.input, &batch.inputs) {
             (Input::Linear(l), Inputs::Dense { x, .. }) => {
                 l.forward(be, &mut self.hs[0], x, b * t)?
             }

@@ -187,8 +187,7 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
             let std = params.noise_multiplier * params.clip_norm;
             let inv = 1.0 / params.expected_batch;
             for (i, p) in self.model.params_mut().into_iter().enumerate() {
-                be.add_normal(&mut p.grad, std, &noise.key(self.steps, i))?;
-                be.scale(&mut p.grad, inv);
+                be.add_normal(&mut p.grad, std, inv, &noise.key(self.steps, i))?;
             }
         }
         self.optimizer.step(be, self.model.params_mut())?;
