@@ -30,21 +30,11 @@ pub struct MatView {
 impl MatView {
     /// A dense row-major `[rows, cols]` matrix at `offset`.
     pub fn row_major(offset: usize, cols: usize) -> Self {
-        MatView {
-            offset,
-            row_stride: cols,
-            col_stride: 1,
-            batch_stride: [0, 0],
-        }
+        MatView { offset, row_stride: cols, col_stride: 1, batch_stride: [0, 0] }
     }
     /// The transpose of a dense row-major matrix with `cols` columns (read as `[cols, rows]`).
     pub fn transposed(offset: usize, cols: usize) -> Self {
-        MatView {
-            offset,
-            row_stride: 1,
-            col_stride: cols,
-            batch_stride: [0, 0],
-        }
+        MatView { offset, row_stride: 1, col_stride: cols, batch_stride: [0, 0] }
     }
     pub fn with_row_stride(mut self, row_stride: usize) -> Self {
         self.row_stride = row_stride;
@@ -82,14 +72,7 @@ pub struct Gemm {
 
 impl Gemm {
     pub fn new(m: usize, n: usize, k: usize) -> Self {
-        Gemm {
-            m,
-            n,
-            k,
-            batch: [1, 1],
-            alpha: 1.0,
-            beta: 0.0,
-        }
+        Gemm { m, n, k, batch: [1, 1], alpha: 1.0, beta: 0.0 }
     }
     pub fn batched(mut self, outer: usize, inner: usize) -> Self {
         self.batch = [outer, inner];
@@ -117,15 +100,11 @@ pub struct GroupRows {
 impl GroupRows {
     /// One group per example.
     pub fn per_example(examples: usize) -> Self {
-        GroupRows {
-            offsets: (0..=examples).collect(),
-        }
+        GroupRows { offsets: (0..=examples).collect() }
     }
     /// All examples in one group (a non-private step's plain gradient).
     pub fn single(examples: usize) -> Self {
-        GroupRows {
-            offsets: vec![0, examples],
-        }
+        GroupRows { offsets: vec![0, examples] }
     }
     pub fn groups(&self) -> usize {
         self.offsets.len().saturating_sub(1)
@@ -162,9 +141,7 @@ pub struct NoiseKey {
 impl std::fmt::Debug for NoiseKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // the key is a secret: never print it
-        f.debug_struct("NoiseKey")
-            .field("stream", &self.stream)
-            .finish_non_exhaustive()
+        f.debug_struct("NoiseKey").field("stream", &self.stream).finish_non_exhaustive()
     }
 }
 
@@ -217,6 +194,8 @@ pub trait Backend: Send + Sync {
     // ---- elementwise and reductions ----
     /// y: [R, D] = broadcast bias: [D]
     fn broadcast_rows(&self, y: &mut Self::Buf, bias: &Self::Buf, rows: usize) -> Result<()>;
+    /// out = a + b (same length)
+    fn add(&self, out: &mut Self::Buf, a: &Self::Buf, b: &Self::Buf) -> Result<()>;
     /// y += x (same length)
     fn add_assign(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()>;
     /// y *= s
@@ -232,6 +211,8 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
     /// out: [G] += squared L2 norm of each row of x: [G, D]
     fn add_row_sq_norms(&self, out: &mut Self::Buf, x: &Self::Buf, d: usize) -> Result<()>;
+    /// x: [R, W] -> head: [R, W-1] = x[:, :W-1], last: [R] = x[:, W-1]
+    fn split_last_column(&self, head: &mut Self::Buf, last: &mut Self::Buf, x: &Self::Buf, w: usize) -> Result<()>;
     /// out: [D] (= or +=) sum_g w[g] * x[g, :]   (x: [G, D], w: [G]); fixed order over g
     fn weighted_row_sum(
         &self,
@@ -241,13 +222,16 @@ pub trait Backend: Send + Sync {
         d: usize,
         accumulate: bool,
     ) -> Result<()>;
-    /// y: [R, D] = x * s[row / rows_per_group_row], where s: [G] holds one factor per group and
-    /// row r belongs to the group of example r / rows_per_example.
+    /// y: [R, D] = f_r * x, where f_r = factors[g] for the group g of example r / rows_per_example.
+    /// With `append_factor`, y is [R, D+1] and its last column holds f_r (the scaled constant input
+    /// whose weight is a Linear's bias).
+    #[allow(clippy::too_many_arguments)]
     fn scale_rows_by_group(
         &self,
         y: &mut Self::Buf,
         x: &Self::Buf,
         d: usize,
+        append_factor: bool,
         factors: &Self::Buf,
         groups: &GroupRows,
         rows_per_example: usize,
@@ -306,13 +290,7 @@ pub trait Backend: Send + Sync {
         scale: f32,
     ) -> Result<()>;
     /// datt: [B, H, T, T] in place: dscores = scale * att * (datt - sum_s(datt * att))
-    fn softmax_backward(
-        &self,
-        datt: &mut Self::Buf,
-        att: &Self::Buf,
-        t: usize,
-        scale: f32,
-    ) -> Result<()>;
+    fn softmax_backward(&self, datt: &mut Self::Buf, att: &Self::Buf, t: usize, scale: f32) -> Result<()>;
 
     // ---- embedding ----
     /// y: [R, D] (= or +=) table[ids[r], :]
@@ -390,8 +368,8 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     // ---- DP primitives ----
-    /// out: [G] += per-group squared Frobenius norm of `dY_g^T X_g` (the group's weight gradient of a
-    /// Linear), from x: [R, Din] and dy: [R, Dout], without forming per-example gradients.
+    /// out: [G] += per-group squared norm of a Linear's weight and bias gradient `dY_g^T [X_g, 1]`,
+    /// from x: [R, Din] and dy: [R, Dout], without forming per-example gradients.
     #[allow(clippy::too_many_arguments)]
     fn linear_group_sq_norms(
         &self,

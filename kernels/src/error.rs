@@ -5,12 +5,7 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum KernelError {
     #[error("shape mismatch in {op}: {what}: expected {expected}, got {got}")]
-    Shape {
-        op: &'static str,
-        what: &'static str,
-        expected: usize,
-        got: usize,
-    },
+    Shape { op: &'static str, what: &'static str, expected: usize, got: usize },
     #[error("invalid argument to {op}: {msg}")]
     Invalid { op: &'static str, msg: String },
     #[error("device unavailable: {0}")]
@@ -20,37 +15,17 @@ pub enum KernelError {
 pub type Result<T> = std::result::Result<T, KernelError>;
 
 /// Checks that a buffer holds exactly the `expected` number of elements.
-pub(crate) fn check_len(
-    op: &'static str,
-    what: &'static str,
-    expected: usize,
-    got: usize,
-) -> Result<()> {
+pub(crate) fn check_len(op: &'static str, what: &'static str, expected: usize, got: usize) -> Result<()> {
     if expected != got {
-        return Err(KernelError::Shape {
-            op,
-            what,
-            expected,
-            got,
-        });
+        return Err(KernelError::Shape { op, what, expected, got });
     }
     Ok(())
 }
 
 /// Checks that a buffer holds at least `expected` elements (strided views).
-pub(crate) fn check_min_len(
-    op: &'static str,
-    what: &'static str,
-    expected: usize,
-    got: usize,
-) -> Result<()> {
+pub(crate) fn check_min_len(op: &'static str, what: &'static str, expected: usize, got: usize) -> Result<()> {
     if got < expected {
-        return Err(KernelError::Shape {
-            op,
-            what,
-            expected,
-            got,
-        });
+        return Err(KernelError::Shape { op, what, expected, got });
     }
     Ok(())
 }

@@ -6,30 +6,16 @@ use crate::nn::Param;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerKind {
-    Sgd {
-        lr: f32,
-        momentum: f32,
-        weight_decay: f32,
-    },
+    Sgd { lr: f32, momentum: f32, weight_decay: f32 },
     AdamW(AdamW),
 }
 
 impl OptimizerKind {
     pub fn sgd(lr: f32) -> Self {
-        OptimizerKind::Sgd {
-            lr,
-            momentum: 0.0,
-            weight_decay: 0.0,
-        }
+        OptimizerKind::Sgd { lr, momentum: 0.0, weight_decay: 0.0 }
     }
     pub fn adamw(lr: f32) -> Self {
-        OptimizerKind::AdamW(AdamW {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-        })
+        OptimizerKind::AdamW(AdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 })
     }
 }
 
@@ -42,11 +28,7 @@ pub struct Optimizer<B: Backend> {
 
 impl<B: Backend> Optimizer<B> {
     pub fn new(kind: OptimizerKind) -> Self {
-        Optimizer {
-            kind,
-            state: Vec::new(),
-            steps: 0,
-        }
+        Optimizer { kind, state: Vec::new(), steps: 0 }
     }
 
     pub fn steps(&self) -> u64 {
@@ -59,9 +41,7 @@ impl<B: Backend> Optimizer<B> {
             self.state = params
                 .iter()
                 .map(|p| match self.kind {
-                    OptimizerKind::Sgd { momentum, .. } if momentum == 0.0 => {
-                        (be.zeros(0), be.zeros(0))
-                    }
+                    OptimizerKind::Sgd { momentum, .. } if momentum == 0.0 => (be.zeros(0), be.zeros(0)),
                     OptimizerKind::Sgd { .. } => (be.zeros(p.numel()), be.zeros(0)),
                     OptimizerKind::AdamW(_) => (be.zeros(p.numel()), be.zeros(p.numel())),
                 })
@@ -70,32 +50,16 @@ impl<B: Backend> Optimizer<B> {
         if self.state.len() != params.len() {
             return Err(KernelError::Invalid {
                 op: "Optimizer::step",
-                msg: format!(
-                    "optimizer holds state for {} parameters, given {}",
-                    self.state.len(),
-                    params.len()
-                ),
+                msg: format!("optimizer holds state for {} parameters, given {}", self.state.len(), params.len()),
             });
         }
         self.steps += 1;
         for (p, (m, v)) in params.into_iter().zip(self.state.iter_mut()) {
             match self.kind {
-                OptimizerKind::Sgd {
-                    lr,
-                    momentum,
-                    weight_decay,
-                } => be.sgd_step(
-                    &mut p.value,
-                    &p.grad,
-                    m,
-                    lr,
-                    momentum,
-                    weight_decay,
-                    self.steps == 1,
-                )?,
-                OptimizerKind::AdamW(h) => {
-                    be.adamw_step(&mut p.value, &p.grad, m, v, &h, self.steps)?
+                OptimizerKind::Sgd { lr, momentum, weight_decay } => {
+                    be.sgd_step(&mut p.value, &p.grad, m, lr, momentum, weight_decay, self.steps == 1)?
                 }
+                OptimizerKind::AdamW(h) => be.adamw_step(&mut p.value, &p.grad, m, v, &h, self.steps)?,
             }
         }
         Ok(())

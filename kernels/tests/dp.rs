@@ -8,13 +8,7 @@ use kernels::nn::{Embedding, GradReduce, LayerNorm, Linear};
 use kernels::{Backend, Cpu, GroupRows, NormStrategy};
 
 fn layouts() -> Vec<GroupRows> {
-    vec![
-        GroupRows::per_example(6),
-        GroupRows {
-            offsets: vec![0, 1, 3, 4, 6],
-        },
-        GroupRows::single(6),
-    ]
+    vec![GroupRows::per_example(6), GroupRows { offsets: vec![0, 1, 3, 4, 6] }, GroupRows::single(6)]
 }
 
 fn sq(v: &[f64]) -> f64 {
@@ -27,11 +21,7 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
     let mut rng = Rng::new(20);
     for t in [1usize, 3, 9] {
         for groups in layouts() {
-            for strategy in [
-                NormStrategy::Ghost,
-                NormStrategy::Materialize,
-                NormStrategy::Auto,
-            ] {
+            for strategy in [NormStrategy::Ghost, NormStrategy::Materialize, NormStrategy::Auto] {
                 let (d_in, d_out) = (5, 4);
                 let rows = groups.examples() * t;
                 let x = rng.vec(rows * d_in, 1.0);
@@ -48,8 +38,7 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
                         for o in 0..d_out {
                             gb[o] += dy[r * d_out + o] as f64;
                             for i in 0..d_in {
-                                gw[o * d_in + i] +=
-                                    dy[r * d_out + o] as f64 * x[r * d_in + i] as f64;
+                                gw[o * d_in + i] += dy[r * d_out + o] as f64 * x[r * d_in + i] as f64;
                             }
                         }
                     }
@@ -58,8 +47,7 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
                     per_group_b.push(gb);
                 }
                 let mut norms = vec![0.0f32; groups.groups()];
-                l.add_group_sq_norms(&be, &mut norms, &x, &dy, &groups, t, strategy)
-                    .unwrap();
+                l.add_group_sq_norms(&be, &mut norms, &x, &dy, &groups, t, strategy).unwrap();
                 assert_close(
                     &format!("linear norms t={t} {strategy:?} {:?}", groups.offsets),
                     &norms,
@@ -67,37 +55,13 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
                     1e-4,
                     1e-5,
                 );
-                let factors: Vec<f32> = (0..groups.groups())
-                    .map(|g| 0.25 + 0.5 * (g % 3) as f32 / 2.0)
-                    .collect();
-                l.param_grads(
-                    &be,
-                    &x,
-                    &dy,
-                    &GradReduce {
-                        groups: &groups,
-                        factors: Some(&factors),
-                    },
-                    t,
-                )
-                .unwrap();
+                let factors: Vec<f32> = (0..groups.groups()).map(|g| 0.25 + 0.5 * (g % 3) as f32 / 2.0).collect();
+                l.param_grads(&be, &x, &dy, &GradReduce { groups: &groups, factors: Some(&factors) }, t).unwrap();
                 let want_w: Vec<f32> = (0..d_out * d_in)
-                    .map(|j| {
-                        per_group_w
-                            .iter()
-                            .zip(&factors)
-                            .map(|(g, &c)| c as f64 * g[j])
-                            .sum::<f64>() as f32
-                    })
+                    .map(|j| per_group_w.iter().zip(&factors).map(|(g, &c)| c as f64 * g[j]).sum::<f64>() as f32)
                     .collect();
                 let want_b: Vec<f32> = (0..d_out)
-                    .map(|j| {
-                        per_group_b
-                            .iter()
-                            .zip(&factors)
-                            .map(|(g, &c)| c as f64 * g[j])
-                            .sum::<f64>() as f32
-                    })
+                    .map(|j| per_group_b.iter().zip(&factors).map(|(g, &c)| c as f64 * g[j]).sum::<f64>() as f32)
                     .collect();
                 assert_close("linear clipped dW", &l.weight.grad, &want_w, 1e-4, 1e-5);
                 assert_close("linear clipped db", &l.bias.grad, &want_b, 1e-4, 1e-5);
@@ -111,42 +75,20 @@ fn linear_clipped_sum_scales_the_narrower_operand_either_way() {
     // d_in < d_out scales X, d_in >= d_out scales dY: both must give the same clipped sum
     let be = Cpu::new(2).unwrap();
     let mut rng = Rng::new(21);
-    let groups = GroupRows {
-        offsets: vec![0, 2, 3],
-    };
+    let groups = GroupRows { offsets: vec![0, 2, 3] };
     for (d_in, d_out) in [(3, 7), (7, 3)] {
         let x = rng.vec(3 * 4 * d_in, 1.0);
         let dy = rng.vec(3 * 4 * d_out, 1.0);
         let factors = vec![0.5f32, 2.0];
         let mut l = Linear::new(&be, "l", d_in, d_out);
-        l.param_grads(
-            &be,
-            &x,
-            &dy,
-            &GradReduce {
-                groups: &groups,
-                factors: Some(&factors),
-            },
-            4,
-        )
-        .unwrap();
+        l.param_grads(&be, &x, &dy, &GradReduce { groups: &groups, factors: Some(&factors) }, 4).unwrap();
         let mut scaled = dy.clone();
         for r in 0..12 {
             let f = if r < 8 { 0.5 } else { 2.0 };
-            scaled[r * d_out..(r + 1) * d_out]
-                .iter_mut()
-                .for_each(|v| *v *= f);
+            scaled[r * d_out..(r + 1) * d_out].iter_mut().for_each(|v| *v *= f);
         }
         let mut plain = Linear::new(&be, "l", d_in, d_out);
-        plain
-            .param_grads(
-                &be,
-                &x,
-                &scaled,
-                &GradReduce::plain(&GroupRows::single(3)),
-                4,
-            )
-            .unwrap();
+        plain.param_grads(&be, &x, &scaled, &GradReduce::plain(&GroupRows::single(3)), 4).unwrap();
         assert_close("dW", &l.weight.grad, &plain.weight.grad, 1e-5, 1e-6);
         assert_close("db", &l.bias.grad, &plain.bias.grad, 1e-5, 1e-6);
     }
@@ -175,45 +117,14 @@ fn embedding_group_norms_count_repeated_ids_once_per_group() {
             per_group.push(grad);
         }
         let mut norms = vec![0.0f32; groups.groups()];
-        e.add_group_sq_norms(&be, &mut norms, &ids, &dy, &groups, t)
-            .unwrap();
-        assert_close(
-            &format!("embedding norms {:?}", groups.offsets),
-            &norms,
-            &want,
-            1e-5,
-            1e-6,
-        );
-        let factors: Vec<f32> = (0..groups.groups())
-            .map(|g| 1.0 / (1.0 + g as f32))
-            .collect();
-        e.param_grads(
-            &be,
-            &ids,
-            &dy,
-            &GradReduce {
-                groups: &groups,
-                factors: Some(&factors),
-            },
-            t,
-        )
-        .unwrap();
+        e.add_group_sq_norms(&be, &mut norms, &ids, &dy, &groups, t).unwrap();
+        assert_close(&format!("embedding norms {:?}", groups.offsets), &norms, &want, 1e-5, 1e-6);
+        let factors: Vec<f32> = (0..groups.groups()).map(|g| 1.0 / (1.0 + g as f32)).collect();
+        e.param_grads(&be, &ids, &dy, &GradReduce { groups: &groups, factors: Some(&factors) }, t).unwrap();
         let want_sum: Vec<f32> = (0..vocab * d)
-            .map(|j| {
-                per_group
-                    .iter()
-                    .zip(&factors)
-                    .map(|(g, &c)| c as f64 * g[j])
-                    .sum::<f64>() as f32
-            })
+            .map(|j| per_group.iter().zip(&factors).map(|(g, &c)| c as f64 * g[j]).sum::<f64>() as f32)
             .collect();
-        assert_close(
-            "embedding clipped sum",
-            &e.table.grad,
-            &want_sum,
-            1e-5,
-            1e-6,
-        );
+        assert_close("embedding clipped sum", &e.table.grad, &want_sum, 1e-5, 1e-6);
     }
 }
 
@@ -251,52 +162,18 @@ fn layer_norm_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
             per_group.push((dg, db));
         }
         let mut norms = vec![0.0f32; groups.groups()];
-        ln.add_group_sq_norms(&be, &mut norms, &dy, &groups, t)
-            .unwrap();
+        ln.add_group_sq_norms(&be, &mut norms, &dy, &groups, t).unwrap();
         assert_close("layer norm norms", &norms, &want, 1e-4, 1e-5);
         let factors: Vec<f32> = (0..groups.groups()).map(|g| 0.3 + 0.1 * g as f32).collect();
-        ln.param_grads(
-            &be,
-            &dy,
-            &GradReduce {
-                groups: &groups,
-                factors: Some(&factors),
-            },
-            t,
-        )
-        .unwrap();
+        ln.param_grads(&be, &dy, &GradReduce { groups: &groups, factors: Some(&factors) }, t).unwrap();
         let want_g: Vec<f32> = (0..d)
-            .map(|j| {
-                per_group
-                    .iter()
-                    .zip(&factors)
-                    .map(|((g, _), &c)| c as f64 * g[j])
-                    .sum::<f64>() as f32
-            })
+            .map(|j| per_group.iter().zip(&factors).map(|((g, _), &c)| c as f64 * g[j]).sum::<f64>() as f32)
             .collect();
         let want_b: Vec<f32> = (0..d)
-            .map(|j| {
-                per_group
-                    .iter()
-                    .zip(&factors)
-                    .map(|((_, b), &c)| c as f64 * b[j])
-                    .sum::<f64>() as f32
-            })
+            .map(|j| per_group.iter().zip(&factors).map(|((_, b), &c)| c as f64 * b[j]).sum::<f64>() as f32)
             .collect();
-        assert_close(
-            "layer norm clipped dgamma",
-            &ln.gamma.grad,
-            &want_g,
-            1e-4,
-            1e-5,
-        );
-        assert_close(
-            "layer norm clipped dbeta",
-            &ln.beta.grad,
-            &want_b,
-            1e-4,
-            1e-5,
-        );
+        assert_close("layer norm clipped dgamma", &ln.gamma.grad, &want_g, 1e-4, 1e-5);
+        assert_close("layer norm clipped dbeta", &ln.beta.grad, &want_b, 1e-4, 1e-5);
     }
 }
 

@@ -23,20 +23,14 @@ fn linear_backward_matches_finite_differences() {
     let r = rng.vec(rows * d_out, 1.0);
     let mut dx = vec![];
     l.backward_input(&be, &mut dx, &r, rows).unwrap();
-    l.param_grads(&be, &x, &r, &GradReduce::plain(&GroupRows::single(rows)), 1)
-        .unwrap();
+    l.param_grads(&be, &x, &r, &GradReduce::plain(&GroupRows::single(rows)), 1).unwrap();
     let f = |l: &mut Linear<Cpu>, x: &[f32]| {
         let mut y = vec![];
         l.forward(&be, &mut y, &x.to_vec(), rows).unwrap();
         dot(&y, &r)
     };
     fd_check("linear dx", &x, &dx, TOL, |xp| f(&mut l, xp));
-    let (w, dw, db, b) = (
-        l.weight.value.clone(),
-        l.weight.grad.clone(),
-        l.bias.grad.clone(),
-        l.bias.value.clone(),
-    );
+    let (w, dw, db, b) = (l.weight.value.clone(), l.weight.grad.clone(), l.bias.grad.clone(), l.bias.value.clone());
     fd_check("linear dW", &w, &dw, TOL, |wp| {
         l.weight.value = wp.to_vec();
         f(&mut l, &x)
@@ -62,20 +56,14 @@ fn layer_norm_backward_matches_finite_differences() {
     ln.forward(&be, &mut y, &x, rows).unwrap();
     let mut dx = vec![];
     ln.backward_input(&be, &mut dx, &r, &x, rows).unwrap();
-    ln.param_grads(&be, &r, &GradReduce::plain(&GroupRows::single(rows)), 1)
-        .unwrap();
+    ln.param_grads(&be, &r, &GradReduce::plain(&GroupRows::single(rows)), 1).unwrap();
     let f = |ln: &mut LayerNorm<Cpu>, x: &[f32]| {
         let mut y = vec![];
         ln.forward(&be, &mut y, &x.to_vec(), rows).unwrap();
         dot(&y, &r)
     };
     fd_check("layer_norm dx", &x, &dx, TOL, |xp| f(&mut ln, xp));
-    let (g, dg, bt, dbt) = (
-        ln.gamma.value.clone(),
-        ln.gamma.grad.clone(),
-        ln.beta.value.clone(),
-        ln.beta.grad.clone(),
-    );
+    let (g, dg, bt, dbt) = (ln.gamma.value.clone(), ln.gamma.grad.clone(), ln.beta.value.clone(), ln.beta.grad.clone());
     fd_check("layer_norm dgamma", &g, &dg, TOL, |gp| {
         ln.gamma.value = gp.to_vec();
         f(&mut ln, &x)
@@ -92,11 +80,7 @@ fn activations_backward_match_finite_differences() {
     let be = be();
     let mut rng = Rng::new(12);
     // keep ReLU inputs away from its kink at 0
-    let x: Vec<f32> = rng
-        .vec(64, 3.0)
-        .iter()
-        .map(|&v| if v.abs() < 0.05 { v + 0.1 } else { v })
-        .collect();
+    let x: Vec<f32> = rng.vec(64, 3.0).iter().map(|&v| if v.abs() < 0.05 { v + 0.1 } else { v }).collect();
     let r = rng.vec(64, 1.0);
     let mut y = vec![0.0; 64];
     let mut dx = vec![0.0; 64];
@@ -123,20 +107,11 @@ fn gelu_is_the_exact_erf_form() {
     let mut y = vec![0.0; x.len()];
     be.gelu_forward(&mut y, &x).unwrap();
     // PyTorch's F.gelu (approximate='none') at a few points
-    let want = [
-        (-5.0f32, -1.4333e-06f32),
-        (-1.0, -0.158_655_26),
-        (0.5, 0.345_731_4),
-        (1.0, 0.841_344_7),
-        (2.0, 1.954_5),
-    ];
+    let want =
+        [(-5.0f32, -1.4333e-06f32), (-1.0, -0.158_655_26), (0.5, 0.345_731_4), (1.0, 0.841_344_7), (2.0, 1.954_5)];
     for (xv, yv) in want {
         let i = x.iter().position(|&v| v == xv).unwrap();
-        assert!(
-            (y[i] - yv).abs() < 2e-6 + 1e-5 * yv.abs(),
-            "gelu({xv}) = {}, want {yv}",
-            y[i]
-        );
+        assert!((y[i] - yv).abs() < 2e-6 + 1e-5 * yv.abs(), "gelu({xv}) = {}, want {yv}", y[i]);
     }
 }
 
@@ -160,8 +135,7 @@ fn attention_case(masked_row: bool) {
     att.forward(&be, &mut y, &x, &mask, b, t).unwrap();
     let mut dx = vec![];
     att.backward_input(&be, &mut dx, &r, b, t).unwrap();
-    att.param_grads(&be, &x, &GradReduce::plain(&GroupRows::single(b)), t)
-        .unwrap();
+    att.param_grads(&be, &x, &r, &GradReduce::plain(&GroupRows::single(b)), t).unwrap();
     let f = |att: &mut SelfAttention<Cpu>, x: &[f32]| {
         let mut y = vec![];
         att.forward(&be, &mut y, &x.to_vec(), &mask, b, t).unwrap();
@@ -199,11 +173,7 @@ fn encoder_block_backward_matches_finite_differences() {
     let (b, t, d, h, ff) = (2, 4, 8, 2, 16);
     let mut blk = EncoderBlock::new(&be, "blocks.0", d, h, ff).unwrap();
     for p in blk.params_mut() {
-        let base = if p.name.contains("ln") && p.name.ends_with("weight") {
-            1.0
-        } else {
-            0.0
-        };
+        let base = if p.name.contains("ln") && p.name.ends_with("weight") { 1.0 } else { 0.0 };
         p.value = rng.vec(p.numel(), 0.4).iter().map(|v| v + base).collect();
     }
     let x = rng.vec(b * t * d, 1.0);
@@ -214,8 +184,7 @@ fn encoder_block_backward_matches_finite_differences() {
     blk.forward(&be, &mut y, &x, &mask, b, t).unwrap();
     let mut dx = vec![];
     blk.backward_input(&be, &mut dx, &r, &x, b, t).unwrap();
-    blk.param_grads(&be, &GradReduce::plain(&GroupRows::single(b)), t)
-        .unwrap();
+    blk.param_grads(&be, &r, &GradReduce::plain(&GroupRows::single(b)), t).unwrap();
     let f = |blk: &mut EncoderBlock<Cpu>, x: &[f32]| {
         let mut y = vec![];
         blk.forward(&be, &mut y, &x.to_vec(), &mask, b, t).unwrap();
@@ -243,18 +212,9 @@ fn embedding_backward_matches_finite_differences() {
     let (vocab, d, rows) = (7, 3, 10);
     let mut e = Embedding::new(&be, "embed", vocab, d);
     e.table.value = rng.vec(vocab * d, 1.0);
-    let ids: Vec<u32> = (0..rows)
-        .map(|i| [1, 3, 3, 6, 0, 1, 3, 2, 2, 5][i])
-        .collect();
+    let ids: Vec<u32> = (0..rows).map(|i| [1, 3, 3, 6, 0, 1, 3, 2, 2, 5][i]).collect();
     let r = rng.vec(rows * d, 1.0);
-    e.param_grads(
-        &be,
-        &ids,
-        &r,
-        &GradReduce::plain(&GroupRows::single(rows)),
-        1,
-    )
-    .unwrap();
+    e.param_grads(&be, &ids, &r, &GradReduce::plain(&GroupRows::single(rows)), 1).unwrap();
     let tbl = e.table.value.clone();
     let grad = e.table.grad.clone();
     fd_check("embedding dtable", &tbl, &grad, TOL, |tp| {
@@ -274,12 +234,10 @@ fn masked_mean_pool_backward_matches_finite_differences() {
     let mask = vec![1., 0., 1., 1., 0., 0., 0., 0., 1., 1., 1., 1.];
     let r = rng.vec(b * c, 1.0);
     let mut dh = vec![0.0; b * t * c];
-    be.masked_mean_pool_backward(&mut dh, &r, &mask, t, c)
-        .unwrap();
+    be.masked_mean_pool_backward(&mut dh, &r, &mask, t, c).unwrap();
     fd_check("pool dh", &hs, &dh, TOL, |hp| {
         let mut out = vec![0.0; b * c];
-        be.masked_mean_pool_forward(&mut out, &hp.to_vec(), &mask, t, c)
-            .unwrap();
+        be.masked_mean_pool_forward(&mut out, &hp.to_vec(), &mask, t, c).unwrap();
         dot(&out, &r)
     });
 }
@@ -294,29 +252,24 @@ fn losses_backward_match_finite_differences() {
     be.bce_with_logits(&mut l, &mut dz, &z, &y, 1.0).unwrap();
     fd_check("bce", &z, &dz, TOL, |zp| {
         let (mut l, mut d) = (vec![0.0; 6], vec![0.0; 6]);
-        be.bce_with_logits(&mut l, &mut d, &zp.to_vec(), &y, 1.0)
-            .unwrap();
+        be.bce_with_logits(&mut l, &mut d, &zp.to_vec(), &y, 1.0).unwrap();
         l.iter().map(|&v| v as f64).sum()
     });
     let (b, k) = (4, 3);
     let z = rng.vec(b * k, 3.0);
     let classes = vec![0u32, 2, 1, 2];
     let (mut l, mut dz) = (vec![0.0; b], vec![0.0; b * k]);
-    be.cross_entropy(&mut l, &mut dz, &z, &classes, k, 1.0)
-        .unwrap();
+    be.cross_entropy(&mut l, &mut dz, &z, &classes, k, 1.0).unwrap();
     fd_check("cross_entropy", &z, &dz, TOL, |zp| {
         let (mut l, mut d) = (vec![0.0; b], vec![0.0; b * k]);
-        be.cross_entropy(&mut l, &mut d, &zp.to_vec(), &classes, k, 1.0)
-            .unwrap();
+        be.cross_entropy(&mut l, &mut d, &zp.to_vec(), &classes, k, 1.0).unwrap();
         l.iter().map(|&v| v as f64).sum()
     });
     // pinned values: BCE(0, 1) = ln 2; CE of uniform logits = ln k
     let (mut l1, mut d1) = (vec![0.0], vec![0.0]);
-    be.bce_with_logits(&mut l1, &mut d1, &vec![0.0], &vec![1.0], 1.0)
-        .unwrap();
+    be.bce_with_logits(&mut l1, &mut d1, &vec![0.0], &vec![1.0], 1.0).unwrap();
     assert!((l1[0] - std::f32::consts::LN_2).abs() < 1e-6);
     let (mut l2, mut d2) = (vec![0.0], vec![0.0; 3]);
-    be.cross_entropy(&mut l2, &mut d2, &vec![0.0; 3], &vec![1], 3, 1.0)
-        .unwrap();
+    be.cross_entropy(&mut l2, &mut d2, &vec![0.0; 3], &vec![1], 3, 1.0).unwrap();
     assert!((l2[0] - 3f32.ln()).abs() < 1e-6);
 }

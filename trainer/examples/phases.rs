@@ -26,46 +26,22 @@ fn main() {
     let b = w.default_batch();
     let batch = w.random_batch(b, 0).upload(&be);
     let groups = GroupRows::per_example(b);
-    let mut tr = Trainer::new(
-        &be,
-        w.model(&be, 0).unwrap(),
-        OptimizerKind::sgd(0.05),
-        Privacy::NonPrivate,
-    )
-    .unwrap();
+    let mut tr = Trainer::new(&be, w.model(&be, 0).unwrap(), OptimizerKind::sgd(0.05), Privacy::NonPrivate).unwrap();
     let n = tr.model.num_params();
     println!("{name}: {n} params");
     let single = GroupRows::single(b);
     println!(
         "forward+backward+plain grads  {:8.3} ms",
-        median(
-            || drop(tr.gradients(&be, &batch, &single, None, 1.0).unwrap()),
-            20
-        )
+        median(|| drop(tr.gradients(&be, &batch, &single, None, 1.0).unwrap()), 20)
     );
     println!(
         "forward+backward+clipped grads {:8.3} ms",
-        median(
-            || drop(tr.gradients(&be, &batch, &groups, Some(1.0), 1.0).unwrap()),
-            20
-        )
+        median(|| drop(tr.gradients(&be, &batch, &groups, Some(1.0), 1.0).unwrap()), 20)
     );
     tr.model.forward(&be, &batch).unwrap();
-    println!(
-        "forward only                  {:8.3} ms",
-        median(|| tr.model.forward(&be, &batch).unwrap(), 20)
-    );
+    println!("forward only                  {:8.3} ms", median(|| tr.model.forward(&be, &batch).unwrap(), 20));
     let mut buf = vec![0.0f32; n];
-    let key = NoiseKey {
-        key: [1; 32],
-        stream: 0,
-    };
-    println!(
-        "noise ({n} normals)        {:8.3} ms",
-        median(|| be.add_normal(&mut buf, 1.0, 1.0, &key).unwrap(), 20)
-    );
-    println!(
-        "full nodp step                {:8.3} ms",
-        median(|| drop(tr.step(&be, &batch, &groups).unwrap()), 20)
-    );
+    let key = NoiseKey { key: [1; 32], stream: 0 };
+    println!("noise ({n} normals)        {:8.3} ms", median(|| be.add_normal(&mut buf, 1.0, 1.0, &key).unwrap(), 20));
+    println!("full nodp step                {:8.3} ms", median(|| drop(tr.step(&be, &batch, &groups).unwrap()), 20));
 }

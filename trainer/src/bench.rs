@@ -64,13 +64,8 @@ pub fn run<B: Backend + 'static>(
     let privacy = match mode {
         Mode::NoDp => Privacy::NonPrivate,
         Mode::Dp => Privacy::Dp {
-            params: DpSgd {
-                clip_norm: 1.0,
-                noise_multiplier: 1.0,
-                expected_batch: batch as f32,
-            },
-            noise: NoiseSource::from_os_entropy()
-                .map_err(|e| kernels::KernelError::Device(e.to_string()))?,
+            params: DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, expected_batch: batch as f32 },
+            noise: NoiseSource::from_os_entropy().map_err(|e| kernels::KernelError::Device(e.to_string()))?,
         },
     };
     let mut trainer = Trainer::new(be, model, OptimizerKind::sgd(0.05), privacy)?;

@@ -12,11 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "medtrain",
-    version,
-    about = "DP-SGD training node for medical machine learning"
-)]
+#[command(name = "medtrain", version, about = "DP-SGD training node for medical machine learning")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -70,36 +66,16 @@ fn parse_workloads(s: &str) -> anyhow::Result<Vec<Workload>> {
     if s == "all" {
         return Ok(workload::ALL.to_vec());
     }
-    s.split(',')
-        .map(|w| {
-            w.trim()
-                .parse::<Workload>()
-                .map_err(anyhow::Error::from)
-                .context("--workload")
-        })
-        .collect()
+    s.split(',').map(|w| w.trim().parse::<Workload>().map_err(anyhow::Error::from).context("--workload")).collect()
 }
 
 fn parse_modes(s: &str) -> anyhow::Result<Vec<Mode>> {
-    s.split(',')
-        .map(|m| {
-            m.trim()
-                .parse::<Mode>()
-                .map_err(|e| anyhow::anyhow!("--mode: {e}"))
-        })
-        .collect()
+    s.split(',').map(|m| m.trim().parse::<Mode>().map_err(|e| anyhow::anyhow!("--mode: {e}"))).collect()
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Bench {
-            workload,
-            mode,
-            threads,
-            steps,
-            batch,
-            json,
-        } => {
+        Command::Bench { workload, mode, threads, steps, batch, json } => {
             let workloads = parse_workloads(&workload)?;
             let modes = parse_modes(&mode)?;
             if steps == 0 {
@@ -130,14 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::DpGrad {
-            workload,
-            weights,
-            batch,
-            clip,
-            threads,
-            out,
-        } => {
+        Command::DpGrad { workload, weights, batch, clip, threads, out } => {
             let w: Workload = workload.parse().context("--workload")?;
             let be = Cpu::new(threads)?;
             let weights = TensorFile::read(&weights).context("--weights")?;

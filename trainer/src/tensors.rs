@@ -9,40 +9,19 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum TensorError {
     #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a valid safetensors file: {msg}")]
     Format { path: PathBuf, msg: String },
     #[error("{path}: missing tensor '{name}'")]
     Missing { path: PathBuf, name: String },
     #[error("{path}: tensor '{name}' has dtype {got}, expected {expected}")]
-    Dtype {
-        path: PathBuf,
-        name: String,
-        expected: String,
-        got: String,
-    },
+    Dtype { path: PathBuf, name: String, expected: String, got: String },
     #[error("{path}: tensor '{name}' has shape {got:?}, expected {expected:?}")]
-    Shape {
-        path: PathBuf,
-        name: String,
-        expected: Vec<usize>,
-        got: Vec<usize>,
-    },
+    Shape { path: PathBuf, name: String, expected: Vec<usize>, got: Vec<usize> },
     #[error("{path}: tensor '{name}': {msg}")]
-    Value {
-        path: PathBuf,
-        name: String,
-        msg: String,
-    },
+    Value { path: PathBuf, name: String, msg: String },
     #[error("{path}: unexpected tensor(s) {names:?}: {hint}")]
-    Unexpected {
-        path: PathBuf,
-        names: Vec<String>,
-        hint: String,
-    },
+    Unexpected { path: PathBuf, names: Vec<String>, hint: String },
     #[error("{path}: cannot write: {msg}")]
     Write { path: PathBuf, msg: String },
 }
@@ -81,35 +60,22 @@ pub struct TensorFile {
 fn convert(view: &TensorView<'_>) -> Result<HostTensor, String> {
     let data = view.data();
     Ok(match view.dtype() {
-        Dtype::F32 => HostTensor::F32(
-            data.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
-        Dtype::I64 => HostTensor::I64(
-            data.chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-                .collect(),
-        ),
-        Dtype::U8 | Dtype::BOOL => HostTensor::U8(data.to_vec()),
-        other => {
-            return Err(format!(
-                "dtype {other:?} is not supported (F32, I64, U8 or BOOL)"
-            ))
+        Dtype::F32 => {
+            HostTensor::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
         }
+        Dtype::I64 => {
+            HostTensor::I64(data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
+        }
+        Dtype::U8 | Dtype::BOOL => HostTensor::U8(data.to_vec()),
+        other => return Err(format!("dtype {other:?} is not supported (F32, I64, U8 or BOOL)")),
     })
 }
 
 impl TensorFile {
     pub fn read(path: &Path) -> Result<Self, TensorError> {
-        let bytes = std::fs::read(path).map_err(|source| TensorError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| TensorError::Format {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| TensorError::Io { path: path.to_path_buf(), source })?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| TensorError::Format { path: path.to_path_buf(), msg: e.to_string() })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.iter() {
             let data = convert(&view).map_err(|msg| TensorError::Value {
@@ -117,25 +83,13 @@ impl TensorFile {
                 name: name.to_string(),
                 msg,
             })?;
-            tensors.insert(
-                name.to_string(),
-                Loaded {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
+            tensors.insert(name.to_string(), Loaded { shape: view.shape().to_vec(), data });
         }
-        Ok(TensorFile {
-            path: path.to_path_buf(),
-            tensors,
-        })
+        Ok(TensorFile { path: path.to_path_buf(), tensors })
     }
 
     fn get(&self, name: &str) -> Result<&Loaded, TensorError> {
-        self.tensors.get(name).ok_or_else(|| TensorError::Missing {
-            path: self.path.clone(),
-            name: name.to_string(),
-        })
+        self.tensors.get(name).ok_or_else(|| TensorError::Missing { path: self.path.clone(), name: name.to_string() })
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -199,50 +153,28 @@ impl TensorFile {
 
     /// Errors if the file holds tensors outside `known` (a misspelled name would otherwise be ignored).
     pub fn reject_unknown(&self, known: &[&str], hint: &str) -> Result<(), TensorError> {
-        let names: Vec<String> = self
-            .tensors
-            .keys()
-            .filter(|k| !known.contains(&k.as_str()))
-            .cloned()
-            .collect();
+        let names: Vec<String> = self.tensors.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
         if names.is_empty() {
             Ok(())
         } else {
-            Err(TensorError::Unexpected {
-                path: self.path.clone(),
-                names,
-                hint: hint.to_string(),
-            })
+            Err(TensorError::Unexpected { path: self.path.clone(), names, hint: hint.to_string() })
         }
     }
 
     pub fn value_error(&self, name: &str, msg: impl Into<String>) -> TensorError {
-        TensorError::Value {
-            path: self.path.clone(),
-            name: name.into(),
-            msg: msg.into(),
-        }
+        TensorError::Value { path: self.path.clone(), name: name.into(), msg: msg.into() }
     }
 }
 
 /// Writes F32 tensors `(name, shape, data)` to a safetensors file (written beside and renamed, so a
 /// failed write never leaves half a file under the name).
-pub fn write_f32(
-    path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
-) -> Result<(), TensorError> {
-    let werr = |msg: String| TensorError::Write {
-        path: path.to_path_buf(),
-        msg,
-    };
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
+pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), TensorError> {
+    let werr = |msg: String| TensorError::Write { path: path.to_path_buf(), msg };
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let mut views = Vec::with_capacity(tensors.len());
     for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, shape.clone(), b)
-            .map_err(|e| werr(format!("tensor '{name}': {e}")))?;
+        let view = TensorView::new(Dtype::F32, shape.clone(), b).map_err(|e| werr(format!("tensor '{name}': {e}")))?;
         views.push((name.clone(), view));
     }
     let tmp = path.with_extension("safetensors.partial");

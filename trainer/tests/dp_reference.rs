@@ -13,10 +13,7 @@ use medtrain::train::{DpSgd, Privacy, Trainer};
 struct Rng(u64);
 impl Rng {
     fn unif(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 40) as f32 / (1u64 << 24) as f32
     }
 }
@@ -28,53 +25,21 @@ fn batch(kind: &str, b: usize, t: usize, rng: &mut Rng) -> HostBatch {
             HostTargets::Classes((0..b).map(|_| (rng.unif() * 3.0) as u32).collect()),
         ),
         _ => (
-            HostInputs::Dense {
-                x: (0..b * t * 4).map(|_| rng.unif() * 4.0 - 2.0).collect(),
-                features: 4,
-            },
+            HostInputs::Dense { x: (0..b * t * 4).map(|_| rng.unif() * 4.0 - 2.0).collect(), features: 4 },
             HostTargets::Binary((0..b).map(|_| (rng.unif() < 0.5) as u32 as f32).collect()),
         ),
     };
-    let mask = (0..b * t)
-        .map(|i| {
-            if i % t == 0 || rng.unif() < 0.7 {
-                1.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    HostBatch {
-        examples: b,
-        steps: t,
-        inputs,
-        mask,
-        targets,
-    }
+    let mask = (0..b * t).map(|i| if i % t == 0 || rng.unif() < 0.7 { 1.0 } else { 0.0 }).collect();
+    HostBatch { examples: b, steps: t, inputs, mask, targets }
 }
 
 fn model(kind: &str, be: &Cpu, t: usize) -> Box<dyn Model<Cpu>> {
     match kind {
-        "mlp" => Box::new(Mlp::new(
-            be,
-            MlpConfig {
-                inputs: t * 4,
-                hidden: 8,
-                outputs: 1,
-            },
-            3,
-        )),
+        "mlp" => Box::new(Mlp::new(be, MlpConfig { inputs: t * 4, hidden: 8, outputs: 1 }, 3)),
         "lab" => Box::new(
             Encoder::new(
                 be,
-                EncoderConfig {
-                    input: EncoderInput::Features(4),
-                    d: 8,
-                    heads: 2,
-                    ff: 16,
-                    layers: 2,
-                    outputs: 1,
-                },
+                EncoderConfig { input: EncoderInput::Features(4), d: 8, heads: 2, ff: 16, layers: 2, outputs: 1 },
                 3,
             )
             .unwrap(),
@@ -83,10 +48,7 @@ fn model(kind: &str, be: &Cpu, t: usize) -> Box<dyn Model<Cpu>> {
             Encoder::new(
                 be,
                 EncoderConfig {
-                    input: EncoderInput::Tokens {
-                        vocab: 11,
-                        max_len: 12,
-                    },
+                    input: EncoderInput::Tokens { vocab: 11, max_len: 12 },
                     d: 8,
                     heads: 2,
                     ff: 16,
@@ -102,11 +64,7 @@ fn model(kind: &str, be: &Cpu, t: usize) -> Box<dyn Model<Cpu>> {
 
 fn trainer(be: &Cpu, m: Box<dyn Model<Cpu>>) -> Trainer<Cpu, Box<dyn Model<Cpu>>> {
     let privacy = Privacy::Dp {
-        params: DpSgd {
-            clip_norm: 1.0,
-            noise_multiplier: 0.0,
-            expected_batch: 1.0,
-        },
+        params: DpSgd { clip_norm: 1.0, noise_multiplier: 0.0, expected_batch: 1.0 },
         noise: NoiseSource::seeded([1; 32]),
     };
     Trainer::new(be, m, OptimizerKind::sgd(0.0), privacy).unwrap()
@@ -117,47 +75,25 @@ fn grads(t: &Trainer<Cpu, Box<dyn Model<Cpu>>>) -> Vec<Vec<f32>> {
 }
 
 /// Brute force: each group alone, plain gradient of its summed loss; returns per-group gradients.
-fn per_group_gradients(
-    be: &Cpu,
-    kind: &str,
-    t: usize,
-    host: &HostBatch,
-    groups: &GroupRows,
-) -> Vec<Vec<Vec<f32>>> {
+fn per_group_gradients(be: &Cpu, kind: &str, t: usize, host: &HostBatch, groups: &GroupRows) -> Vec<Vec<Vec<f32>>> {
     let mut tr = trainer(be, model(kind, be, t));
     (0..groups.groups())
         .map(|g| {
             let idx: Vec<usize> = (groups.offsets[g]..groups.offsets[g + 1]).collect();
             let sub = host.select(&idx);
-            tr.gradients(
-                be,
-                &sub.upload(be),
-                &GroupRows::single(sub.examples),
-                None,
-                1.0,
-            )
-            .unwrap();
+            tr.gradients(be, &sub.upload(be), &GroupRows::single(sub.examples), None, 1.0).unwrap();
             grads(&tr)
         })
         .collect()
 }
 
 fn norm(g: &[Vec<f32>]) -> f64 {
-    g.iter()
-        .flatten()
-        .map(|&v| v as f64 * v as f64)
-        .sum::<f64>()
-        .sqrt()
+    g.iter().flatten().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt()
 }
 
 fn check(kind: &str, t: usize, groups: GroupRows, strategy: NormStrategy) {
     let be = Cpu::new(2).unwrap();
-    let host = batch(
-        kind,
-        groups.examples(),
-        t,
-        &mut Rng(groups.groups() as u64 * 31 + t as u64),
-    );
+    let host = batch(kind, groups.examples(), t, &mut Rng(groups.groups() as u64 * 31 + t as u64));
     let per_group = per_group_gradients(&be, kind, t, &host, &groups);
     let norms: Vec<f64> = per_group.iter().map(|g| norm(g)).collect();
     // a clip norm between the smallest and largest group norm: some groups clipped, some not
@@ -173,14 +109,9 @@ fn check(kind: &str, t: usize, groups: GroupRows, strategy: NormStrategy) {
     }
     let mut tr = trainer(&be, model(kind, &be, t));
     tr.strategy = strategy;
-    let stats = tr
-        .gradients(&be, &host.upload(&be), &groups, Some(clip), 1.0)
-        .unwrap();
+    let stats = tr.gradients(&be, &host.upload(&be), &groups, Some(clip), 1.0).unwrap();
     let expected_clipped = norms.iter().filter(|&&n| n > clip as f64).count();
-    assert_eq!(
-        stats.clipped_groups, expected_clipped,
-        "{kind}: groups clipped"
-    );
+    assert_eq!(stats.clipped_groups, expected_clipped, "{kind}: groups clipped");
     let names: Vec<String> = tr.model.params().iter().map(|p| p.name.clone()).collect();
     for ((name, got), want) in names.iter().zip(grads(&tr)).zip(&want) {
         let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-3);
@@ -195,12 +126,7 @@ fn check(kind: &str, t: usize, groups: GroupRows, strategy: NormStrategy) {
 }
 
 fn layouts() -> Vec<GroupRows> {
-    vec![
-        GroupRows::per_example(5),
-        GroupRows {
-            offsets: vec![0, 3, 4, 7],
-        },
-    ]
+    vec![GroupRows::per_example(5), GroupRows { offsets: vec![0, 3, 4, 7] }]
 }
 
 #[test]
@@ -213,11 +139,7 @@ fn mlp_one_pass_clipping_matches_brute_force() {
 #[test]
 fn lab_encoder_one_pass_clipping_matches_brute_force_with_every_norm_strategy() {
     for g in layouts() {
-        for s in [
-            NormStrategy::Ghost,
-            NormStrategy::Materialize,
-            NormStrategy::Auto,
-        ] {
+        for s in [NormStrategy::Ghost, NormStrategy::Materialize, NormStrategy::Auto] {
             check("lab", 6, g.clone(), s);
         }
     }
@@ -226,11 +148,7 @@ fn lab_encoder_one_pass_clipping_matches_brute_force_with_every_norm_strategy() 
 #[test]
 fn text_encoder_one_pass_clipping_matches_brute_force_with_every_norm_strategy() {
     for g in layouts() {
-        for s in [
-            NormStrategy::Ghost,
-            NormStrategy::Materialize,
-            NormStrategy::Auto,
-        ] {
+        for s in [NormStrategy::Ghost, NormStrategy::Materialize, NormStrategy::Auto] {
             check("text", 12, g.clone(), s);
         }
     }
@@ -243,8 +161,7 @@ fn clipped_group_gradients_never_exceed_the_clip_norm() {
     let host = batch("lab", 4, 6, &mut Rng(9));
     let mut tr = trainer(&be, model("lab", &be, 6));
     let groups = GroupRows::single(4);
-    tr.gradients(&be, &host.upload(&be), &groups, Some(1e-3), 1.0)
-        .unwrap();
+    tr.gradients(&be, &host.upload(&be), &groups, Some(1e-3), 1.0).unwrap();
     let n = norm(&grads(&tr));
     assert!((n - 1e-3).abs() < 1e-7, "clipped norm {n}");
 }

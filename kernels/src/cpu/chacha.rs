@@ -75,9 +75,7 @@ pub fn blocks(key: &[u32; 8], stream: u64, counter: u64, out: &mut Blocks) {
 
 /// The 32-byte key as little-endian words.
 pub fn key_words(key: &[u8; 32]) -> [u32; 8] {
-    std::array::from_fn(|i| {
-        u32::from_le_bytes([key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]])
-    })
+    std::array::from_fn(|i| u32::from_le_bytes([key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]]))
 }
 
 #[cfg(test)]
@@ -89,12 +87,9 @@ mod tests {
     #[test]
     fn keystream_matches_rand_chacha() {
         let key: [u8; 32] = std::array::from_fn(|i| (i * 7 + 3) as u8);
-        for (stream, counter) in [
-            (0u64, 0u64),
-            (5, 16),
-            (u64::MAX, (1 << 40) + 3),
-            (0x1234_5678_9abc, u32::MAX as u64 - 5),
-        ] {
+        for (stream, counter) in
+            [(0u64, 0u64), (5, 16), (u64::MAX, (1 << 40) + 3), (0x1234_5678_9abc, u32::MAX as u64 - 5)]
+        {
             let mut out = [[0u32; LANES]; 16];
             blocks(&key_words(&key), stream, counter, &mut out);
             let mut rng = ChaCha20Rng::from_seed(key);
@@ -102,12 +97,7 @@ mod tests {
             rng.set_word_pos(counter as u128 * 16);
             for l in 0..LANES {
                 for w in 0..16 {
-                    assert_eq!(
-                        out[w][l],
-                        rng.next_u32(),
-                        "stream {stream} block {} word {w}",
-                        counter + l as u64
-                    );
+                    assert_eq!(out[w][l], rng.next_u32(), "stream {stream} block {} word {w}", counter + l as u64);
                 }
             }
         }
@@ -121,10 +111,7 @@ mod tests {
         let first: Vec<u8> = (0..4).flat_map(|w| out[w][0].to_le_bytes()).collect();
         assert_eq!(
             first,
-            [
-                0x76, 0xb8, 0xe0, 0xad, 0xa0, 0xf1, 0x3d, 0x90, 0x40, 0x5d, 0x6a, 0xe5, 0x53, 0x86,
-                0xbd, 0x28
-            ]
+            [0x76, 0xb8, 0xe0, 0xad, 0xa0, 0xf1, 0x3d, 0x90, 0x40, 0x5d, 0x6a, 0xe5, 0x53, 0x86, 0xbd, 0x28]
         );
     }
 }

@@ -1,8 +1,9 @@
-//! Per-group squared norms of a Linear layer's weight gradient, from one backward pass.
-//! x: [R, Din], dy: [R, Dout]; group g owns rows `groups.rows(g, T)`. Its gradient is `dY_g^T X_g`.
-//! - one row: `||x||^2 ||dy||^2`;
-//! - ghost norm: `sum_{t,s} (x_t . x_s)(dy_t . dy_s)` = <X X^T, dY dY^T>, cost n^2 (Din + Dout);
-//! - materialized: `||X_g^T dY_g||_F^2`, cost n Din Dout.
+//! Per-group squared norms of a Linear layer's weight and bias gradient, from one backward pass.
+//! x: [R, Din], dy: [R, Dout]; group g owns rows `groups.rows(g, T)`. Its gradient is `dY_g^T [X_g, 1]`:
+//! the bias is the weight of a constant input 1, so it needs no pass of its own.
+//! - one row: `(||x||^2 + 1) ||dy||^2`;
+//! - ghost norm: `sum_{t,s} (x_t . x_s + 1)(dy_t . dy_s)` = <X X^T + 1, dY dY^T>, cost n^2 (Din + Dout);
+//! - materialized: `||X_g^T dY_g||_F^2 + ||1^T dY_g||^2`, cost n Din Dout.
 //! `Auto` takes the cheaper for each group. Sums are accumulated in f64 in a fixed order.
 
 use super::matmul;
@@ -33,20 +34,13 @@ fn choose(strategy: NormStrategy, n: usize, d_in: usize, d_out: usize) -> NormSt
     }
 }
 
-fn group_sq_norm(
-    threads: usize,
-    x: &[f32],
-    dy: &[f32],
-    d_in: usize,
-    d_out: usize,
-    strategy: NormStrategy,
-) -> f64 {
+fn group_sq_norm(threads: usize, x: &[f32], dy: &[f32], d_in: usize, d_out: usize, strategy: NormStrategy) -> f64 {
     let n = x.len() / d_in.max(1);
     if n == 0 || d_in == 0 || d_out == 0 {
         return 0.0;
     }
     if n == 1 {
-        return dot(x, x) * dot(dy, dy);
+        return (dot(x, x) + 1.0) * dot(dy, dy);
     }
     match choose(strategy, n, d_in, d_out) {
         NormStrategy::Ghost => {
@@ -74,7 +68,8 @@ fn group_sq_norm(
                 MatView::transposed(0, d_out),
                 Gemm::new(n, n, d_out),
             );
-            dot(&gx, &gy)
+            // <Gx + 1, Gy> = <Gx, Gy> + sum(Gy)
+            dot(&gx, &gy) + gy.iter().map(|&v| v as f64).sum::<f64>()
         }
         _ => {
             let mut g = vec![0.0f32; d_in * d_out];
@@ -88,7 +83,11 @@ fn group_sq_norm(
                 MatView::row_major(0, d_out),
                 Gemm::new(d_in, d_out, n),
             );
-            dot(&g, &g)
+            let mut bias = vec![0.0f64; d_out];
+            for row in dy.chunks_exact(d_out) {
+                bias.iter_mut().zip(row).for_each(|(b, &v)| *b += v as f64);
+            }
+            dot(&g, &g) + bias.iter().map(|b| b * b).sum::<f64>()
         }
     }
 }
@@ -111,19 +110,10 @@ pub(crate) fn linear_group_sq_norms(
     check_len("linear_group_sq_norms", "dy", rows * d_out, dy.len())?;
     let one = |g: usize, t: usize| {
         let r = groups.rows(g, rows_per_example);
-        group_sq_norm(
-            t,
-            &x[r.start * d_in..r.end * d_in],
-            &dy[r.start * d_out..r.end * d_out],
-            d_in,
-            d_out,
-            strategy,
-        )
+        group_sq_norm(t, &x[r.start * d_in..r.end * d_in], &dy[r.start * d_out..r.end * d_out], d_in, d_out, strategy)
     };
     if groups.groups() >= 2 * threads {
-        out.par_iter_mut()
-            .enumerate()
-            .for_each(|(g, o)| *o += one(g, 1) as f32);
+        out.par_iter_mut().enumerate().for_each(|(g, o)| *o += one(g, 1) as f32);
     } else {
         for (g, o) in out.iter_mut().enumerate() {
             *o += one(g, threads) as f32;
@@ -139,12 +129,8 @@ mod tests {
     #[test]
     fn ghost_and_materialized_norms_agree() {
         let (n, d_in, d_out) = (7, 5, 3);
-        let x: Vec<f32> = (0..n * d_in)
-            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0)
-            .collect();
-        let dy: Vec<f32> = (0..n * d_out)
-            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0)
-            .collect();
+        let x: Vec<f32> = (0..n * d_in).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
+        let dy: Vec<f32> = (0..n * d_out).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
         let a = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Ghost);
         let b = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize);
         assert!((a - b).abs() <= 1e-5 * b.abs(), "{a} vs {b}");

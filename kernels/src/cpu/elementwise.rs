@@ -11,20 +11,13 @@ pub(crate) const CHUNK: usize = 1 << 14;
 /// Rows per partial sum in row reductions (a fixed blocking, not a function of the thread count).
 const ROW_BLOCK: usize = 64;
 
-pub(crate) fn unary(
-    op: &'static str,
-    y: &mut [f32],
-    x: &[f32],
-    f: impl Fn(f32) -> f32 + Sync,
-) -> Result<()> {
+pub(crate) fn unary(op: &'static str, y: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Result<()> {
     check_len(op, "y", x.len(), y.len())?;
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = f(x);
-            }
-        });
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = f(x);
+        }
+    });
     Ok(())
 }
 
@@ -37,32 +30,26 @@ pub(crate) fn binary(
 ) -> Result<()> {
     check_len(op, "out", a.len(), out.len())?;
     check_len(op, "second operand", a.len(), b.len())?;
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK))
-        .zip(b.par_chunks(CHUNK))
-        .for_each(|((o, a), b)| {
-            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                *o = f(a, b);
-            }
-        });
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(|((o, a), b)| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            *o = f(a, b);
+        }
+    });
     Ok(())
 }
 
 pub(crate) fn add_assign(y: &mut [f32], x: &[f32]) -> Result<()> {
     check_len("add_assign", "x", y.len(), x.len())?;
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y += x;
-            }
-        });
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y += x;
+        }
+    });
     Ok(())
 }
 
 pub(crate) fn scale(y: &mut [f32], s: f32) {
-    y.par_chunks_mut(CHUNK)
-        .for_each(|y| y.iter_mut().for_each(|v| *v *= s));
+    y.par_chunks_mut(CHUNK).for_each(|y| y.iter_mut().for_each(|v| *v *= s));
 }
 
 pub(crate) fn broadcast_rows(y: &mut [f32], bias: &[f32], rows: usize) -> Result<()> {
@@ -134,12 +121,7 @@ pub(crate) fn group_row_sums(
 ) -> Result<()> {
     let g = groups.groups();
     check_len("group_row_sums", "out", g * d, out.len())?;
-    check_len(
-        "group_row_sums",
-        "x",
-        groups.examples() * rows_per_example * d,
-        x.len(),
-    )?;
+    check_len("group_row_sums", "x", groups.examples() * rows_per_example * d, x.len())?;
     if d == 0 {
         return Ok(());
     }
@@ -162,21 +144,28 @@ pub(crate) fn add_row_sq_norms(out: &mut [f32], x: &[f32], d: usize) -> Result<(
     if d == 0 {
         return Ok(());
     }
-    out.par_iter_mut()
-        .zip(x.par_chunks(d))
-        .for_each(|(o, row)| {
-            *o += row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() as f32;
-        });
+    out.par_iter_mut().zip(x.par_chunks(d)).for_each(|(o, row)| {
+        *o += row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() as f32;
+    });
     Ok(())
 }
 
-pub(crate) fn weighted_row_sum(
-    out: &mut [f32],
-    x: &[f32],
-    w: &[f32],
-    d: usize,
-    accumulate: bool,
-) -> Result<()> {
+pub(crate) fn split_last_column(head: &mut [f32], last: &mut [f32], x: &[f32], w: usize) -> Result<()> {
+    if w == 0 {
+        return Err(KernelError::Invalid { op: "split_last_column", msg: "width must be at least 1".into() });
+    }
+    let rows = x.len() / w;
+    check_len("split_last_column", "x", rows * w, x.len())?;
+    check_len("split_last_column", "head", rows * (w - 1), head.len())?;
+    check_len("split_last_column", "last", rows, last.len())?;
+    for ((row, h), l) in x.chunks_exact(w).zip(head.chunks_mut((w - 1).max(1))).zip(last.iter_mut()) {
+        h[..w - 1].copy_from_slice(&row[..w - 1]);
+        *l = row[w - 1];
+    }
+    Ok(())
+}
+
+pub(crate) fn weighted_row_sum(out: &mut [f32], x: &[f32], w: &[f32], d: usize, accumulate: bool) -> Result<()> {
     check_len("weighted_row_sum", "out", d, out.len())?;
     check_len("weighted_row_sum", "x", w.len() * d, x.len())?;
     const COLS: usize = 256;
@@ -195,43 +184,38 @@ pub(crate) fn weighted_row_sum(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn scale_rows_by_group(
     y: &mut [f32],
     x: &[f32],
     d: usize,
+    append_factor: bool,
     factors: &[f32],
     groups: &GroupRows,
     rows_per_example: usize,
 ) -> Result<()> {
-    check_len(
-        "scale_rows_by_group",
-        "factors",
-        groups.groups(),
-        factors.len(),
-    )?;
+    check_len("scale_rows_by_group", "factors", groups.groups(), factors.len())?;
     let rows = groups.examples() * rows_per_example;
+    let width = d + append_factor as usize;
     check_len("scale_rows_by_group", "x", rows * d, x.len())?;
-    check_len("scale_rows_by_group", "y", rows * d, y.len())?;
-    if d == 0 {
+    check_len("scale_rows_by_group", "y", rows * width, y.len())?;
+    if width == 0 {
         return Ok(());
     }
     // factor of each example, then rows in parallel
     let mut per_example = vec![0.0f32; groups.examples()];
     for (g, &f) in factors.iter().enumerate() {
-        per_example[groups.offsets[g]..groups.offsets[g + 1]]
-            .iter_mut()
-            .for_each(|v| *v = f);
+        per_example[groups.offsets[g]..groups.offsets[g + 1]].iter_mut().for_each(|v| *v = f);
     }
-    y.par_chunks_mut(d)
-        .zip(x.par_chunks(d))
-        .enumerate()
-        .with_min_len(64)
-        .for_each(|(r, (y, x))| {
-            let f = per_example[r / rows_per_example];
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = f * x;
-            }
-        });
+    y.par_chunks_mut(width).enumerate().with_min_len(64).for_each(|(r, y)| {
+        let f = per_example[r / rows_per_example];
+        for (y, &x) in y.iter_mut().zip(&x[r * d..(r + 1) * d]) {
+            *y = f * x;
+        }
+        if append_factor {
+            y[d] = f;
+        }
+    });
     Ok(())
 }
 
@@ -245,11 +229,7 @@ pub(crate) fn clip_factors(factors: &mut [f32], sq_norms: &[f32], clip: f32) -> 
     }
     for (f, &s) in factors.iter_mut().zip(sq_norms) {
         // a NaN norm (from a NaN gradient) gets factor 0, never 1: `f32::max` would turn NaN into 0
-        let norm = if s.is_nan() {
-            f32::INFINITY
-        } else {
-            s.max(0.0).sqrt()
-        };
+        let norm = if s.is_nan() { f32::INFINITY } else { s.max(0.0).sqrt() };
         *f = if norm > clip { clip / norm } else { 1.0 };
     }
     Ok(())
@@ -270,44 +250,29 @@ pub(crate) fn sgd_step(
         check_len("sgd_step", "momentum buffer", w.len(), m.len())?;
     }
     if momentum == 0.0 {
-        w.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(w, g)| {
-                for (w, &g) in w.iter_mut().zip(g) {
-                    *w -= lr * (g + weight_decay * *w);
-                }
-            });
-        return Ok(());
-    }
-    w.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(m.par_chunks_mut(CHUNK))
-        .for_each(|((w, g), m)| {
-            for ((w, &g), m) in w.iter_mut().zip(g).zip(m.iter_mut()) {
-                let g = g + weight_decay * *w;
-                *m = if first_step { g } else { momentum * *m + g };
-                *w -= lr * *m;
+        w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(w, g)| {
+            for (w, &g) in w.iter_mut().zip(g) {
+                *w -= lr * (g + weight_decay * *w);
             }
         });
+        return Ok(());
+    }
+    w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK)).for_each(|((w, g), m)| {
+        for ((w, &g), m) in w.iter_mut().zip(g).zip(m.iter_mut()) {
+            let g = g + weight_decay * *w;
+            *m = if first_step { g } else { momentum * *m + g };
+            *w -= lr * *m;
+        }
+    });
     Ok(())
 }
 
-pub(crate) fn adamw_step(
-    w: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    h: &AdamW,
-    t: u64,
-) -> Result<()> {
+pub(crate) fn adamw_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: &AdamW, t: u64) -> Result<()> {
     check_len("adamw_step", "grad", w.len(), g.len())?;
     check_len("adamw_step", "first moment", w.len(), m.len())?;
     check_len("adamw_step", "second moment", w.len(), v.len())?;
     if t == 0 {
-        return Err(KernelError::Invalid {
-            op: "adamw_step",
-            msg: "step count is 1-based".into(),
-        });
+        return Err(KernelError::Invalid { op: "adamw_step", msg: "step count is 1-based".into() });
     }
     let bc1 = 1.0 - (h.beta1 as f64).powi(t.min(i32::MAX as u64) as i32);
     let bc2 = 1.0 - (h.beta2 as f64).powi(t.min(i32::MAX as u64) as i32);

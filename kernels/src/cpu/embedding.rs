@@ -12,21 +12,12 @@ const SCATTER_PARTS: usize = 64;
 
 fn check_ids(op: &'static str, ids: &[u32], vocab: usize) -> Result<()> {
     if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
-        return Err(KernelError::Invalid {
-            op,
-            msg: format!("id {bad} out of range for a vocabulary of {vocab}"),
-        });
+        return Err(KernelError::Invalid { op, msg: format!("id {bad} out of range for a vocabulary of {vocab}") });
     }
     Ok(())
 }
 
-pub(crate) fn forward(
-    y: &mut [f32],
-    ids: &[u32],
-    table: &[f32],
-    d: usize,
-    accumulate: bool,
-) -> Result<()> {
+pub(crate) fn forward(y: &mut [f32], ids: &[u32], table: &[f32], d: usize, accumulate: bool) -> Result<()> {
     check_len("embedding_forward", "y", ids.len() * d, y.len())?;
     if d == 0 {
         return Ok(());
@@ -40,17 +31,14 @@ pub(crate) fn forward(
         });
     }
     check_ids("embedding_forward", ids, table.len() / d)?;
-    y.par_chunks_mut(d)
-        .zip(ids.par_iter())
-        .with_min_len(64)
-        .for_each(|(y, &id)| {
-            let row = &table[id as usize * d..(id as usize + 1) * d];
-            if accumulate {
-                y.iter_mut().zip(row).for_each(|(y, &v)| *y += v);
-            } else {
-                y.copy_from_slice(row);
-            }
-        });
+    y.par_chunks_mut(d).zip(ids.par_iter()).with_min_len(64).for_each(|(y, &id)| {
+        let row = &table[id as usize * d..(id as usize + 1) * d];
+        if accumulate {
+            y.iter_mut().zip(row).for_each(|(y, &v)| *y += v);
+        } else {
+            y.copy_from_slice(row);
+        }
+    });
     Ok(())
 }
 
@@ -58,9 +46,7 @@ fn example_factors(factors: Option<&[f32]>, groups: &GroupRows) -> Option<Vec<f3
     factors.map(|f| {
         let mut per_example = vec![0.0f32; groups.examples()];
         for (g, &v) in f.iter().enumerate() {
-            per_example[groups.offsets[g]..groups.offsets[g + 1]]
-                .iter_mut()
-                .for_each(|e| *e = v);
+            per_example[groups.offsets[g]..groups.offsets[g + 1]].iter_mut().for_each(|e| *e = v);
         }
         per_example
     })
@@ -77,12 +63,7 @@ pub(crate) fn backward(
     rows_per_example: usize,
 ) -> Result<()> {
     check_len("embedding_backward", "dy", ids.len() * d, dy.len())?;
-    check_len(
-        "embedding_backward",
-        "ids",
-        groups.examples() * rows_per_example,
-        ids.len(),
-    )?;
+    check_len("embedding_backward", "ids", groups.examples() * rows_per_example, ids.len())?;
     if let Some(f) = factors {
         check_len("embedding_backward", "factors", groups.groups(), f.len())?;
     }
@@ -99,26 +80,17 @@ pub(crate) fn backward(
     for (r, &id) in ids.iter().enumerate() {
         buckets[id as usize / part].push(r as u32);
     }
-    dtable
-        .par_chunks_mut(part * d)
-        .zip(buckets.par_iter())
-        .for_each(|(table_part, rows)| {
-            let base = rows
-                .first()
-                .map(|&r| ids[r as usize] as usize / part * part)
-                .unwrap_or(0);
-            for &r in rows {
-                let r = r as usize;
-                let w = per_example
-                    .as_ref()
-                    .map_or(1.0, |f| f[r / rows_per_example]);
-                let dst =
-                    &mut table_part[(ids[r] as usize - base) * d..(ids[r] as usize - base + 1) * d];
-                for (t, &g) in dst.iter_mut().zip(&dy[r * d..(r + 1) * d]) {
-                    *t += w * g;
-                }
+    dtable.par_chunks_mut(part * d).zip(buckets.par_iter()).for_each(|(table_part, rows)| {
+        let base = rows.first().map(|&r| ids[r as usize] as usize / part * part).unwrap_or(0);
+        for &r in rows {
+            let r = r as usize;
+            let w = per_example.as_ref().map_or(1.0, |f| f[r / rows_per_example]);
+            let dst = &mut table_part[(ids[r] as usize - base) * d..(ids[r] as usize - base + 1) * d];
+            for (t, &g) in dst.iter_mut().zip(&dy[r * d..(r + 1) * d]) {
+                *t += w * g;
             }
-        });
+        }
+    });
     Ok(())
 }
 
@@ -130,18 +102,8 @@ pub(crate) fn group_sq_norms(
     groups: &GroupRows,
     rows_per_example: usize,
 ) -> Result<()> {
-    check_len(
-        "embedding_group_sq_norms",
-        "out",
-        groups.groups(),
-        out.len(),
-    )?;
-    check_len(
-        "embedding_group_sq_norms",
-        "ids",
-        groups.examples() * rows_per_example,
-        ids.len(),
-    )?;
+    check_len("embedding_group_sq_norms", "out", groups.groups(), out.len())?;
+    check_len("embedding_group_sq_norms", "ids", groups.examples() * rows_per_example, ids.len())?;
     check_len("embedding_group_sq_norms", "dy", ids.len() * d, dy.len())?;
     out.par_iter_mut().enumerate().for_each(|(g, o)| {
         let rows = groups.rows(g, rows_per_example);
@@ -155,9 +117,7 @@ pub(crate) fn group_sq_norms(
             acc.iter_mut().for_each(|v| *v = 0.0);
             while i < order.len() && order[i].0 == id {
                 let r = order[i].1 as usize;
-                acc.iter_mut()
-                    .zip(&dy[r * d..(r + 1) * d])
-                    .for_each(|(a, &v)| *a += v);
+                acc.iter_mut().zip(&dy[r * d..(r + 1) * d]).for_each(|(a, &v)| *a += v);
                 i += 1;
             }
             total += acc.iter().map(|&v| v as f64 * v as f64).sum::<f64>();

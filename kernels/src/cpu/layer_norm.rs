@@ -82,9 +82,7 @@ pub(crate) fn backward(
             }
             let m1 = s1 / c as f32;
             let m2 = s2 / c as f32;
-            for ((((dx, dyx), &dy), &x), &g) in
-                dx.iter_mut().zip(dyx.iter_mut()).zip(dy).zip(x).zip(gamma)
-            {
+            for ((((dx, dyx), &dy), &x), &g) in dx.iter_mut().zip(dyx.iter_mut()).zip(dy).zip(x).zip(gamma) {
                 let xhat = (x - m) * r;
                 *dx = r * (dy * g - m1 - xhat * m2);
                 *dyx = dy * xhat;

@@ -83,10 +83,7 @@ pub fn cos_sin_turns(u: f32) -> (f32, f32) {
     let q = (t + 0.5).floor();
     let a = (t - q) * std::f32::consts::FRAC_PI_2;
     let a2 = a * a;
-    let s = a
-        * (1.0
-            + a2 * (-1.0 / 6.0
-                + a2 * (1.0 / 120.0 + a2 * (-1.0 / 5040.0 + a2 * (1.0 / 362_880.0)))));
+    let s = a * (1.0 + a2 * (-1.0 / 6.0 + a2 * (1.0 / 120.0 + a2 * (-1.0 / 5040.0 + a2 * (1.0 / 362_880.0)))));
     let c = 1.0 + a2 * (-0.5 + a2 * (1.0 / 24.0 + a2 * (-1.0 / 720.0 + a2 * (1.0 / 40320.0))));
     let qi = q as i32 & 3;
     // rotate (c, s) by qi quarter turns
@@ -94,10 +91,7 @@ pub fn cos_sin_turns(u: f32) -> (f32, f32) {
     let (c1, s1) = if swap { (s, c) } else { (c, s) };
     let cos_neg = qi == 1 || qi == 2;
     let sin_neg = qi >= 2;
-    (
-        if cos_neg { -c1 } else { c1 },
-        if sin_neg { -s1 } else { s1 },
-    )
+    (if cos_neg { -c1 } else { c1 }, if sin_neg { -s1 } else { s1 })
 }
 
 /// Standard normal CDF slope: exp(-x^2/2) / sqrt(2 pi).
@@ -134,10 +128,7 @@ mod tests {
         while x < 88.0 {
             let want = (x as f64).exp();
             let got = exp(x) as f64;
-            assert!(
-                ((got - want) / want).abs() < 2e-7,
-                "exp({x}) = {got}, want {want}"
-            );
+            assert!(((got - want) / want).abs() < 2e-7, "exp({x}) = {got}, want {want}");
             x += 0.0137;
         }
         assert!(exp(f32::NEG_INFINITY) < 1e-37);
@@ -148,11 +139,7 @@ mod tests {
         let mut x = -3.5f64;
         while x <= 3.5 {
             let got = erf(x as f32) as f64;
-            assert!(
-                (got - erf_f64(x)).abs() < 5e-7,
-                "erf({x}) = {got}, want {}",
-                erf_f64(x)
-            );
+            assert!((got - erf_f64(x)).abs() < 5e-7, "erf({x}) = {got}, want {}", erf_f64(x));
             x += 0.001;
         }
         assert!((erf(10.0) - 1.0).abs() < 5e-7 && (erf(-10.0) + 1.0).abs() < 5e-7);

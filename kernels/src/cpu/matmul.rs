@@ -27,9 +27,7 @@ fn outputs_disjoint(cv: &MatView, g: &Gemm) -> bool {
     let [s0, s1] = cv.batch_stride;
     let blocks = (b1 == 1 || s1 >= single) && (b0 == 1 || s0 >= (b1 - 1) * s1 + single);
     let tiled_columns = cv.col_stride == 1
-        && (b1 == 1
-            || (s1 >= g.n
-                && cv.offset % cv.row_stride.max(1) + (b1 - 1) * s1 + g.n <= cv.row_stride))
+        && (b1 == 1 || (s1 >= g.n && cv.offset % cv.row_stride.max(1) + (b1 - 1) * s1 + g.n <= cv.row_stride))
         && (b0 == 1 || s0 >= g.m * cv.row_stride);
     blocks || tiled_columns
 }
@@ -44,14 +42,7 @@ pub(crate) fn gemm(
     bv: MatView,
     g: Gemm,
 ) -> Result<()> {
-    let Gemm {
-        m,
-        n,
-        k,
-        batch,
-        alpha,
-        beta,
-    } = g;
+    let Gemm { m, n, k, batch, alpha, beta } = g;
     check_min_len("gemm", "C", cv.extent(m, n, batch), c.len())?;
     check_min_len("gemm", "A", av.extent(m, k, batch), a.len())?;
     check_min_len("gemm", "B", bv.extent(k, n, batch), b.len())?;
@@ -60,10 +51,7 @@ pub(crate) fn gemm(
         return Ok(());
     }
     if count > 1 && !outputs_disjoint(&cv, &g) {
-        return Err(KernelError::Invalid {
-            op: "gemm",
-            msg: format!("batched outputs overlap: {cv:?} for {g:?}"),
-        });
+        return Err(KernelError::Invalid { op: "gemm", msg: format!("batched outputs overlap: {cv:?} for {g:?}") });
     }
     let cp = SendPtr(c.as_mut_ptr());
     let one = |p: usize, q: usize, par: gemm::Parallelism| {
@@ -125,15 +113,7 @@ pub(crate) fn gemm(
 }
 
 /// The reference: a plain triple loop in f64, same semantics as [`gemm`].
-pub fn gemm_naive(
-    c: &mut [f32],
-    cv: MatView,
-    a: &[f32],
-    av: MatView,
-    b: &[f32],
-    bv: MatView,
-    g: Gemm,
-) {
+pub fn gemm_naive(c: &mut [f32], cv: MatView, a: &[f32], av: MatView, b: &[f32], bv: MatView, g: Gemm) {
     for p in 0..g.batch[0] {
         for q in 0..g.batch[1] {
             let co = cv.offset + p * cv.batch_stride[0] + q * cv.batch_stride[1];
@@ -147,11 +127,7 @@ pub fn gemm_naive(
                             * b[bo + l * bv.row_stride + j * bv.col_stride] as f64;
                     }
                     let e = &mut c[co + i * cv.row_stride + j * cv.col_stride];
-                    let old = if g.beta == 0.0 {
-                        0.0
-                    } else {
-                        g.beta as f64 * *e as f64
-                    };
+                    let old = if g.beta == 0.0 { 0.0 } else { g.beta as f64 * *e as f64 };
                     *e = (old + g.alpha as f64 * s) as f32;
                 }
             }

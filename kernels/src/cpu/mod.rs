@@ -28,20 +28,13 @@ pub struct Cpu {
 impl Cpu {
     /// A pool of `threads` workers; 0 means one per available core.
     pub fn new(threads: usize) -> Result<Self> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
+        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("medtrain-cpu-{i}"))
             .build()
             .map_err(|e| KernelError::Device(format!("cannot start {threads} CPU threads: {e}")))?;
-        Ok(Cpu {
-            pool: Arc::new(pool),
-            threads,
-        })
+        Ok(Cpu { pool: Arc::new(pool), threads })
     }
 
     fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
@@ -92,8 +85,7 @@ impl Backend for Cpu {
     fn fill(&self, buf: &mut Vec<f32>, value: f32) {
         self.run(|| {
             use rayon::prelude::*;
-            buf.par_chunks_mut(elementwise::CHUNK)
-                .for_each(|c| c.iter_mut().for_each(|v| *v = value))
+            buf.par_chunks_mut(elementwise::CHUNK).for_each(|c| c.iter_mut().for_each(|v| *v = value))
         })
     }
     fn copy(&self, dst: &mut Vec<f32>, src: &Vec<f32>) -> Result<()> {
@@ -118,6 +110,9 @@ impl Backend for Cpu {
     fn broadcast_rows(&self, y: &mut Vec<f32>, bias: &Vec<f32>, rows: usize) -> Result<()> {
         self.run(|| elementwise::broadcast_rows(y, bias, rows))
     }
+    fn add(&self, out: &mut Vec<f32>, a: &Vec<f32>, b: &Vec<f32>) -> Result<()> {
+        self.run(|| elementwise::binary("add", out, a, b, |a, b| a + b))
+    }
     fn add_assign(&self, y: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
         self.run(|| elementwise::add_assign(y, x))
     }
@@ -137,6 +132,9 @@ impl Backend for Cpu {
     fn add_row_sq_norms(&self, out: &mut Vec<f32>, x: &Vec<f32>, d: usize) -> Result<()> {
         self.run(|| elementwise::add_row_sq_norms(out, x, d))
     }
+    fn split_last_column(&self, head: &mut Vec<f32>, last: &mut Vec<f32>, x: &Vec<f32>, w: usize) -> Result<()> {
+        elementwise::split_last_column(head, last, x, w)
+    }
     fn weighted_row_sum(
         &self,
         out: &mut Vec<f32>,
@@ -152,11 +150,12 @@ impl Backend for Cpu {
         y: &mut Vec<f32>,
         x: &Vec<f32>,
         d: usize,
+        append_factor: bool,
         factors: &Vec<f32>,
         groups: &GroupRows,
         rows_per_example: usize,
     ) -> Result<()> {
-        self.run(|| elementwise::scale_rows_by_group(y, x, d, factors, groups, rows_per_example))
+        self.run(|| elementwise::scale_rows_by_group(y, x, d, append_factor, factors, groups, rows_per_example))
     }
     fn clip_factors(&self, factors: &mut Vec<f32>, sq_norms: &Vec<f32>, clip: f32) -> Result<()> {
         elementwise::clip_factors(factors, sq_norms, clip)
@@ -166,25 +165,13 @@ impl Backend for Cpu {
         self.run(|| elementwise::unary("relu_forward", y, x, |v| v.max(0.0)))
     }
     fn relu_backward(&self, dx: &mut Vec<f32>, dy: &Vec<f32>, y: &Vec<f32>) -> Result<()> {
-        self.run(|| {
-            elementwise::binary(
-                "relu_backward",
-                dx,
-                dy,
-                y,
-                |g, y| if y > 0.0 { g } else { 0.0 },
-            )
-        })
+        self.run(|| elementwise::binary("relu_backward", dx, dy, y, |g, y| if y > 0.0 { g } else { 0.0 }))
     }
     fn gelu_forward(&self, y: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
         self.run(|| elementwise::unary("gelu_forward", y, x, elementwise::gelu))
     }
     fn gelu_backward(&self, dx: &mut Vec<f32>, dy: &Vec<f32>, x: &Vec<f32>) -> Result<()> {
-        self.run(|| {
-            elementwise::binary("gelu_backward", dx, dy, x, |g, x| {
-                g * elementwise::gelu_grad(x)
-            })
-        })
+        self.run(|| elementwise::binary("gelu_backward", dx, dy, x, |g, x| g * elementwise::gelu_grad(x)))
     }
 
     fn layer_norm_forward(
@@ -225,13 +212,7 @@ impl Backend for Cpu {
     ) -> Result<()> {
         self.run(|| attention::masked_softmax_forward(att, mask, b, h, t, scale))
     }
-    fn softmax_backward(
-        &self,
-        datt: &mut Vec<f32>,
-        att: &Vec<f32>,
-        t: usize,
-        scale: f32,
-    ) -> Result<()> {
+    fn softmax_backward(&self, datt: &mut Vec<f32>, att: &Vec<f32>, t: usize, scale: f32) -> Result<()> {
         self.run(|| attention::softmax_backward(datt, att, t, scale))
     }
 
@@ -255,17 +236,7 @@ impl Backend for Cpu {
         groups: &GroupRows,
         rows_per_example: usize,
     ) -> Result<()> {
-        self.run(|| {
-            embedding::backward(
-                dtable,
-                ids,
-                dy,
-                d,
-                factors.map(|f| f.as_slice()),
-                groups,
-                rows_per_example,
-            )
-        })
+        self.run(|| embedding::backward(dtable, ids, dy, d, factors.map(|f| f.as_slice()), groups, rows_per_example))
     }
     fn embedding_group_sq_norms(
         &self,
@@ -334,17 +305,7 @@ impl Backend for Cpu {
         strategy: NormStrategy,
     ) -> Result<()> {
         self.run(|| {
-            dp::linear_group_sq_norms(
-                self.threads,
-                out,
-                x,
-                dy,
-                d_in,
-                d_out,
-                groups,
-                rows_per_example,
-                strategy,
-            )
+            dp::linear_group_sq_norms(self.threads, out, x, dy, d_in, d_out, groups, rows_per_example, strategy)
         })
     }
 

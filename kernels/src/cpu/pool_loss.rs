@@ -11,13 +11,7 @@ fn kept(mask: &[f32]) -> f32 {
     mask.iter().sum::<f32>().max(1.0)
 }
 
-pub(crate) fn pool_forward(
-    out: &mut [f32],
-    h: &[f32],
-    mask: &[f32],
-    t: usize,
-    c: usize,
-) -> Result<()> {
+pub(crate) fn pool_forward(out: &mut [f32], h: &[f32], mask: &[f32], t: usize, c: usize) -> Result<()> {
     let b = if t == 0 { 0 } else { mask.len() / t };
     check_len("masked_mean_pool_forward", "mask", b * t, mask.len())?;
     check_len("masked_mean_pool_forward", "h", b * t * c, h.len())?;
@@ -40,13 +34,7 @@ pub(crate) fn pool_forward(
     Ok(())
 }
 
-pub(crate) fn pool_backward(
-    dh: &mut [f32],
-    dout: &[f32],
-    mask: &[f32],
-    t: usize,
-    c: usize,
-) -> Result<()> {
+pub(crate) fn pool_backward(dh: &mut [f32], dout: &[f32], mask: &[f32], t: usize, c: usize) -> Result<()> {
     let b = if t == 0 { 0 } else { mask.len() / t };
     check_len("masked_mean_pool_backward", "mask", b * t, mask.len())?;
     check_len("masked_mean_pool_backward", "dh", b * t * c, dh.len())?;

@@ -78,12 +78,7 @@ impl Reserve {
         self.used += 1;
         let batch = j / BATCH as u64;
         if self.batch != Some(batch) {
-            chacha::blocks(
-                key,
-                stream,
-                RESERVE + (batch << 50) + chunk * 16,
-                &mut self.words,
-            );
+            chacha::blocks(key, stream, RESERVE + (batch << 50) + chunk * 16, &mut self.words);
             self.batch = Some(batch);
         }
         let i = (j % BATCH as u64) as usize;
@@ -103,11 +98,7 @@ fn add_chunk(
     blocks: &mut Blocks,
     batch: &mut [f32; BATCH],
 ) {
-    let mut reserve = Reserve {
-        words: [[0; LANES]; 16],
-        batch: None,
-        used: 0,
-    };
+    let mut reserve = Reserve { words: [[0; LANES]; 16], batch: None, used: 0 };
     for (k, dst) in dst.chunks_mut(BATCH).enumerate() {
         chacha::blocks(key, stream, (chunk * 16 + k as u64) * 16, blocks);
         transform(blocks, batch);
@@ -127,9 +118,7 @@ fn add_chunk(
                 batch[PAIRS + w * LANES + l] = s;
             }
         }
-        dst.iter_mut()
-            .zip(batch.iter())
-            .for_each(|(d, &z)| *d = scale * std.mul_add(z, *d));
+        dst.iter_mut().zip(batch.iter()).for_each(|(d, &z)| *d = scale * std.mul_add(z, *d));
     }
 }
 
@@ -138,9 +127,7 @@ pub(crate) fn add_normal(buf: &mut [f32], std: f32, scale: f32, key: &NoiseKey) 
     let words = chacha::key_words(&key.key);
     buf.par_chunks_mut(CHUNK_NORMALS).enumerate().for_each_init(
         || (Box::new([[0u32; LANES]; 16]), Box::new([0.0f32; BATCH])),
-        |(blocks, batch), (c, dst)| {
-            add_chunk(dst, std, scale, &words, key.stream, c as u64, blocks, batch)
-        },
+        |(blocks, batch), (c, dst)| add_chunk(dst, std, scale, &words, key.stream, c as u64, blocks, batch),
     );
 }
 
@@ -149,10 +136,7 @@ mod tests {
     use super::*;
 
     fn key(stream: u64) -> NoiseKey {
-        NoiseKey {
-            key: [7u8; 32],
-            stream,
-        }
+        NoiseKey { key: [7u8; 32], stream }
     }
 
     #[test]
@@ -162,8 +146,7 @@ mod tests {
         add_normal(&mut v, 1.0, 1.0, &key(1));
         let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
         let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n as f64;
-        let kurt =
-            v.iter().map(|&x| (x as f64 - mean).powi(4)).sum::<f64>() / n as f64 / (var * var);
+        let kurt = v.iter().map(|&x| (x as f64 - mean).powi(4)).sum::<f64>() / n as f64 / (var * var);
         // standard errors: mean 5e-4, variance 7e-4, kurtosis 2.4e-3: bounds at about 5 sigma
         assert!(mean.abs() < 2.5e-3, "mean {mean}");
         assert!((var - 1.0).abs() < 4e-3, "variance {var}");
@@ -172,10 +155,7 @@ mod tests {
         for (z, p) in [(3.0f32, 2.699_796e-3f64), (4.0, 6.334_248e-5)] {
             let expected = p * n as f64;
             let got = v.iter().filter(|x| x.abs() > z).count() as f64;
-            assert!(
-                (got - expected).abs() < 5.0 * expected.sqrt(),
-                "beyond {z} sigma: {got}, expected {expected:.0}"
-            );
+            assert!((got - expected).abs() < 5.0 * expected.sqrt(), "beyond {z} sigma: {got}, expected {expected:.0}");
         }
         // the fallback path works: a 32-bit radius word alone tops out at 6.66 sigma
         assert!(v.iter().all(|x| x.is_finite() && x.abs() < 9.5));
@@ -191,10 +171,7 @@ mod tests {
         add_normal(&mut v, 1.0, 1.0, &key(9));
         let got = v.iter().filter(|x| x.abs() > 4.5).count() as f64;
         let expected = 6.795_346e-6 * n as f64;
-        assert!(
-            (got - expected).abs() < 5.0 * expected.sqrt(),
-            "beyond 4.5 sigma: {got}, expected {expected:.1}"
-        );
+        assert!((got - expected).abs() < 5.0 * expected.sqrt(), "beyond 4.5 sigma: {got}, expected {expected:.1}");
     }
 
     #[test]

@@ -55,9 +55,8 @@ pub struct SelfAttention<B: Backend> {
     pub qkv_out: B::Buf,
     pub att: B::Buf,
     pub ctx: B::Buf,
-    // gradients kept for param_grads
+    // gradient kept for param_grads
     pub dqkv: B::Buf,
-    pub dout: B::Buf,
     datt: B::Buf,
     dctx: B::Buf,
 }
@@ -79,7 +78,6 @@ impl<B: Backend> SelfAttention<B> {
             att: be.zeros(0),
             ctx: be.zeros(0),
             dqkv: be.zeros(0),
-            dout: be.zeros(0),
             datt: be.zeros(0),
             dctx: be.zeros(0),
         })
@@ -89,142 +87,63 @@ impl<B: Backend> SelfAttention<B> {
         self.d / self.heads
     }
     /// x: [B*T, D], mask: [B, T] -> y: [B*T, D] =
-    pub fn forward(
-        &mut self,
-        be: &B,
-        y: &mut B::Buf,
-        x: &B::Buf,
-        mask: &B::Buf,
-        b: usize,
-        t: usize,
-    ) -> Result<()> {
+    pub fn forward(&mut self, be: &B, y: &mut B::Buf, x: &B::Buf, mask: &B::Buf, b: usize, t: usize) -> Result<()> {
         let (h, hd) = (self.heads, self.hd());
         let v = Views::new(self.d, h, t);
         self.qkv.forward(be, &mut self.qkv_out, x, b * t)?;
         be.resize(&mut self.att, b * h * t * t);
         // scores = q k^T (the 1/sqrt(hd) scale is applied inside the softmax)
-        be.gemm(
-            &mut self.att,
-            v.att,
-            &self.qkv_out,
-            v.q,
-            &self.qkv_out,
-            v.k_t,
-            Gemm::new(t, t, hd).batched(b, h),
-        )?;
+        be.gemm(&mut self.att, v.att, &self.qkv_out, v.q, &self.qkv_out, v.k_t, Gemm::new(t, t, hd).batched(b, h))?;
         be.masked_softmax_forward(&mut self.att, mask, b, h, t, 1.0 / (hd as f32).sqrt())?;
         be.resize(&mut self.ctx, b * t * self.d);
-        be.gemm(
-            &mut self.ctx,
-            v.ctx,
-            &self.att,
-            v.att,
-            &self.qkv_out,
-            v.v,
-            Gemm::new(t, hd, t).batched(b, h),
-        )?;
+        be.gemm(&mut self.ctx, v.ctx, &self.att, v.att, &self.qkv_out, v.v, Gemm::new(t, hd, t).batched(b, h))?;
         self.o.forward(be, y, &self.ctx, b * t)
     }
 
     /// dy: [B*T, D] -> dx: [B*T, D] =
-    pub fn backward_input(
-        &mut self,
-        be: &B,
-        dx: &mut B::Buf,
-        dy: &B::Buf,
-        b: usize,
-        t: usize,
-    ) -> Result<()> {
+    pub fn backward_input(&mut self, be: &B, dx: &mut B::Buf, dy: &B::Buf, b: usize, t: usize) -> Result<()> {
         let (h, hd) = (self.heads, self.hd());
         let v = Views::new(self.d, h, t);
-        be.resize(&mut self.dout, b * t * self.d);
-        be.copy(&mut self.dout, dy)?;
         self.o.backward_input(be, &mut self.dctx, dy, b * t)?;
         // datt = dctx v^T
         be.resize(&mut self.datt, b * h * t * t);
-        be.gemm(
-            &mut self.datt,
-            v.att,
-            &self.dctx,
-            v.ctx,
-            &self.qkv_out,
-            v.v_t,
-            Gemm::new(t, t, hd).batched(b, h),
-        )?;
+        be.gemm(&mut self.datt, v.att, &self.dctx, v.ctx, &self.qkv_out, v.v_t, Gemm::new(t, t, hd).batched(b, h))?;
         // dv = att^T dctx
         be.resize(&mut self.dqkv, b * t * 3 * self.d);
-        be.gemm(
-            &mut self.dqkv,
-            v.v,
-            &self.att,
-            v.att_t,
-            &self.dctx,
-            v.ctx,
-            Gemm::new(t, hd, t).batched(b, h),
-        )?;
+        be.gemm(&mut self.dqkv, v.v, &self.att, v.att_t, &self.dctx, v.ctx, Gemm::new(t, hd, t).batched(b, h))?;
         // dscores (scale included)
         be.softmax_backward(&mut self.datt, &self.att, t, 1.0 / (hd as f32).sqrt())?;
         // dq = dscores k ; dk = dscores^T q
-        be.gemm(
-            &mut self.dqkv,
-            v.q,
-            &self.datt,
-            v.att,
-            &self.qkv_out,
-            v.k,
-            Gemm::new(t, hd, t).batched(b, h),
-        )?;
-        be.gemm(
-            &mut self.dqkv,
-            v.k,
-            &self.datt,
-            v.att_t,
-            &self.qkv_out,
-            v.q,
-            Gemm::new(t, hd, t).batched(b, h),
-        )?;
+        be.gemm(&mut self.dqkv, v.q, &self.datt, v.att, &self.qkv_out, v.k, Gemm::new(t, hd, t).batched(b, h))?;
+        be.gemm(&mut self.dqkv, v.k, &self.datt, v.att_t, &self.qkv_out, v.q, Gemm::new(t, hd, t).batched(b, h))?;
         self.qkv.backward_input(be, dx, &self.dqkv, b * t)
     }
 
-    /// x: the forward input of the qkv projection
+    /// x: the forward input of the qkv projection; dy: the output gradient given to backward_input
+    #[allow(clippy::too_many_arguments)]
     pub fn add_group_sq_norms(
-        &mut self,
+        &self,
         be: &B,
         norms: &mut B::Buf,
         x: &B::Buf,
+        dy: &B::Buf,
         groups: &GroupRows,
         t: usize,
         strategy: NormStrategy,
     ) -> Result<()> {
-        self.qkv
-            .add_group_sq_norms(be, norms, x, &self.dqkv, groups, t, strategy)?;
-        self.o
-            .add_group_sq_norms(be, norms, &self.ctx, &self.dout, groups, t, strategy)
+        self.qkv.add_group_sq_norms(be, norms, x, &self.dqkv, groups, t, strategy)?;
+        self.o.add_group_sq_norms(be, norms, &self.ctx, dy, groups, t, strategy)
     }
 
-    pub fn param_grads(
-        &mut self,
-        be: &B,
-        x: &B::Buf,
-        reduce: &GradReduce<B>,
-        t: usize,
-    ) -> Result<()> {
+    pub fn param_grads(&mut self, be: &B, x: &B::Buf, dy: &B::Buf, reduce: &GradReduce<B>, t: usize) -> Result<()> {
         self.qkv.param_grads(be, x, &self.dqkv, reduce, t)?;
-        self.o.param_grads(be, &self.ctx, &self.dout, reduce, t)
+        self.o.param_grads(be, &self.ctx, dy, reduce, t)
     }
 
     pub fn params(&self) -> Vec<&Param<B>> {
-        self.qkv
-            .params()
-            .into_iter()
-            .chain(self.o.params())
-            .collect()
+        self.qkv.params().into_iter().chain(self.o.params()).collect()
     }
     pub fn params_mut(&mut self) -> Vec<&mut Param<B>> {
-        self.qkv
-            .params_mut()
-            .into_iter()
-            .chain(self.o.params_mut())
-            .collect()
+        self.qkv.params_mut().into_iter().chain(self.o.params_mut()).collect()
     }
 }

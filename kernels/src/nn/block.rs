@@ -1,7 +1,8 @@
 //! Pre-LayerNorm transformer encoder block:
 //!   mid = x + o(attn(ln1(x)));   out = mid + ff2(gelu(ff1(ln2(mid))))
-//! x, mid, out: [B*T, D]; ff1 out: [B*T, F]. The block keeps every activation and output gradient that
-//! its parameter gradients need, so `param_grads` takes no buffers but the reduce.
+//! x, mid, out: [B*T, D]; ff1 out: [B*T, F]. The block keeps every activation and inner gradient that
+//! its parameter gradients need; the caller keeps the gradient at the block output (`dy`) and passes
+//! it again to `add_group_sq_norms` and `param_grads`.
 
 use super::attention::SelfAttention;
 use super::layer_norm::LayerNorm;
@@ -24,7 +25,6 @@ pub struct EncoderBlock<B: Backend> {
     ff1_out: B::Buf,
     gelu_out: B::Buf,
     // gradients
-    d_out: B::Buf,
     d_mid: B::Buf,
     d_gelu: B::Buf,
     d_ff1: B::Buf,
@@ -49,7 +49,6 @@ impl<B: Backend> EncoderBlock<B> {
             ln2_out: z(),
             ff1_out: z(),
             gelu_out: z(),
-            d_out: z(),
             d_mid: z(),
             d_gelu: z(),
             d_ff1: z(),
@@ -60,25 +59,14 @@ impl<B: Backend> EncoderBlock<B> {
     }
 
     /// x: [B*T, D], mask: [B, T] -> out: [B*T, D] =
-    pub fn forward(
-        &mut self,
-        be: &B,
-        out: &mut B::Buf,
-        x: &B::Buf,
-        mask: &B::Buf,
-        b: usize,
-        t: usize,
-    ) -> Result<()> {
+    pub fn forward(&mut self, be: &B, out: &mut B::Buf, x: &B::Buf, mask: &B::Buf, b: usize, t: usize) -> Result<()> {
         let rows = b * t;
         self.ln1.forward(be, &mut self.ln1_out, x, rows)?;
-        self.att
-            .forward(be, &mut self.att_out, &self.ln1_out, mask, b, t)?;
+        self.att.forward(be, &mut self.att_out, &self.ln1_out, mask, b, t)?;
         be.resize(&mut self.mid, rows * self.ln1.d);
-        be.copy(&mut self.mid, x)?;
-        be.add_assign(&mut self.mid, &self.att_out)?;
+        be.add(&mut self.mid, x, &self.att_out)?;
         self.ln2.forward(be, &mut self.ln2_out, &self.mid, rows)?;
-        self.ff1
-            .forward(be, &mut self.ff1_out, &self.ln2_out, rows)?;
+        self.ff1.forward(be, &mut self.ff1_out, &self.ln2_out, rows)?;
         be.resize(&mut self.gelu_out, rows * self.ff1.d_out);
         be.gelu_forward(&mut self.gelu_out, &self.ff1_out)?;
         self.ff2.forward(be, out, &self.gelu_out, rows)?;
@@ -96,55 +84,43 @@ impl<B: Backend> EncoderBlock<B> {
         t: usize,
     ) -> Result<()> {
         let rows = b * t;
-        be.resize(&mut self.d_out, be.len(dy));
-        be.copy(&mut self.d_out, dy)?;
         // feed-forward branch
         self.ff2.backward_input(be, &mut self.d_gelu, dy, rows)?;
         be.resize(&mut self.d_ff1, rows * self.ff1.d_out);
         be.gelu_backward(&mut self.d_ff1, &self.d_gelu, &self.ff1_out)?;
-        self.ff1
-            .backward_input(be, &mut self.d_ln2, &self.d_ff1, rows)?;
-        self.ln2
-            .backward_input(be, &mut self.d_mid, &self.d_ln2, &self.mid, rows)?;
+        self.ff1.backward_input(be, &mut self.d_ln2, &self.d_ff1, rows)?;
+        self.ln2.backward_input(be, &mut self.d_mid, &self.d_ln2, &self.mid, rows)?;
         be.add_assign(&mut self.d_mid, dy)?;
         // attention branch
-        self.att
-            .backward_input(be, &mut self.d_ln1, &self.d_mid, b, t)?;
-        self.ln1
-            .backward_input(be, &mut self.d_tmp, &self.d_ln1, x, rows)?;
+        self.att.backward_input(be, &mut self.d_ln1, &self.d_mid, b, t)?;
+        self.ln1.backward_input(be, &mut self.d_tmp, &self.d_ln1, x, rows)?;
         be.resize(dx, be.len(dy));
-        be.copy(dx, &self.d_tmp)?;
-        be.add_assign(dx, &self.d_mid)
+        be.add(dx, &self.d_tmp, &self.d_mid)
     }
 
+    /// dy: the gradient at the block output given to backward_input
     pub fn add_group_sq_norms(
         &mut self,
         be: &B,
         norms: &mut B::Buf,
+        dy: &B::Buf,
         groups: &GroupRows,
         t: usize,
         strategy: NormStrategy,
     ) -> Result<()> {
-        self.ln1
-            .add_group_sq_norms(be, norms, &self.d_ln1, groups, t)?;
-        self.att
-            .add_group_sq_norms(be, norms, &self.ln1_out, groups, t, strategy)?;
-        self.ln2
-            .add_group_sq_norms(be, norms, &self.d_ln2, groups, t)?;
-        self.ff1
-            .add_group_sq_norms(be, norms, &self.ln2_out, &self.d_ff1, groups, t, strategy)?;
-        self.ff2
-            .add_group_sq_norms(be, norms, &self.gelu_out, &self.d_out, groups, t, strategy)
+        self.ln1.add_group_sq_norms(be, norms, &self.d_ln1, groups, t)?;
+        self.att.add_group_sq_norms(be, norms, &self.ln1_out, &self.d_mid, groups, t, strategy)?;
+        self.ln2.add_group_sq_norms(be, norms, &self.d_ln2, groups, t)?;
+        self.ff1.add_group_sq_norms(be, norms, &self.ln2_out, &self.d_ff1, groups, t, strategy)?;
+        self.ff2.add_group_sq_norms(be, norms, &self.gelu_out, dy, groups, t, strategy)
     }
 
-    pub fn param_grads(&mut self, be: &B, reduce: &GradReduce<B>, t: usize) -> Result<()> {
+    pub fn param_grads(&mut self, be: &B, dy: &B::Buf, reduce: &GradReduce<B>, t: usize) -> Result<()> {
         self.ln1.param_grads(be, &self.d_ln1, reduce, t)?;
-        self.att.param_grads(be, &self.ln1_out, reduce, t)?;
+        self.att.param_grads(be, &self.ln1_out, &self.d_mid, reduce, t)?;
         self.ln2.param_grads(be, &self.d_ln2, reduce, t)?;
-        self.ff1
-            .param_grads(be, &self.ln2_out, &self.d_ff1, reduce, t)?;
-        self.ff2
-            .param_grads(be, &self.gelu_out, &self.d_out, reduce, t)
+        self.ff1.param_grads(be, &self.ln2_out, &self.d_ff1, reduce, t)?;
+        self.ff2.param_grads(be, &self.gelu_out, dy, reduce, t)
     }
 
     pub fn params(&self) -> Vec<&Param<B>> {

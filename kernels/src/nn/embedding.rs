@@ -14,11 +14,7 @@ pub struct Embedding<B: Backend> {
 
 impl<B: Backend> Embedding<B> {
     pub fn new(be: &B, prefix: &str, vocab: usize, d: usize) -> Self {
-        Embedding {
-            table: Param::zeros(be, format!("{prefix}.weight"), &[vocab, d]),
-            vocab,
-            d,
-        }
+        Embedding { table: Param::zeros(be, format!("{prefix}.weight"), &[vocab, d]), vocab, d }
     }
 
     pub fn forward(&self, be: &B, y: &mut B::Buf, ids: &B::Ids, accumulate: bool) -> Result<()> {
@@ -49,14 +45,6 @@ impl<B: Backend> Embedding<B> {
         rows_per_example: usize,
     ) -> Result<()> {
         be.fill(&mut self.table.grad, 0.0);
-        be.embedding_backward(
-            &mut self.table.grad,
-            ids,
-            dy,
-            self.d,
-            reduce.factors,
-            reduce.groups,
-            rows_per_example,
-        )
+        be.embedding_backward(&mut self.table.grad, ids, dy, self.d, reduce.factors, reduce.groups, rows_per_example)
     }
 }

@@ -58,47 +58,19 @@ impl<B: Backend> LayerNorm<B> {
     }
 
     /// dy: [R, D], x: the forward input -> dx: [R, D] =
-    pub fn backward_input(
-        &mut self,
-        be: &B,
-        dx: &mut B::Buf,
-        dy: &B::Buf,
-        x: &B::Buf,
-        rows: usize,
-    ) -> Result<()> {
+    pub fn backward_input(&mut self, be: &B, dx: &mut B::Buf, dy: &B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
         be.resize(dx, rows * self.d);
         be.resize(&mut self.dy_xhat, rows * self.d);
-        be.layer_norm_backward(
-            dx,
-            &mut self.dy_xhat,
-            dy,
-            x,
-            &self.gamma.value,
-            &self.mean,
-            &self.rstd,
-            self.d,
-        )
+        be.layer_norm_backward(dx, &mut self.dy_xhat, dy, x, &self.gamma.value, &self.mean, &self.rstd, self.d)
     }
 
-    fn compute_group_sums(
-        &mut self,
-        be: &B,
-        dy: &B::Buf,
-        groups: &GroupRows,
-        rows_per_example: usize,
-    ) -> Result<()> {
+    fn compute_group_sums(&mut self, be: &B, dy: &B::Buf, groups: &GroupRows, rows_per_example: usize) -> Result<()> {
         if self.group_sums_for.as_ref() == Some(groups) {
             return Ok(());
         }
         be.resize(&mut self.group_gamma, groups.groups() * self.d);
         be.resize(&mut self.group_beta, groups.groups() * self.d);
-        be.group_row_sums(
-            &mut self.group_gamma,
-            &self.dy_xhat,
-            self.d,
-            groups,
-            rows_per_example,
-        )?;
+        be.group_row_sums(&mut self.group_gamma, &self.dy_xhat, self.d, groups, rows_per_example)?;
         be.group_row_sums(&mut self.group_beta, dy, self.d, groups, rows_per_example)?;
         self.group_sums_for = Some(groups.clone());
         Ok(())
@@ -119,33 +91,15 @@ impl<B: Backend> LayerNorm<B> {
         be.add_row_sq_norms(norms, &self.group_beta, self.d)
     }
 
-    pub fn param_grads(
-        &mut self,
-        be: &B,
-        dy: &B::Buf,
-        reduce: &GradReduce<B>,
-        rows_per_example: usize,
-    ) -> Result<()> {
+    pub fn param_grads(&mut self, be: &B, dy: &B::Buf, reduce: &GradReduce<B>, rows_per_example: usize) -> Result<()> {
         let Some(factors) = reduce.factors else {
             let all = GroupRows::single(reduce.groups.examples() * rows_per_example);
             be.group_row_sums(&mut self.gamma.grad, &self.dy_xhat, self.d, &all, 1)?;
             return be.group_row_sums(&mut self.beta.grad, dy, self.d, &all, 1);
         };
         self.compute_group_sums(be, dy, reduce.groups, rows_per_example)?;
-        be.weighted_row_sum(
-            &mut self.gamma.grad,
-            &self.group_gamma,
-            factors,
-            self.d,
-            false,
-        )?;
-        be.weighted_row_sum(
-            &mut self.beta.grad,
-            &self.group_beta,
-            factors,
-            self.d,
-            false,
-        )
+        be.weighted_row_sum(&mut self.gamma.grad, &self.group_gamma, factors, self.d, false)?;
+        be.weighted_row_sum(&mut self.beta.grad, &self.group_beta, factors, self.d, false)
     }
 
     pub fn params(&self) -> [&Param<B>; 2] {

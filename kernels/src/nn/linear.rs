@@ -12,10 +12,8 @@ pub struct Linear<B: Backend> {
     pub d_in: usize,
     pub d_out: usize,
     scaled: B::Buf,
-    /// per-group sums of dY ([G, Dout], the groups' bias gradients), from `add_group_sq_norms`
-    group_sums: B::Buf,
-    /// the group layout `group_sums` was computed for, in this forward/backward; None when stale
-    group_sums_for: Option<GroupRows>,
+    /// [Dout, Din+1]: the clipped weight gradient with the bias gradient as its last column
+    grad_with_bias: B::Buf,
 }
 
 impl<B: Backend> Linear<B> {
@@ -27,14 +25,12 @@ impl<B: Backend> Linear<B> {
             d_in,
             d_out,
             scaled: be.zeros(0),
-            group_sums: be.zeros(0),
-            group_sums_for: None,
+            grad_with_bias: be.zeros(0),
         }
     }
 
     /// x: [R, Din] -> y: [R, Dout] =
-    pub fn forward(&mut self, be: &B, y: &mut B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
-        self.group_sums_for = None;
+    pub fn forward(&self, be: &B, y: &mut B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
         be.resize(y, rows * self.d_out);
         be.broadcast_rows(y, &self.bias.value, rows)?;
         be.gemm(
@@ -63,8 +59,9 @@ impl<B: Backend> Linear<B> {
     }
 
     /// norms: [G] += ||dW_g||^2 + ||db_g||^2
+    #[allow(clippy::too_many_arguments)]
     pub fn add_group_sq_norms(
-        &mut self,
+        &self,
         be: &B,
         norms: &mut B::Buf,
         x: &B::Buf,
@@ -73,25 +70,7 @@ impl<B: Backend> Linear<B> {
         rows_per_example: usize,
         strategy: NormStrategy,
     ) -> Result<()> {
-        be.linear_group_sq_norms(
-            norms,
-            x,
-            dy,
-            self.d_in,
-            self.d_out,
-            groups,
-            rows_per_example,
-            strategy,
-        )?;
-        be.resize(&mut self.group_sums, groups.groups() * self.d_out);
-        be.group_row_sums(
-            &mut self.group_sums,
-            dy,
-            self.d_out,
-            groups,
-            rows_per_example,
-        )?;
-        be.add_row_sq_norms(norms, &self.group_sums, self.d_out)
+        be.linear_group_sq_norms(norms, x, dy, self.d_in, self.d_out, groups, rows_per_example, strategy)
     }
 
     /// weight.grad, bias.grad = the (clipped) sums over the batch
@@ -103,79 +82,49 @@ impl<B: Backend> Linear<B> {
         reduce: &GradReduce<B>,
         rows_per_example: usize,
     ) -> Result<()> {
+        let (d_in, d_out) = (self.d_in, self.d_out);
         let rows = reduce.groups.examples() * rows_per_example;
-        let dw = Gemm::new(self.d_out, self.d_in, rows);
-        let dw_view = MatView::row_major(0, self.d_in);
-        let dy_t = MatView::transposed(0, self.d_out);
-        let x_view = MatView::row_major(0, self.d_in);
+        let dy_t = MatView::transposed(0, d_out);
         let Some(factors) = reduce.factors else {
-            be.gemm(&mut self.weight.grad, dw_view, dy, dy_t, x, x_view, dw)?;
-            return be.group_row_sums(
-                &mut self.bias.grad,
+            be.gemm(
+                &mut self.weight.grad,
+                MatView::row_major(0, d_in),
                 dy,
-                self.d_out,
-                &GroupRows::single(rows),
-                1,
-            );
+                dy_t,
+                x,
+                MatView::row_major(0, d_in),
+                Gemm::new(d_out, d_in, rows),
+            )?;
+            return be.group_row_sums(&mut self.bias.grad, dy, d_out, &GroupRows::single(rows), 1);
         };
-        // bias: sum_g c_g (sum of group g's dY rows), reusing add_group_sq_norms' per-group sums
-        if self.group_sums_for.as_ref() != Some(reduce.groups) {
-            be.resize(&mut self.group_sums, reduce.groups.groups() * self.d_out);
-            be.group_row_sums(
-                &mut self.group_sums,
-                dy,
-                self.d_out,
-                reduce.groups,
-                rows_per_example,
-            )?;
-            self.group_sums_for = Some(reduce.groups.clone());
-        }
-        be.weighted_row_sum(
-            &mut self.bias.grad,
-            &self.group_sums,
-            factors,
-            self.d_out,
-            false,
-        )?;
-        // weight: (c ⊙ dY)^T X = dY^T (c ⊙ X); scale the narrower of the two
-        if self.d_in < self.d_out {
-            be.resize(&mut self.scaled, rows * self.d_in);
-            be.scale_rows_by_group(
-                &mut self.scaled,
-                x,
-                self.d_in,
-                factors,
-                reduce.groups,
-                rows_per_example,
-            )?;
+        // (c ⊙ dY)^T [X, 1] = dY^T [c ⊙ X, c]: scale the narrower of X and dY
+        if d_in < d_out {
+            be.resize(&mut self.scaled, rows * (d_in + 1));
+            be.scale_rows_by_group(&mut self.scaled, x, d_in, true, factors, reduce.groups, rows_per_example)?;
+            be.resize(&mut self.grad_with_bias, d_out * (d_in + 1));
             be.gemm(
-                &mut self.weight.grad,
-                dw_view,
+                &mut self.grad_with_bias,
+                MatView::row_major(0, d_in + 1),
                 dy,
                 dy_t,
                 &self.scaled,
-                x_view,
-                dw,
-            )
+                MatView::row_major(0, d_in + 1),
+                Gemm::new(d_out, d_in + 1, rows),
+            )?;
+            be.split_last_column(&mut self.weight.grad, &mut self.bias.grad, &self.grad_with_bias, d_in + 1)
         } else {
-            be.resize(&mut self.scaled, rows * self.d_out);
-            be.scale_rows_by_group(
-                &mut self.scaled,
-                dy,
-                self.d_out,
-                factors,
-                reduce.groups,
-                rows_per_example,
-            )?;
+            be.resize(&mut self.scaled, rows * d_out);
+            be.scale_rows_by_group(&mut self.scaled, dy, d_out, false, factors, reduce.groups, rows_per_example)?;
             be.gemm(
                 &mut self.weight.grad,
-                dw_view,
+                MatView::row_major(0, d_in),
                 &self.scaled,
                 dy_t,
                 x,
-                x_view,
-                dw,
-            )
+                MatView::row_major(0, d_in),
+                Gemm::new(d_out, d_in, rows),
+            )?;
+            be.group_row_sums(&mut self.bias.grad, &self.scaled, d_out, &GroupRows::single(rows), 1)
         }
     }
 

@@ -14,12 +14,7 @@ pub struct Param<B: Backend> {
 impl<B: Backend> Param<B> {
     pub fn zeros(be: &B, name: impl Into<String>, shape: &[usize]) -> Self {
         let n = shape.iter().product();
-        Param {
-            name: name.into(),
-            shape: shape.to_vec(),
-            value: be.zeros(n),
-            grad: be.zeros(n),
-        }
+        Param { name: name.into(), shape: shape.to_vec(), value: be.zeros(n), grad: be.zeros(n) }
     }
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
@@ -35,9 +30,6 @@ pub struct GradReduce<'a, B: Backend> {
 
 impl<'a, B: Backend> GradReduce<'a, B> {
     pub fn plain(groups: &'a GroupRows) -> Self {
-        GradReduce {
-            groups,
-            factors: None,
-        }
+        GradReduce { groups, factors: None }
     }
 }

@@ -35,23 +35,12 @@ pub fn dot(y: &[f32], r: &[f32]) -> f64 {
 /// Compares `analytic` (the gradient of `objective` at `x`) with central differences on up to 48
 /// coordinates. The relative error over the checked coordinates must be below `tol`: a wrong sign or a
 /// missing term gives errors of order 1, f32 round-off about 1e-4 with h = 1e-2.
-pub fn fd_check(
-    what: &str,
-    x: &[f32],
-    analytic: &[f32],
-    tol: f64,
-    mut objective: impl FnMut(&[f32]) -> f64,
-) {
+pub fn fd_check(what: &str, x: &[f32], analytic: &[f32], tol: f64, mut objective: impl FnMut(&[f32]) -> f64) {
     assert_eq!(x.len(), analytic.len(), "{what}: gradient length");
     let h = 1e-2f32;
     let n = x.len();
-    let picks: Vec<usize> = if n <= 48 {
-        (0..n).collect()
-    } else {
-        (0..48)
-            .map(|i| i * n / 48 + (i * 7) % (n / 48).max(1))
-            .collect()
-    };
+    let picks: Vec<usize> =
+        if n <= 48 { (0..n).collect() } else { (0..48).map(|i| i * n / 48 + (i * 7) % (n / 48).max(1)).collect() };
     let (mut num, mut den) = (0.0f64, 0.0f64);
     let mut xp = x.to_vec();
     for &i in &picks {
@@ -65,18 +54,12 @@ pub fn fd_check(
         den += fd * fd;
     }
     let err = num.sqrt() / den.sqrt().max(1e-6);
-    assert!(
-        err < tol,
-        "{what}: finite-difference relative error {err:.2e} >= {tol:.0e}"
-    );
+    assert!(err < tol, "{what}: finite-difference relative error {err:.2e} >= {tol:.0e}");
 }
 
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= atol + rtol * w.abs(),
-            "{what}[{i}]: got {g}, want {w}"
-        );
+        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: got {g}, want {w}");
     }
 }

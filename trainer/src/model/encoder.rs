@@ -27,10 +27,7 @@ pub struct EncoderConfig {
 
 enum Input<B: Backend> {
     Linear(Linear<B>),
-    Tokens {
-        embed: Embedding<B>,
-        pos: Embedding<B>,
-    },
+    Tokens { embed: Embedding<B>, pos: Embedding<B> },
 }
 
 pub struct Encoder<B: Backend> {
@@ -49,8 +46,8 @@ pub struct Encoder<B: Backend> {
     d_out: B::Buf,
     d_pooled: B::Buf,
     d_ln: B::Buf,
-    d_h: B::Buf,
-    d_h_prev: B::Buf,
+    /// d_hs[i] = gradient at hs[i]; blocks read their output gradient d_hs[i+1] again for clipping
+    d_hs: Vec<B::Buf>,
 }
 
 impl<B: Backend> Encoder<B> {
@@ -96,8 +93,7 @@ impl<B: Backend> Encoder<B> {
             d_out: z(),
             d_pooled: z(),
             d_ln: z(),
-            d_h: z(),
-            d_h_prev: z(),
+            d_hs: (0..=cfg.layers).map(|_| z()).collect(),
             cfg,
         })
     }
@@ -199,9 +195,7 @@ impl<B: Backend> Model<B> for Encoder<B> {
         self.check_batch(be, batch)?;
         let (b, t) = (batch.examples, batch.steps);
         match (&mut self.input, &batch.inputs) {
-            (Input::Linear(l), Inputs::Dense { x, .. }) => {
-                l.forward(be, &mut self.hs[0], x, b * t)?
-            }
+            (Input::Linear(l), Inputs::Dense { x, .. }) => l.forward(be, &mut self.hs[0], x, b * t)?,
             (Input::Tokens { embed, pos }, Inputs::Tokens { ids }) => {
                 if self.pos_shape != (b, t) {
                     let p: Vec<u32> = (0..b * t).map(|r| (r % t) as u32).collect();
@@ -232,16 +226,14 @@ impl<B: Backend> Model<B> for Encoder<B> {
         let (b, t) = (batch.examples, batch.steps);
         be.resize(&mut self.d_out, be.len(dlogits));
         be.copy(&mut self.d_out, dlogits)?;
-        self.head
-            .backward_input(be, &mut self.d_pooled, dlogits, b)?;
+        self.head.backward_input(be, &mut self.d_pooled, dlogits, b)?;
         be.resize(&mut self.d_ln, b * t * self.cfg.d);
         be.masked_mean_pool_backward(&mut self.d_ln, &self.d_pooled, &batch.mask, t, self.cfg.d)?;
-        let last = &self.hs[self.blocks.len()];
-        self.ln
-            .backward_input(be, &mut self.d_h, &self.d_ln, last, b * t)?;
+        let n = self.blocks.len();
+        self.ln.backward_input(be, &mut self.d_hs[n], &self.d_ln, &self.hs[n], b * t)?;
         for (i, blk) in self.blocks.iter_mut().enumerate().rev() {
-            blk.backward_input(be, &mut self.d_h_prev, &self.d_h, &self.hs[i], b, t)?;
-            std::mem::swap(&mut self.d_h, &mut self.d_h_prev);
+            let (before, after) = self.d_hs.split_at_mut(i + 1);
+            blk.backward_input(be, &mut before[i], &after[0], &self.hs[i], b, t)?;
         }
         Ok(())
     }
@@ -257,50 +249,35 @@ impl<B: Backend> Model<B> for Encoder<B> {
         let t = batch.steps;
         match (&mut self.input, &batch.inputs) {
             (Input::Linear(l), Inputs::Dense { x, .. }) => {
-                l.add_group_sq_norms(be, norms, x, &self.d_h, groups, t, strategy)?
+                l.add_group_sq_norms(be, norms, x, &self.d_hs[0], groups, t, strategy)?
             }
             (Input::Tokens { embed, pos }, Inputs::Tokens { ids }) => {
-                embed.add_group_sq_norms(be, norms, ids, &self.d_h, groups, t)?;
-                pos.add_group_sq_norms(be, norms, &self.pos_ids, &self.d_h, groups, t)?;
+                embed.add_group_sq_norms(be, norms, ids, &self.d_hs[0], groups, t)?;
+                pos.add_group_sq_norms(be, norms, &self.pos_ids, &self.d_hs[0], groups, t)?;
             }
-            _ => {
-                return Err(KernelError::Invalid {
-                    op: "Encoder",
-                    msg: "batch inputs do not match the model".into(),
-                })
-            }
+            _ => return Err(KernelError::Invalid { op: "Encoder", msg: "batch inputs do not match the model".into() }),
         }
-        for blk in &mut self.blocks {
-            blk.add_group_sq_norms(be, norms, groups, t, strategy)?;
+        for (i, blk) in self.blocks.iter_mut().enumerate() {
+            blk.add_group_sq_norms(be, norms, &self.d_hs[i + 1], groups, t, strategy)?;
         }
-        self.ln
-            .add_group_sq_norms(be, norms, &self.d_ln, groups, t)?;
-        self.head
-            .add_group_sq_norms(be, norms, &self.pooled, &self.d_out, groups, 1, strategy)
+        self.ln.add_group_sq_norms(be, norms, &self.d_ln, groups, t)?;
+        self.head.add_group_sq_norms(be, norms, &self.pooled, &self.d_out, groups, 1, strategy)
     }
 
     fn param_grads(&mut self, be: &B, batch: &Batch<B>, reduce: &GradReduce<B>) -> Result<()> {
         let t = batch.steps;
         match (&mut self.input, &batch.inputs) {
-            (Input::Linear(l), Inputs::Dense { x, .. }) => {
-                l.param_grads(be, x, &self.d_h, reduce, t)?
-            }
+            (Input::Linear(l), Inputs::Dense { x, .. }) => l.param_grads(be, x, &self.d_hs[0], reduce, t)?,
             (Input::Tokens { embed, pos }, Inputs::Tokens { ids }) => {
-                embed.param_grads(be, ids, &self.d_h, reduce, t)?;
-                pos.param_grads(be, &self.pos_ids, &self.d_h, reduce, t)?;
+                embed.param_grads(be, ids, &self.d_hs[0], reduce, t)?;
+                pos.param_grads(be, &self.pos_ids, &self.d_hs[0], reduce, t)?;
             }
-            _ => {
-                return Err(KernelError::Invalid {
-                    op: "Encoder",
-                    msg: "batch inputs do not match the model".into(),
-                })
-            }
+            _ => return Err(KernelError::Invalid { op: "Encoder", msg: "batch inputs do not match the model".into() }),
         }
-        for blk in &mut self.blocks {
-            blk.param_grads(be, reduce, t)?;
+        for (i, blk) in self.blocks.iter_mut().enumerate() {
+            blk.param_grads(be, &self.d_hs[i + 1], reduce, t)?;
         }
         self.ln.param_grads(be, &self.d_ln, reduce, t)?;
-        self.head
-            .param_grads(be, &self.pooled, &self.d_out, reduce, 1)
+        self.head.param_grads(be, &self.pooled, &self.d_out, reduce, 1)
     }
 }

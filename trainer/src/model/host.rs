@@ -34,13 +34,8 @@ impl HostBatch {
             examples: self.examples,
             steps: self.steps,
             inputs: match &self.inputs {
-                HostInputs::Dense { x, features } => Inputs::Dense {
-                    x: be.upload(x),
-                    features: *features,
-                },
-                HostInputs::Tokens(ids) => Inputs::Tokens {
-                    ids: be.upload_ids(ids),
-                },
+                HostInputs::Dense { x, features } => Inputs::Dense { x: be.upload(x), features: *features },
+                HostInputs::Tokens(ids) => Inputs::Tokens { ids: be.upload_ids(ids) },
             },
             mask: be.upload(&self.mask),
             targets: match &self.targets {
@@ -55,34 +50,23 @@ impl HostBatch {
     pub fn select(&self, examples: &[usize]) -> HostBatch {
         let t = self.steps;
         let rows = |v: &[f32], w: usize| {
-            examples
-                .iter()
-                .flat_map(|&i| v[i * w..(i + 1) * w].iter().copied())
-                .collect::<Vec<_>>()
+            examples.iter().flat_map(|&i| v[i * w..(i + 1) * w].iter().copied()).collect::<Vec<_>>()
         };
         HostBatch {
             examples: examples.len(),
             steps: t,
             inputs: match &self.inputs {
-                HostInputs::Dense { x, features } => HostInputs::Dense {
-                    x: rows(x, t * features),
-                    features: *features,
-                },
-                HostInputs::Tokens(ids) => HostInputs::Tokens(
-                    examples
-                        .iter()
-                        .flat_map(|&i| ids[i * t..(i + 1) * t].iter().copied())
-                        .collect(),
-                ),
+                HostInputs::Dense { x, features } => {
+                    HostInputs::Dense { x: rows(x, t * features), features: *features }
+                }
+                HostInputs::Tokens(ids) => {
+                    HostInputs::Tokens(examples.iter().flat_map(|&i| ids[i * t..(i + 1) * t].iter().copied()).collect())
+                }
             },
             mask: rows(&self.mask, t),
             targets: match &self.targets {
-                HostTargets::Binary(y) => {
-                    HostTargets::Binary(examples.iter().map(|&i| y[i]).collect())
-                }
-                HostTargets::Classes(c) => {
-                    HostTargets::Classes(examples.iter().map(|&i| c[i]).collect())
-                }
+                HostTargets::Binary(y) => HostTargets::Binary(examples.iter().map(|&i| y[i]).collect()),
+                HostTargets::Classes(c) => HostTargets::Classes(examples.iter().map(|&i| c[i]).collect()),
             },
         }
     }

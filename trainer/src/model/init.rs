@@ -23,9 +23,7 @@ impl Init {
     }
 
     fn uniform_values(&mut self, n: usize, bound: f64) -> Vec<f32> {
-        (0..n)
-            .map(|_| ((2.0 * self.uniform() - 1.0) * bound) as f32)
-            .collect()
+        (0..n).map(|_| ((2.0 * self.uniform() - 1.0) * bound) as f32).collect()
     }
 
     pub fn linear<B: Backend>(&mut self, be: &B, layer: &mut Linear<B>) {
@@ -35,9 +33,7 @@ impl Init {
     }
 
     pub fn embedding<B: Backend>(&mut self, be: &B, layer: &mut Embedding<B>) {
-        let values: Vec<f32> = (0..layer.vocab * layer.d)
-            .map(|_| self.normal() as f32)
-            .collect();
+        let values: Vec<f32> = (0..layer.vocab * layer.d).map(|_| self.normal() as f32).collect();
         layer.table.value = be.upload(&values);
     }
 }

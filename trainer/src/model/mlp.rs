@@ -60,12 +60,7 @@ impl<B: Backend> Mlp<B> {
             Inputs::Dense { x, features } if batch.steps * features == self.cfg.inputs => {
                 let want = batch.examples * self.cfg.inputs;
                 if be.len(x) != want {
-                    return Err(KernelError::Shape {
-                        op: "Mlp",
-                        what: "x",
-                        expected: want,
-                        got: be.len(x),
-                    });
+                    return Err(KernelError::Shape { op: "Mlp", what: "x", expected: want, got: be.len(x) });
                 }
                 Ok(x)
             }
@@ -75,30 +70,19 @@ impl<B: Backend> Mlp<B> {
                 expected: self.cfg.inputs,
                 got: batch.steps * features,
             }),
-            Inputs::Tokens { .. } => Err(KernelError::Invalid {
-                op: "Mlp",
-                msg: "takes float features, not token ids".into(),
-            }),
+            Inputs::Tokens { .. } => {
+                Err(KernelError::Invalid { op: "Mlp", msg: "takes float features, not token ids".into() })
+            }
         }
     }
 }
 
 impl<B: Backend> Model<B> for Mlp<B> {
     fn params(&self) -> Vec<&Param<B>> {
-        [self.l0.params(), self.l2.params(), self.l4.params()]
-            .into_iter()
-            .flatten()
-            .collect()
+        [self.l0.params(), self.l2.params(), self.l4.params()].into_iter().flatten().collect()
     }
     fn params_mut(&mut self) -> Vec<&mut Param<B>> {
-        [
-            self.l0.params_mut(),
-            self.l2.params_mut(),
-            self.l4.params_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
+        [self.l0.params_mut(), self.l2.params_mut(), self.l4.params_mut()].into_iter().flatten().collect()
     }
     fn outputs(&self) -> usize {
         self.cfg.outputs
@@ -141,12 +125,9 @@ impl<B: Backend> Model<B> for Mlp<B> {
         strategy: NormStrategy,
     ) -> Result<()> {
         let x = self.input(be, batch)?;
-        self.l0
-            .add_group_sq_norms(be, norms, x, &self.d_h1, groups, 1, strategy)?;
-        self.l2
-            .add_group_sq_norms(be, norms, &self.r1, &self.d_h2, groups, 1, strategy)?;
-        self.l4
-            .add_group_sq_norms(be, norms, &self.r2, &self.d_out, groups, 1, strategy)
+        self.l0.add_group_sq_norms(be, norms, x, &self.d_h1, groups, 1, strategy)?;
+        self.l2.add_group_sq_norms(be, norms, &self.r1, &self.d_h2, groups, 1, strategy)?;
+        self.l4.add_group_sq_norms(be, norms, &self.r2, &self.d_out, groups, 1, strategy)
     }
 
     fn param_grads(&mut self, be: &B, batch: &Batch<B>, reduce: &GradReduce<B>) -> Result<()> {

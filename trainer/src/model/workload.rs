@@ -1,9 +1,7 @@
 //! The benchmark workloads of shared/bench/WORKLOADS.md: fixed models and random, seeded data, the same
 //! as the PyTorch + Opacus peer (`peer_opacus.py`) so that both can be timed and compared tensor for tensor.
 
-use super::{
-    Encoder, EncoderConfig, EncoderInput, HostBatch, HostInputs, HostTargets, Mlp, MlpConfig, Model,
-};
+use super::{Encoder, EncoderConfig, EncoderInput, HostBatch, HostInputs, HostTargets, Mlp, MlpConfig, Model};
 use kernels::{Backend, Result};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -15,11 +13,7 @@ pub enum Workload {
     NotesEncoder,
 }
 
-pub const ALL: [Workload; 3] = [
-    Workload::LabMlp,
-    Workload::LabTransformer,
-    Workload::NotesEncoder,
-];
+pub const ALL: [Workload; 3] = [Workload::LabMlp, Workload::LabTransformer, Workload::NotesEncoder];
 
 #[derive(Debug, thiserror::Error)]
 #[error("unknown workload '{0}': expected one of lab-mlp, lab-transformer, notes-encoder (or all)")]
@@ -64,33 +58,17 @@ impl Workload {
         let input = match self {
             Workload::LabMlp => return None,
             Workload::LabTransformer => EncoderInput::Features(LAB_CHANNELS),
-            Workload::NotesEncoder => EncoderInput::Tokens {
-                vocab: NOTE_VOCAB,
-                max_len: NOTE_TOKENS,
-            },
+            Workload::NotesEncoder => EncoderInput::Tokens { vocab: NOTE_VOCAB, max_len: NOTE_TOKENS },
         };
         let outputs = if self == Workload::NotesEncoder { 2 } else { 1 };
-        Some(EncoderConfig {
-            input,
-            d: 128,
-            heads: 4,
-            ff: 512,
-            layers: 2,
-            outputs,
-        })
+        Some(EncoderConfig { input, d: 128, heads: 4, ff: 512, layers: 2, outputs })
     }
 
     pub fn model<B: Backend + 'static>(self, be: &B, seed: u64) -> Result<Box<dyn Model<B>>> {
         Ok(match self.encoder_config() {
-            None => Box::new(Mlp::new(
-                be,
-                MlpConfig {
-                    inputs: LAB_STEPS * LAB_CHANNELS,
-                    hidden: 256,
-                    outputs: 1,
-                },
-                seed,
-            )),
+            None => {
+                Box::new(Mlp::new(be, MlpConfig { inputs: LAB_STEPS * LAB_CHANNELS, hidden: 256, outputs: 1 }, seed))
+            }
             Some(cfg) => Box::new(Encoder::new(be, cfg, seed)?),
         })
     }
@@ -100,22 +78,14 @@ impl Workload {
     pub fn random_batch(self, batch: usize, seed: u64) -> HostBatch {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut unif = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let steps = if self == Workload::NotesEncoder {
-            NOTE_TOKENS
-        } else {
-            LAB_STEPS
-        };
+        let steps = if self == Workload::NotesEncoder { NOTE_TOKENS } else { LAB_STEPS };
         let keep = match self {
             Workload::LabMlp => 1.0,
             Workload::LabTransformer => 0.8,
             Workload::NotesEncoder => 0.9,
         };
         let inputs = if self == Workload::NotesEncoder {
-            HostInputs::Tokens(
-                (0..batch * steps)
-                    .map(|_| (unif() * NOTE_VOCAB as f64) as u32)
-                    .collect(),
-            )
+            HostInputs::Tokens((0..batch * steps).map(|_| (unif() * NOTE_VOCAB as f64) as u32).collect())
         } else {
             let x = (0..batch * steps * LAB_CHANNELS)
                 .map(|_| {
@@ -123,31 +93,14 @@ impl Workload {
                     ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * unif()).cos()) as f32
                 })
                 .collect();
-            HostInputs::Dense {
-                x,
-                features: LAB_CHANNELS,
-            }
+            HostInputs::Dense { x, features: LAB_CHANNELS }
         };
-        let mask = (0..batch * steps)
-            .map(|i| {
-                if i % steps == 0 || unif() < keep {
-                    1.0
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let mask = (0..batch * steps).map(|i| if i % steps == 0 || unif() < keep { 1.0 } else { 0.0 }).collect();
         let targets = if self == Workload::NotesEncoder {
             HostTargets::Classes((0..batch).map(|_| (unif() < 0.5) as u32).collect())
         } else {
             HostTargets::Binary((0..batch).map(|_| (unif() < 0.5) as u32 as f32).collect())
         };
-        HostBatch {
-            examples: batch,
-            steps,
-            inputs,
-            mask,
-            targets,
-        }
+        HostBatch { examples: batch, steps, inputs, mask, targets }
     }
 }

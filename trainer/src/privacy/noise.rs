@@ -27,9 +27,7 @@ pub const MAX_PARAM_TENSORS: usize = 1 << 16;
 impl NoiseSource {
     pub fn from_os_entropy() -> Result<Self, EntropyError> {
         let mut key = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut key)
-            .map_err(|e| EntropyError(e.to_string()))?;
+        OsRng.try_fill_bytes(&mut key).map_err(|e| EntropyError(e.to_string()))?;
         Ok(NoiseSource { key })
     }
 
@@ -40,9 +38,6 @@ impl NoiseSource {
 
     pub fn key(&self, step: u64, param_index: usize) -> NoiseKey {
         debug_assert!(param_index < MAX_PARAM_TENSORS);
-        NoiseKey {
-            key: self.key,
-            stream: (step << 16) | param_index as u64,
-        }
+        NoiseKey { key: self.key, stream: (step << 16) | param_index as u64 }
     }
 }

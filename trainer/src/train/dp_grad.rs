@@ -23,17 +23,10 @@ pub enum DpGradError {
 }
 
 /// Copies every parameter of `model` from `file` (PyTorch names and layouts); unknown names are errors.
-pub fn load_weights<B: Backend>(
-    be: &B,
-    model: &mut dyn Model<B>,
-    file: &TensorFile,
-) -> Result<(), TensorError> {
+pub fn load_weights<B: Backend>(be: &B, model: &mut dyn Model<B>, file: &TensorFile) -> Result<(), TensorError> {
     let names: Vec<String> = model.params().iter().map(|p| p.name.clone()).collect();
     let known: Vec<&str> = names.iter().map(String::as_str).collect();
-    file.reject_unknown(
-        &known,
-        &format!("this model's parameters are {}", names.join(", ")),
-    )?;
+    file.reject_unknown(&known, &format!("this model's parameters are {}", names.join(", ")))?;
     for p in model.params_mut() {
         let v = file.f32(&p.name, &p.shape)?;
         if v.iter().any(|x| !x.is_finite()) {
@@ -46,30 +39,17 @@ pub fn load_weights<B: Backend>(
 
 fn first_dim(file: &TensorFile, name: &str) -> Result<usize, TensorError> {
     let shape = file.shape(name)?;
-    shape
-        .first()
-        .copied()
-        .ok_or_else(|| file.value_error(name, "is a scalar; expected a leading batch dimension"))
+    shape.first().copied().ok_or_else(|| file.value_error(name, "is a scalar; expected a leading batch dimension"))
 }
 
 /// Reads `x`, `mask`, `y` and optional `groups` for `workload`. Returns the batch and each example's group.
-pub fn load_batch(
-    file: &TensorFile,
-    workload: Workload,
-) -> Result<(HostBatch, Option<Vec<i64>>), TensorError> {
-    file.reject_unknown(
-        &["x", "mask", "y", "groups"],
-        "a batch file holds x, mask, y and optionally groups",
-    )?;
+pub fn load_batch(file: &TensorFile, workload: Workload) -> Result<(HostBatch, Option<Vec<i64>>), TensorError> {
+    file.reject_unknown(&["x", "mask", "y", "groups"], "a batch file holds x, mask, y and optionally groups")?;
     let b = first_dim(file, "x")?;
     let (inputs, steps) = match workload {
         Workload::NotesEncoder => {
             let shape = file.shape("x")?.to_vec();
-            let t = if shape.len() == 2 {
-                shape[1]
-            } else {
-                NOTE_TOKENS
-            };
+            let t = if shape.len() == 2 { shape[1] } else { NOTE_TOKENS };
             if t == 0 || t > NOTE_TOKENS {
                 return Err(TensorError::Shape {
                     path: file.path.clone(),
@@ -80,18 +60,11 @@ pub fn load_batch(
             }
             let ids = file.i64("x", &[b, t])?;
             if let Some(pos) = ids.iter().position(|&i| i < 0 || i >= NOTE_VOCAB as i64) {
-                return Err(file.value_error(
-                    "x",
-                    format!(
-                        "token id out of range [0, {NOTE_VOCAB}) in example {}",
-                        pos / t
-                    ),
-                ));
+                return Err(
+                    file.value_error("x", format!("token id out of range [0, {NOTE_VOCAB}) in example {}", pos / t))
+                );
             }
-            (
-                HostInputs::Tokens(ids.iter().map(|&i| i as u32).collect()),
-                t,
-            )
+            (HostInputs::Tokens(ids.iter().map(|&i| i as u32).collect()), t)
         }
         Workload::LabMlp => {
             let shape = file.shape("x")?.to_vec();
@@ -100,29 +73,13 @@ pub fn load_batch(
             } else {
                 file.f32("x", &[b, LAB_STEPS, LAB_CHANNELS])?
             };
-            (
-                HostInputs::Dense {
-                    x: x.to_vec(),
-                    features: LAB_CHANNELS,
-                },
-                LAB_STEPS,
-            )
+            (HostInputs::Dense { x: x.to_vec(), features: LAB_CHANNELS }, LAB_STEPS)
         }
         Workload::LabTransformer => {
             let shape = file.shape("x")?.to_vec();
-            let t = if shape.len() == 3 {
-                shape[1]
-            } else {
-                LAB_STEPS
-            };
+            let t = if shape.len() == 3 { shape[1] } else { LAB_STEPS };
             let x = file.f32("x", &[b, t, LAB_CHANNELS])?;
-            (
-                HostInputs::Dense {
-                    x: x.to_vec(),
-                    features: LAB_CHANNELS,
-                },
-                t,
-            )
+            (HostInputs::Dense { x: x.to_vec(), features: LAB_CHANNELS }, t)
         }
     };
     if let HostInputs::Dense { x, .. } = &inputs {
@@ -146,31 +103,14 @@ pub fn load_batch(
         }
         HostTargets::Classes(y.iter().map(|&c| c as u32).collect())
     } else {
-        let y = if file.shape("y")?.len() == 2 {
-            file.f32("y", &[b, 1])?
-        } else {
-            file.f32("y", &[b])?
-        };
+        let y = if file.shape("y")?.len() == 2 { file.f32("y", &[b, 1])? } else { file.f32("y", &[b])? };
         if y.iter().any(|v| !v.is_finite()) {
             return Err(file.value_error("y", "contains NaN or infinite values"));
         }
         HostTargets::Binary(y.to_vec())
     };
-    let groups = if file.has("groups") {
-        Some(file.i64("groups", &[b])?.to_vec())
-    } else {
-        None
-    };
-    Ok((
-        HostBatch {
-            examples: b,
-            steps,
-            inputs,
-            mask,
-            targets,
-        },
-        groups,
-    ))
+    let groups = if file.has("groups") { Some(file.i64("groups", &[b])?.to_vec()) } else { None };
+    Ok((HostBatch { examples: b, steps, inputs, mask, targets }, groups))
 }
 
 /// Orders examples so that each group's examples are contiguous (groups by first appearance, examples
@@ -219,19 +159,10 @@ pub fn clipped_gradient_sum<B: Backend + 'static>(
         model,
         OptimizerKind::sgd(0.0),
         Privacy::Dp {
-            params: crate::train::DpSgd {
-                clip_norm: clip,
-                noise_multiplier: 0.0,
-                expected_batch: 1.0,
-            },
+            params: crate::train::DpSgd { clip_norm: clip, noise_multiplier: 0.0, expected_batch: 1.0 },
             noise: NoiseSource::seeded([0; 32]),
         },
     )?;
     trainer.gradients(be, &batch, &layout, Some(clip), 1.0)?;
-    Ok(trainer
-        .model
-        .params()
-        .iter()
-        .map(|p| (p.name.clone(), p.shape.clone(), be.download(&p.grad)))
-        .collect())
+    Ok(trainer.model.params().iter().map(|p| (p.name.clone(), p.shape.clone(), be.download(&p.grad))).collect())
 }

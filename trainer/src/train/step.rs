@@ -60,9 +60,7 @@ pub fn loss_and_grad<B: Backend>(
     be.resize(losses, examples);
     be.resize(dlogits, examples * outputs);
     match targets {
-        Targets::Binary(y) if outputs == 1 => {
-            be.bce_with_logits(losses, dlogits, logits, y, grad_scale)
-        }
+        Targets::Binary(y) if outputs == 1 => be.bce_with_logits(losses, dlogits, logits, y, grad_scale),
         Targets::Binary(_) => Err(KernelError::Invalid {
             op: "loss",
             msg: format!("binary targets need 1 output, the model has {outputs}"),
@@ -141,31 +139,15 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
             groups: groups.groups(),
         };
         match clip_norm {
-            None => self.model.param_grads(
-                be,
-                batch,
-                &GradReduce::plain(&GroupRows::single(batch.examples)),
-            )?,
+            None => self.model.param_grads(be, batch, &GradReduce::plain(&GroupRows::single(batch.examples)))?,
             Some(c) => {
                 be.resize(&mut self.norms, groups.groups());
                 be.fill(&mut self.norms, 0.0);
-                self.model
-                    .add_group_sq_norms(be, batch, &mut self.norms, groups, self.strategy)?;
+                self.model.add_group_sq_norms(be, batch, &mut self.norms, groups, self.strategy)?;
                 be.resize(&mut self.factors, groups.groups());
                 be.clip_factors(&mut self.factors, &self.norms, c)?;
-                stats.clipped_groups = be
-                    .download(&self.factors)
-                    .iter()
-                    .filter(|&&f| f < 1.0)
-                    .count();
-                self.model.param_grads(
-                    be,
-                    batch,
-                    &GradReduce {
-                        groups,
-                        factors: Some(&self.factors),
-                    },
-                )?;
+                stats.clipped_groups = be.download(&self.factors).iter().filter(|&&f| f < 1.0).count();
+                self.model.param_grads(be, batch, &GradReduce { groups, factors: Some(&self.factors) })?;
             }
         }
         Ok(stats)
