@@ -165,6 +165,12 @@ pub trait Backend: Send + Sync {
 
     fn name(&self) -> &'static str;
     fn threads(&self) -> usize;
+    /// Runs `f` (a whole step's calls) in the backend's execution context, so that each kernel call
+    /// inside skips the hand-over a call from outside would cost (for the CPU: entering its thread pool,
+    /// several microseconds a call). Kernel calls work outside a scope too.
+    fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
 
     // ---- buffers ----
     fn zeros(&self, len: usize) -> Self::Buf;

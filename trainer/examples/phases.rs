@@ -43,5 +43,30 @@ fn main() {
     let mut buf = vec![0.0f32; n];
     let key = NoiseKey { key: [1; 32], stream: 0 };
     println!("noise ({n} normals)        {:8.3} ms", median(|| be.add_normal(&mut buf, 1.0, 1.0, &key).unwrap(), 20));
+    // the DP phases on their own, after one forward and backward
+    use kernels::nn::GradReduce;
+    use kernels::NormStrategy;
+    use medtrain::model::Model;
+    let mut m = w.model(&be, 0).unwrap();
+    m.forward(&be, &batch).unwrap();
+    let dl = vec![0.01f32; b * m.outputs()];
+    m.backward(&be, &batch, &dl).unwrap();
+    let mut norms = vec![0.0f32; b];
+    for s in [NormStrategy::Auto, NormStrategy::Ghost, NormStrategy::Materialize] {
+        println!(
+            "group norms {s:?}             {:8.3} ms",
+            median(|| m.add_group_sq_norms(&be, &batch, &mut norms, &groups, s).unwrap(), 10)
+        );
+    }
+    let factors = vec![0.5f32; b];
+    println!(
+        "clipped param grads           {:8.3} ms",
+        median(|| m.param_grads(&be, &batch, &GradReduce { groups: &groups, factors: Some(&factors) }).unwrap(), 10)
+    );
+    println!(
+        "plain param grads             {:8.3} ms",
+        median(|| m.param_grads(&be, &batch, &GradReduce::plain(&single)).unwrap(), 10)
+    );
+    println!("backward (activation grads)   {:8.3} ms", median(|| m.backward(&be, &batch, &dl).unwrap(), 10));
     println!("full nodp step                {:8.3} ms", median(|| drop(tr.step(&be, &batch, &groups).unwrap()), 20));
 }

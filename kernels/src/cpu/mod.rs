@@ -58,6 +58,9 @@ impl Backend for Cpu {
     fn threads(&self) -> usize {
         self.threads
     }
+    fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
 
     fn zeros(&self, len: usize) -> Vec<f32> {
         vec![0.0; len]

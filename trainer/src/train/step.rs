@@ -111,6 +111,17 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
         clip_norm: Option<f32>,
         grad_scale: f32,
     ) -> Result<StepStats> {
+        be.scope(|| self.gradients_in_scope(be, batch, groups, clip_norm, grad_scale))
+    }
+
+    fn gradients_in_scope(
+        &mut self,
+        be: &B,
+        batch: &Batch<B>,
+        groups: &GroupRows,
+        clip_norm: Option<f32>,
+        grad_scale: f32,
+    ) -> Result<StepStats> {
         if groups.examples() != batch.examples {
             return Err(KernelError::Shape {
                 op: "Trainer",
@@ -155,14 +166,18 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
 
     /// One full training step. `groups`: the privacy groups of the batch (ignored without DP).
     pub fn step(&mut self, be: &B, batch: &Batch<B>, groups: &GroupRows) -> Result<StepStats> {
+        be.scope(|| self.step_in_scope(be, batch, groups))
+    }
+
+    fn step_in_scope(&mut self, be: &B, batch: &Batch<B>, groups: &GroupRows) -> Result<StepStats> {
         let stats = match &self.privacy {
             Privacy::NonPrivate => {
                 let scale = 1.0 / batch.examples.max(1) as f32;
-                self.gradients(be, batch, &GroupRows::single(batch.examples), None, scale)?
+                self.gradients_in_scope(be, batch, &GroupRows::single(batch.examples), None, scale)?
             }
             Privacy::Dp { params, .. } => {
                 let clip = params.clip_norm;
-                self.gradients(be, batch, groups, Some(clip), 1.0)?
+                self.gradients_in_scope(be, batch, groups, Some(clip), 1.0)?
             }
         };
         if let Privacy::Dp { params, noise } = &self.privacy {
