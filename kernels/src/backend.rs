@@ -44,10 +44,11 @@ impl MatView {
         self.batch_stride = [outer, inner];
         self
     }
-    /// The largest element index this view touches (exclusive) for a `rows x cols` matrix in `batch`.
+    /// The largest element index this view touches (exclusive) for a `rows x cols` matrix in `batch`;
+    /// 0 when the matrix is empty (it touches nothing, whatever its offset).
     pub fn extent(&self, rows: usize, cols: usize, batch: [usize; 2]) -> usize {
         if rows == 0 || cols == 0 || batch[0] == 0 || batch[1] == 0 {
-            return self.offset;
+            return 0;
         }
         self.offset
             + (batch[0] - 1) * self.batch_stride[0]

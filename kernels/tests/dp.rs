@@ -187,3 +187,40 @@ fn clip_factors_bound_every_group_and_leave_small_ones_alone() {
     assert!(be.clip_factors(&mut f, &sq_norms, 0.0).is_err());
     assert!(be.clip_factors(&mut f, &sq_norms, f32::INFINITY).is_err());
 }
+
+#[test]
+fn rows_with_zero_output_gradient_do_not_change_group_norms() {
+    // padding rows have dy = 0; the norm skips them and must equal the norm with them included
+    let be = Cpu::new(2).unwrap();
+    let mut rng = Rng::new(24);
+    let (t, d_in, d_out) = (8, 6, 5);
+    let groups = GroupRows { offsets: vec![0, 1, 3] };
+    let rows = groups.examples() * t;
+    let x = rng.vec(rows * d_in, 1.0);
+    let mut dy = rng.vec(rows * d_out, 1.0);
+    for r in [1usize, 2, 5, 9, 17, 18, 19, 20, 21, 22] {
+        dy[r * d_out..(r + 1) * d_out].iter_mut().for_each(|v| *v = 0.0);
+    }
+    // rows 17..23 of the last group all but one zero: the single-row path
+    for strategy in [NormStrategy::Ghost, NormStrategy::Materialize] {
+        let mut norms = vec![0.0f32; groups.groups()];
+        Linear::<Cpu>::new(&be, "l", d_in, d_out)
+            .add_group_sq_norms(&be, &mut norms, &x, &dy, &groups, t, strategy)
+            .unwrap();
+        let want: Vec<f32> = (0..groups.groups())
+            .map(|g| {
+                let mut gw = vec![0.0f64; d_out * (d_in + 1)];
+                for r in groups.rows(g, t) {
+                    for o in 0..d_out {
+                        for i in 0..d_in {
+                            gw[o * (d_in + 1) + i] += dy[r * d_out + o] as f64 * x[r * d_in + i] as f64;
+                        }
+                        gw[o * (d_in + 1) + d_in] += dy[r * d_out + o] as f64;
+                    }
+                }
+                sq(&gw) as f32
+            })
+            .collect();
+        assert_close(&format!("norms with zero rows, {strategy:?}"), &norms, &want, 1e-4, 1e-6);
+    }
+}

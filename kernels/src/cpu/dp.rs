@@ -35,13 +35,38 @@ fn choose(strategy: NormStrategy, n: usize, d_in: usize, d_out: usize) -> NormSt
 }
 
 fn group_sq_norm(threads: usize, x: &[f32], dy: &[f32], d_in: usize, d_out: usize, strategy: NormStrategy) -> f64 {
-    let n = x.len() / d_in.max(1);
-    if n == 0 || d_in == 0 || d_out == 0 {
+    if d_in == 0 || d_out == 0 {
         return 0.0;
     }
-    if n == 1 {
-        return (dot(x, x) + 1.0) * dot(dy, dy);
+    // A row whose output gradient is zero adds nothing to the group's gradient (padding steps: masked
+    // keys get no attention and pooling skips them), so the norm is computed over the other rows only.
+    let kept: Vec<usize> =
+        dy.chunks_exact(d_out).enumerate().filter(|(_, r)| r.iter().any(|&v| v != 0.0)).map(|(i, _)| i).collect();
+    let n = kept.len();
+    match n {
+        0 => return 0.0,
+        1 => {
+            let (xr, dr) = (&x[kept[0] * d_in..(kept[0] + 1) * d_in], &dy[kept[0] * d_out..(kept[0] + 1) * d_out]);
+            return (dot(xr, xr) + 1.0) * dot(dr, dr);
+        }
+        _ => {}
     }
+    let all = n * d_in == x.len();
+    let compact = |a: &[f32], k: usize| -> Vec<f32> {
+        let mut v = Vec::with_capacity(n * k);
+        for &r in &kept {
+            v.extend_from_slice(&a[r * k..(r + 1) * k]);
+        }
+        v
+    };
+    let (xc, dyc);
+    let (x, dy) = if all {
+        (x, dy)
+    } else {
+        xc = compact(x, d_in);
+        dyc = compact(dy, d_out);
+        (&xc[..], &dyc[..])
+    };
     match choose(strategy, n, d_in, d_out) {
         NormStrategy::Ghost => {
             let mut gx = vec![0.0f32; n * n];
@@ -53,6 +78,7 @@ fn group_sq_norm(threads: usize, x: &[f32], dy: &[f32], d_in: usize, d_out: usiz
         }
         _ => {
             let mut g = vec![0.0f32; d_in * d_out];
+            // shapes are consistent by construction; this cannot fail
             let _ = matmul::gemm(
                 threads,
                 &mut g,

@@ -22,7 +22,7 @@ unsafe impl<T> Sync for SendPtr<T> {}
 /// whole blocks one after another, or blocks that tile the columns of shared rows (the heads of an
 /// attention output `[B, T, H*hd]`).
 fn outputs_disjoint(cv: &MatView, g: &Gemm) -> bool {
-    let single = cv.extent(g.m, g.n, [1, 1]) - cv.offset;
+    let single = cv.extent(g.m, g.n, [1, 1]).saturating_sub(cv.offset);
     let [b0, b1] = g.batch;
     let [s0, s1] = cv.batch_stride;
     let blocks = (b1 == 1 || s1 >= single) && (b0 == 1 || s0 >= (b1 - 1) * s1 + single);

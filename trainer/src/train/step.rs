@@ -149,6 +149,15 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
             clipped_groups: 0,
             groups: groups.groups(),
         };
+        if !stats.loss.is_finite() {
+            return Err(KernelError::Invalid {
+                op: "training step",
+                msg: format!(
+                    "the loss is not finite at step {} (the model diverged): lower the learning rate",
+                    self.steps
+                ),
+            });
+        }
         match clip_norm {
             None => self.model.param_grads(be, batch, &GradReduce::plain(&GroupRows::single(batch.examples)))?,
             Some(c) => {
