@@ -1,7 +1,7 @@
 //! The parameter-free core of attention: the masked, scaled softmax over keys and its backward.
 //! att: [B, H, T, T] (query rows, key columns), mask: [B, T] (1 keep, 0 masked key).
 
-use super::math;
+use super::{math, reduce};
 use crate::error::{check_len, Result};
 use rayon::prelude::*;
 
@@ -21,25 +21,21 @@ pub(crate) fn masked_softmax_forward(
     att.par_chunks_mut(t * t).enumerate().for_each(|(bh, block)| {
         let m = &mask[(bh / h) * t..(bh / h + 1) * t];
         for row in block.chunks_mut(t) {
-            let mut max = f32::NEG_INFINITY;
+            // branch-free so that it vectorizes: masked keys become -inf, then exp gives them 0 via keep
             for (v, &k) in row.iter_mut().zip(m) {
-                *v *= scale;
-                if k != 0.0 && *v > max {
-                    max = *v;
-                }
+                *v = if k != 0.0 { *v * scale } else { f32::NEG_INFINITY };
             }
+            let max = reduce::max(row);
             if max == f32::NEG_INFINITY {
                 // every key masked (or -inf scores): this query attends to nothing
                 row.iter_mut().for_each(|v| *v = 0.0);
                 continue;
             }
-            let mut sum = 0.0f32;
             for (v, &k) in row.iter_mut().zip(m) {
-                let e = if k != 0.0 { math::exp(*v - max) } else { 0.0 };
-                *v = e;
-                sum += e;
+                let keep = if k != 0.0 { 1.0 } else { 0.0 };
+                *v = keep * math::exp(*v - max);
             }
-            let inv = 1.0 / sum;
+            let inv = 1.0 / reduce::sum(row);
             row.iter_mut().for_each(|v| *v *= inv);
         }
     });
@@ -53,7 +49,7 @@ pub(crate) fn softmax_backward(datt: &mut [f32], att: &[f32], t: usize, scale: f
     }
     datt.par_chunks_mut(t * t).zip(att.par_chunks(t * t)).for_each(|(d, a)| {
         for (d, a) in d.chunks_mut(t).zip(a.chunks(t)) {
-            let dot: f32 = d.iter().zip(a).map(|(&d, &a)| d * a).sum();
+            let dot = reduce::dot(d, a);
             for (d, &a) in d.iter_mut().zip(a) {
                 *d = scale * a * (*d - dot);
             }

@@ -34,54 +34,87 @@ fn choose(strategy: NormStrategy, n: usize, d_in: usize, d_out: usize) -> NormSt
     }
 }
 
+/// Per-thread scratch, kept between calls: a step computes hundreds of group norms, and allocating and
+/// zero-filling their buffers each time cost more than some of the products. Buffers only grow; every
+/// use overwrites what it reads.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    dy: Vec<f32>,
+    t: Vec<f32>,
+    gx: Vec<f32>,
+    gy: Vec<f32>,
+    kept: Vec<usize>,
+    bias: Vec<f64>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
 fn group_sq_norm(threads: usize, x: &[f32], dy: &[f32], d_in: usize, d_out: usize, strategy: NormStrategy) -> f64 {
     if d_in == 0 || d_out == 0 {
         return 0.0;
     }
+    SCRATCH.with_borrow_mut(|s| group_sq_norm_with(s, threads, x, dy, d_in, d_out, strategy))
+}
+
+fn group_sq_norm_with(
+    s: &mut Scratch,
+    threads: usize,
+    x: &[f32],
+    dy: &[f32],
+    d_in: usize,
+    d_out: usize,
+    strategy: NormStrategy,
+) -> f64 {
     // A row whose output gradient is zero adds nothing to the group's gradient (padding steps: masked
     // keys get no attention and pooling skips them), so the norm is computed over the other rows only.
-    let kept: Vec<usize> =
-        dy.chunks_exact(d_out).enumerate().filter(|(_, r)| r.iter().any(|&v| v != 0.0)).map(|(i, _)| i).collect();
-    let n = kept.len();
+    s.kept.clear();
+    s.kept.extend(dy.chunks_exact(d_out).enumerate().filter(|(_, r)| r.iter().any(|&v| v != 0.0)).map(|(i, _)| i));
+    let n = s.kept.len();
     match n {
         0 => return 0.0,
         1 => {
-            let (xr, dr) = (&x[kept[0] * d_in..(kept[0] + 1) * d_in], &dy[kept[0] * d_out..(kept[0] + 1) * d_out]);
+            let r = s.kept[0];
+            let (xr, dr) = (&x[r * d_in..(r + 1) * d_in], &dy[r * d_out..(r + 1) * d_out]);
             return (dot(xr, xr) + 1.0) * dot(dr, dr);
         }
         _ => {}
     }
-    let all = n * d_in == x.len();
-    let compact = |a: &[f32], k: usize| -> Vec<f32> {
-        let mut v = Vec::with_capacity(n * k);
-        for &r in &kept {
-            v.extend_from_slice(&a[r * k..(r + 1) * k]);
-        }
-        v
-    };
-    let (xc, dyc);
-    let (x, dy) = if all {
+    let Scratch { x: xs, dy: dys, t, gx, gy, kept, bias } = s;
+    let (x, dy) = if n * d_in == x.len() {
         (x, dy)
     } else {
-        xc = compact(x, d_in);
-        dyc = compact(dy, d_out);
+        let (xc, dyc) = (sized(xs, n * d_in), sized(dys, n * d_out));
+        for (i, &r) in kept.iter().enumerate() {
+            xc[i * d_in..(i + 1) * d_in].copy_from_slice(&x[r * d_in..(r + 1) * d_in]);
+            dyc[i * d_out..(i + 1) * d_out].copy_from_slice(&dy[r * d_out..(r + 1) * d_out]);
+        }
         (&xc[..], &dyc[..])
     };
     match choose(strategy, n, d_in, d_out) {
         NormStrategy::Ghost => {
-            let mut gx = vec![0.0f32; n * n];
-            let mut gy = vec![0.0f32; n * n];
-            gram(threads, &mut gx, x, n, d_in);
-            gram(threads, &mut gy, dy, n, d_out);
+            let gx = sized(gx, n * n);
+            gram(threads, gx, sized(t, d_in * n), x, n, d_in);
+            let gy = sized(gy, n * n);
+            gram(threads, gy, sized(t, d_out * n), dy, n, d_out);
             // <Gx + 1, Gy> = <Gx, Gy> + sum(Gy)
-            dot(&gx, &gy) + gy.iter().map(|&v| v as f64).sum::<f64>()
+            dot(gx, gy) + gy.iter().map(|&v| v as f64).sum::<f64>()
         }
         _ => {
-            let mut g = vec![0.0f32; d_in * d_out];
+            let g = sized(gx, d_in * d_out);
             // shapes are consistent by construction; this cannot fail
             let _ = matmul::gemm(
                 threads,
-                &mut g,
+                g,
                 MatView::row_major(0, d_out),
                 x,
                 MatView::transposed(0, d_in),
@@ -89,19 +122,19 @@ fn group_sq_norm(threads: usize, x: &[f32], dy: &[f32], d_in: usize, d_out: usiz
                 MatView::row_major(0, d_out),
                 Gemm::new(d_in, d_out, n),
             );
-            let mut bias = vec![0.0f64; d_out];
+            bias.clear();
+            bias.resize(d_out, 0.0);
             for row in dy.chunks_exact(d_out) {
                 bias.iter_mut().zip(row).for_each(|(b, &v)| *b += v as f64);
             }
-            dot(&g, &g) + bias.iter().map(|b| b * b).sum::<f64>()
+            dot(g, g) + bias.iter().map(|b| b * b).sum::<f64>()
         }
     }
 }
 
 /// g: [n, n] = a a^T for a: [n, k] row-major. gemm is about twice as fast on these small shapes with a
-/// row-major right operand, so a^T is written out first (n k copies against n^2 k multiply-adds).
-fn gram(threads: usize, g: &mut [f32], a: &[f32], n: usize, k: usize) {
-    let mut at = vec![0.0f32; k * n];
+/// row-major right operand, so a^T is written out first (n k copies against n^2 k multiply-adds) into `at`.
+fn gram(threads: usize, g: &mut [f32], at: &mut [f32], a: &[f32], n: usize, k: usize) {
     // 8 rows at a time: each column of the block becomes 8 contiguous values of `at`
     let mut i0 = 0;
     while i0 < n {
@@ -122,7 +155,7 @@ fn gram(threads: usize, g: &mut [f32], a: &[f32], n: usize, k: usize) {
         MatView::row_major(0, n),
         a,
         MatView::row_major(0, k),
-        &at,
+        at,
         MatView::row_major(0, n),
         Gemm::new(n, n, k),
     );

@@ -3,6 +3,7 @@
 //! Backward (=): dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = dy * gamma,
 //! and dy_xhat = dy * xhat, whose row sums are the gamma gradient (dbeta sums dy).
 
+use super::reduce;
 use crate::error::{check_len, Result};
 use rayon::prelude::*;
 
@@ -33,8 +34,8 @@ pub(crate) fn forward(
         .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
         .with_min_len(ROWS_PER_TASK)
         .for_each(|((y, x), (mu, rs))| {
-            let m = x.iter().sum::<f32>() / c as f32;
-            let var = x.iter().map(|&v| (v - m) * (v - m)).sum::<f32>() / c as f32;
+            let m = reduce::sum(x) / c as f32;
+            let var = reduce::sum_sq_dev(x, m) / c as f32;
             let r = 1.0 / (var + eps).sqrt();
             for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
                 *y = (x - m) * r * g + b;
@@ -72,14 +73,25 @@ pub(crate) fn backward(
         .zip(mean.par_iter().zip(rstd.par_iter()))
         .with_min_len(ROWS_PER_TASK)
         .for_each(|(((dx, dyx), (dy, x)), (&m, &r))| {
-            let mut s1 = 0.0f32; // sum dxhat
-            let mut s2 = 0.0f32; // sum dxhat * xhat
-            for ((&dy, &x), &g) in dy.iter().zip(x).zip(gamma) {
-                let xhat = (x - m) * r;
-                let dxhat = dy * g;
-                s1 += dxhat;
-                s2 += dxhat * xhat;
+            // dxhat = dy * gamma, xhat = (x - m) * r: s1 = sum dxhat, s2 = sum dxhat * xhat
+            let mut s1 = [0.0f32; 16];
+            let mut s2 = [0.0f32; 16];
+            let (mut t1, mut t2) = (0.0f32, 0.0f32);
+            let full = c / 16 * 16;
+            for j0 in (0..full).step_by(16) {
+                for l in 0..16 {
+                    let dxhat = dy[j0 + l] * gamma[j0 + l];
+                    s1[l] += dxhat;
+                    s2[l] = dxhat.mul_add((x[j0 + l] - m) * r, s2[l]);
+                }
             }
+            for j in full..c {
+                let dxhat = dy[j] * gamma[j];
+                t1 += dxhat;
+                t2 += dxhat * (x[j] - m) * r;
+            }
+            let s1 = reduce::sum(&s1) + t1;
+            let s2 = reduce::sum(&s2) + t2;
             let m1 = s1 / c as f32;
             let m2 = s2 / c as f32;
             for ((((dx, dyx), &dy), &x), &g) in dx.iter_mut().zip(dyx.iter_mut()).zip(dy).zip(x).zip(gamma) {

@@ -10,6 +10,7 @@ mod layer_norm;
 pub mod math;
 mod matmul;
 mod pool_loss;
+pub mod reduce;
 mod rng;
 
 pub use matmul::gemm_naive;
