@@ -90,6 +90,19 @@ fn group_sq_norm_with(
         _ => {}
     }
     let Scratch { x: xs, dy: dys, t, gx, gy, kept, bias } = s;
+    let strategy = choose(strategy, n, d_in, d_out);
+    if strategy == NormStrategy::Ghost {
+        // Gram matrices of the kept rows' inputs and output gradients (lower triangles), then <Gx + 1, Gy>
+        let np = n.div_ceil(TILE_J) * TILE_J;
+        let gx = sized(gx, n * np);
+        let gy = sized(gy, n * np);
+        let at = sized(t, d_in.max(d_out) * np);
+        transpose_padded(at, x, kept, np, d_in);
+        gram_lower(gx, at, n, np, d_in);
+        transpose_padded(at, dy, kept, np, d_out);
+        gram_lower(gy, at, n, np, d_out);
+        return ghost_from_lower(gx, gy, n, np);
+    }
     let (x, dy) = if n * d_in == x.len() {
         (x, dy)
     } else {
@@ -100,65 +113,151 @@ fn group_sq_norm_with(
         }
         (&xc[..], &dyc[..])
     };
-    match choose(strategy, n, d_in, d_out) {
-        NormStrategy::Ghost => {
-            let gx = sized(gx, n * n);
-            gram(threads, gx, sized(t, d_in * n), x, n, d_in);
-            let gy = sized(gy, n * n);
-            gram(threads, gy, sized(t, d_out * n), dy, n, d_out);
-            // <Gx + 1, Gy> = <Gx, Gy> + sum(Gy)
-            dot(gx, gy) + gy.iter().map(|&v| v as f64).sum::<f64>()
-        }
-        _ => {
-            let g = sized(gx, d_in * d_out);
-            // shapes are consistent by construction; this cannot fail
-            let _ = matmul::gemm(
-                threads,
-                g,
-                MatView::row_major(0, d_out),
-                x,
-                MatView::transposed(0, d_in),
-                dy,
-                MatView::row_major(0, d_out),
-                Gemm::new(d_in, d_out, n),
-            );
-            bias.clear();
-            bias.resize(d_out, 0.0);
-            for row in dy.chunks_exact(d_out) {
-                bias.iter_mut().zip(row).for_each(|(b, &v)| *b += v as f64);
-            }
-            dot(g, g) + bias.iter().map(|b| b * b).sum::<f64>()
-        }
-    }
-}
-
-/// g: [n, n] = a a^T for a: [n, k] row-major. gemm is about twice as fast on these small shapes with a
-/// row-major right operand, so a^T is written out first (n k copies against n^2 k multiply-adds) into `at`.
-fn gram(threads: usize, g: &mut [f32], at: &mut [f32], a: &[f32], n: usize, k: usize) {
-    // 8 rows at a time: each column of the block becomes 8 contiguous values of `at`
-    let mut i0 = 0;
-    while i0 < n {
-        let rows = (n - i0).min(8);
-        let block = &a[i0 * k..(i0 + rows) * k];
-        for j in 0..k {
-            let dst = &mut at[j * n + i0..j * n + i0 + rows];
-            for (ii, d) in dst.iter_mut().enumerate() {
-                *d = block[ii * k + j];
-            }
-        }
-        i0 += 8;
-    }
+    let g = sized(gx, d_in * d_out);
     // shapes are consistent by construction; this cannot fail
     let _ = matmul::gemm(
         threads,
         g,
-        MatView::row_major(0, n),
-        a,
-        MatView::row_major(0, k),
-        at,
-        MatView::row_major(0, n),
-        Gemm::new(n, n, k),
+        MatView::row_major(0, d_out),
+        x,
+        MatView::transposed(0, d_in),
+        dy,
+        MatView::row_major(0, d_out),
+        Gemm::new(d_in, d_out, n),
     );
+    bias.clear();
+    bias.resize(d_out, 0.0);
+    for row in dy.chunks_exact(d_out) {
+        bias.iter_mut().zip(row).for_each(|(b, &v)| *b += v as f64);
+    }
+    dot(g, g) + bias.iter().map(|b| b * b).sum::<f64>()
+}
+
+/// Rows of the Gram tile and its width (one AVX-512 register of f32).
+const TILE_I: usize = 8;
+const TILE_J: usize = 16;
+
+/// at: [k, np] = (the rows `rows` of a: [*, k] row-major)^T, zero-padded to np columns (np >= rows.len(),
+/// a multiple of TILE_J). Gathering the kept rows and transposing are one pass.
+fn transpose_padded(at: &mut [f32], a: &[f32], rows: &[usize], np: usize, k: usize) {
+    let n = rows.len();
+    // 8 rows at a time: each column of the block becomes 8 contiguous values of `at`
+    for (c, block) in rows.chunks(8).enumerate() {
+        let i0 = c * 8;
+        for j in 0..k {
+            let dst = &mut at[j * np + i0..j * np + i0 + block.len()];
+            for (d, &r) in dst.iter_mut().zip(block) {
+                *d = a[r * k + j];
+            }
+        }
+    }
+    for j in 0..k {
+        at[j * np + n..(j + 1) * np].iter_mut().for_each(|v| *v = 0.0);
+    }
+}
+
+/// The portable reference of the Gram tile kernel: for each (i, j) the FMA chain over l = 0..k, in
+/// order; the SIMD versions below compute exactly the same chains, so all give the same bits.
+fn gram_lower_portable(g: &mut [f32], at: &[f32], n: usize, np: usize, k: usize) {
+    for i in 0..n {
+        let jmax = (i / TILE_I * TILE_I + TILE_I).min(n).div_ceil(TILE_J) * TILE_J;
+        for j in 0..jmax {
+            let mut acc = 0.0f32;
+            for l in 0..k {
+                acc = at[l * np + i].mul_add(at[l * np + j], acc);
+            }
+            g[i * np + j] = acc;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gram_lower_avx512(g: &mut [f32], at: &[f32], n: usize, np: usize, k: usize) {
+    use std::arch::x86_64::*;
+    let (gp, ap) = (g.as_mut_ptr(), at.as_ptr());
+    let mut i0 = 0;
+    while i0 < n {
+        let mut j0 = 0;
+        while j0 < (i0 + TILE_I).min(n) {
+            let mut acc = [_mm512_setzero_ps(); TILE_I];
+            for l in 0..k {
+                let row = ap.add(l * np);
+                let b = _mm512_loadu_ps(row.add(j0));
+                for (ii, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(_mm512_set1_ps(*row.add(i0 + ii)), b, *a);
+                }
+            }
+            for (ii, a) in acc.iter().enumerate().take(n - i0) {
+                _mm512_storeu_ps(gp.add((i0 + ii) * np + j0), *a);
+            }
+            j0 += TILE_J;
+        }
+        i0 += TILE_I;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gram_lower_avx2(g: &mut [f32], at: &[f32], n: usize, np: usize, k: usize) {
+    use std::arch::x86_64::*;
+    let (gp, ap) = (g.as_mut_ptr(), at.as_ptr());
+    let mut i0 = 0;
+    while i0 < n {
+        let mut j0 = 0;
+        while j0 < (i0 + TILE_I).min(n) {
+            let mut lo = [_mm256_setzero_ps(); TILE_I];
+            let mut hi = [_mm256_setzero_ps(); TILE_I];
+            for l in 0..k {
+                let row = ap.add(l * np);
+                let (b0, b1) = (_mm256_loadu_ps(row.add(j0)), _mm256_loadu_ps(row.add(j0 + 8)));
+                for ii in 0..TILE_I {
+                    let a = _mm256_set1_ps(*row.add(i0 + ii));
+                    lo[ii] = _mm256_fmadd_ps(a, b0, lo[ii]);
+                    hi[ii] = _mm256_fmadd_ps(a, b1, hi[ii]);
+                }
+            }
+            for ii in 0..TILE_I.min(n - i0) {
+                _mm256_storeu_ps(gp.add((i0 + ii) * np + j0), lo[ii]);
+                _mm256_storeu_ps(gp.add((i0 + ii) * np + j0 + 8), hi[ii]);
+            }
+            j0 += TILE_J;
+        }
+        i0 += TILE_I;
+    }
+}
+
+/// The lower triangle (and diagonal, in tiles) of g: [n, np] = a a^T from at = a^T padded (see
+/// `transpose_padded`): an 8 x 16 register tile of accumulators, one outer product per l.
+fn gram_lower(g: &mut [f32], at: &[f32], n: usize, np: usize, k: usize) {
+    // the SIMD versions read 8 rows and 16 columns per tile: the padding guarantees both
+    assert!(np % TILE_J == 0 && np >= n && at.len() >= k * np && g.len() >= n * np, "gram_lower: inconsistent sizes");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is present (checked); all reads are within at[..k*np] since i0 + 8 <= np
+            // and j0 + 16 <= np, all writes within g[..n*np] (asserted above)
+            return unsafe { gram_lower_avx512(g, at, n, np, k) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: as above, for AVX2 and FMA
+            return unsafe { gram_lower_avx2(g, at, n, np, k) };
+        }
+    }
+    gram_lower_portable(g, at, n, np, k)
+}
+
+/// <Gx + 1, Gy> from the lower triangles of two symmetric [n, np] matrices: diagonal once, the rest twice.
+fn ghost_from_lower(gx: &[f32], gy: &[f32], n: usize, np: usize) -> f64 {
+    let mut diag = 0.0f64;
+    let mut off = 0.0f64;
+    for i in 0..n {
+        let (rx, ry) = (&gx[i * np..i * np + i], &gy[i * np..i * np + i]);
+        off += dot(rx, ry) + ry.iter().map(|&v| v as f64).sum::<f64>();
+        let (x, y) = (gx[i * np + i] as f64, gy[i * np + i] as f64);
+        diag += (x + 1.0) * y;
+    }
+    diag + 2.0 * off
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -196,12 +295,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ghost_and_materialized_norms_agree() {
-        let (n, d_in, d_out) = (7, 5, 3);
-        let x: Vec<f32> = (0..n * d_in).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
-        let dy: Vec<f32> = (0..n * d_out).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
-        let a = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Ghost);
-        let b = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize);
-        assert!((a - b).abs() <= 1e-5 * b.abs(), "{a} vs {b}");
+    fn simd_gram_tiles_give_the_portable_bits() {
+        for (n, k) in [(1usize, 3usize), (8, 16), (13, 40), (48, 128), (70, 9)] {
+            let np = n.div_ceil(TILE_J) * TILE_J;
+            let a: Vec<f32> = (0..n * k).map(|i| ((i * 29 % 17) as f32 - 8.0) / 3.0).collect();
+            let mut at = vec![0.0f32; k * np];
+            transpose_padded(&mut at, &a, &(0..n).collect::<Vec<_>>(), np, k);
+            let (mut fast, mut slow) = (vec![0.0f32; n * np], vec![0.0f32; n * np]);
+            gram_lower(&mut fast, &at, n, np, k);
+            gram_lower_portable(&mut slow, &at, n, np, k);
+            for i in 0..n {
+                for j in 0..=i {
+                    assert_eq!(fast[i * np + j].to_bits(), slow[i * np + j].to_bits(), "n={n} k={k} ({i}, {j})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ghost_and_materialized_norms_agree_across_tile_sizes() {
+        for (n, d_in, d_out) in
+            [(2, 5, 3), (7, 5, 3), (8, 16, 16), (9, 33, 17), (17, 128, 40), (48, 128, 384), (70, 64, 128)]
+        {
+            let x: Vec<f32> = (0..n * d_in).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
+            let dy: Vec<f32> = (0..n * d_out).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
+            let a = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Ghost);
+            let b = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize);
+            assert!((a - b).abs() <= 1e-4 * b.abs(), "n={n} d_in={d_in} d_out={d_out}: ghost {a} vs materialized {b}");
+        }
     }
 }
