@@ -1,0 +1,102 @@
+//! The RDP accountant against Google's dp_accounting (vectors generated with it and checked in:
+//! benches/peer/make_accountant_vectors.py), the published reference value, and noise calibration.
+
+use medtrain::privacy::accountant::calibrate::{noise_multiplier, rdp_noise_multiplier, PRECISION};
+use medtrain::privacy::accountant::{rdp, AccountingError, Delta, NoiseMultiplier, Phase, SampleRate};
+
+#[test]
+fn rdp_epsilon_matches_dp_accounting_within_half_a_percent() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/rdp_epsilon.json")).unwrap();
+    let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let vectors = golden["vectors"].as_array().unwrap();
+    assert!(vectors.len() > 400);
+    let mut worst = 0.0f64;
+    for v in vectors {
+        let phases: Vec<Phase> = v["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| Phase::new(p[1].as_f64().unwrap(), p[0].as_f64().unwrap(), p[2].as_f64().unwrap() as u64).unwrap())
+            .collect();
+        let delta = Delta::new(v["delta"].as_f64().unwrap()).unwrap();
+        let want = v["epsilon"].as_f64().unwrap();
+        let got = rdp::epsilon(&phases, delta);
+        let rel = (got - want).abs() / want.max(1e-12);
+        worst = worst.max(rel);
+        assert!(
+            rel < 5e-3 || (got - want).abs() < 1e-9,
+            "{phases:?} delta {}: epsilon {got}, dp_accounting {want}",
+            delta.get()
+        );
+    }
+    eprintln!("worst relative difference from dp_accounting: {worst:.2e}");
+}
+
+#[test]
+fn mnist_reference_epsilon_is_2_597() {
+    // sigma 1.1, q 256/60000, 14063 steps, delta 1e-5: 2.597 with RDP in dp_accounting
+    let phase = Phase::new(1.1, 256.0 / 60000.0, 14063).unwrap();
+    let eps = rdp::epsilon(&[phase], Delta::new(1e-5).unwrap());
+    assert!((eps - 2.5967).abs() < 1e-3, "epsilon {eps}");
+}
+
+#[test]
+fn composition_adds_up_and_more_steps_cost_more() {
+    let d = Delta::new(1e-5).unwrap();
+    let a = Phase::new(1.0, 0.01, 500).unwrap();
+    let b = Phase::new(1.0, 0.01, 300).unwrap();
+    let both = rdp::epsilon(&[a, b], d);
+    let merged = rdp::epsilon(&[Phase::new(1.0, 0.01, 800).unwrap()], d);
+    assert!((both - merged).abs() < 1e-12, "two phases of the same mechanism compose to one");
+    assert!(rdp::epsilon(&[a], d) < both);
+}
+
+#[test]
+fn calibrated_noise_never_overshoots_and_is_tight_to_a_tenth_of_a_percent() {
+    // a deterministic spread of settings
+    let mut seed = 7u64;
+    let mut unif = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for _ in 0..12 {
+        let q = SampleRate::new(10f64.powf(-3.5 + 3.0 * unif())).unwrap();
+        let steps = (10f64.powf(1.0 + 3.0 * unif())) as u64;
+        let delta = Delta::new(10f64.powf(-8.0 + 4.0 * unif())).unwrap();
+        let target = 0.5 + 7.5 * unif();
+        let sigma = rdp_noise_multiplier(target, q, steps, delta).unwrap();
+        let eps_at = |s: f64| {
+            rdp::epsilon(&[Phase { noise_multiplier: NoiseMultiplier::new(s).unwrap(), sample_rate: q, steps }], delta)
+        };
+        assert!(
+            eps_at(sigma.get()) <= target,
+            "q={q:?} steps={steps}: sigma {} gives {} > {target}",
+            sigma.get(),
+            eps_at(sigma.get())
+        );
+        let smaller = sigma.get() * (1.0 - 1.5 * PRECISION);
+        assert!(eps_at(smaller) > target, "sigma {} is not the smallest within 0.1%", sigma.get());
+    }
+}
+
+#[test]
+fn calibration_reports_an_unreachable_target() {
+    // an epsilon far below anything a sane noise multiplier reaches for a full-batch run
+    let r = rdp_noise_multiplier(1e-6, SampleRate::new(1.0).unwrap(), 100_000, Delta::new(1e-5).unwrap());
+    assert!(matches!(r, Err(AccountingError::Unreachable { .. })), "{r:?}");
+    assert!(matches!(noise_multiplier(-1.0, |_| 0.0), Err(AccountingError::Epsilon(_))));
+}
+
+#[test]
+fn bad_accounting_inputs_are_refused_with_their_value() {
+    assert_eq!(SampleRate::new(0.0), Err(AccountingError::SampleRate(0.0)));
+    assert_eq!(SampleRate::new(1.5), Err(AccountingError::SampleRate(1.5)));
+    assert!(SampleRate::new(1.0).is_ok());
+    assert_eq!(NoiseMultiplier::new(0.0), Err(AccountingError::NoiseMultiplier(0.0)));
+    assert_eq!(NoiseMultiplier::new(-2.0), Err(AccountingError::NoiseMultiplier(-2.0)));
+    assert!(NoiseMultiplier::new(f64::NAN).is_err());
+    assert_eq!(Delta::new(0.0), Err(AccountingError::Delta(0.0)));
+    assert_eq!(Delta::new(1.0), Err(AccountingError::Delta(1.0)));
+    assert_eq!(Phase::new(1.0, 0.1, 0), Err(AccountingError::Steps));
+    assert_eq!(AccountingError::SampleRate(1.5).to_string(), "sample rate must be in (0, 1], got 1.5");
+}
