@@ -1,5 +1,6 @@
 //! Privacy: accounting (RDP; PLD next), noise calibration, and the secret keys of DP-SGD's noise.
-//! (The Poisson subject sampler and the budget ledger follow.)
+//! the Poisson subject sampler. (The PLD accountant and the budget ledger follow.)
 
 pub mod accountant;
 pub mod noise;
+pub mod sampler;

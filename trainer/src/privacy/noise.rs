@@ -21,6 +21,12 @@ impl std::fmt::Debug for NoiseSource {
 #[error("cannot read the operating system's entropy source: {0}")]
 pub struct EntropyError(String);
 
+impl EntropyError {
+    pub fn new(msg: String) -> Self {
+        EntropyError(msg)
+    }
+}
+
 /// Parameter tensors per model are addressed by 16 bits of the stream id.
 pub const MAX_PARAM_TENSORS: usize = 1 << 16;
 
