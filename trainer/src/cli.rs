@@ -41,6 +41,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Privacy accounting: epsilon of a run, or the noise multiplier for a target epsilon.
+    #[command(subcommand)]
+    Privacy(crate::cli_privacy::PrivacyCommand),
     /// The noise-free clipped gradient sum of one batch, for auditors (loss reduction: sum).
     DpGrad {
         #[arg(long)]
@@ -106,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Privacy(cmd) => crate::cli_privacy::run(cmd),
         Command::DpGrad { workload, weights, batch, clip, threads, out } => {
             let w: Workload = workload.parse().context("--workload")?;
             let be = Cpu::new(threads)?;

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+mod cli_privacy;
 pub mod model;
 pub mod privacy;
 pub mod tensors;

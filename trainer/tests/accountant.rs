@@ -100,3 +100,55 @@ fn bad_accounting_inputs_are_refused_with_their_value() {
     assert_eq!(Phase::new(1.0, 0.1, 0), Err(AccountingError::Steps));
     assert_eq!(AccountingError::SampleRate(1.5).to_string(), "sample rate must be in (0, 1], got 1.5");
 }
+
+#[test]
+fn pld_epsilon_matches_dp_accounting_within_one_percent() {
+    use medtrain::privacy::accountant::pld;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/pld_epsilon.json")).unwrap();
+    let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let vectors = golden["vectors"].as_array().unwrap();
+    assert!(vectors.len() > 400);
+    // one composition per phase list, then every delta
+    let mut worst = 0.0f64;
+    let mut i = 0;
+    while i < vectors.len() {
+        let phases_json = &vectors[i]["phases"];
+        let phases: Vec<Phase> = phases_json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| Phase::new(p[1].as_f64().unwrap(), p[0].as_f64().unwrap(), p[2].as_f64().unwrap() as u64).unwrap())
+            .collect();
+        let mut j = i;
+        while j < vectors.len() && &vectors[j]["phases"] == phases_json {
+            j += 1;
+        }
+        let deltas: Vec<Delta> =
+            vectors[i..j].iter().map(|v| Delta::new(v["delta"].as_f64().unwrap()).unwrap()).collect();
+        let got = pld::epsilons(&phases, &deltas).unwrap();
+        for (v, g) in vectors[i..j].iter().zip(got) {
+            let want = v["epsilon"].as_f64().unwrap();
+            let rel = (g - want).abs() / want.max(1e-12);
+            if (g - want).abs() > 1e-6 {
+                worst = worst.max(rel);
+            }
+            assert!(
+                rel < 1e-2 || (g - want).abs() < 1e-6,
+                "{phases:?} delta {}: epsilon {g}, dp_accounting {want}",
+                v["delta"]
+            );
+        }
+        i = j;
+    }
+    eprintln!("worst relative difference from dp_accounting: {worst:.2e}");
+}
+
+#[test]
+fn pld_reference_epsilon_is_2_382_and_tighter_than_rdp() {
+    use medtrain::privacy::accountant::pld;
+    let phase = Phase::new(1.1, 256.0 / 60000.0, 14063).unwrap();
+    let d = Delta::new(1e-5).unwrap();
+    let eps = pld::epsilons(&[phase], &[d]).unwrap()[0];
+    assert!((eps - 2.382).abs() < 2.382 * 0.01, "epsilon {eps}");
+    assert!(eps < rdp::epsilon(&[phase], d));
+}

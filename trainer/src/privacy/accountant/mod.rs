@@ -2,11 +2,13 @@
 //! adjacency, composed over the phases of one or several runs (a phase: a noise multiplier, a sample
 //! rate, a number of steps).
 //!
-//! The state is a history of phases ([`Phase`]); the accountants are pure functions of it (`rdp`),
+//! The state is a history of phases ([`Phase`]); the accountants are pure functions of it (`pld`, the
+//! primary one, and `rdp`, the cross-check),
 //! kept apart from the ledger that stores it. Numbers that are easy to confuse are newtypes, validated
 //! once where they are made.
 
 pub mod calibrate;
+pub mod pld;
 pub mod rdp;
 
 /// sigma: the noise standard deviation divided by the clip norm. Finite and > 0.
@@ -94,5 +96,122 @@ impl Phase {
             sample_rate: SampleRate::new(sample_rate)?,
             steps,
         })
+    }
+}
+
+/// Which accountant reports epsilon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountantKind {
+    /// privacy loss distributions: tight, the primary one
+    Pld,
+    /// Renyi DP: looser, the cross-check and the fallback
+    Rdp,
+}
+
+impl AccountantKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountantKind::Pld => "pld",
+            AccountantKind::Rdp => "rdp",
+        }
+    }
+}
+
+impl std::str::FromStr for AccountantKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pld" => Ok(AccountantKind::Pld),
+            "rdp" => Ok(AccountantKind::Rdp),
+            other => Err(format!("unknown accountant '{other}': expected pld or rdp")),
+        }
+    }
+}
+
+/// An epsilon and how it was obtained. `fallback` says why PLD was not used when it was asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpsilonReport {
+    pub epsilon: f64,
+    pub accountant: AccountantKind,
+    pub fallback: Option<String>,
+}
+
+/// epsilon of `phases` at `delta` with the chosen accountant. PLD falls back to RDP (a valid, looser
+/// bound) when it cannot hold its distribution, and says so; it never reports a lower number instead.
+pub fn epsilon(kind: AccountantKind, phases: &[Phase], delta: Delta) -> EpsilonReport {
+    epsilon_within(kind, phases, delta, pld::MAX_POINTS)
+}
+
+fn epsilon_within(kind: AccountantKind, phases: &[Phase], delta: Delta, max_points: usize) -> EpsilonReport {
+    if kind == AccountantKind::Pld {
+        match pld::epsilons_within(phases, &[delta], max_points).map(|v| v[0]) {
+            Ok(e) => return EpsilonReport { epsilon: e, accountant: AccountantKind::Pld, fallback: None },
+            Err(e) => {
+                return EpsilonReport {
+                    epsilon: rdp::epsilon(phases, delta),
+                    accountant: AccountantKind::Rdp,
+                    fallback: Some(e.to_string()),
+                }
+            }
+        }
+    }
+    EpsilonReport { epsilon: rdp::epsilon(phases, delta), accountant: AccountantKind::Rdp, fallback: None }
+}
+
+/// The smallest noise multiplier (to 0.1%) whose epsilon for one phase of `steps` at `sample_rate` is
+/// at most `target` at `delta`, with the chosen accountant (PLD falls back to RDP as in [`epsilon`]).
+pub fn calibrate(
+    kind: AccountantKind,
+    target: f64,
+    sample_rate: SampleRate,
+    steps: u64,
+    delta: Delta,
+) -> Result<(NoiseMultiplier, EpsilonReport), AccountingError> {
+    if steps == 0 {
+        return Err(AccountingError::Steps);
+    }
+    let phase = |s: NoiseMultiplier| Phase { noise_multiplier: s, sample_rate, steps };
+    if kind == AccountantKind::Pld {
+        let mut failure: Option<String> = None;
+        let sigma = calibrate::noise_multiplier(target, |s| match pld::epsilon(&[phase(s)], delta) {
+            Ok(e) => e,
+            Err(e) => {
+                failure.get_or_insert(e.to_string());
+                f64::INFINITY
+            }
+        });
+        if failure.is_none() {
+            let sigma = sigma?;
+            let report = epsilon(AccountantKind::Pld, &[phase(sigma)], delta);
+            if report.fallback.is_none() {
+                return Ok((sigma, report));
+            }
+            failure = report.fallback;
+        }
+        let sigma = calibrate::noise_multiplier(target, |s| rdp::epsilon(&[phase(s)], delta))?;
+        let mut report = epsilon(AccountantKind::Rdp, &[phase(sigma)], delta);
+        report.fallback = failure;
+        return Ok((sigma, report));
+    }
+    let sigma = calibrate::noise_multiplier(target, |s| rdp::epsilon(&[phase(s)], delta))?;
+    Ok((sigma, epsilon(AccountantKind::Rdp, &[phase(sigma)], delta)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pld_that_cannot_hold_its_distribution_falls_back_to_rdp_and_says_so() {
+        let phases = [Phase::new(1.1, 0.01, 1000).unwrap()];
+        let d = Delta::new(1e-5).unwrap();
+        let full = epsilon_within(AccountantKind::Pld, &phases, d, pld::MAX_POINTS);
+        assert_eq!(full.accountant, AccountantKind::Pld);
+        assert!(full.fallback.is_none());
+        let small = epsilon_within(AccountantKind::Pld, &phases, d, 1000);
+        assert_eq!(small.accountant, AccountantKind::Rdp);
+        assert!(small.fallback.as_deref().unwrap_or("").contains("grid points"), "{small:?}");
+        assert_eq!(small.epsilon, rdp::epsilon(&phases, d));
+        assert!(small.epsilon >= full.epsilon, "the fallback is never below the PLD bound");
     }
 }

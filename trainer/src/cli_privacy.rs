@@ -1,0 +1,112 @@
+//! `medtrain privacy epsilon|noise`: the accountants on the command line.
+
+use crate::privacy::accountant::{self, AccountantKind, Delta, EpsilonReport, NoiseMultiplier, Phase, SampleRate};
+use anyhow::Context;
+use clap::Subcommand;
+use serde::Serialize;
+
+#[derive(Subcommand, Debug)]
+pub enum PrivacyCommand {
+    /// epsilon of a DP-SGD run: Poisson-subsampled Gaussian, add/remove one subject
+    Epsilon {
+        /// noise multiplier sigma (noise std / clip norm)
+        #[arg(long = "noise")]
+        noise: f64,
+        /// sampling rate q of subjects per step
+        #[arg(long)]
+        sample_rate: f64,
+        #[arg(long)]
+        steps: u64,
+        #[arg(long)]
+        delta: f64,
+        /// pld (tight, default) or rdp
+        #[arg(long, default_value = "pld")]
+        accountant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// the smallest noise multiplier (to 0.1%) that keeps a run within a target epsilon
+    Noise {
+        #[arg(long)]
+        epsilon: f64,
+        #[arg(long)]
+        delta: f64,
+        #[arg(long)]
+        sample_rate: f64,
+        #[arg(long)]
+        steps: u64,
+        #[arg(long, default_value = "pld")]
+        accountant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct Output {
+    epsilon: f64,
+    delta: f64,
+    noise_multiplier: f64,
+    sample_rate: f64,
+    steps: u64,
+    accountant: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<String>,
+}
+
+fn print(out: &Output, json: bool) -> anyhow::Result<()> {
+    if let Some(why) = &out.fallback {
+        eprintln!("warning: PLD accountant not used ({why}); epsilon is the RDP bound");
+    }
+    if json {
+        println!("{}", serde_json::to_string(out)?);
+    } else {
+        println!(
+            "epsilon {:.4} at delta {:e} ({} accountant): noise multiplier {}, sample rate {}, {} steps",
+            out.epsilon, out.delta, out.accountant, out.noise_multiplier, out.sample_rate, out.steps
+        );
+    }
+    Ok(())
+}
+
+fn report_output(r: EpsilonReport, delta: f64, sigma: f64, q: f64, steps: u64) -> Output {
+    Output {
+        epsilon: r.epsilon,
+        delta,
+        noise_multiplier: sigma,
+        sample_rate: q,
+        steps,
+        accountant: r.accountant.name(),
+        fallback: r.fallback,
+    }
+}
+
+pub fn run(cmd: PrivacyCommand) -> anyhow::Result<()> {
+    match cmd {
+        PrivacyCommand::Epsilon { noise, sample_rate, steps, delta, accountant, json } => {
+            let kind: AccountantKind = accountant.parse().map_err(anyhow::Error::msg).context("--accountant")?;
+            let sigma = NoiseMultiplier::new(noise).context("--noise")?;
+            let q = SampleRate::new(sample_rate).context("--sample-rate")?;
+            let d = Delta::new(delta).context("--delta")?;
+            if steps == 0 {
+                anyhow::bail!("--steps: must be at least 1");
+            }
+            let phase = Phase { noise_multiplier: sigma, sample_rate: q, steps };
+            let r = accountant::epsilon(kind, &[phase], d);
+            print(&report_output(r, delta, noise, sample_rate, steps), json)
+        }
+        PrivacyCommand::Noise { epsilon, delta, sample_rate, steps, accountant, json } => {
+            let kind: AccountantKind = accountant.parse().map_err(anyhow::Error::msg).context("--accountant")?;
+            if !(epsilon.is_finite() && epsilon > 0.0) {
+                anyhow::bail!("--epsilon: must be a finite number > 0, got {epsilon}");
+            }
+            let q = SampleRate::new(sample_rate).context("--sample-rate")?;
+            let d = Delta::new(delta).context("--delta")?;
+            if steps == 0 {
+                anyhow::bail!("--steps: must be at least 1");
+            }
+            let (sigma, r) = accountant::calibrate(kind, epsilon, q, steps, d)?;
+            print(&report_output(r, delta, sigma.get(), sample_rate, steps), json)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `medtrain privacy epsilon|noise` as a real process: JSON fields, the reference value, bad input.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_medtrain")).args(args).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+#[test]
+fn epsilon_and_noise_print_the_documented_json() {
+    let (code, out, err) = run(&[
+        "privacy",
+        "epsilon",
+        "--noise",
+        "1.1",
+        "--sample-rate",
+        "0.004266666666666667",
+        "--steps",
+        "14063",
+        "--delta",
+        "1e-5",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in ["epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "accountant"] {
+        assert!(v.get(key).is_some(), "missing {key} in {out}");
+    }
+    assert_eq!(v["accountant"], "pld");
+    assert!((v["epsilon"].as_f64().unwrap() - 2.382).abs() < 0.024, "{out}");
+    assert_eq!(v["steps"], 14063);
+
+    let (code, out, _) = run(&[
+        "privacy",
+        "epsilon",
+        "--noise",
+        "1.1",
+        "--sample-rate",
+        "0.004266666666666667",
+        "--steps",
+        "14063",
+        "--delta",
+        "1e-5",
+        "--accountant",
+        "rdp",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["accountant"], "rdp");
+    assert!((v["epsilon"].as_f64().unwrap() - 2.5967).abs() < 1e-3);
+
+    let (code, out, err) = run(&[
+        "privacy",
+        "noise",
+        "--epsilon",
+        "2.382",
+        "--delta",
+        "1e-5",
+        "--sample-rate",
+        "0.004266666666666667",
+        "--steps",
+        "14063",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let sigma = v["noise_multiplier"].as_f64().unwrap();
+    assert!((sigma - 1.1).abs() < 0.01, "{out}");
+    assert!(v["epsilon"].as_f64().unwrap() <= 2.382, "calibration never overshoots: {out}");
+}
+
+#[test]
+fn bad_privacy_arguments_name_the_flag_and_the_allowed_range() {
+    let base = ["privacy", "epsilon", "--noise", "1.0", "--sample-rate", "0.01", "--steps", "100", "--delta", "1e-5"];
+    let with = |flag: &str, value: &str| -> Vec<String> {
+        let mut v: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        let i = v.iter().position(|a| a == flag).unwrap();
+        v[i + 1] = value.to_string();
+        v
+    };
+    for (flag, value, expect) in [
+        ("--sample-rate", "1.5", "sample rate must be in (0, 1], got 1.5"),
+        ("--sample-rate", "0", "sample rate must be in (0, 1], got 0"),
+        ("--noise", "0", "noise multiplier must be a finite number > 0, got 0"),
+        ("--delta", "1", "delta must be in (0, 1), got 1"),
+        ("--steps", "0", "--steps: must be at least 1"),
+    ] {
+        let args = with(flag, value);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = run(&refs);
+        assert_eq!(code, 1, "{flag} {value}");
+        assert!(
+            err.contains(expect) && err.contains(flag.trim_start_matches("--").split('-').next().unwrap()),
+            "{flag}={value}: {err}"
+        );
+    }
+    let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    args.extend(["--accountant".into(), "moments".into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = run(&refs);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown accountant 'moments': expected pld or rdp"), "{err}");
+}
