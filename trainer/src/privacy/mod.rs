@@ -1,6 +1,7 @@
-//! Privacy: accounting (RDP; PLD next), noise calibration, and the secret keys of DP-SGD's noise.
-//! the Poisson subject sampler. (The PLD accountant and the budget ledger follow.)
+//! Privacy: accounting (PLD, RDP), noise calibration, the secret keys of DP-SGD's noise, the Poisson
+//! subject sampler, and the privacy-budget ledger.
 
 pub mod accountant;
+pub mod ledger;
 pub mod noise;
 pub mod sampler;

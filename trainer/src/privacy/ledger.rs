@@ -1,0 +1,260 @@
+//! The privacy-budget ledger: per (project, dataset fingerprint), the composition of every run on that
+//! data against the permit's budget, in SQLite (WAL, so concurrent readers never block the writer).
+//!
+//! A run reserves its planned phases at start and settles with the phases it actually ran. A
+//! reservation is admitted only if the composition of all settled runs, all other reservations and
+//! this plan stays within the budget; it is decided inside one `BEGIN IMMEDIATE` transaction, so runs
+//! started at the same moment by different processes cannot overspend together. Settling records what
+//! was spent even when it is over the reservation (privacy spent is spent), and says so.
+
+use super::accountant::{self, AccountantKind, Delta, Phase};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("no privacy budget is set for project '{project}' on dataset {dataset}")]
+    NoBudget { project: String, dataset: String },
+    #[error(
+        "run '{run}' refused: it would bring epsilon on project '{project}' / dataset {dataset} to {would_be:.4}, over the budget of {budget:.4}; {remaining:.4} is left (epsilon now {committed:.4}, settled and reserved runs)"
+    )]
+    Exhausted {
+        run: String,
+        project: String,
+        dataset: String,
+        budget: f64,
+        committed: f64,
+        would_be: f64,
+        remaining: f64,
+    },
+    #[error("run '{0}' is already in the ledger")]
+    DuplicateRun(String),
+    #[error("run '{0}' has no reservation in the ledger")]
+    UnknownRun(String),
+    #[error("run '{0}' is already settled")]
+    AlreadySettled(String),
+    #[error("invalid budget: {0}")]
+    Budget(String),
+    #[error("ledger record of run '{run}' is unreadable: {msg}")]
+    Corrupt { run: String, msg: String },
+}
+
+/// The state of one (project, dataset).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Balance {
+    pub budget_epsilon: f64,
+    pub delta: f64,
+    /// epsilon of the settled runs
+    pub settled_epsilon: f64,
+    /// epsilon of the settled runs and the open reservations
+    pub committed_epsilon: f64,
+    pub settled_runs: usize,
+    pub reserved_runs: usize,
+}
+
+/// What settling a run recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settlement {
+    pub settled_epsilon: f64,
+    /// true when the run spent more than its reservation allowed and the composition is over budget
+    pub over_budget: bool,
+}
+
+pub struct Ledger {
+    conn: Connection,
+    path: String,
+    accountant: AccountantKind,
+}
+
+fn composed_epsilon(kind: AccountantKind, phases: &[Phase], delta: Delta) -> f64 {
+    if phases.is_empty() {
+        return 0.0;
+    }
+    accountant::epsilon(kind, phases, delta).epsilon
+}
+
+fn phases_to_json(phases: &[Phase]) -> String {
+    let v: Vec<(f64, f64, u64)> =
+        phases.iter().map(|p| (p.noise_multiplier.get(), p.sample_rate.get(), p.steps)).collect();
+    serde_json::to_string(&v).expect("phases serialize")
+}
+
+fn phases_from_json(run: &str, s: &str) -> Result<Vec<Phase>, LedgerError> {
+    let corrupt = |msg: String| LedgerError::Corrupt { run: run.to_string(), msg };
+    let v: Vec<(f64, f64, u64)> = serde_json::from_str(s).map_err(|e| corrupt(e.to_string()))?;
+    v.into_iter().map(|(s, q, t)| Phase::new(s, q, t).map_err(|e| corrupt(e.to_string()))).collect()
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger database at `path`.
+    pub fn open(path: &Path, accountant: AccountantKind) -> Result<Self, LedgerError> {
+        let p = path.display().to_string();
+        let sql = |source| LedgerError::Sqlite { path: p.clone(), source };
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(60)).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS budgets (
+                 project TEXT NOT NULL, dataset TEXT NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL,
+                 PRIMARY KEY (project, dataset));
+             CREATE TABLE IF NOT EXISTS runs (
+                 run_id TEXT PRIMARY KEY, project TEXT NOT NULL, dataset TEXT NOT NULL,
+                 state TEXT NOT NULL CHECK (state IN ('reserved', 'settled')),
+                 planned TEXT NOT NULL, spent TEXT, reserved_at TEXT NOT NULL DEFAULT (datetime('now')),
+                 settled_at TEXT);
+             CREATE INDEX IF NOT EXISTS runs_by_data ON runs (project, dataset);",
+        )
+        .map_err(sql)?;
+        Ok(Ledger { conn, path: p, accountant })
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
+        move |source| LedgerError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Sets the budget of (project, dataset) from its permit.
+    pub fn set_budget(&mut self, project: &str, dataset: &str, epsilon: f64, delta: Delta) -> Result<(), LedgerError> {
+        if !(epsilon.is_finite() && epsilon > 0.0) {
+            return Err(LedgerError::Budget(format!("epsilon must be a finite number > 0, got {epsilon}")));
+        }
+        self.conn
+            .execute(
+                "INSERT INTO budgets (project, dataset, epsilon, delta) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (project, dataset) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta",
+                params![project, dataset, epsilon, delta.get()],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Budget, and the phases of every run on (project, dataset): settled runs with what they spent,
+    /// reservations with their plans.
+    fn load(
+        tx: &Connection,
+        project: &str,
+        dataset: &str,
+    ) -> Result<Option<(f64, Delta, Vec<Phase>, Vec<Phase>, usize, usize)>, rusqlite::Error> {
+        let budget: Option<(f64, f64)> = tx
+            .query_row(
+                "SELECT epsilon, delta FROM budgets WHERE project = ?1 AND dataset = ?2",
+                params![project, dataset],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((eps, delta)) = budget else { return Ok(None) };
+        let mut stmt =
+            tx.prepare("SELECT run_id, state, planned, spent FROM runs WHERE project = ?1 AND dataset = ?2")?;
+        let rows: Vec<(String, String, String, Option<String>)> = stmt
+            .query_map(params![project, dataset], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        let (mut settled, mut reserved, mut n_settled, mut n_reserved) = (Vec::new(), Vec::new(), 0, 0);
+        for (run, state, planned, spent) in rows {
+            // a record the ledger cannot read is an error, never a zero
+            let parse =
+                |s: &str| phases_from_json(&run, s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
+            if state == "settled" {
+                settled.extend(parse(spent.as_deref().unwrap_or("null"))?);
+                n_settled += 1;
+            } else {
+                reserved.extend(parse(&planned)?);
+                n_reserved += 1;
+            }
+        }
+        let delta = Delta::new(delta).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Some((eps, delta, settled, reserved, n_settled, n_reserved)))
+    }
+
+    /// Reserves `planned` for a new run, or refuses it with how much budget is left.
+    pub fn reserve(&mut self, run: &str, project: &str, dataset: &str, planned: &[Phase]) -> Result<f64, LedgerError> {
+        let kind = self.accountant;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })?;
+        let exists: bool = tx
+            .query_row("SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)", params![run], |r| r.get(0))
+            .map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })?;
+        if exists {
+            return Err(LedgerError::DuplicateRun(run.to_string()));
+        }
+        let Some((budget, delta, settled, reserved, _, _)) = Self::load(&tx, project, dataset)
+            .map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })?
+        else {
+            return Err(LedgerError::NoBudget { project: project.to_string(), dataset: dataset.to_string() });
+        };
+        let mut all: Vec<Phase> = settled.into_iter().chain(reserved).collect();
+        let committed = composed_epsilon(kind, &all, delta);
+        all.extend_from_slice(planned);
+        let would_be = composed_epsilon(kind, &all, delta);
+        if would_be > budget {
+            return Err(LedgerError::Exhausted {
+                run: run.to_string(),
+                project: project.to_string(),
+                dataset: dataset.to_string(),
+                budget,
+                committed,
+                would_be,
+                remaining: (budget - committed).max(0.0),
+            });
+        }
+        tx.execute(
+            "INSERT INTO runs (run_id, project, dataset, state, planned) VALUES (?1, ?2, ?3, 'reserved', ?4)",
+            params![run, project, dataset, phases_to_json(planned)],
+        )
+        .map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })?;
+        tx.commit().map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })?;
+        Ok(would_be)
+    }
+
+    /// Records what a reserved run actually spent (it may have stopped early, or been resumed with other
+    /// phases). Always records; reports when the composition is now over budget.
+    pub fn settle(&mut self, run: &str, spent: &[Phase]) -> Result<Settlement, LedgerError> {
+        let kind = self.accountant;
+        let path = self.path.clone();
+        let sql = |source| LedgerError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        let row: Option<(String, String, String)> = tx
+            .query_row("SELECT project, dataset, state FROM runs WHERE run_id = ?1", params![run], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(sql)?;
+        let Some((project, dataset, state)) = row else { return Err(LedgerError::UnknownRun(run.to_string())) };
+        if state == "settled" {
+            return Err(LedgerError::AlreadySettled(run.to_string()));
+        }
+        tx.execute(
+            "UPDATE runs SET state = 'settled', spent = ?2, settled_at = datetime('now') WHERE run_id = ?1",
+            params![run, phases_to_json(spent)],
+        )
+        .map_err(sql)?;
+        let (budget, delta, settled, reserved, _, _) = Self::load(&tx, &project, &dataset)
+            .map_err(sql)?
+            .ok_or_else(|| LedgerError::NoBudget { project: project.clone(), dataset: dataset.clone() })?;
+        tx.commit().map_err(sql)?;
+        let settled_epsilon = composed_epsilon(kind, &settled, delta);
+        let committed: Vec<Phase> = settled.into_iter().chain(reserved).collect();
+        Ok(Settlement { settled_epsilon, over_budget: composed_epsilon(kind, &committed, delta) > budget })
+    }
+
+    /// Budget and spend of (project, dataset).
+    pub fn balance(&self, project: &str, dataset: &str) -> Result<Balance, LedgerError> {
+        let (budget, delta, settled, reserved, n_settled, n_reserved) = Self::load(&self.conn, project, dataset)
+            .map_err(self.sql())?
+            .ok_or_else(|| LedgerError::NoBudget { project: project.to_string(), dataset: dataset.to_string() })?;
+        let settled_epsilon = composed_epsilon(self.accountant, &settled, delta);
+        let all: Vec<Phase> = settled.into_iter().chain(reserved).collect();
+        Ok(Balance {
+            budget_epsilon: budget,
+            delta: delta.get(),
+            settled_epsilon,
+            committed_epsilon: composed_epsilon(self.accountant, &all, delta),
+            settled_runs: n_settled,
+            reserved_runs: n_reserved,
+        })
+    }
+}

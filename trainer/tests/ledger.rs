@@ -1,0 +1,123 @@
+//! The privacy-budget ledger: admission against the budget, settlement, bad calls, and several
+//! processes reserving at once (no lost or double-counted spend, no overspend).
+
+use medtrain::privacy::accountant::{pld, AccountantKind, Delta, Phase};
+use medtrain::privacy::ledger::{Ledger, LedgerError};
+use std::process::Command;
+
+fn phase() -> Phase {
+    Phase::new(1.0, 0.01, 1000).unwrap()
+}
+
+fn delta() -> Delta {
+    Delta::new(1e-5).unwrap()
+}
+
+/// A budget that holds exactly `k` runs of `phase()`: between the epsilon of k and k+1 of them.
+fn budget_for(k: usize) -> f64 {
+    let eps = |n: usize| pld::epsilon(&vec![phase(); n], delta()).unwrap();
+    0.5 * (eps(k) + eps(k + 1))
+}
+
+#[test]
+fn runs_are_admitted_until_the_budget_is_used_and_refusals_say_what_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("ledger.db"), AccountantKind::Pld).unwrap();
+    assert!(matches!(ledger.reserve("r0", "proj", "data", &[phase()]), Err(LedgerError::NoBudget { .. })));
+    ledger.set_budget("proj", "data", budget_for(2), delta()).unwrap();
+    ledger.reserve("r1", "proj", "data", &[phase()]).unwrap();
+    ledger.reserve("r2", "proj", "data", &[phase()]).unwrap();
+    let err = ledger.reserve("r3", "proj", "data", &[phase()]).unwrap_err();
+    let LedgerError::Exhausted { remaining, committed, budget, .. } = &err else { panic!("{err}") };
+    assert!((budget - committed - remaining).abs() < 1e-9 && *remaining > 0.0);
+    assert!(err.to_string().contains("is left"), "{err}");
+    // settling with fewer steps than planned frees budget for a smaller run
+    let s = ledger.settle("r1", &[Phase::new(1.0, 0.01, 200).unwrap()]).unwrap();
+    assert!(!s.over_budget);
+    ledger.reserve("r3", "proj", "data", &[Phase::new(1.0, 0.01, 500).unwrap()]).unwrap();
+    let b = ledger.balance("proj", "data").unwrap();
+    assert_eq!((b.settled_runs, b.reserved_runs), (1, 2));
+    assert!(b.committed_epsilon <= b.budget_epsilon && b.settled_epsilon < b.committed_epsilon);
+    // another dataset of the same project has its own budget
+    assert!(matches!(ledger.reserve("r4", "proj", "other", &[phase()]), Err(LedgerError::NoBudget { .. })));
+}
+
+#[test]
+fn bad_calls_are_refused_and_spend_over_the_reservation_is_still_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut ledger = Ledger::open(&path, AccountantKind::Rdp).unwrap();
+    ledger.set_budget("p", "d", budget_for(1) * 1.5, delta()).unwrap();
+    assert!(ledger.set_budget("p", "d", -1.0, delta()).is_err());
+    ledger.reserve("a", "p", "d", &[phase()]).unwrap();
+    assert!(matches!(ledger.reserve("a", "p", "d", &[phase()]), Err(LedgerError::DuplicateRun(_))));
+    assert!(matches!(ledger.settle("nope", &[phase()]), Err(LedgerError::UnknownRun(_))));
+    // a run that ran far more than it reserved: recorded, flagged
+    let s = ledger.settle("a", &[Phase::new(1.0, 0.01, 50_000).unwrap()]).unwrap();
+    assert!(s.over_budget);
+    assert!(matches!(ledger.settle("a", &[phase()]), Err(LedgerError::AlreadySettled(_))));
+    drop(ledger);
+    // reopened, the record is there
+    let ledger = Ledger::open(&path, AccountantKind::Rdp).unwrap();
+    let b = ledger.balance("p", "d").unwrap();
+    assert_eq!(b.settled_runs, 1);
+    assert!(b.settled_epsilon > b.budget_epsilon);
+}
+
+const CHILD: &str = "MEDTRAIN_LEDGER_TEST_CHILD";
+
+#[test]
+fn concurrent_processes_never_overspend_or_lose_spend() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        // child: reserve one run, settle it, report
+        let (path, run) = spec.split_once('|').unwrap();
+        let mut ledger = Ledger::open(std::path::Path::new(path), AccountantKind::Pld).unwrap();
+        match ledger.reserve(run, "proj", "data", &[phase()]) {
+            Ok(_) => {
+                ledger.settle(run, &[phase()]).unwrap();
+                println!("RESULT admitted");
+            }
+            Err(LedgerError::Exhausted { .. }) => println!("RESULT refused"),
+            Err(e) => panic!("{e}"),
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut ledger = Ledger::open(&path, AccountantKind::Pld).unwrap();
+    ledger.set_budget("proj", "data", budget_for(3), delta()).unwrap();
+    drop(ledger);
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "concurrent_processes_never_overspend_or_lose_spend",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(CHILD, format!("{}|run-{i}", path.display()))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut admitted = 0;
+    let mut refused = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
+        admitted += text.contains("RESULT admitted") as usize;
+        refused += text.contains("RESULT refused") as usize;
+    }
+    assert_eq!((admitted, refused), (3, 5), "exactly the runs the budget holds are admitted");
+    let ledger = Ledger::open(&path, AccountantKind::Pld).unwrap();
+    let b = ledger.balance("proj", "data").unwrap();
+    assert_eq!((b.settled_runs, b.reserved_runs), (3, 0), "every admitted run is recorded once");
+    let want = pld::epsilon(&vec![phase(); 3], delta()).unwrap();
+    assert!((b.settled_epsilon - want).abs() < 1e-9 && b.settled_epsilon <= b.budget_epsilon);
+}
