@@ -15,8 +15,16 @@
 //! The extension words of a chunk come, in order of need, from a reserve batch of the same stream at
 //! block counter `RESERVE + chunk*16` (the j-th reserve batch for j >= 1 at `RESERVE + j*2^50 + chunk*16`).
 //!
-//! Issue 3 (privacy core) owns the floating-point hardening argument; this module keeps the sampler's
-//! output a continuous-valued Gaussian to within f32 resolution everywhere, tails included.
+//! Floating-point attacks (Mironov 2012; Jin et al. 2022) recover the unnoised value from a noisy f32
+//! output when the sampler cannot produce some outputs ("holes") that it would produce for a
+//! neighbouring input. What this sampler does against them: a CSPRNG (ChaCha20) rather than a
+//! predictable generator; a radius with full f32 resolution down to u = 2^-65 (the extension words), so
+//! the tails have no holes at f32 resolution out to 9.4 sigma; Box-Muller rather than rejection
+//! (polar/ziggurat), so the time taken does not depend on the values drawn. What it does not yet give:
+//! an exactness guarantee. Near zero (|z| below about 1e-5 sigma) the 24-bit angle and the 2^-32 radius
+//! grid leave f32 values that cannot be drawn, and the polynomial transforms shift values by up to a few
+//! ulp. Closing that (a discrete Gaussian on a fine grid with an exact sampler, or an argument bounding
+//! the resulting privacy loss) is open in the privacy issue.
 
 use super::chacha::{self, Blocks, LANES};
 use super::math;
