@@ -1,7 +1,7 @@
 //! SGD with momentum and AdamW against PyTorch's documented update rules, computed here in f64.
 
 use kernels::nn::Param;
-use kernels::{AdamW, Backend, Cpu, Optimizer, OptimizerKind};
+use kernels::{AdamW, Cpu, Optimizer, OptimizerKind};
 
 fn param(be: &Cpu, w: &[f32]) -> Param<Cpu> {
     let mut p = Param::zeros(be, "w", &[w.len()]);

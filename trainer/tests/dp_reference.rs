@@ -3,7 +3,7 @@
 //! summed. For every model type (MLP; lab encoder: Linear input, attention, LayerNorm; text encoder:
 //! Embedding and positions), groups of one and of several examples, and every norm strategy.
 
-use kernels::{Backend, Cpu, GroupRows, NormStrategy, OptimizerKind};
+use kernels::{Cpu, GroupRows, NormStrategy, OptimizerKind};
 use medtrain::model::{
     Encoder, EncoderConfig, EncoderInput, HostBatch, HostInputs, HostTargets, Mlp, MlpConfig, Model,
 };
