@@ -16,6 +16,7 @@
 //! Every approximation rounds against the guarantee (pessimistic discretization, cut tails counted as
 //! infinite loss), so the reported epsilon is an upper bound.
 
+use super::special::{log_add_exp, log_erfc};
 use super::{Delta, Phase};
 use rustfft::num_complex::Complex64;
 use rustfft::FftPlanner;
@@ -42,16 +43,6 @@ enum Adjacency {
 }
 
 // ---------------------------------------------------------------- normal distribution, f64
-fn log_erfc(x: f64) -> f64 {
-    if x < 20.0 {
-        let r = libm::erfc(x);
-        if r > 0.0 {
-            return r.ln();
-        }
-    }
-    -std::f64::consts::PI.ln() / 2.0 - x.ln() - x * x - 0.5 * x.powi(-2) + 0.625 * x.powi(-4) - 37.0 / 24.0 * x.powi(-6)
-        + 353.0 / 64.0 * x.powi(-8)
-}
 
 /// Phi(z), the standard normal CDF.
 fn norm_cdf(z: f64) -> f64 {
@@ -94,14 +85,6 @@ fn log_a_exp_b_plus_c(a: f64, b: f64, c: f64) -> f64 {
     } else {
         (a * b.exp() + c).ln()
     }
-}
-
-fn log_add_exp(x: f64, y: f64) -> f64 {
-    let (a, b) = if x < y { (x, y) } else { (y, x) };
-    if a == f64::NEG_INFINITY {
-        return b;
-    }
-    b + (a - b).exp().ln_1p()
 }
 
 // ---------------------------------------------------------------- one step of the mechanism

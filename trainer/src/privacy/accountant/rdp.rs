@@ -9,6 +9,7 @@
 //! whose series does not converge is left out (as dp_accounting does): leaving orders out can only raise
 //! epsilon, never under-report it.
 
+use super::special::{log_add_exp, log_erfc};
 use super::{Delta, Phase};
 
 /// dp_accounting's default orders: 1.1 .. 10.9 in steps of 0.1, 11 .. 63, 128, 256, 512, 1024.
@@ -21,29 +22,8 @@ pub fn default_orders() -> Vec<f64> {
 
 const MAX_FRAC_TERMS: usize = 1000;
 
-fn log_add(x: f64, y: f64) -> f64 {
-    let (a, b) = if x < y { (x, y) } else { (y, x) };
-    if a == f64::NEG_INFINITY {
-        return b;
-    }
-    (a - b).exp().ln_1p() + b
-}
-
 fn log_comb(n: f64, k: f64) -> f64 {
     libm::lgamma(n + 1.0) - libm::lgamma(k + 1.0) - libm::lgamma(n - k + 1.0)
-}
-
-/// ln(erfc(x)), accurate in the far tail where erfc underflows.
-fn log_erfc(x: f64) -> f64 {
-    if x < 20.0 {
-        let r = libm::erfc(x);
-        if r > 0.0 {
-            return r.ln();
-        }
-    }
-    // asymptotic series of ln(erfc(x)) at infinity
-    -std::f64::consts::PI.ln() / 2.0 - x.ln() - x * x - 0.5 * x.powi(-2) + 0.625 * x.powi(-4) - 37.0 / 24.0 * x.powi(-6)
-        + 353.0 / 64.0 * x.powi(-8)
 }
 
 fn log_a_int(q: f64, sigma: f64, alpha: u64) -> f64 {
@@ -52,7 +32,7 @@ fn log_a_int(q: f64, sigma: f64, alpha: u64) -> f64 {
     for i in 0..=alpha {
         let i_f = i as f64;
         let log_coef = log_comb(alpha as f64, i_f) + i_f * q.ln() + (alpha as f64 - i_f) * log1mq;
-        log_a = log_add(log_a, log_coef + (i_f * i_f - i_f) / (2.0 * sigma * sigma));
+        log_a = log_add_exp(log_a, log_coef + (i_f * i_f - i_f) / (2.0 * sigma * sigma));
     }
     log_a
 }
@@ -72,9 +52,9 @@ fn log_a_frac(q: f64, sigma: f64, alpha: f64) -> f64 {
         let log_e1 = 0.5f64.ln() + log_erfc((z0 - j) / (std::f64::consts::SQRT_2 * sigma));
         let log_s0 = log_t0 + (i_f * i_f - i_f) / (2.0 * sigma * sigma) + log_e0;
         let log_s1 = log_t1 + (j * j - j) / (2.0 * sigma * sigma) + log_e1;
-        log_a0 = log_add(log_a0, log_s0);
-        log_a1 = log_add(log_a1, log_s1);
-        let total = log_add(log_a0, log_a1);
+        log_a0 = log_add_exp(log_a0, log_s0);
+        log_a1 = log_add_exp(log_a1, log_s1);
+        let total = log_add_exp(log_a0, log_a1);
         if log_s0 < last_s0 && log_s1 < last_s1 && log_s0.max(log_s1) < total - 30.0 {
             return total;
         }
