@@ -205,8 +205,6 @@ pub trait Backend: Send + Sync {
     fn add(&self, out: &mut Self::Buf, a: &Self::Buf, b: &Self::Buf) -> Result<()>;
     /// y += x (same length)
     fn add_assign(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()>;
-    /// y *= s
-    fn scale(&self, y: &mut Self::Buf, s: f32);
     /// out: [G, D] = per-group sums of x: [R, D] rows (`rows_per_example` rows per example)
     fn group_row_sums(
         &self,

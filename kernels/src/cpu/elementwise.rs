@@ -48,10 +48,6 @@ pub(crate) fn add_assign(y: &mut [f32], x: &[f32]) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn scale(y: &mut [f32], s: f32) {
-    y.par_chunks_mut(CHUNK).for_each(|y| y.iter_mut().for_each(|v| *v *= s));
-}
-
 pub(crate) fn broadcast_rows(y: &mut [f32], bias: &[f32], rows: usize) -> Result<()> {
     let d = bias.len();
     check_len("broadcast_rows", "y", rows * d, y.len())?;

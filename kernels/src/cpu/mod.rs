@@ -120,9 +120,6 @@ impl Backend for Cpu {
     fn add_assign(&self, y: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
         self.run(|| elementwise::add_assign(y, x))
     }
-    fn scale(&self, y: &mut Vec<f32>, s: f32) {
-        self.run(|| elementwise::scale(y, s))
-    }
     fn group_row_sums(
         &self,
         out: &mut Vec<f32>,
