@@ -44,6 +44,21 @@ pub enum Command {
     /// Privacy accounting: epsilon of a run, or the noise multiplier for a target epsilon.
     #[command(subcommand)]
     Privacy(crate::cli_privacy::PrivacyCommand),
+    /// Data: the QA report of an input, its fingerprint.
+    #[command(subcommand)]
+    Data(crate::cli_data::DataCommand),
+    /// Write a synthetic pseudonymized cohort as a FHIR R4 bulk export.
+    DemoData {
+        /// number of subjects
+        #[arg(long, default_value_t = 1000)]
+        subjects: usize,
+        /// output directory (created)
+        #[arg(long)]
+        out: PathBuf,
+        /// the cohort is deterministic in (subjects, seed)
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// The noise-free clipped gradient sum of one batch, for auditors (loss reduction: sum).
     DpGrad {
         #[arg(long)]
@@ -76,8 +91,25 @@ fn parse_modes(s: &str) -> anyhow::Result<Vec<Mode>> {
     s.split(',').map(|m| m.trim().parse::<Mode>().map_err(|e| anyhow::anyhow!("--mode: {e}"))).collect()
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Data(cmd) => crate::cli_data::run(cmd),
+        Command::DemoData { subjects, out, seed } => {
+            if subjects == 0 {
+                bail!("--subjects must be at least 1");
+            }
+            let st = crate::data::demo::write(&out, subjects, seed).with_context(|| format!("--out {}", out.display()))?;
+            println!(
+                "wrote {} subjects, {} observations, {} encounters, {} notes ({:.1} MB) to {}",
+                st.subjects,
+                st.observations,
+                st.encounters,
+                st.notes,
+                st.bytes as f64 / 1e6,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { workload, mode, threads, steps, batch, json } => {
             let workloads = parse_workloads(&workload)?;
             let modes = parse_modes(&mode)?;
@@ -107,9 +139,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Privacy(cmd) => crate::cli_privacy::run(cmd),
+        Command::Privacy(cmd) => crate::cli_privacy::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::DpGrad { workload, weights, batch, clip, threads, out } => {
             let w: Workload = workload.parse().context("--workload")?;
             let be = Cpu::new(threads)?;
@@ -117,7 +149,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let batch = TensorFile::read(&batch).context("--batch")?;
             let grads = dp_grad::clipped_gradient_sum(&be, w, &weights, &batch, clip)?;
             tensors::write_f32(&out, &grads).context("--out")?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -132,7 +164,7 @@ pub fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -5,8 +5,10 @@
 
 pub mod bench;
 pub mod cli;
+mod cli_data;
 mod cli_privacy;
 pub mod model;
 pub mod privacy;
 pub mod tensors;
 pub mod train;
+pub mod data;

@@ -1,0 +1,79 @@
+//! `medtrain data check|fingerprint`.
+
+use crate::data::{self, guard::Policy, ReadOptions};
+use anyhow::Context;
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// QA report of an input (FHIR bulk export, MEDS root, CSV). Exit code 1 when blocking findings
+    /// exist, 2 when the input cannot be read.
+    Check {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// reject (default): identifiers block; redact: they are removed and reported as warnings
+        #[arg(long, default_value = "reject")]
+        identifiers: Policy,
+        /// also read vital-sign Observations
+        #[arg(long)]
+        vitals: bool,
+        /// the largest fraction of malformed lines tolerated (more is blocking)
+        #[arg(long, default_value_t = 0.0)]
+        max_malformed: f64,
+        /// code systems in order of preference (comma-separated)
+        #[arg(long, default_value = "http://loinc.org,urn:oid:1.2.392.200119.4.1005")]
+        code_systems: String,
+        /// also print the dataset fingerprint
+        #[arg(long)]
+        fingerprint: bool,
+    },
+    /// The content hash of an input (`sha256:...`).
+    Fingerprint { path: PathBuf },
+}
+
+pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DataCommand::Check { path, json, identifiers, vitals, max_malformed, code_systems, fingerprint } => {
+            if !(0.0..=1.0).contains(&max_malformed) {
+                anyhow::bail!("--max-malformed must be a fraction in [0, 1] (got {max_malformed})");
+            }
+            let opts = ReadOptions {
+                code_systems: code_systems.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+                vitals,
+                identifiers,
+                max_malformed_fraction: max_malformed,
+                keep_events: false,
+            };
+            let (_, report) = match data::read(&path, &opts) {
+                Ok(r) => r,
+                Err(e) if e.unreadable() => {
+                    eprintln!("error: cannot read the input: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let fp = if fingerprint { Some(data::fingerprint::fingerprint(&path)?) } else { None };
+            if json {
+                let mut v = serde_json::to_value(&report)?;
+                if let Some(fp) = fp {
+                    v["fingerprint"] = fp.into();
+                }
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                print!("{}", report.render());
+                if let Some(fp) = fp {
+                    println!("fingerprint {fp}");
+                }
+            }
+            Ok(if report.blocking { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        DataCommand::Fingerprint { path } => {
+            let fp = data::fingerprint::fingerprint(&path).with_context(|| format!("fingerprint of {}", path.display()))?;
+            println!("{fp}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The QA report of an input (`medtrain data check`): what it holds and what is wrong with it.
+//!
+//! Findings name a kind, a resource and a field, and count; malformed lines are located by file and line
+//! number. No finding carries a value or an identifier from the data.
+
+use super::{catalog, guard, Dataset, Event, EventKind, ReadOptions, NONE};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// blocks training on this input
+    Error,
+    Warning,
+    Info,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub kind: String,
+    pub resource: String,
+    pub field: String,
+    pub count: u64,
+    /// a public detail: a code system, a code, a unit, a fraction (never patient data)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// where: a file and the first line numbers
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeSummary {
+    pub code: String,
+    pub system: String,
+    pub units: Vec<String>,
+    pub count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'static str>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct CodeStat {
+    count: u64,
+    units: BTreeMap<u32, u64>,
+    implausible: u64,
+    kind: Option<EventKind>,
+}
+
+/// Malformed lines of one file: how many, and the first few line numbers.
+#[derive(Debug, Default, Clone)]
+struct Malformed {
+    count: u64,
+    lines: Vec<u64>,
+    reasons: BTreeMap<&'static str, u64>,
+}
+
+const LINES_KEPT: usize = 20;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub subjects: u64,
+    pub events: BTreeMap<&'static str, u64>,
+    pub notes: u64,
+    pub resources: BTreeMap<String, u64>,
+    pub codes: Vec<CodeSummary>,
+    pub findings: Vec<Finding>,
+    pub blocking: bool,
+    pub files: u64,
+    pub lines: u64,
+    pub bytes: u64,
+    #[serde(skip)]
+    code_stats: Vec<CodeStat>,
+    #[serde(skip)]
+    malformed: BTreeMap<String, Malformed>,
+    #[serde(skip)]
+    raw: BTreeMap<(Severity, String, String, String, Option<String>), u64>,
+    #[serde(skip)]
+    seen: HashSet<u64>,
+    #[serde(skip)]
+    duplicates: HashMap<&'static str, u64>,
+}
+
+impl Report {
+    /// Counts one finding (kind, resource, field) `n` times.
+    pub fn finding(&mut self, severity: Severity, kind: &str, resource: &str, field: &str, detail: Option<&str>, n: u64) {
+        *self.raw.entry((severity, kind.into(), resource.into(), field.into(), detail.map(Into::into))).or_default() += n;
+    }
+
+    /// An identifier found in `resource.field`: blocking under `reject`, a warning when redacted.
+    pub fn identifier(&mut self, policy: guard::Policy, kind: guard::IdentifierKind, resource: &str, field: &str) {
+        let sev = if policy == guard::Policy::Reject { Severity::Error } else { Severity::Warning };
+        self.finding(sev, kind.as_str(), resource, field, None, 1);
+    }
+
+    pub fn malformed_line(&mut self, file: &str, line: u64, reason: &'static str) {
+        let m = self.malformed.entry(file.to_owned()).or_default();
+        m.count += 1;
+        *m.reasons.entry(reason).or_default() += 1;
+        if m.lines.len() < LINES_KEPT {
+            m.lines.push(line);
+        }
+    }
+
+    pub fn resource(&mut self, resource_type: &str) {
+        match self.resources.get_mut(resource_type) {
+            Some(n) => *n += 1,
+            None => {
+                self.resources.insert(resource_type.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Counts an event: per kind, per code and unit, plausibility, duplicates.
+    pub fn event(&mut self, data: &Dataset, e: &Event) {
+        *self.events.entry(e.kind.as_str()).or_default() += 1;
+        if e.kind == EventKind::Note {
+            self.notes += 1;
+        }
+        let c = e.code as usize;
+        if self.code_stats.len() <= c {
+            self.code_stats.resize(c + 1, CodeStat::default());
+        }
+        let st = &mut self.code_stats[c];
+        st.count += 1;
+        st.kind.get_or_insert(e.kind);
+        if e.unit != NONE {
+            *st.units.entry(e.unit).or_default() += 1;
+        }
+        if !e.value.is_nan() {
+            let code = &data.codes[c];
+            if let Some(lab) = catalog::lookup(&code.system, &code.code) {
+                let unit = if e.unit == NONE { "" } else { data.units.names[e.unit as usize].as_str() };
+                let v = e.value as f64;
+                if unit == lab.unit && (v < lab.plausible.0 || v > lab.plausible.1) {
+                    st.implausible += 1;
+                }
+            }
+        }
+        // duplicates: the same subject, time, kind, code, value and text
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&(e.subject, e.time, e.kind, e.code, e.value.to_bits(), e.unit, e.end), &mut h);
+        if e.text != NONE {
+            std::hash::Hash::hash(&data.texts.get(e.text as usize), &mut h);
+        }
+        if !self.seen.insert(std::hash::Hasher::finish(&h)) {
+            *self.duplicates.entry(e.kind.as_str()).or_default() += 1;
+        }
+    }
+
+    /// Turns the counts into the report's codes and findings.
+    pub fn finish(&mut self, data: &Dataset, opts: &ReadOptions) {
+        self.subjects = data.subjects.len() as u64;
+        self.codes.clear();
+        let mut findings = Vec::new();
+        let unit_name = |u: &u32| data.units.names[*u as usize].clone();
+        for (i, st) in self.code_stats.iter().enumerate() {
+            if st.count == 0 {
+                continue;
+            }
+            let code = &data.codes[i];
+            let lab = catalog::lookup(&code.system, &code.code);
+            let resource = match st.kind {
+                Some(EventKind::Note) => "DocumentReference",
+                Some(EventKind::Encounter) => "Encounter",
+                _ => "Observation",
+            };
+            self.codes.push(CodeSummary {
+                code: code.code.clone(),
+                system: code.system.clone(),
+                units: st.units.keys().map(unit_name).collect(),
+                count: st.count,
+                name: lab.map(|l| l.name),
+            });
+            let detail = format!("{}|{}", code.system, code.code);
+            if st.units.len() > 1 {
+                findings.push(finding(Severity::Warning, "unit_conflict", resource, "valueQuantity.unit", st.count, Some(detail.clone())));
+            }
+            if st.implausible > 0 {
+                findings.push(finding(Severity::Warning, "implausible_value", resource, "valueQuantity.value", st.implausible, Some(detail.clone())));
+            }
+            if let Some(lab) = lab {
+                for (u, n) in &st.units {
+                    let u = &data.units.names[*u as usize];
+                    if u != lab.unit && catalog::KNOWN_UNITS.contains(&u.as_str()) {
+                        findings.push(finding(Severity::Info, "non_catalogue_unit", resource, "valueQuantity.unit", *n, Some(format!("{detail} in {u}"))));
+                    }
+                }
+            }
+            for (u, n) in &st.units {
+                let u = &data.units.names[*u as usize];
+                if !catalog::KNOWN_UNITS.contains(&u.as_str()) {
+                    findings.push(finding(Severity::Warning, "unknown_unit", resource, "valueQuantity.unit", *n, Some(u.clone())));
+                }
+            }
+        }
+        // unknown code systems, one finding per system
+        let mut systems: BTreeMap<&str, u64> = BTreeMap::new();
+        for (i, st) in self.code_stats.iter().enumerate() {
+            let s = data.codes[i].system.as_str();
+            if st.count > 0 && !catalog::KNOWN_SYSTEMS.contains(&s) {
+                *systems.entry(s).or_default() += st.count;
+            }
+        }
+        for (s, n) in systems {
+            findings.push(finding(Severity::Warning, "unknown_code_system", "Observation", "code.coding.system", n, Some(s.to_owned())));
+        }
+        for (kind, n) in &self.duplicates {
+            findings.push(finding(Severity::Warning, "duplicate", kind, "-", *n, None));
+        }
+        for ((sev, kind, res, field, detail), n) in &self.raw {
+            findings.push(finding(*sev, kind, res, field, *n, detail.clone()));
+        }
+        let total_malformed: u64 = self.malformed.values().map(|m| m.count).sum();
+        let fraction = if self.lines > 0 { total_malformed as f64 / self.lines as f64 } else { 0.0 };
+        let too_many = total_malformed > 0 && fraction > opts.max_malformed_fraction;
+        for (file, m) in &self.malformed {
+            for (reason, n) in &m.reasons {
+                let mut f = finding(
+                    if too_many { Severity::Error } else { Severity::Warning },
+                    "malformed_line",
+                    "-",
+                    reason,
+                    *n,
+                    Some(format!("{:.3e} of all lines malformed, {:.3e} tolerated", fraction, opts.max_malformed_fraction)),
+                );
+                f.file = Some(file.clone());
+                f.lines = m.lines.clone();
+                findings.push(f);
+            }
+        }
+        findings.sort_by(|a, b| (a.severity, &a.kind, &a.resource, &a.field).cmp(&(b.severity, &b.kind, &b.resource, &b.field)));
+        self.blocking = findings.iter().any(|f| f.severity == Severity::Error);
+        self.findings = findings;
+        self.codes.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.system, &a.code).cmp(&(&b.system, &b.code))));
+    }
+
+    pub fn malformed_count(&self) -> u64 {
+        self.malformed.values().map(|m| m.count).sum()
+    }
+
+    /// The report for people.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "files {}, lines {}, bytes {}", self.files, self.lines, self.bytes);
+        let _ = writeln!(s, "subjects {}", self.subjects);
+        let ev: Vec<String> = self.events.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(s, "events: {}", if ev.is_empty() { "none".into() } else { ev.join(", ") });
+        let _ = writeln!(s, "notes {}", self.notes);
+        let _ = writeln!(s, "codes {} (most frequent first)", self.codes.len());
+        for c in self.codes.iter().take(30) {
+            let _ = writeln!(
+                s,
+                "  {:<40} {:<24} {:>10}  {}",
+                c.system,
+                c.code,
+                c.count,
+                [c.name.unwrap_or(""), &c.units.join(",")].join(" ").trim()
+            );
+        }
+        if self.codes.len() > 30 {
+            let _ = writeln!(s, "  ... {} more (--json lists all)", self.codes.len() - 30);
+        }
+        let _ = writeln!(s, "findings {}", self.findings.len());
+        for f in &self.findings {
+            let sev = match f.severity {
+                Severity::Error => "ERROR",
+                Severity::Warning => "warning",
+                Severity::Info => "info",
+            };
+            let _ = write!(s, "  {sev:<7} {} in {}.{}: {}", f.kind, f.resource, f.field, f.count);
+            if let Some(d) = &f.detail {
+                let _ = write!(s, " ({d})");
+            }
+            if let Some(file) = &f.file {
+                let lines: Vec<String> = f.lines.iter().map(u64::to_string).collect();
+                let _ = write!(s, " at {file} line{} {}", if f.lines.len() > 1 { "s" } else { "" }, lines.join(", "));
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s, "{}", if self.blocking { "BLOCKING: this input cannot be used for training" } else { "ok: no blocking findings" });
+        s
+    }
+}
+
+fn finding(severity: Severity, kind: &str, resource: &str, field: &str, count: u64, detail: Option<String>) -> Finding {
+    Finding { severity, kind: kind.into(), resource: resource.into(), field: field.into(), count, detail, file: None, lines: vec![] }
+}

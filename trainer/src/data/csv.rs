@@ -1,0 +1,125 @@
+//! CSV input: event files `subject_id,time,code,value,unit` and note files `subject_id,time,text`,
+//! told apart by their header. `code` is `system|code` or a bare code (then of the system
+//! `medtrain:csv`, or a catalogue test name such as `creatinine`, mapped to its LOINC code). `time` is a
+//! FHIR date/dateTime. A CSV directory is every `*.csv` in it, in name order.
+
+use super::check::Severity;
+use super::{catalog, guard, time, DataError, EventKind, ReadOptions, Rec, Result, Sink};
+use std::path::Path;
+
+enum Layout {
+    Events { subject: usize, time: usize, code: usize, value: usize, unit: Option<usize> },
+    Notes { subject: usize, time: usize, text: usize },
+}
+
+fn layout(path: &Path, header: &csv::StringRecord) -> Result<Layout> {
+    let col = |n: &str| header.iter().position(|h| h.trim() == n);
+    let need = |n: &str| {
+        col(n).ok_or_else(|| DataError::Line { path: path.into(), line: 1, msg: format!("the header has no {n:?} column") })
+    };
+    if col("text").is_some() {
+        return Ok(Layout::Notes { subject: need("subject_id")?, time: need("time")?, text: need("text")? });
+    }
+    Ok(Layout::Events { subject: need("subject_id")?, time: need("time")?, code: need("code")?, value: need("value")?, unit: col("unit") })
+}
+
+/// Reads one CSV file into the sink.
+pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    sink.report.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    let header = rdr.headers().map_err(|e| DataError::Format { path: path.into(), msg: format!("cannot read the header: {e}") })?.clone();
+    let layout = layout(path, &header)?;
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let line = rdr.position().line();
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(DataError::io(path, format!("at line {line}: {e}"))),
+            Err(_) => {
+                sink.report.lines += 1;
+                sink.report.malformed_line(&name, line, "not valid CSV");
+                continue;
+            }
+        }
+        sink.report.lines += 1;
+        if let Err(reason) = row(&layout, &rec, sink) {
+            sink.report.malformed_line(&name, line, reason);
+        }
+    }
+    sink.report.files += 1;
+    Ok(())
+}
+
+fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result::Result<(), &'static str> {
+    let get = |i: usize| rec.get(i).map(str::trim);
+    match *layout {
+        Layout::Events { subject, time: t, code, value, unit } => {
+            let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
+            let time = time::parse(get(t).ok_or("no time")?).ok_or("unreadable time")?;
+            let code = get(code).filter(|s| !s.is_empty()).ok_or("no code")?;
+            let (system, code) = match code.split_once('|') {
+                Some((s, c)) => (s.to_owned(), c.to_owned()),
+                None => match catalog::by_name_or_code(code) {
+                    Some(l) if l.name == code => (catalog::LOINC.to_owned(), l.loinc.to_owned()),
+                    _ => ("medtrain:csv".to_owned(), code.to_owned()),
+                },
+            };
+            let value = match get(value).unwrap_or("") {
+                "" => f32::NAN,
+                v => v.parse::<f32>().ok().filter(|v| v.is_finite()).ok_or("value is not a number")?,
+            };
+            let unit = unit.and_then(get).filter(|u| !u.is_empty()).map(str::to_owned);
+            let kind = match catalog::lookup(&system, &code) {
+                Some(l) if l.vital => EventKind::Vital,
+                _ => EventKind::Lab,
+            };
+            sink.push(Rec { subject: subject.to_owned(), time, kind, system, code, value, unit, text: None, end: i64::MIN });
+        }
+        Layout::Notes { subject, time: t, text } => {
+            let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
+            let time = time::parse(get(t).ok_or("no time")?).ok_or("unreadable time")?;
+            let mut text = rec.get(text).ok_or("no text")?.to_owned();
+            let found = guard::scan(&text);
+            if !found.is_empty() {
+                for (k, _) in &found {
+                    sink.report.identifier(sink.opts.identifiers, *k, "notes.csv", "text");
+                }
+                text = guard::redact(&text, &found);
+            }
+            sink.push(Rec {
+                subject: subject.to_owned(),
+                time,
+                kind: EventKind::Note,
+                system: "medtrain:note".into(),
+                code: "note".into(),
+                value: f32::NAN,
+                unit: None,
+                text: Some(text),
+                end: i64::MIN,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a CSV file or every `*.csv` of a directory.
+pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: &mut super::Report) -> Result<()> {
+    let files = if path.is_dir() {
+        super::list_dir(path)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "csv")).collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut sink = Sink { data, report, opts };
+    for f in files {
+        // a labels file in the same directory is not an input of events
+        if f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("labels")) {
+            sink.report.finding(Severity::Info, "labels_file_skipped", "csv", "-", Some(&f.file_name().unwrap().to_string_lossy()), 1);
+            continue;
+        }
+        read_file(&f, &mut sink)?;
+    }
+    Ok(())
+}

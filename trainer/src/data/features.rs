@@ -1,0 +1,118 @@
+//! Featurization of lab series: the lookback window before each prediction time, in `T` buckets x `K`
+//! lab channels.
+//!
+//! - Channels are public: catalogue tests (by name, LOINC or JLAC10 code), chosen by the config. A
+//!   channel matches the LOINC and the JLAC10 code of its test, in the catalogue's unit (or with no
+//!   unit); values in other units are counted, not converted by guesswork.
+//! - Values are normalized with the public reference interval: `(v - mid) / half_width`, clamped to
+//!   [-10, 10], never with statistics of the private data.
+//! - Per bucket and channel: the last value in the bucket, an observation mask, and the time since the
+//!   last observation at the bucket's end (as a fraction of the lookback, 1 when none).
+//! - Only events strictly before the prediction time are used.
+
+use super::catalog::{self, Lab};
+use super::labels::Label;
+use super::{Dataset, EventKind, NONE};
+
+#[derive(Debug, Clone)]
+pub struct LabSeriesSpec {
+    pub channels: Vec<&'static Lab>,
+    pub buckets: usize,
+    pub lookback_hours: f64,
+}
+
+impl LabSeriesSpec {
+    /// Channels by catalogue name, LOINC or JLAC10 code; an unknown one is an error naming it.
+    pub fn new(channels: &[String], buckets: usize, lookback_hours: f64) -> Result<Self, String> {
+        let channels = channels
+            .iter()
+            .map(|c| catalog::by_name_or_code(c).ok_or_else(|| format!("features.channels: {c:?} is not a catalogue test, LOINC or JLAC10 code")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if buckets == 0 || !(lookback_hours > 0.0) {
+            return Err(format!("features: buckets ({buckets}) and lookback_hours ({lookback_hours}) must be positive"));
+        }
+        Ok(LabSeriesSpec { channels, buckets, lookback_hours })
+    }
+}
+
+/// The features of many examples, each `buckets x channels`, row-major.
+#[derive(Debug, Default)]
+pub struct LabSeries {
+    pub buckets: usize,
+    pub channels: usize,
+    pub values: Vec<f32>,
+    pub mask: Vec<f32>,
+    pub since_last: Vec<f32>,
+    /// values seen in a unit other than the channel's (not used)
+    pub unit_mismatches: u64,
+}
+
+/// Builds the lab series of every label. The dataset must be sorted ([`Dataset::sort`]).
+pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> LabSeries {
+    let k = spec.channels.len();
+    let t = spec.buckets;
+    // code index -> (channel, unit ok?)
+    let mut channel_of = vec![None; data.codes.len()];
+    for (ch, l) in spec.channels.iter().enumerate() {
+        for (sys, code) in [Some((catalog::LOINC, l.loinc)), l.jlac10.map(|j| (catalog::JLAC10, j))].into_iter().flatten() {
+            if let Some(c) = data.find_code(sys, code) {
+                channel_of[c as usize] = Some(ch);
+            }
+        }
+    }
+    let ranges = data.by_subject();
+    let lookback = (spec.lookback_hours * 3600.0) as i64;
+    let width = lookback as f64 / t as f64;
+    let mut out = LabSeries { buckets: t, channels: k, ..Default::default() };
+    out.values = vec![0.0; labels.len() * t * k];
+    out.mask = vec![0.0; labels.len() * t * k];
+    out.since_last = vec![1.0; labels.len() * t * k];
+    for (i, label) in labels.iter().enumerate() {
+        let base = i * t * k;
+        let start = label.prediction_time - lookback;
+        let r = ranges.get(label.subject as usize).cloned().unwrap_or(0..0);
+        let events = &data.events[r];
+        let end = events.partition_point(|e| e.time < label.prediction_time);
+        for e in &events[..end] {
+            if e.kind != EventKind::Lab && e.kind != EventKind::Vital || e.value.is_nan() {
+                continue;
+            }
+            let Some(ch) = channel_of[e.code as usize] else { continue };
+            let lab = spec.channels[ch];
+            if e.unit != NONE && data.units.names[e.unit as usize] != lab.unit {
+                out.unit_mismatches += 1;
+                continue;
+            }
+            if e.time < start {
+                continue;
+            }
+            let b = (((e.time - start) as f64 / width) as usize).min(t - 1);
+            let mid = (lab.reference.0 + lab.reference.1) / 2.0;
+            let half = ((lab.reference.1 - lab.reference.0) / 2.0).max(1e-6);
+            out.values[base + b * k + ch] = ((e.value as f64 - mid) / half).clamp(-10.0, 10.0) as f32;
+            out.mask[base + b * k + ch] = 1.0;
+        }
+        // time since the last observation (inside the window or before it) at each bucket's end
+        let usable = |e: &super::Event| match channel_of[e.code as usize] {
+            Some(ch) if !e.value.is_nan() && (e.unit == NONE || data.units.names[e.unit as usize] == spec.channels[ch].unit) => Some(ch),
+            _ => None,
+        };
+        let mut last = vec![i64::MIN; k];
+        let mut cursor = 0;
+        for b in 0..t {
+            let bucket_end = if b + 1 == t { label.prediction_time } else { start + (width * (b + 1) as f64) as i64 };
+            while cursor < end && events[cursor].time < bucket_end {
+                if let Some(ch) = usable(&events[cursor]) {
+                    last[ch] = events[cursor].time;
+                }
+                cursor += 1;
+            }
+            for ch in 0..k {
+                if last[ch] != i64::MIN {
+                    out.since_last[base + b * k + ch] = ((bucket_end - last[ch]) as f64 / lookback as f64).clamp(0.0, 1.0) as f32;
+                }
+            }
+        }
+    }
+    out
+}

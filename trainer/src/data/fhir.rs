@@ -1,0 +1,672 @@
+//! FHIR R4 Bulk Data export reader: `*.ndjson` and `*.ndjson.gz`, one resource per line.
+//!
+//! Streaming: a file is read in blocks of whole lines, the lines of a block are parsed in parallel, and
+//! their results are applied in line order, so memory is bounded by the block and the output, and the
+//! result does not depend on the thread count.
+//!
+//! - Observation (category `laboratory`; `vital-signs` when the options ask): the code from
+//!   `code.coding[]` by the options' system preference, else the first coding; `valueQuantity`; time
+//!   from `effectiveDateTime`, `effectivePeriod.start`, `effectiveInstant`, then `issued`.
+//! - DocumentReference: `content[].attachment` with a `text/plain` content type and base64 `data`.
+//! - Composition: each section's title and `text.div` (XHTML) as plain text, one note per resource.
+//! - Encounter: `class` (R4 Coding, or R5 CodeableConcepts) and `period`.
+//! - Patient: the direct identifiers the guard refuses (name, telecom, address, birthDate) and the site
+//!   (`managingOrganization`).
+//! Other resource types are counted and skipped.
+
+use super::check::Severity;
+use super::guard::{self, IdentifierKind};
+use super::{time, DataError, EventKind, ReadOptions, Rec, Result, Sink};
+use base64::Engine;
+use rayon::prelude::*;
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::io::Read;
+use std::path::Path;
+
+type S<'a> = Cow<'a, str>;
+
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "resourceType", borrow)]
+    resource_type: Option<S<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Reference<'a> {
+    #[serde(borrow)]
+    reference: Option<S<'a>>,
+    #[serde(borrow)]
+    display: Option<S<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Coding<'a> {
+    #[serde(borrow)]
+    system: Option<S<'a>>,
+    #[serde(borrow)]
+    code: Option<S<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Concept<'a> {
+    #[serde(default, borrow)]
+    coding: Vec<Coding<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Quantity<'a> {
+    value: Option<f64>,
+    #[serde(borrow)]
+    unit: Option<S<'a>>,
+    #[serde(borrow)]
+    code: Option<S<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Period<'a> {
+    #[serde(borrow)]
+    start: Option<S<'a>>,
+    #[serde(borrow)]
+    end: Option<S<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Observation<'a> {
+    #[serde(borrow)]
+    status: Option<S<'a>>,
+    #[serde(borrow)]
+    subject: Option<Reference<'a>>,
+    #[serde(default, borrow)]
+    category: Vec<Concept<'a>>,
+    #[serde(borrow)]
+    code: Option<Concept<'a>>,
+    #[serde(borrow)]
+    value_quantity: Option<Quantity<'a>>,
+    #[serde(borrow)]
+    value_string: Option<S<'a>>,
+    #[serde(borrow)]
+    effective_date_time: Option<S<'a>>,
+    #[serde(borrow)]
+    effective_period: Option<Period<'a>>,
+    #[serde(borrow)]
+    effective_instant: Option<S<'a>>,
+    #[serde(borrow)]
+    issued: Option<S<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Attachment<'a> {
+    #[serde(borrow)]
+    content_type: Option<S<'a>>,
+    #[serde(borrow)]
+    data: Option<S<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Content<'a> {
+    #[serde(borrow)]
+    attachment: Option<Attachment<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DocContext<'a> {
+    #[serde(borrow)]
+    period: Option<Period<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DocumentReference<'a> {
+    #[serde(borrow)]
+    status: Option<S<'a>>,
+    #[serde(borrow)]
+    subject: Option<Reference<'a>>,
+    #[serde(borrow)]
+    date: Option<S<'a>>,
+    #[serde(rename = "type", borrow)]
+    type_: Option<Concept<'a>>,
+    #[serde(default, borrow)]
+    content: Vec<Content<'a>>,
+    #[serde(borrow)]
+    context: Option<DocContext<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Narrative<'a> {
+    #[serde(borrow)]
+    div: Option<S<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Section<'a> {
+    #[serde(borrow)]
+    title: Option<S<'a>>,
+    #[serde(borrow)]
+    text: Option<Narrative<'a>>,
+    #[serde(default, borrow)]
+    section: Vec<Section<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Composition<'a> {
+    #[serde(borrow)]
+    status: Option<S<'a>>,
+    #[serde(borrow)]
+    subject: Option<Reference<'a>>,
+    #[serde(borrow)]
+    date: Option<S<'a>>,
+    #[serde(rename = "type", borrow)]
+    type_: Option<Concept<'a>>,
+    #[serde(default, borrow)]
+    section: Vec<Section<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EncounterClass<'a> {
+    R4(#[serde(borrow)] Coding<'a>),
+    R5(#[serde(borrow)] Vec<Concept<'a>>),
+}
+
+#[derive(Deserialize)]
+struct Encounter<'a> {
+    #[serde(borrow)]
+    status: Option<S<'a>>,
+    #[serde(borrow)]
+    subject: Option<Reference<'a>>,
+    #[serde(borrow)]
+    class: Option<EncounterClass<'a>>,
+    #[serde(borrow)]
+    period: Option<Period<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Patient<'a> {
+    #[serde(borrow)]
+    id: Option<S<'a>>,
+    name: Option<serde_json::Value>,
+    telecom: Option<serde_json::Value>,
+    address: Option<serde_json::Value>,
+    birth_date: Option<serde_json::Value>,
+    #[serde(borrow)]
+    managing_organization: Option<Reference<'a>>,
+}
+
+/// What one line gave.
+#[derive(Default)]
+struct LineOut {
+    resource: Option<String>,
+    recs: Vec<Rec>,
+    identifiers: Vec<(IdentifierKind, &'static str, &'static str)>,
+    /// (subject, site)
+    site: Option<(String, String)>,
+    /// a malformed line, and why
+    bad: Option<&'static str>,
+    /// counted, not an error: (kind, resource, field)
+    info: Option<(&'static str, &'static str, &'static str)>,
+}
+
+impl LineOut {
+    fn bad(reason: &'static str) -> Self {
+        LineOut { bad: Some(reason), ..Default::default() }
+    }
+}
+
+/// The subject id of a reference: `Patient/123`, `https://host/fhir/Patient/123`, `urn:uuid:...`.
+fn subject_id(r: &Reference) -> Option<String> {
+    let s = r.reference.as_deref()?.trim();
+    let id = if let Some(i) = s.rfind("Patient/") {
+        &s[i + 8..]
+    } else if let Some(rest) = s.strip_prefix("urn:uuid:") {
+        rest
+    } else {
+        return None;
+    };
+    let id = id.split('/').next().unwrap_or("");
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
+/// The preferred coding of a concept: the options' systems in order, else the first coding.
+fn pick<'c, 'a>(c: &'c Concept<'a>, prefer: &[String]) -> Option<&'c Coding<'a>> {
+    let with_code = |k: &&Coding| k.code.as_deref().is_some_and(|c| !c.is_empty());
+    prefer
+        .iter()
+        .find_map(|p| c.coding.iter().filter(with_code).find(|k| k.system.as_deref() == Some(p.as_str())))
+        .or_else(|| c.coding.iter().find(with_code))
+}
+
+fn has_code(cs: &[Concept], code: &str) -> bool {
+    cs.iter().any(|c| c.coding.iter().any(|k| k.code.as_deref() == Some(code)))
+}
+
+fn inactive(status: &Option<S>) -> bool {
+    matches!(status.as_deref(), Some("entered-in-error" | "cancelled"))
+}
+
+fn parse_time(s: &Option<S>) -> Option<std::result::Result<i64, ()>> {
+    s.as_deref().map(|s| time::parse(s).ok_or(()))
+}
+
+/// Scans free text and records what was found. The text kept is always redacted: under `reject` the
+/// input is refused anyway, and no identifier should sit in memory longer than needed.
+fn guard_text(text: String, resource: &'static str, field: &'static str, out: &mut LineOut) -> String {
+    let found = guard::scan(&text);
+    if found.is_empty() {
+        return text;
+    }
+    for (k, _) in &found {
+        out.identifiers.push((*k, resource, field));
+    }
+    guard::redact(&text, &found)
+}
+
+fn observation(line: &[u8], opts: &ReadOptions) -> LineOut {
+    let o: Observation = match serde_json::from_slice(line) {
+        Ok(o) => o,
+        Err(_) => return LineOut::bad("not a valid Observation"),
+    };
+    let mut out = LineOut { resource: Some("Observation".into()), ..Default::default() };
+    if inactive(&o.status) {
+        out.info = Some(("skipped_status", "Observation", "status"));
+        return out;
+    }
+    let kind = if has_code(&o.category, "laboratory") {
+        EventKind::Lab
+    } else if has_code(&o.category, "vital-signs") {
+        if !opts.vitals {
+            return out;
+        }
+        EventKind::Vital
+    } else {
+        return out;
+    };
+    let Some(subject) = o.subject.as_ref() else { return LineOut::bad("no subject") };
+    if subject.display.is_some() {
+        out.identifiers.push((IdentifierKind::Name, "Observation", "subject.display"));
+    }
+    let Some(subject) = subject_id(subject) else { return LineOut::bad("subject is not a Patient reference") };
+    let Some(coding) = o.code.as_ref().and_then(|c| pick(c, &opts.code_systems)) else { return LineOut::bad("no code") };
+    let t = parse_time(&o.effective_date_time)
+        .or_else(|| parse_time(&o.effective_period.as_ref().and_then(|p| p.start.clone())))
+        .or_else(|| parse_time(&o.effective_instant))
+        .or_else(|| parse_time(&o.issued));
+    let time = match t {
+        Some(Ok(t)) => t,
+        Some(Err(())) => return LineOut::bad("unreadable time"),
+        None => return LineOut::bad("no time"),
+    };
+    let (mut value, mut unit) = (f32::NAN, None);
+    if let Some(q) = &o.value_quantity {
+        if let Some(v) = q.value {
+            value = v as f32;
+        }
+        unit = q.code.as_deref().or(q.unit.as_deref()).filter(|u| !u.is_empty()).map(str::to_owned);
+    }
+    if let Some(s) = o.value_string {
+        guard_text(s.into_owned(), "Observation", "valueString", &mut out);
+    }
+    out.recs.push(Rec {
+        subject,
+        time,
+        kind,
+        system: coding.system.as_deref().unwrap_or("").to_owned(),
+        code: coding.code.as_deref().unwrap_or("").to_owned(),
+        value,
+        unit,
+        text: None,
+        end: i64::MIN,
+    });
+    out
+}
+
+fn note_code(t: &Option<Concept>, opts: &ReadOptions) -> (String, String) {
+    t.as_ref()
+        .and_then(|c| pick(c, &opts.code_systems))
+        .map(|k| (k.system.as_deref().unwrap_or("").to_owned(), k.code.as_deref().unwrap_or("").to_owned()))
+        .unwrap_or_else(|| ("medtrain:note".into(), "note".into()))
+}
+
+fn document_reference(line: &[u8], opts: &ReadOptions) -> LineOut {
+    let d: DocumentReference = match serde_json::from_slice(line) {
+        Ok(d) => d,
+        Err(_) => return LineOut::bad("not a valid DocumentReference"),
+    };
+    let mut out = LineOut { resource: Some("DocumentReference".into()), ..Default::default() };
+    if inactive(&d.status) {
+        out.info = Some(("skipped_status", "DocumentReference", "status"));
+        return out;
+    }
+    let Some(subject) = d.subject.as_ref() else { return LineOut::bad("no subject") };
+    if subject.display.is_some() {
+        out.identifiers.push((IdentifierKind::Name, "DocumentReference", "subject.display"));
+    }
+    let Some(subject) = subject_id(subject) else { return LineOut::bad("subject is not a Patient reference") };
+    let t = parse_time(&d.date).or_else(|| parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone())));
+    let time = match t {
+        Some(Ok(t)) => t,
+        Some(Err(())) => return LineOut::bad("unreadable time"),
+        None => return LineOut::bad("no time"),
+    };
+    let (system, code) = note_code(&d.type_, opts);
+    let mut texts = Vec::new();
+    for a in d.content.iter().filter_map(|c| c.attachment.as_ref()) {
+        let ct = a.content_type.as_deref().unwrap_or("");
+        if !ct.starts_with("text/plain") {
+            continue;
+        }
+        let Some(data) = a.data.as_deref() else {
+            out.info = Some(("note_without_data", "DocumentReference", "content.attachment.data"));
+            continue;
+        };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data.trim()) else {
+            return LineOut::bad("attachment data is not base64");
+        };
+        let Ok(text) = String::from_utf8(bytes) else { return LineOut::bad("attachment text is not UTF-8") };
+        texts.push(text);
+    }
+    if texts.is_empty() {
+        out.info.get_or_insert(("no_text_attachment", "DocumentReference", "content.attachment.contentType"));
+        return out;
+    }
+    let text = guard_text(texts.join("\n"), "DocumentReference", "content.attachment.data", &mut out);
+    out.recs.push(Rec { subject, time, kind: EventKind::Note, system, code, value: f32::NAN, unit: None, text: Some(text), end: i64::MIN });
+    out
+}
+
+/// Plain text of an XHTML fragment: tags dropped (block tags become line breaks), entities decoded.
+pub fn xhtml_to_text(div: &str) -> String {
+    let mut out = String::with_capacity(div.len());
+    let mut rest = div;
+    while let Some(i) = rest.find(['<', '&']) {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if rest.starts_with('<') {
+            let end = rest.find('>').map_or(rest.len(), |e| e + 1);
+            let tag = rest[1..end.saturating_sub(1)].trim_start_matches('/').to_ascii_lowercase();
+            let name = tag.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
+            if matches!(name, "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "table" | "ul" | "ol")
+                && !out.ends_with('\n')
+                && !out.is_empty()
+            {
+                out.push('\n');
+            } else if matches!(name, "td" | "th") && !out.ends_with([' ', '\n']) && !out.is_empty() {
+                out.push(' ');
+            }
+            rest = &rest[end..];
+        } else {
+            let end = rest[..rest.len().min(12)].find(';');
+            let decoded = end.and_then(|e| {
+                let ent = &rest[1..e];
+                let c = match ent {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    "nbsp" => Some(' '),
+                    _ if ent.starts_with("#x") || ent.starts_with("#X") => u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32),
+                    _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
+                    _ => None,
+                };
+                c.map(|c| (c, e + 1))
+            });
+            match decoded {
+                Some((c, len)) => {
+                    out.push(c);
+                    rest = &rest[len..];
+                }
+                None => {
+                    out.push('&');
+                    rest = &rest[1..];
+                }
+            }
+        }
+    }
+    out.push_str(rest);
+    out.trim().to_owned()
+}
+
+fn section_text(s: &Section, out: &mut Vec<String>) {
+    if let Some(t) = s.title.as_deref() {
+        out.push(t.to_owned());
+    }
+    if let Some(div) = s.text.as_ref().and_then(|n| n.div.as_deref()) {
+        out.push(xhtml_to_text(div));
+    }
+    for sub in &s.section {
+        section_text(sub, out);
+    }
+}
+
+fn composition(line: &[u8], opts: &ReadOptions) -> LineOut {
+    let c: Composition = match serde_json::from_slice(line) {
+        Ok(c) => c,
+        Err(_) => return LineOut::bad("not a valid Composition"),
+    };
+    let mut out = LineOut { resource: Some("Composition".into()), ..Default::default() };
+    if inactive(&c.status) {
+        out.info = Some(("skipped_status", "Composition", "status"));
+        return out;
+    }
+    let Some(subject) = c.subject.as_ref() else { return LineOut::bad("no subject") };
+    if subject.display.is_some() {
+        out.identifiers.push((IdentifierKind::Name, "Composition", "subject.display"));
+    }
+    let Some(subject) = subject_id(subject) else { return LineOut::bad("subject is not a Patient reference") };
+    let time = match parse_time(&c.date) {
+        Some(Ok(t)) => t,
+        Some(Err(())) => return LineOut::bad("unreadable time"),
+        None => return LineOut::bad("no time"),
+    };
+    let mut parts = Vec::new();
+    for s in &c.section {
+        section_text(s, &mut parts);
+    }
+    let text = parts.join("\n");
+    let text = guard_text(text, "Composition", "section.text.div", &mut out);
+    let (system, code) = note_code(&c.type_, opts);
+    out.recs.push(Rec { subject, time, kind: EventKind::Note, system, code, value: f32::NAN, unit: None, text: Some(text), end: i64::MIN });
+    out
+}
+
+fn encounter(line: &[u8]) -> LineOut {
+    let e: Encounter = match serde_json::from_slice(line) {
+        Ok(e) => e,
+        Err(_) => return LineOut::bad("not a valid Encounter"),
+    };
+    let mut out = LineOut { resource: Some("Encounter".into()), ..Default::default() };
+    if inactive(&e.status) {
+        out.info = Some(("skipped_status", "Encounter", "status"));
+        return out;
+    }
+    let Some(subject) = e.subject.as_ref() else { return LineOut::bad("no subject") };
+    if subject.display.is_some() {
+        out.identifiers.push((IdentifierKind::Name, "Encounter", "subject.display"));
+    }
+    let Some(subject) = subject_id(subject) else { return LineOut::bad("subject is not a Patient reference") };
+    let class = match &e.class {
+        Some(EncounterClass::R4(c)) => Some(c),
+        Some(EncounterClass::R5(cs)) => cs.iter().find_map(|c| c.coding.first()),
+        None => None,
+    };
+    let Some(class) = class.filter(|c| c.code.is_some()) else { return LineOut::bad("no class") };
+    let period = e.period.unwrap_or_default();
+    let time = match parse_time(&period.start) {
+        Some(Ok(t)) => t,
+        Some(Err(())) => return LineOut::bad("unreadable time"),
+        None => return LineOut::bad("no time"),
+    };
+    let end = match parse_time(&period.end) {
+        Some(Ok(t)) => t,
+        Some(Err(())) => return LineOut::bad("unreadable time"),
+        None => i64::MIN,
+    };
+    out.recs.push(Rec {
+        subject,
+        time,
+        kind: EventKind::Encounter,
+        system: class.system.as_deref().unwrap_or("").to_owned(),
+        code: class.code.as_deref().unwrap_or("").to_owned(),
+        value: f32::NAN,
+        unit: None,
+        text: None,
+        end,
+    });
+    out
+}
+
+fn present(v: &Option<serde_json::Value>) -> bool {
+    match v {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Array(a)) => !a.is_empty(),
+        Some(serde_json::Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+fn patient(line: &[u8]) -> LineOut {
+    let p: Patient = match serde_json::from_slice(line) {
+        Ok(p) => p,
+        Err(_) => return LineOut::bad("not a valid Patient"),
+    };
+    let mut out = LineOut { resource: Some("Patient".into()), ..Default::default() };
+    for (v, kind, field) in [
+        (&p.name, IdentifierKind::Name, "name"),
+        (&p.telecom, IdentifierKind::Telecom, "telecom"),
+        (&p.address, IdentifierKind::Address, "address"),
+        (&p.birth_date, IdentifierKind::BirthDate, "birthDate"),
+    ] {
+        if present(v) {
+            out.identifiers.push((kind, "Patient", field));
+        }
+    }
+    if let (Some(id), Some(org)) = (p.id.as_deref(), p.managing_organization.as_ref().and_then(|o| o.reference.as_deref())) {
+        out.site = Some((id.to_owned(), org.rsplit('/').next().unwrap_or(org).to_owned()));
+    }
+    out
+}
+
+fn parse_line(line: &[u8], opts: &ReadOptions) -> LineOut {
+    const OBS: &[u8] = br#"{"resourceType":"Observation""#;
+    if line.starts_with(OBS) {
+        return observation(line, opts);
+    }
+    let rt = match serde_json::from_slice::<Peek>(line) {
+        Ok(Peek { resource_type: Some(rt) }) => rt.into_owned(),
+        Ok(_) => return LineOut::bad("no resourceType"),
+        Err(e) if e.is_syntax() || e.is_eof() => return LineOut::bad("not JSON"),
+        Err(_) => return LineOut::bad("not a JSON object"),
+    };
+    match rt.as_str() {
+        "Observation" => observation(line, opts),
+        "DocumentReference" => document_reference(line, opts),
+        "Composition" => composition(line, opts),
+        "Encounter" => encounter(line),
+        "Patient" => patient(line),
+        _ => LineOut { resource: Some(rt), ..Default::default() },
+    }
+}
+
+const BLOCK: usize = 8 << 20;
+
+/// Reads one NDJSON file (optionally gzip-compressed) into the sink.
+pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut input: Box<dyn Read> = if path.to_string_lossy().ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file)))
+    } else {
+        Box::new(file)
+    };
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let opts = sink.opts;
+    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK * 2);
+    let mut line_no = 0u64;
+    let mut eof = false;
+    while !eof {
+        // fill to at least one block of whole lines
+        let start = buf.len();
+        buf.resize(start.max(BLOCK) + BLOCK, 0);
+        let mut filled = start;
+        while filled < buf.len() {
+            match input.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(DataError::io(path, format!("after line {line_no}: {e}"))),
+            }
+        }
+        buf.truncate(filled);
+        sink.report.bytes += (filled - start) as u64;
+        let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
+        if cut == 0 && !eof {
+            continue; // a line longer than the buffer: read on
+        }
+        let mut lines = Vec::new();
+        let mut at = 0;
+        while at < cut {
+            let end = memchr::memchr(b'\n', &buf[at..cut]).map_or(cut, |i| at + i);
+            line_no += 1;
+            let mut l = &buf[at..end];
+            if line_no == 1 {
+                l = l.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(l);
+            }
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            if !l.iter().all(u8::is_ascii_whitespace) {
+                lines.push((line_no, l));
+            }
+            at = end + 1;
+        }
+        let outs: Vec<LineOut> = lines.par_iter().with_min_len(64).map(|(_, l)| parse_line(l, opts)).collect();
+        sink.report.lines += lines.len() as u64;
+        for ((n, _), out) in lines.iter().zip(outs) {
+            apply(sink, &name, *n, out);
+        }
+        buf.drain(..cut.min(buf.len()));
+    }
+    sink.report.files += 1;
+    Ok(())
+}
+
+fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut) {
+    if let Some(reason) = out.bad {
+        sink.report.malformed_line(file, line, reason);
+        return;
+    }
+    if let Some(rt) = &out.resource {
+        sink.report.resource(rt);
+    }
+    for (kind, resource, field) in out.identifiers {
+        sink.report.identifier(sink.opts.identifiers, kind, resource, field);
+    }
+    if let Some((kind, resource, field)) = out.info {
+        sink.report.finding(Severity::Info, kind, resource, field, None, 1);
+    }
+    if let Some((subject, site)) = out.site {
+        let s = sink.subject(&subject);
+        sink.data.sites.insert(s, site);
+    }
+    for r in out.recs {
+        sink.push(r);
+    }
+}
+
+/// Reads a FHIR bulk export: a directory of `*.ndjson`/`*.ndjson.gz` (in name order) or one file.
+pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: &mut super::Report) -> Result<()> {
+    let files = if path.is_dir() {
+        let all = super::list_dir(path)?;
+        all.into_iter().filter(|p| p.to_string_lossy().ends_with(".ndjson") || p.to_string_lossy().ends_with(".ndjson.gz")).collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut sink = Sink { data, report, opts };
+    for f in files {
+        read_file(&f, &mut sink)?;
+    }
+    Ok(())
+}

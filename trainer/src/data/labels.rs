@@ -1,0 +1,203 @@
+//! Labels in the MEDS label schema: `subject_id, prediction_time` and one of `boolean_value`,
+//! `integer_value`, `float_value`, `categorical_value`; one example per row. From a CSV or parquet
+//! file, or derived from the events for common tasks:
+//! - `ed_admission`: at the start of each emergency encounter (class `EMER`), whether an inpatient
+//!   encounter (`IMP`, `ACUTE`, `NONAC`) starts within `window_hours` after the emergency one began;
+//! - `lab_rise`: at each measurement of a lab (default creatinine), whether the same lab rises by at
+//!   least `rise` (default 0.3 mg/dL) within `horizon_hours` (default 48): KDIGO's AKI criterion.
+
+use super::{catalog, DataError, Dataset, EventKind, Result};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::Field;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum LabelValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Categorical(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    /// index into `Dataset::subjects`
+    pub subject: u32,
+    /// seconds since the epoch; features use only what happened before it
+    pub prediction_time: i64,
+    pub value: LabelValue,
+}
+
+/// A label task derived from the events.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Task {
+    EdAdmission {
+        #[serde(default = "default_window")]
+        window_hours: f64,
+    },
+    LabRise {
+        #[serde(default = "default_lab")]
+        lab: String,
+        #[serde(default = "default_rise")]
+        rise: f64,
+        #[serde(default = "default_horizon")]
+        horizon_hours: f64,
+    },
+}
+
+fn default_window() -> f64 {
+    24.0
+}
+fn default_lab() -> String {
+    "creatinine".into()
+}
+fn default_rise() -> f64 {
+    0.3
+}
+fn default_horizon() -> f64 {
+    48.0
+}
+
+const ACT: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+fn class_is(data: &Dataset, code: u32, wanted: &[&str]) -> bool {
+    let c = &data.codes[code as usize];
+    (c.system == ACT || c.system.is_empty() || c.system == "medtrain:csv") && wanted.contains(&c.code.as_str())
+}
+
+/// Derives labels; the dataset must be sorted ([`Dataset::sort`]).
+pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
+    let mut out = Vec::new();
+    match task {
+        Task::EdAdmission { window_hours } => {
+            let window = (window_hours * 3600.0) as i64;
+            for r in data.by_subject() {
+                let ev = &data.events[r];
+                let enc: Vec<_> = ev.iter().filter(|e| e.kind == EventKind::Encounter).collect();
+                for ed in enc.iter().filter(|e| class_is(data, e.code, &["EMER"])) {
+                    let admitted = enc.iter().any(|e| {
+                        class_is(data, e.code, &["IMP", "ACUTE", "NONAC"]) && e.time >= ed.time && e.time <= ed.time + window
+                    });
+                    out.push(Label { subject: ed.subject, prediction_time: ed.time, value: LabelValue::Bool(admitted) });
+                }
+            }
+        }
+        Task::LabRise { lab, rise, horizon_hours } => {
+            let l = catalog::by_name_or_code(lab)
+                .ok_or_else(|| DataError::Invalid(format!("labels: lab {lab:?} is not a catalogue test name, LOINC or JLAC10 code")))?;
+            let horizon = (horizon_hours * 3600.0) as i64;
+            let codes: Vec<u32> = [Some((catalog::LOINC, l.loinc)), l.jlac10.map(|j| (catalog::JLAC10, j))]
+                .into_iter()
+                .flatten()
+                .filter_map(|(s, c)| data.find_code(s, c))
+                .collect();
+            let unit_ok = |u: u32| u == super::NONE || data.units.names[u as usize] == l.unit;
+            for r in data.by_subject() {
+                let Some(first) = data.events.get(r.start).filter(|_| !r.is_empty()) else { continue };
+                let subject = first.subject;
+                let vals: Vec<(i64, f32)> = data.events[r]
+                    .iter()
+                    .filter(|e| codes.contains(&e.code) && !e.value.is_nan() && unit_ok(e.unit))
+                    .map(|e| (e.time, e.value))
+                    .collect();
+                for (i, &(t, v)) in vals.iter().enumerate() {
+                    let risen = vals[i + 1..]
+                        .iter()
+                        .take_while(|(u, _)| *u <= t + horizon)
+                        .any(|&(u, w)| u > t && (w - v) as f64 >= rise - 1e-6);
+                    out.push(Label { subject, prediction_time: t, value: LabelValue::Bool(risen) });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a label file (CSV or parquet) against the dataset's subjects. Rows naming a subject the
+/// dataset does not hold are counted in the second value, not kept.
+pub fn read(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
+    if path.extension().is_some_and(|e| e == "parquet") {
+        read_parquet(path, data)
+    } else {
+        read_csv(path, data)
+    }
+}
+
+fn value_of(col: &str, s: &str) -> std::result::Result<LabelValue, String> {
+    match col {
+        "boolean_value" => match s.to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(LabelValue::Bool(true)),
+            "false" | "0" => Ok(LabelValue::Bool(false)),
+            _ => Err("boolean_value is not true/false".into()),
+        },
+        "integer_value" => s.parse().map(LabelValue::Int).map_err(|_| "integer_value is not an integer".into()),
+        "float_value" => s.parse::<f64>().ok().filter(|v| v.is_finite()).map(LabelValue::Float).ok_or_else(|| "float_value is not a number".into()),
+        _ => Ok(LabelValue::Categorical(s.to_owned())),
+    }
+}
+
+const VALUE_COLUMNS: [&str; 4] = ["boolean_value", "integer_value", "float_value", "categorical_value"];
+
+fn read_csv(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| DataError::io(path, e))?;
+    let header = rdr.headers().map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?.clone();
+    let col = |n: &str| header.iter().position(|h| h.trim() == n);
+    let line1 = |msg: String| DataError::Line { path: path.into(), line: 1, msg };
+    let subject_col = col("subject_id").ok_or_else(|| line1("the header has no subject_id column".into()))?;
+    let time_col = col("prediction_time").ok_or_else(|| line1("the header has no prediction_time column".into()))?;
+    let (value_col, value_name) = VALUE_COLUMNS
+        .iter()
+        .find_map(|n| col(n).map(|i| (i, *n)))
+        .ok_or_else(|| line1(format!("the header has none of {}", VALUE_COLUMNS.join(", "))))?;
+    let (mut out, mut unknown) = (Vec::new(), 0);
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let bad = |msg: &str| DataError::Line { path: path.into(), line, msg: msg.to_owned() };
+        let subject = rec.get(subject_col).unwrap_or("").trim();
+        let t = super::time::parse(rec.get(time_col).unwrap_or("").trim()).ok_or_else(|| bad("prediction_time is not a date/time"))?;
+        let value = value_of(value_name, rec.get(value_col).unwrap_or("").trim()).map_err(|m| bad(&m))?;
+        match data.subjects.get(subject) {
+            Some(s) => out.push(Label { subject: s, prediction_time: t, value }),
+            None => unknown += 1,
+        }
+    }
+    Ok((out, unknown))
+}
+
+fn read_parquet(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let reader = SerializedFileReader::new(f).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let (mut out, mut unknown) = (Vec::new(), 0);
+    for (i, row) in rows.enumerate() {
+        let bad = |msg: String| DataError::Line { path: path.into(), line: i as u64 + 1, msg };
+        let row = row.map_err(|e| bad(e.to_string()))?;
+        let (mut subject, mut t, mut value) = (None, None, None);
+        for (col, f) in row.get_column_iter() {
+            match (col.as_str(), f) {
+                ("subject_id", Field::Long(v)) => subject = Some(v.to_string()),
+                ("subject_id", Field::Str(s)) => subject = Some(s.clone()),
+                ("prediction_time", Field::TimestampMicros(v)) => t = Some(v.div_euclid(1_000_000)),
+                ("prediction_time", Field::TimestampMillis(v)) => t = Some(v.div_euclid(1_000)),
+                ("boolean_value", Field::Bool(b)) => value = Some(LabelValue::Bool(*b)),
+                ("integer_value", Field::Long(v)) => value = Some(LabelValue::Int(*v)),
+                ("integer_value", Field::Int(v)) => value = Some(LabelValue::Int(*v as i64)),
+                ("float_value", Field::Double(v)) => value = Some(LabelValue::Float(*v)),
+                ("float_value", Field::Float(v)) => value = Some(LabelValue::Float(*v as f64)),
+                ("categorical_value", Field::Str(s)) => value = Some(LabelValue::Categorical(s.clone())),
+                _ => {}
+            }
+        }
+        let (Some(s), Some(t), Some(value)) = (subject, t, value) else {
+            return Err(bad("needs subject_id, prediction_time and a value column".into()));
+        };
+        match data.subjects.get(&s) {
+            Some(s) => out.push(Label { subject: s, prediction_time: t, value }),
+            None => unknown += 1,
+        }
+    }
+    Ok((out, unknown))
+}

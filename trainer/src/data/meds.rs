@@ -1,0 +1,164 @@
+//! MEDS input (Medical Event Data Standard): `data/**/*.parquet` with `subject_id` (int64), `time`
+//! (timestamp), `code` (string), `numeric_value` (float, nullable), `text_value` (string, nullable);
+//! `metadata/subject_splits.parquet` (`subject_id`, `split`) when present.
+//!
+//! MEDS has no unit column: a unit is taken from codes of the form `LAB//<code>//<unit>`. Codes keep the
+//! system `medtrain:meds`. Kinds: `LAB...` codes (or any code with a numeric value) are labs, rows with
+//! only a text value are notes, the rest (`MEDS_BIRTH`, diagnoses, ...) are `other`.
+
+use super::{guard, DataError, EventKind, ReadOptions, Rec, Result, Sink};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::Field;
+use std::path::{Path, PathBuf};
+
+fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            parquet_files(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "parquet") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn open(path: &Path) -> Result<SerializedFileReader<std::fs::File>> {
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    SerializedFileReader::new(f).map_err(|e| DataError::Format { path: path.into(), msg: format!("not a readable parquet file: {e}") })
+}
+
+fn as_i64(f: &Field) -> Option<i64> {
+    match *f {
+        Field::Long(v) => Some(v),
+        Field::Int(v) => Some(v as i64),
+        Field::UInt(v) => Some(v as i64),
+        Field::ULong(v) => i64::try_from(v).ok(),
+        _ => None,
+    }
+}
+
+/// Seconds since the epoch of a timestamp field.
+fn as_time(f: &Field) -> Option<i64> {
+    match *f {
+        Field::TimestampMicros(v) => Some(v.div_euclid(1_000_000)),
+        Field::TimestampMillis(v) => Some(v.div_euclid(1_000)),
+        Field::Long(v) => Some(v.div_euclid(1_000_000)),
+        Field::Date(d) => Some(d as i64 * 86_400),
+        _ => None,
+    }
+}
+
+fn as_str(f: &Field) -> Option<&str> {
+    match f {
+        Field::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn as_f32(f: &Field) -> Option<f32> {
+    match *f {
+        Field::Float(v) => Some(v),
+        Field::Double(v) => Some(v as f32),
+        _ => None,
+    }
+}
+
+fn read_events(path: &Path, sink: &mut Sink) -> Result<()> {
+    let reader = open(path)?;
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    sink.report.bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    for (i, row) in rows.enumerate() {
+        let line = i as u64 + 1;
+        sink.report.lines += 1;
+        let row = row.map_err(|e| DataError::Format { path: path.into(), msg: format!("row {line}: {e}") })?;
+        let (mut subject, mut time, mut code, mut value, mut text) = (None, None, None, f32::NAN, None);
+        for (col, f) in row.get_column_iter() {
+            match col.as_str() {
+                "subject_id" => subject = as_i64(f).map(|v| v.to_string()).or_else(|| as_str(f).map(str::to_owned)),
+                "time" => time = as_time(f),
+                "code" => code = as_str(f).map(str::to_owned),
+                "numeric_value" => value = as_f32(f).unwrap_or(f32::NAN),
+                "text_value" => text = as_str(f).map(str::to_owned),
+                _ => {}
+            }
+        }
+        let (Some(subject), Some(code)) = (subject, code) else {
+            sink.report.malformed_line(&name, line, "no subject_id or code");
+            continue;
+        };
+        // MEDS allows static events without a time (e.g. sex): counted, not turned into events
+        let Some(time) = time else {
+            sink.report.finding(super::check::Severity::Info, "static_event", "meds", "time", None, 1);
+            sink.subject(&subject);
+            continue;
+        };
+        let parts: Vec<&str> = code.split("//").collect();
+        let unit = (parts.len() >= 3 && parts[0].eq_ignore_ascii_case("LAB")).then(|| parts[parts.len() - 1].to_owned());
+        let kind = if parts[0].to_ascii_uppercase().starts_with("LAB") || !value.is_nan() {
+            EventKind::Lab
+        } else if text.is_some() {
+            EventKind::Note
+        } else {
+            EventKind::Other
+        };
+        if let Some(t) = &text {
+            let found = guard::scan(t);
+            if !found.is_empty() {
+                for (k, _) in &found {
+                    sink.report.identifier(sink.opts.identifiers, *k, "meds", "text_value");
+                }
+                text = Some(guard::redact(t, &found));
+            }
+        }
+        let text = if kind == EventKind::Note { text } else { None };
+        sink.push(Rec { subject, time, kind, system: "medtrain:meds".into(), code, value, unit, text, end: i64::MIN });
+    }
+    sink.report.files += 1;
+    Ok(())
+}
+
+fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
+    let reader = open(path)?;
+    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    for (i, row) in rows.enumerate() {
+        let row = row.map_err(|e| DataError::Format { path: path.into(), msg: format!("row {}: {e}", i + 1) })?;
+        let (mut subject, mut split) = (None, None);
+        for (col, f) in row.get_column_iter() {
+            match col.as_str() {
+                "subject_id" => subject = as_i64(f).map(|v| v.to_string()).or_else(|| as_str(f).map(str::to_owned)),
+                "split" => split = as_str(f).map(str::to_owned),
+                _ => {}
+            }
+        }
+        match (subject, split) {
+            (Some(s), Some(sp)) => {
+                let id = sink.subject(&s);
+                sink.data.splits.insert(id, sp);
+            }
+            _ => sink.report.malformed_line("subject_splits.parquet", i as u64 + 1, "no subject_id or split"),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a MEDS root directory.
+pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: &mut super::Report) -> Result<()> {
+    let mut files = Vec::new();
+    parquet_files(&path.join("data"), &mut files)?;
+    if files.is_empty() {
+        return Err(DataError::Format { path: path.join("data"), msg: "holds no .parquet files".into() });
+    }
+    let mut sink = Sink { data, report, opts };
+    for f in &files {
+        read_events(f, &mut sink)?;
+    }
+    let splits = path.join("metadata").join("subject_splits.parquet");
+    if splits.is_file() {
+        read_splits(&splits, &mut sink)?;
+    }
+    Ok(())
+}

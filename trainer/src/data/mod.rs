@@ -1,0 +1,323 @@
+//! Data: what a secure environment holds, turned into examples for training.
+//!
+//! Readers (FHIR R4 bulk NDJSON, MEDS parquet, CSV) stream their input into one event model
+//! ([`Dataset`]): subject, time, code, numeric value, unit, text. The identifier guard refuses (or
+//! redacts) direct identifiers; the QA report (`medtrain data check`) says what the input holds;
+//! labels, subject splits and featurization make training examples; the fingerprint names the input of
+//! a run. No error or report prints a patient value or identifier: they name files, lines, resources,
+//! fields and kinds.
+
+pub mod catalog;
+pub mod check;
+pub mod csv;
+pub mod demo;
+pub mod features;
+pub mod fhir;
+pub mod fingerprint;
+pub mod guard;
+pub mod labels;
+pub mod meds;
+pub mod split;
+pub mod time;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {msg}")]
+    Io { path: PathBuf, msg: String },
+    #[error("{path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+    #[error("{path}:{line}: {msg}")]
+    Line { path: PathBuf, line: u64, msg: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DataError {
+    pub fn io(path: &Path, e: impl std::fmt::Display) -> Self {
+        DataError::Io { path: path.to_path_buf(), msg: e.to_string() }
+    }
+
+    /// True for errors that mean the input could not be read at all (exit code 2 of `data check`).
+    pub fn unreadable(&self) -> bool {
+        matches!(self, DataError::Io { .. } | DataError::Format { .. })
+    }
+}
+
+pub type Result<T> = std::result::Result<T, DataError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Lab,
+    Vital,
+    Note,
+    Encounter,
+    Other,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [EventKind::Lab, EventKind::Vital, EventKind::Note, EventKind::Encounter, EventKind::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Lab => "lab",
+            EventKind::Vital => "vital",
+            EventKind::Note => "note",
+            EventKind::Encounter => "encounter",
+            EventKind::Other => "other",
+        }
+    }
+}
+
+/// Strings stored once, addressed by index.
+#[derive(Debug, Default, Clone)]
+pub struct Interner {
+    pub names: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Interner {
+    pub fn get_or_insert(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(s.to_owned());
+        self.index.insert(s.to_owned(), i);
+        i
+    }
+
+    pub fn get(&self, s: &str) -> Option<u32> {
+        self.index.get(s).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// A code with its system.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Code {
+    pub system: String,
+    pub code: String,
+}
+
+/// One event. Indices point into the [`Dataset`]'s tables; `NONE` marks a missing unit or text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event {
+    pub subject: u32,
+    /// seconds since the Unix epoch, UTC
+    pub time: i64,
+    pub kind: EventKind,
+    /// index into `Dataset::codes`
+    pub code: u32,
+    /// NaN when there is none
+    pub value: f32,
+    /// index into `Dataset::units`, or `NONE`
+    pub unit: u32,
+    /// index into `Dataset::texts` (notes), or `NONE`
+    pub text: u32,
+    /// encounters: the end of the period (`i64::MIN` when open or unknown)
+    pub end: i64,
+}
+
+pub const NONE: u32 = u32::MAX;
+
+/// Everything read from one input, as events over interned subjects, codes and units.
+#[derive(Debug, Default)]
+pub struct Dataset {
+    /// subject ids as the input has them (FHIR Patient ids, MEDS integers as decimal strings)
+    pub subjects: Interner,
+    pub codes: Vec<Code>,
+    code_index: HashMap<(String, String), u32>,
+    pub units: Interner,
+    pub texts: Vec<String>,
+    pub events: Vec<Event>,
+    /// site (organization) of a subject, where the input says
+    pub sites: HashMap<u32, String>,
+    /// MEDS `subject_splits`, when the input has them
+    pub splits: HashMap<u32, String>,
+}
+
+impl Dataset {
+    pub fn code(&mut self, system: &str, code: &str) -> u32 {
+        if let Some(&i) = self.code_index.get(&(system.to_owned(), code.to_owned())) {
+            return i;
+        }
+        let i = self.codes.len() as u32;
+        self.codes.push(Code { system: system.to_owned(), code: code.to_owned() });
+        self.code_index.insert((system.to_owned(), code.to_owned()), i);
+        i
+    }
+
+    pub fn find_code(&self, system: &str, code: &str) -> Option<u32> {
+        self.code_index.get(&(system.to_owned(), code.to_owned())).copied()
+    }
+
+    /// Sorts events by (subject, time, kind, code): the order featurization and labels expect.
+    pub fn sort(&mut self) {
+        self.events.sort_by(|a, b| (a.subject, a.time, a.kind, a.code).cmp(&(b.subject, b.time, b.kind, b.code)));
+    }
+
+    /// The events of each subject, as ranges of the (sorted) event list.
+    pub fn by_subject(&self) -> Vec<std::ops::Range<usize>> {
+        let mut out = vec![0..0; self.subjects.len()];
+        let mut i = 0;
+        while i < self.events.len() {
+            let s = self.events[i].subject;
+            let start = i;
+            while i < self.events.len() && self.events[i].subject == s {
+                i += 1;
+            }
+            out[s as usize] = start..i;
+        }
+        out
+    }
+}
+
+/// How readers treat what they find.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// code systems in order of preference when a concept has several codings
+    pub code_systems: Vec<String>,
+    /// read vital-sign Observations as events too
+    pub vitals: bool,
+    pub identifiers: guard::Policy,
+    /// the largest fraction of malformed lines tolerated before the input is refused
+    pub max_malformed_fraction: f64,
+    /// keep events (false: count them only, as `data check` does on large input)
+    pub keep_events: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            code_systems: vec![catalog::LOINC.to_owned(), catalog::JLAC10.to_owned()],
+            vitals: false,
+            identifiers: guard::Policy::Reject,
+            max_malformed_fraction: 0.0,
+            keep_events: true,
+        }
+    }
+}
+
+/// The kinds of input a path can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Fhir,
+    Meds,
+    Csv,
+}
+
+/// Which reader a path needs: a MEDS root (`data/*.parquet`), a directory or file of FHIR NDJSON, or
+/// CSV files.
+pub fn detect(path: &Path) -> Result<Format> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    let is = |p: &Path, ext: &str| p.to_string_lossy().ends_with(ext);
+    if meta.is_file() {
+        if is(path, ".ndjson") || is(path, ".ndjson.gz") {
+            return Ok(Format::Fhir);
+        }
+        if is(path, ".csv") {
+            return Ok(Format::Csv);
+        }
+        return Err(DataError::Format { path: path.into(), msg: "not an .ndjson, .ndjson.gz or .csv file".into() });
+    }
+    if path.join("data").is_dir() && path.join("metadata").is_dir() {
+        return Ok(Format::Meds);
+    }
+    let entries = list_dir(path)?;
+    if entries.iter().any(|p| is(p, ".ndjson") || is(p, ".ndjson.gz")) {
+        return Ok(Format::Fhir);
+    }
+    if entries.iter().any(|p| is(p, ".csv")) {
+        return Ok(Format::Csv);
+    }
+    Err(DataError::Format {
+        path: path.into(),
+        msg: "holds no FHIR NDJSON (*.ndjson, *.ndjson.gz), MEDS (data/, metadata/) or CSV (*.csv) input".into(),
+    })
+}
+
+/// The files of a directory, sorted by name.
+pub fn list_dir(path: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| DataError::io(path, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|e| DataError::io(path, e)))
+        .collect::<Result<_>>()?;
+    v.retain(|p| p.is_file());
+    v.sort();
+    Ok(v)
+}
+
+/// Reads any supported input into a dataset and its QA report.
+pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)> {
+    let mut report = check::Report::default();
+    let mut data = Dataset::default();
+    match detect(path)? {
+        Format::Fhir => fhir::read(path, opts, &mut data, &mut report)?,
+        Format::Csv => csv::read(path, opts, &mut data, &mut report)?,
+        Format::Meds => meds::read(path, opts, &mut data, &mut report)?,
+    }
+    report.finish(&data, opts);
+    Ok((data, report))
+}
+
+/// One event as a reader produced it, before interning.
+#[derive(Debug, Clone)]
+pub struct Rec {
+    pub subject: String,
+    pub time: i64,
+    pub kind: EventKind,
+    pub system: String,
+    pub code: String,
+    /// NaN when there is none
+    pub value: f32,
+    pub unit: Option<String>,
+    pub text: Option<String>,
+    /// encounters: end of the period, `i64::MIN` when unknown
+    pub end: i64,
+}
+
+/// Where readers put what they read: the dataset, the QA report, and the options.
+pub struct Sink<'a> {
+    pub data: &'a mut Dataset,
+    pub report: &'a mut Report,
+    pub opts: &'a ReadOptions,
+}
+
+pub use check::Report;
+
+impl Sink<'_> {
+    pub fn subject(&mut self, id: &str) -> u32 {
+        self.data.subjects.get_or_insert(id)
+    }
+
+    pub fn push(&mut self, r: Rec) {
+        let subject = self.data.subjects.get_or_insert(&r.subject);
+        let code = self.data.code(&r.system, &r.code);
+        let unit = r.unit.as_deref().map_or(NONE, |u| self.data.units.get_or_insert(u));
+        let text = match r.text {
+            Some(t) => {
+                self.data.texts.push(t);
+                (self.data.texts.len() - 1) as u32
+            }
+            None => NONE,
+        };
+        let e = Event { subject, time: r.time, kind: r.kind, code, value: r.value, unit, text, end: r.end };
+        self.report.event(self.data, &e);
+        if self.opts.keep_events {
+            self.data.events.push(e);
+        } else if text != NONE {
+            self.data.texts.pop();
+        }
+    }
+}

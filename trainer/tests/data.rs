@@ -1,0 +1,354 @@
+//! Data readers, identifier guard, QA report, labels, splits, features and the demo cohort, on real
+//! files and through the real binary.
+
+use medtrain::data::{self, check::Severity, guard::Policy, labels, split, EventKind, ReadOptions};
+use std::path::Path;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_medtrain"))
+}
+
+fn demo(dir: &Path, n: usize, seed: u64) {
+    let st = data::demo::write(dir, n, seed).unwrap();
+    assert_eq!(st.subjects, n);
+}
+
+fn keep_all() -> ReadOptions {
+    ReadOptions { vitals: true, ..Default::default() }
+}
+
+#[test]
+fn demo_cohort_reads_back_clean_and_is_deterministic() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    demo(a.path(), 300, 5);
+    demo(b.path(), 300, 5);
+    let fa = data::fingerprint::fingerprint(a.path()).unwrap();
+    assert_eq!(fa, data::fingerprint::fingerprint(b.path()).unwrap());
+    let (d, report) = data::read(a.path(), &keep_all()).unwrap();
+    assert_eq!(report.subjects, 300);
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert!(!report.blocking);
+    for k in ["lab", "vital", "note", "encounter"] {
+        assert!(report.events.get(k).copied().unwrap_or(0) > 0, "no {k} events");
+    }
+    // both languages, and Composition sections as plain text
+    let texts = &d.texts;
+    assert!(texts.iter().any(|t| t.contains("主訴")));
+    assert!(texts.iter().any(|t| t.contains("Chief complaint")));
+    assert!(texts.iter().any(|t| t.contains("入院経過") || t.contains("Hospital course")));
+    assert!(texts.iter().all(|t| !t.contains('<')));
+    // every subject has a site
+    assert_eq!(d.sites.len(), 300);
+    // vitals only when asked
+    let (_, r2) = data::read(a.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r2.events.get("vital"), None);
+    assert_eq!(r2.events.get("lab"), report.events.get("lab"));
+}
+
+#[test]
+fn gzip_and_plain_exports_read_the_same() {
+    let a = tempfile::tempdir().unwrap();
+    demo(a.path(), 50, 2);
+    let gz = tempfile::tempdir().unwrap();
+    for f in data::list_dir(a.path()).unwrap() {
+        let raw = std::fs::read(&f).unwrap();
+        let out = std::fs::File::create(gz.path().join(format!("{}.gz", f.file_name().unwrap().to_string_lossy()))).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &raw).unwrap();
+        enc.finish().unwrap();
+    }
+    let (da, _) = data::read(a.path(), &keep_all()).unwrap();
+    let (dg, _) = data::read(gz.path(), &keep_all()).unwrap();
+    assert!(format!("{:?}", da.events) == format!("{:?}", dg.events), "events differ");
+    assert_eq!(da.texts, dg.texts);
+}
+
+const PHONE: &str = "090-3141-5926";
+const MAIL: &str = "hanako.suzuki@example.jp";
+const NAME: &str = "鈴木花子";
+
+fn write_bad_export(dir: &Path) {
+    let note = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("連絡先 {PHONE}、{MAIL}").as_bytes());
+    let lines = [
+        format!(r#"{{"resourceType":"Patient","id":"p1","name":[{{"text":"{NAME}"}}],"birthDate":"1960-04-01","telecom":[{{"value":"{PHONE}"}}]}}"#),
+        r#"{"resourceType":"Patient","id":"p2","gender":"male"}"#.to_owned(),
+        format!(r#"{{"resourceType":"DocumentReference","status":"current","subject":{{"reference":"Patient/p1"}},"date":"2024-01-02T10:00:00Z","content":[{{"attachment":{{"contentType":"text/plain","data":"{note}"}}}}]}}"#),
+        format!(r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p2","display":"{NAME}"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#),
+    ];
+    std::fs::write(dir.join("export.ndjson"), lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn identifiers_block_under_reject_and_are_redacted_under_redact_without_being_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bad_export(dir.path());
+    let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    for secret in [PHONE, MAIL, NAME, "1960-04-01", "3141"] {
+        assert!(!all.contains(secret), "the report printed an identifier");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["blocking"], true);
+    let found: Vec<(String, String, String, u64)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| {
+            (f["kind"].as_str().unwrap().into(), f["resource"].as_str().unwrap().into(), f["field"].as_str().unwrap().into(), f["count"].as_u64().unwrap())
+        })
+        .collect();
+    for want in [
+        ("name", "Patient", "name"),
+        ("birth_date", "Patient", "birthDate"),
+        ("telecom", "Patient", "telecom"),
+        ("phone", "DocumentReference", "content.attachment.data"),
+        ("email", "DocumentReference", "content.attachment.data"),
+        ("name", "Observation", "subject.display"),
+    ] {
+        assert!(
+            found.iter().any(|(k, r, f, n)| (k.as_str(), r.as_str(), f.as_str()) == want && *n == 1),
+            "missing finding {want:?} in {found:?}"
+        );
+    }
+    // redact: not blocking, the note kept without the values
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, report) = data::read(dir.path(), &opts).unwrap();
+    assert!(!report.blocking);
+    assert!(report.findings.iter().any(|f| f.kind == "phone" && f.severity == Severity::Warning));
+    assert_eq!(d.texts.len(), 1);
+    assert!(d.texts[0].contains("[PHONE]") && d.texts[0].contains("[EMAIL]") && !d.texts[0].contains(PHONE));
+    let out = bin().args(["data", "check", "--identifiers", "redact"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn malformed_lines_are_located_and_the_tolerated_fraction_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":1.1,"unit":"mg/dL"}}"#;
+    let secret_value = "98765.4321";
+    let lines = [
+        good.to_owned(),
+        format!("{{\"resourceType\":\"Observation\", \"value\": {secret_value}"), // truncated JSON
+        good.replace("Patient/a", "Patient/b"),
+        good.replace("\"effectiveDateTime\":\"2024-01-02\",", ""), // no time
+        String::new(),                                                // blank lines are not malformed
+        good.replace("2024-01-02", "2024-02-30"),                     // impossible date
+        good.replace("Patient/a", "Patient/c"),
+    ];
+    std::fs::write(dir.path().join("Observation.ndjson"), lines.join("\r\n")).unwrap();
+    let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(secret_value));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mal: Vec<&serde_json::Value> = v["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "malformed_line").collect();
+    let total: u64 = mal.iter().map(|f| f["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 3);
+    assert!(mal.iter().all(|f| f["file"] == "Observation.ndjson" && f["lines"] == serde_json::json!([2, 4, 6])));
+    assert_eq!(v["subjects"], 3);
+    assert_eq!(v["events"]["lab"], 3);
+    // 3 of 6 non-blank lines: tolerated at 0.5, not at 0.4
+    let ok = bin().args(["data", "check", "--max-malformed", "0.5"]).arg(dir.path()).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    let no = bin().args(["data", "check", "--max-malformed", "0.4"]).arg(dir.path()).output().unwrap();
+    assert_eq!(no.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&no.stdout);
+    assert!(text.contains("Observation.ndjson lines 2, 4, 6"), "{text}");
+}
+
+#[test]
+fn unreadable_input_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin().args(["data", "check"]).arg(dir.path().join("missing")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::write(dir.path().join("x.ndjson.gz"), b"not gzip at all").unwrap();
+    let out = bin().args(["data", "check"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("x.ndjson.gz"));
+    let empty = tempfile::tempdir().unwrap();
+    let out = bin().args(["data", "check"]).arg(empty.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn qa_reports_units_systems_ranges_and_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let obs = |subject: &str, system: &str, code: &str, value: f64, unit: &str, t: &str| {
+        format!(
+            r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"{system}","code":"{code}"}}]}},"subject":{{"reference":"Patient/{subject}"}},"effectiveDateTime":"{t}","valueQuantity":{{"value":{value},"unit":"{unit}"}}}}"#
+        )
+    };
+    let lines = [
+        obs("a", "http://loinc.org", "2160-0", 1.0, "mg/dL", "2024-01-01T00:00:00Z"),
+        obs("a", "http://loinc.org", "2160-0", 88.0, "umol/L", "2024-01-02T00:00:00Z"), // unit conflict
+        obs("b", "http://loinc.org", "2160-0", 95.0, "mg/dL", "2024-01-03T00:00:00Z"),  // implausible
+        obs("b", "http://loinc.org", "2160-0", 95.0, "mg/dL", "2024-01-03T00:00:00Z"),  // duplicate
+        obs("b", "http://example.org/local", "K1", 3.0, "furlongs", "2024-01-03T00:00:00Z"),
+        // JLAC10 only: known system, catalogue code
+        obs("c", "urn:oid:1.2.392.200119.4.1005", "3C015000002327101", 0.8, "mg/dL", "2024-01-03T00:00:00+09:00"),
+    ];
+    std::fs::write(dir.path().join("o.ndjson"), lines.join("\n")).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let has = |kind: &str, n: u64| r.findings.iter().any(|f| f.kind == kind && f.count == n);
+    assert!(has("unit_conflict", 4), "{:?}", r.findings);
+    assert!(has("implausible_value", 2));
+    assert!(has("duplicate", 1));
+    assert!(has("unknown_unit", 1));
+    assert!(r.findings.iter().any(|f| f.kind == "unknown_code_system" && f.detail.as_deref() == Some("http://example.org/local")));
+    assert!(!r.blocking);
+    let cr = r.codes.iter().find(|c| c.code == "2160-0").unwrap();
+    assert_eq!(cr.units, ["mg/dL", "umol/L"]);
+    assert_eq!(cr.count, 4);
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 6);
+    // the JLAC10 event's time honours its offset
+    let jl = d.find_code("urn:oid:1.2.392.200119.4.1005", "3C015000002327101").unwrap();
+    let e = d.events.iter().find(|e| e.code == jl).unwrap();
+    assert_eq!(e.time, data::time::parse("2024-01-02T15:00:00Z").unwrap());
+}
+
+#[test]
+fn code_system_preference_picks_the_coding() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"code":"laboratory"}]}],"code":{"coding":[{"system":"http://example.org/x","code":"X1"},{"system":"urn:oid:1.2.392.200119.4.1005","code":"3C015000002327101"},{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":1.1,"unit":"mg/dL"}}"#;
+    std::fs::write(dir.path().join("o.ndjson"), line).unwrap();
+    let pick = |systems: &[&str]| {
+        let opts = ReadOptions { code_systems: systems.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let (d, _) = data::read(dir.path(), &opts).unwrap();
+        d.codes[d.events[0].code as usize].code.clone()
+    };
+    assert_eq!(pick(&["http://loinc.org", "urn:oid:1.2.392.200119.4.1005"]), "2160-0");
+    assert_eq!(pick(&["urn:oid:1.2.392.200119.4.1005", "http://loinc.org"]), "3C015000002327101");
+    assert_eq!(pick(&["http://snomed.info/sct"]), "X1");
+}
+
+#[test]
+fn csv_events_and_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,code,value,unit\n\
+         17,2024-01-01T08:00:00Z,creatinine,1.2,mg/dL\n\
+         17,2024-01-02T08:00:00Z,http://loinc.org|2160-0,1.6,mg/dL\n\
+         18,2024-01-02T08:00:00Z,LOCAL1,,\n\
+         18,not a time,creatinine,1.0,mg/dL\n\
+         19,2024-01-02,creatinine,abc,mg/dL\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.csv"), "subject_id,time,text\n17,2024-01-01,\"腎機能悪化, 要観察\"\n").unwrap();
+    let (mut d, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
+    assert_eq!(r.malformed_count(), 2);
+    assert!(!r.blocking);
+    assert_eq!(r.events.get("lab"), Some(&3));
+    assert_eq!(r.notes, 1);
+    // both spellings of creatinine are one code
+    let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
+    assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 2);
+    assert_eq!(d.texts, ["腎機能悪化, 要観察"]);
+    d.sort();
+    let l = labels::derive(&d, &labels::Task::LabRise { lab: "creatinine".into(), rise: 0.3, horizon_hours: 48.0 }).unwrap();
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[0].value, labels::LabelValue::Bool(true));
+    assert_eq!(l[1].value, labels::LabelValue::Bool(false));
+}
+
+#[test]
+fn derived_labels_follow_their_definitions_and_carry_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 600, 9);
+    let (mut d, _) = data::read(dir.path(), &keep_all()).unwrap();
+    d.sort();
+    let ed = labels::derive(&d, &labels::Task::EdAdmission { window_hours: 24.0 }).unwrap();
+    let emer = d.find_code("http://terminology.hl7.org/CodeSystem/v3-ActCode", "EMER").unwrap();
+    assert_eq!(ed.len(), d.events.iter().filter(|e| e.code == emer).count());
+    let pos = ed.iter().filter(|l| l.value == labels::LabelValue::Bool(true)).count() as f64 / ed.len() as f64;
+    assert!((0.15..0.85).contains(&pos), "admission rate {pos}");
+    // the features: CRP at the emergency visit is higher for those admitted
+    let spec = data::features::LabSeriesSpec::new(&["crp".into(), "creatinine".into(), "wbc".into()], 8, 72.0).unwrap();
+    // prediction one hour after the visit starts, so the visit's labs (taken at 30 min) are in
+    let later: Vec<labels::Label> = ed.iter().map(|l| labels::Label { prediction_time: l.prediction_time + 3600, ..l.clone() }).collect();
+    let f = data::features::lab_series(&d, &spec, &later);
+    assert_eq!(f.values.len(), later.len() * 8 * 3);
+    let last_crp = |i: usize| f.values[i * 24 + 7 * 3];
+    assert!((0..later.len()).all(|i| f.mask[i * 24 + 7 * 3] == 1.0));
+    let mean = |admitted: bool| {
+        let v: Vec<f32> = (0..later.len()).filter(|&i| (later[i].value == labels::LabelValue::Bool(true)) == admitted).map(last_crp).collect();
+        v.iter().sum::<f32>() / v.len() as f32
+    };
+    assert!(mean(true) > mean(false) + 1.0, "CRP admitted {} vs not {}", mean(true), mean(false));
+    // at the visit's start itself nothing of the visit is visible
+    let at_start = data::features::lab_series(&d, &spec, &ed);
+    assert!((0..ed.len()).all(|i| at_start.mask[i * 24 + 7 * 3] == 0.0));
+    // AKI labels: some rises, not all
+    let aki = labels::derive(&d, &labels::Task::LabRise { lab: "2160-0".into(), rise: 0.3, horizon_hours: 48.0 }).unwrap();
+    let pos = aki.iter().filter(|l| l.value == labels::LabelValue::Bool(true)).count();
+    assert!(pos > 0 && pos < aki.len() / 2, "{pos} of {}", aki.len());
+}
+
+#[test]
+fn lab_series_buckets_mask_and_time_since_last() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,code,value,unit\n\
+         s,2024-01-01T00:00:00Z,creatinine,0.765,mg/dL\n\
+         s,2024-01-02T00:00:00Z,creatinine,1.68,mg/dL\n\
+         s,2024-01-02T06:00:00Z,creatinine,88,umol/L\n\
+         s,2024-01-03T00:00:00Z,potassium,4.2,mmol/L\n\
+         s,2024-01-04T00:00:00Z,creatinine,9.9,mg/dL\n",
+    )
+    .unwrap();
+    let (mut d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    d.sort();
+    let spec = data::features::LabSeriesSpec::new(&["creatinine".into(), "potassium".into()], 4, 48.0).unwrap();
+    let t = data::time::parse("2024-01-03T12:00:00Z").unwrap();
+    let label = labels::Label { subject: 0, prediction_time: t, value: labels::LabelValue::Bool(false) };
+    let f = data::features::lab_series(&d, &spec, &[label]);
+    // window 2024-01-01T12 .. 2024-01-03T12 in 12-hour buckets; creatinine 1.68 at 01-02T00 is bucket 1:
+    // reference 0.46..1.07 -> mid 0.765, half 0.305 -> (1.68 - 0.765) / 0.305 = 3.0
+    assert_eq!(f.mask, [0., 0., 1., 0., 0., 0., 0., 1.]);
+    assert!((f.values[2] - 3.0).abs() < 1e-5);
+    // potassium 4.2 at 01-03T00 in bucket 3: mid 4.2 -> 0
+    assert!(f.values[7].abs() < 1e-6);
+    assert_eq!(f.unit_mismatches, 1);
+    // since the last creatinine at each bucket's end (+12h, +24h, +36h, +48h = the prediction time;
+    // a bucket holds [start, end)): last seen at -12h (before the window), then at +12h
+    let s: Vec<f32> = (0..4).map(|b| f.since_last[b * 2]).collect();
+    assert_eq!(s, [0.5, 0.25, 0.5, 0.75]);
+    assert_eq!(f.since_last[1], 1.0); // potassium not seen yet
+    // the creatinine of 01-04 is after the prediction time: unseen
+    assert!(f.values.iter().all(|&v| v < 9.0));
+}
+
+#[test]
+fn splits_come_from_subject_splits_or_the_keyed_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 200, 4);
+    let (d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let s1 = split::assign(&d, b"project key", 0.1, 0.2).unwrap();
+    let s2 = split::assign(&d, b"project key", 0.1, 0.2).unwrap();
+    assert_eq!(s1, s2);
+    assert_eq!(s1.len(), 200);
+    assert!(split::assign(&d, b"k", 0.6, 0.6).is_err());
+}
+
+#[test]
+fn label_files_in_the_meds_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 20, 4);
+    let (d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let s0 = &d.subjects.names[0];
+    let lf = tempfile::tempdir().unwrap();
+    let p = lf.path().join("labels.csv");
+    std::fs::write(&p, format!("subject_id,prediction_time,float_value\n{s0},2024-01-01T00:00:00Z,2.5\nnobody,2024-01-01,1\n")).unwrap();
+    let (l, unknown) = labels::read(&p, &d).unwrap();
+    assert_eq!(unknown, 1);
+    assert_eq!(l, [labels::Label { subject: 0, prediction_time: data::time::parse("2024-01-01").unwrap(), value: labels::LabelValue::Float(2.5) }]);
+    std::fs::write(&p, "subject_id,prediction_time,boolean_value\nx,2024-01-01,maybe\n").unwrap();
+    let e = labels::read(&p, &d).unwrap_err().to_string();
+    assert!(e.contains("labels.csv:2") && e.contains("boolean_value"), "{e}");
+    std::fs::write(&p, "subject_id,time,boolean_value\n").unwrap();
+    assert!(labels::read(&p, &d).unwrap_err().to_string().contains("prediction_time"));
+}
