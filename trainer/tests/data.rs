@@ -352,3 +352,137 @@ fn label_files_in_the_meds_schema() {
     std::fs::write(&p, "subject_id,time,boolean_value\n").unwrap();
     assert!(labels::read(&p, &d).unwrap_err().to_string().contains("prediction_time"));
 }
+
+#[test]
+fn notes_tokenize_newest_first_with_a_tokenizer_trained_in_the_node() {
+    use data::text::{note_tokens, NoteTokenizer, TokenizerKind};
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 200, 6);
+    let (mut d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    d.sort();
+    for kind in [TokenizerKind::ByteBpe, TokenizerKind::Unigram] {
+        let tok = NoteTokenizer::train(&d.texts, kind, 400).unwrap();
+        assert!(!tok.exportable);
+        assert!(tok.vocab_size() <= 410 && tok.vocab_size() > 100, "{}", tok.vocab_size());
+        // Japanese round trip through byte-level BPE is exact
+        if kind == TokenizerKind::ByteBpe {
+            let ja = d.texts.iter().find(|t| t.contains("主訴")).unwrap();
+            let ids = tok.tokenizer.encode(ja.as_str(), false).unwrap().get_ids().to_vec();
+            assert_eq!(tok.tokenizer.decode(&ids, true).unwrap(), *ja);
+        }
+        // save: the sidecar marks it non-exportable, and loading keeps the mark
+        let out = tempfile::tempdir().unwrap();
+        let p = out.path().join("tokenizer.json");
+        tok.save(&p, Some(kind)).unwrap();
+        let back = NoteTokenizer::load(&p).unwrap();
+        assert!(!back.exportable);
+        std::fs::remove_file(out.path().join("tokenizer.medtrain.json")).unwrap();
+        assert!(NoteTokenizer::load(&p).unwrap().exportable, "a tokenizer.json brought without a sidecar is the user's");
+        // at each emergency visit + 1 h: the visit's note (at +20 min) comes first
+        let ed = labels::derive(&d, &labels::Task::EdAdmission { window_hours: 24.0 }).unwrap();
+        let later: Vec<labels::Label> = ed.iter().map(|l| labels::Label { prediction_time: l.prediction_time + 3600, ..l.clone() }).collect();
+        let nt = note_tokens(&d, &tok, &later, 32).unwrap();
+        assert_eq!(nt.ids.len(), later.len() * 32);
+        for (i, l) in later.iter().enumerate() {
+            let newest = d.events.iter().filter(|e| e.subject == l.subject && e.kind == EventKind::Note && e.time < l.prediction_time).max_by_key(|e| e.time).unwrap();
+            let first = tok.tokenizer.encode(d.texts[newest.text as usize].as_str(), false).unwrap();
+            let n = first.get_ids().len().min(32);
+            assert_eq!(&nt.ids[i * 32..i * 32 + n], &first.get_ids()[..n]);
+            assert!(nt.lengths[i] <= 32);
+            assert!(nt.ids[i * 32 + nt.lengths[i]..(i + 1) * 32].iter().all(|&x| x == tok.pad_id()));
+        }
+        // before any note: empty
+        let first_visit: Vec<labels::Label> = ed.iter().map(|l| labels::Label { prediction_time: 0, ..l.clone() }).collect();
+        assert!(note_tokens(&d, &tok, &first_visit, 8).unwrap().lengths.iter().all(|&n| n == 0));
+    }
+}
+
+/// Writes a MEDS root with the parquet crate's own writer (as any MEDS ETL would with pyarrow).
+fn write_meds(root: &Path) {
+    use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int64Type};
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+    std::fs::create_dir_all(root.join("data/train")).unwrap();
+    std::fs::create_dir_all(root.join("metadata")).unwrap();
+    let schema = Arc::new(
+        parquet::schema::parser::parse_message_type(
+            "message meds { required int64 subject_id; optional int64 time (TIMESTAMP(MICROS,false)); required binary code (STRING); optional float numeric_value; optional binary text_value (STRING); }",
+        )
+        .unwrap(),
+    );
+    let t = |s: &str| data::time::parse(s).unwrap() * 1_000_000;
+    // (subject, time, code, value, text)
+    let rows: Vec<(i64, Option<i64>, &str, Option<f32>, Option<&str>)> = vec![
+        (1, None, "MEDS_BIRTH", None, None),
+        (1, Some(t("2024-01-01T08:00:00Z")), "LAB//2160-0//mg/dL", Some(1.0), None),
+        (1, Some(t("2024-01-02T08:00:00Z")), "LAB//2160-0//mg/dL", Some(1.4), None),
+        (1, Some(t("2024-01-02T09:00:00Z")), "NOTE//progress", None, Some("腎機能悪化。連絡先 03-1234-5678")),
+        (2, Some(t("2024-01-03T08:00:00Z")), "ICD10CM//N17.9", None, None),
+    ];
+    let file = std::fs::File::create(root.join("data/train/0.parquet")).unwrap();
+    let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let def = |present: Vec<bool>| present.iter().map(|&p| p as i16).collect::<Vec<i16>>();
+    // subject_id
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<Int64Type>().write_batch(&rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None).unwrap();
+    c.close().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    let times: Vec<i64> = rows.iter().filter_map(|r| r.1).collect();
+    c.typed::<Int64Type>().write_batch(&times, Some(&def(rows.iter().map(|r| r.1.is_some()).collect())), None).unwrap();
+    c.close().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    let codes: Vec<ByteArray> = rows.iter().map(|r| ByteArray::from(r.2)).collect();
+    c.typed::<ByteArrayType>().write_batch(&codes, None, None).unwrap();
+    c.close().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    let vals: Vec<f32> = rows.iter().filter_map(|r| r.3).collect();
+    c.typed::<FloatType>().write_batch(&vals, Some(&def(rows.iter().map(|r| r.3.is_some()).collect())), None).unwrap();
+    c.close().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    let texts: Vec<ByteArray> = rows.iter().filter_map(|r| r.4).map(ByteArray::from).collect();
+    c.typed::<ByteArrayType>().write_batch(&texts, Some(&def(rows.iter().map(|r| r.4.is_some()).collect())), None).unwrap();
+    c.close().unwrap();
+    rg.close().unwrap();
+    w.close().unwrap();
+    // subject_splits
+    let schema = Arc::new(parquet::schema::parser::parse_message_type("message s { required int64 subject_id; required binary split (STRING); }").unwrap());
+    let file = std::fs::File::create(root.join("metadata/subject_splits.parquet")).unwrap();
+    let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<Int64Type>().write_batch(&[1, 2], None, None).unwrap();
+    c.close().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<ByteArrayType>().write_batch(&[ByteArray::from("train"), ByteArray::from("held_out")], None, None).unwrap();
+    c.close().unwrap();
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn meds_root_reads_with_integer_subjects_splits_and_the_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    write_meds(dir.path());
+    assert_eq!(data::detect(dir.path()).unwrap(), data::Format::Meds);
+    let (mut d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.subjects, 2);
+    assert_eq!(r.events.get("lab"), Some(&2));
+    assert_eq!(r.events.get("note"), Some(&1));
+    assert_eq!(r.events.get("other"), Some(&1));
+    // the phone number in the note blocks under reject
+    assert!(r.blocking && r.findings.iter().any(|f| f.kind == "phone" && f.resource == "meds"));
+    let s = split::assign(&d, b"k", 0.1, 0.1).unwrap();
+    let one = d.subjects.get("1").unwrap() as usize;
+    let two = d.subjects.get("2").unwrap() as usize;
+    assert_eq!((s[one], s[two]), (split::Split::Train, split::Split::HeldOut));
+    // units from LAB//code//unit; labels from the MEDS codes work through the event model
+    let cr = d.find_code("medtrain:meds", "LAB//2160-0//mg/dL").unwrap();
+    let e: Vec<_> = d.events.iter().filter(|e| e.code == cr).collect();
+    assert_eq!(d.units.names[e[0].unit as usize], "mg/dL");
+    d.sort();
+    assert!(d.texts[0].contains("[PHONE]"));
+    let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("1234-5678"));
+}

@@ -28,7 +28,7 @@ impl LabSeriesSpec {
             .iter()
             .map(|c| catalog::by_name_or_code(c).ok_or_else(|| format!("features.channels: {c:?} is not a catalogue test, LOINC or JLAC10 code")))
             .collect::<Result<Vec<_>, _>>()?;
-        if buckets == 0 || !(lookback_hours > 0.0) {
+        if buckets == 0 || lookback_hours.is_nan() || lookback_hours <= 0.0 {
             return Err(format!("features: buckets ({buckets}) and lookback_hours ({lookback_hours}) must be positive"));
         }
         Ok(LabSeriesSpec { channels, buckets, lookback_hours })

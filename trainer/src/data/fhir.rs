@@ -12,6 +12,7 @@
 //! - Encounter: `class` (R4 Coding, or R5 CodeableConcepts) and `period`.
 //! - Patient: the direct identifiers the guard refuses (name, telecom, address, birthDate) and the site
 //!   (`managingOrganization`).
+//!
 //! Other resource types are counted and skipped.
 
 use super::check::Severity;

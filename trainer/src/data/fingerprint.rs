@@ -9,11 +9,11 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         let p = e.map_err(|e| DataError::io(dir, e))?.path();
         if p.is_dir() {
-            walk(root, &p, out)?;
+            walk(&p, out)?;
         } else if p.is_file() {
             out.push(p);
         }
@@ -30,7 +30,7 @@ pub fn fingerprint(path: &Path) -> Result<String> {
     let mut files = Vec::new();
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     let root = if meta.is_dir() {
-        walk(path, path, &mut files)?;
+        walk(path, &mut files)?;
         path.to_path_buf()
     } else {
         files.push(path.to_path_buf());

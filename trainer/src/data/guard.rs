@@ -187,7 +187,8 @@ pub fn scan(text: &str) -> Vec<(IdentifierKind, Range<usize>)> {
             }
         }
         run.span = cs[start].0..end_of(k);
-        let glued_after = glue(k) && !(matches!(cs[k].1, '.' | ',' | '/') && !digit(k + 1));
+        // punctuation after the number ends it unless a digit follows (1,234 or 1.5 or 120/80)
+        let glued_after = glue(k) && (digit(k + 1) || !matches!(cs[k].1, '.' | ',' | '/'));
         if !glued_after && !found.iter().any(|(_, s)| s.start < run.span.end && run.span.start < s.end) {
             if let Some(kind) = classify(&run) {
                 found.push((kind, run.span));

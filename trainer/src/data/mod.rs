@@ -18,6 +18,7 @@ pub mod guard;
 pub mod labels;
 pub mod meds;
 pub mod split;
+pub mod text;
 pub mod time;
 
 use std::collections::HashMap;
@@ -164,7 +165,7 @@ impl Dataset {
 
     /// Sorts events by (subject, time, kind, code): the order featurization and labels expect.
     pub fn sort(&mut self) {
-        self.events.sort_by(|a, b| (a.subject, a.time, a.kind, a.code).cmp(&(b.subject, b.time, b.kind, b.code)));
+        self.events.sort_by_key(|e| (e.subject, e.time, e.kind, e.code));
     }
 
     /// The events of each subject, as ranges of the (sorted) event list.

@@ -1,0 +1,189 @@
+//! Notes as token ids: a subject's notes before the prediction time, newest first, tokenized with the
+//! HF `tokenizers` crate and truncated to L tokens.
+//!
+//! The tokenizer is either brought by the user (a `tokenizer.json`; exportable with the model) or
+//! trained in the node on the notes (Unigram with Metaspace pre-tokenization, or byte-level BPE; both
+//! handle Japanese text without spaces). A tokenizer trained on private notes is data-dependent and is
+//! marked non-exportable: its vocabulary can reveal rare strings of the notes. The mark is a sidecar file
+//! (`<name>.medtrain.json`, `{"exportable": false, ...}`) so the tokenizer.json itself stays loadable by
+//! any HF tokenizers implementation.
+
+use super::labels::Label;
+use super::{DataError, Dataset, EventKind, Result};
+use std::path::Path;
+use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+use tokenizers::models::unigram::{Unigram, UnigramTrainerBuilder};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::{AddedToken, Tokenizer};
+
+pub const PAD: &str = "[PAD]";
+pub const UNK: &str = "[UNK]";
+pub const SEP: &str = "[SEP]";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenizerKind {
+    Unigram,
+    ByteBpe,
+}
+
+pub struct NoteTokenizer {
+    pub tokenizer: Tokenizer,
+    /// false when trained on the node's private notes
+    pub exportable: bool,
+    pad: u32,
+    sep: u32,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sidecar {
+    exportable: bool,
+    trained_in_node: bool,
+    kind: Option<TokenizerKind>,
+    vocab_size: usize,
+}
+
+fn sidecar_path(path: &Path) -> std::path::PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{stem}.medtrain.json"))
+}
+
+fn tok_err(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::Format { path: path.into(), msg: format!("tokenizer: {e}") }
+}
+
+impl NoteTokenizer {
+    fn with(tokenizer: Tokenizer, exportable: bool) -> Self {
+        let pad = tokenizer.token_to_id(PAD).unwrap_or(0);
+        let sep = tokenizer.token_to_id(SEP).or_else(|| tokenizer.token_to_id("</s>")).unwrap_or(pad);
+        NoteTokenizer { tokenizer, exportable, pad, sep }
+    }
+
+    /// A user's tokenizer.json. It is exportable unless its sidecar says it was trained in the node.
+    pub fn load(path: &Path) -> Result<Self> {
+        let tokenizer = Tokenizer::from_file(path).map_err(|e| tok_err(path, e))?;
+        let side = sidecar_path(path);
+        let exportable = match std::fs::read(&side) {
+            Ok(b) => serde_json::from_slice::<Sidecar>(&b).map_err(|e| tok_err(&side, e))?.exportable,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(DataError::io(&side, e)),
+        };
+        Ok(Self::with(tokenizer, exportable))
+    }
+
+    /// Trains a tokenizer on texts (the node's notes): non-exportable.
+    pub fn train(texts: &[String], kind: TokenizerKind, vocab_size: usize) -> Result<Self> {
+        let special: Vec<AddedToken> = [PAD, UNK, SEP].iter().map(|t| AddedToken::from(*t, true)).collect();
+        let err = |e: tokenizers::Error| DataError::Invalid(format!("training the tokenizer: {e}"));
+        let mut tokenizer = match kind {
+            TokenizerKind::Unigram => {
+                let mut t = Tokenizer::new(Unigram::default());
+                t.with_pre_tokenizer(Some(Metaspace::new('▁', PrependScheme::Always, true)));
+                t.with_decoder(Some(tokenizers::decoders::metaspace::Metaspace::new('▁', PrependScheme::Always, true)));
+                let mut trainer: TrainerWrapper = UnigramTrainerBuilder::default()
+                    .show_progress(false)
+                    .vocab_size(vocab_size as u32)
+                    .special_tokens(special)
+                    .unk_token(Some(UNK.into()))
+                    .build()
+                    .map_err(|e| DataError::Invalid(format!("tokenizer trainer: {e}")))?
+                    .into();
+                t.train(&mut trainer, texts.iter()).map_err(err)?;
+                t
+            }
+            TokenizerKind::ByteBpe => {
+                let mut t = Tokenizer::new(BPE::default());
+                t.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
+                t.with_decoder(Some(ByteLevel::default().add_prefix_space(false)));
+                let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+                    .show_progress(false)
+                    .vocab_size(vocab_size)
+                    .min_frequency(2)
+                    .special_tokens(special)
+                    .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+                    .build()
+                    .into();
+                t.train(&mut trainer, texts.iter()).map_err(err)?;
+                t
+            }
+        };
+        tokenizer.add_special_tokens(&[AddedToken::from(PAD, true), AddedToken::from(UNK, true), AddedToken::from(SEP, true)]);
+        Ok(Self::with(tokenizer, false))
+    }
+
+    /// Writes tokenizer.json and its sidecar (exportability).
+    pub fn save(&self, path: &Path, kind: Option<TokenizerKind>) -> Result<()> {
+        self.tokenizer.save(path, false).map_err(|e| tok_err(path, e))?;
+        let side = Sidecar {
+            exportable: self.exportable,
+            trained_in_node: !self.exportable,
+            kind,
+            vocab_size: self.tokenizer.get_vocab_size(true),
+        };
+        let side_path = sidecar_path(path);
+        std::fs::write(&side_path, serde_json::to_vec_pretty(&side).expect("sidecar serializes")).map_err(|e| DataError::io(&side_path, e))
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
+    pub fn pad_id(&self) -> u32 {
+        self.pad
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.tokenizer.encode(text, false).map_err(|e| DataError::Invalid(format!("tokenizing a note: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+}
+
+/// Token ids of each label's notes, `labels.len() x max_len`, padded with the pad id; `lengths` holds the
+/// tokens used per example. Notes strictly before the prediction time, newest first, separated by
+/// `[SEP]`, truncated to `max_len`. The dataset must be sorted ([`Dataset::sort`]).
+pub struct NoteTokens {
+    pub max_len: usize,
+    pub ids: Vec<u32>,
+    pub lengths: Vec<usize>,
+}
+
+pub fn note_tokens(data: &Dataset, tok: &NoteTokenizer, labels: &[Label], max_len: usize) -> Result<NoteTokens> {
+    use rayon::prelude::*;
+    let ranges = data.by_subject();
+    // tokenize each note used once, in parallel
+    let mut wanted: Vec<u32> = labels
+        .iter()
+        .flat_map(|l| {
+            let r = ranges.get(l.subject as usize).cloned().unwrap_or(0..0);
+            data.events[r].iter().filter(|e| e.kind == EventKind::Note && e.time < l.prediction_time).map(|e| e.text)
+        })
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let encoded: Vec<Vec<u32>> = wanted.par_iter().map(|&t| tok.encode(&data.texts[t as usize])).collect::<Result<_>>()?;
+    let mut out = NoteTokens { max_len, ids: vec![tok.pad; labels.len() * max_len], lengths: vec![0; labels.len()] };
+    for (i, l) in labels.iter().enumerate() {
+        let r = ranges.get(l.subject as usize).cloned().unwrap_or(0..0);
+        let ev = &data.events[r];
+        let end = ev.partition_point(|e| e.time < l.prediction_time);
+        let row = &mut out.ids[i * max_len..(i + 1) * max_len];
+        let mut n = 0;
+        for e in ev[..end].iter().rev().filter(|e| e.kind == EventKind::Note) {
+            if n >= max_len {
+                break;
+            }
+            if n > 0 {
+                row[n] = tok.sep;
+                n += 1;
+            }
+            let ids = &encoded[wanted.binary_search(&e.text).expect("note was tokenized")];
+            let take = ids.len().min(max_len - n);
+            row[n..n + take].copy_from_slice(&ids[..take]);
+            n += take;
+        }
+        out.lengths[i] = n;
+    }
+    Ok(out)
+}
