@@ -30,6 +30,18 @@ pub enum DataCommand {
         #[arg(long)]
         fingerprint: bool,
     },
+    /// Training examples from a data config (TOML): labels, subject splits, lab series and note tokens,
+    /// one safetensors file per split and manifest.json. Refuses (exit 1) input with blocking findings.
+    Prepare {
+        #[arg(long)]
+        config: PathBuf,
+        /// output directory (created)
+        #[arg(long)]
+        out: PathBuf,
+        /// the input, instead of the config's `input`
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
     /// The content hash of an input (`sha256:...`).
     Fingerprint { path: PathBuf },
 }
@@ -69,6 +81,31 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if report.blocking { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        DataCommand::Prepare { config, out, input } => {
+            let mut cfg = data::prepare::DataConfig::load(&config)?;
+            if let Some(i) = input {
+                cfg.input = i;
+            }
+            let (report, manifest) = match data::prepare::prepare(&cfg, &out) {
+                Ok(r) => r,
+                Err(e) if e.unreadable() => {
+                    eprintln!("error: cannot read the input: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match manifest {
+                None => {
+                    eprint!("{}", report.render());
+                    eprintln!("error: the input has blocking findings; nothing was written");
+                    Ok(ExitCode::from(1))
+                }
+                Some(m) => {
+                    println!("{}", serde_json::to_string_pretty(&m)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
         }
         DataCommand::Fingerprint { path } => {
             let fp = data::fingerprint::fingerprint(&path).with_context(|| format!("fingerprint of {}", path.display()))?;

@@ -166,18 +166,40 @@ impl TensorFile {
     }
 }
 
+/// The data of a tensor to write.
+pub enum OutData {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
 /// Writes F32 tensors `(name, shape, data)` to a safetensors file (written beside and renamed, so a
 /// failed write never leaves half a file under the name).
 pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), TensorError> {
+    let t: Vec<(String, Vec<usize>, OutData)> =
+        tensors.iter().map(|(n, s, d)| (n.clone(), s.clone(), OutData::F32(d.clone()))).collect();
+    write(path, &t, None)
+}
+
+/// Writes tensors of any supported dtype, with optional string metadata, like [`write_f32`].
+pub fn write(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, OutData)],
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<(), TensorError> {
     let werr = |msg: String| TensorError::Write { path: path.to_path_buf(), msg };
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let bytes: Vec<(Dtype, Vec<u8>)> = tensors
+        .iter()
+        .map(|(_, _, d)| match d {
+            OutData::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            OutData::I64(v) => (Dtype::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        })
+        .collect();
     let mut views = Vec::with_capacity(tensors.len());
-    for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, shape.clone(), b).map_err(|e| werr(format!("tensor '{name}': {e}")))?;
+    for ((name, shape, _), (dtype, b)) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(*dtype, shape.clone(), b).map_err(|e| werr(format!("tensor '{name}': {e}")))?;
         views.push((name.clone(), view));
     }
     let tmp = path.with_extension("safetensors.partial");
-    safetensors::serialize_to_file(views, None, &tmp).map_err(|e| werr(e.to_string()))?;
+    safetensors::serialize_to_file(views, metadata, &tmp).map_err(|e| werr(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string()))
 }

@@ -486,3 +486,64 @@ fn meds_root_reads_with_integer_subjects_splits_and_the_guard() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("1234-5678"));
 }
+
+#[test]
+fn prepare_writes_examples_per_split_and_refuses_blocking_input() {
+    use medtrain::tensors::TensorFile;
+    let root = tempfile::tempdir().unwrap();
+    demo(&root.path().join("export"), 300, 8);
+    let cfg = root.path().join("data.toml");
+    std::fs::write(
+        &cfg,
+        "input = \"export\"\n[labels]\ntask = \"ed_admission\"\noffset_hours = 1\n[split]\nkey = \"k\"\n\
+         [features]\nchannels = [\"crp\", \"creatinine\"]\nbuckets = 6\nlookback_hours = 72\nnote_tokens = 16\ntrain_tokenizer = \"byte_bpe\"\nvocab_size = 300\n",
+    )
+    .unwrap();
+    let out = root.path().join("prepared");
+    let o = bin().args(["data", "prepare", "--config"]).arg(&cfg).arg("--out").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["tokenizer_exportable"], false);
+    let total: u64 = ["train", "tuning", "held_out"].iter().map(|s| m["examples"][s].as_u64().unwrap()).sum();
+    let mut seen = std::collections::HashSet::new();
+    let mut n_all = 0;
+    for s in ["train", "tuning", "held_out"] {
+        let f = TensorFile::read(&out.join(format!("{s}.safetensors"))).unwrap();
+        let n = m["examples"][s].as_u64().unwrap() as usize;
+        n_all += n;
+        assert_eq!(f.shape("lab_values").unwrap(), [n, 6, 2]);
+        assert_eq!(f.shape("note_ids").unwrap(), [n, 16]);
+        let y = f.f32("y", &[n]).unwrap();
+        assert!(y.iter().all(|&v| v == 0.0 || v == 1.0));
+        // privacy unit ids are dense per split
+        let subj = f.i64("subject", &[n]).unwrap();
+        let distinct: std::collections::HashSet<_> = subj.iter().collect();
+        assert_eq!(*subj.iter().max().unwrap_or(&-1) + 1, distinct.len() as i64);
+        seen.insert(s);
+    }
+    assert_eq!(n_all as u64, total);
+    // bad configs name their key
+    for (text, key) in [
+        ("input = \"export\"\n[labels]\ntask = \"ed_admission\"\nrise = 0.3\n", "labels.rise"),
+        ("input = \"export\"\n[labels]\ntask = \"sepsis\"\n", "labels.task"),
+        ("input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\nbukets = 3\n", "bukets"),
+        ("input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[read]\nmax_malformed_fraction = 2.0\n", "read.max_malformed_fraction"),
+        ("input = \"export\"\n", "labels"),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let o = bin().args(["data", "prepare", "--config"]).arg(&cfg).arg("--out").arg(&out).output().unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(key) && err.contains("data.toml"), "{key}: {err}");
+    }
+    // an input with identifiers: nothing written
+    let bad = root.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    write_bad_export(&bad);
+    std::fs::write(&cfg, "input = \"bad\"\n[labels]\ntask = \"ed_admission\"\n").unwrap();
+    let out2 = root.path().join("out2");
+    let o = bin().args(["data", "prepare", "--config"]).arg(&cfg).arg("--out").arg(&out2).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!out2.exists());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(PHONE));
+}

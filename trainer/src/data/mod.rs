@@ -17,6 +17,7 @@ pub mod fingerprint;
 pub mod guard;
 pub mod labels;
 pub mod meds;
+pub mod prepare;
 pub mod split;
 pub mod text;
 pub mod time;

@@ -1,0 +1,367 @@
+//! `medtrain data prepare`: from a data config to training examples on disk.
+//!
+//! Reads the input, refuses it when the QA check has blocking findings, makes labels (from a file or a
+//! derived task), splits subjects, builds lab-series features and (optionally) note tokens, and writes one
+//! safetensors file per split plus `manifest.json`. The `subject` tensor numbers each example's subject:
+//! the DP privacy unit (groups for clipping). A tokenizer trained here is trained on the train split's
+//! notes only and is marked non-exportable.
+//!
+//! The config (TOML; unknown keys are errors):
+//!
+//! ```toml
+//! input = "demo-export"              # FHIR bulk directory, MEDS root or CSV (relative to the config)
+//! [read]
+//! code_systems = ["http://loinc.org", "urn:oid:1.2.392.200119.4.1005"]
+//! vitals = false
+//! identifiers = "reject"             # or "redact"
+//! max_malformed_fraction = 0.0
+//! [labels]
+//! task = "ed_admission"              # or "lab_rise" (lab, rise, horizon_hours), or file = "labels.csv"
+//! window_hours = 24
+//! offset_hours = 1                   # prediction time = label time + offset
+//! [split]
+//! key = "project split key"
+//! tuning = 0.1
+//! held_out = 0.2
+//! [features]
+//! channels = ["creatinine", "crp", "wbc"]   # default: every catalogue lab
+//! buckets = 24
+//! lookback_hours = 168
+//! note_tokens = 256                  # 0: no notes
+//! tokenizer = "tokenizer.json"       # or train_tokenizer = "unigram" | "byte_bpe", vocab_size = 8000
+//! ```
+
+use super::check::Report;
+use super::labels::{self, Label, LabelValue, Task};
+use super::split::{self, Split};
+use super::text::{self, NoteTokenizer, TokenizerKind};
+use super::{catalog, features, guard, DataError, ReadOptions, Result};
+use crate::tensors::{self, OutData};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub input: PathBuf,
+    #[serde(default)]
+    pub read: ReadConfig,
+    pub labels: LabelsConfig,
+    #[serde(default)]
+    pub split: SplitConfig,
+    #[serde(default)]
+    pub features: FeaturesConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadConfig {
+    pub code_systems: Option<Vec<String>>,
+    #[serde(default)]
+    pub vitals: bool,
+    #[serde(default)]
+    pub identifiers: guard::Policy,
+    #[serde(default)]
+    pub max_malformed_fraction: f64,
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        ReadConfig { code_systems: None, vitals: false, identifiers: guard::Policy::Reject, max_malformed_fraction: 0.0 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsConfig {
+    /// a MEDS label file (CSV or parquet) instead of a task
+    pub file: Option<PathBuf>,
+    /// `ed_admission` or `lab_rise`
+    pub task: Option<String>,
+    pub window_hours: Option<f64>,
+    pub lab: Option<String>,
+    pub rise: Option<f64>,
+    pub horizon_hours: Option<f64>,
+    #[serde(default)]
+    pub offset_hours: f64,
+}
+
+impl LabelsConfig {
+    /// The derived task, checking that only its own keys are set.
+    pub fn task(&self) -> std::result::Result<Option<Task>, String> {
+        let Some(name) = self.task.as_deref() else { return Ok(None) };
+        let only = |allowed: &[&str]| {
+            for (key, set) in [
+                ("window_hours", self.window_hours.is_some()),
+                ("lab", self.lab.is_some()),
+                ("rise", self.rise.is_some()),
+                ("horizon_hours", self.horizon_hours.is_some()),
+            ] {
+                if set && !allowed.contains(&key) {
+                    return Err(format!("labels.{key} does not apply to task {name:?}"));
+                }
+            }
+            Ok(())
+        };
+        let positive = |key: &str, v: f64| if v > 0.0 && v.is_finite() { Ok(v) } else { Err(format!("labels.{key} must be positive (got {v})")) };
+        match name {
+            "ed_admission" => {
+                only(&["window_hours"])?;
+                Ok(Some(Task::EdAdmission { window_hours: positive("window_hours", self.window_hours.unwrap_or(24.0))? }))
+            }
+            "lab_rise" => {
+                only(&["lab", "rise", "horizon_hours"])?;
+                Ok(Some(Task::LabRise {
+                    lab: self.lab.clone().unwrap_or_else(|| "creatinine".into()),
+                    rise: positive("rise", self.rise.unwrap_or(0.3))?,
+                    horizon_hours: positive("horizon_hours", self.horizon_hours.unwrap_or(48.0))?,
+                }))
+            }
+            other => Err(format!("labels.task: unknown task {other:?} (expected ed_admission or lab_rise)")),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    #[serde(default = "default_key")]
+    pub key: String,
+    #[serde(default = "default_tuning")]
+    pub tuning: f64,
+    #[serde(default = "default_held_out")]
+    pub held_out: f64,
+}
+
+fn default_key() -> String {
+    "medtrain".into()
+}
+fn default_tuning() -> f64 {
+    0.1
+}
+fn default_held_out() -> f64 {
+    0.2
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig { key: default_key(), tuning: default_tuning(), held_out: default_held_out() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesConfig {
+    pub channels: Option<Vec<String>>,
+    #[serde(default = "default_buckets")]
+    pub buckets: usize,
+    #[serde(default = "default_lookback")]
+    pub lookback_hours: f64,
+    #[serde(default)]
+    pub note_tokens: usize,
+    pub tokenizer: Option<PathBuf>,
+    pub train_tokenizer: Option<TokenizerKind>,
+    #[serde(default = "default_vocab")]
+    pub vocab_size: usize,
+}
+
+fn default_buckets() -> usize {
+    24
+}
+fn default_lookback() -> f64 {
+    168.0
+}
+fn default_vocab() -> usize {
+    8000
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig {
+            channels: None,
+            buckets: default_buckets(),
+            lookback_hours: default_lookback(),
+            note_tokens: 0,
+            tokenizer: None,
+            train_tokenizer: None,
+            vocab_size: default_vocab(),
+        }
+    }
+}
+
+impl DataConfig {
+    /// Reads a TOML config; relative paths in it are relative to the config's directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let mut c: DataConfig = toml::from_str(&text).map_err(|e| DataError::Format { path: path.into(), msg: format!("config: {e}") })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        rel(&mut c.input);
+        if let Some(f) = c.labels.file.as_mut() {
+            rel(f);
+        }
+        if let Some(t) = c.features.tokenizer.as_mut() {
+            rel(t);
+        }
+        let bad = |key: &str, msg: String| DataError::Format { path: path.into(), msg: format!("config key {key}: {msg}") };
+        let task = c.labels.task().map_err(|m| DataError::Format { path: path.into(), msg: format!("config: {m}") })?;
+        match (&c.labels.file, &task) {
+            (None, None) => return Err(bad("labels", "needs a task (ed_admission, lab_rise) or a file".into())),
+            (Some(_), Some(_)) => return Err(bad("labels", "a task or a file, not both".into())),
+            _ => {}
+        }
+        if !(0.0..=1.0).contains(&c.read.max_malformed_fraction) {
+            return Err(bad("read.max_malformed_fraction", format!("must be in [0, 1] (got {})", c.read.max_malformed_fraction)));
+        }
+        if c.features.note_tokens > 0 && c.features.tokenizer.is_none() && c.features.train_tokenizer.is_none() {
+            return Err(bad("features.note_tokens", "needs features.tokenizer or features.train_tokenizer".into()));
+        }
+        if c.features.tokenizer.is_some() && c.features.train_tokenizer.is_some() {
+            return Err(bad("features.tokenizer", "a tokenizer file or train_tokenizer, not both".into()));
+        }
+        Ok(c)
+    }
+
+    pub fn read_options(&self) -> ReadOptions {
+        let mut o = ReadOptions {
+            vitals: self.read.vitals,
+            identifiers: self.read.identifiers,
+            max_malformed_fraction: self.read.max_malformed_fraction,
+            ..Default::default()
+        };
+        if let Some(cs) = &self.read.code_systems {
+            o.code_systems = cs.clone();
+        }
+        o
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Manifest {
+    pub fingerprint: String,
+    pub subjects: usize,
+    pub examples: HashMap<&'static str, usize>,
+    pub positives: HashMap<&'static str, usize>,
+    pub channels: Vec<&'static str>,
+    pub buckets: usize,
+    pub lookback_hours: f64,
+    pub note_tokens: usize,
+    pub tokenizer_exportable: Option<bool>,
+    pub categories: Vec<String>,
+    pub labels_unknown_subjects: u64,
+}
+
+fn split_name(s: Split) -> &'static str {
+    match s {
+        Split::Train => "train",
+        Split::Tuning => "tuning",
+        Split::HeldOut => "held_out",
+    }
+}
+
+/// Runs the whole preparation; returns the QA report (blocking: nothing written) and the manifest.
+pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manifest>)> {
+    let opts = config.read_options();
+    let (mut data, report) = super::read(&config.input, &opts)?;
+    if report.blocking {
+        return Ok((report, None));
+    }
+    data.sort();
+    let task = config.labels.task().map_err(DataError::Invalid)?;
+    let (mut labels, unknown) = match (&config.labels.file, &task) {
+        (Some(f), _) => labels::read(f, &data)?,
+        (None, Some(task)) => (labels::derive(&data, task)?, 0),
+        (None, None) => return Err(DataError::Invalid("labels: needs a task or a file".into())),
+    };
+    let offset = (config.labels.offset_hours * 3600.0) as i64;
+    for l in &mut labels {
+        l.prediction_time += offset;
+    }
+    let splits = split::assign(&data, config.split.key.as_bytes(), config.split.tuning, config.split.held_out).map_err(DataError::Invalid)?;
+    let channel_names: Vec<String> =
+        config.features.channels.clone().unwrap_or_else(|| catalog::LABS.iter().filter(|l| !l.vital).map(|l| l.name.to_owned()).collect());
+    let spec = features::LabSeriesSpec::new(&channel_names, config.features.buckets, config.features.lookback_hours).map_err(DataError::Invalid)?;
+    let mut categories: Vec<String> = labels
+        .iter()
+        .filter_map(|l| if let LabelValue::Categorical(c) = &l.value { Some(c.clone()) } else { None })
+        .collect();
+    categories.sort();
+    categories.dedup();
+    std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
+    // the tokenizer: the user's, or trained on the train split's notes
+    let tokenizer = if config.features.note_tokens == 0 {
+        None
+    } else if let Some(p) = &config.features.tokenizer {
+        Some(NoteTokenizer::load(p)?)
+    } else {
+        let kind = config.features.train_tokenizer.expect("checked when the config was loaded");
+        let train_notes: Vec<String> = data
+            .events
+            .iter()
+            .filter(|e| e.kind == super::EventKind::Note && splits[e.subject as usize] == Split::Train)
+            .map(|e| data.texts[e.text as usize].clone())
+            .collect();
+        let t = NoteTokenizer::train(&train_notes, kind, config.features.vocab_size)?;
+        t.save(&out.join("tokenizer.json"), Some(kind))?;
+        Some(t)
+    };
+    let mut manifest = Manifest {
+        fingerprint: super::fingerprint::fingerprint(&config.input)?,
+        subjects: data.subjects.len(),
+        examples: HashMap::new(),
+        positives: HashMap::new(),
+        channels: spec.channels.iter().map(|l| l.name).collect(),
+        buckets: spec.buckets,
+        lookback_hours: spec.lookback_hours,
+        note_tokens: config.features.note_tokens,
+        tokenizer_exportable: tokenizer.as_ref().map(|t| t.exportable),
+        categories: categories.clone(),
+        labels_unknown_subjects: unknown,
+    };
+    for which in [Split::Train, Split::Tuning, Split::HeldOut] {
+        let part: Vec<Label> = labels.iter().filter(|l| splits[l.subject as usize] == which).cloned().collect();
+        let n = part.len();
+        let f = features::lab_series(&data, &spec, &part);
+        let y: Vec<f32> = part
+            .iter()
+            .map(|l| match &l.value {
+                LabelValue::Bool(b) => *b as u8 as f32,
+                LabelValue::Int(i) => *i as f32,
+                LabelValue::Float(v) => *v as f32,
+                LabelValue::Categorical(c) => categories.binary_search(c).expect("category listed") as f32,
+            })
+            .collect();
+        manifest.positives.insert(split_name(which), part.iter().filter(|l| l.value == LabelValue::Bool(true)).count());
+        manifest.examples.insert(split_name(which), n);
+        // the privacy unit: examples of one subject share a group id (first-seen order)
+        let mut group_of = HashMap::new();
+        let subject: Vec<i64> = part.iter().map(|l| {
+            let next = group_of.len() as i64;
+            *group_of.entry(l.subject).or_insert(next)
+        }).collect();
+        let (t, k) = (spec.buckets, spec.channels.len());
+        let mut tensors = vec![
+            ("lab_values".to_owned(), vec![n, t, k], OutData::F32(f.values)),
+            ("lab_mask".to_owned(), vec![n, t, k], OutData::F32(f.mask)),
+            ("lab_since_last".to_owned(), vec![n, t, k], OutData::F32(f.since_last)),
+            ("y".to_owned(), vec![n], OutData::F32(y)),
+            ("subject".to_owned(), vec![n], OutData::I64(subject)),
+        ];
+        if let Some(tok) = &tokenizer {
+            let nt = text::note_tokens(&data, tok, &part, config.features.note_tokens)?;
+            tensors.push(("note_ids".to_owned(), vec![n, nt.max_len], OutData::I64(nt.ids.iter().map(|&x| x as i64).collect())));
+            tensors.push(("note_len".to_owned(), vec![n], OutData::I64(nt.lengths.iter().map(|&x| x as i64).collect())));
+        }
+        let meta = HashMap::from([("split".to_owned(), split_name(which).to_owned()), ("fingerprint".to_owned(), manifest.fingerprint.clone())]);
+        let path = out.join(format!("{}.safetensors", split_name(which)));
+        tensors::write(&path, &tensors, Some(meta)).map_err(|e| DataError::Io { path: path.clone(), msg: e.to_string() })?;
+    }
+    let mpath = out.join("manifest.json");
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).expect("manifest serializes")).map_err(|e| DataError::io(&mpath, e))?;
+    Ok((report, Some(manifest)))
+}
