@@ -418,6 +418,7 @@ fn write_meds(root: &Path) {
         (1, Some(t("2024-01-02T08:00:00Z")), "LAB//2160-0//mg/dL", Some(1.4), None),
         (1, Some(t("2024-01-02T09:00:00Z")), "NOTE//progress", None, Some("腎機能悪化。連絡先 03-1234-5678")),
         (2, Some(t("2024-01-03T08:00:00Z")), "ICD10CM//N17.9", None, None),
+        (2, Some(t("2024-01-03T09:00:00Z")), "LAB//K-LOCAL//mmol/L", Some(4.1), None),
     ];
     let file = std::fs::File::create(root.join("data/train/0.parquet")).unwrap();
     let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
@@ -445,6 +446,48 @@ fn write_meds(root: &Path) {
     c.close().unwrap();
     rg.close().unwrap();
     w.close().unwrap();
+    // codes.parquet: the local potassium code's parent is its LOINC code
+    let schema = Arc::new(
+        parquet::schema::parser::parse_message_type(
+            "message c { required binary code (STRING); optional binary description (STRING); optional group parent_codes (LIST) { repeated group list { optional binary element (STRING); } } }",
+        )
+        .unwrap(),
+    );
+    let file = std::fs::File::create(root.join("metadata/codes.parquet")).unwrap();
+    let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    for (values, def, rep) in [
+        (vec![ByteArray::from("LAB//K-LOCAL//mmol/L")], None, None),
+        (vec![ByteArray::from("potassium, local assay")], Some(vec![1i16]), None),
+        (vec![ByteArray::from("LOINC/2823-3")], Some(vec![3i16]), Some(vec![0i16])),
+    ] {
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<ByteArrayType>().write_batch(&values, def.as_deref(), rep.as_deref()).unwrap();
+        c.close().unwrap();
+    }
+    rg.close().unwrap();
+    w.close().unwrap();
+    // a label file in parquet
+    let schema = Arc::new(
+        parquet::schema::parser::parse_message_type(
+            "message l { required int64 subject_id; required int64 prediction_time (TIMESTAMP(MICROS,false)); required boolean boolean_value; }",
+        )
+        .unwrap(),
+    );
+    let file = std::fs::File::create(root.join("labels.parquet")).unwrap();
+    let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<Int64Type>().write_batch(&[1, 2, 3], None, None).unwrap();
+    c.close().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<Int64Type>().write_batch(&[t("2024-01-02T00:00:00Z"), t("2024-01-04T00:00:00Z"), t("2024-01-04T00:00:00Z")], None, None).unwrap();
+    c.close().unwrap();
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<parquet::data_type::BoolType>().write_batch(&[true, false, true], None, None).unwrap();
+    c.close().unwrap();
+    rg.close().unwrap();
+    w.close().unwrap();
     // subject_splits
     let schema = Arc::new(parquet::schema::parser::parse_message_type("message s { required int64 subject_id; required binary split (STRING); }").unwrap());
     let file = std::fs::File::create(root.join("metadata/subject_splits.parquet")).unwrap();
@@ -467,7 +510,7 @@ fn meds_root_reads_with_integer_subjects_splits_and_the_guard() {
     assert_eq!(data::detect(dir.path()).unwrap(), data::Format::Meds);
     let (mut d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     assert_eq!(r.subjects, 2);
-    assert_eq!(r.events.get("lab"), Some(&2));
+    assert_eq!(r.events.get("lab"), Some(&3));
     assert_eq!(r.events.get("note"), Some(&1));
     assert_eq!(r.events.get("other"), Some(&1));
     // the phone number in the note blocks under reject
@@ -476,12 +519,23 @@ fn meds_root_reads_with_integer_subjects_splits_and_the_guard() {
     let one = d.subjects.get("1").unwrap() as usize;
     let two = d.subjects.get("2").unwrap() as usize;
     assert_eq!((s[one], s[two]), (split::Split::Train, split::Split::HeldOut));
-    // units from LAB//code//unit; labels from the MEDS codes work through the event model
-    let cr = d.find_code("medtrain:meds", "LAB//2160-0//mg/dL").unwrap();
+    // units from LAB//code//unit; catalogue LOINC codes in the code, or parents in codes.parquet, map
+    // to LOINC, so labels and features work on MEDS as on FHIR
+    let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
     let e: Vec<_> = d.events.iter().filter(|e| e.code == cr).collect();
+    assert_eq!(e.len(), 2);
     assert_eq!(d.units.names[e[0].unit as usize], "mg/dL");
+    assert!(d.find_code("http://loinc.org", "2823-3").is_some());
+    assert!(d.find_code("medtrain:meds", "ICD10CM//N17.9").is_some());
     d.sort();
     assert!(d.texts[0].contains("[PHONE]"));
+    let aki = labels::derive(&d, &labels::Task::LabRise { lab: "creatinine".into(), rise: 0.3, horizon_hours: 48.0 }).unwrap();
+    assert_eq!(aki.iter().map(|l| l.value.clone()).collect::<Vec<_>>(), [labels::LabelValue::Bool(true), labels::LabelValue::Bool(false)]);
+    let (l, unknown) = labels::read(&dir.path().join("labels.parquet"), &d).unwrap();
+    assert_eq!(unknown, 1);
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[0].value, labels::LabelValue::Bool(true));
+    assert_eq!(l[1].prediction_time, data::time::parse("2024-01-04").unwrap());
     let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("1234-5678"));

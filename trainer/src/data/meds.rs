@@ -2,11 +2,15 @@
 //! (timestamp), `code` (string), `numeric_value` (float, nullable), `text_value` (string, nullable);
 //! `metadata/subject_splits.parquet` (`subject_id`, `split`) when present.
 //!
-//! MEDS has no unit column: a unit is taken from codes of the form `LAB//<code>//<unit>`. Codes keep the
-//! system `medtrain:meds`. Kinds: `LAB...` codes (or any code with a numeric value) are labs, rows with
+//! MEDS has no unit column: a unit is taken from codes of the form `LAB//<code>//<unit>`. A code maps to
+//! LOINC (so that the catalogue, plausibility checks and lab features apply) when it is `LOINC/<code>`,
+//! when its middle part is a catalogue LOINC code (`LAB//2160-0//mg/dL`), or when
+//! `metadata/codes.parquet` lists a `LOINC/<code>` among its `parent_codes`; other codes keep the system
+//! `medtrain:meds`. Kinds: `LAB...` codes (or any code with a numeric value) are labs, rows with
 //! only a text value are notes, the rest (`MEDS_BIRTH`, diagnoses, ...) are `other`.
 
-use super::{guard, DataError, EventKind, ReadOptions, Rec, Result, Sink};
+use super::{catalog, guard, DataError, EventKind, ReadOptions, Rec, Result, Sink};
+use std::collections::HashMap;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use std::path::{Path, PathBuf};
@@ -66,7 +70,49 @@ fn as_f32(f: &Field) -> Option<f32> {
     }
 }
 
-fn read_events(path: &Path, sink: &mut Sink) -> Result<()> {
+/// MEDS code -> LOINC code, from `metadata/codes.parquet` (`code`, `parent_codes: list<string>`).
+fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> {
+    let reader = open(path)?;
+    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let mut out = HashMap::new();
+    for (i, row) in rows.enumerate() {
+        let row = row.map_err(|e| DataError::Format { path: path.into(), msg: format!("row {}: {e}", i + 1) })?;
+        let (mut code, mut loinc) = (None, None);
+        for (col, f) in row.get_column_iter() {
+            match (col.as_str(), f) {
+                ("code", Field::Str(s)) => code = Some(s.clone()),
+                ("parent_codes", Field::ListInternal(list)) => {
+                    loinc = list.elements().iter().find_map(|e| match e {
+                        Field::Str(s) => s.strip_prefix("LOINC/").map(str::to_owned),
+                        _ => None,
+                    })
+                }
+                _ => {}
+            }
+        }
+        if let (Some(c), Some(l)) = (code, loinc) {
+            out.insert(c, l);
+        }
+    }
+    Ok(out)
+}
+
+/// The (system, code) an event is read as.
+fn map_code(code: &str, parents: &HashMap<String, String>) -> (String, String) {
+    if let Some(l) = code.strip_prefix("LOINC/") {
+        return (catalog::LOINC.into(), l.into());
+    }
+    if let Some(l) = parents.get(code) {
+        return (catalog::LOINC.into(), l.clone());
+    }
+    let parts: Vec<&str> = code.split("//").collect();
+    if parts.len() >= 2 && catalog::lookup(catalog::LOINC, parts[1]).is_some() {
+        return (catalog::LOINC.into(), parts[1].into());
+    }
+    ("medtrain:meds".into(), code.into())
+}
+
+fn read_events(path: &Path, sink: &mut Sink, parents: &HashMap<String, String>) -> Result<()> {
     let reader = open(path)?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     sink.report.bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
@@ -115,7 +161,8 @@ fn read_events(path: &Path, sink: &mut Sink) -> Result<()> {
             }
         }
         let text = if kind == EventKind::Note { text } else { None };
-        sink.push(Rec { subject, time, kind, system: "medtrain:meds".into(), code, value, unit, text, end: i64::MIN });
+        let (system, code) = map_code(&code, parents);
+        sink.push(Rec { subject, time, kind, system, code, value, unit, text, end: i64::MIN });
     }
     sink.report.files += 1;
     Ok(())
@@ -152,9 +199,11 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: 
     if files.is_empty() {
         return Err(DataError::Format { path: path.join("data"), msg: "holds no .parquet files".into() });
     }
+    let codes = path.join("metadata").join("codes.parquet");
+    let parents = if codes.is_file() { read_code_parents(&codes)? } else { HashMap::new() };
     let mut sink = Sink { data, report, opts };
     for f in &files {
-        read_events(f, &mut sink)?;
+        read_events(f, &mut sink, &parents)?;
     }
     let splits = path.join("metadata").join("subject_splits.parquet");
     if splits.is_file() {
