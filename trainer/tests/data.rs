@@ -397,6 +397,15 @@ fn notes_tokenize_newest_first_with_a_tokenizer_trained_in_the_node() {
     }
 }
 
+type RowGroup<'a> = parquet::file::writer::SerializedRowGroupWriter<'a, std::fs::File>;
+
+/// Writes the next column of a row group (definition and repetition levels where the column has them).
+fn col<T: parquet::data_type::DataType>(rg: &mut RowGroup, values: &[T::T], def: Option<&[i16]>, rep: Option<&[i16]>) {
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<T>().write_batch(values, def, rep).unwrap();
+    c.close().unwrap();
+}
+
 /// Writes a MEDS root with the parquet crate's own writer (as any MEDS ETL would with pyarrow).
 fn write_meds(root: &Path) {
     use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int64Type};
@@ -424,26 +433,15 @@ fn write_meds(root: &Path) {
     let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
     let mut rg = w.next_row_group().unwrap();
     let def = |present: Vec<bool>| present.iter().map(|&p| p as i16).collect::<Vec<i16>>();
-    // subject_id
-    let mut c = rg.next_column().unwrap().unwrap();
-    c.typed::<Int64Type>().write_batch(&rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None).unwrap();
-    c.close().unwrap();
-    let mut c = rg.next_column().unwrap().unwrap();
+    col::<Int64Type>(&mut rg, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None);
     let times: Vec<i64> = rows.iter().filter_map(|r| r.1).collect();
-    c.typed::<Int64Type>().write_batch(&times, Some(&def(rows.iter().map(|r| r.1.is_some()).collect())), None).unwrap();
-    c.close().unwrap();
-    let mut c = rg.next_column().unwrap().unwrap();
+    col::<Int64Type>(&mut rg, &times, Some(&def(rows.iter().map(|r| r.1.is_some()).collect())), None);
     let codes: Vec<ByteArray> = rows.iter().map(|r| ByteArray::from(r.2)).collect();
-    c.typed::<ByteArrayType>().write_batch(&codes, None, None).unwrap();
-    c.close().unwrap();
-    let mut c = rg.next_column().unwrap().unwrap();
+    col::<ByteArrayType>(&mut rg, &codes, None, None);
     let vals: Vec<f32> = rows.iter().filter_map(|r| r.3).collect();
-    c.typed::<FloatType>().write_batch(&vals, Some(&def(rows.iter().map(|r| r.3.is_some()).collect())), None).unwrap();
-    c.close().unwrap();
-    let mut c = rg.next_column().unwrap().unwrap();
+    col::<FloatType>(&mut rg, &vals, Some(&def(rows.iter().map(|r| r.3.is_some()).collect())), None);
     let texts: Vec<ByteArray> = rows.iter().filter_map(|r| r.4).map(ByteArray::from).collect();
-    c.typed::<ByteArrayType>().write_batch(&texts, Some(&def(rows.iter().map(|r| r.4.is_some()).collect())), None).unwrap();
-    c.close().unwrap();
+    col::<ByteArrayType>(&mut rg, &texts, Some(&def(rows.iter().map(|r| r.4.is_some()).collect())), None);
     rg.close().unwrap();
     w.close().unwrap();
     // codes.parquet: the local potassium code's parent is its LOINC code
@@ -461,9 +459,7 @@ fn write_meds(root: &Path) {
         (vec![ByteArray::from("potassium, local assay")], Some(vec![1i16]), None),
         (vec![ByteArray::from("LOINC/2823-3")], Some(vec![3i16]), Some(vec![0i16])),
     ] {
-        let mut c = rg.next_column().unwrap().unwrap();
-        c.typed::<ByteArrayType>().write_batch(&values, def.as_deref(), rep.as_deref()).unwrap();
-        c.close().unwrap();
+        col::<ByteArrayType>(&mut rg, &values, def.as_deref(), rep.as_deref());
     }
     rg.close().unwrap();
     w.close().unwrap();
@@ -477,15 +473,9 @@ fn write_meds(root: &Path) {
     let file = std::fs::File::create(root.join("labels.parquet")).unwrap();
     let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
     let mut rg = w.next_row_group().unwrap();
-    let mut c = rg.next_column().unwrap().unwrap();
-    c.typed::<Int64Type>().write_batch(&[1, 2, 3], None, None).unwrap();
-    c.close().unwrap();
-    let mut c = rg.next_column().unwrap().unwrap();
-    c.typed::<Int64Type>().write_batch(&[t("2024-01-02T00:00:00Z"), t("2024-01-04T00:00:00Z"), t("2024-01-04T00:00:00Z")], None, None).unwrap();
-    c.close().unwrap();
-    let mut c = rg.next_column().unwrap().unwrap();
-    c.typed::<parquet::data_type::BoolType>().write_batch(&[true, false, true], None, None).unwrap();
-    c.close().unwrap();
+    col::<Int64Type>(&mut rg, &[1, 2, 3], None, None);
+    col::<Int64Type>(&mut rg, &[t("2024-01-02T00:00:00Z"), t("2024-01-04T00:00:00Z"), t("2024-01-04T00:00:00Z")], None, None);
+    col::<parquet::data_type::BoolType>(&mut rg, &[true, false, true], None, None);
     rg.close().unwrap();
     w.close().unwrap();
     // subject_splits
@@ -493,12 +483,8 @@ fn write_meds(root: &Path) {
     let file = std::fs::File::create(root.join("metadata/subject_splits.parquet")).unwrap();
     let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
     let mut rg = w.next_row_group().unwrap();
-    let mut c = rg.next_column().unwrap().unwrap();
-    c.typed::<Int64Type>().write_batch(&[1, 2], None, None).unwrap();
-    c.close().unwrap();
-    let mut c = rg.next_column().unwrap().unwrap();
-    c.typed::<ByteArrayType>().write_batch(&[ByteArray::from("train"), ByteArray::from("held_out")], None, None).unwrap();
-    c.close().unwrap();
+    col::<Int64Type>(&mut rg, &[1, 2], None, None);
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from("train"), ByteArray::from("held_out")], None, None);
     rg.close().unwrap();
     w.close().unwrap();
 }

@@ -251,6 +251,43 @@ fn parse_time(s: &Option<S>) -> Option<std::result::Result<i64, ()>> {
     s.as_deref().map(|s| time::parse(s).ok_or(()))
 }
 
+/// Why a line is malformed.
+type Bad = &'static str;
+
+/// A required time: the first of the candidates present; unreadable or missing is malformed.
+fn required_time(t: Option<std::result::Result<i64, ()>>) -> std::result::Result<i64, Bad> {
+    match t {
+        Some(Ok(t)) => Ok(t),
+        Some(Err(())) => Err("unreadable time"),
+        None => Err("no time"),
+    }
+}
+
+/// Parses a resource of type `R` and starts its output; `None` when its status says skip it.
+fn start<'a, R: Deserialize<'a>>(
+    line: &'a [u8],
+    resource: &'static str,
+    invalid: Bad,
+    status: impl Fn(&R) -> &Option<S<'a>>,
+) -> std::result::Result<(R, LineOut, bool), Bad> {
+    let r: R = serde_json::from_slice(line).map_err(|_| invalid)?;
+    let mut out = LineOut { resource: Some(resource.into()), ..Default::default() };
+    let skip = inactive(status(&r));
+    if skip {
+        out.info = Some(("skipped_status", resource, "status"));
+    }
+    Ok((r, out, skip))
+}
+
+/// The subject id of a resource; a `display` on the reference is a name finding.
+fn subject_of(r: &Option<Reference>, resource: &'static str, out: &mut LineOut) -> std::result::Result<String, Bad> {
+    let r = r.as_ref().ok_or("no subject")?;
+    if r.display.is_some() {
+        out.identifiers.push((IdentifierKind::Name, resource, "subject.display"));
+    }
+    subject_id(r).ok_or("subject is not a Patient reference")
+}
+
 /// Scans free text and records what was found. The text kept is always redacted: under `reject` the
 /// input is refused anyway, and no identifier should sit in memory longer than needed.
 fn guard_text(text: String, resource: &'static str, field: &'static str, out: &mut LineOut) -> String {
@@ -264,41 +301,26 @@ fn guard_text(text: String, resource: &'static str, field: &'static str, out: &m
     guard::redact(&text, &found)
 }
 
-fn observation(line: &[u8], opts: &ReadOptions) -> LineOut {
-    let o: Observation = match serde_json::from_slice(line) {
-        Ok(o) => o,
-        Err(_) => return LineOut::bad("not a valid Observation"),
-    };
-    let mut out = LineOut { resource: Some("Observation".into()), ..Default::default() };
-    if inactive(&o.status) {
-        out.info = Some(("skipped_status", "Observation", "status"));
-        return out;
-    }
+fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, Bad> {
+    let (o, mut out, skip) = start::<Observation>(line, "Observation", "not a valid Observation", |o| &o.status)?;
     let kind = if has_code(&o.category, "laboratory") {
         EventKind::Lab
-    } else if has_code(&o.category, "vital-signs") {
-        if !opts.vitals {
-            return out;
-        }
+    } else if has_code(&o.category, "vital-signs") && opts.vitals {
         EventKind::Vital
     } else {
-        return out;
+        return Ok(out);
     };
-    let Some(subject) = o.subject.as_ref() else { return LineOut::bad("no subject") };
-    if subject.display.is_some() {
-        out.identifiers.push((IdentifierKind::Name, "Observation", "subject.display"));
+    if skip {
+        return Ok(out);
     }
-    let Some(subject) = subject_id(subject) else { return LineOut::bad("subject is not a Patient reference") };
-    let Some(coding) = o.code.as_ref().and_then(|c| pick(c, &opts.code_systems)) else { return LineOut::bad("no code") };
-    let t = parse_time(&o.effective_date_time)
-        .or_else(|| parse_time(&o.effective_period.as_ref().and_then(|p| p.start.clone())))
-        .or_else(|| parse_time(&o.effective_instant))
-        .or_else(|| parse_time(&o.issued));
-    let time = match t {
-        Some(Ok(t)) => t,
-        Some(Err(())) => return LineOut::bad("unreadable time"),
-        None => return LineOut::bad("no time"),
-    };
+    let subject = subject_of(&o.subject, "Observation", &mut out)?;
+    let coding = o.code.as_ref().and_then(|c| pick(c, &opts.code_systems)).ok_or("no code")?;
+    let time = required_time(
+        parse_time(&o.effective_date_time)
+            .or_else(|| parse_time(&o.effective_period.as_ref().and_then(|p| p.start.clone())))
+            .or_else(|| parse_time(&o.effective_instant))
+            .or_else(|| parse_time(&o.issued)),
+    )?;
     let (mut value, mut unit) = (f32::NAN, None);
     if let Some(q) = &o.value_quantity {
         if let Some(v) = q.value {
@@ -320,7 +342,7 @@ fn observation(line: &[u8], opts: &ReadOptions) -> LineOut {
         text: None,
         end: i64::MIN,
     });
-    out
+    Ok(out)
 }
 
 fn note_code(t: &Option<Concept>, opts: &ReadOptions) -> (String, String) {
@@ -330,27 +352,15 @@ fn note_code(t: &Option<Concept>, opts: &ReadOptions) -> (String, String) {
         .unwrap_or_else(|| ("medtrain:note".into(), "note".into()))
 }
 
-fn document_reference(line: &[u8], opts: &ReadOptions) -> LineOut {
-    let d: DocumentReference = match serde_json::from_slice(line) {
-        Ok(d) => d,
-        Err(_) => return LineOut::bad("not a valid DocumentReference"),
-    };
-    let mut out = LineOut { resource: Some("DocumentReference".into()), ..Default::default() };
-    if inactive(&d.status) {
-        out.info = Some(("skipped_status", "DocumentReference", "status"));
-        return out;
+fn document_reference(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, Bad> {
+    let (d, mut out, skip) = start::<DocumentReference>(line, "DocumentReference", "not a valid DocumentReference", |d| &d.status)?;
+    if skip {
+        return Ok(out);
     }
-    let Some(subject) = d.subject.as_ref() else { return LineOut::bad("no subject") };
-    if subject.display.is_some() {
-        out.identifiers.push((IdentifierKind::Name, "DocumentReference", "subject.display"));
-    }
-    let Some(subject) = subject_id(subject) else { return LineOut::bad("subject is not a Patient reference") };
-    let t = parse_time(&d.date).or_else(|| parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone())));
-    let time = match t {
-        Some(Ok(t)) => t,
-        Some(Err(())) => return LineOut::bad("unreadable time"),
-        None => return LineOut::bad("no time"),
-    };
+    let subject = subject_of(&d.subject, "DocumentReference", &mut out)?;
+    let time = required_time(
+        parse_time(&d.date).or_else(|| parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))),
+    )?;
     let (system, code) = note_code(&d.type_, opts);
     let mut texts = Vec::new();
     for a in d.content.iter().filter_map(|c| c.attachment.as_ref()) {
@@ -362,19 +372,16 @@ fn document_reference(line: &[u8], opts: &ReadOptions) -> LineOut {
             out.info = Some(("note_without_data", "DocumentReference", "content.attachment.data"));
             continue;
         };
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data.trim()) else {
-            return LineOut::bad("attachment data is not base64");
-        };
-        let Ok(text) = String::from_utf8(bytes) else { return LineOut::bad("attachment text is not UTF-8") };
-        texts.push(text);
+        let bytes = base64::engine::general_purpose::STANDARD.decode(data.trim()).map_err(|_| "attachment data is not base64")?;
+        texts.push(String::from_utf8(bytes).map_err(|_| "attachment text is not UTF-8")?);
     }
     if texts.is_empty() {
         out.info.get_or_insert(("no_text_attachment", "DocumentReference", "content.attachment.contentType"));
-        return out;
+        return Ok(out);
     }
     let text = guard_text(texts.join("\n"), "DocumentReference", "content.attachment.data", &mut out);
     out.recs.push(Rec { subject, time, kind: EventKind::Note, system, code, value: f32::NAN, unit: None, text: Some(text), end: i64::MIN });
-    out
+    Ok(out)
 }
 
 /// Plain text of an XHTML fragment: tags dropped (block tags become line breaks), entities decoded.
@@ -442,26 +449,13 @@ fn section_text(s: &Section, out: &mut Vec<String>) {
     }
 }
 
-fn composition(line: &[u8], opts: &ReadOptions) -> LineOut {
-    let c: Composition = match serde_json::from_slice(line) {
-        Ok(c) => c,
-        Err(_) => return LineOut::bad("not a valid Composition"),
-    };
-    let mut out = LineOut { resource: Some("Composition".into()), ..Default::default() };
-    if inactive(&c.status) {
-        out.info = Some(("skipped_status", "Composition", "status"));
-        return out;
+fn composition(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, Bad> {
+    let (c, mut out, skip) = start::<Composition>(line, "Composition", "not a valid Composition", |c| &c.status)?;
+    if skip {
+        return Ok(out);
     }
-    let Some(subject) = c.subject.as_ref() else { return LineOut::bad("no subject") };
-    if subject.display.is_some() {
-        out.identifiers.push((IdentifierKind::Name, "Composition", "subject.display"));
-    }
-    let Some(subject) = subject_id(subject) else { return LineOut::bad("subject is not a Patient reference") };
-    let time = match parse_time(&c.date) {
-        Some(Ok(t)) => t,
-        Some(Err(())) => return LineOut::bad("unreadable time"),
-        None => return LineOut::bad("no time"),
-    };
+    let subject = subject_of(&c.subject, "Composition", &mut out)?;
+    let time = required_time(parse_time(&c.date))?;
     let mut parts = Vec::new();
     for s in &c.section {
         section_text(s, &mut parts);
@@ -470,41 +464,24 @@ fn composition(line: &[u8], opts: &ReadOptions) -> LineOut {
     let text = guard_text(text, "Composition", "section.text.div", &mut out);
     let (system, code) = note_code(&c.type_, opts);
     out.recs.push(Rec { subject, time, kind: EventKind::Note, system, code, value: f32::NAN, unit: None, text: Some(text), end: i64::MIN });
-    out
+    Ok(out)
 }
 
-fn encounter(line: &[u8]) -> LineOut {
-    let e: Encounter = match serde_json::from_slice(line) {
-        Ok(e) => e,
-        Err(_) => return LineOut::bad("not a valid Encounter"),
-    };
-    let mut out = LineOut { resource: Some("Encounter".into()), ..Default::default() };
-    if inactive(&e.status) {
-        out.info = Some(("skipped_status", "Encounter", "status"));
-        return out;
+fn encounter(line: &[u8]) -> std::result::Result<LineOut, Bad> {
+    let (e, mut out, skip) = start::<Encounter>(line, "Encounter", "not a valid Encounter", |e| &e.status)?;
+    if skip {
+        return Ok(out);
     }
-    let Some(subject) = e.subject.as_ref() else { return LineOut::bad("no subject") };
-    if subject.display.is_some() {
-        out.identifiers.push((IdentifierKind::Name, "Encounter", "subject.display"));
-    }
-    let Some(subject) = subject_id(subject) else { return LineOut::bad("subject is not a Patient reference") };
+    let subject = subject_of(&e.subject, "Encounter", &mut out)?;
     let class = match &e.class {
         Some(EncounterClass::R4(c)) => Some(c),
         Some(EncounterClass::R5(cs)) => cs.iter().find_map(|c| c.coding.first()),
         None => None,
     };
-    let Some(class) = class.filter(|c| c.code.is_some()) else { return LineOut::bad("no class") };
+    let class = class.filter(|c| c.code.is_some()).ok_or("no class")?;
     let period = e.period.unwrap_or_default();
-    let time = match parse_time(&period.start) {
-        Some(Ok(t)) => t,
-        Some(Err(())) => return LineOut::bad("unreadable time"),
-        None => return LineOut::bad("no time"),
-    };
-    let end = match parse_time(&period.end) {
-        Some(Ok(t)) => t,
-        Some(Err(())) => return LineOut::bad("unreadable time"),
-        None => i64::MIN,
-    };
+    let time = required_time(parse_time(&period.start))?;
+    let end = parse_time(&period.end).map_or(Ok(i64::MIN), |t| t.map_err(|()| "unreadable time"))?;
     out.recs.push(Rec {
         subject,
         time,
@@ -516,7 +493,7 @@ fn encounter(line: &[u8]) -> LineOut {
         text: None,
         end,
     });
-    out
+    Ok(out)
 }
 
 fn present(v: &Option<serde_json::Value>) -> bool {
@@ -528,11 +505,8 @@ fn present(v: &Option<serde_json::Value>) -> bool {
     }
 }
 
-fn patient(line: &[u8]) -> LineOut {
-    let p: Patient = match serde_json::from_slice(line) {
-        Ok(p) => p,
-        Err(_) => return LineOut::bad("not a valid Patient"),
-    };
+fn patient(line: &[u8]) -> std::result::Result<LineOut, Bad> {
+    let p: Patient = serde_json::from_slice(line).map_err(|_| "not a valid Patient")?;
     let mut out = LineOut { resource: Some("Patient".into()), ..Default::default() };
     for (v, kind, field) in [
         (&p.name, IdentifierKind::Name, "name"),
@@ -547,19 +521,23 @@ fn patient(line: &[u8]) -> LineOut {
     if let (Some(id), Some(org)) = (p.id.as_deref(), p.managing_organization.as_ref().and_then(|o| o.reference.as_deref())) {
         out.site = Some((id.to_owned(), org.rsplit('/').next().unwrap_or(org).to_owned()));
     }
-    out
+    Ok(out)
 }
 
 fn parse_line(line: &[u8], opts: &ReadOptions) -> LineOut {
+    parse_resource(line, opts).unwrap_or_else(LineOut::bad)
+}
+
+fn parse_resource(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, Bad> {
     const OBS: &[u8] = br#"{"resourceType":"Observation""#;
     if line.starts_with(OBS) {
         return observation(line, opts);
     }
     let rt = match serde_json::from_slice::<Peek>(line) {
         Ok(Peek { resource_type: Some(rt) }) => rt.into_owned(),
-        Ok(_) => return LineOut::bad("no resourceType"),
-        Err(e) if e.is_syntax() || e.is_eof() => return LineOut::bad("not JSON"),
-        Err(_) => return LineOut::bad("not a JSON object"),
+        Ok(_) => return Err("no resourceType"),
+        Err(e) if e.is_syntax() || e.is_eof() => return Err("not JSON"),
+        Err(_) => return Err("not a JSON object"),
     };
     match rt.as_str() {
         "Observation" => observation(line, opts),
@@ -567,7 +545,7 @@ fn parse_line(line: &[u8], opts: &ReadOptions) -> LineOut {
         "Composition" => composition(line, opts),
         "Encounter" => encounter(line),
         "Patient" => patient(line),
-        _ => LineOut { resource: Some(rt), ..Default::default() },
+        _ => Ok(LineOut { resource: Some(rt), ..Default::default() }),
     }
 }
 
