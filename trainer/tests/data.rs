@@ -587,3 +587,26 @@ fn prepare_writes_examples_per_split_and_refuses_blocking_input() {
     assert!(!out2.exists());
     assert!(!String::from_utf8_lossy(&o.stderr).contains(PHONE));
 }
+
+#[test]
+fn notes_in_japanese_legacy_charsets_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "主訴：腹痛。経過観察。";
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode(text);
+    let (eucjp, _, _) = encoding_rs::EUC_JP.encode(text);
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+    let doc = |ct: &str, data: String| {
+        format!(r#"{{"resourceType":"DocumentReference","status":"current","subject":{{"reference":"Patient/a"}},"date":"2024-01-02","content":[{{"attachment":{{"contentType":"{ct}","data":"{data}"}}}}]}}"#)
+    };
+    let lines = [
+        doc("text/plain; charset=Shift_JIS", b64(&sjis)),
+        doc(r#"text/plain;charset=\"EUC-JP\""#, b64(&eucjp)),
+        doc("text/plain", b64(text.as_bytes())),
+        doc("text/plain", b64(&sjis)),                    // not UTF-8: malformed
+        doc("text/plain; charset=klingon", b64(b"x")),   // unknown charset: malformed
+    ];
+    std::fs::write(dir.path().join("d.ndjson"), lines.join("\n")).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
+    assert_eq!(d.texts, [text, text, text]);
+    assert_eq!(r.malformed_count(), 2);
+}

@@ -7,7 +7,8 @@
 //! - Observation (category `laboratory`; `vital-signs` when the options ask): the code from
 //!   `code.coding[]` by the options' system preference, else the first coding; `valueQuantity`; time
 //!   from `effectiveDateTime`, `effectivePeriod.start`, `effectiveInstant`, then `issued`.
-//! - DocumentReference: `content[].attachment` with a `text/plain` content type and base64 `data`.
+//! - DocumentReference: `content[].attachment` with a `text/plain` content type and base64 `data`, in
+//!   the content type's charset (UTF-8 by default; Shift_JIS, EUC-JP, ISO-2022-JP are decoded).
 //! - Composition: each section's title and `text.div` (XHTML) as plain text, one note per resource.
 //! - Encounter: `class` (R4 Coding, or R5 CodeableConcepts) and `period`.
 //! - Patient: the direct identifiers the guard refuses (name, telecom, address, birthDate) and the site
@@ -373,7 +374,7 @@ fn document_reference(line: &[u8], opts: &ReadOptions) -> std::result::Result<Li
             continue;
         };
         let bytes = base64::engine::general_purpose::STANDARD.decode(data.trim()).map_err(|_| "attachment data is not base64")?;
-        texts.push(String::from_utf8(bytes).map_err(|_| "attachment text is not UTF-8")?);
+        texts.push(decode_text(ct, bytes)?);
     }
     if texts.is_empty() {
         out.info.get_or_insert(("no_text_attachment", "DocumentReference", "content.attachment.contentType"));
@@ -382,6 +383,29 @@ fn document_reference(line: &[u8], opts: &ReadOptions) -> std::result::Result<Li
     let text = guard_text(texts.join("\n"), "DocumentReference", "content.attachment.data", &mut out);
     out.recs.push(Rec { subject, time, kind: EventKind::Note, system, code, value: f32::NAN, unit: None, text: Some(text), end: i64::MIN });
     Ok(out)
+}
+
+/// The text of an attachment in the charset its content type names (UTF-8 when none; Shift_JIS,
+/// EUC-JP and ISO-2022-JP are common in Japanese systems). Undecodable bytes are a malformed line.
+fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Result<String, Bad> {
+    let charset = content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"'));
+    match charset {
+        None => String::from_utf8(bytes).map_err(|_| "attachment text is not UTF-8"),
+        Some(label) => {
+            let enc = encoding_rs::Encoding::for_label(label.as_bytes()).ok_or("attachment charset is unknown")?;
+            let (text, had_errors) = enc.decode_without_bom_handling(&bytes);
+            if had_errors {
+                Err("attachment text does not decode in its charset")
+            } else {
+                Ok(text.into_owned())
+            }
+        }
+    }
 }
 
 /// Plain text of an XHTML fragment: tags dropped (block tags become line breaks), entities decoded.
