@@ -610,3 +610,17 @@ fn notes_in_japanese_legacy_charsets_decode() {
     assert_eq!(d.texts, [text, text, text]);
     assert_eq!(r.malformed_count(), 2);
 }
+
+#[test]
+fn panel_components_become_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = r#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},"subject":{"reference":"urn:uuid:5f1c"},"effectiveDateTime":"2024-01-02T10:00:00+09:00","component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":132,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}},{"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":84,"unit":"mmHg","code":"mm[Hg]"}}]}"#;
+    std::fs::write(dir.path().join("o.ndjson"), bp).unwrap();
+    let (d, r) = data::read(dir.path(), &keep_all()).unwrap();
+    assert_eq!(r.events.get("vital"), Some(&2));
+    let sbp = d.find_code("http://loinc.org", "8480-6").unwrap();
+    let e = d.events.iter().find(|e| e.code == sbp).unwrap();
+    assert_eq!((e.value, d.units.names[e.unit as usize].as_str()), (132.0, "mm[Hg]"));
+    assert_eq!(d.subjects.names, ["5f1c"]);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+}

@@ -96,6 +96,29 @@ struct Observation<'a> {
     effective_instant: Option<S<'a>>,
     #[serde(borrow)]
     issued: Option<S<'a>>,
+    #[serde(default, borrow)]
+    component: Vec<Component<'a>>,
+}
+
+/// A component of a panel Observation (blood pressure: systolic and diastolic).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Component<'a> {
+    #[serde(borrow)]
+    code: Option<Concept<'a>>,
+    #[serde(borrow)]
+    value_quantity: Option<Quantity<'a>>,
+}
+
+/// (value, unit) of a quantity: NaN and none where absent; the UCUM `code` before the display `unit`.
+fn quantity(q: &Option<Quantity>) -> (f32, Option<String>) {
+    match q {
+        None => (f32::NAN, None),
+        Some(q) => (
+            q.value.map_or(f32::NAN, |v| v as f32),
+            q.code.as_deref().or(q.unit.as_deref()).filter(|u| !u.is_empty()).map(str::to_owned),
+        ),
+    }
 }
 
 #[derive(Deserialize)]
@@ -322,18 +345,11 @@ fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, 
             .or_else(|| parse_time(&o.effective_instant))
             .or_else(|| parse_time(&o.issued)),
     )?;
-    let (mut value, mut unit) = (f32::NAN, None);
-    if let Some(q) = &o.value_quantity {
-        if let Some(v) = q.value {
-            value = v as f32;
-        }
-        unit = q.code.as_deref().or(q.unit.as_deref()).filter(|u| !u.is_empty()).map(str::to_owned);
-    }
     if let Some(s) = o.value_string {
         guard_text(s.into_owned(), "Observation", "valueString", &mut out);
     }
-    out.recs.push(Rec {
-        subject,
+    let rec = |coding: &Coding, (value, unit): (f32, Option<String>)| Rec {
+        subject: subject.clone(),
         time,
         kind,
         system: coding.system.as_deref().unwrap_or("").to_owned(),
@@ -342,7 +358,19 @@ fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, 
         unit,
         text: None,
         end: i64::MIN,
-    });
+    };
+    // a panel (no value of its own, components with values) gives one event per component
+    let parts: Vec<Rec> = o
+        .component
+        .iter()
+        .filter(|c| c.value_quantity.is_some())
+        .filter_map(|c| c.code.as_ref().and_then(|k| pick(k, &opts.code_systems)).map(|k| rec(k, quantity(&c.value_quantity))))
+        .collect();
+    if o.value_quantity.is_none() && !parts.is_empty() {
+        out.recs = parts;
+    } else {
+        out.recs.push(rec(coding, quantity(&o.value_quantity)));
+    }
     Ok(out)
 }
 
