@@ -20,6 +20,29 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The main job end to end on the embedded synthetic cohort: FHIR export, QA check, labels, splits,
+    /// features, noise calibrated to --epsilon, DP-SGD by patient, held-out AUC (against a non-private twin).
+    Demo {
+        #[arg(long, default_value_t = 2000)]
+        subjects: usize,
+        /// target epsilon (PLD accountant; delta = min(1e-5, 0.1 / training subjects))
+        #[arg(long, default_value_t = 3.0)]
+        epsilon: f64,
+        /// passes over the training subjects (in expectation)
+        #[arg(long, default_value_t = 30.0)]
+        epochs: f64,
+        /// CPU threads (0 = one per core)
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// keep the export in this directory (default: a temporary one, removed at the end)
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// print the report as one JSON object
+        #[arg(long)]
+        json: bool,
+    },
     /// Time full training steps of the benchmark workloads (shared/bench/WORKLOADS.md).
     Bench {
         /// lab-mlp, lab-transformer, notes-encoder, or all
@@ -94,6 +117,32 @@ fn parse_modes(s: &str) -> anyhow::Result<Vec<Mode>> {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Data(cmd) => crate::cli_data::run(cmd),
+        Command::Demo { subjects, epsilon, epochs, threads, seed, keep, json } => {
+            let be = Cpu::new(threads)?;
+            let (dir, temporary) = match keep {
+                Some(d) => (d, false),
+                None => (std::env::temp_dir().join(format!("medtrain-demo-{}", std::process::id())), true),
+            };
+            let opts = crate::train::demo::DemoOptions { subjects, epsilon, epochs, seed, ..Default::default() };
+            let result = crate::train::demo::run(&be, &dir, &opts, |msg| {
+                if !json {
+                    println!("{msg}");
+                }
+            });
+            if temporary {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            let r = result?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "done in {:.1} s: epsilon {:.3} (delta {:.1e}, {}), held-out AUC {:.3} with DP-SGD, {:.3} without",
+                    r.seconds, r.epsilon, r.delta, r.accountant, r.auc_dp, r.auc_non_private
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DemoData { subjects, out, seed } => {
             if subjects == 0 {
                 bail!("--subjects must be at least 1");
