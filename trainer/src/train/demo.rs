@@ -1,13 +1,15 @@
 //! `medtrain demo`: the main job end to end on the embedded synthetic cohort.
 //!
-//! 1. writes the demo cohort as a FHIR R4 bulk export (`data::demo`), 2. reads it and runs the QA check
-//! (identifier guard included), 3. labels every emergency visit with "admitted within 24 h" at one hour
-//! into the visit, 4. splits subjects with a keyed hash, 5. builds lab-series features (catalogue labs and
-//! vital signs, 24 buckets over 7 days, normalized with public reference intervals), 6. calibrates the
-//! noise for the target epsilon with the PLD accountant, 7. trains an MLP with DP-SGD — Poisson sampling
-//! of subjects, the patient as the privacy unit (each subject's examples are clipped together), secure
-//! noise from OS entropy — and a non-private twin for comparison, 8. reports the held-out AUC of both
-//! and the guarantee.
+//! 1. Write the demo cohort as a FHIR R4 bulk export (`data::demo`).
+//! 2. Read it and run the QA check (identifier guard included).
+//! 3. Label every emergency visit with "admitted within 24 h", one hour into the visit.
+//! 4. Split subjects with a keyed hash.
+//! 5. Build lab-series features (catalogue labs and vital signs, 24 buckets over 7 days, normalized with
+//!    public reference intervals).
+//! 6. Calibrate the noise for the target epsilon with the PLD accountant.
+//! 7. Train an MLP with DP-SGD (Poisson sampling of subjects; the patient is the privacy unit, so each
+//!    subject's examples are clipped together; secure noise from OS entropy) and a non-private twin.
+//! 8. Report the held-out AUC of both and the guarantee.
 
 use crate::data::{self, features, labels, split, DataError, ReadOptions};
 use crate::model::{HostBatch, HostInputs, HostTargets, Mlp, MlpConfig, Model};
