@@ -256,7 +256,7 @@ impl Report {
         for c in self.codes.iter().take(30) {
             let _ = writeln!(
                 s,
-                "  {:<40} {:<24} {:>10}  {}",
+                "  {:<50} {:<20} {:>10}  {}",
                 c.system,
                 c.code,
                 c.count,
