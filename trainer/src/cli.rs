@@ -147,7 +147,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if subjects == 0 {
                 bail!("--subjects must be at least 1");
             }
-            let st = crate::data::demo::write(&out, subjects, seed).with_context(|| format!("--out {}", out.display()))?;
+            let st =
+                crate::data::demo::write(&out, subjects, seed).with_context(|| format!("--out {}", out.display()))?;
             println!(
                 "wrote {} subjects, {} observations, {} encounters, {} notes ({:.1} MB) to {}",
                 st.subjects,

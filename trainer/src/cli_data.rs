@@ -108,7 +108,8 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             }
         }
         DataCommand::Fingerprint { path } => {
-            let fp = data::fingerprint::fingerprint(&path).with_context(|| format!("fingerprint of {}", path.display()))?;
+            let fp =
+                data::fingerprint::fingerprint(&path).with_context(|| format!("fingerprint of {}", path.display()))?;
             println!("{fp}");
             Ok(ExitCode::SUCCESS)
         }

@@ -54,7 +54,8 @@ fn gzip_and_plain_exports_read_the_same() {
     let gz = tempfile::tempdir().unwrap();
     for f in data::list_dir(a.path()).unwrap() {
         let raw = std::fs::read(&f).unwrap();
-        let out = std::fs::File::create(gz.path().join(format!("{}.gz", f.file_name().unwrap().to_string_lossy()))).unwrap();
+        let out =
+            std::fs::File::create(gz.path().join(format!("{}.gz", f.file_name().unwrap().to_string_lossy()))).unwrap();
         let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
         std::io::Write::write_all(&mut enc, &raw).unwrap();
         enc.finish().unwrap();
@@ -70,12 +71,21 @@ const MAIL: &str = "hanako.suzuki@example.jp";
 const NAME: &str = "鈴木花子";
 
 fn write_bad_export(dir: &Path) {
-    let note = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("連絡先 {PHONE}、{MAIL}").as_bytes());
+    let note = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("連絡先 {PHONE}、{MAIL}").as_bytes(),
+    );
     let lines = [
-        format!(r#"{{"resourceType":"Patient","id":"p1","name":[{{"text":"{NAME}"}}],"birthDate":"1960-04-01","telecom":[{{"value":"{PHONE}"}}]}}"#),
+        format!(
+            r#"{{"resourceType":"Patient","id":"p1","name":[{{"text":"{NAME}"}}],"birthDate":"1960-04-01","telecom":[{{"value":"{PHONE}"}}]}}"#
+        ),
         r#"{"resourceType":"Patient","id":"p2","gender":"male"}"#.to_owned(),
-        format!(r#"{{"resourceType":"DocumentReference","status":"current","subject":{{"reference":"Patient/p1"}},"date":"2024-01-02T10:00:00Z","content":[{{"attachment":{{"contentType":"text/plain","data":"{note}"}}}}]}}"#),
-        format!(r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p2","display":"{NAME}"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#),
+        format!(
+            r#"{{"resourceType":"DocumentReference","status":"current","subject":{{"reference":"Patient/p1"}},"date":"2024-01-02T10:00:00Z","content":[{{"attachment":{{"contentType":"text/plain","data":"{note}"}}}}]}}"#
+        ),
+        format!(
+            r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p2","display":"{NAME}"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
+        ),
     ];
     std::fs::write(dir.join("export.ndjson"), lines.join("\n") + "\n").unwrap();
 }
@@ -98,7 +108,12 @@ fn identifiers_block_under_reject_and_are_redacted_under_redact_without_being_pr
         .iter()
         .filter(|f| f["severity"] == "error")
         .map(|f| {
-            (f["kind"].as_str().unwrap().into(), f["resource"].as_str().unwrap().into(), f["field"].as_str().unwrap().into(), f["count"].as_u64().unwrap())
+            (
+                f["kind"].as_str().unwrap().into(),
+                f["resource"].as_str().unwrap().into(),
+                f["field"].as_str().unwrap().into(),
+                f["count"].as_u64().unwrap(),
+            )
         })
         .collect();
     for want in [
@@ -135,8 +150,8 @@ fn malformed_lines_are_located_and_the_tolerated_fraction_decides() {
         format!("{{\"resourceType\":\"Observation\", \"value\": {secret_value}"), // truncated JSON
         good.replace("Patient/a", "Patient/b"),
         good.replace("\"effectiveDateTime\":\"2024-01-02\",", ""), // no time
-        String::new(),                                                // blank lines are not malformed
-        good.replace("2024-01-02", "2024-02-30"),                     // impossible date
+        String::new(),                                             // blank lines are not malformed
+        good.replace("2024-01-02", "2024-02-30"),                  // impossible date
         good.replace("Patient/a", "Patient/c"),
     ];
     std::fs::write(dir.path().join("Observation.ndjson"), lines.join("\r\n")).unwrap();
@@ -144,7 +159,8 @@ fn malformed_lines_are_located_and_the_tolerated_fraction_decides() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stdout).contains(secret_value));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mal: Vec<&serde_json::Value> = v["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "malformed_line").collect();
+    let mal: Vec<&serde_json::Value> =
+        v["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "malformed_line").collect();
     let total: u64 = mal.iter().map(|f| f["count"].as_u64().unwrap()).sum();
     assert_eq!(total, 3);
     assert!(mal.iter().all(|f| f["file"] == "Observation.ndjson" && f["lines"] == serde_json::json!([2, 4, 6])));
@@ -197,7 +213,10 @@ fn qa_reports_units_systems_ranges_and_duplicates() {
     assert!(has("implausible_value", 2));
     assert!(has("duplicate", 1));
     assert!(has("unknown_unit", 1));
-    assert!(r.findings.iter().any(|f| f.kind == "unknown_code_system" && f.detail.as_deref() == Some("http://example.org/local")));
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.kind == "unknown_code_system" && f.detail.as_deref() == Some("http://example.org/local")));
     assert!(!r.blocking);
     let cr = r.codes.iter().find(|c| c.code == "2160-0").unwrap();
     assert_eq!(cr.units, ["mg/dL", "umol/L"]);
@@ -237,8 +256,10 @@ fn csv_events_and_notes() {
          19,2024-01-02,creatinine,abc,mg/dL\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("notes.csv"), "subject_id,time,text\n17,2024-01-01,\"腎機能悪化, 要観察\"\n").unwrap();
-    let (mut d, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
+    std::fs::write(dir.path().join("notes.csv"), "subject_id,time,text\n17,2024-01-01,\"腎機能悪化, 要観察\"\n")
+        .unwrap();
+    let (mut d, r) =
+        data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
     assert_eq!(r.malformed_count(), 2);
     assert!(!r.blocking);
     assert_eq!(r.events.get("lab"), Some(&3));
@@ -248,7 +269,8 @@ fn csv_events_and_notes() {
     assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 2);
     assert_eq!(d.texts, ["腎機能悪化, 要観察"]);
     d.sort();
-    let l = labels::derive(&d, &labels::Task::LabRise { lab: "creatinine".into(), rise: 0.3, horizon_hours: 48.0 }).unwrap();
+    let l = labels::derive(&d, &labels::Task::LabRise { lab: "creatinine".into(), rise: 0.3, horizon_hours: 48.0 })
+        .unwrap();
     assert_eq!(l.len(), 2);
     assert_eq!(l[0].value, labels::LabelValue::Bool(true));
     assert_eq!(l[1].value, labels::LabelValue::Bool(false));
@@ -268,13 +290,17 @@ fn derived_labels_follow_their_definitions_and_carry_signal() {
     // the features: CRP at the emergency visit is higher for those admitted
     let spec = data::features::LabSeriesSpec::new(&["crp".into(), "creatinine".into(), "wbc".into()], 8, 72.0).unwrap();
     // prediction one hour after the visit starts, so the visit's labs (taken at 30 min) are in
-    let later: Vec<labels::Label> = ed.iter().map(|l| labels::Label { prediction_time: l.prediction_time + 3600, ..l.clone() }).collect();
+    let later: Vec<labels::Label> =
+        ed.iter().map(|l| labels::Label { prediction_time: l.prediction_time + 3600, ..l.clone() }).collect();
     let f = data::features::lab_series(&d, &spec, &later);
     assert_eq!(f.values.len(), later.len() * 8 * 3);
     let last_crp = |i: usize| f.values[i * 24 + 7 * 3];
     assert!((0..later.len()).all(|i| f.mask[i * 24 + 7 * 3] == 1.0));
     let mean = |admitted: bool| {
-        let v: Vec<f32> = (0..later.len()).filter(|&i| (later[i].value == labels::LabelValue::Bool(true)) == admitted).map(last_crp).collect();
+        let v: Vec<f32> = (0..later.len())
+            .filter(|&i| (later[i].value == labels::LabelValue::Bool(true)) == admitted)
+            .map(last_crp)
+            .collect();
         v.iter().sum::<f32>() / v.len() as f32
     };
     assert!(mean(true) > mean(false) + 1.0, "CRP admitted {} vs not {}", mean(true), mean(false));
@@ -282,7 +308,8 @@ fn derived_labels_follow_their_definitions_and_carry_signal() {
     let at_start = data::features::lab_series(&d, &spec, &ed);
     assert!((0..ed.len()).all(|i| at_start.mask[i * 24 + 7 * 3] == 0.0));
     // AKI labels: some rises, not all
-    let aki = labels::derive(&d, &labels::Task::LabRise { lab: "2160-0".into(), rise: 0.3, horizon_hours: 48.0 }).unwrap();
+    let aki =
+        labels::derive(&d, &labels::Task::LabRise { lab: "2160-0".into(), rise: 0.3, horizon_hours: 48.0 }).unwrap();
     let pos = aki.iter().filter(|l| l.value == labels::LabelValue::Bool(true)).count();
     assert!(pos > 0 && pos < aki.len() / 2, "{pos} of {}", aki.len());
 }
@@ -318,7 +345,7 @@ fn lab_series_buckets_mask_and_time_since_last() {
     let s: Vec<f32> = (0..4).map(|b| f.since_last[b * 2]).collect();
     assert_eq!(s, [0.5, 0.25, 0.5, 0.75]);
     assert_eq!(f.since_last[1], 1.0); // potassium not seen yet
-    // the creatinine of 01-04 is after the prediction time: unseen
+                                      // the creatinine of 01-04 is after the prediction time: unseen
     assert!(f.values.iter().all(|&v| v < 9.0));
 }
 
@@ -342,10 +369,21 @@ fn label_files_in_the_meds_schema() {
     let s0 = &d.subjects.names[0];
     let lf = tempfile::tempdir().unwrap();
     let p = lf.path().join("labels.csv");
-    std::fs::write(&p, format!("subject_id,prediction_time,float_value\n{s0},2024-01-01T00:00:00Z,2.5\nnobody,2024-01-01,1\n")).unwrap();
+    std::fs::write(
+        &p,
+        format!("subject_id,prediction_time,float_value\n{s0},2024-01-01T00:00:00Z,2.5\nnobody,2024-01-01,1\n"),
+    )
+    .unwrap();
     let (l, unknown) = labels::read(&p, &d).unwrap();
     assert_eq!(unknown, 1);
-    assert_eq!(l, [labels::Label { subject: 0, prediction_time: data::time::parse("2024-01-01").unwrap(), value: labels::LabelValue::Float(2.5) }]);
+    assert_eq!(
+        l,
+        [labels::Label {
+            subject: 0,
+            prediction_time: data::time::parse("2024-01-01").unwrap(),
+            value: labels::LabelValue::Float(2.5)
+        }]
+    );
     std::fs::write(&p, "subject_id,prediction_time,boolean_value\nx,2024-01-01,maybe\n").unwrap();
     let e = labels::read(&p, &d).unwrap_err().to_string();
     assert!(e.contains("labels.csv:2") && e.contains("boolean_value"), "{e}");
@@ -377,14 +415,23 @@ fn notes_tokenize_newest_first_with_a_tokenizer_trained_in_the_node() {
         let back = NoteTokenizer::load(&p).unwrap();
         assert!(!back.exportable);
         std::fs::remove_file(out.path().join("tokenizer.medtrain.json")).unwrap();
-        assert!(NoteTokenizer::load(&p).unwrap().exportable, "a tokenizer.json brought without a sidecar is the user's");
+        assert!(
+            NoteTokenizer::load(&p).unwrap().exportable,
+            "a tokenizer.json brought without a sidecar is the user's"
+        );
         // at each emergency visit + 1 h: the visit's note (at +20 min) comes first
         let ed = labels::derive(&d, &labels::Task::EdAdmission { window_hours: 24.0 }).unwrap();
-        let later: Vec<labels::Label> = ed.iter().map(|l| labels::Label { prediction_time: l.prediction_time + 3600, ..l.clone() }).collect();
+        let later: Vec<labels::Label> =
+            ed.iter().map(|l| labels::Label { prediction_time: l.prediction_time + 3600, ..l.clone() }).collect();
         let nt = note_tokens(&d, &tok, &later, 32).unwrap();
         assert_eq!(nt.ids.len(), later.len() * 32);
         for (i, l) in later.iter().enumerate() {
-            let newest = d.events.iter().filter(|e| e.subject == l.subject && e.kind == EventKind::Note && e.time < l.prediction_time).max_by_key(|e| e.time).unwrap();
+            let newest = d
+                .events
+                .iter()
+                .filter(|e| e.subject == l.subject && e.kind == EventKind::Note && e.time < l.prediction_time)
+                .max_by_key(|e| e.time)
+                .unwrap();
             let first = tok.tokenizer.encode(d.texts[newest.text as usize].as_str(), false).unwrap();
             let n = first.get_ids().len().min(32);
             assert_eq!(&nt.ids[i * 32..i * 32 + n], &first.get_ids()[..n]);
@@ -392,7 +439,8 @@ fn notes_tokenize_newest_first_with_a_tokenizer_trained_in_the_node() {
             assert!(nt.ids[i * 32 + nt.lengths[i]..(i + 1) * 32].iter().all(|&x| x == tok.pad_id()));
         }
         // before any note: empty
-        let first_visit: Vec<labels::Label> = ed.iter().map(|l| labels::Label { prediction_time: 0, ..l.clone() }).collect();
+        let first_visit: Vec<labels::Label> =
+            ed.iter().map(|l| labels::Label { prediction_time: 0, ..l.clone() }).collect();
         assert!(note_tokens(&d, &tok, &first_visit, 8).unwrap().lengths.iter().all(|&n| n == 0));
     }
 }
@@ -474,12 +522,22 @@ fn write_meds(root: &Path) {
     let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
     let mut rg = w.next_row_group().unwrap();
     col::<Int64Type>(&mut rg, &[1, 2, 3], None, None);
-    col::<Int64Type>(&mut rg, &[t("2024-01-02T00:00:00Z"), t("2024-01-04T00:00:00Z"), t("2024-01-04T00:00:00Z")], None, None);
+    col::<Int64Type>(
+        &mut rg,
+        &[t("2024-01-02T00:00:00Z"), t("2024-01-04T00:00:00Z"), t("2024-01-04T00:00:00Z")],
+        None,
+        None,
+    );
     col::<parquet::data_type::BoolType>(&mut rg, &[true, false, true], None, None);
     rg.close().unwrap();
     w.close().unwrap();
     // subject_splits
-    let schema = Arc::new(parquet::schema::parser::parse_message_type("message s { required int64 subject_id; required binary split (STRING); }").unwrap());
+    let schema = Arc::new(
+        parquet::schema::parser::parse_message_type(
+            "message s { required int64 subject_id; required binary split (STRING); }",
+        )
+        .unwrap(),
+    );
     let file = std::fs::File::create(root.join("metadata/subject_splits.parquet")).unwrap();
     let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
     let mut rg = w.next_row_group().unwrap();
@@ -515,8 +573,12 @@ fn meds_root_reads_with_integer_subjects_splits_and_the_guard() {
     assert!(d.find_code("medtrain:meds", "ICD10CM//N17.9").is_some());
     d.sort();
     assert!(d.texts[0].contains("[PHONE]"));
-    let aki = labels::derive(&d, &labels::Task::LabRise { lab: "creatinine".into(), rise: 0.3, horizon_hours: 48.0 }).unwrap();
-    assert_eq!(aki.iter().map(|l| l.value.clone()).collect::<Vec<_>>(), [labels::LabelValue::Bool(true), labels::LabelValue::Bool(false)]);
+    let aki = labels::derive(&d, &labels::Task::LabRise { lab: "creatinine".into(), rise: 0.3, horizon_hours: 48.0 })
+        .unwrap();
+    assert_eq!(
+        aki.iter().map(|l| l.value.clone()).collect::<Vec<_>>(),
+        [labels::LabelValue::Bool(true), labels::LabelValue::Bool(false)]
+    );
     let (l, unknown) = labels::read(&dir.path().join("labels.parquet"), &d).unwrap();
     assert_eq!(unknown, 1);
     assert_eq!(l.len(), 2);
@@ -567,7 +629,10 @@ fn prepare_writes_examples_per_split_and_refuses_blocking_input() {
         ("input = \"export\"\n[labels]\ntask = \"ed_admission\"\nrise = 0.3\n", "labels.rise"),
         ("input = \"export\"\n[labels]\ntask = \"sepsis\"\n", "labels.task"),
         ("input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\nbukets = 3\n", "bukets"),
-        ("input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[read]\nmax_malformed_fraction = 2.0\n", "read.max_malformed_fraction"),
+        (
+            "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[read]\nmax_malformed_fraction = 2.0\n",
+            "read.max_malformed_fraction",
+        ),
         ("input = \"export\"\n", "labels"),
     ] {
         std::fs::write(&cfg, text).unwrap();
@@ -596,14 +661,16 @@ fn notes_in_japanese_legacy_charsets_decode() {
     let (eucjp, _, _) = encoding_rs::EUC_JP.encode(text);
     let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
     let doc = |ct: &str, data: String| {
-        format!(r#"{{"resourceType":"DocumentReference","status":"current","subject":{{"reference":"Patient/a"}},"date":"2024-01-02","content":[{{"attachment":{{"contentType":"{ct}","data":"{data}"}}}}]}}"#)
+        format!(
+            r#"{{"resourceType":"DocumentReference","status":"current","subject":{{"reference":"Patient/a"}},"date":"2024-01-02","content":[{{"attachment":{{"contentType":"{ct}","data":"{data}"}}}}]}}"#
+        )
     };
     let lines = [
         doc("text/plain; charset=Shift_JIS", b64(&sjis)),
         doc(r#"text/plain;charset=\"EUC-JP\""#, b64(&eucjp)),
         doc("text/plain", b64(text.as_bytes())),
-        doc("text/plain", b64(&sjis)),                    // not UTF-8: malformed
-        doc("text/plain; charset=klingon", b64(b"x")),   // unknown charset: malformed
+        doc("text/plain", b64(&sjis)),                 // not UTF-8: malformed
+        doc("text/plain; charset=klingon", b64(b"x")), // unknown charset: malformed
     ];
     std::fs::write(dir.path().join("d.ndjson"), lines.join("\n")).unwrap();
     let (d, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();

@@ -252,7 +252,7 @@ mod tests {
     /// Normal CDF through the Taylor series of erf (exact to f64 rounding for |x| <= 4; the cell
     /// probabilities tested here are differences of it at 2.4e-4 apart, so they need that precision).
     fn phi_cdf(x: f64) -> f64 {
-                let t = x / std::f64::consts::SQRT_2;
+        let t = x / std::f64::consts::SQRT_2;
         let (mut term, mut sum, mut n) = (t, t, 0.0);
         while term.abs() > 1e-18 * sum.abs().max(1e-300) {
             n += 1.0;
@@ -267,7 +267,8 @@ mod tests {
         for (std, scale) in [(1.0f32, 1.0f32), (1.3, 1.0 / 256.0), (0.07, 0.25), (5.5e3, 1.0)] {
             let g = grid(std);
             assert!(g > std as f64 / 8192.0 && g <= std as f64 / 4096.0, "grid {g} for std {std}");
-            let mut v: Vec<f32> = (0..20_000).map(|i| (i as f32 * 0.618_034).sin() * std * 3.0 + 1e-7 * i as f32).collect();
+            let mut v: Vec<f32> =
+                (0..20_000).map(|i| (i as f32 * 0.618_034).sin() * std * 3.0 + 1e-7 * i as f32).collect();
             add_normal(&mut v, std, scale, &key(11));
             for x in &v {
                 let k = *x as f64 / (g * scale as f64);

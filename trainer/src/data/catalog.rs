@@ -44,7 +44,13 @@ const fn lab(
     Lab { name, loinc, jlac10: Some(jlac10), unit, reference, plausible, vital: false }
 }
 
-const fn vital(name: &'static str, loinc: &'static str, unit: &'static str, reference: (f64, f64), plausible: (f64, f64)) -> Lab {
+const fn vital(
+    name: &'static str,
+    loinc: &'static str,
+    unit: &'static str,
+    reference: (f64, f64),
+    plausible: (f64, f64),
+) -> Lab {
     Lab { name, loinc, jlac10: None, unit, reference, plausible, vital: true }
 }
 
@@ -72,10 +78,43 @@ pub const LABS: &[Lab] = &[
 
 /// Units the readers accept without a report (UCUM and the spellings common in Japanese exports).
 pub const KNOWN_UNITS: &[&str] = &[
-    "mg/dL", "g/dL", "mmol/L", "mEq/L", "U/L", "IU/L", "%", "10*3/uL", "10*4/uL", "10*6/uL", "10^3/uL",
-    "10^4/uL", "x10^3/uL", "/uL", "mg/L", "ug/dL", "ng/mL", "pg/mL", "fL", "pg", "mL/min/1.73m2",
-    "mL/min/{1.73_m2}", "mm[Hg]", "mmHg", "/min", "Cel", "degC", "kg", "cm", "g/L", "umol/L", "mU/L",
-    "uU/mL", "s", "{ratio}", "1", "mm/h",
+    "mg/dL",
+    "g/dL",
+    "mmol/L",
+    "mEq/L",
+    "U/L",
+    "IU/L",
+    "%",
+    "10*3/uL",
+    "10*4/uL",
+    "10*6/uL",
+    "10^3/uL",
+    "10^4/uL",
+    "x10^3/uL",
+    "/uL",
+    "mg/L",
+    "ug/dL",
+    "ng/mL",
+    "pg/mL",
+    "fL",
+    "pg",
+    "mL/min/1.73m2",
+    "mL/min/{1.73_m2}",
+    "mm[Hg]",
+    "mmHg",
+    "/min",
+    "Cel",
+    "degC",
+    "kg",
+    "cm",
+    "g/L",
+    "umol/L",
+    "mU/L",
+    "uU/mL",
+    "s",
+    "{ratio}",
+    "1",
+    "mm/h",
 ];
 
 /// The catalogue entry of a (system, code), if any.
@@ -95,7 +134,11 @@ mod tests {
     #[test]
     fn catalogue_is_consistent() {
         for l in LABS {
-            assert!(l.reference.0 <= l.reference.1 && l.plausible.0 <= l.reference.0 && l.reference.1 <= l.plausible.1, "{}", l.name);
+            assert!(
+                l.reference.0 <= l.reference.1 && l.plausible.0 <= l.reference.0 && l.reference.1 <= l.plausible.1,
+                "{}",
+                l.name
+            );
             assert!(KNOWN_UNITS.contains(&l.unit), "{}", l.unit);
             assert_eq!(lookup(LOINC, l.loinc).unwrap().name, l.name);
             if let Some(j) = l.jlac10 {

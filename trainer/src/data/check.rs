@@ -87,8 +87,17 @@ pub struct Report {
 
 impl Report {
     /// Counts one finding (kind, resource, field) `n` times.
-    pub fn finding(&mut self, severity: Severity, kind: &str, resource: &str, field: &str, detail: Option<&str>, n: u64) {
-        *self.raw.entry((severity, kind.into(), resource.into(), field.into(), detail.map(Into::into))).or_default() += n;
+    pub fn finding(
+        &mut self,
+        severity: Severity,
+        kind: &str,
+        resource: &str,
+        field: &str,
+        detail: Option<&str>,
+        n: u64,
+    ) {
+        *self.raw.entry((severity, kind.into(), resource.into(), field.into(), detail.map(Into::into))).or_default() +=
+            n;
     }
 
     /// An identifier found in `resource.field`: blocking under `reject`, a warning when redacted.
@@ -178,23 +187,51 @@ impl Report {
             });
             let detail = format!("{}|{}", code.system, code.code);
             if st.units.len() > 1 {
-                findings.push(finding(Severity::Warning, "unit_conflict", resource, "valueQuantity.unit", st.count, Some(detail.clone())));
+                findings.push(finding(
+                    Severity::Warning,
+                    "unit_conflict",
+                    resource,
+                    "valueQuantity.unit",
+                    st.count,
+                    Some(detail.clone()),
+                ));
             }
             if st.implausible > 0 {
-                findings.push(finding(Severity::Warning, "implausible_value", resource, "valueQuantity.value", st.implausible, Some(detail.clone())));
+                findings.push(finding(
+                    Severity::Warning,
+                    "implausible_value",
+                    resource,
+                    "valueQuantity.value",
+                    st.implausible,
+                    Some(detail.clone()),
+                ));
             }
             if let Some(lab) = lab {
                 for (u, n) in &st.units {
                     let u = &data.units.names[*u as usize];
                     if u != lab.unit && catalog::KNOWN_UNITS.contains(&u.as_str()) {
-                        findings.push(finding(Severity::Info, "non_catalogue_unit", resource, "valueQuantity.unit", *n, Some(format!("{detail} in {u}"))));
+                        findings.push(finding(
+                            Severity::Info,
+                            "non_catalogue_unit",
+                            resource,
+                            "valueQuantity.unit",
+                            *n,
+                            Some(format!("{detail} in {u}")),
+                        ));
                     }
                 }
             }
             for (u, n) in &st.units {
                 let u = &data.units.names[*u as usize];
                 if !catalog::KNOWN_UNITS.contains(&u.as_str()) {
-                    findings.push(finding(Severity::Warning, "unknown_unit", resource, "valueQuantity.unit", *n, Some(u.clone())));
+                    findings.push(finding(
+                        Severity::Warning,
+                        "unknown_unit",
+                        resource,
+                        "valueQuantity.unit",
+                        *n,
+                        Some(u.clone()),
+                    ));
                 }
             }
         }
@@ -207,7 +244,14 @@ impl Report {
             }
         }
         for (s, n) in systems {
-            findings.push(finding(Severity::Warning, "unknown_code_system", "Observation", "code.coding.system", n, Some(s.to_owned())));
+            findings.push(finding(
+                Severity::Warning,
+                "unknown_code_system",
+                "Observation",
+                "code.coding.system",
+                n,
+                Some(s.to_owned()),
+            ));
         }
         for (kind, n) in &self.duplicates {
             findings.push(finding(Severity::Warning, "duplicate", kind, "-", *n, None));
@@ -226,14 +270,19 @@ impl Report {
                     "-",
                     reason,
                     *n,
-                    Some(format!("{:.3e} of all lines malformed, {:.3e} tolerated", fraction, opts.max_malformed_fraction)),
+                    Some(format!(
+                        "{:.3e} of all lines malformed, {:.3e} tolerated",
+                        fraction, opts.max_malformed_fraction
+                    )),
                 );
                 f.file = Some(file.clone());
                 f.lines = m.lines.clone();
                 findings.push(f);
             }
         }
-        findings.sort_by(|a, b| (a.severity, &a.kind, &a.resource, &a.field).cmp(&(b.severity, &b.kind, &b.resource, &b.field)));
+        findings.sort_by(|a, b| {
+            (a.severity, &a.kind, &a.resource, &a.field).cmp(&(b.severity, &b.kind, &b.resource, &b.field))
+        });
         self.blocking = findings.iter().any(|f| f.severity == Severity::Error);
         self.findings = findings;
         self.codes.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.system, &a.code).cmp(&(&b.system, &b.code))));
@@ -283,11 +332,24 @@ impl Report {
             }
             let _ = writeln!(s);
         }
-        let _ = writeln!(s, "{}", if self.blocking { "BLOCKING: this input cannot be used for training" } else { "ok: no blocking findings" });
+        let _ = writeln!(
+            s,
+            "{}",
+            if self.blocking { "BLOCKING: this input cannot be used for training" } else { "ok: no blocking findings" }
+        );
         s
     }
 }
 
 fn finding(severity: Severity, kind: &str, resource: &str, field: &str, count: u64, detail: Option<String>) -> Finding {
-    Finding { severity, kind: kind.into(), resource: resource.into(), field: field.into(), count, detail, file: None, lines: vec![] }
+    Finding {
+        severity,
+        kind: kind.into(),
+        resource: resource.into(),
+        field: field.into(),
+        count,
+        detail,
+        file: None,
+        lines: vec![],
+    }
 }

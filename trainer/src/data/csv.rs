@@ -15,12 +15,22 @@ enum Layout {
 fn layout(path: &Path, header: &csv::StringRecord) -> Result<Layout> {
     let col = |n: &str| header.iter().position(|h| h.trim() == n);
     let need = |n: &str| {
-        col(n).ok_or_else(|| DataError::Line { path: path.into(), line: 1, msg: format!("the header has no {n:?} column") })
+        col(n).ok_or_else(|| DataError::Line {
+            path: path.into(),
+            line: 1,
+            msg: format!("the header has no {n:?} column"),
+        })
     };
     if col("text").is_some() {
         return Ok(Layout::Notes { subject: need("subject_id")?, time: need("time")?, text: need("text")? });
     }
-    Ok(Layout::Events { subject: need("subject_id")?, time: need("time")?, code: need("code")?, value: need("value")?, unit: col("unit") })
+    Ok(Layout::Events {
+        subject: need("subject_id")?,
+        time: need("time")?,
+        code: need("code")?,
+        value: need("value")?,
+        unit: col("unit"),
+    })
 }
 
 /// Reads one CSV file into the sink.
@@ -28,8 +38,12 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     sink.report.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(std::io::BufReader::with_capacity(1 << 20, file));
-    let header = rdr.headers().map_err(|e| DataError::Format { path: path.into(), msg: format!("cannot read the header: {e}") })?.clone();
+    let mut rdr =
+        csv::ReaderBuilder::new().flexible(true).from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    let header = rdr
+        .headers()
+        .map_err(|e| DataError::Format { path: path.into(), msg: format!("cannot read the header: {e}") })?
+        .clone();
     let layout = layout(path, &header)?;
     let mut rec = csv::StringRecord::new();
     loop {
@@ -37,7 +51,9 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(DataError::io(path, format!("at line {line}: {e}"))),
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                return Err(DataError::io(path, format!("at line {line}: {e}")))
+            }
             Err(_) => {
                 sink.report.lines += 1;
                 sink.report.malformed_line(&name, line, "not valid CSV");
@@ -76,7 +92,17 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 Some(l) if l.vital => EventKind::Vital,
                 _ => EventKind::Lab,
             };
-            sink.push(Rec { subject: subject.to_owned(), time, kind, system, code, value, unit, text: None, end: i64::MIN });
+            sink.push(Rec {
+                subject: subject.to_owned(),
+                time,
+                kind,
+                system,
+                code,
+                value,
+                unit,
+                text: None,
+                end: i64::MIN,
+            });
         }
         Layout::Notes { subject, time: t, text } => {
             let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
@@ -116,7 +142,14 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: 
     for f in files {
         // a labels file in the same directory is not an input of events
         if f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("labels")) {
-            sink.report.finding(Severity::Info, "labels_file_skipped", "csv", "-", Some(&f.file_name().unwrap().to_string_lossy()), 1);
+            sink.report.finding(
+                Severity::Info,
+                "labels_file_skipped",
+                "csv",
+                "-",
+                Some(&f.file_name().unwrap().to_string_lossy()),
+                1,
+            );
             continue;
         }
         read_file(&f, &mut sink)?;

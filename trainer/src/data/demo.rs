@@ -67,8 +67,15 @@ impl Writers {
     #[allow(clippy::too_many_arguments)]
     fn observation(&mut self, rng: &mut Rng, subject: &str, t: i64, l: &Lab, value: f64) -> std::io::Result<()> {
         let v = value.clamp(l.plausible.0, l.plausible.1);
-        let decimals = if l.reference.1 < 10.0 { 2 } else if l.reference.1 < 200.0 { 1 } else { 0 };
-        let (category, cat_display) = if l.vital { ("vital-signs", "Vital Signs") } else { ("laboratory", "Laboratory") };
+        let decimals = if l.reference.1 < 10.0 {
+            2
+        } else if l.reference.1 < 200.0 {
+            1
+        } else {
+            0
+        };
+        let (category, cat_display) =
+            if l.vital { ("vital-signs", "Vital Signs") } else { ("laboratory", "Laboratory") };
         let mut codings = format!(r#"{{"system":"{}","code":"{}","display":"{}"}}"#, catalog::LOINC, l.loinc, l.name);
         if let Some(j) = l.jlac10 {
             codings.push_str(&format!(r#",{{"system":"{}","code":"{j}"}}"#, catalog::JLAC10));
@@ -87,7 +94,15 @@ impl Writers {
         Ok(())
     }
 
-    fn encounter(&mut self, rng: &mut Rng, subject: &str, class: &str, start: i64, end: i64, site: &str) -> std::io::Result<()> {
+    fn encounter(
+        &mut self,
+        rng: &mut Rng,
+        subject: &str,
+        class: &str,
+        start: i64,
+        end: i64,
+        site: &str,
+    ) -> std::io::Result<()> {
         writeln!(
             self.encounter,
             r#"{{"resourceType":"Encounter","id":"{}","status":"finished","class":{{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"{class}"}},"subject":{{"reference":"Patient/{subject}"}},"period":{{"start":"{}","end":"{}"}},"serviceProvider":{{"reference":"Organization/{site}"}}}}"#,
@@ -115,7 +130,10 @@ impl Writers {
         let secs: Vec<String> = sections
             .iter()
             .map(|(title, body)| {
-                let div = format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{}</p></div>", body.replace('&', "&amp;").replace('<', "&lt;"));
+                let div = format!(
+                    "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{}</p></div>",
+                    body.replace('&', "&amp;").replace('<', "&lt;")
+                );
                 format!(r#"{{"title":{},"text":{{"status":"generated","div":{}}}}}"#, json(title), json(&div))
             })
             .collect();
@@ -135,14 +153,8 @@ fn json(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
 
-const COMPLAINTS_JA: [(&str, f64); 6] = [
-    ("発熱と悪寒", 0.8),
-    ("呼吸困難", 1.2),
-    ("腹痛", 0.3),
-    ("めまい", -0.6),
-    ("意識障害", 1.5),
-    ("軽度の咳嗽", -0.9),
-];
+const COMPLAINTS_JA: [(&str, f64); 6] =
+    [("発熱と悪寒", 0.8), ("呼吸困難", 1.2), ("腹痛", 0.3), ("めまい", -0.6), ("意識障害", 1.5), ("軽度の咳嗽", -0.9)];
 const COMPLAINTS_EN: [(&str, f64); 6] = [
     ("fever and chills", 0.8),
     ("shortness of breath", 1.2),
@@ -173,8 +185,22 @@ pub fn write(dir: &Path, subjects: usize, seed: u64) -> std::io::Result<DemoStat
     }
     let mut rng = Rng(ChaCha20Rng::seed_from_u64(seed));
     let epoch = time::days_from_civil(2023, 1, 1) * 86_400;
-    let baseline_labs = ["creatinine", "urea_nitrogen", "sodium", "potassium", "glucose", "hemoglobin", "albumin", "alt"];
-    let ed_labs = ["creatinine", "urea_nitrogen", "sodium", "potassium", "crp", "wbc", "hemoglobin", "platelets", "glucose", "lactate", "ast", "alt"];
+    let baseline_labs =
+        ["creatinine", "urea_nitrogen", "sodium", "potassium", "glucose", "hemoglobin", "albumin", "alt"];
+    let ed_labs = [
+        "creatinine",
+        "urea_nitrogen",
+        "sodium",
+        "potassium",
+        "crp",
+        "wbc",
+        "hemoglobin",
+        "platelets",
+        "glucose",
+        "lactate",
+        "ast",
+        "alt",
+    ];
     for _ in 0..subjects {
         let id = rng.hex();
         let site = sites[rng.below(sites.len() as u64) as usize];
@@ -189,7 +215,8 @@ pub fn write(dir: &Path, subjects: usize, seed: u64) -> std::io::Result<DemoStat
         // latent traits
         let kidney = rng.normal(); // high: worse kidney function
         let frailty = rng.normal();
-        let cr_base = lab("creatinine").reference.1 * (0.75 + 0.25 * kidney.max(-1.5) + 0.02 * (age - 50) as f64).max(0.4);
+        let cr_base =
+            lab("creatinine").reference.1 * (0.75 + 0.25 * kidney.max(-1.5) + 0.02 * (age - 50) as f64).max(0.4);
         let japanese = rng.chance(0.7);
         let mut t = epoch + rng.below(300 * 86_400) as i64;
         // outpatient visits with baseline labs
@@ -210,7 +237,8 @@ pub fn write(dir: &Path, subjects: usize, seed: u64) -> std::io::Result<DemoStat
         // emergency visits
         for _ in 0..1 + rng.below(3) {
             let severity = 0.8 * rng.normal() + 0.4 * frailty;
-            let (complaint, weight) = if japanese { COMPLAINTS_JA[rng.below(6) as usize] } else { COMPLAINTS_EN[rng.below(6) as usize] };
+            let (complaint, weight) =
+                if japanese { COMPLAINTS_JA[rng.below(6) as usize] } else { COMPLAINTS_EN[rng.below(6) as usize] };
             let infl = severity + 0.5 * weight + 0.5 * rng.normal();
             let crp = (0.1 * (1.6 * infl + 0.5).exp()).min(40.0);
             let wbc = 7.0 + 3.0 * infl.max(-1.0) + 1.0 * rng.normal();
@@ -260,7 +288,11 @@ pub fn write(dir: &Path, subjects: usize, seed: u64) -> std::io::Result<DemoStat
                 let aki = rng.chance(sigmoid(1.2 * kidney + 1.0 * severity - 1.2));
                 let mut cr = cr_ed;
                 for d in 1..=days {
-                    cr = if aki && d <= 3 { cr + 0.25 + 0.15 * rng.uniform() } else { cr * (0.97 + 0.04 * rng.normal()) };
+                    cr = if aki && d <= 3 {
+                        cr + 0.25 + 0.15 * rng.uniform()
+                    } else {
+                        cr * (0.97 + 0.04 * rng.normal())
+                    };
                     let td = start + d * 86_400 - 6 * 3600;
                     w.observation(&mut rng, &id, td, lab("creatinine"), cr)?;
                     let k = 4.2 + 0.3 * rng.normal() + if aki { 0.1 * d as f64 } else { 0.0 };
@@ -271,12 +303,26 @@ pub fn write(dir: &Path, subjects: usize, seed: u64) -> std::io::Result<DemoStat
                 let sections = if japanese {
                     vec![
                         ("入院経過", format!("{complaint}にて入院。{}日間の加療を行った。", days)),
-                        ("退院時所見", if aki { "経過中に腎機能の悪化を認めた。".to_owned() } else { "経過良好。".to_owned() }),
+                        (
+                            "退院時所見",
+                            if aki {
+                                "経過中に腎機能の悪化を認めた。".to_owned()
+                            } else {
+                                "経過良好。".to_owned()
+                            },
+                        ),
                     ]
                 } else {
                     vec![
                         ("Hospital course", format!("Admitted with {complaint}; treated for {days} days.")),
-                        ("At discharge", if aki { "Kidney function worsened during the stay.".to_owned() } else { "Uneventful recovery.".to_owned() }),
+                        (
+                            "At discharge",
+                            if aki {
+                                "Kidney function worsened during the stay.".to_owned()
+                            } else {
+                                "Uneventful recovery.".to_owned()
+                            },
+                        ),
                     ]
                 };
                 w.summary(&mut rng, &id, end, &sections)?;

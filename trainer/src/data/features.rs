@@ -26,10 +26,15 @@ impl LabSeriesSpec {
     pub fn new(channels: &[String], buckets: usize, lookback_hours: f64) -> Result<Self, String> {
         let channels = channels
             .iter()
-            .map(|c| catalog::by_name_or_code(c).ok_or_else(|| format!("features.channels: {c:?} is not a catalogue test, LOINC or JLAC10 code")))
+            .map(|c| {
+                catalog::by_name_or_code(c)
+                    .ok_or_else(|| format!("features.channels: {c:?} is not a catalogue test, LOINC or JLAC10 code"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if buckets == 0 || lookback_hours.is_nan() || lookback_hours <= 0.0 {
-            return Err(format!("features: buckets ({buckets}) and lookback_hours ({lookback_hours}) must be positive"));
+            return Err(format!(
+                "features: buckets ({buckets}) and lookback_hours ({lookback_hours}) must be positive"
+            ));
         }
         Ok(LabSeriesSpec { channels, buckets, lookback_hours })
     }
@@ -54,7 +59,9 @@ pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> Lab
     // code index -> (channel, unit ok?)
     let mut channel_of = vec![None; data.codes.len()];
     for (ch, l) in spec.channels.iter().enumerate() {
-        for (sys, code) in [Some((catalog::LOINC, l.loinc)), l.jlac10.map(|j| (catalog::JLAC10, j))].into_iter().flatten() {
+        for (sys, code) in
+            [Some((catalog::LOINC, l.loinc)), l.jlac10.map(|j| (catalog::JLAC10, j))].into_iter().flatten()
+        {
             if let Some(c) = data.find_code(sys, code) {
                 channel_of[c as usize] = Some(ch);
             }
@@ -94,7 +101,12 @@ pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> Lab
         }
         // time since the last observation (inside the window or before it) at each bucket's end
         let usable = |e: &super::Event| match channel_of[e.code as usize] {
-            Some(ch) if !e.value.is_nan() && (e.unit == NONE || data.units.names[e.unit as usize] == spec.channels[ch].unit) => Some(ch),
+            Some(ch)
+                if !e.value.is_nan()
+                    && (e.unit == NONE || data.units.names[e.unit as usize] == spec.channels[ch].unit) =>
+            {
+                Some(ch)
+            }
             _ => None,
         };
         let mut last = vec![i64::MIN; k];
@@ -109,7 +121,8 @@ pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> Lab
             }
             for ch in 0..k {
                 if last[ch] != i64::MIN {
-                    out.since_last[base + b * k + ch] = ((bucket_end - last[ch]) as f64 / lookback as f64).clamp(0.0, 1.0) as f32;
+                    out.since_last[base + b * k + ch] =
+                        ((bucket_end - last[ch]) as f64 / lookback as f64).clamp(0.0, 1.0) as f32;
                 }
             }
         }

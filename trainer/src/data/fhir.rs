@@ -364,7 +364,9 @@ fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, 
         .component
         .iter()
         .filter(|c| c.value_quantity.is_some())
-        .filter_map(|c| c.code.as_ref().and_then(|k| pick(k, &opts.code_systems)).map(|k| rec(k, quantity(&c.value_quantity))))
+        .filter_map(|c| {
+            c.code.as_ref().and_then(|k| pick(k, &opts.code_systems)).map(|k| rec(k, quantity(&c.value_quantity)))
+        })
         .collect();
     if o.value_quantity.is_none() && !parts.is_empty() {
         out.recs = parts;
@@ -382,14 +384,16 @@ fn note_code(t: &Option<Concept>, opts: &ReadOptions) -> (String, String) {
 }
 
 fn document_reference(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, Bad> {
-    let (d, mut out, skip) = start::<DocumentReference>(line, "DocumentReference", "not a valid DocumentReference", |d| &d.status)?;
+    let (d, mut out, skip) =
+        start::<DocumentReference>(line, "DocumentReference", "not a valid DocumentReference", |d| &d.status)?;
     if skip {
         return Ok(out);
     }
     let subject = subject_of(&d.subject, "DocumentReference", &mut out)?;
-    let time = required_time(
-        parse_time(&d.date).or_else(|| parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))),
-    )?;
+    let time =
+        required_time(parse_time(&d.date).or_else(|| {
+            parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))
+        }))?;
     let (system, code) = note_code(&d.type_, opts);
     let mut texts = Vec::new();
     for a in d.content.iter().filter_map(|c| c.attachment.as_ref()) {
@@ -401,7 +405,9 @@ fn document_reference(line: &[u8], opts: &ReadOptions) -> std::result::Result<Li
             out.info = Some(("note_without_data", "DocumentReference", "content.attachment.data"));
             continue;
         };
-        let bytes = base64::engine::general_purpose::STANDARD.decode(data.trim()).map_err(|_| "attachment data is not base64")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|_| "attachment data is not base64")?;
         texts.push(decode_text(ct, bytes)?);
     }
     if texts.is_empty() {
@@ -409,7 +415,17 @@ fn document_reference(line: &[u8], opts: &ReadOptions) -> std::result::Result<Li
         return Ok(out);
     }
     let text = guard_text(texts.join("\n"), "DocumentReference", "content.attachment.data", &mut out);
-    out.recs.push(Rec { subject, time, kind: EventKind::Note, system, code, value: f32::NAN, unit: None, text: Some(text), end: i64::MIN });
+    out.recs.push(Rec {
+        subject,
+        time,
+        kind: EventKind::Note,
+        system,
+        code,
+        value: f32::NAN,
+        unit: None,
+        text: Some(text),
+        end: i64::MIN,
+    });
     Ok(out)
 }
 
@@ -447,8 +463,10 @@ pub fn xhtml_to_text(div: &str) -> String {
             let end = rest.find('>').map_or(rest.len(), |e| e + 1);
             let tag = rest[1..end.saturating_sub(1)].trim_start_matches('/').to_ascii_lowercase();
             let name = tag.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
-            if matches!(name, "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "table" | "ul" | "ol")
-                && !out.ends_with('\n')
+            if matches!(
+                name,
+                "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "table" | "ul" | "ol"
+            ) && !out.ends_with('\n')
                 && !out.is_empty()
             {
                 out.push('\n');
@@ -467,7 +485,9 @@ pub fn xhtml_to_text(div: &str) -> String {
                     "quot" => Some('"'),
                     "apos" => Some('\''),
                     "nbsp" => Some(' '),
-                    _ if ent.starts_with("#x") || ent.starts_with("#X") => u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32),
+                    _ if ent.starts_with("#x") || ent.starts_with("#X") => {
+                        u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32)
+                    }
                     _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
                     _ => None,
                 };
@@ -515,7 +535,17 @@ fn composition(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, 
     let text = parts.join("\n");
     let text = guard_text(text, "Composition", "section.text.div", &mut out);
     let (system, code) = note_code(&c.type_, opts);
-    out.recs.push(Rec { subject, time, kind: EventKind::Note, system, code, value: f32::NAN, unit: None, text: Some(text), end: i64::MIN });
+    out.recs.push(Rec {
+        subject,
+        time,
+        kind: EventKind::Note,
+        system,
+        code,
+        value: f32::NAN,
+        unit: None,
+        text: Some(text),
+        end: i64::MIN,
+    });
     Ok(out)
 }
 
@@ -570,7 +600,9 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut, Bad> {
             out.identifiers.push((kind, "Patient", field));
         }
     }
-    if let (Some(id), Some(org)) = (p.id.as_deref(), p.managing_organization.as_ref().and_then(|o| o.reference.as_deref())) {
+    if let (Some(id), Some(org)) =
+        (p.id.as_deref(), p.managing_organization.as_ref().and_then(|o| o.reference.as_deref()))
+    {
         out.site = Some((id.to_owned(), org.rsplit('/').next().unwrap_or(org).to_owned()));
     }
     Ok(out)
@@ -691,7 +723,9 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut) {
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: &mut super::Report) -> Result<()> {
     let files = if path.is_dir() {
         let all = super::list_dir(path)?;
-        all.into_iter().filter(|p| p.to_string_lossy().ends_with(".ndjson") || p.to_string_lossy().ends_with(".ndjson.gz")).collect()
+        all.into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".ndjson") || p.to_string_lossy().ends_with(".ndjson.gz"))
+            .collect()
     } else {
         vec![path.to_path_buf()]
     };

@@ -156,7 +156,8 @@ pub fn scan(text: &str) -> Vec<(IdentifierKind, Range<usize>)> {
     let cs: Vec<(usize, char)> = text.char_indices().map(|(i, c)| (i, fold(c))).collect();
     let end_of = |k: usize| cs.get(k).map_or(text.len(), |&(i, _)| i);
     let digit = |k: usize| cs.get(k).is_some_and(|&(_, c)| c.is_ascii_digit());
-    let glue = |k: usize| cs.get(k).is_some_and(|&(_, c)| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | ','));
+    let glue =
+        |k: usize| cs.get(k).is_some_and(|&(_, c)| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | ','));
     let mut k = 0;
     while k < cs.len() {
         let c = cs[k].1;
@@ -179,7 +180,10 @@ pub fn scan(text: &str) -> Vec<(IdentifierKind, Range<usize>)> {
             } else if matches!(c, '-' | ' ' | '(') && digit(k + 1) {
                 run.groups.push(0);
                 k += 1;
-            } else if c == ')' && run.paren && (digit(k + 1) || (cs.get(k + 1).is_some_and(|x| x.1 == ' ') && digit(k + 2))) {
+            } else if c == ')'
+                && run.paren
+                && (digit(k + 1) || (cs.get(k + 1).is_some_and(|x| x.1 == ' ') && digit(k + 2)))
+            {
                 run.groups.push(0);
                 k += if digit(k + 1) { 1 } else { 2 };
             } else {

@@ -78,15 +78,22 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
                 let enc: Vec<_> = ev.iter().filter(|e| e.kind == EventKind::Encounter).collect();
                 for ed in enc.iter().filter(|e| class_is(data, e.code, &["EMER"])) {
                     let admitted = enc.iter().any(|e| {
-                        class_is(data, e.code, &["IMP", "ACUTE", "NONAC"]) && e.time >= ed.time && e.time <= ed.time + window
+                        class_is(data, e.code, &["IMP", "ACUTE", "NONAC"])
+                            && e.time >= ed.time
+                            && e.time <= ed.time + window
                     });
-                    out.push(Label { subject: ed.subject, prediction_time: ed.time, value: LabelValue::Bool(admitted) });
+                    out.push(Label {
+                        subject: ed.subject,
+                        prediction_time: ed.time,
+                        value: LabelValue::Bool(admitted),
+                    });
                 }
             }
         }
         Task::LabRise { lab, rise, horizon_hours } => {
-            let l = catalog::by_name_or_code(lab)
-                .ok_or_else(|| DataError::Invalid(format!("labels: lab {lab:?} is not a catalogue test name, LOINC or JLAC10 code")))?;
+            let l = catalog::by_name_or_code(lab).ok_or_else(|| {
+                DataError::Invalid(format!("labels: lab {lab:?} is not a catalogue test name, LOINC or JLAC10 code"))
+            })?;
             let horizon = (horizon_hours * 3600.0) as i64;
             let codes: Vec<u32> = [Some((catalog::LOINC, l.loinc)), l.jlac10.map(|j| (catalog::JLAC10, j))]
                 .into_iter()
@@ -133,7 +140,12 @@ fn value_of(col: &str, s: &str) -> std::result::Result<LabelValue, String> {
             _ => Err("boolean_value is not true/false".into()),
         },
         "integer_value" => s.parse().map(LabelValue::Int).map_err(|_| "integer_value is not an integer".into()),
-        "float_value" => s.parse::<f64>().ok().filter(|v| v.is_finite()).map(LabelValue::Float).ok_or_else(|| "float_value is not a number".into()),
+        "float_value" => s
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(LabelValue::Float)
+            .ok_or_else(|| "float_value is not a number".into()),
         _ => Ok(LabelValue::Categorical(s.to_owned())),
     }
 }
@@ -157,7 +169,8 @@ fn read_csv(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
         let line = rec.position().map_or(0, |p| p.line());
         let bad = |msg: &str| DataError::Line { path: path.into(), line, msg: msg.to_owned() };
         let subject = rec.get(subject_col).unwrap_or("").trim();
-        let t = super::time::parse(rec.get(time_col).unwrap_or("").trim()).ok_or_else(|| bad("prediction_time is not a date/time"))?;
+        let t = super::time::parse(rec.get(time_col).unwrap_or("").trim())
+            .ok_or_else(|| bad("prediction_time is not a date/time"))?;
         let value = value_of(value_name, rec.get(value_col).unwrap_or("").trim()).map_err(|m| bad(&m))?;
         match data.subjects.get(subject) {
             Some(s) => out.push(Label { subject: s, prediction_time: t, value }),
@@ -169,7 +182,8 @@ fn read_csv(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
 
 fn read_parquet(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
     let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = SerializedFileReader::new(f).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let reader =
+        SerializedFileReader::new(f).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
     let (mut out, mut unknown) = (Vec::new(), 0);
     for (i, row) in rows.enumerate() {

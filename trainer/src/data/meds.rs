@@ -10,9 +10,9 @@
 //! only a text value are notes, the rest (`MEDS_BIRTH`, diagnoses, ...) are `other`.
 
 use super::{catalog, guard, DataError, EventKind, ReadOptions, Rec, Result, Sink};
-use std::collections::HashMap;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -31,7 +31,8 @@ fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 fn open(path: &Path) -> Result<SerializedFileReader<std::fs::File>> {
     let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    SerializedFileReader::new(f).map_err(|e| DataError::Format { path: path.into(), msg: format!("not a readable parquet file: {e}") })
+    SerializedFileReader::new(f)
+        .map_err(|e| DataError::Format { path: path.into(), msg: format!("not a readable parquet file: {e}") })
 }
 
 fn as_i64(f: &Field) -> Option<i64> {
@@ -143,7 +144,8 @@ fn read_events(path: &Path, sink: &mut Sink, parents: &HashMap<String, String>) 
             continue;
         };
         let parts: Vec<&str> = code.split("//").collect();
-        let unit = (parts.len() >= 3 && parts[0].eq_ignore_ascii_case("LAB")).then(|| parts[parts.len() - 1].to_owned());
+        let unit =
+            (parts.len() >= 3 && parts[0].eq_ignore_ascii_case("LAB")).then(|| parts[parts.len() - 1].to_owned());
         let kind = if parts[0].to_ascii_uppercase().starts_with("LAB") || !value.is_nan() {
             EventKind::Lab
         } else if text.is_some() {

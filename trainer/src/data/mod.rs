@@ -61,7 +61,8 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [EventKind::Lab, EventKind::Vital, EventKind::Note, EventKind::Encounter, EventKind::Other];
+    pub const ALL: [EventKind; 5] =
+        [EventKind::Lab, EventKind::Vital, EventKind::Note, EventKind::Encounter, EventKind::Other];
 
     pub fn as_str(self) -> &'static str {
         match self {

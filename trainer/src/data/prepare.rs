@@ -68,7 +68,12 @@ pub struct ReadConfig {
 
 impl Default for ReadConfig {
     fn default() -> Self {
-        ReadConfig { code_systems: None, vitals: false, identifiers: guard::Policy::Reject, max_malformed_fraction: 0.0 }
+        ReadConfig {
+            code_systems: None,
+            vitals: false,
+            identifiers: guard::Policy::Reject,
+            max_malformed_fraction: 0.0,
+        }
     }
 }
 
@@ -104,11 +109,19 @@ impl LabelsConfig {
             }
             Ok(())
         };
-        let positive = |key: &str, v: f64| if v > 0.0 && v.is_finite() { Ok(v) } else { Err(format!("labels.{key} must be positive (got {v})")) };
+        let positive = |key: &str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(v)
+            } else {
+                Err(format!("labels.{key} must be positive (got {v})"))
+            }
+        };
         match name {
             "ed_admission" => {
                 only(&["window_hours"])?;
-                Ok(Some(Task::EdAdmission { window_hours: positive("window_hours", self.window_hours.unwrap_or(24.0))? }))
+                Ok(Some(Task::EdAdmission {
+                    window_hours: positive("window_hours", self.window_hours.unwrap_or(24.0))?,
+                }))
             }
             "lab_rise" => {
                 only(&["lab", "rise", "horizon_hours"])?;
@@ -194,7 +207,8 @@ impl DataConfig {
     /// Reads a TOML config; relative paths in it are relative to the config's directory.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let mut c: DataConfig = toml::from_str(&text).map_err(|e| DataError::Format { path: path.into(), msg: format!("config: {e}") })?;
+        let mut c: DataConfig =
+            toml::from_str(&text).map_err(|e| DataError::Format { path: path.into(), msg: format!("config: {e}") })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -208,7 +222,8 @@ impl DataConfig {
         if let Some(t) = c.features.tokenizer.as_mut() {
             rel(t);
         }
-        let bad = |key: &str, msg: String| DataError::Format { path: path.into(), msg: format!("config key {key}: {msg}") };
+        let bad =
+            |key: &str, msg: String| DataError::Format { path: path.into(), msg: format!("config key {key}: {msg}") };
         let task = c.labels.task().map_err(|m| DataError::Format { path: path.into(), msg: format!("config: {m}") })?;
         match (&c.labels.file, &task) {
             (None, None) => return Err(bad("labels", "needs a task (ed_admission, lab_rise) or a file".into())),
@@ -216,7 +231,10 @@ impl DataConfig {
             _ => {}
         }
         if !(0.0..=1.0).contains(&c.read.max_malformed_fraction) {
-            return Err(bad("read.max_malformed_fraction", format!("must be in [0, 1] (got {})", c.read.max_malformed_fraction)));
+            return Err(bad(
+                "read.max_malformed_fraction",
+                format!("must be in [0, 1] (got {})", c.read.max_malformed_fraction),
+            ));
         }
         if c.features.note_tokens > 0 && c.features.tokenizer.is_none() && c.features.train_tokenizer.is_none() {
             return Err(bad("features.note_tokens", "needs features.tokenizer or features.train_tokenizer".into()));
@@ -282,10 +300,15 @@ pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manife
     for l in &mut labels {
         l.prediction_time += offset;
     }
-    let splits = split::assign(&data, config.split.key.as_bytes(), config.split.tuning, config.split.held_out).map_err(DataError::Invalid)?;
-    let channel_names: Vec<String> =
-        config.features.channels.clone().unwrap_or_else(|| catalog::LABS.iter().filter(|l| !l.vital).map(|l| l.name.to_owned()).collect());
-    let spec = features::LabSeriesSpec::new(&channel_names, config.features.buckets, config.features.lookback_hours).map_err(DataError::Invalid)?;
+    let splits = split::assign(&data, config.split.key.as_bytes(), config.split.tuning, config.split.held_out)
+        .map_err(DataError::Invalid)?;
+    let channel_names: Vec<String> = config
+        .features
+        .channels
+        .clone()
+        .unwrap_or_else(|| catalog::LABS.iter().filter(|l| !l.vital).map(|l| l.name.to_owned()).collect());
+    let spec = features::LabSeriesSpec::new(&channel_names, config.features.buckets, config.features.lookback_hours)
+        .map_err(DataError::Invalid)?;
     let mut categories: Vec<String> = labels
         .iter()
         .filter_map(|l| if let LabelValue::Categorical(c) = &l.value { Some(c.clone()) } else { None })
@@ -340,10 +363,13 @@ pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manife
         manifest.examples.insert(split_name(which), n);
         // the privacy unit: examples of one subject share a group id (first-seen order)
         let mut group_of = HashMap::new();
-        let subject: Vec<i64> = part.iter().map(|l| {
-            let next = group_of.len() as i64;
-            *group_of.entry(l.subject).or_insert(next)
-        }).collect();
+        let subject: Vec<i64> = part
+            .iter()
+            .map(|l| {
+                let next = group_of.len() as i64;
+                *group_of.entry(l.subject).or_insert(next)
+            })
+            .collect();
         let (t, k) = (spec.buckets, spec.channels.len());
         let mut tensors = vec![
             ("lab_values".to_owned(), vec![n, t, k], OutData::F32(f.values)),
@@ -354,14 +380,27 @@ pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manife
         ];
         if let Some(tok) = &tokenizer {
             let nt = text::note_tokens(&data, tok, &part, config.features.note_tokens)?;
-            tensors.push(("note_ids".to_owned(), vec![n, nt.max_len], OutData::I64(nt.ids.iter().map(|&x| x as i64).collect())));
-            tensors.push(("note_len".to_owned(), vec![n], OutData::I64(nt.lengths.iter().map(|&x| x as i64).collect())));
+            tensors.push((
+                "note_ids".to_owned(),
+                vec![n, nt.max_len],
+                OutData::I64(nt.ids.iter().map(|&x| x as i64).collect()),
+            ));
+            tensors.push((
+                "note_len".to_owned(),
+                vec![n],
+                OutData::I64(nt.lengths.iter().map(|&x| x as i64).collect()),
+            ));
         }
-        let meta = HashMap::from([("split".to_owned(), split_name(which).to_owned()), ("fingerprint".to_owned(), manifest.fingerprint.clone())]);
+        let meta = HashMap::from([
+            ("split".to_owned(), split_name(which).to_owned()),
+            ("fingerprint".to_owned(), manifest.fingerprint.clone()),
+        ]);
         let path = out.join(format!("{}.safetensors", split_name(which)));
-        tensors::write(&path, &tensors, Some(meta)).map_err(|e| DataError::Io { path: path.clone(), msg: e.to_string() })?;
+        tensors::write(&path, &tensors, Some(meta))
+            .map_err(|e| DataError::Io { path: path.clone(), msg: e.to_string() })?;
     }
     let mpath = out.join("manifest.json");
-    std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).expect("manifest serializes")).map_err(|e| DataError::io(&mpath, e))?;
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).expect("manifest serializes"))
+        .map_err(|e| DataError::io(&mpath, e))?;
     Ok((report, Some(manifest)))
 }

@@ -109,7 +109,11 @@ impl NoteTokenizer {
                 t
             }
         };
-        tokenizer.add_special_tokens(&[AddedToken::from(PAD, true), AddedToken::from(UNK, true), AddedToken::from(SEP, true)]);
+        tokenizer.add_special_tokens(&[
+            AddedToken::from(PAD, true),
+            AddedToken::from(UNK, true),
+            AddedToken::from(SEP, true),
+        ]);
         Ok(Self::with(tokenizer, false))
     }
 
@@ -123,7 +127,8 @@ impl NoteTokenizer {
             vocab_size: self.tokenizer.get_vocab_size(true),
         };
         let side_path = sidecar_path(path);
-        std::fs::write(&side_path, serde_json::to_vec_pretty(&side).expect("sidecar serializes")).map_err(|e| DataError::io(&side_path, e))
+        std::fs::write(&side_path, serde_json::to_vec_pretty(&side).expect("sidecar serializes"))
+            .map_err(|e| DataError::io(&side_path, e))
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -135,7 +140,8 @@ impl NoteTokenizer {
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.tokenizer.encode(text, false).map_err(|e| DataError::Invalid(format!("tokenizing a note: {e}")))?;
+        let enc =
+            self.tokenizer.encode(text, false).map_err(|e| DataError::Invalid(format!("tokenizing a note: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 }
@@ -162,7 +168,8 @@ pub fn note_tokens(data: &Dataset, tok: &NoteTokenizer, labels: &[Label], max_le
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let encoded: Vec<Vec<u32>> = wanted.par_iter().map(|&t| tok.encode(&data.texts[t as usize])).collect::<Result<_>>()?;
+    let encoded: Vec<Vec<u32>> =
+        wanted.par_iter().map(|&t| tok.encode(&data.texts[t as usize])).collect::<Result<_>>()?;
     let mut out = NoteTokens { max_len, ids: vec![tok.pad; labels.len() * max_len], lengths: vec![0; labels.len()] };
     for (i, l) in labels.iter().enumerate() {
         let r = ranges.get(l.subject as usize).cloned().unwrap_or(0..0);

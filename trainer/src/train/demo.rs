@@ -48,7 +48,15 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { subjects: 2000, epsilon: 3.0, epochs: 30.0, batch_subjects: 64.0, clip_norm: 1.0, learning_rate: 2e-3, seed: 1 }
+        DemoOptions {
+            subjects: 2000,
+            epsilon: 3.0,
+            epochs: 30.0,
+            batch_subjects: 64.0,
+            clip_norm: 1.0,
+            learning_rate: 2e-3,
+            seed: 1,
+        }
     }
 }
 
@@ -127,7 +135,12 @@ fn scores<B: Backend, M: Model<B>>(be: &B, model: &mut M, batch: &HostBatch) -> 
 }
 
 /// Runs the demo in `dir` (the export is written to `dir/export`).
-pub fn run<B: Backend>(be: &B, dir: &Path, opts: &DemoOptions, mut progress: impl FnMut(&str)) -> Result<DemoReport, DemoError> {
+pub fn run<B: Backend>(
+    be: &B,
+    dir: &Path,
+    opts: &DemoOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<DemoReport, DemoError> {
     let started = std::time::Instant::now();
     if opts.subjects < 50 {
         return Err(DemoError::Invalid(format!("--subjects must be at least 50 (got {})", opts.subjects)));
@@ -137,10 +150,20 @@ pub fn run<B: Backend>(be: &B, dir: &Path, opts: &DemoOptions, mut progress: imp
     }
     let export = dir.join("export");
     let st = data::demo::write(&export, opts.subjects, opts.seed).map_err(|e| DataError::io(&export, e))?;
-    progress(&format!("cohort: {} subjects, {} observations, {} notes -> {}", st.subjects, st.observations, st.notes, export.display()));
+    progress(&format!(
+        "cohort: {} subjects, {} observations, {} notes -> {}",
+        st.subjects,
+        st.observations,
+        st.notes,
+        export.display()
+    ));
     let (mut d, report) = data::read(&export, &ReadOptions { vitals: true, ..Default::default() })?;
     let events: u64 = report.events.values().sum();
-    progress(&format!("data check: {events} events, {} findings, blocking: {}", report.findings.len(), report.blocking));
+    progress(&format!(
+        "data check: {events} events, {} findings, blocking: {}",
+        report.findings.len(),
+        report.blocking
+    ));
     if report.blocking {
         return Err(DemoError::Invalid("the demo export has blocking findings".into()));
     }
@@ -153,9 +176,11 @@ pub fn run<B: Backend>(be: &B, dir: &Path, opts: &DemoOptions, mut progress: imp
     let channels: Vec<String> = data::catalog::LABS.iter().map(|l| l.name.to_owned()).collect();
     let spec = features::LabSeriesSpec::new(&channels, 24, 168.0).map_err(DemoError::Invalid)?;
     // train examples ordered by subject, so that each subject's rows are contiguous
-    let mut train: Vec<labels::Label> = all.iter().filter(|l| splits[l.subject as usize] == split::Split::Train).cloned().collect();
+    let mut train: Vec<labels::Label> =
+        all.iter().filter(|l| splits[l.subject as usize] == split::Split::Train).cloned().collect();
     train.sort_by_key(|l| (l.subject, l.prediction_time));
-    let held: Vec<labels::Label> = all.iter().filter(|l| splits[l.subject as usize] == split::Split::HeldOut).cloned().collect();
+    let held: Vec<labels::Label> =
+        all.iter().filter(|l| splits[l.subject as usize] == split::Split::HeldOut).cloned().collect();
     let train_batch = host_batch(&features::lab_series(&d, &spec, &train), &train);
     let held_batch = host_batch(&features::lab_series(&d, &spec, &held), &held);
     let held_y = match &held_batch.targets {
@@ -174,22 +199,28 @@ pub fn run<B: Backend>(be: &B, dir: &Path, opts: &DemoOptions, mut progress: imp
     let q = (opts.batch_subjects / n_subjects as f64).min(1.0);
     let steps = ((opts.epochs / q).ceil() as u64).max(1);
     let delta = 1e-5f64.min(0.1 / n_subjects as f64);
-    let (sigma, eps) = accountant::calibrate(AccountantKind::Pld, opts.epsilon, SampleRate::new(q)?, steps, Delta::new(delta)?)?;
+    let (sigma, eps) =
+        accountant::calibrate(AccountantKind::Pld, opts.epsilon, SampleRate::new(q)?, steps, Delta::new(delta)?)?;
     progress(&format!(
         "DP-SGD: {} training subjects, q = {q:.4}, {steps} steps, clip {}, noise multiplier {:.4} for epsilon {:.3} at delta {delta:.1e}",
         n_subjects, opts.clip_norm, sigma.get(), eps.epsilon
     ));
-    let features = held_batch.steps * match &held_batch.inputs {
-        HostInputs::Dense { features, .. } => *features,
-        HostInputs::Tokens(_) => unreachable!("dense features"),
-    };
+    let features = held_batch.steps
+        * match &held_batch.inputs {
+            HostInputs::Dense { features, .. } => *features,
+            HostInputs::Tokens(_) => unreachable!("dense features"),
+        };
     let cfg = MlpConfig { inputs: features, hidden: 64, outputs: 1 };
     let mut aucs = [0.0; 2];
     let mut parameters = 0;
     for (slot, dp) in [(0, true), (1, false)] {
         let privacy = if dp {
             Privacy::Dp {
-                params: DpSgd { clip_norm: opts.clip_norm, noise_multiplier: sigma.get() as f32, expected_batch: (q * n_subjects as f64) as f32 },
+                params: DpSgd {
+                    clip_norm: opts.clip_norm,
+                    noise_multiplier: sigma.get() as f32,
+                    expected_batch: (q * n_subjects as f64) as f32,
+                },
                 noise: NoiseSource::from_os_entropy()?,
             }
         } else {
