@@ -48,7 +48,7 @@ pub struct LabSeries {
     pub values: Vec<f32>,
     pub mask: Vec<f32>,
     pub since_last: Vec<f32>,
-    /// values seen in a unit other than the channel's (not used)
+    /// values skipped because their unit is not the channel's (counted per example that looked at them)
     pub unit_mismatches: u64,
 }
 
@@ -56,7 +56,7 @@ pub struct LabSeries {
 pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> LabSeries {
     let k = spec.channels.len();
     let t = spec.buckets;
-    // code index -> (channel, unit ok?)
+    // code index -> channel (LOINC and JLAC10 codes of the channel's test)
     let mut channel_of = vec![None; data.codes.len()];
     for (ch, l) in spec.channels.iter().enumerate() {
         for (sys, code) in
