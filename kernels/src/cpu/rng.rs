@@ -148,6 +148,8 @@ fn add_chunk(
     batch: &mut [f32; BATCH],
 ) {
     let mut reserve = Reserve { words: [[0; LANES]; 16], batch: None, used: 0 };
+    let g = if std > 0.0 { grid(std) } else { 1.0 };
+    let (std64, inv_g, g_scale) = (std as f64, 1.0 / g, g * scale as f64);
     for (k, dst) in dst.chunks_mut(BATCH).enumerate() {
         chacha::blocks(key, stream, (chunk * 16 + k as u64) * 16, blocks);
         transform(blocks, batch);
@@ -168,9 +170,7 @@ fn add_chunk(
             }
         }
         if std > 0.0 {
-            let g = grid(std);
-            let (std, inv_g, g_scale) = (std as f64, 1.0 / g, g * scale as f64);
-            dst.iter_mut().zip(batch.iter()).for_each(|(d, &z)| *d = snap(*d, z, std, inv_g, g_scale));
+            dst.iter_mut().zip(batch.iter()).for_each(|(d, &z)| *d = snap(*d, z, std64, inv_g, g_scale));
         } else {
             dst.iter_mut().for_each(|d| *d *= scale);
         }

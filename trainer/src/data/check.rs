@@ -49,6 +49,8 @@ struct CodeStat {
     units: BTreeMap<u32, u64>,
     implausible: u64,
     kind: Option<EventKind>,
+    /// the code's catalogue entry, looked up once (None: not yet looked up)
+    lab: Option<Option<&'static catalog::Lab>>,
 }
 
 /// Malformed lines of one file: how many, and the first few line numbers.
@@ -142,7 +144,7 @@ impl Report {
         }
         if !e.value.is_nan() {
             let code = &data.codes[c];
-            if let Some(lab) = catalog::lookup(&code.system, &code.code) {
+            if let Some(lab) = *st.lab.get_or_insert_with(|| catalog::lookup(&code.system, &code.code)) {
                 let unit = if e.unit == NONE { "" } else { data.units.names[e.unit as usize].as_str() };
                 let v = e.value as f64;
                 if unit == lab.unit && (v < lab.plausible.0 || v > lab.plausible.1) {
