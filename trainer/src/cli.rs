@@ -75,12 +75,15 @@ pub enum Command {
         /// number of subjects
         #[arg(long, default_value_t = 1000)]
         subjects: usize,
-        /// output directory (created)
+        /// output directory: written beside it and renamed into place; must not exist or be empty
         #[arg(long)]
         out: PathBuf,
         /// the cohort is deterministic in (subjects, seed)
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// replace an existing non-empty --out (in one atomic exchange where the OS allows)
+        #[arg(long)]
+        force: bool,
     },
     /// The noise-free clipped gradient sum of one batch, for auditors (loss reduction: sum).
     DpGrad {
@@ -143,12 +146,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::DemoData { subjects, out, seed } => {
+        Command::DemoData { subjects, out, seed, force } => {
             if subjects == 0 {
                 bail!("--subjects must be at least 1");
             }
-            let st =
-                crate::data::demo::write(&out, subjects, seed).with_context(|| format!("--out {}", out.display()))?;
+            let st = crate::data::demo::write_new(&out, subjects, seed, force).context("--out")?;
             println!(
                 "wrote {} subjects, {} observations, {} encounters, {} notes ({:.1} MB) to {}",
                 st.subjects,
@@ -204,8 +206,53 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Exit codes: 0 success, 1 failure, 2 bad arguments (clap's own convention).
+/// The command a panic is reported under: the subcommand names typed, only where they are names of
+/// medtrain's commands (a closed set), never an argument's value.
+pub fn command_label(args: &[String]) -> String {
+    use clap::CommandFactory;
+    let mut label = String::from("medtrain");
+    let mut cmd = Cli::command();
+    for a in args.iter().skip(1) {
+        let Some(sub) = cmd.find_subcommand(a.as_str()).cloned() else { break };
+        label.push(' ');
+        label.push_str(sub.get_name());
+        cmd = sub;
+    }
+    label
+}
+
+/// The whole text the panic hook prints: the command, where in the source, and that it is a bug. The
+/// panic's payload is never part of it: a payload may carry note text or an identifier.
+pub fn panic_text(command: &str, location: Option<&std::panic::Location>) -> String {
+    let at = location.map_or_else(|| "an unknown location".to_owned(), |l| format!("{}:{}", l.file(), l.line()));
+    format!(
+        "error: {command}: internal error at {at}; this is a bug in medtrain; please report it \
+         (the panic message is not shown: it may contain data)"
+    )
+}
+
+/// Replaces the default panic hook (which prints the payload) with one that prints [`panic_text`].
+pub fn install_panic_hook() {
+    let args: Vec<String> = std::env::args().collect();
+    let command = command_label(&args);
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("{}", panic_text(&command, info.location()));
+    }));
+}
+
+/// A panic on purpose, for the test of the hook; only in debug builds (tests), never in a release.
+#[cfg(debug_assertions)]
+fn test_panic() {
+    if let Ok(v) = std::env::var("MEDTRAIN_TEST_PANIC") {
+        panic!("test panic carrying {v}");
+    }
+}
+
+/// Exit codes: 0 success, 1 failure, 2 bad arguments (clap's own convention), 101 a bug (a panic).
 pub fn main() -> ExitCode {
+    install_panic_hook();
+    #[cfg(debug_assertions)]
+    test_panic();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

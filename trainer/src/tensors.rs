@@ -1,5 +1,6 @@
 //! safetensors files in and out: named tensors with their dtype and shape, checked on the way in.
-//! Errors name the file, the tensor and both shapes or dtypes; they never print tensor values.
+//! Errors name the file, the tensor and both shapes or dtypes; they never print tensor values, and a
+//! string from the file (a tensor name, a dtype, a JSON error's fragment) only when it is plainly a name.
 
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -71,16 +72,50 @@ fn convert(view: &TensorView<'_>) -> Result<HostTensor, String> {
     })
 }
 
+/// A tensor name from a file as an error may print it: ASCII letters, digits, `.`, `_`, `-`, at most 128
+/// bytes and no run of more than four digits (so no phone number, date or ID number); else a placeholder.
+fn shown(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name.as_bytes().split(|b| !b.is_ascii_digit()).all(|run| run.len() <= 4);
+    if plain {
+        name.to_owned()
+    } else {
+        "(a name that is not printed)".to_owned()
+    }
+}
+
+/// The safetensors error without what it quotes from the file (serde_json's messages quote unknown
+/// dtypes and mistyped values; some variants carry a tensor name).
+fn format_error(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::InvalidHeaderDeserialization(j) | E::JsonError(j) => {
+            let what = match j.classify() {
+                serde_json::error::Category::Io => "cannot be read",
+                serde_json::error::Category::Syntax => "is not valid JSON",
+                serde_json::error::Category::Data => "does not describe tensors (wrong field, type or dtype)",
+                serde_json::error::Category::Eof => "ends early",
+            };
+            format!("the JSON header {what} (line {}, column {})", j.line(), j.column())
+        }
+        E::TensorNotFound(name) => format!("no tensor {}", shown(name)),
+        E::InvalidOffset(name) => format!("the offsets of tensor {} are invalid", shown(name)),
+        other => other.to_string(),
+    }
+}
+
 impl TensorFile {
     pub fn read(path: &Path) -> Result<Self, TensorError> {
         let bytes = std::fs::read(path).map_err(|source| TensorError::Io { path: path.to_path_buf(), source })?;
         let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| TensorError::Format { path: path.to_path_buf(), msg: e.to_string() })?;
+            .map_err(|e| TensorError::Format { path: path.to_path_buf(), msg: format_error(&e) })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.iter() {
             let data = convert(&view).map_err(|msg| TensorError::Value {
                 path: path.to_path_buf(),
-                name: name.to_string(),
+                name: shown(name),
                 msg,
             })?;
             tensors.insert(name.to_string(), Loaded { shape: view.shape().to_vec(), data });
@@ -153,7 +188,8 @@ impl TensorFile {
 
     /// Errors if the file holds tensors outside `known` (a misspelled name would otherwise be ignored).
     pub fn reject_unknown(&self, known: &[&str], hint: &str) -> Result<(), TensorError> {
-        let names: Vec<String> = self.tensors.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
+        let names: Vec<String> =
+            self.tensors.keys().filter(|k| !known.contains(&k.as_str())).map(|k| shown(k)).collect();
         if names.is_empty() {
             Ok(())
         } else {

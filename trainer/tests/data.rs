@@ -216,7 +216,7 @@ fn qa_reports_units_systems_ranges_and_duplicates() {
     assert!(r
         .findings
         .iter()
-        .any(|f| f.kind == "unknown_code_system" && f.detail.as_deref() == Some("http://example.org/local")));
+        .any(|f| f.kind == "unknown_code_system" && f.detail.as_deref() == Some("1 code system that is not printed")));
     assert!(!r.blocking);
     let cr = r.codes.iter().find(|c| c.code == "2160-0").unwrap();
     assert_eq!(cr.units, ["mg/dL", "umol/L"]);

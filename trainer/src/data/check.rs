@@ -1,9 +1,12 @@
 //! The QA report of an input (`medtrain data check`): what it holds and what is wrong with it.
 //!
 //! Findings name a kind, a resource and a field, and count; malformed lines are located by file and line
-//! number. No finding carries a value or an identifier from the data.
+//! number. No finding carries a value or an identifier from the data: a string from the data (a unit, a
+//! code, a code system, an encounter class, a resource type) is printed only when it belongs to a closed
+//! set ([`reportable_unit`], the catalogue, [`super::reportable`]); anything else is counted under a
+//! placeholder ("57 codes outside the catalogue").
 
-use super::{catalog, guard, Dataset, Event, EventKind, ReadOptions, NONE};
+use super::{catalog, guard, reportable, Code, Dataset, Event, EventKind, ReadOptions, NONE};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -33,14 +36,55 @@ pub struct Finding {
     pub lines: Vec<u64>,
 }
 
+/// A code the report may name (a catalogue code, an encounter class, the note placeholder).
 #[derive(Debug, Clone, Serialize)]
 pub struct CodeSummary {
     pub code: String,
     pub system: String,
+    /// the units that may be printed ([`reportable_unit`])
     pub units: Vec<String>,
+    /// how many other units the code's events carry (not printed)
+    #[serde(skip_serializing_if = "is_zero")]
+    pub other_units: u64,
     pub count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'static str>,
+}
+
+/// Codes the report does not name, per kind of event: how many codes, how many events.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherCodes {
+    pub kind: &'static str,
+    pub codes: u64,
+    pub events: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The unit as a report may print it, or `None` (the unit is counted, not printed). Every unit that
+/// reaches a report passes through here. For now only the catalogue's units are accepted.
+pub fn reportable_unit(unit: &str) -> Option<&str> {
+    catalog::KNOWN_UNITS.iter().find(|u| **u == unit).copied()
+}
+
+/// The (system, code) of an event code as a report may print them: a catalogue code, an encounter class
+/// of the v3 value set (under a known or no system), the readers' note placeholder; else `None`.
+fn reportable_code(code: &Code, kind: Option<EventKind>) -> Option<(&'static str, &'static str)> {
+    if let Some(lab) = catalog::lookup(&code.system, &code.code) {
+        return Some(if code.system == catalog::LOINC {
+            (catalog::LOINC, lab.loinc)
+        } else {
+            (catalog::JLAC10, lab.jlac10.unwrap_or(lab.loinc))
+        });
+    }
+    let system = if code.system.is_empty() { Some("") } else { reportable::code_system(&code.system) };
+    match (kind, system) {
+        (Some(EventKind::Encounter), Some(system)) => reportable::encounter_class(&code.code).map(|c| (system, c)),
+        (Some(EventKind::Note), Some("medtrain:note")) if code.code == "note" => Some(("medtrain:note", "note")),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -68,8 +112,11 @@ pub struct Report {
     pub subjects: u64,
     pub events: BTreeMap<&'static str, u64>,
     pub notes: u64,
-    pub resources: BTreeMap<String, u64>,
+    /// FHIR resource types; any other is counted under [`reportable::OTHER_RESOURCE_TYPE`]
+    pub resources: BTreeMap<&'static str, u64>,
     pub codes: Vec<CodeSummary>,
+    /// codes outside [`CodeSummary`]'s closed set, counted per kind
+    pub other_codes: Vec<OtherCodes>,
     pub findings: Vec<Finding>,
     pub blocking: bool,
     pub files: u64,
@@ -118,12 +165,8 @@ impl Report {
     }
 
     pub fn resource(&mut self, resource_type: &str) {
-        match self.resources.get_mut(resource_type) {
-            Some(n) => *n += 1,
-            None => {
-                self.resources.insert(resource_type.to_owned(), 1);
-            }
-        }
+        let rt = reportable::resource_type(resource_type).unwrap_or(reportable::OTHER_RESOURCE_TYPE);
+        *self.resources.entry(rt).or_default() += 1;
     }
 
     /// Counts an event: per kind, per code and unit, plausibility, duplicates.
@@ -168,7 +211,14 @@ impl Report {
         self.subjects = data.subjects.len() as u64;
         self.codes.clear();
         let mut findings = Vec::new();
-        let unit_name = |u: &u32| data.units.names[*u as usize].clone();
+        // what is not printed, aggregated: (kind, resource, field) -> (distinct things, events)
+        let mut hidden: BTreeMap<(&'static str, &'static str, &'static str), (HashSet<u32>, u64)> = BTreeMap::new();
+        let mut hide = |key, what: u32, n: u64| {
+            let (set, count) = hidden.entry(key).or_insert_with(|| (HashSet::new(), 0));
+            set.insert(what);
+            *count += n;
+        };
+        let mut other_codes: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
         for (i, st) in self.code_stats.iter().enumerate() {
             if st.count == 0 {
                 continue;
@@ -180,69 +230,105 @@ impl Report {
                 Some(EventKind::Encounter) => "Encounter",
                 _ => "Observation",
             };
-            self.codes.push(CodeSummary {
-                code: code.code.clone(),
-                system: code.system.clone(),
-                units: st.units.keys().map(unit_name).collect(),
-                count: st.count,
-                name: lab.map(|l| l.name),
-            });
-            let detail = format!("{}|{}", code.system, code.code);
+            let named = reportable_code(code, st.kind);
+            match named {
+                Some((system, c)) => {
+                    let units: Vec<String> = st
+                        .units
+                        .keys()
+                        .filter_map(|u| reportable_unit(&data.units.names[*u as usize]))
+                        .map(Into::into)
+                        .collect();
+                    self.codes.push(CodeSummary {
+                        code: c.into(),
+                        system: system.into(),
+                        other_units: (st.units.len() - units.len()) as u64,
+                        units,
+                        count: st.count,
+                        name: lab.map(|l| l.name),
+                    });
+                }
+                None => {
+                    let o = other_codes.entry(st.kind.unwrap_or(EventKind::Other).as_str()).or_default();
+                    o.0 += 1;
+                    o.1 += st.count;
+                }
+            }
+            let detail = named.map(|(system, c)| format!("{system}|{c}"));
             if st.units.len() > 1 {
-                findings.push(finding(
-                    Severity::Warning,
-                    "unit_conflict",
-                    resource,
-                    "valueQuantity.unit",
-                    st.count,
-                    Some(detail.clone()),
-                ));
+                match &detail {
+                    Some(d) => findings.push(finding(
+                        Severity::Warning,
+                        "unit_conflict",
+                        resource,
+                        "valueQuantity.unit",
+                        st.count,
+                        Some(d.clone()),
+                    )),
+                    None => hide(("unit_conflict", resource, "valueQuantity.unit"), i as u32, st.count),
+                }
             }
             if st.implausible > 0 {
+                // only catalogue codes are checked for plausibility, so the code is always printable
                 findings.push(finding(
                     Severity::Warning,
                     "implausible_value",
                     resource,
                     "valueQuantity.value",
                     st.implausible,
-                    Some(detail.clone()),
+                    detail.clone(),
                 ));
             }
-            if let Some(lab) = lab {
+            if let (Some(lab), Some(d)) = (lab, &detail) {
                 for (u, n) in &st.units {
                     let u = &data.units.names[*u as usize];
                     if u != lab.unit && catalog::KNOWN_UNITS.contains(&u.as_str()) {
-                        findings.push(finding(
-                            Severity::Info,
-                            "non_catalogue_unit",
-                            resource,
-                            "valueQuantity.unit",
-                            *n,
-                            Some(format!("{detail} in {u}")),
-                        ));
+                        if let Some(u) = reportable_unit(u) {
+                            findings.push(finding(
+                                Severity::Info,
+                                "non_catalogue_unit",
+                                resource,
+                                "valueQuantity.unit",
+                                *n,
+                                Some(format!("{d} in {u}")),
+                            ));
+                        }
                     }
                 }
             }
             for (u, n) in &st.units {
-                let u = &data.units.names[*u as usize];
-                if !catalog::KNOWN_UNITS.contains(&u.as_str()) {
-                    findings.push(finding(
-                        Severity::Warning,
-                        "unknown_unit",
-                        resource,
-                        "valueQuantity.unit",
-                        *n,
-                        Some(u.clone()),
-                    ));
+                let name = &data.units.names[*u as usize];
+                if !catalog::KNOWN_UNITS.contains(&name.as_str()) {
+                    match reportable_unit(name) {
+                        Some(r) => findings.push(finding(
+                            Severity::Warning,
+                            "unknown_unit",
+                            resource,
+                            "valueQuantity.unit",
+                            *n,
+                            Some(r.to_owned()),
+                        )),
+                        None => hide(("unknown_unit", resource, "valueQuantity.unit"), *u, *n),
+                    }
                 }
             }
         }
-        // unknown code systems, one finding per system
-        let mut systems: BTreeMap<&str, u64> = BTreeMap::new();
+        self.other_codes =
+            other_codes.into_iter().map(|(kind, (codes, events))| OtherCodes { kind, codes, events }).collect();
+        // unknown code systems: one finding per printable system, the others together
+        let mut systems: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut system_ids: HashMap<&str, u32> = HashMap::new();
         for (i, st) in self.code_stats.iter().enumerate() {
             let s = data.codes[i].system.as_str();
             if st.count > 0 && !catalog::KNOWN_SYSTEMS.contains(&s) {
-                *systems.entry(s).or_default() += st.count;
+                match reportable::code_system(s) {
+                    Some(s) => *systems.entry(s).or_default() += st.count,
+                    None => {
+                        let next = system_ids.len() as u32;
+                        let id = *system_ids.entry(s).or_insert(next);
+                        hide(("unknown_code_system", "Observation", "code.coding.system"), id, st.count);
+                    }
+                }
             }
         }
         for (s, n) in systems {
@@ -253,6 +339,22 @@ impl Report {
                 "code.coding.system",
                 n,
                 Some(s.to_owned()),
+            ));
+        }
+        for ((kind, resource, field), (things, n)) in hidden {
+            let (one, many) = match kind {
+                "unit_conflict" => ("code outside the catalogue", "codes outside the catalogue"),
+                "unknown_unit" => ("unit that is not printed", "units that are not printed"),
+                _ => ("code system that is not printed", "code systems that are not printed"),
+            };
+            let what = if things.len() == 1 { one } else { many };
+            findings.push(finding(
+                Severity::Warning,
+                kind,
+                resource,
+                field,
+                n,
+                Some(format!("{} {what}", things.len())),
             ));
         }
         for (kind, n) in &self.duplicates {
@@ -311,11 +413,15 @@ impl Report {
                 c.system,
                 c.code,
                 c.count,
-                [c.name.unwrap_or(""), &c.units.join(",")].join(" ").trim()
+                [c.name.unwrap_or(""), &c.units.join(","), &other_units(c.other_units)].join(" ").trim()
             );
         }
         if self.codes.len() > 30 {
             let _ = writeln!(s, "  ... {} more (--json lists all)", self.codes.len() - 30);
+        }
+        for o in &self.other_codes {
+            let codes = if o.codes == 1 { "code" } else { "codes" };
+            let _ = writeln!(s, "  {} {} events under {} {codes} outside the catalogue", o.events, o.kind, o.codes);
         }
         let _ = writeln!(s, "findings {}", self.findings.len());
         for f in &self.findings {
@@ -340,6 +446,14 @@ impl Report {
             if self.blocking { "BLOCKING: this input cannot be used for training" } else { "ok: no blocking findings" }
         );
         s
+    }
+}
+
+fn other_units(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!("(+{n} units not printed)")
     }
 }
 

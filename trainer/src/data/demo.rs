@@ -341,3 +341,108 @@ pub fn write(dir: &Path, subjects: usize, seed: u64) -> std::io::Result<DemoStat
     w.stats.bytes = bytes;
     Ok(w.stats)
 }
+
+/// Why `demo-data` did not write its output.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoOutError {
+    #[error("{0}: exists and is not empty; pass --force to replace it")]
+    NotEmpty(std::path::PathBuf),
+    #[error("{0}: exists and is not a directory")]
+    NotADirectory(std::path::PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// Writes the cohort to `out` as a whole or not at all: into a new directory beside `out`, renamed into
+/// place once complete, so a failed or interrupted run never leaves a half-written export under the
+/// name. An existing non-empty `out` is refused unless `force`; then it is exchanged with the new
+/// directory in one `renameat2(RENAME_EXCHANGE)` where the file system supports it (readers see the
+/// old or the new export, never neither), else by two renames, and the old one is removed.
+pub fn write_new(out: &Path, subjects: usize, seed: u64, force: bool) -> Result<DemoStats, DemoOutError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DemoOutError::Io { path, source }
+    };
+    let exists = match std::fs::symlink_metadata(out) {
+        Ok(m) if !m.is_dir() => return Err(DemoOutError::NotADirectory(out.into())),
+        Ok(_) => {
+            let non_empty = std::fs::read_dir(out).map_err(io(out))?.next().is_some();
+            if non_empty && !force {
+                return Err(DemoOutError::NotEmpty(out.into()));
+            }
+            non_empty
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io(out)(e)),
+    };
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => Path::new(".").to_path_buf(),
+    };
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    let name = out.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let tmp = parent.join(format!(".{name}.partial-{}-{nonce}", std::process::id()));
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    let written = write(&tmp, subjects, seed).map_err(io(&tmp));
+    let stats = match written {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    let placed = if exists { replace(&tmp, out, &parent, &name, nonce) } else { std::fs::rename(&tmp, out) };
+    if let Err(e) = placed {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(io(out)(e));
+    }
+    Ok(stats)
+}
+
+/// Puts `new` in the place of the non-empty directory `out`; afterwards `new` names nothing.
+fn replace(new: &Path, out: &Path, parent: &Path, name: &str, nonce: u128) -> std::io::Result<()> {
+    if exchange(new, out).is_ok() {
+        // `new` now names the old export
+        return std::fs::remove_dir_all(new);
+    }
+    let old = parent.join(format!(".{name}.old-{}-{nonce}", std::process::id()));
+    std::fs::rename(out, &old)?;
+    if let Err(e) = std::fs::rename(new, out) {
+        let _ = std::fs::rename(&old, out);
+        return Err(e);
+    }
+    std::fs::remove_dir_all(&old)
+}
+
+/// Swaps two paths atomically (Linux `renameat2` with `RENAME_EXCHANGE`).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call; renameat2 only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}

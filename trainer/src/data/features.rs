@@ -27,8 +27,12 @@ impl LabSeriesSpec {
         let channels = channels
             .iter()
             .map(|c| {
-                catalog::by_name_or_code(c)
-                    .ok_or_else(|| format!("features.channels: {c:?} is not a catalogue test, LOINC or JLAC10 code"))
+                catalog::by_name_or_code(c).ok_or_else(|| {
+                    format!(
+                        "features.channels: {} is not a catalogue test, LOINC or JLAC10 code",
+                        super::reportable::quoted(c)
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if buckets == 0 || lookback_hours.is_nan() || lookback_hours <= 0.0 {
@@ -76,7 +80,7 @@ pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> Lab
     out.since_last = vec![1.0; labels.len() * t * k];
     for (i, label) in labels.iter().enumerate() {
         let base = i * t * k;
-        let start = label.prediction_time - lookback;
+        let start = label.prediction_time.saturating_sub(lookback);
         let r = ranges.get(label.subject as usize).cloned().unwrap_or(0..0);
         let events = &data.events[r];
         let end = events.partition_point(|e| e.time < label.prediction_time);
@@ -93,7 +97,7 @@ pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> Lab
             if e.time < start {
                 continue;
             }
-            let b = (((e.time - start) as f64 / width) as usize).min(t - 1);
+            let b = ((e.time.saturating_sub(start) as f64 / width) as usize).min(t - 1);
             let mid = (lab.reference.0 + lab.reference.1) / 2.0;
             let half = ((lab.reference.1 - lab.reference.0) / 2.0).max(1e-6);
             out.values[base + b * k + ch] = ((e.value as f64 - mid) / half).clamp(-10.0, 10.0) as f32;
@@ -112,7 +116,8 @@ pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> Lab
         let mut last = vec![i64::MIN; k];
         let mut cursor = 0;
         for b in 0..t {
-            let bucket_end = if b + 1 == t { label.prediction_time } else { start + (width * (b + 1) as f64) as i64 };
+            let bucket_end =
+                if b + 1 == t { label.prediction_time } else { start.saturating_add((width * (b + 1) as f64) as i64) };
             while cursor < end && events[cursor].time < bucket_end {
                 if let Some(ch) = usable(&events[cursor]) {
                     last[ch] = events[cursor].time;
@@ -122,7 +127,7 @@ pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> Lab
             for ch in 0..k {
                 if last[ch] != i64::MIN {
                     out.since_last[base + b * k + ch] =
-                        ((bucket_end - last[ch]) as f64 / lookback as f64).clamp(0.0, 1.0) as f32;
+                        (bucket_end.saturating_sub(last[ch]) as f64 / lookback as f64).clamp(0.0, 1.0) as f32;
                 }
             }
         }

@@ -453,6 +453,9 @@ fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Result<String
 }
 
 /// Plain text of an XHTML fragment: tags dropped (block tags become line breaks), entities decoded.
+///
+/// Never panics: slicing is at positions of ASCII bytes found in the text (always char boundaries), a
+/// `<` with no closing `>` and an unknown or unterminated entity stay as literal text.
 pub fn xhtml_to_text(div: &str) -> String {
     let mut out = String::with_capacity(div.len());
     let mut rest = div;
@@ -460,8 +463,13 @@ pub fn xhtml_to_text(div: &str) -> String {
         out.push_str(&rest[..i]);
         rest = &rest[i..];
         if rest.starts_with('<') {
-            let end = rest.find('>').map_or(rest.len(), |e| e + 1);
-            let tag = rest[1..end.saturating_sub(1)].trim_start_matches('/').to_ascii_lowercase();
+            let Some(close) = rest.find('>') else {
+                // not a tag (a malformed fragment or a bare `<` in text): keep it as text
+                out.push('<');
+                rest = &rest[1..];
+                continue;
+            };
+            let tag = rest[1..close].trim_start_matches('/').to_ascii_lowercase();
             let name = tag.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
             if matches!(
                 name,
@@ -473,27 +481,9 @@ pub fn xhtml_to_text(div: &str) -> String {
             } else if matches!(name, "td" | "th") && !out.ends_with([' ', '\n']) && !out.is_empty() {
                 out.push(' ');
             }
-            rest = &rest[end..];
+            rest = &rest[close + 1..];
         } else {
-            let end = rest[..rest.len().min(12)].find(';');
-            let decoded = end.and_then(|e| {
-                let ent = &rest[1..e];
-                let c = match ent {
-                    "amp" => Some('&'),
-                    "lt" => Some('<'),
-                    "gt" => Some('>'),
-                    "quot" => Some('"'),
-                    "apos" => Some('\''),
-                    "nbsp" => Some(' '),
-                    _ if ent.starts_with("#x") || ent.starts_with("#X") => {
-                        u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32)
-                    }
-                    _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
-                    _ => None,
-                };
-                c.map(|c| (c, e + 1))
-            });
-            match decoded {
+            match decode_entity(rest) {
                 Some((c, len)) => {
                     out.push(c);
                     rest = &rest[len..];
@@ -507,6 +497,32 @@ pub fn xhtml_to_text(div: &str) -> String {
     }
     out.push_str(rest);
     out.trim().to_owned()
+}
+
+/// The character of the entity `rest` starts with (`&amp;`, `&#x3042;`, ...) and the entity's length in
+/// bytes; `None` when it is not one. The `;` is looked for among the first 12 bytes, not chars: a byte
+/// index of `;` is always a char boundary, a byte count cut into Japanese text is not.
+fn decode_entity(rest: &str) -> Option<(char, usize)> {
+    let head = &rest.as_bytes()[..rest.len().min(12)];
+    let e = memchr::memchr(b';', head)?;
+    let ent = rest.get(1..e)?;
+    let c = match ent {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        "nbsp" => ' ',
+        _ => {
+            let num = ent.strip_prefix('#')?;
+            let code = match num.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => num.parse().ok()?,
+            };
+            char::from_u32(code)?
+        }
+    };
+    Some((c, e + 1))
 }
 
 fn section_text(s: &Section, out: &mut Vec<String>) {
@@ -694,6 +710,12 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     }
     sink.report.files += 1;
     Ok(())
+}
+
+/// Reads one NDJSON line (number `line` of `file`) into the sink, as [`read_file`] does with each line.
+pub fn read_line(sink: &mut Sink, file: &str, line: u64, bytes: &[u8]) {
+    let out = parse_line(bytes, sink.opts);
+    apply(sink, file, line, out);
 }
 
 fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut) {

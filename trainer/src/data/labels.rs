@@ -80,7 +80,7 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
                     let admitted = enc.iter().any(|e| {
                         class_is(data, e.code, &["IMP", "ACUTE", "NONAC"])
                             && e.time >= ed.time
-                            && e.time <= ed.time + window
+                            && e.time <= ed.time.saturating_add(window)
                     });
                     out.push(Label {
                         subject: ed.subject,
@@ -92,7 +92,10 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
         }
         Task::LabRise { lab, rise, horizon_hours } => {
             let l = catalog::by_name_or_code(lab).ok_or_else(|| {
-                DataError::Invalid(format!("labels: lab {lab:?} is not a catalogue test name, LOINC or JLAC10 code"))
+                DataError::Invalid(format!(
+                    "labels: lab {} is not a catalogue test name, LOINC or JLAC10 code",
+                    super::reportable::quoted(lab)
+                ))
             })?;
             let horizon = (horizon_hours * 3600.0) as i64;
             let codes: Vec<u32> = [Some((catalog::LOINC, l.loinc)), l.jlac10.map(|j| (catalog::JLAC10, j))]
@@ -112,7 +115,7 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
                 for (i, &(t, v)) in vals.iter().enumerate() {
                     let risen = vals[i + 1..]
                         .iter()
-                        .take_while(|(u, _)| *u <= t + horizon)
+                        .take_while(|(u, _)| *u <= t.saturating_add(horizon))
                         .any(|&(u, w)| u > t && (w - v) as f64 >= rise - 1e-6);
                     out.push(Label { subject, prediction_time: t, value: LabelValue::Bool(risen) });
                 }

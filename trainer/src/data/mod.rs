@@ -18,6 +18,7 @@ pub mod guard;
 pub mod labels;
 pub mod meds;
 pub mod prepare;
+pub mod reportable;
 pub mod split;
 pub mod text;
 pub mod time;

@@ -104,7 +104,7 @@ impl LabelsConfig {
                 ("horizon_hours", self.horizon_hours.is_some()),
             ] {
                 if set && !allowed.contains(&key) {
-                    return Err(format!("labels.{key} does not apply to task {name:?}"));
+                    return Err(format!("labels.{key} does not apply to task {}", super::reportable::quoted(name)));
                 }
             }
             Ok(())
@@ -131,7 +131,10 @@ impl LabelsConfig {
                     horizon_hours: positive("horizon_hours", self.horizon_hours.unwrap_or(48.0))?,
                 }))
             }
-            other => Err(format!("labels.task: unknown task {other:?} (expected ed_admission or lab_rise)")),
+            other => Err(format!(
+                "labels.task: unknown task {} (expected ed_admission or lab_rise)",
+                super::reportable::quoted(other)
+            )),
         }
     }
 }
@@ -207,8 +210,10 @@ impl DataConfig {
     /// Reads a TOML config; relative paths in it are relative to the config's directory.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let mut c: DataConfig =
-            toml::from_str(&text).map_err(|e| DataError::Format { path: path.into(), msg: format!("config: {e}") })?;
+        let mut c: DataConfig = toml::from_str(&text).map_err(|e| DataError::Format {
+            path: path.into(),
+            msg: format!("config: {}", super::reportable::toml_error(&text, &e)),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -298,7 +303,7 @@ pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manife
     };
     let offset = (config.labels.offset_hours * 3600.0) as i64;
     for l in &mut labels {
-        l.prediction_time += offset;
+        l.prediction_time = l.prediction_time.saturating_add(offset);
     }
     let splits = split::assign(&data, config.split.key.as_bytes(), config.split.tuning, config.split.held_out)
         .map_err(DataError::Invalid)?;

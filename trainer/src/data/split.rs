@@ -59,8 +59,12 @@ pub fn assign(data: &Dataset, key: &[u8], tuning: f64, held_out: f64) -> Result<
     }
     (0..data.subjects.len())
         .map(|i| match data.splits.get(&(i as u32)) {
-            Some(s) => Split::parse(s)
-                .ok_or_else(|| format!("subject_splits: unknown split {s:?} (expected train, tuning or held_out)")),
+            Some(s) => Split::parse(s).ok_or_else(|| {
+                format!(
+                    "subject_splits: unknown split {} (expected train, tuning or held_out)",
+                    super::reportable::quoted(s)
+                )
+            }),
             None => Ok(hashed(key, &data.subjects.names[i], tuning, held_out)),
         })
         .collect()

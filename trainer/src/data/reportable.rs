@@ -1,0 +1,184 @@
+//! The closed sets that strings from the data must belong to before a report prints them.
+//!
+//! A QA report names what an input holds, but an export can put anything in any string field (a phone
+//! number as a unit, a name as a code system). So a string read from the data reaches output only when
+//! it is one of a fixed list written here (or in the catalogue): a FHIR R4 resource type, an encounter
+//! class of the v3 ActEncounterCode value set, a known code system URI. The functions return the
+//! list's own `&'static str`, never the input, so nothing else can slip through. Everything else is
+//! counted under a placeholder. Units have their own gate, `check::reportable_unit`.
+
+use super::catalog;
+
+/// The resource types of FHIR R4 (4.0.1).
+#[rustfmt::skip]
+pub const FHIR_R4_RESOURCE_TYPES: &[&str] = &[
+    "Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse",
+    "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct", "BodyStructure", "Bundle",
+    "CapabilityStatement", "CarePlan", "CareTeam", "CatalogEntry", "ChargeItem", "ChargeItemDefinition", "Claim",
+    "ClaimResponse", "ClinicalImpression", "CodeSystem", "Communication", "CommunicationRequest",
+    "CompartmentDefinition", "Composition", "ConceptMap", "Condition", "Consent", "Contract", "Coverage",
+    "CoverageEligibilityRequest", "CoverageEligibilityResponse", "DetectedIssue", "Device", "DeviceDefinition",
+    "DeviceMetric", "DeviceRequest", "DeviceUseStatement", "DiagnosticReport", "DocumentManifest",
+    "DocumentReference", "EffectEvidenceSynthesis", "Encounter", "Endpoint", "EnrollmentRequest",
+    "EnrollmentResponse", "EpisodeOfCare", "EventDefinition", "Evidence", "EvidenceVariable", "ExampleScenario",
+    "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal", "GraphDefinition", "Group", "GuidanceResponse",
+    "HealthcareService", "ImagingStudy", "Immunization", "ImmunizationEvaluation", "ImmunizationRecommendation",
+    "ImplementationGuide", "InsurancePlan", "Invoice", "Library", "Linkage", "List", "Location", "Measure",
+    "MeasureReport", "Media", "Medication", "MedicationAdministration", "MedicationDispense",
+    "MedicationKnowledge", "MedicationRequest", "MedicationStatement", "MedicinalProduct",
+    "MedicinalProductAuthorization", "MedicinalProductContraindication", "MedicinalProductIndication",
+    "MedicinalProductIngredient", "MedicinalProductInteraction", "MedicinalProductManufactured",
+    "MedicinalProductPackaged", "MedicinalProductPharmaceutical", "MedicinalProductUndesirableEffect",
+    "MessageDefinition", "MessageHeader", "MolecularSequence", "NamingSystem", "NutritionOrder", "Observation",
+    "ObservationDefinition", "OperationDefinition", "OperationOutcome", "Organization",
+    "OrganizationAffiliation", "Parameters", "Patient", "PaymentNotice", "PaymentReconciliation", "Person",
+    "PlanDefinition", "Practitioner", "PractitionerRole", "Procedure", "Provenance", "Questionnaire",
+    "QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchDefinition", "ResearchElementDefinition",
+    "ResearchStudy", "ResearchSubject", "RiskAssessment", "RiskEvidenceSynthesis", "Schedule", "SearchParameter",
+    "ServiceRequest", "Slot", "Specimen", "SpecimenDefinition", "StructureDefinition", "StructureMap",
+    "Subscription", "Substance", "SubstanceNucleicAcid", "SubstancePolymer", "SubstanceProtein",
+    "SubstanceReferenceInformation", "SubstanceSourceMaterial", "SubstanceSpecification", "SupplyDelivery",
+    "SupplyRequest", "Task", "TerminologyCapabilities", "TestReport", "TestScript", "ValueSet",
+    "VerificationResult", "VisionPrescription",
+];
+
+/// What a resource type outside [`FHIR_R4_RESOURCE_TYPES`] is counted under.
+pub const OTHER_RESOURCE_TYPE: &str = "(not a FHIR R4 resource type)";
+
+/// Encounter classes: the v3 ActEncounterCode value set, which R4's `Encounter.class` binds to.
+pub const ENCOUNTER_CLASSES: &[&str] =
+    &["AMB", "EMER", "FLD", "HH", "IMP", "ACUTE", "NONAC", "OBSENC", "PRENC", "SS", "VR"];
+
+/// Code system URIs a report may print: those the readers know, and the other common public ones of
+/// clinical exports (JP Core's JLAC and Japanese code systems among them).
+const OTHER_PUBLIC_SYSTEMS: &[&str] = &[
+    "http://unitsofmeasure.org",
+    "http://hl7.org/fhir/sid/icd-10",
+    "http://hl7.org/fhir/sid/icd-10-cm",
+    "http://hl7.org/fhir/sid/icd-9-cm",
+    "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "http://www.whocc.no/atc",
+    "http://terminology.hl7.org/CodeSystem/v2-0074",
+    "http://terminology.hl7.org/CodeSystem/v2-0203",
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+    "http://terminology.hl7.org/CodeSystem/v3-ActEncounterCode",
+    "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+    "http://terminology.hl7.org/CodeSystem/condition-category",
+    "http://terminology.hl7.org/CodeSystem/diagnostic-service-sections",
+    "http://hl7.org/fhir/observation-category",
+    "urn:oid:1.2.392.200119.4.504",
+    "urn:oid:1.2.392.200119.4.1005",
+    "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationLabResultCode_CS",
+    "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationCategory_CS",
+    "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationVitalSignsCode_CS",
+    "http://jpfhir.jp/fhir/core/CodeSystem/JP_DocumentCodes_CS",
+    "http://jpfhir.jp/fhir/core/CodeSystem/JP_Sex_CS",
+    "medtrain:note",
+];
+
+/// The resource type as the list spells it, if it is a FHIR R4 resource type.
+pub fn resource_type(rt: &str) -> Option<&'static str> {
+    FHIR_R4_RESOURCE_TYPES.iter().find(|r| **r == rt).copied()
+}
+
+/// The encounter class as the value set spells it, if it is one.
+pub fn encounter_class(code: &str) -> Option<&'static str> {
+    ENCOUNTER_CLASSES.iter().find(|c| **c == code).copied()
+}
+
+/// The code system URI as the list spells it, if it is a known one.
+pub fn code_system(system: &str) -> Option<&'static str> {
+    catalog::KNOWN_SYSTEMS.iter().chain(OTHER_PUBLIC_SYSTEMS).find(|s| **s == system).copied()
+}
+
+/// A value from a config or an input as a message may quote it: only when it looks like a name from a
+/// fixed vocabulary (lowercase ASCII letters, digits, `_`, `-`, `.`, starting with a letter, at most 64
+/// bytes: `creatinine`, `ed_admission`, `held_out`); anything else is replaced, so a mistyped value that
+/// holds a phone number or a name is never echoed.
+pub fn quoted(value: &str) -> String {
+    let plain = value.len() <= 64
+        && value.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+    if plain {
+        format!("{value:?}")
+    } else {
+        "(a value that is not printed)".to_owned()
+    }
+}
+
+/// A TOML (or serde) error as `line L, column C: message`, without the source line the TOML crate
+/// quotes, and with every quoted fragment of the message passed through [`quoted`] (serde's messages
+/// quote mistyped values: `invalid type: string "...", expected ...`).
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map(|span| {
+        let before = &text.as_bytes()[..span.start.min(text.len())];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    format!("{}{}", at.unwrap_or_default(), redact_quoted(e.message()))
+}
+
+/// Replaces each `"..."` or `` `...` `` fragment of a message by [`quoted`] of its content.
+pub fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(open) = rest.find(['"', '`']) {
+        let q = rest.as_bytes()[open];
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find(q as char) {
+            Some(close) => {
+                let inner = &after[..close];
+                match quoted(inner).as_str() {
+                    p if p.starts_with('"') => {
+                        out.push(q as char);
+                        out.push_str(inner);
+                        out.push(q as char);
+                    }
+                    p => out.push_str(p),
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str("(a value that is not printed)");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_sets_return_their_own_spelling_and_nothing_else() {
+        assert_eq!(resource_type("Observation"), Some("Observation"));
+        assert_eq!(resource_type("observation"), None);
+        assert_eq!(resource_type("090-1234-5678"), None);
+        assert_eq!(FHIR_R4_RESOURCE_TYPES.len(), 146);
+        assert_eq!(encounter_class("EMER"), Some("EMER"));
+        assert_eq!(encounter_class("taro@example.jp"), None);
+        assert_eq!(code_system("http://loinc.org"), Some("http://loinc.org"));
+        assert_eq!(code_system("http://example.org/taro"), None);
+    }
+
+    #[test]
+    fn quoted_fragments_of_messages_are_kept_only_when_they_are_plain_names() {
+        assert_eq!(
+            redact_quoted("unknown variant `090-1234-5678`, expected `reject` or `redact`"),
+            "unknown variant (a value that is not printed), expected `reject` or `redact`"
+        );
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "Hanako Suzuki", expected f64"#),
+            "invalid type: string (a value that is not printed), expected f64"
+        );
+        assert_eq!(redact_quoted("unknown field `bucket`"), "unknown field `bucket`");
+        assert_eq!(redact_quoted("open \"taro@example.jp"), "open (a value that is not printed)");
+        assert_eq!(quoted("creatinine"), "\"creatinine\"");
+        assert_eq!(quoted("山田太郎"), "(a value that is not printed)");
+    }
+}
