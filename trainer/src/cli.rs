@@ -236,7 +236,10 @@ pub fn install_panic_hook() {
     let args: Vec<String> = std::env::args().collect();
     let command = command_label(&args);
     std::panic::set_hook(Box::new(move |info| {
-        eprintln!("{}", panic_text(&command, info.location()));
+        // a panic of the parquet crate on a corrupt file is caught and reported as an error on the file
+        if !crate::data::meds::in_parquet_reader() {
+            eprintln!("{}", panic_text(&command, info.location()));
+        }
     }));
 }
 

@@ -7,7 +7,7 @@
 //!   least `rise` (default 0.3 mg/dL) within `horizon_hours` (default 48): KDIGO's AKI criterion.
 
 use super::{catalog, DataError, Dataset, EventKind, Result};
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::FileReader;
 use parquet::record::Field;
 use std::path::Path;
 
@@ -129,7 +129,7 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
 /// dataset does not hold are counted in the second value, not kept.
 pub fn read(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
     if path.extension().is_some_and(|e| e == "parquet") {
-        read_parquet(path, data)
+        super::meds::contained(path, || read_parquet(path, data))
     } else {
         read_csv(path, data)
     }
@@ -184,9 +184,7 @@ fn read_csv(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
 }
 
 fn read_parquet(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
-    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader =
-        SerializedFileReader::new(f).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let reader = super::meds::open(path)?;
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
     let (mut out, mut unknown) = (Vec::new(), 0);
     for (i, row) in rows.enumerate() {

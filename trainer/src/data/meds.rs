@@ -12,8 +12,34 @@
 use super::{catalog, guard, DataError, EventKind, ReadOptions, Rec, Result, Sink};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+thread_local! {
+    static IN_PARQUET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while this thread runs the parquet crate under [`contained`]: the panic hook stays silent
+/// then, because the panic is caught and reported as an error on the file.
+pub fn in_parquet_reader() -> bool {
+    IN_PARQUET.with(Cell::get)
+}
+
+/// Runs the parquet crate on one file. On some corrupt files it panics (an index out of bounds in its
+/// decoders) instead of returning an error; such a panic is caught here and becomes an error naming
+/// the file, so no input can crash medtrain through it.
+pub(crate) fn contained<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    let was = IN_PARQUET.with(|f| f.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    IN_PARQUET.with(|f| f.set(was));
+    r.unwrap_or_else(|_| {
+        Err(DataError::Format {
+            path: path.into(),
+            msg: "the parquet reader failed on this file (corrupt, or a layout it cannot decode)".into(),
+        })
+    })
+}
 
 fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let mut entries: Vec<PathBuf> =
@@ -29,10 +55,52 @@ fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn open(path: &Path) -> Result<SerializedFileReader<std::fs::File>> {
+/// Opens a parquet file (inside [`contained`]) and checks its dictionary pages.
+pub(crate) fn open(path: &Path) -> Result<SerializedFileReader<std::fs::File>> {
     let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    SerializedFileReader::new(f)
-        .map_err(|e| DataError::Format { path: path.into(), msg: format!("not a readable parquet file: {e}") })
+    let reader = SerializedFileReader::new(f)
+        .map_err(|e| DataError::Format { path: path.into(), msg: format!("not a readable parquet file: {e}") })?;
+    check_dictionaries(path, &reader)?;
+    Ok(reader)
+}
+
+/// Refuses a file whose dictionary pages claim more values than their bytes can hold. The parquet
+/// crate sizes a dictionary by that claim before decoding it, so a corrupt count (found by the fuzzer:
+/// 48 GB for a 1.5 kB file) aborts the process on allocation, which no `catch_unwind` can catch. Plain
+/// values take at least one byte each (booleans one bit), so the dictionary stays within a small
+/// multiple of the bytes really there. Only dictionary pages are decompressed; data pages are skipped.
+fn check_dictionaries(path: &Path, reader: &SerializedFileReader<std::fs::File>) -> Result<()> {
+    use parquet::basic::Type;
+    use parquet::column::page::Page;
+    let fmt = |e: parquet::errors::ParquetError| DataError::Format {
+        path: path.into(),
+        msg: format!("not a readable parquet file: {e}"),
+    };
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    for g in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(g).map_err(fmt)?;
+        for c in 0..group.num_columns().min(schema.num_columns()) {
+            let per_byte = if schema.column(c).physical_type() == Type::BOOLEAN { 8 } else { 1 };
+            let mut pages = group.get_column_page_reader(c).map_err(fmt)?;
+            while let Some(meta) = pages.peek_next_page().map_err(fmt)? {
+                if !meta.is_dict {
+                    pages.skip_next_page().map_err(fmt)?;
+                    continue;
+                }
+                if let Some(Page::DictionaryPage { buf, num_values, .. }) = pages.get_next_page().map_err(fmt)? {
+                    if num_values as usize > buf.len().saturating_mul(per_byte) {
+                        return Err(DataError::Format {
+                            path: path.into(),
+                            msg: format!(
+                                "row group {g}, column {c}: a dictionary page claims more values than its bytes hold"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn as_i64(f: &Field) -> Option<i64> {
@@ -202,14 +270,14 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: 
         return Err(DataError::Format { path: path.join("data"), msg: "holds no .parquet files".into() });
     }
     let codes = path.join("metadata").join("codes.parquet");
-    let parents = if codes.is_file() { read_code_parents(&codes)? } else { HashMap::new() };
+    let parents = if codes.is_file() { contained(&codes, || read_code_parents(&codes))? } else { HashMap::new() };
     let mut sink = Sink { data, report, opts };
     for f in &files {
-        read_events(f, &mut sink, &parents)?;
+        contained(f, || read_events(f, &mut sink, &parents))?;
     }
     let splits = path.join("metadata").join("subject_splits.parquet");
     if splits.is_file() {
-        read_splits(&splits, &mut sink)?;
+        contained(&splits, || read_splits(&splits, &mut sink))?;
     }
     Ok(())
 }

@@ -93,12 +93,13 @@ pub fn code_system(system: &str) -> Option<&'static str> {
 
 /// A value from a config or an input as a message may quote it: only when it looks like a name from a
 /// fixed vocabulary (lowercase ASCII letters, digits, `_`, `-`, `.`, starting with a letter, at most 64
-/// bytes: `creatinine`, `ed_admission`, `held_out`); anything else is replaced, so a mistyped value that
-/// holds a phone number or a name is never echoed.
+/// bytes, at most 6 digits: `creatinine`, `ed_admission`, `held_out`); anything else is replaced, so a
+/// mistyped value that holds a phone number, an ID number or a name is never echoed.
 pub fn quoted(value: &str) -> String {
     let plain = value.len() <= 64
         && value.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b))
+        && value.bytes().filter(u8::is_ascii_digit).count() <= 6;
     if plain {
         format!("{value:?}")
     } else {
@@ -177,6 +178,10 @@ mod tests {
             "invalid type: string (a value that is not printed), expected f64"
         );
         assert_eq!(redact_quoted("unknown field `bucket`"), "unknown field `bucket`");
+        assert_eq!(
+            redact_quoted("unknown field `note_t090-1234-5678okens`"),
+            "unknown field (a value that is not printed)"
+        );
         assert_eq!(redact_quoted("open \"taro@example.jp"), "open (a value that is not printed)");
         assert_eq!(quoted("creatinine"), "\"creatinine\"");
         assert_eq!(quoted("山田太郎"), "(a value that is not printed)");
