@@ -2,10 +2,11 @@
 //! `anyhow` lives only here, at the binary's edge; the library returns typed errors.
 
 use crate::bench::{self, Mode};
+use crate::cli_args;
 use crate::model::workload::{self, Workload};
 use crate::tensors::{self, TensorFile};
 use crate::train::dp_grad;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kernels::Cpu;
 use std::path::PathBuf;
@@ -121,7 +122,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Data(cmd) => crate::cli_data::run(cmd),
         Command::Demo { subjects, epsilon, epochs, threads, seed, keep, json } => {
-            let be = Cpu::new(threads)?;
+            let subjects = cli_args::within("--subjects", subjects, 10, cli_args::MAX_DEMO_SUBJECTS)?;
+            let epsilon = cli_args::within("--epsilon", epsilon, cli_args::DEMO_EPSILON.0, cli_args::DEMO_EPSILON.1)?;
+            let epochs = cli_args::within("--epochs", epochs, 1e-3, cli_args::MAX_DEMO_EPOCHS)?;
+            let be = Cpu::new(cli_args::threads("--threads", threads))?;
             let (dir, temporary) = match keep {
                 Some(d) => (d, false),
                 None => (std::env::temp_dir().join(format!("medtrain-demo-{}", std::process::id())), true),
@@ -147,9 +151,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::DemoData { subjects, out, seed, force } => {
-            if subjects == 0 {
-                bail!("--subjects must be at least 1");
-            }
+            let subjects = cli_args::within("--subjects", subjects, 1, cli_args::MAX_DEMO_SUBJECTS)?;
             let st = crate::data::demo::write_new(&out, subjects, seed, force).context("--out")?;
             println!(
                 "wrote {} subjects, {} observations, {} encounters, {} notes ({:.1} MB) to {}",
@@ -165,13 +167,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { workload, mode, threads, steps, batch, json } => {
             let workloads = parse_workloads(&workload)?;
             let modes = parse_modes(&mode)?;
-            if steps == 0 {
-                bail!("--steps must be at least 1");
-            }
-            if batch == Some(0) {
-                bail!("--batch must be at least 1");
-            }
-            let be = Cpu::new(threads)?;
+            let steps = cli_args::within("--steps", steps, 1, cli_args::MAX_BENCH_STEPS)?;
+            let batch = batch.map(|b| cli_args::within("--batch", b, 1, cli_args::MAX_BENCH_BATCH)).transpose()?;
+            let be = Cpu::new(cli_args::threads("--threads", threads))?;
             if !json {
                 println!(
                     "{:<16} {:<5} {:>6} {:>8} {:>12} {:>12}",
@@ -196,7 +194,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Privacy(cmd) => crate::cli_privacy::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::DpGrad { workload, weights, batch, clip, threads, out } => {
             let w: Workload = workload.parse().context("--workload")?;
-            let be = Cpu::new(threads)?;
+            let clip = cli_args::within("--clip", clip, cli_args::CLIP.0, cli_args::CLIP.1)?;
+            let be = Cpu::new(cli_args::threads("--threads", threads))?;
             let weights = TensorFile::read(&weights).context("--weights")?;
             let batch = TensorFile::read(&batch).context("--batch")?;
             let grads = dp_grad::clipped_gradient_sum(&be, w, &weights, &batch, clip)?;

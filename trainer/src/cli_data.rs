@@ -29,6 +29,18 @@ pub enum DataCommand {
         /// also print the dataset fingerprint
         #[arg(long)]
         fingerprint: bool,
+        /// a longer line is malformed and skipped (read.max_line_bytes)
+        #[arg(long, default_value_t = data::ReadLimits::DEFAULT_MAX_LINE_BYTES)]
+        max_line_bytes: u64,
+        /// a longer note is cut and counted (read.max_note_bytes)
+        #[arg(long, default_value_t = data::ReadLimits::DEFAULT_MAX_NOTE_BYTES)]
+        max_note_bytes: u64,
+        /// a .gz file inflating to more is refused (read.max_decompressed_bytes)
+        #[arg(long, default_value_t = data::ReadLimits::DEFAULT_MAX_DECOMPRESSED_BYTES)]
+        max_decompressed_bytes: u64,
+        /// a .gz file inflating more than this many times its size is refused (read.max_gz_ratio)
+        #[arg(long, default_value_t = data::ReadLimits::DEFAULT_MAX_GZ_RATIO)]
+        max_gz_ratio: f64,
     },
     /// Training examples from a data config (TOML): labels, subject splits, lab series and note tokens,
     /// one safetensors file per split and manifest.json. Refuses (exit 1) input with blocking findings.
@@ -48,9 +60,25 @@ pub enum DataCommand {
 
 pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        DataCommand::Check { path, json, identifiers, vitals, max_malformed, code_systems, fingerprint } => {
+        DataCommand::Check {
+            path,
+            json,
+            identifiers,
+            vitals,
+            max_malformed,
+            code_systems,
+            fingerprint,
+            max_line_bytes,
+            max_note_bytes,
+            max_decompressed_bytes,
+            max_gz_ratio,
+        } => {
             if !(0.0..=1.0).contains(&max_malformed) {
                 anyhow::bail!("--max-malformed must be a fraction in [0, 1] (got {max_malformed})");
+            }
+            let limits = data::ReadLimits { max_line_bytes, max_note_bytes, max_decompressed_bytes, max_gz_ratio };
+            if let Err((key, msg)) = limits.validate() {
+                anyhow::bail!("--{}: {msg}", key.replace('_', "-"));
             }
             let opts = ReadOptions {
                 code_systems: code_systems.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
@@ -58,6 +86,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
                 identifiers,
                 max_malformed_fraction: max_malformed,
                 keep_events: false,
+                limits,
             };
             let (_, report) = match data::read(&path, &opts) {
                 Ok(r) => r,

@@ -81,31 +81,50 @@ fn report_output(r: EpsilonReport, delta: f64, sigma: f64, q: f64, steps: u64) -
     }
 }
 
+/// The ranges the accountants are asked about, each flag checked before any computation. Outside
+/// them the numbers mean nothing for DP-SGD (a sample rate below one subject in ten billion, a target
+/// epsilon above 100) or the arithmetic stops being meaningful in f64.
+const NOISE: (f64, f64) = (1e-10, 1e10);
+const SAMPLE_RATE: (f64, f64) = (1e-10, 1.0);
+const DELTA: (f64, f64) = (1e-100, 0.5);
+const EPSILON: (f64, f64) = (1e-6, 100.0);
+const STEPS: (u64, u64) = (1, 1_000_000_000_000);
+
+fn in_range(flag: &str, v: f64, (lo, hi): (f64, f64)) -> anyhow::Result<f64> {
+    if v >= lo && v <= hi {
+        Ok(v)
+    } else {
+        anyhow::bail!("{flag}: must be in [{lo:e}, {hi:e}], got {v}")
+    }
+}
+
+fn steps_in_range(steps: u64) -> anyhow::Result<u64> {
+    if (STEPS.0..=STEPS.1).contains(&steps) {
+        Ok(steps)
+    } else {
+        anyhow::bail!("--steps: must be in [{}, {}], got {steps}", STEPS.0, STEPS.1)
+    }
+}
+
 pub fn run(cmd: PrivacyCommand) -> anyhow::Result<()> {
     match cmd {
         PrivacyCommand::Epsilon { noise, sample_rate, steps, delta, accountant, json } => {
             let kind: AccountantKind = accountant.parse().map_err(anyhow::Error::msg).context("--accountant")?;
-            let sigma = NoiseMultiplier::new(noise).context("--noise")?;
-            let q = SampleRate::new(sample_rate).context("--sample-rate")?;
-            let d = Delta::new(delta).context("--delta")?;
-            if steps == 0 {
-                anyhow::bail!("--steps: must be at least 1");
-            }
+            let sigma = NoiseMultiplier::new(in_range("--noise", noise, NOISE)?).context("--noise")?;
+            let q = SampleRate::new(in_range("--sample-rate", sample_rate, SAMPLE_RATE)?).context("--sample-rate")?;
+            let d = Delta::new(in_range("--delta", delta, DELTA)?).context("--delta")?;
+            let steps = steps_in_range(steps)?;
             let phase = Phase { noise_multiplier: sigma, sample_rate: q, steps };
             let r = accountant::epsilon(kind, &[phase], d);
             print(&report_output(r, delta, noise, sample_rate, steps), json)
         }
         PrivacyCommand::Noise { epsilon, delta, sample_rate, steps, accountant, json } => {
             let kind: AccountantKind = accountant.parse().map_err(anyhow::Error::msg).context("--accountant")?;
-            if !(epsilon.is_finite() && epsilon > 0.0) {
-                anyhow::bail!("--epsilon: must be a finite number > 0, got {epsilon}");
-            }
-            let q = SampleRate::new(sample_rate).context("--sample-rate")?;
-            let d = Delta::new(delta).context("--delta")?;
-            if steps == 0 {
-                anyhow::bail!("--steps: must be at least 1");
-            }
-            let (sigma, r) = accountant::calibrate(kind, epsilon, q, steps, d)?;
+            let epsilon = in_range("--epsilon", epsilon, EPSILON)?;
+            let q = SampleRate::new(in_range("--sample-rate", sample_rate, SAMPLE_RATE)?).context("--sample-rate")?;
+            let d = Delta::new(in_range("--delta", delta, DELTA)?).context("--delta")?;
+            let steps = steps_in_range(steps)?;
+            let (sigma, r) = accountant::calibrate(kind, epsilon, q, steps, d).context("--epsilon")?;
             print(&report_output(r, delta, sigma.get(), sample_rate, steps), json)
         }
     }

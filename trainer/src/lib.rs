@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+mod cli_args;
 mod cli_data;
 mod cli_privacy;
 pub mod data;

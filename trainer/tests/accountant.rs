@@ -125,7 +125,17 @@ fn pld_epsilon_matches_dp_accounting_within_one_percent() {
         }
         let deltas: Vec<Delta> =
             vectors[i..j].iter().map(|v| Delta::new(v["delta"].as_f64().unwrap()).unwrap()).collect();
-        let got = pld::epsilons(&phases, &deltas).unwrap();
+        // a few vectors (epsilon in the thousands, 10^5 steps at q = 0.3) need more grid points than the
+        // accountant's default memory bound: there it falls back (checked here), and the math is
+        // checked with a larger bound
+        let got = match pld::epsilons(&phases, &deltas) {
+            Ok(got) => got,
+            Err(pld::PldError::TooLarge { points }) => {
+                assert!(points > pld::MAX_POINTS);
+                pld::epsilons_within(&phases, &deltas, 1 << 27).unwrap()
+            }
+            Err(e) => panic!("{phases:?}: {e}"),
+        };
         for (v, g) in vectors[i..j].iter().zip(got) {
             let want = v["epsilon"].as_f64().unwrap();
             let rel = (g - want).abs() / want.max(1e-12);

@@ -38,12 +38,18 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     sink.report.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut rdr =
-        csv::ReaderBuilder::new().flexible(true).from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    // a record over read.max_line_bytes fails the read instead of growing the parser's buffer: a quoted
+    // note may span lines, so the parser cannot be resynchronized past it and the file is refused
+    let budget = super::bounded::CsvBudget::new(sink.opts.limits.max_line_bytes);
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .buffer_capacity(super::bounded::CSV_BUFFER)
+        .from_reader(budget.reader(file));
     let header = rdr
         .headers()
         .map_err(|e| DataError::Format { path: path.into(), msg: format!("cannot read the header: {e}") })?
         .clone();
+    budget.record_done();
     let layout = layout(path, &header)?;
     let mut rec = csv::StringRecord::new();
     loop {
@@ -55,11 +61,13 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
                 return Err(DataError::io(path, format!("at line {line}: {e}")))
             }
             Err(_) => {
+                budget.record_done();
                 sink.report.lines += 1;
                 sink.report.malformed_line(&name, line, "not valid CSV");
                 continue;
             }
         }
+        budget.record_done();
         sink.report.lines += 1;
         if let Err(reason) = row(&layout, &rec, sink) {
             sink.report.malformed_line(&name, line, reason);

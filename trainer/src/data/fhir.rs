@@ -651,19 +651,24 @@ fn parse_resource(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOu
 
 const BLOCK: usize = 8 << 20;
 
+/// Why a line over `read.max_line_bytes` is malformed.
+const LINE_TOO_LONG: &str = "line longer than read.max_line_bytes";
+
 /// Reads one NDJSON file (optionally gzip-compressed) into the sink.
+///
+/// Memory is bounded by the block size and `read.max_line_bytes`: a line that grows past the bound
+/// before its end is seen is reported as malformed and its remaining bytes are dropped as they arrive.
 pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut input: Box<dyn Read> = if path.to_string_lossy().ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file)))
-    } else {
-        Box::new(file)
-    };
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let opts = sink.opts;
+    let max_line = usize::try_from(opts.limits.max_line_bytes).unwrap_or(usize::MAX);
+    let mut input = super::bounded::open(path, file, opts.limits);
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut buf: Vec<u8> = Vec::with_capacity(BLOCK * 2);
     let mut line_no = 0u64;
     let mut eof = false;
+    // inside a line over the bound: its bytes are dropped up to its newline
+    let mut skipping = false;
     while !eof {
         // fill to at least one block of whole lines
         let start = buf.len();
@@ -682,8 +687,28 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
         }
         buf.truncate(filled);
         sink.report.bytes += (filled - start) as u64;
+        if skipping {
+            match memchr::memchr(b'\n', &buf) {
+                Some(i) => {
+                    buf.drain(..=i);
+                    skipping = false;
+                }
+                None => {
+                    buf.clear();
+                    continue;
+                }
+            }
+        }
         let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
         if cut == 0 && !eof {
+            if buf.len() > max_line {
+                // a line over the bound with no end in sight: report it now, drop it as it streams
+                line_no += 1;
+                sink.report.lines += 1;
+                sink.report.malformed_line(&name, line_no, LINE_TOO_LONG);
+                buf.clear();
+                skipping = true;
+            }
             continue; // a line longer than the buffer: read on
         }
         let mut lines = Vec::new();
@@ -701,7 +726,11 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
             }
             at = end + 1;
         }
-        let outs: Vec<LineOut> = lines.par_iter().with_min_len(64).map(|(_, l)| parse_line(l, opts)).collect();
+        let outs: Vec<LineOut> = lines
+            .par_iter()
+            .with_min_len(64)
+            .map(|(_, l)| if l.len() > max_line { LineOut::bad(LINE_TOO_LONG) } else { parse_line(l, opts) })
+            .collect();
         sink.report.lines += lines.len() as u64;
         for ((n, _), out) in lines.iter().zip(outs) {
             apply(sink, &name, *n, out);

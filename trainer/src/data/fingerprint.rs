@@ -9,33 +9,17 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for e in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let p = e.map_err(|e| DataError::io(dir, e))?.path();
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if p.is_file() {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The fingerprint of a file or a directory tree.
 pub fn fingerprint(path: &Path) -> Result<String> {
-    let mut files = Vec::new();
+    // links out of the root, loops and special files are refused by the walk
+    let files = super::walk::files(path, true)?;
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-    let root = if meta.is_dir() {
-        walk(path, &mut files)?;
-        path.to_path_buf()
-    } else {
-        files.push(path.to_path_buf());
-        path.parent().map(Path::to_path_buf).unwrap_or_default()
-    };
+    let root =
+        if meta.is_dir() { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
     let mut rel: Vec<(String, PathBuf)> = files
         .into_iter()
         .map(|p| (p.strip_prefix(&root).unwrap_or(&p).to_string_lossy().replace('\\', "/"), p))

@@ -42,16 +42,8 @@ pub(crate) fn contained<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Res
 }
 
 fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            parquet_files(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "parquet") {
-            out.push(p);
-        }
-    }
+    // links out of the root, loops and special files are refused by the walk
+    out.extend(super::walk::files(dir, true)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")));
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! a run. No error or report prints a patient value or identifier: they name files, lines, resources,
 //! fields and kinds.
 
+pub mod bounded;
 pub mod catalog;
 pub mod check;
 pub mod csv;
@@ -22,6 +23,7 @@ pub mod reportable;
 pub mod split;
 pub mod text;
 pub mod time;
+pub mod walk;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -199,6 +201,8 @@ pub struct ReadOptions {
     pub max_malformed_fraction: f64,
     /// keep events (false: count them only, as `data check` does on large input)
     pub keep_events: bool,
+    /// what one line, one note, one compressed file may cost
+    pub limits: ReadLimits,
 }
 
 impl Default for ReadOptions {
@@ -209,8 +213,86 @@ impl Default for ReadOptions {
             identifiers: guard::Policy::Reject,
             max_malformed_fraction: 0.0,
             keep_events: true,
+            limits: ReadLimits::default(),
         }
     }
+}
+
+/// Bounds on what any input can make a reader hold or do; each is a key of the data config's `[read]`
+/// table and a flag of `data check`.
+///
+/// - `max_line_bytes` (64 MiB): a longer NDJSON line is a malformed line (file and line number,
+///   counted toward `max_malformed_fraction`) and is skipped as it streams past, never held whole. A
+///   bulk-export resource is kilobytes; a DocumentReference with an embedded scanned report a few MB.
+/// - `max_note_bytes` (1 MiB of UTF-8): a longer note (attachment, Composition text, CSV note) is cut
+///   at a character boundary and counted (`note_truncated` in the QA report). A discharge summary is
+///   a few tens of KB; the note encoder reads at most a few thousand tokens of it.
+/// - `max_decompressed_bytes` (64 GiB per file): a `.gz` file that inflates to more is an error
+///   naming the file and the key. Bulk-data servers split exports into files far below this.
+/// - `max_gz_ratio` (250): a `.gz` file that inflates to more than this many times its compressed size
+///   is an error naming the file and the key (checked once it has given 16 MiB). Deflate's ceiling is
+///   about 1032; real NDJSON compresses 5-30x (the demo export: 14x); a file of one repeated byte,
+///   the usual bomb, reaches the ceiling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadLimits {
+    pub max_line_bytes: u64,
+    pub max_note_bytes: u64,
+    pub max_decompressed_bytes: u64,
+    pub max_gz_ratio: f64,
+}
+
+impl ReadLimits {
+    pub const DEFAULT_MAX_LINE_BYTES: u64 = 64 << 20;
+    pub const DEFAULT_MAX_NOTE_BYTES: u64 = 1 << 20;
+    pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 64 << 30;
+    pub const DEFAULT_MAX_GZ_RATIO: f64 = 250.0;
+    /// The ratio is judged only once a file has given this much: small files of blank lines or one
+    /// repeated record compress absurdly well and are harmless.
+    pub const GZ_RATIO_GRACE_BYTES: u64 = 16 << 20;
+
+    /// Checks each bound against what it can mean: the error is (key, what is allowed), the key as in
+    /// the `[read]` table (`max_line_bytes`).
+    pub fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
+        let range = |k: &'static str, v: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err((k, format!("must be in [{lo}, {hi}] (got {v})")))
+            }
+        };
+        range("max_line_bytes", self.max_line_bytes, 1 << 10, 4 << 30)?;
+        range("max_note_bytes", self.max_note_bytes, 1, 1 << 30)?;
+        range("max_decompressed_bytes", self.max_decompressed_bytes, 1, u64::MAX)?;
+        if !(self.max_gz_ratio >= 1.0 && self.max_gz_ratio <= 1e9) {
+            return Err(("max_gz_ratio", format!("must be in [1, 1e9] (got {})", self.max_gz_ratio)));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_line_bytes: Self::DEFAULT_MAX_LINE_BYTES,
+            max_note_bytes: Self::DEFAULT_MAX_NOTE_BYTES,
+            max_decompressed_bytes: Self::DEFAULT_MAX_DECOMPRESSED_BYTES,
+            max_gz_ratio: Self::DEFAULT_MAX_GZ_RATIO,
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary; true when it was cut.
+pub fn truncate_note(text: &mut String, max: u64) -> bool {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    true
 }
 
 /// The kinds of input a path can hold.
@@ -251,15 +333,10 @@ pub fn detect(path: &Path) -> Result<Format> {
     })
 }
 
-/// The files of a directory, sorted by name.
+/// The files of a directory (not its subdirectories), sorted by name; links out of the directory and
+/// special files are refused ([`walk::files`]).
 pub fn list_dir(path: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| DataError::io(path, e))?
-        .map(|e| e.map(|e| e.path()).map_err(|e| DataError::io(path, e)))
-        .collect::<Result<_>>()?;
-    v.retain(|p| p.is_file());
-    v.sort();
-    Ok(v)
+    walk::files(path, false)
 }
 
 /// Reads any supported input into a dataset and its QA report.
@@ -310,7 +387,11 @@ impl Sink<'_> {
         let code = self.data.code(&r.system, &r.code);
         let unit = r.unit.as_deref().map_or(NONE, |u| self.data.units.get_or_insert(u));
         let text = match r.text {
-            Some(t) => {
+            Some(mut t) => {
+                // readers cut notes as they decode them; this catches any reader that did not
+                if truncate_note(&mut t, self.opts.limits.max_note_bytes) {
+                    self.report.finding(check::Severity::Warning, "note_truncated", "note", "text", None, 1);
+                }
                 self.data.texts.push(t);
                 (self.data.texts.len() - 1) as u32
             }

@@ -15,6 +15,10 @@
 //! vitals = false
 //! identifiers = "reject"             # or "redact"
 //! max_malformed_fraction = 0.0
+//! max_line_bytes = 67108864          # a longer line is malformed and skipped (64 MiB)
+//! max_note_bytes = 1048576           # a longer note is cut and counted (1 MiB)
+//! max_decompressed_bytes = 68719476736   # a .gz file inflating to more is refused (64 GiB)
+//! max_gz_ratio = 250.0               # ... or inflating more than this many times its size
 //! [labels]
 //! task = "ed_admission"              # or "lab_rise" (lab, rise, horizon_hours), or file = "labels.csv"
 //! window_hours = 24
@@ -29,13 +33,19 @@
 //! lookback_hours = 168
 //! note_tokens = 256                  # 0: no notes
 //! tokenizer = "tokenizer.json"       # or train_tokenizer = "unigram" | "byte_bpe", vocab_size = 8000
+//! max_tokenizer_corpus_bytes = 67108864   # train the tokenizer on at most this much note text
+//! max_tensor_bytes = 8589934592      # refuse a split whose tensors would take more (8 GiB)
 //! ```
+//!
+//! Every numeric key has a range checked when the config is loaded, before anything is sized from it
+//! (`buckets` 1-4096, `note_tokens` 0-32768, `vocab_size` 64-1e6, hours up to a century, the `[read]`
+//! bounds as in [`super::ReadLimits`]); the error names the key and the range.
 
 use super::check::Report;
 use super::labels::{self, Label, LabelValue, Task};
 use super::split::{self, Split};
 use super::text::{self, NoteTokenizer, TokenizerKind};
-use super::{catalog, features, guard, DataError, ReadOptions, Result};
+use super::{catalog, features, guard, DataError, ReadLimits, ReadOptions, Result};
 use crate::tensors::{self, OutData};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -64,6 +74,27 @@ pub struct ReadConfig {
     pub identifiers: guard::Policy,
     #[serde(default)]
     pub max_malformed_fraction: f64,
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: u64,
+    #[serde(default = "default_max_note_bytes")]
+    pub max_note_bytes: u64,
+    #[serde(default = "default_max_decompressed_bytes")]
+    pub max_decompressed_bytes: u64,
+    #[serde(default = "default_max_gz_ratio")]
+    pub max_gz_ratio: f64,
+}
+
+fn default_max_line_bytes() -> u64 {
+    ReadLimits::DEFAULT_MAX_LINE_BYTES
+}
+fn default_max_note_bytes() -> u64 {
+    ReadLimits::DEFAULT_MAX_NOTE_BYTES
+}
+fn default_max_decompressed_bytes() -> u64 {
+    ReadLimits::DEFAULT_MAX_DECOMPRESSED_BYTES
+}
+fn default_max_gz_ratio() -> f64 {
+    ReadLimits::DEFAULT_MAX_GZ_RATIO
 }
 
 impl Default for ReadConfig {
@@ -73,6 +104,21 @@ impl Default for ReadConfig {
             vitals: false,
             identifiers: guard::Policy::Reject,
             max_malformed_fraction: 0.0,
+            max_line_bytes: default_max_line_bytes(),
+            max_note_bytes: default_max_note_bytes(),
+            max_decompressed_bytes: default_max_decompressed_bytes(),
+            max_gz_ratio: default_max_gz_ratio(),
+        }
+    }
+}
+
+impl ReadConfig {
+    pub fn limits(&self) -> ReadLimits {
+        ReadLimits {
+            max_line_bytes: self.max_line_bytes,
+            max_note_bytes: self.max_note_bytes,
+            max_decompressed_bytes: self.max_decompressed_bytes,
+            max_gz_ratio: self.max_gz_ratio,
         }
     }
 }
@@ -180,7 +226,39 @@ pub struct FeaturesConfig {
     pub train_tokenizer: Option<TokenizerKind>,
     #[serde(default = "default_vocab")]
     pub vocab_size: usize,
+    /// the most bytes of notes a tokenizer is trained on
+    #[serde(default = "default_max_tokenizer_corpus_bytes")]
+    pub max_tokenizer_corpus_bytes: u64,
+    /// the most bytes the tensors of one split may take (checked before they are built)
+    #[serde(default = "default_max_tensor_bytes")]
+    pub max_tensor_bytes: u64,
 }
+
+fn default_max_tokenizer_corpus_bytes() -> u64 {
+    text::DEFAULT_MAX_CORPUS_BYTES
+}
+fn default_max_tensor_bytes() -> u64 {
+    8 << 30
+}
+
+fn read_key(k: &str) -> &'static str {
+    match k {
+        "max_line_bytes" => "read.max_line_bytes",
+        "max_note_bytes" => "read.max_note_bytes",
+        "max_decompressed_bytes" => "read.max_decompressed_bytes",
+        _ => "read.max_gz_ratio",
+    }
+}
+
+/// The allowed range of each numeric key, checked when the config is loaded, before anything is sized
+/// from it. Wide enough for any real design: a week in 2.5-minute buckets, a 32k-token note context, a
+/// million-piece vocabulary, a century of hours.
+pub const BUCKETS: (usize, usize) = (1, 4096);
+pub const NOTE_TOKENS: (usize, usize) = (0, 32768);
+pub const VOCAB_SIZE: (usize, usize) = (64, 1_000_000);
+pub const MAX_HOURS: f64 = 876_000.0;
+pub const TOKENIZER_CORPUS_BYTES: (u64, u64) = (1 << 10, 4 << 30);
+pub const TENSOR_BYTES: (u64, u64) = (1 << 20, 1 << 40);
 
 fn default_buckets() -> usize {
     24
@@ -202,6 +280,8 @@ impl Default for FeaturesConfig {
             tokenizer: None,
             train_tokenizer: None,
             vocab_size: default_vocab(),
+            max_tokenizer_corpus_bytes: default_max_tokenizer_corpus_bytes(),
+            max_tensor_bytes: default_max_tensor_bytes(),
         }
     }
 }
@@ -241,6 +321,7 @@ impl DataConfig {
                 format!("must be in [0, 1] (got {})", c.read.max_malformed_fraction),
             ));
         }
+        c.check_ranges().map_err(|(key, msg)| bad(key, msg))?;
         if c.features.note_tokens > 0 && c.features.tokenizer.is_none() && c.features.train_tokenizer.is_none() {
             return Err(bad("features.note_tokens", "needs features.tokenizer or features.train_tokenizer".into()));
         }
@@ -250,11 +331,49 @@ impl DataConfig {
         Ok(c)
     }
 
+    /// Every numeric key against its range ([`BUCKETS`] and the rest); the error names the key.
+    fn check_ranges(&self) -> std::result::Result<(), (&'static str, String)> {
+        fn within<T: PartialOrd + std::fmt::Display>(
+            key: &'static str,
+            v: T,
+            (lo, hi): (T, T),
+        ) -> std::result::Result<(), (&'static str, String)> {
+            if v >= lo && v <= hi {
+                Ok(())
+            } else {
+                Err((key, format!("must be in [{lo}, {hi}] (got {v})")))
+            }
+        }
+        let f = &self.features;
+        within("features.buckets", f.buckets, BUCKETS)?;
+        within("features.note_tokens", f.note_tokens, NOTE_TOKENS)?;
+        within("features.vocab_size", f.vocab_size, VOCAB_SIZE)?;
+        within("features.lookback_hours", f.lookback_hours, (1.0 / 60.0, MAX_HOURS))?;
+        within("features.max_tokenizer_corpus_bytes", f.max_tokenizer_corpus_bytes, TOKENIZER_CORPUS_BYTES)?;
+        within("features.max_tensor_bytes", f.max_tensor_bytes, TENSOR_BYTES)?;
+        let l = &self.labels;
+        within("labels.offset_hours", l.offset_hours, (-MAX_HOURS, MAX_HOURS))?;
+        for (key, v) in [
+            ("labels.window_hours", l.window_hours),
+            ("labels.horizon_hours", l.horizon_hours),
+            ("labels.rise", l.rise),
+        ] {
+            if let Some(v) = v {
+                within(key, v, (f64::MIN_POSITIVE, MAX_HOURS))?;
+            }
+        }
+        within("split.tuning", self.split.tuning, (0.0, 1.0))?;
+        within("split.held_out", self.split.held_out, (0.0, 1.0))?;
+        self.read.limits().validate().map_err(|(k, m)| (read_key(k), m))?;
+        Ok(())
+    }
+
     pub fn read_options(&self) -> ReadOptions {
         let mut o = ReadOptions {
             vitals: self.read.vitals,
             identifiers: self.read.identifiers,
             max_malformed_fraction: self.read.max_malformed_fraction,
+            limits: self.read.limits(),
             ..Default::default()
         };
         if let Some(cs) = &self.read.code_systems {
@@ -287,8 +406,70 @@ fn split_name(s: Split) -> &'static str {
     }
 }
 
+/// Refuses a split whose tensors (three f32 lab tensors of examples x buckets x channels, the labels
+/// and subjects, the note ids) would pass `features.max_tensor_bytes`.
+fn check_tensor_bytes(split: &str, examples: usize, spec: &features::LabSeriesSpec, config: &DataConfig) -> Result<()> {
+    let (t, k, l) = (spec.buckets as u128, spec.channels.len() as u128, config.features.note_tokens as u128);
+    let per_example = 3 * t * k * 4 + 4 + 8 + if l > 0 { l * 8 + 8 } else { 0 };
+    let bytes = examples as u128 * per_example;
+    let max = config.features.max_tensor_bytes;
+    if bytes > max as u128 {
+        return Err(DataError::Invalid(format!(
+            "features.max_tensor_bytes: the {split} split needs about {:.2} GB ({examples} examples x {t} buckets x {k} channels, {l} note tokens), more than the {:.2} GB allowed; lower features.buckets, the channels or features.note_tokens, or raise the key",
+            bytes as f64 / 1e9,
+            max as f64 / 1e9
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the whole preparation; returns the QA report (blocking: nothing written) and the manifest.
+///
+/// Everything is written to a staging directory beside `out` and moved into place only when all of
+/// it is written, so a failure (a tokenizer that cannot be trained, a full disk) leaves no
+/// half-written output directory.
 pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manifest>)> {
+    let name = out.file_name().ok_or_else(|| DataError::io(out, "the output needs a directory name"))?;
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let staging = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+    let result = prepare_into(config, &staging);
+    if matches!(result, Ok((_, Some(_)))) {
+        if let Err(e) = publish(&staging, out) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    } else if staging.exists() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+/// Moves the staged output into `out`: a rename when `out` does not exist or is empty, else file by
+/// file (replacing files of the same name, as writing in place did).
+fn publish(staging: &Path, out: &Path) -> Result<()> {
+    let empty = match std::fs::read_dir(out) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(p) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(p).map_err(|e| DataError::io(p, e))?;
+            }
+            return std::fs::rename(staging, out).map_err(|e| DataError::io(out, e));
+        }
+        Err(e) => return Err(DataError::io(out, e)),
+    };
+    if empty {
+        std::fs::remove_dir(out).map_err(|e| DataError::io(out, e))?;
+        return std::fs::rename(staging, out).map_err(|e| DataError::io(out, e));
+    }
+    for e in std::fs::read_dir(staging).map_err(|e| DataError::io(staging, e))? {
+        let from = e.map_err(|e| DataError::io(staging, e))?.path();
+        let to = out.join(from.file_name().unwrap_or_default());
+        std::fs::rename(&from, &to).map_err(|e| DataError::io(&to, e))?;
+    }
+    std::fs::remove_dir(staging).map_err(|e| DataError::io(staging, e))
+}
+
+fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manifest>)> {
     let opts = config.read_options();
     let (mut data, report) = super::read(&config.input, &opts)?;
     if report.blocking {
@@ -320,6 +501,11 @@ pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manife
         .collect();
     categories.sort();
     categories.dedup();
+    // the size of every split's tensors, before any is built
+    for which in [Split::Train, Split::Tuning, Split::HeldOut] {
+        let n = labels.iter().filter(|l| splits[l.subject as usize] == which).count();
+        check_tensor_bytes(split_name(which), n, &spec, config)?;
+    }
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
     // the tokenizer: the user's, or trained on the train split's notes
     let tokenizer = if config.features.note_tokens == 0 {
@@ -334,7 +520,12 @@ pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manife
             .filter(|e| e.kind == super::EventKind::Note && splits[e.subject as usize] == Split::Train)
             .map(|e| data.texts[e.text as usize].clone())
             .collect();
-        let t = NoteTokenizer::train(&train_notes, kind, config.features.vocab_size)?;
+        let t = NoteTokenizer::train_within(
+            &train_notes,
+            kind,
+            config.features.vocab_size,
+            config.features.max_tokenizer_corpus_bytes,
+        )?;
         t.save(&out.join("tokenizer.json"), Some(kind))?;
         Some(t)
     };

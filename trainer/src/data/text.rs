@@ -16,6 +16,9 @@ use tokenizers::models::unigram::{Unigram, UnigramTrainerBuilder};
 use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::SplitDelimiterBehavior;
 use tokenizers::{AddedToken, Tokenizer};
 
 pub const PAD: &str = "[PAD]";
@@ -27,6 +30,54 @@ pub const SEP: &str = "[SEP]";
 pub enum TokenizerKind {
     Unigram,
     ByteBpe,
+}
+
+/// Runs of one character longer than this are cut into pieces of this length before training and
+/// encoding. Tokenizer training is superlinear in the length of a pre-token (byte-level BPE re-scans a
+/// word at every merge; Unigram enumerates its substrings), so one long run (a line of `=` or `-`, a
+/// row of digits) made training run for minutes or take gigabytes; real words are far shorter.
+pub const MAX_RUN: usize = 16;
+
+/// Runs of non-space characters longer than this (a repeated pattern, Japanese text without spaces)
+/// are cut into pieces of this many characters, for the same reason.
+pub const MAX_PIECE: usize = 64;
+
+/// Default of `features.max_tokenizer_corpus_bytes`: a tokenizer is trained on at most this much note
+/// text (the first notes, in dataset order). A vocabulary of a few thousand pieces is settled long
+/// before; the trainers' memory grows with the corpus (Unigram: about 20 bytes per character).
+pub const DEFAULT_MAX_CORPUS_BYTES: u64 = 64 << 20;
+
+/// The pre-tokenizer that cuts runs of one character (newlines included) into pieces of at most
+/// [`MAX_RUN`] and runs of non-space characters into pieces of at most [`MAX_PIECE`], on the text's own
+/// characters (before byte-level mapping, where one Japanese character becomes three). The pattern (a
+/// backreference, Oniguruma syntax as HF tokenizers uses) is stored in tokenizer.json, so any HF
+/// tokenizers implementation encodes the same way.
+fn run_cap() -> Split {
+    let pattern = format!("([\\s\\S])\\1{{{}}}|\\S{{{}}}", MAX_RUN - 1, MAX_PIECE);
+    Split::new(SplitPattern::Regex(pattern), SplitDelimiterBehavior::Isolated, false)
+        .expect("the run pattern is a valid regex")
+}
+
+/// The first texts up to `max_bytes` in all (a text that would pass the bound is cut at a character
+/// boundary), skipping blank ones.
+fn corpus(texts: &[String], max_bytes: u64) -> Vec<&str> {
+    let mut left = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    for t in texts.iter().filter(|t| !t.trim().is_empty()) {
+        if left == 0 {
+            break;
+        }
+        let mut end = t.len().min(left);
+        while !t.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.push(&t[..end]);
+        left -= end;
+        if end < t.len() {
+            break;
+        }
+    }
+    out
 }
 
 pub struct NoteTokenizer {
@@ -73,14 +124,38 @@ impl NoteTokenizer {
         Ok(Self::with(tokenizer, exportable))
     }
 
-    /// Trains a tokenizer on texts (the node's notes): non-exportable.
+    /// Trains a tokenizer on texts (the node's notes): non-exportable. Trains on at most
+    /// [`DEFAULT_MAX_CORPUS_BYTES`] of them (see [`NoteTokenizer::train_within`]).
     pub fn train(texts: &[String], kind: TokenizerKind, vocab_size: usize) -> Result<Self> {
+        Self::train_within(texts, kind, vocab_size, DEFAULT_MAX_CORPUS_BYTES)
+    }
+
+    /// Trains a tokenizer on texts, bounded in time and memory: on the first notes up to
+    /// `max_corpus_bytes` (`features.max_tokenizer_corpus_bytes`), with runs of one character cut into
+    /// pieces of [`MAX_RUN`] ([`run_cap`]). Without text to learn from (no notes, or only blank ones)
+    /// it is an error, not a tokenizer.
+    pub fn train_within(
+        texts: &[String],
+        kind: TokenizerKind,
+        vocab_size: usize,
+        max_corpus_bytes: u64,
+    ) -> Result<Self> {
+        let corpus = corpus(texts, max_corpus_bytes);
+        if corpus.iter().all(|t| t.trim().is_empty()) {
+            return Err(DataError::Invalid(
+                "features.train_tokenizer: the train split has no note text to train a tokenizer on; use features.tokenizer or note_tokens = 0".into(),
+            ));
+        }
+        let texts = corpus;
         let special: Vec<AddedToken> = [PAD, UNK, SEP].iter().map(|t| AddedToken::from(*t, true)).collect();
         let err = |e: tokenizers::Error| DataError::Invalid(format!("training the tokenizer: {e}"));
         let mut tokenizer = match kind {
             TokenizerKind::Unigram => {
                 let mut t = Tokenizer::new(Unigram::default());
-                t.with_pre_tokenizer(Some(Metaspace::new('▁', PrependScheme::Always, true)));
+                t.with_pre_tokenizer(Some(Sequence::new(vec![
+                    Metaspace::new('▁', PrependScheme::Always, true).into(),
+                    run_cap().into(),
+                ])));
                 t.with_decoder(Some(tokenizers::decoders::metaspace::Metaspace::new('▁', PrependScheme::Always, true)));
                 let mut trainer: TrainerWrapper = UnigramTrainerBuilder::default()
                     .show_progress(false)
@@ -90,12 +165,15 @@ impl NoteTokenizer {
                     .build()
                     .map_err(|e| DataError::Invalid(format!("tokenizer trainer: {e}")))?
                     .into();
-                t.train(&mut trainer, texts.iter()).map_err(err)?;
+                t.train(&mut trainer, texts.iter().copied()).map_err(err)?;
                 t
             }
             TokenizerKind::ByteBpe => {
                 let mut t = Tokenizer::new(BPE::default());
-                t.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
+                t.with_pre_tokenizer(Some(Sequence::new(vec![
+                    run_cap().into(),
+                    ByteLevel::default().add_prefix_space(false).into(),
+                ])));
                 t.with_decoder(Some(ByteLevel::default().add_prefix_space(false)));
                 let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
                     .show_progress(false)
@@ -105,7 +183,7 @@ impl NoteTokenizer {
                     .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
                     .build()
                     .into();
-                t.train(&mut trainer, texts.iter()).map_err(err)?;
+                t.train(&mut trainer, texts.iter().copied()).map_err(err)?;
                 t
             }
         };

@@ -8,9 +8,17 @@ use super::{AccountingError, Delta, NoiseMultiplier, SampleRate};
 pub const PRECISION: f64 = 1e-3;
 /// Calibration gives up above this noise multiplier.
 pub const MAX_SIGMA: f64 = 1e4;
+/// Calibration searches no lower: a target epsilon already met here is not a DP target (epsilon 100
+/// at q = 1, one step, delta 1e-10 needs sigma 0.07).
+pub const MIN_SIGMA: f64 = 1e-3;
+/// The most epsilon evaluations one calibration makes: the bracket spans [MIN_SIGMA, MAX_SIGMA] by
+/// factors of 2 (24 steps), then bisection to PRECISION from a factor of 2 (10 steps). The bound is a
+/// guard: the search ends well within it.
+pub const MAX_EVALUATIONS: usize = 64;
 
-/// The smallest sigma (within 0.1%) with `epsilon_of(sigma) <= target`. `epsilon_of` computes the
-/// epsilon of the planned run (sample rate, steps, delta fixed) at a given noise multiplier.
+/// The smallest sigma in [MIN_SIGMA, MAX_SIGMA] (within 0.1%) with `epsilon_of(sigma) <= target`.
+/// `epsilon_of` computes the epsilon of the planned run (sample rate, steps, delta fixed) at a given
+/// noise multiplier. At most [`MAX_EVALUATIONS`] evaluations.
 pub fn noise_multiplier(
     target: f64,
     mut epsilon_of: impl FnMut(NoiseMultiplier) -> f64,
@@ -18,8 +26,16 @@ pub fn noise_multiplier(
     if !(target.is_finite() && target > 0.0) {
         return Err(AccountingError::Epsilon(target));
     }
-    let mut eps = |s: f64| epsilon_of(NoiseMultiplier::new(s).expect("positive finite sigma"));
-    let (mut lo, mut hi) = (0.1f64, 1.0f64);
+    let mut evaluations = 0usize;
+    let mut eps = |s: f64| {
+        evaluations += 1;
+        match NoiseMultiplier::new(s) {
+            Ok(s) if evaluations <= MAX_EVALUATIONS => epsilon_of(s),
+            // not reached: s stays in [MIN_SIGMA, MAX_SIGMA] and the loops below are bounded
+            _ => f64::INFINITY,
+        }
+    };
+    let (mut lo, mut hi) = (0.5f64, 1.0f64);
     while eps(hi) > target {
         lo = hi;
         hi *= 2.0;
@@ -27,9 +43,12 @@ pub fn noise_multiplier(
             return Err(AccountingError::Unreachable { target, max: MAX_SIGMA, reached: eps(MAX_SIGMA) });
         }
     }
-    while lo > 1e-6 && eps(lo) <= target {
+    while eps(lo) <= target {
         hi = lo;
         lo /= 2.0;
+        if lo < MIN_SIGMA {
+            return Err(AccountingError::TargetTooLarge { target, min: MIN_SIGMA, reached: eps(MIN_SIGMA) });
+        }
     }
     while hi / lo - 1.0 > PRECISION {
         let mid = (lo * hi).sqrt();
@@ -55,4 +74,36 @@ pub fn rdp_noise_multiplier(
     noise_multiplier(target, |s| {
         super::rdp::epsilon(&[super::Phase { noise_multiplier: s, sample_rate: q, steps }], delta)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_met_below_the_search_floor_is_an_error_not_a_search_without_end() {
+        let mut calls = 0;
+        let e = noise_multiplier(1e4, |s| {
+            calls += 1;
+            1.0 / s.get()
+        })
+        .unwrap_err();
+        assert!(matches!(e, AccountingError::TargetTooLarge { .. }), "{e:?}");
+        assert!(calls <= MAX_EVALUATIONS, "{calls} evaluations");
+    }
+
+    #[test]
+    fn an_unreachable_target_is_an_error_within_the_evaluation_bound() {
+        let mut calls = 0;
+        let e = noise_multiplier(1e-9, |s| {
+            calls += 1;
+            1.0 / s.get()
+        })
+        .unwrap_err();
+        assert!(matches!(e, AccountingError::Unreachable { .. }), "{e:?}");
+        assert!(calls <= MAX_EVALUATIONS, "{calls} evaluations");
+        // and a reachable one lands within the precision, from above
+        let s = noise_multiplier(0.37, |s| 1.0 / s.get()).unwrap().get();
+        assert!(1.0 / s <= 0.37 && s / (1.0 / 0.37) - 1.0 < 2.0 * PRECISION, "{s}");
+    }
 }

@@ -38,6 +38,10 @@ pub enum AccountingError {
     Epsilon(f64),
     #[error("no noise multiplier up to {max} reaches epsilon {target} (epsilon at {max}: {reached})")]
     Unreachable { target: f64, max: f64, reached: f64 },
+    #[error(
+        "target epsilon {target} is met even at the smallest noise multiplier calibration considers ({min}: epsilon {reached}); it is not a useful DP target"
+    )]
+    TargetTooLarge { target: f64, min: f64, reached: f64 },
 }
 
 impl NoiseMultiplier {
@@ -174,11 +178,18 @@ pub fn calibrate(
     let phase = |s: NoiseMultiplier| Phase { noise_multiplier: s, sample_rate, steps };
     if kind == AccountantKind::Pld {
         let mut failure: Option<String> = None;
-        let sigma = calibrate::noise_multiplier(target, |s| match pld::epsilon(&[phase(s)], delta) {
-            Ok(e) => e,
-            Err(e) => {
-                failure.get_or_insert(e.to_string());
-                f64::INFINITY
+        // the first PLD failure ends the PLD search at once (every later evaluation answers
+        // infinity without computing), and calibration starts over on RDP
+        let sigma = calibrate::noise_multiplier(target, |s| {
+            if failure.is_some() {
+                return f64::INFINITY;
+            }
+            match pld::epsilon(&[phase(s)], delta) {
+                Ok(e) => e,
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    f64::INFINITY
+                }
             }
         });
         if failure.is_none() {

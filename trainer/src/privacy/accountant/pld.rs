@@ -241,15 +241,21 @@ fn self_convolve_bounds(probs: &[f64], times: u64, tail: f64) -> (i64, i64) {
 
 impl Pmf {
     /// The T-fold composition (FFT, tails beyond the Chernoff bounds cut and counted as infinite loss).
-    fn self_compose(&self, times: u64, max_points: usize) -> Result<Pmf, TooLarge> {
+    fn self_compose(&self, times: u64, max_points: usize) -> Result<Pmf, PldError> {
         if times == 1 {
             return Ok(self.clone());
         }
+        let t = u32::try_from(times).map_err(|_| PldError::TooManySteps { steps: times })?;
         let (lb, ub) = self_convolve_bounds(&self.probs, times, TAIL_MASS_TRUNCATION);
-        let out_len = (ub - lb + 1).max(1) as usize;
+        // checked before anything is allocated: the FFT length of the composed support
+        let out_len = (ub as f64 - lb as f64 + 1.0).max(1.0);
+        if !(out_len <= max_points as f64) {
+            return Err(PldError::TooLarge { points: saturating_points(out_len) });
+        }
+        let out_len = out_len as usize;
         let n = fft_len(out_len.max(self.probs.len()));
         if n > max_points {
-            return Err(TooLarge { points: n });
+            return Err(PldError::TooLarge { points: n });
         }
         let mut planner = FftPlanner::<f64>::new();
         let mut buf: Vec<Complex64> = self
@@ -261,7 +267,6 @@ impl Pmf {
             .collect();
         planner.plan_fft_forward(n).process(&mut buf);
         // repeated squaring: ~2 log2(T) complex products per point, cheaper and as exact as powf
-        let t = u32::try_from(times).map_err(|_| TooLarge { points: usize::MAX })?;
         buf.iter_mut().for_each(|z| *z = z.powu(t));
         planner.plan_fft_inverse(n).process(&mut buf);
         // circular result, rolled so that index 0 is the lower bound
@@ -272,11 +277,14 @@ impl Pmf {
     }
 
     /// The composition with another PMF on the same grid (exact linear convolution by FFT).
-    fn compose(&self, other: &Pmf, max_points: usize) -> Result<Pmf, TooLarge> {
+    fn compose(&self, other: &Pmf, max_points: usize) -> Result<Pmf, PldError> {
         let out_len = self.probs.len() + other.probs.len() - 1;
+        if out_len > max_points {
+            return Err(PldError::TooLarge { points: out_len });
+        }
         let n = fft_len(out_len);
         if n > max_points {
-            return Err(TooLarge { points: n });
+            return Err(PldError::TooLarge { points: n });
         }
         let mut planner = FftPlanner::<f64>::new();
         let pad = |v: &[f64]| -> Vec<Complex64> {
@@ -324,15 +332,20 @@ impl Pmf {
 }
 
 /// The composed PMFs (remove, add) of `phases`, refusing any PMF over `max_points` grid points.
-fn composed(phases: &[Phase], h: f64, max_points: usize) -> Result<[Pmf; 2], TooLarge> {
-    let one = |adjacency: Adjacency| -> Result<Pmf, TooLarge> {
+fn composed(phases: &[Phase], h: f64, max_points: usize) -> Result<[Pmf; 2], PldError> {
+    let one = |adjacency: Adjacency| -> Result<Pmf, PldError> {
         let mut acc: Option<Pmf> = None;
         for p in phases {
             let mech = SubsampledGaussian { sigma: p.noise_multiplier.get(), q: p.sample_rate.get(), adjacency };
+            // the size up front, in f64: at a tiny sigma the loss range is ~1/sigma^2 and its grid
+            // count does not fit a usize (a cast would wrap and the allocation would abort)
             let (eps_lower, eps_upper) = mech.connect_dots_bounds();
-            let points = ((eps_upper - eps_lower) / h).ceil() as usize + 2;
-            if points > max_points {
-                return Err(TooLarge { points });
+            let points = ((eps_upper - eps_lower) / h).ceil() + 2.0;
+            if !(points <= max_points as f64) {
+                return Err(PldError::TooLarge { points: saturating_points(points) });
+            }
+            if u32::try_from(p.steps).is_err() {
+                return Err(PldError::TooManySteps { steps: p.steps });
             }
             let phase = mech.pmf(h).self_compose(p.steps, max_points)?;
             acc = Some(match acc {
@@ -345,34 +358,64 @@ fn composed(phases: &[Phase], h: f64, max_points: usize) -> Result<[Pmf; 2], Too
     Ok([one(Adjacency::Remove)?, one(Adjacency::Add)?])
 }
 
-/// The largest PMF (grid points) the accountant builds, single step or composed: 2^27 points of f64 and
-/// their complex FFT are about 3 GB. Beyond, the caller falls back to RDP.
-pub const MAX_POINTS: usize = 1 << 27;
+/// The largest PMF (grid points) the accountant builds, single step or composed. A point costs about
+/// 40 bytes at the peak of a composition (the f64 PMF, its complex FFT buffer and the FFT's scratch),
+/// so 2^22 points are about 170 MB, and computing a step's PMF costs a few special functions per
+/// point (about a second at this size). One step's grid spans a loss range of about 1/sigma^2, so the
+/// bound is reached near sigma 0.05: a run of DP-SGD at a useful epsilon needs far fewer points (the
+/// MNIST reference run: about 2^17). Beyond, the caller falls back to RDP at once, before allocating.
+pub const MAX_POINTS: usize = 1 << 22;
 
+/// Why the PLD accountant gives no number; the caller falls back to RDP and says why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("the PLD accountant would need {points} grid points for this composition (more than it holds)")]
-pub struct TooLarge {
-    pub points: usize,
+pub enum PldError {
+    #[error("the PLD accountant would need {points} grid points for this composition (more than the {max} it holds)", max = MAX_POINTS)]
+    TooLarge { points: usize },
+    #[error("the PLD accountant composes at most {} steps per phase (got {steps})", u32::MAX)]
+    TooManySteps { steps: u64 },
+    #[error(
+        "delta {delta:e} is below the mass the PLD accountant cuts from the tails ({tail:e}): it cannot represent epsilon there"
+    )]
+    DeltaBelowTail { delta: f64, tail: f64 },
 }
 
-/// epsilon of the composition of `phases` at each delta: an upper bound (infinity when no finite
-/// epsilon reaches a delta). Errs when the distribution would be too large to hold, so that the caller
-/// can fall back to RDP rather than report a looser or a wrong number.
-pub fn epsilons(phases: &[Phase], deltas: &[Delta]) -> Result<Vec<f64>, TooLarge> {
+fn saturating_points(points: f64) -> usize {
+    if points.is_finite() && points < usize::MAX as f64 {
+        points as usize
+    } else {
+        usize::MAX
+    }
+}
+
+/// epsilon of the composition of `phases` at each delta: an upper bound. Errs when the distribution
+/// would be too large to hold, or when a delta is below the tail mass the PLD cuts (the answer would be
+/// infinity, which is the accountant's limit, not the mechanism's), so that the caller can fall back to
+/// RDP rather than report a looser or a wrong number.
+pub fn epsilons(phases: &[Phase], deltas: &[Delta]) -> Result<Vec<f64>, PldError> {
     epsilons_within(phases, deltas, MAX_POINTS)
 }
 
 /// [`epsilons`] with a smaller size limit.
-pub fn epsilons_within(phases: &[Phase], deltas: &[Delta], max_points: usize) -> Result<Vec<f64>, TooLarge> {
+pub fn epsilons_within(phases: &[Phase], deltas: &[Delta], max_points: usize) -> Result<Vec<f64>, PldError> {
     let [remove, add] = composed(phases, DISCRETIZATION, max_points)?;
-    Ok(deltas
+    let tail = remove.infinity_mass.max(add.infinity_mass);
+    deltas
         .iter()
-        .map(|d| remove.epsilon_for_delta(DISCRETIZATION, d.get()).max(add.epsilon_for_delta(DISCRETIZATION, d.get())))
-        .collect())
+        .map(|d| {
+            let e =
+                remove.epsilon_for_delta(DISCRETIZATION, d.get()).max(add.epsilon_for_delta(DISCRETIZATION, d.get()));
+            // the Gaussian has no infinite privacy loss: infinity here comes from the cut tails
+            if e.is_finite() {
+                Ok(e)
+            } else {
+                Err(PldError::DeltaBelowTail { delta: d.get(), tail })
+            }
+        })
+        .collect()
 }
 
 /// epsilon of the composition of `phases` at `delta` (see [`epsilons`]).
-pub fn epsilon(phases: &[Phase], delta: Delta) -> Result<f64, TooLarge> {
+pub fn epsilon(phases: &[Phase], delta: Delta) -> Result<f64, PldError> {
     Ok(epsilons(phases, &[delta])?[0])
 }
 

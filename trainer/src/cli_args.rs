@@ -1,0 +1,58 @@
+//! Checks shared by the commands' size flags, applied before anything is sized from them: each flag
+//! has a range, and an error names the flag and the range.
+
+/// The number of CPU threads to start for `--threads`: 0 means one per available core; more than the
+/// cores available is capped there, with a warning on stderr (a pool of 100000 threads never finishes
+/// starting, and more threads than cores only contend).
+pub fn threads(flag: &str, requested: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if requested > cores {
+        eprintln!("warning: {flag} {requested} capped at {cores} (the cores available to this process)");
+        return cores;
+    }
+    requested
+}
+
+/// `value` when it lies in `[lo, hi]`, else an error naming the flag.
+pub fn within<T: PartialOrd + std::fmt::Display + Copy>(flag: &str, value: T, lo: T, hi: T) -> anyhow::Result<T> {
+    if value >= lo && value <= hi {
+        Ok(value)
+    } else {
+        anyhow::bail!("{flag}: must be in [{lo}, {hi}] (got {value})")
+    }
+}
+
+/// `bench --batch`: the largest batch of a benchmark step (the notes workload's batch holds
+/// batch x 256 tokens of activations through 4 layers; 65536 is far past any GPU's memory).
+pub const MAX_BENCH_BATCH: usize = 65536;
+/// `bench --steps`: timed steps.
+pub const MAX_BENCH_STEPS: usize = 100_000;
+/// `demo --subjects` and `demo-data --subjects`: the synthetic cohort is held in memory by `demo`
+/// and written as about 20 KB of NDJSON per subject by `demo-data`.
+pub const MAX_DEMO_SUBJECTS: usize = 1_000_000;
+/// `demo --epochs`.
+pub const MAX_DEMO_EPOCHS: f64 = 1000.0;
+/// `demo --epsilon`: above, DP-SGD's guarantee means nothing.
+pub const DEMO_EPSILON: (f64, f64) = (1e-3, 100.0);
+/// `dp-grad --clip`.
+pub const CLIP: (f32, f32) = (1e-6, 1e6);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_count_over_the_cores_is_capped_and_zero_stays_automatic() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(threads("--threads", 100_000), cores);
+        assert_eq!(threads("--threads", 0), 0);
+        assert_eq!(threads("--threads", 1), 1);
+    }
+
+    #[test]
+    fn a_value_out_of_range_names_the_flag() {
+        let e = within("--batch", 1_000_000_000usize, 1, MAX_BENCH_BATCH).unwrap_err().to_string();
+        assert!(e.contains("--batch") && e.contains("65536"), "{e}");
+        assert_eq!(within("--batch", 64usize, 1, MAX_BENCH_BATCH).unwrap(), 64);
+    }
+}

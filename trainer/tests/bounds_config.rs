@@ -1,0 +1,187 @@
+//! Sizes from configs and flags are checked against their ranges before anything is allocated, and
+//! tokenizer training is bounded: each case is a real config file or a real command.
+
+use medtrain::data::prepare::DataConfig;
+use medtrain::data::text::{NoteTokenizer, TokenizerKind, MAX_RUN};
+use std::path::Path;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_medtrain"))
+}
+
+fn load(dir: &Path, features: &str) -> Result<DataConfig, String> {
+    let cfg = dir.join("data.toml");
+    std::fs::write(&cfg, format!("input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\n{features}\n"))
+        .unwrap();
+    DataConfig::load(&cfg).map_err(|e| e.to_string())
+}
+
+#[test]
+fn sizes_in_a_data_config_that_aborted_on_allocation_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        ("buckets = 18446744073709551615", "features.buckets"),
+        ("buckets = 1000000000", "features.buckets"),
+        ("buckets = 0", "features.buckets"),
+        ("note_tokens = 1000000000\ntrain_tokenizer = \"unigram\"", "features.note_tokens"),
+        ("vocab_size = 100000000000\nnote_tokens = 8\ntrain_tokenizer = \"unigram\"", "features.vocab_size"),
+        ("lookback_hours = 1e300", "features.lookback_hours"),
+        ("max_tensor_bytes = 10", "features.max_tensor_bytes"),
+        ("max_tokenizer_corpus_bytes = 0", "features.max_tokenizer_corpus_bytes"),
+    ] {
+        let e = load(dir.path(), text).unwrap_err();
+        assert!(e.contains(key) && e.contains("must be in"), "{text}: {e}");
+    }
+    // a float where a count belongs is a type error naming the key
+    let e = load(dir.path(), "buckets = 1e9").unwrap_err();
+    assert!(e.contains("buckets"), "{e}");
+    for (table, text, key) in [
+        ("[read]", "max_line_bytes = 1", "read.max_line_bytes"),
+        ("[read]", "max_gz_ratio = 0.5", "read.max_gz_ratio"),
+        ("[read]", "max_note_bytes = 0", "read.max_note_bytes"),
+        ("[split]", "tuning = 3.0", "split.tuning"),
+    ] {
+        let cfg = dir.path().join("data.toml");
+        std::fs::write(&cfg, format!("input = \"export\"\n{table}\n{text}\n[labels]\ntask = \"ed_admission\"\n"))
+            .unwrap();
+        let e = DataConfig::load(&cfg).unwrap_err().to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    }
+    assert!(load(dir.path(), "buckets = 24\nnote_tokens = 256\ntrain_tokenizer = \"unigram\"").is_ok());
+}
+
+#[test]
+fn examples_times_buckets_times_channels_over_the_tensor_bound_is_refused_before_allocating() {
+    let root = tempfile::tempdir().unwrap();
+    medtrain::data::demo::write(&root.path().join("export"), 200, 4).unwrap();
+    let cfg = root.path().join("data.toml");
+    // 4096 buckets x 15 channels x 12 bytes is 737 KB per example: a few thousand examples pass 1 GB
+    std::fs::write(
+        &cfg,
+        "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\nbuckets = 4096\nmax_tensor_bytes = 1048576\n",
+    )
+    .unwrap();
+    let out = root.path().join("out");
+    let o = bin().args(["data", "prepare", "--config"]).arg(&cfg).arg("--out").arg(&out).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("features.max_tensor_bytes") && err.contains("4096 buckets"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_train_split_without_notes_is_an_error_and_leaves_no_output_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let input = root.path().join("export");
+    std::fs::create_dir(&input).unwrap();
+    // labs and encounters, no notes
+    let mut lines = String::new();
+    for s in 0..40 {
+        lines.push_str(&format!(
+            "{{\"resourceType\":\"Encounter\",\"status\":\"finished\",\"class\":{{\"system\":\"http://terminology.hl7.org/CodeSystem/v3-ActCode\",\"code\":\"EMER\"}},\"subject\":{{\"reference\":\"Patient/p{s}\"}},\"period\":{{\"start\":\"2024-01-0{}T10:00:00Z\",\"end\":\"2024-01-0{}T12:00:00Z\"}}}}\n",
+            s % 9 + 1,
+            s % 9 + 1
+        ));
+    }
+    std::fs::write(input.join("Encounter.ndjson"), lines).unwrap();
+    for kind in ["unigram", "byte_bpe"] {
+        let cfg = root.path().join("data.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\nnote_tokens = 16\ntrain_tokenizer = \"{kind}\"\nvocab_size = 300\n"
+            ),
+        )
+        .unwrap();
+        let out = root.path().join("prepared");
+        let o = bin().args(["data", "prepare", "--config"]).arg(&cfg).arg("--out").arg(&out).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{kind}: {}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("no note text to train a tokenizer on"), "{kind}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "{kind}: an output directory was left behind");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 2, "only the export and the config remain");
+    }
+    let blank = vec![String::new(), "   \n".into()];
+    for kind in [TokenizerKind::Unigram, TokenizerKind::ByteBpe] {
+        let e = NoteTokenizer::train(&blank, kind, 300).err().expect("no tokenizer from blank notes");
+        assert!(e.to_string().contains("no note text"));
+        let e = NoteTokenizer::train(&[], kind, 300).err().expect("no tokenizer from no notes");
+        assert!(e.to_string().contains("no note text"));
+    }
+}
+
+#[test]
+fn training_on_a_megabyte_of_one_punctuation_character_is_bounded() {
+    // one 1 MB run of '=' among ordinary notes: before the run cap, byte-level BPE ran for minutes and
+    // Unigram took 2.3 GB on it
+    let mut notes: Vec<String> = (0..200).map(|i| format!("patient {i} admitted with chest pain, stable")).collect();
+    notes.push("=".repeat(1 << 20));
+    notes.push("-".repeat(300_000) + " " + &"。".repeat(100_000));
+    for kind in [TokenizerKind::ByteBpe, TokenizerKind::Unigram] {
+        let tok = NoteTokenizer::train(&notes, kind, 400).unwrap();
+        let longest = tok.tokenizer.get_vocab(true).keys().map(|p| p.chars().count()).max().unwrap();
+        // Unigram pieces may carry the metaspace mark; byte-level pieces are one char per byte, and
+        // the longest run piece here is 16 three-byte characters
+        assert!(longest <= 3 * MAX_RUN + 1, "{kind:?}: a piece of {longest} chars");
+        let ids = tok.tokenizer.encode("=".repeat(100), false).unwrap();
+        assert!(ids.len() >= 100 / MAX_RUN, "{kind:?}: {} tokens", ids.len());
+        let text = tok.tokenizer.decode(ids.get_ids(), true).unwrap();
+        assert_eq!(text.trim(), "=".repeat(100), "{kind:?}: the cut runs decode back");
+    }
+}
+
+#[test]
+fn the_tokenizer_corpus_is_capped() {
+    // the same notes capped at 1 KB train a smaller vocabulary than uncapped
+    let notes: Vec<String> = (0..2000).map(|i| format!("note {i}: creatinine {} mg/dL, word{i}", i % 7)).collect();
+    let small = NoteTokenizer::train_within(&notes, TokenizerKind::ByteBpe, 2000, 1024).unwrap();
+    let full = NoteTokenizer::train_within(&notes, TokenizerKind::ByteBpe, 2000, 1 << 20).unwrap();
+    assert!(small.vocab_size() < full.vocab_size(), "{} vs {}", small.vocab_size(), full.vocab_size());
+    assert!(!small.tokenizer.get_vocab(true).keys().any(|p| p.contains("word1999")));
+}
+
+#[test]
+fn size_flags_of_the_commands_are_bounded_naming_the_flag() {
+    for (args, flag) in [
+        (&["bench", "--batch", "1000000000", "--workload", "lab-mlp"][..], "--batch"),
+        (&["bench", "--steps", "1000000000000", "--workload", "lab-mlp"][..], "--steps"),
+        (&["demo", "--subjects", "100000000000"][..], "--subjects"),
+        (&["demo", "--epochs", "1e12"][..], "--epochs"),
+        (&["demo", "--epsilon", "1e300"][..], "--epsilon"),
+        (&["demo-data", "--subjects", "100000000000", "--out", "/nonexistent/x"][..], "--subjects"),
+    ] {
+        let o = bin().args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(flag) && err.contains("must be in"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn threads_100000_are_capped_at_the_cores_with_a_warning() {
+    let o = bin()
+        .args([
+            "bench",
+            "--workload",
+            "lab-mlp",
+            "--mode",
+            "nodp",
+            "--steps",
+            "1",
+            "--batch",
+            "8",
+            "--threads",
+            "100000",
+        ])
+        .args(["--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("warning: --threads 100000 capped at"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(o.stdout.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(v["threads"].as_u64().unwrap(), cores);
+}
