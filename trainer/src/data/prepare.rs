@@ -29,6 +29,7 @@
 //! lookback_hours = 168
 //! note_tokens = 256                  # 0: no notes
 //! tokenizer = "tokenizer.json"       # or train_tokenizer = "unigram" | "byte_bpe", vocab_size = 8000
+//! min_piece_subjects = 10             # a trained tokenizer keeps a piece only if this many subjects' notes use it
 //! ```
 
 use super::check::Report;
@@ -177,6 +178,9 @@ pub struct FeaturesConfig {
     pub train_tokenizer: Option<TokenizerKind>,
     #[serde(default = "default_vocab")]
     pub vocab_size: usize,
+    /// a piece of a tokenizer trained here stays only if the notes of this many subjects use it
+    #[serde(default = "default_min_piece_subjects")]
+    pub min_piece_subjects: usize,
 }
 
 fn default_buckets() -> usize {
@@ -187,6 +191,9 @@ fn default_lookback() -> f64 {
 }
 fn default_vocab() -> usize {
     8000
+}
+fn default_min_piece_subjects() -> usize {
+    10
 }
 
 impl Default for FeaturesConfig {
@@ -199,6 +206,7 @@ impl Default for FeaturesConfig {
             tokenizer: None,
             train_tokenizer: None,
             vocab_size: default_vocab(),
+            min_piece_subjects: default_min_piece_subjects(),
         }
     }
 }
@@ -329,7 +337,17 @@ pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manife
             .filter(|e| e.kind == super::EventKind::Note && splits[e.subject as usize] == Split::Train)
             .map(|e| data.texts[e.text as usize].clone())
             .collect();
+        let note_subjects: Vec<u32> = data
+            .events
+            .iter()
+            .filter(|e| e.kind == super::EventKind::Note && splits[e.subject as usize] == Split::Train)
+            .map(|e| e.subject)
+            .collect();
         let t = NoteTokenizer::train(&train_notes, kind, config.features.vocab_size)?;
+        // a piece only a few patients' notes use (or one shaped like an identifier) could be one of
+        // their identifiers that the guard missed: it does not stay in the vocabulary
+        let note_refs: Vec<&str> = train_notes.iter().map(String::as_str).collect();
+        let (t, _) = t.keep_common_pieces(&note_refs, &note_subjects, config.features.min_piece_subjects)?;
         t.save(&out.join("tokenizer.json"), Some(kind))?;
         Some(t)
     };
