@@ -11,8 +11,15 @@
 //!   the content type's charset (UTF-8 by default; Shift_JIS, EUC-JP, ISO-2022-JP are decoded).
 //! - Composition: each section's title and `text.div` (XHTML) as plain text, one note per resource.
 //! - Encounter: `class` (R4 Coding, or R5 CodeableConcepts) and `period`.
-//! - Patient: the direct identifiers the guard refuses (name, telecom, address, birthDate) and the site
-//!   (`managingOrganization`).
+//! - Patient: the direct identifiers the guard refuses (name, telecom, address, birthDate, identifier,
+//!   contact; its narrative `text.div` is scanned) and the site (`managingOrganization`). The values of
+//!   its names, phones, e-mails, addresses and identifiers are kept as hashes ([`guard::subject`]) and
+//!   searched for in the subject's notes: files named `Patient*` are read first for that, and notes
+//!   read before their Patient resource (a Patient in a file of another name) are checked at the end
+//!   when events are kept.
+//! - `Observation.note` and `DocumentReference.description` are free text: scanned by the guard and
+//!   not kept (an annotation of a measurement or a document's title is not part of the notes a model
+//!   reads).
 //!
 //! Other resource types are counted and skipped.
 
@@ -98,6 +105,15 @@ struct Observation<'a> {
     issued: Option<S<'a>>,
     #[serde(default, borrow)]
     component: Vec<Component<'a>>,
+    #[serde(default, borrow)]
+    note: Vec<Annotation<'a>>,
+}
+
+/// An Annotation (`Observation.note`): free text.
+#[derive(Deserialize)]
+struct Annotation<'a> {
+    #[serde(borrow)]
+    text: Option<S<'a>>,
 }
 
 /// A component of a panel Observation (blood pressure: systolic and diastolic).
@@ -156,6 +172,8 @@ struct DocumentReference<'a> {
     content: Vec<Content<'a>>,
     #[serde(borrow)]
     context: Option<DocContext<'a>>,
+    #[serde(borrow)]
+    description: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +234,10 @@ struct Patient<'a> {
     telecom: Option<serde_json::Value>,
     address: Option<serde_json::Value>,
     birth_date: Option<serde_json::Value>,
+    identifier: Option<serde_json::Value>,
+    contact: Option<serde_json::Value>,
+    #[serde(borrow)]
+    text: Option<Narrative<'a>>,
     #[serde(borrow)]
     managing_organization: Option<Reference<'a>>,
 }
@@ -232,6 +254,8 @@ struct LineOut {
     bad: Option<&'static str>,
     /// counted, not an error: (kind, resource, field)
     info: Option<(&'static str, &'static str, &'static str)>,
+    /// a Patient's own identifiers, to search for in its notes: (subject, [(kind, value)])
+    own: Option<(String, Vec<(IdentifierKind, String)>)>,
 }
 
 impl LineOut {
@@ -325,8 +349,19 @@ fn guard_text(text: String, resource: &'static str, field: &'static str, out: &m
     guard::redact(&text, &found)
 }
 
+/// Scans free text that is not kept, and records what was found.
+fn scan_only(text: &str, resource: &'static str, field: &'static str, out: &mut LineOut) {
+    for (k, _) in guard::scan(text) {
+        out.identifiers.push((k, resource, field));
+    }
+}
+
 fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, Bad> {
     let (o, mut out, skip) = start::<Observation>(line, "Observation", "not a valid Observation", |o| &o.status)?;
+    // free text on any Observation, used or not, is the export's content: scan it
+    for n in o.note.iter().filter_map(|n| n.text.as_deref()) {
+        scan_only(n, "Observation", "note.text", &mut out);
+    }
     let kind = if has_code(&o.category, "laboratory") {
         EventKind::Lab
     } else if has_code(&o.category, "vital-signs") && opts.vitals {
@@ -388,6 +423,9 @@ fn document_reference(line: &[u8], opts: &ReadOptions) -> std::result::Result<Li
         start::<DocumentReference>(line, "DocumentReference", "not a valid DocumentReference", |d| &d.status)?;
     if skip {
         return Ok(out);
+    }
+    if let Some(desc) = d.description.as_deref() {
+        scan_only(desc, "DocumentReference", "description", &mut out);
     }
     let subject = subject_of(&d.subject, "DocumentReference", &mut out)?;
     let time =
@@ -603,6 +641,70 @@ fn present(v: &Option<serde_json::Value>) -> bool {
     }
 }
 
+/// Strings under `keys` of a JSON object or of the objects of an array (at most 64: a value that
+/// holds more is not a person's name or address).
+fn strings<'v>(v: &'v serde_json::Value, keys: &[&str], out: &mut Vec<&'v str>, depth: usize) {
+    use serde_json::Value;
+    if depth > 8 || out.len() >= 64 {
+        return;
+    }
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| strings(x, keys, out, depth + 1)),
+        Value::Object(o) => {
+            for (k, x) in o {
+                if keys.contains(&k.as_str()) {
+                    match x {
+                        Value::String(s) => out.push(s),
+                        Value::Array(a) => a.iter().filter_map(Value::as_str).for_each(|s| out.push(s)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The values of a HumanName, ContactPoint, Address or Identifier list, as (kind, value) to search
+/// for in notes: name parts and the whole name, telecom values by their system, address lines, text
+/// and postal code, identifier values.
+fn own_values(v: &Option<serde_json::Value>, kind: IdentifierKind, into: &mut Vec<(IdentifierKind, String)>) {
+    let Some(v) = v else { return };
+    let mut found = Vec::new();
+    match kind {
+        IdentifierKind::Name => {
+            strings(v, &["text", "family", "given"], &mut found, 0);
+            // family and given names written together, in both orders
+            let items: Vec<&serde_json::Value> = v.as_array().map(|a| a.iter().collect()).unwrap_or_else(|| vec![v]);
+            for n in items {
+                let mut family = Vec::new();
+                let mut given = Vec::new();
+                strings(n, &["family"], &mut family, 0);
+                strings(n, &["given"], &mut given, 0);
+                if let (Some(f), false) = (family.first(), given.is_empty()) {
+                    let g = given.concat();
+                    into.push((kind, format!("{f}{g}")));
+                    into.push((kind, format!("{g}{f}")));
+                }
+            }
+        }
+        IdentifierKind::Telecom => {
+            for t in v.as_array().into_iter().flatten() {
+                let value = t.get("value").and_then(|x| x.as_str()).unwrap_or("");
+                let k = match t.get("system").and_then(|x| x.as_str()) {
+                    Some("phone" | "fax" | "sms" | "pager") => IdentifierKind::Phone,
+                    Some("email") => IdentifierKind::Email,
+                    _ => IdentifierKind::Telecom,
+                };
+                into.push((k, value.to_owned()));
+            }
+        }
+        IdentifierKind::Address => strings(v, &["text", "line", "postalCode"], &mut found, 0),
+        _ => strings(v, &["value"], &mut found, 0),
+    }
+    into.extend(found.into_iter().map(|s| (kind, s.to_owned())));
+}
+
 fn patient(line: &[u8]) -> std::result::Result<LineOut, Bad> {
     let p: Patient = serde_json::from_slice(line).map_err(|_| "not a valid Patient")?;
     let mut out = LineOut { resource: Some("Patient".into()), ..Default::default() };
@@ -611,15 +713,55 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut, Bad> {
         (&p.telecom, IdentifierKind::Telecom, "telecom"),
         (&p.address, IdentifierKind::Address, "address"),
         (&p.birth_date, IdentifierKind::BirthDate, "birthDate"),
+        (&p.identifier, IdentifierKind::PatientIdentifier, "identifier"),
     ] {
         if present(v) {
             out.identifiers.push((kind, "Patient", field));
+        }
+    }
+    let mut own = Vec::new();
+    own_values(&p.name, IdentifierKind::Name, &mut own);
+    own_values(&p.telecom, IdentifierKind::Telecom, &mut own);
+    own_values(&p.address, IdentifierKind::Address, &mut own);
+    own_values(&p.identifier, IdentifierKind::PatientIdentifier, &mut own);
+    // contacts (relatives, guardians): their names, phones and addresses identify the patient too
+    for c in p.contact.as_ref().and_then(|c| c.as_array()).into_iter().flatten() {
+        for (key, kind, field) in [
+            ("name", IdentifierKind::Name, "contact.name"),
+            ("telecom", IdentifierKind::Telecom, "contact.telecom"),
+            ("address", IdentifierKind::Address, "contact.address"),
+        ] {
+            let v = c.get(key).cloned();
+            if present(&v) {
+                out.identifiers.push((kind, "Patient", field));
+                // a contact's name is one HumanName, not a list
+                let v = if kind == IdentifierKind::Name { v.map(|n| serde_json::Value::Array(vec![n])) } else { v };
+                own_values(&v, kind, &mut own);
+            }
+        }
+    }
+    if let Some(div) = p.text.as_ref().and_then(|t| t.div.as_deref()) {
+        let text = xhtml_to_text(div);
+        let mut found = guard::scan(&text);
+        // a narrative that repeats the structured name, phone or address
+        if let Some(id) = p.id.as_deref() {
+            let mut one = guard::subject::Store::default();
+            for (k, v) in &own {
+                one.add(id, *k, v);
+            }
+            found.extend(one.find(id, &text, &mut 0));
+        }
+        for (k, _) in guard::merge(found) {
+            out.identifiers.push((k, "Patient", "text.div"));
         }
     }
     if let (Some(id), Some(org)) =
         (p.id.as_deref(), p.managing_organization.as_ref().and_then(|o| o.reference.as_deref()))
     {
         out.site = Some((id.to_owned(), org.rsplit('/').next().unwrap_or(org).to_owned()));
+    }
+    if let (Some(id), false) = (p.id.as_deref(), own.is_empty()) {
+        out.own = Some((id.to_owned(), own));
     }
     Ok(out)
 }
@@ -765,8 +907,65 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut) {
         let s = sink.subject(&subject);
         sink.data.sites.insert(s, site);
     }
-    for r in out.recs {
+    if let Some((subject, values)) = out.own {
+        let store = &mut sink.data.subject_identifiers;
+        if !store.has(&subject) {
+            // notes of this subject read before now are checked at the end of the read
+            store.arrivals.push((subject.clone(), sink.data.events.len()));
+        }
+        for (kind, value) in values {
+            store.add(&subject, kind, &value);
+        }
+    }
+    for mut r in out.recs {
+        let mut redacted = None;
+        if let Some(text) = r.text.as_deref() {
+            if sink.data.subject_identifiers.has(&r.subject) {
+                let found = guard::merge(sink.data.subject_identifiers.find(&r.subject, text, &mut 0));
+                if !found.is_empty() {
+                    for (kind, _) in &found {
+                        sink.report.identifier(sink.opts.identifiers, *kind, "note", "subject_identifier");
+                    }
+                    redacted = Some(guard::redact(text, &found));
+                }
+            }
+        }
+        if redacted.is_some() {
+            r.text = redacted;
+        }
         sink.push(r);
+    }
+}
+
+/// Notes kept before their subject's Patient resource was read, checked against its identifiers.
+fn check_early_notes(sink: &mut Sink) {
+    let arrivals = std::mem::take(&mut sink.data.subject_identifiers.arrivals);
+    let before: std::collections::HashMap<u32, (usize, String)> = arrivals
+        .into_iter()
+        .filter(|(_, at)| *at > 0)
+        .filter_map(|(s, at)| sink.data.subjects.get(&s).map(|i| (i, (at, s))))
+        .collect();
+    if before.is_empty() {
+        return;
+    }
+    for i in 0..sink.data.events.len() {
+        let e = sink.data.events[i];
+        if e.kind != super::EventKind::Note || e.text == super::NONE {
+            continue;
+        }
+        let Some((at, subject)) = before.get(&e.subject) else { continue };
+        if i >= *at {
+            continue;
+        }
+        let text = &sink.data.texts[e.text as usize];
+        let found = guard::merge(sink.data.subject_identifiers.find(subject, text, &mut 0));
+        if !found.is_empty() {
+            for (kind, _) in &found {
+                sink.report.identifier(sink.opts.identifiers, *kind, "note", "subject_identifier");
+            }
+            let redacted = guard::redact(text, &found);
+            sink.data.texts[e.text as usize] = redacted;
+        }
     }
 }
 
@@ -780,9 +979,20 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: 
     } else {
         vec![path.to_path_buf()]
     };
+    // Patient files first, for their identifiers only, so that notes are checked as they are read
+    let mut first = super::Dataset::default();
+    let mut scratch = super::Report::default();
+    let mut pre = Sink { data: &mut first, report: &mut scratch, opts };
+    for f in files.iter().filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("Patient"))) {
+        read_file(f, &mut pre)?;
+    }
+    data.subject_identifiers = std::mem::take(&mut first.subject_identifiers);
+    data.subject_identifiers.arrivals.clear();
+    drop(first);
     let mut sink = Sink { data, report, opts };
     for f in files {
         read_file(&f, &mut sink)?;
     }
+    check_early_notes(&mut sink);
     Ok(())
 }

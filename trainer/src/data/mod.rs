@@ -151,6 +151,8 @@ pub struct Dataset {
     pub sites: HashMap<u32, String>,
     /// MEDS `subject_splits`, when the input has them
     pub splits: HashMap<u32, String>,
+    /// hashes of the identifiers an export's Patient resources hold, searched for in their notes
+    pub subject_identifiers: guard::subject::Store,
 }
 
 impl Dataset {

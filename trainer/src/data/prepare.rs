@@ -35,6 +35,7 @@
 //! tokenizer = "tokenizer.json"       # or train_tokenizer = "unigram" | "byte_bpe", vocab_size = 8000
 //! max_tokenizer_corpus_bytes = 67108864   # train the tokenizer on at most this much note text
 //! max_tensor_bytes = 8589934592      # refuse a split whose tensors would take more (8 GiB)
+//! min_piece_subjects = 10             # a trained tokenizer keeps a piece only if this many subjects' notes use it
 //! ```
 //!
 //! Every numeric key has a range checked when the config is loaded, before anything is sized from it
@@ -232,6 +233,9 @@ pub struct FeaturesConfig {
     /// the most bytes the tensors of one split may take (checked before they are built)
     #[serde(default = "default_max_tensor_bytes")]
     pub max_tensor_bytes: u64,
+    /// a piece of a tokenizer trained here stays only if the notes of this many subjects use it
+    #[serde(default = "default_min_piece_subjects")]
+    pub min_piece_subjects: usize,
 }
 
 fn default_max_tokenizer_corpus_bytes() -> u64 {
@@ -269,6 +273,9 @@ fn default_lookback() -> f64 {
 fn default_vocab() -> usize {
     8000
 }
+fn default_min_piece_subjects() -> usize {
+    10
+}
 
 impl Default for FeaturesConfig {
     fn default() -> Self {
@@ -282,6 +289,7 @@ impl Default for FeaturesConfig {
             vocab_size: default_vocab(),
             max_tokenizer_corpus_bytes: default_max_tokenizer_corpus_bytes(),
             max_tensor_bytes: default_max_tensor_bytes(),
+            min_piece_subjects: default_min_piece_subjects(),
         }
     }
 }
@@ -526,6 +534,16 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
             config.features.vocab_size,
             config.features.max_tokenizer_corpus_bytes,
         )?;
+        let note_subjects: Vec<u32> = data
+            .events
+            .iter()
+            .filter(|e| e.kind == super::EventKind::Note && splits[e.subject as usize] == Split::Train)
+            .map(|e| e.subject)
+            .collect();
+        // a piece only a few patients' notes use (or one shaped like an identifier) could be one of
+        // their identifiers that the guard missed: it does not stay in the vocabulary
+        let note_refs: Vec<&str> = train_notes.iter().map(String::as_str).collect();
+        let (t, _) = t.keep_common_pieces(&note_refs, &note_subjects, config.features.min_piece_subjects)?;
         t.save(&out.join("tokenizer.json"), Some(kind))?;
         Some(t)
     };

@@ -195,6 +195,19 @@ impl NoteTokenizer {
         Ok(Self::with(tokenizer, false))
     }
 
+    /// Keeps only the pieces used by the notes of at least `min_subjects` subjects and that look like
+    /// no identifier ([`super::guard::vocab`]): `notes[i]` is a note of `subjects[i]`.
+    pub fn keep_common_pieces(
+        self,
+        notes: &[&str],
+        subjects: &[u32],
+        min_subjects: usize,
+    ) -> Result<(Self, super::guard::vocab::VocabFilterStats)> {
+        let (t, stats) = super::guard::vocab::filter(&self.tokenizer, notes, subjects, min_subjects, &[PAD, UNK, SEP])
+            .map_err(|e| DataError::Invalid(format!("filtering the tokenizer's vocabulary: {e}")))?;
+        Ok((Self::with(t, self.exportable), stats))
+    }
+
     /// Writes tokenizer.json and its sidecar (exportability).
     pub fn save(&self, path: &Path, kind: Option<TokenizerKind>) -> Result<()> {
         self.tokenizer.save(path, false).map_err(|e| tok_err(path, e))?;

@@ -1,0 +1,31 @@
+//! The identifier guard on notes: bytes of note text per second through `guard::scan` (every note is
+//! scanned during ingest), on the demo cohort's notes (DocumentReference and Composition, Japanese and
+//! English), and on a hostile note (300k phone numbers in one note).
+//!
+//!     cargo bench -p medtrain-benches --bench guard
+//!
+//! Single-threaded: the scan of one note runs on one core (ingest scans notes in parallel by line).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use medtrain::data::{self, guard, ReadOptions};
+
+fn scan(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join("medtrain-bench-guard");
+    if !dir.join("DocumentReference.ndjson").is_file() {
+        data::demo::write(&dir, 2000, 1).unwrap();
+    }
+    let (d, _) = data::read(&dir, &ReadOptions { identifiers: guard::Policy::Redact, ..Default::default() }).unwrap();
+    let notes = d.texts;
+    let bytes: usize = notes.iter().map(String::len).sum();
+    let mut group = c.benchmark_group("guard");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("demo_notes", |b| b.iter(|| notes.iter().map(|n| guard::scan(n).len()).sum::<usize>()));
+    let hostile = "090-1234-5678 ".repeat(300_000);
+    group.throughput(Throughput::Bytes(hostile.len() as u64));
+    group.bench_function("300k_phones_one_note", |b| b.iter(|| guard::scan(&hostile).len()));
+    group.finish();
+}
+
+criterion_group!(benches, scan);
+criterion_main!(benches);

@@ -1,0 +1,286 @@
+//! Numbers that identify a person: Individual Numbers (My Number) and phone numbers.
+//!
+//! One pass over the text. A *run* is digits joined by short separators (`-`, space, `.`, `・`, `~`,
+//! `/`, brackets, or a spaced hyphen such as ` - `), read once from its first digit; the scan goes on
+//! after its end, so each character is looked at a bounded number of times. A run keeps at most 16
+//! digits and 6 group lengths: more never makes an identifier, and the bound keeps memory constant on
+//! a 200 MB run of digits.
+
+use super::{fold, Finding, IdentifierKind};
+
+/// True when the 12 digits form a valid Individual Number: the last digit is the check digit of the
+/// first 11 (weights 2..7 then 2..6 from the right; remainder mod 11 of 0 or 1 gives 0, else 11 - r).
+pub fn my_number_valid(d: &[u8; 12]) -> bool {
+    let sum: u32 = (1..=11)
+        .map(|n| {
+            let p = d[11 - n] as u32;
+            let q = if n <= 6 { n + 1 } else { n - 5 } as u32;
+            p * q
+        })
+        .sum();
+    let r = sum % 11;
+    let check = if r <= 1 { 0 } else { 11 - r };
+    d[11] as u32 == check
+}
+
+/// The folded char at byte `i` and the byte after it.
+fn at(text: &str, i: usize) -> Option<(char, usize)> {
+    let c = text.get(i..)?.chars().next()?;
+    Some((fold(c), i + c.len_utf8()))
+}
+
+fn is_digit(c: Option<(char, usize)>) -> bool {
+    c.is_some_and(|(c, _)| c.is_ascii_digit())
+}
+
+const MAX_DIGITS: usize = 16;
+const MAX_GROUPS: usize = 6;
+
+/// Separator marks, as bits of `Run::marks`.
+const SPACE: u8 = 1;
+const DASH: u8 = 2;
+const DOT: u8 = 4;
+const TILDE: u8 = 8;
+const SLASH: u8 = 16;
+const BRACKET: u8 = 32;
+
+fn mark_bit(c: char) -> Option<u8> {
+    match c {
+        '-' => Some(DASH),
+        '.' | '・' | '･' => Some(DOT),
+        '~' => Some(TILDE),
+        '/' => Some(SLASH),
+        '(' | ')' => Some(BRACKET),
+        _ => None,
+    }
+}
+
+/// The separator starting at byte `i`: up to two spaces, at most one mark (or a `)(` pair), up to two
+/// spaces, followed by a digit. Returns the byte of that digit and the marks used.
+fn separator(text: &str, i: usize, ops: &mut u64) -> Option<(usize, u8)> {
+    let mut j = i;
+    let mut marks = 0u8;
+    let mut spaces = 0;
+    let mut seen_mark = 0;
+    let mut len = 0;
+    while let Some((c, next)) = at(text, j) {
+        *ops += 1;
+        if c.is_ascii_digit() {
+            break;
+        }
+        if len >= 5 {
+            return None;
+        }
+        if c == ' ' {
+            if spaces >= 2 {
+                return None;
+            }
+            spaces += 1;
+            marks |= SPACE;
+        } else if let Some(b) = mark_bit(c) {
+            if seen_mark >= 1 && !(b == BRACKET && seen_mark == 1 && marks & BRACKET != 0) {
+                return None;
+            }
+            seen_mark += 1;
+            spaces = 0;
+            marks |= b;
+        } else {
+            return None;
+        }
+        len += 1;
+        j = next;
+    }
+    (j > i && is_digit(at(text, j))).then_some((j, marks))
+}
+
+#[derive(Default)]
+struct Run {
+    digits: [u8; MAX_DIGITS],
+    n: usize,
+    groups: [usize; MAX_GROUPS],
+    g: usize,
+    marks: u8,
+    plus: bool,
+    paren: bool,
+    /// ASCII letters directly before the run (`ID123...`)
+    letter_before: bool,
+    /// an ASCII letter directly after it
+    letter_after: bool,
+    /// the letters before are a phone cue (`TEL0312345678`)
+    cue: bool,
+}
+
+impl Run {
+    fn digit(&mut self, d: u8) {
+        if self.n < MAX_DIGITS {
+            self.digits[self.n] = d;
+        }
+        self.n += 1;
+        if self.g <= MAX_GROUPS {
+            self.groups[self.g - 1] += 1;
+        }
+    }
+
+    fn group(&self) -> &[usize] {
+        &self.groups[..self.g.min(MAX_GROUPS)]
+    }
+}
+
+fn classify(run: &Run) -> Option<IdentifierKind> {
+    let n = run.n;
+    let groups = run.group();
+    let g = run.g;
+    if n == 12
+        && !run.plus
+        && (g == 1 || groups == [4, 4, 4] || groups == [3, 3, 3, 3])
+        && run.marks & (TILDE | BRACKET) == 0
+    {
+        let d: [u8; 12] = run.digits[..12].try_into().ok()?;
+        if my_number_valid(&d) {
+            return Some(IdentifierKind::MyNumber);
+        }
+    }
+    // letters glued to a phone number make it a code (lot, accession number) unless they say TEL
+    if (run.letter_before || run.letter_after) && !run.cue {
+        return None;
+    }
+    if run.marks & SLASH != 0 {
+        return None;
+    }
+    if run.plus {
+        return (8..=15).contains(&n).then_some(IdentifierKind::Phone);
+    }
+    let d = &run.digits;
+    if n > MAX_DIGITS {
+        return None;
+    }
+    if d[0] == 0 && (n == 10 || n == 11) {
+        if g > 1 && (2..=4).contains(&g) && (2..=5).contains(&groups[0]) {
+            return Some(IdentifierKind::Phone);
+        }
+        if g == 1 && n == 11 && matches!(d[1], 5 | 7 | 8 | 9) && d[2] == 0 {
+            return Some(IdentifierKind::Phone);
+        }
+        if g == 1 && n == 10 && d[1] != 0 {
+            return Some(IdentifierKind::Phone);
+        }
+    }
+    if n == 10 && groups == [3, 3, 4] && (run.paren || d[0] != 0) && run.marks & TILDE == 0 {
+        return Some(IdentifierKind::Phone);
+    }
+    None
+}
+
+/// Letters before a number that name it a phone number.
+fn phone_cue(word: &str) -> bool {
+    let w = word.as_bytes();
+    let tail = &w[w.len().saturating_sub(6)..];
+    let lower: Vec<u8> = tail.iter().map(u8::to_ascii_lowercase).collect();
+    [&b"tel"[..], b"fax", b"phone", b"mobile", b"cell"].iter().any(|c| lower.ends_with(c))
+}
+
+/// Phone numbers and Individual Numbers in `text`.
+pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
+    let mut i = 0;
+    // the previous (folded) char, and where the ASCII letters right before `i` start
+    let mut prev: Option<char> = None;
+    let mut word_start = 0;
+    // the previous char is a `.` after a phone cue (`Tel.03-...`)
+    let mut dot_cue = false;
+    while let Some((c, next)) = at(text, i) {
+        *ops += 1;
+        let lead = (c == '+' || c == '(') && is_digit(at(text, next));
+        let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
+        let glued =
+            prev.is_some_and(|p| p.is_ascii_digit() || matches!(p, '_' | ',' | '@')) || (prev == Some('.') && !dot_cue);
+        if !(c.is_ascii_digit() || lead) || glued {
+            dot_cue = c == '.' && prev_letter && phone_cue(&text[word_start..i]);
+            if !prev_letter || !c.is_ascii_alphabetic() {
+                word_start = i;
+            }
+            prev = Some(c);
+            i = next;
+            continue;
+        }
+        let start = i;
+        let mut run = Run {
+            g: 1,
+            plus: c == '+',
+            paren: c == '(',
+            letter_before: prev_letter,
+            cue: dot_cue || (prev_letter && phone_cue(&text[word_start..i])),
+            ..Default::default()
+        };
+        let mut j = if lead { next } else { i };
+        let mut last = c;
+        while let Some((c, next)) = at(text, j) {
+            *ops += 1;
+            if let Some(d) = c.to_digit(10).filter(|_| c.is_ascii_digit()) {
+                run.digit(d as u8);
+                last = c;
+                j = next;
+            } else if let Some((digit_at, marks)) = separator(text, j, ops) {
+                // a bare space after a number written with marks (`090-1234-5678 03-...`), or after a
+                // long group (`09012345678 0312345678`), starts the next number
+                let current = run.groups.get(run.g - 1).copied().unwrap_or(usize::MAX);
+                if marks == SPACE && (run.marks & !SPACE != 0 || current >= 5) {
+                    break;
+                }
+                run.marks |= marks;
+                run.g += 1;
+                last = ' ';
+                j = digit_at;
+            } else {
+                break;
+            }
+        }
+        let after = at(text, j);
+        run.letter_after = after.is_some_and(|(c, _)| c.is_ascii_alphabetic());
+        let glued_after = after.is_some_and(|(c, n)| c == '_' || (c == ',' && is_digit(at(text, n))));
+        if !glued_after {
+            if let Some(kind) = classify(&run) {
+                found.push((kind, start..j));
+            }
+        }
+        prev = Some(last);
+        dot_cue = false;
+        word_start = j;
+        i = j;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(t: &str) -> Vec<IdentifierKind> {
+        let mut f = Vec::new();
+        scan(t, &mut f, &mut 0);
+        f.into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn my_number_check_digit() {
+        // the published example: 1234 5678 9018 is valid
+        assert!(my_number_valid(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 8]));
+        assert!(!my_number_valid(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 9]));
+        assert_eq!(kinds("番号は123456789018です"), [IdentifierKind::MyNumber]);
+        assert!(kinds("1234567890187").is_empty());
+        assert!(kinds("123456789019").is_empty());
+    }
+
+    #[test]
+    fn grouping_decides_between_phone_and_decimal() {
+        assert_eq!(kinds("03.1234.5678"), [IdentifierKind::Phone]);
+        assert!(kinds("ratio 0.123 456 789").is_empty());
+        assert!(kinds("2024.03.05 10.5").is_empty());
+    }
+
+    #[test]
+    fn numbers_side_by_side_are_read_apart() {
+        let two = [IdentifierKind::Phone, IdentifierKind::Phone];
+        assert_eq!(kinds("090-1234-5678 03-1234-5678"), two);
+        assert_eq!(kinds("09012345678 0312345678"), two);
+        assert_eq!(kinds("+81 90 1234 5678"), [IdentifierKind::Phone]);
+    }
+}

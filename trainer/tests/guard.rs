@@ -1,0 +1,329 @@
+//! The identifier guard: what a fuzzing pass found it missed (each test named after what broke), its
+//! cost on a hostile note, the FHIR fields it reads, a patient's own identifiers in its notes, the
+//! vocabulary filter of a tokenizer trained in the node, and recall/precision on a labelled set.
+
+use medtrain::data::guard::{self, IdentifierKind};
+use medtrain::data::{self, check::Severity, guard::Policy, ReadOptions};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn kinds(t: &str) -> Vec<IdentifierKind> {
+    guard::scan(t).into_iter().map(|(k, _)| k).collect()
+}
+
+fn assert_found(kind: IdentifierKind, texts: &[&str]) {
+    for t in texts {
+        assert_eq!(kinds(t), [kind], "{t}");
+    }
+}
+
+/// A valid Individual Number from 11 digits.
+fn my_number(d11: &str) -> String {
+    (0..10u8)
+        .map(|c| format!("{d11}{c}"))
+        .find(|n| {
+            let d: Vec<u8> = n.bytes().map(|b| b - b'0').collect();
+            guard::my_number_valid(&d.try_into().unwrap())
+        })
+        .unwrap()
+}
+
+#[test]
+fn phone_with_nakaguro_dot_tilde_or_spaced_hyphen_separators_was_missed() {
+    assert_found(
+        IdentifierKind::Phone,
+        &["連絡先 03・1234・5678", "TEL 03.1234.5678", "自宅 03〜1234〜5678", "03 - 1234 - 5678 まで", "045-123-4567"],
+    );
+}
+
+#[test]
+fn phone_in_full_width_brackets_was_missed() {
+    assert_found(IdentifierKind::Phone, &["（03）1234-5678", "電話（０３）１２３４－５６７８", "03(1234)5678"]);
+}
+
+#[test]
+fn ungrouped_ten_digit_landline_was_missed() {
+    assert_found(IdentifierKind::Phone, &["0345678908", "自宅0345678908へ", "call 0312345678 today"]);
+    // ten digits that are no landline: a leading 00, or glued to a code
+    for t in ["受付番号 0012345678", "ID0345678908"] {
+        assert!(kinds(t).is_empty(), "{t}");
+    }
+}
+
+#[test]
+fn phone_glued_to_tel_was_missed() {
+    assert_found(
+        IdentifierKind::Phone,
+        &["TEL0312345678", "TEL:03-1234-5678", "電話03-1234-5678", "Tel.03-1234-5678", "FAX0312345679"],
+    );
+}
+
+#[test]
+fn email_with_non_ascii_local_part_or_domain_or_full_width_at_was_missed() {
+    assert_found(
+        IdentifierKind::Email,
+        &[
+            "やまだ@example.jp",
+            "taro@病院.jp",
+            "taro＠example.com",
+            "ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+            "連絡先taro@example.comです",
+        ],
+    );
+    let t = "連絡先taro@example.comです";
+    let f = guard::scan(t);
+    assert_eq!(&t[f[0].1.clone()], "taro@example.com", "the address, not the words around it");
+}
+
+#[test]
+fn my_number_grouped_3333_slashed_or_glued_to_letters_was_missed() {
+    let n = my_number("31415926535");
+    let forms = [
+        format!("{}-{}-{}-{}", &n[..3], &n[3..6], &n[6..9], &n[9..]),
+        format!("{}/{}/{}", &n[..4], &n[4..8], &n[8..]),
+        format!("MN{n}"),
+        format!("No{n}です"),
+        format!("{n}abc"),
+    ];
+    for f in &forms {
+        assert_eq!(kinds(f), [IdentifierKind::MyNumber], "{f}");
+    }
+    // a 12-digit run inside a longer number is not one
+    assert!(kinds(&format!("{n}7")).is_empty());
+}
+
+#[test]
+fn hard_negatives_stay_unflagged() {
+    for t in [
+        "2024-03-05 Cr 1.23 mg/dL",
+        "BP 120/80, HR 88, 体温 37.5℃",
+        "JLAC10 3C015000002327101",
+        "lot 1234-5678",
+        "score @ 3",
+        "ratio 0.123 456 789",
+        "a@b",
+        "ICD-10 E11.65",
+        "2024.03.05 10:30",
+        "10:00〜12:00 リハビリ",
+    ] {
+        assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));
+    }
+}
+
+/// 300k phone numbers in one note took 39 s: each match rescanned the findings so far. The scan is now
+/// one pass; this asserts on the characters the scanners examined (a count, not a time): a quadratic
+/// scan would examine on the order of 300k x 300k / 2 characters, the bound here is 12 per byte.
+#[test]
+fn identifier_scan_of_300k_phone_numbers_in_one_note_was_quadratic() {
+    let note = "090-1234-5678 ".repeat(300_000);
+    let (found, ops) = guard::scan_counted(&note);
+    assert_eq!(found.len(), 300_000);
+    assert!(found.iter().all(|(k, _)| *k == IdentifierKind::Phone));
+    assert!(ops <= 12 * note.len() as u64, "{ops} characters examined for {} bytes", note.len());
+    // and the worst shapes for each scanner: many @, many honorifics, many separators, one long run
+    for hostile in ["a@".repeat(200_000), "山田さん".repeat(100_000), "1-".repeat(300_000), "7".repeat(2_000_000)] {
+        let (_, ops) = guard::scan_counted(&hostile);
+        assert!(ops <= 12 * hostile.len() as u64, "{ops} characters examined for {} bytes", hostile.len());
+    }
+}
+
+fn write(dir: &Path, name: &str, lines: &[String]) {
+    std::fs::write(dir.join(name), lines.join("\n") + "\n").unwrap();
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn note_line(subject: &str, text: &str) -> String {
+    format!(
+        r#"{{"resourceType":"DocumentReference","status":"current","subject":{{"reference":"Patient/{subject}"}},"date":"2024-01-02T10:00:00Z","content":[{{"attachment":{{"contentType":"text/plain","data":"{}"}}}}]}}"#,
+        b64(text)
+    )
+}
+
+fn errors(report: &data::Report) -> Vec<(String, String, String)> {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| (f.kind.clone(), f.resource.clone(), f.field.clone()))
+        .collect()
+}
+
+#[test]
+fn patient_identifier_contact_and_text_were_never_inspected() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "Patient.ndjson",
+        &[r#"{"resourceType":"Patient","id":"p1","identifier":[{"system":"urn:mrn","value":"MRN-0099871"}],"contact":[{"name":{"family":"Kagawa","given":["Ken"]},"telecom":[{"system":"phone","value":"03-9876-5432"}]}],"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">連絡先 090-2222-3333</div>"}}"#.to_owned()],
+    );
+    let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let e = errors(&report);
+    for want in [
+        ("patient_identifier", "Patient", "identifier"),
+        ("name", "Patient", "contact.name"),
+        ("telecom", "Patient", "contact.telecom"),
+        ("phone", "Patient", "text.div"),
+    ] {
+        assert!(e.iter().any(|(k, r, f)| (k.as_str(), r.as_str(), f.as_str()) == want), "{want:?} not in {e:?}");
+    }
+    assert!(report.blocking);
+}
+
+#[test]
+fn observation_note_and_document_description_were_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "export.ndjson",
+        &[
+            r#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":1.1,"unit":"mg/dL"},"note":[{"text":"再検は 090-1111-2222 に連絡"}]}"#.to_owned(),
+            r#"{"resourceType":"DocumentReference","status":"current","description":"紹介状 yamada@example.jp","subject":{"reference":"Patient/a"},"date":"2024-01-02","content":[{"attachment":{"contentType":"text/plain","data":"5pys5pel"}}]}"#.to_owned(),
+        ],
+    );
+    let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let e = errors(&report);
+    assert!(e.contains(&("phone".into(), "Observation".into(), "note.text".into())), "{e:?}");
+    assert!(e.contains(&("email".into(), "DocumentReference".into(), "description".into())), "{e:?}");
+}
+
+const OWN_NAME: &str = "香川 健";
+
+fn own_patient(id: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Patient","id":"{id}","name":[{{"family":"香川","given":["健"]}}],"telecom":[{{"system":"phone","value":"03-9876-5432"}}]}}"#
+    )
+}
+
+/// A note that names its patient without a cue (no さん, no 氏名) and writes the phone as words the
+/// pattern scan does not take: only the Patient resource says they are identifiers.
+const OWN_NOTE: &str = "本日香川健が来院。連絡は０３ ９８ ７６ ５４ ３２ へ。";
+
+#[test]
+fn a_patients_own_name_and_phone_in_its_notes_were_not_found() {
+    // the Patient file sorts after the notes; the notes are checked all the same
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "DocumentReference.ndjson", &[note_line("p1", OWN_NOTE), note_line("p2", OWN_NOTE)]);
+    write(dir.path(), "Patient.ndjson", &[own_patient("p1")]);
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, report) = data::read(dir.path(), &opts).unwrap();
+    let own: u64 = report.findings.iter().filter(|f| f.field == "subject_identifier").map(|f| f.count).sum();
+    assert_eq!(own, 2, "name and phone in p1's note, nothing in p2's: {:?}", report.findings);
+    let p1 = d.texts.iter().find(|t| t.contains("[NAME]")).expect("p1's note is redacted");
+    assert!(!p1.contains("香川") && !p1.contains("９８ ７６"), "{p1}");
+    assert!(d.texts.iter().any(|t| t == OWN_NOTE), "p2's note is not p1's patient's: kept as it is");
+    // a Patient in the same file after the notes: checked at the end of the read
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "export.ndjson", &[note_line("p1", OWN_NOTE), own_patient("p1")]);
+    let (d, report) = data::read(dir.path(), &opts).unwrap();
+    assert!(report.findings.iter().any(|f| f.field == "subject_identifier"));
+    assert!(!d.texts[0].contains("香川"), "redacted at the end of the read");
+    // never printed
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "check", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("香川") && !all.contains(OWN_NAME) && !all.contains("9876"));
+}
+
+#[test]
+fn missed_identifiers_became_verbatim_tokenizer_pieces() {
+    use data::text::{NoteTokenizer, TokenizerKind};
+    // 40 subjects share ordinary clinical text; one of them repeats a string the guard cannot know
+    // (a nickname with no cue) in many notes, which a trainer would learn as a piece
+    let secret = "ミナミカゼタロウ";
+    let mut notes = Vec::new();
+    let mut subjects = Vec::new();
+    for s in 0..40u32 {
+        for k in 0..5 {
+            notes.push(format!("本日の血圧は安定しており、腎機能も改善傾向。経過観察を継続する。採血 {k} 回目。"));
+            subjects.push(s);
+        }
+    }
+    for _ in 0..60 {
+        notes.push(format!("{secret}は{secret}と呼ばれる。{secret}。"));
+        subjects.push(7);
+    }
+    for kind in [TokenizerKind::Unigram, TokenizerKind::ByteBpe] {
+        let tok = NoteTokenizer::train(&notes, kind, 700).unwrap();
+        let refs: Vec<&str> = notes.iter().map(String::as_str).collect();
+        let has_secret_piece = |t: &NoteTokenizer| {
+            t.tokenizer.get_vocab(true).keys().any(|p| {
+                let ids = [t.tokenizer.token_to_id(p).unwrap()];
+                let surface = t.tokenizer.decode(&ids, false).unwrap_or_default();
+                surface.chars().count() >= 3 && secret.contains(surface.trim())
+            })
+        };
+        assert!(has_secret_piece(&tok), "{kind:?}: the test needs a trainer that learns the string");
+        let common = &notes[0];
+        let before = tok.tokenizer.encode(common.as_str(), false).unwrap();
+        let (filtered, stats) = tok.keep_common_pieces(&refs, &subjects, 10).unwrap();
+        assert!(!has_secret_piece(&filtered), "{kind:?}: a piece of one subject's notes stayed");
+        assert!(stats.dropped_rare > 0 && stats.kept >= 20, "{kind:?}: {stats:?}");
+        // the shared text encodes to the same pieces as before, and round-trips for BPE
+        let enc = filtered.tokenizer.encode(common.as_str(), false).unwrap();
+        assert_eq!(enc.get_tokens(), before.get_tokens(), "{kind:?}: common pieces were kept");
+        if kind == TokenizerKind::ByteBpe {
+            assert_eq!(filtered.tokenizer.decode(enc.get_ids(), true).unwrap(), *common);
+        }
+    }
+    assert!(guard::vocab::piece_is_identifier("090123"));
+    assert!(guard::vocab::piece_is_identifier("x@"));
+    assert!(!guard::vocab::piece_is_identifier("血圧"));
+}
+
+/// Recall and precision per kind on trainer/tests/guard_recall/labelled.tsv (written by its
+/// make_set.py: synthetic Japanese and English sentences with identifiers of each kind, and hard
+/// negatives). A sentence counts once per kind: found when the scan reports that kind in it. The
+/// floors sit a little under the figures measured when they were set (stated in the README).
+#[test]
+fn recall_and_precision_on_the_labelled_set_meet_their_floors() {
+    let set = include_str!("guard_recall/labelled.tsv");
+    let mut tp: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut fp: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut fn_: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut misses = Vec::new();
+    for line in set.lines().filter(|l| !l.trim().is_empty()) {
+        let (labels, text) = line.split_once('\t').unwrap();
+        let want: Vec<&str> = labels.split(',').filter(|k| *k != "-").collect();
+        let mut got: Vec<&str> = kinds(text).into_iter().map(IdentifierKind::as_str).collect();
+        got.sort();
+        got.dedup();
+        for k in ["phone", "email", "my_number", "name", "address"] {
+            match (want.contains(&k), got.contains(&k)) {
+                (true, true) => *tp.entry(k).or_default() += 1,
+                (true, false) => {
+                    *fn_.entry(k).or_default() += 1;
+                    misses.push(format!("missed {k}: {text}"));
+                }
+                (false, true) => {
+                    *fp.entry(k).or_default() += 1;
+                    misses.push(format!("false {k}: {text}"));
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut table = String::new();
+    for (k, recall_floor, precision_floor) in [
+        ("phone", 0.97, 0.97),
+        ("email", 0.97, 0.97),
+        ("my_number", 0.97, 0.97),
+        ("name", 0.85, 0.85),
+        ("address", 0.85, 0.85),
+    ] {
+        let (t, p, n) =
+            (tp.get(k).copied().unwrap_or(0), fp.get(k).copied().unwrap_or(0), fn_.get(k).copied().unwrap_or(0));
+        let recall = t as f64 / (t + n).max(1) as f64;
+        let precision = t as f64 / (t + p).max(1) as f64;
+        table.push_str(&format!("{k}: recall {recall:.3} ({t}/{}), precision {precision:.3} ({t}/{})\n", t + n, t + p));
+        assert!(recall >= recall_floor && precision >= precision_floor, "{k} below its floors\n{table}\n{misses:#?}");
+    }
+    println!("{table}");
+    println!("{misses:#?}");
+}
