@@ -168,7 +168,8 @@ impl Report {
         self.subjects = data.subjects.len() as u64;
         self.codes.clear();
         let mut findings = Vec::new();
-        let unit_name = |u: &u32| data.units.names[*u as usize].clone();
+        let unit_name =
+            |u: &u32| reportable_unit(&data.units.names[*u as usize]).unwrap_or("<unit not shown>").to_owned();
         for (i, st) in self.code_stats.iter().enumerate() {
             if st.count == 0 {
                 continue;
@@ -211,28 +212,28 @@ impl Report {
             if let Some(lab) = lab {
                 for (u, n) in &st.units {
                     let u = &data.units.names[*u as usize];
-                    if u != lab.unit && catalog::KNOWN_UNITS.contains(&u.as_str()) {
+                    if u != lab.unit && super::units::is_valid(u) {
                         findings.push(finding(
                             Severity::Info,
                             "non_catalogue_unit",
                             resource,
                             "valueQuantity.unit",
                             *n,
-                            Some(format!("{detail} in {u}")),
+                            Some(format!("{detail} in {}", reportable_unit(u).unwrap_or("<unit not shown>"))),
                         ));
                     }
                 }
             }
             for (u, n) in &st.units {
                 let u = &data.units.names[*u as usize];
-                if !catalog::KNOWN_UNITS.contains(&u.as_str()) {
+                if !super::units::is_valid(u) {
                     findings.push(finding(
                         Severity::Warning,
                         "unknown_unit",
                         resource,
                         "valueQuantity.unit",
                         *n,
-                        Some(u.clone()),
+                        Some("<not valid UCUM, not shown>".to_owned()),
                     ));
                 }
             }
@@ -341,6 +342,12 @@ impl Report {
         );
         s
     }
+}
+
+/// A unit as it may appear in a report: a valid UCUM unit (or a known spelling of one) whose
+/// annotations, if any, come from a closed list; anything else can carry data and is not shown.
+pub fn reportable_unit(unit: &str) -> Option<&str> {
+    super::units::is_reportable(unit).then_some(unit)
 }
 
 fn finding(severity: Severity, kind: &str, resource: &str, field: &str, count: u64, detail: Option<String>) -> Finding {
