@@ -322,7 +322,7 @@ fn lab_series_buckets_mask_and_time_since_last() {
         "subject_id,time,code,value,unit\n\
          s,2024-01-01T00:00:00Z,creatinine,0.765,mg/dL\n\
          s,2024-01-02T00:00:00Z,creatinine,1.68,mg/dL\n\
-         s,2024-01-02T06:00:00Z,creatinine,88,umol/L\n\
+         s,2024-01-02T06:00:00Z,creatinine,88,mg\n\
          s,2024-01-03T00:00:00Z,potassium,4.2,mmol/L\n\
          s,2024-01-04T00:00:00Z,creatinine,9.9,mg/dL\n",
     )
