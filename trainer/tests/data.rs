@@ -199,9 +199,9 @@ fn qa_reports_units_systems_ranges_and_duplicates() {
     };
     let lines = [
         obs("a", "http://loinc.org", "2160-0", 1.0, "mg/dL", "2024-01-01T00:00:00Z"),
-        obs("a", "http://loinc.org", "2160-0", 88.0, "umol/L", "2024-01-02T00:00:00Z"), // unit conflict
-        obs("b", "http://loinc.org", "2160-0", 95.0, "mg/dL", "2024-01-03T00:00:00Z"),  // implausible
-        obs("b", "http://loinc.org", "2160-0", 95.0, "mg/dL", "2024-01-03T00:00:00Z"),  // duplicate
+        obs("a", "http://loinc.org", "2160-0", 88.0, "mg", "2024-01-02T00:00:00Z"), // unit conflict (not convertible)
+        obs("b", "http://loinc.org", "2160-0", 95.0, "mg/dL", "2024-01-03T00:00:00Z"), // implausible
+        obs("b", "http://loinc.org", "2160-0", 95.0, "mg/dL", "2024-01-03T00:00:00Z"), // duplicate
         obs("b", "http://example.org/local", "K1", 3.0, "furlongs", "2024-01-03T00:00:00Z"),
         // JLAC10 only: known system, catalogue code
         obs("c", "urn:oid:1.2.392.200119.4.1005", "3C015000002327101", 0.8, "mg/dL", "2024-01-03T00:00:00+09:00"),
@@ -219,7 +219,7 @@ fn qa_reports_units_systems_ranges_and_duplicates() {
         .any(|f| f.kind == "unknown_code_system" && f.detail.as_deref() == Some("1 code system that is not printed")));
     assert!(!r.blocking);
     let cr = r.codes.iter().find(|c| c.code == "2160-0").unwrap();
-    assert_eq!(cr.units, ["mg/dL", "umol/L"]);
+    assert_eq!(cr.units, ["mg/dL", "mg"]);
     assert_eq!(cr.count, 4);
     assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 6);
     // the JLAC10 event's time honours its offset
@@ -322,7 +322,7 @@ fn lab_series_buckets_mask_and_time_since_last() {
         "subject_id,time,code,value,unit\n\
          s,2024-01-01T00:00:00Z,creatinine,0.765,mg/dL\n\
          s,2024-01-02T00:00:00Z,creatinine,1.68,mg/dL\n\
-         s,2024-01-02T06:00:00Z,creatinine,88,umol/L\n\
+         s,2024-01-02T06:00:00Z,creatinine,88,mg\n\
          s,2024-01-03T00:00:00Z,potassium,4.2,mmol/L\n\
          s,2024-01-04T00:00:00Z,creatinine,9.9,mg/dL\n",
     )

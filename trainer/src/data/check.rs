@@ -64,9 +64,9 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The unit as a report may print it, or `None` (the unit is counted, not printed). Every unit that
-/// reaches a report passes through here. For now only the catalogue's units are accepted.
+/// reaches a report passes through here: a valid UCUM unit whose annotations come from a closed list.
 pub fn reportable_unit(unit: &str) -> Option<&str> {
-    catalog::KNOWN_UNITS.iter().find(|u| **u == unit).copied()
+    super::units::is_reportable(unit).then_some(unit)
 }
 
 /// The (system, code) of an event code as a report may print them: a catalogue code, an encounter class
@@ -282,7 +282,7 @@ impl Report {
             if let (Some(lab), Some(d)) = (lab, &detail) {
                 for (u, n) in &st.units {
                     let u = &data.units.names[*u as usize];
-                    if u != lab.unit && catalog::KNOWN_UNITS.contains(&u.as_str()) {
+                    if u != lab.unit && super::units::is_valid(u) {
                         if let Some(u) = reportable_unit(u) {
                             findings.push(finding(
                                 Severity::Info,
@@ -298,7 +298,7 @@ impl Report {
             }
             for (u, n) in &st.units {
                 let name = &data.units.names[*u as usize];
-                if !catalog::KNOWN_UNITS.contains(&name.as_str()) {
+                if !super::units::is_valid(name) {
                     match reportable_unit(name) {
                         Some(r) => findings.push(finding(
                             Severity::Warning,

@@ -59,6 +59,34 @@ fn lab(name: &str) -> &'static Lab {
     catalog::LABS.iter().find(|l| l.name == name).expect("catalogue lab")
 }
 
+/// The tests the demo cohort has, in the order of the catalogue it was written for (its channels).
+pub const CHANNELS: &[&str] = &[
+    "creatinine",
+    "urea_nitrogen",
+    "sodium",
+    "potassium",
+    "chloride",
+    "glucose",
+    "hba1c",
+    "albumin",
+    "ast",
+    "alt",
+    "crp",
+    "wbc",
+    "hemoglobin",
+    "platelets",
+    "lactate",
+    "heart_rate",
+    "systolic_bp",
+    "body_temperature",
+    "oxygen_saturation",
+];
+
+/// The reference interval of a demo test (every one has a public interval).
+fn reference(l: &Lab) -> (f64, f64) {
+    l.reference.unwrap_or(l.plausible)
+}
+
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -67,9 +95,9 @@ impl Writers {
     #[allow(clippy::too_many_arguments)]
     fn observation(&mut self, rng: &mut Rng, subject: &str, t: i64, l: &Lab, value: f64) -> std::io::Result<()> {
         let v = value.clamp(l.plausible.0, l.plausible.1);
-        let decimals = if l.reference.1 < 10.0 {
+        let decimals = if reference(l).1 < 10.0 {
             2
-        } else if l.reference.1 < 200.0 {
+        } else if reference(l).1 < 200.0 {
             1
         } else {
             0
@@ -87,8 +115,8 @@ impl Writers {
             id = rng.hex(),
             name = l.name,
             unit = l.unit,
-            lo = l.reference.0,
-            hi = l.reference.1,
+            lo = reference(l).0,
+            hi = reference(l).1,
         )?;
         self.stats.observations += 1;
         Ok(())
@@ -216,7 +244,7 @@ pub fn write(dir: &Path, subjects: usize, seed: u64) -> std::io::Result<DemoStat
         let kidney = rng.normal(); // high: worse kidney function
         let frailty = rng.normal();
         let cr_base =
-            lab("creatinine").reference.1 * (0.75 + 0.25 * kidney.max(-1.5) + 0.02 * (age - 50) as f64).max(0.4);
+            reference(lab("creatinine")).1 * (0.75 + 0.25 * kidney.max(-1.5) + 0.02 * (age - 50) as f64).max(0.4);
         let japanese = rng.chance(0.7);
         let mut t = epoch + rng.below(300 * 86_400) as i64;
         // outpatient visits with baseline labs
@@ -227,8 +255,8 @@ pub fn write(dir: &Path, subjects: usize, seed: u64) -> std::io::Result<DemoStat
                 let v = if name == "creatinine" {
                     cr_base * (1.0 + 0.05 * rng.normal())
                 } else {
-                    let mid = (l.reference.0 + l.reference.1) / 2.0;
-                    mid + (l.reference.1 - l.reference.0) / 4.0 * (rng.normal() + 0.3 * frailty)
+                    let mid = (reference(l).0 + reference(l).1) / 2.0;
+                    mid + (reference(l).1 - reference(l).0) / 4.0 * (rng.normal() + 0.3 * frailty)
                 };
                 w.observation(&mut rng, &id, t + 600, l, v)?;
             }
@@ -254,8 +282,8 @@ pub fn write(dir: &Path, subjects: usize, seed: u64) -> std::io::Result<DemoStat
                     "wbc" => wbc,
                     "lactate" => lactate,
                     _ => {
-                        let mid = (l.reference.0 + l.reference.1) / 2.0;
-                        mid + (l.reference.1 - l.reference.0) / 4.0 * (rng.normal() + 0.2 * severity)
+                        let mid = (reference(l).0 + reference(l).1) / 2.0;
+                        mid + (reference(l).1 - reference(l).0) / 4.0 * (rng.normal() + 0.2 * severity)
                     }
                 };
                 w.observation(&mut rng, &id, ed + 1800, l, v)?;

@@ -1,11 +1,13 @@
 //! Featurization of lab series: the lookback window before each prediction time, in `T` buckets x `K`
 //! lab channels.
 //!
-//! - Channels are public: catalogue tests (by name, LOINC or JLAC10 code), chosen by the config. A
-//!   channel matches the LOINC and the JLAC10 code of its test, in the catalogue's unit (or with no
-//!   unit); values in other units are counted, not converted by guesswork.
-//! - Values are normalized with the public reference interval: `(v - mid) / half_width`, clamped to
-//!   [-10, 10], never with statistics of the private data.
+//! - Channels are catalogue tests (by name, LOINC or JLAC10 code), chosen by the config or by DP
+//!   selection (`channels = "auto"`, `data prepare`). A channel matches the LOINC and the JLAC10 code of
+//!   its test, in the catalogue's unit (or with no unit): the readers have already converted values in
+//!   commensurable units (UCUM, `units.rs`); values left in other units are counted, not used.
+//! - Values are normalized with the public reference interval, or with DP quantiles (2.5% and 97.5%)
+//!   where the catalogue has none: `(v - mid) / half_width`, clamped to [-10, 10], never with
+//!   non-private statistics of the private data.
 //! - Per bucket and channel: the last value in the bucket, an observation mask, and the time since the
 //!   last observation at the bucket's end (as a fraction of the lookback, 1 when none).
 //! - Only events strictly before the prediction time are used.
@@ -17,12 +19,16 @@ use super::{Dataset, EventKind, NONE};
 #[derive(Debug, Clone)]
 pub struct LabSeriesSpec {
     pub channels: Vec<&'static Lab>,
+    /// per channel, the interval (low, high) that maps to [-1, 1]: the public reference interval, or
+    /// DP quantiles where the catalogue has none ([`LabSeriesSpec::with_scale`])
+    pub scales: Vec<Option<(f64, f64)>>,
     pub buckets: usize,
     pub lookback_hours: f64,
 }
 
 impl LabSeriesSpec {
-    /// Channels by catalogue name, LOINC or JLAC10 code; an unknown one is an error naming it.
+    /// Channels by catalogue name, LOINC or JLAC10 code; an unknown one is an error naming it. Channels
+    /// without a public reference interval need a scale set with [`LabSeriesSpec::with_scale`] before use.
     pub fn new(channels: &[String], buckets: usize, lookback_hours: f64) -> Result<Self, String> {
         let channels = channels
             .iter()
@@ -40,7 +46,19 @@ impl LabSeriesSpec {
                 "features: buckets ({buckets}) and lookback_hours ({lookback_hours}) must be positive"
             ));
         }
-        Ok(LabSeriesSpec { channels, buckets, lookback_hours })
+        let scales = channels.iter().map(|l| l.reference).collect();
+        Ok(LabSeriesSpec { channels, scales, buckets, lookback_hours })
+    }
+
+    /// Sets the normalization interval of channel `ch` (DP quantiles of a channel with no public one).
+    pub fn with_scale(mut self, ch: usize, low: f64, high: f64) -> Self {
+        self.scales[ch] = Some((low, high));
+        self
+    }
+
+    /// The channels that still have no normalization interval.
+    pub fn unscaled(&self) -> Vec<usize> {
+        (0..self.channels.len()).filter(|&c| self.scales[c].is_none()).collect()
     }
 }
 
@@ -98,8 +116,10 @@ pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> Lab
                 continue;
             }
             let b = ((e.time.saturating_sub(start) as f64 / width) as usize).min(t - 1);
-            let mid = (lab.reference.0 + lab.reference.1) / 2.0;
-            let half = ((lab.reference.1 - lab.reference.0) / 2.0).max(1e-6);
+            // a channel without a scale is refused by `data prepare`; here it only gives zeros
+            let (lo, hi) = spec.scales[ch].unwrap_or((lab.plausible.0, lab.plausible.1));
+            let mid = (lo + hi) / 2.0;
+            let half = ((hi - lo) / 2.0).max(1e-6);
             out.values[base + b * k + ch] = ((e.value as f64 - mid) / half).clamp(-10.0, 10.0) as f32;
             out.mask[base + b * k + ch] = 1.0;
         }

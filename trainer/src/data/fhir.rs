@@ -4,8 +4,10 @@
 //! their results are applied in line order, so memory is bounded by the block and the output, and the
 //! result does not depend on the thread count.
 //!
-//! - Observation (category `laboratory`; `vital-signs` when the options ask): the code from
-//!   `code.coding[]` by the options' system preference, else the first coding; `valueQuantity`; time
+//! - Observation (category `laboratory` or a lab section of HL7 v2-0074 such as `LAB`; `vital-signs`
+//!   when the options ask): the code from `code.coding[]` by the options' system preference, else the
+//!   first coding; `valueQuantity`, or a coded or ordinal result (`valueCodeableConcept`, a `valueString`
+//!   such as "2+" or "陰性") as a `coded` event with its ordinal level; time
 //!   from `effectiveDateTime`, `effectivePeriod.start`, `effectiveInstant`, then `issued`.
 //! - DocumentReference: `content[].attachment` with a `text/plain` content type and base64 `data`, in
 //!   the content type's charset (UTF-8 by default; Shift_JIS, EUC-JP, ISO-2022-JP are decoded).
@@ -61,6 +63,8 @@ struct Coding<'a> {
 struct Concept<'a> {
     #[serde(default, borrow)]
     coding: Vec<Coding<'a>>,
+    #[serde(borrow)]
+    text: Option<S<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +99,8 @@ struct Observation<'a> {
     value_quantity: Option<Quantity<'a>>,
     #[serde(borrow)]
     value_string: Option<S<'a>>,
+    #[serde(borrow)]
+    value_codeable_concept: Option<Concept<'a>>,
     #[serde(borrow)]
     effective_date_time: Option<S<'a>>,
     #[serde(borrow)]
@@ -362,7 +368,7 @@ fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, 
     for n in o.note.iter().filter_map(|n| n.text.as_deref()) {
         scan_only(n, "Observation", "note.text", &mut out);
     }
-    let kind = if has_code(&o.category, "laboratory") {
+    let kind = if is_lab_category(&o.category) {
         EventKind::Lab
     } else if has_code(&o.category, "vital-signs") && opts.vitals {
         EventKind::Vital
@@ -380,6 +386,12 @@ fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, 
             .or_else(|| parse_time(&o.effective_instant))
             .or_else(|| parse_time(&o.issued)),
     )?;
+    // a coded or ordinal result: its own event, with the ordinal level from a closed set
+    let coded = match (&o.value_quantity, &o.value_codeable_concept, &o.value_string) {
+        (None, Some(c), _) if kind == EventKind::Lab => Some(coded_level(c).ok_or("valueCodeableConcept")),
+        (None, None, Some(s)) if kind == EventKind::Lab => Some(ordinal(s).ok_or("valueString")),
+        _ => None,
+    };
     if let Some(s) = o.value_string {
         guard_text(s.into_owned(), "Observation", "valueString", &mut out);
     }
@@ -405,10 +417,79 @@ fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, 
         .collect();
     if o.value_quantity.is_none() && !parts.is_empty() {
         out.recs = parts;
+    } else if let Some(level) = coded {
+        match level {
+            Ok(level) => out.recs.push(Rec { kind: EventKind::Coded, ..rec(coding, (level, None)) }),
+            // counted in the QA report, not dropped without a word
+            Err(field) => out.info = Some(("unmapped_coded_value", "Observation", field)),
+        }
     } else {
         out.recs.push(rec(coding, quantity(&o.value_quantity)));
     }
     Ok(out)
+}
+
+/// HL7 v2 table 0074 (diagnostic service section): the sections that are laboratory work.
+const V2_0074: &str = "http://terminology.hl7.org/CodeSystem/v2-0074";
+const V2_0074_LAB: &[&str] =
+    &["LAB", "CH", "HM", "IMM", "SR", "URN", "BG", "BLB", "CG", "GE", "MB", "MCB", "MYC", "VR", "TX", "OSL"];
+
+/// Lab results under any lab category: FHIR's observation-category `laboratory` (any system, as JP Core
+/// repeats it under its own), or a laboratory section of HL7 v2 table 0074 (`LAB`, `CH`, `HM`, ...).
+fn is_lab_category(cs: &[Concept]) -> bool {
+    cs.iter().flat_map(|c| &c.coding).any(|k| match k.code.as_deref() {
+        Some("laboratory") => true,
+        Some(code) => k.system.as_deref() == Some(V2_0074) && V2_0074_LAB.contains(&code),
+        None => false,
+    })
+}
+
+/// The ordinal level of a qualitative result written as text, from a closed set: negative 0 (`-`,
+/// `(-)`, `陰性`, `negative`), trace 1 (`±`, `+-`, `trace`, `弱陽性`), 1+ 2 (`+`, `1+`, `陽性`,
+/// `positive`: a positive without a grade counts as the lowest grade), 2+ 3, 3+ 4, 4+ 5. Full-width
+/// forms and surrounding parentheses are accepted; anything else has no level.
+pub fn ordinal(text: &str) -> Option<f32> {
+    if text.len() > 32 {
+        return None;
+    }
+    let mut s = String::with_capacity(text.len());
+    for c in text.trim().chars() {
+        s.push(match c {
+            '＋' => '+',
+            '－' | '−' | '‐' | 'ー' => '-',
+            '（' => '(',
+            '）' => ')',
+            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+            c if c.is_whitespace() => continue,
+            c => c.to_ascii_lowercase(),
+        });
+    }
+    let s = s.strip_prefix('(').and_then(|x| x.strip_suffix(')')).unwrap_or(&s);
+    Some(match s {
+        "-" | "neg" | "negative" | "陰性" | "nd" => 0.0,
+        "±" | "+-" | "+/-" | "tr" | "trace" | "弱陽性" => 1.0,
+        "+" | "1+" | "pos" | "positive" | "陽性" => 2.0,
+        "++" | "2+" => 3.0,
+        "+++" | "3+" => 4.0,
+        "++++" | "4+" => 5.0,
+        _ => return None,
+    })
+}
+
+/// The ordinal level of a coded result: known answer codes (SNOMED CT, LOINC answers, HL7
+/// ObservationInterpretation), else a code or the concept's text that [`ordinal`] reads.
+fn coded_level(c: &Concept) -> Option<f32> {
+    let known = |k: &Coding| match (k.system.as_deref().unwrap_or(""), k.code.as_deref().unwrap_or("")) {
+        ("http://snomed.info/sct", "260385009") => Some(0.0), // Negative
+        ("http://snomed.info/sct", "260405006") => Some(1.0), // Trace
+        ("http://snomed.info/sct", "10828004") => Some(2.0),  // Positive
+        ("http://loinc.org", "LA6577-6") => Some(0.0),        // Negative
+        ("http://loinc.org", "LA6576-8") => Some(2.0),        // Positive
+        ("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "NEG") => Some(0.0),
+        ("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "POS") => Some(2.0),
+        (_, code) => ordinal(code),
+    };
+    c.coding.iter().find_map(known).or_else(|| c.text.as_deref().and_then(ordinal))
 }
 
 fn note_code(t: &Option<Concept>, opts: &ReadOptions) -> (String, String) {

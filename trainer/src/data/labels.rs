@@ -109,7 +109,12 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
                 let subject = first.subject;
                 let vals: Vec<(i64, f32)> = data.events[r]
                     .iter()
-                    .filter(|e| codes.contains(&e.code) && !e.value.is_nan() && unit_ok(e.unit))
+                    .filter(|e| {
+                        e.kind != super::EventKind::Coded
+                            && codes.contains(&e.code)
+                            && !e.value.is_nan()
+                            && unit_ok(e.unit)
+                    })
                     .map(|e| (e.time, e.value))
                     .collect();
                 for (i, &(t, v)) in vals.iter().enumerate() {

@@ -8,6 +8,7 @@
 //! fields and kinds.
 
 pub mod bounded;
+pub mod auto;
 pub mod catalog;
 pub mod check;
 pub mod csv;
@@ -24,6 +25,7 @@ pub mod split;
 pub mod text;
 pub mod time;
 pub mod walk;
+pub mod units;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,19 +60,23 @@ pub type Result<T> = std::result::Result<T, DataError>;
 pub enum EventKind {
     Lab,
     Vital,
+    /// a coded or ordinal lab result (`valueCodeableConcept`, urine protein "2+", "陰性"): the value is
+    /// its ordinal level (see `fhir::ordinal`), the code the test's
+    Coded,
     Note,
     Encounter,
     Other,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] =
-        [EventKind::Lab, EventKind::Vital, EventKind::Note, EventKind::Encounter, EventKind::Other];
+    pub const ALL: [EventKind; 6] =
+        [EventKind::Lab, EventKind::Vital, EventKind::Coded, EventKind::Note, EventKind::Encounter, EventKind::Other];
 
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Lab => "lab",
             EventKind::Vital => "vital",
+            EventKind::Coded => "coded",
             EventKind::Note => "note",
             EventKind::Encounter => "encounter",
             EventKind::Other => "other",
@@ -153,6 +159,10 @@ pub struct Dataset {
     pub splits: HashMap<u32, String>,
     /// hashes of the identifiers an export's Patient resources hold, searched for in their notes
     pub subject_identifiers: guard::subject::Store,
+    /// catalogue row of each code (by code index), looked up once per code
+    catalogue_row: Vec<Option<Option<usize>>>,
+    /// unit conversions to the catalogue unit, parsed once per (unit, catalogue row)
+    pub conversions: units::Converter,
 }
 
 impl Dataset {
@@ -164,6 +174,37 @@ impl Dataset {
         self.codes.push(Code { system: system.to_owned(), code: code.to_owned() });
         self.code_index.insert((system.to_owned(), code.to_owned()), i);
         i
+    }
+
+    /// The catalogue row of a code index (looked up once per code).
+    pub fn catalogue_row(&mut self, code: u32) -> Option<usize> {
+        let c = code as usize;
+        if self.catalogue_row.len() <= c {
+            self.catalogue_row.resize(c + 1, None);
+        }
+        *self.catalogue_row[c].get_or_insert_with(|| {
+            let k = &self.codes[c];
+            catalog::lookup_index(&k.system, &k.code)
+        })
+    }
+
+    /// Converts a lab or vital value to its catalogue unit, in place: a value in a commensurable unit
+    /// becomes a value in the catalogue unit (and its unit the catalogue's); anything else is left as
+    /// it is, for the QA report to count.
+    fn to_catalogue_unit(&mut self, code: u32, unit: &mut u32, value: &mut f32) {
+        if *unit == NONE || value.is_nan() {
+            return;
+        }
+        let Some(row) = self.catalogue_row(code) else { return };
+        let lab = &catalog::LABS[row];
+        let name = &self.units.names[*unit as usize];
+        if name == lab.unit {
+            return;
+        }
+        if let Some(v) = self.conversions.convert(*unit, name, row, lab, *value) {
+            *value = v;
+            *unit = self.units.get_or_insert(lab.unit);
+        }
     }
 
     pub fn find_code(&self, system: &str, code: &str) -> Option<u32> {
@@ -350,8 +391,38 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)>
         Format::Csv => csv::read(path, opts, &mut data, &mut report)?,
         Format::Meds => meds::read(path, opts, &mut data, &mut report)?,
     }
+    report_conversions(&data, &mut report);
     report.finish(&data, opts);
     Ok((data, report))
+}
+
+/// Unit conversions into the QA report: values converted to the catalogue unit (info), and values in a
+/// valid unit that cannot be converted (a warning). Units that are not valid UCUM are the report's own
+/// `unknown_unit` finding. Units are named only when [`check::reportable_unit`] allows.
+fn report_conversions(data: &Dataset, report: &mut Report) {
+    for (unit, row, conv, n) in data.conversions.outcomes() {
+        let lab = &catalog::LABS[row];
+        let from = check::reportable_unit(&data.units.names[unit as usize]).unwrap_or("<unit not shown>");
+        match conv {
+            units::Conversion::Not(_) if !units::is_valid(&data.units.names[unit as usize]) => {}
+            units::Conversion::Not(why) => report.finding(
+                check::Severity::Warning,
+                "unconvertible_unit",
+                "Observation",
+                "valueQuantity.unit",
+                Some(&format!("{}|{} in {from} ({why})", catalog::LOINC, lab.loinc)),
+                n,
+            ),
+            _ => report.finding(
+                check::Severity::Info,
+                "converted_unit",
+                "Observation",
+                "valueQuantity.unit",
+                Some(&format!("{}|{} from {from} to {}", catalog::LOINC, lab.loinc, lab.unit)),
+                n,
+            ),
+        }
+    }
 }
 
 /// One event as a reader produced it, before interning.
@@ -387,7 +458,11 @@ impl Sink<'_> {
     pub fn push(&mut self, r: Rec) {
         let subject = self.data.subjects.get_or_insert(&r.subject);
         let code = self.data.code(&r.system, &r.code);
-        let unit = r.unit.as_deref().map_or(NONE, |u| self.data.units.get_or_insert(u));
+        let mut unit = r.unit.as_deref().map_or(NONE, |u| self.data.units.get_or_insert(u));
+        let mut value = r.value;
+        if matches!(r.kind, EventKind::Lab | EventKind::Vital) {
+            self.data.to_catalogue_unit(code, &mut unit, &mut value);
+        }
         let text = match r.text {
             Some(mut t) => {
                 // readers cut notes as they decode them; this catches any reader that did not
@@ -399,7 +474,7 @@ impl Sink<'_> {
             }
             None => NONE,
         };
-        let e = Event { subject, time: r.time, kind: r.kind, code, value: r.value, unit, text, end: r.end };
+        let e = Event { subject, time: r.time, kind: r.kind, code, value, unit, text, end: r.end };
         self.report.event(self.data, &e);
         if self.opts.keep_events {
             self.data.events.push(e);

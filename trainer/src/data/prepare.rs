@@ -28,7 +28,8 @@
 //! tuning = 0.1
 //! held_out = 0.2
 //! [features]
-//! channels = ["creatinine", "crp", "wbc"]   # default: every catalogue lab
+//! channels = ["creatinine", "crp", "wbc"]   # or "auto"; default: every catalogue lab with a public
+//!                                           # reference interval
 //! buckets = 24
 //! lookback_hours = 168
 //! note_tokens = 256                  # 0: no notes
@@ -36,6 +37,13 @@
 //! max_tokenizer_corpus_bytes = 67108864   # train the tokenizer on at most this much note text
 //! max_tensor_bytes = 8589934592      # refuse a split whose tensors would take more (8 GiB)
 //! min_piece_subjects = 10             # a trained tokenizer keeps a piece only if this many subjects' notes use it
+//! [auto]                             # DP choices (see `auto.rs`), charged to the run's budget
+//! channels = 16                      # K: how many channels `channels = "auto"` chooses
+//! max_codes_per_subject = 32         # M: a subject counts for at most M labs (L2 sensitivity sqrt(M))
+//! selection_noise_multiplier = 5.0   # sigma of the channel counts (noise std sigma * sqrt(M))
+//! quantile_noise_multiplier = 5.0    # sigma of the quantile histograms of channels with no public
+//! quantile_bins = 256                #   reference interval (noise std sigma * sqrt(their number))
+//! delta = 1e-6                       # delta at which the manifest states their epsilon
 //! ```
 //!
 //! Every numeric key has a range checked when the config is loaded, before anything is sized from it
@@ -47,6 +55,9 @@ use super::labels::{self, Label, LabelValue, Task};
 use super::split::{self, Split};
 use super::text::{self, NoteTokenizer, TokenizerKind};
 use super::{catalog, features, guard, DataError, ReadLimits, ReadOptions, Result};
+use crate::privacy::accountant::Delta;
+use crate::privacy::noise::NoiseSource;
+use crate::privacy::release::{self, GaussianRelease};
 use crate::tensors::{self, OutData};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -63,6 +74,94 @@ pub struct DataConfig {
     pub split: SplitConfig,
     #[serde(default)]
     pub features: FeaturesConfig,
+    #[serde(default)]
+    pub auto: AutoConfig,
+}
+
+/// `features.channels`: a list of catalogue tests, or `"auto"` (DP selection).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Channels {
+    List(Vec<String>),
+    Auto(String),
+}
+
+/// The DP choices of `data prepare` (`[auto]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoConfig {
+    #[serde(default = "default_auto_channels")]
+    pub channels: usize,
+    #[serde(default = "default_max_codes")]
+    pub max_codes_per_subject: usize,
+    #[serde(default = "default_auto_noise")]
+    pub selection_noise_multiplier: f64,
+    #[serde(default = "default_auto_noise")]
+    pub quantile_noise_multiplier: f64,
+    #[serde(default = "default_quantile_bins")]
+    pub quantile_bins: usize,
+    #[serde(default = "default_auto_delta")]
+    pub delta: f64,
+}
+
+fn default_auto_channels() -> usize {
+    16
+}
+fn default_max_codes() -> usize {
+    32
+}
+fn default_auto_noise() -> f64 {
+    5.0
+}
+fn default_quantile_bins() -> usize {
+    256
+}
+fn default_auto_delta() -> f64 {
+    1e-6
+}
+
+impl Default for AutoConfig {
+    fn default() -> Self {
+        AutoConfig {
+            channels: default_auto_channels(),
+            max_codes_per_subject: default_max_codes(),
+            selection_noise_multiplier: default_auto_noise(),
+            quantile_noise_multiplier: default_auto_noise(),
+            quantile_bins: default_quantile_bins(),
+            delta: default_auto_delta(),
+        }
+    }
+}
+
+impl AutoConfig {
+    /// Checks every key against its bounds; an error names the key.
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        let n_labs = catalog::LABS.iter().filter(|l| !l.vital).count();
+        if self.channels == 0 || self.channels > n_labs {
+            return Err(("auto.channels", format!("must be in 1..={n_labs} (got {})", self.channels)));
+        }
+        if self.max_codes_per_subject == 0 || self.max_codes_per_subject > n_labs {
+            return Err((
+                "auto.max_codes_per_subject",
+                format!("must be in 1..={n_labs} (got {})", self.max_codes_per_subject),
+            ));
+        }
+        for (key, v) in [
+            ("auto.selection_noise_multiplier", self.selection_noise_multiplier),
+            ("auto.quantile_noise_multiplier", self.quantile_noise_multiplier),
+        ] {
+            if !(v.is_finite() && (0.1..=1e4).contains(&v)) {
+                return Err((key, format!("must be in [0.1, 10000] (got {v})")));
+            }
+        }
+        if !(2..=4096).contains(&self.quantile_bins) {
+            return Err(("auto.quantile_bins", format!("must be in 2..=4096 (got {})", self.quantile_bins)));
+        }
+        if !(self.delta > 0.0 && self.delta < 1e-2) {
+            return Err(("auto.delta", format!("must be in (0, 0.01) (got {})", self.delta)));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,7 +315,7 @@ impl Default for SplitConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesConfig {
-    pub channels: Option<Vec<String>>,
+    pub channels: Option<Channels>,
     #[serde(default = "default_buckets")]
     pub buckets: usize,
     #[serde(default = "default_lookback")]
@@ -333,6 +432,12 @@ impl DataConfig {
         if c.features.note_tokens > 0 && c.features.tokenizer.is_none() && c.features.train_tokenizer.is_none() {
             return Err(bad("features.note_tokens", "needs features.tokenizer or features.train_tokenizer".into()));
         }
+        if let Some(Channels::Auto(a)) = &c.features.channels {
+            if a != "auto" {
+                return Err(bad("features.channels", format!("a list of catalogue tests or \"auto\" (got {a:?})")));
+            }
+        }
+        c.auto.check().map_err(|(key, msg)| bad(key, msg))?;
         if c.features.tokenizer.is_some() && c.features.train_tokenizer.is_some() {
             return Err(bad("features.tokenizer", "a tokenizer file or train_tokenizer, not both".into()));
         }
@@ -404,6 +509,21 @@ pub struct Manifest {
     pub tokenizer_exportable: Option<bool>,
     pub categories: Vec<String>,
     pub labels_unknown_subjects: u64,
+    /// how each channel is normalized: (channel, low, high, source: `jccls2019`, `textbook`, `vital`
+    /// or `dp_quantiles`)
+    pub normalization: Vec<(&'static str, f64, f64, &'static str)>,
+    /// the DP releases of this preparation (channel selection, quantiles), each a Gaussian mechanism
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dp_releases: Vec<GaussianRelease>,
+    /// their accountant phases, (noise multiplier, sample rate 1, 1 step) each: a run composes them
+    /// with its DP-SGD phases, through the same accountant and ledger
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dp_phases: Vec<(f64, f64, u64)>,
+    /// epsilon of all of them composed (PLD), at `dp_delta`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dp_epsilon: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dp_delta: Option<f64>,
 }
 
 fn split_name(s: Split) -> &'static str {
@@ -429,6 +549,67 @@ fn check_tensor_bytes(split: &str, examples: usize, spec: &features::LabSeriesSp
         )));
     }
     Ok(())
+/// The lab channels and their normalization: the config's list (default: every catalogue lab with a
+/// public reference interval) or the DP selection (`"auto"`), then DP quantiles for the chosen channels
+/// without a public reference interval. Returns the spec and the DP releases made.
+fn channels(
+    config: &DataConfig,
+    data: &super::Dataset,
+    splits: &[Split],
+) -> Result<(features::LabSeriesSpec, Vec<GaussianRelease>)> {
+    let auto = &config.auto;
+    let delta = Delta::new(auto.delta).map_err(|e| DataError::Invalid(format!("auto.delta: {e}")))?;
+    let mut releases = Vec::new();
+    // one key from the OS's entropy for this preparation's releases, made at the first need
+    let mut source: Option<NoiseSource> = None;
+    let os_noise = || NoiseSource::from_os_entropy().map_err(|e| DataError::Invalid(e.to_string()));
+    let needs_values = matches!(config.features.channels, Some(Channels::Auto(_)));
+    let mut subjects = needs_values.then(|| super::auto::subject_labs(data, splits));
+    let names: Vec<String> = match &config.features.channels {
+        Some(Channels::List(list)) => list.clone(),
+        None => catalog::LABS.iter().filter(|l| !l.vital && l.reference.is_some()).map(|l| l.name.to_owned()).collect(),
+        Some(Channels::Auto(_)) => {
+            let sel = super::auto::Selection {
+                channels: auto.channels,
+                max_codes_per_subject: auto.max_codes_per_subject,
+                noise_multiplier: auto.selection_noise_multiplier,
+            };
+            let subjects = subjects.as_ref().expect("computed for auto");
+            let noise = match &mut source {
+                Some(n) => n,
+                none => none.insert(os_noise()?),
+            };
+            let (chosen, rel) = super::auto::select_channels(subjects, sel, delta, noise)
+                .map_err(|e| DataError::Invalid(format!("auto: {e}")))?;
+            releases.push(rel);
+            chosen.iter().map(|l| l.name.to_owned()).collect()
+        }
+    };
+    let mut spec = features::LabSeriesSpec::new(&names, config.features.buckets, config.features.lookback_hours)
+        .map_err(DataError::Invalid)?;
+    let unscaled = spec.unscaled();
+    if !unscaled.is_empty() {
+        let labs: Vec<&'static catalog::Lab> = unscaled.iter().map(|&c| spec.channels[c]).collect();
+        let subjects = subjects.get_or_insert_with(|| super::auto::subject_labs(data, splits));
+        let noise = match &mut source {
+            Some(n) => n,
+            none => none.insert(os_noise()?),
+        };
+        let (scales, rel) = super::auto::dp_quantiles(
+            subjects,
+            &labs,
+            auto.quantile_bins,
+            auto.quantile_noise_multiplier,
+            delta,
+            noise,
+        )
+        .map_err(|e| DataError::Invalid(format!("auto: {e}")))?;
+        releases.push(rel);
+        for (&c, (lo, hi)) in unscaled.iter().zip(scales) {
+            spec = spec.with_scale(c, lo, hi);
+        }
+    }
+    Ok((spec, releases))
 }
 
 /// Runs the whole preparation; returns the QA report (blocking: nothing written) and the manifest.
@@ -496,13 +677,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     }
     let splits = split::assign(&data, config.split.key.as_bytes(), config.split.tuning, config.split.held_out)
         .map_err(DataError::Invalid)?;
-    let channel_names: Vec<String> = config
-        .features
-        .channels
-        .clone()
-        .unwrap_or_else(|| catalog::LABS.iter().filter(|l| !l.vital).map(|l| l.name.to_owned()).collect());
-    let spec = features::LabSeriesSpec::new(&channel_names, config.features.buckets, config.features.lookback_hours)
-        .map_err(DataError::Invalid)?;
+    let (spec, dp_releases) = channels(config, &data, &splits)?;
     let mut categories: Vec<String> = labels
         .iter()
         .filter_map(|l| if let LabelValue::Categorical(c) = &l.value { Some(c.clone()) } else { None })
@@ -559,7 +734,28 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         tokenizer_exportable: tokenizer.as_ref().map(|t| t.exportable),
         categories: categories.clone(),
         labels_unknown_subjects: unknown,
+        normalization: spec
+            .channels
+            .iter()
+            .zip(&spec.scales)
+            .map(|(l, s)| {
+                let (lo, hi) = s.unwrap_or(l.plausible);
+                (l.name, lo, hi, if l.reference.is_some() { l.source } else { "dp_quantiles" })
+            })
+            .collect(),
+        dp_phases: dp_releases.iter().map(|r| (r.noise_multiplier, 1.0, 1)).collect(),
+        dp_epsilon: None,
+        dp_delta: None,
+        dp_releases,
     };
+    if !manifest.dp_releases.is_empty() {
+        let delta = Delta::new(config.auto.delta).map_err(|e| DataError::Invalid(format!("auto.delta: {e}")))?;
+        manifest.dp_epsilon = Some(
+            release::composed_epsilon(&manifest.dp_releases, delta)
+                .map_err(|e| DataError::Invalid(format!("auto: {e}")))?,
+        );
+        manifest.dp_delta = Some(config.auto.delta);
+    }
     for which in [Split::Train, Split::Tuning, Split::HeldOut] {
         let part: Vec<Label> = labels.iter().filter(|l| splits[l.subject as usize] == which).cloned().collect();
         let n = part.len();

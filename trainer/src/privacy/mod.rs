@@ -4,4 +4,5 @@
 pub mod accountant;
 pub mod ledger;
 pub mod noise;
+pub mod release;
 pub mod sampler;

@@ -173,7 +173,7 @@ pub fn run<B: Backend>(
         l.prediction_time += 3600;
     }
     let splits = split::assign(&d, b"medtrain demo", 0.1, 0.2).map_err(DemoError::Invalid)?;
-    let channels: Vec<String> = data::catalog::LABS.iter().map(|l| l.name.to_owned()).collect();
+    let channels: Vec<String> = data::demo::CHANNELS.iter().map(|&c| c.to_owned()).collect();
     let spec = features::LabSeriesSpec::new(&channels, 24, 168.0).map_err(DemoError::Invalid)?;
     // train examples ordered by subject, so that each subject's rows are contiguous
     let mut train: Vec<labels::Label> =

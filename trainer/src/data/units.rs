@@ -1,0 +1,253 @@
+//! Units of measure: UCUM validation and conversion to the catalogue unit of a test.
+//!
+//! UCUM comes from the `ucum-units` crate. Chosen over `octofhir-ucum` because it ships the official UCUM
+//! functional tests (`UcumFunctionalTests.xml`) with its conformance test and passes all of them offline
+//! (529 validation, 30 conversion, 9 display-name and 5 multiplication/division cases, none skipped), its
+//! parser is total (no panic or hang on any input, fuzzed upstream), and it has one runtime dependency
+//! (`thiserror`); `octofhir-ucum` states the same conformance but does not ship its tests and brings in
+//! `rust_decimal`, `hashbrown` and `libm`.
+//!
+//! What this module adds to UCUM:
+//! - a closed table of spellings common in exports that are not UCUM (`mEq/L`, `IU/L`, `10^3/uL`,
+//!   `mmHg`, `mg/dl`, `μg/mL`), read as the UCUM unit they mean;
+//! - mol <-> g with the analyte's molar mass from the catalogue (UCUM counts moles as a number, so
+//!   `mmol/L` and `mg/dL` differ by exactly one mass dimension), and eq <-> mol with its ionic charge;
+//! - a [`Converter`] that parses each distinct (unit, catalogue test) pair once: conversion sits on the
+//!   ingest hot path, so an event costs one hash lookup and one multiply-add.
+
+use super::catalog::Lab;
+use std::collections::HashMap;
+
+/// UCUM's Avogadro number (`mol` = 6.0221367e23 in ucum-essence.xml), the one the crate's factors use.
+const AVOGADRO: f64 = 6.0221367e23;
+/// LOINC 4548-4, Hemoglobin A1c/Hemoglobin.total in Blood (NGSP %).
+const HBA1C_NGSP: &str = "4548-4";
+/// Index of the mass dimension in `ucum::Dimension` (m, s, g, rad, K, C, cd).
+const MASS: usize = 2;
+
+/// Spellings that are not UCUM but mean one UCUM unit without doubt (a closed set).
+const ALIASES: &[(&str, &str)] = &[
+    ("mEq/L", "meq/L"),
+    ("mEq/l", "meq/L"),
+    ("IU/L", "[IU]/L"),
+    ("IU/mL", "[IU]/mL"),
+    ("mIU/L", "m[IU]/L"),
+    ("mIU/mL", "m[IU]/mL"),
+    ("uIU/mL", "u[IU]/mL"),
+    ("μIU/mL", "u[IU]/mL"),
+    ("µIU/mL", "u[IU]/mL"),
+    ("10^3/uL", "10*3/uL"),
+    ("10^4/uL", "10*4/uL"),
+    ("10^6/uL", "10*6/uL"),
+    ("x10^3/uL", "10*3/uL"),
+    ("x10^4/uL", "10*4/uL"),
+    ("x10^6/uL", "10*6/uL"),
+    ("10^3/μL", "10*3/uL"),
+    ("10^4/μL", "10*4/uL"),
+    ("10^6/μL", "10*6/uL"),
+    ("10^9/L", "10*9/L"),
+    ("10^12/L", "10*12/L"),
+    ("mmHg", "mm[Hg]"),
+    ("degC", "Cel"),
+    ("℃", "Cel"),
+    ("bpm", "/min"),
+    ("mL/min/1.73m2", "mL/min/{1.73_m2}"),
+    ("mL/min/1.73 m2", "mL/min/{1.73_m2}"),
+    ("INR", "{INR}"),
+    ("mg/dl", "mg/dL"),
+    ("g/dl", "g/dL"),
+    ("ug/dl", "ug/dL"),
+    ("μg/dL", "ug/dL"),
+    ("µg/dL", "ug/dL"),
+    ("μg/mL", "ug/mL"),
+    ("µg/mL", "ug/mL"),
+    ("μmol/L", "umol/L"),
+    ("µmol/L", "umol/L"),
+    ("μU/mL", "uU/mL"),
+    ("µU/mL", "uU/mL"),
+    ("mmol/l", "mmol/L"),
+    ("umol/l", "umol/L"),
+    ("mg/l", "mg/L"),
+    ("g/l", "g/L"),
+    ("ng/ml", "ng/mL"),
+    ("pg/ml", "pg/mL"),
+    ("u/l", "U/L"),
+    ("IU/l", "[IU]/L"),
+    ("fl", "fL"),
+    ("mm/hr", "mm/h"),
+    ("sec", "s"),
+];
+
+/// Annotations (`{...}`) that may appear in a report: UCUM lets an annotation hold any text, so a valid
+/// unit can still carry data; only these are printed.
+const REPORTABLE_ANNOTATIONS: &[&str] = &[
+    "INR", "1.73_m2", "ratio", "cells", "titer", "FEU", "DDU", "creat", "Creat", "score", "beats", "breaths", "rbc",
+    "RBC", "WBC", "HPF", "LPF", "SG", "index", "copies", "IgG", "IgM", "IgA", "total",
+];
+
+/// The UCUM unit a spelling stands for: itself when it is valid UCUM, its alias, or none.
+pub fn ucum_form(unit: &str) -> Option<&str> {
+    let unit = unit.trim();
+    if let Some((_, u)) = ALIASES.iter().find(|(a, _)| *a == unit) {
+        return Some(u);
+    }
+    (!unit.is_empty() && unit.len() <= 64 && ucum::validate(unit).is_ok()).then_some(unit)
+}
+
+/// True when a unit is valid UCUM (or a known spelling of a valid UCUM unit).
+pub fn is_valid(unit: &str) -> bool {
+    ucum_form(unit).is_some()
+}
+
+/// True when a valid unit can be printed: every annotation in it comes from a closed list.
+pub fn is_reportable(unit: &str) -> bool {
+    if !is_valid(unit) {
+        return false;
+    }
+    let mut rest = unit;
+    while let Some(i) = rest.find('{') {
+        let Some(j) = rest[i..].find('}') else { return false };
+        if !REPORTABLE_ANNOTATIONS.contains(&&rest[i + 1..i + j]) {
+            return false;
+        }
+        rest = &rest[i + j + 1..];
+    }
+    true
+}
+
+/// How a value in one unit becomes a value in the catalogue unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Conversion {
+    /// the catalogue unit already
+    Identity,
+    /// `value * scale + offset` (an affine UCUM conversion, with the molar mass or charge folded in)
+    Affine { scale: f64, offset: f64 },
+    /// not convertible, and why (a closed set of reasons)
+    Not(&'static str),
+}
+
+impl Conversion {
+    pub fn apply(self, value: f32) -> Option<f32> {
+        match self {
+            Conversion::Identity => Some(value),
+            Conversion::Affine { scale, offset } => Some((value as f64 * scale + offset) as f32),
+            Conversion::Not(_) => None,
+        }
+    }
+}
+
+/// Mentions the equivalent (`eq`, `meq`, `ueq`): UCUM defines `eq` as `mol`, which holds for a charge
+/// of one only.
+fn is_eq_based(ucum_unit: &str) -> bool {
+    ucum_unit.contains("eq")
+}
+
+/// `[IU]` is an arbitrary unit: UCUM converts it only to itself, under another prefix or per another
+/// volume (`m[IU]/L` to `u[IU]/mL`). The crate refuses arbitrary units in conversions altogether, so both
+/// sides are read with a proper unit standing in for `[IU]` (candela, which no lab unit uses).
+fn stand_in_for_iu(from: &str, to: &str) -> Option<(String, String)> {
+    let (f, t) = (from.matches("[IU]").count(), to.matches("[IU]").count());
+    (f > 0 && f == t && !from.contains("cd") && !to.contains("cd"))
+        .then(|| (from.replace("[IU]", "cd"), to.replace("[IU]", "cd")))
+}
+
+/// The affine map `from -> to` that UCUM gives, if the conversion is affine (not logarithmic).
+fn affine(from: &str, to: &str) -> Option<(f64, f64)> {
+    let c = |v: f64| ucum::convert(v, from, to).ok().filter(|x| x.is_finite());
+    let (c0, c1, c2) = (c(0.0)?, c(1.0)?, c(2.0)?);
+    let scale = c1 - c0;
+    ((c2 - (c0 + 2.0 * scale)).abs() <= 1e-9 * c2.abs().max(1.0) && scale != 0.0).then_some((scale, c0))
+}
+
+/// The conversion from `unit` to the catalogue unit of `lab`. Parses both units (not for the hot path:
+/// see [`Converter`]).
+pub fn conversion(unit: &str, lab: &Lab) -> Conversion {
+    if unit == lab.unit {
+        return Conversion::Identity;
+    }
+    let Some(from) = ucum_form(unit) else { return Conversion::Not("unit is not valid UCUM") };
+    let to = lab.unit;
+    if from == to {
+        return Conversion::Identity;
+    }
+    if lab.loinc == HBA1C_NGSP && to == "%" {
+        // IFCC (mmol/mol) and NGSP (%) HbA1c are related by the IFCC-NGSP master equation, not by a unit
+        // factor: NGSP = 0.09148 IFCC + 2.152 (Hoelzel et al., Clin Chem 2004). UCUM alone would give 4.8 %
+        // for 48 mmol/mol instead of 6.5 %.
+        return if from == "mmol/mol" {
+            Conversion::Affine { scale: 0.09148, offset: 2.152 }
+        } else {
+            Conversion::Not("HbA1c in another unit than % or IFCC mmol/mol")
+        };
+    }
+    let (from, to) = match stand_in_for_iu(from, to) {
+        Some((f, t)) => (f, t),
+        None => (from.to_owned(), to.to_owned()),
+    };
+    let (Ok(a), Ok(b)) = (ucum::analyze(&from), ucum::analyze(&to)) else {
+        return Conversion::Not("arbitrary unit of another kind");
+    };
+    // eq <-> mol: divide equivalents by the charge
+    let charge = lab.charge.unwrap_or(1.0);
+    let eq_factor = match (is_eq_based(&from), is_eq_based(&to)) {
+        (true, false) => 1.0 / charge,
+        (false, true) => charge,
+        _ => 1.0,
+    };
+    if a.dimension == b.dimension {
+        return match affine(&from, &to) {
+            Some((scale, offset)) => Conversion::Affine { scale: scale * eq_factor, offset },
+            None if a.is_special || b.is_special => Conversion::Not("special unit (logarithmic or arbitrary)"),
+            None => Conversion::Not("units are not commensurable"),
+        };
+    }
+    if a.is_special || b.is_special || a.offset != 0.0 || b.offset != 0.0 {
+        return Conversion::Not("units are not commensurable");
+    }
+    // amount of substance <-> mass: UCUM counts moles as a number, so the dimensions differ by one mass
+    let (da, db) = (a.dimension.0, b.dimension.0);
+    let mut plus_mass = da;
+    plus_mass[MASS] = plus_mass[MASS].saturating_add(1);
+    let mut minus_mass = da;
+    minus_mass[MASS] = minus_mass[MASS].saturating_sub(1);
+    if plus_mass != db && minus_mass != db {
+        return Conversion::Not("units are not commensurable");
+    }
+    let Some(molar_mass) = lab.molar_mass else {
+        return Conversion::Not("mass and amount of substance, and the analyte has no molar mass");
+    };
+    let scale = if plus_mass == db {
+        // a number of entities (moles * N_A) per something -> a mass per the same
+        a.factor / AVOGADRO * molar_mass / b.factor
+    } else {
+        a.factor / molar_mass * AVOGADRO / b.factor
+    };
+    if !scale.is_finite() || scale == 0.0 {
+        return Conversion::Not("units are not commensurable");
+    }
+    Conversion::Affine { scale: scale * eq_factor, offset: 0.0 }
+}
+
+/// Conversions cached per (unit, catalogue test), with how many values each converted: each distinct
+/// pair is parsed once.
+#[derive(Debug, Default)]
+pub struct Converter {
+    cache: HashMap<(u32, usize), (Conversion, u64)>,
+}
+
+impl Converter {
+    /// Converts `value` in unit `unit` (its interned id and text) to `lab`'s unit (catalogue index
+    /// `lab_index`): `Some(value)` in the catalogue unit, or `None` when the unit cannot be converted.
+    pub fn convert(&mut self, unit_id: u32, unit: &str, lab_index: usize, lab: &Lab, value: f32) -> Option<f32> {
+        let entry = self.cache.entry((unit_id, lab_index)).or_insert_with(|| (conversion(unit, lab), 0));
+        entry.1 += 1;
+        entry.0.apply(value)
+    }
+
+    /// (unit id, catalogue index, conversion, values) of every pair seen, in a stable order.
+    pub fn outcomes(&self) -> Vec<(u32, usize, Conversion, u64)> {
+        let mut v: Vec<_> = self.cache.iter().map(|(&(u, l), &(c, n))| (u, l, c, n)).collect();
+        v.sort_by_key(|&(u, l, _, _)| (l, u));
+        v
+    }
+}

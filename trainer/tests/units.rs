@@ -1,0 +1,399 @@
+//! Units of measure (UCUM validation and conversion to the catalogue unit), lab categories, coded and
+//! ordinal results, the catalogue, and the DP choices of `channels = "auto"`, on real files and through
+//! the real binary. Named after what broke.
+
+use medtrain::data::{self, auto, catalog, units, EventKind, ReadOptions};
+use medtrain::privacy::accountant::Delta;
+use medtrain::privacy::noise::NoiseSource;
+use std::path::Path;
+use std::process::Command;
+
+const LOINC: &str = "http://loinc.org";
+
+fn obs(subject: &str, code: &str, value: f64, unit: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"{code}"}}]}},"subject":{{"reference":"Patient/{subject}"}},"effectiveDateTime":"2024-01-01T00:00:00Z","valueQuantity":{{"value":{value},"unit":"{unit}"}}}}"#
+    )
+}
+
+fn read_lines(lines: &[String]) -> (data::Dataset, data::Report) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("o.ndjson"), lines.join("\n")).unwrap();
+    data::read(dir.path(), &ReadOptions { vitals: true, ..Default::default() }).unwrap()
+}
+
+/// The one lab value read from one line, and its unit.
+fn one_value(line: String) -> (f32, String, data::Report) {
+    let (d, r) = read_lines(&[line]);
+    assert_eq!(d.events.len(), 1, "{:?}", r.findings);
+    let e = d.events[0];
+    (e.value, d.units.names[e.unit as usize].clone(), r)
+}
+
+fn close(got: f32, want: f64, rel: f64) -> bool {
+    ((got as f64 - want) / want).abs() <= rel
+}
+
+#[test]
+fn valid_ucum_units_are_not_unknown() {
+    // valid UCUM units that the first reader reported as unknown
+    for (code, unit) in [
+        ("3016-3", "m[IU]/L"),
+        ("6301-6", "{INR}"),
+        ("2744-1", "[pH]"),
+        ("6690-2", "10*3/uL"),
+        ("4548-4", "%"),
+        ("33914-3", "mL/min/{1.73_m2}"),
+    ] {
+        assert!(units::is_valid(unit), "{unit}");
+        let (_, _, r) = one_value(obs("a", code, 1.0, unit));
+        assert!(!r.findings.iter().any(|f| f.kind == "unknown_unit"), "{unit}: {:?}", r.findings);
+    }
+}
+
+#[test]
+fn valid_ucum_unit_m_iu_per_l_is_not_unknown() {
+    let (v, u, r) = one_value(obs("a", "3016-3", 2.5, "m[IU]/L"));
+    assert_eq!((v, u.as_str()), (2.5, "m[IU]/L"));
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+}
+
+#[test]
+fn crp_in_mg_per_l_is_converted_to_catalogue_unit() {
+    let (v, u, r) = one_value(obs("a", "1988-5", 5.0, "mg/L"));
+    assert_eq!(u, "mg/dL");
+    assert!(close(v, 0.5, 1e-6), "{v}");
+    let f = r.findings.iter().find(|f| f.kind == "converted_unit").expect("conversion reported");
+    assert_eq!(f.count, 1);
+    assert_eq!(f.detail.as_deref(), Some("http://loinc.org|1988-5 from mg/L to mg/dL"));
+    assert!(!r.findings.iter().any(|f| f.kind == "unit_conflict"));
+}
+
+#[test]
+fn creatinine_in_umol_per_l_is_converted_with_its_molar_mass() {
+    // 88.4 umol/L * 113.12 g/mol = 10.0 mg/L = 1.000 mg/dL
+    let (v, u, _) = one_value(obs("a", "2160-0", 88.4, "umol/L"));
+    assert_eq!(u, "mg/dL");
+    assert!(close(v, 88.4e-6 * 113.12 * 100.0, 1e-5), "{v}");
+    // and back: the SI-coded creatinine in umol/L from mg/dL
+    let (v, u, _) = one_value(obs("a", "14682-9", 1.0, "mg/dL"));
+    assert_eq!(u, "umol/L");
+    assert!(close(v, 1e-2 / 113.12 * 1e6, 1e-5), "{v}");
+}
+
+#[test]
+fn glucose_in_mmol_per_l_is_converted_to_mg_per_dl() {
+    let (v, u, _) = one_value(obs("a", "2345-7", 5.5, "mmol/L"));
+    assert_eq!(u, "mg/dL");
+    assert!(close(v, 5.5 * 180.16 / 10.0, 1e-5), "{v}");
+}
+
+#[test]
+fn calcium_in_meq_per_l_is_divided_by_its_charge() {
+    // 5 mEq/L of Ca2+ = 2.5 mmol/L = 100.2 mg/L = 10.02 mg/dL
+    let (v, u, _) = one_value(obs("a", "17861-6", 5.0, "mEq/L"));
+    assert_eq!(u, "mg/dL");
+    assert!(close(v, 2.5 * 40.078 / 10.0, 1e-5), "{v}");
+    // sodium (charge 1): mEq/L is mmol/L
+    let (v, u, _) = one_value(obs("a", "2951-2", 140.0, "mEq/L"));
+    assert_eq!((v, u.as_str()), (140.0, "mmol/L"));
+}
+
+#[test]
+fn tsh_in_micro_iu_per_ml_converts_to_milli_iu_per_l() {
+    let (v, u, _) = one_value(obs("a", "3016-3", 2.0, "uIU/mL"));
+    assert_eq!(u, "m[IU]/L");
+    assert!(close(v, 2.0, 1e-6), "{v}");
+}
+
+#[test]
+fn hba1c_in_ifcc_mmol_per_mol_uses_the_master_equation_not_a_unit_factor() {
+    // 48 mmol/mol (IFCC) is 6.5 % (NGSP), not 4.8 %
+    let (v, u, _) = one_value(obs("a", "4548-4", 48.0, "mmol/mol"));
+    assert_eq!(u, "%");
+    assert!((v - 6.54).abs() < 0.02, "{v}");
+}
+
+#[test]
+fn body_temperature_in_fahrenheit_is_converted() {
+    let line = obs("a", "8310-5", 98.6, "[degF]").replace("laboratory", "vital-signs");
+    let (v, u, _) = one_value(line);
+    assert_eq!(u, "Cel");
+    assert!((v - 37.0).abs() < 1e-3, "{v}");
+}
+
+#[test]
+fn incommensurable_unit_is_reported_and_left_unconverted() {
+    let (d, r) = read_lines(&[obs("a", "2160-0", 1.0, "mg/dL"), obs("a", "2160-0", 3.0, "mg")]);
+    assert_eq!(d.events.len(), 2);
+    let f = r.findings.iter().find(|f| f.kind == "unconvertible_unit").expect("reported");
+    assert_eq!(f.count, 1);
+    assert!(f.detail.as_deref().unwrap().contains(" in mg "), "{f:?}");
+    assert!(r.findings.iter().any(|f| f.kind == "unit_conflict"));
+    // no molar mass: mol and g do not convert
+    assert_eq!(
+        units::conversion("mmol/L", catalog::by_name_or_code("albumin").unwrap()),
+        units::Conversion::Not("mass and amount of substance, and the analyte has no molar mass")
+    );
+}
+
+#[test]
+fn unit_that_is_not_ucum_is_reported_without_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [obs("a", "2160-0", 1.0, "TEL 03-5555-0199"), obs("a", "2160-0", 1.0, "mg/dL{03-5555-0199}")];
+    std::fs::write(dir.path().join("o.ndjson"), lines.join("\n")).unwrap();
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert!(r.findings.iter().any(|f| f.kind == "unknown_unit"), "{:?}", r.findings);
+    for f in &r.findings {
+        assert!(!f.detail.as_deref().unwrap_or("").contains("5555"), "{f:?}");
+    }
+    // a valid unit whose annotation is free text is valid, but not shown
+    assert!(units::is_valid("mg/dL{03-5555-0199}"));
+    assert_eq!(data::check::reportable_unit("mg/dL{03-5555-0199}"), None);
+    assert_eq!(data::check::reportable_unit("mL/min/{1.73_m2}"), Some("mL/min/{1.73_m2}"));
+    let o = Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "check", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!out.contains("5555") && !err.contains("5555"), "the unit's text was printed");
+}
+
+#[test]
+fn conversion_is_parsed_once_per_unit_and_code() {
+    let lines: Vec<String> = (0..500).map(|i| obs(&format!("s{i}"), "1988-5", 1.0 + i as f64, "mg/L")).collect();
+    let (d, _) = read_lines(&lines);
+    let outcomes = d.conversions.outcomes();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].3, 500);
+}
+
+#[test]
+fn v2_0074_lab_category_is_read() {
+    let line = obs("a", "2160-0", 0.9, "mg/dL").replace(
+        r#"{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}"#,
+        r#"{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"LAB"}"#,
+    );
+    assert!(line.contains("v2-0074"));
+    let (v, _, _) = one_value(line.clone());
+    assert_eq!(v, 0.9);
+    // chemistry and hematology sections too; a radiology section is not a lab
+    let (d, _) = read_lines(&[line.replace("\"LAB\"", "\"CH\""), line.replace("\"LAB\"", "\"HM\"")]);
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 2);
+    let (d, _) = read_lines(&[line.replace("\"LAB\"", "\"RAD\"")]);
+    assert!(d.events.is_empty());
+}
+
+fn string_obs(value: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"20454-5"}}]}},"subject":{{"reference":"Patient/a"}},"effectiveDateTime":"2024-01-01","valueString":"{value}"}}"#
+    )
+}
+
+#[test]
+fn ordinal_value_string_becomes_a_coded_event() {
+    for (text, level) in [
+        ("2+", 3.0),
+        ("(-)", 0.0),
+        ("±", 1.0),
+        ("陰性", 0.0),
+        ("陽性", 2.0),
+        ("２＋", 3.0),
+        ("（－）", 0.0),
+        ("+++", 4.0),
+    ] {
+        let (d, r) = read_lines(&[string_obs(text)]);
+        assert_eq!(d.events.len(), 1, "{text}");
+        assert_eq!(d.events[0].kind, EventKind::Coded, "{text}");
+        assert_eq!(d.events[0].value, level, "{text}");
+        assert_eq!(r.events.get("coded"), Some(&1));
+    }
+}
+
+#[test]
+fn coded_value_codeable_concept_becomes_a_coded_event_or_is_counted() {
+    let coded = |coding: &str| {
+        format!(
+            r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"20454-5"}}]}},"subject":{{"reference":"Patient/a"}},"effectiveDateTime":"2024-01-01","valueCodeableConcept":{coding}}}"#
+        )
+    };
+    let (d, _) = read_lines(&[
+        coded(r#"{"coding":[{"system":"http://snomed.info/sct","code":"260385009"}]}"#),
+        coded(r#"{"coding":[{"system":"http://example.org/local","code":"P2"}],"text":"2+"}"#),
+    ]);
+    let levels: Vec<f32> = d.events.iter().map(|e| e.value).collect();
+    assert_eq!(levels, [0.0, 3.0]);
+    assert!(d.events.iter().all(|e| e.kind == EventKind::Coded));
+    // a code outside the closed set is counted, never dropped without a word, never printed
+    let (d, r) = read_lines(&[coded(r#"{"coding":[{"system":"http://example.org/local","code":"YAMADA"}]}"#)]);
+    assert!(d.events.is_empty());
+    let f = r.findings.iter().find(|f| f.kind == "unmapped_coded_value").expect("counted");
+    assert_eq!((f.count, f.field.as_str()), (1, "valueCodeableConcept"));
+    assert!(format!("{:?}", r.findings).find("YAMADA").is_none());
+}
+
+#[test]
+fn catalogue_holds_at_least_100_labs_with_well_formed_codes() {
+    let labs: Vec<_> = catalog::LABS.iter().filter(|l| !l.vital).collect();
+    assert!(labs.len() >= 100, "{}", labs.len());
+    for l in &labs {
+        assert!(catalog::loinc_is_valid(l.loinc), "{}", l.loinc);
+        assert!(l.jlac10.is_none_or(catalog::jlac10_is_valid));
+        assert!(units::is_valid(l.unit), "{}", l.unit);
+    }
+    assert!(catalog::LABS.iter().any(|l| l.source == "jccls2019"));
+    assert!(catalog::LABS.iter().any(|l| l.reference.is_none()));
+}
+
+/// Subjects with labs of known frequencies: row `r` of `rows` is held by `counts[i]` subjects.
+fn cohort(rows: &[usize], counts: &[usize], n: usize) -> auto::SubjectLabs {
+    (0..n)
+        .map(|s| {
+            let mut v: Vec<(usize, Vec<f32>)> =
+                rows.iter().zip(counts).filter(|(_, &c)| s < c).map(|(&r, _)| (r, vec![1.0])).collect();
+            v.sort_by_key(|x| x.0);
+            v
+        })
+        .collect()
+}
+
+fn seeded() -> NoiseSource {
+    NoiseSource::seeded([42; 32])
+}
+
+#[test]
+fn auto_selection_recovers_the_true_top_k_at_low_noise() {
+    let names = ["creatinine", "crp", "ferritin", "tsh", "albumin", "ldh_missing"];
+    let rows: Vec<usize> = names.iter().filter_map(|n| catalog::by_name_or_code(n)).map(catalog::index_of).collect();
+    assert_eq!(rows.len(), 5);
+    let counts = [3000, 2500, 2000, 900, 100];
+    let subjects = cohort(&rows, &counts, 3000);
+    let sel = auto::Selection { channels: 3, max_codes_per_subject: 8, noise_multiplier: 2.0 };
+    let (chosen, rel) = auto::select_channels(&subjects, sel, Delta::new(1e-6).unwrap(), &seeded()).unwrap();
+    let got: Vec<&str> = chosen.iter().map(|l| l.name).collect();
+    assert_eq!(got, ["creatinine", "crp", "ferritin"]);
+    assert_eq!(rel.mechanism, "channel_selection");
+    assert!((rel.l2_sensitivity - 8f64.sqrt()).abs() < 1e-12);
+    assert!((rel.noise_std - 2.0 * 8f64.sqrt()).abs() < 1e-12);
+    assert!(rel.epsilon > 0.0 && rel.epsilon.is_finite());
+}
+
+#[test]
+fn a_subject_counts_for_at_most_max_codes_per_subject() {
+    let rows: Vec<usize> = (0..catalog::LABS.len()).filter(|&r| !catalog::LABS[r].vital).take(10).collect();
+    let subjects = cohort(&rows, &[1; 10], 1);
+    let candidates = auto::candidates();
+    let counts = auto::subject_counts(&subjects, &candidates, 3);
+    assert_eq!(counts.iter().sum::<f64>(), 3.0);
+}
+
+#[test]
+fn dp_quantiles_are_within_one_bin_of_the_true_quantiles_at_large_n() {
+    let ferritin = catalog::by_name_or_code("ferritin").unwrap();
+    let row = catalog::index_of(ferritin);
+    // 20,000 subjects, values log-uniform between 10 and 1000: true 2.5% and 97.5% quantiles known
+    let n = 20_000;
+    let subjects: auto::SubjectLabs = (0..n)
+        .map(|i| {
+            let t = (i as f64 + 0.5) / n as f64;
+            vec![(row, vec![(10f64.ln() + t * (1000f64.ln() - 10f64.ln())).exp() as f32])]
+        })
+        .collect();
+    let (scales, rel) =
+        auto::dp_quantiles(&subjects, &[ferritin], 256, 1.0, Delta::new(1e-6).unwrap(), &seeded()).unwrap();
+    let q = |p: f64| (10f64.ln() + p * (1000f64.ln() - 10f64.ln())).exp();
+    // tolerance: one bin of the public log-spaced grid (a ratio of (2e5)^(1/256) = 4.9%) plus the noise
+    let bin = (ferritin.plausible.1 / ferritin.plausible.0).powf(1.0 / 256.0) - 1.0;
+    let (lo, hi) = scales[0];
+    assert!(((lo - q(0.025)) / q(0.025)).abs() <= bin * 1.2, "{lo} vs {}", q(0.025));
+    assert!(((hi - q(0.975)) / q(0.975)).abs() <= bin * 1.2, "{hi} vs {}", q(0.975));
+    assert_eq!(rel.mechanism, "channel_quantiles");
+    assert_eq!(rel.l2_sensitivity, 1.0);
+}
+
+fn demo(dir: &Path) {
+    data::demo::write(dir, 300, 3).unwrap();
+}
+
+#[test]
+fn prepare_with_auto_channels_records_the_dp_charge_in_the_manifest() {
+    let root = tempfile::tempdir().unwrap();
+    demo(&root.path().join("export"));
+    let cfg = root.path().join("data.toml");
+    std::fs::write(
+        &cfg,
+        "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\nchannels = \"auto\"\nbuckets = 4\n\
+         [auto]\nchannels = 4\nmax_codes_per_subject = 9\nselection_noise_multiplier = 2.0\n",
+    )
+    .unwrap();
+    let out = root.path().join("prepared");
+    let o = Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "prepare", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let channels = m["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 4);
+    // the demo cohort's labs are the only ones with values: the chosen channels are among them
+    for c in channels {
+        assert!(data::demo::CHANNELS.contains(&c.as_str().unwrap()), "{c}");
+    }
+    let rel = &m["dp_releases"][0];
+    assert_eq!(rel["mechanism"], "channel_selection");
+    assert_eq!(rel["noise_multiplier"], 2.0);
+    assert!((rel["l2_sensitivity"].as_f64().unwrap() - 3.0).abs() < 1e-12);
+    assert_eq!(m["dp_phases"][0], serde_json::json!([2.0, 1.0, 1]));
+    let eps = m["dp_epsilon"].as_f64().unwrap();
+    assert!(eps > 0.0 && eps.is_finite(), "{eps}");
+    assert_eq!(m["dp_delta"], 1e-6);
+    // a listed channel without a public reference interval gets DP quantiles, charged too
+    std::fs::write(
+        &cfg,
+        "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\nchannels = [\"crp\", \"ferritin\"]\nbuckets = 4\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "prepare", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(root.path().join("p2"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.path().join("p2/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["dp_releases"][0]["mechanism"], "channel_quantiles");
+    assert_eq!(m["normalization"][0][3], "jccls2019");
+    assert_eq!(m["normalization"][1][3], "dp_quantiles");
+    // bad auto keys name their key
+    std::fs::write(&cfg, "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[auto]\nchannels = 0\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "prepare", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(root.path().join("p3"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("auto.channels"));
+}
+
+#[test]
+fn loinc_code_of_every_converted_detail_is_the_catalogue_one() {
+    // a JLAC10-coded creatinine in umol/L is converted and named by the catalogue's LOINC code
+    let line = obs("a", "2160-0", 88.4, "umol/L").replace(
+        r#""system":"http://loinc.org","code":"2160-0""#,
+        r#""system":"urn:oid:1.2.392.200119.4.1005","code":"3C015000002327101""#,
+    );
+    let (v, u, r) = one_value(line);
+    assert_eq!(u, "mg/dL");
+    assert!(close(v, 1.0, 1e-3));
+    let f = r.findings.iter().find(|f| f.kind == "converted_unit").unwrap();
+    assert!(f.detail.as_deref().unwrap().starts_with(&format!("{LOINC}|2160-0")));
+}
