@@ -168,7 +168,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let workloads = parse_workloads(&workload)?;
             let modes = parse_modes(&mode)?;
             let steps = cli_args::within("--steps", steps, 1, cli_args::MAX_BENCH_STEPS)?;
-            let batch = batch.map(|b| cli_args::within("--batch", b, 1, cli_args::MAX_BENCH_BATCH)).transpose()?;
+            if let Some(b) = batch {
+                for w in &workloads {
+                    cli_args::within("--batch", b, 1, w.default_batch() * cli_args::BENCH_BATCH_FACTOR)
+                        .with_context(|| format!("workload {}", w.name()))?;
+                }
+            }
             let be = Cpu::new(cli_args::threads("--threads", threads))?;
             if !json {
                 println!(
@@ -194,7 +199,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Privacy(cmd) => crate::cli_privacy::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::DpGrad { workload, weights, batch, clip, threads, out } => {
             let w: Workload = workload.parse().context("--workload")?;
-            let clip = cli_args::within("--clip", clip, cli_args::CLIP.0, cli_args::CLIP.1)?;
             let be = Cpu::new(cli_args::threads("--threads", threads))?;
             let weights = TensorFile::read(&weights).context("--weights")?;
             let batch = TensorFile::read(&batch).context("--batch")?;

@@ -85,11 +85,11 @@ fn bad_privacy_arguments_name_the_flag_and_the_allowed_range() {
         v
     };
     for (flag, value, expect) in [
-        ("--sample-rate", "1.5", "sample rate must be in (0, 1], got 1.5"),
-        ("--sample-rate", "0", "sample rate must be in (0, 1], got 0"),
-        ("--noise", "0", "noise multiplier must be a finite number > 0, got 0"),
-        ("--delta", "1", "delta must be in (0, 1), got 1"),
-        ("--steps", "0", "--steps: must be at least 1"),
+        ("--sample-rate", "1.5", "--sample-rate: must be in [1e-10, 1e0], got 1.5"),
+        ("--sample-rate", "0", "--sample-rate: must be in [1e-10, 1e0], got 0"),
+        ("--noise", "0", "--noise: must be in [1e-10, 1e10], got 0"),
+        ("--delta", "1", "--delta: must be in [1e-100, 5e-1], got 1"),
+        ("--steps", "0", "--steps: must be in [1, 1000000000000], got 0"),
     ] {
         let args = with(flag, value);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
