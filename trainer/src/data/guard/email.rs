@@ -62,6 +62,10 @@ fn email_at(text: &str, at: usize, len: usize, ops: &mut u64) -> Option<std::ops
 
 /// E-mail addresses in `text`.
 pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
+    // most notes hold no `@` at all: one fast search instead of a walk over the chars
+    if memchr::memchr(b'@', text.as_bytes()).is_none() && !text.contains('＠') {
+        return;
+    }
     for (at, c) in text.char_indices() {
         *ops += 1;
         if c == '@' || c == '＠' {

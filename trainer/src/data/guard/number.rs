@@ -181,6 +181,10 @@ fn phone_cue(word: &str) -> bool {
 
 /// Phone numbers and Individual Numbers in `text`.
 pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
+    // no ASCII digit and no full-width form (all start with byte 0xEF): nothing to find
+    if !text.bytes().any(|b| b.is_ascii_digit()) && memchr::memchr(0xEF, text.as_bytes()).is_none() {
+        return;
+    }
     let mut i = 0;
     // the previous (folded) char, and where the ASCII letters right before `i` start
     let mut prev: Option<char> = None;
