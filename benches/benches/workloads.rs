@@ -22,7 +22,7 @@ fn steps(c: &mut Criterion) {
     group.sample_size(20);
     for w in ALL {
         let b = w.default_batch();
-        let batch = w.random_batch(b, 0).upload(&be);
+        let batch = w.random_batch(b, 0).upload(&be).unwrap();
         let groups = GroupRows::per_example(b);
         for dp in [false, true] {
             let privacy = if dp {
@@ -46,7 +46,9 @@ fn noise(c: &mut Criterion) {
     // lab-mlp's parameter count: one draw per weight per step
     let mut buf = vec![0.0f32; 852_737];
     let key = NoiseKey { key: [1; 32], stream: 0 };
-    c.bench_function("noise/852737-normals", |bench| bench.iter(|| be.add_normal(&mut buf, 1.0, 1.0, &key).unwrap()));
+    c.bench_function("noise/852737-normals", |bench| {
+        bench.iter(|| be.add_normal(&mut buf, 1.0, 1.0, 1.0 / 4096.0, &key).unwrap())
+    });
 }
 
 criterion_group!(benches, steps, noise);

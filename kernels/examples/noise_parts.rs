@@ -20,10 +20,10 @@ fn main() {
     let be = Cpu::new(1).unwrap();
     let mut buf = vec![0.0f32; 1 << 22];
     let key = NoiseKey { key: [1; 32], stream: 0 };
-    be.add_normal(&mut buf, 1.0, 1.0, &key).unwrap();
+    be.add_normal(&mut buf, 1.0, 1.0, 1.0 / 4096.0, &key).unwrap();
     let t = Instant::now();
     for _ in 0..5 {
-        be.add_normal(&mut buf, 1.0, 1.0, &key).unwrap();
+        be.add_normal(&mut buf, 1.0, 1.0, 1.0 / 4096.0, &key).unwrap();
     }
     println!("add_normal 1 thread: {:.2} ns per normal", t.elapsed().as_secs_f64() * 1e9 / (5 << 22) as f64);
 }

@@ -174,15 +174,17 @@ pub trait Backend: Send + Sync {
     }
 
     // ---- buffers ----
-    fn zeros(&self, len: usize) -> Self::Buf;
-    fn upload(&self, data: &[f32]) -> Self::Buf;
-    fn download(&self, buf: &Self::Buf) -> Vec<f32>;
-    fn upload_ids(&self, ids: &[u32]) -> Self::Ids;
+    // Every op that allocates or moves memory can fail on a device (out of memory, a lost device): it
+    // returns the error, naming the op and the size asked for, rather than panicking.
+    fn zeros(&self, len: usize) -> Result<Self::Buf>;
+    fn upload(&self, data: &[f32]) -> Result<Self::Buf>;
+    fn download(&self, buf: &Self::Buf) -> Result<Vec<f32>>;
+    fn upload_ids(&self, ids: &[u32]) -> Result<Self::Ids>;
     fn len(&self, buf: &Self::Buf) -> usize;
     fn ids_len(&self, ids: &Self::Ids) -> usize;
     /// Make `buf` exactly `len` long (contents unspecified after a size change); reuses its memory.
-    fn resize(&self, buf: &mut Self::Buf, len: usize);
-    fn fill(&self, buf: &mut Self::Buf, value: f32);
+    fn resize(&self, buf: &mut Self::Buf, len: usize) -> Result<()>;
+    fn fill(&self, buf: &mut Self::Buf, value: f32) -> Result<()>;
     fn copy(&self, dst: &mut Self::Buf, src: &Self::Buf) -> Result<()>;
 
     // ---- matmul ----
@@ -389,9 +391,13 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     // ---- noise ----
-    /// buf = scale * (buf + std * N(0, 1)), one draw per element from the keyed stream (see
-    /// [`NoiseKey`]); one pass for DP-SGD's "add noise, divide by the expected batch size".
-    fn add_normal(&self, buf: &mut Self::Buf, std: f32, scale: f32, key: &NoiseKey) -> Result<()>;
+    /// buf = scale * grid * round_half_even((buf + std * z) / grid) in f64, rounded to f32, with one
+    /// standard normal `z` per element from the keyed stream (see [`NoiseKey`]); one pass for DP-SGD's
+    /// "add noise, divide by the expected batch size". `grid` is the snapping grid, a positive power of
+    /// two chosen by the caller from the public noise level; with `std == 0` the result is `scale * buf`.
+    /// The exact computation, which every backend reproduces bit for bit, is kernels/NOISE.md; its test
+    /// vectors are kernels/tests/vectors/noise.txt.
+    fn add_normal(&self, buf: &mut Self::Buf, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()>;
 
     // ---- optimizers ----
     /// PyTorch SGD: g' = g + wd*w; m = momentum*m + g' (m = g' on the first step); w -= lr*m

@@ -10,6 +10,8 @@ pub enum KernelError {
     Invalid { op: &'static str, msg: String },
     #[error("device unavailable: {0}")]
     Device(String),
+    #[error("out of memory in {op}: cannot allocate {elements} elements of {element_bytes} bytes")]
+    OutOfMemory { op: &'static str, elements: usize, element_bytes: usize },
 }
 
 pub type Result<T> = std::result::Result<T, KernelError>;

@@ -40,12 +40,14 @@ impl<B: Backend> Optimizer<B> {
         if self.state.is_empty() {
             self.state = params
                 .iter()
-                .map(|p| match self.kind {
-                    OptimizerKind::Sgd { momentum, .. } if momentum == 0.0 => (be.zeros(0), be.zeros(0)),
-                    OptimizerKind::Sgd { .. } => (be.zeros(p.numel()), be.zeros(0)),
-                    OptimizerKind::AdamW(_) => (be.zeros(p.numel()), be.zeros(p.numel())),
+                .map(|p| {
+                    Ok(match self.kind {
+                        OptimizerKind::Sgd { momentum, .. } if momentum == 0.0 => (be.zeros(0)?, be.zeros(0)?),
+                        OptimizerKind::Sgd { .. } => (be.zeros(p.numel())?, be.zeros(0)?),
+                        OptimizerKind::AdamW(_) => (be.zeros(p.numel())?, be.zeros(p.numel())?),
+                    })
                 })
-                .collect();
+                .collect::<Result<_>>()?;
         }
         if self.state.len() != params.len() {
             return Err(KernelError::Invalid {

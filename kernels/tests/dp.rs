@@ -26,7 +26,7 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
                 let rows = groups.examples() * t;
                 let x = rng.vec(rows * d_in, 1.0);
                 let dy = rng.vec(rows * d_out, 1.0);
-                let mut l = Linear::new(&be, "l", d_in, d_out);
+                let mut l = Linear::new(&be, "l", d_in, d_out).unwrap();
                 // explicit per-group gradients
                 let mut per_group_w = vec![];
                 let mut per_group_b = vec![];
@@ -80,14 +80,14 @@ fn linear_clipped_sum_scales_the_narrower_operand_either_way() {
         let x = rng.vec(3 * 4 * d_in, 1.0);
         let dy = rng.vec(3 * 4 * d_out, 1.0);
         let factors = vec![0.5f32, 2.0];
-        let mut l = Linear::new(&be, "l", d_in, d_out);
+        let mut l = Linear::new(&be, "l", d_in, d_out).unwrap();
         l.param_grads(&be, &x, &dy, &GradReduce { groups: &groups, factors: Some(&factors) }, 4).unwrap();
         let mut scaled = dy.clone();
         for r in 0..12 {
             let f = if r < 8 { 0.5 } else { 2.0 };
             scaled[r * d_out..(r + 1) * d_out].iter_mut().for_each(|v| *v *= f);
         }
-        let mut plain = Linear::new(&be, "l", d_in, d_out);
+        let mut plain = Linear::new(&be, "l", d_in, d_out).unwrap();
         plain.param_grads(&be, &x, &scaled, &GradReduce::plain(&GroupRows::single(3)), 4).unwrap();
         assert_close("dW", &l.weight.grad, &plain.weight.grad, 1e-5, 1e-6);
         assert_close("db", &l.bias.grad, &plain.bias.grad, 1e-5, 1e-6);
@@ -103,7 +103,7 @@ fn embedding_group_norms_count_repeated_ids_once_per_group() {
         let rows = groups.examples() * t;
         let ids: Vec<u32> = (0..rows).map(|_| rng.below(vocab) as u32).collect();
         let dy = rng.vec(rows * d, 1.0);
-        let mut e = Embedding::new(&be, "embed", vocab, d);
+        let mut e = Embedding::new(&be, "embed", vocab, d).unwrap();
         let mut want = vec![];
         let mut per_group = vec![];
         for g in 0..groups.groups() {
@@ -137,7 +137,7 @@ fn layer_norm_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
         let rows = groups.examples() * t;
         let x = rng.vec(rows * d, 2.0);
         let dy = rng.vec(rows * d, 1.0);
-        let mut ln = LayerNorm::new(&be, "ln", d);
+        let mut ln = LayerNorm::new(&be, "ln", d).unwrap();
         ln.gamma.value = rng.vec(d, 1.0);
         let mut y = vec![];
         ln.forward(&be, &mut y, &x, rows).unwrap();
@@ -205,6 +205,7 @@ fn rows_with_zero_output_gradient_do_not_change_group_norms() {
     for strategy in [NormStrategy::Ghost, NormStrategy::Materialize] {
         let mut norms = vec![0.0f32; groups.groups()];
         Linear::<Cpu>::new(&be, "l", d_in, d_out)
+            .unwrap()
             .add_group_sq_norms(&be, &mut norms, &x, &dy, &groups, t, strategy)
             .unwrap();
         let want: Vec<f32> = (0..groups.groups())

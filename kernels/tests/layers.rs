@@ -16,7 +16,7 @@ fn linear_backward_matches_finite_differences() {
     let be = be();
     let mut rng = Rng::new(10);
     let (rows, d_in, d_out) = (6, 5, 4);
-    let mut l = Linear::new(&be, "l", d_in, d_out);
+    let mut l = Linear::new(&be, "l", d_in, d_out).unwrap();
     l.weight.value = rng.vec(d_in * d_out, 0.5);
     l.bias.value = rng.vec(d_out, 0.5);
     let x = rng.vec(rows * d_in, 1.0);
@@ -47,7 +47,7 @@ fn layer_norm_backward_matches_finite_differences() {
     let be = be();
     let mut rng = Rng::new(11);
     let (rows, d) = (5, 8);
-    let mut ln = LayerNorm::new(&be, "ln", d);
+    let mut ln = LayerNorm::new(&be, "ln", d).unwrap();
     ln.gamma.value = rng.vec(d, 1.0).iter().map(|v| v + 1.0).collect();
     ln.beta.value = rng.vec(d, 0.5);
     let x = rng.vec(rows * d, 2.0);
@@ -210,7 +210,7 @@ fn embedding_backward_matches_finite_differences() {
     let be = be();
     let mut rng = Rng::new(15);
     let (vocab, d, rows) = (7, 3, 10);
-    let mut e = Embedding::new(&be, "embed", vocab, d);
+    let mut e = Embedding::new(&be, "embed", vocab, d).unwrap();
     e.table.value = rng.vec(vocab * d, 1.0);
     let ids: Vec<u32> = (0..rows).map(|i| [1, 3, 3, 6, 0, 1, 3, 2, 2, 5][i]).collect();
     let r = rng.vec(rows * d, 1.0);

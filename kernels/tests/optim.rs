@@ -4,7 +4,7 @@ use kernels::nn::Param;
 use kernels::{AdamW, Cpu, Optimizer, OptimizerKind};
 
 fn param(be: &Cpu, w: &[f32]) -> Param<Cpu> {
-    let mut p = Param::zeros(be, "w", &[w.len()]);
+    let mut p = Param::zeros(be, "w", &[w.len()]).unwrap();
     p.value = w.to_vec();
     p
 }

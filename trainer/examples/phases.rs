@@ -24,7 +24,7 @@ fn main() {
     let w: Workload = name.parse().unwrap();
     let be = Cpu::new(2).unwrap();
     let b = w.default_batch();
-    let batch = w.random_batch(b, 0).upload(&be);
+    let batch = w.random_batch(b, 0).upload(&be).unwrap();
     let groups = GroupRows::per_example(b);
     let mut tr = Trainer::new(&be, w.model(&be, 0).unwrap(), OptimizerKind::sgd(0.05), Privacy::NonPrivate).unwrap();
     let n = tr.model.num_params();
@@ -42,7 +42,10 @@ fn main() {
     println!("forward only                  {:8.3} ms", median(|| tr.model.forward(&be, &batch).unwrap(), 20));
     let mut buf = vec![0.0f32; n];
     let key = NoiseKey { key: [1; 32], stream: 0 };
-    println!("noise ({n} normals)        {:8.3} ms", median(|| be.add_normal(&mut buf, 1.0, 1.0, &key).unwrap(), 20));
+    println!(
+        "noise ({n} normals)        {:8.3} ms",
+        median(|| be.add_normal(&mut buf, 1.0, 1.0, 1.0 / 4096.0, &key).unwrap(), 20)
+    );
     // the DP phases on their own, after one forward and backward
     use kernels::nn::GradReduce;
     use kernels::NormStrategy;

@@ -69,7 +69,7 @@ pub fn run<B: Backend + 'static>(
         },
     };
     let mut trainer = Trainer::new(be, model, OptimizerKind::sgd(0.05), privacy)?;
-    let data = workload.random_batch(batch, 0).upload(be);
+    let data = workload.random_batch(batch, 0).upload(be)?;
     let groups = GroupRows::per_example(batch);
     for _ in 0..WARMUP_STEPS {
         trainer.step(be, &data, &groups)?;

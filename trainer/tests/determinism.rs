@@ -16,7 +16,7 @@ fn run(threads: usize, w: Workload, dp: bool, groups: &GroupRows) -> Vec<Vec<u32
         Privacy::NonPrivate
     };
     let mut tr = Trainer::new(&be, w.model(&be, 1).unwrap(), OptimizerKind::adamw(1e-3), privacy).unwrap();
-    let batch = w.random_batch(groups.examples(), 2).upload(&be);
+    let batch = w.random_batch(groups.examples(), 2).upload(&be).unwrap();
     for _ in 0..2 {
         tr.step(&be, &batch, groups).unwrap();
     }
@@ -56,7 +56,7 @@ fn noise_key_changes_the_result_and_a_fixed_key_repeats_it() {
     };
     let w = Workload::LabTransformer;
     let mut tr = Trainer::new(&be, w.model(&be, 1).unwrap(), OptimizerKind::adamw(1e-3), privacy).unwrap();
-    let batch = w.random_batch(8, 2).upload(&be);
+    let batch = w.random_batch(8, 2).upload(&be).unwrap();
     for _ in 0..2 {
         tr.step(&be, &batch, &groups).unwrap();
     }

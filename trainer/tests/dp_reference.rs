@@ -35,7 +35,7 @@ fn batch(kind: &str, b: usize, t: usize, rng: &mut Rng) -> HostBatch {
 
 fn model(kind: &str, be: &Cpu, t: usize) -> Box<dyn Model<Cpu>> {
     match kind {
-        "mlp" => Box::new(Mlp::new(be, MlpConfig { inputs: t * 4, hidden: 8, outputs: 1 }, 3)),
+        "mlp" => Box::new(Mlp::new(be, MlpConfig { inputs: t * 4, hidden: 8, outputs: 1 }, 3).unwrap()),
         "lab" => Box::new(
             Encoder::new(
                 be,
@@ -81,7 +81,7 @@ fn per_group_gradients(be: &Cpu, kind: &str, t: usize, host: &HostBatch, groups:
         .map(|g| {
             let idx: Vec<usize> = (groups.offsets[g]..groups.offsets[g + 1]).collect();
             let sub = host.select(&idx);
-            tr.gradients(be, &sub.upload(be), &GroupRows::single(sub.examples), None, 1.0).unwrap();
+            tr.gradients(be, &sub.upload(be).unwrap(), &GroupRows::single(sub.examples), None, 1.0).unwrap();
             grads(&tr)
         })
         .collect()
@@ -109,7 +109,7 @@ fn check(kind: &str, t: usize, groups: GroupRows, strategy: NormStrategy) {
     }
     let mut tr = trainer(&be, model(kind, &be, t));
     tr.strategy = strategy;
-    let stats = tr.gradients(&be, &host.upload(&be), &groups, Some(clip), 1.0).unwrap();
+    let stats = tr.gradients(&be, &host.upload(&be).unwrap(), &groups, Some(clip), 1.0).unwrap();
     let expected_clipped = norms.iter().filter(|&&n| n > clip as f64).count();
     assert_eq!(stats.clipped_groups, expected_clipped, "{kind}: groups clipped");
     let names: Vec<String> = tr.model.params().iter().map(|p| p.name.clone()).collect();
@@ -161,7 +161,7 @@ fn clipped_group_gradients_never_exceed_the_clip_norm() {
     let host = batch("lab", 4, 6, &mut Rng(9));
     let mut tr = trainer(&be, model("lab", &be, 6));
     let groups = GroupRows::single(4);
-    tr.gradients(&be, &host.upload(&be), &groups, Some(1e-3), 1.0).unwrap();
+    tr.gradients(&be, &host.upload(&be).unwrap(), &groups, Some(1e-3), 1.0).unwrap();
     let n = norm(&grads(&tr));
     assert!((n - 1e-3).abs() < 1e-7, "clipped norm {n}");
 }

@@ -20,7 +20,7 @@ fn an_empty_poisson_batch_is_a_valid_step_that_adds_only_noise() {
     let be = Cpu::new(2).unwrap();
     let mut tr = dp(&be, 1.0);
     let before: Vec<Vec<f32>> = tr.model.params().iter().map(|p| p.value.clone()).collect();
-    let empty = Workload::LabTransformer.random_batch(0, 1).upload(&be);
+    let empty = Workload::LabTransformer.random_batch(0, 1).upload(&be).unwrap();
     tr.step(&be, &empty, &GroupRows::per_example(0)).unwrap();
     // update = -lr * noise / expected batch, noise ~ N(0, (sigma C)^2): std 0.25 per coordinate
     let deltas: Vec<f64> = tr
@@ -40,7 +40,7 @@ fn a_diverged_model_stops_with_an_error_instead_of_training_on_nan() {
     let be = Cpu::new(2).unwrap();
     let mut tr = dp(&be, 1.0);
     tr.model.params_mut()[0].value[0] = f32::NAN;
-    let batch = Workload::LabTransformer.random_batch(4, 1).upload(&be);
+    let batch = Workload::LabTransformer.random_batch(4, 1).upload(&be).unwrap();
     let err = tr.step(&be, &batch, &GroupRows::per_example(4)).unwrap_err();
     assert!(err.to_string().contains("loss is not finite"), "{err}");
 }
@@ -67,7 +67,7 @@ fn non_private_training_lowers_the_loss() {
     for w in [Workload::LabMlp, Workload::NotesEncoder] {
         let mut tr =
             Trainer::new(&be, w.model(&be, 0).unwrap(), OptimizerKind::adamw(1e-3), Privacy::NonPrivate).unwrap();
-        let batch = w.random_batch(16, 5).upload(&be);
+        let batch = w.random_batch(16, 5).upload(&be).unwrap();
         let groups = GroupRows::per_example(16);
         let first = tr.step(&be, &batch, &groups).unwrap().loss;
         let mut last = first;

@@ -49,7 +49,18 @@ struct Scratch {
 }
 
 thread_local! {
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with this thread's scratch, taken out of the thread-local slot for the duration and put
+/// back after. No borrow spans `f`: the materialized path runs a parallel gemm, and while it waits,
+/// rayon may run another group's norm on this same thread (work stealing). That nested call finds the
+/// slot empty and works on a fresh scratch, where a `RefCell` borrow held across the gemm would panic.
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut s = SCRATCH.take().unwrap_or_default();
+    let r = f(&mut s);
+    SCRATCH.set(Some(s));
+    r
 }
 
 fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -59,11 +70,18 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     &mut v[..n]
 }
 
-fn group_sq_norm(threads: usize, x: &[f32], dy: &[f32], d_in: usize, d_out: usize, strategy: NormStrategy) -> f64 {
+fn group_sq_norm(
+    threads: usize,
+    x: &[f32],
+    dy: &[f32],
+    d_in: usize,
+    d_out: usize,
+    strategy: NormStrategy,
+) -> Result<f64> {
     if d_in == 0 || d_out == 0 {
-        return 0.0;
+        return Ok(0.0);
     }
-    SCRATCH.with_borrow_mut(|s| group_sq_norm_with(s, threads, x, dy, d_in, d_out, strategy))
+    with_scratch(|s| group_sq_norm_with(s, threads, x, dy, d_in, d_out, strategy))
 }
 
 fn group_sq_norm_with(
@@ -74,18 +92,18 @@ fn group_sq_norm_with(
     d_in: usize,
     d_out: usize,
     strategy: NormStrategy,
-) -> f64 {
+) -> Result<f64> {
     // A row whose output gradient is zero adds nothing to the group's gradient (padding steps: masked
     // keys get no attention and pooling skips them), so the norm is computed over the other rows only.
     s.kept.clear();
     s.kept.extend(dy.chunks_exact(d_out).enumerate().filter(|(_, r)| r.iter().any(|&v| v != 0.0)).map(|(i, _)| i));
     let n = s.kept.len();
     match n {
-        0 => return 0.0,
+        0 => return Ok(0.0),
         1 => {
             let r = s.kept[0];
             let (xr, dr) = (&x[r * d_in..(r + 1) * d_in], &dy[r * d_out..(r + 1) * d_out]);
-            return (dot(xr, xr) + 1.0) * dot(dr, dr);
+            return Ok((dot(xr, xr) + 1.0) * dot(dr, dr));
         }
         _ => {}
     }
@@ -101,7 +119,7 @@ fn group_sq_norm_with(
         gram_lower(gx, at, n, np, d_in);
         transpose_padded(at, dy, kept, np, d_out);
         gram_lower(gy, at, n, np, d_out);
-        return ghost_from_lower(gx, gy, n, np);
+        return Ok(ghost_from_lower(gx, gy, n, np));
     }
     let (x, dy) = if n * d_in == x.len() {
         (x, dy)
@@ -113,9 +131,24 @@ fn group_sq_norm_with(
         }
         (&xc[..], &dyc[..])
     };
-    let g = sized(gx, d_in * d_out);
-    // shapes are consistent by construction; this cannot fail
-    let _ = matmul::gemm(
+    materialized_sq_norm(threads, gx, bias, x, dy, n, d_in, d_out)
+}
+
+/// `||X^T dY||_F^2 + ||1^T dY||^2` for x: [n, Din], dy: [n, Dout], with `g` as the gradient's scratch.
+/// A failed gemm is returned, never skipped: the scratch would still hold an earlier group's gradient.
+#[allow(clippy::too_many_arguments)]
+fn materialized_sq_norm(
+    threads: usize,
+    g: &mut Vec<f32>,
+    bias: &mut Vec<f64>,
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    d_in: usize,
+    d_out: usize,
+) -> Result<f64> {
+    let g = sized(g, d_in * d_out);
+    matmul::gemm(
         threads,
         g,
         MatView::row_major(0, d_out),
@@ -124,13 +157,13 @@ fn group_sq_norm_with(
         dy,
         MatView::row_major(0, d_out),
         Gemm::new(d_in, d_out, n),
-    );
+    )?;
     bias.clear();
     bias.resize(d_out, 0.0);
     for row in dy.chunks_exact(d_out) {
         bias.iter_mut().zip(row).for_each(|(b, &v)| *b += v as f64);
     }
-    dot(g, g) + bias.iter().map(|b| b * b).sum::<f64>()
+    Ok(dot(g, g) + bias.iter().map(|b| b * b).sum::<f64>())
 }
 
 /// Rows of the Gram tile and its width (one AVX-512 register of f32).
@@ -280,14 +313,18 @@ pub(crate) fn linear_group_sq_norms(
         let r = groups.rows(g, rows_per_example);
         group_sq_norm(t, &x[r.start * d_in..r.end * d_in], &dy[r.start * d_out..r.end * d_out], d_in, d_out, strategy)
     };
+    // on an error `out` is left partly updated: the caller drops the step
     if groups.groups() >= 2 * threads {
-        out.par_iter_mut().enumerate().for_each(|(g, o)| *o += one(g, 1) as f32);
+        out.par_iter_mut().enumerate().try_for_each(|(g, o)| {
+            *o += one(g, 1)? as f32;
+            Ok(())
+        })
     } else {
         for (g, o) in out.iter_mut().enumerate() {
-            *o += one(g, threads) as f32;
+            *o += one(g, threads)? as f32;
         }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -319,9 +356,39 @@ mod tests {
         {
             let x: Vec<f32> = (0..n * d_in).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
             let dy: Vec<f32> = (0..n * d_out).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
-            let a = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Ghost);
-            let b = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize);
+            let a = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Ghost).unwrap();
+            let b = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
             assert!((a - b).abs() <= 1e-4 * b.abs(), "n={n} d_in={d_in} d_out={d_out}: ghost {a} vs materialized {b}");
         }
+    }
+
+    #[test]
+    fn discarded_gemm_error_left_stale_scratch_in_a_norm() {
+        // the scratch holds an earlier group's gradient; a gemm that fails (dy too short for n rows)
+        // must surface as an error, not as the norm of that stale gradient
+        let (n, d_in, d_out) = (3, 4, 5);
+        let mut g = vec![1.0f32; d_in * d_out];
+        let mut bias = Vec::new();
+        let x = vec![0.5f32; n * d_in];
+        let dy = vec![0.25f32; n * d_out - 1];
+        let r = materialized_sq_norm(1, &mut g, &mut bias, &x, &dy, n, d_in, d_out);
+        assert!(matches!(r, Err(crate::KernelError::Shape { op: "gemm", .. })), "{r:?}");
+    }
+
+    #[test]
+    fn reentrant_norm_call_panicked_on_the_borrowed_thread_local_scratch() {
+        // a call nested inside another's use of the scratch (what rayon's work stealing does during the
+        // parallel gemm) works on its own scratch and gives the same value as an unnested call
+        let (n, d_in, d_out) = (6, 40, 30);
+        let x: Vec<f32> = (0..n * d_in).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
+        let dy: Vec<f32> = (0..n * d_out).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
+        let plain = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
+        let nested = with_scratch(|outer| {
+            let inner = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
+            let again = group_sq_norm_with(outer, 1, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
+            assert_eq!(inner.to_bits(), again.to_bits());
+            inner
+        });
+        assert_eq!(plain.to_bits(), nested.to_bits());
     }
 }

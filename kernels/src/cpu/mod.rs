@@ -63,17 +63,25 @@ impl Backend for Cpu {
         self.pool.install(f)
     }
 
-    fn zeros(&self, len: usize) -> Vec<f32> {
-        vec![0.0; len]
+    fn zeros(&self, len: usize) -> Result<Vec<f32>> {
+        let mut v = alloc("zeros", len)?;
+        v.resize(len, 0.0);
+        Ok(v)
     }
-    fn upload(&self, data: &[f32]) -> Vec<f32> {
-        data.to_vec()
+    fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {
+        let mut v = alloc("upload", data.len())?;
+        v.extend_from_slice(data);
+        Ok(v)
     }
-    fn download(&self, buf: &Vec<f32>) -> Vec<f32> {
-        buf.clone()
+    fn download(&self, buf: &Vec<f32>) -> Result<Vec<f32>> {
+        let mut v = alloc("download", buf.len())?;
+        v.extend_from_slice(buf);
+        Ok(v)
     }
-    fn upload_ids(&self, ids: &[u32]) -> Vec<u32> {
-        ids.to_vec()
+    fn upload_ids(&self, ids: &[u32]) -> Result<Vec<u32>> {
+        let mut v = alloc("upload_ids", ids.len())?;
+        v.extend_from_slice(ids);
+        Ok(v)
     }
     fn len(&self, buf: &Vec<f32>) -> usize {
         buf.len()
@@ -81,16 +89,21 @@ impl Backend for Cpu {
     fn ids_len(&self, ids: &Vec<u32>) -> usize {
         ids.len()
     }
-    fn resize(&self, buf: &mut Vec<f32>, len: usize) {
+    fn resize(&self, buf: &mut Vec<f32>, len: usize) -> Result<()> {
+        if buf.len() < len {
+            buf.try_reserve_exact(len - buf.len()).map_err(|_| oom::<f32>("resize", len))?;
+        }
         if buf.len() != len {
             buf.resize(len, 0.0);
         }
+        Ok(())
     }
-    fn fill(&self, buf: &mut Vec<f32>, value: f32) {
+    fn fill(&self, buf: &mut Vec<f32>, value: f32) -> Result<()> {
         self.run(|| {
             use rayon::prelude::*;
             buf.par_chunks_mut(elementwise::CHUNK).for_each(|c| c.iter_mut().for_each(|v| *v = value))
-        })
+        });
+        Ok(())
     }
     fn copy(&self, dst: &mut Vec<f32>, src: &Vec<f32>) -> Result<()> {
         check_len("copy", "dst", src.len(), dst.len())?;
@@ -310,14 +323,15 @@ impl Backend for Cpu {
         })
     }
 
-    fn add_normal(&self, buf: &mut Vec<f32>, std: f32, scale: f32, key: &NoiseKey) -> Result<()> {
+    fn add_normal(&self, buf: &mut Vec<f32>, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()> {
         if !(std >= 0.0 && std.is_finite() && scale.is_finite()) {
             return Err(KernelError::Invalid {
                 op: "add_normal",
                 msg: format!("standard deviation must be finite and >= 0 (got {std}), scale finite (got {scale})"),
             });
         }
-        self.run(|| rng::add_normal(buf, std, scale, key));
+        check_snapping_grid(grid)?;
+        self.run(|| rng::add_normal(buf, std, scale, grid, key));
         Ok(())
     }
 
@@ -344,4 +358,28 @@ impl Backend for Cpu {
     ) -> Result<()> {
         self.run(|| elementwise::adamw_step(w, g, m, v, h, t))
     }
+}
+
+/// The snapping grid must be a positive, normal power of two: `1/g` is then exact and the snap
+/// `g * round(v / g)` rounds once (see `rng`).
+fn check_snapping_grid(grid: f64) -> Result<()> {
+    if !(grid.is_normal() && grid > 0.0 && grid.to_bits() & ((1u64 << 52) - 1) == 0) {
+        return Err(KernelError::Invalid {
+            op: "add_normal",
+            msg: format!("the snapping grid must be a positive power of two, got {grid:e}"),
+        });
+    }
+    Ok(())
+}
+
+fn oom<T>(op: &'static str, elements: usize) -> KernelError {
+    KernelError::OutOfMemory { op, elements, element_bytes: std::mem::size_of::<T>() }
+}
+
+/// An empty vector with room for `len` elements, or the error naming `op` and the size (the global
+/// allocator would abort the process instead).
+fn alloc<T>(op: &'static str, len: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| oom::<T>(op, len))?;
+    Ok(v)
 }

@@ -24,8 +24,9 @@
 //!
 //! Method: snapping to an input-independent grid (the Gaussian analogue of Mironov's snapping
 //! mechanism). Each output is `scale * g * round((x + std * z) / g)`, with the sum and the rounding in
-//! f64 and `g = 2^(floor(log2 std) - 12)`, a power of two between std/8192 and std/4096 that depends only
-//! on the public noise level. Why this and not the others:
+//! f64. The grid `g` is a power of two that the caller (the privacy layer: `privacy::noise` in the
+//! trainer) derives from the public noise level alone; medtrain uses `2^(floor(log2 std) - 12)`, between
+//! std/8192 and std/4096, and the figures below are for that grid. Why this and not the others:
 //! - every output lies on the grid `g Z`, whatever `x` is, so the support of the output no longer carries
 //!   the fine bits of `x`: the holes that the attacks read are below the grid, where nothing is released;
 //! - in exact arithmetic it is post-processing of the Gaussian mechanism (rounding the released value),
@@ -63,8 +64,6 @@ const RESERVE: u64 = 1 << 62;
 const EXTEND_BELOW: u32 = 1 << 24;
 const TWO_M32: f32 = 1.0 / 4_294_967_296.0;
 const TWO_M24: f32 = 1.0 / 16_777_216.0;
-/// The snapping grid is 2^-GRID_BITS to 2^-(GRID_BITS+1) of a standard deviation.
-const GRID_BITS: i32 = 12;
 
 #[inline(always)]
 fn pair(u: f32, angle_word: u32) -> (f32, f32) {
@@ -121,12 +120,6 @@ impl Reserve {
     }
 }
 
-/// The snapping grid of a noise level: `2^(floor(log2 std) - 12)` (see the module docs). `std` > 0, finite.
-pub(crate) fn grid(std: f32) -> f64 {
-    let e = if std >= f32::MIN_POSITIVE { ((std.to_bits() >> 23) & 0xff) as i32 - 127 } else { -127 };
-    2f64.powi(e - GRID_BITS)
-}
-
 /// Snaps `scale * (x + std z)` to the grid: `x` and `z` are exact in f64 and so is `std * z` (a 24x24-bit
 /// product); `inv_g` is a power of two, so the only rounding before the snap is that of the sum.
 #[inline(always)]
@@ -134,13 +127,14 @@ fn snap(x: f32, z: f32, std: f64, inv_g: f64, g_scale: f64) -> f32 {
     (((x as f64 + std * z as f64) * inv_g).round_ties_even() * g_scale) as f32
 }
 
-/// dst = scale * (dst + std * the chunk's first `dst.len()` normals), snapped to the grid of `std`;
-/// `dst` is at most one chunk.
+/// dst = scale * (dst + std * the chunk's first `dst.len()` normals), snapped to the grid `g` (a power of
+/// two); `dst` is at most one chunk.
 #[allow(clippy::too_many_arguments)]
 fn add_chunk(
     dst: &mut [f32],
     std: f32,
     scale: f32,
+    g: f64,
     key: &[u32; 8],
     stream: u64,
     chunk: u64,
@@ -148,7 +142,6 @@ fn add_chunk(
     batch: &mut [f32; BATCH],
 ) {
     let mut reserve = Reserve { words: [[0; LANES]; 16], batch: None, used: 0 };
-    let g = if std > 0.0 { grid(std) } else { 1.0 };
     let (std64, inv_g, g_scale) = (std as f64, 1.0 / g, g * scale as f64);
     for (k, dst) in dst.chunks_mut(BATCH).enumerate() {
         chacha::blocks(key, stream, (chunk * 16 + k as u64) * 16, blocks);
@@ -177,12 +170,12 @@ fn add_chunk(
     }
 }
 
-/// buf = scale * (buf + std * N(0, 1)), snapped to the grid of `std` (see the module docs)
-pub(crate) fn add_normal(buf: &mut [f32], std: f32, scale: f32, key: &NoiseKey) {
+/// buf = scale * (buf + std * N(0, 1)), snapped to the grid `g`, a power of two (see the module docs)
+pub(crate) fn add_normal(buf: &mut [f32], std: f32, scale: f32, g: f64, key: &NoiseKey) {
     let words = chacha::key_words(&key.key);
     buf.par_chunks_mut(CHUNK_NORMALS).enumerate().for_each_init(
         || (Box::new([[0u32; LANES]; 16]), Box::new([0.0f32; BATCH])),
-        |(blocks, batch), (c, dst)| add_chunk(dst, std, scale, &words, key.stream, c as u64, blocks, batch),
+        |(blocks, batch), (c, dst)| add_chunk(dst, std, scale, g, &words, key.stream, c as u64, blocks, batch),
     );
 }
 
@@ -192,6 +185,16 @@ mod tests {
 
     fn key(stream: u64) -> NoiseKey {
         NoiseKey { key: [7u8; 32], stream }
+    }
+
+    /// The grid the privacy layer passes (`privacy::noise::snapping_grid` in the trainer), for the
+    /// statistical tests of this file: `2^(floor(log2 std) - 12)`.
+    fn grid(std: f32) -> f64 {
+        2f64.powi(((std.to_bits() >> 23) & 0xff) as i32 - 127 - 12)
+    }
+
+    fn add_normal(buf: &mut [f32], std: f32, scale: f32, key: &NoiseKey) {
+        super::add_normal(buf, std, scale, grid(std.max(f32::MIN_POSITIVE)), key)
     }
 
     #[test]
@@ -263,7 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn outputs_lie_on_the_grid_of_the_noise_level_whatever_the_input() {
+    fn outputs_lie_on_the_given_grid_whatever_the_input() {
         for (std, scale) in [(1.0f32, 1.0f32), (1.3, 1.0 / 256.0), (0.07, 0.25), (5.5e3, 1.0)] {
             let g = grid(std);
             assert!(g > std as f64 / 8192.0 && g <= std as f64 / 4096.0, "grid {g} for std {std}");

@@ -70,16 +70,16 @@ impl<B: Backend> SelfAttention<B> {
             });
         }
         Ok(SelfAttention {
-            qkv: Linear::new(be, &format!("{prefix}.qkv"), d, 3 * d),
-            o: Linear::new(be, &format!("{prefix}.o"), d, d),
+            qkv: Linear::new(be, &format!("{prefix}.qkv"), d, 3 * d)?,
+            o: Linear::new(be, &format!("{prefix}.o"), d, d)?,
             heads,
             d,
-            qkv_out: be.zeros(0),
-            att: be.zeros(0),
-            ctx: be.zeros(0),
-            dqkv: be.zeros(0),
-            datt: be.zeros(0),
-            dctx: be.zeros(0),
+            qkv_out: be.zeros(0)?,
+            att: be.zeros(0)?,
+            ctx: be.zeros(0)?,
+            dqkv: be.zeros(0)?,
+            datt: be.zeros(0)?,
+            dctx: be.zeros(0)?,
         })
     }
 
@@ -91,11 +91,11 @@ impl<B: Backend> SelfAttention<B> {
         let (h, hd) = (self.heads, self.hd());
         let v = Views::new(self.d, h, t);
         self.qkv.forward(be, &mut self.qkv_out, x, b * t)?;
-        be.resize(&mut self.att, b * h * t * t);
+        be.resize(&mut self.att, b * h * t * t)?;
         // scores = q k^T (the 1/sqrt(hd) scale is applied inside the softmax)
         be.gemm(&mut self.att, v.att, &self.qkv_out, v.q, &self.qkv_out, v.k_t, Gemm::new(t, t, hd).batched(b, h))?;
         be.masked_softmax_forward(&mut self.att, mask, b, h, t, 1.0 / (hd as f32).sqrt())?;
-        be.resize(&mut self.ctx, b * t * self.d);
+        be.resize(&mut self.ctx, b * t * self.d)?;
         be.gemm(&mut self.ctx, v.ctx, &self.att, v.att, &self.qkv_out, v.v, Gemm::new(t, hd, t).batched(b, h))?;
         self.o.forward(be, y, &self.ctx, b * t)
     }
@@ -106,10 +106,10 @@ impl<B: Backend> SelfAttention<B> {
         let v = Views::new(self.d, h, t);
         self.o.backward_input(be, &mut self.dctx, dy, b * t)?;
         // datt = dctx v^T
-        be.resize(&mut self.datt, b * h * t * t);
+        be.resize(&mut self.datt, b * h * t * t)?;
         be.gemm(&mut self.datt, v.att, &self.dctx, v.ctx, &self.qkv_out, v.v_t, Gemm::new(t, t, hd).batched(b, h))?;
         // dv = att^T dctx
-        be.resize(&mut self.dqkv, b * t * 3 * self.d);
+        be.resize(&mut self.dqkv, b * t * 3 * self.d)?;
         be.gemm(&mut self.dqkv, v.v, &self.att, v.att_t, &self.dctx, v.ctx, Gemm::new(t, hd, t).batched(b, h))?;
         // dscores (scale included)
         be.softmax_backward(&mut self.datt, &self.att, t, 1.0 / (hd as f32).sqrt())?;

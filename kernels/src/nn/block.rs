@@ -38,23 +38,23 @@ impl<B: Backend> EncoderBlock<B> {
     pub fn new(be: &B, prefix: &str, d: usize, heads: usize, ff: usize) -> Result<Self> {
         let z = || be.zeros(0);
         Ok(EncoderBlock {
-            ln1: LayerNorm::new(be, &format!("{prefix}.ln1"), d),
+            ln1: LayerNorm::new(be, &format!("{prefix}.ln1"), d)?,
             att: SelfAttention::new(be, &format!("{prefix}.att"), d, heads)?,
-            ln2: LayerNorm::new(be, &format!("{prefix}.ln2"), d),
-            ff1: Linear::new(be, &format!("{prefix}.ff1"), d, ff),
-            ff2: Linear::new(be, &format!("{prefix}.ff2"), ff, d),
-            ln1_out: z(),
-            att_out: z(),
-            mid: z(),
-            ln2_out: z(),
-            ff1_out: z(),
-            gelu_out: z(),
-            d_mid: z(),
-            d_gelu: z(),
-            d_ff1: z(),
-            d_ln2: z(),
-            d_ln1: z(),
-            d_tmp: z(),
+            ln2: LayerNorm::new(be, &format!("{prefix}.ln2"), d)?,
+            ff1: Linear::new(be, &format!("{prefix}.ff1"), d, ff)?,
+            ff2: Linear::new(be, &format!("{prefix}.ff2"), ff, d)?,
+            ln1_out: z()?,
+            att_out: z()?,
+            mid: z()?,
+            ln2_out: z()?,
+            ff1_out: z()?,
+            gelu_out: z()?,
+            d_mid: z()?,
+            d_gelu: z()?,
+            d_ff1: z()?,
+            d_ln2: z()?,
+            d_ln1: z()?,
+            d_tmp: z()?,
         })
     }
 
@@ -63,11 +63,11 @@ impl<B: Backend> EncoderBlock<B> {
         let rows = b * t;
         self.ln1.forward(be, &mut self.ln1_out, x, rows)?;
         self.att.forward(be, &mut self.att_out, &self.ln1_out, mask, b, t)?;
-        be.resize(&mut self.mid, rows * self.ln1.d);
+        be.resize(&mut self.mid, rows * self.ln1.d)?;
         be.add(&mut self.mid, x, &self.att_out)?;
         self.ln2.forward(be, &mut self.ln2_out, &self.mid, rows)?;
         self.ff1.forward(be, &mut self.ff1_out, &self.ln2_out, rows)?;
-        be.resize(&mut self.gelu_out, rows * self.ff1.d_out);
+        be.resize(&mut self.gelu_out, rows * self.ff1.d_out)?;
         be.gelu_forward(&mut self.gelu_out, &self.ff1_out)?;
         self.ff2.forward(be, out, &self.gelu_out, rows)?;
         be.add_assign(out, &self.mid)
@@ -86,7 +86,7 @@ impl<B: Backend> EncoderBlock<B> {
         let rows = b * t;
         // feed-forward branch
         self.ff2.backward_input(be, &mut self.d_gelu, dy, rows)?;
-        be.resize(&mut self.d_ff1, rows * self.ff1.d_out);
+        be.resize(&mut self.d_ff1, rows * self.ff1.d_out)?;
         be.gelu_backward(&mut self.d_ff1, &self.d_gelu, &self.ff1_out)?;
         self.ff1.backward_input(be, &mut self.d_ln2, &self.d_ff1, rows)?;
         self.ln2.backward_input(be, &mut self.d_mid, &self.d_ln2, &self.mid, rows)?;
@@ -94,7 +94,7 @@ impl<B: Backend> EncoderBlock<B> {
         // attention branch
         self.att.backward_input(be, &mut self.d_ln1, &self.d_mid, b, t)?;
         self.ln1.backward_input(be, &mut self.d_tmp, &self.d_ln1, x, rows)?;
-        be.resize(dx, be.len(dy));
+        be.resize(dx, be.len(dy))?;
         be.add(dx, &self.d_tmp, &self.d_mid)
     }
 

@@ -13,13 +13,13 @@ pub struct Embedding<B: Backend> {
 }
 
 impl<B: Backend> Embedding<B> {
-    pub fn new(be: &B, prefix: &str, vocab: usize, d: usize) -> Self {
-        Embedding { table: Param::zeros(be, format!("{prefix}.weight"), &[vocab, d]), vocab, d }
+    pub fn new(be: &B, prefix: &str, vocab: usize, d: usize) -> Result<Self> {
+        Ok(Embedding { table: Param::zeros(be, format!("{prefix}.weight"), &[vocab, d])?, vocab, d })
     }
 
     pub fn forward(&self, be: &B, y: &mut B::Buf, ids: &B::Ids, accumulate: bool) -> Result<()> {
         if !accumulate {
-            be.resize(y, be.ids_len(ids) * self.d);
+            be.resize(y, be.ids_len(ids) * self.d)?;
         }
         be.embedding_forward(y, ids, &self.table.value, self.d, accumulate)
     }
@@ -44,7 +44,7 @@ impl<B: Backend> Embedding<B> {
         reduce: &GradReduce<B>,
         rows_per_example: usize,
     ) -> Result<()> {
-        be.fill(&mut self.table.grad, 0.0);
+        be.fill(&mut self.table.grad, 0.0)?;
         be.embedding_backward(&mut self.table.grad, ids, dy, self.d, reduce.factors, reduce.groups, rows_per_example)
     }
 }

@@ -23,28 +23,28 @@ pub struct LayerNorm<B: Backend> {
 
 impl<B: Backend> LayerNorm<B> {
     /// gamma = 1, beta = 0 (PyTorch's initialization)
-    pub fn new(be: &B, prefix: &str, d: usize) -> Self {
-        let mut gamma = Param::zeros(be, format!("{prefix}.weight"), &[d]);
-        be.fill(&mut gamma.value, 1.0);
-        LayerNorm {
+    pub fn new(be: &B, prefix: &str, d: usize) -> Result<Self> {
+        let mut gamma = Param::zeros(be, format!("{prefix}.weight"), &[d])?;
+        be.fill(&mut gamma.value, 1.0)?;
+        Ok(LayerNorm {
             gamma,
-            beta: Param::zeros(be, format!("{prefix}.bias"), &[d]),
+            beta: Param::zeros(be, format!("{prefix}.bias"), &[d])?,
             d,
-            mean: be.zeros(0),
-            rstd: be.zeros(0),
-            dy_xhat: be.zeros(0),
-            group_gamma: be.zeros(0),
-            group_beta: be.zeros(0),
+            mean: be.zeros(0)?,
+            rstd: be.zeros(0)?,
+            dy_xhat: be.zeros(0)?,
+            group_gamma: be.zeros(0)?,
+            group_beta: be.zeros(0)?,
             group_sums_for: None,
-        }
+        })
     }
 
     /// x: [R, D] -> y: [R, D] =, saving mean and rstd
     pub fn forward(&mut self, be: &B, y: &mut B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
         self.group_sums_for = None;
-        be.resize(y, rows * self.d);
-        be.resize(&mut self.mean, rows);
-        be.resize(&mut self.rstd, rows);
+        be.resize(y, rows * self.d)?;
+        be.resize(&mut self.mean, rows)?;
+        be.resize(&mut self.rstd, rows)?;
         be.layer_norm_forward(
             y,
             &mut self.mean,
@@ -59,8 +59,8 @@ impl<B: Backend> LayerNorm<B> {
 
     /// dy: [R, D], x: the forward input -> dx: [R, D] =
     pub fn backward_input(&mut self, be: &B, dx: &mut B::Buf, dy: &B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
-        be.resize(dx, rows * self.d);
-        be.resize(&mut self.dy_xhat, rows * self.d);
+        be.resize(dx, rows * self.d)?;
+        be.resize(&mut self.dy_xhat, rows * self.d)?;
         be.layer_norm_backward(dx, &mut self.dy_xhat, dy, x, &self.gamma.value, &self.mean, &self.rstd, self.d)
     }
 
@@ -68,8 +68,8 @@ impl<B: Backend> LayerNorm<B> {
         if self.group_sums_for.as_ref() == Some(groups) {
             return Ok(());
         }
-        be.resize(&mut self.group_gamma, groups.groups() * self.d);
-        be.resize(&mut self.group_beta, groups.groups() * self.d);
+        be.resize(&mut self.group_gamma, groups.groups() * self.d)?;
+        be.resize(&mut self.group_beta, groups.groups() * self.d)?;
         be.group_row_sums(&mut self.group_gamma, &self.dy_xhat, self.d, groups, rows_per_example)?;
         be.group_row_sums(&mut self.group_beta, dy, self.d, groups, rows_per_example)?;
         self.group_sums_for = Some(groups.clone());

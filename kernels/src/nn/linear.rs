@@ -18,20 +18,20 @@ pub struct Linear<B: Backend> {
 
 impl<B: Backend> Linear<B> {
     /// A zero-initialized layer; `prefix` is its module path (`net.0`), giving `net.0.weight`.
-    pub fn new(be: &B, prefix: &str, d_in: usize, d_out: usize) -> Self {
-        Linear {
-            weight: Param::zeros(be, format!("{prefix}.weight"), &[d_out, d_in]),
-            bias: Param::zeros(be, format!("{prefix}.bias"), &[d_out]),
+    pub fn new(be: &B, prefix: &str, d_in: usize, d_out: usize) -> Result<Self> {
+        Ok(Linear {
+            weight: Param::zeros(be, format!("{prefix}.weight"), &[d_out, d_in])?,
+            bias: Param::zeros(be, format!("{prefix}.bias"), &[d_out])?,
             d_in,
             d_out,
-            scaled: be.zeros(0),
-            grad_with_bias: be.zeros(0),
-        }
+            scaled: be.zeros(0)?,
+            grad_with_bias: be.zeros(0)?,
+        })
     }
 
     /// x: [R, Din] -> y: [R, Dout] =
     pub fn forward(&self, be: &B, y: &mut B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
-        be.resize(y, rows * self.d_out);
+        be.resize(y, rows * self.d_out)?;
         be.broadcast_rows(y, &self.bias.value, rows)?;
         be.gemm(
             y,
@@ -46,7 +46,7 @@ impl<B: Backend> Linear<B> {
 
     /// dy: [R, Dout] -> dx: [R, Din] = dy W
     pub fn backward_input(&self, be: &B, dx: &mut B::Buf, dy: &B::Buf, rows: usize) -> Result<()> {
-        be.resize(dx, rows * self.d_in);
+        be.resize(dx, rows * self.d_in)?;
         be.gemm(
             dx,
             MatView::row_major(0, self.d_in),
@@ -99,9 +99,9 @@ impl<B: Backend> Linear<B> {
         };
         // (c ⊙ dY)^T [X, 1] = dY^T [c ⊙ X, c]: scale the narrower of X and dY
         if d_in < d_out {
-            be.resize(&mut self.scaled, rows * (d_in + 1));
+            be.resize(&mut self.scaled, rows * (d_in + 1))?;
             be.scale_rows_by_group(&mut self.scaled, x, d_in, true, factors, reduce.groups, rows_per_example)?;
-            be.resize(&mut self.grad_with_bias, d_out * (d_in + 1));
+            be.resize(&mut self.grad_with_bias, d_out * (d_in + 1))?;
             be.gemm(
                 &mut self.grad_with_bias,
                 MatView::row_major(0, d_in + 1),
@@ -113,7 +113,7 @@ impl<B: Backend> Linear<B> {
             )?;
             be.split_last_column(&mut self.weight.grad, &mut self.bias.grad, &self.grad_with_bias, d_in + 1)
         } else {
-            be.resize(&mut self.scaled, rows * d_out);
+            be.resize(&mut self.scaled, rows * d_out)?;
             be.scale_rows_by_group(&mut self.scaled, dy, d_out, false, factors, reduce.groups, rows_per_example)?;
             be.gemm(
                 &mut self.weight.grad,

@@ -1,6 +1,7 @@
 //! A named parameter tensor with its gradient, and how gradients are reduced over privacy groups.
 
 use crate::backend::{Backend, GroupRows};
+use crate::error::Result;
 
 /// A parameter: value and gradient buffers of the same shape. Names follow the PyTorch module paths
 /// of the reference models (`blocks.0.att.qkv.weight`), shapes PyTorch's layouts (Linear `[out, in]`).
@@ -12,9 +13,9 @@ pub struct Param<B: Backend> {
 }
 
 impl<B: Backend> Param<B> {
-    pub fn zeros(be: &B, name: impl Into<String>, shape: &[usize]) -> Self {
+    pub fn zeros(be: &B, name: impl Into<String>, shape: &[usize]) -> Result<Self> {
         let n = shape.iter().product();
-        Param { name: name.into(), shape: shape.to_vec(), value: be.zeros(n), grad: be.zeros(n) }
+        Ok(Param { name: name.into(), shape: shape.to_vec(), value: be.zeros(n)?, grad: be.zeros(n)? })
     }
     pub fn numel(&self) -> usize {
         self.shape.iter().product()

@@ -63,3 +63,24 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32)
         assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}[{i}]: got {g}, want {w}");
     }
 }
+
+/// One test body per behaviour, run on every backend the build has: `backend_tests!(name => body)`
+/// with `fn body(be: &impl Backend)` makes a module `name` holding one `#[test]` per backend (today
+/// `cpu_1_thread` and `cpu_2_threads`; a CUDA arm joins behind its feature when MEDTRAIN_TEST_CUDA=1).
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident => $body:path),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn cpu_1_thread() {
+                    $body(&kernels::Cpu::new(1).unwrap())
+                }
+                #[test]
+                fn cpu_2_threads() {
+                    $body(&kernels::Cpu::new(2).unwrap())
+                }
+            }
+        )*
+    };
+}

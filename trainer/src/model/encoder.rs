@@ -55,45 +55,45 @@ impl<B: Backend> Encoder<B> {
         let mut init = Init::new(seed);
         let input = match cfg.input {
             EncoderInput::Features(f) => {
-                let mut l = Linear::new(be, "embed", f, cfg.d);
-                init.linear(be, &mut l);
+                let mut l = Linear::new(be, "embed", f, cfg.d)?;
+                init.linear(be, &mut l)?;
                 Input::Linear(l)
             }
             EncoderInput::Tokens { vocab, max_len } => {
-                let mut embed = Embedding::new(be, "embed", vocab, cfg.d);
-                let mut pos = Embedding::new(be, "pos", max_len, cfg.d);
-                init.embedding(be, &mut embed);
-                init.embedding(be, &mut pos);
+                let mut embed = Embedding::new(be, "embed", vocab, cfg.d)?;
+                let mut pos = Embedding::new(be, "pos", max_len, cfg.d)?;
+                init.embedding(be, &mut embed)?;
+                init.embedding(be, &mut pos)?;
                 Input::Tokens { embed, pos }
             }
         };
         let mut blocks = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
             let mut blk = EncoderBlock::new(be, &format!("blocks.{i}"), cfg.d, cfg.heads, cfg.ff)?;
-            init.linear(be, &mut blk.att.qkv);
-            init.linear(be, &mut blk.att.o);
-            init.linear(be, &mut blk.ff1);
-            init.linear(be, &mut blk.ff2);
+            init.linear(be, &mut blk.att.qkv)?;
+            init.linear(be, &mut blk.att.o)?;
+            init.linear(be, &mut blk.ff1)?;
+            init.linear(be, &mut blk.ff2)?;
             blocks.push(blk);
         }
-        let mut head = Linear::new(be, "head", cfg.d, cfg.outputs);
-        init.linear(be, &mut head);
+        let mut head = Linear::new(be, "head", cfg.d, cfg.outputs)?;
+        init.linear(be, &mut head)?;
         let z = || be.zeros(0);
         Ok(Encoder {
             input,
             blocks,
-            ln: LayerNorm::new(be, "ln", cfg.d),
+            ln: LayerNorm::new(be, "ln", cfg.d)?,
             head,
-            hs: (0..=cfg.layers).map(|_| z()).collect(),
-            ln_out: z(),
-            pooled: z(),
-            out: z(),
-            pos_ids: be.upload_ids(&[]),
+            hs: (0..=cfg.layers).map(|_| z()).collect::<kernels::Result<_>>()?,
+            ln_out: z()?,
+            pooled: z()?,
+            out: z()?,
+            pos_ids: be.upload_ids(&[])?,
             pos_shape: (0, 0),
-            d_out: z(),
-            d_pooled: z(),
-            d_ln: z(),
-            d_hs: (0..=cfg.layers).map(|_| z()).collect(),
+            d_out: z()?,
+            d_pooled: z()?,
+            d_ln: z()?,
+            d_hs: (0..=cfg.layers).map(|_| z()).collect::<kernels::Result<_>>()?,
             cfg,
         })
     }
@@ -199,7 +199,7 @@ impl<B: Backend> Model<B> for Encoder<B> {
             (Input::Tokens { embed, pos }, Inputs::Tokens { ids }) => {
                 if self.pos_shape != (b, t) {
                     let p: Vec<u32> = (0..b * t).map(|r| (r % t) as u32).collect();
-                    self.pos_ids = be.upload_ids(&p);
+                    self.pos_ids = be.upload_ids(&p)?;
                     self.pos_shape = (b, t);
                 }
                 embed.forward(be, &mut self.hs[0], ids, false)?;
@@ -213,7 +213,7 @@ impl<B: Backend> Model<B> for Encoder<B> {
         }
         let last = &self.hs[self.blocks.len()];
         self.ln.forward(be, &mut self.ln_out, last, b * t)?;
-        be.resize(&mut self.pooled, b * self.cfg.d);
+        be.resize(&mut self.pooled, b * self.cfg.d)?;
         be.masked_mean_pool_forward(&mut self.pooled, &self.ln_out, &batch.mask, t, self.cfg.d)?;
         self.head.forward(be, &mut self.out, &self.pooled, b)
     }
@@ -224,10 +224,10 @@ impl<B: Backend> Model<B> for Encoder<B> {
 
     fn backward(&mut self, be: &B, batch: &Batch<B>, dlogits: &B::Buf) -> Result<()> {
         let (b, t) = (batch.examples, batch.steps);
-        be.resize(&mut self.d_out, be.len(dlogits));
+        be.resize(&mut self.d_out, be.len(dlogits))?;
         be.copy(&mut self.d_out, dlogits)?;
         self.head.backward_input(be, &mut self.d_pooled, dlogits, b)?;
-        be.resize(&mut self.d_ln, b * t * self.cfg.d);
+        be.resize(&mut self.d_ln, b * t * self.cfg.d)?;
         be.masked_mean_pool_backward(&mut self.d_ln, &self.d_pooled, &batch.mask, t, self.cfg.d)?;
         let n = self.blocks.len();
         self.ln.backward_input(be, &mut self.d_hs[n], &self.d_ln, &self.hs[n], b * t)?;

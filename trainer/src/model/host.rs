@@ -29,20 +29,20 @@ pub struct HostBatch {
 }
 
 impl HostBatch {
-    pub fn upload<B: Backend>(&self, be: &B) -> Batch<B> {
-        Batch {
+    pub fn upload<B: Backend>(&self, be: &B) -> kernels::Result<Batch<B>> {
+        Ok(Batch {
             examples: self.examples,
             steps: self.steps,
             inputs: match &self.inputs {
-                HostInputs::Dense { x, features } => Inputs::Dense { x: be.upload(x), features: *features },
-                HostInputs::Tokens(ids) => Inputs::Tokens { ids: be.upload_ids(ids) },
+                HostInputs::Dense { x, features } => Inputs::Dense { x: be.upload(x)?, features: *features },
+                HostInputs::Tokens(ids) => Inputs::Tokens { ids: be.upload_ids(ids)? },
             },
-            mask: be.upload(&self.mask),
+            mask: be.upload(&self.mask)?,
             targets: match &self.targets {
-                HostTargets::Binary(y) => Targets::Binary(be.upload(y)),
-                HostTargets::Classes(c) => Targets::Classes(be.upload_ids(c)),
+                HostTargets::Binary(y) => Targets::Binary(be.upload(y)?),
+                HostTargets::Classes(c) => Targets::Classes(be.upload_ids(c)?),
             },
-        }
+        })
     }
 
     /// The batch restricted to `examples` (in that order): what one group's brute-force reference

@@ -26,14 +26,16 @@ impl Init {
         (0..n).map(|_| ((2.0 * self.uniform() - 1.0) * bound) as f32).collect()
     }
 
-    pub fn linear<B: Backend>(&mut self, be: &B, layer: &mut Linear<B>) {
+    pub fn linear<B: Backend>(&mut self, be: &B, layer: &mut Linear<B>) -> kernels::Result<()> {
         let bound = 1.0 / (layer.d_in as f64).sqrt();
-        layer.weight.value = be.upload(&self.uniform_values(layer.d_in * layer.d_out, bound));
-        layer.bias.value = be.upload(&self.uniform_values(layer.d_out, bound));
+        layer.weight.value = be.upload(&self.uniform_values(layer.d_in * layer.d_out, bound))?;
+        layer.bias.value = be.upload(&self.uniform_values(layer.d_out, bound))?;
+        Ok(())
     }
 
-    pub fn embedding<B: Backend>(&mut self, be: &B, layer: &mut Embedding<B>) {
+    pub fn embedding<B: Backend>(&mut self, be: &B, layer: &mut Embedding<B>) -> kernels::Result<()> {
         let values: Vec<f32> = (0..layer.vocab * layer.d).map(|_| self.normal() as f32).collect();
-        layer.table.value = be.upload(&values);
+        layer.table.value = be.upload(&values)?;
+        Ok(())
     }
 }

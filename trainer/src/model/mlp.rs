@@ -30,29 +30,29 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    pub fn new(be: &B, cfg: MlpConfig, seed: u64) -> Self {
+    pub fn new(be: &B, cfg: MlpConfig, seed: u64) -> Result<Self> {
         let z = || be.zeros(0);
         let mut m = Mlp {
-            l0: Linear::new(be, "net.0", cfg.inputs, cfg.hidden),
-            l2: Linear::new(be, "net.2", cfg.hidden, cfg.hidden),
-            l4: Linear::new(be, "net.4", cfg.hidden, cfg.outputs),
+            l0: Linear::new(be, "net.0", cfg.inputs, cfg.hidden)?,
+            l2: Linear::new(be, "net.2", cfg.hidden, cfg.hidden)?,
+            l4: Linear::new(be, "net.4", cfg.hidden, cfg.outputs)?,
             cfg,
-            h1: z(),
-            r1: z(),
-            h2: z(),
-            r2: z(),
-            out: z(),
-            d_out: z(),
-            d_r2: z(),
-            d_h2: z(),
-            d_r1: z(),
-            d_h1: z(),
+            h1: z()?,
+            r1: z()?,
+            h2: z()?,
+            r2: z()?,
+            out: z()?,
+            d_out: z()?,
+            d_r2: z()?,
+            d_h2: z()?,
+            d_r1: z()?,
+            d_h1: z()?,
         };
         let mut init = Init::new(seed);
-        init.linear(be, &mut m.l0);
-        init.linear(be, &mut m.l2);
-        init.linear(be, &mut m.l4);
-        m
+        init.linear(be, &mut m.l0)?;
+        init.linear(be, &mut m.l2)?;
+        init.linear(be, &mut m.l4)?;
+        Ok(m)
     }
 
     fn input<'a>(&self, be: &B, batch: &'a Batch<B>) -> Result<&'a B::Buf> {
@@ -92,10 +92,10 @@ impl<B: Backend> Model<B> for Mlp<B> {
         let x = self.input(be, batch)?;
         let b = batch.examples;
         self.l0.forward(be, &mut self.h1, x, b)?;
-        be.resize(&mut self.r1, be.len(&self.h1));
+        be.resize(&mut self.r1, be.len(&self.h1))?;
         be.relu_forward(&mut self.r1, &self.h1)?;
         self.l2.forward(be, &mut self.h2, &self.r1, b)?;
-        be.resize(&mut self.r2, be.len(&self.h2));
+        be.resize(&mut self.r2, be.len(&self.h2))?;
         be.relu_forward(&mut self.r2, &self.h2)?;
         self.l4.forward(be, &mut self.out, &self.r2, b)
     }
@@ -106,13 +106,13 @@ impl<B: Backend> Model<B> for Mlp<B> {
 
     fn backward(&mut self, be: &B, batch: &Batch<B>, dlogits: &B::Buf) -> Result<()> {
         let b = batch.examples;
-        be.resize(&mut self.d_out, be.len(dlogits));
+        be.resize(&mut self.d_out, be.len(dlogits))?;
         be.copy(&mut self.d_out, dlogits)?;
         self.l4.backward_input(be, &mut self.d_r2, dlogits, b)?;
-        be.resize(&mut self.d_h2, be.len(&self.d_r2));
+        be.resize(&mut self.d_h2, be.len(&self.d_r2))?;
         be.relu_backward(&mut self.d_h2, &self.d_r2, &self.r2)?;
         self.l2.backward_input(be, &mut self.d_r1, &self.d_h2, b)?;
-        be.resize(&mut self.d_h1, be.len(&self.d_r1));
+        be.resize(&mut self.d_h1, be.len(&self.d_r1))?;
         be.relu_backward(&mut self.d_h1, &self.d_r1, &self.r1)
     }
 

@@ -67,7 +67,7 @@ impl Workload {
     pub fn model<B: Backend + 'static>(self, be: &B, seed: u64) -> Result<Box<dyn Model<B>>> {
         Ok(match self.encoder_config() {
             None => {
-                Box::new(Mlp::new(be, MlpConfig { inputs: LAB_STEPS * LAB_CHANNELS, hidden: 256, outputs: 1 }, seed))
+                Box::new(Mlp::new(be, MlpConfig { inputs: LAB_STEPS * LAB_CHANNELS, hidden: 256, outputs: 1 }, seed)?)
             }
             Some(cfg) => Box::new(Encoder::new(be, cfg, seed)?),
         })

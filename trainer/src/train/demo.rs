@@ -129,9 +129,9 @@ fn host_batch(f: &features::LabSeries, labels: &[labels::Label]) -> HostBatch {
 }
 
 fn scores<B: Backend, M: Model<B>>(be: &B, model: &mut M, batch: &HostBatch) -> Result<Vec<f32>, DemoError> {
-    let b = batch.upload(be);
+    let b = batch.upload(be)?;
     model.forward(be, &b)?;
-    Ok(be.download(model.logits()))
+    Ok(be.download(model.logits())?)
 }
 
 /// Runs the demo in `dir` (the export is written to `dir/export`).
@@ -226,7 +226,7 @@ pub fn run<B: Backend>(
         } else {
             Privacy::NonPrivate
         };
-        let model = Mlp::new(be, cfg.clone(), opts.seed);
+        let model = Mlp::new(be, cfg.clone(), opts.seed)?;
         parameters = model.num_params();
         let mut tr = Trainer::new(be, model, OptimizerKind::adamw(opts.learning_rate), privacy)?;
         let mut sampler = PoissonSampler::from_os_entropy(n_subjects, SampleRate::new(q)?)?;
@@ -245,7 +245,7 @@ pub fn run<B: Backend>(
             if !dp && rows.is_empty() {
                 continue;
             }
-            let batch = train_batch.select(&rows).upload(be);
+            let batch = train_batch.select(&rows).upload(be)?;
             tr.step(be, &batch, &GroupRows { offsets: offsets.clone() })?;
         }
         aucs[slot] = auc(&scores(be, &mut tr.model, &held_batch)?, &held_y);

@@ -23,16 +23,16 @@ pub enum DpGradError {
 }
 
 /// Copies every parameter of `model` from `file` (PyTorch names and layouts); unknown names are errors.
-pub fn load_weights<B: Backend>(be: &B, model: &mut dyn Model<B>, file: &TensorFile) -> Result<(), TensorError> {
+pub fn load_weights<B: Backend>(be: &B, model: &mut dyn Model<B>, file: &TensorFile) -> Result<(), DpGradError> {
     let names: Vec<String> = model.params().iter().map(|p| p.name.clone()).collect();
     let known: Vec<&str> = names.iter().map(String::as_str).collect();
     file.reject_unknown(&known, &format!("this model's parameters are {}", names.join(", ")))?;
     for p in model.params_mut() {
         let v = file.f32(&p.name, &p.shape)?;
         if v.iter().any(|x| !x.is_finite()) {
-            return Err(file.value_error(&p.name, "contains NaN or infinite values"));
+            return Err(file.value_error(&p.name, "contains NaN or infinite values").into());
         }
-        p.value = be.upload(v);
+        p.value = be.upload(v)?;
     }
     Ok(())
 }
@@ -152,7 +152,7 @@ pub fn clipped_gradient_sum<B: Backend + 'static>(
     load_weights(be, model.as_mut(), weights)?;
     let (batch, groups) = load_batch(batch_file, workload)?;
     let (order, layout) = group_order(groups.as_deref(), batch.examples);
-    let batch = batch.select(&order).upload(be);
+    let batch = batch.select(&order).upload(be)?;
     // the optimizer and noise are never used: `gradients` stops before them
     let mut trainer = Trainer::new(
         be,
@@ -164,5 +164,7 @@ pub fn clipped_gradient_sum<B: Backend + 'static>(
         },
     )?;
     trainer.gradients(be, &batch, &layout, Some(clip), 1.0)?;
-    Ok(trainer.model.params().iter().map(|p| (p.name.clone(), p.shape.clone(), be.download(&p.grad))).collect())
+    let params = trainer.model.params();
+    let grads = params.iter().map(|p| Ok((p.name.clone(), p.shape.clone(), be.download(&p.grad)?)));
+    grads.collect::<Result<_, KernelError>>().map_err(DpGradError::from)
 }

@@ -8,7 +8,7 @@
 //! which is then divided by the expected batch size (q * subjects), not the realized one.
 
 use crate::model::{Batch, Model, Targets};
-use crate::privacy::noise::NoiseSource;
+use crate::privacy::noise::{snapping_grid, NoiseSource};
 use kernels::nn::GradReduce;
 use kernels::{Backend, GroupRows, KernelError, NormStrategy, Optimizer, OptimizerKind, Result};
 
@@ -57,8 +57,8 @@ pub fn loss_and_grad<B: Backend>(
     outputs: usize,
     grad_scale: f32,
 ) -> Result<()> {
-    be.resize(losses, examples);
-    be.resize(dlogits, examples * outputs);
+    be.resize(losses, examples)?;
+    be.resize(dlogits, examples * outputs)?;
     match targets {
         Targets::Binary(y) if outputs == 1 => be.bce_with_logits(losses, dlogits, logits, y, grad_scale),
         Targets::Binary(_) => Err(KernelError::Invalid {
@@ -89,10 +89,10 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
             optimizer: Optimizer::new(optimizer),
             privacy,
             strategy: NormStrategy::Auto,
-            losses: be.zeros(0),
-            dlogits: be.zeros(0),
-            norms: be.zeros(0),
-            factors: be.zeros(0),
+            losses: be.zeros(0)?,
+            dlogits: be.zeros(0)?,
+            norms: be.zeros(0)?,
+            factors: be.zeros(0)?,
             steps: 0,
         })
     }
@@ -143,7 +143,7 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
             grad_scale,
         )?;
         self.model.backward(be, batch, &self.dlogits)?;
-        let losses = be.download(&self.losses);
+        let losses = be.download(&self.losses)?;
         let mut stats = StepStats {
             loss: losses.iter().map(|&l| l as f64).sum::<f64>() / batch.examples.max(1) as f64,
             clipped_groups: 0,
@@ -161,12 +161,12 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
         match clip_norm {
             None => self.model.param_grads(be, batch, &GradReduce::plain(&GroupRows::single(batch.examples)))?,
             Some(c) => {
-                be.resize(&mut self.norms, groups.groups());
-                be.fill(&mut self.norms, 0.0);
+                be.resize(&mut self.norms, groups.groups())?;
+                be.fill(&mut self.norms, 0.0)?;
                 self.model.add_group_sq_norms(be, batch, &mut self.norms, groups, self.strategy)?;
-                be.resize(&mut self.factors, groups.groups());
+                be.resize(&mut self.factors, groups.groups())?;
                 be.clip_factors(&mut self.factors, &self.norms, c)?;
-                stats.clipped_groups = be.download(&self.factors).iter().filter(|&&f| f < 1.0).count();
+                stats.clipped_groups = be.download(&self.factors)?.iter().filter(|&&f| f < 1.0).count();
                 self.model.param_grads(be, batch, &GradReduce { groups, factors: Some(&self.factors) })?;
             }
         }
@@ -192,8 +192,12 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
         if let Privacy::Dp { params, noise } = &self.privacy {
             let std = params.noise_multiplier * params.clip_norm;
             let inv = 1.0 / params.expected_batch;
+            let grid = snapping_grid(std);
             for (i, p) in self.model.params_mut().into_iter().enumerate() {
-                be.add_normal(&mut p.grad, std, inv, &noise.key(self.steps, i))?;
+                let key = noise
+                    .key(self.steps, i)
+                    .map_err(|e| KernelError::Invalid { op: "add noise", msg: e.to_string() })?;
+                be.add_normal(&mut p.grad, std, inv, grid, &key)?;
             }
         }
         self.optimizer.step(be, self.model.params_mut())?;
