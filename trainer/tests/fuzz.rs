@@ -355,7 +355,11 @@ fn fuzz_toml_data_config() {
         match DataConfig::load(&path) {
             Err(e) => vec![e.to_string()],
             Ok(c) => {
-                let channels = c.features.channels.clone().unwrap_or_default();
+                // the list the features are built from; "auto" needs the data, so the empty list stands in
+                let channels = match c.features.channels.clone() {
+                    Some(data::prepare::Channels::List(list)) => list,
+                    _ => Vec::new(),
+                };
                 match data::features::LabSeriesSpec::new(&channels, c.features.buckets, c.features.lookback_hours) {
                     Err(e) => vec![e],
                     Ok(_) => vec![],

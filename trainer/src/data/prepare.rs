@@ -549,6 +549,8 @@ fn check_tensor_bytes(split: &str, examples: usize, spec: &features::LabSeriesSp
         )));
     }
     Ok(())
+}
+
 /// The lab channels and their normalization: the config's list (default: every catalogue lab with a
 /// public reference interval) or the DP selection (`"auto"`), then DP quantiles for the chosen channels
 /// without a public reference interval. Returns the spec and the DP releases made.

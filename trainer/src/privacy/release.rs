@@ -62,8 +62,10 @@ pub fn gaussian(
     // the kernels' sampler works in f32; counts and histogram cells are far below 2^24
     let cpu = kernels::cpu::Cpu::new(1).map_err(|e| ReleaseError::Noise(e.to_string()))?;
     let mut buf: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-    cpu.add_normal(&mut buf, std as f32, 1.0, &source.key(u64::MAX >> 16, stream))
-        .map_err(|e| ReleaseError::Noise(e.to_string()))?;
+    // the last step of the stream space: DP-SGD steps count up from 0 and never reach it
+    let key = source.key(super::noise::MAX_STEPS - 1, stream).map_err(|e| ReleaseError::Noise(e.to_string()))?;
+    let grid = super::noise::snapping_grid(std as f32);
+    cpu.add_normal(&mut buf, std as f32, 1.0, grid, &key).map_err(|e| ReleaseError::Noise(e.to_string()))?;
     for (v, n) in values.iter_mut().zip(&buf) {
         *v = *n as f64;
     }
