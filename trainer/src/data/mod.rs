@@ -7,8 +7,8 @@
 //! a run. No error or report prints a patient value or identifier: they name files, lines, resources,
 //! fields and kinds.
 
-pub mod bounded;
 pub mod auto;
+pub mod bounded;
 pub mod catalog;
 pub mod check;
 pub mod csv;
@@ -24,8 +24,8 @@ pub mod reportable;
 pub mod split;
 pub mod text;
 pub mod time;
-pub mod walk;
 pub mod units;
+pub mod walk;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
