@@ -115,9 +115,34 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
         let before = &text.as_bytes()[..span.start.min(text.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
-        format!("line {line}, column {column}: ")
+        let key = key_at(text, span.start).map(|k| format!(", key {k}")).unwrap_or_default();
+        format!("line {line}, column {column}{key}: ")
     });
     format!("{}{}", at.unwrap_or_default(), redact_quoted(e.message()))
+}
+
+/// The dotted key (`features.buckets`) whose line holds byte `pos`: the table header in force there and
+/// the name before `=`, when both are plain names ([`quoted`] would print them); else `None`.
+fn key_at(text: &str, pos: usize) -> Option<String> {
+    let plain = |s: &str| quoted(s).starts_with('"');
+    let mut table = String::new();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let end = start + line.len();
+        let t = line.trim();
+        if pos >= start && pos < end.max(start + 1) {
+            let name = t.split_once('=')?.0.trim();
+            if !plain(name) {
+                return None;
+            }
+            return Some(if table.is_empty() { name.to_owned() } else { format!("{table}.{name}") });
+        }
+        if let Some(h) = t.strip_prefix('[').and_then(|h| h.split_once(']')).map(|(h, _)| h.trim()) {
+            table = if plain(h) { h.to_owned() } else { String::new() };
+        }
+        start = end;
+    }
+    None
 }
 
 /// Replaces each `"..."` or `` `...` `` fragment of a message by [`quoted`] of its content.
@@ -154,6 +179,18 @@ pub fn redact_quoted(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_type_error_lost_the_key_when_the_source_line_was_dropped() {
+        let text = "input = \"x\"\n[features]\nbuckets = 1e9\n";
+        let e = toml::from_str::<toml::Table>(text).err();
+        assert!(e.is_none(), "valid TOML");
+        assert_eq!(key_at(text, text.find("1e9").unwrap()).as_deref(), Some("features.buckets"));
+        assert_eq!(key_at(text, 2).as_deref(), Some("input"));
+        // a key that is not a plain name (it could be anything a user pasted) is not printed
+        let odd = "[features]\n\"090-1234-5678\" = 3\n";
+        assert_eq!(key_at(odd, odd.find('3').unwrap()), None);
+    }
 
     #[test]
     fn closed_sets_return_their_own_spelling_and_nothing_else() {
