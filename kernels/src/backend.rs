@@ -156,13 +156,54 @@ pub struct AdamW {
     pub weight_decay: f32,
 }
 
+/// An elementwise activation function (PyTorch semantics; GELU is the exact erf form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+    Gelu,
+    Sigmoid,
+    Tanh,
+}
+
+impl Activation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+        }
+    }
+}
+
+/// What a masked key's attention score becomes before the softmax.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum MaskFill {
+    /// -inf: masked keys get no weight, and a query whose keys are all masked attends to nothing (zeros).
+    #[default]
+    NegInf,
+    /// `scale * score + value` (Hugging Face BERT adds the most negative finite f32, `f32::MIN`): a query
+    /// whose keys are all masked then spreads its weight over all of them.
+    Add(f32),
+}
+
+impl AsRef<GroupRows> for GroupRows {
+    fn as_ref(&self) -> &GroupRows {
+        self
+    }
+}
+
 /// The compute device. Kernels validate the sizes of the buffers they are given and return
 /// `KernelError::Shape` rather than reading out of bounds.
-pub trait Backend: Send + Sync {
+pub trait Backend: Send + Sync + 'static {
     /// f32 buffer on the device.
     type Buf: Send + Sync;
     /// u32 buffer on the device (token ids, class labels).
     type Ids: Send + Sync;
+    /// A privacy group layout on the device, built once per step by [`Backend::groups`] and read by
+    /// every per-group kernel of that step (a GPU uploads the offsets once, not once per layer). It
+    /// keeps the host layout too, which the host-side algorithms read.
+    type Groups: Send + Sync + AsRef<GroupRows>;
 
     fn name(&self) -> &'static str;
     fn threads(&self) -> usize;
@@ -186,6 +227,8 @@ pub trait Backend: Send + Sync {
     fn resize(&self, buf: &mut Self::Buf, len: usize) -> Result<()>;
     fn fill(&self, buf: &mut Self::Buf, value: f32) -> Result<()>;
     fn copy(&self, dst: &mut Self::Buf, src: &Self::Buf) -> Result<()>;
+    /// The device copy of a group layout (see [`Backend::Groups`]).
+    fn groups(&self, layout: &GroupRows) -> Result<Self::Groups>;
 
     // ---- matmul ----
     /// See [`Gemm`] and [`MatView`].
@@ -203,8 +246,12 @@ pub trait Backend: Send + Sync {
     // ---- elementwise and reductions ----
     /// y: [R, D] = broadcast bias: [D]
     fn broadcast_rows(&self, y: &mut Self::Buf, bias: &Self::Buf, rows: usize) -> Result<()>;
-    /// out = a + b (same length)
-    fn add(&self, out: &mut Self::Buf, a: &Self::Buf, b: &Self::Buf) -> Result<()>;
+    /// out = a + b (same length); composed of `copy` and `add_assign` unless a backend fuses it
+    fn add(&self, out: &mut Self::Buf, a: &Self::Buf, b: &Self::Buf) -> Result<()> {
+        self.resize(out, self.len(a))?;
+        self.copy(out, a)?;
+        self.add_assign(out, b)
+    }
     /// y += x (same length)
     fn add_assign(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()>;
     /// out: [G, D] = per-group sums of x: [R, D] rows (`rows_per_example` rows per example)
@@ -213,13 +260,40 @@ pub trait Backend: Send + Sync {
         out: &mut Self::Buf,
         x: &Self::Buf,
         d: usize,
-        groups: &GroupRows,
+        groups: &Self::Groups,
         rows_per_example: usize,
     ) -> Result<()>;
     /// out: [G] += squared L2 norm of each row of x: [G, D]
     fn add_row_sq_norms(&self, out: &mut Self::Buf, x: &Self::Buf, d: usize) -> Result<()>;
-    /// x: [R, W] -> head: [R, W-1] = x[:, :W-1], last: [R] = x[:, W-1]
-    fn split_last_column(&self, head: &mut Self::Buf, last: &mut Self::Buf, x: &Self::Buf, w: usize) -> Result<()>;
+    /// dst[r, dst_col .. dst_col+width] = src[r, src_col .. src_col+width] for r < rows, where dst rows are
+    /// `dst_w` wide and src rows `src_w` wide (concatenation and its backward, column splits)
+    #[allow(clippy::too_many_arguments)]
+    fn copy_columns(
+        &self,
+        dst: &mut Self::Buf,
+        dst_w: usize,
+        dst_col: usize,
+        src: &Self::Buf,
+        src_w: usize,
+        src_col: usize,
+        width: usize,
+        rows: usize,
+    ) -> Result<()>;
+    /// out: [D] = sum of the rows of x: [R, D]; composed of `group_row_sums` over one group
+    fn sum_rows(&self, out: &mut Self::Buf, x: &Self::Buf, d: usize) -> Result<()> {
+        let rows = if d == 0 { 0 } else { self.len(x) / d };
+        let all = self.groups(&GroupRows::single(rows))?;
+        self.group_row_sums(out, x, d, &all, 1)
+    }
+    /// x: [R, W] -> head: [R, W-1] = x[:, :W-1], last: [R] = x[:, W-1]; composed of `copy_columns`
+    fn split_last_column(&self, head: &mut Self::Buf, last: &mut Self::Buf, x: &Self::Buf, w: usize) -> Result<()> {
+        if w == 0 {
+            return Err(crate::KernelError::Invalid { op: "split_last_column", msg: "width 0 has no last column".into() });
+        }
+        let rows = self.len(x) / w;
+        self.copy_columns(head, w - 1, 0, x, w, 0, w - 1, rows)?;
+        self.copy_columns(last, 1, 0, x, w, w - 1, 1, rows)
+    }
     /// out: [D] (= or +=) sum_g w[g] * x[g, :]   (x: [G, D], w: [G]); fixed order over g
     fn weighted_row_sum(
         &self,
@@ -240,21 +314,24 @@ pub trait Backend: Send + Sync {
         d: usize,
         append_factor: bool,
         factors: &Self::Buf,
-        groups: &GroupRows,
+        groups: &Self::Groups,
         rows_per_example: usize,
     ) -> Result<()>;
     /// factors: [G] = min(1, clip / sqrt(sq_norms[g])), and 1 where the norm is 0
     fn clip_factors(&self, factors: &mut Self::Buf, sq_norms: &Self::Buf, clip: f32) -> Result<()>;
 
     // ---- activations ----
-    /// y = max(x, 0)
-    fn relu_forward(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()>;
-    /// dx = dy * (y > 0)  (y is the forward output)
-    fn relu_backward(&self, dx: &mut Self::Buf, dy: &Self::Buf, y: &Self::Buf) -> Result<()>;
-    /// y = x * Phi(x), the exact erf GELU
-    fn gelu_forward(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()>;
-    /// dx = dy * GELU'(x)
-    fn gelu_backward(&self, dx: &mut Self::Buf, dy: &Self::Buf, x: &Self::Buf) -> Result<()>;
+    /// y = f(x) elementwise
+    fn activation_forward(&self, f: Activation, y: &mut Self::Buf, x: &Self::Buf) -> Result<()>;
+    /// dx = dy * f'(x), from the forward input x or output y (whichever `f` needs; both are given)
+    fn activation_backward(
+        &self,
+        f: Activation,
+        dx: &mut Self::Buf,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        y: &Self::Buf,
+    ) -> Result<()>;
 
     // ---- layer norm ----
     /// x: [R, C] -> y: [R, C] =, mean: [R] =, rstd: [R] =
@@ -285,8 +362,9 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     // ---- attention ----
-    /// att: [B, H, T, T] in place: softmax over the last axis of `scale * att`, keys with mask[b, s] == 0
-    /// get -inf; a query row whose keys are all masked becomes all zeros.
+    /// att: [B, H, T, T] in place: softmax over the last axis of `scale * att`, where keys with
+    /// mask[b, s] == 0 get `fill` (see [`MaskFill`]).
+    #[allow(clippy::too_many_arguments)]
     fn masked_softmax_forward(
         &self,
         att: &mut Self::Buf,
@@ -295,6 +373,7 @@ pub trait Backend: Send + Sync {
         h: usize,
         t: usize,
         scale: f32,
+        fill: MaskFill,
     ) -> Result<()>;
     /// datt: [B, H, T, T] in place: dscores = scale * att * (datt - sum_s(datt * att))
     fn softmax_backward(&self, datt: &mut Self::Buf, att: &Self::Buf, t: usize, scale: f32) -> Result<()>;
@@ -318,7 +397,7 @@ pub trait Backend: Send + Sync {
         dy: &Self::Buf,
         d: usize,
         factors: Option<&Self::Buf>,
-        groups: &GroupRows,
+        groups: &Self::Groups,
         rows_per_example: usize,
     ) -> Result<()>;
     /// out: [G] += || sum over the group's rows of dy scattered at ids ||^2, i.e.
@@ -329,7 +408,7 @@ pub trait Backend: Send + Sync {
         ids: &Self::Ids,
         dy: &Self::Buf,
         d: usize,
-        groups: &GroupRows,
+        groups: &Self::Groups,
         rows_per_example: usize,
     ) -> Result<()>;
 
@@ -385,7 +464,7 @@ pub trait Backend: Send + Sync {
         dy: &Self::Buf,
         d_in: usize,
         d_out: usize,
-        groups: &GroupRows,
+        groups: &Self::Groups,
         rows_per_example: usize,
         strategy: NormStrategy,
     ) -> Result<()>;

@@ -6,6 +6,12 @@ use thiserror::Error;
 pub enum KernelError {
     #[error("shape mismatch in {op}: {what}: expected {expected}, got {got}")]
     Shape { op: &'static str, what: &'static str, expected: usize, got: usize },
+    /// A layer's input or parameter of the wrong shape: names the tensor (its module path) and both shapes.
+    #[error("shape mismatch in {tensor}: expected {expected}, got {got}")]
+    Tensor { tensor: String, expected: String, got: String },
+    /// A layer used out of order or in a way it does not support (named by its module path).
+    #[error("{layer}: {msg}")]
+    Layer { layer: String, msg: String },
     #[error("invalid argument to {op}: {msg}")]
     Invalid { op: &'static str, msg: String },
     #[error("device unavailable: {0}")]

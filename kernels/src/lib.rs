@@ -8,7 +8,7 @@ pub mod error;
 pub mod nn;
 pub mod optim;
 
-pub use backend::{AdamW, Backend, Gemm, GroupRows, MatView, NoiseKey, NormStrategy};
+pub use backend::{Activation, AdamW, Backend, Gemm, GroupRows, MaskFill, MatView, NoiseKey, NormStrategy};
 pub use cpu::Cpu;
 pub use error::{KernelError, Result};
 pub use optim::{Optimizer, OptimizerKind};

@@ -3,9 +3,15 @@
 //! several examples, and both norm strategies.
 
 mod common;
+use common::drive::{Driver, HostBatch};
 use common::{assert_close, Rng};
-use kernels::nn::{Embedding, GradReduce, LayerNorm, Linear};
+use kernels::nn::{Embeddings, Ids, LayerNorm, Linear};
 use kernels::{Backend, Cpu, GroupRows, NormStrategy};
+
+/// A host batch of `examples` examples of `t` rows of `x` (width from its length).
+fn rows(examples: usize, t: usize, x: &[f32]) -> HostBatch {
+    HostBatch { examples, x: x.to_vec(), per_example: t, mask: None, ids: None }
+}
 
 fn layouts() -> Vec<GroupRows> {
     vec![GroupRows::per_example(6), GroupRows { offsets: vec![0, 1, 3, 4, 6] }, GroupRows::single(6)]
@@ -27,6 +33,9 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
                 let x = rng.vec(rows * d_in, 1.0);
                 let dy = rng.vec(rows * d_out, 1.0);
                 let mut l = Linear::new(&be, "l", d_in, d_out).unwrap();
+                let mut drv = Driver::new(&be);
+                drv.forward(&be, &mut l, &self::rows(groups.examples(), t, &x), false).unwrap();
+                drv.backward(&be, &mut l, &dy).unwrap();
                 // explicit per-group gradients
                 let mut per_group_w = vec![];
                 let mut per_group_b = vec![];
@@ -46,8 +55,7 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
                     per_group_w.push(gw);
                     per_group_b.push(gb);
                 }
-                let mut norms = vec![0.0f32; groups.groups()];
-                l.add_group_sq_norms(&be, &mut norms, &x, &dy, &groups, t, strategy).unwrap();
+                let norms = drv.norms(&be, &mut l, &groups, strategy).unwrap();
                 assert_close(
                     &format!("linear norms t={t} {strategy:?} {:?}", groups.offsets),
                     &norms,
@@ -56,15 +64,15 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
                     1e-5,
                 );
                 let factors: Vec<f32> = (0..groups.groups()).map(|g| 0.25 + 0.5 * (g % 3) as f32 / 2.0).collect();
-                l.param_grads(&be, &x, &dy, &GradReduce { groups: &groups, factors: Some(&factors) }, t).unwrap();
+                let g = drv.param_grads(&be, &mut l, &groups, Some(&factors)).unwrap();
                 let want_w: Vec<f32> = (0..d_out * d_in)
                     .map(|j| per_group_w.iter().zip(&factors).map(|(g, &c)| c as f64 * g[j]).sum::<f64>() as f32)
                     .collect();
                 let want_b: Vec<f32> = (0..d_out)
                     .map(|j| per_group_b.iter().zip(&factors).map(|(g, &c)| c as f64 * g[j]).sum::<f64>() as f32)
                     .collect();
-                assert_close("linear clipped dW", &l.weight.grad, &want_w, 1e-4, 1e-5);
-                assert_close("linear clipped db", &l.bias.grad, &want_b, 1e-4, 1e-5);
+                assert_close("linear clipped dW", &g[0], &want_w, 1e-4, 1e-5);
+                assert_close("linear clipped db", &g[1], &want_b, 1e-4, 1e-5);
             }
         }
     }
@@ -81,16 +89,19 @@ fn linear_clipped_sum_scales_the_narrower_operand_either_way() {
         let dy = rng.vec(3 * 4 * d_out, 1.0);
         let factors = vec![0.5f32, 2.0];
         let mut l = Linear::new(&be, "l", d_in, d_out).unwrap();
-        l.param_grads(&be, &x, &dy, &GradReduce { groups: &groups, factors: Some(&factors) }, 4).unwrap();
+        let mut drv = Driver::new(&be);
+        drv.forward(&be, &mut l, &rows(3, 4, &x), false).unwrap();
+        drv.backward(&be, &mut l, &dy).unwrap();
+        let clipped = drv.param_grads(&be, &mut l, &groups, Some(&factors)).unwrap();
         let mut scaled = dy.clone();
         for r in 0..12 {
             let f = if r < 8 { 0.5 } else { 2.0 };
             scaled[r * d_out..(r + 1) * d_out].iter_mut().for_each(|v| *v *= f);
         }
-        let mut plain = Linear::new(&be, "l", d_in, d_out).unwrap();
-        plain.param_grads(&be, &x, &scaled, &GradReduce::plain(&GroupRows::single(3)), 4).unwrap();
-        assert_close("dW", &l.weight.grad, &plain.weight.grad, 1e-5, 1e-6);
-        assert_close("db", &l.bias.grad, &plain.bias.grad, 1e-5, 1e-6);
+        drv.backward(&be, &mut l, &scaled).unwrap();
+        let plain = drv.param_grads(&be, &mut l, &GroupRows::single(3), None).unwrap();
+        assert_close("dW", &clipped[0], &plain[0], 1e-5, 1e-6);
+        assert_close("db", &clipped[1], &plain[1], 1e-5, 1e-6);
     }
 }
 
@@ -103,7 +114,11 @@ fn embedding_group_norms_count_repeated_ids_once_per_group() {
         let rows = groups.examples() * t;
         let ids: Vec<u32> = (0..rows).map(|_| rng.below(vocab) as u32).collect();
         let dy = rng.vec(rows * d, 1.0);
-        let mut e = Embedding::new(&be, "embed", vocab, d).unwrap();
+        let mut e = Embeddings::new(&be, "embeddings", d, &[("embed", vocab, Ids::Tokens)]).unwrap();
+        let mut drv = Driver::new(&be);
+        let b = HostBatch { examples: groups.examples(), ids: Some((ids.clone(), t)), ..Default::default() };
+        drv.forward(&be, &mut e, &b, false).unwrap();
+        drv.backward(&be, &mut e, &dy).unwrap();
         let mut want = vec![];
         let mut per_group = vec![];
         for g in 0..groups.groups() {
@@ -116,15 +131,14 @@ fn embedding_group_norms_count_repeated_ids_once_per_group() {
             want.push(sq(&grad) as f32);
             per_group.push(grad);
         }
-        let mut norms = vec![0.0f32; groups.groups()];
-        e.add_group_sq_norms(&be, &mut norms, &ids, &dy, &groups, t).unwrap();
+        let norms = drv.norms(&be, &mut e, &groups, NormStrategy::Auto).unwrap();
         assert_close(&format!("embedding norms {:?}", groups.offsets), &norms, &want, 1e-5, 1e-6);
         let factors: Vec<f32> = (0..groups.groups()).map(|g| 1.0 / (1.0 + g as f32)).collect();
-        e.param_grads(&be, &ids, &dy, &GradReduce { groups: &groups, factors: Some(&factors) }, t).unwrap();
+        let g = drv.param_grads(&be, &mut e, &groups, Some(&factors)).unwrap();
         let want_sum: Vec<f32> = (0..vocab * d)
             .map(|j| per_group.iter().zip(&factors).map(|(g, &c)| c as f64 * g[j]).sum::<f64>() as f32)
             .collect();
-        assert_close("embedding clipped sum", &e.table.grad, &want_sum, 1e-5, 1e-6);
+        assert_close("embedding clipped sum", &g[0], &want_sum, 1e-5, 1e-6);
     }
 }
 
@@ -139,10 +153,9 @@ fn layer_norm_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
         let dy = rng.vec(rows * d, 1.0);
         let mut ln = LayerNorm::new(&be, "ln", d).unwrap();
         ln.gamma.value = rng.vec(d, 1.0);
-        let mut y = vec![];
-        ln.forward(&be, &mut y, &x, rows).unwrap();
-        let mut dx = vec![];
-        ln.backward_input(&be, &mut dx, &dy, &x, rows).unwrap();
+        let mut drv = Driver::new(&be);
+        drv.forward(&be, &mut ln, &self::rows(groups.examples(), t, &x), false).unwrap();
+        drv.backward(&be, &mut ln, &dy).unwrap();
         let mut want = vec![];
         let mut per_group = vec![];
         for g in 0..groups.groups() {
@@ -161,19 +174,18 @@ fn layer_norm_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
             want.push((sq(&dg) + sq(&db)) as f32);
             per_group.push((dg, db));
         }
-        let mut norms = vec![0.0f32; groups.groups()];
-        ln.add_group_sq_norms(&be, &mut norms, &dy, &groups, t).unwrap();
+        let norms = drv.norms(&be, &mut ln, &groups, NormStrategy::Auto).unwrap();
         assert_close("layer norm norms", &norms, &want, 1e-4, 1e-5);
         let factors: Vec<f32> = (0..groups.groups()).map(|g| 0.3 + 0.1 * g as f32).collect();
-        ln.param_grads(&be, &dy, &GradReduce { groups: &groups, factors: Some(&factors) }, t).unwrap();
+        let g = drv.param_grads(&be, &mut ln, &groups, Some(&factors)).unwrap();
         let want_g: Vec<f32> = (0..d)
             .map(|j| per_group.iter().zip(&factors).map(|((g, _), &c)| c as f64 * g[j]).sum::<f64>() as f32)
             .collect();
         let want_b: Vec<f32> = (0..d)
             .map(|j| per_group.iter().zip(&factors).map(|((_, b), &c)| c as f64 * b[j]).sum::<f64>() as f32)
             .collect();
-        assert_close("layer norm clipped dgamma", &ln.gamma.grad, &want_g, 1e-4, 1e-5);
-        assert_close("layer norm clipped dbeta", &ln.beta.grad, &want_b, 1e-4, 1e-5);
+        assert_close("layer norm clipped dgamma", &g[0], &want_g, 1e-4, 1e-5);
+        assert_close("layer norm clipped dbeta", &g[1], &want_b, 1e-4, 1e-5);
     }
 }
 
@@ -203,11 +215,11 @@ fn rows_with_zero_output_gradient_do_not_change_group_norms() {
     }
     // rows 17..23 of the last group all but one zero: the single-row path
     for strategy in [NormStrategy::Ghost, NormStrategy::Materialize] {
-        let mut norms = vec![0.0f32; groups.groups()];
-        Linear::<Cpu>::new(&be, "l", d_in, d_out)
-            .unwrap()
-            .add_group_sq_norms(&be, &mut norms, &x, &dy, &groups, t, strategy)
-            .unwrap();
+        let mut l = Linear::<Cpu>::new(&be, "l", d_in, d_out).unwrap();
+        let mut drv = Driver::new(&be);
+        drv.forward(&be, &mut l, &self::rows(groups.examples(), t, &x), false).unwrap();
+        drv.backward(&be, &mut l, &dy).unwrap();
+        let norms = drv.norms(&be, &mut l, &groups, strategy).unwrap();
         let want: Vec<f32> = (0..groups.groups())
             .map(|g| {
                 let mut gw = vec![0.0f64; d_out * (d_in + 1)];

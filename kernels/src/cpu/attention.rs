@@ -2,6 +2,7 @@
 //! att: [B, H, T, T] (query rows, key columns), mask: [B, T] (1 keep, 0 masked key).
 
 use super::{math, reduce};
+use crate::backend::MaskFill;
 use crate::error::{check_len, Result};
 use rayon::prelude::*;
 
@@ -12,7 +13,16 @@ pub(crate) fn masked_softmax_forward(
     h: usize,
     t: usize,
     scale: f32,
+    fill: MaskFill,
 ) -> Result<()> {
+    if let MaskFill::Add(v) = fill {
+        if !v.is_finite() {
+            return Err(crate::KernelError::Invalid {
+                op: "masked_softmax_forward",
+                msg: format!("an additive mask value must be finite (MaskFill::NegInf is -inf), got {v}"),
+            });
+        }
+    }
     check_len("masked_softmax_forward", "att", b * h * t * t, att.len())?;
     check_len("masked_softmax_forward", "mask", b * t, mask.len())?;
     if t == 0 {
@@ -20,6 +30,19 @@ pub(crate) fn masked_softmax_forward(
     }
     att.par_chunks_mut(t * t).enumerate().for_each(|(bh, block)| {
         let m = &mask[(bh / h) * t..(bh / h + 1) * t];
+        if let MaskFill::Add(add) = fill {
+            // Hugging Face: scores * scale + (mask == 0) * add, then a plain softmax
+            for row in block.chunks_mut(t) {
+                for (v, &k) in row.iter_mut().zip(m) {
+                    *v = if k != 0.0 { *v * scale } else { *v * scale + add };
+                }
+                let max = reduce::max(row);
+                row.iter_mut().for_each(|v| *v = math::exp(*v - max));
+                let inv = 1.0 / reduce::sum(row);
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+            return;
+        }
         for row in block.chunks_mut(t) {
             // branch-free so that it vectorizes: masked keys become -inf, then exp gives them 0 via keep
             for (v, &k) in row.iter_mut().zip(m) {

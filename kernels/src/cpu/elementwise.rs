@@ -146,6 +146,38 @@ pub(crate) fn add_row_sq_norms(out: &mut [f32], x: &[f32], d: usize) -> Result<(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn copy_columns(
+    dst: &mut [f32],
+    dst_w: usize,
+    dst_col: usize,
+    src: &[f32],
+    src_w: usize,
+    src_col: usize,
+    width: usize,
+    rows: usize,
+) -> Result<()> {
+    if dst_col + width > dst_w || src_col + width > src_w {
+        return Err(KernelError::Invalid {
+            op: "copy_columns",
+            msg: format!(
+                "columns {dst_col}..{} of rows {dst_w} wide, from columns {src_col}..{} of rows {src_w} wide",
+                dst_col + width,
+                src_col + width
+            ),
+        });
+    }
+    check_len("copy_columns", "dst", rows * dst_w, dst.len())?;
+    check_len("copy_columns", "src", rows * src_w, src.len())?;
+    if width == 0 {
+        return Ok(());
+    }
+    for (d, s) in dst.chunks_exact_mut(dst_w).zip(src.chunks_exact(src_w)) {
+        d[dst_col..dst_col + width].copy_from_slice(&s[src_col..src_col + width]);
+    }
+    Ok(())
+}
+
 pub(crate) fn split_last_column(head: &mut [f32], last: &mut [f32], x: &[f32], w: usize) -> Result<()> {
     if w == 0 {
         return Err(KernelError::Invalid { op: "split_last_column", msg: "width must be at least 1".into() });

@@ -15,7 +15,7 @@ mod rng;
 
 pub use matmul::gemm_naive;
 
-use crate::backend::{AdamW, Backend, Gemm, GroupRows, MatView, NoiseKey, NormStrategy};
+use crate::backend::{Activation, AdamW, Backend, Gemm, GroupRows, MaskFill, MatView, NoiseKey, NormStrategy};
 use crate::error::{check_len, KernelError, Result};
 use std::sync::Arc;
 
@@ -52,6 +52,7 @@ impl std::fmt::Debug for Cpu {
 impl Backend for Cpu {
     type Buf = Vec<f32>;
     type Ids = Vec<u32>;
+    type Groups = GroupRows;
 
     fn name(&self) -> &'static str {
         "cpu"
@@ -111,6 +112,11 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn groups(&self, layout: &GroupRows) -> Result<GroupRows> {
+        check_group_layout(layout)?;
+        Ok(layout.clone())
+    }
+
     fn gemm(
         &self,
         c: &mut Vec<f32>,
@@ -146,6 +152,23 @@ impl Backend for Cpu {
     fn add_row_sq_norms(&self, out: &mut Vec<f32>, x: &Vec<f32>, d: usize) -> Result<()> {
         self.run(|| elementwise::add_row_sq_norms(out, x, d))
     }
+    fn copy_columns(
+        &self,
+        dst: &mut Vec<f32>,
+        dst_w: usize,
+        dst_col: usize,
+        src: &Vec<f32>,
+        src_w: usize,
+        src_col: usize,
+        width: usize,
+        rows: usize,
+    ) -> Result<()> {
+        elementwise::copy_columns(dst, dst_w, dst_col, src, src_w, src_col, width, rows)
+    }
+    fn sum_rows(&self, out: &mut Vec<f32>, x: &Vec<f32>, d: usize) -> Result<()> {
+        let rows = if d == 0 { 0 } else { x.len() / d };
+        self.run(|| elementwise::group_row_sums(self.threads, out, x, d, &GroupRows::single(rows), 1))
+    }
     fn split_last_column(&self, head: &mut Vec<f32>, last: &mut Vec<f32>, x: &Vec<f32>, w: usize) -> Result<()> {
         elementwise::split_last_column(head, last, x, w)
     }
@@ -175,17 +198,30 @@ impl Backend for Cpu {
         elementwise::clip_factors(factors, sq_norms, clip)
     }
 
-    fn relu_forward(&self, y: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
-        self.run(|| elementwise::unary("relu_forward", y, x, |v| v.max(0.0)))
+    fn activation_forward(&self, f: Activation, y: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
+        self.run(|| match f {
+            Activation::Relu => elementwise::unary("relu_forward", y, x, |v| v.max(0.0)),
+            Activation::Gelu => elementwise::unary("gelu_forward", y, x, elementwise::gelu),
+            Activation::Sigmoid => elementwise::unary("sigmoid_forward", y, x, math::sigmoid),
+            Activation::Tanh => elementwise::unary("tanh_forward", y, x, math::tanh),
+        })
     }
-    fn relu_backward(&self, dx: &mut Vec<f32>, dy: &Vec<f32>, y: &Vec<f32>) -> Result<()> {
-        self.run(|| elementwise::binary("relu_backward", dx, dy, y, |g, y| if y > 0.0 { g } else { 0.0 }))
-    }
-    fn gelu_forward(&self, y: &mut Vec<f32>, x: &Vec<f32>) -> Result<()> {
-        self.run(|| elementwise::unary("gelu_forward", y, x, elementwise::gelu))
-    }
-    fn gelu_backward(&self, dx: &mut Vec<f32>, dy: &Vec<f32>, x: &Vec<f32>) -> Result<()> {
-        self.run(|| elementwise::binary("gelu_backward", dx, dy, x, |g, x| g * elementwise::gelu_grad(x)))
+    fn activation_backward(
+        &self,
+        f: Activation,
+        dx: &mut Vec<f32>,
+        dy: &Vec<f32>,
+        x: &Vec<f32>,
+        y: &Vec<f32>,
+    ) -> Result<()> {
+        self.run(|| match f {
+            Activation::Relu => elementwise::binary("relu_backward", dx, dy, y, |g, y| if y > 0.0 { g } else { 0.0 }),
+            Activation::Gelu => {
+                elementwise::binary("gelu_backward", dx, dy, x, |g, x| g * elementwise::gelu_grad(x))
+            }
+            Activation::Sigmoid => elementwise::binary("sigmoid_backward", dx, dy, y, |g, y| g * y * (1.0 - y)),
+            Activation::Tanh => elementwise::binary("tanh_backward", dx, dy, y, |g, y| g * (1.0 - y * y)),
+        })
     }
 
     fn layer_norm_forward(
@@ -223,8 +259,9 @@ impl Backend for Cpu {
         h: usize,
         t: usize,
         scale: f32,
+        fill: MaskFill,
     ) -> Result<()> {
-        self.run(|| attention::masked_softmax_forward(att, mask, b, h, t, scale))
+        self.run(|| attention::masked_softmax_forward(att, mask, b, h, t, scale, fill))
     }
     fn softmax_backward(&self, datt: &mut Vec<f32>, att: &Vec<f32>, t: usize, scale: f32) -> Result<()> {
         self.run(|| attention::softmax_backward(datt, att, t, scale))
@@ -358,6 +395,18 @@ impl Backend for Cpu {
     ) -> Result<()> {
         self.run(|| elementwise::adamw_step(w, g, m, v, h, t))
     }
+}
+
+/// Offsets must start at 0 and never decrease: a group owns the rows between two offsets.
+fn check_group_layout(layout: &GroupRows) -> Result<()> {
+    let o = &layout.offsets;
+    if o.first().is_some_and(|&f| f != 0) || o.windows(2).any(|w| w[1] < w[0]) {
+        return Err(KernelError::Invalid {
+            op: "groups",
+            msg: format!("group offsets must start at 0 and not decrease ({} offsets)", o.len()),
+        });
+    }
+    Ok(())
 }
 
 /// The snapping grid must be a positive, normal power of two: `1/g` is then exact and the snap

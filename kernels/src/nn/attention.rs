@@ -1,14 +1,23 @@
-//! Multi-head self-attention with a key mask and a fused qkv projection.
-//! x: [B, T, D] -> qkv: [B, T, 3, H, hd] (q, then k, then v: PyTorch's `view(B, T, 3, H, hd)`)
-//! -> att: [B, H, T, T] = softmax(q k^T / sqrt(hd)), masked keys -inf -> ctx: [B, T, H, hd] = att v
-//! -> out: [B, T, D] = o(ctx).
+//! Multi-head self-attention with a key mask: q, k, v projections (one fused Linear(D, 3D) whose
+//! output is PyTorch's `view(B, T, 3, H, hd)`, or three separate Linears as in Hugging Face BERT), then
+//! att: [B, H, T, T] = softmax(q k^T / sqrt(hd)) with masked keys filled (see [`MaskFill`]),
+//! ctx: [B, T, H, hd] = att v, and out = o(ctx).
 //! Backward (=): dctx = o^T dout; datt = dctx v^T; dv = att^T dctx; dscores = softmax'(datt);
-//! dq = dscores k; dk = dscores^T q; dx = qkv^T dqkv.
+//! dq = dscores k; dk = dscores^T q; then each projection's backward into the input gradient.
 
+use super::layer::{kept, Layer, Slot, Step};
 use super::linear::Linear;
 use super::param::{GradReduce, Param};
-use crate::backend::{Backend, Gemm, GroupRows, MatView, NormStrategy};
+use crate::backend::{Backend, Gemm, MaskFill, MatView, NormStrategy};
 use crate::error::{KernelError, Result};
+
+/// The q, k and v projections.
+pub enum Projections<B: Backend> {
+    /// one Linear(D, 3D): q, then k, then v along its output features
+    Fused(Linear<B>),
+    /// three Linear(D, D)
+    Separate { q: Linear<B>, k: Linear<B>, v: Linear<B> },
+}
 
 /// Where the per-(batch, head) matrices lie, for `T` steps.
 struct Views {
@@ -28,10 +37,17 @@ fn transpose(mut m: MatView) -> MatView {
 }
 
 impl Views {
-    fn new(d: usize, heads: usize, t: usize) -> Self {
-        let (d3, hd) = (3 * d, d / heads);
-        // q (part 0), k (1) or v (2) of head-batch (b, h) inside qkv_out, as a [T, hd] matrix
-        let part = |p: usize| MatView::row_major(p * d, d3).batched(t * d3, hd);
+    fn new(d: usize, heads: usize, t: usize, fused: bool) -> Self {
+        let hd = d / heads;
+        // q (part 0), k (1) or v (2) of head-batch (b, h) as a [T, hd] matrix: inside the fused
+        // projection's [B, T, 3, H, hd] output, or at the start of its own [B, T, H, hd] buffer
+        let part = |p: usize| {
+            if fused {
+                MatView::row_major(p * d, 3 * d).batched(t * 3 * d, hd)
+            } else {
+                MatView::row_major(0, d).batched(t * d, hd)
+            }
+        };
         let att = MatView::row_major(0, t).batched(heads * t * t, t * t);
         Views {
             q: part(0),
@@ -47,103 +63,186 @@ impl Views {
 }
 
 pub struct SelfAttention<B: Backend> {
-    pub qkv: Linear<B>,
+    name: String,
+    pub proj: Projections<B>,
     pub o: Linear<B>,
     pub heads: usize,
     pub d: usize,
-    // saved by forward
-    pub qkv_out: B::Buf,
-    pub att: B::Buf,
-    pub ctx: B::Buf,
-    // gradient kept for param_grads
-    pub dqkv: B::Buf,
+    pub fill: MaskFill,
+    /// the q, k and v slots of the last forward (all three the fused projection's output)
+    qkv: Option<(Slot, Slot, Slot)>,
+    ctx: Option<Slot>,
+    att: B::Buf,
     datt: B::Buf,
-    dctx: B::Buf,
 }
 
 impl<B: Backend> SelfAttention<B> {
-    pub fn new(be: &B, prefix: &str, d: usize, heads: usize) -> Result<Self> {
+    fn check(name: &str, d: usize, heads: usize) -> Result<()> {
         if heads == 0 || d % heads != 0 {
-            return Err(KernelError::Invalid {
-                op: "SelfAttention::new",
+            return Err(KernelError::Layer {
+                layer: name.into(),
                 msg: format!("width {d} is not divisible by {heads} heads"),
             });
         }
+        Ok(())
+    }
+
+    /// A fused qkv projection `{prefix}.qkv` and output `{prefix}.o`; masked keys get -inf.
+    pub fn new(be: &B, prefix: &str, d: usize, heads: usize) -> Result<Self> {
+        Self::check(prefix, d, heads)?;
+        let proj = Projections::Fused(Linear::new(be, &format!("{prefix}.qkv"), d, 3 * d)?);
+        Self::build(be, prefix, proj, Linear::new(be, &format!("{prefix}.o"), d, d)?, heads, MaskFill::NegInf)
+    }
+
+    /// Separate projections named by their module paths (Hugging Face: `...attention.self.query`,
+    /// `.key`, `.value`, output `...attention.output.dense`), with the given mask fill.
+    pub fn separate(be: &B, name: &str, d: usize, heads: usize, qkv: [&str; 3], o: &str, fill: MaskFill) -> Result<Self> {
+        Self::check(name, d, heads)?;
+        let proj = Projections::Separate {
+            q: Linear::new(be, qkv[0], d, d)?,
+            k: Linear::new(be, qkv[1], d, d)?,
+            v: Linear::new(be, qkv[2], d, d)?,
+        };
+        Self::build(be, name, proj, Linear::new(be, o, d, d)?, heads, fill)
+    }
+
+    fn build(be: &B, name: &str, proj: Projections<B>, o: Linear<B>, heads: usize, fill: MaskFill) -> Result<Self> {
+        let d = o.d_in;
         Ok(SelfAttention {
-            qkv: Linear::new(be, &format!("{prefix}.qkv"), d, 3 * d)?,
-            o: Linear::new(be, &format!("{prefix}.o"), d, d)?,
+            name: name.to_string(),
+            proj,
+            o,
             heads,
             d,
-            qkv_out: be.zeros(0)?,
+            fill,
+            qkv: None,
+            ctx: None,
             att: be.zeros(0)?,
-            ctx: be.zeros(0)?,
-            dqkv: be.zeros(0)?,
             datt: be.zeros(0)?,
-            dctx: be.zeros(0)?,
         })
     }
 
     fn hd(&self) -> usize {
         self.d / self.heads
     }
-    /// x: [B*T, D], mask: [B, T] -> y: [B*T, D] =
-    pub fn forward(&mut self, be: &B, y: &mut B::Buf, x: &B::Buf, mask: &B::Buf, b: usize, t: usize) -> Result<()> {
-        let (h, hd) = (self.heads, self.hd());
-        let v = Views::new(self.d, h, t);
-        self.qkv.forward(be, &mut self.qkv_out, x, b * t)?;
-        be.resize(&mut self.att, b * h * t * t)?;
-        // scores = q k^T (the 1/sqrt(hd) scale is applied inside the softmax)
-        be.gemm(&mut self.att, v.att, &self.qkv_out, v.q, &self.qkv_out, v.k_t, Gemm::new(t, t, hd).batched(b, h))?;
-        be.masked_softmax_forward(&mut self.att, mask, b, h, t, 1.0 / (hd as f32).sqrt())?;
-        be.resize(&mut self.ctx, b * t * self.d)?;
-        be.gemm(&mut self.ctx, v.ctx, &self.att, v.att, &self.qkv_out, v.v, Gemm::new(t, hd, t).batched(b, h))?;
-        self.o.forward(be, y, &self.ctx, b * t)
+    fn fused(&self) -> bool {
+        matches!(self.proj, Projections::Fused(_))
+    }
+    fn projections(&self) -> Vec<&Linear<B>> {
+        match &self.proj {
+            Projections::Fused(l) => vec![l],
+            Projections::Separate { q, k, v } => vec![q, k, v],
+        }
+    }
+    fn projections_mut(&mut self) -> Vec<&mut Linear<B>> {
+        match &mut self.proj {
+            Projections::Fused(l) => vec![l],
+            Projections::Separate { q, k, v } => vec![q, k, v],
+        }
+    }
+}
+
+impl<B: Backend> Layer<B> for SelfAttention<B> {
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    /// dy: [B*T, D] -> dx: [B*T, D] =
-    pub fn backward_input(&mut self, be: &B, dx: &mut B::Buf, dy: &B::Buf, b: usize, t: usize) -> Result<()> {
-        let (h, hd) = (self.heads, self.hd());
-        let v = Views::new(self.d, h, t);
-        self.o.backward_input(be, &mut self.dctx, dy, b * t)?;
+    fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
+        let (b, t) = (s.examples, s.per_example(x));
+        let mask = s.mask.ok_or_else(|| KernelError::Layer { layer: self.name.clone(), msg: "needs a key mask [B, T]".into() })?;
+        if s.be.len(mask) != b * t {
+            return Err(KernelError::Tensor {
+                tensor: format!("{} mask", self.name),
+                expected: format!("[{b}, {t}]"),
+                got: format!("{} values", s.be.len(mask)),
+            });
+        }
+        let (qs, ks, vs) = match &mut self.proj {
+            Projections::Fused(l) => {
+                let o = l.forward(s, x)?;
+                (o, o, o)
+            }
+            Projections::Separate { q, k, v } => (q.forward(s, x)?, k.forward(s, x)?, v.forward(s, x)?),
+        };
+        self.qkv = Some((qs, ks, vs));
+        let (h, hd, be) = (self.heads, self.hd(), s.be);
+        let v = Views::new(self.d, h, t, self.fused());
+        be.resize(&mut self.att, b * h * t * t)?;
+        // scores = q k^T (the 1/sqrt(hd) scale is applied inside the softmax)
+        be.gemm(&mut self.att, v.att, s.act(qs)?, v.q, s.act(ks)?, v.k_t, Gemm::new(t, t, hd).batched(b, h))?;
+        be.masked_softmax_forward(&mut self.att, mask, b, h, t, 1.0 / (hd as f32).sqrt(), self.fill)?;
+        let ctx = s.slot(&mut self.ctx)?;
+        let (att, d) = (&self.att, self.d);
+        s.write_act(ctx, t, |s, c| {
+            be.resize(c, b * t * d)?;
+            be.gemm(c, v.ctx, att, v.att, s.act(vs)?, v.v, Gemm::new(t, hd, t).batched(b, h))
+        })?;
+        self.o.forward(s, ctx)
+    }
+
+    fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
+        let (ctx, _) = kept(&self.name, self.ctx, self.ctx)?;
+        let (qs, ks, vs) = self.qkv.ok_or_else(|| KernelError::Layer { layer: self.name.clone(), msg: "backward before forward".into() })?;
+        self.o.backward(s, false)?;
+        let (b, t, h, hd, be) = (s.examples, s.per_example(ctx), self.heads, self.hd(), s.be);
+        let fused = self.fused();
+        let v = Views::new(self.d, h, t, fused);
+        let width = if fused { 3 * self.d } else { self.d };
+        let g = Gemm::new(t, hd, t).batched(b, h);
         // datt = dctx v^T
         be.resize(&mut self.datt, b * h * t * t)?;
-        be.gemm(&mut self.datt, v.att, &self.dctx, v.ctx, &self.qkv_out, v.v_t, Gemm::new(t, t, hd).batched(b, h))?;
+        be.gemm(&mut self.datt, v.att, s.grad(ctx)?, v.ctx, s.act(vs)?, v.v_t, Gemm::new(t, t, hd).batched(b, h))?;
         // dv = att^T dctx
-        be.resize(&mut self.dqkv, b * t * 3 * self.d)?;
-        be.gemm(&mut self.dqkv, v.v, &self.att, v.att_t, &self.dctx, v.ctx, Gemm::new(t, hd, t).batched(b, h))?;
+        let att = &self.att;
+        s.update_grad(vs, |s, dv| {
+            be.resize(dv, b * t * width)?;
+            be.gemm(dv, v.v, att, v.att_t, s.grad(ctx)?, v.ctx, g)
+        })?;
         // dscores (scale included)
         be.softmax_backward(&mut self.datt, &self.att, t, 1.0 / (hd as f32).sqrt())?;
         // dq = dscores k ; dk = dscores^T q
-        be.gemm(&mut self.dqkv, v.q, &self.datt, v.att, &self.qkv_out, v.k, Gemm::new(t, hd, t).batched(b, h))?;
-        be.gemm(&mut self.dqkv, v.k, &self.datt, v.att_t, &self.qkv_out, v.q, Gemm::new(t, hd, t).batched(b, h))?;
-        self.qkv.backward_input(be, dx, &self.dqkv, b * t)
+        let datt = &self.datt;
+        s.update_grad(qs, |s, dq| {
+            be.resize(dq, b * t * width)?;
+            be.gemm(dq, v.q, datt, v.att, s.act(ks)?, v.k, g)
+        })?;
+        s.update_grad(ks, |s, dk| {
+            be.resize(dk, b * t * width)?;
+            be.gemm(dk, v.k, datt, v.att_t, s.act(qs)?, v.q, g)
+        })?;
+        for (i, p) in self.projections_mut().into_iter().enumerate() {
+            p.backward(s, acc || i > 0)?;
+        }
+        Ok(())
     }
 
-    /// x: the forward input of the qkv projection; dy: the output gradient given to backward_input
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_group_sq_norms(
-        &self,
-        be: &B,
-        norms: &mut B::Buf,
-        x: &B::Buf,
-        dy: &B::Buf,
-        groups: &GroupRows,
-        t: usize,
-        strategy: NormStrategy,
-    ) -> Result<()> {
-        self.qkv.add_group_sq_norms(be, norms, x, &self.dqkv, groups, t, strategy)?;
-        self.o.add_group_sq_norms(be, norms, &self.ctx, dy, groups, t, strategy)
+    fn add_group_sq_norms(&mut self, s: &Step<B>, norms: &mut B::Buf, groups: &B::Groups, st: NormStrategy) -> Result<()> {
+        for p in self.projections_mut() {
+            p.add_group_sq_norms(s, norms, groups, st)?;
+        }
+        self.o.add_group_sq_norms(s, norms, groups, st)
     }
 
-    pub fn param_grads(&mut self, be: &B, x: &B::Buf, dy: &B::Buf, reduce: &GradReduce<B>, t: usize) -> Result<()> {
-        self.qkv.param_grads(be, x, &self.dqkv, reduce, t)?;
-        self.o.param_grads(be, &self.ctx, dy, reduce, t)
+    fn param_grads(&mut self, s: &Step<B>, reduce: &GradReduce<B>) -> Result<()> {
+        for p in self.projections_mut() {
+            p.param_grads(s, reduce)?;
+        }
+        self.o.param_grads(s, reduce)
     }
 
-    pub fn params(&self) -> Vec<&Param<B>> {
-        self.qkv.params().into_iter().chain(self.o.params()).collect()
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Param<B>)) {
+        self.projections().into_iter().for_each(|p| p.visit(f));
+        self.o.visit(f)
     }
-    pub fn params_mut(&mut self) -> Vec<&mut Param<B>> {
-        self.qkv.params_mut().into_iter().chain(self.o.params_mut()).collect()
+    fn visit_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
+        match &mut self.proj {
+            Projections::Fused(l) => l.visit_mut(f),
+            Projections::Separate { q, k, v } => {
+                q.visit_mut(f);
+                k.visit_mut(f);
+                v.visit_mut(f)
+            }
+        }
+        self.o.visit_mut(f)
     }
 }

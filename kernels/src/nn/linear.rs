@@ -1,36 +1,44 @@
 //! Linear: x: [R, Din], W: [Dout, Din], b: [Dout] -> y: [R, Dout] = x W^T + b.
-//! backward_input (=): dx = dy W.  param_grads (=): dW = (c ⊙ dY)^T X, db = sum_r c_r dy_r, scaling
-//! whichever of X and dY is narrower.
+//! backward (= or +=): dx = dy W.  param_grads (=): dW = (c ⊙ dY)^T X, db = sum_r c_r dy_r, scaling
+//! whichever of X and dY is narrower. Per-group norms: the backend's `linear_group_sq_norms`.
 
-use super::param::{GradReduce, Param};
-use crate::backend::{Backend, Gemm, GroupRows, MatView, NormStrategy};
+use super::layer::{check_input, kept, Layer, Slot, Step};
+use super::param::{GradReduce, Param, ParamInit};
+use crate::backend::{Backend, Gemm, MatView, NormStrategy};
 use crate::error::Result;
 
 pub struct Linear<B: Backend> {
+    name: String,
     pub weight: Param<B>,
     pub bias: Param<B>,
     pub d_in: usize,
     pub d_out: usize,
+    x: Option<Slot>,
+    out: Option<Slot>,
     scaled: B::Buf,
     /// [Dout, Din+1]: the clipped weight gradient with the bias gradient as its last column
     grad_with_bias: B::Buf,
 }
 
 impl<B: Backend> Linear<B> {
-    /// A zero-initialized layer; `prefix` is its module path (`net.0`), giving `net.0.weight`.
+    /// A zero-filled layer; `prefix` is its module path (`net.0`), giving `net.0.weight`.
     pub fn new(be: &B, prefix: &str, d_in: usize, d_out: usize) -> Result<Self> {
+        let init = ParamInit::Uniform { bound: 1.0 / (d_in.max(1) as f64).sqrt() };
         Ok(Linear {
-            weight: Param::zeros(be, format!("{prefix}.weight"), &[d_out, d_in])?,
-            bias: Param::zeros(be, format!("{prefix}.bias"), &[d_out])?,
+            name: prefix.to_string(),
+            weight: Param::new(be, format!("{prefix}.weight"), &[d_out, d_in], init)?,
+            bias: Param::new(be, format!("{prefix}.bias"), &[d_out], init)?,
             d_in,
             d_out,
+            x: None,
+            out: None,
             scaled: be.zeros(0)?,
             grad_with_bias: be.zeros(0)?,
         })
     }
 
-    /// x: [R, Din] -> y: [R, Dout] =
-    pub fn forward(&self, be: &B, y: &mut B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
+    /// y: [R, Dout] = x W^T + b, for x: [R, Din]
+    fn apply(&self, be: &B, y: &mut B::Buf, x: &B::Buf, rows: usize) -> Result<()> {
         be.resize(y, rows * self.d_out)?;
         be.broadcast_rows(y, &self.bias.value, rows)?;
         be.gemm(
@@ -43,47 +51,63 @@ impl<B: Backend> Linear<B> {
             Gemm::new(rows, self.d_out, self.d_in).accumulate(),
         )
     }
+}
 
-    /// dy: [R, Dout] -> dx: [R, Din] = dy W
-    pub fn backward_input(&self, be: &B, dx: &mut B::Buf, dy: &B::Buf, rows: usize) -> Result<()> {
-        be.resize(dx, rows * self.d_in)?;
-        be.gemm(
-            dx,
-            MatView::row_major(0, self.d_in),
-            dy,
-            MatView::row_major(0, self.d_out),
-            &self.weight.value,
-            MatView::row_major(0, self.d_in),
-            Gemm::new(rows, self.d_in, self.d_out),
-        )
+impl<B: Backend> Layer<B> for Linear<B> {
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    /// norms: [G] += ||dW_g||^2 + ||db_g||^2
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_group_sq_norms(
-        &self,
-        be: &B,
+    fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
+        check_input(s, &self.name, x, self.d_in)?;
+        let out = s.slot(&mut self.out)?;
+        self.x = Some(x);
+        let rows = s.rows(x);
+        s.write_act(out, s.per_example(x), |s, y| self.apply(s.be, y, s.act(x)?, rows))?;
+        Ok(out)
+    }
+
+    fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
+        let (x, out) = kept(&self.name, self.x, self.out)?;
+        let rows = s.rows(x);
+        let (d_in, d_out) = (self.d_in, self.d_out);
+        s.update_grad(x, |s, dx| {
+            let g = Gemm::new(rows, d_in, d_out);
+            let g = if acc {
+                g.accumulate()
+            } else {
+                s.be.resize(dx, rows * d_in)?;
+                g
+            };
+            s.be.gemm(
+                dx,
+                MatView::row_major(0, d_in),
+                s.grad(out)?,
+                MatView::row_major(0, d_out),
+                &self.weight.value,
+                MatView::row_major(0, d_in),
+                g,
+            )
+        })
+    }
+
+    fn add_group_sq_norms(
+        &mut self,
+        s: &Step<B>,
         norms: &mut B::Buf,
-        x: &B::Buf,
-        dy: &B::Buf,
-        groups: &GroupRows,
-        rows_per_example: usize,
+        groups: &B::Groups,
         strategy: NormStrategy,
     ) -> Result<()> {
-        be.linear_group_sq_norms(norms, x, dy, self.d_in, self.d_out, groups, rows_per_example, strategy)
+        let (x, out) = kept(&self.name, self.x, self.out)?;
+        let pe = s.per_example(x);
+        s.be.linear_group_sq_norms(norms, s.act(x)?, s.grad(out)?, self.d_in, self.d_out, groups, pe, strategy)
     }
 
-    /// weight.grad, bias.grad = the (clipped) sums over the batch
-    pub fn param_grads(
-        &mut self,
-        be: &B,
-        x: &B::Buf,
-        dy: &B::Buf,
-        reduce: &GradReduce<B>,
-        rows_per_example: usize,
-    ) -> Result<()> {
+    fn param_grads(&mut self, s: &Step<B>, reduce: &GradReduce<B>) -> Result<()> {
+        let (x_slot, out) = kept(&self.name, self.x, self.out)?;
+        let (be, x, dy, pe) = (s.be, s.act(x_slot)?, s.grad(out)?, s.per_example(x_slot));
         let (d_in, d_out) = (self.d_in, self.d_out);
-        let rows = reduce.groups.examples() * rows_per_example;
+        let rows = s.rows(x_slot);
         let dy_t = MatView::transposed(0, d_out);
         let Some(factors) = reduce.factors else {
             be.gemm(
@@ -95,12 +119,12 @@ impl<B: Backend> Linear<B> {
                 MatView::row_major(0, d_in),
                 Gemm::new(d_out, d_in, rows),
             )?;
-            return be.group_row_sums(&mut self.bias.grad, dy, d_out, &GroupRows::single(rows), 1);
+            return be.sum_rows(&mut self.bias.grad, dy, d_out);
         };
         // (c ⊙ dY)^T [X, 1] = dY^T [c ⊙ X, c]: scale the narrower of X and dY
         if d_in < d_out {
             be.resize(&mut self.scaled, rows * (d_in + 1))?;
-            be.scale_rows_by_group(&mut self.scaled, x, d_in, true, factors, reduce.groups, rows_per_example)?;
+            be.scale_rows_by_group(&mut self.scaled, x, d_in, true, factors, reduce.groups, pe)?;
             be.resize(&mut self.grad_with_bias, d_out * (d_in + 1))?;
             be.gemm(
                 &mut self.grad_with_bias,
@@ -114,7 +138,7 @@ impl<B: Backend> Linear<B> {
             be.split_last_column(&mut self.weight.grad, &mut self.bias.grad, &self.grad_with_bias, d_in + 1)
         } else {
             be.resize(&mut self.scaled, rows * d_out)?;
-            be.scale_rows_by_group(&mut self.scaled, dy, d_out, false, factors, reduce.groups, rows_per_example)?;
+            be.scale_rows_by_group(&mut self.scaled, dy, d_out, false, factors, reduce.groups, pe)?;
             be.gemm(
                 &mut self.weight.grad,
                 MatView::row_major(0, d_in),
@@ -124,14 +148,16 @@ impl<B: Backend> Linear<B> {
                 MatView::row_major(0, d_in),
                 Gemm::new(d_out, d_in, rows),
             )?;
-            be.group_row_sums(&mut self.bias.grad, &self.scaled, d_out, &GroupRows::single(rows), 1)
+            be.sum_rows(&mut self.bias.grad, &self.scaled, d_out)
         }
     }
 
-    pub fn params(&self) -> [&Param<B>; 2] {
-        [&self.weight, &self.bias]
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Param<B>)) {
+        f(&self.weight);
+        f(&self.bias);
     }
-    pub fn params_mut(&mut self) -> [&mut Param<B>; 2] {
-        [&mut self.weight, &mut self.bias]
+    fn visit_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
+        f(&mut self.weight);
+        f(&mut self.bias);
     }
 }

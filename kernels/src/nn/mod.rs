@@ -1,25 +1,26 @@
-//! Layers with explicit forward and backward, generic over the [`Backend`](crate::Backend).
-//!
-//! Every parametric layer follows the same DP contract, in two calls after its input backward:
-//! - `add_group_sq_norms(norms, ...)`: `norms[g] +=` the squared norm of privacy group g's gradient of
-//!   this layer's parameters, from the activations and output gradients of the one backward pass;
-//! - `param_grads(..., &GradReduce)`: `param.grad =` the sum over groups of `c_g` times group g's
-//!   gradient (`c_g = 1` without clipping), as one weighted matmul `X^T (c ⊙ dY)` for a Linear.
-//! A model sums the norms of all its layers before any `param_grads`, since `c_g` needs the whole norm.
+//! Layers with explicit forward and backward, generic over the [`Backend`](crate::Backend), and the
+//! compositions models are made of. See [`layer`] for the contract every layer keeps (what forward
+//! keeps, the DP norm and clipped-gradient calls, the named-parameter visitor).
 //!
 //! Shape legend: `R` rows (= `B` examples x `T` steps for sequence layers), `D` model width,
 //! `H` heads, `V` vocabulary, `G` groups.
 
+mod activation;
 mod attention;
 mod block;
 mod embedding;
+pub mod layer;
 mod layer_norm;
 mod linear;
 mod param;
+mod pool;
 
-pub use attention::SelfAttention;
-pub use block::EncoderBlock;
-pub use embedding::Embedding;
-pub use layer_norm::LayerNorm;
+pub use activation::Act;
+pub use attention::{Projections, SelfAttention};
+pub use block::{boxed, post_ln_block, pre_ln_block};
+pub use embedding::{Embeddings, Ids};
+pub use layer::{Concat, Layer, Residual, Sequential, Slot, Step, Tape};
+pub use layer_norm::{LayerNorm, LAYER_NORM_EPS};
 pub use linear::Linear;
-pub use param::{GradReduce, Param};
+pub use param::{GradReduce, Param, ParamInit};
+pub use pool::MaskedMeanPool;

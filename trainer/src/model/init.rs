@@ -1,7 +1,9 @@
-//! PyTorch's default initialization from a seeded stream: Linear weight and bias U(-1/sqrt(in),
-//! 1/sqrt(in)), Embedding N(0, 1); LayerNorm starts at weight 1, bias 0 (set by the layer itself).
+//! PyTorch's default initialization from a seeded stream, driven by each parameter's `init`: Linear
+//! weight and bias U(-1/sqrt(in), 1/sqrt(in)), Embedding N(0, 1); LayerNorm weight 1, bias 0 (set by
+//! the layer itself). Parameters draw in visiting order, so a model's initial weights depend only on
+//! its seed and its layer order.
 
-use kernels::nn::{Embedding, Linear};
+use kernels::nn::{Layer, ParamInit};
 use kernels::Backend;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -22,20 +24,26 @@ impl Init {
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
     }
 
-    fn uniform_values(&mut self, n: usize, bound: f64) -> Vec<f32> {
-        (0..n).map(|_| ((2.0 * self.uniform() - 1.0) * bound) as f32).collect()
-    }
-
-    pub fn linear<B: Backend>(&mut self, be: &B, layer: &mut Linear<B>) -> kernels::Result<()> {
-        let bound = 1.0 / (layer.d_in as f64).sqrt();
-        layer.weight.value = be.upload(&self.uniform_values(layer.d_in * layer.d_out, bound))?;
-        layer.bias.value = be.upload(&self.uniform_values(layer.d_out, bound))?;
-        Ok(())
-    }
-
-    pub fn embedding<B: Backend>(&mut self, be: &B, layer: &mut Embedding<B>) -> kernels::Result<()> {
-        let values: Vec<f32> = (0..layer.vocab * layer.d).map(|_| self.normal() as f32).collect();
-        layer.table.value = be.upload(&values)?;
-        Ok(())
+    /// Draws every parameter of `layer` that starts random.
+    pub fn params<B: Backend>(&mut self, be: &B, layer: &mut dyn Layer<B>) -> kernels::Result<()> {
+        let mut result = Ok(());
+        layer.visit_mut(&mut |p| {
+            if result.is_err() {
+                return;
+            }
+            let n = p.numel();
+            let values: Option<Vec<f32>> = match p.init {
+                ParamInit::Uniform { bound } => Some((0..n).map(|_| ((2.0 * self.uniform() - 1.0) * bound) as f32).collect()),
+                ParamInit::Normal => Some((0..n).map(|_| self.normal() as f32).collect()),
+                ParamInit::Ones | ParamInit::Zeros => None,
+            };
+            if let Some(v) = values {
+                match be.upload(&v) {
+                    Ok(buf) => p.value = buf,
+                    Err(e) => result = Err(e),
+                }
+            }
+        });
+        result
     }
 }

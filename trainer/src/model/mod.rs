@@ -1,20 +1,22 @@
-//! Models: the lab-series MLP and the transformer encoder (lab series or clinical text), written out
-//! layer by layer over the compute layer's [`Backend`]. Each model implements [`Model`], whose calls a
+//! Models: the lab-series MLP and the transformer encoder (lab series or clinical text), each one
+//! composition of the compute layer's layers ([`Net`]). Each model implements [`Model`], whose calls a
 //! training step makes in a fixed order: forward, backward, (DP) per-group norms, parameter gradients.
 
 mod encoder;
 mod host;
 mod init;
 mod mlp;
+mod net;
 pub mod workload;
 
 pub use encoder::{Encoder, EncoderConfig, EncoderInput};
 pub use host::{HostBatch, HostInputs, HostTargets};
 pub use init::Init;
 pub use mlp::{Mlp, MlpConfig};
+pub use net::{Net, NetInput};
 
 use kernels::nn::{GradReduce, Param};
-use kernels::{Backend, GroupRows, NormStrategy, Result};
+use kernels::{Backend, NormStrategy, Result};
 
 /// Model inputs on the device.
 pub enum Inputs<B: Backend> {
@@ -56,11 +58,17 @@ pub trait Model<B: Backend>: Send {
         be: &B,
         batch: &Batch<B>,
         norms: &mut B::Buf,
-        groups: &GroupRows,
+        groups: &B::Groups,
         strategy: NormStrategy,
     ) -> Result<()>;
     /// Every parameter's `grad` = the (clipped) sum over groups.
     fn param_grads(&mut self, be: &B, batch: &Batch<B>, reduce: &GradReduce<B>) -> Result<()>;
+
+    /// Ok when every layer gives exact per-group norms; otherwise the error names the first that does
+    /// not (a private step refuses such a model).
+    fn check_private(&self) -> Result<()> {
+        Ok(())
+    }
 
     fn num_params(&self) -> usize {
         self.params().iter().map(|p| p.numel()).sum()
@@ -91,12 +99,15 @@ impl<B: Backend> Model<B> for Box<dyn Model<B>> {
         be: &B,
         batch: &Batch<B>,
         norms: &mut B::Buf,
-        groups: &GroupRows,
+        groups: &B::Groups,
         strategy: NormStrategy,
     ) -> Result<()> {
         (**self).add_group_sq_norms(be, batch, norms, groups, strategy)
     }
     fn param_grads(&mut self, be: &B, batch: &Batch<B>, reduce: &GradReduce<B>) -> Result<()> {
         (**self).param_grads(be, batch, reduce)
+    }
+    fn check_private(&self) -> Result<()> {
+        (**self).check_private()
     }
 }

@@ -83,6 +83,8 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
                     msg: format!("invalid DP parameters {params:?}"),
                 });
             }
+            // a layer without exact per-group norms would void the guarantee: refused by name
+            model.check_private()?;
         }
         Ok(Trainer {
             model,
@@ -158,13 +160,16 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
                 ),
             });
         }
+        let g = groups.groups();
+        // the group layout goes to the device once per step
+        let groups = &be.groups(groups)?;
         match clip_norm {
-            None => self.model.param_grads(be, batch, &GradReduce::plain(&GroupRows::single(batch.examples)))?,
+            None => self.model.param_grads(be, batch, &GradReduce::plain(groups))?,
             Some(c) => {
-                be.resize(&mut self.norms, groups.groups())?;
+                be.resize(&mut self.norms, g)?;
                 be.fill(&mut self.norms, 0.0)?;
                 self.model.add_group_sq_norms(be, batch, &mut self.norms, groups, self.strategy)?;
-                be.resize(&mut self.factors, groups.groups())?;
+                be.resize(&mut self.factors, g)?;
                 be.clip_factors(&mut self.factors, &self.norms, c)?;
                 stats.clipped_groups = be.download(&self.factors)?.iter().filter(|&&f| f < 1.0).count();
                 self.model.param_grads(be, batch, &GradReduce { groups, factors: Some(&self.factors) })?;

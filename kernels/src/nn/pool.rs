@@ -1,0 +1,67 @@
+//! Masked mean pooling over time: h: [B*T, C], mask: [B, T] -> [B, C] = sum_t h*m / max(sum_t m, 1).
+//! T is the rows per example of its input; the output has one row per example. No parameters.
+
+use super::layer::{kept, Layer, Slot, Step};
+use super::param::{GradReduce, Param};
+use crate::backend::{Backend, NormStrategy};
+use crate::error::{KernelError, Result};
+
+pub struct MaskedMeanPool {
+    name: String,
+    width: usize,
+    x: Option<Slot>,
+    out: Option<Slot>,
+}
+
+impl MaskedMeanPool {
+    pub fn new(name: impl Into<String>, width: usize) -> Self {
+        MaskedMeanPool { name: name.into(), width, x: None, out: None }
+    }
+}
+
+fn mask<'s, B: Backend>(s: &'s Step<B>, name: &str, rows: usize) -> Result<&'s B::Buf> {
+    let m = s.mask.ok_or_else(|| KernelError::Layer { layer: name.into(), msg: "needs a key mask [B, T]".into() })?;
+    if s.be.len(m) != rows {
+        return Err(KernelError::Tensor {
+            tensor: format!("{name} mask"),
+            expected: format!("[{}, {}]", s.examples, rows / s.examples.max(1)),
+            got: format!("{} values", s.be.len(m)),
+        });
+    }
+    Ok(m)
+}
+
+impl<B: Backend> Layer<B> for MaskedMeanPool {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
+        super::layer::check_input(s, &self.name, x, self.width)?;
+        let out = s.slot(&mut self.out)?;
+        self.x = Some(x);
+        let (t, c, name) = (s.per_example(x), self.width, &self.name);
+        s.write_act(out, 1, |s, y| {
+            let m = mask(s, name, s.rows(x))?;
+            s.be.resize(y, s.examples * c)?;
+            s.be.masked_mean_pool_forward(y, s.act(x)?, m, t, c)
+        })?;
+        Ok(out)
+    }
+    fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
+        let (x, out) = kept(&self.name, self.x, self.out)?;
+        let (t, c, name) = (s.per_example(x), self.width, &self.name);
+        s.write_grad(x, acc, |s, dx| {
+            let m = mask(s, name, s.rows(x))?;
+            s.be.resize(dx, s.rows(x) * c)?;
+            s.be.masked_mean_pool_backward(dx, s.grad(out)?, m, t, c)
+        })
+    }
+    fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {
+        Ok(())
+    }
+    fn param_grads(&mut self, _: &Step<B>, _: &GradReduce<B>) -> Result<()> {
+        Ok(())
+    }
+    fn visit<'a>(&'a self, _: &mut dyn FnMut(&'a Param<B>)) {}
+    fn visit_mut<'a>(&'a mut self, _: &mut dyn FnMut(&'a mut Param<B>)) {}
+}
