@@ -288,7 +288,10 @@ pub trait Backend: Send + Sync + 'static {
     /// x: [R, W] -> head: [R, W-1] = x[:, :W-1], last: [R] = x[:, W-1]; composed of `copy_columns`
     fn split_last_column(&self, head: &mut Self::Buf, last: &mut Self::Buf, x: &Self::Buf, w: usize) -> Result<()> {
         if w == 0 {
-            return Err(crate::KernelError::Invalid { op: "split_last_column", msg: "width 0 has no last column".into() });
+            return Err(crate::KernelError::Invalid {
+                op: "split_last_column",
+                msg: "width 0 has no last column".into(),
+            });
         }
         let rows = self.len(x) / w;
         self.copy_columns(head, w - 1, 0, x, w, 0, w - 1, rows)?;
@@ -377,6 +380,45 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<()>;
     /// datt: [B, H, T, T] in place: dscores = scale * att * (datt - sum_s(datt * att))
     fn softmax_backward(&self, datt: &mut Self::Buf, att: &Self::Buf, t: usize, scale: f32) -> Result<()>;
+
+    // ---- recurrent ----
+    /// One GRU time step `t` for all `b` examples (PyTorch's gates r, z, n, in that order). The row of
+    /// example e at step t is row `e*steps + t` of every `[B*T, *]` buffer. gi, gh: [B*T, 3H] the input
+    /// and hidden projections (biases included); h_prev: [B*T, H] the state entering each step.
+    /// Writes gates[e,t] = (r, z, n), h[e,t] = (1-z) n + z h_prev[e,t], and h_prev[e,t+1] = h[e,t]
+    /// when t+1 < steps, where r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r gh_n).
+    #[allow(clippy::too_many_arguments)]
+    fn gru_step_forward(
+        &self,
+        h: &mut Self::Buf,
+        h_prev: &mut Self::Buf,
+        gates: &mut Self::Buf,
+        gi: &Self::Buf,
+        gh: &Self::Buf,
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()>;
+    /// The backward of [`Backend::gru_step_forward`] at step t: with dh = dy[e,t] + carry[e] (carry:
+    /// [B, H], the gradient reaching h[e,t] from step t+1), writes dgi[e,t] and dgh[e,t] (the gradients
+    /// of the 3H pre-activations; they differ in the n gate, dgh_n = r dgi_n) and carry[e] = z dh, the
+    /// direct part of the gradient at h_prev[e,t] (the caller adds dgh W_hh).
+    #[allow(clippy::too_many_arguments)]
+    fn gru_step_backward(
+        &self,
+        dgi: &mut Self::Buf,
+        dgh: &mut Self::Buf,
+        carry: &mut Self::Buf,
+        dy: &Self::Buf,
+        gates: &Self::Buf,
+        gh: &Self::Buf,
+        h_prev: &Self::Buf,
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()>;
 
     // ---- embedding ----
     /// y: [R, D] (= or +=) table[ids[r], :]

@@ -17,7 +17,8 @@ const TOL: f64 = 2e-3;
 /// masked when `all_masked`), and token ids below `vocab`.
 fn batch(seed: u64, examples: usize, t: usize, width: usize, vocab: usize, all_masked: bool) -> HostBatch {
     let mut rng = Rng::new(seed);
-    let mut mask: Vec<f32> = (0..examples * t).map(|i| if i % t == 0 || rng.below(4) != 0 { 1.0 } else { 0.0 }).collect();
+    let mut mask: Vec<f32> =
+        (0..examples * t).map(|i| if i % t == 0 || rng.below(4) != 0 { 1.0 } else { 0.0 }).collect();
     if all_masked {
         mask[(examples - 1) * t..].iter_mut().for_each(|m| *m = 0.0);
     }
@@ -31,11 +32,25 @@ fn batch(seed: u64, examples: usize, t: usize, width: usize, vocab: usize, all_m
 }
 
 fn linear_rows(be: &impl Backend) {
-    check_layer(be, "linear (one row per example)", |be| boxed(Linear::new(be, "l", 5, 4).unwrap()), &batch(1, 5, 1, 5, 1, false), true, TOL);
+    check_layer(
+        be,
+        "linear (one row per example)",
+        |be| boxed(Linear::new(be, "l", 5, 4).unwrap()),
+        &batch(1, 5, 1, 5, 1, false),
+        true,
+        TOL,
+    );
 }
 
 fn linear_sequence(be: &impl Backend) {
-    check_layer(be, "linear (3 rows per example)", |be| boxed(Linear::new(be, "l", 4, 6).unwrap()), &batch(2, 4, 3, 4, 1, false), true, TOL);
+    check_layer(
+        be,
+        "linear (3 rows per example)",
+        |be| boxed(Linear::new(be, "l", 4, 6).unwrap()),
+        &batch(2, 4, 3, 4, 1, false),
+        true,
+        TOL,
+    );
 }
 
 fn activations(be: &impl Backend) {
@@ -61,11 +76,21 @@ fn attention_fused(be: &impl Backend) {
 
 fn attention_separate_hf(be: &impl Backend) {
     let make = |be: &_| {
-        boxed(SelfAttention::separate(be, "att", 8, 2, ["att.q", "att.k", "att.v"], "att.o", MaskFill::Add(f32::MIN)).unwrap())
+        boxed(
+            SelfAttention::separate(be, "att", 8, 2, ["att.q", "att.k", "att.v"], "att.o", MaskFill::Add(f32::MIN))
+                .unwrap(),
+        )
     };
-        // no fully masked example: its scores rounded away by f32::MIN have zero finite differences,
+    // no fully masked example: its scores rounded away by f32::MIN have zero finite differences,
     // while autograd (Hugging Face's and ours) passes the gradient through the addition
-    check_layer(be, "attention (separate q/k/v, additive f32::MIN mask)", make, &batch(6, 4, 5, 8, 1, false), true, TOL);
+    check_layer(
+        be,
+        "attention (separate q/k/v, additive f32::MIN mask)",
+        make,
+        &batch(6, 4, 5, 8, 1, false),
+        true,
+        TOL,
+    );
 }
 
 fn pre_ln(be: &impl Backend) {
@@ -80,7 +105,15 @@ fn post_ln(be: &impl Backend) {
 
 fn embeddings(be: &impl Backend) {
     let make = |be: &_| {
-        boxed(Embeddings::new(be, "emb", 6, &[("word", 9, Ids::Tokens), ("pos", 5, Ids::Positions), ("type", 2, Ids::Constant(1))]).unwrap())
+        boxed(
+            Embeddings::new(
+                be,
+                "emb",
+                6,
+                &[("word", 9, Ids::Tokens), ("pos", 5, Ids::Positions), ("type", 2, Ids::Constant(1))],
+            )
+            .unwrap(),
+        )
     };
     check_layer(be, "embeddings", make, &batch(9, 5, 4, 0, 9, false), false, TOL);
 }
@@ -90,11 +123,40 @@ fn pool(be: &impl Backend) {
     check_layer(be, "masked mean pool", make, &batch(10, 4, 4, 5, 1, true), true, TOL);
 }
 
+fn gru(be: &impl Backend) {
+    let make = |be: &_| boxed(kernels::nn::Gru::new(be, "gru", 5, 4).unwrap());
+    check_layer(be, "GRU", make, &batch(12, 4, 5, 5, 1, false), true, TOL);
+    // one step, and a GRU feeding pooling and a head (its output gradient then has zero rows)
+    check_layer(be, "GRU (one step)", make, &batch(13, 3, 1, 5, 1, false), true, TOL);
+    let pooled = |be: &_| {
+        boxed(
+            Sequential::new(
+                "net",
+                vec![make(be), boxed(MaskedMeanPool::new("pool", 4)), boxed(Linear::new(be, "head", 4, 2).unwrap())],
+            )
+            .unwrap(),
+        )
+    };
+    check_layer(be, "GRU, pool, head", pooled, &batch(14, 4, 6, 5, 1, true), true, TOL);
+}
+
 fn residual_and_concat(be: &impl Backend) {
     let make = |be: &_| {
-        let branch = Sequential::new("r", vec![boxed(Linear::new(be, "r.0", 6, 6).unwrap()), boxed(Act::new("r.1", Activation::Tanh))]).unwrap();
-        let a = Sequential::new("a", vec![boxed(Residual::new("res", boxed(branch))), boxed(MaskedMeanPool::new("a.pool", 6))]).unwrap();
-        let b = Sequential::new("b", vec![boxed(Linear::new(be, "b.0", 6, 3).unwrap()), boxed(MaskedMeanPool::new("b.pool", 3))]).unwrap();
+        let branch = Sequential::new(
+            "r",
+            vec![boxed(Linear::new(be, "r.0", 6, 6).unwrap()), boxed(Act::new("r.1", Activation::Tanh))],
+        )
+        .unwrap();
+        let a = Sequential::new(
+            "a",
+            vec![boxed(Residual::new("res", boxed(branch))), boxed(MaskedMeanPool::new("a.pool", 6))],
+        )
+        .unwrap();
+        let b = Sequential::new(
+            "b",
+            vec![boxed(Linear::new(be, "b.0", 6, 3).unwrap()), boxed(MaskedMeanPool::new("b.pool", 3))],
+        )
+        .unwrap();
         let cat = Concat::new("cat", boxed(a), boxed(b));
         boxed(Sequential::new("net", vec![boxed(cat), boxed(Linear::new(be, "head", 9, 2).unwrap())]).unwrap())
     };
@@ -113,6 +175,7 @@ backend_tests!(
     embedding_tables => crate::embeddings,
     masked_mean_pooling => crate::pool,
     residual_concat_and_head => crate::residual_and_concat,
+    gru_over_time => crate::gru,
 );
 
 /// A layer that cannot give exact per-group norms (a stand-in for batch statistics).
@@ -128,7 +191,13 @@ impl Layer<kernels::Cpu> for BatchStatistic {
     fn backward(&mut self, s: &mut Step<kernels::Cpu>, acc: bool) -> Result<()> {
         self.0.backward(s, acc)
     }
-    fn add_group_sq_norms(&mut self, _: &Step<kernels::Cpu>, _: &mut Vec<f32>, _: &kernels::GroupRows, _: NormStrategy) -> Result<()> {
+    fn add_group_sq_norms(
+        &mut self,
+        _: &Step<kernels::Cpu>,
+        _: &mut Vec<f32>,
+        _: &kernels::GroupRows,
+        _: NormStrategy,
+    ) -> Result<()> {
         Err(KernelError::Layer { layer: "net.batch_stat".into(), msg: "no per-group norm".into() })
     }
     fn param_grads(&mut self, s: &Step<kernels::Cpu>, r: &GradReduce<kernels::Cpu>) -> Result<()> {
@@ -150,12 +219,18 @@ fn a_layer_without_exact_group_norms_is_refused_by_name() {
     let be = kernels::Cpu::new(1).unwrap();
     let net = Sequential::new(
         "net",
-        vec![boxed(Linear::new(&be, "net.0", 3, 3).unwrap()), boxed(BatchStatistic(Linear::new(&be, "net.1", 3, 3).unwrap()))],
+        vec![
+            boxed(Linear::new(&be, "net.0", 3, 3).unwrap()),
+            boxed(BatchStatistic(Linear::new(&be, "net.1", 3, 3).unwrap())),
+        ],
     )
     .unwrap();
     let err = net.check_private().unwrap_err().to_string();
     assert!(err.contains("net.batch_stat"), "{err}");
-    assert!(Sequential::new("net", vec![boxed(Linear::new(&be, "net.0", 3, 3).unwrap())]).unwrap().check_private().is_ok());
+    assert!(Sequential::new("net", vec![boxed(Linear::new(&be, "net.0", 3, 3).unwrap())])
+        .unwrap()
+        .check_private()
+        .is_ok());
 }
 
 #[test]
@@ -268,4 +343,46 @@ fn losses_backward_match_finite_differences() {
     be.cross_entropy(&mut l2, &mut d2, &vec![0.0; 3], &vec![1], 3, 1.0).unwrap();
     assert!((l2[0] - 3f32.ln()).abs() < 1e-6);
     let _ = dot(&[0.0], &[0.0]);
+}
+
+#[test]
+fn gru_follows_pytorch_gates_and_names() {
+    // an independent f64 evaluation of nn.GRU's equations (gate order r, z, n; b_hn inside r * (...))
+    let be = kernels::Cpu::new(2).unwrap();
+    let (b, t, i, h) = (2, 3, 3, 2);
+    let mut g = kernels::nn::Gru::new(&be, "gru", i, h).unwrap();
+    let mut rng = Rng::new(40);
+    common::drive::randomize(&be, &mut g, &mut rng, 0.8);
+    let mut names = vec![];
+    g.visit(&mut |p| names.push(p.name.clone()));
+    assert_eq!(names, ["gru.weight_ih_l0", "gru.weight_hh_l0", "gru.bias_ih_l0", "gru.bias_hh_l0"]);
+    let (wi, wh, bi, bh) =
+        (g.weight_ih.value.clone(), g.weight_hh.value.clone(), g.bias_ih.value.clone(), g.bias_hh.value.clone());
+    let x = rng.vec(b * t * i, 1.0);
+    let mut d = common::drive::Driver::new(&be);
+    let got = d
+        .forward(&be, &mut g, &HostBatch { examples: b, x: x.clone(), per_example: t, ..Default::default() }, false)
+        .unwrap();
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let mut want = vec![];
+    for e in 0..b {
+        let mut hs = vec![0.0f64; h];
+        for s in 0..t {
+            let xr = &x[(e * t + s) * i..(e * t + s + 1) * i];
+            let lin = |w: &[f32], bias: &[f32], v: &[f64], row: usize, n: usize| {
+                bias[row] as f64 + (0..n).map(|c| w[row * n + c] as f64 * v[c]).sum::<f64>()
+            };
+            let xv: Vec<f64> = xr.iter().map(|&v| v as f64).collect();
+            let mut next = vec![0.0; h];
+            for j in 0..h {
+                let r = sig(lin(&wi, &bi, &xv, j, i) + lin(&wh, &bh, &hs, j, h));
+                let z = sig(lin(&wi, &bi, &xv, h + j, i) + lin(&wh, &bh, &hs, h + j, h));
+                let n = (lin(&wi, &bi, &xv, 2 * h + j, i) + r * lin(&wh, &bh, &hs, 2 * h + j, h)).tanh();
+                next[j] = (1.0 - z) * n + z * hs[j];
+            }
+            hs = next;
+            want.extend(hs.iter().map(|&v| v as f32));
+        }
+    }
+    common::assert_close("gru states", &got, &want, 1e-5, 1e-6);
 }

@@ -6,6 +6,7 @@ pub mod chacha;
 mod dp;
 mod elementwise;
 mod embedding;
+mod gru;
 mod layer_norm;
 pub mod math;
 mod matmul;
@@ -216,9 +217,7 @@ impl Backend for Cpu {
     ) -> Result<()> {
         self.run(|| match f {
             Activation::Relu => elementwise::binary("relu_backward", dx, dy, y, |g, y| if y > 0.0 { g } else { 0.0 }),
-            Activation::Gelu => {
-                elementwise::binary("gelu_backward", dx, dy, x, |g, x| g * elementwise::gelu_grad(x))
-            }
+            Activation::Gelu => elementwise::binary("gelu_backward", dx, dy, x, |g, x| g * elementwise::gelu_grad(x)),
             Activation::Sigmoid => elementwise::binary("sigmoid_backward", dx, dy, y, |g, y| g * y * (1.0 - y)),
             Activation::Tanh => elementwise::binary("tanh_backward", dx, dy, y, |g, y| g * (1.0 - y * y)),
         })
@@ -265,6 +264,37 @@ impl Backend for Cpu {
     }
     fn softmax_backward(&self, datt: &mut Vec<f32>, att: &Vec<f32>, t: usize, scale: f32) -> Result<()> {
         self.run(|| attention::softmax_backward(datt, att, t, scale))
+    }
+
+    fn gru_step_forward(
+        &self,
+        h: &mut Vec<f32>,
+        h_prev: &mut Vec<f32>,
+        gates: &mut Vec<f32>,
+        gi: &Vec<f32>,
+        gh: &Vec<f32>,
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()> {
+        self.run(|| gru::step_forward(h, h_prev, gates, gi, gh, b, steps, t, hidden))
+    }
+    fn gru_step_backward(
+        &self,
+        dgi: &mut Vec<f32>,
+        dgh: &mut Vec<f32>,
+        carry: &mut Vec<f32>,
+        dy: &Vec<f32>,
+        gates: &Vec<f32>,
+        gh: &Vec<f32>,
+        h_prev: &Vec<f32>,
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()> {
+        self.run(|| gru::step_backward(dgi, dgh, carry, dy, gates, gh, h_prev, b, steps, t, hidden))
     }
 
     fn embedding_forward(

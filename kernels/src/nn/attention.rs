@@ -96,7 +96,15 @@ impl<B: Backend> SelfAttention<B> {
 
     /// Separate projections named by their module paths (Hugging Face: `...attention.self.query`,
     /// `.key`, `.value`, output `...attention.output.dense`), with the given mask fill.
-    pub fn separate(be: &B, name: &str, d: usize, heads: usize, qkv: [&str; 3], o: &str, fill: MaskFill) -> Result<Self> {
+    pub fn separate(
+        be: &B,
+        name: &str,
+        d: usize,
+        heads: usize,
+        qkv: [&str; 3],
+        o: &str,
+        fill: MaskFill,
+    ) -> Result<Self> {
         Self::check(name, d, heads)?;
         let proj = Projections::Separate {
             q: Linear::new(be, qkv[0], d, d)?,
@@ -149,7 +157,9 @@ impl<B: Backend> Layer<B> for SelfAttention<B> {
 
     fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
         let (b, t) = (s.examples, s.per_example(x));
-        let mask = s.mask.ok_or_else(|| KernelError::Layer { layer: self.name.clone(), msg: "needs a key mask [B, T]".into() })?;
+        let mask = s
+            .mask
+            .ok_or_else(|| KernelError::Layer { layer: self.name.clone(), msg: "needs a key mask [B, T]".into() })?;
         if s.be.len(mask) != b * t {
             return Err(KernelError::Tensor {
                 tensor: format!("{} mask", self.name),
@@ -182,7 +192,9 @@ impl<B: Backend> Layer<B> for SelfAttention<B> {
 
     fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
         let (ctx, _) = kept(&self.name, self.ctx, self.ctx)?;
-        let (qs, ks, vs) = self.qkv.ok_or_else(|| KernelError::Layer { layer: self.name.clone(), msg: "backward before forward".into() })?;
+        let (qs, ks, vs) = self
+            .qkv
+            .ok_or_else(|| KernelError::Layer { layer: self.name.clone(), msg: "backward before forward".into() })?;
         self.o.backward(s, false)?;
         let (b, t, h, hd, be) = (s.examples, s.per_example(ctx), self.heads, self.hd(), s.be);
         let fused = self.fused();
@@ -216,7 +228,13 @@ impl<B: Backend> Layer<B> for SelfAttention<B> {
         Ok(())
     }
 
-    fn add_group_sq_norms(&mut self, s: &Step<B>, norms: &mut B::Buf, groups: &B::Groups, st: NormStrategy) -> Result<()> {
+    fn add_group_sq_norms(
+        &mut self,
+        s: &Step<B>,
+        norms: &mut B::Buf,
+        groups: &B::Groups,
+        st: NormStrategy,
+    ) -> Result<()> {
         for p in self.projections_mut() {
             p.add_group_sq_norms(s, norms, groups, st)?;
         }

@@ -12,13 +12,7 @@ use crate::error::Result;
 
 /// A pre-LN block named like the project's reference models: `{prefix}.ln1`, `{prefix}.att.qkv`,
 /// `{prefix}.att.o`, `{prefix}.ln2`, `{prefix}.ff1`, `{prefix}.ff2`.
-pub fn pre_ln_block<B: Backend>(
-    be: &B,
-    prefix: &str,
-    d: usize,
-    heads: usize,
-    ff: usize,
-) -> Result<Sequential<B>> {
+pub fn pre_ln_block<B: Backend>(be: &B, prefix: &str, d: usize, heads: usize, ff: usize) -> Result<Sequential<B>> {
     let p = |s: &str| format!("{prefix}.{s}");
     let att = Sequential::new(
         p("att_branch"),

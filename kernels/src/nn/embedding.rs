@@ -137,7 +137,13 @@ impl<B: Backend> Layer<B> for Embeddings<B> {
         kept(&self.name, self.x, self.out).map(|_| ())
     }
 
-    fn add_group_sq_norms(&mut self, s: &Step<B>, norms: &mut B::Buf, groups: &B::Groups, _: NormStrategy) -> Result<()> {
+    fn add_group_sq_norms(
+        &mut self,
+        s: &Step<B>,
+        norms: &mut B::Buf,
+        groups: &B::Groups,
+        _: NormStrategy,
+    ) -> Result<()> {
         let (_, out) = kept(&self.name, self.x, self.out)?;
         let (b, t, tokens) = self.shape(s)?;
         let (d, name) = (self.d, &self.name);

@@ -212,7 +212,12 @@ impl<'a, B: Backend> Step<'a, B> {
 
     /// Sets (`acc` false) or adds to (`acc` true) the gradient at `slot` what `f` writes into the
     /// buffer it is given (`f` overwrites, resizing as needed). Nothing happens for the step's input.
-    pub fn write_grad(&mut self, slot: Slot, acc: bool, f: impl FnOnce(&Self, &mut B::Buf) -> Result<()>) -> Result<()> {
+    pub fn write_grad(
+        &mut self,
+        slot: Slot,
+        acc: bool,
+        f: impl FnOnce(&Self, &mut B::Buf) -> Result<()>,
+    ) -> Result<()> {
         if !acc {
             return self.update_grad(slot, f);
         }
@@ -278,11 +283,8 @@ pub(crate) fn kept(name: &str, x: Option<Slot>, out: Option<Slot>) -> Result<(Sl
 pub(crate) fn check_input<B: Backend>(s: &Step<B>, name: &str, x: Slot, width: usize) -> Result<()> {
     let (rows, got) = (s.rows(x), s.be.len(s.act(x)?));
     if rows * width != got {
-        let got_shape = if rows > 0 && got % rows == 0 {
-            format!("[{rows}, {}]", got / rows)
-        } else {
-            format!("{got} values")
-        };
+        let got_shape =
+            if rows > 0 && got % rows == 0 { format!("[{rows}, {}]", got / rows) } else { format!("{got} values") };
         return Err(KernelError::Tensor {
             tensor: format!("{name} input"),
             expected: format!("[{rows}, {width}]"),
@@ -319,7 +321,13 @@ impl<B: Backend> Layer<B> for Sequential<B> {
         // inner slots belong to this sequence alone: only the first layer's input gradient accumulates
         self.layers.iter_mut().enumerate().rev().try_for_each(|(i, l)| l.backward(s, acc && i == 0))
     }
-    fn add_group_sq_norms(&mut self, s: &Step<B>, norms: &mut B::Buf, groups: &B::Groups, st: NormStrategy) -> Result<()> {
+    fn add_group_sq_norms(
+        &mut self,
+        s: &Step<B>,
+        norms: &mut B::Buf,
+        groups: &B::Groups,
+        st: NormStrategy,
+    ) -> Result<()> {
         self.layers.iter_mut().try_for_each(|l| l.add_group_sq_norms(s, norms, groups, st))
     }
     fn param_grads(&mut self, s: &Step<B>, reduce: &GradReduce<B>) -> Result<()> {
@@ -379,7 +387,13 @@ impl<B: Backend> Layer<B> for Residual<B> {
         self.inner.backward(s, acc)?;
         s.update_grad(x, |s, dx| s.be.add_assign(dx, s.grad(out)?))
     }
-    fn add_group_sq_norms(&mut self, s: &Step<B>, norms: &mut B::Buf, groups: &B::Groups, st: NormStrategy) -> Result<()> {
+    fn add_group_sq_norms(
+        &mut self,
+        s: &Step<B>,
+        norms: &mut B::Buf,
+        groups: &B::Groups,
+        st: NormStrategy,
+    ) -> Result<()> {
         self.inner.add_group_sq_norms(s, norms, groups, st)
     }
     fn param_grads(&mut self, s: &Step<B>, reduce: &GradReduce<B>) -> Result<()> {
@@ -456,7 +470,13 @@ impl<B: Backend> Layer<B> for Concat<B> {
         self.a.backward(s, acc)?;
         self.b.backward(s, true)
     }
-    fn add_group_sq_norms(&mut self, s: &Step<B>, norms: &mut B::Buf, groups: &B::Groups, st: NormStrategy) -> Result<()> {
+    fn add_group_sq_norms(
+        &mut self,
+        s: &Step<B>,
+        norms: &mut B::Buf,
+        groups: &B::Groups,
+        st: NormStrategy,
+    ) -> Result<()> {
         self.a.add_group_sq_norms(s, norms, groups, st)?;
         self.b.add_group_sq_norms(s, norms, groups, st)
     }

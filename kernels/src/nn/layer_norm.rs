@@ -111,7 +111,13 @@ impl<B: Backend> Layer<B> for LayerNorm<B> {
         })
     }
 
-    fn add_group_sq_norms(&mut self, s: &Step<B>, norms: &mut B::Buf, groups: &B::Groups, _: NormStrategy) -> Result<()> {
+    fn add_group_sq_norms(
+        &mut self,
+        s: &Step<B>,
+        norms: &mut B::Buf,
+        groups: &B::Groups,
+        _: NormStrategy,
+    ) -> Result<()> {
         self.compute_group_sums(s, groups)?;
         s.be.add_row_sq_norms(norms, &self.group_gamma, self.d)?;
         s.be.add_row_sq_norms(norms, &self.group_beta, self.d)

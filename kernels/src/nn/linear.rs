@@ -15,9 +15,80 @@ pub struct Linear<B: Backend> {
     pub d_out: usize,
     x: Option<Slot>,
     out: Option<Slot>,
+    scratch: LinearGrads<B>,
+}
+
+/// The parameter gradients of an affine map `y = x W^T + b` from its input rows and output gradient
+/// rows, with the scratch they need kept between steps. Used by Linear, and by layers whose weights
+/// act like a sequence Linear (a GRU's input and hidden weights, summed over time steps).
+pub(crate) struct LinearGrads<B: Backend> {
     scaled: B::Buf,
     /// [Dout, Din+1]: the clipped weight gradient with the bias gradient as its last column
     grad_with_bias: B::Buf,
+}
+
+impl<B: Backend> LinearGrads<B> {
+    pub(crate) fn new(be: &B) -> Result<Self> {
+        Ok(LinearGrads { scaled: be.zeros(0)?, grad_with_bias: be.zeros(0)? })
+    }
+
+    /// weight.grad, bias.grad = the (clipped) sums over the batch of x: [R, Din] and dy: [R, Dout];
+    /// `shape` = (Din, Dout, R, rows per example)
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn grads(
+        &mut self,
+        be: &B,
+        weight: &mut Param<B>,
+        bias: &mut Param<B>,
+        x: &B::Buf,
+        dy: &B::Buf,
+        shape: (usize, usize, usize, usize),
+        reduce: &GradReduce<B>,
+    ) -> Result<()> {
+        let (d_in, d_out, rows, pe) = shape;
+        let dy_t = MatView::transposed(0, d_out);
+        let Some(factors) = reduce.factors else {
+            be.gemm(
+                &mut weight.grad,
+                MatView::row_major(0, d_in),
+                dy,
+                dy_t,
+                x,
+                MatView::row_major(0, d_in),
+                Gemm::new(d_out, d_in, rows),
+            )?;
+            return be.sum_rows(&mut bias.grad, dy, d_out);
+        };
+        // (c ⊙ dY)^T [X, 1] = dY^T [c ⊙ X, c]: scale the narrower of X and dY
+        if d_in < d_out {
+            be.resize(&mut self.scaled, rows * (d_in + 1))?;
+            be.scale_rows_by_group(&mut self.scaled, x, d_in, true, factors, reduce.groups, pe)?;
+            be.resize(&mut self.grad_with_bias, d_out * (d_in + 1))?;
+            be.gemm(
+                &mut self.grad_with_bias,
+                MatView::row_major(0, d_in + 1),
+                dy,
+                dy_t,
+                &self.scaled,
+                MatView::row_major(0, d_in + 1),
+                Gemm::new(d_out, d_in + 1, rows),
+            )?;
+            be.split_last_column(&mut weight.grad, &mut bias.grad, &self.grad_with_bias, d_in + 1)
+        } else {
+            be.resize(&mut self.scaled, rows * d_out)?;
+            be.scale_rows_by_group(&mut self.scaled, dy, d_out, false, factors, reduce.groups, pe)?;
+            be.gemm(
+                &mut weight.grad,
+                MatView::row_major(0, d_in),
+                &self.scaled,
+                dy_t,
+                x,
+                MatView::row_major(0, d_in),
+                Gemm::new(d_out, d_in, rows),
+            )?;
+            be.sum_rows(&mut bias.grad, &self.scaled, d_out)
+        }
+    }
 }
 
 impl<B: Backend> Linear<B> {
@@ -32,8 +103,7 @@ impl<B: Backend> Linear<B> {
             d_out,
             x: None,
             out: None,
-            scaled: be.zeros(0)?,
-            grad_with_bias: be.zeros(0)?,
+            scratch: LinearGrads::new(be)?,
         })
     }
 
@@ -104,52 +174,10 @@ impl<B: Backend> Layer<B> for Linear<B> {
     }
 
     fn param_grads(&mut self, s: &Step<B>, reduce: &GradReduce<B>) -> Result<()> {
-        let (x_slot, out) = kept(&self.name, self.x, self.out)?;
-        let (be, x, dy, pe) = (s.be, s.act(x_slot)?, s.grad(out)?, s.per_example(x_slot));
-        let (d_in, d_out) = (self.d_in, self.d_out);
-        let rows = s.rows(x_slot);
-        let dy_t = MatView::transposed(0, d_out);
-        let Some(factors) = reduce.factors else {
-            be.gemm(
-                &mut self.weight.grad,
-                MatView::row_major(0, d_in),
-                dy,
-                dy_t,
-                x,
-                MatView::row_major(0, d_in),
-                Gemm::new(d_out, d_in, rows),
-            )?;
-            return be.sum_rows(&mut self.bias.grad, dy, d_out);
-        };
-        // (c ⊙ dY)^T [X, 1] = dY^T [c ⊙ X, c]: scale the narrower of X and dY
-        if d_in < d_out {
-            be.resize(&mut self.scaled, rows * (d_in + 1))?;
-            be.scale_rows_by_group(&mut self.scaled, x, d_in, true, factors, reduce.groups, pe)?;
-            be.resize(&mut self.grad_with_bias, d_out * (d_in + 1))?;
-            be.gemm(
-                &mut self.grad_with_bias,
-                MatView::row_major(0, d_in + 1),
-                dy,
-                dy_t,
-                &self.scaled,
-                MatView::row_major(0, d_in + 1),
-                Gemm::new(d_out, d_in + 1, rows),
-            )?;
-            be.split_last_column(&mut self.weight.grad, &mut self.bias.grad, &self.grad_with_bias, d_in + 1)
-        } else {
-            be.resize(&mut self.scaled, rows * d_out)?;
-            be.scale_rows_by_group(&mut self.scaled, dy, d_out, false, factors, reduce.groups, pe)?;
-            be.gemm(
-                &mut self.weight.grad,
-                MatView::row_major(0, d_in),
-                &self.scaled,
-                dy_t,
-                x,
-                MatView::row_major(0, d_in),
-                Gemm::new(d_out, d_in, rows),
-            )?;
-            be.sum_rows(&mut self.bias.grad, &self.scaled, d_out)
-        }
+        let (x, out) = kept(&self.name, self.x, self.out)?;
+        let (be, pe, rows) = (s.be, s.per_example(x), s.rows(x));
+        let shape = (self.d_in, self.d_out, rows, pe);
+        self.scratch.grads(be, &mut self.weight, &mut self.bias, s.act(x)?, s.grad(out)?, shape, reduce)
     }
 
     fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Param<B>)) {

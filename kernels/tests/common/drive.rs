@@ -52,7 +52,8 @@ impl HostBatch {
     pub fn sub(&self, layout: &GroupRows, g: usize) -> HostBatch {
         let ex = layout.offsets[g]..layout.offsets[g + 1];
         let n = ex.len();
-        let width = if self.examples * self.per_example == 0 { 0 } else { self.x.len() / (self.examples * self.per_example) };
+        let width =
+            if self.examples * self.per_example == 0 { 0 } else { self.x.len() / (self.examples * self.per_example) };
         let rows = |pe: usize, w: usize| ex.start * pe * w..ex.end * pe * w;
         HostBatch {
             examples: n,
@@ -149,7 +150,13 @@ impl<B: Backend> Driver<B> {
         })
     }
 
-    pub fn norms(&mut self, be: &B, layer: &mut dyn Layer<B>, layout: &GroupRows, strategy: NormStrategy) -> Result<Vec<f32>> {
+    pub fn norms(
+        &mut self,
+        be: &B,
+        layer: &mut dyn Layer<B>,
+        layout: &GroupRows,
+        strategy: NormStrategy,
+    ) -> Result<Vec<f32>> {
         let groups = be.groups(layout)?;
         let mut norms = be.zeros(layout.groups())?;
         self.with_step(be, |s, _| layer.add_group_sq_norms(s, &mut norms, &groups, strategy))?;
@@ -157,7 +164,13 @@ impl<B: Backend> Driver<B> {
     }
 
     /// Parameter gradients (clipped by `factors` when given), downloaded in visiting order.
-    pub fn param_grads(&mut self, be: &B, layer: &mut dyn Layer<B>, layout: &GroupRows, factors: Option<&[f32]>) -> Result<Vec<Vec<f32>>> {
+    pub fn param_grads(
+        &mut self,
+        be: &B,
+        layer: &mut dyn Layer<B>,
+        layout: &GroupRows,
+        factors: Option<&[f32]>,
+    ) -> Result<Vec<Vec<f32>>> {
         let groups = be.groups(layout)?;
         let f = factors.map(|f| be.upload(f)).transpose()?;
         self.with_step(be, |s, _| layer.param_grads(s, &GradReduce { groups: &groups, factors: f.as_ref() }))?;

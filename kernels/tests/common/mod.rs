@@ -149,10 +149,8 @@ pub fn check_layer<B: Backend>(
             dg.backward(be, layer.as_mut(), &r[ex.start * out_pe..ex.end * out_pe]).unwrap();
             per_group.push(dg.param_grads(be, layer.as_mut(), &GroupRows::single(sub.examples), None).unwrap());
         }
-        let want: Vec<f32> = per_group
-            .iter()
-            .map(|gs| gs.iter().flatten().map(|&v| v as f64 * v as f64).sum::<f64>() as f32)
-            .collect();
+        let want: Vec<f32> =
+            per_group.iter().map(|gs| gs.iter().flatten().map(|&v| v as f64 * v as f64).sum::<f64>() as f32).collect();
         let factors: Vec<f32> = (0..layout.groups()).map(|g| 0.25 + 0.75 * ((g * 5) % 7) as f32 / 6.0).collect();
         d.forward(be, layer.as_mut(), batch, track_input).unwrap();
         d.backward(be, layer.as_mut(), &r).unwrap();

@@ -33,7 +33,12 @@ impl Encoder {
         let (first, input) = match cfg.input {
             EncoderInput::Features(f) => (boxed(Linear::new(be, "embed", f, cfg.d)?), NetInput::Steps { features: f }),
             EncoderInput::Tokens { vocab, max_len } => (
-                boxed(Embeddings::new(be, "embeddings", cfg.d, &[("embed", vocab, Ids::Tokens), ("pos", max_len, Ids::Positions)])?),
+                boxed(Embeddings::new(
+                    be,
+                    "embeddings",
+                    cfg.d,
+                    &[("embed", vocab, Ids::Tokens), ("pos", max_len, Ids::Positions)],
+                )?),
                 NetInput::Tokens,
             ),
         };

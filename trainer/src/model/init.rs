@@ -33,7 +33,9 @@ impl Init {
             }
             let n = p.numel();
             let values: Option<Vec<f32>> = match p.init {
-                ParamInit::Uniform { bound } => Some((0..n).map(|_| ((2.0 * self.uniform() - 1.0) * bound) as f32).collect()),
+                ParamInit::Uniform { bound } => {
+                    Some((0..n).map(|_| ((2.0 * self.uniform() - 1.0) * bound) as f32).collect())
+                }
                 ParamInit::Normal => Some((0..n).map(|_| self.normal() as f32).collect()),
                 ParamInit::Ones | ParamInit::Zeros => None,
             };

@@ -30,7 +30,14 @@ pub struct Net<B: Backend> {
 impl<B: Backend> Net<B> {
     /// A model named `name` (for errors) with `outputs` logits per example, its parameters drawn by a
     /// seeded initializer in visiting order.
-    pub fn new(name: &'static str, root: Sequential<B>, input: NetInput, outputs: usize, seed: u64, be: &B) -> Result<Self> {
+    pub fn new(
+        name: &'static str,
+        root: Sequential<B>,
+        input: NetInput,
+        outputs: usize,
+        seed: u64,
+        be: &B,
+    ) -> Result<Self> {
         let mut net = Net { name, root, tape: Tape::new(), out: None, outputs, input, empty: be.zeros(0)? };
         Init::new(seed).params(be, &mut net.root)?;
         Ok(net)
@@ -65,10 +72,16 @@ impl<B: Backend> Net<B> {
             }
             (NetInput::Tokens, Inputs::Tokens { ids }) => step.with_ids(ids, batch.steps),
             (NetInput::Tokens, Inputs::Dense { .. }) => {
-                return Err(KernelError::Layer { layer: self.name.into(), msg: "takes token ids, not float features".into() })
+                return Err(KernelError::Layer {
+                    layer: self.name.into(),
+                    msg: "takes token ids, not float features".into(),
+                })
             }
             (_, Inputs::Tokens { .. }) => {
-                return Err(KernelError::Layer { layer: self.name.into(), msg: "takes float features, not token ids".into() })
+                return Err(KernelError::Layer {
+                    layer: self.name.into(),
+                    msg: "takes float features, not token ids".into(),
+                })
             }
         };
         if be.len(&batch.mask) != batch.examples * batch.steps {
@@ -115,7 +128,9 @@ impl<B: Backend> Model<B> for Net<B> {
         self.out.and_then(|o| self.tape.act(o)).unwrap_or(&self.empty)
     }
     fn backward(&mut self, be: &B, batch: &Batch<B>, dlogits: &B::Buf) -> Result<()> {
-        let out = self.out.ok_or_else(|| KernelError::Layer { layer: self.name.into(), msg: "backward before forward".into() })?;
+        let out = self
+            .out
+            .ok_or_else(|| KernelError::Layer { layer: self.name.into(), msg: "backward before forward".into() })?;
         let (mut s, root) = self.step(be, batch)?;
         s.set_grad(out, dlogits)?;
         root.backward(&mut s, false)
@@ -139,4 +154,3 @@ impl<B: Backend> Model<B> for Net<B> {
         self.root.check_private()
     }
 }
-
