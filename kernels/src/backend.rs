@@ -16,67 +16,82 @@
 
 use crate::error::Result;
 
-/// How a matrix lies in a buffer: element (i, j) of batch (p, q) is at
-/// `offset + p*batch_stride[0] + q*batch_stride[1] + i*row_stride + j*col_stride`.
-/// A transposed operand is the same buffer with the two strides swapped.
+/// How a matrix lies in a buffer: exactly what a strided-batched BLAS gemm (cuBLAS'
+/// `gemmStridedBatched`) can express. The matrix is stored row-major with leading dimension `ld`
+/// (elements between consecutive stored rows) and read as stored or, with `trans`, transposed; item p
+/// of a batch starts `p * batch_stride` after `offset` (0: the same matrix for every item). Element
+/// (i, j) of item p is at `offset + p*batch_stride + i*ld + j` (`+ j*ld + i` when transposed).
+/// Attention's per-(example, head) products are one such batch per head (see `nn::SelfAttention`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatView {
     pub offset: usize,
-    pub row_stride: usize,
-    pub col_stride: usize,
-    pub batch_stride: [usize; 2],
+    pub ld: usize,
+    pub trans: bool,
+    pub batch_stride: usize,
 }
 
 impl MatView {
     /// A dense row-major `[rows, cols]` matrix at `offset`.
     pub fn row_major(offset: usize, cols: usize) -> Self {
-        MatView { offset, row_stride: cols, col_stride: 1, batch_stride: [0, 0] }
+        MatView { offset, ld: cols, trans: false, batch_stride: 0 }
     }
     /// The transpose of a dense row-major matrix with `cols` columns (read as `[cols, rows]`).
     pub fn transposed(offset: usize, cols: usize) -> Self {
-        MatView { offset, row_stride: 1, col_stride: cols, batch_stride: [0, 0] }
+        MatView { offset, ld: cols, trans: true, batch_stride: 0 }
     }
-    pub fn with_row_stride(mut self, row_stride: usize) -> Self {
-        self.row_stride = row_stride;
+    /// The same storage with another leading dimension (rows `ld` apart: a column block of a wider
+    /// matrix, or every T-th row).
+    pub fn with_ld(mut self, ld: usize) -> Self {
+        self.ld = ld;
         self
     }
-    pub fn batched(mut self, outer: usize, inner: usize) -> Self {
-        self.batch_stride = [outer, inner];
+    /// The same storage read transposed.
+    pub fn t(mut self) -> Self {
+        self.trans = !self.trans;
         self
     }
-    /// The largest element index this view touches (exclusive) for a `rows x cols` matrix in `batch`;
-    /// 0 when the matrix is empty (it touches nothing, whatever its offset).
-    pub fn extent(&self, rows: usize, cols: usize, batch: [usize; 2]) -> usize {
-        if rows == 0 || cols == 0 || batch[0] == 0 || batch[1] == 0 {
+    pub fn batched(mut self, batch_stride: usize) -> Self {
+        self.batch_stride = batch_stride;
+        self
+    }
+    /// (row stride, column stride) of the matrix as read.
+    pub fn strides(&self) -> (usize, usize) {
+        if self.trans {
+            (1, self.ld)
+        } else {
+            (self.ld, 1)
+        }
+    }
+    /// The largest element index this view touches (exclusive) for a `rows x cols` matrix in a batch
+    /// of `batch`; 0 when the matrix is empty (it touches nothing, whatever its offset).
+    pub fn extent(&self, rows: usize, cols: usize, batch: usize) -> usize {
+        if rows == 0 || cols == 0 || batch == 0 {
             return 0;
         }
-        self.offset
-            + (batch[0] - 1) * self.batch_stride[0]
-            + (batch[1] - 1) * self.batch_stride[1]
-            + (rows - 1) * self.row_stride
-            + (cols - 1) * self.col_stride
-            + 1
+        let (rs, cs) = self.strides();
+        self.offset + (batch - 1) * self.batch_stride + (rows - 1) * rs + (cols - 1) * cs + 1
     }
 }
 
-/// `C[p,q] = beta * C[p,q] + alpha * A[p,q] · B[p,q]` for every batch index (p, q):
-/// A is `[m, k]`, B `[k, n]`, C `[m, n]`; `beta` is 0 (overwrite) or any other value (read C).
+/// `C[p] = beta * C[p] + alpha * A[p] · B[p]` for every batch item p < `batch`:
+/// A is `[m, k]`, B `[k, n]`, C `[m, n]` (C is never read transposed); `beta` is 0 (overwrite) or any
+/// other value (read C).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Gemm {
     pub m: usize,
     pub n: usize,
     pub k: usize,
-    pub batch: [usize; 2],
+    pub batch: usize,
     pub alpha: f32,
     pub beta: f32,
 }
 
 impl Gemm {
     pub fn new(m: usize, n: usize, k: usize) -> Self {
-        Gemm { m, n, k, batch: [1, 1], alpha: 1.0, beta: 0.0 }
+        Gemm { m, n, k, batch: 1, alpha: 1.0, beta: 0.0 }
     }
-    pub fn batched(mut self, outer: usize, inner: usize) -> Self {
-        self.batch = [outer, inner];
+    pub fn batched(mut self, count: usize) -> Self {
+        self.batch = count;
         self
     }
     pub fn alpha(mut self, alpha: f32) -> Self {

@@ -19,45 +19,34 @@ pub enum Projections<B: Backend> {
     Separate { q: Linear<B>, k: Linear<B>, v: Linear<B> },
 }
 
-/// Where the per-(batch, head) matrices lie, for `T` steps.
+/// Where head `h`'s matrices of every example lie, for `T` steps: one strided batch over the B
+/// examples per head (what a strided-batched gemm expresses), so a product is `heads` gemm calls.
 struct Views {
     q: MatView,
     k: MatView,
     v: MatView,
-    k_t: MatView,
-    v_t: MatView,
     ctx: MatView,
     att: MatView,
-    att_t: MatView,
-}
-
-fn transpose(mut m: MatView) -> MatView {
-    std::mem::swap(&mut m.row_stride, &mut m.col_stride);
-    m
 }
 
 impl Views {
-    fn new(d: usize, heads: usize, t: usize, fused: bool) -> Self {
+    fn new(d: usize, heads: usize, t: usize, fused: bool, h: usize) -> Self {
         let hd = d / heads;
-        // q (part 0), k (1) or v (2) of head-batch (b, h) as a [T, hd] matrix: inside the fused
-        // projection's [B, T, 3, H, hd] output, or at the start of its own [B, T, H, hd] buffer
+        // q (part 0), k (1) or v (2) of head h as a [T, hd] matrix per example: inside the fused
+        // projection's [B, T, 3, H, hd] output, or in its own [B, T, H, hd] buffer
         let part = |p: usize| {
             if fused {
-                MatView::row_major(p * d, 3 * d).batched(t * 3 * d, hd)
+                MatView::row_major(p * d + h * hd, 3 * d).batched(t * 3 * d)
             } else {
-                MatView::row_major(0, d).batched(t * d, hd)
+                MatView::row_major(h * hd, d).batched(t * d)
             }
         };
-        let att = MatView::row_major(0, t).batched(heads * t * t, t * t);
         Views {
             q: part(0),
             k: part(1),
             v: part(2),
-            k_t: transpose(part(1)),
-            v_t: transpose(part(2)),
-            ctx: MatView::row_major(0, d).batched(t * d, hd),
-            att,
-            att_t: transpose(att),
+            ctx: MatView::row_major(h * hd, d).batched(t * d),
+            att: MatView::row_major(h * t * t, t).batched(heads * t * t),
         }
     }
 }
@@ -176,16 +165,23 @@ impl<B: Backend> Layer<B> for SelfAttention<B> {
         };
         self.qkv = Some((qs, ks, vs));
         let (h, hd, be) = (self.heads, self.hd(), s.be);
-        let v = Views::new(self.d, h, t, self.fused());
+        let fused = self.fused();
+        let views = |head| Views::new(self.d, h, t, fused, head);
         be.resize(&mut self.att, b * h * t * t)?;
         // scores = q k^T (the 1/sqrt(hd) scale is applied inside the softmax)
-        be.gemm(&mut self.att, v.att, s.act(qs)?, v.q, s.act(ks)?, v.k_t, Gemm::new(t, t, hd).batched(b, h))?;
+        for head in 0..h {
+            let v = views(head);
+            be.gemm(&mut self.att, v.att, s.act(qs)?, v.q, s.act(ks)?, v.k.t(), Gemm::new(t, t, hd).batched(b))?;
+        }
         be.masked_softmax_forward(&mut self.att, mask, b, h, t, 1.0 / (hd as f32).sqrt(), self.fill)?;
         let ctx = s.slot(&mut self.ctx)?;
         let (att, d) = (&self.att, self.d);
         s.write_act(ctx, t, |s, c| {
             be.resize(c, b * t * d)?;
-            be.gemm(c, v.ctx, att, v.att, s.act(vs)?, v.v, Gemm::new(t, hd, t).batched(b, h))
+            (0..h).try_for_each(|head| {
+                let v = views(head);
+                be.gemm(c, v.ctx, att, v.att, s.act(vs)?, v.v, Gemm::new(t, hd, t).batched(b))
+            })
         })?;
         self.o.forward(s, ctx)
     }
@@ -198,17 +194,23 @@ impl<B: Backend> Layer<B> for SelfAttention<B> {
         self.o.backward(s, false)?;
         let (b, t, h, hd, be) = (s.examples, s.per_example(ctx), self.heads, self.hd(), s.be);
         let fused = self.fused();
-        let v = Views::new(self.d, h, t, fused);
+        let views = |head| Views::new(self.d, h, t, fused, head);
         let width = if fused { 3 * self.d } else { self.d };
-        let g = Gemm::new(t, hd, t).batched(b, h);
+        let g = Gemm::new(t, hd, t).batched(b);
         // datt = dctx v^T
         be.resize(&mut self.datt, b * h * t * t)?;
-        be.gemm(&mut self.datt, v.att, s.grad(ctx)?, v.ctx, s.act(vs)?, v.v_t, Gemm::new(t, t, hd).batched(b, h))?;
+        for head in 0..h {
+            let v = views(head);
+            be.gemm(&mut self.datt, v.att, s.grad(ctx)?, v.ctx, s.act(vs)?, v.v.t(), Gemm::new(t, t, hd).batched(b))?;
+        }
         // dv = att^T dctx
         let att = &self.att;
         s.update_grad(vs, |s, dv| {
             be.resize(dv, b * t * width)?;
-            be.gemm(dv, v.v, att, v.att_t, s.grad(ctx)?, v.ctx, g)
+            (0..h).try_for_each(|head| {
+                let v = views(head);
+                be.gemm(dv, v.v, att, v.att.t(), s.grad(ctx)?, v.ctx, g)
+            })
         })?;
         // dscores (scale included)
         be.softmax_backward(&mut self.datt, &self.att, t, 1.0 / (hd as f32).sqrt())?;
@@ -216,11 +218,17 @@ impl<B: Backend> Layer<B> for SelfAttention<B> {
         let datt = &self.datt;
         s.update_grad(qs, |s, dq| {
             be.resize(dq, b * t * width)?;
-            be.gemm(dq, v.q, datt, v.att, s.act(ks)?, v.k, g)
+            (0..h).try_for_each(|head| {
+                let v = views(head);
+                be.gemm(dq, v.q, datt, v.att, s.act(ks)?, v.k, g)
+            })
         })?;
         s.update_grad(ks, |s, dk| {
             be.resize(dk, b * t * width)?;
-            be.gemm(dk, v.k, datt, v.att_t, s.act(qs)?, v.q, g)
+            (0..h).try_for_each(|head| {
+                let v = views(head);
+                be.gemm(dk, v.k, datt, v.att.t(), s.act(qs)?, v.q, g)
+            })
         })?;
         for (i, p) in self.projections_mut().into_iter().enumerate() {
             p.backward(s, acc || i > 0)?;

@@ -72,7 +72,7 @@ impl<B: Backend> Gru<B> {
 
 /// Rows of step t of every example in a [B*T, w] buffer: a strided [B, w] matrix.
 fn step_rows(t: usize, steps: usize, w: usize) -> MatView {
-    MatView::row_major(t * w, w).with_row_stride(steps * w)
+    MatView::row_major(t * w, w).with_ld(steps * w)
 }
 
 impl<B: Backend> Layer<B> for Gru<B> {
