@@ -11,6 +11,11 @@
 //! `T` time steps / tokens, `D` or `C` channels, `H` heads, `G` privacy groups, `V` vocabulary.
 //! `=` after an output means overwritten, `+=` accumulated into.
 //!
+//! A new backend starts from the required methods; the composable ones (`add`, `sum_rows`,
+//! `split_last_column`, `add_row_sq_norms`, `broadcast_rows`, `weighted_row_sum`) and the per-group norm
+//! algorithm of a Linear (`linear_group_sq_norms`, see `nn::norms`) have default implementations in
+//! the required ones, which a backend overrides where a fused kernel is faster (the CPU does).
+//!
 //! Determinism: every reduction has a fixed order that does not depend on the number of threads, so a
 //! step gives the same bits with 1 or N threads.
 
@@ -259,8 +264,20 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<()>;
 
     // ---- elementwise and reductions ----
-    /// y: [R, D] = broadcast bias: [D]
-    fn broadcast_rows(&self, y: &mut Self::Buf, bias: &Self::Buf, rows: usize) -> Result<()>;
+    /// y: [R, D] = broadcast bias: [D]; composed of a gemm with a column of ones unless overridden
+    fn broadcast_rows(&self, y: &mut Self::Buf, bias: &Self::Buf, rows: usize) -> Result<()> {
+        let d = self.len(bias);
+        let ones = self.upload(&vec![1.0; rows])?;
+        self.gemm(
+            y,
+            MatView::row_major(0, d),
+            &ones,
+            MatView::row_major(0, 1),
+            bias,
+            MatView::row_major(0, d),
+            Gemm::new(rows, d, 1),
+        )
+    }
     /// out = a + b (same length); composed of `copy` and `add_assign` unless a backend fuses it
     fn add(&self, out: &mut Self::Buf, a: &Self::Buf, b: &Self::Buf) -> Result<()> {
         self.resize(out, self.len(a))?;
@@ -278,8 +295,12 @@ pub trait Backend: Send + Sync + 'static {
         groups: &Self::Groups,
         rows_per_example: usize,
     ) -> Result<()>;
-    /// out: [G] += squared L2 norm of each row of x: [G, D]
-    fn add_row_sq_norms(&self, out: &mut Self::Buf, x: &Self::Buf, d: usize) -> Result<()>;
+    /// out: [G] += dot product of row g of a: [G, D] and row g of b: [G, D]
+    fn add_row_dots(&self, out: &mut Self::Buf, a: &Self::Buf, b: &Self::Buf, d: usize) -> Result<()>;
+    /// out: [G] += squared L2 norm of each row of x: [G, D]; composed of `add_row_dots`
+    fn add_row_sq_norms(&self, out: &mut Self::Buf, x: &Self::Buf, d: usize) -> Result<()> {
+        self.add_row_dots(out, x, x, d)
+    }
     /// dst[r, dst_col .. dst_col+width] = src[r, src_col .. src_col+width] for r < rows, where dst rows are
     /// `dst_w` wide and src rows `src_w` wide (concatenation and its backward, column splits)
     #[allow(clippy::too_many_arguments)]
@@ -312,7 +333,8 @@ pub trait Backend: Send + Sync + 'static {
         self.copy_columns(head, w - 1, 0, x, w, 0, w - 1, rows)?;
         self.copy_columns(last, 1, 0, x, w, w - 1, 1, rows)
     }
-    /// out: [D] (= or +=) sum_g w[g] * x[g, :]   (x: [G, D], w: [G]); fixed order over g
+    /// out: [D] (= or +=) sum_g w[g] * x[g, :]   (x: [G, D], w: [G]); fixed order over g. Composed
+    /// of a gemm `[1, G] x [G, D]` unless overridden.
     fn weighted_row_sum(
         &self,
         out: &mut Self::Buf,
@@ -320,7 +342,12 @@ pub trait Backend: Send + Sync + 'static {
         w: &Self::Buf,
         d: usize,
         accumulate: bool,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let g = self.len(w);
+        let gm = Gemm::new(1, d, g);
+        let gm = if accumulate { gm.accumulate() } else { gm };
+        self.gemm(out, MatView::row_major(0, d), w, MatView::row_major(0, g), x, MatView::row_major(0, d), gm)
+    }
     /// y: [R, D] = f_r * x, where f_r = factors[g] for the group g of example r / rows_per_example.
     /// With `append_factor`, y is [R, D+1] and its last column holds f_r (the scaled constant input
     /// whose weight is a Linear's bias).
@@ -512,7 +539,10 @@ pub trait Backend: Send + Sync + 'static {
 
     // ---- DP primitives ----
     /// out: [G] += per-group squared norm of a Linear's weight and bias gradient `dY_g^T [X_g, 1]`,
-    /// from x: [R, Din] and dy: [R, Dout], without forming per-example gradients.
+    /// from x: [R, Din] and dy: [R, Dout], without forming per-example gradients. The default is the
+    /// algorithm of [`crate::nn::norms`], written once in this trait's primitives (batched gemm, group
+    /// row sums, row dots); a backend may override it with a fused version (the CPU's symmetric Gram
+    /// tiles with zero-row skipping), which the tests hold to the same values.
     #[allow(clippy::too_many_arguments)]
     fn linear_group_sq_norms(
         &self,
@@ -524,7 +554,9 @@ pub trait Backend: Send + Sync + 'static {
         groups: &Self::Groups,
         rows_per_example: usize,
         strategy: NormStrategy,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        crate::nn::norms::linear_group_sq_norms(self, out, x, dy, d_in, d_out, groups, rows_per_example, strategy)
+    }
 
     // ---- noise ----
     /// buf = scale * grid * round_half_even((buf + std * z) / grid) in f64, rounded to f32, with one

@@ -37,3 +37,46 @@ backend_tests! {
     failed_allocation => super::failed_allocation_names_the_op_and_the_size,
     upload_download => super::upload_download_round_trip,
 }
+
+/// The default implementations of composable ops (what a new backend gets) against the CPU's own.
+#[test]
+fn default_compositions_match_the_cpu_overrides() {
+    use kernels::backend::{Gemm, MatView};
+    let be = kernels::Cpu::new(2).unwrap();
+    let (rows, d, g) = (5, 3, 4);
+    let bias: Vec<f32> = (0..d).map(|i| i as f32 - 0.5).collect();
+    // broadcast_rows as a gemm with a column of ones
+    let mut y = vec![0.0f32; rows * d];
+    be.gemm(
+        &mut y,
+        MatView::row_major(0, d),
+        &vec![1.0; rows],
+        MatView::row_major(0, 1),
+        &bias,
+        MatView::row_major(0, d),
+        Gemm::new(rows, d, 1),
+    )
+    .unwrap();
+    let mut want = vec![9.0f32; rows * d];
+    be.broadcast_rows(&mut want, &bias, rows).unwrap();
+    assert_eq!(y, want);
+    // weighted_row_sum as a [1, G] x [G, D] gemm
+    let x: Vec<f32> = (0..g * d).map(|i| (i as f32 * 0.37).sin()).collect();
+    let w: Vec<f32> = (0..g).map(|i| 0.25 * (i + 1) as f32).collect();
+    let mut a = vec![0.0f32; d];
+    be.gemm(
+        &mut a,
+        MatView::row_major(0, d),
+        &w,
+        MatView::row_major(0, g),
+        &x,
+        MatView::row_major(0, d),
+        Gemm::new(1, d, g),
+    )
+    .unwrap();
+    let mut b = vec![0.0f32; d];
+    be.weighted_row_sum(&mut b, &x, &w, d, false).unwrap();
+    for (u, v) in a.iter().zip(&b) {
+        assert!((u - v).abs() < 1e-6, "{a:?} vs {b:?}");
+    }
+}

@@ -237,3 +237,50 @@ fn rows_with_zero_output_gradient_do_not_change_group_norms() {
         assert_close(&format!("norms with zero rows, {strategy:?}"), &norms, &want, 1e-4, 1e-6);
     }
 }
+
+/// The generic algorithm written in primitives (the trait's default) and the backend's own
+/// `linear_group_sq_norms` against explicit per-group gradients: uniform and uneven groups, every
+/// strategy, rows with zero output gradient, widths on both sides of the ghost/materialize line.
+fn generic_and_backend_group_norms_agree(be: &impl Backend) {
+    let mut rng = Rng::new(25);
+    for (t, d_in, d_out) in [(1usize, 5usize, 4usize), (4, 3, 7), (9, 16, 12), (6, 2, 3)] {
+        for groups in layouts() {
+            let rows = groups.examples() * t;
+            let x = rng.vec(rows * d_in, 1.0);
+            let mut dy = rng.vec(rows * d_out, 1.0);
+            for r in (0..rows).filter(|r| r % 5 == 3) {
+                dy[r * d_out..(r + 1) * d_out].iter_mut().for_each(|v| *v = 0.0);
+            }
+            let want: Vec<f32> = (0..groups.groups())
+                .map(|g| {
+                    let mut gw = vec![0.0f64; d_out * (d_in + 1)];
+                    for r in groups.rows(g, t) {
+                        for o in 0..d_out {
+                            for i in 0..d_in {
+                                gw[o * (d_in + 1) + i] += dy[r * d_out + o] as f64 * x[r * d_in + i] as f64;
+                            }
+                            gw[o * (d_in + 1) + d_in] += dy[r * d_out + o] as f64;
+                        }
+                    }
+                    sq(&gw) as f32
+                })
+                .collect();
+            let dev = be.groups(&groups).unwrap();
+            let (xb, dyb) = (be.upload(&x).unwrap(), be.upload(&dy).unwrap());
+            for strategy in [NormStrategy::Auto, NormStrategy::Ghost, NormStrategy::Materialize] {
+                let what = format!("t={t} {d_in}x{d_out} {strategy:?} {:?}", groups.offsets);
+                let mut generic = be.zeros(groups.groups()).unwrap();
+                kernels::nn::norms::linear_group_sq_norms(be, &mut generic, &xb, &dyb, d_in, d_out, &dev, t, strategy)
+                    .unwrap();
+                assert_close(&format!("generic {what}"), &be.download(&generic).unwrap(), &want, 1e-4, 1e-5);
+                let mut own = be.zeros(groups.groups()).unwrap();
+                be.linear_group_sq_norms(&mut own, &xb, &dyb, d_in, d_out, &dev, t, strategy).unwrap();
+                assert_close(&format!("backend {what}"), &be.download(&own).unwrap(), &want, 1e-4, 1e-5);
+            }
+        }
+    }
+}
+
+backend_tests! {
+    group_norms_generic_and_backend => super::generic_and_backend_group_norms_agree,
+}

@@ -146,6 +146,18 @@ pub(crate) fn add_row_sq_norms(out: &mut [f32], x: &[f32], d: usize) -> Result<(
     Ok(())
 }
 
+pub(crate) fn add_row_dots(out: &mut [f32], a: &[f32], b: &[f32], d: usize) -> Result<()> {
+    check_len("add_row_dots", "a", out.len() * d, a.len())?;
+    check_len("add_row_dots", "b", out.len() * d, b.len())?;
+    if d == 0 {
+        return Ok(());
+    }
+    out.par_iter_mut().zip(a.par_chunks(d).zip(b.par_chunks(d))).for_each(|(o, (ra, rb))| {
+        *o += ra.iter().zip(rb).map(|(&u, &v)| u as f64 * v as f64).sum::<f64>() as f32;
+    });
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn copy_columns(
     dst: &mut [f32],

@@ -150,6 +150,9 @@ impl Backend for Cpu {
     ) -> Result<()> {
         self.run(|| elementwise::group_row_sums(self.threads, out, x, d, groups, rows_per_example))
     }
+    fn add_row_dots(&self, out: &mut Vec<f32>, a: &Vec<f32>, b: &Vec<f32>, d: usize) -> Result<()> {
+        self.run(|| elementwise::add_row_dots(out, a, b, d))
+    }
     fn add_row_sq_norms(&self, out: &mut Vec<f32>, x: &Vec<f32>, d: usize) -> Result<()> {
         self.run(|| elementwise::add_row_sq_norms(out, x, d))
     }

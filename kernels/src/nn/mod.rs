@@ -13,6 +13,7 @@ mod gru;
 pub mod layer;
 mod layer_norm;
 mod linear;
+pub mod norms;
 mod param;
 mod pool;
 
