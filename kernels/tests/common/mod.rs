@@ -71,7 +71,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32)
 
 /// One test body per behaviour, run on every backend the build has: `backend_tests!(name => body)`
 /// with `fn body(be: &impl Backend)` makes a module `name` holding one `#[test]` per backend (today
-/// `cpu_1_thread` and `cpu_2_threads`; a CUDA arm joins behind its feature when MEDTRAIN_TEST_CUDA=1).
+/// `cpu_1_thread`, `cpu_2_threads` and `required_only`, the CPU through its required methods alone;
+/// a CUDA arm joins behind its feature when MEDTRAIN_TEST_CUDA=1).
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident => $body:path),* $(,)?) => {
@@ -85,12 +86,19 @@ macro_rules! backend_tests {
                 fn cpu_2_threads() {
                     $body(&kernels::Cpu::new(2).unwrap())
                 }
+                /// the required methods only: every default implementation (composed ops, the
+                /// generic per-group norms) under the same test body
+                #[test]
+                fn required_only() {
+                    $body(&crate::common::required::Required::new(2))
+                }
             }
         )*
     };
 }
 
 pub mod drive;
+pub mod required;
 use drive::{grads, randomize, set_value, values, Driver, HostBatch};
 use kernels::nn::Layer;
 use kernels::{Backend, GroupRows, NormStrategy};
