@@ -3,8 +3,9 @@
 //! whichever of X and dY is narrower. Per-group norms: the backend's `linear_group_sq_norms`.
 
 use super::layer::{check_input, kept, Layer, Slot, Step};
+use super::norms::keep_materialized;
 use super::param::{GradReduce, Param, ParamInit};
-use crate::backend::{Backend, Gemm, MatView, NormStrategy};
+use crate::backend::{Backend, Gemm, GroupRows, MatView, NormStrategy};
 use crate::error::Result;
 
 pub struct Linear<B: Backend> {
@@ -16,7 +17,16 @@ pub struct Linear<B: Backend> {
     x: Option<Slot>,
     out: Option<Slot>,
     scratch: LinearGrads<B>,
+    /// per-group gradients [G, Dout*Din] and [G, Dout] materialized for the norms of this backward
+    /// pass, and their layout: the clipped sum is then their weighted sum, not a second product
+    group_w: B::Buf,
+    group_b: B::Buf,
+    kept_for: Option<GroupRows>,
 }
+
+/// The most values of per-group gradients a Linear keeps between norms and clipped sum (256 MiB of
+/// f32); above it the clipped sum is recomputed from the activations.
+pub const MAX_KEPT_GROUP_GRADS: usize = 1 << 26;
 
 /// The parameter gradients of an affine map `y = x W^T + b` from its input rows and output gradient
 /// rows, with the scratch they need kept between steps. Used by Linear, and by layers whose weights
@@ -104,6 +114,9 @@ impl<B: Backend> Linear<B> {
             x: None,
             out: None,
             scratch: LinearGrads::new(be)?,
+            group_w: be.zeros(0)?,
+            group_b: be.zeros(0)?,
+            kept_for: None,
         })
     }
 
@@ -132,6 +145,7 @@ impl<B: Backend> Layer<B> for Linear<B> {
         check_input(s, &self.name, x, self.d_in)?;
         let out = s.slot(&mut self.out)?;
         self.x = Some(x);
+        self.kept_for = None;
         let rows = s.rows(x);
         s.write_act(out, s.per_example(x), |s, y| self.apply(s.be, y, s.act(x)?, rows))?;
         Ok(out)
@@ -139,6 +153,7 @@ impl<B: Backend> Layer<B> for Linear<B> {
 
     fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
         let (x, out) = kept(&self.name, self.x, self.out)?;
+        self.kept_for = None; // a new backward pass: new per-group gradients
         let rows = s.rows(x);
         let (d_in, d_out) = (self.d_in, self.d_out);
         s.update_grad(x, |s, dx| {
@@ -169,13 +184,45 @@ impl<B: Backend> Layer<B> for Linear<B> {
         strategy: NormStrategy,
     ) -> Result<()> {
         let (x, out) = kept(&self.name, self.x, self.out)?;
-        let pe = s.per_example(x);
-        s.be.linear_group_sq_norms(norms, s.act(x)?, s.grad(out)?, self.d_in, self.d_out, groups, pe, strategy)
+        let (be, pe, layout) = (s.be, s.per_example(x), groups.as_ref());
+        let (d_in, d_out, g) = (self.d_in, self.d_out, layout.groups());
+        // groups of equal size n for which materializing and keeping is the cheaper way to the norms
+        // and the clipped sum: materialize them all in one strided batch, keep them for the sum
+        let n = if g > 0 { layout.rows(0, pe).len() } else { 0 };
+        let uniform = g > 0 && (0..g).all(|i| layout.rows(i, pe).len() == n);
+        if !(uniform && keep_materialized(strategy, n, d_in, d_out) && g * d_in * d_out <= MAX_KEPT_GROUP_GRADS) {
+            self.kept_for = None;
+            return be.linear_group_sq_norms(norms, s.act(x)?, s.grad(out)?, d_in, d_out, groups, pe, strategy);
+        }
+        // group_w[g] = dY_g^T X_g: [Dout, Din], PyTorch's weight layout
+        be.resize(&mut self.group_w, g * d_out * d_in)?;
+        be.gemm(
+            &mut self.group_w,
+            MatView::row_major(0, d_in).batched(d_out * d_in),
+            s.grad(out)?,
+            MatView::transposed(0, d_out).batched(n * d_out),
+            s.act(x)?,
+            MatView::row_major(0, d_in).batched(n * d_in),
+            Gemm::new(d_out, d_in, n).batched(g),
+        )?;
+        be.resize(&mut self.group_b, g * d_out)?;
+        be.group_row_sums(&mut self.group_b, s.grad(out)?, d_out, groups, pe)?;
+        be.add_row_sq_norms(norms, &self.group_w, d_out * d_in)?;
+        be.add_row_sq_norms(norms, &self.group_b, d_out)?;
+        self.kept_for = Some(layout.clone());
+        Ok(())
     }
 
     fn param_grads(&mut self, s: &Step<B>, reduce: &GradReduce<B>) -> Result<()> {
         let (x, out) = kept(&self.name, self.x, self.out)?;
         let (be, pe, rows) = (s.be, s.per_example(x), s.rows(x));
+        if let (Some(factors), Some(layout)) = (reduce.factors, &self.kept_for) {
+            if layout == reduce.groups.as_ref() {
+                // the clipped sum of the per-group gradients the norms materialized
+                be.weighted_row_sum(&mut self.weight.grad, &self.group_w, factors, self.d_out * self.d_in, false)?;
+                return be.weighted_row_sum(&mut self.bias.grad, &self.group_b, factors, self.d_out, false);
+            }
+        }
         let shape = (self.d_in, self.d_out, rows, pe);
         self.scratch.grads(be, &mut self.weight, &mut self.bias, s.act(x)?, s.grad(out)?, shape, reduce)
     }

@@ -24,6 +24,15 @@ pub fn ghost_is_cheaper(strategy: NormStrategy, n: usize, d_in: usize, d_out: us
     }
 }
 
+/// Whether a Linear whose groups all have n rows should materialize its per-group gradients and keep
+/// them, so that the clipped sum is their weighted sum (`G Din Dout` values streamed once) instead of
+/// a second product over the activations. For `Auto`: when materializing is the cheaper form of the
+/// norms anyway. (Keeping them also where ghost norms are cheaper was measured slower on the
+/// lab-transformer workload, n = 48: 870 vs 945 samples/s, benches/RESULTS.md.)
+pub fn keep_materialized(strategy: NormStrategy, n: usize, d_in: usize, d_out: usize) -> bool {
+    n > 1 && !ghost_is_cheaper(strategy, n, d_in, d_out)
+}
+
 /// out: [G] += each group's squared norm of the weight and bias gradient of a Linear with input
 /// x: [R, Din] and output gradient dy: [R, Dout] (see the module docs).
 #[allow(clippy::too_many_arguments)]
