@@ -386,3 +386,37 @@ fn gru_follows_pytorch_gates_and_names() {
     }
     common::assert_close("gru states", &got, &want, 1e-5, 1e-6);
 }
+
+#[test]
+fn a_layer_step_gives_the_same_bits_on_1_and_3_threads() {
+    // forward, backward, group norms (both kept and recomputed forms) and clipped sums of a pre-LN
+    // block and a GRU, bit for bit across thread counts
+    let run = |threads: usize| -> Vec<Vec<u32>> {
+        let be = kernels::Cpu::new(threads).unwrap();
+        let mut out = vec![];
+        let layers: Vec<Box<dyn Layer<kernels::Cpu>>> =
+            vec![boxed(pre_ln_block(&be, "blocks.0", 16, 4, 32).unwrap()), boxed(kernels::nn::Gru::new(&be, "gru", 16, 8).unwrap())];
+        for (k, mut layer) in layers.into_iter().enumerate() {
+            let mut rng = Rng::new(50 + k as u64);
+            common::drive::randomize(&be, layer.as_mut(), &mut rng, 0.5);
+            let b = batch(60 + k as u64, 6, 7, 16, 1, true);
+            let mut d = common::drive::Driver::new(&be);
+            let y = d.forward(&be, layer.as_mut(), &b, true).unwrap();
+            let r = rng.vec(y.len(), 1.0);
+            let dx = d.backward(&be, layer.as_mut(), &r).unwrap().unwrap();
+            let layout = kernels::GroupRows { offsets: vec![0, 1, 2, 3, 4, 5, 6] };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            out.push(bits(&y));
+            out.push(bits(&dx));
+            for st in [NormStrategy::Auto, NormStrategy::Ghost, NormStrategy::Materialize] {
+                out.push(bits(&d.norms(&be, layer.as_mut(), &layout, st).unwrap()));
+                let f: Vec<f32> = (0..6).map(|g| 0.3 + 0.1 * g as f32).collect();
+                for g in d.param_grads(&be, layer.as_mut(), &layout, Some(&f)).unwrap() {
+                    out.push(bits(&g));
+                }
+            }
+        }
+        out
+    };
+    assert!(run(1) == run(3), "a layer step differs between 1 and 3 threads");
+}
