@@ -6,7 +6,7 @@ mod common;
 use common::drive::{Driver, HostBatch};
 use common::{assert_close, Rng};
 use kernels::nn::{Embeddings, Ids, LayerNorm, Linear};
-use kernels::{Backend, Cpu, GroupRows, NormStrategy};
+use kernels::{Backend, GroupRows, NormStrategy};
 
 /// A host batch of `examples` examples of `t` rows of `x` (width from its length).
 fn rows(examples: usize, t: usize, x: &[f32]) -> HostBatch {
@@ -21,9 +21,7 @@ fn sq(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum()
 }
 
-#[test]
-fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
-    let be = Cpu::new(2).unwrap();
+fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients(be: &impl Backend) {
     let mut rng = Rng::new(20);
     for t in [1usize, 3, 9] {
         for groups in layouts() {
@@ -32,10 +30,10 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
                 let rows = groups.examples() * t;
                 let x = rng.vec(rows * d_in, 1.0);
                 let dy = rng.vec(rows * d_out, 1.0);
-                let mut l = Linear::new(&be, "l", d_in, d_out).unwrap();
-                let mut drv = Driver::new(&be);
-                drv.forward(&be, &mut l, &self::rows(groups.examples(), t, &x), false).unwrap();
-                drv.backward(&be, &mut l, &dy).unwrap();
+                let mut l = Linear::new(be, "l", d_in, d_out).unwrap();
+                let mut drv = Driver::new(be);
+                drv.forward(be, &mut l, &self::rows(groups.examples(), t, &x), false).unwrap();
+                drv.backward(be, &mut l, &dy).unwrap();
                 // explicit per-group gradients
                 let mut per_group_w = vec![];
                 let mut per_group_b = vec![];
@@ -55,7 +53,7 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
                     per_group_w.push(gw);
                     per_group_b.push(gb);
                 }
-                let norms = drv.norms(&be, &mut l, &groups, strategy).unwrap();
+                let norms = drv.norms(be, &mut l, &groups, strategy).unwrap();
                 assert_close(
                     &format!("linear norms t={t} {strategy:?} {:?}", groups.offsets),
                     &norms,
@@ -64,7 +62,7 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
                     1e-5,
                 );
                 let factors: Vec<f32> = (0..groups.groups()).map(|g| 0.25 + 0.5 * (g % 3) as f32 / 2.0).collect();
-                let g = drv.param_grads(&be, &mut l, &groups, Some(&factors)).unwrap();
+                let g = drv.param_grads(be, &mut l, &groups, Some(&factors)).unwrap();
                 let want_w: Vec<f32> = (0..d_out * d_in)
                     .map(|j| per_group_w.iter().zip(&factors).map(|(g, &c)| c as f64 * g[j]).sum::<f64>() as f32)
                     .collect();
@@ -78,47 +76,42 @@ fn linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
     }
 }
 
-#[test]
-fn linear_clipped_sum_scales_the_narrower_operand_either_way() {
-    // d_in < d_out scales X, d_in >= d_out scales dY: both must give the same clipped sum
-    let be = Cpu::new(2).unwrap();
+fn linear_clipped_sum_scales_the_narrower_operand_either_way(be: &impl Backend) {
     let mut rng = Rng::new(21);
     let groups = GroupRows { offsets: vec![0, 2, 3] };
     for (d_in, d_out) in [(3, 7), (7, 3)] {
         let x = rng.vec(3 * 4 * d_in, 1.0);
         let dy = rng.vec(3 * 4 * d_out, 1.0);
         let factors = vec![0.5f32, 2.0];
-        let mut l = Linear::new(&be, "l", d_in, d_out).unwrap();
-        let mut drv = Driver::new(&be);
-        drv.forward(&be, &mut l, &rows(3, 4, &x), false).unwrap();
-        drv.backward(&be, &mut l, &dy).unwrap();
-        let clipped = drv.param_grads(&be, &mut l, &groups, Some(&factors)).unwrap();
+        let mut l = Linear::new(be, "l", d_in, d_out).unwrap();
+        let mut drv = Driver::new(be);
+        drv.forward(be, &mut l, &rows(3, 4, &x), false).unwrap();
+        drv.backward(be, &mut l, &dy).unwrap();
+        let clipped = drv.param_grads(be, &mut l, &groups, Some(&factors)).unwrap();
         let mut scaled = dy.clone();
         for r in 0..12 {
             let f = if r < 8 { 0.5 } else { 2.0 };
             scaled[r * d_out..(r + 1) * d_out].iter_mut().for_each(|v| *v *= f);
         }
-        drv.backward(&be, &mut l, &scaled).unwrap();
-        let plain = drv.param_grads(&be, &mut l, &GroupRows::single(3), None).unwrap();
+        drv.backward(be, &mut l, &scaled).unwrap();
+        let plain = drv.param_grads(be, &mut l, &GroupRows::single(3), None).unwrap();
         assert_close("dW", &clipped[0], &plain[0], 1e-5, 1e-6);
         assert_close("db", &clipped[1], &plain[1], 1e-5, 1e-6);
     }
 }
 
-#[test]
-fn embedding_group_norms_count_repeated_ids_once_per_group() {
-    let be = Cpu::new(2).unwrap();
+fn embedding_group_norms_count_repeated_ids_once_per_group(be: &impl Backend) {
     let mut rng = Rng::new(22);
     let (vocab, d, t) = (5, 3, 4);
     for groups in layouts() {
         let rows = groups.examples() * t;
         let ids: Vec<u32> = (0..rows).map(|_| rng.below(vocab) as u32).collect();
         let dy = rng.vec(rows * d, 1.0);
-        let mut e = Embeddings::new(&be, "embeddings", d, &[("embed", vocab, Ids::Tokens)]).unwrap();
-        let mut drv = Driver::new(&be);
+        let mut e = Embeddings::new(be, "embeddings", d, &[("embed", vocab, Ids::Tokens)]).unwrap();
+        let mut drv = Driver::new(be);
         let b = HostBatch { examples: groups.examples(), ids: Some((ids.clone(), t)), ..Default::default() };
-        drv.forward(&be, &mut e, &b, false).unwrap();
-        drv.backward(&be, &mut e, &dy).unwrap();
+        drv.forward(be, &mut e, &b, false).unwrap();
+        drv.backward(be, &mut e, &dy).unwrap();
         let mut want = vec![];
         let mut per_group = vec![];
         for g in 0..groups.groups() {
@@ -131,10 +124,10 @@ fn embedding_group_norms_count_repeated_ids_once_per_group() {
             want.push(sq(&grad) as f32);
             per_group.push(grad);
         }
-        let norms = drv.norms(&be, &mut e, &groups, NormStrategy::Auto).unwrap();
+        let norms = drv.norms(be, &mut e, &groups, NormStrategy::Auto).unwrap();
         assert_close(&format!("embedding norms {:?}", groups.offsets), &norms, &want, 1e-5, 1e-6);
         let factors: Vec<f32> = (0..groups.groups()).map(|g| 1.0 / (1.0 + g as f32)).collect();
-        let g = drv.param_grads(&be, &mut e, &groups, Some(&factors)).unwrap();
+        let g = drv.param_grads(be, &mut e, &groups, Some(&factors)).unwrap();
         let want_sum: Vec<f32> = (0..vocab * d)
             .map(|j| per_group.iter().zip(&factors).map(|(g, &c)| c as f64 * g[j]).sum::<f64>() as f32)
             .collect();
@@ -142,20 +135,18 @@ fn embedding_group_norms_count_repeated_ids_once_per_group() {
     }
 }
 
-#[test]
-fn layer_norm_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
-    let be = Cpu::new(2).unwrap();
+fn layer_norm_group_norms_and_clipped_sum_match_explicit_per_group_gradients(be: &impl Backend) {
     let mut rng = Rng::new(23);
     let (d, t) = (6, 3);
     for groups in layouts() {
         let rows = groups.examples() * t;
         let x = rng.vec(rows * d, 2.0);
         let dy = rng.vec(rows * d, 1.0);
-        let mut ln = LayerNorm::new(&be, "ln", d).unwrap();
-        ln.gamma.value = rng.vec(d, 1.0);
-        let mut drv = Driver::new(&be);
-        drv.forward(&be, &mut ln, &self::rows(groups.examples(), t, &x), false).unwrap();
-        drv.backward(&be, &mut ln, &dy).unwrap();
+        let mut ln = LayerNorm::new(be, "ln", d).unwrap();
+        ln.gamma.value = be.upload(&rng.vec(d, 1.0)).unwrap();
+        let mut drv = Driver::new(be);
+        drv.forward(be, &mut ln, &self::rows(groups.examples(), t, &x), false).unwrap();
+        drv.backward(be, &mut ln, &dy).unwrap();
         let mut want = vec![];
         let mut per_group = vec![];
         for g in 0..groups.groups() {
@@ -174,10 +165,10 @@ fn layer_norm_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
             want.push((sq(&dg) + sq(&db)) as f32);
             per_group.push((dg, db));
         }
-        let norms = drv.norms(&be, &mut ln, &groups, NormStrategy::Auto).unwrap();
+        let norms = drv.norms(be, &mut ln, &groups, NormStrategy::Auto).unwrap();
         assert_close("layer norm norms", &norms, &want, 1e-4, 1e-5);
         let factors: Vec<f32> = (0..groups.groups()).map(|g| 0.3 + 0.1 * g as f32).collect();
-        let g = drv.param_grads(&be, &mut ln, &groups, Some(&factors)).unwrap();
+        let g = drv.param_grads(be, &mut ln, &groups, Some(&factors)).unwrap();
         let want_g: Vec<f32> = (0..d)
             .map(|j| per_group.iter().zip(&factors).map(|((g, _), &c)| c as f64 * g[j]).sum::<f64>() as f32)
             .collect();
@@ -189,21 +180,17 @@ fn layer_norm_group_norms_and_clipped_sum_match_explicit_per_group_gradients() {
     }
 }
 
-#[test]
-fn clip_factors_bound_every_group_and_leave_small_ones_alone() {
-    let be = Cpu::new(1).unwrap();
-    let sq_norms = vec![0.0f32, 0.25, 1.0, 4.0, 100.0, f32::NAN];
-    let mut f = vec![0.0f32; 6];
+fn clip_factors_bound_every_group_and_leave_small_ones_alone(be: &impl Backend) {
+    let sq_norms = be.upload(&[0.0f32, 0.25, 1.0, 4.0, 100.0, f32::NAN]).unwrap();
+    let mut f = be.zeros(6).unwrap();
     be.clip_factors(&mut f, &sq_norms, 1.0).unwrap();
-    assert_eq!(f, vec![1.0, 1.0, 1.0, 0.5, 0.1, 0.0]);
+    assert_eq!(be.download(&f).unwrap(), vec![1.0, 1.0, 1.0, 0.5, 0.1, 0.0]);
     assert!(be.clip_factors(&mut f, &sq_norms, 0.0).is_err());
     assert!(be.clip_factors(&mut f, &sq_norms, f32::INFINITY).is_err());
 }
 
-#[test]
-fn rows_with_zero_output_gradient_do_not_change_group_norms() {
+fn rows_with_zero_output_gradient_do_not_change_group_norms(be: &impl Backend) {
     // padding rows have dy = 0; the norm skips them and must equal the norm with them included
-    let be = Cpu::new(2).unwrap();
     let mut rng = Rng::new(24);
     let (t, d_in, d_out) = (8, 6, 5);
     let groups = GroupRows { offsets: vec![0, 1, 3] };
@@ -215,11 +202,11 @@ fn rows_with_zero_output_gradient_do_not_change_group_norms() {
     }
     // rows 17..23 of the last group all but one zero: the single-row path
     for strategy in [NormStrategy::Ghost, NormStrategy::Materialize] {
-        let mut l = Linear::<Cpu>::new(&be, "l", d_in, d_out).unwrap();
-        let mut drv = Driver::new(&be);
-        drv.forward(&be, &mut l, &self::rows(groups.examples(), t, &x), false).unwrap();
-        drv.backward(&be, &mut l, &dy).unwrap();
-        let norms = drv.norms(&be, &mut l, &groups, strategy).unwrap();
+        let mut l = Linear::new(be, "l", d_in, d_out).unwrap();
+        let mut drv = Driver::new(be);
+        drv.forward(be, &mut l, &self::rows(groups.examples(), t, &x), false).unwrap();
+        drv.backward(be, &mut l, &dy).unwrap();
+        let norms = drv.norms(be, &mut l, &groups, strategy).unwrap();
         let want: Vec<f32> = (0..groups.groups())
             .map(|g| {
                 let mut gw = vec![0.0f64; d_out * (d_in + 1)];
@@ -283,4 +270,10 @@ fn generic_and_backend_group_norms_agree(be: &impl Backend) {
 
 backend_tests! {
     group_norms_generic_and_backend => super::generic_and_backend_group_norms_agree,
+    linear_norms_and_clipped_sums => super::linear_group_norms_and_clipped_sum_match_explicit_per_group_gradients,
+    linear_clipped_sum_either_operand => super::linear_clipped_sum_scales_the_narrower_operand_either_way,
+    embedding_norms_repeated_ids => super::embedding_group_norms_count_repeated_ids_once_per_group,
+    layer_norm_norms_and_clipped_sums => super::layer_norm_group_norms_and_clipped_sum_match_explicit_per_group_gradients,
+    clip_factors => super::clip_factors_bound_every_group_and_leave_small_ones_alone,
+    zero_rows_in_norms => super::rows_with_zero_output_gradient_do_not_change_group_norms,
 }

@@ -274,12 +274,11 @@ fn parameters_are_visited_under_their_module_paths() {
     assert_eq!(names, want);
 }
 
-#[test]
-fn gelu_is_the_exact_erf_form() {
-    let be = kernels::Cpu::new(1).unwrap();
+fn gelu_is_the_exact_erf_form(be: &impl Backend) {
     let x: Vec<f32> = (-40..=40).map(|i| i as f32 / 8.0).collect();
-    let mut y = vec![0.0; x.len()];
-    be.activation_forward(Activation::Gelu, &mut y, &x).unwrap();
+    let mut y = be.zeros(x.len()).unwrap();
+    be.activation_forward(Activation::Gelu, &mut y, &be.upload(&x).unwrap()).unwrap();
+    let y = be.download(&y).unwrap();
     // PyTorch's F.gelu (approximate='none') at a few points
     let want =
         [(-5.0f32, -1.4333e-06f32), (-1.0, -0.158_655_26), (0.5, 0.345_731_4), (1.0, 0.841_344_7), (2.0, 1.954_5)];
@@ -289,79 +288,76 @@ fn gelu_is_the_exact_erf_form() {
     }
 }
 
-#[test]
-fn additive_mask_of_an_all_masked_query_spreads_weight_like_hugging_face() {
+fn additive_mask_of_an_all_masked_query_spreads_weight_like_hugging_face(be: &impl Backend) {
     // Hugging Face adds f32::MIN to masked scores: a fully masked example attends uniformly, where
     // the -inf fill gives zeros
-    let be = kernels::Cpu::new(1).unwrap();
     let (b, h, t) = (1, 1, 3);
-    let scores = vec![0.5f32, -1.0, 2.0, 0.0, 1.0, 3.0, 1.0, 1.0, 1.0];
-    let mask = vec![0.0f32; 3];
-    let mut hf = scores.clone();
-    be.masked_softmax_forward(&mut hf, &mask, b, h, t, 1.0, MaskFill::Add(f32::MIN)).unwrap();
+    let scores = [0.5f32, -1.0, 2.0, 0.0, 1.0, 3.0, 1.0, 1.0, 1.0];
+    let softmax = |mask: &[f32], fill: MaskFill| -> Result<Vec<f32>> {
+        let mut att = be.upload(&scores)?;
+        be.masked_softmax_forward(&mut att, &be.upload(mask)?, b, h, t, 1.0, fill)?;
+        be.download(&att)
+    };
+    let none = [0.0f32; 3];
+    let hf = softmax(&none, MaskFill::Add(f32::MIN)).unwrap();
     hf.iter().for_each(|&v| assert!((v - 1.0 / 3.0).abs() < 1e-6, "{hf:?}"));
-    let mut inf = scores.clone();
-    be.masked_softmax_forward(&mut inf, &mask, b, h, t, 1.0, MaskFill::NegInf).unwrap();
-    assert!(inf.iter().all(|&v| v == 0.0));
-    let keep = vec![1.0f32, 0.0, 1.0];
-    let mut hf2 = scores.clone();
-    be.masked_softmax_forward(&mut hf2, &keep, b, h, t, 1.0, MaskFill::Add(f32::MIN)).unwrap();
-    let mut inf2 = scores;
-    be.masked_softmax_forward(&mut inf2, &keep, b, h, t, 1.0, MaskFill::NegInf).unwrap();
+    assert!(softmax(&none, MaskFill::NegInf).unwrap().iter().all(|&v| v == 0.0));
+    let keep = [1.0f32, 0.0, 1.0];
+    let (hf2, inf2) = (softmax(&keep, MaskFill::Add(f32::MIN)).unwrap(), softmax(&keep, MaskFill::NegInf).unwrap());
     common::assert_close("one masked key", &hf2, &inf2, 1e-6, 1e-7);
-    assert!(be.masked_softmax_forward(&mut hf2, &keep, b, h, t, 1.0, MaskFill::Add(f32::NEG_INFINITY)).is_err());
+    assert!(softmax(&keep, MaskFill::Add(f32::NEG_INFINITY)).is_err());
 }
 
-#[test]
-fn losses_backward_match_finite_differences() {
-    let be = kernels::Cpu::new(2).unwrap();
+fn losses_backward_match_finite_differences(be: &impl Backend) {
     let mut rng = Rng::new(17);
+    let up = |v: &[f32]| be.upload(v).unwrap();
+    // (losses, dlogits) of BCE with logits, or of cross-entropy over k classes
+    let bce = |z: &[f32], y: &[f32]| {
+        let (mut l, mut d) = (be.zeros(z.len()).unwrap(), be.zeros(z.len()).unwrap());
+        be.bce_with_logits(&mut l, &mut d, &up(z), &up(y), 1.0).unwrap();
+        (be.download(&l).unwrap(), be.download(&d).unwrap())
+    };
+    let ce = |z: &[f32], classes: &[u32], k: usize| {
+        let (mut l, mut d) = (be.zeros(classes.len()).unwrap(), be.zeros(z.len()).unwrap());
+        be.cross_entropy(&mut l, &mut d, &up(z), &be.upload_ids(classes).unwrap(), k, 1.0).unwrap();
+        (be.download(&l).unwrap(), be.download(&d).unwrap())
+    };
+    let sum = |l: Vec<f32>| l.iter().map(|&v| v as f64).sum::<f64>();
     let z = rng.vec(6, 3.0);
-    let y = vec![1.0, 0.0, 1.0, 0.0, 0.3, 1.0];
-    let (mut l, mut dz) = (vec![0.0; 6], vec![0.0; 6]);
-    be.bce_with_logits(&mut l, &mut dz, &z, &y, 1.0).unwrap();
-    fd_check("bce", &z, &dz, TOL, |zp| {
-        let (mut l, mut d) = (vec![0.0; 6], vec![0.0; 6]);
-        be.bce_with_logits(&mut l, &mut d, &zp.to_vec(), &y, 1.0).unwrap();
-        l.iter().map(|&v| v as f64).sum()
-    });
+    let y = [1.0, 0.0, 1.0, 0.0, 0.3, 1.0];
+    fd_check("bce", &z, &bce(&z, &y).1, TOL, |zp| sum(bce(zp, &y).0));
     let (b, k) = (4, 3);
     let z = rng.vec(b * k, 3.0);
-    let classes = vec![0u32, 2, 1, 2];
-    let (mut l, mut dz) = (vec![0.0; b], vec![0.0; b * k]);
-    be.cross_entropy(&mut l, &mut dz, &z, &classes, k, 1.0).unwrap();
-    fd_check("cross_entropy", &z, &dz, TOL, |zp| {
-        let (mut l, mut d) = (vec![0.0; b], vec![0.0; b * k]);
-        be.cross_entropy(&mut l, &mut d, &zp.to_vec(), &classes, k, 1.0).unwrap();
-        l.iter().map(|&v| v as f64).sum()
-    });
+    let classes = [0u32, 2, 1, 2];
+    fd_check("cross_entropy", &z, &ce(&z, &classes, k).1, TOL, |zp| sum(ce(zp, &classes, k).0));
     // pinned values: BCE(0, 1) = ln 2; CE of uniform logits = ln k
-    let (mut l1, mut d1) = (vec![0.0], vec![0.0]);
-    be.bce_with_logits(&mut l1, &mut d1, &vec![0.0], &vec![1.0], 1.0).unwrap();
-    assert!((l1[0] - std::f32::consts::LN_2).abs() < 1e-6);
-    let (mut l2, mut d2) = (vec![0.0], vec![0.0; 3]);
-    be.cross_entropy(&mut l2, &mut d2, &vec![0.0; 3], &vec![1], 3, 1.0).unwrap();
-    assert!((l2[0] - 3f32.ln()).abs() < 1e-6);
+    assert!((bce(&[0.0], &[1.0]).0[0] - std::f32::consts::LN_2).abs() < 1e-6);
+    assert!((ce(&[0.0; 3], &[1], 3).0[0] - 3f32.ln()).abs() < 1e-6);
     let _ = dot(&[0.0], &[0.0]);
 }
 
-#[test]
-fn gru_follows_pytorch_gates_and_names() {
+backend_tests!(
+    gelu_exact_erf => crate::gelu_is_the_exact_erf_form,
+    additive_mask_fill => crate::additive_mask_of_an_all_masked_query_spreads_weight_like_hugging_face,
+    losses_finite_differences => crate::losses_backward_match_finite_differences,
+    gru_pytorch_equations => crate::gru_follows_pytorch_gates_and_names,
+);
+
+fn gru_follows_pytorch_gates_and_names(be: &impl Backend) {
     // an independent f64 evaluation of nn.GRU's equations (gate order r, z, n; b_hn inside r * (...))
-    let be = kernels::Cpu::new(2).unwrap();
     let (b, t, i, h) = (2, 3, 3, 2);
-    let mut g = kernels::nn::Gru::new(&be, "gru", i, h).unwrap();
+    let mut g = kernels::nn::Gru::new(be, "gru", i, h).unwrap();
     let mut rng = Rng::new(40);
-    common::drive::randomize(&be, &mut g, &mut rng, 0.8);
+    common::drive::randomize(be, &mut g, &mut rng, 0.8);
     let mut names = vec![];
     g.visit(&mut |p| names.push(p.name.clone()));
     assert_eq!(names, ["gru.weight_ih_l0", "gru.weight_hh_l0", "gru.bias_ih_l0", "gru.bias_hh_l0"]);
-    let (wi, wh, bi, bh) =
-        (g.weight_ih.value.clone(), g.weight_hh.value.clone(), g.bias_ih.value.clone(), g.bias_hh.value.clone());
+    let dl = |v: &_| be.download(v).unwrap();
+    let (wi, wh, bi, bh) = (dl(&g.weight_ih.value), dl(&g.weight_hh.value), dl(&g.bias_ih.value), dl(&g.bias_hh.value));
     let x = rng.vec(b * t * i, 1.0);
-    let mut d = common::drive::Driver::new(&be);
+    let mut d = common::drive::Driver::new(be);
     let got = d
-        .forward(&be, &mut g, &HostBatch { examples: b, x: x.clone(), per_example: t, ..Default::default() }, false)
+        .forward(be, &mut g, &HostBatch { examples: b, x: x.clone(), per_example: t, ..Default::default() }, false)
         .unwrap();
     let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
     let mut want = vec![];
@@ -394,8 +390,10 @@ fn a_layer_step_gives_the_same_bits_on_1_and_3_threads() {
     let run = |threads: usize| -> Vec<Vec<u32>> {
         let be = kernels::Cpu::new(threads).unwrap();
         let mut out = vec![];
-        let layers: Vec<Box<dyn Layer<kernels::Cpu>>> =
-            vec![boxed(pre_ln_block(&be, "blocks.0", 16, 4, 32).unwrap()), boxed(kernels::nn::Gru::new(&be, "gru", 16, 8).unwrap())];
+        let layers: Vec<Box<dyn Layer<kernels::Cpu>>> = vec![
+            boxed(pre_ln_block(&be, "blocks.0", 16, 4, 32).unwrap()),
+            boxed(kernels::nn::Gru::new(&be, "gru", 16, 8).unwrap()),
+        ];
         for (k, mut layer) in layers.into_iter().enumerate() {
             let mut rng = Rng::new(50 + k as u64);
             common::drive::randomize(&be, layer.as_mut(), &mut rng, 0.5);
