@@ -161,6 +161,14 @@ fn residual_and_concat(be: &impl Backend) {
         boxed(Sequential::new("net", vec![boxed(cat), boxed(Linear::new(be, "head", 9, 2).unwrap())]).unwrap())
     };
     check_layer(be, "residual, concat of two pooled branches, head", make, &batch(11, 4, 3, 6, 1, false), true, TOL);
+    // a residual whose branch ends in a residual: the gradient storage they share must chain
+    let nested = |be: &_| {
+        let inner = Residual::new("inner", boxed(Linear::new(be, "inner.l", 5, 5).unwrap()));
+        let branch =
+            Sequential::new("branch", vec![boxed(Act::new("branch.act", Activation::Tanh)), boxed(inner)]).unwrap();
+        boxed(Residual::new("outer", boxed(branch)))
+    };
+    check_layer(be, "nested residuals", nested, &batch(15, 3, 2, 5, 1, false), true, TOL);
 }
 
 backend_tests!(

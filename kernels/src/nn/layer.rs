@@ -139,13 +139,17 @@ impl<'a, B: Backend> Step<'a, B> {
         Ok(s)
     }
 
-    /// From now on, the gradient of `slot` is stored with the gradient of `with` (same buffer).
+    /// From now on, the gradient of `slot` (and of every slot sharing its storage) is stored with the
+    /// gradient of `with` (same buffer).
     pub fn share_grad(&mut self, slot: Slot, with: Slot) -> Result<()> {
         if slot == Slot::INPUT || with == Slot::INPUT {
             return Err(KernelError::Invalid { op: "tape", msg: "the input's gradient is not kept".into() });
         }
         let (i, j) = (self.tape.check(slot)?, self.tape.check(with)?);
-        self.tape.grad_of[i] = self.tape.grad_of[j];
+        // every slot already sharing `slot`'s storage follows it (a residual whose branch ends in a
+        // residual: the inner one shared first)
+        let (old, new) = (self.tape.grad_of[i], self.tape.grad_of[j]);
+        self.tape.grad_of.iter_mut().filter(|g| **g == old).for_each(|g| *g = new);
         Ok(())
     }
 
