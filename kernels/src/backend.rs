@@ -74,7 +74,12 @@ impl MatView {
             return 0;
         }
         let (rs, cs) = self.strides();
-        self.offset + (batch - 1) * self.batch_stride + (rows - 1) * rs + (cols - 1) * cs + 1
+        // an extent past usize (a hostile view) saturates, and no buffer is that long
+        [(batch - 1, self.batch_stride), (rows - 1, rs), (cols - 1, cs)]
+            .iter()
+            .try_fold(self.offset, |acc, &(n, s)| acc.checked_add(n.checked_mul(s)?))
+            .and_then(|e| e.checked_add(1))
+            .unwrap_or(usize::MAX)
     }
 }
 

@@ -98,6 +98,33 @@ fn gemm_refuses_short_buffers_and_overlapping_batches(be: &impl Backend) {
         )
         .unwrap_err();
     assert!(matches!(err, KernelError::Invalid { .. }), "{err}");
+    // rows of C that would overlap (leading dimension below the columns), and a view whose extent
+    // passes usize, are refused
+    let err = be
+        .gemm(
+            &mut c,
+            MatView::row_major(0, 2).with_ld(1),
+            &a,
+            MatView::row_major(0, 3),
+            &b,
+            MatView::row_major(0, 2),
+            Gemm::new(2, 2, 3),
+        )
+        .unwrap_err();
+    assert!(matches!(err, KernelError::Invalid { .. }), "{err}");
+    let huge = MatView::row_major(0, 3).batched(usize::MAX / 2);
+    let err = be
+        .gemm(
+            &mut c,
+            MatView::row_major(0, 2).batched(4),
+            &a,
+            huge,
+            &b,
+            MatView::row_major(0, 2),
+            Gemm::new(2, 2, 3).batched(2),
+        )
+        .unwrap_err();
+    assert!(matches!(err, KernelError::Shape { what: "A", .. }), "{err}");
     // C is never transposed (a BLAS writes its output as stored)
     let err = be
         .gemm(

@@ -169,6 +169,12 @@ fn residual_and_concat(be: &impl Backend) {
         boxed(Residual::new("outer", boxed(branch)))
     };
     check_layer(be, "nested residuals", nested, &batch(15, 3, 2, 5, 1, false), true, TOL);
+    // an empty batch (Poisson sampling gives them) through concatenation and a head: no rows, no error
+    let mut net = make(be);
+    let mut d = common::drive::Driver::new(be);
+    let empty = HostBatch { examples: 0, x: vec![], per_example: 3, mask: Some(vec![]), ids: None };
+    assert!(d.forward(be, net.as_mut(), &empty, true).unwrap().is_empty());
+    assert!(d.backward(be, net.as_mut(), &[]).unwrap().unwrap().is_empty());
 }
 
 backend_tests!(

@@ -6,12 +6,17 @@ use super::math::{sigmoid, tanh};
 use crate::error::{check_len, KernelError, Result};
 use rayon::prelude::*;
 
-fn check(op: &'static str, b: usize, steps: usize, t: usize) -> Result<()> {
+/// The step is inside the sequence, and `b * steps * 3 * hidden` fits in usize (a hostile size would
+/// wrap past the length checks); returns (rows, hidden).
+fn check(op: &'static str, b: usize, steps: usize, t: usize, hidden: usize) -> Result<(usize, usize)> {
     if t >= steps {
         return Err(KernelError::Invalid { op, msg: format!("step {t} of a sequence of {steps}") });
     }
-    let _ = b;
-    Ok(())
+    let rows = b.checked_mul(steps);
+    if rows.and_then(|r| r.checked_mul(3)).and_then(|r| r.checked_mul(hidden)).is_none() {
+        return Err(KernelError::Invalid { op, msg: format!("{b} x {steps} x {hidden} is too large") });
+    }
+    Ok((rows.unwrap_or(0), hidden))
 }
 
 /// Raw pointer wrapper so that tasks can write the disjoint rows of their own example.
@@ -33,8 +38,7 @@ pub(crate) fn step_forward(
     hidden: usize,
 ) -> Result<()> {
     const OP: &str = "gru_step_forward";
-    check(OP, b, steps, t)?;
-    let (rows, k) = (b * steps, hidden);
+    let (rows, k) = check(OP, b, steps, t, hidden)?;
     check_len(OP, "h", rows * k, h.len())?;
     check_len(OP, "h_prev", rows * k, h_prev.len())?;
     check_len(OP, "gates", rows * 3 * k, gates.len())?;
@@ -86,8 +90,7 @@ pub(crate) fn step_backward(
     hidden: usize,
 ) -> Result<()> {
     const OP: &str = "gru_step_backward";
-    check(OP, b, steps, t)?;
-    let (rows, k) = (b * steps, hidden);
+    let (rows, k) = check(OP, b, steps, t, hidden)?;
     check_len(OP, "dgi", rows * 3 * k, dgi.len())?;
     check_len(OP, "dgh", rows * 3 * k, dgh.len())?;
     check_len(OP, "carry", b * k, carry.len())?;

@@ -44,6 +44,13 @@ pub(crate) fn gemm(
     if cv.trans {
         return Err(KernelError::Invalid { op: "gemm", msg: "the output C cannot be a transposed view".into() });
     }
+    if m > 1 && cv.ld < n {
+        // rows of C would overlap, and threads writing them would race
+        return Err(KernelError::Invalid {
+            op: "gemm",
+            msg: format!("C's leading dimension {} is below its {n} columns", cv.ld),
+        });
+    }
     if m == 0 || n == 0 || count == 0 {
         return Ok(());
     }

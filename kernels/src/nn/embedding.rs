@@ -132,9 +132,17 @@ impl<B: Backend> Layer<B> for Embeddings<B> {
         Ok(out)
     }
 
-    fn backward(&mut self, _: &mut Step<B>, _acc: bool) -> Result<()> {
-        // ids have no gradient
-        kept(&self.name, self.x, self.out).map(|_| ())
+    fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
+        // the output does not depend on the input slot (ids have no gradient): its gradient is zero
+        let (x, _) = kept(&self.name, self.x, self.out)?;
+        if acc || !s.needs_grad(x) {
+            return Ok(());
+        }
+        let len = s.be.len(s.act(x)?);
+        s.update_grad(x, |s, g| {
+            s.be.resize(g, len)?;
+            s.be.fill(g, 0.0)
+        })
     }
 
     fn add_group_sq_norms(

@@ -439,15 +439,18 @@ impl<B: Backend> Layer<B> for Concat<B> {
         let ya = self.a.forward(s, x)?;
         let yb = self.b.forward(s, x)?;
         let (pe, rows) = (s.per_example(ya), s.rows(ya));
-        if pe != s.per_example(yb) || rows == 0 {
+        if pe != s.per_example(yb) {
             return Err(KernelError::Tensor {
                 tensor: format!("{} inputs", self.name),
                 expected: format!("the same rows per example ({pe})"),
                 got: format!("{} rows per example", s.per_example(yb)),
             });
         }
-        let (wa, wb) = (s.be.len(s.act(ya)?) / rows, s.be.len(s.act(yb)?) / rows);
-        self.widths = (wa, wb);
+        // an empty batch (Poisson sampling gives them) has no rows to tell the widths: it copies nothing
+        if rows > 0 {
+            self.widths = (s.be.len(s.act(ya)?) / rows, s.be.len(s.act(yb)?) / rows);
+        }
+        let (wa, wb) = self.widths;
         self.outs = Some((ya, yb));
         let out = s.slot(&mut self.out)?;
         s.write_act(out, pe, |s, y| {

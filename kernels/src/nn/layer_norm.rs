@@ -82,6 +82,7 @@ impl<B: Backend> Layer<B> for LayerNorm<B> {
         check_input(s, &self.name, x, self.d)?;
         let out = s.slot(&mut self.out)?;
         self.x = Some(x);
+        self.group_sums_for = None;
         let rows = s.rows(x);
         let (be, d, eps) = (s.be, self.d, self.eps);
         be.resize(&mut self.mean, rows)?;

@@ -189,7 +189,7 @@ impl<B: Backend> Layer<B> for Linear<B> {
         // groups of equal size n for which materializing and keeping is the cheaper way to the norms
         // and the clipped sum: materialize them all in one strided batch, keep them for the sum
         let n = if g > 0 { layout.rows(0, pe).len() } else { 0 };
-        let uniform = g > 0 && (0..g).all(|i| layout.rows(i, pe).len() == n);
+        let uniform = g > 0 && (0..g).all(|i| layout.rows(i, pe).len() == n) && g * n == s.rows(x);
         if !(uniform && keep_materialized(strategy, n, d_in, d_out) && g * d_in * d_out <= MAX_KEPT_GROUP_GRADS) {
             self.kept_for = None;
             return be.linear_group_sq_norms(norms, s.act(x)?, s.grad(out)?, d_in, d_out, groups, pe, strategy);
