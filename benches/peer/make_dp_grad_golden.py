@@ -37,21 +37,35 @@ def hashed(name, n):
     s = fnv1a(name)
     return [((splitmix(s ^ i) >> 11) % 2001 - 1000) / 1000.0 for i in range(n)]
 
+def hashed_np(name, n):
+    """`hashed` vectorized (the same values, for tensors of millions of entries)."""
+    import numpy as np
+    with np.errstate(over="ignore"):
+        x = np.uint64(fnv1a(name)) ^ np.arange(n, dtype=np.uint64)
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    k = ((x >> np.uint64(11)) % np.uint64(2001)).astype(np.int64) - 1000
+    return k.astype(np.float64) / 1000.0
+
 def hashed_int(name, n, modulo):
     s = fnv1a(name)
     return [(splitmix(s ^ i) >> 11) % modulo for i in range(n)]
 
 def param_values(name, shape):
+    import numpy as np
     n = math.prod(shape)
-    v = hashed(name, n)
-    if ".ln" in name or name.startswith("ln."):
+    if ".ln" in name or name.startswith("ln.") or "LayerNorm" in name:
         scale, offset = 0.1, (1.0 if name.endswith("weight") else 0.0)
     elif name == "pos.weight" or (name == "embed.weight" and shape[0] == 8000):
         scale, offset = 1.0, 0.0  # the text encoder's embeddings
     else:
         fan_in = shape[1] if len(shape) == 2 else None
         scale, offset = (1.0 / math.sqrt(fan_in) if fan_in else 0.1), 0.0
-    return torch.tensor([float(torch.tensor(x * scale, dtype=torch.float32)) + offset for x in v], dtype=torch.float32).reshape(shape)
+    # float32(float32(v * scale) + offset), as the Rust side computes it
+    v = (hashed_np(name, n) * scale).astype(np.float32).astype(np.float64) + offset
+    return torch.from_numpy(v.astype(np.float32)).reshape(shape)
 
 CASES = [
     # name, workload, batch, groups (None = one per example)
@@ -59,12 +73,13 @@ CASES = [
     ("lab-mlp-per-example", "lab-mlp", 5, None),
     ("lab-transformer", "lab-transformer", 6, [7, 7, 3, 9, 9, 3]),
     ("notes-encoder", "notes-encoder", 4, [1, 2, 1, 5]),
+    ("notes-bert", "notes-bert", 3, [4, 2, 4]),
 ]
 
 def batch(case, workload, b):
-    if workload == "notes-encoder":
+    if workload in ("notes-encoder", "notes-bert"):
         t = 128
-        x = torch.tensor(hashed_int(case + "/x", b * t, 8000)).reshape(b, t)
+        x = torch.tensor(hashed_int(case + "/x", b * t, 8000 if workload == "notes-encoder" else 30522)).reshape(b, t)
         y = torch.tensor(hashed_int(case + "/y", b, 2))
     else:
         t = 48

@@ -37,7 +37,7 @@ fn hashed_int(name: &str, n: usize, modulo: u64) -> Vec<u64> {
 
 fn param_values(name: &str, shape: &[usize]) -> Vec<f32> {
     let n: usize = shape.iter().product();
-    let (scale, offset) = if name.contains(".ln") || name.starts_with("ln.") {
+    let (scale, offset) = if name.contains(".ln") || name.starts_with("ln.") || name.contains("LayerNorm") {
         (0.1, if name.ends_with("weight") { 1.0 } else { 0.0 })
     } else if name == "pos.weight" || (name == "embed.weight" && shape[0] == 8000) {
         (1.0, 0.0)
@@ -83,10 +83,11 @@ fn write_weights(path: &Path, w: Workload) {
 }
 
 fn write_batch(path: &Path, case: &str, w: Workload, b: usize, groups: Option<&[i64]>) {
-    let t = if w == Workload::NotesEncoder { 128 } else { 48 };
+    let t = if w.is_text() { 128 } else { 48 };
     let mut tensors = vec![];
-    if w == Workload::NotesEncoder {
-        let x: Vec<i64> = hashed_int(&format!("{case}/x"), b * t, 8000).into_iter().map(|v| v as i64).collect();
+    if w.is_text() {
+        let x: Vec<i64> =
+            hashed_int(&format!("{case}/x"), b * t, w.vocab() as u64).into_iter().map(|v| v as i64).collect();
         tensors.push(("x", Dtype::I64, vec![b, t], i64_bytes(&x)));
         let y: Vec<i64> = hashed_int(&format!("{case}/y"), b, 2).into_iter().map(|v| v as i64).collect();
         tensors.push(("y", Dtype::I64, vec![b], i64_bytes(&y)));

@@ -5,7 +5,7 @@
 
 use kernels::{Cpu, GroupRows, NormStrategy, OptimizerKind};
 use medtrain::model::{
-    Encoder, EncoderConfig, EncoderInput, HostBatch, HostInputs, HostTargets, Mlp, MlpConfig, Model,
+    Bert, BertConfig, Encoder, EncoderConfig, EncoderInput, HostBatch, HostInputs, HostTargets, Mlp, MlpConfig, Model,
 };
 use medtrain::privacy::noise::NoiseSource;
 use medtrain::train::{DpSgd, Privacy, Trainer};
@@ -20,7 +20,7 @@ impl Rng {
 
 fn batch(kind: &str, b: usize, t: usize, rng: &mut Rng) -> HostBatch {
     let (inputs, targets) = match kind {
-        "text" => (
+        "text" | "bert" => (
             HostInputs::Tokens((0..b * t).map(|_| (rng.unif() * 11.0) as u32).collect()),
             HostTargets::Classes((0..b).map(|_| (rng.unif() * 3.0) as u32).collect()),
         ),
@@ -36,6 +36,20 @@ fn batch(kind: &str, b: usize, t: usize, rng: &mut Rng) -> HostBatch {
 fn model(kind: &str, be: &Cpu, t: usize) -> Box<dyn Model<Cpu>> {
     match kind {
         "mlp" => Box::new(Mlp::new(be, MlpConfig { inputs: t * 4, hidden: 8, outputs: 1 }, 3).unwrap()),
+        "bert" => {
+            let cfg = BertConfig {
+                vocab_size: 11,
+                hidden_size: 8,
+                num_hidden_layers: 2,
+                num_attention_heads: 2,
+                intermediate_size: 16,
+                max_position_embeddings: 12,
+                type_vocab_size: 2,
+                layer_norm_eps: 1e-12,
+                num_labels: 3,
+            };
+            Box::new(Bert::new(be, &cfg, 3).unwrap())
+        }
         "lab" => Box::new(
             Encoder::new(
                 be,
@@ -150,6 +164,17 @@ fn text_encoder_one_pass_clipping_matches_brute_force_with_every_norm_strategy()
     for g in layouts() {
         for s in [NormStrategy::Ghost, NormStrategy::Materialize, NormStrategy::Auto] {
             check("text", 12, g.clone(), s);
+        }
+    }
+}
+
+#[test]
+fn bert_one_pass_clipping_matches_brute_force_with_every_norm_strategy() {
+    // Hugging Face's BertForSequenceClassification: post-LN layers, separate q/k/v, additive mask,
+    // word + position + token type embeddings, tanh pooler on the first token
+    for g in layouts() {
+        for s in [NormStrategy::Ghost, NormStrategy::Materialize, NormStrategy::Auto] {
+            check("bert", 12, g.clone(), s);
         }
     }
 }

@@ -46,7 +46,7 @@ impl<B: Backend> Embeddings<B> {
             .iter()
             .map(|&(prefix, vocab, ids)| {
                 Ok(Table {
-                    table: Param::new(be, format!("{prefix}.weight"), &[vocab, d], ParamInit::Normal)?,
+                    table: Param::new(be, format!("{prefix}.weight"), &[vocab, d], ParamInit::Normal { std: 1.0 })?,
                     vocab,
                     ids,
                     made: None,

@@ -26,4 +26,4 @@ pub use layer::{Concat, Layer, Residual, Sequential, Slot, Step, Tape};
 pub use layer_norm::{LayerNorm, LAYER_NORM_EPS};
 pub use linear::Linear;
 pub use param::{GradReduce, Param, ParamInit};
-pub use pool::MaskedMeanPool;
+pub use pool::{FirstRow, MaskedMeanPool};

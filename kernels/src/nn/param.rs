@@ -8,8 +8,8 @@ use crate::error::Result;
 pub enum ParamInit {
     /// U(-bound, bound): a Linear's weight and bias, bound = 1/sqrt(fan_in)
     Uniform { bound: f64 },
-    /// N(0, 1): an Embedding table
-    Normal,
+    /// N(0, std^2): an Embedding table (std 1, PyTorch), or any weight of a Hugging Face BERT (0.02)
+    Normal { std: f64 },
     /// all ones: a LayerNorm's weight
     Ones,
     /// all zeros: a LayerNorm's bias

@@ -1,5 +1,6 @@
-//! Masked mean pooling over time: h: [B*T, C], mask: [B, T] -> [B, C] = sum_t h*m / max(sum_t m, 1).
-//! T is the rows per example of its input; the output has one row per example. No parameters.
+//! Pooling over time, T being the rows per example of the input and the output one row per example:
+//! masked mean pooling, h: [B*T, C], mask: [B, T] -> [B, C] = sum_t h*m / max(sum_t m, 1); and the first
+//! row of each example. No parameters.
 
 use super::layer::{kept, Layer, Slot, Step};
 use super::param::{GradReduce, Param};
@@ -54,6 +55,59 @@ impl<B: Backend> Layer<B> for MaskedMeanPool {
             let m = mask(s, name, s.rows(x))?;
             s.be.resize(dx, s.rows(x) * c)?;
             s.be.masked_mean_pool_backward(dx, s.grad(out)?, m, t, c)
+        })
+    }
+    fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {
+        Ok(())
+    }
+    fn param_grads(&mut self, _: &Step<B>, _: &GradReduce<B>) -> Result<()> {
+        Ok(())
+    }
+    fn visit<'a>(&'a self, _: &mut dyn FnMut(&'a Param<B>)) {}
+    fn visit_mut<'a>(&'a mut self, _: &mut dyn FnMut(&'a mut Param<B>)) {}
+}
+
+/// The first row of each example: h: [B*T, C] -> [B, C] = h[b, 0, :] (BERT's `[CLS]` token, the input
+/// of its pooler). No parameters; the input gradient is dy on first rows, 0 elsewhere.
+pub struct FirstRow {
+    name: String,
+    width: usize,
+    x: Option<Slot>,
+    out: Option<Slot>,
+}
+
+impl FirstRow {
+    pub fn new(name: impl Into<String>, width: usize) -> Self {
+        FirstRow { name: name.into(), width, x: None, out: None }
+    }
+}
+
+impl<B: Backend> Layer<B> for FirstRow {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
+        super::layer::check_input(s, &self.name, x, self.width)?;
+        if s.per_example(x) == 0 && s.examples > 0 {
+            return Err(KernelError::Layer { layer: self.name.clone(), msg: "examples have no rows".into() });
+        }
+        let out = s.slot(&mut self.out)?;
+        self.x = Some(x);
+        let (t, c, b) = (s.per_example(x), self.width, s.examples);
+        s.write_act(out, 1, |s, y| {
+            s.be.resize(y, b * c)?;
+            // the input as [B, T*C]: the first C columns of each row
+            s.be.copy_columns(y, c, 0, s.act(x)?, t * c, 0, c, b)
+        })?;
+        Ok(out)
+    }
+    fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
+        let (x, out) = kept(&self.name, self.x, self.out)?;
+        let (t, c, b) = (s.per_example(x), self.width, s.examples);
+        s.write_grad(x, acc, |s, dx| {
+            s.be.resize(dx, b * t * c)?;
+            s.be.fill(dx, 0.0)?;
+            s.be.copy_columns(dx, t * c, 0, s.grad(out)?, c, 0, c, b)
         })
     }
     fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {

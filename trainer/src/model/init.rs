@@ -36,7 +36,7 @@ impl Init {
                 ParamInit::Uniform { bound } => {
                     Some((0..n).map(|_| ((2.0 * self.uniform() - 1.0) * bound) as f32).collect())
                 }
-                ParamInit::Normal => Some((0..n).map(|_| self.normal() as f32).collect()),
+                ParamInit::Normal { std } => Some((0..n).map(|_| (self.normal() * std) as f32).collect()),
                 ParamInit::Ones | ParamInit::Zeros => None,
             };
             if let Some(v) = values {

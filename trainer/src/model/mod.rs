@@ -2,6 +2,7 @@
 //! composition of the compute layer's layers ([`Net`]). Each model implements [`Model`], whose calls a
 //! training step makes in a fixed order: forward, backward, (DP) per-group norms, parameter gradients.
 
+mod bert;
 mod encoder;
 mod host;
 mod init;
@@ -9,6 +10,7 @@ mod mlp;
 mod net;
 pub mod workload;
 
+pub use bert::{Bert, BertConfig};
 pub use encoder::{Encoder, EncoderConfig, EncoderInput};
 pub use host::{HostBatch, HostInputs, HostTargets};
 pub use init::Init;

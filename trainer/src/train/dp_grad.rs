@@ -5,7 +5,7 @@
 //! its examples' losses, clipped to `clip` in L2 over all parameters, and the clipped group gradients are
 //! summed. Groups come from the optional `groups` tensor (absent: one group per example).
 
-use crate::model::workload::{Workload, LAB_CHANNELS, LAB_STEPS, NOTE_TOKENS, NOTE_VOCAB};
+use crate::model::workload::{Workload, LAB_CHANNELS, LAB_STEPS, NOTE_TOKENS};
 use crate::model::{HostBatch, HostInputs, HostTargets, Model};
 use crate::privacy::noise::NoiseSource;
 use crate::tensors::{TensorError, TensorFile};
@@ -47,7 +47,8 @@ pub fn load_batch(file: &TensorFile, workload: Workload) -> Result<(HostBatch, O
     file.reject_unknown(&["x", "mask", "y", "groups"], "a batch file holds x, mask, y and optionally groups")?;
     let b = first_dim(file, "x")?;
     let (inputs, steps) = match workload {
-        Workload::NotesEncoder => {
+        Workload::NotesEncoder | Workload::NotesBert => {
+            let vocab = workload.vocab();
             let shape = file.shape("x")?.to_vec();
             let t = if shape.len() == 2 { shape[1] } else { NOTE_TOKENS };
             if t == 0 || t > NOTE_TOKENS {
@@ -59,10 +60,8 @@ pub fn load_batch(file: &TensorFile, workload: Workload) -> Result<(HostBatch, O
                 });
             }
             let ids = file.i64("x", &[b, t])?;
-            if let Some(pos) = ids.iter().position(|&i| i < 0 || i >= NOTE_VOCAB as i64) {
-                return Err(
-                    file.value_error("x", format!("token id out of range [0, {NOTE_VOCAB}) in example {}", pos / t))
-                );
+            if let Some(pos) = ids.iter().position(|&i| i < 0 || i >= vocab as i64) {
+                return Err(file.value_error("x", format!("token id out of range [0, {vocab}) in example {}", pos / t)));
             }
             (HostInputs::Tokens(ids.iter().map(|&i| i as u32).collect()), t)
         }
@@ -96,7 +95,7 @@ pub fn load_batch(file: &TensorFile, workload: Workload) -> Result<(HostBatch, O
         }
         m.iter().map(|&v| v as f32).collect()
     };
-    let targets = if workload == Workload::NotesEncoder {
+    let targets = if workload.is_text() {
         let y = file.i64("y", &[b])?;
         if let Some(i) = y.iter().position(|&c| !(0..2).contains(&c)) {
             return Err(file.value_error("y", format!("class out of range [0, 2) in example {i}")));

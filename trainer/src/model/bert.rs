@@ -1,0 +1,99 @@
+//! Hugging Face's `BertForSequenceClassification` as a composition of layers, with its tensor names:
+//! `bert.embeddings.{word,position,token_type}_embeddings` (summed, then `bert.embeddings.LayerNorm`),
+//! post-LN layers `bert.encoder.layer.{i}` (separate query/key/value, masked keys get `f32::MIN` added),
+//! the pooler `tanh(bert.pooler.dense(h[CLS]))` and `classifier`. No dropout (a training step of a DP
+//! model, and the reference it is compared with, run without it). One segment: token types all 0.
+//! Initialization as Hugging Face's `_init_weights`: every weight N(0, 0.02^2), biases 0, LayerNorm 1/0.
+
+use super::{Net, NetInput};
+use kernels::nn::{
+    boxed, post_ln_block, Act, Embeddings, FirstRow, Ids, Layer, LayerNorm, Linear, ParamInit, Sequential,
+};
+use kernels::{Activation, Backend, KernelError, MaskFill, Result};
+
+/// The fields of a BERT `config.json` that shape the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f32,
+    pub num_labels: usize,
+}
+
+impl BertConfig {
+    /// The size of all-MiniLM-L6-v2 (the notes-bert workload).
+    pub fn minilm_l6(num_labels: usize) -> Self {
+        BertConfig {
+            vocab_size: 30522,
+            hidden_size: 384,
+            num_hidden_layers: 6,
+            num_attention_heads: 12,
+            intermediate_size: 1536,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            num_labels,
+        }
+    }
+}
+
+pub struct Bert;
+
+impl Bert {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new<B: Backend>(be: &B, cfg: &BertConfig, seed: u64) -> Result<Net<B>> {
+        let h = cfg.hidden_size;
+        if cfg.num_attention_heads == 0 || h % cfg.num_attention_heads != 0 {
+            return Err(KernelError::Layer {
+                layer: "bert".into(),
+                msg: format!("hidden_size {h} is not divisible by num_attention_heads {}", cfg.num_attention_heads),
+            });
+        }
+        if cfg.type_vocab_size == 0 {
+            return Err(KernelError::Layer { layer: "bert".into(), msg: "type_vocab_size must be at least 1".into() });
+        }
+        let e = "bert.embeddings";
+        let mut layers = vec![
+            boxed(Embeddings::new(
+                be,
+                e,
+                h,
+                &[
+                    (&format!("{e}.word_embeddings"), cfg.vocab_size, Ids::Tokens),
+                    (&format!("{e}.position_embeddings"), cfg.max_position_embeddings, Ids::Positions),
+                    (&format!("{e}.token_type_embeddings"), cfg.type_vocab_size, Ids::Constant(0)),
+                ],
+            )?),
+            boxed(LayerNorm::with_eps(be, &format!("{e}.LayerNorm"), h, cfg.layer_norm_eps)?),
+        ];
+        for i in 0..cfg.num_hidden_layers {
+            layers.push(boxed(post_ln_block(
+                be,
+                &format!("bert.encoder.layer.{i}"),
+                h,
+                cfg.num_attention_heads,
+                cfg.intermediate_size,
+                cfg.layer_norm_eps,
+                MaskFill::Add(f32::MIN),
+            )?));
+        }
+        layers.push(boxed(FirstRow::new("bert.pooler.first_token", h)));
+        layers.push(boxed(Linear::new(be, "bert.pooler.dense", h, h)?));
+        layers.push(boxed(Act::new("bert.pooler.activation", Activation::Tanh)));
+        layers.push(boxed(Linear::new(be, "classifier", h, cfg.num_labels)?));
+        let mut root = Sequential::new("bert_for_sequence_classification", layers)?;
+        root.visit_mut(&mut |p| {
+            p.init = match p.init {
+                ParamInit::Uniform { .. } if p.shape.len() == 1 => ParamInit::Zeros,
+                ParamInit::Uniform { .. } | ParamInit::Normal { .. } => ParamInit::Normal { std: 0.02 },
+                other => other,
+            }
+        });
+        Net::new("Bert", root, NetInput::Tokens, cfg.num_labels, seed, be)
+    }
+}
