@@ -67,8 +67,15 @@ fn convert(view: &TensorView<'_>) -> Result<HostTensor, String> {
         Dtype::I64 => {
             HostTensor::I64(data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
         }
+        // half-precision weights (public checkpoints) widen exactly to f32
+        Dtype::BF16 => HostTensor::F32(
+            data.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect(),
+        ),
+        Dtype::F16 => {
+            HostTensor::F32(data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect())
+        }
         Dtype::U8 | Dtype::BOOL => HostTensor::U8(data.to_vec()),
-        other => return Err(format!("dtype {other:?} is not supported (F32, I64, U8 or BOOL)")),
+        other => return Err(format!("dtype {other:?} is not supported (F32, F16, BF16, I64, U8 or BOOL)")),
     })
 }
 

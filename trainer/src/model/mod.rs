@@ -4,6 +4,7 @@
 
 mod bert;
 mod encoder;
+pub mod hf;
 mod host;
 mod init;
 mod mlp;

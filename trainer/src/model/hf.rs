@@ -1,0 +1,226 @@
+//! Hugging Face model directories: `config.json` and `model.safetensors` (f32, f16 or bf16; or shards
+//! listed in `model.safetensors.index.json`), read into the BERT composition by tensor name. Weights are
+//! public input (no privacy budget is spent on them); the files' SHA-256 digests are kept for the release
+//! record. What cannot be read is refused naming the file and what would be needed.
+
+use super::bert::BertConfig;
+use super::Model;
+use crate::tensors::{HostTensor, TensorError, TensorFile};
+use kernels::Backend;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HfError {
+    #[error("{path}: cannot read: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {msg}")]
+    Unsupported { path: PathBuf, msg: String },
+    #[error("{path}: key {key}: {msg}")]
+    Config { path: PathBuf, key: String, msg: String },
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+    #[error("{path}: tensor '{name}' has shape {got:?}, but config.json gives {expected:?}")]
+    Shape { path: PathBuf, name: String, expected: Vec<usize>, got: Vec<usize> },
+    #[error("{path}: lacks tensor '{name}' (shape {expected:?}), which this model needs")]
+    Missing { path: PathBuf, name: String, expected: Vec<usize> },
+    #[error(transparent)]
+    Kernel(#[from] kernels::KernelError),
+}
+
+/// A Hugging Face checkpoint read into host memory.
+#[derive(Debug)]
+pub struct HfCheckpoint {
+    pub dir: PathBuf,
+    pub config: BertConfig,
+    /// tensors by name, as f32, with the file each came from
+    pub tensors: BTreeMap<String, (PathBuf, Vec<usize>, Vec<f32>)>,
+    /// (file, SHA-256 hex) of config.json and every weight file read
+    pub digests: Vec<(PathBuf, String)>,
+}
+
+fn sha256(path: &Path) -> Result<(Vec<u8>, String), HfError> {
+    let bytes = std::fs::read(path).map_err(|source| HfError::Io { path: path.to_path_buf(), source })?;
+    let hex = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    Ok((bytes, hex))
+}
+
+fn usize_key(path: &Path, v: &serde_json::Value, key: &str, default: Option<usize>) -> Result<usize, HfError> {
+    match v.get(key) {
+        None | Some(serde_json::Value::Null) => {
+            default.ok_or_else(|| HfError::Config { path: path.to_path_buf(), key: key.into(), msg: "missing".into() })
+        }
+        Some(x) => x.as_u64().filter(|&n| n > 0 && n <= 1 << 24).map(|n| n as usize).ok_or_else(|| HfError::Config {
+            path: path.to_path_buf(),
+            key: key.into(),
+            msg: "must be a positive integer of at most 2^24".into(),
+        }),
+    }
+}
+
+/// Reads the BERT configuration of `config.json` (Hugging Face's defaults where a key is absent).
+pub fn read_config(path: &Path) -> Result<BertConfig, HfError> {
+    let (bytes, _) = sha256(path)?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| HfError::Config {
+        path: path.to_path_buf(),
+        key: "(file)".into(),
+        msg: format!("not valid JSON at line {}, column {}", e.line(), e.column()),
+    })?;
+    let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
+    if model_type != "bert" {
+        let shown: String =
+            model_type.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(40).collect();
+        return Err(HfError::Unsupported {
+            path: path.to_path_buf(),
+            msg: format!(
+                "model_type '{shown}' is not supported; medtrain reads BERT-architecture models (model_type \"bert\")"
+            ),
+        });
+    }
+    if let Some(act) = v.get("hidden_act").and_then(|a| a.as_str()) {
+        if act != "gelu" {
+            return Err(HfError::Config {
+                path: path.to_path_buf(),
+                key: "hidden_act".into(),
+                msg: "only \"gelu\" (the exact erf form) is supported".into(),
+            });
+        }
+    }
+    let labels = match v.get("id2label").and_then(|m| m.as_object()) {
+        Some(m) if !m.is_empty() => m.len(),
+        _ => usize_key(path, &v, "num_labels", Some(2))?,
+    };
+    let eps = v.get("layer_norm_eps").and_then(|e| e.as_f64()).unwrap_or(1e-12);
+    if !(eps > 0.0 && eps < 1.0) {
+        return Err(HfError::Config {
+            path: path.to_path_buf(),
+            key: "layer_norm_eps".into(),
+            msg: "must be in (0, 1)".into(),
+        });
+    }
+    let cfg = BertConfig {
+        vocab_size: usize_key(path, &v, "vocab_size", Some(30522))?,
+        hidden_size: usize_key(path, &v, "hidden_size", Some(768))?,
+        num_hidden_layers: usize_key(path, &v, "num_hidden_layers", Some(12))?,
+        num_attention_heads: usize_key(path, &v, "num_attention_heads", Some(12))?,
+        intermediate_size: usize_key(path, &v, "intermediate_size", Some(3072))?,
+        max_position_embeddings: usize_key(path, &v, "max_position_embeddings", Some(512))?,
+        type_vocab_size: usize_key(path, &v, "type_vocab_size", Some(2))?,
+        layer_norm_eps: eps as f32,
+        num_labels: labels,
+    };
+    if cfg.hidden_size % cfg.num_attention_heads != 0 {
+        return Err(HfError::Config {
+            path: path.to_path_buf(),
+            key: "num_attention_heads".into(),
+            msg: format!("hidden_size {} is not divisible by {} heads", cfg.hidden_size, cfg.num_attention_heads),
+        });
+    }
+    Ok(cfg)
+}
+
+impl HfCheckpoint {
+    /// Reads `dir/config.json` and its safetensors weights (one file or an index of shards).
+    pub fn read(dir: &Path) -> Result<Self, HfError> {
+        let config_path = dir.join("config.json");
+        let config = read_config(&config_path)?;
+        let mut digests = vec![(config_path.clone(), sha256(&config_path)?.1)];
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if single.is_file() {
+            vec![single]
+        } else if index.is_file() {
+            let (bytes, hex) = sha256(&index)?;
+            digests.push((index.clone(), hex));
+            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| HfError::Config {
+                path: index.clone(),
+                key: "(file)".into(),
+                msg: format!("not valid JSON at line {}, column {}", e.line(), e.column()),
+            })?;
+            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| HfError::Config {
+                path: index.clone(),
+                key: "weight_map".into(),
+                msg: "missing or not an object".into(),
+            })?;
+            let mut shards: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+            shards.sort();
+            shards.dedup();
+            let mut files = vec![];
+            for s in shards {
+                // a shard is a file name in the same directory, nothing else
+                if s.contains('/') || s.contains('\\') || s.starts_with('.') || !s.ends_with(".safetensors") {
+                    return Err(HfError::Config {
+                        path: index.clone(),
+                        key: "weight_map".into(),
+                        msg: "a shard must be a .safetensors file name in the model directory".into(),
+                    });
+                }
+                files.push(dir.join(s));
+            }
+            files
+        } else if dir.join("pytorch_model.bin").exists() {
+            return Err(HfError::Unsupported {
+                path: dir.join("pytorch_model.bin"),
+                msg: "a pickle, which medtrain does not read (it can run code); save the model as safetensors \
+                      (transformers: save_pretrained(..., safe_serialization=True))"
+                    .into(),
+            });
+        } else {
+            return Err(HfError::Unsupported {
+                path: dir.to_path_buf(),
+                msg: "has no model.safetensors or model.safetensors.index.json".into(),
+            });
+        };
+        let mut tensors = BTreeMap::new();
+        for f in files {
+            digests.push((f.clone(), sha256(&f)?.1));
+            let file = TensorFile::read(&f)?;
+            for (name, t) in file.tensors {
+                if let HostTensor::F32(v) = t.data {
+                    tensors.insert(name, (f.clone(), t.shape, v));
+                }
+            }
+        }
+        Ok(HfCheckpoint { dir: dir.to_path_buf(), config, tensors, digests })
+    }
+
+    /// Sets every parameter of `model` (Hugging Face names, with or without the `bert.` prefix of a
+    /// bare `BertModel` checkpoint) from this checkpoint. Returns the parameters the checkpoint does not
+    /// hold (a new classification head keeps its initialization); a tensor of the wrong shape is an error
+    /// naming it and both shapes.
+    pub fn load_into<B: Backend>(&self, be: &B, model: &mut dyn Model<B>) -> Result<Vec<String>, HfError> {
+        let mut fresh = vec![];
+        for p in model.params_mut() {
+            let found =
+                self.tensors.get(&p.name).or_else(|| p.name.strip_prefix("bert.").and_then(|n| self.tensors.get(n)));
+            let Some((file, shape, values)) = found else {
+                if p.name.starts_with("bert.") {
+                    return Err(HfError::Missing {
+                        path: self.dir.clone(),
+                        name: p.name.clone(),
+                        expected: p.shape.clone(),
+                    });
+                }
+                fresh.push(p.name.clone());
+                continue;
+            };
+            if *shape != p.shape {
+                return Err(HfError::Shape {
+                    path: file.clone(),
+                    name: p.name.clone(),
+                    expected: p.shape.clone(),
+                    got: shape.clone(),
+                });
+            }
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(HfError::Unsupported {
+                    path: file.clone(),
+                    msg: format!("tensor '{}' holds NaN or infinite values", p.name),
+                });
+            }
+            p.value = be.upload(values)?;
+        }
+        Ok(fresh)
+    }
+}

@@ -1,0 +1,149 @@
+//! The Hugging Face directory loader against transformers: tiny BertForSequenceClassification
+//! checkpoints saved by transformers (f32, bf16, sharded; benches/peer/make_hf_fixtures.py) and the
+//! logits transformers computed from them; and the refusals, each naming the file and what is needed.
+
+use kernels::{Backend, Cpu};
+use medtrain::model::hf::{HfCheckpoint, HfError};
+use medtrain::model::{Batch, Bert, Inputs, Model, Targets};
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
+}
+
+fn golden() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("golden.json")).unwrap()).unwrap()
+}
+
+fn logits_of(dir: &Path) -> Vec<f32> {
+    let be = Cpu::new(2).unwrap();
+    let ck = HfCheckpoint::read(dir).unwrap();
+    let mut model = Bert::new(&be, &ck.config, 0).unwrap();
+    let fresh = ck.load_into(&be, &mut model).unwrap();
+    assert!(fresh.is_empty(), "{fresh:?}");
+    let g = golden();
+    let rows: Vec<Vec<u32>> = g["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
+        .collect();
+    let mask: Vec<f32> = g["attention_mask"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let (b, t) = (rows.len(), rows[0].len());
+    let batch = Batch {
+        examples: b,
+        steps: t,
+        inputs: Inputs::Tokens { ids: be.upload_ids(&rows.concat()).unwrap() },
+        mask: be.upload(&mask).unwrap(),
+        targets: Targets::Classes(be.upload_ids(&vec![0; b]).unwrap()),
+    };
+    model.forward(&be, &batch).unwrap();
+    be.download(model.logits()).unwrap()
+}
+
+#[test]
+fn tiny_bert_checkpoints_give_the_logits_of_transformers() {
+    let g = golden();
+    for dir in ["tiny-bert", "tiny-bert-bf16", "tiny-bert-sharded"] {
+        let want: Vec<f64> = g["dirs"][dir]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().clone())
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let got = logits_of(&fixtures().join(dir));
+        assert_eq!(got.len(), want.len(), "{dir}");
+        for (i, (&a, &w)) in got.iter().zip(&want).enumerate() {
+            assert!((a as f64 - w).abs() < 1e-5 + 1e-4 * w.abs(), "{dir}: logit {i}: {a} vs transformers {w}");
+        }
+    }
+}
+
+#[test]
+fn the_checkpoint_records_every_file_it_read_with_its_sha256() {
+    let ck = HfCheckpoint::read(&fixtures().join("tiny-bert-sharded")).unwrap();
+    let names: Vec<String> =
+        ck.digests.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        names,
+        [
+            "config.json",
+            "model.safetensors.index.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors"
+        ]
+    );
+    assert!(ck.digests.iter().all(|(_, h)| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit())));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn unreadable_directories_are_refused_naming_the_file_and_what_is_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a pickle only
+    let d = tmp.path().join("pickle");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(fixtures().join("tiny-bert/config.json"), d.join("config.json")).unwrap();
+    std::fs::write(d.join("pytorch_model.bin"), b"not read").unwrap();
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("pytorch_model.bin") && e.contains("safetensors"), "{e}");
+    // another architecture
+    let d = tmp.path().join("gpt2");
+    copy_dir(&fixtures().join("tiny-bert"), &d);
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace("\"model_type\": \"bert\"", "\"model_type\": \"gpt2\"");
+    std::fs::write(d.join("config.json"), cfg).unwrap();
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("config.json") && e.contains("gpt2") && e.contains("bert"), "{e}");
+    // tensors that do not match the config: the tensor's name and both shapes
+    let d = tmp.path().join("mismatch");
+    copy_dir(&fixtures().join("tiny-bert"), &d);
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 24", "\"intermediate_size\": 25");
+    std::fs::write(d.join("config.json"), cfg).unwrap();
+    let be = Cpu::new(1).unwrap();
+    let ck = HfCheckpoint::read(&d).unwrap();
+    let mut model = Bert::new(&be, &ck.config, 0).unwrap();
+    let e = ck.load_into(&be, &mut model).unwrap_err();
+    assert!(matches!(e, HfError::Shape { .. }), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("bert.encoder.layer.0.intermediate.dense.weight")
+            && e.contains("[25, 16]")
+            && e.contains("[24, 16]"),
+        "{e}"
+    );
+    // heads not dividing the width: the key and the numbers
+    let d = tmp.path().join("heads");
+    copy_dir(&fixtures().join("tiny-bert"), &d);
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 3");
+    std::fs::write(d.join("config.json"), cfg).unwrap();
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("num_attention_heads") && e.contains("16") && e.contains('3'), "{e}");
+    // no weights at all; no config
+    let d = tmp.path().join("empty");
+    std::fs::create_dir_all(&d).unwrap();
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("config.json"), "{e}");
+    std::fs::copy(fixtures().join("tiny-bert/config.json"), d.join("config.json")).unwrap();
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("model.safetensors"), "{e}");
+}
