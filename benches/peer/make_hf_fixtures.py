@@ -23,8 +23,9 @@ def main():
     mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]])
     golden = {"generator": "benches/peer/make_hf_fixtures.py", "transformers": __import__("transformers").__version__,
               "input_ids": ids.tolist(), "attention_mask": mask.tolist(), "dirs": {}}
-    variants = [("tiny-bert", {}, torch.float32), ("tiny-bert-bf16", {}, torch.bfloat16),
-                ("tiny-bert-sharded", {"max_shard_size": "20KB"}, torch.float32)]
+    # bf16 last: casting the model to bf16 and back rounds its weights
+    variants = [("tiny-bert", {}, torch.float32), ("tiny-bert-sharded", {"max_shard_size": "20KB"}, torch.float32),
+                ("tiny-bert-bf16", {}, torch.bfloat16)]
     for name, kw, dtype in variants:
         d = os.path.join(OUT, name)
         shutil.rmtree(d, ignore_errors=True)
@@ -39,5 +40,38 @@ def main():
         json.dump(golden, f, indent=1)
     print("wrote", os.path.normpath(OUT))
 
+
+
+def make_tokenizer_and_embed_golden():
+    """A WordPiece tokenizer.json for the tiny checkpoints (50 tokens, the model's vocab_size) and the
+    golden `medtrain embed` output: transformers' BertModel (the encoder of tiny-bert) on a text,
+    pooled by [CLS] and by the masked mean of the last hidden state."""
+    from transformers import BertModel
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "patient", "has", "high", "low", "glucose",
+             "blood", "pressure", "no", "fever", "and", "is", "was", "today", "##s", "##ing", "##ed", "a", "of",
+             "in", "with", "pain", "chest", "normal", "level", "test", "result", ".", ",", "血", "糖", "値", "高",
+             "い", "患", "者", "は", "の", "が", "を", "に", "で", "##al", "##ly", "up"]
+    assert len(words) == 50
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, decoders
+    tok = Tokenizer(models.WordPiece(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, handle_chinese_chars=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.decoder = decoders.WordPiece()
+    model = BertModel.from_pretrained(os.path.join(OUT, "tiny-bert"), torch_dtype=torch.float32).eval()
+    cases = []
+    for text in ["The patient has high blood glucose today.", "患者は血糖値が高い", "no fever and normal tests"]:
+        ids = torch.tensor([tok.encode(text).ids])
+        with torch.no_grad():
+            h = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[0]
+        cases.append({"text": text, "input_ids": ids[0].tolist(), "cls": h[0].tolist(), "mean": h.mean(0).tolist()})
+    for name in ["tiny-bert", "tiny-bert-bf16", "tiny-bert-sharded"]:
+        tok.save(os.path.join(OUT, name, "tokenizer.json"))
+    with open(os.path.join(OUT, "golden_embed.json"), "w") as f:
+        json.dump({"generator": "benches/peer/make_hf_fixtures.py", "dir": "tiny-bert", "cases": cases}, f, indent=1)
+
+
 if __name__ == "__main__":
     main()
+    make_tokenizer_and_embed_golden()

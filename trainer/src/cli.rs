@@ -86,6 +86,23 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The pooled embedding of a text by a Hugging Face BERT directory (config.json, model.safetensors,
+    /// tokenizer.json), to compare the loader with the reference implementation.
+    Embed {
+        /// the model directory
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        text: String,
+        /// cls (the first token's hidden state) or mean (over the tokens)
+        #[arg(long, default_value = "cls")]
+        pooling: String,
+        /// one JSON object: {"input_ids": [...], "embedding": [...], "pooling": "..."}
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
     /// The noise-free clipped gradient sum of one batch, for auditors (loss reduction: sum).
     DpGrad {
         #[arg(long)]
@@ -197,6 +214,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Privacy(cmd) => crate::cli_privacy::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Embed { model, text, pooling, json, threads } => {
+            let pooling: crate::model::Pooling =
+                pooling.parse().map_err(|e: String| anyhow::anyhow!("--pooling: {e}"))?;
+            let be = Cpu::new(cli_args::threads("--threads", threads))?;
+            let e = crate::model::hf::embed(&be, &model, &text, pooling).context("--model")?;
+            if json {
+                let v =
+                    serde_json::json!({"input_ids": e.input_ids, "embedding": e.embedding, "pooling": pooling.name()});
+                println!("{v}");
+            } else {
+                let ids: Vec<String> = e.input_ids.iter().map(|i| i.to_string()).collect();
+                let emb: Vec<String> = e.embedding.iter().map(|v| format!("{v:.6}")).collect();
+                println!("input_ids: {}\npooling: {}\nembedding: {}", ids.join(" "), pooling.name(), emb.join(" "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DpGrad { workload, weights, batch, clip, threads, out } => {
             let w: Workload = workload.parse().context("--workload")?;
             let be = Cpu::new(cli_args::threads("--threads", threads))?;

@@ -147,3 +147,52 @@ fn unreadable_directories_are_refused_naming_the_file_and_what_is_needed() {
     let e = HfCheckpoint::read(&d).unwrap_err().to_string();
     assert!(e.contains("model.safetensors"), "{e}");
 }
+
+fn embed_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_medtrain")).arg("embed").args(args).output().unwrap()
+}
+
+#[test]
+fn embed_gives_the_ids_and_pooled_states_of_transformers() {
+    let g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("golden_embed.json")).unwrap()).unwrap();
+    for dir in ["tiny-bert", "tiny-bert-sharded"] {
+        let model = fixtures().join(dir);
+        for case in g["cases"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            for pooling in ["cls", "mean"] {
+                let o =
+                    embed_cli(&["--model", model.to_str().unwrap(), "--text", text, "--pooling", pooling, "--json"]);
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+                assert_eq!(v["input_ids"], case["input_ids"], "{dir} {text}");
+                assert_eq!(v["pooling"], pooling);
+                let got = v["embedding"].as_array().unwrap();
+                let want = case[pooling].as_array().unwrap();
+                assert_eq!(got.len(), want.len());
+                for (a, w) in got.iter().zip(want) {
+                    let (a, w) = (a.as_f64().unwrap(), w.as_f64().unwrap());
+                    assert!((a - w).abs() < 1e-5 + 1e-4 * w.abs(), "{dir} {text} {pooling}: {a} vs {w}");
+                }
+            }
+        }
+    }
+    // plain output, and bad arguments: exit 1 with the flag named
+    let model = fixtures().join("tiny-bert");
+    let o = embed_cli(&["--model", model.to_str().unwrap(), "--text", "no fever"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("input_ids: 2 13 14 3") && out.contains("pooling: cls"), "{out}");
+    let o = embed_cli(&["--model", model.to_str().unwrap(), "--text", "x", "--pooling", "max"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--pooling"));
+    let long = "the ".repeat(40);
+    let o = embed_cli(&["--model", model.to_str().unwrap(), "--text", &long]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("max_position_embeddings") && err.contains("42 tokens") && !err.contains("the the"), "{err}");
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&model, tmp.path());
+    std::fs::remove_file(tmp.path().join("tokenizer.json")).unwrap();
+    let o = embed_cli(&["--model", tmp.path().to_str().unwrap(), "--text", "x"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tokenizer.json"));
+}

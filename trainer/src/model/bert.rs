@@ -7,7 +7,8 @@
 
 use super::{Net, NetInput};
 use kernels::nn::{
-    boxed, post_ln_block, Act, Embeddings, FirstRow, Ids, Layer, LayerNorm, Linear, ParamInit, Sequential,
+    boxed, post_ln_block, Act, Embeddings, FirstRow, Ids, Layer, LayerNorm, Linear, MaskedMeanPool, ParamInit,
+    Sequential,
 };
 use kernels::{Activation, Backend, KernelError, MaskFill, Result};
 
@@ -42,11 +43,52 @@ impl BertConfig {
     }
 }
 
+/// How an encoder-only BERT turns its last hidden states into one vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// the first token's (`[CLS]`) hidden state
+    Cls,
+    /// the masked mean over the tokens (sentence-transformers' pooling)
+    Mean,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cls" => Ok(Pooling::Cls),
+            "mean" => Ok(Pooling::Mean),
+            _ => Err("expected cls or mean".into()),
+        }
+    }
+}
+
+impl Pooling {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Cls => "cls",
+            Pooling::Mean => "mean",
+        }
+    }
+}
+
 pub struct Bert;
 
 impl Bert {
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new<B: Backend>(be: &B, cfg: &BertConfig, seed: u64) -> Result<Net<B>> {
+    /// Hugging Face's `BertModel` without its pooler: the embeddings and encoder layers, then `pooling`
+    /// of the last hidden states; `hidden_size` outputs per example.
+    pub fn encoder<B: Backend>(be: &B, cfg: &BertConfig, pooling: Pooling, seed: u64) -> Result<Net<B>> {
+        let mut layers = Self::trunk(be, cfg)?;
+        let h = cfg.hidden_size;
+        layers.push(match pooling {
+            Pooling::Cls => boxed(FirstRow::new("pool", h)),
+            Pooling::Mean => boxed(MaskedMeanPool::new("pool", h)),
+        });
+        Self::net(be, layers, cfg.hidden_size, seed)
+    }
+
+    /// The embeddings and the encoder layers (the shared trunk of every BERT model here).
+    fn trunk<B: Backend>(be: &B, cfg: &BertConfig) -> Result<Vec<Box<dyn Layer<B>>>> {
         let h = cfg.hidden_size;
         if cfg.num_attention_heads == 0 || h % cfg.num_attention_heads != 0 {
             return Err(KernelError::Layer {
@@ -82,11 +124,24 @@ impl Bert {
                 MaskFill::Add(f32::MIN),
             )?));
         }
+        Ok(layers)
+    }
+
+    /// Hugging Face's `BertForSequenceClassification`: the trunk, the pooler on the first token, the
+    /// classifier.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new<B: Backend>(be: &B, cfg: &BertConfig, seed: u64) -> Result<Net<B>> {
+        let mut layers = Self::trunk(be, cfg)?;
+        let h = cfg.hidden_size;
         layers.push(boxed(FirstRow::new("bert.pooler.first_token", h)));
         layers.push(boxed(Linear::new(be, "bert.pooler.dense", h, h)?));
         layers.push(boxed(Act::new("bert.pooler.activation", Activation::Tanh)));
         layers.push(boxed(Linear::new(be, "classifier", h, cfg.num_labels)?));
-        let mut root = Sequential::new("bert_for_sequence_classification", layers)?;
+        Self::net(be, layers, cfg.num_labels, seed)
+    }
+
+    fn net<B: Backend>(be: &B, layers: Vec<Box<dyn Layer<B>>>, outputs: usize, seed: u64) -> Result<Net<B>> {
+        let mut root = Sequential::new("bert", layers)?;
         root.visit_mut(&mut |p| {
             p.init = match p.init {
                 ParamInit::Uniform { .. } if p.shape.len() == 1 => ParamInit::Zeros,
@@ -94,6 +149,6 @@ impl Bert {
                 other => other,
             }
         });
-        Net::new("Bert", root, NetInput::Tokens, cfg.num_labels, seed, be)
+        Net::new("Bert", root, NetInput::Tokens, outputs, seed, be)
     }
 }

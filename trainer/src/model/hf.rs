@@ -3,8 +3,8 @@
 //! public input (no privacy budget is spent on them); the files' SHA-256 digests are kept for the release
 //! record. What cannot be read is refused naming the file and what would be needed.
 
-use super::bert::BertConfig;
-use super::Model;
+use super::bert::{Bert, BertConfig, Pooling};
+use super::{Batch, Inputs, Model, Targets};
 use crate::tensors::{HostTensor, TensorError, TensorFile};
 use kernels::Backend;
 use sha2::{Digest, Sha256};
@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HfError {
-    #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: {msg}")]
     Unsupported { path: PathBuf, msg: String },
     #[error("{path}: key {key}: {msg}")]
@@ -41,7 +41,7 @@ pub struct HfCheckpoint {
 }
 
 fn sha256(path: &Path) -> Result<(Vec<u8>, String), HfError> {
-    let bytes = std::fs::read(path).map_err(|source| HfError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|err| HfError::Io { path: path.to_path_buf(), err })?;
     let hex = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     Ok((bytes, hex))
 }
@@ -223,4 +223,61 @@ impl HfCheckpoint {
         }
         Ok(fresh)
     }
+}
+
+/// One text's pooled embedding by a Hugging Face BERT directory (`medtrain embed`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextEmbedding {
+    pub input_ids: Vec<u32>,
+    pub embedding: Vec<f32>,
+    pub pooling: Pooling,
+}
+
+/// Tokenizes `text` with `dir/tokenizer.json` (special tokens added, as transformers does) and returns
+/// the encoder's pooled last hidden state.
+pub fn embed<B: Backend>(be: &B, dir: &Path, text: &str, pooling: Pooling) -> Result<TextEmbedding, HfError> {
+    let ck = HfCheckpoint::read(dir)?;
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.is_file() {
+        return Err(HfError::Unsupported {
+            path: tok_path,
+            msg: "is missing: medtrain needs the fast tokenizer's tokenizer.json (transformers: \
+                  AutoTokenizer.from_pretrained(...).save_pretrained(dir) writes it)"
+                .into(),
+        });
+    }
+    let tokenizer = tokenizers::Tokenizer::from_file(&tok_path).map_err(|_| HfError::Unsupported {
+        path: tok_path.clone(),
+        msg: "is not a tokenizer.json the tokenizers library can read".into(),
+    })?;
+    let enc = tokenizer
+        .encode(text, true)
+        .map_err(|_| HfError::Unsupported { path: tok_path.clone(), msg: "could not tokenize the text".into() })?;
+    let ids = enc.get_ids().to_vec();
+    let cfg = &ck.config;
+    if ids.is_empty() || ids.len() > cfg.max_position_embeddings {
+        return Err(HfError::Config {
+            path: dir.join("config.json"),
+            key: "max_position_embeddings".into(),
+            msg: format!("the text is {} tokens; the model reads 1 to {}", ids.len(), cfg.max_position_embeddings),
+        });
+    }
+    if ids.iter().any(|&i| i as usize >= cfg.vocab_size) {
+        return Err(HfError::Unsupported {
+            path: tok_path,
+            msg: format!("gives token ids beyond the model's vocab_size {}", cfg.vocab_size),
+        });
+    }
+    let mut model = Bert::encoder(be, cfg, pooling, 0)?;
+    ck.load_into(be, &mut model)?;
+    let t = ids.len();
+    let batch = Batch {
+        examples: 1,
+        steps: t,
+        inputs: Inputs::Tokens { ids: be.upload_ids(&ids)? },
+        mask: be.upload(&vec![1.0; t])?,
+        targets: Targets::Classes(be.upload_ids(&[0])?),
+    };
+    model.forward(be, &batch)?;
+    Ok(TextEmbedding { input_ids: ids, embedding: be.download(model.logits())?, pooling })
 }
