@@ -36,6 +36,18 @@ def main():
         with torch.no_grad():
             logits = back(input_ids=ids, attention_mask=mask).logits
         golden["dirs"][name] = logits.tolist()
+    # RoBERTa: positions from pad_token_id + 1, one token type, a classification head on the first token
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+    torch.manual_seed(8)
+    rcfg = RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=24, max_position_embeddings=22, type_vocab_size=1, num_labels=3,
+                         pad_token_id=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    rmodel = RobertaForSequenceClassification(rcfg).eval()
+    d = os.path.join(OUT, "tiny-roberta")
+    shutil.rmtree(d, ignore_errors=True)
+    rmodel.save_pretrained(d, safe_serialization=True)
+    with torch.no_grad():
+        golden["dirs"]["tiny-roberta"] = rmodel(input_ids=ids, attention_mask=mask).logits.tolist()
     with open(os.path.join(OUT, "golden.json"), "w") as f:
         json.dump(golden, f, indent=1)
     print("wrote", os.path.normpath(OUT))

@@ -38,6 +38,8 @@ fn model(kind: &str, be: &Cpu, t: usize) -> Box<dyn Model<Cpu>> {
         "mlp" => Box::new(Mlp::new(be, MlpConfig { inputs: t * 4, hidden: 8, outputs: 1 }, 3).unwrap()),
         "bert" => {
             let cfg = BertConfig {
+                family: medtrain::model::Family::Bert,
+                position_offset: 0,
                 vocab_size: 11,
                 hidden_size: 8,
                 num_hidden_layers: 2,

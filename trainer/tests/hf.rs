@@ -50,7 +50,7 @@ fn logits_of(dir: &Path) -> Vec<f32> {
 #[test]
 fn tiny_bert_checkpoints_give_the_logits_of_transformers() {
     let g = golden();
-    for dir in ["tiny-bert", "tiny-bert-bf16", "tiny-bert-sharded"] {
+    for dir in ["tiny-bert", "tiny-bert-bf16", "tiny-bert-sharded", "tiny-roberta"] {
         let want: Vec<f64> = g["dirs"][dir]
             .as_array()
             .unwrap()

@@ -16,6 +16,8 @@ pub enum Ids {
     Tokens,
     /// t for row (b, t): learned positions
     Positions,
+    /// t + offset for row (b, t): RoBERTa's positions, which start after its padding id
+    OffsetPositions(u32),
     /// the same id for every row
     Constant(u32),
 }
@@ -72,6 +74,13 @@ impl<B: Backend> Embeddings<B> {
     }
 }
 
+fn offset(kind: Ids) -> usize {
+    match kind {
+        Ids::OffsetPositions(o) => o as usize,
+        _ => 0,
+    }
+}
+
 /// The ids of a table for a (B, T) batch: the step's tokens, or the table's own (`made`), uploaded
 /// once per shape.
 #[allow(clippy::too_many_arguments)]
@@ -88,6 +97,7 @@ fn ids_of<'a, B: Backend>(
 ) -> Result<&'a B::Ids> {
     let make = |r: usize| match kind {
         Ids::Positions => (r % steps.max(1)) as u32,
+        Ids::OffsetPositions(o) => (r % steps.max(1)) as u32 + o,
         Ids::Constant(c) => c,
         Ids::Tokens => 0,
     };
@@ -95,9 +105,9 @@ fn ids_of<'a, B: Backend>(
         Ids::Tokens => {
             tokens.ok_or_else(|| KernelError::Layer { layer: layer.into(), msg: "the step has no token ids".into() })
         }
-        Ids::Positions if steps > vocab => Err(KernelError::Tensor {
+        Ids::Positions | Ids::OffsetPositions(_) if steps + offset(kind) > vocab => Err(KernelError::Tensor {
             tensor: table.to_string(),
-            expected: format!("at most {vocab} positions"),
+            expected: format!("at most {} positions", vocab.saturating_sub(offset(kind))),
             got: format!("{steps} steps"),
         }),
         _ => {

@@ -12,9 +12,22 @@ use kernels::nn::{
 };
 use kernels::{Activation, Backend, KernelError, MaskFill, Result};
 
+/// BERT or RoBERTa (XLM-RoBERTa): the same encoder; RoBERTa's tensors are under `roberta.`, its positions
+/// start after its padding id, and its classification head (`classifier.dense`, tanh,
+/// `classifier.out_proj` on the first token) replaces BERT's pooler and classifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Family {
+    #[default]
+    Bert,
+    Roberta,
+}
+
 /// The fields of a BERT `config.json` that shape the model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BertConfig {
+    pub family: Family,
+    /// the first position id (RoBERTa: its padding id + 1; BERT: 0)
+    pub position_offset: usize,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -30,6 +43,8 @@ impl BertConfig {
     /// The size of all-MiniLM-L6-v2 (the notes-bert workload).
     pub fn minilm_l6(num_labels: usize) -> Self {
         BertConfig {
+            family: Family::Bert,
+            position_offset: 0,
             vocab_size: 30522,
             hidden_size: 384,
             num_hidden_layers: 6,
@@ -99,7 +114,15 @@ impl Bert {
         if cfg.type_vocab_size == 0 {
             return Err(KernelError::Layer { layer: "bert".into(), msg: "type_vocab_size must be at least 1".into() });
         }
-        let e = "bert.embeddings";
+        let prefix = match cfg.family {
+            Family::Bert => "bert",
+            Family::Roberta => "roberta",
+        };
+        let e = &format!("{prefix}.embeddings");
+        let positions = match cfg.position_offset {
+            0 => Ids::Positions,
+            o => Ids::OffsetPositions(o as u32),
+        };
         let mut layers = vec![
             boxed(Embeddings::new(
                 be,
@@ -107,7 +130,7 @@ impl Bert {
                 h,
                 &[
                     (&format!("{e}.word_embeddings"), cfg.vocab_size, Ids::Tokens),
-                    (&format!("{e}.position_embeddings"), cfg.max_position_embeddings, Ids::Positions),
+                    (&format!("{e}.position_embeddings"), cfg.max_position_embeddings, positions),
                     (&format!("{e}.token_type_embeddings"), cfg.type_vocab_size, Ids::Constant(0)),
                 ],
             )?),
@@ -116,7 +139,7 @@ impl Bert {
         for i in 0..cfg.num_hidden_layers {
             layers.push(boxed(post_ln_block(
                 be,
-                &format!("bert.encoder.layer.{i}"),
+                &format!("{prefix}.encoder.layer.{i}"),
                 h,
                 cfg.num_attention_heads,
                 cfg.intermediate_size,
@@ -133,10 +156,14 @@ impl Bert {
     pub fn new<B: Backend>(be: &B, cfg: &BertConfig, seed: u64) -> Result<Net<B>> {
         let mut layers = Self::trunk(be, cfg)?;
         let h = cfg.hidden_size;
-        layers.push(boxed(FirstRow::new("bert.pooler.first_token", h)));
-        layers.push(boxed(Linear::new(be, "bert.pooler.dense", h, h)?));
-        layers.push(boxed(Act::new("bert.pooler.activation", Activation::Tanh)));
-        layers.push(boxed(Linear::new(be, "classifier", h, cfg.num_labels)?));
+        let (first, dense, out) = match cfg.family {
+            Family::Bert => ("bert.pooler.first_token", "bert.pooler.dense", "classifier"),
+            Family::Roberta => ("classifier.first_token", "classifier.dense", "classifier.out_proj"),
+        };
+        layers.push(boxed(FirstRow::new(first, h)));
+        layers.push(boxed(Linear::new(be, dense, h, h)?));
+        layers.push(boxed(Act::new(format!("{dense}.tanh"), Activation::Tanh)));
+        layers.push(boxed(Linear::new(be, out, h, cfg.num_labels)?));
         Self::net(be, layers, cfg.num_labels, seed)
     }
 

@@ -3,7 +3,7 @@
 //! public input (no privacy budget is spent on them); the files' SHA-256 digests are kept for the release
 //! record. What cannot be read is refused naming the file and what would be needed.
 
-use super::bert::{Bert, BertConfig, Pooling};
+use super::bert::{Bert, BertConfig, Family, Pooling};
 use super::{Batch, Inputs, Model, Targets};
 use crate::tensors::{HostTensor, TensorError, TensorFile};
 use kernels::Backend;
@@ -68,7 +68,12 @@ pub fn read_config(path: &Path) -> Result<BertConfig, HfError> {
         msg: format!("not valid JSON at line {}, column {}", e.line(), e.column()),
     })?;
     let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
-    if model_type != "bert" {
+    let family = match model_type {
+        "bert" => Family::Bert,
+        "roberta" | "xlm-roberta" => Family::Roberta,
+        _ => Family::Bert,
+    };
+    if !matches!(model_type, "bert" | "roberta" | "xlm-roberta") {
         let shown: String =
             model_type.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(40).collect();
         return Err(HfError::Unsupported {
@@ -99,7 +104,24 @@ pub fn read_config(path: &Path) -> Result<BertConfig, HfError> {
             msg: "must be in (0, 1)".into(),
         });
     }
+    let position_offset = match family {
+        Family::Bert => 0,
+        // RoBERTa numbers positions from its padding id + 1
+        Family::Roberta => match v.get("pad_token_id") {
+            None | Some(serde_json::Value::Null) => 2,
+            Some(p) => {
+                p.as_u64().filter(|&p| p < 1 << 24).ok_or_else(|| HfError::Config {
+                    path: path.to_path_buf(),
+                    key: "pad_token_id".into(),
+                    msg: "must be a non-negative integer below 2^24".into(),
+                })? as usize
+                    + 1
+            }
+        },
+    };
     let cfg = BertConfig {
+        family,
+        position_offset,
         vocab_size: usize_key(path, &v, "vocab_size", Some(30522))?,
         hidden_size: usize_key(path, &v, "hidden_size", Some(768))?,
         num_hidden_layers: usize_key(path, &v, "num_hidden_layers", Some(12))?,

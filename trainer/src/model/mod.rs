@@ -11,7 +11,7 @@ mod mlp;
 mod net;
 pub mod workload;
 
-pub use bert::{Bert, BertConfig, Pooling};
+pub use bert::{Bert, BertConfig, Family, Pooling};
 pub use encoder::{Encoder, EncoderConfig, EncoderInput};
 pub use host::{HostBatch, HostInputs, HostTargets};
 pub use init::Init;
