@@ -220,9 +220,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let be = Cpu::new(cli_args::threads("--threads", threads))?;
             let e = crate::model::hf::embed(&be, &model, &text, pooling).context("--model")?;
             if json {
-                let v =
-                    serde_json::json!({"input_ids": e.input_ids, "embedding": e.embedding, "pooling": pooling.name()});
-                println!("{v}");
+                // the keys in the documented order: input_ids, embedding, pooling
+                let ids = serde_json::to_string(&e.input_ids)?;
+                let emb = serde_json::to_string(&e.embedding)?;
+                println!("{{\"input_ids\":{ids},\"embedding\":{emb},\"pooling\":\"{}\"}}", pooling.name());
             } else {
                 let ids: Vec<String> = e.input_ids.iter().map(|i| i.to_string()).collect();
                 let emb: Vec<String> = e.embedding.iter().map(|v| format!("{v:.6}")).collect();
