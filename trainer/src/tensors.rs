@@ -116,7 +116,12 @@ fn format_error(e: &safetensors::SafeTensorError) -> String {
 impl TensorFile {
     pub fn read(path: &Path) -> Result<Self, TensorError> {
         let bytes = std::fs::read(path).map_err(|source| TensorError::Io { path: path.to_path_buf(), source })?;
-        let st = SafeTensors::deserialize(&bytes)
+        Self::parse(path, &bytes)
+    }
+
+    /// The tensors of a safetensors file already read into memory (`path` names it in errors).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, TensorError> {
+        let st = SafeTensors::deserialize(bytes)
             .map_err(|e| TensorError::Format { path: path.to_path_buf(), msg: format_error(&e) })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.iter() {

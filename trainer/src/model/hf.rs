@@ -79,7 +79,7 @@ pub fn read_config(path: &Path) -> Result<BertConfig, HfError> {
         return Err(HfError::Unsupported {
             path: path.to_path_buf(),
             msg: format!(
-                "model_type '{shown}' is not supported; medtrain reads BERT-architecture models (model_type \"bert\")"
+                "model_type '{shown}' is not supported; medtrain reads BERT-architecture models (model_type \"bert\", \"roberta\" or \"xlm-roberta\")"
             ),
         });
     }
@@ -196,8 +196,10 @@ impl HfCheckpoint {
         };
         let mut tensors = BTreeMap::new();
         for f in files {
-            digests.push((f.clone(), sha256(&f)?.1));
-            let file = TensorFile::read(&f)?;
+            // one read per file: hashed, then parsed from the same bytes
+            let (bytes, hex) = sha256(&f)?;
+            digests.push((f.clone(), hex));
+            let file = TensorFile::parse(&f, &bytes)?;
             for (name, t) in file.tensors {
                 if let HostTensor::F32(v) = t.data {
                     tensors.insert(name, (f.clone(), t.shape, v));
