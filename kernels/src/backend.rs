@@ -531,6 +531,18 @@ pub trait Backend: Send + Sync + 'static {
         targets: &Self::Buf,
         grad_scale: f32,
     ) -> Result<()>;
+    /// Regression, preds and targets: [B] -> losses: [B] =, dlogits: [B] = grad_scale * dloss/dpred.
+    /// `huber` None: squared error (p - y)^2 (PyTorch's `MSELoss`); Some(delta): Huber loss,
+    /// 0.5 r^2 for |r| <= delta and delta (|r| - 0.5 delta) beyond (PyTorch's `HuberLoss(delta=delta)`).
+    fn regression_loss(
+        &self,
+        losses: &mut Self::Buf,
+        dlogits: &mut Self::Buf,
+        preds: &Self::Buf,
+        targets: &Self::Buf,
+        huber: Option<f32>,
+        grad_scale: f32,
+    ) -> Result<()>;
     /// logits: [B, K], classes: [B] -> losses: [B] =, dlogits: [B, K] = grad_scale * (softmax - onehot)
     fn cross_entropy(
         &self,

@@ -6,8 +6,8 @@ mod common;
 use common::drive::HostBatch;
 use common::{check_layer, dot, fd_check, Rng};
 use kernels::nn::{
-    boxed, post_ln_block, pre_ln_block, Act, Concat, Embeddings, GradReduce, Ids, Layer, LayerNorm, Linear,
-    MaskedMeanPool, Param, Residual, SelfAttention, Sequential, Step,
+    boxed, post_ln_block, pre_ln_block, Act, Concat, Embeddings, FirstRow, Frozen, GradReduce, Ids, Layer, LayerNorm,
+    Linear, MaskedMeanPool, Param, PrependRow, Residual, SelfAttention, Sequential, Step,
 };
 use kernels::{Activation, Backend, KernelError, MaskFill, NormStrategy, Result};
 
@@ -118,6 +118,87 @@ fn embeddings(be: &impl Backend) {
     check_layer(be, "embeddings", make, &batch(9, 5, 4, 0, 9, false), false, TOL);
 }
 
+/// A lab series' encoder front: Linear, a zero row prepended (the `[CLS]` slot), learned positions
+/// added to the rows, then the first row (CLS pooling) or, after a GRU, the last row (its last state).
+fn series_positions_and_row_pools(be: &impl Backend) {
+    let cls = |be: &_| {
+        let layers = vec![
+            boxed(Linear::new(be, "embed", 5, 4).unwrap()),
+            boxed(PrependRow::new("cls", 4)),
+            boxed(Embeddings::added(be, "pos", 4, &[("pos", 6, Ids::Positions)]).unwrap()),
+            boxed(Act::new("act", Activation::Tanh)),
+            boxed(FirstRow::new("pool", 4)),
+        ];
+        boxed(Sequential::new("net", layers).unwrap())
+    };
+    check_layer(be, "prepended row, added positions, first row", cls, &batch(16, 4, 5, 5, 1, false), true, TOL);
+    let last = |be: &_| {
+        let layers = vec![
+            boxed(Embeddings::added(be, "pos", 5, &[("pos", 4, Ids::Positions)]).unwrap()),
+            boxed(kernels::nn::Gru::new(be, "gru", 5, 3).unwrap()),
+            boxed(FirstRow::last("pool", 3)),
+        ];
+        boxed(Sequential::new("net", layers).unwrap())
+    };
+    check_layer(be, "added positions, GRU, last row", last, &batch(17, 3, 4, 5, 1, false), true, TOL);
+    // more steps than positions: the table and both counts named
+    let mut l = Embeddings::added(be, "pos", 5, &[("pos", 3, Ids::Positions)]).unwrap();
+    let mut d = common::drive::Driver::new(be);
+    let e = d.forward(be, &mut l, &batch(18, 2, 4, 5, 1, false), false).unwrap_err().to_string();
+    assert!(e.contains("pos.weight") && e.contains("at most 3 positions") && e.contains("4 steps"), "{e}");
+    assert!(Embeddings::added(be, "pos", 5, &[("tok", 3, Ids::Tokens)]).is_err());
+}
+
+/// A frozen layer: gradients flow through it, its parameters get no norm and no gradient, and the
+/// norms of a model with it frozen plus those with everything else frozen are the unfrozen norms.
+fn frozen_layers(be: &impl Backend) {
+    let make = |be: &_, freeze: [bool; 2]| {
+        let lin = |name: &str, i, o| boxed(Linear::new(be, name, i, o).unwrap());
+        let maybe = |l: Box<dyn Layer<_>>, f: bool| if f { boxed(Frozen::new(l)) } else { l };
+        let layers = vec![
+            maybe(lin("l0", 5, 4), freeze[0]),
+            boxed(Act::new("act", Activation::Tanh)),
+            maybe(lin("l1", 4, 2), freeze[1]),
+        ];
+        Sequential::new("net", layers).unwrap()
+    };
+    let b = batch(19, 5, 1, 5, 1, false);
+    let layout = kernels::GroupRows { offsets: vec![0, 2, 3, 5] };
+    let mut rng = Rng::new(3);
+    let (mut all, mut first, mut second) = (make(be, [false, false]), make(be, [true, false]), make(be, [false, true]));
+    common::drive::randomize(be, &mut all, &mut rng, 0.5);
+    let v = common::drive::values(be, &all);
+    for net in [&mut first, &mut second] {
+        v.iter().enumerate().for_each(|(i, v)| common::drive::set_value(be, net, i, v));
+    }
+    let mut frozen = Vec::new();
+    first.visit(&mut |p| frozen.push(p.frozen));
+    assert_eq!(frozen, [true, true, false, false]);
+    assert!(kernels::nn::trains(&first) && !kernels::nn::trains(&Frozen::new(boxed(make(be, [false, false])))));
+    let dy = rng.vec(5 * 2, 1.0);
+    let run = |net: &mut Sequential<_>, track| {
+        let mut d = common::drive::Driver::new(be);
+        d.forward(be, net, &b, track).unwrap();
+        let dx = d.backward(be, net, &dy).unwrap();
+        let n = d.norms(be, net, &layout, NormStrategy::Auto).unwrap();
+        let g = d.param_grads(be, net, &layout, None).unwrap();
+        (dx, n, g)
+    };
+    let (dx_all, n_all, g_all) = run(&mut all, true);
+    let (dx_first, n_first, g_first) = run(&mut first, true);
+    let (_, n_second, g_second) = run(&mut second, true);
+    common::assert_close("input gradient through a frozen layer", &dx_first.unwrap(), &dx_all.unwrap(), 1e-6, 1e-7);
+    let sum: Vec<f32> = n_first.iter().zip(&n_second).map(|(a, b)| a + b).collect();
+    common::assert_close("frozen + rest = all", &sum, &n_all, 1e-5, 1e-7);
+    assert!(g_first[..2].iter().flatten().all(|&g| g == 0.0), "a frozen parameter got a gradient");
+    common::assert_close("trainable gradients", &g_first[2..].concat(), &g_all[2..].concat(), 1e-6, 1e-7);
+    assert!(g_second[2..].iter().flatten().all(|&g| g == 0.0));
+    // the step's input needs no gradient: the frozen first layer's backward is skipped entirely, and
+    // the trainable one's gradient is the same
+    let (_, _, g_skip) = run(&mut first, false);
+    common::assert_close("skipped frozen backward", &g_skip[2..].concat(), &g_all[2..].concat(), 1e-6, 1e-7);
+}
+
 fn pool(be: &impl Backend) {
     let make = |_: &_| boxed(MaskedMeanPool::new("pool", 5));
     check_layer(be, "masked mean pool", make, &batch(10, 4, 4, 5, 1, true), true, TOL);
@@ -190,6 +271,8 @@ backend_tests!(
     masked_mean_pooling => crate::pool,
     residual_concat_and_head => crate::residual_and_concat,
     gru_over_time => crate::gru,
+    series_positions_cls_and_last_row => crate::series_positions_and_row_pools,
+    frozen_layers_pass_gradients_and_have_no_norms => crate::frozen_layers,
 );
 
 /// A layer that cannot give exact per-group norms (a stand-in for batch statistics).
@@ -347,6 +430,22 @@ fn losses_backward_match_finite_differences(be: &impl Backend) {
     // pinned values: BCE(0, 1) = ln 2; CE of uniform logits = ln k
     assert!((bce(&[0.0], &[1.0]).0[0] - std::f32::consts::LN_2).abs() < 1e-6);
     assert!((ce(&[0.0; 3], &[1], 3).0[0] - 3f32.ln()).abs() < 1e-6);
+    // regression: squared error and Huber (both branches: residuals inside and beyond delta = 1)
+    let reg = |p: &[f32], y: &[f32], huber: Option<f32>| {
+        let (mut l, mut d) = (be.zeros(p.len()).unwrap(), be.zeros(p.len()).unwrap());
+        be.regression_loss(&mut l, &mut d, &up(p), &up(y), huber, 1.0).unwrap();
+        (be.download(&l).unwrap(), be.download(&d).unwrap())
+    };
+    let p = [0.3f32, -2.0, 1.5, 4.0, -0.2];
+    let y = [0.0f32, 0.5, 1.4, -1.0, 0.7];
+    for huber in [None, Some(1.0)] {
+        fd_check("regression", &p, &reg(&p, &y, huber).1, TOL, |pp| sum(reg(pp, &y, huber).0));
+    }
+    // pinned: MSE (2 - 0)^2 = 4; Huber(delta 1) of residual 3 = 1 * (3 - 0.5) = 2.5, of 0.5 = 0.125
+    assert_eq!(reg(&[2.0], &[0.0], None).0[0], 4.0);
+    assert_eq!(reg(&[3.0, 0.5], &[0.0, 0.0], Some(1.0)).0, vec![2.5, 0.125]);
+    let (mut l, mut d) = (be.zeros(1).unwrap(), be.zeros(1).unwrap());
+    assert!(be.regression_loss(&mut l, &mut d, &up(&[1.0]), &up(&[0.0]), Some(0.0), 1.0).is_err());
     let _ = dot(&[0.0], &[0.0]);
 }
 

@@ -3,12 +3,12 @@
 //! summed. For every model type (MLP; lab encoder: Linear input, attention, LayerNorm; text encoder:
 //! Embedding and positions), groups of one and of several examples, and every norm strategy.
 
-use kernels::{Cpu, GroupRows, NormStrategy, OptimizerKind};
+mod common;
+use common::{grads, trainer};
+use kernels::{Cpu, GroupRows, NormStrategy};
 use medtrain::model::{
     Bert, BertConfig, Encoder, EncoderConfig, EncoderInput, HostBatch, HostInputs, HostTargets, Mlp, MlpConfig, Model,
 };
-use medtrain::privacy::noise::NoiseSource;
-use medtrain::train::{DpSgd, Privacy, Trainer};
 
 struct Rng(u64);
 impl Rng {
@@ -78,67 +78,9 @@ fn model(kind: &str, be: &Cpu, t: usize) -> Box<dyn Model<Cpu>> {
     }
 }
 
-fn trainer(be: &Cpu, m: Box<dyn Model<Cpu>>) -> Trainer<Cpu, Box<dyn Model<Cpu>>> {
-    let privacy = Privacy::Dp {
-        params: DpSgd { clip_norm: 1.0, noise_multiplier: 0.0, expected_batch: 1.0 },
-        noise: NoiseSource::seeded([1; 32]),
-    };
-    Trainer::new(be, m, OptimizerKind::sgd(0.0), privacy).unwrap()
-}
-
-fn grads(t: &Trainer<Cpu, Box<dyn Model<Cpu>>>) -> Vec<Vec<f32>> {
-    t.model.params().iter().map(|p| p.grad.clone()).collect()
-}
-
-/// Brute force: each group alone, plain gradient of its summed loss; returns per-group gradients.
-fn per_group_gradients(be: &Cpu, kind: &str, t: usize, host: &HostBatch, groups: &GroupRows) -> Vec<Vec<Vec<f32>>> {
-    let mut tr = trainer(be, model(kind, be, t));
-    (0..groups.groups())
-        .map(|g| {
-            let idx: Vec<usize> = (groups.offsets[g]..groups.offsets[g + 1]).collect();
-            let sub = host.select(&idx);
-            tr.gradients(be, &sub.upload(be).unwrap(), &GroupRows::single(sub.examples), None, 1.0).unwrap();
-            grads(&tr)
-        })
-        .collect()
-}
-
-fn norm(g: &[Vec<f32>]) -> f64 {
-    g.iter().flatten().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt()
-}
-
 fn check(kind: &str, t: usize, groups: GroupRows, strategy: NormStrategy) {
-    let be = Cpu::new(2).unwrap();
     let host = batch(kind, groups.examples(), t, &mut Rng(groups.groups() as u64 * 31 + t as u64));
-    let per_group = per_group_gradients(&be, kind, t, &host, &groups);
-    let norms: Vec<f64> = per_group.iter().map(|g| norm(g)).collect();
-    // a clip norm between the smallest and largest group norm: some groups clipped, some not
-    let mut sorted = norms.clone();
-    sorted.sort_by(f64::total_cmp);
-    let clip = sorted[sorted.len() / 2] as f32 * 0.999;
-    let mut want: Vec<Vec<f64>> = per_group[0].iter().map(|p| vec![0.0; p.len()]).collect();
-    for (g, n) in per_group.iter().zip(&norms) {
-        let c = (clip as f64 / n).min(1.0);
-        for (w, p) in want.iter_mut().zip(g) {
-            w.iter_mut().zip(p).for_each(|(w, &v)| *w += c * v as f64);
-        }
-    }
-    let mut tr = trainer(&be, model(kind, &be, t));
-    tr.strategy = strategy;
-    let stats = tr.gradients(&be, &host.upload(&be).unwrap(), &groups, Some(clip), 1.0).unwrap();
-    let expected_clipped = norms.iter().filter(|&&n| n > clip as f64).count();
-    assert_eq!(stats.clipped_groups, expected_clipped, "{kind}: groups clipped");
-    let names: Vec<String> = tr.model.params().iter().map(|p| p.name.clone()).collect();
-    for ((name, got), want) in names.iter().zip(grads(&tr)).zip(&want) {
-        let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-3);
-        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g as f64 - w).abs() <= 2e-4 * scale,
-                "{kind} t={t} {strategy:?} groups {:?}: {name}[{i}] one-pass {g}, brute force {w}",
-                groups.offsets
-            );
-        }
-    }
+    common::check_against_brute_force(&format!("{kind} t={t}"), &|be| model(kind, be, t), &host, &groups, strategy);
 }
 
 fn layouts() -> Vec<GroupRows> {
@@ -189,6 +131,6 @@ fn clipped_group_gradients_never_exceed_the_clip_norm() {
     let mut tr = trainer(&be, model("lab", &be, 6));
     let groups = GroupRows::single(4);
     tr.gradients(&be, &host.upload(&be).unwrap(), &groups, Some(1e-3), 1.0).unwrap();
-    let n = norm(&grads(&tr));
+    let n = grads(&tr).iter().flatten().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
     assert!((n - 1e-3).abs() < 1e-7, "clipped norm {n}");
 }

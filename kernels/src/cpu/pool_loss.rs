@@ -75,6 +75,45 @@ pub(crate) fn bce_with_logits(
     Ok(())
 }
 
+pub(crate) fn regression_loss(
+    losses: &mut [f32],
+    dlogits: &mut [f32],
+    preds: &[f32],
+    targets: &[f32],
+    huber: Option<f32>,
+    grad_scale: f32,
+) -> Result<()> {
+    let b = preds.len();
+    check_len("regression_loss", "targets", b, targets.len())?;
+    check_len("regression_loss", "losses", b, losses.len())?;
+    check_len("regression_loss", "dlogits", b, dlogits.len())?;
+    if let Some(d) = huber {
+        if !(d > 0.0 && d.is_finite()) {
+            return Err(KernelError::Invalid {
+                op: "regression_loss",
+                msg: format!("Huber delta {d} is not positive"),
+            });
+        }
+    }
+    for i in 0..b {
+        let r = preds[i] as f64 - targets[i] as f64;
+        let (l, g) = match huber {
+            None => (r * r, 2.0 * r),
+            Some(d) => {
+                let d = d as f64;
+                if r.abs() <= d {
+                    (0.5 * r * r, r)
+                } else {
+                    (d * (r.abs() - 0.5 * d), d * r.signum())
+                }
+            }
+        };
+        losses[i] = l as f32;
+        dlogits[i] = (g * grad_scale as f64) as f32;
+    }
+    Ok(())
+}
+
 pub(crate) fn cross_entropy(
     losses: &mut [f32],
     dlogits: &mut [f32],

@@ -147,7 +147,7 @@ impl<B: Backend> Layer<B> for SelfAttention<B> {
     fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
         let (b, t) = (s.examples, s.per_example(x));
         let mask = s
-            .mask
+            .mask()
             .ok_or_else(|| KernelError::Layer { layer: self.name.clone(), msg: "needs a key mask [B, T]".into() })?;
         if s.be.len(mask) != b * t {
             return Err(KernelError::Tensor {

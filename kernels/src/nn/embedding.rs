@@ -34,6 +34,8 @@ pub struct Embeddings<B: Backend> {
     name: String,
     pub tables: Vec<Table<B>>,
     pub d: usize,
+    /// y = x + the tables (learned positions added to a series' rows), T from the input's rows
+    add_input: bool,
     x: Option<Slot>,
     out: Option<Slot>,
 }
@@ -55,11 +57,27 @@ impl<B: Backend> Embeddings<B> {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(Embeddings { name: name.to_string(), tables, d, x: None, out: None })
+        Ok(Embeddings { name: name.to_string(), tables, d, add_input: false, x: None, out: None })
     }
 
-    /// The step's (B, T) and checked token ids.
-    fn shape<'a>(&self, s: &Step<'a, B>) -> Result<(usize, usize, Option<&'a B::Ids>)> {
+    /// Tables added to the input rows `[B*T, d]` (T the input's rows per example) rather than looked
+    /// up alone: learned positions of a lab series, `("pos", max_len, Ids::Positions)`. Token ids are
+    /// not allowed (their steps are the note's, not the input's). The input gradient is dy.
+    pub fn added(be: &B, name: &str, d: usize, tables: &[(&str, usize, Ids)]) -> Result<Self> {
+        if tables.iter().any(|t| t.2 == Ids::Tokens) {
+            return Err(KernelError::Layer {
+                layer: name.into(),
+                msg: "tables added to an input take no token ids".into(),
+            });
+        }
+        Ok(Embeddings { add_input: true, ..Self::new(be, name, d, tables)? })
+    }
+
+    /// The step's (B, T) and checked token ids; `x` is the input (T of an `added` layer).
+    fn shape<'a>(&self, s: &Step<'a, B>, x: Slot) -> Result<(usize, usize, Option<&'a B::Ids>)> {
+        if self.add_input {
+            return Ok((s.examples, s.per_example(x), None));
+        }
         let (b, t) = (s.examples, s.id_steps);
         if let Some(ids) = s.ids {
             if s.be.ids_len(ids) != b * t {
@@ -126,16 +144,22 @@ impl<B: Backend> Layer<B> for Embeddings<B> {
     }
 
     fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
-        let (b, t, tokens) = self.shape(s)?;
+        let (b, t, tokens) = self.shape(s, x)?;
+        if self.add_input {
+            super::layer::check_input(s, &self.name, x, self.d)?;
+        }
         let out = s.slot(&mut self.out)?;
         self.x = Some(x);
-        let (d, name, be) = (self.d, &self.name, s.be);
+        let (d, name, be, add) = (self.d, &self.name, s.be, self.add_input);
         let tables = &mut self.tables;
-        s.write_act(out, t, |_, y| {
+        s.write_act(out, t, |s, y| {
             be.resize(y, b * t * d)?;
+            if add {
+                be.copy(y, s.act(x)?)?;
+            }
             for (k, tb) in tables.iter_mut().enumerate() {
                 let ids = ids_of(be, tb.ids, tb.vocab, &tb.table.name, &mut tb.made, tokens, b, t, name)?;
-                be.embedding_forward(y, ids, &tb.table.value, d, k > 0)?;
+                be.embedding_forward(y, ids, &tb.table.value, d, add || k > 0)?;
             }
             Ok(())
         })?;
@@ -143,8 +167,14 @@ impl<B: Backend> Layer<B> for Embeddings<B> {
     }
 
     fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
+        let (x, out) = kept(&self.name, self.x, self.out)?;
+        if self.add_input {
+            return s.write_grad(x, acc, |s, dx| {
+                s.be.resize(dx, s.be.len(s.grad(out)?))?;
+                s.be.copy(dx, s.grad(out)?)
+            });
+        }
         // the output does not depend on the input slot (ids have no gradient): its gradient is zero
-        let (x, _) = kept(&self.name, self.x, self.out)?;
         if acc || !s.needs_grad(x) {
             return Ok(());
         }
@@ -162,8 +192,8 @@ impl<B: Backend> Layer<B> for Embeddings<B> {
         groups: &B::Groups,
         _: NormStrategy,
     ) -> Result<()> {
-        let (_, out) = kept(&self.name, self.x, self.out)?;
-        let (b, t, tokens) = self.shape(s)?;
+        let (x, out) = kept(&self.name, self.x, self.out)?;
+        let (b, t, tokens) = self.shape(s, x)?;
         let (d, name) = (self.d, &self.name);
         for tb in &mut self.tables {
             let ids = ids_of(s.be, tb.ids, tb.vocab, &tb.table.name, &mut tb.made, tokens, b, t, name)?;
@@ -173,8 +203,8 @@ impl<B: Backend> Layer<B> for Embeddings<B> {
     }
 
     fn param_grads(&mut self, s: &Step<B>, reduce: &GradReduce<B>) -> Result<()> {
-        let (_, out) = kept(&self.name, self.x, self.out)?;
-        let (b, t, tokens) = self.shape(s)?;
+        let (x, out) = kept(&self.name, self.x, self.out)?;
+        let (b, t, tokens) = self.shape(s, x)?;
         let (d, name) = (self.d, &self.name);
         for Table { table, vocab, ids, made } in &mut self.tables {
             let ids = ids_of(s.be, *ids, *vocab, &table.name, made, tokens, b, t, name)?;

@@ -91,8 +91,11 @@ fn in_use(slot: Slot, what: &str) -> KernelError {
 pub struct Step<'a, B: Backend> {
     pub be: &'a B,
     pub examples: usize,
-    /// key mask [B, T] (1 keep, 0 padding) for attention and pooling
-    pub mask: Option<&'a B::Buf>,
+    /// the key mask [B, T] (1 keep, 0 padding) the layers now running read, for attention and pooling
+    /// (a [`Masked`] composition switches it for its branch)
+    mask: std::cell::Cell<Option<&'a B::Buf>>,
+    /// the step's masks by index ([`Step::with_masks`]); `mask` starts as the first
+    masks: Vec<&'a B::Buf>,
     /// token ids [B, T]
     pub ids: Option<&'a B::Ids>,
     /// time steps per example of the token ids
@@ -104,7 +107,17 @@ pub struct Step<'a, B: Backend> {
 
 impl<'a, B: Backend> Step<'a, B> {
     pub fn new(be: &'a B, tape: &'a mut Tape<B>, examples: usize) -> Self {
-        Step { be, examples, mask: None, ids: None, id_steps: 0, input: None, input_per_example: 0, tape }
+        Step {
+            be,
+            examples,
+            mask: std::cell::Cell::new(None),
+            masks: Vec::new(),
+            ids: None,
+            id_steps: 0,
+            input: None,
+            input_per_example: 0,
+            tape,
+        }
     }
     /// The float input, `examples * per_example` rows, read through [`Slot::INPUT`].
     pub fn with_input(mut self, x: &'a B::Buf, per_example: usize) -> Self {
@@ -112,9 +125,31 @@ impl<'a, B: Backend> Step<'a, B> {
         self.input_per_example = per_example;
         self
     }
-    pub fn with_mask(mut self, mask: &'a B::Buf) -> Self {
-        self.mask = Some(mask);
+    pub fn with_mask(self, mask: &'a B::Buf) -> Self {
+        self.with_masks(vec![mask])
+    }
+    /// Several masks, for models whose branches read sequences of different lengths (a lab series
+    /// and a note): a [`Masked`] composition selects one by index for its branch; the first is the
+    /// default.
+    pub fn with_masks(mut self, masks: Vec<&'a B::Buf>) -> Self {
+        self.mask.set(masks.first().copied());
+        self.masks = masks;
         self
+    }
+    /// The key mask the running layer reads.
+    pub fn mask(&self) -> Option<&'a B::Buf> {
+        self.mask.get()
+    }
+    /// Runs `f` with mask `index` as the step's mask, then restores the previous one.
+    fn under_mask<R>(&self, name: &str, index: usize, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        let m = self.masks.get(index).copied().ok_or_else(|| KernelError::Layer {
+            layer: name.to_string(),
+            msg: format!("reads mask {index}, the step has {}", self.masks.len()),
+        })?;
+        let prev = self.mask.replace(Some(m));
+        let r = f();
+        self.mask.set(prev);
+        r
     }
     pub fn with_ids(mut self, ids: &'a B::Ids, steps: usize) -> Self {
         self.ids = Some(ids);
@@ -298,10 +333,13 @@ pub(crate) fn check_input<B: Backend>(s: &Step<B>, name: &str, x: Slot, width: u
     Ok(())
 }
 
-/// Layers applied one after another: the output of each is the input of the next.
+/// Layers applied one after another: the output of each is the input of the next. When the input
+/// needs no gradient (the step's input or token ids), the backward pass stops at the first layer
+/// with trainable parameters: the frozen layers before it need no gradient at all.
 pub struct Sequential<B: Backend> {
     name: String,
     pub layers: Vec<Box<dyn Layer<B>>>,
+    x: Option<Slot>,
 }
 
 impl<B: Backend> Sequential<B> {
@@ -310,8 +348,15 @@ impl<B: Backend> Sequential<B> {
         if layers.is_empty() {
             return Err(KernelError::Layer { layer: name, msg: "a Sequential needs at least one layer".into() });
         }
-        Ok(Sequential { name, layers })
+        Ok(Sequential { name, layers, x: None })
     }
+}
+
+/// Whether any parameter of `layer` trains.
+pub fn trains<B: Backend>(layer: &dyn Layer<B>) -> bool {
+    let mut any = false;
+    layer.visit(&mut |p| any |= !p.frozen);
+    any
 }
 
 impl<B: Backend> Layer<B> for Sequential<B> {
@@ -319,11 +364,24 @@ impl<B: Backend> Layer<B> for Sequential<B> {
         &self.name
     }
     fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
+        self.x = Some(x);
         self.layers.iter_mut().try_fold(x, |h, l| l.forward(s, h))
     }
     fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
-        // inner slots belong to this sequence alone: only the first layer's input gradient accumulates
-        self.layers.iter_mut().enumerate().rev().try_for_each(|(i, l)| l.backward(s, acc && i == 0))
+        let x = self.x.ok_or_else(|| KernelError::Layer {
+            layer: self.name.clone(),
+            msg: "backward or gradients before forward".into(),
+        })?;
+        let first = match s.needs_grad(x) {
+            true => 0,
+            false => match self.layers.iter().position(|l| trains(l.as_ref())) {
+                Some(i) => i,
+                None => return Ok(()),
+            },
+        };
+        // inner slots belong to this sequence alone: only the input gradient of the sequence's first
+        // layer accumulates (after a skipped prefix, the first layer run writes an inner slot)
+        self.layers[first..].iter_mut().enumerate().rev().try_for_each(|(i, l)| l.backward(s, acc && first + i == 0))
     }
     fn add_group_sq_norms(
         &mut self,
@@ -502,5 +560,102 @@ impl<B: Backend> Layer<B> for Concat<B> {
     fn check_private(&self) -> Result<()> {
         self.a.check_private()?;
         self.b.check_private()
+    }
+}
+
+/// A branch that reads mask `index` of the step (a lab series' or a note's) instead of the default:
+/// every call into `inner` runs with that mask, and the previous one is restored after.
+pub struct Masked<B: Backend> {
+    name: String,
+    pub index: usize,
+    pub inner: Box<dyn Layer<B>>,
+}
+
+impl<B: Backend> Masked<B> {
+    pub fn new(name: impl Into<String>, index: usize, inner: Box<dyn Layer<B>>) -> Self {
+        Masked { name: name.into(), index, inner }
+    }
+}
+
+impl<B: Backend> Layer<B> for Masked<B> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
+        let m = s.masks.get(self.index).copied().ok_or_else(|| KernelError::Layer {
+            layer: self.name.clone(),
+            msg: format!("reads mask {}, the step has {}", self.index, s.masks.len()),
+        })?;
+        let prev = s.mask.replace(Some(m));
+        let r = self.inner.forward(s, x);
+        s.mask.set(prev);
+        r
+    }
+    fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
+        let m = s.masks.get(self.index).copied();
+        let prev = s.mask.replace(m);
+        let r = self.inner.backward(s, acc);
+        s.mask.set(prev);
+        r
+    }
+    fn add_group_sq_norms(
+        &mut self,
+        s: &Step<B>,
+        norms: &mut B::Buf,
+        groups: &B::Groups,
+        st: NormStrategy,
+    ) -> Result<()> {
+        s.under_mask(&self.name, self.index, || self.inner.add_group_sq_norms(s, norms, groups, st))
+    }
+    fn param_grads(&mut self, s: &Step<B>, reduce: &GradReduce<B>) -> Result<()> {
+        s.under_mask(&self.name, self.index, || self.inner.param_grads(s, reduce))
+    }
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Param<B>)) {
+        self.inner.visit(f)
+    }
+    fn visit_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
+        self.inner.visit_mut(f)
+    }
+    fn check_private(&self) -> Result<()> {
+        self.inner.check_private()
+    }
+}
+
+/// A layer whose parameters do not train (a pretrained encoder's embeddings or first layers, frozen
+/// to fine-tune the rest with less noise): it runs forward and passes gradients through, but has no
+/// gradient norms and no parameter gradients, and its parameters are marked `frozen` so that the
+/// step adds no noise to them and the optimizer leaves them as they are.
+pub struct Frozen<B: Backend> {
+    pub inner: Box<dyn Layer<B>>,
+}
+
+impl<B: Backend> Frozen<B> {
+    pub fn new(mut inner: Box<dyn Layer<B>>) -> Self {
+        inner.visit_mut(&mut |p| p.frozen = true);
+        Frozen { inner }
+    }
+}
+
+impl<B: Backend> Layer<B> for Frozen<B> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
+        self.inner.forward(s, x)
+    }
+    fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
+        self.inner.backward(s, acc)
+    }
+    fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {
+        Ok(())
+    }
+    fn param_grads(&mut self, _: &Step<B>, _: &GradReduce<B>) -> Result<()> {
+        Ok(())
+    }
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Param<B>)) {
+        self.inner.visit(f)
+    }
+    fn visit_mut<'a>(&'a mut self, f: &mut dyn FnMut(&'a mut Param<B>)) {
+        self.inner.visit_mut(f)
     }
 }

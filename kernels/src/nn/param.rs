@@ -24,6 +24,8 @@ pub struct Param<B: Backend> {
     pub init: ParamInit,
     pub value: B::Buf,
     pub grad: B::Buf,
+    /// not trained: no gradient, no noise, no update (a [`Frozen`](super::Frozen) layer's parameters)
+    pub frozen: bool,
 }
 
 impl<B: Backend> Param<B> {
@@ -34,7 +36,7 @@ impl<B: Backend> Param<B> {
         if init == ParamInit::Ones {
             be.fill(&mut value, 1.0)?;
         }
-        Ok(Param { name: name.into(), shape: shape.to_vec(), init, value, grad: be.zeros(n)? })
+        Ok(Param { name: name.into(), shape: shape.to_vec(), init, value, grad: be.zeros(n)?, frozen: false })
     }
     pub fn zeros(be: &B, name: impl Into<String>, shape: &[usize]) -> Result<Self> {
         Self::new(be, name, shape, ParamInit::Zeros)

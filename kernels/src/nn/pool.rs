@@ -21,7 +21,7 @@ impl MaskedMeanPool {
 }
 
 fn mask<'s, B: Backend>(s: &'s Step<B>, name: &str, rows: usize) -> Result<&'s B::Buf> {
-    let m = s.mask.ok_or_else(|| KernelError::Layer { layer: name.into(), msg: "needs a key mask [B, T]".into() })?;
+    let m = s.mask().ok_or_else(|| KernelError::Layer { layer: name.into(), msg: "needs a key mask [B, T]".into() })?;
     if s.be.len(m) != rows {
         return Err(KernelError::Tensor {
             tensor: format!("{name} mask"),
@@ -68,17 +68,31 @@ impl<B: Backend> Layer<B> for MaskedMeanPool {
 }
 
 /// The first row of each example: h: [B*T, C] -> [B, C] = h[b, 0, :] (BERT's `[CLS]` token, the input
-/// of its pooler). No parameters; the input gradient is dy on first rows, 0 elsewhere.
+/// of its pooler), or the last (`FirstRow::last`: a recurrent network's last state). No parameters;
+/// the input gradient is dy on those rows, 0 elsewhere.
 pub struct FirstRow {
     name: String,
     width: usize,
+    last: bool,
     x: Option<Slot>,
     out: Option<Slot>,
 }
 
 impl FirstRow {
     pub fn new(name: impl Into<String>, width: usize) -> Self {
-        FirstRow { name: name.into(), width, x: None, out: None }
+        FirstRow { name: name.into(), width, last: false, x: None, out: None }
+    }
+    /// The last row of each example instead.
+    pub fn last(name: impl Into<String>, width: usize) -> Self {
+        FirstRow { last: true, ..Self::new(name, width) }
+    }
+    /// The column of the chosen row in an example's `[T*C]` row.
+    fn col(&self, t: usize) -> usize {
+        if self.last {
+            t.saturating_sub(1) * self.width
+        } else {
+            0
+        }
     }
 }
 
@@ -94,10 +108,64 @@ impl<B: Backend> Layer<B> for FirstRow {
         let out = s.slot(&mut self.out)?;
         self.x = Some(x);
         let (t, c, b) = (s.per_example(x), self.width, s.examples);
+        let col = self.col(t);
         s.write_act(out, 1, |s, y| {
             s.be.resize(y, b * c)?;
-            // the input as [B, T*C]: the first C columns of each row
-            s.be.copy_columns(y, c, 0, s.act(x)?, t * c, 0, c, b)
+            // the input as [B, T*C]: C columns of each row
+            s.be.copy_columns(y, c, 0, s.act(x)?, t * c, col, c, b)
+        })?;
+        Ok(out)
+    }
+    fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
+        let (x, out) = kept(&self.name, self.x, self.out)?;
+        let (t, c, b) = (s.per_example(x), self.width, s.examples);
+        let col = self.col(t);
+        s.write_grad(x, acc, |s, dx| {
+            s.be.resize(dx, b * t * c)?;
+            s.be.fill(dx, 0.0)?;
+            s.be.copy_columns(dx, t * c, col, s.grad(out)?, c, 0, c, b)
+        })
+    }
+    fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {
+        Ok(())
+    }
+    fn param_grads(&mut self, _: &Step<B>, _: &GradReduce<B>) -> Result<()> {
+        Ok(())
+    }
+    fn visit<'a>(&'a self, _: &mut dyn FnMut(&'a Param<B>)) {}
+    fn visit_mut<'a>(&'a mut self, _: &mut dyn FnMut(&'a mut Param<B>)) {}
+}
+
+/// A zero row before each example's rows: h: [B*T, C] -> [B*(T+1), C]. Followed by learned positions,
+/// position 0 is a learned `[CLS]` vector (its embedding and position in one), for CLS pooling of a
+/// series; the mask the layers after it read must have the extra column (the model adds it). No
+/// parameters; the input gradient is dy without the first rows.
+pub struct PrependRow {
+    name: String,
+    width: usize,
+    x: Option<Slot>,
+    out: Option<Slot>,
+}
+
+impl PrependRow {
+    pub fn new(name: impl Into<String>, width: usize) -> Self {
+        PrependRow { name: name.into(), width, x: None, out: None }
+    }
+}
+
+impl<B: Backend> Layer<B> for PrependRow {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
+        super::layer::check_input(s, &self.name, x, self.width)?;
+        let out = s.slot(&mut self.out)?;
+        self.x = Some(x);
+        let (t, c, b) = (s.per_example(x), self.width, s.examples);
+        s.write_act(out, t + 1, |s, y| {
+            s.be.resize(y, b * (t + 1) * c)?;
+            s.be.fill(y, 0.0)?;
+            s.be.copy_columns(y, (t + 1) * c, c, s.act(x)?, t * c, 0, t * c, b)
         })?;
         Ok(out)
     }
@@ -106,8 +174,51 @@ impl<B: Backend> Layer<B> for FirstRow {
         let (t, c, b) = (s.per_example(x), self.width, s.examples);
         s.write_grad(x, acc, |s, dx| {
             s.be.resize(dx, b * t * c)?;
-            s.be.fill(dx, 0.0)?;
-            s.be.copy_columns(dx, t * c, 0, s.grad(out)?, c, 0, c, b)
+            s.be.copy_columns(dx, t * c, 0, s.grad(out)?, (t + 1) * c, c, t * c, b)
+        })
+    }
+    fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {
+        Ok(())
+    }
+    fn param_grads(&mut self, _: &Step<B>, _: &GradReduce<B>) -> Result<()> {
+        Ok(())
+    }
+    fn visit<'a>(&'a self, _: &mut dyn FnMut(&'a Param<B>)) {}
+    fn visit_mut<'a>(&'a mut self, _: &mut dyn FnMut(&'a mut Param<B>)) {}
+}
+
+/// Each example's rows as one row: h: [B*T, C] -> [B, T*C] (a series into an MLP). No parameters;
+/// the values are the same, only the rows per example change.
+pub struct Flatten {
+    name: String,
+    x: Option<Slot>,
+    out: Option<Slot>,
+}
+
+impl Flatten {
+    pub fn new(name: impl Into<String>) -> Self {
+        Flatten { name: name.into(), x: None, out: None }
+    }
+}
+
+impl<B: Backend> Layer<B> for Flatten {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
+        let out = s.slot(&mut self.out)?;
+        self.x = Some(x);
+        s.write_act(out, 1, |s, y| {
+            s.be.resize(y, s.be.len(s.act(x)?))?;
+            s.be.copy(y, s.act(x)?)
+        })?;
+        Ok(out)
+    }
+    fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
+        let (x, out) = kept(&self.name, self.x, self.out)?;
+        s.write_grad(x, acc, |s, dx| {
+            s.be.resize(dx, s.be.len(s.grad(out)?))?;
+            s.be.copy(dx, s.grad(out)?)
         })
     }
     fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {

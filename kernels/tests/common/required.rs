@@ -259,6 +259,17 @@ impl Backend for Required {
     ) -> Result<()> {
         self.0.bce_with_logits(losses, dlogits, logits, targets, grad_scale)
     }
+    fn regression_loss(
+        &self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        preds: &Vec<f32>,
+        targets: &Vec<f32>,
+        huber: Option<f32>,
+        grad_scale: f32,
+    ) -> Result<()> {
+        self.0.regression_loss(losses, dlogits, preds, targets, huber, grad_scale)
+    }
     fn cross_entropy(
         &self,
         losses: &mut Vec<f32>,

@@ -59,7 +59,8 @@ impl BertConfig {
 }
 
 /// How an encoder-only BERT turns its last hidden states into one vector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Pooling {
     /// the first token's (`[CLS]`) hidden state
     Cls,
@@ -93,13 +94,21 @@ impl Bert {
     /// Hugging Face's `BertModel` without its pooler: the embeddings and encoder layers, then `pooling`
     /// of the last hidden states; `hidden_size` outputs per example.
     pub fn encoder<B: Backend>(be: &B, cfg: &BertConfig, pooling: Pooling, seed: u64) -> Result<Net<B>> {
+        let layers = Self::pooled(be, cfg, pooling)?;
+        Self::net(be, layers, cfg.hidden_size, seed)
+    }
+
+    /// The trunk and a pooling layer: `[embeddings, embeddings.LayerNorm, layer.0, ..., pool]`, with
+    /// Hugging Face's initialization (a model built on it loads the pretrained weights over it).
+    pub fn pooled<B: Backend>(be: &B, cfg: &BertConfig, pooling: Pooling) -> Result<Vec<Box<dyn Layer<B>>>> {
         let mut layers = Self::trunk(be, cfg)?;
         let h = cfg.hidden_size;
         layers.push(match pooling {
             Pooling::Cls => boxed(FirstRow::new("pool", h)),
             Pooling::Mean => boxed(MaskedMeanPool::new("pool", h)),
         });
-        Self::net(be, layers, cfg.hidden_size, seed)
+        layers.iter_mut().for_each(|l| l.visit_mut(&mut hf_init));
+        Ok(layers)
     }
 
     /// The embeddings and the encoder layers (the shared trunk of every BERT model here).
@@ -169,13 +178,16 @@ impl Bert {
 
     fn net<B: Backend>(be: &B, layers: Vec<Box<dyn Layer<B>>>, outputs: usize, seed: u64) -> Result<Net<B>> {
         let mut root = Sequential::new("bert", layers)?;
-        root.visit_mut(&mut |p| {
-            p.init = match p.init {
-                ParamInit::Uniform { .. } if p.shape.len() == 1 => ParamInit::Zeros,
-                ParamInit::Uniform { .. } | ParamInit::Normal { .. } => ParamInit::Normal { std: 0.02 },
-                other => other,
-            }
-        });
+        root.visit_mut(&mut hf_init);
         Net::new("Bert", root, NetInput::Tokens, outputs, seed, be)
+    }
+}
+
+/// Hugging Face's `_init_weights`: weights N(0, 0.02^2), biases 0, LayerNorm as it is.
+fn hf_init<B: Backend>(p: &mut kernels::nn::Param<B>) {
+    p.init = match p.init {
+        ParamInit::Uniform { .. } if p.shape.len() == 1 => ParamInit::Zeros,
+        ParamInit::Uniform { .. } | ParamInit::Normal { .. } => ParamInit::Normal { std: 0.02 },
+        other => other,
     }
 }

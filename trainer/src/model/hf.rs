@@ -209,17 +209,18 @@ impl HfCheckpoint {
         Ok(HfCheckpoint { dir: dir.to_path_buf(), config, tensors, digests })
     }
 
-    /// Sets every parameter of `model` (Hugging Face names, with or without the `bert.` prefix of a
-    /// bare `BertModel` checkpoint) from this checkpoint. Returns the parameters the checkpoint does not
+    /// Sets every parameter of `model` (Hugging Face names, with or without the `bert.` / `roberta.`
+    /// prefix of a bare `BertModel` / `RobertaModel` checkpoint) from this checkpoint. Returns the parameters the checkpoint does not
     /// hold (a new classification head keeps its initialization); a tensor of the wrong shape is an error
     /// naming it and both shapes.
     pub fn load_into<B: Backend>(&self, be: &B, model: &mut dyn Model<B>) -> Result<Vec<String>, HfError> {
         let mut fresh = vec![];
         for p in model.params_mut() {
-            let found =
-                self.tensors.get(&p.name).or_else(|| p.name.strip_prefix("bert.").and_then(|n| self.tensors.get(n)));
+            // a bare BertModel / RobertaModel checkpoint has no `bert.` / `roberta.` prefix
+            let bare = p.name.strip_prefix("bert.").or_else(|| p.name.strip_prefix("roberta."));
+            let found = self.tensors.get(&p.name).or_else(|| bare.and_then(|n| self.tensors.get(n)));
             let Some((file, shape, values)) = found else {
-                if p.name.starts_with("bert.") {
+                if bare.is_some() {
                     return Err(HfError::Missing {
                         path: self.dir.clone(),
                         name: p.name.clone(),
@@ -270,10 +271,16 @@ pub fn embed<B: Backend>(be: &B, dir: &Path, text: &str, pooling: Pooling) -> Re
                 .into(),
         });
     }
-    let tokenizer = tokenizers::Tokenizer::from_file(&tok_path).map_err(|_| HfError::Unsupported {
+    let mut tokenizer = tokenizers::Tokenizer::from_file(&tok_path).map_err(|_| HfError::Unsupported {
         path: tok_path.clone(),
         msg: "is not a tokenizer.json the tokenizers library can read".into(),
     })?;
+    // as transformers encodes one text: no padding and no truncation, whatever tokenizer.json states
+    // (sentence-transformers' files pad to 128 and truncate at 128)
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(None)
+        .map_err(|_| HfError::Unsupported { path: tok_path.clone(), msg: "truncation cannot be turned off".into() })?;
     let enc = tokenizer
         .encode(text, true)
         .map_err(|_| HfError::Unsupported { path: tok_path.clone(), msg: "could not tokenize the text".into() })?;

@@ -10,12 +10,15 @@ pub enum HostInputs {
     Dense { x: Vec<f32>, features: usize },
     /// [B, T]
     Tokens(Vec<u32>),
+    /// a lab series [B, T, F] and a note's ids [B, L] with their mask [B, L]
+    Both { x: Vec<f32>, features: usize, ids: Vec<u32>, tokens: usize, token_mask: Vec<f32> },
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostTargets {
     Binary(Vec<f32>),
     Classes(Vec<u32>),
+    Real(Vec<f32>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,11 +39,19 @@ impl HostBatch {
             inputs: match &self.inputs {
                 HostInputs::Dense { x, features } => Inputs::Dense { x: be.upload(x)?, features: *features },
                 HostInputs::Tokens(ids) => Inputs::Tokens { ids: be.upload_ids(ids)? },
+                HostInputs::Both { x, features, ids, tokens, token_mask } => Inputs::Both {
+                    x: be.upload(x)?,
+                    features: *features,
+                    ids: be.upload_ids(ids)?,
+                    tokens: *tokens,
+                    token_mask: be.upload(token_mask)?,
+                },
             },
             mask: be.upload(&self.mask)?,
             targets: match &self.targets {
                 HostTargets::Binary(y) => Targets::Binary(be.upload(y)?),
                 HostTargets::Classes(c) => Targets::Classes(be.upload_ids(c)?),
+                HostTargets::Real(y) => Targets::Real(be.upload(y)?),
             },
         })
     }
@@ -62,11 +73,19 @@ impl HostBatch {
                 HostInputs::Tokens(ids) => {
                     HostInputs::Tokens(examples.iter().flat_map(|&i| ids[i * t..(i + 1) * t].iter().copied()).collect())
                 }
+                HostInputs::Both { x, features, ids, tokens, token_mask } => HostInputs::Both {
+                    x: rows(x, t * features),
+                    features: *features,
+                    ids: examples.iter().flat_map(|&i| ids[i * tokens..(i + 1) * tokens].iter().copied()).collect(),
+                    tokens: *tokens,
+                    token_mask: rows(token_mask, *tokens),
+                },
             },
             mask: rows(&self.mask, t),
             targets: match &self.targets {
                 HostTargets::Binary(y) => HostTargets::Binary(examples.iter().map(|&i| y[i]).collect()),
                 HostTargets::Classes(c) => HostTargets::Classes(examples.iter().map(|&i| c[i]).collect()),
+                HostTargets::Real(y) => HostTargets::Real(examples.iter().map(|&i| y[i]).collect()),
             },
         }
     }

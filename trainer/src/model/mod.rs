@@ -3,6 +3,7 @@
 //! training step makes in a fixed order: forward, backward, (DP) per-group norms, parameter gradients.
 
 mod bert;
+pub mod config;
 mod encoder;
 pub mod hf;
 mod host;
@@ -27,12 +28,46 @@ pub enum Inputs<B: Backend> {
     Dense { x: B::Buf, features: usize },
     /// ids: [B, T] token ids
     Tokens { ids: B::Ids },
+    /// a lab series x: [B, T, F] (the batch's `steps` and `mask`) and a note's token ids [B, L] with
+    /// their own mask [B, L], for a model fusing both
+    Both { x: B::Buf, features: usize, ids: B::Ids, tokens: usize, token_mask: B::Buf },
 }
 
-/// Targets: a binary label per example (BCE with logits) or a class per example (cross-entropy).
+/// Targets: a binary label per example (BCE with logits), a class per example (cross-entropy) or a
+/// real value per example (regression).
 pub enum Targets<B: Backend> {
     Binary(B::Buf),
     Classes(B::Ids),
+    Real(B::Buf),
+}
+
+/// What a model's outputs are and the loss that trains them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Head {
+    /// one logit, binary cross-entropy with logits
+    Binary,
+    /// one logit per class, cross-entropy
+    Multiclass(usize),
+    /// one value; squared error (`huber` None) or Huber loss with that delta
+    Regression { huber: Option<f32> },
+}
+
+impl Head {
+    /// Outputs per example.
+    pub fn outputs(self) -> usize {
+        match self {
+            Head::Multiclass(k) => k,
+            Head::Binary | Head::Regression { .. } => 1,
+        }
+    }
+    /// The head of a model with `outputs` logits and no stated head: binary for one, multiclass else.
+    pub fn for_outputs(outputs: usize) -> Self {
+        if outputs == 1 {
+            Head::Binary
+        } else {
+            Head::Multiclass(outputs)
+        }
+    }
 }
 
 /// One batch on the device. `mask`: [B, T], 1 = keep, 0 = padding.
@@ -50,6 +85,10 @@ pub trait Model<B: Backend>: Send {
     fn params_mut(&mut self) -> Vec<&mut Param<B>>;
     /// Number of logits per example.
     fn outputs(&self) -> usize;
+    /// The outputs' meaning and loss.
+    fn head(&self) -> Head {
+        Head::for_outputs(self.outputs())
+    }
     /// Computes and keeps the logits ([B, outputs]) and every activation backward needs.
     fn forward(&mut self, be: &B, batch: &Batch<B>) -> Result<()>;
     fn logits(&self) -> &B::Buf;
@@ -87,6 +126,9 @@ impl<B: Backend> Model<B> for Box<dyn Model<B>> {
     }
     fn outputs(&self) -> usize {
         (**self).outputs()
+    }
+    fn head(&self) -> Head {
+        (**self).head()
     }
     fn forward(&mut self, be: &B, batch: &Batch<B>) -> Result<()> {
         (**self).forward(be, batch)

@@ -185,7 +185,7 @@ pub fn run<B: Backend>(
     let held_batch = host_batch(&features::lab_series(&d, &spec, &held), &held);
     let held_y = match &held_batch.targets {
         HostTargets::Binary(y) => y.clone(),
-        HostTargets::Classes(_) => unreachable!("binary task"),
+        HostTargets::Classes(_) | HostTargets::Real(_) => unreachable!("binary task"),
     };
     // rows of each training subject
     let mut subject_rows: Vec<std::ops::Range<usize>> = Vec::new();
@@ -208,7 +208,7 @@ pub fn run<B: Backend>(
     let features = held_batch.steps
         * match &held_batch.inputs {
             HostInputs::Dense { features, .. } => *features,
-            HostInputs::Tokens(_) => unreachable!("dense features"),
+            HostInputs::Tokens(_) | HostInputs::Both { .. } => unreachable!("dense features"),
         };
     let cfg = MlpConfig { inputs: features, hidden: 64, outputs: 1 };
     let mut aucs = [0.0; 2];

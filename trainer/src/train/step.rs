@@ -7,7 +7,7 @@
 //! to `clip_norm`; noise `N(0, (noise_multiplier * clip_norm)^2)` goes on every coordinate of the sum,
 //! which is then divided by the expected batch size (q * subjects), not the realized one.
 
-use crate::model::{Batch, Model, Targets};
+use crate::model::{Batch, Head, Model, Targets};
 use crate::privacy::noise::{snapping_grid, NoiseSource};
 use kernels::nn::GradReduce;
 use kernels::{Backend, GroupRows, KernelError, NormStrategy, Optimizer, OptimizerKind, Result};
@@ -46,7 +46,9 @@ pub struct Trainer<B: Backend, M: Model<B>> {
     steps: u64,
 }
 
-/// losses: [B] = per-example loss; dlogits = grad_scale * its gradient
+/// losses: [B] = per-example loss; dlogits = grad_scale * its gradient. The head decides the loss; the
+/// targets must be of its kind.
+#[allow(clippy::too_many_arguments)]
 pub fn loss_and_grad<B: Backend>(
     be: &B,
     losses: &mut B::Buf,
@@ -54,18 +56,29 @@ pub fn loss_and_grad<B: Backend>(
     logits: &B::Buf,
     targets: &Targets<B>,
     examples: usize,
-    outputs: usize,
+    head: Head,
     grad_scale: f32,
 ) -> Result<()> {
+    let outputs = head.outputs();
     be.resize(losses, examples)?;
     be.resize(dlogits, examples * outputs)?;
-    match targets {
-        Targets::Binary(y) if outputs == 1 => be.bce_with_logits(losses, dlogits, logits, y, grad_scale),
-        Targets::Binary(_) => Err(KernelError::Invalid {
+    match (head, targets) {
+        (Head::Binary, Targets::Binary(y)) => be.bce_with_logits(losses, dlogits, logits, y, grad_scale),
+        (Head::Multiclass(k), Targets::Classes(c)) => be.cross_entropy(losses, dlogits, logits, c, k, grad_scale),
+        (Head::Regression { huber }, Targets::Real(y)) => {
+            be.regression_loss(losses, dlogits, logits, y, huber, grad_scale)
+        }
+        (head, t) => Err(KernelError::Invalid {
             op: "loss",
-            msg: format!("binary targets need 1 output, the model has {outputs}"),
+            msg: format!(
+                "a {head:?} head cannot train on {} targets",
+                match t {
+                    Targets::Binary(_) => "binary",
+                    Targets::Classes(_) => "class",
+                    Targets::Real(_) => "real-valued",
+                }
+            ),
         }),
-        Targets::Classes(c) => be.cross_entropy(losses, dlogits, logits, c, outputs, grad_scale),
     }
 }
 
@@ -132,7 +145,7 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
                 got: groups.examples(),
             });
         }
-        let outputs = self.model.outputs();
+        let head = self.model.head();
         self.model.forward(be, batch)?;
         loss_and_grad(
             be,
@@ -141,7 +154,7 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
             self.model.logits(),
             &batch.targets,
             batch.examples,
-            outputs,
+            head,
             grad_scale,
         )?;
         self.model.backward(be, batch, &self.dlogits)?;
@@ -198,14 +211,18 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
             let std = params.noise_multiplier * params.clip_norm;
             let inv = 1.0 / params.expected_batch;
             let grid = snapping_grid(std);
-            for (i, p) in self.model.params_mut().into_iter().enumerate() {
+            // the noise key of a parameter is its index among all parameters, frozen ones included, so that
+            // freezing a layer does not change the noise of the others; a frozen one gets none (it does
+            // not change)
+            for (i, p) in self.model.params_mut().into_iter().enumerate().filter(|(_, p)| !p.frozen) {
                 let key = noise
                     .key(self.steps, i)
                     .map_err(|e| KernelError::Invalid { op: "add noise", msg: e.to_string() })?;
                 be.add_normal(&mut p.grad, std, inv, grid, &key)?;
             }
         }
-        self.optimizer.step(be, self.model.params_mut())?;
+        let trained: Vec<_> = self.model.params_mut().into_iter().filter(|p| !p.frozen).collect();
+        self.optimizer.step(be, trained)?;
         self.steps += 1;
         Ok(stats)
     }
