@@ -20,6 +20,7 @@ pub mod guard;
 pub mod labels;
 pub mod meds;
 pub mod prepare;
+pub mod prepared;
 pub mod reportable;
 pub mod split;
 pub mod text;

@@ -1,7 +1,10 @@
-//! Training: the DP-SGD step (and its non-private twin), the auditor's noise-free clipped gradient.
+//! Training: the DP-SGD step (and its non-private twin), the auditor's noise-free clipped gradient,
+//! `medtrain train` (config, the DP run, checkpoints, evaluation, the run report).
 
 pub mod demo;
 pub mod dp_grad;
+pub mod metrics;
+pub mod report;
 pub mod step;
 
 pub use step::{DpSgd, Privacy, StepStats, Trainer};

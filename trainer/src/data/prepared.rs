@@ -1,0 +1,1 @@
+//! Prepared data read through memory maps (written by a helper).

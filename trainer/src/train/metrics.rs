@@ -1,0 +1,1 @@
+//! Evaluation metrics (written by a helper).

@@ -1,0 +1,1 @@
+//! The run report (written by a helper).
