@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 dir=$(scripts/fetch-models.sh | tail -n 1)
 export MEDTRAIN_MINILM_DIR="$dir"
 export MEDTRAIN_REQUIRE_MODELS=1
+scripts/ensure-chromium.sh; if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then export MEDTRAIN_REQUIRE_BROWSER=1; fi
 exec cargo test --workspace "$@"
