@@ -35,6 +35,28 @@ impl<B: Backend> Optimizer<B> {
         self.steps
     }
 
+    /// Sets the learning rate of the next steps (a schedule's value at this step).
+    pub fn set_lr(&mut self, lr: f32) {
+        match &mut self.kind {
+            OptimizerKind::Sgd { lr: l, .. } => *l = lr,
+            OptimizerKind::AdamW(h) => h.lr = lr,
+        }
+    }
+
+    /// The state to checkpoint: steps taken and, per parameter, its two state buffers (empty before
+    /// the first step, or when the optimizer keeps none).
+    pub fn state(&self, be: &B) -> Result<(u64, Vec<(Vec<f32>, Vec<f32>)>)> {
+        let st = self.state.iter().map(|(m, v)| Ok((be.download(m)?, be.download(v)?))).collect::<Result<_>>()?;
+        Ok((self.steps, st))
+    }
+
+    /// Restores a checkpointed state ([`Optimizer::state`]).
+    pub fn set_state(&mut self, be: &B, steps: u64, state: &[(Vec<f32>, Vec<f32>)]) -> Result<()> {
+        self.state = state.iter().map(|(m, v)| Ok((be.upload(m)?, be.upload(v)?))).collect::<Result<_>>()?;
+        self.steps = steps;
+        Ok(())
+    }
+
     /// One update of every parameter from its `grad`.
     pub fn step(&mut self, be: &B, params: Vec<&mut Param<B>>) -> Result<()> {
         if self.state.is_empty() {

@@ -27,7 +27,7 @@ fn main() {
     let batch = w.random_batch(b, 0).upload(&be).unwrap();
     let groups = GroupRows::per_example(b);
     let mut tr = Trainer::new(&be, w.model(&be, 0).unwrap(), OptimizerKind::sgd(0.05), Privacy::NonPrivate).unwrap();
-    let n = tr.model.num_params();
+    let n = tr.model().num_params();
     println!("{name}: {n} params");
     let single = GroupRows::single(b);
     println!(
@@ -38,8 +38,7 @@ fn main() {
         "forward+backward+clipped grads {:8.3} ms",
         median(|| drop(tr.gradients(&be, &batch, &groups, Some(1.0), 1.0).unwrap()), 20)
     );
-    tr.model.forward(&be, &batch).unwrap();
-    println!("forward only                  {:8.3} ms", median(|| tr.model.forward(&be, &batch).unwrap(), 20));
+    println!("forward only                  {:8.3} ms", median(|| drop(tr.predict(&be, &batch).unwrap()), 20));
     let mut buf = vec![0.0f32; n];
     let key = NoiseKey { key: [1; 32], stream: 0 };
     println!(

@@ -44,6 +44,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train the model a config describes with DP-SGD by patient: checkpoints, evaluation on the
+    /// held-out split (per site), and a run directory with metrics.json and report.html.
+    Train {
+        /// the training config (TOML: [data], [model], [optim], [privacy], [train])
+        config: PathBuf,
+        /// cpu or cuda (default: the config's train.backend)
+        #[arg(long)]
+        backend: Option<String>,
+        /// CPU threads (default: the config's train.threads)
+        #[arg(long)]
+        threads: Option<usize>,
+        /// the run directory (default: runs/<config name>-<UTC time>)
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// continue the run in --run-dir from its last checkpoint
+        #[arg(long)]
+        resume: bool,
+        /// print the result as one JSON object on the last line
+        #[arg(long)]
+        json: bool,
+        /// stop (with a checkpoint) after this many steps of this invocation
+        #[arg(long, hide = true)]
+        stop_after: Option<u64>,
+    },
     /// Time full training steps of the benchmark workloads (shared/bench/WORKLOADS.md).
     Bench {
         /// lab-mlp, lab-transformer, notes-encoder, or all
@@ -166,6 +190,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Train { config, backend, threads, run_dir, resume, json, stop_after } => {
+            use crate::train::config::BackendKind;
+            let backend = match backend.as_deref() {
+                None => None,
+                Some("cpu") => Some(BackendKind::Cpu),
+                Some("cuda") => Some(BackendKind::Cuda),
+                Some(_) => anyhow::bail!("--backend: expected cpu or cuda"),
+            };
+            let threads = threads.map(|t| cli_args::within("--threads", t, 1, 256)).transpose()?;
+            let threads = threads.map(|t| cli_args::threads("--threads", t));
+            let opts = crate::train::run::RunOptions { backend, threads, run_dir, resume, stop_after, quiet: false };
+            let s = crate::train::run::train(&config, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else if s.finished {
+                let auc = s.auroc.map_or(String::new(), |a| format!(", held-out AUROC {a:.3}"));
+                println!(
+                    "done in {:.1} s: {} steps, epsilon {:.3} (delta {:.1e}, {}){auc}; report {}",
+                    s.seconds,
+                    s.steps,
+                    s.epsilon,
+                    s.delta,
+                    s.accountant,
+                    s.report.display()
+                );
+            }
+            Ok(if s.finished { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
         Command::DemoData { subjects, out, seed, force } => {
             let subjects = cli_args::within("--subjects", subjects, 1, cli_args::MAX_DEMO_SUBJECTS)?;

@@ -20,7 +20,7 @@ fn run(threads: usize, w: Workload, dp: bool, groups: &GroupRows) -> Vec<Vec<u32
     for _ in 0..2 {
         tr.step(&be, &batch, groups).unwrap();
     }
-    tr.model.params().iter().map(|p| p.value.iter().map(|v| v.to_bits()).collect()).collect()
+    tr.model().params().iter().map(|p| p.value.iter().map(|v| v.to_bits()).collect()).collect()
 }
 
 #[test]
@@ -60,6 +60,6 @@ fn noise_key_changes_the_result_and_a_fixed_key_repeats_it() {
     for _ in 0..2 {
         tr.step(&be, &batch, &groups).unwrap();
     }
-    let c: Vec<Vec<u32>> = tr.model.params().iter().map(|p| p.value.iter().map(|v| v.to_bits()).collect()).collect();
+    let c: Vec<Vec<u32>> = tr.model().params().iter().map(|p| p.value.iter().map(|v| v.to_bits()).collect()).collect();
     assert!(a != c, "a different noise key must give different weights");
 }

@@ -132,7 +132,7 @@ fn run(threads: usize, c: &ModelConfig, groups: &GroupRows) -> Vec<Vec<u32>> {
     for _ in 0..2 {
         tr.step(&be, &b, groups).unwrap();
     }
-    tr.model.params().iter().map(|p| p.value.iter().map(|v| v.to_bits()).collect()).collect()
+    tr.model().params().iter().map(|p| p.value.iter().map(|v| v.to_bits()).collect()).collect()
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn frozen_groups_keep_their_weights_and_the_rest_trains() {
     };
     let mut tr = Trainer::new(&be, built.net, OptimizerKind::sgd(0.1), privacy).unwrap();
     tr.step(&be, &batch(&c, c.head.head(), 4, 9).upload(&be).unwrap(), &groups).unwrap();
-    for (p, (name, frozen, v)) in tr.model.params().iter().zip(&before) {
+    for (p, (name, frozen, v)) in tr.model().params().iter().zip(&before) {
         assert_eq!(&p.name, name);
         assert_eq!(&p.value == v, *frozen, "{name}: frozen {frozen}, changed {}", &p.value != v);
     }

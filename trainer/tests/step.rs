@@ -19,12 +19,12 @@ fn dp(be: &Cpu, sigma: f32) -> Trainer<Cpu, Box<dyn medtrain::model::Model<Cpu>>
 fn an_empty_poisson_batch_is_a_valid_step_that_adds_only_noise() {
     let be = Cpu::new(2).unwrap();
     let mut tr = dp(&be, 1.0);
-    let before: Vec<Vec<f32>> = tr.model.params().iter().map(|p| p.value.clone()).collect();
+    let before: Vec<Vec<f32>> = tr.model().params().iter().map(|p| p.value.clone()).collect();
     let empty = Workload::LabTransformer.random_batch(0, 1).upload(&be).unwrap();
     tr.step(&be, &empty, &GroupRows::per_example(0)).unwrap();
     // update = -lr * noise / expected batch, noise ~ N(0, (sigma C)^2): std 0.25 per coordinate
     let deltas: Vec<f64> = tr
-        .model
+        .model()
         .params()
         .iter()
         .zip(&before)
@@ -38,8 +38,14 @@ fn an_empty_poisson_batch_is_a_valid_step_that_adds_only_noise() {
 #[test]
 fn a_diverged_model_stops_with_an_error_instead_of_training_on_nan() {
     let be = Cpu::new(2).unwrap();
-    let mut tr = dp(&be, 1.0);
-    tr.model.params_mut()[0].value[0] = f32::NAN;
+    // a model whose weights went to NaN (built so: the trainer's weights change only by its steps)
+    let mut model = Workload::LabTransformer.model(&be, 0).unwrap();
+    model.params_mut()[0].value[0] = f32::NAN;
+    let privacy = Privacy::Dp {
+        params: DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, expected_batch: 4.0 },
+        noise: NoiseSource::seeded([3; 32]),
+    };
+    let mut tr = Trainer::new(&be, model, OptimizerKind::sgd(1.0), privacy).unwrap();
     let batch = Workload::LabTransformer.random_batch(4, 1).upload(&be).unwrap();
     let err = tr.step(&be, &batch, &GroupRows::per_example(4)).unwrap_err();
     assert!(err.to_string().contains("loss is not finite"), "{err}");

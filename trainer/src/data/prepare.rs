@@ -6,6 +6,16 @@
 //! the DP privacy unit (groups for clipping). A tokenizer trained here is trained on the train split's
 //! notes only and is marked non-exportable.
 //!
+//! Each split file (`train`, `tuning`, `held_out`) holds, for its n examples: `lab_values`, `lab_mask`,
+//! `lab_since_last` [n, T, K] f32; `y` [n] f32 (booleans 0/1, integers and floats as f32, categories as
+//! their index in the manifest's `categories`); `subject` [n] i64 (the group id of the example's subject
+//! within the split, first-seen order); `site` [n] i64 (index into the manifest's `sites`, -1 when the
+//! input does not say); with notes, `note_ids` [n, L] i64 and `note_len` [n] i64. The manifest records,
+//! besides the shapes, `label_type` (the MEDS label column the labels came from: `boolean_value`,
+//! `integer_value`, `float_value` or `categorical_value`; labels that mix columns are refused) and `sites`
+//! (the sorted distinct sites of the examples' subjects). Training reads all of it through memory maps
+//! ([`super::prepared`]).
+//!
 //! The config (TOML; unknown keys are errors):
 //!
 //! ```toml
@@ -63,7 +73,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     pub input: PathBuf,
@@ -164,7 +174,7 @@ impl AutoConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadConfig {
     pub code_systems: Option<Vec<String>>,
@@ -223,7 +233,7 @@ impl ReadConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelsConfig {
     /// a MEDS label file (CSV or parquet) instead of a task
@@ -285,7 +295,7 @@ impl LabelsConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitConfig {
     #[serde(default = "default_key")]
@@ -312,7 +322,7 @@ impl Default for SplitConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesConfig {
     pub channels: Option<Channels>,
@@ -397,10 +407,17 @@ impl DataConfig {
     /// Reads a TOML config; relative paths in it are relative to the config's directory.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let mut c: DataConfig = toml::from_str(&text).map_err(|e| DataError::Format {
+        let c: DataConfig = toml::from_str(&text).map_err(|e| DataError::Format {
             path: path.into(),
             msg: format!("config: {}", super::reportable::toml_error(&text, &e)),
         })?;
+        c.resolve(path, "")
+    }
+
+    /// Resolves relative paths against the directory of `path` (the config file) and checks every
+    /// key; errors name `path` and the key, prefixed with `table` (`data.` in a training config).
+    pub fn resolve(mut self, path: &Path, table: &str) -> Result<Self> {
+        let c = &mut self;
         let base = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -414,8 +431,10 @@ impl DataConfig {
         if let Some(t) = c.features.tokenizer.as_mut() {
             rel(t);
         }
-        let bad =
-            |key: &str, msg: String| DataError::Format { path: path.into(), msg: format!("config key {key}: {msg}") };
+        let bad = |key: &str, msg: String| DataError::Format {
+            path: path.into(),
+            msg: format!("config key {table}{key}: {msg}"),
+        };
         let task = c.labels.task().map_err(|m| DataError::Format { path: path.into(), msg: format!("config: {m}") })?;
         match (&c.labels.file, &task) {
             (None, None) => return Err(bad("labels", "needs a task (ed_admission, lab_rise) or a file".into())),
@@ -441,7 +460,7 @@ impl DataConfig {
         if c.features.tokenizer.is_some() && c.features.train_tokenizer.is_some() {
             return Err(bad("features.tokenizer", "a tokenizer file or train_tokenizer, not both".into()));
         }
-        Ok(c)
+        Ok(self)
     }
 
     /// Every numeric key against its range ([`BUCKETS`] and the rest); the error names the key.
@@ -508,6 +527,10 @@ pub struct Manifest {
     pub note_tokens: usize,
     pub tokenizer_exportable: Option<bool>,
     pub categories: Vec<String>,
+    /// the MEDS label column of the labels (`boolean_value`, ...); `None` when there are no labels
+    pub label_type: Option<&'static str>,
+    /// the distinct sites of the examples' subjects, sorted: the `site` tensors index into it
+    pub sites: Vec<String>,
     pub labels_unknown_subjects: u64,
     /// how each channel is normalized: (channel, low, high, source: `jccls2019`, `textbook`, `vital`
     /// or `dp_quantiles`)
@@ -526,6 +549,28 @@ pub struct Manifest {
     pub dp_delta: Option<f64>,
 }
 
+/// The MEDS label column all of `labels` came from; labels that mix columns (a parquet file whose rows
+/// set different ones) are an error naming the columns, never a value.
+fn label_type(labels: &[Label], source: Option<&Path>) -> Result<Option<&'static str>> {
+    let column = |v: &LabelValue| match v {
+        LabelValue::Bool(_) => "boolean_value",
+        LabelValue::Int(_) => "integer_value",
+        LabelValue::Float(_) => "float_value",
+        LabelValue::Categorical(_) => "categorical_value",
+    };
+    let Some(first) = labels.first().map(|l| column(&l.value)) else { return Ok(None) };
+    match labels.iter().map(|l| column(&l.value)).find(|&c| c != first) {
+        None => Ok(Some(first)),
+        Some(other) => {
+            let msg = format!("labels mix {first} and {other}; a label file gives one value column");
+            Err(match source {
+                Some(path) => DataError::Format { path: path.into(), msg },
+                None => DataError::Invalid(format!("labels: {msg}")),
+            })
+        }
+    }
+}
+
 fn split_name(s: Split) -> &'static str {
     match s {
         Split::Train => "train",
@@ -534,11 +579,11 @@ fn split_name(s: Split) -> &'static str {
     }
 }
 
-/// Refuses a split whose tensors (three f32 lab tensors of examples x buckets x channels, the labels
-/// and subjects, the note ids) would pass `features.max_tensor_bytes`.
+/// Refuses a split whose tensors (three f32 lab tensors of examples x buckets x channels, the labels,
+/// subjects and sites, the note ids) would pass `features.max_tensor_bytes`.
 fn check_tensor_bytes(split: &str, examples: usize, spec: &features::LabSeriesSpec, config: &DataConfig) -> Result<()> {
     let (t, k, l) = (spec.buckets as u128, spec.channels.len() as u128, config.features.note_tokens as u128);
-    let per_example = 3 * t * k * 4 + 4 + 8 + if l > 0 { l * 8 + 8 } else { 0 };
+    let per_example = 3 * t * k * 4 + 4 + 8 + 8 + if l > 0 { l * 8 + 8 } else { 0 };
     let bytes = examples as u128 * per_example;
     let max = config.features.max_tensor_bytes;
     if bytes > max as u128 {
@@ -679,6 +724,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     }
     let splits = split::assign(&data, config.split.key.as_bytes(), config.split.tuning, config.split.held_out)
         .map_err(DataError::Invalid)?;
+    let label_type = label_type(&labels, config.labels.file.as_deref())?;
     let (spec, dp_releases) = channels(config, &data, &splits)?;
     let mut categories: Vec<String> = labels
         .iter()
@@ -686,6 +732,9 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         .collect();
     categories.sort();
     categories.dedup();
+    let mut sites: Vec<String> = labels.iter().filter_map(|l| data.sites.get(&l.subject)).cloned().collect();
+    sites.sort();
+    sites.dedup();
     // the size of every split's tensors, before any is built
     for which in [Split::Train, Split::Tuning, Split::HeldOut] {
         let n = labels.iter().filter(|l| splits[l.subject as usize] == which).count();
@@ -735,6 +784,8 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         note_tokens: config.features.note_tokens,
         tokenizer_exportable: tokenizer.as_ref().map(|t| t.exportable),
         categories: categories.clone(),
+        label_type,
+        sites: sites.clone(),
         labels_unknown_subjects: unknown,
         normalization: spec
             .channels
@@ -782,6 +833,10 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
                 *group_of.entry(l.subject).or_insert(next)
             })
             .collect();
+        let site: Vec<i64> = part
+            .iter()
+            .map(|l| data.sites.get(&l.subject).and_then(|s| sites.binary_search(s).ok()).map_or(-1, |i| i as i64))
+            .collect();
         let (t, k) = (spec.buckets, spec.channels.len());
         let mut tensors = vec![
             ("lab_values".to_owned(), vec![n, t, k], OutData::F32(f.values)),
@@ -789,6 +844,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
             ("lab_since_last".to_owned(), vec![n, t, k], OutData::F32(f.since_last)),
             ("y".to_owned(), vec![n], OutData::F32(y)),
             ("subject".to_owned(), vec![n], OutData::I64(subject)),
+            ("site".to_owned(), vec![n], OutData::I64(site)),
         ];
         if let Some(tok) = &tokenizer {
             let nt = text::note_tokens(&data, tok, &part, config.features.note_tokens)?;

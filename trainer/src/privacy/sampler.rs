@@ -50,6 +50,38 @@ impl PoissonSampler {
         self.subjects
     }
 
+    /// The stream's seed and position, for a checkpoint (the seed is as secret as the noise key).
+    pub fn state(&self) -> ([u8; 32], u128) {
+        (self.rng.get_seed(), self.rng.get_word_pos())
+    }
+
+    /// Continues the stream of a checkpoint ([`PoissonSampler::state`]).
+    pub fn resume(subjects: usize, rate: SampleRate, seed: [u8; 32], word_pos: u128) -> Self {
+        let mut s = Self::seeded(subjects, rate, seed);
+        s.rng.set_word_pos(word_pos);
+        s
+    }
+
+    /// `k` distinct indices below `n` chosen uniformly (all of them, in order, when `k >= n`), in
+    /// increasing order: the examples a subject with more than `k` contributes to a step.
+    pub fn subset(&mut self, n: usize, k: usize, out: &mut Vec<usize>) {
+        out.clear();
+        if k >= n {
+            out.extend(0..n);
+            return;
+        }
+        // Floyd's algorithm: k draws, each uniform
+        let mut chosen = std::collections::BTreeSet::new();
+        for j in n - k..n {
+            let t = (self.uniform() * (j + 1) as f64) as usize;
+            let t = t.min(j);
+            if !chosen.insert(t) {
+                chosen.insert(j);
+            }
+        }
+        out.extend(chosen);
+    }
+
     /// q * N: the normalizer of DP-SGD's noisy gradient sum.
     pub fn expected_batch(&self) -> f64 {
         self.rate.get() * self.subjects as f64

@@ -128,10 +128,8 @@ fn host_batch(f: &features::LabSeries, labels: &[labels::Label]) -> HostBatch {
     }
 }
 
-fn scores<B: Backend, M: Model<B>>(be: &B, model: &mut M, batch: &HostBatch) -> Result<Vec<f32>, DemoError> {
-    let b = batch.upload(be)?;
-    model.forward(be, &b)?;
-    Ok(be.download(model.logits())?)
+fn scores<B: Backend, M: Model<B>>(be: &B, tr: &mut Trainer<B, M>, batch: &HostBatch) -> Result<Vec<f32>, DemoError> {
+    Ok(tr.predict(be, &batch.upload(be)?)?)
 }
 
 /// Runs the demo in `dir` (the export is written to `dir/export`).
@@ -248,7 +246,7 @@ pub fn run<B: Backend>(
             let batch = train_batch.select(&rows).upload(be)?;
             tr.step(be, &batch, &GroupRows { offsets: offsets.clone() })?;
         }
-        aucs[slot] = auc(&scores(be, &mut tr.model, &held_batch)?, &held_y);
+        aucs[slot] = auc(&scores(be, &mut tr, &held_batch)?, &held_y);
         progress(&format!("{}: held-out AUC {:.3}", if dp { "DP-SGD" } else { "non-private" }, aucs[slot]));
     }
     Ok(DemoReport {

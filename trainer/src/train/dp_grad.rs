@@ -163,7 +163,7 @@ pub fn clipped_gradient_sum<B: Backend + 'static>(
         },
     )?;
     trainer.gradients(be, &batch, &layout, Some(clip), 1.0)?;
-    let params = trainer.model.params();
+    let params = trainer.model().params();
     let grads = params.iter().map(|p| Ok((p.name.clone(), p.shape.clone(), be.download(&p.grad)?)));
     grads.collect::<Result<_, KernelError>>().map_err(DpGradError::from)
 }

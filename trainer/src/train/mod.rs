@@ -1,10 +1,13 @@
 //! Training: the DP-SGD step (and its non-private twin), the auditor's noise-free clipped gradient,
 //! `medtrain train` (config, the DP run, checkpoints, evaluation, the run report).
 
+pub mod checkpoint;
+pub mod config;
 pub mod demo;
 pub mod dp_grad;
 pub mod metrics;
 pub mod report;
+pub mod run;
 pub mod step;
 
 pub use step::{DpSgd, Privacy, StepStats, Trainer};

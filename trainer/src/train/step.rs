@@ -34,11 +34,14 @@ pub struct StepStats {
     pub groups: usize,
 }
 
+/// The model with its optimizer and privacy: the weights change only through [`Trainer::step`], which
+/// clips, adds noise and updates in one call when the trainer is private (its fields are not public,
+/// so no caller can update or clip around it).
 pub struct Trainer<B: Backend, M: Model<B>> {
-    pub model: M,
-    pub optimizer: Optimizer<B>,
-    pub privacy: Privacy,
-    pub strategy: NormStrategy,
+    model: M,
+    optimizer: Optimizer<B>,
+    privacy: Privacy,
+    strategy: NormStrategy,
     losses: B::Buf,
     dlogits: B::Buf,
     norms: B::Buf,
@@ -114,6 +117,65 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
 
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// The model (read only: its weights change through [`Trainer::step`]).
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    pub fn is_private(&self) -> bool {
+        matches!(self.privacy, Privacy::Dp { .. })
+    }
+
+    /// How the per-group norms are computed (the result does not depend on it beyond rounding).
+    pub fn set_strategy(&mut self, strategy: NormStrategy) {
+        self.strategy = strategy;
+    }
+
+    pub fn set_lr(&mut self, lr: f32) {
+        self.optimizer.set_lr(lr);
+    }
+
+    /// The model's outputs on `batch` ([B, outputs]); changes no weight.
+    pub fn predict(&mut self, be: &B, batch: &Batch<B>) -> Result<Vec<f32>> {
+        be.scope(|| {
+            self.model.forward(be, batch)?;
+            be.download(self.model.logits())
+        })
+    }
+
+    /// Weights (every parameter, in order) and optimizer state, for a checkpoint.
+    #[allow(clippy::type_complexity)]
+    pub fn checkpoint_state(&self, be: &B) -> Result<(Vec<Vec<f32>>, u64, Vec<(Vec<f32>, Vec<f32>)>)> {
+        let weights = self.model.params().iter().map(|p| be.download(&p.value)).collect::<Result<_>>()?;
+        let (opt_steps, opt) = self.optimizer.state(be)?;
+        Ok((weights, opt_steps, opt))
+    }
+
+    /// Restores [`Trainer::checkpoint_state`] (a resumed run): the weights must match the model's
+    /// parameters in number and size.
+    pub fn restore(
+        &mut self,
+        be: &B,
+        steps: u64,
+        weights: &[Vec<f32>],
+        opt_steps: u64,
+        opt: &[(Vec<f32>, Vec<f32>)],
+    ) -> Result<()> {
+        let mut params = self.model.params_mut();
+        if params.len() != weights.len() || params.iter().zip(weights).any(|(p, w)| p.numel() != w.len()) {
+            return Err(KernelError::Invalid {
+                op: "restore",
+                msg: "the checkpoint's weights do not match the model's parameters".into(),
+            });
+        }
+        for (p, w) in params.iter_mut().zip(weights) {
+            p.value = be.upload(w)?;
+        }
+        self.optimizer.set_state(be, opt_steps, opt)?;
+        self.steps = steps;
+        Ok(())
     }
 
     /// Forward, loss, backward and the (clipped) gradient sum into every `param.grad`, without noise

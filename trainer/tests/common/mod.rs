@@ -17,7 +17,7 @@ pub fn trainer(be: &Cpu, m: BoxedModel) -> Trainer<Cpu, BoxedModel> {
 }
 
 pub fn grads(t: &Trainer<Cpu, BoxedModel>) -> Vec<Vec<f32>> {
-    t.model.params().iter().map(|p| p.grad.clone()).collect()
+    t.model().params().iter().map(|p| p.grad.clone()).collect()
 }
 
 fn norm(g: &[Vec<f32>]) -> f64 {
@@ -57,11 +57,11 @@ pub fn check_against_brute_force(
         }
     }
     let mut tr = trainer(&be, make(&be));
-    tr.strategy = strategy;
+    tr.set_strategy(strategy);
     let stats = tr.gradients(&be, &host.upload(&be).unwrap(), groups, Some(clip), 1.0).unwrap();
     let expected_clipped = norms.iter().filter(|&&n| n > clip as f64).count();
     assert_eq!(stats.clipped_groups, expected_clipped, "{what}: groups clipped");
-    let names: Vec<String> = tr.model.params().iter().map(|p| p.name.clone()).collect();
+    let names: Vec<String> = tr.model().params().iter().map(|p| p.name.clone()).collect();
     for ((name, got), want) in names.iter().zip(grads(&tr)).zip(&want) {
         let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-3);
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {

@@ -1,0 +1,174 @@
+//! A run's checkpoint: `RUN/checkpoint/` with `weights.safetensors` (every parameter by name),
+//! `optimizer.safetensors` (its state per parameter) and `state.json` (step, the sampler's and the
+//! noise's keys and stream position, the accountant's history of the steps run, the privacy plan and
+//! the curves so far). The keys stay inside the node: the run directory is mode 0700 and the export
+//! gate never copies a checkpoint.
+//!
+//! Written atomically: into `checkpoint.partial`, every file synced, then swapped in by renames
+//! (`checkpoint` -> `checkpoint.old`, `checkpoint.partial` -> `checkpoint`, `checkpoint.old`
+//! removed), so that a crash at any point leaves a complete checkpoint under one of the two names.
+
+use super::run::{io, Plan, TrainError};
+use crate::tensors::{self, HostTensor, OutData};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The curves of a run (training loss, tuning metric, epsilon), carried across resumes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub loss: Vec<(u64, f64)>,
+    pub eval: Vec<(u64, String, f64)>,
+    pub epsilon: Vec<(u64, f64)>,
+}
+
+pub struct Checkpoint {
+    pub step: u64,
+    pub names: Vec<String>,
+    pub weights: Vec<Vec<f32>>,
+    pub optimizer_steps: u64,
+    pub optimizer: Vec<(Vec<f32>, Vec<f32>)>,
+    pub noise_key: [u8; 32],
+    pub sampler_seed: [u8; 32],
+    pub sampler_word_pos: u128,
+    pub history: Vec<(f64, f64, u64)>,
+    pub plan: Plan,
+    pub record: Record,
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    format: u32,
+    step: u64,
+    names: Vec<String>,
+    optimizer_steps: u64,
+    noise_key: String,
+    sampler_seed: String,
+    sampler_word_pos: String,
+    history: Vec<(f64, f64, u64)>,
+    plan: Plan,
+    record: Record,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut k = [0u8; 32];
+    for (i, k) in k.iter_mut().enumerate() {
+        *k = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(k)
+}
+
+fn sync_file(path: &Path) -> Result<(), TrainError> {
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| io(path, e))
+}
+
+fn sync_dir(dir: &Path) {
+    // directory fsync makes the renames durable; not every filesystem allows it
+    let _ = std::fs::File::open(dir).and_then(|f| f.sync_all());
+}
+
+/// Writes `ck` as the run's checkpoint, replacing the previous one atomically.
+pub fn save(run_dir: &Path, ck: &Checkpoint) -> Result<(), TrainError> {
+    let part = run_dir.join("checkpoint.partial");
+    let cur = run_dir.join("checkpoint");
+    let old = run_dir.join("checkpoint.old");
+    if part.exists() {
+        std::fs::remove_dir_all(&part).map_err(|e| io(&part, e))?;
+    }
+    std::fs::create_dir(&part).map_err(|e| io(&part, e))?;
+    let w: Vec<(String, Vec<usize>, OutData)> =
+        ck.names.iter().zip(&ck.weights).map(|(n, v)| (n.clone(), vec![v.len()], OutData::F32(v.clone()))).collect();
+    let wp = part.join("weights.safetensors");
+    tensors::write(&wp, &w, None).map_err(|e| io(&wp, e))?;
+    let mut o = vec![];
+    for (i, (m, v)) in ck.optimizer.iter().enumerate() {
+        o.push((format!("{i}.m"), vec![m.len()], OutData::F32(m.clone())));
+        o.push((format!("{i}.v"), vec![v.len()], OutData::F32(v.clone())));
+    }
+    let op = part.join("optimizer.safetensors");
+    tensors::write(&op, &o, None).map_err(|e| io(&op, e))?;
+    let state = State {
+        format: 1,
+        step: ck.step,
+        names: ck.names.clone(),
+        optimizer_steps: ck.optimizer_steps,
+        noise_key: hex(&ck.noise_key),
+        sampler_seed: hex(&ck.sampler_seed),
+        sampler_word_pos: ck.sampler_word_pos.to_string(),
+        history: ck.history.clone(),
+        plan: ck.plan.clone(),
+        record: ck.record.clone(),
+    };
+    let sp = part.join("state.json");
+    std::fs::write(&sp, serde_json::to_vec(&state).map_err(|e| io(&sp, e))?).map_err(|e| io(&sp, e))?;
+    for f in [&wp, &op, &sp] {
+        sync_file(f)?;
+    }
+    sync_dir(&part);
+    if cur.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+        }
+        std::fs::rename(&cur, &old).map_err(|e| io(&cur, e))?;
+    }
+    std::fs::rename(&part, &cur).map_err(|e| io(&part, e))?;
+    sync_dir(run_dir);
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+    }
+    Ok(())
+}
+
+/// The run's checkpoint, if it has one: `checkpoint`, or `checkpoint.old` when a crash came between
+/// the two renames of [`save`].
+pub fn load(run_dir: &Path) -> Result<Option<Checkpoint>, TrainError> {
+    let dir: PathBuf =
+        match [run_dir.join("checkpoint"), run_dir.join("checkpoint.old")].into_iter().find(|d| d.is_dir()) {
+            Some(d) => d,
+            None => return Ok(None),
+        };
+    let bad = |what: &str| TrainError::Invalid(format!("{}: {what}", dir.display()));
+    let sp = dir.join("state.json");
+    let bytes = std::fs::read(&sp).map_err(|e| io(&sp, e))?;
+    let st: State = serde_json::from_slice(&bytes).map_err(|e| bad(&format!("state.json is not valid: {e}")))?;
+    if st.format != 1 {
+        return Err(bad("state.json has an unknown format"));
+    }
+    let wf = tensors::TensorFile::read(&dir.join("weights.safetensors")).map_err(|e| bad(&e.to_string()))?;
+    let weights = st
+        .names
+        .iter()
+        .map(|n| match wf.tensors.get(n).map(|t| &t.data) {
+            Some(HostTensor::F32(v)) => Ok(v.clone()),
+            _ => Err(bad(&format!("weights.safetensors lacks parameter '{n}'"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let of = tensors::TensorFile::read(&dir.join("optimizer.safetensors")).map_err(|e| bad(&e.to_string()))?;
+    let mut optimizer = vec![];
+    for i in 0.. {
+        let (m, v) = (of.tensors.get(&format!("{i}.m")), of.tensors.get(&format!("{i}.v")));
+        match (m.map(|t| &t.data), v.map(|t| &t.data)) {
+            (Some(HostTensor::F32(m)), Some(HostTensor::F32(v))) => optimizer.push((m.clone(), v.clone())),
+            _ => break,
+        }
+    }
+    Ok(Some(Checkpoint {
+        step: st.step,
+        names: st.names,
+        weights,
+        optimizer_steps: st.optimizer_steps,
+        optimizer,
+        noise_key: unhex(&st.noise_key).ok_or_else(|| bad("state.json: noise_key is not 32 hex bytes"))?,
+        sampler_seed: unhex(&st.sampler_seed).ok_or_else(|| bad("state.json: sampler_seed is not 32 hex bytes"))?,
+        sampler_word_pos: st.sampler_word_pos.parse().map_err(|_| bad("state.json: sampler_word_pos"))?,
+        history: st.history,
+        plan: st.plan,
+        record: st.record,
+    }))
+}

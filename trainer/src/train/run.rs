@@ -1,0 +1,1038 @@
+//! `medtrain train CONFIG`: a researcher's training run.
+//!
+//! 1. The config is read and checked ([`TrainConfig`]); the run directory is made (mode 0700) with the
+//!    config as given and as resolved.
+//! 2. FHIR, MEDS or CSV input is prepared into `RUN/data` (`data prepare`'s pipeline); prepared input
+//!    is read where it is. Splits are read through memory maps.
+//! 3. The model is built ([`crate::model::config`]); a pretrained encoder's weights are public input.
+//! 4. The privacy plan: the sample rate, the steps, the noise multiplier calibrated to the target
+//!    epsilon (or the epsilon the given one spends), composed with any DP release of the preparation.
+//!    Errors that would surface late (no positive example, an unreachable epsilon, label subjects
+//!    missing from the data) stop the run before its first step.
+//! 5. Steps run through [`DpRun`] (Poisson sampling of subjects, at most `max_examples_per_subject`
+//!    examples each, clipped together; secure noise; the accountant records every step run).
+//!    Checkpoints every `checkpoint_every` steps and on SIGINT/SIGTERM; `--resume` continues bit for
+//!    bit on the CPU.
+//! 6. The held-out split is evaluated (per site where the data has sites) and the run directory gets
+//!    `metrics.json`, `report.html` and `run.json`.
+
+use super::checkpoint::{self, Checkpoint};
+use super::config::{Algorithm, BackendKind, ConfigError, DataFormat, TrainConfig, Unit};
+use super::metrics;
+use super::report::{self, ReportData};
+use super::{DpSgd, Privacy, Trainer};
+use crate::data::prepared::{Prepared, SplitData, Targets as DataTargets};
+use crate::data::DataError;
+use crate::model::config::{DataShape, LabelType, ModelError};
+use crate::model::{Head, Model};
+use crate::privacy::accountant::{self, AccountantKind, Delta, Phase, SampleRate};
+use crate::privacy::noise::NoiseSource;
+use crate::privacy::sampler::PoissonSampler;
+use kernels::{Backend, Cpu, GroupRows, KernelError, OptimizerKind};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {msg}")]
+    Io { path: PathBuf, msg: String },
+}
+
+pub(crate) fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Io { path: path.to_path_buf(), msg: e.to_string() }
+}
+
+/// Command-line overrides and how to report progress.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub backend: Option<BackendKind>,
+    pub threads: Option<usize>,
+    pub run_dir: Option<PathBuf>,
+    pub resume: bool,
+    /// stop after this many steps of this invocation, as an interruption would (tests of resume)
+    pub stop_after: Option<u64>,
+    /// no progress bar or line log (the JSON result only)
+    pub quiet: bool,
+}
+
+/// What a finished (or interrupted) run reports; `--json` prints it as the last line.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub finished: bool,
+    pub head: &'static str,
+    pub auroc: Option<f64>,
+    pub auprc: Option<f64>,
+    pub epsilon: f64,
+    pub delta: f64,
+    pub accountant: &'static str,
+    pub noise_multiplier: f64,
+    pub sample_rate: f64,
+    pub steps: u64,
+    pub planned_steps: u64,
+    pub clip_norm: f64,
+    pub unit: &'static str,
+    pub report: PathBuf,
+    pub trainable_parameters: usize,
+    pub parameters: usize,
+    pub seconds: f64,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT and SIGTERM ask the run to checkpoint and stop after the current step.
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// The privacy plan of a run, fixed before its first step.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct Plan {
+    pub units: usize,
+    pub sample_rate: f64,
+    pub steps: u64,
+    pub noise_multiplier: f64,
+    pub clip_norm: f64,
+    pub delta: f64,
+    pub target_epsilon: Option<f64>,
+    /// epsilon of the whole plan (the preparation's releases and every planned step)
+    pub planned_epsilon: f64,
+    pub accountant: String,
+    /// DP releases of the data preparation: (noise multiplier, sample rate, steps)
+    pub prepare_phases: Vec<(f64, f64, u64)>,
+}
+
+/// The run's DP state: the model's trainer (its weights change only by a private step), the Poisson
+/// sampler of subjects and the subset draws, the noise key, and the accountant's record of the steps
+/// run. The only way to update the weights of a run goes through [`DpRun::step`].
+pub struct DpRun<B: Backend> {
+    trainer: Trainer<B, Box<dyn Model<B>>>,
+    sampler: PoissonSampler,
+    plan: Plan,
+    /// the steps run, as (noise multiplier, sample rate, steps) phases
+    history: Vec<(f64, f64, u64)>,
+    max_per_unit: usize,
+    picked: Vec<usize>,
+    rows: Vec<usize>,
+    sub: Vec<usize>,
+}
+
+/// One step's outcome.
+pub struct Stepped {
+    pub loss: f64,
+    pub examples: usize,
+    pub groups: usize,
+}
+
+impl<B: Backend> DpRun<B> {
+    fn accountant(&self) -> AccountantKind {
+        if self.plan.accountant == "rdp" {
+            AccountantKind::Rdp
+        } else {
+            AccountantKind::Pld
+        }
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.trainer.steps()
+    }
+
+    /// One DP-SGD step: sample units with probability q, take at most `max_examples_per_subject`
+    /// examples of each, clip each unit's summed gradient, add noise, update; record the step.
+    pub fn step(&mut self, be: &B, data: &SplitData, units: &[Vec<u32>], pick: &Picker) -> Result<Stepped, TrainError> {
+        self.sampler.next_batch(&mut self.picked);
+        self.rows.clear();
+        let mut offsets = vec![0usize];
+        for i in 0..self.picked.len() {
+            let ex = &units[self.picked[i]];
+            self.sampler.subset(ex.len(), self.max_per_unit, &mut self.sub);
+            self.rows.extend(self.sub.iter().map(|&j| ex[j] as usize));
+            offsets.push(self.rows.len());
+        }
+        let batch = data.batch(&self.rows, pick.lab, pick.text, pick.targets)?.upload(be)?;
+        let stats = self.trainer.step(be, &batch, &GroupRows { offsets })?;
+        let (s, q) = (self.plan.noise_multiplier, self.plan.sample_rate);
+        match self.history.last_mut() {
+            Some(last) if last.0 == s && last.1 == q => last.2 += 1,
+            _ => self.history.push((s, q, 1)),
+        }
+        Ok(Stepped { loss: stats.loss, examples: self.rows.len(), groups: stats.groups })
+    }
+
+    /// Epsilon of the preparation's releases and the steps run so far.
+    pub fn epsilon(&self) -> Result<(f64, &'static str), TrainError> {
+        let phases = phases_of(self.plan.prepare_phases.iter().chain(&self.history))?;
+        if phases.is_empty() {
+            return Ok((0.0, self.accountant().name()));
+        }
+        let delta = Delta::new(self.plan.delta).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let r = accountant::epsilon(self.accountant(), &phases, delta);
+        Ok((r.epsilon, r.accountant.name()))
+    }
+}
+
+fn phases_of<'a>(p: impl Iterator<Item = &'a (f64, f64, u64)>) -> Result<Vec<Phase>, TrainError> {
+    p.filter(|p| p.2 > 0)
+        .map(|&(s, q, n)| Phase::new(s, q, n).map_err(|e| TrainError::Invalid(format!("accountant: {e}"))))
+        .collect()
+}
+
+/// What the model reads from the prepared data.
+#[derive(Clone, Copy, Debug)]
+pub struct Picker {
+    pub lab: bool,
+    pub text: bool,
+    pub targets: DataTargets,
+}
+
+fn label_type(manifest_type: Option<&str>) -> Result<LabelType, TrainError> {
+    Ok(match manifest_type {
+        Some("boolean_value") | None => LabelType::Boolean,
+        Some("integer_value") => LabelType::Integer,
+        Some("float_value") => LabelType::Float,
+        Some("categorical_value") => LabelType::Categorical,
+        Some(_) => {
+            return Err(TrainError::Invalid("the prepared manifest's label_type is not a MEDS label column".into()))
+        }
+    })
+}
+
+/// The vocabulary size of the tokenizer the notes were tokenized with.
+fn vocab_of(tokenizer: &Path) -> Result<usize, TrainError> {
+    let t = tokenizers::Tokenizer::from_file(tokenizer).map_err(|_| {
+        TrainError::Invalid(format!("{}: not a tokenizer.json the tokenizers library can read", tokenizer.display()))
+    })?;
+    Ok(t.get_vocab_size(true))
+}
+
+/// Makes `dir` (and parents) with mode 0700.
+fn private_dir(dir: &Path) -> Result<(), TrainError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io(dir, e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(dir, e))
+}
+
+fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// A line log (stderr not a terminal) or an indicatif bar.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    log: Option<std::fs::File>,
+    quiet: bool,
+    last_line: Instant,
+}
+
+impl Progress {
+    fn new(total: u64, done: u64, quiet: bool, log: Option<std::fs::File>) -> Self {
+        use std::io::IsTerminal;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} ETA {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_position(done);
+            b
+        });
+        Progress { bar, log, quiet, last_line: Instant::now() }
+    }
+
+    /// A message for the log file and, without a bar, stderr.
+    fn line(&mut self, msg: &str) {
+        if let Some(f) = &mut self.log {
+            use std::io::Write;
+            let _ = writeln!(f, "{msg}");
+        }
+        match &self.bar {
+            Some(b) => b.println(msg),
+            None if !self.quiet => eprintln!("{msg}"),
+            None => {}
+        }
+    }
+
+    fn step(&mut self, step: u64, total: u64, loss: f64, eps: Option<f64>, rate: f64, eta_s: f64) {
+        let e = eps.map_or(String::new(), |e| format!(" epsilon {e:.3}"));
+        let msg = format!("loss {loss:.4}{e} {rate:.0} samples/s");
+        if let Some(b) = &self.bar {
+            b.set_position(step);
+            b.set_message(msg);
+        } else if self.last_line.elapsed().as_secs_f64() >= 5.0 || step == total {
+            self.last_line = Instant::now();
+            self.line(&format!("step {step}/{total} {msg} ETA {eta_s:.0} s"));
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// The resolved config: the given TOML with absolute paths, the defaults filled in and the plan.
+fn resolved_toml(given: &str, c: &TrainConfig, plan: &Plan) -> String {
+    let mut v: toml::Table = toml::from_str(given).unwrap_or_default();
+    if let Some(toml::Value::Table(d)) = v.get_mut("data") {
+        d.insert("input".into(), toml::Value::String(c.data.input.display().to_string()));
+    }
+    let put = |v: &mut toml::Table, k: &str, s: Result<toml::Value, toml::ser::Error>| {
+        if let Ok(x) = s {
+            v.insert(k.into(), x);
+        }
+    };
+    put(&mut v, "model", toml::Value::try_from(&c.model));
+    put(&mut v, "optim", toml::Value::try_from(&c.optim));
+    put(&mut v, "privacy", toml::Value::try_from(&c.privacy));
+    put(&mut v, "train", toml::Value::try_from(&c.train));
+    put(&mut v, "plan", toml::Value::try_from(plan));
+    toml::to_string(&v).unwrap_or_default()
+}
+
+/// Runs (or resumes) the training of `config_path`.
+pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainError> {
+    let started = Instant::now();
+    let (cfg, given) = TrainConfig::load(config_path)?;
+    let backend = opts.backend.unwrap_or(cfg.train.backend);
+    if backend == BackendKind::Cuda {
+        return Err(TrainError::Invalid(
+            "backend cuda: this build has no CUDA backend yet; use --backend cpu (the CPU backend gives the same \
+             results, bit for bit across thread counts)"
+                .into(),
+        ));
+    }
+    let threads = opts.threads.unwrap_or(cfg.train.threads);
+    if !(1..=256).contains(&threads) {
+        return Err(TrainError::Invalid(format!("--threads {threads}: expected 1 to 256")));
+    }
+    let be = Cpu::new(threads)?;
+    let run_dir = match &opts.run_dir {
+        Some(d) => d.clone(),
+        None if opts.resume => {
+            return Err(TrainError::Invalid("--resume needs --run-dir DIR (the run to continue)".into()))
+        }
+        None => {
+            let stem = config_path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+            PathBuf::from("runs").join(format!("{stem}-{}", utc_stamp()))
+        }
+    };
+    let ck_dir = run_dir.join("checkpoint");
+    let resume = if opts.resume {
+        Some(
+            checkpoint::load(&run_dir)?
+                .ok_or_else(|| TrainError::Invalid(format!("{}: no checkpoint to resume from", run_dir.display())))?,
+        )
+    } else {
+        if ck_dir.exists() {
+            return Err(TrainError::Invalid(format!(
+                "{}: holds a run already; continue it with --resume or choose another --run-dir",
+                run_dir.display()
+            )));
+        }
+        None
+    };
+    private_dir(&run_dir)?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("train.log")).ok();
+    let mut progress = Progress::new(0, 0, opts.quiet, log);
+    std::fs::write(run_dir.join("config.given.toml"), &given).map_err(|e| io(&run_dir, e))?;
+
+    // data
+    let prepared_dir = match cfg.data_config(config_path)? {
+        None => cfg.data.input.clone(),
+        Some(dc) => {
+            let dir = run_dir.join("data");
+            if !dir.join("manifest.json").exists() {
+                progress.line(&format!("preparing {} into {}", fmt_format(cfg.data.format), dir.display()));
+                let (report, manifest) = crate::data::prepare::prepare(&dc, &dir)?;
+                if manifest.is_none() {
+                    return Err(TrainError::Invalid(format!(
+                        "the data check found {} blocking finding(s): run `medtrain data check` on the input for the report",
+                        report.findings.iter().filter(|f| f.severity == crate::data::check::Severity::Error).count()
+                    )));
+                }
+            }
+            dir
+        }
+    };
+    let prepared = Prepared::open(&prepared_dir)?;
+    let m = &prepared.manifest;
+    let unknown = std::fs::read(prepared_dir.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("labels_unknown_subjects").and_then(|u| u.as_u64()))
+        .unwrap_or(0);
+    if unknown > 0 {
+        return Err(TrainError::Invalid(format!(
+            "the labels name {unknown} subject(s) that are not in the data: check that the label file belongs to this input"
+        )));
+    }
+    let train = prepared.split("train")?;
+    let tuning = prepared.split("tuning")?;
+    let held = prepared.split("held_out")?;
+    let label = label_type(m.label_type.as_deref())?;
+    let series = cfg.model.lab.as_ref().map(|_| (train.buckets(), 3 * train.channels()));
+    let text = match &cfg.model.text {
+        None => None,
+        Some(_) if train.note_tokens() == 0 => {
+            return Err(TrainError::Invalid(
+                "config key model.text: the prepared data has no notes (data.features.note_tokens = 0)".into(),
+            ))
+        }
+        Some(_) => {
+            let tok = [prepared_dir.join("tokenizer.json")]
+                .into_iter()
+                .chain(cfg.data.features.as_ref().and_then(|f| f.tokenizer.clone()))
+                .find(|p| p.is_file())
+                .ok_or_else(|| TrainError::Invalid("the notes' tokenizer.json was not found".into()))?;
+            Some((vocab_of(&tok)?, train.note_tokens()))
+        }
+    };
+    let shape = DataShape { series, text, label };
+    let built = cfg.model.build(&be, &shape, cfg.train.seed)?;
+    let head = built.net.head();
+    let (trainable, total) = (built.trainable, built.total);
+    let pick = Picker {
+        lab: series.is_some(),
+        text: text.is_some(),
+        targets: match head {
+            Head::Binary => DataTargets::Binary,
+            Head::Multiclass(k) => DataTargets::Classes(k),
+            Head::Regression { .. } => DataTargets::Real,
+        },
+    };
+
+    // privacy plan
+    let p = &cfg.privacy;
+    let subjects = train.subjects();
+    let one_each = subjects.iter().all(|s| s.len() == 1);
+    let units: Vec<Vec<u32>> = match p.unit {
+        Unit::Subject => subjects.to_vec(),
+        Unit::Example => {
+            if !one_each && !p.assume_one_example_per_subject {
+                return Err(TrainError::Invalid(
+                    "config key privacy.unit: \"example\" protects one example, and some subjects have several: use \
+                     unit = \"subject\", or state assume_one_example_per_subject = true (the run report then says so)"
+                        .into(),
+                ));
+            }
+            (0..train.len() as u32).map(|i| vec![i]).collect()
+        }
+    };
+    let n = units.len();
+    if n == 0 {
+        return Err(TrainError::Invalid("the train split has no examples".into()));
+    }
+    if head == Head::Binary {
+        let pos = (0..train.len()).filter(|&i| train.label(i) > 0.5).count();
+        if pos == 0 || pos == train.len() {
+            return Err(TrainError::Invalid(format!(
+                "the train split has {} positive example(s) of {}: a binary task needs both classes",
+                if pos == 0 { "no" } else { "only" },
+                metrics_count(train.len() as u64)
+            )));
+        }
+    }
+    if p.delta >= 1.0 / n as f64 {
+        return Err(TrainError::Invalid(format!(
+            "config key privacy.delta: {} is not below 1/{n} (one over the number of privacy units); use at most {:.1e}",
+            p.delta,
+            0.1 / n as f64
+        )));
+    }
+    let q = match (p.sample_rate, p.expected_batch_subjects) {
+        (Some(q), _) => q,
+        (_, Some(b)) => (b / n as f64).min(1.0),
+        _ => unreachable!("checked with the config"),
+    };
+    let planned = match (cfg.train.steps, cfg.train.epochs) {
+        (Some(s), _) => s,
+        (_, Some(e)) => ((e / q).ceil() as u64).max(1),
+        _ => unreachable!("checked with the config"),
+    };
+    let kind = if p.accountant == "rdp" { AccountantKind::Rdp } else { AccountantKind::Pld };
+    let delta = Delta::new(p.delta).map_err(|e| TrainError::Invalid(format!("config key privacy.delta: {e}")))?;
+    let rate = SampleRate::new(q).map_err(|e| TrainError::Invalid(format!("privacy sample rate: {e}")))?;
+    let prep = m.dp_phases.clone();
+    let eps_of = |sigma: f64, steps: u64| -> Result<f64, TrainError> {
+        let mut v = prep.clone();
+        v.push((sigma, q, steps));
+        Ok(accountant::epsilon(kind, &phases_of(v.iter())?, delta).epsilon)
+    };
+    let (sigma, steps) = match (p.noise_multiplier, p.target_epsilon) {
+        (Some(s), None) => (s, planned),
+        (Some(s), Some(target)) => {
+            // the most steps (up to the planned) whose epsilon stays within the target
+            if eps_of(s, 1)? > target {
+                return Err(TrainError::Invalid(format!(
+                    "config key privacy.target_epsilon: noise multiplier {s} spends more than {target} in one step"
+                )));
+            }
+            let (mut lo, mut hi) = (1u64, planned);
+            if eps_of(s, hi)? > target {
+                while hi - lo > 1 {
+                    let mid = lo + (hi - lo) / 2;
+                    if eps_of(s, mid)? <= target {
+                        lo = mid
+                    } else {
+                        hi = mid
+                    }
+                }
+                progress.line(&format!("target epsilon {target} allows {lo} of the {planned} planned steps"));
+                (s, lo)
+            } else {
+                (s, planned)
+            }
+        }
+        (None, Some(target)) => {
+            let prep_eps =
+                if prep.is_empty() { 0.0 } else { accountant::epsilon(kind, &phases_of(prep.iter())?, delta).epsilon };
+            if prep_eps >= target {
+                return Err(TrainError::Invalid(format!(
+                    "config key privacy.target_epsilon: the data preparation's DP releases already spend {prep_eps:.3}"
+                )));
+            }
+            let (sigma, _) = accountant::calibrate(kind, target, rate, planned, delta).map_err(|e| {
+                TrainError::Invalid(format!(
+                    "config key privacy.target_epsilon: no noise multiplier reaches epsilon {target} in {planned} steps \
+                     at sample rate {q:.4} ({e})"
+                ))
+            })?;
+            // the preparation's releases compose with the steps: raise sigma until the total fits
+            let mut s = sigma.get();
+            while eps_of(s, planned)? > target {
+                s *= 1.01;
+                if s > 1e4 {
+                    return Err(TrainError::Invalid(format!(
+                        "config key privacy.target_epsilon: no noise multiplier reaches epsilon {target}"
+                    )));
+                }
+            }
+            (s, planned)
+        }
+        (None, None) => unreachable!("checked with the config"),
+    };
+    let plan = Plan {
+        units: n,
+        sample_rate: q,
+        steps,
+        noise_multiplier: sigma,
+        clip_norm: p.clip_norm,
+        delta: p.delta,
+        target_epsilon: p.target_epsilon,
+        planned_epsilon: eps_of(sigma, steps)?,
+        accountant: p.accountant.clone(),
+        prepare_phases: prep.clone(),
+    };
+    if let Some(r) = &resume {
+        if r.plan != plan {
+            return Err(TrainError::Invalid(
+                "--resume: the config or the data changed since the checkpoint (the privacy plan differs); resume \
+                 with the same config"
+                    .into(),
+            ));
+        }
+    }
+    std::fs::write(run_dir.join("config.resolved.toml"), resolved_toml(&given, &cfg, &plan))
+        .map_err(|e| io(&run_dir, e))?;
+    progress.line(&format!(
+        "DP-SGD by {}: {n} units, q = {q:.5}, {steps} steps, clip {}, noise multiplier {sigma:.4}, epsilon {:.3} at delta {:.1e} ({})",
+        if p.unit == Unit::Subject { "subject" } else { "example" },
+        p.clip_norm,
+        plan.planned_epsilon,
+        p.delta,
+        p.accountant
+    ));
+
+    // the DP state
+    let (noise_key, sampler_seed) = match (&resume, p.noise_seed) {
+        (Some(r), _) => (r.noise_key, r.sampler_seed),
+        (None, Some(seed)) => (derive_key(seed, b"noise"), derive_key(seed, b"sampler")),
+        (None, None) => (os_key()?, os_key()?),
+    };
+    let expected = (q * n as f64) as f32;
+    let optimizer = match cfg.optim.algorithm {
+        Algorithm::Adamw => {
+            let mut k = OptimizerKind::adamw(cfg.optim.lr as f32);
+            if let OptimizerKind::AdamW(h) = &mut k {
+                h.weight_decay = cfg.optim.weight_decay as f32;
+            }
+            k
+        }
+        Algorithm::Sgd => OptimizerKind::Sgd {
+            lr: cfg.optim.lr as f32,
+            momentum: cfg.optim.momentum as f32,
+            weight_decay: cfg.optim.weight_decay as f32,
+        },
+    };
+    let privacy = Privacy::Dp {
+        params: DpSgd { clip_norm: p.clip_norm as f32, noise_multiplier: sigma as f32, expected_batch: expected },
+        noise: NoiseSource::seeded(noise_key),
+    };
+    let model: Box<dyn Model<Cpu>> = Box::new(built.net);
+    let mut trainer = Trainer::new(&be, model, optimizer, privacy)?;
+    let mut sampler = PoissonSampler::seeded(n, rate, sampler_seed);
+    let mut record = checkpoint::Record::default();
+    if let Some(r) = &resume {
+        trainer.restore(&be, r.step, &r.weights, r.optimizer_steps, &r.optimizer)?;
+        sampler = PoissonSampler::resume(n, rate, sampler_seed, r.sampler_word_pos);
+        record = r.record.clone();
+        progress.line(&format!("resuming at step {} of {steps}", r.step));
+    }
+    let mut run = DpRun {
+        trainer,
+        sampler,
+        plan: plan.clone(),
+        history: resume.as_ref().map_or(vec![], |r| r.history.clone()),
+        max_per_unit: if p.unit == Unit::Subject { p.max_examples_per_subject } else { 1 },
+        picked: vec![],
+        rows: vec![],
+        sub: vec![],
+    };
+
+    // steps
+    STOP.store(false, Ordering::SeqCst);
+    install_signal_handlers();
+    let first = run.steps();
+    let mut progress = Progress::new(steps, first, opts.quiet, progress.log.take());
+    let t0 = Instant::now();
+    let mut seen = 0usize;
+    let save = |run: &DpRun<Cpu>, record: &checkpoint::Record| -> Result<(), TrainError> {
+        let (weights, opt_steps, opt) = run.trainer.checkpoint_state(&be)?;
+        let (_, word_pos) = run.sampler.state();
+        checkpoint::save(
+            &run_dir,
+            &Checkpoint {
+                step: run.steps(),
+                weights,
+                names: run.trainer.model().params().iter().map(|p| p.name.clone()).collect(),
+                optimizer_steps: opt_steps,
+                optimizer: opt,
+                noise_key,
+                sampler_seed,
+                sampler_word_pos: word_pos,
+                history: run.history.clone(),
+                plan: plan.clone(),
+                record: record.clone(),
+            },
+        )
+    };
+    let mut interrupted = false;
+    while run.steps() < steps {
+        if STOP.load(Ordering::SeqCst) || opts.stop_after.is_some_and(|k| run.steps() - first >= k) {
+            interrupted = true;
+            break;
+        }
+        let step = run.steps();
+        run.trainer.set_lr(cfg.optim.lr_at(step, steps) as f32);
+        let s = run.step(&be, &train, &units, &pick)?;
+        seen += s.examples;
+        let done = run.steps();
+        record.loss.push((done, s.loss));
+        let eval_now = cfg.train.eval_every > 0 && done % cfg.train.eval_every == 0 && done < steps;
+        let mut eps_now = None;
+        if eval_now {
+            let (e, _) = run.epsilon()?;
+            eps_now = Some(e);
+            record.epsilon.push((done, e));
+            if let Some((name, v)) = tuning_metric(&be, &mut run.trainer, &tuning, &pick, head, cfg.train.eval_batch)? {
+                record.eval.push((done, name.into(), v));
+                progress.line(&format!("step {done}: tuning {name} {v:.4}, epsilon {e:.3}"));
+            }
+        }
+        let el = t0.elapsed().as_secs_f64().max(1e-9);
+        let rate_s = seen as f64 / el;
+        let eta = el / (done - first) as f64 * (steps - done) as f64;
+        progress.step(done, steps, s.loss, eps_now, rate_s, eta);
+        if done % cfg.train.checkpoint_every == 0 && done < steps {
+            save(&run, &record)?;
+        }
+    }
+    progress.finish();
+    let (eps, acct) = run.epsilon()?;
+    if record.epsilon.last().map(|e| e.0) != Some(run.steps()) {
+        record.epsilon.push((run.steps(), eps));
+    }
+    save(&run, &record)?;
+    let finished = !interrupted;
+    if interrupted {
+        progress.line(&format!(
+            "stopped at step {} of {steps}: checkpoint written; continue with --resume --run-dir {}",
+            run.steps(),
+            run_dir.display()
+        ));
+    }
+
+    // evaluation and report
+    let mut summary = RunSummary {
+        run_dir: run_dir.clone(),
+        finished,
+        head: match head {
+            Head::Binary => "binary",
+            Head::Multiclass(_) => "multiclass",
+            Head::Regression { .. } => "regression",
+        },
+        auroc: None,
+        auprc: None,
+        epsilon: eps,
+        delta: p.delta,
+        accountant: acct,
+        noise_multiplier: sigma,
+        sample_rate: q,
+        steps: run.steps(),
+        planned_steps: steps,
+        clip_norm: p.clip_norm,
+        unit: if p.unit == Unit::Subject { "subject" } else { "example" },
+        report: run_dir.join("report.html"),
+        trainable_parameters: trainable,
+        parameters: total,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if finished {
+        let ev = evaluate(&be, &mut run.trainer, &held, &pick, head, cfg.train.eval_batch, &m.sites)?;
+        summary.auroc = ev.auroc;
+        summary.auprc = ev.auprc;
+        let metrics_json = serde_json::json!({
+            "split": "held_out",
+            "not_covered_by_dp": "Held-out metrics are computed on private data and are not covered by the DP guarantee.",
+            "suppression": "Counts below 10 are shown as \"<10\".",
+            "head": summary.head,
+            "metrics": ev.json,
+            "sites": ev.sites,
+            "privacy": {
+                "epsilon": eps, "delta": p.delta, "accountant": acct, "noise_multiplier": sigma,
+                "sample_rate": q, "steps": run.steps(), "clip_norm": p.clip_norm, "unit": summary.unit,
+                "assume_one_example_per_subject": p.assume_one_example_per_subject,
+                "max_examples_per_subject": p.max_examples_per_subject,
+                "noise_seeded": p.noise_seed.is_some(),
+            },
+            "fingerprint": m.fingerprint,
+        });
+        let mpath = run_dir.join("metrics.json");
+        std::fs::write(&mpath, serde_json::to_vec_pretty(&metrics_json).unwrap_or_default())
+            .map_err(|e| io(&mpath, e))?;
+        let data = report_data(&cfg, &run_dir, &summary, &record, &ev, &m.fingerprint, &given, trainable, total);
+        std::fs::write(&summary.report, report::render(&data)).map_err(|e| io(&summary.report, e))?;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    let rpath = run_dir.join("run.json");
+    std::fs::write(&rpath, serde_json::to_vec_pretty(&summary).unwrap_or_default()).map_err(|e| io(&rpath, e))?;
+    Ok(summary)
+}
+
+fn fmt_format(f: DataFormat) -> &'static str {
+    match f {
+        DataFormat::Fhir => "the FHIR export",
+        DataFormat::Meds => "the MEDS data",
+        DataFormat::Csv => "the CSV data",
+        DataFormat::Prepared => "the prepared data",
+    }
+}
+
+fn metrics_count(n: u64) -> String {
+    match metrics::count(n) {
+        metrics::Count::Exact(n) => n.to_string(),
+        metrics::Count::Suppressed(s) => s.to_string(),
+    }
+}
+
+fn os_key() -> Result<[u8; 32], TrainError> {
+    use rand_core::TryRngCore;
+    let mut k = [0u8; 32];
+    rand_core::OsRng.try_fill_bytes(&mut k).map_err(|e| TrainError::Invalid(format!("OS entropy: {e}")))?;
+    Ok(k)
+}
+
+/// A key from a test seed (`privacy.noise_seed`): SHA-256 of the seed and a label.
+fn derive_key(seed: u64, label: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"medtrain noise_seed v1");
+    h.update(seed.to_le_bytes());
+    h.update(label);
+    h.finalize().into()
+}
+
+/// Predictions over a split in batches: per example, the model's outputs.
+fn predict_split<B: Backend>(
+    be: &B,
+    tr: &mut Trainer<B, Box<dyn Model<B>>>,
+    data: &SplitData,
+    pick: &Picker,
+    batch: usize,
+) -> Result<Vec<f32>, TrainError> {
+    let mut out = Vec::new();
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let b = data.batch(chunk, pick.lab, pick.text, pick.targets)?.upload(be)?;
+        out.extend(tr.predict(be, &b)?);
+    }
+    Ok(out)
+}
+
+fn sigmoid(z: f32) -> f64 {
+    1.0 / (1.0 + (-(z as f64)).exp())
+}
+
+/// The tuning-split metric tracked over steps: AUROC, accuracy or RMSE.
+fn tuning_metric<B: Backend>(
+    be: &B,
+    tr: &mut Trainer<B, Box<dyn Model<B>>>,
+    data: &SplitData,
+    pick: &Picker,
+    head: Head,
+    batch: usize,
+) -> Result<Option<(&'static str, f64)>, TrainError> {
+    if data.is_empty() {
+        return Ok(None);
+    }
+    let out = predict_split(be, tr, data, pick, batch)?;
+    let labels: Vec<f32> = (0..data.len()).map(|i| data.label(i)).collect();
+    Ok(match head {
+        Head::Binary => {
+            let p: Vec<f64> = out.iter().map(|&z| sigmoid(z)).collect();
+            let y: Vec<bool> = labels.iter().map(|&v| v > 0.5).collect();
+            metrics::binary(&p, &y).auroc.map(|v| ("auroc", v))
+        }
+        Head::Multiclass(k) => {
+            let z: Vec<f64> = out.iter().map(|&v| v as f64).collect();
+            let c: Vec<u32> = labels.iter().map(|&v| v as u32).collect();
+            metrics::multiclass(&z, k, &c).accuracy.map(|v| ("accuracy", v))
+        }
+        Head::Regression { .. } => {
+            let z: Vec<f64> = out.iter().map(|&v| v as f64).collect();
+            let y: Vec<f64> = labels.iter().map(|&v| v as f64).collect();
+            metrics::regression(&z, &y).rmse.map(|v| ("rmse", v))
+        }
+    })
+}
+
+pub struct Evaluation {
+    pub auroc: Option<f64>,
+    pub auprc: Option<f64>,
+    pub json: serde_json::Value,
+    pub sites: Vec<metrics::Site>,
+    pub binary: Option<metrics::Binary>,
+}
+
+fn evaluate<B: Backend>(
+    be: &B,
+    tr: &mut Trainer<B, Box<dyn Model<B>>>,
+    data: &SplitData,
+    pick: &Picker,
+    head: Head,
+    batch: usize,
+    site_names: &[String],
+) -> Result<Evaluation, TrainError> {
+    let out = predict_split(be, tr, data, pick, batch)?;
+    let labels: Vec<f32> = (0..data.len()).map(|i| data.label(i)).collect();
+    Ok(match head {
+        Head::Binary => {
+            let p: Vec<f64> = out.iter().map(|&z| sigmoid(z)).collect();
+            let y: Vec<bool> = labels.iter().map(|&v| v > 0.5).collect();
+            let b = metrics::binary(&p, &y);
+            let sites = if site_names.is_empty() {
+                vec![]
+            } else {
+                let s: Vec<Option<u32>> = (0..data.len()).map(|i| data.site(i)).collect();
+                metrics::per_site(&p, &y, &s, site_names)
+            };
+            Evaluation {
+                auroc: b.auroc,
+                auprc: b.auprc,
+                json: serde_json::to_value(&b).unwrap_or_default(),
+                sites,
+                binary: Some(b),
+            }
+        }
+        Head::Multiclass(k) => {
+            let z: Vec<f64> = out.iter().map(|&v| v as f64).collect();
+            let c: Vec<u32> = labels.iter().map(|&v| v as u32).collect();
+            let r = metrics::multiclass(&z, k, &c);
+            Evaluation {
+                auroc: None,
+                auprc: None,
+                json: serde_json::to_value(&r).unwrap_or_default(),
+                sites: vec![],
+                binary: None,
+            }
+        }
+        Head::Regression { .. } => {
+            let z: Vec<f64> = out.iter().map(|&v| v as f64).collect();
+            let y: Vec<f64> = labels.iter().map(|&v| v as f64).collect();
+            let r = metrics::regression(&z, &y);
+            Evaluation {
+                auroc: None,
+                auprc: None,
+                json: serde_json::to_value(&r).unwrap_or_default(),
+                sites: vec![],
+                binary: None,
+            }
+        }
+    })
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.digits$}"))
+}
+
+fn count_text(c: &metrics::Count) -> String {
+    match c {
+        metrics::Count::Exact(n) => n.to_string(),
+        metrics::Count::Suppressed(s) => s.to_string(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report_data(
+    cfg: &TrainConfig,
+    run_dir: &Path,
+    s: &RunSummary,
+    record: &checkpoint::Record,
+    ev: &Evaluation,
+    fingerprint: &str,
+    given: &str,
+    trainable: usize,
+    total: usize,
+) -> ReportData {
+    let mut metrics_rows = vec![];
+    if let Some(b) = &ev.binary {
+        metrics_rows.push(("examples".into(), count_text(&b.n)));
+        metrics_rows.push(("positives".into(), count_text(&b.positives)));
+        metrics_rows.push(("AUROC".into(), opt(b.auroc, 3)));
+        metrics_rows.push(("AUPRC".into(), opt(b.auprc, 3)));
+        metrics_rows.push(("Brier score".into(), opt(b.brier, 4)));
+        metrics_rows.push(("ECE".into(), opt(b.ece, 4)));
+    } else if let Some(obj) = ev.json.as_object() {
+        for (k, v) in obj {
+            let text = match v {
+                serde_json::Value::Number(x) => x.as_f64().map_or(v.to_string(), |f| {
+                    if f.fract() == 0.0 && k == "n" {
+                        format!("{f:.0}")
+                    } else {
+                        format!("{f:.4}")
+                    }
+                }),
+                serde_json::Value::Null => "n/a".into(),
+                serde_json::Value::String(t) => t.clone(),
+                other => other.to_string(),
+            };
+            metrics_rows.push((k.clone(), text));
+        }
+    }
+    let sites = ev
+        .sites
+        .iter()
+        .map(|x| {
+            let ci = match (x.oe_low, x.oe_high) {
+                (Some(l), Some(h)) => format!("{l:.2}–{h:.2}"),
+                _ => "n/a".into(),
+            };
+            vec![
+                x.site.clone(),
+                count_text(&x.n),
+                count_text(&x.positives),
+                opt(x.auroc, 3),
+                count_text(&x.observed),
+                opt(x.expected, 1),
+                opt(x.oe_ratio, 2),
+                ci,
+            ]
+        })
+        .collect();
+    let mut notes = vec![
+        "Held-out metrics are computed on private data and are not covered by the DP guarantee.".to_string(),
+        "Counts below 10 are shown as <10.".to_string(),
+    ];
+    if cfg.privacy.unit == Unit::Example && cfg.privacy.assume_one_example_per_subject {
+        notes.push(
+            "The privacy unit is one example, on the stated assumption that each subject has one example \
+             (assume_one_example_per_subject)."
+                .into(),
+        );
+    }
+    if cfg.privacy.noise_seed.is_some() {
+        notes.push(
+            "This run's noise came from a stated seed (privacy.noise_seed): for tests only, not releasable.".into(),
+        );
+    }
+    ReportData {
+        title: format!("medtrain run {}", run_dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into())),
+        run_dir: run_dir.display().to_string(),
+        model_summary: format!("{}, {} head, {trainable} trainable of {total} weights", describe(cfg), s.head),
+        head: s.head.into(),
+        loss: record.loss.clone(),
+        eval: record.eval.clone(),
+        epsilon: record.epsilon.clone(),
+        roc: ev.binary.as_ref().map_or(vec![], |b| b.roc.clone()),
+        reliability: ev.binary.as_ref().map_or(vec![], |b| {
+            b.reliability.iter().map(|x| (x.lo, x.hi, x.mean_predicted, x.observed, count_text(&x.count))).collect()
+        }),
+        metrics: metrics_rows,
+        site_header: ["site", "n", "positives", "AUROC", "observed", "expected", "O/E", "95% CI"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        sites,
+        privacy: vec![
+            ("epsilon".into(), format!("{:.3}", s.epsilon)),
+            ("delta".into(), format!("{:.1e}", s.delta)),
+            ("accountant".into(), s.accountant.to_uppercase()),
+            ("noise multiplier".into(), format!("{:.4}", s.noise_multiplier)),
+            ("sample rate".into(), format!("{:.5}", s.sample_rate)),
+            ("steps".into(), s.steps.to_string()),
+            ("clip norm".into(), format!("{}", s.clip_norm)),
+            ("privacy unit".into(), if s.unit == "subject" { "subject (patient)".into() } else { "example".into() }),
+            ("max examples per subject and step".into(), cfg.privacy.max_examples_per_subject.to_string()),
+        ],
+        notes,
+        config_toml: given.to_string(),
+        fingerprint: fingerprint.to_string(),
+    }
+}
+
+fn describe(cfg: &TrainConfig) -> String {
+    use crate::model::config::{LabEncoder, TextEncoder};
+    let lab = cfg.model.lab.as_ref().map(|l| match l {
+        LabEncoder::Transformer { .. } => "lab transformer",
+        LabEncoder::Gru { .. } => "lab GRU",
+        LabEncoder::Mlp { .. } => "lab MLP",
+    });
+    let text = cfg.model.text.as_ref().map(|t| match t {
+        TextEncoder::Transformer { .. } => "text transformer",
+        TextEncoder::Pretrained { .. } => "pretrained text encoder",
+    });
+    [lab, text].into_iter().flatten().collect::<Vec<_>>().join(" + ")
+}
