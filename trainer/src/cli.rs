@@ -21,26 +21,21 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// The main job end to end on the embedded synthetic cohort: FHIR export, QA check, labels, splits,
-    /// features, noise calibrated to --epsilon, DP-SGD by patient, held-out AUC (against a non-private twin).
+    /// The main job end to end on the embedded synthetic cohort: writes a FHIR export, then trains
+    /// configs/demo.toml (lab series and notes fused, DP-SGD by patient to epsilon 3) as `train` does.
     Demo {
+        /// where the export, the config and the run (with report.html) go; an export already there is
+        /// reused, the run is redone
+        #[arg(long, default_value = "medtrain-demo")]
+        out: PathBuf,
         #[arg(long, default_value_t = 2000)]
         subjects: usize,
-        /// target epsilon (PLD accountant; delta = min(1e-5, 0.1 / training subjects))
-        #[arg(long, default_value_t = 3.0)]
-        epsilon: f64,
-        /// passes over the training subjects (in expectation)
-        #[arg(long, default_value_t = 30.0)]
-        epochs: f64,
         /// CPU threads (0 = one per core)
         #[arg(long, default_value_t = 0)]
         threads: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// keep the export in this directory (default: a temporary one, removed at the end)
-        #[arg(long)]
-        keep: Option<PathBuf>,
-        /// print the report as one JSON object
+        /// print the result as one JSON object on the last line
         #[arg(long)]
         json: bool,
     },
@@ -162,31 +157,21 @@ fn parse_modes(s: &str) -> anyhow::Result<Vec<Mode>> {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Data(cmd) => crate::cli_data::run(cmd),
-        Command::Demo { subjects, epsilon, epochs, threads, seed, keep, json } => {
-            let subjects = cli_args::within("--subjects", subjects, 10, cli_args::MAX_DEMO_SUBJECTS)?;
-            let epsilon = cli_args::within("--epsilon", epsilon, cli_args::DEMO_EPSILON.0, cli_args::DEMO_EPSILON.1)?;
-            let epochs = cli_args::within("--epochs", epochs, 1e-3, cli_args::MAX_DEMO_EPOCHS)?;
-            let be = Cpu::new(cli_args::threads("--threads", threads))?;
-            let (dir, temporary) = match keep {
-                Some(d) => (d, false),
-                None => (std::env::temp_dir().join(format!("medtrain-demo-{}", std::process::id())), true),
-            };
-            let opts = crate::train::demo::DemoOptions { subjects, epsilon, epochs, seed, ..Default::default() };
-            let result = crate::train::demo::run(&be, &dir, &opts, |msg| {
-                if !json {
-                    println!("{msg}");
-                }
-            });
-            if temporary {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            let r = result?;
+        Command::Demo { out, subjects, threads, seed, json } => {
+            let subjects = cli_args::within("--subjects", subjects, 200, cli_args::MAX_DEMO_SUBJECTS)?;
+            let threads = cli_args::threads("--threads", threads);
+            let s = crate::train::demo::run(&out, subjects, seed, (threads > 0).then_some(threads), json)?;
             if json {
-                println!("{}", serde_json::to_string(&r)?);
+                println!("{}", serde_json::to_string(&s)?);
             } else {
                 println!(
-                    "done in {:.1} s: epsilon {:.3} (delta {:.1e}, {}), held-out AUC {:.3} with DP-SGD, {:.3} without",
-                    r.seconds, r.epsilon, r.delta, r.accountant, r.auc_dp, r.auc_non_private
+                    "done in {:.1} s: held-out AUROC {}, epsilon {:.3} (delta {:.1e}, {}); report {}",
+                    s.seconds,
+                    s.auroc.map_or("n/a".into(), |a| format!("{a:.3}")),
+                    s.epsilon,
+                    s.delta,
+                    s.accountant,
+                    s.report.display()
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -32,10 +32,6 @@ pub const MAX_BENCH_STEPS: usize = 100_000;
 /// `demo --subjects` and `demo-data --subjects`: the synthetic cohort is held in memory by `demo`
 /// and written as about 20 KB of NDJSON per subject by `demo-data`.
 pub const MAX_DEMO_SUBJECTS: usize = 1_000_000;
-/// `demo --epochs`.
-pub const MAX_DEMO_EPOCHS: f64 = 1000.0;
-/// `demo --epsilon`: above, DP-SGD's guarantee means nothing.
-pub const DEMO_EPSILON: (f64, f64) = (1e-3, 100.0);
 
 #[cfg(test)]
 mod tests {

@@ -106,7 +106,11 @@ fn tok_err(path: &Path, e: impl std::fmt::Display) -> DataError {
 }
 
 impl NoteTokenizer {
-    fn with(tokenizer: Tokenizer, exportable: bool) -> Self {
+    fn with(mut tokenizer: Tokenizer, exportable: bool) -> Self {
+        // notes are assembled, cut and padded here: a tokenizer.json's own padding or truncation (a
+        // sentence-transformers file pads to 128) would count pads as text
+        tokenizer.with_padding(None);
+        let _ = tokenizer.with_truncation(None);
         let pad = tokenizer.token_to_id(PAD).unwrap_or(0);
         let sep = tokenizer.token_to_id(SEP).or_else(|| tokenizer.token_to_id("</s>")).unwrap_or(pad);
         NoteTokenizer { tokenizer, exportable, pad, sep }

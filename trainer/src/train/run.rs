@@ -122,6 +122,28 @@ pub struct Plan {
     pub prepare_phases: Vec<(f64, f64, u64)>,
 }
 
+impl Plan {
+    /// Equal up to the rounding of the checkpoint's JSON (floats within 1e-12 relative).
+    pub fn same_as(&self, o: &Plan) -> bool {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs());
+        let close_phases = |a: &[(f64, f64, u64)], b: &[(f64, f64, u64)]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| close(x.0, y.0) && close(x.1, y.1) && x.2 == y.2)
+        };
+        self.units == o.units
+            && self.steps == o.steps
+            && close(self.sample_rate, o.sample_rate)
+            && close(self.noise_multiplier, o.noise_multiplier)
+            && close(self.clip_norm, o.clip_norm)
+            && close(self.delta, o.delta)
+            && self
+                .target_epsilon
+                .zip(o.target_epsilon)
+                .map_or(self.target_epsilon == o.target_epsilon, |(a, b)| close(a, b))
+            && self.accountant == o.accountant
+            && close_phases(&self.prepare_phases, &o.prepare_phases)
+    }
+}
+
 /// The run's DP state: the model's trainer (its weights change only by a private step), the Poisson
 /// sampler of subjects and the subset draws, the noise key, and the accountant's record of the steps
 /// run. The only way to update the weights of a run goes through [`DpRun::step`].
@@ -557,7 +579,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         prepare_phases: prep.clone(),
     };
     if let Some(r) = &resume {
-        if r.plan != plan {
+        if !r.plan.same_as(&plan) {
             return Err(TrainError::Invalid(
                 "--resume: the config or the data changed since the checkpoint (the privacy plan differs); resume \
                  with the same config"
