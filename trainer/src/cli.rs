@@ -62,6 +62,10 @@ pub enum Command {
         /// stop (with a checkpoint) after this many steps of this invocation
         #[arg(long, hide = true)]
         stop_after: Option<u64>,
+        /// a NON-PRIVATE baseline for quality benchmarks (same sampling, no clipping or noise; epsilon
+        /// infinite; never exportable)
+        #[arg(long)]
+        no_dp: bool,
     },
     /// Time full training steps of the benchmark workloads (shared/bench/WORKLOADS.md).
     Bench {
@@ -176,7 +180,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Train { config, backend, threads, run_dir, resume, json, stop_after } => {
+        Command::Train { config, backend, threads, run_dir, resume, json, stop_after, no_dp } => {
             use crate::train::config::BackendKind;
             let backend = match backend.as_deref() {
                 None => None,
@@ -186,7 +190,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let threads = threads.map(|t| cli_args::within("--threads", t, 1, 256)).transpose()?;
             let threads = threads.map(|t| cli_args::threads("--threads", t));
-            let opts = crate::train::run::RunOptions { backend, threads, run_dir, resume, stop_after, quiet: false };
+            let opts =
+                crate::train::run::RunOptions { backend, threads, run_dir, resume, stop_after, quiet: false, no_dp };
             let s = crate::train::run::train(&config, &opts)?;
             if json {
                 println!("{}", serde_json::to_string(&s)?);

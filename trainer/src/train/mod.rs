@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod dp_grad;
+mod evaluate;
 pub mod metrics;
 pub mod report;
 pub mod run;
