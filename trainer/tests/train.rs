@@ -171,6 +171,34 @@ fn a_resumed_run_gives_the_same_bits_as_one_never_stopped() {
     assert!(weights(&a) == weights(&b), "resumed weights differ from the uninterrupted run's");
     assert_eq!(ra["epsilon"], rb["epsilon"], "the accountant composes the same steps");
     assert_eq!(ra["auroc"], rb["auroc"]);
+    // a second phase: more steps at another noise multiplier, resumed from the finished run; the
+    // accountant composes both phases and the target bounds the whole history
+    let phase2 = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("steps = 30", "steps = 10000")
+        .replace("target_epsilon = 3.0", "target_epsilon = 3.5\nnoise_multiplier = 4.0");
+    let cfg2 = tmp.path().join("phase2.toml");
+    std::fs::write(&cfg2, phase2).unwrap();
+    let more = bin()
+        .args(["train"])
+        .arg(&cfg2)
+        .arg("--run-dir")
+        .arg(&a)
+        .args(["--resume", "--threads", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(more.status.success(), "{}", String::from_utf8_lossy(&more.stderr));
+    let r2 = last_json(&more);
+    let (e1, e2) = (ra["epsilon"].as_f64().unwrap(), r2["epsilon"].as_f64().unwrap());
+    let steps2 = r2["steps"].as_u64().unwrap();
+    assert!(steps2 > 30 && steps2 < 10000, "phase 2 ran to {steps2} steps");
+    assert!(e2 > e1 && e2 <= 3.5, "epsilon {e1} then {e2}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("checkpoint/state.json")).unwrap()).unwrap();
+    let history = state["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "two phases: {history:?}");
+    assert_eq!(history[1][0].as_f64().unwrap(), 4.0);
+    assert_eq!(history[0][2].as_u64().unwrap() + history[1][2].as_u64().unwrap(), steps2);
     // a run directory is not reused without --resume
     let again = train(&cfg, &b, &[]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--resume"));

@@ -575,7 +575,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         }
         (None, None) => unreachable!("checked with the config"),
     };
-    let plan = Plan {
+    let mut plan = Plan {
         units: n,
         sample_rate: q,
         steps,
@@ -589,13 +589,60 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
     };
     if let Some(r) = &resume {
         if !r.plan.same_as(&plan) {
-            return Err(TrainError::Invalid(
-                "--resume: the config or the data changed since the checkpoint (the privacy plan differs); resume \
-                 with the same config"
-                    .into(),
+            // a new phase: the steps run stay in the accountant; the new noise multiplier or sample rate
+            // applies from here, and the target bounds the whole history
+            let done = r.step;
+            if r.plan.units != plan.units || r.plan.delta != plan.delta || r.plan.accountant != plan.accountant {
+                return Err(TrainError::Invalid(
+                    "--resume: the data, privacy.delta or privacy.accountant changed since the checkpoint; only the \
+                     noise multiplier, the sample rate, clip_norm and the steps may change between phases"
+                        .into(),
+                ));
+            }
+            // a stated noise multiplier starts the new phase; a calibrated one keeps the checkpoint's
+            let sigma_new = p.noise_multiplier.unwrap_or(r.plan.noise_multiplier);
+            let composed = |n: u64| -> Result<f64, TrainError> {
+                let mut v = prep.clone();
+                v.extend(r.history.iter().copied());
+                v.push((sigma_new, q, n));
+                Ok(accountant::epsilon(kind, &phases_of(v.iter())?, delta).epsilon)
+            };
+            if plan.steps <= done {
+                return Err(TrainError::Invalid(format!(
+                    "--resume: the run already ran {done} steps, the config asks for {}",
+                    plan.steps
+                )));
+            }
+            let mut more = plan.steps - done;
+            if let Some(target) = p.target_epsilon {
+                if composed(1)? > target {
+                    return Err(TrainError::Invalid(format!(
+                        "--resume: the steps already run leave no room under target epsilon {target}"
+                    )));
+                }
+                if composed(more)? > target {
+                    let (mut lo, mut hi) = (1u64, more);
+                    while hi - lo > 1 {
+                        let mid = lo + (hi - lo) / 2;
+                        if composed(mid)? <= target {
+                            lo = mid
+                        } else {
+                            hi = mid
+                        }
+                    }
+                    more = lo;
+                }
+            }
+            plan.noise_multiplier = sigma_new;
+            plan.steps = done + more;
+            plan.planned_epsilon = composed(more)?;
+            progress.line(&format!(
+                "resuming with a new phase: noise multiplier {sigma_new:.4}, q = {q:.5}, {more} more steps (epsilon {:.3} in all)",
+                plan.planned_epsilon
             ));
         }
     }
+    let (sigma, steps) = (plan.noise_multiplier, plan.steps);
     std::fs::write(run_dir.join("config.resolved.toml"), resolved_toml(&given, &cfg, &plan))
         .map_err(|e| io(&run_dir, e))?;
     progress.line(&format!(
@@ -686,6 +733,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         )
     };
     let mut interrupted = false;
+    let mut eps_now: Option<f64> = record.epsilon.last().map(|e| e.1);
     while run.steps() < steps {
         if STOP.load(Ordering::SeqCst) || opts.stop_after.is_some_and(|k| run.steps() - first >= k) {
             interrupted = true;
@@ -698,7 +746,6 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         let done = run.steps();
         record.loss.push((done, s.loss));
         let eval_now = cfg.train.eval_every > 0 && done % cfg.train.eval_every == 0 && done < steps;
-        let mut eps_now = None;
         if eval_now {
             let (e, _) = run.epsilon()?;
             eps_now = Some(e);
