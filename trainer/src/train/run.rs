@@ -404,6 +404,21 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
     let prepared_dir = match cfg.data_config(config_path)? {
         None => cfg.data.input.clone(),
         Some(dc) => {
+            let detected = crate::data::detect(&dc.input)?;
+            let want = match cfg.data.format {
+                DataFormat::Fhir => crate::data::Format::Fhir,
+                DataFormat::Meds => crate::data::Format::Meds,
+                DataFormat::Csv => crate::data::Format::Csv,
+                DataFormat::Prepared => unreachable!("prepared input is not read by a reader"),
+            };
+            if detected != want {
+                return Err(TrainError::Invalid(format!(
+                    "config key data.format: {} is {:?} input, not {:?}",
+                    dc.input.display(),
+                    detected,
+                    cfg.data.format
+                )));
+            }
             let dir = run_dir.join("data");
             if !dir.join("manifest.json").exists() {
                 progress.line(&format!("preparing {} into {}", fmt_format(cfg.data.format), dir.display()));
