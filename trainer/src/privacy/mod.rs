@@ -6,3 +6,4 @@ pub mod ledger;
 pub mod noise;
 pub mod release;
 pub mod sampler;
+pub mod sshsig;
