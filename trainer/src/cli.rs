@@ -67,6 +67,30 @@ pub enum Command {
         #[arg(long)]
         no_dp: bool,
     },
+    /// The export gate: the weights of a finished DP run, with a signed release.json, into a new
+    /// directory (the only way weights leave the node).
+    Export {
+        /// the run directory
+        run: PathBuf,
+        /// the release directory to write (new or empty)
+        #[arg(long)]
+        out: PathBuf,
+        /// the node's Ed25519 key (default: $MEDTRAIN_NODE_KEY or ~/.medtrain/node_ed25519; made on first use)
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a release: the SSHSIG signature of release.json and the SHA-256 of every file.
+    Verify {
+        /// the release directory
+        dir: PathBuf,
+        /// the node's public key (an OpenSSH public key file; default: the release's node.pub)
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Time full training steps of the benchmark workloads (shared/bench/WORKLOADS.md).
     Bench {
         /// lab-mlp, lab-transformer, notes-encoder, or all
@@ -208,6 +232,42 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(if s.finished { ExitCode::SUCCESS } else { ExitCode::from(3) })
+        }
+        Command::Export { run, out, key_file, json } => {
+            let key = key_file.unwrap_or_else(crate::train::export::default_key_path);
+            let r = crate::train::export::export(&run, &out, &key)?;
+            if json {
+                println!("{}", serde_json::json!({"release": out, "privacy": r["privacy"], "files": r["files"]}));
+            } else {
+                println!(
+                    "released {} (epsilon {} at delta {}, signed by {}); check it with: medtrain verify {}",
+                    out.display(),
+                    r["privacy"]["epsilon"],
+                    r["privacy"]["delta"],
+                    key.display(),
+                    out.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { dir, key, json } => {
+            let key = key
+                .map(|k| std::fs::read_to_string(&k).map_err(|e| anyhow::anyhow!("{}: {e}", k.display())))
+                .transpose()?;
+            let privacy = crate::train::export::verify(&dir, key.as_deref())?;
+            if json {
+                println!("{}", serde_json::json!({"verified": true, "privacy": privacy}));
+            } else {
+                println!(
+                    "{}: signature and hashes verified; epsilon {} at delta {} ({} accountant, unit {})",
+                    dir.display(),
+                    privacy["epsilon"],
+                    privacy["delta"],
+                    privacy["accountant"],
+                    privacy["unit"]
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::DemoData { subjects, out, seed, force } => {
             let subjects = cli_args::within("--subjects", subjects, 1, cli_args::MAX_DEMO_SUBJECTS)?;

@@ -2,63 +2,9 @@
 //! config in configs/ runs, a resumed run gives the same bits as one never stopped, SIGTERM and kill -9
 //! leave a usable checkpoint, and bad configs stop before any step with the key named.
 
+mod common;
+use common::cli::{bin, config, export, last_json, repo, train};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_medtrain"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// One demo export of 400 subjects for every test of this file.
-fn export() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        let out =
-            bin().args(["demo-data", "--subjects", "400", "--out"]).arg(d.path().join("export")).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        d
-    })
-    .path()
-}
-
-/// configs/NAME.toml pointed at the shared export, with `edits` (old, new) applied, written into `dir`.
-fn config(name: &str, dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
-    let mut s = std::fs::read_to_string(repo().join("configs").join(format!("{name}.toml"))).unwrap();
-    s = s
-        .replace("input = \"../demo-export\"", &format!("input = {:?}", export().join("export").display().to_string()));
-    for (old, new) in edits {
-        assert!(s.contains(old), "configs/{name}.toml has no {old:?}");
-        s = s.replace(old, new);
-    }
-    let p = dir.join(format!("{name}.toml"));
-    std::fs::write(&p, s).unwrap();
-    p
-}
-
-fn train(cfg: &Path, run: &Path, extra: &[&str]) -> Output {
-    bin()
-        .args(["train"])
-        .arg(cfg)
-        .arg("--run-dir")
-        .arg(run)
-        .args(["--threads", "2", "--json"])
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn last_json(out: &Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line =
-        text.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
-    serde_json::from_str(line).unwrap()
-}
 
 const SHORT: (&str, &str) = ("epochs = 20", "steps = 12");
 

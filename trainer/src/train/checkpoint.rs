@@ -24,6 +24,8 @@ pub struct Record {
 pub struct Checkpoint {
     pub step: u64,
     pub names: Vec<String>,
+    /// each parameter's shape (PyTorch / Hugging Face layout)
+    pub shapes: Vec<Vec<usize>>,
     pub weights: Vec<Vec<f32>>,
     pub optimizer_steps: u64,
     pub optimizer: Vec<(Vec<f32>, Vec<f32>)>,
@@ -40,6 +42,7 @@ struct State {
     format: u32,
     step: u64,
     names: Vec<String>,
+    shapes: Vec<Vec<usize>>,
     optimizer_steps: u64,
     noise_key: String,
     sampler_seed: String,
@@ -97,6 +100,7 @@ pub fn save(run_dir: &Path, ck: &Checkpoint) -> Result<(), TrainError> {
         format: 1,
         step: ck.step,
         names: ck.names.clone(),
+        shapes: ck.shapes.clone(),
         optimizer_steps: ck.optimizer_steps,
         noise_key: hex(&ck.noise_key),
         sampler_seed: hex(&ck.sampler_seed),
@@ -161,6 +165,7 @@ pub fn load(run_dir: &Path) -> Result<Option<Checkpoint>, TrainError> {
     Ok(Some(Checkpoint {
         step: st.step,
         names: st.names,
+        shapes: st.shapes,
         weights,
         optimizer_steps: st.optimizer_steps,
         optimizer,

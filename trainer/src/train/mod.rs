@@ -6,9 +6,11 @@ pub mod config;
 pub mod demo;
 pub mod dp_grad;
 mod evaluate;
+pub mod export;
 pub mod metrics;
 pub mod report;
 pub mod run;
+pub mod seal;
 pub mod step;
 
 pub use step::{DpSgd, Privacy, StepStats, Trainer};

@@ -94,6 +94,25 @@ pub struct RunSummary {
     pub trainable_parameters: usize,
     pub parameters: usize,
     pub seconds: f64,
+    /// the pretrained checkpoint's files and their SHA-256 (public input: spends no budget)
+    pub base_model: Vec<(String, String)>,
+    /// the noise came from `privacy.noise_seed` (tests only: never releasable)
+    pub noise_seeded: bool,
+    pub assume_one_example_per_subject: bool,
+    /// the notes' tokenizer may leave the node (not fitted on private notes without DP)
+    pub tokenizer_exportable: Option<bool>,
+    pub fingerprint: String,
+    pub code_version: String,
+}
+
+/// The code version: the package version and the git commit it was built from.
+pub fn code_version() -> String {
+    let commit = env!("MEDTRAIN_GIT_COMMIT");
+    if commit.is_empty() {
+        env!("CARGO_PKG_VERSION").to_string()
+    } else {
+        format!("{} ({commit})", env!("CARGO_PKG_VERSION"))
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -470,6 +489,10 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
     let built = cfg.model.build(&be, &shape, cfg.train.seed)?;
     let head = built.net.head();
     let (trainable, total) = (built.trainable, built.total);
+    let base_model: Vec<(String, String)> = built
+        .base
+        .as_ref()
+        .map_or(vec![], |ck| ck.digests.iter().map(|(p, h)| (p.display().to_string(), h.clone())).collect());
     let pick = Picker {
         lab: series.is_some(),
         text: text.is_some(),
@@ -736,6 +759,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
                 step: run.steps(),
                 weights,
                 names: run.trainer.model().params().iter().map(|p| p.name.clone()).collect(),
+                shapes: run.trainer.model().params().iter().map(|p| p.shape.clone()).collect(),
                 optimizer_steps: opt_steps,
                 optimizer: opt,
                 noise_key,
@@ -818,6 +842,12 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         trainable_parameters: trainable,
         parameters: total,
         seconds: started.elapsed().as_secs_f64(),
+        base_model,
+        noise_seeded: p.noise_seed.is_some(),
+        assume_one_example_per_subject: p.assume_one_example_per_subject,
+        tokenizer_exportable: if text.is_some() { m.tokenizer_exportable } else { None },
+        fingerprint: m.fingerprint.clone(),
+        code_version: code_version(),
     };
     if finished {
         let ev = evaluate(&be, &mut run.trainer, &held, &pick, head, cfg.train.eval_batch, &m.sites)?;
@@ -848,6 +878,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
     summary.seconds = started.elapsed().as_secs_f64();
     let rpath = run_dir.join("run.json");
     std::fs::write(&rpath, serde_json::to_vec_pretty(&summary).unwrap_or_default()).map_err(|e| io(&rpath, e))?;
+    super::seal::seal(&run_dir)?;
     Ok(summary)
 }
 

@@ -1,6 +1,8 @@
 //! Shared by the model tests: the brute-force per-group reference of one-pass DP-SGD clipping.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use kernels::{Cpu, GroupRows, NormStrategy, OptimizerKind};
 use medtrain::model::{HostBatch, Model};
 use medtrain::privacy::noise::NoiseSource;

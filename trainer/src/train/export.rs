@@ -1,0 +1,240 @@
+//! The export gate (`medtrain export RUN --out DIR`), the only way weights leave the node, and
+//! `medtrain verify DIR`.
+//!
+//! Export refuses, each with what to do: a run without DP, a run whose noise came from a stated seed,
+//! unit "example" on data where subjects have several examples without the stated assumption, an
+//! unfinished run, a tokenizer fitted on private notes without DP, a run directory changed after the run
+//! (its sealed record), a directory that is not a run. It writes:
+//! - `model.safetensors`: the trained weights only (Hugging Face / PyTorch names; no optimizer state);
+//! - `release.json`: what using and auditing the model needs (config, architecture, tokenizer and its
+//!   provenance, the guarantee with its accountant and parameters, data fingerprint, code version, the
+//!   base model's hashes, the held-out metrics with counts under 10 suppressed) and the SHA-256 of
+//!   every other file of the release;
+//! - `release.json.sig`: an OpenSSH SSHSIG signature of release.json by the node's Ed25519 key,
+//!   namespace `medtrain-release`; `node.pub`: the public key.
+//!
+//! Anyone can check a release without medtrain:
+//! ```text
+//! echo "medtrain-node namespaces=\"medtrain-release\" $(cat node.pub)" > allowed_signers
+//! ssh-keygen -Y verify -f allowed_signers -I medtrain-node -n medtrain-release -s release.json.sig < release.json
+//! sha256sum model.safetensors   # equals release.json's files."model.safetensors"
+//! ```
+
+use super::checkpoint;
+use super::run::{io, TrainError};
+use super::seal::{self, sha256_file};
+use crate::privacy::sshsig::{self, NodeKey, NAMESPACE};
+use crate::tensors::{self, OutData};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where the node's key lives: `$MEDTRAIN_NODE_KEY`, else `$HOME/.medtrain/node_ed25519`.
+pub fn default_key_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("MEDTRAIN_NODE_KEY") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").map_or(PathBuf::from("."), PathBuf::from);
+    home.join(".medtrain").join("node_ed25519")
+}
+
+fn refuse(msg: String) -> TrainError {
+    TrainError::Invalid(format!("export refused: {msg}"))
+}
+
+fn read_json(path: &Path) -> Result<Value, TrainError> {
+    let b = std::fs::read(path).map_err(|e| io(path, e))?;
+    serde_json::from_slice(&b).map_err(|_| TrainError::Invalid(format!("{}: not valid JSON", path.display())))
+}
+
+/// Checks the run and writes its release into `out` (a new or empty directory).
+pub fn export(run_dir: &Path, out: &Path, key_path: &Path) -> Result<Value, TrainError> {
+    if !run_dir.join("run.json").is_file() {
+        return Err(refuse(format!("{}: not a medtrain run directory (no run.json)", run_dir.display())));
+    }
+    let run = read_json(&run_dir.join("run.json"))?;
+    let flag = |k: &str| run.get(k).and_then(Value::as_bool);
+    if flag("finished") != Some(true) {
+        return Err(refuse(format!(
+            "{}: the run did not finish; continue it with medtrain train --resume --run-dir {}",
+            run_dir.display(),
+            run_dir.display()
+        )));
+    }
+    if flag("dp") != Some(true) {
+        return Err(refuse(format!(
+            "{}: trained without DP (--no-dp); only a DP-SGD run can leave the node",
+            run_dir.display()
+        )));
+    }
+    if flag("noise_seeded") == Some(true) {
+        return Err(refuse(format!(
+            "{}: its noise came from privacy.noise_seed, which whoever knows the seed can remove; train again \
+             without noise_seed",
+            run_dir.display()
+        )));
+    }
+    if run.get("unit").and_then(Value::as_str) == Some("example")
+        && flag("assume_one_example_per_subject") != Some(true)
+    {
+        // train refuses such runs; a record saying otherwise was not written by it
+        return Err(refuse(format!("{}: unit \"example\" without assume_one_example_per_subject", run_dir.display())));
+    }
+    if flag("tokenizer_exportable") == Some(false) {
+        return Err(refuse(format!(
+            "{}: its tokenizer was fitted on the node's private notes without DP; train with a public tokenizer \
+             (data.features.tokenizer = a tokenizer.json from outside the node)",
+            run_dir.display()
+        )));
+    }
+    let sealed = seal::check(run_dir).map_err(|e| refuse(e.to_string()))?;
+    let ck = checkpoint::load(run_dir)?.ok_or_else(|| refuse(format!("{}: no checkpoint", run_dir.display())))?;
+
+    // the release, written beside and renamed into place
+    if out.exists() && std::fs::read_dir(out).map_err(|e| io(out, e))?.next().is_some() {
+        return Err(TrainError::Invalid(format!("{}: exists and is not empty; choose a new --out", out.display())));
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    let stage = parent.join(format!(
+        ".{}.partial-{}",
+        out.file_name().map_or("release".into(), |n| n.to_string_lossy().into_owned()),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&stage);
+    std::fs::create_dir(&stage).map_err(|e| io(&stage, e))?;
+    let result = write_release(run_dir, &stage, key_path, &run, &sealed, &ck);
+    match result {
+        Ok(v) => {
+            if out.exists() {
+                std::fs::remove_dir(out).map_err(|e| io(out, e))?;
+            }
+            std::fs::rename(&stage, out).map_err(|e| io(out, e))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&stage);
+            Err(e)
+        }
+    }
+}
+
+fn write_release(
+    run_dir: &Path,
+    dir: &Path,
+    key_path: &Path,
+    run: &Value,
+    sealed: &seal::Seal,
+    ck: &checkpoint::Checkpoint,
+) -> Result<Value, TrainError> {
+    // weights, by shape from the model's parameters (the checkpoint keeps them flat)
+    let resolved = std::fs::read_to_string(run_dir.join("config.resolved.toml")).map_err(|e| io(run_dir, e))?;
+    let tensors_out: Vec<(String, Vec<usize>, OutData)> = ck
+        .names
+        .iter()
+        .zip(&ck.weights)
+        .zip(&ck.shapes)
+        .map(|((n, w), sh)| (n.clone(), sh.clone(), OutData::F32(w.clone())))
+        .collect();
+    let mpath = dir.join("model.safetensors");
+    tensors::write(&mpath, &tensors_out, None).map_err(|e| io(&mpath, e))?;
+    let mut files = BTreeMap::new();
+    files.insert("model.safetensors".to_string(), sha256_file(&mpath)?);
+    // the tokenizer the notes were read with, when it may leave
+    let tok = run_dir.join("data/tokenizer.json");
+    if tok.is_file() && run.get("tokenizer_exportable").and_then(Value::as_bool) == Some(true) {
+        let to = dir.join("tokenizer.json");
+        std::fs::copy(&tok, &to).map_err(|e| io(&to, e))?;
+        files.insert("tokenizer.json".to_string(), sha256_file(&to)?);
+    }
+    let metrics = read_json(&run_dir.join("metrics.json"))?;
+    let key = NodeKey::load_or_create(key_path).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let public = key.public_openssh();
+    let release = json!({
+        "format": "medtrain-release/1",
+        "files": files,
+        "model": {
+            "config_toml": resolved,
+            "parameters": ck.names.iter().zip(&ck.shapes).map(|(n, sh)| json!({"name": n, "shape": sh})).collect::<Vec<_>>(),
+            "head": run["head"],
+            "trainable_parameters": run["trainable_parameters"],
+            "base_model": run["base_model"],
+        },
+        "tokenizer": {
+            "released": files.contains_key("tokenizer.json"),
+            "exportable": run["tokenizer_exportable"],
+        },
+        "privacy": {
+            "epsilon": run["epsilon"],
+            "delta": run["delta"],
+            "accountant": run["accountant"],
+            "noise_multiplier": run["noise_multiplier"],
+            "sample_rate": run["sample_rate"],
+            "steps": run["steps"],
+            "clip_norm": run["clip_norm"],
+            "unit": run["unit"],
+            "assume_one_example_per_subject": run["assume_one_example_per_subject"],
+            "phases": ck.history,
+            "preparation_phases": ck.plan.prepare_phases,
+        },
+        "data_fingerprint": run["fingerprint"],
+        "code_version": run["code_version"],
+        "trained_by": sealed.code_version,
+        "exported_by": super::run::code_version(),
+        "held_out": metrics,
+        "signature": {"namespace": NAMESPACE, "identity": sshsig::IDENTITY, "public_key": public},
+    });
+    let rpath = dir.join("release.json");
+    let bytes = serde_json::to_vec_pretty(&release).unwrap_or_default();
+    std::fs::write(&rpath, &bytes).map_err(|e| io(&rpath, e))?;
+    let sig = key.sign(&bytes, NAMESPACE);
+    std::fs::write(dir.join("release.json.sig"), sig).map_err(|e| io(dir, e))?;
+    std::fs::write(dir.join("node.pub"), format!("{public}\n")).map_err(|e| io(dir, e))?;
+    for f in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let p = f.map_err(|e| io(dir, e))?.path();
+        std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(|e| io(&p, e))?;
+    }
+    Ok(release)
+}
+
+/// Checks a release: the signature of release.json by `key` (an OpenSSH public key line; default the
+/// release's node.pub), then the SHA-256 of every file it lists, and no file unlisted. Returns the
+/// guarantee.
+pub fn verify(dir: &Path, key: Option<&str>) -> Result<Value, TrainError> {
+    let rpath = dir.join("release.json");
+    let bytes = std::fs::read(&rpath).map_err(|e| io(&rpath, e))?;
+    let spath = dir.join("release.json.sig");
+    let sig = std::fs::read_to_string(&spath).map_err(|e| io(&spath, e))?;
+    let public = match key {
+        Some(k) => k.trim().to_string(),
+        None => {
+            let p = dir.join("node.pub");
+            std::fs::read_to_string(&p).map_err(|e| io(&p, e))?.trim().to_string()
+        }
+    };
+    sshsig::verify(&public, &bytes, &sig, NAMESPACE)
+        .map_err(|e| TrainError::Invalid(format!("{}: signature check failed: {e}", spath.display())))?;
+    let release: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| TrainError::Invalid(format!("{}: not valid JSON", rpath.display())))?;
+    let files = release["files"]
+        .as_object()
+        .ok_or_else(|| TrainError::Invalid(format!("{}: lists no files", rpath.display())))?;
+    for (name, want) in files {
+        if name.contains('/') || name.starts_with('.') {
+            return Err(TrainError::Invalid(format!("{}: lists a file outside the release", rpath.display())));
+        }
+        let p = dir.join(name);
+        let got = sha256_file(&p)?;
+        if Some(got.as_str()) != want.as_str() {
+            return Err(TrainError::Invalid(format!("{}: its SHA-256 differs from release.json's", p.display())));
+        }
+    }
+    for f in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let name = f.map_err(|e| io(dir, e))?.file_name().to_string_lossy().into_owned();
+        let known = ["release.json", "release.json.sig", "node.pub"].contains(&name.as_str());
+        if !known && !files.contains_key(&name) {
+            return Err(TrainError::Invalid(format!("{}: not listed in release.json", dir.join(&name).display())));
+        }
+    }
+    Ok(release["privacy"].clone())
+}
