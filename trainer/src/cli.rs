@@ -78,6 +78,19 @@ pub enum Command {
         /// the node's Ed25519 key (default: $MEDTRAIN_NODE_KEY or ~/.medtrain/node_ed25519; made on first use)
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// refuse when the membership-inference AUC (either attack) is above this
+        #[arg(long, default_value_t = crate::train::export::DEFAULT_MAX_ATTACK_AUC)]
+        max_attack_auc: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay a CPU run from its sealed record and say whether the weights match bit for bit.
+    Reproduce {
+        /// the run directory
+        run: PathBuf,
+        /// CPU threads (default: the run's; the bits do not depend on it)
+        #[arg(long)]
+        threads: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -214,8 +227,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let threads = threads.map(|t| cli_args::within("--threads", t, 1, 256)).transpose()?;
             let threads = threads.map(|t| cli_args::threads("--threads", t));
-            let opts =
-                crate::train::run::RunOptions { backend, threads, run_dir, resume, stop_after, quiet: false, no_dp };
+            let opts = crate::train::run::RunOptions {
+                backend,
+                threads,
+                run_dir,
+                resume,
+                stop_after,
+                quiet: false,
+                no_dp,
+                replay: None,
+            };
             let s = crate::train::run::train(&config, &opts)?;
             if json {
                 println!("{}", serde_json::to_string(&s)?);
@@ -233,9 +254,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if s.finished { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
-        Command::Export { run, out, key_file, json } => {
+        Command::Export { run, out, key_file, max_attack_auc, json } => {
             let key = key_file.unwrap_or_else(crate::train::export::default_key_path);
-            let r = crate::train::export::export(&run, &out, &key)?;
+            let max_attack_auc = cli_args::within("--max-attack-auc", max_attack_auc, 0.5, 1.0)?;
+            let r = crate::train::export::export(&run, &out, &key, max_attack_auc)?;
             if json {
                 println!("{}", serde_json::json!({"release": out, "privacy": r["privacy"], "files": r["files"]}));
             } else {
@@ -249,6 +271,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Reproduce { run, threads, json } => {
+            let threads = threads.map(|t| cli_args::within("--threads", t, 1, 256)).transpose()?;
+            let r = crate::train::reproduce::reproduce(&run, threads)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else if r.matches {
+                println!(
+                    "{}: the replay matches bit for bit ({} tensors, {} steps)",
+                    run.display(),
+                    r.tensors,
+                    r.steps
+                );
+            } else {
+                println!(
+                    "{}: the replay differs, first at tensor {} (recorded CPU features {:?}, these {:?})",
+                    run.display(),
+                    r.first_difference.as_deref().unwrap_or("(count)"),
+                    r.recorded_cpu_features,
+                    r.cpu_features
+                );
+            }
+            Ok(if r.matches { ExitCode::SUCCESS } else { ExitCode::from(4) })
         }
         Command::Verify { dir, key, json } => {
             let key = key

@@ -148,8 +148,8 @@ fn size_flags_of_the_commands_are_bounded_naming_the_flag() {
         (&["bench", "--batch", "1000000000", "--workload", "lab-mlp"][..], "--batch"),
         (&["bench", "--steps", "1000000000000", "--workload", "lab-mlp"][..], "--steps"),
         (&["demo", "--subjects", "100000000000"][..], "--subjects"),
-        (&["demo", "--epochs", "1e12"][..], "--epochs"),
-        (&["demo", "--epsilon", "1e300"][..], "--epsilon"),
+        (&["train", "configs/demo.toml", "--threads", "100000"][..], "--threads"),
+        (&["export", "run", "--out", "x", "--max-attack-auc", "2"][..], "--max-attack-auc"),
         (&["demo-data", "--subjects", "100000000000", "--out", "/nonexistent/x"][..], "--subjects"),
     ] {
         let o = bin().args(args).output().unwrap();

@@ -45,6 +45,14 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
     assert_eq!(release["privacy"]["unit"], "subject");
     assert!(release["data_fingerprint"].as_str().unwrap().starts_with("sha256:"));
     assert!(release["held_out"]["not_covered_by_dp"].is_string());
+    // the membership-inference check: under DP on this cohort both attacks are near chance
+    let mi = &release["membership_inference"];
+    for kind in ["loss_threshold", "calibrated"] {
+        let a = mi[kind]["auc"].as_f64().unwrap();
+        let (lo, hi) = (mi[kind]["low"].as_f64().unwrap(), mi[kind]["high"].as_f64().unwrap());
+        assert!(lo <= a && a <= hi && (0.35..0.65).contains(&a), "{kind}: {a} [{lo}, {hi}]");
+    }
+    assert!(mi["members"].as_u64().unwrap() >= 10 && mi["non_members"].as_u64().unwrap() >= 10);
     // the weights only, in their layouts: no optimizer state
     let weights = medtrain::tensors::TensorFile::read(&rel.join("model.safetensors")).unwrap();
     assert_eq!(weights.tensors["lab.gru.weight_ih_l0"].shape, vec![3 * 32, 3 * 13]);
@@ -104,6 +112,22 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
     std::fs::write(rel.join("extra.bin"), b"x").unwrap();
     let v = verify(&rel);
     assert!(!v.status.success() && err(&v).contains("extra.bin"));
+    // a permit-set threshold below the measured AUC refuses the run, naming the attack
+    let measured = mi["loss_threshold"]["auc"].as_f64().unwrap().max(mi["calibrated"]["auc"].as_f64().unwrap());
+    if measured > 0.5 {
+        let t = format!("{}", (0.5 + measured) / 2.0);
+        let e = bin()
+            .arg("export")
+            .arg(&run)
+            .arg("--out")
+            .arg(tmp.path().join("r3"))
+            .arg("--key-file")
+            .arg(&key)
+            .args(["--max-attack-auc", &t])
+            .output()
+            .unwrap();
+        assert!(!e.status.success() && err(&e).contains("membership inference"), "{}", err(&e));
+    }
     // an existing release is not overwritten
     let again = export(&run, &rel, &key);
     assert!(!again.status.success() && err(&again).contains("not empty"));

@@ -459,3 +459,22 @@ fn empty_and_mismatched_inputs_do_not_panic() {
 
     assert!(per_site(&[], &[], &[], &[]).is_empty());
 }
+
+#[test]
+fn membership_attack_auc_has_a_hanley_mcneil_interval() {
+    use medtrain::train::attack::auc_with_interval;
+    // perfectly separated scores: AUC 1, interval inside [0, 1]
+    let a = auc_with_interval(&[3.0, 4.0, 5.0], &[0.0, 1.0, 2.0]);
+    assert_eq!(a.auc, Some(1.0));
+    assert!(a.low.unwrap() <= 1.0 && a.high.unwrap() == 1.0);
+    // identical distributions: AUC 0.5 with an interval around it that narrows with n
+    let m: Vec<f64> = (0..400).map(|i| (i % 20) as f64).collect();
+    let small = auc_with_interval(&m[..40], &m[..40]);
+    let large = auc_with_interval(&m, &m);
+    assert!((large.auc.unwrap() - 0.5).abs() < 1e-9);
+    assert!(large.high.unwrap() - large.low.unwrap() < small.high.unwrap() - small.low.unwrap());
+    // Hanley-McNeil at A = 0.5, n1 = n2 = 400: SE = sqrt((0.25 + 399 (1/3 - 1/4) * 2) / 160000) = 0.020425
+    assert!((large.high.unwrap() - 0.5 - 1.96 * 0.020425).abs() < 1e-4, "{:?}", large);
+    // no members or one-sided: no AUC
+    assert_eq!(auc_with_interval(&[], &[1.0]).auc, None);
+}

@@ -246,3 +246,26 @@ fn demo_trains_the_demo_config_and_ends_with_the_report() {
     let bad = bin().args(["demo", "--subjects", "10"]).output().unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--subjects"));
 }
+
+#[test]
+fn reproduce_replays_a_run_bit_for_bit_from_its_sealed_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    // the fused demo model (lab series and notes), keys from OS entropy as in a real run
+    let cfg = config("demo", tmp.path(), &[("epochs = 20", "steps = 15")]);
+    let run = tmp.path().join("run");
+    let t = train(&cfg, &run, &[]);
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let r = bin().arg("reproduce").arg(&run).args(["--threads", "1", "--json"]).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v = last_json(&r);
+    assert_eq!(v["matches"], true, "{v}");
+    assert_eq!(v["steps"], 15);
+    assert!(!v["recorded_cpu_features"].as_array().unwrap().is_empty() || !cfg!(target_arch = "x86_64"));
+    // a changed run directory is not replayed: the seal names the file
+    let m = run.join("metrics.json");
+    let mut b = std::fs::read(&m).unwrap();
+    b.push(b' ');
+    std::fs::write(&m, b).unwrap();
+    let r = bin().arg("reproduce").arg(&run).output().unwrap();
+    assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("metrics.json"));
+}

@@ -519,8 +519,8 @@ impl DataConfig {
 pub struct Manifest {
     pub fingerprint: String,
     pub subjects: usize,
-    pub examples: HashMap<&'static str, usize>,
-    pub positives: HashMap<&'static str, usize>,
+    pub examples: std::collections::BTreeMap<&'static str, usize>,
+    pub positives: std::collections::BTreeMap<&'static str, usize>,
     pub channels: Vec<&'static str>,
     pub buckets: usize,
     pub lookback_hours: f64,
@@ -776,8 +776,8 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     let mut manifest = Manifest {
         fingerprint: super::fingerprint::fingerprint(&config.input)?,
         subjects: data.subjects.len(),
-        examples: HashMap::new(),
-        positives: HashMap::new(),
+        examples: std::collections::BTreeMap::new(),
+        positives: std::collections::BTreeMap::new(),
         channels: spec.channels.iter().map(|l| l.name).collect(),
         buckets: spec.buckets,
         lookback_hours: spec.lookback_hours,

@@ -12,16 +12,16 @@ use crate::model::{Head, Model};
 use kernels::Backend;
 use std::path::Path;
 
-/// Predictions over a split in batches: per example, the model's outputs.
+/// Predictions for examples `idx` of a split, in batches: per example, the model's outputs.
 pub(crate) fn predict_split<B: Backend>(
     be: &B,
     tr: &mut Trainer<B, Box<dyn Model<B>>>,
     data: &SplitData,
+    idx: &[usize],
     pick: &Picker,
     batch: usize,
 ) -> Result<Vec<f32>, TrainError> {
     let mut out = Vec::new();
-    let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let b = data.batch(chunk, pick.lab, pick.text, pick.targets)?.upload(be)?;
         out.extend(tr.predict(be, &b)?);
@@ -45,7 +45,8 @@ pub(crate) fn tuning_metric<B: Backend>(
     if data.is_empty() {
         return Ok(None);
     }
-    let out = predict_split(be, tr, data, pick, batch)?;
+    let all: Vec<usize> = (0..data.len()).collect();
+    let out = predict_split(be, tr, data, &all, pick, batch)?;
     let labels: Vec<f32> = (0..data.len()).map(|i| data.label(i)).collect();
     Ok(match head {
         Head::Binary => {
@@ -83,7 +84,8 @@ pub(crate) fn evaluate<B: Backend>(
     batch: usize,
     site_names: &[String],
 ) -> Result<Evaluation, TrainError> {
-    let out = predict_split(be, tr, data, pick, batch)?;
+    let all: Vec<usize> = (0..data.len()).collect();
+    let out = predict_split(be, tr, data, &all, pick, batch)?;
     let labels: Vec<f32> = (0..data.len()).map(|i| data.label(i)).collect();
     Ok(match head {
         Head::Binary => {

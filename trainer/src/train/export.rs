@@ -47,8 +47,12 @@ fn read_json(path: &Path) -> Result<Value, TrainError> {
     serde_json::from_slice(&b).map_err(|_| TrainError::Invalid(format!("{}: not valid JSON", path.display())))
 }
 
-/// Checks the run and writes its release into `out` (a new or empty directory).
-pub fn export(run_dir: &Path, out: &Path, key_path: &Path) -> Result<Value, TrainError> {
+/// The attack AUC above which export refuses when no permit sets one.
+pub const DEFAULT_MAX_ATTACK_AUC: f64 = 0.6;
+
+/// Checks the run and writes its release into `out` (a new or empty directory). `max_attack_auc`:
+/// the membership-inference AUC above which the run is refused.
+pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: f64) -> Result<Value, TrainError> {
     if !run_dir.join("run.json").is_file() {
         return Err(refuse(format!("{}: not a medtrain run directory (no run.json)", run_dir.display())));
     }
@@ -88,6 +92,29 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path) -> Result<Value, Trai
         )));
     }
     let sealed = seal::check(run_dir).map_err(|e| refuse(e.to_string()))?;
+    let metrics = read_json(&run_dir.join("metrics.json"))?;
+    let mi = &metrics["membership_inference"];
+    if mi.is_null() {
+        return Err(refuse(format!(
+            "{}: the run has no membership-inference check (trained by an older medtrain); train it again",
+            run_dir.display()
+        )));
+    }
+    for kind in ["loss_threshold", "calibrated"] {
+        if let Some(a) = mi[kind]["auc"].as_f64() {
+            if a > max_attack_auc {
+                return Err(refuse(format!(
+                    "{}: membership inference ({kind}) reaches AUC {a:.3}, above {max_attack_auc}: the model tells its \
+                     training patients apart, which correct DP at this epsilon should prevent; check the run \
+                     (privacy settings, data leakage between splits) before any release",
+                    run_dir.display()
+                )));
+            }
+        }
+    }
+    if mi["significant"].as_bool() == Some(true) {
+        eprintln!("warning: membership inference AUC is significantly above 0.5 (release.json has the figures)");
+    }
     let ck = checkpoint::load(run_dir)?.ok_or_else(|| refuse(format!("{}: no checkpoint", run_dir.display())))?;
 
     // the release, written beside and renamed into place
@@ -181,6 +208,7 @@ fn write_release(
         "code_version": run["code_version"],
         "trained_by": sealed.code_version,
         "exported_by": super::run::code_version(),
+        "membership_inference": metrics["membership_inference"],
         "held_out": metrics,
         "signature": {"namespace": NAMESPACE, "identity": sshsig::IDENTITY, "public_key": public},
     });

@@ -1,6 +1,7 @@
 //! Training: the DP-SGD step (and its non-private twin), the auditor's noise-free clipped gradient,
 //! `medtrain train` (config, the DP run, checkpoints, evaluation, the run report).
 
+pub mod attack;
 pub mod checkpoint;
 pub mod config;
 pub mod demo;
@@ -9,6 +10,7 @@ mod evaluate;
 pub mod export;
 pub mod metrics;
 pub mod report;
+pub mod reproduce;
 pub mod run;
 pub mod seal;
 pub mod step;

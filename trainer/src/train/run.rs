@@ -69,6 +69,9 @@ pub struct RunOptions {
     /// a non-private baseline (the same sampling, no clipping or noise) for quality benchmarks: its
     /// epsilon is infinite, its record says so, and it can never be exported
     pub no_dp: bool,
+    /// a replay (`medtrain reproduce`): these prepared data and (noise key, sampler seed) instead of
+    /// preparing the input and drawing keys
+    pub replay: Option<(PathBuf, [u8; 32], [u8; 32])>,
 }
 
 /// What a finished (or interrupted) run reports; `--json` prints it as the last line.
@@ -103,6 +106,26 @@ pub struct RunSummary {
     pub tokenizer_exportable: Option<bool>,
     pub fingerprint: String,
     pub code_version: String,
+    /// the CPU features the bits of this run depend on (gemm and the kernels pick their paths by them)
+    pub cpu_features: Vec<&'static str>,
+}
+
+/// The x86-64 features the CPU backend's paths depend on, as detected now.
+pub fn cpu_features() -> Vec<&'static str> {
+    let mut v = vec![];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            v.push("avx2");
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            v.push("fma");
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            v.push("avx512f");
+        }
+    }
+    v
 }
 
 /// The code version: the package version and the git commit it was built from.
@@ -421,6 +444,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
 
     // data
     let prepared_dir = match cfg.data_config(config_path)? {
+        _ if opts.replay.is_some() => opts.replay.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
         None => cfg.data.input.clone(),
         Some(dc) => {
             let detected = crate::data::detect(&dc.input)?;
@@ -694,6 +718,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
 
     // the DP state
     let (noise_key, sampler_seed) = match (&resume, p.noise_seed) {
+        _ if opts.replay.is_some() => opts.replay.as_ref().map(|r| (r.1, r.2)).unwrap_or_default(),
         (Some(r), _) => (r.noise_key, r.sampler_seed),
         (None, Some(seed)) => (derive_key(seed, b"noise"), derive_key(seed, b"sampler")),
         (None, None) => (os_key()?, os_key()?),
@@ -848,11 +873,31 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         tokenizer_exportable: if text.is_some() { m.tokenizer_exportable } else { None },
         fingerprint: m.fingerprint.clone(),
         code_version: code_version(),
+        cpu_features: cpu_features(),
     };
     if finished {
         let ev = evaluate(&be, &mut run.trainer, &held, &pick, head, cfg.train.eval_batch, &m.sites)?;
         summary.auroc = ev.auroc;
         summary.auprc = ev.auprc;
+        // the membership-inference check, against the model at its initialization as the reference
+        let reference: Box<dyn Model<Cpu>> = Box::new(cfg.model.build(&be, &shape, cfg.train.seed)?.net);
+        let attack = super::attack::membership(
+            &be,
+            &mut run.trainer,
+            reference,
+            &train,
+            &held,
+            &pick,
+            head,
+            cfg.train.eval_batch,
+        )?;
+        if attack.significant {
+            progress.line(&format!(
+                "warning: membership inference AUC {} (loss threshold) / {} (calibrated) has its 95% interval above 0.5",
+                attack.loss_threshold.auc.map_or("n/a".into(), |a| format!("{a:.3}")),
+                attack.calibrated.auc.map_or("n/a".into(), |a| format!("{a:.3}"))
+            ));
+        }
         let metrics_json = serde_json::json!({
             "split": "held_out",
             "not_covered_by_dp": "Held-out metrics are computed on private data and are not covered by the DP guarantee.",
@@ -868,6 +913,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
                 "noise_seeded": p.noise_seed.is_some(),
             },
             "fingerprint": m.fingerprint,
+            "membership_inference": attack,
         });
         let mpath = run_dir.join("metrics.json");
         std::fs::write(&mpath, serde_json::to_vec_pretty(&metrics_json).unwrap_or_default())

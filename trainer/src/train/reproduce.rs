@@ -1,0 +1,99 @@
+//! `medtrain reproduce RUN`: replays a CPU run from its sealed record and says whether the weights
+//! match bit for bit, naming the first tensor that differs.
+//!
+//! The replay reads the run's resolved config, the data it was trained on (`RUN/data`, or the prepared
+//! input it read), and the noise key and sampler seed its checkpoint keeps inside the node (never in a
+//! release); it trains into a temporary directory and compares the final weights with the run's. The
+//! bits depend on the CPU features the backend picks its paths by (gemm's AVX-512 or AVX2 kernels):
+//! the run's record states them, and a replay on a CPU with other features says so when it differs.
+
+use super::checkpoint;
+use super::run::{self, io, RunOptions, TrainError};
+use super::seal;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Reproduction {
+    pub run_dir: PathBuf,
+    pub matches: bool,
+    /// the first parameter (in the model's order) whose bits differ
+    pub first_difference: Option<String>,
+    pub tensors: usize,
+    pub steps: u64,
+    pub recorded_cpu_features: Vec<String>,
+    pub cpu_features: Vec<&'static str>,
+}
+
+pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction, TrainError> {
+    seal::check(run_dir)?;
+    let bad = |m: String| TrainError::Invalid(format!("{}: {m}", run_dir.display()));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).map_err(|e| io(&run_dir.join("run.json"), e))?)
+            .map_err(|_| bad("run.json is not valid JSON".into()))?;
+    if record["finished"].as_bool() != Some(true) {
+        return Err(bad("the run did not finish; finish it with medtrain train --resume first".into()));
+    }
+    if record["dp"].as_bool() == Some(false) {
+        return Err(bad("a --no-dp baseline has no keys to replay".into()));
+    }
+    let ck = checkpoint::load(run_dir)?.ok_or_else(|| bad("no checkpoint".into()))?;
+    if ck.history.len() > 1 {
+        return Err(bad(format!(
+            "trained in {} phases (resumed with another plan); a replay of several phases is not supported",
+            ck.history.len()
+        )));
+    }
+    // the resolved config, without its plan table (the replay computes the plan again and must agree)
+    let resolved = std::fs::read_to_string(run_dir.join("config.resolved.toml"))
+        .map_err(|e| io(&run_dir.join("config.resolved.toml"), e))?;
+    let mut table: toml::Table =
+        toml::from_str(&resolved).map_err(|_| bad("config.resolved.toml is not valid TOML".into()))?;
+    table.remove("plan");
+    let format = table.get("data").and_then(|d| d.get("format")).and_then(|f| f.as_str()).unwrap_or("");
+    let prepared = if format == "prepared" {
+        PathBuf::from(table.get("data").and_then(|d| d.get("input")).and_then(|i| i.as_str()).unwrap_or(""))
+    } else {
+        run_dir.join("data")
+    };
+    let tmp = std::env::temp_dir().join(format!("medtrain-reproduce-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    let result = (|| {
+        let cfg = tmp.join("config.toml");
+        std::fs::write(&cfg, toml::to_string(&table).unwrap_or_default()).map_err(|e| io(&cfg, e))?;
+        let opts = RunOptions {
+            run_dir: Some(tmp.join("run")),
+            threads,
+            quiet: true,
+            replay: Some((prepared, ck.noise_key, ck.sampler_seed)),
+            ..Default::default()
+        };
+        let s = run::train(&cfg, &opts)?;
+        let again = checkpoint::load(&tmp.join("run"))?.ok_or_else(|| bad("the replay wrote no checkpoint".into()))?;
+        let first = ck
+            .names
+            .iter()
+            .zip(&ck.weights)
+            .find(|(name, w)| {
+                let other = again.names.iter().position(|n| n == *name).map(|i| &again.weights[i]);
+                other.is_none_or(|o| {
+                    o.len() != w.len() || o.iter().zip(w.iter()).any(|(a, b)| a.to_bits() != b.to_bits())
+                })
+            })
+            .map(|(n, _)| n.clone());
+        Ok(Reproduction {
+            run_dir: run_dir.to_path_buf(),
+            matches: first.is_none() && again.names.len() == ck.names.len(),
+            first_difference: first,
+            tensors: ck.names.len(),
+            steps: s.steps,
+            recorded_cpu_features: record["cpu_features"]
+                .as_array()
+                .map_or(vec![], |a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()),
+            cpu_features: run::cpu_features(),
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
