@@ -332,7 +332,7 @@ fn transformer_sizes(at: &str, d: usize, heads: usize, ff: usize, layers: usize)
     if layers > 64 {
         return Err(bad(&format!("{at}.layers"), format!("{layers}: expected at most 64")));
     }
-    if d % heads != 0 {
+    if !d.is_multiple_of(heads) {
         return Err(bad(
             &format!("{at}.d_model"),
             format!("{d} is not divisible by {at}.heads = {heads} (model.{at}.heads must divide it)"),

@@ -375,7 +375,7 @@ impl TrainConfig {
             (Some(q), _) if !(q > 0.0 && q <= 1.0) => {
                 return bad("privacy.sample_rate", format!("{q} is not in (0, 1]"));
             }
-            (_, Some(b)) if !(b >= 1.0 && b <= 1e7) => {
+            (_, Some(b)) if !(1.0..=1e7).contains(&b) => {
                 return bad("privacy.expected_batch_subjects", format!("{b} is not in [1, 1e7]"));
             }
             _ => {}
