@@ -20,6 +20,48 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum PermitCommand {
+    /// Sign a permit with the node key into the node's store and set its budgets in the ledger.
+    Issue {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        purpose: String,
+        /// a dataset fingerprint (`medtrain data fingerprint INPUT`); repeat for several
+        #[arg(long = "dataset", required = true)]
+        datasets: Vec<String>,
+        /// valid through this UTC day (YYYY-MM-DD)
+        #[arg(long)]
+        expires: String,
+        #[arg(long)]
+        epsilon: f64,
+        #[arg(long)]
+        delta: f64,
+        #[arg(long, default_value_t = 0.6)]
+        max_attack_auc: f64,
+    },
+    /// One permit, its signature checked.
+    Show { file: PathBuf },
+    /// Every permit in the node's store.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Settle a run that died from its last checkpoint's accountant history.
+    Settle { run: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BudgetCommand {
+    Show {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum Command {
     /// The main job end to end on the embedded synthetic cohort: writes a FHIR export, then trains
     /// configs/demo.toml (lab series and notes fused, DP-SGD by patient to epsilon 3) as `train` does.
@@ -78,12 +120,18 @@ pub enum Command {
         /// the node's Ed25519 key (default: $MEDTRAIN_NODE_KEY or ~/.medtrain/node_ed25519; made on first use)
         #[arg(long)]
         key_file: Option<PathBuf>,
-        /// refuse when the membership-inference AUC (either attack) is above this
-        #[arg(long, default_value_t = crate::train::export::DEFAULT_MAX_ATTACK_AUC)]
-        max_attack_auc: f64,
+        /// refuse when the membership-inference AUC (either attack) is above this (default: the permit's)
+        #[arg(long)]
+        max_attack_auc: Option<f64>,
         #[arg(long)]
         json: bool,
     },
+    /// Permits (operators): what a project may train on, until when, with how much budget.
+    #[command(subcommand)]
+    Permit(PermitCommand),
+    /// The privacy budget of each permit and dataset: spent, reserved and left.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
     /// Replay a CPU run from its sealed record and say whether the weights match bit for bit.
     Reproduce {
         /// the run directory
@@ -256,7 +304,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export { run, out, key_file, max_attack_auc, json } => {
             let key = key_file.unwrap_or_else(crate::train::export::default_key_path);
-            let max_attack_auc = cli_args::within("--max-attack-auc", max_attack_auc, 0.5, 1.0)?;
+            let max_attack_auc =
+                max_attack_auc.map(|a| cli_args::within("--max-attack-auc", a, 0.5, 1.0)).transpose()?;
             let r = crate::train::export::export(&run, &out, &key, max_attack_auc)?;
             if json {
                 println!("{}", serde_json::json!({"release": out, "privacy": r["privacy"], "files": r["files"]}));
@@ -272,6 +321,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Permit(cmd) => crate::cli_permit::permit(cmd),
+        Command::Budget(BudgetCommand::Show { project, json }) => crate::cli_permit::budget(project, json),
         Command::Reproduce { run, threads, json } => {
             let threads = threads.map(|t| cli_args::within("--threads", t, 1, 256)).transpose()?;
             let r = crate::train::reproduce::reproduce(&run, threads)?;

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 mod cli_args;
 mod cli_data;
+mod cli_permit;
 mod cli_privacy;
 pub mod data;
 pub mod model;

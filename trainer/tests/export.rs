@@ -4,12 +4,13 @@
 //! unfinished run, a run directory changed after the run) are refused with what to do.
 
 mod common;
-use common::cli::{bin, config, last_json, train};
+use common::cli::{bin, config, last_json, node, train};
 use std::path::Path;
 use std::process::Output;
 
-fn export(run: &Path, out: &Path, key: &Path) -> Output {
-    bin().arg("export").arg(run).arg("--out").arg(out).arg("--key-file").arg(key).output().unwrap()
+/// `medtrain export` on the node of `tmp` (its permits and ledger).
+fn export(tmp: &Path, run: &Path, out: &Path, key: &Path) -> Output {
+    node(tmp).arg("export").arg(run).arg("--out").arg(out).arg("--key-file").arg(key).output().unwrap()
 }
 
 fn verify(dir: &Path) -> Output {
@@ -31,7 +32,7 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
     let t = train(&cfg, &run, &[]);
     assert!(t.status.success(), "{}", err(&t));
     let rel = tmp.path().join("release");
-    let e = export(&run, &rel, &key);
+    let e = export(tmp.path(), &run, &rel, &key);
     assert!(e.status.success(), "{}", err(&e));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
@@ -96,7 +97,7 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
         assert!(!v.status.success() && err(&v).contains(want), "{file}: {}", err(&v));
     }
     // another node's key
-    let other = bin()
+    let other = node(tmp.path())
         .args(["export"])
         .arg(&run)
         .arg("--out")
@@ -116,7 +117,7 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
     let measured = mi["loss_threshold"]["auc"].as_f64().unwrap().max(mi["calibrated"]["auc"].as_f64().unwrap());
     if measured > 0.5 {
         let t = format!("{}", (0.5 + measured) / 2.0);
-        let e = bin()
+        let e = node(tmp.path())
             .arg("export")
             .arg(&run)
             .arg("--out")
@@ -129,7 +130,7 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
         assert!(!e.status.success() && err(&e).contains("membership inference"), "{}", err(&e));
     }
     // an existing release is not overwritten
-    let again = export(&run, &rel, &key);
+    let again = export(tmp.path(), &run, &rel, &key);
     assert!(!again.status.success() && err(&again).contains("not empty"));
 }
 
@@ -159,7 +160,7 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
         (run_of("unfinished", "lab-mlp", &[SHORT], &["--stop-after", "3"]), "--resume"),
     ];
     for (i, (run, want)) in cases.iter().enumerate() {
-        let e = export(run, &tmp.path().join(format!("out-{i}")), &key);
+        let e = export(tmp.path(), run, &tmp.path().join(format!("out-{i}")), &key);
         assert!(!e.status.success(), "{} exported", run.display());
         assert!(err(&e).contains(want), "{}: {}", run.display(), err(&e));
         assert!(!tmp.path().join(format!("out-{i}")).exists());
@@ -169,9 +170,133 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
     let m = run.join("metrics.json");
     let text = std::fs::read_to_string(&m).unwrap().replace("\"held_out\"", "\"held-out\"");
     std::fs::write(&m, text).unwrap();
-    let e = export(&run, &tmp.path().join("out-changed"), &key);
+    let e = export(tmp.path(), &run, &tmp.path().join("out-changed"), &key);
     assert!(!e.status.success() && err(&e).contains("metrics.json") && err(&e).contains("changed"), "{}", err(&e));
     // not a run
-    let e = export(tmp.path(), &tmp.path().join("out-none"), &key);
+    let e = export(tmp.path(), tmp.path(), &tmp.path().join("out-none"), &key);
     assert!(!e.status.success() && err(&e).contains("not a medtrain run directory"));
+}
+
+#[test]
+fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config("lab-mlp", tmp.path(), &[SHORT]);
+    // no permit on a fresh node: refused before any step, saying what to do
+    let fresh = tmp.path().join("fresh-node");
+    let o = bin()
+        .env("MEDTRAIN_HOME", &fresh)
+        .env_remove("MEDTRAIN_NODE_KEY")
+        .arg("train")
+        .arg(&cfg)
+        .arg("--run-dir")
+        .arg(tmp.path().join("r0"))
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && err(&o).contains("no valid permit") && err(&o).contains("permit issue"),
+        "{}",
+        err(&o)
+    );
+    assert!(!tmp.path().join("r0/checkpoint").exists());
+    // an expired permit does not count, and says so
+    let o = bin()
+        .env("MEDTRAIN_HOME", &fresh)
+        .env_remove("MEDTRAIN_NODE_KEY")
+        .args(["permit", "issue", "--project", "old", "--purpose", "t", "--dataset", common::cli::fingerprint()])
+        .args(["--expires", "2000-01-01", "--epsilon", "5", "--delta", "1e-5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let o = bin()
+        .env("MEDTRAIN_HOME", &fresh)
+        .env_remove("MEDTRAIN_NODE_KEY")
+        .arg("train")
+        .arg(&cfg)
+        .arg("--run-dir")
+        .arg(tmp.path().join("r1"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && err(&o).contains("expired"), "{}", err(&o));
+    // a permit with a budget for one run of epsilon 3 and a small one, not two of 3 (they compose to ~4.4)
+    let o = bin()
+        .env("MEDTRAIN_HOME", &fresh)
+        .env_remove("MEDTRAIN_NODE_KEY")
+        .args(["permit", "issue", "--project", "p", "--purpose", "t", "--dataset", common::cli::fingerprint()])
+        .args(["--expires", "2999-01-01", "--epsilon", "3.5", "--delta", "1e-5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let run = |name: &str| {
+        bin()
+            .env("MEDTRAIN_HOME", &fresh)
+            .env_remove("MEDTRAIN_NODE_KEY")
+            .arg("train")
+            .arg(&cfg)
+            .arg("--run-dir")
+            .arg(tmp.path().join(name))
+            .args(["--threads", "2", "--json"])
+            .output()
+            .unwrap()
+    };
+    let first = run("a");
+    assert!(first.status.success(), "{}", err(&first));
+    let second = run("b");
+    assert!(!second.status.success() && err(&second).contains("over the budget"), "{}", err(&second));
+    let budget =
+        bin().env("MEDTRAIN_HOME", &fresh).args(["budget", "show", "--project", "p", "--json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&budget.stdout).unwrap();
+    let spent = rows[0]["spent"].as_f64().unwrap();
+    assert!((spent - last_json(&first)["epsilon"].as_f64().unwrap()).abs() < 0.05, "{rows}");
+    assert_eq!(rows[0]["reserved"].as_f64().unwrap(), 0.0);
+    // an interrupted run keeps its reservation; permit settle settles it from its checkpoint
+    let cfg2 = config(
+        "lab-mlp",
+        tmp.path(),
+        &[("epochs = 20", "steps = 30"), ("target_epsilon = 3.0", "target_epsilon = 0.2")],
+    );
+    let o = bin()
+        .env("MEDTRAIN_HOME", &fresh)
+        .env_remove("MEDTRAIN_NODE_KEY")
+        .arg("train")
+        .arg(&cfg2)
+        .arg("--run-dir")
+        .arg(tmp.path().join("c"))
+        .args(["--stop-after", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    let rows: serde_json::Value = serde_json::from_slice(
+        &bin()
+            .env("MEDTRAIN_HOME", &fresh)
+            .args(["budget", "show", "--project", "p", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(rows[0]["reserved"].as_f64().unwrap() > 0.0, "{rows}");
+    let o = bin().env("MEDTRAIN_HOME", &fresh).args(["permit", "settle"]).arg(tmp.path().join("c")).output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let rows: serde_json::Value = serde_json::from_slice(
+        &bin()
+            .env("MEDTRAIN_HOME", &fresh)
+            .args(["budget", "show", "--project", "p", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(rows[0]["reserved"].as_f64().unwrap(), 0.0, "{rows}");
+    assert!(rows[0]["spent"].as_f64().unwrap() > spent, "{rows}");
+    // a tampered permit is not valid
+    let list = bin().env("MEDTRAIN_HOME", &fresh).args(["permit", "list", "--json"]).output().unwrap();
+    let l: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let file = l.as_array().unwrap().iter().find(|p| p["permit"]["project"] == "p").unwrap()["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = std::fs::read_to_string(&file).unwrap().replace("epsilon = 3.5", "epsilon = 50.0");
+    std::fs::write(&file, text).unwrap();
+    let o = bin().env("MEDTRAIN_HOME", &fresh).args(["permit", "show"]).arg(&file).output().unwrap();
+    assert!(!o.status.success() && err(&o).contains("not signed by this node"), "{}", err(&o));
 }

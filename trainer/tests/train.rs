@@ -3,7 +3,7 @@
 //! leave a usable checkpoint, and bad configs stop before any step with the key named.
 
 mod common;
-use common::cli::{bin, config, export, last_json, repo, train};
+use common::cli::{bin, config, export, last_json, node, repo, train};
 use std::path::{Path, PathBuf};
 
 const SHORT: (&str, &str) = ("epochs = 20", "steps = 12");
@@ -102,7 +102,7 @@ fn a_resumed_run_gives_the_same_bits_as_one_never_stopped() {
     let first = train(&cfg, &b, &["--stop-after", "12"]);
     assert_eq!(first.status.code(), Some(3), "{}", String::from_utf8_lossy(&first.stderr));
     assert_eq!(last_json(&first)["steps"], 12);
-    let rest = bin()
+    let rest = node(tmp.path())
         .args(["train"])
         .arg(&cfg)
         .arg("--run-dir")
@@ -125,7 +125,7 @@ fn a_resumed_run_gives_the_same_bits_as_one_never_stopped() {
         .replace("target_epsilon = 3.0", "target_epsilon = 3.5\nnoise_multiplier = 4.0");
     let cfg2 = tmp.path().join("phase2.toml");
     std::fs::write(&cfg2, phase2).unwrap();
-    let more = bin()
+    let more = node(tmp.path())
         .args(["train"])
         .arg(&cfg2)
         .arg("--run-dir")
@@ -156,7 +156,7 @@ fn sigterm_and_kill_9_leave_a_checkpoint_to_resume_from() {
     let edits = [("epochs = 20", "steps = 400"), ("checkpoint_every = 100", "checkpoint_every = 3")];
     let cfg = config("lab-mlp", tmp.path(), &edits);
     for (sig, run) in [(libc::SIGTERM, tmp.path().join("term")), (libc::SIGKILL, tmp.path().join("kill"))] {
-        let mut child = bin()
+        let mut child = node(tmp.path())
             .args(["train"])
             .arg(&cfg)
             .arg("--run-dir")
@@ -176,7 +176,7 @@ fn sigterm_and_kill_9_leave_a_checkpoint_to_resume_from() {
         if sig == libc::SIGTERM {
             assert_eq!(status.code(), Some(3), "SIGTERM: checkpoint and exit 3");
         }
-        let rest = bin()
+        let rest = node(tmp.path())
             .args(["train"])
             .arg(&cfg)
             .arg("--run-dir")
@@ -231,7 +231,7 @@ fn bad_configs_stop_before_any_step_naming_the_key() {
 #[test]
 fn demo_trains_the_demo_config_and_ends_with_the_report() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = bin()
+    let out = node(tmp.path())
         .args(["demo", "--subjects", "400", "--threads", "2", "--json", "--out"])
         .arg(tmp.path())
         .output()
@@ -255,7 +255,7 @@ fn reproduce_replays_a_run_bit_for_bit_from_its_sealed_record() {
     let run = tmp.path().join("run");
     let t = train(&cfg, &run, &[]);
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-    let r = bin().arg("reproduce").arg(&run).args(["--threads", "1", "--json"]).output().unwrap();
+    let r = node(tmp.path()).arg("reproduce").arg(&run).args(["--threads", "1", "--json"]).output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let v = last_json(&r);
     assert_eq!(v["matches"], true, "{v}");
@@ -266,6 +266,6 @@ fn reproduce_replays_a_run_bit_for_bit_from_its_sealed_record() {
     let mut b = std::fs::read(&m).unwrap();
     b.push(b' ');
     std::fs::write(&m, b).unwrap();
-    let r = bin().arg("reproduce").arg(&run).output().unwrap();
+    let r = node(tmp.path()).arg("reproduce").arg(&run).output().unwrap();
     assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("metrics.json"));
 }

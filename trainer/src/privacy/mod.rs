@@ -4,6 +4,7 @@
 pub mod accountant;
 pub mod ledger;
 pub mod noise;
+pub mod permit;
 pub mod release;
 pub mod sampler;
 pub mod sshsig;

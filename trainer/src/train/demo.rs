@@ -5,10 +5,13 @@
 //! 2. Write `OUT/demo.toml`: configs/demo.toml (embedded in the binary) reading that export: emergency
 //!    visits labelled "admitted within 24 h", lab series and the visit's note fused, DP-SGD by patient
 //!    to epsilon 3.
-//! 3. Train it into `OUT/run` ([`super::run::train`]): QA check, labels, splits, features, tokenizer,
+//! 3. Issue itself a permit for the cohort (node state in `$MEDTRAIN_HOME` or `~/.medtrain`) when none
+//!    covers it.
+//! 4. Train it into `OUT/run` ([`super::run::train`]): QA check, labels, splits, features, tokenizer,
 //!    noise calibration, steps, held-out and per-site evaluation, report.html.
 
 use super::run::{self, RunOptions, RunSummary, TrainError};
+use crate::privacy::permit;
 use std::path::Path;
 
 /// The demo's training config (configs/demo.toml), with `input` pointing at the written export.
@@ -32,6 +35,24 @@ pub fn run(
         return Err(TrainError::Invalid(
             "configs/demo.toml: its data.input line changed; the demo cannot point it at the export".into(),
         ));
+    }
+    // the demo issues itself a permit for the cohort it wrote (an operator does this on a real node)
+    let fp = crate::data::fingerprint::fingerprint(&export)?;
+    if permit::covering(&fp).is_err() {
+        let issued = run::utc_stamp();
+        let year: u32 = issued[..4].parse().unwrap_or(2026);
+        let p = permit::Permit {
+            id: format!("demo-{issued}"),
+            project: "demo".into(),
+            purpose: "medtrain demo on its synthetic cohort".into(),
+            datasets: vec![fp],
+            expires: format!("{}{}", year + 1, &issued[4..10]),
+            epsilon: 30.0,
+            delta: 1e-5,
+            max_attack_auc: 0.6,
+            issued,
+        };
+        permit::issue(&p).map_err(TrainError::Invalid)?;
     }
     let path = out.join("demo.toml");
     std::fs::write(&path, config).map_err(|e| run::io(&path, e))?;

@@ -29,13 +29,10 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Where the node's key lives: `$MEDTRAIN_NODE_KEY`, else `$HOME/.medtrain/node_ed25519`.
+/// Where the node's key lives: `$MEDTRAIN_NODE_KEY`, else `NODE/node_ed25519` (NODE = `$MEDTRAIN_HOME`
+/// or `~/.medtrain`).
 pub fn default_key_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("MEDTRAIN_NODE_KEY") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").map_or(PathBuf::from("."), PathBuf::from);
-    home.join(".medtrain").join("node_ed25519")
+    crate::privacy::permit::key_path()
 }
 
 fn refuse(msg: String) -> TrainError {
@@ -52,7 +49,7 @@ pub const DEFAULT_MAX_ATTACK_AUC: f64 = 0.6;
 
 /// Checks the run and writes its release into `out` (a new or empty directory). `max_attack_auc`:
 /// the membership-inference AUC above which the run is refused.
-pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: f64) -> Result<Value, TrainError> {
+pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Option<f64>) -> Result<Value, TrainError> {
     if !run_dir.join("run.json").is_file() {
         return Err(refuse(format!("{}: not a medtrain run directory (no run.json)", run_dir.display())));
     }
@@ -92,6 +89,30 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: f64) 
         )));
     }
     let sealed = seal::check(run_dir).map_err(|e| refuse(e.to_string()))?;
+    // the permit the run was trained under: still valid, and the run within its budget
+    let permit_path = run.get("permit").and_then(Value::as_str).map(std::path::PathBuf::from).ok_or_else(|| {
+        refuse(format!(
+            "{}: the run records no permit (trained by an older medtrain); train it again",
+            run_dir.display()
+        ))
+    })?;
+    let permit = crate::privacy::permit::read(&permit_path)
+        .map_err(|e| refuse(format!("{e}: ask the operator for a valid permit")))?;
+    if permit.expired() {
+        return Err(refuse(format!(
+            "{}: the permit expired on {}; ask the node operator to renew it",
+            permit_path.display(),
+            permit.expires
+        )));
+    }
+    if flag("over_budget") == Some(true) {
+        return Err(refuse(format!(
+            "{}: the run spent more than the permit's budget left ({}); it cannot be released",
+            run_dir.display(),
+            permit_path.display()
+        )));
+    }
+    let max_attack_auc = max_attack_auc.unwrap_or(permit.max_attack_auc);
     let metrics = read_json(&run_dir.join("metrics.json"))?;
     let mi = &metrics["membership_inference"];
     if mi.is_null() {
@@ -205,6 +226,7 @@ fn write_release(
             "preparation_phases": ck.plan.prepare_phases,
         },
         "data_fingerprint": run["fingerprint"],
+        "permit": {"id": run["permit"], "project": run["project"]},
         "code_version": run["code_version"],
         "trained_by": sealed.code_version,
         "exported_by": super::run::code_version(),

@@ -108,6 +108,10 @@ pub struct RunSummary {
     pub code_version: String,
     /// the CPU features the bits of this run depend on (gemm and the kernels pick their paths by them)
     pub cpu_features: Vec<&'static str>,
+    /// the permit that covers the data, its project, and whether the settled spend is over its budget
+    pub permit: PathBuf,
+    pub project: String,
+    pub over_budget: bool,
 }
 
 /// The x86-64 features the CPU backend's paths depend on, as detected now.
@@ -305,7 +309,7 @@ fn private_dir(dir: &Path) -> Result<(), TrainError> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(dir, e))
 }
 
-fn utc_stamp() -> String {
+pub fn utc_stamp() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
@@ -716,6 +720,33 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         p.accountant
     ));
 
+    // the permit and the ledger: a valid permit must cover the data; the planned epsilon is reserved
+    // before the first step (a resumed run keeps its reservation) and settled at the end
+    use crate::privacy::{ledger::Ledger, ledger::LedgerError, permit};
+    let (permit_path, permit) = permit::covering(&m.fingerprint).map_err(TrainError::Invalid)?;
+    if p.delta > permit.delta {
+        return Err(TrainError::Invalid(format!(
+            "config key privacy.delta: {} is above the permit's delta {} ({})",
+            p.delta,
+            permit.delta,
+            permit_path.display()
+        )));
+    }
+    let run_id = std::path::absolute(&run_dir).unwrap_or_else(|_| run_dir.clone()).display().to_string();
+    let charged = !opts.no_dp && opts.replay.is_none();
+    let open_ledger = || Ledger::open(&permit::ledger_path(), kind).map_err(|e| TrainError::Invalid(e.to_string()));
+    if charged {
+        let mut planned: Vec<(f64, f64, u64)> = prep.clone();
+        planned.extend(resume.as_ref().map_or(vec![], |r| r.history.clone()));
+        let done = resume.as_ref().map_or(0, |r| r.step);
+        planned.push((sigma, q, steps.saturating_sub(done)));
+        match open_ledger()?.reserve(&run_id, &permit.project, &m.fingerprint, &phases_of(planned.iter())?) {
+            Ok(_) => {}
+            Err(LedgerError::DuplicateRun(_)) if resume.is_some() => {}
+            Err(e) => return Err(TrainError::Invalid(format!("{e} (permit {})", permit_path.display()))),
+        }
+    }
+
     // the DP state
     let (noise_key, sampler_seed) = match (&resume, p.noise_seed) {
         _ if opts.replay.is_some() => opts.replay.as_ref().map(|r| (r.1, r.2)).unwrap_or_default(),
@@ -834,6 +865,16 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
     }
     save(&run, &record)?;
     let finished = !interrupted;
+    let mut over_budget = false;
+    if finished && charged {
+        let mut spent: Vec<(f64, f64, u64)> = prep.clone();
+        spent.extend(run.history.iter().copied());
+        match open_ledger()?.settle(&run_id, &phases_of(spent.iter())?) {
+            Ok(st) => over_budget = st.over_budget,
+            Err(LedgerError::AlreadySettled(_)) => {}
+            Err(e) => return Err(TrainError::Invalid(e.to_string())),
+        }
+    }
     if interrupted {
         progress.line(&format!(
             "stopped at step {} of {steps}: checkpoint written; continue with --resume --run-dir {}",
@@ -874,6 +915,9 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         fingerprint: m.fingerprint.clone(),
         code_version: code_version(),
         cpu_features: cpu_features(),
+        permit: permit_path.clone(),
+        project: permit.project.clone(),
+        over_budget,
     };
     if finished {
         let ev = evaluate(&be, &mut run.trainer, &held, &pick, head, cfg.train.eval_batch, &m.sites)?;

@@ -39,8 +39,37 @@ pub fn config(name: &str, dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
     p
 }
 
+/// The fingerprint of the shared export (what a permit covers).
+pub fn fingerprint() -> &'static str {
+    static FP: OnceLock<String> = OnceLock::new();
+    FP.get_or_init(|| {
+        let o = bin().args(["data", "fingerprint"]).arg(export().join("export")).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    })
+}
+
+/// `medtrain` with the node state (permits, ledger, key) in `dir/node`, holding a permit for the
+/// shared export (issued once per node directory).
+pub fn node(dir: &Path) -> Command {
+    let home = dir.join("node");
+    if !home.join("permits").exists() {
+        let o = bin()
+            .env("MEDTRAIN_HOME", &home)
+            .env_remove("MEDTRAIN_NODE_KEY")
+            .args(["permit", "issue", "--project", "test", "--purpose", "tests", "--dataset", fingerprint()])
+            .args(["--expires", "2999-12-31", "--epsilon", "100", "--delta", "1e-5"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut c = bin();
+    c.env("MEDTRAIN_HOME", &home).env_remove("MEDTRAIN_NODE_KEY");
+    c
+}
+
 pub fn train(cfg: &Path, run: &Path, extra: &[&str]) -> Output {
-    bin()
+    node(cfg.parent().unwrap())
         .args(["train"])
         .arg(cfg)
         .arg("--run-dir")

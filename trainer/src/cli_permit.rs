@@ -1,0 +1,122 @@
+//! `medtrain permit issue|show|list|settle` and `medtrain budget show`.
+
+use crate::cli::PermitCommand;
+use crate::privacy::accountant::{AccountantKind, Phase};
+use crate::privacy::ledger::Ledger;
+use crate::privacy::permit::{self, Permit};
+use std::process::ExitCode;
+
+pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PermitCommand::Issue { project, purpose, datasets, expires, epsilon, delta, max_attack_auc } => {
+            let issued = crate::train::run::utc_stamp();
+            let p = Permit {
+                id: format!("{project}-{issued}"),
+                project,
+                purpose,
+                datasets,
+                expires,
+                epsilon,
+                delta,
+                max_attack_auc,
+                issued,
+            };
+            let path = permit::issue(&p).map_err(|e| anyhow::anyhow!("permit: {e}"))?;
+            println!("{}", path.display());
+        }
+        PermitCommand::Show { file } => {
+            let p = permit::read(&file).map_err(|e| anyhow::anyhow!(e))?;
+            print!("{}", toml::to_string(&p)?);
+            if p.expired() {
+                println!("# expired");
+            }
+        }
+        PermitCommand::List { json } => {
+            let all = permit::list();
+            if json {
+                let v: Vec<serde_json::Value> = all
+                    .iter()
+                    .map(|(path, p)| match p {
+                        Ok(p) => serde_json::json!({"file": path, "permit": p, "expired": p.expired()}),
+                        Err(e) => serde_json::json!({"file": path, "error": e}),
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for (path, p) in all {
+                    match p {
+                        Ok(p) => println!(
+                            "{}  project {}  epsilon {}  delta {}  expires {}{}",
+                            path.display(),
+                            p.project,
+                            p.epsilon,
+                            p.delta,
+                            p.expires,
+                            if p.expired() { " (expired)" } else { "" }
+                        ),
+                        Err(e) => println!("{}  INVALID: {e}", path.display()),
+                    }
+                }
+            }
+        }
+        PermitCommand::Settle { run } => {
+            let ck = crate::train::checkpoint::load(&run)?
+                .ok_or_else(|| anyhow::anyhow!("{}: no checkpoint to settle from", run.display()))?;
+            let phases: Vec<Phase> = ck
+                .plan
+                .prepare_phases
+                .iter()
+                .chain(&ck.history)
+                .filter(|p| p.2 > 0)
+                .map(|&(s, q, n)| Phase::new(s, q, n))
+                .collect::<Result<_, _>>()?;
+            let kind = if ck.plan.accountant == "rdp" { AccountantKind::Rdp } else { AccountantKind::Pld };
+            let id = std::path::absolute(&run)?.display().to_string();
+            let st = Ledger::open(&permit::ledger_path(), kind)?.settle(&id, &phases)?;
+            println!(
+                "{}: settled at epsilon {:.4} ({} steps){}",
+                run.display(),
+                st.settled_epsilon,
+                ck.step,
+                if st.over_budget { ", OVER the budget" } else { "" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn budget(project: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let ledger = Ledger::open(&permit::ledger_path(), AccountantKind::Pld)?;
+    let mut rows = vec![];
+    for (path, p) in permit::list() {
+        let Ok(p) = p else { continue };
+        if project.as_ref().is_some_and(|q| *q != p.project) {
+            continue;
+        }
+        for d in &p.datasets {
+            let b = ledger.balance(&p.project, d)?;
+            rows.push(serde_json::json!({
+                "permit": path, "project": p.project, "dataset": d, "budget": b.budget_epsilon, "delta": b.delta,
+                "spent": b.settled_epsilon, "reserved": b.committed_epsilon - b.settled_epsilon,
+                "left": (b.budget_epsilon - b.committed_epsilon).max(0.0), "expires": p.expires, "expired": p.expired(),
+            }));
+        }
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        for r in rows {
+            println!(
+                "{}  {}  budget {:.3}  spent {:.3}  reserved {:.3}  left {:.3}  (expires {})",
+                r["project"].as_str().unwrap_or(""),
+                r["dataset"].as_str().unwrap_or(""),
+                r["budget"].as_f64().unwrap_or(0.0),
+                r["spent"].as_f64().unwrap_or(0.0),
+                r["reserved"].as_f64().unwrap_or(0.0),
+                r["left"].as_f64().unwrap_or(0.0),
+                r["expires"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

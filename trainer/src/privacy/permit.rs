@@ -1,0 +1,189 @@
+//! Permits: what a project may train on, until when, and with how much privacy budget.
+//!
+//! A permit is a TOML file in the node's permit store (`NODE/permits/`, NODE = `$MEDTRAIN_HOME` or
+//! `~/.medtrain`) beside its SSHSIG signature by the node key (namespace `medtrain-permit`), issued by
+//! an operator (`medtrain permit issue`), which also sets the budget of each (project, dataset) in the
+//! node's ledger (`NODE/ledger.sqlite`). `medtrain train` refuses data that no valid permit (signature
+//! good, not expired) covers, reserves its planned epsilon before its first step and settles what it
+//! spent when it ends; an interrupted run keeps its reservation until `--resume` settles it.
+//!
+//! ```toml
+//! id = "aki-2026-11-29T101500Z"
+//! project = "aki"
+//! purpose = "AKI risk from lab series"
+//! datasets = ["sha256:8226a236..."]
+//! expires = "2027-06-30"          # valid through this UTC day
+//! epsilon = 10.0                  # the budget of each dataset for the project
+//! delta = 1e-5
+//! max_attack_auc = 0.6            # export refuses a membership-inference AUC above this
+//! issued = "2026-11-29T101500Z"
+//! ```
+
+use super::sshsig::{self, NodeKey};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const NAMESPACE: &str = "medtrain-permit";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permit {
+    pub id: String,
+    pub project: String,
+    pub purpose: String,
+    pub datasets: Vec<String>,
+    pub expires: String,
+    pub epsilon: f64,
+    pub delta: f64,
+    #[serde(default = "max_auc")]
+    pub max_attack_auc: f64,
+    pub issued: String,
+}
+
+fn max_auc() -> f64 {
+    0.6
+}
+
+/// The node's state directory: `$MEDTRAIN_HOME`, else `~/.medtrain`.
+pub fn node_home() -> PathBuf {
+    if let Some(p) = std::env::var_os("MEDTRAIN_HOME") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("HOME").map_or(PathBuf::from("."), PathBuf::from).join(".medtrain")
+}
+
+/// The node key: `$MEDTRAIN_NODE_KEY`, else `NODE/node_ed25519`.
+pub fn key_path() -> PathBuf {
+    std::env::var_os("MEDTRAIN_NODE_KEY").map_or_else(|| node_home().join("node_ed25519"), PathBuf::from)
+}
+
+pub fn ledger_path() -> PathBuf {
+    node_home().join("ledger.sqlite")
+}
+
+fn store() -> PathBuf {
+    node_home().join("permits")
+}
+
+/// Today's UTC date, `YYYY-MM-DD`.
+pub fn today() -> String {
+    crate::train::run::utc_stamp()[..10].to_string()
+}
+
+fn valid_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && s.chars().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && (1..=12).contains(&s[5..7].parse::<u32>().unwrap_or(0))
+        && (1..=31).contains(&s[8..10].parse::<u32>().unwrap_or(0))
+}
+
+impl Permit {
+    /// Checks the fields (the error names the key).
+    pub fn check(&self) -> Result<(), String> {
+        let name_ok = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        if !name_ok(&self.project) {
+            return Err("project: 1 to 64 letters, digits, '-', '_' or '.'".into());
+        }
+        if self.datasets.is_empty() || self.datasets.iter().any(|d| !d.starts_with("sha256:") || d.len() != 71) {
+            return Err("datasets: fingerprints as `medtrain data fingerprint` prints them (sha256:...)".into());
+        }
+        if !valid_date(&self.expires) {
+            return Err(format!("expires: {:?} is not a date YYYY-MM-DD", self.expires));
+        }
+        if !(self.epsilon > 0.0 && self.epsilon <= 100.0) {
+            return Err(format!("epsilon: {} is not in (0, 100]", self.epsilon));
+        }
+        if !(self.delta > 0.0 && self.delta < 0.1) {
+            return Err(format!("delta: {} is not in (0, 0.1)", self.delta));
+        }
+        if !(0.5..=1.0).contains(&self.max_attack_auc) {
+            return Err(format!("max_attack_auc: {} is not in [0.5, 1]", self.max_attack_auc));
+        }
+        Ok(())
+    }
+
+    pub fn expired(&self) -> bool {
+        self.expires < today()
+    }
+}
+
+/// Signs `p` with the node key and writes it into the store; sets the ledger budgets.
+pub fn issue(p: &Permit) -> Result<PathBuf, String> {
+    p.check()?;
+    let key = NodeKey::load_or_create(&key_path()).map_err(|e| e.to_string())?;
+    let dir = store();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let text = toml::to_string(p).map_err(|e| e.to_string())?;
+    let path = dir.join(format!("{}.toml", p.id));
+    if path.exists() {
+        return Err(format!("{}: a permit with this id exists", path.display()));
+    }
+    std::fs::write(dir.join(format!("{}.toml.sig", p.id)), key.sign(text.as_bytes(), NAMESPACE))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut ledger = super::ledger::Ledger::open(&ledger_path(), super::accountant::AccountantKind::Pld)
+        .map_err(|e| e.to_string())?;
+    let delta = super::accountant::Delta::new(p.delta).map_err(|e| e.to_string())?;
+    for d in &p.datasets {
+        ledger.set_budget(&p.project, d, p.epsilon, delta).map_err(|e| e.to_string())?;
+    }
+    Ok(path)
+}
+
+/// Reads a permit file and checks its signature by the node key.
+pub fn read(path: &Path) -> Result<Permit, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sig_path = PathBuf::from(format!("{}.sig", path.display()));
+    let sig = std::fs::read_to_string(&sig_path)
+        .map_err(|_| format!("{}: missing: the permit is not signed", sig_path.display()))?;
+    let key = NodeKey::load(&key_path()).map_err(|e| e.to_string())?;
+    sshsig::verify(&key.public_openssh(), text.as_bytes(), &sig, NAMESPACE)
+        .map_err(|e| format!("{}: not signed by this node's key ({e})", path.display()))?;
+    let p: Permit = toml::from_str(&text).map_err(|_| format!("{}: not a permit", path.display()))?;
+    p.check().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(p)
+}
+
+/// Every permit in the store with its path, or the error of one that does not verify.
+pub fn list() -> Vec<(PathBuf, Result<Permit, String>)> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(store())
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.into_iter().map(|p| (p.clone(), read(&p))).collect()
+}
+
+/// The valid permit (signature good, not expired) covering `fingerprint`; the latest issued when
+/// several do. The error says what to do.
+pub fn covering(fingerprint: &str) -> Result<(PathBuf, Permit), String> {
+    let mut expired = false;
+    let mut found: Option<(PathBuf, Permit)> = None;
+    for (path, p) in list() {
+        let Ok(p) = p else { continue };
+        if !p.datasets.iter().any(|d| d == fingerprint) {
+            continue;
+        }
+        if p.expired() {
+            expired = true;
+            continue;
+        }
+        if found.as_ref().is_none_or(|f| f.1.issued < p.issued) {
+            found = Some((path, p));
+        }
+    }
+    found.ok_or_else(|| {
+        format!(
+            "no valid permit in {} covers the data {fingerprint}{}: ask the node operator for one \
+             (medtrain permit issue --project P --dataset {fingerprint} ...)",
+            store().display(),
+            if expired { " (a permit for it has expired)" } else { "" }
+        )
+    })
+}
