@@ -187,6 +187,13 @@ fn sigterm_and_kill_9_leave_a_checkpoint_to_resume_from() {
         assert!(rest.status.success(), "after signal {sig}: {}", String::from_utf8_lossy(&rest.stderr));
         assert_eq!(last_json(&rest)["steps"], 400);
     }
+    // the ledger after a SIGTERM and a kill -9: both runs reserved once, settled once by their resume,
+    // nothing left reserved, and the spend is the two runs' composition (not counted twice)
+    let b = node(tmp.path()).args(["budget", "show", "--json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
+    assert_eq!(rows[0]["reserved"].as_f64().unwrap(), 0.0, "{rows}");
+    let spent = rows[0]["spent"].as_f64().unwrap();
+    assert!(spent > 3.0 && spent < 6.0, "two runs of epsilon 3 compose to {spent}");
 }
 
 #[test]
