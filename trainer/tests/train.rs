@@ -123,6 +123,13 @@ fn a_resumed_run_gives_the_same_bits_as_one_never_stopped() {
         .unwrap()
         .replace("steps = 30", "steps = 10000")
         .replace("target_epsilon = 3.0", "target_epsilon = 3.5\nnoise_multiplier = 4.0");
+    let spent = |tmp: &Path| {
+        let budget = node(tmp).args(["budget", "show", "--json"]).output().unwrap();
+        let rows: serde_json::Value = serde_json::from_slice(&budget.stdout).unwrap();
+        assert_eq!(rows[0]["reserved"].as_f64().unwrap(), 0.0, "{rows}");
+        rows[0]["spent"].as_f64().unwrap()
+    };
+    let before = spent(tmp.path());
     let cfg2 = tmp.path().join("phase2.toml");
     std::fs::write(&cfg2, phase2).unwrap();
     let more = node(tmp.path())
@@ -145,6 +152,9 @@ fn a_resumed_run_gives_the_same_bits_as_one_never_stopped() {
     assert_eq!(history.len(), 2, "two phases: {history:?}");
     assert_eq!(history[1][0].as_f64().unwrap(), 4.0);
     assert_eq!(history[0][2].as_u64().unwrap() + history[1][2].as_u64().unwrap(), steps2);
+    // the ledger charged the second phase too: the run was re-reserved and settled with both phases
+    let after = spent(tmp.path());
+    assert!(after > before + 0.05, "spent {before} before the second phase, {after} after");
     // a run directory is not reused without --resume
     let again = train(&cfg, &b, &[]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--resume"));

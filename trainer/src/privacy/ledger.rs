@@ -210,6 +210,50 @@ impl Ledger {
         Ok(would_be)
     }
 
+    /// A run that continues with another plan (a resume starting a new phase): its reservation becomes
+    /// `planned` (the whole run: the phases already run and the new one), admitted only if the budget
+    /// holds it with every other run; refused, the old record stays as it was (one transaction).
+    pub fn replan(&mut self, run: &str, planned: &[Phase]) -> Result<f64, LedgerError> {
+        let kind = self.accountant;
+        let path = self.path.clone();
+        let sql = |source| LedgerError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        let row: Option<(String, String)> = tx
+            .query_row("SELECT project, dataset FROM runs WHERE run_id = ?1", params![run], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(sql)?;
+        let Some((project, dataset)) = row else { return Err(LedgerError::UnknownRun(run.to_string())) };
+        // the others' record, without this run's (rolled back with the transaction when refused)
+        tx.execute("DELETE FROM runs WHERE run_id = ?1", params![run]).map_err(sql)?;
+        let (budget, delta, settled, reserved, _, _) = Self::load(&tx, &project, &dataset)
+            .map_err(sql)?
+            .ok_or_else(|| LedgerError::NoBudget { project: project.clone(), dataset: dataset.clone() })?;
+        let mut all: Vec<Phase> = settled.into_iter().chain(reserved).collect();
+        let committed = composed_epsilon(kind, &all, delta);
+        all.extend_from_slice(planned);
+        let would_be = composed_epsilon(kind, &all, delta);
+        if would_be > budget {
+            return Err(LedgerError::Exhausted {
+                run: run.to_string(),
+                project,
+                dataset,
+                budget,
+                committed,
+                would_be,
+                remaining: (budget - committed).max(0.0),
+            });
+        }
+        tx.execute(
+            "INSERT INTO runs (run_id, project, dataset, state, planned) VALUES (?1, ?2, ?3, 'reserved', ?4)",
+            params![run, project, dataset, phases_to_json(planned)],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(would_be)
+    }
+
     /// Records what a reserved run actually spent (it may have stopped early, or been resumed with other
     /// phases). Always records; reports when the composition is now over budget.
     pub fn settle(&mut self, run: &str, spent: &[Phase]) -> Result<Settlement, LedgerError> {

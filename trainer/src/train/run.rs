@@ -740,11 +740,16 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         planned.extend(resume.as_ref().map_or(vec![], |r| r.history.clone()));
         let done = resume.as_ref().map_or(0, |r| r.step);
         planned.push((sigma, q, steps.saturating_sub(done)));
-        match open_ledger()?.reserve(&run_id, &permit.project, &m.fingerprint, &phases_of(planned.iter())?) {
-            Ok(_) => {}
-            Err(LedgerError::DuplicateRun(_)) if resume.is_some() => {}
-            Err(e) => return Err(TrainError::Invalid(format!("{e} (permit {})", permit_path.display()))),
-        }
+        let planned = phases_of(planned.iter())?;
+        let mut ledger = open_ledger()?;
+        let new_phase = resume.as_ref().is_some_and(|r| !r.plan.same_as(&plan));
+        let r = match ledger.reserve(&run_id, &permit.project, &m.fingerprint, &planned) {
+            // a resumed run keeps its reservation; one starting a new phase re-reserves the whole run
+            Err(LedgerError::DuplicateRun(_)) if new_phase => ledger.replan(&run_id, &planned).map(|_| ()),
+            Err(LedgerError::DuplicateRun(_)) if resume.is_some() => Ok(()),
+            other => other.map(|_| ()),
+        };
+        r.map_err(|e| TrainError::Invalid(format!("{e} (permit {})", permit_path.display())))?;
     }
 
     // the DP state
