@@ -42,6 +42,16 @@ pub enum LedgerError {
     Corrupt { run: String, msg: String },
 }
 
+impl LedgerError {
+    /// Names the ledger file in an SQLite error raised where the path was not at hand.
+    fn with_path(self, path: &str) -> Self {
+        match self {
+            LedgerError::Sqlite { source, .. } => LedgerError::Sqlite { path: path.to_string(), source },
+            e => e,
+        }
+    }
+}
+
 /// The state of one (project, dataset).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Balance {
@@ -181,9 +191,23 @@ impl Ledger {
         if exists {
             return Err(LedgerError::DuplicateRun(run.to_string()));
         }
-        let Some((budget, delta, settled, reserved, _, _)) = Self::load(&tx, project, dataset)
-            .map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })?
-        else {
+        let would_be = Self::admit(kind, &tx, run, project, dataset, planned).map_err(|e| e.with_path(&self.path))?;
+        tx.commit().map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })?;
+        Ok(would_be)
+    }
+
+    /// Inside a transaction: admits `planned` for `run` if every other run on (project, dataset) and it
+    /// stay within the budget, and records the reservation; returns the epsilon they would then reach.
+    fn admit(
+        kind: AccountantKind,
+        tx: &Connection,
+        run: &str,
+        project: &str,
+        dataset: &str,
+        planned: &[Phase],
+    ) -> Result<f64, LedgerError> {
+        let sql = |source| LedgerError::Sqlite { path: String::new(), source };
+        let Some((budget, delta, settled, reserved, _, _)) = Self::load(tx, project, dataset).map_err(sql)? else {
             return Err(LedgerError::NoBudget { project: project.to_string(), dataset: dataset.to_string() });
         };
         let mut all: Vec<Phase> = settled.into_iter().chain(reserved).collect();
@@ -205,8 +229,7 @@ impl Ledger {
             "INSERT INTO runs (run_id, project, dataset, state, planned) VALUES (?1, ?2, ?3, 'reserved', ?4)",
             params![run, project, dataset, phases_to_json(planned)],
         )
-        .map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })?;
-        tx.commit().map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })?;
+        .map_err(sql)?;
         Ok(would_be)
     }
 
@@ -227,29 +250,7 @@ impl Ledger {
         let Some((project, dataset)) = row else { return Err(LedgerError::UnknownRun(run.to_string())) };
         // the others' record, without this run's (rolled back with the transaction when refused)
         tx.execute("DELETE FROM runs WHERE run_id = ?1", params![run]).map_err(sql)?;
-        let (budget, delta, settled, reserved, _, _) = Self::load(&tx, &project, &dataset)
-            .map_err(sql)?
-            .ok_or_else(|| LedgerError::NoBudget { project: project.clone(), dataset: dataset.clone() })?;
-        let mut all: Vec<Phase> = settled.into_iter().chain(reserved).collect();
-        let committed = composed_epsilon(kind, &all, delta);
-        all.extend_from_slice(planned);
-        let would_be = composed_epsilon(kind, &all, delta);
-        if would_be > budget {
-            return Err(LedgerError::Exhausted {
-                run: run.to_string(),
-                project,
-                dataset,
-                budget,
-                committed,
-                would_be,
-                remaining: (budget - committed).max(0.0),
-            });
-        }
-        tx.execute(
-            "INSERT INTO runs (run_id, project, dataset, state, planned) VALUES (?1, ?2, ?3, 'reserved', ?4)",
-            params![run, project, dataset, phases_to_json(planned)],
-        )
-        .map_err(sql)?;
+        let would_be = Self::admit(kind, &tx, run, &project, &dataset, planned).map_err(|e| e.with_path(&path))?;
         tx.commit().map_err(sql)?;
         Ok(would_be)
     }
