@@ -97,6 +97,7 @@ pub fn budget(project: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
             let b = ledger.balance(&p.project, d)?;
             rows.push(serde_json::json!({
                 "permit": path, "project": p.project, "dataset": d, "budget": b.budget_epsilon, "delta": b.delta,
+                "delta_added": b.delta_added,
                 "spent": b.settled_epsilon, "reserved": b.committed_epsilon - b.settled_epsilon,
                 "left": (b.budget_epsilon - b.committed_epsilon).max(0.0), "expires": p.expires, "expired": p.expired(),
             }));

@@ -121,3 +121,53 @@ fn concurrent_processes_never_overspend_or_lose_spend() {
     let want = pld::epsilon(&vec![phase(); 3], delta()).unwrap();
     assert!((b.settled_epsilon - want).abs() < 1e-9 && b.settled_epsilon <= b.budget_epsilon);
 }
+
+#[test]
+fn delta_added_by_runs_leaves_the_accountant_less_and_is_kept_when_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("ledger.db"), AccountantKind::Pld).unwrap();
+    ledger.set_budget("proj", "data", 100.0, delta()).unwrap();
+    // a run adding 4e-6 outright: the accountant composes at 1e-5 - 4e-6
+    let e = ledger.reserve_with("a", "proj", "data", &[phase()], 4e-6).unwrap();
+    let at = |d: f64| pld::epsilon(&[phase()], Delta::new(d).unwrap()).unwrap();
+    assert!((e - at(6e-6)).abs() < 1e-9 && e > at(1e-5), "{e}");
+    ledger.settle("a", &[phase()]).unwrap();
+    let b = ledger.balance("proj", "data").unwrap();
+    assert_eq!(b.delta_added, 4e-6);
+    assert!((b.settled_epsilon - at(6e-6)).abs() < 1e-9);
+    // a second such run: 8e-6 added in all, the composition at 2e-6
+    ledger.reserve_with("b", "proj", "data", &[phase()], 4e-6).unwrap();
+    let b = ledger.balance("proj", "data").unwrap();
+    let both = pld::epsilon(&[phase(), phase()], Delta::new(2e-6).unwrap()).unwrap();
+    assert!((b.committed_epsilon - both).abs() < 1e-9);
+    // a third would leave the accountant no delta: refused however large the epsilon budget
+    let err = ledger.reserve_with("c", "proj", "data", &[phase()], 4e-6).unwrap_err();
+    assert!(matches!(err, LedgerError::Exhausted { .. }), "{err}");
+    assert!(ledger.reserve_with("d", "proj", "data", &[phase()], -1.0).is_err());
+}
+
+#[test]
+fn a_ledger_written_before_delta_added_opens_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE budgets (project TEXT NOT NULL, dataset TEXT NOT NULL, epsilon REAL NOT NULL,
+                 delta REAL NOT NULL, PRIMARY KEY (project, dataset));
+             CREATE TABLE runs (run_id TEXT PRIMARY KEY, project TEXT NOT NULL, dataset TEXT NOT NULL,
+                 state TEXT NOT NULL CHECK (state IN ('reserved', 'settled')), planned TEXT NOT NULL, spent TEXT,
+                 reserved_at TEXT NOT NULL DEFAULT (datetime('now')), settled_at TEXT);
+             INSERT INTO budgets VALUES ('proj', 'data', 100.0, 1e-5);
+             INSERT INTO runs (run_id, project, dataset, state, planned) VALUES ('old', 'proj', 'data', 'reserved', '[[1.0,0.01,1000]]');",
+        )
+        .unwrap();
+    }
+    let ledger = Ledger::open(&path, AccountantKind::Pld).unwrap();
+    let b = ledger.balance("proj", "data").unwrap();
+    assert_eq!((b.reserved_runs, b.delta_added), (1, 0.0));
+    assert!((b.committed_epsilon - pld::epsilon(&[phase()], delta()).unwrap()).abs() < 1e-9);
+    drop(ledger);
+    // opening twice does not add the column twice
+    Ledger::open(&path, AccountantKind::Pld).unwrap();
+}

@@ -260,6 +260,21 @@ fn demo_trains_the_demo_config_and_ends_with_the_report() {
     assert!(r["auroc"].as_f64().unwrap() > 0.6, "{r}");
     assert!(tmp.path().join("run/report.html").is_file());
     assert!(tmp.path().join("export/Observation.ndjson").is_file());
+    // the demo's run leaves through the gate: its tokenizer's vocabulary was chosen with DP
+    let rel = tmp.path().join("release");
+    let e = node(tmp.path()).arg("export").arg(tmp.path().join("run")).arg("--out").arg(&rel).output().unwrap();
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    let v = node(tmp.path()).arg("verify").arg(&rel).arg("--json").output().unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let release: serde_json::Value = serde_json::from_slice(&std::fs::read(rel.join("release.json")).unwrap()).unwrap();
+    let tok = &release["tokenizer"];
+    assert_eq!(tok["released"], true, "{tok}");
+    assert_eq!(tok["provenance"]["kind"], "dp_unigram", "{tok}");
+    assert!(tok["provenance"]["dp"]["kept"].as_u64().unwrap() > 0, "{tok}");
+    assert_eq!(release["privacy"]["delta_added_by_preparation"], 1e-7);
+    // the tokenizer's Gaussian release is one of the composed phases
+    assert_eq!(release["privacy"]["preparation_phases"][0][0], 4.0);
+    assert!(rel.join("tokenizer.json").is_file());
     let bad = bin().args(["demo", "--subjects", "10"]).output().unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--subjects"));
 }

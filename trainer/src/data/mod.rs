@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod check;
 pub mod csv;
 pub mod demo;
+pub mod dp_tokenizer;
 pub mod features;
 pub mod fhir;
 pub mod fingerprint;

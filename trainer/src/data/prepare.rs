@@ -43,7 +43,8 @@
 //! buckets = 24
 //! lookback_hours = 168
 //! note_tokens = 256                  # 0: no notes
-//! tokenizer = "tokenizer.json"       # or train_tokenizer = "unigram" | "byte_bpe", vocab_size = 8000
+//! tokenizer = "tokenizer.json"       # or train_tokenizer = "dp_unigram" | "unigram" | "byte_bpe",
+//!                                    # vocab_size = 8000 (only a user's file or dp_unigram may be exported)
 //! max_tokenizer_corpus_bytes = 67108864   # train the tokenizer on at most this much note text
 //! max_tensor_bytes = 8589934592      # refuse a split whose tensors would take more (8 GiB)
 //! min_piece_subjects = 10             # a trained tokenizer keeps a piece only if this many subjects' notes use it
@@ -54,6 +55,9 @@
 //! quantile_noise_multiplier = 5.0    # sigma of the quantile histograms of channels with no public
 //! quantile_bins = 256                #   reference interval (noise std sigma * sqrt(their number))
 //! delta = 1e-6                       # delta at which the manifest states their epsilon
+//! tokenizer_noise_multiplier = 4.0   # dp_unigram: sigma of the piece counts (L2 sensitivity 1)
+//! tokenizer_pieces_per_subject = 32  # dp_unigram: k, the pieces one subject contributes
+//! tokenizer_delta = 1e-7             # dp_unigram: added to the run's delta (see dp_tokenizer.rs)
 //! ```
 //!
 //! Every numeric key has a range checked when the config is loaded, before anything is sized from it
@@ -112,6 +116,25 @@ pub struct AutoConfig {
     pub quantile_bins: usize,
     #[serde(default = "default_auto_delta")]
     pub delta: f64,
+    /// sigma of the DP tokenizer's piece counts (`train_tokenizer = "dp_unigram"`; L2 sensitivity 1)
+    #[serde(default = "default_tokenizer_noise")]
+    pub tokenizer_noise_multiplier: f64,
+    /// k: a subject contributes at most this many pieces to the DP tokenizer
+    #[serde(default = "default_tokenizer_pieces")]
+    pub tokenizer_pieces_per_subject: usize,
+    /// the probability that the DP tokenizer keeps a piece only one subject has; added to the run's delta
+    #[serde(default = "default_tokenizer_delta")]
+    pub tokenizer_delta: f64,
+}
+
+fn default_tokenizer_noise() -> f64 {
+    4.0
+}
+fn default_tokenizer_pieces() -> usize {
+    32
+}
+fn default_tokenizer_delta() -> f64 {
+    1e-7
 }
 
 fn default_auto_channels() -> usize {
@@ -139,6 +162,9 @@ impl Default for AutoConfig {
             quantile_noise_multiplier: default_auto_noise(),
             quantile_bins: default_quantile_bins(),
             delta: default_auto_delta(),
+            tokenizer_noise_multiplier: default_tokenizer_noise(),
+            tokenizer_pieces_per_subject: default_tokenizer_pieces(),
+            tokenizer_delta: default_tokenizer_delta(),
         }
     }
 }
@@ -159,6 +185,7 @@ impl AutoConfig {
         for (key, v) in [
             ("auto.selection_noise_multiplier", self.selection_noise_multiplier),
             ("auto.quantile_noise_multiplier", self.quantile_noise_multiplier),
+            ("auto.tokenizer_noise_multiplier", self.tokenizer_noise_multiplier),
         ] {
             if !(v.is_finite() && (0.1..=1e4).contains(&v)) {
                 return Err((key, format!("must be in [0.1, 10000] (got {v})")));
@@ -169,6 +196,15 @@ impl AutoConfig {
         }
         if !(self.delta > 0.0 && self.delta < 1e-2) {
             return Err(("auto.delta", format!("must be in (0, 0.01) (got {})", self.delta)));
+        }
+        if !(1..=4096).contains(&self.tokenizer_pieces_per_subject) {
+            return Err((
+                "auto.tokenizer_pieces_per_subject",
+                format!("must be in 1..=4096 (got {})", self.tokenizer_pieces_per_subject),
+            ));
+        }
+        if !(self.tokenizer_delta > 0.0 && self.tokenizer_delta < 1e-3) {
+            return Err(("auto.tokenizer_delta", format!("must be in (0, 0.001) (got {})", self.tokenizer_delta)));
         }
         Ok(())
     }
@@ -460,6 +496,18 @@ impl DataConfig {
         if c.features.tokenizer.is_some() && c.features.train_tokenizer.is_some() {
             return Err(bad("features.tokenizer", "a tokenizer file or train_tokenizer, not both".into()));
         }
+        if c.features.train_tokenizer == Some(TokenizerKind::DpUnigram)
+            && c.features.vocab_size <= super::dp_tokenizer::FIXED_ENTRIES
+        {
+            return Err(bad(
+                "features.vocab_size",
+                format!(
+                    "a dp_unigram tokenizer holds {} fixed entries (special tokens and bytes): vocab_size must be more (got {})",
+                    super::dp_tokenizer::FIXED_ENTRIES,
+                    c.features.vocab_size
+                ),
+            ));
+        }
         Ok(self)
     }
 
@@ -547,6 +595,14 @@ pub struct Manifest {
     pub dp_epsilon: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dp_delta: Option<f64>,
+    /// added to a run's delta: the probability that a DP vocabulary selection kept a piece of one
+    /// subject's alone ([`super::dp_tokenizer`]); the accountant's delta is the run's minus this
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dp_delta_added: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// The MEDS label column all of `labels` came from; labels that mix columns (a parquet file whose rows
@@ -725,7 +781,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     let splits = split::assign(&data, config.split.key.as_bytes(), config.split.tuning, config.split.held_out)
         .map_err(DataError::Invalid)?;
     let label_type = label_type(&labels, config.labels.file.as_deref())?;
-    let (spec, dp_releases) = channels(config, &data, &splits)?;
+    let (spec, mut dp_releases) = channels(config, &data, &splits)?;
     let mut categories: Vec<String> = labels
         .iter()
         .filter_map(|l| if let LabelValue::Categorical(c) = &l.value { Some(c.clone()) } else { None })
@@ -742,10 +798,33 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     }
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
     // the tokenizer: the user's, or trained on the train split's notes
+    // what the DP selections (the tokenizer's vocabulary) add to the run's delta
+    let mut dp_delta_added = 0.0;
     let tokenizer = if config.features.note_tokens == 0 {
         None
     } else if let Some(p) = &config.features.tokenizer {
         Some(NoteTokenizer::load(p)?)
+    } else if config.features.train_tokenizer == Some(TokenizerKind::DpUnigram) {
+        // each training subject's notes, in dataset order: a subject's list is its contribution
+        let mut by_subject: std::collections::BTreeMap<u32, Vec<&str>> = std::collections::BTreeMap::new();
+        for e in data.events.iter().filter(|e| e.kind == super::EventKind::Note && splits[e.subject as usize] == Split::Train) {
+            by_subject.entry(e.subject).or_default().push(data.texts[e.text as usize].as_str());
+        }
+        let notes: Vec<Vec<&str>> = by_subject.into_values().collect();
+        let a = &config.auto;
+        let params = super::dp_tokenizer::DpTokenizerParams {
+            noise_multiplier: a.tokenizer_noise_multiplier,
+            pieces_per_subject: a.tokenizer_pieces_per_subject,
+            delta: a.tokenizer_delta,
+            vocab_size: config.features.vocab_size,
+        };
+        let delta = Delta::new(a.delta).map_err(|e| DataError::Invalid(format!("auto.delta: {e}")))?;
+        let source = NoiseSource::from_os_entropy().map_err(|e| DataError::Invalid(e.to_string()))?;
+        let (t, rel, stats) = super::dp_tokenizer::train(&notes, params, delta, &source)?;
+        dp_releases.push(rel);
+        dp_delta_added += a.tokenizer_delta;
+        t.save(&out.join("tokenizer.json"), Some(TokenizerKind::DpUnigram), Some(&stats))?;
+        Some(t)
     } else {
         let kind = config.features.train_tokenizer.expect("checked when the config was loaded");
         let train_notes: Vec<String> = data
@@ -770,7 +849,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         // their identifiers that the guard missed: it does not stay in the vocabulary
         let note_refs: Vec<&str> = train_notes.iter().map(String::as_str).collect();
         let (t, _) = t.keep_common_pieces(&note_refs, &note_subjects, config.features.min_piece_subjects)?;
-        t.save(&out.join("tokenizer.json"), Some(kind))?;
+        t.save(&out.join("tokenizer.json"), Some(kind), None)?;
         Some(t)
     };
     let mut manifest = Manifest {
@@ -799,6 +878,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         dp_phases: dp_releases.iter().map(|r| (r.noise_multiplier, 1.0, 1)).collect(),
         dp_epsilon: None,
         dp_delta: None,
+        dp_delta_added,
         dp_releases,
     };
     if !manifest.dp_releases.is_empty() {

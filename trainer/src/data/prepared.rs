@@ -77,6 +77,9 @@ pub struct PreparedManifest {
     pub dp_epsilon: Option<f64>,
     #[serde(default)]
     pub dp_delta: Option<f64>,
+    /// what the preparation's DP selections add to a run's delta (a DP tokenizer's threshold)
+    #[serde(default)]
+    pub dp_delta_added: f64,
 }
 
 /// What a batch's targets are made of.

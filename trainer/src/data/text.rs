@@ -30,6 +30,8 @@ pub const SEP: &str = "[SEP]";
 pub enum TokenizerKind {
     Unigram,
     ByteBpe,
+    /// Unigram over a vocabulary chosen with DP ([`super::dp_tokenizer`]): exportable
+    DpUnigram,
 }
 
 /// Runs of one character longer than this are cut into pieces of this length before training and
@@ -52,7 +54,7 @@ pub const DEFAULT_MAX_CORPUS_BYTES: u64 = 64 << 20;
 /// characters (before byte-level mapping, where one Japanese character becomes three). The pattern (a
 /// backreference, Oniguruma syntax as HF tokenizers uses) is stored in tokenizer.json, so any HF
 /// tokenizers implementation encodes the same way.
-fn run_cap() -> Split {
+pub(super) fn run_cap() -> Split {
     let pattern = format!("([\\s\\S])\\1{{{}}}|\\S{{{}}}", MAX_RUN - 1, MAX_PIECE);
     Split::new(SplitPattern::Regex(pattern), SplitDelimiterBehavior::Isolated, false)
         .expect("the run pattern is a valid regex")
@@ -80,6 +82,11 @@ fn corpus(texts: &[String], max_bytes: u64) -> Vec<&str> {
     out
 }
 
+/// The pre-tokenizer of the Unigram tokenizers trained here: Metaspace, then runs capped ([`run_cap`]).
+pub(super) fn unigram_pre_tokenizer() -> Sequence {
+    Sequence::new(vec![Metaspace::new('▁', PrependScheme::Always, true).into(), run_cap().into()])
+}
+
 pub struct NoteTokenizer {
     pub tokenizer: Tokenizer,
     /// false when trained on the node's private notes
@@ -94,6 +101,9 @@ struct Sidecar {
     trained_in_node: bool,
     kind: Option<TokenizerKind>,
     vocab_size: usize,
+    /// how a DP vocabulary was chosen (no piece, counts only)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dp: Option<super::dp_tokenizer::DpVocabStats>,
 }
 
 fn sidecar_path(path: &Path) -> std::path::PathBuf {
@@ -114,6 +124,11 @@ impl NoteTokenizer {
         let pad = tokenizer.token_to_id(PAD).unwrap_or(0);
         let sep = tokenizer.token_to_id(SEP).or_else(|| tokenizer.token_to_id("</s>")).unwrap_or(pad);
         NoteTokenizer { tokenizer, exportable, pad, sep }
+    }
+
+    /// A tokenizer whose vocabulary is public or was chosen with DP.
+    pub(super) fn new_exportable(tokenizer: Tokenizer) -> Self {
+        Self::with(tokenizer, true)
     }
 
     /// A user's tokenizer.json. It is exportable unless its sidecar says it was trained in the node.
@@ -156,10 +171,7 @@ impl NoteTokenizer {
         let mut tokenizer = match kind {
             TokenizerKind::Unigram => {
                 let mut t = Tokenizer::new(Unigram::default());
-                t.with_pre_tokenizer(Some(Sequence::new(vec![
-                    Metaspace::new('▁', PrependScheme::Always, true).into(),
-                    run_cap().into(),
-                ])));
+                t.with_pre_tokenizer(Some(unigram_pre_tokenizer()));
                 t.with_decoder(Some(tokenizers::decoders::metaspace::Metaspace::new('▁', PrependScheme::Always, true)));
                 let mut trainer: TrainerWrapper = UnigramTrainerBuilder::default()
                     .show_progress(false)
@@ -171,6 +183,11 @@ impl NoteTokenizer {
                     .into();
                 t.train(&mut trainer, texts.iter().copied()).map_err(err)?;
                 t
+            }
+            TokenizerKind::DpUnigram => {
+                return Err(DataError::Invalid(
+                    "features.train_tokenizer: dp_unigram is trained per subject (data::dp_tokenizer::train)".into(),
+                ))
             }
             TokenizerKind::ByteBpe => {
                 let mut t = Tokenizer::new(BPE::default());
@@ -212,14 +229,20 @@ impl NoteTokenizer {
         Ok((Self::with(t, self.exportable), stats))
     }
 
-    /// Writes tokenizer.json and its sidecar (exportability).
-    pub fn save(&self, path: &Path, kind: Option<TokenizerKind>) -> Result<()> {
+    /// Writes tokenizer.json and its sidecar (exportability; how a DP vocabulary was chosen).
+    pub fn save(
+        &self,
+        path: &Path,
+        kind: Option<TokenizerKind>,
+        dp: Option<&super::dp_tokenizer::DpVocabStats>,
+    ) -> Result<()> {
         self.tokenizer.save(path, false).map_err(|e| tok_err(path, e))?;
         let side = Sidecar {
             exportable: self.exportable,
-            trained_in_node: !self.exportable,
+            trained_in_node: kind.is_some(),
             kind,
             vocab_size: self.tokenizer.get_vocab_size(true),
+            dp: dp.cloned(),
         };
         let side_path = sidecar_path(path);
         std::fs::write(&side_path, serde_json::to_vec_pretty(&side).expect("sidecar serializes"))

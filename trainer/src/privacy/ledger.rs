@@ -63,6 +63,9 @@ pub struct Balance {
     pub committed_epsilon: f64,
     pub settled_runs: usize,
     pub reserved_runs: usize,
+    /// what the runs add to delta outright (DP selections' failure probabilities); the accountant
+    /// composes at `delta` less this
+    pub delta_added: f64,
 }
 
 /// What settling a run recorded.
@@ -79,11 +82,30 @@ pub struct Ledger {
     accountant: AccountantKind,
 }
 
-fn composed_epsilon(kind: AccountantKind, phases: &[Phase], delta: Delta) -> f64 {
+/// Epsilon of `phases` composed, at the budget's delta less what the runs add to delta outright
+/// (`delta_added`: DP selections whose failure probability adds to delta); infinite when nothing of
+/// the budget's delta is left for the accountant.
+fn composed_epsilon(kind: AccountantKind, phases: &[Phase], delta: Delta, delta_added: f64) -> f64 {
+    if phases.is_empty() && delta_added == 0.0 {
+        return 0.0;
+    }
+    let Ok(left) = Delta::new(delta.get() - delta_added) else { return f64::INFINITY };
     if phases.is_empty() {
         return 0.0;
     }
-    accountant::epsilon(kind, phases, delta).epsilon
+    accountant::epsilon(kind, phases, left).epsilon
+}
+
+/// The budget, its delta, the settled and the reserved phases, what every run adds to delta, and the
+/// number of settled and reserved runs, of one (project, dataset).
+struct Loaded {
+    budget: f64,
+    delta: Delta,
+    settled: Vec<Phase>,
+    reserved: Vec<Phase>,
+    delta_added: f64,
+    n_settled: usize,
+    n_reserved: usize,
 }
 
 fn phases_to_json(phases: &[Phase]) -> String {
@@ -119,6 +141,13 @@ impl Ledger {
              CREATE INDEX IF NOT EXISTS runs_by_data ON runs (project, dataset);",
         )
         .map_err(sql)?;
+        // added after the first release: a ledger written before has no delta_added column
+        let has: bool = conn
+            .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'delta_added'", [], |r| r.get(0))
+            .map_err(sql)?;
+        if !has {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN delta_added REAL NOT NULL DEFAULT 0").map_err(sql)?;
+        }
         Ok(Ledger { conn, path: p, accountant })
     }
 
@@ -143,11 +172,7 @@ impl Ledger {
 
     /// Budget, and the phases of every run on (project, dataset): settled runs with what they spent,
     /// reservations with their plans.
-    fn load(
-        tx: &Connection,
-        project: &str,
-        dataset: &str,
-    ) -> Result<Option<(f64, Delta, Vec<Phase>, Vec<Phase>, usize, usize)>, rusqlite::Error> {
+    fn load(tx: &Connection, project: &str, dataset: &str) -> Result<Option<Loaded>, rusqlite::Error> {
         let budget: Option<(f64, f64)> = tx
             .query_row(
                 "SELECT epsilon, delta FROM budgets WHERE project = ?1 AND dataset = ?2",
@@ -156,13 +181,16 @@ impl Ledger {
             )
             .optional()?;
         let Some((eps, delta)) = budget else { return Ok(None) };
-        let mut stmt =
-            tx.prepare("SELECT run_id, state, planned, spent FROM runs WHERE project = ?1 AND dataset = ?2")?;
-        let rows: Vec<(String, String, String, Option<String>)> = stmt
-            .query_map(params![project, dataset], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        let mut stmt = tx.prepare(
+            "SELECT run_id, state, planned, spent, delta_added FROM runs WHERE project = ?1 AND dataset = ?2",
+        )?;
+        let rows: Vec<(String, String, String, Option<String>, f64)> = stmt
+            .query_map(params![project, dataset], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
             .collect::<Result<_, _>>()?;
         let (mut settled, mut reserved, mut n_settled, mut n_reserved) = (Vec::new(), Vec::new(), 0, 0);
-        for (run, state, planned, spent) in rows {
+        let mut delta_added = 0.0;
+        for (run, state, planned, spent, added) in rows {
+            delta_added += added;
             // a record the ledger cannot read is an error, never a zero
             let parse =
                 |s: &str| phases_from_json(&run, s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
@@ -175,11 +203,24 @@ impl Ledger {
             }
         }
         let delta = Delta::new(delta).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(Some((eps, delta, settled, reserved, n_settled, n_reserved)))
+        Ok(Some(Loaded { budget: eps, delta, settled, reserved, delta_added, n_settled, n_reserved }))
     }
 
     /// Reserves `planned` for a new run, or refuses it with how much budget is left.
     pub fn reserve(&mut self, run: &str, project: &str, dataset: &str, planned: &[Phase]) -> Result<f64, LedgerError> {
+        self.reserve_with(run, project, dataset, planned, 0.0)
+    }
+
+    /// [`Ledger::reserve`] for a run that also adds `delta_added` to delta outright (a DP tokenizer's
+    /// selection): the budget's delta less every run's addition is what the accountant composes at.
+    pub fn reserve_with(
+        &mut self,
+        run: &str,
+        project: &str,
+        dataset: &str,
+        planned: &[Phase],
+        delta_added: f64,
+    ) -> Result<f64, LedgerError> {
         let kind = self.accountant;
         let tx = self
             .conn
@@ -191,7 +232,8 @@ impl Ledger {
         if exists {
             return Err(LedgerError::DuplicateRun(run.to_string()));
         }
-        let would_be = Self::admit(kind, &tx, run, project, dataset, planned).map_err(|e| e.with_path(&self.path))?;
+        let would_be =
+            Self::admit(kind, &tx, run, project, dataset, planned, delta_added).map_err(|e| e.with_path(&self.path))?;
         tx.commit().map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })?;
         Ok(would_be)
     }
@@ -205,15 +247,20 @@ impl Ledger {
         project: &str,
         dataset: &str,
         planned: &[Phase],
+        delta_added: f64,
     ) -> Result<f64, LedgerError> {
         let sql = |source| LedgerError::Sqlite { path: String::new(), source };
-        let Some((budget, delta, settled, reserved, _, _)) = Self::load(tx, project, dataset).map_err(sql)? else {
+        let Some(l) = Self::load(tx, project, dataset).map_err(sql)? else {
             return Err(LedgerError::NoBudget { project: project.to_string(), dataset: dataset.to_string() });
         };
-        let mut all: Vec<Phase> = settled.into_iter().chain(reserved).collect();
-        let committed = composed_epsilon(kind, &all, delta);
+        if !(delta_added.is_finite() && delta_added >= 0.0) {
+            return Err(LedgerError::Budget(format!("a run's added delta must be >= 0 (got {delta_added})")));
+        }
+        let budget = l.budget;
+        let mut all: Vec<Phase> = l.settled.into_iter().chain(l.reserved).collect();
+        let committed = composed_epsilon(kind, &all, l.delta, l.delta_added);
         all.extend_from_slice(planned);
-        let would_be = composed_epsilon(kind, &all, delta);
+        let would_be = composed_epsilon(kind, &all, l.delta, l.delta_added + delta_added);
         if would_be > budget {
             return Err(LedgerError::Exhausted {
                 run: run.to_string(),
@@ -226,8 +273,9 @@ impl Ledger {
             });
         }
         tx.execute(
-            "INSERT INTO runs (run_id, project, dataset, state, planned) VALUES (?1, ?2, ?3, 'reserved', ?4)",
-            params![run, project, dataset, phases_to_json(planned)],
+            "INSERT INTO runs (run_id, project, dataset, state, planned, delta_added)
+             VALUES (?1, ?2, ?3, 'reserved', ?4, ?5)",
+            params![run, project, dataset, phases_to_json(planned), delta_added],
         )
         .map_err(sql)?;
         Ok(would_be)
@@ -236,7 +284,7 @@ impl Ledger {
     /// A run that continues with another plan (a resume starting a new phase): its reservation becomes
     /// `planned` (the whole run: the phases already run and the new one), admitted only if the budget
     /// holds it with every other run; refused, the old record stays as it was (one transaction).
-    pub fn replan(&mut self, run: &str, planned: &[Phase]) -> Result<f64, LedgerError> {
+    pub fn replan(&mut self, run: &str, planned: &[Phase], delta_added: f64) -> Result<f64, LedgerError> {
         let kind = self.accountant;
         let path = self.path.clone();
         let sql = |source| LedgerError::Sqlite { path: path.clone(), source };
@@ -250,7 +298,8 @@ impl Ledger {
         let Some((project, dataset)) = row else { return Err(LedgerError::UnknownRun(run.to_string())) };
         // the others' record, without this run's (rolled back with the transaction when refused)
         tx.execute("DELETE FROM runs WHERE run_id = ?1", params![run]).map_err(sql)?;
-        let would_be = Self::admit(kind, &tx, run, &project, &dataset, planned).map_err(|e| e.with_path(&path))?;
+        let would_be =
+            Self::admit(kind, &tx, run, &project, &dataset, planned, delta_added).map_err(|e| e.with_path(&path))?;
         tx.commit().map_err(sql)?;
         Ok(would_be)
     }
@@ -277,29 +326,33 @@ impl Ledger {
             params![run, phases_to_json(spent)],
         )
         .map_err(sql)?;
-        let (budget, delta, settled, reserved, _, _) = Self::load(&tx, &project, &dataset)
+        let l = Self::load(&tx, &project, &dataset)
             .map_err(sql)?
             .ok_or_else(|| LedgerError::NoBudget { project: project.clone(), dataset: dataset.clone() })?;
         tx.commit().map_err(sql)?;
-        let settled_epsilon = composed_epsilon(kind, &settled, delta);
-        let committed: Vec<Phase> = settled.into_iter().chain(reserved).collect();
-        Ok(Settlement { settled_epsilon, over_budget: composed_epsilon(kind, &committed, delta) > budget })
+        let settled_epsilon = composed_epsilon(kind, &l.settled, l.delta, l.delta_added);
+        let committed: Vec<Phase> = l.settled.into_iter().chain(l.reserved).collect();
+        Ok(Settlement {
+            settled_epsilon,
+            over_budget: composed_epsilon(kind, &committed, l.delta, l.delta_added) > l.budget,
+        })
     }
 
     /// Budget and spend of (project, dataset).
     pub fn balance(&self, project: &str, dataset: &str) -> Result<Balance, LedgerError> {
-        let (budget, delta, settled, reserved, n_settled, n_reserved) = Self::load(&self.conn, project, dataset)
+        let l = Self::load(&self.conn, project, dataset)
             .map_err(self.sql())?
             .ok_or_else(|| LedgerError::NoBudget { project: project.to_string(), dataset: dataset.to_string() })?;
-        let settled_epsilon = composed_epsilon(self.accountant, &settled, delta);
-        let all: Vec<Phase> = settled.into_iter().chain(reserved).collect();
+        let settled_epsilon = composed_epsilon(self.accountant, &l.settled, l.delta, l.delta_added);
+        let all: Vec<Phase> = l.settled.into_iter().chain(l.reserved).collect();
         Ok(Balance {
-            budget_epsilon: budget,
-            delta: delta.get(),
+            budget_epsilon: l.budget,
+            delta: l.delta.get(),
             settled_epsilon,
-            committed_epsilon: composed_epsilon(self.accountant, &all, delta),
-            settled_runs: n_settled,
-            reserved_runs: n_reserved,
+            committed_epsilon: composed_epsilon(self.accountant, &all, l.delta, l.delta_added),
+            settled_runs: l.n_settled,
+            reserved_runs: l.n_reserved,
+            delta_added: l.delta_added,
         })
     }
 }

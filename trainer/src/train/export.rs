@@ -195,6 +195,10 @@ fn write_release(
         std::fs::copy(&tok, &to).map_err(|e| io(&to, e))?;
         files.insert("tokenizer.json".to_string(), sha256_file(&to)?);
     }
+    // where the tokenizer came from (its sidecar: trained here or not, the DP selection's parameters);
+    // a user's tokenizer has none
+    let side = run_dir.join("data/tokenizer.medtrain.json");
+    let provenance = if side.is_file() { read_json(&side)? } else { json!({"trained_in_node": false}) };
     let metrics = read_json(&run_dir.join("metrics.json"))?;
     let key = NodeKey::load_or_create(key_path).map_err(|e| TrainError::Invalid(e.to_string()))?;
     let public = key.public_openssh();
@@ -211,6 +215,7 @@ fn write_release(
         "tokenizer": {
             "released": files.contains_key("tokenizer.json"),
             "exportable": run["tokenizer_exportable"],
+            "provenance": provenance,
         },
         "privacy": {
             "epsilon": run["epsilon"],
@@ -224,6 +229,7 @@ fn write_release(
             "assume_one_example_per_subject": run["assume_one_example_per_subject"],
             "phases": ck.history,
             "preparation_phases": ck.plan.prepare_phases,
+            "delta_added_by_preparation": ck.plan.delta_added,
         },
         "data_fingerprint": run["fingerprint"],
         "permit": {"id": run["permit"], "project": run["project"]},

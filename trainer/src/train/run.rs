@@ -172,6 +172,27 @@ pub struct Plan {
     pub accountant: String,
     /// DP releases of the data preparation: (noise multiplier, sample rate, steps)
     pub prepare_phases: Vec<(f64, f64, u64)>,
+    /// what the preparation adds to delta outright (a DP tokenizer's threshold): the accountant
+    /// composes at `delta - delta_added`
+    #[serde(default)]
+    pub delta_added: f64,
+}
+
+impl Plan {
+    /// The delta the accountant composes at: the run's less what the preparation adds outright.
+    pub fn accounting_delta(&self) -> Result<Delta, TrainError> {
+        accounting_delta(self.delta, self.delta_added)
+    }
+}
+
+fn accounting_delta(delta: f64, added: f64) -> Result<Delta, TrainError> {
+    if delta - added <= 0.0 {
+        return Err(TrainError::Invalid(format!(
+            "config key privacy.delta: {delta} leaves nothing for the accountant once the data preparation's DP \
+             selections add {added:.1e} (auto.tokenizer_delta); raise privacy.delta or lower auto.tokenizer_delta"
+        )));
+    }
+    Delta::new(delta - added).map_err(|e| TrainError::Invalid(format!("config key privacy.delta: {e}")))
 }
 
 impl Plan {
@@ -193,6 +214,7 @@ impl Plan {
                 .map_or(self.target_epsilon == o.target_epsilon, |(a, b)| close(a, b))
             && self.accountant == o.accountant
             && close_phases(&self.prepare_phases, &o.prepare_phases)
+            && close(self.delta_added, o.delta_added)
     }
 }
 
@@ -262,8 +284,7 @@ impl<B: Backend> DpRun<B> {
         if phases.is_empty() {
             return Ok((0.0, self.accountant().name()));
         }
-        let delta = Delta::new(self.plan.delta).map_err(|e| TrainError::Invalid(e.to_string()))?;
-        let r = accountant::epsilon(self.accountant(), &phases, delta);
+        let r = accountant::epsilon(self.accountant(), &phases, self.plan.accounting_delta()?);
         Ok((r.epsilon, r.accountant.name()))
     }
 }
@@ -580,7 +601,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         _ => unreachable!("checked with the config"),
     };
     let kind = if p.accountant == "rdp" { AccountantKind::Rdp } else { AccountantKind::Pld };
-    let delta = Delta::new(p.delta).map_err(|e| TrainError::Invalid(format!("config key privacy.delta: {e}")))?;
+    let delta = accounting_delta(p.delta, m.dp_delta_added)?;
     let rate = SampleRate::new(q).map_err(|e| TrainError::Invalid(format!("privacy sample rate: {e}")))?;
     let prep = m.dp_phases.clone();
     let eps_of = |sigma: f64, steps: u64| -> Result<f64, TrainError> {
@@ -652,6 +673,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         planned_epsilon: eps_of(sigma, steps)?,
         accountant: p.accountant.clone(),
         prepare_phases: prep.clone(),
+        delta_added: m.dp_delta_added,
     };
     if let Some(r) = &resume {
         if !r.plan.same_as(&plan) {
@@ -743,9 +765,11 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         let planned = phases_of(planned.iter())?;
         let mut ledger = open_ledger()?;
         let new_phase = resume.as_ref().is_some_and(|r| !r.plan.same_as(&plan));
-        let r = match ledger.reserve(&run_id, &permit.project, &m.fingerprint, &planned) {
+        let r = match ledger.reserve_with(&run_id, &permit.project, &m.fingerprint, &planned, plan.delta_added) {
             // a resumed run keeps its reservation; one starting a new phase re-reserves the whole run
-            Err(LedgerError::DuplicateRun(_)) if new_phase => ledger.replan(&run_id, &planned).map(|_| ()),
+            Err(LedgerError::DuplicateRun(_)) if new_phase => {
+                ledger.replan(&run_id, &planned, plan.delta_added).map(|_| ())
+            }
             Err(LedgerError::DuplicateRun(_)) if resume.is_some() => Ok(()),
             other => other.map(|_| ()),
         };
@@ -956,6 +980,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
             "sites": ev.sites,
             "privacy": {
                 "epsilon": eps, "delta": p.delta, "accountant": acct, "noise_multiplier": sigma,
+                "delta_added_by_preparation": m.dp_delta_added,
                 "sample_rate": q, "steps": run.steps(), "clip_norm": p.clip_norm, "unit": summary.unit,
                 "assume_one_example_per_subject": p.assume_one_example_per_subject,
                 "max_examples_per_subject": p.max_examples_per_subject,

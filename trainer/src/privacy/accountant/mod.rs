@@ -10,7 +10,7 @@
 pub mod calibrate;
 pub mod pld;
 pub mod rdp;
-mod special;
+pub mod special;
 
 /// sigma: the noise standard deviation divided by the clip norm. Finite and > 0.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
