@@ -279,6 +279,44 @@ fn demo_trains_the_demo_config_and_ends_with_the_report() {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--subjects"));
 }
 
+/// A portable run replays bit for bit with the AVX2 paths forced (as on a machine without AVX-512),
+/// and with the CPU's own paths; its record says its bits depend on x86-64-v3 alone.
+#[test]
+fn a_portable_run_replays_bit_for_bit_on_the_avx2_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config("demo", tmp.path(), &[("epochs = 20", "steps = 12\nportable = true")]);
+    let run = tmp.path().join("run");
+    let t = train(&cfg, &run, &[]);
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["portable"], true);
+    assert_eq!(record["cpu_features"], serde_json::json!(["x86-64-v3"]));
+    for isa in ["avx2", "native"] {
+        let r = node(tmp.path())
+            .env("MEDTRAIN_CPU_ISA", isa)
+            .arg("reproduce")
+            .arg(&run)
+            .args(["--threads", "1", "--json"])
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{isa}: {}", String::from_utf8_lossy(&r.stderr));
+        let v = last_json(&r);
+        assert_eq!(v["matches"], true, "{isa}: {v}");
+        assert_eq!(v["portable"], true);
+    }
+    // the forced paths are real: on an AVX-512 machine a run that is not portable does not replay on them
+    let cfg = config("demo", tmp.path(), &[("epochs = 20", "steps = 12")]);
+    let run = tmp.path().join("run-native");
+    let t = train(&cfg, &run, &[]);
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    if record["cpu_features"].as_array().unwrap().iter().any(|f| f == "avx512f") {
+        let r = node(tmp.path()).env("MEDTRAIN_CPU_ISA", "avx2").arg("reproduce").arg(&run).arg("--json").output().unwrap();
+        assert_eq!(r.status.code(), Some(4), "{}", String::from_utf8_lossy(&r.stderr));
+        assert!(last_json(&r)["first_difference"].is_string());
+    }
+}
+
 #[test]
 fn reproduce_replays_a_run_bit_for_bit_from_its_sealed_record() {
     let tmp = tempfile::tempdir().unwrap();

@@ -66,8 +66,8 @@ unsafe fn blocks_avx512(key: &[u32; 8], stream: u64, counter: u64, out: &mut Blo
 /// Blocks `counter .. counter + 16` of the keystream of (key, stream).
 pub fn blocks(key: &[u32; 8], stream: u64, counter: u64, out: &mut Blocks) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F (checked just above)
+    if super::isa::avx512() {
+        // SAFETY: the CPU supports AVX-512F (isa::avx512 checked it)
         return unsafe { blocks_avx512(key, stream, counter, out) };
     }
     blocks_impl(key, stream, counter, out)

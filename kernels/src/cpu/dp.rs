@@ -71,7 +71,7 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 }
 
 fn group_sq_norm(
-    threads: usize,
+    exec: matmul::Exec,
     x: &[f32],
     dy: &[f32],
     d_in: usize,
@@ -81,12 +81,12 @@ fn group_sq_norm(
     if d_in == 0 || d_out == 0 {
         return Ok(0.0);
     }
-    with_scratch(|s| group_sq_norm_with(s, threads, x, dy, d_in, d_out, strategy))
+    with_scratch(|s| group_sq_norm_with(s, exec, x, dy, d_in, d_out, strategy))
 }
 
 fn group_sq_norm_with(
     s: &mut Scratch,
-    threads: usize,
+    exec: matmul::Exec,
     x: &[f32],
     dy: &[f32],
     d_in: usize,
@@ -131,14 +131,14 @@ fn group_sq_norm_with(
         }
         (&xc[..], &dyc[..])
     };
-    materialized_sq_norm(threads, gx, bias, x, dy, n, d_in, d_out)
+    materialized_sq_norm(exec, gx, bias, x, dy, n, d_in, d_out)
 }
 
 /// `||X^T dY||_F^2 + ||1^T dY||^2` for x: [n, Din], dy: [n, Dout], with `g` as the gradient's scratch.
 /// A failed gemm is returned, never skipped: the scratch would still hold an earlier group's gradient.
 #[allow(clippy::too_many_arguments)]
 fn materialized_sq_norm(
-    threads: usize,
+    exec: matmul::Exec,
     g: &mut Vec<f32>,
     bias: &mut Vec<f64>,
     x: &[f32],
@@ -149,7 +149,7 @@ fn materialized_sq_norm(
 ) -> Result<f64> {
     let g = sized(g, d_in * d_out);
     matmul::gemm(
-        threads,
+        exec,
         g,
         MatView::row_major(0, d_out),
         x,
@@ -267,8 +267,8 @@ fn gram_lower(g: &mut [f32], at: &[f32], n: usize, np: usize, k: usize) {
     assert!(np % TILE_J == 0 && np >= n && at.len() >= k * np && g.len() >= n * np, "gram_lower: inconsistent sizes");
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F is present (checked); all reads are within at[..k*np] since i0 + 8 <= np
+        if super::isa::avx512() {
+            // SAFETY: AVX-512F is present (isa::avx512 checked it); all reads are within at[..k*np] since i0 + 8 <= np
             // and j0 + 16 <= np, all writes within g[..n*np] (asserted above)
             return unsafe { gram_lower_avx512(g, at, n, np, k) };
         }
@@ -295,7 +295,7 @@ fn ghost_from_lower(gx: &[f32], gy: &[f32], n: usize, np: usize) -> f64 {
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_group_sq_norms(
-    threads: usize,
+    exec: matmul::Exec,
     out: &mut [f32],
     x: &[f32],
     dy: &[f32],
@@ -309,19 +309,19 @@ pub(crate) fn linear_group_sq_norms(
     check_len("linear_group_sq_norms", "out", groups.groups(), out.len())?;
     check_len("linear_group_sq_norms", "x", rows * d_in, x.len())?;
     check_len("linear_group_sq_norms", "dy", rows * d_out, dy.len())?;
-    let one = |g: usize, t: usize| {
+    let one = |g: usize, t: matmul::Exec| {
         let r = groups.rows(g, rows_per_example);
         group_sq_norm(t, &x[r.start * d_in..r.end * d_in], &dy[r.start * d_out..r.end * d_out], d_in, d_out, strategy)
     };
     // on an error `out` is left partly updated: the caller drops the step
-    if groups.groups() >= 2 * threads {
+    if groups.groups() >= 2 * exec.threads {
         out.par_iter_mut().enumerate().try_for_each(|(g, o)| {
-            *o += one(g, 1)? as f32;
+            *o += one(g, matmul::Exec { threads: 1, ..exec })? as f32;
             Ok(())
         })
     } else {
         for (g, o) in out.iter_mut().enumerate() {
-            *o += one(g, threads)? as f32;
+            *o += one(g, exec)? as f32;
         }
         Ok(())
     }
@@ -329,6 +329,7 @@ pub(crate) fn linear_group_sq_norms(
 
 #[cfg(test)]
 mod tests {
+    const ONE: super::matmul::Exec = super::matmul::Exec { threads: 1, portable: false };
     use super::*;
 
     #[test]
@@ -356,8 +357,8 @@ mod tests {
         {
             let x: Vec<f32> = (0..n * d_in).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
             let dy: Vec<f32> = (0..n * d_out).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
-            let a = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Ghost).unwrap();
-            let b = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
+            let a = group_sq_norm(ONE, &x, &dy, d_in, d_out, NormStrategy::Ghost).unwrap();
+            let b = group_sq_norm(ONE, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
             assert!((a - b).abs() <= 1e-4 * b.abs(), "n={n} d_in={d_in} d_out={d_out}: ghost {a} vs materialized {b}");
         }
     }
@@ -371,7 +372,7 @@ mod tests {
         let mut bias = Vec::new();
         let x = vec![0.5f32; n * d_in];
         let dy = vec![0.25f32; n * d_out - 1];
-        let r = materialized_sq_norm(1, &mut g, &mut bias, &x, &dy, n, d_in, d_out);
+        let r = materialized_sq_norm(ONE, &mut g, &mut bias, &x, &dy, n, d_in, d_out);
         assert!(matches!(r, Err(crate::KernelError::Shape { op: "gemm", .. })), "{r:?}");
     }
 
@@ -382,10 +383,10 @@ mod tests {
         let (n, d_in, d_out) = (6, 40, 30);
         let x: Vec<f32> = (0..n * d_in).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
         let dy: Vec<f32> = (0..n * d_out).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
-        let plain = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
+        let plain = group_sq_norm(ONE, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
         let nested = with_scratch(|outer| {
-            let inner = group_sq_norm(1, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
-            let again = group_sq_norm_with(outer, 1, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
+            let inner = group_sq_norm(ONE, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
+            let again = group_sq_norm_with(outer, ONE, &x, &dy, d_in, d_out, NormStrategy::Materialize).unwrap();
             assert_eq!(inner.to_bits(), again.to_bits());
             inner
         });

@@ -7,6 +7,7 @@ mod dp;
 mod elementwise;
 mod embedding;
 mod gru;
+pub mod isa;
 mod layer_norm;
 pub mod math;
 mod matmul;
@@ -25,6 +26,8 @@ use std::sync::Arc;
 pub struct Cpu {
     pool: Arc<rayon::ThreadPool>,
     threads: usize,
+    /// matmul in the blocking that gives the same bits on any x86-64-v3 machine ([`matmul`])
+    portable: bool,
 }
 
 impl Cpu {
@@ -36,7 +39,23 @@ impl Cpu {
             .thread_name(|i| format!("medtrain-cpu-{i}"))
             .build()
             .map_err(|e| KernelError::Device(format!("cannot start {threads} CPU threads: {e}")))?;
-        Ok(Cpu { pool: Arc::new(pool), threads })
+        Ok(Cpu { pool: Arc::new(pool), threads, portable: false })
+    }
+
+    /// The same device with matmul in portable blocking (`true`): the same bits on any x86-64-v3
+    /// machine, with or without AVX-512 and whatever its caches (see `matmul.rs`). Everything else the
+    /// backend does already gives the same bits on every x86-64-v3 machine.
+    pub fn portable(mut self, on: bool) -> Self {
+        self.portable = on;
+        self
+    }
+
+    pub fn is_portable(&self) -> bool {
+        self.portable
+    }
+
+    fn exec(&self) -> matmul::Exec {
+        matmul::Exec { threads: self.threads, portable: self.portable }
     }
 
     fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
@@ -128,7 +147,7 @@ impl Backend for Cpu {
         bv: MatView,
         g: Gemm,
     ) -> Result<()> {
-        self.run(|| matmul::gemm(self.threads, c, cv, a, av, b, bv, g))
+        self.run(|| matmul::gemm(self.exec(), c, cv, a, av, b, bv, g))
     }
 
     fn broadcast_rows(&self, y: &mut Vec<f32>, bias: &Vec<f32>, rows: usize) -> Result<()> {
@@ -400,7 +419,7 @@ impl Backend for Cpu {
         strategy: NormStrategy,
     ) -> Result<()> {
         self.run(|| {
-            dp::linear_group_sq_norms(self.threads, out, x, dy, d_in, d_out, groups, rows_per_example, strategy)
+            dp::linear_group_sq_norms(self.exec(), out, x, dy, d_in, d_out, groups, rows_per_example, strategy)
         })
     }
 

@@ -92,8 +92,8 @@ unsafe fn transform_avx512(b: &Blocks, out: &mut [f32; BATCH]) {
 
 fn transform(b: &Blocks, out: &mut [f32; BATCH]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F (checked just above)
+    if super::isa::avx512() {
+        // SAFETY: the CPU supports AVX-512F (isa::avx512 checked it)
         return unsafe { transform_avx512(b, out) };
     }
     transform_impl(b, out)

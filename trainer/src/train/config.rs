@@ -241,6 +241,10 @@ pub struct TrainSection {
     /// examples per forward pass when evaluating
     #[serde(default = "eval_batch")]
     pub eval_batch: usize,
+    /// the same bits on any x86-64-v3 machine (AVX2 + FMA, with or without AVX-512, whatever its
+    /// caches): matmul in fixed k blocks, lane-reducing shapes on the AVX2 kernels
+    #[serde(default)]
+    pub portable: bool,
 }
 
 fn checkpoint_every() -> u64 {
@@ -267,6 +271,7 @@ impl Default for TrainSection {
             threads: threads(),
             backend: cpu(),
             eval_batch: eval_batch(),
+            portable: false,
         }
     }
 }

@@ -4,8 +4,11 @@
 //! The replay reads the run's resolved config, the data it was trained on (`RUN/data`, or the prepared
 //! input it read), and the noise key and sampler seed its checkpoint keeps inside the node (never in a
 //! release); it trains into a temporary directory and compares the final weights with the run's. The
-//! bits depend on the CPU features the backend picks its paths by (gemm's AVX-512 or AVX2 kernels):
-//! the run's record states them, and a replay on a CPU with other features says so when it differs.
+//! bits depend on the CPU features the backend picks its paths by (gemm's AVX-512 or AVX2 kernels and
+//! its cache-sized k blocks): the run's record states them, and a replay on a CPU with other features
+//! says so when it differs. A run with `train.portable = true` depends on the x86-64-v3 baseline only
+//! and replays bit for bit on any such machine (`MEDTRAIN_CPU_ISA=avx2` forces the AVX2 paths, as on a
+//! CPU without AVX-512).
 
 use super::checkpoint;
 use super::run::{self, io, RunOptions, TrainError};
@@ -23,6 +26,7 @@ pub struct Reproduction {
     pub steps: u64,
     pub recorded_cpu_features: Vec<String>,
     pub cpu_features: Vec<&'static str>,
+    pub portable: bool,
 }
 
 pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction, TrainError> {
@@ -91,7 +95,8 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
             recorded_cpu_features: record["cpu_features"]
                 .as_array()
                 .map_or(vec![], |a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()),
-            cpu_features: run::cpu_features(),
+            cpu_features: run::cpu_features(s.portable),
+            portable: s.portable,
         })
     })();
     let _ = std::fs::remove_dir_all(&tmp);

@@ -108,14 +108,23 @@ pub struct RunSummary {
     pub code_version: String,
     /// the CPU features the bits of this run depend on (gemm and the kernels pick their paths by them)
     pub cpu_features: Vec<&'static str>,
+    /// trained in the portable mode (`train.portable`)
+    pub portable: bool,
     /// the permit that covers the data, its project, and whether the settled spend is over its budget
     pub permit: PathBuf,
     pub project: String,
     pub over_budget: bool,
 }
 
-/// The x86-64 features the CPU backend's paths depend on, as detected now.
-pub fn cpu_features() -> Vec<&'static str> {
+/// The x86-64 features the CPU backend's bits depend on, as the kernels use them now: AVX-512 only
+/// where the CPU has it and `MEDTRAIN_CPU_ISA` does not force AVX2. A portable run's bits depend on
+/// the x86-64-v3 baseline alone (`train.portable`); a run that is not portable also depends on gemm's
+/// view of the caches (its k blocks), which is not a feature flag: it replays bit for bit on the same
+/// CPU model.
+pub fn cpu_features(portable: bool) -> Vec<&'static str> {
+    if portable {
+        return vec!["x86-64-v3"];
+    }
     let mut v = vec![];
     #[cfg(target_arch = "x86_64")]
     {
@@ -125,7 +134,7 @@ pub fn cpu_features() -> Vec<&'static str> {
         if std::arch::is_x86_feature_detected!("fma") {
             v.push("fma");
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if kernels::cpu::isa::avx512() {
             v.push("avx512f");
         }
     }
@@ -436,7 +445,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
     if !(1..=256).contains(&threads) {
         return Err(TrainError::Invalid(format!("--threads {threads}: expected 1 to 256")));
     }
-    let be = Cpu::new(threads)?;
+    let be = Cpu::new(threads)?.portable(cfg.train.portable);
     let run_dir = match &opts.run_dir {
         Some(d) => d.clone(),
         None if opts.resume => {
@@ -943,7 +952,8 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         tokenizer_exportable: if text.is_some() { m.tokenizer_exportable } else { None },
         fingerprint: m.fingerprint.clone(),
         code_version: code_version(),
-        cpu_features: cpu_features(),
+        cpu_features: cpu_features(cfg.train.portable),
+        portable: cfg.train.portable,
         permit: permit_path.clone(),
         project: permit.project.clone(),
         over_budget,
