@@ -12,5 +12,6 @@ mod cli_privacy;
 pub mod data;
 pub mod model;
 pub mod privacy;
+pub mod staging;
 pub mod tensors;
 pub mod train;

@@ -6,7 +6,7 @@
 mod common;
 use common::cli::{bin, config, last_json, node, train};
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 /// `medtrain export` on the node of `tmp` (its permits and ledger).
 fn export(tmp: &Path, run: &Path, out: &Path, key: &Path) -> Output {
@@ -299,4 +299,75 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
     std::fs::write(&file, text).unwrap();
     let o = bin().env("MEDTRAIN_HOME", &fresh).args(["permit", "show"]).arg(&file).output().unwrap();
     assert!(!o.status.success() && err(&o).contains("not signed by this node"), "{}", err(&o));
+}
+
+/// kill -9 at any point of an export (its key made on first use, the release staged and renamed)
+/// leaves either no release or a complete one that verifies, a key that is whole or absent, no staging
+/// left once an export of the same name ends, and the ledger as it was: export spends nothing.
+#[test]
+fn an_export_killed_at_any_point_leaves_no_half_release_no_broken_key_and_the_ledger_unchanged() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config("lab-gru", tmp.path(), &[SHORT]);
+    let run = tmp.path().join("run");
+    let t = train(&cfg, &run, &[]);
+    assert!(t.status.success(), "{}", err(&t));
+    let budget = || {
+        let o = node(tmp.path()).args(["budget", "show", "--json"]).output().unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let before = budget();
+    // how long one export takes here, to spread the kills over it (with its own key, made on first use)
+    let timing = tmp.path().join("timing");
+    let started = Instant::now();
+    let o = export(tmp.path(), &run, &timing, &tmp.path().join("timing-key"));
+    assert!(o.status.success(), "{}", err(&o));
+    let full = started.elapsed();
+    let rel = tmp.path().join("release");
+    let keys = tmp.path().join("keys");
+    let key = keys.join("node_ed25519");
+    for i in 0..12u32 {
+        let child = node(tmp.path())
+            .arg("export")
+            .arg(&run)
+            .arg("--out")
+            .arg(&rel)
+            .arg("--key-file")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut child = child;
+        std::thread::sleep(full.mul_f64(i as f64 / 10.0) + Duration::from_millis(2 * i as u64));
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        let _ = child.wait();
+        if rel.exists() {
+            let v = verify(&rel);
+            assert!(v.status.success(), "kill {i}: a release was left that does not verify: {}", err(&v));
+            std::fs::remove_dir_all(&rel).unwrap();
+        }
+        if key.exists() {
+            // whole: it signs a release that verifies
+            let probe = tmp.path().join(format!("probe-{i}"));
+            let o = export(tmp.path(), &run, &probe, &key);
+            assert!(o.status.success(), "kill {i}: the key left is broken: {}", err(&o));
+            assert!(verify(&probe).status.success());
+        }
+    }
+    let o = export(tmp.path(), &run, &rel, &key);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(verify(&rel).status.success());
+    let leftovers = |dir: &Path, name: &str| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!(".{name}.partial-")))
+            .count()
+    };
+    assert_eq!(leftovers(tmp.path(), "release"), 0, "staging left beside the release");
+    assert_eq!(leftovers(&keys, "node_ed25519"), 0, "a staged key left");
+    assert_eq!(budget(), before, "export changed the ledger");
 }

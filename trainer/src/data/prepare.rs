@@ -723,7 +723,8 @@ fn channels(
 pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manifest>)> {
     let name = out.file_name().ok_or_else(|| DataError::io(out, "the output needs a directory name"))?;
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let staging = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+    crate::staging::remove_stale(parent, &name.to_string_lossy());
+    let staging = crate::staging::partial(parent, &name.to_string_lossy());
     let result = prepare_into(config, &staging);
     if matches!(result, Ok((_, Some(_)))) {
         if let Err(e) = publish(&staging, out) {

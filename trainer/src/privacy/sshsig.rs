@@ -103,22 +103,32 @@ impl NodeKey {
         let key = NodeKey { signing: SigningKey::from_bytes(&seed) };
         let text = key.private_openssh(u32::from_be_bytes(check));
 
-        let mut file = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-            Ok(file) => file,
-            // another process created it between our check and now: use theirs
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Self::load(path),
-            Err(source) => return Err(io_err(source)),
-        };
-        let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
+        // written whole under a staging name, then linked into place: a process killed at any point
+        // leaves either no key or a complete one (a half-written key would be refused at every start);
+        // link fails when another process put its key there first, and theirs is used
+        let dir = parent.unwrap_or(Path::new("."));
+        let name = path.file_name().map_or("node_ed25519".into(), |n| n.to_string_lossy().into_owned());
+        crate::staging::remove_stale(dir, &name);
+        let tmp = crate::staging::partial(dir, &name);
+        let _ = fs::remove_file(&tmp);
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()));
         if let Err(source) = written {
-            drop(file);
-            // a half-written key would be refused on every later start: remove it so the next start
-            // makes a new one
-            let _ = fs::remove_file(path);
+            let _ = fs::remove_file(&tmp);
             return Err(io_err(source));
         }
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Self::load(path),
+            Err(source) => return Err(io_err(source)),
+        }
         // the new directory entry must survive a crash too, or the next start signs with another key
-        let dir = parent.unwrap_or(Path::new("."));
         File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
         Ok(key)
     }

@@ -144,11 +144,10 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    let stage = parent.join(format!(
-        ".{}.partial-{}",
-        out.file_name().map_or("release".into(), |n| n.to_string_lossy().into_owned()),
-        std::process::id()
-    ));
+    let name = out.file_name().map_or("release".into(), |n| n.to_string_lossy().into_owned());
+    // an export killed before its rename left its staging directory: gone now
+    crate::staging::remove_stale(parent, &name);
+    let stage = crate::staging::partial(parent, &name);
     let _ = std::fs::remove_dir_all(&stage);
     std::fs::create_dir(&stage).map_err(|e| io(&stage, e))?;
     let result = write_release(run_dir, &stage, key_path, &run, &sealed, &ck);
