@@ -30,7 +30,7 @@ pub enum LedgerError {
         would_be: f64,
         remaining: f64,
     },
-    #[error("run '{0}' is already in the ledger")]
+    #[error("run '{0}' is already in the ledger: a run directory is one run, even after it is deleted; use a new --run-dir, or --resume to continue it")]
     DuplicateRun(String),
     #[error("run '{0}' has no reservation in the ledger")]
     UnknownRun(String),

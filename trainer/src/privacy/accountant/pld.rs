@@ -333,6 +333,17 @@ impl Pmf {
 
 /// The composed PMFs (remove, add) of `phases`, refusing any PMF over `max_points` grid points.
 fn composed(phases: &[Phase], h: f64, max_points: usize) -> Result<[Pmf; 2], PldError> {
+    // phases of one mechanism (the same sigma and q: runs of one config in the ledger, a resumed run)
+    // are one phase of all their steps: composition commutes, and one self-composition by squaring is
+    // far cheaper than composing each (the ledger composes every run on a dataset)
+    let mut merged: Vec<Phase> = Vec::with_capacity(phases.len());
+    for p in phases {
+        match merged.iter_mut().find(|m| m.noise_multiplier == p.noise_multiplier && m.sample_rate == p.sample_rate) {
+            Some(m) => m.steps = m.steps.saturating_add(p.steps),
+            None => merged.push(*p),
+        }
+    }
+    let phases = &merged[..];
     let one = |adjacency: Adjacency| -> Result<Pmf, PldError> {
         let mut acc: Option<Pmf> = None;
         for p in phases {
