@@ -44,7 +44,9 @@ pub const MAX_PIECE_CHARS: usize = 12;
 
 /// A subject's notes count up to this many bytes (the first ones, in the order given): bounds the
 /// time and memory one subject can take, and is a function of that subject's notes only.
-pub const SUBJECT_TEXT_BYTES: usize = 256 << 10;
+/// (At most [`MAX_PIECE_CHARS`] candidates per character: a subject's count table stays under ~50 MB
+/// however random its text.)
+pub const SUBJECT_TEXT_BYTES: usize = 64 << 10;
 
 /// Entries of the vocabulary that do not come from the data: the special tokens and the 256 bytes.
 pub const FIXED_ENTRIES: usize = 3 + 256;
@@ -233,6 +235,24 @@ fn build(pieces: &[(String, f64)]) -> Result<NoteTokenizer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn degenerate_notes_give_a_working_tokenizer() {
+        let params = DpTokenizerParams { noise_multiplier: 4.0, pieces_per_subject: 32, delta: 1e-7, vocab_size: 1000 };
+        let source = NoiseSource::seeded([1; 32]);
+        let delta = Delta::new(1e-5).unwrap();
+        // no text at all: only the fixed entries, and text still encodes (through bytes)
+        let (tok, rel, stats) = train(&[vec![], vec!["   ", "\n"]], params, delta, &source).unwrap();
+        assert_eq!((stats.subjects, stats.kept, tok.vocab_size()), (0, 0, FIXED_ENTRIES));
+        assert_eq!(rel.noise_multiplier, 4.0);
+        assert!(!tok.tokenizer.encode("何か text", false).unwrap().get_ids().is_empty());
+        // a megabyte of one character and of random-looking text in one subject: bounded, no panic
+        let run = "=".repeat(1 << 20);
+        let noise: String = (0..(1u32 << 18)).map(|i| char::from_u32(0x4E00 + (i.wrapping_mul(2654435761) >> 20) % 20000).unwrap()).collect();
+        let (tok, _, stats) = train(&[vec![&run], vec![&noise]], params, delta, &source).unwrap();
+        assert_eq!(stats.subjects, 2);
+        assert!(stats.kept == 0 && tok.vocab_size() == FIXED_ENTRIES, "{stats:?}");
+    }
 
     #[test]
     fn upper_quantile_matches_known_values() {
