@@ -71,7 +71,7 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                 .map(|&(s, q, n)| Phase::new(s, q, n))
                 .collect::<Result<_, _>>()?;
             let kind = if ck.plan.accountant == "rdp" { AccountantKind::Rdp } else { AccountantKind::Pld };
-            let id = std::path::absolute(&run)?.display().to_string();
+            let id = crate::train::run::run_id(&run);
             let st = Ledger::open(&permit::ledger_path(), kind)?.settle(&id, &phases)?;
             println!(
                 "{}: settled at epsilon {:.4} ({} steps){}",

@@ -411,7 +411,7 @@ fn notes_tokenize_newest_first_with_a_tokenizer_trained_in_the_node() {
         // save: the sidecar marks it non-exportable, and loading keeps the mark
         let out = tempfile::tempdir().unwrap();
         let p = out.path().join("tokenizer.json");
-        tok.save(&p, Some(kind)).unwrap();
+        tok.save(&p, Some(kind), None).unwrap();
         let back = NoteTokenizer::load(&p).unwrap();
         assert!(!back.exportable);
         std::fs::remove_file(out.path().join("tokenizer.medtrain.json")).unwrap();

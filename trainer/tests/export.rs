@@ -370,4 +370,9 @@ fn an_export_killed_at_any_point_leaves_no_half_release_no_broken_key_and_the_le
     assert_eq!(leftovers(tmp.path(), "release"), 0, "staging left beside the release");
     assert_eq!(leftovers(&keys, "node_ed25519"), 0, "a staged key left");
     assert_eq!(budget(), before, "export changed the ledger");
+    // a run directory this node's ledger does not know (another node's, or moved) is refused
+    let copy = tmp.path().join("run-elsewhere");
+    assert!(Command::new("cp").arg("-a").arg(&run).arg(&copy).status().unwrap().success());
+    let o = export(tmp.path(), &copy, &tmp.path().join("release-copy"), &key);
+    assert!(!o.status.success() && err(&o).contains("no record of the run"), "{}", err(&o));
 }

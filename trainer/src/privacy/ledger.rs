@@ -338,6 +338,14 @@ impl Ledger {
         })
     }
 
+    /// The state of a run in this ledger (`reserved`, `settled`), or `None` when it has no record.
+    pub fn run_state(&self, run: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row("SELECT state FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))
+            .optional()
+            .map_err(self.sql())
+    }
+
     /// Budget and spend of (project, dataset).
     pub fn balance(&self, project: &str, dataset: &str) -> Result<Balance, LedgerError> {
         let l = Self::load(&self.conn, project, dataset)

@@ -105,6 +105,32 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
             permit.expires
         )));
     }
+    // the run must be this node's: its ledger holds the run, settled (a directory trained on another
+    // node, or moved since, has no record here)
+    let run_id = super::run::run_id(run_dir);
+    let ledger_path = crate::privacy::permit::ledger_path();
+    let state = crate::privacy::ledger::Ledger::open(&ledger_path, crate::privacy::accountant::AccountantKind::Pld)
+        .and_then(|l| l.run_state(&run_id))
+        .map_err(|e| refuse(e.to_string()))?;
+    match state.as_deref() {
+        Some("settled") => {}
+        Some(_) => {
+            return Err(refuse(format!(
+                "{}: the run's spend is not settled in the ledger ({}); settle it with medtrain permit settle {}",
+                run_dir.display(),
+                ledger_path.display(),
+                run_dir.display()
+            )))
+        }
+        None => {
+            return Err(refuse(format!(
+                "{}: this node's ledger ({}) has no record of the run: it was trained on another node or its \
+                 directory was moved; export it on the node that trained it, from where it was trained",
+                run_dir.display(),
+                ledger_path.display()
+            )))
+        }
+    }
     if flag("over_budget") == Some(true) {
         return Err(refuse(format!(
             "{}: the run spent more than the permit's budget left ({}); it cannot be released",

@@ -141,6 +141,16 @@ pub fn cpu_features(portable: bool) -> Vec<&'static str> {
     v
 }
 
+/// A run's id in the ledger: its directory's canonical path (symlinks and `..` resolved, so every
+/// spelling of the directory names the same run), or the absolute path when it cannot be resolved.
+pub fn run_id(run_dir: &Path) -> String {
+    std::fs::canonicalize(run_dir)
+        .or_else(|_| std::path::absolute(run_dir))
+        .unwrap_or_else(|_| run_dir.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// The code version: the package version and the git commit it was built from.
 pub fn code_version() -> String {
     let commit = env!("MEDTRAIN_GIT_COMMIT");
@@ -763,7 +773,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
             permit_path.display()
         )));
     }
-    let run_id = std::path::absolute(&run_dir).unwrap_or_else(|_| run_dir.clone()).display().to_string();
+    let run_id = run_id(&run_dir);
     let charged = !opts.no_dp && opts.replay.is_none();
     let open_ledger = || Ledger::open(&permit::ledger_path(), kind).map_err(|e| TrainError::Invalid(e.to_string()));
     if charged {
