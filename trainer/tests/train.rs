@@ -311,7 +311,8 @@ fn a_portable_run_replays_bit_for_bit_on_the_avx2_paths() {
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
     if record["cpu_features"].as_array().unwrap().iter().any(|f| f == "avx512f") {
-        let r = node(tmp.path()).env("MEDTRAIN_CPU_ISA", "avx2").arg("reproduce").arg(&run).arg("--json").output().unwrap();
+        let r =
+            node(tmp.path()).env("MEDTRAIN_CPU_ISA", "avx2").arg("reproduce").arg(&run).arg("--json").output().unwrap();
         assert_eq!(r.status.code(), Some(4), "{}", String::from_utf8_lossy(&r.stderr));
         assert!(last_json(&r)["first_difference"].is_string());
     }

@@ -86,8 +86,30 @@ unsafe fn product(
                         { k3::H_M },
                         { k3::H_N },
                     >(
-                        simd, m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, alpha,
-                        beta, false, false, false, fma, &k3::UKR, &k3::H_UKR, false, par,
+                        simd,
+                        m,
+                        n,
+                        k,
+                        dst,
+                        dst_cs,
+                        dst_rs,
+                        read_dst,
+                        lhs,
+                        lhs_cs,
+                        lhs_rs,
+                        rhs,
+                        rhs_cs,
+                        rhs_rs,
+                        alpha,
+                        beta,
+                        false,
+                        false,
+                        false,
+                        fma,
+                        &k3::UKR,
+                        &k3::H_UKR,
+                        false,
+                        par,
                     );
                 }
             }
@@ -103,8 +125,30 @@ unsafe fn product(
                         { k4::H_M },
                         { k4::H_N },
                     >(
-                        simd, m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, alpha,
-                        beta, false, false, false, fma, &k4::UKR, &k4::H_UKR, false, par,
+                        simd,
+                        m,
+                        n,
+                        k,
+                        dst,
+                        dst_cs,
+                        dst_rs,
+                        read_dst,
+                        lhs,
+                        lhs_cs,
+                        lhs_rs,
+                        rhs,
+                        rhs_cs,
+                        rhs_rs,
+                        alpha,
+                        beta,
+                        false,
+                        false,
+                        false,
+                        fma,
+                        &k4::UKR,
+                        &k4::H_UKR,
+                        false,
+                        par,
                     );
                 }
             }
@@ -344,7 +388,10 @@ mod tests {
                         .sum();
                     let want = if read { alpha as f64 * c0[i * n + j] as f64 } else { 0.0 } + beta as f64 * dot;
                     let got = narrow[i * n + j] as f64;
-                    assert!((got - want).abs() <= 1e-5 * (k as f64).sqrt() * 4.0, "case {case} ({i},{j}): {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (k as f64).sqrt() * 4.0,
+                        "case {case} ({i},{j}): {got} vs {want}"
+                    );
                 }
             }
         }

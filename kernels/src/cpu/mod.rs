@@ -418,9 +418,7 @@ impl Backend for Cpu {
         rows_per_example: usize,
         strategy: NormStrategy,
     ) -> Result<()> {
-        self.run(|| {
-            dp::linear_group_sq_norms(self.exec(), out, x, dy, d_in, d_out, groups, rows_per_example, strategy)
-        })
+        self.run(|| dp::linear_group_sq_norms(self.exec(), out, x, dy, d_in, d_out, groups, rows_per_example, strategy))
     }
 
     fn add_normal(&self, buf: &mut Vec<f32>, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()> {

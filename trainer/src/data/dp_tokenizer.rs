@@ -182,7 +182,15 @@ pub fn train(
         let mut one = [0.0];
         release::gaussian("tokenizer_vocabulary", &mut one, 1.0, params.noise_multiplier, accounting_delta, source, 0)
     } else {
-        release::gaussian("tokenizer_vocabulary", &mut values, 1.0, params.noise_multiplier, accounting_delta, source, 0)
+        release::gaussian(
+            "tokenizer_vocabulary",
+            &mut values,
+            1.0,
+            params.noise_multiplier,
+            accounting_delta,
+            source,
+            0,
+        )
     }
     .map_err(|e| DataError::Invalid(format!("auto.tokenizer_noise_multiplier: {e}")))?;
     let rho = threshold(params.noise_multiplier, k, params.delta);
@@ -248,7 +256,9 @@ mod tests {
         assert!(!tok.tokenizer.encode("何か text", false).unwrap().get_ids().is_empty());
         // a megabyte of one character and of random-looking text in one subject: bounded, no panic
         let run = "=".repeat(1 << 20);
-        let noise: String = (0..(1u32 << 18)).map(|i| char::from_u32(0x4E00 + (i.wrapping_mul(2654435761) >> 20) % 20000).unwrap()).collect();
+        let noise: String = (0..(1u32 << 18))
+            .map(|i| char::from_u32(0x4E00 + (i.wrapping_mul(2654435761) >> 20) % 20000).unwrap())
+            .collect();
         let (tok, _, stats) = train(&[vec![&run], vec![&noise]], params, delta, &source).unwrap();
         assert_eq!(stats.subjects, 2);
         assert!(stats.kept == 0 && tok.vocab_size() == FIXED_ENTRIES, "{stats:?}");

@@ -808,7 +808,11 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     } else if config.features.train_tokenizer == Some(TokenizerKind::DpUnigram) {
         // each training subject's notes, in dataset order: a subject's list is its contribution
         let mut by_subject: std::collections::BTreeMap<u32, Vec<&str>> = std::collections::BTreeMap::new();
-        for e in data.events.iter().filter(|e| e.kind == super::EventKind::Note && splits[e.subject as usize] == Split::Train) {
+        for e in data
+            .events
+            .iter()
+            .filter(|e| e.kind == super::EventKind::Note && splits[e.subject as usize] == Split::Train)
+        {
             by_subject.entry(e.subject).or_default().push(data.texts[e.text as usize].as_str());
         }
         let notes: Vec<Vec<&str>> = by_subject.into_values().collect();

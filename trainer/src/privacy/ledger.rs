@@ -143,7 +143,9 @@ impl Ledger {
         .map_err(sql)?;
         // added after the first release: a ledger written before has no delta_added column
         let has: bool = conn
-            .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'delta_added'", [], |r| r.get(0))
+            .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'delta_added'", [], |r| {
+                r.get(0)
+            })
             .map_err(sql)?;
         if !has {
             conn.execute_batch("ALTER TABLE runs ADD COLUMN delta_added REAL NOT NULL DEFAULT 0").map_err(sql)?;
