@@ -67,106 +67,73 @@ unsafe fn product(
         use gemm_common::simd::{V3, V4};
         use gemm_f32::microkernel::{avx512f::f32 as k4, fma::f32 as k3};
         // gemm::gemm's first step: a destination with unit row stride is computed transposed
-        let (m, n, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) = if dst_cs.abs() < dst_rs.abs() {
+        let (tm, tn, tdst_cs, tdst_rs, tlhs, tlhs_cs, tlhs_rs, trhs, trhs_cs, trhs_rs) = if dst_cs.abs() < dst_rs.abs()
+        {
             (n, m, dst_rs, dst_cs, rhs, rhs_rs, rhs_cs, lhs, lhs_rs, lhs_cs)
         } else {
             (m, n, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs)
         };
-        let fma = |x: f32, y: f32, z: f32| x * y + z;
+        // gemm's basic driver with one ISA's micro-kernels (what gemm::gemm picks by detection)
+        macro_rules! basic {
+            ($simd:expr, $lanes:literal, $k:ident) => {
+                return gemm_common::gemm::gemm_basic_generic::<
+                    _,
+                    f32,
+                    $lanes,
+                    { $k::MR_DIV_N * $lanes },
+                    { $k::NR },
+                    { $k::MR_DIV_N },
+                    { $k::H_M },
+                    { $k::H_N },
+                >(
+                    $simd,
+                    tm,
+                    tn,
+                    k,
+                    dst,
+                    tdst_cs,
+                    tdst_rs,
+                    read_dst,
+                    tlhs,
+                    tlhs_cs,
+                    tlhs_rs,
+                    trhs,
+                    trhs_cs,
+                    trhs_rs,
+                    alpha,
+                    beta,
+                    false,
+                    false,
+                    false,
+                    |x: f32, y: f32, z: f32| x * y + z,
+                    &$k::UKR,
+                    &$k::H_UKR,
+                    false,
+                    par,
+                )
+            };
+        }
         match kernels {
             Kernels::Avx2 => {
                 if let Some(simd) = V3::try_new() {
-                    return gemm_common::gemm::gemm_basic_generic::<
-                        _,
-                        f32,
-                        8,
-                        { k3::MR_DIV_N * 8 },
-                        { k3::NR },
-                        { k3::MR_DIV_N },
-                        { k3::H_M },
-                        { k3::H_N },
-                    >(
-                        simd,
-                        m,
-                        n,
-                        k,
-                        dst,
-                        dst_cs,
-                        dst_rs,
-                        read_dst,
-                        lhs,
-                        lhs_cs,
-                        lhs_rs,
-                        rhs,
-                        rhs_cs,
-                        rhs_rs,
-                        alpha,
-                        beta,
-                        false,
-                        false,
-                        false,
-                        fma,
-                        &k3::UKR,
-                        &k3::H_UKR,
-                        false,
-                        par,
-                    );
+                    basic!(simd, 8, k3);
                 }
             }
             Kernels::Avx512 => {
                 if let Some(simd) = V4::try_new() {
-                    return gemm_common::gemm::gemm_basic_generic::<
-                        _,
-                        f32,
-                        16,
-                        { k4::MR_DIV_N * 16 },
-                        { k4::NR },
-                        { k4::MR_DIV_N },
-                        { k4::H_M },
-                        { k4::H_N },
-                    >(
-                        simd,
-                        m,
-                        n,
-                        k,
-                        dst,
-                        dst_cs,
-                        dst_rs,
-                        read_dst,
-                        lhs,
-                        lhs_cs,
-                        lhs_rs,
-                        rhs,
-                        rhs_cs,
-                        rhs_rs,
-                        alpha,
-                        beta,
-                        false,
-                        false,
-                        false,
-                        fma,
-                        &k4::UKR,
-                        &k4::H_UKR,
-                        false,
-                        par,
-                    );
+                    basic!(simd, 16, k4);
                 }
             }
             Kernels::Native => {}
         }
-        gemm::gemm(
-            m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, alpha, beta, false,
-            false, false, par,
-        )
     }
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = kernels;
-        gemm::gemm(
-            m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, alpha, beta, false,
-            false, false, par,
-        )
-    }
+    let _ = kernels;
+    // gemm's own choice (it transposes as above itself)
+    gemm::gemm(
+        m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, alpha, beta, false, false,
+        false, par,
+    )
 }
 
 /// The portable product: k in balanced blocks of at most [`PORTABLE_KC`], each added into dst in order;
