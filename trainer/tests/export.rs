@@ -183,15 +183,17 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
     let cfg = config("lab-mlp", tmp.path(), &[SHORT]);
     // no permit on a fresh node: refused before any step, saying what to do
     let fresh = tmp.path().join("fresh-node");
-    let o = bin()
-        .env("MEDTRAIN_HOME", &fresh)
-        .env_remove("MEDTRAIN_NODE_KEY")
-        .arg("train")
-        .arg(&cfg)
-        .arg("--run-dir")
-        .arg(tmp.path().join("r0"))
-        .output()
-        .unwrap();
+    // the medtrain binary on that node (no permit issued up front, unlike common::cli::node)
+    let on_fresh = || {
+        let mut c = bin();
+        c.env("MEDTRAIN_HOME", &fresh).env_remove("MEDTRAIN_NODE_KEY");
+        c
+    };
+    let budget_rows = || -> serde_json::Value {
+        let o = on_fresh().args(["budget", "show", "--project", "p", "--json"]).output().unwrap();
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let o = on_fresh().arg("train").arg(&cfg).arg("--run-dir").arg(tmp.path().join("r0")).output().unwrap();
     assert!(
         !o.status.success() && err(&o).contains("no valid permit") && err(&o).contains("permit issue"),
         "{}",
@@ -199,37 +201,23 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
     );
     assert!(!tmp.path().join("r0/checkpoint").exists());
     // an expired permit does not count, and says so
-    let o = bin()
-        .env("MEDTRAIN_HOME", &fresh)
-        .env_remove("MEDTRAIN_NODE_KEY")
+    let o = on_fresh()
         .args(["permit", "issue", "--project", "old", "--purpose", "t", "--dataset", common::cli::fingerprint()])
         .args(["--expires", "2000-01-01", "--epsilon", "5", "--delta", "1e-5"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", err(&o));
-    let o = bin()
-        .env("MEDTRAIN_HOME", &fresh)
-        .env_remove("MEDTRAIN_NODE_KEY")
-        .arg("train")
-        .arg(&cfg)
-        .arg("--run-dir")
-        .arg(tmp.path().join("r1"))
-        .output()
-        .unwrap();
+    let o = on_fresh().arg("train").arg(&cfg).arg("--run-dir").arg(tmp.path().join("r1")).output().unwrap();
     assert!(!o.status.success() && err(&o).contains("expired"), "{}", err(&o));
     // a permit with a budget for one run of epsilon 3 and a small one, not two of 3 (they compose to ~4.4)
-    let o = bin()
-        .env("MEDTRAIN_HOME", &fresh)
-        .env_remove("MEDTRAIN_NODE_KEY")
+    let o = on_fresh()
         .args(["permit", "issue", "--project", "p", "--purpose", "t", "--dataset", common::cli::fingerprint()])
         .args(["--expires", "2999-01-01", "--epsilon", "3.5", "--delta", "1e-5"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", err(&o));
     let run = |name: &str| {
-        bin()
-            .env("MEDTRAIN_HOME", &fresh)
-            .env_remove("MEDTRAIN_NODE_KEY")
+        on_fresh()
             .arg("train")
             .arg(&cfg)
             .arg("--run-dir")
@@ -242,9 +230,7 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
     assert!(first.status.success(), "{}", err(&first));
     let second = run("b");
     assert!(!second.status.success() && err(&second).contains("over the budget"), "{}", err(&second));
-    let budget =
-        bin().env("MEDTRAIN_HOME", &fresh).args(["budget", "show", "--project", "p", "--json"]).output().unwrap();
-    let rows: serde_json::Value = serde_json::from_slice(&budget.stdout).unwrap();
+    let rows = budget_rows();
     let spent = rows[0]["spent"].as_f64().unwrap();
     assert!((spent - last_json(&first)["epsilon"].as_f64().unwrap()).abs() < 0.05, "{rows}");
     assert_eq!(rows[0]["reserved"].as_f64().unwrap(), 0.0);
@@ -254,9 +240,7 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
         tmp.path(),
         &[("epochs = 20", "steps = 30"), ("target_epsilon = 3.0", "target_epsilon = 0.2")],
     );
-    let o = bin()
-        .env("MEDTRAIN_HOME", &fresh)
-        .env_remove("MEDTRAIN_NODE_KEY")
+    let o = on_fresh()
         .arg("train")
         .arg(&cfg2)
         .arg("--run-dir")
@@ -265,31 +249,15 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", err(&o));
-    let rows: serde_json::Value = serde_json::from_slice(
-        &bin()
-            .env("MEDTRAIN_HOME", &fresh)
-            .args(["budget", "show", "--project", "p", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let rows = budget_rows();
     assert!(rows[0]["reserved"].as_f64().unwrap() > 0.0, "{rows}");
-    let o = bin().env("MEDTRAIN_HOME", &fresh).args(["permit", "settle"]).arg(tmp.path().join("c")).output().unwrap();
+    let o = on_fresh().args(["permit", "settle"]).arg(tmp.path().join("c")).output().unwrap();
     assert!(o.status.success(), "{}", err(&o));
-    let rows: serde_json::Value = serde_json::from_slice(
-        &bin()
-            .env("MEDTRAIN_HOME", &fresh)
-            .args(["budget", "show", "--project", "p", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let rows = budget_rows();
     assert_eq!(rows[0]["reserved"].as_f64().unwrap(), 0.0, "{rows}");
     assert!(rows[0]["spent"].as_f64().unwrap() > spent, "{rows}");
     // a tampered permit is not valid
-    let list = bin().env("MEDTRAIN_HOME", &fresh).args(["permit", "list", "--json"]).output().unwrap();
+    let list = on_fresh().args(["permit", "list", "--json"]).output().unwrap();
     let l: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let file = l.as_array().unwrap().iter().find(|p| p["permit"]["project"] == "p").unwrap()["file"]
         .as_str()
@@ -297,7 +265,7 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
         .to_string();
     let text = std::fs::read_to_string(&file).unwrap().replace("epsilon = 3.5", "epsilon = 50.0");
     std::fs::write(&file, text).unwrap();
-    let o = bin().env("MEDTRAIN_HOME", &fresh).args(["permit", "show"]).arg(&file).output().unwrap();
+    let o = on_fresh().args(["permit", "show"]).arg(&file).output().unwrap();
     assert!(!o.status.success() && err(&o).contains("not signed by this node"), "{}", err(&o));
 }
 
