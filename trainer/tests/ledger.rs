@@ -23,23 +23,23 @@ fn budget_for(k: usize) -> f64 {
 fn runs_are_admitted_until_the_budget_is_used_and_refusals_say_what_is_left() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("ledger.db"), AccountantKind::Pld).unwrap();
-    assert!(matches!(ledger.reserve("r0", "proj", "data", &[phase()]), Err(LedgerError::NoBudget { .. })));
+    assert!(matches!(ledger.reserve("r0", "proj", "data", &[phase()], 0.0), Err(LedgerError::NoBudget { .. })));
     ledger.set_budget("proj", "data", budget_for(2), delta()).unwrap();
-    ledger.reserve("r1", "proj", "data", &[phase()]).unwrap();
-    ledger.reserve("r2", "proj", "data", &[phase()]).unwrap();
-    let err = ledger.reserve("r3", "proj", "data", &[phase()]).unwrap_err();
+    ledger.reserve("r1", "proj", "data", &[phase()], 0.0).unwrap();
+    ledger.reserve("r2", "proj", "data", &[phase()], 0.0).unwrap();
+    let err = ledger.reserve("r3", "proj", "data", &[phase()], 0.0).unwrap_err();
     let LedgerError::Exhausted { remaining, committed, budget, .. } = &err else { panic!("{err}") };
     assert!((budget - committed - remaining).abs() < 1e-9 && *remaining > 0.0);
     assert!(err.to_string().contains("is left"), "{err}");
     // settling with fewer steps than planned frees budget for a smaller run
     let s = ledger.settle("r1", &[Phase::new(1.0, 0.01, 200).unwrap()]).unwrap();
     assert!(!s.over_budget);
-    ledger.reserve("r3", "proj", "data", &[Phase::new(1.0, 0.01, 500).unwrap()]).unwrap();
+    ledger.reserve("r3", "proj", "data", &[Phase::new(1.0, 0.01, 500).unwrap()], 0.0).unwrap();
     let b = ledger.balance("proj", "data").unwrap();
     assert_eq!((b.settled_runs, b.reserved_runs), (1, 2));
     assert!(b.committed_epsilon <= b.budget_epsilon && b.settled_epsilon < b.committed_epsilon);
     // another dataset of the same project has its own budget
-    assert!(matches!(ledger.reserve("r4", "proj", "other", &[phase()]), Err(LedgerError::NoBudget { .. })));
+    assert!(matches!(ledger.reserve("r4", "proj", "other", &[phase()], 0.0), Err(LedgerError::NoBudget { .. })));
 }
 
 #[test]
@@ -49,8 +49,8 @@ fn bad_calls_are_refused_and_spend_over_the_reservation_is_still_recorded() {
     let mut ledger = Ledger::open(&path, AccountantKind::Rdp).unwrap();
     ledger.set_budget("p", "d", budget_for(1) * 1.5, delta()).unwrap();
     assert!(ledger.set_budget("p", "d", -1.0, delta()).is_err());
-    ledger.reserve("a", "p", "d", &[phase()]).unwrap();
-    assert!(matches!(ledger.reserve("a", "p", "d", &[phase()]), Err(LedgerError::DuplicateRun(_))));
+    ledger.reserve("a", "p", "d", &[phase()], 0.0).unwrap();
+    assert!(matches!(ledger.reserve("a", "p", "d", &[phase()], 0.0), Err(LedgerError::DuplicateRun(_))));
     assert!(matches!(ledger.settle("nope", &[phase()]), Err(LedgerError::UnknownRun(_))));
     // a run that ran far more than it reserved: recorded, flagged
     let s = ledger.settle("a", &[Phase::new(1.0, 0.01, 50_000).unwrap()]).unwrap();
@@ -72,7 +72,7 @@ fn concurrent_processes_never_overspend_or_lose_spend() {
         // child: reserve one run, settle it, report
         let (path, run) = spec.split_once('|').unwrap();
         let mut ledger = Ledger::open(std::path::Path::new(path), AccountantKind::Pld).unwrap();
-        match ledger.reserve(run, "proj", "data", &[phase()]) {
+        match ledger.reserve(run, "proj", "data", &[phase()], 0.0) {
             Ok(_) => {
                 ledger.settle(run, &[phase()]).unwrap();
                 println!("RESULT admitted");
@@ -128,7 +128,7 @@ fn delta_added_by_runs_leaves_the_accountant_less_and_is_kept_when_settled() {
     let mut ledger = Ledger::open(&dir.path().join("ledger.db"), AccountantKind::Pld).unwrap();
     ledger.set_budget("proj", "data", 100.0, delta()).unwrap();
     // a run adding 4e-6 outright: the accountant composes at 1e-5 - 4e-6
-    let e = ledger.reserve_with("a", "proj", "data", &[phase()], 4e-6).unwrap();
+    let e = ledger.reserve("a", "proj", "data", &[phase()], 4e-6).unwrap();
     let at = |d: f64| pld::epsilon(&[phase()], Delta::new(d).unwrap()).unwrap();
     assert!((e - at(6e-6)).abs() < 1e-9 && e > at(1e-5), "{e}");
     ledger.settle("a", &[phase()]).unwrap();
@@ -136,14 +136,14 @@ fn delta_added_by_runs_leaves_the_accountant_less_and_is_kept_when_settled() {
     assert_eq!(b.delta_added, 4e-6);
     assert!((b.settled_epsilon - at(6e-6)).abs() < 1e-9);
     // a second such run: 8e-6 added in all, the composition at 2e-6
-    ledger.reserve_with("b", "proj", "data", &[phase()], 4e-6).unwrap();
+    ledger.reserve("b", "proj", "data", &[phase()], 4e-6).unwrap();
     let b = ledger.balance("proj", "data").unwrap();
     let both = pld::epsilon(&[phase(), phase()], Delta::new(2e-6).unwrap()).unwrap();
     assert!((b.committed_epsilon - both).abs() < 1e-9);
     // a third would leave the accountant no delta: refused however large the epsilon budget
-    let err = ledger.reserve_with("c", "proj", "data", &[phase()], 4e-6).unwrap_err();
+    let err = ledger.reserve("c", "proj", "data", &[phase()], 4e-6).unwrap_err();
     assert!(matches!(err, LedgerError::Exhausted { .. }), "{err}");
-    assert!(ledger.reserve_with("d", "proj", "data", &[phase()], -1.0).is_err());
+    assert!(ledger.reserve("d", "proj", "data", &[phase()], -1.0).is_err());
 }
 
 #[test]

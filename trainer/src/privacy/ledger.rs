@@ -208,14 +208,10 @@ impl Ledger {
         Ok(Some(Loaded { budget: eps, delta, settled, reserved, delta_added, n_settled, n_reserved }))
     }
 
-    /// Reserves `planned` for a new run, or refuses it with how much budget is left.
-    pub fn reserve(&mut self, run: &str, project: &str, dataset: &str, planned: &[Phase]) -> Result<f64, LedgerError> {
-        self.reserve_with(run, project, dataset, planned, 0.0)
-    }
-
-    /// [`Ledger::reserve`] for a run that also adds `delta_added` to delta outright (a DP tokenizer's
-    /// selection): the budget's delta less every run's addition is what the accountant composes at.
-    pub fn reserve_with(
+    /// Reserves `planned` for a new run, or refuses it with how much budget is left. `delta_added` is
+    /// what the run adds to delta outright (a DP tokenizer's selection; 0 for most runs): the budget's
+    /// delta less every run's addition is what the accountant composes at.
+    pub fn reserve(
         &mut self,
         run: &str,
         project: &str,

@@ -784,7 +784,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         let planned = phases_of(planned.iter())?;
         let mut ledger = open_ledger()?;
         let new_phase = resume.as_ref().is_some_and(|r| !r.plan.same_as(&plan));
-        let r = match ledger.reserve_with(&run_id, &permit.project, &m.fingerprint, &planned, plan.delta_added) {
+        let r = match ledger.reserve(&run_id, &permit.project, &m.fingerprint, &planned, plan.delta_added) {
             // a resumed run keeps its reservation; one starting a new phase re-reserves the whole run
             Err(LedgerError::DuplicateRun(_)) if new_phase => {
                 ledger.replan(&run_id, &planned, plan.delta_added).map(|_| ())
