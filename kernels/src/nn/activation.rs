@@ -1,8 +1,7 @@
 //! An elementwise activation as a layer: y = f(x), dx = dy * f'(x). No parameters.
 
 use super::layer::{kept, Layer, Slot, Step};
-use super::param::{GradReduce, Param};
-use crate::backend::{Activation, Backend, NormStrategy};
+use crate::backend::{Activation, Backend};
 use crate::error::Result;
 
 pub struct Act {
@@ -42,12 +41,5 @@ impl<B: Backend> Layer<B> for Act {
             s.be.activation_backward(f, dx, dy, s.act(x)?, s.act(out)?)
         })
     }
-    fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {
-        Ok(())
-    }
-    fn param_grads(&mut self, _: &Step<B>, _: &GradReduce<B>) -> Result<()> {
-        Ok(())
-    }
-    fn visit<'a>(&'a self, _: &mut dyn FnMut(&'a Param<B>)) {}
-    fn visit_mut<'a>(&'a mut self, _: &mut dyn FnMut(&'a mut Param<B>)) {}
+    super::layer::no_parameters!();
 }

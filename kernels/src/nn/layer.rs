@@ -310,6 +310,33 @@ pub trait Layer<B: Backend>: Send {
     }
 }
 
+/// The `Layer` methods of a layer without trainable parameters: no gradient norms, no parameter
+/// gradients, nothing to visit. Each such layer says so with this macro rather than through trait
+/// defaults, so that a layer with parameters can never skip clipping and noise by leaving them out.
+macro_rules! no_parameters {
+    () => {
+        fn add_group_sq_norms(
+            &mut self,
+            _: &$crate::nn::layer::Step<B>,
+            _: &mut B::Buf,
+            _: &B::Groups,
+            _: $crate::backend::NormStrategy,
+        ) -> $crate::error::Result<()> {
+            Ok(())
+        }
+        fn param_grads(
+            &mut self,
+            _: &$crate::nn::layer::Step<B>,
+            _: &$crate::nn::param::GradReduce<B>,
+        ) -> $crate::error::Result<()> {
+            Ok(())
+        }
+        fn visit<'a>(&'a self, _: &mut dyn FnMut(&'a $crate::nn::param::Param<B>)) {}
+        fn visit_mut<'a>(&'a mut self, _: &mut dyn FnMut(&'a mut $crate::nn::param::Param<B>)) {}
+    };
+}
+pub(crate) use no_parameters;
+
 /// The slots a layer kept from its last forward, or the error naming it.
 pub(crate) fn kept(name: &str, x: Option<Slot>, out: Option<Slot>) -> Result<(Slot, Slot)> {
     match (x, out) {

@@ -3,8 +3,7 @@
 //! row of each example. No parameters.
 
 use super::layer::{kept, Layer, Slot, Step};
-use super::param::{GradReduce, Param};
-use crate::backend::{Backend, NormStrategy};
+use crate::backend::Backend;
 use crate::error::{KernelError, Result};
 
 pub struct MaskedMeanPool {
@@ -57,14 +56,7 @@ impl<B: Backend> Layer<B> for MaskedMeanPool {
             s.be.masked_mean_pool_backward(dx, s.grad(out)?, m, t, c)
         })
     }
-    fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {
-        Ok(())
-    }
-    fn param_grads(&mut self, _: &Step<B>, _: &GradReduce<B>) -> Result<()> {
-        Ok(())
-    }
-    fn visit<'a>(&'a self, _: &mut dyn FnMut(&'a Param<B>)) {}
-    fn visit_mut<'a>(&'a mut self, _: &mut dyn FnMut(&'a mut Param<B>)) {}
+    super::layer::no_parameters!();
 }
 
 /// The first row of each example: h: [B*T, C] -> [B, C] = h[b, 0, :] (BERT's `[CLS]` token, the input
@@ -126,14 +118,7 @@ impl<B: Backend> Layer<B> for FirstRow {
             s.be.copy_columns(dx, t * c, col, s.grad(out)?, c, 0, c, b)
         })
     }
-    fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {
-        Ok(())
-    }
-    fn param_grads(&mut self, _: &Step<B>, _: &GradReduce<B>) -> Result<()> {
-        Ok(())
-    }
-    fn visit<'a>(&'a self, _: &mut dyn FnMut(&'a Param<B>)) {}
-    fn visit_mut<'a>(&'a mut self, _: &mut dyn FnMut(&'a mut Param<B>)) {}
+    super::layer::no_parameters!();
 }
 
 /// A zero row before each example's rows: h: [B*T, C] -> [B*(T+1), C]. Followed by learned positions,
@@ -177,14 +162,7 @@ impl<B: Backend> Layer<B> for PrependRow {
             s.be.copy_columns(dx, t * c, 0, s.grad(out)?, (t + 1) * c, c, t * c, b)
         })
     }
-    fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {
-        Ok(())
-    }
-    fn param_grads(&mut self, _: &Step<B>, _: &GradReduce<B>) -> Result<()> {
-        Ok(())
-    }
-    fn visit<'a>(&'a self, _: &mut dyn FnMut(&'a Param<B>)) {}
-    fn visit_mut<'a>(&'a mut self, _: &mut dyn FnMut(&'a mut Param<B>)) {}
+    super::layer::no_parameters!();
 }
 
 /// Each example's rows as one row: h: [B*T, C] -> [B, T*C] (a series into an MLP). No parameters;
@@ -221,12 +199,5 @@ impl<B: Backend> Layer<B> for Flatten {
             s.be.copy(dx, s.grad(out)?)
         })
     }
-    fn add_group_sq_norms(&mut self, _: &Step<B>, _: &mut B::Buf, _: &B::Groups, _: NormStrategy) -> Result<()> {
-        Ok(())
-    }
-    fn param_grads(&mut self, _: &Step<B>, _: &GradReduce<B>) -> Result<()> {
-        Ok(())
-    }
-    fn visit<'a>(&'a self, _: &mut dyn FnMut(&'a Param<B>)) {}
-    fn visit_mut<'a>(&'a mut self, _: &mut dyn FnMut(&'a mut Param<B>)) {}
+    super::layer::no_parameters!();
 }
