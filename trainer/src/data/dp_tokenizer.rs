@@ -177,22 +177,12 @@ pub fn train(
     let mut candidates: Vec<(String, f64)> = counts.into_iter().collect();
     candidates.sort_by(|a, b| a.0.cmp(&b.0));
     let mut values: Vec<f64> = candidates.iter().map(|c| c.1).collect();
-    let rel = if values.is_empty() {
-        // no note text: nothing to release, but the mechanism is still charged (its phase is the same)
-        let mut one = [0.0];
-        release::gaussian("tokenizer_vocabulary", &mut one, 1.0, params.noise_multiplier, accounting_delta, source, 0)
-    } else {
-        release::gaussian(
-            "tokenizer_vocabulary",
-            &mut values,
-            1.0,
-            params.noise_multiplier,
-            accounting_delta,
-            source,
-            0,
-        )
-    }
-    .map_err(|e| DataError::Invalid(format!("auto.tokenizer_noise_multiplier: {e}")))?;
+    // no note text: nothing to release, but the mechanism is still run and charged (its phase is the same)
+    let mut none = [0.0];
+    let released: &mut [f64] = if values.is_empty() { &mut none } else { &mut values };
+    let rel =
+        release::gaussian("tokenizer_vocabulary", released, 1.0, params.noise_multiplier, accounting_delta, source, 0)
+            .map_err(|e| DataError::Invalid(format!("auto.tokenizer_noise_multiplier: {e}")))?;
     let rho = threshold(params.noise_multiplier, k, params.delta);
     let mut kept: Vec<(String, f64)> =
         candidates.into_iter().zip(values).filter(|(_, v)| *v > rho).map(|((p, _), v)| (p, v)).collect();
@@ -201,14 +191,13 @@ pub fn train(
     kept.truncate(params.vocab_size.saturating_sub(FIXED_ENTRIES));
     let stats = DpVocabStats {
         subjects: per_subject.len(),
-        candidates: 0,
+        candidates: per_subject.iter().map(Vec::len).sum(),
         threshold: rho,
         kept: kept.len(),
         noise_multiplier: params.noise_multiplier,
         pieces_per_subject: k,
         delta: params.delta,
     };
-    let stats = DpVocabStats { candidates: per_subject.iter().map(Vec::len).sum(), ..stats };
     Ok((build(&kept)?, rel, stats))
 }
 

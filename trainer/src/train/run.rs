@@ -197,13 +197,6 @@ pub struct Plan {
     pub delta_added: f64,
 }
 
-impl Plan {
-    /// The delta the accountant composes at: the run's less what the preparation adds outright.
-    pub fn accounting_delta(&self) -> Result<Delta, TrainError> {
-        accounting_delta(self.delta, self.delta_added)
-    }
-}
-
 fn accounting_delta(delta: f64, added: f64) -> Result<Delta, TrainError> {
     if delta - added <= 0.0 {
         return Err(TrainError::Invalid(format!(
@@ -215,6 +208,11 @@ fn accounting_delta(delta: f64, added: f64) -> Result<Delta, TrainError> {
 }
 
 impl Plan {
+    /// The delta the accountant composes at: the run's less what the preparation adds outright.
+    pub fn accounting_delta(&self) -> Result<Delta, TrainError> {
+        accounting_delta(self.delta, self.delta_added)
+    }
+
     /// Equal up to the rounding of the checkpoint's JSON (floats within 1e-12 relative).
     pub fn same_as(&self, o: &Plan) -> bool {
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs());
