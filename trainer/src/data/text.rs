@@ -54,7 +54,7 @@ pub const DEFAULT_MAX_CORPUS_BYTES: u64 = 64 << 20;
 /// characters (before byte-level mapping, where one Japanese character becomes three). The pattern (a
 /// backreference, Oniguruma syntax as HF tokenizers uses) is stored in tokenizer.json, so any HF
 /// tokenizers implementation encodes the same way.
-pub(super) fn run_cap() -> Split {
+fn run_cap() -> Split {
     let pattern = format!("([\\s\\S])\\1{{{}}}|\\S{{{}}}", MAX_RUN - 1, MAX_PIECE);
     Split::new(SplitPattern::Regex(pattern), SplitDelimiterBehavior::Isolated, false)
         .expect("the run pattern is a valid regex")
