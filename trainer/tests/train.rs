@@ -275,6 +275,18 @@ fn demo_trains_the_demo_config_and_ends_with_the_report() {
     // the tokenizer's Gaussian release is one of the composed phases
     assert_eq!(release["privacy"]["preparation_phases"][0][0], 4.0);
     assert!(rel.join("tokenizer.json").is_file());
+    // the tokenizer's provenance is part of the sealed record: a changed sidecar is refused, named
+    let side = tmp.path().join("run/data/tokenizer.medtrain.json");
+    let forged = std::fs::read_to_string(&side).unwrap().replace("\"dp_unigram\"", "\"unigram\"");
+    std::fs::write(&side, forged).unwrap();
+    let e = node(tmp.path())
+        .arg("export")
+        .arg(tmp.path().join("run"))
+        .arg("--out")
+        .arg(tmp.path().join("r2"))
+        .output()
+        .unwrap();
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("tokenizer.medtrain.json"));
     let bad = bin().args(["demo", "--subjects", "10"]).output().unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--subjects"));
 }

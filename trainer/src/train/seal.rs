@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The files sealed, relative to the run directory (those present).
-pub const SEALED: [&str; 10] = [
+pub const SEALED: [&str; 11] = [
     "config.given.toml",
     "config.resolved.toml",
     "run.json",
@@ -20,6 +20,8 @@ pub const SEALED: [&str; 10] = [
     "checkpoint/state.json",
     "data/manifest.json",
     "data/tokenizer.json",
+    // the tokenizer's provenance (trained here or not, with DP or not): release.json quotes it
+    "data/tokenizer.medtrain.json",
 ];
 
 #[derive(serde::Serialize, serde::Deserialize)]
