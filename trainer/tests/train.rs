@@ -155,6 +155,13 @@ fn a_resumed_run_gives_the_same_bits_as_one_never_stopped() {
     // the ledger charged the second phase too: the run was re-reserved and settled with both phases
     let after = spent(tmp.path());
     assert!(after > before + 0.05, "spent {before} before the second phase, {after} after");
+    // the first phase's config is kept (sealed), and reproduce replays both phases bit for bit
+    assert!(a.join("phases/0000000030.toml").is_file());
+    let r = node(tmp.path()).arg("reproduce").arg(&a).args(["--threads", "2", "--json"]).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v = last_json(&r);
+    assert_eq!(v["matches"], true, "{v}");
+    assert_eq!(v["steps"].as_u64().unwrap(), steps2);
     // a run directory is not reused without --resume
     let again = train(&cfg, &b, &[]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--resume"));

@@ -9,6 +9,11 @@
 //! says so when it differs. A run with `train.portable = true` depends on the x86-64-v3 baseline only
 //! and replays bit for bit on any such machine (`MEDTRAIN_CPU_ISA=avx2` forces the AVX2 paths, as on a
 //! CPU without AVX-512).
+//!
+//! A run resumed with another plan (a new noise multiplier, sample rate, clip norm or number of steps)
+//! ran in phases: when a phase starts, the config the one before ran under is kept as
+//! `RUN/phases/STEP.toml` (STEP: the step it ran to; sealed with the run). The replay runs each phase's
+//! config up to its step and resumes with the next, the last one being `config.resolved.toml`.
 
 use super::checkpoint;
 use super::run::{self, io, RunOptions, TrainError};
@@ -29,6 +34,43 @@ pub struct Reproduction {
     pub portable: bool,
 }
 
+/// The directory of a run's earlier phases' configs.
+pub const PHASES: &str = "phases";
+
+/// The configs of a run's phases before the last, `(step it ran to, path)` in step order; an entry of
+/// `RUN/phases` that is not `STEP.toml` is an error naming it.
+pub fn phase_configs(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>, TrainError> {
+    let dir = run_dir.join(PHASES);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(io(&dir, e)),
+    };
+    let mut out = vec![];
+    for e in entries {
+        let p = e.map_err(|e| io(&dir, e))?.path();
+        let step = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".toml"))
+            .filter(|n| n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| TrainError::Invalid(format!("{}: not a phase config (STEP.toml)", p.display())))?;
+        out.push((step, p));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A resolved config without its plan table (the replay computes the plan again and must agree).
+fn replay_config(path: &Path, bad: &dyn Fn(String) -> TrainError) -> Result<toml::Table, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|_| bad(format!("{} is not valid TOML", path.display())))?;
+    table.remove("plan");
+    Ok(table)
+}
+
 pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction, TrainError> {
     seal::check(run_dir)?;
     let bad = |m: String| TrainError::Invalid(format!("{}: {m}", run_dir.display()));
@@ -42,18 +84,19 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
         return Err(bad("a --no-dp baseline has no keys to replay".into()));
     }
     let ck = checkpoint::load(run_dir)?.ok_or_else(|| bad("no checkpoint".into()))?;
-    if ck.history.len() > 1 {
+    // the phases: each earlier one's config up to the step it ran to, then the last to the end
+    let mut phases: Vec<(Option<u64>, toml::Table)> = vec![];
+    for (step, path) in phase_configs(run_dir)? {
+        phases.push((Some(step), replay_config(&path, &bad)?));
+    }
+    if phases.is_empty() && ck.history.len() > 1 {
         return Err(bad(format!(
-            "trained in {} phases (resumed with another plan); a replay of several phases is not supported",
+            "trained in {} phases but keeps no config of the earlier ones (trained by an older medtrain)",
             ck.history.len()
         )));
     }
-    // the resolved config, without its plan table (the replay computes the plan again and must agree)
-    let resolved = std::fs::read_to_string(run_dir.join("config.resolved.toml"))
-        .map_err(|e| io(&run_dir.join("config.resolved.toml"), e))?;
-    let mut table: toml::Table =
-        toml::from_str(&resolved).map_err(|_| bad("config.resolved.toml is not valid TOML".into()))?;
-    table.remove("plan");
+    phases.push((None, replay_config(&run_dir.join("config.resolved.toml"), &bad)?));
+    let table = &phases[phases.len() - 1].1;
     let format = table.get("data").and_then(|d| d.get("format")).and_then(|f| f.as_str()).unwrap_or("");
     let prepared = if format == "prepared" {
         PathBuf::from(table.get("data").and_then(|d| d.get("input")).and_then(|i| i.as_str()).unwrap_or(""))
@@ -64,16 +107,28 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     let result = (|| {
-        let cfg = tmp.join("config.toml");
-        std::fs::write(&cfg, toml::to_string(&table).unwrap_or_default()).map_err(|e| io(&cfg, e))?;
-        let opts = RunOptions {
-            run_dir: Some(tmp.join("run")),
-            threads,
-            quiet: true,
-            replay: Some((prepared, ck.noise_key, ck.sampler_seed)),
-            ..Default::default()
-        };
-        let s = run::train(&cfg, &opts)?;
+        let mut done = 0;
+        let mut last = None;
+        for (i, (until, table)) in phases.iter().enumerate() {
+            if until.is_some_and(|u| u <= done) {
+                continue;
+            }
+            let cfg = tmp.join(format!("config-{i}.toml"));
+            std::fs::write(&cfg, toml::to_string(table).unwrap_or_default()).map_err(|e| io(&cfg, e))?;
+            let opts = RunOptions {
+                run_dir: Some(tmp.join("run")),
+                threads,
+                quiet: true,
+                resume: i > 0,
+                stop_after: until.map(|u| u.saturating_sub(done)),
+                replay: Some((prepared.clone(), ck.noise_key, ck.sampler_seed)),
+                ..Default::default()
+            };
+            let s = run::train(&cfg, &opts)?;
+            done = until.unwrap_or(done);
+            last = Some(s);
+        }
+        let s = last.expect("the last phase always runs");
         let again = checkpoint::load(&tmp.join("run"))?.ok_or_else(|| bad("the replay wrote no checkpoint".into()))?;
         let first = ck
             .names

@@ -748,6 +748,15 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         }
     }
     let (sigma, steps) = (plan.noise_multiplier, plan.steps);
+    if let Some(r) = resume.as_ref().filter(|r| r.step > 0 && !r.plan.same_as(&plan)) {
+        // the phase that ends here ran under the config resolved before: kept (and sealed) for
+        // `reproduce`, named by the step it ran to; a phase that never ran a step keeps the one before
+        let kept = run_dir.join(super::reproduce::PHASES).join(format!("{:010}.toml", r.step));
+        if !kept.exists() {
+            std::fs::create_dir_all(run_dir.join(super::reproduce::PHASES)).map_err(|e| io(&run_dir, e))?;
+            std::fs::copy(run_dir.join("config.resolved.toml"), &kept).map_err(|e| io(&kept, e))?;
+        }
+    }
     std::fs::write(run_dir.join("config.resolved.toml"), resolved_toml(&given, &cfg, &plan))
         .map_err(|e| io(&run_dir, e))?;
     progress.line(&format!(

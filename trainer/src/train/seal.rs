@@ -48,7 +48,12 @@ pub fn sha256_file(path: &Path) -> Result<String, TrainError> {
 
 fn hashes(run_dir: &Path) -> Result<BTreeMap<String, String>, TrainError> {
     let mut files = BTreeMap::new();
-    for rel in SEALED {
+    // the configs of the phases before the last (`reproduce` replays each)
+    let phases: Vec<String> = super::reproduce::phase_configs(run_dir)?
+        .into_iter()
+        .map(|(_, p)| format!("{}/{}", super::reproduce::PHASES, p.file_name().unwrap_or_default().to_string_lossy()))
+        .collect();
+    for rel in SEALED.iter().copied().chain(phases.iter().map(String::as_str)) {
         let p = run_dir.join(rel);
         if p.is_file() {
             files.insert(rel.to_string(), sha256_file(&p)?);
