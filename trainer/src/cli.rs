@@ -179,6 +179,28 @@ pub enum Command {
     /// Data: the QA report of an input, its fingerprint.
     #[command(subcommand)]
     Data(crate::cli_data::DataCommand),
+    /// The node: its devices, and the daemon that shares them between projects.
+    #[command(subcommand)]
+    Node(crate::cli_node::NodeCommand),
+    /// The node's job queue (through the daemon's socket).
+    #[command(subcommand)]
+    Queue(crate::cli_node::QueueCommand),
+    /// Project quotas per device class.
+    #[command(subcommand)]
+    Quota(crate::cli_node::QuotaCommand),
+    /// Device-hours and epsilon per project.
+    #[command(subcommand)]
+    Usage(crate::cli_node::UsageCommand),
+    /// The daemon's audit trail: every state change, who made it and when.
+    Audit {
+        /// from this day (YYYY-MM-DD, UTC) or Unix second on
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: crate::cli_node::SocketArg,
+    },
     /// Write a synthetic pseudonymized cohort as a FHIR R4 bulk export.
     DemoData {
         /// number of subjects
@@ -246,6 +268,11 @@ fn parse_modes(s: &str) -> anyhow::Result<Vec<Mode>> {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Data(cmd) => crate::cli_data::run(cmd),
+        Command::Node(cmd) => crate::cli_node::node(cmd),
+        Command::Queue(cmd) => crate::cli_node::queue(cmd),
+        Command::Quota(cmd) => crate::cli_node::quota(cmd),
+        Command::Usage(cmd) => crate::cli_node::usage(cmd),
+        Command::Audit { since, json, socket } => crate::cli_node::audit(since, json, socket),
         Command::Demo { out, subjects, threads, seed, json } => {
             let subjects = cli_args::within("--subjects", subjects, 200, cli_args::MAX_DEMO_SUBJECTS)?;
             let threads = cli_args::threads("--threads", threads);

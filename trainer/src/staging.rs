@@ -30,3 +30,16 @@ pub fn remove_stale(parent: &Path, name: &str) {
         };
     }
 }
+
+/// Writes `bytes` to `path` whole or not at all: into this process's staging file beside it, synced,
+/// then renamed over it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = partial(parent, name);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

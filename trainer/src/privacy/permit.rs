@@ -161,13 +161,18 @@ pub fn list() -> Vec<(PathBuf, Result<Permit, String>)> {
 }
 
 /// The valid permit (signature good, not expired) covering `fingerprint`; the latest issued when
-/// several do. The error says what to do.
+/// several do. A job the node daemon runs has `$MEDTRAIN_PROJECT` set to the project it was queued
+/// under, and only that project's permits count for it. The error says what to do.
 pub fn covering(fingerprint: &str) -> Result<(PathBuf, Permit), String> {
     let mut expired = false;
     let mut found: Option<(PathBuf, Permit)> = None;
+    let project = std::env::var("MEDTRAIN_PROJECT").ok();
     for (path, p) in list() {
         let Ok(p) = p else { continue };
         if !p.datasets.iter().any(|d| d == fingerprint) {
+            continue;
+        }
+        if project.as_ref().is_some_and(|q| *q != p.project) {
             continue;
         }
         if p.expired() {
@@ -180,9 +185,10 @@ pub fn covering(fingerprint: &str) -> Result<(PathBuf, Permit), String> {
     }
     found.ok_or_else(|| {
         format!(
-            "no valid permit in {} covers the data {fingerprint}{}: ask the node operator for one \
+            "no valid permit in {}{} covers the data {fingerprint}{}: ask the node operator for one \
              (medtrain permit issue --project P --dataset {fingerprint} ...)",
             store().display(),
+            project.as_ref().map_or(String::new(), |p| format!(" for project {p}")),
             if expired { " (a permit for it has expired)" } else { "" }
         )
     })

@@ -1,0 +1,114 @@
+//! `medtrain node shim JOBDIR --lock-fd N`: the process between the daemon and a job. It holds the
+//! job's lock (inherited from the daemon, so the job is never seen as ended before it has begun) for as
+//! long as it lives, starts the job from `JOBDIR/spec.json` in the sandbox, passes SIGTERM on to the
+//! job's process group, and writes `JOBDIR/exit-ATTEMPT.json` when the job ends. It runs in its own
+//! session, so a daemon killed with kill -9 leaves it and the job running.
+
+use super::daemon::{ExitRecord, ShimSpec};
+use super::sandbox;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn run(dir: &Path, lock_fd: i32) -> std::process::ExitCode {
+    // the lock stays with the shim: the job must not inherit it
+    // SAFETY: fcntl on a descriptor number; a bad one fails harmlessly
+    let held = unsafe { libc::fcntl(lock_fd, libc::F_SETFD, libc::FD_CLOEXEC) } == 0;
+    if !held {
+        eprintln!("medtrain node shim: no lock descriptor {lock_fd}: the shim is started by the daemon only");
+        return std::process::ExitCode::from(2);
+    }
+    let _ = std::fs::write(dir.join("shim.pid"), std::process::id().to_string());
+    let spec: Option<ShimSpec> =
+        std::fs::read(dir.join("spec.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(spec) = spec else {
+        eprintln!("medtrain node shim: {}: no readable spec.json", dir.display());
+        return std::process::ExitCode::from(2);
+    };
+    let record = run_job(dir, &spec);
+    let path = dir.join(format!("exit-{}.json", spec.attempt));
+    let text = serde_json::to_vec(&record).unwrap_or_default();
+    if crate::staging::write_atomic(&path, &text).is_err() {
+        return std::process::ExitCode::from(1);
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+fn run_job(dir: &Path, spec: &ShimSpec) -> ExitRecord {
+    let fail = |e: String| ExitRecord { code: None, signal: None, error: Some(e) };
+    let log = match std::fs::OpenOptions::new().create(true).append(true).open(dir.join("log")) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot open the log: {e}")),
+    };
+    let Some((prog, args)) = spec.argv.split_first() else { return fail("empty command".into()) };
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args).env_clear().envs(spec.env.iter().map(|(k, v)| (k, v)));
+    cmd.stdin(std::process::Stdio::null());
+    match (log.try_clone(), log.try_clone()) {
+        (Ok(a), Ok(b)) => {
+            cmd.stdout(a).stderr(b);
+        }
+        _ => return fail("cannot share the log".into()),
+    }
+    if spec.sandbox {
+        let s = sandbox::Spec {
+            writable: spec.writable.clone(),
+            hidden: spec.hidden.clone(),
+            uid: spec.uid,
+            cwd: Some(spec.cwd.clone()),
+        };
+        if let Err(e) = sandbox::apply(&mut cmd, &s) {
+            return fail(format!("sandbox: {e}"));
+        }
+    } else {
+        cmd.current_dir(&spec.cwd);
+        // SAFETY: only system calls between fork and exec
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            })
+        };
+    }
+    // the job dies with its shim (a shim killed with kill -9 leaves no job running unseen)
+    // SAFETY: only system calls between fork and exec
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        })
+    };
+    // SAFETY: the handlers only store to an atomic
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e}")),
+    };
+    let pid = child.id() as i32;
+    let mut sent = false;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return ExitRecord { code: st.code(), signal: st.signal(), error: None },
+            Ok(None) => {}
+            Err(e) => return fail(format!("wait: {e}")),
+        }
+        if STOP.load(Ordering::SeqCst) && !sent {
+            // the job leads its own process group (setsid): the whole group is asked to stop
+            // SAFETY: a plain kill
+            unsafe { libc::kill(-pid, libc::SIGTERM) };
+            sent = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,543 @@
+//! The daemon's SQLite store (WAL): jobs, quotas, device usage and the audit trail. Every state change
+//! is one transaction that also appends its audit row, so the queue and its history never disagree,
+//! and a daemon killed at any point comes back to the last committed state.
+
+use super::config::Quota;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("node store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("node store: {0}")]
+    Invalid(String),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    uid INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    config TEXT,
+    image TEXT,
+    command TEXT NOT NULL,
+    class TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    stop TEXT,
+    run_dir TEXT,
+    units TEXT NOT NULL DEFAULT '[]',
+    borrowed INTEGER NOT NULL DEFAULT 0,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    preemptions INTEGER NOT NULL DEFAULT 0,
+    submitted REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    exit_code INTEGER,
+    epsilon REAL,
+    slurm_id TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS quotas (
+    project TEXT NOT NULL,
+    class TEXT NOT NULL,
+    devices INTEGER NOT NULL,
+    device_hours REAL,
+    reserved INTEGER NOT NULL,
+    PRIMARY KEY (project, class)
+);
+CREATE TABLE IF NOT EXISTS priorities (project TEXT PRIMARY KEY, priority INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS usage (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job INTEGER NOT NULL,
+    project TEXT NOT NULL,
+    class TEXT NOT NULL,
+    devices INTEGER NOT NULL,
+    start REAL NOT NULL,
+    end REAL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    uid INTEGER,
+    role TEXT,
+    action TEXT NOT NULL,
+    project TEXT,
+    job INTEGER,
+    detail TEXT NOT NULL
+);
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Queued,
+    Running,
+    /// asked to stop (preemption, cancel, budget); `stop` says which
+    Stopping,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+        }
+    }
+    fn parse(s: &str) -> State {
+        match s {
+            "queued" => State::Queued,
+            "running" => State::Running,
+            "stopping" => State::Stopping,
+            "succeeded" => State::Succeeded,
+            "cancelled" => State::Cancelled,
+            _ => State::Failed,
+        }
+    }
+    pub fn terminal(self) -> bool {
+        matches!(self, State::Succeeded | State::Failed | State::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub project: String,
+    pub uid: u32,
+    /// train | container
+    pub kind: String,
+    pub config: Option<String>,
+    pub image: Option<String>,
+    pub command: Vec<String>,
+    pub class: String,
+    pub count: u32,
+    pub priority: i64,
+    pub state: State,
+    pub reason: Option<String>,
+    /// why a stopping job was asked to stop: preempt | cancel | budget
+    pub stop: Option<String>,
+    pub run_dir: Option<String>,
+    pub units: Vec<String>,
+    pub borrowed: bool,
+    pub attempt: u32,
+    pub preemptions: u32,
+    pub submitted: f64,
+    pub started: Option<f64>,
+    pub ended: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub epsilon: Option<f64>,
+    pub slurm_id: Option<String>,
+}
+
+const JOB_COLUMNS: &str = "id, project, uid, kind, config, image, command, class, count, priority, state, reason, \
+     stop, run_dir, units, borrowed, attempt, preemptions, submitted, started, ended, exit_code, epsilon, slurm_id";
+
+fn job_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
+    let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+    Ok(Job {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        uid: r.get(2)?,
+        kind: r.get(3)?,
+        config: r.get(4)?,
+        image: r.get(5)?,
+        command: list(r.get(6)?),
+        class: r.get(7)?,
+        count: r.get(8)?,
+        priority: r.get(9)?,
+        state: State::parse(&r.get::<_, String>(10)?),
+        reason: r.get(11)?,
+        stop: r.get(12)?,
+        run_dir: r.get(13)?,
+        units: list(r.get(14)?),
+        borrowed: r.get(15)?,
+        attempt: r.get(16)?,
+        preemptions: r.get(17)?,
+        submitted: r.get(18)?,
+        started: r.get(19)?,
+        ended: r.get(20)?,
+        exit_code: r.get(21)?,
+        epsilon: r.get(22)?,
+        slurm_id: r.get(23)?,
+    })
+}
+
+/// Who did something, for the audit trail (`None`: the daemon itself).
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub uid: Option<u32>,
+    pub role: &'a str,
+}
+
+pub const DAEMON: Actor<'static> = Actor { uid: None, role: "daemon" };
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: String,
+    pub uid: Option<u32>,
+    pub role: Option<String>,
+    pub action: String,
+    pub project: Option<String>,
+    pub job: Option<i64>,
+    pub detail: serde_json::Value,
+}
+
+pub struct NewJob<'a> {
+    pub project: &'a str,
+    pub uid: u32,
+    pub kind: &'a str,
+    pub config: Option<&'a str>,
+    pub image: Option<&'a str>,
+    pub command: &'a [String],
+    pub class: &'a str,
+    pub count: u32,
+    pub priority: i64,
+}
+
+pub struct Store {
+    db: Connection,
+}
+
+pub fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `2026-11-29T19:30:05Z`
+pub fn iso(t: f64) -> String {
+    let s = t.floor() as i64;
+    let (y, m, d) = crate::data::time::civil_from_days(s.div_euclid(86_400));
+    let r = s.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", r / 3600, r % 3600 / 60, r % 60)
+}
+
+/// The calendar month (UTC) holding `t`, as `2026-11`, and its bounds in Unix seconds.
+pub fn month(t: f64) -> (String, f64, f64) {
+    let (y, m, _) = crate::data::time::civil_from_days((t.floor() as i64).div_euclid(86_400));
+    period_bounds(y, m)
+}
+
+pub fn period_bounds(y: i64, m: u32) -> (String, f64, f64) {
+    let start = crate::data::time::days_from_civil(y, m, 1) * 86_400;
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let end = crate::data::time::days_from_civil(ny, nm, 1) * 86_400;
+    (format!("{y:04}-{m:02}"), start as f64, end as f64)
+}
+
+/// `2026-11` -> its bounds; `None` when it is not a month.
+pub fn parse_period(s: &str) -> Option<(String, f64, f64)> {
+    let (y, m) = s.split_once('-')?;
+    if y.len() != 4 || m.len() != 2 {
+        return None;
+    }
+    let (y, m): (i64, u32) = (y.parse().ok()?, m.parse().ok()?);
+    ((1970..=9999).contains(&y) && (1..=12).contains(&m)).then(|| period_bounds(y, m))
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Connection::open(path)?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.execute_batch(SCHEMA)?;
+        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')", [])?;
+        Ok(Store { db })
+    }
+
+    fn audit_tx(
+        tx: &rusqlite::Transaction,
+        who: Actor,
+        action: &str,
+        project: Option<&str>,
+        job: Option<i64>,
+        detail: serde_json::Value,
+    ) -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT INTO audit (at, uid, role, action, project, job, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![now(), who.uid, who.role, action, project, job, detail.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Appends an audit row on its own (for events that change no other table: a refused request).
+    pub fn audit(
+        &mut self,
+        who: Actor,
+        action: &str,
+        project: Option<&str>,
+        job: Option<i64>,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        Self::audit_tx(&tx, who, action, project, job, detail)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn submit(&mut self, who: Actor, j: &NewJob) -> Result<i64, StoreError> {
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "INSERT INTO jobs (project, uid, kind, config, image, command, class, count, priority, state, submitted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10)",
+            params![
+                j.project,
+                j.uid,
+                j.kind,
+                j.config,
+                j.image,
+                serde_json::to_string(j.command).unwrap_or_default(),
+                j.class,
+                j.count,
+                j.priority,
+                now()
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        let detail = serde_json::json!({"kind": j.kind, "class": j.class, "count": j.count, "priority": j.priority});
+        Self::audit_tx(&tx, who, "submit", Some(j.project), Some(id), detail)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    pub fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        Ok(self.db.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_row).optional()?)
+    }
+
+    /// Jobs, newest first; `active`: only those not ended.
+    pub fn jobs(&self, project: Option<&str>, active: bool) -> Result<Vec<Job>, StoreError> {
+        let mut q = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR project = ?1)");
+        if active {
+            q += " AND state IN ('queued', 'running', 'stopping')";
+        }
+        q += " ORDER BY id DESC LIMIT 10000";
+        let mut st = self.db.prepare(&q)?;
+        let rows = st.query_map([project], job_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// A state change of one job with its audit row, in one transaction. `set` is the SQL assignment
+    /// list (`state = ?2, ...`); `args` bind ?2 on (?1 is the id).
+    pub fn update(
+        &mut self,
+        who: Actor,
+        id: i64,
+        action: &str,
+        set: &str,
+        args: &[&dyn rusqlite::ToSql],
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        let project: Option<String> =
+            tx.query_row("SELECT project FROM jobs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        let mut all: Vec<&dyn rusqlite::ToSql> = vec![&id];
+        all.extend_from_slice(args);
+        tx.execute(&format!("UPDATE jobs SET {set} WHERE id = ?1"), all.as_slice())?;
+        Self::audit_tx(&tx, who, action, project.as_deref(), Some(id), detail)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A job starts on `units`: its row and the usage segment it opens, in one transaction.
+    pub fn start(
+        &mut self,
+        job: &Job,
+        units: &[String],
+        borrowed: bool,
+        run_dir: &str,
+        attempt: u32,
+        slurm_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        let t = now();
+        tx.execute(
+            "UPDATE jobs SET state = 'running', units = ?2, borrowed = ?3, run_dir = ?4, attempt = ?5,
+                 started = COALESCE(started, ?6), reason = NULL, stop = NULL, slurm_id = ?7 WHERE id = ?1",
+            params![job.id, serde_json::to_string(units).unwrap_or_default(), borrowed, run_dir, attempt, t, slurm_id],
+        )?;
+        tx.execute(
+            "INSERT INTO usage (job, project, class, devices, start) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![job.id, job.project, job.class, job.count, t],
+        )?;
+        let detail = serde_json::json!({"units": units, "borrowed": borrowed, "attempt": attempt});
+        Self::audit_tx(&tx, DAEMON, "start", Some(&job.project), Some(job.id), detail)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A job's process ended: its new state and the usage segment closed, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish(
+        &mut self,
+        id: i64,
+        state: State,
+        reason: Option<&str>,
+        exit_code: Option<i32>,
+        epsilon: Option<f64>,
+        preempted: bool,
+        action: &str,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        let t = now();
+        let ended = state.terminal().then_some(t);
+        tx.execute(
+            "UPDATE jobs SET state = ?2, reason = ?3, exit_code = ?4, epsilon = COALESCE(?5, epsilon), ended = ?6,
+                 stop = NULL, units = '[]', borrowed = 0, preemptions = preemptions + ?7 WHERE id = ?1",
+            params![id, state.as_str(), reason, exit_code, epsilon, ended, preempted as i64],
+        )?;
+        tx.execute("UPDATE usage SET end = ?2 WHERE job = ?1 AND end IS NULL", params![id, t])?;
+        let project: Option<String> =
+            tx.query_row("SELECT project FROM jobs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        let detail = serde_json::json!({"state": state.as_str(), "exit_code": exit_code, "reason": reason,
+            "epsilon": epsilon});
+        Self::audit_tx(&tx, DAEMON, action, project.as_deref(), Some(id), detail)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Why a queued job waits (shown by `queue list`; not a state change, so not audited).
+    pub fn set_reason(&mut self, id: i64, reason: &str) -> Result<(), StoreError> {
+        self.db.execute("UPDATE jobs SET reason = ?2 WHERE id = ?1 AND state = 'queued'", params![id, reason])?;
+        Ok(())
+    }
+
+    pub fn seed_quota(&mut self, project: &str, class: &str, q: &Quota) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO quotas (project, class, devices, device_hours, reserved) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![project, class, q.devices, q.device_hours, q.reserved],
+        )?;
+        Ok(())
+    }
+
+    pub fn seed_priority(&mut self, project: &str, priority: i64) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO priorities (project, priority) VALUES (?1, ?2)",
+            params![project, priority],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_quota(
+        &mut self,
+        who: Actor,
+        project: &str,
+        class: &str,
+        q: &Quota,
+        priority: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "INSERT INTO quotas (project, class, devices, device_hours, reserved) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (project, class) DO UPDATE SET devices = ?3, device_hours = ?4, reserved = ?5",
+            params![project, class, q.devices, q.device_hours, q.reserved],
+        )?;
+        if let Some(p) = priority {
+            tx.execute(
+                "INSERT INTO priorities (project, priority) VALUES (?1, ?2)
+                 ON CONFLICT (project) DO UPDATE SET priority = ?2",
+                params![project, p],
+            )?;
+        }
+        let detail = serde_json::json!({"class": class, "quota": q, "priority": priority});
+        Self::audit_tx(&tx, who, "quota set", Some(project), None, detail)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// (project, class) -> quota
+    pub fn quotas(&self) -> Result<Vec<(String, String, Quota)>, StoreError> {
+        let mut st = self
+            .db
+            .prepare("SELECT project, class, devices, device_hours, reserved FROM quotas ORDER BY project, class")?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, Quota { devices: r.get(2)?, device_hours: r.get(3)?, reserved: r.get(4)? }))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn priorities(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut st = self.db.prepare("SELECT project, priority FROM priorities")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Device-hours per (project, class) within [from, to); open segments count up to `now`.
+    pub fn device_hours(&self, from: f64, to: f64) -> Result<Vec<(String, String, f64)>, StoreError> {
+        let t = now();
+        let mut st = self.db.prepare(
+            "SELECT project, class, SUM(devices * (MIN(COALESCE(end, ?3), ?2) - MAX(start, ?1))) / 3600.0
+             FROM usage WHERE start < ?2 AND COALESCE(end, ?3) > ?1 GROUP BY project, class ORDER BY project, class",
+        )?;
+        let rows = st
+            .query_map(params![from, to, t], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, f64>(2)?.max(0.0))))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Past usage per project, each device-hour weighted by 0.5^(age / half_life): fair share's input.
+    pub fn decayed_usage(&self, half_life_hours: f64) -> Result<Vec<(String, f64)>, StoreError> {
+        let t = now();
+        let k = std::f64::consts::LN_2 / (half_life_hours * 3600.0);
+        let mut st = self.db.prepare("SELECT project, devices, start, COALESCE(end, ?1) FROM usage")?;
+        let mut out: std::collections::BTreeMap<String, f64> = Default::default();
+        let rows = st.query_map([t], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?, r.get::<_, f64>(2)?, r.get::<_, f64>(3)?))
+        })?;
+        for row in rows {
+            let (p, d, s, e) = row?;
+            // the integral of 2^(-(t - x)/H) over [s, e], in hours
+            let v = d * ((-k * (t - e).max(0.0)).exp() - (-k * (t - s).max(0.0)).exp()) / k / 3600.0;
+            *out.entry(p).or_default() += v.max(0.0);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Epsilon of the runs each project ended in [from, to) (the last epsilon each job reported).
+    pub fn epsilon(&self, from: f64, to: f64) -> Result<Vec<(String, f64, u32)>, StoreError> {
+        let mut st = self.db.prepare(
+            "SELECT project, SUM(epsilon), COUNT(*) FROM jobs WHERE epsilon IS NOT NULL AND ended >= ?1 AND ended < ?2
+             GROUP BY project",
+        )?;
+        let rows = st
+            .query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn audit_rows(&self, since: f64, project: Option<&str>, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+        let mut st = self.db.prepare(
+            "SELECT id, at, uid, role, action, project, job, detail FROM audit WHERE at >= ?1
+             AND (?2 IS NULL OR project = ?2) ORDER BY id LIMIT ?3",
+        )?;
+        let rows = st
+            .query_map(params![since, project, limit], |r| {
+                Ok(AuditRow {
+                    id: r.get(0)?,
+                    at: iso(r.get(1)?),
+                    uid: r.get(2)?,
+                    role: r.get(3)?,
+                    action: r.get(4)?,
+                    project: r.get(5)?,
+                    job: r.get(6)?,
+                    detail: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or(serde_json::Value::Null),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}

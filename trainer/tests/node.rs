@@ -1,0 +1,518 @@
+//! The node daemon as operators and researchers meet it: a real daemon on a temporary socket, real
+//! client processes (some under other uids when the test runs as root), real sandboxed jobs.
+
+mod common;
+
+use common::cli::{bin, config, export, fingerprint};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ALICE: u32 = 4242; // researcher, project alpha
+const BOB: u32 = 4343; // researcher, project beta
+
+struct Node {
+    dir: PathBuf,
+    daemon: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Node {
+    /// A node with two CPU slots, projects alpha and beta (one device each), and `extra` appended to
+    /// its config.
+    fn start(extra: &str) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let home = dir.join("home");
+        let cfg = format!(
+            r#"[node]
+socket = "sock/node.sock"
+state_dir = "state"
+home = "home"
+cpu_slots = 2
+
+[[user]]
+uid = {me}
+role = "operator"
+
+[[user]]
+uid = {ALICE}
+role = "researcher"
+projects = ["alpha"]
+
+[[user]]
+uid = {BOB}
+role = "researcher"
+projects = ["beta"]
+
+[[project]]
+name = "alpha"
+quota.cpu = {{ devices = 1 }}
+
+[[project]]
+name = "beta"
+quota.cpu = {{ devices = 1 }}
+{extra}"#,
+            me = unsafe { libc::geteuid() }
+        );
+        std::fs::write(dir.join("node.toml"), cfg).unwrap();
+        // both projects hold a permit for the shared demo export
+        for p in ["alpha", "beta"] {
+            let o = bin()
+                .env("MEDTRAIN_HOME", &home)
+                .args(["permit", "issue", "--project", p, "--purpose", "tests", "--dataset", fingerprint()])
+                .args(["--expires", "2999-12-31", "--epsilon", "100", "--delta", "1e-5"])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let mut n = Node { dir, daemon: None, _tmp: tmp };
+        n.run_daemon();
+        n
+    }
+
+    fn run_daemon(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
+        let child = bin()
+            .args(["node", "run", "--config"])
+            .arg(self.dir.join("node.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let t0 = Instant::now();
+        while UnixStream::connect(self.socket()).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "daemon did not start: {}", self.daemon_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // the socket's directory is open to the other test uids
+        std::fs::set_permissions(self.dir.join("sock"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("sock/node.sock")
+    }
+
+    /// `medtrain ARGS` as a client, under `uid` (None: the test's own).
+    fn cli(&self, uid: Option<u32>, args: &[&str]) -> Output {
+        let mut c = bin();
+        c.env("MEDTRAIN_SOCKET", self.socket()).args(args);
+        if let Some(u) = uid {
+            c.uid(u).gid(u);
+        }
+        c.output().unwrap()
+    }
+
+    fn ok(&self, uid: Option<u32>, args: &[&str]) -> String {
+        let o = self.cli(uid, args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn refused(&self, uid: Option<u32>, args: &[&str]) -> String {
+        let o = self.cli(uid, args);
+        assert!(!o.status.success(), "{args:?} was accepted: {}", String::from_utf8_lossy(&o.stdout));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// One raw request line on the socket, as the test's own uid.
+    fn raw(&self, line: &[u8]) -> Value {
+        let mut s = UnixStream::connect(self.socket()).unwrap();
+        s.write_all(line).unwrap();
+        let mut r = BufReader::new(s);
+        let mut ans = String::new();
+        r.read_line(&mut ans).unwrap();
+        serde_json::from_str(&ans).unwrap_or_else(|_| panic!("not JSON: {ans:?}"))
+    }
+
+    fn jobs(&self) -> Vec<Value> {
+        let out = self.ok(None, &["queue", "list", "--all", "--json"]);
+        serde_json::from_str::<Vec<Value>>(&out).unwrap()
+    }
+
+    fn job(&self, id: i64) -> Value {
+        self.jobs().into_iter().find(|j| j["id"] == id).unwrap_or_else(|| panic!("no job {id}"))
+    }
+
+    fn wait(&self, what: &str, secs: u64, cond: impl Fn(&Node) -> bool) {
+        let t0 = Instant::now();
+        while !cond(self) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(secs),
+                "timed out waiting for {what}: {:#?}\ndaemon log: {}",
+                self.jobs(),
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn state(&self, id: i64) -> String {
+        self.job(id)["state"].as_str().unwrap_or("").to_string()
+    }
+
+    /// configs/lab-mlp.toml on the shared export with `steps` steps, readable by every test uid.
+    fn lab_config(&self, name: &str, steps: u32) -> PathBuf {
+        let d = self.dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let steps = format!("steps = {steps}");
+        let p = config("lab-mlp", &d, &[("epochs = 20", &steps), ("checkpoint_every = 100", "checkpoint_every = 5")]);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        p
+    }
+
+    fn submit(&self, uid: Option<u32>, cfg: &Path, project: &str, devices: &str) -> i64 {
+        let out = self.ok(uid, &["queue", "submit", cfg.to_str().unwrap(), "--project", project, "--devices", devices]);
+        out.trim().parse().unwrap()
+    }
+
+    fn log(&self, id: i64) -> String {
+        self.ok(None, &["queue", "logs", &id.to_string()])
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        // jobs outlive the daemon by design: stop the ones this test left
+        let _ = Command::new("pkill").arg("-f").arg(self.dir.join("state").to_str().unwrap()).status();
+    }
+}
+
+fn root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The JSON summaries `medtrain train --json` printed into a job's log, in order.
+fn summaries(log: &str) -> Vec<Value> {
+    log.lines().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+#[test]
+fn researchers_see_only_their_project_and_cannot_set_quotas() {
+    if !root() {
+        eprintln!("skipped: needs root to run clients under two other uids");
+        return;
+    }
+    let n = Node::start("");
+    let a = n.lab_config("a", 20);
+    let id = n.submit(Some(ALICE), &a, "alpha", "cpu:1");
+    // a researcher cannot submit to another project, set quotas, or see another project's jobs
+    let e = n.refused(Some(BOB), &["queue", "submit", a.to_str().unwrap(), "--project", "alpha"]);
+    assert!(e.contains("not allowed for a researcher"), "{e}");
+    let e = n.refused(Some(BOB), &["quota", "set", "--project", "beta", "--class", "cpu", "--devices", "2"]);
+    assert!(e.contains("not allowed for a researcher"), "{e}");
+    let listed = n.ok(Some(BOB), &["queue", "list", "--all", "--json"]);
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&listed).unwrap().len(), 0, "{listed}");
+    let e = n.refused(Some(BOB), &["queue", "logs", &id.to_string()]);
+    assert!(e.contains(&format!("no job {id} in your projects")), "{e}");
+    let e = n.refused(Some(BOB), &["queue", "cancel", &id.to_string()]);
+    assert!(e.contains("no job"), "{e}");
+    let mine = n.ok(Some(ALICE), &["queue", "list", "--all", "--json"]);
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&mine).unwrap().len(), 1);
+    // a uid with no role is refused
+    let e = n.refused(Some(5555), &["queue", "list"]);
+    assert!(e.contains("uid 5555 has no role"), "{e}");
+    // the operator may; a researcher's usage report holds only their projects
+    n.ok(None, &["quota", "set", "--project", "beta", "--class", "cpu", "--devices", "2", "--device-hours", "10"]);
+    let q: Vec<Value> = serde_json::from_str(&n.ok(None, &["quota", "show", "--json"])).unwrap();
+    assert!(q.iter().any(|r| r["project"] == "beta" && r["devices"] == 2 && r["device_hours"] == 10.0), "{q:?}");
+    let u: Value = serde_json::from_str(&n.ok(Some(BOB), &["usage", "report", "--json"])).unwrap();
+    let projects: Vec<&str> =
+        u["projects"].as_array().unwrap().iter().map(|p| p["project"].as_str().unwrap()).collect();
+    assert_eq!(projects, ["beta"]);
+    n.wait("alice's job", 120, |n| n.state(id) == "succeeded");
+    // every state change and every refusal is in the audit trail, with who did it
+    let audit: Vec<Value> = serde_json::from_str(&n.ok(None, &["audit", "--json"])).unwrap();
+    let has = |action: &str, uid: Option<u32>| {
+        audit.iter().any(|r| r["action"] == action && uid.is_none_or(|u| r["uid"] == u))
+    };
+    assert!(has("submit", Some(ALICE)) && has("start", None) && has("succeeded", None), "{audit:#?}");
+    assert!(has("refused", Some(BOB)) && has("quota set", Some(unsafe { libc::geteuid() })), "{audit:#?}");
+    // researchers read only their projects' part of the trail
+    let theirs: Vec<Value> = serde_json::from_str(&n.ok(Some(BOB), &["audit", "--json"])).unwrap();
+    assert!(theirs.iter().all(|r| r["project"] == "beta"), "{theirs:#?}");
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
+    let n = Node::start("");
+    let cases: &[(&[u8], &str)] = &[
+        (b"{not json\n", "malformed request"),
+        (b"{\"version\": 1, \"op\": \"launch_missiles\"}\n", "malformed request"),
+        (b"{\"version\": 7, \"op\": \"whoami\"}\n", "unsupported version 7"),
+        (b"{\"version\": 1, \"op\": \"cancel\", \"job\": 99999}\n", "no job 99999"),
+        (b"{\"version\": 1, \"op\": \"usage\", \"period\": \"2026-13\"}\n", "period"),
+        (
+            b"{\"version\": 1, \"op\": \"submit\", \"project\": \"nope\", \"config\": \"/x\"}\n",
+            "unknown project \"nope\"",
+        ),
+        (b"{\"version\": 1, \"op\": \"submit\", \"project\": \"090-1234-5678\", \"config\": \"/x\"}\n", "not printed"),
+        (b"\xff\xfe\n", "malformed request"),
+    ];
+    for (line, want) in cases {
+        let v = n.raw(line);
+        assert_eq!(v["ok"], false, "{v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains(want), "{}: {msg}", String::from_utf8_lossy(line));
+        assert!(!msg.contains("090-1234-5678"), "a value from the request is repeated: {msg}");
+    }
+    // longer than node.max_request_bytes
+    let mut big = b"{\"version\": 1, \"op\": \"whoami\", \"pad\": \"".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 200_000));
+    big.extend(b"\"}\n");
+    let v = n.raw(&big);
+    assert!(v["error"].as_str().unwrap().contains("max_request_bytes"), "{v}");
+    // devices that do not exist, more than there are, a config that is not one
+    let a = n.lab_config("a", 20);
+    let e = n.refused(None, &["queue", "submit", a.to_str().unwrap(), "--project", "alpha", "--devices", "cuda:1"]);
+    assert!(e.contains("no \"cuda\" devices") && e.contains("it has: cpu"), "{e}");
+    let e = n.refused(None, &["queue", "submit", a.to_str().unwrap(), "--project", "alpha", "--devices", "cpu:3"]);
+    assert!(e.contains("3 cpu asked, the node has 2"), "{e}");
+    let bad = n.dir.join("a/bad.toml");
+    std::fs::write(&bad, "[model]\nkind = 3\n").unwrap();
+    let e = n.refused(None, &["queue", "submit", bad.to_str().unwrap(), "--project", "alpha"]);
+    assert!(e.contains("bad.toml"), "{e}");
+    // many clients at once, then the daemon still answers
+    let clients: Vec<Child> = (0..12)
+        .map(|i| {
+            let mut c = bin();
+            c.env("MEDTRAIN_SOCKET", n.socket()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            if i % 2 == 0 {
+                c.args(["queue", "list", "--all"]);
+            } else {
+                c.args(["quota", "show"]);
+            }
+            c.spawn().unwrap()
+        })
+        .collect();
+    for c in clients {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(n.raw(b"{\"version\": 1, \"op\": \"whoami\"}\n")["ok"], true);
+}
+
+#[test]
+fn a_node_config_naming_devices_that_do_not_exist_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("node.toml");
+    std::fs::write(
+        &cfg,
+        "[node]\nsocket = \"s\"\nstate_dir = \"st\"\n[[project]]\nname = \"a\"\nquota.tpu = { devices = 1 }\n",
+    )
+    .unwrap();
+    let o = bin().args(["node", "run", "--config"]).arg(&cfg).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("project[0].quota.tpu") && e.contains("it has: cpu"), "{e}");
+    std::fs::write(&cfg, "[node]\nsocket = \"s\"\nstate_dir = \"st\"\ncpu_slots = 0\n").unwrap();
+    let o = bin().args(["node", "run", "--config"]).arg(&cfg).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("node.cpu_slots = 0"), "{o:?}");
+}
+
+#[test]
+fn borrowed_devices_are_reclaimed_by_preemption_and_the_run_resumes_its_accounting() {
+    let n = Node::start("");
+    // alpha borrows both slots (its quota is one); beta then claims its own slot back
+    let long = n.lab_config("long", 1500);
+    let a = n.submit(None, &long, "alpha", "cpu:2");
+    n.wait("alpha running borrowed", 60, |n| {
+        let j = n.job(a);
+        j["state"] == "running" && j["borrowed"] == true
+    });
+    // let it pass its first checkpoint
+    let run = |n: &Node| PathBuf::from(n.job(a)["run_dir"].as_str().unwrap_or("/nonexistent").to_string());
+    n.wait("alpha's first checkpoint", 120, |n| run(n).join("checkpoint/state.json").exists());
+    let short = n.lab_config("short", 20);
+    let b = n.submit(None, &short, "beta", "cpu:1");
+    n.wait("alpha preempted", 120, |n| n.job(a)["preemptions"] == 1);
+    n.wait("beta done and alpha finished", 600, |n| n.state(b) == "succeeded" && n.state(a) == "succeeded");
+    let ja = n.job(a);
+    assert_eq!(ja["attempt"], 2, "{ja}");
+    let log = n.log(a);
+    let s = summaries(&log);
+    assert_eq!(s.len(), 2, "one summary per attempt: {log}");
+    assert_eq!(s[0]["finished"], false);
+    assert_eq!(s[1]["finished"], true);
+    assert_eq!(s[1]["steps"], 1500);
+    assert_eq!(s[0]["run_dir"], s[1]["run_dir"], "the second attempt resumes the same run");
+    let (e0, e1) = (s[0]["epsilon"].as_f64().unwrap(), s[1]["epsilon"].as_f64().unwrap());
+    // the resumed run's accounting continues from the preempted one: its epsilon is that of all the
+    // steps, the planned target, not that of the resumed steps alone
+    assert!(e0 > 0.0 && e0 < e1, "{e0} then {e1}");
+    assert!((e1 - 3.0).abs() < 0.01, "final epsilon {e1}, target 3.0");
+    assert!(log.contains("preparing"), "{log}");
+    // the audit trail says what happened, and the usage report has both projects' device time
+    let audit: Vec<Value> = serde_json::from_str(&n.ok(None, &["audit", "--json"])).unwrap();
+    let acts: Vec<&str> = audit.iter().filter(|r| r["job"] == a).map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(acts, ["submit", "start", "preempt", "preempted", "start", "succeeded"], "{audit:#?}");
+    let u: Value = serde_json::from_str(&n.ok(None, &["usage", "report", "--json"])).unwrap();
+    for p in u["projects"].as_array().unwrap() {
+        assert!(p["device_hours"]["cpu"].as_f64().unwrap() > 0.0, "{u}");
+        assert!(p["epsilon_spent"].as_f64().unwrap() > 0.0, "{u}");
+    }
+}
+
+#[test]
+fn used_up_device_hours_stop_the_run_and_hold_the_queue() {
+    let n = Node::start("");
+    // 0.0005 device-hours: 1.8 device-seconds
+    n.ok(None, &["quota", "set", "--project", "alpha", "--class", "cpu", "--devices", "1", "--device-hours", "0.0005"]);
+    let long = n.lab_config("long", 3000);
+    let a = n.submit(None, &long, "alpha", "cpu:1");
+    n.wait("alpha stopped at its budget", 120, |n| {
+        let j = n.job(a);
+        j["state"] == "queued" && j["reason"].as_str().unwrap_or("").contains("device-hours")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(n.state(a), "queued", "a job over its budget is not started again");
+    // more hours: it resumes and ends
+    n.ok(None, &["quota", "set", "--project", "alpha", "--class", "cpu", "--devices", "1", "--device-hours", "100"]);
+    n.wait("alpha resumed", 60, |n| n.state(a) == "running");
+    n.ok(None, &["queue", "cancel", &a.to_string()]);
+    n.wait("alpha cancelled", 60, |n| n.state(a) == "cancelled");
+}
+
+#[test]
+fn a_job_that_crashes_is_failed_with_its_status_and_the_queue_goes_on() {
+    let n = Node::start("");
+    let d = n.dir.join("crash");
+    std::fs::create_dir_all(&d).unwrap();
+    // valid as a config, but its data is not there: the run stops with an error
+    let bad = config("lab-mlp", &d, &[("epochs = 20", "steps = 5")]);
+    let text = std::fs::read_to_string(&bad)
+        .unwrap()
+        .replace(export().join("export").to_str().unwrap(), "/nonexistent/export");
+    std::fs::write(&bad, text).unwrap();
+    let c = n.submit(None, &bad, "alpha", "cpu:1");
+    let ok = n.submit(None, &n.lab_config("ok", 10), "alpha", "cpu:1");
+    n.wait("both ended", 120, |n| n.state(c) == "failed" && n.state(ok) == "succeeded");
+    let j = n.job(c);
+    assert!(
+        j["exit_code"].as_i64().unwrap() != 0 && j["reason"].as_str().unwrap().contains("exited with status"),
+        "{j}"
+    );
+    // its log says why; `queue logs --follow` exits non-zero for a job that did not succeed
+    let o = n.cli(None, &["queue", "logs", &c.to_string(), "--follow"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stdout).contains("nonexistent"), "{o:?}");
+}
+
+#[test]
+fn a_daemon_killed_with_kill_9_comes_back_with_its_queue_and_runs_no_job_twice() {
+    let n0 = Node::start("");
+    let mut n = n0;
+    let long = n.lab_config("long", 800);
+    let a = n.submit(None, &long, "alpha", "cpu:1");
+    let b = n.submit(None, &long, "alpha", "cpu:1"); // waits: alpha's quota is one device... or borrows
+    let c = n.submit(None, &long, "alpha", "cpu:1");
+    n.wait("a running", 60, |n| n.state(a) == "running");
+    let mut d = n.daemon.take().unwrap();
+    unsafe { libc::kill(d.id() as i32, libc::SIGKILL) };
+    d.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    n.run_daemon();
+    n.wait("all three succeeded", 900, |n| [a, b, c].iter().all(|&j| n.state(j) == "succeeded"));
+    for j in [a, b, c] {
+        let job = n.job(j);
+        assert_eq!(job["attempt"], 1, "job {j} was started more than once: {job}");
+        let s = summaries(&n.log(j));
+        assert_eq!(s.len(), 1, "job {j} ran more than once");
+        assert_eq!(s[0]["steps"], 800);
+    }
+    let audit: Vec<Value> = serde_json::from_str(&n.ok(None, &["audit", "--json"])).unwrap();
+    let starts = audit.iter().filter(|r| r["action"] == "start").count();
+    assert_eq!(starts, 3, "{audit:#?}");
+    assert_eq!(audit.iter().filter(|r| r["action"] == "daemon start").count(), 2);
+}
+
+/// The job runner the daemon uses (`medtrain node shim`), on a job that tries to get out: no network
+/// (not even the host's loopback), nothing writable but its run directory, the node's state hidden, no
+/// capabilities.
+#[test]
+fn a_sandboxed_job_cannot_open_a_network_connection_or_write_outside_its_run_directory() {
+    let probe = bin().args(["node", "devices", "--json"]).output().unwrap();
+    let inv: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    if !inv["sandbox_refused"].is_null() {
+        eprintln!("skipped: this kernel refuses the sandbox: {}", inv["sandbox_refused"]);
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, work) = (tmp.path().join("state"), tmp.path().join("state/runs/1"));
+    let job = state.join("jobs/1");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(state.join("node.sqlite"), "secret").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let outside = tmp.path().join("outside");
+    let script = format!(
+        "(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo LOOPBACK-OPEN
+         (exec 3<>/dev/tcp/192.0.2.1/443) 2>/dev/null && echo NETWORK-OPEN
+         touch {work}/written && echo RUN-WRITABLE
+         touch {outside} 2>/dev/null && echo OUTSIDE-WRITABLE
+         touch /etc/medtrain-escape 2>/dev/null && echo ROOT-WRITABLE
+         cat {state}/node.sqlite 2>/dev/null && echo STATE-VISIBLE
+         ls {state}/jobs 2>/dev/null | grep -q . && echo JOBS-VISIBLE
+         grep CapEff /proc/self/status
+         ip -o link 2>/dev/null | grep -v ' lo:' | grep -q . && echo OTHER-INTERFACES
+         exit 7",
+        work = work.display(),
+        outside = outside.display(),
+        state = state.display()
+    );
+    let spec = serde_json::json!({
+        "attempt": 1,
+        "argv": ["/bin/bash", "-c", script],
+        "env": [["PATH", "/usr/bin:/bin"]],
+        "sandbox": true,
+        "writable": [work],
+        "hidden": [state],
+        "cwd": work,
+        "uid": null,
+    });
+    std::fs::write(job.join("spec.json"), spec.to_string()).unwrap();
+    let lock = std::fs::File::create(job.join("lock")).unwrap();
+    let fd = std::os::unix::io::AsRawFd::as_raw_fd(&lock);
+    let mut shim = bin();
+    shim.args(["node", "shim"]).arg(&job).args(["--lock-fd", "3"]);
+    unsafe {
+        shim.pre_exec(move || {
+            libc::dup2(fd, 3);
+            Ok(())
+        })
+    };
+    assert!(shim.status().unwrap().success());
+    let exit: Value = serde_json::from_slice(&std::fs::read(job.join("exit-1.json")).unwrap()).unwrap();
+    assert_eq!(exit["code"], 7, "{exit}");
+    let log = std::fs::read_to_string(job.join("log")).unwrap();
+    assert!(log.contains("RUN-WRITABLE") && work.join("written").exists(), "{log}");
+    for escape in [
+        "LOOPBACK-OPEN",
+        "NETWORK-OPEN",
+        "OUTSIDE-WRITABLE",
+        "ROOT-WRITABLE",
+        "STATE-VISIBLE",
+        "JOBS-VISIBLE",
+        "OTHER-INTERFACES",
+    ] {
+        assert!(!log.contains(escape), "{escape}: {log}");
+    }
+    assert!(log.contains("CapEff:\t0000000000000000"), "{log}");
+    assert!(!outside.exists());
+    drop(listener);
+}
