@@ -26,6 +26,11 @@ impl Node {
     /// A node with two CPU slots, projects alpha and beta (one device each), and `extra` appended to
     /// its config.
     fn start(extra: &str) -> Node {
+        Self::start_with("", extra)
+    }
+
+    /// As [`Node::start`], with `node_options` added to the `[node]` table.
+    fn start_with(node_options: &str, extra: &str) -> Node {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -36,6 +41,7 @@ socket = "sock/node.sock"
 state_dir = "state"
 home = "home"
 cpu_slots = 2
+{node_options}
 
 [[user]]
 uid = {me}
@@ -514,5 +520,70 @@ fn a_sandboxed_job_cannot_open_a_network_connection_or_write_outside_its_run_dir
     }
     assert!(log.contains("CapEff:\t0000000000000000"), "{log}");
     assert!(!outside.exists());
+    drop(listener);
+}
+
+/// The tests' container image: busybox, imported from Debian's busybox-static (no registry needed).
+fn busybox_image() -> Option<&'static str> {
+    const IMAGE: &str = "localhost/medtrain-test-busybox:latest";
+    let have = Command::new("podman").args(["image", "exists", IMAGE]).status().map(|s| s.success());
+    match have {
+        Err(_) => {
+            assert!(std::env::var_os("MEDTRAIN_REQUIRE_PODMAN").is_none(), "podman is required but not installed");
+            eprintln!("skipped: podman is not installed (scripts/ensure-podman.sh)");
+            return None;
+        }
+        Ok(true) => return Some(IMAGE),
+        Ok(false) => {}
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    for d in ["tmp", "work", "etc"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/usr/bin/busybox", root.join("bin/busybox")).expect("busybox-static (scripts/ensure-podman.sh)");
+    for applet in ["sh", "nc", "echo", "touch", "cat", "ls", "id"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    let tar = tmp.path().join("root.tar");
+    assert!(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+    let o = Command::new("podman").arg("import").arg(&tar).arg(IMAGE).output().unwrap();
+    assert!(o.status.success(), "podman import: {}", String::from_utf8_lossy(&o.stderr));
+    Some(IMAGE)
+}
+
+#[test]
+fn a_container_job_runs_under_podman_with_no_network_and_only_its_run_directory_writable() {
+    let Some(image) = busybox_image() else { return };
+    // this kind of machine: crun refuses its hybrid cgroups, and raising rlimits is not permitted
+    let n = Node::start_with(
+        "podman_args = [\"--runtime\", \"runc\", \"--ulimit\", \"nofile=1024:1024\", \"--ulimit\", \"nproc=1024:1024\"]",
+        "",
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        "nc -w 2 127.0.0.1 {port} </dev/null && echo LOOPBACK-OPEN; \
+         nc -w 2 192.0.2.1 80 </dev/null && echo NETWORK-OPEN; \
+         touch /etc/escape 2>/dev/null && echo ROOT-WRITABLE; \
+         echo result > /work/out && echo WROTE"
+    );
+    let out = n.ok(None, &["queue", "submit", "--image", image, "--project", "alpha", "--", "/bin/sh", "-c", &script]);
+    let id: i64 = out.trim().parse().unwrap();
+    n.wait("the container job", 120, |n| n.job(id)["state"].as_str().is_some_and(|s| s != "queued" && s != "running"));
+    let log = n.log(id);
+    assert_eq!(n.state(id), "succeeded", "{log}");
+    assert!(log.contains("WROTE"), "{log}");
+    for escape in ["LOOPBACK-OPEN", "NETWORK-OPEN", "ROOT-WRITABLE"] {
+        assert!(!log.contains(escape), "{escape}: {log}");
+    }
+    // its output stays in the node, in the job's run directory
+    assert_eq!(std::fs::read_to_string(n.dir.join(format!("state/runs/{id}/out"))).unwrap(), "result\n");
+    // a bad image reference or no command: refused at submit
+    let e = n.refused(None, &["queue", "submit", "--image=-rf", "--project", "alpha", "--", "true"]);
+    assert!(e.contains("image"), "{e}");
+    let e = n.refused(None, &["queue", "submit", "--image", image, "--project", "alpha"]);
+    assert!(e.contains("command"), "{e}");
     drop(listener);
 }

@@ -62,6 +62,10 @@ pub struct NodeSection {
     pub max_request_bytes: usize,
     /// the Slurm partition jobs go to in Slurm mode
     pub slurm_partition: Option<String>,
+    /// options every container job's `podman run` gets before the node's own (a site's runtime and
+    /// limits, e.g. ["--runtime", "runc", "--ulimit", "nofile=4096:4096"])
+    #[serde(default)]
+    pub podman_args: Vec<String>,
 }
 
 fn default_mode() -> Mode {
@@ -167,6 +171,9 @@ impl NodeConfig {
         }
         if !(1024..=(16 << 20)).contains(&n.max_request_bytes) {
             return Err("node.max_request_bytes: expected 1024..=16777216".into());
+        }
+        if n.podman_args.len() > 64 || n.podman_args.iter().any(|a| a.len() > 256 || a.contains('\0')) {
+            return Err("node.podman_args: expected at most 64 options of at most 256 bytes".into());
         }
         let mut uids = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {

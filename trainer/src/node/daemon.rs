@@ -830,11 +830,26 @@ impl Daemon {
             a
         } else {
             hidden.push(home.clone());
-            let mut a: Vec<String> = ["podman", "run", "--rm", "--network", "none", "--read-only", "--cap-drop", "all"]
-                .into_iter()
-                .map(String::from)
-                .collect();
-            a.extend(["--security-opt".into(), "no-new-privileges".into(), "--userns".into(), "keep-id".into()]);
+            let mut a: Vec<String> = vec!["podman".into()];
+            // global options (--runtime, --root) go before `run`, the rest after it
+            let (global, run): (Vec<&String>, Vec<&String>) = split_podman_args(&self.cfg.node.podman_args);
+            a.extend(global.into_iter().cloned());
+            a.push("run".into());
+            a.extend(run.into_iter().cloned());
+            a.extend(
+                [
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--read-only",
+                    "--cap-drop",
+                    "all",
+                    "--security-opt",
+                    "no-new-privileges",
+                ]
+                .map(String::from),
+            );
+            a.extend(["--name".into(), format!("medtrain-job-{}-{attempt}", j.id)]);
             a.extend(["-v".into(), format!("{}:/work:rw", work.display()), "-w".into(), "/work".into()]);
             if let Some(c) = &class {
                 a.extend(["--env".into(), format!("{}={visible}", c.visible_env)]);
@@ -905,6 +920,27 @@ impl Daemon {
         drop(lock);
         Ok(())
     }
+}
+
+/// `node.podman_args` split into podman's global options (those that must come before `run`) and
+/// `run`'s own.
+fn split_podman_args(args: &[String]) -> (Vec<&String>, Vec<&String>) {
+    const GLOBAL: [&str; 6] =
+        ["--runtime", "--root", "--runroot", "--storage-driver", "--cgroup-manager", "--log-level"];
+    let (mut global, mut run) = (Vec::new(), Vec::new());
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        let name = a.split('=').next().unwrap_or("");
+        let target = if GLOBAL.contains(&name) { &mut global } else { &mut run };
+        target.push(a);
+        // an option's value in the next argument goes with it
+        if !a.contains('=') && a.starts_with("--") {
+            if let Some(v) = it.next_if(|v| !v.starts_with("--")) {
+                target.push(v);
+            }
+        }
+    }
+    (global, run)
 }
 
 /// The epsilon of the last JSON summary line `medtrain train --json` wrote to the log.
