@@ -350,6 +350,38 @@ fn lab_series_buckets_mask_and_time_since_last() {
 }
 
 #[test]
+fn lab_series_and_lab_rise_take_jlac10_codes_of_another_method_but_not_urine() {
+    // one creatinine by the catalogue's code, one by reflectometry (another method), and a urine
+    // creatinine that shares the analyte code: the channel and the label see the first two only
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,code,value,unit\n\
+         s,2024-01-02T00:00:00Z,urn:oid:1.2.392.200119.4.1005|3C015000002327101,0.765,mg/dL\n\
+         s,2024-01-02T12:00:00Z,urn:oid:1.2.392.200119.4.1005|3C015000002329101,1.68,mg/dL\n\
+         s,2024-01-03T00:00:00Z,urn:oid:1.2.392.200119.4.1005|3C015000000127101,90,mg/dL\n",
+    )
+    .unwrap();
+    let (mut d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    d.sort();
+    let spec = data::features::LabSeriesSpec::new(&["creatinine".into()], 4, 48.0).unwrap();
+    let t = data::time::parse("2024-01-03T12:00:00Z").unwrap();
+    let label = labels::Label { subject: 0, prediction_time: t, value: labels::LabelValue::Bool(false) };
+    let f = data::features::lab_series(&d, &spec, &[label]);
+    // window 01-01T12 .. 01-03T12 in 12-hour buckets: 01-02T00 is bucket 1, 01-02T12 bucket 2; the
+    // urine value of 01-03T00 (bucket 3) is not creatinine
+    assert_eq!(f.mask, [0., 1., 1., 0.]);
+    assert!((f.values[2] - 3.0).abs() < 1e-5, "{:?}", f.values);
+    // a channel named by a hospital's code is the catalogue test
+    let by_code = data::features::LabSeriesSpec::new(&["3C015000002329101".into()], 4, 48.0).unwrap();
+    assert_eq!(by_code.channels[0].name, "creatinine");
+    let l = labels::derive(&d, &labels::Task::LabRise { lab: "creatinine".into(), rise: 0.3, horizon_hours: 48.0 })
+        .unwrap();
+    let values: Vec<_> = l.iter().map(|l| l.value.clone()).collect();
+    assert_eq!(values, [labels::LabelValue::Bool(true), labels::LabelValue::Bool(false)]);
+}
+
+#[test]
 fn splits_come_from_subject_splits_or_the_keyed_hash() {
     let dir = tempfile::tempdir().unwrap();
     demo(dir.path(), 200, 4);

@@ -397,3 +397,24 @@ fn loinc_code_of_every_converted_detail_is_the_catalogue_one() {
     let f = r.findings.iter().find(|f| f.kind == "converted_unit").unwrap();
     assert!(f.detail.as_deref().unwrap().starts_with(&format!("{LOINC}|2160-0")));
 }
+
+#[test]
+fn jlac10_code_of_another_method_converts_like_its_row_and_urine_stays_urine() {
+    let jlac10 = |code: &str, value: f64, unit: &str| {
+        obs("a", "2160-0", value, unit).replace(
+            r#""system":"http://loinc.org","code":"2160-0""#,
+            &format!(r#""system":"urn:oid:1.2.392.200119.4.1005","code":"{code}""#),
+        )
+    };
+    // serum creatinine by reflectometry, in umol/L: converted by the creatinine row
+    let (v, u, r) = one_value(jlac10("3C015000002329101", 88.4, "umol/L"));
+    assert_eq!(u, "mg/dL");
+    assert!(close(v, 1.0, 1e-3));
+    assert!(r.codes.iter().any(|c| c.name == Some("creatinine")), "{:?}", r.codes);
+    // urine creatinine by another method shares the analyte code: it is the urine row, whose range
+    // holds 100 mg/dL (serum creatinine's would call it implausible)
+    let (v, u, r) = one_value(jlac10("3C015000000127201", 100.0, "mg/dL"));
+    assert_eq!((v, u.as_str()), (100.0, "mg/dL"));
+    assert!(r.codes.iter().any(|c| c.name == Some("urine_creatinine")), "{:?}", r.codes);
+    assert!(!r.findings.iter().any(|f| f.kind == "implausible_value"), "{:?}", r.findings);
+}

@@ -3,9 +3,13 @@
 //! values a human can have at all (outside it a value is an entry error, reported by the QA check).
 //!
 //! The rows are in `catalog.tsv` (its header names the sources: JCCLS common reference intervals 2019,
-//! textbook adult intervals), embedded in the binary and parsed once. Reference intervals only set a
-//! public scale, so sex- and lab-specific intervals are not needed (the union of the sexes is used);
-//! analytes without one are normalized with DP quantiles by `data prepare`.
+//! textbook adult intervals, the public JLAC10 tables), embedded in the binary and parsed once. Reference
+//! intervals only set a public scale, so sex- and lab-specific intervals are not needed (the union of the
+//! sexes is used); analytes without one are normalized with DP quantiles by `data prepare`.
+//!
+//! A row holds one typical JLAC10 code, but hospitals code the same quantity with their own material and
+//! method parts: a JLAC10 code that is not in the catalogue matches a row by its analyte, identification
+//! and result parts and a compatible material ([`lookup_index`]).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -106,6 +110,8 @@ struct Catalogue {
     by_loinc: HashMap<&'static str, usize>,
     by_jlac10: HashMap<&'static str, usize>,
     by_name: HashMap<&'static str, usize>,
+    /// JLAC10 analyte, identification and result parts -> the rows with that quantity, and their material
+    by_quantity: HashMap<[u8; 11], Vec<(Material, usize)>>,
 }
 
 static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
@@ -114,10 +120,17 @@ static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
     let index = |key: fn(&Lab) -> Option<&'static str>| {
         labs.iter().enumerate().filter_map(|(i, l)| key(l).map(|k| (k, i))).collect::<HashMap<_, _>>()
     };
+    let mut by_quantity: HashMap<[u8; 11], Vec<(Material, usize)>> = HashMap::new();
+    for (i, l) in labs.iter().enumerate() {
+        if let Some((key, material)) = l.jlac10.and_then(jlac10_quantity) {
+            by_quantity.entry(key).or_default().push((material, i));
+        }
+    }
     Catalogue {
         by_loinc: index(|l| Some(l.loinc)),
         by_jlac10: index(|l| l.jlac10),
         by_name: index(|l| Some(l.name)),
+        by_quantity,
         labs,
     }
 });
@@ -134,11 +147,13 @@ impl std::ops::Deref for Labs {
 
 pub static LABS: Labs = Labs;
 
-/// The catalogue row of a (system, code), if any.
+/// The catalogue row of a (system, code), if any. A JLAC10 code that is not a row's own matches the row
+/// of the same quantity ([`jlac10_quantity_match`]). Allocation-free, a hash lookup or two: readers may
+/// call it per observation.
 pub fn lookup_index(system: &str, code: &str) -> Option<usize> {
     match system {
         LOINC => CATALOGUE.by_loinc.get(code).copied(),
-        JLAC10 => CATALOGUE.by_jlac10.get(code).copied(),
+        JLAC10 => CATALOGUE.by_jlac10.get(code).copied().or_else(|| jlac10_quantity_match(code)),
         _ => None,
     }
 }
@@ -148,10 +163,11 @@ pub fn lookup(system: &str, code: &str) -> Option<&'static Lab> {
     lookup_index(system, code).map(|i| &CATALOGUE.labs[i])
 }
 
-/// The catalogue entry of a test name (`creatinine`), of a LOINC code, or of a JLAC10 code.
+/// The catalogue entry of a test name (`creatinine`), of a LOINC code, or of a JLAC10 code (a row's own
+/// or one of the same quantity).
 pub fn by_name_or_code(s: &str) -> Option<&'static Lab> {
     let c = &*CATALOGUE;
-    c.by_name.get(s).or_else(|| c.by_loinc.get(s)).or_else(|| c.by_jlac10.get(s)).map(|&i| &c.labs[i])
+    c.by_name.get(s).or_else(|| c.by_loinc.get(s)).copied().or_else(|| lookup_index(JLAC10, s)).map(|i| &c.labs[i])
 }
 
 /// The row index of a catalogue entry.
@@ -193,6 +209,100 @@ pub fn loinc_is_valid(code: &str) -> bool {
 pub fn jlac10_is_valid(code: &str) -> bool {
     let b = code.as_bytes();
     b.len() == 17 && (b'1'..=b'9').contains(&b[0]) && b[1].is_ascii_uppercase() && b[2..].iter().all(u8::is_ascii_digit)
+}
+
+/// The kinds of JLAC10 material (材料コード, the code's characters 10-12) a quantity matches across. Any
+/// other material (puncture fluids, CSF, cells, tissue, animal samples, ...) holds another quantity than
+/// the catalogue's rows and matches only a row's own code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Material {
+    /// 001-011: urine (含むその他, 自然排尿, 新鮮尿, 蓄尿, 時間尿, 早朝尿, 負荷後尿, 分杯尿, catheter, filter
+    /// paper, bladder puncture)
+    Urine,
+    /// 017 血液(含むその他), 018 全血, 019 全血(添加物入り), 021 毛細管血
+    WholeBlood,
+    /// 020 動脈血: a row coded arterial takes arterial blood only (a venous pO2 is another quantity)
+    Arterial,
+    /// 022 血漿, 023 血清
+    SerumPlasma,
+}
+
+impl Material {
+    fn of(material: &[u8]) -> Option<Material> {
+        match material {
+            b"001" | b"002" | b"003" | b"004" | b"005" | b"006" | b"007" | b"008" | b"009" | b"010" | b"011" => {
+                Some(Material::Urine)
+            }
+            b"017" | b"018" | b"019" | b"021" => Some(Material::WholeBlood),
+            b"020" => Some(Material::Arterial),
+            b"022" | b"023" => Some(Material::SerumPlasma),
+            _ => None,
+        }
+    }
+
+    /// How well a value in material `self` fits a row of material `row`, nearest first: 0 the same kind,
+    /// 1 arterial blood in a whole-blood row, 2 another kind of blood; `None` not at all (urine and blood
+    /// never mix, and only arterial blood enters an arterial row).
+    fn distance(self, row: Material) -> Option<u8> {
+        use Material::*;
+        match (self, row) {
+            (a, b) if a == b => Some(0),
+            (_, Arterial) | (Urine, _) | (_, Urine) => None,
+            (Arterial, WholeBlood) => Some(1),
+            _ => Some(2),
+        }
+    }
+}
+
+/// Analytes whose method sets the scale of the value, and the methods a row's quantity may be measured
+/// with. ALP: the catalogue's interval is the IFCC one; values by the JSCC method are about three times
+/// larger (MHLW 事務連絡 of 2020-03-17 on the ALP and LD change), so only the IFCC methods (275
+/// 可視吸光光度法(IFCC対応法), 290 反射測光法(IFCC), as JP-CLINS names them) match. LD's values did not change.
+const SCALE_SETTING_METHODS: &[(&[u8], &[&[u8]])] = &[(b"3B070", &[b"275", b"290"])];
+
+/// The quantity of a JLAC10 code (its analyte, identification and result parts) and its kind of
+/// material, or `None` when it is malformed or its material matches across no other code.
+fn jlac10_quantity(code: &str) -> Option<([u8; 11], Material)> {
+    if !jlac10_is_valid(code) {
+        return None;
+    }
+    let b = code.as_bytes();
+    let material = Material::of(&b[9..12])?;
+    let mut key = [0u8; 11];
+    key[..9].copy_from_slice(&b[..9]);
+    key[9..].copy_from_slice(&b[15..17]);
+    Some((key, material))
+}
+
+/// The row of a JLAC10 code that is not a row's own: the row with the same analyte (5), identification (4)
+/// and result (2) parts, whatever the method (3), in the nearest compatible material: the same kind of
+/// material first, then another kind of blood (serum, plasma and whole blood hold the same analyte); never
+/// urine for blood, another material, or another result (`2A160...51` neutrophils % is not `...57`
+/// lymphocytes %; `...28` per creatinine is not `...01` a concentration). Where two rows fit equally, none
+/// is chosen. No allocation: the code is read in place and the candidates are a few rows.
+fn jlac10_quantity_match(code: &str) -> Option<usize> {
+    let (key, material) = jlac10_quantity(code)?;
+    let b = code.as_bytes();
+    if let Some((_, methods)) = SCALE_SETTING_METHODS.iter().find(|(analyte, _)| &b[..5] == *analyte) {
+        if !methods.contains(&&b[12..15]) {
+            return None;
+        }
+    }
+    let candidates = CATALOGUE.by_quantity.get(&key)?;
+    let mut best: Option<(u8, usize)> = None;
+    let mut tied = false;
+    for &(row_material, row) in candidates {
+        let Some(d) = material.distance(row_material) else { continue };
+        match best {
+            Some((bd, _)) if d > bd => {}
+            Some((bd, _)) if d == bd => tied = true,
+            _ => {
+                best = Some((d, row));
+                tied = false;
+            }
+        }
+    }
+    best.filter(|_| !tied).map(|(_, row)| row)
 }
 
 #[cfg(test)]
@@ -246,5 +356,105 @@ mod tests {
                 assert_eq!(lookup(JLAC10, j).map(|x| x.name), Some(l.name));
             }
         }
+    }
+
+    fn row_of(code: &str) -> Option<&'static str> {
+        lookup(JLAC10, code).map(|l| l.name)
+    }
+
+    #[test]
+    fn every_jlac10_code_is_17_characters_of_the_alphabet_unique_and_of_a_matchable_material() {
+        let mut codes = std::collections::HashSet::new();
+        let mut quantities = std::collections::HashSet::new();
+        let coded: Vec<_> = LABS.iter().filter_map(|l| l.jlac10.map(|j| (l, j))).collect();
+        assert!(coded.len() >= 90, "{} rows coded", coded.len());
+        for (l, j) in coded {
+            let b = j.as_bytes();
+            assert_eq!(b.len(), 17, "{}: {j}", l.name);
+            assert!((b'1'..=b'9').contains(&b[0]) && b[1].is_ascii_uppercase(), "{}: {j}", l.name);
+            assert!(b[2..].iter().all(u8::is_ascii_digit), "{}: {j}", l.name);
+            assert!(codes.insert(j), "duplicate JLAC10 {j}");
+            assert!(!l.vital, "{}: JLAC10 codes are for labs", l.name);
+            // blood or urine: a row's code is one the quantity match can reach
+            let (quantity, material) = jlac10_quantity(j).unwrap_or_else(|| panic!("{}: material of {j}", l.name));
+            // two rows of one quantity and one kind of material would tie: the match would choose neither
+            assert!(quantities.insert((quantity, material)), "{}: a second row of the quantity of {j}", l.name);
+        }
+        for bad in
+            ["3C01500000232710", "3C0150000023271011", "3c015000002327101", "0C015000002327101", "3C01500000232710X"]
+        {
+            assert!(!jlac10_is_valid(bad), "{bad}");
+            assert_eq!(row_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn jlac10_code_of_another_method_or_blood_material_matches_the_row_of_its_quantity() {
+        // creatinine: reflectometry, plasma, whole blood (no whole-blood row: the serum one)
+        assert_eq!(row_of("3C015000002329101"), Some("creatinine"));
+        assert_eq!(row_of("3C015000002227101"), Some("creatinine"));
+        assert_eq!(row_of("3C015000001926201"), Some("creatinine"));
+        assert_eq!(row_of("3B035000002327801"), Some("ast"));
+        assert_eq!(row_of("3H015000002327201"), Some("potassium"));
+        assert_eq!(by_name_or_code("3C015000002329101").map(|l| l.name), Some("creatinine"));
+        // glucose has a serum/plasma row and a whole-blood row: each material goes to its own kind
+        assert_eq!(row_of("3D010000002227201"), Some("glucose")); // plasma, UV
+        assert_eq!(row_of("3D010000001826201"), Some("glucose_blood")); // whole blood
+        assert_eq!(row_of("3D010000002126201"), Some("glucose_blood")); // capillary
+        assert_eq!(row_of("3D010000002027101"), Some("glucose_blood")); // arterial: whole blood first
+        assert_eq!(row_of("3H010000001926101"), Some("sodium_blood")); // blood-gas analyser
+        assert_eq!(row_of("3H010000002327101"), Some("sodium"));
+    }
+
+    #[test]
+    fn jlac10_quantity_match_refuses_urine_for_serum_and_serum_for_urine() {
+        // creatinine and albumin share their analyte codes between serum and urine
+        assert_eq!(row_of("3C015000000127201"), Some("urine_creatinine"));
+        assert_eq!(row_of("3C015000000427101"), Some("urine_creatinine")); // 蓄尿, a concentration
+        assert_eq!(row_of("3C015000002329101"), Some("creatinine"));
+        assert_eq!(row_of("3A015000000106101"), None); // urine albumin mg/L is not serum albumin
+        assert_eq!(row_of("3A015000000106128"), Some("urine_albumin_creatinine"));
+        assert_eq!(row_of("3A015000002306301"), Some("albumin"));
+        // other materials hold other quantities: CSF, puncture fluid, deproteinized blood
+        assert_eq!(row_of("3D010000004126201"), None);
+        assert_eq!(row_of("3A015000004027101"), None);
+        assert_eq!(row_of("3E010000003127101"), None);
+    }
+
+    #[test]
+    fn jlac10_result_part_keeps_percentages_counts_and_rates_apart() {
+        assert_eq!(row_of("2A160000001931057"), Some("lymphocytes_pct")); // another method, same result
+        assert_eq!(row_of("2A160000001930951"), Some("neutrophils_pct"));
+        assert_eq!(row_of("2A160000001930152"), None); // band neutrophils %
+        assert_eq!(row_of("2A990000001930952"), None); // the blood-count panel's WBC is another code
+        assert_eq!(row_of("2A990000001931056"), Some("mcv"));
+        assert_eq!(row_of("2B030000002231153"), None); // PT activity %, not seconds (51) nor INR (57)
+        assert_eq!(row_of("2B030000002232057"), Some("inr"));
+        assert_eq!(row_of("3C015000000427126"), None); // creatinine per day, not a concentration
+        assert_eq!(row_of("3D045000001906202"), None); // HbA1c (JDS) is another analyte than NGSP
+    }
+
+    #[test]
+    fn jlac10_identification_part_is_kept() {
+        assert_eq!(row_of("3D010129901926101"), None); // 随時血糖
+        assert_eq!(row_of("3C015161002399949"), None); // the reason a creatinine was measured
+    }
+
+    #[test]
+    fn jlac10_arterial_rows_take_only_arterial_blood() {
+        assert_eq!(row_of("3H080000002127051"), Some("ph_blood")); // capillary pH
+        assert_eq!(row_of("3H080000002027151"), Some("ph_arterial")); // arterial pH, another method
+        assert_eq!(row_of("3H080000001927054"), None); // HCO3 of whole blood: the row is arterial
+        assert_eq!(row_of("3H080000002027054"), Some("bicarbonate_arterial"));
+    }
+
+    #[test]
+    fn jlac10_alp_by_the_jscc_method_is_refused() {
+        // JSCC-method ALP is about three times the IFCC value the row's interval is for
+        assert_eq!(row_of("3B070000002327101"), None);
+        assert_eq!(row_of("3B070000002327701"), None);
+        assert_eq!(row_of("3B070000002329001"), Some("alp")); // reflectometry, IFCC
+        assert_eq!(row_of("3B070000002227501"), Some("alp")); // plasma, IFCC
+        assert_eq!(row_of("3B050000002327201"), Some("ld")); // LD's values did not change
     }
 }

@@ -2,9 +2,11 @@
 //! lab channels.
 //!
 //! - Channels are catalogue tests (by name, LOINC or JLAC10 code), chosen by the config or by DP
-//!   selection (`channels = "auto"`, `data prepare`). A channel matches the LOINC and the JLAC10 code of
-//!   its test, in the catalogue's unit (or with no unit): the readers have already converted values in
-//!   commensurable units (UCUM, `units.rs`); values left in other units are counted, not used.
+//!   selection (`channels = "auto"`, `data prepare`). A channel matches every code the catalogue maps to
+//!   its test (the LOINC code, the JLAC10 code and JLAC10 codes of the same quantity with another method
+//!   or a compatible material, `catalog::lookup_index`), in the catalogue's unit (or with no unit): the
+//!   readers have already converted values in commensurable units (UCUM, `units.rs`); values left in
+//!   other units are counted, not used.
 //! - Values are normalized with the public reference interval, or with DP quantiles (2.5% and 97.5%)
 //!   where the catalogue has none: `(v - mid) / half_width`, clamped to [-10, 10], never with
 //!   non-private statistics of the private data.
@@ -78,17 +80,16 @@ pub struct LabSeries {
 pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> LabSeries {
     let k = spec.channels.len();
     let t = spec.buckets;
-    // code index -> channel (LOINC and JLAC10 codes of the channel's test)
-    let mut channel_of = vec![None; data.codes.len()];
+    // code index -> channel (every code the catalogue maps to the channel's test)
+    let mut channel_of_row = vec![None; catalog::LABS.len()];
     for (ch, l) in spec.channels.iter().enumerate() {
-        for (sys, code) in
-            [Some((catalog::LOINC, l.loinc)), l.jlac10.map(|j| (catalog::JLAC10, j))].into_iter().flatten()
-        {
-            if let Some(c) = data.find_code(sys, code) {
-                channel_of[c as usize] = Some(ch);
-            }
-        }
+        channel_of_row[catalog::index_of(l)] = Some(ch);
     }
+    let channel_of: Vec<Option<usize>> = data
+        .codes
+        .iter()
+        .map(|c| catalog::lookup_index(&c.system, &c.code).and_then(|row| channel_of_row[row]))
+        .collect();
     let ranges = data.by_subject();
     let lookback = (spec.lookback_hours * 3600.0) as i64;
     let width = lookback as f64 / t as f64;

@@ -98,10 +98,14 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
                 ))
             })?;
             let horizon = (horizon_hours * 3600.0) as i64;
-            let codes: Vec<u32> = [Some((catalog::LOINC, l.loinc)), l.jlac10.map(|j| (catalog::JLAC10, j))]
-                .into_iter()
-                .flatten()
-                .filter_map(|(s, c)| data.find_code(s, c))
+            // every code the catalogue maps to the lab (its LOINC and JLAC10 codes, JLAC10 codes of the
+            // same quantity)
+            let row = catalog::index_of(l);
+            let codes: Vec<u32> = (0..data.codes.len() as u32)
+                .filter(|&c| {
+                    let c = &data.codes[c as usize];
+                    catalog::lookup_index(&c.system, &c.code) == Some(row)
+                })
                 .collect();
             let unit_ok = |u: u32| u == super::NONE || data.units.names[u as usize] == l.unit;
             for r in data.by_subject() {
