@@ -294,6 +294,41 @@ fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
     std::fs::write(&bad, "[model]\nkind = 3\n").unwrap();
     let e = n.refused(None, &["queue", "submit", bad.to_str().unwrap(), "--project", "alpha"]);
     assert!(e.contains("bad.toml"), "{e}");
+    // mutated requests (bytes flipped, cut, repeated) never stop the daemon or get an answer that
+    // repeats a planted identifier
+    let seeds: [&[u8]; 3] = [
+        b"{\"version\": 1, \"op\": \"submit\", \"project\": \"alpha\", \"devices\": \"cpu:1\", \"config\": \"/tmp/090-1234-5678.toml\"}",
+        b"{\"version\": 1, \"op\": \"quota_set\", \"project\": \"beta\", \"class\": \"cpu\", \"devices\": 1}",
+        b"{\"version\": 1, \"op\": \"logs\", \"job\": 1, \"offset\": 0}",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..300 {
+        let mut m = seeds[i % seeds.len()].to_vec();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() as usize) % m.len();
+            match next() % 3 {
+                0 => m[at] = next() as u8,
+                1 => m.truncate(at.max(1)),
+                _ => m.insert(at, b"{[\",:}0-"[(next() % 8) as usize]),
+            }
+        }
+        m.retain(|&b| b != b'\n');
+        m.push(b'\n');
+        let mut s = UnixStream::connect(n.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&m).unwrap();
+        let mut ans = String::new();
+        BufReader::new(s).read_line(&mut ans).unwrap();
+        let v: Value = serde_json::from_str(&ans).unwrap_or_else(|_| panic!("not JSON: {ans:?}"));
+        assert_eq!(v["version"], 1, "{ans}");
+        assert!(!ans.contains("1234-5678"), "an answer repeats a value from the request: {ans}");
+    }
     // many clients at once, then the daemon still answers
     let clients: Vec<Child> = (0..12)
         .map(|i| {
@@ -586,4 +621,23 @@ fn a_container_job_runs_under_podman_with_no_network_and_only_its_run_directory_
     let e = n.refused(None, &["queue", "submit", "--image", image, "--project", "alpha"]);
     assert!(e.contains("command"), "{e}");
     drop(listener);
+}
+
+#[test]
+fn a_job_uses_only_its_own_projects_permits() {
+    let n = Node::start("");
+    // only alpha keeps a permit for the export
+    for e in std::fs::read_dir(n.dir.join("home/permits")).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with("beta-") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let cfg = n.lab_config("c", 10);
+    let b = n.submit(None, &cfg, "beta", "cpu:1");
+    n.wait("beta's job to fail", 120, |n| n.state(b) == "failed");
+    let log = n.log(b);
+    assert!(log.contains("for project beta"), "{log}");
+    let a = n.submit(None, &cfg, "alpha", "cpu:1");
+    n.wait("alpha's job", 120, |n| n.state(a) == "succeeded");
 }
