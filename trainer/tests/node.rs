@@ -377,8 +377,8 @@ fn borrowed_devices_are_reclaimed_by_preemption_and_the_run_resumes_its_accounti
         j["state"] == "running" && j["borrowed"] == true
     });
     // let it pass its first checkpoint
-    let run = |n: &Node| PathBuf::from(n.job(a)["run_dir"].as_str().unwrap_or("/nonexistent").to_string());
-    n.wait("alpha's first checkpoint", 120, |n| run(n).join("checkpoint/state.json").exists());
+    let base = |n: &Node| PathBuf::from(n.job(a)["run_dir"].as_str().unwrap_or("/nonexistent").to_string());
+    n.wait("alpha's first checkpoint", 120, |n| base(n).join("run-1/checkpoint/state.json").exists());
     let short = n.lab_config("short", 20);
     let b = n.submit(None, &short, "beta", "cpu:1");
     n.wait("alpha preempted", 120, |n| n.job(a)["preemptions"] == 1);

@@ -37,7 +37,15 @@ pub struct ShimSpec {
     pub hidden: Vec<PathBuf>,
     pub cwd: PathBuf,
     pub uid: Option<(u32, u32)>,
+    /// a train job: where its run directories go (`run-1`, `run-2`, ...). The shim resumes the newest
+    /// one that has a checkpoint (adding `--resume`), else starts a new one, and puts it in place of
+    /// [`RUN_DIR`] in `argv`.
+    #[serde(default)]
+    pub train_runs: Option<PathBuf>,
 }
+
+/// The argument the shim replaces with the run directory it chose.
+pub const RUN_DIR: &str = "@RUN_DIR@";
 
 /// How a job's process ended (`JOBDIR/exit-ATTEMPT.json`, written by the shim).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -770,17 +778,12 @@ impl Daemon {
         Ok(())
     }
 
-    fn start(&mut self, j: &Job, units: &[String], borrowed: bool) -> Result<(), NodeError> {
+    /// What the shim runs for job `j` on `units` (its `spec.json`); makes the job's directories.
+    pub(super) fn spec(&self, j: &Job, units: &[String], attempt: u32) -> Result<ShimSpec, NodeError> {
         let dir = self.job_dir(j.id);
         let work = self.state_dir.join("runs").join(j.id.to_string());
         private_dir(&dir)?;
         private_dir(&work.join("tmp"))?;
-        let attempt = j.attempt + 1;
-        let resume = j.run_dir.as_deref().map(Path::new).filter(|r| r.join("checkpoint/state.json").exists());
-        let run_dir = match resume {
-            Some(r) => r.to_path_buf(),
-            None => work.join(format!("run-{attempt}")),
-        };
         let class = self.inv.class(&j.class).cloned();
         let visible = units.join(",");
         let mut env: Vec<(String, String)> = vec![
@@ -816,16 +819,13 @@ impl Daemon {
                 "train".into(),
                 j.config.clone().unwrap_or_default(),
                 "--run-dir".into(),
-                run_dir.display().to_string(),
+                RUN_DIR.into(),
                 "--json".into(),
             ];
             if j.class == "cpu" {
                 a.extend(["--threads".into(), j.count.to_string()]);
             } else if j.class == "cuda" {
                 a.extend(["--backend".into(), "cuda".into()]);
-            }
-            if resume.is_some() {
-                a.push("--resume".into());
             }
             a
         } else {
@@ -873,7 +873,16 @@ impl Daemon {
             hidden,
             cwd: work.clone(),
             uid: None,
+            train_runs: (j.kind == "train").then(|| work.clone()),
         };
+        Ok(spec)
+    }
+
+    fn start(&mut self, j: &Job, units: &[String], borrowed: bool) -> Result<(), NodeError> {
+        let dir = self.job_dir(j.id);
+        let attempt = j.attempt + 1;
+        let spec = self.spec(j, units, attempt)?;
+        let run_dir = spec.train_runs.clone().unwrap_or_else(|| spec.cwd.clone());
         let spec_path = dir.join("spec.json");
         let text = serde_json::to_vec_pretty(&spec).map_err(|e| NodeError::Invalid(e.to_string()))?;
         crate::staging::write_atomic(&spec_path, &text).map_err(|e| NodeError::io(&spec_path, e))?;

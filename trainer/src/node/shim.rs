@@ -4,7 +4,7 @@
 //! job's process group, and writes `JOBDIR/exit-ATTEMPT.json` when the job ends. It runs in its own
 //! session, so a daemon killed with kill -9 leaves it and the job running.
 
-use super::daemon::{ExitRecord, ShimSpec};
+use super::daemon::{ExitRecord, ShimSpec, RUN_DIR};
 use super::sandbox;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -47,7 +47,17 @@ fn run_job(dir: &Path, spec: &ShimSpec) -> ExitRecord {
         Ok(f) => f,
         Err(e) => return fail(format!("cannot open the log: {e}")),
     };
-    let Some((prog, args)) = spec.argv.split_first() else { return fail("empty command".into()) };
+    let mut argv = spec.argv.clone();
+    if let Some(base) = &spec.train_runs {
+        let (run, resume) = choose_run(base, spec.attempt);
+        for a in argv.iter_mut().filter(|a| *a == RUN_DIR) {
+            *a = run.display().to_string();
+        }
+        if resume {
+            argv.push("--resume".into());
+        }
+    }
+    let Some((prog, args)) = argv.split_first() else { return fail("empty command".into()) };
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args).env_clear().envs(spec.env.iter().map(|(k, v)| (k, v)));
     cmd.stdin(std::process::Stdio::null());
@@ -111,4 +121,30 @@ fn run_job(dir: &Path, spec: &ShimSpec) -> ExitRecord {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The run directory of a train job's attempt: the newest `run-K` in `base` with a checkpoint
+/// (resumed), else a new `run-ATTEMPT` (a run stopped before its first checkpoint starts afresh in a
+/// new directory: the ledger knows the old one's id).
+fn choose_run(base: &Path, attempt: u32) -> (std::path::PathBuf, bool) {
+    let newest = std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let k: u32 = name.strip_prefix("run-")?.split('-').next()?.parse().ok()?;
+            e.path().join("checkpoint/state.json").exists().then(|| (k, name, e.path()))
+        })
+        .max();
+    if let Some((_, _, p)) = newest {
+        return (p, true);
+    }
+    let mut p = base.join(format!("run-{attempt}"));
+    let mut n = 1;
+    while p.exists() {
+        n += 1;
+        p = base.join(format!("run-{attempt}-{n}"));
+    }
+    (p, false)
 }
