@@ -34,8 +34,11 @@ pub enum NodeCommand {
     #[command(hide = true)]
     Shim {
         dir: PathBuf,
+        #[arg(long, required_unless_present = "slurm")]
+        lock_fd: Option<i32>,
+        /// started by Slurm (sbatch), not by the daemon
         #[arg(long)]
-        lock_fd: i32,
+        slurm: bool,
     },
 }
 
@@ -152,7 +155,9 @@ pub fn node(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
             crate::node::daemon::run(&config)?;
             Ok(ExitCode::SUCCESS)
         }
-        NodeCommand::Shim { dir, lock_fd } => Ok(crate::node::shim::run(&dir, lock_fd)),
+        NodeCommand::Shim { dir, lock_fd, slurm } => {
+            Ok(crate::node::shim::run(&dir, if slurm { None } else { lock_fd }))
+        }
     }
 }
 

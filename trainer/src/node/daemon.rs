@@ -13,6 +13,7 @@ use super::config::{check_quota, valid_name, Mode, NodeConfig, Quota, Role, Sand
 use super::devices::{self, Inventory};
 use super::proto::{self, Op, Request};
 use super::sched::{self, Action};
+use super::slurm;
 use super::store::{self, Actor, Job, NewJob, State, Store, DAEMON};
 use super::NodeError;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,8 @@ pub struct Daemon {
     children: HashMap<i64, std::process::Child>,
     /// the reason last written for each waiting job (written again only when it changes)
     reasons: HashMap<i64, String>,
+    /// Slurm mode: when the cluster was last asked for its jobs' states
+    slurm_polled: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,12 +112,6 @@ fn shown(name: &str) -> String {
 
 pub fn run(config: &Path) -> Result<(), NodeError> {
     let cfg = NodeConfig::load(config)?;
-    if cfg.node.mode == Mode::Slurm {
-        return Err(NodeError::Invalid(format!(
-            "{}: node.mode = \"slurm\" is not available in this build yet; use \"local\"",
-            config.display()
-        )));
-    }
     private_dir(&cfg.node.state_dir)?;
     for d in ["jobs", "runs"] {
         private_dir(&cfg.node.state_dir.join(d))?;
@@ -136,6 +133,20 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
     }
     let mut inv = devices::inventory(Some(&cfg));
     inv.sandbox_refused = super::sandbox::probe().err();
+    if cfg.node.mode == Mode::Slurm {
+        // what jobs may ask for is what the cluster has
+        let totals = slurm::cluster_totals()?;
+        inv.classes = totals
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(class, n)| devices::DeviceClass {
+                class: class.clone(),
+                units: (0..*n).map(|i| i.to_string()).collect(),
+                visible_env: String::new(),
+            })
+            .collect();
+        inv.classes.sort_by(|a, b| a.class.cmp(&b.class));
+    }
     let sandbox = match (&inv.sandbox_refused, cfg.node.sandbox) {
         (None, _) => true,
         (Some(why), SandboxPolicy::Required) => {
@@ -196,10 +207,14 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         sandbox,
         children: HashMap::new(),
         reasons: HashMap::new(),
+        slurm_polled: None,
     }));
     {
         let mut g = d.lock().unwrap_or_else(|e| e.into_inner());
         g.state_dir = g.cfg.node.state_dir.canonicalize().map_err(|e| NodeError::io(&g.cfg.node.state_dir, e))?;
+        if g.cfg.node.mode == Mode::Slurm {
+            g.sync_qos()?;
+        }
         g.tick();
     }
     let ticker = Arc::clone(&d);
@@ -489,7 +504,7 @@ impl Daemon {
             Op::Cancel { job } => {
                 let j = self.visible_job(caller, job)?;
                 match j.state {
-                    State::Queued => {
+                    State::Queued if j.slurm_id.is_none() => {
                         self.store
                             .update(
                                 caller.actor(),
@@ -543,6 +558,9 @@ impl Daemon {
                     return Err(proto::err("priority: expected -1000..=1000"));
                 }
                 self.store.set_quota(caller.actor(), &project, &class, &q, priority).map_err(proto::err)?;
+                if self.cfg.node.mode == Mode::Slurm {
+                    self.sync_qos().map_err(proto::err)?;
+                }
                 self.tick();
                 Ok(serde_json::json!({"project": project, "class": class, "quota": q}))
             }
@@ -634,6 +652,14 @@ impl Daemon {
     }
 
     fn signal(&mut self, id: i64, sig: libc::c_int) {
+        if let Some(sid) = self.store.job(id).ok().flatten().and_then(|j| j.slurm_id) {
+            // Slurm signals the job's processes wherever they run
+            let r = if sig == libc::SIGTERM { slurm::cancel(&sid, false) } else { Ok(()) };
+            if let Err(e) = r {
+                eprintln!("medtrain node: job {id}: {e}");
+            }
+            return;
+        }
         if !self.alive(id) {
             return;
         }
@@ -649,6 +675,15 @@ impl Daemon {
 
     /// Reaps ended jobs, then applies the scheduler's decision.
     pub fn tick(&mut self) {
+        if self.cfg.node.mode == Mode::Slurm {
+            if self.slurm_polled.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                self.slurm_polled = Some(std::time::Instant::now());
+                if let Err(e) = self.slurm_tick() {
+                    eprintln!("medtrain node: {e}");
+                }
+            }
+            return;
+        }
         self.children.retain(|_, c| !matches!(c.try_wait(), Ok(Some(_))));
         let jobs = match self.store.jobs(None, true) {
             Ok(j) => j,
@@ -702,6 +737,136 @@ impl Daemon {
                 eprintln!("medtrain node: {err}");
             }
         }
+    }
+
+    fn sync_qos(&self) -> Result<(), NodeError> {
+        let quotas = self.store.quotas()?;
+        let priorities: HashMap<String, i64> = self.store.priorities()?.into_iter().collect();
+        let totals: HashMap<String, u64> =
+            self.inv.classes.iter().map(|c| (c.class.clone(), c.units.len() as u64)).collect();
+        let projects: Vec<String> = self.cfg.projects.iter().map(|p| p.name.clone()).collect();
+        slurm::sync_qos(&quotas, &priorities, &totals, &projects)
+    }
+
+    /// Slurm mode: queued jobs go to sbatch; the states Slurm reports come back into the queue.
+    fn slurm_tick(&mut self) -> Result<(), NodeError> {
+        // the month turned: the device-minutes of every project QOS start again
+        let (period, _, _) = store::month(store::now());
+        if self.store.meta("slurm_period")?.as_deref() != Some(period.as_str()) {
+            let projects: Vec<String> = self.cfg.projects.iter().map(|p| p.name.clone()).collect();
+            slurm::reset_usage(&projects)?;
+            self.store.set_meta("slurm_period", &period)?;
+        }
+        let jobs = self.store.jobs(None, true)?;
+        for j in jobs.iter().filter(|j| j.state == State::Queued && j.slurm_id.is_none()) {
+            let spec = self.spec(j, &[], 1)?;
+            let dir = self.job_dir(j.id);
+            let spec_path = dir.join("spec.json");
+            let text = serde_json::to_vec_pretty(&spec).map_err(|e| NodeError::Invalid(e.to_string()))?;
+            crate::staging::write_atomic(&spec_path, &text).map_err(|e| NodeError::io(&spec_path, e))?;
+            let sub = slurm::Submit {
+                job_dir: &dir,
+                work: &spec.cwd,
+                name: format!("medtrain-{}", j.id),
+                qos: slurm::qos(&j.project),
+                class: &j.class,
+                count: j.count,
+                partition: self.cfg.node.slurm_partition.as_deref(),
+                exe: &self.exe,
+            };
+            match slurm::submit(&sub) {
+                Ok(id) => {
+                    let run = spec.train_runs.clone().unwrap_or(spec.cwd.clone()).display().to_string();
+                    self.store.update(
+                        DAEMON,
+                        j.id,
+                        "sbatch",
+                        "slurm_id = ?2, run_dir = ?3",
+                        &[&id, &run],
+                        serde_json::json!({"slurm_job": id}),
+                    )?;
+                }
+                Err(e) => {
+                    self.store.finish(
+                        j.id,
+                        State::Failed,
+                        Some(&format!("sbatch refused it: {e}")),
+                        None,
+                        None,
+                        false,
+                        "failed",
+                    )?;
+                }
+            }
+        }
+        let jobs = self.store.jobs(None, true)?;
+        let ids: Vec<String> = jobs.iter().filter_map(|j| j.slurm_id.clone()).collect();
+        let seen = slurm::poll(&ids)?;
+        for j in &jobs {
+            let Some(sid) = &j.slurm_id else { continue };
+            let Some(s) = seen.get(sid) else { continue };
+            self.slurm_apply(j, sid, s)?;
+        }
+        Ok(())
+    }
+
+    fn slurm_apply(&mut self, j: &Job, sid: &str, s: &slurm::Seen) -> Result<(), NodeError> {
+        let borrowing = s.qos == slurm::BORROW_QOS;
+        let dir = self.job_dir(j.id);
+        let epsilon = || if j.kind == "train" { last_epsilon(&dir.join("log")) } else { None };
+        match s.state.as_str() {
+            "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "PREEMPTED" | "SUSPENDED" | "RESV_DEL_HOLD" => {
+                if matches!(j.state, State::Running | State::Stopping) {
+                    // it ran and is waiting again: Slurm preempted and requeued it
+                    let reason = "preempted by Slurm (its devices were reclaimed); requeued to resume";
+                    self.store.finish(j.id, State::Queued, Some(reason), None, epsilon(), true, "preempted")?;
+                    if borrowing {
+                        slurm::set_qos(sid, &slurm::qos(&j.project))?;
+                    }
+                    return Ok(());
+                }
+                if slurm::waits_for_quota(&s.reason) && !borrowing {
+                    // the project's QOS is full: borrow idle devices, preemptable
+                    slurm::set_qos(sid, slurm::BORROW_QOS)?;
+                    self.store.update(
+                        DAEMON,
+                        j.id,
+                        "borrow",
+                        "borrowed = 1",
+                        &[],
+                        serde_json::json!({"slurm_job": sid}),
+                    )?;
+                    return Ok(());
+                }
+                let reason = if slurm::waits_for_budget(&s.reason) {
+                    format!("device-hours of project {} used up this month (Slurm: {})", j.project, s.reason)
+                } else {
+                    format!("waiting in Slurm ({})", s.reason)
+                };
+                if self.reasons.get(&j.id) != Some(&reason) {
+                    self.store.set_reason(j.id, &reason)?;
+                    self.reasons.insert(j.id, reason);
+                }
+            }
+            "RUNNING" | "COMPLETING" | "CONFIGURING" | "STAGE_OUT" | "SIGNALING" => {
+                if j.state == State::Queued {
+                    let run = j.run_dir.clone().unwrap_or_default();
+                    self.store.start(j, &[], borrowing, &run, s.restarts + 1, Some(sid))?;
+                }
+            }
+            "COMPLETED" => {
+                self.store.finish(j.id, State::Succeeded, Some("finished"), Some(0), epsilon(), false, "succeeded")?
+            }
+            "CANCELLED" => {
+                let reason = if j.stop.as_deref() == Some("cancel") { "cancelled" } else { "cancelled in Slurm" };
+                self.store.finish(j.id, State::Cancelled, Some(reason), s.exit_code, epsilon(), false, "cancelled")?
+            }
+            other => {
+                let reason = format!("Slurm ended it as {other} (exit status {})", s.exit_code.unwrap_or(-1));
+                self.store.finish(j.id, State::Failed, Some(&reason), s.exit_code, epsilon(), false, "failed")?
+            }
+        }
+        Ok(())
     }
 
     fn decide(&self, jobs: &[Job]) -> Result<Vec<Action>, NodeError> {

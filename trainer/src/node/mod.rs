@@ -10,6 +10,7 @@ pub mod proto;
 pub mod sandbox;
 pub mod sched;
 pub mod shim;
+pub mod slurm;
 pub mod store;
 
 #[derive(Debug, thiserror::Error)]

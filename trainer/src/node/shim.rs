@@ -17,29 +17,52 @@ extern "C" fn on_term(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-pub fn run(dir: &Path, lock_fd: i32) -> std::process::ExitCode {
-    // the lock stays with the shim: the job must not inherit it
-    // SAFETY: fcntl on a descriptor number; a bad one fails harmlessly
-    let held = unsafe { libc::fcntl(lock_fd, libc::F_SETFD, libc::FD_CLOEXEC) } == 0;
-    if !held {
-        eprintln!("medtrain node shim: no lock descriptor {lock_fd}: the shim is started by the daemon only");
-        return std::process::ExitCode::from(2);
+/// `lock_fd`: the job's lock, inherited from the daemon (local mode); `None`: under Slurm, which
+/// tracks the job itself. Under Slurm the attempt is Slurm's restart count + 1, Slurm's device
+/// variables pass through to the job, and the shim exits with the job's status.
+pub fn run(dir: &Path, lock_fd: Option<i32>) -> std::process::ExitCode {
+    if let Some(fd) = lock_fd {
+        // the lock stays with the shim: the job must not inherit it
+        // SAFETY: fcntl on a descriptor number; a bad one fails harmlessly
+        let held = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == 0;
+        if !held {
+            eprintln!("medtrain node shim: no lock descriptor {fd}: the shim is started by the daemon only");
+            return std::process::ExitCode::from(2);
+        }
     }
     let _ = std::fs::write(dir.join("shim.pid"), std::process::id().to_string());
     let spec: Option<ShimSpec> =
         std::fs::read(dir.join("spec.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let Some(spec) = spec else {
+    let Some(mut spec) = spec else {
         eprintln!("medtrain node shim: {}: no readable spec.json", dir.display());
         return std::process::ExitCode::from(2);
     };
+    let slurm = lock_fd.is_none();
+    if slurm {
+        let restarts: u32 = std::env::var("SLURM_RESTART_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        spec.attempt = restarts + 1;
+        for (k, v) in std::env::vars() {
+            if SLURM_PASS.contains(&k.as_str()) || k.starts_with("SLURM_JOB_") {
+                spec.env.retain(|(e, _)| *e != k);
+                spec.env.push((k, v));
+            }
+        }
+    }
     let record = run_job(dir, &spec);
     let path = dir.join(format!("exit-{}.json", spec.attempt));
     let text = serde_json::to_vec(&record).unwrap_or_default();
     if crate::staging::write_atomic(&path, &text).is_err() {
         return std::process::ExitCode::from(1);
     }
+    if slurm {
+        let code = record.code.unwrap_or_else(|| 128 + record.signal.unwrap_or(1)).clamp(0, 255);
+        return std::process::ExitCode::from(if record.error.is_some() { 1 } else { code as u8 });
+    }
     std::process::ExitCode::SUCCESS
 }
+
+/// Slurm's variables that tell a job its devices.
+const SLURM_PASS: [&str; 4] = ["CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "SLURM_CPUS_PER_TASK", "SLURM_STEP_GPUS"];
 
 fn run_job(dir: &Path, spec: &ShimSpec) -> ExitRecord {
     let fail = |e: String| ExitRecord { code: None, signal: None, error: Some(e) };

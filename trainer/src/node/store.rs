@@ -408,6 +408,18 @@ impl Store {
         Ok(())
     }
 
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.db.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
     /// Why a queued job waits (shown by `queue list`; not a state change, so not audited).
     pub fn set_reason(&mut self, id: i64, reason: &str) -> Result<(), StoreError> {
         self.db.execute("UPDATE jobs SET reason = ?2 WHERE id = ?1 AND state = 'queued'", params![id, reason])?;
