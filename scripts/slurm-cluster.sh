@@ -13,7 +13,10 @@
 # After start:  . DIR/env.sh   (exports SLURM_CONF, and a few helpers' paths)
 #
 # The node is `hostname -s` at 127.0.0.1 with the machine's CPUs and memory
-# (as `slurmd -C` sees them) and 4 count-only GPUs (gres/gpu, no device files).
+# (as `slurmd -C` sees them) and 4 GPUs (gres/gpu) that exist for Slurm only:
+# Slurm 22.05 drops GPUs declared without File=, so gres.conf points them at
+# stand-in device nodes DIR/dev/gpu0..3 (copies of /dev/null); jobs get
+# CUDA_VISIBLE_DEVICES / SLURM_JOB_GPUS with the indexes Slurm allocated.
 # One partition `main` (default). Accounting through slurmdbd with limits and
 # QOS enforced; preemption by QOS, mode REQUEUE. Cluster `medtrain` (or
 # $SLURM_CLUSTER_NAME) holds an account `medtrain` with root as a user (root's
@@ -24,7 +27,11 @@
 #   SLURM_CLUSTER_GPUS   count of gres/gpu on the node          [4]
 #   SLURM_CLUSTER_CPUS   CPUs to declare instead of the real    [real count]
 #                        ones (uses SlurmdParameters=config_overrides)
+#   SLURM_CLUSTER_ENFORCE  AccountingStorageEnforce   [associations,limits,qos]
+#                        (add ",safe" to start only jobs whose --time fits
+#                        in GrpTRESMins)
 #   SLURM_CLUSTER_TIMEOUT  seconds to wait for each daemon      [60]
+#   SLURM_CLUSTER_QUIET  non-empty: no progress lines on stderr
 #
 # Must run as root (the daemons run as root: SlurmUser=root).
 set -euo pipefail
@@ -34,6 +41,12 @@ die() { echo "$PROG: error: $*" >&2; exit 1; }
 log() { [[ -n ${SLURM_CLUSTER_QUIET:-} ]] || echo "$PROG: $*" >&2; }
 
 PKGS=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server-core mariadb-client-core)
+
+# elapsed: seconds since T0, one decimal.
+elapsed() {
+	local now=${EPOCHREALTIME/,/.}
+	awk -v a="$T0" -v b="$now" 'BEGIN { printf "%.1f", b - a }'
+}
 
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root (Slurm and munge daemons run as root here)"; }
 
@@ -55,6 +68,7 @@ cmd_install() {
 		printf '#!/bin/sh\nexit 101\n' >"$policy"
 		chmod 755 "$policy"
 		made_policy=1
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 	fi
 	local rc=0 out
 	out=$(mktemp)
@@ -65,7 +79,10 @@ cmd_install() {
 		apt-get update -qq -o DPkg::Lock::Timeout=600 >>"$out" 2>&1 || true
 		apt-get install "${aptopts[@]}" "${missing[@]}" >>"$out" 2>&1 || rc=$?
 	fi
-	[[ -n $made_policy ]] && rm -f "$policy"
+	if [[ -n $made_policy ]]; then
+		rm -f "$policy"
+		trap - EXIT
+	fi
 	if [[ $rc -ne 0 ]]; then
 		cat "$out" >&2
 		rm -f "$out"
@@ -116,7 +133,21 @@ pick_port() {
 	die "no free TCP port found"
 }
 
-pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
+# pidfile_pid PIDFILE: the pid in PIDFILE if that process is alive and is the
+# daemon the file is named after (a reused pid is not taken for it).
+pidfile_pid() {
+	local pid comm want
+	[[ -f $1 ]] || return 1
+	pid=$(cat "$1" 2>/dev/null) || return 1
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	{ read -r comm <"/proc/$pid/comm"; } 2>/dev/null || return 1
+	want=$(basename "$1" .pid)
+	[[ $want == mariadb ]] && want=mariadbd
+	[[ $comm == "$want" ]] || return 1
+	echo "$pid"
+}
+
+pid_alive() { pidfile_pid "$1" >/dev/null; }
 
 # wait_for SECONDS DESCRIPTION LOGFILE PIDFILE -- COMMAND...
 # Polls COMMAND until it succeeds; fails at once if PIDFILE's process died
@@ -135,9 +166,10 @@ wait_for() {
 			{
 				echo "$PROG: $what not up ($why)."
 				echo "  last output of '$*':"
-				sed 's/^/    /' <<<"$out" | tail -n 10
+				tail -n 10 <<<"$out" | sed 's/^/    /'
 				echo "  last lines of $logf:"
 				tail -n 30 "$logf" 2>/dev/null | sed 's/^/    /'
+				echo "  (daemons already started are left running: '$PROG stop $D')"
 			} >&2
 			exit 1
 		fi
@@ -170,7 +202,7 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$D/munge/munge.sock,cred_expire=10
 StateSaveLocation=$D/state
-SlurmdSpoolDir=$D/spool/slurmd.%n
+SlurmdSpoolDir=$D/spool/slurmd
 SlurmctldParameters=preempt_send_user_signal
 SlurmctldPidFile=$D/run/slurmctld.pid
 SlurmdPidFile=$D/run/slurmd.pid
@@ -179,6 +211,7 @@ SlurmdLogFile=$D/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 MailProg=/bin/true
+MpiDefault=none
 
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -191,7 +224,9 @@ $overrides
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=$dbd_port
-AccountingStorageEnforce=associations,limits,qos
+# The munge socket for slurmdbd connections is given as the "password".
+AccountingStoragePass=$D/munge/munge.sock
+AccountingStorageEnforce=${SLURM_CLUSTER_ENFORCE:-associations,limits,qos}
 AccountingStorageTRES=gres/gpu
 AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
@@ -226,7 +261,21 @@ PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 	mv "$D/etc/slurm.conf.new" "$D/etc/slurm.conf"
 
-	echo "NodeName=$host Name=gpu Count=$gpus" >"$D/etc/gres.conf"
+	# Slurm 22.05's gres/gpu drops GPUs declared without File= ("Removing
+	# file-less GPU"), so each GPU gets a stand-in file under DIR/dev. Nothing
+	# opens them (no cgroup device constraint); Slurm derives the GPU index
+	# (CUDA_VISIBLE_DEVICES etc.) from the trailing number.
+	mkdir -p "$D/dev"
+	local i
+	for ((i = 0; i < gpus; i++)); do
+		[[ -c $D/dev/gpu$i ]] && continue
+		rm -f "$D/dev/gpu$i"
+		# A character device like /dev/null; a plain file where mknod is not
+		# allowed (slurmd then logs "not a valid character or block device",
+		# harmless).
+		mknod -m 666 "$D/dev/gpu$i" c 1 3 2>/dev/null || : >"$D/dev/gpu$i"
+	done
+	echo "NodeName=$host Name=gpu Count=$gpus File=$D/dev/gpu[0-$((gpus - 1))]" >"$D/etc/gres.conf"
 
 	(
 		umask 077
@@ -341,21 +390,31 @@ start_slurmd() {
 		{ tail -n 30 "$D/log/slurmd.log" >&2; die "slurmd failed to start"; }
 }
 
-node_idle() {
+# node_ready NODE: true once the node is idle (or running jobs). A node that
+# registered but is DRAIN/DOWN/INVAL (state kept from an earlier run, e.g. a
+# config change) is resumed.
+node_ready() {
 	local st
-	st=$(sinfo -h -N -n "$1" -o %t 2>/dev/null) || return 1
-	[[ $st == idle || $st == mix || $st == alloc ]]
+	st=$(sinfo -h -N -n "$1" -o %t 2>/dev/null | head -n1) || return 1
+	case $st in
+	idle | mix | alloc | comp) return 0 ;;
+	drain | drng | drained | down | inval)
+		scontrol update nodename="$1" state=resume >/dev/null 2>&1 || true
+		return 1
+		;;
+	*) return 1 ;;
+	esac
 }
 
 cmd_start() {
 	need_root
 	check_installed
 	resolve_dir "${1:-}"
-	local t0=$SECONDS
+	T0=${EPOCHREALTIME/,/.}
 	TMO=${SLURM_CLUSTER_TIMEOUT:-60}
 	# Unix sockets are limited to 107 bytes.
 	((${#D} <= 80)) || die "DIR path too long for unix sockets (${#D} > 80 chars): $D"
-	mkdir -p "$D/etc" "$D/state" "$D/spool" "$D/log" "$D/run"
+	mkdir -p "$D/etc" "$D/state" "$D/spool/slurmd" "$D/log" "$D/run"
 	chmod 755 "$D"
 
 	local host
@@ -402,68 +461,102 @@ export SLURM_CLUSTER_MYSQL_SOCKET=$D/db/mysqld.sock
 EOF
 
 	start_munge
-	log "munged up ($((SECONDS - t0))s)"
+	log "munged up ($(elapsed)s)"
 	start_mariadb
-	log "mariadb up ($((SECONDS - t0))s)"
+	log "mariadb up ($(elapsed)s)"
 	start_slurmdbd
-	log "slurmdbd up ($((SECONDS - t0))s)"
+	log "slurmdbd up ($(elapsed)s)"
 	setup_accounts
 	start_slurmctld
-	log "slurmctld up ($((SECONDS - t0))s)"
+	log "slurmctld up ($(elapsed)s)"
 	start_slurmd "$host"
-	wait_for "$TMO" "node $host idle" "$D/log/slurmd.log" "$D/run/slurmd.pid" -- node_idle "$host"
+	wait_for "$TMO" "node $host idle" "$D/log/slurmd.log" "$D/run/slurmd.pid" -- node_ready "$host"
 	# A restarted slurmctld may have kept the node DOWN/DRAIN from before.
-	log "node $host idle ($((SECONDS - t0))s)"
+	log "node $host idle ($(elapsed)s)"
 	cat "$D/env.sh"
 }
 
 # ---------------------------------------------------------------- stop
-stop_pidfile() {
-	local pidf=$1 what=$2 pid i
-	[[ -f $pidf ]] || return 0
-	pid=$(cat "$pidf" 2>/dev/null || true)
-	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 150; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			log "$what ($pid) did not stop on TERM; killing"
-			kill -KILL "$pid" 2>/dev/null || true
+# stop_pidfiles PIDFILE...: SIGTERM the processes of all PIDFILEs at once,
+# wait up to 20 s for them to exit, SIGKILL what is left.
+stop_pidfiles() {
+	local f pid pids=() i alive
+	for f in "$@"; do
+		if pid=$(pidfile_pid "$f"); then
+			kill -TERM "$pid" 2>/dev/null || true
+			pids+=("$pid")
 		fi
+	done
+	for ((i = 0; i < 200 && ${#pids[@]} > 0; i++)); do
+		alive=()
+		for pid in "${pids[@]}"; do
+			kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+		done
+		pids=("${alive[@]}")
+		[[ ${#pids[@]} -eq 0 ]] || sleep 0.1
+	done
+	if [[ ${#pids[@]} -gt 0 ]]; then
+		log "pids ${pids[*]} did not stop on TERM; killing"
+		kill -KILL "${pids[@]}" 2>/dev/null || true
 	fi
-	rm -f "$pidf"
+	rm -f "$@"
 }
 
-# kill_job_trees CONF: SIGKILL every slurmstepd started with SLURM_CONF=CONF
-# and all their descendants (no procps needed).
-kill_job_trees() {
+# stepd_pids CONF: pids of the slurmstepds started with SLURM_CONF=CONF.
+# Sets CHILDREN (pid -> " child child...") for all processes (no procps needed).
+declare -A CHILDREN=()
+stepd_pids() {
 	local conf=$1 p pid ppid comm line
-	local -A children=()
-	local roots=()
+	CHILDREN=()
 	for p in /proc/[0-9]*; do
 		pid=${p#/proc/}
-		line=$(<"$p/stat") 2>/dev/null || continue
+		{ read -r line <"$p/stat"; } 2>/dev/null || continue
 		comm=${line#*(}
 		comm=${comm%)*}
 		read -r _ ppid _ <<<"${line##*) }"
-		children[$ppid]+=" $pid"
+		CHILDREN[$ppid]+=" $pid"
 		if [[ $comm == slurmstepd ]] &&
-			tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$conf"; then
-			roots+=("$pid")
+			{ tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "SLURM_CONF=$conf"; then
+			echo "$pid"
 		fi
 	done
-	[[ ${#roots[@]} -gt 0 ]] || return 0
-	local todo=("${roots[@]}") all=()
+}
+
+# descendants PID...: the PIDs' descendants (uses CHILDREN).
+descendants() {
+	local todo=() pid
+	for pid in "$@"; do
+		# shellcheck disable=SC2206
+		todo+=(${CHILDREN[$pid]:-})
+	done
 	while [[ ${#todo[@]} -gt 0 ]]; do
 		pid=${todo[0]}
 		todo=("${todo[@]:1}")
-		all+=("$pid")
+		echo "$pid"
 		# shellcheck disable=SC2206
-		todo+=(${children[$pid]:-})
+		todo+=(${CHILDREN[$pid]:-})
 	done
-	kill -KILL "${all[@]}" 2>/dev/null || true
+}
+
+# kill_jobs CONF: SIGKILL the processes of the running jobs of this cluster
+# (everything below its slurmstepds), give the slurmstepds up to 10 s to report
+# the jobs' end to slurmctld (the jobs end FAILED, signal 9), then SIGKILL
+# whatever is left of them.
+kill_jobs() {
+	local conf=$1 roots=() pids=() i pid
+	mapfile -t roots < <(stepd_pids "$conf")
+	[[ ${#roots[@]} -gt 0 ]] || return 0
+	stepd_pids "$conf" >/dev/null
+	mapfile -t pids < <(descendants "${roots[@]}")
+	[[ ${#pids[@]} -eq 0 ]] || kill -KILL "${pids[@]}" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		mapfile -t roots < <(stepd_pids "$conf")
+		[[ ${#roots[@]} -gt 0 ]] || return 0
+		sleep 0.1
+	done
+	stepd_pids "$conf" >/dev/null
+	mapfile -t pids < <(descendants "${roots[@]}")
+	kill -KILL "${roots[@]}" "${pids[@]}" 2>/dev/null || true
 }
 
 cmd_stop() {
@@ -471,13 +564,16 @@ cmd_stop() {
 	[[ -n ${1:-} ]] || die "usage: $PROG stop DIR"
 	[[ -d $1 ]] || return 0
 	D=$(cd "$1" && pwd -P)
-	# Jobs' processes: the slurmstepds of this cluster (found by the SLURM_CONF
-	# they inherited from slurmd) and everything below them.
-	kill_job_trees "$D/etc/slurm.conf"
-	stop_pidfile "$D/run/slurmctld.pid" slurmctld
-	stop_pidfile "$D/run/slurmdbd.pid" slurmdbd
-	stop_pidfile "$D/db/mariadb.pid" mariadbd
-	stop_pidfile "$D/munge/munged.pid" munged
+	# Running jobs first, while slurmctld still records their end: the
+	# processes below this cluster's slurmstepds (found by the SLURM_CONF they
+	# inherited from slurmd) are killed; the jobs end FAILED (0:9).
+	kill_jobs "$D/etc/slurm.conf"
+	# slurmd and slurmctld (slurmctld still reaches slurmdbd to flush
+	# accounting), then slurmdbd, then MariaDB and munged.
+	stop_pidfiles "$D/run/slurmd.pid" "$D/run/slurmctld.pid"
+	kill_jobs "$D/etc/slurm.conf"
+	stop_pidfiles "$D/run/slurmdbd.pid"
+	stop_pidfiles "$D/db/mariadb.pid" "$D/munge/munged.pid"
 	rm -f "$D/munge/munge.sock" "$D/db/mysqld.sock"
 }
 
@@ -487,7 +583,7 @@ cmd_status() {
 	local f rc=0
 	for f in munge/munged.pid db/mariadb.pid run/slurmdbd.pid run/slurmctld.pid run/slurmd.pid; do
 		if pid_alive "$D/$f"; then
-			echo "$(basename "$f" .pid): running ($(cat "$D/$f"))"
+			echo "$(basename "$f" .pid): running ($(pidfile_pid "$D/$f"))"
 		else
 			echo "$(basename "$f" .pid): stopped"
 			rc=1
