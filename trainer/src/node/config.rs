@@ -62,6 +62,9 @@ pub struct NodeSection {
     pub max_request_bytes: usize,
     /// the Slurm partition jobs go to in Slurm mode
     pub slurm_partition: Option<String>,
+    /// the Slurm account the node submits under and whose users may use the projects' QOS
+    #[serde(default = "default_account")]
+    pub slurm_account: String,
     /// options every container job's `podman run` gets before the node's own (a site's runtime and
     /// limits, e.g. ["--runtime", "runc", "--ulimit", "nofile=4096:4096"])
     #[serde(default)]
@@ -73,6 +76,9 @@ fn default_mode() -> Mode {
 }
 fn default_sandbox() -> SandboxPolicy {
     SandboxPolicy::Required
+}
+fn default_account() -> String {
+    "medtrain".into()
 }
 fn default_half_life() -> f64 {
     168.0
@@ -174,6 +180,11 @@ impl NodeConfig {
         }
         if n.podman_args.len() > 64 || n.podman_args.iter().any(|a| a.len() > 256 || a.contains('\0')) {
             return Err("node.podman_args: expected at most 64 options of at most 256 bytes".into());
+        }
+        if !valid_name(&n.slurm_account) || n.slurm_partition.as_deref().is_some_and(|p| !valid_name(p)) {
+            return Err(
+                "node.slurm_account / node.slurm_partition: expected a Slurm name (a-z, 0-9, '-', '_', '.')".into()
+            );
         }
         let mut uids = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {

@@ -745,7 +745,7 @@ impl Daemon {
         let totals: HashMap<String, u64> =
             self.inv.classes.iter().map(|c| (c.class.clone(), c.units.len() as u64)).collect();
         let projects: Vec<String> = self.cfg.projects.iter().map(|p| p.name.clone()).collect();
-        slurm::sync_qos(&quotas, &priorities, &totals, &projects)
+        slurm::sync_qos(&quotas, &priorities, &totals, &projects, &self.cfg.node.slurm_account)
     }
 
     /// Slurm mode: queued jobs go to sbatch; the states Slurm reports come back into the queue.
@@ -772,6 +772,7 @@ impl Daemon {
                 class: &j.class,
                 count: j.count,
                 partition: self.cfg.node.slurm_partition.as_deref(),
+                account: &self.cfg.node.slurm_account,
                 exe: &self.exe,
             };
             match slurm::submit(&sub) {
@@ -856,6 +857,20 @@ impl Daemon {
             }
             "COMPLETED" => {
                 self.store.finish(j.id, State::Succeeded, Some("finished"), Some(0), epsilon(), false, "succeeded")?
+            }
+            "TIMEOUT" => {
+                // Slurm stopped it at its QOS's device-minutes (or a time limit): back to the queue, to
+                // be submitted again and wait there until the project has hours again
+                let reason = "stopped by Slurm at the project's device-hours (or a time limit); requeued to resume";
+                self.store.finish(j.id, State::Queued, Some(reason), s.exit_code, epsilon(), false, "requeued")?;
+                self.store.update(
+                    DAEMON,
+                    j.id,
+                    "resubmit",
+                    "slurm_id = NULL",
+                    &[],
+                    serde_json::json!({"slurm_job": sid}),
+                )?;
             }
             "CANCELLED" => {
                 let reason = if j.stop.as_deref() == Some("cancel") { "cancelled" } else { "cancelled in Slurm" };

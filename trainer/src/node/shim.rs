@@ -12,8 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Slurm preempts the job (SIGUSR2): stop with a checkpoint, then requeue it.
+static PREEMPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_term(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_preempt(_: libc::c_int) {
+    PREEMPTED.store(true, Ordering::SeqCst);
     STOP.store(true, Ordering::SeqCst);
 }
 
@@ -49,6 +56,13 @@ pub fn run(dir: &Path, lock_fd: Option<i32>) -> std::process::ExitCode {
         }
     }
     let record = run_job(dir, &spec);
+    if slurm && PREEMPTED.load(Ordering::SeqCst) && record.code != Some(0) {
+        // back into Slurm's queue; Slurm then ends this attempt and starts the job again later
+        if let Ok(id) = std::env::var("SLURM_JOB_ID") {
+            let _ = std::process::Command::new("scontrol").args(["requeue", &id]).status();
+            std::thread::sleep(Duration::from_secs(super::slurm::GRACE_SECONDS as u64));
+        }
+    }
     let path = dir.join(format!("exit-{}.json", spec.attempt));
     let text = serde_json::to_vec(&record).unwrap_or_default();
     if crate::staging::write_atomic(&path, &text).is_err() {
@@ -123,6 +137,7 @@ fn run_job(dir: &Path, spec: &ShimSpec) -> ExitRecord {
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGUSR2, on_preempt as *const () as libc::sighandler_t);
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,

@@ -18,8 +18,12 @@ use std::path::Path;
 use std::process::Command;
 
 pub const BORROW_QOS: &str = "medtrain_borrow";
-/// Seconds between SIGTERM and SIGKILL when Slurm preempts a job: time to write a checkpoint.
+/// Seconds a preempted job has to write its checkpoint before Slurm ends it.
 pub const GRACE_SECONDS: u32 = 60;
+/// The signal Slurm sends the shim when it preempts the job (`--signal=B:USR2`, with the controller's
+/// `preempt_send_user_signal`): the shim asks the run to checkpoint and requeues the job itself. A job
+/// that only ends after SIGTERM would be recorded as ended, not requeued.
+pub const PREEMPT_SIGNAL: &str = "USR2";
 
 pub fn qos(project: &str) -> String {
     format!("medtrain_{project}")
@@ -55,6 +59,7 @@ pub fn sync_qos(
     priorities: &HashMap<String, i64>,
     totals: &HashMap<String, u64>,
     projects: &[String],
+    account: &str,
 ) -> Result<(), NodeError> {
     let existing: Vec<String> =
         run("sacctmgr", &["-n", "-P", "show", "qos", "format=Name"])?.lines().map(|l| l.trim().to_string()).collect();
@@ -119,9 +124,12 @@ pub fn sync_qos(
         args.extend(set.iter().map(String::as_str));
         run("sacctmgr", &args)?;
     }
-    // every QOS may be used by the node's account
+    // the node's account may use every QOS (its users' associations follow)
     let all: Vec<String> = projects.iter().map(|p| qos(p)).chain([BORROW_QOS.to_string()]).collect();
-    run("sacctmgr", &["-i", "modify", "user", "where", "name=root", "set", &format!("QOS+={}", all.join(","))]).ok();
+    run(
+        "sacctmgr",
+        &["-i", "modify", "account", "where", &format!("name={account}"), "set", &format!("QOS+={}", all.join(","))],
+    )?;
     Ok(())
 }
 
@@ -141,6 +149,7 @@ pub struct Submit<'a> {
     pub class: &'a str,
     pub count: u32,
     pub partition: Option<&'a str>,
+    pub account: &'a str,
     pub exe: &'a Path,
 }
 
@@ -162,6 +171,8 @@ pub fn submit(s: &Submit) -> Result<String, NodeError> {
         format!("--output={}", out.display()),
         "--open-mode=append".into(),
         format!("--chdir={}", s.work.display()),
+        format!("--account={}", s.account),
+        format!("--signal=B:{PREEMPT_SIGNAL}@{GRACE_SECONDS}"),
     ];
     match s.class {
         "cpu" => args.push(format!("--cpus-per-task={}", s.count)),

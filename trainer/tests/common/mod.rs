@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod node;
 
 use kernels::{Cpu, GroupRows, NormStrategy, OptimizerKind};
 use medtrain::model::{HostBatch, Model};
