@@ -2,10 +2,12 @@
 //! the queue ([`daemon`], [`store`], [`sched`]), the sandbox jobs run in ([`sandbox`], [`shim`]), and
 //! the socket API with its client ([`proto`], [`client`]).
 
+mod api;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod devices;
+pub mod jobs;
 pub mod proto;
 pub mod sandbox;
 pub mod sched;

@@ -4,7 +4,7 @@
 //! job's process group, and writes `JOBDIR/exit-ATTEMPT.json` when the job ends. It runs in its own
 //! session, so a daemon killed with kill -9 leaves it and the job running.
 
-use super::daemon::{ExitRecord, ShimSpec, RUN_DIR};
+use super::jobs::{ExitRecord, ShimSpec, RUN_DIR};
 use super::sandbox;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;

@@ -1,0 +1,459 @@
+//! The socket side of the daemon: who is calling (SO_PEERCRED and the node config's roles), reading
+//! bounded requests, and answering each op of the API ([`super::proto`]) within the caller's role.
+
+use super::config::{check_quota, valid_name, Mode, Quota, Role};
+use super::daemon::Daemon;
+use super::proto::{self, Op, Request};
+use super::store::{self, Actor, Job, NewJob, State};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub(super) struct Caller {
+    uid: u32,
+    role: Role,
+    projects: Vec<String>,
+}
+
+impl Caller {
+    fn actor(&self) -> Actor<'static> {
+        let role = match self.role {
+            Role::Operator => "operator",
+            Role::Researcher => "researcher",
+        };
+        Actor { uid: Some(self.uid), role }
+    }
+    fn sees(&self, project: &str) -> bool {
+        self.role == Role::Operator || self.projects.iter().any(|p| p == project)
+    }
+}
+
+/// A name from a request as it may appear in a message: a plain name is repeated, anything that could
+/// be an identifier (digits, symbols) is not.
+fn shown(name: &str) -> String {
+    if valid_name(name) {
+        crate::data::reportable::quoted(name)
+    } else {
+        "(a name that is not valid)".into()
+    }
+}
+
+fn peer_uid(s: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
+}
+
+/// One connection: requests in turn until the client closes, a request is malformed beyond reading,
+/// or it is idle for a minute.
+pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(60)));
+    let Ok(mut out) = conn.try_clone() else { return };
+    let Some(uid) = peer_uid(&conn) else { return };
+    let caller = {
+        let g = d.lock().unwrap_or_else(|e| e.into_inner());
+        g.cfg.user(uid).map(|u| Caller { uid, role: u.role, projects: u.projects.clone() })
+    };
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut line = Vec::new();
+        let n = match (&mut reader).take(max_request as u64 + 1).read_until(b'\n', &mut line) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if n == 0 {
+            return;
+        }
+        if line.len() > max_request {
+            let _ = writeln!(
+                out,
+                "{}",
+                proto::err(format!("request longer than node.max_request_bytes ({max_request} bytes)"))
+            );
+            return;
+        }
+        let Some(caller) = caller.as_ref() else {
+            let _ = writeln!(
+                out,
+                "{}",
+                proto::err(format!("uid {uid} has no role on this node (see [[user]] in the node config)"))
+            );
+            d.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .store
+                .audit(
+                    Actor { uid: Some(uid), role: "none" },
+                    "refused",
+                    None,
+                    None,
+                    serde_json::json!({"why": "no role"}),
+                )
+                .ok();
+            return;
+        };
+        let req: Request = match std::str::from_utf8(&line).ok().and_then(|s| serde_json::from_str(s.trim()).ok()) {
+            Some(r) => r,
+            None => {
+                // serde's message may quote the request: say only what is expected
+                let msg =
+                    "malformed request: expected one JSON object per line with \"version\": 1 and a known \"op\" \
+                           and its fields (see the socket API in the README)";
+                if writeln!(out, "{}", proto::err(msg)).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if req.version != proto::VERSION {
+            let _ = writeln!(
+                out,
+                "{}",
+                proto::err(format!("unsupported version {}: this node speaks {}", req.version, proto::VERSION))
+            );
+            continue;
+        }
+        if let Op::Logs { job, offset, follow } = req.op {
+            if logs(d, caller, job, offset, follow, &mut out).is_err() {
+                return;
+            }
+            continue;
+        }
+        let resp = d.lock().unwrap_or_else(|e| e.into_inner()).handle(caller, req.op);
+        if writeln!(out, "{resp}").is_err() {
+            return;
+        }
+    }
+}
+
+/// `logs`: the job's output from `offset`, in chunks of at most 256 KiB; with `follow`, until the job
+/// has ended and everything is sent.
+fn logs(
+    d: &Arc<Mutex<Daemon>>,
+    caller: &Caller,
+    id: i64,
+    mut offset: u64,
+    follow: bool,
+    out: &mut UnixStream,
+) -> std::io::Result<()> {
+    let (path, _) = {
+        let g = d.lock().unwrap_or_else(|e| e.into_inner());
+        match g.visible_job(caller, id) {
+            Ok(j) => (g.job_dir(j.id).join("log"), j),
+            Err(e) => return writeln!(out, "{e}"),
+        }
+    };
+    loop {
+        let ended = {
+            let g = d.lock().unwrap_or_else(|e| e.into_inner());
+            g.store.job(id).ok().flatten().is_none_or(|j| j.state.terminal())
+        };
+        let mut buf = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            f.seek(std::io::SeekFrom::Start(offset))?;
+            f.take(256 << 10).read_to_end(&mut buf)?;
+        }
+        // whole characters only: a cut one is sent with the next chunk
+        let cut = match std::str::from_utf8(&buf) {
+            Ok(_) => buf.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => buf.len(),
+        };
+        buf.truncate(cut);
+        offset += buf.len() as u64;
+        let more = buf.len() == 256 << 10;
+        let done = !follow || (ended && !more && buf.is_empty());
+        if !buf.is_empty() || done {
+            let chunk = String::from_utf8_lossy(&buf);
+            writeln!(
+                out,
+                "{}",
+                proto::ok(serde_json::json!({"job": id, "chunk": chunk, "offset": offset, "done": done && !more}))
+            )?;
+        }
+        if done && !more {
+            return Ok(());
+        }
+        if buf.is_empty() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Daemon {
+    fn visible_job(&self, caller: &Caller, id: i64) -> Result<Job, serde_json::Value> {
+        match self.store.job(id) {
+            Ok(Some(j)) if caller.sees(&j.project) => Ok(j),
+            // another project's job is answered as a missing one: its existence is not disclosed
+            Ok(_) => Err(proto::err(format!("no job {id} in your projects"))),
+            Err(e) => Err(proto::err(e)),
+        }
+    }
+
+    fn handle(&mut self, caller: &Caller, op: Op) -> serde_json::Value {
+        match self.handle_op(caller, op) {
+            Ok(v) => proto::ok(v),
+            Err(e) => e,
+        }
+    }
+
+    fn forbidden(&mut self, caller: &Caller, what: &str, project: Option<&str>) -> serde_json::Value {
+        let project = project.filter(|p| valid_name(p));
+        self.store.audit(caller.actor(), "refused", project, None, serde_json::json!({"op": what})).ok();
+        proto::err(format!("{what}: not allowed for a {}", caller.actor().role))
+    }
+
+    fn handle_op(&mut self, caller: &Caller, op: Op) -> Result<serde_json::Value, serde_json::Value> {
+        match op {
+            Op::Whoami => Ok(serde_json::json!({"uid": caller.uid, "role": caller.role, "projects": caller.projects})),
+            Op::Devices => Ok(serde_json::json!({"devices": self.inv})),
+            Op::Submit { project, devices, priority, config, image, command } => {
+                if self.cfg.project(&project).is_none() {
+                    return Err(proto::err(format!(
+                        "unknown project {}: the node's projects are {}",
+                        shown(&project),
+                        self.project_names()
+                    )));
+                }
+                if !caller.sees(&project) {
+                    return Err(self.forbidden(caller, "submit to another project", Some(&project)));
+                }
+                let (class, count) = proto::parse_devices(&devices)
+                    .ok_or_else(|| proto::err("devices: expected CLASS:COUNT, e.g. cpu:1 or cuda:2"))?;
+                let have = self.inv.class(&class).map_or(0, |c| c.units.len()) as u32;
+                if have == 0 {
+                    return Err(proto::err(format!(
+                        "devices: this node has no {} devices (it has: {})",
+                        shown(&class),
+                        self.class_names()
+                    )));
+                }
+                if count > have {
+                    return Err(proto::err(format!("devices: {count} {class} asked, the node has {have}")));
+                }
+                if !(-1000..=1000).contains(&priority) {
+                    return Err(proto::err("priority: expected -1000..=1000"));
+                }
+                let (kind, cmd) = match (&config, &image) {
+                    (Some(c), None) => {
+                        check_config(c, caller.uid)?;
+                        ("train", Vec::new())
+                    }
+                    (None, Some(i)) => {
+                        check_image(i, &command)?;
+                        ("container", command)
+                    }
+                    _ => return Err(proto::err("submit: give either config (a training config) or image and command")),
+                };
+                let j = NewJob {
+                    project: &project,
+                    uid: caller.uid,
+                    kind,
+                    config: config.as_deref(),
+                    image: image.as_deref(),
+                    command: &cmd,
+                    class: &class,
+                    count,
+                    priority,
+                };
+                let id = self.store.submit(caller.actor(), &j).map_err(proto::err)?;
+                self.tick();
+                Ok(serde_json::json!({"job": id}))
+            }
+            Op::List { all } => {
+                let jobs = self.store.jobs(None, !all).map_err(proto::err)?;
+                let jobs: Vec<Job> = jobs.into_iter().filter(|j| caller.sees(&j.project)).collect();
+                Ok(serde_json::json!({"jobs": jobs}))
+            }
+            Op::Cancel { job } => {
+                let j = self.visible_job(caller, job)?;
+                match j.state {
+                    State::Queued if j.slurm_id.is_none() => {
+                        self.store
+                            .update(
+                                caller.actor(),
+                                job,
+                                "cancel",
+                                "state = 'cancelled', ended = ?2, reason = 'cancelled while queued'",
+                                &[&store::now()],
+                                serde_json::json!({}),
+                            )
+                            .map_err(proto::err)?;
+                    }
+                    State::Running | State::Stopping => {
+                        self.store
+                            .update(
+                                caller.actor(),
+                                job,
+                                "cancel",
+                                "state = 'stopping', stop = 'cancel'",
+                                &[],
+                                serde_json::json!({}),
+                            )
+                            .map_err(proto::err)?;
+                        self.signal(job, libc::SIGTERM);
+                    }
+                    s => return Err(proto::err(format!("job {job} has already ended ({})", s.as_str()))),
+                }
+                Ok(serde_json::json!({"job": job}))
+            }
+            Op::Logs { .. } => Err(proto::err("logs: served by the connection")),
+            Op::QuotaSet { project, class, devices, device_hours, reserved, priority } => {
+                if caller.role != Role::Operator {
+                    return Err(self.forbidden(caller, "quota set", Some(&project)));
+                }
+                if self.cfg.project(&project).is_none() {
+                    return Err(proto::err(format!(
+                        "unknown project {}: the node's projects are {}",
+                        shown(&project),
+                        self.project_names()
+                    )));
+                }
+                if self.inv.class(&class).is_none() {
+                    return Err(proto::err(format!(
+                        "class: this node has no device class {} (it has: {})",
+                        shown(&class),
+                        self.class_names()
+                    )));
+                }
+                let q = Quota { devices, device_hours, reserved };
+                check_quota(&q).map_err(|m| proto::err(format!("quota: {m}")))?;
+                if priority.is_some_and(|p| !(-1000..=1000).contains(&p)) {
+                    return Err(proto::err("priority: expected -1000..=1000"));
+                }
+                self.store.set_quota(caller.actor(), &project, &class, &q, priority).map_err(proto::err)?;
+                if self.cfg.node.mode == Mode::Slurm {
+                    self.sync_qos().map_err(proto::err)?;
+                }
+                self.tick();
+                Ok(serde_json::json!({"project": project, "class": class, "quota": q}))
+            }
+            Op::QuotaShow { project } => {
+                if let Some(p) = &project {
+                    if !caller.sees(p) {
+                        return Err(self.forbidden(caller, "quota show of another project", Some(p)));
+                    }
+                }
+                let (period, from, to) = store::month(store::now());
+                let used = self.store.device_hours(from, to).map_err(proto::err)?;
+                let prio: HashMap<String, i64> = self.store.priorities().map_err(proto::err)?.into_iter().collect();
+                let rows: Vec<serde_json::Value> = self
+                    .store
+                    .quotas()
+                    .map_err(proto::err)?
+                    .into_iter()
+                    .filter(|(p, _, _)| caller.sees(p) && project.as_ref().is_none_or(|x| x == p))
+                    .map(|(p, c, q)| {
+                        let u = used.iter().find(|(up, uc, _)| *up == p && *uc == c).map_or(0.0, |x| x.2);
+                        let held: u32 = self
+                            .store
+                            .jobs(Some(&p), true)
+                            .unwrap_or_default()
+                            .iter()
+                            .filter(|j| j.class == c && matches!(j.state, State::Running | State::Stopping))
+                            .map(|j| j.count)
+                            .sum();
+                        serde_json::json!({"project": p, "class": c, "devices": q.devices, "device_hours": q.device_hours,
+                            "reserved": q.reserved, "priority": prio.get(&p).copied().unwrap_or(0),
+                            "devices_in_use": held, "device_hours_used": u, "period": period})
+                    })
+                    .collect();
+                Ok(serde_json::json!({"quotas": rows}))
+            }
+            Op::Usage { period } => {
+                let (period, from, to) = match period {
+                    None => store::month(store::now()),
+                    Some(p) => {
+                        store::parse_period(&p).ok_or_else(|| proto::err("period: expected a month as YYYY-MM"))?
+                    }
+                };
+                let hours = self.store.device_hours(from, to).map_err(proto::err)?;
+                let eps = self.store.epsilon(from, to).map_err(proto::err)?;
+                let mut by: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+                for p in self.cfg.projects.iter().filter(|p| caller.sees(&p.name)) {
+                    let dh: BTreeMap<&str, f64> =
+                        hours.iter().filter(|h| h.0 == p.name).map(|h| (h.1.as_str(), h.2)).collect();
+                    let (epsilon, runs) = eps.iter().find(|x| x.0 == p.name).map_or((0.0, 0), |x| (x.1, x.2));
+                    by.insert(
+                        p.name.clone(),
+                        serde_json::json!({"project": p.name, "device_hours": dh,
+                        "epsilon_spent": epsilon, "runs": runs}),
+                    );
+                }
+                Ok(serde_json::json!({"period": period, "from": store::iso(from), "to": store::iso(to),
+                    "projects": by.into_values().collect::<Vec<_>>(),
+                    "note": "epsilon_spent sums the final epsilon of each run ended in the period (basic composition across runs; the ledger composes runs on one dataset tighter)"}))
+            }
+            Op::Audit { since, limit } => {
+                let limit = limit.clamp(1, 100_000);
+                let rows = self.store.audit_rows(since, None, limit).map_err(proto::err)?;
+                let rows: Vec<_> = rows
+                    .into_iter()
+                    .filter(|r| caller.role == Role::Operator || r.project.as_deref().is_some_and(|p| caller.sees(p)))
+                    .collect();
+                Ok(serde_json::json!({"audit": rows}))
+            }
+        }
+    }
+
+    fn project_names(&self) -> String {
+        self.cfg.projects.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    fn class_names(&self) -> String {
+        self.inv.classes.iter().map(|c| c.class.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn check_config(path: &str, uid: u32) -> Result<(), serde_json::Value> {
+    use std::os::unix::fs::MetadataExt;
+    let p = Path::new(path);
+    if !p.is_absolute() || path.len() > 4096 {
+        return Err(proto::err("config: expected an absolute path (the client resolves it)"));
+    }
+    let m = std::fs::metadata(p).map_err(|err| proto::err(format!("config: cannot read it: {}", err.kind())))?;
+    if !m.is_file() {
+        return Err(proto::err("config: not a regular file"));
+    }
+    if m.uid() != uid && m.mode() & 0o004 == 0 {
+        return Err(proto::err("config: neither yours nor readable by everyone"));
+    }
+    if m.len() > 1 << 20 {
+        return Err(proto::err("config: longer than 1 MiB"));
+    }
+    crate::train::config::TrainConfig::load(p).map_err(proto::err)?;
+    Ok(())
+}
+
+fn check_image(image: &str, command: &[String]) -> Result<(), serde_json::Value> {
+    let ok = !image.is_empty()
+        && image.len() <= 256
+        && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b))
+        && !image.starts_with('-');
+    if !ok {
+        return Err(proto::err("image: expected a container image reference (letters, digits, . _ - / : @)"));
+    }
+    if command.is_empty() || command.len() > 256 || command.iter().any(|a| a.len() > 4096 || a.contains('\0')) {
+        return Err(proto::err("command: expected 1 to 256 arguments of at most 4096 bytes"));
+    }
+    let podman = ["/usr/bin/podman", "/usr/local/bin/podman", "/bin/podman"].iter().any(|p| Path::new(p).exists());
+    if !podman {
+        return Err(proto::err("image: podman is not installed on this node, so container jobs cannot run"));
+    }
+    Ok(())
+}

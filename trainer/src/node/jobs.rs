@@ -1,0 +1,324 @@
+//! A job's life on this machine: what its shim runs (the spec), starting it under the shim with the
+//! job's lock, asking it to stop, and reading how it ended.
+
+use super::daemon::{private_dir, Daemon};
+use super::slurm;
+use super::store::{Job, State, DAEMON};
+use super::NodeError;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// What the shim needs to start a job (`JOBDIR/spec.json`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ShimSpec {
+    pub attempt: u32,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub sandbox: bool,
+    pub writable: Vec<PathBuf>,
+    pub hidden: Vec<PathBuf>,
+    pub cwd: PathBuf,
+    pub uid: Option<(u32, u32)>,
+    /// a train job: where its run directories go (`run-1`, `run-2`, ...). The shim resumes the newest
+    /// one that has a checkpoint (adding `--resume`), else starts a new one, and puts it in place of
+    /// [`RUN_DIR`] in `argv`.
+    #[serde(default)]
+    pub train_runs: Option<PathBuf>,
+}
+
+/// The argument the shim replaces with the run directory it chose.
+pub const RUN_DIR: &str = "@RUN_DIR@";
+
+/// How a job's process ended (`JOBDIR/exit-ATTEMPT.json`, written by the shim).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// the job could not be started (the sandbox refused, the program is missing)
+    pub error: Option<String>,
+}
+
+/// Exit status of `medtrain train` stopped by a signal after writing its checkpoint.
+pub const EXIT_CHECKPOINTED: i32 = 3;
+
+impl Daemon {
+    pub(super) fn job_dir(&self, id: i64) -> PathBuf {
+        self.state_dir.join("jobs").join(id.to_string())
+    }
+
+    /// Whether the shim of job `id` is alive: it holds the job's lock for as long as it lives.
+    pub(super) fn alive(&self, id: i64) -> bool {
+        let Ok(f) = std::fs::File::open(self.job_dir(id).join("lock")) else { return false };
+        // SAFETY: flock on an open descriptor
+        let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if free {
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        }
+        !free
+    }
+
+    pub(super) fn signal(&mut self, id: i64, sig: libc::c_int) {
+        if let Some(sid) = self.store.job(id).ok().flatten().and_then(|j| j.slurm_id) {
+            // Slurm signals the job's processes wherever they run
+            let r = if sig == libc::SIGTERM { slurm::cancel(&sid, false) } else { Ok(()) };
+            if let Err(e) = r {
+                eprintln!("medtrain node: job {id}: {e}");
+            }
+            return;
+        }
+        if !self.alive(id) {
+            return;
+        }
+        let pid = match self.children.get(&id) {
+            Some(c) => Some(c.id() as i32),
+            None => std::fs::read_to_string(self.job_dir(id).join("shim.pid")).ok().and_then(|s| s.trim().parse().ok()),
+        };
+        if let Some(pid) = pid.filter(|&p| p > 1) {
+            // SAFETY: a plain kill; the lock check above says the pid is still the shim's
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    pub(super) fn stop(&mut self, id: i64, kind: &str, reason: &str) -> Result<(), NodeError> {
+        self.store.update(
+            DAEMON,
+            id,
+            kind,
+            "state = 'stopping', stop = ?2, reason = ?3",
+            &[&kind, &reason],
+            serde_json::json!({"reason": reason}),
+        )?;
+        self.signal(id, libc::SIGTERM);
+        Ok(())
+    }
+
+    /// A job whose shim has ended: its exit record decides its new state.
+    pub(super) fn ended(&mut self, j: &Job) -> Result<(), NodeError> {
+        let dir = self.job_dir(j.id);
+        let rec: Option<ExitRecord> = std::fs::read(dir.join(format!("exit-{}.json", j.attempt)))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let epsilon = if j.kind == "train" { last_epsilon(&dir.join("log")) } else { None };
+        let Some(rec) = rec else {
+            let reason = "lost: its process ended without an exit record (node restart?); requeued";
+            self.store.finish(j.id, State::Queued, Some(reason), None, epsilon, false, "lost")?;
+            return Ok(());
+        };
+        let stop = j.stop.as_deref();
+        let (state, reason, preempted) = match (rec.code, &rec.error, stop) {
+            (_, Some(err), _) => (State::Failed, format!("could not start: {err}"), false),
+            (_, _, Some("cancel")) => (State::Cancelled, "cancelled".to_string(), false),
+            (Some(0), _, _) => (State::Succeeded, "finished".to_string(), false),
+            // asked to stop by the node: back to the queue, to resume from its checkpoint if it wrote
+            // one (a train job stopped before its first checkpoint starts again from the beginning)
+            (_, _, Some(kind)) => {
+                let how = if j.kind == "train" { "to resume" } else { "to start again" };
+                let why = j.reason.clone().unwrap_or_else(|| format!("stopped ({kind})"));
+                (State::Queued, format!("{why}; requeued {how}"), kind == "preempt")
+            }
+            (Some(EXIT_CHECKPOINTED), _, None) if j.kind == "train" => {
+                (State::Queued, "stopped by a signal from outside the node; requeued to resume".to_string(), false)
+            }
+            (Some(c), _, _) => (State::Failed, format!("exited with status {c}"), false),
+            (None, _, _) => (State::Failed, format!("killed by signal {}", rec.signal.unwrap_or(0)), false),
+        };
+        let action = match state {
+            State::Queued if preempted => "preempted",
+            State::Queued => "requeued",
+            s => s.as_str(),
+        };
+        self.reasons.remove(&j.id);
+        self.store.finish(j.id, state, Some(&reason), rec.code, epsilon, preempted, action)?;
+        Ok(())
+    }
+
+    /// What the shim runs for job `j` on `units` (its `spec.json`); makes the job's directories.
+    pub(super) fn spec(&self, j: &Job, units: &[String], attempt: u32) -> Result<ShimSpec, NodeError> {
+        let dir = self.job_dir(j.id);
+        let work = self.state_dir.join("runs").join(j.id.to_string());
+        private_dir(&dir)?;
+        private_dir(&work.join("tmp"))?;
+        let class = self.inv.class(&j.class).cloned();
+        let visible = units.join(",");
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            ("HOME".into(), work.display().to_string()),
+            ("TMPDIR".into(), work.join("tmp").display().to_string()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("MEDTRAIN_JOB".into(), j.id.to_string()),
+            ("MEDTRAIN_PROJECT".into(), j.project.clone()),
+        ];
+        if let Ok(v) = std::env::var("LD_LIBRARY_PATH") {
+            env.push(("LD_LIBRARY_PATH".into(), v));
+        }
+        if j.class != "cuda" {
+            env.push(("CUDA_VISIBLE_DEVICES".into(), String::new()));
+        }
+        if let Some(c) = &class {
+            env.push((c.visible_env.clone(), visible.clone()));
+        }
+        let home = self.cfg.home();
+        let mut writable = vec![work.clone()];
+        let mut hidden = vec![self.state_dir.clone()];
+        if let Some(p) = self.cfg.node.socket.parent() {
+            hidden.push(p.to_path_buf());
+        }
+        let argv: Vec<String> = if j.kind == "train" {
+            env.push(("MEDTRAIN_HOME".into(), home.display().to_string()));
+            // a train job is medtrain itself, and it books its privacy spend in the node's ledger
+            std::fs::create_dir_all(&home).map_err(|e| NodeError::io(&home, e))?;
+            writable.push(home.clone());
+            let mut a = vec![
+                self.exe.display().to_string(),
+                "train".into(),
+                j.config.clone().unwrap_or_default(),
+                "--run-dir".into(),
+                RUN_DIR.into(),
+                "--json".into(),
+            ];
+            if j.class == "cpu" {
+                a.extend(["--threads".into(), j.count.to_string()]);
+            } else if j.class == "cuda" {
+                a.extend(["--backend".into(), "cuda".into()]);
+            }
+            a
+        } else {
+            hidden.push(home.clone());
+            let mut a: Vec<String> = vec!["podman".into()];
+            // global options (--runtime, --root) go before `run`, the rest after it
+            let (global, run): (Vec<&String>, Vec<&String>) = split_podman_args(&self.cfg.node.podman_args);
+            a.extend(global.into_iter().cloned());
+            a.push("run".into());
+            a.extend(run.into_iter().cloned());
+            a.extend(
+                [
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--read-only",
+                    "--cap-drop",
+                    "all",
+                    "--security-opt",
+                    "no-new-privileges",
+                ]
+                .map(String::from),
+            );
+            a.extend(["--name".into(), format!("medtrain-job-{}-{attempt}", j.id)]);
+            a.extend(["-v".into(), format!("{}:/work:rw", work.display()), "-w".into(), "/work".into()]);
+            if let Some(c) = &class {
+                a.extend(["--env".into(), format!("{}={visible}", c.visible_env)]);
+            }
+            if j.class == "cuda" {
+                for u in units {
+                    a.extend(["--device".into(), format!("nvidia.com/gpu={u}")]);
+                }
+            }
+            a.push(j.image.clone().unwrap_or_default());
+            a.extend(j.command.iter().cloned());
+            a
+        };
+        let spec = ShimSpec {
+            attempt,
+            argv,
+            env,
+            // podman builds its own namespaces; it runs outside ours, with the same rules given to it
+            sandbox: self.sandbox && j.kind == "train",
+            writable,
+            hidden,
+            cwd: work.clone(),
+            uid: None,
+            train_runs: (j.kind == "train").then(|| work.clone()),
+        };
+        Ok(spec)
+    }
+
+    pub(super) fn start(&mut self, j: &Job, units: &[String], borrowed: bool) -> Result<(), NodeError> {
+        let dir = self.job_dir(j.id);
+        let attempt = j.attempt + 1;
+        let spec = self.spec(j, units, attempt)?;
+        let run_dir = spec.train_runs.clone().unwrap_or_else(|| spec.cwd.clone());
+        let spec_path = dir.join("spec.json");
+        let text = serde_json::to_vec_pretty(&spec).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        crate::staging::write_atomic(&spec_path, &text).map_err(|e| NodeError::io(&spec_path, e))?;
+        // committed before the shim starts: a daemon that dies in between finds no shim and requeues
+        self.store.start(j, units, borrowed, &run_dir.display().to_string(), attempt, None)?;
+        let lock_path = dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| NodeError::io(&lock_path, e))?;
+        // SAFETY: flock on an open descriptor
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(NodeError::Invalid(format!(
+                "job {}: its lock is held by a process the node did not start",
+                j.id
+            )));
+        }
+        let fd = lock.as_raw_fd();
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.args(["node", "shim"]).arg(&dir).args(["--lock-fd", "3"]);
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only system calls between fork and exec
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 || libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        match cmd.spawn() {
+            Ok(child) => {
+                self.children.insert(j.id, child);
+            }
+            Err(err) => {
+                let reason = format!("could not start its shim: {err}");
+                self.store.finish(j.id, State::Failed, Some(&reason), None, None, false, "failed")?;
+            }
+        }
+        drop(lock);
+        Ok(())
+    }
+}
+
+/// `node.podman_args` split into podman's global options (those that must come before `run`) and
+/// `run`'s own.
+fn split_podman_args(args: &[String]) -> (Vec<&String>, Vec<&String>) {
+    const GLOBAL: [&str; 6] =
+        ["--runtime", "--root", "--runroot", "--storage-driver", "--cgroup-manager", "--log-level"];
+    let (mut global, mut run) = (Vec::new(), Vec::new());
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        let name = a.split('=').next().unwrap_or("");
+        let target = if GLOBAL.contains(&name) { &mut global } else { &mut run };
+        target.push(a);
+        // an option's value in the next argument goes with it
+        if !a.contains('=') && a.starts_with("--") {
+            if let Some(v) = it.next_if(|v| !v.starts_with("--")) {
+                target.push(v);
+            }
+        }
+    }
+    (global, run)
+}
+
+/// The epsilon of the last JSON summary line `medtrain train --json` wrote to the log.
+pub(super) fn last_epsilon(log: &Path) -> Option<f64> {
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(std::io::SeekFrom::Start(len.saturating_sub(256 << 10))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .rev()
+        .filter(|l| l.starts_with('{'))
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("epsilon")?.as_f64())
+}
