@@ -16,6 +16,9 @@ pub enum KernelError {
     Invalid { op: &'static str, msg: String },
     #[error("device unavailable: {0}")]
     Device(String),
+    /// No CUDA device to run on, and what is missing (`cuda::probe`).
+    #[error("CUDA backend unavailable: {0}")]
+    CudaUnavailable(#[from] crate::cuda::ProbeError),
     #[error("out of memory in {op}: cannot allocate {elements} elements of {element_bytes} bytes")]
     OutOfMemory { op: &'static str, elements: usize, element_bytes: usize },
 }

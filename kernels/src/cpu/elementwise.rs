@@ -311,14 +311,7 @@ pub(crate) fn adamw_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32],
     check_len("adamw_step", "grad", w.len(), g.len())?;
     check_len("adamw_step", "first moment", w.len(), m.len())?;
     check_len("adamw_step", "second moment", w.len(), v.len())?;
-    if t == 0 {
-        return Err(KernelError::Invalid { op: "adamw_step", msg: "step count is 1-based".into() });
-    }
-    let bc1 = 1.0 - (h.beta1 as f64).powi(t.min(i32::MAX as u64) as i32);
-    let bc2 = 1.0 - (h.beta2 as f64).powi(t.min(i32::MAX as u64) as i32);
-    let step = (h.lr as f64 / bc1) as f32;
-    let bc2_sqrt = bc2.sqrt() as f32;
-    let decay = 1.0 - h.lr * h.weight_decay;
+    let (step, bc2_sqrt, decay) = adamw_scalars(h, t)?;
     w.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
@@ -331,4 +324,18 @@ pub(crate) fn adamw_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32],
             }
         });
     Ok(())
+}
+
+/// The per-step scalars of AdamW at step t (1-based), computed on the host: `(lr / (1 - beta1^t),
+/// sqrt(1 - beta2^t), 1 - lr * wd)`. Every backend takes them from here, so its update is the CPU's.
+pub(crate) fn adamw_scalars(h: &AdamW, t: u64) -> Result<(f32, f32, f32)> {
+    if t == 0 {
+        return Err(KernelError::Invalid { op: "adamw_step", msg: "step count is 1-based".into() });
+    }
+    let bc1 = 1.0 - (h.beta1 as f64).powi(t.min(i32::MAX as u64) as i32);
+    let bc2 = 1.0 - (h.beta2 as f64).powi(t.min(i32::MAX as u64) as i32);
+    let step = (h.lr as f64 / bc1) as f32;
+    let bc2_sqrt = bc2.sqrt() as f32;
+    let decay = 1.0 - h.lr * h.weight_decay;
+    Ok((step, bc2_sqrt, decay))
 }

@@ -4,7 +4,7 @@
 mod attention;
 pub mod chacha;
 mod dp;
-mod elementwise;
+pub(crate) mod elementwise;
 mod embedding;
 mod gru;
 pub mod isa;
@@ -459,7 +459,7 @@ impl Backend for Cpu {
 }
 
 /// Offsets must start at 0 and never decrease: a group owns the rows between two offsets.
-fn check_group_layout(layout: &GroupRows) -> Result<()> {
+pub(crate) fn check_group_layout(layout: &GroupRows) -> Result<()> {
     let o = &layout.offsets;
     if o.first().is_some_and(|&f| f != 0) || o.windows(2).any(|w| w[1] < w[0]) {
         return Err(KernelError::Invalid {
@@ -472,7 +472,7 @@ fn check_group_layout(layout: &GroupRows) -> Result<()> {
 
 /// The snapping grid must be a positive, normal power of two: `1/g` is then exact and the snap
 /// `g * round(v / g)` rounds once (see `rng`).
-fn check_snapping_grid(grid: f64) -> Result<()> {
+pub(crate) fn check_snapping_grid(grid: f64) -> Result<()> {
     if !(grid.is_normal() && grid > 0.0 && grid.to_bits() & ((1u64 << 52) - 1) == 0) {
         return Err(KernelError::Invalid {
             op: "add_normal",

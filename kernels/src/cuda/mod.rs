@@ -1,0 +1,492 @@
+//! The CUDA backend (issue 14), its foundation: finding the device ([`probe`]), the device
+//! ([`Cuda`]: context, stream, cuBLAS handle, NVRTC modules compiled once per device), its buffers,
+//! and the kernels of the elementwise, reduction, optimizer and noise primitives, each launched from a
+//! plan ([`plan`]) that the CPU emulation tests run too.
+//!
+//! `Cuda` does NOT implement [`crate::Backend`] yet: the methods below have the trait's signatures
+//! and semantics, and the rest (gemm through cuBLAS, layer norm, attention, GRU, embedding, pooling,
+//! losses, copy_columns, weighted_row_sum) is still to be written.
+//!
+//! Every build has this module: cudarc loads libcuda, libnvrtc and libcublas at run time. [`probe`]
+//! asks for each library before anything calls into it (cudarc panics when a library it calls is
+//! missing), so a machine without a GPU gets a [`ProbeError`] naming what is missing, never a panic.
+//!
+//! The kernels give the CPU backend's bits (kernels/NOISE.md for the noise; the same IEEE operations
+//! for the rest), except `add_row_dots`, whose f64 sum runs in another fixed order (one f32 ulp).
+//! They are checked without a GPU: NVRTC compiles them as here (tests/cuda_nvrtc.rs), and a C++
+//! emulation runs them on the CPU against the CPU backend, plain and under sanitizers
+//! (tests/cuda_emu.rs). tests/cuda_device.rs runs the same comparisons on a GPU
+//! (`MEDTRAIN_TEST_CUDA=1`).
+
+pub mod plan;
+pub mod source;
+
+use crate::backend::{Activation, AdamW, GroupRows, NoiseKey};
+use crate::error::{check_len, KernelError, Result};
+use cudarc::driver::{
+    sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig,
+    PushKernelArg, ValidAsZeroBits,
+};
+use plan::{Arg, Geometry, Launch, Slice};
+use source::Module;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The oldest driver the backend runs on: CUDA 12.0 (every driver call it makes exists there).
+/// The driver must also be at least as new as NVRTC, whose PTX it loads (checked by [`probe`]).
+pub const MIN_DRIVER_VERSION: i32 = 12000;
+
+/// What [`probe`] found: the device a [`Cuda`] would run on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub ordinal: usize,
+    pub name: String,
+    /// (major, minor): 9.0 for H100/H200; NVRTC compiles for exactly this
+    pub compute_capability: (u32, u32),
+    pub total_memory: usize,
+    /// the driver's CUDA version, 1000 * major + 10 * minor (12040 is 12.4)
+    pub driver_version: i32,
+    /// NVRTC's (major, minor)
+    pub nvrtc_version: (i32, i32),
+    pub device_count: usize,
+}
+
+/// Why there is no CUDA device to run on: names what is missing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no CUDA driver: libcuda could not be loaded (is the NVIDIA driver installed, and its library on the loader's path?)")]
+    NoDriver,
+    #[error("no CUDA device {ordinal}: the driver sees {count}")]
+    NoDevice { ordinal: usize, count: usize },
+    #[error("CUDA driver too old: it supports CUDA {}, and {why} needs CUDA {} or newer", version(*.found), version(*.required))]
+    DriverTooOld { found: i32, required: i32, why: &'static str },
+    #[error("no NVRTC: libnvrtc could not be loaded (the CUDA toolkit's, or the PyPI wheel nvidia-cuda-nvrtc: scripts/ensure-nvrtc.sh installs it and prints the directory to put on LD_LIBRARY_PATH)")]
+    NoNvrtc,
+    #[error("no cuBLAS: libcublas could not be loaded (the CUDA toolkit's, or the PyPI wheel nvidia-cublas)")]
+    NoCublas,
+    #[error("CUDA call {call} failed: {error}")]
+    Call { call: &'static str, error: String },
+}
+
+/// 12040 -> "12.4"
+fn version(v: i32) -> String {
+    format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+fn driver_call(call: &'static str, e: cudarc::driver::DriverError) -> ProbeError {
+    ProbeError::Call { call, error: e.to_string() }
+}
+
+/// Looks for CUDA device `ordinal` and what the backend needs to run on it: the driver (new
+/// enough), the device, NVRTC (the driver at least as new) and cuBLAS, in that order. Never panics:
+/// each library is asked for before any call into it.
+pub fn probe(ordinal: usize) -> std::result::Result<DeviceInfo, ProbeError> {
+    use cudarc::driver::result;
+    // SAFETY: only tries to load the library (dlopen) and drops it
+    if !unsafe { sys::is_culib_present() } {
+        return Err(ProbeError::NoDriver);
+    }
+    let mut driver_version = 0;
+    // SAFETY: libcuda is present and every driver has cuDriverGetVersion; the pointer is valid
+    unsafe { sys::cuDriverGetVersion(&mut driver_version) }
+        .result()
+        .map_err(|e| driver_call("cuDriverGetVersion", e))?;
+    if driver_version < MIN_DRIVER_VERSION {
+        return Err(ProbeError::DriverTooOld {
+            found: driver_version,
+            required: MIN_DRIVER_VERSION,
+            why: "the backend's driver calls",
+        });
+    }
+    match result::init() {
+        Ok(()) => {}
+        Err(e) if e.0 == sys::CUresult::CUDA_ERROR_NO_DEVICE => return Err(ProbeError::NoDevice { ordinal, count: 0 }),
+        Err(e) => return Err(driver_call("cuInit", e)),
+    }
+    let count = result::device::get_count().map_err(|e| driver_call("cuDeviceGetCount", e))?.max(0) as usize;
+    if ordinal >= count {
+        return Err(ProbeError::NoDevice { ordinal, count });
+    }
+    // SAFETY: as for libcuda
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(ProbeError::NoNvrtc);
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: libnvrtc is present and has nvrtcVersion since CUDA 7; the pointers are valid
+    let nvrtc = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    if nvrtc != cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(ProbeError::Call { call: "nvrtcVersion", error: format!("{nvrtc:?}") });
+    }
+    if driver_version < major * 1000 + minor * 10 {
+        return Err(ProbeError::DriverTooOld {
+            found: driver_version,
+            required: major * 1000 + minor * 10,
+            why: "loading the PTX of the installed NVRTC",
+        });
+    }
+    // SAFETY: as for libcuda
+    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+        return Err(ProbeError::NoCublas);
+    }
+    let dev = result::device::get(ordinal as i32).map_err(|e| driver_call("cuDeviceGet", e))?;
+    let name = result::device::get_name(dev).map_err(|e| driver_call("cuDeviceGetName", e))?;
+    let attribute = |a| {
+        // SAFETY: dev is a valid device of an initialized driver
+        unsafe { result::device::get_attribute(dev, a) }.map_err(|e| driver_call("cuDeviceGetAttribute", e))
+    };
+    let cc_major = attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+    let cc_minor = attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+    // SAFETY: as above
+    let total_memory = unsafe { result::device::total_mem(dev) }.map_err(|e| driver_call("cuDeviceTotalMem", e))?;
+    Ok(DeviceInfo {
+        ordinal,
+        name,
+        compute_capability: (cc_major.max(0) as u32, cc_minor.max(0) as u32),
+        total_memory,
+        driver_version,
+        nvrtc_version: (major, minor),
+        device_count: count,
+    })
+}
+
+/// A buffer on the device: `None` when empty (CUDA allocates no 0-byte buffers).
+pub struct DeviceVec<T> {
+    slice: Option<CudaSlice<T>>,
+}
+
+impl<T> DeviceVec<T> {
+    pub fn len(&self) -> usize {
+        self.slice.as_ref().map_or(0, |s| s.len())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// f32 buffer on the device (the trait's `Buf`).
+pub type CudaBuf = DeviceVec<f32>;
+/// u32 buffer on the device (the trait's `Ids`).
+pub type CudaIds = DeviceVec<u32>;
+
+/// A privacy group layout on the device (the trait's `Groups`): the host layout, its u64 offsets and
+/// the group of each example (see [`plan::group_maps`]).
+pub struct CudaGroups {
+    layout: GroupRows,
+    offsets: DeviceVec<u64>,
+    example_group: DeviceVec<u32>,
+}
+
+impl AsRef<GroupRows> for CudaGroups {
+    fn as_ref(&self) -> &GroupRows {
+        &self.layout
+    }
+}
+
+/// One CUDA device: its context, one stream that every call is ordered on, a cuBLAS handle on that
+/// stream, and the NVRTC modules, compiled for the device's architecture on first use and kept.
+pub struct Cuda {
+    info: DeviceInfo,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    #[allow(dead_code)] // gemm is the next step of issue 14
+    blas: cudarc::cublas::CudaBlas,
+    modules: Mutex<HashMap<Module, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+}
+
+impl std::fmt::Debug for Cuda {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Cuda({} #{}, sm_{}{})",
+            self.info.name, self.info.ordinal, self.info.compute_capability.0, self.info.compute_capability.1
+        )
+    }
+}
+
+fn device_error(op: &'static str, e: impl std::fmt::Display) -> KernelError {
+    KernelError::Device(format!("CUDA {op}: {e}"))
+}
+
+impl Cuda {
+    /// The device `ordinal`, after [`probe`] found everything the backend needs (its error otherwise).
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let info = probe(ordinal)?;
+        let ctx = CudaContext::new(ordinal).map_err(|e| device_error("context", e))?;
+        // SAFETY: every buffer of this device is used on its one stream, so cudarc's events (which
+        // order buffers used on several streams) are not needed
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(|e| device_error("stream", e))?;
+        let blas = cudarc::cublas::CudaBlas::new(stream.clone()).map_err(|e| device_error("cuBLAS handle", e))?;
+        Ok(Cuda { info, ctx, stream, blas, modules: Mutex::default(), functions: Mutex::default() })
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// Waits for everything queued on the device (kernel errors surface here or at a download).
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(|e| device_error("synchronize", e))
+    }
+
+    fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, op: &'static str, len: usize) -> Result<DeviceVec<T>> {
+        if len == 0 {
+            return Ok(DeviceVec { slice: None });
+        }
+        let oom = KernelError::OutOfMemory { op, elements: len, element_bytes: std::mem::size_of::<T>() };
+        // more than the device has is out of memory before the driver is asked (and len * size may
+        // not even fit in usize)
+        match len.checked_mul(std::mem::size_of::<T>()) {
+            Some(bytes) if bytes <= self.info.total_memory => {}
+            _ => return Err(oom),
+        }
+        match self.stream.alloc_zeros::<T>(len) {
+            Ok(s) => Ok(DeviceVec { slice: Some(s) }),
+            Err(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => Err(oom),
+            Err(e) => Err(device_error(op, e)),
+        }
+    }
+
+    fn upload_vec<T: DeviceRepr + ValidAsZeroBits>(&self, op: &'static str, data: &[T]) -> Result<DeviceVec<T>> {
+        let mut v = self.alloc(op, data.len())?;
+        if let Some(s) = v.slice.as_mut() {
+            self.stream.memcpy_htod(data, s).map_err(|e| device_error(op, e))?;
+        }
+        Ok(v)
+    }
+
+    /// The plan's view of a buffer: its device address (0 when empty) and length.
+    fn slice<T>(&self, v: &DeviceVec<T>) -> Slice {
+        let ptr = v.slice.as_ref().map_or(0, |s| s.device_ptr(&self.stream).0);
+        Slice { ptr, len: v.len() }
+    }
+
+    fn function(&self, module: Module, kernel: &'static str) -> Result<CudaFunction> {
+        let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = functions.get(kernel) {
+            return Ok(f.clone());
+        }
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        let m = match modules.get(&module) {
+            Some(m) => m.clone(),
+            None => {
+                let (major, minor) = self.info.compute_capability;
+                let ptx = source::compile_ptx(module, major, minor)
+                    .map_err(|e| KernelError::Device(format!("NVRTC cannot compile {}: {e}", module.file())))?;
+                let m = self.ctx.load_module(ptx).map_err(|e| device_error("module load", e))?;
+                modules.insert(module, m.clone());
+                m
+            }
+        };
+        let f = m.load_function(kernel).map_err(|e| device_error("function lookup", e))?;
+        functions.insert(kernel, f.clone());
+        Ok(f)
+    }
+
+    /// Queues a plan's kernel on the stream (nothing for an empty plan).
+    fn run(&self, launch: Option<Launch>) -> Result<()> {
+        let Some(launch) = launch else { return Ok(()) };
+        let f = self.function(launch.module, launch.kernel)?;
+        let mut builder = self.stream.launch_builder(&f);
+        for arg in &launch.args {
+            match arg {
+                Arg::Ptr(v) | Arg::U64(v) => builder.arg(v),
+                Arg::U32(v) => builder.arg(v),
+                Arg::F32(v) => builder.arg(v),
+                Arg::Noise(p) => builder.arg(p),
+            };
+        }
+        let cfg = LaunchConfig { grid_dim: (launch.grid, 1, 1), block_dim: (launch.block, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the plan's arguments match the kernel's C signature (the emulation tests check each
+        // launch against the signature), and every pointer is a live buffer of this device whose
+        // length the plan checked
+        unsafe { builder.launch(cfg) }.map_err(|e| device_error(launch.kernel, e))?;
+        Ok(())
+    }
+
+    // ---- buffers (the trait's) ----
+
+    pub fn zeros(&self, len: usize) -> Result<CudaBuf> {
+        self.alloc("zeros", len)
+    }
+    pub fn upload(&self, data: &[f32]) -> Result<CudaBuf> {
+        self.upload_vec("upload", data)
+    }
+    pub fn download(&self, buf: &CudaBuf) -> Result<Vec<f32>> {
+        let Some(s) = buf.slice.as_ref() else { return Ok(Vec::new()) };
+        let mut host = Vec::new();
+        host.try_reserve_exact(s.len()).map_err(|_| KernelError::OutOfMemory {
+            op: "download",
+            elements: s.len(),
+            element_bytes: 4,
+        })?;
+        host.resize(s.len(), 0.0f32);
+        self.stream.memcpy_dtoh(s, &mut host).map_err(|e| device_error("download", e))?;
+        self.synchronize()?;
+        Ok(host)
+    }
+    pub fn upload_ids(&self, ids: &[u32]) -> Result<CudaIds> {
+        self.upload_vec("upload_ids", ids)
+    }
+    pub fn len(&self, buf: &CudaBuf) -> usize {
+        buf.len()
+    }
+    pub fn ids_len(&self, ids: &CudaIds) -> usize {
+        ids.len()
+    }
+    /// Makes `buf` exactly `len` long: a new zeroed buffer when the size changes; `buf` is unchanged
+    /// when that fails.
+    pub fn resize(&self, buf: &mut CudaBuf, len: usize) -> Result<()> {
+        if buf.len() != len {
+            *buf = self.alloc("resize", len)?;
+        }
+        Ok(())
+    }
+    pub fn fill(&self, buf: &mut CudaBuf, value: f32) -> Result<()> {
+        self.run(plan::fill(self.slice(buf), value, Geometry::DEVICE))
+    }
+    pub fn copy(&self, dst: &mut CudaBuf, src: &CudaBuf) -> Result<()> {
+        check_len("copy", "dst", src.len(), dst.len())?;
+        if let (Some(d), Some(s)) = (dst.slice.as_mut(), src.slice.as_ref()) {
+            self.stream.memcpy_dtod(s, d).map_err(|e| device_error("copy", e))?;
+        }
+        Ok(())
+    }
+    pub fn groups(&self, layout: &GroupRows) -> Result<CudaGroups> {
+        let (offsets, example_group) = plan::group_maps(layout)?;
+        Ok(CudaGroups {
+            layout: layout.clone(),
+            offsets: self.upload_vec("groups", &offsets)?,
+            example_group: self.upload_vec("groups", &example_group)?,
+        })
+    }
+
+    // ---- elementwise and reductions (the trait's) ----
+
+    pub fn broadcast_rows(&self, y: &mut CudaBuf, bias: &CudaBuf, rows: usize) -> Result<()> {
+        self.run(plan::broadcast_rows(self.slice(y), self.slice(bias), rows, Geometry::DEVICE)?)
+    }
+    pub fn add(&self, out: &mut CudaBuf, a: &CudaBuf, b: &CudaBuf) -> Result<()> {
+        self.run(plan::add(self.slice(out), self.slice(a), self.slice(b), Geometry::DEVICE)?)
+    }
+    pub fn add_assign(&self, y: &mut CudaBuf, x: &CudaBuf) -> Result<()> {
+        self.run(plan::add_assign(self.slice(y), self.slice(x), Geometry::DEVICE)?)
+    }
+    pub fn group_row_sums(
+        &self,
+        out: &mut CudaBuf,
+        x: &CudaBuf,
+        d: usize,
+        groups: &CudaGroups,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        let offsets = self.slice(&groups.offsets);
+        let out = self.slice(out);
+        self.run(plan::group_row_sums(
+            out,
+            self.slice(x),
+            d,
+            &groups.layout,
+            offsets,
+            rows_per_example,
+            Geometry::DEVICE,
+        )?)
+    }
+    pub fn sum_rows(&self, out: &mut CudaBuf, x: &CudaBuf, d: usize) -> Result<()> {
+        let rows = x.len().checked_div(d).unwrap_or(0);
+        let all = self.groups(&GroupRows::single(rows))?;
+        self.group_row_sums(out, x, d, &all, 1)
+    }
+    pub fn add_row_dots(&self, out: &mut CudaBuf, a: &CudaBuf, b: &CudaBuf, d: usize) -> Result<()> {
+        self.run(plan::add_row_dots(
+            "add_row_dots",
+            self.slice(out),
+            self.slice(a),
+            self.slice(b),
+            d,
+            Geometry::DEVICE,
+        )?)
+    }
+    pub fn add_row_sq_norms(&self, out: &mut CudaBuf, x: &CudaBuf, d: usize) -> Result<()> {
+        let x = self.slice(x);
+        self.run(plan::add_row_dots("add_row_sq_norms", self.slice(out), x, x, d, Geometry::DEVICE)?)
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn scale_rows_by_group(
+        &self,
+        y: &mut CudaBuf,
+        x: &CudaBuf,
+        d: usize,
+        append_factor: bool,
+        factors: &CudaBuf,
+        groups: &CudaGroups,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        let map = self.slice(&groups.example_group);
+        let y = self.slice(y);
+        self.run(plan::scale_rows_by_group(
+            y,
+            self.slice(x),
+            d,
+            append_factor,
+            self.slice(factors),
+            &groups.layout,
+            map,
+            rows_per_example,
+            Geometry::DEVICE,
+        )?)
+    }
+    pub fn clip_factors(&self, factors: &mut CudaBuf, sq_norms: &CudaBuf, clip: f32) -> Result<()> {
+        self.run(plan::clip_factors(self.slice(factors), self.slice(sq_norms), clip, Geometry::DEVICE)?)
+    }
+
+    // ---- activations (the trait's) ----
+
+    pub fn activation_forward(&self, f: Activation, y: &mut CudaBuf, x: &CudaBuf) -> Result<()> {
+        self.run(plan::activation_forward(f, self.slice(y), self.slice(x), Geometry::DEVICE)?)
+    }
+    pub fn activation_backward(
+        &self,
+        f: Activation,
+        dx: &mut CudaBuf,
+        dy: &CudaBuf,
+        x: &CudaBuf,
+        y: &CudaBuf,
+    ) -> Result<()> {
+        let dx = self.slice(dx);
+        self.run(plan::activation_backward(f, dx, self.slice(dy), self.slice(x), self.slice(y), Geometry::DEVICE)?)
+    }
+
+    // ---- noise and optimizers (the trait's) ----
+
+    pub fn add_normal(&self, buf: &mut CudaBuf, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()> {
+        self.run(plan::add_normal(self.slice(buf), std, scale, grid, key, Geometry::DEVICE)?)
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgd_step(
+        &self,
+        w: &mut CudaBuf,
+        g: &CudaBuf,
+        m: &mut CudaBuf,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        first_step: bool,
+    ) -> Result<()> {
+        let (w, m) = (self.slice(w), self.slice(m));
+        self.run(plan::sgd_step(w, self.slice(g), m, lr, momentum, weight_decay, first_step, Geometry::DEVICE)?)
+    }
+    pub fn adamw_step(
+        &self,
+        w: &mut CudaBuf,
+        g: &CudaBuf,
+        m: &mut CudaBuf,
+        v: &mut CudaBuf,
+        h: &AdamW,
+        t: u64,
+    ) -> Result<()> {
+        let (w, m, v) = (self.slice(w), self.slice(m), self.slice(v));
+        self.run(plan::adamw_step(w, self.slice(g), m, v, h, t, Geometry::DEVICE)?)
+    }
+}

@@ -1,0 +1,389 @@
+//! Launch plans: for each op of the CUDA backend, the shape checks (the CPU's, with the same errors),
+//! the kernel, its grid and its arguments. The device (`Cuda`) runs these plans; so do the CPU
+//! emulation tests (kernels/tests/cuda_emu.rs), which give each buffer a made-up address, so that the
+//! launch geometry and the argument lists are checked without a GPU too.
+//!
+//! A plan is `None` when there is nothing to do (an empty output): CUDA refuses a grid of 0 blocks.
+
+use super::source::Module;
+use crate::backend::{Activation, AdamW, GroupRows, NoiseKey};
+use crate::error::{check_len, KernelError, Result};
+
+/// Threads per block of every kernel (a multiple of the warp, which `add_row_dots` needs; 256 is what
+/// the noise kernel's layout assumes).
+pub const BLOCK: u32 = 256;
+
+/// How many blocks a grid-stride kernel gets at most. The device uses [`Geometry::DEVICE`]; the
+/// emulation tests use a few blocks, so that every kernel's grid-stride loop runs more than once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub max_blocks: u32,
+}
+
+impl Geometry {
+    /// 65,536 blocks of 256 threads: more than an H100 keeps resident (132 SMs x 8 blocks), so a
+    /// large buffer never waits for a grid-stride loop.
+    pub const DEVICE: Geometry = Geometry { max_blocks: 1 << 16 };
+}
+
+/// A buffer as a plan sees it: its device address and its length in elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slice {
+    pub ptr: u64,
+    pub len: usize,
+}
+
+/// The parameters of the noise kernel (`struct NoiseParams` of noise.cu, same layout).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NoiseParams {
+    pub key: [u32; 8],
+    pub stream: u64,
+    pub n: u64,
+    pub std_dev: f32,
+    pub scale: f32,
+    pub inv_grid: f64,
+    pub grid_scale: f64,
+}
+
+// SAFETY: plain old data in C layout (no padding: 32 + 8 + 8 + 4 + 4 + 8 + 8 bytes), matching noise.cu
+unsafe impl cudarc::driver::DeviceRepr for NoiseParams {}
+
+impl std::fmt::Debug for NoiseParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the key is a secret: never print it
+        f.debug_struct("NoiseParams").field("stream", &self.stream).field("n", &self.n).finish_non_exhaustive()
+    }
+}
+
+/// One kernel argument, as the kernel's C signature takes it.
+#[derive(Clone, Copy, Debug)]
+pub enum Arg {
+    /// a device address (any `T*`); 0 is null
+    Ptr(u64),
+    U32(u32),
+    U64(u64),
+    F32(f32),
+    Noise(NoiseParams),
+}
+
+impl Arg {
+    /// The argument's bytes as the kernel receives them (little-endian, C layout).
+    pub fn bytes(&self) -> Vec<u8> {
+        match *self {
+            Arg::Ptr(v) | Arg::U64(v) => v.to_le_bytes().to_vec(),
+            Arg::U32(v) => v.to_le_bytes().to_vec(),
+            Arg::F32(v) => v.to_le_bytes().to_vec(),
+            Arg::Noise(p) => {
+                let mut b: Vec<u8> = p.key.iter().flat_map(|w| w.to_le_bytes()).collect();
+                b.extend(p.stream.to_le_bytes());
+                b.extend(p.n.to_le_bytes());
+                b.extend(p.std_dev.to_le_bytes());
+                b.extend(p.scale.to_le_bytes());
+                b.extend(p.inv_grid.to_le_bytes());
+                b.extend(p.grid_scale.to_le_bytes());
+                b
+            }
+        }
+    }
+}
+
+/// A kernel launch: a 1-D grid of `grid` blocks of `block` threads.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub module: Module,
+    pub kernel: &'static str,
+    pub grid: u32,
+    pub block: u32,
+    pub args: Vec<Arg>,
+}
+
+/// Blocks for `items` work items at `per_block` a block, at least 1 and at most the geometry's limit.
+fn blocks(items: u64, per_block: u64, geo: Geometry) -> u32 {
+    items.div_ceil(per_block).clamp(1, geo.max_blocks.max(1) as u64) as u32
+}
+
+fn launch(module: Module, kernel: &'static str, items: u64, per_block: u64, geo: Geometry, args: Vec<Arg>) -> Launch {
+    Launch { module, kernel, grid: blocks(items, per_block, geo), block: BLOCK, args }
+}
+
+fn elementwise(kernel: &'static str, n: usize, geo: Geometry, args: Vec<Arg>) -> Option<Launch> {
+    (n > 0).then(|| launch(Module::Elementwise, kernel, n as u64, BLOCK as u64, geo, args))
+}
+
+/// y = value
+pub fn fill(y: Slice, value: f32, geo: Geometry) -> Option<Launch> {
+    elementwise("fill_f32", y.len, geo, vec![Arg::Ptr(y.ptr), Arg::F32(value), Arg::U64(y.len as u64)])
+}
+
+/// out = a + b
+pub fn add(out: Slice, a: Slice, b: Slice, geo: Geometry) -> Result<Option<Launch>> {
+    check_len("add", "out", a.len, out.len)?;
+    check_len("add", "second operand", a.len, b.len)?;
+    let args = vec![Arg::Ptr(out.ptr), Arg::Ptr(a.ptr), Arg::Ptr(b.ptr), Arg::U64(a.len as u64)];
+    Ok(elementwise("add_f32", a.len, geo, args))
+}
+
+/// y += x
+pub fn add_assign(y: Slice, x: Slice, geo: Geometry) -> Result<Option<Launch>> {
+    check_len("add_assign", "x", y.len, x.len)?;
+    Ok(elementwise("add_assign_f32", y.len, geo, vec![Arg::Ptr(y.ptr), Arg::Ptr(x.ptr), Arg::U64(y.len as u64)]))
+}
+
+/// y: [R, D] = bias: [D] in every row
+pub fn broadcast_rows(y: Slice, bias: Slice, rows: usize, geo: Geometry) -> Result<Option<Launch>> {
+    let d = bias.len;
+    check_len("broadcast_rows", "y", rows * d, y.len)?;
+    let args = vec![Arg::Ptr(y.ptr), Arg::Ptr(bias.ptr), Arg::U64(d as u64), Arg::U64(y.len as u64)];
+    Ok(elementwise("broadcast_rows_f32", y.len, geo, args))
+}
+
+/// The code of `f` in elementwise.cu (`MT_RELU` ...).
+pub fn activation_code(f: Activation) -> u32 {
+    match f {
+        Activation::Relu => 0,
+        Activation::Gelu => 1,
+        Activation::Sigmoid => 2,
+        Activation::Tanh => 3,
+    }
+}
+
+/// y = f(x)
+pub fn activation_forward(f: Activation, y: Slice, x: Slice, geo: Geometry) -> Result<Option<Launch>> {
+    let op = match f {
+        Activation::Relu => "relu_forward",
+        Activation::Gelu => "gelu_forward",
+        Activation::Sigmoid => "sigmoid_forward",
+        Activation::Tanh => "tanh_forward",
+    };
+    check_len(op, "y", x.len, y.len)?;
+    let args = vec![Arg::U32(activation_code(f)), Arg::Ptr(y.ptr), Arg::Ptr(x.ptr), Arg::U64(x.len as u64)];
+    Ok(elementwise("activation_forward", x.len, geo, args))
+}
+
+/// dx = dy * f'(x), from x (GELU) or y (the others); only the one `f` reads is checked and read
+pub fn activation_backward(
+    f: Activation,
+    dx: Slice,
+    dy: Slice,
+    x: Slice,
+    y: Slice,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    let (op, used) = match f {
+        Activation::Relu => ("relu_backward", y),
+        Activation::Gelu => ("gelu_backward", x),
+        Activation::Sigmoid => ("sigmoid_backward", y),
+        Activation::Tanh => ("tanh_backward", y),
+    };
+    check_len(op, "out", dy.len, dx.len)?;
+    check_len(op, "second operand", dy.len, used.len)?;
+    let args = vec![
+        Arg::U32(activation_code(f)),
+        Arg::Ptr(dx.ptr),
+        Arg::Ptr(dy.ptr),
+        Arg::Ptr(x.ptr),
+        Arg::Ptr(y.ptr),
+        Arg::U64(dy.len as u64),
+    ];
+    Ok(elementwise("activation_backward", dy.len, geo, args))
+}
+
+/// factors: [G] = min(1, clip / sqrt(sq_norms))
+pub fn clip_factors(factors: Slice, sq_norms: Slice, clip: f32, geo: Geometry) -> Result<Option<Launch>> {
+    check_len("clip_factors", "factors", sq_norms.len, factors.len)?;
+    if !(clip > 0.0 && clip.is_finite()) {
+        return Err(KernelError::Invalid {
+            op: "clip_factors",
+            msg: format!("clip norm must be positive and finite, got {clip}"),
+        });
+    }
+    let args = vec![Arg::Ptr(factors.ptr), Arg::Ptr(sq_norms.ptr), Arg::F32(clip), Arg::U64(factors.len as u64)];
+    Ok(elementwise("clip_factors", factors.len, geo, args))
+}
+
+/// The device form of a group layout: `offsets` as u64 ([G + 1]) and the group of each example
+/// (`example_group`, u32, [E]), which the per-group kernels read. Checked as the CPU checks it.
+pub fn group_maps(layout: &GroupRows) -> Result<(Vec<u64>, Vec<u32>)> {
+    crate::cpu::check_group_layout(layout)?;
+    let offsets: Vec<u64> = layout.offsets.iter().map(|&o| o as u64).collect();
+    if layout.groups() > u32::MAX as usize {
+        return Err(KernelError::Invalid {
+            op: "groups",
+            msg: format!("{} groups (at most 2^32 - 1)", layout.groups()),
+        });
+    }
+    let mut example_group = vec![0u32; layout.examples()];
+    for g in 0..layout.groups() {
+        example_group[layout.offsets[g]..layout.offsets[g + 1]].iter_mut().for_each(|e| *e = g as u32);
+    }
+    Ok((offsets, example_group))
+}
+
+/// y: [R, D (+1)] = factors[group of row r] * x: [R, D] (see `Backend::scale_rows_by_group`);
+/// `example_group` is the layout's map from [`group_maps`]
+#[allow(clippy::too_many_arguments)]
+pub fn scale_rows_by_group(
+    y: Slice,
+    x: Slice,
+    d: usize,
+    append_factor: bool,
+    factors: Slice,
+    layout: &GroupRows,
+    example_group: Slice,
+    rows_per_example: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    check_len("scale_rows_by_group", "factors", layout.groups(), factors.len)?;
+    check_len("scale_rows_by_group", "group map", layout.examples(), example_group.len)?;
+    let rows = layout.examples() * rows_per_example;
+    let width = d + append_factor as usize;
+    check_len("scale_rows_by_group", "x", rows * d, x.len)?;
+    check_len("scale_rows_by_group", "y", rows * width, y.len)?;
+    let args = vec![
+        Arg::Ptr(y.ptr),
+        Arg::Ptr(x.ptr),
+        Arg::Ptr(factors.ptr),
+        Arg::Ptr(example_group.ptr),
+        Arg::U64(d as u64),
+        Arg::U32(append_factor as u32),
+        Arg::U64(rows_per_example as u64),
+        Arg::U64(y.len as u64),
+    ];
+    Ok(elementwise("scale_rows_by_group", y.len, geo, args))
+}
+
+/// out: [G, D] = per-group sums of the rows of x: [R, D]; `offsets` is the layout's u64 offsets from
+/// [`group_maps`]. `sum_rows` is this with one group.
+pub fn group_row_sums(
+    out: Slice,
+    x: Slice,
+    d: usize,
+    layout: &GroupRows,
+    offsets: Slice,
+    rows_per_example: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    let g = layout.groups();
+    check_len("group_row_sums", "out", g * d, out.len)?;
+    check_len("group_row_sums", "x", layout.examples() * rows_per_example * d, x.len)?;
+    check_len("group_row_sums", "offsets", g + 1, offsets.len)?;
+    if d == 0 {
+        return Ok(None);
+    }
+    let args = vec![
+        Arg::Ptr(out.ptr),
+        Arg::Ptr(x.ptr),
+        Arg::Ptr(offsets.ptr),
+        Arg::U64(d as u64),
+        Arg::U64(rows_per_example as u64),
+        Arg::U64(out.len as u64),
+    ];
+    Ok((out.len > 0).then(|| launch(Module::Reduce, "group_row_sums", out.len as u64, BLOCK as u64, geo, args)))
+}
+
+/// out: [G] += row dots of a, b: [G, D] (`op` names the trait method: add_row_dots or add_row_sq_norms)
+pub fn add_row_dots(
+    op: &'static str,
+    out: Slice,
+    a: Slice,
+    b: Slice,
+    d: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    if op == "add_row_sq_norms" {
+        check_len(op, "x", out.len * d, a.len)?;
+    } else {
+        check_len(op, "a", out.len * d, a.len)?;
+        check_len(op, "b", out.len * d, b.len)?;
+    }
+    if d == 0 || out.len == 0 {
+        return Ok(None);
+    }
+    let args = vec![Arg::Ptr(out.ptr), Arg::Ptr(a.ptr), Arg::Ptr(b.ptr), Arg::U64(d as u64), Arg::U64(out.len as u64)];
+    // one warp per row
+    Ok(Some(launch(Module::Reduce, "add_row_dots", out.len as u64, (BLOCK / 32) as u64, geo, args)))
+}
+
+/// PyTorch SGD (see `Backend::sgd_step`); with momentum 0 the momentum buffer is neither checked nor read
+#[allow(clippy::too_many_arguments)]
+pub fn sgd_step(
+    w: Slice,
+    g: Slice,
+    m: Slice,
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    first_step: bool,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    check_len("sgd_step", "grad", w.len, g.len)?;
+    if momentum != 0.0 {
+        check_len("sgd_step", "momentum buffer", w.len, m.len)?;
+    }
+    let m_ptr = if momentum != 0.0 { m.ptr } else { 0 };
+    let args = vec![
+        Arg::Ptr(w.ptr),
+        Arg::Ptr(g.ptr),
+        Arg::Ptr(m_ptr),
+        Arg::F32(lr),
+        Arg::F32(momentum),
+        Arg::F32(weight_decay),
+        Arg::U32(first_step as u32),
+        Arg::U64(w.len as u64),
+    ];
+    Ok((w.len > 0).then(|| launch(Module::Optim, "sgd_step", w.len as u64, BLOCK as u64, geo, args)))
+}
+
+/// PyTorch AdamW at step t (1-based); the step's scalars come from the CPU's own function
+pub fn adamw_step(w: Slice, g: Slice, m: Slice, v: Slice, h: &AdamW, t: u64, geo: Geometry) -> Result<Option<Launch>> {
+    check_len("adamw_step", "grad", w.len, g.len)?;
+    check_len("adamw_step", "first moment", w.len, m.len)?;
+    check_len("adamw_step", "second moment", w.len, v.len)?;
+    let (step, bc2_sqrt, decay) = crate::cpu::elementwise::adamw_scalars(h, t)?;
+    let args = vec![
+        Arg::Ptr(w.ptr),
+        Arg::Ptr(g.ptr),
+        Arg::Ptr(m.ptr),
+        Arg::Ptr(v.ptr),
+        Arg::F32(h.beta1),
+        Arg::F32(h.beta2),
+        Arg::F32(h.eps),
+        Arg::F32(step),
+        Arg::F32(bc2_sqrt),
+        Arg::F32(decay),
+        Arg::U64(w.len as u64),
+    ];
+    Ok((w.len > 0).then(|| launch(Module::Optim, "adamw_step", w.len as u64, BLOCK as u64, geo, args)))
+}
+
+/// buf = scale * snap(buf + std * z) (kernels/NOISE.md); the same argument checks as the CPU
+pub fn add_normal(
+    buf: Slice,
+    std: f32,
+    scale: f32,
+    grid: f64,
+    key: &NoiseKey,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    if !(std >= 0.0 && std.is_finite() && scale.is_finite()) {
+        return Err(KernelError::Invalid {
+            op: "add_normal",
+            msg: format!("standard deviation must be finite and >= 0 (got {std}), scale finite (got {scale})"),
+        });
+    }
+    crate::cpu::check_snapping_grid(grid)?;
+    let params = NoiseParams {
+        key: crate::cpu::chacha::key_words(&key.key),
+        stream: key.stream,
+        n: buf.len as u64,
+        std_dev: std,
+        scale,
+        inv_grid: 1.0 / grid,
+        grid_scale: grid * scale as f64,
+    };
+    // one block per chunk of 4096 elements
+    Ok((buf.len > 0).then(|| {
+        launch(Module::Noise, "add_normal", buf.len as u64, 4096, geo, vec![Arg::Ptr(buf.ptr), Arg::Noise(params)])
+    }))
+}
