@@ -2,60 +2,15 @@
 //! bit, so a run replays on any device and the CPU can audit a GPU run.
 
 mod common;
+use common::noise::{cases, input};
 use kernels::{Backend, NoiseKey};
-
-const VECTORS: &str = include_str!("vectors/noise.txt");
-
-struct Case {
-    name: String,
-    key: NoiseKey,
-    std: f32,
-    scale: f32,
-    grid_log2: i32,
-    len: usize,
-    ramp: bool,
-    expected: Vec<(usize, u32)>,
-}
-
-fn field<'a>(line: &'a str, name: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|t| t.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("vector line without {name}: {line}"))
-}
-
-fn cases() -> Vec<Case> {
-    let mut cases: Vec<Case> = vec![];
-    for line in VECTORS.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        if let Some(rest) = line.strip_prefix("case ") {
-            let hex = field(line, "key");
-            let key: [u8; 32] = std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap());
-            cases.push(Case {
-                name: rest.split_whitespace().next().unwrap().to_string(),
-                key: NoiseKey { key, stream: field(line, "stream").parse().unwrap() },
-                std: f32::from_bits(u32::from_str_radix(field(line, "std"), 16).unwrap()),
-                scale: f32::from_bits(u32::from_str_radix(field(line, "scale"), 16).unwrap()),
-                grid_log2: field(line, "grid_log2").parse().unwrap(),
-                len: field(line, "len").parse().unwrap(),
-                ramp: field(line, "input") == "ramp",
-                expected: vec![],
-            });
-        } else {
-            let mut t = line.split_whitespace();
-            let i = t.next().unwrap().parse().unwrap();
-            let bits = u32::from_str_radix(t.next().unwrap(), 16).unwrap();
-            cases.last_mut().expect("an output line before the first case").expected.push((i, bits));
-        }
-    }
-    cases
-}
 
 fn noise_matches_the_checked_in_vectors(be: &impl Backend) {
     let cases = cases();
     assert_eq!(cases.len(), 4, "vector cases");
     for c in cases {
         assert!(c.expected.len() >= 20, "{}: too few vectors", c.name);
-        let x: Vec<f32> =
-            (0..c.len).map(|i| if c.ramp { ((i * 7919) % 1001) as f32 / 64.0 - 7.8125 } else { 0.0 }).collect();
+        let x = input(&c);
         let mut buf = be.upload(&x).unwrap();
         be.add_normal(&mut buf, c.std, c.scale, 2f64.powi(c.grid_log2), &c.key).unwrap();
         let out = be.download(&buf).unwrap();

@@ -97,7 +97,9 @@ macro_rules! backend_tests {
     };
 }
 
+pub mod cuda;
 pub mod drive;
+pub mod noise;
 pub mod required;
 use drive::{grads, randomize, set_value, values, Driver, HostBatch};
 use kernels::nn::Layer;

@@ -1,0 +1,356 @@
+//! The CUDA kernels against the CPU backend: one test body per op, `fn case(k: &mut impl Kernels)`,
+//! run on the CPU emulation of the kernels (tests/cuda_emu.rs: plain and under sanitizers) and on a
+//! GPU (tests/cuda_device.rs, `MEDTRAIN_TEST_CUDA=1`). `Kernels` is the op on host vectors: upload,
+//! launch, download. Every body compares with the CPU backend bit for bit (`add_row_dots`: one f32
+//! ulp, see cuda/reduce.cu), on shapes that are not multiples of the block and leave a partial last
+//! block, and checks that bad shapes give the CPU's error.
+#![allow(dead_code)]
+
+use super::noise;
+use super::Rng;
+use kernels::backend::{Activation, AdamW, GroupRows, NoiseKey};
+use kernels::{Backend, Cpu, Result};
+
+/// The CUDA backend's ops on host data.
+#[allow(clippy::too_many_arguments)]
+pub trait Kernels {
+    fn fill(&mut self, y: &mut Vec<f32>, value: f32) -> Result<()>;
+    fn add(&mut self, out: &mut Vec<f32>, a: &[f32], b: &[f32]) -> Result<()>;
+    fn add_assign(&mut self, y: &mut Vec<f32>, x: &[f32]) -> Result<()>;
+    fn broadcast_rows(&mut self, y: &mut Vec<f32>, bias: &[f32], rows: usize) -> Result<()>;
+    fn activation_forward(&mut self, f: Activation, y: &mut Vec<f32>, x: &[f32]) -> Result<()>;
+    fn activation_backward(&mut self, f: Activation, dx: &mut Vec<f32>, dy: &[f32], x: &[f32], y: &[f32])
+        -> Result<()>;
+    fn clip_factors(&mut self, factors: &mut Vec<f32>, sq_norms: &[f32], clip: f32) -> Result<()>;
+    fn scale_rows_by_group(
+        &mut self,
+        y: &mut Vec<f32>,
+        x: &[f32],
+        d: usize,
+        append_factor: bool,
+        factors: &[f32],
+        layout: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()>;
+    fn group_row_sums(
+        &mut self,
+        out: &mut Vec<f32>,
+        x: &[f32],
+        d: usize,
+        layout: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()>;
+    fn sum_rows(&mut self, out: &mut Vec<f32>, x: &[f32], d: usize) -> Result<()>;
+    fn add_row_dots(&mut self, out: &mut Vec<f32>, a: &[f32], b: &[f32], d: usize) -> Result<()>;
+    fn add_row_sq_norms(&mut self, out: &mut Vec<f32>, x: &[f32], d: usize) -> Result<()>;
+    fn sgd_step(
+        &mut self,
+        w: &mut Vec<f32>,
+        g: &[f32],
+        m: &mut Vec<f32>,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        first_step: bool,
+    ) -> Result<()>;
+    fn adamw_step(
+        &mut self,
+        w: &mut Vec<f32>,
+        g: &[f32],
+        m: &mut Vec<f32>,
+        v: &mut Vec<f32>,
+        h: &AdamW,
+        t: u64,
+    ) -> Result<()>;
+    fn add_normal(&mut self, buf: &mut Vec<f32>, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()>;
+}
+
+/// Calls `$m! { name => body, ... }` with every case, so that each runner lists them once.
+#[macro_export]
+macro_rules! cuda_cases {
+    ($m:ident) => {
+        $m! {
+            fill => $crate::common::cuda::fill_sets_every_element,
+            add => $crate::common::cuda::add_and_add_assign_match_the_cpu,
+            broadcast_rows => $crate::common::cuda::broadcast_rows_matches_the_cpu,
+            activations => $crate::common::cuda::activations_match_the_cpu_bit_for_bit,
+            clip_factors => $crate::common::cuda::clip_factors_match_the_cpu_on_special_norms,
+            scale_rows_by_group => $crate::common::cuda::scale_rows_by_group_matches_the_cpu,
+            group_row_sums => $crate::common::cuda::group_row_sums_match_the_cpu_in_its_order,
+            row_dots => $crate::common::cuda::row_dots_match_the_cpu_to_one_ulp,
+            sgd => $crate::common::cuda::sgd_matches_the_cpu,
+            adamw => $crate::common::cuda::adamw_matches_the_cpu,
+            noise_vectors => $crate::common::cuda::noise_matches_the_checked_in_vectors,
+            noise_cpu => $crate::common::cuda::noise_matches_the_cpu_on_every_element,
+        }
+    };
+}
+
+fn cpu() -> Cpu {
+    Cpu::new(1).unwrap()
+}
+
+/// Equal bits, or both NaN (NaN payloads are not part of any contract).
+pub fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+            "{what}[{i}]: got {g:e} ({:08x}), CPU {w:e} ({:08x})",
+            g.to_bits(),
+            w.to_bits()
+        );
+    }
+}
+
+/// 1000 elements: 4 blocks of 256, the last one partial.
+const N: usize = 1000;
+
+pub fn fill_sets_every_element(k: &mut impl Kernels) {
+    let mut y = Rng::new(1).vec(N, 1.0);
+    k.fill(&mut y, 2.5).unwrap();
+    assert!(y.iter().all(|&v| v == 2.5));
+    let mut empty = vec![];
+    k.fill(&mut empty, 1.0).unwrap();
+}
+
+pub fn add_and_add_assign_match_the_cpu(k: &mut impl Kernels) {
+    let mut rng = Rng::new(2);
+    let (a, b) = (rng.vec(N, 3.0), rng.vec(N, 1e-3));
+    let mut want = vec![0.0; N];
+    cpu().add(&mut want, &a, &b).unwrap();
+    let mut got = vec![9.0; N];
+    k.add(&mut got, &a, &b).unwrap();
+    assert_bits("add", &got, &want);
+    let mut y = a.clone();
+    k.add_assign(&mut y, &b).unwrap();
+    assert_bits("add_assign", &y, &want);
+    // the CPU's errors
+    let e = k.add_assign(&mut y, &b[1..]).unwrap_err();
+    assert_eq!(e, cpu().add_assign(&mut a.clone(), &b[1..].to_vec()).unwrap_err());
+    let e = k.add(&mut vec![0.0; N - 1], &a, &b).unwrap_err();
+    assert_eq!(e, cpu().add(&mut vec![0.0; N - 1], &a, &b).unwrap_err());
+}
+
+pub fn broadcast_rows_matches_the_cpu(k: &mut impl Kernels) {
+    let (rows, d) = (37, 29);
+    let bias = Rng::new(3).vec(d, 1.0);
+    let mut want = vec![0.0; rows * d];
+    cpu().broadcast_rows(&mut want, &bias, rows).unwrap();
+    let mut got = vec![7.0; rows * d];
+    k.broadcast_rows(&mut got, &bias, rows).unwrap();
+    assert_bits("broadcast_rows", &got, &want);
+    let e = k.broadcast_rows(&mut vec![0.0; 5], &bias, rows).unwrap_err();
+    assert_eq!(e, cpu().broadcast_rows(&mut vec![0.0; 5], &bias, rows).unwrap_err());
+}
+
+/// Inputs that reach every branch of the CPU's polynomials: a sweep over [-12, 12], the clamps of
+/// exp and erf, the identity region of tanh, signed zeros, infinities and NaN.
+fn activation_inputs() -> Vec<f32> {
+    let mut x: Vec<f32> = (0..1500).map(|i| (i as f32 - 750.0) / 62.5 + (i % 7) as f32 * 1e-3).collect();
+    x.extend([
+        0.0,
+        -0.0,
+        1e-6,
+        -1e-6,
+        1.0 / 4096.0,
+        -1.0 / 4096.0,
+        0.99 / 4096.0,
+        43.5,
+        -43.5,
+        87.0,
+        -87.0,
+        88.0,
+        88.5,
+        -100.0,
+        1e30,
+        -1e30,
+        f32::MIN_POSITIVE,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ]);
+    x
+}
+
+pub fn activations_match_the_cpu_bit_for_bit(k: &mut impl Kernels) {
+    let x = activation_inputs();
+    let dy = Rng::new(4).vec(x.len(), 2.0);
+    for f in [Activation::Relu, Activation::Gelu, Activation::Sigmoid, Activation::Tanh] {
+        let mut want = vec![0.0; x.len()];
+        cpu().activation_forward(f, &mut want, &x).unwrap();
+        let mut y = vec![0.0; x.len()];
+        k.activation_forward(f, &mut y, &x).unwrap();
+        assert_bits(&format!("{} forward", f.name()), &y, &want);
+        let mut want_dx = vec![0.0; x.len()];
+        cpu().activation_backward(f, &mut want_dx, &dy, &x, &want).unwrap();
+        let mut dx = vec![0.0; x.len()];
+        k.activation_backward(f, &mut dx, &dy, &x, &want).unwrap();
+        assert_bits(&format!("{} backward", f.name()), &dx, &want_dx);
+        let e = k.activation_forward(f, &mut vec![0.0; 3], &x).unwrap_err();
+        assert_eq!(e, cpu().activation_forward(f, &mut vec![0.0; 3], &x).unwrap_err());
+    }
+}
+
+pub fn clip_factors_match_the_cpu_on_special_norms(k: &mut impl Kernels) {
+    let mut sq: Vec<f32> = Rng::new(5).vec(300, 4.0).iter().map(|v| v * v).collect();
+    sq.extend([0.0, -0.0, -1.0, 2.25, 2.2500002, 1e-30, 1e30, f32::INFINITY, f32::NAN, f32::MIN_POSITIVE]);
+    for clip in [1.5f32, 1e-3] {
+        let mut want = vec![0.0; sq.len()];
+        cpu().clip_factors(&mut want, &sq, clip).unwrap();
+        let mut got = vec![0.0; sq.len()];
+        k.clip_factors(&mut got, &sq, clip).unwrap();
+        assert_bits("clip_factors", &got, &want);
+        let nan_norm = sq.len() - 2;
+        assert_eq!(got[nan_norm], 0.0, "a NaN norm gets factor 0");
+    }
+    for bad in [0.0, -1.0, f32::INFINITY, f32::NAN] {
+        let e = k.clip_factors(&mut vec![0.0; sq.len()], &sq, bad).unwrap_err();
+        assert_eq!(e.to_string(), cpu().clip_factors(&mut vec![0.0; sq.len()], &sq, bad).unwrap_err().to_string());
+    }
+}
+
+pub fn scale_rows_by_group_matches_the_cpu(k: &mut impl Kernels) {
+    // uneven groups, one of them empty, 3 rows per example
+    let layout = GroupRows { offsets: vec![0, 1, 4, 4, 7] };
+    let (d, rpe) = (5, 3);
+    let rows = layout.examples() * rpe;
+    let mut rng = Rng::new(6);
+    let x = rng.vec(rows * d, 2.0);
+    let factors = [0.25, 1.0, 0.5, 0.125];
+    for append in [false, true] {
+        let width = d + append as usize;
+        let mut want = vec![0.0; rows * width];
+        cpu().scale_rows_by_group(&mut want, &x, d, append, &factors.to_vec(), &layout, rpe).unwrap();
+        let mut got = vec![3.0; rows * width];
+        k.scale_rows_by_group(&mut got, &x, d, append, &factors, &layout, rpe).unwrap();
+        assert_bits(&format!("scale_rows_by_group append={append}"), &got, &want);
+    }
+    let e = k.scale_rows_by_group(&mut vec![0.0; rows * d], &x, d, false, &factors[..3], &layout, rpe).unwrap_err();
+    let want = cpu().scale_rows_by_group(&mut vec![0.0; rows * d], &x, d, false, &factors[..3].to_vec(), &layout, rpe);
+    assert_eq!(e, want.unwrap_err());
+}
+
+pub fn group_row_sums_match_the_cpu_in_its_order(k: &mut impl Kernels) {
+    // group 1 has 144 rows: three blocks of 64 rows, the last partial
+    let layout = GroupRows { offsets: vec![0, 2, 50, 50, 51] };
+    let (d, rpe) = (7, 3);
+    let x = Rng::new(7).vec(layout.examples() * rpe * d, 10.0);
+    for cpu in [Cpu::new(1).unwrap(), Cpu::new(2).unwrap()] {
+        let mut want = vec![0.0; layout.groups() * d];
+        cpu.group_row_sums(&mut want, &x, d, &layout, rpe).unwrap();
+        let mut got = vec![1.0; layout.groups() * d];
+        k.group_row_sums(&mut got, &x, d, &layout, rpe).unwrap();
+        assert_bits("group_row_sums", &got, &want);
+    }
+    let (rows, d) = (300, 9);
+    let x = Rng::new(8).vec(rows * d, 10.0);
+    let mut want = vec![0.0; d];
+    cpu().sum_rows(&mut want, &x, d).unwrap();
+    let mut got = vec![0.0; d];
+    k.sum_rows(&mut got, &x, d).unwrap();
+    assert_bits("sum_rows", &got, &want);
+    let e = k.group_row_sums(&mut vec![0.0; 3], &x, d, &layout, rpe).unwrap_err();
+    assert_eq!(e, cpu().group_row_sums(&mut vec![0.0; 3], &x, d, &layout, rpe).unwrap_err());
+}
+
+/// Within one f32 ulp of the CPU's value (the f64 sum runs in another order, then rounds to f32).
+fn assert_ulp(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let ulp = f32::from_bits(w.abs().to_bits() + 1) - w.abs();
+        assert!((g - w).abs() <= ulp, "{what}[{i}]: got {g:e}, CPU {w:e}");
+    }
+}
+
+pub fn row_dots_match_the_cpu_to_one_ulp(k: &mut impl Kernels) {
+    // 13 rows of 1000: every lane of a warp sums 31 or 32 products
+    let (g, d) = (13, 1000);
+    let mut rng = Rng::new(9);
+    let (a, b, start) = (rng.vec(g * d, 1.0), rng.vec(g * d, 1.0), rng.vec(g, 5.0));
+    let mut want = start.clone();
+    cpu().add_row_dots(&mut want, &a, &b, d).unwrap();
+    let mut got = start.clone();
+    k.add_row_dots(&mut got, &a, &b, d).unwrap();
+    assert_ulp("add_row_dots", &got, &want);
+    let mut want = start.clone();
+    cpu().add_row_sq_norms(&mut want, &a, d).unwrap();
+    let mut got = start.clone();
+    k.add_row_sq_norms(&mut got, &a, d).unwrap();
+    assert_ulp("add_row_sq_norms", &got, &want);
+    // rows shorter than a warp: lanes past the row add nothing
+    let mut got = start.clone();
+    let mut want = start.clone();
+    cpu().add_row_sq_norms(&mut want, &a[..g * 3].to_vec(), 3).unwrap();
+    k.add_row_sq_norms(&mut got, &a[..g * 3], 3).unwrap();
+    assert_ulp("add_row_sq_norms d=3", &got, &want);
+    let e = k.add_row_dots(&mut got, &a, &b[1..], d).unwrap_err();
+    assert_eq!(e, cpu().add_row_dots(&mut start.clone(), &a, &b[1..].to_vec(), d).unwrap_err());
+}
+
+pub fn sgd_matches_the_cpu(k: &mut impl Kernels) {
+    let mut rng = Rng::new(10);
+    let (w0, g, m0) = (rng.vec(N, 1.0), rng.vec(N, 0.1), rng.vec(N, 0.1));
+    for (momentum, first) in [(0.0f32, false), (0.9, true), (0.9, false)] {
+        let (mut w_cpu, mut m_cpu) = (w0.clone(), m0.clone());
+        cpu().sgd_step(&mut w_cpu, &g, &mut m_cpu, 0.05, momentum, 0.01, first).unwrap();
+        let (mut w, mut m) = (w0.clone(), m0.clone());
+        k.sgd_step(&mut w, &g, &mut m, 0.05, momentum, 0.01, first).unwrap();
+        assert_bits(&format!("sgd w momentum={momentum} first={first}"), &w, &w_cpu);
+        assert_bits(&format!("sgd m momentum={momentum} first={first}"), &m, &m_cpu);
+    }
+    // momentum 0 neither needs nor touches the momentum buffer
+    let mut w = w0.clone();
+    k.sgd_step(&mut w, &g, &mut vec![], 0.05, 0.0, 0.01, false).unwrap();
+    let e = k.sgd_step(&mut w, &g, &mut vec![0.0; 3], 0.05, 0.9, 0.0, false).unwrap_err();
+    assert_eq!(e, cpu().sgd_step(&mut w0.clone(), &g, &mut vec![0.0; 3], 0.05, 0.9, 0.0, false).unwrap_err());
+}
+
+pub fn adamw_matches_the_cpu(k: &mut impl Kernels) {
+    let mut rng = Rng::new(11);
+    let (w0, g) = (rng.vec(N, 1.0), rng.vec(N, 0.1));
+    let m0 = rng.vec(N, 0.01);
+    let v0: Vec<f32> = rng.vec(N, 0.01).iter().map(|v| v * v).collect();
+    let h = AdamW { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
+    for t in [1u64, 10, 1000] {
+        let (mut w_cpu, mut m_cpu, mut v_cpu) = (w0.clone(), m0.clone(), v0.clone());
+        cpu().adamw_step(&mut w_cpu, &g, &mut m_cpu, &mut v_cpu, &h, t).unwrap();
+        let (mut w, mut m, mut v) = (w0.clone(), m0.clone(), v0.clone());
+        k.adamw_step(&mut w, &g, &mut m, &mut v, &h, t).unwrap();
+        assert_bits(&format!("adamw w t={t}"), &w, &w_cpu);
+        assert_bits(&format!("adamw m t={t}"), &m, &m_cpu);
+        assert_bits(&format!("adamw v t={t}"), &v, &v_cpu);
+    }
+    let (mut w, mut m, mut v) = (w0.clone(), m0.clone(), v0.clone());
+    let e = k.adamw_step(&mut w, &g, &mut m, &mut v, &h, 0).unwrap_err();
+    assert_eq!(e, cpu().adamw_step(&mut w0.clone(), &g, &mut m0.clone(), &mut v0.clone(), &h, 0).unwrap_err());
+}
+
+pub fn noise_matches_the_checked_in_vectors(k: &mut impl Kernels) {
+    let cases = noise::cases();
+    assert_eq!(cases.len(), 4, "vector cases");
+    for c in cases {
+        let mut buf = noise::input(&c);
+        k.add_normal(&mut buf, c.std, c.scale, 2f64.powi(c.grid_log2), &c.key).unwrap();
+        for &(i, bits) in &c.expected {
+            assert_eq!(buf[i].to_bits(), bits, "{} element {i}: {} vs {}", c.name, buf[i], f32::from_bits(bits));
+        }
+    }
+}
+
+pub fn noise_matches_the_cpu_on_every_element(k: &mut impl Kernels) {
+    // three chunks, the last partial; std 0 is a plain scale; every refusal is the CPU's
+    let key = NoiseKey { key: std::array::from_fn(|i| (i * 29 + 5) as u8), stream: 77 };
+    let x: Vec<f32> = Rng::new(12).vec(9_000, 4.0);
+    for (std, scale, grid) in [(1.3f32, 0.25f32, 2f64.powi(-12)), (0.0, 0.5, 1.0), (3e-3, 1.0, 2f64.powi(-21))] {
+        let mut want = x.clone();
+        cpu().add_normal(&mut want, std, scale, grid, &key).unwrap();
+        let mut got = x.clone();
+        k.add_normal(&mut got, std, scale, grid, &key).unwrap();
+        assert_bits(&format!("add_normal std={std}"), &got, &want);
+    }
+    for (std, grid) in [(-1.0f32, 1.0), (f32::NAN, 1.0), (1.0, 3e-4), (1.0, 0.0)] {
+        let e = k.add_normal(&mut x.clone(), std, 1.0, grid, &key).unwrap_err();
+        assert_eq!(e, cpu().add_normal(&mut x.clone(), std, 1.0, grid, &key).unwrap_err());
+    }
+}
