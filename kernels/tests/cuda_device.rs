@@ -1,0 +1,222 @@
+//! The CUDA backend on a real device: with `MEDTRAIN_TEST_CUDA=1`, the bodies of tests/common/cuda.rs
+//! (the kernels against the CPU backend, the noise against the checked-in vectors) run through `Cuda`
+//! (upload, launch, download), and its buffer ops are checked. Without the variable these tests say
+//! so and pass; with it, a missing device fails them (tests/cuda_probe.rs is what runs everywhere).
+
+mod common;
+use common::cuda::Kernels;
+use kernels::backend::{Activation, AdamW, GroupRows, NoiseKey};
+use kernels::cuda::Cuda;
+use kernels::{KernelError, Result};
+
+/// The device when `MEDTRAIN_TEST_CUDA=1`, else `None` (after saying so).
+fn device() -> Option<Cuda> {
+    if std::env::var("MEDTRAIN_TEST_CUDA").map_or(true, |v| v != "1") {
+        eprintln!("skipped: set MEDTRAIN_TEST_CUDA=1 to run the CUDA backend on a GPU");
+        return None;
+    }
+    Some(Cuda::new(0).unwrap_or_else(|e| panic!("MEDTRAIN_TEST_CUDA=1, but: {e}")))
+}
+
+struct Dev(Cuda);
+
+#[allow(clippy::too_many_arguments)]
+impl Kernels for Dev {
+    fn fill(&mut self, y: &mut Vec<f32>, value: f32) -> Result<()> {
+        let mut b = self.0.upload(y)?;
+        self.0.fill(&mut b, value)?;
+        *y = self.0.download(&b)?;
+        Ok(())
+    }
+    fn add(&mut self, out: &mut Vec<f32>, a: &[f32], b: &[f32]) -> Result<()> {
+        let (mut o, a, b) = (self.0.upload(out)?, self.0.upload(a)?, self.0.upload(b)?);
+        self.0.add(&mut o, &a, &b)?;
+        *out = self.0.download(&o)?;
+        Ok(())
+    }
+    fn add_assign(&mut self, y: &mut Vec<f32>, x: &[f32]) -> Result<()> {
+        let (mut yb, x) = (self.0.upload(y)?, self.0.upload(x)?);
+        self.0.add_assign(&mut yb, &x)?;
+        *y = self.0.download(&yb)?;
+        Ok(())
+    }
+    fn broadcast_rows(&mut self, y: &mut Vec<f32>, bias: &[f32], rows: usize) -> Result<()> {
+        let (mut yb, bias) = (self.0.upload(y)?, self.0.upload(bias)?);
+        self.0.broadcast_rows(&mut yb, &bias, rows)?;
+        *y = self.0.download(&yb)?;
+        Ok(())
+    }
+    fn activation_forward(&mut self, f: Activation, y: &mut Vec<f32>, x: &[f32]) -> Result<()> {
+        let (mut yb, x) = (self.0.upload(y)?, self.0.upload(x)?);
+        self.0.activation_forward(f, &mut yb, &x)?;
+        *y = self.0.download(&yb)?;
+        Ok(())
+    }
+    fn activation_backward(
+        &mut self,
+        f: Activation,
+        dx: &mut Vec<f32>,
+        dy: &[f32],
+        x: &[f32],
+        y: &[f32],
+    ) -> Result<()> {
+        let mut dxb = self.0.upload(dx)?;
+        let (dy, x, y) = (self.0.upload(dy)?, self.0.upload(x)?, self.0.upload(y)?);
+        self.0.activation_backward(f, &mut dxb, &dy, &x, &y)?;
+        *dx = self.0.download(&dxb)?;
+        Ok(())
+    }
+    fn clip_factors(&mut self, factors: &mut Vec<f32>, sq_norms: &[f32], clip: f32) -> Result<()> {
+        let (mut fb, sq) = (self.0.upload(factors)?, self.0.upload(sq_norms)?);
+        self.0.clip_factors(&mut fb, &sq, clip)?;
+        *factors = self.0.download(&fb)?;
+        Ok(())
+    }
+    fn scale_rows_by_group(
+        &mut self,
+        y: &mut Vec<f32>,
+        x: &[f32],
+        d: usize,
+        append_factor: bool,
+        factors: &[f32],
+        layout: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        let (mut yb, xb, fb) = (self.0.upload(y)?, self.0.upload(x)?, self.0.upload(factors)?);
+        let groups = self.0.groups(layout)?;
+        self.0.scale_rows_by_group(&mut yb, &xb, d, append_factor, &fb, &groups, rows_per_example)?;
+        *y = self.0.download(&yb)?;
+        Ok(())
+    }
+    fn group_row_sums(
+        &mut self,
+        out: &mut Vec<f32>,
+        x: &[f32],
+        d: usize,
+        layout: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        let (mut ob, xb) = (self.0.upload(out)?, self.0.upload(x)?);
+        let groups = self.0.groups(layout)?;
+        self.0.group_row_sums(&mut ob, &xb, d, &groups, rows_per_example)?;
+        *out = self.0.download(&ob)?;
+        Ok(())
+    }
+    fn sum_rows(&mut self, out: &mut Vec<f32>, x: &[f32], d: usize) -> Result<()> {
+        let (mut ob, xb) = (self.0.upload(out)?, self.0.upload(x)?);
+        self.0.sum_rows(&mut ob, &xb, d)?;
+        *out = self.0.download(&ob)?;
+        Ok(())
+    }
+    fn add_row_dots(&mut self, out: &mut Vec<f32>, a: &[f32], b: &[f32], d: usize) -> Result<()> {
+        let (mut ob, ab, bb) = (self.0.upload(out)?, self.0.upload(a)?, self.0.upload(b)?);
+        self.0.add_row_dots(&mut ob, &ab, &bb, d)?;
+        *out = self.0.download(&ob)?;
+        Ok(())
+    }
+    fn add_row_sq_norms(&mut self, out: &mut Vec<f32>, x: &[f32], d: usize) -> Result<()> {
+        let (mut ob, xb) = (self.0.upload(out)?, self.0.upload(x)?);
+        self.0.add_row_sq_norms(&mut ob, &xb, d)?;
+        *out = self.0.download(&ob)?;
+        Ok(())
+    }
+    fn sgd_step(
+        &mut self,
+        w: &mut Vec<f32>,
+        g: &[f32],
+        m: &mut Vec<f32>,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        first_step: bool,
+    ) -> Result<()> {
+        let (mut wb, gb, mut mb) = (self.0.upload(w)?, self.0.upload(g)?, self.0.upload(m)?);
+        self.0.sgd_step(&mut wb, &gb, &mut mb, lr, momentum, weight_decay, first_step)?;
+        *w = self.0.download(&wb)?;
+        *m = self.0.download(&mb)?;
+        Ok(())
+    }
+    fn adamw_step(
+        &mut self,
+        w: &mut Vec<f32>,
+        g: &[f32],
+        m: &mut Vec<f32>,
+        v: &mut Vec<f32>,
+        h: &AdamW,
+        t: u64,
+    ) -> Result<()> {
+        let (mut wb, gb) = (self.0.upload(w)?, self.0.upload(g)?);
+        let (mut mb, mut vb) = (self.0.upload(m)?, self.0.upload(v)?);
+        self.0.adamw_step(&mut wb, &gb, &mut mb, &mut vb, h, t)?;
+        *w = self.0.download(&wb)?;
+        *m = self.0.download(&mb)?;
+        *v = self.0.download(&vb)?;
+        Ok(())
+    }
+    fn add_normal(&mut self, buf: &mut Vec<f32>, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()> {
+        let mut b = self.0.upload(buf)?;
+        self.0.add_normal(&mut b, std, scale, grid, key)?;
+        *buf = self.0.download(&b)?;
+        Ok(())
+    }
+}
+
+macro_rules! device_tests {
+    ($($name:ident => $body:path),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn device() {
+                    if let Some(cuda) = super::device() {
+                        $body(&mut super::Dev(cuda))
+                    }
+                }
+            }
+        )*
+    };
+}
+
+cuda_cases!(device_tests);
+
+#[test]
+fn buffers_round_trip_and_fail_with_the_op_and_size() {
+    let Some(cuda) = device() else { return };
+    let v: Vec<f32> = (0..100_000).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let buf = cuda.upload(&v).unwrap();
+    assert_eq!(cuda.len(&buf), v.len());
+    assert_eq!(cuda.download(&buf).unwrap(), v);
+    let mut dst = cuda.zeros(v.len()).unwrap();
+    assert!(cuda.download(&dst).unwrap().iter().all(|&x| x == 0.0));
+    cuda.copy(&mut dst, &buf).unwrap();
+    assert_eq!(cuda.download(&dst).unwrap(), v);
+    let mut short = cuda.zeros(v.len() - 1).unwrap();
+    assert!(matches!(cuda.copy(&mut short, &buf), Err(KernelError::Shape { op: "copy", .. })));
+    // empty buffers are fine everywhere
+    let empty = cuda.upload(&[]).unwrap();
+    assert_eq!(cuda.download(&empty).unwrap(), Vec::<f32>::new());
+    let ids = cuda.upload_ids(&[3, 1, 4]).unwrap();
+    assert_eq!(cuda.ids_len(&ids), 3);
+    // 2^61 f32 is 8 EiB: no device has it
+    let huge = 1usize << 61;
+    let e = cuda.zeros(huge).err().expect("zeros(2^61) must fail");
+    assert_eq!(e, KernelError::OutOfMemory { op: "zeros", elements: huge, element_bytes: 4 });
+    let mut b = cuda.zeros(3).unwrap();
+    assert!(matches!(cuda.resize(&mut b, huge), Err(KernelError::OutOfMemory { op: "resize", .. })));
+    cuda.resize(&mut b, 5).unwrap();
+    cuda.fill(&mut b, 2.5).unwrap();
+    assert_eq!(cuda.download(&b).unwrap(), vec![2.5; 5]);
+}
+
+#[test]
+fn noise_of_a_large_buffer_matches_the_cpu() {
+    // 5M elements: 1,221 blocks, the device's grid without the emulation's small cap
+    let Some(cuda) = device() else { return };
+    use kernels::Backend;
+    let key = NoiseKey { key: [9; 32], stream: 3 };
+    let x = common::Rng::new(13).vec(5_000_000, 1.0);
+    let mut want = x.clone();
+    kernels::Cpu::new(0).unwrap().add_normal(&mut want, 0.8, 1.0 / 64.0, 2f64.powi(-13), &key).unwrap();
+    let mut b = cuda.upload(&x).unwrap();
+    cuda.add_normal(&mut b, 0.8, 1.0 / 64.0, 2f64.powi(-13), &key).unwrap();
+    common::cuda::assert_bits("add_normal 5M", &cuda.download(&b).unwrap(), &want);
+}
