@@ -12,6 +12,9 @@ pub struct Inventory {
     pub cuda: Vec<Gpu>,
     /// why no CUDA device is listed, when none is
     pub cuda_note: Option<String>,
+    /// whether medtrain's CUDA backend can run here: the kernels' own probe (driver version, NVRTC,
+    /// cuBLAS), the same one `--backend cuda` asks
+    pub cuda_backend: String,
     pub npu: Vec<NpuInfo>,
     /// the schedulable units per device class
     pub classes: Vec<DeviceClass>,
@@ -120,7 +123,20 @@ pub fn inventory(cfg: Option<&NodeConfig>) -> Inventory {
             }),
         }
     }
-    Inventory { cpu, cuda, cuda_note, npu, classes, sandbox_refused: None }
+    let cuda_backend = match kernels::cuda::probe(0) {
+        Ok(d) => format!(
+            "ready: {} (sm_{}{}), driver CUDA {}.{}, NVRTC {}.{}",
+            d.name,
+            d.compute_capability.0,
+            d.compute_capability.1,
+            d.driver_version / 1000,
+            d.driver_version % 1000 / 10,
+            d.nvrtc_version.0,
+            d.nvrtc_version.1
+        ),
+        Err(e) => format!("unavailable: {e}"),
+    };
+    Inventory { cpu, cuda, cuda_note, cuda_backend, npu, classes, sandbox_refused: None }
 }
 
 fn mem_total() -> u64 {
@@ -314,6 +330,7 @@ pub fn render(inv: &Inventory) -> String {
     if let Some(n) = &inv.cuda_note {
         s += &format!("cuda  none ({n})\n");
     }
+    s += &format!("cuda backend: {}\n", inv.cuda_backend);
     for n in &inv.npu {
         s += &format!("npu   {} x {}, {:.1} GiB each (declared in the node config)\n", n.count, n.kind, n.memory_gib);
     }
