@@ -5,7 +5,7 @@
 
 mod common;
 use common::cuda::Kernels;
-use kernels::backend::{Activation, AdamW, GroupRows, NoiseKey};
+use kernels::backend::{Activation, AdamW, GroupRows, MaskFill, NoiseKey};
 use kernels::cuda::Cuda;
 use kernels::{KernelError, Result};
 
@@ -157,6 +157,81 @@ impl Kernels for Dev {
         let mut b = self.0.upload(buf)?;
         self.0.add_normal(&mut b, std, scale, grid, key)?;
         *buf = self.0.download(&b)?;
+        Ok(())
+    }
+    fn copy_columns(
+        &mut self,
+        dst: &mut Vec<f32>,
+        dst_w: usize,
+        dst_col: usize,
+        src: &[f32],
+        src_w: usize,
+        src_col: usize,
+        width: usize,
+        rows: usize,
+    ) -> Result<()> {
+        let (mut d, s) = (self.0.upload(dst)?, self.0.upload(src)?);
+        self.0.copy_columns(&mut d, dst_w, dst_col, &s, src_w, src_col, width, rows)?;
+        *dst = self.0.download(&d)?;
+        Ok(())
+    }
+    fn layer_norm_forward(
+        &mut self,
+        y: &mut Vec<f32>,
+        mean: &mut Vec<f32>,
+        rstd: &mut Vec<f32>,
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        c: usize,
+        eps: f32,
+    ) -> Result<()> {
+        let (mut yb, mut mb, mut rb) = (self.0.upload(y)?, self.0.upload(mean)?, self.0.upload(rstd)?);
+        let (x, gamma, beta) = (self.0.upload(x)?, self.0.upload(gamma)?, self.0.upload(beta)?);
+        self.0.layer_norm_forward(&mut yb, &mut mb, &mut rb, &x, &gamma, &beta, c, eps)?;
+        *y = self.0.download(&yb)?;
+        *mean = self.0.download(&mb)?;
+        *rstd = self.0.download(&rb)?;
+        Ok(())
+    }
+    fn layer_norm_backward(
+        &mut self,
+        dx: &mut Vec<f32>,
+        dy_xhat: &mut Vec<f32>,
+        dy: &[f32],
+        x: &[f32],
+        gamma: &[f32],
+        mean: &[f32],
+        rstd: &[f32],
+        c: usize,
+    ) -> Result<()> {
+        let (mut dxb, mut dyxb) = (self.0.upload(dx)?, self.0.upload(dy_xhat)?);
+        let (dy, x, gamma) = (self.0.upload(dy)?, self.0.upload(x)?, self.0.upload(gamma)?);
+        let (mean, rstd) = (self.0.upload(mean)?, self.0.upload(rstd)?);
+        self.0.layer_norm_backward(&mut dxb, &mut dyxb, &dy, &x, &gamma, &mean, &rstd, c)?;
+        *dx = self.0.download(&dxb)?;
+        *dy_xhat = self.0.download(&dyxb)?;
+        Ok(())
+    }
+    fn masked_softmax_forward(
+        &mut self,
+        att: &mut Vec<f32>,
+        mask: &[f32],
+        b: usize,
+        h: usize,
+        t: usize,
+        scale: f32,
+        fill: MaskFill,
+    ) -> Result<()> {
+        let (mut ab, mask) = (self.0.upload(att)?, self.0.upload(mask)?);
+        self.0.masked_softmax_forward(&mut ab, &mask, b, h, t, scale, fill)?;
+        *att = self.0.download(&ab)?;
+        Ok(())
+    }
+    fn softmax_backward(&mut self, datt: &mut Vec<f32>, att: &[f32], t: usize, scale: f32) -> Result<()> {
+        let (mut db, att) = (self.0.upload(datt)?, self.0.upload(att)?);
+        self.0.softmax_backward(&mut db, &att, t, scale)?;
+        *datt = self.0.download(&db)?;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@
 mod common;
 use common::cuda::Kernels;
 use cuda_emu::{Emulator, Flavor};
-use kernels::backend::{Activation, AdamW, GroupRows, NoiseKey};
+use kernels::backend::{Activation, AdamW, GroupRows, MaskFill, NoiseKey};
 use kernels::cuda::plan::{self, Arg, Geometry, Launch, Slice};
 use kernels::cuda::source::Module;
 use kernels::Result;
@@ -212,6 +212,87 @@ impl Kernels for Emu {
     fn add_normal(&mut self, buf: &mut Vec<f32>, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()> {
         let r = self.run(&[Host::F32(buf)], |s| plan::add_normal(s[0], std, scale, grid, key, GEO))?;
         *buf = floats(&r[0]);
+        Ok(())
+    }
+    fn copy_columns(
+        &mut self,
+        dst: &mut Vec<f32>,
+        dst_w: usize,
+        dst_col: usize,
+        src: &[f32],
+        src_w: usize,
+        src_col: usize,
+        width: usize,
+        rows: usize,
+    ) -> Result<()> {
+        let r = self.run(&[Host::F32(dst), Host::F32(src)], |s| {
+            plan::copy_columns(s[0], dst_w, dst_col, s[1], src_w, src_col, width, rows, GEO)
+        })?;
+        *dst = floats(&r[0]);
+        Ok(())
+    }
+    fn layer_norm_forward(
+        &mut self,
+        y: &mut Vec<f32>,
+        mean: &mut Vec<f32>,
+        rstd: &mut Vec<f32>,
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        c: usize,
+        eps: f32,
+    ) -> Result<()> {
+        let bufs = [Host::F32(y), Host::F32(mean), Host::F32(rstd), Host::F32(x), Host::F32(gamma), Host::F32(beta)];
+        let r = self.run(&bufs, |s| plan::layer_norm_forward(s[0], s[1], s[2], s[3], s[4], s[5], c, eps, GEO))?;
+        *y = floats(&r[0]);
+        *mean = floats(&r[1]);
+        *rstd = floats(&r[2]);
+        Ok(())
+    }
+    fn layer_norm_backward(
+        &mut self,
+        dx: &mut Vec<f32>,
+        dy_xhat: &mut Vec<f32>,
+        dy: &[f32],
+        x: &[f32],
+        gamma: &[f32],
+        mean: &[f32],
+        rstd: &[f32],
+        c: usize,
+    ) -> Result<()> {
+        let bufs = [
+            Host::F32(dx),
+            Host::F32(dy_xhat),
+            Host::F32(dy),
+            Host::F32(x),
+            Host::F32(gamma),
+            Host::F32(mean),
+            Host::F32(rstd),
+        ];
+        let r = self.run(&bufs, |s| plan::layer_norm_backward(s[0], s[1], s[2], s[3], s[4], s[5], s[6], c, GEO))?;
+        *dx = floats(&r[0]);
+        *dy_xhat = floats(&r[1]);
+        Ok(())
+    }
+    fn masked_softmax_forward(
+        &mut self,
+        att: &mut Vec<f32>,
+        mask: &[f32],
+        b: usize,
+        h: usize,
+        t: usize,
+        scale: f32,
+        fill: MaskFill,
+    ) -> Result<()> {
+        let r = self.run(&[Host::F32(att), Host::F32(mask)], |s| {
+            plan::masked_softmax_forward(s[0], s[1], b, h, t, scale, fill, GEO)
+        })?;
+        *att = floats(&r[0]);
+        Ok(())
+    }
+    fn softmax_backward(&mut self, datt: &mut Vec<f32>, att: &[f32], t: usize, scale: f32) -> Result<()> {
+        let r = self.run(&[Host::F32(datt), Host::F32(att)], |s| plan::softmax_backward(s[0], s[1], t, scale, GEO))?;
+        *datt = floats(&r[0]);
         Ok(())
     }
 }

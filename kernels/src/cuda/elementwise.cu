@@ -91,3 +91,14 @@ extern "C" __global__ void scale_rows_by_group(float* y, const float* x, const f
         y[i] = col < d ? __fmul_rn(f, x[r * d + col]) : f;
     }
 }
+
+// src: [R, src_w] -> dst: [R, dst_w] with dst[r, dst_col + j] = src[r, src_col + j] for j < width, the
+// other columns of dst untouched (n = R * width)
+extern "C" __global__ void copy_columns(float* dst, const float* src, u64 dst_w, u64 dst_col, u64 src_w,
+                                        u64 src_col, u64 width, u64 n) {
+    for (u64 i = mt_first(); i < n; i += mt_stride()) {
+        u64 r = i / width;
+        u64 j = i % width;
+        dst[r * dst_w + dst_col + j] = src[r * src_w + src_col + j];
+    }
+}

@@ -1,18 +1,19 @@
 //! The CUDA backend (issue 14), its foundation: finding the device ([`probe`]), the device
 //! ([`Cuda`]: context, stream, cuBLAS handle, NVRTC modules compiled once per device), its buffers,
-//! and the kernels of the elementwise, reduction, optimizer and noise primitives, each launched from a
-//! plan ([`plan`]) that the CPU emulation tests run too.
+//! and the kernels of the elementwise, reduction, column copy, layer norm, masked softmax, optimizer
+//! and noise primitives, each launched from a plan ([`plan`]) that the CPU emulation tests run too.
 //!
 //! `Cuda` does NOT implement [`crate::Backend`] yet: the methods below have the trait's signatures
-//! and semantics, and the rest (gemm through cuBLAS, layer norm, attention, GRU, embedding, pooling,
-//! losses, copy_columns, weighted_row_sum) is still to be written.
+//! and semantics, and the rest (gemm through cuBLAS, GRU, embedding, pooling, losses) is still to be
+//! written (`weighted_row_sum` has the trait's default, a gemm).
 //!
 //! Every build has this module: cudarc loads libcuda, libnvrtc and libcublas at run time. [`probe`]
 //! asks for each library before anything calls into it (cudarc panics when a library it calls is
 //! missing), so a machine without a GPU gets a [`ProbeError`] naming what is missing, never a panic.
 //!
 //! The kernels give the CPU backend's bits (kernels/NOISE.md for the noise; the same IEEE operations
-//! for the rest), except `add_row_dots`, whose f64 sum runs in another fixed order (one f32 ulp).
+//! in the same order for the rest: rows.cu keeps the CPU's 16-accumulator row sums with one half warp
+//! a row), except `add_row_dots`, whose f64 sum runs in another fixed order (one f32 ulp).
 //! They are checked without a GPU: NVRTC compiles them as here (tests/cuda_nvrtc.rs), and a C++
 //! emulation runs them on the CPU against the CPU backend, plain and under sanitizers
 //! (tests/cuda_emu.rs). tests/cuda_device.rs runs the same comparisons on a GPU
@@ -21,7 +22,7 @@
 pub mod plan;
 pub mod source;
 
-use crate::backend::{Activation, AdamW, GroupRows, NoiseKey};
+use crate::backend::{Activation, AdamW, GroupRows, MaskFill, NoiseKey};
 use crate::error::{check_len, KernelError, Result};
 use cudarc::driver::{
     sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig,
@@ -441,6 +442,32 @@ impl Cuda {
         self.run(plan::clip_factors(self.slice(factors), self.slice(sq_norms), clip, Geometry::DEVICE)?)
     }
 
+    #[allow(clippy::too_many_arguments)]
+    pub fn copy_columns(
+        &self,
+        dst: &mut CudaBuf,
+        dst_w: usize,
+        dst_col: usize,
+        src: &CudaBuf,
+        src_w: usize,
+        src_col: usize,
+        width: usize,
+        rows: usize,
+    ) -> Result<()> {
+        let dst = self.slice(dst);
+        self.run(plan::copy_columns(
+            dst,
+            dst_w,
+            dst_col,
+            self.slice(src),
+            src_w,
+            src_col,
+            width,
+            rows,
+            Geometry::DEVICE,
+        )?)
+    }
+
     // ---- activations (the trait's) ----
 
     pub fn activation_forward(&self, f: Activation, y: &mut CudaBuf, x: &CudaBuf) -> Result<()> {
@@ -456,6 +483,60 @@ impl Cuda {
     ) -> Result<()> {
         let dx = self.slice(dx);
         self.run(plan::activation_backward(f, dx, self.slice(dy), self.slice(x), self.slice(y), Geometry::DEVICE)?)
+    }
+
+    // ---- layer norm and attention (the trait's) ----
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm_forward(
+        &self,
+        y: &mut CudaBuf,
+        mean: &mut CudaBuf,
+        rstd: &mut CudaBuf,
+        x: &CudaBuf,
+        gamma: &CudaBuf,
+        beta: &CudaBuf,
+        c: usize,
+        eps: f32,
+    ) -> Result<()> {
+        let (y, mean, rstd) = (self.slice(y), self.slice(mean), self.slice(rstd));
+        let (x, gamma, beta) = (self.slice(x), self.slice(gamma), self.slice(beta));
+        self.run(plan::layer_norm_forward(y, mean, rstd, x, gamma, beta, c, eps, Geometry::DEVICE)?)
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm_backward(
+        &self,
+        dx: &mut CudaBuf,
+        dy_xhat: &mut CudaBuf,
+        dy: &CudaBuf,
+        x: &CudaBuf,
+        gamma: &CudaBuf,
+        mean: &CudaBuf,
+        rstd: &CudaBuf,
+        c: usize,
+    ) -> Result<()> {
+        let (dx, dy_xhat) = (self.slice(dx), self.slice(dy_xhat));
+        let (dy, x, gamma, mean, rstd) =
+            (self.slice(dy), self.slice(x), self.slice(gamma), self.slice(mean), self.slice(rstd));
+        self.run(plan::layer_norm_backward(dx, dy_xhat, dy, x, gamma, mean, rstd, c, Geometry::DEVICE)?)
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn masked_softmax_forward(
+        &self,
+        att: &mut CudaBuf,
+        mask: &CudaBuf,
+        b: usize,
+        h: usize,
+        t: usize,
+        scale: f32,
+        fill: MaskFill,
+    ) -> Result<()> {
+        let att = self.slice(att);
+        self.run(plan::masked_softmax_forward(att, self.slice(mask), b, h, t, scale, fill, Geometry::DEVICE)?)
+    }
+    pub fn softmax_backward(&self, datt: &mut CudaBuf, att: &CudaBuf, t: usize, scale: f32) -> Result<()> {
+        let datt = self.slice(datt);
+        self.run(plan::softmax_backward(datt, self.slice(att), t, scale, Geometry::DEVICE)?)
     }
 
     // ---- noise and optimizers (the trait's) ----

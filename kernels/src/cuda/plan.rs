@@ -6,7 +6,7 @@
 //! A plan is `None` when there is nothing to do (an empty output): CUDA refuses a grid of 0 blocks.
 
 use super::source::Module;
-use crate::backend::{Activation, AdamW, GroupRows, NoiseKey};
+use crate::backend::{Activation, AdamW, GroupRows, MaskFill, NoiseKey};
 use crate::error::{check_len, KernelError, Result};
 
 /// Threads per block of every kernel (a multiple of the warp, which `add_row_dots` needs; 256 is what
@@ -386,4 +386,182 @@ pub fn add_normal(
     Ok((buf.len > 0).then(|| {
         launch(Module::Noise, "add_normal", buf.len as u64, 4096, geo, vec![Arg::Ptr(buf.ptr), Arg::Noise(params)])
     }))
+}
+
+/// dst[r, dst_col .. dst_col + width] = src[r, src_col .. src_col + width] (see `Backend::copy_columns`)
+#[allow(clippy::too_many_arguments)]
+pub fn copy_columns(
+    dst: Slice,
+    dst_w: usize,
+    dst_col: usize,
+    src: Slice,
+    src_w: usize,
+    src_col: usize,
+    width: usize,
+    rows: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    if dst_col + width > dst_w || src_col + width > src_w {
+        return Err(KernelError::Invalid {
+            op: "copy_columns",
+            msg: format!(
+                "columns {dst_col}..{} of rows {dst_w} wide, from columns {src_col}..{} of rows {src_w} wide",
+                dst_col + width,
+                src_col + width
+            ),
+        });
+    }
+    check_len("copy_columns", "dst", rows * dst_w, dst.len)?;
+    check_len("copy_columns", "src", rows * src_w, src.len)?;
+    let n = rows * width;
+    let args = vec![
+        Arg::Ptr(dst.ptr),
+        Arg::Ptr(src.ptr),
+        Arg::U64(dst_w as u64),
+        Arg::U64(dst_col as u64),
+        Arg::U64(src_w as u64),
+        Arg::U64(src_col as u64),
+        Arg::U64(width as u64),
+        Arg::U64(n as u64),
+    ];
+    Ok(elementwise("copy_columns", n, geo, args))
+}
+
+/// One warp per two rows (rows.cu): the blocks for `rows` rows.
+fn row_pairs(kernel: &'static str, rows: usize, geo: Geometry, args: Vec<Arg>) -> Option<Launch> {
+    (rows > 0).then(|| launch(Module::Rows, kernel, rows.div_ceil(2) as u64, (BLOCK / 32) as u64, geo, args))
+}
+
+/// x: [R, C] -> y: [R, C] =, mean: [R] =, rstd: [R] = (see `Backend::layer_norm_forward`); R is mean's length
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_forward(
+    y: Slice,
+    mean: Slice,
+    rstd: Slice,
+    x: Slice,
+    gamma: Slice,
+    beta: Slice,
+    c: usize,
+    eps: f32,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    let rows = mean.len;
+    check_len("layer_norm_forward", "x", rows * c, x.len)?;
+    check_len("layer_norm_forward", "y", rows * c, y.len)?;
+    check_len("layer_norm_forward", "rstd", rows, rstd.len)?;
+    check_len("layer_norm_forward", "gamma", c, gamma.len)?;
+    check_len("layer_norm_forward", "beta", c, beta.len)?;
+    if c == 0 {
+        return Ok(None);
+    }
+    let args = vec![
+        Arg::Ptr(y.ptr),
+        Arg::Ptr(mean.ptr),
+        Arg::Ptr(rstd.ptr),
+        Arg::Ptr(x.ptr),
+        Arg::Ptr(gamma.ptr),
+        Arg::Ptr(beta.ptr),
+        Arg::U64(c as u64),
+        Arg::F32(eps),
+        Arg::U64(rows as u64),
+    ];
+    Ok(row_pairs("layer_norm_forward", rows, geo, args))
+}
+
+/// dx: [R, C] =, dy_xhat: [R, C] = (see `Backend::layer_norm_backward`); R is mean's length
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward(
+    dx: Slice,
+    dy_xhat: Slice,
+    dy: Slice,
+    x: Slice,
+    gamma: Slice,
+    mean: Slice,
+    rstd: Slice,
+    c: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    let rows = mean.len;
+    check_len("layer_norm_backward", "x", rows * c, x.len)?;
+    check_len("layer_norm_backward", "dy", rows * c, dy.len)?;
+    check_len("layer_norm_backward", "dx", rows * c, dx.len)?;
+    check_len("layer_norm_backward", "dy_xhat", rows * c, dy_xhat.len)?;
+    check_len("layer_norm_backward", "rstd", rows, rstd.len)?;
+    check_len("layer_norm_backward", "gamma", c, gamma.len)?;
+    if c == 0 {
+        return Ok(None);
+    }
+    let args = vec![
+        Arg::Ptr(dx.ptr),
+        Arg::Ptr(dy_xhat.ptr),
+        Arg::Ptr(dy.ptr),
+        Arg::Ptr(x.ptr),
+        Arg::Ptr(gamma.ptr),
+        Arg::Ptr(mean.ptr),
+        Arg::Ptr(rstd.ptr),
+        Arg::U64(c as u64),
+        Arg::U64(rows as u64),
+    ];
+    Ok(row_pairs("layer_norm_backward", rows, geo, args))
+}
+
+/// att: [B, H, T, T] in place: the masked, scaled softmax (see `Backend::masked_softmax_forward`)
+#[allow(clippy::too_many_arguments)]
+pub fn masked_softmax_forward(
+    att: Slice,
+    mask: Slice,
+    b: usize,
+    h: usize,
+    t: usize,
+    scale: f32,
+    fill: MaskFill,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    if let MaskFill::Add(v) = fill {
+        if !v.is_finite() {
+            return Err(KernelError::Invalid {
+                op: "masked_softmax_forward",
+                msg: format!("an additive mask value must be finite (MaskFill::NegInf is -inf), got {v}"),
+            });
+        }
+    }
+    check_len("masked_softmax_forward", "att", b * h * t * t, att.len)?;
+    check_len("masked_softmax_forward", "mask", b * t, mask.len)?;
+    if t == 0 {
+        return Ok(None);
+    }
+    let (add_mode, add) = match fill {
+        MaskFill::NegInf => (0, 0.0),
+        MaskFill::Add(v) => (1, v),
+    };
+    let rows = b * h * t;
+    let args = vec![
+        Arg::Ptr(att.ptr),
+        Arg::Ptr(mask.ptr),
+        Arg::U64(h as u64),
+        Arg::U64(t as u64),
+        Arg::F32(scale),
+        Arg::U32(add_mode),
+        Arg::F32(add),
+        Arg::U64(rows as u64),
+    ];
+    Ok(row_pairs("masked_softmax_forward", rows, geo, args))
+}
+
+/// datt in place: scale * att * (datt - rowsum(datt * att)) over rows of T (see `Backend::softmax_backward`)
+pub fn softmax_backward(datt: Slice, att: Slice, t: usize, scale: f32, geo: Geometry) -> Result<Option<Launch>> {
+    check_len("softmax_backward", "datt", att.len, datt.len)?;
+    if t == 0 {
+        return Ok(None);
+    }
+    let rows = att.len.div_ceil(t);
+    let args = vec![
+        Arg::Ptr(datt.ptr),
+        Arg::Ptr(att.ptr),
+        Arg::U64(t as u64),
+        Arg::F32(scale),
+        Arg::U64(att.len as u64),
+        Arg::U64(rows as u64),
+    ];
+    Ok(row_pairs("softmax_backward", rows, geo, args))
 }

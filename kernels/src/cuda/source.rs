@@ -15,10 +15,11 @@ pub enum Module {
     Reduce,
     Optim,
     Noise,
+    Rows,
 }
 
 impl Module {
-    pub const ALL: [Module; 4] = [Module::Elementwise, Module::Reduce, Module::Optim, Module::Noise];
+    pub const ALL: [Module; 5] = [Module::Elementwise, Module::Reduce, Module::Optim, Module::Noise, Module::Rows];
 
     /// The file name beside this source (also the NVRTC program name, which its messages show).
     pub fn file(self) -> &'static str {
@@ -27,6 +28,7 @@ impl Module {
             Module::Reduce => "reduce.cu",
             Module::Optim => "optim.cu",
             Module::Noise => "noise.cu",
+            Module::Rows => "rows.cu",
         }
     }
 
@@ -37,6 +39,7 @@ impl Module {
             Module::Reduce => include_str!("reduce.cu"),
             Module::Optim => include_str!("optim.cu"),
             Module::Noise => include_str!("noise.cu"),
+            Module::Rows => include_str!("rows.cu"),
         }
     }
 

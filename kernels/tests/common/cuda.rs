@@ -8,7 +8,7 @@
 
 use super::noise;
 use super::Rng;
-use kernels::backend::{Activation, AdamW, GroupRows, NoiseKey};
+use kernels::backend::{Activation, AdamW, GroupRows, MaskFill, NoiseKey};
 use kernels::{Backend, Cpu, Result};
 
 /// The CUDA backend's ops on host data.
@@ -63,6 +63,50 @@ pub trait Kernels {
         t: u64,
     ) -> Result<()>;
     fn add_normal(&mut self, buf: &mut Vec<f32>, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()>;
+    fn copy_columns(
+        &mut self,
+        dst: &mut Vec<f32>,
+        dst_w: usize,
+        dst_col: usize,
+        src: &[f32],
+        src_w: usize,
+        src_col: usize,
+        width: usize,
+        rows: usize,
+    ) -> Result<()>;
+    fn layer_norm_forward(
+        &mut self,
+        y: &mut Vec<f32>,
+        mean: &mut Vec<f32>,
+        rstd: &mut Vec<f32>,
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        c: usize,
+        eps: f32,
+    ) -> Result<()>;
+    fn layer_norm_backward(
+        &mut self,
+        dx: &mut Vec<f32>,
+        dy_xhat: &mut Vec<f32>,
+        dy: &[f32],
+        x: &[f32],
+        gamma: &[f32],
+        mean: &[f32],
+        rstd: &[f32],
+        c: usize,
+    ) -> Result<()>;
+    fn masked_softmax_forward(
+        &mut self,
+        att: &mut Vec<f32>,
+        mask: &[f32],
+        b: usize,
+        h: usize,
+        t: usize,
+        scale: f32,
+        fill: MaskFill,
+    ) -> Result<()>;
+    fn softmax_backward(&mut self, datt: &mut Vec<f32>, att: &[f32], t: usize, scale: f32) -> Result<()>;
 }
 
 /// Calls `$m! { name => body, ... }` with every case, so that each runner lists them once.
@@ -82,6 +126,9 @@ macro_rules! cuda_cases {
             adamw => $crate::common::cuda::adamw_matches_the_cpu,
             noise_vectors => $crate::common::cuda::noise_matches_the_checked_in_vectors,
             noise_cpu => $crate::common::cuda::noise_matches_the_cpu_on_every_element,
+            copy_columns => $crate::common::cuda::copy_columns_matches_the_cpu,
+            layer_norm => $crate::common::cuda::layer_norm_matches_the_cpu_bit_for_bit,
+            softmax => $crate::common::cuda::softmax_matches_the_cpu_bit_for_bit,
         }
     };
 }
@@ -353,4 +400,98 @@ pub fn noise_matches_the_cpu_on_every_element(k: &mut impl Kernels) {
         let e = k.add_normal(&mut x.clone(), std, 1.0, grid, &key).unwrap_err();
         assert_eq!(e, cpu().add_normal(&mut x.clone(), std, 1.0, grid, &key).unwrap_err());
     }
+}
+
+pub fn copy_columns_matches_the_cpu(k: &mut impl Kernels) {
+    let mut rng = Rng::new(13);
+    let rows = 37;
+    let src = rng.vec(rows * 11, 1.0);
+    // into the middle, a single column, the whole row, and nothing
+    for (dst_w, dst_col, src_col, width) in [(9, 2, 3, 6), (4, 3, 10, 1), (11, 0, 0, 11), (5, 1, 1, 0)] {
+        let dst0 = rng.vec(rows * dst_w, 1.0);
+        let mut want = dst0.clone();
+        cpu().copy_columns(&mut want, dst_w, dst_col, &src, 11, src_col, width, rows).unwrap();
+        let mut got = dst0.clone();
+        k.copy_columns(&mut got, dst_w, dst_col, &src, 11, src_col, width, rows).unwrap();
+        assert_bits(&format!("copy_columns {dst_w} {dst_col} {src_col} {width}"), &got, &want);
+    }
+    for (dst_w, dst_col, src_col, width, dst_len) in [(9, 4, 0, 6, rows * 9), (9, 0, 6, 6, rows * 9), (9, 0, 0, 6, 5)] {
+        let e = k.copy_columns(&mut vec![0.0; dst_len], dst_w, dst_col, &src, 11, src_col, width, rows).unwrap_err();
+        let want = cpu().copy_columns(&mut vec![0.0; dst_len], dst_w, dst_col, &src, 11, src_col, width, rows);
+        assert_eq!(e, want.unwrap_err());
+    }
+}
+
+pub fn layer_norm_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
+    let mut rng = Rng::new(14);
+    // 37 rows (an odd count: the last warp has one live row); C below 16 (tail only), a multiple of 16
+    // (no tail), and more (full lanes and a tail)
+    let rows = 37;
+    for c in [5usize, 32, 77] {
+        let x: Vec<f32> = rng.vec(rows * c, 3.0).iter().map(|v| v + 1.5).collect();
+        let (gamma, beta, dy) = (rng.vec(c, 1.0), rng.vec(c, 0.5), rng.vec(rows * c, 1.0));
+        let (mut y0, mut m0, mut r0) = (vec![0.0; rows * c], vec![0.0; rows], vec![0.0; rows]);
+        cpu().layer_norm_forward(&mut y0, &mut m0, &mut r0, &x, &gamma, &beta, c, 1e-5).unwrap();
+        let (mut y, mut m, mut r) = (vec![9.0; rows * c], vec![9.0; rows], vec![9.0; rows]);
+        k.layer_norm_forward(&mut y, &mut m, &mut r, &x, &gamma, &beta, c, 1e-5).unwrap();
+        assert_bits(&format!("layer_norm_forward y c={c}"), &y, &y0);
+        assert_bits(&format!("layer_norm_forward mean c={c}"), &m, &m0);
+        assert_bits(&format!("layer_norm_forward rstd c={c}"), &r, &r0);
+        let (mut dx0, mut dyx0) = (vec![0.0; rows * c], vec![0.0; rows * c]);
+        cpu().layer_norm_backward(&mut dx0, &mut dyx0, &dy, &x, &gamma, &m0, &r0, c).unwrap();
+        let (mut dx, mut dyx) = (vec![9.0; rows * c], vec![9.0; rows * c]);
+        k.layer_norm_backward(&mut dx, &mut dyx, &dy, &x, &gamma, &m0, &r0, c).unwrap();
+        assert_bits(&format!("layer_norm_backward dx c={c}"), &dx, &dx0);
+        assert_bits(&format!("layer_norm_backward dy_xhat c={c}"), &dyx, &dyx0);
+    }
+    let (c, x) = (8, rng.vec(rows * 8, 1.0));
+    let (g, b) = (vec![1.0; c], vec![0.0; c]);
+    let e =
+        k.layer_norm_forward(&mut vec![0.0; rows * c], &mut vec![0.0; rows], &mut vec![0.0; 3], &x, &g, &b, c, 1e-5);
+    let want = cpu().layer_norm_forward(
+        &mut vec![0.0; rows * c],
+        &mut vec![0.0; rows],
+        &mut vec![0.0; 3],
+        &x,
+        &g,
+        &b,
+        c,
+        1e-5,
+    );
+    assert_eq!(e.unwrap_err(), want.unwrap_err());
+    let (m, r) = (vec![0.0; rows], vec![1.0; rows]);
+    let e = k.layer_norm_backward(&mut vec![0.0; rows * c], &mut vec![0.0; 7], &x, &x, &g, &m, &r, c);
+    let want = cpu().layer_norm_backward(&mut vec![0.0; rows * c], &mut vec![0.0; 7], &x, &x, &g, &m, &r, c);
+    assert_eq!(e.unwrap_err(), want.unwrap_err());
+}
+
+pub fn softmax_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
+    let mut rng = Rng::new(15);
+    let (b, h) = (3, 2);
+    for t in [7usize, 16, 37] {
+        let att = rng.vec(b * h * t * t, 4.0);
+        // example 0 keeps every key, example 1 some, example 2 none
+        let mask: Vec<f32> = (0..b * t).map(|i| if i < t || (i < 2 * t && i % 3 != 0) { 1.0 } else { 0.0 }).collect();
+        for fill in [MaskFill::NegInf, MaskFill::Add(f32::MIN), MaskFill::Add(-1e4)] {
+            let mut want = att.clone();
+            cpu().masked_softmax_forward(&mut want, &mask, b, h, t, 0.35, fill).unwrap();
+            let mut got = att.clone();
+            k.masked_softmax_forward(&mut got, &mask, b, h, t, 0.35, fill).unwrap();
+            assert_bits(&format!("masked_softmax_forward t={t} {fill:?}"), &got, &want);
+            let datt = rng.vec(want.len(), 1.0);
+            let mut dwant = datt.clone();
+            cpu().softmax_backward(&mut dwant, &want, t, 0.35).unwrap();
+            let mut dgot = datt.clone();
+            k.softmax_backward(&mut dgot, &want, t, 0.35).unwrap();
+            assert_bits(&format!("softmax_backward t={t} {fill:?}"), &dgot, &dwant);
+        }
+    }
+    let att = rng.vec(2 * 9 * 9, 1.0);
+    for (fill, mask_len) in [(MaskFill::Add(f32::NEG_INFINITY), 18), (MaskFill::NegInf, 17)] {
+        let e = k.masked_softmax_forward(&mut att.clone(), &vec![1.0; mask_len], 2, 1, 9, 1.0, fill).unwrap_err();
+        let want = cpu().masked_softmax_forward(&mut att.clone(), &vec![1.0; mask_len], 2, 1, 9, 1.0, fill);
+        assert_eq!(e, want.unwrap_err());
+    }
+    let e = k.softmax_backward(&mut vec![0.0; 3], &att, 9, 1.0).unwrap_err();
+    assert_eq!(e, cpu().softmax_backward(&mut vec![0.0; 3], &att, 9, 1.0).unwrap_err());
 }

@@ -80,6 +80,24 @@ T __shfl_down_sync(unsigned, T v, unsigned delta) {
     return out;
 }
 
+// the value of lane ^ mask of this warp, or this lane's own when that lane is past the block
+template <class T>
+T __shfl_xor_sync(unsigned, T v, unsigned mask) {
+    static_assert(sizeof(T) <= 8);
+    unsigned lane = threadIdx.x % 32;
+    unsigned src = (lane ^ mask) % 32;
+    emu::Warp& w = *emu::warps[threadIdx.x / 32];
+    std::memcpy(w.slot[lane], &v, sizeof(T));
+    w.bar.arrive_and_wait();
+    T out = v;
+    if (32 * (threadIdx.x / 32) + src < blockDim.x) std::memcpy(&out, w.slot[src], sizeof(T));
+    w.bar.arrive_and_wait();
+    return out;
+}
+
+// the lanes of this warp wait for each other (and see each other's writes)
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::warps[threadIdx.x / 32]->bar.arrive_and_wait(); }
+
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
