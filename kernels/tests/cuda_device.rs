@@ -234,6 +234,51 @@ impl Kernels for Dev {
         *datt = self.0.download(&db)?;
         Ok(())
     }
+    fn embedding_forward(
+        &mut self,
+        y: &mut Vec<f32>,
+        ids: &[u32],
+        table: &[f32],
+        d: usize,
+        accumulate: bool,
+    ) -> Result<()> {
+        let (mut yb, ids, table) = (self.0.upload(y)?, self.0.upload_ids(ids)?, self.0.upload(table)?);
+        self.0.embedding_forward(&mut yb, &ids, &table, d, accumulate)?;
+        *y = self.0.download(&yb)?;
+        Ok(())
+    }
+    fn embedding_backward(
+        &mut self,
+        dtable: &mut Vec<f32>,
+        ids: &[u32],
+        dy: &[f32],
+        d: usize,
+        factors: Option<&[f32]>,
+        layout: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        let (mut tb, ids, dy) = (self.0.upload(dtable)?, self.0.upload_ids(ids)?, self.0.upload(dy)?);
+        let factors = factors.map(|f| self.0.upload(f)).transpose()?;
+        let groups = self.0.groups(layout)?;
+        self.0.embedding_backward(&mut tb, &ids, &dy, d, factors.as_ref(), &groups, rows_per_example)?;
+        *dtable = self.0.download(&tb)?;
+        Ok(())
+    }
+    fn embedding_group_sq_norms(
+        &mut self,
+        out: &mut Vec<f32>,
+        ids: &[u32],
+        dy: &[f32],
+        d: usize,
+        layout: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        let (mut ob, ids, dy) = (self.0.upload(out)?, self.0.upload_ids(ids)?, self.0.upload(dy)?);
+        let groups = self.0.groups(layout)?;
+        self.0.embedding_group_sq_norms(&mut ob, &ids, &dy, d, &groups, rows_per_example)?;
+        *out = self.0.download(&ob)?;
+        Ok(())
+    }
 }
 
 macro_rules! device_tests {

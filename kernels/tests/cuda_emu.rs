@@ -295,6 +295,74 @@ impl Kernels for Emu {
         *datt = floats(&r[0]);
         Ok(())
     }
+    fn embedding_forward(
+        &mut self,
+        y: &mut Vec<f32>,
+        ids: &[u32],
+        table: &[f32],
+        d: usize,
+        accumulate: bool,
+    ) -> Result<()> {
+        let r = self.run(&[Host::F32(y), Host::U32(ids), Host::F32(table)], |s| {
+            plan::embedding_forward(s[0], s[1], ids, s[2], d, accumulate, GEO)
+        })?;
+        *y = floats(&r[0]);
+        Ok(())
+    }
+    fn embedding_backward(
+        &mut self,
+        dtable: &mut Vec<f32>,
+        ids: &[u32],
+        dy: &[f32],
+        d: usize,
+        factors: Option<&[f32]>,
+        layout: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        let lists = plan::embedding_backward_lists(
+            dtable.len(),
+            ids,
+            dy.len(),
+            d,
+            factors.map(|f| f.len()),
+            layout,
+            rows_per_example,
+        )?;
+        let Some(lists) = lists else { return Ok(()) };
+        let (_, example_group) = plan::group_maps(layout)?;
+        let bufs = [
+            Host::F32(dtable),
+            Host::F32(dy),
+            Host::U32(&example_group),
+            Host::U32(&lists.used),
+            Host::U64(&lists.starts),
+            Host::U32(&lists.rows),
+            Host::F32(factors.unwrap_or(&[])),
+        ];
+        let r = self.run(&bufs, |s| {
+            let f = if factors.is_some() { s[6] } else { Slice { ptr: 0, len: 0 } };
+            plan::embedding_backward(s[0], s[1], f, s[2], s[3], s[4], s[5], d, rows_per_example, GEO)
+        })?;
+        *dtable = floats(&r[0]);
+        Ok(())
+    }
+    fn embedding_group_sq_norms(
+        &mut self,
+        out: &mut Vec<f32>,
+        ids: &[u32],
+        dy: &[f32],
+        d: usize,
+        layout: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        let order = plan::embedding_group_order(out.len(), ids, dy.len(), d, layout, rows_per_example)?;
+        let (offsets, _) = plan::group_maps(layout)?;
+        let bufs = [Host::F32(out), Host::U32(ids), Host::F32(dy), Host::U64(&offsets), Host::U32(&order)];
+        let r = self
+            .run(&bufs, |s| plan::embedding_group_sq_norms(s[0], s[1], s[2], s[3], s[4], d, rows_per_example, GEO))?;
+        *out = floats(&r[0]);
+        Ok(())
+    }
 }
 
 /// Starts the emulator of `flavor`, or says why it is skipped (a sanitizer the compiler lacks).

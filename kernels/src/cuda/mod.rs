@@ -1,10 +1,10 @@
 //! The CUDA backend (issue 14), its foundation: finding the device ([`probe`]), the device
 //! ([`Cuda`]: context, stream, cuBLAS handle, NVRTC modules compiled once per device), its buffers,
-//! and the kernels of the elementwise, reduction, column copy, layer norm, masked softmax, optimizer
-//! and noise primitives, each launched from a plan ([`plan`]) that the CPU emulation tests run too.
+//! and the kernels of the elementwise, reduction, column copy, layer norm, masked softmax, embedding,
+//! optimizer and noise primitives, each launched from a plan ([`plan`]) that the CPU emulation tests run too.
 //!
 //! `Cuda` does NOT implement [`crate::Backend`] yet: the methods below have the trait's signatures
-//! and semantics, and the rest (gemm through cuBLAS, GRU, embedding, pooling, losses) is still to be
+//! and semantics, and the rest (gemm through cuBLAS, GRU, pooling, losses) is still to be
 //! written (`weighted_row_sum` has the trait's default, a gemm).
 //!
 //! Every build has this module: cudarc loads libcuda, libnvrtc and libcublas at run time. [`probe`]
@@ -13,7 +13,8 @@
 //!
 //! The kernels give the CPU backend's bits (kernels/NOISE.md for the noise; the same IEEE operations
 //! in the same order for the rest: rows.cu keeps the CPU's 16-accumulator row sums with one half warp
-//! a row), except `add_row_dots`, whose f64 sum runs in another fixed order (one f32 ulp).
+//! a row; the embedding backward and group norms sum in the CPU's row order from lists built on the
+//! host from the ids' host copy, which [`CudaIds`] keeps), except `add_row_dots`, whose f64 sum runs in another fixed order (one f32 ulp).
 //! They are checked without a GPU: NVRTC compiles them as here (tests/cuda_nvrtc.rs), and a C++
 //! emulation runs them on the CPU against the CPU backend, plain and under sanitizers
 //! (tests/cuda_emu.rs). tests/cuda_device.rs runs the same comparisons on a GPU
@@ -166,8 +167,13 @@ impl<T> DeviceVec<T> {
 
 /// f32 buffer on the device (the trait's `Buf`).
 pub type CudaBuf = DeviceVec<f32>;
-/// u32 buffer on the device (the trait's `Ids`).
-pub type CudaIds = DeviceVec<u32>;
+/// u32 buffer on the device (the trait's `Ids`), with its host copy: ids are uploaded once per batch,
+/// and the host copy is what the CPU's checks (an id past the vocabulary) and the scatter lists of the
+/// embedding backward read, without a download.
+pub struct CudaIds {
+    dev: DeviceVec<u32>,
+    host: Vec<u32>,
+}
 
 /// A privacy group layout on the device (the trait's `Groups`): the host layout, its u64 offsets and
 /// the group of each example (see [`plan::group_maps`]).
@@ -328,13 +334,13 @@ impl Cuda {
         Ok(host)
     }
     pub fn upload_ids(&self, ids: &[u32]) -> Result<CudaIds> {
-        self.upload_vec("upload_ids", ids)
+        Ok(CudaIds { dev: self.upload_vec("upload_ids", ids)?, host: ids.to_vec() })
     }
     pub fn len(&self, buf: &CudaBuf) -> usize {
         buf.len()
     }
     pub fn ids_len(&self, ids: &CudaIds) -> usize {
-        ids.len()
+        ids.host.len()
     }
     /// Makes `buf` exactly `len` long: a new zeroed buffer when the size changes; `buf` is unchanged
     /// when that fails.
@@ -537,6 +543,83 @@ impl Cuda {
     pub fn softmax_backward(&self, datt: &mut CudaBuf, att: &CudaBuf, t: usize, scale: f32) -> Result<()> {
         let datt = self.slice(datt);
         self.run(plan::softmax_backward(datt, self.slice(att), t, scale, Geometry::DEVICE)?)
+    }
+
+    // ---- embedding (the trait's) ----
+
+    pub fn embedding_forward(
+        &self,
+        y: &mut CudaBuf,
+        ids: &CudaIds,
+        table: &CudaBuf,
+        d: usize,
+        accumulate: bool,
+    ) -> Result<()> {
+        let (y, ids_dev) = (self.slice(y), self.slice(&ids.dev));
+        self.run(plan::embedding_forward(y, ids_dev, &ids.host, self.slice(table), d, accumulate, Geometry::DEVICE)?)
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn embedding_backward(
+        &self,
+        dtable: &mut CudaBuf,
+        ids: &CudaIds,
+        dy: &CudaBuf,
+        d: usize,
+        factors: Option<&CudaBuf>,
+        groups: &CudaGroups,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        let lists = plan::embedding_backward_lists(
+            dtable.len(),
+            &ids.host,
+            dy.len(),
+            d,
+            factors.map(|f| f.len()),
+            &groups.layout,
+            rows_per_example,
+        )?;
+        let Some(lists) = lists else { return Ok(()) };
+        let used = self.upload_vec("embedding_backward", &lists.used)?;
+        let starts = self.upload_vec("embedding_backward", &lists.starts)?;
+        let rows = self.upload_vec("embedding_backward", &lists.rows)?;
+        let factors = factors.map_or(Slice { ptr: 0, len: 0 }, |f| self.slice(f));
+        let launch = plan::embedding_backward(
+            self.slice(dtable),
+            self.slice(dy),
+            factors,
+            self.slice(&groups.example_group),
+            self.slice(&used),
+            self.slice(&starts),
+            self.slice(&rows),
+            d,
+            rows_per_example,
+            Geometry::DEVICE,
+        )?;
+        self.run(launch)?;
+        // the lists are freed when this returns: on the stream, after the kernel that reads them
+        Ok(())
+    }
+    pub fn embedding_group_sq_norms(
+        &self,
+        out: &mut CudaBuf,
+        ids: &CudaIds,
+        dy: &CudaBuf,
+        d: usize,
+        groups: &CudaGroups,
+        rows_per_example: usize,
+    ) -> Result<()> {
+        let order = plan::embedding_group_order(out.len(), &ids.host, dy.len(), d, &groups.layout, rows_per_example)?;
+        let order = self.upload_vec("embedding_group_sq_norms", &order)?;
+        self.run(plan::embedding_group_sq_norms(
+            self.slice(out),
+            self.slice(&ids.dev),
+            self.slice(dy),
+            self.slice(&groups.offsets),
+            self.slice(&order),
+            d,
+            rows_per_example,
+            Geometry::DEVICE,
+        )?)
     }
 
     // ---- noise and optimizers (the trait's) ----

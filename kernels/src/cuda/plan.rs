@@ -565,3 +565,187 @@ pub fn softmax_backward(datt: Slice, att: Slice, t: usize, scale: f32, geo: Geom
     ];
     Ok(row_pairs("softmax_backward", rows, geo, args))
 }
+
+/// The CPU's check of token ids: the first id past the vocabulary is the error.
+fn check_ids(op: &'static str, ids: &[u32], vocab: usize) -> Result<()> {
+    if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+        return Err(KernelError::Invalid { op, msg: format!("id {bad} out of range for a vocabulary of {vocab}") });
+    }
+    Ok(())
+}
+
+/// y: [R, D] (= or +=) table[ids[r], :]; `ids_host` is the ids' host copy, which the check reads
+pub fn embedding_forward(
+    y: Slice,
+    ids: Slice,
+    ids_host: &[u32],
+    table: Slice,
+    d: usize,
+    accumulate: bool,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    check_len("embedding_forward", "ids", ids_host.len(), ids.len)?;
+    check_len("embedding_forward", "y", ids.len * d, y.len)?;
+    if d == 0 {
+        return Ok(None);
+    }
+    if table.len % d != 0 {
+        return Err(KernelError::Shape {
+            op: "embedding_forward",
+            what: "table (multiple of D)",
+            expected: d,
+            got: table.len,
+        });
+    }
+    check_ids("embedding_forward", ids_host, table.len / d)?;
+    let args = vec![
+        Arg::Ptr(y.ptr),
+        Arg::Ptr(ids.ptr),
+        Arg::Ptr(table.ptr),
+        Arg::U64(d as u64),
+        Arg::U32(accumulate as u32),
+        Arg::U64(y.len as u64),
+    ];
+    Ok((y.len > 0).then(|| launch(Module::Embedding, "embedding_forward", y.len as u64, BLOCK as u64, geo, args)))
+}
+
+/// The rows of each id, for the deterministic scatter of `embedding_backward`: the ids that occur
+/// (`used`, increasing), and for used[u] its rows `rows[starts[u] .. starts[u + 1]]` in increasing order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScatterLists {
+    pub used: Vec<u32>,
+    pub starts: Vec<u64>,
+    pub rows: Vec<u32>,
+}
+
+/// The CPU's checks of `embedding_backward` in its order, then the scatter lists (`None`: D = 0, nothing
+/// to do). `factors_len` is the factors' length when there are factors.
+pub fn embedding_backward_lists(
+    dtable_len: usize,
+    ids_host: &[u32],
+    dy_len: usize,
+    d: usize,
+    factors_len: Option<usize>,
+    layout: &GroupRows,
+    rows_per_example: usize,
+) -> Result<Option<ScatterLists>> {
+    check_len("embedding_backward", "dy", ids_host.len() * d, dy_len)?;
+    check_len("embedding_backward", "ids", layout.examples() * rows_per_example, ids_host.len())?;
+    if let Some(f) = factors_len {
+        check_len("embedding_backward", "factors", layout.groups(), f)?;
+    }
+    if d == 0 {
+        return Ok(None);
+    }
+    let vocab = dtable_len / d;
+    check_len("embedding_backward", "dtable", vocab * d, dtable_len)?;
+    check_ids("embedding_backward", ids_host, vocab)?;
+    if ids_host.len() > u32::MAX as usize {
+        return Err(KernelError::Invalid {
+            op: "embedding_backward",
+            msg: format!("{} rows (at most 2^32 - 1)", ids_host.len()),
+        });
+    }
+    let mut order: Vec<(u32, u32)> = ids_host.iter().enumerate().map(|(r, &id)| (id, r as u32)).collect();
+    order.sort_unstable();
+    let mut lists = ScatterLists { used: Vec::new(), starts: Vec::new(), rows: Vec::with_capacity(order.len()) };
+    for (i, &(id, r)) in order.iter().enumerate() {
+        if i == 0 || order[i - 1].0 != id {
+            lists.used.push(id);
+            lists.starts.push(i as u64);
+        }
+        lists.rows.push(r);
+    }
+    lists.starts.push(order.len() as u64);
+    Ok(Some(lists))
+}
+
+/// dtable: [V, D] += w_r dy[r, :] at ids[r] (see `Backend::embedding_backward`), from the lists of
+/// [`embedding_backward_lists`] (`used`, `starts`, `rows` their device copies); `factors` has ptr 0
+/// when there are none; `example_group` is the layout's map from [`group_maps`]
+#[allow(clippy::too_many_arguments)]
+pub fn embedding_backward(
+    dtable: Slice,
+    dy: Slice,
+    factors: Slice,
+    example_group: Slice,
+    used: Slice,
+    starts: Slice,
+    rows: Slice,
+    d: usize,
+    rows_per_example: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    check_len("embedding_backward", "list starts", used.len + 1, starts.len)?;
+    let n = used.len * d;
+    let args = vec![
+        Arg::Ptr(dtable.ptr),
+        Arg::Ptr(dy.ptr),
+        Arg::Ptr(factors.ptr),
+        Arg::Ptr(example_group.ptr),
+        Arg::Ptr(used.ptr),
+        Arg::Ptr(starts.ptr),
+        Arg::Ptr(rows.ptr),
+        Arg::U64(d as u64),
+        Arg::U64(rows_per_example as u64),
+        Arg::U64(n as u64),
+    ];
+    Ok((n > 0).then(|| launch(Module::Embedding, "embedding_backward", n as u64, BLOCK as u64, geo, args)))
+}
+
+/// The CPU's checks of `embedding_group_sq_norms`, then each group's rows sorted by (id, row), the
+/// order in which the CPU sums them.
+pub fn embedding_group_order(
+    out_len: usize,
+    ids_host: &[u32],
+    dy_len: usize,
+    d: usize,
+    layout: &GroupRows,
+    rows_per_example: usize,
+) -> Result<Vec<u32>> {
+    check_len("embedding_group_sq_norms", "out", layout.groups(), out_len)?;
+    check_len("embedding_group_sq_norms", "ids", layout.examples() * rows_per_example, ids_host.len())?;
+    check_len("embedding_group_sq_norms", "dy", ids_host.len() * d, dy_len)?;
+    if ids_host.len() > u32::MAX as usize {
+        return Err(KernelError::Invalid {
+            op: "embedding_group_sq_norms",
+            msg: format!("{} rows (at most 2^32 - 1)", ids_host.len()),
+        });
+    }
+    let mut order = Vec::with_capacity(ids_host.len());
+    for g in 0..layout.groups() {
+        let mut rows: Vec<(u32, u32)> = layout.rows(g, rows_per_example).map(|r| (ids_host[r], r as u32)).collect();
+        rows.sort_unstable();
+        order.extend(rows.into_iter().map(|(_, r)| r));
+    }
+    Ok(order)
+}
+
+/// out: [G] += per-group squared norms of the scattered embedding gradient, from the order of
+/// [`embedding_group_order`] (`order`, its device copy) and the layout's u64 `offsets`
+#[allow(clippy::too_many_arguments)]
+pub fn embedding_group_sq_norms(
+    out: Slice,
+    ids: Slice,
+    dy: Slice,
+    offsets: Slice,
+    order: Slice,
+    d: usize,
+    rows_per_example: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    check_len("embedding_group_sq_norms", "offsets", out.len + 1, offsets.len)?;
+    check_len("embedding_group_sq_norms", "order", ids.len, order.len)?;
+    let args = vec![
+        Arg::Ptr(out.ptr),
+        Arg::Ptr(ids.ptr),
+        Arg::Ptr(dy.ptr),
+        Arg::Ptr(offsets.ptr),
+        Arg::Ptr(order.ptr),
+        Arg::U64(d as u64),
+        Arg::U64(rows_per_example as u64),
+        Arg::U64(out.len as u64),
+    ];
+    Ok((out.len > 0)
+        .then(|| launch(Module::Embedding, "embedding_group_sq_norms", out.len as u64, BLOCK as u64, geo, args)))
+}

@@ -16,10 +16,12 @@ pub enum Module {
     Optim,
     Noise,
     Rows,
+    Embedding,
 }
 
 impl Module {
-    pub const ALL: [Module; 5] = [Module::Elementwise, Module::Reduce, Module::Optim, Module::Noise, Module::Rows];
+    pub const ALL: [Module; 6] =
+        [Module::Elementwise, Module::Reduce, Module::Optim, Module::Noise, Module::Rows, Module::Embedding];
 
     /// The file name beside this source (also the NVRTC program name, which its messages show).
     pub fn file(self) -> &'static str {
@@ -29,6 +31,7 @@ impl Module {
             Module::Optim => "optim.cu",
             Module::Noise => "noise.cu",
             Module::Rows => "rows.cu",
+            Module::Embedding => "embedding.cu",
         }
     }
 
@@ -40,6 +43,7 @@ impl Module {
             Module::Optim => include_str!("optim.cu"),
             Module::Noise => include_str!("noise.cu"),
             Module::Rows => include_str!("rows.cu"),
+            Module::Embedding => include_str!("embedding.cu"),
         }
     }
 

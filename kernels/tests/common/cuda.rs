@@ -107,6 +107,33 @@ pub trait Kernels {
         fill: MaskFill,
     ) -> Result<()>;
     fn softmax_backward(&mut self, datt: &mut Vec<f32>, att: &[f32], t: usize, scale: f32) -> Result<()>;
+    fn embedding_forward(
+        &mut self,
+        y: &mut Vec<f32>,
+        ids: &[u32],
+        table: &[f32],
+        d: usize,
+        accumulate: bool,
+    ) -> Result<()>;
+    fn embedding_backward(
+        &mut self,
+        dtable: &mut Vec<f32>,
+        ids: &[u32],
+        dy: &[f32],
+        d: usize,
+        factors: Option<&[f32]>,
+        layout: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()>;
+    fn embedding_group_sq_norms(
+        &mut self,
+        out: &mut Vec<f32>,
+        ids: &[u32],
+        dy: &[f32],
+        d: usize,
+        layout: &GroupRows,
+        rows_per_example: usize,
+    ) -> Result<()>;
 }
 
 /// Calls `$m! { name => body, ... }` with every case, so that each runner lists them once.
@@ -129,6 +156,7 @@ macro_rules! cuda_cases {
             copy_columns => $crate::common::cuda::copy_columns_matches_the_cpu,
             layer_norm => $crate::common::cuda::layer_norm_matches_the_cpu_bit_for_bit,
             softmax => $crate::common::cuda::softmax_matches_the_cpu_bit_for_bit,
+            embedding => $crate::common::cuda::embedding_matches_the_cpu_bit_for_bit,
         }
     };
 }
@@ -494,4 +522,53 @@ pub fn softmax_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
     }
     let e = k.softmax_backward(&mut vec![0.0; 3], &att, 9, 1.0).unwrap_err();
     assert_eq!(e, cpu().softmax_backward(&mut vec![0.0; 3], &att, 9, 1.0).unwrap_err());
+}
+
+pub fn embedding_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
+    let mut rng = Rng::new(16);
+    let (vocab, d, rpe) = (50, 7, 3);
+    // uneven groups, one empty; ids repeat inside and across groups (vocab ids 0..50, some never used)
+    let layout = GroupRows { offsets: vec![0, 1, 4, 4, 7] };
+    let rows = layout.examples() * rpe;
+    let ids: Vec<u32> = (0..rows as u32).map(|r| (r * 7 + r / 5) % 13 * 3).collect();
+    let table = rng.vec(vocab * d, 1.0);
+    let dy = rng.vec(rows * d, 1.0);
+    for accumulate in [false, true] {
+        let y0 = rng.vec(rows * d, 1.0);
+        let mut want = y0.clone();
+        cpu().embedding_forward(&mut want, &ids, &table, d, accumulate).unwrap();
+        let mut got = y0.clone();
+        k.embedding_forward(&mut got, &ids, &table, d, accumulate).unwrap();
+        assert_bits(&format!("embedding_forward accumulate={accumulate}"), &got, &want);
+    }
+    let factors = vec![0.25f32, 1.0, 0.5, 0.125];
+    for f in [None, Some(&factors)] {
+        let t0 = rng.vec(vocab * d, 1.0);
+        let mut want = t0.clone();
+        cpu().embedding_backward(&mut want, &ids, &dy, d, f, &layout, rpe).unwrap();
+        let mut got = t0.clone();
+        k.embedding_backward(&mut got, &ids, &dy, d, f.map(|f| f.as_slice()), &layout, rpe).unwrap();
+        assert_bits(&format!("embedding_backward factors={}", f.is_some()), &got, &want);
+    }
+    let start = rng.vec(layout.groups(), 1.0);
+    let mut want = start.clone();
+    cpu().embedding_group_sq_norms(&mut want, &ids, &dy, d, &layout, rpe).unwrap();
+    let mut got = start.clone();
+    k.embedding_group_sq_norms(&mut got, &ids, &dy, d, &layout, rpe).unwrap();
+    assert_bits("embedding_group_sq_norms", &got, &want);
+    // the CPU's errors: an id past the vocabulary (the first one), a table not a multiple of D, bad lengths
+    let mut bad = ids.clone();
+    bad[5] = 60;
+    bad[9] = 70;
+    let e = k.embedding_forward(&mut vec![0.0; rows * d], &bad, &table, d, false).unwrap_err();
+    assert_eq!(e, cpu().embedding_forward(&mut vec![0.0; rows * d], &bad, &table, d, false).unwrap_err());
+    let e = k.embedding_forward(&mut vec![0.0; rows * d], &ids, &table[1..], d, false).unwrap_err();
+    assert_eq!(e, cpu().embedding_forward(&mut vec![0.0; rows * d], &ids, &table[1..].to_vec(), d, false).unwrap_err());
+    let e = k.embedding_backward(&mut table.clone(), &bad, &dy, d, None, &layout, rpe).unwrap_err();
+    assert_eq!(e, cpu().embedding_backward(&mut table.clone(), &bad, &dy, d, None, &layout, rpe).unwrap_err());
+    let e = k.embedding_backward(&mut table.clone(), &ids, &dy, d, Some(&factors[1..]), &layout, rpe).unwrap_err();
+    let want = cpu().embedding_backward(&mut table.clone(), &ids, &dy, d, Some(&factors[1..].to_vec()), &layout, rpe);
+    assert_eq!(e, want.unwrap_err());
+    let e = k.embedding_group_sq_norms(&mut vec![0.0; 3], &ids, &dy, d, &layout, rpe).unwrap_err();
+    assert_eq!(e, cpu().embedding_group_sq_norms(&mut vec![0.0; 3], &ids, &dy, d, &layout, rpe).unwrap_err());
 }

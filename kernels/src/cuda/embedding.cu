@@ -1,0 +1,61 @@
+// embedding.cu — the embedding lookup, its scatter-add backward and its per-group squared gradient
+// norms, in the semantics of kernels/src/cpu/embedding.rs. Shape legend: R rows (ids), D channels,
+// V vocabulary, G privacy groups. The lists that keep the CPU's order (which rows add into a table row,
+// a group's rows sorted by id) are built on the host from the ids' host copy (cuda/plan.rs), so every
+// sum runs in the CPU's order and gives its bits.
+
+// ids: [R], table: [V, D] -> y: [R, D] = (or += with accumulate) table[ids[r], :] (n = R * D)
+extern "C" __global__ void embedding_forward(float* y, const u32* ids, const float* table, u64 d, u32 accumulate,
+                                             u64 n) {
+    for (u64 i = mt_first(); i < n; i += mt_stride()) {
+        float v = table[(u64)ids[i / d] * d + i % d];
+        y[i] = accumulate ? __fadd_rn(y[i], v) : v;
+    }
+}
+
+// dy: [R, D]; used: [U] the ids that occur, rows[starts[u] .. starts[u+1]] the rows of id used[u] in
+// increasing order; factors: [G] (null: weight 1), example_group: [E] ->
+// dtable[used[u], :] += w_r dy[r, :] one row after another, w_r = factors[group of example r / rpe]
+// (n = U * D)
+extern "C" __global__ void embedding_backward(float* dtable, const float* dy, const float* factors,
+                                              const u32* example_group, const u32* used, const u64* starts,
+                                              const u32* rows, u64 d, u64 rows_per_example, u64 n) {
+    for (u64 i = mt_first(); i < n; i += mt_stride()) {
+        u64 u = i / d;
+        u64 col = i % d;
+        u64 at = (u64)used[u] * d + col;
+        float t = dtable[at];
+        for (u64 p = starts[u]; p < starts[u + 1]; ++p) {
+            u64 r = rows[p];
+            float w = factors ? factors[example_group[r / rows_per_example]] : 1.0f;
+            t = __fadd_rn(t, __fmul_rn(w, dy[r * d + col]));
+        }
+        dtable[at] = t;
+    }
+}
+
+// ids: [R], dy: [R, D], offsets: [G + 1] (examples), order: [R] each group's rows sorted by (id, row) ->
+// out: [G] += sum over the group's ids of ||sum of its rows' dy||^2, the squares summed in f64 as the
+// CPU does; one thread per group
+extern "C" __global__ void embedding_group_sq_norms(float* out, const u32* ids, const float* dy, const u64* offsets,
+                                                    const u32* order, u64 d, u64 rows_per_example, u64 g) {
+    for (u64 grp = mt_first(); grp < g; grp += mt_stride()) {
+        const u64 end = offsets[grp + 1] * rows_per_example;
+        double total = 0.0;
+        u64 i = offsets[grp] * rows_per_example;
+        while (i < end) {
+            const u32 id = ids[order[i]];
+            u64 run = i;
+            while (run < end && ids[order[run]] == id) ++run;
+            double s = -0.0;
+            for (u64 col = 0; col < d; ++col) {
+                float a = 0.0f;
+                for (u64 p = i; p < run; ++p) a = __fadd_rn(a, dy[(u64)order[p] * d + col]);
+                s = __dadd_rn(s, __dmul_rn((double)a, (double)a));
+            }
+            total = __dadd_rn(total, s);
+            i = run;
+        }
+        out[grp] = __fadd_rn(out[grp], (float)total);
+    }
+}
