@@ -279,6 +279,79 @@ impl Kernels for Dev {
         *out = self.0.download(&ob)?;
         Ok(())
     }
+    fn masked_mean_pool_forward(
+        &mut self,
+        out: &mut Vec<f32>,
+        h: &[f32],
+        mask: &[f32],
+        t: usize,
+        c: usize,
+    ) -> Result<()> {
+        let (mut ob, h, mask) = (self.0.upload(out)?, self.0.upload(h)?, self.0.upload(mask)?);
+        self.0.masked_mean_pool_forward(&mut ob, &h, &mask, t, c)?;
+        *out = self.0.download(&ob)?;
+        Ok(())
+    }
+    fn masked_mean_pool_backward(
+        &mut self,
+        dh: &mut Vec<f32>,
+        dout: &[f32],
+        mask: &[f32],
+        t: usize,
+        c: usize,
+    ) -> Result<()> {
+        let (mut db, dout, mask) = (self.0.upload(dh)?, self.0.upload(dout)?, self.0.upload(mask)?);
+        self.0.masked_mean_pool_backward(&mut db, &dout, &mask, t, c)?;
+        *dh = self.0.download(&db)?;
+        Ok(())
+    }
+    fn bce_with_logits(
+        &mut self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        logits: &[f32],
+        targets: &[f32],
+        grad_scale: f32,
+    ) -> Result<()> {
+        let (mut lb, mut db) = (self.0.upload(losses)?, self.0.upload(dlogits)?);
+        let (z, y) = (self.0.upload(logits)?, self.0.upload(targets)?);
+        self.0.bce_with_logits(&mut lb, &mut db, &z, &y, grad_scale)?;
+        *losses = self.0.download(&lb)?;
+        *dlogits = self.0.download(&db)?;
+        Ok(())
+    }
+    fn regression_loss(
+        &mut self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        preds: &[f32],
+        targets: &[f32],
+        huber: Option<f32>,
+        grad_scale: f32,
+    ) -> Result<()> {
+        let (mut lb, mut db) = (self.0.upload(losses)?, self.0.upload(dlogits)?);
+        let (p, y) = (self.0.upload(preds)?, self.0.upload(targets)?);
+        self.0.regression_loss(&mut lb, &mut db, &p, &y, huber, grad_scale)?;
+        *losses = self.0.download(&lb)?;
+        *dlogits = self.0.download(&db)?;
+        Ok(())
+    }
+    fn cross_entropy(
+        &mut self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        logits: &[f32],
+        classes: &[u32],
+        k: usize,
+        grad_scale: f32,
+    ) -> Result<()> {
+        let (mut lb, mut db) = (self.0.upload(losses)?, self.0.upload(dlogits)?);
+        let (z, c) = (self.0.upload(logits)?, self.0.upload_ids(classes)?);
+        self.0.cross_entropy(&mut lb, &mut db, &z, &c, k, grad_scale)?;
+        *losses = self.0.download(&lb)?;
+        *dlogits = self.0.download(&db)?;
+        Ok(())
+    }
 }
 
 macro_rules! device_tests {

@@ -363,6 +363,78 @@ impl Kernels for Emu {
         *out = floats(&r[0]);
         Ok(())
     }
+    fn masked_mean_pool_forward(
+        &mut self,
+        out: &mut Vec<f32>,
+        h: &[f32],
+        mask: &[f32],
+        t: usize,
+        c: usize,
+    ) -> Result<()> {
+        let r = self.run(&[Host::F32(out), Host::F32(h), Host::F32(mask)], |s| {
+            plan::masked_mean_pool_forward(s[0], s[1], s[2], t, c, GEO)
+        })?;
+        *out = floats(&r[0]);
+        Ok(())
+    }
+    fn masked_mean_pool_backward(
+        &mut self,
+        dh: &mut Vec<f32>,
+        dout: &[f32],
+        mask: &[f32],
+        t: usize,
+        c: usize,
+    ) -> Result<()> {
+        let r = self.run(&[Host::F32(dh), Host::F32(dout), Host::F32(mask)], |s| {
+            plan::masked_mean_pool_backward(s[0], s[1], s[2], t, c, GEO)
+        })?;
+        *dh = floats(&r[0]);
+        Ok(())
+    }
+    fn bce_with_logits(
+        &mut self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        logits: &[f32],
+        targets: &[f32],
+        grad_scale: f32,
+    ) -> Result<()> {
+        let bufs = [Host::F32(losses), Host::F32(dlogits), Host::F32(logits), Host::F32(targets)];
+        let r = self.run(&bufs, |s| plan::bce_with_logits(s[0], s[1], s[2], s[3], grad_scale, GEO))?;
+        *losses = floats(&r[0]);
+        *dlogits = floats(&r[1]);
+        Ok(())
+    }
+    fn regression_loss(
+        &mut self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        preds: &[f32],
+        targets: &[f32],
+        huber: Option<f32>,
+        grad_scale: f32,
+    ) -> Result<()> {
+        let bufs = [Host::F32(losses), Host::F32(dlogits), Host::F32(preds), Host::F32(targets)];
+        let r = self.run(&bufs, |s| plan::regression_loss(s[0], s[1], s[2], s[3], huber, grad_scale, GEO))?;
+        *losses = floats(&r[0]);
+        *dlogits = floats(&r[1]);
+        Ok(())
+    }
+    fn cross_entropy(
+        &mut self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        logits: &[f32],
+        classes: &[u32],
+        k: usize,
+        grad_scale: f32,
+    ) -> Result<()> {
+        let bufs = [Host::F32(losses), Host::F32(dlogits), Host::F32(logits), Host::U32(classes)];
+        let r = self.run(&bufs, |s| plan::cross_entropy(s[0], s[1], s[2], s[3], classes, k, grad_scale, GEO))?;
+        *losses = floats(&r[0]);
+        *dlogits = floats(&r[1]);
+        Ok(())
+    }
 }
 
 /// Starts the emulator of `flavor`, or says why it is skipped (a sanitizer the compiler lacks).

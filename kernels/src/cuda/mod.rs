@@ -1,10 +1,10 @@
 //! The CUDA backend (issue 14), its foundation: finding the device ([`probe`]), the device
 //! ([`Cuda`]: context, stream, cuBLAS handle, NVRTC modules compiled once per device), its buffers,
 //! and the kernels of the elementwise, reduction, column copy, layer norm, masked softmax, embedding,
-//! optimizer and noise primitives, each launched from a plan ([`plan`]) that the CPU emulation tests run too.
+//! pooling, loss, optimizer and noise primitives, each launched from a plan ([`plan`]) that the CPU emulation tests run too.
 //!
 //! `Cuda` does NOT implement [`crate::Backend`] yet: the methods below have the trait's signatures
-//! and semantics, and the rest (gemm through cuBLAS, GRU, pooling, losses) is still to be
+//! and semantics, and the rest (gemm through cuBLAS, the GRU step forward and backward) is still to be
 //! written (`weighted_row_sum` has the trait's default, a gemm).
 //!
 //! Every build has this module: cudarc loads libcuda, libnvrtc and libcublas at run time. [`probe`]
@@ -14,7 +14,9 @@
 //! The kernels give the CPU backend's bits (kernels/NOISE.md for the noise; the same IEEE operations
 //! in the same order for the rest: rows.cu keeps the CPU's 16-accumulator row sums with one half warp
 //! a row; the embedding backward and group norms sum in the CPU's row order from lists built on the
-//! host from the ids' host copy, which [`CudaIds`] keeps), except `add_row_dots`, whose f64 sum runs in another fixed order (one f32 ulp).
+//! host from the ids' host copy, which [`CudaIds`] keeps), except `add_row_dots`, whose f64 sum runs
+//! in another fixed order (one f32 ulp), and `bce_with_logits` and `cross_entropy`, whose f64 exp and
+//! ln are loss.cu's own, not glibc's (one f32 ulp; bit for bit on every input the tests try).
 //! They are checked without a GPU: NVRTC compiles them as here (tests/cuda_nvrtc.rs), and a C++
 //! emulation runs them on the CPU against the CPU backend, plain and under sanitizers
 //! (tests/cuda_emu.rs). tests/cuda_device.rs runs the same comparisons on a GPU
@@ -620,6 +622,68 @@ impl Cuda {
             rows_per_example,
             Geometry::DEVICE,
         )?)
+    }
+
+    // ---- pooling and losses (the trait's) ----
+
+    pub fn masked_mean_pool_forward(
+        &self,
+        out: &mut CudaBuf,
+        h: &CudaBuf,
+        mask: &CudaBuf,
+        t: usize,
+        c: usize,
+    ) -> Result<()> {
+        let out = self.slice(out);
+        self.run(plan::masked_mean_pool_forward(out, self.slice(h), self.slice(mask), t, c, Geometry::DEVICE)?)
+    }
+    pub fn masked_mean_pool_backward(
+        &self,
+        dh: &mut CudaBuf,
+        dout: &CudaBuf,
+        mask: &CudaBuf,
+        t: usize,
+        c: usize,
+    ) -> Result<()> {
+        let dh = self.slice(dh);
+        self.run(plan::masked_mean_pool_backward(dh, self.slice(dout), self.slice(mask), t, c, Geometry::DEVICE)?)
+    }
+    pub fn bce_with_logits(
+        &self,
+        losses: &mut CudaBuf,
+        dlogits: &mut CudaBuf,
+        logits: &CudaBuf,
+        targets: &CudaBuf,
+        grad_scale: f32,
+    ) -> Result<()> {
+        let (l, d) = (self.slice(losses), self.slice(dlogits));
+        self.run(plan::bce_with_logits(l, d, self.slice(logits), self.slice(targets), grad_scale, Geometry::DEVICE)?)
+    }
+    pub fn regression_loss(
+        &self,
+        losses: &mut CudaBuf,
+        dlogits: &mut CudaBuf,
+        preds: &CudaBuf,
+        targets: &CudaBuf,
+        huber: Option<f32>,
+        grad_scale: f32,
+    ) -> Result<()> {
+        let (l, d) = (self.slice(losses), self.slice(dlogits));
+        let (p, t) = (self.slice(preds), self.slice(targets));
+        self.run(plan::regression_loss(l, d, p, t, huber, grad_scale, Geometry::DEVICE)?)
+    }
+    pub fn cross_entropy(
+        &self,
+        losses: &mut CudaBuf,
+        dlogits: &mut CudaBuf,
+        logits: &CudaBuf,
+        classes: &CudaIds,
+        k: usize,
+        grad_scale: f32,
+    ) -> Result<()> {
+        let (l, d) = (self.slice(losses), self.slice(dlogits));
+        let c = self.slice(&classes.dev);
+        self.run(plan::cross_entropy(l, d, self.slice(logits), c, &classes.host, k, grad_scale, Geometry::DEVICE)?)
     }
 
     // ---- noise and optimizers (the trait's) ----

@@ -749,3 +749,159 @@ pub fn embedding_group_sq_norms(
     Ok((out.len > 0)
         .then(|| launch(Module::Embedding, "embedding_group_sq_norms", out.len as u64, BLOCK as u64, geo, args)))
 }
+
+fn loss_launch(kernel: &'static str, n: usize, geo: Geometry, args: Vec<Arg>) -> Option<Launch> {
+    (n > 0).then(|| launch(Module::Loss, kernel, n as u64, BLOCK as u64, geo, args))
+}
+
+/// h: [B, T, C], mask: [B, T] -> out: [B, C] = masked mean over T (see `Backend::masked_mean_pool_forward`)
+pub fn masked_mean_pool_forward(
+    out: Slice,
+    h: Slice,
+    mask: Slice,
+    t: usize,
+    c: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    let b = if t == 0 { 0 } else { mask.len / t };
+    check_len("masked_mean_pool_forward", "mask", b * t, mask.len)?;
+    check_len("masked_mean_pool_forward", "h", b * t * c, h.len)?;
+    check_len("masked_mean_pool_forward", "out", b * c, out.len)?;
+    if c == 0 || t == 0 {
+        return Ok(None);
+    }
+    let n = b * c;
+    let args = vec![
+        Arg::Ptr(out.ptr),
+        Arg::Ptr(h.ptr),
+        Arg::Ptr(mask.ptr),
+        Arg::U64(t as u64),
+        Arg::U64(c as u64),
+        Arg::U64(n as u64),
+    ];
+    Ok(loss_launch("masked_mean_pool_forward", n, geo, args))
+}
+
+/// dh: [B, T, C] = dout[b, :] m[b, t] / max(sum_t m, 1) (see `Backend::masked_mean_pool_backward`)
+pub fn masked_mean_pool_backward(
+    dh: Slice,
+    dout: Slice,
+    mask: Slice,
+    t: usize,
+    c: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    let b = if t == 0 { 0 } else { mask.len / t };
+    check_len("masked_mean_pool_backward", "mask", b * t, mask.len)?;
+    check_len("masked_mean_pool_backward", "dh", b * t * c, dh.len)?;
+    check_len("masked_mean_pool_backward", "dout", b * c, dout.len)?;
+    if c == 0 || t == 0 {
+        return Ok(None);
+    }
+    let n = b * c;
+    let args = vec![
+        Arg::Ptr(dh.ptr),
+        Arg::Ptr(dout.ptr),
+        Arg::Ptr(mask.ptr),
+        Arg::U64(t as u64),
+        Arg::U64(c as u64),
+        Arg::U64(n as u64),
+    ];
+    Ok(loss_launch("masked_mean_pool_backward", n, geo, args))
+}
+
+/// losses, dlogits: [B] of the binary cross-entropy with logits (see `Backend::bce_with_logits`)
+pub fn bce_with_logits(
+    losses: Slice,
+    dlogits: Slice,
+    logits: Slice,
+    targets: Slice,
+    grad_scale: f32,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    let b = logits.len;
+    check_len("bce_with_logits", "targets", b, targets.len)?;
+    check_len("bce_with_logits", "losses", b, losses.len)?;
+    check_len("bce_with_logits", "dlogits", b, dlogits.len)?;
+    let args = vec![
+        Arg::Ptr(losses.ptr),
+        Arg::Ptr(dlogits.ptr),
+        Arg::Ptr(logits.ptr),
+        Arg::Ptr(targets.ptr),
+        Arg::F32(grad_scale),
+        Arg::U64(b as u64),
+    ];
+    Ok(loss_launch("bce_with_logits", b, geo, args))
+}
+
+/// losses, dlogits: [B] of the squared error or the Huber loss (see `Backend::regression_loss`)
+#[allow(clippy::too_many_arguments)]
+pub fn regression_loss(
+    losses: Slice,
+    dlogits: Slice,
+    preds: Slice,
+    targets: Slice,
+    huber: Option<f32>,
+    grad_scale: f32,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    let b = preds.len;
+    check_len("regression_loss", "targets", b, targets.len)?;
+    check_len("regression_loss", "losses", b, losses.len)?;
+    check_len("regression_loss", "dlogits", b, dlogits.len)?;
+    if let Some(d) = huber {
+        if !(d > 0.0 && d.is_finite()) {
+            return Err(KernelError::Invalid {
+                op: "regression_loss",
+                msg: format!("Huber delta {d} is not positive"),
+            });
+        }
+    }
+    let args = vec![
+        Arg::Ptr(losses.ptr),
+        Arg::Ptr(dlogits.ptr),
+        Arg::Ptr(preds.ptr),
+        Arg::Ptr(targets.ptr),
+        Arg::U32(huber.is_some() as u32),
+        Arg::F32(huber.unwrap_or(0.0)),
+        Arg::F32(grad_scale),
+        Arg::U64(b as u64),
+    ];
+    Ok(loss_launch("regression_loss", b, geo, args))
+}
+
+/// losses: [B], dlogits: [B, K] of the softmax cross-entropy (see `Backend::cross_entropy`);
+/// `classes_host` is the classes' host copy, which the CPU's range check reads
+#[allow(clippy::too_many_arguments)]
+pub fn cross_entropy(
+    losses: Slice,
+    dlogits: Slice,
+    logits: Slice,
+    classes: Slice,
+    classes_host: &[u32],
+    k: usize,
+    grad_scale: f32,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    check_len("cross_entropy", "classes", classes_host.len(), classes.len)?;
+    let b = classes.len;
+    check_len("cross_entropy", "logits", b * k, logits.len)?;
+    check_len("cross_entropy", "dlogits", b * k, dlogits.len)?;
+    check_len("cross_entropy", "losses", b, losses.len)?;
+    if let Some(&bad) = classes_host.iter().find(|&&c| c as usize >= k) {
+        return Err(KernelError::Invalid {
+            op: "cross_entropy",
+            msg: format!("class {bad} out of range for {k} classes"),
+        });
+    }
+    let args = vec![
+        Arg::Ptr(losses.ptr),
+        Arg::Ptr(dlogits.ptr),
+        Arg::Ptr(logits.ptr),
+        Arg::Ptr(classes.ptr),
+        Arg::U64(k as u64),
+        Arg::F32(grad_scale),
+        Arg::U64(b as u64),
+    ];
+    Ok(loss_launch("cross_entropy", b, geo, args))
+}

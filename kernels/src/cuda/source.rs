@@ -17,11 +17,19 @@ pub enum Module {
     Noise,
     Rows,
     Embedding,
+    Loss,
 }
 
 impl Module {
-    pub const ALL: [Module; 6] =
-        [Module::Elementwise, Module::Reduce, Module::Optim, Module::Noise, Module::Rows, Module::Embedding];
+    pub const ALL: [Module; 7] = [
+        Module::Elementwise,
+        Module::Reduce,
+        Module::Optim,
+        Module::Noise,
+        Module::Rows,
+        Module::Embedding,
+        Module::Loss,
+    ];
 
     /// The file name beside this source (also the NVRTC program name, which its messages show).
     pub fn file(self) -> &'static str {
@@ -32,6 +40,7 @@ impl Module {
             Module::Noise => "noise.cu",
             Module::Rows => "rows.cu",
             Module::Embedding => "embedding.cu",
+            Module::Loss => "loss.cu",
         }
     }
 
@@ -44,6 +53,7 @@ impl Module {
             Module::Noise => include_str!("noise.cu"),
             Module::Rows => include_str!("rows.cu"),
             Module::Embedding => include_str!("embedding.cu"),
+            Module::Loss => include_str!("loss.cu"),
         }
     }
 

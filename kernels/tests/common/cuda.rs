@@ -134,6 +134,48 @@ pub trait Kernels {
         layout: &GroupRows,
         rows_per_example: usize,
     ) -> Result<()>;
+    fn masked_mean_pool_forward(
+        &mut self,
+        out: &mut Vec<f32>,
+        h: &[f32],
+        mask: &[f32],
+        t: usize,
+        c: usize,
+    ) -> Result<()>;
+    fn masked_mean_pool_backward(
+        &mut self,
+        dh: &mut Vec<f32>,
+        dout: &[f32],
+        mask: &[f32],
+        t: usize,
+        c: usize,
+    ) -> Result<()>;
+    fn bce_with_logits(
+        &mut self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        logits: &[f32],
+        targets: &[f32],
+        grad_scale: f32,
+    ) -> Result<()>;
+    fn regression_loss(
+        &mut self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        preds: &[f32],
+        targets: &[f32],
+        huber: Option<f32>,
+        grad_scale: f32,
+    ) -> Result<()>;
+    fn cross_entropy(
+        &mut self,
+        losses: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+        logits: &[f32],
+        classes: &[u32],
+        k: usize,
+        grad_scale: f32,
+    ) -> Result<()>;
 }
 
 /// Calls `$m! { name => body, ... }` with every case, so that each runner lists them once.
@@ -157,6 +199,8 @@ macro_rules! cuda_cases {
             layer_norm => $crate::common::cuda::layer_norm_matches_the_cpu_bit_for_bit,
             softmax => $crate::common::cuda::softmax_matches_the_cpu_bit_for_bit,
             embedding => $crate::common::cuda::embedding_matches_the_cpu_bit_for_bit,
+            pool => $crate::common::cuda::masked_mean_pool_matches_the_cpu_bit_for_bit,
+            losses => $crate::common::cuda::losses_match_the_cpu,
         }
     };
 }
@@ -571,4 +615,104 @@ pub fn embedding_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
     assert_eq!(e, want.unwrap_err());
     let e = k.embedding_group_sq_norms(&mut vec![0.0; 3], &ids, &dy, d, &layout, rpe).unwrap_err();
     assert_eq!(e, cpu().embedding_group_sq_norms(&mut vec![0.0; 3], &ids, &dy, d, &layout, rpe).unwrap_err());
+}
+
+pub fn masked_mean_pool_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
+    let mut rng = Rng::new(17);
+    let (b, t, c) = (5, 9, 37);
+    // example 0 keeps all, 1 some, 2 none, 3 soft weights, 4 a single step
+    let mask: Vec<f32> = (0..b * t)
+        .map(|i| match i / t {
+            0 => 1.0,
+            1 => (i % 2) as f32,
+            2 => 0.0,
+            3 => (i % t) as f32 * 0.3,
+            _ => (i % t == 4) as u8 as f32,
+        })
+        .collect();
+    let h = rng.vec(b * t * c, 2.0);
+    let mut want = vec![0.0; b * c];
+    cpu().masked_mean_pool_forward(&mut want, &h, &mask, t, c).unwrap();
+    let mut got = vec![7.0; b * c];
+    k.masked_mean_pool_forward(&mut got, &h, &mask, t, c).unwrap();
+    assert_bits("masked_mean_pool_forward", &got, &want);
+    let dout = rng.vec(b * c, 1.0);
+    let mut want = vec![0.0; b * t * c];
+    cpu().masked_mean_pool_backward(&mut want, &dout, &mask, t, c).unwrap();
+    let mut got = vec![7.0; b * t * c];
+    k.masked_mean_pool_backward(&mut got, &dout, &mask, t, c).unwrap();
+    assert_bits("masked_mean_pool_backward", &got, &want);
+    let e = k.masked_mean_pool_forward(&mut vec![0.0; 3], &h, &mask, t, c).unwrap_err();
+    assert_eq!(e, cpu().masked_mean_pool_forward(&mut vec![0.0; 3], &h, &mask, t, c).unwrap_err());
+    let e = k.masked_mean_pool_backward(&mut vec![0.0; b * t * c], &dout, &mask[1..], t, c).unwrap_err();
+    assert_eq!(
+        e,
+        cpu().masked_mean_pool_backward(&mut vec![0.0; b * t * c], &dout, &mask[1..].to_vec(), t, c).unwrap_err()
+    );
+}
+
+/// Within one f32 ulp of the CPU (or 1e-30 absolute, for a result at 0): the kernels' f64 exp and ln
+/// are their own, the CPU's glibc's (see cuda/loss.cu). Counts the results that are not the CPU's bits.
+fn assert_libm(what: &str, got: &[f32], want: &[f32]) -> usize {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let ulp = f32::from_bits(w.abs().to_bits() + 1) - w.abs();
+        assert!(
+            (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= ulp.max(1e-30),
+            "{what}[{i}]: got {g:e}, CPU {w:e}"
+        );
+    }
+    got.iter().zip(want).filter(|(g, w)| g.to_bits() != w.to_bits() && !(g.is_nan() && w.is_nan())).count()
+}
+
+pub fn losses_match_the_cpu(k: &mut impl Kernels) {
+    let mut rng = Rng::new(18);
+    let n = 700;
+    let mut logits = rng.vec(n, 8.0);
+    logits.extend([0.0, -0.0, 40.0, -40.0, 800.0, -800.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
+    let targets: Vec<f32> = (0..logits.len()).map(|i| [0.0, 1.0, 0.3][i % 3]).collect();
+    let m = logits.len();
+    let (mut l0, mut d0) = (vec![0.0; m], vec![0.0; m]);
+    cpu().bce_with_logits(&mut l0, &mut d0, &logits, &targets, 0.125).unwrap();
+    let (mut l, mut d) = (vec![9.0; m], vec![9.0; m]);
+    k.bce_with_logits(&mut l, &mut d, &logits, &targets, 0.125).unwrap();
+    let off = assert_libm("bce_with_logits losses", &l, &l0) + assert_libm("bce_with_logits dlogits", &d, &d0);
+    eprintln!("bce_with_logits: {off} of {} results differ from the CPU's bits (by 1 ulp)", 2 * m);
+    for huber in [None, Some(1.0), Some(0.05)] {
+        let (mut l0, mut d0) = (vec![0.0; m], vec![0.0; m]);
+        cpu().regression_loss(&mut l0, &mut d0, &logits, &targets, huber, 0.5).unwrap();
+        let (mut l, mut d) = (vec![9.0; m], vec![9.0; m]);
+        k.regression_loss(&mut l, &mut d, &logits, &targets, huber, 0.5).unwrap();
+        assert_bits(&format!("regression_loss losses {huber:?}"), &l, &l0);
+        assert_bits(&format!("regression_loss dlogits {huber:?}"), &d, &d0);
+    }
+    let (b, kk) = (61, 10);
+    let mut z = rng.vec(b * kk, 6.0);
+    z[3] = 90.0;
+    z[kk + 2] = -90.0;
+    let classes: Vec<u32> = (0..b as u32).map(|i| i * 7 % kk as u32).collect();
+    let (mut l0, mut d0) = (vec![0.0; b], vec![0.0; b * kk]);
+    cpu().cross_entropy(&mut l0, &mut d0, &z, &classes, kk, 0.25).unwrap();
+    let (mut l, mut d) = (vec![9.0; b], vec![9.0; b * kk]);
+    k.cross_entropy(&mut l, &mut d, &z, &classes, kk, 0.25).unwrap();
+    let off = assert_libm("cross_entropy dlogits", &d, &d0) + assert_libm("cross_entropy losses", &l, &l0);
+    eprintln!("cross-entropy: {off} of {} results differ from the CPU's bits (by 1 ulp)", d.len() + l.len());
+    // the CPU's errors
+    let e = k.bce_with_logits(&mut vec![0.0; m], &mut vec![0.0; m], &logits, &targets[1..], 1.0).unwrap_err();
+    assert_eq!(
+        e,
+        cpu().bce_with_logits(&mut vec![0.0; m], &mut vec![0.0; m], &logits, &targets[1..].to_vec(), 1.0).unwrap_err()
+    );
+    for huber in [Some(0.0), Some(f32::NAN), Some(-1.0)] {
+        let e = k.regression_loss(&mut vec![0.0; m], &mut vec![0.0; m], &logits, &targets, huber, 1.0).unwrap_err();
+        assert_eq!(
+            e,
+            cpu().regression_loss(&mut vec![0.0; m], &mut vec![0.0; m], &logits, &targets, huber, 1.0).unwrap_err()
+        );
+    }
+    let mut bad = classes.clone();
+    bad[4] = 10;
+    bad[7] = 12;
+    let e = k.cross_entropy(&mut vec![0.0; b], &mut vec![0.0; b * kk], &z, &bad, kk, 1.0).unwrap_err();
+    assert_eq!(e, cpu().cross_entropy(&mut vec![0.0; b], &mut vec![0.0; b * kk], &z, &bad, kk, 1.0).unwrap_err());
 }
