@@ -352,6 +352,49 @@ impl Kernels for Dev {
         *dlogits = self.0.download(&db)?;
         Ok(())
     }
+    fn gru_step_forward(
+        &mut self,
+        h: &mut Vec<f32>,
+        h_prev: &mut Vec<f32>,
+        gates: &mut Vec<f32>,
+        gi: &[f32],
+        gh: &[f32],
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()> {
+        let (mut hb, mut pb, mut gb) = (self.0.upload(h)?, self.0.upload(h_prev)?, self.0.upload(gates)?);
+        let (gi, gh) = (self.0.upload(gi)?, self.0.upload(gh)?);
+        self.0.gru_step_forward(&mut hb, &mut pb, &mut gb, &gi, &gh, b, steps, t, hidden)?;
+        *h = self.0.download(&hb)?;
+        *h_prev = self.0.download(&pb)?;
+        *gates = self.0.download(&gb)?;
+        Ok(())
+    }
+    fn gru_step_backward(
+        &mut self,
+        dgi: &mut Vec<f32>,
+        dgh: &mut Vec<f32>,
+        carry: &mut Vec<f32>,
+        dy: &[f32],
+        gates: &[f32],
+        gh: &[f32],
+        h_prev: &[f32],
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()> {
+        let (mut ib, mut hb, mut cb) = (self.0.upload(dgi)?, self.0.upload(dgh)?, self.0.upload(carry)?);
+        let (dy, gates) = (self.0.upload(dy)?, self.0.upload(gates)?);
+        let (gh, h_prev) = (self.0.upload(gh)?, self.0.upload(h_prev)?);
+        self.0.gru_step_backward(&mut ib, &mut hb, &mut cb, &dy, &gates, &gh, &h_prev, b, steps, t, hidden)?;
+        *dgi = self.0.download(&ib)?;
+        *dgh = self.0.download(&hb)?;
+        *carry = self.0.download(&cb)?;
+        Ok(())
+    }
 }
 
 macro_rules! device_tests {

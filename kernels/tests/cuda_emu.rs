@@ -435,6 +435,56 @@ impl Kernels for Emu {
         *dlogits = floats(&r[1]);
         Ok(())
     }
+    fn gru_step_forward(
+        &mut self,
+        h: &mut Vec<f32>,
+        h_prev: &mut Vec<f32>,
+        gates: &mut Vec<f32>,
+        gi: &[f32],
+        gh: &[f32],
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()> {
+        let bufs = [Host::F32(h), Host::F32(h_prev), Host::F32(gates), Host::F32(gi), Host::F32(gh)];
+        let r = self.run(&bufs, |s| plan::gru_step_forward(s[0], s[1], s[2], s[3], s[4], b, steps, t, hidden, GEO))?;
+        *h = floats(&r[0]);
+        *h_prev = floats(&r[1]);
+        *gates = floats(&r[2]);
+        Ok(())
+    }
+    fn gru_step_backward(
+        &mut self,
+        dgi: &mut Vec<f32>,
+        dgh: &mut Vec<f32>,
+        carry: &mut Vec<f32>,
+        dy: &[f32],
+        gates: &[f32],
+        gh: &[f32],
+        h_prev: &[f32],
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()> {
+        let bufs = [
+            Host::F32(dgi),
+            Host::F32(dgh),
+            Host::F32(carry),
+            Host::F32(dy),
+            Host::F32(gates),
+            Host::F32(gh),
+            Host::F32(h_prev),
+        ];
+        let r = self.run(&bufs, |s| {
+            plan::gru_step_backward(s[0], s[1], s[2], s[3], s[4], s[5], s[6], b, steps, t, hidden, GEO)
+        })?;
+        *dgi = floats(&r[0]);
+        *dgh = floats(&r[1]);
+        *carry = floats(&r[2]);
+        Ok(())
+    }
 }
 
 /// Starts the emulator of `flavor`, or says why it is skipped (a sanitizer the compiler lacks).

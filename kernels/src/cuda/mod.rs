@@ -1,10 +1,10 @@
 //! The CUDA backend (issue 14), its foundation: finding the device ([`probe`]), the device
 //! ([`Cuda`]: context, stream, cuBLAS handle, NVRTC modules compiled once per device), its buffers,
 //! and the kernels of the elementwise, reduction, column copy, layer norm, masked softmax, embedding,
-//! pooling, loss, optimizer and noise primitives, each launched from a plan ([`plan`]) that the CPU emulation tests run too.
+//! pooling, loss, GRU step, optimizer and noise primitives, each launched from a plan ([`plan`]) that the CPU emulation tests run too.
 //!
 //! `Cuda` does NOT implement [`crate::Backend`] yet: the methods below have the trait's signatures
-//! and semantics, and the rest (gemm through cuBLAS, the GRU step forward and backward) is still to be
+//! and semantics, and the rest (gemm through cuBLAS) is still to be
 //! written (`weighted_row_sum` has the trait's default, a gemm).
 //!
 //! Every build has this module: cudarc loads libcuda, libnvrtc and libcublas at run time. [`probe`]
@@ -684,6 +684,58 @@ impl Cuda {
         let (l, d) = (self.slice(losses), self.slice(dlogits));
         let c = self.slice(&classes.dev);
         self.run(plan::cross_entropy(l, d, self.slice(logits), c, &classes.host, k, grad_scale, Geometry::DEVICE)?)
+    }
+
+    // ---- recurrent (the trait's) ----
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn gru_step_forward(
+        &self,
+        h: &mut CudaBuf,
+        h_prev: &mut CudaBuf,
+        gates: &mut CudaBuf,
+        gi: &CudaBuf,
+        gh: &CudaBuf,
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()> {
+        let (h, h_prev, gates) = (self.slice(h), self.slice(h_prev), self.slice(gates));
+        let (gi, gh) = (self.slice(gi), self.slice(gh));
+        self.run(plan::gru_step_forward(h, h_prev, gates, gi, gh, b, steps, t, hidden, Geometry::DEVICE)?)
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub fn gru_step_backward(
+        &self,
+        dgi: &mut CudaBuf,
+        dgh: &mut CudaBuf,
+        carry: &mut CudaBuf,
+        dy: &CudaBuf,
+        gates: &CudaBuf,
+        gh: &CudaBuf,
+        h_prev: &CudaBuf,
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()> {
+        let (dgi, dgh, carry) = (self.slice(dgi), self.slice(dgh), self.slice(carry));
+        let (dy, gates, gh, h_prev) = (self.slice(dy), self.slice(gates), self.slice(gh), self.slice(h_prev));
+        self.run(plan::gru_step_backward(
+            dgi,
+            dgh,
+            carry,
+            dy,
+            gates,
+            gh,
+            h_prev,
+            b,
+            steps,
+            t,
+            hidden,
+            Geometry::DEVICE,
+        )?)
     }
 
     // ---- noise and optimizers (the trait's) ----

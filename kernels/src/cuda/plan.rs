@@ -905,3 +905,94 @@ pub fn cross_entropy(
     ];
     Ok(loss_launch("cross_entropy", b, geo, args))
 }
+
+/// The CPU's check of a GRU step: inside the sequence, and `b * steps * 3 * hidden` fits in usize;
+/// returns the rows (b * steps).
+fn gru_check(op: &'static str, b: usize, steps: usize, t: usize, hidden: usize) -> Result<usize> {
+    if t >= steps {
+        return Err(KernelError::Invalid { op, msg: format!("step {t} of a sequence of {steps}") });
+    }
+    let rows = b.checked_mul(steps);
+    if rows.and_then(|r| r.checked_mul(3)).and_then(|r| r.checked_mul(hidden)).is_none() {
+        return Err(KernelError::Invalid { op, msg: format!("{b} x {steps} x {hidden} is too large") });
+    }
+    Ok(rows.unwrap_or(0))
+}
+
+/// One GRU step forward (see `Backend::gru_step_forward`)
+#[allow(clippy::too_many_arguments)]
+pub fn gru_step_forward(
+    h: Slice,
+    h_prev: Slice,
+    gates: Slice,
+    gi: Slice,
+    gh: Slice,
+    b: usize,
+    steps: usize,
+    t: usize,
+    hidden: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    const OP: &str = "gru_step_forward";
+    let (rows, k) = (gru_check(OP, b, steps, t, hidden)?, hidden);
+    check_len(OP, "h", rows * k, h.len)?;
+    check_len(OP, "h_prev", rows * k, h_prev.len)?;
+    check_len(OP, "gates", rows * 3 * k, gates.len)?;
+    check_len(OP, "gi", rows * 3 * k, gi.len)?;
+    check_len(OP, "gh", rows * 3 * k, gh.len)?;
+    let n = b * k;
+    let args = vec![
+        Arg::Ptr(h.ptr),
+        Arg::Ptr(h_prev.ptr),
+        Arg::Ptr(gates.ptr),
+        Arg::Ptr(gi.ptr),
+        Arg::Ptr(gh.ptr),
+        Arg::U64(steps as u64),
+        Arg::U64(t as u64),
+        Arg::U64(k as u64),
+        Arg::U64(n as u64),
+    ];
+    Ok((n > 0).then(|| launch(Module::Gru, "gru_step_forward", n as u64, BLOCK as u64, geo, args)))
+}
+
+/// One GRU step backward (see `Backend::gru_step_backward`)
+#[allow(clippy::too_many_arguments)]
+pub fn gru_step_backward(
+    dgi: Slice,
+    dgh: Slice,
+    carry: Slice,
+    dy: Slice,
+    gates: Slice,
+    gh: Slice,
+    h_prev: Slice,
+    b: usize,
+    steps: usize,
+    t: usize,
+    hidden: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    const OP: &str = "gru_step_backward";
+    let (rows, k) = (gru_check(OP, b, steps, t, hidden)?, hidden);
+    check_len(OP, "dgi", rows * 3 * k, dgi.len)?;
+    check_len(OP, "dgh", rows * 3 * k, dgh.len)?;
+    check_len(OP, "carry", b * k, carry.len)?;
+    check_len(OP, "dy", rows * k, dy.len)?;
+    check_len(OP, "gates", rows * 3 * k, gates.len)?;
+    check_len(OP, "gh", rows * 3 * k, gh.len)?;
+    check_len(OP, "h_prev", rows * k, h_prev.len)?;
+    let n = b * k;
+    let args = vec![
+        Arg::Ptr(dgi.ptr),
+        Arg::Ptr(dgh.ptr),
+        Arg::Ptr(carry.ptr),
+        Arg::Ptr(dy.ptr),
+        Arg::Ptr(gates.ptr),
+        Arg::Ptr(gh.ptr),
+        Arg::Ptr(h_prev.ptr),
+        Arg::U64(steps as u64),
+        Arg::U64(t as u64),
+        Arg::U64(k as u64),
+        Arg::U64(n as u64),
+    ];
+    Ok((n > 0).then(|| launch(Module::Gru, "gru_step_backward", n as u64, BLOCK as u64, geo, args)))
+}

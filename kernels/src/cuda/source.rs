@@ -18,10 +18,11 @@ pub enum Module {
     Rows,
     Embedding,
     Loss,
+    Gru,
 }
 
 impl Module {
-    pub const ALL: [Module; 7] = [
+    pub const ALL: [Module; 8] = [
         Module::Elementwise,
         Module::Reduce,
         Module::Optim,
@@ -29,6 +30,7 @@ impl Module {
         Module::Rows,
         Module::Embedding,
         Module::Loss,
+        Module::Gru,
     ];
 
     /// The file name beside this source (also the NVRTC program name, which its messages show).
@@ -41,6 +43,7 @@ impl Module {
             Module::Rows => "rows.cu",
             Module::Embedding => "embedding.cu",
             Module::Loss => "loss.cu",
+            Module::Gru => "gru.cu",
         }
     }
 
@@ -54,6 +57,7 @@ impl Module {
             Module::Rows => include_str!("rows.cu"),
             Module::Embedding => include_str!("embedding.cu"),
             Module::Loss => include_str!("loss.cu"),
+            Module::Gru => include_str!("gru.cu"),
         }
     }
 

@@ -176,6 +176,32 @@ pub trait Kernels {
         k: usize,
         grad_scale: f32,
     ) -> Result<()>;
+    fn gru_step_forward(
+        &mut self,
+        h: &mut Vec<f32>,
+        h_prev: &mut Vec<f32>,
+        gates: &mut Vec<f32>,
+        gi: &[f32],
+        gh: &[f32],
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()>;
+    fn gru_step_backward(
+        &mut self,
+        dgi: &mut Vec<f32>,
+        dgh: &mut Vec<f32>,
+        carry: &mut Vec<f32>,
+        dy: &[f32],
+        gates: &[f32],
+        gh: &[f32],
+        h_prev: &[f32],
+        b: usize,
+        steps: usize,
+        t: usize,
+        hidden: usize,
+    ) -> Result<()>;
 }
 
 /// Calls `$m! { name => body, ... }` with every case, so that each runner lists them once.
@@ -201,6 +227,7 @@ macro_rules! cuda_cases {
             embedding => $crate::common::cuda::embedding_matches_the_cpu_bit_for_bit,
             pool => $crate::common::cuda::masked_mean_pool_matches_the_cpu_bit_for_bit,
             losses => $crate::common::cuda::losses_match_the_cpu,
+            gru => $crate::common::cuda::gru_steps_match_the_cpu_bit_for_bit,
         }
     };
 }
@@ -715,4 +742,54 @@ pub fn losses_match_the_cpu(k: &mut impl Kernels) {
     bad[7] = 12;
     let e = k.cross_entropy(&mut vec![0.0; b], &mut vec![0.0; b * kk], &z, &bad, kk, 1.0).unwrap_err();
     assert_eq!(e, cpu().cross_entropy(&mut vec![0.0; b], &mut vec![0.0; b * kk], &z, &bad, kk, 1.0).unwrap_err());
+}
+
+pub fn gru_steps_match_the_cpu_bit_for_bit(k: &mut impl Kernels) {
+    let mut rng = Rng::new(19);
+    let (b, steps, hid) = (5, 4, 53);
+    let rows = b * steps;
+    let (gi, gh) = (rng.vec(rows * 3 * hid, 3.0), rng.vec(rows * 3 * hid, 3.0));
+    let dy = rng.vec(rows * hid, 1.0);
+    // a whole sequence forward then backward, each step on the outputs of the CPU's previous one
+    let (mut h0, mut p0, mut g0) = (vec![0.0; rows * hid], rng.vec(rows * hid, 1.0), vec![0.0; rows * 3 * hid]);
+    for t in 0..steps {
+        let (mut h, mut p, mut g) = (h0.clone(), p0.clone(), g0.clone());
+        cpu().gru_step_forward(&mut h0, &mut p0, &mut g0, &gi, &gh, b, steps, t, hid).unwrap();
+        k.gru_step_forward(&mut h, &mut p, &mut g, &gi, &gh, b, steps, t, hid).unwrap();
+        assert_bits(&format!("gru_step_forward h t={t}"), &h, &h0);
+        assert_bits(&format!("gru_step_forward h_prev t={t}"), &p, &p0);
+        assert_bits(&format!("gru_step_forward gates t={t}"), &g, &g0);
+    }
+    let (mut di0, mut dh0, mut c0) = (vec![0.0; rows * 3 * hid], vec![0.0; rows * 3 * hid], rng.vec(b * hid, 0.5));
+    for t in (0..steps).rev() {
+        let (mut di, mut dh, mut c) = (di0.clone(), dh0.clone(), c0.clone());
+        cpu().gru_step_backward(&mut di0, &mut dh0, &mut c0, &dy, &g0, &gh, &p0, b, steps, t, hid).unwrap();
+        k.gru_step_backward(&mut di, &mut dh, &mut c, &dy, &g0, &gh, &p0, b, steps, t, hid).unwrap();
+        assert_bits(&format!("gru_step_backward dgi t={t}"), &di, &di0);
+        assert_bits(&format!("gru_step_backward dgh t={t}"), &dh, &dh0);
+        assert_bits(&format!("gru_step_backward carry t={t}"), &c, &c0);
+    }
+    // the CPU's errors: a step past the sequence, a size that overflows, a bad length
+    let e = k.gru_step_forward(&mut h0.clone(), &mut p0.clone(), &mut g0.clone(), &gi, &gh, b, steps, steps, hid);
+    let want =
+        cpu().gru_step_forward(&mut h0.clone(), &mut p0.clone(), &mut g0.clone(), &gi, &gh, b, steps, steps, hid);
+    assert_eq!(e.unwrap_err(), want.unwrap_err());
+    let e = k.gru_step_forward(&mut vec![], &mut vec![], &mut vec![], &[], &[], usize::MAX / 2, 2, 0, 3);
+    let want = cpu().gru_step_forward(&mut vec![], &mut vec![], &mut vec![], &vec![], &vec![], usize::MAX / 2, 2, 0, 3);
+    assert_eq!(e.unwrap_err(), want.unwrap_err());
+    let e = k.gru_step_backward(
+        &mut di0.clone(),
+        &mut dh0.clone(),
+        &mut c0[1..].to_vec(),
+        &dy,
+        &g0,
+        &gh,
+        &p0,
+        b,
+        steps,
+        0,
+        hid,
+    );
+    let want = cpu().gru_step_backward(&mut di0, &mut dh0, &mut c0[1..].to_vec(), &dy, &g0, &gh, &p0, b, steps, 0, hid);
+    assert_eq!(e.unwrap_err(), want.unwrap_err());
 }
