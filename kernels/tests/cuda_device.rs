@@ -456,3 +456,66 @@ fn noise_of_a_large_buffer_matches_the_cpu() {
     cuda.add_normal(&mut b, 0.8, 1.0 / 64.0, 2f64.powi(-13), &key).unwrap();
     common::cuda::assert_bits("add_normal 5M", &cuda.download(&b).unwrap(), &want);
 }
+
+/// gemm through cuBLAS (not emulated: no CPU runs cuBLAS) against the f64 product: f32 by default
+/// (error within 1e-5 of the magnitude sum_l |alpha a b| + |beta c|), TF32 only when asked for (4e-3).
+/// The mapping of each view onto cuBLAS' column-major call is checked without a GPU by the unit tests
+/// of kernels::cuda::plan.
+#[test]
+fn gemm_through_cublas_matches_the_f64_product() {
+    use kernels::backend::{Gemm, MatView};
+    let Some(mut cuda) = device() else { return };
+    assert!(!cuda.tf32(), "TF32 is off unless asked for");
+    let rm = MatView::row_major;
+    let tr = MatView::transposed;
+    let cases = [
+        (rm(0, 5), rm(0, 7), rm(0, 5), Gemm::new(3, 5, 7)),
+        (rm(0, 5), tr(0, 3), rm(0, 5), Gemm::new(3, 5, 7)),
+        (rm(0, 5), rm(0, 7), tr(0, 7), Gemm::new(3, 5, 7).accumulate()),
+        (rm(2, 5).with_ld(9), tr(1, 3), tr(0, 7), Gemm::new(3, 5, 7).alpha(0.5)),
+        (
+            rm(1, 4).with_ld(12).batched(60),
+            rm(2, 6).with_ld(18).batched(90),
+            rm(3, 4).with_ld(12).batched(72),
+            Gemm::new(5, 4, 6).batched(3),
+        ),
+        (rm(0, 3).batched(6), rm(0, 4).batched(8), rm(0, 3), Gemm::new(2, 3, 4).batched(3)),
+        (rm(0, 6).with_ld(1), rm(0, 9).with_ld(2), rm(0, 6), Gemm::new(1, 6, 9)),
+        (rm(0, 4), rm(0, 1), rm(0, 4).with_ld(1), Gemm::new(7, 4, 1)),
+        (rm(0, 4), rm(0, 3), rm(0, 4), Gemm::new(2, 4, 0).accumulate().alpha(2.0)),
+        (rm(0, 384), rm(0, 512), tr(0, 512), Gemm::new(256, 384, 512).accumulate()),
+        (
+            rm(0, 64).batched(128 * 64),
+            rm(0, 64).batched(128 * 64),
+            tr(0, 64).batched(128 * 64),
+            Gemm::new(128, 128, 64).batched(24),
+        ),
+    ];
+    let mut rng = common::Rng::new(20);
+    for (tf32, tol) in [(false, 1e-5f64), (true, 4e-3)] {
+        cuda.set_tf32(tf32).unwrap();
+        for (i, &(cv, av, bv, g)) in cases.iter().enumerate() {
+            let (cl, al, bl) =
+                (cv.extent(g.m, g.n, g.batch) + 3, av.extent(g.m, g.k, g.batch) + 2, bv.extent(g.k, g.n, g.batch) + 1);
+            let (a, b, c0) = (rng.vec(al, 1.0), rng.vec(bl, 1.0), rng.vec(cl, 1.0));
+            let mut want = c0.clone();
+            kernels::cpu::gemm_naive(&mut want, cv, &a, av, &b, bv, g);
+            let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
+            let mut size = abs(&c0);
+            let gm = Gemm { alpha: g.alpha.abs(), beta: g.beta.abs(), ..g };
+            kernels::cpu::gemm_naive(&mut size, cv, &abs(&a), av, &abs(&b), bv, gm);
+            let mut cb = cuda.upload(&c0).unwrap();
+            let (ab, bb) = (cuda.upload(&a).unwrap(), cuda.upload(&b).unwrap());
+            cuda.gemm(&mut cb, cv, &ab, av, &bb, bv, g).unwrap();
+            let got = cuda.download(&cb).unwrap();
+            for (j, ((&x, &y), &s)) in got.iter().zip(&want).zip(&size).enumerate() {
+                let bound = tol * s as f64 + 1e-30;
+                assert!(
+                    ((x - y) as f64).abs() <= bound,
+                    "case {i} tf32={tf32} element {j}: cuBLAS {x}, f64 product {y}"
+                );
+            }
+        }
+    }
+    cuda.set_tf32(false).unwrap();
+}

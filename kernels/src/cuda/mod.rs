@@ -4,8 +4,9 @@
 //! pooling, loss, GRU step, optimizer and noise primitives, each launched from a plan ([`plan`]) that the CPU emulation tests run too.
 //!
 //! `Cuda` does NOT implement [`crate::Backend`] yet: the methods below have the trait's signatures
-//! and semantics, and the rest (gemm through cuBLAS) is still to be
-//! written (`weighted_row_sum` has the trait's default, a gemm).
+//! and semantics, and gemm goes through cuBLAS `sgemmStridedBatched` ([`Cuda::gemm`]; f32, TF32 only through
+//! [`Cuda::set_tf32`]), which no emulation runs: its mapping onto cuBLAS' column-major call is checked
+//! on the CPU (the unit tests of [`plan`]), the call itself only on a GPU (tests/cuda_device.rs).
 //!
 //! Every build has this module: cudarc loads libcuda, libnvrtc and libcublas at run time. [`probe`]
 //! asks for each library before anything calls into it (cudarc panics when a library it calls is
@@ -25,7 +26,7 @@
 pub mod plan;
 pub mod source;
 
-use crate::backend::{Activation, AdamW, GroupRows, MaskFill, NoiseKey};
+use crate::backend::{Activation, AdamW, Gemm, GroupRows, MaskFill, MatView, NoiseKey};
 use crate::error::{check_len, KernelError, Result};
 use cudarc::driver::{
     sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig,
@@ -197,8 +198,9 @@ pub struct Cuda {
     info: DeviceInfo,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
-    #[allow(dead_code)] // gemm is the next step of issue 14
     blas: cudarc::cublas::CudaBlas,
+    /// whether gemm may round its operands to TF32 on tensor cores ([`Cuda::set_tf32`]); off by default
+    tf32: bool,
     modules: Mutex<HashMap<Module, Arc<CudaModule>>>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
 }
@@ -227,7 +229,31 @@ impl Cuda {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| device_error("stream", e))?;
         let blas = cudarc::cublas::CudaBlas::new(stream.clone()).map_err(|e| device_error("cuBLAS handle", e))?;
-        Ok(Cuda { info, ctx, stream, blas, modules: Mutex::default(), functions: Mutex::default() })
+        let mut cuda =
+            Cuda { info, ctx, stream, blas, tf32: true, modules: Mutex::default(), functions: Mutex::default() };
+        cuda.set_tf32(false)?;
+        Ok(cuda)
+    }
+
+    /// Lets gemm round its f32 operands to TF32 (10-bit mantissa) on tensor cores: much faster on
+    /// Ampere and newer, about 1e-3 relative error per product instead of f32's 6e-8. Off unless asked
+    /// for (cuBLAS' default math mode: f32 throughout).
+    pub fn set_tf32(&mut self, on: bool) -> Result<()> {
+        use cudarc::cublas::sys;
+        let mode =
+            if on { sys::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH } else { sys::cublasMath_t::CUBLAS_DEFAULT_MATH };
+        // SAFETY: the handle is live (owned by self.blas); the call only sets a mode on it
+        let status = unsafe { sys::cublasSetMathMode(*self.blas.handle(), mode) };
+        if status != sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(device_error("cublasSetMathMode", format!("{status:?}")));
+        }
+        self.tf32 = on;
+        Ok(())
+    }
+
+    /// Whether gemm may use TF32 ([`Cuda::set_tf32`]).
+    pub fn tf32(&self) -> bool {
+        self.tf32
     }
 
     pub fn info(&self) -> &DeviceInfo {
@@ -369,6 +395,56 @@ impl Cuda {
             offsets: self.upload_vec("groups", &offsets)?,
             example_group: self.upload_vec("groups", &example_group)?,
         })
+    }
+
+    // ---- matmul (the trait's) ----
+
+    /// `Backend::gemm` through cuBLAS `sgemmStridedBatched` (one call for the whole batch), with the
+    /// CPU's checks ([`plan::gemm`]). Not the CPU's bits: cuBLAS sums in its own order (f32, or TF32
+    /// when [`Cuda::set_tf32`] asked for it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(
+        &self,
+        c: &mut CudaBuf,
+        cv: MatView,
+        a: &CudaBuf,
+        av: MatView,
+        b: &CudaBuf,
+        bv: MatView,
+        g: Gemm,
+    ) -> Result<()> {
+        use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+        let Some(call) = plan::gemm(c.len(), cv, a.len(), av, b.len(), bv, g)? else { return Ok(()) };
+        let (cp, ap, bp) = (self.slice(c).ptr, self.slice(a).ptr, self.slice(b).ptr);
+        let at = |base: u64, offset: usize| base + offset as u64 * 4;
+        let op = |t: bool| if t { CUBLAS_OP_T } else { CUBLAS_OP_N };
+        // SAFETY: the plan checked every view's extent against its buffer's length (so each address
+        // cuBLAS computes lies in a live buffer of this device), C is not among the inputs (a &mut
+        // borrow), and the handle runs on this device's one stream; alpha and beta are host values
+        // read during the call (cuBLAS' host pointer mode, cudarc's default)
+        unsafe {
+            cudarc::cublas::result::sgemm_strided_batched(
+                *self.blas.handle(),
+                op(call.trans_a),
+                op(call.trans_b),
+                call.m,
+                call.n,
+                call.k,
+                &call.alpha,
+                at(bp, call.a_offset) as *const f32,
+                call.lda,
+                call.stride_a,
+                at(ap, call.b_offset) as *const f32,
+                call.ldb,
+                call.stride_b,
+                &call.beta,
+                at(cp, call.c_offset) as *mut f32,
+                call.ldc,
+                call.stride_c,
+                call.batch,
+            )
+        }
+        .map_err(|e| device_error("cuBLAS sgemmStridedBatched", e))
     }
 
     // ---- elementwise and reductions (the trait's) ----

@@ -6,8 +6,8 @@
 //! A plan is `None` when there is nothing to do (an empty output): CUDA refuses a grid of 0 blocks.
 
 use super::source::Module;
-use crate::backend::{Activation, AdamW, GroupRows, MaskFill, NoiseKey};
-use crate::error::{check_len, KernelError, Result};
+use crate::backend::{Activation, AdamW, Gemm, GroupRows, MaskFill, MatView, NoiseKey};
+use crate::error::{check_len, check_min_len, KernelError, Result};
 
 /// Threads per block of every kernel (a multiple of the warp, which `add_row_dots` needs; 256 is what
 /// the noise kernel's layout assumes).
@@ -995,4 +995,240 @@ pub fn gru_step_backward(
         Arg::U64(n as u64),
     ];
     Ok((n > 0).then(|| launch(Module::Gru, "gru_step_backward", n as u64, BLOCK as u64, geo, args)))
+}
+
+/// One cuBLAS `sgemmStridedBatched` call, in cuBLAS' column-major terms: the row-major product
+/// C = A·B is the column-major C^T = B^T·A^T, so cuBLAS' first operand is B's storage and its second
+/// A's. Element offsets, leading dimensions and batch strides are in f32 elements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CublasGemm {
+    /// whether cuBLAS reads its first operand (B's storage) transposed: B is stored as read (row-major)
+    pub trans_a: bool,
+    /// whether cuBLAS reads its second operand (A's storage) transposed
+    pub trans_b: bool,
+    /// cuBLAS' m, n, k: our n, m, k
+    pub m: i32,
+    pub n: i32,
+    pub k: i32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub a_offset: usize,
+    pub lda: i32,
+    pub stride_a: i64,
+    pub b_offset: usize,
+    pub ldb: i32,
+    pub stride_b: i64,
+    pub c_offset: usize,
+    pub ldc: i32,
+    pub stride_c: i64,
+    pub batch: i32,
+}
+
+fn to_i32(what: &'static str, v: usize) -> Result<i32> {
+    i32::try_from(v)
+        .map_err(|_| KernelError::Invalid { op: "gemm", msg: format!("{what} {v} is past cuBLAS' 32-bit int") })
+}
+
+/// The CPU's checks of `Backend::gemm` (buffer extents, an untransposed C whose rows do not overlap,
+/// disjoint batch outputs), then the cuBLAS call that computes it (`None`: nothing to do).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    c_len: usize,
+    cv: MatView,
+    a_len: usize,
+    av: MatView,
+    b_len: usize,
+    bv: MatView,
+    g: Gemm,
+) -> Result<Option<CublasGemm>> {
+    let Gemm { m, n, k, batch, alpha, beta } = g;
+    check_min_len("gemm", "C", cv.extent(m, n, batch), c_len)?;
+    check_min_len("gemm", "A", av.extent(m, k, batch), a_len)?;
+    check_min_len("gemm", "B", bv.extent(k, n, batch), b_len)?;
+    if cv.trans {
+        return Err(KernelError::Invalid { op: "gemm", msg: "the output C cannot be a transposed view".into() });
+    }
+    if m > 1 && cv.ld < n {
+        return Err(KernelError::Invalid {
+            op: "gemm",
+            msg: format!("C's leading dimension {} is below its {n} columns", cv.ld),
+        });
+    }
+    if m == 0 || n == 0 || batch == 0 {
+        return Ok(None);
+    }
+    let single = cv.extent(m, n, 1).saturating_sub(cv.offset);
+    if batch > 1 && cv.batch_stride < single {
+        return Err(KernelError::Invalid { op: "gemm", msg: format!("batched outputs overlap: {cv:?} for {g:?}") });
+    }
+    // A leading dimension that no element uses (a matrix of one stored row) may be anything here, but
+    // cuBLAS wants at least the stored column count: it gets that.
+    // B [k, n] row-major is column-major [n, k] (op N, ld >= n; k stored rows); transposed it is
+    // column-major [k, n] read transposed (op T, ld >= k; n stored rows).
+    let (b_rows, b_min) = if bv.trans { (n, k) } else { (k, n) };
+    let lda = if b_rows <= 1 { bv.ld.max(b_min) } else { bv.ld };
+    let (a_rows, a_min) = if av.trans { (k, m) } else { (m, k) };
+    let ldb = if a_rows <= 1 { av.ld.max(a_min) } else { av.ld };
+    let ldc = if m <= 1 { cv.ld.max(n) } else { cv.ld };
+    let stride = |what, s: usize| {
+        i64::try_from(s).map_err(|_| KernelError::Invalid { op: "gemm", msg: format!("{what} {s} too large") })
+    };
+    Ok(Some(CublasGemm {
+        trans_a: bv.trans,
+        trans_b: av.trans,
+        m: to_i32("n", n)?,
+        n: to_i32("m", m)?,
+        k: to_i32("k", k)?,
+        alpha,
+        beta,
+        a_offset: bv.offset,
+        lda: to_i32("B's leading dimension", lda.max(1))?,
+        stride_a: stride("B's batch stride", bv.batch_stride)?,
+        b_offset: av.offset,
+        ldb: to_i32("A's leading dimension", ldb.max(1))?,
+        stride_b: stride("A's batch stride", av.batch_stride)?,
+        c_offset: cv.offset,
+        ldc: to_i32("C's leading dimension", ldc.max(1))?,
+        stride_c: stride("C's batch stride", cv.batch_stride)?,
+        batch: to_i32("batch", batch)?,
+    }))
+}
+
+/// What cuBLAS computes for `call` (column-major, strided batched), on host buffers, in f64 then
+/// rounded: a reference for the tests that the mapping of [`gemm`] is the product the CPU computes.
+pub fn cublas_reference(call: &CublasGemm, c: &mut [f32], a: &[f32], b: &[f32]) {
+    let (m, n, k) = (call.m as usize, call.n as usize, call.k as usize);
+    for p in 0..call.batch as usize {
+        let (ao, bo, co) = (
+            call.a_offset + p * call.stride_a as usize,
+            call.b_offset + p * call.stride_b as usize,
+            call.c_offset + p * call.stride_c as usize,
+        );
+        for j in 0..n {
+            for i in 0..m {
+                let mut s = 0.0f64;
+                for l in 0..k {
+                    // op(A)(i, l) and op(B)(l, j), column-major
+                    let x = if call.trans_a {
+                        a[ao + l + i * call.lda as usize]
+                    } else {
+                        a[ao + i + l * call.lda as usize]
+                    };
+                    let y = if call.trans_b {
+                        b[bo + j + l * call.ldb as usize]
+                    } else {
+                        b[bo + l + j * call.ldb as usize]
+                    };
+                    s += x as f64 * y as f64;
+                }
+                let e = &mut c[co + i + j * call.ldc as usize];
+                let old = if call.beta == 0.0 { 0.0 } else { call.beta as f64 * *e as f64 };
+                *e = (old + call.alpha as f64 * s) as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, Cpu};
+
+    /// The gemm shapes of the tests: plain, transposed operands, a column block of a wider C (ld > n),
+    /// offsets, attention-like batches, one-row and one-column operands whose unused leading dimension
+    /// is below cuBLAS' minimum, k = 0, accumulation and alpha.
+    pub fn gemm_cases() -> Vec<(MatView, MatView, MatView, Gemm)> {
+        let rm = MatView::row_major;
+        vec![
+            (rm(0, 5), rm(0, 7), rm(0, 5), Gemm::new(3, 5, 7)),
+            (rm(0, 5), MatView::transposed(0, 3), rm(0, 5), Gemm::new(3, 5, 7)),
+            (rm(0, 5), rm(0, 7), MatView::transposed(0, 7), Gemm::new(3, 5, 7).accumulate()),
+            (rm(2, 5).with_ld(9), MatView::transposed(1, 3), MatView::transposed(0, 7), Gemm::new(3, 5, 7).alpha(0.5)),
+            // batches: one head's column block of each example's rows (items 5 rows apart, ld > n)
+            (
+                rm(1, 4).with_ld(12).batched(60),
+                rm(2, 6).with_ld(18).batched(90),
+                rm(3, 4).with_ld(12).batched(72),
+                Gemm::new(5, 4, 6).batched(3),
+            ),
+            (
+                rm(0, 4).batched(20),
+                rm(0, 6).batched(30),
+                MatView::transposed(0, 6).batched(24).with_ld(6),
+                Gemm::new(5, 4, 6).batched(2).accumulate(),
+            ),
+            // B shared by every item (batch stride 0)
+            (rm(0, 3).batched(6), rm(0, 4).batched(8), rm(0, 3), Gemm::new(2, 3, 4).batched(3)),
+            // one row of C, one stored row of A and of B, with leading dimensions that no element uses
+            (rm(0, 1), rm(0, 1), rm(0, 1), Gemm::new(1, 1, 6)),
+            (rm(0, 6).with_ld(1), rm(0, 9).with_ld(2), rm(0, 6), Gemm::new(1, 6, 9)),
+            (rm(0, 4), rm(0, 1), rm(0, 4).with_ld(1), Gemm::new(7, 4, 1)),
+            (rm(0, 4), MatView::transposed(0, 1).with_ld(1), MatView::transposed(0, 1).with_ld(1), Gemm::new(1, 4, 1)),
+            (rm(0, 4), rm(0, 3), rm(0, 4), Gemm::new(2, 4, 0).accumulate().alpha(2.0)),
+            (rm(0, 4), rm(0, 3), rm(0, 4), Gemm::new(2, 4, 0)),
+        ]
+    }
+
+    fn value(i: usize) -> f32 {
+        ((i * 7919 % 1000) as f32 - 500.0) / 250.0
+    }
+
+    /// The cuBLAS call of every case, computed as cuBLAS defines it, is the CPU's product (within f32
+    /// rounding of both against the f64 sums): the column-major mapping, the transposes, leading
+    /// dimensions, offsets and batch strides are right. cuBLAS itself runs only on a GPU
+    /// (tests/cuda_device.rs).
+    #[test]
+    fn the_cublas_call_of_each_gemm_is_the_cpus_product() {
+        for (i, &(cv, av, bv, g)) in gemm_cases().iter().enumerate() {
+            let (c_len, a_len, b_len) =
+                (cv.extent(g.m, g.n, g.batch) + 3, av.extent(g.m, g.k, g.batch) + 2, bv.extent(g.k, g.n, g.batch) + 1);
+            let a: Vec<f32> = (0..a_len).map(value).collect();
+            let b: Vec<f32> = (0..b_len).map(|j| value(j + 333)).collect();
+            let c0: Vec<f32> = (0..c_len).map(|j| value(j + 777)).collect();
+            let mut want = c0.clone();
+            crate::cpu::gemm_naive(&mut want, cv, &a, av, &b, bv, g);
+            let mut cpu = c0.clone();
+            Cpu::new(1).unwrap().gemm(&mut cpu, cv, &a, av, &b, bv, g).unwrap();
+            let call = gemm(c_len, cv, a_len, av, b_len, bv, g).unwrap().expect("a product");
+            assert!(call.lda >= if call.trans_a { call.k } else { call.m }.max(1), "case {i}: lda {call:?}");
+            assert!(call.ldb >= if call.trans_b { call.n } else { call.k }.max(1), "case {i}: ldb {call:?}");
+            assert!(call.ldc >= call.m.max(1), "case {i}: ldc {call:?}");
+            let mut got = c0.clone();
+            cublas_reference(&call, &mut got, &b, &a);
+            for (j, ((&x, &y), &z)) in got.iter().zip(&want).zip(&cpu).enumerate() {
+                assert_eq!(x.to_bits(), y.to_bits(), "case {i} element {j}: cuBLAS call {x} vs f64 reference {y}");
+                assert!((z - y).abs() <= 1e-5 * y.abs().max(1.0), "case {i} element {j}: CPU {z} vs {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_refuses_what_the_cpu_refuses() {
+        let rm = MatView::row_major;
+        let cases = [
+            (rm(0, 5), rm(0, 7), rm(0, 5), Gemm::new(3, 5, 7), 14, 21, 35),
+            (MatView::transposed(0, 5), rm(0, 7), rm(0, 5), Gemm::new(3, 5, 7), 15, 21, 35),
+            (rm(0, 5).with_ld(4), rm(0, 7), rm(0, 5), Gemm::new(3, 5, 7), 15, 21, 35),
+            (rm(0, 5).batched(10), rm(0, 7).batched(21), rm(0, 5), Gemm::new(3, 5, 7).batched(2), 30, 42, 35),
+            (rm(0, 5), rm(0, 7), rm(0, 5), Gemm::new(3, 5, 7), 15, 21, 34),
+        ];
+        for (cv, av, bv, g, c_len, a_len, b_len) in cases {
+            let cpu =
+                Cpu::new(1).unwrap().gemm(&mut vec![0.0; c_len], cv, &vec![0.0; a_len], av, &vec![0.0; b_len], bv, g);
+            assert_eq!(gemm(c_len, cv, a_len, av, b_len, bv, g).unwrap_err(), cpu.unwrap_err());
+        }
+        assert_eq!(
+            gemm(
+                0,
+                MatView::row_major(0, 5),
+                0,
+                MatView::row_major(0, 7),
+                35,
+                MatView::row_major(0, 5),
+                Gemm::new(0, 5, 7)
+            )
+            .unwrap(),
+            None
+        );
+    }
 }
