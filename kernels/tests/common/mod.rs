@@ -70,9 +70,10 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32)
 }
 
 /// One test body per behaviour, run on every backend the build has: `backend_tests!(name => body)`
-/// with `fn body(be: &impl Backend)` makes a module `name` holding one `#[test]` per backend (today
-/// `cpu_1_thread`, `cpu_2_threads` and `required_only`, the CPU through its required methods alone;
-/// a CUDA arm joins behind its feature when MEDTRAIN_TEST_CUDA=1).
+/// with `fn body(be: &impl Backend)` makes a module `name` holding one `#[test]` per backend:
+/// `cpu_1_thread`, `cpu_2_threads`, `required_only` (the CPU through its required methods alone) and
+/// `cuda` (the CUDA backend on device 0 when MEDTRAIN_TEST_CUDA=1; without it the test says so and
+/// passes).
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident => $body:path),* $(,)?) => {
@@ -92,9 +93,26 @@ macro_rules! backend_tests {
                 fn required_only() {
                     $body(&crate::common::required::Required::new(2))
                 }
+                /// the CUDA backend, with MEDTRAIN_TEST_CUDA=1 (else it says so and passes)
+                #[test]
+                fn cuda() {
+                    if let Some(be) = crate::common::cuda_backend() {
+                        $body(&be)
+                    }
+                }
             }
         )*
     };
+}
+
+/// The CUDA device 0 when `MEDTRAIN_TEST_CUDA=1`, else `None` (after saying so); with the variable a
+/// missing device fails the test.
+pub fn cuda_backend() -> Option<kernels::cuda::Cuda> {
+    if std::env::var("MEDTRAIN_TEST_CUDA").map_or(true, |v| v != "1") {
+        eprintln!("skipped: set MEDTRAIN_TEST_CUDA=1 to run this on the CUDA backend");
+        return None;
+    }
+    Some(kernels::cuda::Cuda::new(0).unwrap_or_else(|e| panic!("MEDTRAIN_TEST_CUDA=1, but: {e}")))
 }
 
 pub mod cuda;
