@@ -589,7 +589,7 @@ pub fn embedding_forward(
     if d == 0 {
         return Ok(None);
     }
-    if table.len % d != 0 {
+    if !table.len.is_multiple_of(d) {
         return Err(KernelError::Shape {
             op: "embedding_forward",
             what: "table (multiple of D)",
@@ -763,7 +763,7 @@ pub fn masked_mean_pool_forward(
     c: usize,
     geo: Geometry,
 ) -> Result<Option<Launch>> {
-    let b = if t == 0 { 0 } else { mask.len / t };
+    let b = mask.len.checked_div(t).unwrap_or(0);
     check_len("masked_mean_pool_forward", "mask", b * t, mask.len)?;
     check_len("masked_mean_pool_forward", "h", b * t * c, h.len)?;
     check_len("masked_mean_pool_forward", "out", b * c, out.len)?;
@@ -791,7 +791,7 @@ pub fn masked_mean_pool_backward(
     c: usize,
     geo: Geometry,
 ) -> Result<Option<Launch>> {
-    let b = if t == 0 { 0 } else { mask.len / t };
+    let b = mask.len.checked_div(t).unwrap_or(0);
     check_len("masked_mean_pool_backward", "mask", b * t, mask.len)?;
     check_len("masked_mean_pool_backward", "dh", b * t * c, dh.len)?;
     check_len("masked_mean_pool_backward", "dout", b * c, dout.len)?;
