@@ -446,3 +446,72 @@ fn a_job_uses_only_its_own_projects_permits() {
     let a = n.submit(None, &cfg, "alpha", "cpu:1");
     n.wait("alpha's job", 120, |n| n.state(a) == "succeeded");
 }
+
+/// The GPU inventory through NVML's C ABI, on a stand-in `libnvidia-ml.so.1` built by the test (no GPU
+/// here): two GPUs, the second in MIG mode with one instance. The daemon schedules the first whole and
+/// the second by its instance.
+#[test]
+fn gpus_and_mig_instances_are_listed_through_nvml_loaded_at_run_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("nvml.c");
+    std::fs::write(
+        &src,
+        r#"
+#include <stdio.h>
+typedef void *dev_t_;
+typedef struct { unsigned long long total, free, used; } mem_t;
+static int gpu[2], mig[1];
+int nvmlInit_v2(void) { return 0; }
+int nvmlShutdown(void) { return 0; }
+int nvmlDeviceGetCount_v2(unsigned *n) { *n = 2; return 0; }
+int nvmlDeviceGetHandleByIndex_v2(unsigned i, dev_t_ *d) { if (i > 1) return 2; *d = &gpu[i]; return 0; }
+static const char *pick(dev_t_ d, const char *a, const char *b, const char *c) {
+    return d == (dev_t_)&gpu[0] ? a : d == (dev_t_)&gpu[1] ? b : c;
+}
+int nvmlDeviceGetName(dev_t_ d, char *s, unsigned n) {
+    snprintf(s, n, "%s", pick(d, "NVIDIA H200", "NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3 MIG 3g.40gb")); return 0;
+}
+int nvmlDeviceGetUUID(dev_t_ d, char *s, unsigned n) {
+    snprintf(s, n, "%s", pick(d, "GPU-aaaaaaaa-0000-0000-0000-000000000000", "GPU-bbbbbbbb-0000-0000-0000-000000000000",
+        "MIG-cccccccc-0000-0000-0000-000000000000")); return 0;
+}
+int nvmlDeviceGetMemoryInfo(dev_t_ d, mem_t *m) {
+    m->total = d == (dev_t_)&mig[0] ? 40ull << 30 : d == (dev_t_)&gpu[0] ? 141ull << 30 : 80ull << 30; m->free = m->used = 0; return 0;
+}
+int nvmlDeviceGetMigMode(dev_t_ d, unsigned *cur, unsigned *pend) {
+    if (d == (dev_t_)&gpu[0]) return 3; *cur = *pend = 1; return 0;
+}
+int nvmlDeviceGetMaxMigDeviceCount(dev_t_ d, unsigned *n) { *n = 7; return 0; }
+int nvmlDeviceGetMigDeviceHandleByIndex(dev_t_ d, unsigned i, dev_t_ *m) { if (i != 0) return 6; *m = &mig[0]; return 0; }
+"#,
+    )
+    .unwrap();
+    let lib = tmp.path().join("libnvidia-ml.so.1");
+    let cc = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&src).output();
+    let Ok(cc) = cc else {
+        eprintln!("skipped: no C compiler");
+        return;
+    };
+    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    let o = bin().args(["node", "devices", "--json"]).env("LD_LIBRARY_PATH", tmp.path()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let inv: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let gpus = inv["cuda"].as_array().unwrap();
+    assert_eq!(gpus.len(), 2, "{inv}");
+    assert_eq!(gpus[0]["name"], "NVIDIA H200");
+    assert_eq!(gpus[0]["memory_bytes"], 141u64 << 30);
+    assert_eq!(gpus[0]["mig"].as_array().unwrap().len(), 0);
+    assert_eq!(gpus[1]["mig"][0]["uuid"], "MIG-cccccccc-0000-0000-0000-000000000000");
+    assert_eq!(gpus[1]["mig"][0]["memory_bytes"], 40u64 << 30);
+    let cuda = inv["classes"].as_array().unwrap().iter().find(|c| c["class"] == "cuda").unwrap();
+    assert_eq!(cuda["units"], serde_json::json!(["0", "MIG-cccccccc-0000-0000-0000-000000000000"]));
+    assert_eq!(cuda["visible_env"], "CUDA_VISIBLE_DEVICES");
+    assert!(inv["cuda_note"].is_null(), "{inv}");
+    // and the text form
+    let t = bin().args(["node", "devices"]).env("LD_LIBRARY_PATH", tmp.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&t.stdout);
+    assert!(
+        text.contains("cuda  0  NVIDIA H200  141.0 GiB") && text.contains("MIG 0  NVIDIA H100 80GB HBM3 MIG 3g.40gb"),
+        "{text}"
+    );
+}
