@@ -1,9 +1,9 @@
 //! FHIR R4 Bulk Data export reader: `*.ndjson` and `*.ndjson.gz`, one resource per line.
 //!
-//! Streaming: a file is read in blocks of whole lines, the lines of a block are parsed in parallel, and
-//! their results are applied in line order, so memory is bounded by the block and the output, and the
-//! result does not depend on the thread count. A parsed line borrows its strings from the block: an
-//! event costs no allocation until it is interned.
+//! Streaming: a file is read in blocks of whole lines, the lines of a block are parsed in parallel
+//! (while the block before is applied), and their results are applied in line order, so memory is
+//! bounded by the blocks and the output, and the result does not depend on the thread count. A parsed
+//! line borrows its strings from the block: an event costs no allocation until it is interned.
 //!
 //! - Observation (category `laboratory` or a lab section of HL7 v2-0074 such as `LAB`; `vital-signs`
 //!   when the options ask): the code from `code.coding[]` by the options' system preference, else the
@@ -956,93 +956,204 @@ fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result
     }
 }
 
-const BLOCK: usize = 8 << 20;
+/// Bytes of whole lines read at a time. Two blocks are held (one applied while the next is parsed),
+/// each in a buffer of twice this (16 MiB in all, as one 8 MiB block in a 16 MiB buffer was); a
+/// buffer grows past that only while it holds a line longer than a block (up to
+/// `read.max_line_bytes`), and shrinks back after.
+const BLOCK: usize = 4 << 20;
 
 /// Why a line over `read.max_line_bytes` is malformed.
 const LINE_TOO_LONG: &str = "line longer than read.max_line_bytes";
 
+/// A block of input: whole lines (numbered), and what was met while reading them.
+#[derive(Default)]
+struct Block {
+    /// `len` bytes of input; the rest is room kept from block to block (never zeroed again)
+    buf: Vec<u8>,
+    len: usize,
+    /// the end of the block's whole lines: the bytes after it begin the next block
+    cut: usize,
+    /// (line number, byte range in `buf`) of each line that is not blank
+    lines: Vec<(u64, std::ops::Range<usize>)>,
+    /// bytes read from the file into this block
+    bytes: u64,
+    /// numbers of the lines over the bound met (and dropped) before this block's lines
+    too_long: Vec<u64>,
+}
+
+impl Block {
+    /// The partial line the block ends with.
+    fn tail(&self) -> &[u8] {
+        &self.buf[self.cut..self.len]
+    }
+}
+
+/// The lines of one file, read block by block; memory is bounded by the blocks and
+/// `read.max_line_bytes`: a line that grows past the bound before its end is seen is recorded as
+/// over it, and its bytes are dropped as they arrive.
+struct LineReader<R> {
+    input: R,
+    max_line: usize,
+    line_no: u64,
+    eof: bool,
+    /// inside a line over the bound: its bytes are dropped up to its newline
+    skipping: bool,
+}
+
+impl<R: Read> LineReader<R> {
+    /// Fills `block` with `carry` (the partial line the previous block ended with) and what follows,
+    /// up to at least one block of whole lines or the end of the input.
+    fn fill(&mut self, block: &mut Block, carry: &[u8]) -> std::io::Result<()> {
+        block.lines.clear();
+        block.too_long.clear();
+        block.bytes = 0;
+        block.cut = 0;
+        if block.buf.len() > 2 * BLOCK && carry.len() <= BLOCK {
+            // grown for a long line: back to a block's room, so that only a block holding such a
+            // line is that large
+            block.buf.truncate(2 * BLOCK);
+            block.buf.shrink_to_fit();
+        }
+        if block.buf.len() < carry.len() {
+            block.buf.resize(carry.len(), 0);
+        }
+        block.buf[..carry.len()].copy_from_slice(carry);
+        block.len = carry.len();
+        while !self.eof {
+            let start = block.len;
+            let want = start.max(BLOCK) + BLOCK;
+            if block.buf.len() < want {
+                block.buf.resize(want, 0);
+            }
+            let mut filled = start;
+            while filled < want {
+                match self.input.read(&mut block.buf[filled..want]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            block.len = filled;
+            block.bytes += (filled - start) as u64;
+            if self.skipping {
+                match memchr::memchr(b'\n', &block.buf[..block.len]) {
+                    Some(i) => {
+                        block.buf.copy_within(i + 1..block.len, 0);
+                        block.len -= i + 1;
+                        self.skipping = false;
+                    }
+                    None => {
+                        block.len = 0;
+                        continue;
+                    }
+                }
+            }
+            let data = &block.buf[..block.len];
+            let cut = if self.eof { data.len() } else { memchr::memrchr(b'\n', data).map_or(0, |i| i + 1) };
+            if cut == 0 && !self.eof {
+                if block.len > self.max_line {
+                    // a line over the bound with no end in sight: record it now, drop it as it streams
+                    self.line_no += 1;
+                    block.too_long.push(self.line_no);
+                    block.len = 0;
+                    self.skipping = true;
+                }
+                continue; // a line longer than the buffer: read on
+            }
+            let mut at = 0;
+            while at < cut {
+                let end = memchr::memchr(b'\n', &data[at..cut]).map_or(cut, |i| at + i);
+                self.line_no += 1;
+                let (mut from, mut to) = (at, end);
+                if self.line_no == 1 && data[from..to].starts_with(b"\xEF\xBB\xBF") {
+                    from += 3;
+                }
+                if data[from..to].ends_with(b"\r") {
+                    to -= 1;
+                }
+                if !data[from..to].iter().all(u8::is_ascii_whitespace) {
+                    block.lines.push((self.line_no, from..to));
+                }
+                at = end + 1;
+            }
+            block.cut = cut;
+            return Ok(());
+        }
+        Ok(())
+    }
+}
+
+/// The lines of a block, parsed in parallel; each result borrows from its line.
+fn parse_block<'b>(block: &'b Block, opts: &ReadOptions, max_line: usize) -> Vec<LineOut<'b>> {
+    block
+        .lines
+        .par_iter()
+        .with_min_len(64)
+        .map(|(_, r)| {
+            let l = &block.buf[r.clone()];
+            if l.len() > max_line {
+                LineOut::bad(LINE_TOO_LONG)
+            } else {
+                parse_line(l, opts)
+            }
+        })
+        .collect()
+}
+
+/// Applies a parsed block to the sink, in line order.
+fn apply_block(sink: &mut Sink, file: &str, block: &Block, outs: Vec<LineOut<'_>>) {
+    sink.report.bytes += block.bytes;
+    for n in &block.too_long {
+        sink.report.lines += 1;
+        sink.report.malformed_line(file, *n, LINE_TOO_LONG);
+    }
+    sink.report.lines += block.lines.len() as u64;
+    for ((n, _), out) in block.lines.iter().zip(outs) {
+        apply(sink, file, *n, out);
+    }
+}
+
 /// Reads one NDJSON file (optionally gzip-compressed) into the sink.
 ///
-/// Memory is bounded by the block size and `read.max_line_bytes`: a line that grows past the bound
-/// before its end is seen is reported as malformed and its remaining bytes are dropped as they arrive.
+/// Memory is bounded by the blocks and `read.max_line_bytes` (see [`LineReader`]). A block's lines
+/// are applied to the sink (sequential, in line order) while the next block's lines are parsed
+/// (in parallel): the two blocks take turns, so that the work on one thread overlaps the parsing.
 pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let opts = sink.opts;
     let max_line = usize::try_from(opts.limits.max_line_bytes).unwrap_or(usize::MAX);
-    let mut input = super::bounded::open(path, file, opts.limits);
+    let input = super::bounded::open(path, file, opts.limits);
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK * 2);
-    let mut line_no = 0u64;
-    let mut eof = false;
-    // inside a line over the bound: its bytes are dropped up to its newline
-    let mut skipping = false;
-    while !eof {
-        // fill to at least one block of whole lines
-        let start = buf.len();
-        buf.resize(start.max(BLOCK) + BLOCK, 0);
-        let mut filled = start;
-        while filled < buf.len() {
-            match input.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(DataError::io(path, format!("after line {line_no}: {e}"))),
-            }
+    let mut reader = LineReader { input, max_line, line_no: 0, eof: false, skipping: false };
+    let io_error = |line_no: u64, e: std::io::Error| DataError::io(path, format!("after line {line_no}: {e}"));
+    let (mut a, mut b) = (Block::default(), Block::default());
+    reader.fill(&mut a, &[]).map_err(|e| io_error(reader.line_no, e))?;
+    let mut outs_a = parse_block(&a, opts, max_line);
+    // unrolled in two halves (a then b, b then a): each block's results borrow from it
+    loop {
+        if reader.eof {
+            apply_block(sink, &name, &a, outs_a);
+            break;
         }
-        buf.truncate(filled);
-        sink.report.bytes += (filled - start) as u64;
-        if skipping {
-            match memchr::memchr(b'\n', &buf) {
-                Some(i) => {
-                    buf.drain(..=i);
-                    skipping = false;
-                }
-                None => {
-                    buf.clear();
-                    continue;
-                }
-            }
+        if let Err(e) = reader.fill(&mut b, a.tail()) {
+            apply_block(sink, &name, &a, outs_a);
+            return Err(io_error(reader.line_no, e));
         }
-        let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
-        if cut == 0 && !eof {
-            if buf.len() > max_line {
-                // a line over the bound with no end in sight: report it now, drop it as it streams
-                line_no += 1;
-                sink.report.lines += 1;
-                sink.report.malformed_line(&name, line_no, LINE_TOO_LONG);
-                buf.clear();
-                skipping = true;
-            }
-            continue; // a line longer than the buffer: read on
+        let ((), outs_b) = rayon::join(|| apply_block(sink, &name, &a, outs_a), || parse_block(&b, opts, max_line));
+        if reader.eof {
+            apply_block(sink, &name, &b, outs_b);
+            break;
         }
-        let mut lines = Vec::new();
-        let mut at = 0;
-        while at < cut {
-            let end = memchr::memchr(b'\n', &buf[at..cut]).map_or(cut, |i| at + i);
-            line_no += 1;
-            let mut l = &buf[at..end];
-            if line_no == 1 {
-                l = l.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(l);
-            }
-            let l = l.strip_suffix(b"\r").unwrap_or(l);
-            if !l.iter().all(u8::is_ascii_whitespace) {
-                lines.push((line_no, l));
-            }
-            at = end + 1;
+        if let Err(e) = reader.fill(&mut a, b.tail()) {
+            apply_block(sink, &name, &b, outs_b);
+            return Err(io_error(reader.line_no, e));
         }
-        let outs: Vec<LineOut<'_>> = lines
-            .par_iter()
-            .with_min_len(64)
-            .map(|(_, l)| if l.len() > max_line { LineOut::bad(LINE_TOO_LONG) } else { parse_line(l, opts) })
-            .collect();
-        sink.report.lines += lines.len() as u64;
-        for ((n, _), out) in lines.iter().zip(outs) {
-            apply(sink, &name, *n, out);
-        }
-        buf.drain(..cut.min(buf.len()));
+        let ((), outs) = rayon::join(|| apply_block(sink, &name, &b, outs_b), || parse_block(&a, opts, max_line));
+        outs_a = outs;
     }
     sink.report.files += 1;
     Ok(())
