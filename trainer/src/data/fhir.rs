@@ -1117,11 +1117,37 @@ fn apply_block(sink: &mut Sink, file: &str, block: &Block, outs: Vec<LineOut<'_>
     }
 }
 
+/// Applies `cur` (its lines parsed into `outs`) to the sink on a worker while this thread reads the
+/// next block into `next`, then parses `next` on the workers (the parse overlaps the end of the
+/// apply). Returns `next` and its parsed lines, or the read error (`cur` applied all the same).
+fn step<'n, R: Read>(
+    sink: &mut Sink,
+    file: &str,
+    reader: &mut LineReader<R>,
+    cur: &Block,
+    outs: Vec<LineOut<'_>>,
+    next: &'n mut Block,
+    opts: &ReadOptions,
+) -> std::io::Result<(&'n Block, Vec<LineOut<'n>>)> {
+    let max_line = reader.max_line;
+    let mut parsed = Vec::new();
+    let slot = &mut parsed;
+    // the reader stays on this thread (a gzip reader is not Send)
+    let next = rayon::in_place_scope(move |s| {
+        s.spawn(move |_| apply_block(sink, file, cur, outs));
+        reader.fill(next, cur.tail())?;
+        let next: &'n Block = next;
+        s.spawn(move |_| *slot = parse_block(next, opts, max_line));
+        Ok::<_, std::io::Error>(next)
+    })?;
+    Ok((next, parsed))
+}
+
 /// Reads one NDJSON file (optionally gzip-compressed) into the sink.
 ///
-/// Memory is bounded by the blocks and `read.max_line_bytes` (see [`LineReader`]). A block's lines
-/// are applied to the sink (sequential, in line order) while the next block's lines are parsed
-/// (in parallel): the two blocks take turns, so that the work on one thread overlaps the parsing.
+/// Memory is bounded by the blocks and `read.max_line_bytes` (see [`LineReader`]). While a block's
+/// lines are applied to the sink (sequential, in line order), the next block is read and then parsed
+/// (in parallel): the two blocks take turns.
 pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let opts = sink.opts;
@@ -1132,28 +1158,22 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let io_error = |line_no: u64, e: std::io::Error| DataError::io(path, format!("after line {line_no}: {e}"));
     let (mut a, mut b) = (Block::default(), Block::default());
     reader.fill(&mut a, &[]).map_err(|e| io_error(reader.line_no, e))?;
-    let mut outs_a = parse_block(&a, opts, max_line);
+    let mut filled_a: &Block = &a;
+    let mut outs_a = parse_block(filled_a, opts, max_line);
     // unrolled in two halves (a then b, b then a): each block's results borrow from it
     loop {
         if reader.eof {
-            apply_block(sink, &name, &a, outs_a);
+            apply_block(sink, &name, filled_a, outs_a);
             break;
         }
-        if let Err(e) = reader.fill(&mut b, a.tail()) {
-            apply_block(sink, &name, &a, outs_a);
-            return Err(io_error(reader.line_no, e));
-        }
-        let ((), outs_b) = rayon::join(|| apply_block(sink, &name, &a, outs_a), || parse_block(&b, opts, max_line));
+        let (filled_b, outs_b) =
+            step(sink, &name, &mut reader, filled_a, outs_a, &mut b, opts).map_err(|e| io_error(reader.line_no, e))?;
         if reader.eof {
-            apply_block(sink, &name, &b, outs_b);
+            apply_block(sink, &name, filled_b, outs_b);
             break;
         }
-        if let Err(e) = reader.fill(&mut a, b.tail()) {
-            apply_block(sink, &name, &b, outs_b);
-            return Err(io_error(reader.line_no, e));
-        }
-        let ((), outs) = rayon::join(|| apply_block(sink, &name, &b, outs_b), || parse_block(&a, opts, max_line));
-        outs_a = outs;
+        (filled_a, outs_a) =
+            step(sink, &name, &mut reader, filled_b, outs_b, &mut a, opts).map_err(|e| io_error(reader.line_no, e))?;
     }
     sink.report.files += 1;
     Ok(())
