@@ -258,7 +258,7 @@ pub(super) fn at(text: &str, i: usize, c: char, prev: Option<char>, ops: &mut u6
             }
         }
     }
-    if hit.is_none() && (c == '〒' || rest.starts_with("郵便番号")) {
+    if hit.is_none() && (c == '〒' || (c == '郵' && rest.starts_with("郵便番号"))) {
         let mut j = i + if c == '〒' { c.len_utf8() } else { "郵便番号".len() };
         for _ in 0..3 {
             match text[j..].chars().next() {
@@ -271,10 +271,7 @@ pub(super) fn at(text: &str, i: usize, c: char, prev: Option<char>, ops: &mut u6
             hit = Some(i..end);
         }
     }
-    if hit.is_none()
-        && (rest.starts_with("丁目") || rest.starts_with("番地") || c == '番')
-        && prev.is_some_and(is_numeral)
-    {
+    if hit.is_none() && ((c == '丁' && rest.starts_with("丁目")) || c == '番') && prev.is_some_and(is_numeral) {
         let is_ban = c == '番' && !rest.starts_with("番地");
         let (end, _) = place_run(text, i, 16, ops);
         // N番 alone is a rank (3番目); N番M号 is a block

@@ -152,13 +152,13 @@ pub fn scan_counted(text: &str) -> (Vec<Finding>, u64) {
     while i < bytes.len() {
         // step over the chars no scanner finds anything from; `i` is always at a char's first byte
         let b = bytes[i];
-        let mask = if b < 0x80 {
+        let (c, mask) = if b < 0x80 {
             let mask = tables.ascii[b as usize];
             if mask == 0 {
                 i += 1;
                 continue;
             }
-            mask
+            (b as char, mask)
         } else {
             let (cp, len) = match b {
                 0xC0..=0xDF => (((b & 0x1F) as u32) << 6 | (bytes[i + 1] & 0x3F) as u32, 2),
@@ -171,9 +171,9 @@ pub fn scan_counted(text: &str) -> (Vec<Finding>, u64) {
                 i += len;
                 continue;
             }
-            text[i..].chars().next().map_or(0, scanners)
+            let Some(c) = text[i..].chars().next() else { break };
+            (c, scanners(c))
         };
-        let Some(c) = text[i..].chars().next() else { break };
         let next = i + c.len_utf8();
         if mask == 0 {
             i = next;
