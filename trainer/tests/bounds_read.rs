@@ -139,7 +139,7 @@ fn an_overlong_plain_line_is_malformed_and_the_next_lines_are_read() {
     assert_eq!(f.lines, vec![2]);
     assert!(f.field.contains("read.max_line_bytes"));
     assert_eq!(d.subjects.len(), 2);
-    // a line longer than the whole read block (8 MiB) goes the streaming way, with the same result
+    // a line longer than the whole read buffer (8 MiB) goes the streaming way, with the same result
     let huge = LAB.replace("Patient/a", &format!("Patient/{}", "y".repeat(20 << 20)));
     std::fs::write(&file, format!("{LAB}\n{huge}\n{}\n", LAB.replace("Patient/a", "Patient/c"))).unwrap();
     let (d, report) = data::read(&file, &opts).unwrap();

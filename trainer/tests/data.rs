@@ -723,3 +723,57 @@ fn panel_components_become_events() {
     assert_eq!(d.subjects.names, ["5f1c"]);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
 }
+
+/// The FHIR reader parses one block of lines while it applies the block before (two 4 MiB blocks
+/// take turns, a line cut by a block's end carried to the next): a file of several blocks, with a
+/// byte-order mark, CRLF and blank lines and malformed lines, reads as its lines read one by one.
+#[test]
+fn a_file_of_many_blocks_reads_as_its_lines_one_by_one() {
+    let src = tempfile::tempdir().unwrap();
+    demo(src.path(), 300, 3);
+    let obs = std::fs::read_to_string(src.path().join("Observation.ndjson")).unwrap();
+    let mut text = String::from("\u{FEFF}");
+    for (i, line) in obs.lines().enumerate() {
+        text.push_str(line);
+        text.push_str(match i % 7 {
+            0 => "\r\n",
+            3 => "\n\n",
+            5 => "\n \t\n",
+            _ => "\n",
+        });
+        if i % 997 == 500 {
+            text.push_str("{\"resourceType\":\"Observation\",\"status\":\n");
+        }
+    }
+    assert!(text.len() > 12 << 20, "{} bytes: fewer than four blocks", text.len());
+    let path = src.path().join("Many.ndjson");
+    std::fs::write(&path, &text).unwrap();
+    let opts = ReadOptions { vitals: true, max_malformed_fraction: 0.5, ..Default::default() };
+
+    let (mut blocks, mut blocks_report) = (data::Dataset::default(), data::Report::default());
+    let mut sink = data::Sink { data: &mut blocks, report: &mut blocks_report, opts: &opts };
+    data::fhir::read_file(&path, &mut sink).unwrap();
+    blocks_report.finish(&blocks, &opts);
+
+    // one line at a time: numbered from 1, the mark and a CR dropped, blank lines not lines
+    let (mut lines, mut lines_report) = (data::Dataset::default(), data::Report::default());
+    let mut sink = data::Sink { data: &mut lines, report: &mut lines_report, opts: &opts };
+    for (i, line) in text.strip_prefix('\u{FEFF}').unwrap().split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if !line.trim().is_empty() {
+            sink.report.lines += 1;
+            data::fhir::read_line(&mut sink, "Many.ndjson", i as u64 + 1, line.as_bytes());
+        }
+    }
+    lines_report.files = 1;
+    lines_report.bytes = text.len() as u64;
+    lines_report.finish(&lines, &opts);
+
+    let planted = (0..obs.lines().count()).filter(|i| i % 997 == 500).count();
+    assert!(planted >= 10);
+    assert_eq!(blocks_report.malformed_count(), planted as u64);
+    assert!(format!("{:?}", blocks.events) == format!("{:?}", lines.events), "events differ");
+    assert_eq!(blocks.subjects.names, lines.subjects.names);
+    assert_eq!(serde_json::to_string(&blocks_report).unwrap(), serde_json::to_string(&lines_report).unwrap());
+    assert_eq!(blocks_report.render(), lines_report.render());
+}

@@ -165,7 +165,13 @@ impl Report {
     }
 
     pub fn resource(&mut self, resource_type: &str) {
-        let rt = reportable::resource_type(resource_type).unwrap_or(reportable::OTHER_RESOURCE_TYPE);
+        self.count_resource(reportable::resource_type(resource_type).unwrap_or(reportable::OTHER_RESOURCE_TYPE));
+    }
+
+    /// [`Report::resource`] for a type already mapped by [`reportable::resource_type`] (a reader
+    /// that maps it while parsing in parallel).
+    pub fn count_resource(&mut self, rt: &'static str) {
+        debug_assert!(rt == reportable::OTHER_RESOURCE_TYPE || reportable::resource_type(rt) == Some(rt));
         *self.resources.entry(rt).or_default() += 1;
     }
 

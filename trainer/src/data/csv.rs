@@ -101,13 +101,13 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 _ => EventKind::Lab,
             };
             sink.push(Rec {
-                subject: subject.to_owned(),
+                subject: subject.into(),
                 time,
                 kind,
-                system,
-                code,
+                system: system.into(),
+                code: code.into(),
                 value,
-                unit,
+                unit: unit.map(Into::into),
                 text: None,
                 end: i64::MIN,
             });
@@ -124,7 +124,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 text = guard::redact(&text, &found);
             }
             sink.push(Rec {
-                subject: subject.to_owned(),
+                subject: subject.into(),
                 time,
                 kind: EventKind::Note,
                 system: "medtrain:note".into(),

@@ -1,8 +1,9 @@
 //! FHIR R4 Bulk Data export reader: `*.ndjson` and `*.ndjson.gz`, one resource per line.
 //!
-//! Streaming: a file is read in blocks of whole lines, the lines of a block are parsed in parallel, and
-//! their results are applied in line order, so memory is bounded by the block and the output, and the
-//! result does not depend on the thread count.
+//! Streaming: a file is read in blocks of whole lines, the lines of a block are parsed in parallel
+//! (while the block before is applied), and their results are applied in line order, so memory is
+//! bounded by the blocks and the output, and the result does not depend on the thread count. A parsed
+//! line borrows its strings from the block: an event costs no allocation until it is interned.
 //!
 //! - Observation (category `laboratory` or a lab section of HL7 v2-0074 such as `LAB`; `vital-signs`
 //!   when the options ask): the code from `code.coding[]` by the options' system preference, else the
@@ -27,88 +28,136 @@
 
 use super::check::Severity;
 use super::guard::{self, IdentifierKind};
-use super::{time, DataError, EventKind, ReadOptions, Rec, Result, Sink};
+use super::{reportable, time, DataError, EventKind, ReadOptions, Rec, Result, Sink};
 use base64::Engine;
 use rayon::prelude::*;
 use serde::Deserialize;
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::io::Read;
 use std::path::Path;
 
-type S<'a> = Cow<'a, str>;
+/// A JSON string, borrowed from the line when it holds no escapes. (serde borrows a `Cow<str>` only
+/// when it is a field's own type: inside an `Option` it is always an owned copy.)
+#[derive(Clone)]
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(Visitor).map(Str)
+    }
+}
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The string of an optional field, `""` when absent, still borrowed from the line.
+fn cow<'a>(s: &Option<Str<'a>>) -> Cow<'a, str> {
+    s.as_ref().map_or(Cow::Borrowed(""), |s| s.0.clone())
+}
 
 #[derive(Deserialize)]
 struct Peek<'a> {
     #[serde(rename = "resourceType", borrow)]
-    resource_type: Option<S<'a>>,
+    resource_type: Option<Str<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 struct Reference<'a> {
     #[serde(borrow)]
-    reference: Option<S<'a>>,
+    reference: Option<Str<'a>>,
     #[serde(borrow)]
-    display: Option<S<'a>>,
+    display: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Coding<'a> {
     #[serde(borrow)]
-    system: Option<S<'a>>,
+    system: Option<Str<'a>>,
     #[serde(borrow)]
-    code: Option<S<'a>>,
+    code: Option<Str<'a>>,
 }
+
+/// The codings of a concept: most hold one or two (LOINC and JLAC10), kept inline.
+type Codings<'a> = SmallVec<[Coding<'a>; 2]>;
 
 #[derive(Deserialize, Default)]
 struct Concept<'a> {
     #[serde(default, borrow)]
-    coding: Vec<Coding<'a>>,
+    coding: Codings<'a>,
     #[serde(borrow)]
-    text: Option<S<'a>>,
+    text: Option<Str<'a>>,
+}
+
+/// A concept whose `text` is not read (an Observation's code and category): skipped unparsed.
+#[derive(Deserialize, Default)]
+struct Coded<'a> {
+    #[serde(default, borrow)]
+    coding: Codings<'a>,
 }
 
 #[derive(Deserialize)]
 struct Quantity<'a> {
     value: Option<f64>,
     #[serde(borrow)]
-    unit: Option<S<'a>>,
+    unit: Option<Str<'a>>,
     #[serde(borrow)]
-    code: Option<S<'a>>,
+    code: Option<Str<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 struct Period<'a> {
     #[serde(borrow)]
-    start: Option<S<'a>>,
+    start: Option<Str<'a>>,
     #[serde(borrow)]
-    end: Option<S<'a>>,
+    end: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Observation<'a> {
     #[serde(borrow)]
-    status: Option<S<'a>>,
+    status: Option<Str<'a>>,
     #[serde(borrow)]
     subject: Option<Reference<'a>>,
     #[serde(default, borrow)]
-    category: Vec<Concept<'a>>,
+    category: SmallVec<[Coded<'a>; 1]>,
     #[serde(borrow)]
-    code: Option<Concept<'a>>,
+    code: Option<Coded<'a>>,
     #[serde(borrow)]
     value_quantity: Option<Quantity<'a>>,
     #[serde(borrow)]
-    value_string: Option<S<'a>>,
+    value_string: Option<Str<'a>>,
     #[serde(borrow)]
     value_codeable_concept: Option<Concept<'a>>,
     #[serde(borrow)]
-    effective_date_time: Option<S<'a>>,
+    effective_date_time: Option<Str<'a>>,
     #[serde(borrow)]
     effective_period: Option<Period<'a>>,
     #[serde(borrow)]
-    effective_instant: Option<S<'a>>,
+    effective_instant: Option<Str<'a>>,
     #[serde(borrow)]
-    issued: Option<S<'a>>,
+    issued: Option<Str<'a>>,
     #[serde(default, borrow)]
     component: Vec<Component<'a>>,
     #[serde(default, borrow)]
@@ -119,7 +168,7 @@ struct Observation<'a> {
 #[derive(Deserialize)]
 struct Annotation<'a> {
     #[serde(borrow)]
-    text: Option<S<'a>>,
+    text: Option<Str<'a>>,
 }
 
 /// A component of a panel Observation (blood pressure: systolic and diastolic).
@@ -127,18 +176,18 @@ struct Annotation<'a> {
 #[serde(rename_all = "camelCase")]
 struct Component<'a> {
     #[serde(borrow)]
-    code: Option<Concept<'a>>,
+    code: Option<Coded<'a>>,
     #[serde(borrow)]
     value_quantity: Option<Quantity<'a>>,
 }
 
 /// (value, unit) of a quantity: NaN and none where absent; the UCUM `code` before the display `unit`.
-fn quantity(q: &Option<Quantity>) -> (f32, Option<String>) {
+fn quantity<'a>(q: &Option<Quantity<'a>>) -> (f32, Option<Cow<'a, str>>) {
     match q {
         None => (f32::NAN, None),
         Some(q) => (
             q.value.map_or(f32::NAN, |v| v as f32),
-            q.code.as_deref().or(q.unit.as_deref()).filter(|u| !u.is_empty()).map(str::to_owned),
+            q.code.as_ref().or(q.unit.as_ref()).filter(|u| !u.is_empty()).map(|u| u.0.clone()),
         ),
     }
 }
@@ -147,9 +196,9 @@ fn quantity(q: &Option<Quantity>) -> (f32, Option<String>) {
 #[serde(rename_all = "camelCase")]
 struct Attachment<'a> {
     #[serde(borrow)]
-    content_type: Option<S<'a>>,
+    content_type: Option<Str<'a>>,
     #[serde(borrow)]
-    data: Option<S<'a>>,
+    data: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -167,11 +216,11 @@ struct DocContext<'a> {
 #[derive(Deserialize)]
 struct DocumentReference<'a> {
     #[serde(borrow)]
-    status: Option<S<'a>>,
+    status: Option<Str<'a>>,
     #[serde(borrow)]
     subject: Option<Reference<'a>>,
     #[serde(borrow)]
-    date: Option<S<'a>>,
+    date: Option<Str<'a>>,
     #[serde(rename = "type", borrow)]
     type_: Option<Concept<'a>>,
     #[serde(default, borrow)]
@@ -179,19 +228,19 @@ struct DocumentReference<'a> {
     #[serde(borrow)]
     context: Option<DocContext<'a>>,
     #[serde(borrow)]
-    description: Option<S<'a>>,
+    description: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Narrative<'a> {
     #[serde(borrow)]
-    div: Option<S<'a>>,
+    div: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Section<'a> {
     #[serde(borrow)]
-    title: Option<S<'a>>,
+    title: Option<Str<'a>>,
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
     #[serde(default, borrow)]
@@ -201,11 +250,11 @@ struct Section<'a> {
 #[derive(Deserialize)]
 struct Composition<'a> {
     #[serde(borrow)]
-    status: Option<S<'a>>,
+    status: Option<Str<'a>>,
     #[serde(borrow)]
     subject: Option<Reference<'a>>,
     #[serde(borrow)]
-    date: Option<S<'a>>,
+    date: Option<Str<'a>>,
     #[serde(rename = "type", borrow)]
     type_: Option<Concept<'a>>,
     #[serde(default, borrow)]
@@ -222,7 +271,7 @@ enum EncounterClass<'a> {
 #[derive(Deserialize)]
 struct Encounter<'a> {
     #[serde(borrow)]
-    status: Option<S<'a>>,
+    status: Option<Str<'a>>,
     #[serde(borrow)]
     subject: Option<Reference<'a>>,
     #[serde(borrow)]
@@ -235,7 +284,7 @@ struct Encounter<'a> {
 #[serde(rename_all = "camelCase")]
 struct Patient<'a> {
     #[serde(borrow)]
-    id: Option<S<'a>>,
+    id: Option<Str<'a>>,
     name: Option<serde_json::Value>,
     telecom: Option<serde_json::Value>,
     address: Option<serde_json::Value>,
@@ -248,11 +297,12 @@ struct Patient<'a> {
     managing_organization: Option<Reference<'a>>,
 }
 
-/// What one line gave.
+/// What one line gave; its events borrow from the line.
 #[derive(Default)]
-struct LineOut {
-    resource: Option<String>,
-    recs: Vec<Rec>,
+struct LineOut<'a> {
+    /// the resource type as the QA report counts it ([`reportable::resource_type`])
+    resource: Option<&'static str>,
+    recs: SmallVec<[Rec<'a>; 1]>,
     identifiers: Vec<(IdentifierKind, &'static str, &'static str)>,
     /// (subject, site)
     site: Option<(String, String)>,
@@ -264,15 +314,16 @@ struct LineOut {
     own: Option<(String, Vec<(IdentifierKind, String)>)>,
 }
 
-impl LineOut {
+impl LineOut<'_> {
     fn bad(reason: &'static str) -> Self {
         LineOut { bad: Some(reason), ..Default::default() }
     }
 }
 
 /// The subject id of a reference: `Patient/123`, `https://host/fhir/Patient/123`, `urn:uuid:...`.
-fn subject_id(r: &Reference) -> Option<String> {
-    let s = r.reference.as_deref()?.trim();
+fn subject_id<'a>(r: &Reference<'a>) -> Option<Cow<'a, str>> {
+    let whole = &r.reference.as_ref()?.0;
+    let s = whole.trim();
     let id = if let Some(i) = s.rfind("Patient/") {
         &s[i + 8..]
     } else if let Some(rest) = s.strip_prefix("urn:uuid:") {
@@ -281,27 +332,39 @@ fn subject_id(r: &Reference) -> Option<String> {
         return None;
     };
     let id = id.split('/').next().unwrap_or("");
-    (!id.is_empty()).then(|| id.to_owned())
+    (!id.is_empty()).then(|| part_of(whole, id))
+}
+
+/// `part` (a slice of `whole`) with the lifetime of `whole`'s input: borrowed from the line when
+/// `whole` is, else copied (a string with escapes was unescaped into its own buffer).
+fn part_of<'a>(whole: &Cow<'a, str>, part: &str) -> Cow<'a, str> {
+    match whole {
+        Cow::Borrowed(w) => {
+            let start = part.as_ptr() as usize - w.as_ptr() as usize;
+            Cow::Borrowed(&w[start..start + part.len()])
+        }
+        Cow::Owned(_) => Cow::Owned(part.to_owned()),
+    }
 }
 
 /// The preferred coding of a concept: the options' systems in order, else the first coding.
-fn pick<'c, 'a>(c: &'c Concept<'a>, prefer: &[String]) -> Option<&'c Coding<'a>> {
+fn pick<'c, 'a>(coding: &'c [Coding<'a>], prefer: &[String]) -> Option<&'c Coding<'a>> {
     let with_code = |k: &&Coding| k.code.as_deref().is_some_and(|c| !c.is_empty());
     prefer
         .iter()
-        .find_map(|p| c.coding.iter().filter(with_code).find(|k| k.system.as_deref() == Some(p.as_str())))
-        .or_else(|| c.coding.iter().find(with_code))
+        .find_map(|p| coding.iter().filter(with_code).find(|k| k.system.as_deref() == Some(p.as_str())))
+        .or_else(|| coding.iter().find(with_code))
 }
 
-fn has_code(cs: &[Concept], code: &str) -> bool {
+fn has_code(cs: &[Coded], code: &str) -> bool {
     cs.iter().any(|c| c.coding.iter().any(|k| k.code.as_deref() == Some(code)))
 }
 
-fn inactive(status: &Option<S>) -> bool {
+fn inactive(status: &Option<Str>) -> bool {
     matches!(status.as_deref(), Some("entered-in-error" | "cancelled"))
 }
 
-fn parse_time(s: &Option<S>) -> Option<std::result::Result<i64, ()>> {
+fn parse_time(s: &Option<Str>) -> Option<std::result::Result<i64, ()>> {
     s.as_deref().map(|s| time::parse(s).ok_or(()))
 }
 
@@ -317,15 +380,26 @@ fn required_time(t: Option<std::result::Result<i64, ()>>) -> std::result::Result
     }
 }
 
+/// A line as JSON. serde_json checks that each string it reads from bytes is UTF-8 (keys included,
+/// a few dozen calls per resource); a line that is UTF-8 as a whole, the usual case, is checked once
+/// with SIMD and read as a `str`, which serde_json does not check again. Any other line is read from
+/// its bytes as before (invalid bytes inside a field that is skipped are no error there).
+fn from_line<'a, R: Deserialize<'a>>(line: &'a [u8]) -> serde_json::Result<R> {
+    match simdutf8::basic::from_utf8(line) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(line),
+    }
+}
+
 /// Parses a resource of type `R` and starts its output; `None` when its status says skip it.
 fn start<'a, R: Deserialize<'a>>(
     line: &'a [u8],
     resource: &'static str,
     invalid: Bad,
-    status: impl Fn(&R) -> &Option<S<'a>>,
-) -> std::result::Result<(R, LineOut, bool), Bad> {
-    let r: R = serde_json::from_slice(line).map_err(|_| invalid)?;
-    let mut out = LineOut { resource: Some(resource.into()), ..Default::default() };
+    status: impl Fn(&R) -> &Option<Str<'a>>,
+) -> std::result::Result<(R, LineOut<'a>, bool), Bad> {
+    let r: R = from_line(line).map_err(|_| invalid)?;
+    let mut out = LineOut { resource: Some(resource), ..Default::default() };
     let skip = inactive(status(&r));
     if skip {
         out.info = Some(("skipped_status", resource, "status"));
@@ -334,7 +408,11 @@ fn start<'a, R: Deserialize<'a>>(
 }
 
 /// The subject id of a resource; a `display` on the reference is a name finding.
-fn subject_of(r: &Option<Reference>, resource: &'static str, out: &mut LineOut) -> std::result::Result<String, Bad> {
+fn subject_of<'a>(
+    r: &Option<Reference<'a>>,
+    resource: &'static str,
+    out: &mut LineOut,
+) -> std::result::Result<Cow<'a, str>, Bad> {
     let r = r.as_ref().ok_or("no subject")?;
     if r.display.is_some() {
         out.identifiers.push((IdentifierKind::Name, resource, "subject.display"));
@@ -362,7 +440,7 @@ fn scan_only(text: &str, resource: &'static str, field: &'static str, out: &mut 
     }
 }
 
-fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, Bad> {
+fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     let (o, mut out, skip) = start::<Observation>(line, "Observation", "not a valid Observation", |o| &o.status)?;
     // free text on any Observation, used or not, is the export's content: scan it
     for n in o.note.iter().filter_map(|n| n.text.as_deref()) {
@@ -379,7 +457,7 @@ fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, 
         return Ok(out);
     }
     let subject = subject_of(&o.subject, "Observation", &mut out)?;
-    let coding = o.code.as_ref().and_then(|c| pick(c, &opts.code_systems)).ok_or("no code")?;
+    let coding = o.code.as_ref().and_then(|c| pick(&c.coding, &opts.code_systems)).ok_or("no code")?;
     let time = required_time(
         parse_time(&o.effective_date_time)
             .or_else(|| parse_time(&o.effective_period.as_ref().and_then(|p| p.start.clone())))
@@ -393,26 +471,29 @@ fn observation(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, 
         _ => None,
     };
     if let Some(s) = o.value_string {
-        guard_text(s.into_owned(), "Observation", "valueString", &mut out);
+        guard_text(s.0.into_owned(), "Observation", "valueString", &mut out);
     }
-    let rec = |coding: &Coding, (value, unit): (f32, Option<String>)| Rec {
+    let rec = |coding: &Coding<'a>, (value, unit): (f32, Option<Cow<'a, str>>)| Rec {
         subject: subject.clone(),
         time,
         kind,
-        system: coding.system.as_deref().unwrap_or("").to_owned(),
-        code: coding.code.as_deref().unwrap_or("").to_owned(),
+        system: cow(&coding.system),
+        code: cow(&coding.code),
         value,
         unit,
         text: None,
         end: i64::MIN,
     };
     // a panel (no value of its own, components with values) gives one event per component
-    let parts: Vec<Rec> = o
+    let parts: SmallVec<[Rec; 1]> = o
         .component
         .iter()
         .filter(|c| c.value_quantity.is_some())
         .filter_map(|c| {
-            c.code.as_ref().and_then(|k| pick(k, &opts.code_systems)).map(|k| rec(k, quantity(&c.value_quantity)))
+            c.code
+                .as_ref()
+                .and_then(|k| pick(&k.coding, &opts.code_systems))
+                .map(|k| rec(k, quantity(&c.value_quantity)))
         })
         .collect();
     if o.value_quantity.is_none() && !parts.is_empty() {
@@ -436,7 +517,7 @@ const V2_0074_LAB: &[&str] =
 
 /// Lab results under any lab category: FHIR's observation-category `laboratory` (any system, as JP Core
 /// repeats it under its own), or a laboratory section of HL7 v2 table 0074 (`LAB`, `CH`, `HM`, ...).
-fn is_lab_category(cs: &[Concept]) -> bool {
+fn is_lab_category(cs: &[Coded]) -> bool {
     cs.iter().flat_map(|c| &c.coding).any(|k| match k.code.as_deref() {
         Some("laboratory") => true,
         Some(code) => k.system.as_deref() == Some(V2_0074) && V2_0074_LAB.contains(&code),
@@ -492,14 +573,14 @@ fn coded_level(c: &Concept) -> Option<f32> {
     c.coding.iter().find_map(known).or_else(|| c.text.as_deref().and_then(ordinal))
 }
 
-fn note_code(t: &Option<Concept>, opts: &ReadOptions) -> (String, String) {
+fn note_code<'a>(t: &Option<Concept<'a>>, opts: &ReadOptions) -> (Cow<'a, str>, Cow<'a, str>) {
     t.as_ref()
-        .and_then(|c| pick(c, &opts.code_systems))
-        .map(|k| (k.system.as_deref().unwrap_or("").to_owned(), k.code.as_deref().unwrap_or("").to_owned()))
+        .and_then(|c| pick(&c.coding, &opts.code_systems))
+        .map(|k| (cow(&k.system), cow(&k.code)))
         .unwrap_or_else(|| ("medtrain:note".into(), "note".into()))
 }
 
-fn document_reference(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, Bad> {
+fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     let (d, mut out, skip) =
         start::<DocumentReference>(line, "DocumentReference", "not a valid DocumentReference", |d| &d.status)?;
     if skip {
@@ -656,7 +737,7 @@ fn section_text(s: &Section, out: &mut Vec<String>) {
     }
 }
 
-fn composition(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, Bad> {
+fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     let (c, mut out, skip) = start::<Composition>(line, "Composition", "not a valid Composition", |c| &c.status)?;
     if skip {
         return Ok(out);
@@ -684,7 +765,7 @@ fn composition(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, 
     Ok(out)
 }
 
-fn encounter(line: &[u8]) -> std::result::Result<LineOut, Bad> {
+fn encounter<'a>(line: &'a [u8]) -> std::result::Result<LineOut<'a>, Bad> {
     let (e, mut out, skip) = start::<Encounter>(line, "Encounter", "not a valid Encounter", |e| &e.status)?;
     if skip {
         return Ok(out);
@@ -703,8 +784,8 @@ fn encounter(line: &[u8]) -> std::result::Result<LineOut, Bad> {
         subject,
         time,
         kind: EventKind::Encounter,
-        system: class.system.as_deref().unwrap_or("").to_owned(),
-        code: class.code.as_deref().unwrap_or("").to_owned(),
+        system: cow(&class.system),
+        code: cow(&class.code),
         value: f32::NAN,
         unit: None,
         text: None,
@@ -786,9 +867,9 @@ fn own_values(v: &Option<serde_json::Value>, kind: IdentifierKind, into: &mut Ve
     into.extend(found.into_iter().map(|s| (kind, s.to_owned())));
 }
 
-fn patient(line: &[u8]) -> std::result::Result<LineOut, Bad> {
-    let p: Patient = serde_json::from_slice(line).map_err(|_| "not a valid Patient")?;
-    let mut out = LineOut { resource: Some("Patient".into()), ..Default::default() };
+fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
+    let p: Patient = from_line(line).map_err(|_| "not a valid Patient")?;
+    let mut out = LineOut { resource: Some("Patient"), ..Default::default() };
     for (v, kind, field) in [
         (&p.name, IdentifierKind::Name, "name"),
         (&p.telecom, IdentifierKind::Telecom, "telecom"),
@@ -847,118 +928,252 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut, Bad> {
     Ok(out)
 }
 
-fn parse_line(line: &[u8], opts: &ReadOptions) -> LineOut {
+fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
     parse_resource(line, opts).unwrap_or_else(LineOut::bad)
 }
 
-fn parse_resource(line: &[u8], opts: &ReadOptions) -> std::result::Result<LineOut, Bad> {
+fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     const OBS: &[u8] = br#"{"resourceType":"Observation""#;
     if line.starts_with(OBS) {
         return observation(line, opts);
     }
-    let rt = match serde_json::from_slice::<Peek>(line) {
-        Ok(Peek { resource_type: Some(rt) }) => rt.into_owned(),
+    let rt = match from_line::<Peek>(line) {
+        Ok(Peek { resource_type: Some(rt) }) => rt,
         Ok(_) => return Err("no resourceType"),
         Err(e) if e.is_syntax() || e.is_eof() => return Err("not JSON"),
         Err(_) => return Err("not a JSON object"),
     };
-    match rt.as_str() {
+    match &*rt {
         "Observation" => observation(line, opts),
         "DocumentReference" => document_reference(line, opts),
         "Composition" => composition(line, opts),
         "Encounter" => encounter(line),
         "Patient" => patient(line),
-        _ => Ok(LineOut { resource: Some(rt), ..Default::default() }),
+        other => Ok(LineOut {
+            resource: Some(reportable::resource_type(other).unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
+            ..Default::default()
+        }),
     }
 }
 
-const BLOCK: usize = 8 << 20;
+/// Bytes of whole lines read at a time. Two blocks are held (one applied while the next is parsed),
+/// each in a buffer of twice this (16 MiB in all, as one 8 MiB block in a 16 MiB buffer was); a
+/// buffer grows past that only while it holds a line longer than a block (up to
+/// `read.max_line_bytes`), and shrinks back after.
+const BLOCK: usize = 4 << 20;
 
 /// Why a line over `read.max_line_bytes` is malformed.
 const LINE_TOO_LONG: &str = "line longer than read.max_line_bytes";
 
+/// A block of input: whole lines (numbered), and what was met while reading them.
+#[derive(Default)]
+struct Block {
+    /// `len` bytes of input; the rest is room kept from block to block (never zeroed again)
+    buf: Vec<u8>,
+    len: usize,
+    /// the end of the block's whole lines: the bytes after it begin the next block
+    cut: usize,
+    /// (line number, byte range in `buf`) of each line that is not blank
+    lines: Vec<(u64, std::ops::Range<usize>)>,
+    /// bytes read from the file into this block
+    bytes: u64,
+    /// numbers of the lines over the bound met (and dropped) before this block's lines
+    too_long: Vec<u64>,
+}
+
+impl Block {
+    /// The partial line the block ends with.
+    fn tail(&self) -> &[u8] {
+        &self.buf[self.cut..self.len]
+    }
+}
+
+/// The lines of one file, read block by block; memory is bounded by the blocks and
+/// `read.max_line_bytes`: a line that grows past the bound before its end is seen is recorded as
+/// over it, and its bytes are dropped as they arrive.
+struct LineReader<R> {
+    input: R,
+    max_line: usize,
+    line_no: u64,
+    eof: bool,
+    /// inside a line over the bound: its bytes are dropped up to its newline
+    skipping: bool,
+}
+
+impl<R: Read> LineReader<R> {
+    /// Fills `block` with `carry` (the partial line the previous block ended with) and what follows,
+    /// up to at least one block of whole lines or the end of the input.
+    fn fill(&mut self, block: &mut Block, carry: &[u8]) -> std::io::Result<()> {
+        block.lines.clear();
+        block.too_long.clear();
+        block.bytes = 0;
+        block.cut = 0;
+        if block.buf.len() > 2 * BLOCK && carry.len() <= BLOCK {
+            // grown for a long line: back to a block's room, so that only a block holding such a
+            // line is that large
+            block.buf.truncate(2 * BLOCK);
+            block.buf.shrink_to_fit();
+        }
+        if block.buf.len() < carry.len() {
+            block.buf.resize(carry.len(), 0);
+        }
+        block.buf[..carry.len()].copy_from_slice(carry);
+        block.len = carry.len();
+        while !self.eof {
+            let start = block.len;
+            let want = start.max(BLOCK) + BLOCK;
+            if block.buf.len() < want {
+                block.buf.resize(want, 0);
+            }
+            let mut filled = start;
+            while filled < want {
+                match self.input.read(&mut block.buf[filled..want]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            block.len = filled;
+            block.bytes += (filled - start) as u64;
+            if self.skipping {
+                match memchr::memchr(b'\n', &block.buf[..block.len]) {
+                    Some(i) => {
+                        block.buf.copy_within(i + 1..block.len, 0);
+                        block.len -= i + 1;
+                        self.skipping = false;
+                    }
+                    None => {
+                        block.len = 0;
+                        continue;
+                    }
+                }
+            }
+            let data = &block.buf[..block.len];
+            let cut = if self.eof { data.len() } else { memchr::memrchr(b'\n', data).map_or(0, |i| i + 1) };
+            if cut == 0 && !self.eof {
+                if block.len > self.max_line {
+                    // a line over the bound with no end in sight: record it now, drop it as it streams
+                    self.line_no += 1;
+                    block.too_long.push(self.line_no);
+                    block.len = 0;
+                    self.skipping = true;
+                }
+                continue; // a line longer than the buffer: read on
+            }
+            let mut at = 0;
+            while at < cut {
+                let end = memchr::memchr(b'\n', &data[at..cut]).map_or(cut, |i| at + i);
+                self.line_no += 1;
+                let (mut from, mut to) = (at, end);
+                if self.line_no == 1 && data[from..to].starts_with(b"\xEF\xBB\xBF") {
+                    from += 3;
+                }
+                if data[from..to].ends_with(b"\r") {
+                    to -= 1;
+                }
+                if !data[from..to].iter().all(u8::is_ascii_whitespace) {
+                    block.lines.push((self.line_no, from..to));
+                }
+                at = end + 1;
+            }
+            block.cut = cut;
+            return Ok(());
+        }
+        Ok(())
+    }
+}
+
+/// The lines of a block, parsed in parallel; each result borrows from its line.
+fn parse_block<'b>(block: &'b Block, opts: &ReadOptions, max_line: usize) -> Vec<LineOut<'b>> {
+    block
+        .lines
+        .par_iter()
+        .with_min_len(64)
+        .map(|(_, r)| {
+            let l = &block.buf[r.clone()];
+            if l.len() > max_line {
+                LineOut::bad(LINE_TOO_LONG)
+            } else {
+                parse_line(l, opts)
+            }
+        })
+        .collect()
+}
+
+/// Applies a parsed block to the sink, in line order.
+fn apply_block(sink: &mut Sink, file: &str, block: &Block, outs: Vec<LineOut<'_>>) {
+    sink.report.bytes += block.bytes;
+    for n in &block.too_long {
+        sink.report.lines += 1;
+        sink.report.malformed_line(file, *n, LINE_TOO_LONG);
+    }
+    sink.report.lines += block.lines.len() as u64;
+    for ((n, _), out) in block.lines.iter().zip(outs) {
+        apply(sink, file, *n, out);
+    }
+}
+
+/// Applies `cur` (its lines parsed into `outs`) to the sink on a worker while this thread reads the
+/// next block into `next`, then parses `next` on the workers (the parse overlaps the end of the
+/// apply). Returns `next` and its parsed lines, or the read error (`cur` applied all the same).
+fn step<'n, R: Read>(
+    sink: &mut Sink,
+    file: &str,
+    reader: &mut LineReader<R>,
+    cur: &Block,
+    outs: Vec<LineOut<'_>>,
+    next: &'n mut Block,
+    opts: &ReadOptions,
+) -> std::io::Result<(&'n Block, Vec<LineOut<'n>>)> {
+    let max_line = reader.max_line;
+    let mut parsed = Vec::new();
+    let slot = &mut parsed;
+    // the reader stays on this thread (a gzip reader is not Send)
+    let next = rayon::in_place_scope(move |s| {
+        s.spawn(move |_| apply_block(sink, file, cur, outs));
+        reader.fill(next, cur.tail())?;
+        let next: &'n Block = next;
+        s.spawn(move |_| *slot = parse_block(next, opts, max_line));
+        Ok::<_, std::io::Error>(next)
+    })?;
+    Ok((next, parsed))
+}
+
 /// Reads one NDJSON file (optionally gzip-compressed) into the sink.
 ///
-/// Memory is bounded by the block size and `read.max_line_bytes`: a line that grows past the bound
-/// before its end is seen is reported as malformed and its remaining bytes are dropped as they arrive.
+/// Memory is bounded by the blocks and `read.max_line_bytes` (see [`LineReader`]). While a block's
+/// lines are applied to the sink (sequential, in line order), the next block is read and then parsed
+/// (in parallel): the two blocks take turns.
 pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let opts = sink.opts;
     let max_line = usize::try_from(opts.limits.max_line_bytes).unwrap_or(usize::MAX);
-    let mut input = super::bounded::open(path, file, opts.limits);
+    let input = super::bounded::open(path, file, opts.limits);
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK * 2);
-    let mut line_no = 0u64;
-    let mut eof = false;
-    // inside a line over the bound: its bytes are dropped up to its newline
-    let mut skipping = false;
-    while !eof {
-        // fill to at least one block of whole lines
-        let start = buf.len();
-        buf.resize(start.max(BLOCK) + BLOCK, 0);
-        let mut filled = start;
-        while filled < buf.len() {
-            match input.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(DataError::io(path, format!("after line {line_no}: {e}"))),
-            }
+    let mut reader = LineReader { input, max_line, line_no: 0, eof: false, skipping: false };
+    let io_error = |line_no: u64, e: std::io::Error| DataError::io(path, format!("after line {line_no}: {e}"));
+    let (mut a, mut b) = (Block::default(), Block::default());
+    reader.fill(&mut a, &[]).map_err(|e| io_error(reader.line_no, e))?;
+    let mut filled_a: &Block = &a;
+    let mut outs_a = parse_block(filled_a, opts, max_line);
+    // unrolled in two halves (a then b, b then a): each block's results borrow from it
+    loop {
+        if reader.eof {
+            apply_block(sink, &name, filled_a, outs_a);
+            break;
         }
-        buf.truncate(filled);
-        sink.report.bytes += (filled - start) as u64;
-        if skipping {
-            match memchr::memchr(b'\n', &buf) {
-                Some(i) => {
-                    buf.drain(..=i);
-                    skipping = false;
-                }
-                None => {
-                    buf.clear();
-                    continue;
-                }
-            }
+        let (filled_b, outs_b) =
+            step(sink, &name, &mut reader, filled_a, outs_a, &mut b, opts).map_err(|e| io_error(reader.line_no, e))?;
+        if reader.eof {
+            apply_block(sink, &name, filled_b, outs_b);
+            break;
         }
-        let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
-        if cut == 0 && !eof {
-            if buf.len() > max_line {
-                // a line over the bound with no end in sight: report it now, drop it as it streams
-                line_no += 1;
-                sink.report.lines += 1;
-                sink.report.malformed_line(&name, line_no, LINE_TOO_LONG);
-                buf.clear();
-                skipping = true;
-            }
-            continue; // a line longer than the buffer: read on
-        }
-        let mut lines = Vec::new();
-        let mut at = 0;
-        while at < cut {
-            let end = memchr::memchr(b'\n', &buf[at..cut]).map_or(cut, |i| at + i);
-            line_no += 1;
-            let mut l = &buf[at..end];
-            if line_no == 1 {
-                l = l.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(l);
-            }
-            let l = l.strip_suffix(b"\r").unwrap_or(l);
-            if !l.iter().all(u8::is_ascii_whitespace) {
-                lines.push((line_no, l));
-            }
-            at = end + 1;
-        }
-        let outs: Vec<LineOut> = lines
-            .par_iter()
-            .with_min_len(64)
-            .map(|(_, l)| if l.len() > max_line { LineOut::bad(LINE_TOO_LONG) } else { parse_line(l, opts) })
-            .collect();
-        sink.report.lines += lines.len() as u64;
-        for ((n, _), out) in lines.iter().zip(outs) {
-            apply(sink, &name, *n, out);
-        }
-        buf.drain(..cut.min(buf.len()));
+        (filled_a, outs_a) =
+            step(sink, &name, &mut reader, filled_b, outs_b, &mut a, opts).map_err(|e| io_error(reader.line_no, e))?;
     }
     sink.report.files += 1;
     Ok(())
@@ -970,13 +1185,13 @@ pub fn read_line(sink: &mut Sink, file: &str, line: u64, bytes: &[u8]) {
     apply(sink, file, line, out);
 }
 
-fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut) {
+fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
     if let Some(reason) = out.bad {
         sink.report.malformed_line(file, line, reason);
         return;
     }
-    if let Some(rt) = &out.resource {
-        sink.report.resource(rt);
+    if let Some(rt) = out.resource {
+        sink.report.count_resource(rt);
     }
     for (kind, resource, field) in out.identifiers {
         sink.report.identifier(sink.opts.identifiers, kind, resource, field);

@@ -224,7 +224,17 @@ fn read_events(path: &Path, sink: &mut Sink, parents: &HashMap<String, String>) 
         }
         let text = if kind == EventKind::Note { text } else { None };
         let (system, code) = map_code(&code, parents);
-        sink.push(Rec { subject, time, kind, system, code, value, unit, text, end: i64::MIN });
+        sink.push(Rec {
+            subject: subject.into(),
+            time,
+            kind,
+            system: system.into(),
+            code: code.into(),
+            value,
+            unit: unit.map(Into::into),
+            text,
+            end: i64::MIN,
+        });
     }
     sink.report.files += 1;
     Ok(())

@@ -29,6 +29,7 @@ pub mod time;
 pub mod units;
 pub mod walk;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -91,16 +92,26 @@ impl EventKind {
 pub struct Interner {
     pub names: Vec<String>,
     index: HashMap<String, u32>,
+    /// the index returned last: readers meet runs of one subject (a patient's Observations one
+    /// after the other), and a string compare is cheaper than hashing
+    last: u32,
 }
 
 impl Interner {
     pub fn get_or_insert(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.index.get(s) {
-            return i;
+        if self.names.get(self.last as usize).is_some_and(|n| n == s) {
+            return self.last;
         }
-        let i = self.names.len() as u32;
-        self.names.push(s.to_owned());
-        self.index.insert(s.to_owned(), i);
+        let i = match self.index.get(s) {
+            Some(&i) => i,
+            None => {
+                let i = self.names.len() as u32;
+                self.names.push(s.to_owned());
+                self.index.insert(s.to_owned(), i);
+                i
+            }
+        };
+        self.last = i;
         i
     }
 
@@ -151,7 +162,9 @@ pub struct Dataset {
     /// subject ids as the input has them (FHIR Patient ids, MEDS integers as decimal strings)
     pub subjects: Interner,
     pub codes: Vec<Code>,
-    code_index: HashMap<(String, String), u32>,
+    /// code system -> code -> index into `codes` (looked up with borrowed strings: no allocation per
+    /// event)
+    code_index: HashMap<String, HashMap<String, u32>>,
     pub units: Interner,
     pub texts: Vec<String>,
     pub events: Vec<Event>,
@@ -169,12 +182,12 @@ pub struct Dataset {
 
 impl Dataset {
     pub fn code(&mut self, system: &str, code: &str) -> u32 {
-        if let Some(&i) = self.code_index.get(&(system.to_owned(), code.to_owned())) {
+        if let Some(i) = self.find_code(system, code) {
             return i;
         }
         let i = self.codes.len() as u32;
         self.codes.push(Code { system: system.to_owned(), code: code.to_owned() });
-        self.code_index.insert((system.to_owned(), code.to_owned()), i);
+        self.code_index.entry(system.to_owned()).or_default().insert(code.to_owned(), i);
         i
     }
 
@@ -210,7 +223,7 @@ impl Dataset {
     }
 
     pub fn find_code(&self, system: &str, code: &str) -> Option<u32> {
-        self.code_index.get(&(system.to_owned(), code.to_owned())).copied()
+        self.code_index.get(system)?.get(code).copied()
     }
 
     /// Sorts events by (subject, time, kind, code): the order featurization and labels expect.
@@ -427,17 +440,18 @@ fn report_conversions(data: &Dataset, report: &mut Report) {
     }
 }
 
-/// One event as a reader produced it, before interning.
+/// One event as a reader produced it, before interning. Its strings borrow from the reader's input
+/// where they can (the FHIR reader's lines): an event costs no allocation before it is interned.
 #[derive(Debug, Clone)]
-pub struct Rec {
-    pub subject: String,
+pub struct Rec<'a> {
+    pub subject: Cow<'a, str>,
     pub time: i64,
     pub kind: EventKind,
-    pub system: String,
-    pub code: String,
+    pub system: Cow<'a, str>,
+    pub code: Cow<'a, str>,
     /// NaN when there is none
     pub value: f32,
-    pub unit: Option<String>,
+    pub unit: Option<Cow<'a, str>>,
     pub text: Option<String>,
     /// encounters: end of the period, `i64::MIN` when unknown
     pub end: i64,
@@ -457,7 +471,7 @@ impl Sink<'_> {
         self.data.subjects.get_or_insert(id)
     }
 
-    pub fn push(&mut self, r: Rec) {
+    pub fn push(&mut self, r: Rec<'_>) {
         let subject = self.data.subjects.get_or_insert(&r.subject);
         let code = self.data.code(&r.system, &r.code);
         let mut unit = r.unit.as_deref().map_or(NONE, |u| self.data.units.get_or_insert(u));

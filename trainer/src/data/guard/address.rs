@@ -195,115 +195,126 @@ fn street(text: &str, i: usize, ops: &mut u64) -> Option<usize> {
     None
 }
 
-/// Addresses in `text`.
+/// The first chars of the prefectures: one match, not 47 comparisons per kanji.
+fn prefecture_first(c: char) -> bool {
+    matches!(
+        c,
+        '三' | '京'
+            | '佐'
+            | '兵'
+            | '北'
+            | '千'
+            | '和'
+            | '埼'
+            | '大'
+            | '奈'
+            | '宮'
+            | '富'
+            | '山'
+            | '岐'
+            | '岡'
+            | '岩'
+            | '島'
+            | '広'
+            | '徳'
+            | '愛'
+            | '新'
+            | '東'
+            | '栃'
+            | '沖'
+            | '滋'
+            | '熊'
+            | '石'
+            | '神'
+            | '福'
+            | '秋'
+            | '群'
+            | '茨'
+            | '長'
+            | '青'
+            | '静'
+            | '香'
+            | '高'
+            | '鳥'
+            | '鹿'
+    )
+}
+
+/// True for the chars an address is found from: a prefecture's first char, `〒`, `郵`(便番号),
+/// `丁`(目), `番`, a digit (the scan looks nowhere else).
+pub(super) fn may_start(c: char) -> bool {
+    matches!(c, '〒' | '郵' | '丁' | '番') || fold(c).is_ascii_digit() || prefecture_first(c)
+}
+
+/// The address that starts at the char `c` at byte `i` (`prev` the char before it), if one does.
+pub(super) fn at(text: &str, i: usize, c: char, prev: Option<char>, ops: &mut u64) -> Option<std::ops::Range<usize>> {
+    let rest = &text[i..];
+    let mut hit: Option<std::ops::Range<usize>> = None;
+    if prefecture_first(c) {
+        if let Some(p) = PREFECTURES.iter().find(|p| rest.starts_with(**p)) {
+            let (end, municipality) = place_run(text, i + p.len(), 40, ops);
+            if municipality {
+                hit = Some(i..end);
+            }
+        }
+    }
+    if hit.is_none() && (c == '〒' || (c == '郵' && rest.starts_with("郵便番号"))) {
+        let mut j = i + if c == '〒' { c.len_utf8() } else { "郵便番号".len() };
+        for _ in 0..3 {
+            match text[j..].chars().next() {
+                Some(s @ (' ' | '　' | ':' | '：')) => j += s.len_utf8(),
+                _ => break,
+            }
+        }
+        let (end, groups, g) = digit_groups(text, j, ops);
+        if (g == 2 && groups[..2] == [3, 4]) || (g == 1 && groups[0] == 7) {
+            hit = Some(i..end);
+        }
+    }
+    if hit.is_none() && ((c == '丁' && rest.starts_with("丁目")) || c == '番') && prev.is_some_and(is_numeral) {
+        let is_ban = c == '番' && !rest.starts_with("番地");
+        let (end, _) = place_run(text, i, 16, ops);
+        // N番 alone is a rank (3番目); N番M号 is a block
+        let go = text[i..end].find('号').map(|k| i + k + '号'.len_utf8());
+        match (is_ban, go) {
+            (false, _) => hit = Some(place_before(text, i, ops)..end),
+            (true, Some(go)) => hit = Some(place_before(text, i, ops)..go),
+            (true, None) => {}
+        }
+    }
+    // N-N after 町/条/通/丁, N-N-N (chome-block-house, the first 1 or 2 digits) after any place name
+    // of 2 or more kanji: 本町1-2, 天神8-18-1 (a date's first group has 4 digits)
+    if hit.is_none() && fold(c).is_ascii_digit() && prev.is_some_and(is_kanji) {
+        let (end, groups, g) = digit_groups(text, i, ops);
+        let after_town = prev.is_some_and(|p| matches!(p, '町' | '条' | '通' | '丁')) && (2..=3).contains(&g);
+        // a phone number's groups are longer (電話03-1234-5678)
+        let chome = g == 3 && groups[0] <= 2 && groups[1] <= 3 && groups[2] <= 3;
+        if (after_town || chome) && groups[..g].iter().all(|&n| (1..=4).contains(&n)) {
+            let start = place_before(text, i, ops);
+            if after_town || text[start..i].chars().filter(|c| is_kanji(*c)).count() >= 2 {
+                hit = Some(start..end);
+            }
+        }
+    }
+    if hit.is_none() && c.is_ascii_digit() && !prev.is_some_and(|p| p.is_ascii_alphanumeric()) {
+        hit = street(text, i, ops).map(|e| i..e);
+    }
+    hit
+}
+
+/// Addresses in `text`: this scanner's own pass (the guard runs all scanners in one pass,
+/// [`super::scan`]; this one is its reference in the tests).
 pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
     let mut prev: Option<char> = None;
     // findings end here or before: a run already reported is not reported again from inside
     let mut reported = 0;
     for (i, c) in text.char_indices() {
         *ops += 1;
-        if i < reported {
-            prev = Some(c);
-            continue;
-        }
-        let rest = &text[i..];
-        let mut hit: Option<std::ops::Range<usize>> = None;
-        // the first characters of the prefectures: one match, not 47 comparisons per kanji
-        if matches!(
-            c,
-            '三' | '京'
-                | '佐'
-                | '兵'
-                | '北'
-                | '千'
-                | '和'
-                | '埼'
-                | '大'
-                | '奈'
-                | '宮'
-                | '富'
-                | '山'
-                | '岐'
-                | '岡'
-                | '岩'
-                | '島'
-                | '広'
-                | '徳'
-                | '愛'
-                | '新'
-                | '東'
-                | '栃'
-                | '沖'
-                | '滋'
-                | '熊'
-                | '石'
-                | '神'
-                | '福'
-                | '秋'
-                | '群'
-                | '茨'
-                | '長'
-                | '青'
-                | '静'
-                | '香'
-                | '高'
-                | '鳥'
-                | '鹿'
-        ) {
-            if let Some(p) = PREFECTURES.iter().find(|p| rest.starts_with(**p)) {
-                let (end, municipality) = place_run(text, i + p.len(), 40, ops);
-                if municipality {
-                    hit = Some(i..end);
-                }
+        if i >= reported {
+            if let Some(r) = at(text, i, c, prev, ops) {
+                reported = r.end;
+                found.push((IdentifierKind::Address, r));
             }
-        }
-        if hit.is_none() && (c == '〒' || rest.starts_with("郵便番号")) {
-            let mut j = i + if c == '〒' { c.len_utf8() } else { "郵便番号".len() };
-            for _ in 0..3 {
-                match text[j..].chars().next() {
-                    Some(s @ (' ' | '　' | ':' | '：')) => j += s.len_utf8(),
-                    _ => break,
-                }
-            }
-            let (end, groups, g) = digit_groups(text, j, ops);
-            if (g == 2 && groups[..2] == [3, 4]) || (g == 1 && groups[0] == 7) {
-                hit = Some(i..end);
-            }
-        }
-        if hit.is_none()
-            && (rest.starts_with("丁目") || rest.starts_with("番地") || c == '番')
-            && prev.is_some_and(is_numeral)
-        {
-            let is_ban = c == '番' && !rest.starts_with("番地");
-            let (end, _) = place_run(text, i, 16, ops);
-            // N番 alone is a rank (3番目); N番M号 is a block
-            let go = text[i..end].find('号').map(|k| i + k + '号'.len_utf8());
-            match (is_ban, go) {
-                (false, _) => hit = Some(place_before(text, i, ops)..end),
-                (true, Some(go)) => hit = Some(place_before(text, i, ops)..go),
-                (true, None) => {}
-            }
-        }
-        // N-N after 町/条/通/丁, N-N-N (chome-block-house, the first 1 or 2 digits) after any place name
-        // of 2 or more kanji: 本町1-2, 天神8-18-1 (a date's first group has 4 digits)
-        if hit.is_none() && fold(c).is_ascii_digit() && prev.is_some_and(is_kanji) {
-            let (end, groups, g) = digit_groups(text, i, ops);
-            let after_town = prev.is_some_and(|p| matches!(p, '町' | '条' | '通' | '丁')) && (2..=3).contains(&g);
-            // a phone number's groups are longer (電話03-1234-5678)
-            let chome = g == 3 && groups[0] <= 2 && groups[1] <= 3 && groups[2] <= 3;
-            if (after_town || chome) && groups[..g].iter().all(|&n| (1..=4).contains(&n)) {
-                let start = place_before(text, i, ops);
-                if after_town || text[start..i].chars().filter(|c| is_kanji(*c)).count() >= 2 {
-                    hit = Some(start..end);
-                }
-            }
-        }
-        if hit.is_none() && c.is_ascii_digit() && !prev.is_some_and(|p| p.is_ascii_alphanumeric()) {
-            hit = street(text, i, ops).map(|e| i..e);
-        }
-        if let Some(r) = hit {
-            reported = r.end;
-            found.push((IdentifierKind::Address, r));
         }
         prev = Some(c);
     }

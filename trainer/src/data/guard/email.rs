@@ -25,8 +25,13 @@ fn is_domain(c: char, ascii: bool) -> bool {
     }
 }
 
+/// True for the chars an address is found from (the scan looks nowhere else).
+pub(super) fn may_start(c: char) -> bool {
+    c == '@' || c == '＠'
+}
+
 /// The e-mail address around the `@` at byte `at` (`len` bytes long), if there is one.
-fn email_at(text: &str, at: usize, len: usize, ops: &mut u64) -> Option<std::ops::Range<usize>> {
+pub(super) fn email_at(text: &str, at: usize, len: usize, ops: &mut u64) -> Option<std::ops::Range<usize>> {
     // a local part that ends in ASCII is ASCII: `連絡先taro@...` keeps `連絡先` out of the address
     let before = fold(text[..at].chars().next_back()?);
     let ascii = before.is_ascii();
@@ -60,7 +65,8 @@ fn email_at(text: &str, at: usize, len: usize, ops: &mut u64) -> Option<std::ops
     (tld.chars().count() >= 2 && tld.chars().all(|c| fold(c).is_alphabetic())).then(|| start..at + len + domain.len())
 }
 
-/// E-mail addresses in `text`.
+/// E-mail addresses in `text`: this scanner's own pass (the guard runs all scanners in one pass,
+/// [`super::scan`]; this one is its reference in the tests).
 pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
     // most notes hold no `@` at all: one fast search instead of a walk over the chars
     if memchr::memchr(b'@', text.as_bytes()).is_none() && !text.contains('＠') {
@@ -68,7 +74,7 @@ pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
     }
     for (at, c) in text.char_indices() {
         *ops += 1;
-        if c == '@' || c == '＠' {
+        if may_start(c) {
             if let Some(r) = email_at(text, at, c.len_utf8(), ops) {
                 found.push((IdentifierKind::Email, r));
             }

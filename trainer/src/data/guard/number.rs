@@ -179,7 +179,117 @@ fn phone_cue(word: &str) -> bool {
     [&b"tel"[..], b"fax", b"phone", b"mobile", b"cell"].iter().any(|c| lower.ends_with(c))
 }
 
-/// Phone numbers and Individual Numbers in `text`.
+/// True for the chars a number is read from: a digit, or `+` or `(` (before a digit), full-width
+/// forms included (the scan looks nowhere else).
+pub(super) fn may_start(c: char) -> bool {
+    let c = fold(c);
+    c.is_ascii_digit() || c == '+' || c == '('
+}
+
+/// What the scan knows of the text before a position.
+pub(super) struct Before<'t> {
+    /// the char before it, folded
+    prev: Option<char>,
+    /// that char is a `.` after a phone cue (`Tel.03-...`)
+    dot_cue: bool,
+    /// the ASCII letters right before it (at least their last 6 bytes: all that [`phone_cue`] reads)
+    letters: &'t str,
+}
+
+/// The start of the ASCII letters (full-width ones too) that end at byte `end`, or any char
+/// boundary 6 or more bytes before `end` inside them: [`phone_cue`] reads their last 6 bytes only.
+fn letters_start(text: &str, end: usize) -> usize {
+    let mut start = end;
+    for (i, c) in text[..end].char_indices().rev() {
+        if end - start >= 6 || !fold(c).is_ascii_alphabetic() {
+            break;
+        }
+        start = i;
+    }
+    start
+}
+
+impl<'t> Before<'t> {
+    /// The state at byte `i`, read back from `i`. The scan's own pass keeps the same state as it
+    /// goes; at a position that no run covers, both are the same function of the text before it.
+    pub(super) fn at(text: &'t str, i: usize) -> Self {
+        let Some((p, c)) = text[..i].char_indices().next_back() else {
+            return Before { prev: None, dot_cue: false, letters: "" };
+        };
+        let prev = fold(c);
+        let dot_cue = prev == '.' && {
+            let start = letters_start(text, p);
+            start < p && phone_cue(&text[start..p])
+        };
+        Before { prev: Some(prev), dot_cue, letters: &text[letters_start(text, i)..i] }
+    }
+}
+
+/// The run that starts at byte `i` (the folded char `c`, `next` the byte after it), if one starts
+/// there: its finding, if it is a number that identifies, is pushed. Returns the byte after the run
+/// and its last char (a digit).
+pub(super) fn run_at(
+    text: &str,
+    i: usize,
+    c: char,
+    next: usize,
+    before: &Before,
+    found: &mut Vec<Finding>,
+    ops: &mut u64,
+) -> Option<(usize, char)> {
+    let prev = before.prev;
+    let lead = (c == '+' || c == '(') && is_digit(at(text, next));
+    let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
+    let glued = prev.is_some_and(|p| p.is_ascii_digit() || matches!(p, '_' | ',' | '@'))
+        || (prev == Some('.') && !before.dot_cue);
+    if !(c.is_ascii_digit() || lead) || glued {
+        return None;
+    }
+    let start = i;
+    let mut run = Run {
+        g: 1,
+        plus: c == '+',
+        paren: c == '(',
+        letter_before: prev_letter,
+        cue: before.dot_cue || (prev_letter && phone_cue(before.letters)),
+        ..Default::default()
+    };
+    let mut j = if lead { next } else { i };
+    let mut last = c;
+    while let Some((c, next)) = at(text, j) {
+        *ops += 1;
+        if let Some(d) = c.to_digit(10).filter(|_| c.is_ascii_digit()) {
+            run.digit(d as u8);
+            last = c;
+            j = next;
+        } else if let Some((digit_at, marks)) = separator(text, j, ops) {
+            // a bare space after a number written with marks (`090-1234-5678 03-...`), or after a
+            // long group (`09012345678 0312345678`), starts the next number
+            let current = run.groups.get(run.g - 1).copied().unwrap_or(usize::MAX);
+            if marks == SPACE && (run.marks & !SPACE != 0 || current >= 5) {
+                break;
+            }
+            run.marks |= marks;
+            run.g += 1;
+            last = ' ';
+            j = digit_at;
+        } else {
+            break;
+        }
+    }
+    let after = at(text, j);
+    run.letter_after = after.is_some_and(|(c, _)| c.is_ascii_alphabetic());
+    let glued_after = after.is_some_and(|(c, n)| c == '_' || (c == ',' && is_digit(at(text, n))));
+    if !glued_after {
+        if let Some(kind) = classify(&run) {
+            found.push((kind, start..j));
+        }
+    }
+    Some((j, last))
+}
+
+/// Phone numbers and Individual Numbers in `text`: this scanner's own pass (the guard runs all
+/// scanners in one pass, [`super::scan`]; this one is its reference in the tests).
 pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
     // no ASCII digit and no full-width form (all start with byte 0xEF): nothing to find
     if !text.bytes().any(|b| b.is_ascii_digit()) && memchr::memchr(0xEF, text.as_bytes()).is_none() {
@@ -193,63 +303,21 @@ pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
     let mut dot_cue = false;
     while let Some((c, next)) = at(text, i) {
         *ops += 1;
-        let lead = (c == '+' || c == '(') && is_digit(at(text, next));
-        let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
-        let glued =
-            prev.is_some_and(|p| p.is_ascii_digit() || matches!(p, '_' | ',' | '@')) || (prev == Some('.') && !dot_cue);
-        if !(c.is_ascii_digit() || lead) || glued {
-            dot_cue = c == '.' && prev_letter && phone_cue(&text[word_start..i]);
-            if !prev_letter || !c.is_ascii_alphabetic() {
-                word_start = i;
-            }
-            prev = Some(c);
-            i = next;
+        let before = Before { prev, dot_cue, letters: &text[word_start..i] };
+        if let Some((j, last)) = run_at(text, i, c, next, &before, found, ops) {
+            prev = Some(last);
+            dot_cue = false;
+            word_start = j;
+            i = j;
             continue;
         }
-        let start = i;
-        let mut run = Run {
-            g: 1,
-            plus: c == '+',
-            paren: c == '(',
-            letter_before: prev_letter,
-            cue: dot_cue || (prev_letter && phone_cue(&text[word_start..i])),
-            ..Default::default()
-        };
-        let mut j = if lead { next } else { i };
-        let mut last = c;
-        while let Some((c, next)) = at(text, j) {
-            *ops += 1;
-            if let Some(d) = c.to_digit(10).filter(|_| c.is_ascii_digit()) {
-                run.digit(d as u8);
-                last = c;
-                j = next;
-            } else if let Some((digit_at, marks)) = separator(text, j, ops) {
-                // a bare space after a number written with marks (`090-1234-5678 03-...`), or after a
-                // long group (`09012345678 0312345678`), starts the next number
-                let current = run.groups.get(run.g - 1).copied().unwrap_or(usize::MAX);
-                if marks == SPACE && (run.marks & !SPACE != 0 || current >= 5) {
-                    break;
-                }
-                run.marks |= marks;
-                run.g += 1;
-                last = ' ';
-                j = digit_at;
-            } else {
-                break;
-            }
+        let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
+        dot_cue = c == '.' && prev_letter && phone_cue(&text[word_start..i]);
+        if !prev_letter || !c.is_ascii_alphabetic() {
+            word_start = i;
         }
-        let after = at(text, j);
-        run.letter_after = after.is_some_and(|(c, _)| c.is_ascii_alphabetic());
-        let glued_after = after.is_some_and(|(c, n)| c == '_' || (c == ',' && is_digit(at(text, n))));
-        if !glued_after {
-            if let Some(kind) = classify(&run) {
-                found.push((kind, start..j));
-            }
-        }
-        prev = Some(last);
-        dot_cue = false;
-        word_start = j;
-        i = j;
+        prev = Some(c);
+        i = next;
     }
 }
 
