@@ -763,23 +763,7 @@ pub fn masked_mean_pool_forward(
     c: usize,
     geo: Geometry,
 ) -> Result<Option<Launch>> {
-    let b = mask.len.checked_div(t).unwrap_or(0);
-    check_len("masked_mean_pool_forward", "mask", b * t, mask.len)?;
-    check_len("masked_mean_pool_forward", "h", b * t * c, h.len)?;
-    check_len("masked_mean_pool_forward", "out", b * c, out.len)?;
-    if c == 0 || t == 0 {
-        return Ok(None);
-    }
-    let n = b * c;
-    let args = vec![
-        Arg::Ptr(out.ptr),
-        Arg::Ptr(h.ptr),
-        Arg::Ptr(mask.ptr),
-        Arg::U64(t as u64),
-        Arg::U64(c as u64),
-        Arg::U64(n as u64),
-    ];
-    Ok(loss_launch("masked_mean_pool_forward", n, geo, args))
+    masked_mean_pool("masked_mean_pool_forward", out, h, mask, ("h", h.len), ("out", out.len), t, c, geo)
 }
 
 /// dh: [B, T, C] = dout[b, :] m[b, t] / max(sum_t m, 1) (see `Backend::masked_mean_pool_backward`)
@@ -791,23 +775,41 @@ pub fn masked_mean_pool_backward(
     c: usize,
     geo: Geometry,
 ) -> Result<Option<Launch>> {
+    masked_mean_pool("masked_mean_pool_backward", dh, dout, mask, ("dh", dh.len), ("dout", dout.len), t, c, geo)
+}
+
+/// Both directions of the masked mean pool: the same checks (mask, then the [B, T, C] buffer `steps`,
+/// then the [B, C] buffer `rows`, as the CPU checks them) and one thread per (b, c); the kernel `op`
+/// takes (dst, src, mask, t, c, n).
+#[allow(clippy::too_many_arguments)]
+fn masked_mean_pool(
+    op: &'static str,
+    dst: Slice,
+    src: Slice,
+    mask: Slice,
+    steps: (&'static str, usize),
+    rows: (&'static str, usize),
+    t: usize,
+    c: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
     let b = mask.len.checked_div(t).unwrap_or(0);
-    check_len("masked_mean_pool_backward", "mask", b * t, mask.len)?;
-    check_len("masked_mean_pool_backward", "dh", b * t * c, dh.len)?;
-    check_len("masked_mean_pool_backward", "dout", b * c, dout.len)?;
+    check_len(op, "mask", b * t, mask.len)?;
+    check_len(op, steps.0, b * t * c, steps.1)?;
+    check_len(op, rows.0, b * c, rows.1)?;
     if c == 0 || t == 0 {
         return Ok(None);
     }
     let n = b * c;
     let args = vec![
-        Arg::Ptr(dh.ptr),
-        Arg::Ptr(dout.ptr),
+        Arg::Ptr(dst.ptr),
+        Arg::Ptr(src.ptr),
         Arg::Ptr(mask.ptr),
         Arg::U64(t as u64),
         Arg::U64(c as u64),
         Arg::U64(n as u64),
     ];
-    Ok(loss_launch("masked_mean_pool_backward", n, geo, args))
+    Ok(loss_launch(op, n, geo, args))
 }
 
 /// losses, dlogits: [B] of the binary cross-entropy with logits (see `Backend::bce_with_logits`)
