@@ -238,6 +238,11 @@ pub trait Backend: Send + Sync + 'static {
     fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         f()
     }
+    /// Waits until every call queued so far has finished (a device's calls are asynchronous; its
+    /// errors may surface here). A no-op where calls finish when they return (the CPU).
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
 
     // ---- buffers ----
     // Every op that allocates or moves memory can fail on a device (out of memory, a lost device): it

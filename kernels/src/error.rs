@@ -18,7 +18,7 @@ pub enum KernelError {
     Device(String),
     /// No CUDA device to run on, and what is missing (`cuda::probe`).
     #[error("CUDA backend unavailable: {0}")]
-    CudaUnavailable(#[from] crate::cuda::ProbeError),
+    CudaUnavailable(crate::cuda::ProbeError),
     #[error("out of memory in {op}: cannot allocate {elements} elements of {element_bytes} bytes")]
     OutOfMemory { op: &'static str, elements: usize, element_bytes: usize },
 }
@@ -39,4 +39,12 @@ pub(crate) fn check_min_len(op: &'static str, what: &'static str, expected: usiz
         return Err(KernelError::Shape { op, what, expected, got });
     }
     Ok(())
+}
+
+/// Not `#[from]`: the probe's message is already in this error's, and a source would repeat it in an
+/// error chain.
+impl From<crate::cuda::ProbeError> for KernelError {
+    fn from(e: crate::cuda::ProbeError) -> Self {
+        KernelError::CudaUnavailable(e)
+    }
 }

@@ -74,10 +74,12 @@ pub fn run<B: Backend + 'static>(
     for _ in 0..WARMUP_STEPS {
         trainer.step(be, &data, &groups)?;
     }
+    be.synchronize()?;
     let mut times = Vec::with_capacity(steps);
     for _ in 0..steps.max(1) {
         let t = Instant::now();
         trainer.step(be, &data, &groups)?;
+        be.synchronize()?;
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(|a, b| a.total_cmp(b));

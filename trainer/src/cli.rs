@@ -8,7 +8,6 @@ use crate::tensors::{self, TensorFile};
 use crate::train::dp_grad;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kernels::Cpu;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -86,9 +85,12 @@ pub enum Command {
     Train {
         /// the training config (TOML: [data], [model], [optim], [privacy], [train])
         config: PathBuf,
-        /// cpu or cuda (default: the config's train.backend)
+        /// cpu, cuda or cuda:N (default: the config's train.backend)
         #[arg(long)]
         backend: Option<String>,
+        /// CUDA: TF32 matmuls (faster, about 1e-3 relative error; default: the config's train.tf32)
+        #[arg(long)]
+        tf32: bool,
         /// CPU threads (default: the config's train.threads)
         #[arg(long)]
         threads: Option<usize>,
@@ -163,6 +165,8 @@ pub enum Command {
         /// CPU threads (0 = one per core)
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        #[command(flatten)]
+        device: BackendArgs,
         /// timed steps (after 3 warm-up steps)
         #[arg(long, default_value_t = 20)]
         steps: usize,
@@ -232,6 +236,8 @@ pub enum Command {
         json: bool,
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        #[command(flatten)]
+        device: BackendArgs,
     },
     /// The noise-free clipped gradient sum of one batch, for auditors (loss reduction: sum).
     DpGrad {
@@ -248,10 +254,56 @@ pub enum Command {
         clip: f32,
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        #[command(flatten)]
+        device: BackendArgs,
         /// output gradients (safetensors)
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// The compute backend of a command: `--backend cpu|cuda[:N]` and `--tf32`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BackendArgs {
+    /// cpu, or cuda (the first visible GPU) or cuda:N (default: cpu)
+    #[arg(long)]
+    backend: Option<String>,
+    /// let cuBLAS round matmul operands to TF32 on tensor cores (faster; about 1e-3 relative error per
+    /// product instead of f32's 1e-7). CUDA only; off unless given.
+    #[arg(long)]
+    tf32: bool,
+}
+
+impl BackendArgs {
+    fn device(&self) -> anyhow::Result<crate::train::config::Device> {
+        let d = match self.backend.as_deref() {
+            None => crate::train::config::Device::Cpu,
+            Some(s) => s.parse().map_err(|e: String| anyhow::anyhow!("--backend: {e}"))?,
+        };
+        if self.tf32 && d == crate::train::config::Device::Cpu {
+            anyhow::bail!("--tf32: only for --backend cuda (the CPU computes in f32 throughout)");
+        }
+        Ok(d)
+    }
+}
+
+/// Runs `$body` with `$be` bound to the backend `$device` names (`threads` for the CPU). The body is
+/// generic code, compiled once per backend.
+macro_rules! on_backend {
+    ($device:expr, $threads:expr, $tf32:expr, |$be:ident| $body:expr) => {
+        match $device {
+            crate::train::config::Device::Cpu => {
+                let $be = kernels::Cpu::new($threads)?;
+                $body
+            }
+            crate::train::config::Device::Cuda(ordinal) => {
+                let mut b = kernels::cuda::Cuda::new(ordinal)?;
+                b.set_tf32($tf32)?;
+                let $be = b;
+                $body
+            }
+        }
+    };
 }
 
 fn parse_workloads(s: &str) -> anyhow::Result<Vec<Workload>> {
@@ -292,18 +344,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Train { config, backend, threads, run_dir, resume, json, stop_after, no_dp } => {
-            use crate::train::config::BackendKind;
-            let backend = match backend.as_deref() {
-                None => None,
-                Some("cpu") => Some(BackendKind::Cpu),
-                Some("cuda") => Some(BackendKind::Cuda),
-                Some(_) => anyhow::bail!("--backend: expected cpu or cuda"),
-            };
+        Command::Train { config, backend, threads, run_dir, resume, json, stop_after, no_dp, tf32 } => {
+            let backend = backend
+                .map(|b| b.parse::<crate::train::config::Device>())
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--backend: {e}"))?;
             let threads = threads.map(|t| cli_args::within("--threads", t, 1, 256)).transpose()?;
             let threads = threads.map(|t| cli_args::threads("--threads", t));
             let opts = crate::train::run::RunOptions {
                 backend,
+                tf32,
                 threads,
                 run_dir,
                 resume,
@@ -362,6 +412,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     r.tensors,
                     r.steps
                 );
+            } else if r.recorded_backend != "cpu" {
+                println!(
+                    "{}: trained on {}, replayed on the CPU: bits cannot match across devices; the largest weight \
+                     difference is {:.3e} ({} tensors, {} steps)",
+                    run.display(),
+                    r.recorded_backend,
+                    r.max_abs_difference,
+                    r.tensors,
+                    r.steps
+                );
             } else {
                 println!(
                     "{}: the replay differs, first at tensor {} (recorded CPU features {:?}, these {:?})",
@@ -406,7 +466,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { workload, mode, threads, steps, batch, json } => {
+        Command::Bench { workload, mode, threads, device, steps, batch, json } => {
             let workloads = parse_workloads(&workload)?;
             let modes = parse_modes(&mode)?;
             let steps = cli_args::within("--steps", steps, 1, cli_args::MAX_BENCH_STEPS)?;
@@ -416,34 +476,43 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("workload {}", w.name()))?;
                 }
             }
-            let be = Cpu::new(cli_args::threads("--threads", threads))?;
-            if !json {
-                println!(
-                    "{:<16} {:<5} {:>6} {:>8} {:>12} {:>12}",
-                    "workload", "mode", "batch", "threads", "ms/step", "samples/s"
-                );
-            }
-            for w in workloads {
-                for &m in &modes {
-                    let r = bench::run(&be, w, m, batch.unwrap_or(w.default_batch()), steps)?;
-                    if json {
-                        println!("{}", serde_json::to_string(&r)?);
-                    } else {
-                        println!(
-                            "{:<16} {:<5} {:>6} {:>8} {:>12.2} {:>12.1}",
-                            r.workload, r.mode, r.batch, r.threads, r.ms_per_step, r.samples_per_s
-                        );
+            let dev = device.device()?;
+            on_backend!(dev, cli_args::threads("--threads", threads), device.tf32, |be| {
+                if !json {
+                    println!(
+                        "{:<16} {:<5} {:>6} {:>8} {:>12} {:>12}",
+                        "workload", "mode", "batch", "threads", "ms/step", "samples/s"
+                    );
+                }
+                for w in workloads {
+                    for &m in &modes {
+                        let r = bench::run(&be, w, m, batch.unwrap_or(w.default_batch()), steps)?;
+                        if json {
+                            println!("{}", serde_json::to_string(&r)?);
+                        } else {
+                            println!(
+                                "{:<16} {:<5} {:>6} {:>8} {:>12.2} {:>12.1}",
+                                r.workload,
+                                r.mode,
+                                r.batch,
+                                if r.device == "cpu" { r.threads.to_string() } else { r.device.into() },
+                                r.ms_per_step,
+                                r.samples_per_s
+                            );
+                        }
                     }
                 }
-            }
+            });
             Ok(ExitCode::SUCCESS)
         }
         Command::Privacy(cmd) => crate::cli_privacy::run(cmd).map(|()| ExitCode::SUCCESS),
-        Command::Embed { model, text, pooling, json, threads } => {
+        Command::Embed { model, text, pooling, json, threads, device } => {
             let pooling: crate::model::Pooling =
                 pooling.parse().map_err(|e: String| anyhow::anyhow!("--pooling: {e}"))?;
-            let be = Cpu::new(cli_args::threads("--threads", threads))?;
-            let e = crate::model::hf::embed(&be, &model, &text, pooling).context("--model")?;
+            let dev = device.device()?;
+            let e = on_backend!(dev, cli_args::threads("--threads", threads), device.tf32, |be| {
+                crate::model::hf::embed(&be, &model, &text, pooling).context("--model")?
+            });
             if json {
                 // the keys in the documented order: input_ids, embedding, pooling
                 let ids = serde_json::to_string(&e.input_ids)?;
@@ -456,12 +525,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::DpGrad { workload, weights, batch, clip, threads, out } => {
+        Command::DpGrad { workload, weights, batch, clip, threads, device, out } => {
             let w: Workload = workload.parse().context("--workload")?;
-            let be = Cpu::new(cli_args::threads("--threads", threads))?;
+            let dev = device.device()?;
             let weights = TensorFile::read(&weights).context("--weights")?;
             let batch = TensorFile::read(&batch).context("--batch")?;
-            let grads = dp_grad::clipped_gradient_sum(&be, w, &weights, &batch, clip)?;
+            let grads = on_backend!(dev, cli_args::threads("--threads", threads), device.tf32, |be| {
+                dp_grad::clipped_gradient_sum(&be, w, &weights, &batch, clip)?
+            });
             tensors::write_f32(&out, &grads).context("--out")?;
             Ok(ExitCode::SUCCESS)
         }

@@ -111,10 +111,18 @@ fn medtrain() -> Command {
     Command::new(env!("CARGO_BIN_EXE_medtrain"))
 }
 
-fn dp_grad(dir: &Path, workload: &str, weights: &Path, batch: &Path, clip: f64) -> (std::process::Output, PathBuf) {
-    let out = dir.join(format!("{workload}-grad.safetensors"));
+fn dp_grad(
+    dir: &Path,
+    workload: &str,
+    weights: &Path,
+    batch: &Path,
+    clip: f64,
+    backend: &str,
+) -> (std::process::Output, PathBuf) {
+    let out = dir.join(format!("{workload}-{backend}-grad.safetensors"));
     let output = medtrain()
         .args(["dp-grad", "--workload", workload, "--threads", "2", "--clip", &clip.to_string()])
+        .args(["--backend", backend])
         .arg("--weights")
         .arg(weights)
         .arg("--batch")
@@ -128,6 +136,33 @@ fn dp_grad(dir: &Path, workload: &str, weights: &Path, batch: &Path, clip: f64) 
 
 #[test]
 fn dp_grad_matches_pytorch_brute_force_golden_values() {
+    check_golden("cpu");
+}
+
+/// The same cases on the GPU (MEDTRAIN_TEST_CUDA=1): against the PyTorch golden values, and against
+/// the CPU's output within 1e-4 of each tensor's norm.
+#[test]
+fn dp_grad_on_cuda_matches_the_golden_values_and_the_cpu() {
+    if std::env::var("MEDTRAIN_TEST_CUDA").map_or(true, |v| v != "1") {
+        eprintln!("skipped: set MEDTRAIN_TEST_CUDA=1 to run dp-grad on a GPU");
+        return;
+    }
+    check_golden("cuda");
+}
+
+fn read_grads(path: &Path) -> Vec<(String, Vec<f64>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<f64>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn check_golden(backend: &str) {
     let golden: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/dp_grad.json")).unwrap(),
     )
@@ -144,8 +179,21 @@ fn dp_grad_matches_pytorch_brute_force_golden_values() {
         let batch = dir.path().join(format!("{name}-batch.safetensors"));
         write_weights(&weights, w);
         write_batch(&batch, name, w, b, groups.as_deref());
-        let (output, out) = dp_grad(dir.path(), workload, &weights, &batch, case["clip"].as_f64().unwrap());
+        let clip = case["clip"].as_f64().unwrap();
+        let (output, out) = dp_grad(dir.path(), workload, &weights, &batch, clip, backend);
         assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        if backend != "cpu" {
+            let (o, cpu_out) = dp_grad(dir.path(), workload, &weights, &batch, clip, "cpu");
+            assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+            let (a, b) = (read_grads(&out), read_grads(&cpu_out));
+            assert_eq!(a.len(), b.len(), "{name}: tensor count");
+            for ((na, ga), (nb, gb)) in a.iter().zip(&b) {
+                assert_eq!(na, nb);
+                let l2 = gb.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let worst = ga.iter().zip(gb).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+                assert!(worst <= 1e-4 * l2 + 1e-7, "{name}: {na}: {backend} differs from cpu by {worst} (L2 {l2})");
+            }
+        }
         let bytes = std::fs::read(&out).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         for p in case["params"].as_array().unwrap() {
@@ -296,10 +344,10 @@ fn dp_grad_without_groups_equals_one_group_per_example() {
     let b = dir.path().join("b.safetensors");
     write_batch(&a, "same", Workload::LabTransformer, 3, None);
     write_batch(&b, "same", Workload::LabTransformer, 3, Some(&[10, 20, 30]));
-    let (oa, ga) = dp_grad(dir.path(), "lab-transformer", &weights, &a, 0.5);
+    let (oa, ga) = dp_grad(dir.path(), "lab-transformer", &weights, &a, 0.5, "cpu");
     let gb = dir.path().join("b-grad.safetensors");
     std::fs::rename(&ga, dir.path().join("a-grad.safetensors")).unwrap();
-    let (ob, gb2) = dp_grad(dir.path(), "lab-transformer", &weights, &b, 0.5);
+    let (ob, gb2) = dp_grad(dir.path(), "lab-transformer", &weights, &b, 0.5, "cpu");
     std::fs::rename(&gb2, &gb).unwrap();
     assert!(oa.status.success() && ob.status.success());
     assert_eq!(std::fs::read(dir.path().join("a-grad.safetensors")).unwrap(), std::fs::read(&gb).unwrap());

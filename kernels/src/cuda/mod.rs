@@ -870,6 +870,9 @@ impl crate::Backend for Cuda {
     fn threads(&self) -> usize {
         1
     }
+    fn synchronize(&self) -> Result<()> {
+        Cuda::synchronize(self)
+    }
 
     fn zeros(&self, len: usize) -> Result<CudaBuf> {
         Cuda::zeros(self, len)

@@ -10,6 +10,10 @@
 //! and replays bit for bit on any such machine (`MEDTRAIN_CPU_ISA=avx2` forces the AVX2 paths, as on a
 //! CPU without AVX-512).
 //!
+//! The replay always runs on the CPU. A run trained on CUDA replays with the same sampling and noise,
+//! but its bits cannot match (cuBLAS and the GPU's reductions sum in another order): the result says
+//! so (`recorded_backend`) and gives the largest difference of a weight (`max_abs_difference`).
+//!
 //! A run resumed with another plan (a new noise multiplier, sample rate, clip norm or number of steps)
 //! ran in phases: when a phase starts, the config the one before ran under is kept as
 //! `RUN/phases/STEP.toml` (STEP: the step it ran to; sealed with the run). The replay runs each phase's
@@ -30,6 +34,10 @@ pub struct Reproduction {
     pub tensors: usize,
     pub steps: u64,
     pub recorded_cpu_features: Vec<String>,
+    /// the backend the run trained on ("cpu", or the CUDA device): only a CPU run can match bit for bit
+    pub recorded_backend: String,
+    /// the largest |difference| of one weight between the run and the replay (0 when they match)
+    pub max_abs_difference: f64,
     pub cpu_features: Vec<&'static str>,
     pub portable: bool,
 }
@@ -122,6 +130,7 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
                 resume: i > 0,
                 stop_after: until.map(|u| u.saturating_sub(done)),
                 replay: Some((prepared.clone(), ck.noise_key, ck.sampler_seed)),
+                backend: Some(super::config::Device::Cpu),
                 ..Default::default()
             };
             let s = run::train(&cfg, &opts)?;
@@ -141,7 +150,17 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
                 })
             })
             .map(|(n, _)| n.clone());
+        let mut max_abs_difference = 0f64;
+        for (name, w) in ck.names.iter().zip(&ck.weights) {
+            if let Some(o) = again.names.iter().position(|n| n == name).map(|i| &again.weights[i]) {
+                for (a, b) in o.iter().zip(w.iter()) {
+                    max_abs_difference = max_abs_difference.max((*a as f64 - *b as f64).abs());
+                }
+            }
+        }
         Ok(Reproduction {
+            recorded_backend: record["backend"].as_str().unwrap_or("cpu").to_string(),
+            max_abs_difference,
             run_dir: run_dir.to_path_buf(),
             matches: first.is_none() && again.names.len() == ck.names.len(),
             first_difference: first,

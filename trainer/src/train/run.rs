@@ -17,7 +17,7 @@
 //!    `metrics.json`, `report.html` and `run.json`.
 
 use super::checkpoint::{self, Checkpoint};
-use super::config::{Algorithm, BackendKind, ConfigError, DataFormat, TrainConfig, Unit};
+use super::config::{Algorithm, ConfigError, DataFormat, Device, TrainConfig, Unit};
 use super::evaluate::{evaluate, report_data, tuning_metric};
 use super::metrics;
 use super::report;
@@ -58,7 +58,9 @@ pub(crate) fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
 /// Command-line overrides and how to report progress.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    pub backend: Option<BackendKind>,
+    pub backend: Option<Device>,
+    /// TF32 matmuls on CUDA (`--tf32`; else the config's `train.tf32`)
+    pub tf32: bool,
     pub threads: Option<usize>,
     pub run_dir: Option<PathBuf>,
     pub resume: bool,
@@ -108,6 +110,8 @@ pub struct RunSummary {
     pub code_version: String,
     /// the CPU features the bits of this run depend on (gemm and the kernels pick their paths by them)
     pub cpu_features: Vec<&'static str>,
+    /// the backend the run trained on: "cpu", or "cuda (GPU name, sm_XY)" (with ", tf32" when asked)
+    pub backend: String,
     /// trained in the portable mode (`train.portable`)
     pub portable: bool,
     /// the permit that covers the data, its project, and whether the settled spend is over its budget
@@ -442,18 +446,53 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
     let started = Instant::now();
     let (cfg, given) = TrainConfig::load(config_path)?;
     let backend = opts.backend.unwrap_or(cfg.train.backend);
-    if backend == BackendKind::Cuda {
-        return Err(TrainError::Invalid(
-            "backend cuda: this build has no CUDA backend yet; use --backend cpu (the CPU backend gives the same \
-             results, bit for bit across thread counts)"
-                .into(),
-        ));
-    }
+    let tf32 = opts.tf32 || cfg.train.tf32;
     let threads = opts.threads.unwrap_or(cfg.train.threads);
     if !(1..=256).contains(&threads) {
         return Err(TrainError::Invalid(format!("--threads {threads}: expected 1 to 256")));
     }
-    let be = Cpu::new(threads)?.portable(cfg.train.portable);
+    match backend {
+        Device::Cpu => {
+            if tf32 {
+                return Err(TrainError::Invalid(
+                    "config key train.tf32 (or --tf32): TF32 is for the cuda backend; the CPU computes in f32".into(),
+                ));
+            }
+            let be = Cpu::new(threads)?.portable(cfg.train.portable);
+            train_on(be, "cpu".into(), config_path, opts, cfg, given, started)
+        }
+        Device::Cuda(ordinal) => {
+            if cfg.train.portable {
+                return Err(TrainError::Invalid(
+                    "config key train.portable: portable bits are a CPU setting; remove it or use --backend cpu".into(),
+                ));
+            }
+            let mut be = kernels::cuda::Cuda::new(ordinal)?;
+            be.set_tf32(tf32)?;
+            let i = be.info();
+            let desc = format!(
+                "{} ({}, sm_{}{}{})",
+                backend,
+                i.name,
+                i.compute_capability.0,
+                i.compute_capability.1,
+                if tf32 { ", tf32" } else { "" }
+            );
+            train_on(be, desc, config_path, opts, cfg, given, started)
+        }
+    }
+}
+
+/// The run on one backend (`device`: its description for the record).
+fn train_on<B: Backend + 'static>(
+    be: B,
+    device: String,
+    config_path: &Path,
+    opts: &RunOptions,
+    cfg: TrainConfig,
+    given: String,
+    started: Instant,
+) -> Result<RunSummary, TrainError> {
     let run_dir = match &opts.run_dir {
         Some(d) => d.clone(),
         None if opts.resume => {
@@ -833,7 +872,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
             noise: NoiseSource::seeded(noise_key),
         }
     };
-    let model: Box<dyn Model<Cpu>> = Box::new(built.net);
+    let model: Box<dyn Model<B>> = Box::new(built.net);
     let mut trainer = Trainer::new(&be, model, optimizer, privacy)?;
     let mut sampler = PoissonSampler::seeded(n, rate, sampler_seed);
     let mut record = checkpoint::Record::default();
@@ -861,7 +900,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
     let mut progress = Progress::new(steps, first, opts.quiet, progress.log.take());
     let t0 = Instant::now();
     let mut seen = 0usize;
-    let save = |run: &DpRun<Cpu>, record: &checkpoint::Record| -> Result<(), TrainError> {
+    let save = |run: &DpRun<B>, record: &checkpoint::Record| -> Result<(), TrainError> {
         let (weights, opt_steps, opt) = run.trainer.checkpoint_state(&be)?;
         let (_, word_pos) = run.sampler.state();
         checkpoint::save(
@@ -969,7 +1008,8 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         tokenizer_exportable: if text.is_some() { m.tokenizer_exportable } else { None },
         fingerprint: m.fingerprint.clone(),
         code_version: code_version(),
-        cpu_features: cpu_features(cfg.train.portable),
+        cpu_features: if device == "cpu" { cpu_features(cfg.train.portable) } else { vec![] },
+        backend: device.clone(),
         portable: cfg.train.portable,
         permit: permit_path.clone(),
         project: permit.project.clone(),
@@ -980,7 +1020,7 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
         summary.auroc = ev.auroc;
         summary.auprc = ev.auprc;
         // the membership-inference check, against the model at its initialization as the reference
-        let reference: Box<dyn Model<Cpu>> = Box::new(cfg.model.build(&be, &shape, cfg.train.seed)?.net);
+        let reference: Box<dyn Model<B>> = Box::new(cfg.model.build(&be, &shape, cfg.train.seed)?.net);
         let attack = super::attack::membership(
             &be,
             &mut run.trainer,
