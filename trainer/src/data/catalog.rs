@@ -367,7 +367,8 @@ mod tests {
         let mut codes = std::collections::HashSet::new();
         let mut quantities = std::collections::HashSet::new();
         let coded: Vec<_> = LABS.iter().filter_map(|l| l.jlac10.map(|j| (l, j))).collect();
-        assert!(coded.len() >= 90, "{} rows coded", coded.len());
+        let labs_coded = coded.iter().filter(|(l, _)| !l.vital && loinc_is_valid(l.loinc)).count();
+        assert!(labs_coded >= 100, "{labs_coded} lab rows with a LOINC and a JLAC10 code, expected at least 100");
         for (l, j) in coded {
             let b = j.as_bytes();
             assert_eq!(b.len(), 17, "{}: {j}", l.name);
@@ -438,6 +439,19 @@ mod tests {
     fn jlac10_identification_part_is_kept() {
         assert_eq!(row_of("3D010129901926101"), None); // 随時血糖
         assert_eq!(row_of("3C015161002399949"), None); // the reason a creatinine was measured
+    }
+
+    #[test]
+    fn jlac10_codes_of_the_nho_table_match_the_rows_of_their_analytes() {
+        assert_eq!(row_of("3B110000002327101"), Some("cholinesterase"));
+        assert_eq!(row_of("3C040000002227201"), Some("ammonia")); // plasma, another method
+        assert_eq!(row_of("4G010000002302301"), Some("insulin")); // another method
+        assert_eq!(row_of("3M530000002302401"), Some("vancomycin"));
+        assert_eq!(row_of("3H045000002390201"), Some("osmolality"));
+        assert_eq!(row_of("3H045000000190201"), None); // urine osmolality is not the serum row
+        assert_eq!(row_of("5C090000000100101"), None); // urine myoglobin
+        assert_eq!(row_of("3C015000002327101"), Some("creatinine")); // cystatin C (3C016) is its own analyte
+        assert_eq!(row_of("3C016000002306201"), Some("cystatin_c"));
     }
 
     #[test]
