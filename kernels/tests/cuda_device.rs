@@ -484,8 +484,9 @@ fn gemm_through_cublas_matches_the_f64_product() {
         (rm(0, 4), rm(0, 1), rm(0, 4).with_ld(1), Gemm::new(7, 4, 1)),
         (rm(0, 4), rm(0, 3), rm(0, 4), Gemm::new(2, 4, 0).accumulate().alpha(2.0)),
         (rm(0, 384), rm(0, 512), tr(0, 512), Gemm::new(256, 384, 512).accumulate()),
+        // attention scores: per (example, head) [128, 64] x [64, 128] -> [128, 128]
         (
-            rm(0, 64).batched(128 * 64),
+            rm(0, 128).batched(128 * 128),
             rm(0, 64).batched(128 * 64),
             tr(0, 64).batched(128 * 64),
             Gemm::new(128, 128, 64).batched(24),

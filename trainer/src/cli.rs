@@ -472,8 +472,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let steps = cli_args::within("--steps", steps, 1, cli_args::MAX_BENCH_STEPS)?;
             if let Some(b) = batch {
                 for w in &workloads {
-                    cli_args::within("--batch", b, 1, w.default_batch() * cli_args::BENCH_BATCH_FACTOR)
-                        .with_context(|| format!("workload {}", w.name()))?;
+                    let most = (w.default_batch() * cli_args::BENCH_BATCH_FACTOR).max(cli_args::BENCH_BATCH_MIN_LIMIT);
+                    cli_args::within("--batch", b, 1, most).with_context(|| format!("workload {}", w.name()))?;
                 }
             }
             let dev = device.device()?;

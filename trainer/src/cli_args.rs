@@ -22,11 +22,13 @@ pub fn within<T: PartialOrd + std::fmt::Display + Copy>(flag: &str, value: T, lo
     }
 }
 
-/// `bench --batch`: at most this many times the workload's default batch (lab-mlp 4096,
-/// lab-transformer 2048, notes-encoder 1024). Activations grow linearly with the batch; the notes
-/// encoder's default batch already holds 64 x 256 tokens through 4 layers, so 16 times it is about the
-/// memory of a large GPU.
+/// `bench --batch`: at most this many times the workload's default batch, or
+/// [`BENCH_BATCH_MIN_LIMIT`] where that is more. Activations grow linearly with the batch (notes-bert
+/// at 4096: tens of GB, a large GPU's memory); past the limit the run is refused before allocating,
+/// and within it a device without the memory reports out of memory (never aborts).
 pub const BENCH_BATCH_FACTOR: usize = 16;
+/// The limit of `bench --batch` is at least this (the GPU benchmarks' largest batch).
+pub const BENCH_BATCH_MIN_LIMIT: usize = 4096;
 /// `bench --steps`: timed steps.
 pub const MAX_BENCH_STEPS: usize = 100_000;
 /// `demo --subjects` and `demo-data --subjects`: the synthetic cohort is held in memory by `demo`

@@ -46,16 +46,34 @@ fn a_short_run_on_cuda_matches_the_cpu_run_with_the_same_keys() {
         assert!(b["backend"].as_str().unwrap().starts_with("cuda ("), "{name}: {}", b["backend"]);
         assert_eq!(a["steps"], b["steps"], "{name}");
         assert_eq!(a["epsilon"], b["epsilon"], "{name}: the same plan and accountant");
-        // the same sampling and noise: the weights differ only by the order of f32 sums
-        for ((na, wa), (nb, wb)) in weights(&rc).iter().zip(&weights(&rg)) {
-            assert_eq!(na, nb);
-            let scale = wa.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
-            let worst = wa.iter().zip(wb).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(worst <= 1e-3 * scale, "{name}: {na} differs by {worst} (max |w| {scale})");
-        }
+        // the same sampling and noise: the weights differ only by the order of f32 sums. Each
+        // tensor's largest difference, relative to its largest weight (or to 0.1 for a tensor of small
+        // weights, a bias near 0, whose Adam updates are about the learning rate whatever its gradient)
+        let mut diffs: Vec<(f32, String)> = weights(&rc)
+            .iter()
+            .zip(&weights(&rg))
+            .map(|((na, wa), (nb, wb))| {
+                assert_eq!(na, nb);
+                let scale = wa.iter().fold(0f32, |m, v| m.max(v.abs())).max(0.1);
+                let worst = wa.iter().zip(wb).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                (worst / scale, format!("{na}: {worst:.2e} of {scale:.2e}"))
+            })
+            .collect();
+        diffs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let top: Vec<&str> = diffs.iter().take(6).map(|d| d.1.as_str()).collect();
+        eprintln!("{name}: largest weight differences cuda vs cpu: {top:?}");
+        // measured on an H200 (2026-11-29): the lab models within 5e-6 of the largest weight, the
+        // text transformer within 5e-3 (its drift over 12 steps is larger; one batch's clipped
+        // gradient matches within 1e-4, tests/dp_grad_cli.rs)
+        assert!(diffs[0].0 <= 1e-2, "{name}: weights differ: {top:?}");
         let (ua, ub) = (a["auroc"].as_f64().unwrap(), b["auroc"].as_f64().unwrap());
         assert!((ua - ub).abs() <= 0.01, "{name}: held-out AUROC cpu {ua} vs cuda {ub}");
         if name == "lab-transformer" {
+            // the GPU run is deterministic: a second run gives the same bits
+            let again = tmp.path().join(format!("{name}-cuda-again"));
+            let o = train(&cfg, &again, &["--backend", "cuda"]);
+            assert!(o.status.success(), "{name} cuda again: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(weights(&again) == weights(&rg), "{name}: two CUDA runs with the same keys differ");
             let rep = node(tmp.path()).args(["reproduce"]).arg(&rg).arg("--json").output().unwrap();
             assert_eq!(rep.status.code(), Some(4), "{}", String::from_utf8_lossy(&rep.stderr));
             let r = last_json(&rep);

@@ -212,6 +212,30 @@ pub struct Cuda {
     tf32: bool,
     modules: Mutex<HashMap<Module, Arc<CudaModule>>>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    /// `MEDTRAIN_CUDA_PROFILE=1`: (calls, seconds) per kernel, cuBLAS call, allocation and copy, each
+    /// timed between two synchronizations (which slows the run: for finding where time goes, not
+    /// for benchmarks), printed to stderr when the backend is dropped
+    profile: Option<Mutex<HashMap<&'static str, (u64, f64)>>>,
+}
+
+impl Drop for Cuda {
+    fn drop(&mut self) {
+        let Some(p) = self.profile.take() else { return };
+        let p = p.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<_> = p.into_iter().collect();
+        rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+        let total: f64 = rows.iter().map(|r| r.1 .1).sum();
+        eprintln!("CUDA profile (each call synchronized), {:.1} ms in all:", total * 1e3);
+        eprintln!("{:<32} {:>9} {:>11} {:>10} {:>6}", "call", "calls", "total ms", "mean us", "share");
+        for (name, (n, t)) in rows {
+            eprintln!(
+                "{name:<32} {n:>9} {:>11.2} {:>10.1} {:>5.1}%",
+                t * 1e3,
+                t * 1e6 / n.max(1) as f64,
+                100.0 * t / total.max(1e-12)
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for Cuda {
@@ -238,8 +262,17 @@ impl Cuda {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| device_error("stream", e))?;
         let blas = cudarc::cublas::CudaBlas::new(stream.clone()).map_err(|e| device_error("cuBLAS handle", e))?;
-        let mut cuda =
-            Cuda { info, ctx, stream, blas, tf32: true, modules: Mutex::default(), functions: Mutex::default() };
+        let profile = std::env::var("MEDTRAIN_CUDA_PROFILE").is_ok_and(|v| v == "1").then(Mutex::default);
+        let mut cuda = Cuda {
+            info,
+            ctx,
+            stream,
+            blas,
+            tf32: true,
+            modules: Mutex::default(),
+            functions: Mutex::default(),
+            profile,
+        };
         cuda.set_tf32(false)?;
         Ok(cuda)
     }
@@ -274,7 +307,25 @@ impl Cuda {
         self.stream.synchronize().map_err(|e| device_error("synchronize", e))
     }
 
+    /// Runs `f`, timed between two synchronizations under `MEDTRAIN_CUDA_PROFILE=1` (else just runs it).
+    fn timed<R>(&self, name: &'static str, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        let Some(p) = &self.profile else { return f() };
+        self.synchronize()?;
+        let t = std::time::Instant::now();
+        let r = f()?;
+        self.synchronize()?;
+        let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+        let e = p.entry(name).or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 += t.elapsed().as_secs_f64();
+        Ok(r)
+    }
+
     fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, op: &'static str, len: usize) -> Result<DeviceVec<T>> {
+        self.timed("(alloc_zeros)", || self.alloc_untimed(op, len))
+    }
+
+    fn alloc_untimed<T: DeviceRepr + ValidAsZeroBits>(&self, op: &'static str, len: usize) -> Result<DeviceVec<T>> {
         if len == 0 {
             return Ok(DeviceVec { slice: None });
         }
@@ -295,7 +346,7 @@ impl Cuda {
     fn upload_vec<T: DeviceRepr + ValidAsZeroBits>(&self, op: &'static str, data: &[T]) -> Result<DeviceVec<T>> {
         let mut v = self.alloc(op, data.len())?;
         if let Some(s) = v.slice.as_mut() {
-            self.stream.memcpy_htod(data, s).map_err(|e| device_error(op, e))?;
+            self.timed("(memcpy_htod)", || self.stream.memcpy_htod(data, s).map_err(|e| device_error(op, e)))?;
         }
         Ok(v)
     }
@@ -345,8 +396,9 @@ impl Cuda {
         // SAFETY: the plan's arguments match the kernel's C signature (the emulation tests check each
         // launch against the signature), and every pointer is a live buffer of this device whose
         // length the plan checked
-        unsafe { builder.launch(cfg) }.map_err(|e| device_error(launch.kernel, e))?;
-        Ok(())
+        self.timed(launch.kernel, || {
+            unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| device_error(launch.kernel, e))
+        })
     }
 
     // ---- buffers (the trait's) ----
@@ -366,8 +418,10 @@ impl Cuda {
             element_bytes: 4,
         })?;
         host.resize(s.len(), 0.0f32);
-        self.stream.memcpy_dtoh(s, &mut host).map_err(|e| device_error("download", e))?;
-        self.synchronize()?;
+        self.timed("(memcpy_dtoh)", || {
+            self.stream.memcpy_dtoh(s, &mut host).map_err(|e| device_error("download", e))?;
+            self.synchronize()
+        })?;
         Ok(host)
     }
     pub fn upload_ids(&self, ids: &[u32]) -> Result<CudaIds> {
@@ -431,29 +485,36 @@ impl Cuda {
         // cuBLAS computes lies in a live buffer of this device), C is not among the inputs (a &mut
         // borrow), and the handle runs on this device's one stream; alpha and beta are host values
         // read during the call (cuBLAS' host pointer mode, cudarc's default)
-        unsafe {
+        let (a, b, c) = (
+            at(bp, call.a_offset) as *const f32,
+            at(ap, call.b_offset) as *const f32,
+            at(cp, call.c_offset) as *mut f32,
+        );
+        let handle = *self.blas.handle();
+        let (ta, tb) = (op(call.trans_a), op(call.trans_b));
+        self.timed(if call.batch > 1 { "cublas sgemm (batched)" } else { "cublas sgemm" }, || unsafe {
             cudarc::cublas::result::sgemm_strided_batched(
-                *self.blas.handle(),
-                op(call.trans_a),
-                op(call.trans_b),
+                handle,
+                ta,
+                tb,
                 call.m,
                 call.n,
                 call.k,
                 &call.alpha,
-                at(bp, call.a_offset) as *const f32,
+                a,
                 call.lda,
                 call.stride_a,
-                at(ap, call.b_offset) as *const f32,
+                b,
                 call.ldb,
                 call.stride_b,
                 &call.beta,
-                at(cp, call.c_offset) as *mut f32,
+                c,
                 call.ldc,
                 call.stride_c,
                 call.batch,
             )
-        }
-        .map_err(|e| device_error("cuBLAS sgemmStridedBatched", e))
+            .map_err(|e| device_error("cuBLAS sgemmStridedBatched", e))
+        })
     }
 
     // ---- elementwise and reductions (the trait's) ----
@@ -475,6 +536,19 @@ impl Cuda {
         groups: &CudaGroups,
         rows_per_example: usize,
     ) -> Result<()> {
+        if let Some(len) = plan::group_row_sums_split_scratch(&groups.layout, rows_per_example, d) {
+            let partial: CudaBuf = self.alloc("group_row_sums", len)?;
+            let launches = plan::group_row_sums_split(
+                self.slice(out),
+                self.slice(x),
+                d,
+                &groups.layout,
+                rows_per_example,
+                self.slice(&partial),
+                Geometry::DEVICE,
+            )?;
+            return launches.into_iter().try_for_each(|l| self.run(Some(l)));
+        }
         let offsets = self.slice(&groups.offsets);
         let out = self.slice(out);
         self.run(plan::group_row_sums(

@@ -282,6 +282,63 @@ pub fn group_row_sums(
     Ok((out.len > 0).then(|| launch(Module::Reduce, "group_row_sums", out.len as u64, BLOCK as u64, geo, args)))
 }
 
+/// Rows a group must have, and threads the one-kernel plan must fall short of, before
+/// [`group_row_sums_split`] takes over from [`group_row_sums`].
+const SPLIT_ROWS: usize = 2048;
+const SPLIT_THREADS: usize = 1 << 15;
+
+/// The scratch length [`group_row_sums_split`] needs, or `None` where [`group_row_sums`]' one thread a
+/// (group, column) has enough parallelism (many groups, or small ones).
+pub fn group_row_sums_split_scratch(layout: &GroupRows, rows_per_example: usize, d: usize) -> Option<usize> {
+    let g = layout.groups();
+    let most = (0..g).map(|i| layout.rows(i, rows_per_example).len()).max().unwrap_or(0);
+    (d > 0 && g * d < SPLIT_THREADS && most >= SPLIT_ROWS && g <= 16).then(|| most.div_ceil(64) * d)
+}
+
+/// group_row_sums for few, large groups in the same order (the CPU's bits): per group, its 64-row
+/// block sums into `partial` (length [`group_row_sums_split_scratch`]), then the block sums added in
+/// order. Two launches per group.
+pub fn group_row_sums_split(
+    out: Slice,
+    x: Slice,
+    d: usize,
+    layout: &GroupRows,
+    rows_per_example: usize,
+    partial: Slice,
+    geo: Geometry,
+) -> Result<Vec<Launch>> {
+    let g = layout.groups();
+    check_len("group_row_sums", "out", g * d, out.len)?;
+    check_len("group_row_sums", "x", layout.examples() * rows_per_example * d, x.len)?;
+    let need = (0..g).map(|i| layout.rows(i, rows_per_example).len().div_ceil(64) * d).max().unwrap_or(0);
+    if partial.len < need {
+        return Err(KernelError::Invalid {
+            op: "group_row_sums",
+            msg: format!("scratch of {} elements, {need} needed", partial.len),
+        });
+    }
+    let mut launches = vec![];
+    for i in 0..g {
+        let rows = layout.rows(i, rows_per_example);
+        let blocks = rows.len().div_ceil(64);
+        let at = |s: Slice, offset: usize| Arg::Ptr(s.ptr + offset as u64 * 4);
+        if blocks > 0 {
+            let n = (blocks * d) as u64;
+            let args = vec![
+                Arg::Ptr(partial.ptr),
+                at(x, rows.start * d),
+                Arg::U64(rows.len() as u64),
+                Arg::U64(d as u64),
+                Arg::U64(n),
+            ];
+            launches.push(launch(Module::Reduce, "block_row_sums", n, BLOCK as u64, geo, args));
+        }
+        let args = vec![at(out, i * d), Arg::Ptr(partial.ptr), Arg::U64(blocks as u64), Arg::U64(d as u64)];
+        launches.push(launch(Module::Reduce, "sum_block_rows", d as u64, BLOCK as u64, geo, args));
+    }
+    Ok(launches)
+}
+
 /// out: [G] += row dots of a, b: [G, D] (`op` names the trait method: add_row_dots or add_row_sq_norms)
 pub fn add_row_dots(
     op: &'static str,

@@ -25,6 +25,29 @@ extern "C" __global__ void group_row_sums(float* out, const float* x, const u64*
     }
 }
 
+// The same sums for few, large groups (a non-private step's one group of the whole batch), where one
+// thread a column would leave the GPU idle, in two passes that keep the order: block_row_sums sums
+// each 64-row block of a group (x: that group's [R, D] rows) into partial: [ceil(R / 64), D]
+// (n = ceil(R / 64) * D), then sum_block_rows adds each column's block sums in order into out: [D].
+extern "C" __global__ void block_row_sums(float* partial, const float* x, u64 rows, u64 d, u64 n) {
+    for (u64 i = mt_first(); i < n; i += mt_stride()) {
+        u64 start = (i / d) * 64;
+        u64 col = i % d;
+        u64 end = start + 64 < rows ? start + 64 : rows;
+        float acc = 0.0f;
+        for (u64 r = start; r < end; ++r) acc = __fadd_rn(acc, x[r * d + col]);
+        partial[i] = acc;
+    }
+}
+
+extern "C" __global__ void sum_block_rows(float* out, const float* partial, u64 blocks, u64 d) {
+    for (u64 col = mt_first(); col < d; col += mt_stride()) {
+        float total = 0.0f;
+        for (u64 b = 0; b < blocks; ++b) total = __fadd_rn(total, partial[b * d + col]);
+        out[col] = total;
+    }
+}
+
 // a, b: [G, D] -> out: [G] += dot(a[g], b[g]) in f64, one warp per row (blockDim.x a multiple of 32)
 extern "C" __global__ void add_row_dots(float* out, const float* a, const float* b, u64 d, u64 g) {
     const u32 lane = threadIdx.x % 32;

@@ -389,6 +389,15 @@ pub fn group_row_sums_match_the_cpu_in_its_order(k: &mut impl Kernels) {
         k.group_row_sums(&mut got, &x, d, &layout, rpe).unwrap();
         assert_bits("group_row_sums", &got, &want);
     }
+    // few large groups (a non-private step's one group): the device's two-pass plan, same order
+    let layout = GroupRows { offsets: vec![0, 1500, 1501] };
+    let (d, rpe) = (3, 2);
+    let x = Rng::new(9).vec(layout.examples() * rpe * d, 10.0);
+    let mut want = vec![0.0; layout.groups() * d];
+    cpu().group_row_sums(&mut want, &x, d, &layout, rpe).unwrap();
+    let mut got = vec![1.0; layout.groups() * d];
+    k.group_row_sums(&mut got, &x, d, &layout, rpe).unwrap();
+    assert_bits("group_row_sums (few large groups)", &got, &want);
     let (rows, d) = (300, 9);
     let x = Rng::new(8).vec(rows * d, 10.0);
     let mut want = vec![0.0; d];
