@@ -138,6 +138,33 @@ fn incommensurable_unit_is_reported_and_left_unconverted() {
 }
 
 #[test]
+fn insulin_and_tsh_in_micro_units_per_ml_convert_as_international_units() {
+    // Japanese reports write μU/mL for μIU/mL; UCUM reads U as the enzyme unit
+    let one = |unit: &str, lab: &str| match units::conversion(unit, catalog::by_name_or_code(lab).unwrap()) {
+        units::Conversion::Identity => 1.0,
+        units::Conversion::Affine { scale, offset } if offset == 0.0 => scale,
+        other => panic!("{unit} for {lab}: {other:?}"),
+    };
+    for (unit, lab, want) in [
+        ("μU/mL", "insulin", 1.0),
+        ("uU/mL", "insulin", 1.0),
+        ("mU/L", "insulin", 1.0),
+        ("μIU/mL", "insulin", 1.0),
+        ("μU/mL", "tsh", 1.0),
+        ("uU/mL", "tsh", 1.0),
+        ("U/L", "tsh", 1000.0),
+    ] {
+        let got = one(unit, lab);
+        assert!((got - want).abs() <= 1e-9 * want, "{unit} for {lab}: {got}");
+    }
+    // and an enzyme's activity reported in IU/L is its U/L
+    assert_eq!(one("U/L", "alt"), 1.0);
+    assert_eq!(one("IU/L", "ast"), 1.0);
+    assert_eq!(one("[IU]/L", "alt"), 1.0);
+    assert!((one("m[IU]/mL", "ck") - 1.0).abs() < 1e-12);
+}
+
+#[test]
 fn unit_that_is_not_ucum_is_reported_without_its_text() {
     let dir = tempfile::tempdir().unwrap();
     let lines = [obs("a", "2160-0", 1.0, "TEL 03-5555-0199"), obs("a", "2160-0", 1.0, "mg/dL{03-5555-0199}")];

@@ -151,6 +151,23 @@ fn stand_in_for_iu(from: &str, to: &str) -> Option<(String, String)> {
         .then(|| (from.replace("[IU]", "cd"), to.replace("[IU]", "cd")))
 }
 
+/// Laboratories use "U" and "IU" for each other: hormone assays (insulin, TSH) report "μU/mL" or
+/// "mU/L" meaning international units (UCUM: `u[IU]/mL`, `m[IU]/L`), and enzyme activities are often
+/// reported in "IU/L", the international enzyme unit, which is UCUM's `U`. So where the catalogue unit
+/// counts international units and the reported one enzyme units (one `U`, no `[IU]`), the `U` is read
+/// as `[IU]`; where the catalogue unit is an enzyme unit (`U`, no `[IU]`) and the reported one counts
+/// `[IU]`, the `[IU]` is read as `U`.
+fn hormone_units_as_iu(from: &str, to: &str) -> String {
+    let (to_iu, to_u) = (to.contains("[IU]"), to.replace("[IU]", "").contains('U'));
+    if to_iu && !from.contains("[IU]") && from.matches('U').count() == 1 {
+        from.replacen('U', "[IU]", 1)
+    } else if !to_iu && to_u && from.matches("[IU]").count() == 1 && !from.replace("[IU]", "").contains('U') {
+        from.replacen("[IU]", "U", 1)
+    } else {
+        from.to_owned()
+    }
+}
+
 /// The affine map `from -> to` that UCUM gives, if the conversion is affine (not logarithmic).
 fn affine(from: &str, to: &str) -> Option<(f64, f64)> {
     let c = |v: f64| ucum::convert(v, from, to).ok().filter(|x| x.is_finite());
@@ -180,7 +197,8 @@ pub fn conversion(unit: &str, lab: &Lab) -> Conversion {
             Conversion::Not("HbA1c in another unit than % or IFCC mmol/mol")
         };
     }
-    let (from, to) = match stand_in_for_iu(from, to) {
+    let from = hormone_units_as_iu(from, to);
+    let (from, to) = match stand_in_for_iu(&from, to) {
         Some((f, t)) => (f, t),
         None => (from.to_owned(), to.to_owned()),
     };
