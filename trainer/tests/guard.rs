@@ -232,6 +232,32 @@ fn a_patients_own_name_and_phone_in_its_notes_were_not_found() {
 }
 
 #[test]
+fn data_check_missed_a_patients_name_in_notes_read_before_its_patient_resource() {
+    // `data check` keeps no events: the notes before the Patient (same file) were never checked
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [note_line("p1", OWN_NOTE), note_line("p2", OWN_NOTE), own_patient("p1"), note_line("p1", OWN_NOTE)];
+    write(dir.path(), "export.ndjson", &lines);
+    let check = ReadOptions { keep_events: false, ..Default::default() };
+    let (_, report) = data::read(dir.path(), &check).unwrap();
+    let own: u64 = report.findings.iter().filter(|f| f.field == "subject_identifier").map(|f| f.count).sum();
+    // name and phone in each of p1's two notes, counted once each (the second pass replaces the first's)
+    assert_eq!(own, 4, "{:?}", report.findings);
+    assert!(report.blocking);
+    // the same counts as a read that keeps events
+    let (_, kept) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let own_kept: u64 = kept.findings.iter().filter(|f| f.field == "subject_identifier").map(|f| f.count).sum();
+    assert_eq!(own, own_kept);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "check", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "blocking: {text}");
+    assert!(text.contains("subject_identifier") && !text.contains("香川") && !text.contains("9876"), "{text}");
+}
+
+#[test]
 fn missed_identifiers_became_verbatim_tokenizer_pieces() {
     use data::text::{NoteTokenizer, TokenizerKind};
     // 40 subjects share ordinary clinical text; one of them repeats a string the guard cannot know

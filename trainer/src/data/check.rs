@@ -149,6 +149,14 @@ impl Report {
             n;
     }
 
+    /// Replaces this report's findings in `resource.field` with `other`'s (a second pass that saw more).
+    pub fn replace_findings_of(&mut self, resource: &str, field: &str, other: &Report) {
+        self.raw.retain(|k, _| !(k.2 == resource && k.3 == field));
+        for (k, n) in other.raw.iter().filter(|(k, _)| k.2 == resource && k.3 == field) {
+            *self.raw.entry(k.clone()).or_default() += n;
+        }
+    }
+
     /// An identifier found in `resource.field`: blocking under `reject`, a warning when redacted.
     pub fn identifier(&mut self, policy: guard::Policy, kind: guard::IdentifierKind, resource: &str, field: &str) {
         let sev = if policy == guard::Policy::Reject { Severity::Error } else { Severity::Warning };

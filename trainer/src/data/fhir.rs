@@ -19,7 +19,7 @@
 //!   its names, phones, e-mails, addresses and identifiers are kept as hashes ([`guard::subject`]) and
 //!   searched for in the subject's notes: files named `Patient*` are read first for that, and notes
 //!   read before their Patient resource (a Patient in a file of another name) are checked at the end
-//!   when events are kept.
+//!   when events are kept, or by a second pass over the input when they are not (`data check`).
 //! - `Observation.note` and `DocumentReference.description` are free text: scanned by the guard and
 //!   not kept (an annotation of a measurement or a document's title is not part of the notes a model
 //!   reads).
@@ -1208,6 +1208,9 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
         if !store.has(&subject) {
             // notes of this subject read before now are checked at the end of the read
             store.arrivals.push((subject.clone(), sink.data.events.len()));
+            if !sink.opts.keep_events && store.noted_before.contains(&guard::subject::subject_key(&subject)) {
+                store.recheck = true;
+            }
         }
         for (kind, value) in values {
             store.add(&subject, kind, &value);
@@ -1224,6 +1227,8 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
                     }
                     redacted = Some(guard::redact(text, &found));
                 }
+            } else if !sink.opts.keep_events {
+                sink.data.subject_identifiers.noted_before.insert(guard::subject::subject_key(&r.subject));
             }
         }
         if redacted.is_some() {
@@ -1286,9 +1291,24 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: 
     data.subject_identifiers.arrivals.clear();
     drop(first);
     let mut sink = Sink { data, report, opts };
-    for f in files {
-        read_file(&f, &mut sink)?;
+    for f in &files {
+        read_file(f, &mut sink)?;
     }
     check_early_notes(&mut sink);
+    if sink.data.subject_identifiers.recheck {
+        // events were not kept (`data check`) and a Patient came after its notes: a second pass with
+        // every subject's identifiers known from the start finds what the first could not
+        let mut again = super::Dataset::default();
+        again.subject_identifiers = std::mem::take(&mut sink.data.subject_identifiers);
+        again.subject_identifiers.noted_before.clear();
+        let mut second = super::Report::default();
+        let mut pass = Sink { data: &mut again, report: &mut second, opts };
+        for f in &files {
+            read_file(f, &mut pass)?;
+        }
+        sink.report.replace_findings_of("note", "subject_identifier", &second);
+        sink.data.subject_identifiers = std::mem::take(&mut again.subject_identifiers);
+    }
+    sink.data.subject_identifiers.noted_before = Default::default();
     Ok(())
 }

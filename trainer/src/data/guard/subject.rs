@@ -28,6 +28,16 @@ pub struct Store {
     by_subject: HashMap<String, Vec<Needle>>,
     /// (subject, events read when its identifiers arrived): earlier notes are checked at the end
     pub arrivals: Vec<(String, usize)>,
+    /// When events are not kept (`data check`): hashes of the subjects that had a note read before
+    /// any identifier of theirs, and whether one of them got identifiers later (a Patient resource
+    /// after its notes, in a file not named `Patient*`): then the read checks the notes again.
+    pub noted_before: std::collections::HashSet<u64>,
+    pub recheck: bool,
+}
+
+/// The key of a subject in [`Store::noted_before`].
+pub fn subject_key(subject: &str) -> u64 {
+    hash(subject.chars()).0
 }
 
 /// The char a note and an identifier are compared on; `None` for characters that are skipped.
