@@ -5,7 +5,7 @@
 
 mod common;
 use common::cuda::Kernels;
-use kernels::backend::{Activation, AdamW, GroupRows, MaskFill, NoiseKey};
+use kernels::backend::{Activation, AdamW, Backend, GroupRows, MaskFill, NoiseKey};
 use kernels::cuda::Cuda;
 use kernels::{KernelError, Result};
 

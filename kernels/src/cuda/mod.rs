@@ -35,7 +35,7 @@
 pub mod plan;
 pub mod source;
 
-use crate::backend::{Activation, AdamW, Gemm, GroupRows, MaskFill, MatView, NoiseKey};
+use crate::backend::{Activation, AdamW, Backend, Gemm, GroupRows, MaskFill, MatView, NoiseKey};
 use crate::error::{check_len, KernelError, Result};
 use cudarc::driver::{
     sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig,
@@ -400,16 +400,35 @@ impl Cuda {
             unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| device_error(launch.kernel, e))
         })
     }
+}
 
-    // ---- buffers (the trait's) ----
+/// The CUDA backend: a kernel (or cuBLAS) for every required method (the trait's defaults for the
+/// composed ops it does not fuse: `split_last_column`, `weighted_row_sum`, `linear_group_sq_norms`).
+impl Backend for Cuda {
+    type Buf = CudaBuf;
+    type Ids = CudaIds;
+    type Groups = CudaGroups;
 
-    pub fn zeros(&self, len: usize) -> Result<CudaBuf> {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+    /// One stream: the device's parallelism is not a thread count.
+    fn threads(&self) -> usize {
+        1
+    }
+    fn synchronize(&self) -> Result<()> {
+        Cuda::synchronize(self)
+    }
+
+    // ---- buffers ----
+
+    fn zeros(&self, len: usize) -> Result<CudaBuf> {
         self.alloc("zeros", len)
     }
-    pub fn upload(&self, data: &[f32]) -> Result<CudaBuf> {
+    fn upload(&self, data: &[f32]) -> Result<CudaBuf> {
         self.upload_vec("upload", data)
     }
-    pub fn download(&self, buf: &CudaBuf) -> Result<Vec<f32>> {
+    fn download(&self, buf: &CudaBuf) -> Result<Vec<f32>> {
         let Some(s) = buf.slice.as_ref() else { return Ok(Vec::new()) };
         let mut host = Vec::new();
         host.try_reserve_exact(s.len()).map_err(|_| KernelError::OutOfMemory {
@@ -424,34 +443,34 @@ impl Cuda {
         })?;
         Ok(host)
     }
-    pub fn upload_ids(&self, ids: &[u32]) -> Result<CudaIds> {
+    fn upload_ids(&self, ids: &[u32]) -> Result<CudaIds> {
         Ok(CudaIds { dev: self.upload_vec("upload_ids", ids)?, host: ids.to_vec() })
     }
-    pub fn len(&self, buf: &CudaBuf) -> usize {
+    fn len(&self, buf: &CudaBuf) -> usize {
         buf.len()
     }
-    pub fn ids_len(&self, ids: &CudaIds) -> usize {
+    fn ids_len(&self, ids: &CudaIds) -> usize {
         ids.host.len()
     }
     /// Makes `buf` exactly `len` long: a new zeroed buffer when the size changes; `buf` is unchanged
     /// when that fails.
-    pub fn resize(&self, buf: &mut CudaBuf, len: usize) -> Result<()> {
+    fn resize(&self, buf: &mut CudaBuf, len: usize) -> Result<()> {
         if buf.len() != len {
             *buf = self.alloc("resize", len)?;
         }
         Ok(())
     }
-    pub fn fill(&self, buf: &mut CudaBuf, value: f32) -> Result<()> {
+    fn fill(&self, buf: &mut CudaBuf, value: f32) -> Result<()> {
         self.run(plan::fill(self.slice(buf), value, Geometry::DEVICE))
     }
-    pub fn copy(&self, dst: &mut CudaBuf, src: &CudaBuf) -> Result<()> {
+    fn copy(&self, dst: &mut CudaBuf, src: &CudaBuf) -> Result<()> {
         check_len("copy", "dst", src.len(), dst.len())?;
         if let (Some(d), Some(s)) = (dst.slice.as_mut(), src.slice.as_ref()) {
             self.stream.memcpy_dtod(s, d).map_err(|e| device_error("copy", e))?;
         }
         Ok(())
     }
-    pub fn groups(&self, layout: &GroupRows) -> Result<CudaGroups> {
+    fn groups(&self, layout: &GroupRows) -> Result<CudaGroups> {
         let (offsets, example_group) = plan::group_maps(layout)?;
         Ok(CudaGroups {
             layout: layout.clone(),
@@ -460,13 +479,13 @@ impl Cuda {
         })
     }
 
-    // ---- matmul (the trait's) ----
+    // ---- matmul ----
 
     /// `Backend::gemm` through cuBLAS `sgemmStridedBatched` (one call for the whole batch), with the
     /// CPU's checks ([`plan::gemm`]). Not the CPU's bits: cuBLAS sums in its own order (f32, or TF32
     /// when [`Cuda::set_tf32`] asked for it).
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm(
+    fn gemm(
         &self,
         c: &mut CudaBuf,
         cv: MatView,
@@ -517,18 +536,18 @@ impl Cuda {
         })
     }
 
-    // ---- elementwise and reductions (the trait's) ----
+    // ---- elementwise and reductions ----
 
-    pub fn broadcast_rows(&self, y: &mut CudaBuf, bias: &CudaBuf, rows: usize) -> Result<()> {
+    fn broadcast_rows(&self, y: &mut CudaBuf, bias: &CudaBuf, rows: usize) -> Result<()> {
         self.run(plan::broadcast_rows(self.slice(y), self.slice(bias), rows, Geometry::DEVICE)?)
     }
-    pub fn add(&self, out: &mut CudaBuf, a: &CudaBuf, b: &CudaBuf) -> Result<()> {
+    fn add(&self, out: &mut CudaBuf, a: &CudaBuf, b: &CudaBuf) -> Result<()> {
         self.run(plan::add(self.slice(out), self.slice(a), self.slice(b), Geometry::DEVICE)?)
     }
-    pub fn add_assign(&self, y: &mut CudaBuf, x: &CudaBuf) -> Result<()> {
+    fn add_assign(&self, y: &mut CudaBuf, x: &CudaBuf) -> Result<()> {
         self.run(plan::add_assign(self.slice(y), self.slice(x), Geometry::DEVICE)?)
     }
-    pub fn group_row_sums(
+    fn group_row_sums(
         &self,
         out: &mut CudaBuf,
         x: &CudaBuf,
@@ -561,12 +580,12 @@ impl Cuda {
             Geometry::DEVICE,
         )?)
     }
-    pub fn sum_rows(&self, out: &mut CudaBuf, x: &CudaBuf, d: usize) -> Result<()> {
+    fn sum_rows(&self, out: &mut CudaBuf, x: &CudaBuf, d: usize) -> Result<()> {
         let rows = x.len().checked_div(d).unwrap_or(0);
         let all = self.groups(&GroupRows::single(rows))?;
         self.group_row_sums(out, x, d, &all, 1)
     }
-    pub fn add_row_dots(&self, out: &mut CudaBuf, a: &CudaBuf, b: &CudaBuf, d: usize) -> Result<()> {
+    fn add_row_dots(&self, out: &mut CudaBuf, a: &CudaBuf, b: &CudaBuf, d: usize) -> Result<()> {
         self.run(plan::add_row_dots(
             "add_row_dots",
             self.slice(out),
@@ -576,12 +595,12 @@ impl Cuda {
             Geometry::DEVICE,
         )?)
     }
-    pub fn add_row_sq_norms(&self, out: &mut CudaBuf, x: &CudaBuf, d: usize) -> Result<()> {
+    fn add_row_sq_norms(&self, out: &mut CudaBuf, x: &CudaBuf, d: usize) -> Result<()> {
         let x = self.slice(x);
         self.run(plan::add_row_dots("add_row_sq_norms", self.slice(out), x, x, d, Geometry::DEVICE)?)
     }
     #[allow(clippy::too_many_arguments)]
-    pub fn scale_rows_by_group(
+    fn scale_rows_by_group(
         &self,
         y: &mut CudaBuf,
         x: &CudaBuf,
@@ -605,12 +624,12 @@ impl Cuda {
             Geometry::DEVICE,
         )?)
     }
-    pub fn clip_factors(&self, factors: &mut CudaBuf, sq_norms: &CudaBuf, clip: f32) -> Result<()> {
+    fn clip_factors(&self, factors: &mut CudaBuf, sq_norms: &CudaBuf, clip: f32) -> Result<()> {
         self.run(plan::clip_factors(self.slice(factors), self.slice(sq_norms), clip, Geometry::DEVICE)?)
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn copy_columns(
+    fn copy_columns(
         &self,
         dst: &mut CudaBuf,
         dst_w: usize,
@@ -635,12 +654,12 @@ impl Cuda {
         )?)
     }
 
-    // ---- activations (the trait's) ----
+    // ---- activations ----
 
-    pub fn activation_forward(&self, f: Activation, y: &mut CudaBuf, x: &CudaBuf) -> Result<()> {
+    fn activation_forward(&self, f: Activation, y: &mut CudaBuf, x: &CudaBuf) -> Result<()> {
         self.run(plan::activation_forward(f, self.slice(y), self.slice(x), Geometry::DEVICE)?)
     }
-    pub fn activation_backward(
+    fn activation_backward(
         &self,
         f: Activation,
         dx: &mut CudaBuf,
@@ -652,10 +671,10 @@ impl Cuda {
         self.run(plan::activation_backward(f, dx, self.slice(dy), self.slice(x), self.slice(y), Geometry::DEVICE)?)
     }
 
-    // ---- layer norm and attention (the trait's) ----
+    // ---- layer norm and attention ----
 
     #[allow(clippy::too_many_arguments)]
-    pub fn layer_norm_forward(
+    fn layer_norm_forward(
         &self,
         y: &mut CudaBuf,
         mean: &mut CudaBuf,
@@ -671,7 +690,7 @@ impl Cuda {
         self.run(plan::layer_norm_forward(y, mean, rstd, x, gamma, beta, c, eps, Geometry::DEVICE)?)
     }
     #[allow(clippy::too_many_arguments)]
-    pub fn layer_norm_backward(
+    fn layer_norm_backward(
         &self,
         dx: &mut CudaBuf,
         dy_xhat: &mut CudaBuf,
@@ -688,7 +707,7 @@ impl Cuda {
         self.run(plan::layer_norm_backward(dx, dy_xhat, dy, x, gamma, mean, rstd, c, Geometry::DEVICE)?)
     }
     #[allow(clippy::too_many_arguments)]
-    pub fn masked_softmax_forward(
+    fn masked_softmax_forward(
         &self,
         att: &mut CudaBuf,
         mask: &CudaBuf,
@@ -701,14 +720,14 @@ impl Cuda {
         let att = self.slice(att);
         self.run(plan::masked_softmax_forward(att, self.slice(mask), b, h, t, scale, fill, Geometry::DEVICE)?)
     }
-    pub fn softmax_backward(&self, datt: &mut CudaBuf, att: &CudaBuf, t: usize, scale: f32) -> Result<()> {
+    fn softmax_backward(&self, datt: &mut CudaBuf, att: &CudaBuf, t: usize, scale: f32) -> Result<()> {
         let datt = self.slice(datt);
         self.run(plan::softmax_backward(datt, self.slice(att), t, scale, Geometry::DEVICE)?)
     }
 
-    // ---- embedding (the trait's) ----
+    // ---- embedding ----
 
-    pub fn embedding_forward(
+    fn embedding_forward(
         &self,
         y: &mut CudaBuf,
         ids: &CudaIds,
@@ -720,7 +739,7 @@ impl Cuda {
         self.run(plan::embedding_forward(y, ids_dev, &ids.host, self.slice(table), d, accumulate, Geometry::DEVICE)?)
     }
     #[allow(clippy::too_many_arguments)]
-    pub fn embedding_backward(
+    fn embedding_backward(
         &self,
         dtable: &mut CudaBuf,
         ids: &CudaIds,
@@ -760,7 +779,7 @@ impl Cuda {
         // the lists are freed when this returns: on the stream, after the kernel that reads them
         Ok(())
     }
-    pub fn embedding_group_sq_norms(
+    fn embedding_group_sq_norms(
         &self,
         out: &mut CudaBuf,
         ids: &CudaIds,
@@ -783,9 +802,9 @@ impl Cuda {
         )?)
     }
 
-    // ---- pooling and losses (the trait's) ----
+    // ---- pooling and losses ----
 
-    pub fn masked_mean_pool_forward(
+    fn masked_mean_pool_forward(
         &self,
         out: &mut CudaBuf,
         h: &CudaBuf,
@@ -796,7 +815,7 @@ impl Cuda {
         let out = self.slice(out);
         self.run(plan::masked_mean_pool_forward(out, self.slice(h), self.slice(mask), t, c, Geometry::DEVICE)?)
     }
-    pub fn masked_mean_pool_backward(
+    fn masked_mean_pool_backward(
         &self,
         dh: &mut CudaBuf,
         dout: &CudaBuf,
@@ -807,7 +826,7 @@ impl Cuda {
         let dh = self.slice(dh);
         self.run(plan::masked_mean_pool_backward(dh, self.slice(dout), self.slice(mask), t, c, Geometry::DEVICE)?)
     }
-    pub fn bce_with_logits(
+    fn bce_with_logits(
         &self,
         losses: &mut CudaBuf,
         dlogits: &mut CudaBuf,
@@ -818,7 +837,7 @@ impl Cuda {
         let (l, d) = (self.slice(losses), self.slice(dlogits));
         self.run(plan::bce_with_logits(l, d, self.slice(logits), self.slice(targets), grad_scale, Geometry::DEVICE)?)
     }
-    pub fn regression_loss(
+    fn regression_loss(
         &self,
         losses: &mut CudaBuf,
         dlogits: &mut CudaBuf,
@@ -831,7 +850,7 @@ impl Cuda {
         let (p, t) = (self.slice(preds), self.slice(targets));
         self.run(plan::regression_loss(l, d, p, t, huber, grad_scale, Geometry::DEVICE)?)
     }
-    pub fn cross_entropy(
+    fn cross_entropy(
         &self,
         losses: &mut CudaBuf,
         dlogits: &mut CudaBuf,
@@ -845,10 +864,10 @@ impl Cuda {
         self.run(plan::cross_entropy(l, d, self.slice(logits), c, &classes.host, k, grad_scale, Geometry::DEVICE)?)
     }
 
-    // ---- recurrent (the trait's) ----
+    // ---- recurrent ----
 
     #[allow(clippy::too_many_arguments)]
-    pub fn gru_step_forward(
+    fn gru_step_forward(
         &self,
         h: &mut CudaBuf,
         h_prev: &mut CudaBuf,
@@ -865,7 +884,7 @@ impl Cuda {
         self.run(plan::gru_step_forward(h, h_prev, gates, gi, gh, b, steps, t, hidden, Geometry::DEVICE)?)
     }
     #[allow(clippy::too_many_arguments)]
-    pub fn gru_step_backward(
+    fn gru_step_backward(
         &self,
         dgi: &mut CudaBuf,
         dgh: &mut CudaBuf,
@@ -897,13 +916,13 @@ impl Cuda {
         )?)
     }
 
-    // ---- noise and optimizers (the trait's) ----
+    // ---- noise and optimizers ----
 
-    pub fn add_normal(&self, buf: &mut CudaBuf, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()> {
+    fn add_normal(&self, buf: &mut CudaBuf, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()> {
         self.run(plan::add_normal(self.slice(buf), std, scale, grid, key, Geometry::DEVICE)?)
     }
     #[allow(clippy::too_many_arguments)]
-    pub fn sgd_step(
+    fn sgd_step(
         &self,
         w: &mut CudaBuf,
         g: &CudaBuf,
@@ -916,7 +935,7 @@ impl Cuda {
         let (w, m) = (self.slice(w), self.slice(m));
         self.run(plan::sgd_step(w, self.slice(g), m, lr, momentum, weight_decay, first_step, Geometry::DEVICE)?)
     }
-    pub fn adamw_step(
+    fn adamw_step(
         &self,
         w: &mut CudaBuf,
         g: &CudaBuf,
@@ -927,328 +946,5 @@ impl Cuda {
     ) -> Result<()> {
         let (w, m, v) = (self.slice(w), self.slice(m), self.slice(v));
         self.run(plan::adamw_step(w, self.slice(g), m, v, h, t, Geometry::DEVICE)?)
-    }
-}
-
-/// The CUDA backend: every method is `Cuda`'s own of the same name (the trait's defaults for the
-/// composed ops it does not fuse: `split_last_column`, `weighted_row_sum`, `linear_group_sq_norms`).
-impl crate::Backend for Cuda {
-    type Buf = CudaBuf;
-    type Ids = CudaIds;
-    type Groups = CudaGroups;
-
-    fn name(&self) -> &'static str {
-        "cuda"
-    }
-    /// One stream: the device's parallelism is not a thread count.
-    fn threads(&self) -> usize {
-        1
-    }
-    fn synchronize(&self) -> Result<()> {
-        Cuda::synchronize(self)
-    }
-
-    fn zeros(&self, len: usize) -> Result<CudaBuf> {
-        Cuda::zeros(self, len)
-    }
-    fn upload(&self, data: &[f32]) -> Result<CudaBuf> {
-        Cuda::upload(self, data)
-    }
-    fn download(&self, buf: &CudaBuf) -> Result<Vec<f32>> {
-        Cuda::download(self, buf)
-    }
-    fn upload_ids(&self, ids: &[u32]) -> Result<CudaIds> {
-        Cuda::upload_ids(self, ids)
-    }
-    fn len(&self, buf: &CudaBuf) -> usize {
-        Cuda::len(self, buf)
-    }
-    fn ids_len(&self, ids: &CudaIds) -> usize {
-        Cuda::ids_len(self, ids)
-    }
-    fn resize(&self, buf: &mut CudaBuf, len: usize) -> Result<()> {
-        Cuda::resize(self, buf, len)
-    }
-    fn fill(&self, buf: &mut CudaBuf, value: f32) -> Result<()> {
-        Cuda::fill(self, buf, value)
-    }
-    fn copy(&self, dst: &mut CudaBuf, src: &CudaBuf) -> Result<()> {
-        Cuda::copy(self, dst, src)
-    }
-    fn groups(&self, layout: &GroupRows) -> Result<CudaGroups> {
-        Cuda::groups(self, layout)
-    }
-
-    fn gemm(
-        &self,
-        c: &mut CudaBuf,
-        cv: MatView,
-        a: &CudaBuf,
-        av: MatView,
-        b: &CudaBuf,
-        bv: MatView,
-        g: Gemm,
-    ) -> Result<()> {
-        Cuda::gemm(self, c, cv, a, av, b, bv, g)
-    }
-
-    fn broadcast_rows(&self, y: &mut CudaBuf, bias: &CudaBuf, rows: usize) -> Result<()> {
-        Cuda::broadcast_rows(self, y, bias, rows)
-    }
-    fn add(&self, out: &mut CudaBuf, a: &CudaBuf, b: &CudaBuf) -> Result<()> {
-        Cuda::add(self, out, a, b)
-    }
-    fn add_assign(&self, y: &mut CudaBuf, x: &CudaBuf) -> Result<()> {
-        Cuda::add_assign(self, y, x)
-    }
-    fn group_row_sums(
-        &self,
-        out: &mut CudaBuf,
-        x: &CudaBuf,
-        d: usize,
-        groups: &CudaGroups,
-        rows_per_example: usize,
-    ) -> Result<()> {
-        Cuda::group_row_sums(self, out, x, d, groups, rows_per_example)
-    }
-    fn add_row_dots(&self, out: &mut CudaBuf, a: &CudaBuf, b: &CudaBuf, d: usize) -> Result<()> {
-        Cuda::add_row_dots(self, out, a, b, d)
-    }
-    fn add_row_sq_norms(&self, out: &mut CudaBuf, x: &CudaBuf, d: usize) -> Result<()> {
-        Cuda::add_row_sq_norms(self, out, x, d)
-    }
-    fn copy_columns(
-        &self,
-        dst: &mut CudaBuf,
-        dst_w: usize,
-        dst_col: usize,
-        src: &CudaBuf,
-        src_w: usize,
-        src_col: usize,
-        width: usize,
-        rows: usize,
-    ) -> Result<()> {
-        Cuda::copy_columns(self, dst, dst_w, dst_col, src, src_w, src_col, width, rows)
-    }
-    fn sum_rows(&self, out: &mut CudaBuf, x: &CudaBuf, d: usize) -> Result<()> {
-        Cuda::sum_rows(self, out, x, d)
-    }
-    fn scale_rows_by_group(
-        &self,
-        y: &mut CudaBuf,
-        x: &CudaBuf,
-        d: usize,
-        append_factor: bool,
-        factors: &CudaBuf,
-        groups: &CudaGroups,
-        rows_per_example: usize,
-    ) -> Result<()> {
-        Cuda::scale_rows_by_group(self, y, x, d, append_factor, factors, groups, rows_per_example)
-    }
-    fn clip_factors(&self, factors: &mut CudaBuf, sq_norms: &CudaBuf, clip: f32) -> Result<()> {
-        Cuda::clip_factors(self, factors, sq_norms, clip)
-    }
-
-    fn activation_forward(&self, f: Activation, y: &mut CudaBuf, x: &CudaBuf) -> Result<()> {
-        Cuda::activation_forward(self, f, y, x)
-    }
-    fn activation_backward(
-        &self,
-        f: Activation,
-        dx: &mut CudaBuf,
-        dy: &CudaBuf,
-        x: &CudaBuf,
-        y: &CudaBuf,
-    ) -> Result<()> {
-        Cuda::activation_backward(self, f, dx, dy, x, y)
-    }
-
-    fn layer_norm_forward(
-        &self,
-        y: &mut CudaBuf,
-        mean: &mut CudaBuf,
-        rstd: &mut CudaBuf,
-        x: &CudaBuf,
-        gamma: &CudaBuf,
-        beta: &CudaBuf,
-        c: usize,
-        eps: f32,
-    ) -> Result<()> {
-        Cuda::layer_norm_forward(self, y, mean, rstd, x, gamma, beta, c, eps)
-    }
-    fn layer_norm_backward(
-        &self,
-        dx: &mut CudaBuf,
-        dy_xhat: &mut CudaBuf,
-        dy: &CudaBuf,
-        x: &CudaBuf,
-        gamma: &CudaBuf,
-        mean: &CudaBuf,
-        rstd: &CudaBuf,
-        c: usize,
-    ) -> Result<()> {
-        Cuda::layer_norm_backward(self, dx, dy_xhat, dy, x, gamma, mean, rstd, c)
-    }
-
-    fn masked_softmax_forward(
-        &self,
-        att: &mut CudaBuf,
-        mask: &CudaBuf,
-        b: usize,
-        h: usize,
-        t: usize,
-        scale: f32,
-        fill: MaskFill,
-    ) -> Result<()> {
-        Cuda::masked_softmax_forward(self, att, mask, b, h, t, scale, fill)
-    }
-    fn softmax_backward(&self, datt: &mut CudaBuf, att: &CudaBuf, t: usize, scale: f32) -> Result<()> {
-        Cuda::softmax_backward(self, datt, att, t, scale)
-    }
-
-    fn gru_step_forward(
-        &self,
-        h: &mut CudaBuf,
-        h_prev: &mut CudaBuf,
-        gates: &mut CudaBuf,
-        gi: &CudaBuf,
-        gh: &CudaBuf,
-        b: usize,
-        steps: usize,
-        t: usize,
-        hidden: usize,
-    ) -> Result<()> {
-        Cuda::gru_step_forward(self, h, h_prev, gates, gi, gh, b, steps, t, hidden)
-    }
-    fn gru_step_backward(
-        &self,
-        dgi: &mut CudaBuf,
-        dgh: &mut CudaBuf,
-        carry: &mut CudaBuf,
-        dy: &CudaBuf,
-        gates: &CudaBuf,
-        gh: &CudaBuf,
-        h_prev: &CudaBuf,
-        b: usize,
-        steps: usize,
-        t: usize,
-        hidden: usize,
-    ) -> Result<()> {
-        Cuda::gru_step_backward(self, dgi, dgh, carry, dy, gates, gh, h_prev, b, steps, t, hidden)
-    }
-
-    fn embedding_forward(
-        &self,
-        y: &mut CudaBuf,
-        ids: &CudaIds,
-        table: &CudaBuf,
-        d: usize,
-        accumulate: bool,
-    ) -> Result<()> {
-        Cuda::embedding_forward(self, y, ids, table, d, accumulate)
-    }
-    fn embedding_backward(
-        &self,
-        dtable: &mut CudaBuf,
-        ids: &CudaIds,
-        dy: &CudaBuf,
-        d: usize,
-        factors: Option<&CudaBuf>,
-        groups: &CudaGroups,
-        rows_per_example: usize,
-    ) -> Result<()> {
-        Cuda::embedding_backward(self, dtable, ids, dy, d, factors, groups, rows_per_example)
-    }
-    fn embedding_group_sq_norms(
-        &self,
-        out: &mut CudaBuf,
-        ids: &CudaIds,
-        dy: &CudaBuf,
-        d: usize,
-        groups: &CudaGroups,
-        rows_per_example: usize,
-    ) -> Result<()> {
-        Cuda::embedding_group_sq_norms(self, out, ids, dy, d, groups, rows_per_example)
-    }
-
-    fn masked_mean_pool_forward(
-        &self,
-        out: &mut CudaBuf,
-        h: &CudaBuf,
-        mask: &CudaBuf,
-        t: usize,
-        c: usize,
-    ) -> Result<()> {
-        Cuda::masked_mean_pool_forward(self, out, h, mask, t, c)
-    }
-    fn masked_mean_pool_backward(
-        &self,
-        dh: &mut CudaBuf,
-        dout: &CudaBuf,
-        mask: &CudaBuf,
-        t: usize,
-        c: usize,
-    ) -> Result<()> {
-        Cuda::masked_mean_pool_backward(self, dh, dout, mask, t, c)
-    }
-
-    fn bce_with_logits(
-        &self,
-        losses: &mut CudaBuf,
-        dlogits: &mut CudaBuf,
-        logits: &CudaBuf,
-        targets: &CudaBuf,
-        grad_scale: f32,
-    ) -> Result<()> {
-        Cuda::bce_with_logits(self, losses, dlogits, logits, targets, grad_scale)
-    }
-    fn regression_loss(
-        &self,
-        losses: &mut CudaBuf,
-        dlogits: &mut CudaBuf,
-        preds: &CudaBuf,
-        targets: &CudaBuf,
-        huber: Option<f32>,
-        grad_scale: f32,
-    ) -> Result<()> {
-        Cuda::regression_loss(self, losses, dlogits, preds, targets, huber, grad_scale)
-    }
-    fn cross_entropy(
-        &self,
-        losses: &mut CudaBuf,
-        dlogits: &mut CudaBuf,
-        logits: &CudaBuf,
-        classes: &CudaIds,
-        k: usize,
-        grad_scale: f32,
-    ) -> Result<()> {
-        Cuda::cross_entropy(self, losses, dlogits, logits, classes, k, grad_scale)
-    }
-
-    fn add_normal(&self, buf: &mut CudaBuf, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()> {
-        Cuda::add_normal(self, buf, std, scale, grid, key)
-    }
-    fn sgd_step(
-        &self,
-        w: &mut CudaBuf,
-        g: &CudaBuf,
-        m: &mut CudaBuf,
-        lr: f32,
-        momentum: f32,
-        weight_decay: f32,
-        first_step: bool,
-    ) -> Result<()> {
-        Cuda::sgd_step(self, w, g, m, lr, momentum, weight_decay, first_step)
-    }
-    fn adamw_step(
-        &self,
-        w: &mut CudaBuf,
-        g: &CudaBuf,
-        m: &mut CudaBuf,
-        v: &mut CudaBuf,
-        h: &AdamW,
-        t: u64,
-    ) -> Result<()> {
-        Cuda::adamw_step(self, w, g, m, v, h, t)
     }
 }
