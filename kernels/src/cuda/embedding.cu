@@ -35,11 +35,16 @@ extern "C" __global__ void embedding_backward(float* dtable, const float* dy, co
 }
 
 // ids: [R], dy: [R, D], offsets: [G + 1] (examples), order: [R] each group's rows sorted by (id, row) ->
-// out: [G] += sum over the group's ids of ||sum of its rows' dy||^2, the squares summed in f64 as the
-// CPU does; one thread per group
+// out: [G] += sum over the group's ids of ||sum of its rows' dy||^2. One warp per group: for each id
+// (in order) the lanes take its columns, each column's sum over the id's rows in the CPU's order (f32),
+// the squares summed in f64 per lane and then across the warp by a fixed shuffle tree; lane 0 adds the
+// ids' sums in order. The f64 sum runs in another order than the CPU's one pass over the columns, so
+// the result agrees with the CPU's to one f32 ulp (as add_row_dots). blockDim.x a multiple of 32.
 extern "C" __global__ void embedding_group_sq_norms(float* out, const u32* ids, const float* dy, const u64* offsets,
                                                     const u32* order, u64 d, u64 rows_per_example, u64 g) {
-    for (u64 grp = mt_first(); grp < g; grp += mt_stride()) {
+    const u32 lane = threadIdx.x % 32;
+    const u64 warps = mt_stride() / 32;
+    for (u64 grp = mt_first() / 32; grp < g; grp += warps) {
         const u64 end = offsets[grp + 1] * rows_per_example;
         double total = 0.0;
         u64 i = offsets[grp] * rows_per_example;
@@ -48,14 +53,15 @@ extern "C" __global__ void embedding_group_sq_norms(float* out, const u32* ids, 
             u64 run = i;
             while (run < end && ids[order[run]] == id) ++run;
             double s = -0.0;
-            for (u64 col = 0; col < d; ++col) {
+            for (u64 col = lane; col < d; col += 32) {
                 float a = 0.0f;
                 for (u64 p = i; p < run; ++p) a = __fadd_rn(a, dy[(u64)order[p] * d + col]);
                 s = __dadd_rn(s, __dmul_rn((double)a, (double)a));
             }
+            for (u32 offset = 16; offset > 0; offset /= 2) s = __dadd_rn(s, __shfl_down_sync(0xffffffffu, s, offset));
             total = __dadd_rn(total, s);
             i = run;
         }
-        out[grp] = __fadd_rn(out[grp], (float)total);
+        if (lane == 0) out[grp] = __fadd_rn(out[grp], (float)total);
     }
 }

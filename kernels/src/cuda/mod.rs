@@ -21,16 +21,18 @@
 //! The kernels give the CPU backend's bits (kernels/NOISE.md for the noise; the same IEEE operations
 //! in the same order for the rest: rows.cu keeps the CPU's 16-accumulator row sums with one half warp
 //! a row; the embedding backward and group norms sum in the CPU's row order from lists built on the
-//! host from the ids' host copy, which [`CudaIds`] keeps), except `add_row_dots`, whose f64 sum runs
+//! host from the ids' host copy, which [`CudaIds`] keeps), except `add_row_dots` and
+//! `embedding_group_sq_norms` (one warp a row or group), whose f64 sums run
 //! in another fixed order (one f32 ulp), and `bce_with_logits` and `cross_entropy`, whose f64 exp and
 //! ln are loss.cu's own, not glibc's (one f32 ulp; bit for bit on every input the tests try), and
 //! gemm (cuBLAS' own summation order: within f32 rounding of the f64 product).
 //!
-//! Left to do: a device run of all the above (no GPU was available while the kernels after the
-//! foundation were written: copy_columns, layer norm, softmax, embedding, pooling, losses, GRU and gemm
-//! are proven in the emulation and by NVRTC/ptxas only, gemm by its mapping only); fused CUDA kernels
-//! for `linear_group_sq_norms` and `weighted_row_sum` (today the trait's gemm-based defaults); the
-//! embedding backward's lists are built on the host per call (a device sort would avoid the upload).
+//! Run on a GPU (an H200, 2026-11-29): every kernel against the CPU (tests/cuda_device.rs), the whole
+//! per-backend suite, dp-grad and short training runs (benches/RESULTS.md). The warp-per-group
+//! `embedding_group_sq_norms` came after that run: proven in the emulation and by NVRTC/ptxas only.
+//! Left to do, for speed: fused CUDA kernels for `linear_group_sq_norms` and `weighted_row_sum` (today
+//! the trait's gemm-based defaults); the embedding backward's lists are built on the host per call (a
+//! device sort would avoid the upload); a buffer pool instead of an allocation per temporary.
 
 pub mod plan;
 pub mod source;

@@ -803,8 +803,9 @@ pub fn embedding_group_sq_norms(
         Arg::U64(rows_per_example as u64),
         Arg::U64(out.len as u64),
     ];
+    // one warp per group
     Ok((out.len > 0)
-        .then(|| launch(Module::Embedding, "embedding_group_sq_norms", out.len as u64, BLOCK as u64, geo, args)))
+        .then(|| launch(Module::Embedding, "embedding_group_sq_norms", out.len as u64, (BLOCK / 32) as u64, geo, args)))
 }
 
 fn loss_launch(kernel: &'static str, n: usize, geo: Geometry, args: Vec<Arg>) -> Option<Launch> {

@@ -1,8 +1,8 @@
 //! The CUDA kernels against the CPU backend: one test body per op, `fn case(k: &mut impl Kernels)`,
 //! run on the CPU emulation of the kernels (tests/cuda_emu.rs: plain and under sanitizers) and on a
 //! GPU (tests/cuda_device.rs, `MEDTRAIN_TEST_CUDA=1`). `Kernels` is the op on host vectors: upload,
-//! launch, download. Every body compares with the CPU backend bit for bit (`add_row_dots`: one f32
-//! ulp, see cuda/reduce.cu), on shapes that are not multiples of the block and leave a partial last
+//! launch, download. Every body compares with the CPU backend bit for bit (`add_row_dots` and
+//! `embedding_group_sq_norms`: one f32 ulp, see cuda/reduce.cu and cuda/embedding.cu), on shapes that are not multiples of the block and leave a partial last
 //! block, and checks that bad shapes give the CPU's error.
 #![allow(dead_code)]
 
@@ -636,7 +636,15 @@ pub fn embedding_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
     cpu().embedding_group_sq_norms(&mut want, &ids, &dy, d, &layout, rpe).unwrap();
     let mut got = start.clone();
     k.embedding_group_sq_norms(&mut got, &ids, &dy, d, &layout, rpe).unwrap();
-    assert_bits("embedding_group_sq_norms", &got, &want);
+    assert_ulp("embedding_group_sq_norms", &got, &want);
+    // wider than a warp: lanes take two columns each, some one
+    let wide = 45;
+    let dyw = rng.vec(rows * wide, 1.0);
+    let mut want = start.clone();
+    cpu().embedding_group_sq_norms(&mut want, &ids, &dyw, wide, &layout, rpe).unwrap();
+    let mut got = start.clone();
+    k.embedding_group_sq_norms(&mut got, &ids, &dyw, wide, &layout, rpe).unwrap();
+    assert_ulp("embedding_group_sq_norms (d = 45)", &got, &want);
     // the CPU's errors: an id past the vocabulary (the first one), a table not a multiple of D, bad lengths
     let mut bad = ids.clone();
     bad[5] = 60;
