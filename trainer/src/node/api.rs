@@ -94,17 +94,11 @@ pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize
                 "{}",
                 proto::err(format!("uid {uid} has no role on this node (see [[user]] in the node config)"))
             );
-            d.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .store
-                .audit(
-                    Actor { uid: Some(uid), role: "none" },
-                    "refused",
-                    None,
-                    None,
-                    serde_json::json!({"why": "no role"}),
-                )
-                .ok();
+            d.lock().unwrap_or_else(|e| e.into_inner()).audit_refusal(
+                Actor { uid: Some(uid), role: "none" },
+                None,
+                serde_json::json!({"why": "no role"}),
+            );
             return;
         };
         let req: Request = match std::str::from_utf8(&line).ok().and_then(|s| serde_json::from_str(s.trim()).ok()) {
@@ -214,7 +208,7 @@ impl Daemon {
 
     fn forbidden(&mut self, caller: &Caller, what: &str, project: Option<&str>) -> serde_json::Value {
         let project = project.filter(|p| valid_name(p));
-        self.store.audit(caller.actor(), "refused", project, None, serde_json::json!({"op": what})).ok();
+        self.audit_refusal(caller.actor(), project, serde_json::json!({"op": what}));
         proto::err(format!("{what}: not allowed for a {}", caller.actor().role))
     }
 

@@ -43,7 +43,13 @@ pub struct Daemon {
     pub(super) reasons: HashMap<i64, String>,
     /// Slurm mode: when the cluster was last asked for its jobs' states
     pub(super) slurm_polled: Option<std::time::Instant>,
+    /// refusals audited per (uid, what was refused): when the last row was written and how many
+    /// refusals since were folded into the next one ([`Daemon::audit_refusal`])
+    pub(super) refusals: HashMap<(Option<u32>, String), (std::time::Instant, u64)>,
 }
+
+/// At most one audit row per (uid, refusal) in this window.
+const REFUSAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub(super) fn private_dir(p: &Path) -> Result<(), NodeError> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(p).map_err(|e| NodeError::io(p, e))
@@ -147,6 +153,7 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         children: HashMap::new(),
         reasons: HashMap::new(),
         slurm_polled: None,
+        refusals: HashMap::new(),
     }));
     {
         let mut g = d.lock().unwrap_or_else(|e| e.into_inner());
@@ -200,6 +207,40 @@ fn bind(path: &Path) -> Result<UnixListener, NodeError> {
 }
 
 impl Daemon {
+    /// Audits a refused request, at most one row per (uid, refusal) a minute, so that a caller retrying
+    /// in a loop (a uid with no role needs no permission to connect) cannot grow the trail without
+    /// bound: the refusals in between are counted, and the next row of the same kind says how many
+    /// (`"folded"`).
+    pub(super) fn audit_refusal(
+        &mut self,
+        who: super::store::Actor,
+        project: Option<&str>,
+        mut detail: serde_json::Value,
+    ) {
+        let now = std::time::Instant::now();
+        if self.refusals.len() > 10_000 {
+            self.refusals.retain(|_, (t, _)| now.duration_since(*t) < REFUSAL_WINDOW);
+        }
+        match self.refusals.entry((who.uid, detail.to_string())) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let (t, n) = e.get_mut();
+                if now.duration_since(*t) < REFUSAL_WINDOW {
+                    *n += 1;
+                    return;
+                }
+                if *n > 0 {
+                    detail["folded"] = (*n).into();
+                }
+                *t = now;
+                *n = 0;
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((now, 0));
+            }
+        }
+        self.store.audit(who, "refused", project, None, detail).ok();
+    }
+
     /// Reaps ended jobs, then applies the scheduler's decision.
     pub fn tick(&mut self) {
         if self.cfg.node.mode == Mode::Slurm {
