@@ -271,7 +271,10 @@ impl Daemon {
         }
         let jobs = if changed { self.store.jobs(None, true).unwrap_or_default() } else { jobs };
         // the reasons kept for jobs that have ended are dropped (the map would grow with every job)
-        self.reasons.retain(|id, _| jobs.iter().any(|j| j.id == *id));
+        if !self.reasons.is_empty() {
+            let ids: std::collections::HashSet<i64> = jobs.iter().map(|j| j.id).collect();
+            self.reasons.retain(|id, _| ids.contains(id));
+        }
         if jobs.is_empty() {
             // nothing queued, running or stopping: no decision to make, and the quota, usage and
             // fair-share queries the decision reads would run 4 times a second for nothing
