@@ -139,23 +139,18 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
         }
         let s = last.expect("the last phase always runs");
         let again = checkpoint::load(&tmp.join("run"))?.ok_or_else(|| bad("the replay wrote no checkpoint".into()))?;
-        let first = ck
-            .names
-            .iter()
-            .zip(&ck.weights)
-            .find(|(name, w)| {
-                let other = again.names.iter().position(|n| n == *name).map(|i| &again.weights[i]);
-                other.is_none_or(|o| {
-                    o.len() != w.len() || o.iter().zip(w.iter()).any(|(a, b)| a.to_bits() != b.to_bits())
-                })
-            })
-            .map(|(n, _)| n.clone());
+        // one pass over the run's tensors: the first whose bits differ, and the largest difference
+        let mut first = None;
         let mut max_abs_difference = 0f64;
         for (name, w) in ck.names.iter().zip(&ck.weights) {
-            if let Some(o) = again.names.iter().position(|n| n == name).map(|i| &again.weights[i]) {
-                for (a, b) in o.iter().zip(w.iter()) {
-                    max_abs_difference = max_abs_difference.max((*a as f64 - *b as f64).abs());
-                }
+            let other = again.names.iter().position(|n| n == name).map(|i| &again.weights[i]);
+            let differs = other
+                .is_none_or(|o| o.len() != w.len() || o.iter().zip(w.iter()).any(|(a, b)| a.to_bits() != b.to_bits()));
+            if differs && first.is_none() {
+                first = Some(name.clone());
+            }
+            for (a, b) in other.into_iter().flat_map(|o| o.iter().zip(w.iter())) {
+                max_abs_difference = max_abs_difference.max((*a as f64 - *b as f64).abs());
             }
         }
         Ok(Reproduction {

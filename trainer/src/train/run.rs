@@ -459,7 +459,8 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
                 ));
             }
             let be = Cpu::new(threads)?.portable(cfg.train.portable);
-            train_on(be, "cpu".into(), config_path, opts, cfg, given, started)
+            let features = cpu_features(cfg.train.portable);
+            train_on(be, "cpu".into(), features, config_path, opts, cfg, given, started)
         }
         Device::Cuda(ordinal) => {
             if cfg.train.portable {
@@ -478,15 +479,18 @@ pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainE
                 i.compute_capability.1,
                 if tf32 { ", tf32" } else { "" }
             );
-            train_on(be, desc, config_path, opts, cfg, given, started)
+            train_on(be, desc, vec![], config_path, opts, cfg, given, started)
         }
     }
 }
 
-/// The run on one backend (`device`: its description for the record).
+/// The run on one backend (`device`: its description for the record; `cpu_features`: what the CPU
+/// backend's bits depend on, none for a device).
+#[allow(clippy::too_many_arguments)]
 fn train_on<B: Backend + 'static>(
     be: B,
     device: String,
+    cpu_features: Vec<&'static str>,
     config_path: &Path,
     opts: &RunOptions,
     cfg: TrainConfig,
@@ -1008,8 +1012,8 @@ fn train_on<B: Backend + 'static>(
         tokenizer_exportable: if text.is_some() { m.tokenizer_exportable } else { None },
         fingerprint: m.fingerprint.clone(),
         code_version: code_version(),
-        cpu_features: if device == "cpu" { cpu_features(cfg.train.portable) } else { vec![] },
-        backend: device.clone(),
+        cpu_features,
+        backend: device,
         portable: cfg.train.portable,
         permit: permit_path.clone(),
         project: permit.project.clone(),
