@@ -417,8 +417,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<()>;
 
     // ---- attention ----
-    /// att: [B, H, T, T] in place: softmax over the last axis of `scale * att`, where keys with
-    /// mask[b, s] == 0 get `fill` (see [`MaskFill`]).
+    /// att: [B, H, Tq, T] in place (Tq query rows: T, or 1 when only the first token queries): softmax
+    /// over the last axis of `scale * att`, where keys with mask[b, s] == 0 get `fill` (see [`MaskFill`]).
     #[allow(clippy::too_many_arguments)]
     fn masked_softmax_forward(
         &self,
@@ -426,11 +426,12 @@ pub trait Backend: Send + Sync + 'static {
         mask: &Self::Buf,
         b: usize,
         h: usize,
+        tq: usize,
         t: usize,
         scale: f32,
         fill: MaskFill,
     ) -> Result<()>;
-    /// datt: [B, H, T, T] in place: dscores = scale * att * (datt - sum_s(datt * att))
+    /// datt: [B, H, Tq, T] in place: dscores = scale * att * (datt - sum_s(datt * att))
     fn softmax_backward(&self, datt: &mut Self::Buf, att: &Self::Buf, t: usize, scale: f32) -> Result<()>;
 
     // ---- recurrent ----

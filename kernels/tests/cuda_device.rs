@@ -219,12 +219,13 @@ impl Kernels for Dev {
         mask: &[f32],
         b: usize,
         h: usize,
+        tq: usize,
         t: usize,
         scale: f32,
         fill: MaskFill,
     ) -> Result<()> {
         let (mut ab, mask) = (self.0.upload(att)?, self.0.upload(mask)?);
-        self.0.masked_softmax_forward(&mut ab, &mask, b, h, t, scale, fill)?;
+        self.0.masked_softmax_forward(&mut ab, &mask, b, h, tq, t, scale, fill)?;
         *att = self.0.download(&ab)?;
         Ok(())
     }

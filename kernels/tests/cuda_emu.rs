@@ -280,12 +280,13 @@ impl Kernels for Emu {
         mask: &[f32],
         b: usize,
         h: usize,
+        tq: usize,
         t: usize,
         scale: f32,
         fill: MaskFill,
     ) -> Result<()> {
         let r = self.run(&[Host::F32(att), Host::F32(mask)], |s| {
-            plan::masked_softmax_forward(s[0], s[1], b, h, t, scale, fill, GEO)
+            plan::masked_softmax_forward(s[0], s[1], b, h, tq, t, scale, fill, GEO)
         })?;
         *att = floats(&r[0]);
         Ok(())

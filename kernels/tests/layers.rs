@@ -7,7 +7,7 @@ use common::drive::HostBatch;
 use common::{check_layer, dot, fd_check, Rng};
 use kernels::nn::{
     boxed, post_ln_block, pre_ln_block, Act, Concat, Embeddings, FirstRow, Frozen, GradReduce, Ids, Layer, LayerNorm,
-    Linear, MaskedMeanPool, Param, PrependRow, Residual, SelfAttention, Sequential, Step,
+    Linear, MaskedMeanPool, Param, PrependRow, Queries, Residual, SelfAttention, Sequential, Step,
 };
 use kernels::{Activation, Backend, KernelError, MaskFill, NormStrategy, Result};
 
@@ -94,13 +94,93 @@ fn attention_separate_hf(be: &impl Backend) {
 }
 
 fn pre_ln(be: &impl Backend) {
-    let make = |be: &_| boxed(pre_ln_block(be, "blocks.0", 8, 2, 12).unwrap());
+    let make = |be: &_| boxed(pre_ln_block(be, "blocks.0", 8, 2, 12, Queries::All).unwrap());
     check_layer(be, "pre-LN block", make, &batch(7, 4, 4, 8, 1, false), true, TOL);
 }
 
 fn post_ln(be: &impl Backend) {
-    let make = |be: &_| boxed(post_ln_block(be, "layer.0", 8, 2, 12, 1e-12, MaskFill::Add(f32::MIN)).unwrap());
+    let make = |be: &_| boxed(post_ln_block(be, "layer.0", 8, 2, 12, 1e-12, MaskFill::Add(f32::MIN), Queries::All).unwrap());
     check_layer(be, "post-LN block", make, &batch(8, 4, 4, 8, 1, false), true, TOL);
+}
+
+/// Attention and blocks whose only query is each example's first token (one row per example out):
+/// the layer contract, and the same values and gradients as the full layer's first rows.
+fn first_query_layers(be: &impl Backend) {
+    let hf = MaskFill::Add(f32::MIN);
+    let att_fused = |q| move |be: &_| boxed(SelfAttention::new(be, "att", 8, 2).unwrap().with_queries(q));
+    let att_separate = |q| {
+        move |be: &_| {
+            let att = SelfAttention::separate(be, "att", 8, 2, ["att.q", "att.k", "att.v"], "att.o", hf).unwrap();
+            boxed(att.with_queries(q))
+        }
+    };
+    let pre = |q| move |be: &_| boxed(pre_ln_block(be, "blocks.0", 8, 2, 12, q).unwrap());
+    let post = |q| move |be: &_| boxed(post_ln_block(be, "layer.0", 8, 2, 12, 1e-12, hf, q).unwrap());
+    // the -inf fill gets an all-masked example (its first row attends to nothing); the additive one
+    // not (see attention_separate_hf)
+    check_layer(be, "first-query attention (fused)", att_fused(Queries::First), &batch(31, 4, 5, 8, 1, true), true, TOL);
+    let b = batch(32, 4, 5, 8, 1, false);
+    check_layer(be, "first-query attention (separate)", att_separate(Queries::First), &b, true, TOL);
+    check_layer(be, "first-query pre-LN block", pre(Queries::First), &batch(33, 4, 4, 8, 1, false), true, TOL);
+    check_layer(be, "first-query post-LN block", post(Queries::First), &batch(34, 4, 4, 8, 1, false), true, TOL);
+
+    // against the full layer followed by its first rows, same weights, same output gradient
+    fn compare<B: Backend>(
+        be: &B,
+        what: &str,
+        first: Box<dyn Layer<B>>,
+        full: Box<dyn Layer<B>>,
+        batch: &HostBatch,
+    ) {
+        let mut full = Sequential::new("full", vec![full, boxed(FirstRow::new("first", 8))]).unwrap();
+        let mut first = Sequential::new("first", vec![first]).unwrap();
+        common::drive::randomize(be, &mut full, &mut Rng::new(35), 0.5);
+        for (i, v) in common::drive::values(be, &full).iter().enumerate() {
+            common::drive::set_value(be, &mut first, i, v);
+        }
+        let (mut da, mut db) = (common::drive::Driver::new(be), common::drive::Driver::new(be));
+        let ya = da.forward(be, &mut first, batch, true).unwrap();
+        let yb = db.forward(be, &mut full, batch, true).unwrap();
+        assert_eq!(ya.len(), batch.examples * 8, "{what}: one row per example");
+        common::assert_close(&format!("{what}: output"), &ya, &yb, 1e-5, 1e-6);
+        let r = Rng::new(36).vec(ya.len(), 1.0);
+        let dxa = da.backward(be, &mut first, &r).unwrap().unwrap();
+        let dxb = db.backward(be, &mut full, &r).unwrap().unwrap();
+        common::assert_close(&format!("{what}: input gradient"), &dxa, &dxb, 1e-4, 1e-6);
+        let layout = kernels::GroupRows::per_example(batch.examples);
+        for st in [NormStrategy::Ghost, NormStrategy::Materialize] {
+            let na = da.norms(be, &mut first, &layout, st).unwrap();
+            let nb = db.norms(be, &mut full, &layout, st).unwrap();
+            common::assert_close(&format!("{what}: norms {st:?}"), &na, &nb, 1e-4, 1e-7);
+        }
+        let ga = da.param_grads(be, &mut first, &layout, None).unwrap();
+        let gb = db.param_grads(be, &mut full, &layout, None).unwrap();
+        for (a, b) in ga.iter().zip(&gb) {
+            common::assert_close(&format!("{what}: parameter gradient"), a, b, 1e-4, 1e-6);
+        }
+    }
+    let b = batch(37, 5, 6, 8, 1, true);
+    compare(be, "fused attention", att_fused(Queries::First)(be), att_fused(Queries::All)(be), &b);
+    let b = batch(38, 5, 6, 8, 1, false);
+    compare(be, "separate attention", att_separate(Queries::First)(be), att_separate(Queries::All)(be), &b);
+    compare(be, "pre-LN block", pre(Queries::First)(be), pre(Queries::All)(be), &b);
+    compare(be, "post-LN block", post(Queries::First)(be), post(Queries::All)(be), &b);
+    // a step after one of another length: the fused projection's gradient rows that do not query
+    // are zeroed, not left from the step before (a resize leaves the contents unspecified)
+    let run = |before: Option<&HostBatch>| {
+        let mut layer = att_fused(Queries::First)(be);
+        common::drive::randomize(be, layer.as_mut(), &mut Rng::new(39), 0.5);
+        let mut d = common::drive::Driver::new(be);
+        if let Some(b) = before {
+            d.forward(be, layer.as_mut(), b, true).unwrap();
+            d.backward(be, layer.as_mut(), &vec![-3.0; b.examples * 8]).unwrap();
+        }
+        d.forward(be, layer.as_mut(), &batch(40, 3, 4, 8, 1, false), true).unwrap();
+        let dx = d.backward(be, layer.as_mut(), &[1.0; 24]).unwrap().unwrap();
+        (dx, d.param_grads(be, layer.as_mut(), &kernels::GroupRows::single(3), None).unwrap())
+    };
+    let (once, again) = (run(None), run(Some(&batch(41, 3, 7, 8, 1, false))));
+    assert_eq!(once, again);
 }
 
 fn embeddings(be: &impl Backend) {
@@ -267,6 +347,7 @@ backend_tests!(
     attention_with_separate_qkv_and_additive_mask => crate::attention_separate_hf,
     pre_ln_encoder_block => crate::pre_ln,
     post_ln_encoder_block => crate::post_ln,
+    first_query_attention_and_blocks => crate::first_query_layers,
     embedding_tables => crate::embeddings,
     masked_mean_pooling => crate::pool,
     residual_concat_and_head => crate::residual_and_concat,
@@ -343,7 +424,7 @@ fn a_wrong_input_width_names_the_layer_and_both_shapes() {
 #[test]
 fn parameters_are_visited_under_their_module_paths() {
     let be = kernels::Cpu::new(1).unwrap();
-    let blk = post_ln_block(&be, "bert.encoder.layer.0", 8, 2, 12, 1e-12, MaskFill::Add(f32::MIN)).unwrap();
+    let blk = post_ln_block(&be, "bert.encoder.layer.0", 8, 2, 12, 1e-12, MaskFill::Add(f32::MIN), Queries::All).unwrap();
     let mut names = vec![];
     blk.visit(&mut |p| names.push(p.name.clone()));
     let p = |s: &str| format!("bert.encoder.layer.0.{s}");
@@ -392,7 +473,7 @@ fn additive_mask_of_an_all_masked_query_spreads_weight_like_hugging_face(be: &im
     let scores = [0.5f32, -1.0, 2.0, 0.0, 1.0, 3.0, 1.0, 1.0, 1.0];
     let softmax = |mask: &[f32], fill: MaskFill| -> Result<Vec<f32>> {
         let mut att = be.upload(&scores)?;
-        be.masked_softmax_forward(&mut att, &be.upload(mask)?, b, h, t, 1.0, fill)?;
+        be.masked_softmax_forward(&mut att, &be.upload(mask)?, b, h, t, t, 1.0, fill)?;
         be.download(&att)
     };
     let none = [0.0f32; 3];
@@ -504,7 +585,7 @@ fn a_layer_step_gives_the_same_bits_on_1_and_3_threads() {
         let be = kernels::Cpu::new(threads).unwrap();
         let mut out = vec![];
         let layers: Vec<Box<dyn Layer<kernels::Cpu>>> = vec![
-            boxed(pre_ln_block(&be, "blocks.0", 16, 4, 32).unwrap()),
+            boxed(pre_ln_block(&be, "blocks.0", 16, 4, 32, Queries::All).unwrap()),
             boxed(kernels::nn::Gru::new(&be, "gru", 16, 8).unwrap()),
         ];
         for (k, mut layer) in layers.into_iter().enumerate() {

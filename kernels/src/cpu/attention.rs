@@ -1,5 +1,6 @@
 //! The parameter-free core of attention: the masked, scaled softmax over keys and its backward.
-//! att: [B, H, T, T] (query rows, key columns), mask: [B, T] (1 keep, 0 masked key).
+//! att: [B, H, Tq, T] (query rows, key columns; Tq = T, or 1 when only the first token queries),
+//! mask: [B, T] (1 keep, 0 masked key).
 
 use super::{math, reduce};
 use crate::backend::MaskFill;
@@ -11,6 +12,7 @@ pub(crate) fn masked_softmax_forward(
     mask: &[f32],
     b: usize,
     h: usize,
+    tq: usize,
     t: usize,
     scale: f32,
     fill: MaskFill,
@@ -23,12 +25,12 @@ pub(crate) fn masked_softmax_forward(
             });
         }
     }
-    check_len("masked_softmax_forward", "att", b * h * t * t, att.len())?;
+    check_len("masked_softmax_forward", "att", b * h * tq * t, att.len())?;
     check_len("masked_softmax_forward", "mask", b * t, mask.len())?;
-    if t == 0 {
+    if t == 0 || tq == 0 {
         return Ok(());
     }
-    att.par_chunks_mut(t * t).enumerate().for_each(|(bh, block)| {
+    att.par_chunks_mut(tq * t).enumerate().for_each(|(bh, block)| {
         let m = &mask[(bh / h) * t..(bh / h + 1) * t];
         if let MaskFill::Add(add) = fill {
             // Hugging Face: scores * scale + (mask == 0) * add, then a plain softmax

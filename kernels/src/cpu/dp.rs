@@ -171,13 +171,31 @@ const TILE_I: usize = 8;
 const TILE_J: usize = 16;
 
 /// at: [k, np] = (the rows `rows` of a: [*, k] row-major)^T, zero-padded to np columns (np >= rows.len(),
-/// a multiple of TILE_J). Gathering the kept rows and transposing are one pass.
+/// a multiple of TILE_J). Gathering the kept rows and transposing are one pass: 8 x 8 blocks in AVX
+/// registers where the CPU has AVX, the edges one value at a time (a copy: the bits do not depend on
+/// the path).
 fn transpose_padded(at: &mut [f32], a: &[f32], rows: &[usize], np: usize, k: usize) {
     let n = rows.len();
-    // 8 rows at a time: each column of the block becomes 8 contiguous values of `at`
+    assert!(np >= n && at.len() >= k * np, "transpose_padded: inconsistent sizes");
+    assert!(rows.iter().all(|&r| (r + 1) * k <= a.len()), "transpose_padded: a row past the input");
+    #[cfg(target_arch = "x86_64")]
+    let simd = std::arch::is_x86_feature_detected!("avx");
     for (c, block) in rows.chunks(8).enumerate() {
         let i0 = c * 8;
-        for j in 0..k {
+        let mut j0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        if simd && block.len() == 8 {
+            while j0 + 8 <= k {
+                // SAFETY: AVX is present; each of the 8 rows has k values from r * k (asserted above), read
+                // at j0..j0 + 8 <= k; the writes at[(j0 + jj) * np + i0 + ii] stay below k * np (asserted)
+                unsafe {
+                    let src: [*const f32; 8] = std::array::from_fn(|ii| a.as_ptr().add(block[ii] * k + j0));
+                    transpose8x8_avx(src, at.as_mut_ptr().add(j0 * np + i0), np);
+                }
+                j0 += 8;
+            }
+        }
+        for j in j0..k {
             let dst = &mut at[j * np + i0..j * np + i0 + block.len()];
             for (d, &r) in dst.iter_mut().zip(block) {
                 *d = a[r * k + j];
@@ -186,6 +204,45 @@ fn transpose_padded(at: &mut [f32], a: &[f32], rows: &[usize], np: usize, k: usi
     }
     for j in 0..k {
         at[j * np + n..(j + 1) * np].iter_mut().for_each(|v| *v = 0.0);
+    }
+}
+
+/// dst[jj * stride + ii] = src[ii][jj] for an 8 x 8 block (the usual unpack, shuffle, permute sequence).
+/// # Safety
+/// AVX; each src[ii] readable for 8 floats; dst writable at jj * stride + ii for jj, ii < 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose8x8_avx(src: [*const f32; 8], dst: *mut f32, stride: usize) {
+    use std::arch::x86_64::*;
+    let r: [__m256; 8] = std::array::from_fn(|ii| _mm256_loadu_ps(src[ii]));
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    let c = [
+        _mm256_permute2f128_ps::<0x20>(s0, s4),
+        _mm256_permute2f128_ps::<0x20>(s1, s5),
+        _mm256_permute2f128_ps::<0x20>(s2, s6),
+        _mm256_permute2f128_ps::<0x20>(s3, s7),
+        _mm256_permute2f128_ps::<0x31>(s0, s4),
+        _mm256_permute2f128_ps::<0x31>(s1, s5),
+        _mm256_permute2f128_ps::<0x31>(s2, s6),
+        _mm256_permute2f128_ps::<0x31>(s3, s7),
+    ];
+    for (jj, v) in c.iter().enumerate() {
+        _mm256_storeu_ps(dst.add(jj * stride), *v);
     }
 }
 
@@ -345,6 +402,25 @@ mod tests {
             for i in 0..n {
                 for j in 0..=i {
                     assert_eq!(fast[i * np + j].to_bits(), slow[i * np + j].to_bits(), "n={n} k={k} ({i}, {j})");
+                }
+            }
+        }
+    }
+
+    /// The blocked transpose is the plain one: rows gathered out of order, both edges (rows and columns
+    /// not multiples of 8), padding zeroed over stale scratch.
+    #[test]
+    fn blocked_transpose_is_the_plain_transpose() {
+        for (total, k) in [(20usize, 19usize), (9, 8), (40, 384), (3, 5), (17, 1)] {
+            let a: Vec<f32> = (0..total * k).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let rows: Vec<usize> = (0..total).rev().filter(|r| r % 5 != 1).collect();
+            let np = rows.len().div_ceil(TILE_J) * TILE_J;
+            let mut at = vec![f32::NAN; k * np];
+            transpose_padded(&mut at, &a, &rows, np, k);
+            for j in 0..k {
+                for i in 0..np {
+                    let want = rows.get(i).map_or(0.0, |&r| a[r * k + j]);
+                    assert_eq!(at[j * np + i].to_bits(), want.to_bits(), "{total} rows, k {k}: ({j}, {i})");
                 }
             }
         }

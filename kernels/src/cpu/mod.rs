@@ -278,11 +278,12 @@ impl Backend for Cpu {
         mask: &Vec<f32>,
         b: usize,
         h: usize,
+        tq: usize,
         t: usize,
         scale: f32,
         fill: MaskFill,
     ) -> Result<()> {
-        self.run(|| attention::masked_softmax_forward(att, mask, b, h, t, scale, fill))
+        self.run(|| attention::masked_softmax_forward(att, mask, b, h, tq, t, scale, fill))
     }
     fn softmax_backward(&self, datt: &mut Vec<f32>, att: &Vec<f32>, t: usize, scale: f32) -> Result<()> {
         self.run(|| attention::softmax_backward(datt, att, t, scale))

@@ -715,12 +715,13 @@ impl Backend for Cuda {
         mask: &CudaBuf,
         b: usize,
         h: usize,
+        tq: usize,
         t: usize,
         scale: f32,
         fill: MaskFill,
     ) -> Result<()> {
         let att = self.slice(att);
-        self.run(plan::masked_softmax_forward(att, self.slice(mask), b, h, t, scale, fill, Geometry::DEVICE)?)
+        self.run(plan::masked_softmax_forward(att, self.slice(mask), b, h, tq, t, scale, fill, Geometry::DEVICE)?)
     }
     fn softmax_backward(&self, datt: &mut CudaBuf, att: &CudaBuf, t: usize, scale: f32) -> Result<()> {
         let datt = self.slice(datt);

@@ -562,13 +562,14 @@ pub fn layer_norm_backward(
     Ok(row_pairs("layer_norm_backward", rows, geo, args))
 }
 
-/// att: [B, H, T, T] in place: the masked, scaled softmax (see `Backend::masked_softmax_forward`)
+/// att: [B, H, Tq, T] in place: the masked, scaled softmax (see `Backend::masked_softmax_forward`)
 #[allow(clippy::too_many_arguments)]
 pub fn masked_softmax_forward(
     att: Slice,
     mask: Slice,
     b: usize,
     h: usize,
+    tq: usize,
     t: usize,
     scale: f32,
     fill: MaskFill,
@@ -582,20 +583,20 @@ pub fn masked_softmax_forward(
             });
         }
     }
-    check_len("masked_softmax_forward", "att", b * h * t * t, att.len)?;
+    check_len("masked_softmax_forward", "att", b * h * tq * t, att.len)?;
     check_len("masked_softmax_forward", "mask", b * t, mask.len)?;
-    if t == 0 {
+    if t == 0 || tq == 0 {
         return Ok(None);
     }
     let (add_mode, add) = match fill {
         MaskFill::NegInf => (0, 0.0),
         MaskFill::Add(v) => (1, v),
     };
-    let rows = b * h * t;
+    let rows = b * h * tq;
     let args = vec![
         Arg::Ptr(att.ptr),
         Arg::Ptr(mask.ptr),
-        Arg::U64(h as u64),
+        Arg::U64((h * tq) as u64),
         Arg::U64(t as u64),
         Arg::F32(scale),
         Arg::U32(add_mode),

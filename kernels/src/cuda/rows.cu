@@ -126,11 +126,12 @@ MT_INLINE float mt_softmax_e(float v, float k, float scale, u32 add_mode, float 
     return add_mode ? e : __fmul_rn(k != 0.0f ? 1.0f : 0.0f, e);
 }
 
-// att: [B, H, T, T] in place (R = B H T rows of T), mask: [B, T] -> att = softmax over each row of the
-// masked, scaled scores. With -inf filling, a row whose keys are all masked becomes 0; masked keys get
-// keep * exp(..) with keep = 0. Each lane reads the row's input again instead of keeping what it wrote;
-// the row is overwritten only after the last read of every lane (__syncwarp).
-extern "C" __global__ void masked_softmax_forward(float* att, const float* mask, u64 h, u64 t, float scale,
+// att: [B, H, Tq, T] in place (R = B H Tq rows of T; e = H Tq rows per example), mask: [B, T] ->
+// att = softmax over each row of the masked, scaled scores. With -inf filling, a row whose keys are
+// all masked becomes 0; masked keys get keep * exp(..) with keep = 0. Each lane reads the row's input
+// again instead of keeping what it wrote; the row is overwritten only after the last read of every
+// lane (__syncwarp).
+extern "C" __global__ void masked_softmax_forward(float* att, const float* mask, u64 e, u64 t, float scale,
                                                   u32 add_mode, float add, u64 rows) {
     MT_ROW_PAIRS(rows) {
         const u64 row = 2 * pair + (threadIdx.x % 32) / 16;
@@ -138,7 +139,7 @@ extern "C" __global__ void masked_softmax_forward(float* att, const float* mask,
         const u64 n = live ? t : 0;
         const u64 full = n / 16 * 16;
         const u64 o = live ? row * t : 0;
-        const u64 mo = live ? row / t / h * t : 0;
+        const u64 mo = live ? row / e * t : 0;
         // reduce::max over the scores
         float acc = __int_as_float(0xff800000);
         for (u64 j = lane; j < full; j += 16) {

@@ -1,9 +1,13 @@
 //! Transformer encoder blocks as compositions of layers (x, out: [B*T, D]; the FF width F):
 //! - pre-LN (the project's encoders): `mid = x + o(attn(ln1(x)));  out = mid + ff2(gelu(ff1(ln2(mid))))`
 //! - post-LN (Hugging Face BERT): `mid = LN(x + O(attn(x)));  out = LN(mid + W2(gelu(W1(mid))))`
+//!
+//! With [`Queries::First`] a block gives only each example's first row (`[B, D]`: the same values as
+//! the first rows of the full block's output, to the rounding): the last block of a model that reads
+//! only the `[CLS]` row, whose other rows would be computed, differentiated and clipped for nothing.
 
 use super::activation::Act;
-use super::attention::SelfAttention;
+use super::attention::{Queries, SelfAttention};
 use super::layer::{Layer, Residual, Sequential};
 use super::layer_norm::LayerNorm;
 use super::linear::Linear;
@@ -12,12 +16,17 @@ use crate::error::Result;
 
 /// A pre-LN block named like the project's reference models: `{prefix}.ln1`, `{prefix}.att.qkv`,
 /// `{prefix}.att.o`, `{prefix}.ln2`, `{prefix}.ff1`, `{prefix}.ff2`.
-pub fn pre_ln_block<B: Backend>(be: &B, prefix: &str, d: usize, heads: usize, ff: usize) -> Result<Sequential<B>> {
+pub fn pre_ln_block<B: Backend>(
+    be: &B,
+    prefix: &str,
+    d: usize,
+    heads: usize,
+    ff: usize,
+    queries: Queries,
+) -> Result<Sequential<B>> {
     let p = |s: &str| format!("{prefix}.{s}");
-    let att = Sequential::new(
-        p("att_branch"),
-        vec![Box::new(LayerNorm::new(be, &p("ln1"), d)?), Box::new(SelfAttention::new(be, &p("att"), d, heads)?)],
-    )?;
+    let att = SelfAttention::new(be, &p("att"), d, heads)?.with_queries(queries);
+    let att = Sequential::new(p("att_branch"), vec![Box::new(LayerNorm::new(be, &p("ln1"), d)?), Box::new(att)])?;
     let mlp = Sequential::new(
         p("ff_branch"),
         vec![
@@ -29,13 +38,22 @@ pub fn pre_ln_block<B: Backend>(be: &B, prefix: &str, d: usize, heads: usize, ff
     )?;
     Sequential::new(
         prefix,
-        vec![Box::new(Residual::new(p("att_res"), Box::new(att))), Box::new(Residual::new(p("ff_res"), Box::new(mlp)))],
+        vec![Box::new(residual(queries, p("att_res"), Box::new(att), d)), Box::new(Residual::new(p("ff_res"), Box::new(mlp)))],
     )
+}
+
+/// The residual around an attention with `queries`.
+fn residual<B: Backend>(queries: Queries, name: String, inner: Box<dyn Layer<B>>, d: usize) -> Residual<B> {
+    match queries {
+        Queries::All => Residual::new(name, inner),
+        Queries::First => Residual::first_row(name, inner, d),
+    }
 }
 
 /// A post-LN block with Hugging Face BERT's module names under `prefix` (`bert.encoder.layer.0`):
 /// `attention.self.{query,key,value}`, `attention.output.dense`, `attention.output.LayerNorm`,
 /// `intermediate.dense`, `output.dense`, `output.LayerNorm`; LayerNorm eps `eps`, masked keys `fill`.
+#[allow(clippy::too_many_arguments)]
 pub fn post_ln_block<B: Backend>(
     be: &B,
     prefix: &str,
@@ -44,6 +62,7 @@ pub fn post_ln_block<B: Backend>(
     ff: usize,
     eps: f32,
     fill: MaskFill,
+    queries: Queries,
 ) -> Result<Sequential<B>> {
     let p = |s: &str| format!("{prefix}.{s}");
     let att = SelfAttention::separate(
@@ -54,7 +73,8 @@ pub fn post_ln_block<B: Backend>(
         [&p("attention.self.query"), &p("attention.self.key"), &p("attention.self.value")],
         &p("attention.output.dense"),
         fill,
-    )?;
+    )?
+    .with_queries(queries);
     let mlp = Sequential::new(
         p("mlp"),
         vec![
@@ -66,7 +86,7 @@ pub fn post_ln_block<B: Backend>(
     Sequential::new(
         prefix,
         vec![
-            Box::new(Residual::new(p("attention.residual"), Box::new(att))),
+            Box::new(residual(queries, p("attention.residual"), Box::new(att), d)),
             Box::new(LayerNorm::with_eps(be, &p("attention.output.LayerNorm"), d, eps)?),
             Box::new(Residual::new(p("output.residual"), Box::new(mlp))),
             Box::new(LayerNorm::with_eps(be, &p("output.LayerNorm"), d, eps)?),

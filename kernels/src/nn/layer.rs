@@ -438,13 +438,23 @@ impl<B: Backend> Layer<B> for Sequential<B> {
 pub struct Residual<B: Backend> {
     name: String,
     pub inner: Box<dyn Layer<B>>,
+    /// Some: `f` gives one row per example (an attention whose only query is the first token) and
+    /// the skip adds x's first rows ([`Residual::first_row`])
+    first: Option<super::pool::FirstRow>,
     x: Option<Slot>,
     out: Option<Slot>,
 }
 
 impl<B: Backend> Residual<B> {
     pub fn new(name: impl Into<String>, inner: Box<dyn Layer<B>>) -> Self {
-        Residual { name: name.into(), inner, x: None, out: None }
+        Residual { name: name.into(), inner, first: None, x: None, out: None }
+    }
+    /// `y = x[first row of each example] + f(x)`, for an `f` that gives one row per example: the
+    /// residual around an attention with [`super::attention::Queries::First`].
+    pub fn first_row(name: impl Into<String>, inner: Box<dyn Layer<B>>, width: usize) -> Self {
+        let name = name.into();
+        let first = Some(super::pool::FirstRow::new(format!("{name}.first_row"), width));
+        Residual { first, ..Self::new(name, inner) }
     }
 }
 
@@ -454,27 +464,39 @@ impl<B: Backend> Layer<B> for Residual<B> {
     }
     fn forward(&mut self, s: &mut Step<B>, x: Slot) -> Result<Slot> {
         let fx = self.inner.forward(s, x)?;
-        if s.be.len(s.act(fx)?) != s.be.len(s.act(x)?) || s.per_example(fx) != s.per_example(x) {
+        // the skip: x, or its first rows
+        let skip = match &mut self.first {
+            Some(first) => first.forward(s, x)?,
+            None => x,
+        };
+        if s.be.len(s.act(fx)?) != s.be.len(s.act(skip)?) || s.per_example(fx) != s.per_example(skip) {
             return Err(KernelError::Tensor {
                 tensor: format!("{} branch output", self.name),
-                expected: format!("{} values like its input", s.be.len(s.act(x)?)),
+                expected: format!("{} values like its input", s.be.len(s.act(skip)?)),
                 got: format!("{} values", s.be.len(s.act(fx)?)),
             });
         }
         let out = s.slot(&mut self.out)?;
-        // the branch's output gradient is this layer's output gradient: one buffer, no copy
+        // the branch's output gradient is this layer's output gradient: one buffer, no copy (and so is
+        // the first rows' gradient)
         s.share_grad(fx, out)?;
+        if skip != x {
+            s.share_grad(skip, out)?;
+        }
         self.x = Some(x);
-        s.write_act(out, s.per_example(x), |s, y| {
-            s.be.resize(y, s.be.len(s.act(x)?))?;
-            s.be.add(y, s.act(x)?, s.act(fx)?)
+        s.write_act(out, s.per_example(skip), |s, y| {
+            s.be.resize(y, s.be.len(s.act(skip)?))?;
+            s.be.add(y, s.act(skip)?, s.act(fx)?)
         })?;
         Ok(out)
     }
     fn backward(&mut self, s: &mut Step<B>, acc: bool) -> Result<()> {
         let (x, out) = kept(&self.name, self.x, self.out)?;
         self.inner.backward(s, acc)?;
-        s.update_grad(x, |s, dx| s.be.add_assign(dx, s.grad(out)?))
+        match &mut self.first {
+            Some(first) => first.backward(s, true),
+            None => s.update_grad(x, |s, dx| s.be.add_assign(dx, s.grad(out)?)),
+        }
     }
     fn add_group_sq_norms(
         &mut self,

@@ -18,7 +18,7 @@ mod param;
 mod pool;
 
 pub use activation::Act;
-pub use attention::{Projections, SelfAttention};
+pub use attention::{Projections, Queries, SelfAttention};
 pub use block::{boxed, post_ln_block, pre_ln_block};
 pub use embedding::{Embeddings, Ids};
 pub use gru::Gru;

@@ -102,6 +102,7 @@ pub trait Kernels {
         mask: &[f32],
         b: usize,
         h: usize,
+        tq: usize,
         t: usize,
         scale: f32,
         fill: MaskFill,
@@ -576,28 +577,30 @@ pub fn layer_norm_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
 pub fn softmax_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
     let mut rng = Rng::new(15);
     let (b, h) = (3, 2);
-    for t in [7usize, 16, 37] {
-        let att = rng.vec(b * h * t * t, 4.0);
+    // every query row, and the first token's alone (a block whose output is its [CLS] row)
+    for (t, first) in [7usize, 16, 37].into_iter().flat_map(|t| [(t, false), (t, true)]) {
+        let tq = if first { 1 } else { t };
+        let att = rng.vec(b * h * tq * t, 4.0);
         // example 0 keeps every key, example 1 some, example 2 none
         let mask: Vec<f32> = (0..b * t).map(|i| if i < t || (i < 2 * t && i % 3 != 0) { 1.0 } else { 0.0 }).collect();
         for fill in [MaskFill::NegInf, MaskFill::Add(f32::MIN), MaskFill::Add(-1e4)] {
             let mut want = att.clone();
-            cpu().masked_softmax_forward(&mut want, &mask, b, h, t, 0.35, fill).unwrap();
+            cpu().masked_softmax_forward(&mut want, &mask, b, h, tq, t, 0.35, fill).unwrap();
             let mut got = att.clone();
-            k.masked_softmax_forward(&mut got, &mask, b, h, t, 0.35, fill).unwrap();
-            assert_bits(&format!("masked_softmax_forward t={t} {fill:?}"), &got, &want);
+            k.masked_softmax_forward(&mut got, &mask, b, h, tq, t, 0.35, fill).unwrap();
+            assert_bits(&format!("masked_softmax_forward t={t} tq={tq} {fill:?}"), &got, &want);
             let datt = rng.vec(want.len(), 1.0);
             let mut dwant = datt.clone();
             cpu().softmax_backward(&mut dwant, &want, t, 0.35).unwrap();
             let mut dgot = datt.clone();
             k.softmax_backward(&mut dgot, &want, t, 0.35).unwrap();
-            assert_bits(&format!("softmax_backward t={t} {fill:?}"), &dgot, &dwant);
+            assert_bits(&format!("softmax_backward t={t} tq={tq} {fill:?}"), &dgot, &dwant);
         }
     }
     let att = rng.vec(2 * 9 * 9, 1.0);
     for (fill, mask_len) in [(MaskFill::Add(f32::NEG_INFINITY), 18), (MaskFill::NegInf, 17)] {
-        let e = k.masked_softmax_forward(&mut att.clone(), &vec![1.0; mask_len], 2, 1, 9, 1.0, fill).unwrap_err();
-        let want = cpu().masked_softmax_forward(&mut att.clone(), &vec![1.0; mask_len], 2, 1, 9, 1.0, fill);
+        let e = k.masked_softmax_forward(&mut att.clone(), &vec![1.0; mask_len], 2, 1, 9, 9, 1.0, fill).unwrap_err();
+        let want = cpu().masked_softmax_forward(&mut att.clone(), &vec![1.0; mask_len], 2, 1, 9, 9, 1.0, fill);
         assert_eq!(e, want.unwrap_err());
     }
     let e = k.softmax_backward(&mut vec![0.0; 3], &att, 9, 1.0).unwrap_err();

@@ -157,11 +157,12 @@ impl Backend for Required {
         mask: &Vec<f32>,
         b: usize,
         h: usize,
+        tq: usize,
         t: usize,
         scale: f32,
         fill: MaskFill,
     ) -> Result<()> {
-        self.0.masked_softmax_forward(att, mask, b, h, t, scale, fill)
+        self.0.masked_softmax_forward(att, mask, b, h, tq, t, scale, fill)
     }
     fn softmax_backward(&self, datt: &mut Vec<f32>, att: &Vec<f32>, t: usize, scale: f32) -> Result<()> {
         self.0.softmax_backward(datt, att, t, scale)

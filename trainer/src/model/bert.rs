@@ -8,7 +8,7 @@
 use super::{Net, NetInput};
 use kernels::nn::{
     boxed, post_ln_block, Act, Embeddings, FirstRow, Ids, Layer, LayerNorm, Linear, MaskedMeanPool, ParamInit,
-    Sequential,
+    Queries, Sequential,
 };
 use kernels::{Activation, Backend, KernelError, MaskFill, Result};
 
@@ -101,7 +101,7 @@ impl Bert {
     /// The trunk and a pooling layer: `[embeddings, embeddings.LayerNorm, layer.0, ..., pool]`, with
     /// Hugging Face's initialization (a model built on it loads the pretrained weights over it).
     pub fn pooled<B: Backend>(be: &B, cfg: &BertConfig, pooling: Pooling) -> Result<Vec<Box<dyn Layer<B>>>> {
-        let mut layers = Self::trunk(be, cfg)?;
+        let mut layers = Self::trunk(be, cfg, pooling == Pooling::Cls)?;
         let h = cfg.hidden_size;
         layers.push(match pooling {
             Pooling::Cls => boxed(FirstRow::new("pool", h)),
@@ -111,8 +111,10 @@ impl Bert {
         Ok(layers)
     }
 
-    /// The embeddings and the encoder layers (the shared trunk of every BERT model here).
-    fn trunk<B: Backend>(be: &B, cfg: &BertConfig) -> Result<Vec<Box<dyn Layer<B>>>> {
+    /// The embeddings and the encoder layers (the shared trunk of every BERT model here); with `cls`,
+    /// the model reads only the first token's last hidden state, and the last layer computes nothing
+    /// else (its only query is that token: [`Queries::First`]).
+    fn trunk<B: Backend>(be: &B, cfg: &BertConfig, cls: bool) -> Result<Vec<Box<dyn Layer<B>>>> {
         let h = cfg.hidden_size;
         if cfg.num_attention_heads == 0 || h % cfg.num_attention_heads != 0 {
             return Err(KernelError::Layer {
@@ -154,6 +156,7 @@ impl Bert {
                 cfg.intermediate_size,
                 cfg.layer_norm_eps,
                 MaskFill::Add(f32::MIN),
+                if cls && i + 1 == cfg.num_hidden_layers { Queries::First } else { Queries::All },
             )?));
         }
         Ok(layers)
@@ -163,7 +166,7 @@ impl Bert {
     /// classifier.
     #[allow(clippy::new_ret_no_self)]
     pub fn new<B: Backend>(be: &B, cfg: &BertConfig, seed: u64) -> Result<Net<B>> {
-        let mut layers = Self::trunk(be, cfg)?;
+        let mut layers = Self::trunk(be, cfg, true)?;
         let h = cfg.hidden_size;
         let (first, dense, out) = match cfg.family {
             Family::Bert => ("bert.pooler.first_token", "bert.pooler.dense", "classifier"),

@@ -36,7 +36,7 @@ use super::{Head, Net};
 use crate::data::labels::LabelValue;
 use kernels::nn::{
     boxed, pre_ln_block, Act, Concat, Embeddings, FirstRow, Flatten, Frozen, Gru, Ids, Layer, LayerNorm, Linear,
-    Masked, MaskedMeanPool, PrependRow, Sequential,
+    Masked, MaskedMeanPool, PrependRow, Queries, Sequential,
 };
 use kernels::{Activation, Backend};
 use serde::{Deserialize, Serialize};
@@ -406,7 +406,9 @@ impl LabEncoder {
                     layers.push(frozen_if(l, freeze_embeddings));
                 }
                 for i in 0..n {
-                    let block = boxed(pre_ln_block(be, &format!("lab.blocks.{i}"), d, heads, ff)?);
+                    // CLS pooling reads the last block's first rows alone
+                    let queries = if cls && i + 1 == n { Queries::First } else { Queries::All };
+                    let block = boxed(pre_ln_block(be, &format!("lab.blocks.{i}"), d, heads, ff, queries)?);
                     layers.push(frozen_if(block, i < freeze_layers));
                 }
                 layers.push(boxed(LayerNorm::new(be, "lab.ln", d)?));
@@ -515,7 +517,8 @@ impl TextEncoder {
                 )?;
                 let mut layers = vec![frozen_if(boxed(emb), freeze_embeddings)];
                 for i in 0..n {
-                    let block = boxed(pre_ln_block(be, &format!("text.blocks.{i}"), d, heads, ff)?);
+                    let queries = if pooling == Pooling::Cls && i + 1 == n { Queries::First } else { Queries::All };
+                    let block = boxed(pre_ln_block(be, &format!("text.blocks.{i}"), d, heads, ff, queries)?);
                     layers.push(frozen_if(block, i < freeze_layers));
                 }
                 layers.push(boxed(LayerNorm::new(be, "text.ln", d)?));

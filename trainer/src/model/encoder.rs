@@ -4,7 +4,7 @@
 //! h0: [B*T, D] -> blocks -> ln -> pool: [B, D] -> logits: [B, K].
 
 use super::{Net, NetInput};
-use kernels::nn::{boxed, pre_ln_block, Embeddings, Ids, LayerNorm, Linear, MaskedMeanPool, Sequential};
+use kernels::nn::{boxed, pre_ln_block, Embeddings, Ids, LayerNorm, Linear, MaskedMeanPool, Queries, Sequential};
 use kernels::{Backend, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,7 +44,7 @@ impl Encoder {
         };
         let mut layers = vec![first];
         for i in 0..cfg.layers {
-            layers.push(boxed(pre_ln_block(be, &format!("blocks.{i}"), cfg.d, cfg.heads, cfg.ff)?));
+            layers.push(boxed(pre_ln_block(be, &format!("blocks.{i}"), cfg.d, cfg.heads, cfg.ff, Queries::All)?));
         }
         layers.push(boxed(LayerNorm::new(be, "ln", cfg.d)?));
         layers.push(boxed(MaskedMeanPool::new("pool", cfg.d)));
