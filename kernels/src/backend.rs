@@ -580,6 +580,25 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<()> {
         crate::nn::norms::linear_group_sq_norms(self, out, x, dy, d_in, d_out, groups, rows_per_example, strategy)
     }
+    /// out: [G] += per-group squared norms of several Linears that read the same input x: [R, Din] (an
+    /// attention's separate q, k and v), `dys` their output gradients and widths. The same values as
+    /// one [`Backend::linear_group_sq_norms`] each, which is the default; a backend may share the work
+    /// on x (the CPU computes each group's input Gram once).
+    #[allow(clippy::too_many_arguments)]
+    fn shared_input_group_sq_norms(
+        &self,
+        out: &mut Self::Buf,
+        x: &Self::Buf,
+        dys: &[(&Self::Buf, usize)],
+        d_in: usize,
+        groups: &Self::Groups,
+        rows_per_example: usize,
+        strategy: NormStrategy,
+    ) -> Result<()> {
+        dys.iter().try_for_each(|&(dy, d_out)| {
+            self.linear_group_sq_norms(out, x, dy, d_in, d_out, groups, rows_per_example, strategy)
+        })
+    }
 
     // ---- noise ----
     /// buf = scale * grid * round_half_even((buf + std * z) / grid) in f64, rounded to f32, with one

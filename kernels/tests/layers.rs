@@ -99,7 +99,8 @@ fn pre_ln(be: &impl Backend) {
 }
 
 fn post_ln(be: &impl Backend) {
-    let make = |be: &_| boxed(post_ln_block(be, "layer.0", 8, 2, 12, 1e-12, MaskFill::Add(f32::MIN), Queries::All).unwrap());
+    let make =
+        |be: &_| boxed(post_ln_block(be, "layer.0", 8, 2, 12, 1e-12, MaskFill::Add(f32::MIN), Queries::All).unwrap());
     check_layer(be, "post-LN block", make, &batch(8, 4, 4, 8, 1, false), true, TOL);
 }
 
@@ -118,20 +119,21 @@ fn first_query_layers(be: &impl Backend) {
     let post = |q| move |be: &_| boxed(post_ln_block(be, "layer.0", 8, 2, 12, 1e-12, hf, q).unwrap());
     // the -inf fill gets an all-masked example (its first row attends to nothing); the additive one
     // not (see attention_separate_hf)
-    check_layer(be, "first-query attention (fused)", att_fused(Queries::First), &batch(31, 4, 5, 8, 1, true), true, TOL);
+    check_layer(
+        be,
+        "first-query attention (fused)",
+        att_fused(Queries::First),
+        &batch(31, 4, 5, 8, 1, true),
+        true,
+        TOL,
+    );
     let b = batch(32, 4, 5, 8, 1, false);
     check_layer(be, "first-query attention (separate)", att_separate(Queries::First), &b, true, TOL);
     check_layer(be, "first-query pre-LN block", pre(Queries::First), &batch(33, 4, 4, 8, 1, false), true, TOL);
     check_layer(be, "first-query post-LN block", post(Queries::First), &batch(34, 4, 4, 8, 1, false), true, TOL);
 
     // against the full layer followed by its first rows, same weights, same output gradient
-    fn compare<B: Backend>(
-        be: &B,
-        what: &str,
-        first: Box<dyn Layer<B>>,
-        full: Box<dyn Layer<B>>,
-        batch: &HostBatch,
-    ) {
+    fn compare<B: Backend>(be: &B, what: &str, first: Box<dyn Layer<B>>, full: Box<dyn Layer<B>>, batch: &HostBatch) {
         let mut full = Sequential::new("full", vec![full, boxed(FirstRow::new("first", 8))]).unwrap();
         let mut first = Sequential::new("first", vec![first]).unwrap();
         common::drive::randomize(be, &mut full, &mut Rng::new(35), 0.5);
@@ -424,7 +426,8 @@ fn a_wrong_input_width_names_the_layer_and_both_shapes() {
 #[test]
 fn parameters_are_visited_under_their_module_paths() {
     let be = kernels::Cpu::new(1).unwrap();
-    let blk = post_ln_block(&be, "bert.encoder.layer.0", 8, 2, 12, 1e-12, MaskFill::Add(f32::MIN), Queries::All).unwrap();
+    let blk =
+        post_ln_block(&be, "bert.encoder.layer.0", 8, 2, 12, 1e-12, MaskFill::Add(f32::MIN), Queries::All).unwrap();
     let mut names = vec![];
     blk.visit(&mut |p| names.push(p.name.clone()));
     let p = |s: &str| format!("bert.encoder.layer.0.{s}");

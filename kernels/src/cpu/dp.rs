@@ -350,6 +350,99 @@ fn ghost_from_lower(gx: &[f32], gy: &[f32], n: usize, np: usize) -> f64 {
     diag + 2.0 * off
 }
 
+/// One group's squared norms of several Linears reading the input rows x (see
+/// [`shared_input_group_sq_norms`]): where every one takes the ghost form, the Gram of the input rows
+/// is computed once, over the rows where any output gradient is nonzero (a row that is zero in one of
+/// them adds zero to that one's norm); otherwise each Linear's own [`group_sq_norm_with`].
+fn shared_group_sq_norm(
+    s: &mut Scratch,
+    exec: matmul::Exec,
+    x: &[f32],
+    dys: &[(&[f32], usize)],
+    d_in: usize,
+    strategy: NormStrategy,
+) -> Result<f64> {
+    let dys: Vec<(&[f32], usize)> = dys.iter().copied().filter(|&(_, w)| w > 0).collect();
+    if d_in == 0 || dys.is_empty() {
+        return Ok(0.0);
+    }
+    let rows = x.len() / d_in;
+    let live = |r: usize| dys.iter().any(|&(dy, w)| dy[r * w..(r + 1) * w].iter().any(|&v| v != 0.0));
+    s.kept.clear();
+    s.kept.extend((0..rows).filter(|&r| live(r)));
+    let n = s.kept.len();
+    if n < 2 || dys.iter().any(|&(_, w)| choose(strategy, n, d_in, w) != NormStrategy::Ghost) {
+        let mut total = 0.0;
+        for &(dy, w) in &dys {
+            total += group_sq_norm_with(s, exec, x, dy, d_in, w, strategy)?;
+        }
+        return Ok(total);
+    }
+    let Scratch { t, gx, gy, kept, .. } = s;
+    let np = n.div_ceil(TILE_J) * TILE_J;
+    let gx = sized(gx, n * np);
+    let gy = sized(gy, n * np);
+    let d_max = dys.iter().map(|&(_, w)| w).max().unwrap_or(0).max(d_in);
+    let at = sized(t, d_max * np);
+    transpose_padded(at, x, kept, np, d_in);
+    gram_lower(gx, at, n, np, d_in);
+    let mut total = 0.0;
+    for &(dy, w) in &dys {
+        transpose_padded(at, dy, kept, np, w);
+        gram_lower(gy, at, n, np, w);
+        total += ghost_from_lower(gx, gy, n, np);
+    }
+    Ok(total)
+}
+
+/// out: [G] += the per-group squared norms of the Linears with input x: [R, Din] and output gradients
+/// `dys` ([R, Dout] each), sharing each group's input Gram among them where they all take the ghost form.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn shared_input_group_sq_norms(
+    exec: matmul::Exec,
+    out: &mut [f32],
+    x: &[f32],
+    dys: &[(&[f32], usize)],
+    d_in: usize,
+    groups: &GroupRows,
+    rows_per_example: usize,
+    strategy: NormStrategy,
+) -> Result<()> {
+    let rows = groups.examples() * rows_per_example;
+    check_len("shared_input_group_sq_norms", "out", groups.groups(), out.len())?;
+    check_len("shared_input_group_sq_norms", "x", rows * d_in, x.len())?;
+    for &(dy, w) in dys {
+        check_len("shared_input_group_sq_norms", "dy", rows * w, dy.len())?;
+    }
+    let one = |g: usize, t: matmul::Exec| {
+        let r = groups.rows(g, rows_per_example);
+        let group_dys: Vec<(&[f32], usize)> = dys.iter().map(|&(dy, w)| (&dy[r.start * w..r.end * w], w)).collect();
+        with_scratch(|s| shared_group_sq_norm(s, t, &x[r.start * d_in..r.end * d_in], &group_dys, d_in, strategy))
+    };
+    for_each_group(exec, out, one)
+}
+
+/// `out[g] += one(g)` for every group: in parallel over groups (one thread each) when there are enough
+/// of them, else one group at a time with every thread.
+fn for_each_group(
+    exec: matmul::Exec,
+    out: &mut [f32],
+    one: impl Fn(usize, matmul::Exec) -> Result<f64> + Sync,
+) -> Result<()> {
+    // on an error `out` is left partly updated: the caller drops the step
+    if out.len() >= 2 * exec.threads {
+        out.par_iter_mut().enumerate().try_for_each(|(g, o)| {
+            *o += one(g, matmul::Exec { threads: 1, ..exec })? as f32;
+            Ok(())
+        })
+    } else {
+        for (g, o) in out.iter_mut().enumerate() {
+            *o += one(g, exec)? as f32;
+        }
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_group_sq_norms(
     exec: matmul::Exec,
@@ -370,18 +463,7 @@ pub(crate) fn linear_group_sq_norms(
         let r = groups.rows(g, rows_per_example);
         group_sq_norm(t, &x[r.start * d_in..r.end * d_in], &dy[r.start * d_out..r.end * d_out], d_in, d_out, strategy)
     };
-    // on an error `out` is left partly updated: the caller drops the step
-    if groups.groups() >= 2 * exec.threads {
-        out.par_iter_mut().enumerate().try_for_each(|(g, o)| {
-            *o += one(g, matmul::Exec { threads: 1, ..exec })? as f32;
-            Ok(())
-        })
-    } else {
-        for (g, o) in out.iter_mut().enumerate() {
-            *o += one(g, exec)? as f32;
-        }
-        Ok(())
-    }
+    for_each_group(exec, out, one)
 }
 
 #[cfg(test)]
@@ -424,6 +506,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The shared-input norms are each Linear's own, summed: rows zero in one output gradient but not
+    /// in another (the union of kept rows), a zero-width Linear, groups of every size, every strategy.
+    #[test]
+    fn shared_input_norms_are_the_sum_of_each_linears() {
+        let (d_in, widths) = (24usize, [16usize, 40, 0, 24]);
+        let layout = GroupRows { offsets: vec![0, 1, 2, 5, 9] };
+        let t = 6;
+        let rows = layout.examples() * t;
+        let x: Vec<f32> = (0..rows * d_in).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
+        let dys: Vec<Vec<f32>> = widths
+            .iter()
+            .enumerate()
+            .map(|(j, &w)| {
+                (0..rows * w)
+                    .map(|i| if (i / w.max(1) + j) % 4 == 0 { 0.0 } else { ((i * 13 % 7) as f32 - 3.0) / 5.0 })
+                    .collect()
+            })
+            .collect();
+        for strategy in [NormStrategy::Auto, NormStrategy::Ghost, NormStrategy::Materialize] {
+            for threads in [1, 2] {
+                let exec = matmul::Exec { threads, portable: false };
+                let mut want = vec![0.0f32; layout.groups()];
+                for (dy, &w) in dys.iter().zip(&widths) {
+                    linear_group_sq_norms(exec, &mut want, &x, dy, d_in, w, &layout, t, strategy).unwrap();
+                }
+                let shared: Vec<(&[f32], usize)> = dys.iter().zip(&widths).map(|(dy, &w)| (&dy[..], w)).collect();
+                let mut got = vec![0.0f32; layout.groups()];
+                shared_input_group_sq_norms(exec, &mut got, &x, &shared, d_in, &layout, t, strategy).unwrap();
+                for (g, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!((a - b).abs() <= 1e-5 * b.abs(), "{strategy:?} group {g}: shared {a} vs {b}");
+                }
+            }
+        }
+        let short = vec![0.0f32; 3];
+        let e =
+            shared_input_group_sq_norms(ONE, &mut [0.0; 4], &x, &[(&short, 16)], d_in, &layout, t, NormStrategy::Auto);
+        assert!(e.is_err());
     }
 
     #[test]

@@ -421,6 +421,21 @@ impl Backend for Cpu {
     ) -> Result<()> {
         self.run(|| dp::linear_group_sq_norms(self.exec(), out, x, dy, d_in, d_out, groups, rows_per_example, strategy))
     }
+    fn shared_input_group_sq_norms(
+        &self,
+        out: &mut Vec<f32>,
+        x: &Vec<f32>,
+        dys: &[(&Vec<f32>, usize)],
+        d_in: usize,
+        groups: &GroupRows,
+        rows_per_example: usize,
+        strategy: NormStrategy,
+    ) -> Result<()> {
+        let dys: Vec<(&[f32], usize)> = dys.iter().map(|&(dy, w)| (&dy[..], w)).collect();
+        self.run(|| {
+            dp::shared_input_group_sq_norms(self.exec(), out, x, &dys, d_in, groups, rows_per_example, strategy)
+        })
+    }
 
     fn add_normal(&self, buf: &mut Vec<f32>, std: f32, scale: f32, grid: f64, key: &NoiseKey) -> Result<()> {
         if !(std >= 0.0 && std.is_finite() && scale.is_finite()) {

@@ -315,9 +315,8 @@ impl<B: Backend> Layer<B> for SelfAttention<B> {
         groups: &B::Groups,
         st: NormStrategy,
     ) -> Result<()> {
-        for p in self.projections_mut() {
-            p.add_group_sq_norms(s, norms, groups, st)?;
-        }
+        // q, k and v read the same input (unless q reads the first rows alone): its Gram is shared
+        Linear::add_shared_input_group_sq_norms(&mut self.projections_mut(), s, norms, groups, st)?;
         self.o.add_group_sq_norms(s, norms, groups, st)
     }
 

@@ -38,7 +38,10 @@ pub fn pre_ln_block<B: Backend>(
     )?;
     Sequential::new(
         prefix,
-        vec![Box::new(residual(queries, p("att_res"), Box::new(att), d)), Box::new(Residual::new(p("ff_res"), Box::new(mlp)))],
+        vec![
+            Box::new(residual(queries, p("att_res"), Box::new(att), d)),
+            Box::new(Residual::new(p("ff_res"), Box::new(mlp))),
+        ],
     )
 }
 

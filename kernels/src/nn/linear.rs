@@ -37,6 +37,50 @@ pub(crate) struct LinearGrads<B: Backend> {
     grad_with_bias: B::Buf,
 }
 
+impl<B: Backend> Linear<B> {
+    /// Whether this backward's norms materialize and keep the per-group gradients: groups of equal
+    /// size n for which that is the cheaper way to the norms and the clipped sum (then materialized in
+    /// one strided batch and kept for the sum).
+    fn keeps(&self, s: &Step<B>, x: Slot, layout: &GroupRows, strategy: NormStrategy) -> bool {
+        let (pe, g) = (s.per_example(x), layout.groups());
+        let n = if g > 0 { layout.rows(0, pe).len() } else { 0 };
+        let uniform = g > 0 && (0..g).all(|i| layout.rows(i, pe).len() == n) && g * n == s.rows(x);
+        uniform
+            && keep_materialized(strategy, n, self.d_in, self.d_out)
+            && g * self.d_in * self.d_out <= MAX_KEPT_GROUP_GRADS
+    }
+
+    /// `norms[g] +=` group g's squared gradient norms of Linears that read one input slot (an
+    /// attention's separate q, k and v) through the backend's `shared_input_group_sq_norms`, which may
+    /// share the work on the input; a Linear that keeps its per-group gradients, or reads another
+    /// input, takes its own path.
+    pub(crate) fn add_shared_input_group_sq_norms(
+        linears: &mut [&mut Linear<B>],
+        s: &Step<B>,
+        norms: &mut B::Buf,
+        groups: &B::Groups,
+        strategy: NormStrategy,
+    ) -> Result<()> {
+        let Some(first) = linears.first() else { return Ok(()) };
+        let (x, _) = kept(&first.name, first.x, first.out)?;
+        let d_in = first.d_in;
+        let mut shared = Vec::new();
+        for l in linears.iter_mut() {
+            let (lx, out) = kept(&l.name, l.x, l.out)?;
+            if lx != x || l.d_in != d_in || l.keeps(s, x, groups.as_ref(), strategy) {
+                l.add_group_sq_norms(s, norms, groups, strategy)?;
+            } else {
+                l.kept_for = None;
+                shared.push((s.grad(out)?, l.d_out));
+            }
+        }
+        match shared.len() {
+            0 => Ok(()),
+            _ => s.be.shared_input_group_sq_norms(norms, s.act(x)?, &shared, d_in, groups, s.per_example(x), strategy),
+        }
+    }
+}
+
 impl<B: Backend> LinearGrads<B> {
     pub(crate) fn new(be: &B) -> Result<Self> {
         Ok(LinearGrads { scaled: be.zeros(0)?, grad_with_bias: be.zeros(0)? })
@@ -186,14 +230,11 @@ impl<B: Backend> Layer<B> for Linear<B> {
         let (x, out) = kept(&self.name, self.x, self.out)?;
         let (be, pe, layout) = (s.be, s.per_example(x), groups.as_ref());
         let (d_in, d_out, g) = (self.d_in, self.d_out, layout.groups());
-        // groups of equal size n for which materializing and keeping is the cheaper way to the norms
-        // and the clipped sum: materialize them all in one strided batch, keep them for the sum
-        let n = if g > 0 { layout.rows(0, pe).len() } else { 0 };
-        let uniform = g > 0 && (0..g).all(|i| layout.rows(i, pe).len() == n) && g * n == s.rows(x);
-        if !(uniform && keep_materialized(strategy, n, d_in, d_out) && g * d_in * d_out <= MAX_KEPT_GROUP_GRADS) {
+        if !self.keeps(s, x, layout, strategy) {
             self.kept_for = None;
             return be.linear_group_sq_norms(norms, s.act(x)?, s.grad(out)?, d_in, d_out, groups, pe, strategy);
         }
+        let n = layout.rows(0, pe).len();
         // group_w[g] = dY_g^T X_g: [Dout, Din], PyTorch's weight layout
         be.resize(&mut self.group_w, g * d_out * d_in)?;
         be.gemm(

@@ -7,8 +7,8 @@
 
 use super::{Net, NetInput};
 use kernels::nn::{
-    boxed, post_ln_block, Act, Embeddings, FirstRow, Ids, Layer, LayerNorm, Linear, MaskedMeanPool, ParamInit,
-    Queries, Sequential,
+    boxed, post_ln_block, Act, Embeddings, FirstRow, Ids, Layer, LayerNorm, Linear, MaskedMeanPool, ParamInit, Queries,
+    Sequential,
 };
 use kernels::{Activation, Backend, KernelError, MaskFill, Result};
 
