@@ -7,6 +7,7 @@ use crate::backend::MaskFill;
 use crate::error::{check_len, Result};
 use rayon::prelude::*;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn masked_softmax_forward(
     att: &mut [f32],
     mask: &[f32],
