@@ -4,7 +4,7 @@
 
 use crate::model::workload::Workload;
 use crate::privacy::noise::NoiseSource;
-use crate::train::{DpSgd, Privacy, Trainer};
+use crate::train::{micro_batches, DpSgd, Privacy, Trainer};
 use kernels::{Backend, GroupRows, OptimizerKind, Result};
 use serde::Serialize;
 use std::time::Instant;
@@ -47,16 +47,21 @@ pub struct BenchResult {
     pub ms_per_step: f64,
     pub samples_per_s: f64,
     pub params: usize,
+    /// the most examples per forward and backward (`--micro-batch`), when the step is cut
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub micro_batch: Option<usize>,
 }
 
 pub const WARMUP_STEPS: usize = 3;
 
-/// Times `steps` full training steps of `workload` in `mode` at `batch` examples.
+/// Times `steps` full training steps of `workload` in `mode` at `batch` examples, in micro-batches of
+/// at most `micro_batch` examples when given.
 pub fn run<B: Backend + 'static>(
     be: &B,
     workload: Workload,
     mode: Mode,
     batch: usize,
+    micro_batch: Option<usize>,
     steps: usize,
 ) -> Result<BenchResult> {
     let model = workload.model(be, 0)?;
@@ -69,16 +74,19 @@ pub fn run<B: Backend + 'static>(
         },
     };
     let mut trainer = Trainer::new(be, model, OptimizerKind::sgd(0.05), privacy)?;
-    let data = workload.random_batch(batch, 0).upload(be)?;
+    let host = workload.random_batch(batch, 0);
     let groups = GroupRows::per_example(batch);
+    let parts = micro_batches(&host, &groups, micro_batch.unwrap_or(batch.max(1)));
+    let data = parts.iter().map(|(b, g)| Ok((b.upload(be)?, g))).collect::<Result<Vec<_>>>()?;
+    let data: Vec<_> = data.iter().map(|(b, g)| (b, *g)).collect();
     for _ in 0..WARMUP_STEPS {
-        trainer.step(be, &data, &groups)?;
+        trainer.micro_step(be, &data)?;
     }
     be.synchronize()?;
     let mut times = Vec::with_capacity(steps);
     for _ in 0..steps.max(1) {
         let t = Instant::now();
-        trainer.step(be, &data, &groups)?;
+        trainer.micro_step(be, &data)?;
         be.synchronize()?;
         times.push(t.elapsed().as_secs_f64());
     }
@@ -95,5 +103,6 @@ pub fn run<B: Backend + 'static>(
         ms_per_step: (median * 1e5).round() / 100.0,
         samples_per_s: (batch as f64 / median * 10.0).round() / 10.0,
         params,
+        micro_batch,
     })
 }

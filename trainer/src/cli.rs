@@ -173,6 +173,10 @@ pub enum Command {
         /// batch size (default: the workload's)
         #[arg(long)]
         batch: Option<usize>,
+        /// at most this many examples per forward and backward: the step's batch in micro-batches whose
+        /// clipped gradients add (memory for activations of N examples instead of the batch's)
+        #[arg(long, value_name = "N")]
+        micro_batch: Option<usize>,
         /// one JSON line per (workload, mode)
         #[arg(long)]
         json: bool,
@@ -466,7 +470,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { workload, mode, threads, device, steps, batch, json } => {
+        Command::Bench { workload, mode, threads, device, steps, batch, micro_batch, json } => {
             let workloads = parse_workloads(&workload)?;
             let modes = parse_modes(&mode)?;
             let steps = cli_args::within("--steps", steps, 1, cli_args::MAX_BENCH_STEPS)?;
@@ -475,6 +479,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let most = (w.default_batch() * cli_args::BENCH_BATCH_FACTOR).max(cli_args::BENCH_BATCH_MIN_LIMIT);
                     cli_args::within("--batch", b, 1, most).with_context(|| format!("workload {}", w.name()))?;
                 }
+            }
+            if micro_batch == Some(0) {
+                anyhow::bail!("--micro-batch: a micro-batch needs at least 1 example (got 0)");
             }
             let dev = device.device()?;
             on_backend!(dev, cli_args::threads("--threads", threads), device.tf32, |be| {
@@ -486,7 +493,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 for w in workloads {
                     for &m in &modes {
-                        let r = bench::run(&be, w, m, batch.unwrap_or(w.default_batch()), steps)?;
+                        let r = bench::run(&be, w, m, batch.unwrap_or(w.default_batch()), micro_batch, steps)?;
                         if json {
                             println!("{}", serde_json::to_string(&r)?);
                         } else {

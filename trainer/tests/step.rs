@@ -83,3 +83,58 @@ fn non_private_training_lowers_the_loss() {
         assert!(last < 0.7 * first, "{}: loss {first} -> {last}", w.name());
     }
 }
+
+/// A step given as micro-batches of whole groups makes the update of the whole batch (to rounding),
+/// private or not, with the same statistics; the cut never splits a group and keeps each part within
+/// the limit unless one group alone is larger.
+#[test]
+fn micro_batches_of_whole_groups_make_the_update_of_the_whole_batch() {
+    use medtrain::train::micro_batches;
+    let be = Cpu::new(2).unwrap();
+    let w = Workload::LabTransformer;
+    let host = w.random_batch(12, 5);
+    let groups = GroupRows { offsets: vec![0, 1, 4, 4, 9, 10, 12] };
+    let parts = micro_batches(&host, &groups, 4);
+    let sizes: Vec<Vec<usize>> = parts.iter().map(|(_, g)| g.offsets.clone()).collect();
+    assert_eq!(sizes, vec![vec![0, 1, 4, 4], vec![0, 5], vec![0, 1, 3]], "cut at group boundaries");
+    let rejoined: Vec<_> = parts.iter().flat_map(|(b, _)| (0..b.examples).map(|i| b.select(&[i]))).collect();
+    assert_eq!(rejoined.len(), 12);
+    for (i, one) in rejoined.iter().enumerate() {
+        assert_eq!(one, &host.select(&[i]), "example {i} kept in order");
+    }
+    assert_eq!(micro_batches(&host, &groups, 100).len(), 1);
+    assert_eq!(micro_batches(&host.select(&[]), &GroupRows::per_example(0), 4).len(), 1);
+
+    for private in [true, false] {
+        let make = || {
+            let privacy = if private {
+                Privacy::Dp {
+                    params: DpSgd { clip_norm: 0.05, noise_multiplier: 0.7, expected_batch: 12.0 },
+                    noise: NoiseSource::seeded([9; 32]),
+                }
+            } else {
+                Privacy::NonPrivate
+            };
+            Trainer::new(&be, w.model(&be, 0).unwrap(), OptimizerKind::sgd(0.5), privacy).unwrap()
+        };
+        let (mut whole, mut parted) = (make(), make());
+        let a = whole.step(&be, &host.upload(&be).unwrap(), &groups).unwrap();
+        let uploaded: Vec<_> = parts.iter().map(|(b, g)| (b.upload(&be).unwrap(), g)).collect();
+        let refs: Vec<_> = uploaded.iter().map(|(b, g)| (b, *g)).collect();
+        let b = parted.micro_step(&be, &refs).unwrap();
+        assert!((a.loss - b.loss).abs() < 1e-6 * a.loss.abs(), "loss {} vs {}", a.loss, b.loss);
+        assert_eq!((a.clipped_groups, a.groups), (b.clipped_groups, b.groups));
+        if private {
+            assert!(a.clipped_groups > 0, "the clip norm clips some groups");
+        }
+        for (p, q) in whole.model().params().iter().zip(parted.model().params()) {
+            let scale = p.value.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-3);
+            let diff = p.value.iter().zip(&q.value).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(diff <= 1e-5 * scale, "{} (private {private}): differs by {diff}", p.name);
+        }
+        // a second step reuses the sums' buffers
+        let b2 = parted.micro_step(&be, &refs).unwrap();
+        let a2 = whole.step(&be, &host.upload(&be).unwrap(), &groups).unwrap();
+        assert!((a2.loss - b2.loss).abs() < 1e-5 * a2.loss.abs(), "second step loss {} vs {}", a2.loss, b2.loss);
+    }
+}

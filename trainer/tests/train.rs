@@ -368,3 +368,38 @@ fn reproduce_replays_a_run_bit_for_bit_from_its_sealed_record() {
     let r = node(tmp.path()).arg("reproduce").arg(&run).output().unwrap();
     assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("metrics.json"));
 }
+
+/// `train.micro_batch` cuts each sampled batch into micro-batches of whole subjects: the same run to
+/// rounding (weights within 1e-4 after 12 steps, the same epsilon), and 0 is refused naming the key.
+#[test]
+fn micro_batches_train_the_same_run_as_whole_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let steps = ("epochs = 20", "steps = 12");
+    let seeded = ("max_examples_per_subject = 4", "max_examples_per_subject = 4\nnoise_seed = 5");
+    let run = |name: &str, train_lines: &str| {
+        let cfg = prepared_config(tmp.path(), &[steps, seeded, ("seed = 1", train_lines)]);
+        let dir = tmp.path().join(name);
+        let out = train(&cfg, &dir, &[]);
+        (dir, out)
+    };
+    let (whole, a_out) = run("whole", "seed = 1");
+    let (parted, b_out) = run("parted", "seed = 1\nmicro_batch = 40");
+    for out in [&a_out, &b_out] {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(last_json(&a_out)["epsilon"], last_json(&b_out)["epsilon"]);
+    let read = |run: &Path| medtrain::tensors::TensorFile::read(&run.join("checkpoint/weights.safetensors")).unwrap();
+    let (a, b) = (read(&whole), read(&parted));
+    assert!(!a.tensors.is_empty());
+    for name in a.tensors.keys() {
+        let shape = a.shape(name).unwrap().to_vec();
+        let (wa, wb) = (a.f32(name, &shape).unwrap(), b.f32(name, &shape).unwrap());
+        let diff = wa.iter().zip(wb).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "{name}: weights differ by {diff}");
+    }
+    let resolved = std::fs::read_to_string(parted.join("config.resolved.toml")).unwrap();
+    assert!(resolved.contains("micro_batch = 40"), "{resolved}");
+    let (_, bad) = run("bad", "seed = 1\nmicro_batch = 0");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("train.micro_batch"), "{err}");
+}

@@ -39,6 +39,7 @@
 //! threads = 2
 //! backend = "cpu"               # cpu | cuda | cuda:N
 //! tf32 = false                  # CUDA: TF32 matmuls (faster, ~1e-3 relative error); off by default
+//! micro_batch = 512             # at most this many examples per forward/backward (memory); whole subjects
 //! ```
 //!
 //! Every key is checked; an unknown key is an error naming it and the allowed ones; a bad value names
@@ -283,6 +284,11 @@ pub struct TrainSection {
     /// examples per forward pass when evaluating
     #[serde(default = "eval_batch")]
     pub eval_batch: usize,
+    /// at most this many examples per forward and backward of a training step: a larger sampled batch
+    /// runs as micro-batches of whole privacy units whose clipped gradients add (one noise draw, one
+    /// update), so activation memory is that of this many examples; unset: the whole batch at once
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batch: Option<usize>,
     /// the same bits on any x86-64-v3 machine (AVX2 + FMA, with or without AVX-512, whatever its
     /// caches): matmul in fixed k blocks, lane-reducing shapes on the AVX2 kernels
     #[serde(default)]
@@ -314,6 +320,7 @@ impl Default for TrainSection {
             backend: cpu(),
             tf32: false,
             eval_batch: eval_batch(),
+            micro_batch: None,
             portable: false,
         }
     }
@@ -458,6 +465,9 @@ impl TrainConfig {
         }
         if !(1..=65536).contains(&t.eval_batch) {
             return bad("train.eval_batch", format!("{} is not in [1, 65536]", t.eval_batch));
+        }
+        if t.micro_batch == Some(0) {
+            return bad("train.micro_batch", "0: a micro-batch needs at least 1 example".into());
         }
         if o.warmup_steps > MAX_STEPS {
             return bad("optim.warmup_steps", format!("{} is more than {MAX_STEPS}", o.warmup_steps));

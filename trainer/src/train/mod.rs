@@ -15,4 +15,4 @@ pub mod run;
 pub mod seal;
 pub mod step;
 
-pub use step::{DpSgd, Privacy, StepStats, Trainer};
+pub use step::{micro_batches, DpSgd, Privacy, StepStats, Trainer};

@@ -21,7 +21,7 @@ use super::config::{Algorithm, ConfigError, DataFormat, Device, TrainConfig, Uni
 use super::evaluate::{evaluate, report_data, tuning_metric};
 use super::metrics;
 use super::report;
-use super::{DpSgd, Privacy, Trainer};
+use super::{micro_batches, DpSgd, Privacy, Trainer};
 use crate::data::prepared::{Prepared, SplitData, Targets as DataTargets};
 use crate::data::DataError;
 use crate::model::config::{DataShape, LabelType, ModelError};
@@ -249,6 +249,8 @@ pub struct DpRun<B: Backend> {
     /// the steps run, as (noise multiplier, sample rate, steps) phases
     history: Vec<(f64, f64, u64)>,
     max_per_unit: usize,
+    /// at most this many examples per forward and backward (`train.micro_batch`)
+    micro_batch: Option<usize>,
     picked: Vec<usize>,
     rows: Vec<usize>,
     sub: Vec<usize>,
@@ -286,8 +288,16 @@ impl<B: Backend> DpRun<B> {
             self.rows.extend(self.sub.iter().map(|&j| ex[j] as usize));
             offsets.push(self.rows.len());
         }
-        let batch = data.batch(&self.rows, pick.lab, pick.text, pick.targets)?.upload(be)?;
-        let stats = self.trainer.step(be, &batch, &GroupRows { offsets })?;
+        let batch = data.batch(&self.rows, pick.lab, pick.text, pick.targets)?;
+        let groups = GroupRows { offsets };
+        let stats = match self.micro_batch {
+            Some(m) if self.rows.len() > m => {
+                let parts = micro_batches(&batch, &groups, m);
+                let up = parts.iter().map(|(b, g)| Ok((b.upload(be)?, g))).collect::<kernels::Result<Vec<_>>>()?;
+                self.trainer.micro_step(be, &up.iter().map(|(b, g)| (b, *g)).collect::<Vec<_>>())?
+            }
+            _ => self.trainer.step(be, &batch.upload(be)?, &groups)?,
+        };
         let (s, q) = (self.plan.noise_multiplier, self.plan.sample_rate);
         match self.history.last_mut() {
             Some(last) if last.0 == s && last.1 == q => last.2 += 1,
@@ -892,6 +902,7 @@ fn train_on<B: Backend + 'static>(
         plan: plan.clone(),
         history: resume.as_ref().map_or(vec![], |r| r.history.clone()),
         max_per_unit: if p.unit == Unit::Subject { p.max_examples_per_subject } else { 1 },
+        micro_batch: cfg.train.micro_batch,
         picked: vec![],
         rows: vec![],
         sub: vec![],

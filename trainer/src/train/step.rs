@@ -7,7 +7,7 @@
 //! to `clip_norm`; noise `N(0, (noise_multiplier * clip_norm)^2)` goes on every coordinate of the sum,
 //! which is then divided by the expected batch size (q * subjects), not the realized one.
 
-use crate::model::{Batch, Head, Model, Targets};
+use crate::model::{Batch, Head, HostBatch, Model, Targets};
 use crate::privacy::noise::{snapping_grid, NoiseSource};
 use kernels::nn::GradReduce;
 use kernels::{Backend, GroupRows, KernelError, NormStrategy, Optimizer, OptimizerKind, Result};
@@ -46,7 +46,38 @@ pub struct Trainer<B: Backend, M: Model<B>> {
     dlogits: B::Buf,
     norms: B::Buf,
     factors: B::Buf,
+    /// the sum of the micro-batches' gradients, one per parameter (a step of several micro-batches)
+    grad_sums: Vec<B::Buf>,
     steps: u64,
+}
+
+/// A step's batch cut into micro-batches of whole privacy groups, each at most `max_examples` examples
+/// (a group larger than that is a micro-batch of its own: a group is never split, its norm is one
+/// norm), for a step whose activations would not fit in memory at once. The step's update is the
+/// same up to rounding: every group is clipped on its own and the clipped sums add. An empty batch
+/// is one empty micro-batch (a DP step that adds only noise).
+pub fn micro_batches(batch: &HostBatch, groups: &GroupRows, max_examples: usize) -> Vec<(HostBatch, GroupRows)> {
+    let o = &groups.offsets;
+    let mut cuts = vec![0];
+    for g in 0..groups.groups() {
+        let start = *cuts.last().unwrap_or(&0);
+        if o[g + 1] - o[start] > max_examples && g > start {
+            cuts.push(g);
+        }
+    }
+    cuts.push(groups.groups());
+    cuts.dedup();
+    if cuts.len() <= 2 {
+        return vec![(batch.clone(), groups.clone())];
+    }
+    cuts.windows(2)
+        .map(|w| {
+            let (first, last) = (o[w[0]], o[w[1]]);
+            let examples: Vec<usize> = (first..last).collect();
+            let offsets = o[w[0]..=w[1]].iter().map(|&e| e - first).collect();
+            (batch.select(&examples), GroupRows { offsets })
+        })
+        .collect()
 }
 
 /// losses: [B] = per-example loss; dlogits = grad_scale * its gradient. The head decides the loss; the
@@ -111,6 +142,7 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
             dlogits: be.zeros(0)?,
             norms: be.zeros(0)?,
             factors: be.zeros(0)?,
+            grad_sums: Vec::new(),
             steps: 0,
         })
     }
@@ -253,22 +285,72 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
         Ok(stats)
     }
 
+    /// Adds every trained parameter's gradient to its sum (sets it, for the first micro-batch).
+    fn add_to_grad_sums(&mut self, be: &B, first: bool) -> Result<()> {
+        let trained: Vec<_> = self.model.params_mut().into_iter().filter(|p| !p.frozen).collect();
+        while self.grad_sums.len() < trained.len() {
+            self.grad_sums.push(be.zeros(0)?);
+        }
+        for (p, sum) in trained.into_iter().zip(&mut self.grad_sums) {
+            if first {
+                be.resize(sum, be.len(&p.grad))?;
+                be.copy(sum, &p.grad)?;
+            } else {
+                be.add_assign(sum, &p.grad)?;
+            }
+        }
+        Ok(())
+    }
+
     /// One full training step. `groups`: the privacy groups of the batch (ignored without DP).
     pub fn step(&mut self, be: &B, batch: &Batch<B>, groups: &GroupRows) -> Result<StepStats> {
         be.scope(|| self.step_in_scope(be, batch, groups))
     }
 
     fn step_in_scope(&mut self, be: &B, batch: &Batch<B>, groups: &GroupRows) -> Result<StepStats> {
-        let stats = match &self.privacy {
-            Privacy::NonPrivate => {
-                let scale = 1.0 / batch.examples.max(1) as f32;
-                self.gradients_in_scope(be, batch, &GroupRows::single(batch.examples), None, scale)?
+        self.micro_steps_in_scope(be, &[(batch, groups)])
+    }
+
+    /// One full training step on a batch given as micro-batches of whole groups ([`micro_batches`]):
+    /// forward, backward and the (clipped) gradients of each in turn, their sum, then noise and the
+    /// update once, as [`Trainer::step`] does for the whole batch.
+    pub fn micro_step(&mut self, be: &B, parts: &[(&Batch<B>, &GroupRows)]) -> Result<StepStats> {
+        be.scope(|| self.micro_steps_in_scope(be, parts))
+    }
+
+    fn micro_steps_in_scope(&mut self, be: &B, parts: &[(&Batch<B>, &GroupRows)]) -> Result<StepStats> {
+        let examples: usize = parts.iter().map(|(b, _)| b.examples).sum();
+        let mut stats = StepStats::default();
+        for (i, &(batch, groups)) in parts.iter().enumerate() {
+            let s = match &self.privacy {
+                Privacy::NonPrivate => {
+                    let scale = 1.0 / examples.max(1) as f32;
+                    self.gradients_in_scope(be, batch, &GroupRows::single(batch.examples), None, scale)?
+                }
+                Privacy::Dp { params, .. } => {
+                    let clip = params.clip_norm;
+                    self.gradients_in_scope(be, batch, groups, Some(clip), 1.0)?
+                }
+            };
+            stats.loss += s.loss * batch.examples as f64;
+            stats.clipped_groups += s.clipped_groups;
+            stats.groups += s.groups;
+            if parts.len() > 1 {
+                self.add_to_grad_sums(be, i == 0)?;
             }
-            Privacy::Dp { params, .. } => {
-                let clip = params.clip_norm;
-                self.gradients_in_scope(be, batch, groups, Some(clip), 1.0)?
+        }
+        stats.loss /= examples.max(1) as f64;
+        if !self.is_private() {
+            // without DP the step's layout is one group of all examples
+            stats.groups = GroupRows::single(examples).groups();
+        }
+        if parts.len() > 1 {
+            // the sums become the gradients (the old gradient buffers are the next step's sums)
+            let sums = self.grad_sums.iter_mut();
+            for (p, sum) in self.model.params_mut().into_iter().filter(|p| !p.frozen).zip(sums) {
+                std::mem::swap(&mut p.grad, sum);
             }
-        };
+        }
         if let Privacy::Dp { params, noise } = &self.privacy {
             let std = params.noise_multiplier * params.clip_norm;
             let inv = 1.0 / params.expected_batch;
