@@ -103,6 +103,9 @@ fn micro_batches_of_whole_groups_make_the_update_of_the_whole_batch() {
         assert_eq!(one, &host.select(&[i]), "example {i} kept in order");
     }
     assert_eq!(micro_batches(&host, &groups, 100).len(), 1);
+    // a group larger than the limit is one micro-batch; an empty group after it starts none
+    let big = GroupRows { offsets: vec![0, 12, 12] };
+    assert_eq!(micro_batches(&host, &big, 4).len(), 1);
     assert_eq!(micro_batches(&host.select(&[]), &GroupRows::per_example(0), 4).len(), 1);
 
     for private in [true, false] {
@@ -121,6 +124,7 @@ fn micro_batches_of_whole_groups_make_the_update_of_the_whole_batch() {
         let a = whole.step(&be, &host.upload(&be).unwrap(), &groups).unwrap();
         let uploaded: Vec<_> = parts.iter().map(|(b, g)| (b.upload(&be).unwrap(), g)).collect();
         let refs: Vec<_> = uploaded.iter().map(|(b, g)| (b, *g)).collect();
+        assert!(parted.micro_step(&be, &[]).is_err(), "no micro-batches: no step");
         let b = parted.micro_step(&be, &refs).unwrap();
         assert!((a.loss - b.loss).abs() < 1e-6 * a.loss.abs(), "loss {} vs {}", a.loss, b.loss);
         assert_eq!((a.clipped_groups, a.groups), (b.clipped_groups, b.groups));

@@ -61,16 +61,22 @@ impl<B: Backend> Linear<B> {
         groups: &B::Groups,
         strategy: NormStrategy,
     ) -> Result<()> {
-        let Some(first) = linears.first() else { return Ok(()) };
-        let (x, _) = kept(&first.name, first.x, first.out)?;
-        let d_in = first.d_in;
+        // the input most of them read (with first-token queries, q reads its own rows: k and v share)
+        let mut inputs = Vec::with_capacity(linears.len());
+        for l in linears.iter() {
+            inputs.push(kept(&l.name, l.x, l.out)?.0);
+        }
+        let Some(&x) = inputs.iter().max_by_key(|&&x| inputs.iter().filter(|&&y| y == x).count()) else {
+            return Ok(());
+        };
+        let d_in = linears[inputs.iter().position(|&i| i == x).unwrap_or(0)].d_in;
         let mut shared = Vec::new();
-        for l in linears.iter_mut() {
-            let (lx, out) = kept(&l.name, l.x, l.out)?;
+        for (l, &lx) in linears.iter_mut().zip(&inputs) {
             if lx != x || l.d_in != d_in || l.keeps(s, x, groups.as_ref(), strategy) {
                 l.add_group_sq_norms(s, norms, groups, strategy)?;
             } else {
                 l.kept_for = None;
+                let (_, out) = kept(&l.name, l.x, l.out)?;
                 shared.push((s.grad(out)?, l.d_out));
             }
         }

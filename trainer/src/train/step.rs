@@ -61,7 +61,8 @@ pub fn micro_batches(batch: &HostBatch, groups: &GroupRows, max_examples: usize)
     let mut cuts = vec![0];
     for g in 0..groups.groups() {
         let start = *cuts.last().unwrap_or(&0);
-        if o[g + 1] - o[start] > max_examples && g > start {
+        // an empty group never starts a micro-batch (it would be one of no examples)
+        if o[g + 1] - o[start] > max_examples && g > start && o[g + 1] > o[g] {
             cuts.push(g);
         }
     }
@@ -319,6 +320,13 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
     }
 
     fn micro_steps_in_scope(&mut self, be: &B, parts: &[(&Batch<B>, &GroupRows)]) -> Result<StepStats> {
+        if parts.is_empty() {
+            // no gradients would be computed, and the update would apply the last step's again
+            return Err(KernelError::Invalid {
+                op: "training step",
+                msg: "no micro-batches (an empty batch is one empty micro-batch)".into(),
+            });
+        }
         let examples: usize = parts.iter().map(|(b, _)| b.examples).sum();
         let mut stats = StepStats::default();
         for (i, &(batch, groups)) in parts.iter().enumerate() {
