@@ -70,6 +70,8 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     &mut v[..n]
 }
 
+/// One group's squared norm of one Linear (what [`linear_group_sq_norms`] computes per group).
+#[cfg(test)]
 fn group_sq_norm(
     exec: matmul::Exec,
     x: &[f32],
@@ -408,11 +410,28 @@ pub(crate) fn shared_input_group_sq_norms(
     rows_per_example: usize,
     strategy: NormStrategy,
 ) -> Result<()> {
+    group_norms("shared_input_group_sq_norms", exec, out, x, dys, d_in, groups, rows_per_example, strategy)
+}
+
+/// The norms of Linears sharing x (one Linear: exactly [`group_sq_norm`]'s computation), `op` naming
+/// the caller in errors.
+#[allow(clippy::too_many_arguments)]
+fn group_norms(
+    op: &'static str,
+    exec: matmul::Exec,
+    out: &mut [f32],
+    x: &[f32],
+    dys: &[(&[f32], usize)],
+    d_in: usize,
+    groups: &GroupRows,
+    rows_per_example: usize,
+    strategy: NormStrategy,
+) -> Result<()> {
     let rows = groups.examples() * rows_per_example;
-    check_len("shared_input_group_sq_norms", "out", groups.groups(), out.len())?;
-    check_len("shared_input_group_sq_norms", "x", rows * d_in, x.len())?;
+    check_len(op, "out", groups.groups(), out.len())?;
+    check_len(op, "x", rows * d_in, x.len())?;
     for &(dy, w) in dys {
-        check_len("shared_input_group_sq_norms", "dy", rows * w, dy.len())?;
+        check_len(op, "dy", rows * w, dy.len())?;
     }
     let one = |g: usize, t: matmul::Exec| {
         let r = groups.rows(g, rows_per_example);
@@ -455,15 +474,7 @@ pub(crate) fn linear_group_sq_norms(
     rows_per_example: usize,
     strategy: NormStrategy,
 ) -> Result<()> {
-    let rows = groups.examples() * rows_per_example;
-    check_len("linear_group_sq_norms", "out", groups.groups(), out.len())?;
-    check_len("linear_group_sq_norms", "x", rows * d_in, x.len())?;
-    check_len("linear_group_sq_norms", "dy", rows * d_out, dy.len())?;
-    let one = |g: usize, t: matmul::Exec| {
-        let r = groups.rows(g, rows_per_example);
-        group_sq_norm(t, &x[r.start * d_in..r.end * d_in], &dy[r.start * d_out..r.end * d_out], d_in, d_out, strategy)
-    };
-    for_each_group(exec, out, one)
+    group_norms("linear_group_sq_norms", exec, out, x, &[(dy, d_out)], d_in, groups, rows_per_example, strategy)
 }
 
 #[cfg(test)]
