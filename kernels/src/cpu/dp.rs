@@ -398,25 +398,10 @@ fn shared_group_sq_norm(
 }
 
 /// out: [G] += the per-group squared norms of the Linears with input x: [R, Din] and output gradients
-/// `dys` ([R, Dout] each), sharing each group's input Gram among them where they all take the ghost form.
+/// `dys` ([R, Dout] each), sharing each group's input Gram among them where they all take the ghost
+/// form (one Linear: exactly [`linear_group_sq_norms`]); `op` names the caller in errors.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn shared_input_group_sq_norms(
-    exec: matmul::Exec,
-    out: &mut [f32],
-    x: &[f32],
-    dys: &[(&[f32], usize)],
-    d_in: usize,
-    groups: &GroupRows,
-    rows_per_example: usize,
-    strategy: NormStrategy,
-) -> Result<()> {
-    group_norms("shared_input_group_sq_norms", exec, out, x, dys, d_in, groups, rows_per_example, strategy)
-}
-
-/// The norms of Linears sharing x (one Linear: exactly [`group_sq_norm`]'s computation), `op` naming
-/// the caller in errors.
-#[allow(clippy::too_many_arguments)]
-fn group_norms(
     op: &'static str,
     exec: matmul::Exec,
     out: &mut [f32],
@@ -474,7 +459,17 @@ pub(crate) fn linear_group_sq_norms(
     rows_per_example: usize,
     strategy: NormStrategy,
 ) -> Result<()> {
-    group_norms("linear_group_sq_norms", exec, out, x, &[(dy, d_out)], d_in, groups, rows_per_example, strategy)
+    shared_input_group_sq_norms(
+        "linear_group_sq_norms",
+        exec,
+        out,
+        x,
+        &[(dy, d_out)],
+        d_in,
+        groups,
+        rows_per_example,
+        strategy,
+    )
 }
 
 #[cfg(test)]
@@ -546,15 +541,24 @@ mod tests {
                 }
                 let shared: Vec<(&[f32], usize)> = dys.iter().zip(&widths).map(|(dy, &w)| (&dy[..], w)).collect();
                 let mut got = vec![0.0f32; layout.groups()];
-                shared_input_group_sq_norms(exec, &mut got, &x, &shared, d_in, &layout, t, strategy).unwrap();
+                shared_input_group_sq_norms("shared", exec, &mut got, &x, &shared, d_in, &layout, t, strategy).unwrap();
                 for (g, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert!((a - b).abs() <= 1e-5 * b.abs(), "{strategy:?} group {g}: shared {a} vs {b}");
                 }
             }
         }
         let short = vec![0.0f32; 3];
-        let e =
-            shared_input_group_sq_norms(ONE, &mut [0.0; 4], &x, &[(&short, 16)], d_in, &layout, t, NormStrategy::Auto);
+        let e = shared_input_group_sq_norms(
+            "shared",
+            ONE,
+            &mut [0.0; 4],
+            &x,
+            &[(&short, 16)],
+            d_in,
+            &layout,
+            t,
+            NormStrategy::Auto,
+        );
         assert!(e.is_err());
     }
 

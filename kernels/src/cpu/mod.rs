@@ -433,7 +433,8 @@ impl Backend for Cpu {
     ) -> Result<()> {
         let dys: Vec<(&[f32], usize)> = dys.iter().map(|&(dy, w)| (&dy[..], w)).collect();
         self.run(|| {
-            dp::shared_input_group_sq_norms(self.exec(), out, x, &dys, d_in, groups, rows_per_example, strategy)
+            let op = "shared_input_group_sq_norms";
+            dp::shared_input_group_sq_norms(op, self.exec(), out, x, &dys, d_in, groups, rows_per_example, strategy)
         })
     }
 
