@@ -96,7 +96,6 @@ pub struct SelfAttention<B: Backend> {
     qkv: Option<(Slot, Slot, Slot)>,
     ctx: Option<Slot>,
     att: B::Buf,
-    datt: B::Buf,
 }
 
 impl<B: Backend> SelfAttention<B> {
@@ -150,7 +149,6 @@ impl<B: Backend> SelfAttention<B> {
             qkv: None,
             ctx: None,
             att: be.zeros(0)?,
-            datt: be.zeros(0)?,
         })
     }
 
@@ -257,41 +255,44 @@ impl<B: Backend> Layer<B> for SelfAttention<B> {
         let shape = self.shape(s, t, qs);
         let (tq, fused) = (shape.tq, shape.fused);
         let width = if fused { 3 * self.d } else { self.d };
-        // datt = dctx v^T
-        be.resize(&mut self.datt, b * h * tq * t)?;
-        for head in 0..h {
-            let v = shape.views(head);
-            be.gemm(&mut self.datt, v.att, s.grad(ctx)?, v.ctx, s.act(vs)?, v.v.t(), Gemm::new(tq, t, hd).batched(b))?;
-        }
-        // dv = att^T dctx
+        // the score gradients live only in this call: a buffer of the tape's transient pool
         let att = &self.att;
-        s.update_grad(vs, |s, dv| {
-            be.resize(dv, b * t * width)?;
-            if fused && tq < t {
-                // the q columns of the rows that do not query get no gradient: dq below writes the others
-                be.fill(dv, 0.0)?;
+        s.transient(|s, datt| {
+            // datt = dctx v^T
+            be.resize(datt, b * h * tq * t)?;
+            for head in 0..h {
+                let v = shape.views(head);
+                be.gemm(datt, v.att, s.grad(ctx)?, v.ctx, s.act(vs)?, v.v.t(), Gemm::new(tq, t, hd).batched(b))?;
             }
-            (0..h).try_for_each(|head| {
-                let v = shape.views(head);
-                be.gemm(dv, v.v, att, v.att.t(), s.grad(ctx)?, v.ctx, Gemm::new(t, hd, tq).batched(b))
-            })
-        })?;
-        // dscores (scale included)
-        be.softmax_backward(&mut self.datt, &self.att, t, 1.0 / (hd as f32).sqrt())?;
-        // dq = dscores k ; dk = dscores^T q
-        let datt = &self.datt;
-        s.update_grad(qs, |s, dq| {
-            be.resize(dq, b * shape.q_rows * width)?;
-            (0..h).try_for_each(|head| {
-                let v = shape.views(head);
-                be.gemm(dq, v.q, datt, v.att, s.act(ks)?, v.k, Gemm::new(tq, hd, t).batched(b))
-            })
-        })?;
-        s.update_grad(ks, |s, dk| {
-            be.resize(dk, b * t * width)?;
-            (0..h).try_for_each(|head| {
-                let v = shape.views(head);
-                be.gemm(dk, v.k, datt, v.att.t(), s.act(qs)?, v.q, Gemm::new(t, hd, tq).batched(b))
+            // dv = att^T dctx
+            s.update_grad(vs, |s, dv| {
+                be.resize(dv, b * t * width)?;
+                if fused && tq < t {
+                    // the q columns of the rows that do not query get no gradient: dq below writes the others
+                    be.fill(dv, 0.0)?;
+                }
+                (0..h).try_for_each(|head| {
+                    let v = shape.views(head);
+                    be.gemm(dv, v.v, att, v.att.t(), s.grad(ctx)?, v.ctx, Gemm::new(t, hd, tq).batched(b))
+                })
+            })?;
+            // dscores (scale included)
+            be.softmax_backward(datt, att, t, 1.0 / (hd as f32).sqrt())?;
+            // dq = dscores k ; dk = dscores^T q
+            let datt = &*datt;
+            s.update_grad(qs, |s, dq| {
+                be.resize(dq, b * shape.q_rows * width)?;
+                (0..h).try_for_each(|head| {
+                    let v = shape.views(head);
+                    be.gemm(dq, v.q, datt, v.att, s.act(ks)?, v.k, Gemm::new(tq, hd, t).batched(b))
+                })
+            })?;
+            s.update_grad(ks, |s, dk| {
+                be.resize(dk, b * t * width)?;
+                (0..h).try_for_each(|head| {
+                    let v = shape.views(head);
+                    be.gemm(dk, v.k, datt, v.att.t(), s.act(qs)?, v.q, Gemm::new(t, hd, tq).batched(b))
+                })
             })
         })?;
         // which projections add to the input gradient: all but the first to write it; with separate

@@ -46,12 +46,24 @@ pub struct Tape<B: Backend> {
     grad_of: Vec<usize>,
     grads: Vec<Option<B::Buf>>,
     scratch: Option<B::Buf>,
+    /// buffers a layer needs only inside one call (an attention's score gradients), shared by all the
+    /// layers of the tape: they run one after another, so the model holds one such buffer, not one
+    /// per layer ([`Step::transient`])
+    transient: Vec<B::Buf>,
 }
 
 impl<B: Backend> Default for Tape<B> {
     fn default() -> Self {
         let id = TAPES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Tape { id, acts: Vec::new(), per_example: Vec::new(), grad_of: Vec::new(), grads: Vec::new(), scratch: None }
+        Tape {
+            id,
+            acts: Vec::new(),
+            per_example: Vec::new(),
+            grad_of: Vec::new(),
+            grads: Vec::new(),
+            scratch: None,
+            transient: Vec::new(),
+        }
     }
 }
 
@@ -269,6 +281,18 @@ impl<'a, B: Backend> Step<'a, B> {
         };
         let r = f(self, &mut tmp).and_then(|()| self.update_grad(slot, |s, g| s.be.add_assign(g, &tmp)));
         self.tape.scratch = Some(tmp);
+        r
+    }
+
+    /// Runs `f` with a buffer of the tape's transient pool (contents unspecified; `f` resizes it), for
+    /// what a layer needs only during this call: the next layer reuses its memory.
+    pub fn transient<R>(&mut self, f: impl FnOnce(&mut Self, &mut B::Buf) -> Result<R>) -> Result<R> {
+        let mut buf = match self.tape.transient.pop() {
+            Some(b) => b,
+            None => self.be.zeros(0)?,
+        };
+        let r = f(self, &mut buf);
+        self.tape.transient.push(buf);
         r
     }
 
