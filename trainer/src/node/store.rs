@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS usage (
     start REAL NOT NULL,
     end REAL
 );
+CREATE INDEX IF NOT EXISTS usage_end ON usage(end);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -73,6 +74,14 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL
 );
 ";
+
+/// Fair share reads usage segments that ended at most this many half-lives ago (see
+/// [`Store::decayed_usage`]).
+pub const FAIR_SHARE_HORIZON: f64 = 64.0;
+
+/// The segments fair share reads: open, or ended after the horizon (?2); ?1 is now.
+const DECAYED_USAGE: &str =
+    "SELECT project, devices, start, COALESCE(end, ?1) FROM usage WHERE end IS NULL OR end > ?2";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -502,12 +511,17 @@ impl Store {
     }
 
     /// Past usage per project, each device-hour weighted by 0.5^(age / half_life): fair share's input.
+    /// The daemon asks for it on every scheduling decision, so it reads only the segments open or
+    /// ended within [`FAIR_SHARE_HORIZON`] half-lives (through the index on `end`), not the whole
+    /// table: an older segment is weighted by less than 2^-64, below what an f64 sum of the others
+    /// can hold.
     pub fn decayed_usage(&self, half_life_hours: f64) -> Result<Vec<(String, f64)>, StoreError> {
         let t = now();
         let k = std::f64::consts::LN_2 / (half_life_hours * 3600.0);
-        let mut st = self.db.prepare("SELECT project, devices, start, COALESCE(end, ?1) FROM usage")?;
+        let horizon = t - FAIR_SHARE_HORIZON * half_life_hours * 3600.0;
+        let mut st = self.db.prepare(DECAYED_USAGE)?;
         let mut out: std::collections::BTreeMap<String, f64> = Default::default();
-        let rows = st.query_map([t], |r| {
+        let rows = st.query_map(params![t, horizon], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?, r.get::<_, f64>(2)?, r.get::<_, f64>(3)?))
         })?;
         for row in rows {
@@ -551,5 +565,53 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fair share reads the open and recent segments through the index on `end`, and the old ones it
+    /// skips weighed nothing an f64 sum keeps.
+    #[test]
+    fn fair_share_reads_recent_usage_through_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("node.db")).unwrap();
+        let t = now();
+        let h = 3600.0;
+        let rows: [(&str, i64, f64, Option<f64>); 4] = [
+            ("a", 2, t - 3.0 * h, Some(t - 1.0 * h)),
+            ("a", 1, t - 2000.0 * h, Some(t - 1999.0 * h)),
+            ("b", 1, t - 0.5 * h, None),
+            ("old", 8, t - 5000.0 * h, Some(t - 4000.0 * h)),
+        ];
+        for (p, d, s, e) in rows {
+            store
+                .db
+                .execute(
+                    "INSERT INTO usage (job, project, class, devices, start, end) VALUES (1, ?1, 'gpu', ?2, ?3, ?4)",
+                    params![p, d, s, e],
+                )
+                .unwrap();
+        }
+        let got: std::collections::BTreeMap<String, f64> = store.decayed_usage(1.0).unwrap().into_iter().collect();
+        // a: 2 devices over [t-3h, t-1h] with a 1-hour half-life: 2 (2^-1 - 2^-3) / ln 2 device-hours
+        let a = 2.0 * (0.5f64 - 0.125) / std::f64::consts::LN_2;
+        assert!((got["a"] - a).abs() < 1e-6 * a, "{got:?}");
+        // b: 1 device over the last half hour (still open)
+        let b = (1.0 - 0.5f64.powf(0.5)) / std::f64::consts::LN_2;
+        assert!((got["b"] - b).abs() < 1e-4 * b, "{got:?}");
+        assert!(!got.contains_key("old"), "a segment 4000 half-lives old is not read: {got:?}");
+        let plan: Vec<String> = store
+            .db
+            .prepare(&format!("EXPLAIN QUERY PLAN {DECAYED_USAGE}"))
+            .unwrap()
+            .query_map(params![t, t - 64.0 * h], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("; ");
+        assert!(plan.contains("usage_end") && !plan.contains("SCAN usage"), "{plan}");
     }
 }
