@@ -340,14 +340,17 @@ impl<B: Backend, M: Model<B>> Trainer<B, M> {
                     self.gradients_in_scope(be, batch, groups, Some(clip), 1.0)?
                 }
             };
-            stats.loss += s.loss * batch.examples as f64;
+            // one part: its mean loss as it is (no round trip through the sum)
+            stats.loss += if parts.len() == 1 { s.loss } else { s.loss * batch.examples as f64 };
             stats.clipped_groups += s.clipped_groups;
             stats.groups += s.groups;
             if parts.len() > 1 {
                 self.add_to_grad_sums(be, i == 0)?;
             }
         }
-        stats.loss /= examples.max(1) as f64;
+        if parts.len() > 1 {
+            stats.loss /= examples.max(1) as f64;
+        }
         if !self.is_private() {
             // without DP the step's layout is one group of all examples
             stats.groups = GroupRows::single(examples).groups();
