@@ -352,30 +352,36 @@ fn ghost_from_lower(gx: &[f32], gy: &[f32], n: usize, np: usize) -> f64 {
     diag + 2.0 * off
 }
 
-/// One group's squared norms of several Linears reading the input rows x (see
-/// [`shared_input_group_sq_norms`]): where every one takes the ghost form, the Gram of the input rows
-/// is computed once, over the rows where any output gradient is nonzero (a row that is zero in one of
-/// them adds zero to that one's norm); otherwise each Linear's own [`group_sq_norm_with`].
+/// One group's squared norms of several Linears reading the input x (see
+/// [`shared_input_group_sq_norms`]), the group being `rows` of x and of every dy: where every one takes
+/// the ghost form, the Gram of the input rows is computed once, over the rows where any output gradient
+/// is nonzero (a row that is zero in one of them adds zero to that one's norm); otherwise each Linear's
+/// own [`group_sq_norm_with`]. A Linear of width 0 has no gradient.
 fn shared_group_sq_norm(
     s: &mut Scratch,
     exec: matmul::Exec,
     x: &[f32],
     dys: &[(&[f32], usize)],
+    rows: std::ops::Range<usize>,
     d_in: usize,
     strategy: NormStrategy,
 ) -> Result<f64> {
-    let dys: Vec<(&[f32], usize)> = dys.iter().copied().filter(|&(_, w)| w > 0).collect();
-    if d_in == 0 || dys.is_empty() {
+    // the group's rows of a [R, w] matrix
+    fn group<'a>(m: &'a [f32], rows: &std::ops::Range<usize>, w: usize) -> &'a [f32] {
+        &m[rows.start * w..rows.end * w]
+    }
+    let dys = || dys.iter().filter(|&&(_, w)| w > 0).map(|&(dy, w)| (group(dy, &rows, w), w));
+    if d_in == 0 || dys().next().is_none() {
         return Ok(0.0);
     }
-    let rows = x.len() / d_in;
-    let live = |r: usize| dys.iter().any(|&(dy, w)| dy[r * w..(r + 1) * w].iter().any(|&v| v != 0.0));
+    let x = group(x, &rows, d_in);
+    let live = |r: usize| dys().any(|(dy, w)| dy[r * w..(r + 1) * w].iter().any(|&v| v != 0.0));
     s.kept.clear();
-    s.kept.extend((0..rows).filter(|&r| live(r)));
+    s.kept.extend((0..rows.len()).filter(|&r| live(r)));
     let n = s.kept.len();
-    if n < 2 || dys.iter().any(|&(_, w)| choose(strategy, n, d_in, w) != NormStrategy::Ghost) {
+    if n < 2 || dys().any(|(_, w)| choose(strategy, n, d_in, w) != NormStrategy::Ghost) {
         let mut total = 0.0;
-        for &(dy, w) in &dys {
+        for (dy, w) in dys() {
             total += group_sq_norm_with(s, exec, x, dy, d_in, w, strategy)?;
         }
         return Ok(total);
@@ -384,12 +390,12 @@ fn shared_group_sq_norm(
     let np = n.div_ceil(TILE_J) * TILE_J;
     let gx = sized(gx, n * np);
     let gy = sized(gy, n * np);
-    let d_max = dys.iter().map(|&(_, w)| w).max().unwrap_or(0).max(d_in);
+    let d_max = dys().map(|(_, w)| w).max().unwrap_or(0).max(d_in);
     let at = sized(t, d_max * np);
     transpose_padded(at, x, kept, np, d_in);
     gram_lower(gx, at, n, np, d_in);
     let mut total = 0.0;
-    for &(dy, w) in &dys {
+    for (dy, w) in dys() {
         transpose_padded(at, dy, kept, np, w);
         gram_lower(gy, at, n, np, w);
         total += ghost_from_lower(gx, gy, n, np);
@@ -420,8 +426,7 @@ pub(crate) fn shared_input_group_sq_norms(
     }
     let one = |g: usize, t: matmul::Exec| {
         let r = groups.rows(g, rows_per_example);
-        let group_dys: Vec<(&[f32], usize)> = dys.iter().map(|&(dy, w)| (&dy[r.start * w..r.end * w], w)).collect();
-        with_scratch(|s| shared_group_sq_norm(s, t, &x[r.start * d_in..r.end * d_in], &group_dys, d_in, strategy))
+        with_scratch(|s| shared_group_sq_norm(s, t, x, dys, r, d_in, strategy))
     };
     for_each_group(exec, out, one)
 }

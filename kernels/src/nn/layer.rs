@@ -45,10 +45,9 @@ pub struct Tape<B: Backend> {
     /// storage index of each slot's gradient
     grad_of: Vec<usize>,
     grads: Vec<Option<B::Buf>>,
-    scratch: Option<B::Buf>,
-    /// buffers a layer needs only inside one call (an attention's score gradients), shared by all the
-    /// layers of the tape: they run one after another, so the model holds one such buffer, not one
-    /// per layer ([`Step::transient`])
+    /// buffers a layer needs only inside one call (an attention's score gradients, the term
+    /// [`Step::write_grad`] adds), shared by all the layers of the tape: they run one after another,
+    /// so the model holds a few such buffers, not some per layer ([`Step::transient`])
     transient: Vec<B::Buf>,
 }
 
@@ -61,7 +60,6 @@ impl<B: Backend> Default for Tape<B> {
             per_example: Vec::new(),
             grad_of: Vec::new(),
             grads: Vec::new(),
-            scratch: None,
             transient: Vec::new(),
         }
     }
@@ -275,13 +273,10 @@ impl<'a, B: Backend> Step<'a, B> {
         if slot == Slot::INPUT {
             return Ok(());
         }
-        let mut tmp = match self.tape.scratch.take() {
-            Some(b) => b,
-            None => self.be.zeros(0)?,
-        };
-        let r = f(self, &mut tmp).and_then(|()| self.update_grad(slot, |s, g| s.be.add_assign(g, &tmp)));
-        self.tape.scratch = Some(tmp);
-        r
+        self.transient(|s, tmp| {
+            f(s, tmp)?;
+            s.update_grad(slot, |s, g| s.be.add_assign(g, tmp))
+        })
     }
 
     /// Runs `f` with a buffer of the tape's transient pool (contents unspecified; `f` resizes it), for
