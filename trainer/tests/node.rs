@@ -225,7 +225,9 @@ fn used_up_device_hours_stop_the_run_and_hold_the_queue() {
     let n = Node::start("");
     // 0.0005 device-hours: 1.8 device-seconds
     n.ok(None, &["quota", "set", "--project", "alpha", "--class", "cpu", "--devices", "1", "--device-hours", "0.0005"]);
-    let long = n.lab_config("long", 3000);
+    // long enough that the resumed run is still running when it is cancelled (3000 steps ended first
+    // once the DP step of lab-mlp got faster)
+    let long = n.lab_config("long", 30000);
     let a = n.submit(None, &long, "alpha", "cpu:1");
     n.wait("alpha stopped at its budget", 120, |n| {
         let j = n.job(a);
