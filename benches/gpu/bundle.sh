@@ -11,7 +11,7 @@ cargo build --release
 cargo build
 mapfile -t bins < <(cargo test --workspace --no-run --message-format=json 2>/dev/null | python3 -c '
 import sys, json
-want = {"buffers", "dp", "gemm", "layers", "noise_vectors", "optim", "cuda_device", "cuda_probe", "dp_grad_cli", "cuda_train"}
+want = {"buffers", "dp", "gemm", "layers", "noise_vectors", "optim", "cuda_device", "cuda_memory", "cuda_probe", "dp_grad_cli", "cuda_train"}
 for l in sys.stdin:
     try: m = json.loads(l)
     except ValueError: continue

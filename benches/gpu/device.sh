@@ -17,7 +17,7 @@ B=.gpu/bin
 $B/medtrain node devices 2>&1 | head -8
 export MEDTRAIN_TEST_CUDA=1
 T0=$(date +%s)
-for t in cuda_probe cuda_device buffers gemm noise_vectors optim layers dp; do
+for t in cuda_probe cuda_device cuda_memory buffers gemm noise_vectors optim layers dp; do
   echo "== test $t" | tee -a "$OUT/tests.txt"; (cd kernels && timeout 120 ../$B/$t >> "$OUT/tests.txt" 2>&1; echo "rc=$?" >> "$OUT/tests.txt")
   sed -n "/^== test $t\$/,\$p" "$OUT/tests.txt" | grep -E "FAILED|test result|rc=" | head -30
 done

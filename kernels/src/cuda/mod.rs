@@ -228,6 +228,9 @@ impl Drop for Cuda {
         rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
         let total: f64 = rows.iter().map(|r| r.1 .1).sum();
         eprintln!("CUDA profile (each call synchronized), {:.1} ms in all:", total * 1e3);
+        if let Ok(Some((_, high))) = self.pool_reserved_bytes() {
+            eprintln!("memory pool: at most {:.1} MiB held", high as f64 / (1u64 << 20) as f64);
+        }
         eprintln!("{:<32} {:>9} {:>11} {:>10} {:>6}", "call", "calls", "total ms", "mean us", "share");
         for (name, (n, t)) in rows {
             eprintln!(
@@ -254,6 +257,40 @@ fn device_error(op: &'static str, e: impl std::fmt::Display) -> KernelError {
     KernelError::Device(format!("CUDA {op}: {e}"))
 }
 
+/// The device's current stream-ordered memory pool, which cudarc's allocations come from
+/// (`cuMemAllocAsync`); `None` where the device has none (cudarc then allocates synchronously).
+fn memory_pool(ctx: &CudaContext) -> Result<Option<sys::CUmemoryPool>> {
+    if !ctx.has_async_alloc() {
+        return Ok(None);
+    }
+    let mut pool = std::ptr::null_mut();
+    // SAFETY: the device handle is the context's own; the call writes one pool handle
+    unsafe { sys::cuDeviceGetMemPool(&mut pool, ctx.cu_device()) }
+        .result()
+        .map_err(|e| device_error("cuDeviceGetMemPool", e))?;
+    Ok(Some(pool))
+}
+
+/// Tells the pool to keep the memory that buffers give back instead of returning it to the driver.
+/// The pool's default release threshold is 0: at every synchronization (each step downloads its loss)
+/// it gave back all free memory, and the next step mapped its temporaries again. With the threshold at
+/// its maximum the pool holds the largest step's working set, as PyTorch's caching allocator does;
+/// an allocation that finds the device full trims the pool and tries once more ([`Cuda::alloc`]).
+fn keep_freed_memory(ctx: &CudaContext) -> Result<()> {
+    let Some(pool) = memory_pool(ctx)? else { return Ok(()) };
+    let mut threshold = u64::MAX;
+    // SAFETY: the pool is the device's; RELEASE_THRESHOLD takes a pointer to a u64 (cuuint64_t)
+    unsafe {
+        sys::cuMemPoolSetAttribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+    }
+    .result()
+    .map_err(|e| device_error("cuMemPoolSetAttribute", e))
+}
+
 impl Cuda {
     /// The device `ordinal`, after [`probe`] found everything the backend needs (its error otherwise).
     pub fn new(ordinal: usize) -> Result<Self> {
@@ -263,6 +300,7 @@ impl Cuda {
         // order buffers used on several streams) are not needed
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| device_error("stream", e))?;
+        keep_freed_memory(&ctx)?;
         let blas = cudarc::cublas::CudaBlas::new(stream.clone()).map_err(|e| device_error("cuBLAS handle", e))?;
         let profile = std::env::var("MEDTRAIN_CUDA_PROFILE").is_ok_and(|v| v == "1").then(Mutex::default);
         let mut cuda = Cuda {
@@ -304,6 +342,23 @@ impl Cuda {
         &self.info
     }
 
+    /// The bytes the device's memory pool holds now and at most since the backend started (buffers
+    /// live and free memory kept for the next ones: [`keep_freed_memory`]); `None` where the device
+    /// allocates without a pool.
+    pub fn pool_reserved_bytes(&self) -> Result<Option<(u64, u64)>> {
+        let Some(pool) = memory_pool(&self.ctx)? else { return Ok(None) };
+        let read = |attr| -> Result<u64> {
+            let mut v = 0u64;
+            // SAFETY: the device's pool; the RESERVED_MEM attributes write one u64 (cuuint64_t)
+            unsafe { sys::cuMemPoolGetAttribute(pool, attr, (&mut v as *mut u64).cast()) }
+                .result()
+                .map_err(|e| device_error("cuMemPoolGetAttribute", e))?;
+            Ok(v)
+        };
+        use sys::CUmemPool_attribute::{CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH};
+        Ok(Some((read(CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?, read(CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH)?)))
+    }
+
     /// Waits for everything queued on the device (kernel errors surface here or at a download).
     pub fn synchronize(&self) -> Result<()> {
         self.stream.synchronize().map_err(|e| device_error("synchronize", e))
@@ -338,9 +393,22 @@ impl Cuda {
             Some(bytes) if bytes <= self.info.total_memory => {}
             _ => return Err(oom),
         }
+        let out_of_memory = |e: &cudarc::driver::DriverError| e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY;
+        match self.stream.alloc_zeros::<T>(len) {
+            Ok(s) => return Ok(DeviceVec { slice: Some(s) }),
+            Err(e) if !out_of_memory(&e) => return Err(device_error(op, e)),
+            Err(_) => {}
+        }
+        // the pool may hold free memory in pieces too small for this buffer: wait until every buffer
+        // given back is free, hand the pool's free memory back to the driver and ask once more
+        self.synchronize()?;
+        if let Some(pool) = memory_pool(&self.ctx)? {
+            // SAFETY: the device's pool; trimming releases only memory no allocation holds
+            unsafe { sys::cuMemPoolTrimTo(pool, 0) }.result().map_err(|e| device_error("cuMemPoolTrimTo", e))?;
+        }
         match self.stream.alloc_zeros::<T>(len) {
             Ok(s) => Ok(DeviceVec { slice: Some(s) }),
-            Err(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => Err(oom),
+            Err(e) if out_of_memory(&e) => Err(oom),
             Err(e) => Err(device_error(op, e)),
         }
     }
