@@ -1,0 +1,365 @@
+//! Reading an export file: blocks of whole lines, parsed in parallel and applied in line order (see
+//! the module docs of [`super`]).
+
+use super::{parse_line, LineOut};
+use crate::data::{self, check::Severity, guard, DataError, ReadOptions, Result, Sink};
+use rayon::prelude::*;
+use std::io::Read;
+use std::path::Path;
+
+/// Bytes of whole lines read at a time. Two blocks are held (one applied while the next is parsed),
+/// each in a buffer of twice this (16 MiB in all, as one 8 MiB block in a 16 MiB buffer was); a
+/// buffer grows past that only while it holds a line longer than a block (up to
+/// `read.max_line_bytes`), and shrinks back after.
+const BLOCK: usize = 4 << 20;
+
+/// Why a line over `read.max_line_bytes` is malformed.
+const LINE_TOO_LONG: &str = "line longer than read.max_line_bytes";
+
+/// A block of input: whole lines (numbered), and what was met while reading them.
+#[derive(Default)]
+struct Block {
+    /// `len` bytes of input; the rest is room kept from block to block (never zeroed again)
+    buf: Vec<u8>,
+    len: usize,
+    /// the end of the block's whole lines: the bytes after it begin the next block
+    cut: usize,
+    /// (line number, byte range in `buf`) of each line that is not blank
+    lines: Vec<(u64, std::ops::Range<usize>)>,
+    /// bytes read from the file into this block
+    bytes: u64,
+    /// numbers of the lines over the bound met (and dropped) before this block's lines
+    too_long: Vec<u64>,
+}
+
+impl Block {
+    /// The partial line the block ends with.
+    fn tail(&self) -> &[u8] {
+        &self.buf[self.cut..self.len]
+    }
+}
+
+/// The lines of one file, read block by block; memory is bounded by the blocks and
+/// `read.max_line_bytes`: a line that grows past the bound before its end is seen is recorded as
+/// over it, and its bytes are dropped as they arrive.
+struct LineReader<R> {
+    input: R,
+    max_line: usize,
+    line_no: u64,
+    eof: bool,
+    /// inside a line over the bound: its bytes are dropped up to its newline
+    skipping: bool,
+}
+
+impl<R: Read> LineReader<R> {
+    /// Fills `block` with `carry` (the partial line the previous block ended with) and what follows,
+    /// up to at least one block of whole lines or the end of the input.
+    fn fill(&mut self, block: &mut Block, carry: &[u8]) -> std::io::Result<()> {
+        block.lines.clear();
+        block.too_long.clear();
+        block.bytes = 0;
+        block.cut = 0;
+        if block.buf.len() > 2 * BLOCK && carry.len() <= BLOCK {
+            // grown for a long line: back to a block's room, so that only a block holding such a
+            // line is that large
+            block.buf.truncate(2 * BLOCK);
+            block.buf.shrink_to_fit();
+        }
+        if block.buf.len() < carry.len() {
+            block.buf.resize(carry.len(), 0);
+        }
+        block.buf[..carry.len()].copy_from_slice(carry);
+        block.len = carry.len();
+        while !self.eof {
+            let start = block.len;
+            let want = start.max(BLOCK) + BLOCK;
+            if block.buf.len() < want {
+                block.buf.resize(want, 0);
+            }
+            let mut filled = start;
+            while filled < want {
+                match self.input.read(&mut block.buf[filled..want]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            block.len = filled;
+            block.bytes += (filled - start) as u64;
+            if self.skipping {
+                match memchr::memchr(b'\n', &block.buf[..block.len]) {
+                    Some(i) => {
+                        block.buf.copy_within(i + 1..block.len, 0);
+                        block.len -= i + 1;
+                        self.skipping = false;
+                    }
+                    None => {
+                        block.len = 0;
+                        continue;
+                    }
+                }
+            }
+            let data = &block.buf[..block.len];
+            let cut = if self.eof { data.len() } else { memchr::memrchr(b'\n', data).map_or(0, |i| i + 1) };
+            if cut == 0 && !self.eof {
+                if block.len > self.max_line {
+                    // a line over the bound with no end in sight: record it now, drop it as it streams
+                    self.line_no += 1;
+                    block.too_long.push(self.line_no);
+                    block.len = 0;
+                    self.skipping = true;
+                }
+                continue; // a line longer than the buffer: read on
+            }
+            let mut at = 0;
+            while at < cut {
+                let end = memchr::memchr(b'\n', &data[at..cut]).map_or(cut, |i| at + i);
+                self.line_no += 1;
+                let (mut from, mut to) = (at, end);
+                if self.line_no == 1 && data[from..to].starts_with(b"\xEF\xBB\xBF") {
+                    from += 3;
+                }
+                if data[from..to].ends_with(b"\r") {
+                    to -= 1;
+                }
+                if !data[from..to].iter().all(u8::is_ascii_whitespace) {
+                    block.lines.push((self.line_no, from..to));
+                }
+                at = end + 1;
+            }
+            block.cut = cut;
+            return Ok(());
+        }
+        Ok(())
+    }
+}
+
+/// The lines of a block, parsed in parallel; each result borrows from its line.
+fn parse_block<'b>(block: &'b Block, opts: &ReadOptions, max_line: usize) -> Vec<LineOut<'b>> {
+    block
+        .lines
+        .par_iter()
+        .with_min_len(64)
+        .map(|(_, r)| {
+            let l = &block.buf[r.clone()];
+            if l.len() > max_line {
+                LineOut::bad(LINE_TOO_LONG)
+            } else {
+                parse_line(l, opts)
+            }
+        })
+        .collect()
+}
+
+/// Applies a parsed block to the sink, in line order.
+fn apply_block(sink: &mut Sink, file: &str, block: &Block, outs: Vec<LineOut<'_>>) {
+    sink.report.bytes += block.bytes;
+    for n in &block.too_long {
+        sink.report.lines += 1;
+        sink.report.malformed_line(file, *n, LINE_TOO_LONG);
+    }
+    sink.report.lines += block.lines.len() as u64;
+    for ((n, _), out) in block.lines.iter().zip(outs) {
+        apply(sink, file, *n, out);
+    }
+}
+
+/// Applies `cur` (its lines parsed into `outs`) to the sink on a worker while this thread reads the
+/// next block into `next`, then parses `next` on the workers (the parse overlaps the end of the
+/// apply). Returns `next` and its parsed lines, or the read error (`cur` applied all the same).
+fn step<'n, R: Read>(
+    sink: &mut Sink,
+    file: &str,
+    reader: &mut LineReader<R>,
+    cur: &Block,
+    outs: Vec<LineOut<'_>>,
+    next: &'n mut Block,
+    opts: &ReadOptions,
+) -> std::io::Result<(&'n Block, Vec<LineOut<'n>>)> {
+    let max_line = reader.max_line;
+    let mut parsed = Vec::new();
+    let slot = &mut parsed;
+    // the reader stays on this thread (a gzip reader is not Send)
+    let next = rayon::in_place_scope(move |s| {
+        s.spawn(move |_| apply_block(sink, file, cur, outs));
+        reader.fill(next, cur.tail())?;
+        let next: &'n Block = next;
+        s.spawn(move |_| *slot = parse_block(next, opts, max_line));
+        Ok::<_, std::io::Error>(next)
+    })?;
+    Ok((next, parsed))
+}
+
+/// Reads one NDJSON file (optionally gzip-compressed) into the sink.
+///
+/// Memory is bounded by the blocks and `read.max_line_bytes` (see [`LineReader`]). While a block's
+/// lines are applied to the sink (sequential, in line order), the next block is read and then parsed
+/// (in parallel): the two blocks take turns.
+pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let opts = sink.opts;
+    let max_line = usize::try_from(opts.limits.max_line_bytes).unwrap_or(usize::MAX);
+    let input = data::bounded::open(path, file, opts.limits);
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let mut reader = LineReader { input, max_line, line_no: 0, eof: false, skipping: false };
+    let io_error = |line_no: u64, e: std::io::Error| DataError::io(path, format!("after line {line_no}: {e}"));
+    let (mut a, mut b) = (Block::default(), Block::default());
+    reader.fill(&mut a, &[]).map_err(|e| io_error(reader.line_no, e))?;
+    let mut filled_a: &Block = &a;
+    let mut outs_a = parse_block(filled_a, opts, max_line);
+    // unrolled in two halves (a then b, b then a): each block's results borrow from it
+    loop {
+        if reader.eof {
+            apply_block(sink, &name, filled_a, outs_a);
+            break;
+        }
+        let (filled_b, outs_b) =
+            step(sink, &name, &mut reader, filled_a, outs_a, &mut b, opts).map_err(|e| io_error(reader.line_no, e))?;
+        if reader.eof {
+            apply_block(sink, &name, filled_b, outs_b);
+            break;
+        }
+        (filled_a, outs_a) =
+            step(sink, &name, &mut reader, filled_b, outs_b, &mut a, opts).map_err(|e| io_error(reader.line_no, e))?;
+    }
+    sink.report.files += 1;
+    Ok(())
+}
+
+/// Reads one NDJSON line (number `line` of `file`) into the sink, as [`read_file`] does with each line.
+pub fn read_line(sink: &mut Sink, file: &str, line: u64, bytes: &[u8]) {
+    let out = parse_line(bytes, sink.opts);
+    apply(sink, file, line, out);
+}
+
+fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
+    if let Some(reason) = out.bad {
+        sink.report.malformed_line(file, line, reason);
+        return;
+    }
+    if let Some(rt) = out.resource {
+        sink.report.count_resource(rt);
+    }
+    for (kind, resource, field) in out.identifiers {
+        sink.report.identifier(sink.opts.identifiers, kind, resource, field);
+    }
+    if let Some((kind, resource, field)) = out.info {
+        sink.report.finding(Severity::Info, kind, resource, field, None, 1);
+    }
+    if let Some((subject, site)) = out.site {
+        let s = sink.subject(&subject);
+        sink.data.sites.insert(s, site);
+    }
+    if let Some((subject, values)) = out.own {
+        let store = &mut sink.data.subject_identifiers;
+        if !store.has(&subject) {
+            // notes of this subject read before now are checked at the end of the read
+            store.arrivals.push((subject.clone(), sink.data.events.len()));
+            if !sink.opts.keep_events && store.noted_before.contains(&guard::subject::subject_key(&subject)) {
+                store.recheck = true;
+            }
+        }
+        for (kind, value) in values {
+            store.add(&subject, kind, &value);
+        }
+    }
+    for mut r in out.recs {
+        let mut redacted = None;
+        if let Some(text) = r.text.as_deref() {
+            if sink.data.subject_identifiers.has(&r.subject) {
+                let found = guard::merge(sink.data.subject_identifiers.find(&r.subject, text, &mut 0));
+                if !found.is_empty() {
+                    for (kind, _) in &found {
+                        sink.report.identifier(sink.opts.identifiers, *kind, "note", "subject_identifier");
+                    }
+                    redacted = Some(guard::redact(text, &found));
+                }
+            } else if !sink.opts.keep_events {
+                sink.data.subject_identifiers.noted_before.insert(guard::subject::subject_key(&r.subject));
+            }
+        }
+        if redacted.is_some() {
+            r.text = redacted;
+        }
+        sink.push(r);
+    }
+}
+
+/// Notes kept before their subject's Patient resource was read, checked against its identifiers.
+fn check_early_notes(sink: &mut Sink) {
+    let arrivals = std::mem::take(&mut sink.data.subject_identifiers.arrivals);
+    let before: std::collections::HashMap<u32, (usize, String)> = arrivals
+        .into_iter()
+        .filter(|(_, at)| *at > 0)
+        .filter_map(|(s, at)| sink.data.subjects.get(&s).map(|i| (i, (at, s))))
+        .collect();
+    if before.is_empty() {
+        return;
+    }
+    for i in 0..sink.data.events.len() {
+        let e = sink.data.events[i];
+        if e.kind != data::EventKind::Note || e.text == data::NONE {
+            continue;
+        }
+        let Some((at, subject)) = before.get(&e.subject) else { continue };
+        if i >= *at {
+            continue;
+        }
+        let text = &sink.data.texts[e.text as usize];
+        let found = guard::merge(sink.data.subject_identifiers.find(subject, text, &mut 0));
+        if !found.is_empty() {
+            for (kind, _) in &found {
+                sink.report.identifier(sink.opts.identifiers, *kind, "note", "subject_identifier");
+            }
+            let redacted = guard::redact(text, &found);
+            sink.data.texts[e.text as usize] = redacted;
+        }
+    }
+}
+
+/// Reads a FHIR bulk export: a directory of `*.ndjson`/`*.ndjson.gz` (in name order) or one file.
+pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &mut data::Report) -> Result<()> {
+    let files = if path.is_dir() {
+        let all = data::list_dir(path)?;
+        all.into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".ndjson") || p.to_string_lossy().ends_with(".ndjson.gz"))
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    // Patient files first, for their identifiers only, so that notes are checked as they are read
+    let mut first = data::Dataset::default();
+    let mut scratch = data::Report::default();
+    let mut pre = Sink { data: &mut first, report: &mut scratch, opts };
+    for f in files.iter().filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("Patient"))) {
+        read_file(f, &mut pre)?;
+    }
+    data.subject_identifiers = std::mem::take(&mut first.subject_identifiers);
+    data.subject_identifiers.arrivals.clear();
+    drop(first);
+    let mut sink = Sink { data, report, opts };
+    for f in &files {
+        read_file(f, &mut sink)?;
+    }
+    check_early_notes(&mut sink);
+    if sink.data.subject_identifiers.recheck {
+        // events were not kept (`data check`) and a Patient came after its notes: a second pass with
+        // every subject's identifiers known from the start finds what the first could not
+        let mut again = data::Dataset::default();
+        again.subject_identifiers = std::mem::take(&mut sink.data.subject_identifiers);
+        again.subject_identifiers.noted_before.clear();
+        let mut second = data::Report::default();
+        let mut pass = Sink { data: &mut again, report: &mut second, opts };
+        for f in &files {
+            read_file(f, &mut pass)?;
+        }
+        sink.report.replace_findings_of("note", "subject_identifier", &second);
+        sink.data.subject_identifiers = std::mem::take(&mut again.subject_identifiers);
+    }
+    sink.data.subject_identifiers.noted_before = Default::default();
+    Ok(())
+}

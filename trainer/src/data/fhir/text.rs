@@ -1,0 +1,99 @@
+//! The text of a FHIR resource: an attachment's bytes in their charset, an XHTML narrative as plain text.
+
+use super::Bad;
+
+/// The text of an attachment in the charset its content type names (UTF-8 when none; Shift_JIS,
+/// EUC-JP and ISO-2022-JP are common in Japanese systems). Undecodable bytes are a malformed line.
+pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Result<String, Bad> {
+    let charset = content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"'));
+    match charset {
+        None => String::from_utf8(bytes).map_err(|_| "attachment text is not UTF-8"),
+        Some(label) => {
+            let enc = encoding_rs::Encoding::for_label(label.as_bytes()).ok_or("attachment charset is unknown")?;
+            let (text, had_errors) = enc.decode_without_bom_handling(&bytes);
+            if had_errors {
+                Err("attachment text does not decode in its charset")
+            } else {
+                Ok(text.into_owned())
+            }
+        }
+    }
+}
+
+/// Plain text of an XHTML fragment: tags dropped (block tags become line breaks), entities decoded.
+///
+/// Never panics: slicing is at positions of ASCII bytes found in the text (always char boundaries), a
+/// `<` with no closing `>` and an unknown or unterminated entity stay as literal text.
+pub fn xhtml_to_text(div: &str) -> String {
+    let mut out = String::with_capacity(div.len());
+    let mut rest = div;
+    while let Some(i) = rest.find(['<', '&']) {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if rest.starts_with('<') {
+            let Some(close) = rest.find('>') else {
+                // not a tag (a malformed fragment or a bare `<` in text): keep it as text
+                out.push('<');
+                rest = &rest[1..];
+                continue;
+            };
+            let tag = rest[1..close].trim_start_matches('/').to_ascii_lowercase();
+            let name = tag.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
+            if matches!(
+                name,
+                "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "table" | "ul" | "ol"
+            ) && !out.ends_with('\n')
+                && !out.is_empty()
+            {
+                out.push('\n');
+            } else if matches!(name, "td" | "th") && !out.ends_with([' ', '\n']) && !out.is_empty() {
+                out.push(' ');
+            }
+            rest = &rest[close + 1..];
+        } else {
+            match decode_entity(rest) {
+                Some((c, len)) => {
+                    out.push(c);
+                    rest = &rest[len..];
+                }
+                None => {
+                    out.push('&');
+                    rest = &rest[1..];
+                }
+            }
+        }
+    }
+    out.push_str(rest);
+    out.trim().to_owned()
+}
+
+/// The character of the entity `rest` starts with (`&amp;`, `&#x3042;`, ...) and the entity's length in
+/// bytes; `None` when it is not one. The `;` is looked for among the first 12 bytes, not chars: a byte
+/// index of `;` is always a char boundary, a byte count cut into Japanese text is not.
+fn decode_entity(rest: &str) -> Option<(char, usize)> {
+    let head = &rest.as_bytes()[..rest.len().min(12)];
+    let e = memchr::memchr(b';', head)?;
+    let ent = rest.get(1..e)?;
+    let c = match ent {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        "nbsp" => ' ',
+        _ => {
+            let num = ent.strip_prefix('#')?;
+            let code = match num.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => num.parse().ok()?,
+            };
+            char::from_u32(code)?
+        }
+    };
+    Some((c, e + 1))
+}
