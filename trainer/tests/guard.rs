@@ -353,3 +353,45 @@ fn recall_and_precision_on_the_labelled_set_meet_their_floors() {
     println!("{table}");
     println!("{misses:#?}");
 }
+
+#[test]
+fn invisible_characters_hid_identifiers_from_every_scanner() {
+    // one zero-width space, soft hyphen, word joiner or BOM inside the identifier or its cue
+    let cases = [
+        ("電話 090\u{200B}-8843-1234", IdentifierKind::Phone),
+        ("電話 090\u{00AD}-8843-1234", IdentifierKind::Phone),
+        ("電話 090-8843-\u{FEFF}1234", IdentifierKind::Phone),
+        ("call +1 415\u{200B} 555 0134", IdentifierKind::Phone),
+        ("mail taro\u{200B}@example.jp", IdentifierKind::Email),
+        ("患\u{200B}者名：山田太郎 来院", IdentifierKind::Name),
+        ("山田太郎\u{2060}様", IdentifierKind::Name),
+        ("Mr.\u{200C} Yamada came", IdentifierKind::Name),
+    ];
+    for (t, kind) in cases {
+        let clean = guard::visible(t.to_owned());
+        assert!(!clean.chars().any(guard::invisible), "{t:?}");
+        assert_eq!(kinds(&clean), [kind], "{t:?}");
+    }
+    let n = my_number("12345678901");
+    let hidden = format!("番号 {}\u{200B}{}\u{200B}{}", &n[..4], &n[4..8], &n[8..]);
+    assert_eq!(kinds(&guard::visible(hidden)), [IdentifierKind::MyNumber]);
+    // text without them is returned as it is
+    assert_eq!(guard::visible("血圧 120/80 ｍｍＨｇ".to_owned()), "血圧 120/80 ｍｍＨｇ");
+
+    // through the FHIR reader: the note's finding, and under redact a kept text without the phone
+    let dir = tempfile::tempdir().unwrap();
+    let note = "患\u{200B}者名：鈴木花子 0\u{200B}90-7777-2222 経過良好";
+    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, note);
+    let doc = serde_json::json!({"resourceType": "DocumentReference", "id": "d1", "status": "current",
+        "subject": {"reference": "Patient/p1"}, "date": "2024-01-02T00:00:00Z",
+        "content": [{"attachment": {"contentType": "text/plain", "data": data}}]});
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), format!("{doc}\n")).unwrap();
+    let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert!(report.blocking);
+    let (d, report) = data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
+    assert!(report.findings.iter().any(|f| f.kind == "phone") && report.findings.iter().any(|f| f.kind == "name"));
+    assert_eq!(d.texts.len(), 1);
+    for secret in ["鈴木", "7777", "2222", "\u{200B}"] {
+        assert!(!d.texts[0].contains(secret), "{secret:?} kept");
+    }
+}

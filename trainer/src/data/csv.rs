@@ -115,7 +115,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
         Layout::Notes { subject, time: t, text } => {
             let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
             let time = time::parse(get(t).ok_or("no time")?).ok_or("unreadable time")?;
-            let mut text = rec.get(text).ok_or("no text")?.to_owned();
+            let mut text = guard::visible(rec.get(text).ok_or("no text")?.to_owned());
             let found = guard::scan(&text);
             if !found.is_empty() {
                 for (k, _) in &found {

@@ -189,7 +189,7 @@ fn read_events(path: &Path, sink: &mut Sink, parents: &HashMap<String, String>) 
                 "time" => time = as_time(f),
                 "code" => code = as_str(f).map(str::to_owned),
                 "numeric_value" => value = as_f32(f).unwrap_or(f32::NAN),
-                "text_value" => text = as_str(f).map(str::to_owned),
+                "text_value" => text = as_str(f).map(|t| guard::visible(t.to_owned())),
                 _ => {}
             }
         }

@@ -425,6 +425,7 @@ fn subject_of<'a>(
 /// Scans free text and records what was found. The text kept is always redacted: under `reject` the
 /// input is refused anyway, and no identifier should sit in memory longer than needed.
 fn guard_text(text: String, resource: &'static str, field: &'static str, out: &mut LineOut) -> String {
+    let text = guard::visible(text);
     let found = guard::scan(&text);
     if found.is_empty() {
         return text;
@@ -437,7 +438,7 @@ fn guard_text(text: String, resource: &'static str, field: &'static str, out: &m
 
 /// Scans free text that is not kept, and records what was found.
 fn scan_only(text: &str, resource: &'static str, field: &'static str, out: &mut LineOut) {
-    for (k, _) in guard::scan(text) {
+    for (k, _) in guard::scan(&guard::visible(text.to_owned())) {
         out.identifiers.push((k, resource, field));
     }
 }
@@ -809,7 +810,7 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
         }
     }
     if let Some(div) = p.text.as_ref().and_then(|t| t.div.as_deref()) {
-        let text = xhtml_to_text(div);
+        let text = guard::visible(xhtml_to_text(div));
         let mut found = guard::scan(&text);
         // a narrative that repeats the structured name, phone or address
         if let Some(id) = p.id.as_deref() {

@@ -97,6 +97,28 @@ pub(crate) fn fold(c: char) -> char {
     }
 }
 
+/// Whether `c` is a default-ignorable code point (Unicode's Default_Ignorable_Code_Point): drawn as
+/// nothing (zero-width space and joiners, soft hyphen, word joiner, BOM, bidi controls, variation
+/// selectors, tags), common in text pasted from web pages and word processors.
+pub fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Free text as it is scanned and kept: without its invisible characters ([`invisible`]). One of them
+/// inside a phone number, an e-mail address or a name cue (`090\u{200B}-1234-5678`) hid it from every
+/// scanner, and a redacted note then kept it; they carry nothing a model should read. Every reader
+/// passes its notes through this before [`scan`], so that the findings' spans are in the text kept.
+pub fn visible(text: String) -> String {
+    if !text.chars().any(invisible) {
+        return text;
+    }
+    text.chars().filter(|&c| !invisible(c)).collect()
+}
+
 /// One finding: its kind and byte span in the text.
 pub type Finding = (IdentifierKind, Range<usize>);
 
