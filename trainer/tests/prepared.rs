@@ -86,7 +86,15 @@ fn demo_batches_match_the_whole_file_reader() {
     assert_eq!((m.buckets, m.channels.len(), m.note_tokens), (6, 2, 16));
     assert_eq!(m.tokenizer_exportable, Some(false));
     // the demo's subjects come from five sites, each with hundreds of examples
-    assert_eq!(m.sites, ["site-01", "site-02", "site-03", "site-04", "site-05"]);
+    // labelled site-1 .. site-5; the organization ids of the export only in sites.tsv (which stays in the
+    // node), never in the manifest that runs, reports and releases are made from
+    assert_eq!(m.sites, ["site-1", "site-2", "site-3", "site-4", "site-5"]);
+    let table = std::fs::read_to_string(out.join("sites.tsv")).unwrap();
+    assert_eq!(
+        table,
+        "site\torganization\nsite-1\tsite-01\nsite-2\tsite-02\nsite-3\tsite-03\nsite-4\tsite-04\nsite-5\tsite-05\n"
+    );
+    assert!(!std::fs::read_to_string(out.join("manifest.json")).unwrap().contains("site-0"));
     let mut seen_sites = std::collections::HashSet::new();
     for name in SPLITS {
         let split = p.split(name).unwrap();

@@ -789,6 +789,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         .collect();
     categories.sort();
     categories.dedup();
+    // the sites as the export names them (organization ids): they stay in the node, in sites.tsv
     let mut sites: Vec<String> = labels.iter().filter_map(|l| data.sites.get(&l.subject)).cloned().collect();
     sites.sort();
     sites.dedup();
@@ -869,7 +870,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         tokenizer_exportable: tokenizer.as_ref().map(|t| t.exportable),
         categories: categories.clone(),
         label_type,
-        sites: sites.clone(),
+        sites: site_labels(sites.len()),
         labels_unknown_subjects: unknown,
         normalization: spec
             .channels
@@ -952,8 +953,31 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         tensors::write(&path, &tensors, Some(meta))
             .map_err(|e| DataError::Io { path: path.clone(), msg: e.to_string() })?;
     }
+    let spath = out.join(SITES_FILE);
+    std::fs::write(&spath, sites_table(&manifest.sites, &sites)).map_err(|e| DataError::io(&spath, e))?;
     let mpath = out.join("manifest.json");
     std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).expect("manifest serializes"))
         .map_err(|e| DataError::io(&mpath, e))?;
     Ok((report, Some(manifest)))
+}
+
+/// The file of a prepared directory that says which organization each site label stands for: it stays
+/// in the node (a run does not copy it, the export gate does not read it).
+pub const SITES_FILE: &str = "sites.tsv";
+
+/// The labels of n sites in the manifest and everything made from it (metrics, report, release):
+/// `site-1` .. `site-n` in the order of the export's organization ids. The ids themselves are strings
+/// from the data (an organization's id can be a name or a number that points at a small place) and are
+/// never printed or exported.
+pub fn site_labels(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("site-{i}")).collect()
+}
+
+fn sites_table(labels: &[String], organizations: &[String]) -> String {
+    let mut t = String::from("site\torganization\n");
+    for (label, org) in labels.iter().zip(organizations) {
+        // a tab or line break in an id would break the table: shown escaped
+        t.push_str(&format!("{label}\t{}\n", org.escape_debug()));
+    }
+    t
 }
