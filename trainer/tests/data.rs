@@ -262,7 +262,9 @@ fn csv_events_and_notes() {
         data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
     assert_eq!(r.malformed_count(), 2);
     assert!(!r.blocking);
-    assert_eq!(r.events.get("lab"), Some(&3));
+    // LOCAL1 has no value: counted as such, not as a lab result
+    assert_eq!(r.events.get("lab"), Some(&2));
+    assert_eq!(r.findings.iter().filter(|f| f.kind == "no_value").map(|f| f.count).sum::<u64>(), 1);
     assert_eq!(r.notes, 1);
     // both spellings of creatinine are one code
     let cr = d.find_code("http://loinc.org", "2160-0").unwrap();

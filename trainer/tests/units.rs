@@ -445,3 +445,59 @@ fn jlac10_code_of_another_method_converts_like_its_row_and_urine_stays_urine() {
     assert!(r.codes.iter().any(|c| c.name == Some("urine_creatinine")), "{:?}", r.codes);
     assert!(!r.findings.iter().any(|f| f.kind == "implausible_value"), "{:?}", r.findings);
 }
+
+#[test]
+fn numbers_in_a_valid_unit_were_printed() {
+    // a unit field is free text of the export: UCUM's grammar lets any number through
+    for unit in ["10*88431", "mg/(88431.dL)", "10*3/(123.uL)", "mg/(88.dL)", "/100", "10*123/L", "m22"] {
+        assert!(!units::is_reportable(unit), "{unit}");
+    }
+    for unit in ["10*3/uL", "10*6/uL", "10^-6", "10*12/L", "kg/m2", "cm-1", "g/(24.h)", "1", "mL/min/{1.73_m2}", "mg/dL"]
+    {
+        assert!(units::is_reportable(unit), "{unit}");
+    }
+}
+
+/// The count of findings of `kind` in a report (0 when there is none).
+fn count(r: &data::Report, kind: &str) -> u64 {
+    r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum()
+}
+
+#[test]
+fn observations_without_category_value_or_unit_vanished_without_a_count() {
+    let lab = obs("p1", "2160-0", 0.9, "mg/dL");
+    let no_category = lab.replace(
+        r#""category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"#,
+        "",
+    );
+    assert_ne!(no_category, lab);
+    // no category, a catalogue code: a laboratory result
+    let (v, unit, r) = one_value(no_category.clone());
+    assert_eq!((v, unit.as_str()), (0.9, "mg/dL"));
+    assert_eq!(count(&r, "no_category"), 0);
+    // no category and a code outside the catalogue, another category: counted, not read
+    let other = no_category.replace("2160-0", "99999-9");
+    let unknown = lab.replace(r#""code":"laboratory""#, r#""code":"ZQXCAT""#);
+    let (d, r) = read_lines(&[other, unknown]);
+    assert!(d.events.is_empty());
+    assert_eq!((count(&r, "no_category"), count(&r, "skipped_category")), (1, 1));
+    // no value (none at all, a quantity with only a unit): a warning, no event
+    let no_value = lab.replace(r#""valueQuantity":{"value":0.9,"unit":"mg/dL"}"#, r#""dataAbsentReason":{}"#);
+    let unit_only = lab.replace(r#""value":0.9,"#, "");
+    let (d, r) = read_lines(&[no_value, unit_only]);
+    assert!(d.events.is_empty());
+    assert_eq!(r.events.get("lab"), None);
+    assert_eq!(count(&r, "no_value"), 2);
+    // no unit, an empty unit: read in the catalogue unit, and said
+    let (d, r) = read_lines(&[obs("p1", "2160-0", 0.9, ""), lab.replace(r#","unit":"mg/dL""#, "")]);
+    assert_eq!(d.events.len(), 2);
+    assert_eq!(count(&r, "missing_unit"), 2);
+    // a censored result: read as its limit and counted; a comparator that is none of FHIR's: malformed
+    let below = lab.replace(r#""value":0.9,"#, r#""comparator":"<","value":0.9,"#);
+    let (v, _, r) = one_value(below.clone());
+    assert_eq!(v, 0.9);
+    assert_eq!(count(&r, "censored_value"), 1);
+    let (d, r) = read_lines(&[below.replace(r#""<""#, r#""ZQX""#)]);
+    assert!(d.events.is_empty());
+    assert_eq!(count(&r, "malformed_line"), 1);
+}

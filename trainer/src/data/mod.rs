@@ -473,6 +473,18 @@ impl Sink<'_> {
 
     pub fn push(&mut self, r: Rec<'_>) {
         let subject = self.data.subjects.get_or_insert(&r.subject);
+        if matches!(r.kind, EventKind::Lab | EventKind::Vital) {
+            // a measurement without a value (no value[x], a dataAbsentReason, an empty numeric field):
+            // counted, and not an event (it was counted as a usable result, then dropped by prepare)
+            if r.value.is_nan() {
+                self.report.finding(check::Severity::Warning, "no_value", r.kind.as_str(), "value", None, 1);
+                return;
+            }
+            // read in its code's catalogue unit, as before, but said
+            if r.unit.as_deref().is_none_or(str::is_empty) {
+                self.report.finding(check::Severity::Warning, "missing_unit", r.kind.as_str(), "unit", None, 1);
+            }
+        }
         let code = self.data.code(&r.system, &r.code);
         let mut unit = r.unit.as_deref().map_or(NONE, |u| self.data.units.get_or_insert(u));
         let mut value = r.value;

@@ -99,9 +99,10 @@ pub fn is_valid(unit: &str) -> bool {
     ucum_form(unit).is_some()
 }
 
-/// True when a valid unit can be printed: every annotation in it comes from a closed list.
+/// True when a valid unit can be printed: every annotation in it comes from a closed list, and every
+/// number in it is one of UCUM's closed forms ([`closed_numbers`]).
 pub fn is_reportable(unit: &str) -> bool {
-    if !is_valid(unit) {
+    if !is_valid(unit) || !closed_numbers(unit) {
         return false;
     }
     let mut rest = unit;
@@ -111,6 +112,47 @@ pub fn is_reportable(unit: &str) -> bool {
             return false;
         }
         rest = &rest[i + j + 1..];
+    }
+    true
+}
+
+/// Whether every number outside annotations is one a unit needs, not one that could carry a value
+/// from the data: a power of ten (`10*3`, `10^-6`: the base 10 and an exponent of at most two
+/// digits), a one-digit exponent of a unit symbol (`m2`, `cm-1`, `[in_i]3`), `24` of `24.h`, or the
+/// unit `1`. A valid UCUM unit can hold any number (`10*88431`, `mg/(88431.dL)`), and a unit field is
+/// free text of the export: such a unit is counted, never printed.
+fn closed_numbers(unit: &str) -> bool {
+    if unit == "1" {
+        return true;
+    }
+    let b = unit.as_bytes();
+    let mut depth = 0u32;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' => depth += 1,
+            b'}' => depth = depth.saturating_sub(1),
+            c if c.is_ascii_digit() && depth == 0 => {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let run = &unit[start..i];
+                let next = b.get(i).copied();
+                let signed = start > 0 && matches!(b[start - 1], b'-' | b'+');
+                let before = &unit[..if signed { start - 1 } else { start }];
+                let ok = (run == "10" && matches!(next, Some(b'*' | b'^')))
+                    || ((before.ends_with("10*") || before.ends_with("10^")) && run.len() <= 2)
+                    || (run.len() == 1 && before.ends_with(|c: char| c.is_ascii_alphabetic() || c == ']'))
+                    || (run == "24" && !signed && unit[i..].starts_with(".h"));
+                if !ok {
+                    return false;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
     }
     true
 }

@@ -5,8 +5,9 @@
 //! bounded by the blocks and the output, and the result does not depend on the thread count. A parsed
 //! line borrows its strings from the block: an event costs no allocation until it is interned.
 //!
-//! - Observation (category `laboratory` or a lab section of HL7 v2-0074 such as `LAB`; `vital-signs`
-//!   when the options ask): the code from `code.coding[]` by the options' system preference, else the
+//! - Observation (category `laboratory` or a lab section of HL7 v2-0074 such as `LAB`, or no category
+//!   and a code of the lab catalogue; `vital-signs` when the options ask; the others counted as
+//!   `no_category` or `skipped_category`): the code from `code.coding[]` by the options' system preference, else the
 //!   first coding; `valueQuantity`, or a coded or ordinal result (`valueCodeableConcept`, a `valueString`
 //!   such as "2+" or "陰性") as a `coded` event with its ordinal level; time
 //!   from `effectiveDateTime`, `effectivePeriod.start`, `effectiveInstant`, then `issued`.
@@ -121,6 +122,9 @@ struct Coded<'a> {
 #[derive(Deserialize)]
 struct Quantity<'a> {
     value: Option<f64>,
+    /// `<`, `<=`, `>=`, `>` (a result past a limit of detection), `ad` (R5: "sufficient to achieve")
+    #[serde(borrow)]
+    comparator: Option<Str<'a>>,
     #[serde(borrow)]
     unit: Option<Str<'a>>,
     #[serde(borrow)]
@@ -449,11 +453,15 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     for n in o.note.iter().filter_map(|n| n.text.as_deref()) {
         scan_only(n, "Observation", "note.text", &mut out);
     }
-    let kind = if is_lab_category(&o.category) {
+    let kind = if is_lab_category(&o.category) || (o.category.is_empty() && catalogue_code(&o.code)) {
         EventKind::Lab
     } else if has_code(&o.category, "vital-signs") && opts.vitals {
         EventKind::Vital
     } else {
+        // not a laboratory result by its category (none, another one, or vital signs not asked for):
+        // counted, so that an export without categories does not lose its labs without a word
+        let skipped = if o.category.is_empty() { "no_category" } else { "skipped_category" };
+        out.info = Some((skipped, "Observation", "category"));
         return Ok(out);
     };
     if skip {
@@ -475,6 +483,14 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     };
     if let Some(s) = o.value_string {
         guard_text(s.0.into_owned(), "Observation", "valueString", &mut out);
+    }
+    // a censored result (`<0.1`) is read as its limit, and counted
+    let quantities = o.value_quantity.iter().chain(o.component.iter().filter_map(|c| c.value_quantity.as_ref()));
+    for c in quantities.filter_map(|q| q.comparator.as_deref()) {
+        if !matches!(c, "<" | "<=" | ">=" | ">" | "ad") {
+            return Err("valueQuantity.comparator is not <, <=, >=, > or ad");
+        }
+        out.info = Some(("censored_value", "Observation", "valueQuantity.comparator"));
     }
     let rec = |coding: &Coding<'a>, (value, unit): (f32, Option<Cow<'a, str>>)| Rec {
         subject: subject.clone(),
@@ -511,6 +527,16 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         out.recs.push(rec(coding, quantity(&o.value_quantity)));
     }
     Ok(out)
+}
+
+/// Whether any coding of an Observation's code is a test of the lab catalogue (LOINC or JLAC10): an
+/// Observation with no category is a laboratory result when its code says so (many exports leave the
+/// category out).
+fn catalogue_code(code: &Option<Coded>) -> bool {
+    code.iter().flat_map(|c| &c.coding).any(|c| match (&c.system, &c.code) {
+        (Some(system), Some(code)) => super::catalog::lookup(system, code).is_some(),
+        _ => false,
+    })
 }
 
 /// HL7 v2 table 0074 (diagnostic service section): the sections that are laboratory work.
