@@ -779,3 +779,33 @@ fn a_file_of_many_blocks_reads_as_its_lines_one_by_one() {
     assert_eq!(serde_json::to_string(&blocks_report).unwrap(), serde_json::to_string(&lines_report).unwrap());
     assert_eq!(blocks_report.render(), lines_report.render());
 }
+
+#[test]
+fn files_in_subdirectories_or_with_other_names_were_skipped_without_a_count() {
+    let obs = |s: &str| {
+        format!(
+            r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/{s}"}},"effectiveDateTime":"2024-01-01T00:00:00Z","valueQuantity":{{"value":0.9,"unit":"mg/dL"}}}}"#
+        ) + "\n"
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    std::fs::write(root.join("Obs.NDJSON"), obs("a")).unwrap();
+    std::fs::write(root.join("sub/Observation.ndjson"), obs("b")).unwrap();
+    std::fs::write(root.join("Observation.json"), obs("c")).unwrap();
+    std::fs::write(root.join("Observation.ndjson.zst"), "not read").unwrap();
+    // an upper-case .GZ is inflated like .gz
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, obs("d").as_bytes()).unwrap();
+    std::fs::write(root.join("More.NDJSON.GZ"), gz.finish().unwrap()).unwrap();
+    let (d, r) = data::read(root, &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.len(), 3, "{:?}", r.findings);
+    assert_eq!(r.malformed_count(), 0);
+    let f = r.findings.iter().find(|f| f.kind == "unread_file").expect("unread files counted");
+    assert_eq!(f.count, 2);
+    assert_eq!(f.detail.as_deref(), Some("not .ndjson or .ndjson.gz: Observation.json, Observation.ndjson.zst"));
+    // a loop under the root: refused by the reader as by the fingerprint
+    std::os::unix::fs::symlink(root, root.join("sub/up")).unwrap();
+    let e = data::read(root, &ReadOptions::default()).err().expect("a loop is an error");
+    assert!(e.to_string().contains("already walked"), "{e}");
+}

@@ -388,7 +388,8 @@ fn invisible_characters_hid_identifiers_from_every_scanner() {
     std::fs::write(dir.path().join("DocumentReference.ndjson"), format!("{doc}\n")).unwrap();
     let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     assert!(report.blocking);
-    let (d, report) = data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
+    let (d, report) =
+        data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
     assert!(report.findings.iter().any(|f| f.kind == "phone") && report.findings.iter().any(|f| f.kind == "name"));
     assert_eq!(d.texts.len(), 1);
     for secret in ["鈴木", "7777", "2222", "\u{200B}"] {

@@ -452,7 +452,8 @@ fn numbers_in_a_valid_unit_were_printed() {
     for unit in ["10*88431", "mg/(88431.dL)", "10*3/(123.uL)", "mg/(88.dL)", "/100", "10*123/L", "m22"] {
         assert!(!units::is_reportable(unit), "{unit}");
     }
-    for unit in ["10*3/uL", "10*6/uL", "10^-6", "10*12/L", "kg/m2", "cm-1", "g/(24.h)", "1", "mL/min/{1.73_m2}", "mg/dL"]
+    for unit in
+        ["10*3/uL", "10*6/uL", "10^-6", "10*12/L", "kg/m2", "cm-1", "g/(24.h)", "1", "mL/min/{1.73_m2}", "mg/dL"]
     {
         assert!(units::is_reportable(unit), "{unit}");
     }

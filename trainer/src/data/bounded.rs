@@ -54,9 +54,9 @@ impl<R: Read> Read for GzBound<R> {
     }
 }
 
-/// An input file for reading: inflated and bounded when its name ends in `.gz`.
+/// An input file for reading: inflated and bounded when its name ends in `.gz` (in any case).
 pub fn open(path: &Path, file: std::fs::File, limits: ReadLimits) -> Box<dyn Read> {
-    if !path.to_string_lossy().ends_with(".gz") {
+    if !super::has_ext(path, &[".gz"]) {
         return Box::new(file);
     }
     let compressed = Rc::new(Cell::new(0));

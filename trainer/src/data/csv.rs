@@ -139,13 +139,9 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
     Ok(())
 }
 
-/// Reads a CSV file or every `*.csv` of a directory.
+/// Reads a CSV file or every `*.csv` under a directory.
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: &mut super::Report) -> Result<()> {
-    let files = if path.is_dir() {
-        super::list_dir(path)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "csv")).collect()
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let files = super::input_files(path, super::CSV_EXTS, report)?;
     let mut sink = Sink { data, report, opts };
     for f in files {
         // a labels file in the same directory is not an input of events

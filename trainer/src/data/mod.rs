@@ -365,12 +365,11 @@ pub enum Format {
 /// CSV files.
 pub fn detect(path: &Path) -> Result<Format> {
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-    let is = |p: &Path, ext: &str| p.to_string_lossy().ends_with(ext);
     if meta.is_file() {
-        if is(path, ".ndjson") || is(path, ".ndjson.gz") {
+        if has_ext(path, FHIR_EXTS) {
             return Ok(Format::Fhir);
         }
-        if is(path, ".csv") {
+        if has_ext(path, CSV_EXTS) {
             return Ok(Format::Csv);
         }
         return Err(DataError::Format { path: path.into(), msg: "not an .ndjson, .ndjson.gz or .csv file".into() });
@@ -379,10 +378,10 @@ pub fn detect(path: &Path) -> Result<Format> {
         return Ok(Format::Meds);
     }
     let entries = list_dir(path)?;
-    if entries.iter().any(|p| is(p, ".ndjson") || is(p, ".ndjson.gz")) {
+    if entries.iter().any(|p| has_ext(p, FHIR_EXTS)) {
         return Ok(Format::Fhir);
     }
-    if entries.iter().any(|p| is(p, ".csv")) {
+    if entries.iter().any(|p| has_ext(p, CSV_EXTS)) {
         return Ok(Format::Csv);
     }
     Err(DataError::Format {
@@ -391,10 +390,56 @@ pub fn detect(path: &Path) -> Result<Format> {
     })
 }
 
-/// The files of a directory (not its subdirectories), sorted by name; links out of the directory and
-/// special files are refused ([`walk::files`]).
+/// The file names a FHIR export's files end with, and a CSV input's (compared without case).
+pub const FHIR_EXTS: &[&str] = &[".ndjson", ".ndjson.gz"];
+pub const CSV_EXTS: &[&str] = &[".csv"];
+
+/// Whether the file name of `p` ends with one of `exts`, in any case (`Observation.NDJSON`).
+pub fn has_ext(p: &Path, exts: &[&str]) -> bool {
+    let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    exts.iter().any(|e| name.ends_with(e))
+}
+
+/// The files under an input directory, in its subdirectories too, sorted by path; links out of the
+/// directory, loops and special files are refused ([`walk::files`]). The same walk as the fingerprint's:
+/// what is read is what is fingerprinted.
 pub fn list_dir(path: &Path) -> Result<Vec<PathBuf>> {
-    walk::files(path, false)
+    walk::files(path, true)
+}
+
+/// The files of `path` a reader reads (`path` itself when it is a file, else those of [`list_dir`]
+/// whose names end with one of `exts`, each file once however many links reach it); the others are
+/// counted in the report (`unread_file`, a warning naming the first few paths relative to the input),
+/// not skipped without a word.
+pub fn input_files(path: &Path, exts: &[&str], report: &mut Report) -> Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let (read, unread): (Vec<PathBuf>, Vec<PathBuf>) = list_dir(path)?.into_iter().partition(|p| has_ext(p, exts));
+    // a file reached twice (a link beside its target) is read once, at its first path
+    let mut seen = std::collections::HashSet::new();
+    let mut read_once = Vec::with_capacity(read.len());
+    for p in read {
+        let meta = std::fs::metadata(&p).map_err(|e| DataError::io(&p, e))?;
+        if seen.insert(
+            std::os::unix::fs::MetadataExt::ino(&meta) as u128
+                | (std::os::unix::fs::MetadataExt::dev(&meta) as u128) << 64,
+        ) {
+            read_once.push(p);
+        }
+    }
+    let read = read_once;
+    if !unread.is_empty() {
+        const SHOWN: usize = 5;
+        let mut names: Vec<String> =
+            unread.iter().take(SHOWN).map(|p| p.strip_prefix(path).unwrap_or(p).display().to_string()).collect();
+        if unread.len() > SHOWN {
+            names.push(format!("and {} more", unread.len() - SHOWN));
+        }
+        let detail = format!("not {}: {}", exts.join(" or "), names.join(", "));
+        report.finding(check::Severity::Warning, "unread_file", "input", "file", Some(&detail), unread.len() as u64);
+    }
+    Ok(read)
 }
 
 /// Reads any supported input into a dataset and its QA report.

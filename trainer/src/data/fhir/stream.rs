@@ -321,16 +321,10 @@ fn check_early_notes(sink: &mut Sink) {
     }
 }
 
-/// Reads a FHIR bulk export: a directory of `*.ndjson`/`*.ndjson.gz` (in name order) or one file.
+/// Reads a FHIR bulk export: a directory of `*.ndjson`/`*.ndjson.gz` (subdirectories too, in path order)
+/// or one file.
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &mut data::Report) -> Result<()> {
-    let files = if path.is_dir() {
-        let all = data::list_dir(path)?;
-        all.into_iter()
-            .filter(|p| p.to_string_lossy().ends_with(".ndjson") || p.to_string_lossy().ends_with(".ndjson.gz"))
-            .collect()
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let files = data::input_files(path, data::FHIR_EXTS, report)?;
     // Patient files first, for their identifiers only, so that notes are checked as they are read
     let mut first = data::Dataset::default();
     let mut scratch = data::Report::default();
