@@ -261,6 +261,13 @@ fn csv_events_and_notes() {
     let (mut d, r) =
         data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
     assert_eq!(r.malformed_count(), 2);
+    // each reason with its own line (every reason listed all the file's malformed lines)
+    let mut located: Vec<(String, Vec<u64>)> =
+        r.findings.iter().filter(|f| f.kind == "malformed_line").map(|f| (f.field.clone(), f.lines.clone())).collect();
+    located.sort();
+    assert_eq!(located.len(), 2, "{located:?}");
+    assert_eq!(located.iter().map(|(_, l)| l.len()).sum::<usize>(), 2, "{located:?}");
+    assert_ne!(located[0].1, located[1].1);
     assert!(!r.blocking);
     // LOCAL1 has no value: counted as such, not as a lab result
     assert_eq!(r.events.get("lab"), Some(&2));

@@ -97,12 +97,11 @@ struct CodeStat {
     lab: Option<Option<&'static catalog::Lab>>,
 }
 
-/// Malformed lines of one file: how many, and the first few line numbers.
+/// Malformed lines of one file: how many, and per reason how many and the first few line numbers.
 #[derive(Debug, Default, Clone)]
 struct Malformed {
     count: u64,
-    lines: Vec<u64>,
-    reasons: BTreeMap<&'static str, u64>,
+    reasons: BTreeMap<&'static str, (u64, Vec<u64>)>,
 }
 
 const LINES_KEPT: usize = 20;
@@ -166,9 +165,11 @@ impl Report {
     pub fn malformed_line(&mut self, file: &str, line: u64, reason: &'static str) {
         let m = self.malformed.entry(file.to_owned()).or_default();
         m.count += 1;
-        *m.reasons.entry(reason).or_default() += 1;
-        if m.lines.len() < LINES_KEPT {
-            m.lines.push(line);
+        // each reason its own lines (every reason of a file listed all the file's malformed lines)
+        let (n, lines) = m.reasons.entry(reason).or_default();
+        *n += 1;
+        if lines.len() < LINES_KEPT {
+            lines.push(line);
         }
     }
 
@@ -381,7 +382,7 @@ impl Report {
         let fraction = if self.lines > 0 { total_malformed as f64 / self.lines as f64 } else { 0.0 };
         let too_many = total_malformed > 0 && fraction > opts.max_malformed_fraction;
         for (file, m) in &self.malformed {
-            for (reason, n) in &m.reasons {
+            for (reason, (n, lines)) in &m.reasons {
                 let mut f = finding(
                     if too_many { Severity::Error } else { Severity::Warning },
                     "malformed_line",
@@ -394,7 +395,7 @@ impl Report {
                     )),
                 );
                 f.file = Some(file.clone());
-                f.lines = m.lines.clone();
+                f.lines = lines.clone();
                 findings.push(f);
             }
         }
