@@ -816,3 +816,19 @@ fn files_in_subdirectories_or_with_other_names_were_skipped_without_a_count() {
     let e = data::read(root, &ReadOptions::default()).err().expect("a loop is an error");
     assert!(e.to_string().contains("already walked"), "{e}");
 }
+
+#[test]
+fn base64_broken_into_lines_was_a_malformed_line() {
+    use base64::Engine;
+    let text = "経過良好。退院予定。".repeat(8);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&text);
+    let wrapped: Vec<&str> = b64.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let doc = serde_json::json!({"resourceType": "DocumentReference", "status": "current",
+        "subject": {"reference": "Patient/p1"}, "date": "2024-01-02T00:00:00Z",
+        "content": [{"attachment": {"contentType": "text/plain; charset=utf-8", "data": wrapped.join("\r\n")}}]});
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), format!("{doc}\n")).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.malformed_count(), 0);
+    assert_eq!(d.texts, [text]);
+}

@@ -634,9 +634,14 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
             out.info = Some(("note_without_data", "DocumentReference", "content.attachment.data"));
             continue;
         };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .map_err(|_| "attachment data is not base64")?;
+        // base64Binary may be broken into lines (MIME style): whitespace is not data
+        let data: Cow<str> = if data.contains(|c: char| c.is_ascii_whitespace()) {
+            data.chars().filter(|c| !c.is_ascii_whitespace()).collect::<String>().into()
+        } else {
+            Cow::Borrowed(&data)
+        };
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(&*data).map_err(|_| "attachment data is not base64")?;
         texts.push(decode_text(ct, bytes)?);
     }
     if texts.is_empty() {
