@@ -8,12 +8,34 @@ use super::{catalog, guard, time, DataError, EventKind, ReadOptions, Rec, Result
 use std::path::Path;
 
 enum Layout {
-    Events { subject: usize, time: usize, code: usize, value: usize, unit: Option<usize> },
-    Notes { subject: usize, time: usize, text: usize },
+    Events { subject: usize, time: usize, code: usize, value: usize, unit: Option<usize>, columns: usize },
+    Notes { subject: usize, time: usize, text: usize, columns: usize },
+}
+
+impl Layout {
+    /// The header's field count, which every row must have.
+    fn columns(&self) -> usize {
+        match *self {
+            Layout::Events { columns, .. } | Layout::Notes { columns, .. } => columns,
+        }
+    }
 }
 
 fn layout(path: &Path, header: &csv::StringRecord) -> Result<Layout> {
     let col = |n: &str| header.iter().position(|h| h.trim() == n);
+    if let Some((i, h)) = header.iter().enumerate().find(|(i, h)| header.iter().take(*i).any(|o| o.trim() == h.trim()))
+    {
+        return Err(DataError::Line {
+            path: path.into(),
+            line: 1,
+            msg: format!(
+                "the header names column {} twice (columns {} and {})",
+                reportable_column(h),
+                col(h).map_or(0, |c| c + 1),
+                i + 1
+            ),
+        });
+    }
     let need = |n: &str| {
         col(n).ok_or_else(|| DataError::Line {
             path: path.into(),
@@ -22,7 +44,12 @@ fn layout(path: &Path, header: &csv::StringRecord) -> Result<Layout> {
         })
     };
     if col("text").is_some() {
-        return Ok(Layout::Notes { subject: need("subject_id")?, time: need("time")?, text: need("text")? });
+        return Ok(Layout::Notes {
+            subject: need("subject_id")?,
+            time: need("time")?,
+            text: need("text")?,
+            columns: header.len(),
+        });
     }
     Ok(Layout::Events {
         subject: need("subject_id")?,
@@ -30,6 +57,7 @@ fn layout(path: &Path, header: &csv::StringRecord) -> Result<Layout> {
         code: need("code")?,
         value: need("value")?,
         unit: col("unit"),
+        columns: header.len(),
     })
 }
 
@@ -77,10 +105,33 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     Ok(())
 }
 
+/// A header's column name as an error may print it: one of the columns the reader knows, else a
+/// placeholder (a header is a line of the file).
+fn reportable_column(h: &str) -> String {
+    match h.trim() {
+        n @ ("subject_id" | "time" | "code" | "value" | "unit" | "text") => format!("{n:?}"),
+        _ => "(a name that is not printed)".into(),
+    }
+}
+
+/// A value with a leading comparator (`<0.1`, `>=200`: a result past a limit of detection): the
+/// number and whether it had one.
+fn censored(v: &str) -> (&str, bool) {
+    for c in ["<=", ">=", "<", ">"] {
+        if let Some(rest) = v.strip_prefix(c) {
+            return (rest.trim_start(), true);
+        }
+    }
+    (v, false)
+}
+
 fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result::Result<(), &'static str> {
+    if rec.len() != layout.columns() {
+        return Err("a row with more or fewer fields than the header");
+    }
     let get = |i: usize| rec.get(i).map(str::trim);
     match *layout {
-        Layout::Events { subject, time: t, code, value, unit } => {
+        Layout::Events { subject, time: t, code, value, unit, .. } => {
             let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
             let time = time::parse(get(t).ok_or("no time")?).ok_or("unreadable time")?;
             let code = get(code).filter(|s| !s.is_empty()).ok_or("no code")?;
@@ -91,10 +142,14 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                     _ => ("medtrain:csv".to_owned(), code.to_owned()),
                 },
             };
-            let value = match get(value).unwrap_or("") {
-                "" => f32::NAN,
+            let (v, is_censored) = censored(get(value).unwrap_or(""));
+            let value = match v {
+                "" if !is_censored => f32::NAN,
                 v => v.parse::<f32>().ok().filter(|v| v.is_finite()).ok_or("value is not a number")?,
             };
+            if is_censored {
+                sink.report.finding(Severity::Info, "censored_value", "csv", "value", None, 1);
+            }
             let unit = unit.and_then(get).filter(|u| !u.is_empty()).map(str::to_owned);
             let kind = match catalog::lookup(&system, &code) {
                 Some(l) if l.vital => EventKind::Vital,
@@ -112,7 +167,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 end: i64::MIN,
             });
         }
-        Layout::Notes { subject, time: t, text } => {
+        Layout::Notes { subject, time: t, text, .. } => {
             let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
             let time = time::parse(get(t).ok_or("no time")?).ok_or("unreadable time")?;
             let mut text = guard::visible(rec.get(text).ok_or("no text")?.to_owned());
