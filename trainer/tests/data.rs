@@ -285,6 +285,8 @@ fn csv_events_and_notes() {
     let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
     assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 2);
     assert_eq!(d.texts, ["腎機能悪化, 要観察"]);
+    // the notes' own code system is no unknown one
+    assert!(!r.findings.iter().any(|f| f.kind == "unknown_code_system"), "{:?}", r.findings);
     d.sort();
     let l = labels::derive(&d, &labels::Task::LabRise { lab: "creatinine".into(), rise: 0.3, horizon_hours: 48.0 })
         .unwrap();

@@ -27,6 +27,8 @@ pub const KNOWN_SYSTEMS: &[&str] = &[
     "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationLabResultCode_CS",
     "medtrain:csv",
     "medtrain:meds",
+    // the readers' own code of a note without a type (CSV notes, a DocumentReference without type)
+    "medtrain:note",
 ];
 
 /// One analyte of the catalogue (a row of `catalog.tsv`).

@@ -73,7 +73,6 @@ const OTHER_PUBLIC_SYSTEMS: &[&str] = &[
     "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationVitalSignsCode_CS",
     "http://jpfhir.jp/fhir/core/CodeSystem/JP_DocumentCodes_CS",
     "http://jpfhir.jp/fhir/core/CodeSystem/JP_Sex_CS",
-    "medtrain:note",
 ];
 
 /// The resource type as the list spells it, if it is a FHIR R4 resource type.
