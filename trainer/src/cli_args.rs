@@ -18,7 +18,7 @@ pub fn within<T: PartialOrd + std::fmt::Display + Copy>(flag: &str, value: T, lo
     if value >= lo && value <= hi {
         Ok(value)
     } else {
-        anyhow::bail!("{flag}: must be in [{lo}, {hi}] (got {value})")
+        anyhow::bail!("{flag}: must be in [{lo}, {hi}] (got {})", crate::short_number(value))
     }
 }
 

@@ -94,7 +94,7 @@ fn in_range(flag: &str, v: f64, (lo, hi): (f64, f64)) -> anyhow::Result<f64> {
     if v >= lo && v <= hi {
         Ok(v)
     } else {
-        anyhow::bail!("{flag}: must be in [{lo:e}, {hi:e}], got {v}")
+        anyhow::bail!("{flag}: must be in [{lo:e}, {hi:e}], got {}", crate::short_number(v))
     }
 }
 

@@ -17,3 +17,13 @@ pub mod privacy;
 pub mod staging;
 pub mod tensors;
 pub mod train;
+
+/// A number as an error message prints it: as Rust prints it, unless that is long (`1e-300` prints as
+/// 300 digits), then in exponent form.
+pub(crate) fn short_number<T: std::fmt::Display>(v: T) -> String {
+    let s = v.to_string();
+    match s.parse::<f64>() {
+        Ok(f) if s.len() > 24 => format!("{f:e}"),
+        _ => s,
+    }
+}

@@ -27,11 +27,14 @@ fn sizes_in_a_data_config_that_aborted_on_allocation_are_refused_naming_the_key(
         ("note_tokens = 1000000000\ntrain_tokenizer = \"unigram\"", "features.note_tokens"),
         ("vocab_size = 100000000000\nnote_tokens = 8\ntrain_tokenizer = \"unigram\"", "features.vocab_size"),
         ("lookback_hours = 1e300", "features.lookback_hours"),
+        ("lookback_hours = 1e-300", "features.lookback_hours"),
         ("max_tensor_bytes = 10", "features.max_tensor_bytes"),
         ("max_tokenizer_corpus_bytes = 0", "features.max_tokenizer_corpus_bytes"),
     ] {
         let e = load(dir.path(), text).unwrap_err();
         assert!(e.contains(key) && e.contains("must be in"), "{text}: {e}");
+        // a number far from 1 in exponent form (1e-300 printed as 300 digits)
+        assert!(e.len() < 200, "{text}: {e}");
     }
     // a float where a count belongs is a type error naming the key
     let e = load(dir.path(), "buckets = 1e9").unwrap_err();

@@ -188,7 +188,7 @@ impl AutoConfig {
             ("auto.tokenizer_noise_multiplier", self.tokenizer_noise_multiplier),
         ] {
             if !(v.is_finite() && (0.1..=1e4).contains(&v)) {
-                return Err((key, format!("must be in [0.1, 10000] (got {v})")));
+                return Err((key, format!("must be in [0.1, 10000] (got {})", crate::short_number(v))));
             }
         }
         if !(2..=4096).contains(&self.quantile_bins) {
@@ -305,7 +305,7 @@ impl LabelsConfig {
             if v > 0.0 && v.is_finite() {
                 Ok(v)
             } else {
-                Err(format!("labels.{key} must be positive (got {v})"))
+                Err(format!("labels.{key} must be positive (got {})", crate::short_number(v)))
             }
         };
         match name {
@@ -521,7 +521,15 @@ impl DataConfig {
             if v >= lo && v <= hi {
                 Ok(())
             } else {
-                Err((key, format!("must be in [{lo}, {hi}] (got {v})")))
+                Err((
+                    key,
+                    format!(
+                        "must be in [{}, {}] (got {})",
+                        crate::short_number(lo),
+                        crate::short_number(hi),
+                        crate::short_number(v)
+                    ),
+                ))
             }
         }
         let f = &self.features;

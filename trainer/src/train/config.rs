@@ -394,13 +394,13 @@ impl TrainConfig {
         }
         let o = &self.optim;
         if !(o.lr > 0.0 && o.lr <= 10.0) {
-            return bad("optim.lr", format!("{} is not in (0, 10]", o.lr));
+            return bad("optim.lr", format!("{} is not in (0, 10]", crate::short_number(o.lr)));
         }
         if !(0.0..1.0).contains(&o.momentum) {
-            return bad("optim.momentum", format!("{} is not in [0, 1)", o.momentum));
+            return bad("optim.momentum", format!("{} is not in [0, 1)", crate::short_number(o.momentum)));
         }
         if !(0.0..=1.0).contains(&o.weight_decay) {
-            return bad("optim.weight_decay", format!("{} is not in [0, 1]", o.weight_decay));
+            return bad("optim.weight_decay", format!("{} is not in [0, 1]", crate::short_number(o.weight_decay)));
         }
         if o.algorithm == Algorithm::Adamw && o.momentum != momentum() {
             return bad("optim.momentum", "applies to algorithm = \"sgd\" only".into());
@@ -409,18 +409,18 @@ impl TrainConfig {
         match (p.target_epsilon, p.noise_multiplier) {
             (None, None) => return bad("privacy", "needs target_epsilon or noise_multiplier".into()),
             (Some(e), _) if !(e > 0.0 && e <= 100.0) => {
-                return bad("privacy.target_epsilon", format!("{e} is not in (0, 100]"));
+                return bad("privacy.target_epsilon", format!("{} is not in (0, 100]", crate::short_number(e)));
             }
             (_, Some(s)) if !(s > 0.0 && s <= 1000.0) => {
-                return bad("privacy.noise_multiplier", format!("{s} is not in (0, 1000]"));
+                return bad("privacy.noise_multiplier", format!("{} is not in (0, 1000]", crate::short_number(s)));
             }
             _ => {}
         }
         if !(p.delta > 0.0 && p.delta < 0.1) {
-            return bad("privacy.delta", format!("{} is not in (0, 0.1)", p.delta));
+            return bad("privacy.delta", format!("{} is not in (0, 0.1)", crate::short_number(p.delta)));
         }
         if !(p.clip_norm > 0.0 && p.clip_norm <= 1e6) {
-            return bad("privacy.clip_norm", format!("{} is not in (0, 1e6]", p.clip_norm));
+            return bad("privacy.clip_norm", format!("{} is not in (0, 1e6]", crate::short_number(p.clip_norm)));
         }
         match (p.sample_rate, p.expected_batch_subjects) {
             (None, None) => return bad("privacy", "needs sample_rate or expected_batch_subjects".into()),
@@ -428,10 +428,13 @@ impl TrainConfig {
                 return bad("privacy.sample_rate", "give sample_rate or expected_batch_subjects, not both".into())
             }
             (Some(q), _) if !(q > 0.0 && q <= 1.0) => {
-                return bad("privacy.sample_rate", format!("{q} is not in (0, 1]"));
+                return bad("privacy.sample_rate", format!("{} is not in (0, 1]", crate::short_number(q)));
             }
             (_, Some(b)) if !(1.0..=1e7).contains(&b) => {
-                return bad("privacy.expected_batch_subjects", format!("{b} is not in [1, 1e7]"));
+                return bad(
+                    "privacy.expected_batch_subjects",
+                    format!("{} is not in [1, 1e7]", crate::short_number(b)),
+                );
             }
             _ => {}
         }
@@ -452,19 +455,21 @@ impl TrainConfig {
             (None, None) => return bad("train", "needs steps or epochs".into()),
             (Some(_), Some(_)) => return bad("train.steps", "give steps or epochs, not both".into()),
             (Some(s), _) if s == 0 || s > MAX_STEPS => {
-                return bad("train.steps", format!("{s} is not in [1, {MAX_STEPS}]"));
+                return bad("train.steps", format!("{} is not in [1, {MAX_STEPS}]", crate::short_number(s)));
             }
-            (_, Some(e)) if !(e > 0.0 && e <= 1e4) => return bad("train.epochs", format!("{e} is not in (0, 1e4]")),
+            (_, Some(e)) if !(e > 0.0 && e <= 1e4) => {
+                return bad("train.epochs", format!("{} is not in (0, 1e4]", crate::short_number(e)))
+            }
             _ => {}
         }
         if !(1..=256).contains(&t.threads) {
-            return bad("train.threads", format!("{} is not in [1, 256]", t.threads));
+            return bad("train.threads", format!("{} is not in [1, 256]", crate::short_number(t.threads)));
         }
         if t.checkpoint_every == 0 {
             return bad("train.checkpoint_every", "must be at least 1".into());
         }
         if !(1..=65536).contains(&t.eval_batch) {
-            return bad("train.eval_batch", format!("{} is not in [1, 65536]", t.eval_batch));
+            return bad("train.eval_batch", format!("{} is not in [1, 65536]", crate::short_number(t.eval_batch)));
         }
         if t.micro_batch == Some(0) {
             return bad("train.micro_batch", "0: a micro-batch needs at least 1 example".into());
