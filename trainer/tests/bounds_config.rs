@@ -36,6 +36,9 @@ fn sizes_in_a_data_config_that_aborted_on_allocation_are_refused_naming_the_key(
         // a number far from 1 in exponent form (1e-300 printed as 300 digits)
         assert!(e.len() < 200, "{text}: {e}");
     }
+    // one test twice (by name and by its LOINC code) is refused at load, naming the entries
+    let e = load(dir.path(), "channels = [\"creatinine\", \"crp\", \"2160-0\"]").unwrap_err();
+    assert!(e.contains("features.channels: entries 1 and 3 are both the test creatinine"), "{e}");
     // a float where a count belongs is a type error naming the key
     let e = load(dir.path(), "buckets = 1e9").unwrap_err();
     assert!(e.contains("buckets"), "{e}");

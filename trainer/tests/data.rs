@@ -868,3 +868,12 @@ fn csv_rows_of_another_width_duplicate_columns_and_censored_values() {
     let e = data::read(dir.path(), &opts).err().unwrap().to_string();
     assert!(e.contains("names column \"unit\" twice (columns 5 and 6)"), "{e}");
 }
+
+#[test]
+fn an_input_without_events_was_reported_usable_without_a_word() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Patient.ndjson"), "").unwrap();
+    std::fs::write(dir.path().join("Observation.ndjson"), "\n").unwrap();
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert!(r.findings.iter().any(|f| f.kind == "no_events" && f.severity == data::check::Severity::Warning));
+}

@@ -501,4 +501,7 @@ fn observations_without_category_value_or_unit_vanished_without_a_count() {
     let (d, r) = read_lines(&[below.replace(r#""<""#, r#""ZQX""#)]);
     assert!(d.events.is_empty());
     assert_eq!(count(&r, "malformed_line"), 1);
+    // a status that is none of FHIR's: read and counted
+    let (_, _, r) = one_value(lab.replace(r#""status":"final""#, r#""status":"ZQXSTATUS""#));
+    assert_eq!(count(&r, "unknown_status"), 1);
 }

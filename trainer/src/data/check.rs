@@ -378,6 +378,10 @@ impl Report {
         for ((sev, kind, res, field, detail), n) in &self.raw {
             findings.push(finding(*sev, kind, res, field, *n, detail.clone()));
         }
+        if self.events.values().all(|&n| n == 0) {
+            // nothing to learn from: said, not reported as a usable input without a word
+            findings.push(finding(Severity::Warning, "no_events", "input", "-", 0, None));
+        }
         let total_malformed: u64 = self.malformed.values().map(|m| m.count).sum();
         let fraction = if self.lines > 0 { total_malformed as f64 / self.lines as f64 } else { 0.0 };
         let too_many = total_malformed > 0 && fraction > opts.max_malformed_fraction;

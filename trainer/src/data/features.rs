@@ -43,6 +43,12 @@ impl LabSeriesSpec {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // the same test twice (by name and by code, or one name twice) would be two identical channels
+        for (i, l) in channels.iter().enumerate() {
+            if let Some(j) = channels[..i].iter().position(|o| o.name == l.name) {
+                return Err(format!("features.channels: entries {} and {} are both the test {}", j + 1, i + 1, l.name));
+            }
+        }
         if buckets == 0 || lookback_hours.is_nan() || lookback_hours <= 0.0 {
             return Err(format!(
                 "features: buckets ({buckets}) and lookback_hours ({lookback_hours}) must be positive"

@@ -487,10 +487,16 @@ impl DataConfig {
         if c.features.note_tokens > 0 && c.features.tokenizer.is_none() && c.features.train_tokenizer.is_none() {
             return Err(bad("features.note_tokens", "needs features.tokenizer or features.train_tokenizer".into()));
         }
-        if let Some(Channels::Auto(a)) = &c.features.channels {
-            if a != "auto" {
+        match &c.features.channels {
+            Some(Channels::Auto(a)) if a != "auto" => {
                 return Err(bad("features.channels", format!("a list of catalogue tests or \"auto\" (got {a:?})")));
             }
+            // each test known and listed once, before any input is read
+            Some(Channels::List(list)) => {
+                features::LabSeriesSpec::new(list, c.features.buckets, c.features.lookback_hours)
+                    .map_err(|m| DataError::Format { path: path.into(), msg: format!("config key {table}{m}") })?;
+            }
+            _ => {}
         }
         c.auto.check().map_err(|(key, msg)| bad(key, msg))?;
         if c.features.tokenizer.is_some() && c.features.train_tokenizer.is_some() {

@@ -366,6 +366,26 @@ fn has_code(cs: &[Coded], code: &str) -> bool {
     cs.iter().any(|c| c.coding.iter().any(|k| k.code.as_deref() == Some(code)))
 }
 
+/// The status codes of the R4 resources read (Observation, DocumentReference, Composition, Encounter).
+const KNOWN_STATUSES: &[&str] = &[
+    "registered",
+    "preliminary",
+    "final",
+    "amended",
+    "corrected",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+    "current",
+    "superseded",
+    "planned",
+    "arrived",
+    "triaged",
+    "in-progress",
+    "onleave",
+    "finished",
+];
+
 fn inactive(status: &Option<Str>) -> bool {
     matches!(status.as_deref(), Some("entered-in-error" | "cancelled"))
 }
@@ -409,6 +429,9 @@ fn start<'a, R: Deserialize<'a>>(
     let skip = inactive(status(&r));
     if skip {
         out.info = Some(("skipped_status", resource, "status"));
+    } else if status(&r).as_deref().is_some_and(|s| !KNOWN_STATUSES.contains(&s)) {
+        // read, and counted: a status none of the resources read has
+        out.info = Some(("unknown_status", resource, "status"));
     }
     Ok((r, out, skip))
 }
