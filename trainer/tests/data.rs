@@ -877,3 +877,21 @@ fn an_input_without_events_was_reported_usable_without_a_word() {
     let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     assert!(r.findings.iter().any(|f| f.kind == "no_events" && f.severity == data::check::Severity::Warning));
 }
+
+#[test]
+fn a_duplicate_patient_and_a_subject_without_one_were_not_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let patient = r#"{"resourceType":"Patient","id":"p1","gender":"female"}"#;
+    std::fs::write(dir.path().join("Patient.ndjson"), format!("{patient}\n{patient}\n")).unwrap();
+    let obs = |s: &str| {
+        format!(
+            r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/{s}"}},"effectiveDateTime":"2024-01-01T00:00:00Z","valueQuantity":{{"value":0.9,"unit":"mg/dL"}}}}"#
+        )
+    };
+    std::fs::write(dir.path().join("Observation.ndjson"), format!("{}\n{}\n", obs("p1"), obs("p2"))).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.subjects.len(), 2);
+    let count = |k: &str| r.findings.iter().find(|f| f.kind == k).map(|f| f.count);
+    assert_eq!(count("duplicate_patient"), Some(1));
+    assert_eq!(count("subject_without_patient"), Some(1));
+}

@@ -174,6 +174,8 @@ pub struct Dataset {
     pub splits: HashMap<u32, String>,
     /// hashes of the identifiers an export's Patient resources hold, searched for in their notes
     pub subject_identifiers: guard::subject::Store,
+    /// the subjects a Patient resource of the input describes (FHIR)
+    pub patients: std::collections::HashSet<u32>,
     /// catalogue row of each code (by code index), looked up once per code
     catalogue_row: Vec<Option<Option<usize>>>,
     /// unit conversions to the catalogue unit, parsed once per (unit, catalogue row)

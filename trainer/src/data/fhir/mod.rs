@@ -316,6 +316,8 @@ struct LineOut<'a> {
     bad: Option<&'static str>,
     /// counted, not an error: (kind, resource, field)
     info: Option<(&'static str, &'static str, &'static str)>,
+    /// a Patient resource's id
+    patient: Option<String>,
     /// a Patient's own identifiers, to search for in its notes: (subject, [(kind, value)])
     own: Option<(String, Vec<(IdentifierKind, String)>)>,
 }
@@ -883,6 +885,7 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
     {
         out.site = Some((id.to_owned(), org.rsplit('/').next().unwrap_or(org).to_owned()));
     }
+    out.patient = p.id.as_deref().map(str::to_owned);
     if let (Some(id), false) = (p.id.as_deref(), own.is_empty()) {
         out.own = Some((id.to_owned(), own));
     }

@@ -254,6 +254,12 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
         let s = sink.subject(&subject);
         sink.data.sites.insert(s, site);
     }
+    if let Some(id) = out.patient {
+        let s = sink.subject(&id);
+        if !sink.data.patients.insert(s) {
+            sink.report.finding(Severity::Warning, "duplicate_patient", "Patient", "id", None, 1);
+        }
+    }
     if let Some((subject, values)) = out.own {
         let store = &mut sink.data.subject_identifiers;
         if !store.has(&subject) {
@@ -340,6 +346,14 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         read_file(f, &mut sink)?;
     }
     check_early_notes(&mut sink);
+    // an export with Patient resources whose events name subjects it has none for (a reference to
+    // another export, a mistyped id): counted
+    if !sink.data.patients.is_empty() {
+        let without = sink.data.subjects.len() - sink.data.patients.len();
+        if without > 0 {
+            sink.report.finding(Severity::Info, "subject_without_patient", "Patient", "id", None, without as u64);
+        }
+    }
     if sink.data.subject_identifiers.recheck {
         // events were not kept (`data check`) and a Patient came after its notes: a second pass with
         // every subject's identifiers known from the start finds what the first could not
