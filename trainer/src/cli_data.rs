@@ -131,6 +131,10 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
                 Some(m) => {
+                    let warnings = report.render_findings(data::check::Severity::Warning);
+                    if !warnings.is_empty() {
+                        eprint!("warnings of the input (`medtrain data check` for the whole report):\n{warnings}");
+                    }
                     println!("{}", serde_json::to_string_pretty(&m)?);
                     Ok(ExitCode::SUCCESS)
                 }

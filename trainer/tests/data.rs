@@ -649,12 +649,16 @@ fn prepare_writes_examples_per_split_and_refuses_blocking_input() {
     std::fs::write(
         &cfg,
         "input = \"export\"\n[labels]\ntask = \"ed_admission\"\noffset_hours = 1\n[split]\nkey = \"k\"\n\
-         [features]\nchannels = [\"crp\", \"creatinine\"]\nbuckets = 6\nlookback_hours = 72\nnote_tokens = 16\ntrain_tokenizer = \"byte_bpe\"\nvocab_size = 300\n",
+         [features]\nchannels = [\"crp\", \"creatinine\", \"troponin_t\"]\nbuckets = 6\nlookback_hours = 72\nnote_tokens = 16\ntrain_tokenizer = \"byte_bpe\"\nvocab_size = 300\n",
     )
     .unwrap();
     let out = root.path().join("prepared");
     let o = bin().args(["data", "prepare", "--config"]).arg(&cfg).arg("--out").arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // the demo has no troponin: a channel the training examples never see is said
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("empty_channel in features.channels: 0 (troponin_t)"), "{err}");
+    assert!(!err.contains("(crp)") && !err.contains("(creatinine)"), "{err}");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["tokenizer_exportable"], false);
     let total: u64 = ["train", "tuning", "held_out"].iter().map(|s| m["examples"][s].as_u64().unwrap()).sum();
@@ -664,7 +668,7 @@ fn prepare_writes_examples_per_split_and_refuses_blocking_input() {
         let f = TensorFile::read(&out.join(format!("{s}.safetensors"))).unwrap();
         let n = m["examples"][s].as_u64().unwrap() as usize;
         n_all += n;
-        assert_eq!(f.shape("lab_values").unwrap(), [n, 6, 2]);
+        assert_eq!(f.shape("lab_values").unwrap(), [n, 6, 3]);
         assert_eq!(f.shape("note_ids").unwrap(), [n, 16]);
         let y = f.f32("y", &[n]).unwrap();
         assert!(y.iter().all(|&v| v == 0.0 || v == 1.0));

@@ -411,6 +411,13 @@ impl Report {
         self.codes.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.system, &a.code).cmp(&(&b.system, &b.code))));
     }
 
+    /// A finding made after [`Report::finish`] (by `data prepare`, from what it built), added to the
+    /// findings as they are.
+    pub fn add_finished(&mut self, severity: Severity, kind: &str, resource: &str, field: &str, detail: Option<&str>) {
+        self.findings.push(finding(severity, kind, resource, field, 0, detail.map(Into::into)));
+        self.blocking |= severity == Severity::Error;
+    }
+
     pub fn malformed_count(&self) -> u64 {
         self.malformed.values().map(|m| m.count).sum()
     }
@@ -443,7 +450,22 @@ impl Report {
             let _ = writeln!(s, "  {} {} events under {} {codes} outside the catalogue", o.events, o.kind, o.codes);
         }
         let _ = writeln!(s, "findings {}", self.findings.len());
-        for f in &self.findings {
+        s.push_str(&self.render_findings(Severity::Info));
+        let _ = writeln!(
+            s,
+            "{}",
+            if self.blocking { "BLOCKING: this input cannot be used for training" } else { "ok: no blocking findings" }
+        );
+        s
+    }
+}
+
+impl Report {
+    /// The findings of at least `min` severity, one line each (as `data check` prints them).
+    pub fn render_findings(&self, min: Severity) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        for f in self.findings.iter().filter(|f| f.severity <= min) {
             let sev = match f.severity {
                 Severity::Error => "ERROR",
                 Severity::Warning => "warning",
@@ -459,11 +481,6 @@ impl Report {
             }
             let _ = writeln!(s);
         }
-        let _ = writeln!(
-            s,
-            "{}",
-            if self.blocking { "BLOCKING: this input cannot be used for training" } else { "ok: no blocking findings" }
-        );
         s
     }
 }

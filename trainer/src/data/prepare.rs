@@ -64,7 +64,7 @@
 //! (`buckets` 1-4096, `note_tokens` 0-32768, `vocab_size` 64-1e6, hours up to a century, the `[read]`
 //! bounds as in [`super::ReadLimits`]); the error names the key and the range.
 
-use super::check::Report;
+use super::check::{Report, Severity};
 use super::labels::{self, Label, LabelValue, Task};
 use super::split::{self, Split};
 use super::text::{self, NoteTokenizer, TokenizerKind};
@@ -778,7 +778,7 @@ fn publish(staging: &Path, out: &Path) -> Result<()> {
 
 fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manifest>)> {
     let opts = config.read_options();
-    let (mut data, report) = super::read(&config.input, &opts)?;
+    let (mut data, mut report) = super::read(&config.input, &opts)?;
     if report.blocking {
         return Ok((report, None));
     }
@@ -913,6 +913,16 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         let part: Vec<Label> = labels.iter().filter(|l| splits[l.subject as usize] == which).cloned().collect();
         let n = part.len();
         let f = features::lab_series(&data, &spec, &part);
+        if which == Split::Train {
+            // a channel the training examples never see: an all-masked input (and a DP release spent
+            // on it where its scale comes from DP quantiles), said rather than trained on silently
+            let k = spec.channels.len();
+            for (c, lab) in spec.channels.iter().enumerate() {
+                if k > 0 && !f.mask.iter().skip(c).step_by(k).any(|&m| m != 0.0) {
+                    report.add_finished(Severity::Warning, "empty_channel", "features", "channels", Some(lab.name));
+                }
+            }
+        }
         let y: Vec<f32> = part
             .iter()
             .map(|l| match &l.value {

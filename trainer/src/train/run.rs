@@ -561,6 +561,9 @@ fn train_on<B: Backend + 'static>(
             if !dir.join("manifest.json").exists() {
                 progress.line(&format!("preparing {} into {}", fmt_format(cfg.data.format), dir.display()));
                 let (report, manifest) = crate::data::prepare::prepare(&dc, &dir)?;
+                for line in report.render_findings(crate::data::check::Severity::Warning).lines() {
+                    progress.line(&format!("data warning:{line}"));
+                }
                 if manifest.is_none() {
                     return Err(TrainError::Invalid(format!(
                         "the data check found {} blocking finding(s): run `medtrain data check` on the input for the report",
