@@ -485,7 +485,13 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     } else {
         // not a laboratory result by its category (none, another one, or vital signs not asked for):
         // counted, so that an export without categories does not lose its labs without a word
-        let skipped = if o.category.is_empty() { "no_category" } else { "skipped_category" };
+        let skipped = if o.category.is_empty() {
+            "no_category"
+        } else if has_code(&o.category, "vital-signs") {
+            "vital_signs_not_read"
+        } else {
+            "skipped_category"
+        };
         out.info = Some((skipped, "Observation", "category"));
         return Ok(out);
     };
