@@ -24,7 +24,7 @@ pub enum DataCommand {
         #[arg(long, default_value_t = 0.0)]
         max_malformed: f64,
         /// code systems in order of preference (comma-separated)
-        #[arg(long, default_value = "http://loinc.org,urn:oid:1.2.392.200119.4.1005")]
+        #[arg(long, default_value = "http://loinc.org,urn:oid:1.2.392.200119.4.504")]
         code_systems: String,
         /// also print the dataset fingerprint
         #[arg(long)]

@@ -505,3 +505,25 @@ fn observations_without_category_value_or_unit_vanished_without_a_count() {
     let (_, _, r) = one_value(lab.replace(r#""status":"final""#, r#""status":"ZQXSTATUS""#));
     assert_eq!(count(&r, "unknown_status"), 1);
 }
+
+#[test]
+fn jlac10_under_jp_cores_system_never_reached_a_channel() {
+    // JP Core and JP-CLINS code JLAC10 under urn:oid:1.2.392.200119.4.504 (it was read as another
+    // system); MEDIS' URL and the old demo OID are the same codes
+    for system in [
+        "urn:oid:1.2.392.200119.4.504",
+        "http://medis.or.jp/CodeSystem/master-JLAC10-17digits",
+        "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationLabResultCode_CS",
+        "urn:oid:1.2.392.200119.4.1005",
+    ] {
+        let line = obs("a", "2160-0", 0.9, "mg/dL").replace(
+            r#""system":"http://loinc.org","code":"2160-0""#,
+            &format!(r#""system":"{system}","code":"3C015000002327101""#),
+        );
+        let (v, _, r) = one_value(line);
+        assert_eq!(v, 0.9);
+        assert!(r.codes.iter().any(|c| c.name == Some("creatinine")), "{system}: {:?}", r.codes);
+        assert!(!r.findings.iter().any(|f| f.kind == "unknown_code_system"), "{system}: {:?}", r.findings);
+    }
+    assert_eq!(catalog::lookup(catalog::JLAC10, "3C015000002327101").map(|l| l.name), Some("creatinine"));
+}

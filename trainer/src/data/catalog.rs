@@ -15,16 +15,28 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 pub const LOINC: &str = "http://loinc.org";
-pub const JLAC10: &str = "urn:oid:1.2.392.200119.4.1005";
+/// JLAC10 (MEDIS' 17-digit laboratory codes) as JP Core and JP-CLINS name it (`JP_ObservationLabResultCode_CS`,
+/// whose canonical URL this is): the system the readers write and print.
+pub const JLAC10: &str = "urn:oid:1.2.392.200119.4.504";
+/// Every name JLAC10 goes by in exports: JP Core's OID, MEDIS' URL, the JP Core code system's URL, and
+/// `urn:oid:1.2.392.200119.4.1005`, which medtrain's demo exports used before (no registry has it).
+/// A code under any of them is the same JLAC10 code ([`lookup`]).
+pub const JLAC10_SYSTEMS: &[&str] = &[
+    JLAC10,
+    "http://medis.or.jp/CodeSystem/master-JLAC10-17digits",
+    "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationLabResultCode_CS",
+    "urn:oid:1.2.392.200119.4.1005",
+];
 /// Other code systems the readers know; codes from any other system are reported as unknown.
 pub const KNOWN_SYSTEMS: &[&str] = &[
     LOINC,
     JLAC10,
+    "http://medis.or.jp/CodeSystem/master-JLAC10-17digits",
+    "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationLabResultCode_CS",
+    "urn:oid:1.2.392.200119.4.1005",
     "http://snomed.info/sct",
     "http://terminology.hl7.org/CodeSystem/v3-ActCode",
     "http://terminology.hl7.org/CodeSystem/observation-category",
-    "urn:oid:1.2.392.200119.4.504", // JLAC11
-    "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationLabResultCode_CS",
     "medtrain:csv",
     "medtrain:meds",
     // the readers' own code of a note without a type (CSV notes, a DocumentReference without type)
@@ -155,7 +167,7 @@ pub static LABS: Labs = Labs;
 pub fn lookup_index(system: &str, code: &str) -> Option<usize> {
     match system {
         LOINC => CATALOGUE.by_loinc.get(code).copied(),
-        JLAC10 => CATALOGUE.by_jlac10.get(code).copied().or_else(|| jlac10_quantity_match(code)),
+        s if JLAC10_SYSTEMS.contains(&s) => CATALOGUE.by_jlac10.get(code).copied().or_else(|| jlac10_quantity_match(code)),
         _ => None,
     }
 }

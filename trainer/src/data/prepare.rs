@@ -21,7 +21,7 @@
 //! ```toml
 //! input = "demo-export"              # FHIR bulk directory, MEDS root or CSV (relative to the config)
 //! [read]
-//! code_systems = ["http://loinc.org", "urn:oid:1.2.392.200119.4.1005"]
+//! code_systems = ["http://loinc.org", "urn:oid:1.2.392.200119.4.504"]
 //! vitals = false
 //! identifiers = "reject"             # or "redact"
 //! max_malformed_fraction = 0.0

@@ -28,7 +28,7 @@
 //! Other resource types are counted and skipped.
 
 use super::guard::{self, IdentifierKind};
-use super::{reportable, time, EventKind, ReadOptions, Rec};
+use super::{catalog, reportable, time, EventKind, ReadOptions, Rec};
 use base64::Engine;
 use serde::Deserialize;
 use smallvec::SmallVec;
@@ -358,9 +358,13 @@ fn part_of<'a>(whole: &Cow<'a, str>, part: &str) -> Cow<'a, str> {
 /// The preferred coding of a concept: the options' systems in order, else the first coding.
 fn pick<'c, 'a>(coding: &'c [Coding<'a>], prefer: &[String]) -> Option<&'c Coding<'a>> {
     let with_code = |k: &&Coding| k.code.as_deref().is_some_and(|c| !c.is_empty());
+    // a preferred JLAC10 matches JLAC10 under any of its names
+    let same = |system: &str, p: &str| {
+        system == p || (catalog::JLAC10_SYSTEMS.contains(&system) && catalog::JLAC10_SYSTEMS.contains(&p))
+    };
     prefer
         .iter()
-        .find_map(|p| coding.iter().filter(with_code).find(|k| k.system.as_deref() == Some(p.as_str())))
+        .find_map(|p| coding.iter().filter(with_code).find(|k| k.system.as_deref().is_some_and(|s| same(s, p))))
         .or_else(|| coding.iter().find(with_code))
 }
 
@@ -565,7 +569,7 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
 /// category out).
 fn catalogue_code(code: &Option<Coded>) -> bool {
     code.iter().flat_map(|c| &c.coding).any(|c| match (&c.system, &c.code) {
-        (Some(system), Some(code)) => super::catalog::lookup(system, code).is_some(),
+        (Some(system), Some(code)) => catalog::lookup(system, code).is_some(),
         _ => false,
     })
 }
