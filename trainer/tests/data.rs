@@ -507,6 +507,11 @@ fn col<T: parquet::data_type::DataType>(rg: &mut RowGroup, values: &[T::T], def:
 
 /// Writes a MEDS root with the parquet crate's own writer (as any MEDS ETL would with pyarrow).
 fn write_meds(root: &Path) {
+    write_meds_in(root, "MICROS", 1_000_000);
+}
+
+/// [`write_meds`] with the time columns in `unit` (`per_second` of them a second).
+fn write_meds_in(root: &Path, unit: &str, per_second: i64) {
     use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int64Type};
     use parquet::file::writer::SerializedFileWriter;
     use std::sync::Arc;
@@ -514,11 +519,11 @@ fn write_meds(root: &Path) {
     std::fs::create_dir_all(root.join("metadata")).unwrap();
     let schema = Arc::new(
         parquet::schema::parser::parse_message_type(
-            "message meds { required int64 subject_id; optional int64 time (TIMESTAMP(MICROS,false)); required binary code (STRING); optional float numeric_value; optional binary text_value (STRING); }",
+            &format!("message meds {{ required int64 subject_id; optional int64 time (TIMESTAMP({unit},false)); required binary code (STRING); optional float numeric_value; optional binary text_value (STRING); }}"),
         )
         .unwrap(),
     );
-    let t = |s: &str| data::time::parse(s).unwrap() * 1_000_000;
+    let t = |s: &str| data::time::parse(s).unwrap() * per_second;
     // (subject, time, code, value, text)
     let rows: Vec<(i64, Option<i64>, &str, Option<f32>, Option<&str>)> = vec![
         (1, None, "MEDS_BIRTH", None, None),
@@ -565,7 +570,7 @@ fn write_meds(root: &Path) {
     // a label file in parquet
     let schema = Arc::new(
         parquet::schema::parser::parse_message_type(
-            "message l { required int64 subject_id; required int64 prediction_time (TIMESTAMP(MICROS,false)); required boolean boolean_value; }",
+            &format!("message l {{ required int64 subject_id; required int64 prediction_time (TIMESTAMP({unit},false)); required boolean boolean_value; }}"),
         )
         .unwrap(),
     );
@@ -898,4 +903,46 @@ fn a_duplicate_patient_and_a_subject_without_one_were_not_counted() {
     let count = |k: &str| r.findings.iter().find(|f| f.kind == k).map(|f| f.count);
     assert_eq!(count("duplicate_patient"), Some(1));
     assert_eq!(count("subject_without_patient"), Some(1));
+}
+
+#[test]
+fn meds_times_in_nanoseconds_were_read_as_microseconds() {
+    // pandas writes timestamp[ns]: the same events and labels as in MEDS' microseconds
+    let (us, ns) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_meds(us.path());
+    write_meds_in(ns.path(), "NANOS", 1_000_000_000);
+    let times = |root: &Path| {
+        let (d, _) = data::read(root, &ReadOptions::default()).unwrap();
+        let (l, _) = labels::read(&root.join("labels.parquet"), &d).unwrap();
+        let mut t: Vec<i64> = d.events.iter().map(|e| e.time).collect();
+        t.sort();
+        (t, l.iter().map(|l| l.prediction_time).collect::<Vec<_>>())
+    };
+    let (a, b) = (times(us.path()), times(ns.path()));
+    assert_eq!(a, b);
+    assert_eq!(a.0[0], data::time::parse("2024-01-01T08:00:00Z").unwrap());
+}
+
+#[test]
+fn a_meds_file_without_a_required_column_was_read_row_by_row() {
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::create_dir_all(dir.path().join("metadata")).unwrap();
+    let schema = std::sync::Arc::new(
+        parquet::schema::parser::parse_message_type(
+            "message meds { required int64 subject_id; required int64 time (TIMESTAMP(MICROS,false)); required binary code (STRING); }",
+        )
+        .unwrap(),
+    );
+    let file = std::fs::File::create(dir.path().join("data/0.parquet")).unwrap();
+    let mut w = parquet::file::writer::SerializedFileWriter::new(file, schema, Default::default()).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    col::<Int64Type>(&mut rg, &[1], None, None);
+    col::<Int64Type>(&mut rg, &[1_700_000_000_000_000], None, None);
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from("LAB//2160-0//mg/dL")], None, None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).err().expect("refused").to_string();
+    assert!(e.contains("0.parquet") && e.contains("needs the column \"numeric_value\""), "{e}");
 }

@@ -167,7 +167,9 @@ pub static LABS: Labs = Labs;
 pub fn lookup_index(system: &str, code: &str) -> Option<usize> {
     match system {
         LOINC => CATALOGUE.by_loinc.get(code).copied(),
-        s if JLAC10_SYSTEMS.contains(&s) => CATALOGUE.by_jlac10.get(code).copied().or_else(|| jlac10_quantity_match(code)),
+        s if JLAC10_SYSTEMS.contains(&s) => {
+            CATALOGUE.by_jlac10.get(code).copied().or_else(|| jlac10_quantity_match(code))
+        }
         _ => None,
     }
 }

@@ -194,6 +194,7 @@ fn read_csv(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
 
 fn read_parquet(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
     let reader = super::meds::open(path)?;
+    let per_second = super::meds::integer_time_unit(&reader, "prediction_time");
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
     let (mut out, mut unknown) = (Vec::new(), 0);
     for (i, row) in rows.enumerate() {
@@ -204,11 +205,17 @@ fn read_parquet(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
             match (col.as_str(), f) {
                 ("subject_id", Field::Long(v)) => subject = Some(v.to_string()),
                 ("subject_id", Field::Str(s)) => subject = Some(s.clone()),
-                ("prediction_time", Field::TimestampMicros(v)) => t = Some(v.div_euclid(1_000_000)),
-                ("prediction_time", Field::TimestampMillis(v)) => t = Some(v.div_euclid(1_000)),
+                ("prediction_time", f) => t = super::meds::as_time(f, per_second),
                 ("boolean_value", Field::Bool(b)) => value = Some(LabelValue::Bool(*b)),
                 ("integer_value", Field::Long(v)) => value = Some(LabelValue::Int(*v)),
                 ("integer_value", Field::Int(v)) => value = Some(LabelValue::Int(*v as i64)),
+                // a NaN or infinite label is refused here, as the CSV reader does (train refused it later)
+                ("float_value", Field::Double(v)) if !v.is_finite() => {
+                    return Err(bad("float_value is not finite".into()))
+                }
+                ("float_value", Field::Float(v)) if !v.is_finite() => {
+                    return Err(bad("float_value is not finite".into()))
+                }
                 ("float_value", Field::Double(v)) => value = Some(LabelValue::Float(*v)),
                 ("float_value", Field::Float(v)) => value = Some(LabelValue::Float(*v as f64)),
                 ("categorical_value", Field::Str(s)) => value = Some(LabelValue::Categorical(s.clone())),

@@ -105,15 +105,52 @@ fn as_i64(f: &Field) -> Option<i64> {
     }
 }
 
-/// Seconds since the epoch of a timestamp field.
-fn as_time(f: &Field) -> Option<i64> {
+/// Seconds since the epoch of a timestamp field; `per_second` is the units per second of the column's
+/// plain integers ([`integer_time_unit`]).
+pub(crate) fn as_time(f: &Field, per_second: i64) -> Option<i64> {
     match *f {
         Field::TimestampMicros(v) => Some(v.div_euclid(1_000_000)),
         Field::TimestampMillis(v) => Some(v.div_euclid(1_000)),
-        Field::Long(v) => Some(v.div_euclid(1_000_000)),
+        Field::Long(v) => Some(v.div_euclid(per_second)),
         Field::Date(d) => Some(d as i64 * 86_400),
         _ => None,
     }
+}
+
+/// The columns of a parquet file's schema (top-level leaves): name, physical type, logical type.
+fn column<'r>(
+    reader: &'r SerializedFileReader<std::fs::File>,
+    name: &str,
+) -> Option<&'r parquet::schema::types::ColumnDescriptor> {
+    let schema = reader.metadata().file_metadata().schema_descr();
+    schema.columns().iter().map(|c| c.as_ref()).find(|c| c.path().parts() == [name])
+}
+
+/// Units per second of a time column's plain integers: a `timestamp[ns]` column (pandas' default)
+/// arrives from the parquet crate as integers, which were read as MEDS' microseconds (50,000 years
+/// ahead); `timestamp[us]` and `[ms]` arrive as timestamps. An integer column without a logical type
+/// is read as microseconds, MEDS' unit.
+pub(crate) fn integer_time_unit(reader: &SerializedFileReader<std::fs::File>, name: &str) -> i64 {
+    use parquet::basic::{LogicalType, TimeUnit};
+    match column(reader, name).and_then(|c| c.logical_type_ref()) {
+        Some(LogicalType::Timestamp { unit: TimeUnit::NANOS, .. }) => 1_000_000_000,
+        Some(LogicalType::Timestamp { unit: TimeUnit::MILLIS, .. }) => 1_000,
+        _ => 1_000_000,
+    }
+}
+
+/// Refuses a MEDS data file without one of the columns every event needs, naming the file and column
+/// (each row was reported malformed, and a file without `numeric_value` read as labs without values).
+fn check_columns(path: &Path, reader: &SerializedFileReader<std::fs::File>) -> Result<()> {
+    for name in ["subject_id", "time", "code", "numeric_value"] {
+        if column(reader, name).is_none() {
+            return Err(DataError::Format {
+                path: path.into(),
+                msg: format!("a MEDS data file needs the column {name:?} (subject_id, time, code, numeric_value)"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn as_str(f: &Field) -> Option<&str> {
@@ -124,11 +161,28 @@ fn as_str(f: &Field) -> Option<&str> {
 }
 
 fn as_f32(f: &Field) -> Option<f32> {
-    match *f {
-        Field::Float(v) => Some(v),
-        Field::Double(v) => Some(v as f32),
+    match f {
+        Field::Float(v) => Some(*v),
+        Field::Double(v) => Some(*v as f32),
+        Field::Int(v) => Some(*v as f32),
+        Field::Long(v) => Some(*v as f32),
+        // a decimal column (e.g. written from a database's NUMERIC type)
+        Field::Decimal(d) => decimal_f32(d),
         _ => None,
     }
+}
+
+/// The value of a parquet decimal (a big-endian two's complement integer and a scale).
+fn decimal_f32(d: &parquet::data_type::Decimal) -> Option<f32> {
+    let bytes = d.data();
+    if bytes.is_empty() || bytes.len() > 16 {
+        return None;
+    }
+    let mut v: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
+    for &b in bytes {
+        v = (v << 8) | b as i128;
+    }
+    Some((v as f64 / 10f64.powi(d.scale())) as f32)
 }
 
 /// MEDS code -> LOINC code, from `metadata/codes.parquet` (`code`, `parent_codes: list<string>`).
@@ -177,6 +231,8 @@ fn read_events(path: &Path, sink: &mut Sink, parents: &HashMap<String, String>) 
     let reader = open(path)?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     sink.report.bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    check_columns(path, &reader)?;
+    let per_second = integer_time_unit(&reader, "time");
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
     for (i, row) in rows.enumerate() {
         let line = i as u64 + 1;
@@ -186,7 +242,7 @@ fn read_events(path: &Path, sink: &mut Sink, parents: &HashMap<String, String>) 
         for (col, f) in row.get_column_iter() {
             match col.as_str() {
                 "subject_id" => subject = as_i64(f).map(|v| v.to_string()).or_else(|| as_str(f).map(str::to_owned)),
-                "time" => time = as_time(f),
+                "time" => time = as_time(f, per_second),
                 "code" => code = as_str(f).map(str::to_owned),
                 "numeric_value" => value = as_f32(f).unwrap_or(f32::NAN),
                 "text_value" => text = as_str(f).map(|t| guard::visible(t.to_owned())),
