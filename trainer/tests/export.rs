@@ -172,6 +172,15 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
     std::fs::write(&m, text).unwrap();
     let e = export(tmp.path(), &run, &tmp.path().join("out-changed"), &key);
     assert!(!e.status.success() && err(&e).contains("metrics.json") && err(&e).contains("changed"), "{}", err(&e));
+    // ... and sealed again with the new digests: the ledger's record of the seal refuses it
+    medtrain::train::seal::seal(&run).unwrap();
+    let e = export(tmp.path(), &run, &tmp.path().join("out-resealed"), &key);
+    assert!(
+        !e.status.success() && err(&e).contains("seal.json: changed after the run (the ledger"),
+        "{}",
+        err(&e)
+    );
+    assert!(!tmp.path().join("out-resealed").exists());
     // not a run
     let e = export(tmp.path(), tmp.path(), &tmp.path().join("out-none"), &key);
     assert!(!e.status.success() && err(&e).contains("not a medtrain run directory"));

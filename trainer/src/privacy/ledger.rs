@@ -150,6 +150,15 @@ impl Ledger {
         if !has {
             conn.execute_batch("ALTER TABLE runs ADD COLUMN delta_added REAL NOT NULL DEFAULT 0").map_err(sql)?;
         }
+        // added later still: the digest of the run's seal (RUN/seal.json) the export gate compares
+        let has: bool = conn
+            .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'seal_sha256'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql)?;
+        if !has {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN seal_sha256 TEXT").map_err(sql)?;
+        }
         Ok(Ledger { conn, path: p, accountant })
     }
 
@@ -334,6 +343,30 @@ impl Ledger {
             settled_epsilon,
             over_budget: composed_epsilon(kind, &committed, l.delta, l.delta_added) > l.budget,
         })
+    }
+
+    /// Records the SHA-256 of the run's seal (`RUN/seal.json`, which holds the digest of every file
+    /// that says what the run was and made), written when the run stops. The seal lives in the run
+    /// directory, which its researcher can write: the export gate compares it with this record, so a
+    /// run changed and sealed again after it stopped is refused.
+    pub fn record_seal(&mut self, run: &str, sha256: &str) -> Result<(), LedgerError> {
+        let n = self
+            .conn
+            .execute("UPDATE runs SET seal_sha256 = ?2 WHERE run_id = ?1", params![run, sha256])
+            .map_err(self.sql())?;
+        if n == 0 {
+            return Err(LedgerError::UnknownRun(run.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The seal digest [`Ledger::record_seal`] recorded for a run (`None`: no run, or none recorded).
+    pub fn seal_sha256(&self, run: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row("SELECT seal_sha256 FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))
+            .optional()
+            .map(Option::flatten)
+            .map_err(self.sql())
     }
 
     /// The state of a run in this ledger (`reserved`, `settled`), or `None` when it has no record.

@@ -109,9 +109,9 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     // node, or moved since, has no record here)
     let run_id = super::run::run_id(run_dir);
     let ledger_path = crate::privacy::permit::ledger_path();
-    let state = crate::privacy::ledger::Ledger::open(&ledger_path, crate::privacy::accountant::AccountantKind::Pld)
-        .and_then(|l| l.run_state(&run_id))
+    let ledger = crate::privacy::ledger::Ledger::open(&ledger_path, crate::privacy::accountant::AccountantKind::Pld)
         .map_err(|e| refuse(e.to_string()))?;
+    let state = ledger.run_state(&run_id).map_err(|e| refuse(e.to_string()))?;
     match state.as_deref() {
         Some("settled") => {}
         Some(_) => {
@@ -126,6 +126,28 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
             return Err(refuse(format!(
                 "{}: this node's ledger ({}) has no record of the run: it was trained on another node or its \
                  directory was moved; export it on the node that trained it, from where it was trained",
+                run_dir.display(),
+                ledger_path.display()
+            )))
+        }
+    }
+    // the seal as the run wrote it: the seal file is the researcher's to write, the ledger's record of
+    // it is not (a run changed after it stopped and sealed again with the new digests was released)
+    let seal_path = run_dir.join("seal.json");
+    let on_disk = seal::sha256_file(&seal_path).map_err(|e| refuse(e.to_string()))?;
+    match ledger.seal_sha256(&run_id).map_err(|e| refuse(e.to_string()))? {
+        Some(recorded) if recorded == on_disk => {}
+        Some(_) => {
+            return Err(refuse(format!(
+                "{}: changed after the run (the ledger {} records another seal): the run's files were changed \
+                 and sealed again",
+                seal_path.display(),
+                ledger_path.display()
+            )))
+        }
+        None => {
+            return Err(refuse(format!(
+                "{}: the ledger ({}) records no seal of the run (trained by an older medtrain); train it again",
                 run_dir.display(),
                 ledger_path.display()
             )))

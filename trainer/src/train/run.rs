@@ -1083,7 +1083,10 @@ fn train_on<B: Backend + 'static>(
     summary.seconds = started.elapsed().as_secs_f64();
     let rpath = run_dir.join("run.json");
     std::fs::write(&rpath, serde_json::to_vec_pretty(&summary).unwrap_or_default()).map_err(|e| io(&rpath, e))?;
-    super::seal::seal(&run_dir)?;
+    let sealed = super::seal::seal(&run_dir)?;
+    if charged {
+        open_ledger()?.record_seal(&run_id, &sealed).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    }
     Ok(summary)
 }
 

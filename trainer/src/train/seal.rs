@@ -62,13 +62,16 @@ fn hashes(run_dir: &Path) -> Result<BTreeMap<String, String>, TrainError> {
     Ok(files)
 }
 
-/// Writes `RUN/seal.json` (atomically: beside, then renamed).
-pub fn seal(run_dir: &Path) -> Result<(), TrainError> {
+/// Writes `RUN/seal.json` (atomically: beside, then renamed); returns the SHA-256 of what it wrote,
+/// which the run records in the node's ledger ([`crate::privacy::ledger::Ledger::record_seal`]).
+pub fn seal(run_dir: &Path) -> Result<String, TrainError> {
     let s = Seal { format: 1, code_version: super::run::code_version(), files: hashes(run_dir)? };
+    let bytes = serde_json::to_vec_pretty(&s).unwrap_or_default();
     let tmp = run_dir.join("seal.json.partial");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&s).unwrap_or_default()).map_err(|e| io(&tmp, e))?;
+    std::fs::write(&tmp, &bytes).map_err(|e| io(&tmp, e))?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, run_dir.join("seal.json")).map_err(|e| io(run_dir, e))
+    std::fs::rename(&tmp, run_dir.join("seal.json")).map_err(|e| io(run_dir, e))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The run's seal, checked against its files: an error names the first file changed, added or removed
