@@ -175,11 +175,7 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
     // ... and sealed again with the new digests: the ledger's record of the seal refuses it
     medtrain::train::seal::seal(&run).unwrap();
     let e = export(tmp.path(), &run, &tmp.path().join("out-resealed"), &key);
-    assert!(
-        !e.status.success() && err(&e).contains("seal.json: changed after the run (the ledger"),
-        "{}",
-        err(&e)
-    );
+    assert!(!e.status.success() && err(&e).contains("seal.json: changed after the run (the ledger"), "{}", err(&e));
     assert!(!tmp.path().join("out-resealed").exists());
     // not a run
     let e = export(tmp.path(), tmp.path(), &tmp.path().join("out-none"), &key);

@@ -223,7 +223,7 @@ impl Report {
 
     /// Turns the counts into the report's codes and findings.
     pub fn finish(&mut self, data: &Dataset, opts: &ReadOptions) {
-        self.subjects = data.subjects.len() as u64;
+        self.subjects = (data.subjects.len() - data.merged_into.len()) as u64;
         self.codes.clear();
         let mut findings = Vec::new();
         // what is not printed, aggregated: (kind, resource, field) -> (distinct things, events)

@@ -185,7 +185,7 @@ fn read_csv(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
             .ok_or_else(|| bad("prediction_time is not a date/time"))?;
         let value = value_of(value_name, rec.get(value_col).unwrap_or("").trim()).map_err(|m| bad(&m))?;
         match data.subjects.get(subject) {
-            Some(s) => out.push(Label { subject: s, prediction_time: t, value }),
+            Some(s) => out.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
             None => unknown += 1,
         }
     }
@@ -226,7 +226,7 @@ fn read_parquet(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
             return Err(bad("needs subject_id, prediction_time and a value column".into()));
         };
         match data.subjects.get(&s) {
-            Some(s) => out.push(Label { subject: s, prediction_time: t, value }),
+            Some(s) => out.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
             None => unknown += 1,
         }
     }

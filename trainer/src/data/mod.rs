@@ -176,6 +176,10 @@ pub struct Dataset {
     pub subject_identifiers: guard::subject::Store,
     /// the subjects a Patient resource of the input describes (FHIR)
     pub patients: std::collections::HashSet<u32>,
+    /// pairs of subjects the input says are one person (FHIR `Patient.link`)
+    pub links: Vec<(u32, u32)>,
+    /// subject -> the subject it was merged into ([`Dataset::merge_linked_subjects`])
+    pub merged_into: HashMap<u32, u32>,
     /// catalogue row of each code (by code index), looked up once per code
     catalogue_row: Vec<Option<Option<usize>>>,
     /// unit conversions to the catalogue unit, parsed once per (unit, catalogue row)
@@ -222,6 +226,60 @@ impl Dataset {
             *value = v;
             *unit = self.units.get_or_insert(lab.unit);
         }
+    }
+
+    /// Merges the subjects that [`Dataset::links`] says are one person into one privacy unit: each
+    /// linked group's events, site and split move to its first-read subject (the merged ones keep no
+    /// events). Two records of one person were two privacy units, each clipped and sampled on its own,
+    /// which breaks the per-patient guarantee. Returns how many subjects were merged into another.
+    pub fn merge_linked_subjects(&mut self) -> usize {
+        if self.links.is_empty() {
+            return 0;
+        }
+        fn root(parent: &mut HashMap<u32, u32>, mut s: u32) -> u32 {
+            while let Some(&p) = parent.get(&s) {
+                if p == s {
+                    break;
+                }
+                s = p;
+            }
+            s
+        }
+        let mut parent: HashMap<u32, u32> = HashMap::new();
+        for &(a, b) in &self.links {
+            let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+            if ra != rb {
+                // the smaller index (read first) stands for the group
+                let (keep, gone) = if ra < rb { (ra, rb) } else { (rb, ra) };
+                parent.insert(gone, keep);
+            }
+        }
+        let gone: Vec<u32> = parent.keys().copied().collect();
+        for s in gone {
+            let r = root(&mut parent, s);
+            if r != s {
+                self.merged_into.insert(s, r);
+            }
+        }
+        for e in &mut self.events {
+            if let Some(&r) = self.merged_into.get(&e.subject) {
+                e.subject = r;
+            }
+        }
+        for (&s, &r) in &self.merged_into {
+            if let Some(site) = self.sites.remove(&s) {
+                self.sites.entry(r).or_insert(site);
+            }
+            if let Some(split) = self.splits.remove(&s) {
+                self.splits.entry(r).or_insert(split);
+            }
+        }
+        self.merged_into.len()
+    }
+
+    /// The subject that stands for `s` (itself unless [`Dataset::merge_linked_subjects`] merged it).
+    pub fn unit_of(&self, s: u32) -> u32 {
+        self.merged_into.get(&s).copied().unwrap_or(s)
     }
 
     pub fn find_code(&self, system: &str, code: &str) -> Option<u32> {

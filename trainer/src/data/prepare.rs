@@ -874,7 +874,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     };
     let mut manifest = Manifest {
         fingerprint: super::fingerprint::fingerprint(&config.input)?,
-        subjects: data.subjects.len(),
+        subjects: data.subjects.len() - data.merged_into.len(),
         examples: std::collections::BTreeMap::new(),
         positives: std::collections::BTreeMap::new(),
         channels: spec.channels.iter().map(|l| l.name).collect(),

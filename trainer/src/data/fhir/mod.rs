@@ -301,6 +301,15 @@ struct Patient<'a> {
     text: Option<Narrative<'a>>,
     #[serde(borrow)]
     managing_organization: Option<Reference<'a>>,
+    /// other Patient resources of the same person (`replaced-by`, `replaces`, `refer`, `seealso`)
+    #[serde(default, borrow)]
+    link: Vec<PatientLink<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PatientLink<'a> {
+    #[serde(borrow)]
+    other: Option<Reference<'a>>,
 }
 
 /// What one line gave; its events borrow from the line.
@@ -318,6 +327,8 @@ struct LineOut<'a> {
     info: Option<(&'static str, &'static str, &'static str)>,
     /// a Patient resource's id
     patient: Option<String>,
+    /// the Patient resources a Patient links as the same person
+    links: Vec<String>,
     /// a Patient's own identifiers, to search for in its notes: (subject, [(kind, value)])
     own: Option<(String, Vec<(IdentifierKind, String)>)>,
 }
@@ -896,6 +907,9 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
         out.site = Some((id.to_owned(), org.rsplit('/').next().unwrap_or(org).to_owned()));
     }
     out.patient = p.id.as_deref().map(str::to_owned);
+    // every link type (replaced-by, replaces, refer, seealso) names a record of the same person: one
+    // privacy unit, whose records are merged after the read
+    out.links = p.link.iter().filter_map(|l| l.other.as_ref().and_then(subject_id)).map(|s| s.into_owned()).collect();
     if let (Some(id), false) = (p.id.as_deref(), own.is_empty()) {
         out.own = Some((id.to_owned(), own));
     }

@@ -259,6 +259,10 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
         if !sink.data.patients.insert(s) {
             sink.report.finding(Severity::Warning, "duplicate_patient", "Patient", "id", None, 1);
         }
+        for other in &out.links {
+            let o = sink.subject(other);
+            sink.data.links.push((s, o));
+        }
     }
     if let Some((subject, values)) = out.own {
         let store = &mut sink.data.subject_identifiers;
@@ -346,6 +350,10 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         read_file(f, &mut sink)?;
     }
     check_early_notes(&mut sink);
+    let merged = sink.data.merge_linked_subjects();
+    if merged > 0 {
+        sink.report.finding(Severity::Info, "linked_patient", "Patient", "link", None, merged as u64);
+    }
     // an export with Patient resources whose events name subjects it has none for (a reference to
     // another export, a mistyped id): counted
     if !sink.data.patients.is_empty() {
