@@ -974,3 +974,23 @@ fn linked_patient_records_were_two_privacy_units() {
     assert_eq!(d.unit_of(d.subjects.get("p3").unwrap()), p1);
     assert_eq!(d.unit_of(d.subjects.get("p2").unwrap()), p1);
 }
+
+#[test]
+fn cp932_and_upper_case_media_types_lost_notes() {
+    use base64::Engine;
+    let text = "腎機能は安定。経過観察。";
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode(text);
+    let doc = |ct: &str, bytes: &[u8]| {
+        serde_json::json!({"resourceType": "DocumentReference", "status": "current",
+            "subject": {"reference": "Patient/p1"}, "date": "2024-01-02T00:00:00Z",
+            "content": [{"attachment": {"contentType": ct,
+                "data": base64::engine::general_purpose::STANDARD.encode(bytes)}}]})
+        .to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [doc("text/plain; charset=cp932", &sjis), doc("Text/Plain; charset=UTF-8", text.as_bytes())];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n")).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.malformed_count(), 0);
+    assert_eq!(d.texts, [text, text]);
+}

@@ -527,3 +527,31 @@ fn jlac10_under_jp_cores_system_never_reached_a_channel() {
     }
     assert_eq!(catalog::lookup(catalog::JLAC10, "3C015000002327101").map(|l| l.name), Some("creatinine"));
 }
+
+#[test]
+fn integer_and_numeric_string_values_and_non_ucum_unit_codes_were_dropped() {
+    let lab = obs("p1", "2160-0", 0.9, "mg/dL");
+    let quantity = r#""valueQuantity":{"value":0.9,"unit":"mg/dL"}"#;
+    assert!(lab.contains(quantity));
+    // valueInteger: a value (no unit: read in the catalogue unit, said)
+    let (d, r) = read_lines(&[lab.replace(quantity, r#""valueInteger":2"#)]);
+    assert_eq!(d.events.iter().map(|e| e.value).collect::<Vec<_>>(), [2.0]);
+    assert_eq!(count(&r, "missing_unit"), 1);
+    // a number written as a string (SS-MIX2-derived exports), full-width too
+    for (s, want) in [("1.0", 1.0), (" 12.5 ", 12.5), ("１２．５", 12.5)] {
+        let (d, r) = read_lines(&[lab.replace(quantity, &format!(r#""valueString":"{s}""#))]);
+        assert_eq!(d.events.iter().map(|e| (e.kind, e.value)).collect::<Vec<_>>(), [(EventKind::Lab, want)], "{s}");
+        assert_eq!(count(&r, "unmapped_coded_value"), 0);
+    }
+    // an ordinal string stays a coded result
+    let (d, _) = read_lines(&[lab.replace(quantity, r#""valueString":"2+""#)]);
+    assert_eq!(d.events[0].kind, EventKind::Coded);
+    // a unit code of another system is no UCUM unit: the unit text is read
+    let snomed = lab.replace(
+        quantity,
+        r#""valueQuantity":{"value":0.9,"unit":"mg/dL","system":"http://snomed.info/sct","code":"258797006"}"#,
+    );
+    let (v, unit, r) = one_value(snomed);
+    assert_eq!((v, unit.as_str()), (0.9, "mg/dL"));
+    assert_eq!(count(&r, "unknown_unit") + count(&r, "unconvertible_unit"), 0, "{:?}", r.findings);
+}

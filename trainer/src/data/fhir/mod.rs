@@ -122,6 +122,9 @@ struct Coded<'a> {
 #[derive(Deserialize)]
 struct Quantity<'a> {
     value: Option<f64>,
+    /// the system of `code` (UCUM's, or another's)
+    #[serde(borrow)]
+    system: Option<Str<'a>>,
     /// `<`, `<=`, `>=`, `>` (a result past a limit of detection), `ad` (R5: "sufficient to achieve")
     #[serde(borrow)]
     comparator: Option<Str<'a>>,
@@ -154,6 +157,7 @@ struct Observation<'a> {
     value_quantity: Option<Quantity<'a>>,
     #[serde(borrow)]
     value_string: Option<Str<'a>>,
+    value_integer: Option<i64>,
     #[serde(borrow)]
     value_codeable_concept: Option<Concept<'a>>,
     #[serde(borrow)]
@@ -187,15 +191,40 @@ struct Component<'a> {
     value_quantity: Option<Quantity<'a>>,
 }
 
-/// (value, unit) of a quantity: NaN and none where absent; the UCUM `code` before the display `unit`.
+/// (value, unit) of a quantity: NaN and none where absent; the UCUM `code` before the display `unit`
+/// (a `code` of another system, SNOMED CT or a local one, is no UCUM unit: then the `unit` text).
 fn quantity<'a>(q: &Option<Quantity<'a>>) -> (f32, Option<Cow<'a, str>>) {
     match q {
         None => (f32::NAN, None),
-        Some(q) => (
-            q.value.map_or(f32::NAN, |v| v as f32),
-            q.code.as_ref().or(q.unit.as_ref()).filter(|u| !u.is_empty()).map(|u| u.0.clone()),
-        ),
+        Some(q) => {
+            let ucum = q.system.as_deref().is_none_or(|s| s == "http://unitsofmeasure.org");
+            let code = q.code.as_ref().filter(|_| ucum);
+            (
+                q.value.map_or(f32::NAN, |v| v as f32),
+                code.or(q.unit.as_ref()).filter(|u| !u.is_empty()).map(|u| u.0.clone()),
+            )
+        }
     }
+}
+
+/// A `valueString` that is a plain number ("1.0", "１２．５", " 7 "), as SS-MIX2-derived exports write
+/// numeric results: its value; `None` for anything else (an ordinal, a comparator, text).
+fn numeric_string(s: &str) -> Option<f32> {
+    let folded: String = s
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+            '．' => '.',
+            '－' | '−' => '-',
+            c => c,
+        })
+        .collect();
+    let plain = !folded.is_empty()
+        && folded.len() <= 32
+        && folded.trim_start_matches('-').chars().all(|c| c.is_ascii_digit() || c == '.')
+        && folded.chars().any(|c| c.is_ascii_digit());
+    plain.then(|| folded.parse::<f32>().ok()).flatten().filter(|v| v.is_finite())
 }
 
 #[derive(Deserialize)]
@@ -522,9 +551,15 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
             .or_else(|| parse_time(&o.issued)),
     )?;
     // a coded or ordinal result: its own event, with the ordinal level from a closed set
+    // a number written as a string, or an integer: a value of its own (with no unit)
+    let plain = match (&o.value_quantity, &o.value_string, o.value_integer) {
+        (None, Some(s), _) => numeric_string(s),
+        (None, None, Some(i)) => Some(i as f32),
+        _ => None,
+    };
     let coded = match (&o.value_quantity, &o.value_codeable_concept, &o.value_string) {
         (None, Some(c), _) if kind == EventKind::Lab => Some(coded_level(c).ok_or("valueCodeableConcept")),
-        (None, None, Some(s)) if kind == EventKind::Lab => Some(ordinal(s).ok_or("valueString")),
+        (None, None, Some(s)) if kind == EventKind::Lab && plain.is_none() => Some(ordinal(s).ok_or("valueString")),
         _ => None,
     };
     if let Some(s) = o.value_string {
@@ -569,6 +604,8 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
             // counted in the QA report, not dropped without a word
             Err(field) => out.info = Some(("unmapped_coded_value", "Observation", field)),
         }
+    } else if let Some(v) = plain {
+        out.recs.push(rec(coding, (v, None)));
     } else {
         out.recs.push(rec(coding, quantity(&o.value_quantity)));
     }
@@ -673,7 +710,8 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     let mut texts = Vec::new();
     for a in d.content.iter().filter_map(|c| c.attachment.as_ref()) {
         let ct = a.content_type.as_deref().unwrap_or("");
-        if !ct.starts_with("text/plain") {
+        // media types are case-insensitive (`Text/Plain; charset=UTF-8`)
+        if !ct.trim_start().get(..10).is_some_and(|t| t.eq_ignore_ascii_case("text/plain")) {
             continue;
         }
         let Some(data) = a.data.as_deref() else {
