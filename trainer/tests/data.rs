@@ -994,3 +994,23 @@ fn cp932_and_upper_case_media_types_lost_notes() {
     assert_eq!(r.malformed_count(), 0);
     assert_eq!(d.texts, [text, text]);
 }
+
+#[test]
+fn an_encounter_class_under_the_old_v3_url_made_no_labels() {
+    let enc = |system: &str| {
+        format!(
+            r#"{{"resourceType":"Encounter","status":"finished","class":{{"system":"{system}","code":"EMER"}},"subject":{{"reference":"Patient/p1"}},"period":{{"start":"2024-01-02T10:00:00Z","end":"2024-01-02T12:00:00Z"}}}}"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [enc("http://hl7.org/fhir/v3/ActCode"), enc("http://example.org/local-class")];
+    std::fs::write(dir.path().join("Encounter.ndjson"), lines.join("\n")).unwrap();
+    let (mut d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert!(d.find_code("http://terminology.hl7.org/CodeSystem/v3-ActCode", "EMER").is_some());
+    // the local class system is named as an Encounter's, not an Observation's
+    let f = r.findings.iter().find(|f| f.kind == "unknown_code_system").expect("the local system counted");
+    assert_eq!((f.resource.as_str(), f.field.as_str(), f.count), ("Encounter", "class.system", 1));
+    d.sort();
+    let ed = labels::derive(&d, &labels::Task::EdAdmission { window_hours: 24.0 }).unwrap();
+    assert_eq!(ed.len(), 1);
+}

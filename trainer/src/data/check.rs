@@ -331,30 +331,29 @@ impl Report {
         self.other_codes =
             other_codes.into_iter().map(|(kind, (codes, events))| OtherCodes { kind, codes, events }).collect();
         // unknown code systems: one finding per printable system, the others together
-        let mut systems: BTreeMap<&'static str, u64> = BTreeMap::new();
+        // (resource, field, system) -> events, the resource and field by the kind of the code's events
+        let mut systems: BTreeMap<(&'static str, &'static str, &'static str), u64> = BTreeMap::new();
         let mut system_ids: HashMap<&str, u32> = HashMap::new();
         for (i, st) in self.code_stats.iter().enumerate() {
             let s = data.codes[i].system.as_str();
             if st.count > 0 && !catalog::KNOWN_SYSTEMS.contains(&s) {
+                let (resource, field) = match st.kind {
+                    Some(EventKind::Encounter) => ("Encounter", "class.system"),
+                    Some(EventKind::Note) => ("DocumentReference", "type.coding.system"),
+                    _ => ("Observation", "code.coding.system"),
+                };
                 match reportable::code_system(s) {
-                    Some(s) => *systems.entry(s).or_default() += st.count,
+                    Some(s) => *systems.entry((resource, field, s)).or_default() += st.count,
                     None => {
                         let next = system_ids.len() as u32;
                         let id = *system_ids.entry(s).or_insert(next);
-                        hide(("unknown_code_system", "Observation", "code.coding.system"), id, st.count);
+                        hide(("unknown_code_system", resource, field), id, st.count);
                     }
                 }
             }
         }
-        for (s, n) in systems {
-            findings.push(finding(
-                Severity::Warning,
-                "unknown_code_system",
-                "Observation",
-                "code.coding.system",
-                n,
-                Some(s.to_owned()),
-            ));
+        for ((resource, field, s), n) in systems {
+            findings.push(finding(Severity::Warning, "unknown_code_system", resource, field, n, Some(s.to_owned())));
         }
         for ((kind, resource, field), (things, n)) in hidden {
             let (one, many) = match kind {

@@ -806,7 +806,11 @@ fn encounter<'a>(line: &'a [u8]) -> std::result::Result<LineOut<'a>, Bad> {
         subject,
         time,
         kind: EventKind::Encounter,
-        system: cow(&class.system),
+        // the v3 code system's URL before terminology.hl7.org (DSTU2/STU3 exports, some still in R4)
+        system: match class.system.as_deref() {
+            Some("http://hl7.org/fhir/v3/ActCode") => Cow::Borrowed("http://terminology.hl7.org/CodeSystem/v3-ActCode"),
+            _ => cow(&class.system),
+        },
         code: cow(&class.code),
         value: f32::NAN,
         unit: None,
