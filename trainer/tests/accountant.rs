@@ -162,3 +162,10 @@ fn pld_reference_epsilon_is_2_382_and_tighter_than_rdp() {
     assert!((eps - 2.382).abs() < 2.382 * 0.01, "epsilon {eps}");
     assert!(eps < rdp::epsilon(&[phase], d));
 }
+
+#[test]
+fn errors_print_numbers_far_from_one_in_exponent_form() {
+    let e = AccountingError::Unreachable { target: 1e-300, max: 1e4, reached: 0.5 }.to_string();
+    assert!(e.contains("1e-300") && e.len() < 120, "{e}");
+    assert!(AccountingError::Epsilon(1e-300).to_string().ends_with("got 1e-300"));
+}

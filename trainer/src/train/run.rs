@@ -685,10 +685,11 @@ fn train_on<B: Backend + 'static>(
     let (sigma, steps) = match (p.noise_multiplier, p.target_epsilon) {
         (Some(s), None) => (s, planned),
         (Some(s), Some(target)) => {
+            let (target_text, s_text) = (crate::short_number(target), crate::short_number(s));
             // the most steps (up to the planned) whose epsilon stays within the target
             if eps_of(s, 1)? > target {
                 return Err(TrainError::Invalid(format!(
-                    "config key privacy.target_epsilon: noise multiplier {s} spends more than {target} in one step"
+                    "config key privacy.target_epsilon: noise multiplier {s_text} spends more than {target_text} in one step"
                 )));
             }
             let (mut lo, mut hi) = (1u64, planned);
@@ -701,13 +702,14 @@ fn train_on<B: Backend + 'static>(
                         hi = mid
                     }
                 }
-                progress.line(&format!("target epsilon {target} allows {lo} of the {planned} planned steps"));
+                progress.line(&format!("target epsilon {target_text} allows {lo} of the {planned} planned steps"));
                 (s, lo)
             } else {
                 (s, planned)
             }
         }
         (None, Some(target)) => {
+            let target_text = crate::short_number(target);
             let prep_eps =
                 if prep.is_empty() { 0.0 } else { accountant::epsilon(kind, &phases_of(prep.iter())?, delta).epsilon };
             if prep_eps >= target {
@@ -717,7 +719,7 @@ fn train_on<B: Backend + 'static>(
             }
             let (sigma, _) = accountant::calibrate(kind, target, rate, planned, delta).map_err(|e| {
                 TrainError::Invalid(format!(
-                    "config key privacy.target_epsilon: no noise multiplier reaches epsilon {target} in {planned} steps \
+                    "config key privacy.target_epsilon: no noise multiplier reaches epsilon {target_text} in {planned} steps \
                      at sample rate {q:.4} ({e})"
                 ))
             })?;
@@ -727,7 +729,7 @@ fn train_on<B: Backend + 'static>(
                 s *= 1.01;
                 if s > 1e4 {
                     return Err(TrainError::Invalid(format!(
-                        "config key privacy.target_epsilon: no noise multiplier reaches epsilon {target}"
+                        "config key privacy.target_epsilon: no noise multiplier reaches epsilon {target_text}"
                     )));
                 }
             }
@@ -778,7 +780,8 @@ fn train_on<B: Backend + 'static>(
             if let Some(target) = p.target_epsilon {
                 if composed(1)? > target {
                     return Err(TrainError::Invalid(format!(
-                        "--resume: the steps already run leave no room under target epsilon {target}"
+                        "--resume: the steps already run leave no room under target epsilon {}",
+                        crate::short_number(target)
                     )));
                 }
                 if composed(more)? > target {

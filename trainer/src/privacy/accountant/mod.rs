@@ -26,17 +26,17 @@ pub struct Delta(f64);
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AccountingError {
-    #[error("noise multiplier must be a finite number > 0, got {0}")]
+    #[error("noise multiplier must be a finite number > 0, got {}", crate::short_number(.0))]
     NoiseMultiplier(f64),
-    #[error("sample rate must be in (0, 1], got {0}")]
+    #[error("sample rate must be in (0, 1], got {}", crate::short_number(.0))]
     SampleRate(f64),
-    #[error("delta must be in (0, 1), got {0}")]
+    #[error("delta must be in (0, 1), got {}", crate::short_number(.0))]
     Delta(f64),
     #[error("steps must be at least 1")]
     Steps,
-    #[error("target epsilon must be a finite number > 0, got {0}")]
+    #[error("target epsilon must be a finite number > 0, got {}", crate::short_number(.0))]
     Epsilon(f64),
-    #[error("no noise multiplier up to {max} reaches epsilon {target} (epsilon at {max}: {reached})")]
+    #[error("no noise multiplier up to {max} reaches epsilon {} (epsilon at {max}: {})", crate::short_number(.target), crate::short_number(.reached))]
     Unreachable { target: f64, max: f64, reached: f64 },
     #[error(
         "target epsilon {target} is met even at the smallest noise multiplier calibration considers ({min}: epsilon {reached}); it is not a useful DP target"
