@@ -789,6 +789,18 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         (None, Some(task)) => (labels::derive(&data, task)?, 0),
         (None, None) => return Err(DataError::Invalid("labels: needs a task or a file".into())),
     };
+    if labels.is_empty() {
+        // nothing to train or evaluate on: said here, not written as empty splits with exit 0
+        return Err(DataError::Invalid(match &config.labels.file {
+            Some(f) if unknown > 0 => {
+                format!("labels: none of the {unknown} labels of {} names a subject of the input", f.display())
+            }
+            Some(f) => format!("labels: {} holds no labels", f.display()),
+            None => "labels: the task finds no prediction point in this input (for ed_admission: no Encounter \
+                     of class EMER; `medtrain data check` lists the codes read)"
+                .into(),
+        }));
+    }
     let offset = (config.labels.offset_hours * 3600.0) as i64;
     for l in &mut labels {
         l.prediction_time = l.prediction_time.saturating_add(offset);
