@@ -573,7 +573,9 @@ pub fn panic_text(command: &str, location: Option<&std::panic::Location>) -> Str
 
 /// Replaces the default panic hook (which prints the payload) with one that prints [`panic_text`].
 pub fn install_panic_hook() {
-    let args: Vec<String> = std::env::args().collect();
+    // args_os: an argument that is not UTF-8 (a cp932 path) made std::env::args panic before any
+    // hook was installed, printing the argument; clap reports it as a bad argument instead
+    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     let command = command_label(&args);
     std::panic::set_hook(Box::new(move |info| {
         // a panic of the parquet crate on a corrupt file is caught and reported as an error on the file

@@ -274,3 +274,15 @@ fn corrupt_parquet_that_panics_or_aborts_the_parquet_crate_is_an_unreadable_inpu
         assert!(!shows_planted(&stderr));
     }
 }
+
+#[test]
+fn an_argument_that_is_not_utf8_panicked_every_command() {
+    use std::os::unix::ffi::OsStrExt;
+    let arg = std::ffi::OsStr::from_bytes(b"/tmp/\x93\x8c\x8b\x9e");
+    for cmd in [&["data", "check"][..], &["data", "fingerprint"][..], &["train"][..]] {
+        let out = bin().args(cmd).arg(arg).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(101), "{cmd:?}: {err}");
+        assert!(!err.contains("panicked"), "{cmd:?}: {err}");
+    }
+}
