@@ -115,7 +115,8 @@ fn format_error(e: &safetensors::SafeTensorError) -> String {
 
 impl TensorFile {
     pub fn read(path: &Path) -> Result<Self, TensorError> {
-        let bytes = std::fs::read(path).map_err(|source| TensorError::Io { path: path.to_path_buf(), source })?;
+        let bytes = crate::read_bounded(path, u64::MAX)
+            .map_err(|source| TensorError::Io { path: path.to_path_buf(), source })?;
         Self::parse(path, &bytes)
     }
 

@@ -442,7 +442,7 @@ impl Default for FeaturesConfig {
 impl DataConfig {
     /// Reads a TOML config; relative paths in it are relative to the config's directory.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let text = crate::read_text_bounded(path, crate::MAX_CONFIG_BYTES).map_err(|e| DataError::io(path, e))?;
         let c: DataConfig = toml::from_str(&text).map_err(|e| DataError::Format {
             path: path.into(),
             msg: format!("config: {}", super::reportable::toml_error(&text, &e)),

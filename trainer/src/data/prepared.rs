@@ -130,7 +130,7 @@ impl Prepared {
     /// Reads `dir/manifest.json`.
     pub fn open(dir: &Path) -> Result<Self, DataError> {
         let path = dir.join("manifest.json");
-        let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+        let bytes = crate::read_bounded(&path, crate::MAX_CONFIG_BYTES).map_err(|e| DataError::io(&path, e))?;
         let manifest: PreparedManifest =
             serde_json::from_slice(&bytes).map_err(|e| format_error(&path, format!("manifest {}", json_what(&e))))?;
         if manifest.buckets == 0 {

@@ -41,7 +41,7 @@ pub struct HfCheckpoint {
 }
 
 fn sha256(path: &Path) -> Result<(Vec<u8>, String), HfError> {
-    let bytes = std::fs::read(path).map_err(|err| HfError::Io { path: path.to_path_buf(), err })?;
+    let bytes = crate::read_bounded(path, u64::MAX).map_err(|err| HfError::Io { path: path.to_path_buf(), err })?;
     let hex = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     Ok((bytes, hex))
 }

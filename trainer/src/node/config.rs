@@ -148,8 +148,8 @@ pub const MAX_SLOTS: u32 = 4096;
 impl NodeConfig {
     pub fn load(path: &Path) -> Result<Self, NodeConfigError> {
         let file = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| NodeConfigError::Read { file: file.clone(), source })?;
+        let text = crate::read_text_bounded(path, crate::MAX_CONFIG_BYTES)
+            .map_err(|source| NodeConfigError::Read { file: file.clone(), source })?;
         let mut c: NodeConfig = toml::from_str(&text).map_err(|e| NodeConfigError::Invalid {
             file: file.clone(),
             msg: crate::data::reportable::toml_error(&text, &e),

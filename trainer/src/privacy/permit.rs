@@ -137,7 +137,8 @@ pub fn issue(p: &Permit) -> Result<PathBuf, String> {
 
 /// Reads a permit file and checks its signature by the node key.
 pub fn read(path: &Path) -> Result<Permit, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text =
+        crate::read_text_bounded(path, crate::MAX_CONFIG_BYTES).map_err(|e| format!("{}: {e}", path.display()))?;
     let sig_path = PathBuf::from(format!("{}.sig", path.display()));
     let sig = std::fs::read_to_string(&sig_path)
         .map_err(|_| format!("{}: missing: the permit is not signed", sig_path.display()))?;

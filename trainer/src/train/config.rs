@@ -342,7 +342,8 @@ impl TrainConfig {
     /// Reads and checks `path`; relative paths are resolved against its directory.
     pub fn load(path: &Path) -> Result<(Self, String), ConfigError> {
         let err = |msg: String| ConfigError { path: path.to_path_buf(), msg };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let text =
+            crate::read_text_bounded(path, crate::MAX_CONFIG_BYTES).map_err(|e| err(format!("cannot read: {e}")))?;
         let mut c: TrainConfig = toml::from_str(&text)
             .map_err(|e| err(format!("config: {}", crate::data::reportable::toml_error(&text, &e))))?;
         let base = path.parent().unwrap_or(Path::new("."));

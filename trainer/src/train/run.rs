@@ -576,7 +576,7 @@ fn train_on<B: Backend + 'static>(
     };
     let prepared = Prepared::open(&prepared_dir)?;
     let m = &prepared.manifest;
-    let unknown = std::fs::read(prepared_dir.join("manifest.json"))
+    let unknown = crate::read_bounded(&prepared_dir.join("manifest.json"), crate::MAX_CONFIG_BYTES)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("labels_unknown_subjects").and_then(|u| u.as_u64()))
