@@ -63,7 +63,8 @@ fn weights(run: &Path) -> Vec<u8> {
 fn prepared_config(dir: &Path, edits: &[(&str, &str)]) -> PathBuf {
     let prepared = dir.join("prepared");
     if !prepared.join("manifest.json").exists() {
-        let out = bin()
+        // prepared on the node that trains it (the ledger of `node(dir)` records the directory)
+        let out = node(dir)
             .args(["data", "prepare", "--config"])
             .arg(repo().join("configs/data-demo.toml"))
             .arg("--input")
@@ -402,4 +403,25 @@ fn micro_batches_train_the_same_run_as_whole_batches() {
     let (_, bad) = run("bad", "seed = 1\nmicro_batch = 0");
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("train.micro_batch"), "{err}");
+}
+
+#[test]
+fn a_prepared_directory_changed_after_data_prepare_trained_under_its_edited_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = prepared_config(tmp.path(), &[("epochs = 20", "steps = 2")]);
+    let manifest = tmp.path().join("prepared/manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    // the preparation's DP releases dropped from the manifest (its epsilon would not be counted)
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut edited = v.clone();
+    edited["dp_phases"] = serde_json::json!([]);
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    let t = train(&cfg, &tmp.path().join("run"), &[]);
+    let err = String::from_utf8_lossy(&t.stderr);
+    assert_eq!(t.status.code(), Some(1), "{err}");
+    assert!(err.contains("has no record of preparing this directory as it is now"), "{err}");
+    // restored byte for byte, it trains
+    std::fs::write(&manifest, &text).unwrap();
+    let t = train(&cfg, &tmp.path().join("run2"), &[]);
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
 }

@@ -994,7 +994,22 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     let mpath = out.join("manifest.json");
     std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).expect("manifest serializes"))
         .map_err(|e| DataError::io(&mpath, e))?;
+    record_prepared(out, &manifest.fingerprint)?;
     Ok((report, Some(manifest)))
+}
+
+/// Records the directory just written in the node's ledger ([`super::prepared::digest`]), so that a DP
+/// run can tell it from one changed since.
+fn record_prepared(out: &Path, fingerprint: &str) -> Result<()> {
+    use crate::privacy::{accountant::AccountantKind, ledger::Ledger, permit};
+    let digest = super::prepared::digest(out)?;
+    let path = permit::ledger_path();
+    if let Some(home) = path.parent() {
+        std::fs::create_dir_all(home).map_err(|e| DataError::io(home, e))?;
+    }
+    Ledger::open(&path, AccountantKind::Pld)
+        .and_then(|mut l| l.record_prepared(&digest, fingerprint))
+        .map_err(|e| DataError::Invalid(e.to_string()))
 }
 
 /// The file of a prepared directory that says which organization each site label stands for: it stays

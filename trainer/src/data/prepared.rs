@@ -126,6 +126,33 @@ fn header_error(e: &safetensors::SafeTensorError) -> String {
     }
 }
 
+/// The SHA-256 of a prepared directory as `data prepare` left it: over each regular file's name and
+/// content, in name order. `data prepare` records it in the node's ledger with the input's fingerprint,
+/// and a DP run checks it there: the manifest (fingerprint, DP releases, tokenizer provenance) and the
+/// tensors are files a researcher can edit, and an edited manifest trained under another dataset's
+/// permit, dropped the preparation's epsilon or made a tokenizer fitted without DP exportable.
+pub fn digest(dir: &Path) -> Result<String, DataError> {
+    use sha2::{Digest, Sha256};
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(dir, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|e| DataError::io(dir, e)))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    let mut all = Sha256::new();
+    for path in names {
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| DataError::io(&path, e))?;
+        if !meta.is_file() {
+            return Err(format_error(&path, "a prepared directory holds only the files data prepare wrote"));
+        }
+        let mut file = std::fs::File::open(&path).map_err(|e| DataError::io(&path, e))?;
+        let mut h = Sha256::new();
+        std::io::copy(&mut file, &mut h).map_err(|e| DataError::io(&path, e))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        all.update(format!("{name}\0{:x}\n", h.finalize()).as_bytes());
+    }
+    Ok(format!("{:x}", all.finalize()))
+}
+
 impl Prepared {
     /// Reads `dir/manifest.json`.
     pub fn open(dir: &Path) -> Result<Self, DataError> {

@@ -138,7 +138,10 @@ impl Ledger {
                  state TEXT NOT NULL CHECK (state IN ('reserved', 'settled')),
                  planned TEXT NOT NULL, spent TEXT, reserved_at TEXT NOT NULL DEFAULT (datetime('now')),
                  settled_at TEXT);
-             CREATE INDEX IF NOT EXISTS runs_by_data ON runs (project, dataset);",
+             CREATE INDEX IF NOT EXISTS runs_by_data ON runs (project, dataset);
+             CREATE TABLE IF NOT EXISTS prepared (
+                 digest TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+                 prepared_at TEXT NOT NULL DEFAULT (datetime('now')));",
         )
         .map_err(sql)?;
         // added after the first release: a ledger written before has no delta_added column
@@ -366,6 +369,27 @@ impl Ledger {
             .query_row("SELECT seal_sha256 FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))
             .optional()
             .map(Option::flatten)
+            .map_err(self.sql())
+    }
+
+    /// Records a directory `data prepare` wrote: its digest ([`crate::data::prepared::digest`]) and the
+    /// fingerprint of the input it was prepared from.
+    pub fn record_prepared(&mut self, digest: &str, fingerprint: &str) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO prepared (digest, fingerprint) VALUES (?1, ?2)",
+                params![digest, fingerprint],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// The input fingerprint recorded for a prepared directory's digest, `None` when this node never
+    /// prepared a directory with these contents.
+    pub fn prepared_fingerprint(&self, digest: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row("SELECT fingerprint FROM prepared WHERE digest = ?1", params![digest], |r| r.get(0))
+            .optional()
             .map_err(self.sql())
     }
 

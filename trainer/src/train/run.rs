@@ -843,6 +843,21 @@ fn train_on<B: Backend + 'static>(
     let charged = !opts.no_dp && opts.replay.is_none();
     let open_ledger = || Ledger::open(&permit::ledger_path(), kind).map_err(|e| TrainError::Invalid(e.to_string()));
     if charged {
+        // the prepared data as data prepare wrote it on this node: its manifest says which permit
+        // covers it and what its preparation spent, and is the researcher's to edit
+        let digest = crate::data::prepared::digest(&prepared_dir)?;
+        if open_ledger()?.prepared_fingerprint(&digest).map_err(|e| TrainError::Invalid(e.to_string()))?.as_deref()
+            != Some(m.fingerprint.as_str())
+        {
+            return Err(TrainError::Invalid(format!(
+                "{}: this node's ledger ({}) has no record of preparing this directory as it is now: it was \
+                 changed after medtrain data prepare wrote it, or prepared on another node; prepare it again",
+                prepared_dir.display(),
+                permit::ledger_path().display()
+            )));
+        }
+    }
+    if charged {
         let mut planned: Vec<(f64, f64, u64)> = prep.clone();
         planned.extend(resume.as_ref().map_or(vec![], |r| r.history.clone()));
         let done = resume.as_ref().map_or(0, |r| r.step);
