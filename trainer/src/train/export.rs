@@ -185,6 +185,15 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
         eprintln!("warning: membership inference AUC is significantly above 0.5 (release.json has the figures)");
     }
     let ck = checkpoint::load(run_dir)?.ok_or_else(|| refuse(format!("{}: no checkpoint", run_dir.display())))?;
+    // a model with NaN or infinite weights predicts nothing (a run that diverged): not a release
+    if let Some(i) = ck.weights.iter().position(|w| w.iter().any(|v| !v.is_finite())) {
+        return Err(refuse(format!(
+            "{}: parameter {} of the checkpoint holds values that are not finite (the run diverged); train \
+             again with a lower learning rate or clip norm",
+            run_dir.display(),
+            i + 1
+        )));
+    }
 
     // the release, written beside and renamed into place
     if out.exists() && std::fs::read_dir(out).map_err(|e| io(out, e))?.next().is_some() {
