@@ -96,12 +96,28 @@ pub fn read_config(path: &Path) -> Result<BertConfig, HfError> {
         Some(m) if !m.is_empty() => m.len(),
         _ => usize_key(path, &v, "num_labels", Some(2))?,
     };
-    let eps = v.get("layer_norm_eps").and_then(|e| e.as_f64()).unwrap_or(1e-12);
+    // only absolute positions are computed: a relative position scheme would give other embeddings
+    match v.get("position_embedding_type") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(p)) if p == "absolute" => {}
+        Some(_) => {
+            return Err(HfError::Config {
+                path: path.to_path_buf(),
+                key: "position_embedding_type".into(),
+                msg: "only \"absolute\" is supported (relative_key and relative_key_query are not)".into(),
+            })
+        }
+    }
+    // a value of another type is an error, not the default
+    let eps = match v.get("layer_norm_eps") {
+        None | Some(serde_json::Value::Null) => 1e-12,
+        Some(e) => e.as_f64().unwrap_or(f64::NAN),
+    };
     if !(eps > 0.0 && eps < 1.0) {
         return Err(HfError::Config {
             path: path.to_path_buf(),
             key: "layer_norm_eps".into(),
-            msg: "must be in (0, 1)".into(),
+            msg: "must be a number in (0, 1)".into(),
         });
     }
     let position_offset = match family {
