@@ -89,6 +89,22 @@ fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
         assert!(msg.contains(want), "{}: {msg}", String::from_utf8_lossy(line));
         assert!(!msg.contains("090-1234-5678"), "a value from the request is repeated: {msg}");
     }
+    // one uid holding connections without finishing a request: its 17th is refused, and another
+    // request of the same uid is served as soon as one of them closes
+    let held: Vec<std::os::unix::net::UnixStream> = (0..16)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(n.socket()).unwrap();
+            std::io::Write::write_all(&mut s, b"{").unwrap();
+            s
+        })
+        .collect();
+    // the daemon counts a connection when its thread starts: give the accept loop a moment
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let v = n.raw(b"{\"version\": 1, \"op\": \"whoami\"}\n");
+    assert!(v["error"].as_str().unwrap_or("").contains("16 for one user"), "{v}");
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(n.raw(b"{\"version\": 1, \"op\": \"whoami\"}\n")["ok"], true);
     // longer than node.max_request_bytes
     let mut big = b"{\"version\": 1, \"op\": \"whoami\", \"pad\": \"".to_vec();
     big.extend(std::iter::repeat_n(b'x', 200_000));

@@ -43,7 +43,7 @@ fn shown(name: &str) -> String {
     }
 }
 
-fn peer_uid(s: &UnixStream) -> Option<u32> {
+pub(super) fn peer_uid(s: &UnixStream) -> Option<u32> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `cred`
@@ -59,10 +59,32 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
     (rc == 0).then_some(cred.uid)
 }
 
+/// How long a client has for each request, from the answer to the one before (or from connecting)
+/// to the request's newline: idle time and a request sent a byte at a time both count.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The connection's reads, each bounded by what is left of the request's deadline. With a timeout per
+/// read only, a client sending one byte every 20 s held its connection for ever, and 64 such clients
+/// held every connection the node serves.
+struct Deadline {
+    conn: UnixStream,
+    until: std::time::Instant,
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the request's deadline passed"));
+        }
+        self.conn.set_read_timeout(Some(left))?;
+        self.conn.read(buf)
+    }
+}
+
 /// One connection: requests in turn until the client closes, a request is malformed beyond reading,
-/// or it is idle for a minute.
+/// or a request does not arrive whole within [`REQUEST_DEADLINE`].
 pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(60)));
     let Ok(mut out) = conn.try_clone() else { return };
     let Some(uid) = peer_uid(&conn) else { return };
@@ -70,8 +92,9 @@ pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize
         let g = d.lock().unwrap_or_else(|e| e.into_inner());
         g.cfg.user(uid).map(|u| Caller { uid, role: u.role, projects: u.projects.clone() })
     };
-    let mut reader = BufReader::new(conn);
+    let mut reader = BufReader::new(Deadline { conn, until: std::time::Instant::now() + REQUEST_DEADLINE });
     loop {
+        reader.get_mut().until = std::time::Instant::now() + REQUEST_DEADLINE;
         let mut line = Vec::new();
         let n = match (&mut reader).take(max_request as u64 + 1).read_until(b'\n', &mut line) {
             Ok(n) => n,

@@ -29,6 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const MAX_CONNECTIONS: usize = 64;
+/// Connections one uid may hold at once (a `queue logs --follow` holds one).
+const MAX_CONNECTIONS_PER_UID: usize = 16;
 
 pub struct Daemon {
     pub(super) cfg: NodeConfig,
@@ -169,21 +171,35 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         ticker.lock().unwrap_or_else(|e| e.into_inner()).tick();
     });
     let open = Arc::new(AtomicUsize::new(0));
+    // connections per uid: one local user cannot hold the connections everyone else needs
+    let per_uid: Arc<Mutex<HashMap<Option<u32>, usize>>> = Arc::default();
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };
-        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+        let uid = super::api::peer_uid(&conn);
+        let mine = per_uid.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).copied().unwrap_or(0);
+        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_UID {
             let _ = writeln!(
                 conn,
                 "{}",
-                proto::err(format!("the node serves {MAX_CONNECTIONS} connections at once; try again"))
+                proto::err(format!(
+                    "the node serves {MAX_CONNECTIONS} connections at once, {MAX_CONNECTIONS_PER_UID} for one user; try again"
+                ))
             );
             continue;
         }
         open.fetch_add(1, Ordering::SeqCst);
-        let (d, open) = (Arc::clone(&d), Arc::clone(&open));
+        *per_uid.lock().unwrap_or_else(|e| e.into_inner()).entry(uid).or_default() += 1;
+        let (d, open, per_uid) = (Arc::clone(&d), Arc::clone(&open), Arc::clone(&per_uid));
         std::thread::spawn(move || {
             serve(&d, conn, max_request);
             open.fetch_sub(1, Ordering::SeqCst);
+            let mut counts = per_uid.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&uid) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&uid);
+                }
+            }
         });
     }
     drop(lock);
