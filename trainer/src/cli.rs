@@ -314,7 +314,11 @@ fn parse_workloads(s: &str) -> anyhow::Result<Vec<Workload>> {
     if s == "all" {
         return Ok(workload::ALL.to_vec());
     }
-    s.split(',').map(|w| w.trim().parse::<Workload>().map_err(anyhow::Error::from).context("--workload")).collect()
+    s.split(',')
+        .map(|w| {
+            w.trim().parse::<Workload>().map_err(|e| anyhow::anyhow!("--workload: {e} (or all, alone, for every one)"))
+        })
+        .collect()
 }
 
 fn parse_modes(s: &str) -> anyhow::Result<Vec<Mode>> {

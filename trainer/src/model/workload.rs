@@ -21,7 +21,7 @@ pub const ALL: [Workload; 4] =
     [Workload::LabMlp, Workload::LabTransformer, Workload::NotesEncoder, Workload::NotesBert];
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown workload '{0}': expected one of lab-mlp, lab-transformer, notes-encoder, notes-bert (or all)")]
+#[error("unknown workload '{0}': expected one of lab-mlp, lab-transformer, notes-encoder, notes-bert")]
 pub struct UnknownWorkload(pub String);
 
 impl std::str::FromStr for Workload {
