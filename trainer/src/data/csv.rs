@@ -148,7 +148,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 v => v.parse::<f32>().ok().filter(|v| v.is_finite()).ok_or("value is not a number")?,
             };
             if is_censored {
-                sink.report.finding(Severity::Info, "censored_value", "csv", "value", None, 1);
+                sink.report.count(Severity::Info, "censored_value", "csv", "value");
             }
             let unit = unit.and_then(get).filter(|u| !u.is_empty()).map(str::to_owned);
             let kind = match catalog::lookup(&system, &code) {

@@ -582,12 +582,12 @@ impl Sink<'_> {
             // a measurement without a value (no value[x], a dataAbsentReason, an empty numeric field):
             // counted, and not an event (it was counted as a usable result, then dropped by prepare)
             if r.value.is_nan() {
-                self.report.finding(check::Severity::Warning, "no_value", r.kind.as_str(), "value", None, 1);
+                self.report.count(check::Severity::Warning, "no_value", r.kind.as_str(), "value");
                 return;
             }
             // read in its code's catalogue unit, as before, but said
             if r.unit.as_deref().is_none_or(str::is_empty) {
-                self.report.finding(check::Severity::Warning, "missing_unit", r.kind.as_str(), "unit", None, 1);
+                self.report.count(check::Severity::Warning, "missing_unit", r.kind.as_str(), "unit");
             }
         }
         let code = self.data.code(&r.system, &r.code);
@@ -600,7 +600,7 @@ impl Sink<'_> {
             Some(mut t) => {
                 // readers cut notes as they decode them; this catches any reader that did not
                 if truncate_note(&mut t, self.opts.limits.max_note_bytes) {
-                    self.report.finding(check::Severity::Warning, "note_truncated", "note", "text", None, 1);
+                    self.report.count(check::Severity::Warning, "note_truncated", "note", "text");
                 }
                 self.data.texts.push(t);
                 (self.data.texts.len() - 1) as u32

@@ -248,7 +248,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
         sink.report.identifier(sink.opts.identifiers, kind, resource, field);
     }
     if let Some((kind, resource, field)) = out.info {
-        sink.report.finding(Severity::Info, kind, resource, field, None, 1);
+        sink.report.count(Severity::Info, kind, resource, field);
     }
     if let Some((subject, site)) = out.site {
         let s = sink.subject(&subject);
@@ -257,7 +257,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
     if let Some(id) = out.patient {
         let s = sink.subject(&id);
         if !sink.data.patients.insert(s) {
-            sink.report.finding(Severity::Warning, "duplicate_patient", "Patient", "id", None, 1);
+            sink.report.count(Severity::Warning, "duplicate_patient", "Patient", "id");
         }
         for other in &out.links {
             let o = sink.subject(other);
