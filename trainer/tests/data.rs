@@ -956,6 +956,8 @@ fn linked_patient_records_were_two_privacy_units() {
         r#"{"resourceType":"Patient","id":"p2"}"#,
         r#"{"resourceType":"Patient","id":"p3","link":[{"other":{"reference":"Patient/p2"},"type":"seealso"}]}"#,
         r#"{"resourceType":"Patient","id":"p4"}"#,
+        // a link to another system's record: not followed (its id may be another person's here)
+        r#"{"resourceType":"Patient","id":"p5","link":[{"other":{"reference":"https://other.example/fhir/Patient/p4"},"type":"seealso"}]}"#,
     ];
     std::fs::write(dir.path().join("Patient.ndjson"), patients.join("\n")).unwrap();
     let obs = |s: &str, day: u32| {
@@ -963,12 +965,12 @@ fn linked_patient_records_were_two_privacy_units() {
             r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/{s}"}},"effectiveDateTime":"2024-01-0{day}T00:00:00Z","valueQuantity":{{"value":0.9,"unit":"mg/dL"}}}}"#
         )
     };
-    let lines = [obs("p1", 1), obs("p2", 2), obs("p3", 3), obs("p4", 4)];
+    let lines = [obs("p1", 1), obs("p2", 2), obs("p3", 3), obs("p4", 4), obs("p5", 5)];
     std::fs::write(dir.path().join("Observation.ndjson"), lines.join("\n")).unwrap();
     let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     let units: std::collections::HashSet<u32> = d.events.iter().map(|e| e.subject).collect();
-    assert_eq!(units.len(), 2, "one unit for p1, p2, p3 and one for p4");
-    assert_eq!(r.subjects, 2);
+    assert_eq!(units.len(), 3, "one unit for p1, p2, p3, one for p4, one for p5");
+    assert_eq!(r.subjects, 3);
     assert_eq!(r.findings.iter().find(|f| f.kind == "linked_patient").map(|f| f.count), Some(2));
     let p1 = d.subjects.get("p1").unwrap();
     assert_eq!(d.unit_of(d.subjects.get("p3").unwrap()), p1);

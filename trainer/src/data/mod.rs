@@ -236,14 +236,24 @@ impl Dataset {
         if self.links.is_empty() {
             return 0;
         }
-        fn root(parent: &mut HashMap<u32, u32>, mut s: u32) -> u32 {
-            while let Some(&p) = parent.get(&s) {
-                if p == s {
+        // union-find with path compression (a chain of links stays linear)
+        fn root(parent: &mut HashMap<u32, u32>, s: u32) -> u32 {
+            let mut r = s;
+            while let Some(&p) = parent.get(&r) {
+                if p == r {
                     break;
                 }
-                s = p;
+                r = p;
             }
-            s
+            let mut at = s;
+            while let Some(&p) = parent.get(&at) {
+                if p == r || at == r {
+                    break;
+                }
+                parent.insert(at, r);
+                at = p;
+            }
+            r
         }
         let mut parent: HashMap<u32, u32> = HashMap::new();
         for &(a, b) in &self.links {
@@ -266,7 +276,11 @@ impl Dataset {
                 e.subject = r;
             }
         }
-        for (&s, &r) in &self.merged_into {
+        // in subject order, so that which merged record's site or split a group keeps does not depend
+        // on a hash map's order
+        let mut merged: Vec<(u32, u32)> = self.merged_into.iter().map(|(&s, &r)| (s, r)).collect();
+        merged.sort_unstable();
+        for (s, r) in merged {
             if let Some(site) = self.sites.remove(&s) {
                 self.sites.entry(r).or_insert(site);
             }

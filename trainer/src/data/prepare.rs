@@ -480,7 +480,7 @@ impl DataConfig {
         if !(0.0..=1.0).contains(&c.read.max_malformed_fraction) {
             return Err(bad(
                 "read.max_malformed_fraction",
-                format!("must be in [0, 1] (got {})", c.read.max_malformed_fraction),
+                format!("must be in [0, 1] (got {})", crate::short_number(c.read.max_malformed_fraction)),
             ));
         }
         c.check_ranges().map_err(|(key, msg)| bad(key, msg))?;
@@ -740,11 +740,13 @@ pub fn prepare(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manife
     crate::staging::remove_stale(parent, &name.to_string_lossy());
     let staging = crate::staging::partial(parent, &name.to_string_lossy());
     let result = prepare_into(config, &staging);
-    if matches!(result, Ok((_, Some(_)))) {
+    if let Ok((_, Some(manifest))) = &result {
         if let Err(e) = publish(&staging, out) {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
         }
+        // the directory as published (an existing one keeps files this preparation did not write)
+        record_prepared(out, &manifest.fingerprint)?;
     } else if staging.exists() {
         let _ = std::fs::remove_dir_all(&staging);
     }
@@ -994,7 +996,6 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     let mpath = out.join("manifest.json");
     std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).expect("manifest serializes"))
         .map_err(|e| DataError::io(&mpath, e))?;
-    record_prepared(out, &manifest.fingerprint)?;
     Ok((report, Some(manifest)))
 }
 

@@ -191,15 +191,22 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         *per_uid.lock().unwrap_or_else(|e| e.into_inner()).entry(uid).or_default() += 1;
         let (d, open, per_uid) = (Arc::clone(&d), Arc::clone(&open), Arc::clone(&per_uid));
         std::thread::spawn(move || {
-            serve(&d, conn, max_request);
-            open.fetch_sub(1, Ordering::SeqCst);
-            let mut counts = per_uid.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = counts.get_mut(&uid) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(&uid);
+            // given back when the thread ends, a panic in a handler included
+            struct Slot(Arc<AtomicUsize>, Arc<Mutex<HashMap<Option<u32>, usize>>>, Option<u32>);
+            impl Drop for Slot {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                    let mut counts = self.1.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(n) = counts.get_mut(&self.2) {
+                        *n -= 1;
+                        if *n == 0 {
+                            counts.remove(&self.2);
+                        }
+                    }
                 }
             }
+            let _slot = Slot(open, per_uid, uid);
+            serve(&d, conn, max_request);
         });
     }
     drop(lock);

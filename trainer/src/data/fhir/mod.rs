@@ -951,7 +951,21 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
     out.patient = p.id.as_deref().map(str::to_owned);
     // every link type (replaced-by, replaces, refer, seealso) names a record of the same person: one
     // privacy unit, whose records are merged after the read
-    out.links = p.link.iter().filter_map(|l| l.other.as_ref().and_then(subject_id)).map(|s| s.into_owned()).collect();
+    // only references within the export (`Patient/id`, `urn:uuid:`): an absolute URL names a record of
+    // another system, whose id may be another person's here
+    out.links = p
+        .link
+        .iter()
+        .filter_map(|l| l.other.as_ref())
+        .filter(|r| {
+            r.reference.as_deref().is_some_and(|s| {
+                let s = s.trim();
+                s.starts_with("Patient/") || s.starts_with("urn:uuid:")
+            })
+        })
+        .filter_map(subject_id)
+        .map(|s| s.into_owned())
+        .collect();
     if let (Some(id), false) = (p.id.as_deref(), own.is_empty()) {
         out.own = Some((id.to_owned(), own));
     }
