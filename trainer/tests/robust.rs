@@ -293,37 +293,15 @@ fn a_device_or_fifo_named_as_a_config_or_tensor_file_was_read_for_ever() {
     let fifo = dir.path().join("fifo");
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let cases: [&[&str]; 3] = [
-        &["train", "/dev/zero"],
-        &[
-            "dp-grad",
-            "--workload",
-            "lab-mlp",
-            "--weights",
-            "/dev/zero",
-            "--batch",
-            "/dev/zero",
-            "--clip",
-            "1",
-            "--out",
-            "g",
-        ],
-        &[
-            "dp-grad",
-            "--workload",
-            "lab-mlp",
-            "--weights",
-            fifo.to_str().unwrap(),
-            "--batch",
-            "/dev/zero",
-            "--clip",
-            "1",
-            "--out",
-            "g",
-        ],
-    ];
+    let dp_grad = |weights: &str| -> Vec<String> {
+        ["dp-grad", "--workload", "lab-mlp", "--weights", weights, "--batch", "/dev/zero", "--clip", "1", "--out", "g"]
+            .map(String::from)
+            .to_vec()
+    };
+    let cases =
+        [vec!["train".to_owned(), "/dev/zero".to_owned()], dp_grad("/dev/zero"), dp_grad(fifo.to_str().unwrap())];
     for args in cases {
-        let out = bin().args(args).current_dir(dir.path()).output().unwrap();
+        let out = bin().args(&args).current_dir(dir.path()).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains("not a regular file"), "{args:?}: {err}");

@@ -144,23 +144,18 @@ impl Ledger {
                  prepared_at TEXT NOT NULL DEFAULT (datetime('now')));",
         )
         .map_err(sql)?;
-        // added after the first release: a ledger written before has no delta_added column
-        let has: bool = conn
-            .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'delta_added'", [], |r| {
-                r.get(0)
-            })
-            .map_err(sql)?;
-        if !has {
-            conn.execute_batch("ALTER TABLE runs ADD COLUMN delta_added REAL NOT NULL DEFAULT 0").map_err(sql)?;
-        }
-        // added later still: the digest of the run's seal (RUN/seal.json) the export gate compares
-        let has: bool = conn
-            .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'seal_sha256'", [], |r| {
-                r.get(0)
-            })
-            .map_err(sql)?;
-        if !has {
-            conn.execute_batch("ALTER TABLE runs ADD COLUMN seal_sha256 TEXT").map_err(sql)?;
+        // columns added after the first release: a ledger written before lacks them
+        for (column, decl) in [
+            ("delta_added", "delta_added REAL NOT NULL DEFAULT 0"),
+            // the digest of the run's seal (RUN/seal.json) the export gate compares
+            ("seal_sha256", "seal_sha256 TEXT"),
+        ] {
+            let has: bool = conn
+                .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = ?1", [column], |r| r.get(0))
+                .map_err(sql)?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {decl}")).map_err(sql)?;
+            }
         }
         Ok(Ledger { conn, path: p, accountant })
     }
