@@ -98,9 +98,16 @@ fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
             s
         })
         .collect();
-    // the daemon counts a connection when its thread starts: give the accept loop a moment
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let v = n.raw(b"{\"version\": 1, \"op\": \"whoami\"}\n");
+    // the daemon counts a connection when its accept loop reaches it, which may lag on a busy machine:
+    // ask until the refusal comes (at most 10 s)
+    let start = std::time::Instant::now();
+    let v = loop {
+        let v = n.raw(b"{\"version\": 1, \"op\": \"whoami\"}\n");
+        if v["ok"] == false || start.elapsed() > std::time::Duration::from_secs(10) {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert!(v["error"].as_str().unwrap_or("").contains("16 for one user"), "{v}");
     drop(held);
     std::thread::sleep(std::time::Duration::from_millis(300));
