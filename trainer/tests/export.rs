@@ -177,6 +177,11 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
     let e = export(tmp.path(), &run, &tmp.path().join("out-resealed"), &key);
     assert!(!e.status.success() && err(&e).contains("seal.json: changed after the run (the ledger"), "{}", err(&e));
     assert!(!tmp.path().join("out-resealed").exists());
+    // a sealed file replaced by a FIFO: refused at once (opening it would wait for a writer for ever)
+    std::fs::remove_file(&m).unwrap();
+    assert!(Command::new("mkfifo").arg(&m).status().unwrap().success());
+    let e = export(tmp.path(), &run, &tmp.path().join("out-fifo"), &key);
+    assert!(!e.status.success() && err(&e).contains("not a regular file"), "{}", err(&e));
     // not a run
     let e = export(tmp.path(), tmp.path(), &tmp.path().join("out-none"), &key);
     assert!(!e.status.success() && err(&e).contains("not a medtrain run directory"));

@@ -425,3 +425,26 @@ fn a_400_mb_split_opens_and_batches_without_becoming_resident() {
         peak >> 20
     );
 }
+
+#[test]
+fn the_digest_covers_the_bytes_read_and_names_every_file() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (n, t, k, l) = (6, 2, 2, 3);
+    write_manifest(dir.path(), t, k, l, "float_value");
+    write_split(dir.path(), "train", synthetic(n, t, k, l, vec![0.5; n]));
+    let prepared = Prepared::open(dir.path()).unwrap();
+    let split = prepared.split("train").unwrap();
+    let on_disk = medtrain::data::prepared::digest(dir.path()).unwrap();
+    // the bytes the reader holds are the files' bytes: the same digest
+    let read = [("manifest.json", &prepared.manifest_bytes[..]), ("train.safetensors", split.file_bytes())];
+    assert_eq!(medtrain::data::prepared::digest_with(dir.path(), &read).unwrap(), on_disk);
+    // a manifest changed on disk after it was read: the digest of what was read is still the old one,
+    // the digest of the directory is not
+    std::fs::write(dir.path().join("manifest.json"), b"{}").unwrap();
+    assert_eq!(medtrain::data::prepared::digest_with(dir.path(), &read).unwrap(), on_disk);
+    assert_ne!(medtrain::data::prepared::digest(dir.path()).unwrap(), on_disk);
+    // other bytes than the file's give another digest
+    let other = [("manifest.json", &b"{\"fingerprint\": \"x\"}"[..])];
+    assert_ne!(medtrain::data::prepared::digest_with(dir.path(), &other).unwrap(), on_disk);
+}

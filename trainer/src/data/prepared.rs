@@ -50,6 +50,8 @@ const FAULT_WINDOW: usize = 2 << 20;
 pub struct Prepared {
     pub dir: PathBuf,
     pub manifest: PreparedManifest,
+    /// `manifest.json` as read (what [`digest_with`] checks)
+    pub manifest_bytes: Vec<u8>,
 }
 
 /// The keys of `manifest.json` that training reads (others are ignored).
@@ -132,6 +134,13 @@ fn header_error(e: &safetensors::SafeTensorError) -> String {
 /// tensors are files a researcher can edit, and an edited manifest trained under another dataset's
 /// permit, dropped the preparation's epsilon or made a tokenizer fitted without DP exportable.
 pub fn digest(dir: &Path) -> Result<String, DataError> {
+    digest_with(dir, &[])
+}
+
+/// [`digest`], where the files named in `read` (by file name) are hashed from the bytes given, the
+/// bytes the caller read and uses, rather than read again: a file changed between the check and its
+/// use would otherwise pass.
+pub fn digest_with(dir: &Path, read: &[(&str, &[u8])]) -> Result<String, DataError> {
     use sha2::{Digest, Sha256};
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| DataError::io(dir, e))?
@@ -144,10 +153,15 @@ pub fn digest(dir: &Path) -> Result<String, DataError> {
         if !meta.is_file() {
             return Err(format_error(&path, "a prepared directory holds only the files data prepare wrote"));
         }
-        let mut file = std::fs::File::open(&path).map_err(|e| DataError::io(&path, e))?;
-        let mut h = Sha256::new();
-        std::io::copy(&mut file, &mut h).map_err(|e| DataError::io(&path, e))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut h = Sha256::new();
+        match read.iter().find(|(n, _)| *n == name) {
+            Some((_, bytes)) => h.update(bytes),
+            None => {
+                let mut file = std::fs::File::open(&path).map_err(|e| DataError::io(&path, e))?;
+                std::io::copy(&mut file, &mut h).map_err(|e| DataError::io(&path, e))?;
+            }
+        }
         all.update(format!("{name}\0{:x}\n", h.finalize()).as_bytes());
     }
     Ok(format!("{:x}", all.finalize()))
@@ -163,7 +177,7 @@ impl Prepared {
         if manifest.buckets == 0 {
             return Err(format_error(&path, "manifest: buckets must be at least 1"));
         }
-        Ok(Prepared { dir: dir.to_path_buf(), manifest })
+        Ok(Prepared { dir: dir.to_path_buf(), manifest, manifest_bytes: bytes })
     }
 
     /// Maps `<name>.safetensors` (`train`, `tuning` or `held_out`) and checks its header against the
@@ -216,6 +230,11 @@ fn dtype_name(d: Dtype) -> String {
 }
 
 impl SplitData {
+    /// The split's file as mapped (what [`digest_with`] checks).
+    pub fn file_bytes(&self) -> &[u8] {
+        &self.map
+    }
+
     fn open(path: &Path, split: &str, manifest: &PreparedManifest) -> Result<Self, DataError> {
         let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
         // SAFETY: the mapping is read-only, and the data are never mutated through it. A file changed

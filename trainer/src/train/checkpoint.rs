@@ -137,14 +137,24 @@ pub fn load(run_dir: &Path) -> Result<Option<Checkpoint>, TrainError> {
             Some(d) => d,
             None => return Ok(None),
         };
+    let read = |name: &str| {
+        let p = dir.join(name);
+        crate::read_bounded(&p, u64::MAX).map_err(|e| io(&p, e))
+    };
+    let (state, weights, optimizer) =
+        (read("state.json")?, read("weights.safetensors")?, read("optimizer.safetensors")?);
+    parse(&dir, &state, &weights, Some(&optimizer)).map(Some)
+}
+
+/// A checkpoint from the bytes of its files (`dir` names them in errors); without the optimizer's
+/// file its state is empty (the export gate reads only the weights).
+pub fn parse(dir: &Path, state: &[u8], weights: &[u8], optimizer: Option<&[u8]>) -> Result<Checkpoint, TrainError> {
     let bad = |what: &str| TrainError::Invalid(format!("{}: {what}", dir.display()));
-    let sp = dir.join("state.json");
-    let bytes = std::fs::read(&sp).map_err(|e| io(&sp, e))?;
-    let st: State = serde_json::from_slice(&bytes).map_err(|e| bad(&format!("state.json is not valid: {e}")))?;
+    let st: State = serde_json::from_slice(state).map_err(|e| bad(&format!("state.json is not valid: {e}")))?;
     if st.format != 1 {
         return Err(bad("state.json has an unknown format"));
     }
-    let wf = tensors::TensorFile::read(&dir.join("weights.safetensors")).map_err(|e| bad(&e.to_string()))?;
+    let wf = tensors::TensorFile::parse(&dir.join("weights.safetensors"), weights).map_err(|e| bad(&e.to_string()))?;
     let weights = st
         .names
         .iter()
@@ -153,27 +163,30 @@ pub fn load(run_dir: &Path) -> Result<Option<Checkpoint>, TrainError> {
             _ => Err(bad(&format!("weights.safetensors lacks parameter '{n}'"))),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let of = tensors::TensorFile::read(&dir.join("optimizer.safetensors")).map_err(|e| bad(&e.to_string()))?;
-    let mut optimizer = vec![];
-    for i in 0.. {
-        let (m, v) = (of.tensors.get(&format!("{i}.m")), of.tensors.get(&format!("{i}.v")));
-        match (m.map(|t| &t.data), v.map(|t| &t.data)) {
-            (Some(HostTensor::F32(m)), Some(HostTensor::F32(v))) => optimizer.push((m.clone(), v.clone())),
-            _ => break,
+    let mut optimizer_state = vec![];
+    if let Some(bytes) = optimizer {
+        let of =
+            tensors::TensorFile::parse(&dir.join("optimizer.safetensors"), bytes).map_err(|e| bad(&e.to_string()))?;
+        for i in 0.. {
+            let (m, v) = (of.tensors.get(&format!("{i}.m")), of.tensors.get(&format!("{i}.v")));
+            match (m.map(|t| &t.data), v.map(|t| &t.data)) {
+                (Some(HostTensor::F32(m)), Some(HostTensor::F32(v))) => optimizer_state.push((m.clone(), v.clone())),
+                _ => break,
+            }
         }
     }
-    Ok(Some(Checkpoint {
+    Ok(Checkpoint {
         step: st.step,
         names: st.names,
         shapes: st.shapes,
         weights,
         optimizer_steps: st.optimizer_steps,
-        optimizer,
+        optimizer: optimizer_state,
         noise_key: unhex(&st.noise_key).ok_or_else(|| bad("state.json: noise_key is not 32 hex bytes"))?,
         sampler_seed: unhex(&st.sampler_seed).ok_or_else(|| bad("state.json: sampler_seed is not 32 hex bytes"))?,
         sampler_word_pos: st.sampler_word_pos.parse().map_err(|_| bad("state.json: sampler_word_pos"))?,
         history: st.history,
         plan: st.plan,
         record: st.record,
-    }))
+    })
 }

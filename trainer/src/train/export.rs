@@ -39,10 +39,20 @@ fn refuse(msg: String) -> TrainError {
     TrainError::Invalid(format!("export refused: {msg}"))
 }
 
-fn read_json(path: &Path) -> Result<Value, TrainError> {
-    let b = std::fs::read(path).map_err(|e| io(path, e))?;
-    serde_json::from_slice(&b).map_err(|_| TrainError::Invalid(format!("{}: not valid JSON", path.display())))
+fn parse_json(path: &Path, bytes: &[u8]) -> Result<Value, TrainError> {
+    serde_json::from_slice(bytes).map_err(|_| TrainError::Invalid(format!("{}: not valid JSON", path.display())))
 }
+
+/// The sealed files export reads: checked against the seal and used from the same bytes.
+const USED: [&str; 7] = [
+    "run.json",
+    "metrics.json",
+    "config.resolved.toml",
+    "checkpoint/state.json",
+    "checkpoint/weights.safetensors",
+    "data/tokenizer.json",
+    "data/tokenizer.medtrain.json",
+];
 
 /// The attack AUC above which export refuses when no permit sets one.
 pub const DEFAULT_MAX_ATTACK_AUC: f64 = 0.6;
@@ -53,7 +63,9 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     if !run_dir.join("run.json").is_file() {
         return Err(refuse(format!("{}: not a medtrain run directory (no run.json)", run_dir.display())));
     }
-    let run = read_json(&run_dir.join("run.json"))?;
+    let run_path = run_dir.join("run.json");
+    let run_bytes = crate::read_bounded(&run_path, crate::MAX_CONFIG_BYTES).map_err(|e| io(&run_path, e))?;
+    let run = parse_json(&run_path, &run_bytes)?;
     let flag = |k: &str| run.get(k).and_then(Value::as_bool);
     if flag("finished") != Some(true) {
         return Err(refuse(format!(
@@ -88,7 +100,11 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
             run_dir.display()
         )));
     }
-    let sealed = seal::check(run_dir).map_err(|e| refuse(e.to_string()))?;
+    // every file used from here on is read once, as checked against the seal
+    let snap = seal::Snapshot::take(run_dir, &USED).map_err(|e| refuse(e.to_string()))?;
+    if snap.bytes("run.json") != Some(&run_bytes[..]) {
+        return Err(refuse(format!("{}: changed while it was exported", run_path.display())));
+    }
     // the permit the run was trained under: still valid, and the run within its budget
     let permit_path = run.get("permit").and_then(Value::as_str).map(std::path::PathBuf::from).ok_or_else(|| {
         refuse(format!(
@@ -134,9 +150,8 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     // the seal as the run wrote it: the seal file is the researcher's to write, the ledger's record of
     // it is not (a run changed after it stopped and sealed again with the new digests was released)
     let seal_path = run_dir.join("seal.json");
-    let on_disk = seal::sha256_file(&seal_path).map_err(|e| refuse(e.to_string()))?;
     match ledger.seal_sha256(&run_id).map_err(|e| refuse(e.to_string()))? {
-        Some(recorded) if recorded == on_disk => {}
+        Some(recorded) if recorded == snap.seal_sha256 => {}
         Some(_) => {
             return Err(refuse(format!(
                 "{}: changed after the run (the ledger {} records another seal): the run's files were changed \
@@ -161,7 +176,7 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
         )));
     }
     let max_attack_auc = max_attack_auc.unwrap_or(permit.max_attack_auc);
-    let metrics = read_json(&run_dir.join("metrics.json"))?;
+    let metrics = used_json(run_dir, &snap, "metrics.json")?;
     let mi = &metrics["membership_inference"];
     if mi.is_null() {
         return Err(refuse(format!(
@@ -184,7 +199,10 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     if mi["significant"].as_bool() == Some(true) {
         eprintln!("warning: membership inference AUC is significantly above 0.5 (release.json has the figures)");
     }
-    let ck = checkpoint::load(run_dir)?.ok_or_else(|| refuse(format!("{}: no checkpoint", run_dir.display())))?;
+    let ck = match (snap.bytes("checkpoint/state.json"), snap.bytes("checkpoint/weights.safetensors")) {
+        (Some(state), Some(weights)) => checkpoint::parse(&run_dir.join("checkpoint"), state, weights, None)?,
+        _ => return Err(refuse(format!("{}: no checkpoint", run_dir.display()))),
+    };
     // a model with NaN or infinite weights predicts nothing (a run that diverged): not a release
     if let Some(i) = ck.weights.iter().position(|w| w.iter().any(|v| !v.is_finite())) {
         return Err(refuse(format!(
@@ -207,7 +225,7 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     let stage = crate::staging::partial(parent, &name);
     let _ = std::fs::remove_dir_all(&stage);
     std::fs::create_dir(&stage).map_err(|e| io(&stage, e))?;
-    let result = write_release(run_dir, &stage, key_path, &run, &sealed, &ck);
+    let result = write_release(run_dir, &stage, key_path, &run, &snap, &metrics, &ck);
     match result {
         Ok(v) => {
             if out.exists() {
@@ -223,16 +241,29 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     }
 }
 
+/// A sealed JSON file export uses, from the snapshot's bytes.
+fn used_json(run_dir: &Path, snap: &seal::Snapshot, rel: &str) -> Result<Value, TrainError> {
+    let path = run_dir.join(rel);
+    let bytes =
+        snap.bytes(rel).ok_or_else(|| refuse(format!("{}: missing (not in the run's seal)", path.display())))?;
+    parse_json(&path, bytes)
+}
+
 fn write_release(
     run_dir: &Path,
     dir: &Path,
     key_path: &Path,
     run: &Value,
-    sealed: &seal::Seal,
+    snap: &seal::Snapshot,
+    metrics: &Value,
     ck: &checkpoint::Checkpoint,
 ) -> Result<Value, TrainError> {
+    let resolved_path = run_dir.join("config.resolved.toml");
+    let resolved = snap
+        .bytes("config.resolved.toml")
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or_else(|| TrainError::Invalid(format!("{}: missing or not UTF-8 text", resolved_path.display())))?;
     // weights, by shape from the model's parameters (the checkpoint keeps them flat)
-    let resolved = std::fs::read_to_string(run_dir.join("config.resolved.toml")).map_err(|e| io(run_dir, e))?;
     let tensors_out: Vec<(String, Vec<usize>, OutData)> = ck
         .names
         .iter()
@@ -245,17 +276,19 @@ fn write_release(
     let mut files = BTreeMap::new();
     files.insert("model.safetensors".to_string(), sha256_file(&mpath)?);
     // the tokenizer the notes were read with, when it may leave
-    let tok = run_dir.join("data/tokenizer.json");
-    if tok.is_file() && run.get("tokenizer_exportable").and_then(Value::as_bool) == Some(true) {
-        let to = dir.join("tokenizer.json");
-        std::fs::copy(&tok, &to).map_err(|e| io(&to, e))?;
-        files.insert("tokenizer.json".to_string(), sha256_file(&to)?);
+    if let Some(tok) = snap.bytes("data/tokenizer.json") {
+        if run.get("tokenizer_exportable").and_then(Value::as_bool) == Some(true) {
+            let to = dir.join("tokenizer.json");
+            std::fs::write(&to, tok).map_err(|e| io(&to, e))?;
+            files.insert("tokenizer.json".to_string(), sha256_file(&to)?);
+        }
     }
     // where the tokenizer came from (its sidecar: trained here or not, the DP selection's parameters);
     // a user's tokenizer has none
-    let side = run_dir.join("data/tokenizer.medtrain.json");
-    let provenance = if side.is_file() { read_json(&side)? } else { json!({"trained_in_node": false}) };
-    let metrics = read_json(&run_dir.join("metrics.json"))?;
+    let provenance = match snap.bytes("data/tokenizer.medtrain.json") {
+        Some(b) => parse_json(&run_dir.join("data/tokenizer.medtrain.json"), b)?,
+        None => json!({"trained_in_node": false}),
+    };
     let key = NodeKey::load_or_create(key_path).map_err(|e| TrainError::Invalid(e.to_string()))?;
     let public = key.public_openssh();
     let release = json!({
@@ -290,7 +323,7 @@ fn write_release(
         "data_fingerprint": run["fingerprint"],
         "permit": {"id": run["permit"], "project": run["project"]},
         "code_version": run["code_version"],
-        "trained_by": sealed.code_version,
+        "trained_by": snap.seal.code_version,
         "exported_by": super::run::code_version(),
         "membership_inference": metrics["membership_inference"],
         "held_out": metrics,

@@ -576,9 +576,8 @@ fn train_on<B: Backend + 'static>(
     };
     let prepared = Prepared::open(&prepared_dir)?;
     let m = &prepared.manifest;
-    let unknown = crate::read_bounded(&prepared_dir.join("manifest.json"), crate::MAX_CONFIG_BYTES)
+    let unknown = serde_json::from_slice::<serde_json::Value>(&prepared.manifest_bytes)
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("labels_unknown_subjects").and_then(|u| u.as_u64()))
         .unwrap_or(0);
     if unknown > 0 {
@@ -845,7 +844,14 @@ fn train_on<B: Backend + 'static>(
     if charged {
         // the prepared data as data prepare wrote it on this node: its manifest says which permit
         // covers it and what its preparation spent, and is the researcher's to edit
-        let digest = crate::data::prepared::digest(&prepared_dir)?;
+        // over the bytes read: the manifest parsed above and the splits as mapped
+        let read = [
+            ("manifest.json", &prepared.manifest_bytes[..]),
+            ("train.safetensors", train.file_bytes()),
+            ("tuning.safetensors", tuning.file_bytes()),
+            ("held_out.safetensors", held.file_bytes()),
+        ];
+        let digest = crate::data::prepared::digest_with(&prepared_dir, &read)?;
         if open_ledger()?.prepared_fingerprint(&digest).map_err(|e| TrainError::Invalid(e.to_string()))?.as_deref()
             != Some(m.fingerprint.as_str())
         {

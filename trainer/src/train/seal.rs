@@ -33,6 +33,10 @@ pub struct Seal {
 
 pub fn sha256_file(path: &Path) -> Result<String, TrainError> {
     use std::io::Read;
+    // asked before opening: opening a FIFO put in a file's place blocks for ever
+    if !std::fs::metadata(path).map_err(|e| io(path, e))?.is_file() {
+        return Err(TrainError::Invalid(format!("{}: not a regular file", path.display())));
+    }
     let mut f = std::fs::File::open(path).map_err(|e| io(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -43,23 +47,36 @@ pub fn sha256_file(path: &Path) -> Result<String, TrainError> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sealed files of the run directory as they are now (those present), relative to it.
+fn sealed_files(run_dir: &Path) -> Result<Vec<String>, TrainError> {
+    // the configs of the phases before the last (`reproduce` replays each)
+    let phases = super::reproduce::phase_configs(run_dir)?
+        .into_iter()
+        .map(|(_, p)| format!("{}/{}", super::reproduce::PHASES, p.file_name().unwrap_or_default().to_string_lossy()));
+    // whatever stands at a sealed name: one that is not a regular file is an error when read
+    Ok(SEALED
+        .iter()
+        .map(|s| s.to_string())
+        .chain(phases)
+        .filter(|rel| run_dir.join(rel).symlink_metadata().is_ok())
+        .collect())
 }
 
 fn hashes(run_dir: &Path) -> Result<BTreeMap<String, String>, TrainError> {
-    let mut files = BTreeMap::new();
-    // the configs of the phases before the last (`reproduce` replays each)
-    let phases: Vec<String> = super::reproduce::phase_configs(run_dir)?
+    sealed_files(run_dir)?
         .into_iter()
-        .map(|(_, p)| format!("{}/{}", super::reproduce::PHASES, p.file_name().unwrap_or_default().to_string_lossy()))
-        .collect();
-    for rel in SEALED.iter().copied().chain(phases.iter().map(String::as_str)) {
-        let p = run_dir.join(rel);
-        if p.is_file() {
-            files.insert(rel.to_string(), sha256_file(&p)?);
-        }
-    }
-    Ok(files)
+        .map(|rel| {
+            let h = sha256_file(&run_dir.join(&rel))?;
+            Ok((rel, h))
+        })
+        .collect()
 }
 
 /// Writes `RUN/seal.json` (atomically: beside, then renamed); returns the SHA-256 of what it wrote,
@@ -71,33 +88,75 @@ pub fn seal(run_dir: &Path) -> Result<String, TrainError> {
     std::fs::write(&tmp, &bytes).map_err(|e| io(&tmp, e))?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io(&tmp, e))?;
     std::fs::rename(&tmp, run_dir.join("seal.json")).map_err(|e| io(run_dir, e))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&Sha256::digest(&bytes)))
 }
 
 /// The run's seal, checked against its files: an error names the first file changed, added or removed
 /// since the run.
 pub fn check(run_dir: &Path) -> Result<Seal, TrainError> {
-    let path = run_dir.join("seal.json");
-    let bytes = std::fs::read(&path).map_err(|_| {
-        TrainError::Invalid(format!(
-            "{}: missing: the run never finished writing its record (resume it with medtrain train --resume)",
-            path.display()
-        ))
-    })?;
-    let seal: Seal = serde_json::from_slice(&bytes)
-        .map_err(|_| TrainError::Invalid(format!("{}: not a medtrain run record", path.display())))?;
-    let now = hashes(run_dir)?;
-    for (rel, h) in &seal.files {
-        match now.get(rel) {
-            None => return Err(TrainError::Invalid(format!("{}: removed after the run", run_dir.join(rel).display()))),
-            Some(x) if x != h => {
-                return Err(TrainError::Invalid(format!("{}: changed after the run", run_dir.join(rel).display())))
+    Ok(Snapshot::take(run_dir, &[])?.seal)
+}
+
+/// A run directory's seal and sealed files, each read once: the files whose bytes the caller names
+/// are kept, and what is checked against the seal is what the caller then uses. (Re-reading a file
+/// after checking it let whoever can write the run directory swap it in between: the export gate
+/// runs under the node's user on a directory a researcher wrote.)
+pub struct Snapshot {
+    pub seal: Seal,
+    /// the SHA-256 of `seal.json` as read
+    pub seal_sha256: String,
+    kept: BTreeMap<String, Vec<u8>>,
+}
+
+impl Snapshot {
+    /// Reads `RUN/seal.json`, then every sealed file, keeping the bytes of those in `keep` (relative
+    /// paths); fails, naming the file, on any file changed, added or removed since the run.
+    pub fn take(run_dir: &Path, keep: &[&str]) -> Result<Snapshot, TrainError> {
+        let path = run_dir.join("seal.json");
+        let bytes = crate::read_bounded(&path, crate::MAX_CONFIG_BYTES).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                TrainError::Invalid(format!(
+                    "{}: missing: the run never finished writing its record (resume it with medtrain train --resume)",
+                    path.display()
+                ))
+            } else {
+                io(&path, e)
             }
-            _ => {}
+        })?;
+        let seal: Seal = serde_json::from_slice(&bytes)
+            .map_err(|_| TrainError::Invalid(format!("{}: not a medtrain run record", path.display())))?;
+        let seal_sha256 = hex(&Sha256::digest(&bytes));
+        let mut now = BTreeMap::new();
+        let mut kept = BTreeMap::new();
+        for rel in sealed_files(run_dir)? {
+            let p = run_dir.join(&rel);
+            if keep.contains(&rel.as_str()) {
+                let b = crate::read_bounded(&p, u64::MAX).map_err(|e| io(&p, e))?;
+                now.insert(rel.clone(), hex(&Sha256::digest(&b)));
+                kept.insert(rel, b);
+            } else {
+                now.insert(rel, sha256_file(&p)?);
+            }
         }
+        for (rel, h) in &seal.files {
+            match now.get(rel) {
+                None => {
+                    return Err(TrainError::Invalid(format!("{}: removed after the run", run_dir.join(rel).display())))
+                }
+                Some(x) if x != h => {
+                    return Err(TrainError::Invalid(format!("{}: changed after the run", run_dir.join(rel).display())))
+                }
+                _ => {}
+            }
+        }
+        if let Some(rel) = now.keys().find(|k| !seal.files.contains_key(*k)) {
+            return Err(TrainError::Invalid(format!("{}: added after the run", run_dir.join(rel).display())));
+        }
+        Ok(Snapshot { seal, seal_sha256, kept })
     }
-    if let Some(rel) = now.keys().find(|k| !seal.files.contains_key(*k)) {
-        return Err(TrainError::Invalid(format!("{}: added after the run", run_dir.join(rel).display())));
+
+    /// The bytes of a kept file as checked; `None` when the run has no such file.
+    pub fn bytes(&self, rel: &str) -> Option<&[u8]> {
+        self.kept.get(rel).map(Vec::as_slice)
     }
-    Ok(seal)
 }
