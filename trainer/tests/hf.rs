@@ -5,6 +5,7 @@
 use kernels::{Backend, Cpu};
 use medtrain::model::hf::{HfCheckpoint, HfError};
 use medtrain::model::{Batch, Bert, Inputs, Model, Targets};
+use medtrain::tensors::{HostTensor, OutData, TensorFile};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
@@ -13,6 +14,54 @@ fn fixtures() -> PathBuf {
 
 fn golden() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join("golden.json")).unwrap()).unwrap()
+}
+
+/// `dir`'s model.safetensors rewritten by `change` (the tensors as F32, or as changed).
+fn rewrite(dir: &Path, change: impl FnOnce(&mut Vec<(String, Vec<usize>, OutData)>)) {
+    let f = TensorFile::read(&dir.join("model.safetensors")).unwrap();
+    let mut t: Vec<(String, Vec<usize>, OutData)> = f
+        .tensors
+        .iter()
+        .map(|(n, l)| match &l.data {
+            HostTensor::F32(v) => (n.clone(), l.shape.clone(), OutData::F32(v.clone())),
+            HostTensor::I64(v) => (n.clone(), l.shape.clone(), OutData::I64(v.clone())),
+            HostTensor::U8(_) => panic!("{n}: a U8 tensor in the fixture"),
+        })
+        .collect();
+    change(&mut t);
+    medtrain::tensors::write(&dir.join("model.safetensors"), &t, None).unwrap();
+}
+
+#[test]
+fn ambiguous_and_integer_parameters_are_refused_not_guessed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let be = Cpu::new(1).unwrap();
+    let load = |d: &Path| {
+        let ck = HfCheckpoint::read(d).unwrap();
+        let mut model = Bert::new(&be, &ck.config, 0).unwrap();
+        ck.load_into(&be, &mut model).map(|_| ()).unwrap_err().to_string()
+    };
+    // a parameter under both its prefixed and its bare name: which one is meant is not known
+    let d = tmp.path().join("both");
+    copy_dir(&fixtures().join("tiny-bert"), &d);
+    rewrite(&d, |t| {
+        let (_, sh, data) = t.iter().find(|(n, _, _)| n == "bert.pooler.dense.bias").unwrap();
+        let OutData::F32(v) = data else { panic!("F32") };
+        let bare = ("pooler.dense.bias".to_string(), sh.clone(), OutData::F32(v.clone()));
+        t.push(bare);
+    });
+    let e = load(&d);
+    assert!(e.contains("both 'bert.pooler.dense.bias' and 'pooler.dense.bias'"), "{e}");
+    // a parameter stored as integers: named, not silently initialized afresh
+    let d = tmp.path().join("int");
+    copy_dir(&fixtures().join("tiny-bert"), &d);
+    rewrite(&d, |t| {
+        let i = t.iter().position(|(n, _, _)| n == "classifier.bias").unwrap();
+        let sh = t[i].1.clone();
+        t[i].2 = OutData::I64(vec![1; sh.iter().product()]);
+    });
+    let e = load(&d);
+    assert!(e.contains("classifier.bias") && e.contains("not floating point"), "{e}");
 }
 
 fn logits_of(dir: &Path) -> Vec<f32> {

@@ -38,6 +38,9 @@ pub struct HfCheckpoint {
     pub tensors: BTreeMap<String, (PathBuf, Vec<usize>, Vec<f32>)>,
     /// (file, SHA-256 hex) of config.json and every weight file read
     pub digests: Vec<(PathBuf, String)>,
+    /// tensors that are not floating point (integer buffers such as `position_ids`), by name, with
+    /// their file: a parameter found only here is an error, not a fresh initialization
+    pub not_float: BTreeMap<String, PathBuf>,
 }
 
 fn sha256(path: &Path) -> Result<(Vec<u8>, String), HfError> {
@@ -211,6 +214,7 @@ impl HfCheckpoint {
             });
         };
         let mut tensors = BTreeMap::new();
+        let mut not_float = BTreeMap::new();
         for f in files {
             // one read per file: hashed, then parsed from the same bytes
             let (bytes, hex) = sha256(&f)?;
@@ -219,10 +223,12 @@ impl HfCheckpoint {
             for (name, t) in file.tensors {
                 if let HostTensor::F32(v) = t.data {
                     tensors.insert(name, (f.clone(), t.shape, v));
+                } else {
+                    not_float.insert(name, f.clone());
                 }
             }
         }
-        Ok(HfCheckpoint { dir: dir.to_path_buf(), config, tensors, digests })
+        Ok(HfCheckpoint { dir: dir.to_path_buf(), config, tensors, digests, not_float })
     }
 
     /// Sets every parameter of `model` (Hugging Face names, with or without the `bert.` / `roberta.`
@@ -234,8 +240,29 @@ impl HfCheckpoint {
         for p in model.params_mut() {
             // a bare BertModel / RobertaModel checkpoint has no `bert.` / `roberta.` prefix
             let bare = p.name.strip_prefix("bert.").or_else(|| p.name.strip_prefix("roberta."));
+            if let Some(n) = bare.filter(|n| self.tensors.contains_key(*n) && self.tensors.contains_key(&p.name)) {
+                return Err(HfError::Unsupported {
+                    path: self.dir.clone(),
+                    msg: format!(
+                        "holds both '{}' and '{n}': one checkpoint of a prefixed and a bare model; keep one",
+                        p.name
+                    ),
+                });
+            }
             let found = self.tensors.get(&p.name).or_else(|| bare.and_then(|n| self.tensors.get(n)));
             let Some((file, shape, values)) = found else {
+                if let Some((name, file)) =
+                    [Some(p.name.as_str()), bare].into_iter().flatten().find_map(|n| self.not_float.get_key_value(n))
+                {
+                    return Err(HfError::Unsupported {
+                        path: file.clone(),
+                        msg: format!(
+                            "tensor '{name}' is not floating point (an integer or boolean dtype); the parameter {} \
+                             needs F32, F16 or BF16",
+                            p.name
+                        ),
+                    });
+                }
                 if bare.is_some() {
                     return Err(HfError::Missing {
                         path: self.dir.clone(),
