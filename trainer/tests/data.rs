@@ -184,6 +184,45 @@ fn malformed_lines_are_located_and_the_tolerated_fraction_decides() {
 }
 
 #[test]
+fn a_malformed_resource_names_the_field_where_it_failed_but_not_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":1.1,"unit":"mg/dL"}}"#;
+    let lines = [
+        good.to_owned(),
+        good.replace(r#"{"reference":"Patient/a"}"#, r#""Patient/SECRET4711""#), // a string, not a Reference
+        good.replace(r#""system":"http://loinc.org""#, r#""system":{"SECRET4712":1}"#), // an object, not a string
+        good.replace(r#""mg/dL"}"#, r#""mg/dL","SECRET-4713-KEY":[}"#),          // broken JSON inside
+    ];
+    std::fs::write(dir.path().join("Observation.ndjson"), lines.join("\n")).unwrap();
+    let out = bin().args(["data", "check", "--json", "--max-malformed", "1"]).arg(dir.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("SECRET") && !String::from_utf8_lossy(&out.stderr).contains("SECRET"), "{text}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut reasons: Vec<(String, Vec<u64>)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "malformed_line")
+        .map(|f| {
+            (
+                f["field"].as_str().unwrap().to_string(),
+                f["lines"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap()).collect(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("not a valid Observation (at code.coding.system)".to_string(), vec![3]),
+            ("not a valid Observation (at subject)".to_string(), vec![2]),
+            ("not a valid Observation (at valueQuantity.?)".to_string(), vec![4]),
+        ],
+        "{text}"
+    );
+}
+
+#[test]
 fn unreadable_input_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin().args(["data", "check"]).arg(dir.path().join("missing")).output().unwrap();

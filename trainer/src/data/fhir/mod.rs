@@ -463,6 +463,102 @@ fn from_line<'a, R: Deserialize<'a>>(line: &'a [u8]) -> serde_json::Result<R> {
     }
 }
 
+/// Why a line that did not parse as `R` is malformed, with the field where it failed
+/// (`not a valid Observation (at valueQuantity.value)`): parsed again, rarely, to find it. The field
+/// path names only fields of the resource types read (array positions dropped, a segment that is
+/// not a plain name shown as `?`), never a value or a key the resource types do not read; each distinct reason is kept once, at most
+/// [`MAX_REASONS`] of them.
+fn invalid_at<'a, R: Deserialize<'a>>(line: &'a [u8], invalid: Bad) -> Bad {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static REASONS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let Err(e) = serde_path_to_error::deserialize::<_, R>(&mut serde_json::Deserializer::from_slice(line)) else {
+        return invalid;
+    };
+    let mut fields: Vec<&str> = vec![];
+    for seg in e.path().iter() {
+        match seg {
+            serde_path_to_error::Segment::Seq { .. } => {}
+            // a key of the line that is not a field read is the input's text: not shown, and the path
+            // ends there
+            serde_path_to_error::Segment::Map { key } if FIELDS_READ.contains(&key.as_str()) => fields.push(key),
+            _ => {
+                fields.push("?");
+                break;
+            }
+        }
+    }
+    if fields.is_empty() {
+        return invalid;
+    }
+    let reason = format!("{invalid} (at {})", fields.join("."));
+    let mut known = REASONS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = known.get(reason.as_str()) {
+        return r;
+    }
+    if known.len() >= MAX_REASONS {
+        return invalid;
+    }
+    let r: &'static str = Box::leak(reason.into_boxed_str());
+    known.insert(r);
+    r
+}
+
+/// The FHIR elements the resource types here read (the keys [`invalid_at`] may name).
+const FIELDS_READ: &[&str] = &[
+    "address",
+    "attachment",
+    "birthDate",
+    "category",
+    "class",
+    "code",
+    "coding",
+    "comparator",
+    "component",
+    "contact",
+    "content",
+    "contentType",
+    "context",
+    "data",
+    "date",
+    "description",
+    "display",
+    "div",
+    "effectiveDateTime",
+    "effectiveInstant",
+    "effectivePeriod",
+    "end",
+    "id",
+    "identifier",
+    "issued",
+    "link",
+    "managingOrganization",
+    "name",
+    "note",
+    "other",
+    "period",
+    "reference",
+    "resourceType",
+    "section",
+    "start",
+    "status",
+    "subject",
+    "system",
+    "telecom",
+    "text",
+    "title",
+    "type",
+    "unit",
+    "value",
+    "valueCodeableConcept",
+    "valueInteger",
+    "valueQuantity",
+    "valueString",
+];
+
+/// The most distinct field paths [`invalid_at`] names (each lives as long as the process).
+const MAX_REASONS: usize = 512;
+
 /// Parses a resource of type `R` and starts its output; `None` when its status says skip it.
 fn start<'a, R: Deserialize<'a>>(
     line: &'a [u8],
@@ -470,7 +566,7 @@ fn start<'a, R: Deserialize<'a>>(
     invalid: Bad,
     status: impl Fn(&R) -> &Option<Str<'a>>,
 ) -> std::result::Result<(R, LineOut<'a>, bool), Bad> {
-    let r: R = from_line(line).map_err(|_| invalid)?;
+    let r: R = from_line(line).map_err(|_| invalid_at::<R>(line, invalid))?;
     let mut out = LineOut { resource: Some(resource), ..Default::default() };
     let skip = inactive(status(&r));
     if skip {
@@ -894,7 +990,7 @@ fn own_values(v: &Option<serde_json::Value>, kind: IdentifierKind, into: &mut Ve
 }
 
 fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
-    let p: Patient = from_line(line).map_err(|_| "not a valid Patient")?;
+    let p: Patient = from_line(line).map_err(|_| invalid_at::<Patient>(line, "not a valid Patient"))?;
     let mut out = LineOut { resource: Some("Patient"), ..Default::default() };
     for (v, kind, field) in [
         (&p.name, IdentifierKind::Name, "name"),
