@@ -448,3 +448,18 @@ fn the_digest_covers_the_bytes_read_and_names_every_file() {
     let other = [("manifest.json", &b"{\"fingerprint\": \"x\"}"[..])];
     assert_ne!(medtrain::data::prepared::digest_with(dir.path(), &other).unwrap(), on_disk);
 }
+
+#[test]
+fn note_ids_outside_the_vocabulary_are_found_before_training() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (n, t, k, l) = (6, 2, 2, 3);
+    write_manifest(dir.path(), t, k, l, "float_value");
+    // ids 0..18
+    write_split(dir.path(), "train", synthetic(n, t, k, l, vec![0.5; n]));
+    let split = Prepared::open(dir.path()).unwrap().split("train").unwrap();
+    split.check_note_ids(18).unwrap();
+    let e = split.check_note_ids(16).unwrap_err().to_string();
+    assert!(e.contains("train.safetensors") && e.contains("2 token id(s) outside") && e.contains("16"), "{e}");
+    assert!(!e.contains("17"), "{e}");
+}

@@ -391,6 +391,26 @@ impl SplitData {
         self.notes.map_or(0, |_| self.note_tokens)
     }
 
+    /// Checks every note token id against the tokenizer's vocabulary (`0..vocab`): an id outside it
+    /// (a split prepared with another tokenizer) was an error at the first batch that held it, after
+    /// steps already spent. The error names the file and the count, not the ids.
+    pub fn check_note_ids(&self, vocab: usize) -> Result<(), DataError> {
+        let Some((ids, _)) = self.notes else { return Ok(()) };
+        let outside = (0..self.examples)
+            .map(|e| self.bytes(ids, e).chunks_exact(8).filter(|s| !(0..vocab as i64).contains(&le_i64(s))).count())
+            .sum::<usize>();
+        if outside > 0 {
+            return Err(format_error(
+                &self.path,
+                format!(
+                    "tensor 'note_ids': {outside} token id(s) outside the tokenizer's vocabulary of {vocab}: the notes \
+                     were prepared with another tokenizer; prepare the data again"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The file this split is mapped from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -603,7 +603,11 @@ fn train_on<B: Backend + 'static>(
                 .chain(cfg.data.features.as_ref().and_then(|f| f.tokenizer.clone()))
                 .find(|p| p.is_file())
                 .ok_or_else(|| TrainError::Invalid("the notes' tokenizer.json was not found".into()))?;
-            Some((vocab_of(&tok)?, train.note_tokens()))
+            let vocab = vocab_of(&tok)?;
+            for split in [&train, &tuning, &held] {
+                split.check_note_ids(vocab)?;
+            }
+            Some((vocab, train.note_tokens()))
         }
     };
     let shape = DataShape { series, text, label };
