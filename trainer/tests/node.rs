@@ -66,6 +66,16 @@ fn researchers_see_only_their_project_and_cannot_set_quotas() {
     assert!(theirs.iter().all(|r| r["project"] == "beta"), "{theirs:#?}");
 }
 
+/// A child process killed when the test lets go of it (a failed assertion included).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
     let n = Node::start("");
@@ -110,6 +120,34 @@ fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
     };
     assert!(v["error"].as_str().unwrap_or("").contains("16 for one user"), "{v}");
     drop(held);
+    // uids without a role hold 4 connections all together: a fifth of another such uid is refused
+    // with that reason, not with "no role"
+    let holder = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import socket, sys, time\nfor _ in range(4):\n    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); \
+             s.send(b'{'); globals().setdefault('k', []).append(s)\nprint('held', flush=True)\ntime.sleep(60)",
+        ])
+        .arg(n.socket())
+        .uid(5555)
+        .gid(5555)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut holder = KillOnDrop(holder);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.0.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "held");
+    let start = std::time::Instant::now();
+    let e = loop {
+        let e = n.refused(Some(5556), &["queue", "list"]);
+        if e.contains("without a role together") || start.elapsed() > std::time::Duration::from_secs(10) {
+            break e;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(e.contains("4 for all users without a role together"), "{e}");
+    drop(holder);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(n.raw(b"{\"version\": 1, \"op\": \"whoami\"}\n")["ok"], true);
     // longer than node.max_request_bytes

@@ -31,6 +31,9 @@ use std::time::Duration;
 const MAX_CONNECTIONS: usize = 64;
 /// Connections one uid may hold at once (a `queue logs --follow` holds one).
 const MAX_CONNECTIONS_PER_UID: usize = 16;
+/// Connections the uids without a role on the node hold at once, all together (each is refused at its
+/// first request; counted apart, four such users held every connection the node serves).
+const MAX_CONNECTIONS_NO_ROLE: usize = 4;
 
 pub struct Daemon {
     pub(super) cfg: NodeConfig,
@@ -145,6 +148,7 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         if sandbox { "on" } else { "OFF" }
     );
     let max_request = cfg.node.max_request_bytes;
+    let with_role: std::collections::HashSet<u32> = cfg.users.iter().map(|u| u.uid).collect();
     let d = Arc::new(Mutex::new(Daemon {
         cfg,
         inv,
@@ -171,18 +175,21 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         ticker.lock().unwrap_or_else(|e| e.into_inner()).tick();
     });
     let open = Arc::new(AtomicUsize::new(0));
-    // connections per uid: one local user cannot hold the connections everyone else needs
+    // connections per uid with a role, and of all uids without one together (None): one local user
+    // cannot hold the connections everyone else needs
     let per_uid: Arc<Mutex<HashMap<Option<u32>, usize>>> = Arc::default();
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };
-        let uid = super::api::peer_uid(&conn);
+        let uid = super::api::peer_uid(&conn).filter(|u| with_role.contains(u));
+        let cap = if uid.is_some() { MAX_CONNECTIONS_PER_UID } else { MAX_CONNECTIONS_NO_ROLE };
         let mine = per_uid.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).copied().unwrap_or(0);
-        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_UID {
+        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS || mine >= cap {
             let _ = writeln!(
                 conn,
                 "{}",
                 proto::err(format!(
-                    "the node serves {MAX_CONNECTIONS} connections at once, {MAX_CONNECTIONS_PER_UID} for one user; try again"
+                    "the node serves {MAX_CONNECTIONS} connections at once, {MAX_CONNECTIONS_PER_UID} for one user, \
+                     {MAX_CONNECTIONS_NO_ROLE} for all users without a role together; try again"
                 ))
             );
             continue;
