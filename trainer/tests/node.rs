@@ -66,6 +66,35 @@ fn researchers_see_only_their_project_and_cannot_set_quotas() {
     assert!(theirs.iter().all(|r| r["project"] == "beta"), "{theirs:#?}");
 }
 
+#[test]
+fn a_request_trickled_a_byte_at_a_time_is_cut_at_the_deadline() {
+    let n = Node::start_with("request_timeout_s = 1", "");
+    let mut s = UnixStream::connect(n.socket()).unwrap();
+    let start = std::time::Instant::now();
+    // a byte every 200 ms: each read is quick, the request never ends
+    let mut closed_after = None;
+    for b in b"{\"version\": 1, \"op\": \"whoami\"".iter().cycle().take(100) {
+        if s.write_all(&[*b]).is_err() {
+            closed_after = Some(start.elapsed());
+            break;
+        }
+        let mut probe = [0u8; 1];
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        if matches!(std::io::Read::read(&mut s, &mut probe), Ok(0)) {
+            closed_after = Some(start.elapsed());
+            break;
+        }
+    }
+    let t = closed_after.expect("the connection was never closed");
+    assert!(t >= Duration::from_millis(900) && t < Duration::from_secs(10), "closed after {t:?}");
+    // an idle connection too; the next client is served
+    let mut idle = UnixStream::connect(n.socket()).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(std::io::Read::read(&mut idle, &mut buf).unwrap(), 0);
+    assert_eq!(n.raw(b"{\"version\": 1, \"op\": \"whoami\"}\n")["ok"], true);
+}
+
 /// A child process killed when the test lets go of it (a failed assertion included).
 struct KillOnDrop(Child);
 

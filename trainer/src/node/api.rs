@@ -59,10 +59,6 @@ pub(super) fn peer_uid(s: &UnixStream) -> Option<u32> {
     (rc == 0).then_some(cred.uid)
 }
 
-/// How long a client has for each request, from the answer to the one before (or from connecting)
-/// to the request's newline: idle time and a request sent a byte at a time both count.
-const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
-
 /// The connection's reads, each bounded by what is left of the request's deadline. With a timeout per
 /// read only, a client sending one byte every 20 s held its connection for ever, and 64 such clients
 /// held every connection the node serves.
@@ -83,8 +79,9 @@ impl Read for Deadline {
 }
 
 /// One connection: requests in turn until the client closes, a request is malformed beyond reading,
-/// or a request does not arrive whole within [`REQUEST_DEADLINE`].
-pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize) {
+/// or a request does not arrive whole within `deadline` (`node.request_timeout_s`) of the answer to
+/// the one before (or of connecting): idle time and a request sent a byte at a time both count.
+pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize, deadline: Duration) {
     let _ = conn.set_write_timeout(Some(Duration::from_secs(60)));
     let Ok(mut out) = conn.try_clone() else { return };
     let Some(uid) = peer_uid(&conn) else { return };
@@ -92,9 +89,9 @@ pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize
         let g = d.lock().unwrap_or_else(|e| e.into_inner());
         g.cfg.user(uid).map(|u| Caller { uid, role: u.role, projects: u.projects.clone() })
     };
-    let mut reader = BufReader::new(Deadline { conn, until: std::time::Instant::now() + REQUEST_DEADLINE });
+    let mut reader = BufReader::new(Deadline { conn, until: std::time::Instant::now() + deadline });
     loop {
-        reader.get_mut().until = std::time::Instant::now() + REQUEST_DEADLINE;
+        reader.get_mut().until = std::time::Instant::now() + deadline;
         let mut line = Vec::new();
         let n = match (&mut reader).take(max_request as u64 + 1).read_until(b'\n', &mut line) {
             Ok(n) => n,

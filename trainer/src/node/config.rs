@@ -60,6 +60,10 @@ pub struct NodeSection {
     /// the longest request the socket accepts, in bytes
     #[serde(default = "default_max_request")]
     pub max_request_bytes: usize,
+    /// how long a client has for each request, from the answer before (or connecting) to the
+    /// request's newline, in seconds
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_s: u64,
     /// the Slurm partition jobs go to in Slurm mode
     pub slurm_partition: Option<String>,
     /// the Slurm account the node submits under and whose users may use the projects' QOS
@@ -85,6 +89,10 @@ fn default_half_life() -> f64 {
 }
 fn default_max_request() -> usize {
     64 << 10
+}
+
+fn default_request_timeout() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +185,9 @@ impl NodeConfig {
         }
         if !(1024..=(16 << 20)).contains(&n.max_request_bytes) {
             return Err("node.max_request_bytes: expected 1024..=16777216".into());
+        }
+        if !(1..=3600).contains(&n.request_timeout_s) {
+            return Err("node.request_timeout_s: expected 1..=3600 seconds".into());
         }
         if n.podman_args.len() > 64 || n.podman_args.iter().any(|a| a.len() > 256 || a.contains('\0')) {
             return Err("node.podman_args: expected at most 64 options of at most 256 bytes".into());

@@ -148,6 +148,7 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         if sandbox { "on" } else { "OFF" }
     );
     let max_request = cfg.node.max_request_bytes;
+    let deadline = Duration::from_secs(cfg.node.request_timeout_s);
     let with_role: std::collections::HashSet<u32> = cfg.users.iter().map(|u| u.uid).collect();
     let d = Arc::new(Mutex::new(Daemon {
         cfg,
@@ -213,7 +214,7 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
                 }
             }
             let _slot = Slot(open, per_uid, uid);
-            serve(&d, conn, max_request);
+            serve(&d, conn, max_request, deadline);
         });
     }
     drop(lock);
