@@ -223,6 +223,17 @@ fn a_malformed_resource_names_the_field_where_it_failed_but_not_its_value() {
 }
 
 #[test]
+fn every_finding_of_a_line_is_counted_not_only_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    // a status FHIR does not define and a censored value on the same line
+    let line = r#"{"resourceType":"Observation","status":"validated","category":[{"coding":[{"code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":0.1,"comparator":"<","unit":"mg/dL"}}"#;
+    std::fs::write(dir.path().join("Observation.ndjson"), format!("{line}\n{line}\n")).unwrap();
+    let (_, r) = data::read(dir.path(), &keep_all()).unwrap();
+    let count = |kind: &str| r.findings.iter().find(|f| f.kind == kind).map(|f| f.count);
+    assert_eq!((count("unknown_status"), count("censored_value")), (Some(2), Some(2)), "{:#?}", r.findings);
+}
+
+#[test]
 fn unreadable_input_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin().args(["data", "check"]).arg(dir.path().join("missing")).output().unwrap();

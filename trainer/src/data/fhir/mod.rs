@@ -352,8 +352,8 @@ struct LineOut<'a> {
     site: Option<(String, String)>,
     /// a malformed line, and why
     bad: Option<&'static str>,
-    /// counted, not an error: (kind, resource, field)
-    info: Option<(&'static str, &'static str, &'static str)>,
+    /// counted, not errors: (kind, resource, field), each once
+    info: SmallVec<[(&'static str, &'static str, &'static str); 1]>,
     /// a Patient resource's id
     patient: Option<String>,
     /// the Patient resources a Patient links as the same person
@@ -365,6 +365,13 @@ struct LineOut<'a> {
 impl LineOut<'_> {
     fn bad(reason: &'static str) -> Self {
         LineOut { bad: Some(reason), ..Default::default() }
+    }
+
+    /// Counts a finding of the line (once however often the line has it).
+    fn found(&mut self, kind: &'static str, resource: &'static str, field: &'static str) {
+        if !self.info.contains(&(kind, resource, field)) {
+            self.info.push((kind, resource, field));
+        }
     }
 }
 
@@ -570,10 +577,10 @@ fn start<'a, R: Deserialize<'a>>(
     let mut out = LineOut { resource: Some(resource), ..Default::default() };
     let skip = inactive(status(&r));
     if skip {
-        out.info = Some(("skipped_status", resource, "status"));
+        out.found("skipped_status", resource, "status");
     } else if status(&r).as_deref().is_some_and(|s| !KNOWN_STATUSES.contains(&s)) {
         // read, and counted: a status none of the resources read has
-        out.info = Some(("unknown_status", resource, "status"));
+        out.found("unknown_status", resource, "status");
     }
     Ok((r, out, skip))
 }
@@ -632,7 +639,7 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         } else {
             "skipped_category"
         };
-        out.info = Some((skipped, "Observation", "category"));
+        out.found(skipped, "Observation", "category");
         return Ok(out);
     };
     if skip {
@@ -667,7 +674,7 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         if !matches!(c, "<" | "<=" | ">=" | ">" | "ad") {
             return Err("valueQuantity.comparator is not <, <=, >=, > or ad");
         }
-        out.info = Some(("censored_value", "Observation", "valueQuantity.comparator"));
+        out.found("censored_value", "Observation", "valueQuantity.comparator");
     }
     let rec = |coding: &Coding<'a>, (value, unit): (f32, Option<Cow<'a, str>>)| Rec {
         subject: subject.clone(),
@@ -698,7 +705,7 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         match level {
             Ok(level) => out.recs.push(Rec { kind: EventKind::Coded, ..rec(coding, (level, None)) }),
             // counted in the QA report, not dropped without a word
-            Err(field) => out.info = Some(("unmapped_coded_value", "Observation", field)),
+            Err(field) => out.found("unmapped_coded_value", "Observation", field),
         }
     } else if let Some(v) = plain {
         out.recs.push(rec(coding, (v, None)));
@@ -811,7 +818,7 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
             continue;
         }
         let Some(data) = a.data.as_deref() else {
-            out.info = Some(("note_without_data", "DocumentReference", "content.attachment.data"));
+            out.found("note_without_data", "DocumentReference", "content.attachment.data");
             continue;
         };
         // base64Binary may be broken into lines (MIME style): whitespace is not data
@@ -825,7 +832,10 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
         texts.push(decode_text(ct, bytes)?);
     }
     if texts.is_empty() {
-        out.info.get_or_insert(("no_text_attachment", "DocumentReference", "content.attachment.contentType"));
+        // an attachment without data was counted as such
+        if !out.info.iter().any(|i| i.0 == "note_without_data") {
+            out.found("no_text_attachment", "DocumentReference", "content.attachment.contentType");
+        }
         return Ok(out);
     }
     let text = guard_text(texts.join("\n"), "DocumentReference", "content.attachment.data", &mut out);

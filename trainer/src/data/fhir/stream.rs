@@ -247,7 +247,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
     for (kind, resource, field) in out.identifiers {
         sink.report.identifier(sink.opts.identifiers, kind, resource, field);
     }
-    if let Some((kind, resource, field)) = out.info {
+    for (kind, resource, field) in out.info {
         sink.report.count(Severity::Info, kind, resource, field);
     }
     if let Some((subject, site)) = out.site {
