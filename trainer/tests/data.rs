@@ -1028,6 +1028,28 @@ fn linked_patient_records_were_two_privacy_units() {
 }
 
 #[test]
+fn a_note_of_a_linked_record_is_checked_against_the_other_records_identifiers() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    // the name is on p1 only; the note is filed under p2, the record p1 was replaced by
+    let patients = [
+        r#"{"resourceType":"Patient","id":"p1","name":[{"family":"Kurosawa","given":["Hanako"]}],"link":[{"other":{"reference":"Patient/p2"},"type":"replaced-by"}]}"#,
+        r#"{"resourceType":"Patient","id":"p2"}"#,
+    ];
+    std::fs::write(dir.path().join("Patient.ndjson"), patients.join("\n")).unwrap();
+    let note = serde_json::json!({"resourceType": "DocumentReference", "status": "current",
+        "subject": {"reference": "Patient/p2"}, "date": "2024-01-02T00:00:00Z",
+        "content": [{"attachment": {"contentType": "text/plain",
+            "data": base64::engine::general_purpose::STANDARD.encode("Seen today: Kurosawa is stable.")}}]});
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), note.to_string()).unwrap();
+    let opts = ReadOptions { identifiers: Policy::Redact, ..keep_all() };
+    let (d, r) = data::read(dir.path(), &opts).unwrap();
+    let found = r.findings.iter().find(|f| f.resource == "note" && f.field == "subject_identifier").map(|f| f.count);
+    assert_eq!(found, Some(1), "{:#?}", r.findings);
+    assert!(d.texts.iter().all(|t| !t.contains("Kurosawa")), "{:?}", d.texts);
+}
+
+#[test]
 fn cp932_and_upper_case_media_types_lost_notes() {
     use base64::Engine;
     let text = "腎機能は安定。経過観察。";

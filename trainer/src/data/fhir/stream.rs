@@ -4,6 +4,7 @@
 use super::{parse_line, LineOut};
 use crate::data::{self, check::Severity, guard, DataError, ReadOptions, Result, Sink};
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -341,6 +342,17 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     let mut pre = Sink { data: &mut first, report: &mut scratch, opts };
     for f in files.iter().filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("Patient"))) {
         read_file(f, &mut pre)?;
+    }
+    // records linked as one person (Patient.link): each one's notes are checked against the identifiers
+    // of all of them
+    if first.merge_linked_subjects() > 0 {
+        let mut groups: HashMap<u32, Vec<&str>> = HashMap::new();
+        for (i, name) in first.subjects.names.iter().enumerate() {
+            groups.entry(first.unit_of(i as u32)).or_default().push(name);
+        }
+        for group in groups.values().filter(|g| g.len() > 1) {
+            first.subject_identifiers.share(group);
+        }
     }
     data.subject_identifiers = std::mem::take(&mut first.subject_identifiers);
     data.subject_identifiers.arrivals.clear();

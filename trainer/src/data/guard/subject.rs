@@ -82,6 +82,25 @@ impl Store {
         self.by_subject.is_empty()
     }
 
+    /// Gives every subject of `group` (records linked as one person) the identifiers of all of them:
+    /// a note filed under one record may name the person as another record knows them.
+    pub fn share(&mut self, group: &[&str]) {
+        let mut all: Vec<Needle> = vec![];
+        for s in group {
+            for n in self.by_subject.get(*s).into_iter().flatten() {
+                if !all.contains(n) {
+                    all.push(*n);
+                }
+            }
+        }
+        if all.is_empty() {
+            return;
+        }
+        for s in group {
+            self.by_subject.insert((*s).to_owned(), all.clone());
+        }
+    }
+
     pub fn has(&self, subject: &str) -> bool {
         self.by_subject.contains_key(subject)
     }
