@@ -704,17 +704,27 @@ pub fn embedding_backward_lists(
             msg: format!("{} rows (at most 2^32 - 1)", ids_host.len()),
         });
     }
-    let mut order: Vec<(u32, u32)> = ids_host.iter().enumerate().map(|(r, &id)| (id, r as u32)).collect();
-    order.sort_unstable();
-    let mut lists = ScatterLists { used: Vec::new(), starts: Vec::new(), rows: Vec::with_capacity(order.len()) };
-    for (i, &(id, r)) in order.iter().enumerate() {
-        if i == 0 || order[i - 1].0 != id {
-            lists.used.push(id);
-            lists.starts.push(i as u64);
-        }
-        lists.rows.push(r);
+    // a counting sort by id (rows in increasing order within an id): linear in rows + vocabulary,
+    // where sorting (id, row) pairs took 3.2 ms for notes-bert's 131k word ids at B = 1024
+    let mut next = vec![0u32; vocab + 1];
+    for &id in ids_host {
+        next[id as usize + 1] += 1;
     }
-    lists.starts.push(order.len() as u64);
+    let mut lists = ScatterLists { used: Vec::new(), starts: Vec::new(), rows: vec![0; ids_host.len()] };
+    for id in 0..vocab {
+        if next[id + 1] > 0 {
+            lists.used.push(id as u32);
+            lists.starts.push(next[id] as u64);
+        }
+        next[id + 1] += next[id];
+    }
+    lists.starts.push(ids_host.len() as u64);
+    // next[id]: where id's next row goes
+    for (r, &id) in ids_host.iter().enumerate() {
+        let at = &mut next[id as usize];
+        lists.rows[*at as usize] = r as u32;
+        *at += 1;
+    }
     Ok(Some(lists))
 }
 
@@ -770,11 +780,47 @@ pub fn embedding_group_order(
             msg: format!("{} rows (at most 2^32 - 1)", ids_host.len()),
         });
     }
-    let mut order = Vec::with_capacity(ids_host.len());
-    for g in 0..layout.groups() {
-        let mut rows: Vec<(u32, u32)> = layout.rows(g, rows_per_example).map(|r| (ids_host[r], r as u32)).collect();
-        rows.sort_unstable();
-        order.extend(rows.into_iter().map(|(_, r)| r));
+    let (n, groups) = (ids_host.len(), layout.groups());
+    let top = ids_host.iter().copied().max().map_or(0, |m| m as usize + 1);
+    if rows_per_example == 0 || top > 4 * n + (1 << 16) {
+        // ids far above the rows' count: sorting each group beats counting over the ids' range
+        let mut order = Vec::with_capacity(n);
+        for g in 0..groups {
+            let mut rows: Vec<u64> =
+                layout.rows(g, rows_per_example).map(|r| (ids_host[r] as u64) << 32 | r as u64).collect();
+            rows.sort_unstable();
+            order.extend(rows.into_iter().map(|k| k as u32));
+        }
+        return Ok(order);
+    }
+    // every row by (id, row) with a counting sort, then dealt to its group in that order: each group's
+    // rows come out by (id, row), in linear time (sorting each group took 1.7 ms at notes-bert's B = 1024)
+    let mut next = vec![0u32; top + 1];
+    for &id in ids_host {
+        next[id as usize + 1] += 1;
+    }
+    for id in 0..top {
+        next[id + 1] += next[id];
+    }
+    let mut by_id = vec![0u32; n];
+    for (r, &id) in ids_host.iter().enumerate() {
+        let at = &mut next[id as usize];
+        by_id[*at as usize] = r as u32;
+        *at += 1;
+    }
+    let mut group_of = vec![0u32; layout.examples()];
+    let mut cursor = Vec::with_capacity(groups);
+    let mut at = 0usize;
+    for g in 0..groups {
+        group_of[layout.offsets[g]..layout.offsets[g + 1]].fill(g as u32);
+        cursor.push(at);
+        at += layout.rows(g, rows_per_example).len();
+    }
+    let mut order = vec![0u32; n];
+    for r in by_id {
+        let c = &mut cursor[group_of[r as usize / rows_per_example] as usize];
+        order[*c] = r;
+        *c += 1;
     }
     Ok(order)
 }
@@ -1194,6 +1240,50 @@ pub fn cublas_reference(call: &CublasGemm, c: &mut [f32], a: &[f32], b: &[f32]) 
 mod tests {
     use super::*;
     use crate::{Backend, Cpu};
+
+    #[test]
+    fn the_counting_sorts_give_the_order_of_sorting_id_row_pairs() {
+        let mut state = 12345u64;
+        let mut next = move |m: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        for case in 0..40 {
+            let rpe = 1 + next(5) as usize;
+            let examples = next(30) as usize;
+            // groups of 0 to 3 examples
+            let mut offsets = vec![0];
+            while *offsets.last().unwrap() < examples {
+                offsets.push((offsets.last().unwrap() + next(4) as usize).min(examples));
+            }
+            let layout = GroupRows { offsets };
+            // small vocabularies (many repeats), and ids far above the rows' count (the fallback)
+            let vocab = if case % 4 == 3 { 1 << 20 } else { 1 + next(12) as u32 };
+            let ids: Vec<u32> = (0..examples * rpe).map(|_| next(vocab as u64) as u32).collect();
+            let d = 3;
+            let mut pairs: Vec<(u32, u32)> = ids.iter().enumerate().map(|(r, &id)| (id, r as u32)).collect();
+            pairs.sort_unstable();
+            let lists = embedding_backward_lists(vocab as usize * d, &ids, ids.len() * d, d, None, &layout, rpe)
+                .unwrap()
+                .unwrap();
+            assert_eq!(lists.rows, pairs.iter().map(|p| p.1).collect::<Vec<_>>(), "case {case}");
+            let mut used: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+            used.dedup();
+            assert_eq!(lists.used, used, "case {case}");
+            for (u, &id) in lists.used.iter().enumerate() {
+                let (a, b) = (lists.starts[u] as usize, lists.starts[u + 1] as usize);
+                assert!(a < b && lists.rows[a..b].iter().all(|&r| ids[r as usize] == id), "case {case}");
+            }
+            let mut want = vec![];
+            for g in 0..layout.groups() {
+                let mut rows: Vec<(u32, u32)> = layout.rows(g, rpe).map(|r| (ids[r], r as u32)).collect();
+                rows.sort_unstable();
+                want.extend(rows.into_iter().map(|p| p.1));
+            }
+            let got = embedding_group_order(layout.groups(), &ids, ids.len() * d, d, &layout, rpe).unwrap();
+            assert_eq!(got, want, "case {case}");
+        }
+    }
 
     /// The gemm shapes of the tests: plain, transposed operands, a column block of a wider C (ld > n),
     /// offsets, attention-like batches, one-row and one-column operands whose unused leading dimension
