@@ -347,14 +347,14 @@ fn write_release(
 /// guarantee.
 pub fn verify(dir: &Path, key: Option<&str>) -> Result<Value, TrainError> {
     let rpath = dir.join("release.json");
-    let bytes = std::fs::read(&rpath).map_err(|e| io(&rpath, e))?;
+    let bytes = crate::read_bounded(&rpath, crate::MAX_CONFIG_BYTES).map_err(|e| io(&rpath, e))?;
     let spath = dir.join("release.json.sig");
-    let sig = std::fs::read_to_string(&spath).map_err(|e| io(&spath, e))?;
+    let sig = crate::read_text_bounded(&spath, 64 << 10).map_err(|e| io(&spath, e))?;
     let public = match key {
         Some(k) => k.trim().to_string(),
         None => {
             let p = dir.join("node.pub");
-            std::fs::read_to_string(&p).map_err(|e| io(&p, e))?.trim().to_string()
+            crate::read_text_bounded(&p, 64 << 10).map_err(|e| io(&p, e))?.trim().to_string()
         }
     };
     sshsig::verify(&public, &bytes, &sig, NAMESPACE)
