@@ -158,6 +158,8 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
         ),
         (run_of("tok", "notes-transformer", &[SHORT], &[]), "tokenizer"),
         (run_of("unfinished", "lab-mlp", &[SHORT], &["--stop-after", "3"]), "--resume"),
+        // no held-out non-members: the membership-inference check could not run
+        (run_of("no-held-out", "lab-mlp", &[SHORT, ("held_out = 0.2", "held_out = 0.0")], &[]), "data.split.held_out"),
     ];
     for (i, (run, want)) in cases.iter().enumerate() {
         let e = export(tmp.path(), run, &tmp.path().join(format!("out-{i}")), &key);
@@ -182,6 +184,12 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
     assert!(Command::new("mkfifo").arg(&m).status().unwrap().success());
     let e = export(tmp.path(), &run, &tmp.path().join("out-fifo"), &key);
     assert!(!e.status.success() && err(&e).contains("not a regular file"), "{}", err(&e));
+    // a limit looser than the permit's (0.6): refused, naming the permit
+    let run = run_of("loose", "lab-mlp", &[SHORT], &[]);
+    let mut e = common::cli::node(tmp.path());
+    let e = e.arg("export").arg(&run).arg("--out").arg(tmp.path().join("out-loose")).arg("--key-file").arg(&key);
+    let e = e.args(["--max-attack-auc", "0.9"]).output().unwrap();
+    assert!(!e.status.success() && err(&e).contains("looser than the permit's max_attack_auc 0.6"), "{}", err(&e));
     // not a run
     let e = export(tmp.path(), tmp.path(), &tmp.path().join("out-none"), &key);
     assert!(!e.status.success() && err(&e).contains("not a medtrain run directory"));
@@ -265,7 +273,16 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
     assert!(o.status.success(), "{}", err(&o));
     let rows = budget_rows();
     assert_eq!(rows[0]["reserved"].as_f64().unwrap(), 0.0, "{rows}");
-    assert!(rows[0]["spent"].as_f64().unwrap() > spent, "{rows}");
+    let settled = rows[0]["spent"].as_f64().unwrap();
+    assert!(settled > spent, "{rows}");
+    // resumed after its settlement: the whole run is reserved again and settled when it ends (the
+    // steps after the settlement were run without any reservation, and never counted)
+    let o =
+        on_fresh().arg("train").arg(&cfg2).arg("--run-dir").arg(tmp.path().join("c")).arg("--resume").output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let rows = budget_rows();
+    assert_eq!(rows[0]["reserved"].as_f64().unwrap(), 0.0, "{rows}");
+    assert!(rows[0]["spent"].as_f64().unwrap() > settled + 1e-3, "{rows}");
     // a tampered permit is not valid
     let list = on_fresh().args(["permit", "list", "--json"]).output().unwrap();
     let l: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();

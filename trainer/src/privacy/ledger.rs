@@ -396,6 +396,16 @@ impl Ledger {
             .map_err(self.sql())
     }
 
+    /// What a settled run spent, as settled (`None`: no such run, or not settled).
+    pub fn spent(&self, run: &str) -> Result<Option<Vec<Phase>>, LedgerError> {
+        let row: Option<Option<String>> = self
+            .conn
+            .query_row("SELECT spent FROM runs WHERE run_id = ?1 AND state = 'settled'", params![run], |r| r.get(0))
+            .optional()
+            .map_err(self.sql())?;
+        row.map(|s| phases_from_json(run, s.as_deref().unwrap_or("null"))).transpose()
+    }
+
     /// Budget and spend of (project, dataset).
     pub fn balance(&self, project: &str, dataset: &str) -> Result<Balance, LedgerError> {
         let l = Self::load(&self.conn, project, dataset)

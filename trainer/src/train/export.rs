@@ -23,6 +23,7 @@
 use super::checkpoint;
 use super::run::{io, TrainError};
 use super::seal::{self, sha256_file};
+use crate::privacy::accountant::Phase;
 use crate::privacy::sshsig::{self, NodeKey, NAMESPACE};
 use crate::tensors::{self, OutData};
 use serde_json::{json, Value};
@@ -168,6 +169,29 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
             )))
         }
     }
+    // the ledger settled what the run's checkpoint says it ran: a run that ran on after its settlement
+    // spent more than the ledger counts
+    let ck = match (snap.bytes("checkpoint/state.json"), snap.bytes("checkpoint/weights.safetensors")) {
+        (Some(state), Some(weights)) => checkpoint::parse(&run_dir.join("checkpoint"), state, weights, None)?,
+        _ => return Err(refuse(format!("{}: no checkpoint", run_dir.display()))),
+    };
+    let ran: Vec<Phase> = ck
+        .plan
+        .prepare_phases
+        .iter()
+        .chain(&ck.history)
+        .filter(|p| p.2 > 0)
+        .map(|&(s, q, n)| Phase::new(s, q, n))
+        .collect::<Result<_, _>>()
+        .map_err(|e| refuse(format!("{}: the checkpoint's phases: {e}", run_dir.display())))?;
+    if ledger.spent(&run_id).map_err(|e| refuse(e.to_string()))?.as_deref() != Some(&ran[..]) {
+        return Err(refuse(format!(
+            "{}: the ledger ({}) settled other steps than the run ran (it went on after it was settled); \
+             ask the operator",
+            run_dir.display(),
+            ledger_path.display()
+        )));
+    }
     if flag("over_budget") == Some(true) {
         return Err(refuse(format!(
             "{}: the run spent more than the permit's budget left ({}); it cannot be released",
@@ -175,13 +199,33 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
             permit_path.display()
         )));
     }
-    let max_attack_auc = max_attack_auc.unwrap_or(permit.max_attack_auc);
+    // the permit's limit is the operator's: the caller may only make it stricter
+    let max_attack_auc = match max_attack_auc {
+        Some(a) if a > permit.max_attack_auc => {
+            return Err(refuse(format!(
+                "--max-attack-auc {a} is looser than the permit's max_attack_auc {} ({}); it may only be lower",
+                permit.max_attack_auc,
+                permit_path.display()
+            )))
+        }
+        Some(a) => a,
+        None => permit.max_attack_auc,
+    };
     let metrics = used_json(run_dir, &snap, "metrics.json")?;
     let mi = &metrics["membership_inference"];
     if mi.is_null() {
         return Err(refuse(format!(
             "{}: the run has no membership-inference check (trained by an older medtrain); train it again",
             run_dir.display()
+        )));
+    }
+    // an attack that could not run (no or too few held-out non-members) checked nothing
+    if ["loss_threshold", "calibrated"].iter().any(|k| mi[*k]["auc"].as_f64().is_none()) {
+        return Err(refuse(format!(
+            "{}: the membership-inference check could not be computed (held-out non-members: {}); train with a \
+             held-out split (data.split.held_out) that leaves enough examples",
+            run_dir.display(),
+            mi["non_members"]
         )));
     }
     for kind in ["loss_threshold", "calibrated"] {
@@ -199,10 +243,6 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     if mi["significant"].as_bool() == Some(true) {
         eprintln!("warning: membership inference AUC is significantly above 0.5 (release.json has the figures)");
     }
-    let ck = match (snap.bytes("checkpoint/state.json"), snap.bytes("checkpoint/weights.safetensors")) {
-        (Some(state), Some(weights)) => checkpoint::parse(&run_dir.join("checkpoint"), state, weights, None)?,
-        _ => return Err(refuse(format!("{}: no checkpoint", run_dir.display()))),
-    };
     // a model with NaN or infinite weights predicts nothing (a run that diverged): not a release
     if let Some(i) = ck.weights.iter().position(|w| w.iter().any(|v| !v.is_finite())) {
         return Err(refuse(format!(
@@ -225,7 +265,7 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     let stage = crate::staging::partial(parent, &name);
     let _ = std::fs::remove_dir_all(&stage);
     std::fs::create_dir(&stage).map_err(|e| io(&stage, e))?;
-    let result = write_release(run_dir, &stage, key_path, &run, &snap, &metrics, &ck);
+    let result = write_release(run_dir, &stage, key_path, &run, &snap, &metrics, &ck, max_attack_auc);
     match result {
         Ok(v) => {
             if out.exists() {
@@ -249,6 +289,7 @@ fn used_json(run_dir: &Path, snap: &seal::Snapshot, rel: &str) -> Result<Value, 
     parse_json(&path, bytes)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_release(
     run_dir: &Path,
     dir: &Path,
@@ -257,6 +298,7 @@ fn write_release(
     snap: &seal::Snapshot,
     metrics: &Value,
     ck: &checkpoint::Checkpoint,
+    max_attack_auc: f64,
 ) -> Result<Value, TrainError> {
     let resolved_path = run_dir.join("config.resolved.toml");
     let resolved = snap
@@ -326,6 +368,7 @@ fn write_release(
         "trained_by": snap.seal.code_version,
         "exported_by": super::run::code_version(),
         "membership_inference": metrics["membership_inference"],
+        "max_attack_auc": max_attack_auc,
         "held_out": metrics,
         "signature": {"namespace": NAMESPACE, "identity": sshsig::IDENTITY, "public_key": public},
     });

@@ -880,6 +880,16 @@ fn train_on<B: Backend + 'static>(
             Err(LedgerError::DuplicateRun(_)) if new_phase => {
                 ledger.replan(&run_id, &planned, plan.delta_added).map(|_| ())
             }
+            // a run settled while interrupted (`permit settle`) and resumed: what it runs now was never
+            // reserved, and the settlement counts only the steps before; the whole run is reserved again
+            // (admitted only if the budget holds it) and settled when it ends
+            Err(LedgerError::DuplicateRun(_))
+                if resume.is_some()
+                    && ledger.run_state(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?.as_deref()
+                        == Some("settled") =>
+            {
+                ledger.replan(&run_id, &planned, plan.delta_added).map(|_| ())
+            }
             Err(LedgerError::DuplicateRun(_)) if resume.is_some() => Ok(()),
             other => other.map(|_| ()),
         };
