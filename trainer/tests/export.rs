@@ -184,6 +184,19 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
     assert!(Command::new("mkfifo").arg(&m).status().unwrap().success());
     let e = export(tmp.path(), &run, &tmp.path().join("out-fifo"), &key);
     assert!(!e.status.success() && err(&e).contains("not a regular file"), "{}", err(&e));
+    // a DP run resumed with --no-dp: refused (it was rewritten as a non-private run, its reservation
+    // never settled); a --run-dir that is a file, or a directory of other files: refused
+    let cfg = config("lab-mlp", tmp.path(), &[SHORT]);
+    let t = train(&cfg, &cases[3].0, &["--resume", "--no-dp"]);
+    assert!(!t.status.success() && err(&t).contains("resume it without --no-dp"), "{}", err(&t));
+    let t = train(&cfg, &cfg, &[]);
+    assert!(!t.status.success() && err(&t).contains("not a directory"), "{}", err(&t));
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let t = train(&cfg, &foreign, &[]);
+    assert!(!t.status.success() && err(&t).contains("not a medtrain run's"), "{}", err(&t));
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1);
     // a limit looser than the permit's (0.6): refused, naming the permit
     let run = run_of("loose", "lab-mlp", &[SHORT], &[]);
     let mut e = common::cli::node(tmp.path());

@@ -451,6 +451,23 @@ fn resolved_toml(given: &str, c: &TrainConfig, plan: &Plan) -> String {
     toml::to_string(&v).unwrap_or_default()
 }
 
+/// The names a run directory holds (a directory holding anything else is not a run's).
+const RUN_FILES: &[&str] = &[
+    "config.given.toml",
+    "config.resolved.toml",
+    "run.json",
+    "metrics.json",
+    "report.html",
+    "checkpoint",
+    "checkpoint.old",
+    "checkpoint.partial",
+    "data",
+    "train.log",
+    "seal.json",
+    "seal.json.partial",
+    super::reproduce::PHASES,
+];
+
 /// Runs (or resumes) the training of `config_path`.
 pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainError> {
     let started = Instant::now();
@@ -518,6 +535,50 @@ fn train_on<B: Backend + 'static>(
         }
     };
     let ck_dir = run_dir.join("checkpoint");
+    if run_dir.exists() && !run_dir.is_dir() {
+        return Err(TrainError::Invalid(format!(
+            "--run-dir {}: not a directory; give a new or empty directory, or a run to --resume",
+            run_dir.display()
+        )));
+    }
+    if opts.resume {
+        // a run keeps its mode: a DP run resumed with --no-dp was rewritten as a non-private one (its
+        // reservation never settled), a --no-dp one resumed with DP failed on its checkpoint
+        let record = crate::read_bounded(&run_dir.join("run.json"), crate::MAX_CONFIG_BYTES)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        if let Some(r) = record {
+            match r["dp"].as_bool() {
+                Some(true) if opts.no_dp => {
+                    return Err(TrainError::Invalid(format!(
+                        "{}: trained with DP-SGD; resume it without --no-dp",
+                        run_dir.display()
+                    )))
+                }
+                Some(false) if !opts.no_dp => {
+                    return Err(TrainError::Invalid(format!(
+                        "{}: a --no-dp baseline; resume it with --no-dp",
+                        run_dir.display()
+                    )))
+                }
+                _ => {}
+            }
+        }
+    } else if let Ok(entries) = std::fs::read_dir(&run_dir) {
+        // a directory of other files is not written into (a run's files would mix with them, and a
+        // run's directory is sealed whole)
+        let foreign = entries.flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // a killed preparation's staging (`.data.partial-PID`) is the run's own
+            !RUN_FILES.contains(&name.as_str()) && !name.starts_with(".data.partial-")
+        });
+        if foreign {
+            return Err(TrainError::Invalid(format!(
+                "--run-dir {}: holds files that are not a medtrain run's; give a new or empty directory",
+                run_dir.display()
+            )));
+        }
+    }
     let resume = if opts.resume {
         Some(
             checkpoint::load(&run_dir)?
