@@ -149,9 +149,9 @@ fn malformed_lines_are_located_and_the_tolerated_fraction_decides() {
         good.to_owned(),
         format!("{{\"resourceType\":\"Observation\", \"value\": {secret_value}"), // truncated JSON
         good.replace("Patient/a", "Patient/b"),
-        good.replace("\"effectiveDateTime\":\"2024-01-02\",", ""), // no time
-        String::new(),                                             // blank lines are not malformed
-        good.replace("2024-01-02", "2024-02-30"),                  // impossible date
+        good.replace("\"effectiveDateTime\":\"2024-01-02\",", "\"effectiveDateTime\":\"soon\","), // unreadable time
+        String::new(),                            // blank lines are not malformed
+        good.replace("2024-01-02", "2024-02-30"), // impossible date
         good.replace("Patient/a", "Patient/c"),
     ];
     std::fs::write(dir.path().join("Observation.ndjson"), lines.join("\r\n")).unwrap();
@@ -178,9 +178,8 @@ fn malformed_lines_are_located_and_the_tolerated_fraction_decides() {
     let no = bin().args(["data", "check", "--max-malformed", "0.4"]).arg(dir.path()).output().unwrap();
     assert_eq!(no.status.code(), Some(1));
     let text = String::from_utf8_lossy(&no.stdout);
-    for line in [2, 4, 6] {
-        assert!(text.contains(&format!("Observation.ndjson line {line}")), "{text}");
-    }
+    assert!(text.contains("Observation.ndjson line 2") && text.contains("Observation.ndjson lines 4, 6"), "{text}");
+    assert!(text.contains("50.0% of all lines malformed, 40.0% tolerated"), "{text}");
 }
 
 #[test]
@@ -231,6 +230,42 @@ fn every_finding_of_a_line_is_counted_not_only_the_last() {
     let (_, r) = data::read(dir.path(), &keep_all()).unwrap();
     let count = |kind: &str| r.findings.iter().find(|f| f.kind == kind).map(|f| f.count);
     assert_eq!((count("unknown_status"), count("censored_value")), (Some(2), Some(2)), "{:#?}", r.findings);
+}
+
+#[test]
+fn valid_resources_without_a_time_patient_or_code_are_counted_not_malformed() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":1.1,"unit":"mg/dL"}}"#;
+    let obs = [
+        good.to_owned(),
+        // R4 lets each of these be absent (a result whose time is on its DiagnosticReport, a herd's
+        // observation, a code given as text only)
+        good.replace(r#""effectiveDateTime":"2024-01-02","#, ""),
+        good.replace(r#""effectiveDateTime":"2024-01-02""#, r#""effectivePeriod":{"end":"2024-01-02"}"#),
+        good.replace("Patient/a", "Group/herd1"),
+        good.replace(r#"{"coding":[{"system":"http://loinc.org","code":"2160-0"}]}"#, r#"{"text":"creatinine"}"#),
+    ];
+    std::fs::write(dir.path().join("Observation.ndjson"), obs.join("\n")).unwrap();
+    let enc = r#"{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},"subject":{"reference":"Patient/a"}}"#;
+    std::fs::write(dir.path().join("Encounter.ndjson"), enc).unwrap();
+    let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let count = |kind: &str, resource: &str| -> u64 {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == kind && f["resource"] == resource)
+            .map(|f| f["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(count("no_time", "Observation"), 2, "{v}");
+    assert_eq!(count("no_patient_subject", "Observation"), 1, "{v}");
+    assert_eq!(count("no_code", "Observation"), 1, "{v}");
+    assert_eq!(count("no_time", "Encounter"), 1, "{v}");
+    assert_eq!(count("malformed_line", "-"), 0, "{v}");
+    assert_eq!(v["events"]["lab"], 1);
 }
 
 #[test]
@@ -779,13 +814,14 @@ fn notes_in_japanese_legacy_charsets_decode() {
         doc("text/plain; charset=Shift_JIS", b64(&sjis)),
         doc(r#"text/plain;charset=\"EUC-JP\""#, b64(&eucjp)),
         doc("text/plain", b64(text.as_bytes())),
-        doc("text/plain", b64(&sjis)),                 // not UTF-8: malformed
-        doc("text/plain; charset=klingon", b64(b"x")), // unknown charset: malformed
+        doc("text/plain", b64(&sjis)),                 // not UTF-8: not read, counted
+        doc("text/plain; charset=klingon", b64(b"x")), // unknown charset: not read, counted
     ];
     std::fs::write(dir.path().join("d.ndjson"), lines.join("\n")).unwrap();
-    let (d, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     assert_eq!(d.texts, [text, text, text]);
-    assert_eq!(r.malformed_count(), 2);
+    assert_eq!(r.malformed_count(), 0);
+    assert_eq!(r.findings.iter().find(|f| f.kind == "undecodable_note").map(|f| f.count), Some(2));
 }
 
 #[test]

@@ -414,8 +414,9 @@ impl Report {
                     reason,
                     *n,
                     Some(format!(
-                        "{:.3e} of all lines malformed, {:.3e} tolerated",
-                        fraction, opts.max_malformed_fraction
+                        "{} of all lines malformed, {} tolerated",
+                        percent(fraction),
+                        percent(opts.max_malformed_fraction)
                     )),
                 );
                 f.file = Some(file.clone());
@@ -523,5 +524,17 @@ fn finding(severity: Severity, kind: &str, resource: &str, field: &str, count: u
         detail,
         file: None,
         lines: vec![],
+    }
+}
+
+/// A fraction as a percentage a reader takes in at a glance (`0.5` is `50.0%`, `2e-7` is `2.0e-5%`).
+fn percent(f: f64) -> String {
+    let p = f * 100.0;
+    if p == 0.0 {
+        "0%".into()
+    } else if p >= 0.1 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.1e}%")
     }
 }

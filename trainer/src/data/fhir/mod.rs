@@ -27,6 +27,7 @@
 //!
 //! Other resource types are counted and skipped.
 
+use super::check::Severity;
 use super::guard::{self, IdentifierKind};
 use super::{catalog, reportable, time, EventKind, ReadOptions, Rec};
 use base64::Engine;
@@ -352,8 +353,8 @@ struct LineOut<'a> {
     site: Option<(String, String)>,
     /// a malformed line, and why
     bad: Option<&'static str>,
-    /// counted, not errors: (kind, resource, field), each once
-    info: SmallVec<[(&'static str, &'static str, &'static str); 1]>,
+    /// counted, not errors: (severity, kind, resource, field), each once
+    info: SmallVec<[(Severity, &'static str, &'static str, &'static str); 1]>,
     /// a Patient resource's id
     patient: Option<String>,
     /// the Patient resources a Patient links as the same person
@@ -369,9 +370,17 @@ impl LineOut<'_> {
 
     /// Counts a finding of the line (once however often the line has it).
     fn found(&mut self, kind: &'static str, resource: &'static str, field: &'static str) {
-        if !self.info.contains(&(kind, resource, field)) {
-            self.info.push((kind, resource, field));
+        if !self.info.contains(&(Severity::Info, kind, resource, field)) {
+            self.info.push((Severity::Info, kind, resource, field));
         }
+    }
+
+    /// A valid resource that lacks what the reader needs (a time, a patient, a code: optional in R4):
+    /// counted as a warning and not read, where it was a malformed line that blocked the input.
+    fn unusable(mut self, kind: &'static str, resource: &'static str, field: &'static str) -> Self {
+        self.recs.clear();
+        self.info.push((Severity::Warning, kind, resource, field));
+        self
     }
 }
 
@@ -450,12 +459,13 @@ fn parse_time(s: &Option<Str>) -> Option<std::result::Result<i64, ()>> {
 /// Why a line is malformed.
 type Bad = &'static str;
 
-/// A required time: the first of the candidates present; unreadable or missing is malformed.
-fn required_time(t: Option<std::result::Result<i64, ()>>) -> std::result::Result<i64, Bad> {
+/// A required time: the first of the candidates present; unreadable is malformed, none is `None`
+/// (R4 lets a resource have no time: counted as unusable by the caller).
+fn required_time(t: Option<std::result::Result<i64, ()>>) -> std::result::Result<Option<i64>, Bad> {
     match t {
-        Some(Ok(t)) => Ok(t),
+        Some(Ok(t)) => Ok(Some(t)),
         Some(Err(())) => Err("unreadable time"),
-        None => Err("no time"),
+        None => Ok(None),
     }
 }
 
@@ -495,7 +505,7 @@ fn invalid_at<'a, R: Deserialize<'a>>(line: &'a [u8], invalid: Bad) -> Bad {
             }
         }
     }
-    if fields.is_empty() {
+    if fields.is_empty() || fields == ["?"] {
         return invalid;
     }
     let reason = format!("{invalid} (at {})", fields.join("."));
@@ -585,17 +595,24 @@ fn start<'a, R: Deserialize<'a>>(
     Ok((r, out, skip))
 }
 
-/// The subject id of a resource; a `display` on the reference is a name finding.
-fn subject_of<'a>(
-    r: &Option<Reference<'a>>,
-    resource: &'static str,
-    out: &mut LineOut,
-) -> std::result::Result<Cow<'a, str>, Bad> {
-    let r = r.as_ref().ok_or("no subject")?;
+/// The subject id of a resource; a `display` on the reference is a name finding. `None`: no subject,
+/// or one that is not a Patient (a Group, a Device, a contained or logical reference).
+fn subject_of<'a>(r: &Option<Reference<'a>>, resource: &'static str, out: &mut LineOut) -> Option<Cow<'a, str>> {
+    let r = r.as_ref()?;
     if r.display.is_some() {
         out.identifiers.push((IdentifierKind::Name, resource, "subject.display"));
     }
-    subject_id(r).ok_or("subject is not a Patient reference")
+    subject_id(r)
+}
+
+/// The value, or the line's output counted as unusable (`kind`, `field`) and returned.
+macro_rules! or_unusable {
+    ($e:expr, $out:ident, $kind:expr, $resource:expr, $field:expr) => {
+        match $e {
+            Some(v) => v,
+            None => return Ok($out.unusable($kind, $resource, $field)),
+        }
+    };
 }
 
 /// Scans free text and records what was found. The text kept is always redacted: under `reject` the
@@ -645,14 +662,32 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     if skip {
         return Ok(out);
     }
-    let subject = subject_of(&o.subject, "Observation", &mut out)?;
-    let coding = o.code.as_ref().and_then(|c| pick(&c.coding, &opts.code_systems)).ok_or("no code")?;
-    let time = required_time(
-        parse_time(&o.effective_date_time)
-            .or_else(|| parse_time(&o.effective_period.as_ref().and_then(|p| p.start.clone())))
-            .or_else(|| parse_time(&o.effective_instant))
-            .or_else(|| parse_time(&o.issued)),
-    )?;
+    let subject = or_unusable!(
+        subject_of(&o.subject, "Observation", &mut out),
+        out,
+        "no_patient_subject",
+        "Observation",
+        "subject"
+    );
+    let coding = or_unusable!(
+        o.code.as_ref().and_then(|c| pick(&c.coding, &opts.code_systems)),
+        out,
+        "no_code",
+        "Observation",
+        "code.coding"
+    );
+    let time = or_unusable!(
+        required_time(
+            parse_time(&o.effective_date_time)
+                .or_else(|| parse_time(&o.effective_period.as_ref().and_then(|p| p.start.clone())))
+                .or_else(|| parse_time(&o.effective_instant))
+                .or_else(|| parse_time(&o.issued)),
+        )?,
+        out,
+        "no_time",
+        "Observation",
+        "effective"
+    );
     // a coded or ordinal result: its own event, with the ordinal level from a closed set
     // a number written as a string, or an integer: a value of its own (with no unit)
     let plain = match (&o.value_quantity, &o.value_string, o.value_integer) {
@@ -804,11 +839,22 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     if let Some(desc) = d.description.as_deref() {
         scan_only(desc, "DocumentReference", "description", &mut out);
     }
-    let subject = subject_of(&d.subject, "DocumentReference", &mut out)?;
-    let time =
+    let subject = or_unusable!(
+        subject_of(&d.subject, "DocumentReference", &mut out),
+        out,
+        "no_patient_subject",
+        "DocumentReference",
+        "subject"
+    );
+    let time = or_unusable!(
         required_time(parse_time(&d.date).or_else(|| {
             parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))
-        }))?;
+        }))?,
+        out,
+        "no_time",
+        "DocumentReference",
+        "date"
+    );
     let (system, code) = note_code(&d.type_, opts);
     let mut texts = Vec::new();
     for a in d.content.iter().filter_map(|c| c.attachment.as_ref()) {
@@ -829,11 +875,16 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
         };
         let bytes =
             base64::engine::general_purpose::STANDARD.decode(&*data).map_err(|_| "attachment data is not base64")?;
-        texts.push(decode_text(ct, bytes)?);
+        // a charset the reader does not know, or bytes that are not in it: the note is not read, and
+        // counted (the resource itself is valid)
+        match decode_text(ct, bytes) {
+            Ok(t) => texts.push(t),
+            Err(_) => out.found("undecodable_note", "DocumentReference", "content.attachment.contentType"),
+        }
     }
     if texts.is_empty() {
         // an attachment without data was counted as such
-        if !out.info.iter().any(|i| i.0 == "note_without_data") {
+        if !out.info.iter().any(|i| i.1 == "note_without_data" || i.1 == "undecodable_note") {
             out.found("no_text_attachment", "DocumentReference", "content.attachment.contentType");
         }
         return Ok(out);
@@ -870,8 +921,14 @@ fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     if skip {
         return Ok(out);
     }
-    let subject = subject_of(&c.subject, "Composition", &mut out)?;
-    let time = required_time(parse_time(&c.date))?;
+    let subject = or_unusable!(
+        subject_of(&c.subject, "Composition", &mut out),
+        out,
+        "no_patient_subject",
+        "Composition",
+        "subject"
+    );
+    let time = or_unusable!(required_time(parse_time(&c.date))?, out, "no_time", "Composition", "date");
     let mut parts = Vec::new();
     for s in &c.section {
         section_text(s, &mut parts);
@@ -898,7 +955,8 @@ fn encounter<'a>(line: &'a [u8]) -> std::result::Result<LineOut<'a>, Bad> {
     if skip {
         return Ok(out);
     }
-    let subject = subject_of(&e.subject, "Encounter", &mut out)?;
+    let subject =
+        or_unusable!(subject_of(&e.subject, "Encounter", &mut out), out, "no_patient_subject", "Encounter", "subject");
     let class = match &e.class {
         Some(EncounterClass::R4(c)) => Some(c),
         Some(EncounterClass::R5(cs)) => cs.iter().find_map(|c| c.coding.first()),
@@ -906,7 +964,7 @@ fn encounter<'a>(line: &'a [u8]) -> std::result::Result<LineOut<'a>, Bad> {
     };
     let class = class.filter(|c| c.code.is_some()).ok_or("no class")?;
     let period = e.period.unwrap_or_default();
-    let time = required_time(parse_time(&period.start))?;
+    let time = or_unusable!(required_time(parse_time(&period.start))?, out, "no_time", "Encounter", "period.start");
     let end = parse_time(&period.end).map_or(Ok(i64::MIN), |t| t.map_err(|()| "unreadable time"))?;
     out.recs.push(Rec {
         subject,

@@ -248,8 +248,8 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
     for (kind, resource, field) in out.identifiers {
         sink.report.identifier(sink.opts.identifiers, kind, resource, field);
     }
-    for (kind, resource, field) in out.info {
-        sink.report.count(Severity::Info, kind, resource, field);
+    for (severity, kind, resource, field) in out.info {
+        sink.report.count(severity, kind, resource, field);
     }
     if let Some((subject, site)) = out.site {
         let s = sink.subject(&subject);
