@@ -389,9 +389,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export { run, out, key_file, max_attack_auc, json } => {
             let key = key_file.unwrap_or_else(crate::train::export::default_key_path);
+            let new_key = std::fs::symlink_metadata(&key).is_err();
             let max_attack_auc =
                 max_attack_auc.map(|a| cli_args::within("--max-attack-auc", a, 0.5, 1.0)).transpose()?;
             let r = crate::train::export::export(&run, &out, &key, max_attack_auc)?;
+            if new_key {
+                // made on first use: a mistyped --key-file signs with a key nobody knows
+                eprintln!(
+                    "warning: made a new node key at {} (this release verifies only against its own node.pub)",
+                    key.display()
+                );
+            }
             if json {
                 println!("{}", serde_json::json!({"release": out, "privacy": r["privacy"], "files": r["files"]}));
             } else {
@@ -539,6 +547,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DpGrad { workload, weights, batch, clip, threads, device, out } => {
             let w: Workload = workload.parse().context("--workload")?;
             let dev = device.device()?;
+            for (flag, input) in [("--weights", &weights), ("--batch", &batch)] {
+                if cli_args::same_file(&out, input) {
+                    anyhow::bail!("--out {}: the same file as {flag}; the gradients would replace it", out.display());
+                }
+            }
             let weights = TensorFile::read(&weights).context("--weights")?;
             let batch = TensorFile::read(&batch).context("--batch")?;
             let grads = on_backend!(dev, cli_args::threads("--threads", threads), device.tf32, |be| {

@@ -54,3 +54,12 @@ mod tests {
         assert_eq!(within("--batch", 64usize, 1, 4096).unwrap(), 64);
     }
 }
+
+/// Whether two paths name one file (the same device and inode; false when either does not exist).
+pub fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}

@@ -236,6 +236,11 @@ pub fn write(
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> Result<(), TensorError> {
     let werr = |msg: String| TensorError::Write { path: path.to_path_buf(), msg };
+    // the file is written beside and renamed over the name: whatever else stands there (a device, a
+    // FIFO, a directory, a link) would be replaced, not written to
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(werr("exists and is not a regular file; give the name of a new or regular file".into()));
+    }
     let bytes: Vec<(Dtype, Vec<u8>)> = tensors
         .iter()
         .map(|(_, _, d)| match d {

@@ -4,6 +4,7 @@
 use kernels::Cpu;
 use medtrain::model::workload::Workload;
 use safetensors::tensor::{Dtype, TensorView};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -227,6 +228,38 @@ fn stderr_of(args: &[&str]) -> (i32, String) {
 }
 
 #[test]
+fn dp_grad_never_replaces_its_inputs_or_what_is_not_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("w.safetensors");
+    write_weights(&weights, Workload::LabMlp);
+    let batch = dir.path().join("b.safetensors");
+    write_batch(&batch, "plain", Workload::LabMlp, 2, None);
+    let before = std::fs::read(&weights).unwrap();
+    let run = |out: &Path| {
+        let o = medtrain()
+            .args(["dp-grad", "--workload", "lab-mlp", "--clip", "1", "--weights"])
+            .arg(&weights)
+            .arg("--batch")
+            .arg(&batch)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let (code, err) = run(&weights);
+    assert!(code == Some(1) && err.contains("the same file as --weights"), "{err}");
+    assert_eq!(std::fs::read(&weights).unwrap(), before);
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (code, err) = run(&fifo);
+    assert!(code == Some(1) && err.contains("not a regular file"), "{err}");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    let (code, err) = run(dir.path());
+    assert!(code == Some(1) && err.contains("not a regular file"), "{err}");
+}
+
+#[test]
 fn dp_grad_reports_bad_input_by_tensor_and_shape() {
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("w.safetensors");
@@ -249,6 +282,21 @@ fn dp_grad_reports_bad_input_by_tensor_and_shape() {
     };
     let x = f32_bytes(&vec![0.5; 2 * 48 * 64]);
     let y = f32_bytes(&[1.0, 0.0]);
+
+    // a binary label that is not a probability, and an empty batch
+    let bad_y = f32_bytes(&[987654.25, 0.0]);
+    write(
+        &dir.path().join("bad_y.safetensors"),
+        vec![("x", Dtype::F32, vec![2, 48, 64], x.clone()), ("y", Dtype::F32, vec![2], bad_y)],
+    );
+    let (code, err) = run(&p("bad_y.safetensors"), &p("w.safetensors"));
+    assert!(code == 1 && err.contains("outside [0, 1]") && !err.contains("987654"), "{err}");
+    write(
+        &dir.path().join("empty.safetensors"),
+        vec![("x", Dtype::F32, vec![0, 48, 64], vec![]), ("y", Dtype::F32, vec![0], vec![])],
+    );
+    let (code, err) = run(&p("empty.safetensors"), &p("w.safetensors"));
+    assert!(code == 1 && err.contains("no examples"), "{err}");
 
     // a missing tensor
     write(&dir.path().join("no_y.safetensors"), vec![("x", Dtype::F32, vec![2, 48, 64], x.clone())]);

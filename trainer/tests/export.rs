@@ -203,6 +203,9 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
     let e = e.arg("export").arg(&run).arg("--out").arg(tmp.path().join("out-loose")).arg("--key-file").arg(&key);
     let e = e.args(["--max-attack-auc", "0.9"]).output().unwrap();
     assert!(!e.status.success() && err(&e).contains("looser than the permit's max_attack_auc 0.6"), "{}", err(&e));
+    // a key file that is not a regular file: refused before it is opened
+    let e = export(tmp.path(), &run, &tmp.path().join("out-zero"), Path::new("/dev/zero"));
+    assert!(!e.status.success() && err(&e).contains("not a regular file"), "{}", err(&e));
     // not a run
     let e = export(tmp.path(), tmp.path(), &tmp.path().join("out-none"), &key);
     assert!(!e.status.success() && err(&e).contains("not a medtrain run directory"));

@@ -137,14 +137,24 @@ impl NodeKey {
     /// [`NodeKey::load_or_create`] or by `ssh-keygen -t ed25519 -N ''`).
     pub fn load(path: &Path) -> Result<NodeKey, SigError> {
         let io_err = |source| SigError::Io { path: path.to_owned(), source };
-        let mut file = File::open(path).map_err(io_err)?;
+        let not_regular = || SigError::KeyFile { path: path.to_owned(), reason: "not a regular file".into() };
+        // asked before opening: opening a FIFO blocks until someone writes to it
+        if !fs::metadata(path).map_err(io_err)?.is_file() {
+            return Err(not_regular());
+        }
+        let file = File::open(path).map_err(io_err)?;
         // the mode of the file we opened, not of whatever the path names a moment later
-        let mode = file.metadata().map_err(io_err)?.permissions().mode() & 0o777;
+        let meta = file.metadata().map_err(io_err)?;
+        if !meta.is_file() {
+            return Err(not_regular());
+        }
+        let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(SigError::KeyFileMode { path: path.to_owned(), mode });
         }
         let mut text = Zeroizing::new(Vec::new());
-        file.read_to_end(&mut text).map_err(io_err)?;
+        // an OpenSSH Ed25519 key is about 400 bytes
+        file.take(64 << 10).read_to_end(&mut text).map_err(io_err)?;
         let bad = |reason: String| SigError::KeyFile { path: path.to_owned(), reason };
         let text = std::str::from_utf8(&text).map_err(|_| bad("not an OpenSSH private key (not text)".into()))?;
         let blob = Zeroizing::new(dearmor(text, KEY_ARMOR).map_err(bad)?);

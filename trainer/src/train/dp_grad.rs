@@ -46,6 +46,9 @@ fn first_dim(file: &TensorFile, name: &str) -> Result<usize, TensorError> {
 pub fn load_batch(file: &TensorFile, workload: Workload) -> Result<(HostBatch, Option<Vec<i64>>), TensorError> {
     file.reject_unknown(&["x", "mask", "y", "groups"], "a batch file holds x, mask, y and optionally groups")?;
     let b = first_dim(file, "x")?;
+    if b == 0 {
+        return Err(file.value_error("x", "holds no examples (batch dimension 0)"));
+    }
     let (inputs, steps) = match workload {
         Workload::NotesEncoder | Workload::NotesBert => {
             let vocab = workload.vocab();
@@ -103,8 +106,9 @@ pub fn load_batch(file: &TensorFile, workload: Workload) -> Result<(HostBatch, O
         HostTargets::Classes(y.iter().map(|&c| c as u32).collect())
     } else {
         let y = if file.shape("y")?.len() == 2 { file.f32("y", &[b, 1])? } else { file.f32("y", &[b])? };
-        if y.iter().any(|v| !v.is_finite()) {
-            return Err(file.value_error("y", "contains NaN or infinite values"));
+        // binary cross-entropy's targets are probabilities
+        if let Some(i) = y.iter().position(|v| !(0.0..=1.0).contains(v)) {
+            return Err(file.value_error("y", format!("a label outside [0, 1] (or not a number) in example {i}")));
         }
         HostTargets::Binary(y.to_vec())
     };
