@@ -450,12 +450,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if r.matches { ExitCode::SUCCESS } else { ExitCode::from(4) })
         }
         Command::Verify { dir, key, json } => {
+            let bundled = key.is_none();
             let key = key
-                .map(|k| std::fs::read_to_string(&k).map_err(|e| anyhow::anyhow!("{}: {e}", k.display())))
+                .map(|k| {
+                    crate::read_text_bounded(&k, 64 << 10).map_err(|e| anyhow::anyhow!("--key {}: {e}", k.display()))
+                })
                 .transpose()?;
-            let privacy = crate::train::export::verify(&dir, key.as_deref())?;
+            let (privacy, public) = crate::train::export::verify(&dir, key.as_deref())?;
+            let fingerprint = crate::privacy::sshsig::public_fingerprint(&public).unwrap_or_default();
             if json {
-                println!("{}", serde_json::json!({"verified": true, "privacy": privacy}));
+                println!(
+                    "{}",
+                    serde_json::json!({"verified": true, "privacy": privacy, "key_fingerprint": fingerprint,
+                        "key_from_release": bundled})
+                );
             } else {
                 println!(
                     "{}: signature and hashes verified; epsilon {} at delta {} ({} accountant, unit {})",
@@ -464,6 +472,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     privacy["delta"],
                     privacy["accountant"],
                     privacy["unit"]
+                );
+                println!(
+                    "signed by the key {fingerprint}{}",
+                    if bundled {
+                        ", the release's own node.pub: this proves the release is whole, not who made it; \
+                         give the node operator's key with --key"
+                    } else {
+                        " (--key)"
+                    }
                 );
             }
             Ok(ExitCode::SUCCESS)

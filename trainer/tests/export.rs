@@ -60,6 +60,20 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
     assert!(!weights.tensors.keys().any(|k| k.contains(".m") || k.contains(".v")));
     let v = verify(&rel);
     assert!(v.status.success(), "{}", err(&v));
+    // it says which key it trusted: the release's own, which proves it whole, not who made it
+    let said = String::from_utf8_lossy(&v.stdout);
+    assert!(said.contains("signed by the key SHA256:") && said.contains("not who made it"), "{said}");
+    // a release file that is a link out of the directory: refused
+    let linked = tmp.path().join("linked");
+    std::fs::create_dir(&linked).unwrap();
+    for n in &names {
+        std::fs::copy(rel.join(n), linked.join(n)).unwrap();
+    }
+    let outside = tmp.path().join("outside.safetensors");
+    std::fs::rename(linked.join("model.safetensors"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, linked.join("model.safetensors")).unwrap();
+    let v = verify(&linked);
+    assert!(!v.status.success() && err(&v).contains("not a regular file"), "{}", err(&v));
     // the standard tool, as the README says
     if Path::new("/usr/bin/ssh-keygen").exists() {
         let public = std::fs::read_to_string(rel.join("node.pub")).unwrap();

@@ -140,12 +140,18 @@ pub fn read(path: &Path) -> Result<Permit, String> {
     let text =
         crate::read_text_bounded(path, crate::MAX_CONFIG_BYTES).map_err(|e| format!("{}: {e}", path.display()))?;
     let sig_path = PathBuf::from(format!("{}.sig", path.display()));
-    let sig = std::fs::read_to_string(&sig_path)
-        .map_err(|_| format!("{}: missing: the permit is not signed", sig_path.display()))?;
+    let sig = crate::read_text_bounded(&sig_path, 64 << 10).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{}: missing: the permit is not signed", sig_path.display()),
+        _ => format!("{}: {e}", sig_path.display()),
+    })?;
     let key = NodeKey::load(&key_path()).map_err(|e| e.to_string())?;
     sshsig::verify(&key.public_openssh(), text.as_bytes(), &sig, NAMESPACE)
         .map_err(|e| format!("{}: not signed by this node's key ({e})", path.display()))?;
-    let p: Permit = toml::from_str(&text).map_err(|_| format!("{}: not a permit", path.display()))?;
+    // TOML's message may quote the file: its line and what is wrong, in our words
+    let p: Permit = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| format!(" (line {})", text[..s.start.min(text.len())].matches('\n').count() + 1));
+        format!("{}: not a permit{}", path.display(), at.unwrap_or_default())
+    })?;
     p.check().map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(p)
 }

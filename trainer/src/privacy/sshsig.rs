@@ -465,3 +465,10 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+/// The fingerprint of an OpenSSH public key line (`ssh-ed25519 AAAA... comment`) as `ssh-keygen -l`
+/// prints it, "SHA256:..."; `None` when the line holds no base64 key.
+pub fn public_fingerprint(line: &str) -> Option<String> {
+    let blob = STANDARD.decode(line.split_whitespace().nth(1)?).ok()?;
+    Some(format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob))))
+}

@@ -386,9 +386,9 @@ fn write_release(
 }
 
 /// Checks a release: the signature of release.json by `key` (an OpenSSH public key line; default the
-/// release's node.pub), then the SHA-256 of every file it lists, and no file unlisted. Returns the
-/// guarantee.
-pub fn verify(dir: &Path, key: Option<&str>) -> Result<Value, TrainError> {
+/// release's node.pub), then the SHA-256 of every file it lists (each a regular file of a plain name
+/// in the directory), and no file unlisted. Returns the guarantee and the public key line it trusted.
+pub fn verify(dir: &Path, key: Option<&str>) -> Result<(Value, String), TrainError> {
     let rpath = dir.join("release.json");
     let bytes = crate::read_bounded(&rpath, crate::MAX_CONFIG_BYTES).map_err(|e| io(&rpath, e))?;
     let spath = dir.join("release.json.sig");
@@ -408,10 +408,23 @@ pub fn verify(dir: &Path, key: Option<&str>) -> Result<Value, TrainError> {
         .as_object()
         .ok_or_else(|| TrainError::Invalid(format!("{}: lists no files", rpath.display())))?;
     for (name, want) in files {
-        if name.contains('/') || name.starts_with('.') {
-            return Err(TrainError::Invalid(format!("{}: lists a file outside the release", rpath.display())));
+        // a plain file name: no path, no hidden file, nothing a terminal would act on when printed
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.len() <= 255
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !plain {
+            return Err(TrainError::Invalid(format!(
+                "{}: lists a file {:?} that is not a plain file name in the release",
+                rpath.display(),
+                name
+            )));
         }
         let p = dir.join(name);
+        // the file itself, not what a link in the release points to
+        if !std::fs::symlink_metadata(&p).map_err(|e| io(&p, e))?.is_file() {
+            return Err(TrainError::Invalid(format!("{}: not a regular file (a link or other)", p.display())));
+        }
         let got = sha256_file(&p)?;
         if Some(got.as_str()) != want.as_str() {
             return Err(TrainError::Invalid(format!("{}: its SHA-256 differs from release.json's", p.display())));
@@ -421,8 +434,8 @@ pub fn verify(dir: &Path, key: Option<&str>) -> Result<Value, TrainError> {
         let name = f.map_err(|e| io(dir, e))?.file_name().to_string_lossy().into_owned();
         let known = ["release.json", "release.json.sig", "node.pub"].contains(&name.as_str());
         if !known && !files.contains_key(&name) {
-            return Err(TrainError::Invalid(format!("{}: not listed in release.json", dir.join(&name).display())));
+            return Err(TrainError::Invalid(format!("{}/{name:?}: not listed in release.json", dir.display())));
         }
     }
-    Ok(release["privacy"].clone())
+    Ok((release["privacy"].clone(), public))
 }
