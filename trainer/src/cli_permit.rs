@@ -10,18 +10,22 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PermitCommand::Issue { project, purpose, datasets, expires, epsilon, delta, max_attack_auc } => {
             let issued = crate::train::run::utc_stamp();
-            let p = Permit {
-                id: format!("{project}-{issued}"),
-                project,
-                purpose,
-                datasets,
-                expires,
-                epsilon,
-                delta,
-                max_attack_auc,
-                issued,
-            };
+            // two permits of one project issued in one second get their own ids
+            let mut id = format!("{project}-{issued}");
+            for n in 2.. {
+                if !permit::store().join(format!("{id}.toml")).exists() {
+                    break;
+                }
+                id = format!("{project}-{issued}-{n}");
+            }
+            let p = Permit { id, project, purpose, datasets, expires, epsilon, delta, max_attack_auc, issued };
             let path = permit::issue(&p).map_err(|e| anyhow::anyhow!("permit: {e}"))?;
+            if p.expired() {
+                eprintln!(
+                    "warning: the permit expired on {} (before today): no run will be accepted under it",
+                    p.expires
+                );
+            }
             println!("{}", path.display());
         }
         PermitCommand::Show { file } => {
@@ -101,6 +105,13 @@ pub fn budget(project: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
                 "spent": b.settled_epsilon, "reserved": b.committed_epsilon - b.settled_epsilon,
                 "left": (b.budget_epsilon - b.committed_epsilon).max(0.0), "expires": p.expires, "expired": p.expired(),
             }));
+        }
+    }
+    if rows.is_empty() && !json {
+        // an empty answer said nothing of why
+        match &project {
+            Some(_) => eprintln!("no valid permit of that project in {}", permit::store().display()),
+            None => eprintln!("no valid permit in {}", permit::store().display()),
         }
     }
     if json {

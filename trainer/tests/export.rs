@@ -257,6 +257,21 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
     assert!(o.status.success(), "{}", err(&o));
     let o = on_fresh().arg("train").arg(&cfg).arg("--run-dir").arg(tmp.path().join("r1")).output().unwrap();
     assert!(!o.status.success() && err(&o).contains("expired"), "{}", err(&o));
+    // a day that is not in the calendar, a project that would be a hidden file, a dataset given twice
+    let fp = common::cli::fingerprint();
+    for (project, expires, datasets, want) in [
+        ("q", "2999-02-30", vec![fp], "is not a date"),
+        ("..", "2999-01-01", vec![fp], "starting with a letter or digit"),
+        ("q", "2999-01-01", vec![fp, fp], "given twice"),
+    ] {
+        let mut c = on_fresh();
+        c.args(["permit", "issue", "--project", project, "--purpose", "t", "--expires", expires]);
+        for d in datasets {
+            c.args(["--dataset", d]);
+        }
+        let o = c.args(["--epsilon", "1", "--delta", "1e-5"]).output().unwrap();
+        assert!(!o.status.success() && err(&o).contains(want), "{project} {expires}: {}", err(&o));
+    }
     // a permit with a budget for one run of epsilon 3 and a small one, not two of 3 (they compose to ~4.4)
     let o = on_fresh()
         .args(["permit", "issue", "--project", "p", "--purpose", "t", "--dataset", common::cli::fingerprint()])

@@ -61,7 +61,8 @@ pub fn ledger_path() -> PathBuf {
     node_home().join("ledger.sqlite")
 }
 
-fn store() -> PathBuf {
+/// The permit store, `NODE/permits`.
+pub fn store() -> PathBuf {
     node_home().join("permits")
 }
 
@@ -76,18 +77,36 @@ fn valid_date(s: &str) -> bool {
         && b[4] == b'-'
         && b[7] == b'-'
         && s.chars().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-        && (1..=12).contains(&s[5..7].parse::<u32>().unwrap_or(0))
-        && (1..=31).contains(&s[8..10].parse::<u32>().unwrap_or(0))
+        && {
+            // a day of the calendar: 2027-02-30 is none
+            let (y, m, d) = (
+                s[..4].parse::<u32>().unwrap_or(0),
+                s[5..7].parse::<u32>().unwrap_or(0),
+                s[8..10].parse().unwrap_or(0),
+            );
+            let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+            let days = match m {
+                1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+                4 | 6 | 9 | 11 => 30,
+                2 if leap => 29,
+                2 => 28,
+                _ => 0,
+            };
+            (1..=days).contains(&d)
+        }
 }
 
 impl Permit {
     /// Checks the fields (the error names the key).
     pub fn check(&self) -> Result<(), String> {
+        // a name that starts with a letter or digit: `.` and `..` made hidden permit files
         let name_ok = |s: &str| {
-            !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.len() <= 64
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         };
         if !name_ok(&self.project) {
-            return Err("project: 1 to 64 letters, digits, '-', '_' or '.'".into());
+            return Err("project: 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit".into());
         }
         if self.datasets.is_empty() || self.datasets.iter().any(|d| !d.starts_with("sha256:") || d.len() != 71) {
             return Err("datasets: fingerprints as `medtrain data fingerprint` prints them (sha256:...)".into());
@@ -115,6 +134,9 @@ impl Permit {
 /// Signs `p` with the node key and writes it into the store; sets the ledger budgets.
 pub fn issue(p: &Permit) -> Result<PathBuf, String> {
     p.check()?;
+    if let Some(d) = p.datasets.iter().enumerate().find(|(i, d)| p.datasets[..*i].contains(d)).map(|(_, d)| d) {
+        return Err(format!("datasets: {d} is given twice"));
+    }
     let key = NodeKey::load_or_create(&key_path()).map_err(|e| e.to_string())?;
     let dir = store();
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
