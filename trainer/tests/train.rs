@@ -234,6 +234,14 @@ fn bad_configs_stop_before_any_step_naming_the_key() {
         (&[("window_hours = 24", "window_hours = 0.0001")], &["no positive"]),
         (&[("format = \"fhir\"", "format = \"meds\"")], &["data.format", "Fhir", "Meds"]),
         (&[("[data.labels]", "[data.labels]\nwindow = 3")], &["window", "window_hours"]),
+        (
+            &[(
+                "ff = 64\nlayers = 1\npooling = \"mean\"\n\n[model.text]",
+                "ff = 64\nlayers = 0\npooling = \"mean\"\n\n[model.text]",
+            )],
+            &["model.lab.layers", "expected 1 to 64"],
+        ),
+        (&[("expected_batch_subjects = 128", "sample_rate = 1e-300")], &["privacy.sample_rate", "below 1"]),
     ];
     for (i, (edits, want)) in cases.iter().enumerate() {
         if want.is_empty() {
@@ -249,6 +257,15 @@ fn bad_configs_stop_before_any_step_naming_the_key() {
         }
         assert!(!run.join("checkpoint").exists(), "case {i}: a step ran");
     }
+    // an empty channel list: a lab model with no input
+    let cfg = config("demo", tmp.path(), &[]);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let at = text.find("channels = [").unwrap();
+    let end = at + text[at..].find(']').unwrap() + 1;
+    std::fs::write(&cfg, format!("{}channels = []{}", &text[..at], &text[end..])).unwrap();
+    let out = train(&cfg, &tmp.path().join("bad-channels"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("features.channels") && err.contains("empty"), "{err}");
     let out = bin().args(["train", "--backend", "gpu"]).arg(config("demo", tmp.path(), &[])).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--backend"));
 }

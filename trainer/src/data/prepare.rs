@@ -492,6 +492,9 @@ impl DataConfig {
                 return Err(bad("features.channels", format!("a list of catalogue tests or \"auto\" (got {a:?})")));
             }
             // each test known and listed once, before any input is read
+            Some(Channels::List(list)) if list.is_empty() => {
+                return Err(bad("features.channels", "an empty list: name the catalogue tests, or \"auto\"".into()));
+            }
             Some(Channels::List(list)) => {
                 features::LabSeriesSpec::new(list, c.features.buckets, c.features.lookback_hours)
                     .map_err(|m| DataError::Format { path: path.into(), msg: format!("config key {table}{m}") })?;

@@ -329,8 +329,8 @@ fn transformer_sizes(at: &str, d: usize, heads: usize, ff: usize, layers: usize)
     size(&format!("{at}.d_model"), d)?;
     size(&format!("{at}.heads"), heads)?;
     size(&format!("{at}.ff"), ff)?;
-    if layers > 64 {
-        return Err(bad(&format!("{at}.layers"), format!("{layers}: expected at most 64")));
+    if !(1..=64).contains(&layers) {
+        return Err(bad(&format!("{at}.layers"), format!("{layers}: expected 1 to 64")));
     }
     if !d.is_multiple_of(heads) {
         return Err(bad(

@@ -732,6 +732,15 @@ fn train_on<B: Backend + 'static>(
         (_, Some(b)) => (b / n as f64).min(1.0),
         _ => unreachable!("checked with the config"),
     };
+    // an expected batch below one unit: most steps would sample nobody (and the noise would be divided
+    // by a batch of zero)
+    if q * (n as f64) < 1.0 {
+        return Err(TrainError::Invalid(format!(
+            "config key privacy.sample_rate: {} of {n} units is an expected batch below 1; raise it (or give \
+             privacy.expected_batch_subjects)",
+            crate::short_number(q)
+        )));
+    }
     let planned = match (cfg.train.steps, cfg.train.epochs) {
         (Some(s), _) => s,
         (_, Some(e)) => ((e / q).ceil() as u64).max(1),
@@ -882,6 +891,12 @@ fn train_on<B: Backend + 'static>(
     }
     std::fs::write(run_dir.join("config.resolved.toml"), resolved_toml(&given, &cfg, &plan))
         .map_err(|e| io(&run_dir, e))?;
+    if cfg.optim.warmup_steps >= steps {
+        progress.line(&format!(
+            "warning: optim.warmup_steps {} is not below the run's {steps} steps: the learning rate never reaches optim.lr",
+            cfg.optim.warmup_steps
+        ));
+    }
     progress.line(&format!(
         "DP-SGD by {}: {n} units, q = {q:.5}, {steps} steps, clip {}, noise multiplier {sigma:.4}, epsilon {:.3} at delta {:.1e} ({})",
         if p.unit == Unit::Subject { "subject" } else { "example" },
