@@ -81,7 +81,7 @@ fn convert(view: &TensorView<'_>) -> Result<HostTensor, String> {
 
 /// A tensor name from a file as an error may print it: ASCII letters, digits, `.`, `_`, `-`, at most 128
 /// bytes and at most 6 digits (so no phone number, date or ID number); else a placeholder.
-fn shown(name: &str) -> String {
+pub fn shown(name: &str) -> String {
     let plain = !name.is_empty()
         && name.len() <= 128
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))

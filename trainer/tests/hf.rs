@@ -62,6 +62,17 @@ fn ambiguous_and_integer_parameters_are_refused_not_guessed() {
     });
     let e = load(&d);
     assert!(e.contains("classifier.bias") && e.contains("not floating point"), "{e}");
+    // a config.json of fewer layers than the weights hold: refused, not read as a truncated model
+    let d = tmp.path().join("fewer");
+    copy_dir(&fixtures().join("tiny-bert"), &d);
+    let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
+    let layers: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    let n = layers["num_hidden_layers"].as_u64().unwrap();
+    assert!(n >= 2);
+    let cfg = cfg.replace(&format!("\"num_hidden_layers\": {n}"), &format!("\"num_hidden_layers\": {}", n - 1));
+    std::fs::write(d.join("config.json"), cfg).unwrap();
+    let e = load(&d);
+    assert!(e.contains("num_hidden_layers") && e.contains(&format!("layer.{}.", n - 1)), "{e}");
 }
 
 fn logits_of(dir: &Path) -> Vec<f32> {

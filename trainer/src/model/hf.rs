@@ -236,6 +236,26 @@ impl HfCheckpoint {
     /// hold (a new classification head keeps its initialization); a tensor of the wrong shape is an error
     /// naming it and both shapes.
     pub fn load_into<B: Backend>(&self, be: &B, model: &mut dyn Model<B>) -> Result<Vec<String>, HfError> {
+        // layers the checkpoint holds beyond config.json's num_hidden_layers: a config that says fewer
+        // layers than the weights have was read as a truncated model without a word
+        let layers = self.config.num_hidden_layers;
+        let beyond = self.tensors.keys().find(|name| {
+            name.split('.')
+                .collect::<Vec<_>>()
+                .windows(3)
+                .any(|w| w[0] == "encoder" && w[1] == "layer" && w[2].parse::<usize>().is_ok_and(|i| i >= layers))
+        });
+        if let Some(name) = beyond {
+            return Err(HfError::Config {
+                path: self.dir.join("config.json"),
+                key: "num_hidden_layers".into(),
+                msg: format!(
+                    "{layers} layers, but the weights hold '{}' (a layer beyond them): the config does not belong \
+                     to these weights",
+                    crate::tensors::shown(name)
+                ),
+            });
+        }
         let mut fresh = vec![];
         for p in model.params_mut() {
             // a bare BertModel / RobertaModel checkpoint has no `bert.` / `roberta.` prefix
