@@ -248,6 +248,9 @@ fn valid_resources_without_a_time_patient_or_code_are_counted_not_malformed() {
     std::fs::write(dir.path().join("Observation.ndjson"), obs.join("\n")).unwrap();
     let enc = r#"{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},"subject":{"reference":"Patient/a"}}"#;
     std::fs::write(dir.path().join("Encounter.ndjson"), enc).unwrap();
+    // a Bundle on a line of its own: its entries are not read, and that is said
+    let bundle = format!(r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{good}}}]}}"#);
+    std::fs::write(dir.path().join("Bundle.ndjson"), bundle).unwrap();
     let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -265,6 +268,7 @@ fn valid_resources_without_a_time_patient_or_code_are_counted_not_malformed() {
     assert_eq!(count("no_code", "Observation"), 1, "{v}");
     assert_eq!(count("no_time", "Encounter"), 1, "{v}");
     assert_eq!(count("malformed_line", "-"), 0, "{v}");
+    assert_eq!(count("bundle_not_read", "Bundle"), 1, "{v}");
     assert_eq!(v["events"]["lab"], 1);
 }
 

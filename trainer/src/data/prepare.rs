@@ -801,9 +801,16 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
                 format!("labels: none of the {unknown} labels of {} names a subject of the input", f.display())
             }
             Some(f) => format!("labels: {} holds no labels", f.display()),
-            None => "labels: the task finds no prediction point in this input (for ed_admission: no Encounter \
-                     of class EMER; `medtrain data check` lists the codes read)"
-                .into(),
+            None => match &task {
+                Some(labels::Task::LabRise { lab, .. }) => format!(
+                    "labels: the task lab_rise finds no prediction point in this input (no measurement of {}; \
+                     `medtrain data check` lists the codes read)",
+                    crate::data::guard::visible(lab.clone())
+                ),
+                _ => "labels: the task ed_admission finds no prediction point in this input (no Encounter of class \
+                      EMER; `medtrain data check` lists the codes read)"
+                    .into(),
+            },
         }));
     }
     let offset = (config.labels.offset_hours * 3600.0) as i64;
@@ -827,6 +834,17 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     // the size of every split's tensors, before any is built
     for which in [Split::Train, Split::Tuning, Split::HeldOut] {
         let n = labels.iter().filter(|l| splits[l.subject as usize] == which).count();
+        // a train split without examples trains nothing (written with exit 0, it failed at train)
+        if which == Split::Train && n == 0 {
+            let subjects: std::collections::HashSet<u32> = labels.iter().map(|l| l.subject).collect();
+            return Err(DataError::Invalid(format!(
+                "split: no example falls in the train split ({} labelled subject(s) in all; split.tuning {} and \
+                 split.held_out {} take the rest): the input is too small, or lower them",
+                subjects.len(),
+                config.split.tuning,
+                config.split.held_out
+            )));
+        }
         check_tensor_bytes(split_name(which), n, &spec, config)?;
     }
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;

@@ -1157,6 +1157,12 @@ fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result
         "Composition" => composition(line, opts),
         "Encounter" => encounter(line),
         "Patient" => patient(line),
+        // a bulk export has one resource per line: the resources inside a Bundle are not read, and said
+        "Bundle" => Ok(LineOut {
+            resource: Some(reportable::resource_type("Bundle").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
+            ..Default::default()
+        }
+        .unusable("bundle_not_read", "Bundle", "entry")),
         other => Ok(LineOut {
             resource: Some(reportable::resource_type(other).unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
             ..Default::default()
