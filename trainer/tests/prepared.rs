@@ -463,3 +463,27 @@ fn note_ids_outside_the_vocabulary_are_found_before_training() {
     assert!(e.contains("train.safetensors") && e.contains("2 token id(s) outside") && e.contains("16"), "{e}");
     assert!(!e.contains("17"), "{e}");
 }
+
+#[test]
+fn a_value_that_is_not_finite_or_a_mask_not_0_or_1_is_an_error_naming_the_tensor() {
+    let _serial = serial();
+    for (tensor, value, want) in [
+        ("lab_values", f32::NAN, "tensor 'lab_values': a value that is not finite"),
+        ("lab_since_last", f32::INFINITY, "tensor 'lab_since_last': a value that is not finite"),
+        ("lab_mask", 2.0, "tensor 'lab_mask': a value that is not 0 or 1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, t, k, l) = (6, 2, 2, 0);
+        write_manifest(dir.path(), t, k, l, "float_value");
+        let mut tensors = synthetic(n, t, k, l, vec![0.5; n]);
+        if let Some((_, _, OutData::F32(v))) = tensors.iter_mut().find(|(name, _, _)| name == tensor) {
+            v[3] = value;
+        }
+        write_split(dir.path(), "train", tensors);
+        let split = Prepared::open(dir.path()).unwrap().split("train").unwrap();
+        let e = split.batch(&[0, 1], true, false, Targets::Real).err().expect("refused").to_string();
+        assert!(e.contains(want) && e.contains("train.safetensors"), "{e}");
+        // another batch without it reads
+        split.batch(&[2, 3], true, false, Targets::Real).unwrap();
+    }
+}

@@ -470,7 +470,7 @@ impl SplitData {
         let b = examples.len();
         let (t, k) = (self.buckets, self.channels);
         let targets = self.targets(examples, targets)?;
-        let series = lab.then(|| self.lab_rows(examples));
+        let series = lab.then(|| self.lab_rows(examples)).transpose()?;
         let tokens = notes.map(|(ids, len)| self.note_rows(examples, ids, len)).transpose()?;
         let l = self.note_tokens;
         let (inputs, steps, mask) = match (series, tokens) {
@@ -484,15 +484,17 @@ impl SplitData {
         Ok(HostBatch { examples: b, steps, inputs, mask, targets })
     }
 
-    /// x: [B, T, 3K] (values, mask, since last per bucket) and the series mask [B, T].
-    fn lab_rows(&self, examples: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    /// x: [B, T, 3K] (values, mask, since last per bucket) and the series mask [B, T]. A value that is
+    /// not finite, or a mask that is not 0 or 1, is an error naming the tensor (what `data prepare`
+    /// writes has none; a file written otherwise trained on NaN to a chance AUROC).
+    fn lab_rows(&self, examples: &[usize]) -> Result<(Vec<f32>, Vec<f32>), DataError> {
         let (t, k) = (self.buckets, self.channels);
         let f = 3 * k;
         let mut x = vec![0f32; examples.len() * t * f];
         let mut mask = vec![0f32; examples.len() * t];
         if k == 0 {
             // no channels: nothing observed
-            return (x, mask);
+            return Ok((x, mask));
         }
         for (r, &e) in examples.iter().enumerate() {
             let x_row = &mut x[r * t * f..(r + 1) * t * f];
@@ -506,11 +508,19 @@ impl SplitData {
                 }
             }
             for (bucket, m) in mask[r * t..(r + 1) * t].iter_mut().enumerate() {
-                let observed = &x_row[bucket * f + k..bucket * f + 2 * k];
+                let cells = &x_row[bucket * f..(bucket + 1) * f];
+                if let Some(i) = cells.iter().position(|v| !v.is_finite()) {
+                    let name = ["lab_values", "lab_mask", "lab_since_last"][i / k];
+                    return Err(format_error(&self.path, format!("tensor '{name}': a value that is not finite")));
+                }
+                let observed = &cells[k..2 * k];
+                if observed.iter().any(|&v| v != 0.0 && v != 1.0) {
+                    return Err(format_error(&self.path, "tensor 'lab_mask': a value that is not 0 or 1"));
+                }
                 *m = if observed.iter().any(|&v| v != 0.0) { 1.0 } else { 0.0 };
             }
         }
-        (x, mask)
+        Ok((x, mask))
     }
 
     /// ids: [B, L] and the token mask [B, L].
