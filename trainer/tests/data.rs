@@ -273,6 +273,18 @@ fn valid_resources_without_a_time_patient_or_code_are_counted_not_malformed() {
 }
 
 #[test]
+fn file_names_that_hold_identifiers_are_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Observation-taro.yamada@example.jp.ndjson"), "{not json\n").unwrap();
+    std::fs::create_dir(dir.path().join("patient-12345678")).unwrap();
+    std::fs::write(dir.path().join("patient-12345678/notes.txt"), "x").unwrap();
+    let out = bin().args(["data", "check", "--max-malformed", "1"]).arg(dir.path()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("yamada") && !text.contains("12345678"), "{text}");
+    assert!(text.contains("(a name that is not printed)") && text.contains("notes.txt"), "{text}");
+}
+
+#[test]
 fn unreadable_input_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin().args(["data", "check"]).arg(dir.path().join("missing")).output().unwrap();

@@ -183,7 +183,7 @@ impl Report {
     }
 
     pub fn malformed_line(&mut self, file: &str, line: u64, reason: &'static str) {
-        let m = self.malformed.entry(file.to_owned()).or_default();
+        let m = self.malformed.entry(super::guard::shown_path(file)).or_default();
         m.count += 1;
         // each reason its own lines (every reason of a file listed all the file's malformed lines)
         let (n, lines) = m.reasons.entry(reason).or_default();

@@ -505,8 +505,11 @@ pub fn input_files(path: &Path, exts: &[&str], report: &mut Report) -> Result<Ve
     let read = read_once;
     if !unread.is_empty() {
         const SHOWN: usize = 5;
-        let mut names: Vec<String> =
-            unread.iter().take(SHOWN).map(|p| p.strip_prefix(path).unwrap_or(p).display().to_string()).collect();
+        let mut names: Vec<String> = unread
+            .iter()
+            .take(SHOWN)
+            .map(|p| guard::shown_path(&p.strip_prefix(path).unwrap_or(p).to_string_lossy()))
+            .collect();
         if unread.len() > SHOWN {
             names.push(format!("and {} more", unread.len() - SHOWN));
         }

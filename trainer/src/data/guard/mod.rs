@@ -97,6 +97,27 @@ pub(crate) fn fold(c: char) -> char {
     }
 }
 
+/// A path inside an input (relative to it) as a report may print it: each component that holds an
+/// identifier the guard finds, more than 6 digits (an id, a phone number, a date of birth), or
+/// anything but printable ASCII is shown as `(a name that is not printed)`. An export's file names
+/// are its writer's: per-patient files (`patient_<id>.ndjson`) name patients.
+pub fn shown_path(rel: &str) -> String {
+    rel.split('/')
+        .map(|c| {
+            let plain = c.len() <= 128
+                && c.bytes().all(|b| b.is_ascii_graphic())
+                && c.bytes().filter(u8::is_ascii_digit).count() <= 6
+                && scan(c).is_empty();
+            if plain {
+                c.to_owned()
+            } else {
+                "(a name that is not printed)".to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Whether `c` is a default-ignorable code point (Unicode's Default_Ignorable_Code_Point): drawn as
 /// nothing (zero-width space and joiners, soft hyphen, word joiner, BOM, bidi controls, variation
 /// selectors, tags), common in text pasted from web pages and word processors.
