@@ -242,6 +242,8 @@ fn bad_configs_stop_before_any_step_naming_the_key() {
             &["model.lab.layers", "expected 1 to 64"],
         ),
         (&[("expected_batch_subjects = 128", "sample_rate = 1e-300")], &["privacy.sample_rate", "below 1"]),
+        (&[("held_out = 0.2", "held_out = 0.95")], &["data.split.held_out", "nothing is left"]),
+        (&[("buckets = 24", "buckets = 0")], &["config key data.features.buckets"]),
     ];
     for (i, (edits, want)) in cases.iter().enumerate() {
         if want.is_empty() {

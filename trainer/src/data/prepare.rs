@@ -561,6 +561,15 @@ impl DataConfig {
         }
         within("split.tuning", self.split.tuning, (0.0, 1.0))?;
         within("split.held_out", self.split.held_out, (0.0, 1.0))?;
+        if self.split.tuning + self.split.held_out >= 1.0 {
+            return Err((
+                "split.held_out",
+                format!(
+                    "split.tuning {} and split.held_out {} take every subject: nothing is left to train on",
+                    self.split.tuning, self.split.held_out
+                ),
+            ));
+        }
         self.read.limits().validate().map_err(|(k, m)| (read_key(k), m))?;
         Ok(())
     }

@@ -377,7 +377,11 @@ impl TrainConfig {
         };
         // input is already absolute or relative to the working directory; labels.file and the
         // tokenizer are resolved against the config's directory here
-        c.resolve(path, "data.").map(Some).map_err(|e| ConfigError { path: path.to_path_buf(), msg: e.to_string() })
+        c.resolve(path, "data.").map(Some).map_err(|e| match e {
+            // already about this file: its path once
+            crate::data::DataError::Format { path: p, msg } if p == path => ConfigError { path: p, msg },
+            e => ConfigError { path: path.to_path_buf(), msg: e.to_string() },
+        })
     }
 
     fn check(&self) -> Result<(), (String, String)> {
