@@ -133,9 +133,11 @@ impl NoteTokenizer {
 
     /// A user's tokenizer.json. It is exportable unless its sidecar says it was trained in the node.
     pub fn load(path: &Path) -> Result<Self> {
-        let tokenizer = Tokenizer::from_file(path).map_err(|e| tok_err(path, e))?;
+        // regular files of bounded size (a FIFO in their place waited for ever)
+        let bytes = crate::read_bounded(path, 256 << 20).map_err(|e| DataError::io(path, e))?;
+        let tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| tok_err(path, e))?;
         let side = sidecar_path(path);
-        let exportable = match std::fs::read(&side) {
+        let exportable = match crate::read_bounded(&side, crate::MAX_CONFIG_BYTES) {
             Ok(b) => serde_json::from_slice::<Sidecar>(&b).map_err(|e| tok_err(&side, e))?.exportable,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
             Err(e) => return Err(DataError::io(&side, e)),

@@ -169,9 +169,12 @@ impl HfCheckpoint {
         let mut digests = vec![(config_path.clone(), sha256(&config_path)?.1)];
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
-        let files: Vec<PathBuf> = if single.is_file() {
+        // whatever stands at the name is read (a FIFO or a directory there is an error saying so, where it
+        // was reported missing)
+        let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+        let files: Vec<PathBuf> = if present(&single) {
             vec![single]
-        } else if index.is_file() {
+        } else if present(&index) {
             let (bytes, hex) = sha256(&index)?;
             digests.push((index.clone(), hex));
             let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| HfError::Config {
@@ -326,7 +329,7 @@ pub struct TextEmbedding {
 pub fn embed<B: Backend>(be: &B, dir: &Path, text: &str, pooling: Pooling) -> Result<TextEmbedding, HfError> {
     let ck = HfCheckpoint::read(dir)?;
     let tok_path = dir.join("tokenizer.json");
-    if !tok_path.is_file() {
+    if std::fs::symlink_metadata(&tok_path).is_err() {
         return Err(HfError::Unsupported {
             path: tok_path,
             msg: "is missing: medtrain needs the fast tokenizer's tokenizer.json (transformers: \
@@ -334,7 +337,9 @@ pub fn embed<B: Backend>(be: &B, dir: &Path, text: &str, pooling: Pooling) -> Re
                 .into(),
         });
     }
-    let mut tokenizer = tokenizers::Tokenizer::from_file(&tok_path).map_err(|_| HfError::Unsupported {
+    // read as a regular file of bounded size (a FIFO there waited for ever)
+    let bytes = crate::read_bounded(&tok_path, 256 << 20).map_err(|err| HfError::Io { path: tok_path.clone(), err })?;
+    let mut tokenizer = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|_| HfError::Unsupported {
         path: tok_path.clone(),
         msg: "is not a tokenizer.json the tokenizers library can read".into(),
     })?;

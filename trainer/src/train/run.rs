@@ -348,7 +348,8 @@ fn label_type(manifest_type: Option<&str>) -> Result<LabelType, TrainError> {
 
 /// The vocabulary size of the tokenizer the notes were tokenized with.
 fn vocab_of(tokenizer: &Path) -> Result<usize, TrainError> {
-    let t = tokenizers::Tokenizer::from_file(tokenizer).map_err(|_| {
+    let bytes = crate::read_bounded(tokenizer, 256 << 20).map_err(|e| io(tokenizer, e))?;
+    let t = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|_| {
         TrainError::Invalid(format!("{}: not a tokenizer.json the tokenizers library can read", tokenizer.display()))
     })?;
     Ok(t.get_vocab_size(true))
