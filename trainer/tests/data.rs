@@ -285,6 +285,25 @@ fn file_names_that_hold_identifiers_are_not_printed() {
 }
 
 #[test]
+fn a_patient_contained_in_another_resource_is_an_identifier_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let apgar = r#"{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"newborn","name":[{"family":"Kurosawa"}],"birthDate":"2024-01-02"}],"status":"final","category":[{"coding":[{"code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":1.1,"unit":"mg/dL"}}"#;
+    std::fs::write(dir.path().join("Observation.ndjson"), apgar).unwrap();
+    let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "identifiers block under the default reject");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fields: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["resource"] == "Observation")
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"contained.name") && fields.contains(&"contained.birthDate"), "{v}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Kurosawa"));
+}
+
+#[test]
 fn unreadable_input_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin().args(["data", "check"]).arg(dir.path().join("missing")).output().unwrap();

@@ -1137,7 +1137,38 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
 }
 
 fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
-    parse_resource(line, opts).unwrap_or_else(LineOut::bad)
+    let mut out = parse_resource(line, opts).unwrap_or_else(LineOut::bad);
+    if out.bad.is_none() && memchr::memmem::find(line, b"\"contained\"").is_some() {
+        contained_patients(line, &mut out);
+    }
+    out
+}
+
+/// A Patient inside another resource (`contained`, as the official R4 examples put a newborn's
+/// record in its Apgar scores): its name, telecom, address, birth date and identifiers are identifier
+/// findings of the resource that holds it, as a Patient of its own would be. The lines that hold one are
+/// found by a byte search first (most lines have none).
+fn contained_patients(line: &[u8], out: &mut LineOut) {
+    #[derive(Deserialize)]
+    struct Holder {
+        #[serde(default)]
+        contained: Vec<serde_json::Value>,
+    }
+    let Ok(h) = from_line::<Holder>(line) else { return };
+    let resource = out.resource.unwrap_or(reportable::OTHER_RESOURCE_TYPE);
+    for c in h.contained.iter().filter(|c| c.get("resourceType").and_then(|t| t.as_str()) == Some("Patient")) {
+        for (key, kind, field) in [
+            ("name", IdentifierKind::Name, "contained.name"),
+            ("telecom", IdentifierKind::Telecom, "contained.telecom"),
+            ("address", IdentifierKind::Address, "contained.address"),
+            ("birthDate", IdentifierKind::BirthDate, "contained.birthDate"),
+            ("identifier", IdentifierKind::PatientIdentifier, "contained.identifier"),
+        ] {
+            if present(&c.get(key).cloned()) {
+                out.identifiers.push((kind, resource, field));
+            }
+        }
+    }
 }
 
 fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
