@@ -1138,7 +1138,10 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
 
 fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
     let mut out = parse_resource(line, opts).unwrap_or_else(LineOut::bad);
-    if out.bad.is_none() && memchr::memmem::find(line, b"\"contained\"").is_some() {
+    // one searcher for every line (built per call, it cost more than the search)
+    static CONTAINED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"contained\""));
+    if out.bad.is_none() && CONTAINED.find(line).is_some() {
         contained_patients(line, &mut out);
     }
     out
