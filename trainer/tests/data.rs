@@ -270,6 +270,16 @@ fn valid_resources_without_a_time_patient_or_code_are_counted_not_malformed() {
     assert_eq!(count("malformed_line", "-"), 0, "{v}");
     assert_eq!(count("bundle_not_read", "Bundle"), 1, "{v}");
     assert_eq!(v["events"]["lab"], 1);
+    // a year or a month only: read at its first day, and counted
+    let partial = good.replace("2024-01-02", "2013");
+    std::fs::write(dir.path().join("Observation.ndjson"), format!("{good}\n{partial}\n")).unwrap();
+    let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let partial_dates: Vec<&serde_json::Value> =
+        v["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "partial_date").collect();
+    assert_eq!(partial_dates.len(), 1, "{v}");
+    assert_eq!(partial_dates[0]["count"], 1);
+    assert_eq!(v["events"]["lab"], 2);
 }
 
 #[test]

@@ -456,6 +456,12 @@ fn parse_time(s: &Option<Str>) -> Option<std::result::Result<i64, ()>> {
     s.as_deref().map(|s| time::parse(s).ok_or(()))
 }
 
+/// Whether the time read (the first of `candidates` present) gives only a year or a month (`2013`,
+/// `2013-04`): placed at its first day, and counted (`partial_date`).
+fn partial_date(candidates: &[Option<&str>]) -> bool {
+    candidates.iter().flatten().next().is_some_and(|s| s.trim().len() < 10)
+}
+
 /// Why a line is malformed.
 type Bad = &'static str;
 
@@ -676,6 +682,14 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         "Observation",
         "code.coding"
     );
+    if partial_date(&[
+        o.effective_date_time.as_deref(),
+        o.effective_period.as_ref().and_then(|p| p.start.as_deref()),
+        o.effective_instant.as_deref(),
+        o.issued.as_deref(),
+    ]) {
+        out.found("partial_date", "Observation", "effective");
+    }
     let time = or_unusable!(
         required_time(
             parse_time(&o.effective_date_time)
