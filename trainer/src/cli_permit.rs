@@ -1,7 +1,7 @@
 //! `medtrain permit issue|show|list|settle` and `medtrain budget show`.
 
 use crate::cli::PermitCommand;
-use crate::privacy::accountant::{AccountantKind, Phase};
+use crate::privacy::accountant::AccountantKind;
 use crate::privacy::ledger::Ledger;
 use crate::privacy::permit::{self, Permit};
 use std::process::ExitCode;
@@ -66,14 +66,7 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
         PermitCommand::Settle { run } => {
             let ck = crate::train::checkpoint::load(&run)?
                 .ok_or_else(|| anyhow::anyhow!("{}: no checkpoint to settle from", run.display()))?;
-            let phases: Vec<Phase> = ck
-                .plan
-                .prepare_phases
-                .iter()
-                .chain(&ck.history)
-                .filter(|p| p.2 > 0)
-                .map(|&(s, q, n)| Phase::new(s, q, n))
-                .collect::<Result<_, _>>()?;
+            let phases = ck.spent_phases()?;
             let kind = if ck.plan.accountant == "rdp" { AccountantKind::Rdp } else { AccountantKind::Pld };
             let id = crate::train::run::run_id(&run);
             let st = Ledger::open(&permit::ledger_path(), kind)?.settle(&id, &phases)?;

@@ -9,6 +9,7 @@
 //! removed), so that a crash at any point leaves a complete checkpoint under one of the two names.
 
 use super::run::{io, Plan, TrainError};
+use crate::privacy::accountant::{AccountingError, Phase};
 use crate::tensors::{self, HostTensor, OutData};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -74,6 +75,20 @@ fn sync_file(path: &Path) -> Result<(), TrainError> {
 fn sync_dir(dir: &Path) {
     // directory fsync makes the renames durable; not every filesystem allows it
     let _ = std::fs::File::open(dir).and_then(|f| f.sync_all());
+}
+
+impl Checkpoint {
+    /// What the run has spent so far, as the ledger settles it: the preparation's DP phases, then the
+    /// training's (phases of no step left out).
+    pub fn spent_phases(&self) -> Result<Vec<Phase>, AccountingError> {
+        self.plan
+            .prepare_phases
+            .iter()
+            .chain(&self.history)
+            .filter(|p| p.2 > 0)
+            .map(|&(s, q, n)| Phase::new(s, q, n))
+            .collect()
+    }
 }
 
 /// Writes `ck` as the run's checkpoint, replacing the previous one atomically.

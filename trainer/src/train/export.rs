@@ -23,7 +23,6 @@
 use super::checkpoint;
 use super::run::{io, TrainError};
 use super::seal::{self, sha256_file};
-use crate::privacy::accountant::Phase;
 use crate::privacy::sshsig::{self, NodeKey, NAMESPACE};
 use crate::tensors::{self, OutData};
 use serde_json::{json, Value};
@@ -175,15 +174,7 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
         (Some(state), Some(weights)) => checkpoint::parse(&run_dir.join("checkpoint"), state, weights, None)?,
         _ => return Err(refuse(format!("{}: no checkpoint", run_dir.display()))),
     };
-    let ran: Vec<Phase> = ck
-        .plan
-        .prepare_phases
-        .iter()
-        .chain(&ck.history)
-        .filter(|p| p.2 > 0)
-        .map(|&(s, q, n)| Phase::new(s, q, n))
-        .collect::<Result<_, _>>()
-        .map_err(|e| refuse(format!("{}: the checkpoint's phases: {e}", run_dir.display())))?;
+    let ran = ck.spent_phases().map_err(|e| refuse(format!("{}: the checkpoint's phases: {e}", run_dir.display())))?;
     if ledger.spent(&run_id).map_err(|e| refuse(e.to_string()))?.as_deref() != Some(&ran[..]) {
         return Err(refuse(format!(
             "{}: the ledger ({}) settled other steps than the run ran (it went on after it was settled); \

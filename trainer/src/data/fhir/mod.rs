@@ -611,6 +611,13 @@ fn subject_of<'a>(r: &Option<Reference<'a>>, resource: &'static str, out: &mut L
     subject_id(r)
 }
 
+/// The Patient a resource is about, or the line's output counted as unusable (`no_patient_subject`).
+macro_rules! patient_or_unusable {
+    ($r:expr, $out:ident, $resource:expr) => {
+        or_unusable!(subject_of($r, $resource, &mut $out), $out, "no_patient_subject", $resource, "subject")
+    };
+}
+
 /// The value, or the line's output counted as unusable (`kind`, `field`) and returned.
 macro_rules! or_unusable {
     ($e:expr, $out:ident, $kind:expr, $resource:expr, $field:expr) => {
@@ -668,13 +675,7 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     if skip {
         return Ok(out);
     }
-    let subject = or_unusable!(
-        subject_of(&o.subject, "Observation", &mut out),
-        out,
-        "no_patient_subject",
-        "Observation",
-        "subject"
-    );
+    let subject = patient_or_unusable!(&o.subject, out, "Observation");
     let coding = or_unusable!(
         o.code.as_ref().and_then(|c| pick(&c.coding, &opts.code_systems)),
         out,
@@ -853,13 +854,7 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     if let Some(desc) = d.description.as_deref() {
         scan_only(desc, "DocumentReference", "description", &mut out);
     }
-    let subject = or_unusable!(
-        subject_of(&d.subject, "DocumentReference", &mut out),
-        out,
-        "no_patient_subject",
-        "DocumentReference",
-        "subject"
-    );
+    let subject = patient_or_unusable!(&d.subject, out, "DocumentReference");
     let time = or_unusable!(
         required_time(parse_time(&d.date).or_else(|| {
             parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))
@@ -935,13 +930,7 @@ fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     if skip {
         return Ok(out);
     }
-    let subject = or_unusable!(
-        subject_of(&c.subject, "Composition", &mut out),
-        out,
-        "no_patient_subject",
-        "Composition",
-        "subject"
-    );
+    let subject = patient_or_unusable!(&c.subject, out, "Composition");
     let time = or_unusable!(required_time(parse_time(&c.date))?, out, "no_time", "Composition", "date");
     let mut parts = Vec::new();
     for s in &c.section {
@@ -969,8 +958,7 @@ fn encounter<'a>(line: &'a [u8]) -> std::result::Result<LineOut<'a>, Bad> {
     if skip {
         return Ok(out);
     }
-    let subject =
-        or_unusable!(subject_of(&e.subject, "Encounter", &mut out), out, "no_patient_subject", "Encounter", "subject");
+    let subject = patient_or_unusable!(&e.subject, out, "Encounter");
     let class = match &e.class {
         Some(EncounterClass::R4(c)) => Some(c),
         Some(EncounterClass::R5(cs)) => cs.iter().find_map(|c| c.coding.first()),
