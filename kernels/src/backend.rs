@@ -243,6 +243,13 @@ pub trait Backend: Send + Sync + 'static {
     fn synchronize(&self) -> Result<()> {
         Ok(())
     }
+    /// The memory, in bytes, that buffers of this backend can take at most now, where it is known: the
+    /// host's available memory for the CPU, the device's for a GPU. A run checks a model's size against
+    /// it before allocating (an allocation the host overcommits is answered by the out-of-memory killer,
+    /// not an error).
+    fn memory_limit(&self) -> Option<u64> {
+        None
+    }
 
     // ---- buffers ----
     // Every op that allocates or moves memory can fail on a device (out of memory, a lost device): it

@@ -323,3 +323,41 @@ fn a_config_round_trips_through_serde() {
     let e = ModelError::Config { key: "model.lab.heads".into(), msg: "x".into() };
     assert_eq!(e.to_string(), "model.lab.heads: x");
 }
+
+#[test]
+fn the_footprint_counts_the_parameters_every_configured_model_builds() {
+    use medtrain::model::footprint::Shape;
+    let be = Cpu::new(1).unwrap();
+    for (what, toml) in configs() {
+        let c = cfg(&toml);
+        let data = shape(label_for(&c));
+        let ck = c.validate(&data).unwrap();
+        let built = c.build(&be, &data, 1).unwrap();
+        let f =
+            c.footprint(&Shape { series: data.series, text: data.text, pretrained: ck.as_ref().map(|c| &c.config) });
+        assert_eq!(f.params(), built.total as u64, "{what}: parameters");
+        assert_eq!(f.trainable(), built.trainable as u64, "{what}: trainable parameters");
+        assert!(f.activations_per_example > 0, "{what}");
+    }
+}
+
+#[test]
+fn a_model_that_cannot_fit_names_the_key_to_change() {
+    use medtrain::model::footprint::Shape;
+    let c = cfg("[lab]\nkind = \"transformer\"\nd_model = 8\nheads = 2\nff = 12\n[head]\ntype = \"binary\"");
+    let f = c.footprint(&Shape { series: Some((T, F)), text: None, pretrained: None });
+    let fixed = f.step_bytes(2, 0);
+    // weights, gradients and two AdamW moments: 4 floats per trainable parameter
+    assert_eq!(fixed, 16 * f.params());
+    assert!(f.check_fits(2, 100, f.step_bytes(2, 100), "host").is_ok());
+    let (key, msg) = f.check_fits(2, 100, fixed - 1, "host").unwrap_err();
+    assert_eq!(key, "model.lab.layers", "{msg}");
+    assert!(msg.contains("make it smaller"), "{msg}");
+    // room for 37 examples' activations: a micro-batch of at most 37
+    let limit = f.step_bytes(2, 37) + 5;
+    let (key, msg) = f.check_fits(2, 100, limit, "host").unwrap_err();
+    assert_eq!(key, "train.micro_batch");
+    assert!(msg.contains("at most 37") && msg.contains("100 examples"), "{msg}");
+    // SGD without momentum keeps no state: the same model fits in less
+    assert_eq!(f.step_bytes(0, 0), 8 * f.params());
+}

@@ -273,6 +273,84 @@ fn bad_configs_stop_before_any_step_naming_the_key() {
 }
 
 #[test]
+fn model_errors_stop_before_the_data_are_prepared() {
+    // what the model's keys decide is checked against the data config's sizes before preparation
+    // (hours on a real cohort): no data directory is made
+    let tmp = tempfile::tempdir().unwrap();
+    let tiny = repo().join("trainer/tests/fixtures/hf/tiny-bert").display().to_string();
+    let lab = "[model.lab]\nkind = \"transformer\"\nd_model = 32\nheads = 4\nff = 64\nlayers = 1";
+    let pretrained = format!("[model.text]\nkind = \"pretrained\"\npath = {tiny:?}\n\n[model.fusion]");
+    // the tiny BERT's tokenizer with two pieces' ids swapped: another tokenizer of the same size
+    let mut other: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{tiny}/tokenizer.json")).unwrap()).unwrap();
+    other["model"]["vocab"]["the"] = 6.into();
+    other["model"]["vocab"]["patient"] = 5.into();
+    let other_tok = tmp.path().join("other-tokenizer.json");
+    std::fs::write(&other_tok, other.to_string()).unwrap();
+    let cases: Vec<(Vec<(&str, String)>, &[&str])> = vec![
+        (vec![(lab, lab.replace("d_model = 32", "d_model = 30"))], &["model.lab.d_model", "30", "heads = 4"]),
+        (vec![("type = \"binary\"", "type = \"regression\"".into())], &["model.head.type", "boolean_value"]),
+        // 3.3 T parameters: inside every key's range, more memory than any machine has
+        (
+            vec![(lab, lab.replace("d_model = 32", "d_model = 65536").replace("layers = 1", "layers = 64"))],
+            &["model.lab.layers", "T parameters", "of memory the host has available"],
+        ),
+        // a single example's attention over the longest notes, in 2048 heads
+        (
+            vec![
+                ("note_tokens = 64", "note_tokens = 32768".into()),
+                (
+                    "kind = \"transformer\"\nd_model = 32\nheads = 4\nff = 64\nlayers = 1\npooling = \"mean\"\n\n[model.fusion]",
+                    "kind = \"transformer\"\nd_model = 2048\nheads = 2048\nff = 64\nlayers = 1\npooling = \"mean\"\n\n[model.fusion]".into(),
+                ),
+            ],
+            &["activations of one example", "note_tokens"],
+        ),
+        (
+            vec![(
+                "[model.text]\nkind = \"transformer\"\nd_model = 32\nheads = 4\nff = 64\nlayers = 1\npooling = \"mean\"\n\n[model.fusion]",
+                pretrained.replace("tiny-bert", "no-such-model"),
+            )],
+            &["data.features.tokenizer", "train_tokenizer"],
+        ),
+        (
+            vec![
+                ("train_tokenizer = \"dp_unigram\"\nvocab_size = 1000", format!("tokenizer = {:?}", other_tok.display().to_string())),
+                ("note_tokens = 64", "note_tokens = 16".into()),
+                (
+                    "[model.text]\nkind = \"transformer\"\nd_model = 32\nheads = 4\nff = 64\nlayers = 1\npooling = \"mean\"\n\n[model.fusion]",
+                    pretrained.clone(),
+                ),
+            ],
+            &["data.features.tokenizer", "not the pretrained encoder's"],
+        ),
+        (
+            vec![
+                ("train_tokenizer = \"dp_unigram\"\nvocab_size = 1000", format!("tokenizer = \"{tiny}/tokenizer.json\"")),
+                (
+                    "[model.text]\nkind = \"transformer\"\nd_model = 32\nheads = 4\nff = 64\nlayers = 1\npooling = \"mean\"\n\n[model.fusion]",
+                    pretrained.replace("tiny-bert", "no-such-model"),
+                ),
+            ],
+            &["no-such-model"],
+        ),
+    ];
+    for (i, (edits, want)) in cases.iter().enumerate() {
+        let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        let cfg = config("demo", tmp.path(), &edits);
+        let run = tmp.path().join(format!("bad-{i}"));
+        let started = std::time::Instant::now();
+        let out = train(&cfg, &run, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} accepted");
+        for w in *want {
+            assert!(err.contains(w), "case {i}: error lacks {w:?}: {err}");
+        }
+        assert!(!run.join("data").exists(), "case {i}: the data were prepared first ({:?})", started.elapsed());
+    }
+}
+
+#[test]
 fn demo_trains_the_demo_config_and_ends_with_the_report() {
     let tmp = tempfile::tempdir().unwrap();
     let out = node(tmp.path())

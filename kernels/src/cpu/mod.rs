@@ -80,6 +80,10 @@ impl Backend for Cpu {
     fn threads(&self) -> usize {
         self.threads
     }
+    /// `MemAvailable` of /proc/meminfo, or what the cgroup's `memory.max` leaves if that is less.
+    fn memory_limit(&self) -> Option<u64> {
+        host_memory_available()
+    }
     fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.install(f)
     }
@@ -509,4 +513,43 @@ fn alloc<T>(op: &'static str, len: usize) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| oom::<T>(op, len))?;
     Ok(v)
+}
+
+/// The host memory a process can still take: `MemAvailable` (free memory and the page cache it can
+/// reclaim), bounded by what its control group's limit leaves (cgroup v2 `memory.max`, v1
+/// `memory.limit_in_bytes`; the group named in /proc/self/cgroup, or the mount's root in a container
+/// whose cgroup namespace hides the path).
+pub fn host_memory_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().strip_suffix("kB")?;
+    let mut available = kib.trim().parse::<u64>().ok()?.checked_mul(1024)?;
+    let groups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    // a line is `id:controllers:path`; v2's is `0::path`
+    let own = |controller: &str| {
+        let line = groups.lines().map(|l| l.splitn(3, ':').collect::<Vec<_>>()).find(|f| {
+            f.len() == 3
+                && if controller.is_empty() {
+                    f[0] == "0" && f[1].is_empty()
+                } else {
+                    f[1].split(',').any(|c| c == controller)
+                }
+        });
+        line.map_or("/".to_string(), |f| f[2].to_string())
+    };
+    let read = |dir: &std::path::Path, name: &str| -> Option<u64> {
+        std::fs::read_to_string(dir.join(name)).ok()?.trim().parse().ok()
+    };
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    for (mount, path, max, current) in [
+        (root.to_path_buf(), own(""), "memory.max", "memory.current"),
+        (root.join("memory"), own("memory"), "memory.limit_in_bytes", "memory.usage_in_bytes"),
+    ] {
+        for dir in [mount.join(path.trim_start_matches('/')), mount.clone()] {
+            if let (Some(max), Some(current)) = (read(&dir, max), read(&dir, current)) {
+                available = available.min(max.saturating_sub(current));
+                break;
+            }
+        }
+    }
+    Some(available)
 }

@@ -486,6 +486,10 @@ impl Backend for Cuda {
     fn threads(&self) -> usize {
         1
     }
+    /// The device's memory (other processes may hold some of it: a bound, not a promise).
+    fn memory_limit(&self) -> Option<u64> {
+        Some(self.info.total_memory as u64)
+    }
     fn synchronize(&self) -> Result<()> {
         Cuda::synchronize(self)
     }

@@ -439,7 +439,21 @@ impl Default for FeaturesConfig {
     }
 }
 
+/// The channels of a config that names none: every catalogue lab with a public reference interval.
+fn default_channels() -> impl Iterator<Item = &'static catalog::Lab> {
+    catalog::LABS.iter().filter(|l| !l.vital && l.reference.is_some())
+}
+
 impl DataConfig {
+    /// How many channels the prepared lab series will have.
+    pub fn channel_count(&self) -> usize {
+        match &self.features.channels {
+            Some(Channels::List(list)) => list.len(),
+            Some(Channels::Auto(_)) => self.auto.channels,
+            None => default_channels().count(),
+        }
+    }
+
     /// Reads a TOML config; relative paths in it are relative to the config's directory.
     pub fn load(path: &Path) -> Result<Self> {
         let text = crate::read_text_bounded(path, crate::MAX_CONFIG_BYTES).map_err(|e| DataError::io(path, e))?;
@@ -696,7 +710,7 @@ fn channels(
     let mut subjects = needs_values.then(|| super::auto::subject_labs(data, splits));
     let names: Vec<String> = match &config.features.channels {
         Some(Channels::List(list)) => list.clone(),
-        None => catalog::LABS.iter().filter(|l| !l.vital && l.reference.is_some()).map(|l| l.name.to_owned()).collect(),
+        None => default_channels().map(|l| l.name.to_owned()).collect(),
         Some(Channels::Auto(_)) => {
             let sel = super::auto::Selection {
                 channels: auto.channels,

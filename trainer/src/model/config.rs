@@ -30,6 +30,7 @@
 //! error names the key and the numbers, and an unknown key is an error naming it.
 
 use super::bert::{Bert, Pooling};
+use super::footprint::{Footprint, Shape};
 use super::hf::{HfCheckpoint, HfError};
 use super::net::{NetInput, SERIES_CLS_MASK, SERIES_MASK, TOKEN_MASK};
 use super::{Head, Net};
@@ -554,10 +555,31 @@ impl ModelConfig {
 
     /// Checks every field against the others and the data; returns the pretrained checkpoint read.
     pub fn validate(&self, data: &DataShape) -> Result<Option<HfCheckpoint>, ModelError> {
+        self.validate_shape(data.series, data.text, Some(data.label))
+    }
+
+    /// [`ModelConfig::validate`] against the shape the data will have (a data config's sizes, before
+    /// the data are prepared), the label type where it is known.
+    pub fn validate_shape(
+        &self,
+        series: Option<(usize, usize)>,
+        notes: Option<(usize, usize)>,
+        label: Option<LabelType>,
+    ) -> Result<Option<HfCheckpoint>, ModelError> {
         if self.lab.is_none() && self.text.is_none() {
             return Err(bad("lab", "the model has no encoder: give model.lab, model.text or both"));
         }
-        self.head.validate(data.label)?;
+        if let Some(label) = label {
+            self.head.validate(label)?;
+        } else {
+            // the head's own keys, whatever the labels turn out to be
+            let any = match self.head {
+                HeadConfig::Binary {} => LabelType::Boolean,
+                HeadConfig::Multiclass { .. } => LabelType::Categorical,
+                HeadConfig::Regression { .. } => LabelType::Float,
+            };
+            self.head.validate(any)?;
+        }
         for (i, &h) in self.fusion.hidden.iter().enumerate() {
             size(&format!("fusion.hidden[{i}]"), h)?;
         }
@@ -565,9 +587,8 @@ impl ModelConfig {
             return Err(bad("fusion.hidden", format!("{} layers: expected at most 8", self.fusion.hidden.len())));
         }
         if let Some(lab) = &self.lab {
-            let (t, f) = data
-                .series
-                .ok_or_else(|| bad("lab", "the data has no lab series (a [data.features] table) to encode"))?;
+            let (t, f) =
+                series.ok_or_else(|| bad("lab", "the data has no lab series (a [data.features] table) to encode"))?;
             lab.validate(t)?;
             if let LabEncoder::Mlp { .. } = lab {
                 if t.checked_mul(f).is_none_or(|n| n > 1 << 22) {
@@ -579,7 +600,7 @@ impl ModelConfig {
             None => Ok(None),
             Some(text) => {
                 let (vocab, tokens) =
-                    data.text.ok_or_else(|| bad("text", "the data has no notes (tokenized text) to encode"))?;
+                    notes.ok_or_else(|| bad("text", "the data has no notes (tokenized text) to encode"))?;
                 if tokens == 0 || tokens > MAX_SIZE {
                     return Err(bad("text", format!("notes of {tokens} tokens: expected 1 to {MAX_SIZE}")));
                 }
@@ -591,7 +612,24 @@ impl ModelConfig {
     /// Builds the model, its parameters drawn from `seed` and a pretrained encoder's loaded from its
     /// checkpoint (which spends no privacy budget: public input).
     pub fn build<B: Backend>(&self, be: &B, data: &DataShape, seed: u64) -> Result<Built<B>, ModelError> {
+        self.build_within(be, data, seed, |_| Ok(()))
+    }
+
+    /// [`ModelConfig::build`], once `fits` has accepted the model's [`Footprint`] (before anything is
+    /// allocated).
+    pub fn build_within<B: Backend>(
+        &self,
+        be: &B,
+        data: &DataShape,
+        seed: u64,
+        fits: impl FnOnce(&Footprint) -> Result<(), ModelError>,
+    ) -> Result<Built<B>, ModelError> {
         let ck = self.validate(data)?;
+        fits(&self.footprint(&Shape {
+            series: data.series,
+            text: data.text,
+            pretrained: ck.as_ref().map(|c| &c.config),
+        }))?;
         let lab = match (&self.lab, data.series) {
             (Some(l), Some((t, f))) => Some(l.build(be, t, f)?),
             _ => None,

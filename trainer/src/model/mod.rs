@@ -5,6 +5,7 @@
 mod bert;
 pub mod config;
 mod encoder;
+pub mod footprint;
 pub mod hf;
 mod host;
 mod init;

@@ -25,6 +25,7 @@ use super::{micro_batches, DpSgd, Privacy, Trainer};
 use crate::data::prepared::{Prepared, SplitData, Targets as DataTargets};
 use crate::data::DataError;
 use crate::model::config::{DataShape, LabelType, ModelError};
+use crate::model::footprint::{Footprint, Shape};
 use crate::model::{Head, Model};
 use crate::privacy::accountant::{self, AccountantKind, Delta, Phase, SampleRate};
 use crate::privacy::noise::NoiseSource;
@@ -348,11 +349,113 @@ fn label_type(manifest_type: Option<&str>) -> Result<LabelType, TrainError> {
 
 /// The vocabulary size of the tokenizer the notes were tokenized with.
 fn vocab_of(tokenizer: &Path) -> Result<usize, TrainError> {
-    let bytes = crate::read_bounded(tokenizer, 256 << 20).map_err(|e| io(tokenizer, e))?;
-    let t = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|_| {
-        TrainError::Invalid(format!("{}: not a tokenizer.json the tokenizers library can read", tokenizer.display()))
-    })?;
-    Ok(t.get_vocab_size(true))
+    Ok(read_tokenizer(tokenizer)?.get_vocab_size(true))
+}
+
+fn read_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer, TrainError> {
+    let bytes = crate::read_bounded(path, 256 << 20).map_err(|e| io(path, e))?;
+    tokenizers::Tokenizer::from_bytes(&bytes).map_err(|_| {
+        TrainError::Invalid(format!("{}: not a tokenizer.json the tokenizers library can read", path.display()))
+    })
+}
+
+/// A pretrained encoder reads the ids of its own tokenizer: the notes' tokenizer (`notes`) must give
+/// every piece the id the checkpoint's does (another tokenizer's ids index the wrong embeddings, and
+/// the run would train on them without a word).
+fn check_pretrained_tokenizer(model: &crate::model::config::ModelConfig, notes: &Path) -> Result<(), TrainError> {
+    let Some(crate::model::config::TextEncoder::Pretrained { path, .. }) = &model.text else { return Ok(()) };
+    let own = path.join("tokenizer.json");
+    let theirs = read_tokenizer(notes)?.get_vocab(true);
+    if !own.is_file() {
+        return Err(TrainError::Invalid(format!(
+            "config key model.text.path: {} has no tokenizer.json, so the notes' tokenizer cannot be checked against it",
+            path.display()
+        )));
+    }
+    if read_tokenizer(&own)?.get_vocab(true) != theirs {
+        return Err(TrainError::Invalid(format!(
+            "config key data.features.tokenizer: the notes are tokenized with {}, whose vocabulary is not the \
+             pretrained encoder's ({}): set data.features.tokenizer to the checkpoint's tokenizer.json",
+            notes.display(),
+            own.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The optimizer's state buffers per trainable parameter.
+fn optimizer_states(cfg: &TrainConfig) -> u64 {
+    match cfg.optim.algorithm {
+        Algorithm::Adamw => 2,
+        Algorithm::Sgd if cfg.optim.momentum != 0.0 => 1,
+        Algorithm::Sgd => 0,
+    }
+}
+
+/// Refuses a model whose training step does not fit the backend's memory even by its footprint's
+/// lower bound, for steps of `examples` examples (a micro-batch at most).
+fn fits<'a, B: Backend>(
+    be: &'a B,
+    device: &'a str,
+    cfg: &'a TrainConfig,
+    examples: u64,
+) -> impl FnOnce(&Footprint) -> Result<(), ModelError> + 'a {
+    move |fp| {
+        let Some(limit) = be.memory_limit() else { return Ok(()) };
+        let examples = cfg.train.micro_batch.map_or(examples, |m| examples.min(m as u64)).max(1);
+        let device = if be.name() == "cpu" { "host".to_string() } else { device.to_string() };
+        fp.check_fits(optimizer_states(cfg), examples, limit, &device)
+            .map_err(|(key, msg)| ModelError::Config { key, msg })
+    }
+}
+
+/// The model checked against the shape the data config promises, before the data are prepared (hours
+/// on a real cohort): every key the shape decides, a pretrained checkpoint's files and tokenizer, and
+/// whether the model fits the backend's memory.
+fn check_model_before_data<B: Backend>(
+    be: &B,
+    device: &str,
+    cfg: &TrainConfig,
+    dc: &crate::data::prepare::DataConfig,
+) -> Result<(), TrainError> {
+    let f = &dc.features;
+    let series = cfg.model.lab.as_ref().map(|_| (f.buckets, 3 * dc.channel_count()));
+    let text = match &cfg.model.text {
+        None => None,
+        Some(_) if f.note_tokens == 0 => {
+            return Err(TrainError::Invalid(
+                "config key model.text: the data config reads no notes (data.features.note_tokens = 0)".into(),
+            ))
+        }
+        Some(crate::model::config::TextEncoder::Pretrained { .. }) if f.tokenizer.is_none() => {
+            return Err(TrainError::Invalid(
+                "config key data.features.tokenizer: a pretrained encoder reads the ids of its own tokenizer: set it to \
+                 the checkpoint's tokenizer.json (not data.features.train_tokenizer)"
+                    .into(),
+            ))
+        }
+        Some(_) => {
+            // a tokenizer trained on the notes has at most vocab_size pieces: 1 bounds it from below
+            let vocab = match &f.tokenizer {
+                Some(path) => {
+                    check_pretrained_tokenizer(&cfg.model, path)?;
+                    vocab_of(path)?
+                }
+                None => 1,
+            };
+            Some((vocab, f.note_tokens))
+        }
+    };
+    // the built-in tasks label with booleans; a label file's type is known once it is read
+    let label = dc.labels.task.as_ref().map(|_| LabelType::Boolean);
+    let ck = cfg.model.validate_shape(series, text, label)?;
+    let examples = cfg.privacy.expected_batch_subjects.map_or(1, |b| b.max(1.0) as u64);
+    fits(be, device, cfg, examples)(&cfg.model.footprint(&Shape {
+        series,
+        text,
+        pretrained: ck.as_ref().map(|c| &c.config),
+    }))?;
+    Ok(())
 }
 
 /// Makes `dir` (and parents) with mode 0700.
@@ -594,6 +697,9 @@ fn train_on<B: Backend + 'static>(
         }
         None
     };
+    if let (Some(dc), None) = (cfg.data_config(config_path)?, &opts.replay) {
+        check_model_before_data(&be, &device, &cfg, &dc)?;
+    }
     private_dir(&run_dir)?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("train.log")).ok();
     let mut progress = Progress::new(0, 0, opts.quiet, log);
@@ -665,6 +771,7 @@ fn train_on<B: Backend + 'static>(
                 .chain(cfg.data.features.as_ref().and_then(|f| f.tokenizer.clone()))
                 .find(|p| p.is_file())
                 .ok_or_else(|| TrainError::Invalid("the notes' tokenizer.json was not found".into()))?;
+            check_pretrained_tokenizer(&cfg.model, &tok)?;
             let vocab = vocab_of(&tok)?;
             for split in [&train, &tuning, &held] {
                 split.check_note_ids(vocab)?;
@@ -673,7 +780,14 @@ fn train_on<B: Backend + 'static>(
         }
     };
     let shape = DataShape { series, text, label };
-    let built = cfg.model.build(&be, &shape, cfg.train.seed)?;
+    // the examples of an expected batch (the sampler draws privacy units; a subject brings its examples)
+    let per_subject = train.len() as f64 / train.subjects().len().max(1) as f64;
+    let examples = match (cfg.privacy.sample_rate, cfg.privacy.expected_batch_subjects) {
+        (Some(q), _) => q * train.len() as f64,
+        (_, Some(b)) => b * per_subject,
+        _ => 1.0,
+    };
+    let built = cfg.model.build_within(&be, &shape, cfg.train.seed, fits(&be, &device, &cfg, examples as u64))?;
     let head = built.net.head();
     let (trainable, total) = (built.trainable, built.total);
     let base_model: Vec<(String, String)> = built
