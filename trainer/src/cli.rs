@@ -119,7 +119,8 @@ pub enum Command {
         /// the release directory to write (new or empty)
         #[arg(long)]
         out: PathBuf,
-        /// the node's Ed25519 key (default: $MEDTRAIN_NODE_KEY or ~/.medtrain/node_ed25519; made on first use)
+        /// the node's Ed25519 key (default: $MEDTRAIN_NODE_KEY or ~/.medtrain/node_ed25519; made by `permit
+        /// issue` or `node key --new`)
         #[arg(long)]
         key_file: Option<PathBuf>,
         /// refuse when the membership-inference AUC (either attack) is above this (default: the permit's)
@@ -389,17 +390,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export { run, out, key_file, max_attack_auc, json } => {
             let key = key_file.unwrap_or_else(crate::train::export::default_key_path);
-            let new_key = std::fs::symlink_metadata(&key).is_err();
             let max_attack_auc =
                 max_attack_auc.map(|a| cli_args::within("--max-attack-auc", a, 0.5, 1.0)).transpose()?;
             let r = crate::train::export::export(&run, &out, &key, max_attack_auc)?;
-            if new_key {
-                // made on first use: a mistyped --key-file signs with a key nobody knows
-                eprintln!(
-                    "warning: made a new node key at {} (this release verifies only against its own node.pub)",
-                    key.display()
-                );
-            }
             if json {
                 println!("{}", serde_json::json!({"release": out, "privacy": r["privacy"], "files": r["files"]}));
             } else {

@@ -25,6 +25,18 @@ pub enum NodeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The node's signing key (permits, releases): its path, public key and fingerprint, to give to
+    /// whoever verifies releases; `--new` makes it (refused where a key exists).
+    Key {
+        /// the key file (default: $MEDTRAIN_NODE_KEY or ~/.medtrain/node_ed25519)
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// make the key (Ed25519 from the OS's entropy, mode 0600)
+        #[arg(long)]
+        new: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The node daemon: serves the socket and runs the queue (configs/node.toml).
     Run {
         #[arg(long)]
@@ -140,6 +152,32 @@ fn connect(s: &SocketArg) -> anyhow::Result<Client> {
 
 pub fn node(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        NodeCommand::Key { key_file, new, json } => {
+            use crate::privacy::sshsig::NodeKey;
+            let path = key_file.unwrap_or_else(crate::privacy::permit::key_path);
+            let exists = std::fs::symlink_metadata(&path).is_ok();
+            let key = match (new, exists) {
+                (true, true) => {
+                    anyhow::bail!("{}: a key exists there; --new makes a key only where there is none", path.display())
+                }
+                (true, false) => NodeKey::load_or_create(&path)?,
+                (false, true) => NodeKey::load(&path)?,
+                (false, false) => {
+                    anyhow::bail!("{}: no node key; make one with `medtrain node key --new`", path.display())
+                }
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"key_file": path, "public_key": key.public_openssh(), "fingerprint": key.fingerprint(), "new": new})
+                );
+            } else {
+                println!("{}{}", if new { "made " } else { "" }, path.display());
+                println!("{}", key.public_openssh());
+                println!("{}", key.fingerprint());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         NodeCommand::Devices { config, json } => {
             let cfg = config.map(|c| crate::node::config::NodeConfig::load(&c)).transpose()?;
             let mut inv = crate::node::devices::inventory(cfg.as_ref());

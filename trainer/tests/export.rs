@@ -13,6 +13,12 @@ fn export(tmp: &Path, run: &Path, out: &Path, key: &Path) -> Output {
     node(tmp).arg("export").arg(run).arg("--out").arg(out).arg("--key-file").arg(key).output().unwrap()
 }
 
+/// `medtrain node key --new`: a node key at `path` (export never makes one).
+fn new_key(path: &Path) {
+    let o = bin().args(["node", "key", "--new", "--key-file"]).arg(path).output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+}
+
 fn verify(dir: &Path) -> Output {
     bin().arg("verify").arg(dir).output().unwrap()
 }
@@ -110,7 +116,23 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
         let v = verify(&copy);
         assert!(!v.status.success() && err(&v).contains(want), "{file}: {}", err(&v));
     }
+    // a key file that does not exist: refused (a mistyped path signed with a key nobody knew)
+    let missing = tmp.path().join("other/key");
+    let e = export(tmp.path(), &run, &tmp.path().join("r-missing"), &missing);
+    assert!(
+        !e.status.success() && err(&e).contains("no node key at") && err(&e).contains("node key --new"),
+        "{}",
+        err(&e)
+    );
+    assert!(!missing.exists() && !tmp.path().join("r-missing").exists());
     // another node's key
+    new_key(&missing);
+    let shown = bin().args(["node", "key", "--json", "--key-file"]).arg(&missing).output().unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(shown["public_key"].as_str().unwrap().starts_with("ssh-ed25519 "), "{shown}");
+    assert!(shown["fingerprint"].as_str().unwrap().starts_with("SHA256:"), "{shown}");
+    let again = bin().args(["node", "key", "--new", "--key-file"]).arg(&missing).output().unwrap();
+    assert!(!again.status.success() && err(&again).contains("a key exists"), "{}", err(&again));
     let other = node(tmp.path())
         .args(["export"])
         .arg(&run)
@@ -152,6 +174,7 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
 fn runs_that_must_not_leave_are_refused_with_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("key");
+    new_key(&key);
     let run_of = |name: &str, cfg_name: &str, edits: &[(&str, &str)], extra: &[&str]| {
         let cfg = config(cfg_name, tmp.path(), edits);
         let run = tmp.path().join(name);
@@ -341,11 +364,11 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
     assert!(!o.status.success() && err(&o).contains("not signed by this node"), "{}", err(&o));
 }
 
-/// kill -9 at any point of an export (its key made on first use, the release staged and renamed)
-/// leaves either no release or a complete one that verifies, a key that is whole or absent, no staging
+/// kill -9 at any point of an export (the release staged and renamed) leaves either no release or a
+/// complete one that verifies, the key as it was, no staging
 /// left once an export of the same name ends, and the ledger as it was: export spends nothing.
 #[test]
-fn an_export_killed_at_any_point_leaves_no_half_release_no_broken_key_and_the_ledger_unchanged() {
+fn an_export_killed_at_any_point_leaves_no_half_release_and_the_ledger_unchanged() {
     use std::time::{Duration, Instant};
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config("lab-gru", tmp.path(), &[SHORT]);
@@ -358,15 +381,16 @@ fn an_export_killed_at_any_point_leaves_no_half_release_no_broken_key_and_the_le
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let before = budget();
-    // how long one export takes here, to spread the kills over it (with its own key, made on first use)
+    let keys = tmp.path().join("keys");
+    let key = keys.join("node_ed25519");
+    new_key(&key);
+    // how long one export takes here, to spread the kills over it
     let timing = tmp.path().join("timing");
     let started = Instant::now();
-    let o = export(tmp.path(), &run, &timing, &tmp.path().join("timing-key"));
+    let o = export(tmp.path(), &run, &timing, &key);
     assert!(o.status.success(), "{}", err(&o));
     let full = started.elapsed();
     let rel = tmp.path().join("release");
-    let keys = tmp.path().join("keys");
-    let key = keys.join("node_ed25519");
     for i in 0..12u32 {
         let child = node(tmp.path())
             .arg("export")
@@ -388,13 +412,6 @@ fn an_export_killed_at_any_point_leaves_no_half_release_no_broken_key_and_the_le
             let v = verify(&rel);
             assert!(v.status.success(), "kill {i}: a release was left that does not verify: {}", err(&v));
             std::fs::remove_dir_all(&rel).unwrap();
-        }
-        if key.exists() {
-            // whole: it signs a release that verifies
-            let probe = tmp.path().join(format!("probe-{i}"));
-            let o = export(tmp.path(), &run, &probe, &key);
-            assert!(o.status.success(), "kill {i}: the key left is broken: {}", err(&o));
-            assert!(verify(&probe).status.success());
         }
     }
     let o = export(tmp.path(), &run, &rel, &key);

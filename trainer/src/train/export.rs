@@ -60,6 +60,16 @@ pub const DEFAULT_MAX_ATTACK_AUC: f64 = 0.6;
 /// Checks the run and writes its release into `out` (a new or empty directory). `max_attack_auc`:
 /// the membership-inference AUC above which the run is refused.
 pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Option<f64>) -> Result<Value, TrainError> {
+    // the node's own key, never one made here: a mistyped path would sign with a key nobody knows
+    if std::fs::symlink_metadata(key_path).is_err() {
+        return Err(refuse(format!(
+            "no node key at {}: give the node's key (--key-file, $MEDTRAIN_NODE_KEY), or make one first with \
+             `medtrain node key --new --key-file {}`",
+            key_path.display(),
+            key_path.display()
+        )));
+    }
+    let key = NodeKey::load(key_path).map_err(|e| TrainError::Invalid(e.to_string()))?;
     if !run_dir.join("run.json").is_file() {
         return Err(refuse(format!("{}: not a medtrain run directory (no run.json)", run_dir.display())));
     }
@@ -256,7 +266,7 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     let stage = crate::staging::partial(parent, &name);
     let _ = std::fs::remove_dir_all(&stage);
     std::fs::create_dir(&stage).map_err(|e| io(&stage, e))?;
-    let result = write_release(run_dir, &stage, key_path, &run, &snap, &metrics, &ck, max_attack_auc);
+    let result = write_release(run_dir, &stage, &key, &run, &snap, &metrics, &ck, max_attack_auc);
     match result {
         Ok(v) => {
             if out.exists() {
@@ -284,7 +294,7 @@ fn used_json(run_dir: &Path, snap: &seal::Snapshot, rel: &str) -> Result<Value, 
 fn write_release(
     run_dir: &Path,
     dir: &Path,
-    key_path: &Path,
+    key: &NodeKey,
     run: &Value,
     snap: &seal::Snapshot,
     metrics: &Value,
@@ -322,7 +332,6 @@ fn write_release(
         Some(b) => parse_json(&run_dir.join("data/tokenizer.medtrain.json"), b)?,
         None => json!({"trained_in_node": false}),
     };
-    let key = NodeKey::load_or_create(key_path).map_err(|e| TrainError::Invalid(e.to_string()))?;
     let public = key.public_openssh();
     let release = json!({
         "format": "medtrain-release/1",
