@@ -114,30 +114,37 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
         let before = &text.as_bytes()[..span.start.min(text.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
-        let key = key_at(text, span.start).map(|k| format!(", key {k}")).unwrap_or_default();
+        let key = key_at(text, span.start).map(|k| format!(", {k}")).unwrap_or_default();
         format!("line {line}, column {column}{key}: ")
     });
     format!("{}{}", at.unwrap_or_default(), redact_quoted(e.message()))
 }
 
-/// The dotted key (`features.buckets`) whose line holds byte `pos`: the table header in force there and
-/// the name before `=`, when both are plain names ([`quoted`] would print them); else `None`.
+/// What the line holding byte `pos` names, when its names are plain ([`quoted`] would print them):
+/// `key features.buckets` (the table header in force there and the name before `=`), or `table
+/// model.head` on a table header (a table given twice); else `None`.
 fn key_at(text: &str, pos: usize) -> Option<String> {
     let plain = |s: &str| quoted(s).starts_with('"');
+    let header = |t: &str| {
+        t.trim_start_matches('[').split_once(']').map(|(h, _)| h.trim().to_owned()).filter(|_| t.starts_with('['))
+    };
     let mut table = String::new();
     let mut start = 0;
     for line in text.split_inclusive('\n') {
         let end = start + line.len();
         let t = line.trim();
         if pos >= start && pos < end.max(start + 1) {
+            if let Some(h) = header(t) {
+                return plain(&h).then(|| format!("table {h}"));
+            }
             let name = t.split_once('=')?.0.trim();
             if !plain(name) {
                 return None;
             }
-            return Some(if table.is_empty() { name.to_owned() } else { format!("{table}.{name}") });
+            return Some(format!("key {}", if table.is_empty() { name.to_owned() } else { format!("{table}.{name}") }));
         }
-        if let Some(h) = t.strip_prefix('[').and_then(|h| h.split_once(']')).map(|(h, _)| h.trim()) {
-            table = if plain(h) { h.to_owned() } else { String::new() };
+        if let Some(h) = header(t) {
+            table = if plain(&h) { h } else { String::new() };
         }
         start = end;
     }
@@ -184,11 +191,22 @@ mod tests {
         let text = "input = \"x\"\n[features]\nbuckets = 1e9\n";
         let e = toml::from_str::<toml::Table>(text).err();
         assert!(e.is_none(), "valid TOML");
-        assert_eq!(key_at(text, text.find("1e9").unwrap()).as_deref(), Some("features.buckets"));
-        assert_eq!(key_at(text, 2).as_deref(), Some("input"));
+        assert_eq!(key_at(text, text.find("1e9").unwrap()).as_deref(), Some("key features.buckets"));
+        assert_eq!(key_at(text, 2).as_deref(), Some("key input"));
         // a key that is not a plain name (it could be anything a user pasted) is not printed
         let odd = "[features]\n\"090-1234-5678\" = 3\n";
         assert_eq!(key_at(odd, odd.find('3').unwrap()), None);
+    }
+
+    #[test]
+    fn a_table_given_twice_is_named() {
+        let text = "[model.head]\ntype = \"binary\"\n\n[model.head]\ntype = \"binary\"\n";
+        let e = toml::from_str::<toml::Table>(text).unwrap_err();
+        let msg = toml_error(text, &e);
+        assert!(msg.starts_with("line 4, column ") && msg.contains("table model.head"), "{msg}");
+        let odd = "[\"Yamada Taro\"]\na = 1\n[\"Yamada Taro\"]\na = 1\n";
+        let e = toml::from_str::<toml::Table>(odd).unwrap_err();
+        assert!(!toml_error(odd, &e).contains("Yamada"), "{}", toml_error(odd, &e));
     }
 
     #[test]
