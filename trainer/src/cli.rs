@@ -540,7 +540,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pooling.parse().map_err(|e: String| anyhow::anyhow!("--pooling: {e}"))?;
             let dev = device.device()?;
             let e = on_backend!(dev, cli_args::threads("--threads", threads), device.tf32, |be| {
-                crate::model::hf::embed(&be, &model, &text, pooling).context("--model")?
+                match crate::model::hf::embed(&be, &model, &text, pooling) {
+                    Err(crate::model::hf::HfError::Text(msg)) => anyhow::bail!("--text: {msg}"),
+                    e => e.context("--model")?,
+                }
             });
             if json {
                 // the keys in the documented order: input_ids, embedding, pooling

@@ -198,6 +198,15 @@ fn unreadable_directories_are_refused_naming_the_file_and_what_is_needed() {
     std::fs::write(d.join("config.json"), cfg).unwrap();
     let e = HfCheckpoint::read(&d).unwrap_err().to_string();
     assert!(e.contains("num_attention_heads") && e.contains("16") && e.contains('3'), "{e}");
+    // a RoBERTa padding id past the positions (they start after it): the key, not a shape error later
+    let d = tmp.path().join("pad");
+    copy_dir(&fixtures().join("tiny-roberta"), &d);
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+    let mut cfg = cfg.as_object().unwrap().clone();
+    cfg.insert("pad_token_id".into(), 600.into());
+    std::fs::write(d.join("config.json"), serde_json::Value::Object(cfg).to_string()).unwrap();
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("config.json") && e.contains("pad_token_id") && e.contains("601"), "{e}");
     // no weights at all; no config
     let d = tmp.path().join("empty");
     std::fs::create_dir_all(&d).unwrap();
@@ -249,7 +258,11 @@ fn embed_gives_the_ids_and_pooled_states_of_transformers() {
     let o = embed_cli(&["--model", model.to_str().unwrap(), "--text", &long]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("max_position_embeddings") && err.contains("42 tokens") && !err.contains("the the"), "{err}");
+    assert!(err.contains("--text: 42 tokens") && err.contains("reads 1 to 20") && !err.contains("the the"), "{err}");
+    assert!(
+        !err.contains("--model") && !err.contains("config.json"),
+        "the text is too long, not the model wrong: {err}"
+    );
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&model, tmp.path());
     std::fs::remove_file(tmp.path().join("tokenizer.json")).unwrap();

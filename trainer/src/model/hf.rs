@@ -27,6 +27,9 @@ pub enum HfError {
     Missing { path: PathBuf, name: String, expected: Vec<usize> },
     #[error(transparent)]
     Kernel(#[from] kernels::KernelError),
+    /// the text given to embed
+    #[error("the text: {0}")]
+    Text(String),
 }
 
 /// A Hugging Face checkpoint read into host memory.
@@ -151,6 +154,17 @@ pub fn read_config(path: &Path) -> Result<BertConfig, HfError> {
         layer_norm_eps: eps as f32,
         num_labels: labels,
     };
+    if cfg.position_offset >= cfg.max_position_embeddings {
+        return Err(HfError::Config {
+            path: path.to_path_buf(),
+            key: "pad_token_id".into(),
+            msg: format!(
+                "RoBERTa numbers positions from pad_token_id + 1 = {}, which leaves none of the {} of \
+                 max_position_embeddings",
+                cfg.position_offset, cfg.max_position_embeddings
+            ),
+        });
+    }
     if cfg.hidden_size % cfg.num_attention_heads != 0 {
         return Err(HfError::Config {
             path: path.to_path_buf(),
@@ -354,12 +368,14 @@ pub fn embed<B: Backend>(be: &B, dir: &Path, text: &str, pooling: Pooling) -> Re
         .map_err(|_| HfError::Unsupported { path: tok_path.clone(), msg: "could not tokenize the text".into() })?;
     let ids = enc.get_ids().to_vec();
     let cfg = &ck.config;
-    if ids.is_empty() || ids.len() > cfg.max_position_embeddings {
-        return Err(HfError::Config {
-            path: dir.join("config.json"),
-            key: "max_position_embeddings".into(),
-            msg: format!("the text is {} tokens; the model reads 1 to {}", ids.len(), cfg.max_position_embeddings),
-        });
+    // RoBERTa's positions start after its padding id
+    let max = cfg.max_position_embeddings - cfg.position_offset;
+    if ids.is_empty() || ids.len() > max {
+        return Err(HfError::Text(format!(
+            "{} tokens (special tokens included); the model in {} reads 1 to {max}: shorten it",
+            ids.len(),
+            dir.display()
+        )));
     }
     if ids.iter().any(|&i| i as usize >= cfg.vocab_size) {
         return Err(HfError::Unsupported {
