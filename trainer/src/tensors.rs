@@ -113,6 +113,61 @@ fn format_error(e: &safetensors::SafeTensorError) -> String {
     }
 }
 
+/// Which tensor's data do not fit, when safetensors finds the offsets invalid: it names the tensor
+/// where the chain of offsets breaks, which is the one after a shortened or dropped tensor, or none
+/// (a tensor whose bytes do not match its shape; data the tensors do not cover). Reads the
+/// header again and names the first tensor (in file order) whose bytes are not what its shape and
+/// dtype need, or that does not start where the one before it ends.
+fn invalid_offsets(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Info {
+        dtype: String,
+        shape: Vec<u64>,
+        data_offsets: (u64, u64),
+    }
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header = bytes.get(8..8usize.checked_add(usize::try_from(n).ok()?)?)?;
+    let map: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header).ok()?;
+    let mut infos: Vec<(String, Info)> = map
+        .into_iter()
+        .filter(|(k, _)| k != "__metadata__")
+        .filter_map(|(k, v)| Some((k, serde_json::from_value::<Info>(v).ok()?)))
+        .collect();
+    infos.sort_by_key(|(_, i)| i.data_offsets);
+    let (mut end, mut before) = (0, None);
+    for (name, i) in &infos {
+        let size = match i.dtype.as_str() {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            _ => 1,
+        };
+        let need = i.shape.iter().try_fold(size, |a: u64, &d| a.checked_mul(d));
+        let (start, stop) = i.data_offsets;
+        if start != end {
+            let after = before.map_or("the start of the data".to_string(), |b| format!("tensor {}", shown(b)));
+            return Some(format!(
+                "{after} ends at data byte {end}, but the next tensor, {}, starts at {start}: data are missing \
+                 or left over after {after}",
+                shown(name)
+            ));
+        }
+        if need != stop.checked_sub(start) {
+            return Some(format!(
+                "tensor {} has {} data bytes; its shape {:?} of {} needs {}",
+                shown(name),
+                stop.saturating_sub(start),
+                i.shape,
+                shown(&i.dtype),
+                need.map_or("more than 2^64".into(), |b| b.to_string())
+            ));
+        }
+        (end, before) = (stop, Some(name.as_str()));
+    }
+    let data = bytes.len() as u64 - 8 - n;
+    (end != data).then(|| format!("the tensors' data end at byte {end}, the file holds {data} bytes of data"))
+}
+
 impl TensorFile {
     pub fn read(path: &Path) -> Result<Self, TensorError> {
         let bytes = crate::read_bounded(path, u64::MAX)
@@ -122,8 +177,15 @@ impl TensorFile {
 
     /// The tensors of a safetensors file already read into memory (`path` names it in errors).
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, TensorError> {
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| TensorError::Format { path: path.to_path_buf(), msg: format_error(&e) })?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| {
+            let msg = match e {
+                safetensors::SafeTensorError::InvalidOffset(_)
+                | safetensors::SafeTensorError::TensorInvalidInfo
+                | safetensors::SafeTensorError::MetadataIncompleteBuffer => invalid_offsets(bytes),
+                _ => None,
+            };
+            TensorError::Format { path: path.to_path_buf(), msg: msg.unwrap_or_else(|| format_error(&e)) }
+        })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.iter() {
             let data = convert(&view).map_err(|msg| TensorError::Value {
@@ -256,4 +318,40 @@ pub fn write(
     let tmp = path.with_extension("safetensors.partial");
     safetensors::serialize_to_file(views, metadata, &tmp).map_err(|e| werr(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A safetensors file of F32 tensors given as (name, shape, data offsets), with `data` bytes of data.
+    fn file(tensors: &[(&str, &[u64], (u64, u64))], data: usize) -> Vec<u8> {
+        let header: serde_json::Map<String, serde_json::Value> = tensors
+            .iter()
+            .map(|(n, s, o)| {
+                (n.to_string(), serde_json::json!({"dtype": "F32", "shape": s, "data_offsets": [o.0, o.1]}))
+            })
+            .collect();
+        let h = serde_json::Value::Object(header).to_string();
+        let mut b = (h.len() as u64).to_le_bytes().to_vec();
+        b.extend(h.as_bytes());
+        b.extend(vec![0u8; data]);
+        b
+    }
+
+    #[test]
+    fn invalid_offsets_name_the_tensor_whose_data_do_not_fit() {
+        let p = Path::new("m.safetensors");
+        let err = |b: &[u8]| TensorFile::parse(p, b).err().unwrap().to_string();
+        assert!(TensorFile::parse(p, &file(&[("a", &[2], (0, 8)), ("b", &[2], (8, 16))], 16)).is_ok());
+        // a shrunk to one value, its data with it, b's offsets not moved: safetensors named b
+        let e = err(&file(&[("a", &[1], (0, 4)), ("b", &[2], (8, 16))], 16));
+        assert!(e.contains("tensor a ends at data byte 4") && e.contains("the next tensor, b, starts at 8"), "{e}");
+        // a's shape shrunk, its offsets not
+        let e = err(&file(&[("a", &[1], (0, 8)), ("b", &[2], (8, 16))], 16));
+        assert!(e.contains("tensor a has 8 data bytes; its shape [1] of F32 needs 4"), "{e}");
+        // data left after the last tensor
+        let e = err(&file(&[("a", &[2], (0, 8))], 12));
+        assert!(e.contains("end at byte 8") && e.contains("12 bytes of data"), "{e}");
+    }
 }
