@@ -41,6 +41,27 @@ fn phone_in_full_width_brackets_was_missed() {
     assert_found(IdentifierKind::Phone, &["（03）1234-5678", "電話（０３）１２３４－５６７８", "03(1234)5678"]);
 }
 
+/// The official R4 Patient example's phones (`(03) 5555 6473`): after a bracketed area code, a bare
+/// space ended the number, as it does after a number written with marks.
+#[test]
+fn phone_with_bracketed_area_code_and_spaced_groups_was_missed() {
+    assert_found(
+        IdentifierKind::Phone,
+        &[
+            "(03) 5555 6473",
+            "work (03) 3410 5613.",
+            "(03) 5555-6473",
+            "（０３）５５５５　６４７３",
+            "(090) 1234 5678",
+            "(03)5555 6473",
+        ],
+    );
+    // a bracketed group without the leading 0, or digits too few or too many for a phone
+    for t in ["(12) 3456 7890", "(10) 1234 5678", "(0) 1234 5678", "(03) 5555 647"] {
+        assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));
+    }
+}
+
 #[test]
 fn ungrouped_ten_digit_landline_was_missed() {
     assert_found(IdentifierKind::Phone, &["0345678908", "自宅0345678908へ", "call 0312345678 today"]);

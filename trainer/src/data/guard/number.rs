@@ -264,9 +264,11 @@ pub(super) fn run_at(
             j = next;
         } else if let Some((digit_at, marks)) = separator(text, j, ops) {
             // a bare space after a number written with marks (`090-1234-5678 03-...`), or after a
-            // long group (`09012345678 0312345678`), starts the next number
+            // long group (`09012345678 0312345678`), starts the next number; but not after a bracketed
+            // area code that starts with 0 and its first group (`(03) 5555 6473`, `(090) 1234 5678`)
             let current = run.groups.get(run.g - 1).copied().unwrap_or(usize::MAX);
-            if marks == SPACE && (run.marks & !SPACE != 0 || current >= 5) {
+            let area_code = run.paren && run.g == 2 && run.digits[0] == 0 && run.marks & !(SPACE | BRACKET) == 0;
+            if marks == SPACE && ((run.marks & !SPACE != 0 && !area_code) || current >= 5) {
                 break;
             }
             run.marks |= marks;
@@ -354,5 +356,7 @@ mod tests {
         assert_eq!(kinds("090-1234-5678 03-1234-5678"), two);
         assert_eq!(kinds("09012345678 0312345678"), two);
         assert_eq!(kinds("+81 90 1234 5678"), [IdentifierKind::Phone]);
+        assert_eq!(kinds("(03) 5555 6473 03-1234-5678"), two);
+        assert_eq!(kinds("(03) 5555 6473 0312345678"), two);
     }
 }
