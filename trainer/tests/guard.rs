@@ -194,6 +194,51 @@ fn patient_identifier_contact_and_text_were_never_inspected() {
     assert!(report.blocking);
 }
 
+/// The official R4 Patient-newborn names its mother's maiden name in an extension; a place of birth
+/// is an address. Neither was a finding, nor searched for in the patient's notes.
+#[test]
+fn identifying_patient_extensions_were_not_flagged() {
+    let ext = r#""extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName","valueString":"Everywoman"},{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthPlace","valueAddress":{"line":["12 Harbour View Road"],"city":"Exampleton"}},{"url":"http://hl7.org/fhir/StructureDefinition/patient-religion","valueCodeableConcept":{"text":"none"}}]"#;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Patient.ndjson", &[format!(r#"{{"resourceType":"Patient","id":"p1",{ext}}}"#)]);
+    write(
+        dir.path(),
+        "DocumentReference.ndjson",
+        &[note_line("p1", "mother (née everywoman) at 12 harbour view road"), note_line("p2", "Everywoman")],
+    );
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let e = errors(&report);
+    for want in [("name", "Patient", "extension.mothersMaidenName"), ("address", "Patient", "extension.birthPlace")] {
+        assert!(e.iter().any(|(k, r, f)| (k.as_str(), r.as_str(), f.as_str()) == want), "{want:?} not in {e:?}");
+    }
+    assert!(!e.iter().any(|(_, _, f)| f.contains("religion")), "{e:?}");
+    // the values are the patient's own identifiers: found in p1's note (not in p2's), and redacted
+    let (d, report) = data::read(dir.path(), &opts).unwrap();
+    let own: Vec<&str> =
+        report.findings.iter().filter(|f| f.field == "subject_identifier").map(|f| f.kind.as_str()).collect();
+    assert!(own.contains(&"name") && own.contains(&"address"), "{:?}", report.findings);
+    let p1 = d.texts.iter().find(|t| t.contains("[NAME]")).expect("p1's note is redacted");
+    assert!(!p1.to_lowercase().contains("everywoman") && !p1.contains("harbour"), "{p1}");
+    assert!(d.texts.iter().any(|t| t == "Everywoman"), "p2's note is not p1's patient's");
+    // an extension without a value is nothing; in a contained Patient, a finding of the resource
+    let dir = tempfile::tempdir().unwrap();
+    let empty = r#"{"resourceType":"Patient","id":"p1","extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName","valueString":""}]}"#;
+    let contained = format!(
+        r#"{{"resourceType":"Observation","contained":[{{"resourceType":"Patient","id":"newborn",{ext}}}],"status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
+    );
+    write(dir.path(), "export.ndjson", &[empty.to_owned(), contained]);
+    let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let e = errors(&report);
+    assert!(!e.iter().any(|(_, r, _)| r == "Patient"), "{e:?}");
+    for want in [
+        ("name", "Observation", "contained.extension.mothersMaidenName"),
+        ("address", "Observation", "contained.extension.birthPlace"),
+    ] {
+        assert!(e.iter().any(|(k, r, f)| (k.as_str(), r.as_str(), f.as_str()) == want), "{want:?} not in {e:?}");
+    }
+}
+
 #[test]
 fn observation_note_and_document_description_were_never_read() {
     let dir = tempfile::tempdir().unwrap();

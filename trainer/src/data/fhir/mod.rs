@@ -16,11 +16,12 @@
 //! - Composition: each section's title and `text.div` (XHTML) as plain text, one note per resource.
 //! - Encounter: `class` (R4 Coding, or R5 CodeableConcepts) and `period`.
 //! - Patient: the direct identifiers the guard refuses (name, telecom, address, birthDate, identifier,
-//!   contact; its narrative `text.div` is scanned) and the site (`managingOrganization`). The values of
-//!   its names, phones, e-mails, addresses and identifiers are kept as hashes ([`guard::subject`]) and
-//!   searched for in the subject's notes: files named `Patient*` are read first for that, and notes
-//!   read before their Patient resource (a Patient in a file of another name) are checked at the end
-//!   when events are kept, or by a second pass over the input when they are not (`data check`).
+//!   contact, the extensions mothersMaidenName and birthPlace; its narrative `text.div` is scanned) and
+//!   the site (`managingOrganization`). The values of its names, phones, e-mails, addresses and
+//!   identifiers are kept as hashes ([`guard::subject`]) and searched for in the subject's notes: files
+//!   named `Patient*` are read first for that, and notes read before their Patient resource (a Patient
+//!   in a file of another name) are checked at the end when events are kept, or by a second pass over
+//!   the input when they are not (`data check`).
 //! - `Observation.note` and `DocumentReference.description` are free text: scanned by the guard and
 //!   not kept (an annotation of a measurement or a document's title is not part of the notes a model
 //!   reads).
@@ -327,6 +328,8 @@ struct Patient<'a> {
     birth_date: Option<serde_json::Value>,
     identifier: Option<serde_json::Value>,
     contact: Option<serde_json::Value>,
+    /// read for [`IDENTIFYING_EXTENSIONS`]
+    extension: Option<serde_json::Value>,
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
     #[serde(borrow)]
@@ -987,12 +990,57 @@ fn encounter<'a>(line: &'a [u8]) -> std::result::Result<LineOut<'a>, Bad> {
 }
 
 fn present(v: &Option<serde_json::Value>) -> bool {
+    v.as_ref().is_some_and(present_value)
+}
+
+fn present_value(v: &serde_json::Value) -> bool {
     match v {
-        None | Some(serde_json::Value::Null) => false,
-        Some(serde_json::Value::Array(a)) => !a.is_empty(),
-        Some(serde_json::Value::String(s)) => !s.is_empty(),
-        Some(_) => true,
+        serde_json::Value::Null => false,
+        serde_json::Value::Array(a) => !a.is_empty(),
+        serde_json::Value::String(s) => !s.is_empty(),
+        _ => true,
     }
+}
+
+/// A Patient extension that holds a direct identifier: the end of its URL (the core R4 extensions'
+/// base is `http://hl7.org/fhir/StructureDefinition/`; a profile's own copy ends the same), the
+/// element of its value, the kind, and the field its finding names in a Patient (a contained one's
+/// is `contained.` and the same).
+struct IdentifyingExtension {
+    url_end: &'static str,
+    value: &'static str,
+    kind: IdentifierKind,
+    field: &'static str,
+    contained_field: &'static str,
+}
+
+/// A relative's name (HIPAA Safe Harbor lists relatives' names) and a place of birth (an address).
+const IDENTIFYING_EXTENSIONS: &[IdentifyingExtension] = &[
+    IdentifyingExtension {
+        url_end: "patient-mothersMaidenName",
+        value: "valueString",
+        kind: IdentifierKind::Name,
+        field: "extension.mothersMaidenName",
+        contained_field: "contained.extension.mothersMaidenName",
+    },
+    IdentifyingExtension {
+        url_end: "patient-birthPlace",
+        value: "valueAddress",
+        kind: IdentifierKind::Address,
+        field: "extension.birthPlace",
+        contained_field: "contained.extension.birthPlace",
+    },
+];
+
+/// The [`IDENTIFYING_EXTENSIONS`] in a Patient's `extension` list that have a value, with it.
+fn identifying_extensions(
+    extension: Option<&serde_json::Value>,
+) -> impl Iterator<Item = (&'static IdentifyingExtension, &serde_json::Value)> {
+    extension.and_then(|e| e.as_array()).into_iter().flatten().filter_map(|e| {
+        let url = e.get("url")?.as_str()?;
+        let x = IDENTIFYING_EXTENSIONS.iter().find(|x| url.rsplit('/').next() == Some(x.url_end))?;
+        Some((x, e.get(x.value).filter(|v| present_value(v))?))
+    })
 }
 
 /// Strings under `keys` of a JSON object or of the objects of an array (at most 64: a value that
@@ -1094,6 +1142,13 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
             }
         }
     }
+    for (x, v) in identifying_extensions(p.extension.as_ref()) {
+        out.identifiers.push((x.kind, "Patient", x.field));
+        match v.as_str() {
+            Some(s) => own.push((x.kind, s.to_owned())),
+            None => own_values(&Some(v.clone()), x.kind, &mut own),
+        }
+    }
     if let Some(div) = p.text.as_ref().and_then(|t| t.div.as_deref()) {
         let text = guard::visible(xhtml_to_text(div));
         let mut found = guard::scan(&text);
@@ -1150,9 +1205,10 @@ fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
 }
 
 /// A Patient inside another resource (`contained`, as the official R4 examples put a newborn's
-/// record in its Apgar scores): its name, telecom, address, birth date and identifiers are identifier
-/// findings of the resource that holds it, as a Patient of its own would be. The lines that hold one are
-/// found by a byte search first (most lines have none).
+/// record in its Apgar scores): its name, telecom, address, birth date, identifiers and identifying
+/// extensions ([`IDENTIFYING_EXTENSIONS`]) are identifier findings of the resource that holds it, as a
+/// Patient of its own would be. The lines that hold one are found by a byte search first (most lines
+/// have none).
 fn contained_patients(line: &[u8], out: &mut LineOut) {
     #[derive(Deserialize)]
     struct Holder {
@@ -1172,6 +1228,9 @@ fn contained_patients(line: &[u8], out: &mut LineOut) {
             if present(&c.get(key).cloned()) {
                 out.identifiers.push((kind, resource, field));
             }
+        }
+        for (x, _) in identifying_extensions(c.get("extension")) {
+            out.identifiers.push((x.kind, resource, x.contained_field));
         }
     }
 }
