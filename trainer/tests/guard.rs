@@ -323,6 +323,74 @@ fn data_check_missed_a_patients_name_in_notes_read_before_its_patient_resource()
     assert!(text.contains("subject_identifier") && !text.contains("香川") && !text.contains("9876"), "{text}");
 }
 
+fn lab_with_note(subject: &str, note: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/{subject}"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}},"note":[{{"text":"{note}"}}]}}"#
+    )
+}
+
+/// The subject's own identifiers, found in its Observations' free text: (field, count).
+fn own_in_observations(report: &data::Report) -> BTreeMap<String, u64> {
+    let mut own = BTreeMap::new();
+    for f in report.findings.iter().filter(|f| f.resource == "Observation" && f.field.ends_with("subject_identifier")) {
+        *own.entry(f.field.clone()).or_default() += f.count;
+    }
+    own
+}
+
+/// `Observation.note` (and `valueString`, and `DocumentReference.description`) were scanned by the
+/// pattern scanners only: a note naming its patient without a cue was clean, where a kept note was not.
+#[test]
+fn a_patients_own_name_in_an_observation_note_was_not_found() {
+    // a vital sign (not read) with the name as its valueString, and a document titled with the phone
+    let vital = r#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"code":"vital-signs"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"valueString":"香川健"}"#;
+    let described = r#"{"resourceType":"DocumentReference","status":"current","description":"紹介状 ０３ ９８ ７６ ５４ ３２","subject":{"reference":"Patient/p1"},"date":"2024-01-02","content":[{"attachment":{"contentType":"text/plain","data":"5pys5pel"}}]}"#;
+    let lines =
+        || vec![lab_with_note("p1", OWN_NOTE), lab_with_note("p2", OWN_NOTE), vital.to_owned(), described.to_owned()];
+    let want: BTreeMap<String, u64> =
+        [("note.text.subject_identifier".to_owned(), 2), ("valueString.subject_identifier".to_owned(), 1)].into();
+    let description = |r: &data::Report| {
+        r.findings.iter().filter(|f| f.field == "description.subject_identifier").map(|f| f.count).sum::<u64>()
+    };
+    // the Patient read first (its own file), then after the notes in the same file: with events kept
+    // (prepare) and without (data check), the same findings
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Patient.ndjson", &[own_patient("p1")]);
+    write(dir.path(), "Observation.ndjson", &lines());
+    let late = tempfile::tempdir().unwrap();
+    write(late.path(), "export.ndjson", &[lines(), vec![own_patient("p1")]].concat());
+    for input in [dir.path(), late.path()] {
+        for keep_events in [true, false] {
+            let (_, report) = data::read(input, &ReadOptions { keep_events, ..Default::default() }).unwrap();
+            assert_eq!(
+                own_in_observations(&report),
+                want,
+                "{input:?} keep_events {keep_events}: {:?}",
+                report.findings
+            );
+            assert_eq!(description(&report), 1, "{:?}", report.findings);
+            assert!(report.blocking);
+        }
+    }
+    // no Patient resource: the pattern scanners alone find nothing in the note
+    let none = tempfile::tempdir().unwrap();
+    write(none.path(), "Observation.ndjson", &lines()[..1]);
+    let (_, report) = data::read(none.path(), &ReadOptions::default()).unwrap();
+    assert!(report.findings.iter().all(|f| f.severity != Severity::Error), "{:?}", report.findings);
+    // never printed
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "check", "--json"])
+        .arg(late.path())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "blocking: {text}");
+    assert!(
+        text.contains("note.text.subject_identifier") && !text.contains("香川") && !text.contains("９８"),
+        "{text}"
+    );
+}
+
 #[test]
 fn missed_identifiers_became_verbatim_tokenizer_pieces() {
     use data::text::{NoteTokenizer, TokenizerKind};

@@ -22,9 +22,10 @@
 //!   named `Patient*` are read first for that, and notes read before their Patient resource (a Patient
 //!   in a file of another name) are checked at the end when events are kept, or by a second pass over
 //!   the input when they are not (`data check`).
-//! - `Observation.note` and `DocumentReference.description` are free text: scanned by the guard and
-//!   not kept (an annotation of a measurement or a document's title is not part of the notes a model
-//!   reads).
+//! - `Observation.note`, `Observation.valueString` and `DocumentReference.description` are free text:
+//!   scanned by the guard, searched for the subject's own identifiers as notes are (by the second pass
+//!   when its Patient comes after them), and not kept (an annotation of a measurement or a document's
+//!   title is not part of the notes a model reads).
 //!
 //! Other resource types are counted and skipped.
 
@@ -364,6 +365,9 @@ struct LineOut<'a> {
     links: Vec<String>,
     /// a Patient's own identifiers, to search for in its notes: (subject, [(kind, value)])
     own: Option<(String, Vec<(IdentifierKind, String)>)>,
+    /// free text that is scanned and not kept (`Observation.note`), to search for its subject's own
+    /// identifiers too: the subject, and (resource, field of a finding, text)
+    unkept: Option<(Cow<'a, str>, Vec<(&'static str, &'static str, String)>)>,
 }
 
 impl LineOut<'_> {
@@ -645,18 +649,38 @@ fn guard_text(text: String, resource: &'static str, field: &'static str, out: &m
     guard::redact(&text, &found)
 }
 
-/// Scans free text that is not kept, and records what was found.
-fn scan_only(text: &str, resource: &'static str, field: &'static str, out: &mut LineOut) {
-    for (k, _) in guard::scan(&guard::visible(text.to_owned())) {
+/// Scans free text that is not kept, and records what was found. When the resource has a Patient
+/// subject, the text is kept on the line's output to be searched for that subject's own identifiers
+/// (`own_field` names those findings), as notes are.
+fn scan_only<'a>(
+    text: &str,
+    subject: Option<&Cow<'a, str>>,
+    resource: &'static str,
+    (field, own_field): (&'static str, &'static str),
+    out: &mut LineOut<'a>,
+) {
+    let text = guard::visible(text.to_owned());
+    for (k, _) in guard::scan(&text) {
         out.identifiers.push((k, resource, field));
+    }
+    if let Some(subject) = subject {
+        out.unkept.get_or_insert_with(|| (subject.clone(), Vec::new())).1.push((resource, own_field, text));
     }
 }
 
 fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     let (o, mut out, skip) = start::<Observation>(line, "Observation", "not a valid Observation", |o| &o.status)?;
-    // free text on any Observation, used or not, is the export's content: scan it
-    for n in o.note.iter().filter_map(|n| n.text.as_deref()) {
-        scan_only(n, "Observation", "note.text", &mut out);
+    // free text on any Observation, used or not, is the export's content: scan it (a valueString was
+    // scanned only on the labs read)
+    if !o.note.is_empty() || o.value_string.is_some() {
+        let subject = o.subject.as_ref().and_then(subject_id);
+        for n in o.note.iter().filter_map(|n| n.text.as_deref()) {
+            scan_only(n, subject.as_ref(), "Observation", ("note.text", "note.text.subject_identifier"), &mut out);
+        }
+        if let Some(s) = o.value_string.as_deref() {
+            let fields = ("valueString", "valueString.subject_identifier");
+            scan_only(s, subject.as_ref(), "Observation", fields, &mut out);
+        }
     }
     let kind = if is_lab_category(&o.category) || (o.category.is_empty() && catalogue_code(&o.code)) {
         EventKind::Lab
@@ -718,9 +742,6 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         (None, None, Some(s)) if kind == EventKind::Lab && plain.is_none() => Some(ordinal(s).ok_or("valueString")),
         _ => None,
     };
-    if let Some(s) = o.value_string {
-        guard_text(s.0.into_owned(), "Observation", "valueString", &mut out);
-    }
     // a censored result (`<0.1`) is read as its limit, and counted
     let quantities = o.value_quantity.iter().chain(o.component.iter().filter_map(|c| c.value_quantity.as_ref()));
     for c in quantities.filter_map(|q| q.comparator.as_deref()) {
@@ -855,7 +876,9 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
         return Ok(out);
     }
     if let Some(desc) = d.description.as_deref() {
-        scan_only(desc, "DocumentReference", "description", &mut out);
+        let subject = d.subject.as_ref().and_then(subject_id);
+        let fields = ("description", "description.subject_identifier");
+        scan_only(desc, subject.as_ref(), "DocumentReference", fields, &mut out);
     }
     let subject = patient_or_unusable!(&d.subject, out, "DocumentReference");
     let time = or_unusable!(

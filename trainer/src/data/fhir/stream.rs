@@ -270,12 +270,28 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
         if !store.has(&subject) {
             // notes of this subject read before now are checked at the end of the read
             store.arrivals.push((subject.clone(), sink.data.events.len()));
-            if !sink.opts.keep_events && store.noted_before.contains(&guard::subject::subject_key(&subject)) {
+            // (when events are kept, only free text that is not kept is noted: see below)
+            if store.noted_before.contains(&guard::subject::subject_key(&subject)) {
                 store.recheck = true;
             }
         }
         for (kind, value) in values {
             store.add(&subject, kind, &value);
+        }
+    }
+    // free text that is not kept (`Observation.note`): searched for its subject's own identifiers now,
+    // or, when they are not known yet, by a second pass if they arrive later (events kept or not: the
+    // text is gone by then)
+    if let Some((subject, texts)) = out.unkept {
+        let store = &mut sink.data.subject_identifiers;
+        if store.has(&subject) {
+            for (resource, field, text) in texts {
+                for (kind, _) in guard::merge(store.find(&subject, &text, &mut 0)) {
+                    sink.report.identifier(sink.opts.identifiers, kind, resource, field);
+                }
+            }
+        } else {
+            store.noted_before.insert(guard::subject::subject_key(&subject));
         }
     }
     for mut r in out.recs {
@@ -299,6 +315,15 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
         sink.push(r);
     }
 }
+
+/// The (resource, field) of the findings of a subject's own identifiers in its free text: the notes
+/// kept, and the free text that is not ([`super::scan_only`]).
+const OWN_IDENTIFIER_FINDINGS: [(&str, &str); 4] = [
+    ("note", "subject_identifier"),
+    ("Observation", "note.text.subject_identifier"),
+    ("Observation", "valueString.subject_identifier"),
+    ("DocumentReference", "description.subject_identifier"),
+];
 
 /// Notes kept before their subject's Patient resource was read, checked against its identifiers.
 fn check_early_notes(sink: &mut Sink) {
@@ -375,17 +400,21 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         }
     }
     if sink.data.subject_identifiers.recheck {
-        // events were not kept (`data check`) and a Patient came after its notes: a second pass with
-        // every subject's identifiers known from the start finds what the first could not
+        // a Patient came after notes of its subject that are not kept (events not kept, `data check`;
+        // or free text never kept, `Observation.note`): a second pass with every subject's identifiers
+        // known from the start finds what the first could not (it keeps no events either)
         let mut again = data::Dataset::default();
         again.subject_identifiers = std::mem::take(&mut sink.data.subject_identifiers);
         again.subject_identifiers.noted_before.clear();
         let mut second = data::Report::default();
-        let mut pass = Sink { data: &mut again, report: &mut second, opts };
+        let check = ReadOptions { keep_events: false, ..opts.clone() };
+        let mut pass = Sink { data: &mut again, report: &mut second, opts: &check };
         for f in &files {
             read_file(f, &mut pass)?;
         }
-        sink.report.replace_findings_of("note", "subject_identifier", &second);
+        for (resource, field) in OWN_IDENTIFIER_FINDINGS {
+            sink.report.replace_findings_of(resource, field, &second);
+        }
         sink.data.subject_identifiers = std::mem::take(&mut again.subject_identifiers);
     }
     sink.data.subject_identifiers.noted_before = Default::default();
