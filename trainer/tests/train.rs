@@ -351,6 +351,43 @@ fn model_errors_stop_before_the_data_are_prepared() {
 }
 
 #[test]
+fn a_run_that_stopped_before_its_first_step_prepares_again_when_its_data_config_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let manifest = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(run.join("data/manifest.json")).unwrap()).unwrap()
+    };
+    let log = || std::fs::read_to_string(run.join("train.log")).unwrap();
+    // stops after preparing, before any step (an expected batch below one unit)
+    let cfg = config("lab-mlp", tmp.path(), &[SHORT, ("expected_batch_subjects = 128", "sample_rate = 1e-300")]);
+    let out = train(&cfg, &run, &[]);
+    assert!(
+        !out.status.success() && run.join("data/manifest.json").exists(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let buckets = |m: &serde_json::Value| m.to_string().contains("\"buckets\":24");
+    assert!(buckets(&manifest()), "{}", manifest());
+    // the same config again: the data are reused
+    let out = train(&cfg, &run, &[]);
+    assert!(!out.status.success());
+    assert!(log().contains("reusing"), "{}", log());
+    // another [data] table: prepared again, not the stale data under the new config's name
+    let cfg = config("lab-mlp", tmp.path(), &[SHORT, ("buckets = 24", "buckets = 12")]);
+    let out = train(&cfg, &run, &["--stop-after", "3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(log().contains("preparing again") && !buckets(&manifest()), "{}", log());
+    // resumed with yet another [data] table: refused (its steps were taken on the data it prepared)
+    let cfg = config("lab-mlp", tmp.path(), &[SHORT, ("buckets = 24", "buckets = 6")]);
+    let out = train(&cfg, &run, &["--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--resume") && err.contains("[data] table"), "{err}");
+    let cfg = config("lab-mlp", tmp.path(), &[SHORT, ("buckets = 24", "buckets = 12")]);
+    let out = train(&cfg, &run, &["--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn demo_trains_the_demo_config_and_ends_with_the_report() {
     let tmp = tempfile::tempdir().unwrap();
     let out = node(tmp.path())

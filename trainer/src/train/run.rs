@@ -555,6 +555,46 @@ fn resolved_toml(given: &str, c: &TrainConfig, plan: &Plan) -> String {
     toml::to_string(&v).unwrap_or_default()
 }
 
+/// What a run's prepared data (`RUN/data`) were made from, kept beside them in `RUN/data.source.json`:
+/// the config's `[data]` table (its input as resolved) and the SHA-256 of the files it names outside the
+/// input (the label file, the tokenizer). A run that took no step reuses the data only when these and
+/// the input's fingerprint are unchanged; a resumed run refuses a changed `[data]` table (its steps
+/// were taken on the data it prepared).
+#[derive(Debug, PartialEq, serde::Deserialize, Serialize)]
+struct DataSource {
+    data: toml::Table,
+    labels_sha256: Option<String>,
+    tokenizer_sha256: Option<String>,
+}
+
+const DATA_SOURCE: &str = "data.source.json";
+
+impl DataSource {
+    fn of(given: &str, cfg: &TrainConfig, dc: &crate::data::prepare::DataConfig) -> Result<Self, TrainError> {
+        let mut data = match toml::from_str::<toml::Table>(given).ok().and_then(|mut t| t.remove("data")) {
+            Some(toml::Value::Table(d)) => d,
+            _ => toml::Table::new(),
+        };
+        data.insert("input".into(), toml::Value::String(cfg.data.input.display().to_string()));
+        let digest = |p: Option<&PathBuf>| p.map(|p| super::seal::sha256_file(p)).transpose();
+        Ok(DataSource {
+            data,
+            labels_sha256: digest(dc.labels.file.as_ref())?,
+            tokenizer_sha256: digest(dc.features.tokenizer.as_ref())?,
+        })
+    }
+
+    fn read(run_dir: &Path) -> Option<Self> {
+        let bytes = crate::read_bounded(&run_dir.join(DATA_SOURCE), crate::MAX_CONFIG_BYTES).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn write(&self, run_dir: &Path) -> Result<(), TrainError> {
+        let path = run_dir.join(DATA_SOURCE);
+        std::fs::write(&path, serde_json::to_vec_pretty(self).expect("serializes")).map_err(|e| io(&path, e))
+    }
+}
+
 /// The names a run directory holds (a directory holding anything else is not a run's).
 const RUN_FILES: &[&str] = &[
     "config.given.toml",
@@ -566,6 +606,7 @@ const RUN_FILES: &[&str] = &[
     "checkpoint.old",
     "checkpoint.partial",
     "data",
+    DATA_SOURCE,
     "train.log",
     "seal.json",
     "seal.json.partial",
@@ -726,8 +767,39 @@ fn train_on<B: Backend + 'static>(
                 )));
             }
             let dir = run_dir.join("data");
+            let source = DataSource::of(&given, &cfg, &dc)?;
+            if dir.join("manifest.json").exists() {
+                let kept = DataSource::read(&run_dir);
+                if opts.resume {
+                    // the steps taken were on these data: the config must still describe them
+                    if kept.as_ref().is_some_and(|k| *k != source) {
+                        return Err(TrainError::Invalid(format!(
+                            "--resume: the config's [data] table (or the label file or tokenizer it names) changed \
+                             since {} was prepared; the run continues on the data it started with: restore them, or \
+                             start a new run",
+                            dir.display()
+                        )));
+                    }
+                } else {
+                    // a run that stopped before its first step: its data are reused only if made from this
+                    // config and this input
+                    let same = kept.as_ref() == Some(&source)
+                        && Prepared::open(&dir).ok().map(|p| p.manifest.fingerprint)
+                            == Some(crate::data::fingerprint::fingerprint(&dc.input)?);
+                    if same {
+                        progress.line(&format!("reusing {} (prepared from this config and input)", dir.display()));
+                    } else {
+                        progress.line(&format!(
+                            "{} was prepared from another config or input: preparing again",
+                            dir.display()
+                        ));
+                        std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+                    }
+                }
+            }
             if !dir.join("manifest.json").exists() {
                 progress.line(&format!("preparing {} into {}", fmt_format(cfg.data.format), dir.display()));
+                let _ = std::fs::remove_file(run_dir.join(DATA_SOURCE));
                 let (report, manifest) = crate::data::prepare::prepare(&dc, &dir)?;
                 for line in report.render_findings(crate::data::check::Severity::Warning).lines() {
                     progress.line(&format!("data warning:{line}"));
@@ -738,6 +810,7 @@ fn train_on<B: Backend + 'static>(
                         report.findings.iter().filter(|f| f.severity == crate::data::check::Severity::Error).count()
                     )));
                 }
+                source.write(&run_dir)?;
             }
             dir
         }
