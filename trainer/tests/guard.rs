@@ -56,6 +56,9 @@ fn phone_with_bracketed_area_code_and_spaced_groups_was_missed() {
             "(03)5555 6473",
         ],
     );
+    // two side by side, as the example's home and work numbers (a space and a bracket joined them)
+    let two = [IdentifierKind::Phone, IdentifierKind::Phone];
+    assert_eq!(kinds("tel (03) 5555 6473 (03) 3410 5613"), two);
     // a bracketed group without the leading 0, or digits too few or too many for a phone
     for t in ["(12) 3456 7890", "(10) 1234 5678", "(0) 1234 5678", "(03) 5555 647"] {
         assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));

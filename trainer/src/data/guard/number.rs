@@ -93,6 +93,12 @@ fn separator(text: &str, i: usize, ops: &mut u64) -> Option<(usize, u8)> {
     (j > i && is_digit(at(text, j))).then_some((j, marks))
 }
 
+/// A separator of a space, an opening bracket and nothing else (full-width forms too).
+fn opens_bracket(separator: &str) -> bool {
+    let mut marks = separator.chars().map(fold).skip_while(|c| *c == ' ').filter(|c| *c != ' ');
+    separator.chars().next().map(fold) == Some(' ') && marks.next() == Some('(') && marks.next().is_none()
+}
+
 #[derive(Default)]
 struct Run {
     digits: [u8; MAX_DIGITS],
@@ -271,6 +277,11 @@ pub(super) fn run_at(
             if marks == SPACE && ((run.marks & !SPACE != 0 && !area_code) || current >= 5) {
                 break;
             }
+            // and so does a space and an opening bracket after three groups or a long one (`(03) 5555
+            // 6473 (03) 3410 5613`), where `03 (1234) 5678` goes on
+            if marks == SPACE | BRACKET && (run.g >= 3 || current >= 5) && opens_bracket(&text[j..digit_at]) {
+                break;
+            }
             run.marks |= marks;
             run.g += 1;
             last = ' ';
@@ -358,5 +369,9 @@ mod tests {
         assert_eq!(kinds("+81 90 1234 5678"), [IdentifierKind::Phone]);
         assert_eq!(kinds("(03) 5555 6473 03-1234-5678"), two);
         assert_eq!(kinds("(03) 5555 6473 0312345678"), two);
+        assert_eq!(kinds("(03) 5555 6473 (03) 3410 5613"), two);
+        assert_eq!(kinds("03-5555-6473 （03）3410-5613"), two);
+        assert_eq!(kinds("0355556473 (03) 3410 5613"), two);
+        assert_eq!(kinds("03 (5555) 6473"), [IdentifierKind::Phone]);
     }
 }
