@@ -343,12 +343,21 @@ fn qa_reports_units_systems_ranges_and_duplicates() {
         obs("b", "http://example.org/local", "K1", 3.0, "furlongs", "2024-01-03T00:00:00Z"),
         // JLAC10 only: known system, catalogue code
         obs("c", "urn:oid:1.2.392.200119.4.1005", "3C015000002327101", 0.8, "mg/dL", "2024-01-03T00:00:00+09:00"),
+        // no unit: read in the catalogue unit, so checked in it (a body temperature in Fahrenheit)
+        obs("d", "http://loinc.org", "8310-5", 98.6, "", "2024-01-03T00:00:00Z").replace(r#","unit":"""#, ""),
     ];
     std::fs::write(dir.path().join("o.ndjson"), lines.join("\n")).unwrap();
     let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     let has = |kind: &str, n: u64| r.findings.iter().any(|f| f.kind == kind && f.count == n);
     assert!(has("unit_conflict", 4), "{:?}", r.findings);
-    assert!(has("implausible_value", 2));
+    assert!(has("implausible_value", 2), "{:?}", r.findings);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.kind == "implausible_value" && f.detail.as_deref() == Some("http://loinc.org|8310-5")),
+        "{:?}",
+        r.findings
+    );
     assert!(has("duplicate", 1));
     assert!(has("unknown_unit", 1));
     assert!(r
@@ -359,7 +368,7 @@ fn qa_reports_units_systems_ranges_and_duplicates() {
     let cr = r.codes.iter().find(|c| c.code == "2160-0").unwrap();
     assert_eq!(cr.units, ["mg/dL", "mg"]);
     assert_eq!(cr.count, 4);
-    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 6);
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 7);
     // the JLAC10 event's time honours its offset
     let jl = d.find_code("urn:oid:1.2.392.200119.4.1005", "3C015000002327101").unwrap();
     let e = d.events.iter().find(|e| e.code == jl).unwrap();

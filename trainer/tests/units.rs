@@ -555,3 +555,27 @@ fn integer_and_numeric_string_values_and_non_ucum_unit_codes_were_dropped() {
     assert_eq!((v, unit.as_str()), (0.9, "mg/dL"));
     assert_eq!(count(&r, "unknown_unit") + count(&r, "unconvertible_unit"), 0, "{:?}", r.findings);
 }
+
+#[test]
+fn mimic_count_units_read_as_thousands_and_millions_per_microliter() {
+    // MIMIC-IV's K/uL and m/uL (UCUM alone reads kelvin and metre per microliter: incommensurable)
+    for (code, unit, value, want_unit) in [
+        ("6690-2", "K/uL", 7.5, "10*3/uL"),
+        ("777-3", "x10E3/uL", 250.0, "10*3/uL"),
+        ("789-8", "m/uL", 4.5, "10*6/uL"),
+        ("789-8", "M/uL", 4.5, "10*6/uL"),
+    ] {
+        let (v, u, r) = one_value(obs("a", code, value, unit));
+        assert_eq!(u, want_unit, "{unit}");
+        assert!(close(v, value, 1e-6), "{unit}: {v}");
+        assert!(
+            !r.findings.iter().any(|f| f.kind.contains("unit") && f.kind != "converted_unit"),
+            "{unit}: {:?}",
+            r.findings
+        );
+    }
+    // a count per microliter in plain cells: thousands of them
+    let (v, u, _) = one_value(obs("a", "6690-2", 7500.0, "#/uL"));
+    assert_eq!(u, "10*3/uL");
+    assert!(close(v, 7.5, 1e-6), "{v}");
+}

@@ -225,7 +225,8 @@ impl Report {
             if let Some(lab) = *st.lab.get_or_insert_with(|| catalog::lookup(&code.system, &code.code)) {
                 let unit = if e.unit == NONE { "" } else { data.units.names[e.unit as usize].as_str() };
                 let v = e.value as f64;
-                if unit == lab.unit && (v < lab.plausible.0 || v > lab.plausible.1) {
+                // a value without a unit is read in the catalogue unit (features use it so): checked alike
+                if (unit == lab.unit || unit.is_empty()) && (v < lab.plausible.0 || v > lab.plausible.1) {
                     st.implausible += 1;
                 }
             }
