@@ -482,6 +482,8 @@ fn lab_series_buckets_mask_and_time_since_last() {
          s,2024-01-02T00:00:00Z,creatinine,1.68,mg/dL\n\
          s,2024-01-02T06:00:00Z,creatinine,88,mg\n\
          s,2024-01-03T00:00:00Z,potassium,4.2,mmol/L\n\
+         s,2024-01-03T12:00:00Z,creatinine,1.68,mg/dL\n\
+         s,2024-01-03T12:00:01Z,creatinine,9.9,mg/dL\n\
          s,2024-01-04T00:00:00Z,creatinine,9.9,mg/dL\n",
     )
     .unwrap();
@@ -493,15 +495,19 @@ fn lab_series_buckets_mask_and_time_since_last() {
     let f = data::features::lab_series(&d, &spec, &[label]);
     // window 2024-01-01T12 .. 2024-01-03T12 in 12-hour buckets; creatinine 1.68 at 01-02T00 is bucket 1:
     // reference 0.46..1.07 -> mid 0.765, half 0.305 -> (1.68 - 0.765) / 0.305 = 3.0
-    assert_eq!(f.mask, [0., 0., 1., 0., 0., 0., 0., 1.]);
+    // the creatinine at the prediction time itself is in the last bucket (MEDS: data up to and
+    // including the prediction time), the one a second later is not
+    assert_eq!(f.mask, [0., 0., 1., 0., 0., 0., 1., 1.]);
     assert!((f.values[2] - 3.0).abs() < 1e-5);
+    assert!((f.values[6] - 3.0).abs() < 1e-5, "{:?}", f.values);
     // potassium 4.2 at 01-03T00 in bucket 3: mid 4.2 -> 0
     assert!(f.values[7].abs() < 1e-6);
     assert_eq!(f.unit_mismatches, 1);
     // since the last creatinine at each bucket's end (+12h, +24h, +36h, +48h = the prediction time;
-    // a bucket holds [start, end)): last seen at -12h (before the window), then at +12h
+    // a bucket holds [start, end), the last [start, prediction time]): last seen at -12h (before the
+    // window), then at +12h, then at the prediction time
     let s: Vec<f32> = (0..4).map(|b| f.since_last[b * 2]).collect();
-    assert_eq!(s, [0.5, 0.25, 0.5, 0.75]);
+    assert_eq!(s, [0.5, 0.25, 0.5, 0.0]);
     assert_eq!(f.since_last[1], 1.0); // potassium not seen yet
                                       // the creatinine of 01-04 is after the prediction time: unseen
     assert!(f.values.iter().all(|&v| v < 9.0));
@@ -619,7 +625,7 @@ fn notes_tokenize_newest_first_with_a_tokenizer_trained_in_the_node() {
             let newest = d
                 .events
                 .iter()
-                .filter(|e| e.subject == l.subject && e.kind == EventKind::Note && e.time < l.prediction_time)
+                .filter(|e| e.subject == l.subject && e.kind == EventKind::Note && e.time <= l.prediction_time)
                 .max_by_key(|e| e.time)
                 .unwrap();
             let first = tok.tokenizer.encode(d.texts[newest.text as usize].as_str(), false).unwrap();

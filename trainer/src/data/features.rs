@@ -12,7 +12,9 @@
 //!   non-private statistics of the private data.
 //! - Per bucket and channel: the last value in the bucket, an observation mask, and the time since the
 //!   last observation at the bucket's end (as a fraction of the lookback, 1 when none).
-//! - Only events strictly before the prediction time are used.
+//! - Events up to and including the prediction time are used (the MEDS label schema's rule: "data may
+//!   be used up to and including this time"; times are read to the second, so an event in the same
+//!   second counts as at it), none after it.
 
 use super::catalog::{self, Lab};
 use super::labels::Label;
@@ -108,7 +110,7 @@ pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> Lab
         let start = label.prediction_time.saturating_sub(lookback);
         let r = ranges.get(label.subject as usize).cloned().unwrap_or(0..0);
         let events = &data.events[r];
-        let end = events.partition_point(|e| e.time < label.prediction_time);
+        let end = events.partition_point(|e| e.time <= label.prediction_time);
         for e in &events[..end] {
             if e.kind != EventKind::Lab && e.kind != EventKind::Vital || e.value.is_nan() {
                 continue;
@@ -145,7 +147,8 @@ pub fn lab_series(data: &Dataset, spec: &LabSeriesSpec, labels: &[Label]) -> Lab
         for b in 0..t {
             let bucket_end =
                 if b + 1 == t { label.prediction_time } else { start.saturating_add((width * (b + 1) as f64) as i64) };
-            while cursor < end && events[cursor].time < bucket_end {
+            // the last bucket ends at the prediction time, which it holds
+            while cursor < end && (b + 1 == t || events[cursor].time < bucket_end) {
                 if let Some(ch) = usable(&events[cursor]) {
                     last[ch] = events[cursor].time;
                 }

@@ -1,4 +1,4 @@
-//! Notes as token ids: a subject's notes before the prediction time, newest first, tokenized with the
+//! Notes as token ids: a subject's notes up to the prediction time, newest first, tokenized with the
 //! HF `tokenizers` crate and truncated to L tokens.
 //!
 //! The tokenizer is either brought by the user (a `tokenizer.json`; exportable with the model) or
@@ -267,7 +267,7 @@ impl NoteTokenizer {
 }
 
 /// Token ids of each label's notes, `labels.len() x max_len`, padded with the pad id; `lengths` holds the
-/// tokens used per example. Notes strictly before the prediction time, newest first, separated by
+/// tokens used per example. Notes up to and including the prediction time, newest first, separated by
 /// `[SEP]`, truncated to `max_len`. The dataset must be sorted ([`Dataset::sort`]).
 pub struct NoteTokens {
     pub max_len: usize,
@@ -283,7 +283,7 @@ pub fn note_tokens(data: &Dataset, tok: &NoteTokenizer, labels: &[Label], max_le
         .iter()
         .flat_map(|l| {
             let r = ranges.get(l.subject as usize).cloned().unwrap_or(0..0);
-            data.events[r].iter().filter(|e| e.kind == EventKind::Note && e.time < l.prediction_time).map(|e| e.text)
+            data.events[r].iter().filter(|e| e.kind == EventKind::Note && e.time <= l.prediction_time).map(|e| e.text)
         })
         .collect();
     wanted.sort_unstable();
@@ -294,7 +294,7 @@ pub fn note_tokens(data: &Dataset, tok: &NoteTokenizer, labels: &[Label], max_le
     for (i, l) in labels.iter().enumerate() {
         let r = ranges.get(l.subject as usize).cloned().unwrap_or(0..0);
         let ev = &data.events[r];
-        let end = ev.partition_point(|e| e.time < l.prediction_time);
+        let end = ev.partition_point(|e| e.time <= l.prediction_time);
         let row = &mut out.ids[i * max_len..(i + 1) * max_len];
         let mut n = 0;
         for e in ev[..end].iter().rev().filter(|e| e.kind == EventKind::Note) {
