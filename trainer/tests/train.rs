@@ -35,6 +35,11 @@ fn every_example_config_trains_and_reports() {
             assert!(r.get(key).is_some(), "{name}: --json lacks {key}");
         }
         assert_eq!(r["steps"], 12, "{name}");
+        // the last step's line says the epsilon at that step (the last evaluation's was shown)
+        let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+        let last = log.lines().rfind(|l| l.starts_with("step 12/12")).unwrap_or_default();
+        let eps = format!("epsilon {:.3}", r["epsilon"].as_f64().unwrap());
+        assert!(last.contains(&eps), "{name}: {last:?}, {eps}");
         assert!(r["epsilon"].as_f64().unwrap() <= 3.0 + 1e-9, "{name}: epsilon {}", r["epsilon"]);
         let auroc = r["auroc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&auroc), "{name}: auroc {auroc}");

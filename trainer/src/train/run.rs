@@ -517,13 +517,18 @@ impl Progress {
         }
     }
 
+    /// Whether [`Progress::step`] writes a line at `step` (the line log: every 5 s and at the last step).
+    fn line_due(&self, step: u64, total: u64) -> bool {
+        self.bar.is_none() && (self.last_line.elapsed().as_secs_f64() >= 5.0 || step == total)
+    }
+
     fn step(&mut self, step: u64, total: u64, loss: f64, eps: Option<f64>, rate: f64, eta_s: f64) {
         let e = eps.map_or(String::new(), |e| format!(" epsilon {e:.3}"));
         let msg = format!("loss {loss:.4}{e} {rate:.0} samples/s");
         if let Some(b) = &self.bar {
             b.set_position(step);
             b.set_message(msg);
-        } else if self.last_line.elapsed().as_secs_f64() >= 5.0 || step == total {
+        } else if self.line_due(step, total) {
             self.last_line = Instant::now();
             self.line(&format!("step {step}/{total} {msg} ETA {eta_s:.0} s"));
         }
@@ -1267,6 +1272,10 @@ fn train_on<B: Backend + 'static>(
         let el = t0.elapsed().as_secs_f64().max(1e-9);
         let rate_s = seen as f64 / el;
         let eta = el / (done - first) as f64 * (steps - done) as f64;
+        // a line written says the epsilon at its step (the last evaluation's was shown, at the end too)
+        if !eval_now && (done == steps || progress.line_due(done, steps)) {
+            eps_now = Some(run.epsilon()?.0);
+        }
         progress.step(done, steps, s.loss, eps_now, rate_s, eta);
         if done % cfg.train.checkpoint_every == 0 && done < steps {
             save(&run, &record)?;
