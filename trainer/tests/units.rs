@@ -489,6 +489,25 @@ fn observations_without_category_value_or_unit_vanished_without_a_count() {
     assert!(d.events.is_empty());
     assert_eq!(r.events.get("lab"), None);
     assert_eq!(count(&r, "no_value"), 2);
+    // a value of a type not read (a ratio, a range, a boolean): counted by its type, not a missing value
+    let ratio = lab.replace(
+        r#""valueQuantity":{"value":0.9,"unit":"mg/dL"}"#,
+        r#""valueRatio":{"numerator":{"value":1},"denominator":{"value":128}}"#,
+    );
+    let range = lab.replace(r#""valueQuantity":{"value":0.9,"unit":"mg/dL"}"#, r#""valueRange":{"low":{"value":1}}"#);
+    let boolean = lab.replace(r#""valueQuantity":{"value":0.9,"unit":"mg/dL"}"#, r#""valueBoolean":true"#);
+    let (d, r) = read_lines(&[ratio, range.clone(), range, boolean]);
+    assert!(d.events.is_empty());
+    assert_eq!(count(&r, "no_value"), 0, "{:?}", r.findings);
+    let by_field = |field: &str| {
+        r.findings.iter().filter(|f| f.kind == "value_type_not_read" && f.field == field).map(|f| f.count).sum::<u64>()
+    };
+    assert_eq!(
+        (by_field("valueRatio"), by_field("valueRange"), by_field("valueBoolean")),
+        (1, 2, 1),
+        "{:?}",
+        r.findings
+    );
     // no unit, an empty unit: read in the catalogue unit, and said
     let (d, r) = read_lines(&[obs("p1", "2160-0", 0.9, ""), lab.replace(r#","unit":"mg/dL""#, "")]);
     assert_eq!(d.events.len(), 2);

@@ -33,6 +33,7 @@ use super::check::Severity;
 use super::guard::{self, IdentifierKind};
 use super::{catalog, reportable, time, EventKind, ReadOptions, Rec};
 use base64::Engine;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -175,6 +176,34 @@ struct Observation<'a> {
     component: Vec<Component<'a>>,
     #[serde(default, borrow)]
     note: Vec<Annotation<'a>>,
+    // value[x] types the reader does not read (a series needs one number): named when they are the
+    // value, so they are not counted as a missing one
+    value_ratio: Option<IgnoredAny>,
+    value_range: Option<IgnoredAny>,
+    value_sampled_data: Option<IgnoredAny>,
+    value_boolean: Option<IgnoredAny>,
+    value_period: Option<IgnoredAny>,
+    value_time: Option<IgnoredAny>,
+    value_date_time: Option<IgnoredAny>,
+    value_attachment: Option<IgnoredAny>,
+}
+
+impl Observation<'_> {
+    /// The value[x] element of a type not read, when the Observation has one.
+    fn unread_value(&self) -> Option<&'static str> {
+        [
+            (self.value_ratio.is_some(), "valueRatio"),
+            (self.value_range.is_some(), "valueRange"),
+            (self.value_sampled_data.is_some(), "valueSampledData"),
+            (self.value_boolean.is_some(), "valueBoolean"),
+            (self.value_period.is_some(), "valuePeriod"),
+            (self.value_time.is_some(), "valueTime"),
+            (self.value_date_time.is_some(), "valueDateTime"),
+            (self.value_attachment.is_some(), "valueAttachment"),
+        ]
+        .into_iter()
+        .find_map(|(has, name)| has.then_some(name))
+    }
 }
 
 /// An Annotation (`Observation.note`): free text.
@@ -211,8 +240,9 @@ fn quantity<'a>(q: &Option<Quantity<'a>>) -> (f32, Option<Cow<'a, str>>) {
 }
 
 /// A `valueString` that is a plain number ("1.0", "１２．５", " 7 "), as SS-MIX2-derived exports write
-/// numeric results: its value; `None` for anything else (an ordinal, a comparator, text).
-fn numeric_string(s: &str) -> Option<f32> {
+/// numeric results: its value; `None` for anything else (an ordinal, a comparator, text). The MEDS
+/// reader reads its text results with it too.
+pub(crate) fn numeric_string(s: &str) -> Option<f32> {
     let folded: String = s
         .trim()
         .chars()
@@ -580,10 +610,18 @@ const FIELDS_READ: &[&str] = &[
     "type",
     "unit",
     "value",
+    "valueAttachment",
+    "valueBoolean",
     "valueCodeableConcept",
+    "valueDateTime",
     "valueInteger",
+    "valuePeriod",
     "valueQuantity",
+    "valueRange",
+    "valueRatio",
+    "valueSampledData",
     "valueString",
+    "valueTime",
 ];
 
 /// The most distinct field paths [`invalid_at`] names (each lives as long as the process).
@@ -783,6 +821,9 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         }
     } else if let Some(v) = plain {
         out.recs.push(rec(coding, (v, None)));
+    } else if let (None, Some(field)) = (&o.value_quantity, o.unread_value()) {
+        // a ratio, a range, a boolean...: its type counted, where it was counted a missing value
+        return Ok(out.unusable("value_type_not_read", "Observation", field));
     } else {
         out.recs.push(rec(coding, quantity(&o.value_quantity)));
     }
