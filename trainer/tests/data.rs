@@ -280,6 +280,17 @@ fn valid_resources_without_a_time_patient_or_code_are_counted_not_malformed() {
     assert_eq!(partial_dates.len(), 1, "{v}");
     assert_eq!(partial_dates[0]["count"], 1);
     assert_eq!(v["events"]["lab"], 2);
+    // an encounter's and a note's likewise
+    let enc = enc.replace(r#""subject""#, r#""period":{"start":"2013-05"},"subject""#);
+    std::fs::write(dir.path().join("Encounter.ndjson"), enc).unwrap();
+    let note = r#"{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/a"},"date":"2013","content":[{"attachment":{"contentType":"text/plain","data":"bm8gZmV2ZXI="}}]}"#;
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), note).unwrap();
+    let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let partial = |resource: &str| {
+        v["findings"].as_array().unwrap().iter().any(|f| f["kind"] == "partial_date" && f["resource"] == resource)
+    };
+    assert!(partial("Observation") && partial("Encounter") && partial("DocumentReference"), "{v}");
 }
 
 #[test]

@@ -922,6 +922,10 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
         scan_only(desc, subject.as_ref(), "DocumentReference", fields, &mut out);
     }
     let subject = patient_or_unusable!(&d.subject, out, "DocumentReference");
+    let period_start = d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.as_deref());
+    if partial_date(&[d.date.as_deref(), period_start]) {
+        out.found("partial_date", "DocumentReference", "date");
+    }
     let time = or_unusable!(
         required_time(parse_time(&d.date).or_else(|| {
             parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))
@@ -998,6 +1002,9 @@ fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         return Ok(out);
     }
     let subject = patient_or_unusable!(&c.subject, out, "Composition");
+    if partial_date(&[c.date.as_deref()]) {
+        out.found("partial_date", "Composition", "date");
+    }
     let time = or_unusable!(required_time(parse_time(&c.date))?, out, "no_time", "Composition", "date");
     let mut parts = Vec::new();
     for s in &c.section {
@@ -1033,6 +1040,9 @@ fn encounter<'a>(line: &'a [u8]) -> std::result::Result<LineOut<'a>, Bad> {
     };
     let class = class.filter(|c| c.code.is_some()).ok_or("no class")?;
     let period = e.period.unwrap_or_default();
+    if partial_date(&[period.start.as_deref()]) {
+        out.found("partial_date", "Encounter", "period.start");
+    }
     let time = or_unusable!(required_time(parse_time(&period.start))?, out, "no_time", "Encounter", "period.start");
     let end = parse_time(&period.end).map_or(Ok(i64::MIN), |t| t.map_err(|()| "unreadable time"))?;
     out.recs.push(Rec {
