@@ -114,10 +114,10 @@ fn reportable_column(h: &str) -> String {
     }
 }
 
-/// A value with a leading comparator (`<0.1`, `>=200`: a result past a limit of detection): the
-/// number and whether it had one.
-fn censored(v: &str) -> (&str, bool) {
-    for c in ["<=", ">=", "<", ">"] {
+/// A value with a leading comparator (`<0.1`, `>=200`, `≥ 200`: a result past a limit of detection):
+/// the number and whether it had one. The MEDS reader reads its text results with it too.
+pub(crate) fn censored(v: &str) -> (&str, bool) {
+    for c in ["<=", ">=", "<", ">", "≤", "≥", "＜", "＞"] {
         if let Some(rest) = v.strip_prefix(c) {
             return (rest.trim_start(), true);
         }

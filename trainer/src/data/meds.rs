@@ -6,8 +6,11 @@
 //! LOINC (so that the catalogue, plausibility checks and lab features apply) when it is `LOINC/<code>`,
 //! when its middle part is a catalogue LOINC code (`LAB//2160-0//mg/dL`), or when
 //! `metadata/codes.parquet` lists a `LOINC/<code>` among its `parent_codes`; other codes keep the system
-//! `medtrain:meds`. Kinds: `LAB...` codes (or any code with a numeric value) are labs, rows with
-//! only a text value are notes, the rest (`MEDS_BIRTH`, diagnoses, ...) are `other`.
+//! `medtrain:meds`. Kinds: `LAB...` codes, codes that map to a catalogue test, and any code with a
+//! numeric value are labs; a lab without a `numeric_value` is read from its `text_value` (a number, or a
+//! censored `<0.3` read as its limit and counted as `censored_value`; other text leaves it without a
+//! value, `no_value`). Rows of other codes with only a text value are notes, the rest (`MEDS_BIRTH`,
+//! diagnoses, ...) are `other`.
 
 use super::{catalog, guard, DataError, EventKind, ReadOptions, Rec, Result, Sink};
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -262,7 +265,16 @@ fn read_events(path: &Path, sink: &mut Sink, parents: &HashMap<String, String>) 
         let parts: Vec<&str> = code.split("//").collect();
         let unit =
             (parts.len() >= 3 && parts[0].eq_ignore_ascii_case("LAB")).then(|| parts[parts.len() - 1].to_owned());
-        let kind = if parts[0].to_ascii_uppercase().starts_with("LAB") || !value.is_nan() {
+        let (system, code) = map_code(&code, parents);
+        // a lab result given as text (`LOINC/2160-0` with `<0.3`) is a lab, not a note
+        let lab_code = parts[0].to_ascii_uppercase().starts_with("LAB")
+            || (system == catalog::LOINC && catalog::lookup(catalog::LOINC, &code).is_some());
+        if lab_code && value.is_nan() {
+            if let Some(t) = &text {
+                value = text_result(t, sink.report);
+            }
+        }
+        let kind = if lab_code || !value.is_nan() {
             EventKind::Lab
         } else if text.is_some() {
             EventKind::Note
@@ -279,7 +291,6 @@ fn read_events(path: &Path, sink: &mut Sink, parents: &HashMap<String, String>) 
             }
         }
         let text = if kind == EventKind::Note { text } else { None };
-        let (system, code) = map_code(&code, parents);
         sink.push(Rec {
             subject: subject.into(),
             time,
@@ -294,6 +305,22 @@ fn read_events(path: &Path, sink: &mut Sink, parents: &HashMap<String, String>) 
     }
     sink.report.files += 1;
     Ok(())
+}
+
+/// The value of a lab's text result: a number (`1.2`), or a censored one (`<0.3`, `>= 200`, `≥200`)
+/// read as its limit and counted as the CSV and FHIR readers count it; NaN for anything else (the lab is
+/// then counted as `no_value`).
+fn text_result(text: &str, report: &mut super::Report) -> f32 {
+    let (number, is_censored) = super::csv::censored(text.trim());
+    match super::fhir::numeric_string(number) {
+        Some(v) => {
+            if is_censored {
+                report.count(super::check::Severity::Info, "censored_value", "meds", "text_value");
+            }
+            v
+        }
+        None => f32::NAN,
+    }
 }
 
 fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {

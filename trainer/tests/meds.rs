@@ -1,0 +1,166 @@
+//! MEDS input as other tools write it (meds-testing-helpers, MEDS-transforms, ACES): text results,
+//! label directories, partial or extra subject splits, wrong column types, the report's wording.
+
+use medtrain::data::{self, check::Severity, labels, split, EventKind, ReadOptions};
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, FloatType, Int32Type, Int64Type};
+use parquet::file::writer::SerializedFileWriter;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_medtrain"))
+}
+
+type RowGroup<'a> = parquet::file::writer::SerializedRowGroupWriter<'a, std::fs::File>;
+
+/// Writes the next column of a row group (definition and repetition levels where the column has them).
+fn col<T: parquet::data_type::DataType>(rg: &mut RowGroup, values: &[T::T], def: Option<&[i16]>, rep: Option<&[i16]>) {
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<T>().write_batch(values, def, rep).unwrap();
+    c.close().unwrap();
+}
+
+fn writer(path: &Path, schema: &str) -> SerializedFileWriter<std::fs::File> {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+    SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, Default::default()).unwrap()
+}
+
+fn t(s: &str) -> i64 {
+    data::time::parse(s).unwrap() * 1_000_000
+}
+
+/// (subject_id, time in microseconds, code, numeric_value, text_value)
+type Row<'a> = (i64, Option<i64>, &'a str, Option<f32>, Option<&'a str>);
+
+/// One MEDS data shard at `root/rel` (with `metadata/` made, as a MEDS root has it).
+fn shard(root: &Path, rel: &str, rows: &[Row]) {
+    std::fs::create_dir_all(root.join("metadata")).unwrap();
+    let mut w = writer(
+        &root.join(rel),
+        "message meds { required int64 subject_id; optional int64 time (TIMESTAMP(MICROS,false)); \
+         required binary code (STRING); optional float numeric_value; optional binary text_value (STRING); }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    let def = |present: Vec<bool>| present.iter().map(|&p| p as i16).collect::<Vec<i16>>();
+    col::<Int64Type>(&mut rg, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None);
+    let times: Vec<i64> = rows.iter().filter_map(|r| r.1).collect();
+    col::<Int64Type>(&mut rg, &times, Some(&def(rows.iter().map(|r| r.1.is_some()).collect())), None);
+    col::<ByteArrayType>(&mut rg, &rows.iter().map(|r| ByteArray::from(r.2)).collect::<Vec<_>>(), None, None);
+    let vals: Vec<f32> = rows.iter().filter_map(|r| r.3).collect();
+    col::<FloatType>(&mut rg, &vals, Some(&def(rows.iter().map(|r| r.3.is_some()).collect())), None);
+    let texts: Vec<ByteArray> = rows.iter().filter_map(|r| r.4).map(ByteArray::from).collect();
+    col::<ByteArrayType>(&mut rg, &texts, Some(&def(rows.iter().map(|r| r.4.is_some()).collect())), None);
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+/// `metadata/subject_splits.parquet`.
+fn splits(root: &Path, rows: &[(i64, &str)]) {
+    let mut w = writer(
+        &root.join("metadata/subject_splits.parquet"),
+        "message s { required int64 subject_id; required binary split (STRING); }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<Int64Type>(&mut rg, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None);
+    col::<ByteArrayType>(&mut rg, &rows.iter().map(|r| ByteArray::from(r.1)).collect::<Vec<_>>(), None, None);
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+/// `metadata/codes.parquet` giving `code` the parent `parent`.
+fn code_parent(root: &Path, code: &str, parent: &str) {
+    let mut w = writer(
+        &root.join("metadata/codes.parquet"),
+        "message c { required binary code (STRING); optional group parent_codes (LIST) { repeated group list { optional binary element (STRING); } } }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from(code)], None, None);
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from(parent)], Some(&[3]), Some(&[0]));
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+/// A boolean label shard with an int64 or int32 `subject_id`.
+fn label_shard(path: &Path, subject_type: &str, rows: &[(i64, &str, bool)]) {
+    let mut w = writer(
+        path,
+        &format!(
+            "message l {{ required {subject_type} subject_id; required int64 prediction_time (TIMESTAMP(MICROS,false)); \
+             required boolean boolean_value; }}"
+        ),
+    );
+    let mut rg = w.next_row_group().unwrap();
+    if subject_type == "int32" {
+        col::<Int32Type>(&mut rg, &rows.iter().map(|r| r.0 as i32).collect::<Vec<_>>(), None, None);
+    } else {
+        col::<Int64Type>(&mut rg, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None);
+    }
+    col::<Int64Type>(&mut rg, &rows.iter().map(|r| t(r.1)).collect::<Vec<_>>(), None, None);
+    col::<BoolType>(&mut rg, &rows.iter().map(|r| r.2).collect::<Vec<_>>(), None, None);
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+fn found<'r>(r: &'r data::Report, kind: &str) -> Option<&'r data::check::Finding> {
+    r.findings.iter().find(|f| f.kind == kind)
+}
+
+/// Two subjects with a creatinine each, split as `splits` says (used by the split tests).
+fn two_subjects(root: &Path, rel: &str) {
+    shard(
+        root,
+        rel,
+        &[
+            (1, Some(t("2024-01-01T08:00:00Z")), "LAB//2160-0//mg/dL", Some(1.0), None),
+            (2, Some(t("2024-01-01T08:00:00Z")), "LAB//2160-0//mg/dL", Some(1.1), None),
+        ],
+    );
+}
+
+#[test]
+fn text_results_under_catalogue_lab_codes_were_read_as_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let at = Some(t("2024-01-01T08:00:00Z"));
+    shard(
+        root,
+        "data/0.parquet",
+        &[
+            (1, at, "LOINC/2160-0", None, Some("<0.3")),
+            (1, at, "LOINC/2160-0", None, Some(" 1.2 ")),
+            (1, at, "LAB//1988-5//mg/L", None, Some("> 200")),
+            (2, at, "CR-LOCAL", None, Some("<=0.2")),
+            (2, at, "LOINC/2160-0", None, Some("≥4.5")),
+            (2, at, "LOINC/2160-0", None, Some("hemolyzed")),
+            (2, at, "LAB//Creatinine", None, Some("<0.3")),
+            // real notes, and a text result under a code that is no lab, stay notes
+            (2, at, "NOTE//progress", None, Some("doing well")),
+            (2, at, "BP", None, Some("120/80")),
+        ],
+    );
+    code_parent(root, "CR-LOCAL", "LOINC/2160-0");
+    let (d, r) = data::read(root, &ReadOptions::default()).unwrap();
+    assert_eq!(r.events.get("note"), Some(&2), "{:?}", r.events);
+    assert_eq!(r.notes, 2);
+    assert_eq!(r.events.get("lab"), Some(&6), "{:?}", r.events);
+    assert_eq!(d.texts.len(), 2, "only the notes keep their text");
+    let censored = found(&r, "censored_value").expect("censored values counted");
+    assert_eq!((censored.count, censored.severity), (5, Severity::Info));
+    assert_eq!((censored.resource.as_str(), censored.field.as_str()), ("meds", "text_value"));
+    assert_eq!(found(&r, "no_value").map(|f| f.count), Some(1), "the hemolyzed result is a lab without a value");
+    let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
+    let mut v: Vec<f32> =
+        d.events.iter().filter(|e| e.code == cr && e.kind == EventKind::Lab).map(|e| e.value).collect();
+    v.sort_by(f32::total_cmp);
+    assert_eq!(v, [0.2, 0.3, 1.2, 4.5]);
+    let crp = d.find_code("http://loinc.org", "1988-5").unwrap();
+    // `> 200` mg/L: its limit, converted to the catalogue's mg/dL
+    assert!(d.events.iter().any(|e| e.code == crp && (e.value - 20.0).abs() < 1e-4));
+    // no text result reaches the report
+    let json = serde_json::to_string(&r).unwrap();
+    for s in ["hemolyzed", "<0.3", "120/80"] {
+        assert!(!json.contains(s), "{s}");
+    }
+}
