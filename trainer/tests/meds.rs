@@ -164,3 +164,37 @@ fn text_results_under_catalogue_lab_codes_were_read_as_notes() {
         assert!(!json.contains(s), "{s}");
     }
 }
+
+#[test]
+fn an_integer_code_column_was_every_row_malformed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("metadata")).unwrap();
+    let mut w = writer(
+        &dir.path().join("data/0.parquet"),
+        "message meds { required int64 subject_id; required int64 time (TIMESTAMP(MICROS,false)); \
+         required int64 code; optional float numeric_value; }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<Int64Type>(&mut rg, &[1, 2], None, None);
+    col::<Int64Type>(&mut rg, &[t("2024-01-01"), t("2024-01-02")], None, None);
+    col::<Int64Type>(&mut rg, &[17, 4], None, None);
+    col::<FloatType>(&mut rg, &[1.0, 2.0], Some(&[1, 1]), None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).err().expect("refused");
+    assert!(e.unreadable());
+    let e = e.to_string();
+    assert!(e.contains("0.parquet") && e.contains("\"code\"") && e.contains("string column"), "{e}");
+}
+
+#[test]
+fn an_int32_subject_id_in_a_label_file_was_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    two_subjects(dir.path(), "data/0.parquet");
+    let (d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let p = dir.path().join("labels.parquet");
+    label_shard(&p, "int32", &[(1, "2024-01-02", true), (2, "2024-01-02", false)]);
+    let (l, unknown) = labels::read(&p, &d).unwrap();
+    assert_eq!((l.len(), unknown), (2, 0));
+    assert_eq!(l[1].value, labels::LabelValue::Bool(false));
+}

@@ -204,6 +204,8 @@ fn read_parquet(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
         for (col, f) in row.get_column_iter() {
             match (col.as_str(), f) {
                 ("subject_id", Field::Long(v)) => subject = Some(v.to_string()),
+                // int32, as the data reader accepts it (pyarrow keeps a narrow integer column narrow)
+                ("subject_id", Field::Int(v)) => subject = Some(v.to_string()),
                 ("subject_id", Field::Str(s)) => subject = Some(s.clone()),
                 ("prediction_time", f) => t = super::meds::as_time(f, per_second),
                 ("boolean_value", Field::Bool(b)) => value = Some(LabelValue::Bool(*b)),

@@ -153,6 +153,16 @@ fn check_columns(path: &Path, reader: &SerializedFileReader<std::fs::File>) -> R
             });
         }
     }
+    // MEDS-transforms' normalization writes vocabulary indices into `code`: not codes this node can read
+    // (each row was reported malformed)
+    if column(reader, "code").is_some_and(|c| c.physical_type() != parquet::basic::Type::BYTE_ARRAY) {
+        return Err(DataError::Format {
+            path: path.into(),
+            msg: "the column \"code\" must be a string column (MEDS codes are strings; integer vocabulary \
+                  indices are not codes)"
+                .into(),
+        });
+    }
     Ok(())
 }
 
