@@ -166,6 +166,18 @@ fn text_results_under_catalogue_lab_codes_were_read_as_notes() {
 }
 
 #[test]
+fn subjects_only_in_subject_splits_counted_as_subjects() {
+    let dir = tempfile::tempdir().unwrap();
+    two_subjects(dir.path(), "data/0.parquet");
+    splits(dir.path(), &[(1, "train"), (2, "tuning"), (77, "train"), (78, "held_out")]);
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.subjects, 2);
+    assert_eq!(d.subjects.len(), 2);
+    assert_eq!(found(&r, "split_without_subject").map(|f| f.count), Some(2));
+    assert_eq!(split::assign(&d, b"k", 0.1, 0.1).unwrap().len(), 2);
+}
+
+#[test]
 fn an_integer_code_column_was_every_row_malformed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("metadata")).unwrap();

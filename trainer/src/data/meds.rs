@@ -333,9 +333,13 @@ fn text_result(text: &str, report: &mut super::Report) -> f32 {
     }
 }
 
+/// Reads `subject_splits.parquet` into the dataset's splits: only subjects the data holds (one listed
+/// there alone is no subject).
 fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
+    use super::check::Severity;
     let reader = open(path)?;
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let mut without_subject = 0;
     for (i, row) in rows.enumerate() {
         let row = row.map_err(|e| DataError::Format { path: path.into(), msg: format!("row {}: {e}", i + 1) })?;
         let (mut subject, mut split) = (None, None);
@@ -347,12 +351,24 @@ fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
             }
         }
         match (subject, split) {
-            (Some(s), Some(sp)) => {
-                let id = sink.subject(&s);
-                sink.data.splits.insert(id, sp);
-            }
+            (Some(s), Some(sp)) => match sink.data.subjects.get(&s) {
+                Some(id) => {
+                    sink.data.splits.insert(id, sp);
+                }
+                None => without_subject += 1,
+            },
             _ => sink.report.malformed_line("subject_splits.parquet", i as u64 + 1, "no subject_id or split"),
         }
+    }
+    if without_subject > 0 {
+        sink.report.finding(
+            Severity::Info,
+            "split_without_subject",
+            "meds",
+            "subject_splits.subject_id",
+            Some("listed without any event in data/: not counted as subjects"),
+            without_subject,
+        );
     }
     Ok(())
 }
