@@ -178,6 +178,21 @@ fn subjects_only_in_subject_splits_counted_as_subjects() {
 }
 
 #[test]
+fn data_check_passed_an_unknown_split_that_prepare_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    two_subjects(dir.path(), "data/0.parquet");
+    splits(dir.path(), &[(1, "train"), (2, "cohort-Xq7")]);
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert!(r.blocking);
+    let f = found(&r, "unknown_split").expect("reported");
+    assert_eq!((f.count, f.severity), (1, Severity::Error));
+    let out = bin().args(["data", "check"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("unknown_split") && !text.contains("Xq7"), "{text}");
+}
+
+#[test]
 fn an_integer_code_column_was_every_row_malformed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("metadata")).unwrap();

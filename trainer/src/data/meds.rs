@@ -334,12 +334,13 @@ fn text_result(text: &str, report: &mut super::Report) -> f32 {
 }
 
 /// Reads `subject_splits.parquet` into the dataset's splits: only subjects the data holds (one listed
-/// there alone is no subject).
+/// there alone is no subject), and a split value that is not train, tuning or held_out is a blocking
+/// finding (as `data prepare` refuses it), never printed.
 fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
     use super::check::Severity;
     let reader = open(path)?;
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
-    let mut without_subject = 0;
+    let (mut without_subject, mut unknown_split) = (0, 0);
     for (i, row) in rows.enumerate() {
         let row = row.map_err(|e| DataError::Format { path: path.into(), msg: format!("row {}: {e}", i + 1) })?;
         let (mut subject, mut split) = (None, None);
@@ -353,12 +354,25 @@ fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
         match (subject, split) {
             (Some(s), Some(sp)) => match sink.data.subjects.get(&s) {
                 Some(id) => {
+                    if super::split::Split::parse(&sp).is_none() {
+                        unknown_split += 1;
+                    }
                     sink.data.splits.insert(id, sp);
                 }
                 None => without_subject += 1,
             },
             _ => sink.report.malformed_line("subject_splits.parquet", i as u64 + 1, "no subject_id or split"),
         }
+    }
+    if unknown_split > 0 {
+        sink.report.finding(
+            Severity::Error,
+            "unknown_split",
+            "meds",
+            "subject_splits.split",
+            Some("subjects whose split is not train, tuning or held_out; the values are not printed"),
+            unknown_split,
+        );
     }
     if without_subject > 0 {
         sink.report.finding(
