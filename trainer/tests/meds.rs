@@ -166,6 +166,33 @@ fn text_results_under_catalogue_lab_codes_were_read_as_notes() {
 }
 
 #[test]
+fn subjects_missing_from_subject_splits_got_hash_splits_without_a_word() {
+    let dir = tempfile::tempdir().unwrap();
+    two_subjects(dir.path(), "data/0.parquet");
+    splits(dir.path(), &[(1, "held_out")]);
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let f = found(&r, "subject_without_split").expect("counted");
+    assert_eq!((f.count, f.severity), (1, Severity::Warning));
+    let s = split::assign(&d, b"k", 0.0, 0.0).unwrap();
+    assert_eq!(s[d.subjects.get("1").unwrap() as usize], split::Split::HeldOut);
+    assert!(found(&r, "split_directories_unused").is_none());
+}
+
+#[test]
+fn split_directories_were_ignored_without_a_word() {
+    let dir = tempfile::tempdir().unwrap();
+    shard(dir.path(), "data/train/0.parquet", &[(1, Some(t("2024-01-01")), "LAB//2160-0//mg/dL", Some(1.0), None)]);
+    shard(dir.path(), "data/held_out/0.parquet", &[(2, Some(t("2024-01-01")), "LAB//2160-0//mg/dL", Some(1.0), None)]);
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let f = found(&r, "split_directories_unused").expect("said");
+    assert_eq!(f.severity, Severity::Warning);
+    // with subject_splits.parquet covering everyone, nothing to say
+    splits(dir.path(), &[(1, "train"), (2, "held_out")]);
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert!(found(&r, "split_directories_unused").is_none() && found(&r, "subject_without_split").is_none());
+}
+
+#[test]
 fn subjects_only_in_subject_splits_counted_as_subjects() {
     let dir = tempfile::tempdir().unwrap();
     two_subjects(dir.path(), "data/0.parquet");

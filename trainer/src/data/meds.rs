@@ -384,7 +384,43 @@ fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
             without_subject,
         );
     }
+    let missing = (0..sink.data.subjects.len() as u32).filter(|i| !sink.data.splits.contains_key(i)).count();
+    if missing > 0 {
+        sink.report.finding(
+            Severity::Warning,
+            "subject_without_split",
+            "meds",
+            "subject_splits.subject_id",
+            Some("subjects not in subject_splits.parquet: split by the keyed hash of the subject id"),
+            missing as u64,
+        );
+    }
     Ok(())
+}
+
+/// Says that `data/train|tuning|held_out/` shards (meds-testing-helpers' "sharded by split" layout) are
+/// not read as the split: MEDS shards are arbitrary, and per-subject splits live in
+/// `metadata/subject_splits.parquet` only ("the only supported split format", meds 0.4 schema), which
+/// this input lacks, so every subject gets the keyed-hash split.
+fn report_split_directories(data_dir: &Path, files: &[PathBuf], sink: &mut Sink) {
+    let by_split = files.iter().any(|f| {
+        let mut parts = f.strip_prefix(data_dir).map(|r| r.components().collect::<Vec<_>>()).unwrap_or_default();
+        parts.pop();
+        parts.first().and_then(|c| c.as_os_str().to_str()).and_then(super::split::Split::parse).is_some()
+    });
+    if by_split {
+        sink.report.finding(
+            super::check::Severity::Warning,
+            "split_directories_unused",
+            "meds",
+            "data",
+            Some(
+                "data/ is sharded by split directory, but MEDS splits come from metadata/subject_splits.parquet, \
+                 which is missing: every subject gets the keyed-hash split",
+            ),
+            sink.data.subjects.len() as u64,
+        );
+    }
 }
 
 /// Reads a MEDS root directory.
@@ -403,6 +439,8 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: 
     let splits = path.join("metadata").join("subject_splits.parquet");
     if splits.is_file() {
         contained(&splits, || read_splits(&splits, &mut sink))?;
+    } else {
+        report_split_directories(&path.join("data"), &files, &mut sink);
     }
     Ok(())
 }
