@@ -166,6 +166,45 @@ fn text_results_under_catalogue_lab_codes_were_read_as_notes() {
 }
 
 #[test]
+fn a_label_directory_was_refused_as_an_unreadable_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    two_subjects(root, "data/0.parquet");
+    let (d, _) = data::read(root, &ReadOptions::default()).unwrap();
+    // ACES / meds-testing-helpers: task_labels/<task>/*.parquet, read in name order as one set
+    let task = root.join("task_labels/aki");
+    label_shard(&task.join("1.parquet"), "int64", &[(2, "2024-01-03", false), (9, "2024-01-03", true)]);
+    label_shard(&task.join("0.parquet"), "int64", &[(1, "2024-01-02", true)]);
+    std::fs::write(task.join("2.csv"), "subject_id,prediction_time,boolean_value\n2,2024-01-04,true\n").unwrap();
+    std::fs::write(task.join("README.txt"), "not labels").unwrap();
+    let (l, unknown) = labels::read(&task, &d).unwrap();
+    assert_eq!(unknown, 1);
+    let got: Vec<(String, i64)> =
+        l.iter().map(|l| (d.subjects.names[l.subject as usize].clone(), l.prediction_time)).collect();
+    let day = |s| data::time::parse(s).unwrap();
+    assert_eq!(
+        got,
+        [("1".into(), day("2024-01-02")), ("2".into(), day("2024-01-03")), ("2".into(), day("2024-01-04"))]
+    );
+    // a missing file, or a directory without label files: the error names the config key
+    let empty = root.join("task_labels/none");
+    std::fs::create_dir_all(&empty).unwrap();
+    for (path, why) in [(root.join("missing.parquet"), "no such"), (empty.clone(), "no *.parquet or *.csv")] {
+        let e = labels::read(&path, &d).unwrap_err();
+        assert!(!e.unreadable(), "a label file is not the input: {e}");
+        let e = e.to_string();
+        assert!(e.contains("labels.file") && e.contains(why), "{e}");
+        let cfg = root.join("cfg.toml");
+        std::fs::write(&cfg, format!("input = \".\"\n[labels]\nfile = {:?}\n", path.display().to_string())).unwrap();
+        let e = data::prepare::DataConfig::load(&cfg).unwrap_err().to_string();
+        assert!(e.contains("config key labels.file") && e.contains(why), "{e}");
+        let out = bin().args(["data", "prepare", "--config"]).arg(&cfg).arg("--out").arg(root.join("out")).output();
+        let err = String::from_utf8_lossy(&out.unwrap().stderr).into_owned();
+        assert!(err.contains("labels.file") && !err.contains("cannot read the input"), "{err}");
+    }
+}
+
+#[test]
 fn subjects_missing_from_subject_splits_got_hash_splits_without_a_word() {
     let dir = tempfile::tempdir().unwrap();
     two_subjects(dir.path(), "data/0.parquet");

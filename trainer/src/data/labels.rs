@@ -1,6 +1,7 @@
 //! Labels in the MEDS label schema: `subject_id, prediction_time` and one of `boolean_value`,
 //! `integer_value`, `float_value`, `categorical_value`; one example per row. From a CSV or parquet
-//! file, or derived from the events for common tasks:
+//! file, a directory of them (ACES and meds-testing-helpers write a task's labels as
+//! `task_labels/<task>/*.parquet`), or derived from the events for common tasks:
 //! - `ed_admission`: at the start of each emergency encounter (class `EMER`), whether an inpatient
 //!   encounter (`IMP`, `ACUTE`, `NONAC`) starts within `window_hours` after the emergency one began;
 //! - `lab_rise`: at each measurement of a lab (default creatinine), whether the same lab rises by at
@@ -9,7 +10,7 @@
 use super::{catalog, DataError, Dataset, EventKind, Result};
 use parquet::file::reader::FileReader;
 use parquet::record::Field;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(untagged)]
@@ -134,10 +135,49 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
     Ok(out)
 }
 
-/// Reads a label file (CSV or parquet) against the dataset's subjects. Rows naming a subject the
-/// dataset does not hold are counted in the second value, not kept.
+/// The label files `labels.file` names: the file itself, or every `*.parquet` and `*.csv` file under a
+/// directory (its subdirectories too), in name order. The error (a missing path, a directory without
+/// label files) names the path as [`super::guard::shown_path`] shows it, for the caller to put under
+/// its config key.
+pub fn files(path: &Path) -> std::result::Result<Vec<PathBuf>, String> {
+    let shown = |p: &Path| super::guard::shown_path(&p.display().to_string());
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{}: no such file or directory", shown(path)))
+        }
+        Err(e) => return Err(format!("{}: {e}", shown(path))),
+        Ok(m) if !m.is_dir() => return Ok(vec![path.to_path_buf()]),
+        Ok(_) => {}
+    }
+    let found: Vec<PathBuf> = super::walk::files(path, true)
+        .map_err(|e| match e {
+            DataError::Io { path, msg } | DataError::Format { path, msg } => format!("{}: {msg}", shown(&path)),
+            e => e.to_string(),
+        })?
+        .into_iter()
+        .filter(|p| super::has_ext(p, &[".parquet", ".csv"]))
+        .collect();
+    if found.is_empty() {
+        return Err(format!("{}: a directory with no *.parquet or *.csv label files", shown(path)));
+    }
+    Ok(found)
+}
+
+/// Reads a label file (CSV or parquet), or the label files of a directory ([`files`]) as one label
+/// set, against the dataset's subjects. Rows naming a subject the dataset does not hold are counted in
+/// the second value, not kept.
 pub fn read(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
-    if path.extension().is_some_and(|e| e == "parquet") {
+    let (mut out, mut unknown) = (Vec::new(), 0);
+    for f in files(path).map_err(|m| DataError::Invalid(format!("config key labels.file: {m}")))? {
+        let (labels, n) = read_file(&f, data)?;
+        out.extend(labels);
+        unknown += n;
+    }
+    Ok((out, unknown))
+}
+
+fn read_file(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
+    if super::has_ext(path, &[".parquet"]) {
         super::meds::contained(path, || read_parquet(path, data))
     } else {
         read_csv(path, data)

@@ -478,6 +478,7 @@ impl DataConfig {
         if let Some(f) = c.labels.file.as_mut() {
             rel(f);
         }
+        let label_files = c.labels.file.as_deref().map(labels::files);
         if let Some(t) = c.features.tokenizer.as_mut() {
             rel(t);
         }
@@ -490,6 +491,9 @@ impl DataConfig {
             (None, None) => return Err(bad("labels", "needs a task (ed_admission, lab_rise) or a file".into())),
             (Some(_), Some(_)) => return Err(bad("labels", "a task or a file, not both".into())),
             _ => {}
+        }
+        if let Some(Err(m)) = label_files {
+            return Err(bad("labels.file", m));
         }
         if !(0.0..=1.0).contains(&c.read.max_malformed_fraction) {
             return Err(bad(
@@ -813,7 +817,11 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     data.sort();
     let task = config.labels.task().map_err(DataError::Invalid)?;
     let (mut labels, unknown) = match (&config.labels.file, &task) {
-        (Some(f), _) => labels::read(f, &data)?,
+        // a label file that does not read is not the input: its errors name the key
+        (Some(f), _) => labels::read(f, &data).map_err(|e| match e {
+            DataError::Invalid(m) => DataError::Invalid(m),
+            e => DataError::Invalid(format!("labels.file: {e}")),
+        })?,
         (None, Some(task)) => (labels::derive(&data, task)?, 0),
         (None, None) => return Err(DataError::Invalid("labels: needs a task or a file".into())),
     };
