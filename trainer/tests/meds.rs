@@ -291,3 +291,32 @@ fn an_int32_subject_id_in_a_label_file_was_missing() {
     assert_eq!((l.len(), unknown), (2, 0));
     assert_eq!(l[1].value, labels::LabelValue::Bool(false));
 }
+
+#[test]
+fn meds_findings_named_fhir_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = Some(t("2024-01-01T08:00:00Z"));
+    shard(
+        dir.path(),
+        "data/0.parquet",
+        &[
+            (1, at, "LAB//2160-0//umol/L", Some(88.4), None),
+            (1, at, "LAB//2160-0//mg/dL", Some(900.0), None),
+            (1, at, "LAB//2823-3//furlongs", Some(4.0), None),
+        ],
+    );
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    for kind in ["converted_unit", "implausible_value"] {
+        assert!(found(&r, kind).is_some(), "{kind}: {:?}", r.findings);
+    }
+    for f in &r.findings {
+        assert!(
+            !f.resource.starts_with("Observation") && !f.field.contains("valueQuantity"),
+            "{} in {}.{}",
+            f.kind,
+            f.resource,
+            f.field
+        );
+    }
+    assert_eq!(found(&r, "implausible_value").map(|f| f.field.as_str()), Some("numeric_value"));
+}

@@ -423,6 +423,26 @@ fn report_split_directories(data_dir: &Path, files: &[PathBuf], sink: &mut Sink)
     }
 }
 
+/// MEDS names for the fields the shared QA report names as FHIR's (`Observation.valueQuantity.unit`):
+/// a MEDS unit and code system are parts of `code` (`LAB//<code>//<unit>`), a value is `numeric_value`.
+pub(super) fn name_fields(report: &mut super::Report) {
+    for f in &mut report.findings {
+        if !matches!(f.resource.as_str(), "Observation" | "DocumentReference" | "Encounter") {
+            continue;
+        }
+        let field = match f.field.as_str() {
+            "valueQuantity.value" => "numeric_value",
+            "valueQuantity.unit" | "code.coding.system" | "type.coding.system" | "class.system" => "code",
+            _ => continue,
+        };
+        f.resource = "meds".into();
+        f.field = field.into();
+    }
+    report.findings.sort_by(|a, b| {
+        (a.severity, &a.kind, &a.resource, &a.field).cmp(&(b.severity, &b.kind, &b.resource, &b.field))
+    });
+}
+
 /// Reads a MEDS root directory.
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: &mut super::Report) -> Result<()> {
     let mut files = Vec::new();

@@ -523,13 +523,17 @@ pub fn input_files(path: &Path, exts: &[&str], report: &mut Report) -> Result<Ve
 pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)> {
     let mut report = check::Report::default();
     let mut data = Dataset::default();
-    match detect(path)? {
+    let format = detect(path)?;
+    match format {
         Format::Fhir => fhir::read(path, opts, &mut data, &mut report)?,
         Format::Csv => csv::read(path, opts, &mut data, &mut report)?,
         Format::Meds => meds::read(path, opts, &mut data, &mut report)?,
     }
     report_conversions(&data, &mut report);
     report.finish(&data, opts);
+    if format == Format::Meds {
+        meds::name_fields(&mut report);
+    }
     Ok((data, report))
 }
 
