@@ -568,6 +568,7 @@ fn resolved_toml(given: &str, c: &TrainConfig, plan: &Plan) -> String {
 #[derive(Debug, PartialEq, serde::Deserialize, Serialize)]
 struct DataSource {
     data: toml::Table,
+    /// the label file's SHA-256 (a label directory: each file's path and SHA-256, a line each)
     labels_sha256: Option<String>,
     tokenizer_sha256: Option<String>,
 }
@@ -582,11 +583,20 @@ impl DataSource {
         };
         data.insert("input".into(), toml::Value::String(cfg.data.input.display().to_string()));
         let digest = |p: Option<&PathBuf>| p.map(|p| super::seal::sha256_file(p)).transpose();
-        Ok(DataSource {
-            data,
-            labels_sha256: digest(dc.labels.file.as_ref())?,
-            tokenizer_sha256: digest(dc.features.tokenizer.as_ref())?,
-        })
+        // a label directory: every label file's name and content
+        let labels = match &dc.labels.file {
+            None => None,
+            Some(path) => {
+                let mut all = String::new();
+                for f in
+                    crate::data::labels::files(path).map_err(|e| TrainError::Invalid(format!("labels.file: {e}")))?
+                {
+                    all += &format!("{}\n{}\n", f.display(), super::seal::sha256_file(&f)?);
+                }
+                Some(all)
+            }
+        };
+        Ok(DataSource { data, labels_sha256: labels, tokenizer_sha256: digest(dc.features.tokenizer.as_ref())? })
     }
 
     fn read(run_dir: &Path) -> Option<Self> {
