@@ -360,4 +360,13 @@ fn a_model_that_cannot_fit_names_the_key_to_change() {
     assert!(msg.contains("at most 37") && msg.contains("100 examples"), "{msg}");
     // SGD without momentum keeps no state: the same model fits in less
     assert_eq!(f.step_bytes(0, 0), 8 * f.params());
+    // CLS pooling: the last block computes one query (its attention is 1 x T, not T x T): counted so,
+    // else a long note's bound would refuse a model that fits
+    let long = |pooling: &str| {
+        let c = cfg(&format!(
+            "[text]\nkind = \"transformer\"\nd_model = 8\nheads = 8\nff = 8\nlayers = 1\npooling = \"{pooling}\"\n[head]\ntype = \"binary\""
+        ));
+        c.footprint(&Shape { series: None, text: Some((VOCAB, 4096)), pretrained: None }).activations_per_example
+    };
+    assert!(long("cls") * 100 < long("mean"), "{} vs {}", long("cls"), long("mean"));
 }

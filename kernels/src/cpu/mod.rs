@@ -540,13 +540,22 @@ pub fn host_memory_available() -> Option<u64> {
         std::fs::read_to_string(dir.join(name)).ok()?.trim().parse().ok()
     };
     let root = std::path::Path::new("/sys/fs/cgroup");
-    for (mount, path, max, current) in [
-        (root.to_path_buf(), own(""), "memory.max", "memory.current"),
-        (root.join("memory"), own("memory"), "memory.limit_in_bytes", "memory.usage_in_bytes"),
+    // the page cache the group can drop is charged to it too (a preparation has just read the input):
+    // it counts as available, as MemAvailable counts it
+    let inactive_file = |dir: &std::path::Path, key: &str| -> u64 {
+        let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+        stat.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    };
+    for (mount, path, max, current, cache) in [
+        (root.to_path_buf(), own(""), "memory.max", "memory.current", "inactive_file"),
+        (root.join("memory"), own("memory"), "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
     ] {
         for dir in [mount.join(path.trim_start_matches('/')), mount.clone()] {
             if let (Some(max), Some(current)) = (read(&dir, max), read(&dir, current)) {
-                available = available.min(max.saturating_sub(current));
+                let used = current.saturating_sub(inactive_file(&dir, cache));
+                available = available.min(max.saturating_sub(used));
                 break;
             }
         }

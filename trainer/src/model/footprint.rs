@@ -4,7 +4,7 @@
 //! and again before it builds the model, so a size that cannot fit (`hidden = 65536`) is an error
 //! naming its key instead of an allocation that the kernel's out-of-memory killer answers.
 
-use super::bert::BertConfig;
+use super::bert::{BertConfig, Pooling};
 use super::config::{LabEncoder, ModelConfig, SeriesPooling, TextEncoder};
 
 /// One part of a model: the config key that sizes it, and its parameters.
@@ -50,6 +50,12 @@ fn block_activations(rows: u64, d: u64, heads: u64, ff: u64) -> u64 {
     rows * (8 * d + 2 * ff) + heads * rows * rows
 }
 
+/// The same for a last block that computes the first row only (CLS pooling, `Queries::First`): its
+/// first layer norm, keys and values over every row, one query's probabilities and one row of the rest.
+fn first_row_block_activations(rows: u64, d: u64, heads: u64, ff: u64) -> u64 {
+    rows * 3 * d + heads * rows + 6 * d + 2 * ff
+}
+
 /// The parts of a transformer encoder ([embeddings, blocks], each with its key) and its activations.
 #[allow(clippy::too_many_arguments)]
 fn transformer(
@@ -60,7 +66,7 @@ fn transformer(
     (d, heads, ff, layers): (u64, u64, u64, u64),
     freeze_embeddings: bool,
     freeze_layers: u64,
-    final_ln: bool,
+    (final_ln, cls): (bool, bool),
 ) -> u64 {
     parts.push(Part {
         key: embeddings_key.into(),
@@ -70,7 +76,9 @@ fn transformer(
     let blocks = layers * block(d, ff) + if final_ln { 2 * d } else { 0 };
     let frozen = freeze_layers.min(layers) * block(d, ff);
     parts.push(Part { key: blocks_key.into(), params: blocks, trainable: blocks - frozen });
-    rows * d + layers * block_activations(rows, d, heads, ff)
+    let full = if cls { layers.saturating_sub(1) } else { layers };
+    let last = if cls && layers > 0 { first_row_block_activations(rows, d, heads, ff) } else { 0 };
+    rows * d + full * block_activations(rows, d, heads, ff) + last
 }
 
 impl ModelConfig {
@@ -97,7 +105,7 @@ impl ModelConfig {
                         (d, u(heads), u(ff), u(layers)),
                         freeze_embeddings,
                         u(freeze_layers),
-                        true,
+                        (true, pooling == Some(SeriesPooling::Cls)),
                     );
                     width += d;
                 }
@@ -120,7 +128,10 @@ impl ModelConfig {
         if let (Some(text), Some((vocab, tokens))) = (&self.text, shape.text) {
             let rows = u(tokens);
             match (text, shape.pretrained) {
-                (&TextEncoder::Transformer { d_model, heads, ff, layers, freeze_embeddings, freeze_layers, .. }, _) => {
+                (
+                    &TextEncoder::Transformer { d_model, heads, ff, layers, freeze_embeddings, freeze_layers, pooling },
+                    _,
+                ) => {
                     let d = u(d_model);
                     acts += transformer(
                         "model.text.layers",
@@ -130,11 +141,11 @@ impl ModelConfig {
                         (d, u(heads), u(ff), u(layers)),
                         freeze_embeddings,
                         u(freeze_layers),
-                        true,
+                        (true, pooling == Pooling::Cls),
                     );
                     width += d;
                 }
-                (&TextEncoder::Pretrained { freeze_embeddings, freeze_layers, .. }, Some(c)) => {
+                (&TextEncoder::Pretrained { freeze_embeddings, freeze_layers, pooling, .. }, Some(c)) => {
                     let h = u(c.hidden_size);
                     let tables = u(c.vocab_size) + u(c.max_position_embeddings) + u(c.type_vocab_size);
                     acts += transformer(
@@ -145,7 +156,7 @@ impl ModelConfig {
                         (h, u(c.num_attention_heads), u(c.intermediate_size), u(c.num_hidden_layers)),
                         freeze_embeddings,
                         u(freeze_layers),
-                        false,
+                        (false, pooling == Pooling::Cls),
                     );
                     width += h;
                 }
@@ -180,9 +191,10 @@ impl Footprint {
         let params = self.params().saturating_add(self.trainable().saturating_mul(1 + states));
         params.saturating_add(self.activations_per_example.saturating_mul(examples)).saturating_mul(4)
     }
-    /// The part with the most parameters (the key to name when the model does not fit).
-    pub fn largest(&self) -> Option<&Part> {
-        self.parts.iter().max_by_key(|p| p.params)
+    /// The part that takes the most memory with `states` optimizer states per trainable parameter (the
+    /// key to name when the model does not fit): a trainable parameter weighs more than a frozen one.
+    pub fn largest(&self, states: u64) -> Option<&Part> {
+        self.parts.iter().max_by_key(|p| p.params.saturating_add(p.trainable.saturating_mul(1 + states)))
     }
 }
 
@@ -224,7 +236,7 @@ impl Footprint {
         );
         let per = self.activations_per_example.saturating_mul(4).max(1);
         if fixed >= limit {
-            let key = self.largest().map_or("model".to_string(), |p| p.key.clone());
+            let key = self.largest(states).map_or("model".to_string(), |p| p.key.clone());
             return Err((
                 key,
                 format!("{what}, more than the {} of memory the {device} has available: make it smaller", gib(limit)),
@@ -232,7 +244,7 @@ impl Footprint {
         }
         let fit = (limit - fixed) / per;
         if fit == 0 {
-            let key = self.largest().map_or("model".to_string(), |p| p.key.clone());
+            let key = self.largest(states).map_or("model".to_string(), |p| p.key.clone());
             return Err((
                 key,
                 format!(
