@@ -202,6 +202,10 @@ fn a_label_directory_was_refused_as_an_unreadable_input() {
         let err = String::from_utf8_lossy(&out.unwrap().stderr).into_owned();
         assert!(err.contains("labels.file") && !err.contains("cannot read the input"), "{err}");
     }
+    // the parent of several tasks' directories: not one label set
+    label_shard(&root.join("task_labels/death/0.parquet"), "int64", &[(1, "2024-01-02", false)]);
+    let e = labels::read(&root.join("task_labels"), &d).unwrap_err().to_string();
+    assert!(e.contains("labels.file") && e.contains("2 directories") && e.contains("one task"), "{e}");
 }
 
 #[test]

@@ -83,9 +83,12 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
                             && e.time >= ed.time
                             && e.time <= ed.time.saturating_add(window)
                     });
+                    // the second before the arrival: features use events up to and including the
+                    // prediction time, and an admission or its notes recorded at the arrival itself
+                    // (a date without a time puts a whole day there) must not be among them
                     out.push(Label {
                         subject: ed.subject,
-                        prediction_time: ed.time,
+                        prediction_time: ed.time.saturating_sub(1),
                         value: LabelValue::Bool(admitted),
                     });
                 }
@@ -136,7 +139,7 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
 }
 
 /// The label files `labels.file` names: the file itself, or every `*.parquet` and `*.csv` file under a
-/// directory (its subdirectories too), in name order. The error (a missing path, a directory without
+/// directory (or of the one subdirectory that holds them), in name order. The error (a missing path, a directory without
 /// label files) names the path as [`super::guard::shown_path`] shows it, for the caller to put under
 /// its config key.
 pub fn files(path: &Path) -> std::result::Result<Vec<PathBuf>, String> {
@@ -159,6 +162,17 @@ pub fn files(path: &Path) -> std::result::Result<Vec<PathBuf>, String> {
         .collect();
     if found.is_empty() {
         return Err(format!("{}: a directory with no *.parquet or *.csv label files", shown(path)));
+    }
+    // label files in several directories are several tasks (task_labels/<task>/...), not one label set
+    let mut dirs: Vec<&Path> = found.iter().filter_map(|f| f.parent()).collect();
+    dirs.dedup();
+    if dirs.len() > 1 {
+        return Err(format!(
+            "{}: label files in {} directories under it (a task's labels each, as task_labels/<task>/): name one \
+             task's directory",
+            shown(path),
+            dirs.len()
+        ));
     }
     Ok(found)
 }

@@ -568,6 +568,18 @@ impl DataConfig {
         within("features.max_tensor_bytes", f.max_tensor_bytes, TENSOR_BYTES)?;
         let l = &self.labels;
         within("labels.offset_hours", l.offset_hours, (-MAX_HOURS, MAX_HOURS))?;
+        // a lab_rise label is decided by the values after its measurement: a later prediction time
+        // would put them in the features
+        if l.task.as_deref() == Some("lab_rise") && l.offset_hours > 0.0 {
+            return Err((
+                "labels.offset_hours",
+                format!(
+                    "{} h after a lab_rise label's measurement would put the values that decide the label in its \
+                     features: use 0 or a negative offset",
+                    crate::short_number(l.offset_hours)
+                ),
+            ));
+        }
         for (key, v) in [
             ("labels.window_hours", l.window_hours),
             ("labels.horizon_hours", l.horizon_hours),
