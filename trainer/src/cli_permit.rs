@@ -19,7 +19,16 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                 id = format!("{project}-{issued}-{n}");
             }
             let p = Permit { id, project, purpose, datasets, expires, epsilon, delta, max_attack_auc, issued };
+            let key = permit::key_path();
+            let new_key = std::fs::symlink_metadata(&key).is_err();
             let path = permit::issue(&p).map_err(|e| anyhow::anyhow!("permit: {e}"))?;
+            if new_key {
+                // the node's first permit makes its key: said, with the fingerprint to check (a mistyped
+                // $MEDTRAIN_NODE_KEY would otherwise start a key nobody knows without a word)
+                let fingerprint =
+                    crate::privacy::sshsig::NodeKey::load(&key).map(|k| k.fingerprint()).unwrap_or_default();
+                eprintln!("made the node key {} ({fingerprint}): releases are signed by it", key.display());
+            }
             if p.expired() {
                 eprintln!(
                     "warning: the permit expired on {} (before today): no run will be accepted under it",

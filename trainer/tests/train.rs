@@ -353,6 +353,39 @@ fn model_errors_stop_before_the_data_are_prepared() {
         }
         assert!(!run.join("data").exists(), "case {i}: the data were prepared first ({:?})", started.elapsed());
     }
+    // a checkpoint that ships vocab.txt and no tokenizer.json: the notes' tokenizer is checked against
+    // vocab.txt (its pieces in id order), refused when another, trained when the same
+    let ck = tmp.path().join("vocab-only");
+    std::fs::create_dir_all(&ck).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(format!("{tiny}/{f}"), ck.join(f)).unwrap();
+    }
+    let tok: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{tiny}/tokenizer.json")).unwrap()).unwrap();
+    let mut pieces: Vec<(u64, String)> =
+        tok["model"]["vocab"].as_object().unwrap().iter().map(|(k, v)| (v.as_u64().unwrap(), k.clone())).collect();
+    pieces.sort();
+    let lines: Vec<String> = pieces.into_iter().map(|p| p.1).collect();
+    let own_model =
+        format!("[model.text]\nkind = \"pretrained\"\npath = {:?}\n\n[model.fusion]", ck.display().to_string());
+    let text_model =
+        "[model.text]\nkind = \"transformer\"\nd_model = 32\nheads = 4\nff = 64\nlayers = 1\npooling = \"mean\"\n\n[model.fusion]";
+    let tokenizer_line = format!("tokenizer = \"{tiny}/tokenizer.json\"");
+    let edits = [
+        ("train_tokenizer = \"dp_unigram\"\nvocab_size = 1000", tokenizer_line.as_str()),
+        ("note_tokens = 64", "note_tokens = 16"),
+        (text_model, own_model.as_str()),
+        SHORT,
+    ];
+    let mut swapped = lines.clone();
+    swapped.swap(5, 6);
+    std::fs::write(ck.join("vocab.txt"), swapped.join("\n") + "\n").unwrap();
+    let out = train(&config("demo", tmp.path(), &edits), &tmp.path().join("vocab-other"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("vocab.txt") && err.contains("data.features.tokenizer"), "{err}");
+    std::fs::write(ck.join("vocab.txt"), lines.join("\n") + "\n").unwrap();
+    let out = train(&config("demo", tmp.path(), &edits), &tmp.path().join("vocab-same"), &["--stop-after", "2"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

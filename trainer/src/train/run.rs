@@ -366,11 +366,30 @@ fn check_pretrained_tokenizer(model: &crate::model::config::ModelConfig, notes: 
     let Some(crate::model::config::TextEncoder::Pretrained { path, .. }) = &model.text else { return Ok(()) };
     let own = path.join("tokenizer.json");
     let theirs = read_tokenizer(notes)?.get_vocab(true);
+    let vocab_txt = path.join("vocab.txt");
+    if !own.is_file() && vocab_txt.is_file() {
+        // a checkpoint that ships only the slow tokenizer's vocab.txt (a piece per line, its id the line's
+        // index): every piece must have that id in the notes' tokenizer
+        let text = crate::read_text_bounded(&vocab_txt, 64 << 20).map_err(|e| io(&vocab_txt, e))?;
+        let same = text.lines().count() == theirs.len()
+            && text.lines().enumerate().all(|(i, piece)| theirs.get(piece) == Some(&(i as u32)));
+        if !same {
+            return Err(TrainError::Invalid(format!(
+                "config key data.features.tokenizer: the notes are tokenized with {}, whose vocabulary is not the \
+                 pretrained encoder's ({}): use a tokenizer.json made from that vocabulary",
+                notes.display(),
+                vocab_txt.display()
+            )));
+        }
+        return Ok(());
+    }
     if !own.is_file() {
-        return Err(TrainError::Invalid(format!(
-            "config key model.text.path: {} has no tokenizer.json, so the notes' tokenizer cannot be checked against it",
+        eprintln!(
+            "warning: {} has neither tokenizer.json nor vocab.txt: the notes' tokenizer is checked against its \
+             vocab_size only",
             path.display()
-        )));
+        );
+        return Ok(());
     }
     if read_tokenizer(&own)?.get_vocab(true) != theirs {
         return Err(TrainError::Invalid(format!(
@@ -581,22 +600,34 @@ impl DataSource {
             Some(toml::Value::Table(d)) => d,
             _ => toml::Table::new(),
         };
-        data.insert("input".into(), toml::Value::String(cfg.data.input.display().to_string()));
-        let digest = |p: Option<&PathBuf>| p.map(|p| super::seal::sha256_file(p)).transpose();
-        // a label directory: every label file's name and content
+        // the input as it resolves (the config may be given by another path, or from another directory)
+        let input = std::fs::canonicalize(&cfg.data.input).unwrap_or_else(|_| cfg.data.input.clone());
+        data.insert("input".into(), toml::Value::String(input.display().to_string()));
+        let sha = |key: &str, p: &Path| {
+            super::seal::sha256_file(p).map_err(|_| {
+                TrainError::Invalid(format!(
+                    "config key {key}: {} cannot be read",
+                    crate::data::guard::shown_path(&p.display().to_string())
+                ))
+            })
+        };
+        // a label directory: every label file's path under it and its content
         let labels = match &dc.labels.file {
             None => None,
             Some(path) => {
                 let mut all = String::new();
-                for f in
-                    crate::data::labels::files(path).map_err(|e| TrainError::Invalid(format!("labels.file: {e}")))?
-                {
-                    all += &format!("{}\n{}\n", f.display(), super::seal::sha256_file(&f)?);
+                let files = crate::data::labels::files(path)
+                    .map_err(|e| TrainError::Invalid(format!("config key data.labels.file: {e}")))?;
+                for f in files {
+                    let name =
+                        f.strip_prefix(path).ok().filter(|n| !n.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                    all += &format!("{}\n{}\n", name.display(), sha("data.labels.file", &f)?);
                 }
                 Some(all)
             }
         };
-        Ok(DataSource { data, labels_sha256: labels, tokenizer_sha256: digest(dc.features.tokenizer.as_ref())? })
+        let tokenizer = dc.features.tokenizer.as_ref().map(|p| sha("data.features.tokenizer", p)).transpose()?;
+        Ok(DataSource { data, labels_sha256: labels, tokenizer_sha256: tokenizer })
     }
 
     fn read(run_dir: &Path) -> Option<Self> {
@@ -868,11 +899,19 @@ fn train_on<B: Backend + 'static>(
         }
     };
     let shape = DataShape { series, text, label };
-    // the examples of an expected batch (the sampler draws privacy units; a subject brings its examples)
-    let per_subject = train.len() as f64 / train.subjects().len().max(1) as f64;
+    // the examples of an expected batch: the sampler draws privacy units, a subject bringing at most
+    // max_examples_per_subject of its examples, an example unit one
+    let (units, taken) = match cfg.privacy.unit {
+        Unit::Subject => {
+            let cap = cfg.privacy.max_examples_per_subject.max(1);
+            let s = train.subjects();
+            (s.len(), s.iter().map(|e| e.len().min(cap)).sum::<usize>())
+        }
+        Unit::Example => (train.len(), train.len()),
+    };
     let examples = match (cfg.privacy.sample_rate, cfg.privacy.expected_batch_subjects) {
-        (Some(q), _) => q * train.len() as f64,
-        (_, Some(b)) => b * per_subject,
+        (Some(q), _) => q * taken as f64,
+        (_, Some(b)) => b / units.max(1) as f64 * taken as f64,
         _ => 1.0,
     };
     let built = cfg.model.build_within(&be, &shape, cfg.train.seed, fits(&be, &device, &cfg, examples as u64))?;
