@@ -36,6 +36,15 @@ fn sizes_in_a_data_config_that_aborted_on_allocation_are_refused_naming_the_key(
         // a number far from 1 in exponent form (1e-300 printed as 300 digits)
         assert!(e.len() < 200, "{text}: {e}");
     }
+    // a lab_rise prediction moved after its measurement would see the values that decide its label
+    let cfg = dir.path().join("rise.toml");
+    let rise =
+        "input = \"export\"\n[labels]\ntask = \"lab_rise\"\nlab = \"creatinine\"\nrise = 0.3\nhorizon_hours = 48\n";
+    std::fs::write(&cfg, format!("{rise}offset_hours = 1\n")).unwrap();
+    let e = DataConfig::load(&cfg).unwrap_err().to_string();
+    assert!(e.contains("labels.offset_hours") && e.contains("lab_rise"), "{e}");
+    std::fs::write(&cfg, format!("{rise}offset_hours = -1\n")).unwrap();
+    assert!(DataConfig::load(&cfg).is_ok());
     // one test twice (by name and by its LOINC code) is refused at load, naming the entries
     let e = load(dir.path(), "channels = [\"creatinine\", \"crp\", \"2160-0\"]").unwrap_err();
     assert!(e.contains("features.channels: entries 1 and 3 are both the test creatinine"), "{e}");
