@@ -324,3 +324,16 @@ fn meds_findings_named_fhir_fields() {
     }
     assert_eq!(found(&r, "implausible_value").map(|f| f.field.as_str()), Some("numeric_value"));
 }
+
+#[test]
+fn a_meds_root_without_metadata_was_not_recognized() {
+    // data/ with parquet shards and no metadata/ (codes.parquet and subject_splits.parquet are optional)
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    two_subjects(root, "data/train/0.parquet");
+    std::fs::remove_dir_all(root.join("metadata")).unwrap();
+    std::fs::write(root.join("labels.csv"), "subject_id,prediction_time,boolean_value\n1,2024-01-02,true\n").unwrap();
+    assert_eq!(data::detect(root).unwrap(), data::Format::Meds);
+    let (d, _) = data::read(root, &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.len(), 2);
+}

@@ -448,7 +448,13 @@ pub fn detect(path: &Path) -> Result<Format> {
         }
         return Err(DataError::Format { path: path.into(), msg: "not an .ndjson, .ndjson.gz or .csv file".into() });
     }
-    if path.join("data").is_dir() && path.join("metadata").is_dir() {
+    // a MEDS root: data/ beside metadata/, or data/ holding parquet shards (metadata/ is optional for
+    // the reader: codes.parquet and subject_splits.parquet are read where present)
+    let data = path.join("data");
+    if data.is_dir()
+        && (path.join("metadata").is_dir()
+            || walk::files(&data, true).is_ok_and(|f| f.iter().any(|p| has_ext(p, &[".parquet"]))))
+    {
         return Ok(Format::Meds);
     }
     let entries = list_dir(path)?;
@@ -460,7 +466,7 @@ pub fn detect(path: &Path) -> Result<Format> {
     }
     Err(DataError::Format {
         path: path.into(),
-        msg: "holds no FHIR NDJSON (*.ndjson, *.ndjson.gz), MEDS (data/, metadata/) or CSV (*.csv) input".into(),
+        msg: "holds no FHIR NDJSON (*.ndjson, *.ndjson.gz), MEDS (data/*.parquet) or CSV (*.csv) input".into(),
     })
 }
 
