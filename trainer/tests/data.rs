@@ -1,6 +1,8 @@
 //! Data readers, identifier guard, QA report, labels, splits, features and the demo cohort, on real
 //! files and through the real binary.
 
+mod common;
+use common::meds::col;
 use medtrain::data::{self, check::Severity, guard::Policy, labels, split, EventKind, ReadOptions};
 use std::path::Path;
 use std::process::Command;
@@ -652,15 +654,6 @@ fn notes_tokenize_newest_first_with_a_tokenizer_trained_in_the_node() {
     }
 }
 
-type RowGroup<'a> = parquet::file::writer::SerializedRowGroupWriter<'a, std::fs::File>;
-
-/// Writes the next column of a row group (definition and repetition levels where the column has them).
-fn col<T: parquet::data_type::DataType>(rg: &mut RowGroup, values: &[T::T], def: Option<&[i16]>, rep: Option<&[i16]>) {
-    let mut c = rg.next_column().unwrap().unwrap();
-    c.typed::<T>().write_batch(values, def, rep).unwrap();
-    c.close().unwrap();
-}
-
 /// Writes a MEDS root with the parquet crate's own writer (as any MEDS ETL would with pyarrow).
 fn write_meds(root: &Path) {
     write_meds_in(root, "MICROS", 1_000_000);
@@ -668,20 +661,14 @@ fn write_meds(root: &Path) {
 
 /// [`write_meds`] with the time columns in `unit` (`per_second` of them a second).
 fn write_meds_in(root: &Path, unit: &str, per_second: i64) {
-    use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int64Type};
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
     use parquet::file::writer::SerializedFileWriter;
     use std::sync::Arc;
     std::fs::create_dir_all(root.join("data/train")).unwrap();
     std::fs::create_dir_all(root.join("metadata")).unwrap();
-    let schema = Arc::new(
-        parquet::schema::parser::parse_message_type(
-            &format!("message meds {{ required int64 subject_id; optional int64 time (TIMESTAMP({unit},false)); required binary code (STRING); optional float numeric_value; optional binary text_value (STRING); }}"),
-        )
-        .unwrap(),
-    );
     let t = |s: &str| data::time::parse(s).unwrap() * per_second;
     // (subject, time, code, value, text)
-    let rows: Vec<(i64, Option<i64>, &str, Option<f32>, Option<&str>)> = vec![
+    let rows: Vec<common::meds::Row> = vec![
         (1, None, "MEDS_BIRTH", None, None),
         (1, Some(t("2024-01-01T08:00:00Z")), "LAB//2160-0//mg/dL", Some(1.0), None),
         (1, Some(t("2024-01-02T08:00:00Z")), "LAB//2160-0//mg/dL", Some(1.4), None),
@@ -689,21 +676,7 @@ fn write_meds_in(root: &Path, unit: &str, per_second: i64) {
         (2, Some(t("2024-01-03T08:00:00Z")), "ICD10CM//N17.9", None, None),
         (2, Some(t("2024-01-03T09:00:00Z")), "LAB//K-LOCAL//mmol/L", Some(4.1), None),
     ];
-    let file = std::fs::File::create(root.join("data/train/0.parquet")).unwrap();
-    let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
-    let mut rg = w.next_row_group().unwrap();
-    let def = |present: Vec<bool>| present.iter().map(|&p| p as i16).collect::<Vec<i16>>();
-    col::<Int64Type>(&mut rg, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None);
-    let times: Vec<i64> = rows.iter().filter_map(|r| r.1).collect();
-    col::<Int64Type>(&mut rg, &times, Some(&def(rows.iter().map(|r| r.1.is_some()).collect())), None);
-    let codes: Vec<ByteArray> = rows.iter().map(|r| ByteArray::from(r.2)).collect();
-    col::<ByteArrayType>(&mut rg, &codes, None, None);
-    let vals: Vec<f32> = rows.iter().filter_map(|r| r.3).collect();
-    col::<FloatType>(&mut rg, &vals, Some(&def(rows.iter().map(|r| r.3.is_some()).collect())), None);
-    let texts: Vec<ByteArray> = rows.iter().filter_map(|r| r.4).map(ByteArray::from).collect();
-    col::<ByteArrayType>(&mut rg, &texts, Some(&def(rows.iter().map(|r| r.4.is_some()).collect())), None);
-    rg.close().unwrap();
-    w.close().unwrap();
+    common::meds::shard(&root.join("data/train/0.parquet"), unit, &rows);
     // codes.parquet: the local potassium code's parent is its LOINC code
     let schema = Arc::new(
         parquet::schema::parser::parse_message_type(

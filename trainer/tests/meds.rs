@@ -1,59 +1,25 @@
 //! MEDS input as other tools write it (meds-testing-helpers, MEDS-transforms, ACES): text results,
 //! label directories, partial or extra subject splits, wrong column types, the report's wording.
 
+mod common;
+use common::meds::{col, writer, Row};
 use medtrain::data::{self, check::Severity, labels, split, EventKind, ReadOptions};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, FloatType, Int32Type, Int64Type};
-use parquet::file::writer::SerializedFileWriter;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_medtrain"))
-}
-
-type RowGroup<'a> = parquet::file::writer::SerializedRowGroupWriter<'a, std::fs::File>;
-
-/// Writes the next column of a row group (definition and repetition levels where the column has them).
-fn col<T: parquet::data_type::DataType>(rg: &mut RowGroup, values: &[T::T], def: Option<&[i16]>, rep: Option<&[i16]>) {
-    let mut c = rg.next_column().unwrap().unwrap();
-    c.typed::<T>().write_batch(values, def, rep).unwrap();
-    c.close().unwrap();
-}
-
-fn writer(path: &Path, schema: &str) -> SerializedFileWriter<std::fs::File> {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
-    SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, Default::default()).unwrap()
 }
 
 fn t(s: &str) -> i64 {
     data::time::parse(s).unwrap() * 1_000_000
 }
 
-/// (subject_id, time in microseconds, code, numeric_value, text_value)
-type Row<'a> = (i64, Option<i64>, &'a str, Option<f32>, Option<&'a str>);
-
 /// One MEDS data shard at `root/rel` (with `metadata/` made, as a MEDS root has it).
 fn shard(root: &Path, rel: &str, rows: &[Row]) {
     std::fs::create_dir_all(root.join("metadata")).unwrap();
-    let mut w = writer(
-        &root.join(rel),
-        "message meds { required int64 subject_id; optional int64 time (TIMESTAMP(MICROS,false)); \
-         required binary code (STRING); optional float numeric_value; optional binary text_value (STRING); }",
-    );
-    let mut rg = w.next_row_group().unwrap();
-    let def = |present: Vec<bool>| present.iter().map(|&p| p as i16).collect::<Vec<i16>>();
-    col::<Int64Type>(&mut rg, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None);
-    let times: Vec<i64> = rows.iter().filter_map(|r| r.1).collect();
-    col::<Int64Type>(&mut rg, &times, Some(&def(rows.iter().map(|r| r.1.is_some()).collect())), None);
-    col::<ByteArrayType>(&mut rg, &rows.iter().map(|r| ByteArray::from(r.2)).collect::<Vec<_>>(), None, None);
-    let vals: Vec<f32> = rows.iter().filter_map(|r| r.3).collect();
-    col::<FloatType>(&mut rg, &vals, Some(&def(rows.iter().map(|r| r.3.is_some()).collect())), None);
-    let texts: Vec<ByteArray> = rows.iter().filter_map(|r| r.4).map(ByteArray::from).collect();
-    col::<ByteArrayType>(&mut rg, &texts, Some(&def(rows.iter().map(|r| r.4.is_some()).collect())), None);
-    rg.close().unwrap();
-    w.close().unwrap();
+    common::meds::shard(&root.join(rel), "MICROS", rows);
 }
 
 /// `metadata/subject_splits.parquet`.

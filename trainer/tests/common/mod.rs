@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod meds;
 pub mod node;
 
 use kernels::{Cpu, GroupRows, NormStrategy, OptimizerKind};

@@ -1,0 +1,48 @@
+//! MEDS shards written with the parquet crate's own writer (as a MEDS ETL would write them with pyarrow).
+
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, FloatType, Int64Type};
+use parquet::file::writer::SerializedFileWriter;
+use std::path::Path;
+use std::sync::Arc;
+
+pub type RowGroup<'a> = parquet::file::writer::SerializedRowGroupWriter<'a, std::fs::File>;
+
+/// Writes the next column of a row group (definition and repetition levels where the column has them).
+pub fn col<T: DataType>(rg: &mut RowGroup, values: &[T::T], def: Option<&[i16]>, rep: Option<&[i16]>) {
+    let mut c = rg.next_column().unwrap().unwrap();
+    c.typed::<T>().write_batch(values, def, rep).unwrap();
+    c.close().unwrap();
+}
+
+/// A parquet writer of `schema` (a message type) at `path`, its parent directories made.
+pub fn writer(path: &Path, schema: &str) -> SerializedFileWriter<std::fs::File> {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+    SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, Default::default()).unwrap()
+}
+
+/// (subject_id, time in the shard's unit, code, numeric_value, text_value)
+pub type Row<'a> = (i64, Option<i64>, &'a str, Option<f32>, Option<&'a str>);
+
+/// One MEDS data shard at `path`, its time column a timestamp in `unit` (`MICROS`, `NANOS`, `MILLIS`).
+pub fn shard(path: &Path, unit: &str, rows: &[Row]) {
+    let mut w = writer(
+        path,
+        &format!(
+            "message meds {{ required int64 subject_id; optional int64 time (TIMESTAMP({unit},false)); required \
+             binary code (STRING); optional float numeric_value; optional binary text_value (STRING); }}"
+        ),
+    );
+    let mut rg = w.next_row_group().unwrap();
+    let def = |present: Vec<bool>| present.iter().map(|&p| p as i16).collect::<Vec<i16>>();
+    col::<Int64Type>(&mut rg, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None);
+    let times: Vec<i64> = rows.iter().filter_map(|r| r.1).collect();
+    col::<Int64Type>(&mut rg, &times, Some(&def(rows.iter().map(|r| r.1.is_some()).collect())), None);
+    col::<ByteArrayType>(&mut rg, &rows.iter().map(|r| ByteArray::from(r.2)).collect::<Vec<_>>(), None, None);
+    let vals: Vec<f32> = rows.iter().filter_map(|r| r.3).collect();
+    col::<FloatType>(&mut rg, &vals, Some(&def(rows.iter().map(|r| r.3.is_some()).collect())), None);
+    let texts: Vec<ByteArray> = rows.iter().filter_map(|r| r.4).map(ByteArray::from).collect();
+    col::<ByteArrayType>(&mut rg, &texts, Some(&def(rows.iter().map(|r| r.4.is_some()).collect())), None);
+    rg.close().unwrap();
+    w.close().unwrap();
+}
