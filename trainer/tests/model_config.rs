@@ -370,3 +370,21 @@ fn a_model_that_cannot_fit_names_the_key_to_change() {
     };
     assert!(long("cls") * 100 < long("mean"), "{} vs {}", long("cls"), long("mean"));
 }
+
+#[test]
+fn a_checkpoint_config_of_the_largest_sizes_is_refused_not_overflowed() {
+    use medtrain::model::footprint::Shape;
+    // config.json allows each size up to 2^24: their products pass u64 (a debug build panicked)
+    let mut big = medtrain::model::BertConfig::minilm_l6(2);
+    big.vocab_size = 1 << 24;
+    big.hidden_size = 1 << 24;
+    big.intermediate_size = 1 << 24;
+    big.num_hidden_layers = 1 << 24;
+    big.num_attention_heads = 1 << 24;
+    big.max_position_embeddings = 1 << 24;
+    let c = cfg(&format!("[text]\nkind = \"pretrained\"\npath = \"{}\"\n[head]\ntype = \"binary\"", hf("tiny-bert")));
+    let f = c.footprint(&Shape { series: None, text: Some((VOCAB, 1 << 16)), pretrained: Some(&big) });
+    assert_eq!(f.params(), u64::MAX);
+    let (key, msg) = f.check_fits(2, 1, 1 << 40, "host").unwrap_err();
+    assert_eq!(key, "model.text.path", "{msg}");
+}

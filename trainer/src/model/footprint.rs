@@ -34,25 +34,35 @@ pub struct Shape<'a> {
     pub pretrained: Option<&'a BertConfig>,
 }
 
-fn linear(i: u64, o: u64) -> u64 {
+/// Sizes are computed in u128 (a config.json's sizes reach 2^24 each: their products pass u64) and
+/// saturate at u64::MAX when kept.
+fn saturate(v: u128) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+fn part(key: &str, params: u128, trainable: u128) -> Part {
+    Part { key: key.into(), params: saturate(params), trainable: saturate(trainable) }
+}
+
+fn linear(i: u128, o: u128) -> u128 {
     i * o + o
 }
 
 /// A transformer block's parameters (pre-LN here, post-LN BERT alike: the same tensors).
-fn block(d: u64, ff: u64) -> u64 {
+fn block(d: u128, ff: u128) -> u128 {
     4 * linear(d, d) + linear(d, ff) + linear(ff, d) + 2 * 2 * d
 }
 
 /// Floats a transformer block keeps per example over `rows` rows: its layer norms' and residuals'
 /// outputs, q, k and v, the attention probabilities and the feed-forward's hidden layer before and
 /// after the activation.
-fn block_activations(rows: u64, d: u64, heads: u64, ff: u64) -> u64 {
+fn block_activations(rows: u128, d: u128, heads: u128, ff: u128) -> u128 {
     rows * (8 * d + 2 * ff) + heads * rows * rows
 }
 
 /// The same for a last block that computes the first row only (CLS pooling, `Queries::First`): its
 /// first layer norm, keys and values over every row, one query's probabilities and one row of the rest.
-fn first_row_block_activations(rows: u64, d: u64, heads: u64, ff: u64) -> u64 {
+fn first_row_block_activations(rows: u128, d: u128, heads: u128, ff: u128) -> u128 {
     rows * 3 * d + heads * rows + 6 * d + 2 * ff
 }
 
@@ -61,21 +71,17 @@ fn first_row_block_activations(rows: u64, d: u64, heads: u64, ff: u64) -> u64 {
 fn transformer(
     blocks_key: &str,
     parts: &mut Vec<Part>,
-    (embeddings_key, embeddings): (&str, u64),
-    rows: u64,
-    (d, heads, ff, layers): (u64, u64, u64, u64),
+    (embeddings_key, embeddings): (&str, u128),
+    rows: u128,
+    (d, heads, ff, layers): (u128, u128, u128, u128),
     freeze_embeddings: bool,
-    freeze_layers: u64,
+    freeze_layers: u128,
     (final_ln, cls): (bool, bool),
-) -> u64 {
-    parts.push(Part {
-        key: embeddings_key.into(),
-        params: embeddings,
-        trainable: if freeze_embeddings { 0 } else { embeddings },
-    });
+) -> u128 {
+    parts.push(part(embeddings_key, embeddings, if freeze_embeddings { 0 } else { embeddings }));
     let blocks = layers * block(d, ff) + if final_ln { 2 * d } else { 0 };
     let frozen = freeze_layers.min(layers) * block(d, ff);
-    parts.push(Part { key: blocks_key.into(), params: blocks, trainable: blocks - frozen });
+    parts.push(part(blocks_key, blocks, blocks - frozen));
     let full = if cls { layers.saturating_sub(1) } else { layers };
     let last = if cls && layers > 0 { first_row_block_activations(rows, d, heads, ff) } else { 0 };
     rows * d + full * block_activations(rows, d, heads, ff) + last
@@ -85,16 +91,16 @@ impl ModelConfig {
     /// The parameters of every part of the model this config builds on data of `shape` (the same
     /// count as the built model's), and the activations a step keeps per example (a lower bound).
     pub fn footprint(&self, shape: &Shape) -> Footprint {
-        let u = |v: usize| v as u64;
+        let u = |v: usize| v as u128;
         let mut parts = vec![];
-        let mut acts = 0u64;
-        let mut width = 0u64;
+        let mut acts = 0u128;
+        let mut width = 0u128;
         if let (Some(lab), Some((t, f))) = (&self.lab, shape.series) {
             let (t, f) = (u(t), u(f));
             match *lab {
                 LabEncoder::Transformer { d_model, heads, ff, layers, freeze_embeddings, freeze_layers, pooling } => {
                     let d = u(d_model);
-                    let rows = t + u64::from(pooling == Some(SeriesPooling::Cls));
+                    let rows = t + u128::from(pooling == Some(SeriesPooling::Cls));
                     let embeddings = linear(f, d) + rows * d;
                     acts += t * f;
                     acts += transformer(
@@ -112,14 +118,14 @@ impl ModelConfig {
                 LabEncoder::Gru { hidden, .. } => {
                     let h = u(hidden);
                     let p = 3 * h * f + 3 * h * h + 6 * h;
-                    parts.push(Part { key: "model.lab.hidden".into(), params: p, trainable: p });
+                    parts.push(part("model.lab.hidden", p, p));
                     acts += t * (f + 4 * h);
                     width += h;
                 }
                 LabEncoder::Mlp { hidden } => {
                     let h = u(hidden);
                     let p = linear(t * f, h) + linear(h, h);
-                    parts.push(Part { key: "model.lab.hidden".into(), params: p, trainable: p });
+                    parts.push(part("model.lab.hidden", p, p));
                     acts += t * f + 4 * h;
                     width += h;
                 }
@@ -170,20 +176,20 @@ impl ModelConfig {
             width = u(h);
         }
         if fusion > 0 {
-            parts.push(Part { key: "model.fusion.hidden".into(), params: fusion, trainable: fusion });
+            parts.push(part("model.fusion.hidden", fusion, fusion));
         }
         let head = linear(width, u(self.head.head().outputs()));
-        parts.push(Part { key: "model.head".into(), params: head, trainable: head });
-        Footprint { parts, activations_per_example: acts }
+        parts.push(part("model.head", head, head));
+        Footprint { parts, activations_per_example: saturate(acts) }
     }
 }
 
 impl Footprint {
     pub fn params(&self) -> u64 {
-        self.parts.iter().map(|p| p.params).sum()
+        self.parts.iter().fold(0, |a, p| a.saturating_add(p.params))
     }
     pub fn trainable(&self) -> u64 {
-        self.parts.iter().map(|p| p.trainable).sum()
+        self.parts.iter().fold(0, |a, p| a.saturating_add(p.trainable))
     }
     /// Bytes of f32 a training step holds at least: every weight, a gradient and `states` optimizer
     /// states of every trainable one, and the activations of `examples` examples.
