@@ -300,6 +300,13 @@ fn a_meds_root_without_metadata_was_not_recognized() {
     std::fs::remove_dir_all(root.join("metadata")).unwrap();
     std::fs::write(root.join("labels.csv"), "subject_id,prediction_time,boolean_value\n1,2024-01-02,true\n").unwrap();
     assert_eq!(data::detect(root).unwrap(), data::Format::Meds);
-    let (d, _) = data::read(root, &ReadOptions::default()).unwrap();
+    // other files in data/ are said, but Spark's _SUCCESS and .crc files (names writers mark as not data)
+    for junk in ["data/train/_SUCCESS", "data/train/.0.parquet.crc", "data/README.txt"] {
+        std::fs::write(root.join(junk), "x").unwrap();
+    }
+    let (d, r) = data::read(root, &ReadOptions::default()).unwrap();
     assert_eq!(d.events.len(), 2);
+    let unread = found(&r, "unread_file").expect("README.txt said");
+    assert_eq!(unread.count, 1, "{:?}", unread.detail);
+    assert!(unread.detail.as_deref().unwrap_or("").contains("data/README.txt"), "{:?}", unread.detail);
 }

@@ -447,6 +447,14 @@ pub(super) fn name_fields(report: &mut super::Report) {
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: &mut super::Report) -> Result<()> {
     let mut files = Vec::new();
     parquet_files(&path.join("data"), &mut files)?;
+    // other files in data/ are said, but for the names writers mark as not data (Spark's _SUCCESS,
+    // .crc checksums: pyarrow skips names starting with `_` or `.` too)
+    let others: Vec<PathBuf> = super::list_dir(&path.join("data"))?
+        .into_iter()
+        .filter(|p| !files.contains(p))
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(['_', '.'])))
+        .collect();
+    super::report_unread(path, &others, &[".parquet"], report);
     if files.is_empty() {
         return Err(DataError::Format { path: path.join("data"), msg: "holds no .parquet files".into() });
     }

@@ -508,7 +508,13 @@ pub fn input_files(path: &Path, exts: &[&str], report: &mut Report) -> Result<Ve
             read_once.push(p);
         }
     }
-    let read = read_once;
+    report_unread(path, &unread, exts, report);
+    Ok(read_once)
+}
+
+/// Counts the files of an input that no reader reads (`unread_file`, a warning naming the first few
+/// paths relative to the input as the guard shows them).
+pub fn report_unread(path: &Path, unread: &[PathBuf], exts: &[&str], report: &mut Report) {
     if !unread.is_empty() {
         const SHOWN: usize = 5;
         let mut names: Vec<String> = unread
@@ -522,7 +528,6 @@ pub fn input_files(path: &Path, exts: &[&str], report: &mut Report) -> Result<Ve
         let detail = format!("not {}: {}", exts.join(" or "), names.join(", "));
         report.finding(check::Severity::Warning, "unread_file", "input", "file", Some(&detail), unread.len() as u64);
     }
-    Ok(read)
 }
 
 /// Reads any supported input into a dataset and its QA report.
