@@ -44,12 +44,6 @@ pub(crate) fn contained<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Res
     })
 }
 
-fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    // links out of the root, loops and special files are refused by the walk
-    out.extend(super::walk::files(dir, true)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")));
-    Ok(())
-}
-
 /// Opens a parquet file (inside [`contained`]) and checks its dictionary pages.
 pub(crate) fn open(path: &Path) -> Result<SerializedFileReader<std::fs::File>> {
     let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
@@ -445,13 +439,13 @@ pub(super) fn name_fields(report: &mut super::Report) {
 
 /// Reads a MEDS root directory.
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: &mut super::Report) -> Result<()> {
-    let mut files = Vec::new();
-    parquet_files(&path.join("data"), &mut files)?;
-    // other files in data/ are said, but for the names writers mark as not data (Spark's _SUCCESS,
-    // .crc checksums: pyarrow skips names starting with `_` or `.` too)
-    let others: Vec<PathBuf> = super::list_dir(&path.join("data"))?
+    // one walk of data/ (links out of the root, loops and special files refused): the parquet shards,
+    // and the other files, said but for the names writers mark as not data (Spark's _SUCCESS, .crc
+    // checksums: pyarrow skips names starting with `_` or `.` too)
+    let (files, others): (Vec<PathBuf>, Vec<PathBuf>) =
+        super::list_dir(&path.join("data"))?.into_iter().partition(|p| p.extension().is_some_and(|e| e == "parquet"));
+    let others: Vec<PathBuf> = others
         .into_iter()
-        .filter(|p| !files.contains(p))
         .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(['_', '.'])))
         .collect();
     super::report_unread(path, &others, &[".parquet"], report);
