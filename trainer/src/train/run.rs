@@ -784,8 +784,10 @@ fn train_on<B: Backend + 'static>(
         }
         None
     };
-    if let (Some(dc), None) = (cfg.data_config(config_path)?, &opts.replay) {
-        check_model_before_data(&be, &device, &cfg, &dc)?;
+    // read once: resolving it checks the files it names (a label directory is walked)
+    let data_config = cfg.data_config(config_path)?;
+    if let (Some(dc), None) = (&data_config, &opts.replay) {
+        check_model_before_data(&be, &device, &cfg, dc)?;
     }
     private_dir(&run_dir)?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("train.log")).ok();
@@ -793,7 +795,7 @@ fn train_on<B: Backend + 'static>(
     std::fs::write(run_dir.join("config.given.toml"), &given).map_err(|e| io(&run_dir, e))?;
 
     // data
-    let prepared_dir = match cfg.data_config(config_path)? {
+    let prepared_dir = match data_config {
         _ if opts.replay.is_some() => opts.replay.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
         None => cfg.data.input.clone(),
         Some(dc) => {
