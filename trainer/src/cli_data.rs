@@ -41,6 +41,10 @@ pub enum DataCommand {
         /// a .gz file inflating more than this many times its size is refused (read.max_gz_ratio)
         #[arg(long, default_value_t = data::ReadLimits::DEFAULT_MAX_GZ_RATIO)]
         max_gz_ratio: f64,
+        /// the text encoding of CSV files: auto, or a name such as shift_jis, euc-jp, windows-1252
+        /// (read.encoding)
+        #[arg(long, default_value = "auto", value_parser = parse_encoding)]
+        encoding: data::charset::Choice,
     },
     /// Training examples from a data config (TOML): labels, subject splits, lab series and note tokens,
     /// one safetensors file per split and manifest.json. Refuses (exit 1) input with blocking findings.
@@ -58,6 +62,10 @@ pub enum DataCommand {
     Fingerprint { path: PathBuf },
 }
 
+fn parse_encoding(s: &str) -> Result<data::charset::Choice, String> {
+    data::charset::Choice::parse(s)
+}
+
 pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DataCommand::Check {
@@ -72,6 +80,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             max_note_bytes,
             max_decompressed_bytes,
             max_gz_ratio,
+            encoding,
         } => {
             if !(0.0..=1.0).contains(&max_malformed) {
                 anyhow::bail!("--max-malformed must be a fraction in [0, 1] (got {max_malformed})");
@@ -87,6 +96,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
                 max_malformed_fraction: max_malformed,
                 keep_events: false,
                 limits,
+                encoding,
             };
             let (_, report) = match data::read(&path, &opts) {
                 Ok(r) => r,

@@ -181,20 +181,25 @@ pub fn files(path: &Path) -> std::result::Result<Vec<PathBuf>, String> {
 /// set, against the dataset's subjects. Rows naming a subject the dataset does not hold are counted in
 /// the second value, not kept.
 pub fn read(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
+    read_in(path, data, super::charset::Choice::Auto)
+}
+
+/// [`read`], CSV files read in `encoding` (`read.encoding`).
+pub fn read_in(path: &Path, data: &Dataset, encoding: super::charset::Choice) -> Result<(Vec<Label>, u64)> {
     let (mut out, mut unknown) = (Vec::new(), 0);
     for f in files(path).map_err(|m| DataError::Invalid(format!("config key labels.file: {m}")))? {
-        let (labels, n) = read_file(&f, data)?;
+        let (labels, n) = read_file(&f, data, encoding)?;
         out.extend(labels);
         unknown += n;
     }
     Ok((out, unknown))
 }
 
-fn read_file(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
+fn read_file(path: &Path, data: &Dataset, encoding: super::charset::Choice) -> Result<(Vec<Label>, u64)> {
     if super::has_ext(path, &[".parquet"]) {
         super::meds::contained(path, || read_parquet(path, data))
     } else {
-        read_csv(path, data)
+        read_csv(path, data, encoding)
     }
 }
 
@@ -218,30 +223,65 @@ fn value_of(col: &str, s: &str) -> std::result::Result<LabelValue, String> {
 
 const VALUE_COLUMNS: [&str; 4] = ["boolean_value", "integer_value", "float_value", "categorical_value"];
 
-fn read_csv(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| DataError::io(path, e))?;
-    let header = rdr.headers().map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?.clone();
-    let col = |n: &str| header.iter().position(|h| h.trim() == n);
+/// A label CSV file, opened as the event reader opens its files ([`super::csv::Table`]: encoding,
+/// delimiter, header names in any case, times as spreadsheets write them); a row of empty fields is
+/// skipped, any other unreadable row is an error naming its line.
+fn read_csv(path: &Path, data: &Dataset, encoding: super::charset::Choice) -> Result<(Vec<Label>, u64)> {
+    let mut table = super::csv::Table::open(path, encoding, super::ReadLimits::DEFAULT_MAX_LINE_BYTES)?;
     let line1 = |msg: String| DataError::Line { path: path.into(), line: 1, msg };
-    let subject_col = col("subject_id").ok_or_else(|| line1("the header has no subject_id column".into()))?;
-    let time_col = col("prediction_time").ok_or_else(|| line1("the header has no prediction_time column".into()))?;
+    let subject_col = table.column("subject_id").ok_or_else(|| line1("the header has no subject_id column".into()))?;
+    let time_col =
+        table.column("prediction_time").ok_or_else(|| line1("the header has no prediction_time column".into()))?;
     let (value_col, value_name) = VALUE_COLUMNS
         .iter()
-        .find_map(|n| col(n).map(|i| (i, *n)))
+        .find_map(|n| table.column(n).map(|i| (i, *n)))
         .ok_or_else(|| line1(format!("the header has none of {}", VALUE_COLUMNS.join(", "))))?;
+    let columns = table.header.len();
     let (mut out, mut unknown) = (Vec::new(), 0);
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
-        let line = rec.position().map_or(0, |p| p.line());
+    let mut rec = ::csv::StringRecord::new();
+    loop {
+        let line = table.rdr.position().line();
         let bad = |msg: &str| DataError::Line { path: path.into(), line, msg: msg.to_owned() };
+        match table.rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                return Err(match e.kind() {
+                    ::csv::ErrorKind::Io(io) if io.to_string() == super::bounded::CSV_RECORD_TOO_LONG => {
+                        bad("a record longer than read.max_line_bytes")
+                    }
+                    ::csv::ErrorKind::Utf8 { .. } => {
+                        bad("not UTF-8 text (the file's start was): name its encoding with read.encoding")
+                    }
+                    _ => bad("not valid CSV"),
+                })
+            }
+        }
+        table.budget.record_done();
+        if rec.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        if rec.len() != columns {
+            return Err(bad("a row with more or fewer fields than the header"));
+        }
         let subject = rec.get(subject_col).unwrap_or("").trim();
-        let t = super::time::parse(rec.get(time_col).unwrap_or("").trim())
+        let t = super::csv::parse_time(rec.get(time_col).unwrap_or("").trim())
             .ok_or_else(|| bad("prediction_time is not a date/time"))?;
         let value = value_of(value_name, rec.get(value_col).unwrap_or("").trim()).map_err(|m| bad(&m))?;
         match data.subjects.get(subject) {
             Some(s) => out.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
             None => unknown += 1,
         }
+    }
+    if table.replaced.count() > 0 {
+        return Err(DataError::Format {
+            path: path.into(),
+            msg: format!(
+                "{} byte sequences are not {} text: name the file's encoding with read.encoding",
+                table.replaced.count(),
+                table.encoding.name()
+            ),
+        });
     }
     Ok((out, unknown))
 }

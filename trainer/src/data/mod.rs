@@ -10,6 +10,7 @@
 pub mod auto;
 pub mod bounded;
 pub mod catalog;
+pub mod charset;
 pub mod check;
 pub mod csv;
 pub mod demo;
@@ -335,6 +336,8 @@ pub struct ReadOptions {
     pub keep_events: bool,
     /// what one line, one note, one compressed file may cost
     pub limits: ReadLimits,
+    /// the text encoding of CSV files (`read.encoding`; auto: seen from each file's start)
+    pub encoding: charset::Choice,
 }
 
 impl Default for ReadOptions {
@@ -346,6 +349,7 @@ impl Default for ReadOptions {
             max_malformed_fraction: 0.0,
             keep_events: true,
             limits: ReadLimits::default(),
+            encoding: charset::Choice::Auto,
         }
     }
 }

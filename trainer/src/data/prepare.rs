@@ -29,6 +29,8 @@
 //! max_note_bytes = 1048576           # a longer note is cut and counted (1 MiB)
 //! max_decompressed_bytes = 68719476736   # a .gz file inflating to more is refused (64 GiB)
 //! max_gz_ratio = 250.0               # ... or inflating more than this many times its size
+//! encoding = "auto"                  # CSV text: "auto" (UTF-8, Shift_JIS, EUC-JP, UTF-16 as each
+//!                                    # file's start shows) or a name: "shift_jis", "windows-1252", ...
 //! [labels]
 //! task = "ed_admission"              # or "lab_rise" (lab, rise, horizon_hours), or file = "labels.csv"
 //! window_hours = 24
@@ -228,6 +230,8 @@ pub struct ReadConfig {
     pub max_decompressed_bytes: u64,
     #[serde(default = "default_max_gz_ratio")]
     pub max_gz_ratio: f64,
+    /// the text encoding of CSV input and label files: "auto" (the default) or a name
+    pub encoding: Option<String>,
 }
 
 fn default_max_line_bytes() -> u64 {
@@ -254,11 +258,20 @@ impl Default for ReadConfig {
             max_note_bytes: default_max_note_bytes(),
             max_decompressed_bytes: default_max_decompressed_bytes(),
             max_gz_ratio: default_max_gz_ratio(),
+            encoding: None,
         }
     }
 }
 
 impl ReadConfig {
+    /// The encoding `encoding` names (auto when absent); the error is the key's message.
+    pub fn encoding(&self) -> std::result::Result<super::charset::Choice, String> {
+        match &self.encoding {
+            None => Ok(super::charset::Choice::Auto),
+            Some(e) => super::charset::Choice::parse(e).map_err(|m| format!("{e:?} {m}")),
+        }
+    }
+
     pub fn limits(&self) -> ReadLimits {
         ReadLimits {
             max_line_bytes: self.max_line_bytes,
@@ -601,6 +614,7 @@ impl DataConfig {
             ));
         }
         self.read.limits().validate().map_err(|(k, m)| (read_key(k), m))?;
+        self.read.encoding().map_err(|m| ("read.encoding", m))?;
         Ok(())
     }
 
@@ -610,6 +624,7 @@ impl DataConfig {
             identifiers: self.read.identifiers,
             max_malformed_fraction: self.read.max_malformed_fraction,
             limits: self.read.limits(),
+            encoding: self.read.encoding().unwrap_or_default(),
             ..Default::default()
         };
         if let Some(cs) = &self.read.code_systems {
@@ -830,7 +845,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     let task = config.labels.task().map_err(DataError::Invalid)?;
     let (mut labels, unknown) = match (&config.labels.file, &task) {
         // a label file that does not read is not the input: its errors name the key
-        (Some(f), _) => labels::read(f, &data).map_err(|e| match e {
+        (Some(f), _) => labels::read_in(f, &data, config.read.encoding().unwrap_or_default()).map_err(|e| match e {
             DataError::Invalid(m) => DataError::Invalid(m),
             e => DataError::Invalid(format!("labels.file: {e}")),
         })?,

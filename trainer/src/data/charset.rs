@@ -1,0 +1,219 @@
+//! Text encodings of files written by other systems: CSV exports of Japanese hospital systems are
+//! mostly Shift_JIS (Windows code page 932), some EUC-JP; Excel writes UTF-8 with a byte-order mark, or
+//! UTF-16 for "Unicode text"; European systems write windows-1252. Readers see UTF-8 only: [`open`]
+//! decodes a file as it streams, in the encoding the config names or the one its start shows.
+
+use encoding_rs::{Encoding, EUC_JP, SHIFT_JIS, UTF_8};
+use std::cell::Cell;
+use std::io::Read;
+use std::rc::Rc;
+
+/// The encoding a label names: the WHATWG labels (`utf-8`, `shift_jis`, `euc-jp`, `windows-1252`,
+/// ...) and the names Windows and Python give the Japanese ones (`cp932`, `ms932`, `euc_jp`, `ujis`),
+/// in any case.
+pub fn encoding_for_label(label: &str) -> Option<&'static Encoding> {
+    let label = label.trim().to_ascii_lowercase().replace('_', "-");
+    let label = match label.as_str() {
+        "cp932" | "ms932" | "ms-932" | "x-ms-cp932" | "windows-932" | "windows-31j" | "sjis" => "shift_jis",
+        "eucjp" | "euc-jp" | "ujis" => "euc-jp",
+        "iso2022-jp" | "iso-2022-jp" => "iso-2022-jp",
+        "utf8" => "utf-8",
+        l => l,
+    };
+    Encoding::for_label(label.as_bytes())
+}
+
+/// How a file's encoding is chosen: named (`read.encoding`), or seen from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Choice {
+    #[default]
+    Auto,
+    Named(&'static Encoding),
+}
+
+impl Choice {
+    /// `auto` or an encoding label; the error says what is accepted.
+    pub fn parse(s: &str) -> std::result::Result<Choice, String> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(Choice::Auto);
+        }
+        encoding_for_label(s).map(Choice::Named).ok_or_else(|| {
+            "is not an encoding: \"auto\" (the default: UTF-8, or Shift_JIS / EUC-JP / UTF-16 as the file's \
+             start shows), or a name such as \"utf-8\", \"shift_jis\" (cp932), \"euc-jp\", \"windows-1252\""
+                .to_owned()
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Choice::Auto => "auto",
+            Choice::Named(e) => e.name(),
+        }
+    }
+}
+
+/// How much of a file's start is looked at to tell its encoding.
+const SNIFF_BYTES: usize = 64 << 10;
+
+/// The encoding `choice` gives a file that starts with `head` (at most [`SNIFF_BYTES`]; `complete`:
+/// it is the whole file), and the length of the byte-order mark to skip.
+///
+/// Auto: a byte-order mark says it (UTF-8, UTF-16); else UTF-8 when the start is UTF-8 (a character cut
+/// at the end of an incomplete start allowed); else Shift_JIS or EUC-JP, whichever decodes the start
+/// without error (both: the one giving fewer half-width katakana, which EUC-JP bytes read as Shift_JIS
+/// become; Shift_JIS on a tie, the more common); else `None` (the caller says the file is not text in
+/// an encoding it can tell).
+pub fn detect(choice: Choice, head: &[u8], complete: bool) -> Option<(&'static Encoding, usize)> {
+    let (bom, len) = match Encoding::for_bom(head) {
+        Some((e, n)) => (Some(e), n),
+        None => (None, 0),
+    };
+    if let Choice::Named(e) = choice {
+        // a mark of the named encoding is skipped; another's is data read as the config says
+        return Some((e, if bom == Some(e) { len } else { 0 }));
+    }
+    if let Some(e) = bom {
+        return Some((e, len));
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => return Some((UTF_8, 0)),
+        // a character cut where the sniffed start ends
+        Err(e) if e.error_len().is_none() && !complete => return Some((UTF_8, 0)),
+        Err(_) => {}
+    }
+    let score = |enc: &'static Encoding| -> Option<usize> {
+        let mut decoder = enc.new_decoder_without_bom_handling();
+        let mut out = String::with_capacity(decoder.max_utf8_buffer_length_without_replacement(head.len())?);
+        let (result, _) = decoder.decode_to_string_without_replacement(head, &mut out, complete);
+        match result {
+            encoding_rs::DecoderResult::Malformed(..) => None,
+            _ => Some(out.chars().filter(|c| ('\u{FF61}'..='\u{FF9F}').contains(c)).count()),
+        }
+    };
+    match (score(SHIFT_JIS), score(EUC_JP)) {
+        (Some(s), Some(e)) => Some((if e < s { EUC_JP } else { SHIFT_JIS }, 0)),
+        (Some(_), None) => Some((SHIFT_JIS, 0)),
+        (None, Some(_)) => Some((EUC_JP, 0)),
+        (None, None) => None,
+    }
+}
+
+/// Bytes a decoder could not map, counted as they stream (each became U+FFFD).
+#[derive(Clone, Default)]
+pub struct Replaced(Rc<Cell<u64>>);
+
+impl Replaced {
+    pub fn count(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// A file opened as UTF-8 text: the reader, the encoding it was read in, and the count of undecodable
+/// sequences (only for a decoded encoding; invalid UTF-8 in a UTF-8 file is left to the reader, which
+/// knows its lines).
+pub struct Opened {
+    pub reader: Box<dyn Read>,
+    pub encoding: &'static Encoding,
+    pub replaced: Replaced,
+}
+
+/// Why a file's encoding could not be told.
+pub const UNKNOWN_ENCODING: &str =
+    "is not UTF-8, Shift_JIS, EUC-JP or UTF-16 text; name its encoding with read.encoding \
+     (for example \"windows-1252\")";
+
+/// Opens `inner` (a file) as UTF-8 text in the encoding `choice` gives it. `Err` holds
+/// [`UNKNOWN_ENCODING`] when auto cannot tell, or the read error.
+pub fn open<R: Read + 'static>(
+    mut inner: R,
+    choice: Choice,
+) -> std::io::Result<std::result::Result<Opened, &'static str>> {
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    (&mut inner).take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
+    let complete = head.len() < SNIFF_BYTES;
+    let Some((encoding, bom)) = detect(choice, &head, complete) else {
+        return Ok(Err(UNKNOWN_ENCODING));
+    };
+    head.drain(..bom);
+    let replaced = Replaced::default();
+    let source = std::io::Cursor::new(head).chain(inner);
+    let reader: Box<dyn Read> = if encoding == UTF_8 {
+        Box::new(source)
+    } else {
+        Box::new(Decode {
+            inner: source,
+            decoder: encoding.new_decoder_without_bom_handling(),
+            input: vec![0; 64 << 10],
+            start: 0,
+            end: 0,
+            eof: false,
+            output: vec![0; 3 * (64 << 10) + 16],
+            out_start: 0,
+            out_end: 0,
+            done: false,
+            owed: false,
+            replaced: replaced.clone(),
+        })
+    };
+    Ok(Ok(Opened { reader, encoding, replaced }))
+}
+
+/// A reader giving `inner`'s bytes decoded to UTF-8.
+struct Decode<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    input: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    output: Vec<u8>,
+    out_start: usize,
+    out_end: usize,
+    done: bool,
+    /// a U+FFFD to write before the next decoded text
+    owed: bool,
+    replaced: Replaced,
+}
+
+impl<R: Read> Read for Decode<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.out_start == self.out_end {
+            // a replacement owed from the last round first (it found the malformed sequence with the
+            // output perhaps full)
+            let mut written = 0;
+            if self.owed {
+                self.output[..3].copy_from_slice("\u{FFFD}".as_bytes());
+                (written, self.owed) = (3, false);
+            }
+            if !self.done {
+                if self.start == self.end && !self.eof {
+                    let n = self.inner.read(&mut self.input)?;
+                    (self.start, self.end, self.eof) = (0, n, n == 0);
+                }
+                let (result, read, n) = self.decoder.decode_to_utf8_without_replacement(
+                    &self.input[self.start..self.end],
+                    &mut self.output[written..],
+                    self.eof,
+                );
+                self.start += read;
+                written += n;
+                match result {
+                    encoding_rs::DecoderResult::Malformed(..) => {
+                        self.owed = true;
+                        self.replaced.0.set(self.replaced.0.get() + 1);
+                    }
+                    // the last input decoded and flushed: the decoder is not called again
+                    encoding_rs::DecoderResult::InputEmpty if self.eof => self.done = true,
+                    _ => {}
+                }
+            } else if written == 0 {
+                return Ok(0);
+            }
+            (self.out_start, self.out_end) = (0, written);
+        }
+        let n = buf.len().min(self.out_end - self.out_start);
+        buf[..n].copy_from_slice(&self.output[self.out_start..self.out_start + n]);
+        self.out_start += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,329 @@
+//! CSV files as other systems write them: Shift_JIS and EUC-JP from Japanese hospital systems, Excel's
+//! UTF-8 with a byte-order mark and CRLF, UTF-16, tab- and semicolon-separated files, capitalized
+//! headers, MEDS column names, spreadsheet dates, qualitative results and blank rows.
+
+use medtrain::data::{self, charset, check::Severity, labels, ReadOptions};
+use std::io::Read;
+use std::path::Path;
+
+fn read(dir: &Path, opts: &ReadOptions) -> (data::Dataset, data::check::Report) {
+    data::read(dir, opts).unwrap()
+}
+
+fn findings(r: &data::check::Report, kind: &str) -> Vec<(String, u64)> {
+    r.findings.iter().filter(|f| f.kind == kind).map(|f| (f.field.clone(), f.count)).collect()
+}
+
+fn sjis(s: &str) -> Vec<u8> {
+    let (b, _, bad) = encoding_rs::SHIFT_JIS.encode(s);
+    assert!(!bad);
+    b.into_owned()
+}
+
+fn values(d: &data::Dataset) -> Vec<f32> {
+    let mut v: Vec<f32> = d.events.iter().map(|e| e.value).filter(|v| !v.is_nan()).collect();
+    v.sort_by(f32::total_cmp);
+    v
+}
+
+#[test]
+fn shift_jis_events_and_notes_are_decoded_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        sjis("subject_id,time,code,value,unit\r\n17,2024/01/05 8:30,creatinine,1.2,mg/dL\r\n17,2024/1/6,尿蛋白,陰性,\r\n"),
+    )
+    .unwrap();
+    let note = "腎機能悪化、①要観察 ㎎ 髙値";
+    std::fs::write(
+        dir.path().join("notes.csv"),
+        sjis(&format!("subject_id,time,text\r\n17,2024/01/05,\"{note}\"\r\n")),
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    assert_eq!(d.texts, [note]);
+    // the qualitative result counted as one, without a value (events without one are not kept)
+    assert_eq!(d.events.len(), 2);
+    assert_eq!(values(&d), [1.2]);
+    assert_eq!(findings(&r, "text_result"), [("value".to_owned(), 1)]);
+    let enc = findings(&r, "text_encoding");
+    assert_eq!(enc, [("Shift_JIS".to_owned(), 2)], "one per file");
+    assert!(r.findings.iter().filter(|f| f.kind == "text_encoding").all(|f| f.severity == Severity::Info));
+    // 2024/01/05 8:30 is the FHIR reader's 2024-01-05T08:30:00 (no zone: UTC)
+    let t = data::time::parse("2024-01-05T08:30:00").unwrap();
+    assert!(d.events.iter().any(|e| e.time == t));
+}
+
+#[test]
+fn euc_jp_is_told_from_shift_jis() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "subject_id,time,text\n1,2024-01-05,\"ご飯を食べられず、ふらつきあり。明日再診。\"\n";
+    let (b, _, _) = encoding_rs::EUC_JP.encode(text);
+    std::fs::write(dir.path().join("notes.csv"), &b).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(d.texts, ["ご飯を食べられず、ふらつきあり。明日再診。"]);
+    assert_eq!(findings(&r, "text_encoding"), [("EUC-JP".to_owned(), 1)]);
+    // named, it is read as named: the same bytes as Shift_JIS give other text
+    let opts = ReadOptions { encoding: charset::Choice::parse("cp932").unwrap(), ..Default::default() };
+    let (d, _) = read(dir.path(), &opts);
+    assert_ne!(d.texts, ["ご飯を食べられず、ふらつきあり。明日再診。"]);
+}
+
+#[test]
+fn excel_utf8_with_a_mark_utf16_tabs_semicolons_and_capitalized_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = "Subject_ID,Time,Code,Value,Unit\r\n1,2024-01-05,creatinine,1.1,mg/dL\r\n,,,,\r\n,,,,\r\n";
+    std::fs::write(dir.path().join("a.csv"), [b"\xEF\xBB\xBF".as_slice(), rows.as_bytes()].concat()).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!((r.malformed_count(), values(&d)), (0, vec![1.1]), "{:?}", r.findings);
+    assert!(findings(&r, "text_encoding").is_empty(), "UTF-8 is not remarked on");
+
+    // Excel's "Unicode text": UTF-16 LE with a mark, tab-separated
+    std::fs::remove_file(dir.path().join("a.csv")).unwrap();
+    let tsv = "subject_id\ttime\tcode\tvalue\tunit\r\n1\t2024-01-05\tcreatinine\t1,5\tmg/dL\r\n1\t2024-01-06\tcrp\t0.3\tmg/dL\r\n";
+    let mut b = vec![0xFF, 0xFE];
+    b.extend(tsv.encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(dir.path().join("b.csv"), b).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    // a decimal comma is no number this reader guesses at: a text result
+    assert_eq!(values(&d), [0.3]);
+    assert_eq!(findings(&r, "csv_delimiter"), [("tab".to_owned(), 1)]);
+    assert_eq!(findings(&r, "text_encoding"), [("UTF-16LE".to_owned(), 1)]);
+
+    // semicolons, quoted fields holding semicolons
+    std::fs::remove_file(dir.path().join("b.csv")).unwrap();
+    std::fs::write(
+        dir.path().join("c.csv"),
+        "subject_id;time;text\n1;2024-01-05;\"a; b, c\"\n2;2024-01-05T10:00:00+09:00;plain\n",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(d.texts, ["a; b, c", "plain"]);
+    assert_eq!(findings(&r, "csv_delimiter"), [("semicolon".to_owned(), 1)]);
+}
+
+#[test]
+fn meds_column_names_text_results_placeholders_and_censored_values() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,code,numeric_value,text_value,unit\n\
+         1,2024-01-01,creatinine,0.9,,mg/dL\n\
+         1,2024-01-02,creatinine,,<0.3,mg/dL\n\
+         1,2024-01-03,creatinine,NA,,mg/dL\n\
+         1,2024-01-04,creatinine,NaN,,mg/dL\n\
+         1,2024-01-05,creatinine,１．５,,mg/dL\n\
+         1,2024-01-06,urine_protein,,2+,\n\
+         1,2024-01-07,creatinine,1e0,,mg/dL\n",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    assert_eq!(values(&d), [0.3, 0.9, 1.0, 1.5]);
+    assert_eq!(findings(&r, "censored_value"), [("text_value".to_owned(), 1)]);
+    assert_eq!(findings(&r, "text_result"), [("text_value".to_owned(), 1)]);
+    // NA and NaN are no value, not text results
+    assert_eq!(r.findings.iter().filter(|f| f.kind == "no_value").map(|f| f.count).sum::<u64>(), 3);
+
+    // both names of the value column: which one holds the results is not known
+    std::fs::write(dir.path().join("events.csv"), "subject_id,time,code,value,numeric_value\n").unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("events.csv:1") && e.contains("both \"value\" and \"numeric_value\""), "{e}");
+    // a missing column says what the header was read as, its unknown names not printed
+    std::fs::write(dir.path().join("events.csv"), "subject_id|time|code|value\n").unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("no \"subject_id\" column") && e.contains("1 columns, (a name that is not printed)"), "{e}");
+}
+
+#[test]
+fn bytes_that_are_not_text_are_said_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    // a UTF-8 start, then a Latin-1 byte past the sniffed start: that line is malformed, named
+    let mut b = b"subject_id,time,text\n".to_vec();
+    for i in 0..3000 {
+        b.extend(format!("{i},2024-01-05,\"a note of some length, in UTF-8 text\"\n").as_bytes());
+    }
+    b.extend(b"9999,2024-01-05,\"caf\xE9\"\n");
+    std::fs::write(dir.path().join("notes.csv"), &b).unwrap();
+    let opts = ReadOptions { max_malformed_fraction: 0.5, ..Default::default() };
+    let (_, r) = read(dir.path(), &opts);
+    let m: Vec<_> = r.findings.iter().filter(|f| f.kind == "malformed_line").collect();
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].lines, [3002]);
+    assert!(m[0].field.contains("read.encoding"), "{}", m[0].field);
+    // named, windows-1252 reads it
+    let opts = ReadOptions { encoding: charset::Choice::parse("windows-1252").unwrap(), ..Default::default() };
+    let (d, r) = read(dir.path(), &opts);
+    assert_eq!(r.malformed_count(), 0);
+    assert_eq!(d.texts.last().map(String::as_str), Some("café"));
+
+    // binary: no encoding tells it; the error names the file and the key, and no byte of it
+    std::fs::write(dir.path().join("notes.csv"), [0xFFu8, 0x00, 0xA0, 0xFD, 0x80, 0xFE, 0x0A, 0xFF]).unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("notes.csv") && e.contains("read.encoding"), "{e}");
+
+    // Shift_JIS with a byte that does not map: read, the sequence counted
+    let mut b = sjis("subject_id,time,text\n1,2024-01-05,\"腎機能\"\n1,2024-01-06,\"x");
+    b.extend([0x85, 0x40]); // an unassigned Shift_JIS pair
+    b.extend(sjis("y\"\n"));
+    std::fs::write(dir.path().join("notes.csv"), &b).unwrap();
+    // (auto refuses it: the start decodes in no encoding; named, it is read)
+    let opts = ReadOptions { encoding: charset::Choice::Named(encoding_rs::SHIFT_JIS), ..Default::default() };
+    let (d, r) = read(dir.path(), &opts);
+    assert_eq!(d.texts.len(), 2);
+    assert_eq!(d.texts[0], "腎機能");
+    let u: Vec<_> = r.findings.iter().filter(|f| f.kind == "undecodable_bytes").collect();
+    assert_eq!((u.len(), u[0].count, u[0].severity), (1, 1, Severity::Warning));
+}
+
+#[test]
+fn the_decoder_gives_encoding_rs_text_across_its_buffers() {
+    // long enough to cross the sniffed start and the decoder's buffers, characters of one and two bytes
+    let mut text = String::new();
+    let mut i = 0u32;
+    while text.len() < 600_000 {
+        text.push_str(&format!("{i},腎機能ｶﾀｶﾅ①㎎ abc\n"));
+        i += 1;
+    }
+    let bytes = sjis(&text);
+    let opened = charset::open(std::io::Cursor::new(bytes.clone()), charset::Choice::Auto).unwrap().unwrap();
+    assert_eq!(opened.encoding, encoding_rs::SHIFT_JIS);
+    let mut out = String::new();
+    // small reads, as a parser may make
+    let mut r = opened.reader;
+    let mut buf = [0u8; 7];
+    let mut raw = Vec::new();
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    out.push_str(std::str::from_utf8(&raw).unwrap());
+    assert_eq!(out, text);
+    assert_eq!(opened.replaced.count(), 0);
+    // a sequence cut at the end of the file is one replacement
+    let mut cut = bytes;
+    cut.push(0x88);
+    let opened =
+        charset::open(std::io::Cursor::new(cut), charset::Choice::Named(encoding_rs::SHIFT_JIS)).unwrap().unwrap();
+    let mut s = String::new();
+    let mut r = opened.reader;
+    r.read_to_string(&mut s).unwrap();
+    assert!(s.ends_with('\u{FFFD}'));
+    assert_eq!(opened.replaced.count(), 1);
+}
+
+#[test]
+fn label_files_in_shift_jis_with_spreadsheet_times() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,code,value,unit\n1,2024-01-01,creatinine,1.0,mg/dL\n",
+    )
+    .unwrap();
+    let (d, _) = read(dir.path(), &ReadOptions::default());
+    let lf = tempfile::tempdir().unwrap();
+    let p = lf.path().join("labels.csv");
+    std::fs::write(&p, sjis("Subject_ID,Prediction_Time,Categorical_Value\r\n1,2024/01/02 9:00,急性腎障害\r\n,,\r\n"))
+        .unwrap();
+    let (l, unknown) = labels::read(&p, &d).unwrap();
+    assert_eq!(unknown, 0);
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].prediction_time, data::time::parse("2024-01-02T09:00:00").unwrap());
+    assert_eq!(l[0].value, labels::LabelValue::Categorical("急性腎障害".into()));
+}
+
+#[test]
+fn read_encoding_is_a_config_key_and_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,code,value,unit\n1,2024-01-01,creatinine,1.0,mg/dL\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("data.toml");
+    std::fs::write(&cfg, "input = \".\"\n[read]\nencoding = \"klingon\"\n[labels]\ntask = \"lab_rise\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "prepare", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(e.contains("read.encoding") && e.contains("klingon") && e.contains("shift_jis"), "{e}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "check", "--encoding", "cp932", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let enc = j["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "text_encoding").cloned();
+    assert_eq!(enc.map(|f| f["field"].clone()), Some(serde_json::json!("Shift_JIS")));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "check", "--encoding", "nope"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--encoding"));
+}
+
+#[test]
+fn the_decoder_gives_encoding_rs_text_on_random_bytes() {
+    // xorshift: reproducible bytes, biased toward the lead and trail bytes of the Japanese encodings
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let encodings = [
+        encoding_rs::SHIFT_JIS,
+        encoding_rs::EUC_JP,
+        encoding_rs::UTF_16LE,
+        encoding_rs::ISO_2022_JP,
+        encoding_rs::WINDOWS_1252,
+    ];
+    for round in 0..400 {
+        let len = match round % 4 {
+            0 => (next() % 16) as usize,
+            1 => (next() % 4096) as usize,
+            _ => (next() % 200_000) as usize,
+        };
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| match next() % 4 {
+                0 => b'a' + (next() % 26) as u8,
+                1 => 0x80 | (next() % 0x80) as u8,
+                2 => [b',', b'\n', b'"', 0x1B, b'$', b'B', b'(', 0x8E, 0x8F][(next() % 9) as usize],
+                _ => next() as u8,
+            })
+            .collect();
+        let enc = encodings[round % encodings.len()];
+        let opened = charset::open(std::io::Cursor::new(bytes.clone()), charset::Choice::Named(enc)).unwrap().unwrap();
+        let mut r = opened.reader;
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 + (next() % 70_000) as usize];
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        // a mark of the named encoding is skipped, as Excel's is
+        let skip = match encoding_rs::Encoding::for_bom(&bytes) {
+            Some((e, n)) if e == enc => n,
+            _ => 0,
+        };
+        let (want, _) = enc.decode_without_bom_handling(&bytes[skip..]);
+        assert!(got == want.as_bytes(), "round {round} ({}, {len} bytes)", enc.name());
+    }
+}
