@@ -310,3 +310,52 @@ fn a_meds_root_without_metadata_was_not_recognized() {
     assert_eq!(unread.count, 1, "{:?}", unread.detail);
     assert!(unread.detail.as_deref().unwrap_or("").contains("data/README.txt"), "{:?}", unread.detail);
 }
+
+#[test]
+fn a_code_with_and_without_values_was_tallied_under_its_first_rows_kind() {
+    // `VITAL//heart_rate` with a value is a lab, without one an `other`: 3 and 2 rows, in either order
+    let at = Some(t("2024-01-01T08:00:00Z"));
+    let with = (1, at, "VITAL//heart_rate", Some(80.0), None);
+    let without = (1, at, "VITAL//heart_rate", None, None);
+    let dx = (1, at, "ICD10CM//N17.9", None, None);
+    for rows in [vec![without, with, with, without, with, dx], vec![with, without, with, without, with, dx]] {
+        let dir = tempfile::tempdir().unwrap();
+        shard(dir.path(), "data/0.parquet", &rows);
+        let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+        assert_eq!((r.events.get("lab"), r.events.get("other")), (Some(&3), Some(&3)), "{:?}", r.events);
+        let other: Vec<(&str, u64, u64)> = r.other_codes.iter().map(|o| (o.kind, o.codes, o.events)).collect();
+        assert_eq!(other, [("lab", 1, 3), ("other", 2, 3)]);
+        // per kind, the named codes and the others hold the kind's events (no code is named here)
+        for (kind, n) in &r.events {
+            let o = r.other_codes.iter().find(|o| o.kind == *kind).map_or(0, |o| o.events);
+            assert_eq!(o, *n, "{kind}");
+        }
+        let text = String::from_utf8_lossy(&bin().args(["data", "check"]).arg(dir.path()).output().unwrap().stdout)
+            .into_owned();
+        assert!(text.contains("3 lab events under 1 code outside") && text.contains("3 other events under 2 codes"));
+    }
+}
+
+#[test]
+fn a_codes_findings_moved_with_the_kind_of_its_first_event() {
+    // one LOINC code read first as a note's type, then as two labs in two units: the unit conflict is
+    // the Observations' (their units), and the code's count is all three events
+    let mut d = data::Dataset::default();
+    let code = d.code("http://loinc.org", "2160-0");
+    let (mg, umol) = (d.units.get_or_insert("mg/dL"), d.units.get_or_insert("umol/L"));
+    let subject = d.subjects.get_or_insert("1");
+    let ev = |kind, unit, value| data::Event { subject, time: 0, kind, code, value, unit, text: data::NONE, end: 0 };
+    let mut r = data::Report::default();
+    for (i, e) in
+        [ev(EventKind::Note, data::NONE, f32::NAN), ev(EventKind::Lab, mg, 1.0), ev(EventKind::Lab, umol, 90.0)]
+            .into_iter()
+            .enumerate()
+    {
+        r.event(&d, &data::Event { time: i as i64, ..e });
+    }
+    r.finish(&d, &ReadOptions::default());
+    let conflict = found(&r, "unit_conflict").expect("two units");
+    assert_eq!((conflict.resource.as_str(), conflict.count), ("Observation", 3));
+    assert_eq!(r.codes.iter().map(|c| c.count).collect::<Vec<_>>(), [3]);
+    assert!(r.other_codes.is_empty(), "{:?}", r.other_codes);
+}

@@ -92,7 +92,10 @@ struct CodeStat {
     count: u64,
     units: BTreeMap<u32, u64>,
     implausible: u64,
-    kind: Option<EventKind>,
+    /// events per kind (by [`EventKind::ALL`]'s order): one code can be read as several kinds (a MEDS
+    /// code whose rows have values and lack them is a lab and an `other`), and each kind's events are
+    /// counted under it, whichever came first
+    kinds: [u64; EventKind::ALL.len()],
     /// the code's catalogue entry, looked up once (None: not yet looked up)
     lab: Option<Option<&'static catalog::Lab>>,
 }
@@ -216,7 +219,7 @@ impl Report {
         }
         let st = &mut self.code_stats[c];
         st.count += 1;
-        st.kind.get_or_insert(e.kind);
+        st.kinds[kind_index(e.kind)] += 1;
         if e.unit != NONE {
             *st.units.entry(e.unit).or_default() += 1;
         }
@@ -262,34 +265,38 @@ impl Report {
             }
             let code = &data.codes[i];
             let lab = catalog::lookup(&code.system, &code.code);
-            let resource = match st.kind {
-                Some(EventKind::Note) => "DocumentReference",
-                Some(EventKind::Encounter) => "Encounter",
-                _ => "Observation",
-            };
-            let named = reportable_code(code, st.kind);
-            match named {
-                Some((system, c)) => {
-                    let units: Vec<String> = st
-                        .units
-                        .keys()
-                        .filter_map(|u| reportable_unit(&data.units.names[*u as usize]))
-                        .map(Into::into)
-                        .collect();
-                    self.codes.push(CodeSummary {
-                        code: c.into(),
-                        system: system.into(),
-                        other_units: (st.units.len() - units.len()) as u64,
-                        units,
-                        count: st.count,
-                        name: lab.map(|l| l.name),
-                    });
+            let resource = measured_resource(&st.kinds);
+            // each kind's events: under the code where the report may name it as that kind, else
+            // counted with the kind's codes outside the catalogue
+            let (mut named, mut named_events) = (None, 0);
+            for (k, &n) in EventKind::ALL.iter().zip(&st.kinds).filter(|(_, &n)| n > 0) {
+                match reportable_code(code, Some(*k)) {
+                    Some(c) => {
+                        named.get_or_insert(c);
+                        named_events += n;
+                    }
+                    None => {
+                        let o = other_codes.entry(k.as_str()).or_default();
+                        o.0 += 1;
+                        o.1 += n;
+                    }
                 }
-                None => {
-                    let o = other_codes.entry(st.kind.unwrap_or(EventKind::Other).as_str()).or_default();
-                    o.0 += 1;
-                    o.1 += st.count;
-                }
+            }
+            if let Some((system, c)) = named {
+                let units: Vec<String> = st
+                    .units
+                    .keys()
+                    .filter_map(|u| reportable_unit(&data.units.names[*u as usize]))
+                    .map(Into::into)
+                    .collect();
+                self.codes.push(CodeSummary {
+                    code: c.into(),
+                    system: system.into(),
+                    other_units: (st.units.len() - units.len()) as u64,
+                    units,
+                    count: named_events,
+                    name: lab.map(|l| l.name),
+                });
             }
             let detail = named.map(|(system, c)| format!("{system}|{c}"));
             if st.units.len() > 1 {
@@ -358,18 +365,22 @@ impl Report {
         let mut system_ids: HashMap<&str, u32> = HashMap::new();
         for (i, st) in self.code_stats.iter().enumerate() {
             let s = data.codes[i].system.as_str();
-            if st.count > 0 && !catalog::KNOWN_SYSTEMS.contains(&s) {
-                let (resource, field) = match st.kind {
-                    Some(EventKind::Encounter) => ("Encounter", "class.system"),
-                    Some(EventKind::Note) => ("DocumentReference", "type.coding.system"),
+            if st.count == 0 || catalog::KNOWN_SYSTEMS.contains(&s) {
+                continue;
+            }
+            // each kind's events under the resource and field they come from
+            for (k, &n) in EventKind::ALL.iter().zip(&st.kinds).filter(|(_, &n)| n > 0) {
+                let (resource, field) = match k {
+                    EventKind::Encounter => ("Encounter", "class.system"),
+                    EventKind::Note => ("DocumentReference", "type.coding.system"),
                     _ => ("Observation", "code.coding.system"),
                 };
                 match reportable::code_system(s) {
-                    Some(s) => *systems.entry((resource, field, s)).or_default() += st.count,
+                    Some(s) => *systems.entry((resource, field, s)).or_default() += n,
                     None => {
                         let next = system_ids.len() as u32;
                         let id = *system_ids.entry(s).or_insert(next);
-                        hide(("unknown_code_system", resource, field), id, st.count);
+                        hide(("unknown_code_system", resource, field), id, n);
                     }
                 }
             }
@@ -512,6 +523,27 @@ fn other_units(n: u64) -> String {
         String::new()
     } else {
         format!("(+{n} units not printed)")
+    }
+}
+
+/// The position of a kind in [`EventKind::ALL`] (a [`CodeStat`]'s per-kind counts).
+fn kind_index(kind: EventKind) -> usize {
+    // ALL lists the kinds in their declaration order
+    debug_assert_eq!(EventKind::ALL[kind as usize], kind);
+    kind as usize
+}
+
+/// The resource a code's units and values are reported under: Observation when any of its events is
+/// a measurement (units and values come from those), else its notes' or encounters' resource. It was
+/// the kind of the code's first event, so a code's findings moved with the order of the input.
+fn measured_resource(kinds: &[u64; EventKind::ALL.len()]) -> &'static str {
+    let has = |k: EventKind| kinds[kind_index(k)] > 0;
+    if [EventKind::Lab, EventKind::Vital, EventKind::Coded, EventKind::Other].into_iter().any(has) {
+        "Observation"
+    } else if has(EventKind::Note) {
+        "DocumentReference"
+    } else {
+        "Encounter"
     }
 }
 
