@@ -327,3 +327,25 @@ fn the_decoder_gives_encoding_rs_text_on_random_bytes() {
         assert!(got == want.as_bytes(), "round {round} ({}, {len} bytes)", enc.name());
     }
 }
+
+#[test]
+fn bare_catalogue_codes_and_a_system_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,system,code,value,unit\n\
+         1,2024-01-01,,2160-0,1.0,mg/dL\n\
+         1,2024-01-02,http://loinc.org,2160-0,1.1,mg/dL\n\
+         1,2024-01-03,,creatinine,1.2,mg/dL\n\
+         1,2024-01-04,,2160-1,1.3,mg/dL\n\
+         1,2024-01-05,urn:oid:9.9,2160-0,1.4,mg/dL\n",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(r.malformed_count(), 0);
+    let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
+    assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 3);
+    // a wrong check digit is no LOINC code; another system's code is that system's
+    assert!(d.find_code("medtrain:csv", "2160-1").is_some());
+    assert!(d.find_code("urn:oid:9.9", "2160-0").is_some());
+}

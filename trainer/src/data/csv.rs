@@ -1,7 +1,9 @@
 //! CSV input: event files `subject_id,time,code,value,unit` and note files `subject_id,time,text`,
-//! told apart by their header. `code` is `system|code` or a bare code (then of the system
-//! `medtrain:csv`, or a catalogue test name such as `creatinine`, mapped to its LOINC code). `time` is a
-//! FHIR date/dateTime. A CSV directory is every `*.csv` in it, in name order.
+//! told apart by their header. `code` is `system|code`, a code of the system a `system` column names, or
+//! a bare code: a catalogue test name such as `creatinine` or a catalogue LOINC code (`2160-0`) is that
+//! LOINC code, a catalogue JLAC10 code is JLAC10, any other is of the system `medtrain:csv`. `time` is
+//! a FHIR date/dateTime or a spreadsheet's `2024/01/05 8:30`. A CSV directory is every `*.csv` in it,
+//! in name order. Files are decoded and split as [`Table`] says.
 
 use super::check::Severity;
 use super::{catalog, charset, guard, time, DataError, EventKind, ReadOptions, Rec, Result, Sink};
@@ -15,6 +17,8 @@ enum Layout {
         value: usize,
         /// MEDS' `text_value`: a text result, read when `value` is empty
         text_value: Option<usize>,
+        /// the code system of `code`, where a column gives it
+        system: Option<usize>,
         unit: Option<usize>,
         columns: usize,
     },
@@ -37,7 +41,7 @@ impl Layout {
 
 /// The columns of a CSV file from its header (names trimmed and lower-cased by [`Table::open`]):
 /// notes when it has `text`, else events; MEDS' names `numeric_value` (for `value`) and `text_value`
-/// are read too.
+/// are read too, and a `system` column naming each code's system.
 fn layout(path: &Path, header: &::csv::StringRecord) -> Result<Layout> {
     let col = |n: &str| header.iter().position(|h| h == n);
     if let Some((i, h)) = header.iter().enumerate().find(|(i, h)| header.iter().take(*i).any(|o| o == *h)) {
@@ -88,6 +92,7 @@ fn layout(path: &Path, header: &::csv::StringRecord) -> Result<Layout> {
         code,
         value,
         text_value: col("text_value"),
+        system: col("system"),
         unit: col("unit"),
         columns: header.len(),
     })
@@ -269,7 +274,7 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
 /// placeholder (a header is a line of the file).
 fn reportable_column(h: &str) -> String {
     match h.trim() {
-        n @ ("subject_id" | "time" | "code" | "value" | "numeric_value" | "text_value" | "unit" | "text"
+        n @ ("subject_id" | "time" | "code" | "system" | "value" | "numeric_value" | "text_value" | "unit" | "text"
         | "prediction_time" | "boolean_value" | "integer_value" | "float_value" | "categorical_value") => {
             format!("{n:?}")
         }
@@ -320,14 +325,23 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
     }
     let get = |i: usize| rec.get(i).map(str::trim);
     match *layout {
-        Layout::Events { subject, time: t, code, value, text_value, unit, .. } => {
+        Layout::Events { subject, time: t, system, code, value, text_value, unit, .. } => {
             let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
             let time = parse_time(get(t).ok_or("no time")?).ok_or("unreadable time")?;
             let code = get(code).filter(|s| !s.is_empty()).ok_or("no code")?;
-            let (system, code) = match code.split_once('|') {
-                Some((s, c)) => (s.to_owned(), c.to_owned()),
-                None => match catalog::by_name_or_code(code) {
-                    Some(l) if l.name == code => (catalog::LOINC.to_owned(), l.loinc.to_owned()),
+            let named_system = system.and_then(get).filter(|s| !s.is_empty());
+            let (system, code) = match (named_system, code.split_once('|')) {
+                (Some(s), _) => (s.to_owned(), code.to_owned()),
+                (None, Some((s, c))) => (s.to_owned(), c.to_owned()),
+                // a bare code: a catalogue test's name or LOINC code (well formed, its check digit
+                // right) is that LOINC code; a catalogue JLAC10 code is JLAC10; any other is local
+                (None, None) => match catalog::by_name_or_code(code) {
+                    Some(l) if l.name == code || (l.loinc == code && catalog::loinc_is_valid(code)) => {
+                        (catalog::LOINC.to_owned(), l.loinc.to_owned())
+                    }
+                    Some(_) if catalog::lookup(catalog::JLAC10, code).is_some() => {
+                        (catalog::JLAC10.to_owned(), code.to_owned())
+                    }
                     _ => ("medtrain:csv".to_owned(), code.to_owned()),
                 },
             };
