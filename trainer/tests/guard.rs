@@ -533,3 +533,57 @@ fn invisible_characters_hid_identifiers_from_every_scanner() {
         assert!(!d.texts[0].contains(secret), "{secret:?} kept");
     }
 }
+
+/// A list number before a phone (`(2) 090-1234-5678`) was read as the number's first group: the run
+/// `(2) 090-1234-5678` has 12 digits and starts with 2, so it was no phone, and the scan went on after
+/// it. The bracket rule for area codes (`(03) 5555 6473`) let the list number's bracket join the run.
+#[test]
+fn phone_after_a_list_number_was_missed() {
+    let n = my_number("27182818284");
+    let numbered = [
+        ("(2) 090-1234-5678", IdentifierKind::Phone),
+        ("(2)090-1234-5678", IdentifierKind::Phone),
+        ("1) 03-1234-5678", IdentifierKind::Phone),
+        ("（２）０９０－１２３４－５６７８", IdentifierKind::Phone),
+        ("２）０３（１２３４）５６７８", IdentifierKind::Phone),
+        ("3. 0312345678", IdentifierKind::Phone),
+        ("12) 03 1234 5678", IdentifierKind::Phone),
+        ("(1) 03 5555 6473", IdentifierKind::Phone),
+        ("#2 090-1234-5678", IdentifierKind::Phone),
+        ("(4) +81 90 1234 5678", IdentifierKind::Phone),
+        ("連絡先 (2) 090-1234-5678 まで", IdentifierKind::Phone),
+    ];
+    for (t, kind) in numbered {
+        assert_eq!(kinds(t), [kind], "{t}");
+        // the finding is the phone, not the list number
+        let f = guard::scan(t);
+        assert!(!guard::redact(t, &f).contains("5678") && !guard::redact(t, &f).contains("５６７８"), "{t}");
+    }
+    let spaced = format!("(1) {} {} {}", &n[..4], &n[4..8], &n[8..]);
+    assert_eq!(kinds(&spaced), [IdentifierKind::MyNumber], "{spaced}");
+    let redacted = guard::redact("(2) 090-1234-5678", &guard::scan("(2) 090-1234-5678"));
+    assert_eq!(redacted, "(2) [PHONE]", "the list number stays");
+    // the second read is bounded: a note of numbered near-phones costs what other hostile notes do
+    for hostile in ["(2) 090-1234-567 ".repeat(100_000), "1) 2 3 ".repeat(200_000), "(1)(".repeat(300_000)] {
+        let (_, ops) = guard::scan_counted(&hostile);
+        assert!(ops <= 12 * hostile.len() as u64, "{ops} characters examined for {} bytes", hostile.len());
+    }
+    // a list of two, each numbered
+    assert_eq!(kinds("1) 03-1234-5678 2) 090-1111-2222"), [IdentifierKind::Phone, IdentifierKind::Phone]);
+    // list numbers before what is not a phone stay unflagged
+    for t in [
+        "(2) 2024-03-05",
+        "1) Cr 1.23 mg/dL",
+        "(3) 120/80",
+        "2. 0.5 1.5 2.5",
+        "(1) 10:30",
+        "3) 1234-5678",
+        "(2) 03-1234-567",
+        "(12) 3456 7890",
+        "(2) 2024 03 05",
+        "2) lot 1234-5678",
+        "2) 10 20 30 40 50",
+    ] {
+        assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));
+    }
+}

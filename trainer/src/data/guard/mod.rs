@@ -7,7 +7,8 @@
 //!   3-3-3-3, with hyphens, spaces, dots or slashes, also glued to letters); phone numbers: Japanese
 //!   numbers (0 + 9 or 10 digits grouped by hyphens, spaces, dots, `・`, `〜`, spaced hyphens or
 //!   brackets; ungrouped 10-digit landlines and 11-digit 050/070/080/090 mobiles; glued to `TEL`/`FAX`),
-//!   international numbers (+ and 8 to 15 digits), North American (3-3-4) numbers;
+//!   international numbers (+ and 8 to 15 digits), North American (3-3-4) numbers; each also after a
+//!   list number that joins its run (`(2) 090-1234-5678`, `1) 03-1234-5678`, `3. 0312345678`);
 //! - [`email`]: e-mail addresses, also with non-ASCII local parts or domains and a full-width `＠`;
 //! - [`name`]: names introduced by a cue (氏名, 患者名, 名前, `Name:`), before an honorific (様, さん,
 //!   殿, 君, 氏), or after a title (Mr., Mrs., Ms., Dr.);
@@ -314,7 +315,8 @@ mod tests {
         "氏名|名前|患|名|東京都|神奈川県|北海道|大阪府|横浜市|中区|山下町|本町|町|市|区|村|条|通|丁|丁目|番地|番|号|一|二|十|〒|郵便番号|天神|の|ノ|ヶ|",
         "スミス|ヘルパー|です|に|は|より|電話|example|com|jp|.jp|例え|ｱｲｳ|\n|é|ß|Ａ|ａ|％|＿|，|ID|lot|10:30|2024-03-05|",
         "1.23|mg/dL|😀|a.b@example.com|連絡先taro@例え.jp|090-1234-5678|03-1234-5678|0312345678|",
-        "09012345678|+81 90|(03)|(03) 5555 6473|(090) |123456789018|1234 5678 9018|555-123-4567|TEL0312345678",
+        "09012345678|+81 90|(03)|(03) 5555 6473|(090) |123456789018|1234 5678 9018|555-123-4567|TEL0312345678|",
+        "(2) |1) |３．|（２）",
     );
 
     /// The one pass finds exactly what the four scanners' own passes find, on random text made of the

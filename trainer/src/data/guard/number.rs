@@ -231,9 +231,20 @@ impl<'t> Before<'t> {
     }
 }
 
+/// The most digits a list number before an identifier has (`(2)`, `12)`, `100.`).
+const MAX_LIST_NUMBER: usize = 3;
+
 /// The run that starts at byte `i` (the folded char `c`, `next` the byte after it), if one starts
 /// there: its finding, if it is a number that identifies, is pushed. Returns the byte after the run
 /// and its last char (a digit).
+///
+/// A run whose first group is short and that is no identifier as a whole is read again from its
+/// second group: a list number before a phone (`(2) 090-1234-5678`, `1) 03-1234-5678`, `3. 0312345678`)
+/// joins the run through the separators a phone may have, and the 12 digits starting with 2 are
+/// neither a phone nor an Individual Number. The second read is the run a text without the list number
+/// would give, so it finds nothing a phone written alone would not; it is read once (not again from
+/// its own second group) and only when the run is short enough to hold an identifier after its first
+/// group, so the cost stays bounded.
 pub(super) fn run_at(
     text: &str,
     i: usize,
@@ -243,6 +254,25 @@ pub(super) fn run_at(
     found: &mut Vec<Finding>,
     ops: &mut u64,
 ) -> Option<(usize, char)> {
+    let (end, last, second) = read_run(text, i, c, next, before, found, ops)?;
+    let Some(second) = second else { return Some((end, last)) };
+    let (c, after) = at(text, second)?;
+    let before = Before::at(text, second);
+    let (again, again_last, _) = read_run(text, second, c, after, &before, found, ops)?;
+    Some(if again > end { (again, again_last) } else { (end, last) })
+}
+
+/// [`run_at`]'s one read of a run: the byte after it, its last char, and, when the run is no
+/// identifier but may hold one after a list number, the byte of its second group's first digit.
+fn read_run(
+    text: &str,
+    i: usize,
+    c: char,
+    next: usize,
+    before: &Before,
+    found: &mut Vec<Finding>,
+    ops: &mut u64,
+) -> Option<(usize, char, Option<usize>)> {
     let prev = before.prev;
     let lead = (c == '+' || c == '(') && is_digit(at(text, next));
     let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
@@ -262,6 +292,7 @@ pub(super) fn run_at(
     };
     let mut j = if lead { next } else { i };
     let mut last = c;
+    let mut second = None;
     while let Some((c, next)) = at(text, j) {
         *ops += 1;
         if let Some(d) = c.to_digit(10).filter(|_| c.is_ascii_digit()) {
@@ -282,6 +313,9 @@ pub(super) fn run_at(
             if marks == SPACE | BRACKET && (run.g >= 3 || current >= 5) && opens_bracket(&text[j..digit_at]) {
                 break;
             }
+            if run.g == 1 {
+                second = Some(digit_at);
+            }
             run.marks |= marks;
             run.g += 1;
             last = ' ';
@@ -296,9 +330,12 @@ pub(super) fn run_at(
     if !glued_after {
         if let Some(kind) = classify(&run) {
             found.push((kind, start..j));
+            return Some((j, last, None));
         }
     }
-    Some((j, last))
+    // after a list number: at most 3 digits, and no more digits after them than an identifier has
+    let list_number = run.groups[0] <= MAX_LIST_NUMBER && run.n <= MAX_DIGITS + MAX_LIST_NUMBER;
+    Some((j, last, second.filter(|_| list_number && !glued_after)))
 }
 
 /// Phone numbers and Individual Numbers in `text`: this scanner's own pass (the guard runs all
