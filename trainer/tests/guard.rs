@@ -587,3 +587,78 @@ fn phone_after_a_list_number_was_missed() {
         assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));
     }
 }
+
+/// A Patient's extensions were read by their URL, two of them (mothersMaidenName, birthPlace): a
+/// profile's emergency contact (a complex extension holding a HumanName and a ContactPoint), an
+/// address or an insurance number in an extension of any other URL was neither a finding nor
+/// searched for in the patient's notes.
+#[test]
+fn identifying_values_in_extensions_of_any_url_were_not_read() {
+    let ext = r#""extension":[{"url":"http://example.org/fhir/StructureDefinition/emergency-contact","extension":[{"url":"name","valueHumanName":{"family":"Okabe","given":["Rinko"]}},{"url":"phone","valueContactPoint":{"system":"phone","value":"080-7711-2468"}},{"url":"relationship","valueString":"sister"}]},{"url":"http://example.org/fhir/StructureDefinition/second-home","valueAddress":{"line":["4 Lantern Quay"],"city":"Exampleton"}},{"url":"http://example.org/fhir/StructureDefinition/insurance-number","valueIdentifier":{"system":"urn:ins","value":"INS-77310492"}},{"url":"http://example.org/fhir/StructureDefinition/caseworker-mail","valueContactPoint":{"system":"email","value":"caseworker@example.org"}}],"modifierExtension":[{"url":"http://example.org/fhir/StructureDefinition/guardian","valueHumanName":{"text":"Sakuraba Jun"}}]"#;
+    // the note writes every value so that the pattern scanners find none of them: only the
+    // extensions say they are identifiers
+    let note = "rinko okabe and sakuraba jun came; call 080 77 11 24 68; stays at 4 lantern quay; card ins 77310492";
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Patient.ndjson", &[format!(r#"{{"resourceType":"Patient","id":"p1",{ext}}}"#)]);
+    write(dir.path(), "DocumentReference.ndjson", &[note_line("p1", note), note_line("p2", note)]);
+    assert!(kinds(note).is_empty(), "{:?}", kinds(note));
+    let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let e = errors(&report);
+    for want in [
+        ("name", "Patient", "extension.valueHumanName"),
+        ("phone", "Patient", "extension.valueContactPoint"),
+        ("email", "Patient", "extension.valueContactPoint"),
+        ("address", "Patient", "extension.valueAddress"),
+        ("patient_identifier", "Patient", "extension.valueIdentifier"),
+    ] {
+        assert!(e.iter().any(|(k, r, f)| (k.as_str(), r.as_str(), f.as_str()) == want), "{want:?} not in {e:?}");
+    }
+    // two names: the nested one and the modifier extension's
+    let names: u64 = report.findings.iter().filter(|f| f.field == "extension.valueHumanName").map(|f| f.count).sum();
+    assert_eq!(names, 2, "{:?}", report.findings);
+    // a valueString of an unknown URL (the relationship) is not one
+    assert_eq!(e.iter().filter(|(_, r, f)| r == "Patient" && f.starts_with("extension")).count(), 5, "{e:?}");
+    // the values are p1's own identifiers: found in p1's note, not in p2's, and redacted
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, report) = data::read(dir.path(), &opts).unwrap();
+    let mut own: Vec<&str> =
+        report.findings.iter().filter(|f| f.field == "subject_identifier").map(|f| f.kind.as_str()).collect();
+    own.sort();
+    own.dedup();
+    assert_eq!(own, ["address", "name", "patient_identifier", "phone"], "{:?}", report.findings);
+    let p1 = d.texts.iter().find(|t| t.contains("[NAME]")).expect("p1's note is redacted");
+    for secret in ["okabe", "rinko", "sakuraba", "80 77 11", "lantern", "77310492"] {
+        assert!(!p1.contains(secret), "{secret} kept in {p1}");
+    }
+    assert!(d.texts.iter().any(|t| t == note), "p2's note is not p1's patient's: kept as it is");
+    // in a contained Patient: findings of the resource that holds it
+    let contained = format!(
+        r#"{{"resourceType":"Observation","contained":[{{"resourceType":"Patient","id":"newborn",{ext}}}],"status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
+    );
+    let other = tempfile::tempdir().unwrap();
+    write(other.path(), "Observation.ndjson", &[contained]);
+    let (_, report) = data::read(other.path(), &ReadOptions::default()).unwrap();
+    let e = errors(&report);
+    for want in [
+        ("name", "Observation", "contained.extension.valueHumanName"),
+        ("phone", "Observation", "contained.extension.valueContactPoint"),
+        ("address", "Observation", "contained.extension.valueAddress"),
+        ("patient_identifier", "Observation", "contained.extension.valueIdentifier"),
+    ] {
+        assert!(e.iter().any(|(k, r, f)| (k.as_str(), r.as_str(), f.as_str()) == want), "{want:?} not in {e:?}");
+    }
+    // never printed
+    for input in [dir.path(), other.path()] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_medtrain"))
+            .args(["data", "check", "--json"])
+            .arg(input)
+            .output()
+            .unwrap();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "blocking: {all}");
+        assert!(all.contains("extension.value"), "{all}");
+        for secret in ["Okabe", "Rinko", "7711", "Lantern", "77310492", "caseworker@", "Sakuraba"] {
+            assert!(!all.contains(secret), "{secret} printed: {all}");
+        }
+    }
+}

@@ -16,7 +16,8 @@
 //! - Composition: each section's title and `text.div` (XHTML) as plain text, one note per resource.
 //! - Encounter: `class` (R4 Coding, or R5 CodeableConcepts) and `period`.
 //! - Patient: the direct identifiers the guard refuses (name, telecom, address, birthDate, identifier,
-//!   contact, the extensions mothersMaidenName and birthPlace; its narrative `text.div` is scanned) and
+//!   contact; the extension mothersMaidenName, and any extension, nested or modifier, whose value is a
+//!   HumanName, ContactPoint, Address or Identifier; its narrative `text.div` is scanned) and
 //!   the site (`managingOrganization`). The values of its names, phones, e-mails, addresses and
 //!   identifiers are kept as hashes ([`guard::subject`]) and searched for in the subject's notes: files
 //!   named `Patient*` are read first for that, and notes read before their Patient resource (a Patient
@@ -359,8 +360,9 @@ struct Patient<'a> {
     birth_date: Option<serde_json::Value>,
     identifier: Option<serde_json::Value>,
     contact: Option<serde_json::Value>,
-    /// read for [`IDENTIFYING_EXTENSIONS`]
+    /// read for the extensions that identify ([`identifying_extensions`])
     extension: Option<serde_json::Value>,
+    modifier_extension: Option<serde_json::Value>,
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
     #[serde(borrow)]
@@ -1076,45 +1078,110 @@ fn present_value(v: &serde_json::Value) -> bool {
     }
 }
 
-/// A Patient extension that holds a direct identifier: the end of its URL (the core R4 extensions'
-/// base is `http://hl7.org/fhir/StructureDefinition/`; a profile's own copy ends the same), the
-/// element of its value, the kind, and the field its finding names in a Patient (a contained one's
-/// is `contained.` and the same).
-struct IdentifyingExtension {
-    url_end: &'static str,
-    value: &'static str,
-    kind: IdentifierKind,
+/// An extension whose value is a direct identifier: in a Patient, the field its finding names (a
+/// contained Patient's is `contained.` and the same), the kind, and the value.
+struct ExtensionValue<'v> {
     field: &'static str,
     contained_field: &'static str,
+    kind: IdentifierKind,
+    /// the data type's kind, as [`own_values`] reads it (`Telecom` for a ContactPoint of any system)
+    data_type: IdentifierKind,
+    value: &'v serde_json::Value,
 }
 
-/// A relative's name (HIPAA Safe Harbor lists relatives' names) and a place of birth (an address).
-const IDENTIFYING_EXTENSIONS: &[IdentifyingExtension] = &[
-    IdentifyingExtension {
-        url_end: "patient-mothersMaidenName",
-        value: "valueString",
-        kind: IdentifierKind::Name,
-        field: "extension.mothersMaidenName",
-        contained_field: "contained.extension.mothersMaidenName",
-    },
-    IdentifyingExtension {
-        url_end: "patient-birthPlace",
-        value: "valueAddress",
-        kind: IdentifierKind::Address,
-        field: "extension.birthPlace",
-        contained_field: "contained.extension.birthPlace",
-    },
+/// Extensions known by their URL: the end of it (the core R4 extensions' base is
+/// `http://hl7.org/fhir/StructureDefinition/`; a profile's own copy ends the same), the element of
+/// its value, the kind and the fields. A relative's name (HIPAA Safe Harbor lists relatives' names)
+/// is a string, so only its URL says what it is; a place of birth keeps the field it was reported under.
+const EXTENSIONS_BY_URL: &[(&str, &str, IdentifierKind, &str, &str)] = &[
+    (
+        "patient-mothersMaidenName",
+        "valueString",
+        IdentifierKind::Name,
+        "extension.mothersMaidenName",
+        "contained.extension.mothersMaidenName",
+    ),
+    (
+        "patient-birthPlace",
+        "valueAddress",
+        IdentifierKind::Address,
+        "extension.birthPlace",
+        "contained.extension.birthPlace",
+    ),
 ];
 
-/// The [`IDENTIFYING_EXTENSIONS`] in a Patient's `extension` list that have a value, with it.
-fn identifying_extensions(
-    extension: Option<&serde_json::Value>,
-) -> impl Iterator<Item = (&'static IdentifyingExtension, &serde_json::Value)> {
-    extension.and_then(|e| e.as_array()).into_iter().flatten().filter_map(|e| {
-        let url = e.get("url")?.as_str()?;
-        let x = IDENTIFYING_EXTENSIONS.iter().find(|x| url.rsplit('/').next() == Some(x.url_end))?;
-        Some((x, e.get(x.value).filter(|v| present_value(v))?))
-    })
+/// Any other extension is identifying by the type of its value: a person's name, a phone or e-mail,
+/// an address, an identifier say what they are whatever the URL (a profile's emergency contact, a
+/// guardian, an insurance number). The kind of a ContactPoint is its system's ([`contact_point_kind`]).
+const EXTENSIONS_BY_VALUE: &[(&str, IdentifierKind, &str, &str)] = &[
+    ("valueHumanName", IdentifierKind::Name, "extension.valueHumanName", "contained.extension.valueHumanName"),
+    (
+        "valueContactPoint",
+        IdentifierKind::Telecom,
+        "extension.valueContactPoint",
+        "contained.extension.valueContactPoint",
+    ),
+    ("valueAddress", IdentifierKind::Address, "extension.valueAddress", "contained.extension.valueAddress"),
+    (
+        "valueIdentifier",
+        IdentifierKind::PatientIdentifier,
+        "extension.valueIdentifier",
+        "contained.extension.valueIdentifier",
+    ),
+];
+
+/// The kind of a ContactPoint by its system: a phone (`phone`, `fax`, `sms`, `pager`), an e-mail, or
+/// another telecom.
+fn contact_point_kind(c: &serde_json::Value) -> IdentifierKind {
+    match c.get("system").and_then(|x| x.as_str()) {
+        Some("phone" | "fax" | "sms" | "pager") => IdentifierKind::Phone,
+        Some("email") => IdentifierKind::Email,
+        _ => IdentifierKind::Telecom,
+    }
+}
+
+/// The extensions in `lists` (a resource's `extension` and `modifierExtension`), and the ones nested
+/// in them (a complex extension's parts), whose value identifies a person ([`EXTENSIONS_BY_URL`],
+/// [`EXTENSIONS_BY_VALUE`]), with their value. The depth is bounded by the JSON parser's own limit.
+fn identifying_extensions<'v>(lists: &[Option<&'v serde_json::Value>]) -> Vec<ExtensionValue<'v>> {
+    fn walk<'v>(list: &'v serde_json::Value, out: &mut Vec<ExtensionValue<'v>>) {
+        for e in list.as_array().into_iter().flatten() {
+            let url_end = e.get("url").and_then(|u| u.as_str()).and_then(|u| u.rsplit('/').next());
+            let by_url = EXTENSIONS_BY_URL.iter().find(|x| Some(x.0) == url_end).and_then(|&(_, key, kind, f, cf)| {
+                let value = e.get(key).filter(|v| present_value(v))?;
+                Some(ExtensionValue { field: f, contained_field: cf, kind, data_type: kind, value })
+            });
+            let by_value = || {
+                EXTENSIONS_BY_VALUE.iter().find_map(|&(key, kind, f, cf)| {
+                    let value = e.get(key).filter(|v| present_value(v))?;
+                    let data_type = kind;
+                    let kind = if kind == IdentifierKind::Telecom { contact_point_kind(value) } else { kind };
+                    Some(ExtensionValue { field: f, contained_field: cf, kind, data_type, value })
+                })
+            };
+            if let Some(x) = by_url.or_else(by_value) {
+                out.push(x);
+            }
+            if let Some(nested) = e.get("extension") {
+                walk(nested, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for list in lists.iter().flatten() {
+        walk(list, &mut out);
+    }
+    out
+}
+
+/// The values of an identifying extension, as [`own_values`] gives them: its string (a maiden name),
+/// or the parts of its HumanName, ContactPoint, Address or Identifier.
+fn extension_own_values(x: &ExtensionValue, into: &mut Vec<(IdentifierKind, String)>) {
+    match x.value {
+        serde_json::Value::String(s) => into.push((x.kind, s.clone())),
+        // one element, where `own_values` reads a list
+        v => own_values(&Some(serde_json::Value::Array(vec![v.clone()])), x.data_type, into),
+    }
 }
 
 /// Strings under `keys` of a JSON object or of the objects of an array (at most 64: a value that
@@ -1167,12 +1234,7 @@ fn own_values(v: &Option<serde_json::Value>, kind: IdentifierKind, into: &mut Ve
         IdentifierKind::Telecom => {
             for t in v.as_array().into_iter().flatten() {
                 let value = t.get("value").and_then(|x| x.as_str()).unwrap_or("");
-                let k = match t.get("system").and_then(|x| x.as_str()) {
-                    Some("phone" | "fax" | "sms" | "pager") => IdentifierKind::Phone,
-                    Some("email") => IdentifierKind::Email,
-                    _ => IdentifierKind::Telecom,
-                };
-                into.push((k, value.to_owned()));
+                into.push((contact_point_kind(t), value.to_owned()));
             }
         }
         IdentifierKind::Address => strings(v, &["text", "line", "postalCode"], &mut found, 0),
@@ -1216,12 +1278,9 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
             }
         }
     }
-    for (x, v) in identifying_extensions(p.extension.as_ref()) {
+    for x in identifying_extensions(&[p.extension.as_ref(), p.modifier_extension.as_ref()]) {
         out.identifiers.push((x.kind, "Patient", x.field));
-        match v.as_str() {
-            Some(s) => own.push((x.kind, s.to_owned())),
-            None => own_values(&Some(v.clone()), x.kind, &mut own),
-        }
+        extension_own_values(&x, &mut own);
     }
     if let Some(div) = p.text.as_ref().and_then(|t| t.div.as_deref()) {
         let text = guard::visible(xhtml_to_text(div));
@@ -1280,7 +1339,7 @@ fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
 
 /// A Patient inside another resource (`contained`, as the official R4 examples put a newborn's
 /// record in its Apgar scores): its name, telecom, address, birth date, identifiers and identifying
-/// extensions ([`IDENTIFYING_EXTENSIONS`]) are identifier findings of the resource that holds it, as a
+/// extensions ([`identifying_extensions`]) are identifier findings of the resource that holds it, as a
 /// Patient of its own would be. The lines that hold one are found by a byte search first (most lines
 /// have none).
 fn contained_patients(line: &[u8], out: &mut LineOut) {
@@ -1303,7 +1362,7 @@ fn contained_patients(line: &[u8], out: &mut LineOut) {
                 out.identifiers.push((kind, resource, field));
             }
         }
-        for (x, _) in identifying_extensions(c.get("extension")) {
+        for x in identifying_extensions(&[c.get("extension"), c.get("modifierExtension")]) {
             out.identifiers.push((x.kind, resource, x.contained_field));
         }
     }
