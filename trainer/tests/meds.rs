@@ -359,3 +359,93 @@ fn a_codes_findings_moved_with_the_kind_of_its_first_event() {
     assert_eq!(r.codes.iter().map(|c| c.count).collect::<Vec<_>>(), [3]);
     assert!(r.other_codes.is_empty(), "{:?}", r.other_codes);
 }
+
+#[test]
+fn meds_findings_named_generic_fields() {
+    // `no_value in lab.value`, `duplicate in other.-`, `malformed_line in -.no subject_id or code`: every
+    // finding on a MEDS input names a MEDS column
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let at = Some(t("2024-01-01T08:00:00Z"));
+    shard(
+        root,
+        "data/0.parquet",
+        &[
+            (1, at, "LOINC/2160-0", None, Some("hemolyzed")),
+            (1, at, "VITAL//heart_rate", Some(80.0), None),
+            (1, at, "ICD10CM//N17.9", None, None),
+            (1, at, "ICD10CM//N17.9", None, None),
+            (1, at, "NOTE//progress", None, Some("a long progress note")),
+            (2, at, "LAB//2160-0//mg/dL", Some(1.0), None),
+        ],
+    );
+    // rows without a subject_id or a code
+    let mut w = writer(
+        &root.join("data/1.parquet"),
+        "message meds { optional int64 subject_id; optional int64 time (TIMESTAMP(MICROS,false)); \
+         optional binary code (STRING); optional float numeric_value; }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<Int64Type>(&mut rg, &[1, 2], Some(&[0, 1, 1]), None);
+    col::<Int64Type>(&mut rg, &[t("2024-01-01"); 3], Some(&[1, 1, 1]), None);
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from("X"), ByteArray::from("Y")], Some(&[1, 0, 1]), None);
+    col::<FloatType>(&mut rg, &[], Some(&[0, 0, 0]), None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    let mut w = writer(
+        &root.join("metadata/subject_splits.parquet"),
+        "message s { required int64 subject_id; optional binary split (STRING); }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<Int64Type>(&mut rg, &[1, 2], None, None);
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from("train")], Some(&[1, 0]), None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    let limits = data::ReadLimits { max_note_bytes: 6, ..Default::default() };
+    let opts = ReadOptions { limits, max_malformed_fraction: 0.5, ..Default::default() };
+    let (_, r) = data::read(root, &opts).unwrap();
+    let named = |kind: &str| -> Vec<(String, String, u64)> {
+        r.findings.iter().filter(|f| f.kind == kind).map(|f| (f.resource.clone(), f.field.clone(), f.count)).collect()
+    };
+    let meds = |field: &str, n: u64| vec![("meds".to_owned(), field.to_owned(), n)];
+    assert_eq!(named("no_value"), meds("numeric_value", 1));
+    assert_eq!(named("missing_unit"), meds("code", 1));
+    assert_eq!(named("duplicate"), meds("code", 1));
+    assert!(found(&r, "duplicate").unwrap().detail.as_deref().unwrap().starts_with("other events"));
+    assert_eq!(named("note_truncated"), meds("text_value", 1));
+    let mut malformed = named("malformed_line");
+    malformed.sort();
+    assert_eq!(
+        malformed,
+        [
+            ("meds".to_owned(), "code".to_owned(), 1),
+            ("meds".into(), "subject_id".into(), 1),
+            ("meds".into(), "subject_splits.split".into(), 1)
+        ]
+    );
+    let lines: Vec<(&str, &[u64])> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == "malformed_line")
+        .map(|f| (f.file.as_deref().unwrap(), f.lines.as_slice()))
+        .collect();
+    assert!(lines.contains(&("1.parquet", &[1][..])) && lines.contains(&("1.parquet", &[2][..])), "{lines:?}");
+    const MEDS_FIELDS: &[&str] = &[
+        "subject_id",
+        "time",
+        "code",
+        "numeric_value",
+        "text_value",
+        "subject_splits.split",
+        "subject_splits.subject_id",
+    ];
+    for f in &r.findings {
+        assert!(
+            (f.resource == "meds" && MEDS_FIELDS.contains(&f.field.as_str())) || f.resource == "input",
+            "{} in {}.{}",
+            f.kind,
+            f.resource,
+            f.field
+        );
+    }
+}

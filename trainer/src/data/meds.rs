@@ -256,8 +256,9 @@ fn read_events(path: &Path, sink: &mut Sink, parents: &HashMap<String, String>) 
                 _ => {}
             }
         }
+        let reason = if subject.is_none() { NO_SUBJECT } else { NO_CODE };
         let (Some(subject), Some(code)) = (subject, code) else {
-            sink.report.malformed_line(&name, line, "no subject_id or code");
+            sink.report.malformed_line(&name, line, reason);
             continue;
         };
         // MEDS allows static events without a time (e.g. sex): counted, not turned into events
@@ -355,7 +356,11 @@ fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
                 }
                 None => without_subject += 1,
             },
-            _ => sink.report.malformed_line("subject_splits.parquet", i as u64 + 1, "no subject_id or split"),
+            (s, _) => sink.report.malformed_line(
+                "subject_splits.parquet",
+                i as u64 + 1,
+                if s.is_none() { NO_SPLIT_SUBJECT } else { NO_SPLIT },
+            ),
         }
     }
     if unknown_split > 0 {
@@ -417,25 +422,66 @@ fn report_split_directories(data_dir: &Path, files: &[PathBuf], sink: &mut Sink)
     }
 }
 
-/// MEDS names for the fields the shared QA report names as FHIR's (`Observation.valueQuantity.unit`):
-/// a MEDS unit and code system are parts of `code` (`LAB//<code>//<unit>`), a value is `numeric_value`.
+/// MEDS names for the fields the shared QA report names as FHIR's (`Observation.valueQuantity.unit`) or
+/// by event kind (`no_value in lab.value`, `duplicate in other.-`): a MEDS unit and code system are
+/// parts of `code` (`LAB//<code>//<unit>`), a value is `numeric_value`, a note `text_value`, and a
+/// malformed row is named by the column it lacks. Findings that become one are merged.
 pub(super) fn name_fields(report: &mut super::Report) {
+    let kinds: Vec<&str> = super::EventKind::ALL.iter().map(|k| k.as_str()).collect();
     for f in &mut report.findings {
-        if !matches!(f.resource.as_str(), "Observation" | "DocumentReference" | "Encounter") {
-            continue;
-        }
-        let field = match f.field.as_str() {
-            "valueQuantity.value" => "numeric_value",
-            "valueQuantity.unit" | "code.coding.system" | "type.coding.system" | "class.system" => "code",
+        let field = match (f.kind.as_str(), f.resource.as_str(), f.field.as_str()) {
+            (_, "Observation" | "DocumentReference" | "Encounter", "valueQuantity.value") => "numeric_value",
+            (
+                _,
+                "Observation" | "DocumentReference" | "Encounter",
+                "valueQuantity.unit" | "code.coding.system" | "type.coding.system" | "class.system",
+            ) => "code",
+            // `Sink::push`'s counts, by event kind
+            ("no_value", k, "value") if kinds.contains(&k) => "numeric_value",
+            ("missing_unit", k, "unit") if kinds.contains(&k) => "code",
+            ("note_truncated", k, "text") if kinds.contains(&k) => "text_value",
+            // the same subject_id, time, code and value twice: the kind said in the detail
+            ("duplicate", k, "-") if kinds.contains(&k) => {
+                f.detail = Some(format!("{k} events: the same subject_id, time, code, numeric_value and text_value"));
+                "code"
+            }
+            ("malformed_line", "-", NO_SUBJECT) => "subject_id",
+            ("malformed_line", "-", NO_CODE) => "code",
+            ("malformed_line", "-", NO_SPLIT_SUBJECT) => "subject_splits.subject_id",
+            ("malformed_line", "-", NO_SPLIT) => "subject_splits.split",
             _ => continue,
         };
         f.resource = "meds".into();
         f.field = field.into();
     }
     report.findings.sort_by(|a, b| {
-        (a.severity, &a.kind, &a.resource, &a.field).cmp(&(b.severity, &b.kind, &b.resource, &b.field))
+        (a.severity, &a.kind, &a.resource, &a.field, &a.detail, &a.file).cmp(&(
+            b.severity,
+            &b.kind,
+            &b.resource,
+            &b.field,
+            &b.detail,
+            &b.file,
+        ))
+    });
+    // one finding per name (a lab's and a vital's `no_value` are both `numeric_value`'s)
+    report.findings.dedup_by(|b, a| {
+        let same = (a.severity, &a.kind, &a.resource, &a.field, &a.detail, &a.file)
+            == (b.severity, &b.kind, &b.resource, &b.field, &b.detail, &b.file)
+            && a.lines.is_empty()
+            && b.lines.is_empty();
+        if same {
+            a.count += b.count;
+        }
+        same
     });
 }
+
+/// Why a row is malformed: the column it lacks (a null, or a type that holds no id or code).
+const NO_SUBJECT: &str = "no subject_id";
+const NO_CODE: &str = "no code";
+const NO_SPLIT_SUBJECT: &str = "no subject_id in subject_splits";
+const NO_SPLIT: &str = "no split in subject_splits";
 
 /// Reads a MEDS root directory.
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: &mut super::Report) -> Result<()> {
