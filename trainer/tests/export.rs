@@ -433,3 +433,65 @@ fn an_export_killed_at_any_point_leaves_no_half_release_and_the_ledger_unchanged
     let o = export(tmp.path(), &copy, &tmp.path().join("release-copy"), &key);
     assert!(!o.status.success() && err(&o).contains("no record of the run"), "{}", err(&o));
 }
+
+#[test]
+fn categorical_labels_train_under_the_declared_classes_and_the_release_names_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d, _) =
+        medtrain::data::read(&common::cli::export().join("export"), &medtrain::data::ReadOptions::default()).unwrap();
+    // a label a subject, in three categories; one category ("a patient's own") only one subject has
+    let mut csv = String::from("subject_id,prediction_time,categorical_value\n");
+    for (i, s) in d.subjects.names.iter().enumerate() {
+        let c = if i == 7 { "rare-category-of-one" } else { ["none", "mild", "severe"][i % 3] };
+        csv.push_str(&format!("{s},2024-12-31T00:00:00Z,{c}\n"));
+    }
+    let labels = tmp.path().join("labels.csv");
+    std::fs::write(&labels, &csv).unwrap();
+    let file = format!("file = {:?}", labels.display().to_string());
+    let task = "task = \"ed_admission\"\nwindow_hours = 24";
+    let run_with = |classes: &str, head: &str, name: &str| {
+        let with = format!("{file}\n{classes}");
+        let cfg = config("lab-gru", tmp.path(), &[SHORT, (task, &with), ("type = \"binary\"", head)]);
+        (train(&cfg, &tmp.path().join(name), &[]), tmp.path().join(name))
+    };
+    let multiclass = "type = \"multiclass\"\nclasses = 4";
+    // without the declared classes: refused, saying why, printing no category
+    let (t, _) = run_with("", multiclass, "run-undeclared");
+    assert!(!t.status.success());
+    let e = err(&t);
+    assert!(e.contains("labels.classes") && e.contains("4 distinct categories") && e.contains("DP guarantee"), "{e}");
+    assert!(!e.contains("rare-category") && !e.contains("severe"), "{e}");
+    // a category the list does not hold: refused, counted
+    let (t, _) = run_with("classes = [\"none\", \"mild\", \"severe\", \"other\"]", multiclass, "run-unlisted");
+    let e = err(&t);
+    assert!(!t.status.success() && e.contains("1 label(s) of") && !e.contains("rare-category"), "{e}");
+    // a head of another class count: refused before the data are prepared
+    let declared = "classes = [\"none\", \"mild\", \"severe\", \"rare-category-of-one\", \"unused\"]";
+    let (t, run) = run_with(declared, multiclass, "run-head");
+    let e = err(&t);
+    assert!(!t.status.success() && e.contains("model.head.classes: 4") && e.contains("5 categories"), "{e}");
+    assert!(!run.join("data").exists());
+    // declared: trained, the classes in run.json and the release, in the declared order (one declared
+    // category no label has keeps its index: the indices never depend on the data)
+    let (t, run) = run_with(declared, "type = \"multiclass\"\nclasses = 5", "run");
+    assert!(t.status.success(), "{}", err(&t));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let want = serde_json::json!(["none", "mild", "severe", "rare-category-of-one", "unused"]);
+    assert_eq!(summary["classes"], want);
+    // (the node's key: made by its first permit issue)
+    let key = tmp.path().join("node/node_ed25519");
+    let rel = tmp.path().join("release");
+    let e = export(tmp.path(), &run, &rel, &key);
+    assert!(e.status.success(), "{}", err(&e));
+    let release: serde_json::Value = serde_json::from_slice(&std::fs::read(rel.join("release.json")).unwrap()).unwrap();
+    assert_eq!(release["model"]["classes"], want);
+    assert_eq!(release["model"]["head"], "multiclass");
+    let weights = medtrain::tensors::TensorFile::read(&rel.join("model.safetensors")).unwrap();
+    let head = weights.tensors.iter().find(|(k, _)| k.starts_with("head") && k.ends_with("weight")).unwrap().1;
+    assert_eq!(head.shape[0], 5);
+    assert!(verify(&rel).status.success());
+    // labels.classes with boolean labels: refused
+    let cfg = config("lab-gru", tmp.path(), &[SHORT, (task, &format!("{task}\n{declared}"))]);
+    let t = train(&cfg, &tmp.path().join("run-task"), &[]);
+    assert!(!t.status.success() && err(&t).contains("labels.classes"), "{}", err(&t));
+}

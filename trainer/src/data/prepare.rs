@@ -33,6 +33,7 @@
 //!                                    # file's start shows) or a name: "shift_jis", "windows-1252", ...
 //! [labels]
 //! task = "ed_admission"              # or "lab_rise" (lab, rise, horizon_hours), or file = "labels.csv"
+//!                                    # (categorical_value labels: classes = ["a", "b", ...] in class order)
 //! window_hours = 24
 //! offset_hours = 1                   # prediction time = label time + offset
 //! [split]
@@ -295,18 +296,51 @@ pub struct LabelsConfig {
     pub horizon_hours: Option<f64>,
     #[serde(default)]
     pub offset_hours: f64,
+    /// the categories of a label file's `categorical_value` labels, in the order of the model's classes
+    /// (declared: an order taken from the data would move every class's index when one patient's
+    /// category came or went, which the DP guarantee does not cover)
+    pub classes: Option<Vec<String>>,
 }
 
+/// How many categories `labels.classes` may list.
+pub const MAX_CLASSES: usize = 10_000;
+
 impl LabelsConfig {
+    /// `labels.classes`, when set: at least two names, each listed once, printable, at most 200 bytes.
+    fn check_classes(&self) -> std::result::Result<(), String> {
+        let Some(c) = &self.classes else { return Ok(()) };
+        if !(2..=MAX_CLASSES).contains(&c.len()) {
+            return Err(format!(
+                "labels.classes lists {} categories: a multiclass task needs 2 to {MAX_CLASSES}",
+                c.len()
+            ));
+        }
+        for (i, name) in c.iter().enumerate() {
+            if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+                return Err(format!("labels.classes[{i}]: a category is 1 to 200 bytes of printable text"));
+            }
+            if let Some(j) = c[..i].iter().position(|o| o == name) {
+                return Err(format!("labels.classes[{i}]: the same category as labels.classes[{j}]"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The class index of each category `labels.classes` lists.
+    pub fn class_index(&self) -> Option<HashMap<&str, usize>> {
+        self.classes.as_ref().map(|c| c.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect())
+    }
+
     /// The derived task, checking that only its own keys are set.
     pub fn task(&self) -> std::result::Result<Option<Task>, String> {
-        let Some(name) = self.task.as_deref() else { return Ok(None) };
+        let Some(name) = self.task.as_deref() else { return self.check_classes().map(|_| None) };
         let only = |allowed: &[&str]| {
             for (key, set) in [
                 ("window_hours", self.window_hours.is_some()),
                 ("lab", self.lab.is_some()),
                 ("rise", self.rise.is_some()),
                 ("horizon_hours", self.horizon_hours.is_some()),
+                ("classes", self.classes.is_some()),
             ] {
                 if set && !allowed.contains(&key) {
                     return Err(format!("labels.{key} does not apply to task {}", super::reportable::quoted(name)));
@@ -676,6 +710,51 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
+/// The categories of categorical labels, as `labels.classes` lists them (the class of a category is its
+/// position). Categorical labels without the list, the list with other labels, and a label whose
+/// category it does not list are refused (counted, never printed).
+fn categories(config: &LabelsConfig, labels: &[Label], label_type: Option<&'static str>) -> Result<Vec<String>> {
+    let categorical = label_type == Some("categorical_value");
+    let Some(classes) = &config.classes else {
+        if categorical {
+            let mut distinct: Vec<&str> = labels
+                .iter()
+                .filter_map(|l| if let LabelValue::Categorical(c) = &l.value { Some(c.as_str()) } else { None })
+                .collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            return Err(DataError::Invalid(format!(
+                "labels.classes: the labels are categorical_value ({} distinct categories): list the categories in \
+                 labels.classes, in the order of the model's classes. The order is not taken from the data: a \
+                 category one patient alone had would move the other classes' indices, which the DP guarantee does \
+                 not cover",
+                distinct.len()
+            )));
+        }
+        return Ok(Vec::new());
+    };
+    if !categorical {
+        return Err(DataError::Invalid(format!(
+            "labels.classes: the labels are {}, not categorical_value (classes name the categories of \
+             categorical labels)",
+            label_type.unwrap_or("none")
+        )));
+    }
+    let index = config.class_index().unwrap_or_default();
+    let unlisted = labels
+        .iter()
+        .filter(|l| matches!(&l.value, LabelValue::Categorical(c) if !index.contains_key(c.as_str())))
+        .count();
+    if unlisted > 0 {
+        return Err(DataError::Invalid(format!(
+            "labels.classes: {unlisted} label(s) of {} have a categorical_value labels.classes does not list \
+             (categories are matched exactly; the values are not printed)",
+            labels.len()
+        )));
+    }
+    Ok(classes.clone())
+}
+
 /// The MEDS label column all of `labels` came from; labels that mix columns (a parquet file whose rows
 /// set different ones) are an error naming the columns, never a value.
 fn label_type(labels: &[Label], source: Option<&Path>) -> Result<Option<&'static str>> {
@@ -879,16 +958,13 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         .map_err(DataError::Invalid)?;
     let label_type = label_type(&labels, config.labels.file.as_deref())?;
     let (spec, mut dp_releases) = channels(config, &data, &splits)?;
-    let mut categories: Vec<String> = labels
-        .iter()
-        .filter_map(|l| if let LabelValue::Categorical(c) = &l.value { Some(c.clone()) } else { None })
-        .collect();
-    categories.sort();
-    categories.dedup();
+    let categories = categories(&config.labels, &labels, label_type)?;
     // the sites as the export names them (organization ids): they stay in the node, in sites.tsv
     let mut sites: Vec<String> = labels.iter().filter_map(|l| data.sites.get(&l.subject)).cloned().collect();
     sites.sort();
     sites.dedup();
+    // the class index of each category (labels.classes)
+    let class_of = config.labels.class_index().unwrap_or_default();
     // the size of every split's tensors, before any is built
     for which in [Split::Train, Split::Tuning, Split::HeldOut] {
         let n = labels.iter().filter(|l| splits[l.subject as usize] == which).count();
@@ -1022,7 +1098,8 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
                 LabelValue::Bool(b) => *b as u8 as f32,
                 LabelValue::Int(i) => *i as f32,
                 LabelValue::Float(v) => *v as f32,
-                LabelValue::Categorical(c) => categories.binary_search(c).expect("category listed") as f32,
+                // every category listed ([`categories`] refused the others)
+                LabelValue::Categorical(c) => class_of.get(c.as_str()).copied().unwrap_or(0) as f32,
             })
             .collect();
         manifest.positives.insert(split_name(which), part.iter().filter(|l| l.value == LabelValue::Bool(true)).count());

@@ -340,6 +340,8 @@ fn write_release(
             "config_toml": resolved,
             "parameters": ck.names.iter().zip(&ck.shapes).map(|(n, sh)| json!({"name": n, "shape": sh})).collect::<Vec<_>>(),
             "head": run["head"],
+            // a multiclass model on categorical labels: the declared categories, in class order
+            "classes": run.get("classes").cloned().unwrap_or(Value::Null),
             "trainable_parameters": run["trainable_parameters"],
             "base_model": run["base_model"],
         },

@@ -119,6 +119,10 @@ pub struct RunSummary {
     pub permit: PathBuf,
     pub project: String,
     pub over_budget: bool,
+    /// the classes of a multiclass model on categorical labels: the categories `data.labels.classes`
+    /// declared, in class order (public: from the config, never from the data)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
 }
 
 /// The x86-64 features the CPU backend's bits depend on, as the kernels use them now: AVX-512 only
@@ -428,6 +432,32 @@ fn fits<'a, B: Backend>(
     }
 }
 
+/// A multiclass head on categorical labels has one class per declared category (`what`, `n`).
+fn check_classes(
+    head: &crate::model::config::HeadConfig,
+    label: LabelType,
+    n: usize,
+    what: &str,
+) -> Result<(), TrainError> {
+    use crate::model::config::HeadConfig;
+    if label != LabelType::Categorical {
+        return Ok(());
+    }
+    if n == 0 {
+        return Err(TrainError::Invalid(
+            "the prepared data's categorical labels list no classes (prepared before data.labels.classes was \
+             required): prepare them again"
+                .into(),
+        ));
+    }
+    match head {
+        HeadConfig::Multiclass { classes } if *classes != n => Err(TrainError::Invalid(format!(
+            "config key model.head.classes: {classes}, but {what} list {n} categories (one class each, in their order)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The model checked against the shape the data config promises, before the data are prepared (hours
 /// on a real cohort): every key the shape decides, a pretrained checkpoint's files and tokenizer, and
 /// whether the model fits the backend's memory.
@@ -465,8 +495,16 @@ fn check_model_before_data<B: Backend>(
             Some((vocab, f.note_tokens))
         }
     };
-    // the built-in tasks label with booleans; a label file's type is known once it is read
-    let label = dc.labels.task.as_ref().map(|_| LabelType::Boolean);
+    // the built-in tasks label with booleans; a label file's type is known once it is read, except that
+    // declared classes are categorical labels'
+    let label = match (&dc.labels.task, &dc.labels.classes) {
+        (Some(_), _) => Some(LabelType::Boolean),
+        (None, Some(c)) => {
+            check_classes(&cfg.model.head, LabelType::Categorical, c.len(), "data.labels.classes")?;
+            Some(LabelType::Categorical)
+        }
+        (None, None) => None,
+    };
     let ck = cfg.model.validate_shape(series, text, label)?;
     let examples = cfg.privacy.expected_batch_subjects.map_or(1, |b| b.max(1.0) as u64);
     fits(be, device, cfg, examples)(&cfg.model.footprint(&Shape {
@@ -878,6 +916,7 @@ fn train_on<B: Backend + 'static>(
     let tuning = prepared.split("tuning")?;
     let held = prepared.split("held_out")?;
     let label = label_type(m.label_type.as_deref())?;
+    check_classes(&cfg.model.head, label, m.categories.len(), "the prepared labels' categories")?;
     let series = cfg.model.lab.as_ref().map(|_| (train.buckets(), 3 * train.channels()));
     let text = match &cfg.model.text {
         None => None,
@@ -1394,6 +1433,7 @@ fn train_on<B: Backend + 'static>(
         permit: permit_path.clone(),
         project: permit.project.clone(),
         over_budget,
+        classes: if label == LabelType::Categorical { m.categories.clone() } else { Vec::new() },
     };
     if finished {
         let ev = evaluate(&be, &mut run.trainer, &held, &pick, head, cfg.train.eval_batch, &m.sites)?;
