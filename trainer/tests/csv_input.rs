@@ -349,3 +349,25 @@ fn bare_catalogue_codes_and_a_system_column() {
     assert!(d.find_code("medtrain:csv", "2160-1").is_some());
     assert!(d.find_code("urn:oid:9.9", "2160-0").is_some());
 }
+
+#[test]
+fn encoding_names_of_whatwg_windows_and_python() {
+    for (label, want) in [
+        ("shift_jis", encoding_rs::SHIFT_JIS),
+        ("Shift-JIS", encoding_rs::SHIFT_JIS),
+        ("cp932", encoding_rs::SHIFT_JIS),
+        ("MS_Kanji", encoding_rs::SHIFT_JIS),
+        ("windows-31j", encoding_rs::SHIFT_JIS),
+        ("euc_jp", encoding_rs::EUC_JP),
+        ("ujis", encoding_rs::EUC_JP),
+        ("iso2022_jp", encoding_rs::ISO_2022_JP),
+        ("utf8", encoding_rs::UTF_8),
+        ("UTF-16LE", encoding_rs::UTF_16LE),
+        ("latin1", encoding_rs::WINDOWS_1252),
+        ("cp1252", encoding_rs::WINDOWS_1252),
+    ] {
+        assert_eq!(charset::encoding_for_label(label), Some(want), "{label}");
+    }
+    assert_eq!(charset::encoding_for_label("klingon"), None);
+    assert_eq!(charset::Choice::parse("AUTO"), Ok(charset::Choice::Auto));
+}

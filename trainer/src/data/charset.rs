@@ -12,6 +12,9 @@ use std::rc::Rc;
 /// ...) and the names Windows and Python give the Japanese ones (`cp932`, `ms932`, `euc_jp`, `ujis`),
 /// in any case.
 pub fn encoding_for_label(label: &str) -> Option<&'static Encoding> {
+    if let Some(e) = Encoding::for_label(label.trim().as_bytes()) {
+        return Some(e);
+    }
     let label = label.trim().to_ascii_lowercase().replace('_', "-");
     let label = match label.as_str() {
         "cp932" | "ms932" | "ms-932" | "x-ms-cp932" | "windows-932" | "windows-31j" | "sjis" => "shift_jis",

@@ -15,13 +15,7 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
         None => String::from_utf8(bytes).map_err(|_| "attachment text is not UTF-8"),
         Some(label) => {
             // the WHATWG labels, and the names Windows and Python give the Japanese ones (cp932, euc_jp)
-            let label = match label.to_ascii_lowercase().replace('_', "-").as_str() {
-                "cp932" | "ms-932" | "x-ms-cp932" | "windows-932" => "shift_jis".to_owned(),
-                "eucjp" | "euc-jp" | "ujis" => "euc-jp".to_owned(),
-                "iso2022-jp" | "iso-2022-jp" => "iso-2022-jp".to_owned(),
-                _ => label.to_owned(),
-            };
-            let enc = encoding_rs::Encoding::for_label(label.as_bytes()).ok_or("attachment charset is unknown")?;
+            let enc = crate::data::charset::encoding_for_label(label).ok_or("attachment charset is unknown")?;
             let (text, had_errors) = enc.decode_without_bom_handling(&bytes);
             if had_errors {
                 Err("attachment text does not decode in its charset")
