@@ -662,3 +662,143 @@ fn identifying_values_in_extensions_of_any_url_were_not_read() {
         }
     }
 }
+
+fn related_person(patient: &str) -> String {
+    format!(
+        r#"{{"resourceType":"RelatedPerson","id":"r1","active":true,"patient":{{"reference":"{patient}"}},"relationship":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/v3-RoleCode","code":"SIS"}}]}}],"name":[{{"family":"Okabe","given":["Rinko"]}}],"telecom":[{{"system":"phone","value":"080-7711-2468"}},{{"system":"email","value":"rinko.okabe@example.org"}}],"address":[{{"line":["4 Lantern Quay"],"city":"Exampleton"}}],"birthDate":"1961-02-03","identifier":[{{"system":"urn:ins","value":"INS-77310492"}}]}}"#
+    )
+}
+
+/// A note that names the relative's values in forms the pattern scanners do not take.
+const RELATIVE_NOTE: &str = "sister rinko okabe visited; call 080 77 11 24 68; she lives at 4 lantern quay";
+
+/// The (kind, field) of the `subject_identifier` findings and their count.
+fn own_findings(report: &data::Report) -> u64 {
+    report.findings.iter().filter(|f| f.field == "subject_identifier").map(|f| f.count).sum()
+}
+
+/// RelatedPerson resources (a relative's name, phone, address, birth date, identifiers) were counted
+/// and skipped: nothing of them was a finding, and a relative named in the patient's notes stayed.
+#[test]
+fn related_person_resources_were_not_read() {
+    assert!(kinds(RELATIVE_NOTE).is_empty(), "{:?}", kinds(RELATIVE_NOTE));
+    // RelatedPerson.ndjson sorts after the notes, with or without a Patient resource
+    for with_patient in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        if with_patient {
+            write(dir.path(), "Patient.ndjson", &[own_patient("p1")]);
+        }
+        write(
+            dir.path(),
+            "DocumentReference.ndjson",
+            &[note_line("p1", RELATIVE_NOTE), note_line("p2", RELATIVE_NOTE)],
+        );
+        write(dir.path(), "RelatedPerson.ndjson", &[related_person("Patient/p1")]);
+        let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+        assert_eq!(report.resources.get("RelatedPerson"), Some(&1));
+        let e = errors(&report);
+        for want in [
+            ("name", "RelatedPerson", "name"),
+            ("telecom", "RelatedPerson", "telecom"),
+            ("address", "RelatedPerson", "address"),
+            ("birth_date", "RelatedPerson", "birthDate"),
+            ("patient_identifier", "RelatedPerson", "identifier"),
+        ] {
+            assert!(e.iter().any(|(k, r, f)| (k.as_str(), r.as_str(), f.as_str()) == want), "{want:?} not in {e:?}");
+        }
+        assert!(report.blocking);
+        let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+        let (d, report) = data::read(dir.path(), &opts).unwrap();
+        // the relative's name (as written together), phone and address in p1's note
+        assert_eq!(own_findings(&report), 3, "with_patient {with_patient}: {:?}", report.findings);
+        let p1 = d.texts.iter().find(|t| t.contains("[NAME]")).expect("p1's note is redacted");
+        for secret in ["rinko", "okabe", "77 11", "lantern"] {
+            assert!(!p1.contains(secret), "{secret} kept in {p1}");
+        }
+        assert!(d.texts.iter().any(|t| t == RELATIVE_NOTE), "p2's note is not the relative's patient's");
+    }
+}
+
+/// A RelatedPerson in a mixed file after its patient's notes (the Patient read first, so the patient's
+/// identifiers were known when the notes were read): the notes are checked again, events kept or not,
+/// with the same counts.
+#[test]
+fn related_person_after_its_patients_notes_in_a_mixed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Patient.ndjson", &[own_patient("p1")]);
+    let note = format!("{OWN_NOTE} {RELATIVE_NOTE}");
+    let lab = lab_with_note("p1", RELATIVE_NOTE);
+    write(dir.path(), "export.ndjson", &[note_line("p1", &note), lab, related_person("urn:uuid:p1")]);
+    let mut counts = Vec::new();
+    for keep_events in [true, false] {
+        let opts = ReadOptions { identifiers: Policy::Redact, keep_events, ..Default::default() };
+        let (d, report) = data::read(dir.path(), &opts).unwrap();
+        // the patient's name and phone, the relative's name, phone and address
+        assert_eq!(own_findings(&report), 5, "keep_events {keep_events}: {:?}", report.findings);
+        assert_eq!(own_in_observations(&report), [("note.text.subject_identifier".to_owned(), 3)].into());
+        counts.push(own_findings(&report));
+        if keep_events {
+            assert_eq!(d.texts.len(), 1);
+            for secret in ["香川", "rinko", "okabe", "77 11", "lantern", "９８ ７６"] {
+                assert!(!d.texts[0].contains(secret), "{secret} kept in {}", d.texts[0]);
+            }
+        }
+    }
+    assert_eq!(counts[0], counts[1]);
+}
+
+/// A RelatedPerson whose patient the export does not hold, or that names none: read without a
+/// panic, its values still findings, counted (`related_person_without_patient`, or unusable as any
+/// resource without a Patient subject is), and never printed.
+#[test]
+fn related_person_of_an_unknown_patient_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Patient.ndjson", &[own_patient("p1")]);
+    let no_patient =
+        r#"{"resourceType":"RelatedPerson","name":[{"text":"Okabe Rinko"}],"patient":{"display":"Kagawa Ken"}}"#;
+    let group =
+        r#"{"resourceType":"RelatedPerson","name":[{"text":"Okabe Rinko"}],"patient":{"reference":"Group/g1"}}"#;
+    write(
+        dir.path(),
+        "export.ndjson",
+        &[
+            related_person("Patient/nobody"),
+            related_person("Patient/nobody"),
+            no_patient.to_owned(),
+            group.to_owned(),
+            note_line("p1", RELATIVE_NOTE),
+        ],
+    );
+    let (d, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let count = |kind: &str| report.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
+    assert_eq!(count("related_person_without_patient"), 2, "{:?}", report.findings);
+    let unusable = report
+        .findings
+        .iter()
+        .find(|f| f.kind == "no_patient_subject" && f.resource == "RelatedPerson")
+        .expect("unusable counted");
+    assert_eq!((unusable.field.as_str(), unusable.count), ("patient", 2));
+    let names: u64 = report
+        .findings
+        .iter()
+        .filter(|f| f.resource == "RelatedPerson" && f.kind == "name" && f.field == "name")
+        .map(|f| f.count)
+        .sum();
+    assert_eq!(names, 4, "{:?}", report.findings);
+    assert!(errors(&report).contains(&("name".into(), "RelatedPerson".into(), "patient.display".into())));
+    // the unknown patient's relative is not p1's: p1's note is kept as it is, no subject was made
+    assert_eq!(own_findings(&report), 0, "{:?}", report.findings);
+    assert!(d.texts.iter().any(|t| t == RELATIVE_NOTE));
+    assert_eq!(report.subjects, 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "check", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "blocking: {all}");
+    assert!(all.contains("related_person_without_patient"), "{all}");
+    for secret in ["Okabe", "Rinko", "7711", "Lantern", "77310492", "1961", "nobody", "Kagawa"] {
+        assert!(!all.contains(secret), "{secret} printed: {all}");
+    }
+}

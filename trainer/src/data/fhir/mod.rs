@@ -23,6 +23,8 @@
 //!   named `Patient*` are read first for that, and notes read before their Patient resource (a Patient
 //!   in a file of another name) are checked at the end when events are kept, or by a second pass over
 //!   the input when they are not (`data check`).
+//! - RelatedPerson: its identifying fields are findings, and its name, telecom, address and identifiers
+//!   are searched for in its patient's notes as the patient's own ([`related_person`]).
 //! - `Observation.note`, `Observation.valueString` and `DocumentReference.description` are free text:
 //!   scanned by the guard, searched for the subject's own identifiers as notes are (by the second pass
 //!   when its Patient comes after them), and not kept (an annotation of a measurement or a document's
@@ -39,6 +41,7 @@ use serde::Deserialize;
 use smallvec::SmallVec;
 use std::borrow::Cow;
 
+mod related_person;
 mod stream;
 mod text;
 pub use stream::{read, read_file, read_line};
@@ -395,8 +398,11 @@ struct LineOut<'a> {
     patient: Option<String>,
     /// the Patient resources a Patient links as the same person
     links: Vec<String>,
-    /// a Patient's own identifiers, to search for in its notes: (subject, [(kind, value)])
+    /// a Patient's own identifiers, to search for in its notes: (subject, [(kind, value)]); a
+    /// RelatedPerson's are its patient's
     own: Option<(String, Vec<(IdentifierKind, String)>)>,
+    /// the patient a RelatedPerson names
+    related_patient: Option<String>,
     /// free text that is scanned and not kept (`Observation.note`), to search for its subject's own
     /// identifiers too: the subject, and (resource, field of a finding, text)
     unkept: Option<(Cow<'a, str>, Vec<(&'static str, &'static str, String)>)>,
@@ -598,6 +604,7 @@ const FIELDS_READ: &[&str] = &[
     "name",
     "note",
     "other",
+    "patient",
     "period",
     "reference",
     "resourceType",
@@ -1243,6 +1250,21 @@ fn own_values(v: &Option<serde_json::Value>, kind: IdentifierKind, into: &mut Ve
     into.extend(found.into_iter().map(|s| (kind, s.to_owned())));
 }
 
+/// The identifiers in a person's narrative (`text.div`): what the scanners find, and the resource's
+/// structured values (`own`) repeated in it.
+fn narrative_identifiers(div: &str, own: &[(IdentifierKind, String)], resource: &'static str, out: &mut LineOut) {
+    let text = guard::visible(xhtml_to_text(div));
+    let mut found = guard::scan(&text);
+    let mut one = guard::subject::Store::default();
+    for (k, v) in own {
+        one.add("", *k, v);
+    }
+    found.extend(one.find("", &text, &mut 0));
+    for (k, _) in guard::merge(found) {
+        out.identifiers.push((k, resource, "text.div"));
+    }
+}
+
 fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
     let p: Patient = from_line(line).map_err(|_| invalid_at::<Patient>(line, "not a valid Patient"))?;
     let mut out = LineOut { resource: Some("Patient"), ..Default::default() };
@@ -1283,19 +1305,7 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
         extension_own_values(&x, &mut own);
     }
     if let Some(div) = p.text.as_ref().and_then(|t| t.div.as_deref()) {
-        let text = guard::visible(xhtml_to_text(div));
-        let mut found = guard::scan(&text);
-        // a narrative that repeats the structured name, phone or address
-        if let Some(id) = p.id.as_deref() {
-            let mut one = guard::subject::Store::default();
-            for (k, v) in &own {
-                one.add(id, *k, v);
-            }
-            found.extend(one.find(id, &text, &mut 0));
-        }
-        for (k, _) in guard::merge(found) {
-            out.identifiers.push((k, "Patient", "text.div"));
-        }
+        narrative_identifiers(div, &own, "Patient", &mut out);
     }
     if let (Some(id), Some(org)) =
         (p.id.as_deref(), p.managing_organization.as_ref().and_then(|o| o.reference.as_deref()))
@@ -1385,6 +1395,7 @@ fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result
         "Composition" => composition(line, opts),
         "Encounter" => encounter(line),
         "Patient" => patient(line),
+        "RelatedPerson" => related_person::related_person(line),
         // a bulk export has one resource per line: the resources inside a Bundle are not read, and said
         "Bundle" => Ok(LineOut {
             resource: Some(reportable::resource_type("Bundle").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),

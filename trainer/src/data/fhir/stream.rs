@@ -265,23 +265,29 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
             sink.data.links.push((s, o));
         }
     }
+    if let Some(patient) = out.related_patient {
+        *sink.data.subject_identifiers.related.entry(patient).or_default() += 1;
+    }
     if let Some((subject, values)) = out.own {
         let store = &mut sink.data.subject_identifiers;
-        if !store.has(&subject) {
-            // notes of this subject read before now are checked at the end of the read
+        let mut added = false;
+        for (kind, value) in values {
+            added |= store.add(&subject, kind, &value);
+        }
+        // identifiers the subject did not have (its Patient resource, or a RelatedPerson after the
+        // Patient): notes of this subject read before now are checked at the end of the read
+        if added {
             store.arrivals.push((subject.clone(), sink.data.events.len()));
             // (when events are kept, only free text that is not kept is noted: see below)
             if store.noted_before.contains(&guard::subject::subject_key(&subject)) {
                 store.recheck = true;
             }
         }
-        for (kind, value) in values {
-            store.add(&subject, kind, &value);
-        }
     }
     // free text that is not kept (`Observation.note`): searched for its subject's own identifiers now,
     // or, when they are not known yet, by a second pass if they arrive later (events kept or not: the
     // text is gone by then)
+    // (noted whether identifiers are known or not: a RelatedPerson may bring more later)
     if let Some((subject, texts)) = out.unkept {
         let store = &mut sink.data.subject_identifiers;
         if store.has(&subject) {
@@ -290,9 +296,8 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
                     sink.report.identifier(sink.opts.identifiers, kind, resource, field);
                 }
             }
-        } else {
-            store.noted_before.insert(guard::subject::subject_key(&subject));
         }
+        store.noted_before.insert(guard::subject::subject_key(&subject));
     }
     for mut r in out.recs {
         let mut redacted = None;
@@ -305,7 +310,8 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
                     }
                     redacted = Some(guard::redact(text, &found));
                 }
-            } else if !sink.opts.keep_events {
+            }
+            if !sink.opts.keep_events {
                 sink.data.subject_identifiers.noted_before.insert(guard::subject::subject_key(&r.subject));
             }
         }
@@ -361,11 +367,18 @@ fn check_early_notes(sink: &mut Sink) {
 /// or one file.
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &mut data::Report) -> Result<()> {
     let files = data::input_files(path, data::FHIR_EXTS, report)?;
-    // Patient files first, for their identifiers only, so that notes are checked as they are read
+    // Patient files first, for their identifiers only, so that notes are checked as they are read;
+    // and RelatedPerson files, whose values are their patients' identifiers
     let mut first = data::Dataset::default();
     let mut scratch = data::Report::default();
     let mut pre = Sink { data: &mut first, report: &mut scratch, opts };
-    for f in files.iter().filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("Patient"))) {
+    let identifying = |f: &&std::path::PathBuf| {
+        f.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with("Patient") || n.starts_with("RelatedPerson")
+        })
+    };
+    for f in files.iter().filter(identifying) {
         read_file(f, &mut pre)?;
     }
     // records linked as one person (Patient.link): each one's notes are checked against the identifiers
@@ -381,6 +394,7 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     }
     data.subject_identifiers = std::mem::take(&mut first.subject_identifiers);
     data.subject_identifiers.arrivals.clear();
+    data.subject_identifiers.related.clear();
     drop(first);
     let mut sink = Sink { data, report, opts };
     for f in &files {
@@ -398,6 +412,20 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         if without > 0 {
             sink.report.finding(Severity::Info, "subject_without_patient", "Patient", "id", None, without as u64);
         }
+    }
+    // RelatedPerson resources whose patient is no subject of the export (no Patient resource, no
+    // event): counted, as subjects without a Patient are; their values are no one's notes to search
+    let related = std::mem::take(&mut sink.data.subject_identifiers.related);
+    let unknown: u64 = related.iter().filter(|(id, _)| sink.data.subjects.get(id).is_none()).map(|(_, n)| n).sum();
+    if unknown > 0 {
+        sink.report.finding(
+            Severity::Info,
+            "related_person_without_patient",
+            "RelatedPerson",
+            "patient",
+            None,
+            unknown,
+        );
     }
     if sink.data.subject_identifiers.recheck {
         // a Patient came after notes of its subject that are not kept (events not kept, `data check`;
@@ -418,5 +446,6 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         sink.data.subject_identifiers = std::mem::take(&mut again.subject_identifiers);
     }
     sink.data.subject_identifiers.noted_before = Default::default();
+    sink.data.subject_identifiers.related = Default::default();
     Ok(())
 }

@@ -26,13 +26,18 @@ struct Needle {
 #[derive(Debug, Default)]
 pub struct Store {
     by_subject: HashMap<String, Vec<Needle>>,
-    /// (subject, events read when its identifiers arrived): earlier notes are checked at the end
+    /// (subject, events read when identifiers it did not have arrived): earlier notes are checked at
+    /// the end
     pub arrivals: Vec<(String, usize)>,
-    /// When events are not kept (`data check`): hashes of the subjects that had a note read before
-    /// any identifier of theirs, and whether one of them got identifiers later (a Patient resource
-    /// after its notes, in a file not named `Patient*`): then the read checks the notes again.
+    /// Hashes of the subjects that had free text read that is not kept (every note when events are
+    /// not kept, `data check`; `Observation.note` always), and whether one of them got identifiers it
+    /// did not have later (a Patient resource after its notes, in a file not named `Patient*`; a
+    /// RelatedPerson after them): then the read checks the text again, in a second pass.
     pub noted_before: std::collections::HashSet<u64>,
     pub recheck: bool,
+    /// The patients that RelatedPerson resources name (id, and how many name it): those that are no
+    /// subject of the input are counted at the end of the read.
+    pub related: HashMap<String, u64>,
 }
 
 /// The key of a subject in [`Store::noted_before`].
@@ -56,8 +61,9 @@ fn hash(chars: impl Iterator<Item = char>) -> (u64, u32) {
 }
 
 impl Store {
-    /// Remembers `value` as an identifier of `subject`, unless it is too short to be one.
-    pub fn add(&mut self, subject: &str, kind: IdentifierKind, value: &str) {
+    /// Remembers `value` as an identifier of `subject`, unless it is too short to be one. Returns
+    /// whether `subject` has an identifier it did not have.
+    pub fn add(&mut self, subject: &str, kind: IdentifierKind, value: &str) -> bool {
         let normalized: Vec<char> = value.chars().filter_map(norm).collect();
         let ascii = normalized.iter().all(char::is_ascii);
         let digits = normalized.iter().filter(|c| c.is_ascii_digit()).count();
@@ -68,14 +74,16 @@ impl Store {
             _ => normalized.len() >= if ascii { 3 } else { 2 },
         };
         if !long_enough || normalized.len() > 256 {
-            return;
+            return false;
         }
         let (hash, len) = hash(normalized.into_iter());
         let needles = self.by_subject.entry(subject.to_owned()).or_default();
         let n = Needle { hash, len, kind };
-        if !needles.contains(&n) {
-            needles.push(n);
+        if needles.contains(&n) {
+            return false;
         }
+        needles.push(n);
+        true
     }
 
     pub fn is_empty(&self) -> bool {
