@@ -43,13 +43,14 @@ fn shift_jis_events_and_notes_are_decoded_and_said() {
     let (d, r) = read(dir.path(), &ReadOptions::default());
     assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
     assert_eq!(d.texts, [note]);
-    // the qualitative result counted as one, without a value (events without one are not kept)
-    assert_eq!(d.events.len(), 2);
-    assert_eq!(values(&d), [1.2]);
-    assert_eq!(findings(&r, "text_result"), [("value".to_owned(), 1)]);
+    // the qualitative result is an ordinal level (negative: 0), as the FHIR reader reads one
+    assert_eq!(d.events.len(), 3);
+    assert_eq!(values(&d), [0.0, 1.2]);
+    assert_eq!(d.events.iter().filter(|e| e.kind == data::EventKind::Coded).count(), 1);
     let enc = findings(&r, "text_encoding");
-    assert_eq!(enc, [("Shift_JIS".to_owned(), 2)], "one per file");
-    assert!(r.findings.iter().filter(|f| f.kind == "text_encoding").all(|f| f.severity == Severity::Info));
+    assert_eq!(enc, [("Shift_JIS".to_owned(), 2)], "counted in files");
+    // told from the bytes: a guess, said as a warning
+    assert!(r.findings.iter().filter(|f| f.kind == "text_encoding").all(|f| f.severity == Severity::Warning));
     // 2024/01/05 8:30 is the FHIR reader's 2024-01-05T08:30:00 (no zone: UTC)
     let t = data::time::parse("2024-01-05T08:30:00").unwrap();
     assert!(d.events.iter().any(|e| e.time == t));
@@ -87,8 +88,9 @@ fn excel_utf8_with_a_mark_utf16_tabs_semicolons_and_capitalized_headers() {
     std::fs::write(dir.path().join("b.csv"), b).unwrap();
     let (d, r) = read(dir.path(), &ReadOptions::default());
     assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
-    // a decimal comma is no number this reader guesses at: a text result
+    // a decimal comma is no number this reader guesses at: a warning
     assert_eq!(values(&d), [0.3]);
+    assert_eq!(findings(&r, "numeric_text"), [("value".to_owned(), 1)]);
     assert_eq!(findings(&r, "csv_delimiter"), [("tab".to_owned(), 1)]);
     assert_eq!(findings(&r, "text_encoding"), [("UTF-16LE".to_owned(), 1)]);
 
@@ -121,11 +123,12 @@ fn meds_column_names_text_results_placeholders_and_censored_values() {
     .unwrap();
     let (d, r) = read(dir.path(), &ReadOptions::default());
     assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
-    assert_eq!(values(&d), [0.3, 0.9, 1.0, 1.5]);
+    // 2+ is an ordinal level (3), as the FHIR reader reads it
+    assert_eq!(values(&d), [0.3, 0.9, 1.0, 1.5, 3.0]);
     assert_eq!(findings(&r, "censored_value"), [("text_value".to_owned(), 1)]);
-    assert_eq!(findings(&r, "text_result"), [("text_value".to_owned(), 1)]);
+    assert!(findings(&r, "text_result").is_empty());
     // NA and NaN are no value, not text results
-    assert_eq!(r.findings.iter().filter(|f| f.kind == "no_value").map(|f| f.count).sum::<u64>(), 3);
+    assert_eq!(r.findings.iter().filter(|f| f.kind == "no_value").map(|f| f.count).sum::<u64>(), 2);
 
     // both names of the value column: which one holds the results is not known
     std::fs::write(dir.path().join("events.csv"), "subject_id,time,code,value,numeric_value\n").unwrap();
@@ -370,4 +373,103 @@ fn encoding_names_of_whatwg_windows_and_python() {
     }
     assert_eq!(charset::encoding_for_label("klingon"), None);
     assert_eq!(charset::Choice::parse("AUTO"), Ok(charset::Choice::Auto));
+}
+
+#[test]
+fn auto_does_not_take_windows_1252_for_shift_jis_and_stray_bytes_stay_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let latin1 = |s: &str| -> Vec<u8> { encoding_rs::WINDOWS_1252.encode(s).0.into_owned() };
+    // European text: µmol/L, 37.5°C, accents; under Shift_JIS it decodes without error into nonsense
+    let mut text = String::from("subject_id,time,code,value,unit\n");
+    for i in 0..20 {
+        text.push_str(&format!("{i},2024-01-05,Créatinine sérique,{i}.5,µmol/L\n{i},2024-01-05,Température,37.5,°C\n"));
+    }
+    std::fs::write(dir.path().join("events.csv"), latin1(&text)).unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("events.csv") && e.contains("read.encoding") && e.contains("windows-1252"), "{e}");
+    let opts = ReadOptions { encoding: charset::Choice::parse("latin1").unwrap(), ..Default::default() };
+    let (d, r) = read(dir.path(), &opts);
+    assert_eq!(r.malformed_count(), 0);
+    assert!(d.units.names.iter().any(|u| u == "µmol/L"), "{:?}", d.units.names);
+
+    // a UTF-8 file with one stray byte in its start: read as UTF-8, that line malformed
+    let mut b = "subject_id,time,text\n1,2024-01-05,\"腎機能悪化\"\n".as_bytes().to_vec();
+    b.extend(b"2,2024-01-05,\"caf\xE9 au lait\"\n3,2024-01-05,\"ok\"\n");
+    std::fs::write(dir.path().join("events.csv"), &b).unwrap();
+    let opts = ReadOptions { max_malformed_fraction: 0.5, ..Default::default() };
+    let (d, r) = read(dir.path(), &opts);
+    assert_eq!(d.texts, ["腎機能悪化", "ok"]);
+    let m = r.findings.iter().find(|f| f.kind == "malformed_line").unwrap();
+    assert_eq!(m.lines, [3]);
+}
+
+#[test]
+fn utf16_without_a_mark_iso_2022_jp_and_excels_sep_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = "subject_id\ttime\ttext\n1\t2024-01-05\tplain note\n";
+    std::fs::write(dir.path().join("a.tsv"), tsv.encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>())
+        .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(d.texts, ["plain note"], "a .tsv file is read, UTF-16 without a mark told");
+    assert_eq!(findings(&r, "text_encoding"), [("UTF-16LE".to_owned(), 1)]);
+    std::fs::remove_file(dir.path().join("a.tsv")).unwrap();
+
+    let note = "ご飯を食べられず、ふらつきあり。";
+    let text = format!("subject_id,time,text\n1,2024-01-05,{note}\n");
+    let (b, _, _) = encoding_rs::ISO_2022_JP.encode(&text);
+    std::fs::write(dir.path().join("b.csv"), &b).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(d.texts, [note]);
+    assert_eq!(findings(&r, "text_encoding"), [("ISO-2022-JP".to_owned(), 1)]);
+    std::fs::remove_file(dir.path().join("b.csv")).unwrap();
+
+    // Excel's sep= line, then a blank line before the header
+    std::fs::write(dir.path().join("c.csv"), "sep=;\r\n\r\nsubject_id;time;text\r\n1;2024-01-05;a, b\r\n").unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!((d.texts.clone(), r.malformed_count()), (vec!["a, b".to_owned()], 0), "{:?}", r.findings);
+}
+
+#[test]
+fn system_columns_meds_codes_static_rows_and_numbers_in_text() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,system,code,value,unit\n\
+         1,2024-01-01,LIS,creatinine,1.0,mg/dL\n\
+         1,2024-01-02,LOINC,2160-0,1.1,mg/dL\n\
+         1,2024-01-03,,LOINC/2160-0,1.2,mg/dL\n\
+         1,2024-01-04,,LAB//2160-0//mg/dL,1.3,mg/dL\n\
+         1,,,MEDS_BIRTH,,\n\
+         1,2024-01-05,,creatinine,1.4H,mg/dL\n\
+         1,2024-01-06,,creatinine,see comment,mg/dL\n\
+         1,2024-01-07,,urine_protein,(±),\n",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
+    assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 4);
+    assert_eq!(findings(&r, "system_not_read"), [("system".to_owned(), 1)]);
+    assert_eq!(findings(&r, "static_event"), [("time".to_owned(), 1)]);
+    assert_eq!(findings(&r, "numeric_text"), [("value".to_owned(), 1)]);
+    assert_eq!(findings(&r, "text_result"), [("value".to_owned(), 1)]);
+    let coded: Vec<f32> = d.events.iter().filter(|e| e.kind == data::EventKind::Coded).map(|e| e.value).collect();
+    assert_eq!(coded, [1.0]);
+    assert!(r.findings.iter().find(|f| f.kind == "numeric_text").unwrap().severity == Severity::Warning);
+}
+
+#[test]
+fn spreadsheet_times() {
+    use data::csv::parse_time;
+    let t = |s: &str| data::time::parse(s).unwrap();
+    assert_eq!(parse_time("2024/01/05"), Some(t("2024-01-05")));
+    assert_eq!(parse_time("2024/1/5 8:30"), Some(t("2024-01-05T08:30:00")));
+    assert_eq!(parse_time("2024-1-5 08:30:15"), Some(t("2024-01-05T08:30:15")));
+    assert_eq!(parse_time("2024/01/05 08:30+09:00"), Some(t("2024-01-05T08:30:00+09:00")));
+    assert_eq!(parse_time("2024/01/05 08:30Z"), Some(t("2024-01-05T08:30:00Z")));
+    for bad in
+        ["2024/13/01", "2024/02/30", "2024/1/5 24:00", "2024/1/5 8:3", "2024/1/5 8:30+9", "24/1/5", "20240105", ""]
+    {
+        assert_eq!(parse_time(bad), None, "{bad}");
+    }
 }

@@ -3,7 +3,7 @@
 //! UTF-16 for "Unicode text"; European systems write windows-1252. Readers see UTF-8 only: [`open`]
 //! decodes a file as it streams, in the encoding the config names or the one its start shows.
 
-use encoding_rs::{Encoding, EUC_JP, SHIFT_JIS, UTF_8};
+use encoding_rs::{Encoding, EUC_JP, ISO_2022_JP, SHIFT_JIS, UTF_16BE, UTF_16LE, UTF_8};
 use std::cell::Cell;
 use std::io::Read;
 use std::rc::Rc;
@@ -12,7 +12,9 @@ use std::rc::Rc;
 /// ...) and the names Windows and Python give the Japanese ones (`cp932`, `ms932`, `euc_jp`, `ujis`),
 /// in any case.
 pub fn encoding_for_label(label: &str) -> Option<&'static Encoding> {
-    if let Some(e) = Encoding::for_label(label.trim().as_bytes()) {
+    // the labels of the "replacement" encoding (iso-2022-kr, hz-gb-2312) decode every file to one U+FFFD
+    let found = |e: Option<&'static Encoding>| e.filter(|&e| e != encoding_rs::REPLACEMENT);
+    if let Some(e) = found(Encoding::for_label(label.trim().as_bytes())) {
         return Some(e);
     }
     let label = label.trim().to_ascii_lowercase().replace('_', "-");
@@ -20,10 +22,11 @@ pub fn encoding_for_label(label: &str) -> Option<&'static Encoding> {
         "cp932" | "ms932" | "ms-932" | "x-ms-cp932" | "windows-932" | "windows-31j" | "sjis" => "shift_jis",
         "eucjp" | "euc-jp" | "ujis" => "euc-jp",
         "iso2022-jp" | "iso-2022-jp" => "iso-2022-jp",
-        "utf8" => "utf-8",
+        "utf8" | "utf-8-sig" => "utf-8",
+        "latin-1" | "latin1" => "windows-1252",
         l => l,
     };
-    Encoding::for_label(label.as_bytes())
+    found(Encoding::for_label(label.as_bytes()))
 }
 
 /// How a file's encoding is chosen: named (`read.encoding`), or seen from its start.
@@ -58,47 +61,133 @@ impl Choice {
 /// How much of a file's start is looked at to tell its encoding.
 const SNIFF_BYTES: usize = 64 << 10;
 
+/// How a file's encoding was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    /// named by the config, or by the file's byte-order mark
+    Said,
+    /// UTF-8 (its start is, or is all but a few stray bytes)
+    Utf8,
+    /// told from the start's bytes: a guess the report says as a warning
+    Guessed,
+}
+
+/// Invalid UTF-8 sequences in a start that is still read as UTF-8 (stray bytes: their lines are
+/// malformed, naming read.encoding); more, and the start is another encoding's or none.
+const STRAY_BYTES: usize = 8;
+
 /// The encoding `choice` gives a file that starts with `head` (at most [`SNIFF_BYTES`]; `complete`:
-/// it is the whole file), and the length of the byte-order mark to skip.
+/// it is the whole file), the length of the byte-order mark to skip, and how it was chosen.
 ///
-/// Auto: a byte-order mark says it (UTF-8, UTF-16); else UTF-8 when the start is UTF-8 (a character cut
-/// at the end of an incomplete start allowed); else Shift_JIS or EUC-JP, whichever decodes the start
-/// without error (both: the one giving fewer half-width katakana, which EUC-JP bytes read as Shift_JIS
-/// become; Shift_JIS on a tie, the more common); else `None` (the caller says the file is not text in
-/// an encoding it can tell).
-pub fn detect(choice: Choice, head: &[u8], complete: bool) -> Option<(&'static Encoding, usize)> {
+/// Auto: a byte-order mark says it (UTF-8, UTF-16); else UTF-16 without a mark when every other byte of
+/// the start is zero (valid UTF-8 otherwise), ISO-2022-JP when it holds its escapes; else UTF-8 when the
+/// start is UTF-8 (a character cut at the end of an incomplete start allowed); else Shift_JIS or EUC-JP when one
+/// decodes the start without error into Japanese text ([`reads_as_japanese`]) — both: the one giving
+/// fewer half-width katakana, which EUC-JP bytes read as Shift_JIS become, Shift_JIS on a tie; else
+/// UTF-8 when at most [`STRAY_BYTES`] sequences are not; else `None` (the caller says the file is not
+/// text in an encoding it can tell, and to name it).
+pub fn detect(choice: Choice, head: &[u8], complete: bool) -> Option<(&'static Encoding, usize, Chosen)> {
     let (bom, len) = match Encoding::for_bom(head) {
         Some((e, n)) => (Some(e), n),
         None => (None, 0),
     };
     if let Choice::Named(e) = choice {
-        // a mark of the named encoding is skipped; another's is data read as the config says
-        return Some((e, if bom == Some(e) { len } else { 0 }));
+        // a mark of the named encoding is skipped (either UTF-16's for "utf-16"); another's is data read
+        // as the config says
+        let utf16 = |x: &'static Encoding| x == UTF_16LE || x == UTF_16BE;
+        return match bom {
+            Some(b) if b == e || (utf16(b) && utf16(e)) => Some((b, len, Chosen::Said)),
+            _ => Some((e, 0, Chosen::Said)),
+        };
     }
     if let Some(e) = bom {
-        return Some((e, len));
+        return Some((e, len, Chosen::Said));
     }
-    match std::str::from_utf8(head) {
-        Ok(_) => return Some((UTF_8, 0)),
-        // a character cut where the sniffed start ends
-        Err(e) if e.error_len().is_none() && !complete => return Some((UTF_8, 0)),
-        Err(_) => {}
+    // UTF-16 without a mark: ASCII text has a zero in every other byte
+    if head.len() >= 4 {
+        let zeros = |parity: usize| head.iter().skip(parity).step_by(2).filter(|&&b| b == 0).count();
+        let half = head.len() / 2;
+        if zeros(1) * 10 >= half * 9 && zeros(0) * 10 < half {
+            return Some((UTF_16LE, 0, Chosen::Guessed));
+        }
+        if zeros(0) * 10 >= half * 9 && zeros(1) * 10 < half {
+            return Some((UTF_16BE, 0, Chosen::Guessed));
+        }
     }
-    let score = |enc: &'static Encoding| -> Option<usize> {
+    // ISO-2022-JP is 7-bit, so valid UTF-8: its escape into JIS X 0208 tells it
+    let escapes = memchr::memmem::find(head, b"\x1b$B").is_some() || memchr::memmem::find(head, b"\x1b$@").is_some();
+    if escapes && !ISO_2022_JP.decode_without_bom_handling(head).1 {
+        return Some((ISO_2022_JP, 0, Chosen::Guessed));
+    }
+    let invalid = invalid_utf8(head, complete);
+    if invalid == 0 {
+        return Some((UTF_8, 0, Chosen::Utf8));
+    }
+    let japanese = |enc: &'static Encoding| -> Option<usize> {
         let mut decoder = enc.new_decoder_without_bom_handling();
         let mut out = String::with_capacity(decoder.max_utf8_buffer_length_without_replacement(head.len())?);
         let (result, _) = decoder.decode_to_string_without_replacement(head, &mut out, complete);
         match result {
             encoding_rs::DecoderResult::Malformed(..) => None,
+            _ if !reads_as_japanese(&out) => None,
             _ => Some(out.chars().filter(|c| ('\u{FF61}'..='\u{FF9F}').contains(c)).count()),
         }
     };
-    match (score(SHIFT_JIS), score(EUC_JP)) {
-        (Some(s), Some(e)) => Some((if e < s { EUC_JP } else { SHIFT_JIS }, 0)),
-        (Some(_), None) => Some((SHIFT_JIS, 0)),
-        (None, Some(_)) => Some((EUC_JP, 0)),
-        (None, None) => None,
+    match (japanese(SHIFT_JIS), japanese(EUC_JP)) {
+        (Some(s), Some(e)) => return Some((if e < s { EUC_JP } else { SHIFT_JIS }, 0, Chosen::Guessed)),
+        (Some(_), None) => return Some((SHIFT_JIS, 0, Chosen::Guessed)),
+        (None, Some(_)) => return Some((EUC_JP, 0, Chosen::Guessed)),
+        (None, None) => {}
     }
+    (invalid <= STRAY_BYTES).then_some((UTF_8, 0, Chosen::Utf8))
+}
+
+/// The invalid UTF-8 sequences of `head` (a character cut at its end not counted unless it is the whole
+/// file).
+fn invalid_utf8(head: &[u8], complete: bool) -> usize {
+    let mut rest = head;
+    let mut n = 0;
+    while let Err(e) = std::str::from_utf8(rest) {
+        match e.error_len() {
+            Some(len) => {
+                n += 1;
+                rest = &rest[e.valid_up_to() + len..];
+            }
+            None => {
+                n += complete as usize;
+                break;
+            }
+        }
+    }
+    n
+}
+
+/// Whether decoded text reads as Japanese: kana, kanji, Japanese punctuation and runs of half-width
+/// katakana (old systems write names so) that stand apart from Latin letters outnumber the non-ASCII
+/// characters touching one (windows-1252 text read as Shift_JIS becomes `Cr饌tinine`, `ｵmol/L`).
+fn reads_as_japanese(text: &str) -> bool {
+    let half = |c: char| ('\u{FF61}'..='\u{FF9F}').contains(&c);
+    let japanese = |c: char| {
+        ('\u{3041}'..='\u{30FF}').contains(&c)
+            || ('\u{4E00}'..='\u{9FFF}').contains(&c)
+            || matches!(c, '、' | '。' | '「' | '」' | '・')
+    };
+    let (mut yes, mut no) = (0usize, 0usize);
+    let mut prev = [' ', ' '];
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied().unwrap_or(' ');
+        if !c.is_ascii() {
+            if prev[1].is_ascii_alphabetic() || next.is_ascii_alphabetic() {
+                no += 1;
+            } else if japanese(c) || (half(c) && half(prev[1]) && !half(prev[0])) {
+                // a run of half-width katakana counted once
+                yes += 1;
+            }
+        }
+        prev = [prev[1], c];
+    }
+    yes > no
 }
 
 /// Bytes a decoder could not map, counted as they stream (each became U+FFFD).
@@ -117,6 +206,7 @@ impl Replaced {
 pub struct Opened {
     pub reader: Box<dyn Read>,
     pub encoding: &'static Encoding,
+    pub chosen: Chosen,
     pub replaced: Replaced,
 }
 
@@ -134,7 +224,7 @@ pub fn open<R: Read + 'static>(
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     (&mut inner).take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
     let complete = head.len() < SNIFF_BYTES;
-    let Some((encoding, bom)) = detect(choice, &head, complete) else {
+    let Some((encoding, bom, chosen)) = detect(choice, &head, complete) else {
         return Ok(Err(UNKNOWN_ENCODING));
     };
     head.drain(..bom);
@@ -158,7 +248,7 @@ pub fn open<R: Read + 'static>(
             replaced: replaced.clone(),
         })
     };
-    Ok(Ok(Opened { reader, encoding, replaced }))
+    Ok(Ok(Opened { reader, encoding, chosen, replaced }))
 }
 
 /// A reader giving `inner`'s bytes decoded to UTF-8.

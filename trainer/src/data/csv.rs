@@ -107,6 +107,8 @@ pub(crate) struct Table {
     pub header: ::csv::StringRecord,
     pub budget: super::bounded::CsvBudget,
     pub encoding: &'static encoding_rs::Encoding,
+    /// the encoding was told from the file's bytes (no config key or byte-order mark said it)
+    pub guessed: bool,
     pub delimiter: u8,
     /// byte sequences the encoding does not map (each read as U+FFFD)
     pub replaced: charset::Replaced,
@@ -120,7 +122,26 @@ impl Table {
             .map_err(|e| DataError::io(path, e))?
             .map_err(|msg| DataError::Format { path: path.into(), msg: format!("the file {msg}") })?;
         let mut text = std::io::BufReader::with_capacity(1 << 16, opened.reader);
-        let delimiter = sniff_delimiter(text.fill_buf().map_err(|e| DataError::io(path, e))?);
+        let start = text.fill_buf().map_err(|e| DataError::io(path, e))?;
+        // Excel's `sep=;` line names the delimiter and is no header
+        let sep = match start {
+            [b's', b'e', b'p', b'=', d, rest @ ..] if matches!(d, b',' | b';' | b'\t' | b'|') => {
+                let eol = match rest {
+                    [b'\r', b'\n', ..] => 2,
+                    [b'\n', ..] | [b'\r', ..] => 1,
+                    _ => usize::MAX,
+                };
+                (eol != usize::MAX).then_some((*d, 5 + eol))
+            }
+            _ => None,
+        };
+        let delimiter = match sep {
+            Some((d, len)) => {
+                text.consume(len);
+                d
+            }
+            None => sniff_delimiter(start),
+        };
         // a record over read.max_line_bytes fails the read instead of growing the parser's buffer: a
         // quoted note may span lines, so the parser cannot be resynchronized past it and the file is
         // refused
@@ -138,7 +159,15 @@ impl Table {
         // header names are matched trimmed and in any case (Excel and SQL exports capitalize them)
         let header = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
         budget.record_done();
-        Ok(Table { rdr, header, budget, encoding: opened.encoding, delimiter, replaced: opened.replaced })
+        Ok(Table {
+            rdr,
+            header,
+            budget,
+            encoding: opened.encoding,
+            guessed: opened.chosen == charset::Chosen::Guessed,
+            delimiter,
+            replaced: opened.replaced,
+        })
     }
 
     /// The position of the column named `name` in the header.
@@ -151,6 +180,7 @@ impl Table {
         match self.delimiter {
             b'\t' => "tab",
             b';' => "semicolon",
+            b'|' => "pipe",
             _ => "comma",
         }
     }
@@ -159,10 +189,11 @@ impl Table {
 /// Why a record is malformed when its bytes are not UTF-8 (a UTF-8 start, another encoding later).
 const NOT_UTF8: &str = "not UTF-8 text (the file's start was): name the file's encoding with read.encoding";
 
-/// The delimiter of a CSV file from its start: the one of `,`, tab and `;` its first line holds most
-/// of outside double quotes (a comma when it holds none: a file of one column).
+/// The delimiter of a CSV file from its start: the one of `,`, tab and `;` its first line that is not
+/// blank holds most of outside double quotes (a comma when it holds none: a file of one column).
 fn sniff_delimiter(start: &[u8]) -> u8 {
-    let line = start.split(|&b| b == b'\n').next().unwrap_or(start);
+    // the first line that is not blank (the parser skips blank lines)
+    let line = start.split(|&b| b == b'\n').find(|l| l.iter().any(|b| !b.is_ascii_whitespace())).unwrap_or(start);
     let mut counts = [0usize; 3];
     let mut quoted = false;
     for &b in line {
@@ -183,9 +214,10 @@ fn sniff_delimiter(start: &[u8]) -> u8 {
 }
 
 /// A time of a CSV file: a FHIR date/dateTime (`2024-01-05`, `2024-01-05T08:30:00+09:00`), or the
-/// forms spreadsheets and Japanese systems write: `2024/01/05`, `2024/1/5 8:30`, `2024-1-5 08:30:15`
-/// (a time without a zone is read as the FHIR reader reads it, as UTC).
-pub(crate) fn parse_time(s: &str) -> Option<i64> {
+/// forms spreadsheets and Japanese systems write: `2024/01/05`, `2024/1/5 8:30`, `2024-1-5 08:30:15`,
+/// a zone (`Z`, `+09:00`) after the clock kept (a time without a zone is read as the FHIR reader reads
+/// it, as UTC: label and event files must agree on their zone).
+pub fn parse_time(s: &str) -> Option<i64> {
     if let Some(t) = time::parse(s) {
         return Some(t);
     }
@@ -202,6 +234,19 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
     }
     let mut iso = format!("{y}-{m:0>2}-{d:0>2}");
     if let Some(c) = clock {
+        // a zone after the clock (`Z`, `+09:00`) kept as FHIR writes it
+        let (c, zone) = match c.find(['Z', '+', '-']) {
+            Some(i) => (&c[..i], &c[i..]),
+            None => (c, ""),
+        };
+        let zone_ok = zone.is_empty()
+            || zone == "Z"
+            || (zone.len() == 6
+                && zone.as_bytes()[3] == b':'
+                && zone[1..3].bytes().chain(zone[4..].bytes()).all(|b| b.is_ascii_digit()));
+        if !zone_ok {
+            return None;
+        }
         let mut hms = c.split(':');
         let (h, mi) = (hms.next()?, hms.next()?);
         let sec = hms.next();
@@ -213,7 +258,7 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
         {
             return None;
         }
-        iso.push_str(&format!("T{h:0>2}:{mi}:{}", sec.unwrap_or("00")));
+        iso.push_str(&format!("T{h:0>2}:{mi}:{}{zone}", sec.unwrap_or("00")));
     }
     time::parse(&iso)
 }
@@ -226,7 +271,9 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let layout = layout(path, &table.header)?;
     // counted in files (a directory of a thousand files is one finding)
     if table.encoding != encoding_rs::UTF_8 {
-        sink.report.finding(Severity::Info, "text_encoding", "csv", table.encoding.name(), None, 1);
+        // told from the bytes: a guess, said as a warning (read.encoding names it for certain)
+        let severity = if table.guessed { Severity::Warning } else { Severity::Info };
+        sink.report.finding(severity, "text_encoding", "csv", table.encoding.name(), None, 1);
     }
     if table.delimiter != b',' {
         sink.report.finding(Severity::Info, "csv_delimiter", "csv", table.delimiter_name(), None, 1);
@@ -299,24 +346,79 @@ fn missing(v: &str) -> bool {
     v.is_empty() || ["na", "nan", "null", "none", "n/a", "#n/a"].iter().any(|m| v.eq_ignore_ascii_case(m))
 }
 
-/// A result's value: a number (`1.2`, `1e3`, full-width `１．２`), a censored one read as its limit
-/// (`<0.1`, `>= 200`, counted as `censored_value`), else a text result (`陰性`, `2+`, `see comment`):
-/// no value, counted as `text_result` (the event is kept, as the MEDS and FHIR readers keep theirs).
-fn result(v: &str, field: &'static str, sink: &mut Sink) -> f32 {
+/// What a result field holds.
+enum Value {
+    /// a number (`1.2`, `1e3`, full-width `１．２`), or a censored one read as its limit (`<0.1`,
+    /// `>= 200`, counted as `censored_value`)
+    Number(f32),
+    /// an ordinal result (`陰性`, `2+`, `(±)`): its level, read as the FHIR reader reads one
+    Level(f32),
+    /// other text: no value
+    Text,
+}
+
+/// A result field's value. Text that is neither a number nor an ordinal is counted: as `numeric_text`
+/// (a warning) when it holds a digit (`1,5` with a decimal comma, `1.2H` with a flag, `1.2 mg/dL`: a
+/// number this reader does not guess at), else as `text_result` (`see comment`).
+fn result(v: &str, field: &'static str, sink: &mut Sink) -> Value {
     let (number, is_censored) = censored(v);
     let parsed = number.parse::<f32>().ok().filter(|x| x.is_finite()).or_else(|| super::fhir::numeric_string(number));
-    match parsed {
-        Some(x) => {
-            if is_censored {
-                sink.report.count(Severity::Info, "censored_value", "csv", field);
-            }
-            x
+    if let Some(x) = parsed {
+        if is_censored {
+            sink.report.count(Severity::Info, "censored_value", "csv", field);
         }
-        None => {
-            sink.report.count(Severity::Info, "text_result", "csv", field);
-            f32::NAN
-        }
+        return Value::Number(x);
     }
+    if let Some(level) = super::fhir::ordinal(v) {
+        return Value::Level(level);
+    }
+    if v.chars().any(|c| c.is_ascii_digit() || ('０'..='９').contains(&c)) {
+        sink.report.count(Severity::Warning, "numeric_text", "csv", field);
+    } else {
+        sink.report.count(Severity::Info, "text_result", "csv", field);
+    }
+    Value::Text
+}
+
+/// The code system a `system` column's value names: a URI or URN as it is (`http://loinc.org`), the
+/// names LOINC and JLAC10 as theirs; `None` for anything else (a source system's name such as `LIS`,
+/// counted as `system_not_read`, the code then read as a bare one).
+fn code_system(s: &str) -> Option<String> {
+    if s.eq_ignore_ascii_case("loinc") {
+        return Some(catalog::LOINC.to_owned());
+    }
+    if s.eq_ignore_ascii_case("jlac10") {
+        return Some(catalog::JLAC10.to_owned());
+    }
+    let uri = s.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && !scheme.is_empty()
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    });
+    uri.then(|| s.to_owned())
+}
+
+/// The (system, code) of a bare code: a catalogue test's name or LOINC code (well formed, its check
+/// digit right) is that LOINC code; a catalogue JLAC10 code is JLAC10; a MEDS code (`LOINC/2160-0`,
+/// `LAB//2160-0//mg/dL`) as the MEDS reader reads it; any other is local (`medtrain:csv`).
+fn bare_code(code: &str) -> (String, String) {
+    match catalog::by_name_or_code(code) {
+        Some(l) if l.name == code || (l.loinc == code && catalog::loinc_is_valid(code)) => {
+            return (catalog::LOINC.to_owned(), l.loinc.to_owned())
+        }
+        Some(_) if catalog::lookup(catalog::JLAC10, code).is_some() => {
+            return (catalog::JLAC10.to_owned(), code.to_owned())
+        }
+        _ => {}
+    }
+    if let Some(l) = code.strip_prefix("LOINC/") {
+        return (catalog::LOINC.to_owned(), l.to_owned());
+    }
+    let parts: Vec<&str> = code.split("//").collect();
+    if parts.len() >= 2 && catalog::lookup(catalog::LOINC, parts[1]).is_some() {
+        return (catalog::LOINC.to_owned(), parts[1].to_owned());
+    }
+    ("medtrain:csv".to_owned(), code.to_owned())
 }
 
 fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result::Result<(), &'static str> {
@@ -327,35 +429,39 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
     match *layout {
         Layout::Events { subject, time: t, system, code, value, text_value, unit, .. } => {
             let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
-            let time = parse_time(get(t).ok_or("no time")?).ok_or("unreadable time")?;
+            let time = get(t).ok_or("no time")?;
+            if time.is_empty() {
+                // a fact without a time (MEDS writes a birth sex, a height so): counted, not used, as the
+                // MEDS reader counts it (a series needs a time)
+                sink.report.count(Severity::Info, "static_event", "csv", "time");
+                return Ok(());
+            }
+            let time = parse_time(time).ok_or("unreadable time")?;
             let code = get(code).filter(|s| !s.is_empty()).ok_or("no code")?;
-            let named_system = system.and_then(get).filter(|s| !s.is_empty());
-            let (system, code) = match (named_system, code.split_once('|')) {
-                (Some(s), _) => (s.to_owned(), code.to_owned()),
-                (None, Some((s, c))) => (s.to_owned(), c.to_owned()),
-                // a bare code: a catalogue test's name or LOINC code (well formed, its check digit
-                // right) is that LOINC code; a catalogue JLAC10 code is JLAC10; any other is local
-                (None, None) => match catalog::by_name_or_code(code) {
-                    Some(l) if l.name == code || (l.loinc == code && catalog::loinc_is_valid(code)) => {
-                        (catalog::LOINC.to_owned(), l.loinc.to_owned())
+            let (system, code) = match (code.split_once('|'), system.and_then(get).filter(|s| !s.is_empty())) {
+                (Some((s, c)), _) => (s.to_owned(), c.to_owned()),
+                (None, Some(s)) => match code_system(s) {
+                    Some(s) => (s, code.to_owned()),
+                    None => {
+                        sink.report.count(Severity::Info, "system_not_read", "csv", "system");
+                        bare_code(code)
                     }
-                    Some(_) if catalog::lookup(catalog::JLAC10, code).is_some() => {
-                        (catalog::JLAC10.to_owned(), code.to_owned())
-                    }
-                    _ => ("medtrain:csv".to_owned(), code.to_owned()),
                 },
+                (None, None) => bare_code(code),
             };
             let value = match get(value).filter(|v| !missing(v)) {
                 Some(v) => result(v, "value", sink),
                 None => match text_value.and_then(get).filter(|v| !missing(v)) {
                     Some(v) => result(v, "text_value", sink),
-                    None => f32::NAN,
+                    None => Value::Text,
                 },
             };
             let unit = unit.and_then(get).filter(|u| !u.is_empty()).map(str::to_owned);
-            let kind = match catalog::lookup(&system, &code) {
-                Some(l) if l.vital => EventKind::Vital,
-                _ => EventKind::Lab,
+            let (kind, value) = match (value, catalog::lookup(&system, &code)) {
+                (Value::Level(level), _) => (EventKind::Coded, level),
+                (Value::Number(v), Some(l)) if l.vital => (EventKind::Vital, v),
+                (Value::Number(v), _) => (EventKind::Lab, v),
+                (Value::Text, _) => (EventKind::Lab, f32::NAN),
             };
             sink.push(Rec {
                 subject: subject.into(),
@@ -408,7 +514,7 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: 
                 "labels_file_skipped",
                 "csv",
                 "-",
-                Some(&f.file_name().unwrap().to_string_lossy()),
+                Some(&guard::shown_path(&f.file_name().unwrap_or_default().to_string_lossy())),
                 1,
             );
             continue;

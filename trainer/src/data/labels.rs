@@ -250,6 +250,7 @@ fn read_csv(path: &Path, data: &Dataset, encoding: super::charset::Choice) -> Re
                     ::csv::ErrorKind::Io(io) if io.to_string() == super::bounded::CSV_RECORD_TOO_LONG => {
                         bad("a record longer than read.max_line_bytes")
                     }
+                    ::csv::ErrorKind::Io(io) => DataError::io(path, format!("at line {line}: {io}")),
                     ::csv::ErrorKind::Utf8 { .. } => {
                         bad("not UTF-8 text (the file's start was): name its encoding with read.encoding")
                     }

@@ -476,7 +476,9 @@ pub fn detect(path: &Path) -> Result<Format> {
 
 /// The file names a FHIR export's files end with, and a CSV input's (compared without case).
 pub const FHIR_EXTS: &[&str] = &[".ndjson", ".ndjson.gz"];
-pub const CSV_EXTS: &[&str] = &[".csv"];
+/// CSV input files (`.tsv`: the tab-separated files Excel and databases write; the delimiter is the
+/// header line's in either).
+pub const CSV_EXTS: &[&str] = &[".csv", ".tsv"];
 
 /// Whether the file name of `p` ends with one of `exts`, in any case (`Observation.NDJSON`).
 pub fn has_ext(p: &Path, exts: &[&str]) -> bool {

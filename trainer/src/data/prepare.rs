@@ -679,7 +679,10 @@ pub struct Manifest {
     pub lookback_hours: f64,
     pub note_tokens: usize,
     pub tokenizer_exportable: Option<bool>,
+    /// the categories of categorical labels: `labels.classes`, in class order
     pub categories: Vec<String>,
+    /// the categories are `labels.classes` (never the data's own)
+    pub classes_declared: bool,
     /// the MEDS label column of the labels (`boolean_value`, ...); `None` when there are no labels
     pub label_type: Option<&'static str>,
     /// the distinct sites of the examples' subjects, sorted: the `site` tensors index into it
@@ -1051,6 +1054,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         lookback_hours: spec.lookback_hours,
         note_tokens: config.features.note_tokens,
         tokenizer_exportable: tokenizer.as_ref().map(|t| t.exportable),
+        classes_declared: config.labels.classes.is_some(),
         categories: categories.clone(),
         label_type,
         sites: site_labels(sites.len()),

@@ -64,6 +64,10 @@ pub struct PreparedManifest {
     pub note_tokens: usize,
     pub tokenizer_exportable: Option<bool>,
     pub categories: Vec<String>,
+    /// the categories are `labels.classes` (a manifest without the key listed the data's own, in
+    /// sorted order: training refuses such categorical labels)
+    #[serde(default)]
+    pub classes_declared: bool,
     /// the MEDS label column (`boolean_value`, `integer_value`, `float_value`, `categorical_value`)
     #[serde(default)]
     pub label_type: Option<String>,

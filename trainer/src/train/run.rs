@@ -445,8 +445,8 @@ fn check_classes(
     }
     if n == 0 {
         return Err(TrainError::Invalid(
-            "the prepared data's categorical labels list no classes (prepared before data.labels.classes was \
-             required): prepare them again"
+            "the prepared data's categorical labels have no declared classes (prepared before data.labels.classes \
+             was required, their class order taken from the data): prepare them again with data.labels.classes"
                 .into(),
         ));
     }
@@ -916,7 +916,8 @@ fn train_on<B: Backend + 'static>(
     let tuning = prepared.split("tuning")?;
     let held = prepared.split("held_out")?;
     let label = label_type(m.label_type.as_deref())?;
-    check_classes(&cfg.model.head, label, m.categories.len(), "the prepared labels' categories")?;
+    let declared = if m.classes_declared { m.categories.len() } else { 0 };
+    check_classes(&cfg.model.head, label, declared, "the prepared labels' categories")?;
     let series = cfg.model.lab.as_ref().map(|_| (train.buckets(), 3 * train.channels()));
     let text = match &cfg.model.text {
         None => None,
@@ -1523,4 +1524,23 @@ fn derive_key(seed: u64, label: &[u8]) -> [u8; 32] {
     h.update(seed.to_le_bytes());
     h.update(label);
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::HeadConfig;
+
+    #[test]
+    fn categorical_labels_train_only_under_declared_classes_of_the_heads_count() {
+        let head = HeadConfig::Multiclass { classes: 3 };
+        // a manifest of an older preparation (its categories the data's own): 0 declared
+        let e = check_classes(&head, LabelType::Categorical, 0, "x").unwrap_err().to_string();
+        assert!(e.contains("no declared classes") && e.contains("data.labels.classes"), "{e}");
+        let e = check_classes(&head, LabelType::Categorical, 4, "data.labels.classes").unwrap_err().to_string();
+        assert!(e.contains("model.head.classes: 3") && e.contains("data.labels.classes list 4"), "{e}");
+        assert!(check_classes(&head, LabelType::Categorical, 3, "x").is_ok());
+        // integer labels are their own class indices
+        assert!(check_classes(&head, LabelType::Integer, 0, "x").is_ok());
+    }
 }
