@@ -1,0 +1,411 @@
+//! The MEDS reader decodes shards by columns, a batch of rows at a time, and applies each batch to the
+//! dataset while the next is decoded. Its plain twin decodes a row at a time through the parquet crate's
+//! record API (`meds::read_rows_reference`, the reader before): on seeded random shards of every column
+//! type MEDS writers use (nulls, several row groups, shards longer than a batch) both give the same
+//! dataset and report, whatever the number of threads.
+
+mod common;
+use common::meds::{col, writer, RowGroup};
+use medtrain::data::{self, check::Report, meds, Dataset, ReadOptions};
+use parquet::data_type::{
+    ByteArray, ByteArrayType, DoubleType, FixedLenByteArray, FixedLenByteArrayType, FloatType, Int32Type, Int64Type,
+    Int96, Int96Type,
+};
+use std::path::Path;
+
+/// splitmix64
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+const CODES: &[&str] = &[
+    "LAB//2160-0//mg/dL",
+    "LAB//2160-0//umol/L",
+    "LOINC/2823-3",
+    "LAB//50912//mg/dL",
+    "LAB//x//",
+    "VITAL//heart_rate",
+    "ICD10CM//N17.9",
+    "NOTE//progress",
+    "MEDS_BIRTH",
+    "CR-LOCAL",
+];
+
+const TEXTS: &[&str] = &[
+    "<0.3",
+    " 1.2 ",
+    ">= 200",
+    "hemolyzed",
+    "stable, plan: follow up",
+    "call 090-1234-5678 tomorrow",
+    "zero\u{200B}width",
+    "",
+];
+
+/// The column types a shard is written with.
+#[derive(Clone, Copy, Debug)]
+enum Subject {
+    Int64,
+    Int32,
+    Str,
+    UInt64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Time {
+    Micros,
+    Millis,
+    Nanos,
+    Plain,
+    Date,
+    Int96,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Value {
+    Float,
+    Double,
+    Decimal32,
+    DecimalFixed,
+    Int64,
+}
+
+/// One seeded random shard: `groups` row groups of the given sizes; shard `index` has the `index`th
+/// subject, time and value types (in turn, so that a few shards have them all).
+fn random_shard(path: &Path, rng: &mut Rng, index: usize, groups: &[usize]) {
+    let subject = [Subject::Int64, Subject::Int32, Subject::Str, Subject::UInt64][index % 4];
+    let time = [Time::Micros, Time::Millis, Time::Nanos, Time::Plain, Time::Date, Time::Int96][index % 6];
+    let value = [Value::Float, Value::Double, Value::Decimal32, Value::DecimalFixed, Value::Int64][index % 5];
+    let with_text = rng.chance(80);
+    let schema = format!(
+        "message meds {{ {} {} optional binary code (STRING); {} {} }}",
+        match subject {
+            Subject::Int64 => "required int64 subject_id;",
+            Subject::Int32 => "optional int32 subject_id;",
+            Subject::Str => "optional binary subject_id (STRING);",
+            Subject::UInt64 => "optional int64 subject_id (INTEGER(64,false));",
+        },
+        match time {
+            Time::Micros => "optional int64 time (TIMESTAMP(MICROS,false));",
+            Time::Millis => "optional int64 time (TIMESTAMP(MILLIS,true));",
+            Time::Nanos => "optional int64 time (TIMESTAMP(NANOS,false));",
+            Time::Plain => "optional int64 time;",
+            Time::Date => "optional int32 time (DATE);",
+            Time::Int96 => "optional int96 time;",
+        },
+        match value {
+            Value::Float => "optional float numeric_value;",
+            Value::Double => "optional double numeric_value;",
+            Value::Decimal32 => "optional int32 numeric_value (DECIMAL(9,2));",
+            Value::DecimalFixed => "optional fixed_len_byte_array(8) numeric_value (DECIMAL(18,3));",
+            Value::Int64 => "optional int64 numeric_value;",
+        },
+        if with_text { "optional binary text_value (STRING);" } else { "" },
+    );
+    let mut w = writer(path, &schema);
+    let mut next_subject = rng.below(1000) as i64 - 500;
+    for &n in groups {
+        let mut rg: RowGroup = w.next_row_group().unwrap();
+        let defs = |rng: &mut Rng, null: u64| (0..n).map(|_| !rng.chance(null) as i16).collect::<Vec<i16>>();
+        let count = |d: &[i16]| d.iter().filter(|&&d| d == 1).count();
+        // subjects in runs, as MEDS shards are sorted by subject (negative ids too)
+        let ids: Vec<i64> = (0..n)
+            .map(|_| {
+                if rng.chance(10) {
+                    next_subject += 1;
+                }
+                next_subject
+            })
+            .collect();
+        match subject {
+            Subject::Int64 => col::<Int64Type>(&mut rg, &ids, None, None),
+            Subject::Int32 => {
+                let d = defs(rng, 3);
+                let v: Vec<i32> = ids.iter().zip(&d).filter(|(_, &d)| d == 1).map(|(&i, _)| i as i32).collect();
+                col::<Int32Type>(&mut rg, &v, Some(&d), None)
+            }
+            Subject::Str => {
+                let d = defs(rng, 3);
+                let v: Vec<ByteArray> = ids
+                    .iter()
+                    .zip(&d)
+                    .filter(|(_, &d)| d == 1)
+                    .map(|(&i, _)| ByteArray::from(format!("p{i}").as_str()))
+                    .collect();
+                col::<ByteArrayType>(&mut rg, &v, Some(&d), None)
+            }
+            Subject::UInt64 => {
+                let d = defs(rng, 3);
+                let v: Vec<i64> = ids.iter().zip(&d).filter(|(_, &d)| d == 1).map(|(&i, _)| i).collect();
+                col::<Int64Type>(&mut rg, &v, Some(&d), None)
+            }
+        }
+        let d = defs(rng, 10);
+        let days: Vec<i64> = (0..count(&d)).map(|_| 19_000 + rng.below(400) as i64).collect();
+        let seconds = |day: i64, rng: &mut Rng| day * 86_400 + rng.below(86_400) as i64;
+        match time {
+            Time::Date => {
+                col::<Int32Type>(&mut rg, &days.iter().map(|&d| d as i32).collect::<Vec<_>>(), Some(&d), None)
+            }
+            Time::Int96 => {
+                let v: Vec<Int96> = days
+                    .iter()
+                    .map(|&day| {
+                        let nanos = rng.below(86_400_000_000_000);
+                        let mut t = Int96::new();
+                        t.set_data(nanos as u32, (nanos >> 32) as u32, (day + 2_440_588) as u32);
+                        t
+                    })
+                    .collect();
+                col::<Int96Type>(&mut rg, &v, Some(&d), None)
+            }
+            _ => {
+                let per_second = match time {
+                    Time::Millis => 1_000,
+                    Time::Nanos => 1_000_000_000,
+                    _ => 1_000_000,
+                };
+                let v: Vec<i64> = days.iter().map(|&day| seconds(day, rng) * per_second + 7).collect();
+                col::<Int64Type>(&mut rg, &v, Some(&d), None)
+            }
+        }
+        let d = defs(rng, 2);
+        let codes: Vec<ByteArray> =
+            (0..count(&d)).map(|_| ByteArray::from(CODES[rng.below(CODES.len() as u64) as usize])).collect();
+        col::<ByteArrayType>(&mut rg, &codes, Some(&d), None);
+        let d = defs(rng, 40);
+        let k = count(&d);
+        match value {
+            Value::Float => {
+                let v: Vec<f32> = (0..k).map(|_| rng.below(50_000) as f32 / 100.0).collect();
+                col::<FloatType>(&mut rg, &v, Some(&d), None)
+            }
+            Value::Double => {
+                let v: Vec<f64> = (0..k).map(|_| rng.below(50_000) as f64 / 100.0).collect();
+                col::<DoubleType>(&mut rg, &v, Some(&d), None)
+            }
+            Value::Decimal32 => {
+                let v: Vec<i32> = (0..k).map(|_| rng.below(50_000) as i32 - 100).collect();
+                col::<Int32Type>(&mut rg, &v, Some(&d), None)
+            }
+            Value::DecimalFixed => {
+                let v: Vec<FixedLenByteArray> = (0..k)
+                    .map(|_| {
+                        let x = rng.below(5_000_000) as i64 - 1000;
+                        FixedLenByteArray::from(x.to_be_bytes().to_vec())
+                    })
+                    .collect();
+                col::<FixedLenByteArrayType>(&mut rg, &v, Some(&d), None)
+            }
+            Value::Int64 => {
+                let v: Vec<i64> = (0..k).map(|_| rng.below(500) as i64).collect();
+                col::<Int64Type>(&mut rg, &v, Some(&d), None)
+            }
+        }
+        if with_text {
+            let d = defs(rng, 85);
+            let v: Vec<ByteArray> =
+                (0..count(&d)).map(|_| ByteArray::from(TEXTS[rng.below(TEXTS.len() as u64) as usize])).collect();
+            col::<ByteArrayType>(&mut rg, &v, Some(&d), None);
+        }
+        rg.close().unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// `metadata/codes.parquet`: `CR-LOCAL`'s parent is creatinine's LOINC code.
+fn code_parents(root: &Path) {
+    let mut w = writer(
+        &root.join("metadata/codes.parquet"),
+        "message c { required binary code (STRING); optional group parent_codes (LIST) { repeated group list { optional binary element (STRING); } } }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from("CR-LOCAL")], None, None);
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from("LOINC/2160-0")], Some(&[3]), Some(&[0]));
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+/// Everything a read gives, comparable (values by their bits: NaN is no value).
+fn outcome(root: &Path, by_rows: bool) -> (Vec<String>, String) {
+    let opts =
+        ReadOptions { identifiers: data::guard::Policy::Redact, max_malformed_fraction: 1.0, ..Default::default() };
+    let (mut d, mut r) = (Dataset::default(), Report::default());
+    if by_rows {
+        meds::read_rows_reference(root, &opts, &mut d, &mut r).unwrap();
+    } else {
+        meds::read(root, &opts, &mut d, &mut r).unwrap();
+    }
+    r.finish(&d, &opts);
+    let mut out: Vec<String> = d
+        .events
+        .iter()
+        .map(|e| {
+            let code = &d.codes[e.code as usize];
+            let unit = if e.unit == data::NONE { "" } else { d.units.names[e.unit as usize].as_str() };
+            let text = if e.text == data::NONE { "" } else { d.texts[e.text as usize].as_str() };
+            format!(
+                "{} {} {:?} {}|{} {:08x} {unit} {text}",
+                d.subjects.names[e.subject as usize],
+                e.time,
+                e.kind,
+                code.system,
+                code.code,
+                e.value.to_bits()
+            )
+        })
+        .collect();
+    out.push(format!("subjects {:?}", d.subjects.names));
+    (out, serde_json::to_string_pretty(&r).unwrap())
+}
+
+fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+}
+
+#[test]
+fn columnar_reader_gives_the_row_readers_dataset_and_report() {
+    let mut shards = 0;
+    for seed in 1..=12u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut rng = Rng(seed);
+        std::fs::create_dir_all(root.join("metadata")).unwrap();
+        if seed % 2 == 0 {
+            code_parents(root);
+        }
+        for shard in 0..1 + rng.below(3) {
+            let groups: Vec<usize> = (0..1 + rng.below(3)).map(|_| rng.below(700) as usize).collect();
+            random_shard(&root.join(format!("data/{shard}.parquet")), &mut rng, shards, &groups);
+            shards += 1;
+        }
+        let reference = outcome(root, true);
+        assert!(reference.0.len() > 1, "seed {seed}: no events");
+        for threads in [1, 3] {
+            let columns = in_pool(threads, || outcome(root, false));
+            if let Some(i) =
+                (0..columns.0.len().max(reference.0.len())).find(|&i| columns.0.get(i) != reference.0.get(i))
+            {
+                panic!(
+                    "seed {seed}, {threads} threads: event {i} of {} is {:?}, the row reader's {:?}",
+                    reference.0.len(),
+                    columns.0.get(i),
+                    reference.0.get(i)
+                );
+            }
+            assert_eq!(columns.1, reference.1, "seed {seed}, {threads} threads: report");
+        }
+    }
+}
+
+#[test]
+fn a_shard_longer_than_a_batch_keeps_its_row_numbers() {
+    // 150,000 rows in row groups of 100,000 and 50,000 (batches of 65,536 rows cut both), rows
+    // without a code at 1, 65,536, 65,537, 100,001 and 150,000
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("metadata")).unwrap();
+    let missing = [1u64, 65_536, 65_537, 100_001, 150_000];
+    let mut w = writer(
+        &root.join("data/0.parquet"),
+        "message meds { required int64 subject_id; required int64 time (TIMESTAMP(MICROS,false)); \
+         optional binary code (STRING); optional float numeric_value; }",
+    );
+    for (first, n) in [(1u64, 100_000usize), (100_001, 50_000)] {
+        let mut rg = w.next_row_group().unwrap();
+        let rows: Vec<u64> = (first..first + n as u64).collect();
+        col::<Int64Type>(&mut rg, &rows.iter().map(|&r| (r / 100) as i64).collect::<Vec<_>>(), None, None);
+        col::<Int64Type>(
+            &mut rg,
+            &rows.iter().map(|&r| 1_700_000_000_000_000 + r as i64 * 1_000_000).collect::<Vec<_>>(),
+            None,
+            None,
+        );
+        let d: Vec<i16> = rows.iter().map(|r| !missing.contains(r) as i16).collect();
+        let codes = vec![ByteArray::from("LAB//2160-0//mg/dL"); d.iter().filter(|&&d| d == 1).count()];
+        col::<ByteArrayType>(&mut rg, &codes, Some(&d), None);
+        col::<FloatType>(&mut rg, &vec![1.0; n], Some(&vec![1; n]), None);
+        rg.close().unwrap();
+    }
+    w.close().unwrap();
+    let opts = ReadOptions { max_malformed_fraction: 0.1, ..Default::default() };
+    let (d, r) = in_pool(2, || data::read(root, &opts)).unwrap();
+    assert_eq!((r.lines, d.events.len()), (150_000, 150_000 - missing.len()));
+    let f = r.findings.iter().find(|f| f.kind == "malformed_line").expect("said");
+    assert_eq!((f.field.as_str(), f.count, f.lines.as_slice()), ("code", 5, &missing[..]));
+    // subject 1500 has only the last row, which has no code
+    assert_eq!(d.subjects.len(), 1500);
+    // events in row order: times rise through the shard
+    assert!(d.events.windows(2).all(|w| w[0].time < w[1].time));
+}
+
+#[test]
+fn a_text_value_that_is_not_utf8_was_shown_in_the_error() {
+    // the record API's error printed the bytes; the columnar reader names file, row and column
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("metadata")).unwrap();
+    let mut w = writer(
+        &root.join("data/0.parquet"),
+        "message meds { required int64 subject_id; required int64 time (TIMESTAMP(MICROS,false)); \
+         required binary code (STRING); optional float numeric_value; optional binary text_value (STRING); }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<Int64Type>(&mut rg, &[1, 1, 1], None, None);
+    col::<Int64Type>(&mut rg, &[1_700_000_000_000_000; 3], None, None);
+    col::<ByteArrayType>(&mut rg, &vec![ByteArray::from("NOTE//x"); 3], None, None);
+    col::<FloatType>(&mut rg, &[], Some(&[0, 0, 0]), None);
+    let secret: &[u8] = b"Yamada \xff\xfe 090";
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from("ok"), ByteArray::from(secret.to_vec())], Some(&[1, 0, 1]), None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    let e = data::read(root, &ReadOptions::default()).expect_err("refused");
+    assert!(e.unreadable());
+    let e = e.to_string();
+    assert!(
+        e.contains("0.parquet") && e.contains("row 3") && e.contains("\"text_value\"") && e.contains("UTF-8"),
+        "{e}"
+    );
+    assert!(!e.contains("Yamada") && !e.contains("89, 97") && !e.contains("090"), "{e}");
+}
+
+#[test]
+fn a_column_type_the_record_api_could_not_convert_panicked_on_the_first_row() {
+    // an INTERVAL time: the record API has no conversion for it (a panic, caught as "the parquet reader
+    // failed"); refused naming the file and the column
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("metadata")).unwrap();
+    let mut w = writer(
+        &root.join("data/0.parquet"),
+        "message meds { required int64 subject_id; required fixed_len_byte_array(12) time (INTERVAL); \
+         required binary code (STRING); optional float numeric_value; }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<Int64Type>(&mut rg, &[1], None, None);
+    col::<FixedLenByteArrayType>(&mut rg, &[FixedLenByteArray::from(vec![0u8; 12])], None, None);
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from("LAB//2160-0//mg/dL")], None, None);
+    col::<FloatType>(&mut rg, &[1.0], Some(&[1]), None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    let e = data::read(root, &ReadOptions::default()).expect_err("refused");
+    assert!(e.unreadable());
+    let e = e.to_string();
+    assert!(e.contains("0.parquet") && e.contains("\"time\"") && e.contains("INTERVAL"), "{e}");
+}
