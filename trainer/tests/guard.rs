@@ -802,3 +802,203 @@ fn related_person_of_an_unknown_patient_is_counted() {
         assert!(!all.contains(secret), "{secret} printed: {all}");
     }
 }
+
+/// `data check --json` on `input`: its exit code and everything it printed.
+fn data_check_json(input: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(["data", "check", "--json"])
+        .arg(input)
+        .output()
+        .unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn has(e: &[(String, String, String)], want: (&str, &str, &str)) -> bool {
+    e.iter().any(|(k, r, f)| (k.as_str(), r.as_str(), f.as_str()) == want)
+}
+
+/// A Person (the demographics of a human, linked to their Patient records) linking two patients,
+/// one the export lacks, and a practitioner.
+const PERSON: &str = r#"{"resourceType":"Person","id":"per1","name":[{"family":"Tanabe","given":["Shiori"]}],"telecom":[{"system":"phone","value":"070-3141-5926"},{"system":"email","value":"shiori.tanabe@example.org"}],"address":[{"line":["9 Heron Row"],"city":"Exampleton"}],"birthDate":"1958-07-09","identifier":[{"system":"urn:dl","value":"DL-55219034"}],"photo":[{"contentType":"image/jpeg","url":"http://example.org/faces/tanabe.jpg"}],"link":[{"target":{"reference":"Patient/p1","display":"Tanabe Shiori"}},{"target":{"reference":"Patient/p3"}},{"target":{"reference":"Patient/nobody"}},{"target":{"reference":"Practitioner/dr1"}}]}"#;
+
+/// The Person's values, written so that the pattern scanners take none of them.
+const PERSON_NOTE: &str = "shiori tanabe came; call 070 31 41 59 26; lives at 9 heron row";
+
+/// Person resources were counted and skipped: their name, phone, address, birth date, identifiers
+/// and photo were no finding, the person named in their linked patients' notes stayed, and the
+/// Patient records a Person links (one human) were two privacy units.
+#[test]
+fn person_resources_were_not_read() {
+    assert!(kinds(PERSON_NOTE).is_empty(), "{:?}", kinds(PERSON_NOTE));
+    // a Person file (read first with the Patients), and a Person after the notes in a mixed file
+    for person_file in ["Person.ndjson", "zz_export.ndjson"] {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "Patient.ndjson", &[own_patient("p1")]);
+        write(
+            dir.path(),
+            "DocumentReference.ndjson",
+            &[note_line("p1", PERSON_NOTE), note_line("p2", PERSON_NOTE), note_line("p3", PERSON_NOTE)],
+        );
+        write(dir.path(), person_file, &[PERSON.to_owned()]);
+        let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+        assert_eq!(report.resources.get("Person"), Some(&1));
+        let e = errors(&report);
+        for want in [
+            ("name", "Person", "name"),
+            ("telecom", "Person", "telecom"),
+            ("address", "Person", "address"),
+            ("birth_date", "Person", "birthDate"),
+            ("patient_identifier", "Person", "identifier"),
+            ("photo", "Person", "photo"),
+            ("name", "Person", "link.target.display"),
+        ] {
+            assert!(has(&e, want), "{want:?} not in {e:?}");
+        }
+        // the link to a patient the export lacks, not the practitioner's
+        let unknown = report.findings.iter().find(|f| f.kind == "person_link_without_patient").expect("counted");
+        assert_eq!((unknown.resource.as_str(), unknown.field.as_str(), unknown.count), ("Person", "link.target", 1));
+        // p1 and p3 are one human's records: one privacy unit; the unknown link makes no subject
+        assert_eq!(report.subjects, 2, "{:?}", report.findings);
+        assert_eq!(report.findings.iter().find(|f| f.kind == "linked_patient").map(|f| f.count), Some(1));
+        for keep_events in [true, false] {
+            let opts = ReadOptions { identifiers: Policy::Redact, keep_events, ..Default::default() };
+            let (d, report) = data::read(dir.path(), &opts).unwrap();
+            // name, phone and address in p1's and p3's notes; p2 is not linked
+            assert_eq!(own_findings(&report), 6, "{person_file} keep_events {keep_events}: {:?}", report.findings);
+            if keep_events {
+                let redacted: Vec<&String> = d.texts.iter().filter(|t| t.contains("[NAME]")).collect();
+                assert_eq!(redacted.len(), 2, "{:?}", d.texts);
+                for t in redacted {
+                    for secret in ["shiori", "tanabe", "31 41", "heron"] {
+                        assert!(!t.contains(secret), "{secret} kept in {t}");
+                    }
+                }
+                assert!(d.texts.iter().any(|t| t == PERSON_NOTE), "p2's note is not the person's");
+            }
+        }
+        let (code, all) = data_check_json(dir.path());
+        assert_eq!(code, Some(1), "blocking: {all}");
+        assert!(all.contains("person_link_without_patient") && all.contains("\"photo\""), "{all}");
+        for secret in ["Tanabe", "Shiori", "3141", "Heron", "55219034", "1958", "faces", "nobody", "dr1"] {
+            assert!(!all.contains(secret), "{secret} printed: {all}");
+        }
+    }
+}
+
+/// A Patient whose name, telecom, address, contact and birth date carry extensions holding another
+/// name, phone, address or identifier (and a birth time on `_birthDate`).
+const PATIENT_WITH_SUB_ELEMENT_EXTENSIONS: &str = r#""name":[{"family":"香川","given":["健"],"extension":[{"url":"http://example.org/fhir/StructureDefinition/alias","valueHumanName":{"family":"Mizuhara","given":["Aoi"]}}],"_family":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/humanname-partner-name","valueString":"Kurosawa"}]}}],"telecom":[{"system":"phone","value":"03-9876-5432","extension":[{"url":"http://example.org/fhir/StructureDefinition/backup","valueContactPoint":{"system":"phone","value":"080-2718-2818"}}]}],"address":[{"city":"Exampleton","extension":[{"url":"http://example.org/fhir/StructureDefinition/previous","valueAddress":{"line":["12 Quill Lane"]}}]}],"contact":[{"relationship":[{"text":"guardian"}],"extension":[{"url":"http://example.org/fhir/StructureDefinition/guardian-card","valueIdentifier":{"value":"GUARD-6620417"}}]}],"_birthDate":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime","valueDateTime":"1970-03-04T05:06:00+09:00"},{"url":"http://example.org/fhir/StructureDefinition/registrar","valueIdentifier":{"value":"REG-4401937"}}]}"#;
+
+/// Only a Patient's own extensions (`Patient.extension`) were read: an extension on its names,
+/// telecoms, addresses, contacts or on a primitive (`_birthDate.extension`) holding a HumanName,
+/// ContactPoint, Address or Identifier was neither a finding nor searched for in the patient's notes.
+#[test]
+fn extensions_on_patient_sub_elements_were_not_read() {
+    let note =
+        "aoi mizuhara and kurosawa came; call 080 27 18 28 18; was at 12 quill lane; card guard 6620417, reg 4401937";
+    assert!(kinds(note).is_empty(), "{:?}", kinds(note));
+    let dir = tempfile::tempdir().unwrap();
+    let patient = format!(r#"{{"resourceType":"Patient","id":"p1",{PATIENT_WITH_SUB_ELEMENT_EXTENSIONS}}}"#);
+    write(dir.path(), "Patient.ndjson", &[patient]);
+    write(dir.path(), "DocumentReference.ndjson", &[note_line("p1", note), note_line("p2", note)]);
+    let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let e = errors(&report);
+    for want in [
+        ("name", "Patient", "name.extension"),
+        ("phone", "Patient", "telecom.extension"),
+        ("address", "Patient", "address.extension"),
+        ("patient_identifier", "Patient", "contact.extension"),
+        ("birth_date", "Patient", "_birthDate.extension"),
+        ("patient_identifier", "Patient", "_birthDate.extension"),
+    ] {
+        assert!(has(&e, want), "{want:?} not in {e:?}");
+    }
+    // two names: the alias and the partner's name on `_family`
+    let names: u64 = report.findings.iter().filter(|f| f.field == "name.extension").map(|f| f.count).sum();
+    assert_eq!(names, 2, "{:?}", report.findings);
+    // the values are p1's own: found and redacted in p1's note, not in p2's
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, report) = data::read(dir.path(), &opts).unwrap();
+    let mut own: Vec<&str> =
+        report.findings.iter().filter(|f| f.field == "subject_identifier").map(|f| f.kind.as_str()).collect();
+    own.sort();
+    own.dedup();
+    assert_eq!(own, ["address", "name", "patient_identifier", "phone"], "{:?}", report.findings);
+    assert_eq!(own_findings(&report), 6, "{:?}", report.findings);
+    let p1 = d.texts.iter().find(|t| t.contains("[NAME]")).expect("p1's note is redacted");
+    for secret in ["mizuhara", "kurosawa", "27 18", "quill", "6620417", "4401937"] {
+        assert!(!p1.contains(secret), "{secret} kept in {p1}");
+    }
+    assert!(d.texts.iter().any(|t| t == note), "p2's note is not p1's");
+    // in a contained Patient: findings of the resource that holds it
+    let contained = format!(
+        r#"{{"resourceType":"Observation","contained":[{{"resourceType":"Patient","id":"newborn",{PATIENT_WITH_SUB_ELEMENT_EXTENSIONS}}}],"status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
+    );
+    let other = tempfile::tempdir().unwrap();
+    write(other.path(), "Observation.ndjson", &[contained]);
+    let (_, report) = data::read(other.path(), &ReadOptions::default()).unwrap();
+    let e = errors(&report);
+    for want in [
+        ("name", "Observation", "contained.name.extension"),
+        ("phone", "Observation", "contained.telecom.extension"),
+        ("address", "Observation", "contained.address.extension"),
+        ("patient_identifier", "Observation", "contained.contact.extension"),
+        ("birth_date", "Observation", "contained._birthDate.extension"),
+    ] {
+        assert!(has(&e, want), "{want:?} not in {e:?}");
+    }
+    for input in [dir.path(), other.path()] {
+        let (code, all) = data_check_json(input);
+        assert_eq!(code, Some(1), "blocking: {all}");
+        assert!(all.contains("_birthDate.extension"), "{all}");
+        for secret in ["Mizuhara", "Kurosawa", "2718", "Quill", "6620417", "4401937", "05:06", "1970"] {
+            assert!(!all.contains(secret), "{secret} printed: {all}");
+        }
+    }
+}
+
+/// `photo` (an Attachment: a face image identifies as a name does) on a Patient, a RelatedPerson and
+/// a contained Patient was no finding.
+#[test]
+fn photo_of_a_patient_or_relative_was_not_flagged() {
+    let photo =
+        r#""photo":[{"contentType":"image/jpeg","data":"/9j/4AAQSkZJRgABAQAAAQABAAD","title":"Kagawa Ken, front"}]"#;
+    let dir = tempfile::tempdir().unwrap();
+    let patient = format!(
+        r#"{{"resourceType":"Patient","id":"p1","name":[{{"family":"香川","given":["健"]}}],"telecom":[{{"system":"phone","value":"03-9876-5432"}}],{photo}}}"#
+    );
+    let relative = format!(
+        r#"{{"resourceType":"RelatedPerson","patient":{{"reference":"Patient/p1"}},"photo":[{{"url":"http://example.org/faces/okabe.png"}}]}}"#
+    );
+    let contained = format!(
+        r#"{{"resourceType":"Observation","contained":[{{"resourceType":"Patient","id":"newborn",{photo}}}],"status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
+    );
+    write(dir.path(), "Patient.ndjson", &[patient]);
+    write(dir.path(), "RelatedPerson.ndjson", &[relative]);
+    write(dir.path(), "export.ndjson", &[note_line("p1", OWN_NOTE), contained]);
+    let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let e = errors(&report);
+    for want in [
+        ("photo", "Patient", "photo"),
+        ("photo", "RelatedPerson", "photo"),
+        ("photo", "Observation", "contained.photo"),
+    ] {
+        assert!(has(&e, want), "{want:?} not in {e:?}");
+    }
+    assert!(report.blocking);
+    // redacted: a warning, and the patient's own name and phone still redacted in its note
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, report) = data::read(dir.path(), &opts).unwrap();
+    let photo_warning =
+        report.findings.iter().find(|f| f.kind == "photo" && f.resource == "Patient").expect("photo finding");
+    assert_eq!(photo_warning.severity, Severity::Warning);
+    assert_eq!(own_findings(&report), 2, "{:?}", report.findings);
+    let p1 = d.texts.iter().find(|t| t.contains("[NAME]")).expect("p1's note is redacted");
+    assert!(!p1.contains("香川") && !p1.contains("９８ ７６"), "{p1}");
+    let (code, all) = data_check_json(dir.path());
+    assert_eq!(code, Some(1), "blocking: {all}");
+    assert!(all.contains("\"photo\"") && all.contains("contained.photo"), "{all}");
+    for secret in ["4AAQSkZJRg", "Kagawa", "okabe.png", "faces", "9876"] {
+        assert!(!all.contains(secret), "{secret} printed: {all}");
+    }
+}

@@ -16,7 +16,7 @@
 //! - Composition: each section's title and `text.div` (XHTML) as plain text, one note per resource.
 //! - Encounter: `class` (R4 Coding, or R5 CodeableConcepts) and `period`.
 //! - Patient: the direct identifiers the guard refuses (name, telecom, address, birthDate, identifier,
-//!   contact; the extension mothersMaidenName, and any extension, nested or modifier, whose value is a
+//!   photo, contact; the extension mothersMaidenName, and any extension, nested or modifier, whose value is a
 //!   HumanName, ContactPoint, Address or Identifier; its narrative `text.div` is scanned) and
 //!   the site (`managingOrganization`). The values of its names, phones, e-mails, addresses and
 //!   identifiers are kept as hashes ([`guard::subject`]) and searched for in the subject's notes: files
@@ -24,7 +24,11 @@
 //!   in a file of another name) are checked at the end when events are kept, or by a second pass over
 //!   the input when they are not (`data check`).
 //! - RelatedPerson: its identifying fields are findings, and its name, telecom, address and identifiers
-//!   are searched for in its patient's notes as the patient's own ([`related_person`]).
+//!   are searched for in its patient's notes as the patient's own ([`related_person`]); a Person's so
+//!   for each Patient it links ([`person`]).
+//! - The extensions of a person's sub-elements (`name[].extension`, `contact[].extension`,
+//!   `_birthDate.extension`, ...) by the rules of its own extensions, and its `photo` (an image of a
+//!   face): findings ([`demographics`]).
 //! - `Observation.note`, `Observation.valueString` and `DocumentReference.description` are free text:
 //!   scanned by the guard, searched for the subject's own identifiers as notes are (by the second pass
 //!   when its Patient comes after them), and not kept (an annotation of a measurement or a document's
@@ -41,6 +45,8 @@ use serde::Deserialize;
 use smallvec::SmallVec;
 use std::borrow::Cow;
 
+mod demographics;
+mod person;
 mod related_person;
 mod stream;
 mod text;
@@ -362,6 +368,7 @@ struct Patient<'a> {
     address: Option<serde_json::Value>,
     birth_date: Option<serde_json::Value>,
     identifier: Option<serde_json::Value>,
+    photo: Option<serde_json::Value>,
     contact: Option<serde_json::Value>,
     /// read for the extensions that identify ([`identifying_extensions`])
     extension: Option<serde_json::Value>,
@@ -399,10 +406,10 @@ struct LineOut<'a> {
     /// the Patient resources a Patient links as the same person
     links: Vec<String>,
     /// a Patient's own identifiers, to search for in its notes: (subject, [(kind, value)]); a
-    /// RelatedPerson's are its patient's
-    own: Option<(String, Vec<(IdentifierKind, String)>)>,
-    /// the patient a RelatedPerson names
-    related_patient: Option<String>,
+    /// RelatedPerson's are its patient's, a Person's those of each Patient it links
+    own: Vec<(String, Vec<(IdentifierKind, String)>)>,
+    /// the patients a RelatedPerson or a Person names: (resource, patient)
+    related_patients: Vec<(&'static str, String)>,
     /// free text that is scanned and not kept (`Observation.note`), to search for its subject's own
     /// identifiers too: the subject, and (resource, field of a finding, text)
     unkept: Option<(Cow<'a, str>, Vec<(&'static str, &'static str, String)>)>,
@@ -1115,6 +1122,37 @@ const EXTENSIONS_BY_URL: &[(&str, &str, IdentifierKind, &str, &str)] = &[
         "extension.birthPlace",
         "contained.extension.birthPlace",
     ),
+    // on `_birthDate`: the time of birth
+    (
+        "patient-birthTime",
+        "valueDateTime",
+        IdentifierKind::BirthDate,
+        "extension.birthTime",
+        "contained.extension.birthTime",
+    ),
+    // on a HumanName: name parts written apart (a partner's name, a family name by parent)
+    (
+        "humanname-partner-name",
+        "valueString",
+        IdentifierKind::Name,
+        "extension.partnerName",
+        "contained.extension.partnerName",
+    ),
+    (
+        "humanname-fathers-family",
+        "valueString",
+        IdentifierKind::Name,
+        "extension.fathersFamily",
+        "contained.extension.fathersFamily",
+    ),
+    (
+        "humanname-mothers-family",
+        "valueString",
+        IdentifierKind::Name,
+        "extension.mothersFamily",
+        "contained.extension.mothersFamily",
+    ),
+    ("humanname-own-name", "valueString", IdentifierKind::Name, "extension.ownName", "contained.extension.ownName"),
 ];
 
 /// Any other extension is identifying by the type of its value: a person's name, a phone or e-mail,
@@ -1184,6 +1222,10 @@ fn identifying_extensions<'v>(lists: &[Option<&'v serde_json::Value>]) -> Vec<Ex
 /// The values of an identifying extension, as [`own_values`] gives them: its string (a maiden name),
 /// or the parts of its HumanName, ContactPoint, Address or Identifier.
 fn extension_own_values(x: &ExtensionValue, into: &mut Vec<(IdentifierKind, String)>) {
+    if x.kind == IdentifierKind::BirthDate {
+        // a birth time is not searched for in notes, as `birthDate` is not
+        return;
+    }
     match x.value {
         serde_json::Value::String(s) => into.push((x.kind, s.clone())),
         // one element, where `own_values` reads a list
@@ -1268,22 +1310,16 @@ fn narrative_identifiers(div: &str, own: &[(IdentifierKind, String)], resource: 
 fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
     let p: Patient = from_line(line).map_err(|_| invalid_at::<Patient>(line, "not a valid Patient"))?;
     let mut out = LineOut { resource: Some("Patient"), ..Default::default() };
-    for (v, kind, field) in [
-        (&p.name, IdentifierKind::Name, "name"),
-        (&p.telecom, IdentifierKind::Telecom, "telecom"),
-        (&p.address, IdentifierKind::Address, "address"),
-        (&p.birth_date, IdentifierKind::BirthDate, "birthDate"),
-        (&p.identifier, IdentifierKind::PatientIdentifier, "identifier"),
-    ] {
-        if present(v) {
-            out.identifiers.push((kind, "Patient", field));
-        }
-    }
     let mut own = Vec::new();
-    own_values(&p.name, IdentifierKind::Name, &mut own);
-    own_values(&p.telecom, IdentifierKind::Telecom, &mut own);
-    own_values(&p.address, IdentifierKind::Address, &mut own);
-    own_values(&p.identifier, IdentifierKind::PatientIdentifier, &mut own);
+    let d = demographics::Demographics {
+        name: &p.name,
+        telecom: &p.telecom,
+        address: &p.address,
+        birth_date: &p.birth_date,
+        identifier: &p.identifier,
+        photo: &p.photo,
+    };
+    demographics::demographics(&d, "Patient", &mut out, &mut own);
     // contacts (relatives, guardians): their names, phones and addresses identify the patient too
     for c in p.contact.as_ref().and_then(|c| c.as_array()).into_iter().flatten() {
         for (key, kind, field) in [
@@ -1304,6 +1340,8 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
         out.identifiers.push((x.kind, "Patient", x.field));
         extension_own_values(&x, &mut own);
     }
+    // the extensions of its names, telecoms, addresses, contacts and primitives (`_birthDate`)
+    demographics::line_sub_element_extensions(line, "Patient", &mut out, &mut own);
     if let Some(div) = p.text.as_ref().and_then(|t| t.div.as_deref()) {
         narrative_identifiers(div, &own, "Patient", &mut out);
     }
@@ -1331,7 +1369,7 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
         .map(|s| s.into_owned())
         .collect();
     if let (Some(id), false) = (p.id.as_deref(), own.is_empty()) {
-        out.own = Some((id.to_owned(), own));
+        out.own.push((id.to_owned(), own));
     }
     Ok(out)
 }
@@ -1367,6 +1405,7 @@ fn contained_patients(line: &[u8], out: &mut LineOut) {
             ("address", IdentifierKind::Address, "contained.address"),
             ("birthDate", IdentifierKind::BirthDate, "contained.birthDate"),
             ("identifier", IdentifierKind::PatientIdentifier, "contained.identifier"),
+            ("photo", IdentifierKind::Photo, "contained.photo"),
         ] {
             if present(&c.get(key).cloned()) {
                 out.identifiers.push((kind, resource, field));
@@ -1374,6 +1413,14 @@ fn contained_patients(line: &[u8], out: &mut LineOut) {
         }
         for x in identifying_extensions(&[c.get("extension"), c.get("modifierExtension")]) {
             out.identifiers.push((x.kind, resource, x.contained_field));
+        }
+        if let Some(map) = c.as_object() {
+            // (the values are no subject's own: the contained Patient is not the line's subject)
+            demographics::sub_element_extensions(
+                map,
+                |kind, _, contained_field| out.identifiers.push((kind, resource, contained_field)),
+                &mut Vec::new(),
+            );
         }
     }
 }
@@ -1396,6 +1443,7 @@ fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result
         "Encounter" => encounter(line),
         "Patient" => patient(line),
         "RelatedPerson" => related_person::related_person(line),
+        "Person" => person::person(line),
         // a bulk export has one resource per line: the resources inside a Bundle are not read, and said
         "Bundle" => Ok(LineOut {
             resource: Some(reportable::resource_type("Bundle").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),

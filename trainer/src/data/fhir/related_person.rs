@@ -1,13 +1,14 @@
 //! RelatedPerson (R4): a relative, guardian or carer of a patient. Nothing of it is kept; its name,
-//! telecom, address, birth date, identifiers, identifying extensions and narrative are identifier
-//! findings of `RelatedPerson` (HIPAA Safe Harbor lists the identifiers of relatives and household
-//! members), and its name, phones, e-mails, addresses and identifiers become identifiers of the patient
+//! telecom, address, birth date, identifiers, photo, identifying extensions (its own and its
+//! sub-elements') and narrative are identifier findings of `RelatedPerson` (HIPAA Safe Harbor lists
+//! the identifiers of relatives and household members), and its name, phones, e-mails, addresses and identifiers become identifiers of the patient
 //! it names (`RelatedPerson.patient`), searched for and redacted in that patient's notes as the
 //! patient's own are. Files named `RelatedPerson*` are read first with the `Patient*` files for that.
 
+use super::demographics::{demographics, line_sub_element_extensions, Demographics};
 use super::{
-    extension_own_values, from_line, identifying_extensions, invalid_at, narrative_identifiers, own_values, present,
-    subject_id, Bad, LineOut, Narrative, Reference,
+    extension_own_values, from_line, identifying_extensions, invalid_at, narrative_identifiers, subject_id, Bad,
+    LineOut, Narrative, Reference,
 };
 use crate::data::guard::IdentifierKind;
 use serde::Deserialize;
@@ -24,6 +25,7 @@ struct RelatedPerson<'a> {
     address: Option<serde_json::Value>,
     birth_date: Option<serde_json::Value>,
     identifier: Option<serde_json::Value>,
+    photo: Option<serde_json::Value>,
     extension: Option<serde_json::Value>,
     modifier_extension: Option<serde_json::Value>,
     #[serde(borrow)]
@@ -37,38 +39,33 @@ pub(super) fn related_person(line: &[u8]) -> std::result::Result<LineOut<'_>, Ba
     let r: RelatedPerson =
         from_line(line).map_err(|_| invalid_at::<RelatedPerson>(line, "not a valid RelatedPerson"))?;
     let mut out = LineOut { resource: Some(RESOURCE), ..Default::default() };
-    for (v, kind, field) in [
-        (&r.name, IdentifierKind::Name, "name"),
-        (&r.telecom, IdentifierKind::Telecom, "telecom"),
-        (&r.address, IdentifierKind::Address, "address"),
-        (&r.birth_date, IdentifierKind::BirthDate, "birthDate"),
-        (&r.identifier, IdentifierKind::PatientIdentifier, "identifier"),
-    ] {
-        if present(v) {
-            out.identifiers.push((kind, RESOURCE, field));
-        }
-    }
+    let mut own = Vec::new();
+    let d = Demographics {
+        name: &r.name,
+        telecom: &r.telecom,
+        address: &r.address,
+        birth_date: &r.birth_date,
+        identifier: &r.identifier,
+        photo: &r.photo,
+    };
+    demographics(&d, RESOURCE, &mut out, &mut own);
     if r.patient.as_ref().is_some_and(|p| p.display.is_some()) {
         out.identifiers.push((IdentifierKind::Name, RESOURCE, "patient.display"));
     }
-    let mut own = Vec::new();
-    own_values(&r.name, IdentifierKind::Name, &mut own);
-    own_values(&r.telecom, IdentifierKind::Telecom, &mut own);
-    own_values(&r.address, IdentifierKind::Address, &mut own);
-    own_values(&r.identifier, IdentifierKind::PatientIdentifier, &mut own);
     for x in identifying_extensions(&[r.extension.as_ref(), r.modifier_extension.as_ref()]) {
         out.identifiers.push((x.kind, RESOURCE, x.field));
         extension_own_values(&x, &mut own);
     }
+    line_sub_element_extensions(line, RESOURCE, &mut out, &mut own);
     if let Some(div) = r.text.as_ref().and_then(|t| t.div.as_deref()) {
         narrative_identifiers(div, &own, RESOURCE, &mut out);
     }
     let Some(patient) = r.patient.as_ref().and_then(subject_id) else {
         return Ok(out.unusable("no_patient_subject", RESOURCE, "patient"));
     };
-    out.related_patient = Some(patient.clone().into_owned());
+    out.related_patients.push((RESOURCE, patient.clone().into_owned()));
     if !own.is_empty() {
-        out.own = Some((patient.into_owned(), own));
+        out.own.push((patient.into_owned(), own));
     }
     Ok(out)
 }

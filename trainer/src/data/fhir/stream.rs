@@ -265,10 +265,14 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
             sink.data.links.push((s, o));
         }
     }
-    if let Some(patient) = out.related_patient {
-        *sink.data.subject_identifiers.related.entry(patient).or_default() += 1;
+    let linked: Vec<&String> = out.related_patients.iter().filter(|(r, _)| *r == "Person").map(|(_, p)| p).collect();
+    if linked.len() > 1 {
+        sink.data.subject_identifiers.same_person.push(linked.into_iter().cloned().collect());
     }
-    if let Some((subject, values)) = out.own {
+    for (resource, patient) in out.related_patients {
+        *sink.data.subject_identifiers.related.entry((resource, patient)).or_default() += 1;
+    }
+    for (subject, values) in out.own {
         let store = &mut sink.data.subject_identifiers;
         let mut added = false;
         for (kind, value) in values {
@@ -368,21 +372,22 @@ fn check_early_notes(sink: &mut Sink) {
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &mut data::Report) -> Result<()> {
     let files = data::input_files(path, data::FHIR_EXTS, report)?;
     // Patient files first, for their identifiers only, so that notes are checked as they are read;
-    // and RelatedPerson files, whose values are their patients' identifiers
+    // and RelatedPerson and Person files, whose values are their patients' identifiers
     let mut first = data::Dataset::default();
     let mut scratch = data::Report::default();
     let mut pre = Sink { data: &mut first, report: &mut scratch, opts };
     let identifying = |f: &&std::path::PathBuf| {
         f.file_name().is_some_and(|n| {
             let n = n.to_string_lossy();
-            n.starts_with("Patient") || n.starts_with("RelatedPerson")
+            n.starts_with("Patient") || n.starts_with("RelatedPerson") || n.starts_with("Person")
         })
     };
     for f in files.iter().filter(identifying) {
         read_file(f, &mut pre)?;
     }
-    // records linked as one person (Patient.link): each one's notes are checked against the identifiers
-    // of all of them
+    // records linked as one person (Patient.link, a Person's links): each one's notes are checked
+    // against the identifiers of all of them
+    link_same_person(&mut first);
     if first.merge_linked_subjects() > 0 {
         let mut groups: HashMap<u32, Vec<&str>> = HashMap::new();
         for (i, name) in first.subjects.names.iter().enumerate() {
@@ -395,12 +400,14 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     data.subject_identifiers = std::mem::take(&mut first.subject_identifiers);
     data.subject_identifiers.arrivals.clear();
     data.subject_identifiers.related.clear();
+    data.subject_identifiers.same_person.clear();
     drop(first);
     let mut sink = Sink { data, report, opts };
     for f in &files {
         read_file(f, &mut sink)?;
     }
     check_early_notes(&mut sink);
+    link_same_person(sink.data);
     let merged = sink.data.merge_linked_subjects();
     if merged > 0 {
         sink.report.finding(Severity::Info, "linked_patient", "Patient", "link", None, merged as u64);
@@ -415,17 +422,20 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     }
     // RelatedPerson resources whose patient is no subject of the export (no Patient resource, no
     // event): counted, as subjects without a Patient are; their values are no one's notes to search
+    // (a Person's links to unknown patients likewise, link by link)
     let related = std::mem::take(&mut sink.data.subject_identifiers.related);
-    let unknown: u64 = related.iter().filter(|(id, _)| sink.data.subjects.get(id).is_none()).map(|(_, n)| n).sum();
-    if unknown > 0 {
-        sink.report.finding(
-            Severity::Info,
-            "related_person_without_patient",
-            "RelatedPerson",
-            "patient",
-            None,
-            unknown,
-        );
+    for (resource, kind, field) in [
+        ("RelatedPerson", "related_person_without_patient", "patient"),
+        ("Person", "person_link_without_patient", "link.target"),
+    ] {
+        let unknown: u64 = related
+            .iter()
+            .filter(|((r, id), _)| *r == resource && sink.data.subjects.get(id).is_none())
+            .map(|(_, n)| n)
+            .sum();
+        if unknown > 0 {
+            sink.report.finding(Severity::Info, kind, resource, field, None, unknown);
+        }
     }
     if sink.data.subject_identifiers.recheck {
         // a Patient came after notes of its subject that are not kept (events not kept, `data check`;
@@ -447,5 +457,18 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     }
     sink.data.subject_identifiers.noted_before = Default::default();
     sink.data.subject_identifiers.related = Default::default();
+    sink.data.subject_identifiers.same_person = Default::default();
     Ok(())
+}
+
+/// The Patients a Person links (one human's records) as links of the dataset, merged into one
+/// privacy unit as `Patient.link`'s are; only those that are subjects of the input (a link to a
+/// patient the export lacks makes no subject).
+fn link_same_person(data: &mut data::Dataset) {
+    for group in std::mem::take(&mut data.subject_identifiers.same_person) {
+        let subjects: Vec<u32> = group.iter().filter_map(|p| data.subjects.get(p)).collect();
+        if let Some((&first, rest)) = subjects.split_first() {
+            data.links.extend(rest.iter().map(|&s| (first, s)));
+        }
+    }
 }

@@ -50,6 +50,9 @@ pub enum IdentifierKind {
     Email,
     /// `Patient.identifier`: a medical record number or another id the export should not hold
     PatientIdentifier,
+    /// `Patient.photo` (an Attachment): a face image identifies as a name does (HIPAA Safe Harbor
+    /// lists full-face photographs); only found in structured fields, never in free text
+    Photo,
 }
 
 impl IdentifierKind {
@@ -63,6 +66,7 @@ impl IdentifierKind {
             IdentifierKind::Phone => "phone",
             IdentifierKind::Email => "email",
             IdentifierKind::PatientIdentifier => "patient_identifier",
+            IdentifierKind::Photo => "photo",
         }
     }
 }

@@ -35,9 +35,12 @@ pub struct Store {
     /// RelatedPerson after them): then the read checks the text again, in a second pass.
     pub noted_before: std::collections::HashSet<u64>,
     pub recheck: bool,
-    /// The patients that RelatedPerson resources name (id, and how many name it): those that are no
-    /// subject of the input are counted at the end of the read.
-    pub related: HashMap<String, u64>,
+    /// The patients that RelatedPerson and Person resources name ((resource, id), and how many times
+    /// it is named): those that are no subject of the input are counted at the end of the read.
+    pub related: HashMap<(&'static str, String), u64>,
+    /// The Patients each Person links, where it links two or more: records of one human, made one
+    /// privacy unit at the end of the read as `Patient.link` makes them.
+    pub same_person: Vec<Vec<String>>,
 }
 
 /// The key of a subject in [`Store::noted_before`].
