@@ -7,6 +7,7 @@
 
 use super::check::Severity;
 use super::{catalog, charset, guard, time, DataError, EventKind, ReadOptions, Rec, Result, Sink};
+use std::borrow::Cow;
 use std::path::Path;
 
 enum Layout {
@@ -221,46 +222,55 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if let Some(t) = time::parse(s) {
         return Some(t);
     }
-    // Y[/-]M[/-]D with one- or two-digit month and day, then [ T]H:MM[:SS]
+    // Y[/-]M[/-]D with one- or two-digit month and day, then [ T]H:MM[:SS][zone]; read without building
+    // a string (a CSV export may have a hundred million of them)
+    let number = |p: &str, min: usize, max: usize| -> Option<i64> {
+        ((min..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok()).flatten()
+    };
     let (date, clock) = match s.split_once([' ', 'T']) {
         Some((d, c)) => (d, Some(c.trim())),
         None => (s, None),
     };
     let mut parts = date.split(['/', '-']);
-    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
-    let short = |p: &str| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
-    if parts.next().is_some() || y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) || !short(m) || !short(d) {
+    let (y, m, d) = (number(parts.next()?, 4, 4)?, number(parts.next()?, 1, 2)?, number(parts.next()?, 1, 2)?);
+    if parts.next().is_some() || !(1..=12).contains(&m) || d < 1 {
         return None;
     }
-    let mut iso = format!("{y}-{m:0>2}-{d:0>2}");
-    if let Some(c) = clock {
-        // a zone after the clock (`Z`, `+09:00`) kept as FHIR writes it
-        let (c, zone) = match c.find(['Z', '+', '-']) {
-            Some(i) => (&c[..i], &c[i..]),
-            None => (c, ""),
-        };
-        let zone_ok = zone.is_empty()
-            || zone == "Z"
-            || (zone.len() == 6
-                && zone.as_bytes()[3] == b':'
-                && zone[1..3].bytes().chain(zone[4..].bytes()).all(|b| b.is_ascii_digit()));
-        if !zone_ok {
-            return None;
-        }
-        let mut hms = c.split(':');
-        let (h, mi) = (hms.next()?, hms.next()?);
-        let sec = hms.next();
-        if hms.next().is_some()
-            || !short(h)
-            || mi.len() != 2
-            || !short(mi)
-            || sec.is_some_and(|x| x.len() != 2 || !short(x))
-        {
-            return None;
-        }
-        iso.push_str(&format!("T{h:0>2}:{mi}:{}{zone}", sec.unwrap_or("00")));
+    let day = time::days_from_civil(y, m as u32, d as u32);
+    // a day past the month's end comes back as another date
+    if time::civil_from_days(day) != (y, m as u32, d as u32) {
+        return None;
     }
-    time::parse(&iso)
+    let mut t = day * 86_400;
+    if let Some(c) = clock {
+        // a zone after the clock (`Z`, `+09:00`) as FHIR writes one
+        let (c, offset) = match c.find(['Z', '+', '-']) {
+            Some(i) if &c[i..] == "Z" => (&c[..i], 0),
+            Some(i) => {
+                let z = &c[i..];
+                if z.len() != 6 || z.as_bytes()[3] != b':' {
+                    return None;
+                }
+                let (hh, mm) = (number(&z[1..3], 2, 2)?, number(&z[4..6], 2, 2)?);
+                if hh > 14 || mm > 59 {
+                    return None;
+                }
+                (&c[..i], if z.starts_with('-') { -1 } else { 1 } * (hh * 3600 + mm * 60))
+            }
+            None => (c, 0),
+        };
+        let mut hms = c.split(':');
+        let (h, mi) = (number(hms.next()?, 1, 2)?, number(hms.next()?, 2, 2)?);
+        let sec = match hms.next() {
+            Some(x) => number(x, 2, 2)?,
+            None => 0,
+        };
+        if hms.next().is_some() || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        t += h * 3600 + mi * 60 + sec - offset;
+    }
+    Some(t)
 }
 
 /// Reads one CSV file into the sink.
@@ -383,42 +393,42 @@ fn result(v: &str, field: &'static str, sink: &mut Sink) -> Value {
 /// The code system a `system` column's value names: a URI or URN as it is (`http://loinc.org`), the
 /// names LOINC and JLAC10 as theirs; `None` for anything else (a source system's name such as `LIS`,
 /// counted as `system_not_read`, the code then read as a bare one).
-fn code_system(s: &str) -> Option<String> {
+fn code_system(s: &str) -> Option<Cow<'_, str>> {
     if s.eq_ignore_ascii_case("loinc") {
-        return Some(catalog::LOINC.to_owned());
+        return Some(catalog::LOINC.into());
     }
     if s.eq_ignore_ascii_case("jlac10") {
-        return Some(catalog::JLAC10.to_owned());
+        return Some(catalog::JLAC10.into());
     }
     let uri = s.split_once(':').is_some_and(|(scheme, rest)| {
         !rest.is_empty()
             && !scheme.is_empty()
             && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
     });
-    uri.then(|| s.to_owned())
+    uri.then_some(s.into())
 }
 
 /// The (system, code) of a bare code: a catalogue test's name or LOINC code (well formed, its check
 /// digit right) is that LOINC code; a catalogue JLAC10 code is JLAC10; a MEDS code (`LOINC/2160-0`,
 /// `LAB//2160-0//mg/dL`) as the MEDS reader reads it; any other is local (`medtrain:csv`).
-fn bare_code(code: &str) -> (String, String) {
+fn bare_code(code: &str) -> (Cow<'static, str>, Cow<'_, str>) {
     match catalog::by_name_or_code(code) {
         Some(l) if l.name == code || (l.loinc == code && catalog::loinc_is_valid(code)) => {
-            return (catalog::LOINC.to_owned(), l.loinc.to_owned())
+            return (catalog::LOINC.into(), l.loinc.into())
         }
-        Some(_) if catalog::lookup(catalog::JLAC10, code).is_some() => {
-            return (catalog::JLAC10.to_owned(), code.to_owned())
-        }
+        Some(_) if catalog::lookup(catalog::JLAC10, code).is_some() => return (catalog::JLAC10.into(), code.into()),
         _ => {}
     }
     if let Some(l) = code.strip_prefix("LOINC/") {
-        return (catalog::LOINC.to_owned(), l.to_owned());
+        return (catalog::LOINC.into(), l.into());
     }
-    let parts: Vec<&str> = code.split("//").collect();
-    if parts.len() >= 2 && catalog::lookup(catalog::LOINC, parts[1]).is_some() {
-        return (catalog::LOINC.to_owned(), parts[1].to_owned());
+    let mut parts = code.split("//");
+    if let (Some(_), Some(loinc)) = (parts.next(), parts.next()) {
+        if catalog::lookup(catalog::LOINC, loinc).is_some() {
+            return (catalog::LOINC.into(), loinc.into());
+        }
     }
-    ("medtrain:csv".to_owned(), code.to_owned())
+    ("medtrain:csv".into(), code.into())
 }
 
 fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result::Result<(), &'static str> {
@@ -438,17 +448,18 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             }
             let time = parse_time(time).ok_or("unreadable time")?;
             let code = get(code).filter(|s| !s.is_empty()).ok_or("no code")?;
-            let (system, code) = match (code.split_once('|'), system.and_then(get).filter(|s| !s.is_empty())) {
-                (Some((s, c)), _) => (s.to_owned(), c.to_owned()),
-                (None, Some(s)) => match code_system(s) {
-                    Some(s) => (s, code.to_owned()),
-                    None => {
-                        sink.report.count(Severity::Info, "system_not_read", "csv", "system");
-                        bare_code(code)
-                    }
-                },
-                (None, None) => bare_code(code),
-            };
+            let (system, code): (Cow<str>, Cow<str>) =
+                match (code.split_once('|'), system.and_then(get).filter(|s| !s.is_empty())) {
+                    (Some((s, c)), _) => (s.into(), c.into()),
+                    (None, Some(s)) => match code_system(s) {
+                        Some(s) => (s, code.into()),
+                        None => {
+                            sink.report.count(Severity::Info, "system_not_read", "csv", "system");
+                            bare_code(code)
+                        }
+                    },
+                    (None, None) => bare_code(code),
+                };
             let value = match get(value).filter(|v| !missing(v)) {
                 Some(v) => result(v, "value", sink),
                 None => match text_value.and_then(get).filter(|v| !missing(v)) {
@@ -456,7 +467,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                     None => Value::Text,
                 },
             };
-            let unit = unit.and_then(get).filter(|u| !u.is_empty()).map(str::to_owned);
+            let unit = unit.and_then(get).filter(|u| !u.is_empty());
             let (kind, value) = match (value, catalog::lookup(&system, &code)) {
                 (Value::Level(level), _) => (EventKind::Coded, level),
                 (Value::Number(v), Some(l)) if l.vital => (EventKind::Vital, v),
@@ -467,8 +478,8 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 subject: subject.into(),
                 time,
                 kind,
-                system: system.into(),
-                code: code.into(),
+                system,
+                code,
                 value,
                 unit: unit.map(Into::into),
                 text: None,
