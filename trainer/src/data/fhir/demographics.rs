@@ -118,3 +118,26 @@ pub(super) fn line_sub_element_extensions(
     let Ok(map) = from_line::<serde_json::Map<String, serde_json::Value>>(line) else { return };
     sub_element_extensions(&map, |kind, field, _| out.identifiers.push((kind, resource, field)), own);
 }
+
+/// What a RelatedPerson or Person says of itself: its demographics, its identifying extensions (its own
+/// and its sub-elements') and its narrative, as findings of `resource`; the values its related
+/// patients' notes must not show are added to `own` (the narrative is searched for them too).
+pub(super) fn person_findings(
+    d: &Demographics,
+    extensions: [Option<&serde_json::Value>; 2],
+    narrative: Option<&str>,
+    line: &[u8],
+    resource: &'static str,
+    out: &mut LineOut,
+    own: &mut Vec<(IdentifierKind, String)>,
+) {
+    demographics(d, resource, out, own);
+    for x in identifying_extensions(&extensions) {
+        out.identifiers.push((x.kind, resource, x.field));
+        extension_own_values(&x, own);
+    }
+    line_sub_element_extensions(line, resource, out, own);
+    if let Some(div) = narrative {
+        super::narrative_identifiers(div, own, resource, out);
+    }
+}

@@ -6,11 +6,8 @@
 //! Files named `Person*` are read first with the `Patient*` files for that. A link to a Patient that
 //! is no subject of the export is counted (`person_link_without_patient`).
 
-use super::demographics::{demographics, line_sub_element_extensions, Demographics};
-use super::{
-    extension_own_values, from_line, identifying_extensions, invalid_at, narrative_identifiers, subject_id, Bad,
-    LineOut, Narrative, Reference,
-};
+use super::demographics::{person_findings, Demographics};
+use super::{from_line, invalid_at, subject_id, Bad, LineOut, Narrative, Reference};
 use serde::Deserialize;
 
 const RESOURCE: &str = "Person";
@@ -53,15 +50,9 @@ pub(super) fn person(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
         identifier: &p.identifier,
         photo: &p.photo,
     };
-    demographics(&d, RESOURCE, &mut out, &mut own);
-    for x in identifying_extensions(&[p.extension.as_ref(), p.modifier_extension.as_ref()]) {
-        out.identifiers.push((x.kind, RESOURCE, x.field));
-        extension_own_values(&x, &mut own);
-    }
-    line_sub_element_extensions(line, RESOURCE, &mut out, &mut own);
-    if let Some(div) = p.text.as_ref().and_then(|t| t.div.as_deref()) {
-        narrative_identifiers(div, &own, RESOURCE, &mut out);
-    }
+    let extensions = [p.extension.as_ref(), p.modifier_extension.as_ref()];
+    let narrative = p.text.as_ref().and_then(|t| t.div.as_deref());
+    person_findings(&d, extensions, narrative, line, RESOURCE, &mut out, &mut own);
     let mut patients: Vec<String> = Vec::new();
     for target in p.link.iter().filter_map(|l| l.target.as_ref()) {
         if target.display.is_some() {

@@ -5,11 +5,8 @@
 //! it names (`RelatedPerson.patient`), searched for and redacted in that patient's notes as the
 //! patient's own are. Files named `RelatedPerson*` are read first with the `Patient*` files for that.
 
-use super::demographics::{demographics, line_sub_element_extensions, Demographics};
-use super::{
-    extension_own_values, from_line, identifying_extensions, invalid_at, narrative_identifiers, subject_id, Bad,
-    LineOut, Narrative, Reference,
-};
+use super::demographics::{person_findings, Demographics};
+use super::{from_line, invalid_at, subject_id, Bad, LineOut, Narrative, Reference};
 use crate::data::guard::IdentifierKind;
 use serde::Deserialize;
 
@@ -48,17 +45,11 @@ pub(super) fn related_person(line: &[u8]) -> std::result::Result<LineOut<'_>, Ba
         identifier: &r.identifier,
         photo: &r.photo,
     };
-    demographics(&d, RESOURCE, &mut out, &mut own);
+    let extensions = [r.extension.as_ref(), r.modifier_extension.as_ref()];
+    let narrative = r.text.as_ref().and_then(|t| t.div.as_deref());
+    person_findings(&d, extensions, narrative, line, RESOURCE, &mut out, &mut own);
     if r.patient.as_ref().is_some_and(|p| p.display.is_some()) {
         out.identifiers.push((IdentifierKind::Name, RESOURCE, "patient.display"));
-    }
-    for x in identifying_extensions(&[r.extension.as_ref(), r.modifier_extension.as_ref()]) {
-        out.identifiers.push((x.kind, RESOURCE, x.field));
-        extension_own_values(&x, &mut own);
-    }
-    line_sub_element_extensions(line, RESOURCE, &mut out, &mut own);
-    if let Some(div) = r.text.as_ref().and_then(|t| t.div.as_deref()) {
-        narrative_identifiers(div, &own, RESOURCE, &mut out);
     }
     let Some(patient) = r.patient.as_ref().and_then(subject_id) else {
         return Ok(out.unusable("no_patient_subject", RESOURCE, "patient"));
