@@ -227,9 +227,7 @@ fn identifying_patient_extensions_were_not_flagged() {
     // an extension without a value is nothing; in a contained Patient, a finding of the resource
     let dir = tempfile::tempdir().unwrap();
     let empty = r#"{"resourceType":"Patient","id":"p1","extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName","valueString":""}]}"#;
-    let contained = format!(
-        r#"{{"resourceType":"Observation","contained":[{{"resourceType":"Patient","id":"newborn",{ext}}}],"status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
-    );
+    let contained = in_contained_patient(&ext);
     write(dir.path(), "export.ndjson", &[empty.to_owned(), contained]);
     let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     let e = errors(&report);
@@ -621,10 +619,7 @@ fn identifying_values_in_extensions_of_any_url_were_not_read() {
     // the values are p1's own identifiers: found in p1's note, not in p2's, and redacted
     let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
     let (d, report) = data::read(dir.path(), &opts).unwrap();
-    let mut own: Vec<&str> =
-        report.findings.iter().filter(|f| f.field == "subject_identifier").map(|f| f.kind.as_str()).collect();
-    own.sort();
-    own.dedup();
+    let own = own_kinds(&report);
     assert_eq!(own, ["address", "name", "patient_identifier", "phone"], "{:?}", report.findings);
     let p1 = d.texts.iter().find(|t| t.contains("[NAME]")).expect("p1's note is redacted");
     for secret in ["okabe", "rinko", "sakuraba", "80 77 11", "lantern", "77310492"] {
@@ -632,9 +627,7 @@ fn identifying_values_in_extensions_of_any_url_were_not_read() {
     }
     assert!(d.texts.iter().any(|t| t == note), "p2's note is not p1's patient's: kept as it is");
     // in a contained Patient: findings of the resource that holds it
-    let contained = format!(
-        r#"{{"resourceType":"Observation","contained":[{{"resourceType":"Patient","id":"newborn",{ext}}}],"status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
-    );
+    let contained = in_contained_patient(&ext);
     let other = tempfile::tempdir().unwrap();
     write(other.path(), "Observation.ndjson", &[contained]);
     let (_, report) = data::read(other.path(), &ReadOptions::default()).unwrap();
@@ -919,10 +912,7 @@ fn extensions_on_patient_sub_elements_were_not_read() {
     // the values are p1's own: found and redacted in p1's note, not in p2's
     let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
     let (d, report) = data::read(dir.path(), &opts).unwrap();
-    let mut own: Vec<&str> =
-        report.findings.iter().filter(|f| f.field == "subject_identifier").map(|f| f.kind.as_str()).collect();
-    own.sort();
-    own.dedup();
+    let own = own_kinds(&report);
     assert_eq!(own, ["address", "name", "patient_identifier", "phone"], "{:?}", report.findings);
     assert_eq!(own_findings(&report), 6, "{:?}", report.findings);
     let p1 = d.texts.iter().find(|t| t.contains("[NAME]")).expect("p1's note is redacted");
@@ -931,9 +921,7 @@ fn extensions_on_patient_sub_elements_were_not_read() {
     }
     assert!(d.texts.iter().any(|t| t == note), "p2's note is not p1's");
     // in a contained Patient: findings of the resource that holds it
-    let contained = format!(
-        r#"{{"resourceType":"Observation","contained":[{{"resourceType":"Patient","id":"newborn",{PATIENT_WITH_SUB_ELEMENT_EXTENSIONS}}}],"status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
-    );
+    let contained = in_contained_patient(&PATIENT_WITH_SUB_ELEMENT_EXTENSIONS);
     let other = tempfile::tempdir().unwrap();
     write(other.path(), "Observation.ndjson", &[contained]);
     let (_, report) = data::read(other.path(), &ReadOptions::default()).unwrap();
@@ -970,9 +958,7 @@ fn photo_of_a_patient_or_relative_was_not_flagged() {
     let relative = format!(
         r#"{{"resourceType":"RelatedPerson","patient":{{"reference":"Patient/p1"}},"photo":[{{"url":"http://example.org/faces/okabe.png"}}]}}"#
     );
-    let contained = format!(
-        r#"{{"resourceType":"Observation","contained":[{{"resourceType":"Patient","id":"newborn",{photo}}}],"status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
-    );
+    let contained = in_contained_patient(&photo);
     write(dir.path(), "Patient.ndjson", &[patient]);
     write(dir.path(), "RelatedPerson.ndjson", &[relative]);
     write(dir.path(), "export.ndjson", &[note_line("p1", OWN_NOTE), contained]);
@@ -1001,4 +987,20 @@ fn photo_of_a_patient_or_relative_was_not_flagged() {
     for secret in ["4AAQSkZJRg", "Kagawa", "okabe.png", "faces", "9876"] {
         assert!(!all.contains(secret), "{secret} printed: {all}");
     }
+}
+
+/// The kinds of the subject's own identifiers found in its notes, each once, sorted.
+fn own_kinds(report: &data::check::Report) -> Vec<&str> {
+    let mut own: Vec<&str> =
+        report.findings.iter().filter(|f| f.field == "subject_identifier").map(|f| f.kind.as_str()).collect();
+    own.sort();
+    own.dedup();
+    own
+}
+
+/// An Observation of p1 holding a contained Patient of the given fields (JSON members).
+fn in_contained_patient(patient_fields: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Observation","contained":[{{"resourceType":"Patient","id":"newborn",{patient_fields}}}],"status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
+    )
 }
