@@ -388,9 +388,28 @@ const CODE: usize = 2;
 const VALUE: usize = 3;
 const TEXT: usize = 4;
 
-/// Rows decoded at a time: with the batch being applied, what the reader holds besides the parquet
-/// crate's pages (about 100 bytes a row, and the text of its rows), whatever the size of a row group.
+/// Rows decoded at a time at most: with the batch being applied, what the reader holds besides the
+/// parquet crate's pages (about 100 bytes a row, and the text of its rows), whatever the size of a
+/// row group.
 const BATCH_ROWS: usize = 1 << 16;
+
+/// The rows of a shard's first batch, and the fewest of any: a batch's text is not known before it is
+/// read, and a shard of discharge summaries in batches of [`BATCH_ROWS`] would hold gigabytes.
+const FIRST_BATCH_ROWS: usize = 1 << 10;
+const MIN_BATCH_ROWS: usize = 1 << 6;
+
+/// The text a batch holds, about, at most: the next batch is cut to keep to it at the bytes per row of
+/// the last ([`next_batch_rows`]).
+const BATCH_TEXT_BYTES: usize = 16 << 20;
+
+/// The rows of a shard's next batch after one of `rows` rows held `text_bytes` of text: as many as
+/// keep [`BATCH_TEXT_BYTES`] at its bytes per row, within [`MIN_BATCH_ROWS`] and [`BATCH_ROWS`].
+fn next_batch_rows(rows: usize, text_bytes: usize) -> usize {
+    match rows.saturating_mul(BATCH_TEXT_BYTES).checked_div(text_bytes) {
+        Some(n) => n.clamp(MIN_BATCH_ROWS, BATCH_ROWS),
+        None => BATCH_ROWS,
+    }
+}
 
 /// How a column's values read: the conversions of the parquet crate's record API (`Field::convert_*`),
 /// which the row reader used and [`read_rows_reference`] still uses, by physical and converted type.
@@ -541,6 +560,8 @@ struct Shard {
     left: usize,
     lines: u64,
     bufs: [ColumnBuf; 5],
+    /// the rows of the next batch ([`next_batch_rows`])
+    batch_rows: usize,
 }
 
 impl Shard {
@@ -579,6 +600,7 @@ impl Shard {
             left: 0,
             lines: 0,
             bufs: Default::default(),
+            batch_rows: FIRST_BATCH_ROWS,
         })
     }
 
@@ -605,7 +627,7 @@ impl Shard {
             first_line: self.lines + 1,
             ..Batch::default()
         };
-        let n = self.left.min(BATCH_ROWS);
+        let n = self.left.min(self.batch_rows);
         if n == 0 {
             batch.last = true;
             return Ok(batch);
@@ -729,6 +751,7 @@ impl Shard {
                 text[r] = Some(simdutf8::basic::from_utf8(b).map_err(|_| utf8(r, "text_value"))?.to_owned());
             }
         }
+        self.batch_rows = next_batch_rows(n, text.iter().flatten().map(String::len).sum());
         batch.rows = (0..n)
             .zip(code.into_iter().zip(text))
             .map(|(r, (code, text))| Row {
@@ -1060,4 +1083,21 @@ fn read_with(
         report_split_directories(&path.join("data"), &files, &mut sink);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_of_long_notes_held_65536_of_them() {
+        // no text, or short text results: full batches
+        assert_eq!(next_batch_rows(FIRST_BATCH_ROWS, 0), BATCH_ROWS);
+        assert_eq!(next_batch_rows(BATCH_ROWS, BATCH_ROWS * 8), BATCH_ROWS);
+        // 10 kB discharge summaries: as many as fill the text budget, not 65,536 (655 MB)
+        let n = next_batch_rows(FIRST_BATCH_ROWS, FIRST_BATCH_ROWS * 10_000);
+        assert!(n * 10_000 <= BATCH_TEXT_BYTES && (n + 1) * 10_000 > BATCH_TEXT_BYTES, "{n}");
+        // a batch of 1 MB notes: the fewest rows
+        assert_eq!(next_batch_rows(n, n << 20), MIN_BATCH_ROWS);
+    }
 }
