@@ -597,8 +597,10 @@ mod tests {
         }
         let got: std::collections::BTreeMap<String, f64> = store.decayed_usage(1.0).unwrap().into_iter().collect();
         // a: 2 devices over [t-3h, t-1h] with a 1-hour half-life: 2 (2^-1 - 2^-3) / ln 2 device-hours
+        // (the query reads the clock again: a loaded host took 36 ms between, 7e-6 of a, so the
+        // tolerance allows half a second, as b's does)
         let a = 2.0 * (0.5f64 - 0.125) / std::f64::consts::LN_2;
-        assert!((got["a"] - a).abs() < 1e-6 * a, "{got:?}");
+        assert!((got["a"] - a).abs() < 1e-4 * a, "{got:?}");
         // b: 1 device over the last half hour (still open)
         let b = (1.0 - 0.5f64.powf(0.5)) / std::f64::consts::LN_2;
         assert!((got["b"] - b).abs() < 1e-4 * b, "{got:?}");
