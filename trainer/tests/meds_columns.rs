@@ -409,3 +409,52 @@ fn a_column_type_the_record_api_could_not_convert_panicked_on_the_first_row() {
     let e = e.to_string();
     assert!(e.contains("0.parquet") && e.contains("\"time\"") && e.contains("INTERVAL"), "{e}");
 }
+
+#[test]
+fn a_row_group_claiming_rows_its_columns_lack_was_read_as_that_many_malformed_rows() {
+    // columns that hold no MEDS value (booleans, a code without the string annotation) were not read, so
+    // a row group's rows were the count its metadata claims: 200,000 malformed rows from a file of 3
+    // (and a claim of 2^60 spun for ever); every column is read now, and the claim is refused
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("metadata")).unwrap();
+    let path = root.join("data/0.parquet");
+    let mut w = writer(
+        &path,
+        "message meds { required boolean subject_id; required boolean time; required binary code; \
+         required boolean numeric_value; }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<parquet::data_type::BoolType>(&mut rg, &[true; 3], None, None);
+    col::<parquet::data_type::BoolType>(&mut rg, &[true; 3], None, None);
+    col::<ByteArrayType>(&mut rg, &vec![ByteArray::from("X"); 3], None, None);
+    col::<parquet::data_type::BoolType>(&mut rg, &[true; 3], None, None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    // the footer rewritten with the row group claiming 200,000 rows (the pages stay where they are)
+    let bytes = std::fs::read(&path).unwrap();
+    let footer = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap()) as usize;
+    let meta = {
+        use parquet::file::reader::FileReader;
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&path).unwrap())
+            .unwrap()
+            .metadata()
+            .clone()
+    };
+    let mut builder = meta.into_builder();
+    let groups = builder.take_row_groups();
+    let groups = groups.into_iter().map(|g| g.into_builder().set_num_rows(200_000).build().unwrap()).collect();
+    let meta = builder.set_row_groups(groups).build();
+    let mut out = bytes[..bytes.len() - 8 - footer].to_vec();
+    parquet::file::metadata::ParquetMetaDataWriter::new(&mut out, &meta).finish().unwrap();
+    std::fs::write(&path, &out).unwrap();
+    {
+        use parquet::file::reader::FileReader;
+        let r = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        assert_eq!(r.metadata().row_group(0).num_rows(), 200_000, "the claim was written");
+    }
+    let e = data::read(root, &ReadOptions { max_malformed_fraction: 1.0, ..Default::default() }).expect_err("refused");
+    assert!(e.unreadable());
+    let e = e.to_string();
+    assert!(e.contains("0.parquet") && e.contains("ends before the row group's last row"), "{e}");
+}

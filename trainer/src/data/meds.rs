@@ -432,8 +432,8 @@ enum Conv {
     Decimal(i32),
     /// UTF-8 text (`Str`)
     Str,
-    /// what no MEDS column takes (bytes, booleans, small integers, times of day, lists): not read, as
-    /// if null
+    /// what no MEDS column takes (bytes, booleans, small integers, times of day): read (so that every
+    /// row is counted), taken as null
     Other,
 }
 
@@ -442,10 +442,6 @@ impl Conv {
     /// convert (it panicked on the first row).
     fn of(c: &parquet::schema::types::ColumnDescriptor) -> Option<Conv> {
         use parquet::basic::{ConvertedType as C, Type as T};
-        if c.max_rep_level() > 0 {
-            // a repeated column: a list in each row, no single value
-            return Some(Conv::Other);
-        }
         Some(match (c.physical_type(), c.converted_type()) {
             (T::INT32, C::INT_32 | C::NONE) => Conv::Int,
             (T::INT32, C::UINT_32) => Conv::UInt,
@@ -491,6 +487,7 @@ struct ColumnBuf {
     f64s: Vec<f64>,
     bytes: Vec<parquet::data_type::ByteArray>,
     fixed: Vec<parquet::data_type::FixedLenByteArray>,
+    bools: Vec<bool>,
     /// per row of the batch: the index of its value, or NONE (null)
     at: Vec<u32>,
 }
@@ -509,8 +506,7 @@ impl ColumnBuf {
             R::DoubleColumnReader(r) => r.read_records(n, def, None, clear(&mut self.f64s))?.0,
             R::ByteArrayColumnReader(r) => r.read_records(n, def, None, clear(&mut self.bytes))?.0,
             R::FixedLenByteArrayColumnReader(r) => r.read_records(n, def, None, clear(&mut self.fixed))?.0,
-            // booleans are never read (Conv::Other)
-            R::BoolColumnReader(_) => 0,
+            R::BoolColumnReader(r) => r.read_records(n, def, None, clear(&mut self.bools))?.0,
         };
         self.at.clear();
         if self.def.is_empty() {
@@ -548,7 +544,7 @@ struct Shard {
     path: PathBuf,
     name: String,
     reader: SerializedFileReader<std::fs::File>,
-    /// by [`COLUMNS`]; `None` where the file lacks the column or its type holds nothing MEDS reads
+    /// by [`COLUMNS`]; `None` where the file lacks the column or it is a list
     columns: [Option<Column>; 5],
     /// units per second of a plain integer `time` ([`integer_time_unit`])
     per_second: i64,
@@ -575,6 +571,17 @@ impl Shard {
         for (slot, name) in columns.iter_mut().zip(COLUMNS) {
             let Some(index) = schema.columns().iter().position(|c| c.path().parts() == [name]) else { continue };
             let c = schema.column(index);
+            if c.max_rep_level() > 0 {
+                // a list in each row, no value (null, as the record API's list was to the row reader);
+                // `code`, always read, is what counts a row group's rows (see below)
+                if name == "code" {
+                    return Err(DataError::Format {
+                        path: path.into(),
+                        msg: "the column \"code\" is a list (repeated); MEDS has one code a row".into(),
+                    });
+                }
+                continue;
+            }
             let conv = Conv::of(&c).ok_or_else(|| DataError::Format {
                 path: path.into(),
                 msg: format!(
@@ -583,9 +590,9 @@ impl Shard {
                     c.converted_type()
                 ),
             })?;
-            if conv != Conv::Other {
-                *slot = Some(Column { index, conv, max_def: c.max_def_level(), physical: c.physical_type() });
-            }
+            // read even when its values are taken as null: a row group's rows are those its columns
+            // hold, not the count its metadata claims (`code`, a BYTE_ARRAY, is always read)
+            *slot = Some(Column { index, conv, max_def: c.max_def_level(), physical: c.physical_type() });
         }
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         Ok(Shard {
