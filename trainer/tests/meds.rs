@@ -449,3 +449,22 @@ fn meds_findings_named_generic_fields() {
         );
     }
 }
+
+#[test]
+fn a_split_that_is_not_utf8_was_printed_byte_by_byte() {
+    // the record API's error on text that is not UTF-8 lists its bytes; metadata files are read with it
+    let dir = tempfile::tempdir().unwrap();
+    two_subjects(dir.path(), "data/0.parquet");
+    let mut w = writer(
+        &dir.path().join("metadata/subject_splits.parquet"),
+        "message s { required int64 subject_id; required binary split (STRING); }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<Int64Type>(&mut rg, &[1, 2], None, None);
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from("train"), ByteArray::from(b"Yamada \xff".to_vec())], None, None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).expect_err("refused").to_string();
+    assert!(e.contains("subject_splits.parquet") && e.contains("row 2") && e.contains("not shown"), "{e}");
+    assert!(!e.contains("89, 97") && !e.contains("Yamada"), "{e}");
+}

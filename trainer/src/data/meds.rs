@@ -195,13 +195,24 @@ fn decimal_f32(bytes: &[u8], scale: i32) -> Option<f32> {
     Some((v as f64 / 10f64.powi(scale)) as f32)
 }
 
+/// An error of the record API on a row, naming file and row without the value: its message for text
+/// that is not UTF-8 lists the bytes (`Bytes: [89, 97, ...]`), which is cut.
+fn row_error(path: &Path, row: usize, e: parquet::errors::ParquetError) -> DataError {
+    let msg = e.to_string();
+    let msg = match msg.split_once(" Bytes:") {
+        Some((head, _)) => format!("{head} (the value is not shown)"),
+        None => msg,
+    };
+    DataError::Format { path: path.into(), msg: format!("row {row}: {msg}") }
+}
+
 /// MEDS code -> LOINC code, from `metadata/codes.parquet` (`code`, `parent_codes: list<string>`).
 fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> {
     let reader = open(path)?;
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
     let mut out = HashMap::new();
     for (i, row) in rows.enumerate() {
-        let row = row.map_err(|e| DataError::Format { path: path.into(), msg: format!("row {}: {e}", i + 1) })?;
+        let row = row.map_err(|e| row_error(path, i + 1, e))?;
         let (mut code, mut loinc) = (None, None);
         for (col, f) in row.get_column_iter() {
             match (col.as_str(), f) {
@@ -848,7 +859,7 @@ fn read_rows(path: &Path, parents: &HashMap<String, String>) -> Result<Batch> {
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
     let mut batch = Batch { name, bytes, first_line: 1, last: true, ..Batch::default() };
     for (i, row) in rows.enumerate() {
-        let row = row.map_err(|e| DataError::Format { path: path.into(), msg: format!("row {}: {e}", i + 1) })?;
+        let row = row.map_err(|e| row_error(path, i + 1, e))?;
         let mut decoded = Row {
             subject: super::NONE,
             time: None,
@@ -889,7 +900,7 @@ fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
     let (mut without_subject, mut unknown_split) = (0, 0);
     for (i, row) in rows.enumerate() {
-        let row = row.map_err(|e| DataError::Format { path: path.into(), msg: format!("row {}: {e}", i + 1) })?;
+        let row = row.map_err(|e| row_error(path, i + 1, e))?;
         let (mut subject, mut split) = (None, None);
         for (col, f) in row.get_column_iter() {
             match col.as_str() {
