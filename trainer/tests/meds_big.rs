@@ -8,30 +8,9 @@
 //! `MEDTRAIN_MEDS_OUT=/tmp/meds5m MEDTRAIN_MEDS_ROWS=5000000 cargo test --release -p medtrain --test meds_big -- --ignored`
 
 mod common;
-use common::meds::{col, RowGroup};
+use common::meds::{col, Rng, RowGroup};
 use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int64Type};
 use std::path::Path;
-
-/// splitmix64: the same dataset for the same arguments.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
 
 const LABS: &[(&str, f32, f32)] = &[
     ("LAB//2160-0//mg/dL", 0.5, 3.0),

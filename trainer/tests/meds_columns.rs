@@ -5,34 +5,13 @@
 //! dataset and report, whatever the number of threads.
 
 mod common;
-use common::meds::{col, writer, RowGroup};
+use common::meds::{col, writer, Rng, RowGroup};
 use medtrain::data::{self, check::Report, meds, Dataset, ReadOptions};
 use parquet::data_type::{
     ByteArray, ByteArrayType, DoubleType, FixedLenByteArray, FixedLenByteArrayType, FloatType, Int32Type, Int64Type,
     Int96, Int96Type,
 };
 use std::path::Path;
-
-/// splitmix64
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const CODES: &[&str] = &[
     "LAB//2160-0//mg/dL",
