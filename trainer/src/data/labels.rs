@@ -294,7 +294,8 @@ fn read_parquet(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
     let (mut out, mut unknown) = (Vec::new(), 0);
     for (i, row) in rows.enumerate() {
         let bad = |msg: String| DataError::Line { path: path.into(), line: i as u64 + 1, msg };
-        let row = row.map_err(|e| bad(e.to_string()))?;
+        // the record API's message for text that is not UTF-8 lists its bytes: cut there
+        let row = row.map_err(|e| super::meds::row_error(path, i + 1, e))?;
         let (mut subject, mut t, mut value) = (None, None, None);
         for (col, f) in row.get_column_iter() {
             match (col.as_str(), f) {

@@ -197,7 +197,7 @@ fn decimal_f32(bytes: &[u8], scale: i32) -> Option<f32> {
 
 /// An error of the record API on a row, naming file and row without the value: its message for text
 /// that is not UTF-8 lists the bytes (`Bytes: [89, 97, ...]`), which is cut.
-fn row_error(path: &Path, row: usize, e: parquet::errors::ParquetError) -> DataError {
+pub(crate) fn row_error(path: &Path, row: usize, e: parquet::errors::ParquetError) -> DataError {
     let msg = e.to_string();
     let msg = match msg.split_once(" Bytes:") {
         Some((head, _)) => format!("{head} (the value is not shown)"),
