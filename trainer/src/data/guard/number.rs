@@ -200,6 +200,9 @@ pub(super) struct Before<'t> {
     dot_cue: bool,
     /// the ASCII letters right before it (at least their last 6 bytes: all that [`phone_cue`] reads)
     letters: &'t str,
+    /// the char before is the period of a list number (`1.090-1234-5678`): set on [`run_at`]'s second
+    /// read only, where that `.` would make the run a decimal's fraction
+    list_period: bool,
 }
 
 /// The start of the ASCII letters (full-width ones too) that end at byte `end`, or any char
@@ -220,14 +223,14 @@ impl<'t> Before<'t> {
     /// goes; at a position that no run covers, both are the same function of the text before it.
     pub(super) fn at(text: &'t str, i: usize) -> Self {
         let Some((p, c)) = text[..i].char_indices().next_back() else {
-            return Before { prev: None, dot_cue: false, letters: "" };
+            return Before { prev: None, dot_cue: false, letters: "", list_period: false };
         };
         let prev = fold(c);
         let dot_cue = prev == '.' && {
             let start = letters_start(text, p);
             start < p && phone_cue(&text[start..p])
         };
-        Before { prev: Some(prev), dot_cue, letters: &text[letters_start(text, i)..i] }
+        Before { prev: Some(prev), dot_cue, letters: &text[letters_start(text, i)..i], list_period: false }
     }
 }
 
@@ -257,7 +260,17 @@ pub(super) fn run_at(
     let (end, last, second) = read_run(text, i, c, next, before, found, ops)?;
     let Some(second) = second else { return Some((end, last)) };
     let (c, after) = at(text, second)?;
-    let before = Before::at(text, second);
+    let mut before = Before::at(text, second);
+    // a list number and a bare period (`1.090-1234-5678`, `1．090-...`): the `.` glues the rest to the
+    // list number as a decimal's fraction, so it is read as after a list number only when that finds
+    // an identifier grouped by marks ([`read_run`]); otherwise the run is given up as it was before
+    // (the scan goes on char by char), so a decimal (`1.090`, `3.5-4.0`) reads as it always did
+    if before.prev == Some('.') && text[..second].chars().nth_back(1).is_some_and(|d| fold(d).is_ascii_digit()) {
+        before.list_period = true;
+        let found_before = found.len();
+        let (again, again_last, _) = read_run(text, second, c, after, &before, found, ops)?;
+        return (found.len() > found_before).then(|| if again > end { (again, again_last) } else { (end, last) });
+    }
     let (again, again_last, _) = read_run(text, second, c, after, &before, found, ops)?;
     Some(if again > end { (again, again_last) } else { (end, last) })
 }
@@ -277,7 +290,7 @@ fn read_run(
     let lead = (c == '+' || c == '(') && is_digit(at(text, next));
     let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
     let glued = prev.is_some_and(|p| p.is_ascii_digit() || matches!(p, '_' | ',' | '@'))
-        || (prev == Some('.') && !before.dot_cue);
+        || (prev == Some('.') && !before.dot_cue && !before.list_period);
     if !(c.is_ascii_digit() || lead) || glued {
         return None;
     }
@@ -327,7 +340,10 @@ fn read_run(
     let after = at(text, j);
     run.letter_after = after.is_some_and(|(c, _)| c.is_ascii_alphabetic());
     let glued_after = after.is_some_and(|(c, n)| c == '_' || (c == ',' && is_digit(at(text, n))));
-    if !glued_after {
+    // after a list number's bare period, only a number grouped by a mark (`-`, `.`, brackets) is one:
+    // `1.0901234567` and `1.090 1234 5678` may be a decimal and a table's columns
+    let decimal_like = before.list_period && run.marks & !SPACE == 0;
+    if !glued_after && !decimal_like {
         if let Some(kind) = classify(&run) {
             found.push((kind, start..j));
             return Some((j, last, None));
@@ -353,7 +369,7 @@ pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
     let mut dot_cue = false;
     while let Some((c, next)) = at(text, i) {
         *ops += 1;
-        let before = Before { prev, dot_cue, letters: &text[word_start..i] };
+        let before = Before { prev, dot_cue, letters: &text[word_start..i], list_period: false };
         if let Some((j, last)) = run_at(text, i, c, next, &before, found, ops) {
             prev = Some(last);
             dot_cue = false;
@@ -410,5 +426,39 @@ mod tests {
         assert_eq!(kinds("03-5555-6473 （03）3410-5613"), two);
         assert_eq!(kinds("0355556473 (03) 3410 5613"), two);
         assert_eq!(kinds("03 (5555) 6473"), [IdentifierKind::Phone]);
+    }
+
+    /// `1.090-1234-5678` read as the decimal `1.090` and the groups after it: the period glued the
+    /// phone to the list number, and the second read from `090` gave up at the period.
+    #[test]
+    fn phone_after_a_list_number_and_a_period_was_missed() {
+        for t in [
+            "1.090-1234-5678",
+            "1．090-1234-5678",
+            "１．０９０－１２３４－５６７８",
+            "12.03-1234-5678",
+            "2.03(1234)5678",
+        ] {
+            assert_eq!(kinds(t), [IdentifierKind::Phone], "{t}");
+            let mut f = Vec::new();
+            scan(t, &mut f, &mut 0);
+            assert!(f[0].1.start > 0, "{t}: the list number is not part of the finding");
+        }
+        assert_eq!(kinds("1.090-1234-5678 2.03-1234-5678"), [IdentifierKind::Phone, IdentifierKind::Phone]);
+        // decimals, ranges and table columns stay what they were
+        for t in [
+            "1.09",
+            "1.090",
+            "3.5-4.0",
+            "SG 1.010-1.030",
+            "1.0901234567",
+            "1.090 1234 5678",
+            "0.5-1234-5678",
+            "1.5-2.0-3.5",
+            "2.2024-03-05",
+            "1.123456789018",
+        ] {
+            assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));
+        }
     }
 }
