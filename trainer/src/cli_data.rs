@@ -45,6 +45,10 @@ pub enum DataCommand {
         /// (read.encoding)
         #[arg(long, default_value = "auto", value_parser = parse_encoding)]
         encoding: data::charset::Choice,
+        /// the zone of times written without one: an IANA name (Asia/Tokyo), an offset (+09:00) or UTC
+        /// (read.time_zone; absent: read as UTC, with a warning where other times carry an offset)
+        #[arg(long, value_parser = parse_time_zone)]
+        time_zone: Option<data::time::Zone>,
     },
     /// Training examples from a data config (TOML): labels, subject splits, lab series and note tokens,
     /// one safetensors file per split and manifest.json. Refuses (exit 1) input with blocking findings.
@@ -66,6 +70,10 @@ fn parse_encoding(s: &str) -> Result<data::charset::Choice, String> {
     data::charset::Choice::parse(s)
 }
 
+fn parse_time_zone(s: &str) -> Result<data::time::Zone, String> {
+    data::time::Zone::parse(s)
+}
+
 pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DataCommand::Check {
@@ -81,6 +89,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             max_decompressed_bytes,
             max_gz_ratio,
             encoding,
+            time_zone,
         } => {
             if !(0.0..=1.0).contains(&max_malformed) {
                 anyhow::bail!("--max-malformed must be a fraction in [0, 1] (got {max_malformed})");
@@ -97,6 +106,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
                 keep_events: false,
                 limits,
                 encoding,
+                time_zone,
             };
             let (_, report) = match data::read(&path, &opts) {
                 Ok(r) => r,

@@ -52,7 +52,7 @@ fn shift_jis_events_and_notes_are_decoded_and_said() {
     // told from the bytes: a guess, said as a warning
     assert!(r.findings.iter().filter(|f| f.kind == "text_encoding").all(|f| f.severity == Severity::Warning));
     // 2024/01/05 8:30 is the FHIR reader's 2024-01-05T08:30:00 (no zone: UTC)
-    let t = data::time::parse("2024-01-05T08:30:00").unwrap();
+    let t = data::time::utc("2024-01-05T08:30:00").unwrap();
     assert!(d.events.iter().any(|e| e.time == t));
 }
 
@@ -236,7 +236,7 @@ fn label_files_in_shift_jis_with_spreadsheet_times() {
     let (l, unknown) = labels::read(&p, &d).unwrap();
     assert_eq!(unknown, 0);
     assert_eq!(l.len(), 1);
-    assert_eq!(l[0].prediction_time, data::time::parse("2024-01-02T09:00:00").unwrap());
+    assert_eq!(l[0].prediction_time, data::time::utc("2024-01-02T09:00:00").unwrap());
     assert_eq!(l[0].value, labels::LabelValue::Categorical("急性腎障害".into()));
 }
 

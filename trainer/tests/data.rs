@@ -385,7 +385,7 @@ fn qa_reports_units_systems_ranges_and_duplicates() {
     // the JLAC10 event's time honours its offset
     let jl = d.find_code("urn:oid:1.2.392.200119.4.1005", "3C015000002327101").unwrap();
     let e = d.events.iter().find(|e| e.code == jl).unwrap();
-    assert_eq!(e.time, data::time::parse("2024-01-02T15:00:00Z").unwrap());
+    assert_eq!(e.time, data::time::utc("2024-01-02T15:00:00Z").unwrap());
 }
 
 #[test]
@@ -502,7 +502,7 @@ fn lab_series_buckets_mask_and_time_since_last() {
     let (mut d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     d.sort();
     let spec = data::features::LabSeriesSpec::new(&["creatinine".into(), "potassium".into()], 4, 48.0).unwrap();
-    let t = data::time::parse("2024-01-03T12:00:00Z").unwrap();
+    let t = data::time::utc("2024-01-03T12:00:00Z").unwrap();
     let label = labels::Label { subject: 0, prediction_time: t, value: labels::LabelValue::Bool(false) };
     let f = data::features::lab_series(&d, &spec, &[label]);
     // window 2024-01-01T12 .. 2024-01-03T12 in 12-hour buckets; creatinine 1.68 at 01-02T00 is bucket 1:
@@ -541,7 +541,7 @@ fn lab_series_and_lab_rise_take_jlac10_codes_of_another_method_but_not_urine() {
     let (mut d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     d.sort();
     let spec = data::features::LabSeriesSpec::new(&["creatinine".into()], 4, 48.0).unwrap();
-    let t = data::time::parse("2024-01-03T12:00:00Z").unwrap();
+    let t = data::time::utc("2024-01-03T12:00:00Z").unwrap();
     let label = labels::Label { subject: 0, prediction_time: t, value: labels::LabelValue::Bool(false) };
     let f = data::features::lab_series(&d, &spec, &[label]);
     // window 01-01T12 .. 01-03T12 in 12-hour buckets: 01-02T00 is bucket 1, 01-02T12 bucket 2; the
@@ -588,7 +588,7 @@ fn label_files_in_the_meds_schema() {
         l,
         [labels::Label {
             subject: 0,
-            prediction_time: data::time::parse("2024-01-01").unwrap(),
+            prediction_time: data::time::utc("2024-01-01").unwrap(),
             value: labels::LabelValue::Float(2.5)
         }]
     );
@@ -665,7 +665,7 @@ fn write_meds_in(root: &Path, unit: &str, per_second: i64) {
     use std::sync::Arc;
     std::fs::create_dir_all(root.join("data/train")).unwrap();
     std::fs::create_dir_all(root.join("metadata")).unwrap();
-    let t = |s: &str| data::time::parse(s).unwrap() * per_second;
+    let t = |s: &str| data::time::utc(s).unwrap() * per_second;
     // (subject, time, code, value, text)
     let rows: Vec<common::meds::Row> = vec![
         (1, None, "MEDS_BIRTH", None, None),
@@ -767,7 +767,7 @@ fn meds_root_reads_with_integer_subjects_splits_and_the_guard() {
     assert_eq!(unknown, 1);
     assert_eq!(l.len(), 2);
     assert_eq!(l[0].value, labels::LabelValue::Bool(true));
-    assert_eq!(l[1].prediction_time, data::time::parse("2024-01-04").unwrap());
+    assert_eq!(l[1].prediction_time, data::time::utc("2024-01-04").unwrap());
     let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("1234-5678"));
@@ -1049,7 +1049,7 @@ fn meds_times_in_nanoseconds_were_read_as_microseconds() {
     };
     let (a, b) = (times(us.path()), times(ns.path()));
     assert_eq!(a, b);
-    assert_eq!(a.0[0], data::time::parse("2024-01-01T08:00:00Z").unwrap());
+    assert_eq!(a.0[0], data::time::utc("2024-01-01T08:00:00Z").unwrap());
 }
 
 #[test]

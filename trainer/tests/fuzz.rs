@@ -420,7 +420,7 @@ fn write_meds_seeds() {
         c.typed::<T>().write_batch(values, def, None).unwrap();
         c.close().unwrap();
     }
-    let t = |s: &str| data::time::parse(s).unwrap() * 1_000_000;
+    let t = |s: &str| data::time::utc(s).unwrap() * 1_000_000;
     write(
         "events.parquet",
         "message meds { required int64 subject_id; optional int64 time (TIMESTAMP(MICROS,false)); required binary code (STRING); optional float numeric_value; optional binary text_value (STRING); }",

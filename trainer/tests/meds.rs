@@ -13,7 +13,7 @@ fn bin() -> Command {
 }
 
 fn t(s: &str) -> i64 {
-    data::time::parse(s).unwrap() * 1_000_000
+    data::time::utc(s).unwrap() * 1_000_000
 }
 
 /// One MEDS data shard at `root/rel` (with `metadata/` made, as a MEDS root has it).
@@ -147,7 +147,7 @@ fn a_label_directory_was_refused_as_an_unreadable_input() {
     assert_eq!(unknown, 1);
     let got: Vec<(String, i64)> =
         l.iter().map(|l| (d.subjects.names[l.subject as usize].clone(), l.prediction_time)).collect();
-    let day = |s| data::time::parse(s).unwrap();
+    let day = |s| data::time::utc(s).unwrap();
     assert_eq!(
         got,
         [("1".into(), day("2024-01-02")), ("2".into(), day("2024-01-03")), ("2".into(), day("2024-01-04"))]

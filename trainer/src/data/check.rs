@@ -143,6 +143,9 @@ pub struct Report {
     pub files: u64,
     pub lines: u64,
     pub bytes: u64,
+    /// how the input's times were written (without a zone, with an offset)
+    #[serde(skip)]
+    pub zones: super::time::Zones,
     #[serde(skip)]
     code_stats: Vec<CodeStat>,
     #[serde(skip)]
@@ -430,6 +433,9 @@ impl Report {
         for ((sev, kind, res, field, detail), n) in &self.raw {
             findings.push(finding(*sev, kind, res, field, *n, detail.clone()));
         }
+        if let Some(f) = zone_finding(self.zones, opts.time_zone.as_ref(), "input", "time") {
+            findings.push(f);
+        }
         if self.events.values().all(|&n| n == 0) {
             // nothing to learn from: said, not reported as a usable input without a word
             findings.push(finding(Severity::Warning, "no_events", "input", "-", 0, None));
@@ -467,8 +473,13 @@ impl Report {
     /// A finding made after [`Report::finish`] (by `data prepare`, from what it built), added to the
     /// findings as they are.
     pub fn add_finished(&mut self, severity: Severity, kind: &str, resource: &str, field: &str, detail: Option<&str>) {
-        self.findings.push(finding(severity, kind, resource, field, 0, detail.map(Into::into)));
-        self.blocking |= severity == Severity::Error;
+        self.add_finding(finding(severity, kind, resource, field, 0, detail.map(Into::into)));
+    }
+
+    /// [`Report::add_finished`] of a finding made whole (with its count).
+    pub fn add_finding(&mut self, f: Finding) {
+        self.blocking |= f.severity == Severity::Error;
+        self.findings.push(f);
     }
 
     pub fn malformed_count(&self) -> u64 {
@@ -564,6 +575,40 @@ fn measured_resource(kinds: &[u64; EventKind::ALL.len()]) -> &'static str {
         "DocumentReference"
     } else {
         "Encounter"
+    }
+}
+
+/// What the report says of the zones of times (`zones`) read in `read.time_zone` (`zone`): where the key
+/// is absent and some times carry an offset other than UTC while others carry none, a warning (those
+/// were read as UTC: hours off the others, on the wrong side of a prediction time); where it is given,
+/// how many times were read in it.
+pub fn zone_finding(
+    zones: super::time::Zones,
+    zone: Option<&super::time::Zone>,
+    resource: &str,
+    field: &str,
+) -> Option<Finding> {
+    match zone {
+        None if zones.local > 0 && zones.offset > 0 => Some(finding(
+            Severity::Warning,
+            "time_without_zone",
+            resource,
+            field,
+            zones.local,
+            Some(format!(
+                "read as UTC beside {} times with a zone offset: name their zone with read.time_zone",
+                zones.offset
+            )),
+        )),
+        Some(z) if zones.local > 0 => Some(finding(
+            Severity::Info,
+            "time_zone",
+            resource,
+            field,
+            zones.local,
+            Some(format!("times without a zone read in {}", z.name())),
+        )),
+        _ => None,
     }
 }
 

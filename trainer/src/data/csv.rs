@@ -216,9 +216,9 @@ fn sniff_delimiter(start: &[u8]) -> u8 {
 
 /// A time of a CSV file: a FHIR date/dateTime (`2024-01-05`, `2024-01-05T08:30:00+09:00`), or the
 /// forms spreadsheets and Japanese systems write: `2024/01/05`, `2024/1/5 8:30`, `2024-1-5 08:30:15`,
-/// a zone (`Z`, `+09:00`) after the clock kept (a time without a zone is read as the FHIR reader reads
-/// it, as UTC: label and event files must agree on their zone).
-pub fn parse_time(s: &str) -> Option<i64> {
+/// a zone (`Z`, `+09:00`) after the clock kept (a time without a zone is read in `read.time_zone`, as
+/// the FHIR reader reads it: [`time::Stamp::utc`]).
+pub fn parse_time(s: &str) -> Option<time::Stamp> {
     if let Some(t) = time::parse(s) {
         return Some(t);
     }
@@ -245,7 +245,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if let Some(c) = clock {
         // a zone after the clock (`Z`, `+09:00`) as FHIR writes one
         let (c, offset) = match c.find(['Z', '+', '-']) {
-            Some(i) if &c[i..] == "Z" => (&c[..i], 0),
+            Some(i) if &c[i..] == "Z" => (&c[..i], Some(0)),
             Some(i) => {
                 let z = &c[i..];
                 if z.len() != 6 || z.as_bytes()[3] != b':' {
@@ -255,9 +255,9 @@ pub fn parse_time(s: &str) -> Option<i64> {
                 if hh > 14 || mm > 59 {
                     return None;
                 }
-                (&c[..i], if z.starts_with('-') { -1 } else { 1 } * (hh * 3600 + mm * 60))
+                (&c[..i], Some(if z.starts_with('-') { -1 } else { 1 } * (hh * 3600 + mm * 60)))
             }
-            None => (c, 0),
+            None => (c, None),
         };
         let mut hms = c.split(':');
         let (h, mi) = (number(hms.next()?, 1, 2)?, number(hms.next()?, 2, 2)?);
@@ -268,9 +268,10 @@ pub fn parse_time(s: &str) -> Option<i64> {
         if hms.next().is_some() || h > 23 || mi > 59 || sec > 60 {
             return None;
         }
-        t += h * 3600 + mi * 60 + sec - offset;
+        t += h * 3600 + mi * 60 + sec;
+        return Some(time::Stamp { local: t, offset });
     }
-    Some(t)
+    Some(time::Stamp { local: t, offset: None })
 }
 
 /// Reads one CSV file into the sink.
@@ -446,7 +447,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 sink.report.count(Severity::Info, "static_event", "csv", "time");
                 return Ok(());
             }
-            let time = parse_time(time).ok_or("unreadable time")?;
+            let time = sink.time(parse_time(time).ok_or("unreadable time")?).ok_or("unreadable time")?;
             let code = get(code).filter(|s| !s.is_empty()).ok_or("no code")?;
             let (system, code): (Cow<str>, Cow<str>) =
                 match (code.split_once('|'), system.and_then(get).filter(|s| !s.is_empty())) {
@@ -489,6 +490,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
         Layout::Notes { subject, time: t, text, .. } => {
             let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
             let time = parse_time(get(t).ok_or("no time")?).ok_or("unreadable time")?;
+            let time = sink.time(time).ok_or("unreadable time")?;
             let mut text = guard::visible(rec.get(text).ok_or("no text")?.to_owned());
             let found = guard::scan(&text);
             if !found.is_empty() {

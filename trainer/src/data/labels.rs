@@ -7,7 +7,7 @@
 //! - `lab_rise`: at each measurement of a lab (default creatinine), whether the same lab rises by at
 //!   least `rise` (default 0.3 mg/dL) within `horizon_hours` (default 48): KDIGO's AKI criterion.
 
-use super::{catalog, DataError, Dataset, EventKind, Result};
+use super::{catalog, time, DataError, Dataset, EventKind, ReadOptions, Result};
 use parquet::file::reader::FileReader;
 use parquet::record::Field;
 use std::path::{Path, PathBuf};
@@ -181,26 +181,32 @@ pub fn files(path: &Path) -> std::result::Result<Vec<PathBuf>, String> {
 /// set, against the dataset's subjects. Rows naming a subject the dataset does not hold are counted in
 /// the second value, not kept.
 pub fn read(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
-    read_in(path, data, super::charset::Choice::Auto)
+    let file = read_in(path, data, &ReadOptions::default())?;
+    Ok((file.labels, file.unknown))
 }
 
-/// [`read`], CSV files read in `encoding` (`read.encoding`).
-pub fn read_in(path: &Path, data: &Dataset, encoding: super::charset::Choice) -> Result<(Vec<Label>, u64)> {
-    let (mut out, mut unknown) = (Vec::new(), 0);
+/// The labels of a label file or directory ([`read_in`]).
+#[derive(Debug, Default)]
+pub struct LabelFile {
+    pub labels: Vec<Label>,
+    /// rows naming a subject the dataset does not hold (counted, not kept)
+    pub unknown: u64,
+    /// how the prediction times were written (a zone or none)
+    pub zones: time::Zones,
+}
+
+/// [`read`] by the data config's `[read]` keys: CSV files in `read.encoding` with lines up to
+/// `read.max_line_bytes`, times without a zone in `read.time_zone`.
+pub fn read_in(path: &Path, data: &Dataset, opts: &ReadOptions) -> Result<LabelFile> {
+    let mut out = LabelFile::default();
     for f in files(path).map_err(|m| DataError::Invalid(format!("config key labels.file: {m}")))? {
-        let (labels, n) = read_file(&f, data, encoding)?;
-        out.extend(labels);
-        unknown += n;
+        if super::has_ext(&f, &[".parquet"]) {
+            super::meds::contained(&f, || read_parquet(&f, data, &mut out))?
+        } else {
+            read_csv(&f, data, opts, &mut out)?
+        }
     }
-    Ok((out, unknown))
-}
-
-fn read_file(path: &Path, data: &Dataset, encoding: super::charset::Choice) -> Result<(Vec<Label>, u64)> {
-    if super::has_ext(path, &[".parquet"]) {
-        super::meds::contained(path, || read_parquet(path, data))
-    } else {
-        read_csv(path, data, encoding)
-    }
+    Ok(out)
 }
 
 fn value_of(col: &str, s: &str) -> std::result::Result<LabelValue, String> {
@@ -226,8 +232,8 @@ const VALUE_COLUMNS: [&str; 4] = ["boolean_value", "integer_value", "float_value
 /// A label CSV file, opened as the event reader opens its files ([`super::csv::Table`]: encoding,
 /// delimiter, header names in any case, times as spreadsheets write them); a row of empty fields is
 /// skipped, any other unreadable row is an error naming its line.
-fn read_csv(path: &Path, data: &Dataset, encoding: super::charset::Choice) -> Result<(Vec<Label>, u64)> {
-    let mut table = super::csv::Table::open(path, encoding, super::ReadLimits::DEFAULT_MAX_LINE_BYTES)?;
+fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile) -> Result<()> {
+    let mut table = super::csv::Table::open(path, opts.encoding, opts.limits.max_line_bytes)?;
     let line1 = |msg: String| DataError::Line { path: path.into(), line: 1, msg };
     let subject_col = table.column("subject_id").ok_or_else(|| line1("the header has no subject_id column".into()))?;
     let time_col =
@@ -237,7 +243,6 @@ fn read_csv(path: &Path, data: &Dataset, encoding: super::charset::Choice) -> Re
         .find_map(|n| table.column(n).map(|i| (i, *n)))
         .ok_or_else(|| line1(format!("the header has none of {}", VALUE_COLUMNS.join(", "))))?;
     let columns = table.header.len();
-    let (mut out, mut unknown) = (Vec::new(), 0);
     let mut rec = ::csv::StringRecord::new();
     loop {
         let line = table.rdr.position().line();
@@ -268,10 +273,12 @@ fn read_csv(path: &Path, data: &Dataset, encoding: super::charset::Choice) -> Re
         let subject = rec.get(subject_col).unwrap_or("").trim();
         let t = super::csv::parse_time(rec.get(time_col).unwrap_or("").trim())
             .ok_or_else(|| bad("prediction_time is not a date/time"))?;
+        out.zones.add(t.written());
+        let t = t.utc(opts.zone()).ok_or_else(|| bad("prediction_time is past what read.time_zone places"))?;
         let value = value_of(value_name, rec.get(value_col).unwrap_or("").trim()).map_err(|m| bad(&m))?;
         match data.subjects.get(subject) {
-            Some(s) => out.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
-            None => unknown += 1,
+            Some(s) => out.labels.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
+            None => out.unknown += 1,
         }
     }
     if table.replaced.count() > 0 {
@@ -284,14 +291,13 @@ fn read_csv(path: &Path, data: &Dataset, encoding: super::charset::Choice) -> Re
             ),
         });
     }
-    Ok((out, unknown))
+    Ok(())
 }
 
-fn read_parquet(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
+fn read_parquet(path: &Path, data: &Dataset, out: &mut LabelFile) -> Result<()> {
     let reader = super::meds::open(path)?;
     let per_second = super::meds::integer_time_unit(&reader, "prediction_time");
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
-    let (mut out, mut unknown) = (Vec::new(), 0);
     for (i, row) in rows.enumerate() {
         let bad = |msg: String| DataError::Line { path: path.into(), line: i as u64 + 1, msg };
         // the record API's message for text that is not UTF-8 lists its bytes: cut there
@@ -324,9 +330,9 @@ fn read_parquet(path: &Path, data: &Dataset) -> Result<(Vec<Label>, u64)> {
             return Err(bad("needs subject_id, prediction_time and a value column".into()));
         };
         match data.subjects.get(&s) {
-            Some(s) => out.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
-            None => unknown += 1,
+            Some(s) => out.labels.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
+            None => out.unknown += 1,
         }
     }
-    Ok((out, unknown))
+    Ok(())
 }

@@ -338,6 +338,19 @@ pub struct ReadOptions {
     pub limits: ReadLimits,
     /// the text encoding of CSV files (`read.encoding`; auto: seen from each file's start)
     pub encoding: charset::Choice,
+    /// the zone of times written without one (`read.time_zone`); absent: UTC, and a warning where
+    /// other times of the input carry an offset
+    pub time_zone: Option<time::Zone>,
+}
+
+/// UTC, the zone of zone-less times where `read.time_zone` is absent.
+static UTC: time::Zone = time::Zone::UTC;
+
+impl ReadOptions {
+    /// The zone times without one are read in.
+    pub fn zone(&self) -> &time::Zone {
+        self.time_zone.as_ref().unwrap_or(&UTC)
+    }
 }
 
 impl Default for ReadOptions {
@@ -350,6 +363,7 @@ impl Default for ReadOptions {
             keep_events: true,
             limits: ReadLimits::default(),
             encoding: charset::Choice::Auto,
+            time_zone: None,
         }
     }
 }
@@ -612,6 +626,13 @@ pub use check::Report;
 impl Sink<'_> {
     pub fn subject(&mut self, id: &str) -> u32 {
         self.data.subjects.get_or_insert(id)
+    }
+
+    /// A time as read, in UTC: counted by how it was written ([`time::Zones`]), read in `read.time_zone`
+    /// when it has no zone; `None` where the zone cannot place it.
+    pub fn time(&mut self, t: time::Stamp) -> Option<i64> {
+        self.report.zones.add(t.written());
+        t.utc(self.opts.zone())
     }
 
     pub fn push(&mut self, r: Rec<'_>) {

@@ -31,6 +31,8 @@
 //! max_gz_ratio = 250.0               # ... or inflating more than this many times its size
 //! encoding = "auto"                  # CSV text: "auto" (UTF-8, Shift_JIS, EUC-JP, UTF-16 as each
 //!                                    # file's start shows) or a name: "shift_jis", "windows-1252", ...
+//! time_zone = "Asia/Tokyo"           # times written without a zone (CSV, MEDS, FHIR dates): an IANA
+//!                                    # name, "+09:00" or "UTC" (the default)
 //! [labels]
 //! task = "ed_admission"              # or "lab_rise" (lab, rise, horizon_hours), or file = "labels.csv"
 //!                                    # (categorical_value labels: classes = ["a", "b", ...] in class order)
@@ -233,6 +235,8 @@ pub struct ReadConfig {
     pub max_gz_ratio: f64,
     /// the text encoding of CSV input and label files: "auto" (the default) or a name
     pub encoding: Option<String>,
+    /// the zone of times written without one: "Asia/Tokyo", "+09:00", "UTC" (absent: UTC)
+    pub time_zone: Option<String>,
 }
 
 fn default_max_line_bytes() -> u64 {
@@ -260,6 +264,7 @@ impl Default for ReadConfig {
             max_decompressed_bytes: default_max_decompressed_bytes(),
             max_gz_ratio: default_max_gz_ratio(),
             encoding: None,
+            time_zone: None,
         }
     }
 }
@@ -271,6 +276,11 @@ impl ReadConfig {
             None => Ok(super::charset::Choice::Auto),
             Some(e) => super::charset::Choice::parse(e).map_err(|m| format!("{e:?} {m}")),
         }
+    }
+
+    /// The zone `time_zone` names (`None` when absent); the error is the key's message.
+    pub fn time_zone(&self) -> std::result::Result<Option<super::time::Zone>, String> {
+        self.time_zone.as_deref().map(super::time::Zone::parse).transpose()
     }
 
     pub fn limits(&self) -> ReadLimits {
@@ -649,6 +659,7 @@ impl DataConfig {
         }
         self.read.limits().validate().map_err(|(k, m)| (read_key(k), m))?;
         self.read.encoding().map_err(|m| ("read.encoding", m))?;
+        self.read.time_zone().map_err(|m| ("read.time_zone", m))?;
         Ok(())
     }
 
@@ -659,6 +670,7 @@ impl DataConfig {
             max_malformed_fraction: self.read.max_malformed_fraction,
             limits: self.read.limits(),
             encoding: self.read.encoding().unwrap_or_default(),
+            time_zone: self.read.time_zone().unwrap_or_default(),
             ..Default::default()
         };
         if let Some(cs) = &self.read.code_systems {
@@ -927,10 +939,26 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     let task = config.labels.task().map_err(DataError::Invalid)?;
     let (mut labels, unknown) = match (&config.labels.file, &task) {
         // a label file that does not read is not the input: its errors name the key
-        (Some(f), _) => labels::read_in(f, &data, config.read.encoding().unwrap_or_default()).map_err(|e| match e {
-            DataError::Invalid(m) => DataError::Invalid(m),
-            e => DataError::Invalid(format!("labels.file: {e}")),
-        })?,
+        (Some(f), _) => {
+            let file = labels::read_in(f, &data, &opts).map_err(|e| match e {
+                DataError::Invalid(m) => DataError::Invalid(m),
+                e => DataError::Invalid(format!("labels.file: {e}")),
+            })?;
+            // prediction times without a zone beside event times with one (or the reverse), read as UTC
+            // both: hours apart, events on the wrong side of the prediction time
+            let events = report.zones;
+            let zones = if opts.time_zone.is_none() && !(events.local > 0 && events.offset > 0) {
+                let mut both = events;
+                both.merge(file.zones);
+                both
+            } else {
+                file.zones
+            };
+            if let Some(f) = super::check::zone_finding(zones, opts.time_zone.as_ref(), "labels", "prediction_time") {
+                report.add_finding(f);
+            }
+            (file.labels, file.unknown)
+        }
         (None, Some(task)) => (labels::derive(&data, task)?, 0),
         (None, None) => return Err(DataError::Invalid("labels: needs a task or a file".into())),
     };

@@ -1,7 +1,9 @@
-//! FHIR `date`, `dateTime` and `instant` values as seconds since the Unix epoch (UTC).
+//! FHIR `date`, `dateTime` and `instant` values, and the zone of times written without one.
 //!
-//! Partial dates (`2024`, `2024-03`, `2024-03-05`) mean the start of that period. A time without a zone
-//! offset is taken as UTC (FHIR says such times are local to the source; one export shares one zone).
+//! A time is read as a [`Stamp`]: its clock reading and the offset it was written with, if any. Partial
+//! dates (`2024`, `2024-03`, `2024-03-05`) mean the start of that period. A time without a zone offset
+//! (FHIR says such times are local to the source; dates never carry one) is read in the input's zone,
+//! `read.time_zone` ([`Zone`]); UTC when the key is absent, as before it existed.
 
 /// Days from 1970-01-01 to the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -39,8 +41,162 @@ fn num(b: &[u8], at: usize, len: usize) -> Option<u32> {
     Some(v)
 }
 
-/// Parses a FHIR date/dateTime/instant; `None` when it is not one.
-pub fn parse(s: &str) -> Option<i64> {
+/// A time as written: the clock reading (seconds since the epoch as if it were UTC) and the offset
+/// east of UTC it carries, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub local: i64,
+    pub offset: Option<i64>,
+}
+
+impl Stamp {
+    /// Seconds since the epoch (UTC): with its own offset, else read in `zone`; `None` where the zone
+    /// cannot place it (years past 9999).
+    pub fn utc(self, zone: &Zone) -> Option<i64> {
+        match self.offset {
+            Some(off) => self.local.checked_sub(off),
+            None => zone.to_utc(self.local),
+        }
+    }
+
+    pub fn written(self) -> Written {
+        match self.offset {
+            None => Written::Local,
+            Some(0) => Written::Utc,
+            Some(_) => Written::Offset,
+        }
+    }
+}
+
+/// How a time was written: without a zone, in UTC (`Z`, `+00:00`), or with another offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Local,
+    Utc,
+    Offset,
+}
+
+/// How many times of an input were written without a zone and with an offset other than UTC: both in
+/// one input, with no `read.time_zone`, is a warning (the zone-less ones were read as UTC).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Zones {
+    pub local: u64,
+    pub offset: u64,
+}
+
+impl Zones {
+    pub fn add(&mut self, w: Written) {
+        match w {
+            Written::Local => self.local += 1,
+            Written::Offset => self.offset += 1,
+            Written::Utc => {}
+        }
+    }
+
+    pub fn merge(&mut self, other: Zones) {
+        self.local += other.local;
+        self.offset += other.offset;
+    }
+}
+
+/// The zone of times written without one (`read.time_zone`): a fixed offset or a zone of the IANA
+/// database (daylight saving time followed). The database is the one built into medtrain, so a replay
+/// on another host reads the same instants.
+#[derive(Debug, Clone)]
+pub enum Zone {
+    /// seconds east of UTC
+    Fixed(i64),
+    Named(jiff::tz::TimeZone),
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone::UTC
+    }
+}
+
+impl PartialEq for Zone {
+    fn eq(&self, other: &Zone) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Zone {
+    pub const UTC: Zone = Zone::Fixed(0);
+
+    /// `UTC`, an offset `+09:00` / `-05:30`, or an IANA name (`Asia/Tokyo`, `Europe/Berlin`); the error
+    /// says what is allowed.
+    pub fn parse(s: &str) -> std::result::Result<Zone, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("utc") || t == "Z" {
+            return Ok(Zone::UTC);
+        }
+        let b = t.as_bytes();
+        if matches!(b.first(), Some(b'+' | b'-')) {
+            let off = (b.len() == 6 && b[3] == b':')
+                .then(|| Some((num(b, 1, 2)?, num(b, 4, 2)?)))
+                .flatten()
+                .filter(|&(h, m)| h <= 14 && m <= 59)
+                .ok_or_else(|| {
+                    format!("{s:?} is not an offset: write it as +09:00 or -05:30, or name the zone (Asia/Tokyo)")
+                })?;
+            let secs = (off.0 * 3600 + off.1 * 60) as i64;
+            return Ok(Zone::Fixed(if b[0] == b'-' { -secs } else { secs }));
+        }
+        match jiff::tz::TimeZone::get(t) {
+            Ok(tz) => Ok(Zone::Named(tz)),
+            Err(_) => Err(format!(
+                "{s:?} is not a time zone: UTC, an offset such as +09:00, or a name of the IANA database \
+                 such as Asia/Tokyo or Europe/Berlin"
+            )),
+        }
+    }
+
+    /// The name as the config writes it (`UTC`, `+09:00`, `Asia/Tokyo`).
+    pub fn name(&self) -> String {
+        match self {
+            Zone::Fixed(0) => "UTC".into(),
+            Zone::Fixed(s) => {
+                let a = s.unsigned_abs();
+                format!("{}{:02}:{:02}", if *s < 0 { '-' } else { '+' }, a / 3600, a / 60 % 60)
+            }
+            Zone::Named(tz) => tz.iana_name().unwrap_or("?").to_owned(),
+        }
+    }
+
+    /// Seconds since the epoch of a clock reading in this zone. A reading that does not exist (the hour
+    /// skipped when daylight saving time starts) is read as the same clock in the offset before the
+    /// change (one hour later in UTC terms); one that exists twice (the hour repeated when it ends) as
+    /// its first occurrence: `jiff`'s "compatible" rule, as RFC 5545 and Temporal have it.
+    pub fn to_utc(&self, local: i64) -> Option<i64> {
+        match self {
+            Zone::Fixed(off) => local.checked_sub(*off),
+            Zone::Named(tz) => {
+                let (y, m, d) = civil_from_days(local.div_euclid(86_400));
+                let s = local.rem_euclid(86_400);
+                let dt = jiff::civil::DateTime::new(
+                    i16::try_from(y).ok()?,
+                    m as i8,
+                    d as i8,
+                    (s / 3600) as i8,
+                    (s / 60 % 60) as i8,
+                    (s % 60) as i8,
+                    0,
+                )
+                .ok()?;
+                tz.to_ambiguous_timestamp(dt).compatible().ok().map(|t| t.as_second())
+            }
+        }
+    }
+}
+
+/// [`parse`] in UTC: a time without a zone read as UTC.
+pub fn utc(s: &str) -> Option<i64> {
+    parse(s)?.utc(&Zone::UTC)
+}
+
+/// Reads a FHIR date/dateTime/instant; `None` when it is not one.
+pub fn parse(s: &str) -> Option<Stamp> {
     let b = s.as_bytes();
     let y = num(b, 0, 4)? as i64;
     let (mut m, mut d) = (1, 1);
@@ -64,7 +220,7 @@ pub fn parse(s: &str) -> Option<i64> {
     }
     let mut t = days_from_civil(y, m, d) * 86_400;
     if b.len() == i {
-        return Some(t);
+        return Some(Stamp { local: t, offset: None });
     }
     if b[i] != b'T' && b[i] != b' ' {
         return None;
@@ -93,15 +249,16 @@ pub fn parse(s: &str) -> Option<i64> {
         }
     }
     t += (hh * 3600 + mm * 60 + ss) as i64;
-    match b.get(i) {
-        None => Some(t),
-        Some(b'Z') if i + 1 == b.len() => Some(t),
+    let offset = match b.get(i) {
+        None => None,
+        Some(b'Z') if i + 1 == b.len() => Some(0),
         Some(&c @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
             let off = (num(b, i + 1, 2)? * 3600 + num(b, i + 4, 2)? * 60) as i64;
-            Some(if c == b'+' { t - off } else { t + off })
+            Some(if c == b'+' { off } else { -off })
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(Stamp { local: t, offset })
 }
 
 fn days_in_month(y: i64, m: u32) -> u32 {
@@ -126,17 +283,64 @@ mod tests {
 
     #[test]
     fn parses_fhir_date_times() {
-        assert_eq!(parse("1970-01-01"), Some(0));
-        assert_eq!(parse("1970"), Some(0));
-        assert_eq!(parse("2024-02-29T12:30:00Z"), Some(1_709_209_800));
-        assert_eq!(parse("2024-02-29T21:30:00+09:00"), Some(1_709_209_800));
-        assert_eq!(parse("2024-02-29T21:30:00.123+09:00"), Some(1_709_209_800));
-        assert_eq!(parse("2024-02-29T12:30"), Some(1_709_209_800));
+        assert_eq!(utc("1970-01-01"), Some(0));
+        assert_eq!(utc("1970"), Some(0));
+        assert_eq!(utc("2024-02-29T12:30:00Z"), Some(1_709_209_800));
+        assert_eq!(utc("2024-02-29T21:30:00+09:00"), Some(1_709_209_800));
+        assert_eq!(utc("2024-02-29T21:30:00.123+09:00"), Some(1_709_209_800));
+        assert_eq!(utc("2024-02-29T12:30"), Some(1_709_209_800));
+        assert_eq!(utc("2024-02-29T07:30:00-05:00"), Some(1_709_209_800));
         for bad in ["2023-02-29", "2024-13-01", "24-01-01", "2024-01-01T25:00:00Z", "2024-01-01T10:00:00+0900", ""] {
             assert_eq!(parse(bad), None, "{bad}");
         }
         for t in [0, 1_709_209_800, -86_400 * 365 * 30 + 17, 4_102_444_800] {
-            assert_eq!(parse(&format(t)), Some(t));
+            assert_eq!(utc(&format(t)), Some(t));
         }
+        assert_eq!(parse("2024-02-29").unwrap().written(), Written::Local);
+        assert_eq!(parse("2024-02-29T12:30:00").unwrap().written(), Written::Local);
+        assert_eq!(parse("2024-02-29T12:30:00Z").unwrap().written(), Written::Utc);
+        assert_eq!(parse("2024-02-29T12:30:00+00:00").unwrap().written(), Written::Utc);
+        assert_eq!(parse("2024-02-29T12:30:00+09:00").unwrap().written(), Written::Offset);
+    }
+
+    #[test]
+    fn a_time_without_zone_is_read_in_the_configured_zone() {
+        let tokyo = Zone::parse("Asia/Tokyo").unwrap();
+        let plus9 = Zone::parse("+09:00").unwrap();
+        // 2024-02-29 21:30 in Tokyo is 12:30 UTC; a time with its own offset keeps it
+        for z in [&tokyo, &plus9] {
+            assert_eq!(parse("2024-02-29T21:30:00").unwrap().utc(z), Some(1_709_209_800));
+            assert_eq!(parse("2024-02-29T21:30:00Z").unwrap().utc(z), Some(1_709_209_800 + 9 * 3600));
+            assert_eq!(parse("2024-02-29T12:30:00-00:00").unwrap().utc(z), Some(1_709_209_800));
+            // a date is the start of that day in the zone
+            assert_eq!(parse("2024-03-01").unwrap().utc(z), utc("2024-02-29T15:00:00Z"));
+        }
+        assert_eq!(Zone::parse("-05:30").unwrap().to_utc(0), Some(5 * 3600 + 1800));
+        assert_eq!(Zone::parse("utc").unwrap(), Zone::UTC);
+        for (name, shown) in [("UTC", "UTC"), ("+09:00", "+09:00"), ("-03:30", "-03:30"), ("Asia/Tokyo", "Asia/Tokyo")]
+        {
+            assert_eq!(Zone::parse(name).unwrap().name(), shown);
+        }
+        for bad in ["JST", "+9", "+09:60", "+15:00", "0900", "Asia/Tokio", ""] {
+            let e = Zone::parse(bad).unwrap_err();
+            assert!(e.contains("+09:00") && e.contains("Asia/Tokyo"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn daylight_saving_time_follows_the_zone_database() {
+        let berlin = Zone::parse("Europe/Berlin").unwrap();
+        let at = |s: &str| parse(s).unwrap().utc(&berlin);
+        // winter +01:00, summer +02:00
+        assert_eq!(at("2024-01-15T12:00:00"), utc("2024-01-15T11:00:00Z"));
+        assert_eq!(at("2024-07-15T12:00:00"), utc("2024-07-15T10:00:00Z"));
+        // 2024-03-31 02:30 does not exist in Berlin: read in the offset before the change (+01:00)
+        assert_eq!(at("2024-03-31T02:30:00"), utc("2024-03-31T01:30:00Z"));
+        // 2024-10-27 02:30 exists twice: the first (+02:00)
+        assert_eq!(at("2024-10-27T02:30:00"), utc("2024-10-27T00:30:00Z"));
+        // the zone database ends in the year 9999: a time it cannot place is none (an unreadable time)
+        assert!(at("9999-12-30T12:00:00").is_some());
+        assert_eq!(at("9999-12-31T23:59:59"), None);
+        assert_eq!(Zone::parse("+14:00").unwrap().to_utc(i64::MIN), None);
     }
 }

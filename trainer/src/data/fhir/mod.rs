@@ -393,6 +393,8 @@ struct PatientLink<'a> {
 struct LineOut<'a> {
     /// the resource type as the QA report counts it ([`reportable::resource_type`])
     resource: Option<&'static str>,
+    /// how its times were written (zone or none)
+    zones: time::Zones,
     recs: SmallVec<[Rec<'a>; 1]>,
     identifiers: Vec<(IdentifierKind, &'static str, &'static str)>,
     /// (subject, site)
@@ -504,8 +506,14 @@ fn inactive(status: &Option<Str>) -> bool {
     matches!(status.as_deref(), Some("entered-in-error" | "cancelled"))
 }
 
-fn parse_time(s: &Option<Str>) -> Option<std::result::Result<i64, ()>> {
+fn parse_time(s: &Option<Str>) -> Option<std::result::Result<time::Stamp, ()>> {
     s.as_deref().map(|s| time::parse(s).ok_or(()))
+}
+
+/// A time read in UTC, its way of writing counted: zone-less in `read.time_zone`.
+fn utc(t: time::Stamp, opts: &ReadOptions, out: &mut LineOut) -> std::result::Result<i64, Bad> {
+    out.zones.add(t.written());
+    t.utc(opts.zone()).ok_or("unreadable time")
 }
 
 /// Whether the time read (the first of `candidates` present) gives only a year or a month (`2013`,
@@ -519,9 +527,13 @@ type Bad = &'static str;
 
 /// A required time: the first of the candidates present; unreadable is malformed, none is `None`
 /// (R4 lets a resource have no time: counted as unusable by the caller).
-fn required_time(t: Option<std::result::Result<i64, ()>>) -> std::result::Result<Option<i64>, Bad> {
+fn required_time(
+    t: Option<std::result::Result<time::Stamp, ()>>,
+    opts: &ReadOptions,
+    out: &mut LineOut,
+) -> std::result::Result<Option<i64>, Bad> {
     match t {
-        Some(Ok(t)) => Ok(Some(t)),
+        Some(Ok(t)) => utc(t, opts, out).map(Some),
         Some(Err(())) => Err("unreadable time"),
         None => Ok(None),
     }
@@ -778,6 +790,8 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
                 .or_else(|| parse_time(&o.effective_period.as_ref().and_then(|p| p.start.clone())))
                 .or_else(|| parse_time(&o.effective_instant))
                 .or_else(|| parse_time(&o.issued)),
+            opts,
+            &mut out,
         )?,
         out,
         "no_time",
@@ -943,9 +957,13 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
         out.found("partial_date", "DocumentReference", "date");
     }
     let time = or_unusable!(
-        required_time(parse_time(&d.date).or_else(|| {
-            parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))
-        }))?,
+        required_time(
+            parse_time(&d.date).or_else(|| {
+                parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))
+            }),
+            opts,
+            &mut out
+        )?,
         out,
         "no_time",
         "DocumentReference",
@@ -1021,7 +1039,7 @@ fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     if partial_date(&[c.date.as_deref()]) {
         out.found("partial_date", "Composition", "date");
     }
-    let time = or_unusable!(required_time(parse_time(&c.date))?, out, "no_time", "Composition", "date");
+    let time = or_unusable!(required_time(parse_time(&c.date), opts, &mut out)?, out, "no_time", "Composition", "date");
     let mut parts = Vec::new();
     for s in &c.section {
         section_text(s, &mut parts);
@@ -1043,7 +1061,7 @@ fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     Ok(out)
 }
 
-fn encounter<'a>(line: &'a [u8]) -> std::result::Result<LineOut<'a>, Bad> {
+fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     let (e, mut out, skip) = start::<Encounter>(line, "Encounter", "not a valid Encounter", |e| &e.status)?;
     if skip {
         return Ok(out);
@@ -1059,8 +1077,17 @@ fn encounter<'a>(line: &'a [u8]) -> std::result::Result<LineOut<'a>, Bad> {
     if partial_date(&[period.start.as_deref()]) {
         out.found("partial_date", "Encounter", "period.start");
     }
-    let time = or_unusable!(required_time(parse_time(&period.start))?, out, "no_time", "Encounter", "period.start");
-    let end = parse_time(&period.end).map_or(Ok(i64::MIN), |t| t.map_err(|()| "unreadable time"))?;
+    let time = or_unusable!(
+        required_time(parse_time(&period.start), opts, &mut out)?,
+        out,
+        "no_time",
+        "Encounter",
+        "period.start"
+    );
+    let end = match parse_time(&period.end) {
+        None => i64::MIN,
+        Some(t) => utc(t.map_err(|()| "unreadable time")?, opts, &mut out)?,
+    };
     out.recs.push(Rec {
         subject,
         time,
@@ -1440,7 +1467,7 @@ fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result
         "Observation" => observation(line, opts),
         "DocumentReference" => document_reference(line, opts),
         "Composition" => composition(line, opts),
-        "Encounter" => encounter(line),
+        "Encounter" => encounter(line, opts),
         "Patient" => patient(line),
         "RelatedPerson" => related_person::related_person(line),
         "Person" => person::person(line),

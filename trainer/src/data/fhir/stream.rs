@@ -245,6 +245,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
     if let Some(rt) = out.resource {
         sink.report.count_resource(rt);
     }
+    sink.report.zones.merge(out.zones);
     for (kind, resource, field) in out.identifiers {
         sink.report.identifier(sink.opts.identifiers, kind, resource, field);
     }
