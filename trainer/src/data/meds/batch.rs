@@ -1,0 +1,128 @@
+//! A batch of decoded shard rows and what becomes of it: each row prepared (its kind, a lab's text
+//! result, the guard's scan and redaction of its text) on the workers, then applied to the sink in
+//! row order, as events or as what the report counts (malformed rows, static events).
+
+use super::codes::MedsCode;
+use super::{NO_CODE, NO_SUBJECT};
+use crate::data::{self, guard, EventKind, Rec, Sink};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// One row of a shard as decoded, then as prepared ([`prepare`]) for the sink.
+#[derive(Debug)]
+pub(super) struct Row {
+    /// index into [`Batch::subjects`], or [`data::NONE`] (null, or a type that holds no id)
+    pub(super) subject: u32,
+    /// seconds since the epoch; `None` for a static event (or a time type that is not one)
+    pub(super) time: Option<i64>,
+    pub(super) code: Option<Arc<MedsCode>>,
+    /// NaN when there is none
+    pub(super) value: f32,
+    /// the text as read, then (prepared) only a note's, redacted
+    pub(super) text: Option<String>,
+    pub(super) kind: EventKind,
+    /// the value was read from a censored text result (`<0.3`)
+    pub(super) censored: bool,
+    /// identifiers the guard found in the text
+    pub(super) identifiers: Vec<guard::IdentifierKind>,
+}
+
+/// Consecutive rows of one shard: decoded on the reading thread, applied to the sink in row order on
+/// another while the next batch is decoded.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    /// the shard's file name (where malformed rows are)
+    pub(super) name: String,
+    /// the shard's size, on its first batch
+    pub(super) bytes: u64,
+    /// the row number of `rows[0]` (1-based, counted through the shard)
+    pub(super) first_line: u64,
+    /// the shard ends with this batch
+    pub(super) last: bool,
+    /// subject ids as decimal strings (or as the file has them), one per run of equal ids
+    pub(super) subjects: Vec<String>,
+    pub(super) rows: Vec<Row>,
+}
+
+/// The value of a lab's text result: a number (`1.2`), or a censored one (`<0.3`, `>= 200`, `≥200`)
+/// read as its limit and counted (true) as the CSV and FHIR readers count it; NaN for anything else
+/// (the lab is then counted as `no_value`).
+fn text_result(text: &str) -> (f32, bool) {
+    let (number, is_censored) = data::csv::censored(text.trim());
+    match data::fhir::numeric_string(number) {
+        Some(v) => (v, is_censored),
+        None => (f32::NAN, false),
+    }
+}
+
+/// Gives a decoded row its kind, reads a lab's text result, and scans and redacts its text (only a
+/// note keeps one). Rows the sink counts without an event (malformed, static) are left alone.
+pub(super) fn prepare(row: &mut Row) {
+    let (Some(code), Some(_), true) = (&row.code, row.time, row.subject != data::NONE) else {
+        row.text = None;
+        return;
+    };
+    let mut text = row.text.take().map(guard::visible);
+    if code.lab && row.value.is_nan() {
+        if let Some(t) = &text {
+            (row.value, row.censored) = text_result(t);
+        }
+    }
+    row.kind = if code.lab || !row.value.is_nan() {
+        EventKind::Lab
+    } else if text.is_some() {
+        EventKind::Note
+    } else {
+        EventKind::Other
+    };
+    if let Some(t) = &text {
+        let found = guard::scan(t);
+        if !found.is_empty() {
+            row.identifiers = found.iter().map(|(k, _)| *k).collect();
+            text = Some(guard::redact(t, &found));
+        }
+    }
+    row.text = if row.kind == EventKind::Note { text } else { None };
+}
+
+/// Applies a prepared batch to the sink, row by row in order: what the row reader did with each row.
+pub(super) fn apply(sink: &mut Sink, batch: Batch) {
+    use data::check::Severity;
+    let Batch { name, bytes, first_line, last, subjects, rows } = batch;
+    sink.report.bytes += bytes;
+    for (i, row) in rows.into_iter().enumerate() {
+        sink.report.lines += 1;
+        let subject = subjects.get(row.subject as usize);
+        let (Some(subject), Some(code)) = (subject, &row.code) else {
+            let reason = if subject.is_none() { NO_SUBJECT } else { NO_CODE };
+            sink.report.malformed_line(&name, first_line + i as u64, reason);
+            continue;
+        };
+        // MEDS allows static events without a time (e.g. sex): counted, not turned into events
+        let Some(time) = row.time else {
+            sink.report.count(Severity::Info, "static_event", "meds", "time");
+            sink.subject(subject);
+            continue;
+        };
+        if row.censored {
+            sink.report.count(Severity::Info, "censored_value", "meds", "text_value");
+        }
+        for k in &row.identifiers {
+            sink.report.identifier(sink.opts.identifiers, *k, "meds", "text_value");
+        }
+        sink.push(Rec {
+            subject: Cow::Borrowed(subject),
+            time,
+            kind: row.kind,
+            system: Cow::Borrowed(&code.system),
+            code: Cow::Borrowed(&code.code),
+            value: row.value,
+            unit: code.unit.as_deref().map(Cow::Borrowed),
+            text: row.text,
+            end: i64::MIN,
+        });
+    }
+    if last {
+        sink.report.files += 1;
+    }
+}

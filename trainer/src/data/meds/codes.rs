@@ -1,0 +1,94 @@
+//! What a MEDS code says: `metadata/codes.parquet`'s parents (a MEDS code -> LOINC), the (system,
+//! code) an event is read as, the unit of `LAB//<code>//<unit>`, and whether it is a lab; worked out
+//! once per distinct code ([`CodeCache`]).
+
+use super::{open, row_error};
+use crate::data::{catalog, DataError, Result};
+use parquet::file::reader::FileReader;
+use parquet::record::Field;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// MEDS code -> LOINC code, from `metadata/codes.parquet` (`code`, `parent_codes: list<string>`).
+pub(super) fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> {
+    let reader = open(path)?;
+    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let mut out = HashMap::new();
+    for (i, row) in rows.enumerate() {
+        let row = row.map_err(|e| row_error(path, i + 1, e))?;
+        let (mut code, mut loinc) = (None, None);
+        for (col, f) in row.get_column_iter() {
+            match (col.as_str(), f) {
+                ("code", Field::Str(s)) => code = Some(s.clone()),
+                ("parent_codes", Field::ListInternal(list)) => {
+                    loinc = list.elements().iter().find_map(|e| match e {
+                        Field::Str(s) => s.strip_prefix("LOINC/").map(str::to_owned),
+                        _ => None,
+                    })
+                }
+                _ => {}
+            }
+        }
+        if let (Some(c), Some(l)) = (code, loinc) {
+            out.insert(c, l);
+        }
+    }
+    Ok(out)
+}
+
+/// The (system, code) an event is read as.
+fn map_code(code: &str, parents: &HashMap<String, String>) -> (String, String) {
+    if let Some(l) = code.strip_prefix("LOINC/") {
+        return (catalog::LOINC.into(), l.into());
+    }
+    if let Some(l) = parents.get(code) {
+        return (catalog::LOINC.into(), l.clone());
+    }
+    let parts: Vec<&str> = code.split("//").collect();
+    if parts.len() >= 2 && catalog::lookup(catalog::LOINC, parts[1]).is_some() {
+        return (catalog::LOINC.into(), parts[1].into());
+    }
+    ("medtrain:meds".into(), code.into())
+}
+
+/// What a MEDS code says, worked out once per distinct code (a shard repeats a few thousand codes
+/// millions of times): the (system, code) it is read as, the unit of `LAB//<code>//<unit>`, and whether
+/// it is a lab code (its text results are read as values).
+#[derive(Debug)]
+pub(super) struct MedsCode {
+    pub(super) system: String,
+    pub(super) code: String,
+    pub(super) unit: Option<String>,
+    pub(super) lab: bool,
+}
+
+impl MedsCode {
+    pub(super) fn new(code: &str, parents: &HashMap<String, String>) -> MedsCode {
+        let parts: Vec<&str> = code.split("//").collect();
+        let unit =
+            (parts.len() >= 3 && parts[0].eq_ignore_ascii_case("LAB")).then(|| parts[parts.len() - 1].to_owned());
+        let (system, mapped) = map_code(code, parents);
+        // a lab result given as text (`LOINC/2160-0` with `<0.3`) is a lab, not a note
+        let lab = parts[0].to_ascii_uppercase().starts_with("LAB")
+            || (system == catalog::LOINC && catalog::lookup(catalog::LOINC, &mapped).is_some());
+        MedsCode { system, code: mapped, unit, lab }
+    }
+}
+
+/// Codes read so far (by their bytes), each worked out once ([`MedsCode`]).
+pub(super) struct CodeCache<'p> {
+    pub(super) parents: &'p HashMap<String, String>,
+    pub(super) codes: HashMap<Box<[u8]>, Arc<MedsCode>>,
+}
+
+impl CodeCache<'_> {
+    /// The code of these bytes, or `None` when they are not UTF-8.
+    pub(super) fn get(&mut self, bytes: &[u8]) -> Option<&Arc<MedsCode>> {
+        if !self.codes.contains_key(bytes) {
+            let code = simdutf8::basic::from_utf8(bytes).ok()?;
+            self.codes.insert(bytes.into(), Arc::new(MedsCode::new(code, self.parents)));
+        }
+        self.codes.get(bytes)
+    }
+}

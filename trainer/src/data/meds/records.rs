@@ -1,0 +1,86 @@
+//! A shard read a row at a time by the parquet crate's record API (as the reader did before it read by
+//! columns): the plain twin of [`super::columns`], kept as the reference the tests compare it with, and
+//! the record API's value conversions (also used for `codes.parquet` and `subject_splits.parquet`).
+
+use super::batch::{prepare, Batch, Row};
+use super::codes::MedsCode;
+use super::{as_time, check_columns, decimal_f32, integer_time_unit, open, row_error};
+use crate::data::{self, DataError, EventKind, Result};
+use parquet::file::reader::FileReader;
+use parquet::record::Field;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+pub(super) fn as_i64(f: &Field) -> Option<i64> {
+    match *f {
+        Field::Long(v) => Some(v),
+        Field::Int(v) => Some(v as i64),
+        Field::UInt(v) => Some(v as i64),
+        Field::ULong(v) => i64::try_from(v).ok(),
+        _ => None,
+    }
+}
+
+pub(super) fn as_str(f: &Field) -> Option<&str> {
+    match f {
+        Field::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+pub(super) fn as_f32(f: &Field) -> Option<f32> {
+    match f {
+        Field::Float(v) => Some(*v),
+        Field::Double(v) => Some(*v as f32),
+        Field::Int(v) => Some(*v as f32),
+        Field::Long(v) => Some(*v as f32),
+        // a decimal column (e.g. written from a database's NUMERIC type)
+        Field::Decimal(d) => decimal_f32(d.data(), d.scale()),
+        _ => None,
+    }
+}
+
+/// The row reader's decoding of a shard (the parquet crate's record API, a row at a time): the plain
+/// twin of `columns::Shard::next_batch`, kept as the reference the tests compare it with. One batch per
+/// shard.
+pub(super) fn read_rows(path: &Path, parents: &HashMap<String, String>) -> Result<Batch> {
+    let reader = open(path)?;
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    check_columns(path, &reader)?;
+    let per_second = integer_time_unit(&reader, "time");
+    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let mut batch = Batch { name, bytes, first_line: 1, last: true, ..Batch::default() };
+    for (i, row) in rows.enumerate() {
+        let row = row.map_err(|e| row_error(path, i + 1, e))?;
+        let mut decoded = Row {
+            subject: data::NONE,
+            time: None,
+            code: None,
+            value: f32::NAN,
+            text: None,
+            kind: EventKind::Other,
+            censored: false,
+            identifiers: Vec::new(),
+        };
+        for (col, f) in row.get_column_iter() {
+            match col.as_str() {
+                "subject_id" => {
+                    if let Some(s) = as_i64(f).map(|v| v.to_string()).or_else(|| as_str(f).map(str::to_owned)) {
+                        batch.subjects.push(s);
+                        decoded.subject = batch.subjects.len() as u32 - 1;
+                    }
+                }
+                "time" => decoded.time = as_time(f, per_second),
+                "code" => decoded.code = as_str(f).map(|c| Arc::new(MedsCode::new(c, parents))),
+                "numeric_value" => decoded.value = as_f32(f).unwrap_or(f32::NAN),
+                "text_value" => decoded.text = as_str(f).map(str::to_owned),
+                _ => {}
+            }
+        }
+        batch.rows.push(decoded);
+    }
+    batch.rows.iter_mut().for_each(prepare);
+    Ok(batch)
+}

@@ -1,0 +1,102 @@
+//! The dataset's splits from `metadata/subject_splits.parquet`, with the findings on it, and the
+//! warning for a `data/train|tuning|held_out/` layout without that file.
+
+use super::records::{as_i64, as_str};
+use super::{open, row_error, NO_SPLIT, NO_SPLIT_SUBJECT};
+use crate::data::{self, DataError, Result, Sink};
+use parquet::file::reader::FileReader;
+use std::path::{Path, PathBuf};
+
+/// Reads `subject_splits.parquet` into the dataset's splits: only subjects the data holds (one listed
+/// there alone is no subject), and a split value that is not train, tuning or held_out is a blocking
+/// finding (as `data prepare` refuses it), never printed.
+pub(super) fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
+    use data::check::Severity;
+    let reader = open(path)?;
+    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let (mut without_subject, mut unknown_split) = (0, 0);
+    for (i, row) in rows.enumerate() {
+        let row = row.map_err(|e| row_error(path, i + 1, e))?;
+        let (mut subject, mut split) = (None, None);
+        for (col, f) in row.get_column_iter() {
+            match col.as_str() {
+                "subject_id" => subject = as_i64(f).map(|v| v.to_string()).or_else(|| as_str(f).map(str::to_owned)),
+                "split" => split = as_str(f).map(str::to_owned),
+                _ => {}
+            }
+        }
+        match (subject, split) {
+            (Some(s), Some(sp)) => match sink.data.subjects.get(&s) {
+                Some(id) => {
+                    if data::split::Split::parse(&sp).is_none() {
+                        unknown_split += 1;
+                    }
+                    sink.data.splits.insert(id, sp);
+                }
+                None => without_subject += 1,
+            },
+            (s, _) => sink.report.malformed_line(
+                "subject_splits.parquet",
+                i as u64 + 1,
+                if s.is_none() { NO_SPLIT_SUBJECT } else { NO_SPLIT },
+            ),
+        }
+    }
+    if unknown_split > 0 {
+        sink.report.finding(
+            Severity::Error,
+            "unknown_split",
+            "meds",
+            "subject_splits.split",
+            Some("subjects whose split is not train, tuning or held_out; the values are not printed"),
+            unknown_split,
+        );
+    }
+    if without_subject > 0 {
+        sink.report.finding(
+            Severity::Info,
+            "split_without_subject",
+            "meds",
+            "subject_splits.subject_id",
+            Some("listed without any event in data/: not counted as subjects"),
+            without_subject,
+        );
+    }
+    let missing = (0..sink.data.subjects.len() as u32).filter(|i| !sink.data.splits.contains_key(i)).count();
+    if missing > 0 {
+        sink.report.finding(
+            Severity::Warning,
+            "subject_without_split",
+            "meds",
+            "subject_splits.subject_id",
+            Some("subjects not in subject_splits.parquet: split by the keyed hash of the subject id"),
+            missing as u64,
+        );
+    }
+    Ok(())
+}
+
+/// Says that `data/train|tuning|held_out/` shards (meds-testing-helpers' "sharded by split" layout) are
+/// not read as the split: MEDS shards are arbitrary, and per-subject splits live in
+/// `metadata/subject_splits.parquet` only ("the only supported split format", meds 0.4 schema), which
+/// this input lacks, so every subject gets the keyed-hash split.
+pub(super) fn report_split_directories(data_dir: &Path, files: &[PathBuf], sink: &mut Sink) {
+    let by_split = files.iter().any(|f| {
+        let mut parts = f.strip_prefix(data_dir).map(|r| r.components().collect::<Vec<_>>()).unwrap_or_default();
+        parts.pop();
+        parts.first().and_then(|c| c.as_os_str().to_str()).and_then(data::split::Split::parse).is_some()
+    });
+    if by_split {
+        sink.report.finding(
+            data::check::Severity::Warning,
+            "split_directories_unused",
+            "meds",
+            "data",
+            Some(
+                "data/ is sharded by split directory, but MEDS splits come from metadata/subject_splits.parquet, \
+                 which is missing: every subject gets the keyed-hash split",
+            ),
+            sink.data.subjects.len() as u64,
+        );
+    }
+}
