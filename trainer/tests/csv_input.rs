@@ -473,3 +473,43 @@ fn spreadsheet_times() {
         assert_eq!(parse_time(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn identifiers_in_value_columns_are_findings_as_in_a_fhir_value_string() {
+    // a phone number, an e-mail address and an Individual-Number-like digit run where results belong;
+    // beside them text results a lab system writes, which are none
+    let phone = "090-1234-5678";
+    let mail = "taro.yamada@example.jp";
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = String::from("subject_id,time,code,value,text_value,unit\n");
+    rows.push_str(&format!("1,2024-01-01,callback,{phone},,\n"));
+    rows.push_str(&format!("1,2024-01-02,contact,,連絡先 {mail},\n"));
+    rows.push_str("1,2024-01-03,phone,09012345678,,\n");
+    for (i, text) in
+        ["陰性(-)", "1+", "A型 Rh(+)", "<0.1", "1:40", "120/80", "2024-01-05 再検", "陽性 1280倍", "溶血あり", "12345"]
+            .iter()
+            .enumerate()
+    {
+        rows.push_str(&format!("1,2024-02-{:02},result{i},,{text},\n", i + 1));
+    }
+    std::fs::write(dir.path().join("events.csv"), rows).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions { identifiers: data::guard::Policy::Redact, ..Default::default() });
+    let ids: Vec<(String, String, u64)> = r
+        .findings
+        .iter()
+        .filter(|f| f.resource == "csv" && ["phone", "email", "individual_number"].contains(&f.kind.as_str()))
+        .map(|f| (f.kind.clone(), f.field.clone(), f.count))
+        .collect();
+    assert_eq!(ids.iter().map(|i| i.2).sum::<u64>(), 3, "{:?}", r.findings);
+    assert!(ids.iter().any(|i| i.0 == "email" && i.1 == "text_value"), "{ids:?}");
+    assert!(r.findings.iter().filter(|f| ids.iter().any(|i| i.0 == f.kind)).all(|f| f.severity == Severity::Warning));
+    // none of them is a lab value
+    assert!(!d.events.iter().any(|e| e.value > 1e8));
+    // under the default policy the input is refused, and nothing of the values is printed
+    let (_, r) = read(dir.path(), &ReadOptions::default());
+    assert!(r.blocking);
+    let shown = format!("{}{}", r.render(), serde_json::to_string(&r).unwrap());
+    for secret in [phone, mail, "09012345678", "5678", "yamada"] {
+        assert!(!shown.contains(secret), "{secret}");
+    }
+}

@@ -375,6 +375,12 @@ fn result(v: &str, field: &'static str, sink: &mut Sink) -> Value {
     let (number, is_censored) = censored(v);
     let parsed = number.parse::<f32>().ok().filter(|x| x.is_finite()).or_else(|| super::fhir::numeric_string(number));
     if let Some(x) = parsed {
+        // a run of ten digits or more is no lab result's way of writing a number; it may be a phone
+        // number or an Individual Number where a result should be
+        let long_digits = number.len() >= 10 && number.bytes().filter(u8::is_ascii_digit).count() >= 10;
+        if long_digits && !number.contains('.') && identifiers(v, field, sink) {
+            return Value::Text;
+        }
         if is_censored {
             sink.report.count(Severity::Info, "censored_value", "csv", field);
         }
@@ -383,12 +389,26 @@ fn result(v: &str, field: &'static str, sink: &mut Sink) -> Value {
     if let Some(level) = super::fhir::ordinal(v) {
         return Value::Level(level);
     }
+    if identifiers(v, field, sink) {
+        return Value::Text;
+    }
     if v.chars().any(|c| c.is_ascii_digit() || ('０'..='９').contains(&c)) {
         sink.report.count(Severity::Warning, "numeric_text", "csv", field);
     } else {
         sink.report.count(Severity::Info, "text_result", "csv", field);
     }
     Value::Text
+}
+
+/// Text in a value column is the export's content, as a FHIR valueString is: scanned for identifiers,
+/// each one found a finding in `csv.<field>` (blocking under `read.identifiers = "reject"`). Whether any
+/// was found.
+fn identifiers(v: &str, field: &'static str, sink: &mut Sink) -> bool {
+    let found = guard::scan(&guard::visible(v.to_owned()));
+    for (k, _) in &found {
+        sink.report.identifier(sink.opts.identifiers, *k, "csv", field);
+    }
+    !found.is_empty()
 }
 
 /// The code system a `system` column's value names: a URI or URN as it is (`http://loinc.org`), the
