@@ -1004,3 +1004,41 @@ fn in_contained_patient(patient_fields: &str) -> String {
         r#"{{"resourceType":"Observation","contained":[{{"resourceType":"Patient","id":"newborn",{patient_fields}}}],"status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2024-01-02","valueQuantity":{{"value":1.1,"unit":"mg/dL"}}}}"#
     )
 }
+
+/// A photo's `title` (a file title often holds the name: `Mizuhara Aoi.jpg`) of a Patient, its
+/// RelatedPerson or its Person was not searched for in the patient's notes.
+#[test]
+fn photo_title_was_not_searched_for_in_the_patients_notes() {
+    let photo = |title: &str| {
+        format!(r#""photo":[{{"contentType":"image/jpeg","url":"http://example.org/f/1","title":"{title}"}}]"#)
+    };
+    let patient = format!(r#"{{"resourceType":"Patient","id":"p1",{}}}"#, photo("Mizuhara Aoi.jpg"));
+    let relative = format!(
+        r#"{{"resourceType":"RelatedPerson","patient":{{"reference":"Patient/p1"}},{}}}"#,
+        photo("Sakuraba_Jun.png")
+    );
+    let person = format!(
+        r#"{{"resourceType":"Person","link":[{{"target":{{"reference":"Patient/p1"}}}}],{}}}"#,
+        photo("Kurosawa Ren")
+    );
+    // a title that is a word is no name: `front` stays in the notes
+    let generic = format!(r#"{{"resourceType":"Patient","id":"p2",{}}}"#, photo("front"));
+    let note = "mizuhara aoi came with sakuraba jun and kurosawa ren; front desk informed";
+    assert!(kinds(note).is_empty(), "{:?}", kinds(note));
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Patient.ndjson", &[patient, generic]);
+    write(dir.path(), "RelatedPerson.ndjson", &[relative]);
+    write(dir.path(), "Person.ndjson", &[person]);
+    write(dir.path(), "DocumentReference.ndjson", &[note_line("p1", note), note_line("p2", note)]);
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, report) = data::read(dir.path(), &opts).unwrap();
+    assert_eq!(own_kinds(&report), ["photo"], "{:?}", report.findings);
+    assert_eq!(own_findings(&report), 3, "{:?}", report.findings);
+    let p1 = d.texts.iter().find(|t| t.contains("[PHOTO]")).expect("p1's note is redacted");
+    assert_eq!(p1, "[PHOTO] came with [PHOTO] and [PHOTO]; front desk informed");
+    assert!(d.texts.iter().any(|t| t == note), "p2's note: `front` is no name");
+    let (_, all) = data_check_json(dir.path());
+    for secret in ["Mizuhara", "Sakuraba", "Kurosawa"] {
+        assert!(!all.contains(secret), "{secret} printed: {all}");
+    }
+}

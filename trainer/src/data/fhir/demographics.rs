@@ -1,10 +1,11 @@
 //! What a Patient, a RelatedPerson and a Person share: their demographic elements (name, telecom,
-//! address, birth date, identifiers, photo) as identifier findings and own values, and the
-//! identifying extensions on their sub-elements (`name[].extension`, `telecom[].extension`,
-//! `contact[].extension`, a primitive's `_birthDate.extension`, ...), read by the same rules as the
-//! resource's own extensions ([`identifying_extensions`]).
+//! address, birth date, identifiers, photo) as identifier findings and own values (a photo's `title`
+//! among them: a file title often holds the name), and the identifying extensions on their
+//! sub-elements (`name[].extension`, `telecom[].extension`, `contact[].extension`, a primitive's
+//! `_birthDate.extension`, ...), read by the same rules as the resource's own extensions
+//! ([`identifying_extensions`]).
 
-use super::{extension_own_values, from_line, identifying_extensions, own_values, present, LineOut};
+use super::{extension_own_values, from_line, identifying_extensions, own_values, present, strings, LineOut};
 use crate::data::guard::IdentifierKind;
 
 /// A person resource's demographic elements, as read from its line.
@@ -42,6 +43,24 @@ pub(super) fn demographics(
     own_values(d.telecom, IdentifierKind::Telecom, own);
     own_values(d.address, IdentifierKind::Address, own);
     own_values(d.identifier, IdentifierKind::PatientIdentifier, own);
+    photo_titles(d.photo, own);
+}
+
+/// The titles of photos (Attachments), and each without its file extension (`Kagawa_Ken.jpg`): a
+/// file title often holds the person's name, and a note may write it.
+fn photo_titles(photo: &Option<serde_json::Value>, own: &mut Vec<(IdentifierKind, String)>) {
+    let Some(photo) = photo else { return };
+    let mut titles = Vec::new();
+    strings(photo, &["title"], &mut titles, 0);
+    for title in titles {
+        own.push((IdentifierKind::Photo, title.to_owned()));
+        let stem = title.rsplit_once('.').filter(|(stem, ext)| {
+            !stem.trim().is_empty() && (1..=5).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        if let Some((stem, _)) = stem {
+            own.push((IdentifierKind::Photo, stem.to_owned()));
+        }
+    }
 }
 
 /// The elements whose extensions are findings under their own field (`name.extension`), in a

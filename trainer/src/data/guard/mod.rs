@@ -52,7 +52,8 @@ pub enum IdentifierKind {
     /// `Patient.identifier`: a medical record number or another id the export should not hold
     PatientIdentifier,
     /// `Patient.photo` (an Attachment): a face image identifies as a name does (HIPAA Safe Harbor
-    /// lists full-face photographs); only found in structured fields, never in free text
+    /// lists full-face photographs); found in structured fields, and in free text only as a person's
+    /// own photo title ([`subject`]), never by the scanners
     Photo,
 }
 

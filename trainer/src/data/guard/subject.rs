@@ -74,6 +74,8 @@ impl Store {
             IdentifierKind::Phone | IdentifierKind::Telecom if digits == normalized.len() => digits >= 7,
             IdentifierKind::PatientIdentifier => normalized.len() >= 5,
             IdentifierKind::Address => normalized.len() >= if ascii { 6 } else { 4 },
+            // a photo's title: short ones are words (`front`, `face`, `正面`), not a name
+            IdentifierKind::Photo => normalized.len() >= if ascii { 6 } else { 3 },
             _ => normalized.len() >= if ascii { 3 } else { 2 },
         };
         if !long_enough || normalized.len() > 256 {
