@@ -1005,6 +1005,119 @@ fn in_contained_patient(patient_fields: &str) -> String {
     )
 }
 
+/// A RelatedPerson or a Person inside a resource (`contained`: a Patient's relative written in the
+/// Patient, whom its `#` reference names) was not read: its name, phone, address, identifiers and
+/// photo were no finding, and the relative named in the patient's notes stayed.
+#[test]
+fn contained_related_person_and_person_were_not_read() {
+    let relative = related_person("#");
+    // inside p1: links p1 (`#`), p3, a patient the export lacks and a practitioner
+    let person = PERSON.replace("Patient/p1", "#");
+    let holder = own_patient("p1").replacen('{', &format!("{{\"contained\":[{relative},{person}],"), 1);
+    let p1_note = format!("{RELATIVE_NOTE}; {PERSON_NOTE}");
+    // the Patient file (read first), and the Patient after the notes in a mixed file
+    for holder_file in ["Patient.ndjson", "zz_export.ndjson"] {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "DocumentReference.ndjson",
+            &[note_line("p1", &p1_note), note_line("p2", &p1_note), note_line("p3", PERSON_NOTE)],
+        );
+        write(dir.path(), holder_file, &[holder.clone()]);
+        let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+        assert_eq!(report.resources.get("Patient"), Some(&1));
+        assert_eq!(report.resources.get("RelatedPerson"), None, "a contained resource is no resource of the export");
+        let e = errors(&report);
+        for want in [
+            ("name", "Patient", "contained.name"),
+            ("telecom", "Patient", "contained.telecom"),
+            ("address", "Patient", "contained.address"),
+            ("birth_date", "Patient", "contained.birthDate"),
+            ("patient_identifier", "Patient", "contained.identifier"),
+            ("photo", "Patient", "contained.photo"),
+            ("name", "Patient", "contained.link.target.display"),
+        ] {
+            assert!(has(&e, want), "{want:?} not in {e:?}");
+        }
+        let unknown = report.findings.iter().find(|f| f.kind == "person_link_without_patient").expect("counted");
+        assert_eq!(unknown.count, 1, "the link to `nobody`");
+        assert!(!report.findings.iter().any(|f| f.kind == "no_patient_subject"), "{:?}", report.findings);
+        // p1 (the holder, `#`) and p3 are one human's records
+        assert_eq!(report.subjects, 2, "{:?}", report.findings);
+        let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+        let (d, report) = data::read(dir.path(), &opts).unwrap();
+        // the relative's and the person's name, phone and address in p1's note, the person's in p3's
+        assert_eq!(own_findings(&report), 9, "{holder_file}: {:?}", report.findings);
+        let p1 = d.texts.iter().find(|t| t.matches("[NAME]").count() == 2).expect("p1's note is redacted");
+        for secret in ["rinko", "okabe", "77 11", "lantern", "shiori", "tanabe", "31 41", "heron"] {
+            assert!(!p1.contains(secret), "{secret} kept in {p1}");
+        }
+        assert!(d.texts.iter().any(|t| *t == p1_note), "p2's note is not p1's: kept as it is");
+        let (code, all) = data_check_json(dir.path());
+        assert_eq!(code, Some(1), "blocking: {all}");
+        assert!(all.contains("contained.link.target.display"), "{all}");
+        for secret in ["Okabe", "Rinko", "7711", "Lantern", "77310492", "Tanabe", "3141", "Heron", "55219034", "nobody"]
+        {
+            assert!(!all.contains(secret), "{secret} printed: {all}");
+        }
+    }
+    // inside another resource (an Observation of p2) and naming its patient by reference
+    let dir = tempfile::tempdir().unwrap();
+    let lab = in_contained_patient("\"name\":[{\"text\":\"x\"}]")
+        .replacen(
+            "{\"resourceType\":\"Patient\"",
+            &format!("{},{{\"resourceType\":\"Patient\"", related_person("Patient/p2")),
+            1,
+        )
+        .replace("Patient/p1", "Patient/p2");
+    write(dir.path(), "export.ndjson", &[note_line("p2", RELATIVE_NOTE), lab]);
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, report) = data::read(dir.path(), &opts).unwrap();
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| (f.kind.as_str(), f.resource.as_str(), f.field.as_str())
+            == ("telecom", "Observation", "contained.telecom")));
+    assert_eq!(own_findings(&report), 3, "{:?}", report.findings);
+    assert!(!d.texts[0].contains("rinko") && !d.texts[0].contains("lantern"), "{}", d.texts[0]);
+}
+
+/// A Person's `urn:uuid:` link to a Practitioner or a RelatedPerson of the export, or a link whose
+/// `type` says it is no Patient, was counted as a link to a patient the export lacks
+/// (`person_link_without_patient`): only a link that may name a Patient is.
+#[test]
+fn person_link_to_a_practitioner_or_relative_was_counted_as_a_missing_patient() {
+    let targets = [
+        r#"{"reference":"urn:uuid:6b0d8a3e-0001"}"#,
+        r#"{"reference":"urn:uuid:6b0d8a3e-0002"}"#,
+        r#"{"reference":"urn:uuid:6b0d8a3e-0003","type":"Practitioner"}"#,
+        r#"{"reference":"Practitioner/dr1"}"#,
+        r#"{"reference":"RelatedPerson/r1"}"#,
+        r#"{"reference":"Person/per2"}"#,
+        r#"{"reference":"urn:uuid:6b0d8a3e-0009"}"#,
+        r#"{"reference":"urn:uuid:6b0d8a3e-0010","type":"Patient"}"#,
+        r#"{"reference":"Patient/nobody"}"#,
+        r#"{"reference":"urn:uuid:6b0d8a3e-0100"}"#,
+    ];
+    let links: Vec<String> = targets.iter().map(|t| format!(r#"{{"target":{t}}}"#)).collect();
+    let person = format!(r#"{{"resourceType":"Person","id":"per1","link":[{}]}}"#, links.join(","));
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Patient.ndjson", &[own_patient("6b0d8a3e-0100")]);
+    write(dir.path(), "Person.ndjson", &[person]);
+    write(
+        dir.path(),
+        "export.ndjson",
+        &[
+            r#"{"resourceType":"Practitioner","id":"6b0d8a3e-0001","name":[{"text":"Dr. Who"}]}"#.to_owned(),
+            related_person("Patient/6b0d8a3e-0100").replace("\"r1\"", "\"6b0d8a3e-0002\""),
+        ],
+    );
+    let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let unknown = report.findings.iter().find(|f| f.kind == "person_link_without_patient").expect("counted");
+    // urn:uuid 0009 (nothing of the export, maybe a Patient), 0010 (a Patient by its type), nobody
+    assert_eq!(unknown.count, 3, "{:?}", report.findings);
+}
+
 /// A photo's `title` (a file title often holds the name: `Mizuhara Aoi.jpg`) of a Patient, its
 /// RelatedPerson or its Person was not searched for in the patient's notes.
 #[test]

@@ -76,6 +76,11 @@ const SUB_ELEMENTS: &[(&str, &str, &str)] = &[
 ];
 const OTHER_ELEMENT: (&str, &str) = ("element.extension", "contained.element.extension");
 
+/// The field a finding of a sub-element's extension ([`SUB_ELEMENTS`]) has in a contained resource.
+pub(super) fn contained_sub_element_field(field: &str) -> Option<&'static str> {
+    SUB_ELEMENTS.iter().map(|&(_, f, cf)| (f, cf)).chain([OTHER_ELEMENT]).find(|(f, _)| *f == field).map(|(_, cf)| cf)
+}
+
 /// The keys whose extensions are read elsewhere: the resource's own (`extension`,
 /// `modifierExtension`), its contained resources' (each their own resource) and its narrative.
 const NOT_SUB_ELEMENTS: &[&str] = &["resourceType", "extension", "modifierExtension", "contained", "text"];

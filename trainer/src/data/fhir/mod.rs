@@ -25,7 +25,8 @@
 //!   the input when they are not (`data check`).
 //! - RelatedPerson: its identifying fields are findings, and its name, telecom, address and identifiers
 //!   are searched for in its patient's notes as the patient's own ([`related_person`]); a Person's so
-//!   for each Patient it links ([`person`]).
+//!   for each Patient it links ([`person`]). So are those contained in a resource (`contained`; their
+//!   `#` names the Patient that holds them), their findings the holder's under `contained.` fields.
 //! - The extensions of a person's sub-elements (`name[].extension`, `contact[].extension`,
 //!   `_birthDate.extension`, ...) by the rules of its own extensions, and its `photo` (an image of a
 //!   face): findings ([`demographics`]).
@@ -412,6 +413,12 @@ struct LineOut<'a> {
     own: Vec<(String, Vec<(IdentifierKind, String)>)>,
     /// the patients a RelatedPerson or a Person names: (resource, patient)
     related_patients: Vec<(&'static str, String)>,
+    /// the ids a Person links by `urn:uuid:` with no `type` ([`person`]): Patients, unless the id is
+    /// one of [`LineOut::not_patient`]'s
+    uuid_links: Vec<String>,
+    /// the id of a resource a Person may link that is no Patient (Practitioner, PractitionerRole,
+    /// RelatedPerson, Person)
+    not_patient: Option<String>,
     /// free text that is scanned and not kept (`Observation.note`), to search for its subject's own
     /// identifiers too: the subject, and (resource, field of a finding, text)
     unkept: Option<(Cow<'a, str>, Vec<(&'static str, &'static str, String)>)>,
@@ -1407,17 +1414,14 @@ fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
     static CONTAINED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"contained\""));
     if out.bad.is_none() && CONTAINED.find(line).is_some() {
-        contained_patients(line, &mut out);
+        contained_resources(line, &mut out);
     }
     out
 }
 
-/// A Patient inside another resource (`contained`, as the official R4 examples put a newborn's
-/// record in its Apgar scores): its name, telecom, address, birth date, identifiers and identifying
-/// extensions ([`identifying_extensions`]) are identifier findings of the resource that holds it, as a
-/// Patient of its own would be. The lines that hold one are found by a byte search first (most lines
-/// have none).
-fn contained_patients(line: &[u8], out: &mut LineOut) {
+/// The Patients, RelatedPersons and Persons inside a resource (`contained`). The lines that hold one
+/// are found by a byte search first (most lines have none).
+fn contained_resources(line: &[u8], out: &mut LineOut) {
     #[derive(Deserialize)]
     struct Holder {
         #[serde(default)]
@@ -1425,30 +1429,98 @@ fn contained_patients(line: &[u8], out: &mut LineOut) {
     }
     let Ok(h) = from_line::<Holder>(line) else { return };
     let resource = out.resource.unwrap_or(reportable::OTHER_RESOURCE_TYPE);
-    for c in h.contained.iter().filter(|c| c.get("resourceType").and_then(|t| t.as_str()) == Some("Patient")) {
-        for (key, kind, field) in [
-            ("name", IdentifierKind::Name, "contained.name"),
-            ("telecom", IdentifierKind::Telecom, "contained.telecom"),
-            ("address", IdentifierKind::Address, "contained.address"),
-            ("birthDate", IdentifierKind::BirthDate, "contained.birthDate"),
-            ("identifier", IdentifierKind::PatientIdentifier, "contained.identifier"),
-            ("photo", IdentifierKind::Photo, "contained.photo"),
-        ] {
-            if present(&c.get(key).cloned()) {
-                out.identifiers.push((kind, resource, field));
-            }
+    for c in &h.contained {
+        match c.get("resourceType").and_then(|t| t.as_str()) {
+            Some("Patient") => contained_patient(c, resource, out),
+            Some(rt @ ("RelatedPerson" | "Person")) => contained_person(c, rt, resource, out),
+            _ => {}
         }
-        for x in identifying_extensions(&[c.get("extension"), c.get("modifierExtension")]) {
-            out.identifiers.push((x.kind, resource, x.contained_field));
+    }
+}
+
+/// A RelatedPerson or Person inside a resource (a Patient's relative, written in the Patient): read
+/// as a line of its own is ([`related_person`], [`person`]), its patient reference `#` naming the
+/// Patient that holds it. Its findings are the holding resource's, under `contained.` fields as a
+/// contained Patient's are; its values join the identifiers of the patients it names, to be searched
+/// for in their notes. One that does not parse as its type has the findings a contained Patient has.
+fn contained_person(c: &serde_json::Value, rt: &str, resource: &'static str, out: &mut LineOut) {
+    let Ok(bytes) = serde_json::to_vec(c) else { return };
+    let container = out.patient.clone();
+    let read = if rt == "Person" {
+        person::person(&bytes, container.as_deref())
+    } else {
+        related_person::related_person(&bytes, container.as_deref())
+    };
+    let Ok(inner) = read else {
+        contained_patient(c, resource, out);
+        return;
+    };
+    for (kind, _, field) in inner.identifiers {
+        out.identifiers.push((kind, resource, contained_field(field)));
+    }
+    for i in inner.info {
+        if !out.info.contains(&i) {
+            out.info.push(i);
         }
-        if let Some(map) = c.as_object() {
-            // (the values are no subject's own: the contained Patient is not the line's subject)
-            demographics::sub_element_extensions(
-                map,
-                |kind, _, contained_field| out.identifiers.push((kind, resource, contained_field)),
-                &mut Vec::new(),
-            );
+    }
+    out.own.extend(inner.own);
+    out.related_patients.extend(inner.related_patients);
+    out.uuid_links.extend(inner.uuid_links);
+}
+
+/// The field of a finding of a resource when it is contained in another: `contained.` and its field.
+fn contained_field(field: &'static str) -> &'static str {
+    const FIELDS: &[(&str, &str)] = &[
+        ("name", "contained.name"),
+        ("telecom", "contained.telecom"),
+        ("address", "contained.address"),
+        ("birthDate", "contained.birthDate"),
+        ("identifier", "contained.identifier"),
+        ("photo", "contained.photo"),
+        ("text.div", "contained.text.div"),
+        ("patient.display", "contained.patient.display"),
+        ("link.target.display", "contained.link.target.display"),
+    ];
+    let by_url = EXTENSIONS_BY_URL.iter().map(|x| (x.3, x.4));
+    let by_value = EXTENSIONS_BY_VALUE.iter().map(|x| (x.2, x.3));
+    FIELDS
+        .iter()
+        .copied()
+        .chain(by_url)
+        .chain(by_value)
+        .find(|(f, _)| *f == field)
+        .map(|(_, cf)| cf)
+        .or_else(|| demographics::contained_sub_element_field(field))
+        .unwrap_or("contained")
+}
+
+/// A Patient inside another resource (`contained`, as the official R4 examples put a newborn's
+/// record in its Apgar scores): its name, telecom, address, birth date, identifiers and identifying
+/// extensions ([`identifying_extensions`]) are identifier findings of the resource that holds it, as a
+/// Patient of its own would be.
+fn contained_patient(c: &serde_json::Value, resource: &'static str, out: &mut LineOut) {
+    for (key, kind, field) in [
+        ("name", IdentifierKind::Name, "contained.name"),
+        ("telecom", IdentifierKind::Telecom, "contained.telecom"),
+        ("address", IdentifierKind::Address, "contained.address"),
+        ("birthDate", IdentifierKind::BirthDate, "contained.birthDate"),
+        ("identifier", IdentifierKind::PatientIdentifier, "contained.identifier"),
+        ("photo", IdentifierKind::Photo, "contained.photo"),
+    ] {
+        if present(&c.get(key).cloned()) {
+            out.identifiers.push((kind, resource, field));
         }
+    }
+    for x in identifying_extensions(&[c.get("extension"), c.get("modifierExtension")]) {
+        out.identifiers.push((x.kind, resource, x.contained_field));
+    }
+    if let Some(map) = c.as_object() {
+        // (the values are no subject's own: the contained Patient is not the line's subject)
+        demographics::sub_element_extensions(
+            map,
+            |kind, _, contained_field| out.identifiers.push((kind, resource, contained_field)),
+            &mut Vec::new(),
+        );
     }
 }
 
@@ -1463,14 +1535,14 @@ fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result
         Err(e) if e.is_syntax() || e.is_eof() => return Err("not JSON"),
         Err(_) => return Err("not a JSON object"),
     };
-    match &*rt {
+    let mut out = match &*rt {
         "Observation" => observation(line, opts),
         "DocumentReference" => document_reference(line, opts),
         "Composition" => composition(line, opts),
         "Encounter" => encounter(line, opts),
         "Patient" => patient(line),
-        "RelatedPerson" => related_person::related_person(line),
-        "Person" => person::person(line),
+        "RelatedPerson" => related_person::related_person(line, None),
+        "Person" => person::person(line, None),
         // a bulk export has one resource per line: the resources inside a Bundle are not read, and said
         "Bundle" => Ok(LineOut {
             resource: Some(reportable::resource_type("Bundle").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
@@ -1481,5 +1553,20 @@ fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result
             resource: Some(reportable::resource_type(other).unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
             ..Default::default()
         }),
+    };
+    // what a Person's `urn:uuid:` link may name besides a Patient ([`person`]): its id, read again
+    // (these types are few in an export)
+    #[derive(Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        id: Option<Str<'a>>,
     }
+    if let (Ok(out), true) =
+        (&mut out, matches!(&*rt, "Practitioner" | "PractitionerRole" | "RelatedPerson" | "Person"))
+    {
+        if let Ok(Id { id: Some(id) }) = from_line::<Id>(line) {
+            out.not_patient = Some(id.0.into_owned());
+        }
+    }
+    out
 }

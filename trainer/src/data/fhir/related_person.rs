@@ -4,6 +4,7 @@
 //! the identifiers of relatives and household members), and its name, phones, e-mails, addresses and identifiers become identifiers of the patient
 //! it names (`RelatedPerson.patient`), searched for and redacted in that patient's notes as the
 //! patient's own are. Files named `RelatedPerson*` are read first with the `Patient*` files for that.
+//! A RelatedPerson contained in another resource is read the same way (`super::contained_person`).
 
 use super::demographics::{person_findings, Demographics};
 use super::{from_line, invalid_at, subject_id, Bad, LineOut, Narrative, Reference};
@@ -29,10 +30,12 @@ struct RelatedPerson<'a> {
     text: Option<Narrative<'a>>,
 }
 
-/// A RelatedPerson line. Its findings are counted whatever its patient; a patient reference that is
-/// missing or names no Patient (a Group, a contained or logical reference) makes it unusable
-/// (`no_patient_subject`) as it does an Observation, and its values are then no one's to redact.
-pub(super) fn related_person(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
+/// A RelatedPerson line (or a contained RelatedPerson, `container` the id of the Patient that holds
+/// it, whom its patient reference `#` names). Its findings are counted whatever its patient; a
+/// patient reference that is missing or names no Patient (a Group, a logical reference, `#` in a
+/// resource that is no Patient) makes it unusable (`no_patient_subject`) as it does an Observation,
+/// and its values are then no one's to redact.
+pub(super) fn related_person<'l>(line: &'l [u8], container: Option<&str>) -> std::result::Result<LineOut<'l>, Bad> {
     let r: RelatedPerson =
         from_line(line).map_err(|_| invalid_at::<RelatedPerson>(line, "not a valid RelatedPerson"))?;
     let mut out = LineOut { resource: Some(RESOURCE), ..Default::default() };
@@ -51,12 +54,18 @@ pub(super) fn related_person(line: &[u8]) -> std::result::Result<LineOut<'_>, Ba
     if r.patient.as_ref().is_some_and(|p| p.display.is_some()) {
         out.identifiers.push((IdentifierKind::Name, RESOURCE, "patient.display"));
     }
-    let Some(patient) = r.patient.as_ref().and_then(subject_id) else {
+    let holder = r.patient.as_ref().and_then(|p| p.reference.as_deref()).is_some_and(|s| s.trim() == "#");
+    let patient = if holder {
+        container.map(str::to_owned)
+    } else {
+        r.patient.as_ref().and_then(subject_id).map(|p| p.into_owned())
+    };
+    let Some(patient) = patient else {
         return Ok(out.unusable("no_patient_subject", RESOURCE, "patient"));
     };
-    out.related_patients.push((RESOURCE, patient.clone().into_owned()));
+    out.related_patients.push((RESOURCE, patient.clone()));
     if !own.is_empty() {
-        out.own.push((patient.into_owned(), own));
+        out.own.push((patient, own));
     }
     Ok(out)
 }

@@ -273,6 +273,12 @@ fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
     for (resource, patient) in out.related_patients {
         *sink.data.subject_identifiers.related.entry((resource, patient)).or_default() += 1;
     }
+    for id in out.uuid_links {
+        sink.data.subject_identifiers.uuid_linked.insert(guard::subject::subject_key(&id));
+    }
+    if let Some(id) = out.not_patient {
+        sink.data.subject_identifiers.not_patients.insert(guard::subject::subject_key(&id));
+    }
     for (subject, values) in out.own {
         let store = &mut sink.data.subject_identifiers;
         let mut added = false;
@@ -423,15 +429,21 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     }
     // RelatedPerson resources whose patient is no subject of the export (no Patient resource, no
     // event): counted, as subjects without a Patient are; their values are no one's notes to search
-    // (a Person's links to unknown patients likewise, link by link)
+    // (a Person's links to unknown patients likewise, link by link; a `urn:uuid:` link to a
+    // Practitioner, RelatedPerson or Person of the export is no link to a patient)
     let related = std::mem::take(&mut sink.data.subject_identifiers.related);
+    let store = &sink.data.subject_identifiers;
+    let not_a_patient = |resource: &str, id: &str| {
+        let key = guard::subject::subject_key(id);
+        resource == "Person" && store.uuid_linked.contains(&key) && store.not_patients.contains(&key)
+    };
     for (resource, kind, field) in [
         ("RelatedPerson", "related_person_without_patient", "patient"),
         ("Person", "person_link_without_patient", "link.target"),
     ] {
         let unknown: u64 = related
             .iter()
-            .filter(|((r, id), _)| *r == resource && sink.data.subjects.get(id).is_none())
+            .filter(|((r, id), _)| *r == resource && sink.data.subjects.get(id).is_none() && !not_a_patient(r, id))
             .map(|(_, n)| n)
             .sum();
         if unknown > 0 {
@@ -459,6 +471,8 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     sink.data.subject_identifiers.noted_before = Default::default();
     sink.data.subject_identifiers.related = Default::default();
     sink.data.subject_identifiers.same_person = Default::default();
+    sink.data.subject_identifiers.uuid_linked = Default::default();
+    sink.data.subject_identifiers.not_patients = Default::default();
     Ok(())
 }
 

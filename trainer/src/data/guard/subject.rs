@@ -41,6 +41,11 @@ pub struct Store {
     /// The Patients each Person links, where it links two or more: records of one human, made one
     /// privacy unit at the end of the read as `Patient.link` makes them.
     pub same_person: Vec<Vec<String>>,
+    /// Hashes ([`subject_key`]) of the ids a Person links by `urn:uuid:` with no `type`, and of the
+    /// ids of the resources of the input that such a link may name and are no Patient (Practitioner,
+    /// PractitionerRole, RelatedPerson, Person): a link to one of those is no missing patient.
+    pub uuid_linked: std::collections::HashSet<u64>,
+    pub not_patients: std::collections::HashSet<u64>,
 }
 
 /// The key of a subject in [`Store::noted_before`].
