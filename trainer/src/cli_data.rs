@@ -49,6 +49,11 @@ pub enum DataCommand {
         /// (read.time_zone; absent: read as UTC, with a warning where other times carry an offset)
         #[arg(long, value_parser = parse_time_zone)]
         time_zone: Option<data::time::Zone>,
+        /// CSV header names where the files do not use medtrain's: role=name,... with roles subject_id,
+        /// time, code, value, text_value, unit, system, text (read.columns), e.g.
+        /// time=charttime,code=itemid,value=valuenum,text_value=value,unit=valueuom
+        #[arg(long, value_parser = parse_columns)]
+        columns: Option<data::csv::Columns>,
     },
     /// Training examples from a data config (TOML): labels, subject splits, lab series and note tokens,
     /// one safetensors file per split and manifest.json. Refuses (exit 1) input with blocking findings.
@@ -74,6 +79,10 @@ fn parse_time_zone(s: &str) -> Result<data::time::Zone, String> {
     data::time::Zone::parse(s)
 }
 
+fn parse_columns(s: &str) -> Result<data::csv::Columns, String> {
+    data::csv::Columns::parse(s)
+}
+
 pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DataCommand::Check {
@@ -90,6 +99,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             max_gz_ratio,
             encoding,
             time_zone,
+            columns,
         } => {
             if !(0.0..=1.0).contains(&max_malformed) {
                 anyhow::bail!("--max-malformed must be a fraction in [0, 1] (got {max_malformed})");
@@ -107,6 +117,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
                 limits,
                 encoding,
                 time_zone,
+                columns: columns.unwrap_or_default(),
             };
             let (_, report) = match data::read(&path, &opts) {
                 Ok(r) => r,

@@ -137,7 +137,7 @@ fn meds_column_names_text_results_placeholders_and_censored_values() {
     // a missing column says what the header was read as, its unknown names not printed
     std::fs::write(dir.path().join("events.csv"), "subject_id|time|code|value\n").unwrap();
     let e = data::read(dir.path(), &ReadOptions::default()).err().unwrap().to_string();
-    assert!(e.contains("no \"subject_id\" column") && e.contains("1 columns, (a name that is not printed)"), "{e}");
+    assert!(e.contains("no \"subject_id\" column") && e.contains("1 column: 1 name not printed"), "{e}");
 }
 
 #[test]
@@ -512,4 +512,76 @@ fn identifiers_in_value_columns_are_findings_as_in_a_fhir_value_string() {
     for secret in [phone, mail, "09012345678", "5678", "yamada"] {
         assert!(!shown.contains(secret), "{secret}");
     }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+const MIMIC_HEADER: &str = "labevent_id,subject_id,hadm_id,specimen_id,itemid,order_provider_id,charttime,storetime,\
+value,valuenum,valueuom,ref_range_lower,ref_range_upper,flag,priority,comments\n";
+
+#[test]
+fn mimic_labevents_csv_gz_reads_with_read_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = format!(
+        "{MIMIC_HEADER}1,10000032,,2704548,50912,,2180-05-06 22:25:00,2180-05-06 23:28:00,1.1,1.1,mg/dL,0.5,1.2,,ROUTINE,\n\
+         2,10000032,,2704548,51464,,2180-05-06 22:25:00,,NEG,,mg/dL,,,,ROUTINE,\n\
+         3,10000033,,2704549,50912,,2180-05-07 08:00:00,,___,,mg/dL,,,abnormal,STAT,\"___ called, see note\"\n"
+    );
+    std::fs::write(dir.path().join("labevents.csv.gz"), gzip(rows.as_bytes())).unwrap();
+    // without the mapping: the error names the key that maps the column, and prints no header cell the
+    // config does not name
+    let e = data::read(dir.path(), &ReadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("read.columns.time") && e.contains("labevents.csv.gz:1:"), "{e}");
+    assert!(e.contains("16 columns: 2 \"subject_id\", 9 \"value\", 14 names not printed"), "{e}");
+    assert!(!e.contains("charttime"), "{e}");
+    let columns =
+        data::csv::Columns::parse("time=charttime, code=itemid,value=valuenum,text_value=value,unit=valueuom").unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions { columns, ..Default::default() });
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    assert_eq!(d.subjects.len(), 2);
+    // 1.1 mg/dL a lab value; NEG an ordinal level (negative: 0); "___" (MIMIC's redaction) a text result
+    assert_eq!(values(&d), [0.0, 1.1]);
+    assert_eq!(findings(&r, "text_result"), [("text_value".to_owned(), 1)]);
+    assert!(d.events.iter().all(|e| e.time >= data::time::utc("2180-05-06T22:25:00Z").unwrap()));
+    assert_eq!(r.bytes, std::fs::metadata(dir.path().join("labevents.csv.gz")).unwrap().len());
+}
+
+#[test]
+fn read_columns_are_checked_and_csv_gz_is_bounded() {
+    for (flag, want) in [
+        ("time=charttime,when=storetime", "\"when\" is no role"),
+        ("time=charttime,code=CHARTTIME", "code: names the column time also names"),
+        ("time=", "time: names no column"),
+        ("charttime", "is not role=name"),
+    ] {
+        let e = data::csv::Columns::parse(flag).unwrap_err();
+        assert!(e.contains(want), "{flag}: {e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("data.toml");
+    for (table, want) in [
+        ("[read.columns]\ntime = \"charttime\"\ncode = \"charttime\"\n", "read.columns.code"),
+        ("[read.columns]\nwhen = \"charttime\"\n", "when"),
+    ] {
+        std::fs::write(&cfg, format!("input = \".\"\n{table}[labels]\ntask = \"lab_rise\"\n")).unwrap();
+        let e = data::prepare::DataConfig::load(&cfg).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    // a .csv.gz file is inflated within read.max_decompressed_bytes, as an .ndjson.gz file is
+    let mut rows = String::from("subject_id,time,code,value,unit\n");
+    for i in 0..20_000 {
+        rows.push_str(&format!("{},2024-01-01,creatinine,1.{},mg/dL\n", i % 50, i % 10));
+    }
+    std::fs::write(dir.path().join("events.csv.gz"), gzip(rows.as_bytes())).unwrap();
+    let (d, _) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(d.events.len(), 20_000);
+    let mut opts = ReadOptions::default();
+    opts.limits.max_decompressed_bytes = 100_000;
+    let e = data::read(dir.path(), &opts).unwrap_err().to_string();
+    assert!(e.contains("read.max_decompressed_bytes"), "{e}");
 }

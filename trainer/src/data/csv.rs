@@ -40,51 +40,140 @@ impl Layout {
     }
 }
 
+/// The columns of CSV input where its files do not use medtrain's names (`[read.columns]`, `data check
+/// --columns`): each key a role, its value the header name the files give it, in any case (MIMIC-IV's
+/// `labevents.csv.gz`: `time = "charttime"`, `code = "itemid"`, `value = "valuenum"`, `text_value =
+/// "value"`, `unit = "valueuom"`). A role named here is read from that column only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    pub subject_id: Option<String>,
+    pub time: Option<String>,
+    pub code: Option<String>,
+    pub value: Option<String>,
+    pub text_value: Option<String>,
+    pub unit: Option<String>,
+    pub system: Option<String>,
+    pub text: Option<String>,
+}
+
+impl Columns {
+    pub const ROLES: [&'static str; 8] =
+        ["subject_id", "time", "code", "value", "text_value", "unit", "system", "text"];
+
+    /// The names by role, in [`Columns::ROLES`]' order.
+    fn names_mut(&mut self) -> [&mut Option<String>; 8] {
+        let c = self;
+        [
+            &mut c.subject_id,
+            &mut c.time,
+            &mut c.code,
+            &mut c.value,
+            &mut c.text_value,
+            &mut c.unit,
+            &mut c.system,
+            &mut c.text,
+        ]
+    }
+
+    /// The header name a role is read from, where one is given (trimmed, lower-cased as headers are).
+    pub fn get(&self, role: &str) -> Option<String> {
+        let c = self;
+        let names = [&c.subject_id, &c.time, &c.code, &c.value, &c.text_value, &c.unit, &c.system, &c.text];
+        let i = Columns::ROLES.iter().position(|r| *r == role)?;
+        names[i].as_deref().map(|n| n.trim().to_ascii_lowercase())
+    }
+
+    /// `role=name,role=name` (the flag's form).
+    pub fn parse(s: &str) -> std::result::Result<Columns, String> {
+        let mut c = Columns::default();
+        for pair in s.split(',').filter(|p| !p.trim().is_empty()) {
+            let (role, name) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not role=name"))?;
+            let i = Columns::ROLES
+                .iter()
+                .position(|r| *r == role.trim())
+                .ok_or_else(|| format!("{:?} is no role: one of {}", role.trim(), Columns::ROLES.join(", ")))?;
+            *c.names_mut()[i] = Some(name.trim().to_owned());
+        }
+        c.validate().map_err(|(role, m)| format!("{role}: {m}"))?;
+        Ok(c)
+    }
+
+    /// Each name non-empty, no column named for two roles; the error names the role.
+    pub fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
+        let mut seen: Vec<(&'static str, String)> = Vec::new();
+        for role in Columns::ROLES {
+            let Some(name) = self.get(role) else { continue };
+            if name.is_empty() {
+                return Err((role, "names no column (an empty name)".into()));
+            }
+            if let Some((other, _)) = seen.iter().find(|(_, n)| *n == name) {
+                return Err((role, format!("names the column {other} also names")));
+            }
+            seen.push((role, name));
+        }
+        Ok(())
+    }
+}
+
 /// The columns of a CSV file from its header (names trimmed and lower-cased by [`Table::open`]):
 /// notes when it has `text`, else events; MEDS' names `numeric_value` (for `value`) and `text_value`
-/// are read too, and a `system` column naming each code's system.
-fn layout(path: &Path, header: &::csv::StringRecord) -> Result<Layout> {
+/// are read too, and a `system` column naming each code's system; `read.columns` names others.
+fn layout(path: &Path, header: &::csv::StringRecord, columns: &Columns) -> Result<Layout> {
     let col = |n: &str| header.iter().position(|h| h == n);
+    let shown = |h: &str| reportable_column(h, columns).unwrap_or_else(|| "(a name that is not printed)".into());
     if let Some((i, h)) = header.iter().enumerate().find(|(i, h)| header.iter().take(*i).any(|o| o == *h)) {
         return Err(DataError::Line {
             path: path.into(),
             line: 1,
             msg: format!(
                 "the header names column {} twice (columns {} and {})",
-                reportable_column(h),
+                shown(h),
                 col(h).map_or(0, |c| c + 1),
                 i + 1
             ),
         });
     }
-    let need = |names: &[&str]| {
-        names.iter().find_map(|n| col(n)).ok_or_else(|| DataError::Line {
-            path: path.into(),
-            line: 1,
-            msg: format!(
-                "the header has no {:?} column{} (the header read: {} columns, {})",
-                names[0],
-                if names.len() > 1 { format!(" (or {:?})", &names[1..]) } else { String::new() },
-                header.len(),
-                header.iter().map(reportable_column).collect::<Vec<_>>().join(", ")
-            ),
+    // a role's column: the one read.columns names, else the first of its own names the header has
+    let find = |role: &str, names: &[&str]| match columns.get(role) {
+        Some(n) => col(&n),
+        None => names.iter().find_map(|n| col(n)),
+    };
+    let need = |role: &'static str, names: &[&str]| {
+        find(role, names).ok_or_else(|| {
+            let wanted = match columns.get(role) {
+                Some(n) => format!("{n:?} column (read.columns.{role})"),
+                None => format!(
+                    "{:?} column{} (read.columns.{role} names another)",
+                    names[0],
+                    if names.len() > 1 { format!(" (or {:?})", &names[1..]) } else { String::new() }
+                ),
+            };
+            DataError::Line {
+                path: path.into(),
+                line: 1,
+                msg: format!("the header has no {wanted} (the header read: {})", header_summary(header, columns)),
+            }
         })
     };
-    if col("text").is_some() {
+    if find("text", &["text"]).is_some() {
         return Ok(Layout::Notes {
-            subject: need(&["subject_id"])?,
-            time: need(&["time"])?,
-            text: need(&["text"])?,
+            subject: need("subject_id", &["subject_id"])?,
+            time: need("time", &["time"])?,
+            text: need("text", &["text"])?,
             columns: header.len(),
         });
     }
-    let (subject, time, code) = (need(&["subject_id"])?, need(&["time"])?, need(&["code"])?);
-    let value = need(&["value", "numeric_value"])?;
-    if col("value").is_some() && col("numeric_value").is_some() {
+    let (subject, time, code) =
+        (need("subject_id", &["subject_id"])?, need("time", &["time"])?, need("code", &["code"])?);
+    let value = need("value", &["value", "numeric_value"])?;
+    if columns.value.is_none() && col("value").is_some() && col("numeric_value").is_some() {
         return Err(DataError::Line {
             path: path.into(),
             line: 1,
-            msg: "the header has both \"value\" and \"numeric_value\": which holds the results is not known".into(),
+            msg: "the header has both \"value\" and \"numeric_value\": which holds the results is not known \
+                  (read.columns.value names it)"
+                .into(),
         });
     }
     Ok(Layout::Events {
@@ -92,9 +181,9 @@ fn layout(path: &Path, header: &::csv::StringRecord) -> Result<Layout> {
         time,
         code,
         value,
-        text_value: col("text_value"),
-        system: col("system"),
-        unit: col("unit"),
+        text_value: find("text_value", &["text_value"]),
+        system: find("system", &["system"]),
+        unit: find("unit", &["unit"]),
         columns: header.len(),
     })
 }
@@ -102,7 +191,8 @@ fn layout(path: &Path, header: &::csv::StringRecord) -> Result<Layout> {
 /// A CSV file opened for its records: decoded to UTF-8 in the encoding `read.encoding` gives it (by
 /// default the one its start shows: UTF-8, Shift_JIS, EUC-JP, UTF-16), its delimiter the one of `,`,
 /// tab and `;` its header line holds most of (outside quotes), each record charged to
-/// `read.max_line_bytes`. The label reader opens its CSV files so too.
+/// `read.max_line_bytes`; a `.csv.gz` / `.tsv.gz` file inflated within `read.max_decompressed_bytes` and
+/// `read.max_gz_ratio`, as an `.ndjson.gz` file is. The label reader opens its CSV files so too.
 pub(crate) struct Table {
     pub rdr: ::csv::Reader<Box<dyn std::io::Read>>,
     pub header: ::csv::StringRecord,
@@ -116,10 +206,10 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    pub fn open(path: &Path, choice: charset::Choice, max_line_bytes: u64) -> Result<Table> {
+    pub fn open(path: &Path, choice: charset::Choice, limits: super::ReadLimits) -> Result<Table> {
         use std::io::BufRead;
         let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-        let opened = charset::open(file, choice)
+        let opened = charset::open(super::bounded::open(path, file, limits), choice)
             .map_err(|e| DataError::io(path, e))?
             .map_err(|msg| DataError::Format { path: path.into(), msg: format!("the file {msg}") })?;
         let mut text = std::io::BufReader::with_capacity(1 << 16, opened.reader);
@@ -146,7 +236,7 @@ impl Table {
         // a record over read.max_line_bytes fails the read instead of growing the parser's buffer: a
         // quoted note may span lines, so the parser cannot be resynchronized past it and the file is
         // refused
-        let budget = super::bounded::CsvBudget::new(max_line_bytes);
+        let budget = super::bounded::CsvBudget::new(limits.max_line_bytes);
         let reader: Box<dyn std::io::Read> = Box::new(budget.reader(text));
         let mut rdr = ::csv::ReaderBuilder::new()
             .flexible(true)
@@ -278,8 +368,8 @@ pub fn parse_time(s: &str) -> Option<time::Stamp> {
 pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     sink.report.bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let mut table = Table::open(path, sink.opts.encoding, sink.opts.limits.max_line_bytes)?;
-    let layout = layout(path, &table.header)?;
+    let mut table = Table::open(path, sink.opts.encoding, sink.opts.limits)?;
+    let layout = layout(path, &table.header, &sink.opts.columns)?;
     // counted in files (a directory of a thousand files is one finding)
     if table.encoding != encoding_rs::UTF_8 {
         // told from the bytes: a guess, said as a warning (read.encoding names it for certain)
@@ -330,13 +420,34 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
 
 /// A header's column name as an error may print it: one of the columns the reader knows, else a
 /// placeholder (a header is a line of the file).
-fn reportable_column(h: &str) -> String {
+/// A header as an error may show it: its printable names with their column numbers, the others counted
+/// (`16 columns: 2 "subject_id", 9 "value", 14 names not printed`).
+fn header_summary(header: &::csv::StringRecord, columns: &Columns) -> String {
+    let n = header.len();
+    let mut parts = vec![format!("{n} column{}", if n == 1 { "" } else { "s" })];
+    let mut hidden = 0;
+    for (i, h) in header.iter().enumerate() {
+        match reportable_column(h, columns) {
+            Some(n) => parts.push(format!("{} {n}", i + 1)),
+            None => hidden += 1,
+        }
+    }
+    let head = parts.remove(0);
+    if hidden > 0 {
+        parts.push(format!("{hidden} name{} not printed", if hidden == 1 { "" } else { "s" }));
+    }
+    format!("{head}: {}", parts.join(", "))
+}
+
+fn reportable_column(h: &str, columns: &Columns) -> Option<String> {
     match h.trim() {
         n @ ("subject_id" | "time" | "code" | "system" | "value" | "numeric_value" | "text_value" | "unit" | "text"
         | "prediction_time" | "boolean_value" | "integer_value" | "float_value" | "categorical_value") => {
-            format!("{n:?}")
+            Some(format!("{n:?}"))
         }
-        _ => "(a name that is not printed)".into(),
+        // a name the config gives (not the data's)
+        n if Columns::ROLES.iter().any(|r| columns.get(r).as_deref() == Some(n)) => Some(format!("{n:?}")),
+        _ => None,
     }
 }
 

@@ -158,10 +158,10 @@ pub fn files(path: &Path) -> std::result::Result<Vec<PathBuf>, String> {
             e => e.to_string(),
         })?
         .into_iter()
-        .filter(|p| super::has_ext(p, &[".parquet", ".csv"]))
+        .filter(|p| super::has_ext(p, &[".parquet"]) || super::has_ext(p, super::CSV_EXTS))
         .collect();
     if found.is_empty() {
-        return Err(format!("{}: a directory with no *.parquet or *.csv label files", shown(path)));
+        return Err(format!("{}: a directory with no *.parquet or *.csv (.tsv, gzipped) label files", shown(path)));
     }
     // label files in several directories are several tasks (task_labels/<task>/...), not one label set
     let mut dirs: Vec<&Path> = found.iter().filter_map(|f| f.parent()).collect();
@@ -233,7 +233,7 @@ const VALUE_COLUMNS: [&str; 4] = ["boolean_value", "integer_value", "float_value
 /// delimiter, header names in any case, times as spreadsheets write them); a row of empty fields is
 /// skipped, any other unreadable row is an error naming its line.
 fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile) -> Result<()> {
-    let mut table = super::csv::Table::open(path, opts.encoding, opts.limits.max_line_bytes)?;
+    let mut table = super::csv::Table::open(path, opts.encoding, opts.limits)?;
     let line1 = |msg: String| DataError::Line { path: path.into(), line: 1, msg };
     let subject_col = table.column("subject_id").ok_or_else(|| line1("the header has no subject_id column".into()))?;
     let time_col =

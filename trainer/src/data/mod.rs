@@ -341,6 +341,8 @@ pub struct ReadOptions {
     /// the zone of times written without one (`read.time_zone`); absent: UTC, and a warning where
     /// other times of the input carry an offset
     pub time_zone: Option<time::Zone>,
+    /// CSV header names where the files do not use medtrain's (`read.columns`)
+    pub columns: csv::Columns,
 }
 
 /// UTC, the zone of zone-less times where `read.time_zone` is absent.
@@ -364,6 +366,7 @@ impl Default for ReadOptions {
             limits: ReadLimits::default(),
             encoding: charset::Choice::Auto,
             time_zone: None,
+            columns: csv::Columns::default(),
         }
     }
 }
@@ -464,7 +467,10 @@ pub fn detect(path: &Path) -> Result<Format> {
         if has_ext(path, CSV_EXTS) {
             return Ok(Format::Csv);
         }
-        return Err(DataError::Format { path: path.into(), msg: "not an .ndjson, .ndjson.gz or .csv file".into() });
+        return Err(DataError::Format {
+            path: path.into(),
+            msg: "not an .ndjson, .ndjson.gz, .csv(.gz) or .tsv(.gz) file".into(),
+        });
     }
     // a MEDS root: data/ beside metadata/, or data/ holding parquet shards (metadata/ is optional for
     // the reader: codes.parquet and subject_splits.parquet are read where present)
@@ -484,15 +490,15 @@ pub fn detect(path: &Path) -> Result<Format> {
     }
     Err(DataError::Format {
         path: path.into(),
-        msg: "holds no FHIR NDJSON (*.ndjson, *.ndjson.gz), MEDS (data/*.parquet) or CSV (*.csv) input".into(),
+        msg: "holds no FHIR NDJSON (*.ndjson, *.ndjson.gz), MEDS (data/*.parquet) or CSV (*.csv, *.tsv, gzipped or not) input".into(),
     })
 }
 
 /// The file names a FHIR export's files end with, and a CSV input's (compared without case).
 pub const FHIR_EXTS: &[&str] = &[".ndjson", ".ndjson.gz"];
 /// CSV input files (`.tsv`: the tab-separated files Excel and databases write; the delimiter is the
-/// header line's in either).
-pub const CSV_EXTS: &[&str] = &[".csv", ".tsv"];
+/// header line's in either), gzipped or not (MIMIC-IV's `labevents.csv.gz`).
+pub const CSV_EXTS: &[&str] = &[".csv", ".tsv", ".csv.gz", ".tsv.gz"];
 
 /// Whether the file name of `p` ends with one of `exts`, in any case (`Observation.NDJSON`).
 pub fn has_ext(p: &Path, exts: &[&str]) -> bool {

@@ -33,6 +33,9 @@
 //!                                    # file's start shows) or a name: "shift_jis", "windows-1252", ...
 //! time_zone = "Asia/Tokyo"           # times written without a zone (CSV, MEDS, FHIR dates): an IANA
 //!                                    # name, "+09:00" or "UTC" (the default)
+//! [read.columns]                     # CSV header names where they are not medtrain's (any case):
+//! time = "charttime"                 # subject_id, time, code, value, text_value, unit, system, text
+//! code = "itemid"
 //! [labels]
 //! task = "ed_admission"              # or "lab_rise" (lab, rise, horizon_hours), or file = "labels.csv"
 //!                                    # (categorical_value labels: classes = ["a", "b", ...] in class order)
@@ -237,6 +240,9 @@ pub struct ReadConfig {
     pub encoding: Option<String>,
     /// the zone of times written without one: "Asia/Tokyo", "+09:00", "UTC" (absent: UTC)
     pub time_zone: Option<String>,
+    /// CSV header names by role where the files do not use medtrain's
+    #[serde(default)]
+    pub columns: super::csv::Columns,
 }
 
 fn default_max_line_bytes() -> u64 {
@@ -265,6 +271,7 @@ impl Default for ReadConfig {
             max_gz_ratio: default_max_gz_ratio(),
             encoding: None,
             time_zone: None,
+            columns: Default::default(),
         }
     }
 }
@@ -445,6 +452,20 @@ fn default_max_tokenizer_corpus_bytes() -> u64 {
 }
 fn default_max_tensor_bytes() -> u64 {
     8 << 30
+}
+
+/// The config key of a `read.columns` role.
+fn read_columns_key(role: &str) -> &'static str {
+    match role {
+        "subject_id" => "read.columns.subject_id",
+        "time" => "read.columns.time",
+        "code" => "read.columns.code",
+        "value" => "read.columns.value",
+        "text_value" => "read.columns.text_value",
+        "unit" => "read.columns.unit",
+        "system" => "read.columns.system",
+        _ => "read.columns.text",
+    }
 }
 
 fn read_key(k: &str) -> &'static str {
@@ -660,6 +681,9 @@ impl DataConfig {
         self.read.limits().validate().map_err(|(k, m)| (read_key(k), m))?;
         self.read.encoding().map_err(|m| ("read.encoding", m))?;
         self.read.time_zone().map_err(|m| ("read.time_zone", m))?;
+        if let Err((role, m)) = self.read.columns.validate() {
+            return Err((read_columns_key(role), m));
+        }
         Ok(())
     }
 
@@ -671,6 +695,7 @@ impl DataConfig {
             limits: self.read.limits(),
             encoding: self.read.encoding().unwrap_or_default(),
             time_zone: self.read.time_zone().unwrap_or_default(),
+            columns: self.read.columns.clone(),
             ..Default::default()
         };
         if let Some(cs) = &self.read.code_systems {
