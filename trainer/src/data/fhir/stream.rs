@@ -396,13 +396,7 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     // against the identifiers of all of them
     link_same_person(&mut first);
     if first.merge_linked_subjects() > 0 {
-        let mut groups: HashMap<u32, Vec<&str>> = HashMap::new();
-        for (i, name) in first.subjects.names.iter().enumerate() {
-            groups.entry(first.unit_of(i as u32)).or_default().push(name);
-        }
-        for group in groups.values().filter(|g| g.len() > 1) {
-            first.subject_identifiers.share(group);
-        }
+        share_linked(&mut first);
     }
     data.subject_identifiers = std::mem::take(&mut first.subject_identifiers);
     data.subject_identifiers.arrivals.clear();
@@ -418,6 +412,17 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     let merged = sink.data.merge_linked_subjects();
     if merged > 0 {
         sink.report.finding(Severity::Info, "linked_patient", "Patient", "link", None, merged as u64);
+        // links read only now (in a file not named `Patient*`, `Person*`): the group's identifiers
+        // are shared, and its notes checked again, as those of a Patient read after its notes are
+        let at = sink.data.events.len();
+        for (first, members) in share_linked(sink.data) {
+            let store = &mut sink.data.subject_identifiers;
+            if members.iter().any(|m| store.noted_before.contains(&guard::subject::subject_key(m))) {
+                store.recheck = true;
+            }
+            store.arrivals.push((first, at));
+        }
+        check_early_notes(&mut sink);
     }
     // an export with Patient resources whose events name subjects it has none for (a reference to
     // another export, a mistyped id): counted
@@ -474,6 +479,25 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     sink.data.subject_identifiers.uuid_linked = Default::default();
     sink.data.subject_identifiers.not_patients = Default::default();
     Ok(())
+}
+
+/// Gives every record of each group merged as one person ([`data::Dataset::merge_linked_subjects`],
+/// a chain of links included) the identifiers of all of them: a note filed under one record may name
+/// the person as another record knows them. Returns the groups where a record gained some: the
+/// group's first subject (whose index its events carry after the merge) and its members.
+fn share_linked(data: &mut data::Dataset) -> Vec<(String, Vec<String>)> {
+    let mut groups: HashMap<u32, Vec<&str>> = HashMap::new();
+    for (i, name) in data.subjects.names.iter().enumerate() {
+        groups.entry(data.unit_of(i as u32)).or_default().push(name);
+    }
+    let mut gained = Vec::new();
+    for (first, group) in groups.iter().filter(|(_, g)| g.len() > 1) {
+        if data.subject_identifiers.share(group) {
+            let members = group.iter().map(|m| (*m).to_owned()).collect();
+            gained.push((data.subjects.names[*first as usize].clone(), members));
+        }
+    }
+    gained
 }
 
 /// The Patients a Person links (one human's records) as links of the dataset, merged into one

@@ -101,8 +101,9 @@ impl Store {
     }
 
     /// Gives every subject of `group` (records linked as one person) the identifiers of all of them:
-    /// a note filed under one record may name the person as another record knows them.
-    pub fn share(&mut self, group: &[&str]) {
+    /// a note filed under one record may name the person as another record knows them. Returns
+    /// whether one of them gained an identifier it did not have.
+    pub fn share(&mut self, group: &[&str]) -> bool {
         let mut all: Vec<Needle> = vec![];
         for s in group {
             for n in self.by_subject.get(*s).into_iter().flatten() {
@@ -112,11 +113,14 @@ impl Store {
             }
         }
         if all.is_empty() {
-            return;
+            return false;
         }
+        let mut gained = false;
         for s in group {
+            gained |= self.by_subject.get(*s).map_or(0, Vec::len) < all.len();
             self.by_subject.insert((*s).to_owned(), all.clone());
         }
+        gained
     }
 
     pub fn has(&self, subject: &str) -> bool {
