@@ -1023,7 +1023,7 @@ fn contained_related_person_and_person_were_not_read() {
             "DocumentReference.ndjson",
             &[note_line("p1", &p1_note), note_line("p2", &p1_note), note_line("p3", PERSON_NOTE)],
         );
-        write(dir.path(), holder_file, &[holder.clone()]);
+        write(dir.path(), holder_file, std::slice::from_ref(&holder));
         let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
         assert_eq!(report.resources.get("Patient"), Some(&1));
         assert_eq!(report.resources.get("RelatedPerson"), None, "a contained resource is no resource of the export");
@@ -1052,7 +1052,7 @@ fn contained_related_person_and_person_were_not_read() {
         for secret in ["rinko", "okabe", "77 11", "lantern", "shiori", "tanabe", "31 41", "heron"] {
             assert!(!p1.contains(secret), "{secret} kept in {p1}");
         }
-        assert!(d.texts.iter().any(|t| *t == p1_note), "p2's note is not p1's: kept as it is");
+        assert!(d.texts.contains(&p1_note), "p2's note is not p1's: kept as it is");
         let (code, all) = data_check_json(dir.path());
         assert_eq!(code, Some(1), "blocking: {all}");
         assert!(all.contains("contained.link.target.display"), "{all}");

@@ -269,7 +269,7 @@ pub(super) fn run_at(
         before.list_period = true;
         let found_before = found.len();
         let (again, again_last, _) = read_run(text, second, c, after, &before, found, ops)?;
-        return (found.len() > found_before).then(|| if again > end { (again, again_last) } else { (end, last) });
+        return (found.len() > found_before).then_some(if again > end { (again, again_last) } else { (end, last) });
     }
     let (again, again_last, _) = read_run(text, second, c, after, &before, found, ops)?;
     Some(if again > end { (again, again_last) } else { (end, last) })
