@@ -486,15 +486,21 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
 /// the person as another record knows them. Returns the groups where a record gained some: the
 /// group's first subject (whose index its events carry after the merge) and its members.
 fn share_linked(data: &mut data::Dataset) -> Vec<(String, Vec<String>)> {
-    let mut groups: HashMap<u32, Vec<&str>> = HashMap::new();
-    for (i, name) in data.subjects.names.iter().enumerate() {
-        groups.entry(data.unit_of(i as u32)).or_default().push(name);
+    // from the merged subjects only (most subjects are no group), each group in subject order so that
+    // the identifiers shared are in the same order whatever the hash map's
+    let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (&s, &first) in &data.merged_into {
+        groups.entry(first).or_insert_with(|| vec![first]).push(s);
     }
+    let mut groups: Vec<(u32, Vec<u32>)> = groups.into_iter().collect();
+    groups.sort_unstable();
     let mut gained = Vec::new();
-    for (first, group) in groups.iter().filter(|(_, g)| g.len() > 1) {
-        if data.subject_identifiers.share(group) {
-            let members = group.iter().map(|m| (*m).to_owned()).collect();
-            gained.push((data.subjects.names[*first as usize].clone(), members));
+    for (first, mut group) in groups {
+        group.sort_unstable();
+        let names: Vec<&str> = group.iter().map(|&s| data.subjects.names[s as usize].as_str()).collect();
+        if data.subject_identifiers.share(&names) {
+            let members = names.iter().map(|m| (*m).to_owned()).collect();
+            gained.push((data.subjects.names[first as usize].clone(), members));
         }
     }
     gained
