@@ -1096,6 +1096,7 @@ fn person_link_to_a_practitioner_or_relative_was_counted_as_a_missing_patient() 
         r#"{"reference":"Person/per2"}"#,
         r#"{"reference":"urn:uuid:6b0d8a3e-0009"}"#,
         r#"{"reference":"urn:uuid:6b0d8a3e-0010","type":"Patient"}"#,
+        r#"{"reference":"urn:uuid:6b0d8a3e-0011","type":"Patient"}"#,
         r#"{"reference":"Patient/nobody"}"#,
         r#"{"reference":"urn:uuid:6b0d8a3e-0100"}"#,
     ];
@@ -1109,13 +1110,15 @@ fn person_link_to_a_practitioner_or_relative_was_counted_as_a_missing_patient() 
         "export.ndjson",
         &[
             r#"{"resourceType":"Practitioner","id":"6b0d8a3e-0001","name":[{"text":"Dr. Who"}]}"#.to_owned(),
+            r#"{"resourceType":"Practitioner","id":"6b0d8a3e-0011"}"#.to_owned(),
             related_person("Patient/6b0d8a3e-0100").replace("\"r1\"", "\"6b0d8a3e-0002\""),
         ],
     );
     let (_, report) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     let unknown = report.findings.iter().find(|f| f.kind == "person_link_without_patient").expect("counted");
-    // urn:uuid 0009 (nothing of the export, maybe a Patient), 0010 (a Patient by its type), nobody
-    assert_eq!(unknown.count, 3, "{:?}", report.findings);
+    // urn:uuid 0009 (nothing of the export, maybe a Patient), 0010 and 0011 (Patients by their type,
+    // whatever else of the export has that id), nobody
+    assert_eq!(unknown.count, 4, "{:?}", report.findings);
 }
 
 /// A photo's `title` (a file title often holds the name: `Mizuhara Aoi.jpg`) of a Patient, its

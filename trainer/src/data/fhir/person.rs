@@ -50,7 +50,7 @@ struct Target<'a> {
 
 /// Where a link's target is: a Patient of the export, by its id.
 enum Linked<'t> {
-    /// `Patient/id`
+    /// `Patient/id`, or `urn:uuid:id` of `type` Patient
     Patient(std::borrow::Cow<'t, str>),
     /// `urn:uuid:id`, with no `type`: a Patient, unless the export's resource of that id is another
     /// type (a Practitioner's, found at the end of the read)
@@ -78,7 +78,9 @@ fn linked<'t>(target: &Target<'t>) -> Option<Linked<'t>> {
     if s.starts_with("Patient/") {
         subject_id(&as_reference).map(Linked::Patient)
     } else if s.starts_with("urn:uuid:") {
-        subject_id(&as_reference).map(Linked::Uuid)
+        // a `type` here says Patient: no other resource of the export is looked for
+        let typed = target.type_.is_some();
+        subject_id(&as_reference).map(if typed { Linked::Patient } else { Linked::Uuid })
     } else {
         None
     }
