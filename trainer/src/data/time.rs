@@ -106,7 +106,8 @@ impl Zones {
 pub enum Zone {
     /// seconds east of UTC
     Fixed(i64),
-    Named(jiff::tz::TimeZone),
+    /// a zone of the database, and an id of this parse of it (keys [`SPAN`])
+    Named { tz: jiff::tz::TimeZone, id: u64 },
 }
 
 impl Default for Zone {
@@ -144,7 +145,7 @@ impl Zone {
             return Ok(Zone::Fixed(if b[0] == b'-' { -secs } else { secs }));
         }
         match jiff::tz::TimeZone::get(t) {
-            Ok(tz) => Ok(Zone::Named(tz)),
+            Ok(tz) => Ok(Zone::Named { tz, id: NEXT_ZONE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }),
             Err(_) => Err(format!(
                 "{s:?} is not a time zone: UTC, an offset such as +09:00, or a name of the IANA database \
                  such as Asia/Tokyo or Europe/Berlin"
@@ -160,7 +161,7 @@ impl Zone {
                 let a = s.unsigned_abs();
                 format!("{}{:02}:{:02}", if *s < 0 { '-' } else { '+' }, a / 3600, a / 60 % 60)
             }
-            Zone::Named(tz) => tz.iana_name().unwrap_or("?").to_owned(),
+            Zone::Named { tz, .. } => tz.iana_name().unwrap_or("?").to_owned(),
         }
     }
 
@@ -171,23 +172,66 @@ impl Zone {
     pub fn to_utc(&self, local: i64) -> Option<i64> {
         match self {
             Zone::Fixed(off) => local.checked_sub(*off),
-            Zone::Named(tz) => {
-                let (y, m, d) = civil_from_days(local.div_euclid(86_400));
-                let s = local.rem_euclid(86_400);
-                let dt = jiff::civil::DateTime::new(
-                    i16::try_from(y).ok()?,
-                    m as i8,
-                    d as i8,
-                    (s / 3600) as i8,
-                    (s / 60 % 60) as i8,
-                    (s % 60) as i8,
-                    0,
-                )
-                .ok()?;
-                tz.to_ambiguous_timestamp(dt).compatible().ok().map(|t| t.as_second())
+            Zone::Named { tz, id } => {
+                // one offset holds between two transitions: the span of local times it alone maps,
+                // kept per thread, answers the next reading without the database (a reading costs
+                // ~100 ns there: seconds on a hundred million rows)
+                let (span_id, from, to, off) = SPAN.get();
+                if span_id == *id && (from..to).contains(&local) {
+                    return Some(local - off);
+                }
+                let utc = Self::from_database(tz, local)?;
+                if let Some(span) = Self::span(tz, utc) {
+                    SPAN.set((*id, span.0, span.1, span.2));
+                }
+                Some(utc)
             }
         }
     }
+
+    /// The local times `[from, to)` that one offset alone maps, around the instant `utc`, and that
+    /// offset: between the transitions before and after it, a day inside each (offsets change by less,
+    /// so no reading in it is skipped or repeated, and the offset's is the only one).
+    fn span(tz: &jiff::tz::TimeZone, utc: i64) -> Option<(i64, i64, i64)> {
+        let at = jiff::Timestamp::from_second(utc).ok()?;
+        let after = jiff::Timestamp::from_second(utc.checked_add(1)?).ok()?;
+        // the last transition at or before `utc` and the first after it: consecutive, so the offset
+        // between them is `utc`'s
+        let before = tz.preceding(after).next().map_or(i64::MIN / 4, |t| t.timestamp().as_second());
+        let next = tz.following(at).next().map_or(i64::MAX / 4, |t| t.timestamp().as_second());
+        let off = tz.to_offset(at).seconds() as i64;
+        // and inside the database's range, where it answers too (the cache must not read a time it
+        // would refuse: the answer would depend on which thread read what before)
+        let (first, last) = (jiff::Timestamp::MIN.as_second(), jiff::Timestamp::MAX.as_second());
+        let from = before.max(first + 86_400) + off + 86_400;
+        let to = next.min(last - 86_400) + off - 86_400;
+        (from < to).then_some((from, to, off))
+    }
+
+    /// [`Zone::to_utc`] by the database.
+    fn from_database(tz: &jiff::tz::TimeZone, local: i64) -> Option<i64> {
+        let (y, m, d) = civil_from_days(local.div_euclid(86_400));
+        let s = local.rem_euclid(86_400);
+        let dt = jiff::civil::DateTime::new(
+            i16::try_from(y).ok()?,
+            m as i8,
+            d as i8,
+            (s / 3600) as i8,
+            (s / 60 % 60) as i8,
+            (s % 60) as i8,
+            0,
+        )
+        .ok()?;
+        tz.to_ambiguous_timestamp(dt).compatible().ok().map(|t| t.as_second())
+    }
+}
+
+static NEXT_ZONE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+thread_local! {
+    /// The last span of local times one offset of a named zone maps: (zone id, from, to, offset); id 0
+    /// is none ([`Zone::to_utc`]).
+    static SPAN: std::cell::Cell<(u64, i64, i64, i64)> = const { std::cell::Cell::new((0, 0, 0, 0)) };
 }
 
 /// [`parse`] in UTC: a time without a zone read as UTC.
@@ -324,6 +368,59 @@ mod tests {
         for bad in ["JST", "+9", "+09:60", "+15:00", "0900", "Asia/Tokio", ""] {
             let e = Zone::parse(bad).unwrap_err();
             assert!(e.contains("+09:00") && e.contains("Asia/Tokyo"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_span_cache_gives_the_database_answer() {
+        // random readings near and far from transitions, in zones with daylight saving time, a
+        // southern one, a half-hour one, one whose rules changed, and one without transitions since 1951
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for name in ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Tehran", "Asia/Tokyo"] {
+            let zone = Zone::parse(name).unwrap();
+            let Zone::Named { tz, .. } = &zone else { unreachable!() };
+            let mut local = utc("1900-01-01").unwrap();
+            for _ in 0..20_000 {
+                // steps of up to ~12 days, now and then a jump: runs of readings inside one span, and
+                // readings across its edges
+                local += (next() % (12 * 86_400)) as i64;
+                if next() % 64 == 0 {
+                    local = utc("1800-01-01").unwrap() + (next() % (300 * 365 * 86_400)) as i64;
+                }
+                assert_eq!(zone.to_utc(local), Zone::from_database(tz, local), "{name} at {}", format(local));
+            }
+            // around every transition from 1900 to 2040, with the span on either side in the cache
+            let mut t = jiff::Timestamp::from_second(utc("1900-01-01").unwrap()).unwrap();
+            while let Some(tr) = tz.following(t).next() {
+                t = tr.timestamp();
+                if t.as_second() > utc("2040-01-01").unwrap() {
+                    break;
+                }
+                let at = t.as_second();
+                let (ob, oa) = (
+                    tz.to_offset(jiff::Timestamp::from_second(at - 1).unwrap()).seconds() as i64,
+                    tr.offset().seconds() as i64,
+                );
+                let mut l = at + ob.min(oa) - 7200;
+                while l < at + ob.max(oa) + 7200 {
+                    for prime in [at + oa + 10 * 86_400, at + ob - 10 * 86_400] {
+                        zone.to_utc(prime);
+                        assert_eq!(zone.to_utc(l), Zone::from_database(tz, l), "{name} at {}", format(l));
+                    }
+                    l += 900;
+                }
+            }
+            for edge in ["9999-12-31T23:59:59", "9999-12-30T00:00:00", "0000-01-01T00:00:00", "-0001-01-01"] {
+                if let Some(l) = parse(edge) {
+                    assert_eq!(zone.to_utc(l.local), Zone::from_database(tz, l.local), "{name} at {edge}");
+                }
+            }
         }
     }
 
