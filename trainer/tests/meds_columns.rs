@@ -2,7 +2,10 @@
 //! dataset while the next is decoded. Its plain twin decodes a row at a time through the parquet crate's
 //! record API (`meds::read_rows_reference`, the reader before): on seeded random shards of every column
 //! type MEDS writers use (nulls, several row groups, shards longer than a batch) both give the same
-//! dataset and report, whatever the number of threads.
+//! dataset and report, whatever the number of threads. The metadata files (`codes.parquet`,
+//! `subject_splits.parquet`) are read by columns too: on seeded random files of the shapes writers give
+//! them (list encodings of `parent_codes`, subject id types, nulls, extra columns) both give the same
+//! parents and splits, and refuse the same rows.
 
 mod common;
 use common::meds::{col, writer, Rng, RowGroup};
@@ -251,6 +254,10 @@ fn outcome(root: &Path, by_rows: bool) -> (Vec<String>, String) {
         })
         .collect();
     out.push(format!("subjects {:?}", d.subjects.names));
+    let mut splits: Vec<(&str, &str)> =
+        d.splits.iter().map(|(&s, split)| (d.subjects.names[s as usize].as_str(), split.as_str())).collect();
+    splits.sort();
+    out.push(format!("splits {splits:?}"));
     (out, serde_json::to_string_pretty(&r).unwrap())
 }
 
@@ -436,4 +443,339 @@ fn a_row_group_claiming_rows_its_columns_lack_was_read_as_that_many_malformed_ro
     assert!(e.unreadable());
     let e = e.to_string();
     assert!(e.contains("0.parquet") && e.contains("ends before the row group's last row"), "{e}");
+}
+
+/// The `parent_codes` of a random `codes.parquet`: how it is written (schema) and the definition levels
+/// of a null list, an empty one, a null element and an element (`None` where the shape has none).
+struct ParentShape {
+    schema: &'static str,
+    null_list: Option<i16>,
+    empty: i16,
+    null_element: Option<i16>,
+    element: i16,
+    /// a plain string a row, not a list
+    plain: bool,
+}
+
+const PARENT_SHAPES: &[ParentShape] = &[
+    // pyarrow's list<string> (3-level)
+    ParentShape {
+        schema: "optional group parent_codes (LIST) { repeated group list { optional binary element (STRING); } }",
+        null_list: Some(0),
+        empty: 1,
+        null_element: Some(2),
+        element: 3,
+        plain: false,
+    },
+    // legacy 2-level list of strings: the record API read a list of lists (never a parent)
+    ParentShape {
+        schema: "optional group parent_codes (LIST) { repeated binary item (STRING); }",
+        null_list: Some(0),
+        empty: 1,
+        null_element: None,
+        element: 2,
+        plain: false,
+    },
+    // a repeated string, no LIST group
+    ParentShape {
+        schema: "repeated binary parent_codes (STRING);",
+        null_list: None,
+        empty: 0,
+        null_element: None,
+        element: 1,
+        plain: false,
+    },
+    // parquet-avro's 2-level list of structs: the record API's elements are groups, never parents
+    ParentShape {
+        schema: "optional group parent_codes (LIST) { repeated group array { required binary str (STRING); } }",
+        null_list: Some(0),
+        empty: 1,
+        null_element: None,
+        element: 2,
+        plain: false,
+    },
+    // a required list of required strings
+    ParentShape {
+        schema: "required group parent_codes (LIST) { repeated group list { required binary element (STRING); } }",
+        null_list: None,
+        empty: 0,
+        null_element: None,
+        element: 1,
+        plain: false,
+    },
+    // one string, not a list: never a parent
+    ParentShape {
+        schema: "optional binary parent_codes (STRING);",
+        null_list: Some(0),
+        empty: 0,
+        null_element: None,
+        element: 1,
+        plain: true,
+    },
+];
+
+const PARENTS: &[&str] =
+    &["LOINC/2160-0", "LOINC/2823-3", "LOINC/6298-4", "LOINC/0000-0", "ICD10CM/N17", "SNOMED/1234"];
+
+/// A seeded random `metadata/codes.parquet`: codes of [`CODES`] and others (some null, some twice),
+/// their parents written as `shape` says, a `description` column, in a few row groups.
+fn random_codes(root: &Path, rng: &mut Rng, shape: &ParentShape) {
+    let schema = format!(
+        "message c {{ optional binary code (STRING); optional binary description (STRING); {} }}",
+        shape.schema
+    );
+    let mut w = writer(&root.join("metadata/codes.parquet"), &schema);
+    for _ in 0..1 + rng.below(3) {
+        let n = rng.below(40) as usize;
+        let mut rg: RowGroup = w.next_row_group().unwrap();
+        let (mut codes, mut code_def) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let null = rng.chance(5);
+            code_def.push(!null as i16);
+            if !null {
+                let code = if rng.chance(80) {
+                    CODES[rng.below(CODES.len() as u64) as usize].to_owned()
+                } else {
+                    format!("LOCAL//{}", rng.below(5))
+                };
+                codes.push(ByteArray::from(code.as_str()));
+            }
+        }
+        col::<ByteArrayType>(&mut rg, &codes, Some(&code_def), None);
+        let d: Vec<i16> = (0..n).map(|_| !rng.chance(30) as i16).collect();
+        let descriptions: Vec<ByteArray> = d
+            .iter()
+            .filter(|&&d| d == 1)
+            .map(|_| ByteArray::from(TEXTS[rng.below(TEXTS.len() as u64) as usize]))
+            .collect();
+        col::<ByteArrayType>(&mut rg, &descriptions, Some(&d), None);
+        let (mut values, mut def, mut rep) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let parent = |rng: &mut Rng| ByteArray::from(PARENTS[rng.below(PARENTS.len() as u64) as usize]);
+            if shape.plain {
+                if rng.chance(20) {
+                    def.push(0);
+                } else {
+                    def.push(1);
+                    values.push(parent(rng));
+                }
+                continue;
+            }
+            match shape.null_list {
+                Some(null) if rng.chance(10) => {
+                    def.push(null);
+                    rep.push(0);
+                    continue;
+                }
+                _ => {}
+            }
+            let elements = rng.below(4);
+            if elements == 0 {
+                def.push(shape.empty);
+                rep.push(0);
+            }
+            for e in 0..elements {
+                rep.push((e > 0) as i16);
+                match shape.null_element {
+                    Some(null) if rng.chance(15) => def.push(null),
+                    _ => {
+                        def.push(shape.element);
+                        values.push(parent(rng));
+                    }
+                }
+            }
+        }
+        let rep = (!shape.plain).then_some(rep.as_slice());
+        col::<ByteArrayType>(&mut rg, &values, Some(&def), rep);
+        rg.close().unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// A seeded random `metadata/subject_splits.parquet` of subjects 0-39 (the data has 1-30): subject ids
+/// of the `kind`th type, nulls, splits that are not train, tuning or held_out, an extra column.
+fn random_splits(root: &Path, rng: &mut Rng, kind: usize) {
+    let subject = [
+        "required int64 subject_id;",
+        "optional int32 subject_id;",
+        "optional binary subject_id (STRING);",
+        "optional int64 subject_id (INTEGER(64,false));",
+    ][kind % 4];
+    let with_note = rng.chance(50);
+    let schema = format!(
+        "message s {{ {subject} optional binary split (STRING); {} }}",
+        if with_note { "optional binary note (STRING);" } else { "" }
+    );
+    let mut w = writer(&root.join("metadata/subject_splits.parquet"), &schema);
+    for _ in 0..1 + rng.below(3) {
+        let n = rng.below(30) as usize;
+        let mut rg: RowGroup = w.next_row_group().unwrap();
+        let ids: Vec<i64> = (0..n).map(|_| rng.below(40) as i64).collect();
+        let d: Vec<i16> = (0..n).map(|_| if kind % 4 == 0 { 1 } else { !rng.chance(10) as i16 }).collect();
+        let present = |d: &[i16]| d.iter().filter(|&&d| d == 1).count();
+        let kept: Vec<i64> = ids.iter().zip(&d).filter(|(_, &d)| d == 1).map(|(&i, _)| i).collect();
+        let def = (kind % 4 != 0).then_some(d.as_slice());
+        match kind % 4 {
+            1 => col::<Int32Type>(&mut rg, &kept.iter().map(|&i| i as i32).collect::<Vec<_>>(), def, None),
+            2 => {
+                // decimal strings, as an integer shard's subjects read, and a few that are none of them
+                let v: Vec<ByteArray> = kept
+                    .iter()
+                    .map(|&i| ByteArray::from(if rng.chance(90) { format!("{i}") } else { format!("p{i}") }.as_str()))
+                    .collect();
+                col::<ByteArrayType>(&mut rg, &v, def, None)
+            }
+            _ => col::<Int64Type>(&mut rg, &kept, def, None),
+        }
+        let d: Vec<i16> = (0..n).map(|_| !rng.chance(10) as i16).collect();
+        let splits: Vec<ByteArray> = (0..present(&d))
+            .map(|_| {
+                ByteArray::from(["train", "tuning", "held_out", "train", "TRAIN", "validation"][rng.below(6) as usize])
+            })
+            .collect();
+        col::<ByteArrayType>(&mut rg, &splits, Some(&d), None);
+        if with_note {
+            col::<ByteArrayType>(&mut rg, &[ByteArray::from("checked")], Some(&vec![0; n]), None);
+        }
+        rg.close().unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// Subjects 1-30 with an event of each code of [`CODES`] in turn.
+fn thirty_subjects(root: &Path) {
+    let rows: Vec<common::meds::Row> = (0..90)
+        .map(|i| {
+            (1 + i as i64 % 30, Some(1_700_000_000_000_000 + i as i64 * 1_000_000), CODES[i % CODES.len()], None, None)
+        })
+        .collect();
+    common::meds::shard(&root.join("data/0.parquet"), "MICROS", &rows);
+}
+
+#[test]
+fn metadata_read_by_columns_gives_the_record_apis_parents_and_splits() {
+    let (mut parents, mut splits, mut malformed) = (0, 0, 0);
+    for seed in 1..=36u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut rng = Rng(seed);
+        thirty_subjects(root);
+        let shape = &PARENT_SHAPES[seed as usize % PARENT_SHAPES.len()];
+        random_codes(root, &mut rng, shape);
+        random_splits(root, &mut rng, seed as usize / PARENT_SHAPES.len());
+        let reference = outcome(root, true);
+        let columns = outcome(root, false);
+        assert_eq!(columns.0, reference.0, "seed {seed}: events, subjects, splits ({})", shape.schema);
+        assert_eq!(columns.1, reference.1, "seed {seed}: report");
+        // what the files held was read: a parent (`LOINC/0000-0` is only ever one), splits, bad rows
+        parents += reference.0.iter().any(|e| e.contains("loinc.org|0000-0")) as usize;
+        splits += !reference.0.last().unwrap().ends_with("[]") as usize;
+        malformed += reference.1.contains("in subject_splits") as usize;
+    }
+    assert!(parents >= 6 && splits >= 24 && malformed >= 6, "{parents} {splits} {malformed}");
+}
+
+/// The error of each reader on `root` (both must refuse it).
+fn both_refuse(root: &Path) -> [String; 2] {
+    let opts = ReadOptions { max_malformed_fraction: 1.0, ..Default::default() };
+    [true, false].map(|by_rows| {
+        let (mut d, mut r) = (Dataset::default(), Report::default());
+        let read = if by_rows { meds::read_rows_reference } else { meds::read };
+        read(root, &opts, &mut d, &mut r).expect_err("refused").to_string()
+    })
+}
+
+#[test]
+fn metadata_text_that_is_not_utf8_is_refused_by_row_without_the_value() {
+    // in the code, a parent, a column not read for anything (the record API converted every column), a
+    // split's subject id: both readers refuse the file, name the row, and never show the value
+    let secret: &[u8] = b"Yamada \xff\xfe 090";
+    for (bad, row) in [("code", 3), ("parent", 2), ("description", 4), ("subject_id", 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        thirty_subjects(root);
+        let text = |good: &str, this: &str, r: usize| {
+            if this == bad && r == row {
+                ByteArray::from(secret.to_vec())
+            } else {
+                ByteArray::from(good)
+            }
+        };
+        let (file, columns) = if bad == "subject_id" {
+            let mut w = writer(
+                &root.join("metadata/subject_splits.parquet"),
+                "message s { required binary subject_id (STRING); required binary split (STRING); }",
+            );
+            let mut rg = w.next_row_group().unwrap();
+            col::<ByteArrayType>(&mut rg, &(1..=4).map(|r| text("1", "subject_id", r)).collect::<Vec<_>>(), None, None);
+            col::<ByteArrayType>(&mut rg, &vec![ByteArray::from("train"); 4], None, None);
+            rg.close().unwrap();
+            w.close().unwrap();
+            ("subject_splits.parquet", 2)
+        } else {
+            let mut w = writer(
+                &root.join("metadata/codes.parquet"),
+                "message c { required binary code (STRING); optional binary description (STRING); \
+                 optional group parent_codes (LIST) { repeated group list { optional binary element (STRING); } } }",
+            );
+            let mut rg = w.next_row_group().unwrap();
+            col::<ByteArrayType>(
+                &mut rg,
+                &(1..=5).map(|r| text("CR-LOCAL", "code", r)).collect::<Vec<_>>(),
+                None,
+                None,
+            );
+            col::<ByteArrayType>(
+                &mut rg,
+                &(1..=5).map(|r| text("d", "description", r)).collect::<Vec<_>>(),
+                Some(&[1; 5]),
+                None,
+            );
+            col::<ByteArrayType>(
+                &mut rg,
+                &(1..=5).map(|r| text("LOINC/2160-0", "parent", r)).collect::<Vec<_>>(),
+                Some(&[3; 5]),
+                Some(&[0; 5]),
+            );
+            rg.close().unwrap();
+            w.close().unwrap();
+            ("codes.parquet", 3)
+        };
+        assert!(columns > 0);
+        for e in both_refuse(root) {
+            assert!(e.contains(file) && e.contains(&format!("row {row}")) && e.contains("not shown"), "{bad}: {e}");
+            assert!(!e.contains("Yamada") && !e.contains("89, 97") && !e.contains("090"), "{bad}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_metadata_value_the_record_api_could_not_convert_is_refused_by_row() {
+    // an INTERVAL column in codes.parquet: the record API panicked on its first value (caught as "the
+    // parquet reader failed"); the columnar reader names row and column. All null, it converted nothing.
+    for (def, refused) in [([0, 0, 1], true), ([0, 0, 0], false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        thirty_subjects(root);
+        let mut w = writer(
+            &root.join("metadata/codes.parquet"),
+            "message c { required binary code (STRING); optional fixed_len_byte_array(12) since (INTERVAL); }",
+        );
+        let mut rg = w.next_row_group().unwrap();
+        col::<ByteArrayType>(&mut rg, &vec![ByteArray::from("CR-LOCAL"); 3], None, None);
+        let values = vec![FixedLenByteArray::from(vec![0u8; 12]); def.iter().sum::<i16>() as usize];
+        col::<FixedLenByteArrayType>(&mut rg, &values, Some(&def), None);
+        rg.close().unwrap();
+        w.close().unwrap();
+        if refused {
+            let [rows, columns] = both_refuse(root);
+            assert!(rows.contains("codes.parquet"), "{rows}");
+            assert!(
+                columns.contains("codes.parquet") && columns.contains("row 3") && columns.contains("\"since\""),
+                "{columns}"
+            );
+        } else {
+            assert_eq!(outcome(root, false), outcome(root, true));
+        }
+    }
 }

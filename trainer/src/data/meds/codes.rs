@@ -2,39 +2,49 @@
 //! code) an event is read as, the unit of `LAB//<code>//<unit>`, and whether it is a lab; worked out
 //! once per distinct code ([`CodeCache`]).
 
-use super::{open, row_error};
-use crate::data::{catalog, DataError, Result};
-use parquet::file::reader::FileReader;
-use parquet::record::Field;
+use super::columns::Conv;
+use super::table::{Shape, Table};
+use crate::data::{catalog, Result};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// MEDS code -> LOINC code, from `metadata/codes.parquet` (`code`, `parent_codes: list<string>`).
+/// MEDS code -> LOINC code, from `metadata/codes.parquet` (`code`, `parent_codes: list<string>`), read
+/// by columns: a code's first `LOINC/<code>` parent (a later row of the same code wins), as its twin
+/// [`super::records::read_code_parents`] reads it a row at a time.
 pub(super) fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> {
-    let reader = open(path)?;
-    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    const CODE: usize = 0;
+    const PARENTS: usize = 1;
+    let mut table = Table::open(path, &[("code", Shape::Value), ("parent_codes", Shape::StrList)])?;
+    // what the record API made a string (its other conversions were no code, no parent)
+    let code_is_text = table.conv(CODE) == Some(Conv::Str);
+    let parents_are_text = table.conv(PARENTS) == Some(Conv::Str);
     let mut out = HashMap::new();
-    for (i, row) in rows.enumerate() {
-        let row = row.map_err(|e| row_error(path, i + 1, e))?;
-        let (mut code, mut loinc) = (None, None);
-        for (col, f) in row.get_column_iter() {
-            match (col.as_str(), f) {
-                ("code", Field::Str(s)) => code = Some(s.clone()),
-                ("parent_codes", Field::ListInternal(list)) => {
-                    loinc = list.elements().iter().find_map(|e| match e {
-                        Field::Str(s) => s.strip_prefix("LOINC/").map(str::to_owned),
-                        _ => None,
-                    })
+    loop {
+        let n = table.next_batch()?;
+        if n == 0 {
+            return Ok(out);
+        }
+        for r in 0..n {
+            table.check(r)?;
+            // every string of a row is UTF-8 checked, as the record API converted each (the first row
+            // with one that is not is the error)
+            let code = match table.at(CODE, r) {
+                Some(at) if code_is_text => Some(table.text(CODE, r, at)?),
+                _ => None,
+            };
+            let mut loinc = None;
+            if parents_are_text {
+                for at in table.list_at(PARENTS, r) {
+                    let parent = table.text(PARENTS, r, at)?;
+                    loinc = loinc.or_else(|| parent.strip_prefix("LOINC/"));
                 }
-                _ => {}
+            }
+            if let (Some(c), Some(l)) = (code, loinc) {
+                out.insert(c.to_owned(), l.to_owned());
             }
         }
-        if let (Some(c), Some(l)) = (code, loinc) {
-            out.insert(c, l);
-        }
     }
-    Ok(out)
 }
 
 /// The (system, code) an event is read as.

@@ -49,7 +49,7 @@ fn next_batch_rows(rows: usize, text_bytes: usize) -> usize {
 /// which the row reader used and [`super::read_rows_reference`] still uses, by physical and converted
 /// type.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Conv {
+pub(super) enum Conv {
     /// INT32: signed (`Field::Int`), unsigned (`UInt`), days since the epoch (`Date`)
     Int,
     UInt,
@@ -73,9 +73,9 @@ enum Conv {
 }
 
 impl Conv {
-    /// The conversion of a top-level column, or `None` for an annotation the record API cannot
+    /// The conversion of a leaf column, or `None` for an annotation the record API cannot
     /// convert (it panicked on the first row).
-    fn of(c: &parquet::schema::types::ColumnDescriptor) -> Option<Conv> {
+    pub(super) fn of(c: &parquet::schema::types::ColumnDescriptor) -> Option<Conv> {
         use parquet::basic::{ConvertedType as C, Type as T};
         Some(match (c.physical_type(), c.converted_type()) {
             (T::INT32, C::INT_32 | C::NONE) => Conv::Int,
@@ -111,37 +111,49 @@ struct Column {
 }
 
 /// One batch of a column's values, reused from batch to batch: the definition levels (empty for a
-/// required column) and the values of the column's physical type.
+/// required column), the repetition levels of a repeated one (a list: a row starts at level 0) and the
+/// values of the column's physical type.
 #[derive(Default)]
-struct ColumnBuf {
+pub(super) struct ColumnBuf {
     def: Vec<i16>,
-    i32s: Vec<i32>,
-    i64s: Vec<i64>,
+    pub(super) rep: Vec<i16>,
+    pub(super) i32s: Vec<i32>,
+    pub(super) i64s: Vec<i64>,
     i96s: Vec<parquet::data_type::Int96>,
     f32s: Vec<f32>,
     f64s: Vec<f64>,
     bytes: Vec<parquet::data_type::ByteArray>,
     fixed: Vec<parquet::data_type::FixedLenByteArray>,
     bools: Vec<bool>,
-    /// per row of the batch: the index of its value, or NONE (null)
-    at: Vec<u32>,
+    /// per row of the batch (per level of a repeated column): the index of its value, or NONE (null,
+    /// an empty list)
+    pub(super) at: Vec<u32>,
 }
 
 impl ColumnBuf {
-    /// Reads the next `n` rows of `reader`; returns how many there were.
-    fn fill(&mut self, reader: &mut ColumnReader, n: usize, max_def: i16) -> parquet::errors::Result<usize> {
+    /// Reads the next `n` rows of `reader` (with their repetition levels where `repeated`); returns how
+    /// many there were.
+    pub(super) fn fill(
+        &mut self,
+        reader: &mut ColumnReader,
+        n: usize,
+        max_def: i16,
+        repeated: bool,
+    ) -> parquet::errors::Result<usize> {
         use ColumnReader as R;
         self.def.clear();
+        self.rep.clear();
         let def = Some(&mut self.def);
+        let rep = if repeated { Some(&mut self.rep) } else { None };
         let rows = match reader {
-            R::Int32ColumnReader(r) => r.read_records(n, def, None, clear(&mut self.i32s))?.0,
-            R::Int64ColumnReader(r) => r.read_records(n, def, None, clear(&mut self.i64s))?.0,
-            R::Int96ColumnReader(r) => r.read_records(n, def, None, clear(&mut self.i96s))?.0,
-            R::FloatColumnReader(r) => r.read_records(n, def, None, clear(&mut self.f32s))?.0,
-            R::DoubleColumnReader(r) => r.read_records(n, def, None, clear(&mut self.f64s))?.0,
-            R::ByteArrayColumnReader(r) => r.read_records(n, def, None, clear(&mut self.bytes))?.0,
-            R::FixedLenByteArrayColumnReader(r) => r.read_records(n, def, None, clear(&mut self.fixed))?.0,
-            R::BoolColumnReader(r) => r.read_records(n, def, None, clear(&mut self.bools))?.0,
+            R::Int32ColumnReader(r) => r.read_records(n, def, rep, clear(&mut self.i32s))?.0,
+            R::Int64ColumnReader(r) => r.read_records(n, def, rep, clear(&mut self.i64s))?.0,
+            R::Int96ColumnReader(r) => r.read_records(n, def, rep, clear(&mut self.i96s))?.0,
+            R::FloatColumnReader(r) => r.read_records(n, def, rep, clear(&mut self.f32s))?.0,
+            R::DoubleColumnReader(r) => r.read_records(n, def, rep, clear(&mut self.f64s))?.0,
+            R::ByteArrayColumnReader(r) => r.read_records(n, def, rep, clear(&mut self.bytes))?.0,
+            R::FixedLenByteArrayColumnReader(r) => r.read_records(n, def, rep, clear(&mut self.fixed))?.0,
+            R::BoolColumnReader(r) => r.read_records(n, def, rep, clear(&mut self.bools))?.0,
         };
         self.at.clear();
         if self.def.is_empty() {
@@ -161,7 +173,7 @@ impl ColumnBuf {
     }
 
     /// The bytes of value `i` (BYTE_ARRAY or FIXED_LEN_BYTE_ARRAY).
-    fn bytes_at(&self, i: usize) -> &[u8] {
+    pub(super) fn bytes_at(&self, i: usize) -> &[u8] {
         match self.bytes.get(i) {
             Some(b) => b.data(),
             None => self.fixed.get(i).map_or(&[], |b| b.data()),
@@ -279,7 +291,7 @@ impl Shard {
             self.readers.iter_mut().zip(&self.columns).zip(&mut self.bufs).zip(COLUMNS)
         {
             let (Some(reader), Some(c)) = (reader, column) else { continue };
-            let got = buf.fill(reader, n, c.max_def).map_err(|e| fmt(format!("{}: {e}", rows(name))))?;
+            let got = buf.fill(reader, n, c.max_def, false).map_err(|e| fmt(format!("{}: {e}", rows(name))))?;
             if got != n {
                 return Err(fmt(format!("{}: the column ends before the row group's last row", rows(name))));
             }

@@ -24,6 +24,7 @@ mod codes;
 mod columns;
 mod records;
 mod splits;
+mod table;
 
 use super::{DataError, ReadOptions, Result, Sink};
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -285,10 +286,10 @@ fn read_with(
         return Err(DataError::Format { path: path.join("data"), msg: "holds no .parquet files".into() });
     }
     let codes_file = path.join("metadata").join("codes.parquet");
-    let parents = if codes_file.is_file() {
-        contained(&codes_file, || codes::read_code_parents(&codes_file))?
-    } else {
-        HashMap::new()
+    let parents = match (codes_file.is_file(), by_rows) {
+        (true, false) => contained(&codes_file, || codes::read_code_parents(&codes_file))?,
+        (true, true) => contained(&codes_file, || records::read_code_parents(&codes_file))?,
+        (false, _) => HashMap::new(),
     };
     let mut sink = Sink { data, report, opts };
     if by_rows {
@@ -301,7 +302,7 @@ fn read_with(
     }
     let splits_file = path.join("metadata").join("subject_splits.parquet");
     if splits_file.is_file() {
-        contained(&splits_file, || splits::read_splits(&splits_file, &mut sink))?;
+        contained(&splits_file, || splits::read_splits(&splits_file, &mut sink, by_rows))?;
     } else {
         splits::report_split_directories(&path.join("data"), &files, &mut sink);
     }

@@ -1,6 +1,7 @@
-//! A shard read a row at a time by the parquet crate's record API (as the reader did before it read by
-//! columns): the plain twin of [`super::columns`], kept as the reference the tests compare it with, and
-//! the record API's value conversions (also used for `codes.parquet` and `subject_splits.parquet`).
+//! The MEDS files read a row at a time by the parquet crate's record API, as the reader did before it
+//! read by columns: a shard, `codes.parquet` and `subject_splits.parquet`. These are the plain twins of
+//! [`super::columns`], [`super::codes::read_code_parents`] and `splits::split_rows`, kept as the
+//! reference the tests compare them with ([`super::read_rows_reference`]).
 
 use super::batch::{prepare, Batch, Row};
 use super::codes::MedsCode;
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-pub(super) fn as_i64(f: &Field) -> Option<i64> {
+fn as_i64(f: &Field) -> Option<i64> {
     match *f {
         Field::Long(v) => Some(v),
         Field::Int(v) => Some(v as i64),
@@ -22,14 +23,14 @@ pub(super) fn as_i64(f: &Field) -> Option<i64> {
     }
 }
 
-pub(super) fn as_str(f: &Field) -> Option<&str> {
+fn as_str(f: &Field) -> Option<&str> {
     match f {
         Field::Str(s) => Some(s),
         _ => None,
     }
 }
 
-pub(super) fn as_f32(f: &Field) -> Option<f32> {
+fn as_f32(f: &Field) -> Option<f32> {
     match f {
         Field::Float(v) => Some(*v),
         Field::Double(v) => Some(*v as f32),
@@ -83,4 +84,54 @@ pub(super) fn read_rows(path: &Path, parents: &HashMap<String, String>) -> Resul
     }
     batch.rows.iter_mut().for_each(prepare);
     Ok(batch)
+}
+
+/// MEDS code -> LOINC code, from `metadata/codes.parquet` (`code`, `parent_codes: list<string>`), a row
+/// at a time: the plain twin of [`super::codes::read_code_parents`].
+pub(super) fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> {
+    let reader = open(path)?;
+    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let mut out = HashMap::new();
+    for (i, row) in rows.enumerate() {
+        let row = row.map_err(|e| row_error(path, i + 1, e))?;
+        let (mut code, mut loinc) = (None, None);
+        for (col, f) in row.get_column_iter() {
+            match (col.as_str(), f) {
+                ("code", Field::Str(s)) => code = Some(s.clone()),
+                ("parent_codes", Field::ListInternal(list)) => {
+                    loinc = list.elements().iter().find_map(|e| match e {
+                        Field::Str(s) => s.strip_prefix("LOINC/").map(str::to_owned),
+                        _ => None,
+                    })
+                }
+                _ => {}
+            }
+        }
+        if let (Some(c), Some(l)) = (code, loinc) {
+            out.insert(c, l);
+        }
+    }
+    Ok(out)
+}
+
+/// The (subject_id, split) of each row of `subject_splits.parquet`, a row at a time: the plain twin of
+/// `splits::split_rows` (a subject id as a decimal string or as the file has it; `None` where null or
+/// of a type that holds none).
+pub(super) fn read_split_rows(path: &Path) -> Result<Vec<(Option<String>, Option<String>)>> {
+    let reader = open(path)?;
+    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let mut out = Vec::new();
+    for (i, row) in rows.enumerate() {
+        let row = row.map_err(|e| row_error(path, i + 1, e))?;
+        let (mut subject, mut split) = (None, None);
+        for (col, f) in row.get_column_iter() {
+            match col.as_str() {
+                "subject_id" => subject = as_i64(f).map(|v| v.to_string()).or_else(|| as_str(f).map(str::to_owned)),
+                "split" => split = as_str(f).map(str::to_owned),
+                _ => {}
+            }
+        }
+        out.push((subject, split));
+    }
+    Ok(out)
 }

@@ -1,30 +1,22 @@
 //! The dataset's splits from `metadata/subject_splits.parquet`, with the findings on it, and the
 //! warning for a `data/train|tuning|held_out/` layout without that file.
 
-use super::records::{as_i64, as_str};
-use super::{open, row_error, NO_SPLIT, NO_SPLIT_SUBJECT};
-use crate::data::{self, DataError, Result, Sink};
-use parquet::file::reader::FileReader;
+use super::columns::Conv;
+use super::records::read_split_rows;
+use super::table::{Shape, Table};
+use super::{NO_SPLIT, NO_SPLIT_SUBJECT};
+use crate::data::{self, Result, Sink};
 use std::path::{Path, PathBuf};
 
 /// Reads `subject_splits.parquet` into the dataset's splits: only subjects the data holds (one listed
 /// there alone is no subject), and a split value that is not train, tuning or held_out is a blocking
-/// finding (as `data prepare` refuses it), never printed.
-pub(super) fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
+/// finding (as `data prepare` refuses it), never printed. Read by columns, or a row at a time by the
+/// record API (`by_rows`, the reference).
+pub(super) fn read_splits(path: &Path, sink: &mut Sink, by_rows: bool) -> Result<()> {
     use data::check::Severity;
-    let reader = open(path)?;
-    let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
+    let rows = if by_rows { read_split_rows(path)? } else { split_rows(path)? };
     let (mut without_subject, mut unknown_split) = (0, 0);
-    for (i, row) in rows.enumerate() {
-        let row = row.map_err(|e| row_error(path, i + 1, e))?;
-        let (mut subject, mut split) = (None, None);
-        for (col, f) in row.get_column_iter() {
-            match col.as_str() {
-                "subject_id" => subject = as_i64(f).map(|v| v.to_string()).or_else(|| as_str(f).map(str::to_owned)),
-                "split" => split = as_str(f).map(str::to_owned),
-                _ => {}
-            }
-        }
+    for (i, (subject, split)) in rows.into_iter().enumerate() {
         match (subject, split) {
             (Some(s), Some(sp)) => match sink.data.subjects.get(&s) {
                 Some(id) => {
@@ -74,6 +66,39 @@ pub(super) fn read_splits(path: &Path, sink: &mut Sink) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The (subject_id, split) of each row of `subject_splits.parquet`, read by columns: a subject id as a
+/// decimal string or as the file has it, `None` where null or of a type that holds none (as its twin
+/// [`read_split_rows`] reads them).
+fn split_rows(path: &Path) -> Result<Vec<(Option<String>, Option<String>)>> {
+    const SUBJECT: usize = 0;
+    const SPLIT: usize = 1;
+    let mut table = Table::open(path, &[("subject_id", Shape::Value), ("split", Shape::Value)])?;
+    let mut out = Vec::new();
+    loop {
+        let n = table.next_batch()?;
+        if n == 0 {
+            return Ok(out);
+        }
+        for r in 0..n {
+            table.check(r)?;
+            let ids = table.buf(SUBJECT);
+            let subject = match (table.conv(SUBJECT), table.at(SUBJECT, r)) {
+                (Some(Conv::Int), Some(at)) => Some(ids.i32s[at].to_string()),
+                (Some(Conv::UInt), Some(at)) => Some((ids.i32s[at] as u32).to_string()),
+                (Some(Conv::Long), Some(at)) => Some(ids.i64s[at].to_string()),
+                (Some(Conv::ULong), Some(at)) => Some(ids.i64s[at]).filter(|&v| v >= 0).map(|v| v.to_string()),
+                (Some(Conv::Str), Some(at)) => Some(table.text(SUBJECT, r, at)?.to_owned()),
+                _ => None,
+            };
+            let split = match (table.conv(SPLIT), table.at(SPLIT, r)) {
+                (Some(Conv::Str), Some(at)) => Some(table.text(SPLIT, r, at)?.to_owned()),
+                _ => None,
+            };
+            out.push((subject, split));
+        }
+    }
 }
 
 /// Says that `data/train|tuning|held_out/` shards (meds-testing-helpers' "sharded by split" layout) are
