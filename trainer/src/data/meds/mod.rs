@@ -15,8 +15,9 @@
 //! This module holds the entry points ([`read`], [`read_rows_reference`]), the parquet helpers the
 //! other readers share (opening a file inside `contained`, time units, row errors) and the MEDS names
 //! of report fields (`name_fields`). By verb: `codes` reads `metadata/codes.parquet` and works out
-//! what a code says, `columns` decodes the shards by columns in batches, `records` is its row-at-a-time
-//! twin (the record API), `batch` prepares decoded rows and applies them to the sink, `splits` reads
+//! what a code says, `columns` decodes the shards by columns in batches, `table` reads a metadata file
+//! by columns, `records` reads all three a row at a time (the record API: the twins the tests compare
+//! with), `batch` prepares decoded rows and applies them to the sink, `splits` reads
 //! `metadata/subject_splits.parquet`.
 
 mod batch;
@@ -125,6 +126,18 @@ fn column<'r>(
 ) -> Option<&'r parquet::schema::types::ColumnDescriptor> {
     let schema = reader.metadata().file_metadata().schema_descr();
     schema.columns().iter().map(|c| c.as_ref()).find(|c| c.path().parts() == [name])
+}
+
+/// The offset a time column's values carry: UTC (`Some(0)`) where its timestamp type says they are
+/// adjusted to UTC (pyarrow's `timestamp[us, tz=...]`); none (read in `read.time_zone`) for MEDS' usual
+/// `timestamp[us]` without a zone, dates, plain integers, and the legacy annotations without a logical
+/// type (which pyarrow wrote for zone-less timestamps too).
+pub(crate) fn time_offset(reader: &SerializedFileReader<std::fs::File>, name: &str) -> Option<i64> {
+    use parquet::basic::LogicalType;
+    match column(reader, name).and_then(|c| c.logical_type_ref()) {
+        Some(LogicalType::Timestamp { is_adjusted_to_u_t_c: true, .. }) => Some(0),
+        _ => None,
+    }
 }
 
 /// Units per second of a time column's plain integers: a `timestamp[ns]` column (pandas' default)
@@ -253,8 +266,9 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: 
     read_with(path, opts, data, report, false)
 }
 
-/// [`read`] with the shards decoded a row at a time by the parquet crate's record API (as the reader
-/// did before it read by columns): the plain twin the tests compare [`read`] with.
+/// [`read`] with the shards, `codes.parquet` and `subject_splits.parquet` decoded a row at a time by the
+/// parquet crate's record API (as the reader did before it read by columns): the plain twin the tests
+/// compare [`read`] with.
 #[doc(hidden)]
 pub fn read_rows_reference(
     path: &Path,
