@@ -3,7 +3,10 @@
 //! (zone-less times were read as UTC: a Tokyo label file beside +09:00 events put every prediction time
 //! nine hours late, and the events of those hours on the wrong side of it).
 
+mod common;
+use common::meds::{col, writer};
 use medtrain::data::{self, labels, time::Zone, ReadOptions};
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, FloatType, Int64Type};
 use std::path::Path;
 use std::process::Command;
 
@@ -165,4 +168,70 @@ fn prepare_warns_of_zone_less_labels_beside_zoned_events_and_the_key_is_checked(
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(j["findings"].as_array().unwrap().iter().all(|f| f["kind"] != "time_without_zone"));
+}
+
+/// A MEDS root with one shard whose `time` column is `TIMESTAMP(MICROS, utc)`, one creatinine row at
+/// `at` (written as the column's microseconds), and a parquet label file of the same kind.
+fn meds(dir: &Path, utc: bool, at: &str) {
+    let micros = data::time::utc(at).unwrap() * 1_000_000;
+    let mut w = writer(
+        &dir.join("meds/data/0.parquet"),
+        &format!(
+            "message meds {{ required int64 subject_id; required int64 time (TIMESTAMP(MICROS,{utc})); required binary \
+             code (STRING); optional float numeric_value; }}"
+        ),
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<Int64Type>(&mut rg, &[7], None, None);
+    col::<Int64Type>(&mut rg, &[micros], None, None);
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from("LOINC/2160-0")], None, None);
+    col::<FloatType>(&mut rg, &[1.1], Some(&[1]), None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    let mut w = writer(
+        &dir.join("labels/l.parquet"),
+        &format!(
+            "message l {{ required int64 subject_id; required int64 prediction_time (TIMESTAMP(MICROS,{utc})); \
+             required boolean boolean_value; }}"
+        ),
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<Int64Type>(&mut rg, &[7], None, None);
+    col::<Int64Type>(&mut rg, &[micros], None, None);
+    col::<BoolType>(&mut rg, &[true], None, None);
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn meds_timestamps_without_a_zone_are_read_in_read_time_zone_and_utc_ones_are_not() {
+    let tokyo = in_zone("Asia/Tokyo");
+    let noon = data::time::utc("2024-01-05T12:00:00Z").unwrap();
+    // pyarrow's timestamp[us] (no zone): the clock of the source, read in the zone
+    let dir = tempfile::tempdir().unwrap();
+    meds(dir.path(), false, "2024-01-05T12:00:00Z");
+    let root = dir.path().join("meds");
+    let (d, r) = data::read(&root, &ReadOptions::default()).unwrap();
+    assert_eq!(d.events[0].time, noon);
+    assert!(finding(&r, "time_without_zone").is_none() && finding(&r, "time_zone").is_none());
+    let (d, r) = data::read(&root, &tokyo).unwrap();
+    assert_eq!(d.events[0].time, noon - 9 * 3600);
+    assert_eq!(finding(&r, "time_zone").map(|f| f.count), Some(1));
+    let l = labels::read_in(&dir.path().join("labels"), &d, &tokyo).unwrap();
+    assert_eq!(l.labels[0].prediction_time, noon - 9 * 3600);
+    assert_eq!(l.zones.local, 1);
+    // the row reader (the tests' twin) reads the same
+    let (mut d2, mut r2) = (data::Dataset::default(), data::Report::default());
+    data::meds::read_rows_reference(&root, &tokyo, &mut d2, &mut r2).unwrap();
+    assert_eq!(d2.events[0].time, noon - 9 * 3600);
+    // timestamp[us, tz=UTC]: an instant, whatever the zone
+    let dir = tempfile::tempdir().unwrap();
+    meds(dir.path(), true, "2024-01-05T12:00:00Z");
+    let root = dir.path().join("meds");
+    let (d, r) = data::read(&root, &tokyo).unwrap();
+    assert_eq!(d.events[0].time, noon);
+    assert!(finding(&r, "time_zone").is_none());
+    let l = labels::read_in(&dir.path().join("labels"), &d, &tokyo).unwrap();
+    assert_eq!(l.labels[0].prediction_time, noon);
+    assert_eq!(l.zones.local, 0);
 }

@@ -201,7 +201,7 @@ pub fn read_in(path: &Path, data: &Dataset, opts: &ReadOptions) -> Result<LabelF
     let mut out = LabelFile::default();
     for f in files(path).map_err(|m| DataError::Invalid(format!("config key labels.file: {m}")))? {
         if super::has_ext(&f, &[".parquet"]) {
-            super::meds::contained(&f, || read_parquet(&f, data, &mut out))?
+            super::meds::contained(&f, || read_parquet(&f, data, opts, &mut out))?
         } else {
             read_csv(&f, data, opts, &mut out)?
         }
@@ -294,9 +294,10 @@ fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile
     Ok(())
 }
 
-fn read_parquet(path: &Path, data: &Dataset, out: &mut LabelFile) -> Result<()> {
+fn read_parquet(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile) -> Result<()> {
     let reader = super::meds::open(path)?;
     let per_second = super::meds::integer_time_unit(&reader, "prediction_time");
+    let offset = super::meds::time_offset(&reader, "prediction_time");
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
     for (i, row) in rows.enumerate() {
         let bad = |msg: String| DataError::Line { path: path.into(), line: i as u64 + 1, msg };
@@ -329,6 +330,9 @@ fn read_parquet(path: &Path, data: &Dataset, out: &mut LabelFile) -> Result<()> 
         let (Some(s), Some(t), Some(value)) = (subject, t, value) else {
             return Err(bad("needs subject_id, prediction_time and a value column".into()));
         };
+        let t = time::Stamp { local: t, offset };
+        out.zones.add(t.written());
+        let t = t.utc(opts.zone()).ok_or_else(|| bad("prediction_time is past what read.time_zone places".into()))?;
         match data.subjects.get(&s) {
             Some(s) => out.labels.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
             None => out.unknown += 1,

@@ -39,6 +39,8 @@ pub(super) struct Batch {
     pub(super) first_line: u64,
     /// the shard ends with this batch
     pub(super) last: bool,
+    /// the offset the shard's times carry: UTC (`Some(0)`), or none (read in `read.time_zone`)
+    pub(super) time_offset: Option<i64>,
     /// subject ids as decimal strings (or as the file has them), one per run of equal ids
     pub(super) subjects: Vec<String>,
     pub(super) rows: Vec<Row>,
@@ -88,7 +90,7 @@ pub(super) fn prepare(row: &mut Row) {
 /// Applies a prepared batch to the sink, row by row in order: what the row reader did with each row.
 pub(super) fn apply(sink: &mut Sink, batch: Batch) {
     use data::check::Severity;
-    let Batch { name, bytes, first_line, last, subjects, rows } = batch;
+    let Batch { name, bytes, first_line, last, time_offset, subjects, rows } = batch;
     sink.report.bytes += bytes;
     for (i, row) in rows.into_iter().enumerate() {
         sink.report.lines += 1;
@@ -99,9 +101,13 @@ pub(super) fn apply(sink: &mut Sink, batch: Batch) {
             continue;
         };
         // MEDS allows static events without a time (e.g. sex): counted, not turned into events
-        let Some(time) = row.time else {
+        let Some(local) = row.time else {
             sink.report.count(Severity::Info, "static_event", "meds", "time");
             sink.subject(subject);
+            continue;
+        };
+        let Some(time) = sink.time(data::time::Stamp { local, offset: time_offset }) else {
+            sink.report.malformed_line(&name, first_line + i as u64, "a time read.time_zone cannot place");
             continue;
         };
         if row.censored {

@@ -5,7 +5,7 @@
 
 use super::batch::{apply, prepare, Batch, Row};
 use super::codes::{CodeCache, MedsCode};
-use super::{check_columns, contained, decimal_f32, integer_time_unit, open};
+use super::{check_columns, contained, decimal_f32, integer_time_unit, open, time_offset};
 use crate::data::{self, DataError, EventKind, Result, Sink};
 use parquet::column::reader::ColumnReader;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -195,6 +195,8 @@ struct Shard {
     columns: [Option<Column>; 5],
     /// units per second of a plain integer `time` ([`integer_time_unit`])
     per_second: i64,
+    /// the offset its times carry ([`time_offset`]: UTC, or none)
+    time_offset: Option<i64>,
     /// the shard's size, until its first batch says it
     bytes: u64,
     /// the next row group, the column readers of the current one and its rows not yet read
@@ -213,6 +215,7 @@ impl Shard {
         let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         check_columns(path, &reader)?;
         let per_second = integer_time_unit(&reader, "time");
+        let time_offset = time_offset(&reader, "time");
         let schema = reader.metadata().file_metadata().schema_descr_ptr();
         let mut columns = [None; 5];
         for (slot, name) in columns.iter_mut().zip(COLUMNS) {
@@ -248,6 +251,7 @@ impl Shard {
             reader,
             columns,
             per_second,
+            time_offset,
             bytes,
             group: 0,
             readers: Default::default(),
@@ -279,6 +283,7 @@ impl Shard {
             name: self.name.clone(),
             bytes: std::mem::take(&mut self.bytes),
             first_line: self.lines + 1,
+            time_offset: self.time_offset,
             ..Batch::default()
         };
         let n = self.left.min(self.batch_rows);

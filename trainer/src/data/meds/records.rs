@@ -52,7 +52,8 @@ pub(super) fn read_rows(path: &Path, parents: &HashMap<String, String>) -> Resul
     check_columns(path, &reader)?;
     let per_second = integer_time_unit(&reader, "time");
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
-    let mut batch = Batch { name, bytes, first_line: 1, last: true, ..Batch::default() };
+    let time_offset = super::time_offset(&reader, "time");
+    let mut batch = Batch { name, bytes, first_line: 1, last: true, time_offset, ..Batch::default() };
     for (i, row) in rows.enumerate() {
         let row = row.map_err(|e| row_error(path, i + 1, e))?;
         let mut decoded = Row {
