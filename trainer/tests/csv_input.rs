@@ -505,6 +505,18 @@ fn identifiers_in_value_columns_are_findings_as_in_a_fhir_value_string() {
     assert!(r.findings.iter().filter(|f| ids.iter().any(|i| i.0 == f.kind)).all(|f| f.severity == Severity::Warning));
     // none of them is a lab value
     assert!(!d.events.iter().any(|e| e.value > 1e8));
+    // full-width digits are digits; a text column beside a number is scanned too (MIMIC's `value`)
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,code,value,text_value,unit\n1,2024-01-01,callback,０９０１２３４５６７８,,\n\
+         1,2024-01-02,creatinine,1.0,連絡先 03-1234-5678,mg/dL\n1,2024-01-03,creatinine,1.1,1.1,mg/dL\n",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions { identifiers: data::guard::Policy::Redact, ..Default::default() });
+    let phones: Vec<(String, u64)> =
+        r.findings.iter().filter(|f| f.kind == "phone").map(|f| (f.field.clone(), f.count)).collect();
+    assert_eq!(phones, [("text_value".to_owned(), 1), ("value".to_owned(), 1)], "{:?}", r.findings);
+    assert_eq!(values(&d), [1.0, 1.1]);
     // under the default policy the input is refused, and nothing of the values is printed
     let (_, r) = read(dir.path(), &ReadOptions::default());
     assert!(r.blocking);
@@ -558,6 +570,7 @@ fn read_columns_are_checked_and_csv_gz_is_bounded() {
         ("time=charttime,code=CHARTTIME", "code: names the column time also names"),
         ("time=", "time: names no column"),
         ("charttime", "is not role=name"),
+        ("time=a,time=b", "time: given twice"),
     ] {
         let e = data::csv::Columns::parse(flag).unwrap_err();
         assert!(e.contains(want), "{flag}: {e}");
@@ -584,4 +597,15 @@ fn read_columns_are_checked_and_csv_gz_is_bounded() {
     opts.limits.max_decompressed_bytes = 100_000;
     let e = data::read(dir.path(), &opts).unwrap_err().to_string();
     assert!(e.contains("read.max_decompressed_bytes"), "{e}");
+}
+
+#[test]
+fn two_roles_read_from_one_column_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("e.csv"), "subject_id,time,code,value,unit\n1,2024-01-01,creatinine,1.0,mg/dL\n")
+        .unwrap();
+    // `text_value = "value"` leaves `value` on its own name: one column for two roles
+    let columns = data::csv::Columns::parse("text_value=value").unwrap();
+    let e = data::read(dir.path(), &ReadOptions { columns, ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("value and text_value are read from one column (4)") && e.contains("e.csv:1:"), "{e}");
 }

@@ -45,6 +45,14 @@ fn csv_times_without_a_zone_beside_offsets_are_said_and_read_in_read_time_zone()
     assert!(d.events.iter().all(|e| e.time == t));
     assert_eq!(finding(&r, "duplicate").map(|f| f.count), Some(1));
 
+    // `Z` beside a spreadsheet's clock is as ambiguous as +09:00 is
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,code,value,unit\n1,2024-01-05T08:30:00Z,creatinine,1,mg/dL\n1,2024/01/05 17:30,crp,1,mg/dL\n",
+    )
+    .unwrap();
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(finding(&r, "time_without_zone").map(|f| f.count), Some(1));
     // a file whose times all lack a zone: no warning (one zone, read as UTC, consistent)
     std::fs::write(
         dir.path().join("events.csv"),

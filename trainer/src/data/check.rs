@@ -579,7 +579,7 @@ fn measured_resource(kinds: &[u64; EventKind::ALL.len()]) -> &'static str {
 }
 
 /// What the report says of the zones of times (`zones`) read in `read.time_zone` (`zone`): where the key
-/// is absent and some times carry an offset other than UTC while others carry none, a warning (those
+/// is absent and some times carry a zone (`Z` or an offset) while others carry none, a warning (those
 /// were read as UTC: hours off the others, on the wrong side of a prediction time); where it is given,
 /// how many times were read in it.
 pub fn zone_finding(
@@ -589,16 +589,13 @@ pub fn zone_finding(
     field: &str,
 ) -> Option<Finding> {
     match zone {
-        None if zones.local > 0 && zones.offset > 0 => Some(finding(
+        None if zones.mixed() => Some(finding(
             Severity::Warning,
             "time_without_zone",
             resource,
             field,
             zones.local,
-            Some(format!(
-                "read as UTC beside {} times with a zone offset: name their zone with read.time_zone",
-                zones.offset
-            )),
+            Some(format!("read as UTC beside {} times with a zone: name their zone with read.time_zone", zones.zoned)),
         )),
         Some(z) if zones.local > 0 => Some(finding(
             Severity::Info,

@@ -93,7 +93,12 @@ impl Columns {
                 .iter()
                 .position(|r| *r == role.trim())
                 .ok_or_else(|| format!("{:?} is no role: one of {}", role.trim(), Columns::ROLES.join(", ")))?;
-            *c.names_mut()[i] = Some(name.trim().to_owned());
+            let names = c.names_mut();
+            let slot = &mut *names[i];
+            if slot.is_some() {
+                return Err(format!("{}: given twice", Columns::ROLES[i]));
+            }
+            *slot = Some(name.trim().to_owned());
         }
         c.validate().map_err(|(role, m)| format!("{role}: {m}"))?;
         Ok(c)
@@ -144,7 +149,7 @@ fn layout(path: &Path, header: &::csv::StringRecord, columns: &Columns) -> Resul
             let wanted = match columns.get(role) {
                 Some(n) => format!("{n:?} column (read.columns.{role})"),
                 None => format!(
-                    "{:?} column{} (read.columns.{role} names another)",
+                    "{:?} column{} (or name it with read.columns.{role})",
                     names[0],
                     if names.len() > 1 { format!(" (or {:?})", &names[1..]) } else { String::new() }
                 ),
@@ -176,16 +181,32 @@ fn layout(path: &Path, header: &::csv::StringRecord, columns: &Columns) -> Resul
                 .into(),
         });
     }
-    Ok(Layout::Events {
-        subject,
-        time,
-        code,
-        value,
-        text_value: find("text_value", &["text_value"]),
-        system: find("system", &["system"]),
-        unit: find("unit", &["unit"]),
-        columns: header.len(),
-    })
+    let (text_value, system, unit) =
+        (find("text_value", &["text_value"]), find("system", &["system"]), find("unit", &["unit"]));
+    // two roles read from one column (`text_value = "value"` leaves `value` on its own name)
+    let roles = [
+        ("subject_id", Some(subject)),
+        ("time", Some(time)),
+        ("code", Some(code)),
+        ("value", Some(value)),
+        ("text_value", text_value),
+        ("system", system),
+        ("unit", unit),
+    ];
+    for (i, (role, at)) in roles.iter().enumerate() {
+        if let Some((other, _)) = roles[..i].iter().find(|(_, o)| at.is_some() && o == at) {
+            return Err(DataError::Line {
+                path: path.into(),
+                line: 1,
+                msg: format!(
+                    "{other} and {role} are read from one column ({}): name another with read.columns.{role} or \
+                     read.columns.{other}",
+                    at.map_or(0, |c| c + 1)
+                ),
+            });
+        }
+    }
+    Ok(Layout::Events { subject, time, code, value, text_value, system, unit, columns: header.len() })
 }
 
 /// A CSV file opened for its records: decoded to UTF-8 in the encoding `read.encoding` gives it (by
@@ -418,8 +439,6 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     Ok(())
 }
 
-/// A header's column name as an error may print it: one of the columns the reader knows, else a
-/// placeholder (a header is a line of the file).
 /// A header as an error may show it: its printable names with their column numbers, the others counted
 /// (`16 columns: 2 "subject_id", 9 "value", 14 names not printed`).
 fn header_summary(header: &::csv::StringRecord, columns: &Columns) -> String {
@@ -439,6 +458,8 @@ fn header_summary(header: &::csv::StringRecord, columns: &Columns) -> String {
     format!("{head}: {}", parts.join(", "))
 }
 
+/// A header's column name as an error may print it: one of the columns the reader knows or the config
+/// names, else `None` (a header is a line of the file: a file without one has a row of data there).
 fn reportable_column(h: &str, columns: &Columns) -> Option<String> {
     match h.trim() {
         n @ ("subject_id" | "time" | "code" | "system" | "value" | "numeric_value" | "text_value" | "unit" | "text"
@@ -488,8 +509,7 @@ fn result(v: &str, field: &'static str, sink: &mut Sink) -> Value {
     if let Some(x) = parsed {
         // a run of ten digits or more is no lab result's way of writing a number; it may be a phone
         // number or an Individual Number where a result should be
-        let long_digits = number.len() >= 10 && number.bytes().filter(u8::is_ascii_digit).count() >= 10;
-        if long_digits && !number.contains('.') && identifiers(v, field, sink) {
+        if long_digits(number) && identifiers(v, field, sink) {
             return Value::Text;
         }
         if is_censored {
@@ -511,10 +531,19 @@ fn result(v: &str, field: &'static str, sink: &mut Sink) -> Value {
     Value::Text
 }
 
+/// Ten digits or more (ASCII or full-width): no lab result's way of writing a number; it may be a
+/// phone number or an Individual Number where a result should be.
+fn long_digits(v: &str) -> bool {
+    v.len() >= 10 && v.chars().filter(|c| c.is_ascii_digit() || ('０'..='９').contains(c)).count() >= 10
+}
+
 /// Text in a value column is the export's content, as a FHIR valueString is: scanned for identifiers,
 /// each one found a finding in `csv.<field>` (blocking under `read.identifiers = "reject"`). Whether any
 /// was found.
 fn identifiers(v: &str, field: &'static str, sink: &mut Sink) -> bool {
+    if v.is_empty() {
+        return false;
+    }
     let found = guard::scan(&guard::visible(v.to_owned()));
     for (k, _) in &found {
         sink.report.identifier(sink.opts.identifiers, *k, "csv", field);
@@ -593,7 +622,13 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                     (None, None) => bare_code(code),
                 };
             let value = match get(value).filter(|v| !missing(v)) {
-                Some(v) => result(v, "value", sink),
+                Some(v) => {
+                    // a text column beside the numbers (MIMIC's `value`) is the export's content too
+                    if let Some(t) = text_value.and_then(get).filter(|t| long_digits(t) || t.parse::<f64>().is_err()) {
+                        identifiers(t, "text_value", sink);
+                    }
+                    result(v, "value", sink)
+                }
                 None => match text_value.and_then(get).filter(|v| !missing(v)) {
                     Some(v) => result(v, "text_value", sink),
                     None => Value::Text,

@@ -76,6 +76,7 @@ use super::check::{Report, Severity};
 use super::labels::{self, Label, LabelValue, Task};
 use super::split::{self, Split};
 use super::text::{self, NoteTokenizer, TokenizerKind};
+use super::time::Zones;
 use super::{catalog, features, guard, DataError, ReadLimits, ReadOptions, Result};
 use crate::privacy::accountant::Delta;
 use crate::privacy::noise::NoiseSource;
@@ -971,15 +972,20 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
             })?;
             // prediction times without a zone beside event times with one (or the reverse), read as UTC
             // both: hours apart, events on the wrong side of the prediction time
-            let events = report.zones;
-            let zones = if opts.time_zone.is_none() && !(events.local > 0 && events.offset > 0) {
-                let mut both = events;
-                both.merge(file.zones);
-                both
-            } else {
-                file.zones
+            let (events, labels) = (report.zones, file.zones);
+            let (zones, resource, field) = match &opts.time_zone {
+                // how many label times were read in the zone
+                Some(_) => (labels, "labels", "prediction_time"),
+                // zone-less label times beside times with a zone (the events' or their own)
+                None if labels.local > 0 => {
+                    (Zones { local: labels.local, zoned: labels.zoned + events.zoned }, "labels", "prediction_time")
+                }
+                // label times with a zone beside zone-less events (the input's own finding did not
+                // name them, unless its times were mixed already)
+                None if !events.mixed() => (Zones { local: events.local, zoned: labels.zoned }, "input", "time"),
+                None => (Zones::default(), "", ""),
             };
-            if let Some(f) = super::check::zone_finding(zones, opts.time_zone.as_ref(), "labels", "prediction_time") {
+            if let Some(f) = super::check::zone_finding(zones, opts.time_zone.as_ref(), resource, field) {
                 report.add_finding(f);
             }
             (file.labels, file.unknown)
