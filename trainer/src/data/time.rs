@@ -111,7 +111,7 @@ impl Zones {
 pub enum Zone {
     /// seconds east of UTC
     Fixed(i64),
-    /// a zone of the database, and an id of this parse of it (keys [`SPAN`])
+    /// a zone of the database, and an id of this parse of it (keys [`SPANS`])
     Named { tz: jiff::tz::TimeZone, id: u64 },
 }
 
@@ -178,16 +178,22 @@ impl Zone {
         match self {
             Zone::Fixed(off) => local.checked_sub(*off),
             Zone::Named { tz, id } => {
-                // one offset holds between two transitions: the span of local times it alone maps,
-                // kept per thread, answers the next reading without the database (a reading costs
-                // ~100 ns there: seconds on a hundred million rows)
-                let (span_id, from, to, off) = SPAN.get();
-                if span_id == *id && (from..to).contains(&local) {
+                // one offset holds between two transitions: the spans of local times it alone maps,
+                // the last few kept per thread, answer the next readings without the database (a
+                // reading costs ~100 ns there: seconds on a hundred million rows; a patient's years
+                // are a few dozen spans in a zone with daylight saving time)
+                let mut spans = SPANS.get();
+                if let Some(&(_, _, _, off)) =
+                    spans.0.iter().find(|&&(z, from, to, _)| z == *id && (from..to).contains(&local))
+                {
                     return Some(local - off);
                 }
                 let utc = Self::from_database(tz, local)?;
-                if let Some(span) = Self::span(tz, utc) {
-                    SPAN.set((*id, span.0, span.1, span.2));
+                if let Some((from, to, off)) = Self::span(tz, utc) {
+                    let slot = spans.1 % spans.0.len();
+                    spans.0[slot] = (*id, from, to, off);
+                    spans.1 = slot + 1;
+                    SPANS.set(spans);
                 }
                 Some(utc)
             }
@@ -249,9 +255,10 @@ impl Zone {
 static NEXT_ZONE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 thread_local! {
-    /// The last span of local times one offset of a named zone maps: (zone id, from, to, offset); id 0
-    /// is none ([`Zone::to_utc`]).
-    static SPAN: std::cell::Cell<(u64, i64, i64, i64)> = const { std::cell::Cell::new((0, 0, 0, 0)) };
+    /// The last spans of local times one offset of a named zone maps: (zone id, from, to, offset), id 0
+    /// none, and the slot the next one takes ([`Zone::to_utc`]).
+    static SPANS: std::cell::Cell<([(u64, i64, i64, i64); 16], usize)> =
+        const { std::cell::Cell::new(([(0, 0, 0, 0); 16], 0)) };
 }
 
 /// [`parse`] in UTC: a time without a zone read as UTC.
