@@ -20,31 +20,26 @@ pub(super) fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> 
     let code_is_text = table.conv(CODE) == Some(Conv::Str);
     let parents_are_text = table.conv(PARENTS) == Some(Conv::Str);
     let mut out = HashMap::new();
-    loop {
-        let n = table.next_batch()?;
-        if n == 0 {
-            return Ok(out);
-        }
-        for r in 0..n {
-            table.check(r)?;
-            // every string of a row is UTF-8 checked, as the record API converted each (the first row
-            // with one that is not is the error)
-            let code = match table.at(CODE, r) {
-                Some(at) if code_is_text => Some(table.text(CODE, r, at)?),
-                _ => None,
-            };
-            let mut loinc = None;
-            if parents_are_text {
-                for at in table.list_at(PARENTS, r) {
-                    let parent = table.text(PARENTS, r, at)?;
-                    loinc = loinc.or_else(|| parent.strip_prefix("LOINC/"));
-                }
-            }
-            if let (Some(c), Some(l)) = (code, loinc) {
-                out.insert(c.to_owned(), l.to_owned());
+    table.each_row(|table, r| {
+        // every string of a row is UTF-8 checked, as the record API converted each (the first row
+        // with one that is not is the error)
+        let code = match table.at(CODE, r) {
+            Some(at) if code_is_text => Some(table.text(CODE, r, at)?),
+            _ => None,
+        };
+        let mut loinc = None;
+        if parents_are_text {
+            for at in table.list_at(PARENTS, r) {
+                let parent = table.text(PARENTS, r, at)?;
+                loinc = loinc.or_else(|| parent.strip_prefix("LOINC/"));
             }
         }
-    }
+        if let (Some(c), Some(l)) = (code, loinc) {
+            out.insert(c.to_owned(), l.to_owned());
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// The (system, code) an event is read as.

@@ -76,29 +76,24 @@ fn split_rows(path: &Path) -> Result<Vec<(Option<String>, Option<String>)>> {
     const SPLIT: usize = 1;
     let mut table = Table::open(path, &[("subject_id", Shape::Value), ("split", Shape::Value)])?;
     let mut out = Vec::new();
-    loop {
-        let n = table.next_batch()?;
-        if n == 0 {
-            return Ok(out);
-        }
-        for r in 0..n {
-            table.check(r)?;
-            let ids = table.buf(SUBJECT);
-            let subject = match (table.conv(SUBJECT), table.at(SUBJECT, r)) {
-                (Some(Conv::Int), Some(at)) => Some(ids.i32s[at].to_string()),
-                (Some(Conv::UInt), Some(at)) => Some((ids.i32s[at] as u32).to_string()),
-                (Some(Conv::Long), Some(at)) => Some(ids.i64s[at].to_string()),
-                (Some(Conv::ULong), Some(at)) => Some(ids.i64s[at]).filter(|&v| v >= 0).map(|v| v.to_string()),
-                (Some(Conv::Str), Some(at)) => Some(table.text(SUBJECT, r, at)?.to_owned()),
-                _ => None,
-            };
-            let split = match (table.conv(SPLIT), table.at(SPLIT, r)) {
-                (Some(Conv::Str), Some(at)) => Some(table.text(SPLIT, r, at)?.to_owned()),
-                _ => None,
-            };
-            out.push((subject, split));
-        }
-    }
+    table.each_row(|table, r| {
+        let ids = table.buf(SUBJECT);
+        let subject = match (table.conv(SUBJECT), table.at(SUBJECT, r)) {
+            (Some(Conv::Int), Some(at)) => Some(ids.i32s[at].to_string()),
+            (Some(Conv::UInt), Some(at)) => Some((ids.i32s[at] as u32).to_string()),
+            (Some(Conv::Long), Some(at)) => Some(ids.i64s[at].to_string()),
+            (Some(Conv::ULong), Some(at)) => Some(ids.i64s[at]).filter(|&v| v >= 0).map(|v| v.to_string()),
+            (Some(Conv::Str), Some(at)) => Some(table.text(SUBJECT, r, at)?.to_owned()),
+            _ => None,
+        };
+        let split = match (table.conv(SPLIT), table.at(SPLIT, r)) {
+            (Some(Conv::Str), Some(at)) => Some(table.text(SPLIT, r, at)?.to_owned()),
+            _ => None,
+        };
+        out.push((subject, split));
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Says that `data/train|tuning|held_out/` shards (meds-testing-helpers' "sharded by split" layout) are

@@ -212,6 +212,20 @@ impl Table {
         Ok(n)
     }
 
+    /// Calls `row` on each row of the file in turn, batch by batch, after [`Table::check`] has passed it.
+    pub(super) fn each_row(&mut self, mut row: impl FnMut(&Table, usize) -> Result<()>) -> Result<()> {
+        loop {
+            let n = self.next_batch()?;
+            if n == 0 {
+                return Ok(());
+            }
+            for r in 0..n {
+                self.check(r)?;
+                row(self, r)?;
+            }
+        }
+    }
+
     /// An error where the record API failed on row `r` of the batch, in a column not asked for: text
     /// that is not UTF-8, or a type it could not convert; the value is not shown. Called for each row
     /// before its values are read, so that the first row that failed is the one named.
