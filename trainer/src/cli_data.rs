@@ -54,6 +54,10 @@ pub enum DataCommand {
         /// time=charttime,code=itemid,value=valuenum,text_value=value,unit=valueuom
         #[arg(long, value_parser = parse_columns)]
         columns: Option<data::csv::Columns>,
+        /// a CSV file of local codes and the LOINC or JLAC10 code each is read as (read.code_map;
+        /// columns code, system, loinc, jlac10, unit)
+        #[arg(long)]
+        code_map: Option<PathBuf>,
     },
     /// Training examples from a data config (TOML): labels, subject splits, lab series and note tokens,
     /// one safetensors file per split and manifest.json. Refuses (exit 1) input with blocking findings.
@@ -100,6 +104,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             encoding,
             time_zone,
             columns,
+            code_map,
         } => {
             if !(0.0..=1.0).contains(&max_malformed) {
                 anyhow::bail!("--max-malformed must be a fraction in [0, 1] (got {max_malformed})");
@@ -108,8 +113,17 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             if let Err((key, msg)) = limits.validate() {
                 anyhow::bail!("--{}: {msg}", key.replace('_', "-"));
             }
+            let code_systems: Vec<String> =
+                code_systems.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            let code_map = match code_map {
+                Some(m) => Some(std::sync::Arc::new(
+                    data::code_map::CodeMap::load(&m, &code_systems, encoding, limits)
+                        .map_err(|e| anyhow::anyhow!("--code-map: {e}"))?,
+                )),
+                None => None,
+            };
             let opts = ReadOptions {
-                code_systems: code_systems.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+                code_systems,
                 vitals,
                 identifiers,
                 max_malformed_fraction: max_malformed,
@@ -118,6 +132,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
                 encoding,
                 time_zone,
                 columns: columns.unwrap_or_default(),
+                code_map,
             };
             let (_, report) = match data::read(&path, &opts) {
                 Ok(r) => r,

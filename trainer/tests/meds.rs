@@ -341,7 +341,7 @@ fn a_codes_findings_moved_with_the_kind_of_its_first_event() {
     // one LOINC code read first as a note's type, then as two labs in two units: the unit conflict is
     // the Observations' (their units), and the code's count is all three events
     let mut d = data::Dataset::default();
-    let code = d.code("http://loinc.org", "2160-0");
+    let code = d.code("http://loinc.org", "2160-0", None).0;
     let (mg, umol) = (d.units.get_or_insert("mg/dL"), d.units.get_or_insert("umol/L"));
     let subject = d.subjects.get_or_insert("1");
     let ev = |kind, unit, value| data::Event { subject, time: 0, kind, code, value, unit, text: data::NONE, end: 0 };

@@ -161,9 +161,40 @@ pub struct Report {
     seen: HashSet<u64, std::hash::BuildHasherDefault<Prehashed>>,
     #[serde(skip)]
     duplicates: HashMap<&'static str, u64>,
+    /// the `read.code_map` rows that mapped a code of the input
+    #[serde(skip)]
+    code_map_used: Vec<bool>,
 }
 
 impl Report {
+    /// Counts an event whose code `read.code_map`'s row `row` (of `rows`) mapped.
+    pub fn code_mapped(&mut self, row: u32, rows: usize, resource: &'static str) {
+        if self.code_map_used.len() < rows {
+            self.code_map_used.resize(rows, false);
+        }
+        self.code_map_used[row as usize] = true;
+        self.count(Severity::Info, "code_mapped", resource, "code");
+    }
+
+    /// What the report says of a code map after the read: its rows that mapped no code of the input,
+    /// those whose target is outside the catalogue (read, and no channel takes them), and its rows
+    /// without a target (all info, the map's file named).
+    pub fn code_map_findings(&mut self, map: &super::code_map::CodeMap) {
+        let name = map.path.file_name().map(|n| guard::shown_path(&n.to_string_lossy())).unwrap_or_default();
+        let used = |row: usize| self.code_map_used.get(row).copied().unwrap_or(false);
+        let unused = (0..map.len()).filter(|&r| !used(r)).count();
+        let outside = (0..map.len()).filter(|&r| used(r) && !map.in_catalogue(r as u32)).count();
+        for (kind, n) in [
+            ("code_map_unused", unused),
+            ("code_map_outside_catalogue", outside),
+            ("code_map_without_target", map.unmapped_rows),
+        ] {
+            if n > 0 {
+                self.finding(Severity::Info, kind, "code_map", "code", Some(&name), n as u64);
+            }
+        }
+    }
+
     /// Counts one finding (kind, resource, field) `n` times.
     pub fn finding(
         &mut self,

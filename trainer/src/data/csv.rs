@@ -157,7 +157,10 @@ fn layout(path: &Path, header: &::csv::StringRecord, columns: &Columns) -> Resul
             DataError::Line {
                 path: path.into(),
                 line: 1,
-                msg: format!("the header has no {wanted} (the header read: {})", header_summary(header, columns)),
+                msg: format!(
+                    "the header has no {wanted} (the header read: {})",
+                    header_summary(header, |h| reportable_column(h, columns))
+                ),
             }
         })
     };
@@ -441,12 +444,13 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
 
 /// A header as an error may show it: its printable names with their column numbers, the others counted
 /// (`16 columns: 2 "subject_id", 9 "value", 14 names not printed`).
-fn header_summary(header: &::csv::StringRecord, columns: &Columns) -> String {
+/// `shown` gives a name as it may be printed (`None`: not printed).
+pub(crate) fn header_summary(header: &::csv::StringRecord, shown: impl Fn(&str) -> Option<String>) -> String {
     let n = header.len();
     let mut parts = vec![format!("{n} column{}", if n == 1 { "" } else { "s" })];
     let mut hidden = 0;
     for (i, h) in header.iter().enumerate() {
-        match reportable_column(h, columns) {
+        match shown(h) {
             Some(n) => parts.push(format!("{} {n}", i + 1)),
             None => hidden += 1,
         }
@@ -554,7 +558,7 @@ fn identifiers(v: &str, field: &'static str, sink: &mut Sink) -> bool {
 /// The code system a `system` column's value names: a URI or URN as it is (`http://loinc.org`), the
 /// names LOINC and JLAC10 as theirs; `None` for anything else (a source system's name such as `LIS`,
 /// counted as `system_not_read`, the code then read as a bare one).
-fn code_system(s: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn code_system(s: &str) -> Option<Cow<'_, str>> {
     if s.eq_ignore_ascii_case("loinc") {
         return Some(catalog::LOINC.into());
     }
@@ -685,6 +689,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: &mut super::Report) -> Result<()> {
     let files = super::input_files(path, super::CSV_EXTS, report)?;
     let mut sink = Sink { data, report, opts };
+    let map = opts.code_map.as_ref().and_then(|m| std::fs::canonicalize(&m.path).ok());
     for f in files {
         // a labels file in the same directory is not an input of events
         if f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("labels")) {
@@ -696,6 +701,10 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut super::Dataset, report: 
                 Some(&guard::shown_path(&f.file_name().unwrap_or_default().to_string_lossy())),
                 1,
             );
+            continue;
+        }
+        // nor is the code map, kept beside the files it maps
+        if map.as_ref().is_some_and(|m| std::fs::canonicalize(&f).is_ok_and(|f| &f == m)) {
             continue;
         }
         read_file(&f, &mut sink)?;

@@ -12,6 +12,7 @@ pub mod bounded;
 pub mod catalog;
 pub mod charset;
 pub mod check;
+pub mod code_map;
 pub mod csv;
 pub mod demo;
 pub mod dp_tokenizer;
@@ -163,9 +164,10 @@ pub struct Dataset {
     /// subject ids as the input has them (FHIR Patient ids, MEDS integers as decimal strings)
     pub subjects: Interner,
     pub codes: Vec<Code>,
-    /// code system -> code -> index into `codes` (looked up with borrowed strings: no allocation per
-    /// event)
-    code_index: HashMap<String, HashMap<String, u32>>,
+    /// code system -> code -> (index into `codes`, the `read.code_map` row it was mapped by or `NONE`),
+    /// looked up with borrowed strings: no allocation per event. A mapped code is the key of its
+    /// target's index.
+    code_index: HashMap<String, HashMap<String, (u32, u32)>>,
     pub units: Interner,
     pub texts: Vec<String>,
     pub events: Vec<Event>,
@@ -188,14 +190,21 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    pub fn code(&mut self, system: &str, code: &str) -> u32 {
-        if let Some(i) = self.find_code(system, code) {
-            return i;
+    /// The index of a code, interned on first sight: a code `map` has a row for is the code of its
+    /// target (returned with the row's index; the map is consulted once per distinct code).
+    pub fn code(&mut self, system: &str, code: &str, map: Option<&code_map::CodeMap>) -> (u32, Option<u32>) {
+        if let Some(&(i, row)) = self.code_index.get(system).and_then(|c| c.get(code)) {
+            return (i, (row != NONE).then_some(row));
         }
-        let i = self.codes.len() as u32;
-        self.codes.push(Code { system: system.to_owned(), code: code.to_owned() });
-        self.code_index.entry(system.to_owned()).or_default().insert(code.to_owned(), i);
-        i
+        let (i, row) = match map.and_then(|m| m.get(system, code).map(|row| (m.target(row), row))) {
+            Some((t, row)) => (self.code(t.system, &t.code, None).0, row),
+            None => {
+                self.codes.push(Code { system: system.to_owned(), code: code.to_owned() });
+                ((self.codes.len() - 1) as u32, NONE)
+            }
+        };
+        self.code_index.entry(system.to_owned()).or_default().insert(code.to_owned(), (i, row));
+        (i, (row != NONE).then_some(row))
     }
 
     /// The catalogue row of a code index (looked up once per code).
@@ -297,8 +306,9 @@ impl Dataset {
         self.merged_into.get(&s).copied().unwrap_or(s)
     }
 
+    /// The index of a code read (a mapped local code: its target's).
     pub fn find_code(&self, system: &str, code: &str) -> Option<u32> {
-        self.code_index.get(system)?.get(code).copied()
+        self.code_index.get(system)?.get(code).map(|&(i, _)| i)
     }
 
     /// Sorts events by (subject, time, kind, code): the order featurization and labels expect.
@@ -343,6 +353,8 @@ pub struct ReadOptions {
     pub time_zone: Option<time::Zone>,
     /// CSV header names where the files do not use medtrain's (`read.columns`)
     pub columns: csv::Columns,
+    /// local codes read as LOINC or JLAC10 codes (`read.code_map`)
+    pub code_map: Option<std::sync::Arc<code_map::CodeMap>>,
 }
 
 /// UTC, the zone of zone-less times where `read.time_zone` is absent.
@@ -367,6 +379,7 @@ impl Default for ReadOptions {
             encoding: charset::Choice::Auto,
             time_zone: None,
             columns: csv::Columns::default(),
+            code_map: None,
         }
     }
 }
@@ -567,6 +580,9 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)>
         Format::Meds => meds::read(path, opts, &mut data, &mut report)?,
     }
     report_conversions(&data, &mut report);
+    if let Some(map) = &opts.code_map {
+        report.code_map_findings(map);
+    }
     report.finish(&data, opts);
     if format == Format::Meds {
         meds::name_fields(&mut report);
@@ -650,15 +666,25 @@ impl Sink<'_> {
                 self.report.count(check::Severity::Warning, "no_value", r.kind.as_str(), "value");
                 return;
             }
-            // read in its code's catalogue unit, as before, but said
-            if r.unit.as_deref().is_none_or(str::is_empty) {
-                self.report.count(check::Severity::Warning, "missing_unit", r.kind.as_str(), "unit");
+        }
+        let (code, mapped) = self.data.code(&r.system, &r.code, self.opts.code_map.as_deref());
+        let (mut kind, mut unit) = (r.kind, r.unit.as_deref().filter(|u| !u.is_empty()));
+        if let (Some(row), Some(map)) = (mapped, &self.opts.code_map) {
+            self.report.code_mapped(row, map.len(), kind.as_str());
+            // the map's unit where the event gives none; a local code that is a catalogue vital sign
+            // is one (a CSV reader told labs from vitals by the code)
+            unit = unit.or(map.target(row).unit.as_deref());
+            if kind == EventKind::Lab && self.data.catalogue_row(code).is_some_and(|row| catalog::LABS[row].vital) {
+                kind = EventKind::Vital;
             }
         }
-        let code = self.data.code(&r.system, &r.code);
-        let mut unit = r.unit.as_deref().map_or(NONE, |u| self.data.units.get_or_insert(u));
+        if matches!(kind, EventKind::Lab | EventKind::Vital) && unit.is_none() {
+            // read in its code's catalogue unit, as before, but said
+            self.report.count(check::Severity::Warning, "missing_unit", kind.as_str(), "unit");
+        }
+        let mut unit = unit.map_or(NONE, |u| self.data.units.get_or_insert(u));
         let mut value = r.value;
-        if matches!(r.kind, EventKind::Lab | EventKind::Vital) {
+        if matches!(kind, EventKind::Lab | EventKind::Vital) {
             self.data.to_catalogue_unit(code, &mut unit, &mut value);
         }
         let text = match r.text {
@@ -672,7 +698,7 @@ impl Sink<'_> {
             }
             None => NONE,
         };
-        let e = Event { subject, time: r.time, kind: r.kind, code, value, unit, text, end: r.end };
+        let e = Event { subject, time: r.time, kind, code, value, unit, text, end: r.end };
         self.report.event(self.data, &e);
         if self.opts.keep_events {
             self.data.events.push(e);

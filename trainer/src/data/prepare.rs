@@ -33,6 +33,8 @@
 //!                                    # file's start shows) or a name: "shift_jis", "windows-1252", ...
 //! time_zone = "Asia/Tokyo"           # times written without a zone (CSV, MEDS, FHIR dates): an IANA
 //!                                    # name, "+09:00" or "UTC" (the default)
+//! code_map = "codes.csv"            # local codes read as LOINC/JLAC10: columns code, system, loinc,
+//!                                    # jlac10, unit (see code_map.rs)
 //! [read.columns]                     # CSV header names where they are not medtrain's (any case):
 //! time = "charttime"                 # subject_id, time, code, value, text_value, unit, system, text
 //! code = "itemid"
@@ -244,6 +246,11 @@ pub struct ReadConfig {
     /// CSV header names by role where the files do not use medtrain's
     #[serde(default)]
     pub columns: super::csv::Columns,
+    /// a CSV file of local codes and the LOINC or JLAC10 code each is (see `code_map.rs`)
+    pub code_map: Option<PathBuf>,
+    /// `code_map`, read and checked when the config is resolved
+    #[serde(skip)]
+    pub loaded_code_map: Option<std::sync::Arc<super::code_map::CodeMap>>,
 }
 
 fn default_max_line_bytes() -> u64 {
@@ -273,6 +280,8 @@ impl Default for ReadConfig {
             encoding: None,
             time_zone: None,
             columns: Default::default(),
+            code_map: None,
+            loaded_code_map: None,
         }
     }
 }
@@ -561,6 +570,9 @@ impl DataConfig {
         if let Some(t) = c.features.tokenizer.as_mut() {
             rel(t);
         }
+        if let Some(m) = c.read.code_map.as_mut() {
+            rel(m);
+        }
         let bad = |key: &str, msg: String| DataError::Format {
             path: path.into(),
             msg: format!("config key {table}{key}: {msg}"),
@@ -613,6 +625,17 @@ impl DataConfig {
                     c.features.vocab_size
                 ),
             ));
+        }
+        if let Some(m) = &self.read.code_map {
+            let prefer = self.read_options().code_systems;
+            let map = super::code_map::CodeMap::load(
+                m,
+                &prefer,
+                self.read.encoding().unwrap_or_default(),
+                self.read.limits(),
+            )
+            .map_err(|e| bad("read.code_map", e.to_string()))?;
+            self.read.loaded_code_map = Some(std::sync::Arc::new(map));
         }
         Ok(self)
     }
@@ -697,6 +720,7 @@ impl DataConfig {
             encoding: self.read.encoding().unwrap_or_default(),
             time_zone: self.read.time_zone().unwrap_or_default(),
             columns: self.read.columns.clone(),
+            code_map: self.read.loaded_code_map.clone(),
             ..Default::default()
         };
         if let Some(cs) = &self.read.code_systems {
@@ -745,6 +769,9 @@ pub struct Manifest {
     /// subject's alone ([`super::dp_tokenizer`]); the accountant's delta is the run's minus this
     #[serde(skip_serializing_if = "is_zero")]
     pub dp_delta_added: f64,
+    /// `sha256:` of `read.code_map`'s file, when one mapped local codes
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_map: Option<String>,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -1118,6 +1145,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         label_type,
         sites: site_labels(sites.len()),
         labels_unknown_subjects: unknown,
+        code_map: opts.code_map.as_ref().map(|m| m.sha256.clone()),
         normalization: spec
             .channels
             .iter()

@@ -473,15 +473,26 @@ fn part_of<'a>(whole: &Cow<'a, str>, part: &str) -> Cow<'a, str> {
 }
 
 /// The preferred coding of a concept: the options' systems in order, else the first coding.
-fn pick<'c, 'a>(coding: &'c [Coding<'a>], prefer: &[String]) -> Option<&'c Coding<'a>> {
+fn pick<'c, 'a>(coding: &'c [Coding<'a>], opts: &ReadOptions) -> Option<&'c Coding<'a>> {
     let with_code = |k: &&Coding| k.code.as_deref().is_some_and(|c| !c.is_empty());
     // a preferred JLAC10 matches JLAC10 under any of its names
     let same = |system: &str, p: &str| {
         system == p || (catalog::JLAC10_SYSTEMS.contains(&system) && catalog::JLAC10_SYSTEMS.contains(&p))
     };
-    prefer
+    // a local coding `read.code_map` maps is preferred as the code it is read as
+    fn read_as<'k>(k: &'k Coding<'_>, opts: &ReadOptions) -> Option<&'k str> {
+        let system = k.system.as_deref();
+        match (&opts.code_map, k.code.as_deref()) {
+            (Some(map), Some(code)) => match map.get(system.unwrap_or(""), code) {
+                Some(row) => Some(map.target(row).system),
+                None => system,
+            },
+            _ => system,
+        }
+    }
+    opts.code_systems
         .iter()
-        .find_map(|p| coding.iter().filter(with_code).find(|k| k.system.as_deref().is_some_and(|s| same(s, p))))
+        .find_map(|p| coding.iter().filter(with_code).find(|k| read_as(k, opts).is_some_and(|s| same(s, p))))
         .or_else(|| coding.iter().find(with_code))
 }
 
@@ -755,7 +766,7 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
             scan_only(s, subject.as_ref(), "Observation", fields, &mut out);
         }
     }
-    let kind = if is_lab_category(&o.category) || (o.category.is_empty() && catalogue_code(&o.code)) {
+    let kind = if is_lab_category(&o.category) || (o.category.is_empty() && catalogue_code(&o.code, opts)) {
         EventKind::Lab
     } else if has_code(&o.category, "vital-signs") && opts.vitals {
         EventKind::Vital
@@ -776,13 +787,8 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         return Ok(out);
     }
     let subject = patient_or_unusable!(&o.subject, out, "Observation");
-    let coding = or_unusable!(
-        o.code.as_ref().and_then(|c| pick(&c.coding, &opts.code_systems)),
-        out,
-        "no_code",
-        "Observation",
-        "code.coding"
-    );
+    let coding =
+        or_unusable!(o.code.as_ref().and_then(|c| pick(&c.coding, opts)), out, "no_code", "Observation", "code.coding");
     if partial_date(&[
         o.effective_date_time.as_deref(),
         o.effective_period.as_ref().and_then(|p| p.start.as_deref()),
@@ -842,10 +848,7 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         .iter()
         .filter(|c| c.value_quantity.is_some())
         .filter_map(|c| {
-            c.code
-                .as_ref()
-                .and_then(|k| pick(&k.coding, &opts.code_systems))
-                .map(|k| rec(k, quantity(&c.value_quantity)))
+            c.code.as_ref().and_then(|k| pick(&k.coding, opts)).map(|k| rec(k, quantity(&c.value_quantity)))
         })
         .collect();
     if o.value_quantity.is_none() && !parts.is_empty() {
@@ -870,9 +873,13 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
 /// Whether any coding of an Observation's code is a test of the lab catalogue (LOINC or JLAC10): an
 /// Observation with no category is a laboratory result when its code says so (many exports leave the
 /// category out).
-fn catalogue_code(code: &Option<Coded>) -> bool {
-    code.iter().flat_map(|c| &c.coding).any(|c| match (&c.system, &c.code) {
-        (Some(system), Some(code)) => catalog::lookup(system, code).is_some(),
+fn catalogue_code(code: &Option<Coded>, opts: &ReadOptions) -> bool {
+    code.iter().flat_map(|c| &c.coding).any(|c| match (c.system.as_deref(), c.code.as_deref()) {
+        (Some(system), Some(code)) if catalog::lookup(system, code).is_some() => true,
+        // a local code `read.code_map` maps to one
+        (system, Some(code)) => {
+            opts.code_map.as_ref().is_some_and(|m| m.get(system.unwrap_or(""), code).is_some_and(|r| m.in_catalogue(r)))
+        }
         _ => false,
     })
 }
@@ -942,7 +949,7 @@ fn coded_level(c: &Concept) -> Option<f32> {
 
 fn note_code<'a>(t: &Option<Concept<'a>>, opts: &ReadOptions) -> (Cow<'a, str>, Cow<'a, str>) {
     t.as_ref()
-        .and_then(|c| pick(&c.coding, &opts.code_systems))
+        .and_then(|c| pick(&c.coding, opts))
         .map(|k| (cow(&k.system), cow(&k.code)))
         .unwrap_or_else(|| ("medtrain:note".into(), "note".into()))
 }
