@@ -609,3 +609,12 @@ fn two_roles_read_from_one_column_are_refused() {
     let e = data::read(dir.path(), &ReadOptions { columns, ..Default::default() }).unwrap_err().to_string();
     assert!(e.contains("value and text_value are read from one column (4)") && e.contains("e.csv:1:"), "{e}");
 }
+
+#[test]
+fn a_first_line_that_starts_like_excels_sep_line_is_a_header() {
+    // `sep=;` followed by more on its line panicked (an overflow computing the line's length)
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("e.csv"), "sep=;oinc\r\nLAB//50912//mg/dL;2160-0\r\n").unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("e.csv:1:") && e.contains("the header has no"), "{e}");
+}

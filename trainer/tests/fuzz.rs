@@ -336,6 +336,35 @@ fn fuzz_csv_rows() {
 }
 
 #[test]
+fn fuzz_code_map() {
+    // the local codes the seeds map, read through whatever map the input loads as
+    const EVENTS: &str = "subject_id,time,code,value,unit\n1,2024-01-01,50912,1.1,mg/dL\n1,2024-01-01,220045,72,\n\
+                          2,2024-01-02,CRE,88,umol/L\n2,2024-01-02,K,4.1,\n2,2024-01-02,LAB//50912//mg/dL,0.9,\n";
+    fuzz("code_map", |dir, input| {
+        let path = dir.join("map.csv");
+        std::fs::write(&path, input).unwrap();
+        let prefer = ReadOptions::default().code_systems;
+        let map = match data::code_map::CodeMap::load(&path, &prefer, Default::default(), Default::default()) {
+            Err(e) => return vec![e.to_string()],
+            Ok(m) => std::sync::Arc::new(m),
+        };
+        let events = dir.join("events.csv");
+        std::fs::write(&events, EVENTS).unwrap();
+        let opts = ReadOptions { code_map: Some(map.clone()), ..Default::default() };
+        let (mut data, mut report) = (Dataset::default(), Report::default());
+        let mut sink = Sink { data: &mut data, report: &mut report, opts: &opts };
+        let mut shown = vec![format!("{map:?}")];
+        if let Err(e) = data::csv::read_file(&events, &mut sink) {
+            shown.push(e.to_string());
+        }
+        report.code_map_findings(&map);
+        report.finish(&data, &opts);
+        shown.extend(report_texts(&report));
+        shown
+    });
+}
+
+#[test]
 fn fuzz_meds_batch() {
     fuzz("meds", |dir, input| {
         let root = dir.join("meds");

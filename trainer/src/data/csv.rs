@@ -241,12 +241,14 @@ impl Table {
         // Excel's `sep=;` line names the delimiter and is no header
         let sep = match start {
             [b's', b'e', b'p', b'=', d, rest @ ..] if matches!(d, b',' | b';' | b'\t' | b'|') => {
+                // `sep=;` alone on its line (a header `sep=;x,...` is a header; `5 + eol` was computed
+                // for it too, an overflow that panicked)
                 let eol = match rest {
-                    [b'\r', b'\n', ..] => 2,
-                    [b'\n', ..] | [b'\r', ..] => 1,
-                    _ => usize::MAX,
+                    [b'\r', b'\n', ..] => Some(2),
+                    [b'\n', ..] | [b'\r', ..] => Some(1),
+                    _ => None,
                 };
-                (eol != usize::MAX).then_some((*d, 5 + eol))
+                eol.map(|eol| (*d, 5 + eol))
             }
             _ => None,
         };

@@ -628,6 +628,9 @@ struct DataSource {
     /// the label file's SHA-256 (a label directory: each file's path and SHA-256, a line each)
     labels_sha256: Option<String>,
     tokenizer_sha256: Option<String>,
+    /// `read.code_map`'s `sha256:` as the config load read it (absent in runs from before the key)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code_map_sha256: Option<String>,
 }
 
 const DATA_SOURCE: &str = "data.source.json";
@@ -665,7 +668,8 @@ impl DataSource {
             }
         };
         let tokenizer = dc.features.tokenizer.as_ref().map(|p| sha("data.features.tokenizer", p)).transpose()?;
-        Ok(DataSource { data, labels_sha256: labels, tokenizer_sha256: tokenizer })
+        let code_map = dc.read.loaded_code_map.as_ref().map(|m| m.sha256.clone());
+        Ok(DataSource { data, labels_sha256: labels, tokenizer_sha256: tokenizer, code_map_sha256: code_map })
     }
 
     fn read(run_dir: &Path) -> Option<Self> {
@@ -860,7 +864,7 @@ fn train_on<B: Backend + 'static>(
                     // the steps taken were on these data: the config must still describe them
                     if kept.as_ref().is_some_and(|k| *k != source) {
                         return Err(TrainError::Invalid(format!(
-                            "--resume: the config's [data] table (or the label file or tokenizer it names) changed \
+                            "--resume: the config's [data] table (or the label file, tokenizer or code map it names) changed \
                              since {} was prepared; the run continues on the data it started with: restore them, or \
                              start a new run",
                             dir.display()
