@@ -618,3 +618,51 @@ fn a_first_line_that_starts_like_excels_sep_line_is_a_header() {
     let e = data::read(dir.path(), &ReadOptions::default()).unwrap_err().to_string();
     assert!(e.contains("e.csv:1:") && e.contains("the header has no"), "{e}");
 }
+
+#[test]
+fn wide_files_of_one_column_per_test() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(
+        dir.path().join("in/sheet.csv"),
+        "Subject_ID,Time,Creatinine (mg/dL),CRP[mg/dL],AST（U/L）,heart_rate,age,カリウム,K\n\
+         1,2024/01/05 8:00,1.1,0.3,25,72,67,4.1,x\n\
+         1,2024/01/06 8:00,,<0.1,NA,80,67,,\n\
+         2,2024/01/05 9:00,,,,,54,,4.4\n",
+    )
+    .unwrap();
+    // a local column name the code map maps (and its unit)
+    let map = dir.path().join("map.csv");
+    std::fs::write(&map, "code,loinc,unit\nカリウム,2823-3,mmol/L\n").unwrap();
+    let prefer = ReadOptions::default().code_systems;
+    let map = data::code_map::CodeMap::load(&map, &prefer, Default::default(), Default::default()).unwrap();
+    let opts = ReadOptions { code_map: Some(std::sync::Arc::new(map)), ..Default::default() };
+    let (d, r) = read(&dir.path().join("in"), &opts);
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    // empty cells are tests not done: no events, no findings
+    assert_eq!(d.events.len(), 7, "{:?}", r.findings);
+    assert_eq!(d.subjects.len(), 1);
+    let code = |c: &str| d.find_code("http://loinc.org", c).unwrap();
+    let of = |c: u32| d.events.iter().filter(|e| e.code == c).map(|e| e.value).collect::<Vec<f32>>();
+    assert_eq!(of(code("2160-0")), [1.1]);
+    assert_eq!(of(code("1988-5")), [0.3, 0.1]);
+    assert_eq!(of(code("2823-3")), [4.1]);
+    let hr = code("8867-4");
+    assert!(d.events.iter().filter(|e| e.code == hr).all(|e| e.kind == data::EventKind::Vital));
+    // a unit keeps its case (U/L, not u/l)
+    assert!(d.units.names.iter().any(|u| u == "U/L") && !d.units.names.iter().any(|u| u == "u/l"));
+    assert_eq!(findings(&r, "wide_layout"), [("header".to_owned(), 1)]);
+    assert_eq!(findings(&r, "wide_column_not_read"), [("header".to_owned(), 2)]);
+    assert_eq!(findings(&r, "censored_value"), [("value".to_owned(), 1)]);
+    assert_eq!(findings(&r, "missing_unit"), [("unit".to_owned(), 2)]);
+    // a phone number in a test's cell is an identifier finding, never a value
+    std::fs::write(dir.path().join("in/sheet.csv"), "subject_id,time,crp\n1,2024-01-05,090-1234-5678\n").unwrap();
+    let (d, r) = read(&dir.path().join("in"), &ReadOptions::default());
+    assert!(r.blocking && d.events.iter().all(|e| e.value.is_nan()), "{:?}", r.findings);
+    assert!(!r.render().contains("090-1234-5678"));
+    // no column of a test: the error says what a file needs, printing no unknown name
+    std::fs::write(dir.path().join("in/sheet.csv"), "subject_id,time,Tanaka,07012345678\n1,2024-01-05,1,2\n").unwrap();
+    let e = data::read(&dir.path().join("in"), &ReadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("sheet.csv:1:") && e.contains("nor a column a catalogue test or read.code_map names"), "{e}");
+    assert!(!e.contains("Tanaka") && !e.contains("07012345678"), "{e}");
+}

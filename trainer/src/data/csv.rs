@@ -1,7 +1,9 @@
 //! CSV input: event files `subject_id,time,code,value,unit` and note files `subject_id,time,text`,
 //! told apart by their header. `code` is `system|code`, a code of the system a `system` column names, or
 //! a bare code: a catalogue test name such as `creatinine` or a catalogue LOINC code (`2160-0`) is that
-//! LOINC code, a catalogue JLAC10 code is JLAC10, any other is of the system `medtrain:csv`. `time` is
+//! LOINC code, a catalogue JLAC10 code is JLAC10, any other is of the system `medtrain:csv`. A file with
+//! neither `code` nor `value` is wide: one column per test, its header the test's bare code (or a code
+//! `read.code_map` maps) with its unit in brackets, each filled cell an event. `time` is
 //! a FHIR date/dateTime or a spreadsheet's `2024/01/05 8:30`. A CSV directory is every `*.csv` in it,
 //! in name order. Files are decoded and split as [`Table`] says.
 
@@ -29,15 +31,61 @@ enum Layout {
         text: usize,
         columns: usize,
     },
+    /// One column per test, as spreadsheets and many hospital extracts are: `subject_id,time,
+    /// creatinine,crp (mg/dL),2160-0,...`; each filled cell an event of its column's test.
+    Wide {
+        subject: usize,
+        time: usize,
+        tests: Vec<WideColumn>,
+        columns: usize,
+    },
+}
+
+/// A test column of a wide file: where it is, the code its header names, the unit it gives.
+struct WideColumn {
+    at: usize,
+    system: Cow<'static, str>,
+    code: String,
+    unit: Option<String>,
+    vital: bool,
 }
 
 impl Layout {
     /// The header's field count, which every row must have.
     fn columns(&self) -> usize {
         match *self {
-            Layout::Events { columns, .. } | Layout::Notes { columns, .. } => columns,
+            Layout::Events { columns, .. } | Layout::Notes { columns, .. } | Layout::Wide { columns, .. } => columns,
         }
     }
+}
+
+/// A wide file's column header as a test: a catalogue test's name, LOINC or JLAC10 code, or a local
+/// code `read.code_map` maps (without a system), optionally followed by its unit in brackets or
+/// parentheses (`creatinine (mg/dL)`, `CRP[mg/dL]`, `Cre（mg/dL）`); `None` for any other column.
+fn wide_column(at: usize, raw: &str, map: Option<&super::code_map::CodeMap>) -> Option<WideColumn> {
+    let raw = raw.trim();
+    let mut name = raw;
+    let mut unit = None;
+    for (open, close) in [('(', ')'), ('[', ']'), ('（', '）'), ('［', '］')] {
+        if let Some(inner) = raw.strip_suffix(close) {
+            if let Some(i) = inner.rfind(open) {
+                let u = inner[i + open.len_utf8()..].trim();
+                if !u.is_empty() && i > 0 {
+                    (name, unit) = (inner[..i].trim(), Some(u.to_owned()));
+                    break;
+                }
+            }
+        }
+    }
+    let lower = name.to_lowercase();
+    let (system, code) = [name, lower.as_str()]
+        .into_iter()
+        .map(bare_code)
+        .find(|(system, _)| system != "medtrain:csv")
+        .map(|(s, c)| (s, c.into_owned()))
+        .or_else(|| map.and_then(|m| m.get("medtrain:csv", name)).map(|_| ("medtrain:csv".into(), name.to_owned())))?;
+    let vital = catalog::lookup(&system, &code).is_some_and(|l| l.vital);
+    Some(WideColumn { at, system, code, unit, vital })
 }
 
 /// The columns of CSV input where its files do not use medtrain's names (`[read.columns]`, `data check
@@ -124,7 +172,8 @@ impl Columns {
 /// The columns of a CSV file from its header (names trimmed and lower-cased by [`Table::open`]):
 /// notes when it has `text`, else events; MEDS' names `numeric_value` (for `value`) and `text_value`
 /// are read too, and a `system` column naming each code's system; `read.columns` names others.
-fn layout(path: &Path, header: &::csv::StringRecord, columns: &Columns) -> Result<Layout> {
+fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
+    let (header, columns) = (&table.header, &opts.columns);
     let col = |n: &str| header.iter().position(|h| h == n);
     let shown = |h: &str| reportable_column(h, columns).unwrap_or_else(|| "(a name that is not printed)".into());
     if let Some((i, h)) = header.iter().enumerate().find(|(i, h)| header.iter().take(*i).any(|o| o == *h)) {
@@ -170,6 +219,30 @@ fn layout(path: &Path, header: &::csv::StringRecord, columns: &Columns) -> Resul
             time: need("time", &["time"])?,
             text: need("text", &["text"])?,
             columns: header.len(),
+        });
+    }
+    // no code and no value column: one column per test
+    if find("code", &["code"]).is_none() && find("value", &["value", "numeric_value"]).is_none() {
+        let (subject, time) = (need("subject_id", &["subject_id"])?, need("time", &["time"])?);
+        let roles: Vec<usize> = Columns::ROLES.iter().filter_map(|r| find(r, &[r])).collect();
+        let tests: Vec<WideColumn> = table
+            .raw_header
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !roles.contains(i))
+            .filter_map(|(i, h)| wide_column(i, h, opts.code_map.as_deref()))
+            .collect();
+        if !tests.is_empty() {
+            return Ok(Layout::Wide { subject, time, tests, columns: header.len() });
+        }
+        return Err(DataError::Line {
+            path: path.into(),
+            line: 1,
+            msg: format!(
+                "the header has no \"code\" column (or name it with read.columns.code), nor a column a catalogue \
+                 test or read.code_map names, as a file of one column per test has (the header read: {})",
+                header_summary(header, |h| reportable_column(h, columns))
+            ),
         });
     }
     let (subject, time, code) =
@@ -220,6 +293,8 @@ fn layout(path: &Path, header: &::csv::StringRecord, columns: &Columns) -> Resul
 pub(crate) struct Table {
     pub rdr: ::csv::Reader<Box<dyn std::io::Read>>,
     pub header: ::csv::StringRecord,
+    /// the header as written (trimmed): a wide file's units keep their case (`U/L` is not `u/l`)
+    pub raw_header: ::csv::StringRecord,
     pub budget: super::bounded::CsvBudget,
     pub encoding: &'static encoding_rs::Encoding,
     /// the encoding was told from the file's bytes (no config key or byte-order mark said it)
@@ -274,11 +349,13 @@ impl Table {
             _ => DataError::Format { path: path.into(), msg: format!("cannot read the header: {e}") },
         })?;
         // header names are matched trimmed and in any case (Excel and SQL exports capitalize them)
+        let raw_header: ::csv::StringRecord = header.iter().map(str::trim).collect();
         let header = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
         budget.record_done();
         Ok(Table {
             rdr,
             header,
+            raw_header,
             budget,
             encoding: opened.encoding,
             guessed: opened.chosen == charset::Chosen::Guessed,
@@ -395,7 +472,15 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     sink.report.bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut table = Table::open(path, sink.opts.encoding, sink.opts.limits)?;
-    let layout = layout(path, &table.header, &sink.opts.columns)?;
+    let layout = layout(path, &table, sink.opts)?;
+    if let Layout::Wide { tests, columns, .. } = &layout {
+        // which columns were not read is said, never their names (a header may be a row of data)
+        let unread = columns - 2 - tests.len();
+        sink.report.finding(Severity::Info, "wide_layout", "csv", "header", None, 1);
+        if unread > 0 {
+            sink.report.finding(Severity::Info, "wide_column_not_read", "csv", "header", None, unread as u64);
+        }
+    }
     // counted in files (a directory of a thousand files is one finding)
     if table.encoding != encoding_rs::UTF_8 {
         // told from the bytes: a guess, said as a warning (read.encoding names it for certain)
@@ -658,6 +743,36 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 text: None,
                 end: i64::MIN,
             });
+        }
+        Layout::Wide { subject, time: t, ref tests, .. } => {
+            let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
+            let time = get(t).ok_or("no time")?;
+            if time.is_empty() {
+                sink.report.count(Severity::Info, "static_event", "csv", "time");
+                return Ok(());
+            }
+            let time = sink.time(parse_time(time).ok_or("unreadable time")?).ok_or("unreadable time")?;
+            // an empty cell is a test not done: no event, and nothing to count
+            for c in tests {
+                let Some(v) = get(c.at).filter(|v| !missing(v)) else { continue };
+                let (kind, value) = match result(v, "value", sink) {
+                    Value::Level(level) => (EventKind::Coded, level),
+                    Value::Number(v) if c.vital => (EventKind::Vital, v),
+                    Value::Number(v) => (EventKind::Lab, v),
+                    Value::Text => (EventKind::Lab, f32::NAN),
+                };
+                sink.push(Rec {
+                    subject: subject.into(),
+                    time,
+                    kind,
+                    system: Cow::Borrowed(&c.system),
+                    code: Cow::Borrowed(&c.code),
+                    value,
+                    unit: c.unit.as_deref().map(Cow::Borrowed),
+                    text: None,
+                    end: i64::MIN,
+                });
+            }
         }
         Layout::Notes { subject, time: t, text, .. } => {
             let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
