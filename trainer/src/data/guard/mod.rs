@@ -9,7 +9,8 @@
 //!   brackets; ungrouped 10-digit landlines and 11-digit 050/070/080/090 mobiles; glued to `TEL`/`FAX`),
 //!   international numbers (+ and 8 to 15 digits), North American (3-3-4) numbers; each also after a
 //!   list number that joins its run (`(2) 090-1234-5678`, `1) 03-1234-5678`, `3. 0312345678`,
-//!   `1.090-1234-5678` when the number after the period is grouped by a mark);
+//!   `1.090-1234-5678` when the number after the period is grouped by a mark; after a word's period,
+//!   `No.1.090-1234-5678`, `ID.0312345678`);
 //! - [`email`]: e-mail addresses, also with non-ASCII local parts or domains and a full-width `＠`;
 //! - [`name`]: names introduced by a cue (氏名, 患者名, 名前, `Name:`), before an honorific (様, さん,
 //!   殿, 君, 氏), or after a title (Mr., Mrs., Ms., Dr.);
@@ -322,7 +323,7 @@ mod tests {
         "スミス|ヘルパー|です|に|は|より|電話|example|com|jp|.jp|例え|ｱｲｳ|\n|é|ß|Ａ|ａ|％|＿|，|ID|lot|10:30|2024-03-05|",
         "1.23|mg/dL|😀|a.b@example.com|連絡先taro@例え.jp|090-1234-5678|03-1234-5678|0312345678|",
         "09012345678|+81 90|(03)|(03) 5555 6473|(090) |123456789018|1234 5678 9018|555-123-4567|TEL0312345678|",
-        "(2) |1) |３．|（２）|1.|1.090|3.5-4.0",
+        "(2) |1) |３．|（２）|1.|1.090|3.5-4.0|No.|Ｎｏ．|e.g.",
     );
 
     /// The one pass finds exactly what the four scanners' own passes find, on random text made of the

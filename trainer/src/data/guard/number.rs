@@ -198,6 +198,9 @@ pub(super) struct Before<'t> {
     prev: Option<char>,
     /// that char is a `.` after a phone cue (`Tel.03-...`)
     dot_cue: bool,
+    /// that char is a `.` after an ASCII letter (`No.1.090-...`, `Tel.`): an abbreviation's period,
+    /// not a decimal point, so a number after it starts a run
+    dot_word: bool,
     /// the ASCII letters right before it (at least their last 6 bytes: all that [`phone_cue`] reads)
     letters: &'t str,
     /// the char before is the period of a list number (`1.090-1234-5678`): set on [`run_at`]'s second
@@ -223,14 +226,15 @@ impl<'t> Before<'t> {
     /// goes; at a position that no run covers, both are the same function of the text before it.
     pub(super) fn at(text: &'t str, i: usize) -> Self {
         let Some((p, c)) = text[..i].char_indices().next_back() else {
-            return Before { prev: None, dot_cue: false, letters: "", list_period: false };
+            return Before { prev: None, dot_cue: false, dot_word: false, letters: "", list_period: false };
         };
         let prev = fold(c);
-        let dot_cue = prev == '.' && {
+        let dot_word = prev == '.' && text[..p].chars().next_back().is_some_and(|l| fold(l).is_ascii_alphabetic());
+        let dot_cue = dot_word && {
             let start = letters_start(text, p);
             start < p && phone_cue(&text[start..p])
         };
-        Before { prev: Some(prev), dot_cue, letters: &text[letters_start(text, i)..i], list_period: false }
+        Before { prev: Some(prev), dot_cue, dot_word, letters: &text[letters_start(text, i)..i], list_period: false }
     }
 }
 
@@ -290,7 +294,7 @@ fn read_run(
     let lead = (c == '+' || c == '(') && is_digit(at(text, next));
     let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
     let glued = prev.is_some_and(|p| p.is_ascii_digit() || matches!(p, '_' | ',' | '@'))
-        || (prev == Some('.') && !before.dot_cue && !before.list_period);
+        || (prev == Some('.') && !before.dot_word && !before.list_period);
     if !(c.is_ascii_digit() || lead) || glued {
         return None;
     }
@@ -367,18 +371,21 @@ pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
     let mut word_start = 0;
     // the previous char is a `.` after a phone cue (`Tel.03-...`)
     let mut dot_cue = false;
+    // the previous char is a `.` after an ASCII letter
+    let mut dot_word = false;
     while let Some((c, next)) = at(text, i) {
         *ops += 1;
-        let before = Before { prev, dot_cue, letters: &text[word_start..i], list_period: false };
+        let before = Before { prev, dot_cue, dot_word, letters: &text[word_start..i], list_period: false };
         if let Some((j, last)) = run_at(text, i, c, next, &before, found, ops) {
             prev = Some(last);
-            dot_cue = false;
+            (dot_cue, dot_word) = (false, false);
             word_start = j;
             i = j;
             continue;
         }
         let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
-        dot_cue = c == '.' && prev_letter && phone_cue(&text[word_start..i]);
+        dot_word = c == '.' && prev_letter;
+        dot_cue = dot_word && phone_cue(&text[word_start..i]);
         if !prev_letter || !c.is_ascii_alphabetic() {
             word_start = i;
         }
@@ -458,6 +465,25 @@ mod tests {
             "2.2024-03-05",
             "1.123456789018",
         ] {
+            assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));
+        }
+    }
+
+    /// `No.1.090-1234-5678`: the period of `No.` glued the list number to the word as a decimal's
+    /// fraction would be, and nothing after it was read.
+    #[test]
+    fn phone_after_an_abbreviations_period_was_missed() {
+        for t in [
+            "No.1.090-1234-5678",
+            "no.2 03-1234-5678",
+            "Ｎｏ．１．０９０－１２３４－５６７８",
+            "ID.0312345678",
+            "e.g.090-1234-5678",
+        ] {
+            assert_eq!(kinds(t), [IdentifierKind::Phone], "{t}");
+        }
+        // short numbers after a word's period stay what they were
+        for t in ["No.1", "Fig.12", "vol.3.5-4.0", "ver.1.0901234567", "No.1.090"] {
             assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));
         }
     }
