@@ -250,7 +250,7 @@ fn valid_resources_without_a_time_patient_or_code_are_counted_not_malformed() {
     std::fs::write(dir.path().join("Observation.ndjson"), obs.join("\n")).unwrap();
     let enc = r#"{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},"subject":{"reference":"Patient/a"}}"#;
     std::fs::write(dir.path().join("Encounter.ndjson"), enc).unwrap();
-    // a Bundle on a line of its own: its entries are not read, and that is said
+    // a Bundle on a line of its own: its entries are read as lines (they were not read before)
     let bundle = format!(r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{good}}}]}}"#);
     std::fs::write(dir.path().join("Bundle.ndjson"), bundle).unwrap();
     let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
@@ -270,8 +270,8 @@ fn valid_resources_without_a_time_patient_or_code_are_counted_not_malformed() {
     assert_eq!(count("no_code", "Observation"), 1, "{v}");
     assert_eq!(count("no_time", "Encounter"), 1, "{v}");
     assert_eq!(count("malformed_line", "-"), 0, "{v}");
-    assert_eq!(count("bundle_not_read", "Bundle"), 1, "{v}");
-    assert_eq!(v["events"]["lab"], 1);
+    assert_eq!(count("bundle_not_read", "Bundle"), 0, "{v}");
+    assert_eq!(v["events"]["lab"], 2);
     // a year or a month only: read at its first day, and counted
     let partial = good.replace("2024-01-02", "2013");
     std::fs::write(dir.path().join("Observation.ndjson"), format!("{good}\n{partial}\n")).unwrap();
@@ -281,7 +281,8 @@ fn valid_resources_without_a_time_patient_or_code_are_counted_not_malformed() {
         v["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "partial_date").collect();
     assert_eq!(partial_dates.len(), 1, "{v}");
     assert_eq!(partial_dates[0]["count"], 1);
-    assert_eq!(v["events"]["lab"], 2);
+    // (and the Bundle's entry)
+    assert_eq!(v["events"]["lab"], 3);
     // an encounter's and a note's likewise
     let enc = enc.replace(r#""subject""#, r#""period":{"start":"2013-05"},"subject""#);
     std::fs::write(dir.path().join("Encounter.ndjson"), enc).unwrap();

@@ -474,7 +474,7 @@ pub enum Format {
 pub fn detect(path: &Path) -> Result<Format> {
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     if meta.is_file() {
-        if has_ext(path, FHIR_EXTS) {
+        if has_ext(path, FHIR_EXTS) || has_ext(path, FHIR_JSON_EXTS) {
             return Ok(Format::Fhir);
         }
         if has_ext(path, CSV_EXTS) {
@@ -482,7 +482,7 @@ pub fn detect(path: &Path) -> Result<Format> {
         }
         return Err(DataError::Format {
             path: path.into(),
-            msg: "not an .ndjson, .ndjson.gz, .csv(.gz) or .tsv(.gz) file".into(),
+            msg: "not an .ndjson, .ndjson.gz, .json(.gz) (a FHIR Bundle), .csv(.gz) or .tsv(.gz) file".into(),
         });
     }
     // a MEDS root: data/ beside metadata/, or data/ holding parquet shards (metadata/ is optional for
@@ -501,14 +501,23 @@ pub fn detect(path: &Path) -> Result<Format> {
     if entries.iter().any(|p| has_ext(p, CSV_EXTS)) {
         return Ok(Format::Csv);
     }
+    // FHIR documents (Synthea's `fhir/` directory: a Bundle per patient)
+    if entries.iter().any(|p| has_ext(p, FHIR_JSON_EXTS)) {
+        return Ok(Format::Fhir);
+    }
     Err(DataError::Format {
         path: path.into(),
-        msg: "holds no FHIR NDJSON (*.ndjson, *.ndjson.gz), MEDS (data/*.parquet) or CSV (*.csv, *.tsv, gzipped or not) input".into(),
+        msg: "holds no FHIR NDJSON (*.ndjson, *.ndjson.gz) or JSON Bundles (*.json, *.json.gz), MEDS \
+              (data/*.parquet) or CSV (*.csv, *.tsv, gzipped or not) input"
+            .into(),
     })
 }
 
 /// The file names a FHIR export's files end with, and a CSV input's (compared without case).
 pub const FHIR_EXTS: &[&str] = &[".ndjson", ".ndjson.gz"];
+/// FHIR JSON documents (a Bundle, or one resource, per file: Synthea's output, a server's search
+/// results), read where a directory has no NDJSON file.
+pub const FHIR_JSON_EXTS: &[&str] = &[".json", ".json.gz"];
 /// CSV input files (`.tsv`: the tab-separated files Excel and databases write; the delimiter is the
 /// header line's in either), gzipped or not (MIMIC-IV's `labevents.csv.gz`).
 pub const CSV_EXTS: &[&str] = &[".csv", ".tsv", ".csv.gz", ".tsv.gz"];

@@ -422,6 +422,9 @@ struct LineOut<'a> {
     /// free text that is scanned and not kept (`Observation.note`), to search for its subject's own
     /// identifiers too: the subject, and (resource, field of a finding, text)
     unkept: Option<(Cow<'a, str>, Vec<(&'static str, &'static str, String)>)>,
+    /// a Bundle's entries: each resource's own output, with the lines its start lies below the
+    /// Bundle's (a `.json` document is written over many lines)
+    entries: Vec<(u64, LineOut<'a>)>,
 }
 
 impl LineOut<'_> {
@@ -1348,8 +1351,13 @@ fn narrative_identifiers(div: &str, own: &[(IdentifierKind, String)], resource: 
     }
 }
 
-fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
-    let p: Patient = from_line(line).map_err(|_| invalid_at::<Patient>(line, "not a valid Patient"))?;
+fn patient<'a>(line: &'a [u8], full_url_id: Option<&str>) -> std::result::Result<LineOut<'a>, Bad> {
+    let mut p: Patient = from_line(line).map_err(|_| invalid_at::<Patient>(line, "not a valid Patient"))?;
+    // a Patient of a Bundle without an id is the one its entry's `urn:uuid:` names (the references
+    // of a transaction Bundle name it so)
+    if p.id.is_none() {
+        p.id = full_url_id.map(|id| Str(Cow::Owned(id.to_owned())));
+    }
     let mut out = LineOut { resource: Some("Patient"), ..Default::default() };
     let mut own = Vec::new();
     let d = demographics::Demographics {
@@ -1415,8 +1423,66 @@ fn patient(line: &[u8]) -> std::result::Result<LineOut<'_>, Bad> {
     Ok(out)
 }
 
+/// Entries of a Bundle above which they are parsed in parallel.
+const PARALLEL_ENTRIES: usize = 64;
+
+/// A Bundle's entries, each resource parsed as a line of its own would be ([`parse_entry`]), in
+/// entry order; an entry without a resource (a transaction's `DELETE`) is none.
+fn bundle<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
+    use rayon::prelude::*;
+    #[derive(Deserialize)]
+    struct Entry<'a> {
+        #[serde(rename = "fullUrl", borrow)]
+        full_url: Option<Str<'a>>,
+        #[serde(borrow)]
+        resource: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Bundle<'a> {
+        #[serde(default, borrow)]
+        entry: Vec<Entry<'a>>,
+    }
+    let b: Bundle = from_line(line).map_err(|_| invalid_at::<Bundle>(line, "not a valid Bundle"))?;
+    // each entry's resource, with the lines it starts below the Bundle's first
+    let mut below = 0u64;
+    let mut from = 0usize;
+    let resources: Vec<(u64, &'a [u8], Option<&Str<'a>>)> = b
+        .entry
+        .iter()
+        .filter_map(|e| {
+            let raw = e.resource?.get().as_bytes();
+            // a borrowed raw value lies inside the line
+            let at = (raw.as_ptr() as usize).checked_sub(line.as_ptr() as usize).filter(|&a| a <= line.len())?;
+            below += memchr::memchr_iter(b'\n', &line[from.min(at)..at]).count() as u64;
+            from = at;
+            Some((below, raw, e.full_url.as_ref()))
+        })
+        .collect();
+    let parse = |&(below, raw, full_url): &(u64, &'a [u8], Option<&Str<'a>>)| {
+        let id = full_url.and_then(|u| u.trim().strip_prefix("urn:uuid:")).filter(|id| !id.is_empty());
+        (below, parse_entry(raw, opts, id, true))
+    };
+    let entries = if resources.len() >= PARALLEL_ENTRIES {
+        resources.par_iter().map(parse).collect()
+    } else {
+        resources.iter().map(parse).collect()
+    };
+    Ok(LineOut {
+        resource: Some(reportable::resource_type("Bundle").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
+        entries,
+        ..Default::default()
+    })
+}
+
 fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
-    let mut out = parse_resource(line, opts).unwrap_or_else(LineOut::bad);
+    parse_entry(line, opts, None, false)
+}
+
+/// [`parse_line`] of a resource that may be a Bundle's entry: `full_url_id` the id its entry's
+/// `fullUrl` (`urn:uuid:...`) gives it, `in_bundle` whether it is one (a Bundle inside a Bundle is not
+/// read: one level of entries).
+fn parse_entry<'a>(line: &'a [u8], opts: &ReadOptions, full_url_id: Option<&str>, in_bundle: bool) -> LineOut<'a> {
+    let mut out = parse_resource(line, opts, full_url_id, in_bundle).unwrap_or_else(LineOut::bad);
     // one searcher for every line (built per call, it cost more than the search)
     static CONTAINED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"contained\""));
@@ -1531,7 +1597,12 @@ fn contained_patient(c: &serde_json::Value, resource: &'static str, out: &mut Li
     }
 }
 
-fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
+fn parse_resource<'a>(
+    line: &'a [u8],
+    opts: &ReadOptions,
+    full_url_id: Option<&str>,
+    in_bundle: bool,
+) -> std::result::Result<LineOut<'a>, Bad> {
     const OBS: &[u8] = br#"{"resourceType":"Observation""#;
     if line.starts_with(OBS) {
         return observation(line, opts);
@@ -1547,10 +1618,12 @@ fn parse_resource<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result
         "DocumentReference" => document_reference(line, opts),
         "Composition" => composition(line, opts),
         "Encounter" => encounter(line, opts),
-        "Patient" => patient(line),
+        "Patient" => patient(line, full_url_id),
         "RelatedPerson" => related_person::related_person(line, None),
         "Person" => person::person(line, None),
-        // a bulk export has one resource per line: the resources inside a Bundle are not read, and said
+        // a Bundle (a line of one, a `.json` document as Synthea and FHIR servers write them): its
+        // entries are read as lines; a Bundle inside one is not read, and said
+        "Bundle" if !in_bundle => bundle(line, opts),
         "Bundle" => Ok(LineOut {
             resource: Some(reportable::resource_type("Bundle").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
             ..Default::default()

@@ -231,13 +231,54 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     Ok(())
 }
 
+/// Why a `.json` document is not read.
+const DOCUMENT_TOO_LONG: &str = "a .json document longer than read.max_line_bytes";
+
+/// Reads one JSON document (`.json`, `.json.gz`: a Bundle, as Synthea and FHIR servers write them, or
+/// one resource) into the sink: a line of its own as far as `read.max_line_bytes` is concerned, its
+/// entries' findings at the lines they start on.
+pub fn read_document(path: &Path, sink: &mut Sink) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let opts = sink.opts;
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let mut bytes = Vec::new();
+    data::bounded::open(path, file, opts.limits)
+        .take(opts.limits.max_line_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::io(path, e))?;
+    sink.report.bytes += bytes.len() as u64;
+    sink.report.lines += 1;
+    sink.report.files += 1;
+    if bytes.len() as u64 > opts.limits.max_line_bytes {
+        sink.report.malformed_line(&name, 1, DOCUMENT_TOO_LONG);
+        return Ok(());
+    }
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let out = parse_line(text, opts);
+    apply(sink, &name, 1, out);
+    Ok(())
+}
+
+/// Reads an input file: a `.json` document ([`read_document`]) or NDJSON ([`read_file`]).
+fn read_any(path: &Path, sink: &mut Sink) -> Result<()> {
+    if data::has_ext(path, data::FHIR_JSON_EXTS) {
+        read_document(path, sink)
+    } else {
+        read_file(path, sink)
+    }
+}
+
 /// Reads one NDJSON line (number `line` of `file`) into the sink, as [`read_file`] does with each line.
 pub fn read_line(sink: &mut Sink, file: &str, line: u64, bytes: &[u8]) {
     let out = parse_line(bytes, sink.opts);
     apply(sink, file, line, out);
 }
 
-fn apply(sink: &mut Sink, file: &str, line: u64, out: LineOut<'_>) {
+fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
+    // a Bundle's entries, each as the line of its own it would be (at the line it starts on)
+    for (below, entry) in std::mem::take(&mut out.entries) {
+        apply(sink, file, line + below, entry);
+    }
     if let Some(reason) = out.bad {
         sink.report.malformed_line(file, line, reason);
         return;
@@ -377,7 +418,9 @@ fn check_early_notes(sink: &mut Sink) {
 /// Reads a FHIR bulk export: a directory of `*.ndjson`/`*.ndjson.gz` (subdirectories too, in path order)
 /// or one file.
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &mut data::Report) -> Result<()> {
-    let files = data::input_files(path, data::FHIR_EXTS, report)?;
+    // a bulk export's NDJSON files; else, a directory of JSON documents (Synthea's Bundles)
+    let ndjson = !path.is_dir() || data::list_dir(path)?.iter().any(|p| data::has_ext(p, data::FHIR_EXTS));
+    let files = data::input_files(path, if ndjson { data::FHIR_EXTS } else { data::FHIR_JSON_EXTS }, report)?;
     // Patient files first, for their identifiers only, so that notes are checked as they are read;
     // and RelatedPerson and Person files, whose values are their patients' identifiers
     let mut first = data::Dataset::default();
@@ -390,7 +433,7 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         })
     };
     for f in files.iter().filter(identifying) {
-        read_file(f, &mut pre)?;
+        read_any(f, &mut pre)?;
     }
     // records linked as one person (Patient.link, a Person's links): each one's notes are checked
     // against the identifiers of all of them
@@ -405,7 +448,7 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     drop(first);
     let mut sink = Sink { data, report, opts };
     for f in &files {
-        read_file(f, &mut sink)?;
+        read_any(f, &mut sink)?;
     }
     check_early_notes(&mut sink);
     link_same_person(sink.data);
@@ -466,7 +509,7 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         let check = ReadOptions { keep_events: false, ..opts.clone() };
         let mut pass = Sink { data: &mut again, report: &mut second, opts: &check };
         for f in &files {
-            read_file(f, &mut pass)?;
+            read_any(f, &mut pass)?;
         }
         for (resource, field) in OWN_IDENTIFIER_FINDINGS {
             sink.report.replace_findings_of(resource, field, &second);

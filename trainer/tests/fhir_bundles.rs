@@ -1,0 +1,157 @@
+//! FHIR Bundles: a directory of `.json` documents as Synthea writes them (a transaction Bundle per
+//! patient, pretty-printed, references as `urn:uuid:`) and Bundles on NDJSON lines, their entries read
+//! as lines of their own; findings at the lines the entries start on.
+
+use medtrain::data::{self, guard::Policy, EventKind, ReadOptions};
+use serde_json::json;
+use std::path::Path;
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+const NOTE: &str = "本日香川健が来院。連絡は０３ ９８ ７６ ５４ ３２ へ。";
+
+/// A Synthea-like transaction Bundle for patient `id`: the Patient (without its `id` when `with_id` is
+/// false: the entry's `fullUrl` names it), an Encounter, a creatinine, a note naming the patient, and
+/// an Observation whose value does not parse.
+fn synthea(id: &str, with_id: bool, bad_value: bool) -> serde_json::Value {
+    let subject = json!({ "reference": format!("urn:uuid:{id}") });
+    let mut patient = json!({
+        "resourceType": "Patient",
+        "name": [{ "family": "香川", "given": ["健"] }],
+        "telecom": [{ "system": "phone", "value": "03-9876-5432" }],
+    });
+    if with_id {
+        patient["id"] = json!(id);
+    }
+    let lab = |value: serde_json::Value| {
+        json!({
+            "resourceType": "Observation", "status": "final",
+            "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0", "display": "Creatinine" }] },
+            "subject": subject, "effectiveDateTime": "2014-07-29T06:51:05-04:00",
+            "valueQuantity": { "value": value, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL" }
+        })
+    };
+    let mut entries = vec![
+        json!({ "fullUrl": format!("urn:uuid:{id}"), "resource": patient, "request": { "method": "POST", "url": "Patient" } }),
+        json!({ "fullUrl": "urn:uuid:e1", "resource": {
+            "resourceType": "Encounter", "status": "finished",
+            "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER" },
+            "subject": subject, "period": { "start": "2014-07-29T06:00:00-04:00", "end": "2014-07-29T09:00:00-04:00" }
+        }}),
+        json!({ "fullUrl": "urn:uuid:o1", "resource": lab(json!(1.1)) }),
+        json!({ "fullUrl": "urn:uuid:d1", "resource": {
+            "resourceType": "DocumentReference", "status": "current", "subject": subject, "date": "2014-07-29T10:00:00Z",
+            "content": [{ "attachment": { "contentType": "text/plain", "data": b64(NOTE) } }]
+        }}),
+        // a transaction's DELETE: no resource
+        json!({ "request": { "method": "DELETE", "url": "Observation/x" } }),
+    ];
+    if bad_value {
+        entries.push(json!({ "fullUrl": "urn:uuid:o2", "resource": lab(json!("abc")) }));
+    }
+    json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries })
+}
+
+fn write(dir: &Path, name: &str, v: &serde_json::Value) {
+    std::fs::write(dir.join(name), serde_json::to_string_pretty(v).unwrap()).unwrap();
+}
+
+fn count(r: &data::Report, kind: &str) -> u64 {
+    r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum()
+}
+
+#[test]
+fn a_directory_of_synthea_bundles_is_read_entry_by_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Kagawa_Ken_a1.json", &synthea("a1", true, false));
+    // a Patient without an id: its entry's fullUrl names it, as the references do
+    write(dir.path(), "Kagawa_Ken_b2.json", &synthea("b2", false, false));
+    // Synthea's organization and practitioner documents: Bundles of resources not read
+    write(
+        dir.path(),
+        "hospitalInformation1.json",
+        &json!({ "resourceType": "Bundle", "type": "batch", "entry": [{ "resource": { "resourceType": "Organization", "id": "o" } }] }),
+    );
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, r) = data::read(dir.path(), &opts).unwrap();
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    assert_eq!(r.files, 3);
+    assert_eq!(d.subjects.len(), 2);
+    assert_eq!(d.patients.len(), 2, "both Patients known, the one without an id by its fullUrl");
+    assert_eq!(count(&r, "subject_without_patient"), 0);
+    let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
+    let labs: Vec<&data::Event> = d.events.iter().filter(|e| e.code == cr).collect();
+    assert_eq!(labs.len(), 2);
+    assert!(labs
+        .iter()
+        .all(|e| e.kind == EventKind::Lab && e.time == data::time::utc("2014-07-29T10:51:05Z").unwrap()));
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Encounter).count(), 2);
+    // each note names its patient: found by the Patient of the same Bundle, and redacted
+    assert_eq!(d.texts.len(), 2);
+    assert!(d.texts.iter().all(|t| !t.contains("香川") && t.contains("[NAME]")), "{:?}", d.texts);
+    assert!(r.findings.iter().any(|f| f.field == "subject_identifier"));
+    assert_eq!(r.resources.get("Bundle"), Some(&3));
+    assert_eq!(r.resources.get("Patient"), Some(&2));
+    // under reject the Patients' names block, as in an NDJSON export
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert!(r.blocking);
+}
+
+#[test]
+fn an_entry_that_does_not_parse_is_a_malformed_line_where_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = synthea("a1", true, true);
+    write(dir.path(), "a1.json", &bundle);
+    let text = serde_json::to_string_pretty(&bundle).unwrap();
+    // the bad Observation is the last entry: its `"resource": {` line
+    let want = text.lines().enumerate().filter(|(_, l)| l.contains("\"resource\"")).last().unwrap().0 as u64 + 1;
+    let (_, r) = data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
+    assert_eq!(r.malformed_count(), 1);
+    let f = r.findings.iter().find(|f| f.kind == "malformed_line").unwrap();
+    let lines = serde_json::to_string(&f.lines).unwrap();
+    assert!(lines.contains(&want.to_string()), "{lines} should hold {want}: {:?}", f);
+    assert!(f.file.as_deref() == Some("a1.json"), "{f:?}");
+}
+
+#[test]
+fn bundles_on_ndjson_lines_nested_ones_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut inner = synthea("c3", true, false);
+    // a Bundle inside a Bundle: not read, and said
+    inner["entry"].as_array_mut().unwrap().push(json!({ "resource": { "resourceType": "Bundle", "entry": [] } }));
+    std::fs::write(
+        dir.path().join("export.ndjson"),
+        format!(
+            "{}\n{}\n",
+            serde_json::to_string(&inner).unwrap(),
+            serde_json::to_string(&synthea("d4", true, false)).unwrap()
+        ),
+    )
+    .unwrap();
+    // with NDJSON files present, .json files are not the input (a bulk export's manifest)
+    std::fs::write(dir.path().join("manifest.json"), r#"{"transactionTime":"2024-01-01","output":[]}"#).unwrap();
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, r) = data::read(dir.path(), &opts).unwrap();
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    assert_eq!(d.subjects.len(), 2);
+    assert_eq!(count(&r, "bundle_not_read"), 1);
+    assert_eq!(count(&r, "unread_file"), 1);
+    // a document over read.max_line_bytes is a malformed line, not read
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "big.json", &synthea("e5", true, false));
+    let mut opts = ReadOptions::default();
+    opts.limits.max_line_bytes = 1000;
+    let (d, r) = data::read(dir.path(), &opts).unwrap();
+    assert_eq!((r.malformed_count(), d.events.len()), (1, 0));
+    // a single .json file is an input too; a document that is no JSON is one malformed line
+    let one = dir.path().join("big.json");
+    let (d, _) = data::read(&one, &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 1);
+    std::fs::write(&one, "{\"resourceType\": \"Bundle\", \"entry\": [").unwrap();
+    let (_, r) = data::read(&one, &ReadOptions::default()).unwrap();
+    assert_eq!(r.malformed_count(), 1);
+}
