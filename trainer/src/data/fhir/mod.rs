@@ -1,4 +1,7 @@
-//! FHIR R4 Bulk Data export reader: `*.ndjson` and `*.ndjson.gz`, one resource per line.
+//! FHIR R4 Bulk Data export reader: `*.ndjson` and `*.ndjson.gz`, one resource per line; and FHIR JSON
+//! documents (`*.json`, `*.json.gz`: a Bundle per file, as Synthea writes a patient's record), read
+//! where a directory has no NDJSON. A Bundle's entries (on a line, or in a document) are read as lines
+//! of their own ([`bundle`]).
 //!
 //! Streaming: a file is read in blocks of whole lines, the lines of a block are parsed in parallel
 //! (while the block before is applied), and their results are applied in line order, so memory is
