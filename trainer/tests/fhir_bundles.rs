@@ -155,3 +155,40 @@ fn bundles_on_ndjson_lines_nested_ones_and_limits() {
     let (_, r) = data::read(&one, &ReadOptions::default()).unwrap();
     assert_eq!(r.malformed_count(), 1);
 }
+
+/// Found on a generator's Bundles (carebundle) and HL7's examples: one bad entry per Bundle counted a
+/// whole document as the malformed line (100% malformed, blocking at any tolerance), an Encounter
+/// without its class was a malformed line, and a measurement without a category was dropped with an
+/// info only.
+#[test]
+fn malformed_entries_are_a_fraction_of_resources_and_a_classless_encounter_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    for p in 0..20 {
+        write(dir.path(), &format!("p{p}.json"), &synthea(&format!("p{p}"), true, true));
+    }
+    // 20 bad entries among 20 x 6 resources (and 20 documents)
+    let opts = |max| ReadOptions { identifiers: Policy::Redact, max_malformed_fraction: max, ..Default::default() };
+    let (d, r) = data::read(dir.path(), &opts(0.2)).unwrap();
+    assert_eq!(r.malformed_count(), 20);
+    assert_eq!(r.lines, 20 + 20 * 5, "a document and its entries with a resource");
+    assert!(!r.blocking, "{:?}", r.findings);
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 20);
+    let (_, r) = data::read(dir.path(), &opts(0.1)).unwrap();
+    assert!(r.blocking);
+    // an Encounter without a class, and a quantity without a category whose code is no catalogue test
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("e.ndjson"),
+        [
+            r#"{"resourceType":"Encounter","status":"finished","subject":{"reference":"Patient/a"},"period":{"start":"2024-01-01"}}"#,
+            r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"15074-8"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-01","valueQuantity":{"value":6.3,"unit":"mmol/L"}}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.malformed_count(), 0);
+    let sev = |kind: &str| r.findings.iter().find(|f| f.kind == kind).map(|f| (f.severity, f.count));
+    assert_eq!(sev("no_class"), Some((data::check::Severity::Warning, 1)));
+    assert_eq!(sev("no_category"), Some((data::check::Severity::Warning, 1)));
+}

@@ -591,6 +591,19 @@ enum Value {
     Text,
 }
 
+impl Value {
+    /// The event a result is: an ordinal level a coded event, a number a lab (a vital sign's: a vital),
+    /// text a lab without a value.
+    fn event(self, vital: bool) -> (EventKind, f32) {
+        match self {
+            Value::Level(level) => (EventKind::Coded, level),
+            Value::Number(v) if vital => (EventKind::Vital, v),
+            Value::Number(v) => (EventKind::Lab, v),
+            Value::Text => (EventKind::Lab, f32::NAN),
+        }
+    }
+}
+
 /// A result field's value. Text that is neither a number nor an ordinal is counted: as `numeric_text`
 /// (a warning) when it holds a digit (`1,5` with a decimal comma, `1.2H` with a flag, `1.2 mg/dL`: a
 /// number this reader does not guess at), else as `text_result` (`see comment`).
@@ -683,6 +696,23 @@ fn bare_code(code: &str) -> (Cow<'static, str>, Cow<'_, str>) {
     ("medtrain:csv".into(), code.into())
 }
 
+/// An event row's subject and time (UTC); `None` for a row without a time (a fact such as a birth sex,
+/// as MEDS writes them: counted, not used, as the MEDS reader counts it, since a series needs a time).
+fn subject_and_time<'r>(
+    subject: Option<&'r str>,
+    time: Option<&str>,
+    sink: &mut Sink,
+) -> std::result::Result<Option<(&'r str, i64)>, &'static str> {
+    let subject = subject.filter(|s| !s.is_empty()).ok_or("no subject_id")?;
+    let time = time.ok_or("no time")?;
+    if time.is_empty() {
+        sink.report.count(Severity::Info, "static_event", "csv", "time");
+        return Ok(None);
+    }
+    let time = sink.time(parse_time(time).ok_or("unreadable time")?).ok_or("unreadable time")?;
+    Ok(Some((subject, time)))
+}
+
 fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result::Result<(), &'static str> {
     if rec.len() != layout.columns() {
         return Err("a row with more or fewer fields than the header");
@@ -690,15 +720,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
     let get = |i: usize| rec.get(i).map(str::trim);
     match *layout {
         Layout::Events { subject, time: t, system, code, value, text_value, unit, .. } => {
-            let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
-            let time = get(t).ok_or("no time")?;
-            if time.is_empty() {
-                // a fact without a time (MEDS writes a birth sex, a height so): counted, not used, as the
-                // MEDS reader counts it (a series needs a time)
-                sink.report.count(Severity::Info, "static_event", "csv", "time");
-                return Ok(());
-            }
-            let time = sink.time(parse_time(time).ok_or("unreadable time")?).ok_or("unreadable time")?;
+            let Some((subject, time)) = subject_and_time(get(subject), get(t), sink)? else { return Ok(()) };
             let code = get(code).filter(|s| !s.is_empty()).ok_or("no code")?;
             let (system, code): (Cow<str>, Cow<str>) =
                 match (code.split_once('|'), system.and_then(get).filter(|s| !s.is_empty())) {
@@ -726,12 +748,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 },
             };
             let unit = unit.and_then(get).filter(|u| !u.is_empty());
-            let (kind, value) = match (value, catalog::lookup(&system, &code)) {
-                (Value::Level(level), _) => (EventKind::Coded, level),
-                (Value::Number(v), Some(l)) if l.vital => (EventKind::Vital, v),
-                (Value::Number(v), _) => (EventKind::Lab, v),
-                (Value::Text, _) => (EventKind::Lab, f32::NAN),
-            };
+            let (kind, value) = value.event(catalog::lookup(&system, &code).is_some_and(|l| l.vital));
             sink.push(Rec {
                 subject: subject.into(),
                 time,
@@ -745,22 +762,11 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             });
         }
         Layout::Wide { subject, time: t, ref tests, .. } => {
-            let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
-            let time = get(t).ok_or("no time")?;
-            if time.is_empty() {
-                sink.report.count(Severity::Info, "static_event", "csv", "time");
-                return Ok(());
-            }
-            let time = sink.time(parse_time(time).ok_or("unreadable time")?).ok_or("unreadable time")?;
+            let Some((subject, time)) = subject_and_time(get(subject), get(t), sink)? else { return Ok(()) };
             // an empty cell is a test not done: no event, and nothing to count
             for c in tests {
                 let Some(v) = get(c.at).filter(|v| !missing(v)) else { continue };
-                let (kind, value) = match result(v, "value", sink) {
-                    Value::Level(level) => (EventKind::Coded, level),
-                    Value::Number(v) if c.vital => (EventKind::Vital, v),
-                    Value::Number(v) => (EventKind::Lab, v),
-                    Value::Text => (EventKind::Lab, f32::NAN),
-                };
+                let (kind, value) = result(v, "value", sink).event(c.vital);
                 sink.push(Rec {
                     subject: subject.into(),
                     time,

@@ -779,7 +779,12 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     } else {
         // not a laboratory result by its category (none, another one, or vital signs not asked for):
         // counted, so that an export without categories does not lose its labs without a word
-        let skipped = if o.category.is_empty() {
+        let skipped = if o.category.is_empty() && o.value_quantity.is_some() {
+            // a measurement with a unit and no category, whose code is no catalogue test: a lab
+            // perhaps (a LOINC code the catalogue lacks, a local code `read.code_map` could map)
+            out.info.push((Severity::Warning, "no_category", "Observation", "category"));
+            return Ok(out);
+        } else if o.category.is_empty() {
             "no_category"
         } else if has_code(&o.category, "vital-signs") {
             "vital_signs_not_read"
@@ -1092,7 +1097,8 @@ fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Line
         Some(EncounterClass::R5(cs)) => cs.iter().find_map(|c| c.coding.first()),
         None => None,
     };
-    let class = class.filter(|c| c.code.is_some()).ok_or("no class")?;
+    // R4 requires a class; an export without one is counted, as an Encounter without a time is
+    let class = or_unusable!(class.filter(|c| c.code.is_some()), out, "no_class", "Encounter", "class");
     let period = e.period.unwrap_or_default();
     if partial_date(&[period.start.as_deref()]) {
         out.found("partial_date", "Encounter", "period.start");

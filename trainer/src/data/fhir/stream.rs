@@ -275,8 +275,10 @@ pub fn read_line(sink: &mut Sink, file: &str, line: u64, bytes: &[u8]) {
 }
 
 fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
-    // a Bundle's entries, each as the line of its own it would be (at the line it starts on)
+    // a Bundle's entries, each as the line of its own it would be (at the line it starts on, and
+    // counted as one: the tolerated fraction of malformed lines is of resources, not of documents)
     for (below, entry) in std::mem::take(&mut out.entries) {
+        sink.report.lines += 1;
         apply(sink, file, line + below, entry);
     }
     if let Some(reason) = out.bad {
