@@ -192,3 +192,27 @@ fn malformed_entries_are_a_fraction_of_resources_and_a_classless_encounter_is_co
     assert_eq!(sev("no_class"), Some((data::check::Severity::Warning, 1)));
     assert_eq!(sev("no_category"), Some((data::check::Severity::Warning, 1)));
 }
+
+/// A bulk export client's log beside the export (cumulus-etl's `log.ndjson`: JSON lines with no
+/// `resourceType`) made every one of its lines malformed and the export blocked.
+#[test]
+fn an_ndjson_file_of_no_fhir_resources_is_not_read_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("log.ndjson"),
+        "{\"exportId\":\"x\",\"timestamp\":\"2024-01-01T00:00:00Z\",\"eventId\":\"kickoff\"}\n{\"eventId\":\"complete\"}\n",
+    )
+    .unwrap();
+    let obs = r#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-01","valueQuantity":{"value":1.1,"unit":"mg/dL"}}"#;
+    // a FHIR file with a stray line: still read, the line malformed
+    std::fs::write(dir.path().join("Observation.ndjson"), format!("{obs}\n{{\"note\":\"no type\"}}\n")).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(r.malformed_count(), 1);
+    let f = r.findings.iter().find(|f| f.kind == "not_fhir_file").unwrap();
+    assert_eq!((f.severity, f.count, f.detail.as_deref()), (data::check::Severity::Warning, 1, Some("log.ndjson")));
+    // one line without a newline at its end is judged whole
+    std::fs::write(dir.path().join("log.ndjson"), "{\"eventId\":\"complete\"}").unwrap();
+    let (_, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
+    assert!(r.findings.iter().any(|f| f.kind == "not_fhir_file"));
+}

@@ -259,13 +259,41 @@ pub fn read_document(path: &Path, sink: &mut Sink) -> Result<()> {
     Ok(())
 }
 
-/// Reads an input file: a `.json` document ([`read_document`]) or NDJSON ([`read_file`]).
+/// Reads an input file: a `.json` document ([`read_document`]) or NDJSON ([`read_file`]); an NDJSON
+/// file whose first line is a JSON object with no `resourceType` holds no FHIR resources (a bulk
+/// export client's `log.ndjson`): not read, and said (`not_fhir_file`, a warning naming it).
 fn read_any(path: &Path, sink: &mut Sink) -> Result<()> {
     if data::has_ext(path, data::FHIR_JSON_EXTS) {
-        read_document(path, sink)
-    } else {
-        read_file(path, sink)
+        return read_document(path, sink);
     }
+    if !first_line_is_fhir(path, sink.opts)? {
+        let name = path.file_name().map_or_else(String::new, |n| guard::shown_path(&n.to_string_lossy()));
+        sink.report.finding(Severity::Warning, "not_fhir_file", "input", "file", Some(&name), 1);
+        return Ok(());
+    }
+    read_file(path, sink)
+}
+
+/// The first line of an NDJSON file that is not blank, as far as the first MiB shows it: `false` only
+/// for a whole JSON object without `resourceType` (anything else is read, its lines judged one by one).
+fn first_line_is_fhir(path: &Path, opts: &ReadOptions) -> Result<bool> {
+    const PEEK: u64 = 1 << 20;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut start = Vec::new();
+    // a file that cannot be read here fails the same way in read_file, which says so
+    if data::bounded::open(path, file, opts.limits).take(PEEK).read_to_end(&mut start).is_err() {
+        return Ok(true);
+    }
+    // the line is whole when a newline ends it, or the file ended within the peek
+    let all = (start.len() as u64) < PEEK;
+    let start = start.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&start);
+    let Some(line) = start.split(|&b| b == b'\n').find(|l| !l.iter().all(u8::is_ascii_whitespace)) else {
+        return Ok(true);
+    };
+    let whole = all || line.len() < start.len();
+    Ok(!(whole
+        && line.trim_ascii().starts_with(b"{")
+        && matches!(super::from_line::<super::Peek>(line), Ok(super::Peek { resource_type: None }))))
 }
 
 /// Reads one NDJSON line (number `line` of `file`) into the sink, as [`read_file`] does with each line.
