@@ -216,3 +216,17 @@ fn an_ndjson_file_of_no_fhir_resources_is_not_read_and_said() {
     let (_, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
     assert!(r.findings.iter().any(|f| f.kind == "not_fhir_file"));
 }
+
+/// Results written inside a DiagnosticReport (`contained`, `result: #r1`) are not read yet: said.
+#[test]
+fn observations_contained_in_a_report_are_said() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("DiagnosticReport.ndjson"),
+        r##"{"resourceType":"DiagnosticReport","status":"final","contained":[{"resourceType":"Observation","id":"r1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},"valueQuantity":{"value":5.1,"unit":"mmol/L"}},{"resourceType":"Observation","id":"r2","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]}}],"code":{"text":"panel"},"subject":{"reference":"Patient/a"},"result":[{"reference":"#r1"},{"reference":"#r2"}]}"##,
+    )
+    .unwrap();
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let f = r.findings.iter().find(|f| f.kind == "contained_observation_not_read").unwrap();
+    assert_eq!((f.severity, f.count, f.resource.as_str()), (data::check::Severity::Warning, 1, "DiagnosticReport"));
+}

@@ -1515,6 +1515,14 @@ fn contained_resources(line: &[u8], out: &mut LineOut) {
         match c.get("resourceType").and_then(|t| t.as_str()) {
             Some("Patient") => contained_patient(c, resource, out),
             Some(rt @ ("RelatedPerson" | "Person")) => contained_person(c, rt, resource, out),
+            // a DiagnosticReport's results written inside it (HL7's CBC and micro examples): not read
+            // yet, and said, once per resource
+            Some("Observation") => {
+                let f = (Severity::Warning, "contained_observation_not_read", resource, "contained");
+                if !out.info.contains(&f) {
+                    out.info.push(f);
+                }
+            }
             _ => {}
         }
     }
