@@ -217,16 +217,31 @@ fn an_ndjson_file_of_no_fhir_resources_is_not_read_and_said() {
     assert!(r.findings.iter().any(|f| f.kind == "not_fhir_file"));
 }
 
-/// Results written inside a DiagnosticReport (`contained`, `result: #r1`) are not read yet: said.
+/// Results written inside a DiagnosticReport (`contained`, `result: #r1`, HL7's CBC example) were
+/// not read at all: read with the report's subject, category and time where they have none.
 #[test]
-fn observations_contained_in_a_report_are_said() {
+fn observations_contained_in_a_report_are_read() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("DiagnosticReport.ndjson"),
-        r##"{"resourceType":"DiagnosticReport","status":"final","contained":[{"resourceType":"Observation","id":"r1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},"valueQuantity":{"value":5.1,"unit":"mmol/L"}},{"resourceType":"Observation","id":"r2","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]}}],"code":{"text":"panel"},"subject":{"reference":"Patient/a"},"result":[{"reference":"#r1"},{"reference":"#r2"}]}"##,
+        r##"{"resourceType":"DiagnosticReport","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"HM"}]}],"contained":[{"resourceType":"Observation","id":"r1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"718-7"}]},"valueQuantity":{"value":13.5,"unit":"g/dL"}},{"resourceType":"Observation","id":"r2","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"effectiveDateTime":"2024-01-01T08:00:00Z","valueQuantity":{"value":1.1,"unit":"mg/dL"},"note":[{"text":"090-1234-5678"}]},{"resourceType":"Observation","id":"r3","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"valueQuantity":{"value":"x"}}],"code":{"text":"panel"},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02T08:00:00Z","result":[{"reference":"#r1"},{"reference":"#r2"}]}"##,
     )
     .unwrap();
-    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.subjects.len(), 1);
+    let mut labs: Vec<(f32, i64)> =
+        d.events.iter().filter(|e| e.kind == EventKind::Lab).map(|e| (e.value, e.time)).collect();
+    labs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // the report's time where a result has none; a result's own time kept
+    assert_eq!(
+        labs,
+        [
+            (1.1, data::time::utc("2024-01-01T08:00:00Z").unwrap()),
+            (13.5, data::time::utc("2024-01-02T08:00:00Z").unwrap())
+        ]
+    );
+    // a result's note scanned as any Observation's; one that does not parse said
+    assert!(r.blocking && r.findings.iter().any(|f| f.kind == "phone" && f.field == "note.text"), "{:?}", r.findings);
     let f = r.findings.iter().find(|f| f.kind == "contained_observation_not_read").unwrap();
     assert_eq!((f.severity, f.count, f.resource.as_str()), (data::check::Severity::Warning, 1, "DiagnosticReport"));
 }

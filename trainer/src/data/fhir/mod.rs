@@ -430,7 +430,40 @@ struct LineOut<'a> {
     entries: Vec<(u64, LineOut<'a>)>,
 }
 
-impl LineOut<'_> {
+impl<'a> LineOut<'a> {
+    /// What a contained resource read on its own bytes gave, taken into its holder's output (owned:
+    /// the bytes are the holder's copy).
+    fn take_contained(&mut self, read: LineOut<'_>) {
+        let own = |c: Cow<'_, str>| -> Cow<'a, str> { Cow::Owned(c.into_owned()) };
+        self.zones.merge(read.zones);
+        self.identifiers.extend(read.identifiers);
+        for i in read.info {
+            if !self.info.contains(&i) {
+                self.info.push(i);
+            }
+        }
+        for r in read.recs {
+            self.recs.push(Rec {
+                subject: own(r.subject),
+                time: r.time,
+                kind: r.kind,
+                system: own(r.system),
+                code: own(r.code),
+                value: r.value,
+                unit: r.unit.map(own),
+                text: r.text,
+                end: r.end,
+            });
+        }
+        if let Some((subject, texts)) = read.unkept {
+            match &mut self.unkept {
+                Some((s, kept)) if **s == *subject => kept.extend(texts),
+                Some(_) => {}
+                None => self.unkept = Some((own(subject), texts)),
+            }
+        }
+    }
+
     fn bad(reason: &'static str) -> Self {
         LineOut { bad: Some(reason), ..Default::default() }
     }
@@ -1496,18 +1529,26 @@ fn parse_entry<'a>(line: &'a [u8], opts: &ReadOptions, full_url_id: Option<&str>
     static CONTAINED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"contained\""));
     if out.bad.is_none() && CONTAINED.find(line).is_some() {
-        contained_resources(line, &mut out);
+        contained_resources(line, opts, &mut out);
     }
     out
 }
 
 /// The Patients, RelatedPersons and Persons inside a resource (`contained`). The lines that hold one
 /// are found by a byte search first (most lines have none).
-fn contained_resources(line: &[u8], out: &mut LineOut) {
+fn contained_resources(line: &[u8], opts: &ReadOptions, out: &mut LineOut) {
     #[derive(Deserialize)]
     struct Holder {
         #[serde(default)]
         contained: Vec<serde_json::Value>,
+        /// what a contained Observation takes from its holder where it has none of its own
+        subject: Option<serde_json::Value>,
+        category: Option<serde_json::Value>,
+        #[serde(rename = "effectiveDateTime")]
+        effective_date_time: Option<serde_json::Value>,
+        #[serde(rename = "effectivePeriod")]
+        effective_period: Option<serde_json::Value>,
+        issued: Option<serde_json::Value>,
     }
     let Ok(h) = from_line::<Holder>(line) else { return };
     let resource = out.resource.unwrap_or(reportable::OTHER_RESOURCE_TYPE);
@@ -1515,13 +1556,39 @@ fn contained_resources(line: &[u8], out: &mut LineOut) {
         match c.get("resourceType").and_then(|t| t.as_str()) {
             Some("Patient") => contained_patient(c, resource, out),
             Some(rt @ ("RelatedPerson" | "Person")) => contained_person(c, rt, resource, out),
-            // a DiagnosticReport's results written inside it (HL7's CBC and micro examples): not read
-            // yet, and said, once per resource
-            Some("Observation") => {
-                let f = (Severity::Warning, "contained_observation_not_read", resource, "contained");
-                if !out.info.contains(&f) {
-                    out.info.push(f);
+            // a DiagnosticReport's results written inside it (HL7's CBC and micro examples): read as
+            // Observations, with the report's subject, category and time where they have none
+            Some("Observation") if resource == "DiagnosticReport" => {
+                let mut o = c.clone();
+                let inherited = [
+                    ("subject", &h.subject),
+                    ("category", &h.category),
+                    ("effectiveDateTime", &h.effective_date_time),
+                    ("effectivePeriod", &h.effective_period),
+                    ("issued", &h.issued),
+                ];
+                let has_time = ["effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"]
+                    .iter()
+                    .any(|k| o.get(k).is_some());
+                if let Some(map) = o.as_object_mut() {
+                    for (key, value) in inherited {
+                        let time = key.starts_with("effective") || key == "issued";
+                        if let (Some(v), false) = (value, map.contains_key(key) || (time && has_time)) {
+                            map.insert(key.to_owned(), v.clone());
+                        }
+                    }
                 }
+                let bytes = serde_json::to_vec(&o).unwrap_or_default();
+                let read = observation(&bytes, opts);
+                match read {
+                    Ok(read) => out.take_contained(read),
+                    Err(_) => {
+                        let f = (Severity::Warning, "contained_observation_not_read", resource, "contained");
+                        if !out.info.contains(&f) {
+                            out.info.push(f);
+                        }
+                    }
+                };
             }
             _ => {}
         }
