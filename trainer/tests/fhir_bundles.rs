@@ -121,8 +121,10 @@ fn an_entry_that_does_not_parse_is_a_malformed_line_where_it_starts() {
 fn bundles_on_ndjson_lines_nested_ones_and_limits() {
     let dir = tempfile::tempdir().unwrap();
     let mut inner = synthea("c3", true, false);
-    // a Bundle inside a Bundle: not read, and said
-    inner["entry"].as_array_mut().unwrap().push(json!({ "resource": { "resourceType": "Bundle", "entry": [] } }));
+    // a batch-response's search result (a Bundle in a Bundle): read; a Bundle in that: not read, said
+    let lab = inner["entry"][2]["resource"].clone();
+    inner["entry"].as_array_mut().unwrap().push(json!({ "resource": { "resourceType": "Bundle", "type": "searchset",
+        "entry": [{ "resource": lab }, { "resource": { "resourceType": "Bundle", "entry": [] } }] } }));
     std::fs::write(
         dir.path().join("export.ndjson"),
         format!(
@@ -140,6 +142,8 @@ fn bundles_on_ndjson_lines_nested_ones_and_limits() {
     assert_eq!(d.subjects.len(), 2);
     assert_eq!(count(&r, "bundle_not_read"), 1);
     assert_eq!(count(&r, "unread_file"), 1);
+    let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
+    assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 3, "two Bundles' labs and the search result's");
     // a document over read.max_line_bytes is a malformed line, not read
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "big.json", &synthea("e5", true, false));

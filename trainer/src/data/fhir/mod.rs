@@ -1465,12 +1465,16 @@ fn patient<'a>(line: &'a [u8], full_url_id: Option<&str>) -> std::result::Result
     Ok(out)
 }
 
+/// How many Bundles deep entries are read: a Bundle's, and those of the Bundles in it (a
+/// batch-response's search results); a Bundle deeper is counted (`bundle_not_read`), not read.
+const MAX_BUNDLE_DEPTH: u8 = 2;
+
 /// Entries of a Bundle above which they are parsed in parallel.
 const PARALLEL_ENTRIES: usize = 64;
 
 /// A Bundle's entries, each resource parsed as a line of its own would be ([`parse_entry`]), in
 /// entry order; an entry without a resource (a transaction's `DELETE`) is none.
-fn bundle<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
+fn bundle<'a>(line: &'a [u8], opts: &ReadOptions, depth: u8) -> std::result::Result<LineOut<'a>, Bad> {
     use rayon::prelude::*;
     #[derive(Deserialize)]
     struct Entry<'a> {
@@ -1502,7 +1506,7 @@ fn bundle<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut
         .collect();
     let parse = |&(below, raw, full_url): &(u64, &'a [u8], Option<&Str<'a>>)| {
         let id = full_url.and_then(|u| u.trim().strip_prefix("urn:uuid:")).filter(|id| !id.is_empty());
-        (below, parse_entry(raw, opts, id, true))
+        (below, parse_entry(raw, opts, id, depth))
     };
     let entries = if resources.len() >= PARALLEL_ENTRIES {
         resources.par_iter().map(parse).collect()
@@ -1517,14 +1521,14 @@ fn bundle<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut
 }
 
 fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
-    parse_entry(line, opts, None, false)
+    parse_entry(line, opts, None, 0)
 }
 
 /// [`parse_line`] of a resource that may be a Bundle's entry: `full_url_id` the id its entry's
-/// `fullUrl` (`urn:uuid:...`) gives it, `in_bundle` whether it is one (a Bundle inside a Bundle is not
-/// read: one level of entries).
-fn parse_entry<'a>(line: &'a [u8], opts: &ReadOptions, full_url_id: Option<&str>, in_bundle: bool) -> LineOut<'a> {
-    let mut out = parse_resource(line, opts, full_url_id, in_bundle).unwrap_or_else(LineOut::bad);
+/// `fullUrl` (`urn:uuid:...`) gives it, `depth` how many Bundles hold it (a batch-response's search
+/// results are a Bundle in a Bundle; deeper ones are not read, [`MAX_BUNDLE_DEPTH`]).
+fn parse_entry<'a>(line: &'a [u8], opts: &ReadOptions, full_url_id: Option<&str>, depth: u8) -> LineOut<'a> {
+    let mut out = parse_resource(line, opts, full_url_id, depth).unwrap_or_else(LineOut::bad);
     // one searcher for every line (built per call, it cost more than the search)
     static CONTAINED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"contained\""));
@@ -1685,7 +1689,7 @@ fn parse_resource<'a>(
     line: &'a [u8],
     opts: &ReadOptions,
     full_url_id: Option<&str>,
-    in_bundle: bool,
+    depth: u8,
 ) -> std::result::Result<LineOut<'a>, Bad> {
     const OBS: &[u8] = br#"{"resourceType":"Observation""#;
     if line.starts_with(OBS) {
@@ -1707,7 +1711,7 @@ fn parse_resource<'a>(
         "Person" => person::person(line, None),
         // a Bundle (a line of one, a `.json` document as Synthea and FHIR servers write them): its
         // entries are read as lines; a Bundle inside one is not read, and said
-        "Bundle" if !in_bundle => bundle(line, opts),
+        "Bundle" if depth < MAX_BUNDLE_DEPTH => bundle(line, opts, depth + 1),
         "Bundle" => Ok(LineOut {
             resource: Some(reportable::resource_type("Bundle").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
             ..Default::default()
