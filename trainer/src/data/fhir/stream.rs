@@ -238,24 +238,79 @@ const DOCUMENT_TOO_LONG: &str = "a .json document longer than read.max_line_byte
 /// one resource) into the sink: a line of its own as far as `read.max_line_bytes` is concerned, its
 /// entries' findings at the lines they start on.
 pub fn read_document(path: &Path, sink: &mut Sink) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let opts = sink.opts;
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut bytes = Vec::new();
+    let name = load_document(path, sink.opts, &mut bytes)?;
+    let out = parse_document(&bytes, sink.opts);
+    apply_document(sink, &name, bytes.len(), out);
+    Ok(())
+}
+
+/// A document's bytes into `buf` (at most `read.max_line_bytes` + 1 of them); returns its name.
+fn load_document(path: &Path, opts: &ReadOptions, buf: &mut Vec<u8>) -> Result<String> {
+    buf.clear();
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     data::bounded::open(path, file, opts.limits)
         .take(opts.limits.max_line_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
+        .read_to_end(buf)
         .map_err(|e| DataError::io(path, e))?;
-    sink.report.bytes += bytes.len() as u64;
+    Ok(path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()))
+}
+
+/// A loaded document parsed (`None` when it is over `read.max_line_bytes`).
+fn parse_document<'b>(bytes: &'b [u8], opts: &ReadOptions) -> Option<LineOut<'b>> {
+    if bytes.len() as u64 > opts.limits.max_line_bytes {
+        return None;
+    }
+    Some(parse_line(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes), opts))
+}
+
+/// A parsed document (of `len` bytes) applied to the sink, and counted.
+fn apply_document(sink: &mut Sink, name: &str, len: usize, out: Option<LineOut<'_>>) {
+    sink.report.bytes += len as u64;
     sink.report.lines += 1;
     sink.report.files += 1;
-    if bytes.len() as u64 > opts.limits.max_line_bytes {
-        sink.report.malformed_line(&name, 1, DOCUMENT_TOO_LONG);
-        return Ok(());
+    match out {
+        Some(out) => apply(sink, name, 1, out),
+        None => sink.report.malformed_line(name, 1, DOCUMENT_TOO_LONG),
     }
-    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let out = parse_line(text, opts);
-    apply(sink, &name, 1, out);
+}
+
+/// A document loaded and parsed: its name, its length, what it gave.
+type Parsed<'b> = (String, usize, Option<LineOut<'b>>);
+
+/// Applies `cur` on a worker while this thread loads `path` into `next` and parses it (a document's
+/// entries are parsed in parallel: the two overlap as an NDJSON file's blocks do).
+fn document_step<'n>(sink: &mut Sink, cur: Parsed<'_>, path: &Path, next: &'n mut Vec<u8>) -> Result<Parsed<'n>> {
+    let opts = sink.opts;
+    rayon::in_place_scope(move |s| {
+        s.spawn(move |_| apply_document(sink, &cur.0, cur.1, cur.2));
+        let name = load_document(path, opts, next)?;
+        let next: &'n Vec<u8> = next;
+        Ok((name, next.len(), parse_document(next, opts)))
+    })
+}
+
+/// Reads JSON documents in order, the next loaded and parsed while one is applied.
+fn read_documents(files: &[std::path::PathBuf], sink: &mut Sink) -> Result<()> {
+    let opts = sink.opts;
+    let mut files = files.iter();
+    let Some(first) = files.next() else { return Ok(()) };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let name = load_document(first, opts, &mut a)?;
+    let mut parsed_a: Parsed = (name, a.len(), parse_document(&a, opts));
+    // unrolled in two halves (a then b, b then a): each document's output borrows from its buffer
+    loop {
+        let Some(path) = files.next() else {
+            apply_document(sink, &parsed_a.0, parsed_a.1, parsed_a.2);
+            break;
+        };
+        let parsed_b = document_step(sink, parsed_a, path, &mut b)?;
+        let Some(path) = files.next() else {
+            apply_document(sink, &parsed_b.0, parsed_b.1, parsed_b.2);
+            break;
+        };
+        parsed_a = document_step(sink, parsed_b, path, &mut a)?;
+    }
     Ok(())
 }
 
@@ -477,8 +532,12 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     data.subject_identifiers.same_person.clear();
     drop(first);
     let mut sink = Sink { data, report, opts };
-    for f in &files {
-        read_any(f, &mut sink)?;
+    if ndjson {
+        for f in &files {
+            read_any(f, &mut sink)?;
+        }
+    } else {
+        read_documents(&files, &mut sink)?;
     }
     check_early_notes(&mut sink);
     link_same_person(sink.data);
