@@ -225,16 +225,42 @@ fn meds_codes_are_mapped_before_their_parents() {
     common::meds::shard(
         &root.join("data/0.parquet"),
         "MICROS",
-        &[(1, Some(t), "LAB//50912//mg/dL", Some(1.1), None), (1, Some(t), "LAB//50971//mEq/L", Some(4.0), None)],
+        &[
+            (1, Some(t), "LAB//50912//mg/dL", Some(1.1), None),
+            (1, Some(t), "LAB//50971//mEq/L", Some(4.0), None),
+            // a code that is no LAB// code, its result as text: a lab by the map, not a note
+            (1, Some(t + 1), "HOSP//CRE", None, Some("1.3")),
+        ],
     );
+    // the metadata says creatinine is CRP (a wrong parent): the site's map wins
+    common::meds::code_parent(&root, "LAB//50912//mg/dL", "LOINC/1988-5");
     let map = dir.path().join("map.csv");
-    std::fs::write(&map, "code,loinc\nLAB//50912//mg/dL,2160-0\nLAB//50971//mEq/L,2823-3\n").unwrap();
-    let (d, r) = data::read(&root, &with_map(&map)).unwrap();
+    std::fs::write(
+        &map,
+        "code,loinc,unit\nLAB//50912//mg/dL,2160-0,\nLAB//50971//mEq/L,2823-3,\nHOSP//CRE,2160-0,mg/dL\n",
+    )
+    .unwrap();
+    let opts = with_map(&map);
+    let (d, r) = data::read(&root, &opts).unwrap();
+    assert!(d.find_code(LOINC, "1988-5").is_none());
     let cr = d.find_code(LOINC, "2160-0").unwrap();
     let k = d.find_code(LOINC, "2823-3").unwrap();
-    assert_eq!(d.events.iter().filter(|e| e.code == cr || e.code == k).count(), 2);
+    let mut cr_values: Vec<f32> = d.events.iter().filter(|e| e.code == cr).map(|e| e.value).collect();
+    cr_values.sort_by(f32::total_cmp);
+    assert_eq!(cr_values, [1.1, 1.3]);
+    assert!(d.events.iter().all(|e| e.kind == EventKind::Lab), "{:?}", d.events);
     // the code's own unit (LAB//...//mEq/L) converted to the catalogue's
     let e = d.events.iter().find(|e| e.code == k).unwrap();
     assert_eq!(d.units.names[e.unit as usize], "mmol/L");
-    assert_eq!(count(&r, "code_mapped"), 2);
+    assert_eq!(count(&r, "code_mapped"), 3);
+    // the row reader (the tests' twin) reads the same
+    let (mut d2, mut r2) = (data::Dataset::default(), data::Report::default());
+    data::meds::read_rows_reference(&root, &opts, &mut d2, &mut r2).unwrap();
+    let key = |d: &data::Dataset| {
+        let mut v: Vec<(String, f32, EventKind)> =
+            d.events.iter().map(|e| (d.codes[e.code as usize].code.clone(), e.value, e.kind)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        v
+    };
+    assert_eq!(key(&d), key(&d2));
 }

@@ -2,7 +2,7 @@
 //! label directories, partial or extra subject splits, wrong column types, the report's wording.
 
 mod common;
-use common::meds::{col, writer, Row};
+use common::meds::{code_parent, col, writer, Row};
 use medtrain::data::{self, check::Severity, labels, split, EventKind, ReadOptions};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, FloatType, Int32Type, Int64Type};
 use std::path::Path;
@@ -31,19 +31,6 @@ fn splits(root: &Path, rows: &[(i64, &str)]) {
     let mut rg = w.next_row_group().unwrap();
     col::<Int64Type>(&mut rg, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None);
     col::<ByteArrayType>(&mut rg, &rows.iter().map(|r| ByteArray::from(r.1)).collect::<Vec<_>>(), None, None);
-    rg.close().unwrap();
-    w.close().unwrap();
-}
-
-/// `metadata/codes.parquet` giving `code` the parent `parent`.
-fn code_parent(root: &Path, code: &str, parent: &str) {
-    let mut w = writer(
-        &root.join("metadata/codes.parquet"),
-        "message c { required binary code (STRING); optional group parent_codes (LIST) { repeated group list { optional binary element (STRING); } } }",
-    );
-    let mut rg = w.next_row_group().unwrap();
-    col::<ByteArrayType>(&mut rg, &[ByteArray::from(code)], None, None);
-    col::<ByteArrayType>(&mut rg, &[ByteArray::from(parent)], Some(&[3]), Some(&[0]));
     rg.close().unwrap();
     w.close().unwrap();
 }

@@ -71,3 +71,16 @@ impl Rng {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
+
+/// `metadata/codes.parquet` giving `code` the parent `parent`.
+pub fn code_parent(root: &Path, code: &str, parent: &str) {
+    let mut w = writer(
+        &root.join("metadata/codes.parquet"),
+        "message c { required binary code (STRING); optional group parent_codes (LIST) { repeated group list { optional binary element (STRING); } } }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from(code)], None, None);
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from(parent)], Some(&[3]), Some(&[0]));
+    rg.close().unwrap();
+    w.close().unwrap();
+}

@@ -42,19 +42,33 @@ pub(super) fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> 
     Ok(out)
 }
 
-/// The (system, code) an event is read as.
-fn map_code(code: &str, parents: &HashMap<String, String>) -> (String, String) {
+/// What a code is read by: `metadata/codes.parquet`'s parents, and `read.code_map`.
+#[derive(Clone, Copy)]
+pub(super) struct Known<'p> {
+    pub(super) parents: &'p HashMap<String, String>,
+    pub(super) map: Option<&'p crate::data::code_map::CodeMap>,
+}
+
+/// The system of MEDS codes that are not LOINC (the code map's rows without a system take them).
+const LOCAL: &str = "medtrain:meds";
+
+/// The (system, code) an event is read as: a code `read.code_map` maps stays local here (the sink
+/// maps it, and counts it), before its parents; `LOINC/...`; a parent; `LAB//<loinc>//...`.
+fn map_code(code: &str, known: Known) -> (String, String) {
     if let Some(l) = code.strip_prefix("LOINC/") {
         return (catalog::LOINC.into(), l.into());
     }
-    if let Some(l) = parents.get(code) {
+    if known.map.is_some_and(|m| m.get(LOCAL, code).is_some()) {
+        return (LOCAL.into(), code.into());
+    }
+    if let Some(l) = known.parents.get(code) {
         return (catalog::LOINC.into(), l.clone());
     }
     let parts: Vec<&str> = code.split("//").collect();
     if parts.len() >= 2 && catalog::lookup(catalog::LOINC, parts[1]).is_some() {
         return (catalog::LOINC.into(), parts[1].into());
     }
-    ("medtrain:meds".into(), code.into())
+    (LOCAL.into(), code.into())
 }
 
 /// What a MEDS code says, worked out once per distinct code (a shard repeats a few thousand codes
@@ -69,13 +83,19 @@ pub(super) struct MedsCode {
 }
 
 impl MedsCode {
-    pub(super) fn new(code: &str, parents: &HashMap<String, String>) -> MedsCode {
+    pub(super) fn new(code: &str, known: Known) -> MedsCode {
         let parts: Vec<&str> = code.split("//").collect();
         let unit =
             (parts.len() >= 3 && parts[0].eq_ignore_ascii_case("LAB")).then(|| parts[parts.len() - 1].to_owned());
-        let (system, mapped) = map_code(code, parents);
-        // a lab result given as text (`LOINC/2160-0` with `<0.3`) is a lab, not a note
+        let (system, mapped) = map_code(code, known);
+        // a lab result given as text (`LOINC/2160-0` with `<0.3`, or a code the code map maps to a
+        // catalogue lab) is a lab, not a note
+        let map_lab = known.map.is_some_and(|m| {
+            m.get(LOCAL, code)
+                .is_some_and(|r| catalog::lookup(m.target(r).system, &m.target(r).code).is_some_and(|l| !l.vital))
+        });
         let lab = parts[0].to_ascii_uppercase().starts_with("LAB")
+            || map_lab
             || (system == catalog::LOINC && catalog::lookup(catalog::LOINC, &mapped).is_some());
         MedsCode { system, code: mapped, unit, lab }
     }
@@ -83,7 +103,7 @@ impl MedsCode {
 
 /// Codes read so far (by their bytes), each worked out once ([`MedsCode`]).
 pub(super) struct CodeCache<'p> {
-    pub(super) parents: &'p HashMap<String, String>,
+    pub(super) known: Known<'p>,
     pub(super) codes: HashMap<Box<[u8]>, Arc<MedsCode>>,
 }
 
@@ -92,7 +112,7 @@ impl CodeCache<'_> {
     pub(super) fn get(&mut self, bytes: &[u8]) -> Option<&Arc<MedsCode>> {
         if !self.codes.contains_key(bytes) {
             let code = simdutf8::basic::from_utf8(bytes).ok()?;
-            self.codes.insert(bytes.into(), Arc::new(MedsCode::new(code, self.parents)));
+            self.codes.insert(bytes.into(), Arc::new(MedsCode::new(code, self.known)));
         }
         self.codes.get(bytes)
     }

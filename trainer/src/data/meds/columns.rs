@@ -459,8 +459,8 @@ impl Shards<'_, '_> {
 
 /// Reads the data shards into the sink: a batch is applied (in row order, on a worker) while this
 /// thread decodes the next, so the dataset and report are the same whatever the number of threads.
-pub(super) fn read_shards(files: &[PathBuf], parents: &HashMap<String, String>, sink: &mut Sink) -> Result<()> {
-    let mut shards = Shards { files: files.iter(), open: None, codes: CodeCache { parents, codes: HashMap::new() } };
+pub(super) fn read_shards(files: &[PathBuf], known: super::codes::Known, sink: &mut Sink) -> Result<()> {
+    let mut shards = Shards { files: files.iter(), open: None, codes: CodeCache { known, codes: HashMap::new() } };
     let mut batch = shards.next()?;
     while let Some(b) = batch {
         let sink = &mut *sink;

@@ -305,14 +305,15 @@ fn read_with(
         (true, true) => contained(&codes_file, || records::read_code_parents(&codes_file))?,
         (false, _) => HashMap::new(),
     };
+    let known = codes::Known { parents: &parents, map: opts.code_map.as_deref() };
     let mut sink = Sink { data, report, opts };
     if by_rows {
         for f in &files {
-            let rows = contained(f, || records::read_rows(f, &parents))?;
+            let rows = contained(f, || records::read_rows(f, known))?;
             batch::apply(&mut sink, rows);
         }
     } else {
-        columns::read_shards(&files, &parents, &mut sink)?;
+        columns::read_shards(&files, known, &mut sink)?;
     }
     let splits_file = path.join("metadata").join("subject_splits.parquet");
     if splits_file.is_file() {

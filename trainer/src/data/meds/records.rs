@@ -45,7 +45,7 @@ fn as_f32(f: &Field) -> Option<f32> {
 /// The row reader's decoding of a shard (the parquet crate's record API, a row at a time): the plain
 /// twin of `columns::Shard::next_batch`, kept as the reference the tests compare it with. One batch per
 /// shard.
-pub(super) fn read_rows(path: &Path, parents: &HashMap<String, String>) -> Result<Batch> {
+pub(super) fn read_rows(path: &Path, known: super::codes::Known) -> Result<Batch> {
     let reader = open(path)?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
@@ -75,7 +75,7 @@ pub(super) fn read_rows(path: &Path, parents: &HashMap<String, String>) -> Resul
                     }
                 }
                 "time" => decoded.time = as_time(f, per_second),
-                "code" => decoded.code = as_str(f).map(|c| Arc::new(MedsCode::new(c, parents))),
+                "code" => decoded.code = as_str(f).map(|c| Arc::new(MedsCode::new(c, known))),
                 "numeric_value" => decoded.value = as_f32(f).unwrap_or(f32::NAN),
                 "text_value" => decoded.text = as_str(f).map(str::to_owned),
                 _ => {}
