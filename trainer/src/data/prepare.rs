@@ -598,7 +598,13 @@ impl DataConfig {
         }
         match &c.features.channels {
             Some(Channels::Auto(a)) if a != "auto" => {
-                return Err(bad("features.channels", format!("a list of catalogue tests or \"auto\" (got {a:?})")));
+                // the string is not printed: a config is text someone typed, and could hold anything
+                let got = if catalog::by_name_or_code(a).is_some() {
+                    format!("{a:?}: a test, not a list")
+                } else {
+                    format!("a string of {} characters", a.chars().count())
+                };
+                return Err(bad("features.channels", format!("a list of catalogue tests or \"auto\" (got {got})")));
             }
             // each test known and listed once, before any input is read
             Some(Channels::List(list)) if list.is_empty() => {
