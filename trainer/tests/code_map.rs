@@ -264,3 +264,20 @@ fn meds_codes_are_mapped_before_their_parents() {
     };
     assert_eq!(key(&d), key(&d2));
 }
+
+/// A map row without a system takes local codes, not a SNOMED CT or HL7 code that happens to be equal
+/// (an Encounter's class `EMER`, a note's type).
+#[test]
+fn rows_without_a_system_take_no_public_systems_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Encounter.ndjson"),
+        r#"{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},"subject":{"reference":"Patient/a"},"period":{"start":"2024-01-01"}}"#,
+    )
+    .unwrap();
+    let map = dir.path().join("map.csv");
+    std::fs::write(&map, "code,loinc\nEMER,2160-0\n").unwrap();
+    let (d, r) = data::read(dir.path(), &with_map(&map)).unwrap();
+    assert!(d.find_code(LOINC, "2160-0").is_none());
+    assert_eq!(count(&r, "code_mapped"), 0);
+}

@@ -666,3 +666,20 @@ fn wide_files_of_one_column_per_test() {
     assert!(e.contains("sheet.csv:1:") && e.contains("nor a column a catalogue test or read.code_map names"), "{e}");
     assert!(!e.contains("Tanaka") && !e.contains("07012345678"), "{e}");
 }
+
+/// Headers written as people write them (`Total Bilirubin (mg/dL)`) name the catalogue's
+/// `total_bilirubin`; subject_id and time named one column (a config mistake) panicked counting.
+#[test]
+fn wide_headers_in_words_and_one_column_for_two_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s.csv"),
+        "subject_id,time,Total Bilirubin (mg/dL),Urea-Nitrogen\n1,2024-01-05,0.8,14\n",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(d.events.len(), 2, "{:?}", r.findings);
+    std::fs::write(dir.path().join("s.csv"), "subject_id,creatinine\n2024-01-05,1.0\n").unwrap();
+    let columns = data::csv::Columns::parse("time=subject_id").unwrap();
+    let _ = data::read(dir.path(), &ReadOptions { columns, ..Default::default() });
+}

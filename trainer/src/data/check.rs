@@ -240,11 +240,16 @@ impl Report {
     }
 
     pub fn malformed_line(&mut self, file: &str, line: u64, reason: &'static str) {
+        self.malformed_lines(file, line, reason, 1);
+    }
+
+    /// `n` malformed lines at `line` (a document that is not read, as many as the resources it held).
+    pub fn malformed_lines(&mut self, file: &str, line: u64, reason: &'static str, n: u64) {
         let m = self.malformed.entry(super::guard::shown_path(file)).or_default();
-        m.count += 1;
+        m.count += n;
         // each reason its own lines (every reason of a file listed all the file's malformed lines)
-        let (n, lines) = m.reasons.entry(reason).or_default();
-        *n += 1;
+        let (count, lines) = m.reasons.entry(reason).or_default();
+        *count += n;
         if lines.len() < LINES_KEPT {
             lines.push(line);
         }

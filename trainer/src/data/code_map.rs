@@ -210,12 +210,16 @@ impl CodeMap {
     }
 
     /// The row a code of `system` maps by (its index in [`CodeMap::target`]): a row of that system, else
-    /// a row without one; never for LOINC or JLAC10 codes.
+    /// a row without one where the code's system is a local one (none, the CSV or MEDS readers' own,
+    /// or a URI no public code system has: a hospital's); never for LOINC or JLAC10 codes. A row without
+    /// a system does not take a SNOMED CT or HL7 code (an Encounter's class, a note's type).
     pub fn get(&self, system: &str, code: &str) -> Option<u32> {
         if standard(system) {
             return None;
         }
-        self.index(Some(system), code, true)
+        let local =
+            matches!(system, "" | "medtrain:csv" | "medtrain:meds") || !catalog::KNOWN_SYSTEMS.contains(&system);
+        self.index(Some(system), code, local)
     }
 
     fn index(&self, system: Option<&str>, code: &str, any: bool) -> Option<u32> {

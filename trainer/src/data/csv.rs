@@ -77,8 +77,11 @@ fn wide_column(at: usize, raw: &str, map: Option<&super::code_map::CodeMap>) -> 
             }
         }
     }
+    // `Total Bilirubin`, `total-bilirubin`: the catalogue's `total_bilirubin`
     let lower = name.to_lowercase();
-    let (system, code) = [name, lower.as_str()]
+    let snake: String =
+        lower.split(|c: char| c.is_whitespace() || c == '-').filter(|w| !w.is_empty()).collect::<Vec<_>>().join("_");
+    let (system, code) = [name, lower.as_str(), snake.as_str()]
         .into_iter()
         .map(bare_code)
         .find(|(system, _)| system != "medtrain:csv")
@@ -475,7 +478,8 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     let layout = layout(path, &table, sink.opts)?;
     if let Layout::Wide { tests, columns, .. } = &layout {
         // which columns were not read is said, never their names (a header may be a row of data)
-        let unread = columns - 2 - tests.len();
+        // (subject_id and time may be one column: a role named by another's default name)
+        let unread = columns.saturating_sub(2).saturating_sub(tests.len());
         sink.report.finding(Severity::Info, "wide_layout", "csv", "header", None, 1);
         if unread > 0 {
             sink.report.finding(Severity::Info, "wide_column_not_read", "csv", "header", None, unread as u64);

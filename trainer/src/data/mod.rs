@@ -498,11 +498,14 @@ pub fn detect(path: &Path) -> Result<Format> {
     if entries.iter().any(|p| has_ext(p, FHIR_EXTS)) {
         return Ok(Format::Fhir);
     }
-    if entries.iter().any(|p| has_ext(p, CSV_EXTS)) {
+    // CSV, unless its only CSV files are label files beside FHIR documents (Synthea's `fhir/`
+    // directory: a Bundle per patient, with the project's labels.csv)
+    let labels = |p: &PathBuf| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("labels"));
+    let json = entries.iter().any(|p| has_ext(p, FHIR_JSON_EXTS));
+    if entries.iter().any(|p| has_ext(p, CSV_EXTS) && !(json && labels(p))) {
         return Ok(Format::Csv);
     }
-    // FHIR documents (Synthea's `fhir/` directory: a Bundle per patient)
-    if entries.iter().any(|p| has_ext(p, FHIR_JSON_EXTS)) {
+    if json {
         return Ok(Format::Fhir);
     }
     Err(DataError::Format {

@@ -425,9 +425,9 @@ struct LineOut<'a> {
     /// free text that is scanned and not kept (`Observation.note`), to search for its subject's own
     /// identifiers too: the subject, and (resource, field of a finding, text)
     unkept: Option<(Cow<'a, str>, Vec<(&'static str, &'static str, String)>)>,
-    /// a Bundle's entries: each resource's own output, with the lines its start lies below the
-    /// Bundle's (a `.json` document is written over many lines)
-    entries: Vec<(u64, LineOut<'a>)>,
+    /// a Bundle's entries, parsed when it is applied (a `.json` document is written over many lines:
+    /// each entry's line is the Bundle's and the lines its start lies below it)
+    entries: Vec<Pending<'a>>,
 }
 
 impl<'a> LineOut<'a> {
@@ -1400,6 +1400,10 @@ fn patient<'a>(line: &'a [u8], full_url_id: Option<&str>) -> std::result::Result
     if p.id.is_none() {
         p.id = full_url_id.map(|id| Str(Cow::Owned(id.to_owned())));
     }
+    // one whose id is not its entry's `urn:uuid:` is named both ways (the Bundle's references use the
+    // fullUrl): the two are one record, linked as `Patient.link` links (one subject, its identifiers
+    // searched for in the notes filed under either)
+    let also = full_url_id.filter(|u| p.id.as_deref().is_some_and(|id| id != *u)).map(str::to_owned);
     let mut out = LineOut { resource: Some("Patient"), ..Default::default() };
     let mut own = Vec::new();
     let d = demographics::Demographics {
@@ -1458,6 +1462,7 @@ fn patient<'a>(line: &'a [u8], full_url_id: Option<&str>) -> std::result::Result
         })
         .filter_map(subject_id)
         .map(|s| s.into_owned())
+        .chain(also)
         .collect();
     if let (Some(id), false) = (p.id.as_deref(), own.is_empty()) {
         out.own.push((id.to_owned(), own));
@@ -1472,10 +1477,18 @@ const MAX_BUNDLE_DEPTH: u8 = 2;
 /// Entries of a Bundle above which they are parsed in parallel.
 const PARALLEL_ENTRIES: usize = 64;
 
-/// A Bundle's entries, each resource parsed as a line of its own would be ([`parse_entry`]), in
-/// entry order; an entry without a resource (a transaction's `DELETE`) is none.
-fn bundle<'a>(line: &'a [u8], opts: &ReadOptions, depth: u8) -> std::result::Result<LineOut<'a>, Bad> {
-    use rayon::prelude::*;
+/// Entries parsed at a time when a Bundle is applied: what a Bundle holds parsed at once is bounded by
+/// this, not by its size (a 64 MiB Bundle of tiny entries parsed whole took some 40 times its bytes).
+const ENTRY_CHUNK: usize = 4096;
+
+/// A Bundle's entry not parsed yet: the lines its resource starts below the Bundle's first, the
+/// resource's bytes, the id its `urn:uuid:` `fullUrl` gives, how many Bundles hold it.
+type Pending<'a> = (u64, &'a [u8], Option<Cow<'a, str>>, u8);
+
+/// A Bundle's entries, found (not parsed: each is parsed as a line of its own would be when the Bundle
+/// is applied, [`parse_pending`], a chunk at a time), in entry order; an entry without a resource (a
+/// transaction's `DELETE`) is none.
+fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad> {
     #[derive(Deserialize)]
     struct Entry<'a> {
         #[serde(rename = "fullUrl", borrow)]
@@ -1492,32 +1505,38 @@ fn bundle<'a>(line: &'a [u8], opts: &ReadOptions, depth: u8) -> std::result::Res
     // each entry's resource, with the lines it starts below the Bundle's first
     let mut below = 0u64;
     let mut from = 0usize;
-    let resources: Vec<(u64, &'a [u8], Option<&Str<'a>>)> = b
+    let entries: Vec<Pending<'a>> = b
         .entry
-        .iter()
+        .into_iter()
         .filter_map(|e| {
             let raw = e.resource?.get().as_bytes();
             // a borrowed raw value lies inside the line
             let at = (raw.as_ptr() as usize).checked_sub(line.as_ptr() as usize).filter(|&a| a <= line.len())?;
             below += memchr::memchr_iter(b'\n', &line[from.min(at)..at]).count() as u64;
             from = at;
-            Some((below, raw, e.full_url.as_ref()))
+            let id = e.full_url.and_then(|u| match u.0 {
+                Cow::Borrowed(b) => b.trim().strip_prefix("urn:uuid:").map(Cow::Borrowed),
+                Cow::Owned(o) => o.trim().strip_prefix("urn:uuid:").map(|id| Cow::Owned(id.to_owned())),
+            });
+            Some((below, raw, id.filter(|id| !id.is_empty()), depth))
         })
         .collect();
-    let parse = |&(below, raw, full_url): &(u64, &'a [u8], Option<&Str<'a>>)| {
-        let id = full_url.and_then(|u| u.trim().strip_prefix("urn:uuid:")).filter(|id| !id.is_empty());
-        (below, parse_entry(raw, opts, id, depth))
-    };
-    let entries = if resources.len() >= PARALLEL_ENTRIES {
-        resources.par_iter().map(parse).collect()
-    } else {
-        resources.iter().map(parse).collect()
-    };
     Ok(LineOut {
         resource: Some(reportable::resource_type("Bundle").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
         entries,
         ..Default::default()
     })
+}
+
+/// Pending entries parsed, in order (in parallel where there are many).
+fn parse_pending<'a>(chunk: &[Pending<'a>], opts: &ReadOptions) -> Vec<(u64, LineOut<'a>)> {
+    use rayon::prelude::*;
+    let parse = |(below, raw, id, depth): &Pending<'a>| (*below, parse_entry(raw, opts, id.as_deref(), *depth));
+    if chunk.len() >= PARALLEL_ENTRIES {
+        chunk.par_iter().map(parse).collect()
+    } else {
+        chunk.iter().map(parse).collect()
+    }
 }
 
 fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
@@ -1545,7 +1564,12 @@ fn contained_resources(line: &[u8], opts: &ReadOptions, out: &mut LineOut) {
     struct Holder {
         #[serde(default)]
         contained: Vec<serde_json::Value>,
-        /// what a contained Observation takes from its holder where it has none of its own
+    }
+    /// what a contained Observation takes from its holder where it has none of its own (read apart:
+    /// a key written twice fails a struct that has it, and the contained resources are scanned all the
+    /// same)
+    #[derive(Deserialize, Default)]
+    struct Inherited {
         subject: Option<serde_json::Value>,
         category: Option<serde_json::Value>,
         #[serde(rename = "effectiveDateTime")]
@@ -1556,6 +1580,8 @@ fn contained_resources(line: &[u8], opts: &ReadOptions, out: &mut LineOut) {
     }
     let Ok(h) = from_line::<Holder>(line) else { return };
     let resource = out.resource.unwrap_or(reportable::OTHER_RESOURCE_TYPE);
+    let inherited = || from_line::<Inherited>(line).unwrap_or_default();
+    let mut i: Option<Inherited> = None;
     for c in &h.contained {
         match c.get("resourceType").and_then(|t| t.as_str()) {
             Some("Patient") => contained_patient(c, resource, out),
@@ -1563,6 +1589,7 @@ fn contained_resources(line: &[u8], opts: &ReadOptions, out: &mut LineOut) {
             // a DiagnosticReport's results written inside it (HL7's CBC and micro examples): read as
             // Observations, with the report's subject, category and time where they have none
             Some("Observation") if resource == "DiagnosticReport" => {
+                let h = i.get_or_insert_with(inherited);
                 let mut o = c.clone();
                 let inherited = [
                     ("subject", &h.subject),
@@ -1711,7 +1738,7 @@ fn parse_resource<'a>(
         "Person" => person::person(line, None),
         // a Bundle (a line of one, a `.json` document as Synthea and FHIR servers write them): its
         // entries are read as lines; a Bundle inside one is not read, and said
-        "Bundle" if depth < MAX_BUNDLE_DEPTH => bundle(line, opts, depth + 1),
+        "Bundle" if depth < MAX_BUNDLE_DEPTH => bundle(line, depth + 1),
         "Bundle" => Ok(LineOut {
             resource: Some(reportable::resource_type("Bundle").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
             ..Default::default()

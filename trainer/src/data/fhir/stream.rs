@@ -239,52 +239,65 @@ const DOCUMENT_TOO_LONG: &str = "a .json document longer than read.max_line_byte
 /// entries' findings at the lines they start on.
 pub fn read_document(path: &Path, sink: &mut Sink) -> Result<()> {
     let mut bytes = Vec::new();
-    let name = load_document(path, sink.opts, &mut bytes)?;
+    let name = load_document(path, sink.opts, &mut bytes, 1)?;
     let out = parse_document(&bytes, sink.opts);
     apply_document(sink, &name, bytes.len(), out);
     Ok(())
 }
 
-/// A document's bytes into `buf` (at most `read.max_line_bytes` + 1 of them); returns its name.
-fn load_document(path: &Path, opts: &ReadOptions, buf: &mut Vec<u8>) -> Result<String> {
+/// A document's bytes into `buf` (at most `read.max_line_bytes` + 1 of them); returns the name its
+/// findings give it: `document-K`, its place in name order, never the file's name (a document is
+/// one patient's record, and exporters name it after the patient: `Yamada_Taro.json`).
+fn load_document(path: &Path, opts: &ReadOptions, buf: &mut Vec<u8>, k: usize) -> Result<String> {
     buf.clear();
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     data::bounded::open(path, file, opts.limits)
         .take(opts.limits.max_line_bytes.saturating_add(1))
         .read_to_end(buf)
         .map_err(|e| DataError::io(path, e))?;
-    Ok(path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()))
+    Ok(format!("document-{k}"))
 }
 
 /// A loaded document parsed (`None` when it is over `read.max_line_bytes`).
-fn parse_document<'b>(bytes: &'b [u8], opts: &ReadOptions) -> Option<LineOut<'b>> {
+/// With it, the resources a document that is not read held (its `"resourceType"` keys, at least 1):
+/// its weight among the malformed lines, where one lost document is a patient's whole record.
+fn parse_document<'b>(bytes: &'b [u8], opts: &ReadOptions) -> (Option<LineOut<'b>>, u64) {
+    let weight = || memchr::memmem::find_iter(bytes, b"\"resourceType\"").count().max(1) as u64;
     if bytes.len() as u64 > opts.limits.max_line_bytes {
-        return None;
+        return (None, weight());
     }
-    Some(parse_line(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes), opts))
+    let out = parse_line(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes), opts);
+    let w = if out.bad.is_some() { weight() } else { 1 };
+    (Some(out), w)
 }
 
 /// A parsed document (of `len` bytes) applied to the sink, and counted.
-fn apply_document(sink: &mut Sink, name: &str, len: usize, out: Option<LineOut<'_>>) {
+fn apply_document(sink: &mut Sink, name: &str, len: usize, (out, weight): (Option<LineOut<'_>>, u64)) {
     sink.report.bytes += len as u64;
-    sink.report.lines += 1;
+    sink.report.lines += weight;
     sink.report.files += 1;
     match out {
-        Some(out) => apply(sink, name, 1, out),
-        None => sink.report.malformed_line(name, 1, DOCUMENT_TOO_LONG),
+        Some(out) if out.bad.is_none() => apply(sink, name, 1, out),
+        Some(out) => sink.report.malformed_lines(name, 1, out.bad.unwrap_or("not JSON"), weight),
+        None => sink.report.malformed_lines(name, 1, DOCUMENT_TOO_LONG, weight),
     }
 }
 
 /// A document loaded and parsed: its name, its length, what it gave.
-type Parsed<'b> = (String, usize, Option<LineOut<'b>>);
+type Parsed<'b> = (String, usize, (Option<LineOut<'b>>, u64));
 
 /// Applies `cur` on a worker while this thread loads `path` into `next` and parses it (a document's
 /// entries are parsed in parallel: the two overlap as an NDJSON file's blocks do).
-fn document_step<'n>(sink: &mut Sink, cur: Parsed<'_>, path: &Path, next: &'n mut Vec<u8>) -> Result<Parsed<'n>> {
+fn document_step<'n>(
+    sink: &mut Sink,
+    cur: Parsed<'_>,
+    (k, path): (usize, &Path),
+    next: &'n mut Vec<u8>,
+) -> Result<Parsed<'n>> {
     let opts = sink.opts;
     rayon::in_place_scope(move |s| {
         s.spawn(move |_| apply_document(sink, &cur.0, cur.1, cur.2));
-        let name = load_document(path, opts, next)?;
+        let name = load_document(path, opts, next, k)?;
         let next: &'n Vec<u8> = next;
         Ok((name, next.len(), parse_document(next, opts)))
     })
@@ -293,10 +306,10 @@ fn document_step<'n>(sink: &mut Sink, cur: Parsed<'_>, path: &Path, next: &'n mu
 /// Reads JSON documents in order, the next loaded and parsed while one is applied.
 fn read_documents(files: &[std::path::PathBuf], sink: &mut Sink) -> Result<()> {
     let opts = sink.opts;
-    let mut files = files.iter();
-    let Some(first) = files.next() else { return Ok(()) };
+    let mut files = files.iter().enumerate().map(|(i, p)| (i + 1, p.as_path()));
+    let Some((k, first)) = files.next() else { return Ok(()) };
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    let name = load_document(first, opts, &mut a)?;
+    let name = load_document(first, opts, &mut a, k)?;
     let mut parsed_a: Parsed = (name, a.len(), parse_document(&a, opts));
     // unrolled in two halves (a then b, b then a): each document's output borrows from its buffer
     loop {
@@ -329,8 +342,9 @@ fn read_any(path: &Path, sink: &mut Sink) -> Result<()> {
     read_file(path, sink)
 }
 
-/// The first line of an NDJSON file that is not blank, as far as the first MiB shows it: `false` only
-/// for a whole JSON object without `resourceType` (anything else is read, its lines judged one by one).
+/// Whether an NDJSON file holds FHIR resources, as its first lines that are not blank show (up to 8
+/// of them, as far as the first MiB holds whole ones): `false` only when each is a JSON object
+/// without `resourceType` (one stray line at the top of a real export is read, and counted).
 fn first_line_is_fhir(path: &Path, opts: &ReadOptions) -> Result<bool> {
     const PEEK: u64 = 1 << 20;
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
@@ -339,16 +353,23 @@ fn first_line_is_fhir(path: &Path, opts: &ReadOptions) -> Result<bool> {
     if data::bounded::open(path, file, opts.limits).take(PEEK).read_to_end(&mut start).is_err() {
         return Ok(true);
     }
-    // the line is whole when a newline ends it, or the file ended within the peek
+    // the last line is whole when the file ended within the peek
     let all = (start.len() as u64) < PEEK;
     let start = start.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&start);
-    let Some(line) = start.split(|&b| b == b'\n').find(|l| !l.iter().all(u8::is_ascii_whitespace)) else {
-        return Ok(true);
-    };
-    let whole = all || line.len() < start.len();
-    Ok(!(whole
-        && line.trim_ascii().starts_with(b"{")
-        && matches!(super::from_line::<super::Peek>(line), Ok(super::Peek { resource_type: None }))))
+    let mut lines: Vec<&[u8]> = start.split(|&b| b == b'\n').collect();
+    if !all {
+        lines.pop();
+    }
+    let mut seen = 0;
+    for line in lines.into_iter().filter(|l| !l.iter().all(u8::is_ascii_whitespace)).take(8) {
+        let not_fhir = line.trim_ascii().starts_with(b"{")
+            && matches!(super::from_line::<super::Peek>(line), Ok(super::Peek { resource_type: None }));
+        if !not_fhir {
+            return Ok(true);
+        }
+        seen += 1;
+    }
+    Ok(seen == 0)
 }
 
 /// Reads one NDJSON line (number `line` of `file`) into the sink, as [`read_file`] does with each line.
@@ -360,9 +381,12 @@ pub fn read_line(sink: &mut Sink, file: &str, line: u64, bytes: &[u8]) {
 fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
     // a Bundle's entries, each as the line of its own it would be (at the line it starts on, and
     // counted as one: the tolerated fraction of malformed lines is of resources, not of documents)
-    for (below, entry) in std::mem::take(&mut out.entries) {
-        sink.report.lines += 1;
-        apply(sink, file, line + below, entry);
+    let pending = std::mem::take(&mut out.entries);
+    for chunk in pending.chunks(super::ENTRY_CHUNK) {
+        for (below, entry) in super::parse_pending(chunk, sink.opts) {
+            sink.report.lines += 1;
+            apply(sink, file, line + below, entry);
+        }
     }
     if let Some(reason) = out.bad {
         sink.report.malformed_line(file, line, reason);
