@@ -683,3 +683,55 @@ fn wide_headers_in_words_and_one_column_for_two_roles() {
     let columns = data::csv::Columns::parse("time=subject_id").unwrap();
     let _ = data::read(dir.path(), &ReadOptions { columns, ..Default::default() });
 }
+
+#[test]
+fn malformed_rows_are_named_by_the_line_an_editor_shows() {
+    // lines as an editor numbers them: Excel's sep= line, blank lines and line breaks inside quoted
+    // notes counted, in files whose lines end in \n, \r\n or \r alone, with and without a final line end
+    let rows = [
+        "subject_id;time;code;value;text",
+        "",
+        "1;2024-01-05;creatinine;1.0;\"a note\nover two lines\"",
+        "",
+        "",
+        "1;not a time;creatinine;1.0;",
+        "2;2024-01-06;creatinine;1.1;\"x\n\ny\"",
+        "2;also not a time;creatinine;1.2;",
+    ];
+    for (sep, first) in [(true, 8u64), (false, 7)] {
+        for ending in ["\n", "\r\n"] {
+            for last_end in [true, false] {
+                let mut text = if sep { format!("sep=;{ending}") } else { String::new() };
+                text.push_str(&rows.join("\n").replace('\n', ending));
+                if last_end {
+                    text.push_str(ending);
+                }
+                let dir = tempfile::tempdir().unwrap();
+                std::fs::write(dir.path().join("e.csv"), &text).unwrap();
+                let opts = ReadOptions { max_malformed_fraction: 0.9, ..Default::default() };
+                let (_, r) = read(dir.path(), &opts);
+                let m: Vec<u64> = r
+                    .findings
+                    .iter()
+                    .filter(|f| f.kind == "malformed_line")
+                    .flat_map(|f| f.lines.iter().copied())
+                    .collect();
+                let case = format!("sep {sep}, ending {ending:?}, final line end {last_end}");
+                assert_eq!(m, [first, first + 4], "{case}");
+            }
+        }
+    }
+    // \r alone: the parser counts no lines; records are numbered (no blank lines, no breaks in notes)
+    let dir = tempfile::tempdir().unwrap();
+    let text = "subject_id,time,code,value\r1,2024-01-05,creatinine,1.0\r1,bad,creatinine,1.0\r";
+    std::fs::write(dir.path().join("e.csv"), text).unwrap();
+    let (_, r) = read(dir.path(), &ReadOptions { max_malformed_fraction: 0.9, ..Default::default() });
+    let m = r.findings.iter().find(|f| f.kind == "malformed_line").unwrap();
+    assert_eq!(m.lines, [3]);
+    // a header error after the sep= line and a blank line names line 3
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("e.csv"), "sep=,\r\n\r\nsubject,time,code,value\r\n1,2024-01-05,creatinine,1\r\n")
+        .unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("e.csv:3:") && e.contains("the header has no"), "{e}");
+}

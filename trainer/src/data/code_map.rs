@@ -100,7 +100,7 @@ impl CodeMap {
         let (loinc_col, jlac_col, unit_col) = (col(&["loinc"]), col(&["jlac10"]), col(&["unit"]));
         let header_error = |wanted: &str| DataError::Line {
             path: path.into(),
-            line: 1,
+            line: table.header_line,
             msg: format!(
                 "a code map's header needs {wanted} (the header read: {})",
                 super::csv::header_summary(&table.header, |h| COLUMNS.contains(&h).then(|| format!("{h:?}")))
@@ -119,13 +119,13 @@ impl CodeMap {
         let mut lines: HashMap<(Option<String>, String), u64> = HashMap::new();
         let mut rec = ::csv::StringRecord::new();
         loop {
-            let line = table.rdr.position().line();
+            let (read, line) = table.next_record(&mut rec);
             let bad = |column: &str, msg: &str| DataError::Line {
                 path: path.into(),
                 line,
                 msg: if column.is_empty() { msg.to_owned() } else { format!("column {column}: {msg}") },
             };
-            match table.rdr.read_record(&mut rec) {
+            match read {
                 Ok(false) => break,
                 Ok(true) => {}
                 Err(e) => {

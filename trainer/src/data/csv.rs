@@ -182,7 +182,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
     if let Some((i, h)) = header.iter().enumerate().find(|(i, h)| header.iter().take(*i).any(|o| o == *h)) {
         return Err(DataError::Line {
             path: path.into(),
-            line: 1,
+            line: table.header_line,
             msg: format!(
                 "the header names column {} twice (columns {} and {})",
                 shown(h),
@@ -208,7 +208,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
             };
             DataError::Line {
                 path: path.into(),
-                line: 1,
+                line: table.header_line,
                 msg: format!(
                     "the header has no {wanted} (the header read: {})",
                     header_summary(header, |h| reportable_column(h, columns))
@@ -240,7 +240,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
         }
         return Err(DataError::Line {
             path: path.into(),
-            line: 1,
+            line: table.header_line,
             msg: format!(
                 "the header has no \"code\" column (or name it with read.columns.code), nor a column a catalogue \
                  test or read.code_map names, as a file of one column per test has (the header read: {})",
@@ -254,7 +254,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
     if columns.value.is_none() && col("value").is_some() && col("numeric_value").is_some() {
         return Err(DataError::Line {
             path: path.into(),
-            line: 1,
+            line: table.header_line,
             msg: "the header has both \"value\" and \"numeric_value\": which holds the results is not known \
                   (read.columns.value names it)"
                 .into(),
@@ -276,7 +276,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
         if let Some((other, _)) = roles[..i].iter().find(|(_, o)| at.is_some() && o == at) {
             return Err(DataError::Line {
                 path: path.into(),
-                line: 1,
+                line: table.header_line,
                 msg: format!(
                     "{other} and {role} are read from one column ({}): name another with read.columns.{role} or \
                      read.columns.{other}",
@@ -305,6 +305,37 @@ pub(crate) struct Table {
     pub delimiter: u8,
     /// byte sequences the encoding does not map (each read as U+FFFD)
     pub replaced: charset::Replaced,
+    /// the file line the header starts on (2 after Excel's `sep=;` line, more after blank lines)
+    pub header_line: u64,
+    /// lines before the ones the parser reads (Excel's `sep=;` line)
+    skipped_lines: u64,
+    /// how the file's first line ends: the parser counts `\n` bytes, and takes the `\n` of a `\r\n`
+    /// with the next record
+    ending: LineEnding,
+    /// records read (the header one): the line of a record where lines end in `\r` alone
+    records: u64,
+}
+
+/// How a CSV file's lines end, told from its first line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum LineEnding {
+    Lf,
+    CrLf,
+    /// old Mac files: the parser counts no lines
+    Cr,
+}
+
+impl LineEnding {
+    fn of(start: &[u8]) -> LineEnding {
+        match start.iter().position(|&b| b == b'\n' || b == b'\r') {
+            Some(i) if start[i] == b'\n' => LineEnding::Lf,
+            Some(i) if start.get(i + 1) == Some(&b'\n') => LineEnding::CrLf,
+            // a `\r` ending the buffer is taken as `\r\n`, the more common
+            Some(i) if i + 1 == start.len() => LineEnding::CrLf,
+            Some(_) => LineEnding::Cr,
+            None => LineEnding::Lf,
+        }
+    }
 }
 
 impl Table {
@@ -330,6 +361,7 @@ impl Table {
             }
             _ => None,
         };
+        let ending = LineEnding::of(&start[sep.map_or(0, |(_, len)| len)..]);
         let delimiter = match sep {
             Some((d, len)) => {
                 text.consume(len);
@@ -337,6 +369,7 @@ impl Table {
             }
             None => sniff_delimiter(start),
         };
+        let skipped_lines = sep.is_some() as u64;
         // a record over read.max_line_bytes fails the read instead of growing the parser's buffer: a
         // quoted note may span lines, so the parser cannot be resynchronized past it and the file is
         // refused
@@ -347,10 +380,13 @@ impl Table {
             .delimiter(delimiter)
             .buffer_capacity(super::bounded::CSV_BUFFER)
             .from_reader(reader);
-        let header = rdr.headers().map_err(|e| match e.kind() {
-            ::csv::ErrorKind::Utf8 { .. } => DataError::Line { path: path.into(), line: 1, msg: NOT_UTF8.into() },
+        let header = rdr.headers().cloned().map_err(|e| match e.kind() {
+            ::csv::ErrorKind::Utf8 { .. } => {
+                DataError::Line { path: path.into(), line: skipped_lines + 1, msg: NOT_UTF8.into() }
+            }
             _ => DataError::Format { path: path.into(), msg: format!("cannot read the header: {e}") },
         })?;
+        let header_line = skipped_lines + record_line(ending, 1, rdr.position().line(), &header, 1);
         // header names are matched trimmed and in any case (Excel and SQL exports capitalize them)
         let raw_header: ::csv::StringRecord = header.iter().map(str::trim).collect();
         let header = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
@@ -364,7 +400,27 @@ impl Table {
             guessed: opened.chosen == charset::Chosen::Guessed,
             delimiter,
             replaced: opened.replaced,
+            header_line,
+            skipped_lines,
+            ending,
+            records: 1,
         })
+    }
+
+    /// Reads the next record into `rec`, with the file line it starts on as an editor numbers lines
+    /// (Excel's `sep=;` line, blank lines and line breaks inside quoted fields counted). On an error,
+    /// the line the parser stood on (blank lines before a broken record are not counted then).
+    pub fn next_record(&mut self, rec: &mut ::csv::StringRecord) -> (::csv::Result<bool>, u64) {
+        let before = self.rdr.position().line();
+        let read = self.rdr.read_record(rec);
+        let line = match read {
+            Ok(true) => {
+                self.records += 1;
+                record_line(self.ending, before, self.rdr.position().line(), rec, self.records)
+            }
+            _ => record_line(self.ending, before, before, &::csv::StringRecord::new(), self.records + 1),
+        };
+        (read, line + self.skipped_lines)
     }
 
     /// The position of the column named `name` in the header.
@@ -380,6 +436,19 @@ impl Table {
             b'|' => "pipe",
             _ => "comma",
         }
+    }
+}
+
+/// The line a record starts on from the parser's line count before and after reading it (the parser
+/// counts `\n` bytes: those of the blank lines it skips, of line breaks in quoted fields and of the
+/// record's end; a `\r\n`'s `\n` is read with the next record); `nth` is the record's number (header 1).
+fn record_line(ending: LineEnding, before: u64, after: u64, rec: &::csv::StringRecord, nth: u64) -> u64 {
+    let breaks: u64 = rec.iter().map(|f| memchr::memchr_iter(b'\n', f.as_bytes()).count() as u64).sum();
+    match ending {
+        // the last record of a file without a final line end has no `\n` of its own: `before` then
+        LineEnding::Lf => after.saturating_sub(1 + breaks).max(before),
+        LineEnding::CrLf => after.saturating_sub(breaks).max(before + (nth > 1) as u64),
+        LineEnding::Cr => nth,
     }
 }
 
@@ -496,8 +565,8 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     }
     let mut rec = ::csv::StringRecord::new();
     loop {
-        let line = table.rdr.position().line();
-        match table.rdr.read_record(&mut rec) {
+        let (read, line) = table.next_record(&mut rec);
+        match read {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) if matches!(e.kind(), ::csv::ErrorKind::Io(_)) => {

@@ -234,7 +234,8 @@ const VALUE_COLUMNS: [&str; 4] = ["boolean_value", "integer_value", "float_value
 /// skipped, any other unreadable row is an error naming its line.
 fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile) -> Result<()> {
     let mut table = super::csv::Table::open(path, opts.encoding, opts.limits)?;
-    let line1 = |msg: String| DataError::Line { path: path.into(), line: 1, msg };
+    let header_line = table.header_line;
+    let line1 = |msg: String| DataError::Line { path: path.into(), line: header_line, msg };
     let subject_col = table.column("subject_id").ok_or_else(|| line1("the header has no subject_id column".into()))?;
     let time_col =
         table.column("prediction_time").ok_or_else(|| line1("the header has no prediction_time column".into()))?;
@@ -245,9 +246,9 @@ fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile
     let columns = table.header.len();
     let mut rec = ::csv::StringRecord::new();
     loop {
-        let line = table.rdr.position().line();
+        let (read, line) = table.next_record(&mut rec);
         let bad = |msg: &str| DataError::Line { path: path.into(), line, msg: msg.to_owned() };
-        match table.rdr.read_record(&mut rec) {
+        match read {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
