@@ -278,3 +278,32 @@ fn review_findings_on_bundles() {
     let (d, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 0.5, ..Default::default() }).unwrap();
     assert_eq!((d.events.len(), r.malformed_count()), (1, 1));
 }
+
+#[test]
+fn ndjson_saved_with_a_json_name_is_read_as_ndjson() {
+    // a bulk export's files renamed `.json` (and one patient's resources in a file named after them):
+    // each line a resource, read as NDJSON is, said, and named as the document it is
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = synthea("a1", true, true);
+    let lines: Vec<String> =
+        bundle["entry"].as_array().unwrap().iter().filter_map(|e| e.get("resource")).map(|r| r.to_string()).collect();
+    assert_eq!(lines.len(), 5);
+    std::fs::write(dir.path().join("Yamada_Taro.json"), lines.join("\n") + "\n").unwrap();
+    // a pretty-printed document and a one-line document beside it are documents still
+    write(dir.path(), "b.json", &synthea("b2", true, false));
+    std::fs::write(dir.path().join("c.json"), synthea("c3", true, false).to_string() + "\n\n").unwrap();
+    let opts = ReadOptions { identifiers: Policy::Redact, max_malformed_fraction: 0.5, ..Default::default() };
+    let (d, r) = data::read(dir.path(), &opts).unwrap();
+    assert_eq!(count(&r, "ndjson_in_json_file"), 1);
+    assert_eq!(d.patients.len(), 3);
+    let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
+    assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 3);
+    assert_eq!(d.texts.len(), 3);
+    assert!(d.texts.iter().all(|t| !t.contains("香川")), "{:?}", d.texts);
+    // the Observation whose value does not parse: line 5 of the first document, never its file name
+    let m: Vec<_> = r.findings.iter().filter(|f| f.kind == "malformed_line").collect();
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!((m[0].file.as_deref(), m[0].lines.as_slice()), (Some("document-1"), &[5u64][..]));
+    let shown = serde_json::to_string(&r.findings).unwrap();
+    assert!(!shown.contains("Yamada"), "{shown}");
+}

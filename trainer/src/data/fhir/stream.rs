@@ -201,11 +201,16 @@ fn step<'n, R: Read>(
 /// lines are applied to the sink (sequential, in line order), the next block is read and then parsed
 /// (in parallel): the two blocks take turns.
 pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    read_lines(path, &name, sink)
+}
+
+/// [`read_file`], its findings naming the file `name`.
+fn read_lines(path: &Path, name: &str, sink: &mut Sink) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let opts = sink.opts;
     let max_line = usize::try_from(opts.limits.max_line_bytes).unwrap_or(usize::MAX);
     let input = data::bounded::open(path, file, opts.limits);
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut reader = LineReader { input, max_line, line_no: 0, eof: false, skipping: false };
     let io_error = |line_no: u64, e: std::io::Error| DataError::io(path, format!("after line {line_no}: {e}"));
     let (mut a, mut b) = (Block::default(), Block::default());
@@ -215,17 +220,17 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     // unrolled in two halves (a then b, b then a): each block's results borrow from it
     loop {
         if reader.eof {
-            apply_block(sink, &name, filled_a, outs_a);
+            apply_block(sink, name, filled_a, outs_a);
             break;
         }
         let (filled_b, outs_b) =
-            step(sink, &name, &mut reader, filled_a, outs_a, &mut b, opts).map_err(|e| io_error(reader.line_no, e))?;
+            step(sink, name, &mut reader, filled_a, outs_a, &mut b, opts).map_err(|e| io_error(reader.line_no, e))?;
         if reader.eof {
-            apply_block(sink, &name, filled_b, outs_b);
+            apply_block(sink, name, filled_b, outs_b);
             break;
         }
         (filled_a, outs_a) =
-            step(sink, &name, &mut reader, filled_b, outs_b, &mut a, opts).map_err(|e| io_error(reader.line_no, e))?;
+            step(sink, name, &mut reader, filled_b, outs_b, &mut a, opts).map_err(|e| io_error(reader.line_no, e))?;
     }
     sink.report.files += 1;
     Ok(())
@@ -241,8 +246,7 @@ pub fn read_document(path: &Path, sink: &mut Sink) -> Result<()> {
     let mut bytes = Vec::new();
     let name = load_document(path, sink.opts, &mut bytes, 1)?;
     let out = parse_document(&bytes, sink.opts);
-    apply_document(sink, &name, bytes.len(), out);
-    Ok(())
+    apply_document(sink, (name, path, bytes.len(), out))
 }
 
 /// A document's bytes into `buf` (at most `read.max_line_bytes` + 1 of them); returns the name its
@@ -261,46 +265,83 @@ fn load_document(path: &Path, opts: &ReadOptions, buf: &mut Vec<u8>, k: usize) -
 /// A loaded document parsed (`None` when it is over `read.max_line_bytes`).
 /// With it, the resources a document that is not read held (its `"resourceType"` keys, at least 1):
 /// its weight among the malformed lines, where one lost document is a patient's whole record.
-fn parse_document<'b>(bytes: &'b [u8], opts: &ReadOptions) -> (Option<LineOut<'b>>, u64) {
+/// A document that is NDJSON (a bulk export's file saved with a `.json` name) is `Lines`: read as
+/// NDJSON is.
+fn parse_document<'b>(bytes: &'b [u8], opts: &ReadOptions) -> Document<'b> {
     let weight = || memchr::memmem::find_iter(bytes, b"\"resourceType\"").count().max(1) as u64;
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.len() as u64 > opts.limits.max_line_bytes {
-        return (None, weight());
+        return if is_ndjson(text) { Document::Lines } else { Document::Parsed(None, weight()) };
     }
-    let out = parse_line(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes), opts);
+    let out = parse_line(text, opts);
+    if out.bad.is_some() && is_ndjson(text) {
+        return Document::Lines;
+    }
     let w = if out.bad.is_some() { weight() } else { 1 };
-    (Some(out), w)
+    Document::Parsed(Some(out), w)
 }
 
-/// A parsed document (of `len` bytes) applied to the sink, and counted.
-fn apply_document(sink: &mut Sink, name: &str, len: usize, (out, weight): (Option<LineOut<'_>>, u64)) {
+/// What a loaded document gave.
+enum Document<'b> {
+    /// parsed (`None` when it is over `read.max_line_bytes`), with its weight among malformed lines
+    Parsed(Option<LineOut<'b>>, u64),
+    /// NDJSON under a `.json` name
+    Lines,
+}
+
+/// Whether a document's text is NDJSON: its first line that is not blank a whole JSON object with a
+/// `resourceType`, and more than blanks after that line (a document written on one line is one
+/// line; a pretty-printed one's first line is no whole object).
+fn is_ndjson(text: &[u8]) -> bool {
+    let start = text.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(text.len());
+    let Some(end) = memchr::memchr(b'\n', &text[start..]).map(|i| start + i) else { return false };
+    text[end..].iter().any(|b| !b.is_ascii_whitespace())
+        && matches!(super::from_line::<super::Peek>(&text[start..end]), Ok(super::Peek { resource_type: Some(_) }))
+}
+
+/// A parsed document applied to the sink, and counted; one that is NDJSON read from its file as NDJSON
+/// is, its findings naming it as the document it is (`document-K`), and said (`ndjson_in_json_file`).
+fn apply_document(sink: &mut Sink, (name, path, len, doc): Parsed<'_, '_>) -> Result<()> {
+    let (out, weight) = match doc {
+        Document::Parsed(out, weight) => (out, weight),
+        Document::Lines => {
+            sink.report.finding(Severity::Info, "ndjson_in_json_file", "input", "file", Some(&name), 1);
+            return read_lines(path, &name, sink);
+        }
+    };
     sink.report.bytes += len as u64;
     sink.report.lines += weight;
     sink.report.files += 1;
     match out {
-        Some(out) if out.bad.is_none() => apply(sink, name, 1, out),
-        Some(out) => sink.report.malformed_lines(name, 1, out.bad.unwrap_or("not JSON"), weight),
-        None => sink.report.malformed_lines(name, 1, DOCUMENT_TOO_LONG, weight),
+        Some(out) if out.bad.is_none() => apply(sink, &name, 1, out),
+        Some(out) => sink.report.malformed_lines(&name, 1, out.bad.unwrap_or("not JSON"), weight),
+        None => sink.report.malformed_lines(&name, 1, DOCUMENT_TOO_LONG, weight),
     }
+    Ok(())
 }
 
-/// A document loaded and parsed: its name, its length, what it gave.
-type Parsed<'b> = (String, usize, (Option<LineOut<'b>>, u64));
+/// A document loaded and parsed: its name, its file, its length, what it gave.
+type Parsed<'b, 'p> = (String, &'p Path, usize, Document<'b>);
 
 /// Applies `cur` on a worker while this thread loads `path` into `next` and parses it (a document's
 /// entries are parsed in parallel: the two overlap as an NDJSON file's blocks do).
-fn document_step<'n>(
+fn document_step<'n, 'p>(
     sink: &mut Sink,
-    cur: Parsed<'_>,
-    (k, path): (usize, &Path),
+    cur: Parsed<'_, '_>,
+    (k, path): (usize, &'p Path),
     next: &'n mut Vec<u8>,
-) -> Result<Parsed<'n>> {
+) -> Result<Parsed<'n, 'p>> {
     let opts = sink.opts;
-    rayon::in_place_scope(move |s| {
-        s.spawn(move |_| apply_document(sink, &cur.0, cur.1, cur.2));
+    let mut applied = Ok(());
+    let parsed = rayon::in_place_scope(|s| {
+        let applied = &mut applied;
+        s.spawn(move |_| *applied = apply_document(sink, cur));
         let name = load_document(path, opts, next, k)?;
         let next: &'n Vec<u8> = next;
-        Ok((name, next.len(), parse_document(next, opts)))
-    })
+        Ok((name, path, next.len(), parse_document(next, opts)))
+    });
+    applied?;
+    parsed
 }
 
 /// Reads JSON documents in order, the next loaded and parsed while one is applied.
@@ -310,21 +351,14 @@ fn read_documents(files: &[std::path::PathBuf], sink: &mut Sink) -> Result<()> {
     let Some((k, first)) = files.next() else { return Ok(()) };
     let (mut a, mut b) = (Vec::new(), Vec::new());
     let name = load_document(first, opts, &mut a, k)?;
-    let mut parsed_a: Parsed = (name, a.len(), parse_document(&a, opts));
+    let mut parsed_a: Parsed = (name, first, a.len(), parse_document(&a, opts));
     // unrolled in two halves (a then b, b then a): each document's output borrows from its buffer
     loop {
-        let Some(path) = files.next() else {
-            apply_document(sink, &parsed_a.0, parsed_a.1, parsed_a.2);
-            break;
-        };
+        let Some(path) = files.next() else { return apply_document(sink, parsed_a) };
         let parsed_b = document_step(sink, parsed_a, path, &mut b)?;
-        let Some(path) = files.next() else {
-            apply_document(sink, &parsed_b.0, parsed_b.1, parsed_b.2);
-            break;
-        };
+        let Some(path) = files.next() else { return apply_document(sink, parsed_b) };
         parsed_a = document_step(sink, parsed_b, path, &mut a)?;
     }
-    Ok(())
 }
 
 /// Reads an input file: a `.json` document ([`read_document`]) or NDJSON ([`read_file`]); an NDJSON
