@@ -307,3 +307,37 @@ fn ndjson_saved_with_a_json_name_is_read_as_ndjson() {
     let shown = serde_json::to_string(&r.findings).unwrap();
     assert!(!shown.contains("Yamada"), "{shown}");
 }
+
+#[test]
+fn a_contained_result_of_another_patient_has_its_note_searched_for_that_patients_identifiers() {
+    // found by review: a report's own result noted its subject's free text first, and a contained
+    // result naming another patient then had its note dropped from the search for that patient's name
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Patient.ndjson"),
+        concat!(
+            r#"{"resourceType":"Patient","id":"a","name":[{"family":"山田","given":["花子"]}]}"#,
+            "\n",
+            r#"{"resourceType":"Patient","id":"b","name":[{"family":"香川","given":["健"]}]}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let result = |id: &str, subject: &str, note: &str| {
+        json!({
+            "resourceType": "Observation", "id": id, "status": "final", "subject": { "reference": subject },
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] },
+            "valueQuantity": { "value": 1.1, "unit": "mg/dL" }, "note": [{ "text": note }]
+        })
+    };
+    let report = json!({
+        "resourceType": "DiagnosticReport", "status": "final", "code": { "text": "panel" },
+        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "CH" }] }],
+        "subject": { "reference": "Patient/a" }, "effectiveDateTime": "2024-01-02T08:00:00Z",
+        "contained": [result("r1", "Patient/a", "再検"), result("r2", "Patient/b", "香川さんに電話")],
+    });
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), report.to_string() + "\n").unwrap();
+    let (_, r) = data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
+    let f = r.findings.iter().filter(|f| f.field == "note.text.subject_identifier").map(|f| f.count).sum::<u64>();
+    assert_eq!(f, 1, "{:?}", r.findings);
+}

@@ -423,8 +423,9 @@ struct LineOut<'a> {
     /// RelatedPerson, Person)
     not_patient: Option<String>,
     /// free text that is scanned and not kept (`Observation.note`), to search for its subject's own
-    /// identifiers too: the subject, and (resource, field of a finding, text)
-    unkept: Option<(Cow<'a, str>, Vec<(&'static str, &'static str, String)>)>,
+    /// identifiers too: per subject (a DiagnosticReport's contained results may name others), the
+    /// subject and (resource, field of a finding, text)
+    unkept: Vec<(Cow<'a, str>, Vec<(&'static str, &'static str, String)>)>,
     /// a Bundle's entries, parsed when it is applied (a `.json` document is written over many lines:
     /// each entry's line is the Bundle's and the lines its start lies below it)
     entries: Vec<Pending<'a>>,
@@ -455,11 +456,10 @@ impl<'a> LineOut<'a> {
                 end: r.end,
             });
         }
-        if let Some((subject, texts)) = read.unkept {
-            match &mut self.unkept {
-                Some((s, kept)) if **s == *subject => kept.extend(texts),
-                Some(_) => {}
-                None => self.unkept = Some((own(subject), texts)),
+        for (subject, texts) in read.unkept {
+            match self.unkept.iter_mut().find(|(s, _)| **s == *subject) {
+                Some((_, kept)) => kept.extend(texts),
+                None => self.unkept.push((own(subject), texts)),
             }
         }
     }
@@ -787,7 +787,14 @@ fn scan_only<'a>(
         out.identifiers.push((k, resource, field));
     }
     if let Some(subject) = subject {
-        out.unkept.get_or_insert_with(|| (subject.clone(), Vec::new())).1.push((resource, own_field, text));
+        let at = match out.unkept.iter().position(|(s, _)| s == subject) {
+            Some(at) => at,
+            None => {
+                out.unkept.push((subject.clone(), Vec::new()));
+                out.unkept.len() - 1
+            }
+        };
+        out.unkept[at].1.push((resource, own_field, text));
     }
 }
 

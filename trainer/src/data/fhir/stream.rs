@@ -483,7 +483,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
     // or, when they are not known yet, by a second pass if they arrive later (events kept or not: the
     // text is gone by then)
     // (noted whether identifiers are known or not: a RelatedPerson may bring more later)
-    if let Some((subject, texts)) = out.unkept {
+    for (subject, texts) in out.unkept {
         let store = &mut sink.data.subject_identifiers;
         if store.has(&subject) {
             for (resource, field, text) in texts {
