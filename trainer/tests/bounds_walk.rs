@@ -1,6 +1,8 @@
 //! The walk of an input directory (`data check`, `data prepare`, `data fingerprint`) with real symlinks
 //! and a real FIFO: loops end, links out of the root and special files are refused by name.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -110,13 +112,7 @@ fn data_prepare_refuses_a_symlink_loop_and_writes_nothing() {
     let cfg = root.path().join("data.toml");
     std::fs::write(&cfg, "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n").unwrap();
     let out = root.path().join("prepared");
-    let o = Command::new(env!("CARGO_BIN_EXE_medtrain"))
-        .args(["data", "prepare", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = common::cli::prepare(&cfg, &out);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("again: reaches a directory already walked"), "{err}");

@@ -101,15 +101,7 @@ fn the_map_is_a_config_key_and_a_flag_and_the_manifest_records_it() {
     )
     .unwrap();
     let out = dir.path().join("prepared");
-    let o = Command::new(env!("CARGO_BIN_EXE_medtrain"))
-        .args(["data", "prepare", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let m = common::cli::prepared_manifest(&cfg, &out);
     let sha = m["code_map"].as_str().unwrap();
     assert_eq!(sha, load(&dir.path().join("codes.csv")).sha256);
     assert!(sha.starts_with("sha256:") && sha.len() == 7 + 64);

@@ -2,11 +2,12 @@
 //! and read back batch by batch against the whole-file reader; corrupt and mis-shaped files; and a
 //! 400 MB split that opens and gives batches without its data becoming resident.
 
+mod common;
+
 use medtrain::data::prepared::{Prepared, SplitData, Targets, RESIDENT_BUDGET};
 use medtrain::model::{HostInputs, HostTargets};
 use medtrain::tensors::{self, OutData, TensorFile};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 
 /// The tests of this file run one at a time: one of them measures the process's resident memory.
@@ -31,13 +32,7 @@ fn prepare_demo(root: &Path) -> PathBuf {
     )
     .unwrap();
     let out = root.join("prepared");
-    let o = Command::new(env!("CARGO_BIN_EXE_medtrain"))
-        .args(["data", "prepare", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = common::cli::prepare(&cfg, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out
 }

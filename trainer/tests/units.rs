@@ -2,6 +2,8 @@
 //! ordinal results, the catalogue, and the DP choices of `channels = "auto"`, on real files and through
 //! the real binary. Named after what broke.
 
+mod common;
+
 use medtrain::data::{self, auto, catalog, units, EventKind, ReadOptions};
 use medtrain::privacy::accountant::Delta;
 use medtrain::privacy::noise::NoiseSource;
@@ -356,15 +358,7 @@ fn prepare_with_auto_channels_records_the_dp_charge_in_the_manifest() {
     )
     .unwrap();
     let out = root.path().join("prepared");
-    let o = Command::new(env!("CARGO_BIN_EXE_medtrain"))
-        .args(["data", "prepare", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let m = common::cli::prepared_manifest(&cfg, &out);
     let channels = m["channels"].as_array().unwrap();
     assert_eq!(channels.len(), 4);
     // the demo cohort's labs are the only ones with values: the chosen channels are among them
@@ -385,28 +379,13 @@ fn prepare_with_auto_channels_records_the_dp_charge_in_the_manifest() {
         "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\nchannels = [\"crp\", \"ferritin\"]\nbuckets = 4\n",
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_medtrain"))
-        .args(["data", "prepare", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(root.path().join("p2"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.path().join("p2/manifest.json")).unwrap()).unwrap();
+    let m = common::cli::prepared_manifest(&cfg, &root.path().join("p2"));
     assert_eq!(m["dp_releases"][0]["mechanism"], "channel_quantiles");
     assert_eq!(m["normalization"][0][3], "jccls2019");
     assert_eq!(m["normalization"][1][3], "dp_quantiles");
     // bad auto keys name their key
     std::fs::write(&cfg, "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[auto]\nchannels = 0\n").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_medtrain"))
-        .args(["data", "prepare", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(root.path().join("p3"))
-        .output()
-        .unwrap();
+    let o = common::cli::prepare(&cfg, &root.path().join("p3"));
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("auto.channels"));
 }

@@ -86,3 +86,15 @@ pub fn last_json(out: &Output) -> serde_json::Value {
         text.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
     serde_json::from_str(line).unwrap()
 }
+
+/// `medtrain data prepare --config CFG --out OUT`.
+pub fn prepare(cfg: &Path, out: &Path) -> Output {
+    bin().args(["data", "prepare", "--config"]).arg(cfg).arg("--out").arg(out).output().unwrap()
+}
+
+/// [`prepare`], which must succeed: the `manifest.json` it wrote.
+pub fn prepared_manifest(cfg: &Path, out: &Path) -> serde_json::Value {
+    let o = prepare(cfg, out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
+}
