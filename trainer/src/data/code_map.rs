@@ -232,7 +232,12 @@ impl CodeMap {
 
     /// Whether a row's target is a catalogue test (the others are read, and no channel takes them).
     pub fn in_catalogue(&self, index: u32) -> bool {
+        self.catalogue_test(index).is_some()
+    }
+
+    /// The catalogue's test a row maps to (`None`: a code the catalogue lacks).
+    pub fn catalogue_test(&self, index: u32) -> Option<&'static catalog::Lab> {
         let t = self.target(index);
-        catalog::lookup(t.system, &t.code).is_some()
+        catalog::lookup(t.system, &t.code)
     }
 }

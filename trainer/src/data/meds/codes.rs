@@ -90,10 +90,8 @@ impl MedsCode {
         let (system, mapped) = map_code(code, known);
         // a lab result given as text (`LOINC/2160-0` with `<0.3`, or a code the code map maps to a
         // catalogue lab) is a lab, not a note
-        let map_lab = known.map.is_some_and(|m| {
-            m.get(LOCAL, code)
-                .is_some_and(|r| catalog::lookup(m.target(r).system, &m.target(r).code).is_some_and(|l| !l.vital))
-        });
+        let map_lab =
+            known.map.is_some_and(|m| m.get(LOCAL, code).and_then(|r| m.catalogue_test(r)).is_some_and(|l| !l.vital));
         let lab = parts[0].to_ascii_uppercase().starts_with("LAB")
             || map_lab
             || (system == catalog::LOINC && catalog::lookup(catalog::LOINC, &mapped).is_some());
