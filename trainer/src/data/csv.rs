@@ -172,6 +172,20 @@ impl Columns {
     }
 }
 
+/// CSV names for the fields the shared QA report names as FHIR's ([`super::name_fields`]): the columns
+/// `value`, `unit`, `system` (or the code's `system|code` form) and `text`.
+pub(super) fn name_fields(report: &mut super::Report) {
+    let names = super::FieldNames {
+        resource: "csv",
+        value: "value",
+        unit: "unit",
+        system: "system",
+        text: "text",
+        duplicate: "the same subject_id, time, code and value",
+    };
+    super::name_fields(report, &names, |_, _, _| None);
+}
+
 /// The columns of a CSV file from its header (names trimmed and lower-cased by [`Table::open`]):
 /// notes when it has `text`, else events; MEDS' names `numeric_value` (for `value`) and `text_value`
 /// are read too, and a `system` column naming each code's system; `read.columns` names others.

@@ -596,10 +596,82 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)>
         report.code_map_findings(map);
     }
     report.finish(&data, opts);
-    if format == Format::Meds {
-        meds::name_fields(&mut report);
+    match format {
+        Format::Meds => meds::name_fields(&mut report),
+        Format::Csv => csv::name_fields(&mut report),
+        Format::Fhir => {}
     }
     Ok((data, report))
+}
+
+/// The input's own names for what the shared QA report names as FHIR's (`Observation.valueQuantity.unit`)
+/// or by event kind (`no_value in lab.value`, `duplicate in other.-`).
+pub(crate) struct FieldNames {
+    /// the report's resource name for the input (`meds`, `csv`)
+    pub resource: &'static str,
+    pub value: &'static str,
+    pub unit: &'static str,
+    pub system: &'static str,
+    pub text: &'static str,
+    /// what a duplicate event is, in the input's terms
+    pub duplicate: &'static str,
+}
+
+/// Renames the report's FHIR and per-kind fields by `names` (and `more`: (kind, resource, field) -> a
+/// field of the input's resource); findings that become one are merged.
+pub(crate) fn name_fields(
+    report: &mut Report,
+    names: &FieldNames,
+    more: impl Fn(&str, &str, &str) -> Option<&'static str>,
+) {
+    let kinds: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+    for f in &mut report.findings {
+        let field = match (f.kind.as_str(), f.resource.as_str(), f.field.as_str()) {
+            (_, "Observation" | "DocumentReference" | "Encounter", "valueQuantity.value") => names.value,
+            (_, "Observation" | "DocumentReference" | "Encounter", "valueQuantity.unit") => names.unit,
+            (
+                _,
+                "Observation" | "DocumentReference" | "Encounter",
+                "code.coding.system" | "type.coding.system" | "class.system",
+            ) => names.system,
+            // `Sink::push`'s counts, by event kind
+            ("no_value" | "non_finite_value", k, "value") if kinds.contains(&k) => names.value,
+            ("missing_unit", k, "unit") if kinds.contains(&k) => names.unit,
+            ("note_truncated", k, "text") if kinds.contains(&k) => names.text,
+            // the same event twice: the kind said in the detail
+            ("duplicate", k, "-") if kinds.contains(&k) => {
+                f.detail = Some(format!("{k} events: {}", names.duplicate));
+                "code"
+            }
+            (kind, resource, field) => match more(kind, resource, field) {
+                Some(field) => field,
+                None => continue,
+            },
+        };
+        f.resource = names.resource.into();
+        f.field = field.into();
+    }
+    report.findings.sort_by(|a, b| {
+        (a.severity, &a.kind, &a.resource, &a.field, &a.detail, &a.file).cmp(&(
+            b.severity,
+            &b.kind,
+            &b.resource,
+            &b.field,
+            &b.detail,
+            &b.file,
+        ))
+    });
+    // one finding per name (a lab's and a vital's `no_value` are both `numeric_value`'s)
+    report.findings.dedup_by(|b, a| {
+        let same = (a.severity, &a.kind, &a.resource, &a.field, &a.detail, &a.file)
+            == (b.severity, &b.kind, &b.resource, &b.field, &b.detail, &b.file)
+            && a.lines.is_empty()
+            && b.lines.is_empty();
+        if same {
+            a.count += b.count;
+        }
+        same
+    });
 }
 
 /// Unit conversions into the QA report: values converted to the catalogue unit (info), and values in a
@@ -671,31 +743,42 @@ impl Sink<'_> {
 
     pub fn push(&mut self, r: Rec<'_>) {
         let subject = self.data.subjects.get_or_insert(&r.subject);
-        if matches!(r.kind, EventKind::Lab | EventKind::Vital) {
+        let mut value = r.value;
+        let measured = matches!(r.kind, EventKind::Lab | EventKind::Vital);
+        if value.is_infinite() {
+            // an infinite value (a MEDS float) is no measurement: counted, and read as none; a
+            // measurement then is no event, as one without a value is not
+            self.report.count(check::Severity::Warning, "non_finite_value", r.kind.as_str(), "value");
+            if measured {
+                return;
+            }
+            value = f32::NAN;
+        }
+        if measured {
             // a measurement without a value (no value[x], a dataAbsentReason, an empty numeric field):
             // counted, and not an event (it was counted as a usable result, then dropped by prepare)
-            if r.value.is_nan() {
+            if value.is_nan() {
                 self.report.count(check::Severity::Warning, "no_value", r.kind.as_str(), "value");
                 return;
             }
         }
         let (code, mapped) = self.data.code(&r.system, &r.code, self.opts.code_map.as_deref());
         let (mut kind, mut unit) = (r.kind, r.unit.as_deref().filter(|u| !u.is_empty()));
+        // a result whose code is a catalogue vital sign is one, whatever told the reader it was a result
+        // (a CSV or MEDS code, a MEDS parent code, a local code the code map maps)
+        if kind == EventKind::Lab && self.data.catalogue_row(code).is_some_and(|row| catalog::LABS[row].vital) {
+            kind = EventKind::Vital;
+        }
         if let (Some(row), Some(map)) = (mapped, &self.opts.code_map) {
             self.report.code_mapped(row, map.len(), kind.as_str());
-            // the map's unit where the event gives none; a local code that is a catalogue vital sign
-            // is one (a CSV reader told labs from vitals by the code)
+            // the map's unit where the event gives none
             unit = unit.or(map.target(row).unit.as_deref());
-            if kind == EventKind::Lab && self.data.catalogue_row(code).is_some_and(|row| catalog::LABS[row].vital) {
-                kind = EventKind::Vital;
-            }
         }
         if matches!(kind, EventKind::Lab | EventKind::Vital) && unit.is_none() {
             // read in its code's catalogue unit, as before, but said
             self.report.count(check::Severity::Warning, "missing_unit", kind.as_str(), "unit");
         }
         let mut unit = unit.map_or(NONE, |u| self.data.units.get_or_insert(u));
-        let mut value = r.value;
         if matches!(kind, EventKind::Lab | EventKind::Vital) {
             self.data.to_catalogue_unit(code, &mut unit, &mut value);
         }

@@ -635,7 +635,8 @@ fn invalid_at<'a, R: Deserialize<'a>>(line: &'a [u8], invalid: Bad) -> Bad {
     if fields.is_empty() || fields == ["?"] {
         return invalid;
     }
-    let reason = format!("{invalid} (at {})", fields.join("."));
+    let path = fields.join(".");
+    let reason = format!("{invalid} (at {path}{})", older_fhir(line, invalid, &path));
     let mut known = REASONS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(r) = known.get(reason.as_str()) {
         return r;
@@ -646,6 +647,24 @@ fn invalid_at<'a, R: Deserialize<'a>>(line: &'a [u8], invalid: Bad) -> Bad {
     let r: &'static str = Box::leak(reason.into_boxed_str());
     known.insert(r);
     r
+}
+
+/// Where a resource fails to parse at an element FHIR DSTU2 writes in another shape than R4 (and the
+/// element has that shape), the hint that the input is older FHIR: Observation `category` one
+/// CodeableConcept, not a list; Encounter `class` a code, not a Coding.
+fn older_fhir(line: &[u8], invalid: Bad, path: &str) -> &'static str {
+    let key = match (invalid, path) {
+        ("not a valid Observation", "category") => "category",
+        ("not a valid Encounter", "class") => "class",
+        _ => return "",
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else { return "" };
+    match (key, v.get(key)) {
+        ("category", Some(serde_json::Value::Object(_))) | ("class", Some(serde_json::Value::String(_))) => {
+            ": written as FHIR DSTU2 writes it; medtrain reads FHIR R4"
+        }
+        _ => "",
+    }
 }
 
 /// The FHIR elements the resource types here read (the keys [`invalid_at`] may name).
@@ -800,8 +819,11 @@ fn scan_only<'a>(
 
 fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     let (o, mut out, skip) = start::<Observation>(line, "Observation", "not a valid Observation", |o| &o.status)?;
-    // free text on any Observation, used or not, is the export's content: scan it (a valueString was
-    // scanned only on the labs read)
+    // a name on the subject reference and free text on any Observation, used or not, are the export's
+    // content: checked (a valueString was scanned only on the labs read, a display only on them)
+    if o.subject.as_ref().is_some_and(|r| r.display.is_some()) {
+        out.identifiers.push((IdentifierKind::Name, "Observation", "subject.display"));
+    }
     if !o.note.is_empty() || o.value_string.is_some() {
         let subject = o.subject.as_ref().and_then(subject_id);
         for n in o.note.iter().filter_map(|n| n.text.as_deref()) {
@@ -837,7 +859,9 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     if skip {
         return Ok(out);
     }
-    let subject = patient_or_unusable!(&o.subject, out, "Observation");
+    // (its display was checked above)
+    let subject =
+        or_unusable!(o.subject.as_ref().and_then(subject_id), out, "no_patient_subject", "Observation", "subject");
     let coding =
         or_unusable!(o.code.as_ref().and_then(|c| pick(&c.coding, opts)), out, "no_code", "Observation", "code.coding");
     if partial_date(&[

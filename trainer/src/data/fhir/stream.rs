@@ -241,7 +241,7 @@ const DOCUMENT_TOO_LONG: &str = "a .json document longer than read.max_line_byte
 
 /// Reads one JSON document (`.json`, `.json.gz`: a Bundle, as Synthea and FHIR servers write them, or
 /// one resource) into the sink: a line of its own as far as `read.max_line_bytes` is concerned, its
-/// entries' findings at the lines they start on.
+/// entries' findings at the lines their resources start on.
 pub fn read_document(path: &Path, sink: &mut Sink) -> Result<()> {
     let mut bytes = Vec::new();
     let name = load_document(path, sink.opts, &mut bytes, 1)?;

@@ -20,6 +20,8 @@ pub(super) struct Row {
     pub(super) value: f32,
     /// the text as read, then (prepared) only a note's, redacted
     pub(super) text: Option<String>,
+    /// index into [`Batch::units`] (a `unit` column, as meds_etl writes one), or [`data::NONE`]
+    pub(super) unit: u32,
     pub(super) kind: EventKind,
     /// the value was read from a censored text result (`<0.3`)
     pub(super) censored: bool,
@@ -43,6 +45,8 @@ pub(super) struct Batch {
     pub(super) time_offset: Option<i64>,
     /// subject ids as decimal strings (or as the file has them), one per run of equal ids
     pub(super) subjects: Vec<String>,
+    /// the `unit` column's values, one per run of equal units
+    pub(super) units: Vec<String>,
     pub(super) rows: Vec<Row>,
 }
 
@@ -90,7 +94,7 @@ pub(super) fn prepare(row: &mut Row) {
 /// Applies a prepared batch to the sink, row by row in order: what the row reader did with each row.
 pub(super) fn apply(sink: &mut Sink, batch: Batch) {
     use data::check::Severity;
-    let Batch { name, bytes, first_line, last, time_offset, subjects, rows } = batch;
+    let Batch { name, bytes, first_line, last, time_offset, subjects, units, rows } = batch;
     sink.report.bytes += bytes;
     for (i, row) in rows.into_iter().enumerate() {
         sink.report.lines += 1;
@@ -123,7 +127,13 @@ pub(super) fn apply(sink: &mut Sink, batch: Batch) {
             system: Cow::Borrowed(&code.system),
             code: Cow::Borrowed(&code.code),
             value: row.value,
-            unit: code.unit.as_deref().map(Cow::Borrowed),
+            // the row's `unit` where it has one, else the one its code names (`LAB//<code>//<unit>`)
+            unit: units
+                .get(row.unit as usize)
+                .map(|u| u.trim())
+                .filter(|u| !u.is_empty())
+                .or(code.unit.as_deref())
+                .map(Cow::Borrowed),
             text: row.text,
             end: i64::MIN,
         });

@@ -15,12 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The columns an event is read from, in [`Shard::columns`]' order.
-const COLUMNS: [&str; 5] = ["subject_id", "time", "code", "numeric_value", "text_value"];
+const COLUMNS: [&str; 6] = ["subject_id", "time", "code", "numeric_value", "text_value", "unit"];
 const SUBJECT: usize = 0;
 const TIME: usize = 1;
 const CODE: usize = 2;
 const VALUE: usize = 3;
 const TEXT: usize = 4;
+/// a column beyond MEDS' own that ETLs write (meds_etl's OMOP ETL): the unit of `numeric_value`
+const UNIT: usize = 5;
 
 /// Rows decoded at a time at most: with the batch being applied, what the reader holds besides the
 /// parquet crate's pages (about 100 bytes a row, and the text of its rows), whatever the size of a
@@ -192,7 +194,7 @@ struct Shard {
     name: String,
     reader: SerializedFileReader<std::fs::File>,
     /// by [`COLUMNS`]; `None` where the file lacks the column or it is a list
-    columns: [Option<Column>; 5],
+    columns: [Option<Column>; 6],
     /// units per second of a plain integer `time` ([`integer_time_unit`])
     per_second: i64,
     /// the offset its times carry ([`time_offset`]: UTC, or none)
@@ -201,10 +203,10 @@ struct Shard {
     bytes: u64,
     /// the next row group, the column readers of the current one and its rows not yet read
     group: usize,
-    readers: [Option<ColumnReader>; 5],
+    readers: [Option<ColumnReader>; 6],
     left: usize,
     lines: u64,
-    bufs: [ColumnBuf; 5],
+    bufs: [ColumnBuf; 6],
     /// the rows of the next batch ([`next_batch_rows`])
     batch_rows: usize,
 }
@@ -217,7 +219,7 @@ impl Shard {
         let per_second = integer_time_unit(&reader, "time");
         let time_offset = time_offset(&reader, "time");
         let schema = reader.metadata().file_metadata().schema_descr_ptr();
-        let mut columns = [None; 5];
+        let mut columns = [None; 6];
         for (slot, name) in columns.iter_mut().zip(COLUMNS) {
             let Some(index) = schema.columns().iter().position(|c| c.path().parts() == [name]) else { continue };
             let c = schema.column(index);
@@ -230,6 +232,10 @@ impl Shard {
                         msg: "the column \"code\" is a list (repeated); MEDS has one code a row".into(),
                     });
                 }
+                continue;
+            }
+            // a `unit` of a type that holds no text is not read (no MEDS column: no reason to refuse)
+            if name == "unit" && Conv::of(&c) != Some(Conv::Str) {
                 continue;
             }
             let conv = Conv::of(&c).ok_or_else(|| DataError::Format {
@@ -410,6 +416,25 @@ impl Shard {
                 text[r] = Some(simdutf8::basic::from_utf8(b).map_err(|_| utf8(r, "text_value"))?.to_owned());
             }
         }
+        // units: one string per run of equal units (a unit repeats as its code does)
+        let mut unit = vec![data::NONE; n];
+        if let Some(Column { conv: Conv::Str, .. }) = self.columns[UNIT] {
+            let buf = &self.bufs[UNIT];
+            let mut last: Option<(&[u8], u32)> = None;
+            for (r, &at) in buf.at.iter().enumerate().filter(|(_, &at)| at != data::NONE) {
+                let b = buf.bytes_at(at as usize);
+                unit[r] = match last {
+                    Some((prev, i)) if prev == b => i,
+                    _ => {
+                        let u = simdutf8::basic::from_utf8(b).map_err(|_| utf8(r, "unit"))?;
+                        batch.units.push(u.to_owned());
+                        let i = batch.units.len() as u32 - 1;
+                        last = Some((b, i));
+                        i
+                    }
+                };
+            }
+        }
         self.batch_rows = next_batch_rows(n, text.iter().flatten().map(String::len).sum());
         batch.rows = (0..n)
             .zip(code.into_iter().zip(text))
@@ -419,6 +444,7 @@ impl Shard {
                 code,
                 value: value[r],
                 text,
+                unit: unit[r],
                 kind: EventKind::Other,
                 censored: false,
                 identifiers: Vec::new(),

@@ -2,14 +2,17 @@
 //! (timestamp), `code` (string), `numeric_value` (float, nullable), `text_value` (string, nullable);
 //! `metadata/subject_splits.parquet` (`subject_id`, `split`) when present.
 //!
-//! MEDS has no unit column: a unit is taken from codes of the form `LAB//<code>//<unit>`. A code maps to
+//! MEDS has no unit column: a unit is taken from codes of the form `LAB//<code>//<unit>`, or from a
+//! `unit` column of text where a file has one (meds_etl's OMOP ETL writes it; a row's unit there is
+//! preferred to its code's). A code maps to
 //! LOINC (so that the catalogue, plausibility checks and lab features apply) when it is `LOINC/<code>`,
 //! when its middle part is a catalogue LOINC code (`LAB//2160-0//mg/dL`), or when
 //! `metadata/codes.parquet` lists a `LOINC/<code>` among its `parent_codes`; other codes keep the system
 //! `medtrain:meds`. Kinds: `LAB...` codes, codes that map to a catalogue test, and any code with a
 //! numeric value are labs; a lab without a `numeric_value` is read from its `text_value` (a number, or a
 //! censored `<0.3` read as its limit and counted as `censored_value`; other text leaves it without a
-//! value, `no_value`). Rows of other codes with only a text value are notes, the rest (`MEDS_BIRTH`,
+//! value, `no_value`; an infinite `numeric_value` is none either: `non_finite_value`). A code that maps to a
+//! catalogue vital sign is a vital. Rows of other codes with only a text value are notes, the rest (`MEDS_BIRTH`,
 //! diagnoses, ...) are `other`.
 //!
 //! This module holds the entry points ([`read`], [`read_rows_reference`]), the parquet helpers the
@@ -200,58 +203,24 @@ pub(crate) fn row_error(path: &Path, row: usize, e: parquet::errors::ParquetErro
     DataError::Format { path: path.into(), msg: format!("row {row}: {msg}") }
 }
 
-/// MEDS names for the fields the shared QA report names as FHIR's (`Observation.valueQuantity.unit`) or
-/// by event kind (`no_value in lab.value`, `duplicate in other.-`): a MEDS unit and code system are
-/// parts of `code` (`LAB//<code>//<unit>`), a value is `numeric_value`, a note `text_value`, and a
-/// malformed row is named by the column it lacks. Findings that become one are merged.
+/// MEDS names for the fields the shared QA report names as FHIR's ([`super::name_fields`]): a MEDS unit
+/// and code system are parts of `code` (`LAB//<code>//<unit>`), a value is `numeric_value`, a note
+/// `text_value`, and a malformed row is named by the column it lacks.
 pub(super) fn name_fields(report: &mut super::Report) {
-    let kinds: Vec<&str> = super::EventKind::ALL.iter().map(|k| k.as_str()).collect();
-    for f in &mut report.findings {
-        let field = match (f.kind.as_str(), f.resource.as_str(), f.field.as_str()) {
-            (_, "Observation" | "DocumentReference" | "Encounter", "valueQuantity.value") => "numeric_value",
-            (
-                _,
-                "Observation" | "DocumentReference" | "Encounter",
-                "valueQuantity.unit" | "code.coding.system" | "type.coding.system" | "class.system",
-            ) => "code",
-            // `Sink::push`'s counts, by event kind
-            ("no_value", k, "value") if kinds.contains(&k) => "numeric_value",
-            ("missing_unit", k, "unit") if kinds.contains(&k) => "code",
-            ("note_truncated", k, "text") if kinds.contains(&k) => "text_value",
-            // the same subject_id, time, code and value twice: the kind said in the detail
-            ("duplicate", k, "-") if kinds.contains(&k) => {
-                f.detail = Some(format!("{k} events: the same subject_id, time, code, numeric_value and text_value"));
-                "code"
-            }
-            ("malformed_line", "-", NO_SUBJECT) => "subject_id",
-            ("malformed_line", "-", NO_CODE) => "code",
-            ("malformed_line", "-", NO_SPLIT_SUBJECT) => "subject_splits.subject_id",
-            ("malformed_line", "-", NO_SPLIT) => "subject_splits.split",
-            _ => continue,
-        };
-        f.resource = "meds".into();
-        f.field = field.into();
-    }
-    report.findings.sort_by(|a, b| {
-        (a.severity, &a.kind, &a.resource, &a.field, &a.detail, &a.file).cmp(&(
-            b.severity,
-            &b.kind,
-            &b.resource,
-            &b.field,
-            &b.detail,
-            &b.file,
-        ))
-    });
-    // one finding per name (a lab's and a vital's `no_value` are both `numeric_value`'s)
-    report.findings.dedup_by(|b, a| {
-        let same = (a.severity, &a.kind, &a.resource, &a.field, &a.detail, &a.file)
-            == (b.severity, &b.kind, &b.resource, &b.field, &b.detail, &b.file)
-            && a.lines.is_empty()
-            && b.lines.is_empty();
-        if same {
-            a.count += b.count;
-        }
-        same
+    let names = super::FieldNames {
+        resource: "meds",
+        value: "numeric_value",
+        unit: "code",
+        system: "code",
+        text: "text_value",
+        duplicate: "the same subject_id, time, code, numeric_value and text_value",
+    };
+    super::name_fields(report, &names, |kind, resource, field| match (kind, resource, field) {
+        ("malformed_line", "-", NO_SUBJECT) => Some("subject_id"),
+        ("malformed_line", "-", NO_CODE) => Some("code"),
+        ("malformed_line", "-", NO_SPLIT_SUBJECT) => Some("subject_splits.subject_id"),
+        ("malformed_line", "-", NO_SPLIT) => Some("subject_splits.split"),
+        _ => None,
     });
 }
 

@@ -62,6 +62,7 @@ pub(super) fn read_rows(path: &Path, known: super::codes::Known) -> Result<Batch
             code: None,
             value: f32::NAN,
             text: None,
+            unit: data::NONE,
             kind: EventKind::Other,
             censored: false,
             identifiers: Vec::new(),
@@ -78,6 +79,12 @@ pub(super) fn read_rows(path: &Path, known: super::codes::Known) -> Result<Batch
                 "code" => decoded.code = as_str(f).map(|c| Arc::new(MedsCode::new(c, known))),
                 "numeric_value" => decoded.value = as_f32(f).unwrap_or(f32::NAN),
                 "text_value" => decoded.text = as_str(f).map(str::to_owned),
+                "unit" => {
+                    if let Some(u) = as_str(f) {
+                        batch.units.push(u.to_owned());
+                        decoded.unit = batch.units.len() as u32 - 1;
+                    }
+                }
                 _ => {}
             }
         }
