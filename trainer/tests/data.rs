@@ -1182,7 +1182,12 @@ fn third_party_fhir_systemless_classes_skipped_observations_and_dstu2() {
     let skipped = r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"15074-8"}]},"subject":{"reference":"Patient/a","display":"P. van de Heuvel"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":6.3,"unit":"mmol/l"}}"#;
     let dstu2_obs = r#"{"resourceType":"Observation","status":"final","category":{"coding":[{"system":"http://hl7.org/fhir/observation-category","code":"laboratory"}]},"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":1.1,"unit":"mg/dL"}}"#;
     let dstu2_enc = r#"{"resourceType":"Encounter","status":"finished","class":"ambulatory","patient":{"reference":"Patient/a"},"period":{"start":"2024-01-02T10:00:00Z"}}"#;
-    std::fs::write(dir.path().join("export.ndjson"), [enc, skipped, dstu2_obs, dstu2_enc].join("\n") + "\n").unwrap();
+    let dstu2_patient = enc.replace("subject", "patient");
+    std::fs::write(
+        dir.path().join("export.ndjson"),
+        [enc, skipped, dstu2_obs, dstu2_enc, &dstu2_patient].join("\n") + "\n",
+    )
+    .unwrap();
     let opts = ReadOptions { max_malformed_fraction: 0.9, identifiers: Policy::Redact, ..Default::default() };
     let (_, r) = data::read(dir.path(), &opts).unwrap();
     let find = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).collect::<Vec<_>>();
@@ -1199,6 +1204,9 @@ fn third_party_fhir_systemless_classes_skipped_observations_and_dstu2() {
     assert!(why.iter().all(|w| w.contains("FHIR DSTU2") && w.contains("R4")), "{why:?}");
     assert!(why.iter().any(|w| w.starts_with("not a valid Observation (at category")), "{why:?}");
     assert!(why.iter().any(|w| w.starts_with("not a valid Encounter (at class")), "{why:?}");
+    // DSTU2's Encounter.patient: no subject, said as DSTU2's
+    let f = find("no_patient_subject");
+    assert!(f.len() == 1 && f[0].field.contains("DSTU2"), "{f:?}");
     // an R4 category list with a bad element is no DSTU2 hint
     let bad_list = dstu2_obs.replace(r#""category":{"coding""#, r#""category":[7],"x":{"coding""#);
     std::fs::write(dir.path().join("export.ndjson"), bad_list + "\n").unwrap();

@@ -360,6 +360,8 @@ struct Encounter<'a> {
     class: Option<EncounterClass<'a>>,
     #[serde(borrow)]
     period: Option<Period<'a>>,
+    /// FHIR DSTU2's name of `subject` (not read: only said)
+    patient: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -1154,6 +1156,10 @@ fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Line
     let (e, mut out, skip) = start::<Encounter>(line, "Encounter", "not a valid Encounter", |e| &e.status)?;
     if skip {
         return Ok(out);
+    }
+    if e.subject.is_none() && e.patient.is_some() {
+        // DSTU2's `patient`: said as what it is, not as a missing subject
+        return Ok(out.unusable("no_patient_subject", "Encounter", "patient (FHIR DSTU2's; R4 reads subject)"));
     }
     let subject = patient_or_unusable!(&e.subject, out, "Encounter");
     let class = match &e.class {
