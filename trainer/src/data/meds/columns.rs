@@ -328,17 +328,8 @@ impl Shard {
                     Conv::Long => Some(buf.i64s[at]),
                     Conv::ULong => Some(buf.i64s[at]).filter(|&v| v >= 0),
                     Conv::Str => {
-                        let b = buf.bytes_at(at);
-                        subject[r] = match last_str {
-                            Some((prev, i)) if prev == b => i,
-                            _ => {
-                                let s = simdutf8::basic::from_utf8(b).map_err(|_| utf8(r, "subject_id"))?;
-                                batch.subjects.push(s.to_owned());
-                                let i = batch.subjects.len() as u32 - 1;
-                                last_str = Some((b, i));
-                                i
-                            }
-                        };
+                        subject[r] = run_index(&mut last_str, buf.bytes_at(at), &mut batch.subjects)
+                            .ok_or_else(|| utf8(r, "subject_id"))?;
                         continue;
                     }
                     _ => None,
@@ -422,17 +413,8 @@ impl Shard {
             let buf = &self.bufs[UNIT];
             let mut last: Option<(&[u8], u32)> = None;
             for (r, &at) in buf.at.iter().enumerate().filter(|(_, &at)| at != data::NONE) {
-                let b = buf.bytes_at(at as usize);
-                unit[r] = match last {
-                    Some((prev, i)) if prev == b => i,
-                    _ => {
-                        let u = simdutf8::basic::from_utf8(b).map_err(|_| utf8(r, "unit"))?;
-                        batch.units.push(u.to_owned());
-                        let i = batch.units.len() as u32 - 1;
-                        last = Some((b, i));
-                        i
-                    }
-                };
+                unit[r] =
+                    run_index(&mut last, buf.bytes_at(at as usize), &mut batch.units).ok_or_else(|| utf8(r, "unit"))?;
             }
         }
         self.batch_rows = next_batch_rows(n, text.iter().flatten().map(String::len).sum());
@@ -454,6 +436,20 @@ impl Shard {
         self.lines += n as u64;
         Ok(batch)
     }
+}
+
+/// The index in `out` of a column's text value `b`, pushed when it differs from the value before it
+/// (`last`, the run being read: subjects and units come in runs); `None` when it is not UTF-8.
+fn run_index<'b>(last: &mut Option<(&'b [u8], u32)>, b: &'b [u8], out: &mut Vec<String>) -> Option<u32> {
+    if let Some((prev, i)) = *last {
+        if prev == b {
+            return Some(i);
+        }
+    }
+    out.push(simdutf8::basic::from_utf8(b).ok()?.to_owned());
+    let i = out.len() as u32 - 1;
+    *last = Some((b, i));
+    Some(i)
 }
 
 /// The data shards, read in order: each batch decoded by [`Shard::next_batch`] (inside [`contained`])
