@@ -401,6 +401,78 @@ fn fuzz_toml_data_config() {
 }
 
 #[test]
+fn fuzz_train_config() {
+    use medtrain::model::footprint::Shape;
+    use medtrain::train::config::TrainConfig;
+    // a file's path is the user's own and named in errors about it ("no such file"): the values of
+    // the keys that name files are taken out of what is checked for planted identifiers
+    fn paths(v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    match v {
+                        toml::Value::String(s)
+                            if ["path", "input", "file", "tokenizer", "code_map"].contains(&k.as_str()) =>
+                        {
+                            out.push(s.clone())
+                        }
+                        _ => paths(v, out),
+                    }
+                }
+            }
+            toml::Value::Array(a) => a.iter().for_each(|v| paths(v, out)),
+            _ => {}
+        }
+    }
+    fuzz("train_config", |dir, input| {
+        let path = dir.join("train.toml");
+        std::fs::write(&path, input).unwrap();
+        let mut named = vec![];
+        if let Ok(t) = std::str::from_utf8(input).unwrap_or("").parse::<toml::Table>() {
+            paths(&toml::Value::Table(t), &mut named);
+        }
+        // as a path shows them: components joined by one `/`, a trailing one dropped
+        let shown_as: Vec<String> = named
+            .iter()
+            .map(|p| {
+                std::path::Path::new(p)
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .map(|p| p.replacen("//", "/", 1))
+            .collect();
+        named.extend(shown_as);
+        named.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        let shown = match TrainConfig::load(&path) {
+            Err(e) => vec![e.to_string()],
+            Ok((cfg, _)) => {
+                let mut shown = vec![];
+                // the data section as a run resolves it (a label file or tokenizer it names is absent here)
+                if let Err(e) = cfg.data_config(&path) {
+                    shown.push(e.to_string());
+                }
+                // the model against a shape as a data config gives it, and its footprint against a device
+                let (series, text) = (Some((24, 39)), Some((2000, 128)));
+                if let Err(e) = cfg.model.validate_shape(series, text, None) {
+                    shown.push(e.to_string());
+                }
+                let fp = cfg.model.footprint(&Shape { series, text, pretrained: None });
+                if let Err((key, msg)) = fp.check_fits(2, 4096, 80 << 30, "GPU") {
+                    shown.push(format!("{key}: {msg}"));
+                }
+                shown
+            }
+        };
+        shown
+            .into_iter()
+            .map(|s| named.iter().filter(|p| !p.is_empty()).fold(s, |s, p| s.replace(p.as_str(), "<path>")))
+            .collect()
+    });
+}
+
+#[test]
 fn fuzz_safetensors_header() {
     fuzz("safetensors", |dir, input| {
         let path = dir.join("batch.safetensors");

@@ -117,7 +117,27 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
         let key = key_at(text, span.start).map(|k| format!(", {k}")).unwrap_or_default();
         format!("line {line}, column {column}{key}: ")
     });
-    format!("{}{}", at.unwrap_or_default(), redact_quoted(e.message()))
+    // the string the error is about, taken out of the message whole first: a value holding a quote or
+    // a backtick would end the fragment `redact_quoted` finds early and show the rest
+    let mut msg = e.message().to_owned();
+    if let Some(value) = e.span().and_then(|span| text.get(span)).and_then(string_literal) {
+        if !value.is_empty() {
+            msg = msg.replace(&format!("{value:?}"), "\u{1}").replace(&value, "\u{1}");
+        }
+    }
+    format!("{}{}", at.unwrap_or_default(), redact_quoted(&msg).replace('\u{1}', "(a value that is not printed)"))
+}
+
+/// The string a TOML string literal (`"..."`, `'...'`, multi-line) holds; `None` for another value.
+fn string_literal(lit: &str) -> Option<String> {
+    let lit = lit.trim();
+    if !lit.starts_with(['"', '\'']) {
+        return None;
+    }
+    match toml::from_str::<toml::Table>(&format!("v = {lit}")).ok()?.remove("v")? {
+        toml::Value::String(s) => Some(s),
+        _ => None,
+    }
 }
 
 /// What the line holding byte `pos` names, when its names are plain ([`quoted`] would print them):
@@ -185,6 +205,34 @@ pub fn redact_quoted(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_holding_a_backtick_or_a_quote_was_shown_past_it() {
+        // found by the train_config fuzz target: `unknown variant `a`b`` closed the fragment early
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        enum Unit {
+            Subject,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct C {
+            unit: Unit,
+            n: f64,
+        }
+        for v in ["Hanako `Suzuki` 090-1234-5678", "taro\"yamada\" 03-5555-0199", "a`b"] {
+            let text = format!("unit = {}\nn = 1.0\n", toml::Value::String(v.into()));
+            let e = toml::from_str::<C>(&text).unwrap_err();
+            let shown = toml_error(&text, &e);
+            assert!(shown.contains("(a value that is not printed)"), "{shown}");
+            for part in ["Suzuki", "090", "yamada", "0199", "b`"] {
+                assert!(!shown.contains(part), "{shown}");
+            }
+            let text = format!("unit = \"Subject\"\nn = {}\n", toml::Value::String(v.into()));
+            let shown = toml_error(&text, &toml::from_str::<C>(&text).unwrap_err());
+            assert!(!shown.contains("Suzuki") && !shown.contains("yamada"), "{shown}");
+        }
+    }
 
     #[test]
     fn toml_type_error_lost_the_key_when_the_source_line_was_dropped() {
