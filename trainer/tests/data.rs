@@ -1226,3 +1226,39 @@ fn third_party_fhir_systemless_classes_skipped_observations_and_dstu2() {
     let text = r3.render();
     assert!(text.lines().any(|l| l.trim_start().starts_with("warning no_events in input: 0")), "{text}");
 }
+
+#[test]
+fn prepare_refuses_training_examples_the_model_would_see_nothing_of() {
+    // found on third-party data: label times before the data, or channels the input lacks, trained
+    // on all-masked examples and spent the budget on the base rate
+    let root = tempfile::tempdir().unwrap();
+    demo(&root.path().join("export"), 60, 3);
+    let cfg = root.path().join("data.toml");
+    std::fs::write(
+        &cfg,
+        "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\nchannels = [\"troponin_t\"]\nnote_tokens = 0\n",
+    )
+    .unwrap();
+    let o =
+        bin().args(["data", "prepare", "--config"]).arg(&cfg).arg("--out").arg(root.path().join("p")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("none of the") && err.contains("features.channels"), "{err}");
+    // a channel the input has, seen in every example's window: no finding
+    std::fs::write(
+        &cfg,
+        "input = \"export\"\n[labels]\ntask = \"ed_admission\"\noffset_hours = 1\n[features]\n\
+         channels = [\"troponin_t\", \"lactate\"]\nnote_tokens = 0\n",
+    )
+    .unwrap();
+    let o = bin()
+        .args(["data", "prepare", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(root.path().join("p2"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("example_without_input"), "{err}");
+}

@@ -659,7 +659,14 @@ pub fn zone_finding(
     }
 }
 
-fn finding(severity: Severity, kind: &str, resource: &str, field: &str, count: u64, detail: Option<String>) -> Finding {
+pub(crate) fn finding(
+    severity: Severity,
+    kind: &str,
+    resource: &str,
+    field: &str,
+    count: u64,
+    detail: Option<String>,
+) -> Finding {
     Finding {
         severity,
         kind: kind.into(),

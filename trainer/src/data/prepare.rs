@@ -74,7 +74,7 @@
 //! (`buckets` 1-4096, `note_tokens` 0-32768, `vocab_size` 64-1e6, hours up to a century, the `[read]`
 //! bounds as in [`super::ReadLimits`]); the error names the key and the range.
 
-use super::check::{Report, Severity};
+use super::check::{self, Report, Severity};
 use super::labels::{self, Label, LabelValue, Task};
 use super::split::{self, Split};
 use super::text::{self, NoteTokenizer, TokenizerKind};
@@ -1215,6 +1215,9 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
             .map(|l| data.sites.get(&l.subject).and_then(|s| sites.binary_search(s).ok()).map_or(-1, |i| i as i64))
             .collect();
         let (t, k) = (spec.buckets, spec.channels.len());
+        // examples with a lab value in their window (notes are added below)
+        let mut has_input: Vec<bool> =
+            (0..n).map(|i| k > 0 && f.mask[i * t * k..(i + 1) * t * k].iter().any(|&m| m != 0.0)).collect();
         let mut tensors = vec![
             ("lab_values".to_owned(), vec![n, t, k], OutData::F32(f.values)),
             ("lab_mask".to_owned(), vec![n, t, k], OutData::F32(f.mask)),
@@ -1230,11 +1233,37 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
                 vec![n, nt.max_len],
                 OutData::I64(nt.ids.iter().map(|&x| x as i64).collect()),
             ));
+            for (h, &len) in has_input.iter_mut().zip(&nt.lengths) {
+                *h |= len > 0;
+            }
             tensors.push((
                 "note_len".to_owned(),
                 vec![n],
                 OutData::I64(nt.lengths.iter().map(|&x| x as i64).collect()),
             ));
+        }
+        if which == Split::Train {
+            // examples the model sees nothing of (a prediction time before the data, channels the
+            // input does not have): a run on them only would spend its budget learning the base rate
+            let without = has_input.iter().filter(|&&h| !h).count();
+            if n > 0 && without == n {
+                return Err(DataError::Invalid(format!(
+                    "none of the {n} training examples has a value of features.channels within features.lookback_hours \
+                     before its prediction time, nor a note: a model would learn nothing from them (check the label \
+                     file's prediction times and read.time_zone, and that the input has the tests features.channels \
+                     names)"
+                )));
+            }
+            if without > 0 {
+                report.add_finding(check::finding(
+                    Severity::Warning,
+                    "example_without_input",
+                    "features",
+                    "lookback_hours",
+                    without as u64,
+                    Some(format!("{without} of {n} training examples have no lab value in their window and no note")),
+                ));
+            }
         }
         let meta = HashMap::from([
             ("split".to_owned(), split_name(which).to_owned()),
