@@ -1262,3 +1262,71 @@ fn prepare_refuses_training_examples_the_model_would_see_nothing_of() {
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("example_without_input"), "{err}");
 }
+
+/// Found on third-party label files: MEDS' four value columns with one filled a row, two filled, a
+/// row given twice, an empty file, and a null in a parquet label file.
+#[test]
+fn label_files_as_meds_tools_and_users_write_them() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 20, 4);
+    let (d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let (s0, s1) = (&d.subjects.names[0], &d.subjects.names[1]);
+    let lf = tempfile::tempdir().unwrap();
+    let p = lf.path().join("labels.csv");
+    let head = "subject_id,prediction_time,boolean_value,integer_value,float_value,categorical_value\n";
+    // pandas' MEDS label frame: every column, one filled a row
+    std::fs::write(&p, format!("{head}{s0},2024-01-01,,,2.5,\n{s1},2024-01-01,,,1.5,\n")).unwrap();
+    let (l, _) = labels::read(&p, &d).unwrap();
+    assert_eq!(
+        l.iter().map(|l| l.value.clone()).collect::<Vec<_>>(),
+        [labels::LabelValue::Float(2.5), labels::LabelValue::Float(1.5)]
+    );
+    // two filled: refused, naming the columns and the line (a float column of 1.0 won silently)
+    std::fs::write(&p, format!("{head}{s0},2024-01-01,true,,1.0,\n")).unwrap();
+    let e = labels::read(&p, &d).unwrap_err().to_string();
+    assert!(e.contains("labels.csv:2") && e.contains("boolean_value and float_value"), "{e}");
+    assert!(!e.contains(s0.as_str()), "{e}");
+    std::fs::write(&p, format!("{head}{s0},2024-01-01,,,,\n")).unwrap();
+    let e = labels::read(&p, &d).unwrap_err().to_string();
+    assert!(e.contains("labels.csv:2") && e.contains("no value"), "{e}");
+    // a row given twice: kept once, counted; two values for one prediction refused
+    let rows = format!(
+        "subject_id,prediction_time,boolean_value\n{s0},2024-01-01,true\n{s1},2024-01-01,false\n{s0},2024-01-01,true\n"
+    );
+    std::fs::write(&p, &rows).unwrap();
+    let f = labels::read_in(&p, &d, &ReadOptions::default()).unwrap();
+    assert_eq!((f.labels.len(), f.duplicates), (2, 1));
+    std::fs::write(&p, rows.replace("true\n", "false\n")).unwrap();
+    let f = labels::read_in(&p, &d, &ReadOptions::default()).unwrap();
+    assert_eq!((f.labels.len(), f.duplicates), (2, 1));
+    std::fs::write(
+        &p,
+        format!("subject_id,prediction_time,boolean_value\n{s0},2024-01-01,true\n{s0},2024-01-01,false\n"),
+    )
+    .unwrap();
+    let e = labels::read(&p, &d).unwrap_err().to_string();
+    assert!(e.contains("labelled twice with different values") && !e.contains(s0.as_str()), "{e}");
+    // an empty file says so
+    std::fs::write(&p, "").unwrap();
+    let e = labels::read(&p, &d).unwrap_err().to_string();
+    assert!(e.contains("the file is empty"), "{e}");
+    // a parquet label with a null value on row 2: the column said, not "needs ... a value column"
+    let pq = lf.path().join("labels.parquet");
+    std::fs::remove_file(&p).unwrap();
+    let mut w = common::meds::writer(
+        &pq,
+        "message l { required binary subject_id (STRING); optional int64 prediction_time (TIMESTAMP(MICROS,false)); \
+         optional boolean boolean_value; optional double float_value; }",
+    );
+    let mut rg = w.next_row_group().unwrap();
+    let t = data::time::utc("2024-01-01").unwrap() * 1_000_000;
+    use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
+    col::<ByteArrayType>(&mut rg, &[ByteArray::from(s0.as_str()), ByteArray::from(s1.as_str())], None, None);
+    col::<Int64Type>(&mut rg, &[t, t], Some(&[1, 1]), None);
+    col::<BoolType>(&mut rg, &[true], Some(&[1, 0]), None);
+    col::<DoubleType>(&mut rg, &[], Some(&[0, 0]), None);
+    rg.close().unwrap();
+    w.close().unwrap();
+    let e = labels::read(&pq, &d).unwrap_err().to_string();
+    assert!(e.contains("labels.parquet:2") && e.contains("no value"), "{e}");
+}

@@ -440,10 +440,20 @@ fn categorical_labels_train_under_the_declared_classes_and_the_release_names_the
     let (d, _) =
         medtrain::data::read(&common::cli::export().join("export"), &medtrain::data::ReadOptions::default()).unwrap();
     // a label a subject, in three categories; one category ("a patient's own") only one subject has
+    // (each at an hour after the subject's last lab result: a window the model sees data in)
+    let mut last = vec![i64::MIN; d.subjects.names.len()];
+    for e in d.events.iter().filter(|e| e.kind == medtrain::data::EventKind::Lab) {
+        last[e.subject as usize] = last[e.subject as usize].max(e.time);
+    }
     let mut csv = String::from("subject_id,prediction_time,categorical_value\n");
     for (i, s) in d.subjects.names.iter().enumerate() {
         let c = if i == 7 { "rare-category-of-one" } else { ["none", "mild", "severe"][i % 3] };
-        csv.push_str(&format!("{s},2024-12-31T00:00:00Z,{c}\n"));
+        let at = if last[i] == i64::MIN {
+            "2024-12-31T00:00:00Z".to_string()
+        } else {
+            medtrain::data::time::format(last[i] + 3600)
+        };
+        csv.push_str(&format!("{s},{at},{c}\n"));
     }
     let labels = tmp.path().join("labels.csv");
     std::fs::write(&labels, &csv).unwrap();

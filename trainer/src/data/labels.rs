@@ -191,6 +191,8 @@ pub struct LabelFile {
     pub labels: Vec<Label>,
     /// rows naming a subject the dataset does not hold (counted, not kept)
     pub unknown: u64,
+    /// rows that repeat an earlier label (subject, prediction time and value; counted, not kept)
+    pub duplicates: u64,
     /// how the prediction times were written (a zone or none)
     pub zones: time::Zones,
 }
@@ -205,6 +207,37 @@ pub fn read_in(path: &Path, data: &Dataset, opts: &ReadOptions) -> Result<LabelF
         } else {
             read_csv(&f, data, opts, &mut out)?
         }
+    }
+    // a label given twice (a row repeated, one label set written as CSV and parquet): kept once and
+    // counted (it would weigh twice in training and in the held-out metrics); two values for one
+    // prediction refused
+    let mut seen: std::collections::HashMap<(u32, i64), usize> = std::collections::HashMap::new();
+    let mut conflicts = 0u64;
+    let mut keep = vec![true; out.labels.len()];
+    for (i, l) in out.labels.iter().enumerate() {
+        match seen.entry((l.subject, l.prediction_time)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                keep[i] = false;
+                if out.labels[*o.get()].value == l.value {
+                    out.duplicates += 1;
+                } else {
+                    conflicts += 1;
+                }
+            }
+        }
+    }
+    if conflicts > 0 {
+        return Err(DataError::Invalid(format!(
+            "config key labels.file: {conflicts} predictions (a subject at a prediction time) are labelled twice with \
+             different values: which is the label is not known"
+        )));
+    }
+    if out.duplicates > 0 {
+        let mut k = keep.iter();
+        out.labels.retain(|_| *k.next().unwrap_or(&true));
     }
     Ok(out)
 }
@@ -236,13 +269,19 @@ fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile
     let mut table = super::csv::Table::open(path, opts.encoding, opts.limits)?;
     let header_line = table.header_line;
     let line1 = |msg: String| DataError::Line { path: path.into(), line: header_line, msg };
+    if table.header.iter().all(|h| h.is_empty()) {
+        return Err(line1("the file is empty (a label file has a header and a row per label)".into()));
+    }
     let subject_col = table.column("subject_id").ok_or_else(|| line1("the header has no subject_id column".into()))?;
     let time_col =
         table.column("prediction_time").ok_or_else(|| line1("the header has no prediction_time column".into()))?;
-    let (value_col, value_name) = VALUE_COLUMNS
-        .iter()
-        .find_map(|n| table.column(n).map(|i| (i, *n)))
-        .ok_or_else(|| line1(format!("the header has none of {}", VALUE_COLUMNS.join(", "))))?;
+    // MEDS' label columns: each row fills one of them (the others empty, as pandas writes a MEDS label
+    // frame with all four)
+    let value_cols: Vec<(usize, &str)> =
+        VALUE_COLUMNS.iter().filter_map(|n| table.column(n).map(|i| (i, *n))).collect();
+    if value_cols.is_empty() {
+        return Err(line1(format!("the header has none of {}", VALUE_COLUMNS.join(", "))));
+    }
     let columns = table.header.len();
     let mut rec = ::csv::StringRecord::new();
     loop {
@@ -276,7 +315,22 @@ fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile
             .ok_or_else(|| bad("prediction_time is not a date/time"))?;
         out.zones.add(t.written());
         let t = t.utc(opts.zone()).ok_or_else(|| bad("prediction_time is past what read.time_zone places"))?;
-        let value = value_of(value_name, rec.get(value_col).unwrap_or("").trim()).map_err(|m| bad(&m))?;
+        let mut filled =
+            value_cols.iter().filter_map(|&(i, n)| Some((n, rec.get(i)?.trim())).filter(|(_, v)| !v.is_empty()));
+        let value = match (filled.next(), filled.next()) {
+            (Some((name, v)), None) => value_of(name, v).map_err(|m| bad(&m))?,
+            (Some((a, _)), Some((b, _))) => {
+                return Err(bad(&format!(
+                    "values in both {a} and {b}: a label has one value (the other columns empty)"
+                )))
+            }
+            (None, _) => {
+                return Err(bad(&format!(
+                    "no value: {} empty",
+                    value_cols.iter().map(|c| c.1).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
         match data.subjects.get(subject) {
             Some(s) => out.labels.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
             None => out.unknown += 1,
@@ -305,7 +359,12 @@ fn read_parquet(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut Label
         // the record API's message for text that is not UTF-8 lists its bytes: cut there
         let row = row.map_err(|e| super::meds::row_error(path, i + 1, e))?;
         let (mut subject, mut t, mut value) = (None, None, None);
+        // the value columns a row fills (MEDS: one, the others null)
+        let mut filled: Vec<&str> = vec![];
         for (col, f) in row.get_column_iter() {
+            if VALUE_COLUMNS.contains(&col.as_str()) && !matches!(f, Field::Null) {
+                filled.push(VALUE_COLUMNS[VALUE_COLUMNS.iter().position(|c| c == col).unwrap_or(0)]);
+            }
             match (col.as_str(), f) {
                 ("subject_id", Field::Long(v)) => subject = Some(v.to_string()),
                 // int32, as the data reader accepts it (pyarrow keeps a narrow integer column narrow)
@@ -328,8 +387,21 @@ fn read_parquet(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut Label
                 _ => {}
             }
         }
+        if filled.len() > 1 {
+            return Err(bad(format!(
+                "values in both {} and {}: a label has one value (the other columns null)",
+                filled[0], filled[1]
+            )));
+        }
+        let absent = [("subject_id", subject.is_none()), ("prediction_time", t.is_none())];
         let (Some(s), Some(t), Some(value)) = (subject, t, value) else {
-            return Err(bad("needs subject_id, prediction_time and a value column".into()));
+            // what is missing: a null (or a type that holds none) in a column, or no value column at all
+            let missing: Vec<&str> = absent.into_iter().filter(|(_, m)| *m).map(|(c, _)| c).collect();
+            return Err(bad(match (missing.is_empty(), filled.is_empty()) {
+                (false, _) => format!("{}: null, or of a type that holds none", missing.join(" and ")),
+                (true, true) => format!("no value: {} null or absent", VALUE_COLUMNS.join(", ")),
+                (true, false) => format!("{}: of a type that holds no label value", filled[0]),
+            }));
         };
         let t = time::Stamp { local: t, offset };
         out.zones.add(t.written());

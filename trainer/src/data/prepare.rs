@@ -1021,6 +1021,27 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
             if let Some(f) = super::check::zone_finding(zones, opts.time_zone.as_ref(), resource, field) {
                 report.add_finding(f);
             }
+            if file.duplicates > 0 {
+                report.add_finding(check::finding(
+                    Severity::Warning,
+                    "duplicate_label",
+                    "labels",
+                    "prediction_time",
+                    file.duplicates,
+                    Some("a subject's label at one prediction time given again: kept once".into()),
+                ));
+            }
+            if file.unknown > 0 && !file.labels.is_empty() {
+                // `train` refuses such labels (they may be another input's); said here too
+                report.add_finding(check::finding(
+                    Severity::Warning,
+                    "label_unknown_subject",
+                    "labels",
+                    "subject_id",
+                    file.unknown,
+                    Some("labels naming a subject the input does not hold: not kept".into()),
+                ));
+            }
             (file.labels, file.unknown)
         }
         (None, Some(task)) => (labels::derive(&data, task)?, 0),

@@ -913,7 +913,7 @@ fn train_on<B: Backend + 'static>(
         .unwrap_or(0);
     if unknown > 0 {
         return Err(TrainError::Invalid(format!(
-            "the labels name {unknown} subject(s) that are not in the data: check that the label file belongs to this input"
+            "{unknown} label(s) name a subject that is not in the data: check that the label file belongs to this input"
         )));
     }
     let train = prepared.split("train")?;
