@@ -1306,6 +1306,10 @@ fn label_files_as_meds_tools_and_users_write_them() {
     .unwrap();
     let e = labels::read(&p, &d).unwrap_err().to_string();
     assert!(e.contains("labelled twice with different values") && !e.contains(s0.as_str()), "{e}");
+    // subjects named as the export's references name them
+    std::fs::write(&p, format!("subject_id,prediction_time,boolean_value\nPatient/{s0},2024-01-01,true\nurn:uuid:{s1},2024-01-01,false\nhttps://fhir.example.org/r4/Patient/{s1},2024-01-02,true\n")).unwrap();
+    let f = labels::read_in(&p, &d, &ReadOptions::default()).unwrap();
+    assert_eq!((f.labels.len(), f.unknown), (3, 0));
     // an empty file says so
     std::fs::write(&p, "").unwrap();
     let e = labels::read(&p, &d).unwrap_err().to_string();
@@ -1329,4 +1333,12 @@ fn label_files_as_meds_tools_and_users_write_them() {
     w.close().unwrap();
     let e = labels::read(&pq, &d).unwrap_err().to_string();
     assert!(e.contains("labels.parquet:2") && e.contains("no value"), "{e}");
+}
+
+#[test]
+fn a_channel_in_another_case_is_named_by_its_entry_and_the_catalogues_spelling() {
+    let e = data::features::LabSeriesSpec::new(&["creatinine".into(), "Heart Rate".into()], 4, 24.0).unwrap_err();
+    assert!(e.contains("entry 2") && e.contains("\"heart_rate\"") && !e.contains("Heart Rate"), "{e}");
+    let e = data::features::LabSeriesSpec::new(&["090-1234-5678".into()], 4, 24.0).unwrap_err();
+    assert!(e.contains("entry 1") && !e.contains("090") && !e.contains("catalogue's name"), "{e}");
 }

@@ -36,11 +36,23 @@ impl LabSeriesSpec {
     pub fn new(channels: &[String], buckets: usize, lookback_hours: f64) -> Result<Self, String> {
         let channels = channels
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 catalog::by_name_or_code(c).ok_or_else(|| {
+                    // a name in other case or with spaces or hyphens: the catalogue's spelling offered (its
+                    // own name, never the value given)
+                    let folded: String = c
+                        .trim()
+                        .chars()
+                        .map(|ch| if ch == ' ' || ch == '-' { '_' } else { ch.to_ascii_lowercase() })
+                        .collect();
+                    let hint = catalog::by_name_or_code(&folded)
+                        .map_or_else(String::new, |l| format!(" (the catalogue's name is {:?})", l.name));
+                    let shown = super::reportable::quoted(c);
+                    let shown = if shown.starts_with('"') { format!(" ({shown})") } else { String::new() };
                     format!(
-                        "features.channels: {} is not a catalogue test, LOINC or JLAC10 code",
-                        super::reportable::quoted(c)
+                        "features.channels: entry {}{shown} is not a catalogue test, LOINC or JLAC10 code{hint}",
+                        i + 1
                     )
                 })
             })

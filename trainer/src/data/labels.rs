@@ -242,6 +242,18 @@ pub fn read_in(path: &Path, data: &Dataset, opts: &ReadOptions) -> Result<LabelF
     Ok(out)
 }
 
+/// The subject a label names: its id as the input has it, or a FHIR reference to it (`Patient/<id>`,
+/// a server's `.../Patient/<id>`, `urn:uuid:<id>`), as an export's subject references are written.
+fn subject_index(data: &Dataset, id: &str) -> Option<u32> {
+    data.subjects.get(id).or_else(|| {
+        let bare = match id.rfind("Patient/") {
+            Some(i) => &id[i + 8..],
+            None => id.strip_prefix("urn:uuid:")?,
+        };
+        data.subjects.get(bare)
+    })
+}
+
 fn value_of(col: &str, s: &str) -> std::result::Result<LabelValue, String> {
     match col {
         "boolean_value" => match s.to_ascii_lowercase().as_str() {
@@ -331,7 +343,7 @@ fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile
                 )))
             }
         };
-        match data.subjects.get(subject) {
+        match subject_index(data, subject) {
             Some(s) => out.labels.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
             None => out.unknown += 1,
         }
@@ -406,7 +418,7 @@ fn read_parquet(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut Label
         let t = time::Stamp { local: t, offset };
         out.zones.add(t.written());
         let t = t.utc(opts.zone()).ok_or_else(|| bad("prediction_time is past what read.time_zone places".into()))?;
-        match data.subjects.get(&s) {
+        match subject_index(data, &s) {
             Some(s) => out.labels.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
             None => out.unknown += 1,
         }

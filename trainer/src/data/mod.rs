@@ -469,6 +469,17 @@ pub enum Format {
     Csv,
 }
 
+impl Format {
+    /// The name `data.format` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Fhir => "fhir",
+            Format::Meds => "meds",
+            Format::Csv => "csv",
+        }
+    }
+}
+
 /// Which reader a path needs: a MEDS root (`data/*.parquet`), a directory or file of FHIR NDJSON, or
 /// CSV files.
 pub fn detect(path: &Path) -> Result<Format> {

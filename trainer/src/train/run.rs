@@ -579,9 +579,10 @@ impl Progress {
         self.bar.is_none() && (self.last_line.elapsed().as_secs_f64() >= 5.0 || step == total)
     }
 
-    fn step(&mut self, step: u64, total: u64, loss: f64, eps: Option<f64>, rate: f64, eta_s: f64) {
+    fn step(&mut self, step: u64, total: u64, loss: Option<f64>, eps: Option<f64>, rate: f64, eta_s: f64) {
         let e = eps.map_or(String::new(), |e| format!(" epsilon {e:.3}"));
-        let msg = format!("loss {loss:.4}{e} {rate:.0} samples/s");
+        let loss = loss.map_or_else(|| "no subject sampled".to_string(), |l| format!("loss {l:.4}"));
+        let msg = format!("{loss}{e} {rate:.0} samples/s");
         if let Some(b) = &self.bar {
             b.set_position(step);
             b.set_message(msg);
@@ -841,7 +842,8 @@ fn train_on<B: Backend + 'static>(
         _ if opts.replay.is_some() => opts.replay.as_ref().map(|r| r.0.clone()).unwrap_or_default(),
         None => cfg.data.input.clone(),
         Some(dc) => {
-            let detected = crate::data::detect(&dc.input)?;
+            let detected = crate::data::detect(&dc.input)
+                .map_err(|e| TrainError::Invalid(format!("config key data.input: {e}")))?;
             let want = match cfg.data.format {
                 DataFormat::Fhir => crate::data::Format::Fhir,
                 DataFormat::Meds => crate::data::Format::Meds,
@@ -850,10 +852,10 @@ fn train_on<B: Backend + 'static>(
             };
             if detected != want {
                 return Err(TrainError::Invalid(format!(
-                    "config key data.format: {} is {:?} input, not {:?}",
+                    "config key data.format: {} is {} input, not {}",
                     dc.input.display(),
-                    detected,
-                    cfg.data.format
+                    detected.name(),
+                    want.name()
                 )));
             }
             let dir = run_dir.join("data");
@@ -1225,7 +1227,8 @@ fn train_on<B: Backend + 'static>(
         {
             return Err(TrainError::Invalid(format!(
                 "{}: this node's ledger ({}) has no record of preparing this directory as it is now: it was \
-                 changed after medtrain data prepare wrote it, or prepared on another node; prepare it again",
+                 changed after medtrain data prepare wrote it, or prepared on another node or under another \
+                 MEDTRAIN_HOME; prepare it again",
                 prepared_dir.display(),
                 permit::ledger_path().display()
             )));
@@ -1353,7 +1356,11 @@ fn train_on<B: Backend + 'static>(
         let s = run.step(&be, &train, &units, &pick)?;
         seen += s.examples;
         let done = run.steps();
-        record.loss.push((done, s.loss));
+        // a step whose Poisson draw took no subject has no loss: left out of the curve, said on the line
+        let loss = (s.examples > 0).then_some(s.loss);
+        if let Some(l) = loss {
+            record.loss.push((done, l));
+        }
         let eval_now = cfg.train.eval_every > 0 && done % cfg.train.eval_every == 0 && done < steps;
         if eval_now {
             let (e, _) = run.epsilon()?;
@@ -1371,7 +1378,7 @@ fn train_on<B: Backend + 'static>(
         if !eval_now && (done == steps || progress.line_due(done, steps)) {
             eps_now = Some(run.epsilon()?.0);
         }
-        progress.step(done, steps, s.loss, eps_now, rate_s, eta);
+        progress.step(done, steps, loss, eps_now, rate_s, eta);
         if done % cfg.train.checkpoint_every == 0 && done < steps {
             save(&run, &record)?;
         }
