@@ -237,7 +237,7 @@ fn bad_configs_stop_before_any_step_naming_the_key() {
         (&[("unit = \"subject\"", "unit = \"example\"")], &["privacy.unit", "assume_one_example_per_subject"]),
         (&[("target_epsilon = 3.0", "target_epsilon = 3.0\nnoise_multiplier = 0.05")], &["target_epsilon", "one step"]),
         (&[("window_hours = 24", "window_hours = 0.0001")], &["no positive"]),
-        (&[("format = \"fhir\"", "format = \"meds\"")], &["data.format", "Fhir", "Meds"]),
+        (&[("format = \"fhir\"", "format = \"meds\"")], &["data.format", "is fhir input, not meds"]),
         (&[("[data.labels]", "[data.labels]\nwindow = 3")], &["window", "window_hours"]),
         (
             &[(

@@ -353,7 +353,7 @@ fn prepare_with_auto_channels_records_the_dp_charge_in_the_manifest() {
     let cfg = root.path().join("data.toml");
     std::fs::write(
         &cfg,
-        "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\nchannels = \"auto\"\nbuckets = 4\n\
+        "input = \"export\"\n[labels]\ntask = \"ed_admission\"\noffset_hours = 1\n[features]\nchannels = \"auto\"\nbuckets = 4\n\
          [auto]\nchannels = 4\nmax_codes_per_subject = 9\nselection_noise_multiplier = 2.0\n",
     )
     .unwrap();
@@ -376,7 +376,7 @@ fn prepare_with_auto_channels_records_the_dp_charge_in_the_manifest() {
     // a listed channel without a public reference interval gets DP quantiles, charged too
     std::fs::write(
         &cfg,
-        "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\nchannels = [\"crp\", \"ferritin\"]\nbuckets = 4\n",
+        "input = \"export\"\n[labels]\ntask = \"ed_admission\"\noffset_hours = 1\n[features]\nchannels = [\"crp\", \"ferritin\"]\nbuckets = 4\n",
     )
     .unwrap();
     let m = common::cli::prepared_manifest(&cfg, &root.path().join("p2"));
