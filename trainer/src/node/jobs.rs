@@ -103,6 +103,12 @@ impl Daemon {
             .and_then(|b| serde_json::from_slice(&b).ok());
         let epsilon = if j.kind == "train" { last_epsilon(&dir.join("log")) } else { None };
         let Some(rec) = rec else {
+            // a job cancelled so soon after its start that its shim ended before writing the record (the
+            // signal came first): cancelled, not requeued as lost (the cancel was lost under load)
+            if j.stop.as_deref() == Some("cancel") {
+                self.store.finish(j.id, State::Cancelled, Some("cancelled"), None, epsilon, false, "cancelled")?;
+                return Ok(());
+            }
             let reason = "lost: its process ended without an exit record (node restart?); requeued";
             self.store.finish(j.id, State::Queued, Some(reason), None, epsilon, false, "lost")?;
             return Ok(());

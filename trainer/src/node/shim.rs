@@ -28,6 +28,15 @@ extern "C" fn on_preempt(_: libc::c_int) {
 /// tracks the job itself. Under Slurm the attempt is Slurm's restart count + 1, Slurm's device
 /// variables pass through to the job, and the shim exits with the job's status.
 pub fn run(dir: &Path, lock_fd: Option<i32>) -> std::process::ExitCode {
+    // from the start: a SIGTERM before the job is spawned (a cancel right after the start) is kept, not
+    // the end of a shim that leaves no exit record (the daemon took that for a lost job and requeued it)
+    // SAFETY: the handlers only store to an atomic
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGUSR2, on_preempt as *const () as libc::sighandler_t);
+    }
     if let Some(fd) = lock_fd {
         // the lock stays with the shim: the job must not inherit it
         // SAFETY: fcntl on a descriptor number; a bad one fails harmlessly
@@ -132,12 +141,9 @@ fn run_job(dir: &Path, spec: &ShimSpec) -> ExitRecord {
             Ok(())
         })
     };
-    // SAFETY: the handlers only store to an atomic
-    unsafe {
-        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
-        libc::signal(libc::SIGUSR2, on_preempt as *const () as libc::sighandler_t);
+    // asked to stop before the job started (a cancel right after the start): not started
+    if STOP.load(Ordering::SeqCst) {
+        return ExitRecord { code: None, signal: Some(libc::SIGTERM), error: None };
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
