@@ -179,6 +179,16 @@ pub fn lookup(system: &str, code: &str) -> Option<&'static Lab> {
     lookup_index(system, code).map(|i| &CATALOGUE.labs[i])
 }
 
+/// A test's name as people write it (`Total Bilirubin`, `total-bilirubin`) in the catalogue's form:
+/// lower case, words joined by `_` (`total_bilirubin`).
+pub fn folded_name(name: &str) -> String {
+    name.to_lowercase()
+        .split(|c: char| c.is_whitespace() || c == '-')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
 /// The catalogue entry of a test name (`creatinine`), of a LOINC code, or of a JLAC10 code (a row's own
 /// or one of the same quantity).
 pub fn by_name_or_code(s: &str) -> Option<&'static Lab> {

@@ -79,8 +79,7 @@ fn wide_column(at: usize, raw: &str, map: Option<&super::code_map::CodeMap>) -> 
     }
     // `Total Bilirubin`, `total-bilirubin`: the catalogue's `total_bilirubin`
     let lower = name.to_lowercase();
-    let snake: String =
-        lower.split(|c: char| c.is_whitespace() || c == '-').filter(|w| !w.is_empty()).collect::<Vec<_>>().join("_");
+    let snake = catalog::folded_name(name);
     let (system, code) = [name, lower.as_str(), snake.as_str()]
         .into_iter()
         .map(bare_code)

@@ -41,12 +41,7 @@ impl LabSeriesSpec {
                 catalog::by_name_or_code(c).ok_or_else(|| {
                     // a name in other case or with spaces or hyphens: the catalogue's spelling offered (its
                     // own name, never the value given)
-                    let folded: String = c
-                        .trim()
-                        .chars()
-                        .map(|ch| if ch == ' ' || ch == '-' { '_' } else { ch.to_ascii_lowercase() })
-                        .collect();
-                    let hint = catalog::by_name_or_code(&folded)
+                    let hint = catalog::by_name_or_code(&catalog::folded_name(c))
                         .map_or_else(String::new, |l| format!(" (the catalogue's name is {:?})", l.name));
                     let shown = super::reportable::quoted(c);
                     let shown = if shown.starts_with('"') { format!(" ({shown})") } else { String::new() };

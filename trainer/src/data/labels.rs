@@ -374,8 +374,8 @@ fn read_parquet(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut Label
         // the value columns a row fills (MEDS: one, the others null)
         let mut filled: Vec<&str> = vec![];
         for (col, f) in row.get_column_iter() {
-            if VALUE_COLUMNS.contains(&col.as_str()) && !matches!(f, Field::Null) {
-                filled.push(VALUE_COLUMNS[VALUE_COLUMNS.iter().position(|c| c == col).unwrap_or(0)]);
+            if let Some(c) = VALUE_COLUMNS.iter().find(|c| **c == col).filter(|_| !matches!(f, Field::Null)) {
+                filled.push(c);
             }
             match (col.as_str(), f) {
                 ("subject_id", Field::Long(v)) => subject = Some(v.to_string()),

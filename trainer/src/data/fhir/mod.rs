@@ -808,14 +808,10 @@ fn scan_only<'a>(
         out.identifiers.push((k, resource, field));
     }
     if let Some(subject) = subject {
-        let at = match out.unkept.iter().position(|(s, _)| s == subject) {
-            Some(at) => at,
-            None => {
-                out.unkept.push((subject.clone(), Vec::new()));
-                out.unkept.len() - 1
-            }
-        };
-        out.unkept[at].1.push((resource, own_field, text));
+        match out.unkept.iter_mut().find(|(s, _)| s == subject) {
+            Some((_, texts)) => texts.push((resource, own_field, text)),
+            None => out.unkept.push((subject.clone(), vec![(resource, own_field, text)])),
+        }
     }
 }
 
