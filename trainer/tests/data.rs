@@ -1227,6 +1227,26 @@ fn third_party_fhir_systemless_classes_skipped_observations_and_dstu2() {
     assert!(text.lines().any(|l| l.trim_start().starts_with("warning no_events in input: 0")), "{text}");
 }
 
+/// FHIR STU3's DocumentReference has its time in `indexed` (R4 renamed it `date`): the note is read
+/// at that time, where it was dropped as `no_time`; R4's `date` wins where both are given.
+#[test]
+fn an_stu3_document_reference_is_read_at_its_indexed_time() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let data = base64::engine::general_purpose::STANDARD.encode("胸痛あり。経過観察。");
+    let doc = format!(
+        r#"{{"resourceType":"DocumentReference","status":"current","subject":{{"reference":"Patient/a"}},"indexed":"2017-03-04T10:00:00+09:00","context":{{"encounter":{{"reference":"Encounter/e"}}}},"content":[{{"attachment":{{"contentType":"text/plain; charset=UTF-8","data":"{data}"}}}}]}}"#
+    );
+    let both = doc.replace(r#""indexed":"#, r#""date":"2017-03-05T00:00:00Z","indexed":"#);
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), format!("{doc}\n{both}\n")).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert!(!r.findings.iter().any(|f| f.kind == "no_time" || f.kind == "malformed_line"), "{:?}", r.findings);
+    let mut times: Vec<i64> = d.events.iter().filter(|e| e.kind == EventKind::Note).map(|e| e.time).collect();
+    times.sort();
+    // 2017-03-04T01:00Z and 2017-03-05T00:00Z in seconds
+    assert_eq!(times, [1488589200, 1488672000]);
+}
+
 #[test]
 fn prepare_refuses_training_examples_the_model_would_see_nothing_of() {
     // found on third-party data: label times before the data, or channels the input lacks, trained
@@ -1261,6 +1281,46 @@ fn prepare_refuses_training_examples_the_model_would_see_nothing_of() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("example_without_input"), "{err}");
+}
+
+/// A label file of which some prediction times lie before the data: those training examples are
+/// counted (`example_without_input`, the number the train split's masks show), the rest prepared.
+#[test]
+fn prepare_counts_the_training_examples_without_input_when_some_have_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("input")).unwrap();
+    let mut events = String::from("subject_id,time,code,value,unit\n");
+    let mut labels = String::from("subject_id,prediction_time,boolean_value\n");
+    for s in 0..60 {
+        events.push_str(&format!("{s},2024-01-05T08:00:00Z,CRE01,{}.5,mg/dL\n", s % 3));
+        // a third of the labels a year before the data
+        let when = if s % 3 == 0 { "2023-01-05T12:00:00Z" } else { "2024-01-05T12:00:00Z" };
+        labels.push_str(&format!("{s},{when},{}\n", s % 2 == 0));
+    }
+    std::fs::write(dir.path().join("input/events.csv"), events).unwrap();
+    std::fs::write(dir.path().join("labels.csv"), labels).unwrap();
+    std::fs::write(dir.path().join("codes.csv"), "code,loinc\nCRE01,2160-0\n").unwrap();
+    let cfg = dir.path().join("data.toml");
+    std::fs::write(
+        &cfg,
+        "input = \"input\"\n[read]\ncode_map = \"codes.csv\"\n[labels]\nfile = \"labels.csv\"\n[split]\nkey = \"k\"\n\
+         tuning = 0.1\nheld_out = 0.1\n[features]\nchannels = [\"creatinine\"]\nnote_tokens = 0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("prepared");
+    let o = common::cli::prepare(&cfg, &out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // the train split's examples of which no mask is set
+    let bytes = std::fs::read(out.join("train.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mask = st.tensor("lab_mask").unwrap();
+    let n = mask.shape()[0];
+    let per = mask.data().len() / n;
+    let without = mask.data().chunks(per).filter(|ex| ex.iter().all(|&b| b == 0)).count();
+    assert!(without > 0 && without < n, "{without} of {n}");
+    let line = err.lines().find(|l| l.contains("example_without_input")).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains(&format!("{without} of {n} training examples")), "{line}");
 }
 
 /// Found on third-party label files: MEDS' four value columns with one filled a row, two filled, a

@@ -303,6 +303,9 @@ struct DocumentReference<'a> {
     subject: Option<Reference<'a>>,
     #[serde(borrow)]
     date: Option<Str<'a>>,
+    /// STU3's and DSTU2's name of `date` (R4 renamed it)
+    #[serde(borrow)]
+    indexed: Option<Str<'a>>,
     #[serde(rename = "type", borrow)]
     type_: Option<Concept<'a>>,
     #[serde(default, borrow)]
@@ -695,6 +698,7 @@ const FIELDS_READ: &[&str] = &[
     "end",
     "id",
     "identifier",
+    "indexed",
     "issued",
     "link",
     "managingOrganization",
@@ -1043,11 +1047,14 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     if partial_date(&[d.date.as_deref(), period_start]) {
         out.found("partial_date", "DocumentReference", "date");
     }
+    // the reference's date, else the clinical period's start, else STU3's `indexed` (R4's `date`)
     let time = or_unusable!(
         required_time(
-            parse_time(&d.date).or_else(|| {
-                parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))
-            }),
+            parse_time(&d.date)
+                .or_else(|| {
+                    parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))
+                })
+                .or_else(|| parse_time(&d.indexed)),
             opts,
             &mut out
         )?,
