@@ -398,22 +398,23 @@ fn a_column_type_the_record_api_could_not_convert_panicked_on_the_first_row() {
 
 #[test]
 fn a_row_group_claiming_rows_its_columns_lack_was_read_as_that_many_malformed_rows() {
-    // columns that hold no MEDS value (booleans, a code without the string annotation) were not read, so
-    // a row group's rows were the count its metadata claims: 200,000 malformed rows from a file of 3
-    // (and a claim of 2^60 spun for ever); every column is read now, and the claim is refused
+    // columns that hold no MEDS value (a code without the string annotation, booleans: refused now) were
+    // not read, so a row group's rows were the count its metadata claims: 200,000 malformed rows from a
+    // file of 3 (and a claim of 2^60 spun for ever); every column is read now, and the claim is refused
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("metadata")).unwrap();
     let path = root.join("data/0.parquet");
     let mut w = writer(
         &path,
-        "message meds { required boolean subject_id; required boolean time; required binary code; \
-         required boolean numeric_value; }",
+        "message meds { required int64 subject_id; required int64 time (TIMESTAMP(MICROS,false)); \
+         required binary code; required float numeric_value; required boolean unit; }",
     );
     let mut rg = w.next_row_group().unwrap();
-    col::<parquet::data_type::BoolType>(&mut rg, &[true; 3], None, None);
-    col::<parquet::data_type::BoolType>(&mut rg, &[true; 3], None, None);
+    col::<Int64Type>(&mut rg, &[1; 3], None, None);
+    col::<Int64Type>(&mut rg, &[1_700_000_000_000_000; 3], None, None);
     col::<ByteArrayType>(&mut rg, &vec![ByteArray::from("X"); 3], None, None);
+    col::<FloatType>(&mut rg, &[1.0; 3], None, None);
     col::<parquet::data_type::BoolType>(&mut rg, &[true; 3], None, None);
     rg.close().unwrap();
     w.close().unwrap();
@@ -776,6 +777,79 @@ fn a_metadata_value_the_record_api_could_not_convert_is_refused_by_row() {
             );
         } else {
             assert_eq!(outcome(root, false), outcome(root, true));
+        }
+    }
+}
+
+#[test]
+fn columns_of_a_type_read_as_none_are_refused_naming_the_column_and_its_type() {
+    // found on hand-made MEDS files (pandas, pyarrow from CSV): times written as text made every event
+    // static (a warning `no_events`), values as text left every lab without a value, float subject ids
+    // (pandas' integers with missing values) made every row malformed; both readers now refuse the file
+    let cases = [
+        (
+            "optional double subject_id;",
+            "optional int64 time (TIMESTAMP(MICROS,false));",
+            "optional float numeric_value;",
+            "\"subject_id\" holds floating-point numbers",
+        ),
+        (
+            "required int64 subject_id;",
+            "optional binary time (STRING);",
+            "optional float numeric_value;",
+            "\"time\" holds text",
+        ),
+        (
+            "required int64 subject_id;",
+            "optional double time;",
+            "optional float numeric_value;",
+            "\"time\" holds floating-point numbers",
+        ),
+        (
+            "required int64 subject_id;",
+            "optional int64 time (TIMESTAMP(MICROS,false));",
+            "optional binary numeric_value (STRING);",
+            "\"numeric_value\" holds text",
+        ),
+        (
+            "required int64 subject_id;",
+            "optional int64 time (TIMESTAMP(MICROS,false));",
+            "optional boolean numeric_value;",
+            "\"numeric_value\" holds BOOLEAN",
+        ),
+    ];
+    for (subject, time, value, said) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("metadata")).unwrap();
+        let schema = format!("message meds {{ {subject} {time} required binary code (STRING); {value} }}");
+        let mut w = writer(&root.join("data/0.parquet"), &schema);
+        let mut rg = w.next_row_group().unwrap();
+        if subject.contains("double") {
+            col::<DoubleType>(&mut rg, &[7.0], Some(&[1]), None);
+        } else {
+            col::<Int64Type>(&mut rg, &[7], None, None);
+        }
+        if time.contains("binary") {
+            col::<ByteArrayType>(&mut rg, &[ByteArray::from("2024-01-05T08:00:00")], Some(&[1]), None);
+        } else if time.contains("double") {
+            col::<DoubleType>(&mut rg, &[1.7e9], Some(&[1]), None);
+        } else {
+            col::<Int64Type>(&mut rg, &[1_700_000_000_000_000], Some(&[1]), None);
+        }
+        col::<ByteArrayType>(&mut rg, &[ByteArray::from("LAB//2160-0//mg/dL")], None, None);
+        if value.contains("binary") {
+            col::<ByteArrayType>(&mut rg, &[ByteArray::from("1.2")], Some(&[1]), None);
+        } else if value.contains("boolean") {
+            col::<parquet::data_type::BoolType>(&mut rg, &[true], Some(&[1]), None);
+        } else {
+            col::<FloatType>(&mut rg, &[1.2], Some(&[1]), None);
+        }
+        rg.close().unwrap();
+        w.close().unwrap();
+        for e in both_refuse(root) {
+            assert!(e.contains("0.parquet") && e.contains(said) && e.contains("where MEDS has"), "{said}: {e}");
+            assert!(!e.contains("2024-01-05") && !e.contains("1.2"), "{e}");
         }
     }
 }

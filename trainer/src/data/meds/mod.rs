@@ -177,6 +177,52 @@ fn check_columns(path: &Path, reader: &SerializedFileReader<std::fs::File>) -> R
                 .into(),
         });
     }
+    // a column of a type whose values the readers take as none: times written as text (every event was
+    // static), values as text (every lab had no value), subject ids as floats (every row malformed)
+    use columns::Conv;
+    let columns: [(&str, fn(Conv) -> bool, &str); 3] = [
+        (
+            "subject_id",
+            |c| matches!(c, Conv::Int | Conv::UInt | Conv::Long | Conv::ULong | Conv::Str),
+            "integers (int64; text ids are read too); pandas writes an integer column with missing values as float64",
+        ),
+        (
+            "time",
+            |c| matches!(c, Conv::Micros | Conv::Millis | Conv::Long | Conv::Date | Conv::Int96),
+            "timestamps (timestamp[us]; dates and integer microseconds are read too); convert text times \
+             before writing them (pandas: to_datetime)",
+        ),
+        (
+            "numeric_value",
+            |c| matches!(c, Conv::Float | Conv::Double | Conv::Int | Conv::Long | Conv::Decimal(_)),
+            "numbers (float32); a value written as text belongs in text_value",
+        ),
+    ];
+    for (name, readable, wanted) in columns {
+        let Some(c) = column(reader, name) else { continue };
+        // a column of nulls only (pyarrow's `null` type): nothing to misread
+        if matches!(c.logical_type_ref(), Some(parquet::basic::LogicalType::Unknown)) {
+            continue;
+        }
+        let conv = Conv::of(c);
+        if c.max_rep_level() == 0 && conv.is_some_and(readable) {
+            continue;
+        }
+        let holds = match conv {
+            _ if c.max_rep_level() > 0 => "lists".to_owned(),
+            Some(Conv::Str) => "text".to_owned(),
+            Some(Conv::Float | Conv::Double) => "floating-point numbers".to_owned(),
+            Some(Conv::Decimal(_)) => "decimals".to_owned(),
+            Some(Conv::Int | Conv::UInt | Conv::Long | Conv::ULong) => "integers".to_owned(),
+            Some(Conv::Date) => "dates".to_owned(),
+            Some(Conv::Micros | Conv::Millis | Conv::Int96) => "timestamps".to_owned(),
+            Some(Conv::Other) | None => format!("{} annotated {}", c.physical_type(), c.converted_type()),
+        };
+        return Err(DataError::Format {
+            path: path.into(),
+            msg: format!("the column {name:?} holds {holds}, where MEDS has {wanted}"),
+        });
+    }
     Ok(())
 }
 
