@@ -1227,6 +1227,71 @@ fn third_party_fhir_systemless_classes_skipped_observations_and_dstu2() {
     assert!(text.lines().any(|l| l.trim_start().starts_with("warning no_events in input: 0")), "{text}");
 }
 
+/// Found on HL7's R4 examples and Medplum's mock data: component values that were lost without a word,
+/// a coded result checked against the test's numeric range, a query string in a reference, a report's
+/// `subject.display` counted once per contained result, and a Bundle Patient whose id is not its
+/// `urn:uuid:` counted as a subject without a Patient.
+#[test]
+fn third_party_fhir_components_coded_results_references_and_report_displays() {
+    let dir = tempfile::tempdir().unwrap();
+    let obs = |rest: &str| {
+        format!(
+            r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"subject":{{"reference":"Patient/a"}},"effectiveDateTime":"2024-01-02T10:00:00Z",{rest}}}"#
+        )
+    };
+    let na = r#"{"code":{"coding":[{"system":"http://loinc.org","code":"2951-2"}]},"valueQuantity":{"value":140,"unit":"mmol/L"}}"#;
+    let lines = [
+        // a value of its own and a component: both read
+        obs(&format!(r#""valueQuantity":{{"value":1.1,"unit":"mg/dL"}},"component":[{na}]"#)),
+        // a component of text only and one without a coded test: counted
+        obs(
+            r#""component":[{"code":{"text":"K"},"valueQuantity":{"value":4.1,"unit":"mmol/L"}},{"code":{"coding":[{"system":"http://loinc.org","code":"2823-3"}]},"valueString":"see note"},{"code":{"coding":[{"system":"http://loinc.org","code":"2823-3"}]},"valueString":"4.2"}]"#,
+        ),
+        // a coded result of a numeric test: no implausible value
+        obs(r#""valueString":"陰性""#),
+        // a reference with a query string: subject a
+        obs(r#""valueQuantity":{"value":1.0,"unit":"mg/dL"}"#)
+            .replace("Patient/a", "https://x.org/fhir/Patient/a?_format=json"),
+        r#"{"resourceType":"Patient","id":"a"}"#.to_owned(),
+        // a report naming its patient, with three results inside
+        format!(
+            r#"{{"resourceType":"DiagnosticReport","status":"final","subject":{{"reference":"Patient/a","display":"Peter Chalmers"}},"effectiveDateTime":"2024-01-03T10:00:00Z","contained":[{0},{0},{0}]}}"#,
+            r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"valueQuantity":{"value":1.0,"unit":"mg/dL"}}"#
+        ),
+    ];
+    std::fs::write(dir.path().join("export.ndjson"), lines.join("\n") + "\n").unwrap();
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, r) = data::read(dir.path(), &opts).unwrap();
+    let find = |kind: &str| {
+        r.findings
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| (f.resource.as_str(), f.field.as_str(), f.count))
+            .collect::<Vec<_>>()
+    };
+    let mut lost = find("component_not_read");
+    lost.sort();
+    assert_eq!(lost, [("Observation", "component.code", 1), ("Observation", "component.valueString", 1)]);
+    assert!(find("implausible_value").is_empty(), "{:?}", r.findings);
+    assert_eq!(find("name"), [("DiagnosticReport", "subject.display", 1)]);
+    assert_eq!(d.subjects.names, ["a"]);
+    assert!(find("subject_without_patient").is_empty(), "{:?}", r.findings);
+    // creatinine 1.1 + sodium 140, potassium 4.2, the coded result, 1.0, three contained results
+    let count = |kind: EventKind| d.events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!((count(EventKind::Lab), count(EventKind::Coded)), (7, 1));
+
+    // a Bundle Patient whose id is not its `urn:uuid:`: one subject with a Patient
+    let b = tempfile::tempdir().unwrap();
+    let bundle = format!(
+        r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"fullUrl":"urn:uuid:aaaa-1","resource":{{"resourceType":"Patient","id":"pid-1"}}}},{{"fullUrl":"urn:uuid:bbbb-2","resource":{}}}]}}"#,
+        obs(r#""valueQuantity":{"value":1.0,"unit":"mg/dL"}"#).replace("Patient/a", "urn:uuid:aaaa-1")
+    );
+    std::fs::write(b.path().join("b.json"), bundle).unwrap();
+    let (d, r) = data::read(b.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.subjects.len() - d.merged_into.len(), 1);
+    assert!(!r.findings.iter().any(|f| f.kind == "subject_without_patient"), "{:?}", r.findings);
+}
+
 /// FHIR STU3's DocumentReference has its time in `indexed` (R4 renamed it `date`): the note is read
 /// at that time, where it was dropped as `no_time`; R4's `date` wins where both are given.
 #[test]

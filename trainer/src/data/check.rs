@@ -282,7 +282,8 @@ impl Report {
         if e.unit != NONE {
             *st.units.entry(e.unit).or_default() += 1;
         }
-        if !e.value.is_nan() {
+        // a measured value (a coded result's value is its ordinal level, no quantity of the test)
+        if !e.value.is_nan() && matches!(e.kind, EventKind::Lab | EventKind::Vital) {
             let code = &data.codes[c];
             if let Some(lab) = *st.lab.get_or_insert_with(|| catalog::lookup(&code.system, &code.code)) {
                 let unit = if e.unit == NONE { "" } else { data.units.names[e.unit as usize].as_str() };

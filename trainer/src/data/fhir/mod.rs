@@ -235,6 +235,10 @@ struct Component<'a> {
     code: Option<Coded<'a>>,
     #[serde(borrow)]
     value_quantity: Option<Quantity<'a>>,
+    #[serde(borrow)]
+    value_string: Option<Str<'a>>,
+    value_integer: Option<i64>,
+    value_codeable_concept: Option<serde::de::IgnoredAny>,
 }
 
 /// (value, unit) of a quantity: NaN and none where absent; the UCUM `code` before the display `unit`
@@ -500,7 +504,8 @@ fn subject_id<'a>(r: &Reference<'a>) -> Option<Cow<'a, str>> {
     } else {
         return None;
     };
-    let id = id.split('/').next().unwrap_or("");
+    // a version (`/_history/2`), a query (`?_format=json`) or a fragment ends the id
+    let id = id.split(['/', '?', '#']).next().unwrap_or("");
     (!id.is_empty()).then(|| part_of(whole, id))
 }
 
@@ -919,17 +924,45 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         text: None,
         end: i64::MIN,
     };
-    // a panel (no value of its own, components with values) gives one event per component
-    let parts: SmallVec<[Rec; 1]> = o
-        .component
-        .iter()
-        .filter(|c| c.value_quantity.is_some())
-        .filter_map(|c| {
-            c.code.as_ref().and_then(|k| pick(&k.coding, opts)).map(|k| rec(k, quantity(&c.value_quantity)))
-        })
-        .collect();
-    if o.value_quantity.is_none() && !parts.is_empty() {
-        out.recs = parts;
+    // a panel (no value of its own, components with values) gives one event per component; components
+    // beside a value of the Observation's own are events too. A component value that is not read (no
+    // coded test, a coded or text value) is counted (`component_not_read`), where it was lost silently.
+    let mut lost: SmallVec<[&'static str; 2]> = SmallVec::new();
+    let mut parts: SmallVec<[Rec; 1]> = SmallVec::new();
+    for c in &o.component {
+        let value = match (&c.value_quantity, c.value_string.as_deref().map(numeric_string), c.value_integer) {
+            (Some(_), _, _) => quantity(&c.value_quantity),
+            (None, Some(Some(v)), _) => (v, None),
+            (None, None, Some(i)) => (i as f32, None),
+            (None, Some(None), _) => {
+                lost.push("component.valueString");
+                continue;
+            }
+            (None, None, None) => {
+                if c.value_codeable_concept.is_some() {
+                    lost.push("component.valueCodeableConcept");
+                }
+                // else no value (or one of a type not read: a Ratio, a Range...)
+                continue;
+            }
+        };
+        match c.code.as_ref().and_then(|k| pick(&k.coding, opts)) {
+            Some(k) => parts.push(rec(k, value)),
+            None => lost.push("component.code"),
+        }
+    }
+    for field in lost {
+        let f = (Severity::Warning, "component_not_read", "Observation", field);
+        if !out.info.contains(&f) {
+            out.info.push(f);
+        }
+    }
+    if !parts.is_empty() {
+        // the Observation's own quantity (where it has one) first, then its components
+        if o.value_quantity.is_some() {
+            out.recs.push(rec(coding, quantity(&o.value_quantity)));
+        }
+        out.recs.extend(parts);
     } else if let Some(level) = coded {
         match level {
             Ok(level) => out.recs.push(Rec { kind: EventKind::Coded, ..rec(coding, (level, None)) }),
@@ -1629,7 +1662,16 @@ fn contained_resources(line: &[u8], opts: &ReadOptions, out: &mut LineOut) {
             // a DiagnosticReport's results written inside it (HL7's CBC and micro examples): read as
             // Observations, with the report's subject, category and time where they have none
             Some("Observation") if resource == "DiagnosticReport" => {
-                let h = i.get_or_insert_with(inherited);
+                let h = i.get_or_insert_with(|| {
+                    let mut h = inherited();
+                    // the report's `subject.display` is the report's finding, once (it was counted
+                    // as each contained result's)
+                    let display = h.subject.as_mut().and_then(|s| s.as_object_mut()).and_then(|s| s.remove("display"));
+                    if display.is_some() {
+                        out.identifiers.push((IdentifierKind::Name, resource, "subject.display"));
+                    }
+                    h
+                });
                 let mut o = c.clone();
                 let inherited = [
                     ("subject", &h.subject),

@@ -617,7 +617,13 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     // an export with Patient resources whose events name subjects it has none for (a reference to
     // another export, a mistyped id): counted
     if !sink.data.patients.is_empty() {
-        let without = sink.data.subjects.len() - sink.data.patients.len();
+        // per subject after the merge: one whose linked ids (a Bundle Patient's id and its
+        // `urn:uuid:`, `Patient.link`) include a Patient's has one
+        let d = &sink.data;
+        let root = |s: u32| d.merged_into.get(&s).copied().unwrap_or(s);
+        let with: std::collections::HashSet<u32> = d.patients.iter().map(|&p| root(p)).collect();
+        let without =
+            (0..d.subjects.len() as u32).filter(|s| !d.merged_into.contains_key(s) && !with.contains(s)).count();
         if without > 0 {
             sink.report.finding(Severity::Info, "subject_without_patient", "Patient", "id", None, without as u64);
         }
