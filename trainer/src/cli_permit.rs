@@ -73,12 +73,26 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
             }
         }
         PermitCommand::Settle { run } => {
-            let ck = crate::train::checkpoint::load(&run)?
+            if !run.is_dir() {
+                anyhow::bail!("{}: not a run directory", run.display());
+            }
+            // a run still training would go on spending after it was settled
+            let _lock = crate::train::run::lock_run(&run)?;
+            let (ck, digest) = crate::train::checkpoint::load_with_digest(&run)?
                 .ok_or_else(|| anyhow::anyhow!("{}: no checkpoint to settle from", run.display()))?;
             let phases = ck.spent_phases()?;
             let kind = if ck.plan.accountant == "rdp" { AccountantKind::Rdp } else { AccountantKind::Pld };
             let id = crate::train::run::run_id(&run);
-            let st = Ledger::open(&permit::ledger_path(), kind)?.settle(&id, &phases)?;
+            let mut ledger = Ledger::open(&permit::ledger_path(), kind)?;
+            // the steps settled are the checkpoint's, which its researcher can write
+            if ledger.checkpoint_known(&id, &digest)? == Some(false) {
+                anyhow::bail!(
+                    "{}: the checkpoint is not one this run wrote (the ledger has another digest): it was changed \
+                     after the run stopped; restore it before settling",
+                    run.join("checkpoint").display()
+                );
+            }
+            let st = ledger.settle(&id, &phases)?;
             println!(
                 "{}: settled at epsilon {:.4} ({} steps){}",
                 run.display(),

@@ -235,7 +235,9 @@ fn bad_configs_stop_before_any_step_naming_the_key() {
         ),
         (&[("type = \"binary\"", "type = \"regression\"")], &["model.head.type", "boolean_value"]),
         (&[("unit = \"subject\"", "unit = \"example\"")], &["privacy.unit", "assume_one_example_per_subject"]),
-        (&[("target_epsilon = 3.0", "target_epsilon = 3.0\nnoise_multiplier = 0.05")], &["target_epsilon", "one step"]),
+        (&[("target_epsilon = 3.0", "target_epsilon = 3.0\nnoise_multiplier = 0.1")], &["target_epsilon", "one step"]),
+        (&[("target_epsilon = 3.0", "noise_multiplier = 1e-300")], &["privacy.noise_multiplier", "[0.1, 1000]"]),
+        (&[("clip_norm = 1.0", "clip_norm = 1e-50")], &["privacy.clip_norm", "[1e-6, 1e6]"]),
         (&[("window_hours = 24", "window_hours = 0.0001")], &["no positive"]),
         (&[("format = \"fhir\"", "format = \"meds\"")], &["data.format", "is fhir input, not meds"]),
         (&[("[data.labels]", "[data.labels]\nwindow = 3")], &["window", "window_hours"]),
@@ -469,6 +471,19 @@ fn demo_trains_the_demo_config_and_ends_with_the_report() {
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("tokenizer.medtrain.json"));
     let bad = bin().args(["demo", "--subjects", "10"]).output().unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--subjects"));
+    // an export in the demo's place that is not its cohort gets no permit (any `OUT/export` with a
+    // Patient.ndjson did): refused before anything is trained
+    let other = tmp.path().join("other");
+    let w = bin()
+        .args(["demo-data", "--subjects", "400", "--seed", "2", "--out"])
+        .arg(other.join("export"))
+        .output()
+        .unwrap();
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    let o = node(tmp.path()).args(["demo", "--subjects", "400", "--out"]).arg(&other).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("not the demo cohort"), "{err}");
+    assert!(!other.join("run").exists());
 }
 
 /// A portable run replays bit for bit with the AVX2 paths forced (as on a machine without AVX-512),
@@ -536,6 +551,21 @@ fn reproduce_replays_a_run_bit_for_bit_from_its_sealed_record() {
     assert_eq!(v["matches"], true, "{v}");
     assert_eq!(v["steps"], 15);
     assert!(!v["recorded_cpu_features"].as_array().unwrap().is_empty() || !cfg!(target_arch = "x86_64"));
+    // a replay charges nothing: it needs no valid permit (one that expired since refused it)
+    let permits = tmp.path().join("node/permits");
+    std::fs::rename(&permits, tmp.path().join("permits.away")).unwrap();
+    // (not `node`, which issues a permit where there is none)
+    let r = bin()
+        .env("MEDTRAIN_HOME", tmp.path().join("node"))
+        .env_remove("MEDTRAIN_NODE_KEY")
+        .arg("reproduce")
+        .arg(&run)
+        .args(["--threads", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(last_json(&r)["matches"], true);
+    std::fs::rename(tmp.path().join("permits.away"), &permits).unwrap();
     // a changed run directory is not replayed: the seal names the file
     let m = run.join("metrics.json");
     let mut b = std::fs::read(&m).unwrap();
@@ -599,4 +629,113 @@ fn a_prepared_directory_changed_after_data_prepare_trained_under_its_edited_mani
     std::fs::write(&manifest, &text).unwrap();
     let t = train(&cfg, &tmp.path().join("run2"), &[]);
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+}
+
+/// Found by a tester: a second `train` into a live run's directory rewrote its config files (the
+/// first then sealed them), a refused `--resume` of a finished run did too (its export was then
+/// refused), and a checkpoint edited between a stop and `--resume` (or `permit settle`) settled and
+/// released the run at fewer steps than it took, or under a noise key of the researcher's choosing.
+#[test]
+fn the_run_directory_is_locked_and_its_checkpoint_is_the_one_the_run_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = prepared_config(
+        tmp.path(),
+        &[("epochs = 20", "steps = 12"), ("checkpoint_every = 100", "checkpoint_every = 5")],
+    );
+    let run = tmp.path().join("r");
+    let first = train(&cfg, &run, &["--stop-after", "6"]);
+    assert_eq!(first.status.code(), Some(3), "{}", String::from_utf8_lossy(&first.stderr));
+    let given = std::fs::read(run.join("config.given.toml")).unwrap();
+    let other = tmp.path().join("other.toml");
+    std::fs::write(&other, std::fs::read_to_string(&cfg).unwrap().replace("steps = 12", "steps = 14")).unwrap();
+    let refused = |out: &std::process::Output, what: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && err.contains(what), "expected {what:?}: {err}");
+    };
+    {
+        // another process holds the directory: train and settle refused, nothing written
+        let lock = std::fs::File::options().write(true).open(run.join(".lock")).unwrap();
+        lock.try_lock().unwrap();
+        refused(&train(&other, &run, &["--resume"]), "another medtrain process");
+        refused(&node(tmp.path()).args(["permit", "settle"]).arg(&run).output().unwrap(), "another medtrain process");
+        assert_eq!(std::fs::read(run.join("config.given.toml")).unwrap(), given);
+    }
+    let state = run.join("checkpoint/state.json");
+    let original = std::fs::read(&state).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    // a history cut to one step
+    v["history"][0][2] = 1.into();
+    std::fs::write(&state, serde_json::to_vec(&v).unwrap()).unwrap();
+    refused(&train(&cfg, &run, &["--resume"]), "privacy history counts 1 steps");
+    // the noise key replaced, the history as it was: not the checkpoint the ledger recorded
+    let mut v: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    v["noise_key"] = "00".repeat(32).into();
+    std::fs::write(&state, serde_json::to_vec(&v).unwrap()).unwrap();
+    refused(&train(&cfg, &run, &["--resume"]), "not one this run wrote");
+    refused(&node(tmp.path()).args(["permit", "settle"]).arg(&run).output().unwrap(), "not one this run wrote");
+    std::fs::write(&state, &original).unwrap();
+    let done = train(&cfg, &run, &["--resume"]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(last_json(&done)["steps"], 12);
+    // a resume of the finished run asking for fewer steps: refused, its files as they were
+    let fewer = tmp.path().join("fewer.toml");
+    std::fs::write(&fewer, std::fs::read_to_string(&cfg).unwrap().replace("steps = 12", "steps = 10")).unwrap();
+    let (given, resolved) = (
+        std::fs::read(run.join("config.given.toml")).unwrap(),
+        std::fs::read(run.join("config.resolved.toml")).unwrap(),
+    );
+    refused(&train(&fewer, &run, &["--resume"]), "already ran 12 steps");
+    assert_eq!(std::fs::read(run.join("config.given.toml")).unwrap(), given);
+    assert_eq!(std::fs::read(run.join("config.resolved.toml")).unwrap(), resolved);
+    // the export gate finds the run as it was sealed (it refuses it for its tokenizer, fitted without DP)
+    let e = node(tmp.path()).arg("export").arg(&run).arg("--out").arg(tmp.path().join("rel")).output().unwrap();
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(err.contains("tokenizer") && !err.contains("changed after"), "{err}");
+}
+
+/// Found by a tester: an expired permit's epsilon became the budget a valid permit's runs were admitted
+/// against, and a run on data that permits of two projects cover was charged to the newest of either.
+#[test]
+fn an_expired_permit_sets_no_budget_and_two_projects_permits_need_medtrain_project() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = prepared_config(tmp.path(), &[("epochs = 20", "steps = 2")]);
+    let issue = |project: &str, expires: &str, eps: &str| {
+        let o = node(tmp.path())
+            .args([
+                "permit",
+                "issue",
+                "--project",
+                project,
+                "--purpose",
+                "tests",
+                "--dataset",
+                common::cli::fingerprint(),
+            ])
+            .args(["--expires", expires, "--epsilon", eps, "--delta", "1e-5"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let budget = || {
+        let o = node(tmp.path()).args(["budget", "show", "--json"]).output().unwrap();
+        let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        rows.as_array().unwrap().iter().map(|r| r["budget"].as_f64().unwrap()).collect::<Vec<_>>()
+    };
+    issue("test", "2000-01-01", "0.5");
+    assert!(budget().iter().all(|&b| b == 100.0), "{:?}", budget());
+    issue("other", "2999-12-31", "50");
+    let o = train(&cfg, &tmp.path().join("a"), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("MEDTRAIN_PROJECT") && err.contains("other, test"), "{err}");
+    let o = node(tmp.path())
+        .env("MEDTRAIN_PROJECT", "test")
+        .arg("train")
+        .arg(&cfg)
+        .arg("--run-dir")
+        .arg(tmp.path().join("b"))
+        .args(["--threads", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(last_json(&o)["project"], "test");
 }

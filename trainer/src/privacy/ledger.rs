@@ -149,6 +149,9 @@ impl Ledger {
             ("delta_added", "delta_added REAL NOT NULL DEFAULT 0"),
             // the digest of the run's seal (RUN/seal.json) the export gate compares
             ("seal_sha256", "seal_sha256 TEXT"),
+            // the digests of the run's last two checkpoints ([`Ledger::record_checkpoint`])
+            ("checkpoint_sha256", "checkpoint_sha256 TEXT"),
+            ("previous_checkpoint_sha256", "previous_checkpoint_sha256 TEXT"),
         ] {
             let has: bool = conn
                 .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = ?1", [column], |r| r.get(0))
@@ -359,6 +362,43 @@ impl Ledger {
     }
 
     /// The seal digest [`Ledger::record_seal`] recorded for a run (`None`: no run, or none recorded).
+    /// Records the digest of a checkpoint the run is about to write (before it replaces the one
+    /// before, whose digest is kept as the previous: a process killed between the two writes leaves
+    /// either on disk). The checkpoint lives in the run directory, which its researcher can write:
+    /// `--resume` and `permit settle` read the steps taken and the noise key from it, so they compare
+    /// it with this record (a history cut to fewer steps settled a run at less than it spent).
+    pub fn record_checkpoint(&mut self, run: &str, sha256: &str) -> Result<(), LedgerError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE runs SET previous_checkpoint_sha256 = checkpoint_sha256, checkpoint_sha256 = ?2 WHERE run_id = ?1",
+                params![run, sha256],
+            )
+            .map_err(self.sql())?;
+        if n == 0 {
+            return Err(LedgerError::UnknownRun(run.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Whether a checkpoint of the run with this digest is one the run wrote: `None` when the ledger
+    /// has no record of the run's checkpoints (a run of a ledger before the record, or not charged).
+    pub fn checkpoint_known(&self, run: &str, sha256: &str) -> Result<Option<bool>, LedgerError> {
+        let row: Option<(Option<String>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT checkpoint_sha256, previous_checkpoint_sha256 FROM runs WHERE run_id = ?1",
+                params![run],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        Ok(match row {
+            Some((None, None)) | None => None,
+            Some((a, b)) => Some(a.as_deref() == Some(sha256) || b.as_deref() == Some(sha256)),
+        })
+    }
+
     pub fn seal_sha256(&self, run: &str) -> Result<Option<String>, LedgerError> {
         self.conn
             .query_row("SELECT seal_sha256 FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))

@@ -151,8 +151,13 @@ pub fn issue(p: &Permit) -> Result<PathBuf, String> {
     let mut ledger = super::ledger::Ledger::open(&ledger_path(), super::accountant::AccountantKind::Pld)
         .map_err(|e| e.to_string())?;
     let delta = super::accountant::Delta::new(p.delta).map_err(|e| e.to_string())?;
-    for d in &p.datasets {
-        ledger.set_budget(&p.project, d, p.epsilon, delta).map_err(|e| e.to_string())?;
+    // an expired permit admits no run: its epsilon set the budget all the same, and a run under the
+    // project's valid permit was then admitted against it (a run's reservation sets the budget of the
+    // permit that covers it too)
+    if !p.expired() {
+        for d in &p.datasets {
+            ledger.set_budget(&p.project, d, p.epsilon, delta).map_err(|e| e.to_string())?;
+        }
     }
     Ok(path)
 }
@@ -195,7 +200,8 @@ pub fn list() -> Vec<(PathBuf, Result<Permit, String>)> {
 pub fn covering(fingerprint: &str) -> Result<(PathBuf, Permit), String> {
     let mut expired = false;
     let mut found: Option<(PathBuf, Permit)> = None;
-    let project = std::env::var("MEDTRAIN_PROJECT").ok();
+    let mut projects: Vec<String> = Vec::new();
+    let project = std::env::var("MEDTRAIN_PROJECT").ok().filter(|p| !p.is_empty());
     for (path, p) in list() {
         let Ok(p) = p else { continue };
         if !p.datasets.iter().any(|d| d == fingerprint) {
@@ -208,9 +214,23 @@ pub fn covering(fingerprint: &str) -> Result<(PathBuf, Permit), String> {
             expired = true;
             continue;
         }
+        if !projects.contains(&p.project) {
+            projects.push(p.project.clone());
+        }
         if found.as_ref().is_none_or(|f| f.1.issued < p.issued) {
             found = Some((path, p));
         }
+    }
+    // permits of several projects: which one a run is charged to is the researcher's to say (the
+    // newest permit of any project was charged)
+    if projects.len() > 1 {
+        projects.sort();
+        return Err(format!(
+            "valid permits of {} projects ({}) cover the data {fingerprint}: set MEDTRAIN_PROJECT to the project \
+             this run is for",
+            projects.len(),
+            projects.join(", ")
+        ));
     }
     found.ok_or_else(|| {
         format!(

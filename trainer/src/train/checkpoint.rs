@@ -93,6 +93,27 @@ impl Checkpoint {
 
 /// Writes `ck` as the run's checkpoint, replacing the previous one atomically.
 pub fn save(run_dir: &Path, ck: &Checkpoint) -> Result<(), TrainError> {
+    save_recorded(run_dir, ck, |_| Ok(()))
+}
+
+/// The digest of a checkpoint's three files (SHA-256 over each file's length and bytes, in order).
+pub fn digest(state: &[u8], weights: &[u8], optimizer: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for b in [state, weights, optimizer] {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// [`save`], giving `record` the new checkpoint's [`digest`] once its files are written and before
+/// it replaces the current one (an error from `record` leaves the current one in place).
+pub fn save_recorded(
+    run_dir: &Path,
+    ck: &Checkpoint,
+    record: impl FnOnce(&str) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
     let part = run_dir.join("checkpoint.partial");
     let cur = run_dir.join("checkpoint");
     let old = run_dir.join("checkpoint.old");
@@ -125,11 +146,14 @@ pub fn save(run_dir: &Path, ck: &Checkpoint) -> Result<(), TrainError> {
         record: ck.record.clone(),
     };
     let sp = part.join("state.json");
-    std::fs::write(&sp, serde_json::to_vec(&state).map_err(|e| io(&sp, e))?).map_err(|e| io(&sp, e))?;
+    let state_bytes = serde_json::to_vec(&state).map_err(|e| io(&sp, e))?;
+    std::fs::write(&sp, &state_bytes).map_err(|e| io(&sp, e))?;
     for f in [&wp, &op, &sp] {
         sync_file(f)?;
     }
     sync_dir(&part);
+    let read = |p: &Path| std::fs::read(p).map_err(|e| io(p, e));
+    record(&digest(&state_bytes, &read(&wp)?, &read(&op)?))?;
     if cur.exists() {
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
@@ -147,6 +171,11 @@ pub fn save(run_dir: &Path, ck: &Checkpoint) -> Result<(), TrainError> {
 /// The run's checkpoint, if it has one: `checkpoint`, or `checkpoint.old` when a crash came between
 /// the two renames of [`save`].
 pub fn load(run_dir: &Path) -> Result<Option<Checkpoint>, TrainError> {
+    Ok(load_with_digest(run_dir)?.map(|(ck, _)| ck))
+}
+
+/// [`load`], with the [`digest`] of the bytes it parsed.
+pub fn load_with_digest(run_dir: &Path) -> Result<Option<(Checkpoint, String)>, TrainError> {
     let dir: PathBuf =
         match [run_dir.join("checkpoint"), run_dir.join("checkpoint.old")].into_iter().find(|d| d.is_dir()) {
             Some(d) => d,
@@ -158,7 +187,8 @@ pub fn load(run_dir: &Path) -> Result<Option<Checkpoint>, TrainError> {
     };
     let (state, weights, optimizer) =
         (read("state.json")?, read("weights.safetensors")?, read("optimizer.safetensors")?);
-    parse(&dir, &state, &weights, Some(&optimizer)).map(Some)
+    let d = digest(&state, &weights, &optimizer);
+    parse(&dir, &state, &weights, Some(&optimizer)).map(|ck| Some((ck, d)))
 }
 
 /// A checkpoint from the bytes of its files (`dir` names them in errors); without the optimizer's
@@ -168,6 +198,16 @@ pub fn parse(dir: &Path, state: &[u8], weights: &[u8], optimizer: Option<&[u8]>)
     let st: State = serde_json::from_slice(state).map_err(|e| bad(&format!("state.json is not valid: {e}")))?;
     if st.format != 1 {
         return Err(bad("state.json has an unknown format"));
+    }
+    // the steps taken are what the accountant composes: a history that counts fewer than the step
+    // (edited) would settle and release the run at less than it spent
+    let counted: u64 = st.history.iter().fold(0u64, |n, p| n.saturating_add(p.2));
+    if counted != st.step {
+        return Err(bad(&format!(
+            "state.json: its privacy history counts {counted} steps and its step is {}; the checkpoint was changed \
+             after the run wrote it",
+            st.step
+        )));
     }
     let wf = tensors::TensorFile::parse(&dir.join("weights.safetensors"), weights).map_err(|e| bad(&e.to_string()))?;
     let weights = st

@@ -398,8 +398,9 @@ impl TrainConfig {
             );
         }
         let o = &self.optim;
-        if !(o.lr > 0.0 && o.lr <= 10.0) {
-            return bad("optim.lr", format!("{} is not in (0, 10]", crate::short_number(o.lr)));
+        // the bounds below are in f32 (the steps compute in it): 1e-50 passed as positive and trained at 0
+        if !(o.lr >= 1e-10 && o.lr <= 10.0) {
+            return bad("optim.lr", format!("{} is not in [1e-10, 10]", crate::short_number(o.lr)));
         }
         if !(0.0..1.0).contains(&o.momentum) {
             return bad("optim.momentum", format!("{} is not in [0, 1)", crate::short_number(o.momentum)));
@@ -416,16 +417,18 @@ impl TrainConfig {
             (Some(e), _) if !(e > 0.0 && e <= 100.0) => {
                 return bad("privacy.target_epsilon", format!("{} is not in (0, 100]", crate::short_number(e)));
             }
-            (_, Some(s)) if !(s > 0.0 && s <= 1000.0) => {
-                return bad("privacy.noise_multiplier", format!("{} is not in (0, 1000]", crate::short_number(s)));
+            // below 0.1 one step spends more than any budget (1e-300 was refused by the ledger, as epsilon inf)
+            (_, Some(s)) if !(s >= 0.1 && s <= 1000.0) => {
+                return bad("privacy.noise_multiplier", format!("{} is not in [0.1, 1000]", crate::short_number(s)));
             }
             _ => {}
         }
         if !(p.delta > 0.0 && p.delta < 0.1) {
             return bad("privacy.delta", format!("{} is not in (0, 0.1)", crate::short_number(p.delta)));
         }
-        if !(p.clip_norm > 0.0 && p.clip_norm <= 1e6) {
-            return bad("privacy.clip_norm", format!("{} is not in (0, 1e6]", crate::short_number(p.clip_norm)));
+        // 1e-50 passed as positive, was 0 in f32, and failed after the budget was reserved
+        if !(p.clip_norm >= 1e-6 && p.clip_norm <= 1e6) {
+            return bad("privacy.clip_norm", format!("{} is not in [1e-6, 1e6]", crate::short_number(p.clip_norm)));
         }
         match (p.sample_rate, p.expected_batch_subjects) {
             (None, None) => return bad("privacy", "needs sample_rate or expected_batch_subjects".into()),

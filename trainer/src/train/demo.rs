@@ -27,7 +27,8 @@ pub fn run(
 ) -> Result<RunSummary, TrainError> {
     std::fs::create_dir_all(out).map_err(|e| run::io(out, e))?;
     let export = out.join("export");
-    if !export.join("Patient.ndjson").exists() {
+    let found = export.join("Patient.ndjson").exists();
+    if !found {
         crate::data::demo::write(&export, subjects, seed).map_err(|e| run::io(&export, e))?;
     }
     let config = CONFIG.replace("input = \"../demo-export\"", "input = \"export\"");
@@ -36,8 +37,24 @@ pub fn run(
             "configs/demo.toml: its data.input line changed; the demo cannot point it at the export".into(),
         ));
     }
-    // the demo issues itself a permit for the cohort it wrote (an operator does this on a real node)
+    // the demo issues itself a permit for the cohort it wrote (an operator does this on a real node),
+    // and for no other data: an export found in its place (a run before) must be the cohort these
+    // arguments write, byte for byte (any `OUT/export` holding a Patient.ndjson was given a permit)
     let fp = crate::data::fingerprint::fingerprint(&export)?;
+    if found {
+        let check = out.join(format!(".demo-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&check);
+        crate::data::demo::write(&check, subjects, seed).map_err(|e| run::io(&check, e))?;
+        let expected = crate::data::fingerprint::fingerprint(&check);
+        let _ = std::fs::remove_dir_all(&check);
+        if expected? != fp {
+            return Err(TrainError::Invalid(format!(
+                "{}: not the demo cohort of --subjects {subjects} --seed {seed} (the demo trains only on the cohort it \
+                 writes); remove it, or give another --out",
+                export.display()
+            )));
+        }
+    }
     if permit::covering(&fp).is_err() {
         let issued = run::utc_stamp();
         let year: u32 = issued[..4].parse().unwrap_or(2026);
@@ -56,10 +73,11 @@ pub fn run(
     }
     let path = out.join("demo.toml");
     std::fs::write(&path, config).map_err(|e| run::io(&path, e))?;
-    let run_dir = out.join("run");
-    if run_dir.exists() {
-        std::fs::remove_dir_all(&run_dir).map_err(|e| run::io(&run_dir, e))?;
-    }
+    // a run before is kept (it was removed, finished and exportable): the next free `run-K`
+    let run_dir = (1..)
+        .map(|k| out.join(if k == 1 { "run".to_owned() } else { format!("run-{k}") }))
+        .find(|d| !d.exists())
+        .expect("a free name");
     let opts = RunOptions { run_dir: Some(run_dir), threads, quiet, ..Default::default() };
     run::train(&path, &opts)
 }

@@ -700,7 +700,29 @@ const RUN_FILES: &[&str] = &[
     "seal.json",
     "seal.json.partial",
     super::reproduce::PHASES,
+    LOCK_FILE,
 ];
+
+/// The file a process training in (or settling) a run directory holds locked.
+const LOCK_FILE: &str = ".lock";
+
+/// The run directory held by this process for as long as the file returned is open: an exclusive
+/// lock on `RUN/.lock`. A second `train` into the same directory overwrote the first's config files
+/// before the ledger refused it (the first then sealed the second's config), and `permit settle` of a
+/// live run settled it short.
+pub fn lock_run(run_dir: &Path) -> Result<std::fs::File, TrainError> {
+    let path = run_dir.join(LOCK_FILE);
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Invalid(format!(
+            "{}: another medtrain process (a train or a permit settle) is using this run directory; wait for it to end",
+            run_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path, e)),
+    }
+}
 
 /// Runs (or resumes) the training of `config_path`.
 pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainError> {
@@ -769,6 +791,13 @@ fn train_on<B: Backend + 'static>(
         }
     };
     let ck_dir = run_dir.join("checkpoint");
+    // the run's record (run.json) names its directory: a name that is not UTF-8 left it empty
+    if run_dir.to_str().is_none() {
+        return Err(TrainError::Invalid(format!(
+            "--run-dir {}: not UTF-8; give a directory whose name is UTF-8",
+            run_dir.display()
+        )));
+    }
     if run_dir.exists() && !run_dir.is_dir() {
         return Err(TrainError::Invalid(format!(
             "--run-dir {}: not a directory; give a new or empty directory, or a run to --resume",
@@ -813,11 +842,13 @@ fn train_on<B: Backend + 'static>(
             )));
         }
     }
-    let resume = if opts.resume {
-        Some(
-            checkpoint::load(&run_dir)?
-                .ok_or_else(|| TrainError::Invalid(format!("{}: no checkpoint to resume from", run_dir.display())))?,
-        )
+    // held until the run returns; nothing in the directory is written before it is
+    private_dir(&run_dir)?;
+    let _lock = lock_run(&run_dir)?;
+    let (resume, resume_digest) = if opts.resume {
+        let (ck, digest) = checkpoint::load_with_digest(&run_dir)?
+            .ok_or_else(|| TrainError::Invalid(format!("{}: no checkpoint to resume from", run_dir.display())))?;
+        (Some(ck), Some(digest))
     } else {
         if ck_dir.exists() {
             return Err(TrainError::Invalid(format!(
@@ -825,17 +856,15 @@ fn train_on<B: Backend + 'static>(
                 run_dir.display()
             )));
         }
-        None
+        (None, None)
     };
     // read once: resolving it checks the files it names (a label directory is walked)
     let data_config = cfg.data_config(config_path)?;
     if let (Some(dc), None) = (&data_config, &opts.replay) {
         check_model_before_data(&be, &device, &cfg, dc)?;
     }
-    private_dir(&run_dir)?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("train.log")).ok();
     let mut progress = Progress::new(0, 0, opts.quiet, log);
-    std::fs::write(run_dir.join("config.given.toml"), &given).map_err(|e| io(&run_dir, e))?;
 
     // data
     let prepared_dir = match data_config {
@@ -1036,6 +1065,14 @@ fn train_on<B: Backend + 'static>(
         (_, Some(e)) => ((e / q).ceil() as u64).max(1),
         _ => unreachable!("checked with the config"),
     };
+    if planned > super::config::MAX_STEPS {
+        return Err(TrainError::Invalid(format!(
+            "config key train.epochs: {} epochs at sample rate {} are {planned} steps, more than {}",
+            crate::short_number(cfg.train.epochs.unwrap_or(0.0)),
+            crate::short_number(q),
+            super::config::MAX_STEPS
+        )));
+    }
     let kind = if p.accountant == "rdp" { AccountantKind::Rdp } else { AccountantKind::Pld };
     let delta = accounting_delta(p.delta, m.dp_delta_added)?;
     let rate = SampleRate::new(q).map_err(|e| TrainError::Invalid(format!("privacy sample rate: {e}")))?;
@@ -1170,17 +1207,6 @@ fn train_on<B: Backend + 'static>(
         }
     }
     let (sigma, steps) = (plan.noise_multiplier, plan.steps);
-    if let Some(r) = resume.as_ref().filter(|r| r.step > 0 && !r.plan.same_as(&plan)) {
-        // the phase that ends here ran under the config resolved before: kept (and sealed) for
-        // `reproduce`, named by the step it ran to; a phase that never ran a step keeps the one before
-        let kept = run_dir.join(super::reproduce::PHASES).join(format!("{:010}.toml", r.step));
-        if !kept.exists() {
-            std::fs::create_dir_all(run_dir.join(super::reproduce::PHASES)).map_err(|e| io(&run_dir, e))?;
-            std::fs::copy(run_dir.join("config.resolved.toml"), &kept).map_err(|e| io(&kept, e))?;
-        }
-    }
-    std::fs::write(run_dir.join("config.resolved.toml"), resolved_toml(&given, &cfg, &plan))
-        .map_err(|e| io(&run_dir, e))?;
     if cfg.optim.warmup_steps >= steps {
         progress.line(&format!(
             "warning: optim.warmup_steps {} is not below the run's {steps} steps: the learning rate never reaches optim.lr",
@@ -1199,8 +1225,27 @@ fn train_on<B: Backend + 'static>(
     // the permit and the ledger: a valid permit must cover the data; the planned epsilon is reserved
     // before the first step (a resumed run keeps its reservation) and settled at the end
     use crate::privacy::{ledger::Ledger, ledger::LedgerError, permit};
-    let (permit_path, permit) = permit::covering(&m.fingerprint).map_err(TrainError::Invalid)?;
-    if p.delta > permit.delta {
+    let (permit_path, permit) = match permit::covering(&m.fingerprint) {
+        Ok(found) => found,
+        // a replay (`reproduce`) charges and releases nothing: a run whose permit expired since, or
+        // under a newer permit's smaller delta, is replayed all the same
+        Err(_) if opts.replay.is_some() => (
+            PathBuf::new(),
+            permit::Permit {
+                id: String::new(),
+                project: String::new(),
+                purpose: String::new(),
+                datasets: vec![],
+                expires: String::new(),
+                epsilon: f64::INFINITY,
+                delta: 1.0,
+                max_attack_auc: 1.0,
+                issued: String::new(),
+            },
+        ),
+        Err(e) => return Err(TrainError::Invalid(e)),
+    };
+    if p.delta > permit.delta && opts.replay.is_none() {
         return Err(TrainError::Invalid(format!(
             "config key privacy.delta: {} is above the permit's delta {} ({})",
             p.delta,
@@ -1234,6 +1279,19 @@ fn train_on<B: Backend + 'static>(
             )));
         }
     }
+    if let (true, Some(digest)) = (charged, &resume_digest) {
+        // the steps taken and the noise key come from the checkpoint, which its researcher can write
+        if open_ledger()?.checkpoint_known(&run_id, digest).map_err(|e| TrainError::Invalid(e.to_string()))?
+            == Some(false)
+        {
+            return Err(TrainError::Invalid(format!(
+                "{}: the checkpoint is not one this run wrote (this node's ledger has another digest): it was \
+                 changed after the run stopped; restore it, or start a new run",
+                run_dir.join("checkpoint").display()
+            )));
+        }
+    }
+    let mut fresh = false;
     if charged {
         let mut planned: Vec<(f64, f64, u64)> = prep.clone();
         planned.extend(resume.as_ref().map_or(vec![], |r| r.history.clone()));
@@ -1241,6 +1299,12 @@ fn train_on<B: Backend + 'static>(
         planned.push((sigma, q, steps.saturating_sub(done)));
         let planned = phases_of(planned.iter())?;
         let mut ledger = open_ledger()?;
+        // the budget is the covering permit's (the ledger's was the last issued permit's, of any date)
+        let permit_delta =
+            crate::privacy::accountant::Delta::new(permit.delta).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        ledger
+            .set_budget(&permit.project, &m.fingerprint, permit.epsilon, permit_delta)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
         let new_phase = resume.as_ref().is_some_and(|r| !r.plan.same_as(&plan));
         let r = match ledger.reserve(&run_id, &permit.project, &m.fingerprint, &planned, plan.delta_added) {
             // a resumed run keeps its reservation; one starting a new phase re-reserves the whole run
@@ -1258,11 +1322,32 @@ fn train_on<B: Backend + 'static>(
                 ledger.replan(&run_id, &planned, plan.delta_added).map(|_| ())
             }
             Err(LedgerError::DuplicateRun(_)) if resume.is_some() => Ok(()),
-            other => other.map(|_| ()),
+            other => {
+                fresh = other.is_ok();
+                other.map(|_| ())
+            }
         };
         r.map_err(|e| TrainError::Invalid(format!("{e} (permit {})", permit_path.display())))?;
     }
+    // the config files, once the run is admitted: a refused run (a resume of a finished run, a budget
+    // the plan does not fit) left them rewritten, and the run's seal then failed on them
+    if let Some(r) = resume.as_ref().filter(|r| r.step > 0 && !r.plan.same_as(&plan)) {
+        // the phase that ends here ran under the config resolved before: kept (and sealed) for
+        // `reproduce`, named by the step it ran to; a phase that never ran a step keeps the one before
+        let kept = run_dir.join(super::reproduce::PHASES).join(format!("{:010}.toml", r.step));
+        if !kept.exists() {
+            std::fs::create_dir_all(run_dir.join(super::reproduce::PHASES)).map_err(|e| io(&run_dir, e))?;
+            std::fs::copy(run_dir.join("config.resolved.toml"), &kept).map_err(|e| io(&kept, e))?;
+        }
+    }
+    std::fs::write(run_dir.join("config.given.toml"), &given).map_err(|e| io(&run_dir, e))?;
+    std::fs::write(run_dir.join("config.resolved.toml"), resolved_toml(&given, &cfg, &plan))
+        .map_err(|e| io(&run_dir, e))?;
 
+    // a reservation made here, settled at what the preparation spent if the run ends before its first
+    // checkpoint (nothing of its steps can be released then; `permit settle` needs a checkpoint, so it
+    // was held for good)
+    let mut unsettled = Unsettled { run_id: run_id.clone(), prepared: prep.clone(), kind, armed: fresh };
     // the DP state
     let (noise_key, sampler_seed) = match (&resume, p.noise_seed) {
         _ if opts.replay.is_some() => opts.replay.as_ref().map(|r| (r.1, r.2)).unwrap_or_default(),
@@ -1326,7 +1411,15 @@ fn train_on<B: Backend + 'static>(
     let save = |run: &DpRun<B>, record: &checkpoint::Record| -> Result<(), TrainError> {
         let (weights, opt_steps, opt) = run.trainer.checkpoint_state(&be)?;
         let (_, word_pos) = run.sampler.state();
-        checkpoint::save(
+        // the ledger holds the digest of each checkpoint of a charged run, written before it replaces
+        // the one before ([`Ledger::record_checkpoint`])
+        let record_digest = |digest: &str| -> Result<(), TrainError> {
+            if charged {
+                open_ledger()?.record_checkpoint(&run_id, digest).map_err(|e| TrainError::Invalid(e.to_string()))?;
+            }
+            Ok(())
+        };
+        checkpoint::save_recorded(
             &run_dir,
             &Checkpoint {
                 step: run.steps(),
@@ -1342,6 +1435,7 @@ fn train_on<B: Backend + 'static>(
                 plan: plan.clone(),
                 record: record.clone(),
             },
+            record_digest,
         )
     };
     let mut interrupted = false;
@@ -1381,6 +1475,7 @@ fn train_on<B: Backend + 'static>(
         progress.step(done, steps, loss, eps_now, rate_s, eta);
         if done % cfg.train.checkpoint_every == 0 && done < steps {
             save(&run, &record)?;
+            unsettled.armed = false;
         }
     }
     progress.finish();
@@ -1389,6 +1484,7 @@ fn train_on<B: Backend + 'static>(
         record.epsilon.push((run.steps(), eps));
     }
     save(&run, &record)?;
+    unsettled.armed = false;
     let finished = !interrupted;
     let mut over_budget = false;
     if finished && charged {
@@ -1517,6 +1613,29 @@ fn metrics_count(n: u64) -> String {
     match metrics::count(n) {
         metrics::Count::Exact(n) => n.to_string(),
         metrics::Count::Suppressed(s) => s.to_string(),
+    }
+}
+
+/// A reservation this process made, settled at what the data preparation spent when dropped armed:
+/// the run ended (an error, a panic) before its first checkpoint.
+struct Unsettled {
+    run_id: String,
+    prepared: Vec<(f64, f64, u64)>,
+    kind: AccountantKind,
+    armed: bool,
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        use crate::privacy::{ledger::Ledger, permit};
+        if let (Ok(spent), Ok(mut ledger)) =
+            (phases_of(self.prepared.iter()), Ledger::open(&permit::ledger_path(), self.kind))
+        {
+            let _ = ledger.settle(&self.run_id, &spent);
+        }
     }
 }
 
