@@ -1292,6 +1292,30 @@ fn third_party_fhir_components_coded_results_references_and_report_displays() {
     assert!(!r.findings.iter().any(|f| f.kind == "subject_without_patient"), "{:?}", r.findings);
 }
 
+/// Found on third-party exports: file names are often patients' (Synthea's `Given_Family_uuid.json`,
+/// a folder per patient); a gzip that ended early, a dangling symlink and the list of unread files
+/// printed them.
+#[test]
+fn file_names_that_read_as_a_persons_are_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Smith_John.json.gz"), b"not gzip").unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("document-1") && !e.contains("Smith"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("nowhere.ndjson", dir.path().join("Yamada_Taro.ndjson")).unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("symlink") && !e.contains("Yamada"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 20, 1);
+    for name in ["Chalmers_Peter.xml", "Lab_Results.txt"] {
+        std::fs::write(dir.path().join(name), "x").unwrap();
+    }
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let f = r.findings.iter().find(|f| f.kind == "unread_file").unwrap();
+    let detail = f.detail.as_deref().unwrap_or("");
+    assert!(f.count == 2 && !detail.contains("Chalmers") && detail.contains("Lab_Results.txt"), "{detail}");
+}
+
 /// FHIR STU3's DocumentReference has its time in `indexed` (R4 renamed it `date`): the note is read
 /// at that time, where it was dropped as `no_time`; R4's `date` wins where both are given.
 #[test]

@@ -44,7 +44,9 @@ impl Walk<'_> {
     fn err(&self, path: &Path, msg: impl std::fmt::Display) -> DataError {
         let rel = path.strip_prefix(self.root).unwrap_or(path);
         let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-        DataError::Format { path: self.root.to_path_buf(), msg: format!("{}: {msg}", rel.display()) }
+        // a name inside the input may be a patient's (per-patient files, folders)
+        let rel = crate::data::guard::shown_path(&rel.to_string_lossy());
+        DataError::Format { path: self.root.to_path_buf(), msg: format!("{rel}: {msg}") }
     }
 
     fn dir(&mut self, dir: &Path) -> Result<()> {

@@ -6,7 +6,7 @@ use crate::data::{self, check::Severity, guard, DataError, ReadOptions, Result, 
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Bytes of whole lines read at a time. Two blocks are held (one applied while the next is parsed),
 /// each in a buffer of twice this (16 MiB in all, as one 8 MiB block in a 16 MiB buffer was); a
@@ -254,12 +254,18 @@ pub fn read_document(path: &Path, sink: &mut Sink) -> Result<()> {
 /// one patient's record, and exporters name it after the patient: `Yamada_Taro.json`).
 fn load_document(path: &Path, opts: &ReadOptions, buf: &mut Vec<u8>, k: usize) -> Result<String> {
     buf.clear();
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let name = format!("document-{k}");
+    // an error names the document as findings do (a gzip that ends early printed Smith_John.json.gz)
+    let err = |e: std::io::Error| DataError::Io {
+        path: PathBuf::from(&name),
+        msg: format!("{e} (the input's .json document {k} in name order)"),
+    };
+    let file = std::fs::File::open(path).map_err(err)?;
     data::bounded::open(path, file, opts.limits)
         .take(opts.limits.max_line_bytes.saturating_add(1))
         .read_to_end(buf)
-        .map_err(|e| DataError::io(path, e))?;
-    Ok(format!("document-{k}"))
+        .map_err(err)?;
+    Ok(name)
 }
 
 /// A loaded document parsed (`None` when it is over `read.max_line_bytes`).

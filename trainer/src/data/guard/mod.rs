@@ -115,6 +115,7 @@ pub fn shown_path(rel: &str) -> String {
             let plain = c.len() <= 128
                 && c.bytes().all(|b| b.is_ascii_graphic())
                 && c.bytes().filter(u8::is_ascii_digit).count() <= 6
+                && !person_like(c)
                 && scan(c).is_empty();
             if plain {
                 c.to_owned()
@@ -124,6 +125,28 @@ pub fn shown_path(rel: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// Whether a file name reads as a person's name: two or more capitalized words (`Smith_John.json`,
+/// `Peter-Chalmers.ndjson`, Synthea's `Given_Family`) that are not words of an export's file names (a
+/// FHIR resource type, `Lab`, `Results`, ...). A name of one word, or of lower-case words, is shown.
+fn person_like(name: &str) -> bool {
+    const EXPORT_WORDS: &[&str] = &[
+        "All", "Batch", "Bulk", "Codes", "Data", "Demo", "Events", "Export", "File", "Files", "Lab", "Labels", "Labs",
+        "Meds", "Metadata", "New", "Notes", "Old", "Output", "Part", "Results", "Sample", "Shard", "Splits", "Test",
+        "Tests", "Train", "Vitals",
+    ];
+    let capitalized = name
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| {
+            w.len() >= 2
+                && w.starts_with(|c: char| c.is_ascii_uppercase())
+                && w[1..].bytes().all(|b| b.is_ascii_lowercase())
+                && !EXPORT_WORDS.contains(w)
+                && crate::data::reportable::resource_type(w).is_none()
+        })
+        .count();
+    capitalized >= 2
 }
 
 /// Whether `c` is a default-ignorable code point (Unicode's Default_Ignorable_Code_Point): drawn as
