@@ -1201,3 +1201,20 @@ fn identifiers_of_records_linked_in_a_chain_were_shared_only_in_the_first_pass()
         }
     }
 }
+
+/// Found by a tester: "lives 534 Erewhon St PleasantVille" kept the patient's city when the street was
+/// redacted (an address's city and district are the patient's own identifiers now, as its lines are).
+#[test]
+fn a_patients_city_in_its_notes_was_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let patient = r#"{"resourceType":"Patient","id":"p1","address":[{"line":["534 Erewhon St"],"city":"PleasantVille","district":"Rainier County"}]}"#;
+    let note = "Lives 534 Erewhon St PleasantVille, Rainier County; walks daily.";
+    write(dir.path(), "export.ndjson", &[patient.to_owned(), note_line("p1", note)]);
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, _) = data::read(dir.path(), &opts).unwrap();
+    assert_eq!(d.texts.len(), 1);
+    for kept in ["Erewhon", "PleasantVille", "Rainier"] {
+        assert!(!d.texts[0].contains(kept), "{kept} kept: {}", d.texts[0]);
+    }
+    assert!(d.texts[0].contains("walks daily"), "{}", d.texts[0]);
+}

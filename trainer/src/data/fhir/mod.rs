@@ -1445,7 +1445,9 @@ fn own_values(v: &Option<serde_json::Value>, kind: IdentifierKind, into: &mut Ve
                 into.push((contact_point_kind(t), value.to_owned()));
             }
         }
-        IdentifierKind::Address => strings(v, &["text", "line", "postalCode"], &mut found, 0),
+        // the city and district too (a geographic unit below the state, as HIPAA's Safe Harbor counts
+        // them): "lives 534 Erewhon St PleasantVille" kept the city when the street was redacted
+        IdentifierKind::Address => strings(v, &["text", "line", "postalCode", "city", "district"], &mut found, 0),
         _ => strings(v, &["value"], &mut found, 0),
     }
     into.extend(found.into_iter().map(|s| (kind, s.to_owned())));
