@@ -1252,6 +1252,9 @@ fn third_party_fhir_components_coded_results_references_and_report_displays() {
         // a reference with a query string: subject a
         obs(r#""valueQuantity":{"value":1.0,"unit":"mg/dL"}"#)
             .replace("Patient/a", "https://x.org/fhir/Patient/a?_format=json"),
+        // a logical reference by a medical record number: no subject, an identifier found
+        obs(r#""valueQuantity":{"value":1.0,"unit":"mg/dL"}"#)
+            .replace(r#"{"reference":"Patient/a"}"#, r#"{"identifier":{"system":"urn:mrn","value":"MRN7654321"}}"#),
         r#"{"resourceType":"Patient","id":"a"}"#.to_owned(),
         // a report naming its patient, with three results inside
         format!(
@@ -1274,6 +1277,8 @@ fn third_party_fhir_components_coded_results_references_and_report_displays() {
     assert_eq!(lost, [("Observation", "component.code", 1), ("Observation", "component.valueString", 1)]);
     assert!(find("implausible_value").is_empty(), "{:?}", r.findings);
     assert_eq!(find("name"), [("DiagnosticReport", "subject.display", 1)]);
+    assert_eq!(find("patient_identifier"), [("Observation", "subject.identifier", 1)]);
+    assert_eq!(find("no_patient_subject"), [("Observation", "subject", 1)]);
     assert_eq!(d.subjects.names, ["a"]);
     assert!(find("subject_without_patient").is_empty(), "{:?}", r.findings);
     // creatinine 1.1 + sodium 140, potassium 4.2, the coded result, 1.0, three contained results

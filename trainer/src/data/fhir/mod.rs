@@ -109,6 +109,20 @@ struct Reference<'a> {
     reference: Option<Str<'a>>,
     #[serde(borrow)]
     display: Option<Str<'a>>,
+    /// a logical reference's identifier (`{"identifier": {"value": "MRN7654321"}}`): not read, found
+    #[serde(default)]
+    identifier: Option<serde::de::IgnoredAny>,
+}
+
+/// The identifier findings of a subject reference: its `display` (a name) and a logical reference's
+/// `identifier` (a medical record number).
+fn reference_identifiers(r: &Reference, resource: &'static str, out: &mut LineOut) {
+    if r.display.is_some() {
+        out.identifiers.push((IdentifierKind::Name, resource, "subject.display"));
+    }
+    if r.identifier.is_some() {
+        out.identifiers.push((IdentifierKind::PatientIdentifier, resource, "subject.identifier"));
+    }
 }
 
 #[derive(Deserialize)]
@@ -765,9 +779,7 @@ fn start<'a, R: Deserialize<'a>>(
 /// or one that is not a Patient (a Group, a Device, a contained or logical reference).
 fn subject_of<'a>(r: &Option<Reference<'a>>, resource: &'static str, out: &mut LineOut) -> Option<Cow<'a, str>> {
     let r = r.as_ref()?;
-    if r.display.is_some() {
-        out.identifiers.push((IdentifierKind::Name, resource, "subject.display"));
-    }
+    reference_identifiers(r, resource, out);
     subject_id(r)
 }
 
@@ -828,8 +840,8 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     let (o, mut out, skip) = start::<Observation>(line, "Observation", "not a valid Observation", |o| &o.status)?;
     // a name on the subject reference and free text on any Observation, used or not, are the export's
     // content: checked (a valueString was scanned only on the labs read, a display only on them)
-    if o.subject.as_ref().is_some_and(|r| r.display.is_some()) {
-        out.identifiers.push((IdentifierKind::Name, "Observation", "subject.display"));
+    if let Some(r) = &o.subject {
+        reference_identifiers(r, "Observation", &mut out);
     }
     if !o.note.is_empty() || o.value_string.is_some() {
         let subject = o.subject.as_ref().and_then(subject_id);
@@ -1666,11 +1678,15 @@ fn contained_resources(line: &[u8], opts: &ReadOptions, out: &mut LineOut) {
             Some("Observation") if resource == "DiagnosticReport" => {
                 let h = i.get_or_insert_with(|| {
                     let mut h = inherited();
-                    // the report's `subject.display` is the report's finding, once (it was counted
-                    // as each contained result's)
-                    let display = h.subject.as_mut().and_then(|s| s.as_object_mut()).and_then(|s| s.remove("display"));
-                    if display.is_some() {
-                        out.identifiers.push((IdentifierKind::Name, resource, "subject.display"));
+                    // the report's `subject.display` (and a logical reference's identifier) is the
+                    // report's finding, once (it was counted as each contained result's)
+                    if let Some(subject) = h.subject.as_mut().and_then(|s| s.as_object_mut()) {
+                        if subject.remove("display").is_some() {
+                            out.identifiers.push((IdentifierKind::Name, resource, "subject.display"));
+                        }
+                        if subject.remove("identifier").is_some() {
+                            out.identifiers.push((IdentifierKind::PatientIdentifier, resource, "subject.identifier"));
+                        }
                     }
                     h
                 });

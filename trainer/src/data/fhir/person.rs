@@ -74,7 +74,7 @@ fn linked<'t>(target: &Target<'t>) -> Option<Linked<'t>> {
     if s == "#" {
         return Some(Linked::Container);
     }
-    let as_reference = Reference { reference: target.reference.clone(), display: None };
+    let as_reference = Reference { reference: target.reference.clone(), display: None, identifier: None };
     if s.starts_with("Patient/") {
         subject_id(&as_reference).map(Linked::Patient)
     } else if s.starts_with("urn:uuid:") {
