@@ -677,6 +677,11 @@ fn the_run_directory_is_locked_and_its_checkpoint_is_the_one_the_run_wrote() {
     let done = train(&cfg, &run, &["--resume"]);
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     assert_eq!(last_json(&done)["steps"], 12);
+    // a run directory inside the input: refused, the input as it was
+    let prepared = tmp.path().join("prepared");
+    let files = std::fs::read_dir(&prepared).unwrap().count();
+    refused(&train(&cfg, &prepared.join("run"), &[]), "inside config key data.input");
+    assert_eq!(std::fs::read_dir(&prepared).unwrap().count(), files);
     // a resume of the finished run asking for fewer steps: refused, its files as they were
     let fewer = tmp.path().join("fewer.toml");
     std::fs::write(&fewer, std::fs::read_to_string(&cfg).unwrap().replace("steps = 12", "steps = 10")).unwrap();
@@ -721,6 +726,13 @@ fn an_expired_permit_sets_no_budget_and_two_projects_permits_need_medtrain_proje
         let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         rows.as_array().unwrap().iter().map(|r| r["budget"].as_f64().unwrap()).collect::<Vec<_>>()
     };
+    // a fingerprint that is no SHA-256 in hex: refused
+    let o = node(tmp.path())
+        .args(["permit", "issue", "--project", "x", "--purpose", "t", "--expires", "2999-12-31", "--epsilon", "1"])
+        .args(["--delta", "1e-5", "--dataset", &format!("sha256:{}", "g".repeat(64))])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("datasets"));
     issue("test", "2000-01-01", "0.5");
     assert!(budget().iter().all(|&b| b == 100.0), "{:?}", budget());
     issue("other", "2999-12-31", "50");

@@ -46,7 +46,8 @@ fn max_auc() -> f64 {
 
 /// The node's state directory: `$MEDTRAIN_HOME`, else `~/.medtrain`.
 pub fn node_home() -> PathBuf {
-    if let Some(p) = std::env::var_os("MEDTRAIN_HOME") {
+    // an empty value is unset (it put the ledger and the permits in the working directory)
+    if let Some(p) = std::env::var_os("MEDTRAIN_HOME").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
     std::env::var_os("HOME").map_or(PathBuf::from("."), PathBuf::from).join(".medtrain")
@@ -108,7 +109,11 @@ impl Permit {
         if !name_ok(&self.project) {
             return Err("project: 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit".into());
         }
-        if self.datasets.is_empty() || self.datasets.iter().any(|d| !d.starts_with("sha256:") || d.len() != 71) {
+        let fingerprint = |d: &str| {
+            d.strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        };
+        if self.datasets.is_empty() || self.datasets.iter().any(|d| !fingerprint(d)) {
             return Err("datasets: fingerprints as `medtrain data fingerprint` prints them (sha256:...)".into());
         }
         if !valid_date(&self.expires) {

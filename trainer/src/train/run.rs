@@ -842,6 +842,20 @@ fn train_on<B: Backend + 'static>(
             )));
         }
     }
+    // a run directory inside the input (prepared data too: the replay and the gate read it) changed the
+    // input's fingerprint, so that no permit covered it any more, and the input stayed changed
+    if let (Ok(input), Ok(dir)) = (
+        std::fs::canonicalize(&cfg.data.input),
+        std::fs::canonicalize(run_dir.ancestors().find(|a| a.exists()).unwrap_or(Path::new("."))),
+    ) {
+        if dir.starts_with(&input) {
+            return Err(TrainError::Invalid(format!(
+                "--run-dir {}: inside config key data.input ({}); a run directory goes outside its input",
+                run_dir.display(),
+                cfg.data.input.display()
+            )));
+        }
+    }
     // held until the run returns; nothing in the directory is written before it is
     private_dir(&run_dir)?;
     let _lock = lock_run(&run_dir)?;
