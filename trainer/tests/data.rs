@@ -1285,6 +1285,14 @@ fn third_party_fhir_components_coded_results_references_and_report_displays() {
     let count = |kind: EventKind| d.events.iter().filter(|e| e.kind == kind).count();
     assert_eq!((count(EventKind::Lab), count(EventKind::Coded)), (7, 1));
 
+    // an Encounter that ends before it starts: read without its end, counted
+    let e = tempfile::tempdir().unwrap();
+    let enc = r#"{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},"subject":{"reference":"Patient/a"},"period":{"start":"2024-01-02T10:00:00Z","end":"2024-01-01T10:00:00Z"}}"#;
+    std::fs::write(e.path().join("Encounter.ndjson"), format!("{enc}\n")).unwrap();
+    let (d, r) = data::read(e.path(), &ReadOptions::default()).unwrap();
+    assert!(r.findings.iter().any(|f| f.kind == "end_before_start" && f.field == "period.end" && f.count == 1));
+    assert!(d.events.len() == 1 && d.events[0].end == i64::MIN);
+
     // a Bundle Patient whose id is not its `urn:uuid:`: one subject with a Patient
     let b = tempfile::tempdir().unwrap();
     let bundle = format!(

@@ -1228,10 +1228,15 @@ fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Line
         "Encounter",
         "period.start"
     );
-    let end = match parse_time(&period.end) {
+    let mut end = match parse_time(&period.end) {
         None => i64::MIN,
         Some(t) => utc(t.map_err(|()| "unreadable time")?, opts, &mut out)?,
     };
+    // a stay that ends before it starts: the end is not read (a negative stay), and counted
+    if end != i64::MIN && end < time {
+        out.info.push((Severity::Warning, "end_before_start", "Encounter", "period.end"));
+        end = i64::MIN;
+    }
     out.recs.push(Rec {
         subject,
         time,
