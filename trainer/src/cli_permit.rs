@@ -78,11 +78,37 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
             }
             // a run still training would go on spending after it was settled
             let _lock = crate::train::run::lock_run(&run)?;
-            let (ck, digest) = crate::train::checkpoint::load_with_digest(&run)?
-                .ok_or_else(|| anyhow::anyhow!("{}: no checkpoint to settle from", run.display()))?;
+            let id = crate::train::run::run_id(&run);
+            let Some((ck, digest)) = crate::train::checkpoint::load_with_digest(&run)? else {
+                // a run killed before its first checkpoint (kill -9, a power cut): none of its steps can
+                // be released, and it could never be resumed or run again; its reservation, made before
+                // any step, is its data preparation's phases and then the run's one phase
+                let ledger = Ledger::open(&permit::ledger_path(), AccountantKind::Pld)?;
+                // one that wrote a checkpoint is settled from it: a removed checkpoint (its weights kept
+                // elsewhere) settled at the preparation's cost
+                if ledger.checkpoint_known(&id, "")?.is_some() {
+                    anyhow::bail!(
+                        "{}: the run wrote a checkpoint that is not there: restore it to settle from it",
+                        run.display()
+                    );
+                }
+                let Some(mut planned) = ledger.planned(&id)? else {
+                    anyhow::bail!("{}: no checkpoint to settle from, and no reservation in the ledger", run.display());
+                };
+                planned.pop();
+                let mut ledger = ledger;
+                let st = ledger.settle(&id, &planned)?;
+                println!(
+                    "{}: no checkpoint (stopped before its first): settled at what its data preparation spent, \
+                     epsilon {:.4}{}",
+                    run.display(),
+                    st.settled_epsilon,
+                    if st.over_budget { ", OVER the budget" } else { "" }
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
             let phases = ck.spent_phases()?;
             let kind = if ck.plan.accountant == "rdp" { AccountantKind::Rdp } else { AccountantKind::Pld };
-            let id = crate::train::run::run_id(&run);
             let mut ledger = Ledger::open(&permit::ledger_path(), kind)?;
             // the steps settled are the checkpoint's, which its researcher can write
             if ledger.checkpoint_known(&id, &digest)? == Some(false) {

@@ -171,3 +171,43 @@ fn a_ledger_written_before_delta_added_opens_and_keeps_its_runs() {
     // opening twice does not add the column twice
     Ledger::open(&path, AccountantKind::Pld).unwrap();
 }
+
+/// A run killed before its first checkpoint (kill -9) held its reservation for good: it could not be
+/// resumed, run again or settled. `permit settle` now settles it at its data preparation's phases;
+/// one that wrote a checkpoint is settled only from it.
+#[test]
+fn a_run_killed_before_its_first_checkpoint_is_settled_at_its_preparation() {
+    let prep = Phase::new(4.0, 1.0, 1).unwrap();
+    // a node home with a run reserved as `train` reserves it (the preparation's phase, then the run's)
+    let reserved = || {
+        let home = tempfile::tempdir().unwrap();
+        let run = home.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        let id = std::fs::canonicalize(&run).unwrap().display().to_string();
+        let mut ledger = Ledger::open(&home.path().join("ledger.sqlite"), AccountantKind::Pld).unwrap();
+        ledger.set_budget("proj", "data", 10.0, delta()).unwrap();
+        ledger.reserve(&id, "proj", "data", &[prep, phase()], 0.0).unwrap();
+        (home, run, id, ledger)
+    };
+    let settle = |home: &std::path::Path, run: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_medtrain"))
+            .env("MEDTRAIN_HOME", home)
+            .args(["permit", "settle"])
+            .arg(run)
+            .output()
+            .unwrap()
+    };
+    // a run that wrote a checkpoint (its digest recorded) is not settled without it
+    let (home, run, id, mut ledger) = reserved();
+    ledger.record_checkpoint(&id, "abc").unwrap();
+    let o = settle(home.path(), &run);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("restore it"));
+    assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("reserved"));
+    // one that wrote none: settled at the preparation's phase
+    let (home, run, id, ledger) = reserved();
+    let o = settle(home.path(), &run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("data preparation"));
+    assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("settled"));
+    assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), 1);
+}

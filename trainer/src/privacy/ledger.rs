@@ -436,6 +436,16 @@ impl Ledger {
             .map_err(self.sql())
     }
 
+    /// What a reserved run planned, as reserved (`None`: no such run, or settled).
+    pub fn planned(&self, run: &str) -> Result<Option<Vec<Phase>>, LedgerError> {
+        let row: Option<String> = self
+            .conn
+            .query_row("SELECT planned FROM runs WHERE run_id = ?1 AND state = 'reserved'", params![run], |r| r.get(0))
+            .optional()
+            .map_err(self.sql())?;
+        row.map(|s| phases_from_json(run, &s)).transpose()
+    }
+
     /// What a settled run spent, as settled (`None`: no such run, or not settled).
     pub fn spent(&self, run: &str) -> Result<Option<Vec<Phase>>, LedgerError> {
         let row: Option<Option<String>> = self
