@@ -66,7 +66,8 @@ pub enum Command {
     /// configs/demo.toml (lab series and notes fused, DP-SGD by patient to epsilon 3) as `train` does.
     Demo {
         /// where the export, the config and the run (with report.html) go; an export already there is
-        /// reused, the run is redone
+        /// reused if it is the cohort these arguments write, a run before is kept (the new one goes to
+        /// the next free `run-K`)
         #[arg(long, default_value = "medtrain-demo")]
         out: PathBuf,
         #[arg(long, default_value_t = 2000)]
@@ -157,7 +158,7 @@ pub enum Command {
     },
     /// Time full training steps of the benchmark workloads (shared/bench/WORKLOADS.md).
     Bench {
-        /// lab-mlp, lab-transformer, notes-encoder, or all
+        /// lab-mlp, lab-transformer, notes-encoder, notes-bert, or all
         #[arg(long, default_value = "all")]
         workload: String,
         /// comma-separated modes: nodp, dp
@@ -340,6 +341,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = crate::train::demo::run(&out, subjects, seed, (threads > 0).then_some(threads), json)?;
             if json {
                 println!("{}", serde_json::to_string(&s)?);
+            } else if !s.finished {
+                // stopped (SIGINT, SIGTERM) at a checkpoint, as train is: no held-out evaluation, no report
+                eprintln!(
+                    "demo interrupted at step {} of {}: no report was written; continue with: medtrain train {} \
+                     --resume --run-dir {}",
+                    s.steps,
+                    s.planned_steps,
+                    out.join("demo.toml").display(),
+                    s.run_dir.display()
+                );
             } else {
                 println!(
                     "done in {:.1} s: held-out AUROC {}, epsilon {:.3} (delta {:.1e}, {}); report {}",
@@ -351,7 +362,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     s.report.display()
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if s.finished { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
         Command::Train { config, backend, threads, run_dir, resume, json, stop_after, no_dp, tf32 } => {
             let backend = backend
@@ -411,7 +422,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Budget(BudgetCommand::Show { project, json }) => crate::cli_permit::budget(project, json),
         Command::Reproduce { run, threads, json } => {
             let threads = threads.map(|t| cli_args::within("--threads", t, 1, 256)).transpose()?;
-            let r = crate::train::reproduce::reproduce(&run, threads)?;
+            let r = match crate::train::reproduce::reproduce(&run, threads) {
+                Ok(r) => r,
+                // stopped (SIGINT, SIGTERM) before its last step: a half-replayed run gets no verdict;
+                // exit 3, as an interrupted train does
+                Err(e @ crate::train::reproduce::ReproduceError::Interrupted { .. }) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(3));
+                }
+                Err(e) => return Err(e.into()),
+            };
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else if r.matches {

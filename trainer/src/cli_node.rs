@@ -111,8 +111,9 @@ pub enum QuotaCommand {
         /// devices the project may hold at once without borrowing
         #[arg(long)]
         devices: u32,
-        /// device-hours per calendar month (UTC); omitted: unlimited
-        #[arg(long)]
+        /// device-hours per calendar month (UTC), 0..=1e9; omitted: unlimited
+        // hyphen values ("-5", "-inf") reach the range check, which names the flag and the range
+        #[arg(long, allow_hyphen_values = true)]
         device_hours: Option<f64>,
         /// keep the project's idle share for it (nobody may borrow it)
         #[arg(long)]
@@ -293,8 +294,17 @@ pub fn queue(cmd: QueueCommand) -> anyhow::Result<ExitCode> {
 pub fn quota(cmd: QuotaCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         QuotaCommand::Set { project, class, devices, device_hours, reserved, priority, socket } => {
-            let v = connect(&socket)?.call(json!({"op": "quota_set", "project": project, "class": class,
-                "devices": devices, "device_hours": device_hours, "reserved": reserved, "priority": priority}))?;
+            // NaN and infinity have no JSON form (serde_json writes null), and a null or missing limit is
+            // "unlimited": checked here, before anything is sent
+            let device_hours =
+                device_hours.map(|h| crate::cli_args::within("--device-hours", h, 0.0, 1e9)).transpose()?;
+            let mut request = json!({"op": "quota_set", "project": project, "class": class,
+                "devices": devices, "reserved": reserved, "priority": priority});
+            // no limit is the field left out: the daemon refuses an explicit null
+            if let Some(h) = device_hours {
+                request["device_hours"] = json!(h);
+            }
+            let v = connect(&socket)?.call(request)?;
             println!("{}: {} {}", project, class, v["quota"]);
         }
         QuotaCommand::Show { project, json, socket } => {

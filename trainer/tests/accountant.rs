@@ -169,3 +169,65 @@ fn errors_print_numbers_far_from_one_in_exponent_form() {
     assert!(e.contains("1e-300") && e.len() < 120, "{e}");
     assert!(AccountingError::Epsilon(1e-300).to_string().ends_with("got 1e-300"));
 }
+
+#[test]
+fn pld_calibration_keeps_pld_when_a_probe_of_its_search_does_not_fit_the_grid() {
+    // repro-7: at sigma 1 (where the search's bracket starts) this run needs more PLD grid points than
+    // the accountant holds; the whole search used to fall back to RDP (sigma 87.2, epsilon 0.915 under
+    // PLD), although PLD evaluates the bracket that matters and meets epsilon 1 near sigma 80.5
+    use medtrain::privacy::accountant::{calibrate, epsilon, pld, AccountantKind};
+    let q = SampleRate::new(0.1523809523809524).unwrap();
+    let d = Delta::new(1e-5).unwrap();
+    let phase = |s: f64| Phase::new(s, q.get(), 20000).unwrap();
+    assert!(matches!(pld::epsilon(&[phase(1.0)], d), Err(pld::PldError::TooLarge { .. })), "the probe that broke it");
+    let (sigma, report) = calibrate(AccountantKind::Pld, 1.0, q, 20000, d).unwrap();
+    assert_eq!(report.accountant, AccountantKind::Pld, "{report:?}");
+    assert!(report.fallback.is_none(), "{report:?}");
+    assert!(sigma.get() < 87.0, "sigma {} is RDP's, not PLD's", sigma.get());
+    // conservative under the accountant reported, and what the ledger computes for the run agrees
+    assert!(report.epsilon <= 1.0, "{report:?}");
+    let again = epsilon(AccountantKind::Pld, &[phase(sigma.get())], d);
+    assert_eq!(again.accountant, AccountantKind::Pld);
+    assert!(again.epsilon <= 1.0, "{again:?}");
+    // and the smallest within the calibration's precision
+    let smaller = pld::epsilon(&[phase(sigma.get() * (1.0 - 1.5 * PRECISION))], d).unwrap();
+    assert!(smaller > 1.0, "sigma {} is not the smallest within 0.1%: {smaller}", sigma.get());
+}
+
+#[test]
+fn pld_calibration_falls_back_to_rdp_when_pld_fails_at_every_sigma() {
+    // delta below the tail mass PLD cuts: no noise multiplier helps, so the search does not go on
+    // probing PLD; the RDP answer meets the target and says why PLD was not used
+    use medtrain::privacy::accountant::{calibrate, AccountantKind};
+    let q = SampleRate::new(0.01).unwrap();
+    let d = Delta::new(1e-20).unwrap();
+    let (sigma, report) = calibrate(AccountantKind::Pld, 1.0, q, 1000, d).unwrap();
+    assert_eq!(report.accountant, AccountantKind::Rdp, "{report:?}");
+    assert!(report.fallback.as_deref().unwrap_or("").contains("below the mass"), "{report:?}");
+    assert_eq!(sigma, rdp_noise_multiplier(1.0, q, 1000, d).unwrap());
+    assert!(report.epsilon <= 1.0, "{report:?}");
+}
+
+#[test]
+fn pld_calibration_meets_the_target_under_the_accountant_the_ledger_will_use() {
+    // settings where PLD fits everywhere, only from some sigma up, nowhere (RDP), and at the edge of
+    // the sample rates: the report is what `epsilon` says for the returned sigma, within the target
+    use medtrain::privacy::accountant::{calibrate, epsilon, AccountantKind};
+    for (target, q, steps) in [
+        (2.382, 256.0 / 60000.0, 14063u64),
+        (1.0, 0.1523809523809524, 20000),
+        (3.0, 0.4571, 100),
+        (8.0, 0.001, 1_000_000_000),
+        (50.0, 1e-10, 100),
+    ] {
+        let (q, d) = (SampleRate::new(q).unwrap(), Delta::new(1e-5).unwrap());
+        let (sigma, report) = calibrate(AccountantKind::Pld, target, q, steps, d).unwrap();
+        assert!(report.epsilon <= target, "target {target}, q {q:?}, {steps} steps: {report:?}");
+        let phase = Phase { noise_multiplier: sigma, sample_rate: q, steps };
+        let charged = epsilon(AccountantKind::Pld, &[phase], d);
+        assert_eq!(charged.accountant, report.accountant, "{report:?} / {charged:?}");
+        assert_eq!(charged.epsilon, report.epsilon, "{report:?} / {charged:?}");
+        // never more noise than RDP needs
+        assert!(sigma <= rdp_noise_multiplier(target, q, steps, d).unwrap(), "{sigma:?}");
+    }
+}

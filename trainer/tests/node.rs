@@ -613,3 +613,42 @@ int nvmlDeviceGetMigDeviceHandleByIndex(dev_t_ d, unsigned i, dev_t_ *m) { if (i
         "{text}"
     );
 }
+
+#[test]
+fn a_device_hours_quota_of_nan_infinity_or_below_zero_is_refused_not_stored_as_unlimited() {
+    // repro-3: NaN and infinity have no JSON form (serde_json writes null), and the daemon read the null
+    // as "no limit": `quota set --device-hours NaN` lifted the project's monthly limit
+    let n = Node::start("");
+    let hours_of_alpha = |n: &Node| -> Value {
+        let q: Vec<Value> = serde_json::from_str(&n.ok(None, &["quota", "show", "--json"])).unwrap();
+        q.iter().find(|r| r["project"] == "alpha" && r["class"] == "cpu").expect("alpha's cpu quota")["device_hours"]
+            .clone()
+    };
+    let set = ["quota", "set", "--project", "alpha", "--class", "cpu", "--devices", "1", "--device-hours"];
+    n.ok(None, &[&set[..], &["500"]].concat());
+    assert_eq!(hours_of_alpha(&n), 500.0);
+    // the client refuses before sending, naming the flag and the range
+    for bad in ["NaN", "inf", "-inf", "-5", "2e9"] {
+        let o = n.cli(None, &[&set[..], &[bad]].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "--device-hours {bad}: {err}");
+        assert!(err.contains("--device-hours") && err.contains("[0, 1000000000]"), "--device-hours {bad}: {err}");
+        assert_eq!(hours_of_alpha(&n), 500.0, "--device-hours {bad} changed the quota");
+    }
+    // the daemon refuses what another client may send: an explicit null, a negative number
+    for (line, want) in [
+        (&b"{\"version\": 1, \"op\": \"quota_set\", \"project\": \"alpha\", \"class\": \"cpu\", \"devices\": 1, \"device_hours\": null}\n"[..], "device_hours must be a number"),
+        (&b"{\"version\": 1, \"op\": \"quota_set\", \"project\": \"alpha\", \"class\": \"cpu\", \"devices\": 1, \"device_hours\": -5}\n"[..], "device_hours = -5"),
+    ] {
+        let v = n.raw(line);
+        assert_eq!(v["ok"], false, "{v}");
+        assert!(v["error"].as_str().unwrap().contains(want), "{v}");
+        assert_eq!(hours_of_alpha(&n), 500.0, "{} changed the quota", String::from_utf8_lossy(line));
+    }
+    // no limit is still the flag (the field) left out
+    n.ok(None, &["quota", "set", "--project", "alpha", "--class", "cpu", "--devices", "1"]);
+    assert!(hours_of_alpha(&n).is_null(), "{}", hours_of_alpha(&n));
+    let v = n.raw(b"{\"version\": 1, \"op\": \"quota_set\", \"project\": \"alpha\", \"class\": \"cpu\", \"devices\": 1, \"device_hours\": 7}\n");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(hours_of_alpha(&n), 7.0);
+}

@@ -107,3 +107,48 @@ fn bad_privacy_arguments_name_the_flag_and_the_allowed_range() {
     assert_eq!(code, 1);
     assert!(err.contains("unknown accountant 'moments': expected pld or rdp"), "{err}");
 }
+
+#[test]
+fn noise_calibration_stays_on_pld_when_one_probe_does_not_fit_its_grid() {
+    // repro-7: one probe of the search (sigma 1) needs more PLD grid points than the accountant holds;
+    // the answer used to be RDP's sigma 87.2, which spends 0.915 of the target 1 under PLD
+    let (code, out, err) = run(&[
+        "privacy",
+        "noise",
+        "--epsilon",
+        "1",
+        "--delta",
+        "1e-5",
+        "--sample-rate",
+        "0.1523809523809524",
+        "--steps",
+        "20000",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["accountant"], "pld", "{out}");
+    assert!(v.get("fallback").is_none_or(|f| f.is_null()), "{out}");
+    assert!(!err.contains("PLD accountant not used"), "{err}");
+    let sigma = v["noise_multiplier"].as_f64().unwrap();
+    assert!(sigma < 87.0, "{out}");
+    assert!(v["epsilon"].as_f64().unwrap() <= 1.0, "calibration never overshoots: {out}");
+    // the run at that sigma, accounted as a run is, meets the target with PLD
+    let (code, out, err) = run(&[
+        "privacy",
+        "epsilon",
+        "--noise",
+        &sigma.to_string(),
+        "--delta",
+        "1e-5",
+        "--sample-rate",
+        "0.1523809523809524",
+        "--steps",
+        "20000",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["accountant"], "pld", "{out}");
+    assert!(v["epsilon"].as_f64().unwrap() <= 1.0, "{out}");
+}

@@ -751,3 +751,77 @@ fn an_expired_permit_sets_no_budget_and_two_projects_permits_need_medtrain_proje
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(last_json(&o)["project"], "test");
 }
+
+/// Whether process `pid` catches SIGINT: `medtrain` installs its handler right before the first
+/// training step, so a signal sent after this lands on the step loop (a checkpoint and exit 3), never on
+/// the default action (death by signal) nor after the last step.
+fn catches_sigint(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask =
+        status.lines().find_map(|l| l.strip_prefix("SigCgt:")).and_then(|h| u64::from_str_radix(h.trim(), 16).ok());
+    mask.is_some_and(|m| m & (1 << (libc::SIGINT - 1)) != 0)
+}
+
+/// SIGINT to `child` once its step loop has begun; its output after it exits.
+fn interrupt_at_a_step(mut child: std::process::Child) -> std::process::Output {
+    let t0 = std::time::Instant::now();
+    while !catches_sigint(child.id()) {
+        assert!(child.try_wait().unwrap().is_none(), "the process ended before its first step");
+        assert!(t0.elapsed().as_secs() < 300, "no step loop within 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ctrl_c_during_demo_exits_3_and_claims_no_report() {
+    // repro-16: demo printed "done ... report d/run/report.html" and exited 0 with no report written
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("d");
+    let child = bin()
+        .env("MEDTRAIN_HOME", tmp.path().join("home"))
+        .args(["demo", "--subjects", "2000", "--threads", "1", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = interrupt_at_a_step(child);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains("demo interrupted at step") && stderr.contains("--resume"), "{stderr}");
+    assert!(!stdout.contains("done in") && !stdout.contains("report"), "{stdout}");
+    assert!(!out.join("run/report.html").exists());
+}
+
+#[test]
+fn ctrl_c_during_reproduce_is_an_interruption_not_a_verdict() {
+    // repro-15: the half-replayed weights were compared and reproduce blamed the CPU features (exit 4)
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        "lab-mlp",
+        tmp.path(),
+        &[("epochs = 20", "steps = 3000"), ("checkpoint_every = 100", "checkpoint_every = 1000")],
+    );
+    let run = tmp.path().join("run");
+    let trained =
+        node(tmp.path()).arg("train").arg(&cfg).arg("--run-dir").arg(&run).args(["--threads", "1"]).output().unwrap();
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    let child = node(tmp.path())
+        .arg("reproduce")
+        .arg(&run)
+        .args(["--threads", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = interrupt_at_a_step(child);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stderr.contains("the replay was interrupted at step") && stderr.contains("nothing was compared"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("differs") && !stdout.contains("matches"), "a verdict: {stdout}");
+    assert_eq!(o.status.code(), Some(3), "{stdout}\n{stderr}");
+}

@@ -142,6 +142,20 @@ pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize
             );
             continue;
         }
+        // JSON has no NaN or infinity: a client serializing one sends null, which must not read as "no
+        // limit" (that is the field left out). Checked for an operator only: anyone else's quota_set is
+        // refused, and audited, for its role.
+        if caller.role == Role::Operator
+            && matches!(req.op, Op::QuotaSet { device_hours: None, .. })
+            && explicit_null(&line, "device_hours")
+        {
+            let msg = "quota: device_hours must be a number of device-hours in 0..=1e9 (got null; leave the \
+                       field out for no limit)";
+            if writeln!(out, "{}", proto::err(msg)).is_err() {
+                return;
+            }
+            continue;
+        }
         if let Op::Logs { job, offset, follow } = req.op {
             if logs(d, caller, job, offset, follow, &mut out).is_err() {
                 return;
@@ -153,6 +167,11 @@ pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize
             return;
         }
     }
+}
+
+/// Whether the request in `line` (already parsed once) has `field` and it is null.
+fn explicit_null(line: &[u8], field: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(line).is_ok_and(|v| v.get(field).is_some_and(|f| f.is_null()))
 }
 
 /// `logs`: the job's output from `offset`, in chunks of at most 256 KiB; with `follow`, until the job

@@ -12,7 +12,7 @@
 //! | `list` | `all` (ended jobs too) | own projects' jobs; operator: all |
 //! | `cancel` | `job` | own projects; operator |
 //! | `logs` | `job`, `offset`, `follow` | own projects; operator |
-//! | `quota_set` | `project`, `class`, `devices`, `device_hours`, `reserved`, `priority` | operator |
+//! | `quota_set` | `project`, `class`, `devices`, `device_hours` (left out: no limit; `null` refused), `reserved`, `priority` | operator |
 //! | `quota_show` | `project` | own projects; operator |
 //! | `usage` | `period` ("2026-11") | own projects; operator |
 //! | `audit` | `since` (Unix seconds), `limit` | own projects' entries; operator: all |

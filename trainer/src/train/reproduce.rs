@@ -42,6 +42,33 @@ pub struct Reproduction {
     pub portable: bool,
 }
 
+/// Why a replay gave no verdict where [`TrainError`] does not say it: the replay was stopped (SIGINT or
+/// SIGTERM) before its last step, so its weights are a half-replayed run's and comparing them would
+/// blame the machine for a difference the interruption made. Its own variant, so that the command can exit
+/// 3 on it, as `train` does when interrupted.
+#[derive(Debug, thiserror::Error)]
+pub enum ReproduceError {
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(
+        "{}: the replay was interrupted at step {step} of {steps}: nothing was compared; run medtrain reproduce again",
+        run_dir.display()
+    )]
+    Interrupted { run_dir: PathBuf, step: u64, steps: u64 },
+}
+
+/// The step a replay phase stopped at when it stopped short of where it had to go (`until`, the step
+/// an earlier phase ran to; `None` for the last phase, which runs to its planned steps), i.e. when it was
+/// interrupted. An earlier phase reports `finished = false` by design (it stops at `until` as an
+/// interruption would), so its step count decides; the last one must have finished.
+fn stopped_short(finished: bool, steps: u64, until: Option<u64>) -> Option<u64> {
+    match until {
+        Some(u) if steps < u => Some(steps),
+        None if !finished => Some(steps),
+        _ => None,
+    }
+}
+
 /// The directory of a run's earlier phases' configs.
 pub const PHASES: &str = "phases";
 
@@ -79,17 +106,17 @@ fn replay_config(path: &Path, bad: &dyn Fn(String) -> TrainError) -> Result<toml
     Ok(table)
 }
 
-pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction, TrainError> {
+pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction, ReproduceError> {
     seal::check(run_dir)?;
     let bad = |m: String| TrainError::Invalid(format!("{}: {m}", run_dir.display()));
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).map_err(|e| io(&run_dir.join("run.json"), e))?)
             .map_err(|_| bad("run.json is not valid JSON".into()))?;
     if record["finished"].as_bool() != Some(true) {
-        return Err(bad("the run did not finish; finish it with medtrain train --resume first".into()));
+        return Err(bad("the run did not finish; finish it with medtrain train --resume first".into()).into());
     }
     if record["dp"].as_bool() == Some(false) {
-        return Err(bad("a --no-dp baseline has no keys to replay".into()));
+        return Err(bad("a --no-dp baseline has no keys to replay".into()).into());
     }
     let ck = checkpoint::load(run_dir)?.ok_or_else(|| bad("no checkpoint".into()))?;
     // the phases: each earlier one's config up to the step it ran to, then the last to the end
@@ -101,7 +128,8 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
         return Err(bad(format!(
             "trained in {} phases but keeps no config of the earlier ones (trained by an older medtrain)",
             ck.history.len()
-        )));
+        ))
+        .into());
     }
     phases.push((None, replay_config(&run_dir.join("config.resolved.toml"), &bad)?));
     let table = &phases[phases.len() - 1].1;
@@ -114,7 +142,7 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
     let tmp = std::env::temp_dir().join(format!("medtrain-reproduce-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    let result = (|| {
+    let result = (|| -> Result<Reproduction, ReproduceError> {
         let mut done = 0;
         let mut last = None;
         for (i, (until, table)) in phases.iter().enumerate() {
@@ -134,6 +162,9 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
                 ..Default::default()
             };
             let s = run::train(&cfg, &opts)?;
+            if let Some(step) = stopped_short(s.finished, s.steps, *until) {
+                return Err(ReproduceError::Interrupted { run_dir: run_dir.to_path_buf(), step, steps: ck.step });
+            }
             done = until.unwrap_or(done);
             last = Some(s);
         }
@@ -170,4 +201,19 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_replay_phase_is_told_from_one_that_reached_its_step() {
+        // the last phase: only a finished replay is compared
+        assert_eq!(stopped_short(true, 30000, None), None);
+        assert_eq!(stopped_short(false, 1234, None), Some(1234));
+        // an earlier phase stops at its step unfinished by design; short of it, it was interrupted
+        assert_eq!(stopped_short(false, 500, Some(500)), None);
+        assert_eq!(stopped_short(false, 321, Some(500)), Some(321));
+    }
 }

@@ -21,6 +21,17 @@ pub const MAX_EVALUATIONS: usize = 64;
 /// noise multiplier. At most [`MAX_EVALUATIONS`] evaluations.
 pub fn noise_multiplier(
     target: f64,
+    epsilon_of: impl FnMut(NoiseMultiplier) -> f64,
+) -> Result<NoiseMultiplier, AccountingError> {
+    noise_multiplier_from(target, 1.0, epsilon_of)
+}
+
+/// [`noise_multiplier`] with the bracket started at `start` (kept within [2 MIN_SIGMA, MAX_SIGMA]) rather
+/// than at 1: a sigma known to be near the answer (another accountant's) spares the evaluations far from
+/// it, and for PLD those at small sigma are the costly ones (or do not fit its grid at all).
+pub fn noise_multiplier_from(
+    target: f64,
+    start: f64,
     mut epsilon_of: impl FnMut(NoiseMultiplier) -> f64,
 ) -> Result<NoiseMultiplier, AccountingError> {
     if !(target.is_finite() && target > 0.0) {
@@ -35,7 +46,8 @@ pub fn noise_multiplier(
             _ => f64::INFINITY,
         }
     };
-    let (mut lo, mut hi) = (0.5f64, 1.0f64);
+    let start = if start.is_finite() { start.clamp(2.0 * MIN_SIGMA, MAX_SIGMA) } else { 1.0 };
+    let (mut lo, mut hi) = (start / 2.0, start);
     while eps(hi) > target {
         lo = hi;
         hi *= 2.0;
@@ -105,5 +117,20 @@ mod tests {
         // and a reachable one lands within the precision, from above
         let s = noise_multiplier(0.37, |s| 1.0 / s.get()).unwrap().get();
         assert!(1.0 / s <= 0.37 && s / (1.0 / 0.37) - 1.0 < 2.0 * PRECISION, "{s}");
+    }
+
+    #[test]
+    fn the_search_started_anywhere_lands_on_the_same_sigma_from_above() {
+        for start in [MIN_SIGMA, 0.01, 1.0, 2.7, 100.0, MAX_SIGMA, f64::NAN] {
+            let mut calls = 0;
+            let s = noise_multiplier_from(0.37, start, |s| {
+                calls += 1;
+                1.0 / s.get()
+            })
+            .unwrap()
+            .get();
+            assert!(1.0 / s <= 0.37 && s / (1.0 / 0.37) - 1.0 < 2.0 * PRECISION, "from {start}: {s}");
+            assert!(calls <= MAX_EVALUATIONS, "from {start}: {calls} evaluations");
+        }
     }
 }

@@ -165,6 +165,8 @@ fn epsilon_within(kind: AccountantKind, phases: &[Phase], delta: Delta, max_poin
 
 /// The smallest noise multiplier (to 0.1%) whose epsilon for one phase of `steps` at `sample_rate` is
 /// at most `target` at `delta`, with the chosen accountant (PLD falls back to RDP as in [`epsilon`]).
+/// The returned sigma meets the target under the accountant the report names, which is the one
+/// [`epsilon`] uses for that sigma (what the ledger will charge).
 pub fn calibrate(
     kind: AccountantKind,
     target: f64,
@@ -176,37 +178,72 @@ pub fn calibrate(
         return Err(AccountingError::Steps);
     }
     let phase = |s: NoiseMultiplier| Phase { noise_multiplier: s, sample_rate, steps };
-    if kind == AccountantKind::Pld {
-        let mut failure: Option<String> = None;
-        // the first PLD failure ends the PLD search at once (every later evaluation answers
-        // infinity without computing), and calibration starts over on RDP
-        let sigma = calibrate::noise_multiplier(target, |s| {
-            if failure.is_some() {
+    // RDP first: cheap at any sigma, valid everywhere, and the PLD's answer lies at or below it
+    let rdp_sigma = calibrate::noise_multiplier(target, |s| rdp::epsilon(&[phase(s)], delta));
+    if kind != AccountantKind::Pld {
+        let sigma = rdp_sigma?;
+        return Ok((sigma, epsilon(AccountantKind::Rdp, &[phase(sigma)], delta)));
+    }
+    // PLD's search starts at a sigma PLD evaluates (RDP's answer, or the search's ceiling) and moves
+    // down. A probe PLD cannot evaluate (its grid grows as sigma shrinks) counts as "epsilon too large"
+    // and ends the refinement there: the search returns the smallest sigma PLD certified, rather than
+    // bisecting toward PLD's grid limit, where each evaluation is the most costly. (The first failure
+    // used to abandon PLD for the whole search, started at sigma 1: a long run at a large sample rate,
+    // which does not fit PLD's grid at sigma 1 but fits well where it meets the target, got RDP's
+    // larger sigma.) Each PLD evaluation near the grid's limit takes seconds: none is made twice (the
+    // search probes RDP's answer again, and the report is the search's last success).
+    let memo = std::cell::RefCell::new(Vec::<(f64, Result<f64, pld::PldError>)>::new());
+    let pld_at = |s: NoiseMultiplier| -> Result<f64, pld::PldError> {
+        if let Some((_, r)) = memo.borrow().iter().find(|(at, _)| *at == s.get()) {
+            return r.clone();
+        }
+        let r = pld::epsilon(&[phase(s)], delta);
+        memo.borrow_mut().push((s.get(), r.clone()));
+        r
+    };
+    let pld_search = |start: f64| {
+        let mut failed = false;
+        calibrate::noise_multiplier_from(target, start, |s| {
+            if failed {
                 return f64::INFINITY;
             }
-            match pld::epsilon(&[phase(s)], delta) {
-                Ok(e) => e,
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    f64::INFINITY
+            pld_at(s).unwrap_or_else(|_| {
+                failed = true;
+                f64::INFINITY
+            })
+        })
+    };
+    let sigma = match rdp_sigma {
+        Ok(r) => {
+            match pld_at(r) {
+                Err(why) => {
+                    // PLD cannot evaluate RDP's answer: its grid only shrinks with more noise (and its
+                    // other limits do not depend on sigma), so any sigma it can evaluate spends more noise
+                    // than r, which RDP's bound already certifies
+                    let report = EpsilonReport {
+                        epsilon: rdp::epsilon(&[phase(r)], delta),
+                        accountant: AccountantKind::Rdp,
+                        fallback: Some(why.to_string()),
+                    };
+                    return Ok((r, report));
                 }
+                // PLD's answer, searched from RDP's: downward where PLD is tighter (as it is as a
+                // rule), upward where it is not
+                Ok(_) => pld_search(r.get())?,
             }
-        });
-        if failure.is_none() {
-            let sigma = sigma?;
-            let report = epsilon(AccountantKind::Pld, &[phase(sigma)], delta);
-            if report.fallback.is_none() {
-                return Ok((sigma, report));
-            }
-            failure = report.fallback;
         }
-        let sigma = calibrate::noise_multiplier(target, |s| rdp::epsilon(&[phase(s)], delta))?;
-        let mut report = epsilon(AccountantKind::Rdp, &[phase(sigma)], delta);
-        report.fallback = failure;
-        return Ok((sigma, report));
-    }
-    let sigma = calibrate::noise_multiplier(target, |s| rdp::epsilon(&[phase(s)], delta))?;
-    Ok((sigma, epsilon(AccountantKind::Rdp, &[phase(sigma)], delta)))
+        // RDP cannot reach the target below the search's ceiling: the tighter PLD may
+        Err(e @ AccountingError::Unreachable { .. }) => pld_search(calibrate::MAX_SIGMA).map_err(|_| e)?,
+        Err(e) => return Err(e),
+    };
+    // the search returns only a sigma at which PLD met the target: its report is that evaluation, as
+    // [`epsilon`] makes it (the other arm is not reached)
+    let report = match pld_at(sigma) {
+        Ok(e) => EpsilonReport { epsilon: e, accountant: AccountantKind::Pld, fallback: None },
+        Err(_) => epsilon(AccountantKind::Pld, &[phase(sigma)], delta),
+    };
+    debug_assert!(report.epsilon <= target, "{report:?}");
+    Ok((sigma, report))
 }
 
 #[cfg(test)]
