@@ -566,6 +566,16 @@ fn reproduce_replays_a_run_bit_for_bit_from_its_sealed_record() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(last_json(&r)["matches"], true);
     std::fs::rename(tmp.path().join("permits.away"), &permits).unwrap();
+    // a lab value changed in the prepared data: refused, the data named (it "differed" on the CPU)
+    let split = run.join("data/train.safetensors");
+    let original = std::fs::read(&split).unwrap();
+    let mut changed = original.clone();
+    *changed.last_mut().unwrap() ^= 1;
+    std::fs::write(&split, &changed).unwrap();
+    let r = node(tmp.path()).arg("reproduce").arg(&run).output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("prepared data changed"), "{err}");
+    std::fs::write(&split, &original).unwrap();
     // a changed run directory is not replayed: the seal names the file
     let m = run.join("metrics.json");
     let mut b = std::fs::read(&m).unwrap();

@@ -139,9 +139,22 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
     } else {
         run_dir.join("data")
     };
-    let tmp = std::env::temp_dir().join(format!("medtrain-reproduce-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    // the data the run trained on (not sealed: the splits are large; run.json, sealed, has their digest):
+    // a replay on other data "differed" and blamed the CPU
+    if let Some(recorded) = record["data_digest"].as_str() {
+        let now = crate::data::prepared::digest(&prepared).map_err(TrainError::from)?;
+        if now != recorded {
+            return Err(bad(format!(
+                "{}: the prepared data changed since the run trained on them (their digest differs from run.json's): \
+                 a replay on them would not be of this run",
+                prepared.display()
+            ))
+            .into());
+        }
+    }
+    // a directory of this process's own, made here (a fixed name under /tmp, removed first, could be
+    // another user's link)
+    let tmp = private_temp_dir()?;
     let result = (|| -> Result<Reproduction, ReproduceError> {
         let mut done = 0;
         let mut last = None;
@@ -201,6 +214,25 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// A new directory under the system's temporary directory, mode 0700, with a random name: created, never
+/// reused (`create` fails on an existing name, a link included).
+fn private_temp_dir() -> Result<PathBuf, TrainError> {
+    use rand_core::TryRngCore;
+    use std::os::unix::fs::DirBuilderExt;
+    for _ in 0..16 {
+        let mut k = [0u8; 8];
+        rand_core::OsRng.try_fill_bytes(&mut k).map_err(|e| TrainError::Invalid(format!("OS entropy: {e}")))?;
+        let name: String = k.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("medtrain-reproduce-{name}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&dir, e)),
+        }
+    }
+    Err(TrainError::Invalid("no free name for the replay's temporary directory".into()))
 }
 
 #[cfg(test)]

@@ -82,6 +82,10 @@ pub struct RunOptions {
 pub struct RunSummary {
     pub run_dir: PathBuf,
     pub finished: bool,
+    /// the digest of the prepared data the run trained on (`data::prepared::digest`; charged runs):
+    /// `reproduce` replays only on these data
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_digest: Option<String>,
     /// false only for a `--no-dp` baseline
     pub dp: bool,
     pub head: &'static str,
@@ -1270,6 +1274,7 @@ fn train_on<B: Backend + 'static>(
     let run_id = run_id(&run_dir);
     let charged = !opts.no_dp && opts.replay.is_none();
     let open_ledger = || Ledger::open(&permit::ledger_path(), kind).map_err(|e| TrainError::Invalid(e.to_string()));
+    let mut data_digest = None;
     if charged {
         // the prepared data as data prepare wrote it on this node: its manifest says which permit
         // covers it and what its preparation spent, and is the researcher's to edit
@@ -1281,6 +1286,7 @@ fn train_on<B: Backend + 'static>(
             ("held_out.safetensors", held.file_bytes()),
         ];
         let digest = crate::data::prepared::digest_with(&prepared_dir, &read)?;
+        data_digest = Some(digest.clone());
         if open_ledger()?.prepared_fingerprint(&digest).map_err(|e| TrainError::Invalid(e.to_string()))?.as_deref()
             != Some(m.fingerprint.as_str())
         {
@@ -1522,6 +1528,7 @@ fn train_on<B: Backend + 'static>(
     let mut summary = RunSummary {
         run_dir: run_dir.clone(),
         finished,
+        data_digest,
         dp: !opts.no_dp,
         head: match head {
             Head::Binary => "binary",
