@@ -377,12 +377,10 @@ fn parse_since(s: &str) -> anyhow::Result<f64> {
             return Ok(t);
         }
     }
-    let b = s.as_bytes();
-    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+    // a day of the calendar (2026-02-31 was read as March 3rd)
+    if crate::privacy::permit::valid_date(s) {
         if let (Ok(y), Ok(m), Ok(d)) = (s[0..4].parse::<i64>(), s[5..7].parse::<u32>(), s[8..10].parse::<u32>()) {
-            if (1..=12).contains(&m) && (1..=31).contains(&d) {
-                return Ok((crate::data::time::days_from_civil(y, m, d) * 86_400) as f64);
-            }
+            return Ok((crate::data::time::days_from_civil(y, m, d) * 86_400) as f64);
         }
     }
     anyhow::bail!("--since: expected a day (YYYY-MM-DD, UTC) or Unix seconds")
@@ -412,4 +410,16 @@ pub fn audit(since: Option<String>, json: bool, socket: SocketArg) -> anyhow::Re
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod since_tests {
+    #[test]
+    fn since_is_a_calendar_day_or_unix_seconds() {
+        assert_eq!(super::parse_since("1970-01-02").unwrap(), 86_400.0);
+        assert_eq!(super::parse_since("1700000000").unwrap(), 1.7e9);
+        for bad in ["2026-02-31", "2026-13-01", "2026-1-01", "-5", "NaN", "yesterday"] {
+            assert!(super::parse_since(bad).is_err(), "{bad}");
+        }
+    }
 }

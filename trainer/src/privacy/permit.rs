@@ -72,7 +72,7 @@ pub fn today() -> String {
     crate::train::run::utc_stamp()[..10].to_string()
 }
 
-fn valid_date(s: &str) -> bool {
+pub(crate) fn valid_date(s: &str) -> bool {
     let b = s.as_bytes();
     s.len() == 10
         && b[4] == b'-'
