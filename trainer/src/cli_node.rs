@@ -213,6 +213,10 @@ pub fn queue(cmd: QueueCommand) -> anyhow::Result<ExitCode> {
                         anyhow::bail!("queue submit: a command after -- goes with --image, not with a training config");
                     }
                     let abs = std::path::absolute(&c).map_err(|e| anyhow::anyhow!("{}: {e}", c.display()))?;
+                    // said here, with the path (the daemon repeats nothing of a request)
+                    if let Err(e) = std::fs::metadata(&abs) {
+                        anyhow::bail!("{}: {e} (queue submit's training CONFIG)", c.display());
+                    }
                     json!({"op": "submit", "project": project, "devices": devices, "priority": priority, "config": abs})
                 }
                 (None, Some(i)) => {

@@ -459,7 +459,8 @@ fn check_config(path: &str, uid: u32) -> Result<(), serde_json::Value> {
     if !p.is_absolute() || path.len() > 4096 {
         return Err(proto::err("config: expected an absolute path (the client resolves it)"));
     }
-    let m = std::fs::metadata(p).map_err(|err| proto::err(format!("config {path}: cannot read it: {}", err.kind())))?;
+    // the path is not repeated: nothing from a request is (the client has it and says it)
+    let m = std::fs::metadata(p).map_err(|err| proto::err(format!("config: cannot read it: {}", err.kind())))?;
     if !m.is_file() {
         return Err(proto::err("config: not a regular file"));
     }
