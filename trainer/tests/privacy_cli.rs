@@ -13,7 +13,19 @@ fn run(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn epsilon_and_noise_print_the_documented_json() {
-    let (code, out, err) = privacy("epsilon", "--noise", &sigma.to_string());
+    let (code, out, err) = run(&[
+        "privacy",
+        "epsilon",
+        "--noise",
+        "1.1",
+        "--sample-rate",
+        "0.004266666666666667",
+        "--steps",
+        "14063",
+        "--delta",
+        "1e-5",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     for key in ["epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "accountant"] {
@@ -43,6 +55,63 @@ fn epsilon_and_noise_print_the_documented_json() {
     assert_eq!(v["accountant"], "rdp");
     assert!((v["epsilon"].as_f64().unwrap() - 2.5967).abs() < 1e-3);
 
+    let (code, out, err) = run(&[
+        "privacy",
+        "noise",
+        "--epsilon",
+        "2.382",
+        "--delta",
+        "1e-5",
+        "--sample-rate",
+        "0.004266666666666667",
+        "--steps",
+        "14063",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let sigma = v["noise_multiplier"].as_f64().unwrap();
+    assert!((sigma - 1.1).abs() < 0.01, "{out}");
+    assert!(v["epsilon"].as_f64().unwrap() <= 2.382, "calibration never overshoots: {out}");
+}
+
+#[test]
+fn bad_privacy_arguments_name_the_flag_and_the_allowed_range() {
+    let base = ["privacy", "epsilon", "--noise", "1.0", "--sample-rate", "0.01", "--steps", "100", "--delta", "1e-5"];
+    let with = |flag: &str, value: &str| -> Vec<String> {
+        let mut v: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        let i = v.iter().position(|a| a == flag).unwrap();
+        v[i + 1] = value.to_string();
+        v
+    };
+    for (flag, value, expect) in [
+        ("--sample-rate", "1.5", "--sample-rate: must be in [1e-10, 1e0], got 1.5"),
+        ("--sample-rate", "0", "--sample-rate: must be in [1e-10, 1e0], got 0"),
+        ("--noise", "0", "--noise: must be in [1e-10, 1e10], got 0"),
+        ("--delta", "1", "--delta: must be in [1e-100, 5e-1], got 1"),
+        ("--steps", "0", "--steps: must be in [1, 1000000000000], got 0"),
+    ] {
+        let args = with(flag, value);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = run(&refs);
+        assert_eq!(code, 1, "{flag} {value}");
+        assert!(
+            err.contains(expect) && err.contains(flag.trim_start_matches("--").split('-').next().unwrap()),
+            "{flag}={value}: {err}"
+        );
+    }
+    let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    args.extend(["--accountant".into(), "moments".into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = run(&refs);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown accountant 'moments': expected pld or rdp"), "{err}");
+}
+
+#[test]
+fn noise_calibration_stays_on_pld_when_one_probe_does_not_fit_its_grid() {
+    // repro-7: one probe of the search (sigma 1) needs more PLD grid points than the accountant holds;
+    // the answer used to be RDP's sigma 87.2, which spends 0.915 of the target 1 under PLD
     // `privacy CMD FLAG VALUE` at the tester's delta, sample rate and steps
     let privacy = |cmd: &str, flag: &str, value: &str| {
         let rest = ["--delta", "1e-5", "--sample-rate", "0.1523809523809524", "--steps", "20000", "--json"];
@@ -58,19 +127,7 @@ fn epsilon_and_noise_print_the_documented_json() {
     assert!(sigma < 87.0, "{out}");
     assert!(v["epsilon"].as_f64().unwrap() <= 1.0, "calibration never overshoots: {out}");
     // the run at that sigma, accounted as a run is, meets the target with PLD
-    let (code, out, err) = run(&[
-        "privacy",
-        "epsilon",
-        "--noise",
-        &sigma.to_string(),
-        "--delta",
-        "1e-5",
-        "--sample-rate",
-        "0.1523809523809524",
-        "--steps",
-        "20000",
-        "--json",
-    ]);
+    let (code, out, err) = privacy("epsilon", "--noise", &sigma.to_string());
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["accountant"], "pld", "{out}");
