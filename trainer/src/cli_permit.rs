@@ -80,27 +80,37 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
             let _lock = crate::train::run::lock_run(&run)?;
             let id = crate::train::run::run_id(&run);
             let Some((ck, digest)) = crate::train::checkpoint::load_with_digest(&run)? else {
-                // a run killed before its first checkpoint (kill -9, a power cut): none of its steps can
-                // be released, and it could never be resumed or run again; its reservation, made before
-                // any step, is its data preparation's phases and then the run's one phase
-                let ledger = Ledger::open(&permit::ledger_path(), AccountantKind::Pld)?;
-                // one that wrote a checkpoint is settled from it: a removed checkpoint (its weights kept
-                // elsewhere) settled at the preparation's cost
-                if ledger.checkpoint_known(&id, "")?.is_some() {
-                    anyhow::bail!(
-                        "{}: the run wrote a checkpoint that is not there: restore it to settle from it",
-                        run.display()
-                    );
-                }
-                let Some(mut planned) = ledger.planned(&id)? else {
+                // a run killed before its first checkpoint (kill -9, a power cut) could never be
+                // resumed or run again; its reservation, made before any step, is its data
+                // preparation's phases and then the run's one phase
+                use crate::privacy::ledger::{CHECKPOINT_WRITING, NO_CHECKPOINT};
+                let mut ledger = Ledger::open(&permit::ledger_path(), AccountantKind::Pld)?;
+                let Some(planned) = ledger.planned(&id)? else {
                     anyhow::bail!("{}: no checkpoint to settle from, and no reservation in the ledger", run.display());
                 };
-                planned.pop();
-                let mut ledger = ledger;
-                let st = ledger.settle(&id, &planned)?;
+                let (spent, what) = match ledger.checkpoint_record(&id)?.as_deref() {
+                    // no checkpoint was ever started: none of its steps can be released
+                    None | Some(NO_CHECKPOINT) => {
+                        (planned[..planned.len().saturating_sub(1)].to_vec(), "what its data preparation spent")
+                    }
+                    // one was being written (it may exist, unrecorded): the whole reservation
+                    Some(CHECKPOINT_WRITING) => {
+                        (planned, "its whole reservation (its first checkpoint was being written)")
+                    }
+                    // it wrote one, which is not here (removed, its weights kept elsewhere?)
+                    Some(_) => anyhow::bail!(
+                        "{}: the run wrote a checkpoint that is not there: restore it to settle from it{}",
+                        run.display(),
+                        if run.join("checkpoint.partial").is_dir() {
+                            " (a checkpoint being written when it stopped is in checkpoint.partial: rename it to checkpoint)"
+                        } else {
+                            ""
+                        }
+                    ),
+                };
+                let st = ledger.settle(&id, &spent)?;
                 println!(
-                    "{}: no checkpoint (stopped before its first): settled at what its data preparation spent, \
-                     epsilon {:.4}{}",
+                    "{}: no checkpoint: settled at {what}, epsilon {:.4}{}",
                     run.display(),
                     st.settled_epsilon,
                     if st.over_budget { ", OVER the budget" } else { "" }

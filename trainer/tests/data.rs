@@ -1288,10 +1288,12 @@ fn third_party_fhir_components_coded_results_references_and_report_displays() {
     // an Encounter that ends before it starts: read without its end, counted
     let e = tempfile::tempdir().unwrap();
     let enc = r#"{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},"subject":{"reference":"Patient/a"},"period":{"start":"2024-01-02T10:00:00Z","end":"2024-01-01T10:00:00Z"}}"#;
-    std::fs::write(e.path().join("Encounter.ndjson"), format!("{enc}\n")).unwrap();
+    // an end of the start's day, given as a date (placed at its midnight): no finding
+    let same_day = enc.replace("2024-01-01T10:00:00Z", "2024-01-02");
+    std::fs::write(e.path().join("Encounter.ndjson"), format!("{enc}\n{same_day}\n")).unwrap();
     let (d, r) = data::read(e.path(), &ReadOptions::default()).unwrap();
     assert!(r.findings.iter().any(|f| f.kind == "end_before_start" && f.field == "period.end" && f.count == 1));
-    assert!(d.events.len() == 1 && d.events[0].end == i64::MIN);
+    assert!(d.events.len() == 2 && d.events.iter().filter(|e| e.end == i64::MIN).count() == 1);
 
     // a Bundle Patient whose id is not its `urn:uuid:`: one subject with a Patient
     let b = tempfile::tempdir().unwrap();

@@ -210,4 +210,11 @@ fn a_run_killed_before_its_first_checkpoint_is_settled_at_its_preparation() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("data preparation"));
     assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("settled"));
     assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), 1);
+    // one killed while writing its first checkpoint (it may exist, unrecorded): its whole reservation
+    let (home, run, id, mut ledger) = reserved();
+    ledger.record_checkpoint(&id, medtrain::privacy::ledger::CHECKPOINT_WRITING).unwrap();
+    let o = settle(home.path(), &run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("whole reservation"));
+    assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), 2);
 }

@@ -664,7 +664,7 @@ fn the_run_directory_is_locked_and_its_checkpoint_is_the_one_the_run_wrote() {
     };
     {
         // another process holds the directory: train and settle refused, nothing written
-        let lock = std::fs::File::options().write(true).open(run.join(".lock")).unwrap();
+        let lock = std::fs::File::open(&run).unwrap();
         lock.try_lock().unwrap();
         refused(&train(&other, &run, &["--resume"]), "another medtrain process");
         refused(&node(tmp.path()).args(["permit", "settle"]).arg(&run).output().unwrap(), "another medtrain process");

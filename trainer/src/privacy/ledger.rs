@@ -114,6 +114,12 @@ fn phases_to_json(phases: &[Phase]) -> String {
     serde_json::to_string(&v).expect("phases serialize")
 }
 
+/// The checkpoint digest of a run reserved since the ledger records checkpoints, before its first.
+pub const NO_CHECKPOINT: &str = "none";
+/// Recorded when a run starts writing its first checkpoint: from then on a run without a recorded
+/// checkpoint may have one (written, not yet recorded) and is settled at its whole reservation.
+pub const CHECKPOINT_WRITING: &str = "writing";
+
 fn phases_from_json(run: &str, s: &str) -> Result<Vec<Phase>, LedgerError> {
     let corrupt = |msg: String| LedgerError::Corrupt { run: run.to_string(), msg };
     let v: Vec<(f64, f64, u64)> = serde_json::from_str(s).map_err(|e| corrupt(e.to_string()))?;
@@ -281,9 +287,9 @@ impl Ledger {
             });
         }
         tx.execute(
-            "INSERT INTO runs (run_id, project, dataset, state, planned, delta_added)
-             VALUES (?1, ?2, ?3, 'reserved', ?4, ?5)",
-            params![run, project, dataset, phases_to_json(planned), delta_added],
+            "INSERT INTO runs (run_id, project, dataset, state, planned, delta_added, checkpoint_sha256)
+             VALUES (?1, ?2, ?3, 'reserved', ?4, ?5, ?6)",
+            params![run, project, dataset, phases_to_json(planned), delta_added, NO_CHECKPOINT],
         )
         .map_err(sql)?;
         Ok(would_be)
@@ -304,10 +310,23 @@ impl Ledger {
             .optional()
             .map_err(sql)?;
         let Some((project, dataset)) = row else { return Err(LedgerError::UnknownRun(run.to_string())) };
+        // the checkpoints it recorded stay its own (the record is made again below)
+        let digests: (Option<String>, Option<String>) = tx
+            .query_row(
+                "SELECT checkpoint_sha256, previous_checkpoint_sha256 FROM runs WHERE run_id = ?1",
+                params![run],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql)?;
         // the others' record, without this run's (rolled back with the transaction when refused)
         tx.execute("DELETE FROM runs WHERE run_id = ?1", params![run]).map_err(sql)?;
         let would_be =
             Self::admit(kind, &tx, run, &project, &dataset, planned, delta_added).map_err(|e| e.with_path(&path))?;
+        tx.execute(
+            "UPDATE runs SET checkpoint_sha256 = ?2, previous_checkpoint_sha256 = ?3 WHERE run_id = ?1",
+            params![run, digests.0, digests.1],
+        )
+        .map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(would_be)
     }
@@ -361,7 +380,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// The seal digest [`Ledger::record_seal`] recorded for a run (`None`: no run, or none recorded).
     /// Records the digest of a checkpoint the run is about to write (before it replaces the one
     /// before, whose digest is kept as the previous: a process killed between the two writes leaves
     /// either on disk). The checkpoint lives in the run directory, which its researcher can write:
@@ -382,7 +400,9 @@ impl Ledger {
     }
 
     /// Whether a checkpoint of the run with this digest is one the run wrote: `None` when the ledger
-    /// has no record of the run's checkpoints (a run of a ledger before the record, or not charged).
+    /// has no record of the run's checkpoints (a run reserved before the record existed). A run
+    /// reserved since starts with [`NO_CHECKPOINT`]: a checkpoint written but never recorded (the
+    /// process killed in between) is then not one it wrote.
     pub fn checkpoint_known(&self, run: &str, sha256: &str) -> Result<Option<bool>, LedgerError> {
         let row: Option<(Option<String>, Option<String>)> = self
             .conn
@@ -395,10 +415,12 @@ impl Ledger {
             .map_err(self.sql())?;
         Ok(match row {
             Some((None, None)) | None => None,
+            // the sentinel alone: no checkpoint recorded (a digest is hex, never the sentinel)
             Some((a, b)) => Some(a.as_deref() == Some(sha256) || b.as_deref() == Some(sha256)),
         })
     }
 
+    /// The seal digest [`Ledger::record_seal`] recorded for a run (`None`: no run, or none recorded).
     pub fn seal_sha256(&self, run: &str) -> Result<Option<String>, LedgerError> {
         self.conn
             .query_row("SELECT seal_sha256 FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))
@@ -434,6 +456,29 @@ impl Ledger {
             .query_row("SELECT state FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))
             .optional()
             .map_err(self.sql())
+    }
+
+    /// The run's last checkpoint record: a digest, [`NO_CHECKPOINT`], [`CHECKPOINT_WRITING`], or
+    /// `None` (a run reserved before the record existed, or no such run).
+    pub fn checkpoint_record(&self, run: &str) -> Result<Option<String>, LedgerError> {
+        let row: Option<Option<String>> = self
+            .conn
+            .query_row("SELECT checkpoint_sha256 FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))
+            .optional()
+            .map_err(self.sql())?;
+        Ok(row.flatten())
+    }
+
+    /// Records `spent` again for a run settled already: what the run itself spent when it ends, where
+    /// it was settled while it still ran (`permit settle` on a live run, past its lock) at less.
+    pub fn settle_again(&mut self, run: &str, spent: &[Phase]) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET spent = ?2, settled_at = datetime('now') WHERE run_id = ?1 AND state = 'settled'",
+                params![run, phases_to_json(spent)],
+            )
+            .map_err(self.sql())?;
+        Ok(())
     }
 
     /// What a reserved run planned, as reserved (`None`: no such run, or settled).

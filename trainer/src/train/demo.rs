@@ -44,8 +44,10 @@ pub fn run(
     if found {
         let check = out.join(format!(".demo-check-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&check);
-        crate::data::demo::write(&check, subjects, seed).map_err(|e| run::io(&check, e))?;
-        let expected = crate::data::fingerprint::fingerprint(&check);
+        let expected = crate::data::demo::write(&check, subjects, seed)
+            .map_err(|e| run::io(&check, e))
+            .and_then(|_| Ok(crate::data::fingerprint::fingerprint(&check)?));
+        // removed whatever happened (a failed write left it behind)
         let _ = std::fs::remove_dir_all(&check);
         if expected? != fp {
             return Err(TrainError::Invalid(format!(

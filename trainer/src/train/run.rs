@@ -707,24 +707,23 @@ const RUN_FILES: &[&str] = &[
     LOCK_FILE,
 ];
 
-/// The file a process training in (or settling) a run directory holds locked.
+/// The lock file of runs of this session's first builds (a run directory holding one is a run's).
 const LOCK_FILE: &str = ".lock";
 
-/// The run directory held by this process for as long as the file returned is open: an exclusive
-/// lock on `RUN/.lock`. A second `train` into the same directory overwrote the first's config files
-/// before the ledger refused it (the first then sealed the second's config), and `permit settle` of a
-/// live run settled it short.
+/// The run directory held by this process for as long as the handle returned is open: an exclusive
+/// lock (flock) on the directory itself, which no file in it can stand in for (a lock file can be
+/// removed and made again). A second `train` into the same directory overwrote the first's config
+/// files before the ledger refused it (the first then sealed the second's config), and `permit settle`
+/// of a live run settled it short.
 pub fn lock_run(run_dir: &Path) -> Result<std::fs::File, TrainError> {
-    let path = run_dir.join(LOCK_FILE);
-    let file =
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| io(&path, e))?;
+    let file = std::fs::File::open(run_dir).map_err(|e| io(run_dir, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Invalid(format!(
             "{}: another medtrain process (a train or a permit settle) is using this run directory; wait for it to end",
             run_dir.display()
         ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(io(&path, e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(run_dir, e)),
     }
 }
 
@@ -864,8 +863,19 @@ fn train_on<B: Backend + 'static>(
     private_dir(&run_dir)?;
     let _lock = lock_run(&run_dir)?;
     let (resume, resume_digest) = if opts.resume {
-        let (ck, digest) = checkpoint::load_with_digest(&run_dir)?
-            .ok_or_else(|| TrainError::Invalid(format!("{}: no checkpoint to resume from", run_dir.display())))?;
+        let (ck, digest) = checkpoint::load_with_digest(&run_dir)?.ok_or_else(|| {
+            let partial = run_dir.join("checkpoint.partial").is_dir();
+            TrainError::Invalid(format!(
+                "{}: no checkpoint to resume from{}",
+                run_dir.display(),
+                if partial {
+                    " (a checkpoint being written when the run stopped is in checkpoint.partial: rename it to \
+                         checkpoint to resume from it)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
         (Some(ck), Some(digest))
     } else {
         if ck_dir.exists() {
@@ -1301,9 +1311,17 @@ fn train_on<B: Backend + 'static>(
     }
     if let (true, Some(digest)) = (charged, &resume_digest) {
         // the steps taken and the noise key come from the checkpoint, which its researcher can write
-        if open_ledger()?.checkpoint_known(&run_id, digest).map_err(|e| TrainError::Invalid(e.to_string()))?
-            == Some(false)
+        let mut ledger = open_ledger()?;
+        let known = ledger.checkpoint_known(&run_id, digest).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        if known == Some(true)
+            && ledger.checkpoint_record(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?.as_deref()
+                != Some(digest.as_str())
         {
+            // the previous checkpoint (the last was recorded, then not written): recorded again as the
+            // last, so that a second stop while writing the next leaves this one known
+            ledger.record_checkpoint(&run_id, digest).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        }
+        if known == Some(false) {
             return Err(TrainError::Invalid(format!(
                 "{}: the checkpoint is not one this run wrote (this node's ledger has another digest): it was \
                  changed after the run stopped; restore it, or start a new run",
@@ -1349,6 +1367,10 @@ fn train_on<B: Backend + 'static>(
         };
         r.map_err(|e| TrainError::Invalid(format!("{e} (permit {})", permit_path.display())))?;
     }
+    // a reservation made here, settled at what the preparation spent if the run ends before its first
+    // checkpoint (nothing of its steps can be released then; `permit settle` needs a checkpoint, so it
+    // was held for good)
+    let mut unsettled = Unsettled { run_id: run_id.clone(), prepared: prep.clone(), kind, armed: fresh };
     // the config files, once the run is admitted: a refused run (a resume of a finished run, a budget
     // the plan does not fit) left them rewritten, and the run's seal then failed on them
     if let Some(r) = resume.as_ref().filter(|r| r.step > 0 && !r.plan.same_as(&plan)) {
@@ -1364,10 +1386,6 @@ fn train_on<B: Backend + 'static>(
     std::fs::write(run_dir.join("config.resolved.toml"), resolved_toml(&given, &cfg, &plan))
         .map_err(|e| io(&run_dir, e))?;
 
-    // a reservation made here, settled at what the preparation spent if the run ends before its first
-    // checkpoint (nothing of its steps can be released then; `permit settle` needs a checkpoint, so it
-    // was held for good)
-    let mut unsettled = Unsettled { run_id: run_id.clone(), prepared: prep.clone(), kind, armed: fresh };
     // the DP state
     let (noise_key, sampler_seed) = match (&resume, p.noise_seed) {
         _ if opts.replay.is_some() => opts.replay.as_ref().map(|r| (r.1, r.2)).unwrap_or_default(),
@@ -1428,7 +1446,17 @@ fn train_on<B: Backend + 'static>(
     let mut progress = Progress::new(steps, first, opts.quiet, progress.log.take());
     let t0 = Instant::now();
     let mut seen = 0usize;
+    // a run of its own reservation marks the start of its first checkpoint in the ledger: killed
+    // while writing it, it is settled at its whole reservation, not at its preparation's
+    let first_written = std::cell::Cell::new(resume.is_some());
     let save = |run: &DpRun<B>, record: &checkpoint::Record| -> Result<(), TrainError> {
+        if charged && !first_written.get() {
+            use crate::privacy::ledger::CHECKPOINT_WRITING;
+            open_ledger()?
+                .record_checkpoint(&run_id, CHECKPOINT_WRITING)
+                .map_err(|e| TrainError::Invalid(e.to_string()))?;
+            first_written.set(true);
+        }
         let (weights, opt_steps, opt) = run.trainer.checkpoint_state(&be)?;
         let (_, word_pos) = run.sampler.state();
         // the ledger holds the digest of each checkpoint of a charged run, written before it replaces
@@ -1494,8 +1522,9 @@ fn train_on<B: Backend + 'static>(
         }
         progress.step(done, steps, loss, eps_now, rate_s, eta);
         if done % cfg.train.checkpoint_every == 0 && done < steps {
-            save(&run, &record)?;
+            // disarmed first: a checkpoint started may be written, and the ledger says so
             unsettled.armed = false;
+            save(&run, &record)?;
         }
     }
     progress.finish();
@@ -1503,16 +1532,21 @@ fn train_on<B: Backend + 'static>(
     if record.epsilon.last().map(|e| e.0) != Some(run.steps()) {
         record.epsilon.push((run.steps(), eps));
     }
-    save(&run, &record)?;
     unsettled.armed = false;
+    save(&run, &record)?;
     let finished = !interrupted;
     let mut over_budget = false;
     if finished && charged {
         let mut spent: Vec<(f64, f64, u64)> = prep.clone();
         spent.extend(run.history.iter().copied());
-        match open_ledger()?.settle(&run_id, &phases_of(spent.iter())?) {
+        let spent = phases_of(spent.iter())?;
+        let mut ledger = open_ledger()?;
+        match ledger.settle(&run_id, &spent) {
             Ok(st) => over_budget = st.over_budget,
-            Err(LedgerError::AlreadySettled(_)) => {}
+            // settled while it ran (past its lock): what it spent is what it ran, recorded again
+            Err(LedgerError::AlreadySettled(_)) => {
+                ledger.settle_again(&run_id, &spent).map_err(|e| TrainError::Invalid(e.to_string()))?
+            }
             Err(e) => return Err(TrainError::Invalid(e.to_string())),
         }
     }

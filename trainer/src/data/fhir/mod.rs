@@ -1232,8 +1232,15 @@ fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Line
         None => i64::MIN,
         Some(t) => utc(t.map_err(|()| "unreadable time")?, opts, &mut out)?,
     };
-    // a stay that ends before it starts: the end is not read (a negative stay), and counted
-    if end != i64::MIN && end < time {
+    // a stay that ends before it starts: the end is not read (a negative stay), and counted; an end of a
+    // day, a month or a year (`2019-03-05`, placed at its start) is compared at its end
+    let precision = match period.end.as_deref().map(str::trim).map(str::len) {
+        Some(4) => 366 * 86_400,
+        Some(7) => 31 * 86_400,
+        Some(10) => 86_400,
+        _ => 0,
+    };
+    if end != i64::MIN && end.saturating_add(precision) <= time && (precision > 0 || end < time) {
         out.info.push((Severity::Warning, "end_before_start", "Encounter", "period.end"));
         end = i64::MIN;
     }
