@@ -723,6 +723,16 @@ pub fn lock_run(run_dir: &Path) -> Result<std::fs::File, TrainError> {
             "{}: another medtrain process (a train or a permit settle) is using this run directory; wait for it to end",
             run_dir.display()
         ))),
+        // a file system without locks (some network mounts): said, not a reason to refuse every run
+        Err(std::fs::TryLockError::Error(e))
+            if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::ENOLCK | libc::EOPNOTSUPP)) =>
+        {
+            eprintln!(
+                "warning: {}: the file system does not lock ({e}); make sure no other medtrain uses this run directory",
+                run_dir.display()
+            );
+            Ok(file)
+        }
         Err(std::fs::TryLockError::Error(e)) => Err(io(run_dir, e)),
     }
 }
