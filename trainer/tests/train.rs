@@ -708,6 +708,31 @@ fn the_run_directory_is_locked_and_its_checkpoint_is_the_one_the_run_wrote() {
     assert!(err.contains("tokenizer") && !err.contains("changed after"), "{err}");
 }
 
+/// A run that fails after its reservation and before its first checkpoint (here its config file
+/// cannot be written: a directory holds the name) could never be resumed or settled from a checkpoint:
+/// it is settled at what its data preparation spent, and a run into another directory is admitted.
+#[test]
+fn a_run_failing_before_its_first_checkpoint_is_settled_at_its_preparation() {
+    use medtrain::privacy::{accountant::AccountantKind, ledger::Ledger};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = prepared_config(tmp.path(), &[("epochs = 20", "steps = 2")]);
+    let run = tmp.path().join("r");
+    std::fs::create_dir_all(run.join("config.given.toml")).unwrap();
+    let o = train(&cfg, &run, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!run.join("checkpoint").exists());
+    let id = std::fs::canonicalize(&run).unwrap().display().to_string();
+    let ledger = Ledger::open(&tmp.path().join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
+    assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("settled"));
+    // what the preparation's DP releases spent, none of the run's steps
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("prepared/manifest.json")).unwrap()).unwrap();
+    let prep = manifest["dp_phases"].as_array().map_or(0, |a| a.len());
+    assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), prep);
+    let o = train(&cfg, &tmp.path().join("r2"), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// Found by a tester: an expired permit's epsilon became the budget a valid permit's runs were admitted
 /// against, and a run on data that permits of two projects cover was charged to the newest of either.
 #[test]
