@@ -383,6 +383,16 @@ impl Cuda {
     }
 
     fn alloc_untimed<T: DeviceRepr + ValidAsZeroBits>(&self, op: &'static str, len: usize) -> Result<DeviceVec<T>> {
+        let mut v = self.alloc_unset(op, len)?;
+        if let Some(s) = v.slice.as_mut() {
+            self.stream.memset_zeros(s).map_err(|e| device_error(op, e))?;
+        }
+        Ok(v)
+    }
+
+    /// A buffer of `len` elements whose memory is not set: only for one that is written whole before
+    /// it is read (an upload's destination), which saves the zeroing's memset.
+    fn alloc_unset<T: DeviceRepr>(&self, op: &'static str, len: usize) -> Result<DeviceVec<T>> {
         if len == 0 {
             return Ok(DeviceVec { slice: None });
         }
@@ -394,7 +404,9 @@ impl Cuda {
             _ => return Err(oom),
         }
         let out_of_memory = |e: &cudarc::driver::DriverError| e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY;
-        match self.stream.alloc_zeros::<T>(len) {
+        // SAFETY: the memory is not set; every caller sets it (zeroes it, or copies a whole host
+        // slice of `len` elements into it) before anything reads it
+        match unsafe { self.stream.alloc::<T>(len) } {
             Ok(s) => return Ok(DeviceVec { slice: Some(s) }),
             Err(e) if !out_of_memory(&e) => return Err(device_error(op, e)),
             Err(_) => {}
@@ -406,15 +418,17 @@ impl Cuda {
             // SAFETY: the device's pool; trimming releases only memory no allocation holds
             unsafe { sys::cuMemPoolTrimTo(pool, 0) }.result().map_err(|e| device_error("cuMemPoolTrimTo", e))?;
         }
-        match self.stream.alloc_zeros::<T>(len) {
+        // SAFETY: as above
+        match unsafe { self.stream.alloc::<T>(len) } {
             Ok(s) => Ok(DeviceVec { slice: Some(s) }),
             Err(e) if out_of_memory(&e) => Err(oom),
             Err(e) => Err(device_error(op, e)),
         }
     }
 
-    fn upload_vec<T: DeviceRepr + ValidAsZeroBits>(&self, op: &'static str, data: &[T]) -> Result<DeviceVec<T>> {
-        let mut v = self.alloc(op, data.len())?;
+    /// A buffer holding `data`: allocated unset, then the whole of it copied in (no zeroing first).
+    fn upload_vec<T: DeviceRepr>(&self, op: &'static str, data: &[T]) -> Result<DeviceVec<T>> {
+        let mut v = self.timed("(alloc)", || self.alloc_unset(op, data.len()))?;
         if let Some(s) = v.slice.as_mut() {
             self.timed("(memcpy_htod)", || self.stream.memcpy_htod(data, s).map_err(|e| device_error(op, e)))?;
         }
