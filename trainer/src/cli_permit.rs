@@ -79,33 +79,36 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
             // a run still training would go on spending after it was settled
             let _lock = crate::train::run::lock_run(&run)?;
             let id = crate::train::run::run_id(&run);
+            // a checkpoint written and recorded, not yet swapped in when the run stopped
+            crate::train::run::roll_forward_recorded(&run)?;
             let Some((ck, digest)) = crate::train::checkpoint::load_with_digest(&run)? else {
                 // a run killed before its first checkpoint (kill -9, a power cut) could never be
                 // resumed or run again; its reservation, made before any step, is its data
                 // preparation's phases and then the run's one phase
-                use crate::privacy::ledger::{CHECKPOINT_WRITING, NO_CHECKPOINT};
+                use crate::privacy::ledger::{CHECKPOINT_WRITING, NO_CHECKPOINT, STEPS_BEGUN};
                 let mut ledger = Ledger::open(&permit::ledger_path(), AccountantKind::Pld)?;
                 let Some(planned) = ledger.planned(&id)? else {
+                    if ledger.run_state(&id)?.is_some() {
+                        anyhow::bail!("{}: the run is settled already (medtrain budget show)", run.display());
+                    }
                     anyhow::bail!("{}: no checkpoint to settle from, and no reservation in the ledger", run.display());
                 };
                 let (spent, what) = match ledger.checkpoint_record(&id)?.as_deref() {
-                    // no checkpoint was ever started: none of its steps can be released
-                    None | Some(NO_CHECKPOINT) => {
+                    // its steps never began: none of them can be released, none was shown
+                    Some(NO_CHECKPOINT) => {
                         (planned[..planned.len().saturating_sub(1)].to_vec(), "what its data preparation spent")
                     }
-                    // one was being written (it may exist, unrecorded): the whole reservation
-                    Some(CHECKPOINT_WRITING) => {
-                        (planned, "its whole reservation (its first checkpoint was being written)")
+                    // it trained (its losses and metrics were shown) and may have written a checkpoint
+                    // not recorded; or a run reserved before the ledger recorded checkpoints: the whole
+                    // reservation
+                    Some(STEPS_BEGUN | CHECKPOINT_WRITING) | None => {
+                        (planned, "its whole reservation (its steps had begun, and no checkpoint of them is here)")
                     }
-                    // it wrote one, which is not here (removed, its weights kept elsewhere?)
+                    // it wrote one, which is not here (removed, its weights kept elsewhere?); one
+                    // recorded and left in checkpoint.partial was rolled forward above
                     Some(_) => anyhow::bail!(
-                        "{}: the run wrote a checkpoint that is not there: restore it to settle from it{}",
-                        run.display(),
-                        if run.join("checkpoint.partial").is_dir() {
-                            " (a checkpoint being written when it stopped is in checkpoint.partial: rename it to checkpoint)"
-                        } else {
-                            ""
-                        }
+                        "{}: the run wrote a checkpoint that is not there: restore it to settle from it",
+                        run.display()
                     ),
                 };
                 let st = ledger.settle(&id, &spent)?;

@@ -310,14 +310,34 @@ pub fn write(
             OutData::I64(v) => (Dtype::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         })
         .collect();
-    let mut views = Vec::with_capacity(tensors.len());
-    for ((name, shape, _), (dtype, b)) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(*dtype, shape.clone(), b).map_err(|e| werr(format!("tensor '{name}': {e}")))?;
-        views.push((name.clone(), view));
-    }
+    let shaped = tensors.iter().zip(&bytes).map(|((n, s, _), (d, b))| (n.as_str(), s.clone(), *d, b.as_slice()));
+    let views = views(path, shaped)?;
     let tmp = path.with_extension("safetensors.partial");
     safetensors::serialize_to_file(views, metadata, &tmp).map_err(|e| werr(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string()))
+}
+
+/// Tensors `(name, shape, dtype, little-endian bytes)` as safetensors views (`path` names errors).
+fn views<'a>(
+    path: &Path,
+    tensors: impl Iterator<Item = (&'a str, Vec<usize>, Dtype, &'a [u8])>,
+) -> Result<Vec<(String, TensorView<'a>)>, TensorError> {
+    tensors
+        .map(|(name, shape, dtype, b)| {
+            TensorView::new(dtype, shape, b)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| TensorError::Write { path: path.to_path_buf(), msg: format!("tensor '{name}': {e}") })
+        })
+        .collect()
+}
+
+/// The bytes of a safetensors file of one-dimensional F32 tensors `(name, data)` (`path`, where they
+/// will be written, names errors): for a writer that must know exactly what it wrote.
+pub fn serialize_f32(path: &Path, tensors: &[(&str, &[f32])]) -> Result<Vec<u8>, TensorError> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let shaped = tensors.iter().zip(&bytes).map(|((n, v), b)| (*n, vec![v.len()], Dtype::F32, b.as_slice()));
+    safetensors::serialize(views(path, shaped)?, None)
+        .map_err(|e| TensorError::Write { path: path.to_path_buf(), msg: e.to_string() })
 }
 
 #[cfg(test)]

@@ -212,7 +212,13 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
     let e = export(tmp.path(), &run, &tmp.path().join("out-changed"), &key);
     assert!(!e.status.success() && err(&e).contains("metrics.json") && err(&e).contains("changed"), "{}", err(&e));
     // ... and sealed again with the new digests: the ledger's record of the seal refuses it
-    medtrain::train::seal::seal(&run).unwrap();
+    medtrain::train::seal::seal(&run, None).unwrap();
+    // a charged run seals only the checkpoint the ledger recorded last (one replaced while the run
+    // evaluated is refused, and nothing is sealed)
+    let before = std::fs::read(run.join("seal.json")).unwrap();
+    let e = medtrain::train::seal::seal(&run, Some(&"0".repeat(64))).unwrap_err().to_string();
+    assert!(e.contains("not the checkpoint this run wrote last"), "{e}");
+    assert_eq!(std::fs::read(run.join("seal.json")).unwrap(), before);
     let e = export(tmp.path(), &run, &tmp.path().join("out-resealed"), &key);
     assert!(!e.status.success() && err(&e).contains("seal.json: changed after the run (the ledger"), "{}", err(&e));
     assert!(!tmp.path().join("out-resealed").exists());

@@ -173,8 +173,9 @@ fn a_ledger_written_before_delta_added_opens_and_keeps_its_runs() {
 }
 
 /// A run killed before its first checkpoint (kill -9) held its reservation for good: it could not be
-/// resumed, run again or settled. `permit settle` now settles it at its data preparation's phases;
-/// one that wrote a checkpoint is settled only from it.
+/// resumed, run again or settled. `permit settle` now settles it at its data preparation's phases when
+/// its steps never began, at its whole reservation when they had; one that wrote a checkpoint is
+/// settled only from it.
 #[test]
 fn a_run_killed_before_its_first_checkpoint_is_settled_at_its_preparation() {
     let prep = Phase::new(4.0, 1.0, 1).unwrap();
@@ -204,17 +205,36 @@ fn a_run_killed_before_its_first_checkpoint_is_settled_at_its_preparation() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("restore it"));
     assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("reserved"));
     // one that wrote none: settled at the preparation's phase
-    let (home, run, id, ledger) = reserved();
+    let (home, run, id, mut ledger) = reserved();
     let o = settle(home.path(), &run);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("data preparation"));
     assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("settled"));
     assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), 1);
-    // one killed while writing its first checkpoint (it may exist, unrecorded): its whole reservation
-    let (home, run, id, mut ledger) = reserved();
-    ledger.record_checkpoint(&id, medtrain::privacy::ledger::CHECKPOINT_WRITING).unwrap();
+    // a settled run records no checkpoint (one settled while it ran, past its lock, stops at its next)
+    assert!(matches!(
+        ledger.record_checkpoint(&id, "abc"),
+        Err(medtrain::privacy::ledger::LedgerError::AlreadySettled(_))
+    ));
     let o = settle(home.path(), &run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("whole reservation"));
-    assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), 2);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("settled already"));
+    // one killed after its steps began (its losses were shown; a checkpoint may exist, unrecorded),
+    // or while writing its first checkpoint (as the builds before recorded it): its whole reservation
+    use medtrain::privacy::ledger::{CHECKPOINT_WRITING, STEPS_BEGUN};
+    for sentinel in [STEPS_BEGUN, CHECKPOINT_WRITING] {
+        let (home, run, id, mut ledger) = reserved();
+        ledger.record_checkpoint(&id, sentinel).unwrap();
+        let o = settle(home.path(), &run);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("whole reservation"));
+        assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), 2);
+    }
+    // only the last checkpoint recorded is the run's (the one before, put back, would settle it short)
+    let (_home, _run, id, mut ledger) = reserved();
+    assert_eq!(ledger.checkpoint_known(&id, "abc").unwrap(), Some(false));
+    ledger.record_checkpoint(&id, "abc").unwrap();
+    ledger.record_checkpoint(&id, "def").unwrap();
+    assert_eq!(ledger.checkpoint_known(&id, "def").unwrap(), Some(true));
+    assert_eq!(ledger.checkpoint_known(&id, "abc").unwrap(), Some(false));
+    assert_eq!(ledger.checkpoint_known("no such run", "def").unwrap(), None);
 }

@@ -708,6 +708,50 @@ fn the_run_directory_is_locked_and_its_checkpoint_is_the_one_the_run_wrote() {
     assert!(err.contains("tokenizer") && !err.contains("changed after"), "{err}");
 }
 
+/// Found by a review: the checkpoint before the last was accepted (put back after the run went on,
+/// it settled and resumed the run at fewer steps than it took, under the same noise), and a copy of a
+/// run directory resumed as a new reservation, its checkpoint unchecked. A checkpoint recorded and
+/// left in checkpoint.partial by a stop before it was swapped in is rolled forward.
+#[test]
+fn only_the_last_recorded_checkpoint_resumes_and_a_copied_run_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = prepared_config(
+        tmp.path(),
+        &[("epochs = 20", "steps = 12"), ("checkpoint_every = 100", "checkpoint_every = 5")],
+    );
+    let run = tmp.path().join("r");
+    let cp = |from: &Path, to: &Path| {
+        assert!(std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success());
+    };
+    let refused = |out: &std::process::Output, what: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && err.contains(what), "expected {what:?}: {err}");
+    };
+    let first = train(&cfg, &run, &["--stop-after", "6"]);
+    assert_eq!(first.status.code(), Some(3), "{}", String::from_utf8_lossy(&first.stderr));
+    let at6 = tmp.path().join("at6");
+    cp(&run.join("checkpoint"), &at6);
+    // a copy of the run directory has no reservation of its own
+    let copy = tmp.path().join("copy");
+    cp(&run, &copy);
+    refused(&train(&cfg, &copy, &["--resume"]), "no reservation for this run directory");
+    // on to step 10, whose checkpoint is recorded; then as a stop between recording it and swapping it
+    // in leaves the directory: step 10's in checkpoint.partial, step 6's in checkpoint
+    let second = train(&cfg, &run, &["--resume", "--stop-after", "4"]);
+    assert_eq!(second.status.code(), Some(3), "{}", String::from_utf8_lossy(&second.stderr));
+    std::fs::rename(run.join("checkpoint"), run.join("checkpoint.partial")).unwrap();
+    cp(&at6, &run.join("checkpoint"));
+    let third = train(&cfg, &run, &["--resume", "--stop-after", "1"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&third.stdout), String::from_utf8_lossy(&third.stderr));
+    assert_eq!(third.status.code(), Some(3), "{said}");
+    assert!(said.contains("resuming at step 10 of 12"), "{said}");
+    // step 6's checkpoint put back: not the run's, for a resume or a settlement
+    std::fs::remove_dir_all(run.join("checkpoint")).unwrap();
+    cp(&at6, &run.join("checkpoint"));
+    refused(&train(&cfg, &run, &["--resume"]), "not one this run wrote");
+    refused(&node(tmp.path()).args(["permit", "settle"]).arg(&run).output().unwrap(), "not one this run wrote");
+}
+
 /// A run that fails after its reservation and before its first checkpoint (here its config file
 /// cannot be written: a directory holds the name) could never be resumed or settled from a checkpoint:
 /// it is settled at what its data preparation spent, and a run into another directory is admitted.

@@ -116,8 +116,12 @@ fn phases_to_json(phases: &[Phase]) -> String {
 
 /// The checkpoint digest of a run reserved since the ledger records checkpoints, before its first.
 pub const NO_CHECKPOINT: &str = "none";
-/// Recorded when a run starts writing its first checkpoint: from then on a run without a recorded
-/// checkpoint may have one (written, not yet recorded) and is settled at its whole reservation.
+/// Recorded when a run of its own reservation starts its steps: from then on a run without a recorded
+/// checkpoint has trained (its losses and tuning metrics were shown) and may have written one not yet
+/// recorded; it is settled at its whole reservation.
+pub const STEPS_BEGUN: &str = "steps_begun";
+/// What the builds of 2026-12-01 recorded when a run started writing its first checkpoint: settled as
+/// [`STEPS_BEGUN`].
 pub const CHECKPOINT_WRITING: &str = "writing";
 
 fn phases_from_json(run: &str, s: &str) -> Result<Vec<Phase>, LedgerError> {
@@ -155,7 +159,8 @@ impl Ledger {
             ("delta_added", "delta_added REAL NOT NULL DEFAULT 0"),
             // the digest of the run's seal (RUN/seal.json) the export gate compares
             ("seal_sha256", "seal_sha256 TEXT"),
-            // the digests of the run's last two checkpoints ([`Ledger::record_checkpoint`])
+            // the digest of the run's last checkpoint, and of the one before as a record (only the last
+            // is accepted: [`Ledger::checkpoint_known`])
             ("checkpoint_sha256", "checkpoint_sha256 TEXT"),
             ("previous_checkpoint_sha256", "previous_checkpoint_sha256 TEXT"),
         ] {
@@ -380,44 +385,45 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records the digest of a checkpoint the run is about to write (before it replaces the one
-    /// before, whose digest is kept as the previous: a process killed between the two writes leaves
-    /// either on disk). The checkpoint lives in the run directory, which its researcher can write:
-    /// `--resume` and `permit settle` read the steps taken and the noise key from it, so they compare
-    /// it with this record (a history cut to fewer steps settled a run at less than it spent).
+    /// Records the digest of a checkpoint the run has written whole and is about to make its
+    /// checkpoint (a process killed in between leaves it in `checkpoint.partial`, from where it is
+    /// rolled forward: [`crate::train::checkpoint::roll_forward`]). The checkpoint lives in the run
+    /// directory, which its researcher can write: `--resume` and `permit settle` read the steps taken
+    /// and the noise key from it, so they compare it with this record (a history cut to fewer steps
+    /// settled a run at less than it spent). Only a reserved run records: one settled while it ran
+    /// (past its lock) is refused, and stops, rather than train on uncharged.
     pub fn record_checkpoint(&mut self, run: &str, sha256: &str) -> Result<(), LedgerError> {
         let n = self
             .conn
             .execute(
-                "UPDATE runs SET previous_checkpoint_sha256 = checkpoint_sha256, checkpoint_sha256 = ?2 WHERE run_id = ?1",
+                "UPDATE runs SET previous_checkpoint_sha256 = checkpoint_sha256, checkpoint_sha256 = ?2 \
+                 WHERE run_id = ?1 AND state = 'reserved'",
                 params![run, sha256],
             )
             .map_err(self.sql())?;
         if n == 0 {
-            return Err(LedgerError::UnknownRun(run.to_string()));
+            return Err(match self.run_state(run)? {
+                Some(_) => LedgerError::AlreadySettled(run.to_string()),
+                None => LedgerError::UnknownRun(run.to_string()),
+            });
         }
         Ok(())
     }
 
-    /// Whether a checkpoint of the run with this digest is one the run wrote: `None` when the ledger
-    /// has no record of the run's checkpoints (a run reserved before the record existed). A run
-    /// reserved since starts with [`NO_CHECKPOINT`]: a checkpoint written but never recorded (the
-    /// process killed in between) is then not one it wrote.
+    /// Whether a checkpoint of the run with this digest is the last one the run recorded: `None` when
+    /// the ledger has no record of the run's checkpoints (no such run, or one reserved before the
+    /// record existed). A run reserved since starts with [`NO_CHECKPOINT`]: a checkpoint written but
+    /// never recorded (the process killed in between) is then not one it wrote. The one before the
+    /// last is not accepted either: put back after the run went on (and perhaps was released), it
+    /// would settle the run at fewer steps than it took, and train again under the same noise.
     pub fn checkpoint_known(&self, run: &str, sha256: &str) -> Result<Option<bool>, LedgerError> {
-        let row: Option<(Option<String>, Option<String>)> = self
+        let row: Option<Option<String>> = self
             .conn
-            .query_row(
-                "SELECT checkpoint_sha256, previous_checkpoint_sha256 FROM runs WHERE run_id = ?1",
-                params![run],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT checkpoint_sha256 FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))
             .optional()
             .map_err(self.sql())?;
-        Ok(match row {
-            Some((None, None)) | None => None,
-            // the sentinel alone: no checkpoint recorded (a digest is hex, never the sentinel)
-            Some((a, b)) => Some(a.as_deref() == Some(sha256) || b.as_deref() == Some(sha256)),
-        })
+        // a sentinel: no checkpoint recorded (a digest is hex, never a sentinel)
+        Ok(row.flatten().map(|last| last == sha256))
     }
 
     /// The seal digest [`Ledger::record_seal`] recorded for a run (`None`: no run, or none recorded).

@@ -10,7 +10,7 @@
 
 use super::run::{io, Plan, TrainError};
 use crate::privacy::accountant::{AccountingError, Phase};
-use crate::tensors::{self, HostTensor, OutData};
+use crate::tensors::{self, HostTensor};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -68,10 +68,6 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     Some(k)
 }
 
-fn sync_file(path: &Path) -> Result<(), TrainError> {
-    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| io(path, e))
-}
-
 fn sync_dir(dir: &Path) {
     // directory fsync makes the renames durable; not every filesystem allows it
     let _ = std::fs::File::open(dir).and_then(|f| f.sync_all());
@@ -108,30 +104,30 @@ pub fn digest(state: &[u8], weights: &[u8], optimizer: &[u8]) -> String {
 }
 
 /// [`save`], giving `record` the new checkpoint's [`digest`] once its files are written and before
-/// it replaces the current one (an error from `record` leaves the current one in place).
+/// it replaces the current one (an error from `record` leaves the current one in place). The digest
+/// is of the bytes written, as held here: files read back could have been replaced in between by
+/// whoever can write the run directory.
 pub fn save_recorded(
     run_dir: &Path,
     ck: &Checkpoint,
     record: impl FnOnce(&str) -> Result<(), TrainError>,
 ) -> Result<(), TrainError> {
     let part = run_dir.join("checkpoint.partial");
-    let cur = run_dir.join("checkpoint");
-    let old = run_dir.join("checkpoint.old");
     if part.exists() {
         std::fs::remove_dir_all(&part).map_err(|e| io(&part, e))?;
     }
     std::fs::create_dir(&part).map_err(|e| io(&part, e))?;
-    let w: Vec<(String, Vec<usize>, OutData)> =
-        ck.names.iter().zip(&ck.weights).map(|(n, v)| (n.clone(), vec![v.len()], OutData::F32(v.clone()))).collect();
     let wp = part.join("weights.safetensors");
-    tensors::write(&wp, &w, None).map_err(|e| io(&wp, e))?;
-    let mut o = vec![];
-    for (i, (m, v)) in ck.optimizer.iter().enumerate() {
-        o.push((format!("{i}.m"), vec![m.len()], OutData::F32(m.clone())));
-        o.push((format!("{i}.v"), vec![v.len()], OutData::F32(v.clone())));
-    }
+    let named: Vec<(&str, &[f32])> =
+        ck.names.iter().map(String::as_str).zip(ck.weights.iter().map(Vec::as_slice)).collect();
+    let weights = tensors::serialize_f32(&wp, &named).map_err(|e| io(&wp, e))?;
+    write_new(&wp, &weights)?;
     let op = part.join("optimizer.safetensors");
-    tensors::write(&op, &o, None).map_err(|e| io(&op, e))?;
+    let names: Vec<String> = (0..ck.optimizer.len()).flat_map(|i| [format!("{i}.m"), format!("{i}.v")]).collect();
+    let moments = ck.optimizer.iter().flat_map(|(m, v)| [m.as_slice(), v.as_slice()]);
+    let named: Vec<(&str, &[f32])> = names.iter().map(String::as_str).zip(moments).collect();
+    let optimizer = tensors::serialize_f32(&op, &named).map_err(|e| io(&op, e))?;
+    write_new(&op, &optimizer)?;
     let state = State {
         format: 1,
         step: ck.step,
@@ -147,13 +143,27 @@ pub fn save_recorded(
     };
     let sp = part.join("state.json");
     let state_bytes = serde_json::to_vec(&state).map_err(|e| io(&sp, e))?;
-    std::fs::write(&sp, &state_bytes).map_err(|e| io(&sp, e))?;
-    for f in [&wp, &op, &sp] {
-        sync_file(f)?;
-    }
+    write_new(&sp, &state_bytes)?;
     sync_dir(&part);
-    let read = |p: &Path| std::fs::read(p).map_err(|e| io(p, e));
-    record(&digest(&state_bytes, &read(&wp)?, &read(&op)?))?;
+    record(&digest(&state_bytes, &weights, &optimizer))?;
+    swap_in(run_dir)
+}
+
+/// Writes a new file (`create_new`: nothing put at the name in between, a link, is written through)
+/// and syncs it.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| io(path, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(path, e))
+}
+
+/// `checkpoint.partial`, written whole, made the run's checkpoint by renames: `checkpoint` ->
+/// `checkpoint.old` (when there is one), `checkpoint.partial` -> `checkpoint`, `checkpoint.old`
+/// removed. A crash at any point leaves a complete checkpoint under one of the names.
+fn swap_in(run_dir: &Path) -> Result<(), TrainError> {
+    let part = run_dir.join("checkpoint.partial");
+    let cur = run_dir.join("checkpoint");
+    let old = run_dir.join("checkpoint.old");
     if cur.exists() {
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
@@ -166,6 +176,28 @@ pub fn save_recorded(
         std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
     }
     Ok(())
+}
+
+/// A checkpoint written whole and recorded in the ledger (`recorded`: its last record), then not
+/// swapped in because the process stopped: `checkpoint.partial` with that digest is made the run's
+/// checkpoint, as [`save_recorded`] would have. Returns whether it was. (The checkpoint before it is
+/// no longer one the ledger accepts: its steps are fewer than those recorded.)
+pub fn roll_forward(run_dir: &Path, recorded: &str) -> Result<bool, TrainError> {
+    let part = run_dir.join("checkpoint.partial");
+    if !part.is_dir() {
+        return Ok(false);
+    }
+    let read = |name: &str| crate::read_bounded(&part.join(name), u64::MAX).ok();
+    let (Some(state), Some(weights), Some(optimizer)) =
+        (read("state.json"), read("weights.safetensors"), read("optimizer.safetensors"))
+    else {
+        return Ok(false);
+    };
+    if digest(&state, &weights, &optimizer) != recorded {
+        return Ok(false);
+    }
+    swap_in(run_dir)?;
+    Ok(true)
 }
 
 /// The run's checkpoint, if it has one: `checkpoint`, or `checkpoint.old` when a crash came between

@@ -737,6 +737,23 @@ pub fn lock_run(run_dir: &Path) -> Result<std::fs::File, TrainError> {
     }
 }
 
+/// A charged run's checkpoint written whole and recorded in the ledger, left in `checkpoint.partial`
+/// by a process stopped before it swapped it in: made the run's checkpoint
+/// ([`checkpoint::roll_forward`]). Nothing for a run the ledger has no digest of.
+pub fn roll_forward_recorded(run_dir: &Path) -> Result<(), TrainError> {
+    use crate::privacy::{ledger::Ledger, permit};
+    let path = permit::ledger_path();
+    if !run_dir.join("checkpoint.partial").is_dir() || !path.is_file() {
+        return Ok(());
+    }
+    let ledger = Ledger::open(&path, AccountantKind::Pld).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let last = ledger.checkpoint_record(&run_id(run_dir)).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    if let Some(last) = last {
+        checkpoint::roll_forward(run_dir, &last)?;
+    }
+    Ok(())
+}
+
 /// Runs (or resumes) the training of `config_path`.
 pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainError> {
     let started = Instant::now();
@@ -873,6 +890,7 @@ fn train_on<B: Backend + 'static>(
     private_dir(&run_dir)?;
     let _lock = lock_run(&run_dir)?;
     let (resume, resume_digest) = if opts.resume {
+        roll_forward_recorded(&run_dir)?;
         let (ck, digest) = checkpoint::load_with_digest(&run_dir)?.ok_or_else(|| {
             let partial = run_dir.join("checkpoint.partial").is_dir();
             TrainError::Invalid(format!(
@@ -1321,16 +1339,18 @@ fn train_on<B: Backend + 'static>(
     }
     if let (true, Some(digest)) = (charged, &resume_digest) {
         // the steps taken and the noise key come from the checkpoint, which its researcher can write
-        let mut ledger = open_ledger()?;
-        let known = ledger.checkpoint_known(&run_id, digest).map_err(|e| TrainError::Invalid(e.to_string()))?;
-        if known == Some(true)
-            && ledger.checkpoint_record(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?.as_deref()
-                != Some(digest.as_str())
-        {
-            // the previous checkpoint (the last was recorded, then not written): recorded again as the
-            // last, so that a second stop while writing the next leaves this one known
-            ledger.record_checkpoint(&run_id, digest).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let ledger = open_ledger()?;
+        // a run directory copied or moved from where its run was reserved: its checkpoint is no run's
+        // of this ledger (a copy's history or noise key edited would have trained on, uncharged)
+        if ledger.run_state(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?.is_none() {
+            return Err(TrainError::Invalid(format!(
+                "{}: this node's ledger ({}) has no reservation for this run directory: a run is resumed where \
+                 it was started (a copied or moved run directory is not); start a new run",
+                run_dir.display(),
+                permit::ledger_path().display()
+            )));
         }
+        let known = ledger.checkpoint_known(&run_id, digest).map_err(|e| TrainError::Invalid(e.to_string()))?;
         if known == Some(false) {
             return Err(TrainError::Invalid(format!(
                 "{}: the checkpoint is not one this run wrote (this node's ledger has another digest): it was \
@@ -1377,10 +1397,11 @@ fn train_on<B: Backend + 'static>(
         };
         r.map_err(|e| TrainError::Invalid(format!("{e} (permit {})", permit_path.display())))?;
     }
-    // a reservation made here, settled at what the preparation spent if the run ends before its first
-    // checkpoint (nothing of its steps can be released then; `permit settle` needs a checkpoint, so it
-    // was held for good)
-    let mut unsettled = Unsettled { run_id: run_id.clone(), prepared: prep.clone(), kind, armed: fresh };
+    // a reservation made here, settled if the run ends (an error) before its first checkpoint: at what
+    // the preparation spent before its steps begin, at the whole reservation after (nothing of its
+    // steps can be released then, nor resumed)
+    let mut unsettled =
+        Unsettled { run_id: run_id.clone(), prepared: prep.clone(), kind, armed: fresh, at_reservation: false };
     // the config files, once the run is admitted: a refused run (a resume of a finished run, a budget
     // the plan does not fit) left them rewritten, and the run's seal then failed on them
     if let Some(r) = resume.as_ref().filter(|r| r.step > 0 && !r.plan.same_as(&plan)) {
@@ -1456,17 +1477,15 @@ fn train_on<B: Backend + 'static>(
     let mut progress = Progress::new(steps, first, opts.quiet, progress.log.take());
     let t0 = Instant::now();
     let mut seen = 0usize;
-    // a run of its own reservation marks the start of its first checkpoint in the ledger: killed
-    // while writing it, it is settled at its whole reservation, not at its preparation's
-    let first_written = std::cell::Cell::new(resume.is_some());
+    // a run of its own reservation marks the start of its steps in the ledger: from here on it has
+    // trained (its losses and tuning metrics are shown), and stopped before its first checkpoint it is
+    // settled at its whole reservation, not at its preparation's (`permit settle`, or the guard)
+    if charged && unsettled.armed {
+        use crate::privacy::ledger::STEPS_BEGUN;
+        open_ledger()?.record_checkpoint(&run_id, STEPS_BEGUN).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        unsettled.at_reservation = true;
+    }
     let save = |run: &DpRun<B>, record: &checkpoint::Record| -> Result<(), TrainError> {
-        if charged && !first_written.get() {
-            use crate::privacy::ledger::CHECKPOINT_WRITING;
-            open_ledger()?
-                .record_checkpoint(&run_id, CHECKPOINT_WRITING)
-                .map_err(|e| TrainError::Invalid(e.to_string()))?;
-            first_written.set(true);
-        }
         let (weights, opt_steps, opt) = run.trainer.checkpoint_state(&be)?;
         let (_, word_pos) = run.sampler.state();
         // the ledger holds the digest of each checkpoint of a charged run, written before it replaces
@@ -1658,7 +1677,13 @@ fn train_on<B: Backend + 'static>(
     summary.seconds = started.elapsed().as_secs_f64();
     let rpath = run_dir.join("run.json");
     std::fs::write(&rpath, serde_json::to_vec_pretty(&summary).unwrap_or_default()).map_err(|e| io(&rpath, e))?;
-    let sealed = super::seal::seal(&run_dir)?;
+    // a charged run seals the checkpoint it recorded last (the run directory is its researcher's to
+    // write while the run evaluates)
+    let last = match charged {
+        true => open_ledger()?.checkpoint_record(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?,
+        false => None,
+    };
+    let sealed = super::seal::seal(&run_dir, last.as_deref())?;
     if charged {
         open_ledger()?.record_seal(&run_id, &sealed).map_err(|e| TrainError::Invalid(e.to_string()))?;
     }
@@ -1681,13 +1706,16 @@ fn metrics_count(n: u64) -> String {
     }
 }
 
-/// A reservation this process made, settled at what the data preparation spent when dropped armed:
-/// the run ended (an error, a panic) before its first checkpoint.
+/// A reservation this process made, settled when dropped armed: the run ended (an error, a panic)
+/// before its first checkpoint. Before its steps began, at what the data preparation spent; after,
+/// at the whole reservation (its losses and tuning metrics were shown; its steps are not known to
+/// the ledger).
 struct Unsettled {
     run_id: String,
     prepared: Vec<(f64, f64, u64)>,
     kind: AccountantKind,
     armed: bool,
+    at_reservation: bool,
 }
 
 impl Drop for Unsettled {
@@ -1696,9 +1724,12 @@ impl Drop for Unsettled {
             return;
         }
         use crate::privacy::{ledger::Ledger, permit};
-        if let (Ok(spent), Ok(mut ledger)) =
-            (phases_of(self.prepared.iter()), Ledger::open(&permit::ledger_path(), self.kind))
-        {
+        let Ok(mut ledger) = Ledger::open(&permit::ledger_path(), self.kind) else { return };
+        let spent = match self.at_reservation {
+            true => ledger.planned(&self.run_id).ok().flatten(),
+            false => phases_of(self.prepared.iter()).ok(),
+        };
+        if let Some(spent) = spent {
             let _ = ledger.settle(&self.run_id, &spent);
         }
     }

@@ -69,20 +69,54 @@ fn sealed_files(run_dir: &Path) -> Result<Vec<String>, TrainError> {
         .collect())
 }
 
-fn hashes(run_dir: &Path) -> Result<BTreeMap<String, String>, TrainError> {
-    sealed_files(run_dir)?
-        .into_iter()
-        .map(|rel| {
-            let h = sha256_file(&run_dir.join(&rel))?;
-            Ok((rel, h))
-        })
-        .collect()
+/// The checkpoint's files, in the order of [`super::checkpoint::digest`].
+const CHECKPOINT_FILES: [&str; 3] =
+    ["checkpoint/state.json", "checkpoint/weights.safetensors", "checkpoint/optimizer.safetensors"];
+
+/// The sealed files' SHA-256; with `checkpoint`, the checkpoint's files are read whole and their
+/// [`super::checkpoint::digest`] must be that one (what is sealed is what was checked).
+fn hashes(run_dir: &Path, checkpoint: Option<&str>) -> Result<BTreeMap<String, String>, TrainError> {
+    let mut read: [Option<Vec<u8>>; 3] = Default::default();
+    let mut files = BTreeMap::new();
+    for rel in sealed_files(run_dir)? {
+        let path = run_dir.join(&rel);
+        let h = match CHECKPOINT_FILES.iter().position(|c| *c == rel).filter(|_| checkpoint.is_some()) {
+            Some(i) => {
+                if !std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?.is_file() {
+                    return Err(TrainError::Invalid(format!("{}: not a regular file", path.display())));
+                }
+                let bytes = crate::read_bounded(&path, u64::MAX).map_err(|e| io(&path, e))?;
+                let h = hex(&Sha256::digest(&bytes));
+                read[i] = Some(bytes);
+                h
+            }
+            None => sha256_file(&path)?,
+        };
+        files.insert(rel, h);
+    }
+    if let Some(expected) = checkpoint {
+        let matches = match &read {
+            [Some(s), Some(w), Some(o)] => super::checkpoint::digest(s, w, o) == expected,
+            _ => false,
+        };
+        if !matches {
+            return Err(TrainError::Invalid(format!(
+                "{}: not the checkpoint this run wrote last (this node's ledger records another digest): it was \
+                 changed or removed while the run evaluated it; the run is not sealed and cannot be exported: \
+                 restore the checkpoint and run medtrain train --resume to seal it",
+                run_dir.join("checkpoint").display()
+            )));
+        }
+    }
+    Ok(files)
 }
 
 /// Writes `RUN/seal.json` (atomically: beside, then renamed); returns the SHA-256 of what it wrote,
 /// which the run records in the node's ledger ([`crate::privacy::ledger::Ledger::record_seal`]).
-pub fn seal(run_dir: &Path) -> Result<String, TrainError> {
-    let s = Seal { format: 1, code_version: super::run::code_version(), files: hashes(run_dir)? };
+/// `checkpoint`: the digest the ledger recorded of the run's last checkpoint, which the checkpoint
+/// sealed must have (a charged run).
+pub fn seal(run_dir: &Path, checkpoint: Option<&str>) -> Result<String, TrainError> {
+    let s = Seal { format: 1, code_version: super::run::code_version(), files: hashes(run_dir, checkpoint)? };
     let bytes = serde_json::to_vec_pretty(&s).unwrap_or_default();
     let tmp = run_dir.join("seal.json.partial");
     std::fs::write(&tmp, &bytes).map_err(|e| io(&tmp, e))?;
