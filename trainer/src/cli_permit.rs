@@ -85,7 +85,7 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                 // a run killed before its first checkpoint (kill -9, a power cut) could never be
                 // resumed or run again; its reservation, made before any step, is its data
                 // preparation's phases and then the run's one phase
-                use crate::privacy::ledger::{CHECKPOINT_WRITING, NO_CHECKPOINT, STEPS_BEGUN};
+                use crate::privacy::ledger::{CHECKPOINT_WRITING, NO_CHECKPOINT};
                 let mut ledger = Ledger::open(&permit::ledger_path(), AccountantKind::Pld)?;
                 let Some(planned) = ledger.planned(&id)? else {
                     if ledger.run_state(&id)?.is_some() {
@@ -93,15 +93,16 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                     }
                     anyhow::bail!("{}: no checkpoint to settle from, and no reservation in the ledger", run.display());
                 };
+                let stepped = ledger.steps_unrecorded(&id)?;
                 let (spent, what) = match ledger.checkpoint_record(&id)?.as_deref() {
                     // its steps never began: none of them can be released, none was shown
-                    Some(NO_CHECKPOINT) => {
+                    Some(NO_CHECKPOINT) if !stepped => {
                         (planned[..planned.len().saturating_sub(1)].to_vec(), "what its data preparation spent")
                     }
                     // it trained (its losses and metrics were shown) and may have written a checkpoint
                     // not recorded; or a run reserved before the ledger recorded checkpoints: the whole
                     // reservation
-                    Some(STEPS_BEGUN | CHECKPOINT_WRITING) | None => {
+                    Some(NO_CHECKPOINT | CHECKPOINT_WRITING) | None => {
                         (planned, "its whole reservation (its steps had begun, and no checkpoint of them is here)")
                     }
                     // it wrote one, which is not here (removed, its weights kept elsewhere?); one
@@ -130,6 +131,24 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                      after the run stopped; restore it before settling",
                     run.join("checkpoint").display()
                 );
+            }
+            // it took steps after this checkpoint (killed between two, its losses shown): the ledger
+            // cannot see how many, and settles its whole reservation (resumed, it charges what it runs)
+            if ledger.steps_unrecorded(&id)? {
+                let Some(planned) = ledger.planned(&id)? else {
+                    anyhow::bail!("{}: the run is settled already (medtrain budget show)", run.display());
+                };
+                let st = ledger.settle(&id, &planned)?;
+                println!(
+                    "{}: settled at its whole reservation, epsilon {:.4}: it took steps after its checkpoint of step \
+                     {} that no checkpoint holds (a run resumed and stopped with Ctrl-C writes a checkpoint of \
+                     the steps it ran, and is settled at them){}",
+                    run.display(),
+                    st.settled_epsilon,
+                    ck.step,
+                    if st.over_budget { ", OVER the budget" } else { "" }
+                );
+                return Ok(ExitCode::SUCCESS);
             }
             let st = ledger.settle(&id, &phases)?;
             println!(

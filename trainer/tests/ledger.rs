@@ -200,7 +200,7 @@ fn a_run_killed_before_its_first_checkpoint_is_settled_at_its_preparation() {
     };
     // a run that wrote a checkpoint (its digest recorded) is not settled without it
     let (home, run, id, mut ledger) = reserved();
-    ledger.record_checkpoint(&id, "abc").unwrap();
+    ledger.record_checkpoint(&id, "abc", false).unwrap();
     let o = settle(home.path(), &run);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("restore it"));
     assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("reserved"));
@@ -213,17 +213,20 @@ fn a_run_killed_before_its_first_checkpoint_is_settled_at_its_preparation() {
     assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), 1);
     // a settled run records no checkpoint (one settled while it ran, past its lock, stops at its next)
     assert!(matches!(
-        ledger.record_checkpoint(&id, "abc"),
+        ledger.record_checkpoint(&id, "abc", false),
         Err(medtrain::privacy::ledger::LedgerError::AlreadySettled(_))
     ));
+    assert!(matches!(ledger.mark_steps_begun(&id), Err(medtrain::privacy::ledger::LedgerError::AlreadySettled(_))));
     let o = settle(home.path(), &run);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("settled already"));
     // one killed after its steps began (its losses were shown; a checkpoint may exist, unrecorded),
     // or while writing its first checkpoint (as the builds before recorded it): its whole reservation
-    use medtrain::privacy::ledger::{CHECKPOINT_WRITING, STEPS_BEGUN};
-    for sentinel in [STEPS_BEGUN, CHECKPOINT_WRITING] {
+    for begun in [true, false] {
         let (home, run, id, mut ledger) = reserved();
-        ledger.record_checkpoint(&id, sentinel).unwrap();
+        match begun {
+            true => ledger.mark_steps_begun(&id).unwrap(),
+            false => ledger.record_checkpoint(&id, medtrain::privacy::ledger::CHECKPOINT_WRITING, false).unwrap(),
+        }
         let o = settle(home.path(), &run);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(String::from_utf8_lossy(&o.stdout).contains("whole reservation"));
@@ -232,9 +235,18 @@ fn a_run_killed_before_its_first_checkpoint_is_settled_at_its_preparation() {
     // only the last checkpoint recorded is the run's (the one before, put back, would settle it short)
     let (_home, _run, id, mut ledger) = reserved();
     assert_eq!(ledger.checkpoint_known(&id, "abc").unwrap(), Some(false));
-    ledger.record_checkpoint(&id, "abc").unwrap();
-    ledger.record_checkpoint(&id, "def").unwrap();
+    ledger.record_checkpoint(&id, "abc", false).unwrap();
+    ledger.record_checkpoint(&id, "def", false).unwrap();
     assert_eq!(ledger.checkpoint_known(&id, "def").unwrap(), Some(true));
     assert_eq!(ledger.checkpoint_known(&id, "abc").unwrap(), Some(false));
     assert_eq!(ledger.checkpoint_known("no such run", "def").unwrap(), None);
+    // steps taken after the last checkpoint recorded (the next one not recorded yet) are unknown to the
+    // ledger until a checkpoint with no step after it is recorded
+    assert!(!ledger.steps_unrecorded(&id).unwrap());
+    ledger.mark_steps_begun(&id).unwrap();
+    assert!(ledger.steps_unrecorded(&id).unwrap());
+    ledger.record_checkpoint(&id, "ghi", true).unwrap();
+    assert!(ledger.steps_unrecorded(&id).unwrap());
+    ledger.record_checkpoint(&id, "jkl", false).unwrap();
+    assert!(!ledger.steps_unrecorded(&id).unwrap());
 }

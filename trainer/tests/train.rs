@@ -199,6 +199,14 @@ fn sigterm_and_kill_9_leave_a_checkpoint_to_resume_from() {
         if sig == libc::SIGTERM {
             assert_eq!(status.code(), Some(3), "SIGTERM: checkpoint and exit 3");
         }
+        // killed between two checkpoints, it took steps the ledger cannot see (`permit settle` would
+        // settle its whole reservation); stopped by SIGTERM, its last checkpoint holds every step
+        {
+            use medtrain::privacy::{accountant::AccountantKind, ledger::Ledger};
+            let ledger = Ledger::open(&tmp.path().join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
+            let id = std::fs::canonicalize(&run).unwrap().display().to_string();
+            assert_eq!(ledger.steps_unrecorded(&id).unwrap(), sig == libc::SIGKILL, "after signal {sig}");
+        }
         let rest = node(tmp.path())
             .args(["train"])
             .arg(&cfg)
@@ -745,11 +753,24 @@ fn only_the_last_recorded_checkpoint_resumes_and_a_copied_run_does_not() {
     let said = format!("{}{}", String::from_utf8_lossy(&third.stdout), String::from_utf8_lossy(&third.stderr));
     assert_eq!(third.status.code(), Some(3), "{said}");
     assert!(said.contains("resuming at step 10 of 12"), "{said}");
+    cp(&run.join("checkpoint"), &tmp.path().join("at11"));
     // step 6's checkpoint put back: not the run's, for a resume or a settlement
     std::fs::remove_dir_all(run.join("checkpoint")).unwrap();
     cp(&at6, &run.join("checkpoint"));
     refused(&train(&cfg, &run, &["--resume"]), "not one this run wrote");
     refused(&node(tmp.path()).args(["permit", "settle"]).arg(&run).output().unwrap(), "not one this run wrote");
+    // the last checkpoint back (step 11, written at a stop: no step after it), then as a process
+    // killed between two checkpoints leaves the ledger: settled at the whole reservation
+    std::fs::remove_dir_all(run.join("checkpoint")).unwrap();
+    cp(&tmp.path().join("at11"), &run.join("checkpoint"));
+    use medtrain::privacy::{accountant::AccountantKind, ledger::Ledger};
+    let mut ledger = Ledger::open(&tmp.path().join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
+    let id = std::fs::canonicalize(&run).unwrap().display().to_string();
+    assert!(!ledger.steps_unrecorded(&id).unwrap());
+    ledger.mark_steps_begun(&id).unwrap();
+    let o = node(tmp.path()).args(["permit", "settle"]).arg(&run).output().unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && said.contains("whole reservation") && said.contains("step 11"), "{said}");
 }
 
 /// A run that fails after its reservation and before its first checkpoint (here its config file

@@ -178,7 +178,9 @@ fn choose_run(base: &Path, attempt: u32) -> (std::path::PathBuf, bool) {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let k: u32 = name.strip_prefix("run-")?.split('-').next()?.parse().ok()?;
-            e.path().join("checkpoint/state.json").exists().then(|| (k, name, e.path()))
+            // `checkpoint.old` alone: stopped between the two renames of a checkpoint's swap
+            let has = ["checkpoint/state.json", "checkpoint.old/state.json"].iter().any(|c| e.path().join(c).exists());
+            has.then(|| (k, name, e.path()))
         })
         .max();
     if let Some((_, _, p)) = newest {

@@ -116,12 +116,8 @@ fn phases_to_json(phases: &[Phase]) -> String {
 
 /// The checkpoint digest of a run reserved since the ledger records checkpoints, before its first.
 pub const NO_CHECKPOINT: &str = "none";
-/// Recorded when a run of its own reservation starts its steps: from then on a run without a recorded
-/// checkpoint has trained (its losses and tuning metrics were shown) and may have written one not yet
-/// recorded; it is settled at its whole reservation.
-pub const STEPS_BEGUN: &str = "steps_begun";
-/// What the builds of 2026-12-01 recorded when a run started writing its first checkpoint: settled as
-/// [`STEPS_BEGUN`].
+/// What the builds of 2026-12-01 recorded when a run started writing its first checkpoint: it may
+/// have one, unrecorded, and is settled at its whole reservation.
 pub const CHECKPOINT_WRITING: &str = "writing";
 
 fn phases_from_json(run: &str, s: &str) -> Result<Vec<Phase>, LedgerError> {
@@ -163,6 +159,9 @@ impl Ledger {
             // is accepted: [`Ledger::checkpoint_known`])
             ("checkpoint_sha256", "checkpoint_sha256 TEXT"),
             ("previous_checkpoint_sha256", "previous_checkpoint_sha256 TEXT"),
+            // 1 while the run may have taken steps after its last recorded checkpoint (or, before its
+            // first, any step): settled then at its whole reservation ([`Ledger::mark_steps_begun`])
+            ("steps_unrecorded", "steps_unrecorded INTEGER NOT NULL DEFAULT 0"),
         ] {
             let has: bool = conn
                 .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = ?1", [column], |r| r.get(0))
@@ -316,11 +315,11 @@ impl Ledger {
             .map_err(sql)?;
         let Some((project, dataset)) = row else { return Err(LedgerError::UnknownRun(run.to_string())) };
         // the checkpoints it recorded stay its own (the record is made again below)
-        let digests: (Option<String>, Option<String>) = tx
+        let digests: (Option<String>, Option<String>, i64) = tx
             .query_row(
-                "SELECT checkpoint_sha256, previous_checkpoint_sha256 FROM runs WHERE run_id = ?1",
+                "SELECT checkpoint_sha256, previous_checkpoint_sha256, steps_unrecorded FROM runs WHERE run_id = ?1",
                 params![run],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(sql)?;
         // the others' record, without this run's (rolled back with the transaction when refused)
@@ -328,8 +327,9 @@ impl Ledger {
         let would_be =
             Self::admit(kind, &tx, run, &project, &dataset, planned, delta_added).map_err(|e| e.with_path(&path))?;
         tx.execute(
-            "UPDATE runs SET checkpoint_sha256 = ?2, previous_checkpoint_sha256 = ?3 WHERE run_id = ?1",
-            params![run, digests.0, digests.1],
+            "UPDATE runs SET checkpoint_sha256 = ?2, previous_checkpoint_sha256 = ?3, steps_unrecorded = ?4 \
+             WHERE run_id = ?1",
+            params![run, digests.0, digests.1, digests.2],
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
@@ -390,24 +390,53 @@ impl Ledger {
     /// rolled forward: [`crate::train::checkpoint::roll_forward`]). The checkpoint lives in the run
     /// directory, which its researcher can write: `--resume` and `permit settle` read the steps taken
     /// and the noise key from it, so they compare it with this record (a history cut to fewer steps
-    /// settled a run at less than it spent). Only a reserved run records: one settled while it ran
-    /// (past its lock) is refused, and stops, rather than train on uncharged.
-    pub fn record_checkpoint(&mut self, run: &str, sha256: &str) -> Result<(), LedgerError> {
+    /// settled a run at less than it spent). `steps_follow`: the run goes on stepping after it (a
+    /// checkpoint on the way, not the last of the process: [`Ledger::mark_steps_begun`]). Only a
+    /// reserved run records: one settled while it ran (past its lock) is refused, and stops, rather
+    /// than train on uncharged.
+    pub fn record_checkpoint(&mut self, run: &str, sha256: &str, steps_follow: bool) -> Result<(), LedgerError> {
         let n = self
             .conn
             .execute(
-                "UPDATE runs SET previous_checkpoint_sha256 = checkpoint_sha256, checkpoint_sha256 = ?2 \
-                 WHERE run_id = ?1 AND state = 'reserved'",
-                params![run, sha256],
+                "UPDATE runs SET previous_checkpoint_sha256 = checkpoint_sha256, checkpoint_sha256 = ?2, \
+                 steps_unrecorded = ?3 WHERE run_id = ?1 AND state = 'reserved'",
+                params![run, sha256, steps_follow as i64],
             )
             .map_err(self.sql())?;
-        if n == 0 {
-            return Err(match self.run_state(run)? {
-                Some(_) => LedgerError::AlreadySettled(run.to_string()),
-                None => LedgerError::UnknownRun(run.to_string()),
-            });
+        self.reserved_or_error(run, n)
+    }
+
+    /// Marks that the run starts taking steps its last recorded checkpoint does not hold (before its
+    /// first step, and on every resume): from here until it records a checkpoint with no step after
+    /// it, its losses and tuning metrics shown are of steps the ledger cannot see, and it is settled
+    /// at its whole reservation ([`Ledger::steps_unrecorded`]); resumed, it charges them as it runs.
+    pub fn mark_steps_begun(&mut self, run: &str) -> Result<(), LedgerError> {
+        let n = self
+            .conn
+            .execute("UPDATE runs SET steps_unrecorded = 1 WHERE run_id = ?1 AND state = 'reserved'", params![run])
+            .map_err(self.sql())?;
+        self.reserved_or_error(run, n)
+    }
+
+    /// Whether the run may have taken steps after its last recorded checkpoint ([`Ledger::mark_steps_begun`]).
+    pub fn steps_unrecorded(&self, run: &str) -> Result<bool, LedgerError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row("SELECT steps_unrecorded FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))
+            .optional()
+            .map_err(self.sql())?;
+        Ok(v.unwrap_or(0) != 0)
+    }
+
+    /// `Ok` when an update of a reserved run changed its row (`n`), else why not.
+    fn reserved_or_error(&self, run: &str, n: usize) -> Result<(), LedgerError> {
+        if n > 0 {
+            return Ok(());
         }
-        Ok(())
+        Err(match self.run_state(run)? {
+            Some(_) => LedgerError::AlreadySettled(run.to_string()),
+            None => LedgerError::UnknownRun(run.to_string()),
+        })
     }
 
     /// Whether a checkpoint of the run with this digest is the last one the run recorded: `None` when

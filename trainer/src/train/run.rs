@@ -890,17 +890,26 @@ fn train_on<B: Backend + 'static>(
     private_dir(&run_dir)?;
     let _lock = lock_run(&run_dir)?;
     let (resume, resume_digest) = if opts.resume {
-        roll_forward_recorded(&run_dir)?;
+        let charged = !opts.no_dp && opts.replay.is_none();
+        if charged {
+            roll_forward_recorded(&run_dir)?;
+        }
         let (ck, digest) = checkpoint::load_with_digest(&run_dir)?.ok_or_else(|| {
             let partial = run_dir.join("checkpoint.partial").is_dir();
             TrainError::Invalid(format!(
                 "{}: no checkpoint to resume from{}",
                 run_dir.display(),
-                if partial {
-                    " (a checkpoint being written when the run stopped is in checkpoint.partial: rename it to \
-                         checkpoint to resume from it)"
-                } else {
-                    ""
+                match (partial, charged) {
+                    (false, _) => "",
+                    // one recorded in the ledger was rolled forward above
+                    (true, true) => {
+                        " (checkpoint.partial holds one the run had not recorded when it stopped: it is not \
+                         resumed from; medtrain permit settle settles the run)"
+                    }
+                    (true, false) => {
+                        " (a checkpoint being written when the run stopped is in checkpoint.partial: rename it \
+                         to checkpoint to resume from it)"
+                    }
                 }
             ))
         })?;
@@ -1477,24 +1486,39 @@ fn train_on<B: Backend + 'static>(
     let mut progress = Progress::new(steps, first, opts.quiet, progress.log.take());
     let t0 = Instant::now();
     let mut seen = 0usize;
-    // a run of its own reservation marks the start of its steps in the ledger: from here on it has
-    // trained (its losses and tuning metrics are shown), and stopped before its first checkpoint it is
-    // settled at its whole reservation, not at its preparation's (`permit settle`, or the guard)
-    if charged && unsettled.armed {
-        use crate::privacy::ledger::STEPS_BEGUN;
-        open_ledger()?.record_checkpoint(&run_id, STEPS_BEGUN).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    // a charged run marks in the ledger that it takes steps its last checkpoint does not hold: their
+    // losses and tuning metrics are shown, and stopped before it records a checkpoint of them it is
+    // settled at its whole reservation (`permit settle`, or the guard before a first checkpoint), not
+    // at its preparation's or its last checkpoint's spend
+    if charged {
+        open_ledger()?.mark_steps_begun(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?;
         unsettled.at_reservation = true;
     }
-    let save = |run: &DpRun<B>, record: &checkpoint::Record| -> Result<(), TrainError> {
+    // `more`: steps follow this checkpoint in this process
+    let save = |run: &DpRun<B>, record: &checkpoint::Record, more: bool| -> Result<(), TrainError> {
         let (weights, opt_steps, opt) = run.trainer.checkpoint_state(&be)?;
         let (_, word_pos) = run.sampler.state();
         // the ledger holds the digest of each checkpoint of a charged run, written before it replaces
         // the one before ([`Ledger::record_checkpoint`])
         let record_digest = |digest: &str| -> Result<(), TrainError> {
-            if charged {
-                open_ledger()?.record_checkpoint(&run_id, digest).map_err(|e| TrainError::Invalid(e.to_string()))?;
+            if !charged {
+                return Ok(());
             }
-            Ok(())
+            let mut ledger = open_ledger()?;
+            match ledger.record_checkpoint(&run_id, digest, more) {
+                Ok(()) => Ok(()),
+                // settled while it ran (past its lock): what it ran is recorded as its spend, and it stops
+                Err(e @ LedgerError::AlreadySettled(_)) => {
+                    let spent = phases_of(prep.iter().chain(&run.history))?;
+                    ledger.settle_again(&run_id, &spent).map_err(|e| TrainError::Invalid(e.to_string()))?;
+                    Err(TrainError::Invalid(format!(
+                        "{e} (medtrain permit settle, while this run still ran): its spend is recorded again at the \
+                         {} steps it ran, and it stops",
+                        run.steps()
+                    )))
+                }
+                Err(e) => Err(TrainError::Invalid(e.to_string())),
+            }
         };
         checkpoint::save_recorded(
             &run_dir,
@@ -1553,7 +1577,7 @@ fn train_on<B: Backend + 'static>(
         if done % cfg.train.checkpoint_every == 0 && done < steps {
             // disarmed first: a checkpoint started may be written, and the ledger says so
             unsettled.armed = false;
-            save(&run, &record)?;
+            save(&run, &record, true)?;
         }
     }
     progress.finish();
@@ -1562,7 +1586,7 @@ fn train_on<B: Backend + 'static>(
         record.epsilon.push((run.steps(), eps));
     }
     unsettled.armed = false;
-    save(&run, &record)?;
+    save(&run, &record, false)?;
     let finished = !interrupted;
     let mut over_budget = false;
     if finished && charged {
