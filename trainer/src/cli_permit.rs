@@ -1,7 +1,7 @@
 //! `medtrain permit issue|show|list|settle` and `medtrain budget show`.
 
 use crate::cli::PermitCommand;
-use crate::privacy::accountant::AccountantKind;
+use crate::privacy::accountant::{AccountantKind, Phase};
 use crate::privacy::ledger::Ledger;
 use crate::privacy::permit::{self, Permit};
 use std::process::ExitCode;
@@ -93,18 +93,29 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                     }
                     anyhow::bail!("{}: no checkpoint to settle from, and no reservation in the ledger", run.display());
                 };
-                let stepped = ledger.steps_unrecorded(&id)?;
+                let bound = ledger.steps_bound(&id)?;
                 let (spent, what) = match ledger.checkpoint_record(&id)?.as_deref() {
                     // its steps never began: none of them can be released, none was shown
-                    Some(NO_CHECKPOINT) if !stepped => {
-                        (planned[..planned.len().saturating_sub(1)].to_vec(), "what its data preparation spent")
+                    Some(NO_CHECKPOINT) if bound == 0 => {
+                        (planned[..planned.len().saturating_sub(1)].to_vec(), "what its data preparation spent".into())
                     }
-                    // it trained (its losses and metrics were shown) and may have written a checkpoint
-                    // not recorded; or a run reserved before the ledger recorded checkpoints: the whole
-                    // reservation
-                    Some(NO_CHECKPOINT | CHECKPOINT_WRITING) | None => {
-                        (planned, "its whole reservation (its steps had begun, and no checkpoint of them is here)")
+                    // killed before its first checkpoint, after its steps began (their losses and metrics
+                    // were shown): the preparation's phases and the steps it may have taken
+                    Some(NO_CHECKPOINT) => {
+                        let mut spent = planned[..planned.len().saturating_sub(1)].to_vec();
+                        if let Some(run_phase) = planned.last() {
+                            let steps = bound.min(run_phase.steps);
+                            spent.push(Phase::new(
+                                run_phase.noise_multiplier.get(),
+                                run_phase.sample_rate.get(),
+                                steps,
+                            )?);
+                        }
+                        (spent, format!("its data preparation and the {bound} steps it may have taken"))
                     }
+                    // a run reserved before the ledger recorded checkpoints, or by the builds that
+                    // recorded one being written (it may have one, unrecorded): the whole reservation
+                    Some(CHECKPOINT_WRITING) | None => (planned, "its whole reservation".into()),
                     // it wrote one, which is not here (removed, its weights kept elsewhere?); one
                     // recorded and left in checkpoint.partial was rolled forward above
                     Some(_) => anyhow::bail!(
@@ -132,30 +143,28 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                     run.join("checkpoint").display()
                 );
             }
-            // it took steps after this checkpoint (killed between two, its losses shown): the ledger
-            // cannot see how many, and settles its whole reservation (resumed, it charges what it runs)
-            if ledger.steps_unrecorded(&id)? {
-                let Some(planned) = ledger.planned(&id)? else {
-                    anyhow::bail!("{}: the run is settled already (medtrain budget show)", run.display());
-                };
-                let st = ledger.settle(&id, &planned)?;
-                println!(
-                    "{}: settled at its whole reservation, epsilon {:.4}: it took steps after its checkpoint of step \
-                     {} that no checkpoint holds (a run resumed and stopped with Ctrl-C writes a checkpoint of \
-                     the steps it ran, and is settled at them){}",
-                    run.display(),
-                    st.settled_epsilon,
-                    ck.step,
-                    if st.over_budget { ", OVER the budget" } else { "" }
-                );
-                return Ok(ExitCode::SUCCESS);
+            // killed between two checkpoints, it took steps after this one under its plan (their losses
+            // shown), up to the bound it marked: charged as taken
+            let mut phases = phases;
+            let bound = ledger.steps_bound(&id)?;
+            let after = bound.saturating_sub(ck.step);
+            if after > 0 {
+                phases.push(Phase::new(ck.plan.noise_multiplier, ck.plan.sample_rate, after)?);
             }
             let st = ledger.settle(&id, &phases)?;
             println!(
-                "{}: settled at epsilon {:.4} ({} steps){}",
+                "{}: settled at epsilon {:.4} ({} steps{}){}",
                 run.display(),
                 st.settled_epsilon,
                 ck.step,
+                if after > 0 {
+                    format!(
+                        ", and the {after} after them it may have taken: it was stopped before it recorded them \
+                         (up to step {bound})"
+                    )
+                } else {
+                    String::new()
+                },
                 if st.over_budget { ", OVER the budget" } else { "" }
             );
         }

@@ -200,7 +200,7 @@ fn a_run_killed_before_its_first_checkpoint_is_settled_at_its_preparation() {
     };
     // a run that wrote a checkpoint (its digest recorded) is not settled without it
     let (home, run, id, mut ledger) = reserved();
-    ledger.record_checkpoint(&id, "abc", false).unwrap();
+    ledger.record_checkpoint(&id, "abc", 0).unwrap();
     let o = settle(home.path(), &run);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("restore it"));
     assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("reserved"));
@@ -213,40 +213,45 @@ fn a_run_killed_before_its_first_checkpoint_is_settled_at_its_preparation() {
     assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), 1);
     // a settled run records no checkpoint (one settled while it ran, past its lock, stops at its next)
     assert!(matches!(
-        ledger.record_checkpoint(&id, "abc", false),
+        ledger.record_checkpoint(&id, "abc", 0),
         Err(medtrain::privacy::ledger::LedgerError::AlreadySettled(_))
     ));
-    assert!(matches!(ledger.mark_steps_begun(&id), Err(medtrain::privacy::ledger::LedgerError::AlreadySettled(_))));
+    assert!(matches!(ledger.mark_steps_begun(&id, 5), Err(medtrain::privacy::ledger::LedgerError::AlreadySettled(_))));
     let o = settle(home.path(), &run);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("settled already"));
-    // one killed after its steps began (its losses were shown; a checkpoint may exist, unrecorded),
-    // or while writing its first checkpoint (as the builds before recorded it): its whole reservation
-    for begun in [true, false] {
-        let (home, run, id, mut ledger) = reserved();
-        match begun {
-            true => ledger.mark_steps_begun(&id).unwrap(),
-            false => ledger.record_checkpoint(&id, medtrain::privacy::ledger::CHECKPOINT_WRITING, false).unwrap(),
-        }
-        let o = settle(home.path(), &run);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert!(String::from_utf8_lossy(&o.stdout).contains("whole reservation"));
-        assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), 2);
-    }
+    // one killed after its steps began, before its first checkpoint (their losses were shown): the
+    // preparation and the steps it may have taken (to its first checkpoint, step 100); one killed while
+    // writing its first checkpoint, as the builds before recorded it: its whole reservation
+    let (home, run, id, mut ledger) = reserved();
+    assert_eq!(ledger.mark_steps_begun(&id, 100).unwrap(), 0);
+    let o = settle(home.path(), &run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("the 100 steps it may have taken"));
+    let spent = ledger.spent(&id).unwrap().unwrap();
+    assert_eq!((spent.len(), spent[1].steps), (2, 100));
+    let (home, run, id, mut ledger) = reserved();
+    ledger.record_checkpoint(&id, medtrain::privacy::ledger::CHECKPOINT_WRITING, 0).unwrap();
+    let o = settle(home.path(), &run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("whole reservation"));
+    assert_eq!(ledger.spent(&id).unwrap().unwrap()[1].steps, 1000);
     // only the last checkpoint recorded is the run's (the one before, put back, would settle it short)
     let (_home, _run, id, mut ledger) = reserved();
     assert_eq!(ledger.checkpoint_known(&id, "abc").unwrap(), Some(false));
-    ledger.record_checkpoint(&id, "abc", false).unwrap();
-    ledger.record_checkpoint(&id, "def", false).unwrap();
+    ledger.record_checkpoint(&id, "abc", 0).unwrap();
+    ledger.record_checkpoint(&id, "def", 0).unwrap();
     assert_eq!(ledger.checkpoint_known(&id, "def").unwrap(), Some(true));
     assert_eq!(ledger.checkpoint_known(&id, "abc").unwrap(), Some(false));
     assert_eq!(ledger.checkpoint_known("no such run", "def").unwrap(), None);
-    // steps taken after the last checkpoint recorded (the next one not recorded yet) are unknown to the
-    // ledger until a checkpoint with no step after it is recorded
-    assert!(!ledger.steps_unrecorded(&id).unwrap());
-    ledger.mark_steps_begun(&id).unwrap();
-    assert!(ledger.steps_unrecorded(&id).unwrap());
-    ledger.record_checkpoint(&id, "ghi", true).unwrap();
-    assert!(ledger.steps_unrecorded(&id).unwrap());
-    ledger.record_checkpoint(&id, "jkl", false).unwrap();
-    assert!(!ledger.steps_unrecorded(&id).unwrap());
+    // the steps a run may take before it records them: kept by a process after one killed before it
+    // (returned to it) until a checkpoint past them is recorded
+    assert_eq!(ledger.steps_bound(&id).unwrap(), 0);
+    assert_eq!(ledger.mark_steps_begun(&id, 30).unwrap(), 0);
+    assert_eq!(ledger.steps_bound(&id).unwrap(), 30);
+    assert_eq!(ledger.mark_steps_begun(&id, 20).unwrap(), 30);
+    assert_eq!(ledger.steps_bound(&id).unwrap(), 30);
+    ledger.record_checkpoint(&id, "ghi", 40).unwrap();
+    assert_eq!(ledger.steps_bound(&id).unwrap(), 40);
+    ledger.record_checkpoint(&id, "jkl", 0).unwrap();
+    assert_eq!(ledger.steps_bound(&id).unwrap(), 0);
 }

@@ -205,7 +205,7 @@ fn sigterm_and_kill_9_leave_a_checkpoint_to_resume_from() {
             use medtrain::privacy::{accountant::AccountantKind, ledger::Ledger};
             let ledger = Ledger::open(&tmp.path().join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
             let id = std::fs::canonicalize(&run).unwrap().display().to_string();
-            assert_eq!(ledger.steps_unrecorded(&id).unwrap(), sig == libc::SIGKILL, "after signal {sig}");
+            assert_eq!(ledger.steps_bound(&id).unwrap() > 0, sig == libc::SIGKILL, "after signal {sig}");
         }
         let rest = node(tmp.path())
             .args(["train"])
@@ -759,18 +759,32 @@ fn only_the_last_recorded_checkpoint_resumes_and_a_copied_run_does_not() {
     cp(&at6, &run.join("checkpoint"));
     refused(&train(&cfg, &run, &["--resume"]), "not one this run wrote");
     refused(&node(tmp.path()).args(["permit", "settle"]).arg(&run).output().unwrap(), "not one this run wrote");
-    // the last checkpoint back (step 11, written at a stop: no step after it), then as a process
-    // killed between two checkpoints leaves the ledger: settled at the whole reservation
+    // the last checkpoint back (step 11, written at a stop: no step after it); then as a process
+    // killed after it leaves the ledger (it marked the steps to its end, 12): a resume stopped before
+    // its first step keeps them marked, another config is refused until they are passed, and the
+    // settlement charges them
     std::fs::remove_dir_all(run.join("checkpoint")).unwrap();
     cp(&tmp.path().join("at11"), &run.join("checkpoint"));
     use medtrain::privacy::{accountant::AccountantKind, ledger::Ledger};
     let mut ledger = Ledger::open(&tmp.path().join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
     let id = std::fs::canonicalize(&run).unwrap().display().to_string();
-    assert!(!ledger.steps_unrecorded(&id).unwrap());
-    ledger.mark_steps_begun(&id).unwrap();
+    assert_eq!(ledger.steps_bound(&id).unwrap(), 0);
+    ledger.mark_steps_begun(&id, 12).unwrap();
+    let stopped = train(&cfg, &run, &["--resume", "--stop-after", "0"]);
+    assert_eq!(stopped.status.code(), Some(3), "{}", String::from_utf8_lossy(&stopped.stderr));
+    assert_eq!(ledger.steps_bound(&id).unwrap(), 12);
+    let other = tmp.path().join("other.toml");
+    std::fs::write(&other, std::fs::read_to_string(&cfg).unwrap().replace("clip_norm = 1.0", "clip_norm = 0.5")).unwrap();
+    refused(&train(&other, &run, &["--resume"]), "until it has passed step 12");
     let o = node(tmp.path()).args(["permit", "settle"]).arg(&run).output().unwrap();
     let said = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && said.contains("whole reservation") && said.contains("step 11"), "{said}");
+    assert!(o.status.success() && said.contains("(11 steps, and the 1 after them"), "{said}");
+    // the preparation's phases, the 11 steps of the checkpoint, the 1 after it
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("prepared/manifest.json")).unwrap()).unwrap();
+    let prep = manifest["dp_phases"].as_array().map_or(0, |a| a.len());
+    let steps: Vec<u64> = ledger.spent(&id).unwrap().unwrap().iter().skip(prep).map(|p| p.steps).collect();
+    assert_eq!(steps, [11, 1]);
 }
 
 /// A run that fails after its reservation and before its first checkpoint (here its config file

@@ -159,9 +159,9 @@ impl Ledger {
             // is accepted: [`Ledger::checkpoint_known`])
             ("checkpoint_sha256", "checkpoint_sha256 TEXT"),
             ("previous_checkpoint_sha256", "previous_checkpoint_sha256 TEXT"),
-            // 1 while the run may have taken steps after its last recorded checkpoint (or, before its
-            // first, any step): settled then at its whole reservation ([`Ledger::mark_steps_begun`])
-            ("steps_unrecorded", "steps_unrecorded INTEGER NOT NULL DEFAULT 0"),
+            // the highest step the run may have reached that its last recorded checkpoint does not
+            // hold (0: none), charged when it is settled ([`Ledger::mark_steps_begun`])
+            ("steps_bound", "steps_bound INTEGER NOT NULL DEFAULT 0"),
         ] {
             let has: bool = conn
                 .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = ?1", [column], |r| r.get(0))
@@ -317,7 +317,7 @@ impl Ledger {
         // the checkpoints it recorded stay its own (the record is made again below)
         let digests: (Option<String>, Option<String>, i64) = tx
             .query_row(
-                "SELECT checkpoint_sha256, previous_checkpoint_sha256, steps_unrecorded FROM runs WHERE run_id = ?1",
+                "SELECT checkpoint_sha256, previous_checkpoint_sha256, steps_bound FROM runs WHERE run_id = ?1",
                 params![run],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -327,7 +327,7 @@ impl Ledger {
         let would_be =
             Self::admit(kind, &tx, run, &project, &dataset, planned, delta_added).map_err(|e| e.with_path(&path))?;
         tx.execute(
-            "UPDATE runs SET checkpoint_sha256 = ?2, previous_checkpoint_sha256 = ?3, steps_unrecorded = ?4 \
+            "UPDATE runs SET checkpoint_sha256 = ?2, previous_checkpoint_sha256 = ?3, steps_bound = ?4 \
              WHERE run_id = ?1",
             params![run, digests.0, digests.1, digests.2],
         )
@@ -390,42 +390,57 @@ impl Ledger {
     /// rolled forward: [`crate::train::checkpoint::roll_forward`]). The checkpoint lives in the run
     /// directory, which its researcher can write: `--resume` and `permit settle` read the steps taken
     /// and the noise key from it, so they compare it with this record (a history cut to fewer steps
-    /// settled a run at less than it spent). `steps_follow`: the run goes on stepping after it (a
-    /// checkpoint on the way, not the last of the process: [`Ledger::mark_steps_begun`]). Only a
-    /// reserved run records: one settled while it ran (past its lock) is refused, and stops, rather
-    /// than train on uncharged.
-    pub fn record_checkpoint(&mut self, run: &str, sha256: &str, steps_follow: bool) -> Result<(), LedgerError> {
+    /// settled a run at less than it spent). `steps_bound`: the highest step the run may reach that
+    /// this checkpoint does not hold (0: none; [`Ledger::mark_steps_begun`]). Only a reserved run
+    /// records: one settled while it ran (past its lock) is refused, and stops, rather than train on
+    /// uncharged.
+    pub fn record_checkpoint(&mut self, run: &str, sha256: &str, steps_bound: u64) -> Result<(), LedgerError> {
         let n = self
             .conn
             .execute(
                 "UPDATE runs SET previous_checkpoint_sha256 = checkpoint_sha256, checkpoint_sha256 = ?2, \
-                 steps_unrecorded = ?3 WHERE run_id = ?1 AND state = 'reserved'",
-                params![run, sha256, steps_follow as i64],
+                 steps_bound = ?3 WHERE run_id = ?1 AND state = 'reserved'",
+                params![run, sha256, steps_bound as i64],
             )
             .map_err(self.sql())?;
         self.reserved_or_error(run, n)
     }
 
-    /// Marks that the run starts taking steps its last recorded checkpoint does not hold (before its
-    /// first step, and on every resume): from here until it records a checkpoint with no step after
-    /// it, its losses and tuning metrics shown are of steps the ledger cannot see, and it is settled
-    /// at its whole reservation ([`Ledger::steps_unrecorded`]); resumed, it charges them as it runs.
-    pub fn mark_steps_begun(&mut self, run: &str) -> Result<(), LedgerError> {
-        let n = self
-            .conn
-            .execute("UPDATE runs SET steps_unrecorded = 1 WHERE run_id = ?1 AND state = 'reserved'", params![run])
-            .map_err(self.sql())?;
-        self.reserved_or_error(run, n)
+    /// Marks that the run starts taking steps its last recorded checkpoint does not hold, up to step
+    /// `bound` before it records another (its next checkpoint's, or its last): their losses and tuning
+    /// metrics are shown, and a run stopped without a checkpoint of them (killed) is settled as having
+    /// taken them ([`Ledger::steps_bound`]). Returns the bound a process before left (killed before
+    /// it recorded its steps), which this one keeps until it has passed it.
+    pub fn mark_steps_begun(&mut self, run: &str, bound: u64) -> Result<u64, LedgerError> {
+        let path = self.path.clone();
+        let sql = |source| LedgerError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        let before: Option<i64> = tx
+            .query_row("SELECT steps_bound FROM runs WHERE run_id = ?1 AND state = 'reserved'", params![run], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql)?;
+        let Some(before) = before else {
+            drop(tx);
+            return self.reserved_or_error(run, 0).map(|_| 0);
+        };
+        let before = before.max(0) as u64;
+        tx.execute("UPDATE runs SET steps_bound = ?2 WHERE run_id = ?1", params![run, before.max(bound) as i64])
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(before)
     }
 
-    /// Whether the run may have taken steps after its last recorded checkpoint ([`Ledger::mark_steps_begun`]).
-    pub fn steps_unrecorded(&self, run: &str) -> Result<bool, LedgerError> {
+    /// The highest step the run may have reached that its last recorded checkpoint does not hold (0:
+    /// none): a run killed between two checkpoints ([`Ledger::mark_steps_begun`]).
+    pub fn steps_bound(&self, run: &str) -> Result<u64, LedgerError> {
         let v: Option<i64> = self
             .conn
-            .query_row("SELECT steps_unrecorded FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))
+            .query_row("SELECT steps_bound FROM runs WHERE run_id = ?1", params![run], |r| r.get(0))
             .optional()
             .map_err(self.sql())?;
-        Ok(v.unwrap_or(0) != 0)
+        Ok(v.unwrap_or(0).max(0) as u64)
     }
 
     /// `Ok` when an update of a reserved run changed its row (`n`), else why not.

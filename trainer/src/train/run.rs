@@ -1354,7 +1354,8 @@ fn train_on<B: Backend + 'static>(
         if ledger.run_state(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?.is_none() {
             return Err(TrainError::Invalid(format!(
                 "{}: this node's ledger ({}) has no reservation for this run directory: a run is resumed where \
-                 it was started (a copied or moved run directory is not); start a new run",
+                 it was started (a copied or moved run directory is not), and a run started with --no-dp is \
+                 resumed with --no-dp; start a new run",
                 run_dir.display(),
                 permit::ledger_path().display()
             )));
@@ -1383,6 +1384,17 @@ fn train_on<B: Backend + 'static>(
             .set_budget(&permit.project, &m.fingerprint, permit.epsilon, permit_delta)
             .map_err(|e| TrainError::Invalid(e.to_string()))?;
         let new_phase = resume.as_ref().is_some_and(|r| !r.plan.same_as(&plan));
+        // a process killed after this checkpoint took steps under its plan that no checkpoint holds:
+        // another plan would leave them uncharged, and run those steps again under the same noise
+        let bound = ledger.steps_bound(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        if new_phase && bound > done {
+            return Err(TrainError::Invalid(format!(
+                "--resume: the run took steps after its checkpoint of step {done} (up to step {bound}; it was \
+                 killed before it recorded them) under the config it ran: resume it with that config until it \
+                 has passed step {bound} (Ctrl-C then stops it with a checkpoint), then change the config; or \
+                 settle it (medtrain permit settle)"
+            )));
+        }
         let r = match ledger.reserve(&run_id, &permit.project, &m.fingerprint, &planned, plan.delta_added) {
             // a resumed run keeps its reservation; one starting a new phase re-reserves the whole run
             Err(LedgerError::DuplicateRun(_)) if new_phase => {
@@ -1486,15 +1498,27 @@ fn train_on<B: Backend + 'static>(
     let mut progress = Progress::new(steps, first, opts.quiet, progress.log.take());
     let t0 = Instant::now();
     let mut seen = 0usize;
-    // a charged run marks in the ledger that it takes steps its last checkpoint does not hold: their
-    // losses and tuning metrics are shown, and stopped before it records a checkpoint of them it is
-    // settled at its whole reservation (`permit settle`, or the guard before a first checkpoint), not
-    // at its preparation's or its last checkpoint's spend
+    // a charged run marks in the ledger the steps it may take before it records its next checkpoint:
+    // their losses and tuning metrics are shown, and killed before it records a checkpoint of them it
+    // is settled as having taken them (`permit settle`; the guard before a first checkpoint settles the
+    // whole reservation), not at its preparation's or its last checkpoint's spend. A bound left by a
+    // process killed before is kept until this one has passed it.
+    let every = cfg.train.checkpoint_every;
+    let next_checkpoint = |step: u64| (step / every + 1).saturating_mul(every).min(steps);
+    let mut inherited = 0u64;
     if charged {
-        open_ledger()?.mark_steps_begun(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        inherited = open_ledger()?
+            .mark_steps_begun(&run_id, next_checkpoint(first))
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
         unsettled.at_reservation = true;
     }
-    // `more`: steps follow this checkpoint in this process
+    // the steps a checkpoint at `step` leaves unrecorded: up to the next one when steps follow it in
+    // this process (`more`), and those of a process killed before until they are passed
+    let bound_after = |step: u64, more: bool| -> u64 {
+        let own = if more { next_checkpoint(step) } else { 0 };
+        let before = if inherited > step { inherited } else { 0 };
+        own.max(before)
+    };
     let save = |run: &DpRun<B>, record: &checkpoint::Record, more: bool| -> Result<(), TrainError> {
         let (weights, opt_steps, opt) = run.trainer.checkpoint_state(&be)?;
         let (_, word_pos) = run.sampler.state();
@@ -1505,15 +1529,15 @@ fn train_on<B: Backend + 'static>(
                 return Ok(());
             }
             let mut ledger = open_ledger()?;
-            match ledger.record_checkpoint(&run_id, digest, more) {
+            match ledger.record_checkpoint(&run_id, digest, bound_after(run.steps(), more)) {
                 Ok(()) => Ok(()),
                 // settled while it ran (past its lock): what it ran is recorded as its spend, and it stops
                 Err(e @ LedgerError::AlreadySettled(_)) => {
                     let spent = phases_of(prep.iter().chain(&run.history))?;
                     ledger.settle_again(&run_id, &spent).map_err(|e| TrainError::Invalid(e.to_string()))?;
                     Err(TrainError::Invalid(format!(
-                        "{e} (medtrain permit settle, while this run still ran): its spend is recorded again at the \
-                         {} steps it ran, and it stops",
+                        "{e} while this run still ran: its spend is recorded again at the {} steps it ran, and it \
+                         stops",
                         run.steps()
                     )))
                 }
