@@ -774,7 +774,8 @@ fn only_the_last_recorded_checkpoint_resumes_and_a_copied_run_does_not() {
     assert_eq!(stopped.status.code(), Some(3), "{}", String::from_utf8_lossy(&stopped.stderr));
     assert_eq!(ledger.steps_bound(&id).unwrap(), 12);
     let other = tmp.path().join("other.toml");
-    std::fs::write(&other, std::fs::read_to_string(&cfg).unwrap().replace("clip_norm = 1.0", "clip_norm = 0.5")).unwrap();
+    std::fs::write(&other, std::fs::read_to_string(&cfg).unwrap().replace("clip_norm = 1.0", "clip_norm = 0.5"))
+        .unwrap();
     refused(&train(&other, &run, &["--resume"]), "until it has passed step 12");
     let o = node(tmp.path()).args(["permit", "settle"]).arg(&run).output().unwrap();
     let said = String::from_utf8_lossy(&o.stdout);
@@ -785,6 +786,50 @@ fn only_the_last_recorded_checkpoint_resumes_and_a_copied_run_does_not() {
     let prep = manifest["dp_phases"].as_array().map_or(0, |a| a.len());
     let steps: Vec<u64> = ledger.spent(&id).unwrap().unwrap().iter().skip(prep).map(|p| p.steps).collect();
     assert_eq!(steps, [11, 1]);
+}
+
+/// Found by a review: a resume under another config, killed before its first checkpoint, was settled
+/// (and could be resumed) as if its steps had run under the config before. A new phase now starts with
+/// a checkpoint of it.
+#[test]
+fn a_new_phase_starts_with_a_checkpoint_of_its_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = prepared_config(tmp.path(), &[("epochs = 20", "steps = 400")]);
+    let run = tmp.path().join("r");
+    let first = train(&cfg, &run, &["--stop-after", "6"]);
+    assert_eq!(first.status.code(), Some(3), "{}", String::from_utf8_lossy(&first.stderr));
+    let other = tmp.path().join("other.toml");
+    std::fs::write(&other, std::fs::read_to_string(&cfg).unwrap().replace("clip_norm = 1.0", "clip_norm = 0.5"))
+        .unwrap();
+    let state = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(run.join("checkpoint/state.json")).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    // resumed under another config and killed once its checkpoint of the new plan is there (before its
+    // first checkpoint of steps, at 100): that checkpoint is of step 6
+    let mut child = node(tmp.path())
+        .arg("train")
+        .arg(&other)
+        .arg("--run-dir")
+        .arg(&run)
+        .args(["--resume", "--threads", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while state()["plan"]["clip_norm"].as_f64() != Some(0.5) && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL), "the run ended before it was killed");
+    let s = state();
+    assert_eq!((s["step"].as_u64(), s["plan"]["clip_norm"].as_f64()), (Some(6), Some(0.5)), "{s}");
+    // settled: its 6 steps and those it may have taken to its first checkpoint of the new phase
+    let o = node(tmp.path()).args(["permit", "settle"]).arg(&run).output().unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && said.contains("(6 steps, and the 94 after them"), "{said}");
 }
 
 /// A run that fails after its reservation and before its first checkpoint (here its config file

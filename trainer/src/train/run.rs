@@ -1392,7 +1392,7 @@ fn train_on<B: Backend + 'static>(
                 "--resume: the run took steps after its checkpoint of step {done} (up to step {bound}; it was \
                  killed before it recorded them) under the config it ran: resume it with that config until it \
                  has passed step {bound} (Ctrl-C then stops it with a checkpoint), then change the config; or \
-                 settle it (medtrain permit settle)"
+                 end it (medtrain permit settle)"
             )));
         }
         let r = match ledger.reserve(&run_id, &permit.project, &m.fingerprint, &planned, plan.delta_added) {
@@ -1505,18 +1505,12 @@ fn train_on<B: Backend + 'static>(
     // process killed before is kept until this one has passed it.
     let every = cfg.train.checkpoint_every;
     let next_checkpoint = |step: u64| (step / every + 1).saturating_mul(every).min(steps);
-    let mut inherited = 0u64;
-    if charged {
-        inherited = open_ledger()?
-            .mark_steps_begun(&run_id, next_checkpoint(first))
-            .map_err(|e| TrainError::Invalid(e.to_string()))?;
-        unsettled.at_reservation = true;
-    }
+    let inherited = std::cell::Cell::new(0u64);
     // the steps a checkpoint at `step` leaves unrecorded: up to the next one when steps follow it in
     // this process (`more`), and those of a process killed before until they are passed
     let bound_after = |step: u64, more: bool| -> u64 {
         let own = if more { next_checkpoint(step) } else { 0 };
-        let before = if inherited > step { inherited } else { 0 };
+        let before = if inherited.get() > step { inherited.get() } else { 0 };
         own.max(before)
     };
     let save = |run: &DpRun<B>, record: &checkpoint::Record, more: bool| -> Result<(), TrainError> {
@@ -1533,7 +1527,10 @@ fn train_on<B: Backend + 'static>(
                 Ok(()) => Ok(()),
                 // settled while it ran (past its lock): what it ran is recorded as its spend, and it stops
                 Err(e @ LedgerError::AlreadySettled(_)) => {
-                    let spent = phases_of(prep.iter().chain(&run.history))?;
+                    // and the steps a process killed before it may have taken past them
+                    let killed = inherited.get().saturating_sub(run.steps());
+                    let past = (killed > 0).then_some((run.plan.noise_multiplier, run.plan.sample_rate, killed));
+                    let spent = phases_of(prep.iter().chain(&run.history).chain(past.iter()))?;
                     ledger.settle_again(&run_id, &spent).map_err(|e| TrainError::Invalid(e.to_string()))?;
                     Err(TrainError::Invalid(format!(
                         "{e} while this run still ran: its spend is recorded again at the {} steps it ran, and it \
@@ -1563,6 +1560,19 @@ fn train_on<B: Backend + 'static>(
             record_digest,
         )
     };
+    if charged {
+        // a new phase starts with a checkpoint of it: the steps it takes before its next are then
+        // charged (and resumed) under its own plan, not the phase's before
+        if resume.as_ref().is_some_and(|r| !r.plan.same_as(&plan)) {
+            save(&run, &record, false)?;
+        }
+        inherited.set(
+            open_ledger()?
+                .mark_steps_begun(&run_id, next_checkpoint(first))
+                .map_err(|e| TrainError::Invalid(e.to_string()))?,
+        );
+        unsettled.at_reservation = true;
+    }
     let mut interrupted = false;
     let mut eps_now: Option<f64> = record.epsilon.last().map(|e| e.1);
     while run.steps() < steps {
