@@ -173,22 +173,29 @@ fn a_resumed_run_gives_the_same_bits_as_one_never_stopped() {
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--resume"));
 }
 
+/// `train` of `cfg` (in the test's directory) into `run` on one thread, as a child process whose output
+/// is not kept, with `extra` arguments.
+fn spawn_train(cfg: &Path, run: &Path, extra: &[&str]) -> std::process::Child {
+    node(cfg.parent().unwrap())
+        .arg("train")
+        .arg(cfg)
+        .arg("--run-dir")
+        .arg(run)
+        .args(["--threads", "1"])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn sigterm_and_kill_9_leave_a_checkpoint_to_resume_from() {
     let tmp = tempfile::tempdir().unwrap();
     let edits = [("epochs = 20", "steps = 400"), ("checkpoint_every = 100", "checkpoint_every = 3")];
     let cfg = config("lab-mlp", tmp.path(), &edits);
     for (sig, run) in [(libc::SIGTERM, tmp.path().join("term")), (libc::SIGKILL, tmp.path().join("kill"))] {
-        let mut child = node(tmp.path())
-            .args(["train"])
-            .arg(&cfg)
-            .arg("--run-dir")
-            .arg(&run)
-            .args(["--threads", "1", "--json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_train(&cfg, &run, &[]);
         let t0 = std::time::Instant::now();
         while !run.join("checkpoint/state.json").exists() && t0.elapsed().as_secs() < 120 {
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -649,6 +656,16 @@ fn a_prepared_directory_changed_after_data_prepare_trained_under_its_edited_mani
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
 }
 
+/// A run of 12 steps with a checkpoint every 5, stopped at step 6 in `dir`: its config and directory.
+fn stopped_at_step_6(dir: &Path) -> (PathBuf, PathBuf) {
+    let edits = [("epochs = 20", "steps = 12"), ("checkpoint_every = 100", "checkpoint_every = 5")];
+    let cfg = prepared_config(dir, &edits);
+    let run = dir.join("r");
+    let first = train(&cfg, &run, &["--stop-after", "6"]);
+    assert_eq!(first.status.code(), Some(3), "{}", String::from_utf8_lossy(&first.stderr));
+    (cfg, run)
+}
+
 /// Found by a tester: a second `train` into a live run's directory rewrote its config files (the
 /// first then sealed them), a refused `--resume` of a finished run did too (its export was then
 /// refused), and a checkpoint edited between a stop and `--resume` (or `permit settle`) settled and
@@ -656,13 +673,7 @@ fn a_prepared_directory_changed_after_data_prepare_trained_under_its_edited_mani
 #[test]
 fn the_run_directory_is_locked_and_its_checkpoint_is_the_one_the_run_wrote() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = prepared_config(
-        tmp.path(),
-        &[("epochs = 20", "steps = 12"), ("checkpoint_every = 100", "checkpoint_every = 5")],
-    );
-    let run = tmp.path().join("r");
-    let first = train(&cfg, &run, &["--stop-after", "6"]);
-    assert_eq!(first.status.code(), Some(3), "{}", String::from_utf8_lossy(&first.stderr));
+    let (cfg, run) = stopped_at_step_6(tmp.path());
     let given = std::fs::read(run.join("config.given.toml")).unwrap();
     let other = tmp.path().join("other.toml");
     std::fs::write(&other, std::fs::read_to_string(&cfg).unwrap().replace("steps = 12", "steps = 14")).unwrap();
@@ -723,11 +734,7 @@ fn the_run_directory_is_locked_and_its_checkpoint_is_the_one_the_run_wrote() {
 #[test]
 fn only_the_last_recorded_checkpoint_resumes_and_a_copied_run_does_not() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = prepared_config(
-        tmp.path(),
-        &[("epochs = 20", "steps = 12"), ("checkpoint_every = 100", "checkpoint_every = 5")],
-    );
-    let run = tmp.path().join("r");
+    let (cfg, run) = stopped_at_step_6(tmp.path());
     let cp = |from: &Path, to: &Path| {
         assert!(std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success());
     };
@@ -735,8 +742,6 @@ fn only_the_last_recorded_checkpoint_resumes_and_a_copied_run_does_not() {
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!out.status.success() && err.contains(what), "expected {what:?}: {err}");
     };
-    let first = train(&cfg, &run, &["--stop-after", "6"]);
-    assert_eq!(first.status.code(), Some(3), "{}", String::from_utf8_lossy(&first.stderr));
     let at6 = tmp.path().join("at6");
     cp(&run.join("checkpoint"), &at6);
     // a copy of the run directory has no reservation of its own
@@ -807,16 +812,7 @@ fn a_new_phase_starts_with_a_checkpoint_of_its_plan() {
     };
     // resumed under another config and killed once its checkpoint of the new plan is there (before its
     // first checkpoint of steps, at 100): that checkpoint is of step 6
-    let mut child = node(tmp.path())
-        .arg("train")
-        .arg(&other)
-        .arg("--run-dir")
-        .arg(&run)
-        .args(["--resume", "--threads", "1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_train(&other, &run, &["--resume"]);
     let t0 = std::time::Instant::now();
     while state()["plan"]["clip_norm"].as_f64() != Some(0.5) && t0.elapsed().as_secs() < 120 {
         std::thread::sleep(std::time::Duration::from_millis(5));
