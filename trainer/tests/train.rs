@@ -803,6 +803,23 @@ fn a_new_phase_starts_with_a_checkpoint_of_its_plan() {
     let run = tmp.path().join("r");
     let first = train(&cfg, &run, &["--stop-after", "6"]);
     assert_eq!(first.status.code(), Some(3), "{}", String::from_utf8_lossy(&first.stderr));
+    // a reservation left for another phase (a resume under another config, stopped before its
+    // checkpoint of it): a resume under the config before reserves its own again
+    use medtrain::privacy::{
+        accountant::{AccountantKind, Phase},
+        ledger::Ledger,
+    };
+    let mut ledger = Ledger::open(&tmp.path().join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
+    let id = std::fs::canonicalize(&run).unwrap().display().to_string();
+    let total = |p: &[Phase]| p.iter().map(|p| p.steps).sum::<u64>();
+    let own = ledger.planned(&id).unwrap().unwrap();
+    let mut longer = own.clone();
+    let last = longer.pop().unwrap();
+    longer.push(Phase::new(last.noise_multiplier.get(), last.sample_rate.get(), last.steps + 50).unwrap());
+    ledger.replan(&id, &longer, 0.0).unwrap();
+    let again = train(&cfg, &run, &["--resume", "--stop-after", "0"]);
+    assert_eq!(again.status.code(), Some(3), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(total(&ledger.planned(&id).unwrap().unwrap()), total(&own));
     let other = tmp.path().join("other.toml");
     std::fs::write(&other, std::fs::read_to_string(&cfg).unwrap().replace("clip_norm = 1.0", "clip_norm = 0.5"))
         .unwrap();
@@ -810,11 +827,14 @@ fn a_new_phase_starts_with_a_checkpoint_of_its_plan() {
         serde_json::from_slice(&std::fs::read(run.join("checkpoint/state.json")).unwrap_or_default())
             .unwrap_or_default()
     };
-    // resumed under another config and killed once its checkpoint of the new plan is there (before its
-    // first checkpoint of steps, at 100): that checkpoint is of step 6
+    // resumed under another config and killed once its checkpoint of the new plan is there and its steps
+    // have begun (before its first checkpoint of steps, at 100): that checkpoint is of step 6
     let mut child = spawn_train(&other, &run, &["--resume"]);
     let t0 = std::time::Instant::now();
-    while state()["plan"]["clip_norm"].as_f64() != Some(0.5) && t0.elapsed().as_secs() < 120 {
+    // (and its steps begun: killed between that checkpoint and the mark, it took none)
+    while (state()["plan"]["clip_norm"].as_f64() != Some(0.5) || ledger.steps_bound(&id).unwrap() == 0)
+        && t0.elapsed().as_secs() < 120
+    {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };

@@ -1391,8 +1391,11 @@ fn train_on<B: Backend + 'static>(
             return Err(TrainError::Invalid(format!(
                 "--resume: the run took steps after its checkpoint of step {done} (up to step {bound}; it was \
                  killed before it recorded them) under the config it ran: resume it with that config until it \
-                 has passed step {bound} (Ctrl-C then stops it with a checkpoint), then change the config; or \
-                 end it (medtrain permit settle)"
+                 has passed step {bound} (Ctrl-C then stops it with a checkpoint), then change the config{}",
+                match ledger.run_state(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?.as_deref() {
+                    Some("settled") => "",
+                    _ => "; or end it (medtrain permit settle)",
+                }
             )));
         }
         let r = match ledger.reserve(&run_id, &permit.project, &m.fingerprint, &planned, plan.delta_added) {
@@ -1410,7 +1413,20 @@ fn train_on<B: Backend + 'static>(
             {
                 ledger.replan(&run_id, &planned, plan.delta_added).map(|_| ())
             }
-            Err(LedgerError::DuplicateRun(_)) if resume.is_some() => Ok(()),
+            // a resumed run keeps its reservation, unless it was made for another phase than this one
+            // (a resume under another config that stopped before its first checkpoint of it, resumed
+            // now under the config before): then this run's is reserved
+            Err(LedgerError::DuplicateRun(_)) if resume.is_some() => {
+                let reserved = ledger.planned(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?;
+                let steps_of = |p: &[Phase]| p.iter().map(|p| p.steps).sum::<u64>();
+                let last = |p: &[Phase]| p.last().map(|p| (p.noise_multiplier.get(), p.sample_rate.get()));
+                match reserved {
+                    Some(r) if last(&r) != last(&planned) || steps_of(&r) != steps_of(&planned) => {
+                        ledger.replan(&run_id, &planned, plan.delta_added).map(|_| ())
+                    }
+                    _ => Ok(()),
+                }
+            }
             other => {
                 fresh = other.is_ok();
                 other.map(|_| ())
@@ -1566,11 +1582,13 @@ fn train_on<B: Backend + 'static>(
         if resume.as_ref().is_some_and(|r| !r.plan.same_as(&plan)) {
             save(&run, &record, false)?;
         }
-        inherited.set(
-            open_ledger()?
-                .mark_steps_begun(&run_id, next_checkpoint(first))
-                .map_err(|e| TrainError::Invalid(e.to_string()))?,
-        );
+        // a run already asked to stop takes no step: nothing to mark, and a killed process's mark kept
+        let mut ledger = open_ledger()?;
+        let before = match STOP.load(Ordering::SeqCst) || opts.stop_after == Some(0) {
+            true => ledger.steps_bound(&run_id),
+            false => ledger.mark_steps_begun(&run_id, next_checkpoint(first)),
+        };
+        inherited.set(before.map_err(|e| TrainError::Invalid(e.to_string()))?);
         unsettled.at_reservation = true;
     }
     let mut interrupted = false;
