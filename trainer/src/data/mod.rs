@@ -35,13 +35,28 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// The path of an input file as an error prints it: its file name as [`guard::shown_path`] shows it
+/// (a per-patient file name, `Smith_John.csv` or `patient_12345678.parquet`, is not printed).
+pub fn shown_file(path: &Path) -> String {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => {
+            let name = guard::shown_path(&name.to_string_lossy());
+            match dir.as_os_str().is_empty() {
+                true => name,
+                false => format!("{}/{name}", dir.display()),
+            }
+        }
+        _ => path.display().to_string(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {msg}")]
+    #[error("{}: {msg}", shown_file(.path))]
     Io { path: PathBuf, msg: String },
-    #[error("{path}: {msg}")]
+    #[error("{}: {msg}", shown_file(.path))]
     Format { path: PathBuf, msg: String },
-    #[error("{path}:{line}: {msg}")]
+    #[error("{}:{line}: {msg}", shown_file(.path))]
     Line { path: PathBuf, line: u64, msg: String },
     #[error("{0}")]
     Invalid(String),
@@ -811,5 +826,26 @@ impl Sink<'_> {
         } else if text != NONE {
             self.data.texts.pop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader's error names its file, but not a file name that names a patient (as FHIR's walk
+    /// already did for its relative paths): MEDS, CSV and label files too.
+    #[test]
+    fn an_error_does_not_print_a_file_name_that_names_a_patient() {
+        let shown = |p: &str| DataError::Format { path: p.into(), msg: "bad".into() }.to_string();
+        assert_eq!(shown("/in/labs.csv"), "/in/labs.csv: bad");
+        assert_eq!(shown("data/train/0.parquet"), "data/train/0.parquet: bad");
+        assert_eq!(shown("labs.csv"), "labs.csv: bad");
+        for named in ["/in/Smith_John.csv", "/in/patient_12345678.parquet", "/in/山田太郎.csv"] {
+            let s = shown(named);
+            assert_eq!(s, "/in/(a name that is not printed): bad", "{named}");
+        }
+        let line = DataError::Line { path: "/in/Tanaka_Hanako.csv".into(), line: 3, msg: "bad".into() };
+        assert_eq!(line.to_string(), "/in/(a name that is not printed):3: bad");
     }
 }
