@@ -35,16 +35,19 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The path of an input file as an error prints it: its file name as [`guard::shown_path`] shows it
-/// (a per-patient file name, `Smith_John.csv` or `patient_12345678.parquet`, is not printed).
+/// The path of a file as an error prints it: the name of a data file (`.csv`, `.tsv`, `.txt`,
+/// `.parquet`, `.ndjson`, `.json`, `.jsonl`, gzipped or not) as [`guard::shown_path`] shows it (a
+/// per-patient file name, `Smith_John.csv` or `patient_12345678.parquet`, is not printed); the user's
+/// own configs and output directories as they are.
 pub fn shown_file(path: &Path) -> String {
+    const DATA: &[&str] = &["csv", "tsv", "txt", "parquet", "ndjson", "json", "jsonl"];
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    let data = name.rsplit_once('.').is_some_and(|(_, ext)| DATA.contains(&ext));
     match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => {
+        (Some(dir), Some(name)) if data => {
             let name = guard::shown_path(&name.to_string_lossy());
-            match dir.as_os_str().is_empty() {
-                true => name,
-                false => format!("{}/{name}", dir.display()),
-            }
+            dir.join(name).display().to_string()
         }
         _ => path.display().to_string(),
     }
@@ -841,11 +844,16 @@ mod tests {
         assert_eq!(shown("/in/labs.csv"), "/in/labs.csv: bad");
         assert_eq!(shown("data/train/0.parquet"), "data/train/0.parquet: bad");
         assert_eq!(shown("labs.csv"), "labs.csv: bad");
+        assert_eq!(shown("/labs.csv"), "/labs.csv: bad");
         for named in ["/in/Smith_John.csv", "/in/patient_12345678.parquet", "/in/山田太郎.csv"] {
             let s = shown(named);
             assert_eq!(s, "/in/(a name that is not printed): bad", "{named}");
         }
         let line = DataError::Line { path: "/in/Tanaka_Hanako.csv".into(), line: 3, msg: "bad".into() };
         assert_eq!(line.to_string(), "/in/(a name that is not printed):3: bad");
+        assert_eq!(shown("/in/Smith_John.ndjson.gz"), "/in/(a name that is not printed): bad");
+        // the user's own configs and output directories are named as they are
+        assert_eq!(shown("/cfg/Run_Config.toml"), "/cfg/Run_Config.toml: bad");
+        assert_eq!(shown("/out/prepared_20261201"), "/out/prepared_20261201: bad");
     }
 }
