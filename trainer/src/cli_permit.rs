@@ -95,26 +95,20 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                 };
                 let bound = ledger.steps_bound(&id)?;
                 let (spent, what) = match ledger.checkpoint_record(&id)?.as_deref() {
-                    // its steps never began: none of them can be released, none was shown
-                    Some(NO_CHECKPOINT) if bound == 0 => {
-                        (planned[..planned.len().saturating_sub(1)].to_vec(), "what its data preparation spent".into())
-                    }
-                    // killed before its first checkpoint, after its steps began (their losses and metrics
+                    // its steps never began (no mark): none of them can be released, none was shown;
+                    // killed after they began, before its first checkpoint (their losses and metrics
                     // were shown): the preparation's phases and the steps it may have taken
                     Some(NO_CHECKPOINT) => {
                         let mut spent = planned[..planned.len().saturating_sub(1)].to_vec();
-                        if let Some(run_phase) = planned.last() {
-                            let steps = bound.min(run_phase.steps);
-                            spent.push(Phase::new(
-                                run_phase.noise_multiplier.get(),
-                                run_phase.sample_rate.get(),
-                                steps,
-                            )?);
+                        match planned.last().filter(|_| bound > 0) {
+                            None => (spent, "what its data preparation spent".into()),
+                            Some(run_phase) => {
+                                let (sigma, q) = (run_phase.noise_multiplier.get(), run_phase.sample_rate.get());
+                                spent.push(Phase::new(sigma, q, bound.min(run_phase.steps))?);
+                                (spent, format!("its data preparation and the {bound} steps it may have taken"))
+                            }
                         }
-                        (spent, format!("its data preparation and the {bound} steps it may have taken"))
                     }
-                    // a run reserved before the ledger recorded checkpoints, or by the builds that
-                    // recorded one being written (it may have one, unrecorded): the whole reservation
                     Some(CHECKPOINT_WRITING) | None => (planned, "its whole reservation".into()),
                     // it wrote one, which is not here (removed, its weights kept elsewhere?); one
                     // recorded and left in checkpoint.partial was rolled forward above

@@ -52,6 +52,13 @@ pub enum TrainError {
     Io { path: PathBuf, msg: String },
 }
 
+/// A ledger's error stops a run with its message (as every refusal of the ledger did).
+impl From<crate::privacy::ledger::LedgerError> for TrainError {
+    fn from(e: crate::privacy::ledger::LedgerError) -> Self {
+        TrainError::Invalid(e.to_string())
+    }
+}
+
 pub(crate) fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::Io { path: path.to_path_buf(), msg: e.to_string() }
 }
@@ -746,8 +753,8 @@ pub fn roll_forward_recorded(run_dir: &Path) -> Result<(), TrainError> {
     if !run_dir.join("checkpoint.partial").is_dir() || !path.is_file() {
         return Ok(());
     }
-    let ledger = Ledger::open(&path, AccountantKind::Pld).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let last = ledger.checkpoint_record(&run_id(run_dir)).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let ledger = Ledger::open(&path, AccountantKind::Pld)?;
+    let last = ledger.checkpoint_record(&run_id(run_dir))?;
     if let Some(last) = last {
         checkpoint::roll_forward(run_dir, &last)?;
     }
@@ -1320,7 +1327,7 @@ fn train_on<B: Backend + 'static>(
     }
     let run_id = run_id(&run_dir);
     let charged = !opts.no_dp && opts.replay.is_none();
-    let open_ledger = || Ledger::open(&permit::ledger_path(), kind).map_err(|e| TrainError::Invalid(e.to_string()));
+    let open_ledger = || Ledger::open(&permit::ledger_path(), kind);
     let mut data_digest = None;
     if charged {
         // the prepared data as data prepare wrote it on this node: its manifest says which permit
@@ -1334,9 +1341,7 @@ fn train_on<B: Backend + 'static>(
         ];
         let digest = crate::data::prepared::digest_with(&prepared_dir, &read)?;
         data_digest = Some(digest.clone());
-        if open_ledger()?.prepared_fingerprint(&digest).map_err(|e| TrainError::Invalid(e.to_string()))?.as_deref()
-            != Some(m.fingerprint.as_str())
-        {
+        if open_ledger()?.prepared_fingerprint(&digest)?.as_deref() != Some(m.fingerprint.as_str()) {
             return Err(TrainError::Invalid(format!(
                 "{}: this node's ledger ({}) has no record of preparing this directory as it is now: it was \
                  changed after medtrain data prepare wrote it, or prepared on another node or under another \
@@ -1351,7 +1356,7 @@ fn train_on<B: Backend + 'static>(
         let ledger = open_ledger()?;
         // a run directory copied or moved from where its run was reserved: its checkpoint is no run's
         // of this ledger (a copy's history or noise key edited would have trained on, uncharged)
-        if ledger.run_state(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?.is_none() {
+        if ledger.run_state(&run_id)?.is_none() {
             return Err(TrainError::Invalid(format!(
                 "{}: this node's ledger ({}) has no reservation for this run directory: a run is resumed where \
                  it was started (a copied or moved run directory is not), and a run started with --no-dp is \
@@ -1360,7 +1365,7 @@ fn train_on<B: Backend + 'static>(
                 permit::ledger_path().display()
             )));
         }
-        let known = ledger.checkpoint_known(&run_id, digest).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let known = ledger.checkpoint_known(&run_id, digest)?;
         if known == Some(false) {
             return Err(TrainError::Invalid(format!(
                 "{}: the checkpoint is not one this run wrote (this node's ledger has another digest): it was \
@@ -1380,19 +1385,17 @@ fn train_on<B: Backend + 'static>(
         // the budget is the covering permit's (the ledger's was the last issued permit's, of any date)
         let permit_delta =
             crate::privacy::accountant::Delta::new(permit.delta).map_err(|e| TrainError::Invalid(e.to_string()))?;
-        ledger
-            .set_budget(&permit.project, &m.fingerprint, permit.epsilon, permit_delta)
-            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        ledger.set_budget(&permit.project, &m.fingerprint, permit.epsilon, permit_delta)?;
         let new_phase = resume.as_ref().is_some_and(|r| !r.plan.same_as(&plan));
         // a process killed after this checkpoint took steps under its plan that no checkpoint holds:
         // another plan would leave them uncharged, and run those steps again under the same noise
-        let bound = ledger.steps_bound(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let bound = ledger.steps_bound(&run_id)?;
         if new_phase && bound > done {
             return Err(TrainError::Invalid(format!(
                 "--resume: the run took steps after its checkpoint of step {done} (up to step {bound}; it was \
                  killed before it recorded them) under the config it ran: resume it with that config until it \
                  has passed step {bound} (Ctrl-C then stops it with a checkpoint), then change the config{}",
-                match ledger.run_state(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?.as_deref() {
+                match ledger.run_state(&run_id)?.as_deref() {
                     Some("settled") => "",
                     _ => "; or end it (medtrain permit settle)",
                 }
@@ -1407,9 +1410,7 @@ fn train_on<B: Backend + 'static>(
             // reserved, and the settlement counts only the steps before; the whole run is reserved again
             // (admitted only if the budget holds it) and settled when it ends
             Err(LedgerError::DuplicateRun(_))
-                if resume.is_some()
-                    && ledger.run_state(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?.as_deref()
-                        == Some("settled") =>
+                if resume.is_some() && ledger.run_state(&run_id)?.as_deref() == Some("settled") =>
             {
                 ledger.replan(&run_id, &planned, plan.delta_added).map(|_| ())
             }
@@ -1417,7 +1418,7 @@ fn train_on<B: Backend + 'static>(
             // (a resume under another config that stopped before its first checkpoint of it, resumed
             // now under the config before): then this run's is reserved
             Err(LedgerError::DuplicateRun(_)) if resume.is_some() => {
-                let reserved = ledger.planned(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?;
+                let reserved = ledger.planned(&run_id)?;
                 let steps_of = |p: &[Phase]| p.iter().map(|p| p.steps).sum::<u64>();
                 let last = |p: &[Phase]| p.last().map(|p| (p.noise_multiplier.get(), p.sample_rate.get()));
                 match reserved {
@@ -1547,7 +1548,7 @@ fn train_on<B: Backend + 'static>(
                     let killed = inherited.get().saturating_sub(run.steps());
                     let past = (killed > 0).then_some((run.plan.noise_multiplier, run.plan.sample_rate, killed));
                     let spent = phases_of(prep.iter().chain(&run.history).chain(past.iter()))?;
-                    ledger.settle_again(&run_id, &spent).map_err(|e| TrainError::Invalid(e.to_string()))?;
+                    ledger.settle_again(&run_id, &spent)?;
                     Err(TrainError::Invalid(format!(
                         "{e} while this run still ran: its spend is recorded again at the {} steps it ran, and it \
                          stops",
@@ -1588,7 +1589,7 @@ fn train_on<B: Backend + 'static>(
             true => ledger.steps_bound(&run_id),
             false => ledger.mark_steps_begun(&run_id, next_checkpoint(first)),
         };
-        inherited.set(before.map_err(|e| TrainError::Invalid(e.to_string()))?);
+        inherited.set(before?);
         unsettled.at_reservation = true;
     }
     let mut interrupted = false;
@@ -1649,9 +1650,7 @@ fn train_on<B: Backend + 'static>(
         match ledger.settle(&run_id, &spent) {
             Ok(st) => over_budget = st.over_budget,
             // settled while it ran (past its lock): what it spent is what it ran, recorded again
-            Err(LedgerError::AlreadySettled(_)) => {
-                ledger.settle_again(&run_id, &spent).map_err(|e| TrainError::Invalid(e.to_string()))?
-            }
+            Err(LedgerError::AlreadySettled(_)) => ledger.settle_again(&run_id, &spent)?,
             Err(e) => return Err(TrainError::Invalid(e.to_string())),
         }
     }
@@ -1756,12 +1755,12 @@ fn train_on<B: Backend + 'static>(
     // a charged run seals the checkpoint it recorded last (the run directory is its researcher's to
     // write while the run evaluates)
     let last = match charged {
-        true => open_ledger()?.checkpoint_record(&run_id).map_err(|e| TrainError::Invalid(e.to_string()))?,
+        true => open_ledger()?.checkpoint_record(&run_id)?,
         false => None,
     };
     let sealed = super::seal::seal(&run_dir, last.as_deref())?;
     if charged {
-        open_ledger()?.record_seal(&run_id, &sealed).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        open_ledger()?.record_seal(&run_id, &sealed)?;
     }
     Ok(summary)
 }
