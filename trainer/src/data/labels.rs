@@ -203,10 +203,11 @@ pub fn read_in(path: &Path, data: &Dataset, opts: &ReadOptions) -> Result<LabelF
     let mut out = LabelFile::default();
     for f in files(path).map_err(|m| DataError::Invalid(format!("config key labels.file: {m}")))? {
         if super::has_ext(&f, &[".parquet"]) {
-            super::meds::contained(&f, || read_parquet(&f, data, opts, &mut out))?
+            super::meds::contained(&f, || read_parquet(&f, data, opts, &mut out))
         } else {
-            read_csv(&f, data, opts, &mut out)?
+            read_csv(&f, data, opts, &mut out)
         }
+        .map_err(|e| e.inside(path))?
     }
     // a label given twice (a row repeated, one label set written as CSV and parquet): kept once and
     // counted (it would weigh twice in training and in the held-out metrics); two values for one

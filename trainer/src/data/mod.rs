@@ -70,6 +70,23 @@ impl DataError {
         DataError::Io { path: path.to_path_buf(), msg: e.to_string() }
     }
 
+    /// The error of a file inside the input `root`, naming the file by its path relative to the input
+    /// as [`guard::shown_path`] shows it, each folder as well as the file name: an export with a folder
+    /// per patient (`input/Smith_John/labs.csv`, `input/12345678/labs.csv`) has it shown as `(a name that is
+    /// not printed)`. The root itself is printed as the user gave it.
+    pub fn inside(self, root: &Path) -> Self {
+        let rename = |path: PathBuf| match path.strip_prefix(root) {
+            Ok(rel) if !rel.as_os_str().is_empty() => root.join(guard::shown_path(&rel.to_string_lossy())),
+            _ => path,
+        };
+        match self {
+            DataError::Io { path, msg } => DataError::Io { path: rename(path), msg },
+            DataError::Format { path, msg } => DataError::Format { path: rename(path), msg },
+            DataError::Line { path, line, msg } => DataError::Line { path: rename(path), line, msg },
+            e @ DataError::Invalid(_) => e,
+        }
+    }
+
     /// True for errors that mean the input could not be read at all (exit code 2 of `data check`).
     pub fn unreadable(&self) -> bool {
         matches!(self, DataError::Io { .. } | DataError::Format { .. })
@@ -616,10 +633,11 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)>
     let mut data = Dataset::default();
     let format = detect(path)?;
     match format {
-        Format::Fhir => fhir::read(path, opts, &mut data, &mut report)?,
-        Format::Csv => csv::read(path, opts, &mut data, &mut report)?,
-        Format::Meds => meds::read(path, opts, &mut data, &mut report)?,
+        Format::Fhir => fhir::read(path, opts, &mut data, &mut report),
+        Format::Csv => csv::read(path, opts, &mut data, &mut report),
+        Format::Meds => meds::read(path, opts, &mut data, &mut report),
     }
+    .map_err(|e| e.inside(path))?;
     report_conversions(&data, &mut report);
     if let Some(map) = &opts.code_map {
         report.code_map_findings(map);
@@ -855,5 +873,29 @@ mod tests {
         // the user's own configs and output directories are named as they are
         assert_eq!(shown("/cfg/Run_Config.toml"), "/cfg/Run_Config.toml: bad");
         assert_eq!(shown("/out/prepared_20261201"), "/out/prepared_20261201: bad");
+    }
+
+    /// A folder per patient inside the input is not printed either (each folder of the path inside
+    /// the input goes through the guard), while the input's own path is printed as given.
+    #[test]
+    fn an_error_does_not_print_a_folder_that_names_a_patient() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("export_20261201");
+        for folder in ["Smith_John", "12345678"] {
+            let dir = root.join(folder);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("labs.csv"), "subject_id,when,code,value\nA,2020-01-01,718-7,13.1\n").unwrap();
+            let e = read(&root, &ReadOptions::default()).unwrap_err().to_string();
+            assert!(!e.contains(folder), "{e}");
+            let want = format!("{}/(a name that is not printed)/labs.csv:1: the header has no", root.display());
+            assert!(e.starts_with(&want), "{e}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        // one level down from a plain folder: the plain folder is printed
+        let dir = root.join("site_a").join("Tanaka_Hanako");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("labs.csv"), "subject_id,when,code,value\n").unwrap();
+        let e = read(&root, &ReadOptions::default()).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}/site_a/(a name that is not printed)/labs.csv:1:", root.display())), "{e}");
     }
 }
