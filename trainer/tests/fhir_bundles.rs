@@ -341,3 +341,148 @@ fn a_contained_result_of_another_patient_has_its_note_searched_for_that_patients
     let f = r.findings.iter().filter(|f| f.field == "note.text.subject_identifier").map(|f| f.count).sum::<u64>();
     assert_eq!(f, 1, "{:?}", r.findings);
 }
+
+/// A DiagnosticReport's text (a radiology report: JP Core's `presentedForm` and `conclusion`) was
+/// counted and skipped: read as one note, at its effective time, coded by its code; its conclusion
+/// once where the attachment already holds it; a report whose only form is a PDF and that has no
+/// conclusion counted; a lab panel without text still no note.
+#[test]
+fn a_diagnostic_reports_text_is_read_as_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = |id: &str, forms: serde_json::Value, conclusion: Option<&str>| {
+        let mut r = json!({
+            "resourceType": "DiagnosticReport", "id": id, "status": "final",
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "18748-4", "display": "Diagnostic imaging study" }] },
+            "subject": { "reference": "Patient/p1" }, "effectiveDateTime": "2024-03-01T09:00:00+09:00",
+            "issued": "2024-03-02T09:00:00+09:00", "presentedForm": forms,
+        });
+        if let Some(c) = conclusion {
+            r["conclusion"] = json!(c);
+        }
+        r.to_string()
+    };
+    let body = "胸部単純X線: 右下肺野に浸潤影あり。";
+    let lines = [
+        // attachment and a conclusion it does not hold: both, one note
+        report("r1", json!([{ "contentType": "text/plain; charset=utf-8", "data": b64(body) }]), Some("肺炎疑い")),
+        // a conclusion the attachment holds: once
+        report("r2", json!([{ "contentType": "text/plain", "data": b64("所見なし。結論: 異常なし") }]), Some("異常なし")),
+        // a conclusion alone, the time from `issued` when no effective time
+        json!({ "resourceType": "DiagnosticReport", "status": "partial", "subject": { "reference": "Patient/p1" },
+                "issued": "2024-03-05T10:00:00Z", "conclusion": "CT: no acute change" })
+        .to_string(),
+        // a PDF only, no conclusion: counted
+        report("r4", json!([{ "contentType": "application/pdf", "data": b64("%PDF-1.4") }]), None),
+        // a lab panel: no text, no note, no finding of a note
+        json!({ "resourceType": "DiagnosticReport", "status": "final", "code": { "text": "CBC" },
+                "subject": { "reference": "Patient/p1" }, "result": [{ "reference": "Observation/o1" }] })
+        .to_string(),
+        // entered in error: not read
+        json!({ "resourceType": "DiagnosticReport", "status": "entered-in-error", "subject": { "reference": "Patient/p1" },
+                "effectiveDateTime": "2024-03-01", "conclusion": "wrong patient" })
+        .to_string(),
+    ];
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), lines.join("\n") + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let mut notes: Vec<(&str, i64, &str)> = d
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Note)
+        .map(|e| (d.codes[e.code as usize].code.as_str(), e.time, d.texts[e.text as usize].as_str()))
+        .collect();
+    notes.sort();
+    let at = |t: &str| data::time::utc(t).unwrap();
+    assert_eq!(
+        notes,
+        [
+            ("18748-4", at("2024-03-01T00:00:00Z"), "所見なし。結論: 異常なし"),
+            ("18748-4", at("2024-03-01T00:00:00Z"), "胸部単純X線: 右下肺野に浸潤影あり。\n肺炎疑い"),
+            ("note", at("2024-03-05T10:00:00Z"), "CT: no acute change"),
+        ]
+    );
+    let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
+    assert_eq!(count("no_text_attachment"), 1, "{:?}", r.findings);
+    assert_eq!(count("skipped_status"), 1);
+    // `partial` is a DiagnosticReport status
+    assert_eq!(count("unknown_status"), 0);
+    assert!(!r.blocking, "{:?}", r.findings);
+}
+
+/// Synthea writes each note as a DiagnosticReport and a DocumentReference with the same text: read
+/// once, whichever comes first (a Bundle's order, or the files' `DiagnosticReport.ndjson` before
+/// `DocumentReference.ndjson`); two reports of one text are the input's duplicates, not matched.
+#[test]
+fn a_note_written_as_report_and_document_is_read_once() {
+    let note = "Patient presents with fatigue. Plan: follow up in 2 weeks.";
+    let subject = json!({ "reference": "urn:uuid:p1" });
+    let report = json!({
+        "resourceType": "DiagnosticReport", "status": "final",
+        "code": { "coding": [{ "system": "http://loinc.org", "code": "34117-2" }] },
+        "subject": subject, "effectiveDateTime": "2014-07-29T06:00:00-04:00",
+        "presentedForm": [{ "contentType": "text/plain; charset=utf-8", "data": b64(note) }]
+    });
+    let document = json!({
+        "resourceType": "DocumentReference", "status": "current",
+        "type": { "coding": [{ "system": "http://loinc.org", "code": "34117-2" }] },
+        "subject": subject, "date": "2014-07-29T06:00:00-04:00",
+        "content": [{ "attachment": { "contentType": "text/plain; charset=utf-8", "data": b64(note) } }]
+    });
+    let patient = json!({ "resourceType": "Patient", "id": "p1" });
+    let notes = |dir: &Path| {
+        let (d, r) = data::read(dir, &ReadOptions::default()).unwrap();
+        let n = d.events.iter().filter(|e| e.kind == EventKind::Note).count();
+        let once = r.findings.iter().find(|f| f.kind == "note_in_document_reference").map(|f| f.count);
+        (n, once)
+    };
+    // a Bundle per patient, the report first
+    let dir = tempfile::tempdir().unwrap();
+    let entries = [&patient, &report, &document].map(|r| json!({ "resource": r }));
+    write(dir.path(), "p1.json", &json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries }));
+    assert_eq!(notes(dir.path()), (1, Some(1)));
+    // NDJSON, the document's file first in the files' order, and a second report of the same text
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Patient.ndjson"), patient.to_string() + "\n").unwrap();
+    std::fs::write(dir.path().join("A_DocumentReference.ndjson"), document.to_string() + "\n").unwrap();
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), format!("{report}\n{report}\n")).unwrap();
+    assert_eq!(notes(dir.path()), (2, Some(1)));
+    // another time: two notes
+    let mut later = report.clone();
+    later["effectiveDateTime"] = json!("2014-07-30T06:00:00-04:00");
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), later.to_string() + "\n").unwrap();
+    assert_eq!(notes(dir.path()), (2, None));
+}
+
+/// A report read as a note scans its text (a phone number in the conclusion is a finding, redacted
+/// under `redact`) and searches it for its patient's own identifiers; its `subject.display` is one
+/// finding even with results written inside it.
+#[test]
+fn a_diagnostic_reports_text_goes_through_the_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Patient.ndjson"),
+        json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "香川", "given": ["健"] }] }).to_string()
+            + "\n",
+    )
+    .unwrap();
+    let report = json!({
+        "resourceType": "DiagnosticReport", "status": "final", "subject": { "reference": "Patient/p1", "display": "香川 健" },
+        "effectiveDateTime": "2024-03-01T09:00:00Z",
+        "conclusion": "香川健様 異常なし。連絡先 090-1234-5678",
+        "contained": [{ "resourceType": "Observation", "id": "r1", "status": "final",
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "718-7" }] },
+            "valueQuantity": { "value": 13.5, "unit": "g/dL" } }]
+    });
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), report.to_string() + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
+    let text = d.events.iter().find(|e| e.kind == EventKind::Note).map(|e| d.texts[e.text as usize].clone()).unwrap();
+    assert!(!text.contains("090") && !text.contains("香川"), "{text}");
+    assert!(text.contains("異常なし"), "{text}");
+    let find = |kind: &str, field: &str| {
+        r.findings.iter().filter(|f| f.kind == kind && f.field == field).map(|f| f.count).sum::<u64>()
+    };
+    assert_eq!(find("phone", "conclusion"), 1, "{:?}", r.findings);
+    assert_eq!(find("name", "subject.display"), 1, "{:?}", r.findings);
+    // the name (by the scanner's cue, `様`, or as the patient's own)
+    assert!(find("name", "conclusion") + find("name", "subject_identifier") >= 1, "{:?}", r.findings);
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 1);
+}

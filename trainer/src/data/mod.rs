@@ -222,6 +222,9 @@ pub struct Dataset {
     catalogue_row: Vec<Option<Option<usize>>>,
     /// unit conversions to the catalogue unit, parsed once per (unit, catalogue row)
     pub conversions: units::Converter,
+    /// while FHIR is read: a hash of each note read from a DocumentReference or a DiagnosticReport
+    /// (subject, time, text), and how many of each gave it unmatched, to read once a note both give
+    pub(crate) report_notes: HashMap<u128, (u32, u32)>,
 }
 
 impl Dataset {

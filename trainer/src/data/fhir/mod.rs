@@ -16,6 +16,10 @@
 //!   from `effectiveDateTime`, `effectivePeriod.start`, `effectiveInstant`, then `issued`.
 //! - DocumentReference: `content[].attachment` with a `text/plain` content type and base64 `data`, in
 //!   the content type's charset (UTF-8 by default; Shift_JIS, EUC-JP, ISO-2022-JP are decoded).
+//! - DiagnosticReport (a radiology or pathology report): `presentedForm` in `text/plain` as a
+//!   DocumentReference's attachments, and `conclusion`, as one note; one that a DocumentReference of
+//!   the same subject and time also holds (Synthea writes both) is read once. A report's results
+//!   written inside it (`contained` Observations) are read as Observations.
 //! - Composition: each section's title and `text.div` (XHTML) as plain text, one note per resource.
 //! - Encounter: `class` (R4 Coding, or R5 CodeableConcepts) and `period`.
 //! - Patient: the direct identifiers the guard refuses (name, telecom, address, birthDate, identifier,
@@ -334,6 +338,30 @@ struct DocumentReference<'a> {
     description: Option<Str<'a>>,
 }
 
+/// A DiagnosticReport with text: a radiology or pathology report (JP Core's
+/// `JP_DiagnosticReport_Radiology`), read as a note. One without `presentedForm` or `conclusion` (a lab
+/// panel) is not parsed as this ([`diagnostic_report`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DiagnosticReport<'a> {
+    #[serde(borrow)]
+    status: Option<Str<'a>>,
+    #[serde(borrow)]
+    subject: Option<Reference<'a>>,
+    #[serde(borrow)]
+    code: Option<Concept<'a>>,
+    #[serde(borrow)]
+    effective_date_time: Option<Str<'a>>,
+    #[serde(borrow)]
+    effective_period: Option<Period<'a>>,
+    #[serde(borrow)]
+    issued: Option<Str<'a>>,
+    #[serde(borrow)]
+    conclusion: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    presented_form: Vec<Attachment<'a>>,
+}
+
 #[derive(Deserialize)]
 struct Narrative<'a> {
     #[serde(borrow)]
@@ -563,13 +591,16 @@ fn has_code(cs: &[Coded], code: &str) -> bool {
     cs.iter().any(|c| c.coding.iter().any(|k| k.code.as_deref() == Some(code)))
 }
 
-/// The status codes of the R4 resources read (Observation, DocumentReference, Composition, Encounter).
+/// The status codes of the R4 resources read (Observation, DocumentReference, DiagnosticReport,
+/// Composition, Encounter).
 const KNOWN_STATUSES: &[&str] = &[
     "registered",
     "preliminary",
     "final",
     "amended",
     "corrected",
+    "partial",
+    "appended",
     "cancelled",
     "entered-in-error",
     "unknown",
@@ -1109,32 +1140,9 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
         "date"
     );
     let (system, code) = note_code(&d.type_, opts);
-    let mut texts = Vec::new();
-    for a in d.content.iter().filter_map(|c| c.attachment.as_ref()) {
-        let ct = a.content_type.as_deref().unwrap_or("");
-        // media types are case-insensitive (`Text/Plain; charset=UTF-8`)
-        if !ct.trim_start().get(..10).is_some_and(|t| t.eq_ignore_ascii_case("text/plain")) {
-            continue;
-        }
-        let Some(data) = a.data.as_deref() else {
-            out.found("note_without_data", "DocumentReference", "content.attachment.data");
-            continue;
-        };
-        // base64Binary may be broken into lines (MIME style): whitespace is not data
-        let data: Cow<str> = if data.contains(|c: char| c.is_ascii_whitespace()) {
-            data.chars().filter(|c| !c.is_ascii_whitespace()).collect::<String>().into()
-        } else {
-            Cow::Borrowed(&data)
-        };
-        let bytes =
-            base64::engine::general_purpose::STANDARD.decode(&*data).map_err(|_| "attachment data is not base64")?;
-        // a charset the reader does not know, or bytes that are not in it: the note is not read, and
-        // counted (the resource itself is valid)
-        match decode_text(ct, bytes) {
-            Ok(t) => texts.push(t),
-            Err(_) => out.found("undecodable_note", "DocumentReference", "content.attachment.contentType"),
-        }
-    }
+    let attachments = d.content.iter().filter_map(|c| c.attachment.as_ref());
+    let fields = ("content.attachment.data", "content.attachment.contentType");
+    let texts = attachment_texts(attachments, "DocumentReference", fields, &mut out)?;
     if texts.is_empty() {
         // an attachment without data was counted as such
         if !out.info.iter().any(|i| i.1 == "note_without_data" || i.1 == "undecodable_note") {
@@ -1152,6 +1160,130 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
         value: f32::NAN,
         unit: None,
         text: Some(text),
+        end: i64::MIN,
+    });
+    Ok(out)
+}
+
+/// The texts of a resource's attachments (a DocumentReference's `content[].attachment`, a
+/// DiagnosticReport's `presentedForm`): those with a `text/plain` content type and base64 `data`,
+/// decoded in the content type's charset. One without data, or in a charset the reader does not know,
+/// is counted (`note_without_data`, `undecodable_note` under the (data, contentType) `fields`); data
+/// that is not base64 makes the line malformed.
+fn attachment_texts<'b, 'a: 'b>(
+    attachments: impl Iterator<Item = &'b Attachment<'a>>,
+    resource: &'static str,
+    (data_field, type_field): (&'static str, &'static str),
+    out: &mut LineOut,
+) -> std::result::Result<Vec<String>, Bad> {
+    let mut texts = Vec::new();
+    for a in attachments {
+        let ct = a.content_type.as_deref().unwrap_or("");
+        // media types are case-insensitive (`Text/Plain; charset=UTF-8`)
+        if !ct.trim_start().get(..10).is_some_and(|t| t.eq_ignore_ascii_case("text/plain")) {
+            continue;
+        }
+        let Some(data) = a.data.as_deref() else {
+            out.found("note_without_data", resource, data_field);
+            continue;
+        };
+        // base64Binary may be broken into lines (MIME style): whitespace is not data
+        let data: Cow<str> = if data.contains(|c: char| c.is_ascii_whitespace()) {
+            data.chars().filter(|c| !c.is_ascii_whitespace()).collect::<String>().into()
+        } else {
+            Cow::Borrowed(data)
+        };
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(&*data).map_err(|_| "attachment data is not base64")?;
+        // a charset the reader does not know, or bytes that are not in it: the note is not read, and
+        // counted (the resource itself is valid)
+        match decode_text(ct, bytes) {
+            Ok(t) => texts.push(t),
+            Err(_) => out.found("undecodable_note", resource, type_field),
+        }
+    }
+    Ok(texts)
+}
+
+/// A DiagnosticReport's text as a note: its `presentedForm` attachments in `text/plain` (as a
+/// DocumentReference's are read) and its `conclusion` (where the attachments do not already hold
+/// it), at `effectiveDateTime`, `effectivePeriod.start`, else `issued`, coded by `code`. A report
+/// with neither (a lab panel, whose results are Observations) is counted and not read further; one
+/// whose only form is not text (a PDF) and has no conclusion is counted (`no_text_attachment`). A note
+/// a DocumentReference of the same subject also holds at the same time (Synthea writes each note as
+/// both) is read once (`stream::apply`).
+fn diagnostic_report<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
+    /// whether the report has text, read before the whole of it: a report without (most, in a lab
+    /// export) is not held to the fields it would need as a note
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Texts {
+        conclusion: Option<IgnoredAny>,
+        presented_form: Option<IgnoredAny>,
+    }
+    const RESOURCE: &str = "DiagnosticReport";
+    let other = || LineOut { resource: Some(RESOURCE), ..Default::default() };
+    match from_line::<Texts>(line) {
+        Ok(Texts { conclusion: None, presented_form: None }) | Err(_) => return Ok(other()),
+        Ok(_) => {}
+    }
+    let (d, mut out, skip) = start::<DiagnosticReport>(line, RESOURCE, "not a valid DiagnosticReport", |d| &d.status)?;
+    if skip {
+        return Ok(out);
+    }
+    let mut texts = attachment_texts(
+        d.presented_form.iter(),
+        RESOURCE,
+        ("presentedForm.data", "presentedForm.contentType"),
+        &mut out,
+    )?;
+    let mut texts: Vec<String> = texts
+        .drain(..)
+        .map(|t| guard_text(t, RESOURCE, "presentedForm.data", &mut out))
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    if let Some(c) = d.conclusion.as_deref().filter(|c| !c.trim().is_empty()) {
+        let c = guard_text(c.to_owned(), RESOURCE, "conclusion", &mut out);
+        if !texts.iter().any(|t| t.contains(c.trim())) {
+            texts.push(c);
+        }
+    }
+    if texts.is_empty() {
+        if !d.presented_form.is_empty()
+            && !out.info.iter().any(|i| i.1 == "note_without_data" || i.1 == "undecodable_note")
+        {
+            out.found("no_text_attachment", RESOURCE, "presentedForm.contentType");
+        }
+        return Ok(out);
+    }
+    let subject = patient_or_unusable!(&d.subject, out, RESOURCE);
+    let period_start = d.effective_period.as_ref().and_then(|p| p.start.as_deref());
+    if partial_date(&[d.effective_date_time.as_deref(), period_start]) {
+        out.found("partial_date", RESOURCE, "effectiveDateTime");
+    }
+    let time = or_unusable!(
+        required_time(
+            parse_time(&d.effective_date_time)
+                .or_else(|| parse_time(&d.effective_period.as_ref().and_then(|p| p.start.clone())))
+                .or_else(|| parse_time(&d.issued)),
+            opts,
+            &mut out
+        )?,
+        out,
+        "no_time",
+        RESOURCE,
+        "effectiveDateTime"
+    );
+    let (system, code) = note_code(&d.code, opts);
+    out.recs.push(Rec {
+        subject,
+        time,
+        kind: EventKind::Note,
+        system,
+        code,
+        value: f32::NAN,
+        unit: None,
+        text: Some(texts.join("\n")),
         end: i64::MIN,
     });
     Ok(out)
@@ -1693,11 +1825,14 @@ fn contained_resources(line: &[u8], opts: &ReadOptions, out: &mut LineOut) {
                     // the report's `subject.display` (and a logical reference's identifier) is the
                     // report's finding, once (it was counted as each contained result's)
                     if let Some(subject) = h.subject.as_mut().and_then(|s| s.as_object_mut()) {
-                        if subject.remove("display").is_some() {
-                            out.identifiers.push((IdentifierKind::Name, resource, "subject.display"));
-                        }
-                        if subject.remove("identifier").is_some() {
-                            out.identifiers.push((IdentifierKind::PatientIdentifier, resource, "subject.identifier"));
+                        // (unless the report, read as a note, counted it already)
+                        for (key, finding) in [
+                            ("display", (IdentifierKind::Name, resource, "subject.display")),
+                            ("identifier", (IdentifierKind::PatientIdentifier, resource, "subject.identifier")),
+                        ] {
+                            if subject.remove(key).is_some() && !out.identifiers.contains(&finding) {
+                                out.identifiers.push(finding);
+                            }
                         }
                     }
                     h
@@ -1843,6 +1978,7 @@ fn parse_resource<'a>(
     let mut out = match &*rt {
         "Observation" => observation(line, opts),
         "DocumentReference" => document_reference(line, opts),
+        "DiagnosticReport" => diagnostic_report(line, opts),
         "Composition" => composition(line, opts),
         "Encounter" => encounter(line, opts),
         "Patient" => patient(line, full_url_id),

@@ -500,7 +500,12 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         }
         store.noted_before.insert(guard::subject::subject_key(&subject));
     }
+    let both = matches!(out.resource, Some("DocumentReference" | "DiagnosticReport"));
     for mut r in out.recs {
+        if both && r.kind == data::EventKind::Note && read_before(sink, out.resource == Some("DiagnosticReport"), &r) {
+            sink.report.count(Severity::Info, "note_in_document_reference", "DiagnosticReport", "presentedForm");
+            continue;
+        }
         let mut redacted = None;
         if let Some(text) = r.text.as_deref() {
             if sink.data.subject_identifiers.has(&r.subject) {
@@ -521,6 +526,31 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         }
         sink.push(r);
     }
+}
+
+/// Whether a note of a DocumentReference (`report` false) or a DiagnosticReport (`report` true) was
+/// read before from the other (the same subject, time and text: Synthea writes each note as both, a
+/// server may give a report's text as a DocumentReference too), each note of one matched with one of
+/// the other at most. Notes repeated within one type are not matched here (they are the input's
+/// duplicates, counted as such).
+fn read_before(sink: &mut Sink, report: bool, r: &data::Rec) -> bool {
+    use std::hash::{Hash, Hasher};
+    let half = |seed: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        (seed, &*r.subject, r.time, r.text.as_deref()).hash(&mut h);
+        h.finish() as u128
+    };
+    let key = half(0) << 64 | half(1);
+    // (documents, reports) of the note read and not yet matched
+    let unmatched = sink.data.report_notes.entry(key).or_default();
+    let (mine, other) =
+        if report { (&mut unmatched.1, &mut unmatched.0) } else { (&mut unmatched.0, &mut unmatched.1) };
+    if *other > 0 {
+        *other -= 1;
+        return true;
+    }
+    *mine += 1;
+    false
 }
 
 /// The (resource, field) of the findings of a subject's own identifiers in its free text: the notes
@@ -679,6 +709,7 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     sink.data.subject_identifiers.related = Default::default();
     sink.data.subject_identifiers.same_person = Default::default();
     sink.data.subject_identifiers.uuid_linked = Default::default();
+    sink.data.report_notes = Default::default();
     sink.data.subject_identifiers.not_patients = Default::default();
     Ok(())
 }
