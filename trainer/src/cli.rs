@@ -478,13 +478,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "key_from_release": bundled})
                 );
             } else {
+                // strings as they are (`pld`, not `"pld"`), numbers as JSON writes them
+                let field = |k: &str| match &privacy[k] {
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
                 println!(
                     "{}: signature and hashes verified; epsilon {} at delta {} ({} accountant, unit {})",
                     dir.display(),
-                    privacy["epsilon"],
-                    privacy["delta"],
-                    privacy["accountant"],
-                    privacy["unit"]
+                    field("epsilon"),
+                    field("delta"),
+                    field("accountant"),
+                    field("unit")
                 );
                 println!(
                     "signed by the key {fingerprint}{}",

@@ -69,6 +69,8 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
     // it says which key it trusted: the release's own, which proves it whole, not who made it
     let said = String::from_utf8_lossy(&v.stdout);
     assert!(said.contains("signed by the key SHA256:") && said.contains("not who made it"), "{said}");
+    // the accountant and the unit as words, not JSON strings
+    assert!(said.contains("(pld accountant, unit subject)"), "{said}");
     // a release file that is a link out of the directory: refused
     let linked = tmp.path().join("linked");
     std::fs::create_dir(&linked).unwrap();
