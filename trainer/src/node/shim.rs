@@ -168,8 +168,9 @@ fn run_job(dir: &Path, spec: &ShimSpec) -> ExitRecord {
 }
 
 /// The run directory of a train job's attempt: the newest `run-K` in `base` with a checkpoint
-/// (resumed), else a new `run-ATTEMPT` (a run stopped before its first checkpoint starts afresh in a
-/// new directory: the ledger knows the old one's id).
+/// (resumed; one the ledger recorded left in `checkpoint.partial` rolled forward first), else a new
+/// `run-ATTEMPT` (a run stopped before its first checkpoint starts afresh in a new directory: the
+/// ledger knows the old one's id).
 fn choose_run(base: &Path, attempt: u32) -> (std::path::PathBuf, bool) {
     let newest = std::fs::read_dir(base)
         .into_iter()
@@ -179,8 +180,16 @@ fn choose_run(base: &Path, attempt: u32) -> (std::path::PathBuf, bool) {
             let name = e.file_name().to_string_lossy().into_owned();
             let k: u32 = name.strip_prefix("run-")?.split('-').next()?.parse().ok()?;
             // `checkpoint.old` alone: stopped between the two renames of a checkpoint's swap
-            let has = ["checkpoint/state.json", "checkpoint.old/state.json"].iter().any(|c| e.path().join(c).exists());
-            has.then(|| (k, name, e.path()))
+            let has =
+                |p: &Path| ["checkpoint/state.json", "checkpoint.old/state.json"].iter().any(|c| p.join(c).exists());
+            let path = e.path();
+            // `checkpoint.partial` alone: stopped after the ledger recorded its first checkpoint and
+            // before the swap; rolled forward where the ledger holds it as the run's (as `train
+            // --resume` does), else the run starts afresh (an unrecorded one is not the run's)
+            if !has(&path) && path.join("checkpoint.partial/state.json").exists() {
+                let _ = crate::train::run::roll_forward_recorded(&path);
+            }
+            has(&path).then(|| (k, name, path))
         })
         .max();
     if let Some((_, _, p)) = newest {
@@ -193,4 +202,33 @@ fn choose_run(base: &Path, attempt: u32) -> (std::path::PathBuf, bool) {
         p = base.join(format!("run-{attempt}-{n}"));
     }
     (p, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The newest run with a checkpoint is resumed (one stopped between the renames of a swap too); a
+    /// run whose only checkpoint is an unrecorded `checkpoint.partial` is not, and a new directory is
+    /// taken beside an existing one of the attempt's name.
+    #[test]
+    fn a_run_is_resumed_from_its_checkpoint_and_an_unrecorded_partial_is_not_one() {
+        let d = tempfile::tempdir().unwrap();
+        let ck = |run: &str, dir: &str| {
+            let p = d.path().join(run).join(dir);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("state.json"), "{}").unwrap();
+        };
+        assert_eq!(choose_run(d.path(), 1), (d.path().join("run-1"), false));
+        ck("run-1", "checkpoint.partial");
+        assert_eq!(choose_run(d.path(), 2), (d.path().join("run-2"), false));
+        assert!(d.path().join("run-1/checkpoint.partial/state.json").exists());
+        ck("run-2", "checkpoint.old");
+        assert_eq!(choose_run(d.path(), 3), (d.path().join("run-2"), true));
+        ck("run-3", "checkpoint");
+        assert_eq!(choose_run(d.path(), 4), (d.path().join("run-3"), true));
+        std::fs::remove_dir_all(d.path().join("run-2")).unwrap();
+        std::fs::remove_dir_all(d.path().join("run-3")).unwrap();
+        assert_eq!(choose_run(d.path(), 1), (d.path().join("run-1-2"), false));
+    }
 }
