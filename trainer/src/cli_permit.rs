@@ -93,22 +93,17 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                     }
                     anyhow::bail!("{}: no checkpoint to settle from, and no reservation in the ledger", run.display());
                 };
-                let bound = ledger.steps_bound(&id)?;
                 let (spent, what) = match ledger.checkpoint_record(&id)?.as_deref() {
                     // its steps never began (no mark): none of them can be released, none was shown;
                     // killed after they began, before its first checkpoint (their losses and metrics
                     // were shown): the preparation's phases and the steps it may have taken
-                    Some(NO_CHECKPOINT) => {
-                        let mut spent = planned[..planned.len().saturating_sub(1)].to_vec();
-                        match planned.last().filter(|_| bound > 0) {
-                            None => (spent, "what its data preparation spent".into()),
-                            Some(run_phase) => {
-                                let (sigma, q) = (run_phase.noise_multiplier.get(), run_phase.sample_rate.get());
-                                spent.push(Phase::new(sigma, q, bound.min(run_phase.steps))?);
-                                (spent, format!("its data preparation and the {bound} steps it may have taken"))
-                            }
+                    Some(NO_CHECKPOINT) => match ledger.spent_before_checkpoint(&id)? {
+                        Some((spent, 0)) => (spent, "what its data preparation spent".into()),
+                        Some((spent, taken)) => {
+                            (spent, format!("its data preparation and the {taken} steps it may have taken"))
                         }
-                    }
+                        None => (planned, "its whole reservation".into()),
+                    },
                     Some(CHECKPOINT_WRITING) | None => (planned, "its whole reservation".into()),
                     // it wrote one, which is not here (removed, its weights kept elsewhere?); one
                     // recorded and left in checkpoint.partial was rolled forward above

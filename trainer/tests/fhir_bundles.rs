@@ -486,3 +486,48 @@ fn a_diagnostic_reports_text_goes_through_the_guard() {
     assert!(find("name", "conclusion") + find("name", "subject_identifier") >= 1, "{:?}", r.findings);
     assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 1);
 }
+
+/// Found by review: a lab panel with text was held to what a note needs (a form that is not base64,
+/// a time that does not parse made the line malformed and lost its results); its note not read is a
+/// warning, its results read. The results of a report entered in error are not read, as it is not.
+#[test]
+fn a_reports_note_that_cannot_be_read_does_not_lose_its_results() {
+    let result = json!({ "resourceType": "Observation", "id": "r1", "status": "final",
+        "code": { "coding": [{ "system": "http://loinc.org", "code": "718-7" }] },
+        "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": 13.5, "unit": "g/dL" } });
+    let panel = |extra: serde_json::Value| {
+        let mut r = json!({ "resourceType": "DiagnosticReport", "status": "final", "subject": { "reference": "Patient/a" },
+            "effectiveDateTime": "2024-01-02T08:00:00Z", "conclusion": "normal", "contained": [result] });
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                r.as_object_mut().unwrap().remove(k);
+            } else {
+                r[k] = v.clone();
+            }
+        }
+        r.to_string()
+    };
+    for (case, extra, warning) in [
+        (
+            "not base64",
+            json!({ "presentedForm": [{ "contentType": "text/plain", "data": "%%%" }] }),
+            "report_note_not_read",
+        ),
+        ("bad time", json!({ "effectiveDateTime": "yesterday" }), "report_note_not_read"),
+        ("no time", json!({ "effectiveDateTime": null }), "no_time"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("DiagnosticReport.ndjson"), panel(extra) + "\n").unwrap();
+        let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+        let kinds = |k: EventKind| d.events.iter().filter(|e| e.kind == k).count();
+        assert_eq!((kinds(EventKind::Lab), kinds(EventKind::Note)), (1, 0), "{case}: {:?}", r.findings);
+        assert!(!r.blocking && !r.findings.iter().any(|f| f.kind == "malformed_line"), "{case}: {:?}", r.findings);
+        let f = r.findings.iter().find(|f| f.kind == warning).unwrap_or_else(|| panic!("{case}: {:?}", r.findings));
+        assert_eq!(f.severity, data::check::Severity::Warning, "{case}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), panel(json!({ "status": "entered-in-error" })) + "\n")
+        .unwrap();
+    let (d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.len(), 0);
+}

@@ -873,6 +873,35 @@ fn a_run_failing_before_its_first_checkpoint_is_settled_at_its_preparation() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// A run that fails after its steps began and before its first checkpoint (here the checkpoint
+/// cannot be written: a file holds the name `checkpoint.partial`) is settled at its preparation and the
+/// steps it marked as begun (to its first checkpoint, 3 of 10), as `permit settle` charges a killed
+/// one, not at its whole reservation.
+#[test]
+fn a_run_failing_after_its_steps_began_is_settled_at_the_steps_it_marked() {
+    use medtrain::privacy::{accountant::AccountantKind, ledger::Ledger};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = prepared_config(
+        tmp.path(),
+        &[("epochs = 20", "steps = 10"), ("checkpoint_every = 100", "checkpoint_every = 3")],
+    );
+    let run = tmp.path().join("r");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("checkpoint.partial"), b"not a directory").unwrap();
+    let o = train(&cfg, &run, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!run.join("checkpoint").exists());
+    let id = std::fs::canonicalize(&run).unwrap().display().to_string();
+    let ledger = Ledger::open(&tmp.path().join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
+    assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("settled"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("prepared/manifest.json")).unwrap()).unwrap();
+    let prep = manifest["dp_phases"].as_array().map_or(0, |a| a.len());
+    let spent = ledger.spent(&id).unwrap().unwrap();
+    assert_eq!(spent.len(), prep + 1);
+    assert_eq!(spent[prep].steps, 3);
+}
+
 /// Found by a tester: an expired permit's epsilon became the budget a valid permit's runs were admitted
 /// against, and a run on data that permits of two projects cover was charged to the newest of either.
 #[test]

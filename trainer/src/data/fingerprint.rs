@@ -28,11 +28,12 @@ pub fn fingerprint(path: &Path) -> Result<String> {
     let mut all = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     for (name, p) in rel {
-        let mut f = std::fs::File::open(&p).map_err(|e| DataError::io(&p, e))?;
+        // (errors name the file as the readers' do: a folder per patient inside the input not printed)
+        let mut f = std::fs::File::open(&p).map_err(|e| DataError::io(&p, e).inside(&root))?;
         let mut h = Sha256::new();
         let mut size = 0u64;
         loop {
-            let n = f.read(&mut buf).map_err(|e| DataError::io(&p, e))?;
+            let n = f.read(&mut buf).map_err(|e| DataError::io(&p, e).inside(&root))?;
             if n == 0 {
                 break;
             }

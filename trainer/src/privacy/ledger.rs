@@ -117,7 +117,8 @@ fn phases_to_json(phases: &[Phase]) -> String {
 /// The checkpoint digest of a run reserved since the ledger records checkpoints, before its first.
 pub const NO_CHECKPOINT: &str = "none";
 /// What the builds of 2026-12-01 recorded when a run started writing its first checkpoint: it may
-/// have one, unrecorded, and is settled at its whole reservation.
+/// have one, unrecorded, and is settled at its whole reservation (the builds since leave
+/// [`NO_CHECKPOINT`] until the checkpoint's digest is recorded).
 pub const CHECKPOINT_WRITING: &str = "writing";
 
 fn phases_from_json(run: &str, s: &str) -> Result<Vec<Phase>, LedgerError> {
@@ -430,6 +431,26 @@ impl Ledger {
             .map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(before)
+    }
+
+    /// What a run that stopped before its first checkpoint spent, from its reservation (`None`: no
+    /// such run, or settled): its data preparation's phases, and of its own phase (the reservation's
+    /// last) the steps it may have taken ([`Ledger::steps_bound`]; none when its steps never began:
+    /// none of them was shown). The second value says whether steps were charged.
+    pub fn spent_before_checkpoint(&self, run: &str) -> Result<Option<(Vec<Phase>, u64)>, LedgerError> {
+        let Some(mut planned) = self.planned(run)? else { return Ok(None) };
+        let bound = self.steps_bound(run)?;
+        let taken = match planned.last_mut() {
+            Some(phase) if bound > 0 => {
+                phase.steps = phase.steps.min(bound);
+                phase.steps
+            }
+            _ => {
+                planned.pop();
+                0
+            }
+        };
+        Ok(Some((planned, taken)))
     }
 
     /// The highest step the run may have reached that its last recorded checkpoint does not hold (0:

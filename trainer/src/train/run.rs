@@ -1628,9 +1628,10 @@ fn train_on<B: Backend + 'static>(
         }
         progress.step(done, steps, loss, eps_now, rate_s, eta);
         if done % cfg.train.checkpoint_every == 0 && done < steps {
-            // disarmed first: a checkpoint started may be written, and the ledger says so
-            unsettled.armed = false;
+            // (a checkpoint that fails before the ledger records it leaves the run to the guard: the
+            // ledger's record says whether one was)
             save(&run, &record, true)?;
+            unsettled.armed = false;
         }
     }
     progress.finish();
@@ -1783,8 +1784,10 @@ fn metrics_count(n: u64) -> String {
 
 /// A reservation this process made, settled when dropped armed: the run ended (an error, a panic)
 /// before its first checkpoint. Before its steps began, at what the data preparation spent; after,
-/// at the whole reservation (its losses and tuning metrics were shown; its steps are not known to
-/// the ledger).
+/// at that and the steps it marked as begun (as `permit settle` charges a killed run: their losses and
+/// tuning metrics were shown), or at the whole reservation where the ledger cannot say. A run whose
+/// first checkpoint the ledger recorded (its swap failed after: `--resume` rolls it forward) is not
+/// settled.
 struct Unsettled {
     run_id: String,
     prepared: Vec<(f64, f64, u64)>,
@@ -1801,7 +1804,14 @@ impl Drop for Unsettled {
         use crate::privacy::{ledger::Ledger, permit};
         let Ok(mut ledger) = Ledger::open(&permit::ledger_path(), self.kind) else { return };
         let spent = match self.at_reservation {
-            true => ledger.planned(&self.run_id).ok().flatten(),
+            true => match ledger.checkpoint_record(&self.run_id).ok().flatten().as_deref() {
+                Some(crate::privacy::ledger::NO_CHECKPOINT) => match ledger.spent_before_checkpoint(&self.run_id) {
+                    Ok(Some((spent, _))) => Some(spent),
+                    _ => ledger.planned(&self.run_id).ok().flatten(),
+                },
+                Some(_) => return,
+                None => ledger.planned(&self.run_id).ok().flatten(),
+            },
             false => phases_of(self.prepared.iter()).ok(),
         };
         if let Some(spent) = spent {

@@ -733,6 +733,7 @@ const FIELDS_READ: &[&str] = &[
     "coding",
     "comparator",
     "component",
+    "conclusion",
     "contact",
     "content",
     "contentType",
@@ -757,6 +758,7 @@ const FIELDS_READ: &[&str] = &[
     "other",
     "patient",
     "period",
+    "presentedForm",
     "reference",
     "resourceType",
     "section",
@@ -1222,11 +1224,24 @@ fn diagnostic_report<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Res
         presented_form: Option<IgnoredAny>,
     }
     const RESOURCE: &str = "DiagnosticReport";
-    let other = || LineOut { resource: Some(RESOURCE), ..Default::default() };
     match from_line::<Texts>(line) {
-        Ok(Texts { conclusion: None, presented_form: None }) | Err(_) => return Ok(other()),
-        Ok(_) => {}
+        Ok(Texts { conclusion: None, presented_form: None }) | Err(_) => {
+            Ok(LineOut { resource: Some(RESOURCE), ..Default::default() })
+        }
+        // a report was counted and skipped before its text was read: its note not read (a form whose
+        // data is not base64, a time that does not parse, a field of another shape) is a warning, not a
+        // malformed line, and the results written inside it are read all the same
+        Ok(_) => report_note(line, opts).or_else(|_| {
+            let mut out = LineOut { resource: Some(RESOURCE), ..Default::default() };
+            out.info.push((Severity::Warning, "report_note_not_read", RESOURCE, "presentedForm"));
+            Ok(out)
+        }),
     }
+}
+
+/// [`diagnostic_report`] of a report with text.
+fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
+    const RESOURCE: &str = "DiagnosticReport";
     let (d, mut out, skip) = start::<DiagnosticReport>(line, RESOURCE, "not a valid DiagnosticReport", |d| &d.status)?;
     if skip {
         return Ok(out);
@@ -1809,7 +1824,14 @@ fn contained_resources(line: &[u8], opts: &ReadOptions, out: &mut LineOut) {
         effective_period: Option<serde_json::Value>,
         issued: Option<serde_json::Value>,
     }
+    #[derive(Deserialize)]
+    struct Status<'a> {
+        #[serde(borrow)]
+        status: Option<Str<'a>>,
+    }
     let Ok(h) = from_line::<Holder>(line) else { return };
+    // the results of a report entered in error or cancelled are not read, as the report is not
+    let inactive_report = || from_line::<Status>(line).is_ok_and(|s| inactive(&s.status));
     let resource = out.resource.unwrap_or(reportable::OTHER_RESOURCE_TYPE);
     let inherited = || from_line::<Inherited>(line).unwrap_or_default();
     let mut i: Option<Inherited> = None;
@@ -1819,6 +1841,7 @@ fn contained_resources(line: &[u8], opts: &ReadOptions, out: &mut LineOut) {
             Some(rt @ ("RelatedPerson" | "Person")) => contained_person(c, rt, resource, out),
             // a DiagnosticReport's results written inside it (HL7's CBC and micro examples): read as
             // Observations, with the report's subject, category and time where they have none
+            Some("Observation") if resource == "DiagnosticReport" && inactive_report() => {}
             Some("Observation") if resource == "DiagnosticReport" => {
                 let h = i.get_or_insert_with(|| {
                     let mut h = inherited();

@@ -541,16 +541,23 @@ fn read_before(sink: &mut Sink, report: bool, r: &data::Rec) -> bool {
         h.finish() as u128
     };
     let key = half(0) << 64 | half(1);
-    // (documents, reports) of the note read and not yet matched
-    let unmatched = sink.data.report_notes.entry(key).or_default();
+    // (documents, reports) of the note read and not yet matched; a pair matched is forgotten
+    let std::collections::hash_map::Entry::Occupied(mut o) = sink.data.report_notes.entry(key) else {
+        sink.data.report_notes.insert(key, if report { (0, 1) } else { (1, 0) });
+        return false;
+    };
+    let unmatched = o.get_mut();
     let (mine, other) =
         if report { (&mut unmatched.1, &mut unmatched.0) } else { (&mut unmatched.0, &mut unmatched.1) };
-    if *other > 0 {
-        *other -= 1;
-        return true;
+    if *other == 0 {
+        *mine += 1;
+        return false;
     }
-    *mine += 1;
-    false
+    *other -= 1;
+    if *unmatched == (0, 0) {
+        o.remove();
+    }
+    true
 }
 
 /// The (resource, field) of the findings of a subject's own identifiers in its free text: the notes
