@@ -187,8 +187,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
             }
         }
         DataCommand::Fingerprint { path } => {
-            let fp =
-                data::fingerprint::fingerprint(&path).with_context(|| format!("fingerprint of {}", path.display()))?;
+            let fp = data::fingerprint::fingerprint(&path).context("fingerprint of the input")?;
             println!("{fp}");
             Ok(ExitCode::SUCCESS)
         }

@@ -531,3 +531,19 @@ fn a_reports_note_that_cannot_be_read_does_not_lose_its_results() {
     let (d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     assert_eq!(d.events.len(), 0);
 }
+
+/// Found by a tester: a zero-byte `.ndjson.gz` beside the others (an export's type with no resources)
+/// refused the whole input as a gzip stream cut short; it is an empty file.
+#[test]
+fn a_zero_byte_gzip_file_is_an_empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Encounter.ndjson.gz"), b"").unwrap();
+    let lab = json!({ "resourceType": "Observation", "status": "final",
+        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
+        "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/a" },
+        "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": 1.1, "unit": "mg/dL" } });
+    std::fs::write(dir.path().join("Observation.ndjson"), lab.to_string() + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(r.files, 2);
+}

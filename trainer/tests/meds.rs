@@ -532,3 +532,26 @@ fn a_unit_column_vital_parents_and_infinite_values() {
         assert!(r.findings.iter().all(|f| f.kind != "no_value"), "{:?}", r.findings);
     }
 }
+
+/// Found by a tester: shards compressed with LZ4 or Brotli (pyarrow writes both on request) were
+/// refused as "Disabled feature at compile time"; every codec pyarrow writes is read.
+#[test]
+fn shards_in_every_codec_pyarrow_writes_are_read() {
+    use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+    for c in [
+        Compression::SNAPPY,
+        Compression::LZ4_RAW,
+        Compression::LZ4,
+        Compression::BROTLI(BrotliLevel::default()),
+        Compression::ZSTD(ZstdLevel::default()),
+        Compression::GZIP(GzipLevel::default()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("metadata")).unwrap();
+        let rows: Vec<Row> =
+            (0..50).map(|i| (i % 5, Some(t("2024-01-02T08:00:00Z") + i), "LOINC/2160-0", Some(1.0), None)).collect();
+        common::meds::shard_compressed(&dir.path().join("data/0.parquet"), "MICROS", &rows, c);
+        let (d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+        assert_eq!((d.events.len(), d.subjects.len()), (50, 5), "{c:?}");
+    }
+}

@@ -54,9 +54,11 @@ impl<R: Read> Read for GzBound<R> {
     }
 }
 
-/// An input file for reading: inflated and bounded when its name ends in `.gz` (in any case).
+/// An input file for reading: inflated and bounded when its name ends in `.gz` (in any case) and it
+/// holds any byte (an empty `.ndjson.gz`, as an export writes for a type it has none of, is an empty
+/// file, not a gzip stream cut short).
 pub fn open(path: &Path, file: std::fs::File, limits: ReadLimits) -> Box<dyn Read> {
-    if !super::has_ext(path, &[".gz"]) {
+    if !super::has_ext(path, &[".gz"]) || file.metadata().is_ok_and(|m| m.len() == 0) {
         return Box::new(file);
     }
     let compressed = Rc::new(Cell::new(0));

@@ -16,8 +16,8 @@ fn hex(b: &[u8]) -> String {
 /// The fingerprint of a file or a directory tree.
 pub fn fingerprint(path: &Path) -> Result<String> {
     // links out of the root, loops and special files are refused by the walk
-    let files = super::walk::files(path, true)?;
-    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    let files = super::walk::files(path, true).map_err(|e| e.inside(path))?;
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e).inside(path))?;
     let root =
         if meta.is_dir() { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
     let mut rel: Vec<(String, PathBuf)> = files

@@ -70,14 +70,16 @@ impl DataError {
         DataError::Io { path: path.to_path_buf(), msg: e.to_string() }
     }
 
-    /// The error of a file inside the input `root`, naming the file by its path relative to the input
-    /// as [`guard::shown_path`] shows it, each folder as well as the file name: an export with a folder
+    /// The error of the input `root` or a file inside it, naming the file by its path as
+    /// [`guard::shown_path`] shows it, each folder as well as the file name: an export with a folder
     /// per patient (`input/Smith_John/labs.csv`, `input/12345678/labs.csv`) has it shown as `(a name that is
-    /// not printed)`. The root itself is printed as the user gave it.
+    /// not printed)`, and so has an input that is one patient's folder (`exports/Smith_John`).
     pub fn inside(self, root: &Path) -> Self {
+        let shown = |p: &Path| PathBuf::from(guard::shown_path(&p.to_string_lossy()));
         let rename = |path: PathBuf| match path.strip_prefix(root) {
-            Ok(rel) if !rel.as_os_str().is_empty() => root.join(guard::shown_path(&rel.to_string_lossy())),
-            _ => path,
+            Ok(rel) if !rel.as_os_str().is_empty() => shown(root).join(shown(rel)),
+            Ok(_) => shown(root),
+            Err(_) => path,
         };
         match self {
             DataError::Io { path, msg } => DataError::Io { path: rename(path), msg },
@@ -634,7 +636,7 @@ pub fn report_unread(path: &Path, unread: &[PathBuf], exts: &[&str], report: &mu
 pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)> {
     let mut report = check::Report::default();
     let mut data = Dataset::default();
-    let format = detect(path)?;
+    let format = detect(path).map_err(|e| e.inside(path))?;
     match format {
         Format::Fhir => fhir::read(path, opts, &mut data, &mut report),
         Format::Csv => csv::read(path, opts, &mut data, &mut report),
@@ -883,7 +885,7 @@ mod tests {
     #[test]
     fn an_error_does_not_print_a_folder_that_names_a_patient() {
         let d = tempfile::tempdir().unwrap();
-        let root = d.path().join("export_20261201");
+        let root = d.path().join("export_a");
         for folder in ["Smith_John", "12345678"] {
             let dir = root.join(folder);
             std::fs::create_dir_all(&dir).unwrap();
@@ -900,5 +902,12 @@ mod tests {
         std::fs::write(dir.join("labs.csv"), "subject_id,when,code,value\n").unwrap();
         let e = read(&root, &ReadOptions::default()).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}/site_a/(a name that is not printed)/labs.csv:1:", root.display())), "{e}");
+        // an input that is one patient's folder, or a path that does not exist, through the guard too
+        let one = d.path().join("Zyxwq_Canarytest");
+        std::fs::rename(&root, &one).unwrap();
+        for input in [one.clone(), d.path().join("Tanaka_Hanako_missing")] {
+            let e = read(&input, &ReadOptions::default()).unwrap_err().to_string();
+            assert!(!e.contains("Zyxwq") && !e.contains("Tanaka") && e.contains("(a name that is not printed)"), "{e}");
+        }
     }
 }

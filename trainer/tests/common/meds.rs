@@ -16,9 +16,19 @@ pub fn col<T: DataType>(rg: &mut RowGroup, values: &[T::T], def: Option<&[i16]>,
 
 /// A parquet writer of `schema` (a message type) at `path`, its parent directories made.
 pub fn writer(path: &Path, schema: &str) -> SerializedFileWriter<std::fs::File> {
+    writer_compressed(path, schema, parquet::basic::Compression::UNCOMPRESSED)
+}
+
+/// [`writer`], its pages compressed by `compression`.
+pub fn writer_compressed(
+    path: &Path,
+    schema: &str,
+    compression: parquet::basic::Compression,
+) -> SerializedFileWriter<std::fs::File> {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let schema = Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
-    SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, Default::default()).unwrap()
+    let props = Arc::new(parquet::file::properties::WriterProperties::builder().set_compression(compression).build());
+    SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, props).unwrap()
 }
 
 /// (subject_id, time in the shard's unit, code, numeric_value, text_value)
@@ -26,12 +36,19 @@ pub type Row<'a> = (i64, Option<i64>, &'a str, Option<f32>, Option<&'a str>);
 
 /// One MEDS data shard at `path`, its time column a timestamp in `unit` (`MICROS`, `NANOS`, `MILLIS`).
 pub fn shard(path: &Path, unit: &str, rows: &[Row]) {
-    let mut w = writer(
+    shard_compressed(path, unit, rows, parquet::basic::Compression::UNCOMPRESSED)
+}
+
+/// [`shard`], its pages compressed by `compression` (pyarrow's snappy by default; LZ4, Brotli, zstd and
+/// gzip where an ETL asks).
+pub fn shard_compressed(path: &Path, unit: &str, rows: &[Row], compression: parquet::basic::Compression) {
+    let mut w = writer_compressed(
         path,
         &format!(
             "message meds {{ required int64 subject_id; optional int64 time (TIMESTAMP({unit},false)); required \
              binary code (STRING); optional float numeric_value; optional binary text_value (STRING); }}"
         ),
+        compression,
     );
     let mut rg = w.next_row_group().unwrap();
     let def = |present: Vec<bool>| present.iter().map(|&p| p as i16).collect::<Vec<i16>>();
