@@ -1,4 +1,6 @@
-//! Numbers that identify a person: Individual Numbers (My Number) and phone numbers.
+//! Numbers that identify a person: Individual Numbers (My Number) and phone numbers; and any number
+//! a cue names as a medical record number or a date of birth (`MRN: 00123456`, `患者ID：12345`,
+//! `DOB 04/17/1961`, `生年月日：昭和36年4月17日`, [`cued`]).
 //!
 //! One pass over the text. A *run* is digits joined by short separators (`-`, space, `.`, `・`, `~`,
 //! `/`, brackets, or a spaced hyphen such as ` - `), read once from its first digit; the scan goes on
@@ -7,6 +9,7 @@
 //! a 200 MB run of digits.
 
 use super::{fold, Finding, IdentifierKind};
+use std::ops::Range;
 
 /// True when the 12 digits form a valid Individual Number: the last digit is the check digit of the
 /// first 11 (weights 2..7 then 2..6 from the right; remainder mod 11 of 0 or 1 gives 0, else 11 - r).
@@ -353,9 +356,210 @@ fn read_run(
             return Some((j, last, None));
         }
     }
+    if let Some((kind, span)) = cued(text, start, j, &run, ops) {
+        found.push((kind, span));
+        return Some((j, last, None));
+    }
     // after a list number: at most 3 digits, and no more digits after them than an identifier has
     let list_number = run.groups[0] <= MAX_LIST_NUMBER && run.n <= MAX_DIGITS + MAX_LIST_NUMBER;
     Some((j, last, second.filter(|_| list_number && !glued_after)))
+}
+
+/// Cues that name the number after them a patient's record number (ASCII compared without case).
+const ID_CUES: &[&str] = &[
+    "mrn",
+    "mr#",
+    "mr no",
+    "medical record number",
+    "medical record no",
+    "medical record",
+    "patient id",
+    "patient no",
+    "patient number",
+    "chart no",
+    "chart number",
+    "hospital no",
+    "hospital number",
+    "nhs number",
+    "nhs no",
+    "患者id",
+    "患者ＩＤ",
+    "患者番号",
+    "カルテ番号",
+    "カルテno",
+    "カルテＮｏ",
+    "診察券番号",
+    "病歴番号",
+    "id番号",
+    "ＩＤ番号",
+];
+
+/// Cues that name the date after them a date of birth.
+const DOB_CUES: &[&str] =
+    &["dob", "d.o.b", "d.o.b.", "date of birth", "birth date", "birthdate", "born", "born on", "生年月日", "誕生日"];
+
+/// What may stand between a date-of-birth cue and the date's first digit: a Japanese era, a month.
+const ERAS: &[&str] = &["明治", "大正", "昭和", "平成", "令和"];
+const MONTHS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+];
+
+/// Whether the last byte of a text may end one of the cues (lower-cased ASCII, or the last byte of
+/// `号`, `日`, `Ｄ`, `ｏ`): the one test most numbers fail.
+fn may_end_cue(b: u8) -> bool {
+    matches!(b.to_ascii_lowercase(), b'n' | b'o' | b'r' | b'd' | b'b' | b'h' | b'e' | b'#' | b'.' | b'y')
+        || matches!(b, 0xB7 | 0xA5 | 0xA4 | 0x8F)
+}
+
+/// The longest of `words` that `text[..at]` ends with (ASCII compared without case), not glued to
+/// an ASCII letter or digit before it (`newborn` is no `born`): its length.
+fn ends_with_word(text: &[u8], at: usize, words: &[&str]) -> Option<usize> {
+    words
+        .iter()
+        .map(|w| w.as_bytes())
+        .filter(|w| {
+            at >= w.len()
+                && text[at - w.len()..at].eq_ignore_ascii_case(w)
+                && (at == w.len() || !text[at - w.len() - 1].is_ascii_alphanumeric())
+        })
+        .map(|w| w.len())
+        .max()
+}
+
+/// The length in bytes of the separator that ends at `at`, 0 for none: `:`, `#`, `=`, `.`, `-`, a
+/// space or tab; the full-width colon, number sign and space.
+fn separator_len(text: &[u8], at: usize) -> usize {
+    if at >= 1 && matches!(text[at - 1], b' ' | b':' | b'#' | b'=' | b'.' | b'-' | b'\t') {
+        1
+    } else if at >= 3 && matches!(&text[at - 3..at], [0xEF, 0xBC, 0x9A | 0x83] | [0xE3, 0x80, 0x80]) {
+        3
+    } else {
+        0
+    }
+}
+
+/// The byte where up to 4 separators before `at` start ([`separator_len`]).
+fn separators_before(text: &[u8], mut at: usize) -> usize {
+    for _ in 0..4 {
+        match separator_len(text, at) {
+            0 => break,
+            n => at -= n,
+        }
+    }
+    at
+}
+
+/// A number (the run at `start..end`) that a cue before it names a patient's record number or date of
+/// birth: the finding's kind and span. A record number is the token (ASCII letters, digits, `-`, `_`)
+/// the run ends, with 3 or more digits, after `MRN`, `患者ID`, ... and up to 4 separators (`:`, `#`,
+/// `=`, `.`, spaces), or glued to the cue (`MRN1234567`, `MRN-CANARY-7777`). A date of birth is a run
+/// shaped as a date (3 groups by `/`, `-` or `.`; 8 digits; a year, month or day before `年`/`月`/`日`; or
+/// a day after a month's name) after `DOB`, `born`, `生年月日`, ... and separators, a Japanese era or a
+/// month between; the span runs on over the date's remaining parts (`4月17日`, `, 1961`). Looks back a
+/// bounded number of bytes, without allocating: it runs for every number that is no phone.
+#[inline(never)]
+fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Option<(IdentifierKind, Range<usize>)> {
+    *ops += 4;
+    let b = text.as_bytes();
+    // the token the run ends: ASCII letters, digits, `-`, `_` (at most 24 bytes)
+    let mut tok = start;
+    while tok > 0 && start - tok < 24 && (b[tok - 1].is_ascii_alphanumeric() || matches!(b[tok - 1], b'-' | b'_')) {
+        tok -= 1;
+    }
+    let token_digits = run.n + b[tok..start].iter().filter(|c| c.is_ascii_digit()).count();
+    if token_digits >= 3 {
+        // a cue that begins the token (`MRN1234567`, `MRN-CANARY-7777`), not a word's start (`mRNA-1273`)
+        let head = &b[tok..start];
+        let word = tok == 0 || !b[tok - 1].is_ascii_alphanumeric();
+        let glued = word
+            && [&b"mrn"[..], b"mr#"].iter().any(|c| {
+                head.len() >= c.len()
+                    && head[..c.len()].eq_ignore_ascii_case(c)
+                    && head.get(c.len()).is_none_or(|x| !x.is_ascii_alphabetic())
+            });
+        if glued {
+            return Some((IdentifierKind::PatientIdentifier, tok..end));
+        }
+        // the cue right before the token or up to 4 separators before it (`MR#` ends with what is
+        // also a separator)
+        let mut at = tok;
+        for _ in 0..5 {
+            if at > 0 && may_end_cue(b[at - 1]) && ends_with_word(b, at, ID_CUES).is_some() {
+                return Some((IdentifierKind::PatientIdentifier, tok..end));
+            }
+            match separator_len(b, at) {
+                0 => break,
+                n => at -= n,
+            }
+        }
+    }
+    // a date of birth: the run itself, no letters glued before it, shaped as a date
+    if tok != start {
+        return None;
+    }
+    let next = at_char(text, end);
+    let shaped = (run.g >= 3 && run.marks & (DASH | SLASH | DOT) != 0 && run.marks & (TILDE | BRACKET) == 0)
+        || (run.g == 1 && run.n == 8)
+        || matches!(next, Some('年' | '月' | '日'));
+    let mut at = separators_before(b, start);
+    let after_word = at > 0 && b[at - 1].is_ascii_alphabetic();
+    if !shaped && !((1..=2).contains(&run.n) && run.g == 1 && after_word) {
+        return None;
+    }
+    let mut date_start = start;
+    if let Some(n) = ends_with_word(b, at, ERAS).filter(|_| shaped) {
+        date_start = at - n;
+        at = separators_before(b, date_start);
+    } else if (1..=2).contains(&run.n) && run.g == 1 && after_word {
+        let n = ends_with_word(b, at, MONTHS)?;
+        date_start = at - n;
+        at = separators_before(b, date_start);
+    } else if !shaped {
+        return None;
+    }
+    if at == 0 || !may_end_cue(b[at - 1]) {
+        return None;
+    }
+    ends_with_word(b, at, DOB_CUES)?;
+    // the date's remaining parts: `4月17日`, `, 1961`
+    let mut stop = end;
+    for (k, c) in text[end..].char_indices().take(12) {
+        let f = fold(c);
+        if f.is_ascii_digit() || matches!(f, '年' | '月' | '日') {
+            stop = end + k + c.len_utf8();
+        } else if !matches!(f, ',' | ' ' | '/' | '.' | '-') {
+            break;
+        }
+    }
+    Some((IdentifierKind::BirthDate, date_start..stop))
+}
+
+/// The folded char at byte `i`.
+fn at_char(text: &str, i: usize) -> Option<char> {
+    text.get(i..)?.chars().next().map(fold)
 }
 
 /// Phone numbers and Individual Numbers in `text`: this scanner's own pass (the guard runs all
@@ -397,6 +601,49 @@ pub fn scan(text: &str, found: &mut Vec<Finding>, ops: &mut u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The spans of what the cues name, as text.
+    fn cued_spans(t: &str) -> Vec<(IdentifierKind, &str)> {
+        let mut f = Vec::new();
+        scan(t, &mut f, &mut 0);
+        f.into_iter().map(|(k, r)| (k, &t[r])).collect()
+    }
+
+    #[test]
+    fn a_number_a_cue_names_a_record_number_or_a_birth_date_is_found() {
+        use IdentifierKind::{BirthDate as B, PatientIdentifier as P};
+        for (text, want) in [
+            ("MRN: 00123456 seen today", vec![(P, "00123456")]),
+            ("mrn#4455667", vec![(P, "4455667")]),
+            ("MR# 123456", vec![(P, "123456")]),
+            ("MRN-CANARY-7777", vec![(P, "MRN-CANARY-7777")]),
+            ("MRN1234567", vec![(P, "MRN1234567")]),
+            ("Patient ID = A-12345", vec![(P, "A-12345")]),
+            ("患者ID：12345678", vec![(P, "12345678")]),
+            ("カルテ番号 ００１２３４", vec![(P, "００１２３４")]),
+            ("DOB 04/17/1961.", vec![(B, "04/17/1961")]),
+            ("Zyxwq Canarytest, born 1961-04-17", vec![(B, "1961-04-17")]),
+            ("date of birth: April 17, 1961", vec![(B, "April 17, 1961")]),
+            ("生年月日：昭和36年4月17日生", vec![(B, "昭和36年4月17日")]),
+            ("生年月日 1961年4月17日", vec![(B, "1961年4月17日")]),
+            ("DOB: 19610417", vec![(B, "19610417")]),
+        ] {
+            assert_eq!(cued_spans(text), want, "{text}");
+        }
+        // no cue, or numbers a cue does not name
+        for text in [
+            "mRNA-1273 vaccine given",
+            "born at 38 weeks, 3200 g",
+            "newborn 2020-01-01 screening",
+            "dobutamine 5 mcg/kg/min",
+            "MRN: 12",
+            "creatinine 1.2 mg/dL on 2024-01-05",
+            "ID: 12345",
+            "born 1961",
+        ] {
+            assert_eq!(cued_spans(text), vec![], "{text}");
+        }
+    }
 
     fn kinds(t: &str) -> Vec<IdentifierKind> {
         let mut f = Vec::new();
