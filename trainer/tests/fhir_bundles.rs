@@ -547,3 +547,44 @@ fn a_zero_byte_gzip_file_is_an_empty_file() {
     assert_eq!(d.events.len(), 1);
     assert_eq!(r.files, 2);
 }
+
+/// Found by a tester: notes in `text/html` (as EHRs send them) were dropped with an info finding: read
+/// as their text (head, scripts, styles, comments dropped), a plain version preferred where both are
+/// sent; an OperationOutcome (an export's error file) is a warning.
+#[test]
+fn html_notes_are_read_as_text_and_an_operation_outcome_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = "<html><head><title>x</title><style>p{}</style></head><body><p>胸痛あり</p><script>a()</script><p>Plan: ECG &amp; troponin</p></body></html>";
+    let doc = |content: serde_json::Value, date: &str| {
+        json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
+                "date": date, "content": content })
+        .to_string()
+    };
+    let lines = [
+        doc(
+            json!([{ "attachment": { "contentType": "text/html; charset=utf-8", "data": b64(html) } }]),
+            "2024-01-01T00:00:00Z",
+        ),
+        doc(
+            json!([{ "attachment": { "contentType": "text/html", "data": b64("<p>same</p>") } },
+                   { "attachment": { "contentType": "text/plain", "data": b64("same") } }]),
+            "2024-01-02T00:00:00Z",
+        ),
+    ];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.path().join("OperationOutcome.ndjson"),
+        json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "error", "code": "processing",
+                "diagnostics": "Patient Zyxwq Canarytest could not be exported" }] })
+        .to_string()
+            + "\n",
+    )
+    .unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let mut texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
+    texts.sort();
+    assert_eq!(texts, ["same", "胸痛あり\nPlan: ECG & troponin"]);
+    let f = r.findings.iter().find(|f| f.kind == "operation_outcome").expect("said");
+    assert_eq!((f.severity, f.count), (data::check::Severity::Warning, 1));
+    assert!(!format!("{r:?}").contains("Zyxwq"));
+}

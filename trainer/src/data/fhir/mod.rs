@@ -14,8 +14,10 @@
 //!   first coding; `valueQuantity`, or a coded or ordinal result (`valueCodeableConcept`, a `valueString`
 //!   such as "2+" or "陰性") as a `coded` event with its ordinal level; time
 //!   from `effectiveDateTime`, `effectivePeriod.start`, `effectiveInstant`, then `issued`.
-//! - DocumentReference: `content[].attachment` with a `text/plain` content type and base64 `data`, in
-//!   the content type's charset (UTF-8 by default; Shift_JIS, EUC-JP, ISO-2022-JP are decoded).
+//! - DocumentReference: `content[].attachment` with a `text/plain` or `text/html` content type and
+//!   base64 `data`, in the content type's charset (UTF-8 by default; Shift_JIS, EUC-JP, ISO-2022-JP are
+//!   decoded); HTML as its text.
+//! - OperationOutcome (an export's error file, a search's outcome entry): counted as a warning.
 //! - DiagnosticReport (a radiology or pathology report): `presentedForm` in `text/plain` as a
 //!   DocumentReference's attachments, and `conclusion`, as one note; one that a DocumentReference of
 //!   the same subject and time also holds (Synthea writes both) is read once. A report's results
@@ -1169,7 +1171,7 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
 
 /// The texts of a resource's attachments (a DocumentReference's `content[].attachment`, a
 /// DiagnosticReport's `presentedForm`): those with a `text/plain` content type and base64 `data`,
-/// decoded in the content type's charset. One without data, or in a charset the reader does not know,
+/// decoded in the content type's charset; those in `text/html` as their text where none is plain. One without data, or in a charset the reader does not know,
 /// is counted (`note_without_data`, `undecodable_note` under the (data, contentType) `fields`); data
 /// that is not base64 makes the line malformed.
 fn attachment_texts<'b, 'a: 'b>(
@@ -1178,11 +1180,14 @@ fn attachment_texts<'b, 'a: 'b>(
     (data_field, type_field): (&'static str, &'static str),
     out: &mut LineOut,
 ) -> std::result::Result<Vec<String>, Bad> {
-    let mut texts = Vec::new();
+    let (mut texts, mut htmls) = (Vec::new(), Vec::new());
     for a in attachments {
         let ct = a.content_type.as_deref().unwrap_or("");
-        // media types are case-insensitive (`Text/Plain; charset=UTF-8`)
-        if !ct.trim_start().get(..10).is_some_and(|t| t.eq_ignore_ascii_case("text/plain")) {
+        // media types are case-insensitive (`Text/Plain; charset=UTF-8`); HTML (as EHRs send notes) is
+        // read as its text
+        let is = |t: &str| ct.trim_start().get(..t.len()).is_some_and(|c| c.eq_ignore_ascii_case(t));
+        let html = is("text/html");
+        if !is("text/plain") && !html {
             continue;
         }
         let Some(data) = a.data.as_deref() else {
@@ -1200,11 +1205,13 @@ fn attachment_texts<'b, 'a: 'b>(
         // a charset the reader does not know, or bytes that are not in it: the note is not read, and
         // counted (the resource itself is valid)
         match decode_text(ct, bytes) {
+            Ok(t) if html => htmls.push(text::html_to_text(&t)),
             Ok(t) => texts.push(t),
             Err(_) => out.found("undecodable_note", resource, type_field),
         }
     }
-    Ok(texts)
+    // a note sent as plain text and as HTML (one content of each) is read once, as plain text
+    Ok(if texts.is_empty() { htmls } else { texts })
 }
 
 /// A DiagnosticReport's text as a note: its `presentedForm` attachments in `text/plain` (as a
@@ -2003,6 +2010,13 @@ fn parse_resource<'a>(
         "DocumentReference" => document_reference(line, opts),
         "DiagnosticReport" => diagnostic_report(line, opts),
         "Composition" => composition(line, opts),
+        // an export's error file (`error` in the bulk manifest) or a search's `outcome` entry: said, as
+        // the export may lack what it failed to write (its text may name a patient: not printed)
+        "OperationOutcome" => Ok(LineOut {
+            resource: Some(reportable::resource_type("OperationOutcome").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
+            info: smallvec::smallvec![(Severity::Warning, "operation_outcome", "OperationOutcome", "issue")],
+            ..Default::default()
+        }),
         "Encounter" => encounter(line, opts),
         "Patient" => patient(line, full_url_id),
         "RelatedPerson" => related_person::related_person(line, None),

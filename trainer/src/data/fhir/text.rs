@@ -26,6 +26,37 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
     }
 }
 
+/// Plain text of an HTML document or fragment (an attachment in `text/html`, as EHRs send notes): the
+/// `<head>`, `<script>` and `<style>` elements and comments dropped, the rest as [`xhtml_to_text`].
+pub fn html_to_text(html: &str) -> String {
+    // ASCII lower-casing keeps every byte where it was: positions found in `lower` cut `html`
+    let lower = html.to_ascii_lowercase();
+    let mut kept = String::with_capacity(html.len());
+    let mut at = 0;
+    while at < html.len() {
+        let next = ["<!--", "<head", "<script", "<style"]
+            .iter()
+            .filter_map(|open| lower[at..].find(open).map(|i| (at + i, *open)))
+            .min_by_key(|(i, _)| *i);
+        let Some((i, open)) = next else { break };
+        kept.push_str(&html[at..i]);
+        let close = match open {
+            "<!--" => "-->",
+            "<head" => "</head>",
+            "<script" => "</script>",
+            _ => "</style>",
+        };
+        at = match lower[i + open.len()..].find(close) {
+            Some(j) => i + open.len() + j + close.len(),
+            None => html.len(),
+        };
+    }
+    if at < html.len() {
+        kept.push_str(&html[at..]);
+    }
+    xhtml_to_text(&kept)
+}
+
 /// Plain text of an XHTML fragment: tags dropped (block tags become line breaks), entities decoded.
 ///
 /// Never panics: slicing is at positions of ASCII bytes found in the text (always char boundaries), a
