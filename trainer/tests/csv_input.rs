@@ -754,3 +754,46 @@ fn findings_of_csv_input_name_its_columns() {
     }
     assert!(!r.render().contains("Observation"), "{}", r.render());
 }
+
+/// Found by a tester: a file of labs and notes (a `text` column beside `code`) read every row as a
+/// note, the labs lost without a word; a row with a value is a lab (its text, a comment, scanned), a
+/// row with only text a note under its code. Malformed rows are named by their path under the input
+/// (two `labs.csv` in two folders are two files).
+#[test]
+fn a_file_of_labs_and_notes_and_files_of_one_name_in_two_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mixed.csv"),
+        "subject_id,time,code,value,unit,system,text\n\
+         a,2024-01-01T08:00:00Z,2160-0,1.1,mg/dL,http://loinc.org,\n\
+         a,2024-01-01T09:00:00Z,2160-0,1.3,mg/dL,http://loinc.org,hemolysed? call 090-1234-5678\n\
+         a,2024-01-02T08:00:00Z,NOTE,,,,胸痛で来院。\n\
+         a,2024-01-03T08:00:00Z,NOTE,,,,\n",
+    )
+    .unwrap();
+    let opts = ReadOptions { identifiers: data::guard::Policy::Redact, ..Default::default() };
+    let (d, r) = read(dir.path(), &opts);
+    let kinds = |k: data::EventKind| d.events.iter().filter(|e| e.kind == k).count();
+    assert_eq!(kinds(data::EventKind::Lab), 2, "{:?}", r.findings);
+    assert_eq!(kinds(data::EventKind::Note), 1, "{:?}", r.findings);
+    let note = d.events.iter().find(|e| e.kind == data::EventKind::Note).unwrap();
+    assert_eq!(d.texts[note.text as usize], "胸痛で来院。");
+    assert_eq!(d.codes[note.code as usize].code, "NOTE");
+    // the comment beside a value is scanned
+    assert_eq!(findings(&r, "phone"), [("text".to_string(), 1)]);
+
+    let dir = tempfile::tempdir().unwrap();
+    for part in ["part1", "part2"] {
+        std::fs::create_dir(dir.path().join(part)).unwrap();
+        std::fs::write(
+            dir.path().join(part).join("labs.csv"),
+            "subject_id,time,code,value\na,2024-01-01T08:00:00Z,2160-0,1.1\na,2024-01-01T08:00:00Z,2160-0,1.1,9\n",
+        )
+        .unwrap();
+    }
+    let (_, r) = read(dir.path(), &ReadOptions::default());
+    let mut files: Vec<String> =
+        r.findings.iter().filter(|f| f.kind == "malformed_line").filter_map(|f| f.file.clone()).collect();
+    files.sort();
+    assert_eq!(files, ["part1/labs.csv", "part2/labs.csv"]);
+}

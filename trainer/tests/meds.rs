@@ -416,7 +416,10 @@ fn meds_findings_named_generic_fields() {
         .filter(|f| f.kind == "malformed_line")
         .map(|f| (f.file.as_deref().unwrap(), f.lines.as_slice()))
         .collect();
-    assert!(lines.contains(&("1.parquet", &[1][..])) && lines.contains(&("1.parquet", &[2][..])), "{lines:?}");
+    assert!(
+        lines.contains(&("data/1.parquet", &[1][..])) && lines.contains(&("data/1.parquet", &[2][..])),
+        "{lines:?}"
+    );
     const MEDS_FIELDS: &[&str] = &[
         "subject_id",
         "time",

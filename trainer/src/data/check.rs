@@ -150,6 +150,9 @@ pub struct Report {
     code_stats: Vec<CodeStat>,
     #[serde(skip)]
     malformed: BTreeMap<String, Malformed>,
+    /// the input directory being read ([`crate::data::read`]): findings name a file by its path under it
+    #[serde(skip)]
+    pub(crate) root: Option<std::path::PathBuf>,
     #[serde(skip)]
     raw: BTreeMap<(Severity, String, String, String, Option<String>), u64>,
     /// [`Report::count`]'s findings, by static names (no allocation per event), merged into `raw` when
@@ -237,6 +240,16 @@ impl Report {
     pub fn identifier(&mut self, policy: guard::Policy, kind: guard::IdentifierKind, resource: &str, field: &str) {
         let sev = if policy == guard::Policy::Reject { Severity::Error } else { Severity::Warning };
         self.finding(sev, kind.as_str(), resource, field, None, 1);
+    }
+
+    /// How findings name an input file: its path under the input's directory (`data/train/0.parquet`,
+    /// `part2/Observation.ndjson`: two files of one name in two folders are two), else its file name;
+    /// printed through the guard ([`super::guard::shown_path`]).
+    pub fn file_label(&self, path: &std::path::Path) -> String {
+        match self.root.as_deref().and_then(|r| path.strip_prefix(r).ok()).filter(|r| !r.as_os_str().is_empty()) {
+            Some(rel) => rel.to_string_lossy().into_owned(),
+            None => path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        }
     }
 
     pub fn malformed_line(&mut self, file: &str, line: u64, reason: &'static str) {

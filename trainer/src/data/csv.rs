@@ -23,6 +23,9 @@ enum Layout {
         /// the code system of `code`, where a column gives it
         system: Option<usize>,
         unit: Option<usize>,
+        /// a `text` column beside `code` (labs and notes in one file): a row without a value whose
+        /// `text` is filled is a note under its code; the text of a row with a value is scanned
+        note: Option<usize>,
         columns: usize,
     },
     Notes {
@@ -186,7 +189,7 @@ pub(super) fn name_fields(report: &mut super::Report) {
 }
 
 /// The columns of a CSV file from its header (names trimmed and lower-cased by [`Table::open`]):
-/// notes when it has `text`, else events; MEDS' names `numeric_value` (for `value`) and `text_value`
+/// notes when it has `text` and no `code` (beside a `code`, `text` is the notes of a file of labs and notes), else events; MEDS' names `numeric_value` (for `value`) and `text_value`
 /// are read too, and a `system` column naming each code's system; `read.columns` names others.
 fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
     let (header, columns) = (&table.header, &opts.columns);
@@ -229,7 +232,8 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
             }
         })
     };
-    if find("text", &["text"]).is_some() {
+    // notes: a `text` column and no `code` (one beside a code is the notes of a file of labs and notes)
+    if find("text", &["text"]).is_some() && find("code", &["code"]).is_none() {
         return Ok(Layout::Notes {
             subject: need("subject_id", &["subject_id"])?,
             time: need("time", &["time"])?,
@@ -275,6 +279,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
     }
     let (text_value, system, unit) =
         (find("text_value", &["text_value"]), find("system", &["system"]), find("unit", &["unit"]));
+    let note = find("text", &["text"]);
     // two roles read from one column (`text_value = "value"` leaves `value` on its own name)
     let roles = [
         ("subject_id", Some(subject)),
@@ -284,6 +289,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
         ("text_value", text_value),
         ("system", system),
         ("unit", unit),
+        ("text", note),
     ];
     for (i, (role, at)) in roles.iter().enumerate() {
         if let Some((other, _)) = roles[..i].iter().find(|(_, o)| at.is_some() && o == at) {
@@ -298,7 +304,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
             });
         }
     }
-    Ok(Layout::Events { subject, time, code, value, text_value, system, unit, columns: header.len() })
+    Ok(Layout::Events { subject, time, code, value, text_value, system, unit, note, columns: header.len() })
 }
 
 /// A CSV file opened for its records: decoded to UTF-8 in the encoding `read.encoding` gives it (by
@@ -554,7 +560,7 @@ pub fn parse_time(s: &str) -> Option<time::Stamp> {
 
 /// Reads one CSV file into the sink.
 pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = sink.report.file_label(path);
     sink.report.bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut table = Table::open(path, sink.opts.encoding, sink.opts.limits)?;
     let layout = layout(path, &table, sink.opts)?;
@@ -805,7 +811,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
     }
     let get = |i: usize| rec.get(i).map(str::trim);
     match *layout {
-        Layout::Events { subject, time: t, system, code, value, text_value, unit, .. } => {
+        Layout::Events { subject, time: t, system, code, value, text_value, unit, note, .. } => {
             let Some((subject, time)) = subject_and_time(get(subject), get(t), sink)? else { return Ok(()) };
             let code = get(code).filter(|s| !s.is_empty()).ok_or("no code")?;
             let (system, code): (Cow<str>, Cow<str>) =
@@ -833,6 +839,27 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                     None => Value::Text,
                 },
             };
+            // a row of a file of labs and notes: a note where it has no value and its text is filled;
+            // beside a value, the text (a comment) is scanned, not kept
+            if let Some(t) = note.and_then(|i| rec.get(i)).filter(|t| !t.trim().is_empty()) {
+                if matches!(value, Value::Text) && text_value.and_then(get).is_none_or(missing) {
+                    let text = guarded_note(t, sink);
+                    let unit = None;
+                    sink.push(Rec {
+                        subject: subject.into(),
+                        time,
+                        kind: EventKind::Note,
+                        system,
+                        code,
+                        value: f32::NAN,
+                        unit,
+                        text: Some(text),
+                        end: i64::MIN,
+                    });
+                    return Ok(());
+                }
+                identifiers(t, "text", sink);
+            }
             let unit = unit.and_then(get).filter(|u| !u.is_empty());
             let (kind, value) = value.event(catalog::lookup(&system, &code).is_some_and(|l| l.vital));
             sink.push(Rec {
@@ -870,14 +897,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
             let time = parse_time(get(t).ok_or("no time")?).ok_or("unreadable time")?;
             let time = sink.time(time).ok_or("unreadable time")?;
-            let mut text = guard::visible(rec.get(text).ok_or("no text")?.to_owned());
-            let found = guard::scan(&text);
-            if !found.is_empty() {
-                for (k, _) in &found {
-                    sink.report.identifier(sink.opts.identifiers, *k, "notes.csv", "text");
-                }
-                text = guard::redact(&text, &found);
-            }
+            let text = guarded_note(rec.get(text).ok_or("no text")?, sink);
             sink.push(Rec {
                 subject: subject.into(),
                 time,
@@ -892,6 +912,19 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
         }
     }
     Ok(())
+}
+
+/// A note's text as kept: without invisible characters, its identifiers counted and redacted.
+fn guarded_note(raw: &str, sink: &mut Sink) -> String {
+    let text = guard::visible(raw.to_owned());
+    let found = guard::scan(&text);
+    if found.is_empty() {
+        return text;
+    }
+    for (k, _) in &found {
+        sink.report.identifier(sink.opts.identifiers, *k, "notes.csv", "text");
+    }
+    guard::redact(&text, &found)
 }
 
 /// Reads a CSV file or every `*.csv` under a directory.

@@ -635,6 +635,7 @@ pub fn report_unread(path: &Path, unread: &[PathBuf], exts: &[&str], report: &mu
 /// Reads any supported input into a dataset and its QA report.
 pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)> {
     let mut report = check::Report::default();
+    report.root = path.is_dir().then(|| path.to_path_buf());
     let mut data = Dataset::default();
     let format = detect(path).map_err(|e| e.inside(path))?;
     match format {

@@ -201,7 +201,7 @@ fn step<'n, R: Read>(
 /// lines are applied to the sink (sequential, in line order), the next block is read and then parsed
 /// (in parallel): the two blocks take turns.
 pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = sink.report.file_label(path);
     read_lines(path, &name, sink)
 }
 

@@ -6,6 +6,7 @@ use super::codes::MedsCode;
 use super::{NO_CODE, NO_SUBJECT};
 use crate::data::{self, guard, EventKind, Rec, Sink};
 use std::borrow::Cow;
+use std::path::Path;
 use std::sync::Arc;
 
 /// One row of a shard as decoded, then as prepared ([`prepare`]) for the sink.
@@ -33,7 +34,7 @@ pub(super) struct Row {
 /// another while the next batch is decoded.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
-    /// the shard's file name (where malformed rows are)
+    /// the shard's path (where malformed rows are; the report names it under the input's root)
     pub(super) name: String,
     /// the shard's size, on its first batch
     pub(super) bytes: u64,
@@ -95,6 +96,7 @@ pub(super) fn prepare(row: &mut Row) {
 pub(super) fn apply(sink: &mut Sink, batch: Batch) {
     use data::check::Severity;
     let Batch { name, bytes, first_line, last, time_offset, subjects, units, rows } = batch;
+    let name = sink.report.file_label(Path::new(&name));
     sink.report.bytes += bytes;
     for (i, row) in rows.into_iter().enumerate() {
         sink.report.lines += 1;

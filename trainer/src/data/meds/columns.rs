@@ -250,7 +250,8 @@ impl Shard {
             // hold, not the count its metadata claims (`code`, a BYTE_ARRAY, is always read)
             *slot = Some(Column { index, conv, max_def: c.max_def_level(), physical: c.physical_type() });
         }
-        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        // (named under the input's root where the batch is applied)
+        let name = path.display().to_string();
         Ok(Shard {
             path: path.into(),
             name,

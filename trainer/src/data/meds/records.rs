@@ -47,7 +47,7 @@ fn as_f32(f: &Field) -> Option<f32> {
 /// shard.
 pub(super) fn read_rows(path: &Path, known: super::codes::Known) -> Result<Batch> {
     let reader = open(path)?;
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = path.display().to_string();
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     check_columns(path, &reader)?;
     let per_second = integer_time_unit(&reader, "time");
