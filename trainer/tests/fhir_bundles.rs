@@ -588,3 +588,39 @@ fn html_notes_are_read_as_text_and_an_operation_outcome_is_said() {
     assert_eq!((f.severity, f.count), (data::check::Severity::Warning, 1));
     assert!(!format!("{r:?}").contains("Zyxwq"));
 }
+
+/// Found by a tester: an attachment whose data is a contained Binary (`url: "#bin1"`) was dropped as a
+/// note without data; one linking a Binary elsewhere (as EHR bulk exports give notes) was an info
+/// finding (a warning now: the export's notes are not in its lines); a code written with spaces or a
+/// system with a trailing slash was another code than the catalogue's.
+#[test]
+fn contained_binaries_are_read_links_said_and_codes_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |attachment: serde_json::Value, contained: serde_json::Value| {
+        json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
+                "date": "2024-01-01T00:00:00Z", "contained": contained, "content": [{ "attachment": attachment }] })
+        .to_string()
+    };
+    let lines = [
+        doc(
+            json!({ "contentType": "text/plain", "url": "#bin1" }),
+            json!([{ "resourceType": "Binary", "id": "bin1", "contentType": "text/plain", "data": b64("退院時サマリー") }]),
+        ),
+        doc(json!({ "contentType": "text/html", "url": "Binary/e123" }), json!([])),
+    ];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
+    let lab = json!({ "resourceType": "Observation", "status": "final",
+        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
+        "code": { "coding": [{ "system": "http://loinc.org/", "code": " 2160-0 " }] }, "subject": { "reference": "Patient/a" },
+        "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": 1.1, "unit": "mg/dL" } });
+    std::fs::write(dir.path().join("Observation.ndjson"), lab.to_string() + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let notes: Vec<&str> =
+        d.events.iter().filter(|e| e.kind == EventKind::Note).map(|e| d.texts[e.text as usize].as_str()).collect();
+    assert_eq!(notes, ["退院時サマリー"]);
+    let f = r.findings.iter().find(|f| f.kind == "note_by_url").expect("said");
+    assert_eq!((f.severity, f.count), (data::check::Severity::Warning, 1));
+    let lab = d.events.iter().find(|e| e.kind == EventKind::Lab).unwrap();
+    let code = &d.codes[lab.code as usize];
+    assert_eq!((code.system.as_str(), code.code.as_str()), ("http://loinc.org", "2160-0"));
+}

@@ -815,7 +815,10 @@ impl Sink<'_> {
                 return;
             }
         }
-        let (code, mapped) = self.data.code(&r.system, &r.code, self.opts.code_map.as_deref());
+        // a code or system as exports mistype them (` 2160-0 `, `http://loinc.org/`) is the code
+        let system = r.system.trim();
+        let system = system.strip_suffix('/').unwrap_or(system);
+        let (code, mapped) = self.data.code(system, r.code.trim(), self.opts.code_map.as_deref());
         let (mut kind, mut unit) = (r.kind, r.unit.as_deref().filter(|u| !u.is_empty()));
         // a result whose code is a catalogue vital sign is one, whatever told the reader it was a result
         // (a CSV or MEDS code, a MEDS parent code, a local code the code map maps)

@@ -305,6 +305,35 @@ struct Attachment<'a> {
     content_type: Option<Str<'a>>,
     #[serde(borrow)]
     data: Option<Str<'a>>,
+    /// where the data is when it is not inline: `#id` a Binary contained in the resource (read), a
+    /// Binary elsewhere (not read: said)
+    #[serde(borrow)]
+    url: Option<Str<'a>>,
+}
+
+/// A Binary contained in a resource (`contained`), as an attachment's `url: "#id"` names it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainedBinary {
+    resource_type: Option<String>,
+    id: Option<String>,
+    content_type: Option<String>,
+    data: Option<String>,
+}
+
+/// The (contentType, data) of the Binary `#id` contained in the resource on `line`.
+fn contained_binary(line: &[u8], id: &str) -> Option<(Option<String>, String)> {
+    #[derive(Deserialize)]
+    struct Holder {
+        #[serde(default)]
+        contained: Vec<serde_json::Value>,
+    }
+    let h: Holder = from_line(line).ok()?;
+    h.contained.into_iter().find_map(|c| {
+        let b: ContainedBinary = serde_json::from_value(c).ok()?;
+        (b.resource_type.as_deref() == Some("Binary") && b.id.as_deref() == Some(id))
+            .then_some((b.content_type, b.data?))
+    })
 }
 
 #[derive(Deserialize)]
@@ -522,10 +551,15 @@ impl<'a> LineOut<'a> {
     }
 
     /// Counts a finding of the line (once however often the line has it).
-    fn found(&mut self, kind: &'static str, resource: &'static str, field: &'static str) {
-        if !self.info.contains(&(Severity::Info, kind, resource, field)) {
-            self.info.push((Severity::Info, kind, resource, field));
+    /// A finding of `severity`, once per line.
+    fn info_once(&mut self, severity: Severity, kind: &'static str, resource: &'static str, field: &'static str) {
+        if !self.info.contains(&(severity, kind, resource, field)) {
+            self.info.push((severity, kind, resource, field));
         }
+    }
+
+    fn found(&mut self, kind: &'static str, resource: &'static str, field: &'static str) {
+        self.info_once(Severity::Info, kind, resource, field);
     }
 
     /// A valid resource that lacks what the reader needs (a time, a patient, a code: optional in R4):
@@ -773,6 +807,7 @@ const FIELDS_READ: &[&str] = &[
     "title",
     "type",
     "unit",
+    "url",
     "value",
     "valueAttachment",
     "valueBoolean",
@@ -1146,10 +1181,10 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     let (system, code) = note_code(&d.type_, opts);
     let attachments = d.content.iter().filter_map(|c| c.attachment.as_ref());
     let fields = ("content.attachment.data", "content.attachment.contentType");
-    let texts = attachment_texts(attachments, "DocumentReference", fields, &mut out)?;
+    let texts = attachment_texts(line, attachments, "DocumentReference", fields, &mut out)?;
     if texts.is_empty() {
         // an attachment without data was counted as such
-        if !out.info.iter().any(|i| i.1 == "note_without_data" || i.1 == "undecodable_note") {
+        if !out.info.iter().any(|i| matches!(i.1, "note_without_data" | "note_by_url" | "undecodable_note")) {
             out.found("no_text_attachment", "DocumentReference", "content.attachment.contentType");
         }
         return Ok(out);
@@ -1175,6 +1210,7 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
 /// is counted (`note_without_data`, `undecodable_note` under the (data, contentType) `fields`); data
 /// that is not base64 makes the line malformed.
 fn attachment_texts<'b, 'a: 'b>(
+    line: &[u8],
     attachments: impl Iterator<Item = &'b Attachment<'a>>,
     resource: &'static str,
     (data_field, type_field): (&'static str, &'static str),
@@ -1182,7 +1218,13 @@ fn attachment_texts<'b, 'a: 'b>(
 ) -> std::result::Result<Vec<String>, Bad> {
     let (mut texts, mut htmls) = (Vec::new(), Vec::new());
     for a in attachments {
-        let ct = a.content_type.as_deref().unwrap_or("");
+        // data by `url: "#id"`: the Binary contained in the resource, its content type where the
+        // attachment gives none
+        let binary = match (&a.data, a.url.as_deref()) {
+            (None, Some(u)) if u.starts_with('#') => contained_binary(line, &u[1..]),
+            _ => None,
+        };
+        let ct = a.content_type.as_deref().or(binary.as_ref().and_then(|b| b.0.as_deref())).unwrap_or("");
         // media types are case-insensitive (`Text/Plain; charset=UTF-8`); HTML (as EHRs send notes) is
         // read as its text
         let is = |t: &str| ct.trim_start().get(..t.len()).is_some_and(|c| c.eq_ignore_ascii_case(t));
@@ -1190,8 +1232,14 @@ fn attachment_texts<'b, 'a: 'b>(
         if !is("text/plain") && !html {
             continue;
         }
-        let Some(data) = a.data.as_deref() else {
-            out.found("note_without_data", resource, data_field);
+        let Some(data) = a.data.as_deref().or(binary.as_ref().map(|b| b.1.as_str())) else {
+            // a link to a Binary not in the resource (as EHR bulk exports give notes): the note is
+            // not in the export's lines; a warning, so that an export of links is not taken for one
+            // without notes
+            match a.url.as_deref() {
+                Some(_) => out.info_once(Severity::Warning, "note_by_url", resource, data_field),
+                None => out.found("note_without_data", resource, data_field),
+            }
             continue;
         };
         // base64Binary may be broken into lines (MIME style): whitespace is not data
@@ -1254,6 +1302,7 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         return Ok(out);
     }
     let mut texts = attachment_texts(
+        line,
         d.presented_form.iter(),
         RESOURCE,
         ("presentedForm.data", "presentedForm.contentType"),
@@ -1272,7 +1321,7 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     }
     if texts.is_empty() {
         if !d.presented_form.is_empty()
-            && !out.info.iter().any(|i| i.1 == "note_without_data" || i.1 == "undecodable_note")
+            && !out.info.iter().any(|i| matches!(i.1, "note_without_data" | "note_by_url" | "undecodable_note"))
         {
             out.found("no_text_attachment", RESOURCE, "presentedForm.contentType");
         }
