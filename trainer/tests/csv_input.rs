@@ -797,3 +797,31 @@ fn a_file_of_labs_and_notes_and_files_of_one_name_in_two_folders() {
     files.sort();
     assert_eq!(files, ["part1/labs.csv", "part2/labs.csv"]);
 }
+
+/// Found by a tester: a Shift_JIS file whose only non-ASCII text is full-width digits and units was
+/// refused as no known encoding; one whose first thousands of rows are ASCII and a later one Shift_JIS
+/// was blocked on that row (its start read as UTF-8): the file is told from its first line that is not
+/// ASCII.
+#[test]
+fn full_width_only_and_late_shift_jis_are_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = "subject_id,time,code,value,unit\n".to_string();
+    text += "a,2024-01-01T08:00:00Z,2160-0,１．２,ｍｇ／ｄＬ\n";
+    std::fs::write(dir.path().join("labs.csv"), sjis(&text)).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(values(&d), [1.2], "{:?}", r.findings);
+    assert_eq!(findings(&r, "text_encoding"), [("Shift_JIS".to_string(), 1)]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = "subject_id,time,code,value,unit\n".to_string();
+    for i in 0..5000 {
+        text += &format!("a,2024-01-01T08:{:02}:{:02}Z,2160-0,1.{},mg/dL\n", i / 60 % 60, i % 60, i % 10);
+    }
+    text += "b,2024-01-02T08:00:00Z,2160-0,1.0,ｍｇ／ｄＬ\n";
+    assert!(text.len() > 100 << 10);
+    std::fs::write(dir.path().join("labs.csv"), sjis(&text)).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert!(!r.blocking, "{:?}", r.findings);
+    assert_eq!(d.events.len(), 5001);
+    assert_eq!(findings(&r, "text_encoding"), [("Shift_JIS".to_string(), 1)]);
+}

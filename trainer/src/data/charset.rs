@@ -61,6 +61,9 @@ impl Choice {
 /// How much of a file's start is looked at to tell its encoding.
 const SNIFF_BYTES: usize = 64 << 10;
 
+/// How far a file that starts in plain ASCII is read to find the text that tells its encoding.
+const LOOKAHEAD_BYTES: usize = 16 << 20;
+
 /// How a file's encoding was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chosen {
@@ -171,6 +174,8 @@ fn reads_as_japanese(text: &str) -> bool {
         ('\u{3041}'..='\u{30FF}').contains(&c)
             || ('\u{4E00}'..='\u{9FFF}').contains(&c)
             || matches!(c, '、' | '。' | '「' | '」' | '・')
+            // full-width digits, letters and signs (`１．２`, `ｍｇ／ｄＬ`), as Japanese systems write them
+            || ('\u{FF01}'..='\u{FF5E}').contains(&c)
     };
     let (mut yes, mut no) = (0usize, 0usize);
     let mut prev = [' ', ' '];
@@ -223,11 +228,37 @@ pub fn open<R: Read + 'static>(
 ) -> std::io::Result<std::result::Result<Opened, &'static str>> {
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     (&mut inner).take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
-    let complete = head.len() < SNIFF_BYTES;
-    let Some((encoding, bom, chosen)) = detect(choice, &head, complete) else {
+    let mut complete = head.len() < SNIFF_BYTES;
+    // a start of plain ASCII (no zero byte: not UTF-16) tells nothing, UTF-8, Shift_JIS and EUC-JP all
+    // read it (an export's first thousands of rows may be codes and numbers): the file is read on to
+    // its first byte that is not ASCII (up to LOOKAHEAD_BYTES, kept in memory and read again) and told
+    // from the line that holds it
+    let mut window = 0..head.len();
+    if matches!(choice, Choice::Auto) && !complete && head.iter().all(|&b| b != 0 && b.is_ascii()) {
+        loop {
+            let before = head.len();
+            (&mut inner).take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
+            complete = head.len() - before < SNIFF_BYTES;
+            if let Some(i) = head[before..].iter().position(|b| !b.is_ascii()) {
+                let first = before + i;
+                let line = head[..first].iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
+                window = line..head.len().min(line + SNIFF_BYTES);
+                break;
+            }
+            if complete || head.len() >= LOOKAHEAD_BYTES {
+                break;
+            }
+        }
+    }
+    let told_from_start = window.start == 0;
+    let window_complete = complete && window.end == head.len();
+    let Some((encoding, bom, chosen)) = detect(choice, &head[window], window_complete) else {
         return Ok(Err(UNKNOWN_ENCODING));
     };
-    head.drain(..bom);
+    // (a mark is one only at the file's start)
+    if told_from_start {
+        head.drain(..bom);
+    }
     let replaced = Replaced::default();
     let source = std::io::Cursor::new(head).chain(inner);
     let reader: Box<dyn Read> = if encoding == UTF_8 {
