@@ -273,3 +273,24 @@ fn rows_without_a_system_take_no_public_systems_codes() {
     assert!(d.find_code(LOINC, "2160-0").is_none());
     assert_eq!(count(&r, "code_mapped"), 0);
 }
+
+/// Found by review: systems are read without a trailing `/` (`http://lab.example/codes/`), so a map
+/// that names the system as the data write it must be read so too, or its rows map nothing.
+#[test]
+fn a_system_with_a_trailing_slash_maps_as_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("map.csv");
+    std::fs::write(&map, "code,system,loinc\nCRE,https://lab.example.org/codes/,2160-0\n").unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let obs = serde_json::json!({ "resourceType": "Observation", "status": "final",
+        "category": [{ "coding": [{ "code": "laboratory" }] }],
+        "code": { "coding": [{ "system": "https://lab.example.org/codes/", "code": "CRE" }] },
+        "subject": { "reference": "Patient/a" }, "effectiveDateTime": "2024-01-02T08:00:00Z",
+        "valueQuantity": { "value": 1.1, "unit": "mg/dL" } });
+    std::fs::write(input.join("Observation.ndjson"), obs.to_string() + "\n").unwrap();
+    let (d, r) = data::read(&input, &with_map(&map)).unwrap();
+    let e = d.events.iter().find(|e| e.kind == EventKind::Lab).expect("a lab");
+    assert_eq!(d.codes[e.code as usize].code, "2160-0", "{:?}", r.findings);
+    assert_eq!(count(&r, "code_map_unused"), 0);
+}

@@ -825,3 +825,18 @@ fn full_width_only_and_late_shift_jis_are_told() {
     assert_eq!(d.events.len(), 5001);
     assert_eq!(findings(&r, "text_encoding"), [("Shift_JIS".to_string(), 1)]);
 }
+
+/// Found by review: a notes file whose `code` column is the note's type (no value column) is a notes
+/// file, as before files of labs and notes were read (it was refused for want of a value column).
+#[test]
+fn a_notes_file_with_a_code_column_is_read_as_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("notes.csv"),
+        "subject_id,time,code,text\na,2024-01-01T08:00:00Z,discharge,退院。\n",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(d.events.len(), 1, "{:?}", r.findings);
+    assert_eq!(d.events[0].kind, data::EventKind::Note);
+}

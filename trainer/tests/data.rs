@@ -215,9 +215,9 @@ fn a_malformed_resource_names_the_field_where_it_failed_but_not_its_value() {
     assert_eq!(
         reasons,
         [
+            ("not JSON (at valueQuantity.?)".to_string(), vec![4]),
             ("not a valid Observation (at code.coding.system)".to_string(), vec![3]),
             ("not a valid Observation (at subject)".to_string(), vec![2]),
-            ("not a valid Observation (at valueQuantity.?)".to_string(), vec![4]),
         ],
         "{text}"
     );

@@ -624,3 +624,32 @@ fn contained_binaries_are_read_links_said_and_codes_trimmed() {
     let code = &d.codes[lab.code as usize];
     assert_eq!((code.system.as_str(), code.code.as_str()), ("http://loinc.org", "2160-0"));
 }
+
+/// Found by review: `<header>` was read as `<head>` (the note after it dropped); a note of a million
+/// comments took minutes (each opener searched again from every tag); a Binary named by many
+/// attachments was decoded once per attachment.
+#[test]
+fn html_headers_long_comments_and_binaries_named_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |content: serde_json::Value, contained: serde_json::Value, date: &str| {
+        json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
+                "date": date, "contained": contained, "content": content })
+        .to_string()
+    };
+    let html = |h: &str| json!([{ "attachment": { "contentType": "text/html", "data": b64(h) } }]);
+    let many = "<!---->".repeat(300_000) + "<p>end</p>" + &"<".repeat(200_000);
+    let twice = json!([{ "attachment": { "contentType": "text/plain", "url": "#b" } },
+                       { "attachment": { "contentType": "text/plain", "url": "#b" } }]);
+    let binary = json!([{ "resourceType": "Binary", "id": "b", "contentType": "text/plain", "data": b64("一度") }]);
+    let lines = [
+        doc(html("<body><header>Clinic</header><p>胸痛</p></body>"), json!([]), "2024-01-01T00:00:00Z"),
+        doc(html(&many), json!([]), "2024-01-02T00:00:00Z"),
+        doc(twice, binary, "2024-01-03T00:00:00Z"),
+    ];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
+    let (d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
+    assert_eq!(texts[0], "Clinic\n胸痛");
+    assert!(texts[1].starts_with("end\n<<<"), "{}", &texts[1][..20]);
+    assert_eq!(texts[2], "一度");
+}

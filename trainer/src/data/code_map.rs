@@ -147,10 +147,11 @@ impl CodeMap {
             let system = match get(system_col) {
                 None => None,
                 Some(s) => match super::csv::code_system(s) {
-                    Some(s) if standard(&s) => {
+                    Some(s) if standard(s.strip_suffix('/').unwrap_or(&s)) => {
                         return Err(bad("system", "LOINC and JLAC10 codes are read as they are: map local codes only"))
                     }
-                    Some(s) => Some(s.into_owned()),
+                    // as the readers read a system (`http://lab.example/codes/` is `.../codes`)
+                    Some(s) => Some(s.strip_suffix('/').unwrap_or(&s).to_owned()),
                     None => {
                         return Err(bad(
                             "system",

@@ -232,8 +232,10 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
             }
         })
     };
-    // notes: a `text` column and no `code` (one beside a code is the notes of a file of labs and notes)
-    if find("text", &["text"]).is_some() && find("code", &["code"]).is_none() {
+    // notes: a `text` column, and no `code` and value columns (`code` alone is the notes' type; beside a
+    // code and a value, `text` is the notes of a file of labs and notes)
+    let labs_too = find("code", &["code"]).is_some() && find("value", &["value", "numeric_value"]).is_some();
+    if find("text", &["text"]).is_some() && !labs_too {
         return Ok(Layout::Notes {
             subject: need("subject_id", &["subject_id"])?,
             time: need("time", &["time"])?,
@@ -813,7 +815,14 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
     match *layout {
         Layout::Events { subject, time: t, system, code, value, text_value, unit, note, .. } => {
             let Some((subject, time)) = subject_and_time(get(subject), get(t), sink)? else { return Ok(()) };
-            let code = get(code).filter(|s| !s.is_empty()).ok_or("no code")?;
+            let note_text = note.and_then(|i| rec.get(i)).filter(|t| !t.trim().is_empty());
+            let no_value = get(value).is_none_or(missing) && text_value.and_then(get).is_none_or(missing);
+            let code = match get(code).filter(|s| !s.is_empty()) {
+                Some(c) => c,
+                // a note of a file of labs and notes needs no code
+                None if note_text.is_some() && no_value => "note",
+                None => return Err("no code"),
+            };
             let (system, code): (Cow<str>, Cow<str>) =
                 match (code.split_once('|'), system.and_then(get).filter(|s| !s.is_empty())) {
                     (Some((s, c)), _) => (s.into(), c.into()),
@@ -841,8 +850,8 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             };
             // a row of a file of labs and notes: a note where it has no value and its text is filled;
             // beside a value, the text (a comment) is scanned, not kept
-            if let Some(t) = note.and_then(|i| rec.get(i)).filter(|t| !t.trim().is_empty()) {
-                if matches!(value, Value::Text) && text_value.and_then(get).is_none_or(missing) {
+            if let Some(t) = note_text {
+                if no_value {
                     let text = guarded_note(t, sink);
                     let unit = None;
                     sink.push(Rec {

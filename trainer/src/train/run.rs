@@ -1639,8 +1639,9 @@ fn train_on<B: Backend + 'static>(
     if record.epsilon.last().map(|e| e.0) != Some(run.steps()) {
         record.epsilon.push((run.steps(), eps));
     }
-    unsettled.armed = false;
+    // (disarmed once the checkpoint is recorded: one that fails before leaves the run to the guard)
     save(&run, &record, false)?;
+    unsettled.armed = false;
     let finished = !interrupted;
     let mut over_budget = false;
     if finished && charged {

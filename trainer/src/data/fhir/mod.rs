@@ -54,6 +54,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use smallvec::SmallVec;
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 mod demographics;
 mod person;
@@ -321,19 +322,20 @@ struct ContainedBinary {
     data: Option<String>,
 }
 
-/// The (contentType, data) of the Binary `#id` contained in the resource on `line`.
-fn contained_binary(line: &[u8], id: &str) -> Option<(Option<String>, String)> {
+/// The Binaries contained in the resource on `line`: id -> (contentType, data).
+fn contained_binaries(line: &[u8]) -> HashMap<String, (Option<String>, Option<String>)> {
     #[derive(Deserialize)]
     struct Holder {
         #[serde(default)]
         contained: Vec<serde_json::Value>,
     }
-    let h: Holder = from_line(line).ok()?;
-    h.contained.into_iter().find_map(|c| {
-        let b: ContainedBinary = serde_json::from_value(c).ok()?;
-        (b.resource_type.as_deref() == Some("Binary") && b.id.as_deref() == Some(id))
-            .then_some((b.content_type, b.data?))
-    })
+    let Ok(h) = from_line::<Holder>(line) else { return HashMap::new() };
+    h.contained
+        .into_iter()
+        .filter_map(|c| serde_json::from_value::<ContainedBinary>(c).ok())
+        .filter(|b| b.resource_type.as_deref() == Some("Binary"))
+        .filter_map(|b| Some((b.id?, (b.content_type, b.data))))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -710,6 +712,8 @@ fn invalid_at<'a, R: Deserialize<'a>>(line: &'a [u8], invalid: Bad) -> Bad {
     let Err(e) = serde_path_to_error::deserialize::<_, R>(&mut serde_json::Deserializer::from_slice(line)) else {
         return invalid;
     };
+    // a line cut short or broken (`{"resourceType":"Observation", "code": {`) is no resource at all
+    let invalid = if e.inner().is_syntax() || e.inner().is_eof() { "not JSON" } else { invalid };
     let mut fields: Vec<&str> = vec![];
     for seg in e.path().iter() {
         match seg {
@@ -1217,11 +1221,27 @@ fn attachment_texts<'b, 'a: 'b>(
     out: &mut LineOut,
 ) -> std::result::Result<Vec<String>, Bad> {
     let (mut texts, mut htmls) = (Vec::new(), Vec::new());
+    // the contained Binaries, read once for the resource; each read once however many attachments
+    // name it
+    let mut binaries: Option<HashMap<String, (Option<String>, Option<String>)>> = None;
+    let mut named = std::collections::HashSet::new();
     for a in attachments {
         // data by `url: "#id"`: the Binary contained in the resource, its content type where the
         // attachment gives none
         let binary = match (&a.data, a.url.as_deref()) {
-            (None, Some(u)) if u.starts_with('#') => contained_binary(line, &u[1..]),
+            (None, Some(u)) if u.starts_with('#') => {
+                if !named.insert(u.to_owned()) {
+                    continue;
+                }
+                let all = binaries.get_or_insert_with(|| contained_binaries(line));
+                match all.remove(&u[1..]) {
+                    Some(b) => Some(b),
+                    None => {
+                        out.found("note_without_data", resource, data_field);
+                        continue;
+                    }
+                }
+            }
             _ => None,
         };
         let ct = a.content_type.as_deref().or(binary.as_ref().and_then(|b| b.0.as_deref())).unwrap_or("");
@@ -1232,13 +1252,13 @@ fn attachment_texts<'b, 'a: 'b>(
         if !is("text/plain") && !html {
             continue;
         }
-        let Some(data) = a.data.as_deref().or(binary.as_ref().map(|b| b.1.as_str())) else {
+        let Some(data) = a.data.as_deref().or(binary.as_ref().and_then(|b| b.1.as_deref())) else {
             // a link to a Binary not in the resource (as EHR bulk exports give notes): the note is
             // not in the export's lines; a warning, so that an export of links is not taken for one
             // without notes
             match a.url.as_deref() {
-                Some(_) => out.info_once(Severity::Warning, "note_by_url", resource, data_field),
-                None => out.found("note_without_data", resource, data_field),
+                Some(_) if binary.is_none() => out.info_once(Severity::Warning, "note_by_url", resource, data_field),
+                _ => out.found("note_without_data", resource, data_field),
             }
             continue;
         };
@@ -2038,6 +2058,29 @@ fn contained_patient(c: &serde_json::Value, resource: &'static str, out: &mut Li
     }
 }
 
+/// An OperationOutcome: a warning where an issue is an error (or fatal, or a warning: the export may
+/// lack what it failed to write), else (information only, as a search's outcome entry often is) an
+/// info finding. Its text is not read (it may name a patient).
+fn operation_outcome<'a>(line: &[u8]) -> LineOut<'a> {
+    #[derive(Deserialize)]
+    struct Issue {
+        severity: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Outcome {
+        #[serde(default)]
+        issue: Vec<Issue>,
+    }
+    let serious = from_line::<Outcome>(line)
+        .map_or(true, |o| o.issue.iter().any(|i| !matches!(i.severity.as_deref(), Some("information"))));
+    let severity = if serious { Severity::Warning } else { Severity::Info };
+    LineOut {
+        resource: Some(reportable::resource_type("OperationOutcome").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
+        info: smallvec::smallvec![(severity, "operation_outcome", "OperationOutcome", "issue")],
+        ..Default::default()
+    }
+}
+
 fn parse_resource<'a>(
     line: &'a [u8],
     opts: &ReadOptions,
@@ -2061,11 +2104,7 @@ fn parse_resource<'a>(
         "Composition" => composition(line, opts),
         // an export's error file (`error` in the bulk manifest) or a search's `outcome` entry: said, as
         // the export may lack what it failed to write (its text may name a patient: not printed)
-        "OperationOutcome" => Ok(LineOut {
-            resource: Some(reportable::resource_type("OperationOutcome").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
-            info: smallvec::smallvec![(Severity::Warning, "operation_outcome", "OperationOutcome", "issue")],
-            ..Default::default()
-        }),
+        "OperationOutcome" => Ok(operation_outcome(line)),
         "Encounter" => encounter(line, opts),
         "Patient" => patient(line, full_url_id),
         "RelatedPerson" => related_person::related_person(line, None),

@@ -29,31 +29,40 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
 /// Plain text of an HTML document or fragment (an attachment in `text/html`, as EHRs send notes): the
 /// `<head>`, `<script>` and `<style>` elements and comments dropped, the rest as [`xhtml_to_text`].
 pub fn html_to_text(html: &str) -> String {
-    // ASCII lower-casing keeps every byte where it was: positions found in `lower` cut `html`
+    // one pass over the `<`s: an element dropped is skipped to its end tag, found once (linear)
     let lower = html.to_ascii_lowercase();
     let mut kept = String::with_capacity(html.len());
-    let mut at = 0;
-    while at < html.len() {
-        let next = ["<!--", "<head", "<script", "<style"]
-            .iter()
-            .filter_map(|open| lower[at..].find(open).map(|i| (at + i, *open)))
-            .min_by_key(|(i, _)| *i);
-        let Some((i, open)) = next else { break };
-        kept.push_str(&html[at..i]);
-        let close = match open {
-            "<!--" => "-->",
-            "<head" => "</head>",
-            "<script" => "</script>",
-            _ => "</style>",
+    let (mut at, mut from) = (0, 0);
+    while let Some(i) = lower[from..].find('<').map(|i| from + i) {
+        let rest = &lower[i..];
+        // an element's name ends at `>`, a space or `/` (`<header>` is no `<head>`)
+        let named = |name: &str| {
+            rest.starts_with(name)
+                && rest[name.len()..].starts_with(|c: char| c == '>' || c == '/' || c.is_ascii_whitespace())
         };
-        at = match lower[i + open.len()..].find(close) {
-            Some(j) => i + open.len() + j + close.len(),
+        let close = if rest.starts_with("<!--") {
+            Some("-->")
+        } else if named("<head") {
+            Some("</head>")
+        } else if named("<script") {
+            Some("</script>")
+        } else if named("<style") {
+            Some("</style>")
+        } else {
+            None
+        };
+        let Some(close) = close else {
+            from = i + 1;
+            continue;
+        };
+        kept.push_str(&html[at..i]);
+        at = match lower[i + 4..].find(close) {
+            Some(j) => i + 4 + j + close.len(),
             None => html.len(),
         };
+        from = at;
     }
-    if at < html.len() {
-        kept.push_str(&html[at..]);
-    }
+    kept.push_str(&html[at..]);
     xhtml_to_text(&kept)
 }
 
@@ -64,11 +73,14 @@ pub fn html_to_text(html: &str) -> String {
 pub fn xhtml_to_text(div: &str) -> String {
     let mut out = String::with_capacity(div.len());
     let mut rest = div;
+    // no `>` after some point: every `<` from there is text (not searched again: linear)
+    let mut no_close = false;
     while let Some(i) = rest.find(['<', '&']) {
         out.push_str(&rest[..i]);
         rest = &rest[i..];
         if rest.starts_with('<') {
-            let Some(close) = rest.find('>') else {
+            let Some(close) = (if no_close { None } else { rest.find('>') }) else {
+                no_close = true;
                 // not a tag (a malformed fragment or a bare `<` in text): keep it as text
                 out.push('<');
                 rest = &rest[1..];

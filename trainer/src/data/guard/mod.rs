@@ -346,7 +346,8 @@ mod tests {
         "スミス|ヘルパー|です|に|は|より|電話|example|com|jp|.jp|例え|ｱｲｳ|\n|é|ß|Ａ|ａ|％|＿|，|ID|lot|10:30|2024-03-05|",
         "1.23|mg/dL|😀|a.b@example.com|連絡先taro@例え.jp|090-1234-5678|03-1234-5678|0312345678|",
         "09012345678|+81 90|(03)|(03) 5555 6473|(090) |123456789018|1234 5678 9018|555-123-4567|TEL0312345678|",
-        "(2) |1) |３．|（２）|1.|1.090|3.5-4.0|No.|Ｎｏ．|e.g.",
+        "(2) |1) |３．|（２）|1.|1.090|3.5-4.0|No.|Ｎｏ．|e.g.|MRN|MRN: |mrn#|患者ID|カルテ番号|ＭＲＮ|Patient ID |DOB |",
+        "born |生年月日|昭和|S|Apr|April |04/17/1961|1961年|4月|17日|19610417|mRNA",
     );
 
     /// The one pass finds exactly what the four scanners' own passes find, on random text made of the
@@ -373,6 +374,10 @@ mod tests {
         }
         for k in [IdentifierKind::Phone, IdentifierKind::MyNumber, IdentifierKind::Email, IdentifierKind::Name] {
             assert!(kinds.get(&k).copied().unwrap_or(0) >= 1000, "{k:?} too rare to test: {kinds:?}");
+        }
+        // (the numbers a cue names need the cue and the number in a row: rarer)
+        for k in [IdentifierKind::PatientIdentifier, IdentifierKind::BirthDate] {
+            assert!(kinds.get(&k).copied().unwrap_or(0) >= 100, "{k:?} too rare to test: {kinds:?}");
         }
         assert!(kinds.get(&IdentifierKind::Address).copied().unwrap_or(0) >= 1000, "{kinds:?}");
         for line in include_str!("../../../tests/guard_recall/labelled.tsv").lines() {

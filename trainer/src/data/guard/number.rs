@@ -372,7 +372,6 @@ const ID_CUES: &[&str] = &[
     "mr no",
     "medical record number",
     "medical record no",
-    "medical record",
     "patient id",
     "patient no",
     "patient number",
@@ -392,6 +391,7 @@ const ID_CUES: &[&str] = &[
     "病歴番号",
     "id番号",
     "ＩＤ番号",
+    "ＭＲＮ",
 ];
 
 /// Cues that name the date after them a date of birth.
@@ -428,10 +428,10 @@ const MONTHS: &[&str] = &[
 ];
 
 /// Whether the last byte of a text may end one of the cues (lower-cased ASCII, or the last byte of
-/// `号`, `日`, `Ｄ`, `ｏ`): the one test most numbers fail.
+/// `号`, `日`, `Ｄ`, `ｏ`, `Ｎ`): the one test most numbers fail.
 fn may_end_cue(b: u8) -> bool {
     matches!(b.to_ascii_lowercase(), b'n' | b'o' | b'r' | b'd' | b'b' | b'h' | b'e' | b'#' | b'.' | b'y')
-        || matches!(b, 0xB7 | 0xA5 | 0xA4 | 0x8F)
+        || matches!(b, 0xB7 | 0xA5 | 0xA4 | 0x8F | 0xAE)
 }
 
 /// The longest of `words` that `text[..at]` ends with (ASCII compared without case), not glued to
@@ -452,9 +452,9 @@ fn ends_with_word(text: &[u8], at: usize, words: &[&str]) -> Option<usize> {
 /// The length in bytes of the separator that ends at `at`, 0 for none: `:`, `#`, `=`, `.`, `-`, a
 /// space or tab; the full-width colon, number sign and space.
 fn separator_len(text: &[u8], at: usize) -> usize {
-    if at >= 1 && matches!(text[at - 1], b' ' | b':' | b'#' | b'=' | b'.' | b'-' | b'\t') {
+    if at >= 1 && matches!(text[at - 1], b' ' | b':' | b'#' | b'=' | b'.' | b'-' | b'\t' | b')' | b']') {
         1
-    } else if at >= 3 && matches!(&text[at - 3..at], [0xEF, 0xBC, 0x9A | 0x83] | [0xE3, 0x80, 0x80]) {
+    } else if at >= 3 && matches!(&text[at - 3..at], [0xEF, 0xBC, 0x9A | 0x83 | 0x89] | [0xE3, 0x80, 0x80]) {
         3
     } else {
         0
@@ -474,34 +474,36 @@ fn separators_before(text: &[u8], mut at: usize) -> usize {
 
 /// A number (the run at `start..end`) that a cue before it names a patient's record number or date of
 /// birth: the finding's kind and span. A record number is the token (ASCII letters, digits, `-`, `_`)
-/// the run ends, with 3 or more digits, after `MRN`, `患者ID`, ... and up to 4 separators (`:`, `#`,
-/// `=`, `.`, spaces), or glued to the cue (`MRN1234567`, `MRN-CANARY-7777`). A date of birth is a run
-/// shaped as a date (3 groups by `/`, `-` or `.`; 8 digits; a year, month or day before `年`/`月`/`日`; or
-/// a day after a month's name) after `DOB`, `born`, `生年月日`, ... and separators, a Japanese era or a
-/// month between; the span runs on over the date's remaining parts (`4月17日`, `, 1961`). Looks back a
-/// bounded number of bytes, without allocating: it runs for every number that is no phone.
+/// the run ends, with 3 or more digits and not shaped as a date, after `MRN`, `患者ID`, ... and up to
+/// 4 separators (`:`, `#`, `=`, `.`, `)`, spaces), or glued to the cue (`MRN1234567`, `患者ID12345`,
+/// `MRN-CANARY-7777`). A date of birth is a run shaped as a date (3 groups by `/`, `-` or `.`; 8
+/// digits; a year, month or day before `年`/`月`/`日`; a day before or after a month's name) after
+/// `DOB`, `born`, `生年月日`, ... and separators, a Japanese era (`昭和`, or its initial before a dotted
+/// date: `S36.4.17`) or a month between; the span takes the date's other parts where the run is not
+/// the whole date (`4月17日`, `, 1961`, ` Apr 1961`). Looks back a bounded number of bytes, without
+/// allocating: it runs for every number that is no phone.
 #[inline(never)]
 fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Option<(IdentifierKind, Range<usize>)> {
     *ops += 4;
     let b = text.as_bytes();
+    let next = at_char(text, end);
+    let date_groups = run.g >= 3 && run.marks & (DASH | SLASH | DOT) != 0 && run.marks & (TILDE | BRACKET) == 0;
+    let kanji_date = matches!(next, Some('年' | '月' | '日'));
     // the token the run ends: ASCII letters, digits, `-`, `_` (at most 24 bytes)
     let mut tok = start;
     while tok > 0 && start - tok < 24 && (b[tok - 1].is_ascii_alphanumeric() || matches!(b[tok - 1], b'-' | b'_')) {
         tok -= 1;
     }
     let token_digits = run.n + b[tok..start].iter().filter(|c| c.is_ascii_digit()).count();
-    if token_digits >= 3 {
-        // a cue that begins the token (`MRN1234567`, `MRN-CANARY-7777`), not a word's start (`mRNA-1273`)
-        let head = &b[tok..start];
-        let word = tok == 0 || !b[tok - 1].is_ascii_alphanumeric();
-        let glued = word
-            && [&b"mrn"[..], b"mr#"].iter().any(|c| {
-                head.len() >= c.len()
-                    && head[..c.len()].eq_ignore_ascii_case(c)
-                    && head.get(c.len()).is_none_or(|x| !x.is_ascii_alphabetic())
-            });
-        if glued {
-            return Some((IdentifierKind::PatientIdentifier, tok..end));
+    if token_digits >= 3 && !date_groups && !kanji_date {
+        // a cue the token's leading letters end (`MRN1234567`, `MRN_1234567`, `患者ID12345`, `Patient
+        // ID12345`), not inside a word (`mRNA-1273`)
+        let letters = b[tok..start].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+        let k = tok + letters;
+        if letters > 0 && k < start + 1 && !b.get(k).is_some_and(u8::is_ascii_alphabetic) {
+            if ends_with_word(b, k, ID_CUES).is_some() {
+                return Some((IdentifierKind::PatientIdentifier, tok..end));
+            }
         }
         // the cue right before the token or up to 4 separators before it (`MR#` ends with what is
         // also a separator)
@@ -516,27 +518,33 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
             }
         }
     }
-    // a date of birth: the run itself, no letters glued before it, shaped as a date
-    if tok != start {
+    // a date of birth: the run itself, at most an era's initial glued before it (`S36.4.17`)
+    let era_initial = tok + 1 == start && date_groups && matches!(b[tok], b'M' | b'T' | b'S' | b'H' | b'R');
+    if tok != start && !era_initial {
         return None;
     }
-    let next = at_char(text, end);
-    let shaped = (run.g >= 3 && run.marks & (DASH | SLASH | DOT) != 0 && run.marks & (TILDE | BRACKET) == 0)
-        || (run.g == 1 && run.n == 8)
-        || matches!(next, Some('年' | '月' | '日'));
-    let mut at = separators_before(b, start);
+    // a day before a month's name (`17 Apr 1961`, `17-Apr-1961`): the month and year after it
+    let month_after = ((1..=2).contains(&run.n) && run.g == 1).then(|| month_then_year(b, end)).flatten();
+    let mut at = separators_before(b, tok);
     let after_word = at > 0 && b[at - 1].is_ascii_alphabetic();
-    if !shaped && !((1..=2).contains(&run.n) && run.g == 1 && after_word) {
+    let month_before = (1..=2).contains(&run.n) && run.g == 1 && after_word;
+    let shaped = date_groups || (run.g == 1 && run.n == 8) || kanji_date;
+    if !shaped && !month_before && month_after.is_none() {
         return None;
     }
-    let mut date_start = start;
-    if let Some(n) = ends_with_word(b, at, ERAS).filter(|_| shaped) {
+    let mut date_start = tok;
+    let mut stop = end;
+    if let Some(n) = ends_with_word(b, at, ERAS).filter(|_| shaped && !era_initial) {
         date_start = at - n;
         at = separators_before(b, date_start);
-    } else if (1..=2).contains(&run.n) && run.g == 1 && after_word {
+    } else if let Some(e) = month_after {
+        stop = e;
+    } else if month_before {
         let n = ends_with_word(b, at, MONTHS)?;
         date_start = at - n;
         at = separators_before(b, date_start);
+        // `April 17, 1961`: the year after
+        stop = year_after(b, end).unwrap_or(end);
     } else if !shaped {
         return None;
     }
@@ -544,17 +552,43 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
         return None;
     }
     ends_with_word(b, at, DOB_CUES)?;
-    // the date's remaining parts: `4月17日`, `, 1961`
-    let mut stop = end;
-    for (k, c) in text[end..].char_indices().take(12) {
-        let f = fold(c);
-        if f.is_ascii_digit() || matches!(f, '年' | '月' | '日') {
+    if kanji_date {
+        // the date's other parts: `4月17日` after `1961年`
+        for (k, c) in text[end..].char_indices().take(12) {
+            let f = fold(c);
+            if !(f.is_ascii_digit() || matches!(f, '年' | '月' | '日')) {
+                break;
+            }
             stop = end + k + c.len_utf8();
-        } else if !matches!(f, ',' | ' ' | '/' | '.' | '-') {
-            break;
         }
     }
     Some((IdentifierKind::BirthDate, date_start..stop))
+}
+
+/// After a day at `end`: ` Apr 1961`, `-Apr-1961`, ` April, 1961` (a month's name and a year of 4
+/// digits): the byte after the year.
+fn month_then_year(b: &[u8], end: usize) -> Option<usize> {
+    let mut i = end;
+    if i < b.len() && matches!(b[i], b' ' | b'-' | b'/' | b'.') {
+        i += 1;
+    }
+    let letters = b[i..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    if letters < 3 || !ends_with_word(b, i + letters, MONTHS).is_some_and(|n| n == letters) {
+        return None;
+    }
+    year_after(b, i + letters)
+}
+
+/// After `end`: a separator or two (`, `, ` `, `-`) and a year of 4 digits: the byte after it.
+fn year_after(b: &[u8], end: usize) -> Option<usize> {
+    let mut i = end;
+    for _ in 0..2 {
+        if i < b.len() && matches!(b[i], b' ' | b',' | b'-' | b'/' | b'.') {
+            i += 1;
+        }
+    }
+    let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    (digits == 4).then_some(i + 4)
 }
 
 /// The folded char at byte `i`.
@@ -627,6 +661,16 @@ mod tests {
             ("生年月日：昭和36年4月17日生", vec![(B, "昭和36年4月17日")]),
             ("生年月日 1961年4月17日", vec![(B, "1961年4月17日")]),
             ("DOB: 19610417", vec![(B, "19610417")]),
+            ("患者ID12345678", vec![(P, "ID12345678")]),
+            ("患者ID１２３４５ 受診", vec![(P, "ID１２３４５")]),
+            ("Patient ID12345", vec![(P, "ID12345")]),
+            ("カルテNo12345", vec![(P, "No12345")]),
+            ("ＭＲＮ：１２３４５６", vec![(P, "１２３４５６")]),
+            ("(MRN) 123456", vec![(P, "123456")]),
+            ("DOB: 17 Apr 1961, seen", vec![(B, "17 Apr 1961")]),
+            ("DOB: 17-Apr-1961", vec![(B, "17-Apr-1961")]),
+            ("生年月日：S36.4.17", vec![(B, "S36.4.17")]),
+            ("DOB 04/17/1961 tel 03-1234-5678", vec![(B, "04/17/1961"), (IdentifierKind::Phone, "03-1234-5678")]),
         ] {
             assert_eq!(cued_spans(text), want, "{text}");
         }
@@ -640,6 +684,11 @@ mod tests {
             "creatinine 1.2 mg/dL on 2024-01-05",
             "ID: 12345",
             "born 1961",
+            "Reviewed medical record 2019-03-01 visit",
+            "See medical record 2015 for details",
+            "hospital number 2024-01-05",
+            "MRI 2024-01-05: no change",
+            "患者 3名、検体 120本",
         ] {
             assert_eq!(cued_spans(text), vec![], "{text}");
         }
