@@ -653,3 +653,29 @@ fn html_headers_long_comments_and_binaries_named_twice() {
     assert!(texts[1].starts_with("end\n<<<"), "{}", &texts[1][..20]);
     assert_eq!(texts[2], "一度");
 }
+
+/// Found by a tester: a note in UTF-16 with its byte-order mark (as Windows tools write text) was an
+/// undecodable note; the mark says the encoding, and a UTF-8 mark is not part of the text.
+#[test]
+fn an_attachment_with_a_byte_order_mark_is_read_in_its_encoding() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend("胸痛あり".encode_utf16().flat_map(|u| u.to_le_bytes()));
+    let mut utf8 = vec![0xEF, 0xBB, 0xBF];
+    utf8.extend("発熱".as_bytes());
+    let doc = |data: &[u8], ct: &str, date: &str| {
+        json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
+                "date": date, "content": [{ "attachment": { "contentType": ct,
+                "data": base64::engine::general_purpose::STANDARD.encode(data) } }] })
+        .to_string()
+    };
+    let lines = [
+        doc(&utf16, "text/plain", "2024-01-01T00:00:00Z"),
+        doc(&utf8, "text/plain; charset=utf-8", "2024-01-02T00:00:00Z"),
+    ];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
+    assert_eq!(texts, ["胸痛あり", "発熱"], "{:?}", r.findings);
+}

@@ -853,24 +853,39 @@ fn a_new_phase_starts_with_a_checkpoint_of_its_plan() {
 /// it is settled at what its data preparation spent, and a run into another directory is admitted.
 #[test]
 fn a_run_failing_before_its_first_checkpoint_is_settled_at_its_preparation() {
-    use medtrain::privacy::{accountant::AccountantKind, ledger::Ledger};
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = prepared_config(tmp.path(), &[("epochs = 20", "steps = 2")]);
-    let run = tmp.path().join("r");
-    std::fs::create_dir_all(run.join("config.given.toml")).unwrap();
+    let (cfg, spent, prep) = failed_run(tmp.path(), &[("epochs = 20", "steps = 2")], |run| {
+        std::fs::create_dir_all(run.join("config.given.toml")).unwrap()
+    });
+    // what the preparation's DP releases spent, none of the run's steps
+    assert_eq!(spent.len(), prep);
+    let o = train(&cfg, &tmp.path().join("r2"), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A run of the prepared config with `edits` into `DIR/r` (made ready by `setup`) that fails before its
+/// first checkpoint, settled by its guard: the config, the ledger's spend of the run, and the number of
+/// the preparation's phases in it.
+fn failed_run(
+    dir: &Path,
+    edits: &[(&str, &str)],
+    setup: impl FnOnce(&Path),
+) -> (PathBuf, Vec<medtrain::privacy::accountant::Phase>, usize) {
+    use medtrain::privacy::{accountant::AccountantKind, ledger::Ledger};
+    let cfg = prepared_config(dir, edits);
+    let run = dir.join("r");
+    std::fs::create_dir_all(&run).unwrap();
+    setup(&run);
     let o = train(&cfg, &run, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!run.join("checkpoint").exists());
     let id = std::fs::canonicalize(&run).unwrap().display().to_string();
-    let ledger = Ledger::open(&tmp.path().join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
+    let ledger = Ledger::open(&dir.join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
     assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("settled"));
-    // what the preparation's DP releases spent, none of the run's steps
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(tmp.path().join("prepared/manifest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("prepared/manifest.json")).unwrap()).unwrap();
     let prep = manifest["dp_phases"].as_array().map_or(0, |a| a.len());
-    assert_eq!(ledger.spent(&id).unwrap().unwrap().len(), prep);
-    let o = train(&cfg, &tmp.path().join("r2"), &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (cfg, ledger.spent(&id).unwrap().unwrap(), prep)
 }
 
 /// A run that fails after its steps began and before its first checkpoint (here the checkpoint
@@ -879,25 +894,11 @@ fn a_run_failing_before_its_first_checkpoint_is_settled_at_its_preparation() {
 /// one, not at its whole reservation.
 #[test]
 fn a_run_failing_after_its_steps_began_is_settled_at_the_steps_it_marked() {
-    use medtrain::privacy::{accountant::AccountantKind, ledger::Ledger};
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = prepared_config(
-        tmp.path(),
-        &[("epochs = 20", "steps = 10"), ("checkpoint_every = 100", "checkpoint_every = 3")],
-    );
-    let run = tmp.path().join("r");
-    std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(run.join("checkpoint.partial"), b"not a directory").unwrap();
-    let o = train(&cfg, &run, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(!run.join("checkpoint").exists());
-    let id = std::fs::canonicalize(&run).unwrap().display().to_string();
-    let ledger = Ledger::open(&tmp.path().join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
-    assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("settled"));
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(tmp.path().join("prepared/manifest.json")).unwrap()).unwrap();
-    let prep = manifest["dp_phases"].as_array().map_or(0, |a| a.len());
-    let spent = ledger.spent(&id).unwrap().unwrap();
+    let edits = [("epochs = 20", "steps = 10"), ("checkpoint_every = 100", "checkpoint_every = 3")];
+    let (_, spent, prep) = failed_run(tmp.path(), &edits, |run| {
+        std::fs::write(run.join("checkpoint.partial"), b"not a directory").unwrap()
+    });
     assert_eq!(spent.len(), prep + 1);
     assert_eq!(spent[prep].steps, 3);
 }

@@ -853,18 +853,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             if let Some(t) = note_text {
                 if no_value {
                     let text = guarded_note(t, sink);
-                    let unit = None;
-                    sink.push(Rec {
-                        subject: subject.into(),
-                        time,
-                        kind: EventKind::Note,
-                        system,
-                        code,
-                        value: f32::NAN,
-                        unit,
-                        text: Some(text),
-                        end: i64::MIN,
-                    });
+                    sink.push(Rec::note(subject.into(), time, (system, code), text));
                     return Ok(());
                 }
                 identifiers(t, "text", sink);
@@ -907,17 +896,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             let time = parse_time(get(t).ok_or("no time")?).ok_or("unreadable time")?;
             let time = sink.time(time).ok_or("unreadable time")?;
             let text = guarded_note(rec.get(text).ok_or("no text")?, sink);
-            sink.push(Rec {
-                subject: subject.into(),
-                time,
-                kind: EventKind::Note,
-                system: "medtrain:note".into(),
-                code: "note".into(),
-                value: f32::NAN,
-                unit: None,
-                text: Some(text),
-                end: i64::MIN,
-            });
+            sink.push(Rec::note(subject.into(), time, ("medtrain:note".into(), "note".into()), text));
         }
     }
     Ok(())

@@ -773,6 +773,23 @@ pub struct Rec<'a> {
     pub end: i64,
 }
 
+impl<'a> Rec<'a> {
+    /// A note of `subject` at `time`, coded `system|code`.
+    pub fn note(subject: Cow<'a, str>, time: i64, (system, code): (Cow<'a, str>, Cow<'a, str>), text: String) -> Self {
+        Rec {
+            subject,
+            time,
+            kind: EventKind::Note,
+            system,
+            code,
+            value: f32::NAN,
+            unit: None,
+            text: Some(text),
+            end: i64::MIN,
+        }
+    }
+}
+
 /// Where readers put what they read: the dataset, the QA report, and the options.
 pub struct Sink<'a> {
     pub data: &'a mut Dataset,

@@ -1194,17 +1194,7 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
         return Ok(out);
     }
     let text = guard_text(texts.join("\n"), "DocumentReference", "content.attachment.data", &mut out);
-    out.recs.push(Rec {
-        subject,
-        time,
-        kind: EventKind::Note,
-        system,
-        code,
-        value: f32::NAN,
-        unit: None,
-        text: Some(text),
-        end: i64::MIN,
-    });
+    out.recs.push(Rec::note(subject, time, (system, code), text));
     Ok(out)
 }
 
@@ -1365,18 +1355,7 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         RESOURCE,
         "effectiveDateTime"
     );
-    let (system, code) = note_code(&d.code, opts);
-    out.recs.push(Rec {
-        subject,
-        time,
-        kind: EventKind::Note,
-        system,
-        code,
-        value: f32::NAN,
-        unit: None,
-        text: Some(texts.join("\n")),
-        end: i64::MIN,
-    });
+    out.recs.push(Rec::note(subject, time, note_code(&d.code, opts), texts.join("\n")));
     Ok(out)
 }
 
@@ -1408,18 +1387,7 @@ fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     }
     let text = parts.join("\n");
     let text = guard_text(text, "Composition", "section.text.div", &mut out);
-    let (system, code) = note_code(&c.type_, opts);
-    out.recs.push(Rec {
-        subject,
-        time,
-        kind: EventKind::Note,
-        system,
-        code,
-        value: f32::NAN,
-        unit: None,
-        text: Some(text),
-        end: i64::MIN,
-    });
+    out.recs.push(Rec::note(subject, time, note_code(&c.type_, opts), text));
     Ok(out)
 }
 

@@ -5,6 +5,12 @@ use super::Bad;
 /// The text of an attachment in the charset its content type names (UTF-8 when none; Shift_JIS,
 /// EUC-JP and ISO-2022-JP are common in Japanese systems). Undecodable bytes are a malformed line.
 pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Result<String, Bad> {
+    // a byte-order mark (UTF-8, UTF-16, as Windows tools write text) says the encoding, whatever the
+    // content type says or leaves out
+    if let Some((enc, n)) = encoding_rs::Encoding::for_bom(&bytes) {
+        let (text, had_errors) = enc.decode_without_bom_handling(&bytes[n..]);
+        return if had_errors { Err("attachment text does not decode in its charset") } else { Ok(text.into_owned()) };
+    }
     let charset = content_type
         .split(';')
         .skip(1)
