@@ -840,3 +840,39 @@ fn a_notes_file_with_a_code_column_is_read_as_notes() {
     assert_eq!(d.events.len(), 1, "{:?}", r.findings);
     assert_eq!(d.events[0].kind, data::EventKind::Note);
 }
+
+/// Found by review: the first non-ASCII byte at the end of a 64 KiB read, a file of `\r` line ends, and
+/// a line longer than a window before it all left a late Shift_JIS row to be read as UTF-8; and a file
+/// of code, text_value and text columns was read as notes, its results lost (refused now, naming the
+/// value column it lacks).
+#[test]
+fn late_shift_jis_at_a_window_edge_after_cr_lines_and_a_long_line() {
+    let row = |i: usize| format!("a,2024-01-01T08:{:02}:{:02}Z,2160-0,1.{}", i / 60 % 60, i % 60, i % 10);
+    let last = "b,2024-01-02T08:00:00Z,2160-0,1.0,ｍｇ／ｄＬ";
+    let header = "subject_id,time,code,value,unit";
+    // the first non-ASCII byte exactly at the end of the second 64 KiB read
+    let mut edge = format!("{header}\n");
+    while edge.len() < (128 << 10) - 200 {
+        edge += &(row(edge.len()) + ",mg/dL\n");
+    }
+    let pad = (128 << 10) - 1 - edge.len() - "b,2024-01-02T08:00:00Z,2160-0,1.0,".len();
+    edge += &format!("{},2024-01-02T08:00:00Z,2160-0,1.0,ｍｇ／ｄＬ\n", "b".repeat(pad + 1));
+    let cr = format!("{header}\r{}\r{last}\r", (0..5000).map(|i| row(i) + ",mg/dL").collect::<Vec<_>>().join("\r"));
+    let long_note =
+        format!("subject_id,time,text\na,2024-01-01T08:00:00Z,{}\nb,2024-01-02T08:00:00Z,胸痛\n", "x ".repeat(70_000));
+    for (name, text) in [("edge", edge), ("cr", cr), ("long", long_note)] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.csv"), sjis(&text)).unwrap();
+        let (_, r) = read(dir.path(), &ReadOptions::default());
+        assert!(!r.blocking, "{name}: {:?}", r.findings);
+        assert_eq!(findings(&r, "text_encoding"), [("Shift_JIS".to_string(), 1)], "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("f.csv"),
+        "subject_id,time,code,text_value,text\na,2024-01-01T08:00:00Z,u,negative,\n",
+    )
+    .unwrap();
+    let e = data::read(dir.path(), &ReadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("\"value\" column"), "{e}");
+}

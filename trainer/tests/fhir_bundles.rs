@@ -679,3 +679,27 @@ fn an_attachment_with_a_byte_order_mark_is_read_in_its_encoding() {
     let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
     assert_eq!(texts, ["胸痛あり", "発熱"], "{:?}", r.findings);
 }
+
+/// Found by review: UTF-16 without a byte-order mark is valid UTF-8 with a NUL beside each character,
+/// and hid every identifier from the guard; it is read as UTF-16 (and text with a NUL is not read). A
+/// `<head>` without its end tag ends where the body starts.
+#[test]
+fn utf16_without_a_mark_is_read_as_utf16_and_a_head_ends_at_the_body() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let utf16: Vec<u8> = "MRN: 1234567, call 090-1234-5678".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let doc = |data: &[u8], ct: &str, date: &str| {
+        json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
+                "date": date, "content": [{ "attachment": { "contentType": ct,
+                "data": base64::engine::general_purpose::STANDARD.encode(data) } }] })
+        .to_string()
+    };
+    let lines = [
+        doc(&utf16, "text/plain", "2024-01-01T00:00:00Z"),
+        doc(b"<html><head><title>t</title><body><p>kept</p></body>", "text/html", "2024-01-02T00:00:00Z"),
+    ];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
+    let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
+    assert_eq!(texts, ["MRN: [PATIENT_IDENTIFIER], call [PHONE]", "kept"], "{:?}", r.findings);
+}

@@ -240,9 +240,17 @@ pub fn open<R: Read + 'static>(
             (&mut inner).take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
             complete = head.len() - before < SNIFF_BYTES;
             if let Some(i) = head[before..].iter().position(|b| !b.is_ascii()) {
+                // the window: from the line that holds it (`\n` or an old Mac's `\r` ends a line), at
+                // most half a window before it, to a whole window after that start (read on to have it)
                 let first = before + i;
-                let line = head[..first].iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
-                window = line..head.len().min(line + SNIFF_BYTES);
+                let line = head[..first].iter().rposition(|&b| b == b'\n' || b == b'\r').map_or(0, |n| n + 1);
+                let start = line.max(first.saturating_sub(SNIFF_BYTES / 2));
+                while !complete && head.len() < start + SNIFF_BYTES {
+                    let more = head.len();
+                    (&mut inner).take((start + SNIFF_BYTES - more) as u64).read_to_end(&mut head)?;
+                    complete = head.len() < start + SNIFF_BYTES;
+                }
+                window = start..head.len().min(start + SNIFF_BYTES);
                 break;
             }
             if complete || head.len() >= LOOKAHEAD_BYTES {

@@ -234,7 +234,8 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
     };
     // notes: a `text` column, and no `code` and value columns (`code` alone is the notes' type; beside a
     // code and a value, `text` is the notes of a file of labs and notes)
-    let labs_too = find("code", &["code"]).is_some() && find("value", &["value", "numeric_value"]).is_some();
+    let labs_too = find("code", &["code"]).is_some()
+        && (find("value", &["value", "numeric_value"]).is_some() || find("text_value", &["text_value"]).is_some());
     if find("text", &["text"]).is_some() && !labs_too {
         return Ok(Layout::Notes {
             subject: need("subject_id", &["subject_id"])?,
@@ -817,11 +818,15 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             let Some((subject, time)) = subject_and_time(get(subject), get(t), sink)? else { return Ok(()) };
             let note_text = note.and_then(|i| rec.get(i)).filter(|t| !t.trim().is_empty());
             let no_value = get(value).is_none_or(missing) && text_value.and_then(get).is_none_or(missing);
-            let code = match get(code).filter(|s| !s.is_empty()) {
-                Some(c) => c,
-                // a note of a file of labs and notes needs no code
-                None if note_text.is_some() && no_value => "note",
-                None => return Err("no code"),
+            let code = match (get(code).filter(|s| !s.is_empty()), note_text) {
+                (Some(c), _) => c,
+                // a note of a file of labs and notes needs no code: a note as a notes file's are
+                (None, Some(t)) if no_value => {
+                    let text = guarded_note(t, sink);
+                    sink.push(Rec::note(subject.into(), time, ("medtrain:note".into(), "note".into()), text));
+                    return Ok(());
+                }
+                (None, _) => return Err("no code"),
             };
             let (system, code): (Cow<str>, Cow<str>) =
                 match (code.split_once('|'), system.and_then(get).filter(|s| !s.is_empty())) {

@@ -9,7 +9,11 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
     // content type says or leaves out
     if let Some((enc, n)) = encoding_rs::Encoding::for_bom(&bytes) {
         let (text, had_errors) = enc.decode_without_bom_handling(&bytes[n..]);
-        return if had_errors { Err("attachment text does not decode in its charset") } else { Ok(text.into_owned()) };
+        return if had_errors {
+            Err("attachment text does not decode in its charset")
+        } else {
+            no_nul(text.into_owned())
+        };
     }
     let charset = content_type
         .split(';')
@@ -17,8 +21,27 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
         .filter_map(|p| p.split_once('='))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
         .map(|(_, v)| v.trim().trim_matches('"'));
+    // UTF-16 without a mark (ASCII text with a zero byte beside each: valid UTF-8, its NULs hiding every
+    // identifier from the guard)
+    if charset.is_none() && bytes.len() >= 4 {
+        let zeros = |parity: usize| bytes.iter().skip(parity).step_by(2).filter(|&&b| b == 0).count();
+        let half = bytes.len() / 2;
+        let utf16 = match (zeros(1) * 10 >= half * 9, zeros(0) * 10 >= half * 9) {
+            (true, false) => Some(encoding_rs::UTF_16LE),
+            (false, true) => Some(encoding_rs::UTF_16BE),
+            _ => None,
+        };
+        if let Some(enc) = utf16 {
+            let (text, had_errors) = enc.decode_without_bom_handling(&bytes);
+            return if had_errors {
+                Err("attachment text does not decode in its charset")
+            } else {
+                no_nul(text.into_owned())
+            };
+        }
+    }
     match charset {
-        None => String::from_utf8(bytes).map_err(|_| "attachment text is not UTF-8"),
+        None => String::from_utf8(bytes).map_err(|_| "attachment text is not UTF-8").and_then(no_nul),
         Some(label) => {
             // the WHATWG labels, and the names Windows and Python give the Japanese ones (cp932, euc_jp)
             let enc = crate::data::charset::encoding_for_label(label).ok_or("attachment charset is unknown")?;
@@ -26,9 +49,19 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
             if had_errors {
                 Err("attachment text does not decode in its charset")
             } else {
-                Ok(text.into_owned())
+                no_nul(text.into_owned())
             }
         }
+    }
+}
+
+/// Text with a NUL is no note (binary data, or text in an encoding its content type does not say): not
+/// read, as the guard would not see through it.
+fn no_nul(text: String) -> std::result::Result<String, Bad> {
+    if text.contains('\0') {
+        Err("attachment text holds NUL bytes")
+    } else {
+        Ok(text)
     }
 }
 
@@ -64,6 +97,8 @@ pub fn html_to_text(html: &str) -> String {
         kept.push_str(&html[at..i]);
         at = match lower[i + 4..].find(close) {
             Some(j) => i + 4 + j + close.len(),
+            // a head whose end tag is left out (HTML allows it) ends where the body starts
+            None if close == "</head>" => lower[i + 4..].find("<body").map_or(html.len(), |j| i + 4 + j),
             None => html.len(),
         };
         from = at;

@@ -495,7 +495,7 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
         tok -= 1;
     }
     let token_digits = run.n + b[tok..start].iter().filter(|c| c.is_ascii_digit()).count();
-    if token_digits >= 3 && !date_groups && !kanji_date {
+    if token_digits >= 3 && !(date_groups && date_like(run)) && !kanji_date {
         // a cue the token's leading letters end (`MRN1234567`, `MRN_1234567`, `患者ID12345`, `Patient
         // ID12345`), not inside a word (`mRNA-1273`)
         let letters = b[tok..start].iter().take_while(|c| c.is_ascii_alphabetic()).count();
@@ -563,6 +563,23 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
         }
     }
     Some((IdentifierKind::BirthDate, date_start..stop))
+}
+
+/// Whether a run of three groups reads as a calendar date: a year of 4 digits (1800-2199) first or
+/// last, and a month (1-12) and a day (1-31) of 1 or 2 digits, or a year of 2 digits last
+/// (`2024-01-05`, `01/05/2024`, `5.1.24`); `2023-001-456` and `12/345/678` are record numbers.
+fn date_like(run: &Run) -> bool {
+    let g = run.group();
+    if g.len() != 3 || run.n > MAX_DIGITS || g.iter().any(|&len| len > 4) {
+        return false;
+    }
+    let value = |from: usize, len: usize| run.digits[from..from + len].iter().fold(0u32, |v, &d| v * 10 + d as u32);
+    let (a, b, c) = (value(0, g[0]), value(g[0], g[1]), value(g[0] + g[1], g[2]));
+    let small = |len: usize, v: u32, max: u32| len <= 2 && (1..=max).contains(&v);
+    let year4 = |len: usize, v: u32| len == 4 && (1800..=2199).contains(&v);
+    (year4(g[0], a) && small(g[1], b, 12) && small(g[2], c, 31))
+        || ((year4(g[2], c) || g[2] == 2)
+            && ((small(g[0], a, 12) && small(g[1], b, 31)) || (small(g[0], a, 31) && small(g[1], b, 12))))
 }
 
 /// After a day at `end`: ` Apr 1961`, `-Apr-1961`, ` April, 1961` (a month's name and a year of 4
@@ -671,6 +688,9 @@ mod tests {
             ("DOB: 17-Apr-1961", vec![(B, "17-Apr-1961")]),
             ("生年月日：S36.4.17", vec![(B, "S36.4.17")]),
             ("DOB 04/17/1961 tel 03-1234-5678", vec![(B, "04/17/1961"), (IdentifierKind::Phone, "03-1234-5678")]),
+            ("Patient ID 2023-001-456", vec![(P, "2023-001-456")]),
+            ("MRN 1234.5678.9", vec![(P, "1234.5678.9")]),
+            ("MRN: 12/345/678", vec![(P, "12/345/678")]),
         ] {
             assert_eq!(cued_spans(text), want, "{text}");
         }
