@@ -839,6 +839,8 @@ fn a_notes_file_with_a_code_column_is_read_as_notes() {
     let (d, r) = read(dir.path(), &ReadOptions::default());
     assert_eq!(d.events.len(), 1, "{:?}", r.findings);
     assert_eq!(d.events[0].kind, data::EventKind::Note);
+    // the note's type is its code
+    assert_eq!(d.codes[d.events[0].code as usize].code, "discharge");
 }
 
 /// Found by review: the first non-ASCII byte at the end of a 64 KiB read, a file of `\r` line ends, and

@@ -32,16 +32,13 @@ enum Layout {
         subject: usize,
         time: usize,
         text: usize,
+        /// the note's type, where a `code` column gives it
+        code: Option<usize>,
         columns: usize,
     },
     /// One column per test, as spreadsheets and many hospital extracts are: `subject_id,time,
     /// creatinine,crp (mg/dL),2160-0,...`; each filled cell an event of its column's test.
-    Wide {
-        subject: usize,
-        time: usize,
-        tests: Vec<WideColumn>,
-        columns: usize,
-    },
+    Wide { subject: usize, time: usize, tests: Vec<WideColumn>, columns: usize },
 }
 
 /// A test column of a wide file: where it is, the code its header names, the unit it gives.
@@ -241,6 +238,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
             subject: need("subject_id", &["subject_id"])?,
             time: need("time", &["time"])?,
             text: need("text", &["text"])?,
+            code: find("code", &["code"]),
             columns: header.len(),
         });
     }
@@ -896,12 +894,17 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 });
             }
         }
-        Layout::Notes { subject, time: t, text, .. } => {
+        Layout::Notes { subject, time: t, text, code, .. } => {
             let subject = get(subject).filter(|s| !s.is_empty()).ok_or("no subject_id")?;
             let time = parse_time(get(t).ok_or("no time")?).ok_or("unreadable time")?;
             let time = sink.time(time).ok_or("unreadable time")?;
             let text = guarded_note(rec.get(text).ok_or("no text")?, sink);
-            sink.push(Rec::note(subject.into(), time, ("medtrain:note".into(), "note".into()), text));
+            // the note's type where a `code` column gives it (as a DocumentReference's type codes it)
+            let code = match code.and_then(get).filter(|c| !c.is_empty()) {
+                Some(c) => ("medtrain:csv".into(), c.into()),
+                None => ("medtrain:note".into(), "note".into()),
+            };
+            sink.push(Rec::note(subject.into(), time, code, text));
         }
     }
     Ok(())
