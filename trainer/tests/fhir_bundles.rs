@@ -654,22 +654,24 @@ fn html_headers_long_comments_and_binaries_named_twice() {
     assert_eq!(texts[2], "一度");
 }
 
+/// A DocumentReference of patient `a` at `date` whose one attachment holds `data` (any bytes) as `ct`.
+fn doc(data: &[u8], ct: &str, date: &str) -> String {
+    use base64::Engine;
+    json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
+            "date": date, "content": [{ "attachment": { "contentType": ct,
+            "data": base64::engine::general_purpose::STANDARD.encode(data) } }] })
+    .to_string()
+}
+
 /// Found by a tester: a note in UTF-16 with its byte-order mark (as Windows tools write text) was an
 /// undecodable note; the mark says the encoding, and a UTF-8 mark is not part of the text.
 #[test]
 fn an_attachment_with_a_byte_order_mark_is_read_in_its_encoding() {
-    use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
     let mut utf16 = vec![0xFF, 0xFE];
     utf16.extend("胸痛あり".encode_utf16().flat_map(|u| u.to_le_bytes()));
     let mut utf8 = vec![0xEF, 0xBB, 0xBF];
     utf8.extend("発熱".as_bytes());
-    let doc = |data: &[u8], ct: &str, date: &str| {
-        json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
-                "date": date, "content": [{ "attachment": { "contentType": ct,
-                "data": base64::engine::general_purpose::STANDARD.encode(data) } }] })
-        .to_string()
-    };
     let lines = [
         doc(&utf16, "text/plain", "2024-01-01T00:00:00Z"),
         doc(&utf8, "text/plain; charset=utf-8", "2024-01-02T00:00:00Z"),
@@ -685,15 +687,8 @@ fn an_attachment_with_a_byte_order_mark_is_read_in_its_encoding() {
 /// `<head>` without its end tag ends where the body starts.
 #[test]
 fn utf16_without_a_mark_is_read_as_utf16_and_a_head_ends_at_the_body() {
-    use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
     let utf16: Vec<u8> = "MRN: 1234567, call 090-1234-5678".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
-    let doc = |data: &[u8], ct: &str, date: &str| {
-        json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
-                "date": date, "content": [{ "attachment": { "contentType": ct,
-                "data": base64::engine::general_purpose::STANDARD.encode(data) } }] })
-        .to_string()
-    };
     let lines = [
         doc(&utf16, "text/plain", "2024-01-01T00:00:00Z"),
         doc(b"<html><head><title>t</title><body><p>kept</p></body>", "text/html", "2024-01-02T00:00:00Z"),
