@@ -106,16 +106,8 @@ pub fn detect(choice: Choice, head: &[u8], complete: bool) -> Option<(&'static E
     if let Some(e) = bom {
         return Some((e, len, Chosen::Said));
     }
-    // UTF-16 without a mark: ASCII text has a zero in every other byte
-    if head.len() >= 4 {
-        let zeros = |parity: usize| head.iter().skip(parity).step_by(2).filter(|&&b| b == 0).count();
-        let half = head.len() / 2;
-        if zeros(1) * 10 >= half * 9 && zeros(0) * 10 < half {
-            return Some((UTF_16LE, 0, Chosen::Guessed));
-        }
-        if zeros(0) * 10 >= half * 9 && zeros(1) * 10 < half {
-            return Some((UTF_16BE, 0, Chosen::Guessed));
-        }
+    if let Some(e) = utf16_without_mark(head) {
+        return Some((e, 0, Chosen::Guessed));
     }
     // ISO-2022-JP is 7-bit, so valid UTF-8: its escape into JIS X 0208 tells it
     let escapes = memchr::memmem::find(head, b"\x1b$B").is_some() || memchr::memmem::find(head, b"\x1b$@").is_some();
@@ -143,6 +135,22 @@ pub fn detect(choice: Choice, head: &[u8], complete: bool) -> Option<(&'static E
         (None, None) => {}
     }
     (invalid <= STRAY_BYTES).then_some((UTF_8, 0, Chosen::Utf8))
+}
+
+/// UTF-16 without a byte-order mark: ASCII text has a zero in every other byte (at least 9 in 10 of one
+/// parity's bytes, fewer than 1 in 10 of the other's). Such text is valid UTF-8 with a NUL beside each
+/// character.
+pub fn utf16_without_mark(bytes: &[u8]) -> Option<&'static Encoding> {
+    if bytes.len() < 4 {
+        return None;
+    }
+    let zeros = |parity: usize| bytes.iter().skip(parity).step_by(2).filter(|&&b| b == 0).count();
+    let half = bytes.len() / 2;
+    match (zeros(0), zeros(1)) {
+        (even, odd) if odd * 10 >= half * 9 && even * 10 < half => Some(UTF_16LE),
+        (even, odd) if even * 10 >= half * 9 && odd * 10 < half => Some(UTF_16BE),
+        _ => None,
+    }
 }
 
 /// The invalid UTF-8 sequences of `head` (a character cut at its end not counted unless it is the whole

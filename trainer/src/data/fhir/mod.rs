@@ -564,6 +564,14 @@ impl<'a> LineOut<'a> {
         self.info_once(Severity::Info, kind, resource, field);
     }
 
+    /// A resource whose attachments gave no text: `no_text_attachment`, unless an attachment was
+    /// counted for why already (no data, a link, a charset that does not decode).
+    fn no_text_attachment(&mut self, resource: &'static str, field: &'static str) {
+        if !self.info.iter().any(|i| matches!(i.1, "note_without_data" | "note_by_url" | "undecodable_note")) {
+            self.found("no_text_attachment", resource, field);
+        }
+    }
+
     /// A valid resource that lacks what the reader needs (a time, a patient, a code: optional in R4):
     /// counted as a warning and not read, where it was a malformed line that blocked the input.
     fn unusable(mut self, kind: &'static str, resource: &'static str, field: &'static str) -> Self {
@@ -1187,10 +1195,7 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     let fields = ("content.attachment.data", "content.attachment.contentType");
     let texts = attachment_texts(line, attachments, "DocumentReference", fields, &mut out)?;
     if texts.is_empty() {
-        // an attachment without data was counted as such
-        if !out.info.iter().any(|i| matches!(i.1, "note_without_data" | "note_by_url" | "undecodable_note")) {
-            out.found("no_text_attachment", "DocumentReference", "content.attachment.contentType");
-        }
+        out.no_text_attachment("DocumentReference", "content.attachment.contentType");
         return Ok(out);
     }
     let text = guard_text(texts.join("\n"), "DocumentReference", "content.attachment.data", &mut out);
@@ -1330,10 +1335,8 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         }
     }
     if texts.is_empty() {
-        if !d.presented_form.is_empty()
-            && !out.info.iter().any(|i| matches!(i.1, "note_without_data" | "note_by_url" | "undecodable_note"))
-        {
-            out.found("no_text_attachment", RESOURCE, "presentedForm.contentType");
+        if !d.presented_form.is_empty() {
+            out.no_text_attachment(RESOURCE, "presentedForm.contentType");
         }
         return Ok(out);
     }

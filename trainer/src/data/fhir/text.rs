@@ -5,15 +5,18 @@ use super::Bad;
 /// The text of an attachment in the charset its content type names (UTF-8 when none; Shift_JIS,
 /// EUC-JP and ISO-2022-JP are common in Japanese systems). Undecodable bytes are a malformed line.
 pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Result<String, Bad> {
-    // a byte-order mark (UTF-8, UTF-16, as Windows tools write text) says the encoding, whatever the
-    // content type says or leaves out
-    if let Some((enc, n)) = encoding_rs::Encoding::for_bom(&bytes) {
-        let (text, had_errors) = enc.decode_without_bom_handling(&bytes[n..]);
-        return if had_errors {
+    let decode = |enc: &'static encoding_rs::Encoding, bytes: &[u8]| {
+        let (text, had_errors) = enc.decode_without_bom_handling(bytes);
+        if had_errors {
             Err("attachment text does not decode in its charset")
         } else {
             no_nul(text.into_owned())
-        };
+        }
+    };
+    // a byte-order mark (UTF-8, UTF-16, as Windows tools write text) says the encoding, whatever the
+    // content type says or leaves out
+    if let Some((enc, n)) = encoding_rs::Encoding::for_bom(&bytes) {
+        return decode(enc, &bytes[n..]);
     }
     let charset = content_type
         .split(';')
@@ -21,36 +24,16 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
         .filter_map(|p| p.split_once('='))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
         .map(|(_, v)| v.trim().trim_matches('"'));
-    // UTF-16 without a mark (ASCII text with a zero byte beside each: valid UTF-8, its NULs hiding every
-    // identifier from the guard)
-    if charset.is_none() && bytes.len() >= 4 {
-        let zeros = |parity: usize| bytes.iter().skip(parity).step_by(2).filter(|&&b| b == 0).count();
-        let half = bytes.len() / 2;
-        let utf16 = match (zeros(1) * 10 >= half * 9, zeros(0) * 10 >= half * 9) {
-            (true, false) => Some(encoding_rs::UTF_16LE),
-            (false, true) => Some(encoding_rs::UTF_16BE),
-            _ => None,
-        };
-        if let Some(enc) = utf16 {
-            let (text, had_errors) = enc.decode_without_bom_handling(&bytes);
-            return if had_errors {
-                Err("attachment text does not decode in its charset")
-            } else {
-                no_nul(text.into_owned())
-            };
-        }
+    // UTF-16 without a mark (valid UTF-8, its NULs hiding every identifier from the guard)
+    if let Some(enc) = charset.is_none().then(|| crate::data::charset::utf16_without_mark(&bytes)).flatten() {
+        return decode(enc, &bytes);
     }
     match charset {
         None => String::from_utf8(bytes).map_err(|_| "attachment text is not UTF-8").and_then(no_nul),
         Some(label) => {
             // the WHATWG labels, and the names Windows and Python give the Japanese ones (cp932, euc_jp)
             let enc = crate::data::charset::encoding_for_label(label).ok_or("attachment charset is unknown")?;
-            let (text, had_errors) = enc.decode_without_bom_handling(&bytes);
-            if had_errors {
-                Err("attachment text does not decode in its charset")
-            } else {
-                no_nul(text.into_owned())
-            }
+            decode(enc, &bytes)
         }
     }
 }
