@@ -698,3 +698,32 @@ fn utf16_without_a_mark_is_read_as_utf16_and_a_head_ends_at_the_body() {
     let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
     assert_eq!(texts, ["MRN: [PATIENT_IDENTIFIER], call [PHONE]", "kept"], "{:?}", r.findings);
 }
+
+/// Found by a tester: notes in RTF (`text/rtf`, as EHRs such as Epic send clinical notes) were dropped
+/// as attachments without text; read as their text (Japanese in a Shift_JIS font, `\u` characters),
+/// the font table, `\info` and headers not read, identifiers found by the guard as in any note; a note
+/// also sent as HTML is read from the HTML.
+#[test]
+fn rtf_notes_are_read_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let rtf = br"{\rtf1\ansi\ansicpg1252\deff0{\fonttbl{\f0 Arial;}{\f1\fcharset128 MS Gothic;}}
+{\info{\author Zyxwq Canarytest}}{\header Zyxwq Canarytest MRN 7654321}
+\pard\f1 \'94\'ad\'94\'4d\f0  38.5\par
+Call 090-1234-5678 \u33016?\u30171?\par}";
+    let both = json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
+        "date": "2024-01-02T00:00:00Z", "content": [
+            { "attachment": { "contentType": "text/rtf", "data": b64(r"{\rtf1 from rtf}") } },
+            { "attachment": { "contentType": "text/html", "data": b64("<p>from html</p>") } }] });
+    let lines = [
+        doc(rtf, "application/rtf", "2024-01-01T00:00:00Z"),
+        both.to_string(),
+        doc(b"not rtf at all", "text/rtf", "2024-01-03T00:00:00Z"),
+    ];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
+    let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
+    assert_eq!(texts, ["発熱 38.5\nCall [PHONE] 胸痛", "from html"], "{:?}", r.findings);
+    let f = r.findings.iter().find(|f| f.kind == "undecodable_note").expect("the one that is not RTF");
+    assert_eq!(f.count, 1);
+    assert!(!format!("{r:?}").contains("Zyxwq"));
+}

@@ -84,6 +84,12 @@ const INTERESTING: &[&[u8]] = &[
     b"Patient/",
     b"urn:uuid:",
     b"text/plain; charset=Shift_JIS",
+    b"\\'82",
+    b"\\u-",
+    b"{\\*",
+    b"\\bin",
+    b"\\fcharset128",
+    b"\\uc0",
 ];
 
 /// splitmix64: small, seeded, the same sequence everywhere.
@@ -311,6 +317,18 @@ fn fuzz_xhtml_to_text() {
         let div = String::from_utf8_lossy(input);
         let text = fhir::xhtml_to_text(&div);
         assert!(text.len() <= div.len());
+        vec![]
+    });
+}
+
+#[test]
+fn fuzz_rtf_to_text() {
+    // as the XHTML one: the text is the note's, so only the invariants are checked (a byte of a
+    // one-byte code page is at most 3 bytes of UTF-8)
+    fuzz("rtf", |_, input| {
+        if let Ok(text) = fhir::rtf_to_text(input) {
+            assert!(text.len() <= 3 * input.len() && !text.contains('\0'));
+        }
         vec![]
     });
 }

@@ -14,11 +14,11 @@
 //!   first coding; `valueQuantity`, or a coded or ordinal result (`valueCodeableConcept`, a `valueString`
 //!   such as "2+" or "陰性") as a `coded` event with its ordinal level; time
 //!   from `effectiveDateTime`, `effectivePeriod.start`, `effectiveInstant`, then `issued`.
-//! - DocumentReference: `content[].attachment` with a `text/plain` or `text/html` content type and
-//!   base64 `data`, in the content type's charset (UTF-8 by default; Shift_JIS, EUC-JP, ISO-2022-JP are
-//!   decoded); HTML as its text.
+//! - DocumentReference: `content[].attachment` with a `text/plain`, `text/html` or `text/rtf` content
+//!   type and base64 `data`, in the content type's charset (UTF-8 by default; Shift_JIS, EUC-JP,
+//!   ISO-2022-JP are decoded); HTML and RTF as their text ([`rtf`]).
 //! - OperationOutcome (an export's error file, a search's outcome entry): counted as a warning.
-//! - DiagnosticReport (a radiology or pathology report): `presentedForm` in `text/plain` as a
+//! - DiagnosticReport (a radiology or pathology report): `presentedForm` in text (plain, HTML, RTF) as a
 //!   DocumentReference's attachments, and `conclusion`, as one note; one that a DocumentReference of
 //!   the same subject and time also holds (Synthea writes both) is read once. A report's results
 //!   written inside it (`contained` Observations) are read as Observations.
@@ -59,8 +59,10 @@ use std::collections::HashMap;
 mod demographics;
 mod person;
 mod related_person;
+mod rtf;
 mod stream;
 mod text;
+pub use rtf::rtf_to_text;
 pub use stream::{read, read_file, read_line};
 use text::decode_text;
 pub use text::xhtml_to_text;
@@ -1205,7 +1207,8 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
 
 /// The texts of a resource's attachments (a DocumentReference's `content[].attachment`, a
 /// DiagnosticReport's `presentedForm`): those with a `text/plain` content type and base64 `data`,
-/// decoded in the content type's charset; those in `text/html` as their text where none is plain. One without data, or in a charset the reader does not know,
+/// decoded in the content type's charset; those in `text/html`, else in `text/rtf`, as their text
+/// where none is plain. One without data, or in a charset the reader does not know,
 /// is counted (`note_without_data`, `undecodable_note` under the (data, contentType) `fields`); data
 /// that is not base64 makes the line malformed.
 fn attachment_texts<'b, 'a: 'b>(
@@ -1215,7 +1218,7 @@ fn attachment_texts<'b, 'a: 'b>(
     (data_field, type_field): (&'static str, &'static str),
     out: &mut LineOut,
 ) -> std::result::Result<Vec<String>, Bad> {
-    let (mut texts, mut htmls) = (Vec::new(), Vec::new());
+    let (mut texts, mut htmls, mut rtfs) = (Vec::new(), Vec::new(), Vec::new());
     // the contained Binaries, read once for the resource; each read once however many attachments
     // name it
     let mut binaries: Option<HashMap<String, (Option<String>, Option<String>)>> = None;
@@ -1244,7 +1247,9 @@ fn attachment_texts<'b, 'a: 'b>(
         // read as its text
         let is = |t: &str| ct.trim_start().get(..t.len()).is_some_and(|c| c.eq_ignore_ascii_case(t));
         let html = is("text/html");
-        if !is("text/plain") && !html {
+        // RTF (`text/rtf`, and `application/rtf` as Windows names it), as EHRs send notes
+        let rtf = is("text/rtf") || is("application/rtf");
+        if !is("text/plain") && !html && !rtf {
             continue;
         }
         let Some(data) = a.data.as_deref().or(binary.as_ref().and_then(|b| b.1.as_deref())) else {
@@ -1267,14 +1272,18 @@ fn attachment_texts<'b, 'a: 'b>(
             base64::engine::general_purpose::STANDARD.decode(&*data).map_err(|_| "attachment data is not base64")?;
         // a charset the reader does not know, or bytes that are not in it: the note is not read, and
         // counted (the resource itself is valid)
-        match decode_text(ct, bytes) {
+        // (RTF says its encodings itself: the content type's charset is not its text's)
+        let read = if rtf { rtf::rtf_to_text(&bytes).and_then(text::no_nul) } else { decode_text(ct, bytes) };
+        match read {
             Ok(t) if html => htmls.push(text::html_to_text(&t)),
+            Ok(t) if rtf => rtfs.push(t),
             Ok(t) => texts.push(t),
             Err(_) => out.found("undecodable_note", resource, type_field),
         }
     }
-    // a note sent as plain text and as HTML (one content of each) is read once, as plain text
-    Ok(if texts.is_empty() { htmls } else { texts })
+    // a note sent in several forms (plain text, HTML, RTF: one content of each) is read once, in the
+    // first of these it has
+    Ok([texts, htmls, rtfs].into_iter().find(|t| !t.is_empty()).unwrap_or_default())
 }
 
 /// A DiagnosticReport's text as a note: its `presentedForm` attachments in `text/plain` (as a

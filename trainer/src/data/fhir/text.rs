@@ -40,7 +40,7 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
 
 /// Text with a NUL is no note (binary data, or text in an encoding its content type does not say): not
 /// read, as the guard would not see through it.
-fn no_nul(text: String) -> std::result::Result<String, Bad> {
+pub(super) fn no_nul(text: String) -> std::result::Result<String, Bad> {
     if text.contains('\0') {
         Err("attachment text holds NUL bytes")
     } else {
