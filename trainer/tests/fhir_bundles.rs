@@ -727,3 +727,76 @@ Call 090-1234-5678 \u33016?\u30171?\par}";
     assert_eq!(f.count, 1);
     assert!(!format!("{r:?}").contains("Zyxwq"));
 }
+
+/// Found by a tester: an EHR bulk export gives notes as DocumentReferences whose attachments link
+/// Binaries of the export (`url: "Binary/id"`, or the server's absolute URL), the text in
+/// `Binary.ndjson`: every such note was a `note_by_url` warning. They are read from the Binaries
+/// (in whichever file holds them), after the other resources, through the guard and the subject's own
+/// identifiers; a Binary the export lacks is still said; an attachment's title is scanned.
+#[test]
+fn notes_in_binaries_of_the_export_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |links: serde_json::Value, date: &str| {
+        let content: Vec<serde_json::Value> =
+            links.as_array().unwrap().iter().map(|a| json!({ "attachment": a })).collect();
+        json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/p1" },
+                "date": date, "type": { "coding": [{ "system": "http://loinc.org", "code": "11506-3" }] },
+                "content": content })
+        .to_string()
+    };
+    let lines = [
+        doc(
+            json!([{ "contentType": "text/plain", "url": "Binary/b1", "title": "Note for Zyxwq Canarytest" }]),
+            "2024-01-01T00:00:00Z",
+        ),
+        // no content type on the attachment: the Binary's says
+        doc(json!([{ "url": "Binary/b2" }]), "2024-01-02T00:00:00Z"),
+        // an EHR's absolute URLs, one note in HTML and RTF: read from the HTML
+        doc(
+            json!([{ "contentType": "text/rtf", "url": "https://ehr.example.org/api/FHIR/R4/Binary/b4" },
+                   { "contentType": "text/html", "url": "https://ehr.example.org/api/FHIR/R4/Binary/b3" }]),
+            "2024-01-03T00:00:00Z",
+        ),
+        doc(json!([{ "contentType": "text/plain", "url": "Binary/b9" }]), "2024-01-04T00:00:00Z"),
+        doc(json!([{ "contentType": "application/pdf", "url": "Binary/b5" }]), "2024-01-05T00:00:00Z"),
+    ];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
+    let patient =
+        json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "Canarytest", "given": ["Zyxwq"] }] });
+    std::fs::write(dir.path().join("Patient.ndjson"), patient.to_string() + "\n").unwrap();
+    let bin = |id: &str, ct: &str, text: &str| {
+        json!({ "resourceType": "Binary", "id": id, "contentType": ct, "data": b64(text) }).to_string()
+    };
+    let binaries = [
+        bin("b0", "text/plain", "no note names this one"),
+        bin("b1", "text/plain", "Zyxwq Canarytest seen, call 090-1234-5678"),
+        bin("b2", "text/html; charset=utf-8", "<p>発熱あり</p>"),
+        bin("b3", "text/html", "<p>from html</p>"),
+        bin("b4", "text/rtf", r"{\rtf1 from rtf}"),
+        bin("b5", "application/pdf", "%PDF-1.7"),
+    ];
+    // (a file not named after the type: the Binaries are found where they are)
+    std::fs::write(dir.path().join("export-0007.ndjson"), binaries.join("\n") + "\n").unwrap();
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, r) = data::read(dir.path(), &opts).unwrap();
+    let mut notes: Vec<(i64, &str)> = d
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Note)
+        .map(|e| (e.time, d.texts[e.text as usize].as_str()))
+        .collect();
+    notes.sort();
+    let texts: Vec<&str> = notes.iter().map(|n| n.1).collect();
+    assert_eq!(texts.len(), 3, "{:?}", r.findings);
+    assert!(!texts[0].contains("Zyxwq") && !texts[0].contains("090-1234") && texts[0].contains("seen"), "{}", texts[0]);
+    assert_eq!(&texts[1..], ["発熱あり", "from html"]);
+    let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
+    assert_eq!(count("note_by_url"), 1, "{:?}", r.findings);
+    assert_eq!(count("no_text_attachment"), 1, "{:?}", r.findings);
+    assert_eq!(r.resources.get("DocumentReference"), Some(&5));
+    assert_eq!(r.resources.get("Binary"), Some(&6));
+    assert!(r.findings.iter().any(|f| f.field == "content.attachment.title.subject_identifier"), "{:?}", r.findings);
+    assert!(!format!("{r:?}").contains("Zyxwq"));
+    let code = &d.codes[d.events.iter().find(|e| e.kind == EventKind::Note).unwrap().code as usize];
+    assert_eq!(code.code.as_str(), "11506-3");
+}

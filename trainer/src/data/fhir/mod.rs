@@ -308,10 +308,93 @@ struct Attachment<'a> {
     content_type: Option<Str<'a>>,
     #[serde(borrow)]
     data: Option<Str<'a>>,
-    /// where the data is when it is not inline: `#id` a Binary contained in the resource (read), a
-    /// Binary elsewhere (not read: said)
+    /// where the data is when it is not inline: `#id` a Binary contained in the resource, `Binary/id`
+    /// a Binary of the export (read after the other resources, [`UrlNote`]), a page elsewhere (not
+    /// read: said)
     #[serde(borrow)]
     url: Option<Str<'a>>,
+    /// free text (a document's title may name the patient): scanned, not kept
+    #[serde(borrow)]
+    title: Option<Str<'a>>,
+}
+
+/// A note whose text is in a Binary of the export that is not in its own line (an attachment's `url`
+/// names `Binary/id`, as EHR bulk exports write notes and their Binaries): read when the export's
+/// Binaries are, after the other resources ([`stream::read`]).
+pub(crate) struct UrlNote {
+    subject: String,
+    time: i64,
+    system: String,
+    code: String,
+    /// the Binaries that may hold its text: (id, the attachment's content type, `""` when it gives
+    /// none)
+    links: Vec<(String, String)>,
+}
+
+/// (no subject, time or id in a debug print)
+impl std::fmt::Debug for UrlNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "UrlNote({} links)", self.links.len())
+    }
+}
+
+/// The id of the Binary an attachment's `url` names (`Binary/123`, `https://host/fhir/Binary/123`, a
+/// version `.../_history/2` or a query after it); `None` when it names no Binary.
+fn binary_id(url: &str) -> Option<&str> {
+    let url = url.trim();
+    let i = url.rfind("Binary/")?;
+    if i > 0 && !url[..i].ends_with('/') {
+        return None;
+    }
+    let id = url[i + 7..].split(['/', '?', '#']).next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+/// The forms of a note's text, in the order one is preferred to another when a note is sent in
+/// several.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Form {
+    Plain,
+    /// `text/html`, as EHRs send notes
+    Html,
+    /// `text/rtf`, and `application/rtf` as Windows names it
+    Rtf,
+}
+
+/// The form of text a content type says (media types are case-insensitive: `Text/Plain;
+/// charset=UTF-8`); `None` for one that is not text (a PDF, an image).
+fn text_form(content_type: &str) -> Option<Form> {
+    let ct = content_type.trim_start();
+    let is = |t: &str| ct.get(..t.len()).is_some_and(|c| c.eq_ignore_ascii_case(t));
+    if is("text/plain") {
+        Some(Form::Plain)
+    } else if is("text/html") {
+        Some(Form::Html)
+    } else if is("text/rtf") || is("application/rtf") {
+        Some(Form::Rtf)
+    } else {
+        None
+    }
+}
+
+/// The text of an attachment's base64 `data` in form `form` and content type `ct`: an error when the
+/// data is not base64 (the resource is malformed), `None` when its text does not decode (a charset
+/// the reader does not know, bytes that are not in it, no RTF: `undecodable_note`).
+fn attachment_text(form: Form, ct: &str, data: &str) -> std::result::Result<Option<String>, Bad> {
+    // base64Binary may be broken into lines (MIME style): whitespace is not data
+    let data: Cow<str> = if data.contains(|c: char| c.is_ascii_whitespace()) {
+        data.chars().filter(|c| !c.is_ascii_whitespace()).collect::<String>().into()
+    } else {
+        Cow::Borrowed(data)
+    };
+    let bytes =
+        base64::engine::general_purpose::STANDARD.decode(&*data).map_err(|_| "attachment data is not base64")?;
+    Ok(match form {
+        // RTF says its encodings itself: the content type's charset is not its text's
+        Form::Rtf => rtf::rtf_to_text(&bytes).and_then(text::no_nul).ok(),
+        Form::Html => decode_text(ct, bytes).ok().map(|t| text::html_to_text(&t)),
+        Form::Plain => decode_text(ct, bytes).ok(),
+    })
 }
 
 /// A Binary contained in a resource (`contained`), as an attachment's `url: "#id"` names it.
@@ -515,6 +598,10 @@ struct LineOut<'a> {
     /// a Bundle's entries, parsed when it is applied (a `.json` document is written over many lines:
     /// each entry's line is the Bundle's and the lines its start lies below it)
     entries: Vec<Pending<'a>>,
+    /// a note whose text is in Binaries of the export, read after the other resources
+    by_url: Option<UrlNote>,
+    /// a note read from the export's Binaries: its resource was counted when its line was read
+    late: bool,
 }
 
 impl<'a> LineOut<'a> {
@@ -1166,10 +1253,17 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     if skip {
         return Ok(out);
     }
-    if let Some(desc) = d.description.as_deref() {
+    let titles = d.content.iter().filter_map(|c| c.attachment.as_ref()?.title.as_deref());
+    if d.description.is_some() || titles.clone().next().is_some() {
         let subject = d.subject.as_ref().and_then(subject_id);
-        let fields = ("description", "description.subject_identifier");
-        scan_only(desc, subject.as_ref(), "DocumentReference", fields, &mut out);
+        if let Some(desc) = d.description.as_deref() {
+            let fields = ("description", "description.subject_identifier");
+            scan_only(desc, subject.as_ref(), "DocumentReference", fields, &mut out);
+        }
+        for title in titles {
+            let fields = ("content.attachment.title", "content.attachment.title.subject_identifier");
+            scan_only(title, subject.as_ref(), "DocumentReference", fields, &mut out);
+        }
     }
     let subject = patient_or_unusable!(&d.subject, out, "DocumentReference");
     let period_start = d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.as_deref());
@@ -1195,8 +1289,14 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     let (system, code) = note_code(&d.type_, opts);
     let attachments = d.content.iter().filter_map(|c| c.attachment.as_ref());
     let fields = ("content.attachment.data", "content.attachment.contentType");
-    let texts = attachment_texts(line, attachments, "DocumentReference", fields, &mut out)?;
+    let mut links = Vec::new();
+    let texts = attachment_texts(line, attachments, "DocumentReference", fields, Some(&mut links), &mut out)?;
     if texts.is_empty() {
+        if !links.is_empty() {
+            let (system, code) = (system.into_owned(), code.into_owned());
+            out.by_url = Some(UrlNote { subject: subject.into_owned(), time, system, code, links });
+            return Ok(out);
+        }
         out.no_text_attachment("DocumentReference", "content.attachment.contentType");
         return Ok(out);
     }
@@ -1206,19 +1306,22 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
 }
 
 /// The texts of a resource's attachments (a DocumentReference's `content[].attachment`, a
-/// DiagnosticReport's `presentedForm`): those with a `text/plain` content type and base64 `data`,
-/// decoded in the content type's charset; those in `text/html`, else in `text/rtf`, as their text
-/// where none is plain. One without data, or in a charset the reader does not know,
-/// is counted (`note_without_data`, `undecodable_note` under the (data, contentType) `fields`); data
-/// that is not base64 makes the line malformed.
+/// DiagnosticReport's `presentedForm`): those with a text content type ([`text_form`]) and base64
+/// `data` (or a contained Binary's), as [`attachment_text`] reads them, in the first form of
+/// plain, HTML and RTF that one of them has. One without data, or in a charset the reader does not
+/// know, is counted (`note_without_data`, `undecodable_note` under the (data, contentType) `fields`);
+/// data that is not base64 makes the line malformed. One whose data is a Binary of the export
+/// (`url: "Binary/id"`) is put in `links` as (id, content type) where the caller reads such notes,
+/// else said (`note_by_url`).
 fn attachment_texts<'b, 'a: 'b>(
     line: &[u8],
     attachments: impl Iterator<Item = &'b Attachment<'a>>,
     resource: &'static str,
     (data_field, type_field): (&'static str, &'static str),
+    mut links: Option<&mut Vec<(String, String)>>,
     out: &mut LineOut,
 ) -> std::result::Result<Vec<String>, Bad> {
-    let (mut texts, mut htmls, mut rtfs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut forms: [Vec<String>; 3] = Default::default();
     // the contained Binaries, read once for the resource; each read once however many attachments
     // name it
     let mut binaries: Option<HashMap<String, (Option<String>, Option<String>)>> = None;
@@ -1243,47 +1346,37 @@ fn attachment_texts<'b, 'a: 'b>(
             _ => None,
         };
         let ct = a.content_type.as_deref().or(binary.as_ref().and_then(|b| b.0.as_deref())).unwrap_or("");
-        // media types are case-insensitive (`Text/Plain; charset=UTF-8`); HTML (as EHRs send notes) is
-        // read as its text
-        let is = |t: &str| ct.trim_start().get(..t.len()).is_some_and(|c| c.eq_ignore_ascii_case(t));
-        let html = is("text/html");
-        // RTF (`text/rtf`, and `application/rtf` as Windows names it), as EHRs send notes
-        let rtf = is("text/rtf") || is("application/rtf");
-        if !is("text/plain") && !html && !rtf {
+        // a Binary of the export, whose own content type says what it is where the attachment does not
+        let linked = match (&a.data, &binary) {
+            (None, None) => a.url.as_deref().and_then(binary_id),
+            _ => None,
+        };
+        let form = text_form(ct);
+        if form.is_none() && !(ct.trim().is_empty() && linked.is_some()) {
             continue;
         }
         let Some(data) = a.data.as_deref().or(binary.as_ref().and_then(|b| b.1.as_deref())) else {
-            // a link to a Binary not in the resource (as EHR bulk exports give notes): the note is
-            // not in the export's lines; a warning, so that an export of links is not taken for one
-            // without notes
-            match a.url.as_deref() {
-                Some(_) if binary.is_none() => out.info_once(Severity::Warning, "note_by_url", resource, data_field),
+            match (linked, links.as_deref_mut()) {
+                (Some(id), Some(links)) => links.push((id.to_owned(), ct.trim().to_owned())),
+                // a link the reader does not follow (a page elsewhere, as some EHR exports give notes):
+                // the note is not in the export's lines; a warning, so that an export of links is not
+                // taken for one without notes
+                _ if a.url.is_some() && binary.is_none() => {
+                    out.info_once(Severity::Warning, "note_by_url", resource, data_field)
+                }
                 _ => out.found("note_without_data", resource, data_field),
             }
             continue;
         };
-        // base64Binary may be broken into lines (MIME style): whitespace is not data
-        let data: Cow<str> = if data.contains(|c: char| c.is_ascii_whitespace()) {
-            data.chars().filter(|c| !c.is_ascii_whitespace()).collect::<String>().into()
-        } else {
-            Cow::Borrowed(data)
-        };
-        let bytes =
-            base64::engine::general_purpose::STANDARD.decode(&*data).map_err(|_| "attachment data is not base64")?;
-        // a charset the reader does not know, or bytes that are not in it: the note is not read, and
-        // counted (the resource itself is valid)
-        // (RTF says its encodings itself: the content type's charset is not its text's)
-        let read = if rtf { rtf::rtf_to_text(&bytes).and_then(text::no_nul) } else { decode_text(ct, bytes) };
-        match read {
-            Ok(t) if html => htmls.push(text::html_to_text(&t)),
-            Ok(t) if rtf => rtfs.push(t),
-            Ok(t) => texts.push(t),
-            Err(_) => out.found("undecodable_note", resource, type_field),
+        let Some(form) = form else { continue };
+        match attachment_text(form, ct, data)? {
+            Some(t) => forms[form as usize].push(t),
+            None => out.found("undecodable_note", resource, type_field),
         }
     }
     // a note sent in several forms (plain text, HTML, RTF: one content of each) is read once, in the
     // first of these it has
-    Ok([texts, htmls, rtfs].into_iter().find(|t| !t.is_empty()).unwrap_or_default())
+    Ok(forms.into_iter().find(|t| !t.is_empty()).unwrap_or_default())
 }
 
 /// A DiagnosticReport's text as a note: its `presentedForm` attachments in `text/plain` (as a
@@ -1330,6 +1423,7 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         d.presented_form.iter(),
         RESOURCE,
         ("presentedForm.data", "presentedForm.contentType"),
+        None,
         &mut out,
     )?;
     let mut texts: Vec<String> = texts

@@ -432,8 +432,14 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         sink.report.malformed_line(file, line, reason);
         return;
     }
-    if let Some(rt) = out.resource {
+    if let Some(rt) = out.resource.filter(|_| !out.late) {
         sink.report.count_resource(rt);
+        if rt == "Binary" {
+            sink.data.binaries += 1;
+        }
+    }
+    if let Some(note) = out.by_url.take() {
+        sink.data.url_notes.push(note);
     }
     sink.report.zones.merge(out.zones);
     for (kind, resource, field) in out.identifiers {
@@ -562,12 +568,142 @@ fn read_before(sink: &mut Sink, report: bool, r: &data::Rec) -> bool {
 
 /// The (resource, field) of the findings of a subject's own identifiers in its free text: the notes
 /// kept, and the free text that is not ([`super::scan_only`]).
-const OWN_IDENTIFIER_FINDINGS: [(&str, &str); 4] = [
+const OWN_IDENTIFIER_FINDINGS: [(&str, &str); 5] = [
     ("note", "subject_identifier"),
     ("Observation", "note.text.subject_identifier"),
     ("Observation", "valueString.subject_identifier"),
     ("DocumentReference", "description.subject_identifier"),
+    ("DocumentReference", "content.attachment.title.subject_identifier"),
 ];
+
+/// Reads the notes whose text is in Binaries of the export ([`super::UrlNote`]: a DocumentReference's
+/// attachment by `url` to `Binary/id`, as EHR bulk exports give notes) from `files`, the NDJSON files
+/// that hold Binaries, after the other resources: a Binary is decoded only when a note names it, and
+/// each note is applied as its DocumentReference's would have been (the guard, the subject's own
+/// identifiers, a report's copy) once every Binary it names is read, in the first form of plain text,
+/// HTML and RTF they have. A note whose Binaries are not in the export is said (`note_by_url`, a
+/// warning); one whose Binaries hold no text as a DocumentReference without text is.
+fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
+    use super::{attachment_text, guard_text, text_form, Form};
+    /// what a Binary a note names gave
+    enum Got {
+        NotText,
+        /// text in a charset the reader does not know, data that is not base64, no RTF
+        Undecodable,
+        Text(Form, String),
+    }
+    const RESOURCE: &str = "DocumentReference";
+    const DATA: &str = "content.attachment.data";
+    let notes = std::mem::take(&mut sink.data.url_notes);
+    if notes.is_empty() {
+        return Ok(());
+    }
+    // Binary id -> (note, link) that name it
+    let mut wanted: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for (i, n) in notes.iter().enumerate() {
+        for (j, (id, _)) in n.links.iter().enumerate() {
+            wanted.entry(id.as_str()).or_default().push((i, j));
+        }
+    }
+    // per note: what each link gave (`None`: not read yet), the links not yet read
+    let mut got: Vec<Vec<Option<Got>>> =
+        notes.iter().map(|n| std::iter::repeat_with(|| None).take(n.links.len()).collect()).collect();
+    let mut left: Vec<usize> = notes.iter().map(|n| n.links.len()).collect();
+    let mut done = vec![false; notes.len()];
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Binary<'a> {
+        #[serde(borrow)]
+        resource_type: Option<super::Str<'a>>,
+        #[serde(borrow)]
+        id: Option<super::Str<'a>>,
+        #[serde(borrow)]
+        content_type: Option<super::Str<'a>>,
+        #[serde(borrow)]
+        data: Option<super::Str<'a>>,
+    }
+    // a note applied as its DocumentReference's (at the line of the Binary that completed it)
+    let emit = |sink: &mut Sink, file: &str, line: u64, i: usize, got: &mut Vec<Option<Got>>| {
+        let n = &notes[i];
+        let mut out = LineOut { resource: Some(RESOURCE), late: true, ..Default::default() };
+        let mut texts = Vec::new();
+        for g in got.drain(..).flatten() {
+            match g {
+                Got::Text(form, t) => texts.push((form, t)),
+                Got::Undecodable => out.found("undecodable_note", RESOURCE, "content.attachment.contentType"),
+                Got::NotText => {}
+            }
+        }
+        let Some(best) = texts.iter().map(|t| t.0).min() else {
+            out.no_text_attachment(RESOURCE, "content.attachment.contentType");
+            apply(sink, file, line, out);
+            return;
+        };
+        let text: Vec<String> = texts.into_iter().filter(|t| t.0 == best).map(|t| t.1).collect();
+        let text = guard_text(text.join("\n"), RESOURCE, DATA, &mut out);
+        let code = (n.system.as_str().into(), n.code.as_str().into());
+        out.recs.push(data::Rec::note(n.subject.as_str().into(), n.time, code, text));
+        apply(sink, file, line, out);
+    };
+    for path in files {
+        if done.iter().all(|d| *d) {
+            break;
+        }
+        let name = sink.report.file_label(path);
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let max_line = usize::try_from(sink.opts.limits.max_line_bytes).unwrap_or(usize::MAX);
+        let input = data::bounded::open(path, file, sink.opts.limits);
+        let mut reader = LineReader { input, max_line, line_no: 0, eof: false, skipping: false };
+        let io_error = |line_no: u64, e: std::io::Error| DataError::io(path, format!("after line {line_no}: {e}"));
+        let (mut a, mut b) = (Block::default(), Block::default());
+        reader.fill(&mut a, &[]).map_err(|e| io_error(reader.line_no, e))?;
+        loop {
+            for (no, range) in &a.lines {
+                let Ok(bin) = super::from_line::<Binary>(&a.buf[range.clone()]) else { continue };
+                let (Some("Binary"), Some(id)) = (bin.resource_type.as_deref(), bin.id.as_deref()) else { continue };
+                let Some(named) = wanted.get(id.trim()) else { continue };
+                for &(i, j) in named {
+                    if done[i] || got[i][j].is_some() {
+                        continue;
+                    }
+                    let link_ct = notes[i].links[j].1.as_str();
+                    let ct = if link_ct.is_empty() { bin.content_type.as_deref().unwrap_or("") } else { link_ct };
+                    let text = match (text_form(ct), bin.data.as_deref()) {
+                        (Some(form), Some(data)) => match attachment_text(form, ct, data) {
+                            Ok(Some(t)) => Got::Text(form, t),
+                            _ => Got::Undecodable,
+                        },
+                        _ => Got::NotText,
+                    };
+                    got[i][j] = Some(text);
+                    left[i] -= 1;
+                    if left[i] == 0 {
+                        done[i] = true;
+                        emit(sink, &name, *no, i, &mut got[i]);
+                    }
+                }
+            }
+            if reader.eof {
+                break;
+            }
+            reader.fill(&mut b, a.tail()).map_err(|e| io_error(reader.line_no, e))?;
+            std::mem::swap(&mut a, &mut b);
+        }
+    }
+    // notes some of whose Binaries are not in the export: read from those that are; those with none,
+    // said
+    for i in 0..notes.len() {
+        if done[i] {
+            continue;
+        }
+        if got[i].iter().any(Option::is_some) {
+            emit(sink, "Binary", 0, i, &mut got[i]);
+        } else {
+            sink.report.count(Severity::Warning, "note_by_url", RESOURCE, DATA);
+        }
+    }
+    Ok(())
+}
 
 /// Notes kept before their subject's Patient resource was read, checked against its identifiers.
 fn check_early_notes(sink: &mut Sink) {
@@ -633,13 +769,20 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     data.subject_identifiers.same_person.clear();
     drop(first);
     let mut sink = Sink { data, report, opts };
+    // the NDJSON files that hold Binaries, read again for the notes whose text is in one
+    let mut binary_files = Vec::new();
     if ndjson {
         for f in &files {
+            let before = sink.data.binaries;
             read_any(f, &mut sink)?;
+            if sink.data.binaries > before && !data::has_ext(f, data::FHIR_JSON_EXTS) {
+                binary_files.push(f.as_path());
+            }
         }
     } else {
         read_documents(&files, &mut sink)?;
     }
+    read_url_notes(&mut sink, &binary_files)?;
     check_early_notes(&mut sink);
     link_same_person(sink.data);
     let merged = sink.data.merge_linked_subjects();
@@ -707,6 +850,7 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         for f in &files {
             read_any(f, &mut pass)?;
         }
+        read_url_notes(&mut pass, &binary_files)?;
         for (resource, field) in OWN_IDENTIFIER_FINDINGS {
             sink.report.replace_findings_of(resource, field, &second);
         }
