@@ -296,9 +296,11 @@ fn read_run(
     let prev = before.prev;
     let lead = (c == '+' || c == '(') && is_digit(at(text, next));
     let prev_letter = prev.is_some_and(|p| p.is_ascii_alphabetic());
-    let glued = prev.is_some_and(|p| p.is_ascii_digit() || matches!(p, '_' | ',' | '@'))
+    // after `_` a number is part of a name (`lab_2024`, `file_0312345678`): only a cue's (`MRN_1234567`)
+    let underscore = prev == Some('_');
+    let glued = prev.is_some_and(|p| p.is_ascii_digit() || matches!(p, ',' | '@'))
         || (prev == Some('.') && !before.dot_word && !before.list_period);
-    if !(c.is_ascii_digit() || lead) || glued {
+    if !(c.is_ascii_digit() || lead) || glued || (underscore && lead) {
         return None;
     }
     let start = i;
@@ -350,7 +352,7 @@ fn read_run(
     // after a list number's bare period, only a number grouped by a mark (`-`, `.`, brackets) is one:
     // `1.0901234567` and `1.090 1234 5678` may be a decimal and a table's columns
     let decimal_like = before.list_period && run.marks & !SPACE == 0;
-    if !glued_after && !decimal_like {
+    if !glued_after && !decimal_like && !underscore {
         if let Some(kind) = classify(&run) {
             found.push((kind, start..j));
             return Some((j, last, None));
@@ -359,6 +361,10 @@ fn read_run(
     if let Some((kind, span)) = cued(text, start, j, &run, ops) {
         found.push((kind, span));
         return Some((j, last, None));
+    }
+    if underscore {
+        // no run (the scan goes on char by char, as after a digit)
+        return None;
     }
     // after a list number: at most 3 digits, and no more digits after them than an identifier has
     let list_number = run.groups[0] <= MAX_LIST_NUMBER && run.n <= MAX_DIGITS + MAX_LIST_NUMBER;
@@ -548,6 +554,10 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
     } else if !shaped {
         return None;
     }
+    // a Japanese particle between the cue and the date (`誕生日は4月17日`, `生年月日が...`)
+    if at >= 3 && matches!(&b[at - 3..at], [0xE3, 0x81, 0xAF | 0x8C]) {
+        at = separators_before(b, at - 3);
+    }
     if at == 0 || !may_end_cue(b[at - 1]) {
         return None;
     }
@@ -582,15 +592,16 @@ fn date_like(run: &Run) -> bool {
             && ((small(g[0], a, 12) && small(g[1], b, 31)) || (small(g[0], a, 31) && small(g[1], b, 12))))
 }
 
-/// After a day at `end`: ` Apr 1961`, `-Apr-1961`, ` April, 1961` (a month's name and a year of 4
-/// digits): the byte after the year.
+/// After a day at `end`: ` Apr 1961`, `-Apr-1961`, ` April, 1961`, `Apr1961` (a month's name and a
+/// year of 4 digits): the byte after the year.
 fn month_then_year(b: &[u8], end: usize) -> Option<usize> {
     let mut i = end;
     if i < b.len() && matches!(b[i], b' ' | b'-' | b'/' | b'.') {
         i += 1;
     }
+    // (glued to the day too: `17Apr1961`)
     let letters = b[i..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
-    if letters < 3 || !ends_with_word(b, i + letters, MONTHS).is_some_and(|n| n == letters) {
+    if letters < 3 || !MONTHS.iter().any(|m| b[i..i + letters].eq_ignore_ascii_case(m.as_bytes())) {
         return None;
     }
     year_after(b, i + letters)
@@ -691,6 +702,10 @@ mod tests {
             ("Patient ID 2023-001-456", vec![(P, "2023-001-456")]),
             ("MRN 1234.5678.9", vec![(P, "1234.5678.9")]),
             ("MRN: 12/345/678", vec![(P, "12/345/678")]),
+            ("MRN_1234567 seen", vec![(P, "MRN_1234567")]),
+            ("DOB: 17Apr1961", vec![(B, "17Apr1961")]),
+            ("誕生日は4月17日です", vec![(B, "4月17日")]),
+            ("生年月日が1961年4月17日", vec![(B, "1961年4月17日")]),
         ] {
             assert_eq!(cued_spans(text), want, "{text}");
         }
@@ -709,6 +724,8 @@ mod tests {
             "hospital number 2024-01-05",
             "MRI 2024-01-05: no change",
             "患者 3名、検体 120本",
+            "file lab_0312345678 and run_19610417",
+            "誕生日会は4月17日",
         ] {
             assert_eq!(cued_spans(text), vec![], "{text}");
         }
