@@ -172,6 +172,9 @@ fn malformed_lines_are_located_and_the_tolerated_fraction_decides() {
         mal.iter().flat_map(|f| f["lines"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap())).collect();
     located.sort();
     assert_eq!(located, [2, 4, 6]);
+    // the reason names the field whose time does not read
+    let reasons: Vec<&str> = mal.iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(reasons.iter().filter(|r| **r == "unreadable time (effectiveDateTime)").count(), 1, "{reasons:?}");
     assert_eq!(v["subjects"], 3);
     assert_eq!(v["events"]["lab"], 3);
     // 3 of 6 non-blank lines: tolerated at 0.5, not at 0.4

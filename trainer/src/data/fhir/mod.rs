@@ -753,8 +753,10 @@ fn inactive(status: &Option<Str>) -> bool {
     matches!(status.as_deref(), Some("entered-in-error" | "cancelled"))
 }
 
-fn parse_time(s: &Option<Str>) -> Option<std::result::Result<time::Stamp, ()>> {
-    s.as_deref().map(|s| time::parse(s).ok_or(()))
+/// The first of the `candidates` present, parsed: (the field's value, why a line whose time there
+/// does not parse is malformed: the field named, as the report says where to look).
+fn first_time(candidates: &[(Option<&str>, Bad)]) -> Option<std::result::Result<time::Stamp, Bad>> {
+    candidates.iter().find_map(|&(s, why)| s.map(|s| time::parse(s).ok_or(why)))
 }
 
 /// A time read in UTC, its way of writing counted: zone-less in `read.time_zone`.
@@ -775,13 +777,13 @@ type Bad = &'static str;
 /// A required time: the first of the candidates present; unreadable is malformed, none is `None`
 /// (R4 lets a resource have no time: counted as unusable by the caller).
 fn required_time(
-    t: Option<std::result::Result<time::Stamp, ()>>,
+    t: Option<std::result::Result<time::Stamp, Bad>>,
     opts: &ReadOptions,
     out: &mut LineOut,
 ) -> std::result::Result<Option<i64>, Bad> {
     match t {
         Some(Ok(t)) => utc(t, opts, out).map(Some),
-        Some(Err(())) => Err("unreadable time"),
+        Some(Err(why)) => Err(why),
         None => Ok(None),
     }
 }
@@ -1064,10 +1066,15 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     }
     let time = or_unusable!(
         required_time(
-            parse_time(&o.effective_date_time)
-                .or_else(|| parse_time(&o.effective_period.as_ref().and_then(|p| p.start.clone())))
-                .or_else(|| parse_time(&o.effective_instant))
-                .or_else(|| parse_time(&o.issued)),
+            first_time(&[
+                (o.effective_date_time.as_deref(), "unreadable time (effectiveDateTime)"),
+                (
+                    o.effective_period.as_ref().and_then(|p| p.start.as_deref()),
+                    "unreadable time (effectivePeriod.start)"
+                ),
+                (o.effective_instant.as_deref(), "unreadable time (effectiveInstant)"),
+                (o.issued.as_deref(), "unreadable time (issued)"),
+            ]),
             opts,
             &mut out,
         )?,
@@ -1273,11 +1280,11 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     // the reference's date, else the clinical period's start, else STU3's `indexed` (R4's `date`)
     let time = or_unusable!(
         required_time(
-            parse_time(&d.date)
-                .or_else(|| {
-                    parse_time(&d.context.as_ref().and_then(|c| c.period.as_ref()).and_then(|p| p.start.clone()))
-                })
-                .or_else(|| parse_time(&d.indexed)),
+            first_time(&[
+                (d.date.as_deref(), "unreadable time (date)"),
+                (period_start, "unreadable time (context.period.start)"),
+                (d.indexed.as_deref(), "unreadable time (indexed)"),
+            ]),
             opts,
             &mut out
         )?,
@@ -1450,9 +1457,11 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     }
     let time = or_unusable!(
         required_time(
-            parse_time(&d.effective_date_time)
-                .or_else(|| parse_time(&d.effective_period.as_ref().and_then(|p| p.start.clone())))
-                .or_else(|| parse_time(&d.issued)),
+            first_time(&[
+                (d.effective_date_time.as_deref(), "unreadable time (effectiveDateTime)"),
+                (period_start, "unreadable time (effectivePeriod.start)"),
+                (d.issued.as_deref(), "unreadable time (issued)"),
+            ]),
             opts,
             &mut out
         )?,
@@ -1486,7 +1495,13 @@ fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     if partial_date(&[c.date.as_deref()]) {
         out.found("partial_date", "Composition", "date");
     }
-    let time = or_unusable!(required_time(parse_time(&c.date), opts, &mut out)?, out, "no_time", "Composition", "date");
+    let time = or_unusable!(
+        required_time(first_time(&[(c.date.as_deref(), "unreadable time (date)")]), opts, &mut out)?,
+        out,
+        "no_time",
+        "Composition",
+        "date"
+    );
     let mut parts = Vec::new();
     for s in &c.section {
         section_text(s, &mut parts);
@@ -1519,15 +1534,15 @@ fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Line
         out.found("partial_date", "Encounter", "period.start");
     }
     let time = or_unusable!(
-        required_time(parse_time(&period.start), opts, &mut out)?,
+        required_time(first_time(&[(period.start.as_deref(), "unreadable time (period.start)")]), opts, &mut out)?,
         out,
         "no_time",
         "Encounter",
         "period.start"
     );
-    let mut end = match parse_time(&period.end) {
+    let mut end = match first_time(&[(period.end.as_deref(), "unreadable time (period.end)")]) {
         None => i64::MIN,
-        Some(t) => utc(t.map_err(|()| "unreadable time")?, opts, &mut out)?,
+        Some(t) => utc(t?, opts, &mut out)?,
     };
     // a stay that ends before it starts: the end is not read (a negative stay), and counted; an end of a
     // day, a month or a year (`2019-03-05`, placed at its start) is compared at its end
