@@ -410,10 +410,11 @@ fn a_diagnostic_reports_text_is_read_as_a_note() {
 
 /// Synthea writes each note as a DiagnosticReport and a DocumentReference with the same text: read
 /// once, whichever comes first (a Bundle's order, or the files' `DiagnosticReport.ndjson` before
-/// `DocumentReference.ndjson`); two reports of one text are the input's duplicates, not matched.
+/// `DocumentReference.ndjson`); two reports of one text are the input's duplicates, not matched. The
+/// guard's findings in the text are counted once per note read (they were counted for the copy too).
 #[test]
 fn a_note_written_as_report_and_document_is_read_once() {
-    let note = "Patient presents with fatigue. Plan: follow up in 2 weeks.";
+    let note = "Patient presents with fatigue. Plan: follow up in 2 weeks, call 03-1234-5678.";
     let subject = json!({ "reference": "urn:uuid:p1" });
     let report = json!({
         "resourceType": "DiagnosticReport", "status": "final",
@@ -432,6 +433,8 @@ fn a_note_written_as_report_and_document_is_read_once() {
         let (d, r) = data::read(dir, &ReadOptions::default()).unwrap();
         let n = d.events.iter().filter(|e| e.kind == EventKind::Note).count();
         let once = r.findings.iter().find(|f| f.kind == "note_in_document_reference").map(|f| f.count);
+        let phones: u64 = r.findings.iter().filter(|f| f.kind == "phone").map(|f| f.count).sum();
+        assert_eq!(phones, n as u64, "{:?}", r.findings);
         (n, once)
     };
     // a Bundle per patient, the report first

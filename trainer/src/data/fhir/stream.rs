@@ -4,6 +4,7 @@
 use super::{parse_line, LineOut};
 use crate::data::{self, check::Severity, guard, DataError, ReadOptions, Result, Sink};
 use rayon::prelude::*;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -442,7 +443,17 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         sink.data.url_notes.push(note);
     }
     sink.report.zones.merge(out.zones);
+    // a note read before from the other of a DocumentReference and a DiagnosticReport (Synthea writes
+    // each note as both): not read again, nor its text's findings counted again
+    let both = matches!(out.resource, Some("DocumentReference" | "DiagnosticReport"));
+    let report = out.resource == Some("DiagnosticReport");
+    let copies: SmallVec<[bool; 1]> =
+        out.recs.iter().map(|r| both && r.kind == data::EventKind::Note && read_before(sink, report, r)).collect();
+    let copy = copies.iter().any(|c| *c);
     for (kind, resource, field) in out.identifiers {
+        if copy && matches!(field, "content.attachment.data" | "presentedForm.data" | "conclusion") {
+            continue;
+        }
         sink.report.identifier(sink.opts.identifiers, kind, resource, field);
     }
     for (severity, kind, resource, field) in out.info {
@@ -506,9 +517,8 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         }
         store.noted_before.insert(guard::subject::subject_key(&subject));
     }
-    let both = matches!(out.resource, Some("DocumentReference" | "DiagnosticReport"));
-    for mut r in out.recs {
-        if both && r.kind == data::EventKind::Note && read_before(sink, out.resource == Some("DiagnosticReport"), &r) {
+    for (mut r, copy) in out.recs.into_iter().zip(copies) {
+        if copy {
             sink.report.count(Severity::Info, "note_in_document_reference", "DiagnosticReport", "presentedForm");
             continue;
         }
