@@ -762,6 +762,13 @@ fn notes_in_binaries_of_the_export_are_read() {
         ),
         doc(json!([{ "contentType": "text/plain", "url": "Binary/b9" }]), "2024-01-04T00:00:00Z"),
         doc(json!([{ "contentType": "application/pdf", "url": "Binary/b5" }]), "2024-01-05T00:00:00Z"),
+        // the Binary's own content type says what its bytes are
+        doc(json!([{ "contentType": "text/plain", "url": "Binary/b6/_history/2" }]), "2024-01-06T00:00:00Z"),
+        // no Binary's url (a page under one)
+        doc(
+            json!([{ "contentType": "text/plain", "url": "https://ehr.example.org/Binary/b1/extra/x" }]),
+            "2024-01-07T00:00:00Z",
+        ),
     ];
     std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
     let patient =
@@ -777,9 +784,11 @@ fn notes_in_binaries_of_the_export_are_read() {
         bin("b3", "text/html", "<p>from html</p>"),
         bin("b4", "text/rtf", r"{\rtf1 from rtf}"),
         bin("b5", "application/pdf", "%PDF-1.7"),
+        bin("b6", "text/rtf", r"{\rtf1{\info{\title 03-9999-8888}}from rtf b6}"),
     ];
-    // (a file not named after the type: the Binaries are found where they are)
+    // (a file not named after the type: the Binaries are found where they are); an id met twice
     std::fs::write(dir.path().join("export-0007.ndjson"), binaries.join("\n") + "\n").unwrap();
+    std::fs::write(dir.path().join("export-0008.ndjson"), bin("b1", "text/plain", "again") + "\n").unwrap();
     let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
     let (d, r) = data::read(dir.path(), &opts).unwrap();
     let mut notes: Vec<(i64, &str)> = d
@@ -790,16 +799,51 @@ fn notes_in_binaries_of_the_export_are_read() {
         .collect();
     notes.sort();
     let texts: Vec<&str> = notes.iter().map(|n| n.1).collect();
-    assert_eq!(texts.len(), 3, "{:?}", r.findings);
+    assert_eq!(texts.len(), 4, "{:?}", r.findings);
     assert!(!texts[0].contains("Zyxwq") && !texts[0].contains("090-1234") && texts[0].contains("seen"), "{}", texts[0]);
-    assert_eq!(&texts[1..], ["発熱あり", "from html"]);
+    assert_eq!(&texts[1..], ["発熱あり", "from html", "from rtf b6"]);
     let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
-    assert_eq!(count("note_by_url"), 1, "{:?}", r.findings);
+    assert_eq!(count("note_by_url"), 2, "{:?}", r.findings);
     assert_eq!(count("no_text_attachment"), 1, "{:?}", r.findings);
-    assert_eq!(r.resources.get("DocumentReference"), Some(&5));
-    assert_eq!(r.resources.get("Binary"), Some(&6));
+    assert_eq!(count("duplicate_binary"), 1, "{:?}", r.findings);
+    assert_eq!(r.resources.get("DocumentReference"), Some(&7));
+    assert_eq!(r.resources.get("Binary"), Some(&8));
     assert!(r.findings.iter().any(|f| f.field == "content.attachment.title.subject_identifier"), "{:?}", r.findings);
     assert!(!format!("{r:?}").contains("Zyxwq"));
     let code = &d.codes[d.events.iter().find(|e| e.kind == EventKind::Note).unwrap().code as usize];
     assert_eq!(code.code.as_str(), "11506-3");
+}
+
+/// Found by a tester: a Bundle (a document, as servers write a patient's record) whose
+/// DocumentReference links a Binary entry of the same Bundle (`Binary/id`, or `urn:uuid:` its entry's
+/// fullUrl), in either order, was a `note_by_url` warning; the Bundle's Binaries are read for it.
+#[test]
+fn notes_in_binaries_of_a_bundle_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |url: &str| {
+        json!({ "resource": { "resourceType": "DocumentReference", "status": "current",
+            "subject": { "reference": "Patient/p1" }, "date": "2024-01-01T00:00:00Z",
+            "content": [{ "attachment": { "contentType": "text/plain", "url": url } }] } })
+    };
+    let bin = |id: &str, full_url: &str, text: &str| {
+        json!({ "fullUrl": full_url, "resource": { "resourceType": "Binary", "id": id, "contentType": "text/plain",
+            "data": b64(text) } })
+    };
+    let entries = [
+        json!({ "resource": { "resourceType": "Patient", "id": "p1" } }),
+        bin("b0", "https://h/fhir/Binary/b0", "before its note"),
+        doc("Binary/b0"),
+        doc("urn:uuid:5e4b1c3a-0000-4000-8000-000000000001"),
+        doc("Binary/missing"),
+        bin("b1", "urn:uuid:5e4b1c3a-0000-4000-8000-000000000001", "after its note"),
+    ];
+    write(dir.path(), "record.json", &json!({ "resourceType": "Bundle", "type": "collection", "entry": entries }));
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let mut texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
+    texts.sort();
+    assert_eq!(texts, ["after its note", "before its note"], "{:?}", r.findings);
+    let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
+    assert_eq!(count("note_by_url"), 1, "{:?}", r.findings);
+    assert_eq!(r.resources.get("DocumentReference"), Some(&3));
+    assert_eq!(r.resources.get("Binary"), Some(&2));
 }

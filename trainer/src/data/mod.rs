@@ -231,6 +231,8 @@ pub struct Dataset {
     pub(crate) url_notes: Vec<fhir::UrlNote>,
     /// while FHIR is read: the Binary resources read (to know the files that hold them)
     pub(crate) binaries: u64,
+    /// while a FHIR Bundle is read: its Binaries, for its notes that link them
+    pub(crate) bundle_binaries: Vec<fhir::BundleBinary>,
 }
 
 impl Dataset {

@@ -16,7 +16,10 @@
 //!   from `effectiveDateTime`, `effectivePeriod.start`, `effectiveInstant`, then `issued`.
 //! - DocumentReference: `content[].attachment` with a `text/plain`, `text/html` or `text/rtf` content
 //!   type and base64 `data`, in the content type's charset (UTF-8 by default; Shift_JIS, EUC-JP,
-//!   ISO-2022-JP are decoded); HTML and RTF as their text ([`rtf`]).
+//!   ISO-2022-JP are decoded); HTML and RTF as their text ([`rtf`]). Data in a Binary: one contained
+//!   in the resource (`url: "#id"`), one of the Bundle that holds the resource, one of the export
+//!   (`Binary/id`, read after the other resources, [`UrlNote`]); a link to anything else is said.
+//!   Attachment titles are scanned.
 //! - OperationOutcome (an export's error file, a search's outcome entry): counted as a warning.
 //! - DiagnosticReport (a radiology or pathology report): `presentedForm` in text (plain, HTML, RTF) as a
 //!   DocumentReference's attachments, and `conclusion`, as one note; one that a DocumentReference of
@@ -338,16 +341,66 @@ impl std::fmt::Debug for UrlNote {
     }
 }
 
-/// The id of the Binary an attachment's `url` names (`Binary/123`, `https://host/fhir/Binary/123`, a
-/// version `.../_history/2` or a query after it); `None` when it names no Binary.
-fn binary_id(url: &str) -> Option<&str> {
+/// The key of the Binary an attachment's `url` names: its id for `Binary/123`,
+/// `https://host/fhir/Binary/123` (a version `/_history/2`, a query or a fragment after it), the uuid
+/// for `urn:uuid:...` (a Bundle entry's `fullUrl`); `None` when it names no Binary.
+fn binary_key(url: &str) -> Option<&str> {
     let url = url.trim();
+    if let Some(uuid) = url.strip_prefix("urn:uuid:") {
+        return (!uuid.is_empty()).then_some(uuid);
+    }
     let i = url.rfind("Binary/")?;
     if i > 0 && !url[..i].ends_with('/') {
         return None;
     }
-    let id = url[i + 7..].split(['/', '?', '#']).next()?;
-    (!id.is_empty()).then_some(id)
+    let rest = &url[i + 7..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (id, after) = rest.split_at(end);
+    let version = after.strip_prefix("/_history/").is_some_and(|v| !v.is_empty() && !v.contains('/'));
+    (!id.is_empty() && (after.is_empty() || after.starts_with(['?', '#']) || version)).then_some(id)
+}
+
+/// A Binary resource: read for the notes that link it ([`UrlNote`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BinaryResource<'a> {
+    #[serde(borrow)]
+    resource_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    content_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    data: Option<Str<'a>>,
+}
+
+/// A Binary that is an entry of a Bundle (a document, as servers and Synthea write them, or a line
+/// of one): kept while the Bundle is read, for the notes of the Bundle that link it (by its id, or the
+/// uuid of its entry's `fullUrl`).
+pub(crate) struct BundleBinary {
+    keys: SmallVec<[String; 2]>,
+    content_type: Option<String>,
+    data: Option<String>,
+}
+
+/// (no id or data in a debug print)
+impl std::fmt::Debug for BundleBinary {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("BundleBinary")
+    }
+}
+
+/// A Binary entry of a Bundle (`full_url_id` the uuid of its `fullUrl`), counted and kept for the
+/// Bundle's notes.
+fn bundle_binary<'a>(line: &[u8], full_url_id: Option<&str>) -> LineOut<'a> {
+    let mut out = LineOut { resource: Some("Binary"), ..Default::default() };
+    if let Ok(b) = from_line::<BinaryResource>(line) {
+        let mut keys: SmallVec<[String; 2]> = b.id.iter().map(|id| id.trim().to_owned()).collect();
+        keys.extend(full_url_id.map(str::to_owned));
+        let own = |s: Option<Str>| s.map(|s| s.0.into_owned());
+        out.binary = Some(BundleBinary { keys, content_type: own(b.content_type), data: own(b.data) });
+    }
+    out
 }
 
 /// The forms of a note's text, in the order one is preferred to another when a note is sent in
@@ -602,6 +655,8 @@ struct LineOut<'a> {
     by_url: Option<UrlNote>,
     /// a note read from the export's Binaries: its resource was counted when its line was read
     late: bool,
+    /// a Binary entry of a Bundle, for the Bundle's notes that link it
+    binary: Option<BundleBinary>,
 }
 
 impl<'a> LineOut<'a> {
@@ -1355,7 +1410,7 @@ fn attachment_texts<'b, 'a: 'b>(
         let ct = a.content_type.as_deref().or(binary.as_ref().and_then(|b| b.0.as_deref())).unwrap_or("");
         // a Binary of the export, whose own content type says what it is where the attachment does not
         let linked = match (&a.data, &binary) {
-            (None, None) => a.url.as_deref().and_then(binary_id),
+            (None, None) => a.url.as_deref().and_then(binary_key),
             _ => None,
         };
         let form = text_form(ct);
@@ -2198,6 +2253,7 @@ fn parse_resource<'a>(
         "Patient" => patient(line, full_url_id),
         "RelatedPerson" => related_person::related_person(line, None),
         "Person" => person::person(line, None),
+        "Binary" if depth > 0 => Ok(bundle_binary(line, full_url_id)),
         // a Bundle (a line of one, a `.json` document as Synthea and FHIR servers write them): its
         // entries are read as lines; a Bundle inside one is not read, and said
         "Bundle" if depth < MAX_BUNDLE_DEPTH => bundle(line, depth + 1),
@@ -2226,4 +2282,26 @@ fn parse_resource<'a>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_binary_an_attachment_url_names() {
+        for (url, key) in [
+            ("Binary/b1", Some("b1")),
+            (" https://ehr.example.org/api/FHIR/R4/Binary/eX9.a-1 ", Some("eX9.a-1")),
+            ("Binary/b1/_history/2", Some("b1")),
+            ("Binary/b1?_format=json", Some("b1")),
+            ("urn:uuid:5e4b1c3a", Some("5e4b1c3a")),
+            ("Binary/", None),
+            ("https://h/Binary/b1/extra/x", None),
+            ("Binary/b1/_history/", None),
+            ("https://h/MyBinary/b1", None),
+            ("urn:uuid:", None),
+            ("https://h/docs/note.txt", None),
+        ] {
+            assert_eq!(super::binary_key(url), key, "{url}");
+        }
+    }
 }

@@ -7,7 +7,8 @@
 //! skipped; `\par`, `\line`, `\row`, `\page` as line breaks, `\tab` and `\cell` as spaces between
 //! values. Not read: destinations that are not the note's text (the font, colour and style tables,
 //! `\info` (author, title), pictures and objects, headers and footers, field instructions, every
-//! `{\*...}` group), and `\bin` data.
+//! `{\*...}` group), hidden text (`\v`), the ANSI copy of text `\upr` also gives in Unicode (its
+//! `\ud`), and `\bin` data.
 
 use encoding_rs::Encoding;
 use std::collections::HashMap;
@@ -30,6 +31,11 @@ struct Group {
     uc: u32,
     /// the current font (`\fN`), whose charset gives the encoding of `\'hh` bytes
     font: Option<i32>,
+    /// inside `\upr` (text written twice, in ANSI and in Unicode): the destination its `\ud` group,
+    /// the Unicode one, is read in; the ANSI one is not read
+    upr: Option<Dest>,
+    /// hidden text (`\v`): not shown, not read
+    hidden: bool,
 }
 
 struct Reader {
@@ -68,7 +74,7 @@ pub fn rtf_to_text(bytes: &[u8]) -> Result<String, &'static str> {
         fonts: HashMap::new(),
         defining: None,
         stack: Vec::new(),
-        group: Group { dest: Dest::Text, uc: 1, font: None },
+        group: Group { dest: Dest::Text, uc: 1, font: None, upr: None, hidden: false },
         skip: 0,
         high: None,
     };
@@ -294,6 +300,17 @@ impl Reader {
         }
         match word {
             b"fonttbl" => self.group.dest = Dest::Fonts,
+            b"upr" => {
+                self.group.upr = Some(self.group.dest);
+                self.group.dest = Dest::Skip;
+            }
+            // (after the `\*` that made its group ignorable)
+            b"ud" => {
+                if let Some(dest) = self.group.upr.take() {
+                    self.group.dest = dest;
+                }
+            }
+            b"v" => self.group.hidden = param != Some(0),
             _ if skipped(word) => self.group.dest = Dest::Skip,
             b"ansicpg" => {
                 if let Some(enc) = param.and_then(code_page) {
@@ -343,7 +360,7 @@ impl Reader {
 
     /// A byte of text in the current font's encoding.
     fn byte(&mut self, c: u8) {
-        if self.group.dest != Dest::Text {
+        if self.group.dest != Dest::Text || self.group.hidden {
             return;
         }
         let enc = self.group.font.and_then(|f| self.fonts.get(&f).copied()).unwrap_or(self.doc_enc);
@@ -356,7 +373,7 @@ impl Reader {
 
     /// A character of text.
     fn push(&mut self, c: char) {
-        if self.group.dest != Dest::Text {
+        if self.group.dest != Dest::Text || self.group.hidden {
             return;
         }
         self.flush();
@@ -426,5 +443,13 @@ caf\'e9 \{braces\} back\\slash\par }";
             let _ = rtf_to_text(bad).unwrap();
         }
         assert_eq!(rtf_to_text(br"{\rtf1 {{{{ y").unwrap(), "y");
+    }
+
+    #[test]
+    fn unicode_copies_and_hidden_text() {
+        // Word's `\upr`: the ANSI text, then the same in Unicode; read once, from the Unicode
+        let rtf =
+            br"{\rtf1\ansi {\upr{??}{\*\ud{\u-28108?\u26408?}}} x {\v hidden}{\v\v0 shown} {\info{\upr{a}{\*\ud{b}}}}}";
+        assert_eq!(rtf_to_text(rtf).unwrap(), "鈴木 x shown");
     }
 }

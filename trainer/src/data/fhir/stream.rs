@@ -423,11 +423,16 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
     // a Bundle's entries, each as the line of its own it would be (at the line it starts on, and
     // counted as one: the tolerated fraction of malformed lines is of resources, not of documents)
     let pending = std::mem::take(&mut out.entries);
+    let (notes_at, binaries_at) = (sink.data.url_notes.len(), sink.data.bundle_binaries.len());
     for chunk in pending.chunks(super::ENTRY_CHUNK) {
         for (below, entry) in super::parse_pending(chunk, sink.opts) {
             sink.report.lines += 1;
             apply(sink, file, line + below, entry);
         }
+    }
+    if !pending.is_empty() {
+        // notes of the Bundle whose text is in its Binaries (in either order in it)
+        settle_bundle_notes(sink, file, line, notes_at, binaries_at);
     }
     if let Some(reason) = out.bad {
         sink.report.malformed_line(file, line, reason);
@@ -435,9 +440,13 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
     }
     if let Some(rt) = out.resource.filter(|_| !out.late) {
         sink.report.count_resource(rt);
-        if rt == "Binary" {
+        // (a Bundle's Binary is kept with it, not read again from its file)
+        if rt == "Binary" && out.binary.is_none() {
             sink.data.binaries += 1;
         }
+    }
+    if let Some(b) = out.binary.take() {
+        sink.data.bundle_binaries.push(b);
     }
     if let Some(note) = out.by_url.take() {
         sink.data.url_notes.push(note);
@@ -586,24 +595,83 @@ const OWN_IDENTIFIER_FINDINGS: [(&str, &str); 5] = [
     ("DocumentReference", "content.attachment.title.subject_identifier"),
 ];
 
+/// What a Binary a note names gave.
+enum Got {
+    NotText,
+    /// text in a charset the reader does not know, data that is not base64, no RTF
+    Undecodable,
+    Text(super::Form, String),
+}
+
+/// The text of a Binary a note links: its own content type says what its bytes are (the attachment's
+/// only where the Binary gives none).
+fn link_text(link_ct: &str, bin_ct: Option<&str>, data: Option<&str>) -> Got {
+    let ct = bin_ct.map(str::trim).filter(|c| !c.is_empty()).unwrap_or(link_ct);
+    match (super::text_form(ct), data) {
+        (Some(form), Some(data)) => match super::attachment_text(form, ct, data) {
+            Ok(Some(t)) => Got::Text(form, t),
+            _ => Got::Undecodable,
+        },
+        _ => Got::NotText,
+    }
+}
+
+/// A note whose Binaries were read applied as its DocumentReference's would have been (the guard, the
+/// subject's own identifiers, a report's copy), in the first form of plain text, HTML and RTF its
+/// Binaries have; at `line` of `file` (where its last Binary was).
+fn emit_url_note(sink: &mut Sink, file: &str, line: u64, n: &super::UrlNote, got: impl Iterator<Item = Got>) {
+    const RESOURCE: &str = "DocumentReference";
+    let mut out = LineOut { resource: Some(RESOURCE), late: true, ..Default::default() };
+    let mut texts = Vec::new();
+    for g in got {
+        match g {
+            Got::Text(form, t) => texts.push((form, t)),
+            Got::Undecodable => out.found("undecodable_note", RESOURCE, "content.attachment.contentType"),
+            Got::NotText => {}
+        }
+    }
+    if let Some(best) = texts.iter().map(|t| t.0).min() {
+        let text: Vec<String> = texts.into_iter().filter(|t| t.0 == best).map(|t| t.1).collect();
+        let text = super::guard_text(text.join("\n"), RESOURCE, "content.attachment.data", &mut out);
+        let code = (n.system.as_str().into(), n.code.as_str().into());
+        out.recs.push(data::Rec::note(n.subject.as_str().into(), n.time, code, text));
+    } else {
+        out.no_text_attachment(RESOURCE, "content.attachment.contentType");
+    }
+    apply(sink, file, line, out);
+}
+
+/// The notes read from a Bundle (those after `notes_at`) that link Binaries of the Bundle (those
+/// after `binaries_at`): read from them; the others are left for the export's Binaries.
+fn settle_bundle_notes(sink: &mut Sink, file: &str, line: u64, notes_at: usize, binaries_at: usize) {
+    if sink.data.bundle_binaries.len() <= binaries_at || sink.data.url_notes.len() <= notes_at {
+        sink.data.bundle_binaries.truncate(binaries_at);
+        return;
+    }
+    let binaries = sink.data.bundle_binaries.split_off(binaries_at);
+    let notes = sink.data.url_notes.split_off(notes_at);
+    let find = |key: &str| binaries.iter().find(|b| b.keys.iter().any(|k| k == key));
+    for n in notes {
+        if !n.links.iter().any(|(key, _)| find(key).is_some()) {
+            sink.data.url_notes.push(n);
+            continue;
+        }
+        let got: Vec<Got> = n
+            .links
+            .iter()
+            .filter_map(|(key, ct)| find(key).map(|b| link_text(ct, b.content_type.as_deref(), b.data.as_deref())))
+            .collect();
+        emit_url_note(sink, file, line, &n, got.into_iter());
+    }
+}
+
 /// Reads the notes whose text is in Binaries of the export ([`super::UrlNote`]: a DocumentReference's
 /// attachment by `url` to `Binary/id`, as EHR bulk exports give notes) from `files`, the NDJSON files
 /// that hold Binaries, after the other resources: a Binary is decoded only when a note names it, and
-/// each note is applied as its DocumentReference's would have been (the guard, the subject's own
-/// identifiers, a report's copy) once every Binary it names is read, in the first form of plain text,
-/// HTML and RTF they have. A note whose Binaries are not in the export is said (`note_by_url`, a
-/// warning); one whose Binaries hold no text as a DocumentReference without text is.
+/// each note is applied ([`emit_url_note`]) once every Binary it names is read. A note whose Binaries
+/// are not in the export is said (`note_by_url`, a warning). A Binary id met again after a note read
+/// it is said (`duplicate_binary`: the first is read).
 fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
-    use super::{attachment_text, guard_text, text_form, Form};
-    /// what a Binary a note names gave
-    enum Got {
-        NotText,
-        /// text in a charset the reader does not know, data that is not base64, no RTF
-        Undecodable,
-        Text(Form, String),
-    }
-    const RESOURCE: &str = "DocumentReference";
-    const DATA: &str = "content.attachment.data";
     let notes = std::mem::take(&mut sink.data.url_notes);
     if notes.is_empty() {
         return Ok(());
@@ -620,41 +688,7 @@ fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
         notes.iter().map(|n| std::iter::repeat_with(|| None).take(n.links.len()).collect()).collect();
     let mut left: Vec<usize> = notes.iter().map(|n| n.links.len()).collect();
     let mut done = vec![false; notes.len()];
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Binary<'a> {
-        #[serde(borrow)]
-        resource_type: Option<super::Str<'a>>,
-        #[serde(borrow)]
-        id: Option<super::Str<'a>>,
-        #[serde(borrow)]
-        content_type: Option<super::Str<'a>>,
-        #[serde(borrow)]
-        data: Option<super::Str<'a>>,
-    }
-    // a note applied as its DocumentReference's (at the line of the Binary that completed it)
-    let emit = |sink: &mut Sink, file: &str, line: u64, i: usize, got: &mut Vec<Option<Got>>| {
-        let n = &notes[i];
-        let mut out = LineOut { resource: Some(RESOURCE), late: true, ..Default::default() };
-        let mut texts = Vec::new();
-        for g in got.drain(..).flatten() {
-            match g {
-                Got::Text(form, t) => texts.push((form, t)),
-                Got::Undecodable => out.found("undecodable_note", RESOURCE, "content.attachment.contentType"),
-                Got::NotText => {}
-            }
-        }
-        let Some(best) = texts.iter().map(|t| t.0).min() else {
-            out.no_text_attachment(RESOURCE, "content.attachment.contentType");
-            apply(sink, file, line, out);
-            return;
-        };
-        let text: Vec<String> = texts.into_iter().filter(|t| t.0 == best).map(|t| t.1).collect();
-        let text = guard_text(text.join("\n"), RESOURCE, DATA, &mut out);
-        let code = (n.system.as_str().into(), n.code.as_str().into());
-        out.recs.push(data::Rec::note(n.subject.as_str().into(), n.time, code, text));
-        apply(sink, file, line, out);
-    };
+    let mut read = std::collections::HashSet::new();
     for path in files {
         if done.iter().all(|d| *d) {
             break;
@@ -669,27 +703,19 @@ fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
         reader.fill(&mut a, &[]).map_err(|e| io_error(reader.line_no, e))?;
         loop {
             for (no, range) in &a.lines {
-                let Ok(bin) = super::from_line::<Binary>(&a.buf[range.clone()]) else { continue };
+                let Ok(bin) = super::from_line::<super::BinaryResource>(&a.buf[range.clone()]) else { continue };
                 let (Some("Binary"), Some(id)) = (bin.resource_type.as_deref(), bin.id.as_deref()) else { continue };
-                let Some(named) = wanted.get(id.trim()) else { continue };
+                let Some((&key, named)) = wanted.get_key_value(id.trim()) else { continue };
+                if !read.insert(key) {
+                    sink.report.count(Severity::Warning, "duplicate_binary", "Binary", "id");
+                    continue;
+                }
                 for &(i, j) in named {
-                    if done[i] || got[i][j].is_some() {
-                        continue;
-                    }
-                    let link_ct = notes[i].links[j].1.as_str();
-                    let ct = if link_ct.is_empty() { bin.content_type.as_deref().unwrap_or("") } else { link_ct };
-                    let text = match (text_form(ct), bin.data.as_deref()) {
-                        (Some(form), Some(data)) => match attachment_text(form, ct, data) {
-                            Ok(Some(t)) => Got::Text(form, t),
-                            _ => Got::Undecodable,
-                        },
-                        _ => Got::NotText,
-                    };
-                    got[i][j] = Some(text);
+                    got[i][j] = Some(link_text(&notes[i].links[j].1, bin.content_type.as_deref(), bin.data.as_deref()));
                     left[i] -= 1;
                     if left[i] == 0 {
                         done[i] = true;
-                        emit(sink, &name, *no, i, &mut got[i]);
+                        emit_url_note(sink, &name, *no, &notes[i], got[i].drain(..).flatten());
                     }
                 }
             }
@@ -702,14 +728,14 @@ fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
     }
     // notes some of whose Binaries are not in the export: read from those that are; those with none,
     // said
-    for i in 0..notes.len() {
+    for (i, n) in notes.iter().enumerate() {
         if done[i] {
             continue;
         }
         if got[i].iter().any(Option::is_some) {
-            emit(sink, "Binary", 0, i, &mut got[i]);
+            emit_url_note(sink, "Binary", 0, n, got[i].drain(..).flatten());
         } else {
-            sink.report.count(Severity::Warning, "note_by_url", RESOURCE, DATA);
+            sink.report.count(Severity::Warning, "note_by_url", "DocumentReference", "content.attachment.data");
         }
     }
     Ok(())

@@ -401,8 +401,20 @@ const ID_CUES: &[&str] = &[
 ];
 
 /// Cues that name the date after them a date of birth.
-const DOB_CUES: &[&str] =
-    &["dob", "d.o.b", "d.o.b.", "date of birth", "birth date", "birthdate", "born", "born on", "生年月日", "誕生日"];
+const DOB_CUES: &[&str] = &[
+    "dob",
+    "d.o.b",
+    "d.o.b.",
+    "date of birth",
+    "date_of_birth",
+    "birth date",
+    "birth_date",
+    "birthdate",
+    "born",
+    "born on",
+    "生年月日",
+    "誕生日",
+];
 
 /// What may stand between a date-of-birth cue and the date's first digit: a Japanese era, a month.
 const ERAS: &[&str] = &["明治", "大正", "昭和", "平成", "令和"];
@@ -455,10 +467,10 @@ fn ends_with_word(text: &[u8], at: usize, words: &[&str]) -> Option<usize> {
         .max()
 }
 
-/// The length in bytes of the separator that ends at `at`, 0 for none: `:`, `#`, `=`, `.`, `-`, a
-/// space or tab; the full-width colon, number sign and space.
+/// The length in bytes of the separator that ends at `at`, 0 for none: `:`, `#`, `=`, `.`, `-`, `_`,
+/// a space or tab; the full-width colon, number sign and space.
 fn separator_len(text: &[u8], at: usize) -> usize {
-    if at >= 1 && matches!(text[at - 1], b' ' | b':' | b'#' | b'=' | b'.' | b'-' | b'\t' | b')' | b']') {
+    if at >= 1 && matches!(text[at - 1], b' ' | b':' | b'#' | b'=' | b'.' | b'-' | b'_' | b'\t' | b')' | b']') {
         1
     } else if at >= 3 && matches!(&text[at - 3..at], [0xEF, 0xBC, 0x9A | 0x83 | 0x89] | [0xE3, 0x80, 0x80]) {
         3
@@ -524,7 +536,9 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
             }
         }
     }
-    // a date of birth: the run itself, at most an era's initial glued before it (`S36.4.17`)
+    // a date of birth: the run itself, at most an era's initial glued before it (`S36.4.17`), or its
+    // cue glued by `_` (`DOB_04/17/1961`: the token is the cue's, the date starts at the run)
+    let tok = if start > 0 && b[start - 1] == b'_' { start } else { tok };
     let era_initial = tok + 1 == start && date_groups && matches!(b[tok], b'M' | b'T' | b'S' | b'H' | b'R');
     if tok != start && !era_initial {
         return None;
@@ -706,6 +720,10 @@ mod tests {
             ("DOB: 17Apr1961", vec![(B, "17Apr1961")]),
             ("誕生日は4月17日です", vec![(B, "4月17日")]),
             ("生年月日が1961年4月17日", vec![(B, "1961年4月17日")]),
+            ("DOB_04/17/1961 noted", vec![(B, "04/17/1961")]),
+            ("pt_DOB_1961-04-17", vec![(B, "1961-04-17")]),
+            ("DOB_17Apr1961", vec![(B, "17Apr1961")]),
+            ("birth_date: 1961-04-17", vec![(B, "1961-04-17")]),
         ] {
             assert_eq!(cued_spans(text), want, "{text}");
         }
@@ -726,6 +744,7 @@ mod tests {
             "患者 3名、検体 120本",
             "file lab_0312345678 and run_19610417",
             "誕生日会は4月17日",
+            "visit_2024-01-05 and lab_04/17/2024",
         ] {
             assert_eq!(cued_spans(text), vec![], "{text}");
         }
