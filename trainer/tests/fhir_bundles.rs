@@ -717,15 +717,21 @@ Call 090-1234-5678 \u33016?\u30171?\par}";
         "date": "2024-01-02T00:00:00Z", "content": [
             { "attachment": { "contentType": "text/rtf", "data": b64(r"{\rtf1 from rtf}") } },
             { "attachment": { "contentType": "text/html", "data": b64("<p>from html</p>") } }] });
+    // an HTML form that is only an image: the RTF's text is read
+    let image = json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
+        "date": "2024-01-04T00:00:00Z", "content": [
+            { "attachment": { "contentType": "text/html", "data": b64("<p><img src=\"scan.png\"></p>") } },
+            { "attachment": { "contentType": "application/x-rtf", "data": b64(r"{\rtf1 real text}") } }] });
     let lines = [
         doc(rtf, "application/rtf", "2024-01-01T00:00:00Z"),
         both.to_string(),
         doc(b"not rtf at all", "text/rtf", "2024-01-03T00:00:00Z"),
+        image.to_string(),
     ];
     std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
     let (d, r) = data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
     let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
-    assert_eq!(texts, ["発熱 38.5\nCall [PHONE] 胸痛", "from html"], "{:?}", r.findings);
+    assert_eq!(texts, ["発熱 38.5\nCall [PHONE] 胸痛", "from html", "real text"], "{:?}", r.findings);
     let f = r.findings.iter().find(|f| f.kind == "undecodable_note").expect("the one that is not RTF");
     assert_eq!(f.count, 1);
     assert!(!format!("{r:?}").contains("Zyxwq"));

@@ -349,15 +349,16 @@ fn binary_key(url: &str) -> Option<&str> {
     if let Some(uuid) = url.strip_prefix("urn:uuid:") {
         return (!uuid.is_empty()).then_some(uuid);
     }
+    // the path only: a query may hold another url (`?next=/Binary/zzz`)
+    let url = &url[..url.find(['?', '#']).unwrap_or(url.len())];
     let i = url.rfind("Binary/")?;
     if i > 0 && !url[..i].ends_with('/') {
         return None;
     }
     let rest = &url[i + 7..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (id, after) = rest.split_at(end);
+    let (id, after) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let version = after.strip_prefix("/_history/").is_some_and(|v| !v.is_empty() && !v.contains('/'));
-    (!id.is_empty() && (after.is_empty() || after.starts_with(['?', '#']) || version)).then_some(id)
+    (!id.is_empty() && (after.is_empty() || version)).then_some(id)
 }
 
 /// A Binary resource: read for the notes that link it ([`UrlNote`]).
@@ -423,7 +424,7 @@ fn text_form(content_type: &str) -> Option<Form> {
         Some(Form::Plain)
     } else if is("text/html") {
         Some(Form::Html)
-    } else if is("text/rtf") || is("application/rtf") {
+    } else if is("text/rtf") || is("application/rtf") || is("application/x-rtf") {
         Some(Form::Rtf)
     } else {
         None
@@ -1437,8 +1438,8 @@ fn attachment_texts<'b, 'a: 'b>(
         }
     }
     // a note sent in several forms (plain text, HTML, RTF: one content of each) is read once, in the
-    // first of these it has
-    Ok(forms.into_iter().find(|t| !t.is_empty()).unwrap_or_default())
+    // first of these it has text in (an HTML form that is only an image is no text)
+    Ok(forms.into_iter().find(|t| t.iter().any(|t| !t.trim().is_empty())).unwrap_or_default())
 }
 
 /// A DiagnosticReport's text as a note: its `presentedForm` attachments in `text/plain` (as a
@@ -1479,6 +1480,11 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     let (d, mut out, skip) = start::<DiagnosticReport>(line, RESOURCE, "not a valid DiagnosticReport", |d| &d.status)?;
     if skip {
         return Ok(out);
+    }
+    let subject = d.subject.as_ref().and_then(subject_id);
+    for title in d.presented_form.iter().filter_map(|a| a.title.as_deref()) {
+        let fields = ("presentedForm.title", "presentedForm.title.subject_identifier");
+        scan_only(title, subject.as_ref(), RESOURCE, fields, &mut out);
     }
     let mut texts = attachment_texts(
         line,
@@ -2300,6 +2306,8 @@ mod tests {
             ("https://h/MyBinary/b1", None),
             ("urn:uuid:", None),
             ("https://h/docs/note.txt", None),
+            ("https://h/fhir/Binary/abc?next=/Binary/zzz", Some("abc")),
+            ("https://h/fhir/Binary/abc/_history/3#x", Some("abc")),
         ] {
             assert_eq!(super::binary_key(url), key, "{url}");
         }

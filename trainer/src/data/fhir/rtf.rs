@@ -7,11 +7,102 @@
 //! skipped; `\par`, `\line`, `\row`, `\page` as line breaks, `\tab` and `\cell` as spaces between
 //! values. Not read: destinations that are not the note's text (the font, colour and style tables,
 //! `\info` (author, title), pictures and objects, headers and footers, field instructions, every
-//! `{\*...}` group), hidden text (`\v`), the ANSI copy of text `\upr` also gives in Unicode (its
-//! `\ud`), and `\bin` data.
+//! `{\*...}` group, index and contents entries, the old numbering's text), hidden text (`\v`) and
+//! tracked deletions (`\deleted`), the ANSI copy of text `\upr` also gives in Unicode (its `\ud`), and
+//! `\bin` data. Double-byte text is read in the font `\dbch\afN` names (Word's associated font for
+//! it), raw Shift_JIS pairs whose second byte is `\`, `{` or `}` as text; a Symbol or Wingdings font's
+//! bytes (`\fcharset2`: bullets, check boxes, Greek letters such as the μ of μg) as the characters
+//! they show, or not at all.
 
 use encoding_rs::Encoding;
 use std::collections::HashMap;
+
+/// Groups deeper than this are read in the state of the deepest one kept (a document of a million
+/// `{` kept a million states).
+const MAX_DEPTH: usize = 1024;
+
+/// How a font's bytes are read.
+#[derive(Clone, Copy, PartialEq)]
+enum FontEnc {
+    Enc(&'static Encoding),
+    /// `\fcharset2`: a symbol font, its bytes glyphs ([`symbol_char`])
+    Symbol(SymbolFont),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum SymbolFont {
+    /// Symbol and the like: Greek letters and mathematical signs
+    Symbol,
+    /// Wingdings: bullets, check boxes and pictures
+    Wingdings,
+}
+
+/// The character a byte of a symbol font shows, where it is one a note may mean (a bullet, a check
+/// box, a Greek letter, a sign); `None` for the pictures.
+fn symbol_char(font: SymbolFont, c: u8) -> Option<char> {
+    const GREEK_UPPER: &str = "ΑΒΧΔΕΦΓΗΙϑΚΛΜΝΟΠΘΡΣΤΥςΩΞΨΖ";
+    const GREEK_LOWER: &str = "αβχδεφγηιϕκλμνοπθρστυϖωξψζ";
+    match font {
+        SymbolFont::Wingdings => Some(match c {
+            0x6C => '●',
+            0x6E => '■',
+            0x6F => '□',
+            0x71 => '❑',
+            0x78 => '⌧',
+            0x9F | 0xA7 => '▪',
+            0xA8 => '◻',
+            0xD8 => '➢',
+            0xFB => '✗',
+            0xFC => '✓',
+            0xFD => '☒',
+            0xFE => '☑',
+            _ => return None,
+        }),
+        SymbolFont::Symbol => Some(match c {
+            b'A'..=b'Z' => GREEK_UPPER.chars().nth(usize::from(c - b'A'))?,
+            b'a'..=b'z' => GREEK_LOWER.chars().nth(usize::from(c - b'a'))?,
+            0x22 => '∀',
+            0x24 => '∃',
+            0x27 => '∋',
+            0x40 => '≅',
+            0x5C => '∴',
+            0x5E => '⊥',
+            0x7E => '∼',
+            0x20..=0x3F | 0x5B | 0x5D | 0x5F | 0x7B..=0x7D => char::from(c),
+            0xA2 => '′',
+            0xA3 => '≤',
+            0xA5 => '∞',
+            0xAC => '←',
+            0xAD => '↑',
+            0xAE => '→',
+            0xAF => '↓',
+            0xB0 => '°',
+            0xB1 => '±',
+            0xB2 => '″',
+            0xB3 => '≥',
+            0xB4 => '×',
+            0xB5 => '∝',
+            0xB7 => '•',
+            0xB8 => '÷',
+            0xB9 => '≠',
+            0xBA => '≡',
+            0xBB => '≈',
+            0xD6 => '√',
+            _ => return None,
+        }),
+    }
+}
+
+/// Whether `c` starts a character of two bytes in `enc` (its second byte may be `\`, `{` or `}`).
+fn lead_byte(enc: &'static Encoding, c: u8) -> bool {
+    if enc == encoding_rs::SHIFT_JIS {
+        matches!(c, 0x81..=0x9F | 0xE0..=0xFC)
+    } else if enc == encoding_rs::GBK || enc == encoding_rs::BIG5 || enc == encoding_rs::EUC_KR {
+        (0x81..=0xFE).contains(&c)
+    } else {
+        false
+    }
+}
 
 /// What a group's text is.
 #[derive(Clone, Copy, PartialEq)]
@@ -31,11 +122,17 @@ struct Group {
     uc: u32,
     /// the current font (`\fN`), whose charset gives the encoding of `\'hh` bytes
     font: Option<i32>,
+    /// in double-byte text (`\dbch`, until `\loch` or `\hich`): its bytes are in `dbch_font`
+    dbch: bool,
+    /// `\af` after `\dbch`: the font of double-byte text
+    dbch_font: Option<i32>,
     /// inside `\upr` (text written twice, in ANSI and in Unicode): the destination its `\ud` group,
     /// the Unicode one, is read in; the ANSI one is not read
     upr: Option<Dest>,
     /// hidden text (`\v`): not shown, not read
     hidden: bool,
+    /// a tracked deletion (`\deleted`): not read
+    deleted: bool,
 }
 
 struct Reader {
@@ -46,10 +143,13 @@ struct Reader {
     /// `\ansicpg`: the encoding of text in a font without a charset of its own
     doc_enc: &'static Encoding,
     /// fonts of the font table with a charset or code page of their own
-    fonts: HashMap<i32, &'static Encoding>,
-    /// the font being defined in the font table
+    fonts: HashMap<i32, FontEnc>,
+    /// the font being defined in the font table, and its name so far (a symbol font's says which)
     defining: Option<i32>,
+    name: Vec<u8>,
     stack: Vec<Group>,
+    /// groups opened past [`MAX_DEPTH`] and not closed yet
+    too_deep: usize,
     group: Group,
     /// characters still to skip after a `\uN` (its fallback)
     skip: u32,
@@ -73,8 +173,19 @@ pub fn rtf_to_text(bytes: &[u8]) -> Result<String, &'static str> {
         doc_enc: win1252,
         fonts: HashMap::new(),
         defining: None,
+        name: Vec::new(),
         stack: Vec::new(),
-        group: Group { dest: Dest::Text, uc: 1, font: None, upr: None, hidden: false },
+        too_deep: 0,
+        group: Group {
+            dest: Dest::Text,
+            uc: 1,
+            font: None,
+            dbch: false,
+            dbch_font: None,
+            upr: None,
+            hidden: false,
+            deleted: false,
+        },
         skip: 0,
         high: None,
     };
@@ -173,6 +284,12 @@ fn skipped(word: &[u8]) -> bool {
             | b"keywords"
             | b"comment"
             | b"company"
+            | b"xe"
+            | b"tc"
+            | b"pn"
+            | b"pntxta"
+            | b"pntxtb"
+            | b"shprslt"
     )
 }
 
@@ -183,7 +300,16 @@ impl Reader {
             match b[i] {
                 b'{' => {
                     self.skip = 0;
-                    self.stack.push(self.group);
+                    if self.stack.len() < MAX_DEPTH {
+                        self.stack.push(self.group);
+                    } else {
+                        self.too_deep += 1;
+                    }
+                    i += 1;
+                }
+                b'}' if self.too_deep > 0 => {
+                    self.skip = 0;
+                    self.too_deep -= 1;
                     i += 1;
                 }
                 b'}' => {
@@ -202,12 +328,20 @@ impl Reader {
                 // line breaks in the file are not text
                 b'\r' | b'\n' => i += 1,
                 c => {
-                    if self.skip > 0 {
-                        self.skip -= 1;
-                    } else {
-                        self.byte(c);
+                    // a raw double-byte character (older Japanese systems write Shift_JIS unescaped):
+                    // its second byte is text even where it is `\`, `{` or `}`
+                    let pair = c >= 0x81
+                        && matches!(self.font_enc(), FontEnc::Enc(enc) if lead_byte(enc, c))
+                        && b.get(i + 1).is_some_and(|&t| t >= 0x40 && t != 0x7F);
+                    let n = if pair { 2 } else { 1 };
+                    for &x in &b[i..i + n] {
+                        if self.skip > 0 {
+                            self.skip -= 1;
+                        } else {
+                            self.byte(x);
+                        }
                     }
-                    i += 1;
+                    i += n;
                 }
             }
         }
@@ -248,6 +382,11 @@ impl Reader {
             let n = param.unwrap_or(0).max(0) as usize;
             return j.saturating_add(n).min(b.len());
         }
+        if self.skip > 0 {
+            // a control word in a `\uN`'s fallback counts as one of its characters (`\u8212\emdash`)
+            self.skip -= 1;
+            return j;
+        }
         self.word(word, param);
         j
     }
@@ -286,11 +425,19 @@ impl Reader {
     fn word(&mut self, word: &[u8], param: Option<i32>) {
         if self.group.dest == Dest::Fonts {
             match word {
-                b"f" => self.defining = param,
+                b"f" => {
+                    self.defining = param;
+                    self.name.clear();
+                }
+                b"fcharset" if param == Some(2) => {
+                    if let Some(f) = self.defining {
+                        self.fonts.insert(f, FontEnc::Symbol(SymbolFont::Symbol));
+                    }
+                }
                 b"fcharset" | b"cpg" => {
                     let enc = param.and_then(if word == b"cpg" { code_page } else { charset });
                     if let (Some(f), Some(enc)) = (self.defining, enc) {
-                        self.fonts.insert(f, enc);
+                        self.fonts.insert(f, FontEnc::Enc(enc));
                     }
                 }
                 _ if skipped(word) => self.group.dest = Dest::Skip,
@@ -311,6 +458,11 @@ impl Reader {
                 }
             }
             b"v" => self.group.hidden = param != Some(0),
+            b"deleted" => self.group.deleted = param != Some(0),
+            b"loch" | b"hich" => self.group.dbch = false,
+            b"dbch" => self.group.dbch = true,
+            b"af" if self.group.dbch => self.group.dbch_font = param,
+            b"mac" => self.doc_enc = encoding_rs::MACINTOSH,
             _ if skipped(word) => self.group.dest = Dest::Skip,
             b"ansicpg" => {
                 if let Some(enc) = param.and_then(code_page) {
@@ -339,9 +491,17 @@ impl Reader {
         }
     }
 
-    /// A `\uN` character; a surrogate pair's halves (Word writes characters past U+FFFF so) joined.
+    /// A `\uN` character; a surrogate pair's halves (Word writes characters past U+FFFF so) joined; a
+    /// symbol font's glyph (U+F020-U+F0FF, as Word writes a Symbol or Wingdings byte) as that byte.
     fn unicode(&mut self, n: u32) {
         match n {
+            0xF020..=0xF0FF => {
+                if let FontEnc::Symbol(font) = self.font_enc() {
+                    if let Some(c) = symbol_char(font, (n - 0xF000) as u8) {
+                        self.push(c);
+                    }
+                }
+            }
             0xD800..=0xDBFF => self.high = Some(n),
             0xDC00..=0xDFFF => {
                 if let Some(h) = self.high.take() {
@@ -358,12 +518,38 @@ impl Reader {
         }
     }
 
+    /// How the current text's bytes are read: its font's (double-byte text's own, `\dbch\af`), else
+    /// the document's code page.
+    fn font_enc(&self) -> FontEnc {
+        let font = if self.group.dbch { self.group.dbch_font.or(self.group.font) } else { self.group.font };
+        font.and_then(|f| self.fonts.get(&f).copied()).unwrap_or(FontEnc::Enc(self.doc_enc))
+    }
+
     /// A byte of text in the current font's encoding.
     fn byte(&mut self, c: u8) {
-        if self.group.dest != Dest::Text || self.group.hidden {
+        if self.group.dest == Dest::Fonts {
+            // a font's name: a symbol font's tells Wingdings from Symbol
+            if let Some(f) = self.defining.filter(|_| self.name.len() < 64) {
+                self.name.push(c.to_ascii_lowercase());
+                if let Some(FontEnc::Symbol(kind)) = self.fonts.get_mut(&f) {
+                    let wingdings = self.name.windows(8).any(|w| w == b"wingding");
+                    *kind = if wingdings { SymbolFont::Wingdings } else { SymbolFont::Symbol };
+                }
+            }
             return;
         }
-        let enc = self.group.font.and_then(|f| self.fonts.get(&f).copied()).unwrap_or(self.doc_enc);
+        if self.group.dest != Dest::Text || self.group.hidden || self.group.deleted {
+            return;
+        }
+        let enc = match self.font_enc() {
+            FontEnc::Enc(enc) => enc,
+            FontEnc::Symbol(font) => {
+                if let Some(ch) = symbol_char(font, c) {
+                    self.push(ch);
+                }
+                return;
+            }
+        };
         if enc != self.pending_enc {
             self.flush();
             self.pending_enc = enc;
@@ -373,7 +559,7 @@ impl Reader {
 
     /// A character of text.
     fn push(&mut self, c: char) {
-        if self.group.dest != Dest::Text || self.group.hidden {
+        if self.group.dest != Dest::Text || self.group.hidden || self.group.deleted {
             return;
         }
         self.flush();
@@ -443,6 +629,34 @@ caf\'e9 \{braces\} back\\slash\par }";
             let _ = rtf_to_text(bad).unwrap();
         }
         assert_eq!(rtf_to_text(br"{\rtf1 {{{{ y").unwrap(), "y");
+    }
+
+    #[test]
+    fn symbol_fonts_associated_fonts_and_raw_double_bytes() {
+        // a Symbol bullet and μ, Wingdings check boxes (bytes and Word's U+F0xx), in a 932 document
+        let rtf = br"{\rtf1\ansi\ansicpg932{\fonttbl{\f0 Century;}{\f3\fcharset2 Symbol;}{\f4\fcharset2 Wingdings;}}
+{\listtext\f3 \'b7\tab}Item 5 {\f3 m}g\par
+{\f4 \'fe} Yes {\f4 \'a8} No {\f4\u-3842\'fe}\par}";
+        assert_eq!(rtf_to_text(rtf).unwrap(), "•\tItem 5 μg\n☑ Yes ◻ No ☑");
+        // Word's associated font for double-byte text in an ANSI document: 日本
+        let rtf = br"{\rtf1\ansi\ansicpg1252{\fonttbl{\f0\fcharset0 Times;}{\f11\fcharset128 MS Mincho;}}\loch\f0\hich\af0\dbch\af11 \'93\'fa\'96\'7b\loch  caf\'e9}";
+        assert_eq!(rtf_to_text(rtf).unwrap(), "日本 café");
+        // raw Shift_JIS whose second bytes are `}` and `\`: マ (83 7D), 表 (95 5C)
+        let mut rtf = br"{\rtf1\ansi\ansicpg932 ".to_vec();
+        rtf.extend([0x83, 0x7D, 0x95, 0x5C, b'x', b'}']);
+        assert_eq!(rtf_to_text(&rtf).unwrap(), "マ表x");
+    }
+
+    #[test]
+    fn fallbacks_deletions_entries_and_depth() {
+        let rtf = br"{\rtf1\uc1\u8212\emdash a{\deleted old}{\xe index}{\tc toc} b\par}";
+        assert_eq!(rtf_to_text(rtf).unwrap(), "\u{2014}a b");
+        let mut deep = br"{\rtf1 ".to_vec();
+        deep.extend(std::iter::repeat_n(b'{', 100_000));
+        deep.extend(b"deep");
+        deep.extend(std::iter::repeat_n(b'}', 100_000));
+        deep.extend(b" top}");
+        assert_eq!(rtf_to_text(&deep).unwrap(), "deep top");
     }
 
     #[test]

@@ -202,6 +202,15 @@ fn step<'n, R: Read>(
 /// lines are applied to the sink (sequential, in line order), the next block is read and then parsed
 /// (in parallel): the two blocks take turns.
 pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
+    let before = sink.data.binaries;
+    read_file_only(path, sink)?;
+    // the notes it links to Binaries: read from its own, or said
+    let files: &[&Path] = if sink.data.binaries > before { &[path] } else { &[] };
+    read_url_notes(sink, files)
+}
+
+/// [`read_file`] without reading the notes that link Binaries ([`read`] reads them after every file).
+fn read_file_only(path: &Path, sink: &mut Sink) -> Result<()> {
     let name = sink.report.file_label(path);
     read_lines(path, &name, sink)
 }
@@ -380,7 +389,7 @@ fn read_any(path: &Path, sink: &mut Sink) -> Result<()> {
         sink.report.finding(Severity::Warning, "not_fhir_file", "input", "file", Some(&name), 1);
         return Ok(());
     }
-    read_file(path, sink)
+    read_file_only(path, sink)
 }
 
 /// Whether an NDJSON file holds FHIR resources, as its first lines that are not blank show (up to 8
@@ -414,9 +423,12 @@ fn first_line_is_fhir(path: &Path, opts: &ReadOptions) -> Result<bool> {
 }
 
 /// Reads one NDJSON line (number `line` of `file`) into the sink, as [`read_file`] does with each line.
+/// A note linking a Binary elsewhere is said (`note_by_url`): a line alone has no Binaries to read.
 pub fn read_line(sink: &mut Sink, file: &str, line: u64, bytes: &[u8]) {
     let out = parse_line(bytes, sink.opts);
     apply(sink, file, line, out);
+    // (with no files to read, it cannot fail)
+    let _ = read_url_notes(sink, &[]);
 }
 
 fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
@@ -587,12 +599,13 @@ fn read_before(sink: &mut Sink, report: bool, r: &data::Rec) -> bool {
 
 /// The (resource, field) of the findings of a subject's own identifiers in its free text: the notes
 /// kept, and the free text that is not ([`super::scan_only`]).
-const OWN_IDENTIFIER_FINDINGS: [(&str, &str); 5] = [
+const OWN_IDENTIFIER_FINDINGS: [(&str, &str); 6] = [
     ("note", "subject_identifier"),
     ("Observation", "note.text.subject_identifier"),
     ("Observation", "valueString.subject_identifier"),
     ("DocumentReference", "description.subject_identifier"),
     ("DocumentReference", "content.attachment.title.subject_identifier"),
+    ("DiagnosticReport", "presentedForm.title.subject_identifier"),
 ];
 
 /// What a Binary a note names gave.
@@ -625,7 +638,8 @@ fn emit_url_note(sink: &mut Sink, file: &str, line: u64, n: &super::UrlNote, got
     let mut texts = Vec::new();
     for g in got {
         match g {
-            Got::Text(form, t) => texts.push((form, t)),
+            Got::Text(form, t) if !t.trim().is_empty() => texts.push((form, t)),
+            Got::Text(..) => {}
             Got::Undecodable => out.found("undecodable_note", RESOURCE, "content.attachment.contentType"),
             Got::NotText => {}
         }
@@ -701,9 +715,16 @@ fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
         let io_error = |line_no: u64, e: std::io::Error| DataError::io(path, format!("after line {line_no}: {e}"));
         let (mut a, mut b) = (Block::default(), Block::default());
         reader.fill(&mut a, &[]).map_err(|e| io_error(reader.line_no, e))?;
+        // (a byte search first: a file of Binaries may hold other resources, and its images and PDFs
+        // are long lines)
+        let binary = memchr::memmem::Finder::new(b"\"Binary\"");
         loop {
             for (no, range) in &a.lines {
-                let Ok(bin) = super::from_line::<super::BinaryResource>(&a.buf[range.clone()]) else { continue };
+                let line = &a.buf[range.clone()];
+                if binary.find(line).is_none() {
+                    continue;
+                }
+                let Ok(bin) = super::from_line::<super::BinaryResource>(line) else { continue };
                 let (Some("Binary"), Some(id)) = (bin.resource_type.as_deref(), bin.id.as_deref()) else { continue };
                 let Some((&key, named)) = wanted.get_key_value(id.trim()) else { continue };
                 if !read.insert(key) {

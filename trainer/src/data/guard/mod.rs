@@ -347,7 +347,8 @@ mod tests {
         "1.23|mg/dL|😀|a.b@example.com|連絡先taro@例え.jp|090-1234-5678|03-1234-5678|0312345678|",
         "09012345678|+81 90|(03)|(03) 5555 6473|(090) |123456789018|1234 5678 9018|555-123-4567|TEL0312345678|",
         "(2) |1) |３．|（２）|1.|1.090|3.5-4.0|No.|Ｎｏ．|e.g.|MRN|MRN: |mrn#|患者ID|カルテ番号|ＭＲＮ|Patient ID |DOB |",
-        "born |生年月日|昭和|S|Apr|April |04/17/1961|1961年|4月|17日|19610417|mRNA",
+        "born |生年月日|昭和|S|Apr|April |04/17/1961|1961年|4月|17日|19610417|mRNA|が|、|誕生日|MRN_|DOB_|Patient_ID_|",
+        "birth_date|17Apr1961|1234567",
     );
 
     /// The one pass finds exactly what the four scanners' own passes find, on random text made of the

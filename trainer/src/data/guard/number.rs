@@ -377,14 +377,18 @@ const ID_CUES: &[&str] = &[
     "mr#",
     "mr no",
     "medical record number",
+    "medical_record_number",
     "medical record no",
     "patient id",
+    "patient_id",
+    "patientid",
     "patient no",
     "patient number",
     "chart no",
     "chart number",
     "hospital no",
     "hospital number",
+    "hospital_number",
     "nhs number",
     "nhs no",
     "患者id",
@@ -468,11 +472,17 @@ fn ends_with_word(text: &[u8], at: usize, words: &[&str]) -> Option<usize> {
 }
 
 /// The length in bytes of the separator that ends at `at`, 0 for none: `:`, `#`, `=`, `.`, `-`, `_`,
-/// a space or tab; the full-width colon, number sign and space.
+/// a space or tab; the full-width colon, number sign, comma and space, `、`, and the particles `は` and
+/// `が` (`カルテ番号は12345678`, `誕生日は4月17日`).
 fn separator_len(text: &[u8], at: usize) -> usize {
     if at >= 1 && matches!(text[at - 1], b' ' | b':' | b'#' | b'=' | b'.' | b'-' | b'_' | b'\t' | b')' | b']') {
         1
-    } else if at >= 3 && matches!(&text[at - 3..at], [0xEF, 0xBC, 0x9A | 0x83 | 0x89] | [0xE3, 0x80, 0x80]) {
+    } else if at >= 3
+        && matches!(
+            &text[at - 3..at],
+            [0xEF, 0xBC, 0x9A | 0x83 | 0x89 | 0x8C] | [0xE3, 0x80, 0x80 | 0x81] | [0xE3, 0x81, 0xAF | 0x8C]
+        )
+    {
         3
     } else {
         0
@@ -523,6 +533,10 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
                 return Some((IdentifierKind::PatientIdentifier, tok..end));
             }
         }
+        // a cue of words joined by `_` glued by `_` to the number (`Patient_ID_1234567`)
+        if start > tok && b[start - 1] == b'_' && ends_with_word(b, start - 1, ID_CUES).is_some() {
+            return Some((IdentifierKind::PatientIdentifier, start..end));
+        }
         // the cue right before the token or up to 4 separators before it (`MR#` ends with what is
         // also a separator)
         let mut at = tok;
@@ -567,10 +581,6 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
         stop = year_after(b, end).unwrap_or(end);
     } else if !shaped {
         return None;
-    }
-    // a Japanese particle between the cue and the date (`誕生日は4月17日`, `生年月日が...`)
-    if at >= 3 && matches!(&b[at - 3..at], [0xE3, 0x81, 0xAF | 0x8C]) {
-        at = separators_before(b, at - 3);
     }
     if at == 0 || !may_end_cue(b[at - 1]) {
         return None;
@@ -724,6 +734,10 @@ mod tests {
             ("pt_DOB_1961-04-17", vec![(B, "1961-04-17")]),
             ("DOB_17Apr1961", vec![(B, "17Apr1961")]),
             ("birth_date: 1961-04-17", vec![(B, "1961-04-17")]),
+            ("カルテ番号は12345678", vec![(P, "12345678")]),
+            ("患者IDが1234567", vec![(P, "1234567")]),
+            ("生年月日は、1961年4月17日", vec![(B, "1961年4月17日")]),
+            ("Patient_ID_1234567", vec![(P, "1234567")]),
         ] {
             assert_eq!(cued_spans(text), want, "{text}");
         }
