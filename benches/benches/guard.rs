@@ -5,6 +5,7 @@
 //!     cargo bench -p medtrain-benches --bench guard
 //!
 //! Single-threaded: the scan of one note runs on one core (ingest scans notes in parallel by line).
+//! `note_text/rtf_word_japanese`: an RTF note into text (before the guard scans it).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use medtrain::data::{self, guard, ReadOptions};
@@ -31,5 +32,22 @@ fn scan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, scan);
+/// A note in RTF as Japanese Word writes it (a Shift_JIS font's `\'hh` pairs with `\u` copies, a font
+/// table, lists, a table) into text: bytes of RTF per second through `fhir::rtf_to_text`.
+fn rtf(c: &mut Criterion) {
+    let head = r"{\rtf1\ansi\ansicpg932\deff0{\fonttbl{\f0\froman Century;}{\f1\fcharset128 MS Mincho;}{\f3\fcharset2 Symbol;}}
+{\colortbl;\red0\green0\blue0;}{\info{\author x}}";
+    let body = r"\pard\plain\f1\fs21 {\listtext\f3 \'b7\tab}\loch\f0\hich\af0\dbch\af1 \'8c\'8c\'88\'b3 128/76 mmHg\par
+\uc1\u20307\'91\'cc\u28201\'89\'b7 38.5\u8451\'81\'8e, CRP 2.3 mg/dL\tab HbA1c {\b 7.1}%\par
+\trowd\cellx2000\cellx4000 Na\cell 140\cell\row
+";
+    let doc = format!("{head}{}}}", body.repeat(20_000));
+    let mut group = c.benchmark_group("note_text");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(doc.len() as u64));
+    group.bench_function("rtf_word_japanese", |b| b.iter(|| data::fhir::rtf_to_text(doc.as_bytes()).unwrap().len()));
+    group.finish();
+}
+
+criterion_group!(benches, scan, rtf);
 criterion_main!(benches);
