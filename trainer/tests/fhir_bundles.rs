@@ -842,14 +842,20 @@ fn notes_in_binaries_of_a_bundle_are_read() {
         doc("urn:uuid:5e4b1c3a-0000-4000-8000-000000000001"),
         doc("Binary/missing"),
         bin("b1", "urn:uuid:5e4b1c3a-0000-4000-8000-000000000001", "after its note"),
+        // Bundles inside (a batch response's searchsets): a note and its Binary in two of them
+        json!({ "resource": { "resourceType": "Bundle", "type": "searchset", "entry": [doc("Binary/b2")] } }),
+        json!({ "resource": { "resourceType": "Bundle", "type": "searchset", "entry": [bin("b2", "urn:uuid:x2", "in a sibling")] } }),
+        // an id two Binaries have: the first read, and said
+        bin("b0", "https://h/fhir/Binary/b0", "a second b0"),
     ];
-    write(dir.path(), "record.json", &json!({ "resourceType": "Bundle", "type": "collection", "entry": entries }));
+    write(dir.path(), "record.json", &json!({ "resourceType": "Bundle", "type": "batch-response", "entry": entries }));
     let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     let mut texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
     texts.sort();
-    assert_eq!(texts, ["after its note", "before its note"], "{:?}", r.findings);
+    assert_eq!(texts, ["after its note", "before its note", "in a sibling"], "{:?}", r.findings);
     let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
     assert_eq!(count("note_by_url"), 1, "{:?}", r.findings);
-    assert_eq!(r.resources.get("DocumentReference"), Some(&3));
-    assert_eq!(r.resources.get("Binary"), Some(&2));
+    assert_eq!(count("duplicate_binary"), 1, "{:?}", r.findings);
+    assert_eq!(r.resources.get("DocumentReference"), Some(&4));
+    assert_eq!(r.resources.get("Binary"), Some(&4));
 }

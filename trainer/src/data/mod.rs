@@ -233,6 +233,8 @@ pub struct Dataset {
     pub(crate) binaries: u64,
     /// while a FHIR Bundle is read: its Binaries, for its notes that link them
     pub(crate) bundle_binaries: Vec<fhir::BundleBinary>,
+    /// while a FHIR Bundle is read: how many Bundles hold the entry being read
+    pub(crate) bundle_depth: u32,
 }
 
 impl Dataset {

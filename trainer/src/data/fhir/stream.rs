@@ -436,6 +436,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
     // counted as one: the tolerated fraction of malformed lines is of resources, not of documents)
     let pending = std::mem::take(&mut out.entries);
     let (notes_at, binaries_at) = (sink.data.url_notes.len(), sink.data.bundle_binaries.len());
+    sink.data.bundle_depth += u32::from(!pending.is_empty());
     for chunk in pending.chunks(super::ENTRY_CHUNK) {
         for (below, entry) in super::parse_pending(chunk, sink.opts) {
             sink.report.lines += 1;
@@ -443,8 +444,12 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         }
     }
     if !pending.is_empty() {
-        // notes of the Bundle whose text is in its Binaries (in either order in it)
-        settle_bundle_notes(sink, file, line, notes_at, binaries_at);
+        sink.data.bundle_depth -= 1;
+        // notes of the Bundle whose text is in its Binaries (in either order in it; in Bundles inside
+        // it too: settled when the outermost ends)
+        if sink.data.bundle_depth == 0 {
+            settle_bundle_notes(sink, file, line, notes_at, binaries_at);
+        }
     }
     if let Some(reason) = out.bad {
         sink.report.malformed_line(file, line, reason);
@@ -665,6 +670,13 @@ fn settle_bundle_notes(sink: &mut Sink, file: &str, line: u64, notes_at: usize, 
     let binaries = sink.data.bundle_binaries.split_off(binaries_at);
     let notes = sink.data.url_notes.split_off(notes_at);
     let find = |key: &str| binaries.iter().find(|b| b.keys.iter().any(|k| k == key));
+    // a key two Binaries of the Bundle have, that a note links: the first is read, and said
+    let mut twice = std::collections::HashSet::new();
+    for (key, _) in notes.iter().flat_map(|n| &n.links) {
+        if binaries.iter().filter(|b| b.keys.iter().any(|k| k == key)).nth(1).is_some() && twice.insert(key.as_str()) {
+            sink.report.count(Severity::Warning, "duplicate_binary", "Binary", "id");
+        }
+    }
     for n in notes {
         if !n.links.iter().any(|(key, _)| find(key).is_some()) {
             sink.data.url_notes.push(n);
@@ -703,10 +715,8 @@ fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
     let mut left: Vec<usize> = notes.iter().map(|n| n.links.len()).collect();
     let mut done = vec![false; notes.len()];
     let mut read = std::collections::HashSet::new();
+    // (every file is read to its end: a Binary id met again later is said)
     for path in files {
-        if done.iter().all(|d| *d) {
-            break;
-        }
         let name = sink.report.file_label(path);
         let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
         let max_line = usize::try_from(sink.opts.limits.max_line_bytes).unwrap_or(usize::MAX);

@@ -411,8 +411,10 @@ const DOB_CUES: &[&str] = &[
     "d.o.b.",
     "date of birth",
     "date_of_birth",
+    "date-of-birth",
     "birth date",
     "birth_date",
+    "birth-date",
     "birthdate",
     "born",
     "born on",
@@ -551,8 +553,8 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
         }
     }
     // a date of birth: the run itself, at most an era's initial glued before it (`S36.4.17`), or its
-    // cue glued by `_` (`DOB_04/17/1961`: the token is the cue's, the date starts at the run)
-    let tok = if start > 0 && b[start - 1] == b'_' { start } else { tok };
+    // cue glued by `_` or `-` (`DOB_04/17/1961`: the token is the cue's, the date starts at the run)
+    let tok = if start > 0 && matches!(b[start - 1], b'_' | b'-') { start } else { tok };
     let era_initial = tok + 1 == start && date_groups && matches!(b[tok], b'M' | b'T' | b'S' | b'H' | b'R');
     if tok != start && !era_initial {
         return None;
@@ -738,6 +740,9 @@ mod tests {
             ("患者IDが1234567", vec![(P, "1234567")]),
             ("生年月日は、1961年4月17日", vec![(B, "1961年4月17日")]),
             ("Patient_ID_1234567", vec![(P, "1234567")]),
+            ("DOB-04/17/1961", vec![(B, "04/17/1961")]),
+            ("birth-date: 1961-04-17", vec![(B, "1961-04-17")]),
+            ("生年月日は、S36.4.17", vec![(B, "S36.4.17")]),
         ] {
             assert_eq!(cued_spans(text), want, "{text}");
         }
