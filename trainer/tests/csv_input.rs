@@ -878,3 +878,16 @@ fn late_shift_jis_at_a_window_edge_after_cr_lines_and_a_long_line() {
     let e = data::read(dir.path(), &ReadOptions::default()).unwrap_err().to_string();
     assert!(e.contains("\"value\" column"), "{e}");
 }
+
+/// Found by a tester: an EHR extract keeps notes as RTF documents in its text column (`{\rtf1...`); the
+/// note was its RTF source (font tables, control words) for the model and the guard. Read as its text.
+#[test]
+fn a_note_written_as_rtf_in_a_text_column_is_read_as_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let rtf = r#"{\rtf1\ansi\ansicpg932{\fonttbl{\f0 Century;}{\f1\fcharset128 MS Mincho;}}\f1 \'94\'ad\'94\'4d\f0 , call 090-1234-5678\par}"#;
+    let csv = format!("subject_id,time,text\na,2024-01-01T08:00:00Z,\"{}\"\n", rtf.replace('"', "\"\""));
+    std::fs::write(dir.path().join("notes.csv"), csv).unwrap();
+    let opts = ReadOptions { identifiers: data::guard::Policy::Redact, ..Default::default() };
+    let (d, r) = read(dir.path(), &opts);
+    assert_eq!(d.texts, ["発熱, call [PHONE]"], "{:?}", r.findings);
+}

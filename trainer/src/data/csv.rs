@@ -912,7 +912,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
 
 /// A note's text as kept: without invisible characters, its identifiers counted and redacted.
 fn guarded_note(raw: &str, sink: &mut Sink) -> String {
-    let text = guard::visible(raw.to_owned());
+    let text = guard::visible(super::note_from_rtf(raw.to_owned()));
     let found = guard::scan(&text);
     if found.is_empty() {
         return text;

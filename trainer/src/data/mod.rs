@@ -585,6 +585,17 @@ pub const FHIR_JSON_EXTS: &[&str] = &[".json", ".json.gz"];
 pub const CSV_EXTS: &[&str] = &[".csv", ".tsv", ".csv.gz", ".tsv.gz"];
 
 /// Whether the file name of `p` ends with one of `exts`, in any case (`Observation.NDJSON`).
+/// A note's text that is an RTF document (as EHR extracts keep notes in a text column: `{\rtf1...`)
+/// as its text ([`fhir::rtf_to_text`]); any other text as it is.
+pub(crate) fn note_from_rtf(text: String) -> String {
+    if text.trim_start().starts_with("{\\rtf") {
+        if let Ok(t) = fhir::rtf_to_text(text.as_bytes()) {
+            return t;
+        }
+    }
+    text
+}
+
 pub fn has_ext(p: &Path, exts: &[&str]) -> bool {
     let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     exts.iter().any(|e| name.ends_with(e))

@@ -82,6 +82,10 @@ pub(super) fn prepare(row: &mut Row) {
     } else {
         EventKind::Other
     };
+    if row.kind == EventKind::Note {
+        // a note kept as an RTF document, as EHR extracts may: its text
+        text = text.map(data::note_from_rtf);
+    }
     if let Some(t) = &text {
         let found = guard::scan(t);
         if !found.is_empty() {
