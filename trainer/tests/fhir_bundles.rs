@@ -859,3 +859,45 @@ fn notes_in_binaries_of_a_bundle_are_read() {
     assert_eq!(r.resources.get("DocumentReference"), Some(&4));
     assert_eq!(r.resources.get("Binary"), Some(&4));
 }
+
+/// Found by a tester: exports that do not keep to FHIR's dateTime (`2024/01/02 08:00`, a zone without
+/// its colon, lower-case `t`/`z`, HL7 v2's `20240102083000`, as converters from HL7 v2 and SS-MIX2
+/// write) had every such resource malformed; read as the CSV reader reads them, and counted.
+#[test]
+fn times_that_do_not_keep_to_fhir_are_read_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let obs = |t: &str| {
+        json!({ "resourceType": "Observation", "status": "final",
+            "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/a" },
+            "effectiveDateTime": t, "valueQuantity": { "value": 1.1, "unit": "mg/dL" } })
+        .to_string()
+    };
+    let times = [
+        "2024-01-02T08:00:00Z",
+        "2024-01-02t09:00:00z",
+        "2024-01-02T19:00:00+0900",
+        "20240102110000",
+        "2024/01/02 12:00",
+        "soon",
+    ];
+    std::fs::write(dir.path().join("Observation.ndjson"), times.map(obs).join("\n") + "\n").unwrap();
+    let opts = ReadOptions { max_malformed_fraction: 1.0, ..Default::default() };
+    let (d, r) = data::read(dir.path(), &opts).unwrap();
+    let mut at: Vec<i64> = d.events.iter().map(|e| e.time).collect();
+    at.sort();
+    let t = |s: &str| data::time::utc(s).unwrap();
+    assert_eq!(
+        at,
+        [
+            t("2024-01-02T08:00:00Z"),
+            t("2024-01-02T09:00:00Z"),
+            t("2024-01-02T10:00:00Z"),
+            t("2024-01-02T11:00:00Z"),
+            t("2024-01-02T12:00:00Z")
+        ]
+    );
+    let f = r.findings.iter().find(|f| f.kind == "nonstandard_time").expect("counted");
+    assert_eq!((f.count, f.resource.as_str(), f.field.as_str()), (4, "Observation", "effectiveDateTime"));
+    assert_eq!(r.findings.iter().filter(|f| f.kind == "malformed_line").map(|f| f.count).sum::<u64>(), 1);
+}

@@ -500,63 +500,10 @@ fn sniff_delimiter(start: &[u8]) -> u8 {
 }
 
 /// A time of a CSV file: a FHIR date/dateTime (`2024-01-05`, `2024-01-05T08:30:00+09:00`), or the
-/// forms spreadsheets and Japanese systems write: `2024/01/05`, `2024/1/5 8:30`, `2024-1-5 08:30:15`,
-/// a zone (`Z`, `+09:00`) after the clock kept (a time without a zone is read in `read.time_zone`, as
-/// the FHIR reader reads it: [`time::Stamp::utc`]).
+/// forms spreadsheets, Japanese systems and HL7 v2 write ([`time::parse_lenient`]); a time without a
+/// zone is read in `read.time_zone`, as the FHIR reader reads it ([`time::Stamp::utc`]).
 pub fn parse_time(s: &str) -> Option<time::Stamp> {
-    if let Some(t) = time::parse(s) {
-        return Some(t);
-    }
-    // Y[/-]M[/-]D with one- or two-digit month and day, then [ T]H:MM[:SS][zone]; read without building
-    // a string (a CSV export may have a hundred million of them)
-    let number = |p: &str, min: usize, max: usize| -> Option<i64> {
-        ((min..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok()).flatten()
-    };
-    let (date, clock) = match s.split_once([' ', 'T']) {
-        Some((d, c)) => (d, Some(c.trim())),
-        None => (s, None),
-    };
-    let mut parts = date.split(['/', '-']);
-    let (y, m, d) = (number(parts.next()?, 4, 4)?, number(parts.next()?, 1, 2)?, number(parts.next()?, 1, 2)?);
-    if parts.next().is_some() || !(1..=12).contains(&m) || d < 1 {
-        return None;
-    }
-    let day = time::days_from_civil(y, m as u32, d as u32);
-    // a day past the month's end comes back as another date
-    if time::civil_from_days(day) != (y, m as u32, d as u32) {
-        return None;
-    }
-    let mut t = day * 86_400;
-    if let Some(c) = clock {
-        // a zone after the clock (`Z`, `+09:00`) as FHIR writes one
-        let (c, offset) = match c.find(['Z', '+', '-']) {
-            Some(i) if &c[i..] == "Z" => (&c[..i], Some(0)),
-            Some(i) => {
-                let z = &c[i..];
-                if z.len() != 6 || z.as_bytes()[3] != b':' {
-                    return None;
-                }
-                let (hh, mm) = (number(&z[1..3], 2, 2)?, number(&z[4..6], 2, 2)?);
-                if hh > 14 || mm > 59 {
-                    return None;
-                }
-                (&c[..i], Some(if z.starts_with('-') { -1 } else { 1 } * (hh * 3600 + mm * 60)))
-            }
-            None => (c, None),
-        };
-        let mut hms = c.split(':');
-        let (h, mi) = (number(hms.next()?, 1, 2)?, number(hms.next()?, 2, 2)?);
-        let sec = match hms.next() {
-            Some(x) => number(x, 2, 2)?,
-            None => 0,
-        };
-        if hms.next().is_some() || h > 23 || mi > 59 || sec > 60 {
-            return None;
-        }
-        t += h * 3600 + mi * 60 + sec;
-        return Some(time::Stamp { local: t, offset });
-    }
-    Some(time::Stamp { local: t, offset: None })
+    time::parse(s).or_else(|| time::parse_lenient(s))
 }
 
 /// Reads one CSV file into the sink.

@@ -337,6 +337,123 @@ pub fn parse(s: &str) -> Option<Stamp> {
     Some(Stamp { local: t, offset })
 }
 
+/// A time as systems other than FHIR write it (a CSV file's, a FHIR export's that does not keep to
+/// FHIR): `2024/01/05`, `2024/1/5 8:30`, `2024-1-5 08:30:15`, a zone after the clock (`Z`, `+09:00`,
+/// `+0900`), `t` and `z` in lower case, and HL7 v2's compact `20240105`, `202401050830`,
+/// `20240105083015[.123][+0900]`. `None` for anything else.
+pub fn parse_lenient(s: &str) -> Option<Stamp> {
+    let s = s.trim();
+    if s.len() >= 8 && s.as_bytes()[..8].iter().all(u8::is_ascii_digit) {
+        return compact(s);
+    }
+    // `t` and `z` in lower case: read as upper case (a copy only for such a time)
+    if s.bytes().any(|b| b == b't' || b == b'z') {
+        let upper = s.to_ascii_uppercase();
+        return parse(&upper).or_else(|| parse_lenient(&upper));
+    }
+    // Y[/-]M[/-]D with one- or two-digit month and day, then [ T]H:MM[:SS][zone]; read without building
+    // a string (a CSV export may have a hundred million of them)
+    let number = |p: &str, min: usize, max: usize| -> Option<i64> {
+        ((min..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok()).flatten()
+    };
+    let (date, clock) = match s.split_once([' ', 'T']) {
+        Some((d, c)) => (d, Some(c.trim())),
+        None => (s, None),
+    };
+    let mut parts = date.split(['/', '-']);
+    let (y, m, d) = (number(parts.next()?, 4, 4)?, number(parts.next()?, 1, 2)?, number(parts.next()?, 1, 2)?);
+    if parts.next().is_some() || !(1..=12).contains(&m) || d < 1 {
+        return None;
+    }
+    let day = days_from_civil(y, m as u32, d as u32);
+    // a day past the month's end comes back as another date
+    if civil_from_days(day) != (y, m as u32, d as u32) {
+        return None;
+    }
+    let mut t = day * 86_400;
+    if let Some(c) = clock {
+        // a zone after the clock (`Z`, `+09:00`) as FHIR writes one
+        let (c, offset) = match c.find(['Z', '+', '-']) {
+            Some(i) if &c[i..] == "Z" => (&c[..i], Some(0)),
+            Some(i) => {
+                let z = &c[i..];
+                // `+09:00`, or `+0900` without its colon
+                let colon = match (z.len(), z.as_bytes().get(3)) {
+                    (6, Some(b':')) => 1,
+                    (5, _) => 0,
+                    _ => return None,
+                };
+                let (hh, mm) = (number(&z[1..3], 2, 2)?, number(&z[3 + colon..5 + colon], 2, 2)?);
+                if hh > 14 || mm > 59 {
+                    return None;
+                }
+                (&c[..i], Some(if z.starts_with('-') { -1 } else { 1 } * (hh * 3600 + mm * 60)))
+            }
+            None => (c, None),
+        };
+        let mut hms = c.split(':');
+        let (h, mi) = (number(hms.next()?, 1, 2)?, number(hms.next()?, 2, 2)?);
+        let sec = match hms.next() {
+            // a fraction of a second is not kept
+            Some(x) => match x.split_once('.') {
+                Some((x, f)) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => number(x, 2, 2)?,
+                Some(_) => return None,
+                None => number(x, 2, 2)?,
+            },
+            None => 0,
+        };
+        if hms.next().is_some() || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        t += h * 3600 + mi * 60 + sec;
+        return Some(Stamp { local: t, offset });
+    }
+    Some(Stamp { local: t, offset: None })
+}
+
+/// HL7 v2's compact time (DTM): `YYYYMMDD[HHMM[SS[.S+]]][+/-ZZZZ]`.
+fn compact(s: &str) -> Option<Stamp> {
+    let b = s.as_bytes();
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if !matches!(digits, 8 | 12 | 14) {
+        return None;
+    }
+    let (y, m, d) = (num(b, 0, 4)? as i64, num(b, 4, 2)?, num(b, 6, 2)?);
+    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+        return None;
+    }
+    let (hh, mm, ss) = match digits {
+        8 => (0, 0, 0),
+        12 => (num(b, 8, 2)?, num(b, 10, 2)?, 0),
+        _ => (num(b, 8, 2)?, num(b, 10, 2)?, num(b, 12, 2)?),
+    };
+    if hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let mut i = digits;
+    if digits == 14 && b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start + b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if i == start {
+            return None;
+        }
+    }
+    let offset = match &b[i..] {
+        [] => None,
+        [c @ (b'+' | b'-'), ..] if b.len() == i + 5 => {
+            let (oh, om) = (num(b, i + 1, 2)?, num(b, i + 3, 2)?);
+            if oh > 14 || om > 59 {
+                return None;
+            }
+            let off = (oh * 3600 + om * 60) as i64;
+            Some(if *c == b'+' { off } else { -off })
+        }
+        _ => return None,
+    };
+    let local = days_from_civil(y, m, d) * 86_400 + (hh * 3600 + mm * 60 + ss) as i64;
+    Some(Stamp { local, offset })
+}
+
 fn days_in_month(y: i64, m: u32) -> u32 {
     match m {
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
@@ -356,6 +473,37 @@ pub fn format(t: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_times_other_systems_write() {
+        let at = "2024-02-29T12:30:00Z";
+        let lenient = |s: &str| parse_lenient(s).and_then(|t| t.utc(&Zone::UTC));
+        for s in [
+            "2024-02-29t12:30:00z",
+            "2024-02-29T21:30:00+0900",
+            "2024-02-29 21:30:00.123+0900",
+            "2024/2/29 12:30",
+            "202402291230",
+            "20240229123000",
+            "20240229213000.5+0900",
+            "20240229073000-0500",
+        ] {
+            assert_eq!(lenient(s), utc(at), "{s}");
+        }
+        assert_eq!(lenient("20240229"), utc("2024-02-29"));
+        for bad in [
+            "20230229",
+            "2024022912",
+            "20240229250000",
+            "20240229123000+09",
+            "2024-02-29T12:30:00+9",
+            "12345678x",
+            "soon",
+            "2024/02/29 12:30:00.x",
+        ] {
+            assert_eq!(parse_lenient(bad).map(|t| t.local), None, "{bad}");
+        }
+    }
 
     #[test]
     fn parses_fhir_date_times() {

@@ -809,10 +809,33 @@ fn inactive(status: &Option<Str>) -> bool {
     matches!(status.as_deref(), Some("entered-in-error" | "cancelled"))
 }
 
-/// The first of the `candidates` present, parsed: (the field's value, why a line whose time there
-/// does not parse is malformed: the field named, as the report says where to look).
-fn first_time(candidates: &[(Option<&str>, Bad)]) -> Option<std::result::Result<time::Stamp, Bad>> {
-    candidates.iter().find_map(|&(s, why)| s.map(|s| time::parse(s).ok_or(why)))
+/// A candidate of [`first_time`]: the field's value, its name, and why a line whose time there does
+/// not read is malformed (the field named, as the report says where to look).
+macro_rules! at {
+    ($value:expr, $field:literal) => {
+        ($value, $field, concat!("unreadable time (", $field, ")"))
+    };
+}
+
+/// The first of the `candidates` present, parsed; a time FHIR does not allow that other systems write
+/// (`2024/01/05 08:30`, `+0900`, HL7 v2's `20240105083000`, [`time::parse_lenient`]) is read and
+/// counted (`nonstandard_time`).
+fn first_time(
+    candidates: &[(Option<&str>, &'static str, Bad)],
+    out: &mut LineOut,
+) -> Option<std::result::Result<time::Stamp, Bad>> {
+    let &(s, field, why) = candidates.iter().find(|c| c.0.is_some())?;
+    let s = s?;
+    Some(match time::parse(s) {
+        Some(t) => Ok(t),
+        None => match time::parse_lenient(s) {
+            Some(t) => {
+                out.found("nonstandard_time", out.resource.unwrap_or(reportable::OTHER_RESOURCE_TYPE), field);
+                Ok(t)
+            }
+            None => Err(why),
+        },
+    })
 }
 
 /// A time read in UTC, its way of writing counted: zone-less in `read.time_zone`.
@@ -1122,15 +1145,15 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     }
     let time = or_unusable!(
         required_time(
-            first_time(&[
-                (o.effective_date_time.as_deref(), "unreadable time (effectiveDateTime)"),
-                (
-                    o.effective_period.as_ref().and_then(|p| p.start.as_deref()),
-                    "unreadable time (effectivePeriod.start)"
-                ),
-                (o.effective_instant.as_deref(), "unreadable time (effectiveInstant)"),
-                (o.issued.as_deref(), "unreadable time (issued)"),
-            ]),
+            first_time(
+                &[
+                    at!(o.effective_date_time.as_deref(), "effectiveDateTime"),
+                    at!(o.effective_period.as_ref().and_then(|p| p.start.as_deref()), "effectivePeriod.start"),
+                    at!(o.effective_instant.as_deref(), "effectiveInstant"),
+                    at!(o.issued.as_deref(), "issued"),
+                ],
+                &mut out
+            ),
             opts,
             &mut out,
         )?,
@@ -1336,11 +1359,14 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     // the reference's date, else the clinical period's start, else STU3's `indexed` (R4's `date`)
     let time = or_unusable!(
         required_time(
-            first_time(&[
-                (d.date.as_deref(), "unreadable time (date)"),
-                (period_start, "unreadable time (context.period.start)"),
-                (d.indexed.as_deref(), "unreadable time (indexed)"),
-            ]),
+            first_time(
+                &[
+                    at!(d.date.as_deref(), "date"),
+                    at!(period_start, "context.period.start"),
+                    at!(d.indexed.as_deref(), "indexed"),
+                ],
+                &mut out
+            ),
             opts,
             &mut out
         )?,
@@ -1518,11 +1544,14 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     }
     let time = or_unusable!(
         required_time(
-            first_time(&[
-                (d.effective_date_time.as_deref(), "unreadable time (effectiveDateTime)"),
-                (period_start, "unreadable time (effectivePeriod.start)"),
-                (d.issued.as_deref(), "unreadable time (issued)"),
-            ]),
+            first_time(
+                &[
+                    at!(d.effective_date_time.as_deref(), "effectiveDateTime"),
+                    at!(period_start, "effectivePeriod.start"),
+                    at!(d.issued.as_deref(), "issued"),
+                ],
+                &mut out
+            ),
             opts,
             &mut out
         )?,
@@ -1557,7 +1586,7 @@ fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         out.found("partial_date", "Composition", "date");
     }
     let time = or_unusable!(
-        required_time(first_time(&[(c.date.as_deref(), "unreadable time (date)")]), opts, &mut out)?,
+        required_time(first_time(&[at!(c.date.as_deref(), "date")], &mut out), opts, &mut out)?,
         out,
         "no_time",
         "Composition",
@@ -1595,13 +1624,13 @@ fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Line
         out.found("partial_date", "Encounter", "period.start");
     }
     let time = or_unusable!(
-        required_time(first_time(&[(period.start.as_deref(), "unreadable time (period.start)")]), opts, &mut out)?,
+        required_time(first_time(&[at!(period.start.as_deref(), "period.start")], &mut out), opts, &mut out)?,
         out,
         "no_time",
         "Encounter",
         "period.start"
     );
-    let mut end = match first_time(&[(period.end.as_deref(), "unreadable time (period.end)")]) {
+    let mut end = match first_time(&[at!(period.end.as_deref(), "period.end")], &mut out) {
         None => i64::MIN,
         Some(t) => utc(t?, opts, &mut out)?,
     };
