@@ -901,3 +901,26 @@ fn times_that_do_not_keep_to_fhir_are_read_and_counted() {
     assert_eq!((f.count, f.resource.as_str(), f.field.as_str()), (4, "Observation", "effectiveDateTime"));
     assert_eq!(r.findings.iter().filter(|f| f.kind == "malformed_line").map(|f| f.count).sum::<u64>(), 1);
 }
+
+/// Found by a tester: a converter that writes every decimal as a string (`"value": "1.1"`) had every
+/// Observation malformed; read, and counted (`number_as_string`); text in its place is still malformed.
+#[test]
+fn a_decimal_written_as_a_string_is_read_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let obs = |v: serde_json::Value| {
+        json!({ "resourceType": "Observation", "status": "final",
+            "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/a" },
+            "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": v, "unit": "mg/dL" } })
+        .to_string()
+    };
+    let lines = [obs(json!(" 1.25 ")), obs(json!("high")), obs(json!("NaN")), obs(json!(2))];
+    std::fs::write(dir.path().join("Observation.ndjson"), lines.join("\n") + "\n").unwrap();
+    let opts = ReadOptions { max_malformed_fraction: 1.0, ..Default::default() };
+    let (d, r) = data::read(dir.path(), &opts).unwrap();
+    let values: Vec<f32> = d.events.iter().map(|e| e.value).collect();
+    assert_eq!(values, [1.25, 2.0]);
+    let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
+    assert_eq!((count("number_as_string"), count("malformed_line")), (1, 2), "{:?}", r.findings);
+    assert!(!format!("{r:?}").contains("high"));
+}

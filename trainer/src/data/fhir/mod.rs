@@ -165,7 +165,7 @@ struct Coded<'a> {
 
 #[derive(Deserialize)]
 struct Quantity<'a> {
-    value: Option<f64>,
+    value: Option<Decimal>,
     /// the system of `code` (UCUM's, or another's)
     #[serde(borrow)]
     system: Option<Str<'a>>,
@@ -267,6 +267,47 @@ struct Component<'a> {
     value_codeable_concept: Option<serde::de::IgnoredAny>,
 }
 
+/// A FHIR decimal: a JSON number, or a string that holds one (`"1.1"`, as some converters write every
+/// value; FHIR does not allow it: read, and counted by the caller).
+#[derive(Clone, Copy)]
+struct Decimal {
+    value: f64,
+    quoted: bool,
+}
+
+impl<'de> Deserialize<'de> for Decimal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Decimal;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f64<E>(self, v: f64) -> std::result::Result<Decimal, E> {
+                Ok(Decimal { value: v, quoted: false })
+            }
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Decimal, E> {
+                Ok(Decimal { value: v as f64, quoted: false })
+            }
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Decimal, E> {
+                Ok(Decimal { value: v as f64, quoted: false })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Decimal, E> {
+                // a plain decimal only (`1.1`, `-0.5`, `1e3`): not `NaN`, `inf`, `1,5` or text
+                let t = v.trim();
+                let plain = !t.is_empty()
+                    && t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+                    && t.bytes().any(|b| b.is_ascii_digit());
+                match t.parse::<f64>() {
+                    Ok(value) if plain && value.is_finite() => Ok(Decimal { value, quoted: true }),
+                    _ => Err(E::invalid_type(serde::de::Unexpected::Other("text"), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// (value, unit) of a quantity: NaN and none where absent; the UCUM `code` before the display `unit`
 /// (a `code` of another system, SNOMED CT or a local one, is no UCUM unit: then the `unit` text).
 fn quantity<'a>(q: &Option<Quantity<'a>>) -> (f32, Option<Cow<'a, str>>) {
@@ -276,7 +317,7 @@ fn quantity<'a>(q: &Option<Quantity<'a>>) -> (f32, Option<Cow<'a, str>>) {
             let ucum = q.system.as_deref().is_none_or(|s| s == "http://unitsofmeasure.org");
             let code = q.code.as_ref().filter(|_| ucum);
             (
-                q.value.map_or(f32::NAN, |v| v as f32),
+                q.value.map_or(f32::NAN, |v| v.value as f32),
                 code.or(q.unit.as_ref()).filter(|u| !u.is_empty()).map(|u| u.0.clone()),
             )
         }
@@ -1176,11 +1217,14 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     };
     // a censored result (`<0.1`) is read as its limit, and counted
     let quantities = o.value_quantity.iter().chain(o.component.iter().filter_map(|c| c.value_quantity.as_ref()));
-    for c in quantities.filter_map(|q| q.comparator.as_deref()) {
+    for c in quantities.clone().filter_map(|q| q.comparator.as_deref()) {
         if !matches!(c, "<" | "<=" | ">=" | ">" | "ad") {
             return Err("valueQuantity.comparator is not <, <=, >=, > or ad");
         }
         out.found("censored_value", "Observation", "valueQuantity.comparator");
+    }
+    if quantities.filter_map(|q| q.value).any(|v| v.quoted) {
+        out.found("number_as_string", "Observation", "valueQuantity.value");
     }
     let rec = |coding: &Coding<'a>, (value, unit): (f32, Option<Cow<'a, str>>)| Rec {
         subject: subject.clone(),
