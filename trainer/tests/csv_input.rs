@@ -903,3 +903,20 @@ fn a_note_written_as_rtf_in_a_text_column_is_read_as_its_text() {
     let (d, r) = read(dir.path(), &opts);
     assert_eq!(d.texts, ["発熱, call [PHONE]"], "{:?}", r.findings);
 }
+
+/// Found by a tester: MIMIC-IV's note files (`discharge.csv`: note_id, subject_id, hadm_id, note_type,
+/// note_seq, charttime, storetime, text) were refused for want of a `time` column; `charttime` is one
+/// of its names (where no `time` column is).
+#[test]
+fn charttime_is_the_time_where_no_time_column_is() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("discharge.csv"),
+        "note_id,subject_id,hadm_id,note_type,note_seq,charttime,storetime,text\n\
+         1-DS-1,1,2,DS,1,2180-05-07 00:00:00,2180-05-09 15:26:00,\"Chief Complaint: abdominal pain.\"\n",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(d.texts, ["Chief Complaint: abdominal pain."], "{:?}", r.findings);
+    assert_eq!(d.events[0].time, data::time::utc("2180-05-07").unwrap());
+}

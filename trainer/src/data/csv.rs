@@ -236,7 +236,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
     if find("text", &["text"]).is_some() && !labs_too {
         return Ok(Layout::Notes {
             subject: need("subject_id", &["subject_id"])?,
-            time: need("time", &["time"])?,
+            time: need("time", &["time", "charttime"])?,
             text: need("text", &["text"])?,
             code: find("code", &["code"]),
             columns: header.len(),
@@ -244,8 +244,9 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
     }
     // no code and no value column: one column per test
     if find("code", &["code"]).is_none() && find("value", &["value", "numeric_value"]).is_none() {
-        let (subject, time) = (need("subject_id", &["subject_id"])?, need("time", &["time"])?);
-        let roles: Vec<usize> = Columns::ROLES.iter().filter_map(|r| find(r, &[r])).collect();
+        let (subject, time) = (need("subject_id", &["subject_id"])?, need("time", &["time", "charttime"])?);
+        let mut roles: Vec<usize> = Columns::ROLES.iter().filter_map(|r| find(r, &[r])).collect();
+        roles.extend([subject, time]);
         let tests: Vec<WideColumn> = table
             .raw_header
             .iter()
@@ -267,7 +268,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
         });
     }
     let (subject, time, code) =
-        (need("subject_id", &["subject_id"])?, need("time", &["time"])?, need("code", &["code"])?);
+        (need("subject_id", &["subject_id"])?, need("time", &["time", "charttime"])?, need("code", &["code"])?);
     let value = need("value", &["value", "numeric_value"])?;
     if columns.value.is_none() && col("value").is_some() && col("numeric_value").is_some() {
         return Err(DataError::Line {
@@ -593,10 +594,9 @@ pub(crate) fn header_summary(header: &::csv::StringRecord, shown: impl Fn(&str) 
 /// names, else `None` (a header is a line of the file: a file without one has a row of data there).
 fn reportable_column(h: &str, columns: &Columns) -> Option<String> {
     match h.trim() {
-        n @ ("subject_id" | "time" | "code" | "system" | "value" | "numeric_value" | "text_value" | "unit" | "text"
-        | "prediction_time" | "boolean_value" | "integer_value" | "float_value" | "categorical_value") => {
-            Some(format!("{n:?}"))
-        }
+        n @ ("subject_id" | "time" | "charttime" | "code" | "system" | "value" | "numeric_value" | "text_value"
+        | "unit" | "text" | "prediction_time" | "boolean_value" | "integer_value" | "float_value"
+        | "categorical_value") => Some(format!("{n:?}")),
         // a name the config gives (not the data's)
         n if Columns::ROLES.iter().any(|r| columns.get(r).as_deref() == Some(n)) => Some(format!("{n:?}")),
         _ => None,
