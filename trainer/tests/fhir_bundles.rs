@@ -914,13 +914,13 @@ fn a_decimal_written_as_a_string_is_read_and_counted() {
             "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": v, "unit": "mg/dL" } })
         .to_string()
     };
-    let lines = [obs(json!(" 1.25 ")), obs(json!("high")), obs(json!("NaN")), obs(json!(2))];
+    let lines = [obs(json!(" 1.25 ")), obs(json!("high")), obs(json!("NaN")), obs(json!(2)), obs(json!("１．５"))];
     std::fs::write(dir.path().join("Observation.ndjson"), lines.join("\n") + "\n").unwrap();
     let opts = ReadOptions { max_malformed_fraction: 1.0, ..Default::default() };
     let (d, r) = data::read(dir.path(), &opts).unwrap();
     let values: Vec<f32> = d.events.iter().map(|e| e.value).collect();
-    assert_eq!(values, [1.25, 2.0]);
+    assert_eq!(values, [1.25, 2.0, 1.5]);
     let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
-    assert_eq!((count("number_as_string"), count("malformed_line")), (1, 2), "{:?}", r.findings);
+    assert_eq!((count("number_as_string"), count("malformed_line")), (2, 2), "{:?}", r.findings);
     assert!(!format!("{r:?}").contains("high"));
 }

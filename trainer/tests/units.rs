@@ -577,3 +577,25 @@ fn mimic_count_units_read_as_thousands_and_millions_per_microliter() {
     assert_eq!(u, "10*3/uL");
     assert!(close(v, 7.5, 1e-6), "{v}");
 }
+
+/// Found by a tester: units as Japanese systems write them (`ｍｇ／ｄＬ` in full-width forms,
+/// `x10^3/μL` with the micro sign, `千/μL`, `万/μL`) were unknown units and their values not converted.
+#[test]
+fn full_width_and_japanese_count_units_are_read() {
+    for (unit, want) in [
+        ("ｍｇ／ｄＬ", "mg/dL"),
+        ("x10^3/µL", "10*3/uL"),
+        ("×10^3/μL", "10*3/uL"),
+        ("千/μL", "10*3/uL"),
+        ("万/μL", "10*4/uL"),
+    ] {
+        assert_eq!(units::ucum_form(unit).as_deref(), Some(want), "{unit}");
+    }
+    // creatinine (mg/dL in the catalogue) in full-width mg/dL: read as it is, no unknown unit
+    let (v, _, r) = one_value(obs("a", "2160-0", 1.1, "ｍｇ／ｄＬ"));
+    assert_eq!(v, 1.1);
+    assert!(!r.findings.iter().any(|f| f.kind == "unknown_unit"), "{:?}", r.findings);
+    // platelets in 万/μL (10*4/uL) converted to the catalogue's 10*3/uL
+    let (v, _, r) = one_value(obs("a", "777-3", 25.0, "万/μL"));
+    assert!(close(v, 250.0, 1e-6), "{v} {:?}", r.findings);
+}

@@ -359,7 +359,8 @@ mod tests {
                 assert!(seen.insert(j), "duplicate JLAC10 {j}");
             }
             assert!(
-                super::super::units::is_valid(l.unit) && super::super::units::ucum_form(l.unit) == Some(l.unit),
+                super::super::units::is_valid(l.unit)
+                    && super::super::units::ucum_form(l.unit).as_deref() == Some(l.unit),
                 "{}: unit {} is not UCUM",
                 l.name,
                 l.unit

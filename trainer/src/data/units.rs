@@ -45,6 +45,15 @@ const ALIASES: &[(&str, &str)] = &[
     ("10^3/μL", "10*3/uL"),
     ("10^4/μL", "10*4/uL"),
     ("10^6/μL", "10*6/uL"),
+    ("x10^3/μL", "10*3/uL"),
+    ("x10^4/μL", "10*4/uL"),
+    ("x10^6/μL", "10*6/uL"),
+    ("10^2/μL", "10*2/uL"),
+    ("x10^2/μL", "10*2/uL"),
+    // Japanese laboratory systems' counts: thousands (千), ten thousands (万) per μL
+    ("千/μL", "10*3/uL"),
+    ("万/μL", "10*4/uL"),
+    ("x10^3/mm3", "10*3/mm3"),
     // MIMIC-IV's and US laboratory systems' counts: K (thousands) and m or M (millions) per uL, which
     // UCUM would read as kelvin or metre per microliter
     ("K/uL", "10*3/uL"),
@@ -105,13 +114,31 @@ const REPORTABLE_ANNOTATIONS: &[&str] = &[
     "RBC", "WBC", "HPF", "LPF", "SG", "index", "copies", "IgG", "IgM", "IgA", "total",
 ];
 
-/// The UCUM unit a spelling stands for: itself when it is valid UCUM, its alias, or none.
-pub fn ucum_form(unit: &str) -> Option<&str> {
+/// The UCUM unit a spelling stands for: itself when it is valid UCUM, its alias, or none. Full-width
+/// forms (`ｍｇ／ｄＬ`, as Japanese systems write units), the micro sign `µ` and `×` are read as the
+/// ASCII forms, the Greek `μ` and `x` first.
+pub fn ucum_form(unit: &str) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
     let unit = unit.trim();
+    let unit: Cow<str> = if unit.is_ascii() {
+        Cow::Borrowed(unit)
+    } else {
+        Cow::Owned(
+            unit.chars()
+                .map(|c| match c {
+                    '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+                    '\u{3000}' => ' ',
+                    '\u{B5}' => '\u{3BC}',
+                    '\u{D7}' => 'x',
+                    c => c,
+                })
+                .collect(),
+        )
+    };
     if let Some((_, u)) = ALIASES.iter().find(|(a, _)| *a == unit) {
-        return Some(u);
+        return Some(Cow::Borrowed(u));
     }
-    (!unit.is_empty() && unit.len() <= 64 && ucum::validate(unit).is_ok()).then_some(unit)
+    (!unit.is_empty() && unit.len() <= 64 && ucum::validate(&unit).is_ok()).then_some(unit)
 }
 
 /// True when a unit is valid UCUM (or a known spelling of a valid UCUM unit).
@@ -245,6 +272,7 @@ pub fn conversion(unit: &str, lab: &Lab) -> Conversion {
         return Conversion::Identity;
     }
     let Some(from) = ucum_form(unit) else { return Conversion::Not("unit is not valid UCUM") };
+    let from = &*from;
     let to = lab.unit;
     if from == to {
         return Conversion::Identity;

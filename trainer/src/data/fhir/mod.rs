@@ -300,7 +300,11 @@ impl<'de> Deserialize<'de> for Decimal {
                     && t.bytes().any(|b| b.is_ascii_digit());
                 match t.parse::<f64>() {
                     Ok(value) if plain && value.is_finite() => Ok(Decimal { value, quoted: true }),
-                    _ => Err(E::invalid_type(serde::de::Unexpected::Other("text"), &self)),
+                    // full-width digits (`１．２５`), as Japanese converters write them
+                    _ => match numeric_string(t) {
+                        Some(v) => Ok(Decimal { value: f64::from(v), quoted: true }),
+                        None => Err(E::invalid_type(serde::de::Unexpected::Other("text"), &self)),
+                    },
                 }
             }
         }
