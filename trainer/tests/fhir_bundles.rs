@@ -924,3 +924,39 @@ fn a_decimal_written_as_a_string_is_read_and_counted() {
     assert_eq!((count("number_as_string"), count("malformed_line")), (2, 2), "{:?}", r.findings);
     assert!(!format!("{r:?}").contains("high"));
 }
+
+/// Found by a tester: the narrative (`text.div`) of an Observation, an Encounter, a DocumentReference
+/// or a DiagnosticReport was not scanned (a Patient's was): a hand-written narrative that names the
+/// patient passed as a clean export. Scanned, and searched for the subject's own identifiers; not kept.
+#[test]
+fn narratives_of_the_resources_read_are_scanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let div = |t: &str| json!({ "status": "additional", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{t}</p></div>") });
+    let obs = json!({ "resourceType": "Observation", "status": "final", "text": div("Zyxwq Canarytest, tel 090-1234-5678"),
+        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
+        "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/p1" },
+        "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": 1.1, "unit": "mg/dL" } });
+    let enc = json!({ "resourceType": "Encounter", "status": "finished", "text": div("MRN: 7654321"),
+        "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB" },
+        "subject": { "reference": "Patient/p1" }, "period": { "start": "2024-01-02T08:00:00Z" } });
+    let panel = json!({ "resourceType": "DiagnosticReport", "status": "final", "text": div("Zyxwq Canarytest"),
+        "code": { "coding": [{ "system": "http://loinc.org", "code": "24323-8" }] }, "subject": { "reference": "Patient/p1" },
+        "effectiveDateTime": "2024-01-02T08:00:00Z" });
+    std::fs::write(dir.path().join("Observation.ndjson"), obs.to_string() + "\n").unwrap();
+    std::fs::write(dir.path().join("Encounter.ndjson"), enc.to_string() + "\n").unwrap();
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), panel.to_string() + "\n").unwrap();
+    let patient =
+        json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "Canarytest", "given": ["Zyxwq"] }] });
+    std::fs::write(dir.path().join("Patient.ndjson"), patient.to_string() + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 1);
+    let found = |kind: &str, resource: &str, field: &str| {
+        r.findings.iter().any(|f| f.kind == kind && f.resource == resource && f.field == field)
+    };
+    assert!(found("phone", "Observation", "text.div"), "{:?}", r.findings);
+    assert!(found("name", "Observation", "text.div.subject_identifier"), "{:?}", r.findings);
+    assert!(found("patient_identifier", "Encounter", "text.div"), "{:?}", r.findings);
+    assert!(found("name", "DiagnosticReport", "text.div.subject_identifier"), "{:?}", r.findings);
+    assert!(r.blocking);
+    assert!(!format!("{r:?}").contains("Zyxwq"));
+}

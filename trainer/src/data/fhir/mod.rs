@@ -189,6 +189,9 @@ struct Period<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Observation<'a> {
+    /// the narrative (generated from the data, or written by hand): scanned, not kept
+    #[serde(borrow)]
+    text: Option<Narrative<'a>>,
     #[serde(borrow)]
     status: Option<Str<'a>>,
     #[serde(borrow)]
@@ -536,6 +539,9 @@ struct DocContext<'a> {
 
 #[derive(Deserialize)]
 struct DocumentReference<'a> {
+    /// the narrative (generated from the data, or written by hand): scanned, not kept
+    #[serde(borrow)]
+    text: Option<Narrative<'a>>,
     #[serde(borrow)]
     status: Option<Str<'a>>,
     #[serde(borrow)]
@@ -561,6 +567,9 @@ struct DocumentReference<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DiagnosticReport<'a> {
+    /// the narrative (generated from the data, or written by hand): scanned, not kept
+    #[serde(borrow)]
+    text: Option<Narrative<'a>>,
     #[serde(borrow)]
     status: Option<Str<'a>>,
     #[serde(borrow)]
@@ -618,6 +627,9 @@ enum EncounterClass<'a> {
 
 #[derive(Deserialize)]
 struct Encounter<'a> {
+    /// the narrative (generated from the data, or written by hand): scanned, not kept
+    #[serde(borrow)]
+    text: Option<Narrative<'a>>,
     #[serde(borrow)]
     status: Option<Str<'a>>,
     #[serde(borrow)]
@@ -1140,8 +1152,9 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     if let Some(r) = &o.subject {
         reference_identifiers(r, "Observation", &mut out);
     }
-    if !o.note.is_empty() || o.value_string.is_some() {
+    if !o.note.is_empty() || o.value_string.is_some() || o.text.is_some() {
         let subject = o.subject.as_ref().and_then(subject_id);
+        scan_narrative(&o.text, subject.as_ref(), "Observation", &mut out);
         for n in o.note.iter().filter_map(|n| n.text.as_deref()) {
             scan_only(n, subject.as_ref(), "Observation", ("note.text", "note.text.subject_identifier"), &mut out);
         }
@@ -1388,8 +1401,9 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
         return Ok(out);
     }
     let titles = d.content.iter().filter_map(|c| c.attachment.as_ref()?.title.as_deref());
-    if d.description.is_some() || titles.clone().next().is_some() {
+    if d.description.is_some() || titles.clone().next().is_some() || d.text.is_some() {
         let subject = d.subject.as_ref().and_then(subject_id);
+        scan_narrative(&d.text, subject.as_ref(), "DocumentReference", &mut out);
         if let Some(desc) = d.description.as_deref() {
             let fields = ("description", "description.subject_identifier");
             scan_only(desc, subject.as_ref(), "DocumentReference", fields, &mut out);
@@ -1531,10 +1545,12 @@ fn diagnostic_report<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Res
     struct Texts {
         conclusion: Option<IgnoredAny>,
         presented_form: Option<IgnoredAny>,
+        /// (a narrative is scanned)
+        text: Option<IgnoredAny>,
     }
     const RESOURCE: &str = "DiagnosticReport";
     match from_line::<Texts>(line) {
-        Ok(Texts { conclusion: None, presented_form: None }) | Err(_) => {
+        Ok(Texts { conclusion: None, presented_form: None, text: None }) | Err(_) => {
             Ok(LineOut { resource: Some(RESOURCE), ..Default::default() })
         }
         // a report was counted and skipped before its text was read: its note not read (a form whose
@@ -1556,6 +1572,7 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         return Ok(out);
     }
     let subject = d.subject.as_ref().and_then(subject_id);
+    scan_narrative(&d.text, subject.as_ref(), RESOURCE, &mut out);
     for title in d.presented_form.iter().filter_map(|a| a.title.as_deref()) {
         let fields = ("presentedForm.title", "presentedForm.title.subject_identifier");
         scan_only(title, subject.as_ref(), RESOURCE, fields, &mut out);
@@ -1654,6 +1671,10 @@ fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Line
     let (e, mut out, skip) = start::<Encounter>(line, "Encounter", "not a valid Encounter", |e| &e.status)?;
     if skip {
         return Ok(out);
+    }
+    if e.text.is_some() {
+        let subject = e.subject.as_ref().and_then(subject_id);
+        scan_narrative(&e.text, subject.as_ref(), "Encounter", &mut out);
     }
     if e.subject.is_none() && e.patient.is_some() {
         // DSTU2's `patient`: said as what it is, not as a missing subject
@@ -1925,6 +1946,19 @@ fn own_values(v: &Option<serde_json::Value>, kind: IdentifierKind, into: &mut Ve
         _ => strings(v, &["value"], &mut found, 0),
     }
     into.extend(found.into_iter().map(|s| (kind, s.to_owned())));
+}
+
+/// A resource's narrative (`text.div`: generated from its data, or written by hand, and then it may
+/// name the patient): scanned as free text that is not kept ([`scan_only`]).
+fn scan_narrative<'a>(
+    text: &Option<Narrative<'_>>,
+    subject: Option<&Cow<'a, str>>,
+    resource: &'static str,
+    out: &mut LineOut<'a>,
+) {
+    if let Some(div) = text.as_ref().and_then(|t| t.div.as_deref()) {
+        scan_only(&xhtml_to_text(div), subject, resource, ("text.div", "text.div.subject_identifier"), out);
+    }
 }
 
 /// The identifiers in a person's narrative (`text.div`): what the scanners find, and the resource's

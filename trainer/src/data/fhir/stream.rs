@@ -604,13 +604,17 @@ fn read_before(sink: &mut Sink, report: bool, r: &data::Rec) -> bool {
 
 /// The (resource, field) of the findings of a subject's own identifiers in its free text: the notes
 /// kept, and the free text that is not ([`super::scan_only`]).
-const OWN_IDENTIFIER_FINDINGS: [(&str, &str); 6] = [
+const OWN_IDENTIFIER_FINDINGS: [(&str, &str); 10] = [
     ("note", "subject_identifier"),
     ("Observation", "note.text.subject_identifier"),
     ("Observation", "valueString.subject_identifier"),
     ("DocumentReference", "description.subject_identifier"),
     ("DocumentReference", "content.attachment.title.subject_identifier"),
     ("DiagnosticReport", "presentedForm.title.subject_identifier"),
+    ("Observation", "text.div.subject_identifier"),
+    ("DocumentReference", "text.div.subject_identifier"),
+    ("DiagnosticReport", "text.div.subject_identifier"),
+    ("Encounter", "text.div.subject_identifier"),
 ];
 
 /// What a Binary a note names gave.
