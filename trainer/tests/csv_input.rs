@@ -560,9 +560,10 @@ fn mimic_labevents_csv_gz_reads_with_read_columns() {
     // without the mapping: the error names the key that maps the column, and prints no header cell the
     // config does not name
     let e = data::read(dir.path(), &ReadOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("read.columns.time") && e.contains("labevents.csv.gz:1:"), "{e}");
-    assert!(e.contains("16 columns: 2 \"subject_id\", 9 \"value\", 14 names not printed"), "{e}");
-    assert!(!e.contains("charttime"), "{e}");
+    // (`charttime` is a time column's name the reader knows: the code column is what is missing)
+    assert!(e.contains("read.columns.code") && e.contains("labevents.csv.gz:1:"), "{e}");
+    assert!(e.contains("16 columns: 2 \"subject_id\", 7 \"charttime\", 9 \"value\", 13 names not printed"), "{e}");
+    assert!(!e.contains("itemid"), "{e}");
     let columns =
         data::csv::Columns::parse("time=charttime, code=itemid,value=valuenum,text_value=value,unit=valueuom").unwrap();
     let (d, r) = read(dir.path(), &ReadOptions { columns, ..Default::default() });
@@ -913,10 +914,13 @@ fn charttime_is_the_time_where_no_time_column_is() {
     std::fs::write(
         dir.path().join("discharge.csv"),
         "note_id,subject_id,hadm_id,note_type,note_seq,charttime,storetime,text\n\
-         1-DS-1,1,2,DS,1,2180-05-07 00:00:00,2180-05-09 15:26:00,\"Chief Complaint: abdominal pain.\"\n",
+         1-DS-1,1,2,DS,1,2180-05-07 00:00:00,2180-05-09 15:26:00,\"Chief Complaint: abdominal pain.\"\n\
+         1-RR-2,1,2,RR,2,2180-05-08 00:00:00,2180-05-09 15:26:00,\n",
     )
     .unwrap();
     let (d, r) = read(dir.path(), &ReadOptions::default());
+    // (a row without text is no note: counted)
     assert_eq!(d.texts, ["Chief Complaint: abdominal pain."], "{:?}", r.findings);
+    assert_eq!(findings(&r, "empty_note"), [("text".to_string(), 1)]);
     assert_eq!(d.events[0].time, data::time::utc("2180-05-07").unwrap());
 }

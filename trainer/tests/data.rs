@@ -1019,7 +1019,9 @@ fn an_input_without_events_was_reported_usable_without_a_word() {
     std::fs::write(dir.path().join("Patient.ndjson"), "").unwrap();
     std::fs::write(dir.path().join("Observation.ndjson"), "\n").unwrap();
     let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
-    assert!(r.findings.iter().any(|f| f.kind == "no_events" && f.severity == data::check::Severity::Warning));
+    // (blocking: there is nothing to train on)
+    assert!(r.findings.iter().any(|f| f.kind == "no_events" && f.severity == data::check::Severity::Error));
+    assert!(r.blocking);
 }
 
 #[test]

@@ -494,8 +494,8 @@ impl Report {
             findings.push(f);
         }
         if self.events.values().all(|&n| n == 0) {
-            // nothing to learn from: said, not reported as a usable input without a word
-            findings.push(finding(Severity::Warning, "no_events", "input", "-", 0, None));
+            // nothing to learn from: an input that cannot be trained on (it passed with a warning)
+            findings.push(finding(Severity::Error, "no_events", "input", "-", 0, None));
         }
         let total_malformed: u64 = self.malformed.values().map(|m| m.count).sum();
         let fraction = if self.lines > 0 { total_malformed as f64 / self.lines as f64 } else { 0.0 };

@@ -846,6 +846,11 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             let time = parse_time(get(t).ok_or("no time")?).ok_or("unreadable time")?;
             let time = sink.time(time).ok_or("unreadable time")?;
             let text = guarded_note(rec.get(text).ok_or("no text")?, sink);
+            if text.trim().is_empty() {
+                // a row without text is no note (it was one, empty, for the model)
+                sink.report.count(Severity::Info, "empty_note", "csv", "text");
+                return Ok(());
+            }
             // the note's type where a `code` column gives it (as a DocumentReference's type codes it)
             let code = match code.and_then(get).filter(|c| !c.is_empty()) {
                 Some(c) => ("medtrain:csv".into(), c.into()),

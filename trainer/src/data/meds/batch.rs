@@ -69,7 +69,8 @@ pub(super) fn prepare(row: &mut Row) {
         row.text = None;
         return;
     };
-    let mut text = row.text.take().map(guard::visible);
+    // (an empty text is none: a row with only an empty text is no note)
+    let mut text = row.text.take().filter(|t| !t.trim().is_empty()).map(guard::visible);
     if code.lab && row.value.is_nan() {
         if let Some(t) = &text {
             (row.value, row.censored) = text_result(t);
