@@ -960,3 +960,31 @@ fn narratives_of_the_resources_read_are_scanned() {
     assert!(r.blocking);
     assert!(!format!("{r:?}").contains("Zyxwq"));
 }
+
+/// Found by a tester: an Observation whose `effectivePeriod` has only its end was `no_time`; a panel
+/// whose results are its `hasMember` Observations was a `no_value` warning (it has none of its own).
+#[test]
+fn a_period_with_only_its_end_and_a_panel_of_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let obs = |extra: serde_json::Value| {
+        let mut o = json!({ "resourceType": "Observation", "status": "final",
+            "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/a" } });
+        o.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        o.to_string()
+    };
+    let lines = [
+        obs(
+            json!({ "effectivePeriod": { "end": "2024-01-02T08:00:00Z" }, "valueQuantity": { "value": 1.1, "unit": "mg/dL" } }),
+        ),
+        obs(
+            json!({ "effectiveDateTime": "2024-01-02T08:00:00Z", "code": { "coding": [{ "system": "http://loinc.org", "code": "24323-8" }] },
+                    "hasMember": [{ "reference": "Observation/x" }] }),
+        ),
+    ];
+    std::fs::write(dir.path().join("Observation.ndjson"), lines.join("\n") + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.iter().map(|e| e.time).collect::<Vec<_>>(), [data::time::utc("2024-01-02T08:00:00Z").unwrap()]);
+    let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
+    assert_eq!((count("no_time"), count("no_value"), count("panel_with_members")), (0, 0, 1), "{:?}", r.findings);
+}

@@ -229,6 +229,9 @@ struct Observation<'a> {
     value_time: Option<IgnoredAny>,
     value_date_time: Option<IgnoredAny>,
     value_attachment: Option<IgnoredAny>,
+    /// a panel's results as Observations of their own (`hasMember`): a panel without a value of its own
+    /// is no missing value
+    has_member: Option<IgnoredAny>,
 }
 
 impl Observation<'_> {
@@ -1207,6 +1210,8 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
                 &[
                     at!(o.effective_date_time.as_deref(), "effectiveDateTime"),
                     at!(o.effective_period.as_ref().and_then(|p| p.start.as_deref()), "effectivePeriod.start"),
+                    // a period with only its end (a collection whose start was not recorded)
+                    at!(o.effective_period.as_ref().and_then(|p| p.end.as_deref()), "effectivePeriod.end"),
                     at!(o.effective_instant.as_deref(), "effectiveInstant"),
                     at!(o.issued.as_deref(), "issued"),
                 ],
@@ -1304,6 +1309,9 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     } else if let (None, Some(field)) = (&o.value_quantity, o.unread_value()) {
         // a ratio, a range, a boolean...: its type counted, where it was counted a missing value
         return Ok(out.unusable("value_type_not_read", "Observation", field));
+    } else if o.value_quantity.is_none() && o.component.is_empty() && o.has_member.is_some() {
+        // a panel whose results are its members (Observations read on their own lines): counted
+        out.found("panel_with_members", "Observation", "hasMember");
     } else {
         out.recs.push(rec(coding, quantity(&o.value_quantity)));
     }
