@@ -988,3 +988,20 @@ fn a_period_with_only_its_end_and_a_panel_of_members() {
     let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
     assert_eq!((count("no_time"), count("no_value"), count("panel_with_members")), (0, 0, 1), "{:?}", r.findings);
 }
+
+/// Found by a tester: a Shift_JIS note whose content type names no charset (`text/plain`, as Japanese
+/// systems send them) was dropped as undecodable; read in the Japanese encoding its bytes decode in,
+/// and the guess said (`guessed_charset`, a warning).
+#[test]
+fn a_japanese_note_without_a_charset_is_read_and_the_guess_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("胸部レントゲン：異常なし。電話 090-1234-5678");
+    let (euc, _, _) = encoding_rs::EUC_JP.encode("退院時サマリー、経過良好");
+    let lines = [doc(&sjis, "text/plain", "2024-01-01T00:00:00Z"), doc(&euc, "text/plain", "2024-01-02T00:00:00Z")];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
+    let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
+    assert_eq!(texts, ["胸部レントゲン：異常なし。電話 [PHONE]", "退院時サマリー、経過良好"], "{:?}", r.findings);
+    let f = r.findings.iter().find(|f| f.kind == "guessed_charset").expect("said");
+    assert_eq!((f.severity, f.count), (data::check::Severity::Warning, 2));
+}

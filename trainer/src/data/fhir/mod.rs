@@ -484,8 +484,9 @@ fn text_form(content_type: &str) -> Option<Form> {
 
 /// The text of an attachment's base64 `data` in form `form` and content type `ct`: an error when the
 /// data is not base64 (the resource is malformed), `None` when its text does not decode (a charset
-/// the reader does not know, bytes that are not in it, no RTF: `undecodable_note`).
-fn attachment_text(form: Form, ct: &str, data: &str) -> std::result::Result<Option<String>, Bad> {
+/// the reader does not know, bytes that are not in it, no RTF: `undecodable_note`); with whether its
+/// charset was guessed (bytes that are not UTF-8 under a content type that names none).
+fn attachment_text(form: Form, ct: &str, data: &str) -> std::result::Result<Option<(String, bool)>, Bad> {
     // base64Binary may be broken into lines (MIME style): whitespace is not data
     let data: Cow<str> = if data.contains(|c: char| c.is_ascii_whitespace()) {
         data.chars().filter(|c| !c.is_ascii_whitespace()).collect::<String>().into()
@@ -496,8 +497,8 @@ fn attachment_text(form: Form, ct: &str, data: &str) -> std::result::Result<Opti
         base64::engine::general_purpose::STANDARD.decode(&*data).map_err(|_| "attachment data is not base64")?;
     Ok(match form {
         // RTF says its encodings itself: the content type's charset is not its text's
-        Form::Rtf => rtf::rtf_to_text(&bytes).and_then(text::no_nul).ok(),
-        Form::Html => decode_text(ct, bytes).ok().map(|t| text::html_to_text(&t)),
+        Form::Rtf => rtf::rtf_to_text(&bytes).and_then(text::no_nul).ok().map(|t| (t, false)),
+        Form::Html => decode_text(ct, bytes).ok().map(|(t, guessed)| (text::html_to_text(&t), guessed)),
         Form::Plain => decode_text(ct, bytes).ok(),
     })
 }
@@ -1529,7 +1530,12 @@ fn attachment_texts<'b, 'a: 'b>(
         };
         let Some(form) = form else { continue };
         match attachment_text(form, ct, data)? {
-            Some(t) => forms[form as usize].push(t),
+            Some((t, guessed)) => {
+                if guessed {
+                    out.info_once(Severity::Warning, "guessed_charset", resource, type_field);
+                }
+                forms[form as usize].push(t)
+            }
             None => out.found("undecodable_note", resource, type_field),
         }
     }

@@ -622,7 +622,8 @@ enum Got {
     NotText,
     /// text in a charset the reader does not know, data that is not base64, no RTF
     Undecodable,
-    Text(super::Form, String),
+    /// (whether its charset was guessed)
+    Text(super::Form, String, bool),
 }
 
 /// The text of a Binary a note links: its own content type says what its bytes are (the attachment's
@@ -631,7 +632,7 @@ fn link_text(link_ct: &str, bin_ct: Option<&str>, data: Option<&str>) -> Got {
     let ct = bin_ct.map(str::trim).filter(|c| !c.is_empty()).unwrap_or(link_ct);
     match (super::text_form(ct), data) {
         (Some(form), Some(data)) => match super::attachment_text(form, ct, data) {
-            Ok(Some(t)) => Got::Text(form, t),
+            Ok(Some((t, guessed))) => Got::Text(form, t, guessed),
             _ => Got::Undecodable,
         },
         _ => Got::NotText,
@@ -647,7 +648,12 @@ fn emit_url_note(sink: &mut Sink, file: &str, line: u64, n: &super::UrlNote, got
     let mut texts = Vec::new();
     for g in got {
         match g {
-            Got::Text(form, t) if !t.trim().is_empty() => texts.push((form, t)),
+            Got::Text(form, t, guessed) if !t.trim().is_empty() => {
+                if guessed {
+                    out.info_once(Severity::Warning, "guessed_charset", RESOURCE, "content.attachment.contentType");
+                }
+                texts.push((form, t))
+            }
             Got::Text(..) => {}
             Got::Undecodable => out.found("undecodable_note", RESOURCE, "content.attachment.contentType"),
             Got::NotText => {}

@@ -3,8 +3,12 @@
 use super::Bad;
 
 /// The text of an attachment in the charset its content type names (UTF-8 when none; Shift_JIS,
-/// EUC-JP and ISO-2022-JP are common in Japanese systems). Undecodable bytes are a malformed line.
-pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Result<String, Bad> {
+/// EUC-JP and ISO-2022-JP are common in Japanese systems), and whether the charset was guessed: bytes
+/// that are not UTF-8 under a content type that names none are read in the Japanese encoding they
+/// decode in as Japanese text, where one does ([`crate::data::charset::detect`]). Undecodable bytes
+/// are an error.
+pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Result<(String, bool), Bad> {
+    let said = |r: std::result::Result<String, Bad>| r.map(|t| (t, false));
     let decode = |enc: &'static encoding_rs::Encoding, bytes: &[u8]| {
         let (text, had_errors) = enc.decode_without_bom_handling(bytes);
         if had_errors {
@@ -16,7 +20,7 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
     // a byte-order mark (UTF-8, UTF-16, as Windows tools write text) says the encoding, whatever the
     // content type says or leaves out
     if let Some((enc, n)) = encoding_rs::Encoding::for_bom(&bytes) {
-        return decode(enc, &bytes[n..]);
+        return said(decode(enc, &bytes[n..]));
     }
     let charset = content_type
         .split(';')
@@ -26,14 +30,26 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
         .map(|(_, v)| v.trim().trim_matches('"'));
     // UTF-16 without a mark (valid UTF-8, its NULs hiding every identifier from the guard)
     if let Some(enc) = charset.is_none().then(|| crate::data::charset::utf16_without_mark(&bytes)).flatten() {
-        return decode(enc, &bytes);
+        return said(decode(enc, &bytes));
     }
     match charset {
-        None => String::from_utf8(bytes).map_err(|_| "attachment text is not UTF-8").and_then(no_nul),
+        None => match String::from_utf8(bytes) {
+            Ok(t) => said(no_nul(t)),
+            Err(e) => {
+                let bytes = e.into_bytes();
+                use crate::data::charset::{detect, Choice, Chosen};
+                match detect(Choice::Auto, &bytes, true) {
+                    Some((enc, 0, Chosen::Guessed)) if enc != encoding_rs::UTF_8 => {
+                        decode(enc, &bytes).map(|t| (t, true))
+                    }
+                    _ => Err("attachment text is not UTF-8"),
+                }
+            }
+        },
         Some(label) => {
             // the WHATWG labels, and the names Windows and Python give the Japanese ones (cp932, euc_jp)
             let enc = crate::data::charset::encoding_for_label(label).ok_or("attachment charset is unknown")?;
-            decode(enc, &bytes)
+            said(decode(enc, &bytes))
         }
     }
 }
