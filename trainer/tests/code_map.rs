@@ -150,6 +150,11 @@ fn bad_maps_are_refused_naming_file_line_and_column_and_printing_no_cell() {
         ("code,loinc\n,2160-0\n", "map.csv:2: column code: empty"),
         ("SECRET9,2160-0\nA1,1988-5\n", "needs a `code` column (the header read: 2 columns: 2 names not printed)"),
         ("code,name\nSECRET9,x\n", "needs a `loinc` or a `jlac10` column (the header read: 2 columns: 1 \"code\""),
+        // potassium's JLAC10 with creatinine's LOINC
+        (
+            "code,loinc,jlac10\nA1,2160-0,3C015000002327101\nSECRET9,2160-0,3H015000002326101\n",
+            "map.csv:3: column loinc: its LOINC and JLAC10 codes are two different tests",
+        ),
     ] {
         std::fs::write(dir.path().join("map.csv"), map).unwrap();
         let e = data::prepare::DataConfig::load(&cfg).unwrap_err().to_string();

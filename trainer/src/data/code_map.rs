@@ -21,8 +21,8 @@
 //! - any other column (a name, a comment) is not read.
 //!
 //! The map is checked when the config is loaded: a LOINC code with a wrong check digit, a JLAC10 code
-//! that is not 17 characters of its form, a LOINC or JLAC10 code as a source (read as they are), one
-//! code mapped two ways: an error naming the file, line and column. Errors never print a cell: a map
+//! that is not 17 characters of its form, a row whose LOINC and JLAC10 codes are two tests of the
+//! catalogue, a LOINC or JLAC10 code as a source (read as they are), one code mapped two ways: an error naming the file, line and column. Errors never print a cell: a map
 //! that is by mistake a file of patient data shows nothing of it.
 //!
 //! Codes are mapped once per distinct code ([`super::Dataset::code`]): the cost per event is nil.
@@ -170,6 +170,19 @@ impl CodeMap {
             let jlac = get(jlac_col);
             if jlac.is_some_and(|j| !catalog::jlac10_is_valid(j)) {
                 return Err(bad("jlac10", "not a JLAC10 code (17 characters: a digit, a capital letter, 15 digits)"));
+            }
+            // both filled: they must name one test where the catalogue knows both (a potassium row
+            // whose LOINC is creatinine's converted potassium values as creatinine)
+            if let (Some(l), Some(j)) = (loinc, jlac) {
+                let (a, b) = (catalog::lookup_index(catalog::LOINC, l), catalog::lookup_index(catalog::JLAC10, j));
+                if let (Some(a), Some(b)) = (a, b) {
+                    if a != b {
+                        return Err(bad(
+                            "loinc",
+                            "its LOINC and JLAC10 codes are two different tests of the catalogue",
+                        ));
+                    }
+                }
             }
             let target = match (loinc, jlac) {
                 (None, None) => {
