@@ -339,6 +339,16 @@ fn unreadable_input_exits_2() {
     let out = bin().args(["data", "check"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("x.ndjson.gz"));
+    // a gzip cut short: the error names the last whole line it gave (it said "after line 0")
+    let line = r#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-02","valueQuantity":{"value":1.1,"unit":"mg/dL"}}"#;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    std::io::Write::write_all(&mut e, format!("{line}\n").repeat(50).as_bytes()).unwrap();
+    let gz = e.finish().unwrap();
+    std::fs::write(dir.path().join("x.ndjson.gz"), &gz[..gz.len() / 2]).unwrap();
+    let out = bin().args(["data", "check"]).arg(dir.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("after line 2") && !err.contains("after line 0"), "{err}");
     let empty = tempfile::tempdir().unwrap();
     let out = bin().args(["data", "check"]).arg(empty.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -87,7 +87,12 @@ impl<R: Read> LineReader<R> {
                     }
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        // the error names the last whole line read (a gzip cut short after half its lines
+                        // said "after line 0")
+                        self.line_no += memchr::memchr_iter(b'\n', &block.buf[..filled]).count() as u64;
+                        return Err(e);
+                    }
                 }
             }
             block.len = filled;
