@@ -924,3 +924,20 @@ fn charttime_is_the_time_where_no_time_column_is() {
     assert_eq!(findings(&r, "empty_note"), [("text".to_string(), 1)]);
     assert_eq!(d.events[0].time, data::time::utc("2180-05-07").unwrap());
 }
+
+/// Found by a tester: a quote opened and never closed took the rows after it into one field, and the
+/// row was said to have "more or fewer fields than the header"; it is said as the open quote it is.
+#[test]
+fn an_open_quote_is_said_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("labs.csv"),
+        "subject_id,time,code,value,unit\na,2024-01-01T00:00:00Z,2160-0,1.1,mg/dL\n\
+         b,2024-01-01T00:00:00Z,2160-0,\"1.2,mg/dL\nc,2024-01-01T00:00:00Z,2160-0,1.3,mg/dL\n",
+    )
+    .unwrap();
+    let (_, r) = read(dir.path(), &ReadOptions::default());
+    let f = r.findings.iter().find(|f| f.kind == "malformed_line").unwrap();
+    assert!(f.field.contains("quote opened on this line is not closed"), "{:?}", f);
+    assert_eq!(f.lines, [3]);
+}

@@ -755,6 +755,12 @@ fn subject_and_time<'r>(
 
 fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result::Result<(), &'static str> {
     if rec.len() != layout.columns() {
+        // a quote opened and never closed takes the rows after it into one field, to the end of the file
+        // (or to the next lone quote): said as what it most likely is
+        if rec.len() < layout.columns() && rec.iter().any(|f| f.contains('\n')) {
+            return Err("a quoted field that does not end where its row does (a quote opened on this line is \
+                        not closed: the rows after it were read into it), or a row with fewer fields than the header");
+        }
         return Err("a row with more or fewer fields than the header");
     }
     let get = |i: usize| rec.get(i).map(str::trim);
