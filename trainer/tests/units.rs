@@ -599,3 +599,14 @@ fn full_width_and_japanese_count_units_are_read() {
     let (v, _, r) = one_value(obs("a", "777-3", 25.0, "万/μL"));
     assert!(close(v, 250.0, 1e-6), "{v} {:?}", r.findings);
 }
+
+/// Found by a tester: creatinine (no ion: no charge in the catalogue, mg/dL) in mEq/L was converted to
+/// mg/dL as if it had a charge of 1; not converted now (an incommensurable unit), while total CO2 in
+/// mEq/L is its mmol/L.
+#[test]
+fn equivalents_of_a_test_that_is_no_ion_are_not_converted_to_mass() {
+    let cre = catalog::lookup(LOINC, "2160-0").unwrap();
+    assert!(matches!(units::conversion("mEq/L", cre), units::Conversion::Not(_)));
+    let co2 = catalog::lookup(LOINC, "2028-9").unwrap();
+    assert!(matches!(units::conversion("mEq/L", co2), units::Conversion::Identity | units::Conversion::Affine { .. }));
+}

@@ -295,6 +295,12 @@ pub fn conversion(unit: &str, lab: &Lab) -> Conversion {
     let (Ok(a), Ok(b)) = (ucum::analyze(&from), ucum::analyze(&to)) else {
         return Conversion::Not("arbitrary unit of another kind");
     };
+    // equivalents of a test with no charge in the catalogue are its moles (total CO2, lactate, base
+    // excess: mEq/L is mmol/L), but not its mass: creatinine in mEq/L is a mistake, not a unit to
+    // convert to mg/dL
+    if lab.charge.is_none() && is_eq_based(&from) != is_eq_based(&to) && !to.contains("mol") {
+        return Conversion::Not("equivalents of a test that is no ion");
+    }
     // eq <-> mol: divide equivalents by the charge
     let charge = lab.charge.unwrap_or(1.0);
     let eq_factor = match (is_eq_based(&from), is_eq_based(&to)) {
