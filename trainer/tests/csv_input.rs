@@ -898,11 +898,18 @@ fn late_shift_jis_at_a_window_edge_after_cr_lines_and_a_long_line() {
 fn a_note_written_as_rtf_in_a_text_column_is_read_as_its_text() {
     let dir = tempfile::tempdir().unwrap();
     let rtf = r#"{\rtf1\ansi\ansicpg932{\fonttbl{\f0 Century;}{\f1\fcharset128 MS Mincho;}}\f1 \'94\'ad\'94\'4d\f0 , call 090-1234-5678\par}"#;
-    let csv = format!("subject_id,time,text\na,2024-01-01T08:00:00Z,\"{}\"\n", rtf.replace('"', "\"\""));
+    // and RTF whose Japanese is written as it is (the column is text: read as those characters, not as
+    // bytes of the document's code page), a character past U+FFFF too
+    let raw = r#"{\rtf1\ansi\ansicpg1252 患者 田中𠮷 seen}"#;
+    let csv = format!(
+        "subject_id,time,text\na,2024-01-01T08:00:00Z,\"{}\"\na,2024-01-02T08:00:00Z,\"{}\"\n",
+        rtf.replace('"', "\"\""),
+        raw
+    );
     std::fs::write(dir.path().join("notes.csv"), csv).unwrap();
     let opts = ReadOptions { identifiers: data::guard::Policy::Redact, ..Default::default() };
     let (d, r) = read(dir.path(), &opts);
-    assert_eq!(d.texts, ["発熱, call [PHONE]"], "{:?}", r.findings);
+    assert_eq!(d.texts, ["発熱, call [PHONE]", "患者 田中𠮷 seen"], "{:?}", r.findings);
 }
 
 /// Found by a tester: MIMIC-IV's note files (`discharge.csv`: note_id, subject_id, hadm_id, note_type,

@@ -845,19 +845,22 @@ fn notes_in_binaries_of_a_bundle_are_read() {
         // Bundles inside (a batch response's searchsets): a note and its Binary in two of them
         json!({ "resource": { "resourceType": "Bundle", "type": "searchset", "entry": [doc("Binary/b2")] } }),
         json!({ "resource": { "resourceType": "Bundle", "type": "searchset", "entry": [bin("b2", "urn:uuid:x2", "in a sibling")] } }),
-        // an id two Binaries have: the first read, and said
+        // an id two Binaries have: which is meant is not known, neither read, and said
         bin("b0", "https://h/fhir/Binary/b0", "a second b0"),
+        // two documents in the Bundle, each with its own `Binary/1`: each note reads its own
+        json!({ "resource": { "resourceType": "Bundle", "type": "document", "entry": [doc("Binary/1"), bin("1", "urn:uuid:p", "own P")] } }),
+        json!({ "resource": { "resourceType": "Bundle", "type": "document", "entry": [bin("1", "urn:uuid:q", "own Q"), doc("Binary/1")] } }),
     ];
     write(dir.path(), "record.json", &json!({ "resourceType": "Bundle", "type": "batch-response", "entry": entries }));
     let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     let mut texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
     texts.sort();
-    assert_eq!(texts, ["after its note", "before its note", "in a sibling"], "{:?}", r.findings);
+    assert_eq!(texts, ["after its note", "in a sibling", "own P", "own Q"], "{:?}", r.findings);
     let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
-    assert_eq!(count("note_by_url"), 1, "{:?}", r.findings);
+    assert_eq!(count("note_by_url"), 2, "{:?}", r.findings);
     assert_eq!(count("duplicate_binary"), 1, "{:?}", r.findings);
-    assert_eq!(r.resources.get("DocumentReference"), Some(&4));
-    assert_eq!(r.resources.get("Binary"), Some(&4));
+    assert_eq!(r.resources.get("DocumentReference"), Some(&6));
+    assert_eq!(r.resources.get("Binary"), Some(&6));
 }
 
 /// Found by a tester: exports that do not keep to FHIR's dateTime (`2024/01/02 08:00`, a zone without
@@ -942,14 +945,18 @@ fn narratives_of_the_resources_read_are_scanned() {
     let panel = json!({ "resourceType": "DiagnosticReport", "status": "final", "text": div("Zyxwq Canarytest"),
         "code": { "coding": [{ "system": "http://loinc.org", "code": "24323-8" }] }, "subject": { "reference": "Patient/p1" },
         "effectiveDateTime": "2024-01-02T08:00:00Z" });
-    std::fs::write(dir.path().join("Observation.ndjson"), obs.to_string() + "\n").unwrap();
+    // a `text` that is no Narrative (as converters write it) is none: the lab is read all the same
+    let mut plain = obs.clone();
+    plain["text"] = json!("Hb 13.2");
+    plain["effectiveDateTime"] = json!("2024-01-03T08:00:00Z");
+    std::fs::write(dir.path().join("Observation.ndjson"), format!("{obs}\n{plain}\n")).unwrap();
     std::fs::write(dir.path().join("Encounter.ndjson"), enc.to_string() + "\n").unwrap();
     std::fs::write(dir.path().join("DiagnosticReport.ndjson"), panel.to_string() + "\n").unwrap();
     let patient =
         json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "Canarytest", "given": ["Zyxwq"] }] });
     std::fs::write(dir.path().join("Patient.ndjson"), patient.to_string() + "\n").unwrap();
     let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
-    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 1);
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 2, "{:?}", r.findings);
     let found = |kind: &str, resource: &str, field: &str| {
         r.findings.iter().any(|f| f.kind == kind && f.resource == resource && f.field == field)
     };

@@ -584,18 +584,35 @@ pub const FHIR_JSON_EXTS: &[&str] = &[".json", ".json.gz"];
 /// header line's in either), gzipped or not (MIMIC-IV's `labevents.csv.gz`).
 pub const CSV_EXTS: &[&str] = &[".csv", ".tsv", ".csv.gz", ".tsv.gz"];
 
-/// Whether the file name of `p` ends with one of `exts`, in any case (`Observation.NDJSON`).
 /// A note's text that is an RTF document (as EHR extracts keep notes in a text column: `{\rtf1...`)
-/// as its text ([`fhir::rtf_to_text`]); any other text as it is.
+/// as its text ([`fhir::rtf_to_text`]); any other text as it is. The column was text already (decoded
+/// in its file's encoding): a character past ASCII in it is given to the RTF reader as the `\uN` it
+/// is, not as bytes of the document's code page (which read them as other characters).
 pub(crate) fn note_from_rtf(text: String) -> String {
-    if text.trim_start().starts_with("{\\rtf") {
-        if let Ok(t) = fhir::rtf_to_text(text.as_bytes()) {
-            return t;
-        }
+    if !text.trim_start().starts_with("{\\rtf") {
+        return text;
     }
-    text
+    let rtf: std::borrow::Cow<str> = if text.is_ascii() {
+        std::borrow::Cow::Borrowed(&text)
+    } else {
+        let mut escaped = String::with_capacity(text.len() + text.len() / 2);
+        let mut units = [0u16; 2];
+        for c in text.chars() {
+            if c.is_ascii() {
+                escaped.push(c);
+            } else {
+                // each UTF-16 unit as a signed `\uN` in a group of its own with no fallback to skip
+                for u in c.encode_utf16(&mut units) {
+                    escaped.push_str(&format!("{{\\uc0\\u{}}}", *u as i16));
+                }
+            }
+        }
+        std::borrow::Cow::Owned(escaped)
+    };
+    fhir::rtf_to_text(rtf.as_bytes()).unwrap_or(text)
 }
 
+/// Whether the file name of `p` ends with one of `exts`, in any case (`Observation.NDJSON`).
 pub fn has_ext(p: &Path, exts: &[&str]) -> bool {
     let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     exts.iter().any(|e| name.ends_with(e))

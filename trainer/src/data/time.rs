@@ -376,18 +376,19 @@ pub fn parse_lenient(s: &str) -> Option<Stamp> {
         let (c, offset) = match c.find(['Z', '+', '-']) {
             Some(i) if &c[i..] == "Z" => (&c[..i], Some(0)),
             Some(i) => {
-                let z = &c[i..];
-                // `+09:00`, or `+0900` without its colon
-                let colon = match (z.len(), z.as_bytes().get(3)) {
+                let z = c[i..].as_bytes();
+                // `+09:00`, or `+0900` without its colon (read as bytes: a zone of other characters
+                // is none, and no slice falls inside one)
+                let colon = match (z.len(), z.get(3)) {
                     (6, Some(b':')) => 1,
                     (5, _) => 0,
                     _ => return None,
                 };
-                let (hh, mm) = (number(&z[1..3], 2, 2)?, number(&z[3 + colon..5 + colon], 2, 2)?);
+                let (hh, mm) = (num(z, 1, 2)? as i64, num(z, 3 + colon, 2)? as i64);
                 if hh > 14 || mm > 59 {
                     return None;
                 }
-                (&c[..i], Some(if z.starts_with('-') { -1 } else { 1 } * (hh * 3600 + mm * 60)))
+                (&c[..i], Some(if z[0] == b'-' { -1 } else { 1 } * (hh * 3600 + mm * 60)))
             }
             None => (c, None),
         };
@@ -500,6 +501,10 @@ mod tests {
             "12345678x",
             "soon",
             "2024/02/29 12:30:00.x",
+            // a zone of other characters (a slice fell inside one: a panic)
+            "2024-01-02 08:00+9時",
+            "2024-01-02 08:00+０1",
+            "2024-01-02 08:00+1é1",
         ] {
             assert_eq!(parse_lenient(bad).map(|t| t.local), None, "{bad}");
         }

@@ -592,10 +592,103 @@ struct DiagnosticReport<'a> {
     presented_form: Vec<Attachment<'a>>,
 }
 
-#[derive(Deserialize)]
+/// A resource's `text`: its `div` read; any other shape (`"text": "Hb 13.2"`, as converters write it)
+/// is a narrative without one, not a malformed resource (the field is only scanned).
 struct Narrative<'a> {
-    #[serde(borrow)]
     div: Option<Str<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Narrative<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Narrative<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Narrative")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> std::result::Result<Self::Value, M::Error> {
+                let mut div = None;
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    if &*key == "div" && div.is_none() {
+                        // a div that is no string is none
+                        div = map.next_value::<Option<Lenient<Str<'de>>>>()?.and_then(|l| l.0);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Narrative { div })
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> std::result::Result<Self::Value, S::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Narrative { div: None })
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+                Ok(Narrative { div: None })
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+                Ok(Narrative { div: None })
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+                Ok(Narrative { div: None })
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+                Ok(Narrative { div: None })
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+                Ok(Narrative { div: None })
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+                Ok(Narrative { div: None })
+            }
+        }
+        d.deserialize_any(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// A value of type `T`, or `None` where the JSON holds another shape (a field only scanned).
+struct Lenient<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        // (a string is read as `T`, any other shape skipped: a field of strings only scanned)
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = Lenient<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+                T::deserialize(serde::de::value::BorrowedStrDeserializer::new(v)).map(|t| Lenient(Some(t)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+                T::deserialize(serde::de::value::StringDeserializer::new(v.to_owned())).map(|t| Lenient(Some(t)))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> std::result::Result<Self::Value, M::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> std::result::Result<Self::Value, S::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+        }
+        d.deserialize_any(Visitor(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -1200,6 +1293,7 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     if partial_date(&[
         o.effective_date_time.as_deref(),
         o.effective_period.as_ref().and_then(|p| p.start.as_deref()),
+        o.effective_period.as_ref().and_then(|p| p.end.as_deref()),
         o.effective_instant.as_deref(),
         o.issued.as_deref(),
     ]) {
@@ -1566,6 +1660,23 @@ fn diagnostic_report<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Res
     match from_line::<Texts>(line) {
         Ok(Texts { conclusion: None, presented_form: None, text: None }) | Err(_) => {
             Ok(LineOut { resource: Some(RESOURCE), ..Default::default() })
+        }
+        // a report without text of its own (a lab panel) with a narrative: the narrative scanned, the
+        // report read no further (as one without a narrative)
+        Ok(Texts { conclusion: None, presented_form: None, text: Some(_) }) => {
+            #[derive(Deserialize)]
+            struct Narrated<'a> {
+                #[serde(borrow)]
+                text: Option<Narrative<'a>>,
+                #[serde(borrow)]
+                subject: Option<Reference<'a>>,
+            }
+            let mut out = LineOut { resource: Some(RESOURCE), ..Default::default() };
+            if let Ok(n) = from_line::<Narrated>(line) {
+                let subject = n.subject.as_ref().and_then(subject_id).map(|s| Cow::Owned(s.into_owned()));
+                scan_narrative(&n.text, subject.as_ref(), RESOURCE, &mut out);
+            }
+            Ok(out)
         }
         // a report was counted and skipped before its text was read: its note not read (a form whose
         // data is not base64, a time that does not parse, a field of another shape) is a warning, not a

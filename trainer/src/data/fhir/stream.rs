@@ -451,10 +451,9 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
     if !pending.is_empty() {
         sink.data.bundle_depth -= 1;
         // notes of the Bundle whose text is in its Binaries (in either order in it; in Bundles inside
-        // it too: settled when the outermost ends)
-        if sink.data.bundle_depth == 0 {
-            settle_bundle_notes(sink, file, line, notes_at, binaries_at);
-        }
+        // it too)
+        let outermost = sink.data.bundle_depth == 0;
+        settle_bundle_notes(sink, file, line, (notes_at, binaries_at), outermost);
     }
     if let Some(reason) = out.bad {
         sink.report.malformed_line(file, line, reason);
@@ -675,34 +674,61 @@ fn emit_url_note(sink: &mut Sink, file: &str, line: u64, n: &super::UrlNote, got
     apply(sink, file, line, out);
 }
 
-/// The notes read from a Bundle (those after `notes_at`) that link Binaries of the Bundle (those
-/// after `binaries_at`): read from them; the others are left for the export's Binaries.
-fn settle_bundle_notes(sink: &mut Sink, file: &str, line: u64, notes_at: usize, binaries_at: usize) {
-    if sink.data.bundle_binaries.len() <= binaries_at || sink.data.url_notes.len() <= notes_at {
-        sink.data.bundle_binaries.truncate(binaries_at);
-        return;
-    }
-    let binaries = sink.data.bundle_binaries.split_off(binaries_at);
-    let notes = sink.data.url_notes.split_off(notes_at);
-    let find = |key: &str| binaries.iter().find(|b| b.keys.iter().any(|k| k == key));
-    // a key two Binaries of the Bundle have, that a note links: the first is read, and said
-    let mut twice = std::collections::HashSet::new();
-    for (key, _) in notes.iter().flat_map(|n| &n.links) {
-        if binaries.iter().filter(|b| b.keys.iter().any(|k| k == key)).nth(1).is_some() && twice.insert(key.as_str()) {
+/// The notes read from a Bundle (those after `notes_at`, its inner Bundles' unsettled ones among them)
+/// that link Binaries of the Bundle (those after `binaries_at`, its inner Bundles' among them): read
+/// from them. Each Bundle settles its own notes first, innermost first (a searchset of two patients'
+/// documents, each with a `Binary/1`: each note reads its own document's). A key two Binaries in
+/// scope have is not read (`duplicate_binary`: which one is meant is not known); the notes left go to
+/// the Bundle around this one, else to the export's Binaries. The Binaries are let go when the
+/// outermost Bundle ends (`outermost`).
+fn settle_bundle_notes(
+    sink: &mut Sink,
+    file: &str,
+    line: u64,
+    (notes_at, binaries_at): (usize, usize),
+    outermost: bool,
+) {
+    if sink.data.bundle_binaries.len() > binaries_at && sink.data.url_notes.len() > notes_at {
+        let notes = sink.data.url_notes.split_off(notes_at);
+        // key -> (Binaries in scope with it, the first)
+        let mut keys: HashMap<&str, (u32, usize)> = HashMap::new();
+        for (i, b) in sink.data.bundle_binaries.iter().enumerate().skip(binaries_at) {
+            for k in &b.keys {
+                keys.entry(k.as_str()).and_modify(|e| e.0 += 1).or_insert((1, i));
+            }
+        }
+        let mut twice = 0;
+        let mut read: Vec<(super::UrlNote, Vec<Got>)> = Vec::new();
+        let mut left = Vec::new();
+        for n in notes {
+            let mut got = Vec::new();
+            for (key, ct) in &n.links {
+                match keys.get(key.as_str()) {
+                    Some(&(1, i)) => {
+                        let b = &sink.data.bundle_binaries[i];
+                        got.push(link_text(ct, b.content_type.as_deref(), b.data.as_deref()));
+                    }
+                    Some(_) => twice += 1,
+                    None => {}
+                }
+            }
+            if got.is_empty() {
+                left.push(n);
+            } else {
+                read.push((n, got));
+            }
+        }
+        drop(keys);
+        for _ in 0..twice {
             sink.report.count(Severity::Warning, "duplicate_binary", "Binary", "id");
         }
-    }
-    for n in notes {
-        if !n.links.iter().any(|(key, _)| find(key).is_some()) {
-            sink.data.url_notes.push(n);
-            continue;
+        sink.data.url_notes.extend(left);
+        for (n, got) in read {
+            emit_url_note(sink, file, line, &n, got.into_iter());
         }
-        let got: Vec<Got> = n
-            .links
-            .iter()
-            .filter_map(|(key, ct)| find(key).map(|b| link_text(ct, b.content_type.as_deref(), b.data.as_deref())))
-            .collect();
-        emit_url_note(sink, file, line, &n, got.into_iter());
+    }
+    if outermost {
+        sink.data.bundle_binaries.truncate(binaries_at);
     }
 }
 
@@ -710,8 +736,8 @@ fn settle_bundle_notes(sink: &mut Sink, file: &str, line: u64, notes_at: usize, 
 /// attachment by `url` to `Binary/id`, as EHR bulk exports give notes) from `files`, the NDJSON files
 /// that hold Binaries, after the other resources: a Binary is decoded only when a note names it, and
 /// each note is applied ([`emit_url_note`]) once every Binary it names is read. A note whose Binaries
-/// are not in the export is said (`note_by_url`, a warning). A Binary id met again after a note read
-/// it is said (`duplicate_binary`: the first is read).
+/// are not in the export is said (`note_by_url`, a warning). A Binary id met again while notes are
+/// still read is said (`duplicate_binary`: the first is read).
 fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
     let notes = std::mem::take(&mut sink.data.url_notes);
     if notes.is_empty() {
@@ -730,8 +756,12 @@ fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
     let mut left: Vec<usize> = notes.iter().map(|n| n.links.len()).collect();
     let mut done = vec![false; notes.len()];
     let mut read = std::collections::HashSet::new();
-    // (every file is read to its end: a Binary id met again later is said)
     for path in files {
+        // (a Binary id met again after every note was read is not said: the files are not read on
+        // for it, as they may be large)
+        if done.iter().all(|d| *d) {
+            break;
+        }
         let name = sink.report.file_label(path);
         let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
         let max_line = usize::try_from(sink.opts.limits.max_line_bytes).unwrap_or(usize::MAX);

@@ -84,8 +84,9 @@ pub(super) fn prepare(row: &mut Row) {
         EventKind::Other
     };
     if row.kind == EventKind::Note {
-        // a note kept as an RTF document, as EHR extracts may: its text
-        text = text.map(data::note_from_rtf);
+        // a note kept as an RTF document, as EHR extracts may: its text (without the invisible
+        // characters it may give)
+        text = text.map(|t| guard::visible(data::note_from_rtf(t)));
     }
     if let Some(t) = &text {
         let found = guard::scan(t);
