@@ -588,6 +588,8 @@ fn full_width_and_japanese_count_units_are_read() {
         ("×10^3/μL", "10*3/uL"),
         ("千/μL", "10*3/uL"),
         ("万/μL", "10*4/uL"),
+        ("µg/L", "ug/L"),
+        ("μkat/L", "ukat/L"),
     ] {
         assert_eq!(units::ucum_form(unit).as_deref(), Some(want), "{unit}");
     }

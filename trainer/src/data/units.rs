@@ -138,6 +138,8 @@ pub fn ucum_form(unit: &str) -> Option<std::borrow::Cow<'_, str>> {
     if let Some((_, u)) = ALIASES.iter().find(|(a, _)| *a == unit) {
         return Some(Cow::Borrowed(u));
     }
+    // μ for UCUM's `u` in any unit (`μg/L`, `μkat/L`)
+    let unit = if unit.contains('\u{3BC}') { Cow::Owned(unit.replace('\u{3BC}', "u")) } else { unit };
     (!unit.is_empty() && unit.len() <= 64 && ucum::validate(&unit).is_ok()).then_some(unit)
 }
 
