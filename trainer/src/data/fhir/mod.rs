@@ -592,6 +592,28 @@ struct DiagnosticReport<'a> {
     presented_form: Vec<Attachment<'a>>,
 }
 
+/// A visitor's methods for the JSON scalars other than strings (booleans, numbers, null), each giving
+/// `$value`: a field of another shape than the one read is skipped.
+macro_rules! scalars_are {
+    ($value:expr) => {
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
 /// A resource's `text`: its `div` read; any other shape (`"text": "Hb 13.2"`, as converters write it)
 /// is a narrative without one, not a malformed resource (the field is only scanned).
 struct Narrative<'a> {
@@ -625,21 +647,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Narrative<'a> {
             fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
                 Ok(Narrative { div: None })
             }
-            fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
-                Ok(Narrative { div: None })
-            }
-            fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
-                Ok(Narrative { div: None })
-            }
-            fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
-                Ok(Narrative { div: None })
-            }
-            fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
-                Ok(Narrative { div: None })
-            }
-            fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
-                Ok(Narrative { div: None })
-            }
+            scalars_are!(Narrative { div: None });
         }
         d.deserialize_any(Visitor(std::marker::PhantomData))
     }
@@ -671,21 +679,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Lenient(None))
             }
-            fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
+            scalars_are!(Lenient(None));
         }
         d.deserialize_any(Visitor(std::marker::PhantomData))
     }
