@@ -984,6 +984,9 @@ fn a_period_with_only_its_end_and_a_panel_of_members() {
         obs(
             json!({ "effectivePeriod": { "end": "2024-01-02T08:00:00Z" }, "valueQuantity": { "value": 1.1, "unit": "mg/dL" } }),
         ),
+        // a value beside a reason for its absence (invalid R4): which to believe is not known
+        obs(json!({ "effectiveDateTime": "2024-01-03T08:00:00Z", "valueQuantity": { "value": 9.9, "unit": "mg/dL" },
+                    "dataAbsentReason": { "coding": [{ "code": "error" }] } })),
         obs(
             json!({ "effectiveDateTime": "2024-01-02T08:00:00Z", "code": { "coding": [{ "system": "http://loinc.org", "code": "24323-8" }] },
                     "hasMember": [{ "reference": "Observation/x" }] }),
@@ -994,6 +997,7 @@ fn a_period_with_only_its_end_and_a_panel_of_members() {
     assert_eq!(d.events.iter().map(|e| e.time).collect::<Vec<_>>(), [data::time::utc("2024-01-02T08:00:00Z").unwrap()]);
     let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
     assert_eq!((count("no_time"), count("no_value"), count("panel_with_members")), (0, 0, 1), "{:?}", r.findings);
+    assert_eq!(count("value_and_absent_reason"), 1, "{:?}", r.findings);
 }
 
 /// Found by a tester: a Shift_JIS note whose content type names no charset (`text/plain`, as Japanese

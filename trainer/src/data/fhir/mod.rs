@@ -232,6 +232,9 @@ struct Observation<'a> {
     /// a panel's results as Observations of their own (`hasMember`): a panel without a value of its own
     /// is no missing value
     has_member: Option<IgnoredAny>,
+    /// why the value is absent (R4's obs-6: only where it is): beside a value, which to believe is not
+    /// known
+    data_absent_reason: Option<IgnoredAny>,
 }
 
 impl Observation<'_> {
@@ -1314,6 +1317,15 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         "Observation",
         "effective"
     );
+    // a value beside a reason for its absence (invalid R4: obs-6): not read, and counted
+    let has_value = o.value_quantity.is_some()
+        || o.value_string.is_some()
+        || o.value_integer.is_some()
+        || o.value_codeable_concept.is_some()
+        || o.unread_value().is_some();
+    if has_value && o.data_absent_reason.is_some() {
+        return Ok(out.unusable("value_and_absent_reason", "Observation", "dataAbsentReason"));
+    }
     // a coded or ordinal result: its own event, with the ordinal level from a closed set
     // a number written as a string, or an integer: a value of its own (with no unit)
     let plain = match (&o.value_quantity, &o.value_string, o.value_integer) {
