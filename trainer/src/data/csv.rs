@@ -57,6 +57,24 @@ impl Layout {
             Layout::Events { columns, .. } | Layout::Notes { columns, .. } | Layout::Wide { columns, .. } => columns,
         }
     }
+
+    /// Whether a record holds rows of the file inside a field: a quote opened in its last column and
+    /// closed rows later (or at a lone quote) reads those rows into it with the right field count, so
+    /// other rows (other patients') would be one note. A line of a field that splits at the delimiter
+    /// into a row's fields with a subject and a readable time where a row has them is taken for one.
+    fn swallows_rows(&self, rec: &csv::StringRecord, delimiter: u8) -> bool {
+        let (Layout::Events { subject, time, columns, .. }
+        | Layout::Notes { subject, time, columns, .. }
+        | Layout::Wide { subject, time, columns, .. }) = *self;
+        rec.iter().filter(|f| f.contains('\n')).any(|f| {
+            f.split('\n').skip(1).any(|line| {
+                let parts: Vec<&str> = line.split(delimiter as char).collect();
+                parts.len() >= columns
+                    && parts.get(subject).is_some_and(|s| !s.trim().is_empty())
+                    && parts.get(time).is_some_and(|t| parse_time(t.trim().trim_matches('"')).is_some())
+            })
+        })
+    }
 }
 
 /// A wide file's column header as a test: a catalogue test's name, LOINC or JLAC10 code, or a local
@@ -557,6 +575,15 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
             continue;
         }
         sink.report.lines += 1;
+        if layout.swallows_rows(&rec, table.delimiter) {
+            sink.report.malformed_line(
+                &name,
+                line,
+                "a quoted field that does not end where its row does (a quote opened on this line is not closed: \
+                 the rows after it were read into it)",
+            );
+            continue;
+        }
         if let Err(reason) = row(&layout, &rec, sink) {
             sink.report.malformed_line(&name, line, reason);
         }
