@@ -952,13 +952,13 @@ fn an_open_quote_is_said_as_one() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("notes.csv"),
-        "subject_id,time,text\na,2024-01-01T00:00:00Z,\"line one\nline two, 2024 plan\"\n\
+        "subject_id,time,text\na,2024-01-01T00:00:00Z,\"line one\nline two, 2024 plan\nSeen,2024-01-05,follow-up\"\n\
          b,2024-01-02T00:00:00Z,\"open quote\nc,2024-01-03T00:00:00Z,other patient's note\nd,2024-01-04 09:00,more\"\n",
     )
     .unwrap();
     let (d, r) = read(dir.path(), &ReadOptions { max_malformed_fraction: 1.0, ..Default::default() });
-    assert_eq!(d.texts, ["line one\nline two, 2024 plan"], "{:?}", r.findings);
+    assert_eq!(d.texts, ["line one\nline two, 2024 plan\nSeen,2024-01-05,follow-up"], "{:?}", r.findings);
     let f = r.findings.iter().find(|f| f.kind == "malformed_line").unwrap();
     assert!(f.field.contains("quote opened on this line is not closed"), "{:?}", f);
-    assert_eq!(f.lines, [4]);
+    assert_eq!(f.lines, [5]);
 }

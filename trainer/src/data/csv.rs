@@ -60,18 +60,24 @@ impl Layout {
 
     /// Whether a record holds rows of the file inside a field: a quote opened in its last column and
     /// closed rows later (or at a lone quote) reads those rows into it with the right field count, so
-    /// other rows (other patients') would be one note. A line of a field that splits at the delimiter
-    /// into a row's fields with a subject and a readable time where a row has them is taken for one.
+    /// other rows (other patients') would be one note. A line of a field is taken for a row where it
+    /// splits at the delimiter into at least a row's fields, with a subject (no spaces) and a time
+    /// written as the record's own (the same characters but for digits: an export writes every time
+    /// alike, prose seldom writes one so between delimiters).
     fn swallows_rows(&self, rec: &csv::StringRecord, delimiter: u8) -> bool {
         let (Layout::Events { subject, time, columns, .. }
         | Layout::Notes { subject, time, columns, .. }
         | Layout::Wide { subject, time, columns, .. }) = *self;
+        let shape = |t: &str| -> Vec<u8> { t.bytes().map(|b| if b.is_ascii_digit() { b'9' } else { b }).collect() };
+        let Some(own) = rec.get(time).filter(|t| t.len() >= 8 && parse_time(t).is_some()).map(shape) else {
+            return false;
+        };
         rec.iter().filter(|f| f.contains('\n')).any(|f| {
             f.split('\n').skip(1).any(|line| {
                 let parts: Vec<&str> = line.split(delimiter as char).collect();
                 parts.len() >= columns
-                    && parts.get(subject).is_some_and(|s| !s.trim().is_empty())
-                    && parts.get(time).is_some_and(|t| parse_time(t.trim().trim_matches('"')).is_some())
+                    && parts.get(subject).is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+                    && parts.get(time).is_some_and(|t| shape(t) == own && parse_time(t).is_some())
             })
         })
     }
