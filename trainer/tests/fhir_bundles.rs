@@ -541,11 +541,7 @@ fn a_reports_note_that_cannot_be_read_does_not_lose_its_results() {
 fn a_zero_byte_gzip_file_is_an_empty_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Encounter.ndjson.gz"), b"").unwrap();
-    let lab = json!({ "resourceType": "Observation", "status": "final",
-        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
-        "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/a" },
-        "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": 1.1, "unit": "mg/dL" } });
-    std::fs::write(dir.path().join("Observation.ndjson"), lab.to_string() + "\n").unwrap();
+    std::fs::write(dir.path().join("Observation.ndjson"), lab_obs(json!({})).to_string() + "\n").unwrap();
     let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     assert_eq!(d.events.len(), 1);
     assert_eq!(r.files, 2);
@@ -612,10 +608,7 @@ fn contained_binaries_are_read_links_said_and_codes_trimmed() {
         doc(json!({ "contentType": "text/html", "url": "Binary/e123" }), json!([])),
     ];
     std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
-    let lab = json!({ "resourceType": "Observation", "status": "final",
-        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
-        "code": { "coding": [{ "system": "http://loinc.org/", "code": " 2160-0 " }] }, "subject": { "reference": "Patient/a" },
-        "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": 1.1, "unit": "mg/dL" } });
+    let lab = lab_obs(json!({ "code": { "coding": [{ "system": "http://loinc.org/", "code": " 2160-0 " }] } }));
     std::fs::write(dir.path().join("Observation.ndjson"), lab.to_string() + "\n").unwrap();
     let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
     let notes: Vec<&str> =
@@ -655,6 +648,24 @@ fn html_headers_long_comments_and_binaries_named_twice() {
     assert_eq!(texts[0], "Clinic\n胸痛");
     assert!(texts[1].starts_with("end\n<<<"), "{}", &texts[1][..20]);
     assert_eq!(texts[2], "一度");
+}
+
+/// A laboratory Observation of patient `a`: creatinine, 1.1 mg/dL at 2024-01-02T08:00:00Z, with the
+/// fields of `with` in their place or beside them (a field `null` in `with` is left out).
+fn lab_obs(with: serde_json::Value) -> serde_json::Value {
+    let mut o = json!({ "resourceType": "Observation", "status": "final",
+        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
+        "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/a" },
+        "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": 1.1, "unit": "mg/dL" } });
+    let fields = o.as_object_mut().unwrap();
+    for (k, v) in with.as_object().unwrap() {
+        if v.is_null() {
+            fields.remove(k);
+        } else {
+            fields.insert(k.clone(), v.clone());
+        }
+    }
+    o
 }
 
 /// A DocumentReference of patient `a` at `date` whose one attachment holds `data` (any bytes) as `ct`.
@@ -869,13 +880,7 @@ fn notes_in_binaries_of_a_bundle_are_read() {
 #[test]
 fn times_that_do_not_keep_to_fhir_are_read_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let obs = |t: &str| {
-        json!({ "resourceType": "Observation", "status": "final",
-            "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
-            "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/a" },
-            "effectiveDateTime": t, "valueQuantity": { "value": 1.1, "unit": "mg/dL" } })
-        .to_string()
-    };
+    let obs = |t: &str| lab_obs(json!({ "effectiveDateTime": t })).to_string();
     let times = [
         "2024-01-02T08:00:00Z",
         "2024-01-02t09:00:00z",
@@ -910,13 +915,7 @@ fn times_that_do_not_keep_to_fhir_are_read_and_counted() {
 #[test]
 fn a_decimal_written_as_a_string_is_read_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let obs = |v: serde_json::Value| {
-        json!({ "resourceType": "Observation", "status": "final",
-            "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
-            "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/a" },
-            "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": v, "unit": "mg/dL" } })
-        .to_string()
-    };
+    let obs = |v: serde_json::Value| lab_obs(json!({ "valueQuantity": { "value": v, "unit": "mg/dL" } })).to_string();
     let lines = [obs(json!(" 1.25 ")), obs(json!("high")), obs(json!("NaN")), obs(json!(2)), obs(json!("１．５"))];
     std::fs::write(dir.path().join("Observation.ndjson"), lines.join("\n") + "\n").unwrap();
     let opts = ReadOptions { max_malformed_fraction: 1.0, ..Default::default() };
@@ -935,10 +934,9 @@ fn a_decimal_written_as_a_string_is_read_and_counted() {
 fn narratives_of_the_resources_read_are_scanned() {
     let dir = tempfile::tempdir().unwrap();
     let div = |t: &str| json!({ "status": "additional", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{t}</p></div>") });
-    let obs = json!({ "resourceType": "Observation", "status": "final", "text": div("Zyxwq Canarytest, tel 090-1234-5678"),
-        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
-        "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/p1" },
-        "effectiveDateTime": "2024-01-02T08:00:00Z", "valueQuantity": { "value": 1.1, "unit": "mg/dL" } });
+    let obs = lab_obs(
+        json!({ "text": div("Zyxwq Canarytest, tel 090-1234-5678"), "subject": { "reference": "Patient/p1" } }),
+    );
     let enc = json!({ "resourceType": "Encounter", "status": "finished", "text": div("MRN: 7654321"),
         "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB" },
         "subject": { "reference": "Patient/p1" }, "period": { "start": "2024-01-02T08:00:00Z" } });
@@ -973,22 +971,14 @@ fn narratives_of_the_resources_read_are_scanned() {
 #[test]
 fn a_period_with_only_its_end_and_a_panel_of_members() {
     let dir = tempfile::tempdir().unwrap();
-    let obs = |extra: serde_json::Value| {
-        let mut o = json!({ "resourceType": "Observation", "status": "final",
-            "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory" }] }],
-            "code": { "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] }, "subject": { "reference": "Patient/a" } });
-        o.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        o.to_string()
-    };
+    let obs = |with: serde_json::Value| lab_obs(with).to_string();
     let lines = [
-        obs(
-            json!({ "effectivePeriod": { "end": "2024-01-02T08:00:00Z" }, "valueQuantity": { "value": 1.1, "unit": "mg/dL" } }),
-        ),
+        obs(json!({ "effectiveDateTime": null, "effectivePeriod": { "end": "2024-01-02T08:00:00Z" } })),
         // a value beside a reason for its absence (invalid R4): which to believe is not known
         obs(json!({ "effectiveDateTime": "2024-01-03T08:00:00Z", "valueQuantity": { "value": 9.9, "unit": "mg/dL" },
                     "dataAbsentReason": { "coding": [{ "code": "error" }] } })),
         obs(
-            json!({ "effectiveDateTime": "2024-01-02T08:00:00Z", "code": { "coding": [{ "system": "http://loinc.org", "code": "24323-8" }] },
+            json!({ "valueQuantity": null, "code": { "coding": [{ "system": "http://loinc.org", "code": "24323-8" }] },
                     "hasMember": [{ "reference": "Observation/x" }] }),
         ),
     ];
