@@ -53,6 +53,21 @@ struct LineReader<R> {
     skipping: bool,
 }
 
+impl LineReader<Box<dyn Read>> {
+    /// The lines of the export file at `path` (a `.gz` inflated, bounded by `opts.limits`).
+    fn open(path: &Path, opts: &ReadOptions) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let max_line = usize::try_from(opts.limits.max_line_bytes).unwrap_or(usize::MAX);
+        let input = data::bounded::open(path, file, opts.limits);
+        Ok(LineReader { input, max_line, line_no: 0, eof: false, skipping: false })
+    }
+}
+
+/// A read error of `path` after line `line_no`, as the readers say it.
+fn io_error(path: &Path, line_no: u64, e: std::io::Error) -> DataError {
+    DataError::io(path, format!("after line {line_no}: {e}"))
+}
+
 impl<R: Read> LineReader<R> {
     /// Fills `block` with `carry` (the partial line the previous block ended with) and what follows,
     /// up to at least one block of whole lines or the end of the input.
@@ -222,12 +237,10 @@ fn read_file_only(path: &Path, sink: &mut Sink) -> Result<()> {
 
 /// [`read_file`], its findings naming the file `name`.
 fn read_lines(path: &Path, name: &str, sink: &mut Sink) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let opts = sink.opts;
-    let max_line = usize::try_from(opts.limits.max_line_bytes).unwrap_or(usize::MAX);
-    let input = data::bounded::open(path, file, opts.limits);
-    let mut reader = LineReader { input, max_line, line_no: 0, eof: false, skipping: false };
-    let io_error = |line_no: u64, e: std::io::Error| DataError::io(path, format!("after line {line_no}: {e}"));
+    let mut reader = LineReader::open(path, opts)?;
+    let max_line = reader.max_line;
+    let io_error = |line_no: u64, e: std::io::Error| io_error(path, line_no, e);
     let (mut a, mut b) = (Block::default(), Block::default());
     reader.fill(&mut a, &[]).map_err(|e| io_error(reader.line_no, e))?;
     let mut filled_a: &Block = &a;
@@ -763,11 +776,8 @@ fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
             break;
         }
         let name = sink.report.file_label(path);
-        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-        let max_line = usize::try_from(sink.opts.limits.max_line_bytes).unwrap_or(usize::MAX);
-        let input = data::bounded::open(path, file, sink.opts.limits);
-        let mut reader = LineReader { input, max_line, line_no: 0, eof: false, skipping: false };
-        let io_error = |line_no: u64, e: std::io::Error| DataError::io(path, format!("after line {line_no}: {e}"));
+        let mut reader = LineReader::open(path, sink.opts)?;
+        let io_error = |line_no: u64, e: std::io::Error| io_error(path, line_no, e);
         let (mut a, mut b) = (Block::default(), Block::default());
         reader.fill(&mut a, &[]).map_err(|e| io_error(reader.line_no, e))?;
         // (a byte search first: a file of Binaries may hold other resources, and its images and PDFs
