@@ -218,6 +218,10 @@ impl AsRef<GroupRows> for GroupRows {
     }
 }
 
+/// The rows of one id that `Backend::embedding_backward` sums before adding them to the table (the
+/// order of the sum, which every backend keeps).
+pub const EMBEDDING_CHUNK: usize = 64;
+
 /// The compute device. Kernels validate the sizes of the buffers they are given and return
 /// `KernelError::Shape` rather than reading out of bounds.
 pub trait Backend: Send + Sync + 'static {
@@ -490,7 +494,11 @@ pub trait Backend: Send + Sync + 'static {
         d: usize,
         accumulate: bool,
     ) -> Result<()>;
-    /// dtable: [V, D] += sum_r w_r * dy[r, :] at ids[r], w_r = factors[group(r)] (or 1 when None)
+    /// dtable: [V, D] += sum_r w_r * dy[r, :] at ids[r], w_r = factors[group(r)] (or 1 when None).
+    /// The order, which every backend keeps (the CPU's bits): an id's rows, in increasing order, are
+    /// summed in chunks of [`EMBEDDING_CHUNK`] consecutive ones, each chunk from 0 (`0 + w_r dy_r`, the
+    /// product rounded before the sum), and the chunk sums are added to the table's row in order. A
+    /// frequent id (padding, a position at a large batch) is then summed in parallel on a device.
     #[allow(clippy::too_many_arguments)]
     fn embedding_backward(
         &self,

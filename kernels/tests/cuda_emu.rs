@@ -331,18 +331,40 @@ impl Kernels for Emu {
         )?;
         let Some(lists) = lists else { return Ok(()) };
         let (_, example_group) = plan::group_maps(layout)?;
-        let bufs = [
+        // the chunk sums' buffer starts as NaN: the first launch must write every element
+        let partial = vec![f32::NAN; lists.chunk_begin.len() * d];
+        let mut bufs = [
             Host::F32(dtable),
             Host::F32(dy),
             Host::U32(&example_group),
             Host::U32(&lists.used),
             Host::U64(&lists.starts),
             Host::U32(&lists.rows),
+            Host::U64(&lists.slots),
+            Host::U64(&lists.chunk_begin),
+            Host::U64(&lists.chunk_end),
+            Host::F32(&partial),
             Host::F32(factors.unwrap_or(&[])),
         ];
+        let null = Slice { ptr: 0, len: 0 };
+        let or_null = |s: Slice| if s.len == 0 { null } else { s };
+        let lists_of = |s: &[Slice]| plan::ScatterSlices {
+            used: s[3],
+            starts: s[4],
+            rows: s[5],
+            slots: or_null(s[6]),
+            chunk_begin: or_null(s[7]),
+            chunk_end: or_null(s[8]),
+        };
         let r = self.run(&bufs, |s| {
-            let f = if factors.is_some() { s[6] } else { Slice { ptr: 0, len: 0 } };
-            plan::embedding_backward(s[0], s[1], f, s[2], s[3], s[4], s[5], d, rows_per_example, GEO)
+            let f = if factors.is_some() { s[10] } else { null };
+            plan::embedding_backward_chunks(or_null(s[9]), s[1], f, s[2], &lists_of(s), d, rows_per_example, GEO)
+        })?;
+        let partial = floats(&r[9]);
+        bufs[9] = Host::F32(&partial);
+        let r = self.run(&bufs, |s| {
+            let f = if factors.is_some() { s[10] } else { null };
+            plan::embedding_backward(s[0], s[1], f, s[2], &lists_of(s), or_null(s[9]), d, rows_per_example, GEO)
         })?;
         *dtable = floats(&r[0]);
         Ok(())

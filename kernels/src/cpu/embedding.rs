@@ -3,7 +3,7 @@
 //! at their ids, so its squared norm is `sum_{t,s in g: id_t = id_s} dy_t . dy_s`: rows are grouped by id
 //! (sort), summed per id, and the sums' squares added.
 
-use crate::backend::GroupRows;
+use crate::backend::{GroupRows, EMBEDDING_CHUNK};
 use crate::error::{check_len, KernelError, Result};
 use rayon::prelude::*;
 
@@ -82,12 +82,35 @@ pub(crate) fn backward(
     }
     dtable.par_chunks_mut(part * d).zip(buckets.par_iter()).for_each(|(table_part, rows)| {
         let base = rows.first().map(|&r| ids[r as usize] as usize / part * part).unwrap_or(0);
+        // each id of the part met: its chunk's running sum and how many rows it holds (EMBEDDING_CHUNK)
+        let mut slot = vec![u32::MAX; part];
+        let mut sums: Vec<f32> = Vec::new();
+        let mut held: Vec<(usize, usize)> = Vec::new();
         for &r in rows {
             let r = r as usize;
             let w = per_example.as_ref().map_or(1.0, |f| f[r / rows_per_example]);
-            let dst = &mut table_part[(ids[r] as usize - base) * d..(ids[r] as usize - base + 1) * d];
-            for (t, &g) in dst.iter_mut().zip(&dy[r * d..(r + 1) * d]) {
-                *t += w * g;
+            let local = ids[r] as usize - base;
+            if slot[local] == u32::MAX {
+                slot[local] = held.len() as u32;
+                held.push((local, 0));
+                sums.resize(sums.len() + d, 0.0);
+            }
+            let s = slot[local] as usize;
+            let sum = &mut sums[s * d..(s + 1) * d];
+            let fresh = held[s].1 == 0;
+            for (a, &g) in sum.iter_mut().zip(&dy[r * d..(r + 1) * d]) {
+                *a = if fresh { 0.0 } else { *a } + w * g;
+            }
+            held[s].1 += 1;
+            if held[s].1 == EMBEDDING_CHUNK {
+                held[s].1 = 0;
+                table_part[local * d..(local + 1) * d].iter_mut().zip(&*sum).for_each(|(t, &a)| *t += a);
+            }
+        }
+        for (s, &(local, n)) in held.iter().enumerate() {
+            if n > 0 {
+                let sum = &sums[s * d..(s + 1) * d];
+                table_part[local * d..(local + 1) * d].iter_mut().zip(sum).for_each(|(t, &a)| *t += a);
             }
         }
     });

@@ -13,22 +13,52 @@ extern "C" __global__ void embedding_forward(float* y, const u32* ids, const flo
     }
 }
 
+// The sum of w_r dy[r, col] over rows[p], p in [begin, end), from 0 in order: one chunk of an id's rows
+// (at most EMBEDDING_CHUNK, kernels/src/backend.rs)
+MT_INLINE float mt_chunk_sum(const float* dy, const float* factors, const u32* example_group, const u32* rows,
+                             u64 begin, u64 end, u64 d, u64 col, u64 rows_per_example) {
+    float a = 0.0f;
+    for (u64 p = begin; p < end; ++p) {
+        u64 r = rows[p];
+        float w = factors ? factors[example_group[r / rows_per_example]] : 1.0f;
+        a = __fadd_rn(a, __fmul_rn(w, dy[r * d + col]));
+    }
+    return a;
+}
+
+// The chunks of the ids with more than one (n = P * D): chunk k is rows[chunk_begin[k] .. chunk_end[k]]
+// -> partial: [P, D] = its sum per column. Each chunk runs on its own threads: an id met 50,000 times
+// (padding at a large batch) is 800 short sums, not one long one.
+extern "C" __global__ void embedding_backward_chunks(float* partial, const float* dy, const float* factors,
+                                                     const u32* example_group, const u64* chunk_begin,
+                                                     const u64* chunk_end, const u32* rows, u64 d,
+                                                     u64 rows_per_example, u64 n) {
+    for (u64 i = mt_first(); i < n; i += mt_stride()) {
+        u64 k = i / d;
+        partial[i] = mt_chunk_sum(dy, factors, example_group, rows, chunk_begin[k], chunk_end[k], d, i % d,
+                                  rows_per_example);
+    }
+}
+
 // dy: [R, D]; used: [U] the ids that occur, rows[starts[u] .. starts[u+1]] the rows of id used[u] in
-// increasing order; factors: [G] (null: weight 1), example_group: [E] ->
-// dtable[used[u], :] += w_r dy[r, :] one row after another, w_r = factors[group of example r / rpe]
-// (n = U * D)
+// increasing order; factors: [G] (null: weight 1), example_group: [E]; slots: [U + 1] (null: every id
+// has one chunk), partial: [P, D] the sums of embedding_backward_chunks ->
+// dtable[used[u], :] += its chunk sums in order (n = U * D): an id of one chunk sums it here, one of
+// several adds its partial rows slots[u] .. slots[u + 1]
 extern "C" __global__ void embedding_backward(float* dtable, const float* dy, const float* factors,
                                               const u32* example_group, const u32* used, const u64* starts,
-                                              const u32* rows, u64 d, u64 rows_per_example, u64 n) {
+                                              const u32* rows, const u64* slots, const float* partial, u64 d,
+                                              u64 rows_per_example, u64 n) {
     for (u64 i = mt_first(); i < n; i += mt_stride()) {
         u64 u = i / d;
         u64 col = i % d;
         u64 at = (u64)used[u] * d + col;
         float t = dtable[at];
-        for (u64 p = starts[u]; p < starts[u + 1]; ++p) {
-            u64 r = rows[p];
-            float w = factors ? factors[example_group[r / rows_per_example]] : 1.0f;
-            t = __fadd_rn(t, __fmul_rn(w, dy[r * d + col]));
+        if (slots && slots[u + 1] > slots[u]) {
+            for (u64 k = slots[u]; k < slots[u + 1]; ++k) t = __fadd_rn(t, partial[k * d + col]);
+        } else {
+            t = __fadd_rn(t, mt_chunk_sum(dy, factors, example_group, rows, starts[u], starts[u + 1], d, col,
+                                          rows_per_example));
         }
         dtable[at] = t;
     }

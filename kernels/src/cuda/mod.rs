@@ -214,6 +214,8 @@ pub struct Cuda {
     tf32: bool,
     modules: Mutex<HashMap<Module, Arc<CudaModule>>>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    /// calls that found the device full and had the pool give its free memory back ([`Cuda::retrying`])
+    pool_releases: std::sync::atomic::AtomicU64,
     /// `MEDTRAIN_CUDA_PROFILE=1`: (calls, seconds) per kernel, cuBLAS call, allocation and copy, each
     /// timed between two synchronizations (which slows the run: for finding where time goes, not
     /// for benchmarks), printed to stderr when the backend is dropped
@@ -271,24 +273,46 @@ fn memory_pool(ctx: &CudaContext) -> Result<Option<sys::CUmemoryPool>> {
     Ok(Some(pool))
 }
 
+/// Sets one of the pool's u64 attributes (the release threshold, a high-water mark to reset).
+fn set_pool_attribute(pool: sys::CUmemoryPool, attr: sys::CUmemPool_attribute, mut value: u64) -> Result<()> {
+    // SAFETY: the pool is the device's; the u64 attributes take a pointer to a u64 (cuuint64_t)
+    unsafe { sys::cuMemPoolSetAttribute(pool, attr, (&mut value as *mut u64).cast()) }
+        .result()
+        .map_err(|e| device_error("cuMemPoolSetAttribute", e))
+}
+
+/// Reads one of the pool's u64 attributes (reserved or used memory, now or at most).
+fn pool_attribute(pool: sys::CUmemoryPool, attr: sys::CUmemPool_attribute) -> Result<u64> {
+    let mut v = 0u64;
+    // SAFETY: the device's pool; the memory attributes write one u64 (cuuint64_t)
+    unsafe { sys::cuMemPoolGetAttribute(pool, attr, (&mut v as *mut u64).cast()) }
+        .result()
+        .map_err(|e| device_error("cuMemPoolGetAttribute", e))?;
+    Ok(v)
+}
+
 /// Tells the pool to keep the memory that buffers give back instead of returning it to the driver.
 /// The pool's default release threshold is 0: at every synchronization (each step downloads its loss)
 /// it gave back all free memory, and the next step mapped its temporaries again. With the threshold at
 /// its maximum the pool holds the largest step's working set, as PyTorch's caching allocator does;
-/// an allocation that finds the device full trims the pool and tries once more ([`Cuda::alloc`]).
+/// an allocation, module load, launch or cuBLAS call that finds the device full has the pool give its
+/// free memory back and tries once more ([`Cuda::retrying`]). Also resets the pool's high-water mark
+/// ([`Cuda::pool_reserved_bytes`]).
 fn keep_freed_memory(ctx: &CudaContext) -> Result<()> {
+    use sys::CUmemPool_attribute::{CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH};
     let Some(pool) = memory_pool(ctx)? else { return Ok(()) };
-    let mut threshold = u64::MAX;
-    // SAFETY: the pool is the device's; RELEASE_THRESHOLD takes a pointer to a u64 (cuuint64_t)
-    unsafe {
-        sys::cuMemPoolSetAttribute(
-            pool,
-            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-            (&mut threshold as *mut u64).cast(),
-        )
-    }
-    .result()
-    .map_err(|e| device_error("cuMemPoolSetAttribute", e))
+    set_pool_attribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, u64::MAX)?;
+    set_pool_attribute(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH, 0)
+}
+
+/// Whether a driver call failed for want of device memory.
+fn driver_oom(e: &cudarc::driver::DriverError) -> bool {
+    e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY
+}
+
+/// Whether a cuBLAS call failed for want of device memory (its workspace).
+fn cublas_oom(e: &cudarc::cublas::result::CublasError) -> bool {
+    e.0 == cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED
 }
 
 impl Cuda {
@@ -300,7 +324,13 @@ impl Cuda {
         // order buffers used on several streams) are not needed
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| device_error("stream", e))?;
-        keep_freed_memory(&ctx)?;
+        // only speed depends on it (a vGPU or MIG slice may refuse pool settings): a warning, not an error
+        if let Err(e) = keep_freed_memory(&ctx) {
+            eprintln!(
+                "warning: {e}: the device's memory pool gives freed memory back to the driver at every \
+                 synchronization (slower steps, the same results)"
+            );
+        }
         let blas = cudarc::cublas::CudaBlas::new(stream.clone()).map_err(|e| device_error("cuBLAS handle", e))?;
         let profile = std::env::var("MEDTRAIN_CUDA_PROFILE").is_ok_and(|v| v == "1").then(Mutex::default);
         let mut cuda = Cuda {
@@ -311,6 +341,7 @@ impl Cuda {
             tf32: true,
             modules: Mutex::default(),
             functions: Mutex::default(),
+            pool_releases: Default::default(),
             profile,
         };
         cuda.set_tf32(false)?;
@@ -342,21 +373,69 @@ impl Cuda {
         &self.info
     }
 
-    /// The bytes the device's memory pool holds now and at most since the backend started (buffers
-    /// live and free memory kept for the next ones: [`keep_freed_memory`]); `None` where the device
-    /// allocates without a pool.
+    /// The bytes the device's memory pool holds now and at most since its high-water mark was last
+    /// reset (buffers live and free memory kept for the next ones: [`keep_freed_memory`], which resets
+    /// the mark when a backend starts; the pool is the device's, shared by every backend of the
+    /// process); `None` where the device allocates without a pool.
     pub fn pool_reserved_bytes(&self) -> Result<Option<(u64, u64)>> {
         let Some(pool) = memory_pool(&self.ctx)? else { return Ok(None) };
-        let read = |attr| -> Result<u64> {
-            let mut v = 0u64;
-            // SAFETY: the device's pool; the RESERVED_MEM attributes write one u64 (cuuint64_t)
-            unsafe { sys::cuMemPoolGetAttribute(pool, attr, (&mut v as *mut u64).cast()) }
-                .result()
-                .map_err(|e| device_error("cuMemPoolGetAttribute", e))?;
-            Ok(v)
-        };
         use sys::CUmemPool_attribute::{CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH};
-        Ok(Some((read(CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?, read(CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH)?)))
+        Ok(Some((
+            pool_attribute(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?,
+            pool_attribute(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH)?,
+        )))
+    }
+
+    /// How many times a call that found the device full had the pool give its free memory back
+    /// ([`Cuda::retrying`]), since the backend started.
+    pub fn pool_releases(&self) -> u64 {
+        self.pool_releases.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The bytes buffers can still take: the driver's free memory and what the pool holds unused.
+    fn available_memory(&self) -> Result<u64> {
+        let (free, _) = self.ctx.mem_get_info().map_err(|e| device_error("cuMemGetInfo", e))?;
+        let kept = match memory_pool(&self.ctx)? {
+            Some(pool) => {
+                use sys::CUmemPool_attribute::{
+                    CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, CU_MEMPOOL_ATTR_USED_MEM_CURRENT,
+                };
+                let reserved = pool_attribute(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
+                reserved.saturating_sub(pool_attribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?)
+            }
+            None => 0,
+        };
+        Ok((free as u64).saturating_add(kept))
+    }
+
+    /// Waits for every queued call, then has the pool give the memory it keeps free back to the driver
+    /// (for a call that found the device full while the pool held freed buffers).
+    fn release_pool(&self) -> Result<()> {
+        self.synchronize()?;
+        if let Some(pool) = memory_pool(&self.ctx)? {
+            // SAFETY: the device's pool; trimming releases only memory no allocation holds
+            unsafe { sys::cuMemPoolTrimTo(pool, 0) }.result().map_err(|e| device_error("cuMemPoolTrimTo", e))?;
+        }
+        self.pool_releases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs the device call `f`; when it fails for want of memory (`oom`), has the pool give back what
+    /// it keeps free and runs it once more. The pool keeps freed memory ([`keep_freed_memory`]), so
+    /// without this a module load, a launch or cuBLAS' workspace could find the device full of
+    /// memory nothing uses. The outer error: the release itself failed.
+    fn retrying<R, E>(
+        &self,
+        oom: fn(&E) -> bool,
+        mut f: impl FnMut() -> std::result::Result<R, E>,
+    ) -> Result<std::result::Result<R, E>> {
+        match f() {
+            Err(e) if oom(&e) => {
+                self.release_pool()?;
+                Ok(f())
+            }
+            r => Ok(r),
+        }
     }
 
     /// Waits for everything queued on the device (kernel errors surface here or at a download).
@@ -403,25 +482,13 @@ impl Cuda {
             Some(bytes) if bytes <= self.info.total_memory => {}
             _ => return Err(oom),
         }
-        let out_of_memory = |e: &cudarc::driver::DriverError| e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY;
+        // the pool may hold free memory in pieces too small for this buffer: then it gives that back
+        // to the driver and the allocation is asked once more
         // SAFETY: the memory is not set; every caller sets it (zeroes it, or copies a whole host
         // slice of `len` elements into it) before anything reads it
-        match unsafe { self.stream.alloc::<T>(len) } {
-            Ok(s) => return Ok(DeviceVec { slice: Some(s) }),
-            Err(e) if !out_of_memory(&e) => return Err(device_error(op, e)),
-            Err(_) => {}
-        }
-        // the pool may hold free memory in pieces too small for this buffer: wait until every buffer
-        // given back is free, hand the pool's free memory back to the driver and ask once more
-        self.synchronize()?;
-        if let Some(pool) = memory_pool(&self.ctx)? {
-            // SAFETY: the device's pool; trimming releases only memory no allocation holds
-            unsafe { sys::cuMemPoolTrimTo(pool, 0) }.result().map_err(|e| device_error("cuMemPoolTrimTo", e))?;
-        }
-        // SAFETY: as above
-        match unsafe { self.stream.alloc::<T>(len) } {
+        match self.retrying(driver_oom, || unsafe { self.stream.alloc::<T>(len) })? {
             Ok(s) => Ok(DeviceVec { slice: Some(s) }),
-            Err(e) if out_of_memory(&e) => Err(oom),
+            Err(e) if driver_oom(&e) => Err(oom),
             Err(e) => Err(device_error(op, e)),
         }
     }
@@ -453,12 +520,16 @@ impl Cuda {
                 let (major, minor) = self.info.compute_capability;
                 let ptx = source::compile_ptx(module, major, minor)
                     .map_err(|e| KernelError::Device(format!("NVRTC cannot compile {}: {e}", module.file())))?;
-                let m = self.ctx.load_module(ptx).map_err(|e| device_error("module load", e))?;
+                let m = self
+                    .retrying(driver_oom, || self.ctx.load_module(ptx.clone()))?
+                    .map_err(|e| device_error("module load", e))?;
                 modules.insert(module, m.clone());
                 m
             }
         };
-        let f = m.load_function(kernel).map_err(|e| device_error("function lookup", e))?;
+        // lazy loading (CUDA 12.2 and newer) loads the kernel here, which needs device memory
+        let f =
+            self.retrying(driver_oom, || m.load_function(kernel))?.map_err(|e| device_error("function lookup", e))?;
         functions.insert(kernel, f.clone());
         Ok(f)
     }
@@ -480,8 +551,11 @@ impl Cuda {
         // SAFETY: the plan's arguments match the kernel's C signature (the emulation tests check each
         // launch against the signature), and every pointer is a live buffer of this device whose
         // length the plan checked
+        // (a launch may need device memory for the kernel's local memory)
         self.timed(launch.kernel, || {
-            unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| device_error(launch.kernel, e))
+            self.retrying(driver_oom, || unsafe { builder.launch(cfg) })?
+                .map(|_| ())
+                .map_err(|e| device_error(launch.kernel, e))
         })
     }
 }
@@ -500,9 +574,11 @@ impl Backend for Cuda {
     fn threads(&self) -> usize {
         1
     }
-    /// The device's memory (other processes may hold some of it: a bound, not a promise).
+    /// The device's memory that buffers can take now: the driver's free memory and what the pool
+    /// keeps unused (other processes may take some of it: a bound, not a promise); its total memory
+    /// where the driver does not say.
     fn memory_limit(&self) -> Option<u64> {
-        Some(self.info.total_memory as u64)
+        Some(self.available_memory().unwrap_or(self.info.total_memory as u64))
     }
     fn synchronize(&self) -> Result<()> {
         Cuda::synchronize(self)
@@ -599,7 +675,7 @@ impl Backend for Cuda {
         );
         let handle = *self.blas.handle();
         let (ta, tb) = (op(call.trans_a), op(call.trans_b));
-        self.timed(if call.batch > 1 { "cublas sgemm (batched)" } else { "cublas sgemm" }, || unsafe {
+        let sgemm = || unsafe {
             cudarc::cublas::result::sgemm_strided_batched(
                 handle,
                 ta,
@@ -620,7 +696,13 @@ impl Backend for Cuda {
                 call.stride_c,
                 call.batch,
             )
-            .map_err(|e| device_error("cuBLAS sgemmStridedBatched", e))
+        };
+        // cuBLAS allocates its workspace on first use of a shape: from a pool that keeps freed memory
+        self.timed(if call.batch > 1 { "cublas sgemm (batched)" } else { "cublas sgemm" }, || {
+            self.retrying(cublas_oom, sgemm)?.map_err(|e| match cublas_oom(&e) {
+                true => device_error("cuBLAS sgemmStridedBatched", format!("{e} (the device's memory is full)")),
+                false => device_error("cuBLAS sgemmStridedBatched", e),
+            })
         })
     }
 
@@ -848,24 +930,37 @@ impl Backend for Cuda {
             rows_per_example,
         )?;
         let Some(lists) = lists else { return Ok(()) };
-        let used = self.upload_vec("embedding_backward", &lists.used)?;
-        let starts = self.upload_vec("embedding_backward", &lists.starts)?;
-        let rows = self.upload_vec("embedding_backward", &lists.rows)?;
+        let op = "embedding_backward";
+        let used = self.upload_vec(op, &lists.used)?;
+        let starts = self.upload_vec(op, &lists.starts)?;
+        let rows = self.upload_vec(op, &lists.rows)?;
+        let slots = self.upload_vec(op, &lists.slots)?;
+        let chunk_begin = self.upload_vec(op, &lists.chunk_begin)?;
+        let chunk_end = self.upload_vec(op, &lists.chunk_end)?;
+        let slices = plan::ScatterSlices {
+            used: self.slice(&used),
+            starts: self.slice(&starts),
+            rows: self.slice(&rows),
+            slots: self.slice(&slots),
+            chunk_begin: self.slice(&chunk_begin),
+            chunk_end: self.slice(&chunk_end),
+        };
         let factors = factors.map_or(Slice { ptr: 0, len: 0 }, |f| self.slice(f));
-        let launch = plan::embedding_backward(
-            self.slice(dtable),
-            self.slice(dy),
-            factors,
-            self.slice(&groups.example_group),
-            self.slice(&used),
-            self.slice(&starts),
-            self.slice(&rows),
-            d,
-            rows_per_example,
-            Geometry::DEVICE,
-        )?;
-        self.run(launch)?;
-        // the lists are freed when this returns: on the stream, after the kernel that reads them
+        let len = lists.chunk_begin.len().checked_mul(d).ok_or(KernelError::OutOfMemory {
+            op,
+            elements: usize::MAX,
+            element_bytes: 4,
+        })?;
+        // written whole by the first launch before the second reads it
+        let sums = self.timed("(alloc)", || self.alloc_unset::<f32>(op, len))?;
+        let groups = self.slice(&groups.example_group);
+        let (dy, partial) = (self.slice(dy), self.slice(&sums));
+        let geo = Geometry::DEVICE;
+        self.run(plan::embedding_backward_chunks(partial, dy, factors, groups, &slices, d, rows_per_example, geo)?)?;
+        let table = self.slice(dtable);
+        self.run(plan::embedding_backward(table, dy, factors, groups, &slices, partial, d, rows_per_example, geo)?)?;
+        // the lists and chunk sums are freed when this returns: on the stream, after the kernels that
+        // read them
         Ok(())
     }
     fn embedding_group_sq_norms(

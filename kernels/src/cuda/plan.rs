@@ -6,7 +6,7 @@
 //! A plan is `None` when there is nothing to do (an empty output): CUDA refuses a grid of 0 blocks.
 
 use super::source::Module;
-use crate::backend::{Activation, AdamW, Gemm, GroupRows, MaskFill, MatView, NoiseKey};
+use crate::backend::{Activation, AdamW, Gemm, GroupRows, MaskFill, MatView, NoiseKey, EMBEDDING_CHUNK};
 use crate::error::{check_len, check_min_len, KernelError, Result};
 
 /// Threads per block of every kernel (a multiple of the warp, which `add_row_dots` needs; 256 is what
@@ -669,11 +669,17 @@ pub fn embedding_forward(
 
 /// The rows of each id, for the deterministic scatter of `embedding_backward`: the ids that occur
 /// (`used`, increasing), and for used[u] its rows `rows[starts[u] .. starts[u + 1]]` in increasing order.
+/// An id of more than [`EMBEDDING_CHUNK`] rows is summed in chunks of that many on threads of their
+/// own: its chunks are `slots[u] .. slots[u + 1]`, chunk k being `rows[chunk_begin[k] .. chunk_end[k]]`
+/// (`slots`, `chunk_begin` and `chunk_end` empty when no id has more than one chunk).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScatterLists {
     pub used: Vec<u32>,
     pub starts: Vec<u64>,
     pub rows: Vec<u32>,
+    pub slots: Vec<u64>,
+    pub chunk_begin: Vec<u64>,
+    pub chunk_end: Vec<u64>,
 }
 
 /// The CPU's checks of `embedding_backward` in its order, then the scatter lists (`None`: D = 0, nothing
@@ -710,7 +716,14 @@ pub fn embedding_backward_lists(
     for &id in ids_host {
         next[id as usize + 1] += 1;
     }
-    let mut lists = ScatterLists { used: Vec::new(), starts: Vec::new(), rows: vec![0; ids_host.len()] };
+    let mut lists = ScatterLists {
+        used: Vec::new(),
+        starts: Vec::new(),
+        rows: vec![0; ids_host.len()],
+        slots: Vec::new(),
+        chunk_begin: Vec::new(),
+        chunk_end: Vec::new(),
+    };
     for id in 0..vocab {
         if next[id + 1] > 0 {
             lists.used.push(id as u32);
@@ -725,35 +738,96 @@ pub fn embedding_backward_lists(
         lists.rows[*at as usize] = r as u32;
         *at += 1;
     }
+    if lists.starts.windows(2).any(|w| w[1] - w[0] > EMBEDDING_CHUNK as u64) {
+        lists.slots.push(0);
+        for w in lists.starts.windows(2) {
+            if w[1] - w[0] > EMBEDDING_CHUNK as u64 {
+                for begin in (w[0]..w[1]).step_by(EMBEDDING_CHUNK) {
+                    lists.chunk_begin.push(begin);
+                    lists.chunk_end.push((begin + EMBEDDING_CHUNK as u64).min(w[1]));
+                }
+            }
+            lists.slots.push(lists.chunk_begin.len() as u64);
+        }
+    }
     Ok(Some(lists))
 }
 
+/// The device copies of [`ScatterLists`] (`slots`, `chunk_begin`, `chunk_end` with ptr 0 when empty).
+#[derive(Clone, Copy, Debug)]
+pub struct ScatterSlices {
+    pub used: Slice,
+    pub starts: Slice,
+    pub rows: Slice,
+    pub slots: Slice,
+    pub chunk_begin: Slice,
+    pub chunk_end: Slice,
+}
+
+/// partial: [P, D] = the sums of the chunks of the ids with several (`EMBEDDING_CHUNK`), the first of
+/// `embedding_backward`'s two launches (none when no id has several chunks); `factors` has ptr 0 when
+/// there are none; `example_group` is the layout's map from [`group_maps`]
+#[allow(clippy::too_many_arguments)]
+pub fn embedding_backward_chunks(
+    partial: Slice,
+    dy: Slice,
+    factors: Slice,
+    example_group: Slice,
+    lists: &ScatterSlices,
+    d: usize,
+    rows_per_example: usize,
+    geo: Geometry,
+) -> Result<Option<Launch>> {
+    check_len("embedding_backward", "chunk ends", lists.chunk_begin.len, lists.chunk_end.len)?;
+    check_len("embedding_backward", "chunk sums", lists.chunk_begin.len * d, partial.len)?;
+    let n = partial.len;
+    let args = vec![
+        Arg::Ptr(partial.ptr),
+        Arg::Ptr(dy.ptr),
+        Arg::Ptr(factors.ptr),
+        Arg::Ptr(example_group.ptr),
+        Arg::Ptr(lists.chunk_begin.ptr),
+        Arg::Ptr(lists.chunk_end.ptr),
+        Arg::Ptr(lists.rows.ptr),
+        Arg::U64(d as u64),
+        Arg::U64(rows_per_example as u64),
+        Arg::U64(n as u64),
+    ];
+    Ok((n > 0).then(|| launch(Module::Embedding, "embedding_backward_chunks", n as u64, BLOCK as u64, geo, args)))
+}
+
 /// dtable: [V, D] += w_r dy[r, :] at ids[r] (see `Backend::embedding_backward`), from the lists of
-/// [`embedding_backward_lists`] (`used`, `starts`, `rows` their device copies); `factors` has ptr 0
-/// when there are none; `example_group` is the layout's map from [`group_maps`]
+/// [`embedding_backward_lists`] and the chunk sums of [`embedding_backward_chunks`] (`partial`, ptr 0
+/// when no id has several chunks); `factors` has ptr 0 when there are none; `example_group` is the
+/// layout's map from [`group_maps`]
 #[allow(clippy::too_many_arguments)]
 pub fn embedding_backward(
     dtable: Slice,
     dy: Slice,
     factors: Slice,
     example_group: Slice,
-    used: Slice,
-    starts: Slice,
-    rows: Slice,
+    lists: &ScatterSlices,
+    partial: Slice,
     d: usize,
     rows_per_example: usize,
     geo: Geometry,
 ) -> Result<Option<Launch>> {
-    check_len("embedding_backward", "list starts", used.len + 1, starts.len)?;
-    let n = used.len * d;
+    check_len("embedding_backward", "list starts", lists.used.len + 1, lists.starts.len)?;
+    if lists.slots.len > 0 {
+        check_len("embedding_backward", "list slots", lists.used.len + 1, lists.slots.len)?;
+    }
+    check_len("embedding_backward", "chunk sums", lists.chunk_begin.len * d, partial.len)?;
+    let n = lists.used.len * d;
     let args = vec![
         Arg::Ptr(dtable.ptr),
         Arg::Ptr(dy.ptr),
         Arg::Ptr(factors.ptr),
         Arg::Ptr(example_group.ptr),
-        Arg::Ptr(used.ptr),
-        Arg::Ptr(starts.ptr),
-        Arg::Ptr(rows.ptr),
+        Arg::Ptr(lists.used.ptr),
+        Arg::Ptr(lists.starts.ptr),
+        Arg::Ptr(lists.rows.ptr),
+        Arg::Ptr(lists.slots.ptr),
+        Arg::Ptr(partial.ptr),
         Arg::U64(d as u64),
         Arg::U64(rows_per_example as u64),
         Arg::U64(n as u64),
@@ -1248,9 +1322,11 @@ mod tests {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (state >> 33) % m
         };
+        let mut long_ids = false;
         for case in 0..40 {
             let rpe = 1 + next(5) as usize;
-            let examples = next(30) as usize;
+            // every tenth case large enough for ids of several chunks (EMBEDDING_CHUNK rows each)
+            let examples = if case % 10 == 9 { 100 + next(100) as usize } else { next(30) as usize };
             // groups of 0 to 3 examples
             let mut offsets = vec![0];
             while *offsets.last().unwrap() < examples {
@@ -1273,7 +1349,23 @@ mod tests {
             for (u, &id) in lists.used.iter().enumerate() {
                 let (a, b) = (lists.starts[u] as usize, lists.starts[u + 1] as usize);
                 assert!(a < b && lists.rows[a..b].iter().all(|&r| ids[r as usize] == id), "case {case}");
+                // an id of several chunks: its rows cut in order into chunks of EMBEDDING_CHUNK
+                let chunks = match lists.slots.is_empty() {
+                    true => 0..0,
+                    false => lists.slots[u] as usize..lists.slots[u + 1] as usize,
+                };
+                let want: Vec<(u64, u64)> = match b - a > EMBEDDING_CHUNK {
+                    true => (a..b)
+                        .step_by(EMBEDDING_CHUNK)
+                        .map(|c| (c as u64, (c + EMBEDDING_CHUNK).min(b) as u64))
+                        .collect(),
+                    false => vec![],
+                };
+                let got: Vec<(u64, u64)> = chunks.map(|k| (lists.chunk_begin[k], lists.chunk_end[k])).collect();
+                assert_eq!(got, want, "case {case}, id {id}");
             }
+            long_ids |= lists.starts.windows(2).any(|w| w[1] - w[0] > EMBEDDING_CHUNK as u64);
+            assert_eq!(lists.slots.is_empty(), lists.chunk_begin.is_empty(), "case {case}");
             let mut want = vec![];
             for g in 0..layout.groups() {
                 let mut rows: Vec<(u32, u32)> = layout.rows(g, rpe).map(|r| (ids[r], r as u32)).collect();
@@ -1283,6 +1375,7 @@ mod tests {
             let got = embedding_group_order(layout.groups(), &ids, ids.len() * d, d, &layout, rpe).unwrap();
             assert_eq!(got, want, "case {case}");
         }
+        assert!(long_ids, "no case had an id of several chunks");
     }
 
     /// The gemm shapes of the tests: plain, transposed operands, a column block of a wider C (ld > n),

@@ -8,7 +8,7 @@
 
 use super::noise;
 use super::Rng;
-use kernels::backend::{Activation, AdamW, GroupRows, MaskFill, NoiseKey};
+use kernels::backend::{Activation, AdamW, GroupRows, MaskFill, NoiseKey, EMBEDDING_CHUNK};
 use kernels::{Backend, Cpu, Result};
 
 /// The CUDA backend's ops on host data.
@@ -633,6 +633,27 @@ pub fn embedding_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
         let mut got = t0.clone();
         k.embedding_backward(&mut got, &ids, &dy, d, f.map(|f| f.as_slice()), &layout, rpe).unwrap();
         assert_bits(&format!("embedding_backward factors={}", f.is_some()), &got, &want);
+    }
+    // ids of many rows (a padding id, positions at a large batch): summed in chunks of
+    // EMBEDDING_CHUNK rows; id 0 has 3 chunks and a part, id 1 one chunk exactly, id 2 one and one row,
+    // ids 3..10 a few rows each, in an order that interleaves them
+    let long_layout = GroupRows { offsets: vec![0, 40, 41, 90, 200] };
+    let long_rows = long_layout.examples() * rpe;
+    let c = EMBEDDING_CHUNK;
+    let mut sorted: Vec<u32> =
+        [(0, 3 * c + 38), (1, c), (2, c + 1)].into_iter().flat_map(|(id, n)| std::iter::repeat_n(id, n)).collect();
+    sorted.extend((sorted.len()..long_rows).map(|i| 3 + (i % 7) as u32));
+    assert_eq!(sorted.len(), long_rows);
+    let long_ids: Vec<u32> = (0..long_rows).map(|r| sorted[r * 7919 % long_rows]).collect();
+    let long_dy = rng.vec(long_rows * d, 1.0);
+    let long_factors = vec![0.3f32, 1.0, 0.7, 0.15];
+    for f in [None, Some(&long_factors)] {
+        let t0 = rng.vec(vocab * d, 1.0);
+        let mut want = t0.clone();
+        cpu().embedding_backward(&mut want, &long_ids, &long_dy, d, f, &long_layout, rpe).unwrap();
+        let mut got = t0.clone();
+        k.embedding_backward(&mut got, &long_ids, &long_dy, d, f.map(|f| f.as_slice()), &long_layout, rpe).unwrap();
+        assert_bits(&format!("embedding_backward, long ids, factors={}", f.is_some()), &got, &want);
     }
     let start = rng.vec(layout.groups(), 1.0);
     let mut want = start.clone();
