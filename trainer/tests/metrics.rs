@@ -478,3 +478,100 @@ fn membership_attack_auc_has_a_hanley_mcneil_interval() {
     // no members or one-sided: no AUC
     assert_eq!(auc_with_interval(&[], &[1.0]).auc, None);
 }
+
+/// Examples of one site: `n` of them, the first `positives` positive, probabilities spread over (0, 1).
+fn site_examples(site: u32, n: usize, positives: usize, out: &mut (Vec<f64>, Vec<bool>, Vec<Option<u32>>)) {
+    for i in 0..n {
+        out.0.push((i as f64 + 0.5) / n as f64);
+        out.1.push(i < positives);
+        out.2.push(Some(site));
+    }
+}
+
+#[test]
+fn disclose_hides_auroc_and_class_counts_a_small_class_would_show() {
+    // 22 examples, 8 positives: AUROC and AUPRC are ratios over 8 x 14 pairs, which fixes the 8
+    let (mut probs, mut y) = (Vec::new(), Vec::new());
+    for i in 0..22 {
+        probs.push(i as f64 / 22.0);
+        y.push(i % 3 == 0);
+    }
+    let mut b = binary(&probs, &y);
+    assert!(b.auroc.is_some() && b.auprc.is_some());
+    disclose(&mut b, &mut []);
+    assert_eq!((b.auroc, b.auprc), (None, None));
+    assert_eq!(b.n, Count::Exact(22));
+    assert_eq!(b.positives, Count::Suppressed("<10"));
+    // 25 examples, 20 positives: n minus the positives would show 5 negatives
+    let y: Vec<bool> = (0..25).map(|i| i >= 5).collect();
+    let probs: Vec<f64> = (0..25).map(|i| i as f64 / 25.0).collect();
+    let mut b = binary(&probs, &y);
+    disclose(&mut b, &mut []);
+    assert_eq!(b.positives, Count::Suppressed("suppressed"));
+    assert_eq!((b.auroc, b.auprc), (None, None));
+    let json = serde_json::to_value(&b).unwrap();
+    assert!(json.get("raw").is_none(), "{json}");
+    // ten of each: everything shown
+    let y: Vec<bool> = (0..20).map(|i| i % 2 == 0).collect();
+    let probs: Vec<f64> = (0..20).map(|i| i as f64 / 20.0).collect();
+    let mut b = binary(&probs, &y);
+    let auroc = b.auroc;
+    disclose(&mut b, &mut []);
+    assert_eq!((b.auroc, b.positives), (auroc, Count::Exact(10)));
+}
+
+#[test]
+fn disclose_withholds_sites_whose_counts_the_totals_would_give_back() {
+    // two small sites (9 and 9 examples) beside two large ones: overall n minus the large sites' n
+    // would be 18, so each small one 9; the smallest large site is withheld with them
+    let mut ex = (Vec::new(), Vec::new(), Vec::new());
+    site_examples(0, 9, 4, &mut ex);
+    site_examples(1, 40, 20, &mut ex);
+    site_examples(2, 9, 4, &mut ex);
+    site_examples(3, 12, 0, &mut ex);
+    site_examples(4, 60, 25, &mut ex);
+    let names: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+    let mut b = binary(&ex.0, &ex.1);
+    let mut sites = per_site(&ex.0, &ex.1, &ex.2, &names);
+    disclose(&mut b, &mut sites);
+    let ns: Vec<Count> = sites.iter().map(|s| s.n).collect();
+    use Count::{Exact, Suppressed};
+    // 9 + 9 + 12 = 30 >= 10 + 9 with one withheld site: enough
+    assert_eq!(ns, [Suppressed("<10"), Exact(40), Suppressed("<10"), Suppressed("suppressed"), Exact(60)]);
+    // positives: sites 0 and 2 small (4 each), site 3 none (0): hidden; withheld until the hidden sum
+    // is free: 4 + 4 + 0 = 8, then site 1's 20 (28 >= 19)
+    let pos: Vec<Count> = sites.iter().map(|s| s.positives).collect();
+    assert_eq!(pos, [Suppressed("<10"), Suppressed("suppressed"), Suppressed("<10"), Suppressed("<10"), Exact(25)]);
+    for s in &sites {
+        assert_eq!(s.observed, s.positives);
+        if !matches!((s.n, s.positives), (Exact(_), Exact(_))) {
+            assert_eq!((s.auroc, s.oe_ratio, s.oe_low, s.oe_high), (None, None, None, None), "{}", s.site);
+        }
+    }
+    assert!(sites[4].auroc.is_some() && sites[4].oe_ratio.is_some());
+    // whatever is withheld, every shown site count and the totals never pin a small cell: the hidden
+    // cells' total leaves each small one anywhere in 0..10
+    let shown: u64 = ns.iter().filter_map(|c| if let Exact(v) = c { Some(*v) } else { None }).sum();
+    let withheld = ns.iter().filter(|c| **c == Suppressed("suppressed")).count() as u64;
+    assert!(130 - shown >= 10 * withheld + 9);
+}
+
+#[test]
+fn disclose_withholds_bins_and_observed_rates_that_would_show_small_counts() {
+    // 100 examples: 45 in bin 0 (none positive), 5 in bin 4, 50 in bin 9 (all positive)
+    let mut probs = vec![0.05; 45];
+    probs.extend([0.45; 5]);
+    probs.extend([0.95; 50]);
+    let y: Vec<bool> = (0..100).map(|i| i >= 50).collect();
+    let mut b = binary(&probs, &y);
+    disclose(&mut b, &mut []);
+    let counts: Vec<Count> = b.reliability.iter().map(|bin| bin.count).collect();
+    // the empty bins and bin 4 are small (sum 5); bin 0 (45) is withheld beside them
+    assert_eq!(counts[0], Count::Suppressed("suppressed"));
+    assert_eq!(counts[4], Count::Suppressed("<10"));
+    assert_eq!(counts[9], Count::Exact(50));
+    // bin 9 has no negatives: its observed rate (1.0) times its count would show 0 negatives
+    assert_eq!(b.reliability[9].observed, None);
+    assert!(b.reliability[9].mean_predicted.is_some());
+    assert_eq!((b.reliability[0].observed, b.reliability[0].mean_predicted), (None, None));
+}

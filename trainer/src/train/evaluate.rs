@@ -91,13 +91,15 @@ pub(crate) fn evaluate<B: Backend>(
         Head::Binary => {
             let p: Vec<f64> = out.iter().map(|&z| sigmoid(z)).collect();
             let y: Vec<bool> = labels.iter().map(|&v| v > 0.5).collect();
-            let b = metrics::binary(&p, &y);
-            let sites = if site_names.is_empty() {
+            let mut b = metrics::binary(&p, &y);
+            let mut sites = if site_names.is_empty() {
                 vec![]
             } else {
                 let s: Vec<Option<u32>> = (0..data.len()).map(|i| data.site(i)).collect();
                 metrics::per_site(&p, &y, &s, site_names)
             };
+            // what leaves the node (metrics.json, the report, the release) safe together
+            metrics::disclose(&mut b, &mut sites);
             Evaluation {
                 auroc: b.auroc,
                 auprc: b.auprc,
@@ -203,7 +205,7 @@ pub(crate) fn report_data(
         .collect();
     let mut notes = vec![
         "Held-out metrics are computed on private data and are not covered by the DP guarantee.".to_string(),
-        "Counts below 10 are shown as <10.".to_string(),
+        "Counts below 10 are shown as <10; counts withheld so that a small one cannot be worked out from a total as \"suppressed\".".to_string(),
     ];
     if cfg.privacy.unit == Unit::Example && cfg.privacy.assume_one_example_per_subject {
         notes.push(

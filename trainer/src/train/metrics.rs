@@ -4,7 +4,10 @@
 //! Everything here leaves the secure environment in the run report, so small cells are suppressed: a
 //! count below [`MIN_COUNT`] is shown as `"<10"`, and a number from which such a count could be read back
 //! is `None` (a reliability bin's mean and observed rate, a site's AUROC and O/E ratio, a ROC curve whose
-//! steps would show a class count below ten).
+//! steps would show a class count below ten). [`disclose`] then makes the published figures safe
+//! together: no AUROC or AUPRC with a class under ten (their value fixes the count), no class count
+//! whose complement is small, and complementary suppression (shown as `"suppressed"`) where a total
+//! would give the hidden cells back (the sites' counts against the overall ones, the bins' against n).
 //!
 //! No input panics. Examples that cannot be scored are left out before anything is counted:
 //! a probability that is not finite or lies outside [0, 1], a row of logits with a non-finite value or a
@@ -20,6 +23,10 @@ pub const MIN_COUNT: u64 = 10;
 
 /// What a suppressed count is shown as.
 const SUPPRESSED: &str = "<10";
+
+/// What a count of at least [`MIN_COUNT`] is shown as when it is withheld so that a small count cannot
+/// be worked out from it (a total minus the cells shown, a count minus a small complement).
+const WITHHELD: &str = "suppressed";
 
 /// Reliability diagram / ECE bins: equal-width over [0, 1].
 const BINS: usize = 10;
@@ -61,6 +68,9 @@ pub struct Binary {
     /// (fpr, tpr) from (0,0) to (1,1), at most 201 points; empty when either class has fewer than
     /// MIN_COUNT examples (the curve's step sizes would show the count)
     pub roc: Vec<(f64, f64)>,
+    /// (examples, positives) as counted, for [`disclose`]; never published
+    #[serde(skip)]
+    raw: (u64, u64),
 }
 
 /// One reliability bin, [lo, hi) (the last one [0.9, 1.0]). `mean_predicted` and `observed` are None
@@ -72,6 +82,9 @@ pub struct Bin {
     pub count: Count,
     pub mean_predicted: Option<f64>,
     pub observed: Option<f64>,
+    /// (examples, positives) as counted, for [`disclose`]; never published
+    #[serde(skip)]
+    raw: (u64, u64),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -106,6 +119,9 @@ pub struct Site {
     pub oe_ratio: Option<f64>,
     pub oe_low: Option<f64>,
     pub oe_high: Option<f64>,
+    /// (examples, positives) as counted, for [`disclose`]; never published
+    #[serde(skip)]
+    raw: (u64, u64),
 }
 
 /// probs: predicted probabilities in [0,1] (already sigmoid-ed), labels 0/1.
@@ -132,6 +148,7 @@ pub fn binary(probs: &[f64], labels: &[bool]) -> Binary {
         ece,
         reliability,
         roc,
+        raw: (n, positives),
     }
 }
 
@@ -208,6 +225,98 @@ pub fn per_site(probs: &[f64], labels: &[bool], sites: &[Option<u32>], names: &[
         .collect()
 }
 
+/// Complementary suppression over cells whose total is published: where some cells are `hidden`
+/// (values under [`MIN_COUNT`], or counts whose complement is), the smallest shown cells are withheld
+/// too until the sum of every hidden and withheld cell, which the total gives back, leaves each hidden
+/// cell free over 0..MIN_COUNT: with m withheld cells (each at least MIN_COUNT) the sum must reach
+/// m MIN_COUNT + MIN_COUNT - 1. Returns the cells to withhold (every shown cell when that is not enough).
+fn complement(values: &[u64], hidden: &[bool]) -> Vec<usize> {
+    let mut withheld = Vec::new();
+    if !hidden.contains(&true) {
+        return withheld;
+    }
+    let mut sum: u64 = values.iter().zip(hidden).filter(|(_, &h)| h).map(|(&v, _)| v).sum();
+    let mut shown: Vec<usize> = (0..values.len()).filter(|&i| !hidden[i]).collect();
+    shown.sort_by_key(|&i| (values[i], i));
+    for i in shown {
+        let m = withheld.len() as u64;
+        if m >= 1 && sum >= m * MIN_COUNT + MIN_COUNT - 1 {
+            break;
+        }
+        withheld.push(i);
+        sum = sum.saturating_add(values[i]);
+    }
+    withheld
+}
+
+/// A class count as it may be published beside its total: `"<10"` when small, withheld when the
+/// other class is small (total minus it would show that one).
+fn class_count(positives: u64, negatives: u64) -> Count {
+    match (positives < MIN_COUNT, negatives < MIN_COUNT) {
+        (true, _) => count(positives),
+        (false, true) => Count::Suppressed(WITHHELD),
+        (false, false) => Count::Exact(positives),
+    }
+}
+
+/// Makes the held-out binary metrics and the per-site rows safe to publish together (see the module
+/// doc): AUROC and AUPRC only with ten of each class (their value is a ratio over the class counts,
+/// which it fixes on a small cohort), class counts only where both classes have ten, reliability bins
+/// and sites withheld as the totals require, and a bin's observed rate only with ten of each class in
+/// it (rate times count is its positives). A site's AUROC and O/E ratio go with its withheld counts.
+pub fn disclose(b: &mut Binary, sites: &mut [Site]) {
+    let (n, positives) = b.raw;
+    let negatives = n - positives;
+    if positives < MIN_COUNT || negatives < MIN_COUNT {
+        b.auroc = None;
+        b.auprc = None;
+    }
+    b.positives = class_count(positives, negatives);
+    // the bins' counts add up to n
+    let counts: Vec<u64> = b.reliability.iter().map(|bin| bin.raw.0).collect();
+    let small: Vec<bool> = counts.iter().map(|&c| c < MIN_COUNT).collect();
+    for i in complement(&counts, &small) {
+        b.reliability[i].count = Count::Suppressed(WITHHELD);
+    }
+    for bin in &mut b.reliability {
+        let (c, pos) = bin.raw;
+        if !matches!(bin.count, Count::Exact(_)) || pos < MIN_COUNT || c - pos < MIN_COUNT {
+            bin.observed = None;
+        }
+        if !matches!(bin.count, Count::Exact(_)) {
+            bin.mean_predicted = None;
+        }
+    }
+    // the sites' counts add up to (at most) the overall ones
+    let ns: Vec<u64> = sites.iter().map(|s| s.raw.0).collect();
+    let small: Vec<bool> = ns.iter().map(|&v| v < MIN_COUNT).collect();
+    for i in complement(&ns, &small) {
+        sites[i].n = Count::Suppressed(WITHHELD);
+    }
+    let pos: Vec<u64> = sites.iter().map(|s| s.raw.1).collect();
+    let hidden: Vec<bool> = sites.iter().map(|s| s.raw.1 < MIN_COUNT || s.raw.0 - s.raw.1 < MIN_COUNT).collect();
+    for (s, &h) in sites.iter_mut().zip(&hidden) {
+        if h {
+            s.positives = class_count(s.raw.1, s.raw.0 - s.raw.1);
+        }
+    }
+    for i in complement(&pos, &hidden) {
+        sites[i].positives = Count::Suppressed(WITHHELD);
+    }
+    for s in sites.iter_mut() {
+        s.observed = s.positives;
+        if !matches!(s.n, Count::Exact(_)) {
+            s.expected = None;
+        }
+        if !matches!((s.n, s.positives), (Count::Exact(_), Count::Exact(_))) {
+            s.auroc = None;
+            s.oe_ratio = None;
+            s.oe_low = None;
+            s.oe_high = None;
+        }
+    }
+}
+
 /// Exact (Garwood) two-sided 95% limits for the mean of a Poisson count `observed`:
 /// lower = chi2inv(0.025, 2 O) / 2 (0 when O = 0), upper = chi2inv(0.975, 2 O + 2) / 2.
 /// chi2inv(p, 2a) / 2 is the quantile of Gamma(a, 1), found by Newton's method on the regularized
@@ -233,6 +342,7 @@ fn site_benchmark(site: String, scored: Vec<(f64, bool)>) -> Site {
         oe_ratio: None,
         oe_low: None,
         oe_high: None,
+        raw: (n, positives),
     };
     if n < MIN_COUNT {
         return out;
@@ -370,6 +480,7 @@ fn calibration(scored: &[(f64, bool)]) -> (Vec<Bin>, Option<f64>) {
                 count: count(c),
                 mean_predicted: shown.then_some(mean_predicted),
                 observed: shown.then_some(observed),
+                raw: (c, pos),
             }
         })
         .collect();
