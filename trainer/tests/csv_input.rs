@@ -79,6 +79,12 @@ fn excel_utf8_with_a_mark_utf16_tabs_semicolons_and_capitalized_headers() {
     let (d, r) = read(dir.path(), &ReadOptions::default());
     assert_eq!((r.malformed_count(), values(&d)), (0, vec![1.1]), "{:?}", r.findings);
     assert!(findings(&r, "text_encoding").is_empty(), "UTF-8 is not remarked on");
+    // Excel's trailing empty header cells (a sheet whose used range is wider than its table) repeat
+    // the empty name: no role's column, not a duplicate (the file was refused)
+    let rows = "Subject_ID,Time,Code,Value,Unit,,\r\n1,2024-01-05,creatinine,1.1,mg/dL,,\r\n";
+    std::fs::write(dir.path().join("a.csv"), rows).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!((r.malformed_count(), values(&d)), (0, vec![1.1]), "{:?}", r.findings);
 
     // Excel's "Unicode text": UTF-16 LE with a mark, tab-separated
     std::fs::remove_file(dir.path().join("a.csv")).unwrap();

@@ -216,6 +216,20 @@ fn data_check_passed_an_unknown_split_that_prepare_refused() {
 }
 
 #[test]
+fn a_subject_listed_in_two_splits_moved_silently_to_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    two_subjects(dir.path(), "data/0.parquet");
+    // subject 1 twice with one split (a duplicate row: fine), subject 2 in train and held_out
+    splits(dir.path(), &[(1, "train"), (2, "train"), (1, "train"), (2, "held_out")]);
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert!(r.blocking);
+    let f = found(&r, "conflicting_split").expect("reported");
+    assert_eq!((f.count, f.severity), (1, Severity::Error));
+    // the first row is kept (nothing trains on it: the finding blocks)
+    assert!(d.splits.values().all(|s| s == "train"), "{:?}", d.splits);
+}
+
+#[test]
 fn an_integer_code_column_was_every_row_malformed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("metadata")).unwrap();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub(super) fn read_splits(path: &Path, sink: &mut Sink, by_rows: bool) -> Result<()> {
     use data::check::Severity;
     let rows = if by_rows { read_split_rows(path)? } else { split_rows(path)? };
-    let (mut without_subject, mut unknown_split) = (0, 0);
+    let (mut without_subject, mut unknown_split, mut conflicting) = (0, 0, 0);
     for (i, (subject, split)) in rows.into_iter().enumerate() {
         match (subject, split) {
             (Some(s), Some(sp)) => match sink.data.subjects.get(&s) {
@@ -23,7 +23,15 @@ pub(super) fn read_splits(path: &Path, sink: &mut Sink, by_rows: bool) -> Result
                     if data::split::Split::parse(&sp).is_none() {
                         unknown_split += 1;
                     }
-                    sink.data.splits.insert(id, sp);
+                    // listed twice with two splits: the last row won, and a subject moved between
+                    // train and held_out unnoticed
+                    match sink.data.splits.get(&id) {
+                        Some(earlier) if *earlier != sp => conflicting += 1,
+                        Some(_) => {}
+                        None => {
+                            sink.data.splits.insert(id, sp);
+                        }
+                    }
                 }
                 None => without_subject += 1,
             },
@@ -42,6 +50,16 @@ pub(super) fn read_splits(path: &Path, sink: &mut Sink, by_rows: bool) -> Result
             "subject_splits.split",
             Some("subjects whose split is not train, tuning or held_out; the values are not printed"),
             unknown_split,
+        );
+    }
+    if conflicting > 0 {
+        sink.report.finding(
+            Severity::Error,
+            "conflicting_split",
+            "meds",
+            "subject_splits.split",
+            Some("rows that list a subject again with another split (a subject must be in one split only); the subjects are not printed"),
+            conflicting,
         );
     }
     if without_subject > 0 {
