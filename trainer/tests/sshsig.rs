@@ -308,3 +308,22 @@ fn we_load_and_verify_a_key_made_by_ssh_keygen() {
     let (ok, text) = ssh_keygen_verify(&keygen, dir.path(), &public, MESSAGE, &sig_path);
     assert!(ok && text.contains("Good"), "{text}");
 }
+
+#[test]
+fn a_file_that_is_no_key_is_not_quoted() {
+    // a patient's line given as the public key (verify --key Patient.ndjson): its first word was printed
+    // as the "key type"
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = fresh_key(dir.path(), "node.key");
+    let signature = key.sign(MESSAGE, NAMESPACE);
+    for public in [
+        r#"{"resourceType":"Patient","id":"PTCANARY7731","gender":"female"} x"#,
+        "ssh-ed25519 PTCANARY7731!!",
+        "CANARYNAME-Taro AAAA",
+    ] {
+        let e = verify(public, MESSAGE, &signature, NAMESPACE).unwrap_err().to_string();
+        assert!(!e.contains("CANARY"), "{e}");
+    }
+    let e = verify("ssh-rsa AAAAB3NzaC1yc2E", MESSAGE, &signature, NAMESPACE).unwrap_err().to_string();
+    assert!(e.contains("\"ssh-rsa\""), "a real key type is named: {e}");
+}

@@ -304,11 +304,21 @@ fn public_blob(key: &VerifyingKey) -> Vec<u8> {
     blob
 }
 
+/// A key type as an error may show it: the name of an SSH key type, else words (a file that is no key
+/// (a patient export given to --key) must not have its first word printed).
+fn shown_key_type(t: &[u8]) -> String {
+    const KNOWN: [&str; 6] = ["ssh-rsa", "ssh-dss", "ecdsa-sha2-", "sk-ssh-ed25519@", "sk-ecdsa-sha2-", "ssh-ed448"];
+    match std::str::from_utf8(t) {
+        Ok(name) if name.len() <= 64 && KNOWN.iter().any(|k| name.starts_with(k)) => format!("{name:?}"),
+        _ => "that is not an SSH key type (not an OpenSSH public key; its text is not printed)".into(),
+    }
+}
+
 fn parse_public_blob(blob: &[u8]) -> Result<VerifyingKey, String> {
     let mut r = Reader::new(blob);
     let key_type = r.string("key type")?;
     if key_type != KEY_TYPE.as_bytes() {
-        return Err(format!("key type {:?}, only {KEY_TYPE} is supported", String::from_utf8_lossy(key_type)));
+        return Err(format!("key type {}, only {KEY_TYPE} is supported", shown_key_type(key_type)));
     }
     let raw = r.string("ed25519 public key")?;
     r.finish("public key")?;
@@ -323,9 +333,14 @@ fn parse_public_line(line: &str) -> Result<VerifyingKey, SigError> {
         return Err(SigError::PublicKey("expected \"ssh-ed25519 BASE64 [comment]\"".into()));
     };
     if key_type != KEY_TYPE {
-        return Err(SigError::PublicKey(format!("key type {key_type:?}, only {KEY_TYPE} is supported")));
+        return Err(SigError::PublicKey(format!(
+            "key type {}, only {KEY_TYPE} is supported",
+            shown_key_type(key_type.as_bytes())
+        )));
     }
-    let blob = STANDARD.decode(encoded).map_err(|e| SigError::PublicKey(format!("base64: {e}")))?;
+    let blob = STANDARD
+        .decode(encoded)
+        .map_err(|_| SigError::PublicKey("the key after ssh-ed25519 is not valid base64".into()))?;
     parse_public_blob(&blob).map_err(SigError::PublicKey)
 }
 
@@ -357,7 +372,7 @@ fn parse_private(blob: &[u8]) -> Result<SigningKey, String> {
     }
     let key_type = p.string("key type")?;
     if key_type != KEY_TYPE.as_bytes() {
-        return Err(format!("key type {:?}, only {KEY_TYPE} is supported", String::from_utf8_lossy(key_type)));
+        return Err(format!("key type {}, only {KEY_TYPE} is supported", shown_key_type(key_type)));
     }
     let public_again = p.string("public key")?;
     let secret = p.string("secret key")?;
