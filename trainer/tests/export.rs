@@ -64,6 +64,28 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
     let weights = medtrain::tensors::TensorFile::read(&rel.join("model.safetensors")).unwrap();
     assert_eq!(weights.tensors["lab.gru.weight_ih_l0"].shape, vec![3 * 32, 3 * 13]);
     assert!(!weights.tensors.keys().any(|k| k.contains(".m") || k.contains(".v")));
+    // --out that cannot take the release by a rename (".", a link) or inside the run: refused before
+    // anything is written, and no signed release left in a staging directory
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::os::unix::fs::symlink(&empty, tmp.path().join("link")).unwrap();
+    for (out, said) in [
+        (empty.join("."), "name a new directory"),
+        (tmp.path().join("link"), "symbolic link"),
+        (run.join("release"), "inside the run directory"),
+        (run.join("checkpoint/release"), "inside the run directory"),
+    ] {
+        let e = export(tmp.path(), &run, &out, &key);
+        assert!(!e.status.success() && err(&e).contains(said), "{}: {}", out.display(), err(&e));
+    }
+    for dir in [tmp.path(), &empty, &run] {
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("partial"))
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?}", dir.display());
+    }
     let v = verify(&rel);
     assert!(v.status.success(), "{}", err(&v));
     // it says which key it trusted: the release's own, which proves it whole, not who made it

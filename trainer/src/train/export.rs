@@ -254,11 +254,39 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
         )));
     }
 
-    // the release, written beside and renamed into place
+    // the release, written beside and renamed into place: into a directory named by the path itself
+    // (`.` or a symbolic link failed at the rename and left a signed release in the staging directory)
+    // and outside the run (whose directory the seal covers)
+    let raw = out.as_os_str().as_encoded_bytes();
+    let dots = [b".".as_slice(), b".."].iter().any(|d| raw == *d || raw.ends_with(&[b"/", *d].concat()));
+    if out.file_name().is_none() || dots {
+        return Err(TrainError::Invalid(format!(
+            "--out {}: name a new directory (its last part a name)",
+            out.display()
+        )));
+    }
+    if out.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(TrainError::Invalid(format!(
+            "--out {}: is a symbolic link; give the path of a new directory",
+            out.display()
+        )));
+    }
+    if out.exists() && !out.is_dir() {
+        return Err(TrainError::Invalid(format!("--out {}: exists and is not a directory", out.display())));
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let (Ok(run), Ok(at)) = (run_dir.canonicalize(), parent.canonicalize()) {
+        if at.starts_with(&run) {
+            return Err(TrainError::Invalid(format!(
+                "--out {}: inside the run directory {}; choose a directory outside it",
+                out.display(),
+                run_dir.display()
+            )));
+        }
+    }
     if out.exists() && std::fs::read_dir(out).map_err(|e| io(out, e))?.next().is_some() {
         return Err(TrainError::Invalid(format!("{}: exists and is not empty; choose a new --out", out.display())));
     }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     let name = out.file_name().map_or("release".into(), |n| n.to_string_lossy().into_owned());
     // an export killed before its rename left its staging directory: gone now
@@ -269,11 +297,16 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     let result = write_release(run_dir, &stage, &key, &run, &snap, &metrics, &ck, max_attack_auc);
     match result {
         Ok(v) => {
-            if out.exists() {
-                std::fs::remove_dir(out).map_err(|e| io(out, e))?;
+            let placed = match out.exists() {
+                true => std::fs::remove_dir(out).map_err(|e| io(out, e)),
+                false => Ok(()),
             }
-            std::fs::rename(&stage, out).map_err(|e| io(out, e))?;
-            Ok(v)
+            .and_then(|()| std::fs::rename(&stage, out).map_err(|e| io(out, e)));
+            if placed.is_err() {
+                // no signed release stays behind where it was staged
+                let _ = std::fs::remove_dir_all(&stage);
+            }
+            placed.map(|()| v)
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&stage);
