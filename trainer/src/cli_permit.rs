@@ -114,8 +114,10 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                 };
                 let st = ledger.settle(&id, &spent)?;
                 println!(
-                    "{}: no checkpoint: settled at {what}, epsilon {:.4}{}",
+                    "{}: no checkpoint: settled at {what}, epsilon {:.4} (the project's settled runs on this \
+                     dataset: epsilon {:.4}){}",
                     run.display(),
+                    st.run_epsilon,
                     st.settled_epsilon,
                     if st.over_budget { ", OVER the budget" } else { "" }
                 );
@@ -142,9 +144,10 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
             }
             let st = ledger.settle(&id, &phases)?;
             println!(
-                "{}: settled at epsilon {:.4} ({} steps{}){}",
+                "{}: settled at epsilon {:.4} ({} steps{}; the project's settled runs on this dataset: epsilon \
+                 {:.4}){}",
                 run.display(),
-                st.settled_epsilon,
+                st.run_epsilon,
                 ck.step,
                 if after > 0 {
                     format!(
@@ -154,6 +157,7 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                 } else {
                     String::new()
                 },
+                st.settled_epsilon,
                 if st.over_budget { ", OVER the budget" } else { "" }
             );
         }

@@ -38,6 +38,11 @@ fn runs_are_admitted_until_the_budget_is_used_and_refusals_say_what_is_left() {
     let b = ledger.balance("proj", "data").unwrap();
     assert_eq!((b.settled_runs, b.reserved_runs), (1, 2));
     assert!(b.committed_epsilon <= b.budget_epsilon && b.settled_epsilon < b.committed_epsilon);
+    // a second settled run: its own epsilon, and the project's of both (permit settle printed the
+    // project's as the run's)
+    let s2 = ledger.settle("r3", &[Phase::new(1.0, 0.01, 500).unwrap()]).unwrap();
+    assert!((s.run_epsilon - s.settled_epsilon).abs() < 1e-12, "the first run is all that is settled");
+    assert!(s2.run_epsilon > s.run_epsilon && s2.settled_epsilon > s2.run_epsilon, "{s2:?} {s:?}");
     // another dataset of the same project has its own budget
     assert!(matches!(ledger.reserve("r4", "proj", "other", &[phase()], 0.0), Err(LedgerError::NoBudget { .. })));
 }

@@ -71,7 +71,10 @@ pub struct Balance {
 /// What settling a run recorded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settlement {
+    /// epsilon of the (project, dataset)'s settled runs, this one with them
     pub settled_epsilon: f64,
+    /// epsilon of what this run spent alone
+    pub run_epsilon: f64,
     /// true when the run spent more than its reservation allowed and the composition is over budget
     pub over_budget: bool,
 }
@@ -367,6 +370,7 @@ impl Ledger {
         let committed: Vec<Phase> = l.settled.into_iter().chain(l.reserved).collect();
         Ok(Settlement {
             settled_epsilon,
+            run_epsilon: composed_epsilon(kind, spent, l.delta, l.delta_added),
             over_budget: composed_epsilon(kind, &committed, l.delta, l.delta_added) > l.budget,
         })
     }
