@@ -633,6 +633,20 @@ pub fn install_panic_hook() {
     let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     let command = command_label(&args);
     std::panic::set_hook(Box::new(move |info| {
+        // println! panics when stdout is gone: `| head` closed the pipe (leave quietly, as a tool killed
+        // by SIGPIPE: 141), or a full disk (say so); the payload is std's own message, no data
+        let payload = info.payload();
+        let msg =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        if let Some(stream) = msg.and_then(|m| m.strip_prefix("failed printing to ")) {
+            if stream.contains("Broken pipe") {
+                std::process::exit(141);
+            }
+            let what = stream.split_once(": ").map_or("", |(_, e)| e);
+            let which = if stream.starts_with("stdout") { "standard output" } else { "standard error" };
+            eprintln!("error: {command}: cannot write to {which}: {what}");
+            std::process::exit(1);
+        }
         // a panic of the parquet crate on a corrupt file is caught and reported as an error on the file
         if !crate::data::meds::in_parquet_reader() {
             eprintln!("{}", panic_text(&command, info.location()));
@@ -648,7 +662,8 @@ fn test_panic() {
     }
 }
 
-/// Exit codes: 0 success, 1 failure, 2 bad arguments (clap's own convention), 101 a bug (a panic).
+/// Exit codes: 0 success, 1 failure, 2 bad arguments (clap's own convention), 101 a bug (a panic), 141
+/// standard output closed by its reader (as SIGPIPE would end a tool: `medtrain budget show | head -1`).
 pub fn main() -> ExitCode {
     install_panic_hook();
     #[cfg(debug_assertions)]

@@ -133,3 +133,26 @@ fn noise_calibration_stays_on_pld_when_one_probe_does_not_fit_its_grid() {
     assert_eq!(v["accountant"], "pld", "{out}");
     assert!(v["epsilon"].as_f64().unwrap() <= 1.0, "{out}");
 }
+
+#[test]
+fn a_closed_or_full_standard_output_is_no_panic() {
+    let args = ["privacy", "epsilon", "--noise", "1.1", "--sample-rate", "0.004", "--steps", "100", "--delta", "1e-5"];
+    // a full disk: said, exit 1
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_medtrain")).args(args).stdout(full).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to standard output") && !err.contains("internal error"), "{err}");
+    // a reader that closed the pipe (`| head -0`): quiet, 141 as SIGPIPE would give (0 when the
+    // output fit in the pipe before it closed)
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medtrain"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(matches!(o.status.code(), Some(0 | 141)) && err.is_empty(), "{:?} {err}", o.status);
+}
