@@ -721,6 +721,18 @@ fn the_run_directory_is_locked_and_its_checkpoint_is_the_one_the_run_wrote() {
     refused(&train(&fewer, &run, &["--resume"]), "already ran 12 steps");
     assert_eq!(std::fs::read(run.join("config.given.toml")).unwrap(), given);
     assert_eq!(std::fs::read(run.join("config.resolved.toml")).unwrap(), resolved);
+    // a resume under another learning rate, seed or model (found by a tester: the finished run's record
+    // was rewritten, or its settled epsilon reopened when the model's restore then failed): refused,
+    // naming the keys, before anything is written; another thread count is how it runs, not what
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let other = tmp.path().join("other-lr.toml");
+    std::fs::write(&other, text.replace("lr = 3e-3", "lr = 5.0").replace("seed = 1", "seed = 9")).unwrap();
+    refused(&train(&other, &run, &["--resume"]), "config keys optim.lr, train.seed changed");
+    let wider = tmp.path().join("wider.toml");
+    std::fs::write(&wider, text.replace("hidden = [32]", "hidden = [4]")).unwrap();
+    refused(&train(&wider, &run, &["--resume"]), "config key model.fusion.hidden changed");
+    assert_eq!(std::fs::read(run.join("config.given.toml")).unwrap(), given);
+    assert_eq!(std::fs::read(run.join("config.resolved.toml")).unwrap(), resolved);
     // the export gate finds the run as it was sealed (it refuses it for its tokenizer, fitted without DP)
     let e = node(tmp.path()).arg("export").arg(&run).arg("--out").arg(tmp.path().join("rel")).output().unwrap();
     let err = String::from_utf8_lossy(&e.stderr);

@@ -610,6 +610,40 @@ impl Progress {
     }
 }
 
+/// The keys a resumed run may change: a new phase's (noise, sampling, clip norm, steps) and how it runs
+/// (threads, checkpoints, evaluation, the device); `[data]` is checked against the prepared data.
+const RESUME_MAY_CHANGE: [&str; 13] = [
+    "privacy.noise_multiplier",
+    "privacy.target_epsilon",
+    "privacy.clip_norm",
+    "privacy.sample_rate",
+    "privacy.expected_batch_subjects",
+    "train.steps",
+    "train.epochs",
+    "train.threads",
+    "train.checkpoint_every",
+    "train.eval_every",
+    "train.eval_batch",
+    "train.backend",
+    "train.tf32",
+];
+
+/// The keys (dotted) whose values differ between two configs, outside `[data]` and
+/// [`RESUME_MAY_CHANGE`]; a key set in one only counts as changed. Names only: values are not kept.
+fn changed_keys(old: &toml::Table, new: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for key in old.keys().chain(new.keys().filter(|k| !old.contains_key(*k))) {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        if path == "data" || RESUME_MAY_CHANGE.contains(&path.as_str()) {
+            continue;
+        }
+        match (old.get(key), new.get(key)) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => changed_keys(a, b, &path, out),
+            (a, b) if a != b => out.push(path),
+            _ => {}
+        }
+    }
+}
+
 /// The resolved config: the given TOML with absolute paths, the defaults filled in and the plan.
 fn resolved_toml(given: &str, c: &TrainConfig, plan: &Plan) -> String {
     let mut v: toml::Table = toml::from_str(given).unwrap_or_default();
@@ -920,6 +954,30 @@ fn train_on<B: Backend + 'static>(
                 }
             ))
         })?;
+        // the steps taken ran under the config it has: another one (a model, learning rate or seed) would
+        // be recorded, sealed and released as the one these weights were trained with; refused before
+        // anything is written (a refused resume rewrote config.given.toml and reopened a settled run)
+        if opts.replay.is_none() {
+            let kept = run_dir.join("config.given.toml");
+            if let Ok(old) = std::fs::read_to_string(&kept) {
+                let (old, new) = (toml::from_str::<toml::Table>(&old), toml::from_str::<toml::Table>(&given));
+                if let (Ok(old), Ok(new)) = (old, new) {
+                    let mut changed = Vec::new();
+                    changed_keys(&old, &new, "", &mut changed);
+                    if !changed.is_empty() {
+                        return Err(TrainError::Invalid(format!(
+                            "--resume: config key{} {} changed since the run started ({}); a resumed run keeps its \
+                             config except a new phase's keys and how it runs ({}): restore {}, or start a new run",
+                            if changed.len() > 1 { "s" } else { "" },
+                            changed.join(", "),
+                            kept.display(),
+                            RESUME_MAY_CHANGE.join(", "),
+                            if changed.len() > 1 { "them" } else { "it" }
+                        )));
+                    }
+                }
+            }
+        }
         (Some(ck), Some(digest))
     } else {
         if ck_dir.exists() {
