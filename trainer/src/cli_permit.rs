@@ -174,7 +174,19 @@ pub fn budget(project: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
             continue;
         }
         for d in &p.datasets {
-            let b = ledger.balance(&p.project, d)?;
+            // a permit the ledger holds no budget for (issued already expired): listed as such, and
+            // the other permits still shown (it failed the whole listing)
+            let b = match ledger.balance(&p.project, d) {
+                Err(crate::privacy::ledger::LedgerError::NoBudget { .. }) => {
+                    rows.push(serde_json::json!({
+                        "permit": path, "project": p.project, "dataset": d, "budget": null, "delta": null,
+                        "delta_added": null, "spent": null, "reserved": null, "left": null,
+                        "expires": p.expires, "expired": p.expired(),
+                    }));
+                    continue;
+                }
+                b => b?,
+            };
             rows.push(serde_json::json!({
                 "permit": path, "project": p.project, "dataset": d, "budget": b.budget_epsilon, "delta": b.delta,
                 "delta_added": b.delta_added,
@@ -194,6 +206,16 @@ pub fn budget(project: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::Value::Array(rows));
     } else {
         for r in rows {
+            if r["budget"].is_null() {
+                println!(
+                    "{}  {}  no budget in the ledger ({}, expires {})",
+                    r["project"].as_str().unwrap_or(""),
+                    r["dataset"].as_str().unwrap_or(""),
+                    if r["expired"] == true { "expired" } else { "not recorded" },
+                    r["expires"].as_str().unwrap_or("")
+                );
+                continue;
+            }
             println!(
                 "{}  {}  budget {:.3}  spent {:.3}  reserved {:.3}  left {:.3}  (expires {})",
                 r["project"].as_str().unwrap_or(""),

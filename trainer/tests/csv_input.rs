@@ -679,6 +679,16 @@ fn wide_files_of_one_column_per_test() {
     let (d, r) = read(&dir.path().join("in"), &ReadOptions::default());
     assert!(r.blocking && d.events.iter().all(|e| e.value.is_nan()), "{:?}", r.findings);
     assert!(!r.render().contains("090-1234-5678"));
+    // a column of notes beside the tests, or beside a value column without a code (found by a tester:
+    // read as a file of notes, every result dropped at info level): refused, saying what to do
+    for header in [
+        "subject_id,time,Creatinine,CRP,text\n1,2024-01-05,1.1,0.3,fine\n",
+        "subject_id,time,value,unit,text\n1,2024-01-05,1.1,mg/dL,fine\n",
+    ] {
+        std::fs::write(dir.path().join("in/sheet.csv"), header).unwrap();
+        let e = data::read(&dir.path().join("in"), &ReadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("sheet.csv:1:") && e.contains("would be dropped") && e.contains("\"code\""), "{e}");
+    }
     // no column of a test: the error says what a file needs, printing no unknown name
     std::fs::write(dir.path().join("in/sheet.csv"), "subject_id,time,Tanaka,07012345678\n1,2024-01-05,1,2\n").unwrap();
     let e = data::read(&dir.path().join("in"), &ReadOptions::default()).unwrap_err().to_string();

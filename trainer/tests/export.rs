@@ -52,6 +52,13 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
     assert_eq!(release["privacy"]["unit"], "subject");
     assert!(release["data_fingerprint"].as_str().unwrap().starts_with("sha256:"));
     assert!(release["held_out"]["not_covered_by_dp"].is_string());
+    // the config as released: no path of the node (a directory may be named after a patient), no
+    // split key (with it the subjects' pseudonyms give who trained and who was held out)
+    let config = release["model"]["config_toml"].as_str().unwrap();
+    let tmp_name = tmp.path().file_name().unwrap().to_str().unwrap();
+    assert!(!config.contains(tmp_name) && config.contains("(withheld: a path on the node)"), "{config}");
+    let parsed: toml::Table = toml::from_str(config).unwrap();
+    assert!(parsed["model"].is_table() && parsed["privacy"].is_table(), "{config}");
     // the membership-inference check: under DP on this cohort both attacks are near chance
     let mi = &release["membership_inference"];
     for kind in ["loss_threshold", "calibrated"] {
@@ -348,6 +355,16 @@ fn permits_gate_training_and_export_and_the_ledger_counts_every_run() {
     assert!(!second.status.success() && err(&second).contains("over the budget"), "{}", err(&second));
     let rows = budget_rows();
     let spent = rows[0]["spent"].as_f64().unwrap();
+    // the permit issued expired has no budget in the ledger: listed as such beside the others (it
+    // failed the whole listing, found by a tester)
+    let o = on_fresh().args(["budget", "show", "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let old = all.as_array().unwrap().iter().find(|r| r["project"] == "old").expect("the expired permit listed");
+    assert!(old["budget"].is_null() && old["expired"] == true, "{all}");
+    assert!(all.as_array().unwrap().iter().any(|r| r["project"] == "p" && r["budget"].is_number()), "{all}");
+    let o = on_fresh().args(["budget", "show"]).output().unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("no budget in the ledger (expired"));
     assert!((spent - last_json(&first)["epsilon"].as_f64().unwrap()).abs() < 0.05, "{rows}");
     assert_eq!(rows[0]["reserved"].as_f64().unwrap(), 0.0);
     // an interrupted run keeps its reservation; permit settle settles it from its checkpoint

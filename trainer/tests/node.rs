@@ -273,6 +273,14 @@ fn a_node_config_naming_devices_that_do_not_exist_is_refused_at_start() {
     std::fs::write(&cfg, "[node]\nsocket = \"s\"\nstate_dir = \"st\"\ncpu_slots = 0\n").unwrap();
     let o = bin().args(["node", "run", "--config"]).arg(&cfg).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("node.cpu_slots = 0"), "{o:?}");
+    // node.socket naming a file (found by a tester: it was deleted, its contents with it)
+    let file = tmp.path().join("notes.txt");
+    std::fs::write(&file, "kept").unwrap();
+    std::fs::write(&cfg, format!("[node]\nsocket = {:?}\nstate_dir = \"st\"\n", file.display().to_string())).unwrap();
+    let o = bin().args(["node", "run", "--config"]).arg(&cfg).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("node.socket") && e.contains("not a socket"), "{e}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "kept");
 }
 
 #[test]
@@ -659,4 +667,29 @@ fn a_device_hours_quota_of_nan_infinity_or_below_zero_is_refused_not_stored_as_u
     let v = n.raw(b"{\"version\": 1, \"op\": \"quota_set\", \"project\": \"alpha\", \"class\": \"cpu\", \"devices\": 1, \"device_hours\": 7}\n");
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(hours_of_alpha(&n), 7.0);
+}
+
+/// Found by a tester: the client read an endless answer line without a bound (250 MB at 20 s) and
+/// waited for ever on a socket that never answered.
+#[test]
+fn the_client_bounds_an_answer_line() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("fake.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = [0u8; 256];
+        let _ = s.read(&mut req);
+        let block = vec![b'a'; 1 << 20];
+        for _ in 0..80 {
+            if s.write_all(&block).is_err() {
+                break;
+            }
+        }
+    });
+    let o = bin().args(["queue", "list", "--socket"]).arg(&path).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("longer than 64 MiB"), "{e}");
+    server.join().unwrap();
 }

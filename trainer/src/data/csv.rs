@@ -258,6 +258,34 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
     let labs_too = find("code", &["code"]).is_some()
         && (find("value", &["value", "numeric_value"]).is_some() || find("text_value", &["text_value"]).is_some());
     if find("text", &["text"]).is_some() && !labs_too {
+        // results beside the notes without a code column (a value column, or a column per test): read as
+        // notes, every result was dropped with a word at info level
+        let (subject, time) = (find("subject_id", &["subject_id"]), find("time", &["time", "charttime"]));
+        let roles: Vec<usize> =
+            Columns::ROLES.iter().filter_map(|r| find(r, &[r])).chain(subject).chain(time).collect();
+        let tests = table
+            .raw_header
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !roles.contains(i))
+            .filter(|(i, h)| wide_column(*i, h, opts.code_map.as_deref()).is_some())
+            .count();
+        let results = match (find("value", &["value", "numeric_value"]), tests) {
+            (Some(v), _) => Some(format!("a results column ({})", shown(&header[v]))),
+            (None, 0) => None,
+            (None, n) => Some(format!("{n} column{} of tests by name", if n > 1 { "s" } else { "" })),
+        };
+        if let Some(results) = results {
+            return Err(DataError::Line {
+                path: path.into(),
+                line: table.header_line,
+                msg: format!(
+                    "the header has a \"text\" column (notes) and {results}, but no \"code\" column: as a file of \
+                     notes its results would be dropped. Put the notes in a file of their own (subject_id, time, \
+                     text), or give the results a \"code\" and a \"value\" column (a file of labs and notes)"
+                ),
+            });
+        }
         return Ok(Layout::Notes {
             subject: need("subject_id", &["subject_id"])?,
             time: need("time", &["time", "charttime"])?,

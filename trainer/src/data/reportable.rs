@@ -120,9 +120,13 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
     // the string the error is about, taken out of the message whole first: a value holding a quote or
     // a backtick would end the fragment `redact_quoted` finds early and show the rest
     let mut msg = e.message().to_owned();
+    // (only where the message quotes it: replacing every occurrence of a short value's text took the
+    // letters out of the message's own words, `schedule = "n"` gave `u(..)k(..)ow..`)
     if let Some(value) = e.span().and_then(|span| text.get(span)).and_then(string_literal) {
-        if !value.is_empty() {
-            msg = msg.replace(&format!("{value:?}"), "\u{1}").replace(&value, "\u{1}");
+        if !value.is_empty() && !quoted(&value).starts_with('"') {
+            for form in [format!("{value:?}"), format!("\"{value}\""), format!("`{value}`")] {
+                msg = msg.replace(&form, "\u{1}");
+            }
         }
     }
     format!("{}{}", at.unwrap_or_default(), redact_quoted(&msg).replace('\u{1}', "(a value that is not printed)"))
@@ -255,6 +259,31 @@ mod tests {
         let odd = "[\"Yamada Taro\"]\na = 1\n[\"Yamada Taro\"]\na = 1\n";
         let e = toml::from_str::<toml::Table>(odd).unwrap_err();
         assert!(!toml_error(odd, &e).contains("Yamada"), "{}", toml_error(odd, &e));
+    }
+
+    #[test]
+    fn a_hidden_value_is_taken_out_where_quoted_not_from_the_messages_words() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        #[allow(dead_code)]
+        enum Schedule {
+            Constant,
+            Cosine,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Optim {
+            schedule: Schedule,
+        }
+        // "n" is a plain name: shown; "N" is not: hidden where quoted, the message's n's kept
+        for (value, shown) in [("n", true), ("N", false), ("Taro n", false)] {
+            let text = format!("schedule = {value:?}\n");
+            let e = toml::from_str::<Optim>(&text).unwrap_err();
+            let msg = toml_error(&text, &e);
+            assert!(msg.contains("unknown variant") && msg.contains("`constant`"), "{msg}");
+            assert_eq!(msg.contains("(a value that is not printed)"), !shown, "{msg}");
+            assert!(!msg.contains("Taro"), "{msg}");
+        }
     }
 
     #[test]

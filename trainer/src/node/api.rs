@@ -191,6 +191,8 @@ fn logs(
             Err(e) => return writeln!(out, "{e}"),
         }
     };
+    // a quiet job's follower still hears from the daemon (its client stops waiting after READ_TIMEOUT)
+    let mut sent = std::time::Instant::now();
     loop {
         let ended = {
             let g = d.lock().unwrap_or_else(|e| e.into_inner());
@@ -211,7 +213,8 @@ fn logs(
         offset += buf.len() as u64;
         let more = buf.len() == 256 << 10;
         let done = !follow || (ended && !more && buf.is_empty());
-        if !buf.is_empty() || done {
+        if !buf.is_empty() || done || sent.elapsed() >= super::client::HEARTBEAT {
+            sent = std::time::Instant::now();
             let chunk = String::from_utf8_lossy(&buf);
             writeln!(
                 out,

@@ -1,7 +1,7 @@
 //! The client side of the socket API: find the socket, send one request, read the answer.
 
 use super::proto::VERSION;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,16 @@ pub enum ClientError {
 }
 
 pub const DEFAULT_SOCKET: &str = "/run/medtrain/node.sock";
+
+/// How long the client waits for an answer line.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How often a followed log (`queue logs --follow`) sends a line while the job is quiet.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The longest answer line the client reads (the largest the daemon sends is a log chunk of 256 KiB
+/// escaped, or a long audit trail).
+const MAX_ANSWER: u64 = 64 << 20;
 
 /// `--socket`, else `$MEDTRAIN_SOCKET`, else the default.
 pub fn socket_path(flag: Option<&Path>) -> PathBuf {
@@ -34,6 +44,10 @@ pub struct Client {
 impl Client {
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
         let s = UnixStream::connect(path)
+            .map_err(|source| ClientError::Connect { path: path.display().to_string(), source })?;
+        // a daemon that never answers (or a socket something else listens on) ends the wait: the daemon
+        // answers at once, and a followed log sends an empty chunk at least every HEARTBEAT
+        s.set_read_timeout(Some(READ_TIMEOUT))
             .map_err(|source| ClientError::Connect { path: path.display().to_string(), source })?;
         let writer =
             s.try_clone().map_err(|source| ClientError::Connect { path: path.display().to_string(), source })?;
@@ -53,13 +67,21 @@ impl Client {
 
     /// The next answer line; an error answer becomes [`ClientError::Refused`].
     pub fn read(&mut self) -> Result<serde_json::Value, ClientError> {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).map_err(|e| self.proto(e))?;
+        let mut line = Vec::new();
+        let n = (&mut self.reader).take(MAX_ANSWER + 1).read_until(b'\n', &mut line).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                self.proto(format!("no answer within {} s", READ_TIMEOUT.as_secs()))
+            }
+            _ => self.proto(e),
+        })?;
         if n == 0 {
             return Err(self.proto("closed the connection without an answer"));
         }
+        if n as u64 > MAX_ANSWER {
+            return Err(self.proto(format!("answered with a line longer than {} MiB", MAX_ANSWER >> 20)));
+        }
         let v: serde_json::Value =
-            serde_json::from_str(&line).map_err(|_| self.proto("answered with something that is not JSON"))?;
+            serde_json::from_slice(&line).map_err(|_| self.proto("answered with something that is not JSON"))?;
         if v["ok"] == true {
             Ok(v)
         } else {

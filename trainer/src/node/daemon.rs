@@ -222,7 +222,16 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
 }
 
 fn bind(path: &Path) -> Result<UnixListener, NodeError> {
-    if path.exists() {
+    if let Ok(meta) = path.symlink_metadata() {
+        use std::os::unix::fs::FileTypeExt;
+        // only a socket a stopped daemon left is removed: a file named by node.socket by mistake was
+        // deleted with its contents
+        if !meta.file_type().is_socket() {
+            return Err(NodeError::Invalid(format!(
+                "config key node.socket: {} exists and is not a socket; name a path where the daemon may create one",
+                path.display()
+            )));
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(NodeError::Invalid(format!("{}: a daemon already answers on this socket", path.display())));
         }

@@ -6,7 +6,8 @@
 //! unfinished run, a tokenizer fitted on private notes without DP, a run directory changed after the run
 //! (its sealed record), a directory that is not a run. It writes:
 //! - `model.safetensors`: the trained weights only (Hugging Face / PyTorch names; no optimizer state);
-//! - `release.json`: what using and auditing the model needs (config, architecture, tokenizer and its
+//! - `release.json`: what using and auditing the model needs (config, its paths on the node and its
+//!   split key withheld; architecture, tokenizer and its
 //!   provenance, the guarantee with its accountant and parameters, data fingerprint, code version, the
 //!   base model's hashes, the held-out metrics with counts under 10 suppressed) and the SHA-256 of
 //!   every other file of the release;
@@ -323,6 +324,31 @@ fn used_json(run_dir: &Path, snap: &seal::Snapshot, rel: &str) -> Result<Value, 
     parse_json(&path, bytes)
 }
 
+/// The keys of a config whose string values are paths on the node: a directory or file name may be a
+/// patient's name or number (`/data/Yamada_Taro_0901234567/`), and says nothing a user of the model needs.
+const PATH_KEYS: [&str; 5] = ["input", "code_map", "file", "tokenizer", "path"];
+
+/// The resolved config as the release states it: every path withheld, and the split key (with it and
+/// the subjects' pseudonyms anyone could recompute who trained and who was held out) withheld.
+fn released_config(resolved: &str) -> Result<String, String> {
+    fn withhold(table: &mut toml::Table, at: &str) {
+        for (key, value) in table.iter_mut() {
+            let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+            match value {
+                toml::Value::Table(t) => withhold(t, &path),
+                toml::Value::String(s) if path == "data.split.key" => *s = "(withheld: the split key)".into(),
+                toml::Value::String(s) if PATH_KEYS.contains(&key.as_str()) => {
+                    *s = "(withheld: a path on the node)".into()
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut table: toml::Table = toml::from_str(resolved).map_err(|e| e.message().to_string())?;
+    withhold(&mut table, "");
+    toml::to_string(&table).map_err(|e| e.to_string())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_release(
     run_dir: &Path,
@@ -366,6 +392,12 @@ fn write_release(
         None => json!({"trained_in_node": false}),
     };
     let public = key.public_openssh();
+    let resolved = released_config(resolved).map_err(|e| {
+        TrainError::Invalid(format!(
+            "{}: not a TOML config ({e}); the run's record is damaged",
+            resolved_path.display()
+        ))
+    })?;
     let release = json!({
         "format": "medtrain-release/1",
         "files": files,
