@@ -220,7 +220,7 @@ fn layout(path: &Path, table: &Table, opts: &ReadOptions) -> Result<Layout> {
     // trailing empty header cells) are no role's and may repeat
     let mut first = std::collections::HashMap::with_capacity(header.len());
     for (i, h) in header.iter().enumerate().filter(|(_, h)| !h.is_empty()) {
-        if let Some(earlier) = first.insert(&h[..], i) {
+        if let Some(earlier) = first.insert(h, i) {
             return Err(DataError::Line {
                 path: path.into(),
                 line: table.header_line,
