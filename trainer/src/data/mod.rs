@@ -925,13 +925,23 @@ mod tests {
         assert_eq!(shown("data/train/0.parquet"), "data/train/0.parquet: bad");
         assert_eq!(shown("labs.csv"), "labs.csv: bad");
         assert_eq!(shown("/labs.csv"), "/labs.csv: bad");
-        for named in ["/in/Smith_John.csv", "/in/patient_12345678.parquet", "/in/山田太郎.csv"] {
+        for named in [
+            "/in/Smith_John.csv",
+            "/in/patient_12345678.parquet",
+            "/in/山田太郎.csv",
+            "/in/PT7731_notes.csv",
+            "/in/A12345.csv",
+        ] {
             let s = shown(named);
             assert_eq!(s, "/in/(a name that is not printed): bad", "{named}");
         }
         let line = DataError::Line { path: "/in/Tanaka_Hanako.csv".into(), line: 3, msg: "bad".into() };
         assert_eq!(line.to_string(), "/in/(a name that is not printed):3: bad");
         assert_eq!(shown("/in/Smith_John.ndjson.gz"), "/in/(a name that is not printed): bad");
+        // an export's own numbered names are shown
+        for plain in ["/in/part0001.csv", "/in/labs2024.csv", "/in/Observation.000.ndjson", "/in/0001.parquet"] {
+            assert_eq!(shown(plain), format!("{plain}: bad"));
+        }
         // the user's own configs and output directories are named as they are
         assert_eq!(shown("/cfg/Run_Config.toml"), "/cfg/Run_Config.toml: bad");
         assert_eq!(shown("/out/prepared_20261201"), "/out/prepared_20261201: bad");

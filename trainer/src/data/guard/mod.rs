@@ -116,6 +116,7 @@ pub fn shown_path(rel: &str) -> String {
                 && c.bytes().all(|b| b.is_ascii_graphic())
                 && c.bytes().filter(u8::is_ascii_digit).count() <= 6
                 && !person_like(c)
+                && !id_like(c)
                 && scan(c).is_empty();
             if plain {
                 c.to_owned()
@@ -125,6 +126,20 @@ pub fn shown_path(rel: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// Whether a file name holds a word of letters and three or more digits that is not an export's own
+/// (`part0001`, `labs2024`, `v2`): a patient number's form (`PT7731_notes.csv`, `A12345.csv`).
+fn id_like(name: &str) -> bool {
+    const EXPORT_PREFIXES: &[&str] = &[
+        "batch", "chunk", "data", "export", "file", "lab", "labs", "meds", "note", "notes", "obs", "output", "page",
+        "part", "r", "sample", "shard", "split", "test", "train", "utf", "v", "vitals",
+    ];
+    name.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
+        let digits = w.bytes().filter(u8::is_ascii_digit).count();
+        let letters: String = w.chars().filter(char::is_ascii_alphabetic).collect::<String>().to_ascii_lowercase();
+        digits >= 3 && !letters.is_empty() && !EXPORT_PREFIXES.contains(&letters.as_str())
+    })
 }
 
 /// Whether a file name reads as a person's name: two or more capitalized words (`Smith_John.json`,
