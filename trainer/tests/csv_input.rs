@@ -79,6 +79,12 @@ fn excel_utf8_with_a_mark_utf16_tabs_semicolons_and_capitalized_headers() {
     let (d, r) = read(dir.path(), &ReadOptions::default());
     assert_eq!((r.malformed_count(), values(&d)), (0, vec![1.1]), "{:?}", r.findings);
     assert!(findings(&r, "text_encoding").is_empty(), "UTF-8 is not remarked on");
+    // an integer id pandas wrote as a float: the same subject as the id written plainly, and said
+    let rows = "subject_id,time,code,value,unit\n7731.0,2024-01-05,creatinine,1.1,mg/dL\n7731,2024-01-06,creatinine,1.2,mg/dL\n77.5,2024-01-06,creatinine,1.3,mg/dL\n";
+    std::fs::write(dir.path().join("a.csv"), rows).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!((d.subjects.len(), values(&d).len()), (2, 3), "{:?}", r.findings);
+    assert_eq!(findings(&r, "float_subject_id"), [("subject_id".to_owned(), 1)]);
     // Excel's trailing empty header cells (a sheet whose used range is wider than its table) repeat
     // the empty name: no role's column, not a duplicate (the file was refused)
     let rows = "Subject_ID,Time,Code,Value,Unit,,\r\n1,2024-01-05,creatinine,1.1,mg/dL,,\r\n";
