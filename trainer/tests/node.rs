@@ -693,3 +693,25 @@ fn the_client_bounds_an_answer_line() {
     assert!(!o.status.success() && e.contains("longer than 64 MiB"), "{e}");
     server.join().unwrap();
 }
+
+/// Found by a tester: a queued train job read its config when it started, so a researcher could swap
+/// it for a link to a file they cannot read and find its parse error in the job's log. The job
+/// trains its config only as submitted (the daemon passes its SHA-256), checked before it is parsed.
+#[test]
+fn a_train_job_refuses_a_config_changed_since_it_was_submitted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "[data]\ninput = \"secret-Yamada\"\n").unwrap();
+    let o = bin()
+        .arg("train")
+        .arg(&cfg)
+        .arg("--run-dir")
+        .arg(tmp.path().join("run"))
+        .env("MEDTRAIN_HOME", tmp.path().join("home"))
+        .env("MEDTRAIN_CONFIG_SHA256", "0".repeat(64))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("changed since the job was submitted") && !e.contains("Yamada"), "{e}");
+    assert!(!tmp.path().join("run").exists());
+}

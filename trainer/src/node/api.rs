@@ -286,10 +286,8 @@ impl Daemon {
                     return Err(proto::err("priority: expected -1000..=1000"));
                 }
                 let (kind, cmd) = match (&config, &image) {
-                    (Some(c), None) => {
-                        check_config(c, caller.uid)?;
-                        ("train", Vec::new())
-                    }
+                    // a train job keeps its config's digest where a container job keeps its command
+                    (Some(c), None) => ("train", vec![format!("sha256:{}", check_config(c, caller.uid)?)]),
                     (None, Some(i)) => {
                         check_image(i, &command)?;
                         ("container", command)
@@ -456,25 +454,69 @@ impl Daemon {
     }
 }
 
-fn check_config(path: &str, uid: u32) -> Result<(), serde_json::Value> {
+/// The groups of `uid` (its primary group and those the group database lists it in); none for a uid
+/// without a user.
+fn user_groups(uid: u32) -> Vec<u32> {
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 << 10];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: the buffers are ours and sized as passed; `found` points into `pw` when set
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return Vec::new();
+    }
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut n = groups.len() as libc::c_int;
+    // SAFETY: pw_name is the NUL-terminated name getpwuid_r wrote into `buf`; `groups` holds `n`
+    let rc = unsafe { libc::getgrouplist(pw.pw_name, pw.pw_gid, groups.as_mut_ptr(), &mut n) };
+    if rc < 0 {
+        return vec![pw.pw_gid];
+    }
+    groups.truncate(n.max(0) as usize);
+    groups
+}
+
+/// Whether `uid` (in `groups`) has the permission `bits` (4 read, 1 search) on a file of `m`.
+fn permitted(m: &std::fs::Metadata, uid: u32, groups: &[u32], bits: u32) -> bool {
     use std::os::unix::fs::MetadataExt;
+    let shift = match () {
+        _ if uid == 0 => return true,
+        _ if m.uid() == uid => 6,
+        _ if groups.contains(&m.gid()) => 3,
+        _ => 0,
+    };
+    (m.mode() >> shift) & bits == bits
+}
+
+/// Checks that the caller may read the config (every directory on its path searchable by them, the
+/// file readable: the daemon reads it with its own rights, and answered a config in a directory only
+/// root could enter with its parse error), then parses it; its SHA-256, which the job checks.
+fn check_config(path: &str, uid: u32) -> Result<String, serde_json::Value> {
     let p = Path::new(path);
     if !p.is_absolute() || path.len() > 4096 {
         return Err(proto::err("config: expected an absolute path (the client resolves it)"));
     }
+    let groups = user_groups(uid);
     // the path is not repeated: nothing from a request is (the client has it and says it)
+    let unreadable = || proto::err("config: you cannot read it (a directory on its path or the file itself)");
+    for dir in p.ancestors().skip(1) {
+        let m = std::fs::metadata(dir).map_err(|_| unreadable())?;
+        if !permitted(&m, uid, &groups, 1) {
+            return Err(unreadable());
+        }
+    }
     let m = std::fs::metadata(p).map_err(|err| proto::err(format!("config: cannot read it: {}", err.kind())))?;
     if !m.is_file() {
         return Err(proto::err("config: not a regular file"));
     }
-    if m.uid() != uid && m.mode() & 0o004 == 0 {
-        return Err(proto::err("config: neither yours nor readable by everyone"));
+    if !permitted(&m, uid, &groups, 4) {
+        return Err(unreadable());
     }
     if m.len() > 1 << 20 {
         return Err(proto::err("config: longer than 1 MiB"));
     }
-    crate::train::config::TrainConfig::load(p).map_err(proto::err)?;
-    Ok(())
+    let (_, text) = crate::train::config::TrainConfig::load(p).map_err(proto::err)?;
+    Ok(crate::train::seal::sha256_hex(text.as_bytes()))
 }
 
 fn check_image(image: &str, command: &[String]) -> Result<(), serde_json::Value> {
@@ -493,4 +535,40 @@ fn check_image(image: &str, command: &[String]) -> Result<(), serde_json::Value>
         return Err(proto::err("image: podman is not installed on this node, so container jobs cannot run"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Found by a tester: a config in a directory only root could enter was read for any researcher
+    /// (its parse error answered), as only the file's own mode was checked.
+    #[test]
+    fn a_config_its_caller_cannot_reach_is_refused_before_it_is_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = tmp.path().join("open");
+        let closed = tmp.path().join("closed");
+        for d in [&open, &closed] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("c.toml"), "[data\n").unwrap();
+            std::fs::set_permissions(d.join("c.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // a uid that owns none of it (tests run as root: the files are root's)
+        let stranger = 54_321;
+        let answer = |p: &Path| check_config(p.to_str().unwrap(), stranger).unwrap_err().to_string();
+        let e = answer(&closed.join("c.toml"));
+        assert!(e.contains("you cannot read it") && !e.contains("line"), "{e}");
+        // reachable: read, and its parse error answered
+        let e = answer(&open.join("c.toml"));
+        assert!(e.contains("line 1"), "{e}");
+        // a file only its owner (root) may read, in an open directory
+        std::fs::set_permissions(open.join("c.toml"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(answer(&open.join("c.toml")).contains("you cannot read it"));
+        // its owner reads everything
+        assert!(check_config(closed.join("c.toml").to_str().unwrap(), 0).unwrap_err().to_string().contains("line 1"));
+    }
 }

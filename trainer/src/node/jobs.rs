@@ -174,6 +174,10 @@ impl Daemon {
         }
         let argv: Vec<String> = if j.kind == "train" {
             env.push(("MEDTRAIN_HOME".into(), home.display().to_string()));
+            // the config trains only as it was submitted (a file swapped for a link since is refused)
+            if let Some(digest) = j.command.first().and_then(|c| c.strip_prefix("sha256:")) {
+                env.push((crate::train::config::SUBMITTED_SHA256.into(), digest.into()));
+            }
             // a train job is medtrain itself, and it books its privacy spend in the node's ledger
             std::fs::create_dir_all(&home).map_err(|e| NodeError::io(&home, e))?;
             writable.push(home.clone());

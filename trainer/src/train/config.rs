@@ -326,6 +326,9 @@ impl Default for TrainSection {
     }
 }
 
+/// The environment variable a node job's `train` gets: the SHA-256 of its config as submitted.
+pub const SUBMITTED_SHA256: &str = "MEDTRAIN_CONFIG_SHA256";
+
 /// A config error: the file, the key and what is wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {msg}")]
@@ -344,6 +347,15 @@ impl TrainConfig {
         let err = |msg: String| ConfigError { path: path.to_path_buf(), msg };
         let text =
             crate::read_text_bounded(path, crate::MAX_CONFIG_BYTES).map_err(|e| err(format!("cannot read: {e}")))?;
+        // a node job trains the config as it was submitted: one replaced since (by a link to a file its
+        // researcher could not read) is refused before it is parsed, so nothing of it is shown
+        if let Ok(want) = std::env::var(SUBMITTED_SHA256) {
+            if super::seal::sha256_hex(text.as_bytes()) != want {
+                return Err(err(
+                    "changed since the job was submitted (its SHA-256 differs): submit it again".to_string()
+                ));
+            }
+        }
         let mut c: TrainConfig = toml::from_str(&text)
             .map_err(|e| err(format!("config: {}", crate::data::reportable::toml_error(&text, &e))))?;
         let base = path.parent().unwrap_or(Path::new("."));

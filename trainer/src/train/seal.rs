@@ -50,6 +50,12 @@ pub fn sha256_file(path: &Path) -> Result<String, TrainError> {
     Ok(hex(&h.finalize()))
 }
 
+/// The SHA-256 of `bytes`, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
