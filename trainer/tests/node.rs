@@ -715,3 +715,50 @@ fn a_train_job_refuses_a_config_changed_since_it_was_submitted() {
     assert!(!o.status.success() && e.contains("changed since the job was submitted") && !e.contains("Yamada"), "{e}");
     assert!(!tmp.path().join("run").exists());
 }
+
+/// Found by a tester: four researchers holding 16 idle connections each filled the node's 64, and the
+/// operators' requests were refused for as long as they liked. Operators keep 8 of the 64.
+#[test]
+fn researchers_cannot_hold_the_connections_the_operators_need() {
+    if !root() {
+        eprintln!("skipped: needs root to connect as other uids");
+        return;
+    }
+    let extra = "[[user]]\nuid = 4444\nrole = \"researcher\"\nprojects = [\"alpha\"]\n\n\
+                 [[user]]\nuid = 4445\nrole = \"researcher\"\nprojects = [\"alpha\"]\n";
+    let n = Node::start(extra);
+    let holders: Vec<KillOnDrop> = [ALICE, BOB, 4444, 4445]
+        .into_iter()
+        .map(|uid| {
+            let mut c = Command::new("/usr/bin/python3")
+                .args([
+                    "-c",
+                    "import socket, sys, time\nk = []\nfor _ in range(16):\n    s = socket.socket(socket.AF_UNIX); \
+                     s.connect(sys.argv[1]); s.send(b'{'); k.append(s)\nprint('held', flush=True)\ntime.sleep(60)",
+                ])
+                .arg(n.socket())
+                .uid(uid)
+                .gid(uid)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(c.stdout.as_mut().unwrap()), &mut line).unwrap();
+            assert_eq!(line.trim(), "held");
+            KillOnDrop(c)
+        })
+        .collect();
+    // the accept loop has seen all 64 (some refused) once another researcher's connection is refused
+    let start = std::time::Instant::now();
+    loop {
+        let e = n.refused(Some(4444), &["queue", "list"]);
+        if e.contains("not operators") || start.elapsed() > std::time::Duration::from_secs(10) {
+            assert!(e.contains("56 for users who are not operators") || e.contains("16 for one user"), "{e}");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // the operator is still served
+    assert_eq!(n.raw(b"{\"version\": 1, \"op\": \"whoami\"}\n")["ok"], true);
+    drop(holders);
+}

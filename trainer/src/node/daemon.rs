@@ -34,6 +34,9 @@ const MAX_CONNECTIONS_PER_UID: usize = 16;
 /// Connections the uids without a role on the node hold at once, all together (each is refused at its
 /// first request; counted apart, four such users held every connection the node serves).
 const MAX_CONNECTIONS_NO_ROLE: usize = 4;
+/// Connections kept for the operators: everyone else together holds at most MAX_CONNECTIONS less
+/// these (four researchers with 16 idle connections each locked the operators out).
+const OPERATOR_RESERVE: usize = 8;
 
 pub struct Daemon {
     pub(super) cfg: NodeConfig,
@@ -150,6 +153,8 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
     let max_request = cfg.node.max_request_bytes;
     let deadline = Duration::from_secs(cfg.node.request_timeout_s);
     let with_role: std::collections::HashSet<u32> = cfg.users.iter().map(|u| u.uid).collect();
+    let operators: std::collections::HashSet<u32> =
+        cfg.users.iter().filter(|u| u.role == super::config::Role::Operator).map(|u| u.uid).collect();
     let d = Arc::new(Mutex::new(Daemon {
         cfg,
         inv,
@@ -176,6 +181,7 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         ticker.lock().unwrap_or_else(|e| e.into_inner()).tick();
     });
     let open = Arc::new(AtomicUsize::new(0));
+    let not_operators = Arc::new(AtomicUsize::new(0));
     // connections per uid with a role, and of all uids without one together (None): one local user
     // cannot hold the connections everyone else needs
     let per_uid: Arc<Mutex<HashMap<Option<u32>, usize>>> = Arc::default();
@@ -184,26 +190,42 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         let uid = super::api::peer_uid(&conn).filter(|u| with_role.contains(u));
         let cap = if uid.is_some() { MAX_CONNECTIONS_PER_UID } else { MAX_CONNECTIONS_NO_ROLE };
         let mine = per_uid.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).copied().unwrap_or(0);
-        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS || mine >= cap {
+        let operator = uid.is_some_and(|u| operators.contains(&u));
+        let others_full = !operator && not_operators.load(Ordering::SeqCst) >= MAX_CONNECTIONS - OPERATOR_RESERVE;
+        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS || mine >= cap || others_full {
             let _ = writeln!(
                 conn,
                 "{}",
                 proto::err(format!(
-                    "the node serves {MAX_CONNECTIONS} connections at once, {MAX_CONNECTIONS_PER_UID} for one user, \
-                     {MAX_CONNECTIONS_NO_ROLE} for all users without a role together; try again"
+                    "the node serves {MAX_CONNECTIONS} connections at once ({} for users who are not operators), \
+                     {MAX_CONNECTIONS_PER_UID} for one user, {MAX_CONNECTIONS_NO_ROLE} for all users without a role \
+                     together; try again",
+                    MAX_CONNECTIONS - OPERATOR_RESERVE
                 ))
             );
             continue;
         }
         open.fetch_add(1, Ordering::SeqCst);
+        let counted = (!operator).then(|| {
+            not_operators.fetch_add(1, Ordering::SeqCst);
+            Arc::clone(&not_operators)
+        });
         *per_uid.lock().unwrap_or_else(|e| e.into_inner()).entry(uid).or_default() += 1;
         let (d, open, per_uid) = (Arc::clone(&d), Arc::clone(&open), Arc::clone(&per_uid));
         std::thread::spawn(move || {
             // given back when the thread ends, a panic in a handler included
-            struct Slot(Arc<AtomicUsize>, Arc<Mutex<HashMap<Option<u32>, usize>>>, Option<u32>);
+            struct Slot(
+                Arc<AtomicUsize>,
+                Arc<Mutex<HashMap<Option<u32>, usize>>>,
+                Option<u32>,
+                Option<Arc<AtomicUsize>>,
+            );
             impl Drop for Slot {
                 fn drop(&mut self) {
                     self.0.fetch_sub(1, Ordering::SeqCst);
+                    if let Some(n) = &self.3 {
+                        n.fetch_sub(1, Ordering::SeqCst);
+                    }
                     let mut counts = self.1.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(n) = counts.get_mut(&self.2) {
                         *n -= 1;
@@ -213,7 +235,7 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
                     }
                 }
             }
-            let _slot = Slot(open, per_uid, uid);
+            let _slot = Slot(open, per_uid, uid, counted);
             serve(&d, conn, max_request, deadline);
         });
     }
