@@ -264,17 +264,32 @@ fn a_node_config_naming_devices_that_do_not_exist_is_refused_at_start() {
     let cfg = tmp.path().join("node.toml");
     std::fs::write(
         &cfg,
-        "[node]\nsocket = \"s\"\nstate_dir = \"st\"\n[[project]]\nname = \"a\"\nquota.tpu = { devices = 1 }\n",
+        "[node]\nsocket = \"sock/s\"\nstate_dir = \"st\"\n[[project]]\nname = \"a\"\nquota.tpu = { devices = 1 }\n",
     )
     .unwrap();
     let o = bin().args(["node", "run", "--config"]).arg(&cfg).output().unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("project[0].quota.tpu") && e.contains("it has: cpu"), "{e}");
-    std::fs::write(&cfg, "[node]\nsocket = \"s\"\nstate_dir = \"st\"\ncpu_slots = 0\n").unwrap();
+    std::fs::write(&cfg, "[node]\nsocket = \"sock/s\"\nstate_dir = \"st\"\ncpu_slots = 0\n").unwrap();
     let o = bin().args(["node", "run", "--config"]).arg(&cfg).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("node.cpu_slots = 0"), "{o:?}");
+    // found by a tester: the socket's directory holding the state (jobs, which cannot see it, all
+    // failed with "No such file or directory"), and a kind of NPU declared twice (one silently won)
+    for (cfg_text, want) in [
+        ("[node]\nsocket = \"x/s.sock\"\nstate_dir = \"x/st\"\n", "holds node.state_dir"),
+        (
+            "[node]\nsocket = \"sock/s\"\nstate_dir = \"st\"\n[[npu]]\nkind = \"ascend\"\ncount = 1\nmemory_gib = 64\n[[npu]]\nkind = \"ascend\"\ncount = 2\nmemory_gib = 32\n",
+            "npu[1].kind = \"ascend\": listed twice",
+        ),
+    ] {
+        std::fs::write(&cfg, cfg_text).unwrap();
+        let o = bin().args(["node", "run", "--config"]).arg(&cfg).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(want), "{e}");
+    }
     // node.socket naming a file (found by a tester: it was deleted, its contents with it)
-    let file = tmp.path().join("notes.txt");
+    std::fs::create_dir(tmp.path().join("sockdir")).unwrap();
+    let file = tmp.path().join("sockdir/notes.txt");
     std::fs::write(&file, "kept").unwrap();
     std::fs::write(&cfg, format!("[node]\nsocket = {:?}\nstate_dir = \"st\"\n", file.display().to_string())).unwrap();
     let o = bin().args(["node", "run", "--config"]).arg(&cfg).output().unwrap();

@@ -227,11 +227,31 @@ impl NodeConfig {
             if !valid_name(&d.kind) || d.kind == "cpu" || d.kind == "cuda" {
                 return Err(format!("npu[{i}].kind: expected a name other than cpu and cuda (a-z, 0-9, '-', '_')"));
             }
+            if self.npus[..i].iter().any(|o| o.kind == d.kind) {
+                return Err(format!("npu[{i}].kind = {:?}: listed twice (one [[npu]] per kind)", d.kind));
+            }
             if d.count == 0 || d.count > 1024 {
                 return Err(format!("npu[{i}].count = {}: expected 1..=1024", d.count));
             }
             if !(d.memory_gib >= 0.0 && d.memory_gib < 1e6) {
                 return Err(format!("npu[{i}].memory_gib: expected a size in GiB"));
+            }
+        }
+        // a job does not see the socket's directory (the sandbox hides it), so its state and home
+        // cannot be inside it: every job failed with "No such file or directory"
+        if let Some(dir) = self.node.socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+            let inside = |p: &Path| std::path::absolute(p).is_ok_and(|p| p.starts_with(&dir));
+            for (key, p) in
+                [("node.state_dir", Some(self.node.state_dir.clone())), ("node.home", self.node.home.clone())]
+            {
+                if p.as_deref().is_some_and(inside) {
+                    return Err(format!(
+                        "node.socket: its directory {} holds {key}, which jobs must reach while the socket's directory \
+                         is hidden from them: give the socket a directory of its own",
+                        dir.display()
+                    ));
+                }
             }
         }
         Ok(())
