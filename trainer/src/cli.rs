@@ -479,8 +479,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 // strings as they are (`pld`, not `"pld"`), numbers as JSON writes them
+                // (a release signed by its own key may say anything: no terminal control codes printed)
                 let field = |k: &str| match &privacy[k] {
-                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::String(s) => s.chars().map(|c| if c.is_control() { '?' } else { c }).collect(),
                     v => v.to_string(),
                 };
                 println!(
