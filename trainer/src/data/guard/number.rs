@@ -402,6 +402,13 @@ const ID_CUES: &[&str] = &[
     "id番号",
     "ＩＤ番号",
     "ＭＲＮ",
+    // the insured person's number of a Japanese health insurance card, and the US Social Security number
+    "被保険者番号",
+    "被保険者証番号",
+    "保険者番号",
+    "ssn",
+    "social security number",
+    "social security no",
 ];
 
 /// Cues that name the date after them a date of birth.
@@ -584,10 +591,6 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
     } else if !shaped {
         return None;
     }
-    if at == 0 || !may_end_cue(b[at - 1]) {
-        return None;
-    }
-    ends_with_word(b, at, DOB_CUES)?;
     if kanji_date {
         // the date's other parts: `4月17日` after `1961年`
         for (k, c) in text[end..].char_indices().take(12) {
@@ -598,7 +601,27 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
             stop = end + k + c.len_utf8();
         }
     }
+    let cue_before = at > 0 && may_end_cue(b[at - 1]) && ends_with_word(b, at, DOB_CUES).is_some();
+    // (named by what follows it, a date read from its year: its month's and day's runs after it are
+    // inside the span found)
+    let from_year = !kanji_date || next == Some('年');
+    if !cue_before && !(from_year && born_after(text, stop)) {
+        return None;
+    }
     Some((IdentifierKind::BirthDate, date_start..stop))
+}
+
+/// Whether the text at `at` names the date before it a date of birth, as Japanese records write one
+/// after the date: `昭和45年1月2日生`, `S45.1.2生まれ`, `1970年1月2日生れ`, `…生、` — `生` not starting a
+/// word of kanji or katakana (`生検` biopsy, `生化学`, `生食` saline, `生理`, `生活` are no birth).
+fn born_after(text: &str, at: usize) -> bool {
+    let mut rest = text.get(at..).unwrap_or("").chars();
+    if rest.next() != Some('生') {
+        return false;
+    }
+    !rest
+        .next()
+        .is_some_and(|c| matches!(c, '\u{3400}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}' | '\u{30A0}'..='\u{30FF}'))
 }
 
 /// Whether a run of three groups reads as a calendar date: a year of 4 digits (1800-2199) first or
@@ -743,6 +766,17 @@ mod tests {
             ("DOB-04/17/1961", vec![(B, "04/17/1961")]),
             ("birth-date: 1961-04-17", vec![(B, "1961-04-17")]),
             ("生年月日は、S36.4.17", vec![(B, "S36.4.17")]),
+            // found by a tester: the date first, then 生 (生まれ, 生れ), as Japanese records write it;
+            // insurance and social security numbers
+            ("患者 昭和45年1月2日生 来院", vec![(B, "昭和45年1月2日")]),
+            ("1970年1月2日生", vec![(B, "1970年1月2日")]),
+            ("S45.1.2生の男性", vec![(B, "S45.1.2")]),
+            ("H2.3.4生まれ", vec![(B, "H2.3.4")]),
+            ("平成2年3月4日生まれ、", vec![(B, "平成2年3月4日")]),
+            ("1970-01-02生れ", vec![(B, "1970-01-02")]),
+            ("被保険者番号 12345678", vec![(P, "12345678")]),
+            ("SSN 123-45-6789", vec![(P, "123-45-6789")]),
+            ("Social Security Number: 123456789", vec![(P, "123456789")]),
         ] {
             assert_eq!(cued_spans(text), want, "{text}");
         }
@@ -764,6 +798,10 @@ mod tests {
             "file lab_0312345678 and run_19610417",
             "誕生日会は4月17日",
             "visit_2024-01-05 and lab_04/17/2024",
+            // 生 starting a word: biopsy, biochemistry, saline
+            "2024年3月5日生検施行",
+            "3月5日生化学検査",
+            "2024-03-05生食 500mL",
         ] {
             assert_eq!(cued_spans(text), vec![], "{text}");
         }
