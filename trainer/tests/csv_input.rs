@@ -85,6 +85,13 @@ fn excel_utf8_with_a_mark_utf16_tabs_semicolons_and_capitalized_headers() {
     let (d, r) = read(dir.path(), &ReadOptions::default());
     assert_eq!((d.subjects.len(), values(&d).len()), (2, 3), "{:?}", r.findings);
     assert_eq!(findings(&r, "float_subject_id"), [("subject_id".to_owned(), 1)]);
+    // times no record has (found by a tester: year 1 and 9999 became training examples): counted, not
+    // events, their subject no subject
+    let rows = "subject_id,time,code,value,unit\n1,2024-01-05,creatinine,1.1,mg/dL\n2,0001-01-01,creatinine,1.2,mg/dL\n2,9999-12-31,creatinine,1.3,mg/dL\n";
+    std::fs::write(dir.path().join("a.csv"), rows).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!((d.subjects.len(), values(&d)), (1, vec![1.1]), "{:?}", r.findings);
+    assert_eq!(findings(&r, "implausible_time"), [("time".to_owned(), 2)]);
     // Excel's trailing empty header cells (a sheet whose used range is wider than its table) repeat
     // the empty name: no role's column, not a duplicate (the file was refused)
     let rows = "Subject_ID,Time,Code,Value,Unit,,\r\n1,2024-01-05,creatinine,1.1,mg/dL,,\r\n";

@@ -792,6 +792,11 @@ fn report_conversions(data: &Dataset, report: &mut Report) {
     }
 }
 
+/// The earliest time an event may have: 1800-01-01T00:00:00Z (seconds since the epoch).
+pub const EARLIEST_TIME: i64 = -5_364_662_400;
+/// The first time past the latest an event may have: 2300-01-01T00:00:00Z.
+pub const LATEST_TIME: i64 = 10_413_792_000;
+
 /// One event as a reader produced it, before interning. Its strings borrow from the reader's input
 /// where they can (the FHIR reader's lines): an event costs no allocation before it is interned.
 #[derive(Debug, Clone)]
@@ -848,6 +853,12 @@ impl Sink<'_> {
     }
 
     pub fn push(&mut self, r: Rec<'_>) {
+        // a time no record has (year 0, 9999-12-31T23:59:60, i64::MAX microseconds): counted, not an
+        // event (the years between are wide: MIMIC's de-identified dates lie in 2100-2210)
+        if !(EARLIEST_TIME..LATEST_TIME).contains(&r.time) {
+            self.report.count(check::Severity::Warning, "implausible_time", r.kind.as_str(), "time");
+            return;
+        }
         let subject = self.data.subjects.get_or_insert(&r.subject);
         let mut value = r.value;
         let measured = matches!(r.kind, EventKind::Lab | EventKind::Vital);
