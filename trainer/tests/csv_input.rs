@@ -92,6 +92,14 @@ fn excel_utf8_with_a_mark_utf16_tabs_semicolons_and_capitalized_headers() {
     let (d, r) = read(dir.path(), &ReadOptions::default());
     assert_eq!((d.subjects.len(), values(&d)), (1, vec![1.1]), "{:?}", r.findings);
     assert_eq!(findings(&r, "implausible_time"), [("time".to_owned(), 2)]);
+    // MEDS written as CSV (found by a tester: its notes were labs without a value, its units unread)
+    let rows = "subject_id,time,code,numeric_value,text_value\n1,2024-01-05,LAB//50912//mg/dL,1.2,\n\
+                1,2024-01-05,NOTE//discharge,,Discharged home in good condition\n1,2024-01-06,MEDS_BIRTH,,\n";
+    std::fs::write(dir.path().join("a.csv"), rows).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(d.texts, ["Discharged home in good condition"], "{:?}", r.findings);
+    assert_eq!(values(&d), [1.2]);
+    assert!(findings(&r, "missing_unit").is_empty(), "{:?}", r.findings);
     // Excel's trailing empty header cells (a sheet whose used range is wider than its table) repeat
     // the empty name: no role's column, not a duplicate (the file was refused)
     let rows = "Subject_ID,Time,Code,Value,Unit,,\r\n1,2024-01-05,creatinine,1.1,mg/dL,,\r\n";

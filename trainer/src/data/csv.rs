@@ -797,6 +797,20 @@ fn bare_code(code: &str) -> (Cow<'static, str>, Cow<'_, str>) {
     ("medtrain:csv".into(), code.into())
 }
 
+/// Whether a code is a MEDS note's (`NOTE//discharge`, `NOTE/radiology`, `note`): its text is a note.
+fn meds_note_code(code: &str) -> bool {
+    code.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("note")) && matches!(code.as_bytes().get(4), None | Some(b'/'))
+}
+
+/// The unit a MEDS lab code of three or more parts ends with (`LAB//50912//mg/dL`), as the MEDS reader
+/// reads it.
+fn meds_code_unit(code: &str) -> Option<&str> {
+    let parts: Vec<&str> = code.split("//").collect();
+    let lab = parts[0].get(..3).is_some_and(|p| p.eq_ignore_ascii_case("lab"));
+    let unit = parts.last()?.trim();
+    (lab && parts.len() >= 3 && !unit.is_empty()).then_some(unit)
+}
+
 /// An event row's subject and time (UTC); `None` for a row without a time (a fact such as a birth sex,
 /// as MEDS writes them: counted, not used, as the MEDS reader counts it, since a series needs a time).
 fn subject_and_time<'r>(
@@ -852,6 +866,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 }
                 (None, _) => return Err("no code"),
             };
+            let written = code;
             let (system, code): (Cow<str>, Cow<str>) =
                 match (code.split_once('|'), system.and_then(get).filter(|s| !s.is_empty())) {
                     (Some((s, c)), _) => (s.into(), c.into()),
@@ -873,6 +888,14 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                     result(v, "value", sink)
                 }
                 None => match text_value.and_then(get).filter(|v| !missing(v)) {
+                    // MEDS written as CSV: a note's code (`NOTE//discharge`) with its text in text_value,
+                    // a note as the MEDS reader reads it (every one was a lab without a value)
+                    Some(_) if meds_note_code(written) => {
+                        let t = text_value.and_then(|i| rec.get(i)).unwrap_or_default();
+                        let text = guarded_note(t, sink);
+                        sink.push(Rec::note(subject.into(), time, (system, code), text));
+                        return Ok(());
+                    }
                     Some(v) => result(v, "text_value", sink),
                     None => Value::Text,
                 },
@@ -887,7 +910,8 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 }
                 identifiers(t, "text", sink);
             }
-            let unit = unit.and_then(get).filter(|u| !u.is_empty());
+            // MEDS' `LAB//50912//mg/dL` carries its unit where there is no unit column
+            let unit = unit.and_then(get).filter(|u| !u.is_empty()).or_else(|| meds_code_unit(written));
             let (kind, value) = value.event(catalog::lookup(&system, &code).is_some_and(|l| l.vital));
             sink.push(Rec {
                 subject: subject.into(),
