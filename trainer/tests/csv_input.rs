@@ -100,6 +100,15 @@ fn excel_utf8_with_a_mark_utf16_tabs_semicolons_and_capitalized_headers() {
     assert_eq!(d.texts, ["Discharged home in good condition"], "{:?}", r.findings);
     assert_eq!(values(&d), [1.2]);
     assert!(findings(&r, "missing_unit").is_empty(), "{:?}", r.findings);
+    // test names in another case in a long file, and LOINC|code (found by a tester: read as local codes)
+    let rows = "subject_id,time,code,value,unit\n1,2024-01-05,Creatinine,1.1,mg/dL\n1,2024-01-05,CRP,0.3,mg/dL\n\
+                1,2024-01-05,Total Bilirubin,0.8,mg/dL\n1,2024-01-06,LOINC|2160-0,1.2,mg/dL\n";
+    std::fs::write(dir.path().join("a.csv"), rows).unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    for loinc in ["2160-0", "1988-5", "1975-2"] {
+        assert!(d.find_code("http://loinc.org", loinc).is_some(), "{loinc}: {:?}", r.findings);
+    }
+    assert!(findings(&r, "unknown_code_system").is_empty(), "{:?}", r.findings);
     // Excel's trailing empty header cells (a sheet whose used range is wider than its table) repeat
     // the empty name: no role's column, not a duplicate (the file was refused)
     let rows = "Subject_ID,Time,Code,Value,Unit,,\r\n1,2024-01-05,creatinine,1.1,mg/dL,,\r\n";

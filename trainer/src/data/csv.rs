@@ -788,6 +788,14 @@ fn bare_code(code: &str) -> (Cow<'static, str>, Cow<'_, str>) {
     if let Some(l) = code.strip_prefix("LOINC/") {
         return (catalog::LOINC.into(), l.into());
     }
+    // a test's name in another case or spacing (`Creatinine`, `CRP`, `Total Bilirubin`), as a wide
+    // file's headers are read (folded only where it could differ: a row's code is read per row)
+    if code.bytes().any(|b| b.is_ascii_uppercase() || b == b' ' || b == b'-') {
+        let folded = catalog::folded_name(code);
+        if let Some(l) = catalog::by_name_or_code(&folded).filter(|l| l.name == folded) {
+            return (catalog::LOINC.into(), l.loinc.into());
+        }
+    }
     let mut parts = code.split("//");
     if let (Some(_), Some(loinc)) = (parts.next(), parts.next()) {
         if catalog::lookup(catalog::LOINC, loinc).is_some() {
@@ -869,7 +877,8 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             let written = code;
             let (system, code): (Cow<str>, Cow<str>) =
                 match (code.split_once('|'), system.and_then(get).filter(|s| !s.is_empty())) {
-                    (Some((s, c)), _) => (s.into(), c.into()),
+                    // `LOINC|2160-0` as the system column's `LOINC` is read
+                    (Some((s, c)), _) => (code_system(s).unwrap_or(s.into()), c.into()),
                     (None, Some(s)) => match code_system(s) {
                         Some(s) => (s, code.into()),
                         None => {
