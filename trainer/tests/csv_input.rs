@@ -487,6 +487,11 @@ fn system_columns_meds_codes_static_rows_and_numbers_in_text() {
     assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 4);
     assert_eq!(findings(&r, "system_not_read"), [("system".to_owned(), 1)]);
     assert_eq!(findings(&r, "static_event"), [("time".to_owned(), 1)]);
+    // a result without a time (found by a tester: dropped as a static fact at info level) is a broken row
+    std::fs::write(dir.path().join("e.csv"), "subject_id,time,code,value\n1,,creatinine,1.3\n").unwrap();
+    let (_, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(r.malformed_count(), 1, "{:?}", r.findings);
+    std::fs::remove_file(dir.path().join("e.csv")).unwrap();
     assert_eq!(findings(&r, "numeric_text"), [("value".to_owned(), 1)]);
     assert_eq!(findings(&r, "text_result"), [("value".to_owned(), 1)]);
     let coded: Vec<f32> = d.events.iter().filter(|e| e.kind == data::EventKind::Coded).map(|e| e.value).collect();

@@ -861,6 +861,10 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
     let get = |i: usize| rec.get(i).map(str::trim);
     match *layout {
         Layout::Events { subject, time: t, system, code, value, text_value, unit, note, .. } => {
+            // a measurement without a time is a broken row, not a static fact (sex, birth) as MEDS has
+            if get(t) == Some("") && get(value).is_some_and(|v| !missing(v)) {
+                return Err("a result without a time");
+            }
             let Some((subject, time)) = subject_and_time(get(subject), get(t), sink)? else { return Ok(()) };
             let note_text = note.and_then(|i| rec.get(i)).filter(|t| !t.trim().is_empty());
             let no_value = get(value).is_none_or(missing) && text_value.and_then(get).is_none_or(missing);
@@ -935,6 +939,9 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             });
         }
         Layout::Wide { subject, time: t, ref tests, .. } => {
+            if get(t) == Some("") && tests.iter().any(|c| get(c.at).is_some_and(|v| !missing(v))) {
+                return Err("a result without a time");
+            }
             let Some((subject, time)) = subject_and_time(get(subject), get(t), sink)? else { return Ok(()) };
             // an empty cell is a test not done: no event, and nothing to count
             for c in tests {
