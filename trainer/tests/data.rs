@@ -1523,3 +1523,18 @@ fn a_channel_in_another_case_is_named_by_its_entry_and_the_catalogues_spelling()
     let e = data::features::LabSeriesSpec::new(&["090-1234-5678".into()], 4, 24.0).unwrap_err();
     assert!(e.contains("entry 1") && !e.contains("090") && !e.contains("catalogue's name"), "{e}");
 }
+
+/// Found by a tester: `data check` exited 1, its code for blocking findings, on inputs it could not
+/// read at all (a header without the columns a layout needs, an empty file), and printed no report.
+#[test]
+fn an_input_that_cannot_be_read_exits_2_not_1() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [("labs.csv", "a,b,c\n1,2,3\n"), ("empty.csv", "")] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        let out = bin().args(["data", "check"]).arg(&f).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains("cannot read the input"), "{err}");
+    }
+}
