@@ -120,6 +120,10 @@ fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
         ),
         (b"{\"version\": 1, \"op\": \"submit\", \"project\": \"090-1234-5678\", \"config\": \"/x\"}\n", "not printed"),
         (b"\xff\xfe\n", "malformed request"),
+        // what is wrong, by field (found by a tester: one message for every schema error), never a value
+        (b"{\"version\": 1, \"op\": \"cancel\"}\n", "missing field `job`"),
+        (b"{\"version\": 1, \"op\": \"cancel\", \"job\": \"090-1234-5678\"}\n", "invalid type"),
+        (b"{\"version\": 1, \"op\": \"launch_missiles\"}\n", "unknown variant `launch_missiles`"),
     ];
     for (line, want) in cases {
         let v = n.raw(line);

@@ -121,13 +121,20 @@ pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize
             );
             return;
         };
-        let req: Request = match std::str::from_utf8(&line).ok().and_then(|s| serde_json::from_str(s.trim()).ok()) {
-            Some(r) => r,
-            None => {
-                // serde's message may quote the request: say only what is expected
-                let msg =
-                    "malformed request: expected one JSON object per line with \"version\": 1 and a known \"op\" \
-                           and its fields (see the socket API in the README)";
+        let parsed = std::str::from_utf8(&line)
+            .map_err(|_| "the line is not UTF-8 text".to_string())
+            .and_then(|s| serde_json::from_str::<Request>(s.trim()).map_err(|e| e.to_string()));
+        let req: Request = match parsed {
+            Ok(r) => r,
+            Err(why) => {
+                // what serde says is wrong (`missing field `job``, `unknown variant ...`, the field's
+                // expected type), its quoted fragments shown only where they are plain names: it may
+                // quote the request's values
+                let msg = format!(
+                    "malformed request: {}; expected one JSON object per line with \"version\": 1, a known \"op\" \
+                     and its fields (see the socket API in the README)",
+                    crate::data::reportable::redact_quoted(&why)
+                );
                 if writeln!(out, "{}", proto::err(msg)).is_err() {
                     return;
                 }
