@@ -1178,7 +1178,16 @@ fn train_on<B: Backend + 'static>(
     }
     let q = match (p.sample_rate, p.expected_batch_subjects) {
         (Some(q), _) => q,
-        (_, Some(b)) => (b / n as f64).min(1.0),
+        (_, Some(b)) => {
+            if b > n as f64 {
+                progress.line(&format!(
+                    "warning: privacy.expected_batch_subjects {} is more than the {n} units of the train split: every \
+                     step takes all of them (q = 1)",
+                    crate::short_number(b)
+                ));
+            }
+            (b / n as f64).min(1.0)
+        }
         _ => unreachable!("checked with the config"),
     };
     // an expected batch below one unit: most steps would sample nobody (and the noise would be divided
