@@ -200,3 +200,32 @@ fn threads_100000_are_capped_at_the_cores_with_a_warning() {
     let cores = std::thread::available_parallelism().unwrap().get() as u64;
     assert_eq!(v["threads"].as_u64().unwrap(), cores);
 }
+
+/// Found by a tester: keys that nothing reads were accepted without a word (a tokenizer's size without
+/// notes, the DP tokenizer's noise without the DP tokenizer, the DP channel selection's noise with
+/// channels listed): a user who set a release's noise would not learn that none ran.
+#[test]
+fn keys_nothing_reads_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        ("vocab_size = 5000", "features.vocab_size"),
+        ("train_tokenizer = \"unigram\"", "features.train_tokenizer"),
+        ("min_piece_subjects = 50", "features.min_piece_subjects"),
+        (
+            "note_tokens = 16\ntrain_tokenizer = \"unigram\"\n[auto]\ntokenizer_noise_multiplier = 0.5",
+            "auto.tokenizer_noise_multiplier",
+        ),
+        ("channels = [\"creatinine\"]\n[auto]\nselection_noise_multiplier = 2.0", "auto.selection_noise_multiplier"),
+    ] {
+        let e = load(dir.path(), text).unwrap_err();
+        assert!(e.contains(key) && e.contains("applies"), "{text}: {e}");
+    }
+    // where they are read: accepted
+    for text in [
+        "note_tokens = 16\ntrain_tokenizer = \"dp_unigram\"\n[auto]\ntokenizer_noise_multiplier = 0.5",
+        "channels = \"auto\"\n[auto]\nselection_noise_multiplier = 2.0",
+        "note_tokens = 16\ntrain_tokenizer = \"unigram\"\nvocab_size = 5000",
+    ] {
+        load(dir.path(), text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    }
+}

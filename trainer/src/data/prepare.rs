@@ -617,6 +617,7 @@ impl DataConfig {
             _ => {}
         }
         c.auto.check().map_err(|(key, msg)| bad(key, msg))?;
+        c.inapplicable().map_err(|(key, msg)| bad(key, msg.into()))?;
         if c.features.tokenizer.is_some() && c.features.train_tokenizer.is_some() {
             return Err(bad("features.tokenizer", "a tokenizer file or train_tokenizer, not both".into()));
         }
@@ -644,6 +645,46 @@ impl DataConfig {
             self.read.loaded_code_map = Some(std::sync::Arc::new(map));
         }
         Ok(self)
+    }
+
+    /// A key set (to other than its default) where nothing reads it: the tokenizer's without notes,
+    /// the DP tokenizer's without `train_tokenizer = "dp_unigram"`, the channel selection's without
+    /// `channels = "auto"` (a user who set the noise of a release would not learn that none ran).
+    fn inapplicable(&self) -> std::result::Result<(), (&'static str, &'static str)> {
+        let (f, a, d) = (&self.features, &self.auto, AutoConfig::default());
+        let notes = "applies only where notes are read (features.note_tokens above 0)";
+        let tokenizer_keys = [
+            ("features.tokenizer", f.tokenizer.is_some()),
+            ("features.train_tokenizer", f.train_tokenizer.is_some()),
+            ("features.vocab_size", f.vocab_size != default_vocab()),
+            ("features.min_piece_subjects", f.min_piece_subjects != default_min_piece_subjects()),
+        ];
+        if f.note_tokens == 0 {
+            if let Some((key, _)) = tokenizer_keys.iter().find(|(_, set)| *set) {
+                return Err((key, notes));
+            }
+        }
+        if f.train_tokenizer != Some(TokenizerKind::DpUnigram) {
+            let set = [
+                ("auto.tokenizer_noise_multiplier", a.tokenizer_noise_multiplier != d.tokenizer_noise_multiplier),
+                ("auto.tokenizer_pieces_per_subject", a.tokenizer_pieces_per_subject != d.tokenizer_pieces_per_subject),
+                ("auto.tokenizer_delta", a.tokenizer_delta != d.tokenizer_delta),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return Err((key, "applies to features.train_tokenizer = \"dp_unigram\" only"));
+            }
+        }
+        if !matches!(f.channels, Some(Channels::Auto(_))) {
+            let set = [
+                ("auto.channels", a.channels != d.channels),
+                ("auto.max_codes_per_subject", a.max_codes_per_subject != d.max_codes_per_subject),
+                ("auto.selection_noise_multiplier", a.selection_noise_multiplier != d.selection_noise_multiplier),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return Err((key, "applies to features.channels = \"auto\" only (the DP selection of channels)"));
+            }
+        }
+        Ok(())
     }
 
     /// Every numeric key against its range ([`BUCKETS`] and the rest); the error names the key.
