@@ -626,14 +626,17 @@ pub fn embedding_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
     }
     // not powers of two: w * dy rounds, so a fused multiply-add would show
     let factors = vec![0.3f32, 1.0, 0.7, 0.15];
-    for f in [None, Some(&factors)] {
-        let t0 = rng.vec(vocab * d, 1.0);
-        let mut want = t0.clone();
-        cpu().embedding_backward(&mut want, &ids, &dy, d, f, &layout, rpe).unwrap();
-        let mut got = t0.clone();
-        k.embedding_backward(&mut got, &ids, &dy, d, f.map(|f| f.as_slice()), &layout, rpe).unwrap();
-        assert_bits(&format!("embedding_backward factors={}", f.is_some()), &got, &want);
-    }
+    let mut backward = |ids: &[u32], dy: &[f32], layout: &GroupRows, what: &str| {
+        for f in [None, Some(&factors)] {
+            let t0 = rng.vec(vocab * d, 1.0);
+            let mut want = t0.clone();
+            cpu().embedding_backward(&mut want, ids, dy, d, f, layout, rpe).unwrap();
+            let mut got = t0.clone();
+            k.embedding_backward(&mut got, ids, dy, d, f.map(|f| f.as_slice()), layout, rpe).unwrap();
+            assert_bits(&format!("embedding_backward{what}, factors={}", f.is_some()), &got, &want);
+        }
+    };
+    backward(&ids, &dy, &layout, "");
     // ids of many rows (a padding id, positions at a large batch): summed in chunks of
     // EMBEDDING_CHUNK rows; id 0 has 3 chunks and a part, id 1 one chunk exactly, id 2 one and one row,
     // ids 3..10 a few rows each, in an order that interleaves them
@@ -645,16 +648,8 @@ pub fn embedding_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
     sorted.extend((sorted.len()..long_rows).map(|i| 3 + (i % 7) as u32));
     assert_eq!(sorted.len(), long_rows);
     let long_ids: Vec<u32> = (0..long_rows).map(|r| sorted[r * 7919 % long_rows]).collect();
-    let long_dy = rng.vec(long_rows * d, 1.0);
-    let long_factors = vec![0.3f32, 1.0, 0.7, 0.15];
-    for f in [None, Some(&long_factors)] {
-        let t0 = rng.vec(vocab * d, 1.0);
-        let mut want = t0.clone();
-        cpu().embedding_backward(&mut want, &long_ids, &long_dy, d, f, &long_layout, rpe).unwrap();
-        let mut got = t0.clone();
-        k.embedding_backward(&mut got, &long_ids, &long_dy, d, f.map(|f| f.as_slice()), &long_layout, rpe).unwrap();
-        assert_bits(&format!("embedding_backward, long ids, factors={}", f.is_some()), &got, &want);
-    }
+    let long_dy: Vec<f32> = (0..long_rows * d).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+    backward(&long_ids, &long_dy, &long_layout, ", long ids");
     let start = rng.vec(layout.groups(), 1.0);
     let mut want = start.clone();
     cpu().embedding_group_sq_norms(&mut want, &ids, &dy, d, &layout, rpe).unwrap();
