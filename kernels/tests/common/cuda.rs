@@ -626,7 +626,7 @@ pub fn embedding_matches_the_cpu_bit_for_bit(k: &mut impl Kernels) {
     }
     // not powers of two: w * dy rounds, so a fused multiply-add would show
     let factors = vec![0.3f32, 1.0, 0.7, 0.15];
-    let mut backward = |ids: &[u32], dy: &[f32], layout: &GroupRows, what: &str| {
+    let mut backward = |ids: &Vec<u32>, dy: &Vec<f32>, layout: &GroupRows, what: &str| {
         for f in [None, Some(&factors)] {
             let t0 = rng.vec(vocab * d, 1.0);
             let mut want = t0.clone();
