@@ -389,6 +389,10 @@ fn a_job_that_crashes_is_failed_with_its_status_and_the_queue_goes_on() {
     // its log says why; `queue logs --follow` exits non-zero for a job that did not succeed
     let o = n.cli(None, &["queue", "logs", &c.to_string(), "--follow"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stdout).contains("nonexistent"), "{o:?}");
+    // an offset past the log's end is answered (found by a tester: the connection closed in silence)
+    let v =
+        n.raw(format!("{{\"version\": 1, \"op\": \"logs\", \"job\": {c}, \"offset\": 1000000000000000}}\n").as_bytes());
+    assert!(v["error"].as_str().unwrap_or("").contains("past the end of the job's log"), "{v}");
 }
 
 #[test]

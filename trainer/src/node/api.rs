@@ -207,6 +207,11 @@ fn logs(
         };
         let mut buf = Vec::new();
         if let Ok(mut f) = std::fs::File::open(&path) {
+            // an offset past the log's end is answered (a seek past what the file system allows failed,
+            // and the connection closed without a word)
+            if offset > f.metadata()?.len() {
+                return writeln!(out, "{}", proto::err(format!("offset {offset} is past the end of the job's log")));
+            }
             f.seek(std::io::SeekFrom::Start(offset))?;
             f.take(256 << 10).read_to_end(&mut buf)?;
         }
