@@ -538,17 +538,38 @@ fn disclose_withholds_sites_whose_counts_the_totals_would_give_back() {
     use Count::{Exact, Suppressed};
     // 9 + 9 + 12 = 30 >= 10 + 9 with one withheld site: enough
     assert_eq!(ns, [Suppressed("<10"), Exact(40), Suppressed("<10"), Suppressed("suppressed"), Exact(60)]);
-    // positives: sites 0 and 2 small (4 each), site 3 none (0): hidden; withheld until the hidden sum
-    // is free: 4 + 4 + 0 = 8, then site 1's 20 (28 >= 19)
+    // positives: a site with a small class (sites 0 and 2: 4 positives, site 3: none) would be worked
+    // out from the others and the total, so no site's class count is shown; the sites under ten keep
+    // "<10" (their n says as much)
     let pos: Vec<Count> = sites.iter().map(|s| s.positives).collect();
-    assert_eq!(pos, [Suppressed("<10"), Suppressed("suppressed"), Suppressed("<10"), Suppressed("<10"), Exact(25)]);
+    assert_eq!(
+        pos,
+        [
+            Suppressed("<10"),
+            Suppressed("suppressed"),
+            Suppressed("<10"),
+            Suppressed("suppressed"),
+            Suppressed("suppressed")
+        ]
+    );
     for s in &sites {
         assert_eq!(s.observed, s.positives);
         if !matches!((s.n, s.positives), (Exact(_), Exact(_))) {
             assert_eq!((s.auroc, s.oe_ratio, s.oe_low, s.oe_high), (None, None, None, None), "{}", s.site);
         }
     }
-    assert!(sites[4].auroc.is_some() && sites[4].oe_ratio.is_some());
+    assert!(sites[4].auroc.is_none() && sites[4].oe_ratio.is_none() && sites[4].expected.is_some());
+    // a site held back for few negatives (the reviewer's case: 30 with 21 positives beside 40 with 10;
+    // the total 31 gave 21 and 9 back when only its count was withheld): no site's positives shown
+    let mut ex = (Vec::new(), Vec::new(), Vec::new());
+    site_examples(0, 30, 21, &mut ex);
+    site_examples(1, 40, 10, &mut ex);
+    let names: Vec<String> = (0..2).map(|i| format!("s{i}")).collect();
+    let mut b = binary(&ex.0, &ex.1);
+    let mut sites = per_site(&ex.0, &ex.1, &ex.2, &names);
+    disclose(&mut b, &mut sites);
+    assert!(sites.iter().all(|s| s.positives == Suppressed("suppressed") && s.oe_ratio.is_none()));
+    assert_eq!((sites[0].n, sites[1].n, b.positives), (Exact(30), Exact(40), Exact(31)));
     // whatever is withheld, every shown site count and the totals never pin a small cell: the hidden
     // cells' total leaves each small one anywhere in 0..10
     let shown: u64 = ns.iter().filter_map(|c| if let Exact(v) = c { Some(*v) } else { None }).sum();
@@ -570,8 +591,22 @@ fn disclose_withholds_bins_and_observed_rates_that_would_show_small_counts() {
     assert_eq!(counts[0], Count::Suppressed("suppressed"));
     assert_eq!(counts[4], Count::Suppressed("<10"));
     assert_eq!(counts[9], Count::Exact(50));
-    // bin 9 has no negatives: its observed rate (1.0) times its count would show 0 negatives
-    assert_eq!(b.reliability[9].observed, None);
+    // bin 9 has no negatives: its observed rate (1.0) times its count would show 0 negatives, and
+    // a rate shown beside it would give it back from the total: no bin's rate, and no ECE
+    assert!(b.reliability.iter().all(|bin| bin.observed.is_none()) && b.ece.is_none());
     assert!(b.reliability[9].mean_predicted.is_some());
-    assert_eq!((b.reliability[0].observed, b.reliability[0].mean_predicted), (None, None));
+    assert_eq!(b.reliability[0].mean_predicted, None);
+    // ten of each class in every bin that has examples: the rates and the ECE are shown
+    let mut probs = vec![0.05; 40];
+    probs.extend([0.95; 40]);
+    let y: Vec<bool> = (0..80).map(|i| if i < 40 { i < 10 } else { i < 70 }).collect();
+    let mut b = binary(&probs, &y);
+    disclose(&mut b, &mut []);
+    assert!(b.ece.is_some() && b.reliability[0].observed == Some(0.25) && b.reliability[9].observed == Some(0.75));
+    // one bin around 0.35 holding 22 examples with 8 positives: the ECE (and Brier) would fix the 8
+    let probs = vec![0.35; 22];
+    let y: Vec<bool> = (0..22).map(|i| i < 8).collect();
+    let mut b = binary(&probs, &y);
+    disclose(&mut b, &mut []);
+    assert_eq!((b.ece, b.brier), (None, None));
 }

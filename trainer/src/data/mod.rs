@@ -650,6 +650,23 @@ pub fn input_files(path: &Path, exts: &[&str], report: &mut Report) -> Result<Ve
     Ok(read_once)
 }
 
+/// Subject ids that hold what the guard finds in notes (a phone number, an e-mail address, an
+/// Individual Number): the export may not be pseudonymized. Counted per subject (a warning: nothing is
+/// printed, and no subject id leaves the node), as a reviewer of the export would want to know.
+fn report_identifying_subjects(data: &Dataset, report: &mut Report) {
+    let n = data.subjects.names.iter().filter(|s| !guard::scan(s).is_empty()).count() as u64;
+    if n > 0 {
+        report.finding(
+            check::Severity::Warning,
+            "identifying_subject_id",
+            "input",
+            "subject_id",
+            Some("subject ids that hold an identifier (a phone number, an e-mail address, a My Number): is the export pseudonymized? the ids are not printed"),
+            n,
+        );
+    }
+}
+
 /// Counts the files of an input that no reader reads (`unread_file`, a warning naming the first few
 /// paths relative to the input as the guard shows them).
 pub fn report_unread(path: &Path, unread: &[PathBuf], exts: &[&str], report: &mut Report) {
@@ -681,6 +698,7 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)>
     }
     .map_err(|e| e.inside(path))?;
     report_conversions(&data, &mut report);
+    report_identifying_subjects(&data, &mut report);
     if let Some(map) = &opts.code_map {
         report.code_map_findings(map);
     }

@@ -236,7 +236,8 @@ fn complement(values: &[u64], hidden: &[bool]) -> Vec<usize> {
         return withheld;
     }
     let mut sum: u64 = values.iter().zip(hidden).filter(|(_, &h)| h).map(|(&v, _)| v).sum();
-    let mut shown: Vec<usize> = (0..values.len()).filter(|&i| !hidden[i]).collect();
+    // (an empty cell withheld hides nothing: it is no candidate)
+    let mut shown: Vec<usize> = (0..values.len()).filter(|&i| !hidden[i] && values[i] > 0).collect();
     shown.sort_by_key(|&i| (values[i], i));
     for i in shown {
         let m = withheld.len() as u64;
@@ -260,27 +261,41 @@ fn class_count(positives: u64, negatives: u64) -> Count {
 }
 
 /// Makes the held-out binary metrics and the per-site rows safe to publish together (see the module
-/// doc): AUROC and AUPRC only with ten of each class (their value is a ratio over the class counts,
-/// which it fixes on a small cohort), class counts only where both classes have ten, reliability bins
-/// and sites withheld as the totals require, and a bin's observed rate only with ten of each class in
-/// it (rate times count is its positives). A site's AUROC and O/E ratio go with its withheld counts.
+/// doc): AUROC, AUPRC, Brier and ECE only with ten of each class (their value fixes the class count on
+/// a small cohort), a class count only where both classes have ten, the bins' and sites' sizes
+/// withheld as the totals require, the bins' observed rates (and the ECE) only where every bin has ten
+/// of each class, the sites' class counts only where every site has. A site's AUROC and O/E ratio go
+/// with its withheld counts.
 pub fn disclose(b: &mut Binary, sites: &mut [Site]) {
     let (n, positives) = b.raw;
     let negatives = n - positives;
     if positives < MIN_COUNT || negatives < MIN_COUNT {
+        // AUROC and AUPRC are ratios over the class counts, Brier and ECE fix them where the predictions
+        // are alike (one bin): none is published beside a small class
         b.auroc = None;
         b.auprc = None;
+        b.brier = None;
+        b.ece = None;
     }
     b.positives = class_count(positives, negatives);
-    // the bins' counts add up to n
+    // the bins' counts add up to n (an empty bin holds nobody: nothing to protect in it)
     let counts: Vec<u64> = b.reliability.iter().map(|bin| bin.raw.0).collect();
-    let small: Vec<bool> = counts.iter().map(|&c| c < MIN_COUNT).collect();
+    let small: Vec<bool> = counts.iter().map(|&c| (1..MIN_COUNT).contains(&c)).collect();
     for i in complement(&counts, &small) {
         b.reliability[i].count = Count::Suppressed(WITHHELD);
     }
-    for bin in &mut b.reliability {
+    // a bin's observed rate times its count is its positives, and the bins' positives add up to the
+    // published total (one hidden rate was the total less the others), and the ECE over the shown
+    // bins gives a hidden one back: rates (and the ECE) only where every bin has ten of each class
+    let rates_safe = b.reliability.iter().all(|bin| {
         let (c, pos) = bin.raw;
-        if !matches!(bin.count, Count::Exact(_)) || pos < MIN_COUNT || c - pos < MIN_COUNT {
+        c == 0 || (pos >= MIN_COUNT && c - pos >= MIN_COUNT)
+    });
+    if !rates_safe {
+        b.ece = None;
+    }
+    for bin in &mut b.reliability {
+        if !rates_safe || !matches!(bin.count, Count::Exact(_)) {
             bin.observed = None;
         }
         if !matches!(bin.count, Count::Exact(_)) {
@@ -289,21 +304,23 @@ pub fn disclose(b: &mut Binary, sites: &mut [Site]) {
     }
     // the sites' counts add up to (at most) the overall ones
     let ns: Vec<u64> = sites.iter().map(|s| s.raw.0).collect();
-    let small: Vec<bool> = ns.iter().map(|&v| v < MIN_COUNT).collect();
+    let small: Vec<bool> = ns.iter().map(|&v| (1..MIN_COUNT).contains(&v)).collect();
     for i in complement(&ns, &small) {
         sites[i].n = Count::Suppressed(WITHHELD);
     }
-    let pos: Vec<u64> = sites.iter().map(|s| s.raw.1).collect();
-    let hidden: Vec<bool> = sites.iter().map(|s| s.raw.1 < MIN_COUNT || s.raw.0 - s.raw.1 < MIN_COUNT).collect();
-    for (s, &h) in sites.iter_mut().zip(&hidden) {
-        if h {
-            s.positives = class_count(s.raw.1, s.raw.0 - s.raw.1);
-        }
-    }
-    for i in complement(&pos, &hidden) {
-        sites[i].positives = Count::Suppressed(WITHHELD);
-    }
+    // the sites' class counts: a site's positives with its n give its negatives, and the sites' add
+    // up to the overall ones, so one small class anywhere could be worked out from the others (a
+    // site held back for few negatives has its positives within 9 of its n): every site's class
+    // counts are shown only where every site has ten of each class
+    let classes_safe = sites.iter().all(|s| s.raw.0 == 0 || (s.raw.1 >= MIN_COUNT && s.raw.0 - s.raw.1 >= MIN_COUNT));
     for s in sites.iter_mut() {
+        if !classes_safe {
+            s.positives = match s.raw.1 < MIN_COUNT && s.raw.0 < MIN_COUNT {
+                // a site under ten has under ten of each: its own n says so already
+                true => count(s.raw.1),
+                false => Count::Suppressed(WITHHELD),
+            };
+        }
         s.observed = s.positives;
         if !matches!(s.n, Count::Exact(_)) {
             s.expected = None;

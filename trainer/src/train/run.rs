@@ -1797,7 +1797,7 @@ fn train_on<B: Backend + 'static>(
         let metrics_json = serde_json::json!({
             "split": "held_out",
             "not_covered_by_dp": "Held-out metrics are computed on private data and are not covered by the DP guarantee.",
-            "suppression": "Counts below 10 are shown as \"<10\"; counts withheld so that a small one cannot be worked out from a total are shown as \"suppressed\"; AUROC, AUPRC and observed rates are left out where a class has fewer than 10.",
+            "suppression": "Counts below 10 are shown as \"<10\"; counts withheld so that a small one cannot be worked out from a total are shown as \"suppressed\"; AUROC, AUPRC, Brier, ECE and observed rates are left out where a class (overall, in a bin or at a site) has fewer than 10.",
             "head": summary.head,
             "metrics": ev.json,
             "sites": ev.sites,
