@@ -511,7 +511,10 @@ fn check_config(path: &str, uid: u32) -> Result<String, serde_json::Value> {
     let groups = user_groups(uid);
     // the path is not repeated: nothing from a request is (the client has it and says it)
     let unreadable = || proto::err("config: you cannot read it (a directory on its path or the file itself)");
-    for dir in p.ancestors().skip(1) {
+    // the path as given and, through any link, the file's own: both must be open to the caller (a
+    // link in the caller's directory to a file in a root-only one passed the first alone)
+    let real = std::fs::canonicalize(p).map_err(|_| unreadable())?;
+    for dir in p.ancestors().skip(1).chain(real.ancestors().skip(1)) {
         let m = std::fs::metadata(dir).map_err(|_| unreadable())?;
         if !permitted(&m, uid, &groups, 1) {
             return Err(unreadable());
@@ -582,5 +585,8 @@ mod tests {
         assert!(answer(&open.join("c.toml")).contains("you cannot read it"));
         // its owner reads everything
         assert!(check_config(closed.join("c.toml").to_str().unwrap(), 0).unwrap_err().to_string().contains("line 1"));
+        // a link in an open directory to the file in the closed one (found by a review)
+        std::os::unix::fs::symlink(closed.join("c.toml"), open.join("link.toml")).unwrap();
+        assert!(answer(&open.join("link.toml")).contains("you cannot read it"));
     }
 }

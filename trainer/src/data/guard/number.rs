@@ -603,8 +603,10 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
     }
     let cue_before = at > 0 && may_end_cue(b[at - 1]) && ends_with_word(b, at, DOB_CUES).is_some();
     // (named by what follows it, a date read from its year: its month's and day's runs after it are
-    // inside the span found)
-    let from_year = !kanji_date || next == Some('年');
+    // inside the span found; a kanji date needs its era or a year of 4 digits and a month: `小学3年生`
+    // is a school year, not a birth)
+    let whole_kanji_date = date_start < tok || run.n == 4;
+    let from_year = !kanji_date || (next == Some('年') && whole_kanji_date && text[end..stop].contains('月'));
     if !cue_before && !(from_year && born_after(text, stop)) {
         return None;
     }
@@ -802,6 +804,9 @@ mod tests {
             "2024年3月5日生検施行",
             "3月5日生化学検査",
             "2024-03-05生食 500mL",
+            // school years (found by a review)
+            "小学3年生の男児",
+            "高校1年生。",
         ] {
             assert_eq!(cued_spans(text), vec![], "{text}");
         }
