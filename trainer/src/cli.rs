@@ -645,7 +645,9 @@ pub fn install_panic_hook() {
             }
             let what = stream.split_once(": ").map_or("", |(_, e)| e);
             let which = if stream.starts_with("stdout") { "standard output" } else { "standard error" };
-            eprintln!("error: {command}: cannot write to {which}: {what}");
+            // (written as it may: standard error itself may be what failed)
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {command}: cannot write to {which}: {what}");
             std::process::exit(1);
         }
         // a panic of the parquet crate on a corrupt file is caught and reported as an error on the file

@@ -274,6 +274,10 @@ fn label_files_in_shift_jis_with_spreadsheet_times() {
     assert_eq!(l.len(), 1);
     assert_eq!(l[0].prediction_time, data::time::utc("2024-01-02T09:00:00").unwrap());
     assert_eq!(l[0].value, labels::LabelValue::Categorical("急性腎障害".into()));
+    // a subject id written as a float in the label file too (found by a review: it matched no subject)
+    std::fs::write(&p, "subject_id,prediction_time,boolean_value\n1.0,2024-01-02,true\n").unwrap();
+    let (l, unknown) = labels::read(&p, &d).unwrap();
+    assert_eq!((l.len(), unknown), (1, 0));
 }
 
 #[test]

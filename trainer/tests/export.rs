@@ -81,6 +81,7 @@ fn a_released_run_verifies_with_medtrain_and_ssh_keygen_and_any_change_fails() {
         (tmp.path().join("link"), "symbolic link"),
         (run.join("release"), "inside the run directory"),
         (run.join("checkpoint/release"), "inside the run directory"),
+        (run.join("releases/v1"), "inside the run directory"),
     ] {
         let e = export(tmp.path(), &run, &out, &key);
         assert!(!e.status.success() && err(&e).contains(said), "{}: {}", out.display(), err(&e));

@@ -829,15 +829,9 @@ fn subject_and_time<'r>(
     let mut subject = subject.filter(|s| !s.is_empty()).ok_or("no subject_id")?;
     // an integer id a spreadsheet or pandas wrote as a float (`7731.0`): the subject `7731` (read as
     // written, one patient's rows in files written both ways were two subjects); said
-    if let Some((int, frac)) = subject.split_once('.') {
-        if !int.is_empty()
-            && int.bytes().all(|b| b.is_ascii_digit())
-            && !frac.is_empty()
-            && frac.bytes().all(|b| b == b'0')
-        {
-            sink.report.count(Severity::Warning, "float_subject_id", "csv", "subject_id");
-            subject = int;
-        }
+    if let Some(int) = super::integer_written_as_float(subject) {
+        sink.report.count(Severity::Warning, "float_subject_id", "csv", "subject_id");
+        subject = int;
     }
     let time = time.ok_or("no time")?;
     if time.is_empty() {

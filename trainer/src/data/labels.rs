@@ -246,6 +246,11 @@ pub fn read_in(path: &Path, data: &Dataset, opts: &ReadOptions) -> Result<LabelF
 /// The subject a label names: its id as the input has it, or a FHIR reference to it (`Patient/<id>`,
 /// a server's `.../Patient/<id>`, `urn:uuid:<id>`), as an export's subject references are written.
 fn subject_index(data: &Dataset, id: &str) -> Option<u32> {
+    // an integer id written as a float (`7731.0`), as the CSV reader reads events' ids
+    let id = match super::integer_written_as_float(id) {
+        Some(int) if data.subjects.get(id).is_none() => int,
+        _ => id,
+    };
     data.subjects.get(id).or_else(|| {
         let bare = match id.rfind("Patient/") {
             Some(i) => &id[i + 8..],

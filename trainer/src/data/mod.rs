@@ -810,6 +810,13 @@ fn report_conversions(data: &Dataset, report: &mut Report) {
     }
 }
 
+/// The integer of an id a spreadsheet or pandas wrote as a float (`7731.0` gives `7731`).
+pub(crate) fn integer_written_as_float(id: &str) -> Option<&str> {
+    let (int, frac) = id.split_once('.')?;
+    let all = |s: &str, f: fn(&u8) -> bool| !s.is_empty() && s.as_bytes().iter().all(f);
+    (all(int, u8::is_ascii_digit) && all(frac, |b| *b == b'0')).then_some(int)
+}
+
 /// The earliest time an event may have: 1800-01-01T00:00:00Z (seconds since the epoch).
 pub const EARLIEST_TIME: i64 = -5_364_662_400;
 /// The first time past the latest an event may have: 2300-01-01T00:00:00Z.

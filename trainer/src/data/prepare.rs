@@ -617,7 +617,11 @@ impl DataConfig {
             _ => {}
         }
         c.auto.check().map_err(|(key, msg)| bad(key, msg))?;
-        c.inapplicable().map_err(|(key, msg)| bad(key, msg.into()))?;
+        // said, not refused: a run prepared before this check must still resume and replay, and its
+        // [data] table cannot change then
+        if let Err((key, msg)) = c.inapplicable() {
+            eprintln!("warning: {}: config key {table}{key} {msg}: it has no effect", path.display());
+        }
         if c.features.tokenizer.is_some() && c.features.train_tokenizer.is_some() {
             return Err(bad("features.tokenizer", "a tokenizer file or train_tokenizer, not both".into()));
         }
@@ -647,7 +651,7 @@ impl DataConfig {
         Ok(self)
     }
 
-    /// A key set (to other than its default) where nothing reads it: the tokenizer's without notes,
+    /// A key set (to other than its default) where nothing reads it (a warning): the tokenizer's without notes,
     /// the DP tokenizer's without `train_tokenizer = "dp_unigram"`, the channel selection's without
     /// `channels = "auto"` (a user who set the noise of a release would not learn that none ran).
     fn inapplicable(&self) -> std::result::Result<(), (&'static str, &'static str)> {

@@ -276,7 +276,10 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
         return Err(TrainError::Invalid(format!("--out {}: exists and is not a directory", out.display())));
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if let (Ok(run), Ok(at)) = (run_dir.canonicalize(), parent.canonicalize()) {
+    // (the nearest existing ancestor: `--out RUN/releases/v1` before `releases` exists)
+    let existing = parent.ancestors().find(|a| a.as_os_str().is_empty() || a.exists()).unwrap_or(parent);
+    let existing = if existing.as_os_str().is_empty() { Path::new(".") } else { existing };
+    if let (Ok(run), Ok(at)) = (run_dir.canonicalize(), existing.canonicalize()) {
         if at.starts_with(&run) {
             return Err(TrainError::Invalid(format!(
                 "--out {}: inside the run directory {}; choose a directory outside it",

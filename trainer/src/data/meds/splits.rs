@@ -25,8 +25,13 @@ pub(super) fn read_splits(path: &Path, sink: &mut Sink, by_rows: bool) -> Result
                     }
                     // listed twice with two splits: the last row won, and a subject moved between
                     // train and held_out unnoticed
+                    // (compared as splits where both read as one: `train` and `Train` agree)
+                    let same = |a: &str, b: &str| match (data::split::Split::parse(a), data::split::Split::parse(b)) {
+                        (Some(x), Some(y)) => x == y,
+                        _ => a == b,
+                    };
                     match sink.data.splits.get(&id) {
-                        Some(earlier) if *earlier != sp => conflicting += 1,
+                        Some(earlier) if !same(earlier, &sp) => conflicting += 1,
                         Some(_) => {}
                         None => {
                             sink.data.splits.insert(id, sp);
