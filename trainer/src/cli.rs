@@ -453,11 +453,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 println!(
-                    "{}: the replay differs, first at tensor {} (recorded CPU features {:?}, these {:?})",
+                    "{}: the replay differs, first at tensor {} (recorded CPU features {:?}, these {:?}){}",
                     run.display(),
                     r.first_difference.as_deref().unwrap_or("(count)"),
                     r.recorded_cpu_features,
-                    r.cpu_features
+                    r.cpu_features,
+                    if r.recorded_code_version != r.code_version {
+                        format!(
+                            "; trained by medtrain {}, replayed by {}: another version may sum in another order",
+                            r.recorded_code_version, r.code_version
+                        )
+                    } else {
+                        String::new()
+                    }
                 );
             }
             Ok(if r.matches { ExitCode::SUCCESS } else { ExitCode::from(4) })

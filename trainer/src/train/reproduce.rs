@@ -36,6 +36,10 @@ pub struct Reproduction {
     pub recorded_cpu_features: Vec<String>,
     /// the backend the run trained on ("cpu", or the CUDA device): only a CPU run can match bit for bit
     pub recorded_backend: String,
+    /// the medtrain that trained the run (`run.json`'s `code_version`) and this one: another version
+    /// may sum in another order (a kernel's change), and then the bits differ
+    pub recorded_code_version: String,
+    pub code_version: String,
     /// the largest |difference| of one weight between the run and the replay (0 when they match)
     pub max_abs_difference: f64,
     pub cpu_features: Vec<&'static str>,
@@ -199,6 +203,8 @@ pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction,
         }
         Ok(Reproduction {
             recorded_backend: record["backend"].as_str().unwrap_or("cpu").to_string(),
+            recorded_code_version: record["code_version"].as_str().unwrap_or("unknown").to_string(),
+            code_version: super::run::code_version(),
             max_abs_difference,
             run_dir: run_dir.to_path_buf(),
             matches: first.is_none() && again.names.len() == ck.names.len(),
