@@ -19,7 +19,7 @@ pub enum ClientError {
 pub const DEFAULT_SOCKET: &str = "/run/medtrain/node.sock";
 
 /// How long the client waits for an answer line.
-pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How often a followed log (`queue logs --follow`) sends a line while the job is quiet.
 pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -69,9 +69,11 @@ impl Client {
     pub fn read(&mut self) -> Result<serde_json::Value, ClientError> {
         let mut line = Vec::new();
         let n = (&mut self.reader).take(MAX_ANSWER + 1).read_until(b'\n', &mut line).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                self.proto(format!("no answer within {} s", READ_TIMEOUT.as_secs()))
-            }
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => self.proto(format!(
+                "no answer within {} s (the request may still be carried out: see `medtrain queue list` \
+                     before sending it again)",
+                READ_TIMEOUT.as_secs()
+            )),
             _ => self.proto(e),
         })?;
         if n == 0 {

@@ -237,24 +237,24 @@ impl NodeConfig {
                 return Err(format!("npu[{i}].memory_gib: expected a size in GiB"));
             }
         }
-        // a job does not see the socket's directory (the sandbox hides it), so its state and home
-        // cannot be inside it: every job failed with "No such file or directory"
-        if let Some(dir) = self.node.socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-            let inside = |p: &Path| std::path::absolute(p).is_ok_and(|p| p.starts_with(&dir));
-            for (key, p) in
-                [("node.state_dir", Some(self.node.state_dir.clone())), ("node.home", self.node.home.clone())]
-            {
-                if p.as_deref().is_some_and(inside) {
-                    return Err(format!(
-                        "node.socket: its directory {} holds {key}, which jobs must reach while the socket's directory \
-                         is hidden from them: give the socket a directory of its own",
-                        dir.display()
-                    ));
-                }
-            }
-        }
         Ok(())
+    }
+
+    /// A sandboxed job does not see the socket's directory (it is hidden from it), so the node's state
+    /// and home cannot be inside it: every job failed with "No such file or directory". The error, for
+    /// a daemon whose jobs run in the sandbox.
+    pub fn socket_dir_holds_job_paths(&self) -> Option<String> {
+        let dir = self.node.socket.parent().filter(|d| !d.as_os_str().is_empty())?;
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let inside = |p: &Path| std::path::absolute(p).is_ok_and(|p| p.starts_with(&dir));
+        let (key, _) = [("node.state_dir", self.node.state_dir.clone()), ("node.home", self.home())]
+            .into_iter()
+            .find(|(_, p)| inside(p))?;
+        Some(format!(
+            "config key node.socket: its directory {} holds {key}, which jobs must reach while the socket's \
+             directory is hidden from them: give the socket a directory of its own",
+            dir.display()
+        ))
     }
 
     pub fn project(&self, name: &str) -> Option<&Project> {

@@ -114,6 +114,9 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
             false
         }
     };
+    if let Some(msg) = cfg.socket_dir_holds_job_paths().filter(|_| sandbox) {
+        return Err(NodeError::Invalid(msg));
+    }
     for (i, p) in cfg.projects.iter().enumerate() {
         for class in p.quota.keys() {
             if inv.class(class).is_none() {
