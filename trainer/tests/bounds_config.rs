@@ -10,11 +10,16 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_medtrain"))
 }
 
-fn load(dir: &Path, features: &str) -> Result<DataConfig, String> {
+/// A data config of an ed_admission task with these `[features]` lines, written in `dir`.
+fn data_config(dir: &Path, features: &str) -> std::path::PathBuf {
     let cfg = dir.join("data.toml");
     std::fs::write(&cfg, format!("input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\n{features}\n"))
         .unwrap();
-    DataConfig::load(&cfg).map_err(|e| e.to_string())
+    cfg
+}
+
+fn load(dir: &Path, features: &str) -> Result<DataConfig, String> {
+    DataConfig::load(&data_config(dir, features)).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -209,20 +214,9 @@ fn threads_100000_are_capped_at_the_cores_with_a_warning() {
 fn keys_nothing_reads_are_said_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let check = |features: &str| {
-        let cfg = dir.path().join("data.toml");
-        std::fs::write(
-            &cfg,
-            format!("input = \"export\"\n[labels]\ntask = \"ed_admission\"\n[features]\n{features}\n"),
-        )
-        .unwrap();
-        let o = bin()
-            .args(["data", "prepare", "--config"])
-            .arg(&cfg)
-            .arg("--out")
-            .arg(dir.path().join("out"))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stderr).into_owned()
+        let cfg = data_config(dir.path(), features);
+        let o = bin().args(["data", "prepare", "--config"]).arg(&cfg).arg("--out").arg(dir.path().join("out")).output();
+        String::from_utf8_lossy(&o.unwrap().stderr).into_owned()
     };
     for (text, key) in [
         ("vocab_size = 5000", "features.vocab_size"),
