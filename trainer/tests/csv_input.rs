@@ -109,6 +109,35 @@ fn excel_utf8_with_a_mark_utf16_tabs_semicolons_and_capitalized_headers() {
         assert!(d.find_code("http://loinc.org", loinc).is_some(), "{loinc}: {:?}", r.findings);
     }
     assert!(findings(&r, "unknown_code_system").is_empty(), "{:?}", r.findings);
+    // macOS archive debris beside the data (`._a.csv` resource forks, `__MACOSX/`) and a job's `_tmp.csv`:
+    // not read, counted (found by a tester: the directory was refused with an encoding hint)
+    std::fs::write(dir.path().join("a.csv"), "subject_id,time,code,value,unit\n1,2024-01-05,creatinine,1.1,mg/dL\n")
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("__MACOSX")).unwrap();
+    for junk in ["._a.csv", "__MACOSX/._a.csv", "_tmp.csv"] {
+        std::fs::write(dir.path().join(junk), [0u8, 5, 0x80, 0xff, 0xfe, 7]).unwrap();
+    }
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!((values(&d), r.malformed_count()), (vec![1.1], 0), "{:?}", r.findings);
+    assert_eq!(findings(&r, "unread_file").iter().map(|f| f.1).sum::<u64>(), 3, "{:?}", r.findings);
+    for junk in ["._a.csv", "__MACOSX/._a.csv", "_tmp.csv"] {
+        std::fs::remove_file(dir.path().join(junk)).unwrap();
+    }
+    // a workbook saved under a .csv name: said as what it is
+    let book = dir.path().join("book");
+    std::fs::create_dir(&book).unwrap();
+    std::fs::write(book.join("labs.csv"), b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xff\xfe").unwrap();
+    let e = data::read(&book, &ReadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("spreadsheet workbook") && e.contains("save it as CSV"), "{e}");
+    std::fs::remove_dir_all(&book).unwrap();
+    // subject ids that are a phone number or an e-mail address: the export may not be pseudonymized
+    // (counted per subject, never printed)
+    let rows = "subject_id,time,code,value,unit\n090-1234-5678,2024-01-05,creatinine,1.1,mg/dL\ntaro@example.jp,2024-01-05,creatinine,1.2,mg/dL\nP0001,2024-01-05,creatinine,1.3,mg/dL\n";
+    std::fs::write(dir.path().join("a.csv"), rows).unwrap();
+    let (_, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(findings(&r, "identifying_subject_id"), [("subject_id".to_owned(), 2)], "{:?}", r.findings);
+    let text = r.render();
+    assert!(!text.contains("090-1234-5678") && !text.contains("taro@"), "{text}");
     // Excel's trailing empty header cells (a sheet whose used range is wider than its table) repeat
     // the empty name: no role's column, not a duplicate (the file was refused)
     let rows = "Subject_ID,Time,Code,Value,Unit,,\r\n1,2024-01-05,creatinine,1.1,mg/dL,,\r\n";

@@ -32,6 +32,9 @@ fn researchers_see_only_their_project_and_cannot_set_quotas() {
     assert_eq!(serde_json::from_str::<Vec<Value>>(&listed).unwrap().len(), 0, "{listed}");
     let e = n.refused(Some(BOB), &["queue", "logs", &id.to_string()]);
     assert!(e.contains(&format!("no job {id} in your projects")), "{e}");
+    // a researcher's submit to an unknown project names their own projects only (found by a tester)
+    let e = n.refused(Some(BOB), &["queue", "submit", a.to_str().unwrap(), "--project", "gamma"]);
+    assert!(e.contains("your projects are beta") && !e.contains("alpha"), "{e}");
     let e = n.refused(Some(BOB), &["queue", "cancel", &id.to_string()]);
     assert!(e.contains("no job"), "{e}");
     let mine = n.ok(Some(ALICE), &["queue", "list", "--all", "--json"]);

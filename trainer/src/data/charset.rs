@@ -228,6 +228,10 @@ pub const UNKNOWN_ENCODING: &str =
     "is not UTF-8, Shift_JIS, EUC-JP or UTF-16 text; name its encoding with read.encoding \
      (for example \"windows-1252\")";
 
+/// Why a file is not text at all: a spreadsheet workbook given as CSV.
+pub const SPREADSHEET: &str = "is a spreadsheet workbook (.xlsx, .ods or .xls), not text: save it as CSV (UTF-8) \
+     from the spreadsheet and give that file";
+
 /// Opens `inner` (a file) as UTF-8 text in the encoding `choice` gives it. `Err` holds
 /// [`UNKNOWN_ENCODING`] when auto cannot tell, or the read error.
 pub fn open<R: Read + 'static>(
@@ -268,6 +272,11 @@ pub fn open<R: Read + 'static>(
     }
     let told_from_start = window.start == 0;
     let window_complete = complete && window.end == head.len();
+    // a spreadsheet saved as a workbook (.xlsx and .ods are zip files) or an old .xls: no encoding
+    // makes it text
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
+        return Ok(Err(SPREADSHEET));
+    }
     let Some((encoding, bom, chosen)) = detect(choice, &head[window], window_complete) else {
         return Ok(Err(UNKNOWN_ENCODING));
     };

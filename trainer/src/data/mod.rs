@@ -633,7 +633,15 @@ pub fn input_files(path: &Path, exts: &[&str], report: &mut Report) -> Result<Ve
     if !path.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let (read, unread): (Vec<PathBuf>, Vec<PathBuf>) = list_dir(path)?.into_iter().partition(|p| has_ext(p, exts));
+    // a name that starts with `.` or `_` (macOS's `._labs.csv` resource forks, `__MACOSX/`, an editor's
+    // or a job's temporary file) is no data file, as the MEDS reader has it: counted as unread
+    let hidden = |p: &Path| {
+        p.strip_prefix(path).unwrap_or(p).components().any(|c| {
+            c.as_os_str().as_encoded_bytes().starts_with(b".") || c.as_os_str().as_encoded_bytes().starts_with(b"_")
+        })
+    };
+    let (read, unread): (Vec<PathBuf>, Vec<PathBuf>) =
+        list_dir(path)?.into_iter().partition(|p| has_ext(p, exts) && !hidden(p));
     // a file reached twice (a link beside its target) is read once, at its first path
     let mut seen = std::collections::HashSet::new();
     let mut read_once = Vec::with_capacity(read.len());

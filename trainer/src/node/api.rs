@@ -272,11 +272,12 @@ impl Daemon {
             Op::Devices => Ok(serde_json::json!({"devices": self.inv})),
             Op::Submit { project, devices, priority, config, image, command } => {
                 if self.cfg.project(&project).is_none() {
-                    return Err(proto::err(format!(
-                        "unknown project {}: the node's projects are {}",
-                        shown(&project),
-                        self.project_names()
-                    )));
+                    // a researcher learns their own projects, not every project of the node
+                    let known = match caller.role {
+                        Role::Operator => format!("the node's projects are {}", self.project_names()),
+                        Role::Researcher => format!("your projects are {}", caller.projects.join(", ")),
+                    };
+                    return Err(proto::err(format!("unknown project {}: {known}", shown(&project))));
                 }
                 if !caller.sees(&project) {
                     return Err(self.forbidden(caller, "submit to another project", Some(&project)));
