@@ -49,6 +49,9 @@ fn researchers_see_only_their_project_and_cannot_set_quotas() {
     // the operator may; a researcher's usage report holds only their projects
     n.ok(None, &["quota", "set", "--project", "beta", "--class", "cpu", "--devices", "2", "--device-hours", "10"]);
     let q: Vec<Value> = serde_json::from_str(&n.ok(None, &["quota", "show", "--json"])).unwrap();
+    // an operator's quota show of a project the node does not have (found by a tester: an empty list)
+    let e = n.refused(None, &["quota", "show", "--project", "nope"]);
+    assert!(e.contains("unknown project \"nope\""), "{e}");
     assert!(q.iter().any(|r| r["project"] == "beta" && r["devices"] == 2 && r["device_hours"] == 10.0), "{q:?}");
     let u: Value = serde_json::from_str(&n.ok(Some(BOB), &["usage", "report", "--json"])).unwrap();
     let projects: Vec<&str> =
@@ -64,6 +67,9 @@ fn researchers_see_only_their_project_and_cannot_set_quotas() {
     assert!(has("refused", Some(BOB)) && has("quota set", Some(unsafe { libc::geteuid() })), "{audit:#?}");
     let no_role = audit.iter().filter(|r| r["action"] == "refused" && r["uid"] == 5555).count();
     assert_eq!(no_role, 1, "{audit:#?}");
+    // BOB's look at alpha's job (its logs, its cancel) is in alpha's trail (found by a tester: not audited)
+    let tried = audit.iter().any(|r| r["action"] == "refused" && r["uid"] == BOB && r["project"] == "alpha");
+    assert!(tried, "{audit:#?}");
     // researchers read only their projects' part of the trail
     let theirs: Vec<Value> = serde_json::from_str(&n.ok(Some(BOB), &["audit", "--json"])).unwrap();
     assert!(theirs.iter().all(|r| r["project"] == "beta"), "{theirs:#?}");

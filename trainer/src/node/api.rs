@@ -192,7 +192,7 @@ fn logs(
     out: &mut UnixStream,
 ) -> std::io::Result<()> {
     let (path, _) = {
-        let g = d.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = d.lock().unwrap_or_else(|e| e.into_inner());
         match g.visible_job(caller, id) {
             Ok(j) => (g.job_dir(j.id).join("log"), j),
             Err(e) => return writeln!(out, "{e}"),
@@ -244,11 +244,17 @@ fn logs(
 }
 
 impl Daemon {
-    fn visible_job(&self, caller: &Caller, id: i64) -> Result<Job, serde_json::Value> {
+    fn visible_job(&mut self, caller: &Caller, id: i64) -> Result<Job, serde_json::Value> {
         match self.store.job(id) {
             Ok(Some(j)) if caller.sees(&j.project) => Ok(j),
-            // another project's job is answered as a missing one: its existence is not disclosed
-            Ok(_) => Err(proto::err(format!("no job {id} in your projects"))),
+            // another project's job is answered as a missing one (its existence is not disclosed), and
+            // the attempt is in the audit trail, as every refusal for a role is
+            Ok(Some(j)) => {
+                let detail = serde_json::json!({"why": "another project's job", "job": id});
+                self.audit_refusal(caller.actor(), Some(&j.project), detail);
+                Err(proto::err(format!("no job {id} in your projects")))
+            }
+            Ok(None) => Err(proto::err(format!("no job {id} in your projects"))),
             Err(e) => Err(proto::err(e)),
         }
     }
@@ -394,6 +400,10 @@ impl Daemon {
                 if let Some(p) = &project {
                     if !caller.sees(p) {
                         return Err(self.forbidden(caller, "quota show of another project", Some(p)));
+                    }
+                    // (an operator's: it answered an empty list)
+                    if self.cfg.project(p).is_none() {
+                        return Err(proto::err(format!("unknown project {}", shown(p))));
                     }
                 }
                 let (period, from, to) = store::month(store::now());
