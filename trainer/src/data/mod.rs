@@ -995,7 +995,14 @@ mod tests {
     /// the input goes through the guard), while the input's own path is printed as given.
     #[test]
     fn an_error_does_not_print_a_folder_that_names_a_patient() {
-        let d = tempfile::tempdir().unwrap();
+        // under a folder of a fixed plain name: the input's own path goes through the guard too, and a
+        // random temporary name may read as an identifier
+        let d =
+            tempfile::Builder::new().prefix("medtrain-guard-folders").rand_bytes(0).tempdir_in(std::env::temp_dir());
+        let d = d.unwrap_or_else(|_| {
+            let _ = std::fs::remove_dir_all(std::env::temp_dir().join("medtrain-guard-folders"));
+            tempfile::Builder::new().prefix("medtrain-guard-folders").rand_bytes(0).tempdir().unwrap()
+        });
         let root = d.path().join("export_a");
         for folder in ["Smith_John", "12345678"] {
             let dir = root.join(folder);

@@ -116,7 +116,7 @@ pub fn shown_path(rel: &str) -> String {
                 && c.bytes().all(|b| b.is_ascii_graphic())
                 && c.bytes().filter(u8::is_ascii_digit).count() <= 6
                 && !person_like(c)
-                && !id_like(c)
+                && (c.starts_with('.') || !id_like(c))
                 && scan(c).is_empty();
             if plain {
                 c.to_owned()
@@ -128,17 +128,22 @@ pub fn shown_path(rel: &str) -> String {
         .join("/")
 }
 
-/// Whether a file name holds a word of letters and three or more digits that is not an export's own
+/// Whether a file name holds a word of letters then three or more digits that is not an export's own
 /// (`part0001`, `labs2024`, `v2`): a patient number's form (`PT7731_notes.csv`, `A12345.csv`).
 fn id_like(name: &str) -> bool {
     const EXPORT_PREFIXES: &[&str] = &[
         "batch", "chunk", "data", "export", "file", "lab", "labs", "meds", "note", "notes", "obs", "output", "page",
         "part", "r", "sample", "shard", "split", "test", "train", "utf", "v", "vitals",
     ];
+    // letters then 3 or more digits, as a patient number is written (random names, `tmpX9k27Q`, mix
+    // them; a hidden name, `.tmpab1234`, is a tool's, and is not asked)
     name.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
-        let digits = w.bytes().filter(u8::is_ascii_digit).count();
-        let letters: String = w.chars().filter(char::is_ascii_alphabetic).collect::<String>().to_ascii_lowercase();
-        digits >= 3 && !letters.is_empty() && !EXPORT_PREFIXES.contains(&letters.as_str())
+        let letters = w.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let digits = w.len() - letters;
+        letters > 0
+            && digits >= 3
+            && w.as_bytes()[letters..].iter().all(u8::is_ascii_digit)
+            && !EXPORT_PREFIXES.contains(&w[..letters].to_ascii_lowercase().as_str())
     })
 }
 
