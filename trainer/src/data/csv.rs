@@ -789,8 +789,10 @@ fn bare_code(code: &str) -> (Cow<'static, str>, Cow<'_, str>) {
         return (catalog::LOINC.into(), l.into());
     }
     // a test's name in another case or spacing (`Creatinine`, `CRP`, `Total Bilirubin`), as a wide
-    // file's headers are read (folded only where it could differ: a row's code is read per row)
-    if code.bytes().any(|b| b.is_ascii_uppercase() || b == b' ' || b == b'-') {
+    // file's headers are read (folded only where it could be a name: a row's code is read per row, and
+    // a name starts with a letter and has no `/`, unlike `2160-0` or `LAB//50912//mg/dL`)
+    let name_like = code.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && !code.contains('/');
+    if name_like && code.bytes().any(|b| b.is_ascii_uppercase() || b == b' ' || b == b'-') {
         let folded = catalog::folded_name(code);
         if let Some(l) = catalog::by_name_or_code(&folded).filter(|l| l.name == folded) {
             return (catalog::LOINC.into(), l.loinc.into());
@@ -813,10 +815,13 @@ fn meds_note_code(code: &str) -> bool {
 /// The unit a MEDS lab code of three or more parts ends with (`LAB//50912//mg/dL`), as the MEDS reader
 /// reads it.
 fn meds_code_unit(code: &str) -> Option<&str> {
-    let parts: Vec<&str> = code.split("//").collect();
-    let lab = parts[0].get(..3).is_some_and(|p| p.eq_ignore_ascii_case("lab"));
-    let unit = parts.last()?.trim();
-    (lab && parts.len() >= 3 && !unit.is_empty()).then_some(unit)
+    // (per row of a file without a unit column: no allocation)
+    if !code.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("lab")) {
+        return None;
+    }
+    let (head, unit) = code.rsplit_once("//")?;
+    let unit = unit.trim();
+    (head.contains("//") && !unit.is_empty()).then_some(unit)
 }
 
 /// An event row's subject and time (UTC); `None` for a row without a time (a fact such as a birth sex,
