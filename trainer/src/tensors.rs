@@ -313,8 +313,53 @@ pub fn write(
     let shaped = tensors.iter().zip(&bytes).map(|((n, s, _), (d, b))| (n.as_str(), s.clone(), *d, b.as_slice()));
     let views = views(path, shaped)?;
     let tmp = path.with_extension("safetensors.partial");
+    let several = metadata.as_ref().is_some_and(|m| m.len() > 1);
     safetensors::serialize_to_file(views, metadata, &tmp).map_err(|e| werr(e.to_string()))?;
+    if several {
+        sort_metadata(&tmp).map_err(|e| werr(e.to_string()))?;
+    }
     std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string()))
+}
+
+/// A safetensors file's JSON header, read from its start (its length first, refused past `max` bytes)
+/// without the tensors' data.
+pub(crate) fn read_header(f: &mut std::fs::File, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)?;
+    let n = u64::from_le_bytes(len);
+    if n > max {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "a header longer than allowed"));
+    }
+    let mut header = vec![0u8; usize::try_from(n).map_err(std::io::Error::other)?];
+    f.read_exact(&mut header)?;
+    Ok(header)
+}
+
+/// Writes a safetensors file's `__metadata__` in key order, in place (the same header length, padded
+/// with spaces as the format pads it): the crate writes it in a hash map's order, which differs from
+/// process to process, so that the same tensors gave files of other bytes (and a prepared directory
+/// another digest each time it was written).
+fn sort_metadata(path: &Path) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let mut header = read_header(&mut f, u64::MAX)?;
+    let n = header.len();
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&header) else { return Ok(()) };
+    if let Some(serde_json::Value::Object(meta)) = v.get_mut("__metadata__") {
+        let mut entries: Vec<(String, serde_json::Value)> = std::mem::take(meta).into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        meta.extend(entries);
+    }
+    let text = serde_json::to_vec(&v)?;
+    if text.len() > n {
+        return Ok(());
+    }
+    header[..text.len()].copy_from_slice(&text);
+    header[text.len()..].fill(b' ');
+    f.seek(SeekFrom::Start(8))?;
+    f.write_all(&header)?;
+    f.sync_all()
 }
 
 /// Tensors `(name, shape, dtype, little-endian bytes)` as safetensors views (`path` names errors).
@@ -373,5 +418,26 @@ mod tests {
         // data left after the last tensor
         let e = err(&file(&[("a", &[2], (0, 8))], 12));
         assert!(e.contains("end at byte 8") && e.contains("12 bytes of data"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod metadata_order_tests {
+    #[test]
+    fn the_same_tensors_and_metadata_give_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = vec![("y".to_owned(), vec![2], super::OutData::F32(vec![1.0, 0.0]))];
+        let mut files = Vec::new();
+        for i in 0..16 {
+            let meta: std::collections::HashMap<String, String> =
+                (0..4).map(|k| (format!("key{k}"), format!("value {k}"))).collect();
+            let p = dir.path().join(format!("{i}.safetensors"));
+            super::write(&p, &tensors, Some(meta)).unwrap();
+            files.push(std::fs::read(&p).unwrap());
+        }
+        assert!(files.windows(2).all(|w| w[0] == w[1]));
+        // still a file the crate reads, its metadata whole
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&files[0]).unwrap();
+        assert_eq!(meta.metadata().as_ref().map(|m| m.len()), Some(4));
     }
 }

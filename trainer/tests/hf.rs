@@ -16,10 +16,10 @@ fn golden() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join("golden.json")).unwrap()).unwrap()
 }
 
-/// `dir`'s model.safetensors rewritten by `change` (the tensors as F32, or as changed).
-fn rewrite(dir: &Path, change: impl FnOnce(&mut Vec<(String, Vec<usize>, OutData)>)) {
-    let f = TensorFile::read(&dir.join("model.safetensors")).unwrap();
-    let mut t: Vec<(String, Vec<usize>, OutData)> = f
+/// A safetensors file's tensors as [`medtrain::tensors::write`] takes them (F32 as F32).
+fn tensors_of(path: &Path) -> Vec<(String, Vec<usize>, OutData)> {
+    TensorFile::read(path)
+        .unwrap()
         .tensors
         .iter()
         .map(|(n, l)| match &l.data {
@@ -27,7 +27,12 @@ fn rewrite(dir: &Path, change: impl FnOnce(&mut Vec<(String, Vec<usize>, OutData
             HostTensor::I64(v) => (n.clone(), l.shape.clone(), OutData::I64(v.clone())),
             HostTensor::U8(_) => panic!("{n}: a U8 tensor in the fixture"),
         })
-        .collect();
+        .collect()
+}
+
+/// `dir`'s model.safetensors rewritten by `change` (the tensors as F32, or as changed).
+fn rewrite(dir: &Path, change: impl FnOnce(&mut Vec<(String, Vec<usize>, OutData)>)) {
+    let mut t = tensors_of(&dir.join("model.safetensors"));
     change(&mut t);
     medtrain::tensors::write(&dir.join("model.safetensors"), &t, None).unwrap();
 }
@@ -71,7 +76,7 @@ fn ambiguous_and_integer_parameters_are_refused_not_guessed() {
     assert!(n >= 2);
     let cfg = cfg.replace(&format!("\"num_hidden_layers\": {n}"), &format!("\"num_hidden_layers\": {}", n - 1));
     std::fs::write(d.join("config.json"), cfg).unwrap();
-    let e = load(&d);
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
     assert!(e.contains("num_hidden_layers") && e.contains(&format!("layer.{}.", n - 1)), "{e}");
 }
 
@@ -177,6 +182,20 @@ fn unreadable_directories_are_refused_naming_the_file_and_what_is_needed() {
         .unwrap()
         .replace("\"intermediate_size\": 24", "\"intermediate_size\": 25");
     std::fs::write(d.join("config.json"), cfg).unwrap();
+    // (the config's size against the weights' own, when the checkpoint is read)
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(
+        e.contains("key intermediate_size: 25")
+            && e.contains("encoder.layer.0.intermediate.dense.weight")
+            && e.contains("[24, 16]"),
+        "{e}"
+    );
+    let d = tmp.path().join("mismatch-tensor");
+    copy_dir(&fixtures().join("tiny-bert"), &d);
+    rewrite(&d, |t| {
+        let q = t.iter_mut().find(|(n, _, _)| n == "bert.encoder.layer.1.attention.self.query.weight").unwrap();
+        q.1 = vec![32, 8];
+    });
     let be = Cpu::new(1).unwrap();
     let ck = HfCheckpoint::read(&d).unwrap();
     let mut model = Bert::new(&be, &ck.config, 0).unwrap();
@@ -184,9 +203,9 @@ fn unreadable_directories_are_refused_naming_the_file_and_what_is_needed() {
     assert!(matches!(e, HfError::Shape { .. }), "{e}");
     let e = e.to_string();
     assert!(
-        e.contains("bert.encoder.layer.0.intermediate.dense.weight")
-            && e.contains("[25, 16]")
-            && e.contains("[24, 16]"),
+        e.contains("bert.encoder.layer.1.attention.self.query.weight")
+            && e.contains("[16, 16]")
+            && e.contains("[32, 8]"),
         "{e}"
     );
     // heads not dividing the width: the key and the numbers
@@ -268,4 +287,73 @@ fn embed_gives_the_ids_and_pooled_states_of_transformers() {
     std::fs::remove_file(tmp.path().join("tokenizer.json")).unwrap();
     let o = embed_cli(&["--model", tmp.path().to_str().unwrap(), "--text", "x"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("tokenizer.json"));
+}
+
+/// A config.json that does not belong to its weights is refused from the weights' shapes before a model
+/// of its size is built (`num_hidden_layers: 16777216` built 16 M layers first, and ran out of memory);
+/// JSON files of gigabytes are not read; a tensor in two shards, or an index entry that is no file
+/// name, is refused where one copy was taken without a word.
+#[test]
+fn configs_that_are_not_the_weights_and_ambiguous_shards_are_refused_before_a_model_is_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with = |name: &str, key: &str, value: u64| {
+        let d = tmp.path().join(name);
+        copy_dir(&fixtures().join("tiny-bert"), &d);
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+        cfg[key] = value.into();
+        std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+        d
+    };
+    for (key, value, want) in [
+        ("num_hidden_layers", 1 << 24, "16777216 layers, but the weights hold 2"),
+        ("hidden_size", 1 << 24, "embeddings.word_embeddings.weight"),
+        ("vocab_size", 7, "embeddings.word_embeddings.weight"),
+        ("max_position_embeddings", 21, "embeddings.position_embeddings.weight"),
+    ] {
+        let d = with(key, key, value);
+        let started = std::time::Instant::now();
+        let e = HfCheckpoint::read(&d).unwrap_err();
+        assert!(matches!(e, HfError::Config { .. }), "{key}: {e}");
+        let e = e.to_string();
+        assert!(e.contains("config.json") && e.contains(&format!("key {key}")) && e.contains(want), "{e}");
+        assert!(e.contains("does not belong to these weights"), "{e}");
+        assert!(started.elapsed().as_secs() < 30);
+        // embed says the same, not an out-of-memory error naming nothing
+        let out = embed_cli(&["--model", d.to_str().unwrap(), "--text", "chest pain"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(&format!("key {key}")), "{err}");
+    }
+    // a config.json of more than 64 MiB (a sparse file: nothing is allocated for it)
+    let d = tmp.path().join("huge-json");
+    copy_dir(&fixtures().join("tiny-bert"), &d);
+    std::fs::OpenOptions::new().write(true).open(d.join("config.json")).unwrap().set_len(65 << 20).unwrap();
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("config.json") && e.contains("more than the 67108864"), "{e}");
+    // the index places a tensor in shard 1, shard 2 holds it too
+    let d = tmp.path().join("dup");
+    copy_dir(&fixtures().join("tiny-bert-sharded"), &d);
+    let mut t2 = tensors_of(&d.join("model-00002-of-00002.safetensors"));
+    let (_, sh, _) = tensors_of(&d.join("model-00001-of-00002.safetensors"))
+        .into_iter()
+        .find(|(n, _, _)| n == "bert.embeddings.LayerNorm.bias")
+        .unwrap();
+    t2.push(("bert.embeddings.LayerNorm.bias".into(), sh.clone(), OutData::F32(vec![0.0; sh.iter().product()])));
+    medtrain::tensors::write(&d.join("model-00002-of-00002.safetensors"), &t2, None).unwrap();
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(
+        e.contains("model-00002-of-00002.safetensors")
+            && e.contains("'bert.embeddings.LayerNorm.bias'")
+            && e.contains("places in model-00001-of-00002.safetensors"),
+        "{e}"
+    );
+    // an index entry that is no file name
+    let d = tmp.path().join("entry");
+    copy_dir(&fixtures().join("tiny-bert-sharded"), &d);
+    let index = d.join("model.safetensors.index.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    v["weight_map"]["bert.pooler.dense.bias"] = 2.into();
+    std::fs::write(&index, v.to_string()).unwrap();
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("weight_map") && e.contains("'bert.pooler.dense.bias'") && e.contains("not a shard"), "{e}");
 }

@@ -479,8 +479,11 @@ impl TextEncoder {
                     return Err(bad(
                         "text.path",
                         format!(
-                            "the data's token ids go up to {vocab}, the checkpoint's vocab_size is {}: tokenize \
-                             the notes with the checkpoint's tokenizer.json",
+                            "the notes' tokenizer has {vocab} pieces (ids 0 to {}), the checkpoint's embeddings \
+                             {} (vocab_size): tokenize the notes with the checkpoint's tokenizer.json (where that is \
+                             the one used, its added tokens pass the embeddings: remove them from it, or give the \
+                             checkpoint embeddings for them)",
+                            vocab - 1,
                             c.vocab_size
                         ),
                     ));

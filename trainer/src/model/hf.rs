@@ -46,10 +46,57 @@ pub struct HfCheckpoint {
     pub not_float: BTreeMap<String, PathBuf>,
 }
 
-fn sha256(path: &Path) -> Result<(Vec<u8>, String), HfError> {
-    let bytes = crate::read_bounded(path, u64::MAX).map_err(|err| HfError::Io { path: path.to_path_buf(), err })?;
+/// The most a JSON file of a checkpoint (config.json, the shard index) may hold: such files are
+/// kilobytes (a file of gigabytes there was read whole, and the process aborted when it could not be).
+const MAX_JSON_BYTES: u64 = 64 << 20;
+
+/// The file's bytes, of at most `max`, and their SHA-256.
+fn sha256(path: &Path, max: u64) -> Result<(Vec<u8>, String), HfError> {
+    let bytes = crate::read_bounded(path, max).map_err(|err| HfError::Io { path: path.to_path_buf(), err })?;
     let hex = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     Ok((bytes, hex))
+}
+
+/// A weight file's bytes and SHA-256, refused before it is read where it and its tensors as f32 (twice
+/// its size from f16) would not fit the memory the host has available: the process aborted on a
+/// failed allocation, naming nothing.
+fn weight_file(path: &Path) -> Result<(Vec<u8>, String), HfError> {
+    let len = std::fs::metadata(path).map_err(|err| HfError::Io { path: path.to_path_buf(), err })?.len();
+    if let Some(available) = kernels::cpu::host_memory_available() {
+        // the file and its tensors as f32, from its header's shapes (three times the file where the
+        // header does not say: f16 read as f32)
+        let need = len.saturating_add(f32_bytes(path).unwrap_or(len.saturating_mul(2)));
+        if need > available {
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            return Err(HfError::Unsupported {
+                path: path.to_path_buf(),
+                msg: format!(
+                    "{:.1} GiB of weights: read with their f32 copies they need {:.1} GiB, more than the {:.1} GiB of \
+                     memory available",
+                    gib(len),
+                    gib(need),
+                    gib(available)
+                ),
+            });
+        }
+    }
+    sha256(path, u64::MAX)
+}
+
+/// The bytes a safetensors file's tensors take as f32, from its header alone (`None` where the header
+/// does not read).
+fn f32_bytes(path: &Path) -> Option<u64> {
+    let header = crate::tensors::read_header(&mut std::fs::File::open(path).ok()?, 100 << 20).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let mut total = 0u64;
+    for (name, t) in v.as_object()? {
+        if name == "__metadata__" {
+            continue;
+        }
+        let numel = t.get("shape")?.as_array()?.iter().try_fold(1u64, |acc, d| acc.checked_mul(d.as_u64()?))?;
+        total = total.checked_add(numel.checked_mul(4)?)?;
+    }
+    Some(total)
 }
 
 fn usize_key(path: &Path, v: &serde_json::Value, key: &str, default: Option<usize>) -> Result<usize, HfError> {
@@ -67,7 +114,7 @@ fn usize_key(path: &Path, v: &serde_json::Value, key: &str, default: Option<usiz
 
 /// Reads the BERT configuration of `config.json` (Hugging Face's defaults where a key is absent).
 pub fn read_config(path: &Path) -> Result<BertConfig, HfError> {
-    let (bytes, _) = sha256(path)?;
+    let (bytes, _) = sha256(path, MAX_JSON_BYTES)?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| HfError::Config {
         path: path.to_path_buf(),
         key: "(file)".into(),
@@ -180,16 +227,18 @@ impl HfCheckpoint {
     pub fn read(dir: &Path) -> Result<Self, HfError> {
         let config_path = dir.join("config.json");
         let config = read_config(&config_path)?;
-        let mut digests = vec![(config_path.clone(), sha256(&config_path)?.1)];
+        let mut digests = vec![(config_path.clone(), sha256(&config_path, MAX_JSON_BYTES)?.1)];
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
         // whatever stands at the name is read (a FIFO or a directory there is an error saying so, where it
         // was reported missing)
         let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+        // the shard the index places each tensor in
+        let mut shard_of: BTreeMap<String, String> = BTreeMap::new();
         let files: Vec<PathBuf> = if present(&single) {
             vec![single]
         } else if present(&index) {
-            let (bytes, hex) = sha256(&index)?;
+            let (bytes, hex) = sha256(&index, MAX_JSON_BYTES)?;
             digests.push((index.clone(), hex));
             let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| HfError::Config {
                 path: index.clone(),
@@ -201,7 +250,16 @@ impl HfCheckpoint {
                 key: "weight_map".into(),
                 msg: "missing or not an object".into(),
             })?;
-            let mut shards: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+            // (an entry that is no file name was dropped, and its tensor then reported missing)
+            if let Some(name) = map.iter().find(|(_, f)| !f.is_string()).map(|(n, _)| n) {
+                return Err(HfError::Config {
+                    path: index.clone(),
+                    key: "weight_map".into(),
+                    msg: format!("the entry of tensor '{}' is not a shard's file name", crate::tensors::shown(name)),
+                });
+            }
+            shard_of = map.iter().filter_map(|(n, f)| Some((n.clone(), f.as_str()?.to_owned()))).collect();
+            let mut shards: Vec<String> = shard_of.values().cloned().collect();
             shards.sort();
             shards.dedup();
             let mut files = vec![];
@@ -234,10 +292,29 @@ impl HfCheckpoint {
         let mut not_float = BTreeMap::new();
         for f in files {
             // one read per file: hashed, then parsed from the same bytes
-            let (bytes, hex) = sha256(&f)?;
+            let (bytes, hex) = weight_file(&f)?;
             digests.push((f.clone(), hex));
             let file = TensorFile::parse(&f, &bytes)?;
+            let own = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             for (name, t) in file.tensors {
+                // a tensor a shard holds that the index places in another: which is the weight is not known
+                // (the later shard's copy was taken without a word)
+                if let Some(listed) = shard_of.get(&name).filter(|listed| **listed != own) {
+                    return Err(HfError::Unsupported {
+                        path: f.clone(),
+                        msg: format!(
+                            "holds tensor '{}', which model.safetensors.index.json places in {}: one tensor in two \
+                             shards",
+                            crate::tensors::shown(&name),
+                            // a shard's name (`model-00001-of-00002.safetensors`), checked as one above
+                            if listed.len() <= 128 && listed.bytes().all(|b| b.is_ascii_graphic()) {
+                                listed.as_str()
+                            } else {
+                                "another shard"
+                            }
+                        ),
+                    });
+                }
                 if let HostTensor::F32(v) = t.data {
                     tensors.insert(name, (f.clone(), t.shape, v));
                 } else {
@@ -245,7 +322,83 @@ impl HfCheckpoint {
                 }
             }
         }
-        Ok(HfCheckpoint { dir: dir.to_path_buf(), config, tensors, digests, not_float })
+        let ck = HfCheckpoint { dir: dir.to_path_buf(), config, tensors, digests, not_float };
+        ck.check_config()?;
+        Ok(ck)
+    }
+
+    /// Loads the weights into the encoder config.json describes, on the host, and drops it: every tensor
+    /// it needs present, of its shape, with finite values (what [`HfCheckpoint::load_into`] checks), before
+    /// a run prepares its data.
+    pub fn check_weights(&self) -> Result<(), HfError> {
+        let host = kernels::Cpu::new(1)?;
+        let mut encoder = Bert::encoder(&host, &self.config, Pooling::Cls, 0)?;
+        self.load_into(&host, &mut encoder)?;
+        Ok(())
+    }
+
+    /// config.json against the weights' own shapes, before a model is built from it: a config that
+    /// does not belong to the weights (`num_hidden_layers: 16777216`) built a model of its size first.
+    fn check_config(&self) -> Result<(), HfError> {
+        let c = &self.config;
+        let config_path = self.dir.join("config.json");
+        let wrong = |key: &str, msg: String| HfError::Config { path: config_path.clone(), key: key.into(), msg };
+        let tensor = |name: &str| {
+            ["", "bert.", "roberta."].iter().find_map(|p| self.tensors.get(&format!("{p}{name}"))).map(|t| &t.1)
+        };
+        // each matrix's two sizes, by the key that gives each
+        let matrices = [
+            ("embeddings.word_embeddings.weight", ("vocab_size", c.vocab_size), ("hidden_size", c.hidden_size)),
+            (
+                "embeddings.position_embeddings.weight",
+                ("max_position_embeddings", c.max_position_embeddings),
+                ("hidden_size", c.hidden_size),
+            ),
+            (
+                "embeddings.token_type_embeddings.weight",
+                ("type_vocab_size", c.type_vocab_size),
+                ("hidden_size", c.hidden_size),
+            ),
+            (
+                "encoder.layer.0.intermediate.dense.weight",
+                ("intermediate_size", c.intermediate_size),
+                ("hidden_size", c.hidden_size),
+            ),
+        ];
+        for (name, (rows_key, rows), (cols_key, cols)) in matrices {
+            let Some(shape) = tensor(name) else { continue };
+            for (i, (key, n)) in [(rows_key, rows), (cols_key, cols)].into_iter().enumerate() {
+                if shape.len() == 2 && shape[i] != n {
+                    return Err(wrong(
+                        key,
+                        format!(
+                            "{n}, but the weights' '{name}' has shape {shape:?}: the config does not belong to these \
+                             weights"
+                        ),
+                    ));
+                }
+            }
+        }
+        // the layers the weights hold, against num_hidden_layers (a config that said fewer was read as a
+        // truncated model without a word)
+        let layers = c.num_hidden_layers;
+        let indices = self.tensors.keys().filter_map(|name| {
+            let parts: Vec<&str> = name.split('.').collect();
+            parts.windows(3).find(|w| w[0] == "encoder" && w[1] == "layer").and_then(|w| w[2].parse::<usize>().ok())
+        });
+        if let Some(top) = indices.max() {
+            if top + 1 != layers {
+                return Err(wrong(
+                    "num_hidden_layers",
+                    format!(
+                        "{layers} layers, but the weights hold {} (encoder.layer.0.* to encoder.layer.{top}.*): the \
+                         config does not belong to these weights",
+                        top + 1
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Sets every parameter of `model` (Hugging Face names, with or without the `bert.` / `roberta.`
@@ -253,26 +406,6 @@ impl HfCheckpoint {
     /// hold (a new classification head keeps its initialization); a tensor of the wrong shape is an error
     /// naming it and both shapes.
     pub fn load_into<B: Backend>(&self, be: &B, model: &mut dyn Model<B>) -> Result<Vec<String>, HfError> {
-        // layers the checkpoint holds beyond config.json's num_hidden_layers: a config that says fewer
-        // layers than the weights have was read as a truncated model without a word
-        let layers = self.config.num_hidden_layers;
-        let beyond = self.tensors.keys().find(|name| {
-            name.split('.')
-                .collect::<Vec<_>>()
-                .windows(3)
-                .any(|w| w[0] == "encoder" && w[1] == "layer" && w[2].parse::<usize>().is_ok_and(|i| i >= layers))
-        });
-        if let Some(name) = beyond {
-            return Err(HfError::Config {
-                path: self.dir.join("config.json"),
-                key: "num_hidden_layers".into(),
-                msg: format!(
-                    "{layers} layers, but the weights hold '{}' (a layer beyond them): the config does not belong \
-                     to these weights",
-                    crate::tensors::shown(name)
-                ),
-            });
-        }
         let mut fresh = vec![];
         for p in model.params_mut() {
             // a bare BertModel / RobertaModel checkpoint has no `bert.` / `roberta.` prefix
