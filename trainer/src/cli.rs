@@ -47,7 +47,13 @@ pub enum PermitCommand {
         json: bool,
     },
     /// Settle a run that died from its last checkpoint's accountant history.
-    Settle { run: PathBuf },
+    Settle {
+        run: PathBuf,
+        /// settle at the run's whole reservation where its last recorded checkpoint is lost or damaged
+        /// (nothing less can be proven spent)
+        #[arg(long)]
+        whole_reservation: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

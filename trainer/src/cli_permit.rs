@@ -72,7 +72,7 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        PermitCommand::Settle { run } => {
+        PermitCommand::Settle { run, whole_reservation } => {
             if !run.is_dir() {
                 anyhow::bail!("{}: not a run directory", run.display());
             }
@@ -107,8 +107,10 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                     Some(CHECKPOINT_WRITING) | None => (planned, "its whole reservation".into()),
                     // it wrote one, which is not here (removed, its weights kept elsewhere?); one
                     // recorded and left in checkpoint.partial was rolled forward above
+                    Some(_) if whole_reservation => (planned, "its whole reservation".into()),
                     Some(_) => anyhow::bail!(
-                        "{}: the run wrote a checkpoint that is not there: restore it to settle from it",
+                        "{}: the run wrote a checkpoint that is not there: restore it to settle from it (where it \
+                         is lost for good, --whole-reservation settles the run at its whole reservation)",
                         run.display()
                     ),
                 };
@@ -126,13 +128,28 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
             let phases = ck.spent_phases()?;
             let kind = if ck.plan.accountant == "rdp" { AccountantKind::Rdp } else { AccountantKind::Pld };
             let mut ledger = Ledger::open(&permit::ledger_path(), kind)?;
-            // the steps settled are the checkpoint's, which its researcher can write
+            // the steps settled are the checkpoint's, which its researcher can write: one the ledger did
+            // not record last says nothing of them; restored, it settles; lost for good, the run is
+            // settled at its whole reservation when asked (nothing less can be proven; the reservation
+            // was held for good)
             if ledger.checkpoint_known(&id, &digest)? == Some(false) {
-                anyhow::bail!(
-                    "{}: the checkpoint is not one this run wrote (the ledger has another digest): it was changed \
-                     after the run stopped; restore it before settling",
-                    run.join("checkpoint").display()
+                let why = crate::train::run::not_recorded_checkpoint(&run);
+                let planned = ledger.planned(&id)?.filter(|_| whole_reservation);
+                let Some(planned) = planned else {
+                    anyhow::bail!(
+                        "{why}; restore it before settling (where it is lost for good, --whole-reservation settles \
+                         the run at its whole reservation)"
+                    );
+                };
+                let st = ledger.settle(&id, &planned)?;
+                println!(
+                    "{why}: settled at its whole reservation, epsilon {:.4} (the project's settled runs on this \
+                     dataset: epsilon {:.4}){}",
+                    st.run_epsilon,
+                    st.settled_epsilon,
+                    if st.over_budget { ", OVER the budget" } else { "" }
                 );
+                return Ok(ExitCode::SUCCESS);
             }
             // killed between two checkpoints, it took steps after this one under its plan (their losses
             // shown), up to the bound it marked: charged as taken
@@ -205,10 +222,30 @@ pub fn budget(project: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::Value::Array(rows));
     } else {
+        // one line per (project, dataset): the ledger's budget is theirs, whichever permits set it (each
+        // permit gave the same line); the latest expiry of their permits, and how many
+        let key = |r: &serde_json::Value| (r["project"].to_string(), r["dataset"].to_string(), r["budget"].is_null());
+        let mut shown: Vec<serde_json::Value> = Vec::new();
+        let mut permits: Vec<usize> = Vec::new();
         for r in rows {
+            match shown.iter().position(|s| key(s) == key(&r)) {
+                Some(i) => {
+                    permits[i] += 1;
+                    if r["expires"].as_str() > shown[i]["expires"].as_str() {
+                        shown[i]["expires"] = r["expires"].clone();
+                    }
+                }
+                None => {
+                    shown.push(r);
+                    permits.push(1);
+                }
+            }
+        }
+        for (r, n) in shown.into_iter().zip(permits) {
+            let of = if n > 1 { format!(", {n} permits") } else { String::new() };
             if r["budget"].is_null() {
                 println!(
-                    "{}  {}  no budget in the ledger ({}, expires {})",
+                    "{}  {}  no budget in the ledger ({}, expires {}{of})",
                     r["project"].as_str().unwrap_or(""),
                     r["dataset"].as_str().unwrap_or(""),
                     if r["expired"] == true { "expired" } else { "not recorded" },
@@ -217,7 +254,7 @@ pub fn budget(project: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
                 continue;
             }
             println!(
-                "{}  {}  budget {:.3}  spent {:.3}  reserved {:.3}  left {:.3}  (expires {})",
+                "{}  {}  budget {:.3}  spent {:.3}  reserved {:.3}  left {:.3}  (expires {}{of})",
                 r["project"].as_str().unwrap_or(""),
                 r["dataset"].as_str().unwrap_or(""),
                 r["budget"].as_f64().unwrap_or(0.0),

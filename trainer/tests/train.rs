@@ -309,6 +309,36 @@ fn model_errors_stop_before_the_data_are_prepared() {
     other["model"]["vocab"]["patient"] = 5.into();
     let other_tok = tmp.path().join("other-tokenizer.json");
     std::fs::write(&other_tok, other.to_string()).unwrap();
+    // the same vocabulary, not lowercased (the checkpoint's lowercases): other ids for every capital
+    let mut cased: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{tiny}/tokenizer.json")).unwrap()).unwrap();
+    cased["normalizer"]["lowercase"] = false.into();
+    let cased_tok = tmp.path().join("cased-tokenizer.json");
+    std::fs::write(&cased_tok, cased.to_string()).unwrap();
+    // a checkpoint holding a NaN weight: found before the data are prepared
+    let nan = tmp.path().join("nan-bert");
+    std::fs::create_dir_all(&nan).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(format!("{tiny}/{f}"), nan.join(f)).unwrap();
+    }
+    let weights =
+        medtrain::tensors::TensorFile::read(std::path::Path::new(&format!("{tiny}/model.safetensors"))).unwrap();
+    let tensors: Vec<(String, Vec<usize>, medtrain::tensors::OutData)> = weights
+        .tensors
+        .iter()
+        .filter_map(|(n, t)| match &t.data {
+            medtrain::tensors::HostTensor::F32(v) => {
+                let mut v = v.clone();
+                if n == "bert.encoder.layer.0.output.dense.weight" {
+                    v[3] = f32::NAN;
+                }
+                Some((n.clone(), t.shape.clone(), medtrain::tensors::OutData::F32(v)))
+            }
+            _ => None,
+        })
+        .collect();
+    medtrain::tensors::write(&nan.join("model.safetensors"), &tensors, None).unwrap();
+    let nan_s = nan.display().to_string();
     let cases: Vec<(Vec<(&str, String)>, &[&str])> = vec![
         (vec![(lab, lab.replace("d_model = 32", "d_model = 30"))], &["model.lab.d_model", "30", "heads = 4"]),
         (vec![("type = \"binary\"", "type = \"regression\"".into())], &["model.head.type", "boolean_value"]),
@@ -356,6 +386,28 @@ fn model_errors_stop_before_the_data_are_prepared() {
             ],
             &["no-such-model"],
         ),
+        (
+            vec![
+                ("train_tokenizer = \"dp_unigram\"\nvocab_size = 1000", format!("tokenizer = {:?}", cased_tok.display().to_string())),
+                ("note_tokens = 64", "note_tokens = 16".into()),
+                (
+                    "[model.text]\nkind = \"transformer\"\nd_model = 32\nheads = 4\nff = 64\nlayers = 1\npooling = \"mean\"\n\n[model.fusion]",
+                    pretrained.clone(),
+                ),
+            ],
+            &["data.features.tokenizer", "normalizer is not that of the checkpoint's"],
+        ),
+        (
+            vec![
+                ("train_tokenizer = \"dp_unigram\"\nvocab_size = 1000", format!("tokenizer = \"{nan_s}/tokenizer.json\"")),
+                ("note_tokens = 64", "note_tokens = 16".into()),
+                (
+                    "[model.text]\nkind = \"transformer\"\nd_model = 32\nheads = 4\nff = 64\nlayers = 1\npooling = \"mean\"\n\n[model.fusion]",
+                    pretrained.replace(&tiny, &nan_s),
+                ),
+            ],
+            &["model.safetensors", "bert.encoder.layer.0.output.dense.weight", "NaN"],
+        ),
     ];
     for (i, (edits, want)) in cases.iter().enumerate() {
         let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (*a, b.as_str())).collect();
@@ -401,8 +453,49 @@ fn model_errors_stop_before_the_data_are_prepared() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("vocab.txt") && err.contains("data.features.tokenizer"), "{err}");
     std::fs::write(ck.join("vocab.txt"), lines.join("\n") + "\n").unwrap();
+    // a Japanese BERT's slow tokenizer splits words with MeCab first, which no tokenizer.json does
+    std::fs::write(
+        ck.join("tokenizer_config.json"),
+        r#"{"tokenizer_class": "BertJapaneseTokenizer", "do_lower_case": true}"#,
+    )
+    .unwrap();
+    let out = train(&config("demo", tmp.path(), &edits), &tmp.path().join("vocab-mecab"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("\"mecab\"") && err.contains("data.features.tokenizer"), "{err}");
+    assert!(!tmp.path().join("vocab-mecab/data").exists());
+    std::fs::remove_file(ck.join("tokenizer_config.json")).unwrap();
     let out = train(&config("demo", tmp.path(), &edits), &tmp.path().join("vocab-same"), &["--stop-after", "2"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    // relative paths are the config's directory's, whatever the working directory (the tokenizer's was
+    // looked up from the working directory once the data were prepared, and not found)
+    let rel = tmp.path().join("rel");
+    copy_dir(std::path::Path::new(&tiny), &rel.join("tiny"));
+    let rel_model = "[model.text]\nkind = \"pretrained\"\npath = \"tiny\"\n\n[model.fusion]";
+    let rel_edits = [
+        ("train_tokenizer = \"dp_unigram\"\nvocab_size = 1000", "tokenizer = \"tiny/tokenizer.json\""),
+        ("note_tokens = 64", "note_tokens = 16"),
+        (text_model, rel_model),
+        SHORT,
+    ];
+    let cfg = config("demo", &rel, &rel_edits);
+    let out = node(&rel)
+        .current_dir("/")
+        .arg("train")
+        .arg(&cfg)
+        .arg("--run-dir")
+        .arg(rel.join("run"))
+        .args(["--threads", "2", "--stop-after", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }
 
 #[test]
@@ -731,12 +824,127 @@ fn the_run_directory_is_locked_and_its_checkpoint_is_the_one_the_run_wrote() {
     let wider = tmp.path().join("wider.toml");
     std::fs::write(&wider, text.replace("hidden = [32]", "hidden = [4]")).unwrap();
     refused(&train(&wider, &run, &["--resume"]), "config key model.fusion.hidden changed");
+    // a default written out, or a number written otherwise, is no change (found by a tester: refused);
+    // the run keeps the config text it was sealed with
+    let same = tmp.path().join("same.toml");
+    std::fs::write(
+        &same,
+        text.replace("lr = 3e-3", "lr = 0.003").replace("[privacy]\n", "[privacy]\naccountant = \"pld\"\n"),
+    )
+    .unwrap();
+    let out = train(&same, &run, &["--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("changed since the run started"), "{err}");
     assert_eq!(std::fs::read(run.join("config.given.toml")).unwrap(), given);
     assert_eq!(std::fs::read(run.join("config.resolved.toml")).unwrap(), resolved);
     // the export gate finds the run as it was sealed (it refuses it for its tokenizer, fitted without DP)
     let e = node(tmp.path()).arg("export").arg(&run).arg("--out").arg(tmp.path().join("rel")).output().unwrap();
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(err.contains("tokenizer") && !err.contains("changed after"), "{err}");
+}
+
+/// Found by a tester: a DP run killed before it wrote run.json was resumed with --no-dp (it trained on
+/// without noise, and its reservation could no longer be settled), and a run's prepared data replaced
+/// by another preparation (another dataset's) were trained on and charged to the run's own dataset.
+#[test]
+fn a_resumed_run_keeps_its_mode_and_the_data_it_started_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, run) = stopped_at_step_6(tmp.path());
+    // as a kill -9 before the run's record leaves it, or with its record edited
+    for record in [None, Some(r#"{"dp": false}"#)] {
+        match record {
+            None => {
+                let _ = std::fs::remove_file(run.join("run.json"));
+            }
+            Some(text) => std::fs::write(run.join("run.json"), text).unwrap(),
+        }
+        let out = train(&cfg, &run, &["--resume", "--no-dp"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("trained with DP-SGD") && err.contains("ledger"), "{err}");
+    }
+    let _ = std::fs::remove_file(run.join("run.json"));
+    // the same data prepared again (another DP tokenizer) put in place of the run's
+    let again = tmp.path().join("prepared-again");
+    let o = node(tmp.path())
+        .args(["data", "prepare", "--config"])
+        .arg(repo().join("configs/data-demo.toml"))
+        .arg("--input")
+        .arg(export().join("export"))
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (prepared, kept) = (tmp.path().join("prepared"), tmp.path().join("prepared-kept"));
+    std::fs::rename(&prepared, &kept).unwrap();
+    std::fs::rename(&again, &prepared).unwrap();
+    let out = train(&cfg, &run, &["--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not the prepared data this run started on (another preparation)"),
+        "{err}"
+    );
+    // its own data back: it resumes and ends
+    std::fs::remove_dir_all(&prepared).unwrap();
+    std::fs::rename(&kept, &prepared).unwrap();
+    let out = train(&cfg, &run, &["--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(last_json(&out)["steps"], 12);
+}
+
+/// Found by a tester: a prepared split cut short while a run read it (memory-mapped) killed the process
+/// with SIGBUS and no word; it says which files are mapped and exits 1, resumable once restored.
+#[test]
+fn a_prepared_split_cut_short_under_a_run_is_said_not_a_bus_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = prepared_config(tmp.path(), &[("epochs = 20", "steps = 100000")]);
+    let split = tmp.path().join("prepared/train.safetensors");
+    let whole = std::fs::read(&split).unwrap();
+    let run = tmp.path().join("run");
+    let child = node(tmp.path())
+        .arg("train")
+        .arg(&cfg)
+        .arg("--run-dir")
+        .arg(&run)
+        .args(["--threads", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // once it steps, the file is cut to its header
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_to_string(run.join("train.log")).unwrap_or_default().contains("step ") {
+        assert!(t0.elapsed().as_secs() < 120, "no step");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::OpenOptions::new().write(true).open(&split).unwrap().set_len(4096).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a prepared data file changed while it was read") && err.contains("train.safetensors"),
+        "{err}"
+    );
+    std::fs::write(&split, whole).unwrap();
+}
+
+/// Found by a tester: a ledger emptied (or deleted) while the permits stayed was made again from the
+/// permit, and everything spent before was forgotten; it is refused.
+#[test]
+fn a_lost_ledger_is_refused_not_made_again_from_the_permit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config("lab-mlp", tmp.path(), &[SHORT]);
+    // the permit is issued (and the ledger made) by the first command of this node
+    let ledger = tmp.path().join("node/ledger.sqlite");
+    let _ = node(tmp.path()).args(["budget", "show"]).output().unwrap();
+    assert!(ledger.is_file());
+    std::fs::write(&ledger, b"").unwrap();
+    for f in ["ledger.sqlite-wal", "ledger.sqlite-shm"] {
+        let _ = std::fs::remove_file(tmp.path().join("node").join(f));
+    }
+    let out = train(&cfg, &tmp.path().join("run"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("holds no budget for project test") && err.contains("lost"), "{err}");
 }
 
 /// Found by a review: the checkpoint before the last was accepted (put back after the run went on,
@@ -803,6 +1011,47 @@ fn only_the_last_recorded_checkpoint_resumes_and_a_copied_run_does_not() {
     let prep = manifest["dp_phases"].as_array().map_or(0, |a| a.len());
     let steps: Vec<u64> = ledger.spent(&id).unwrap().unwrap().iter().skip(prep).map(|p| p.steps).collect();
     assert_eq!(steps, [11, 1]);
+}
+
+/// Found by a tester: a run whose last recorded checkpoint was damaged could not be settled at all
+/// (its reservation held for good), and a damaged checkpoint.partial was blamed on `checkpoint`.
+#[test]
+fn a_run_whose_recorded_checkpoint_is_lost_settles_at_its_whole_reservation_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, run) = stopped_at_step_6(tmp.path());
+    let settle = |extra: &[&str]| node(tmp.path()).args(["permit", "settle"]).arg(&run).args(extra).output().unwrap();
+    // as the ledger stands after a later checkpoint was recorded and left in checkpoint.partial,
+    // damaged since
+    use medtrain::privacy::{accountant::AccountantKind, ledger::Ledger};
+    let mut ledger = Ledger::open(&tmp.path().join("node/ledger.sqlite"), AccountantKind::Pld).unwrap();
+    let id = std::fs::canonicalize(&run).unwrap().display().to_string();
+    ledger.record_checkpoint(&id, &"ab".repeat(32), 10).unwrap();
+    copy_dir(&run.join("checkpoint"), &run.join("checkpoint.partial"));
+    let out = train(&cfg, &run, &["--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("checkpoint.partial: the run's last recorded checkpoint"), "{err}");
+    let o = settle(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--whole-reservation"), "{err}");
+    assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("reserved"));
+    let o = settle(&["--whole-reservation"]);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && said.contains("settled at its whole reservation"), "{said}");
+    assert_eq!(ledger.run_state(&id).unwrap().as_deref(), Some("settled"));
+    // the whole plan: all 12 steps (the checkpoint held 6)
+    let steps: u64 = ledger.spent(&id).unwrap().unwrap().iter().map(|p| p.steps).sum();
+    assert_eq!(steps, 12);
+    // a recorded checkpoint removed: the same
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, run) = stopped_at_step_6(tmp.path());
+    std::fs::remove_dir_all(run.join("checkpoint")).unwrap();
+    let settle = |extra: &[&str]| node(tmp.path()).args(["permit", "settle"]).arg(&run).args(extra).output().unwrap();
+    let o = settle(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("not there") && err.contains("--whole-reservation"), "{err}");
+    let o = settle(&["--whole-reservation"]);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && said.contains("settled at its whole reservation"), "{said}");
 }
 
 /// Found by a review: a resume under another config, killed before its first checkpoint, was settled

@@ -201,6 +201,61 @@ struct Span {
     row: usize,
 }
 
+/// A file cut shorter under a live mapping makes a read past its new end a SIGBUS, which killed the
+/// process without a word (found by a tester, truncating a split while a run trained on it): the
+/// handler says which files are mapped and exits 1, as a kill would leave the run (its checkpoint
+/// and ledger marks as they were: restore the file and resume).
+mod mapped {
+    use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+    use std::sync::{Mutex, Once};
+
+    /// The message the handler writes, made when a file is mapped (a signal handler may not allocate
+    /// or lock): a leaked buffer, its length beside it.
+    static MESSAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+    static LEN: AtomicUsize = AtomicUsize::new(0);
+    static PATHS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub(super) fn add(path: &std::path::Path) {
+        static INSTALL: Once = Once::new();
+        let mut paths = PATHS.lock().unwrap_or_else(|e| e.into_inner());
+        let shown = path.display().to_string();
+        if !paths.contains(&shown) {
+            paths.push(shown);
+        }
+        let text = format!(
+            "error: a prepared data file changed while it was read (cut short or written in place): one of {}; the \
+             run stopped as a killed one does: restore the file, then resume the run (medtrain train --resume)\n",
+            paths.join(", ")
+        );
+        let bytes: &'static mut [u8] = Box::leak(text.into_bytes().into_boxed_slice());
+        // length first at 0, so that a signal between the two stores writes nothing rather than a
+        // mismatched buffer
+        LEN.store(0, Ordering::SeqCst);
+        MESSAGE.store(bytes.as_mut_ptr(), Ordering::SeqCst);
+        LEN.store(bytes.len(), Ordering::SeqCst);
+        INSTALL.call_once(|| unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_sigbus as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut());
+        });
+    }
+
+    extern "C" fn on_sigbus(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // the length first: a message is never shorter than the one before (paths are only added), so a
+        // newer buffer read after an older length is read within its bounds
+        let len = LEN.load(Ordering::SeqCst);
+        let ptr = MESSAGE.load(Ordering::SeqCst);
+        unsafe {
+            if !ptr.is_null() && len > 0 {
+                libc::write(2, ptr as *const libc::c_void, len);
+            }
+            libc::_exit(1);
+        }
+    }
+}
+
 /// One split's examples, memory-mapped.
 #[derive(Debug)]
 pub struct SplitData {
@@ -245,6 +300,7 @@ impl SplitData {
         // under a live mapping would change what is read (or fault); `data prepare` writes each split
         // beside and renames it into place, so preparing again replaces the file rather than changing it.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
+        mapped::add(path);
         let (header_len, meta) = SafeTensors::read_metadata(&map).map_err(|e| format_error(path, header_error(&e)))?;
         let data_start = 8 + header_len;
         let (t, k, l) = (manifest.buckets, manifest.channels.len(), manifest.note_tokens);

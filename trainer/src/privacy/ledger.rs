@@ -19,7 +19,7 @@ pub enum LedgerError {
     #[error("no privacy budget is set for project '{project}' on dataset {dataset}")]
     NoBudget { project: String, dataset: String },
     #[error(
-        "run '{run}' refused: it would bring epsilon on project '{project}' / dataset {dataset} to {would_be:.4}, over the budget of {budget:.4}; {remaining:.4} is left (epsilon now {committed:.4}, settled and reserved runs)"
+        "run '{run}' refused: it would bring epsilon on project '{project}' / dataset {dataset} to {would_be:.4}, over the budget of {budget:.4}; {remaining:.4} is left beside the other settled and reserved runs (their epsilon {committed:.4}; a resumed run's plan holds the steps it ran)"
     )]
     Exhausted {
         run: String,
@@ -30,7 +30,7 @@ pub enum LedgerError {
         would_be: f64,
         remaining: f64,
     },
-    #[error("run '{0}' is already in the ledger: a run directory is one run, even after it is deleted; use a new --run-dir, or --resume to continue it")]
+    #[error("run '{0}' is already in the ledger: a run directory is one run, even after it is deleted; use a new --run-dir, --resume to continue it, or medtrain permit settle to end it")]
     DuplicateRun(String),
     #[error("run '{0}' has no reservation in the ledger")]
     UnknownRun(String),
@@ -166,6 +166,8 @@ impl Ledger {
             // the highest step the run may have reached that its last recorded checkpoint does not
             // hold (0: none), charged when it is settled ([`Ledger::mark_steps_begun`])
             ("steps_bound", "steps_bound INTEGER NOT NULL DEFAULT 0"),
+            // the digest of the prepared data the run trains on ([`Ledger::record_data`])
+            ("data_sha256", "data_sha256 TEXT"),
         ] {
             let has: bool = conn
                 .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = ?1", [column], |r| r.get(0))
@@ -194,6 +196,17 @@ impl Ledger {
             )
             .map_err(self.sql())?;
         Ok(())
+    }
+
+    /// Whether the ledger holds a budget of (project, dataset): set when a permit covering it is issued.
+    pub fn has_budget(&self, project: &str, dataset: &str) -> Result<bool, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM budgets WHERE project = ?1 AND dataset = ?2)",
+                params![project, dataset],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())
     }
 
     /// Budget, and the phases of every run on (project, dataset): settled runs with what they spent,
@@ -521,6 +534,26 @@ impl Ledger {
     pub fn prepared_fingerprint(&self, digest: &str) -> Result<Option<String>, LedgerError> {
         self.conn
             .query_row("SELECT fingerprint FROM prepared WHERE digest = ?1", params![digest], |r| r.get(0))
+            .optional()
+            .map_err(self.sql())
+    }
+
+    /// Records the digest of the prepared data a run trains on, where none is recorded yet (a resume
+    /// then finds its data as the run started: [`Ledger::run_data`]).
+    pub fn record_data(&mut self, run: &str, sha256: &str) -> Result<(), LedgerError> {
+        self.conn
+            .execute("UPDATE runs SET data_sha256 = ?2 WHERE run_id = ?1 AND data_sha256 IS NULL", params![run, sha256])
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// The dataset (fingerprint) a run was reserved on and the digest of its prepared data (`None`
+    /// before it is recorded); `None` when the ledger has no such run.
+    pub fn run_data(&self, run: &str) -> Result<Option<(String, Option<String>)>, LedgerError> {
+        self.conn
+            .query_row("SELECT dataset, data_sha256 FROM runs WHERE run_id = ?1", params![run], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .map_err(self.sql())
     }

@@ -208,8 +208,10 @@ fn one() -> f64 {
 fn subject() -> Unit {
     Unit::Subject
 }
+/// `privacy.max_examples_per_subject` where the config does not give it.
+pub const DEFAULT_MAX_EXAMPLES_PER_SUBJECT: usize = 8;
 fn max_examples() -> usize {
-    8
+    DEFAULT_MAX_EXAMPLES_PER_SUBJECT
 }
 fn pld() -> String {
     "pld".into()

@@ -173,7 +173,9 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
         }
         None => {
             return Err(refuse(format!(
-                "{}: the ledger ({}) records no seal of the run (trained by an older medtrain); train it again",
+                "{}: the ledger ({}) records no seal of the run: it stopped before it wrote its record (a resume \
+                 killed while it sealed the run again), or an older medtrain trained it; resume it (medtrain train \
+                 --resume), which seals it",
                 run_dir.display(),
                 ledger_path.display()
             )))

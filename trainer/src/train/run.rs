@@ -380,8 +380,24 @@ fn read_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer, TrainError> {
 fn check_pretrained_tokenizer(model: &crate::model::config::ModelConfig, notes: &Path) -> Result<(), TrainError> {
     let Some(crate::model::config::TextEncoder::Pretrained { path, .. }) = &model.text else { return Ok(()) };
     let own = path.join("tokenizer.json");
-    let theirs = read_tokenizer(notes)?.get_vocab(true);
+    let notes_tokenizer = read_tokenizer(notes)?;
+    let theirs = notes_tokenizer.get_vocab(true);
     let vocab_txt = path.join("vocab.txt");
+    let refuse = |why: String| {
+        TrainError::Invalid(format!(
+            "config key data.features.tokenizer: the notes are tokenized with {}, {why}: the encoder would read ids \
+             it was not pretrained on",
+            notes.display()
+        ))
+    };
+    // the slow tokenizer's settings (tokenizer_config.json), where the checkpoint has them
+    let settings = slow_tokenizer_settings(path)?;
+    if let Some(word) = settings.word_tokenizer {
+        return Err(refuse(format!(
+            "but the checkpoint splits words with {word} before its subwords (tokenizer_config.json: \
+             word_tokenizer_type), which no tokenizer.json does"
+        )));
+    }
     if !own.is_file() && vocab_txt.is_file() {
         // a checkpoint that ships only the slow tokenizer's vocab.txt (a piece per line, its id the line's
         // index): every piece must have that id in the notes' tokenizer
@@ -396,6 +412,22 @@ fn check_pretrained_tokenizer(model: &crate::model::config::ModelConfig, notes: 
                 vocab_txt.display()
             )));
         }
+        // BERT's slow tokenizer lowercases unless do_lower_case is false: a BertNormalizer that does not
+        // (or does where the checkpoint does not) gives other ids for every capital
+        let parts = tokenizer_parts(&notes_tokenizer);
+        let normalizer = parts.get("normalizer");
+        if normalizer.and_then(|n| n.get("type")).and_then(|t| t.as_str()) == Some("BertNormalizer") {
+            let lowercase = normalizer.and_then(|n| n.get("lowercase")).and_then(|l| l.as_bool());
+            if lowercase != Some(settings.do_lower_case) {
+                return Err(refuse(format!(
+                    "whose normalizer {} lowercase, but the checkpoint's tokenizer {} (tokenizer_config.json: \
+                     do_lower_case {})",
+                    if lowercase == Some(true) { "does" } else { "does not" },
+                    if settings.do_lower_case { "does" } else { "does not" },
+                    settings.do_lower_case
+                )));
+            }
+        }
         return Ok(());
     }
     if !own.is_file() {
@@ -406,7 +438,8 @@ fn check_pretrained_tokenizer(model: &crate::model::config::ModelConfig, notes: 
         );
         return Ok(());
     }
-    if read_tokenizer(&own)?.get_vocab(true) != theirs {
+    let checkpoint_tokenizer = read_tokenizer(&own)?;
+    if checkpoint_tokenizer.get_vocab(true) != theirs {
         return Err(TrainError::Invalid(format!(
             "config key data.features.tokenizer: the notes are tokenized with {}, whose vocabulary is not the \
              pretrained encoder's ({}): set data.features.tokenizer to the checkpoint's tokenizer.json",
@@ -414,7 +447,63 @@ fn check_pretrained_tokenizer(model: &crate::model::config::ModelConfig, notes: 
             own.display()
         )));
     }
+    // the same vocabulary, split otherwise (a normalizer that does not lowercase where the checkpoint's
+    // does, another pre-tokenizer or special tokens): compared as the tokenizers library writes both
+    let (a, b) = (tokenizer_parts(&checkpoint_tokenizer), tokenizer_parts(&notes_tokenizer));
+    // (notes are encoded without special tokens: the post-processor, which adds them, is not compared)
+    for part in ["normalizer", "pre_tokenizer", "model"] {
+        if a.get(part) != b.get(part) {
+            return Err(refuse(format!(
+                "whose {part} is not that of the checkpoint's {} (set data.features.tokenizer to that file)",
+                own.display()
+            )));
+        }
+    }
     Ok(())
+}
+
+/// A tokenizer's parts as the tokenizers library writes them (so two files that differ only in how
+/// they were written compare equal), the model's vocabulary left out (compared as ids); a BPE model's
+/// merges stay (the same vocabulary merged otherwise gives other ids).
+fn tokenizer_parts(t: &tokenizers::Tokenizer) -> serde_json::Map<String, serde_json::Value> {
+    let mut v = t.to_string(false).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+    let Some(serde_json::Value::Object(map)) = v.as_mut() else { return Default::default() };
+    if let Some(serde_json::Value::Object(model)) = map.get_mut("model") {
+        model.remove("vocab");
+    }
+    std::mem::take(map)
+}
+
+/// What a checkpoint's tokenizer_config.json says of its slow tokenizer.
+struct SlowTokenizer {
+    /// BERT's `do_lower_case` (true where not given, as `BertTokenizer`'s default)
+    do_lower_case: bool,
+    /// a word splitter run before the subwords (`BertJapaneseTokenizer`'s MeCab, Sudachi, Juman++)
+    word_tokenizer: Option<String>,
+}
+
+fn slow_tokenizer_settings(dir: &Path) -> Result<SlowTokenizer, TrainError> {
+    let path = dir.join("tokenizer_config.json");
+    let mut out = SlowTokenizer { do_lower_case: true, word_tokenizer: None };
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(out);
+    }
+    let text = crate::read_text_bounded(&path, 16 << 20).map_err(|e| io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        TrainError::Invalid(format!("{}: not valid JSON at line {}, column {}", path.display(), e.line(), e.column()))
+    })?;
+    if let Some(l) = v.get("do_lower_case").and_then(|l| l.as_bool()) {
+        out.do_lower_case = l;
+    }
+    // BertJapaneseTokenizer splits words with MeCab unless its word_tokenizer_type says otherwise
+    let japanese = v.get("tokenizer_class").and_then(|c| c.as_str()) == Some("BertJapaneseTokenizer");
+    let word = v.get("word_tokenizer_type").and_then(|w| w.as_str()).or(japanese.then_some("mecab"));
+    if let Some(w) = word.filter(|w| *w != "basic") {
+        let known = ["mecab", "sudachi", "jumanpp", "spm"];
+        out.word_tokenizer =
+            Some(known.iter().find(|k| **k == w).map_or("a word tokenizer".to_owned(), |k| format!("\"{k}\"")));
+    }
+    Ok(out)
 }
 
 /// The optimizer's state buffers per trainable parameter.
@@ -523,6 +612,11 @@ fn check_model_before_data<B: Backend>(
         text,
         pretrained: ck.as_ref().map(|c| &c.config),
     }))?;
+    // the weights themselves (every tensor the encoder needs, its shape, finite values), loaded into the
+    // encoder on the host: they were checked only once the data had been prepared
+    if let Some(ck) = &ck {
+        ck.check_weights().map_err(ModelError::from)?;
+    }
     Ok(())
 }
 
@@ -642,6 +736,18 @@ fn changed_keys(old: &toml::Table, new: &toml::Table, prefix: &str, out: &mut Ve
             _ => {}
         }
     }
+}
+
+/// A config's tables outside `[data]` as read: every key with its value or its default, each value of its
+/// key's type (`None` where the text is not a config).
+fn settings_of(text: &str) -> Option<toml::Table> {
+    let c: TrainConfig = toml::from_str(text).ok()?;
+    let mut t = toml::Table::new();
+    t.insert("model".into(), toml::Value::try_from(&c.model).ok()?);
+    t.insert("optim".into(), toml::Value::try_from(&c.optim).ok()?);
+    t.insert("privacy".into(), toml::Value::try_from(&c.privacy).ok()?);
+    t.insert("train".into(), toml::Value::try_from(&c.train).ok()?);
+    Some(t)
 }
 
 /// The resolved config: the given TOML with absolute paths, the defaults filled in and the plan.
@@ -781,6 +887,25 @@ pub fn lock_run(run_dir: &Path) -> Result<std::fs::File, TrainError> {
 /// A charged run's checkpoint written whole and recorded in the ledger, left in `checkpoint.partial`
 /// by a process stopped before it swapped it in: made the run's checkpoint
 /// ([`checkpoint::roll_forward`]). Nothing for a run the ledger has no digest of.
+/// Why a run's checkpoint is refused when it is not the one the ledger recorded last: the one in
+/// `checkpoint.partial` where the run left it there (changed or damaged since; `checkpoint` is the one
+/// before, untouched), else `checkpoint` itself.
+pub fn not_recorded_checkpoint(run_dir: &Path) -> String {
+    if run_dir.join("checkpoint.partial").is_dir() {
+        format!(
+            "{}: the run's last recorded checkpoint is this one, which no longer matches its record in the ledger \
+             (changed or damaged after it was written; checkpoint holds the one before it)",
+            run_dir.join("checkpoint.partial").display()
+        )
+    } else {
+        format!(
+            "{}: the checkpoint is not one this run wrote (this node's ledger has another digest): it was changed \
+             after the run stopped",
+            run_dir.join("checkpoint").display()
+        )
+    }
+}
+
 pub fn roll_forward_recorded(run_dir: &Path) -> Result<(), TrainError> {
     use crate::privacy::{ledger::Ledger, permit};
     let path = permit::ledger_path();
@@ -848,7 +973,7 @@ fn train_on<B: Backend + 'static>(
     config_path: &Path,
     opts: &RunOptions,
     cfg: TrainConfig,
-    given: String,
+    mut given: String,
     started: Instant,
 ) -> Result<RunSummary, TrainError> {
     let run_dir = match &opts.run_dir {
@@ -898,6 +1023,18 @@ fn train_on<B: Backend + 'static>(
                 _ => {}
             }
         }
+        if opts.no_dp && permit::ledger_path().is_file() {
+            // a DP run has its reservation in the ledger, whatever run.json says (it is the
+            // researcher's to edit) or where there is none (a run killed before it wrote it): found by
+            // a tester, resumed with --no-dp it trained on without noise, and could not be settled
+            let ledger = Ledger::open(&permit::ledger_path(), AccountantKind::Pld)?;
+            if ledger.run_state(&run_id(&run_dir))?.is_some() {
+                return Err(TrainError::Invalid(format!(
+                    "{}: trained with DP-SGD (this node's ledger holds its reservation); resume it without --no-dp",
+                    run_dir.display()
+                )));
+            }
+        }
     } else if let Ok(entries) = std::fs::read_dir(&run_dir) {
         // a directory of other files is not written into (a run's files would mix with them, and a
         // run's directory is sealed whole)
@@ -941,7 +1078,13 @@ fn train_on<B: Backend + 'static>(
                 "{}: no checkpoint to resume from{}",
                 run_dir.display(),
                 match (partial, charged) {
-                    (false, _) => "",
+                    // its reservation is held until it is settled
+                    (false, true) => {
+                        " (where the run stopped before its first checkpoint, medtrain permit settle ends it and \
+                         settles its reservation, and a new --run-dir trains again; where its checkpoint was \
+                         removed, restore it, or end the run with medtrain permit settle --whole-reservation)"
+                    }
+                    (false, false) => "",
                     // one recorded in the ledger was rolled forward above
                     (true, true) => {
                         " (checkpoint.partial holds one the run had not recorded when it stopped: it is not \
@@ -959,8 +1102,17 @@ fn train_on<B: Backend + 'static>(
         // anything is written (a refused resume rewrote config.given.toml and reopened a settled run)
         if opts.replay.is_none() {
             let kept = run_dir.join("config.given.toml");
-            if let Ok(old) = std::fs::read_to_string(&kept) {
-                let (old, new) = (toml::from_str::<toml::Table>(&old), toml::from_str::<toml::Table>(&given));
+            if let Ok(kept_text) = std::fs::read_to_string(&kept) {
+                // compared as read (defaults filled in, numbers as their keys' types): a default written
+                // out or `1` for `1.0` is no change; as written where the kept config no longer parses
+                let (old_settings, new_settings) = (settings_of(&kept_text), settings_of(&given));
+                let data_of = |t: &str| toml::from_str::<toml::Table>(t).ok().and_then(|mut t| t.remove("data"));
+                let same =
+                    old_settings.is_some() && old_settings == new_settings && data_of(&kept_text) == data_of(&given);
+                let (old, new) = match (old_settings, new_settings) {
+                    (Some(old), Some(new)) => (Ok(old), Ok(new)),
+                    _ => (toml::from_str::<toml::Table>(&kept_text), toml::from_str::<toml::Table>(&given)),
+                };
                 if let (Ok(old), Ok(new)) = (old, new) {
                     let mut changed = Vec::new();
                     changed_keys(&old, &new, "", &mut changed);
@@ -975,6 +1127,11 @@ fn train_on<B: Backend + 'static>(
                             if changed.len() > 1 { "them" } else { "it" }
                         )));
                     }
+                }
+                // the same config written otherwise: the run keeps the text it started with (its record
+                // was written, and may be sealed, with it)
+                if same {
+                    given = kept_text;
                 }
             }
         }
@@ -1092,9 +1249,18 @@ fn train_on<B: Backend + 'static>(
             ))
         }
         Some(_) => {
+            // a relative data.features.tokenizer is relative to the config's directory, as every path
+            // of the config (it was taken from the working directory here, after the data were prepared)
+            let given = cfg.data.features.as_ref().and_then(|f| f.tokenizer.as_ref()).map(|t| {
+                if t.is_relative() {
+                    config_path.parent().unwrap_or(Path::new(".")).join(t)
+                } else {
+                    t.clone()
+                }
+            });
             let tok = [prepared_dir.join("tokenizer.json")]
                 .into_iter()
-                .chain(cfg.data.features.as_ref().and_then(|f| f.tokenizer.clone()))
+                .chain(given)
                 .find(|p| p.is_file())
                 .ok_or_else(|| TrainError::Invalid("the notes' tokenizer.json was not found".into()))?;
             check_pretrained_tokenizer(&cfg.model, &tok)?;
@@ -1352,6 +1518,15 @@ fn train_on<B: Backend + 'static>(
             cfg.optim.warmup_steps
         ));
     }
+    // said, not refused: the privacy table of a run cannot change on --resume
+    if cfg.privacy.unit == Unit::Example
+        && cfg.privacy.max_examples_per_subject != super::config::DEFAULT_MAX_EXAMPLES_PER_SUBJECT
+    {
+        progress.line(
+            "warning: privacy.max_examples_per_subject applies to unit = \"subject\" only (an example unit is one \
+             example): it has no effect",
+        );
+    }
     progress.line(&format!(
         "DP-SGD by {}: {n} units, q = {q:.5}, {steps} steps, clip {}, noise multiplier {sigma:.4}, epsilon {:.3} at delta {:.1e} ({})",
         if p.unit == Unit::Subject { "subject" } else { "example" },
@@ -1432,12 +1607,24 @@ fn train_on<B: Backend + 'static>(
                 permit::ledger_path().display()
             )));
         }
+        // the data the run started on (found by a tester: another dataset's prepared directory put in its
+        // place was trained on, and charged to the run's own dataset)
+        if let Some((dataset, data_sha256)) = ledger.run_data(&run_id)? {
+            let now = data_digest.as_deref().unwrap_or_default();
+            if dataset != m.fingerprint || data_sha256.as_deref().is_some_and(|d| d != now) {
+                return Err(TrainError::Invalid(format!(
+                    "{}: not the prepared data this run started on ({}): they were replaced after the run \
+                     started; restore them, or start a new run",
+                    prepared_dir.display(),
+                    if dataset != m.fingerprint { "another dataset" } else { "another preparation" }
+                )));
+            }
+        }
         let known = ledger.checkpoint_known(&run_id, digest)?;
         if known == Some(false) {
             return Err(TrainError::Invalid(format!(
-                "{}: the checkpoint is not one this run wrote (this node's ledger has another digest): it was \
-                 changed after the run stopped; restore it, or start a new run",
-                run_dir.join("checkpoint").display()
+                "{}; restore it, or start a new run",
+                not_recorded_checkpoint(&run_dir)
             )));
         }
     }
@@ -1452,6 +1639,19 @@ fn train_on<B: Backend + 'static>(
         // the budget is the covering permit's (the ledger's was the last issued permit's, of any date)
         let permit_delta =
             crate::privacy::accountant::Delta::new(permit.delta).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        // issuing the permit set a budget in this ledger: a ledger without one was lost or replaced
+        // since (found by a tester: emptied, it was made again from the permit, and everything spent
+        // before was forgotten)
+        if !ledger.has_budget(&permit.project, &m.fingerprint)? {
+            return Err(TrainError::Invalid(format!(
+                "this node's ledger ({}) holds no budget for project {} on this dataset, which issuing permit {} \
+                 set: the ledger was lost or replaced since, and with it the record of what was spent; restore it \
+                 from its backup (a new permit is for an operator who knows what was spent)",
+                permit::ledger_path().display(),
+                permit.project,
+                permit_path.display()
+            )));
+        }
         ledger.set_budget(&permit.project, &m.fingerprint, permit.epsilon, permit_delta)?;
         let new_phase = resume.as_ref().is_some_and(|r| !r.plan.same_as(&plan));
         // a process killed after this checkpoint took steps under its plan that no checkpoint holds:
@@ -1501,6 +1701,9 @@ fn train_on<B: Backend + 'static>(
             }
         };
         r.map_err(|e| TrainError::Invalid(format!("{e} (permit {})", permit_path.display())))?;
+        if let Some(d) = &data_digest {
+            ledger.record_data(&run_id, d)?;
+        }
     }
     // a reservation made here, settled if the run ends (an error) before its first checkpoint: at what
     // the preparation spent before its steps begin, at the whole reservation after (nothing of its
