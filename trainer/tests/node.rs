@@ -426,10 +426,22 @@ fn a_daemon_killed_with_kill_9_comes_back_with_its_queue_and_runs_no_job_twice()
         assert_eq!(s.len(), 1, "job {j} ran more than once");
         assert_eq!(s[0]["steps"], 800);
     }
+    // SIGTERM stops it in order: exit 0, the socket removed, the stop in the audit trail
+    let mut d = n.daemon.take().unwrap();
+    unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+    let status = d.wait().unwrap();
+    assert!(status.success(), "{status:?}: {}", n.daemon_log());
+    assert!(!n.socket().exists());
+    assert!(n.daemon_log().contains("stopped by SIGTERM"), "{}", n.daemon_log());
+    n.run_daemon();
     let audit: Vec<Value> = serde_json::from_str(&n.ok(None, &["audit", "--json"])).unwrap();
     let starts = audit.iter().filter(|r| r["action"] == "start").count();
     assert_eq!(starts, 3, "{audit:#?}");
-    assert_eq!(audit.iter().filter(|r| r["action"] == "daemon start").count(), 2);
+    assert_eq!(audit.iter().filter(|r| r["action"] == "daemon start").count(), 3);
+    let stops: Vec<&Value> = audit.iter().filter(|r| r["action"] == "daemon stop").collect();
+    assert_eq!(stops.len(), 1, "{audit:#?}");
+    assert_eq!(stops[0]["detail"]["signal"], "SIGTERM");
+    assert_eq!(stops[0]["detail"]["running_jobs"], 0);
 }
 
 /// The job runner the daemon uses (`medtrain node shim`), on a job that tries to get out: no network
@@ -795,4 +807,32 @@ fn researchers_cannot_hold_the_connections_the_operators_need() {
     // the operator is still served
     assert_eq!(n.raw(b"{\"version\": 1, \"op\": \"whoami\"}\n")["ok"], true);
     drop(holders);
+}
+
+/// One user's waiting jobs are bounded (`node.max_queued_per_user`): a loop of submits filled the store
+/// and every listing without end. Running jobs do not count; a cancelled one frees its place.
+#[test]
+fn one_user_may_have_at_most_max_queued_per_user_jobs_waiting() {
+    let n = Node::start_with("max_queued_per_user = 2", "");
+    let long = n.lab_config("long", 100_000);
+    let path = long.to_str().unwrap();
+    let submit = |n: &Node| n.cli(None, &["queue", "submit", path, "--project", "alpha", "--devices", "cpu:1"]);
+    let queued = |n: &Node| {
+        n.jobs().iter().filter(|j| j["state"] == "queued").map(|j| j["id"].as_i64().unwrap()).collect::<Vec<_>>()
+    };
+    let mut refused = None;
+    for _ in 0..8 {
+        let o = submit(&n);
+        if !o.status.success() {
+            refused = Some(String::from_utf8_lossy(&o.stderr).into_owned());
+            break;
+        }
+    }
+    let err = refused.expect("no submit was refused");
+    assert!(err.contains("2 jobs queued") && err.contains("node.max_queued_per_user"), "{err}");
+    let waiting = queued(&n);
+    assert_eq!(waiting.len(), 2, "{:#?}", n.jobs());
+    n.ok(None, &["queue", "cancel", &waiting[0].to_string()]);
+    n.wait("the cancel", 30, |n| queued(n).len() == 1);
+    assert!(submit(&n).status.success());
 }

@@ -304,6 +304,15 @@ impl Daemon {
                 if !(-1000..=1000).contains(&priority) {
                     return Err(proto::err("priority: expected -1000..=1000"));
                 }
+                // one user's queue is bounded: a loop of submits filled the node's store and every
+                // listing without end
+                let waiting = self.store.queued_of(caller.uid).map_err(proto::err)?;
+                if waiting >= self.cfg.node.max_queued_per_user {
+                    return Err(proto::err(format!(
+                        "you have {waiting} jobs queued, the most one user may have waiting (node.max_queued_per_user): \
+                         cancel some, or submit again when some have started"
+                    )));
+                }
                 let (kind, cmd) = match (&config, &image) {
                     // a train job keeps its config's digest where a container job keeps its command
                     (Some(c), None) => ("train", vec![format!("sha256:{}", check_config(c, caller.uid)?)]),
@@ -479,24 +488,62 @@ impl Daemon {
 
 /// The groups of `uid` (its primary group and those the group database lists it in); none for a uid
 /// without a user.
-fn user_groups(uid: u32) -> Vec<u32> {
+/// The primary group and every group of `uid` (none for a uid without a passwd entry: nobody's group).
+fn user_groups(uid: u32) -> (u32, Vec<u32>) {
+    const NOGROUP: u32 = 65_534;
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16 << 10];
     let mut found: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: the buffers are ours and sized as passed; `found` points into `pw` when set
     let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
     if rc != 0 || found.is_null() {
-        return Vec::new();
+        return (NOGROUP, Vec::new());
     }
+    // asked again with room for as many as it says (a user in more than 256 groups was read as in
+    // their primary group alone)
     let mut groups = vec![0 as libc::gid_t; 256];
-    let mut n = groups.len() as libc::c_int;
-    // SAFETY: pw_name is the NUL-terminated name getpwuid_r wrote into `buf`; `groups` holds `n`
-    let rc = unsafe { libc::getgrouplist(pw.pw_name, pw.pw_gid, groups.as_mut_ptr(), &mut n) };
-    if rc < 0 {
-        return vec![pw.pw_gid];
+    for _ in 0..2 {
+        let mut n = groups.len() as libc::c_int;
+        // SAFETY: pw_name is the NUL-terminated name getpwuid_r wrote into `buf`; `groups` holds `n`
+        let rc = unsafe { libc::getgrouplist(pw.pw_name, pw.pw_gid, groups.as_mut_ptr(), &mut n) };
+        if rc >= 0 {
+            groups.truncate(n.max(0) as usize);
+            return (pw.pw_gid, groups);
+        }
+        groups = vec![0; (n.max(0) as usize).clamp(257, 1 << 16)];
     }
-    groups.truncate(n.max(0) as usize);
-    groups
+    (pw.pw_gid, vec![pw.pw_gid])
+}
+
+/// Whether the kernel lets `uid` (its primary group `gid`, its `groups`) read `path`, asked of a forked
+/// child that takes the caller's identity and calls access(2): ACLs, every group and each directory on
+/// the path (links followed) as the kernel decides for the caller. `None` where the daemon cannot take
+/// another identity (it does not run as root) or the child could not.
+fn kernel_readable(path: &Path, uid: u32, gid: u32, groups: &[u32]) -> Option<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let groups = groups.to_vec();
+    let mut cmd = std::process::Command::new("/bin/true");
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    // SAFETY: between fork and exec only system calls on memory made before the fork; the child exits
+    // with its answer before it would exec
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                libc::_exit(2);
+            }
+            libc::_exit(if libc::access(cpath.as_ptr(), libc::R_OK) == 0 { 0 } else { 1 });
+        })
+    };
+    match cmd.status().ok()?.code() {
+        Some(0) => Some(true),
+        Some(1) => Some(false),
+        _ => None,
+    }
 }
 
 /// Whether `uid` (in `groups`) has the permission `bits` (4 read, 1 search) on a file of `m`.
@@ -519,9 +566,16 @@ fn check_config(path: &str, uid: u32) -> Result<String, serde_json::Value> {
     if !p.is_absolute() || path.len() > 4096 {
         return Err(proto::err("config: expected an absolute path (the client resolves it)"));
     }
-    let groups = user_groups(uid);
+    let (gid, groups) = user_groups(uid);
     // the path is not repeated: nothing from a request is (the client has it and says it)
     let unreadable = || proto::err("config: you cannot read it (a directory on its path or the file itself)");
+    // the kernel's answer for the caller where the daemon can ask it (ACLs and every group included:
+    // the mode bits alone refused a config an ACL opens to the caller); else the mode bits
+    match kernel_readable(p, uid, gid, &groups) {
+        Some(false) => return Err(unreadable()),
+        Some(true) => return read_checked(p),
+        None => {}
+    }
     // the path as given and, through any link, the file's own: both must be open to the caller (a
     // link in the caller's directory to a file in a root-only one passed the first alone)
     let real = std::fs::canonicalize(p).map_err(|_| unreadable())?;
@@ -537,6 +591,15 @@ fn check_config(path: &str, uid: u32) -> Result<String, serde_json::Value> {
     }
     if !permitted(&m, uid, &groups, 4) {
         return Err(unreadable());
+    }
+    read_checked(p)
+}
+
+/// A config the caller may read, parsed: its SHA-256 (which the job checks).
+fn read_checked(p: &Path) -> Result<String, serde_json::Value> {
+    let m = std::fs::metadata(p).map_err(|err| proto::err(format!("config: cannot read it: {}", err.kind())))?;
+    if !m.is_file() {
+        return Err(proto::err("config: not a regular file"));
     }
     if m.len() > 1 << 20 {
         return Err(proto::err("config: longer than 1 MiB"));
@@ -599,5 +662,34 @@ mod tests {
         // a link in an open directory to the file in the closed one (found by a review)
         std::os::unix::fs::symlink(closed.join("c.toml"), open.join("link.toml")).unwrap();
         assert!(answer(&open.join("link.toml")).contains("you cannot read it"));
+        // a file only its owner may read by its mode, that an ACL opens to the caller (refused by the
+        // mode bits alone); where the file system keeps ACLs
+        let acl = open.join("acl.toml");
+        std::fs::write(&acl, "[data\n").unwrap();
+        std::fs::set_permissions(&acl, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(answer(&acl).contains("you cannot read it"));
+        // the binary form of user::rw-, user:54321:r--, group::---, mask::r--, other::---
+        let mut xattr = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (0x01u16, 6u16, u32::MAX),
+            (0x02, 4, stranger),
+            (0x04, 0, u32::MAX),
+            (0x10, 4, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
+            xattr.extend(tag.to_le_bytes());
+            xattr.extend(perm.to_le_bytes());
+            xattr.extend(id.to_le_bytes());
+        }
+        let cpath = std::ffi::CString::new(acl.to_str().unwrap()).unwrap();
+        let set = unsafe {
+            libc::setxattr(cpath.as_ptr(), c"system.posix_acl_access".as_ptr(), xattr.as_ptr().cast(), xattr.len(), 0)
+        };
+        if set == 0 && unsafe { libc::geteuid() } == 0 {
+            let e = answer(&acl);
+            assert!(e.contains("line 1"), "{e}");
+        } else {
+            eprintln!("ACLs not checked: {}", std::io::Error::last_os_error());
+        }
     }
 }

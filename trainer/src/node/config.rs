@@ -64,6 +64,9 @@ pub struct NodeSection {
     /// request's newline, in seconds
     #[serde(default = "default_request_timeout")]
     pub request_timeout_s: u64,
+    /// how many jobs one user may have waiting in the queue at once
+    #[serde(default = "default_max_queued")]
+    pub max_queued_per_user: u64,
     /// the Slurm partition jobs go to in Slurm mode
     pub slurm_partition: Option<String>,
     /// the Slurm account the node submits under and whose users may use the projects' QOS
@@ -93,6 +96,10 @@ fn default_max_request() -> usize {
 
 fn default_request_timeout() -> u64 {
     60
+}
+
+fn default_max_queued() -> u64 {
+    256
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,6 +195,9 @@ impl NodeConfig {
         }
         if !(1..=3600).contains(&n.request_timeout_s) {
             return Err("node.request_timeout_s: expected 1..=3600 seconds".into());
+        }
+        if !(1..=100_000).contains(&n.max_queued_per_user) {
+            return Err("node.max_queued_per_user: expected 1..=100000".into());
         }
         if n.podman_args.len() > 64 || n.podman_args.iter().any(|a| a.len() > 256 || a.contains('\0')) {
             return Err("node.podman_args: expected at most 64 options of at most 256 bytes".into());

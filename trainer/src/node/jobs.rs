@@ -281,7 +281,8 @@ impl Daemon {
                 if libc::setsid() < 0 || libc::dup2(fd, 3) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
+                // the shim takes SIGTERM and SIGUSR2 itself, and passes them on to its job
+                super::daemon::unblock_signals()
             })
         };
         match cmd.spawn() {

@@ -31,8 +31,12 @@ pub fn qos(project: &str) -> String {
 
 /// Runs a Slurm command; its stdout, or an error naming the command and its stderr's first line.
 fn run(prog: &str, args: &[&str]) -> Result<String, NodeError> {
-    let o = Command::new(prog)
-        .args(args)
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only a system call between fork and exec (the daemon's blocked signals unblocked)
+    unsafe { cmd.pre_exec(super::daemon::unblock_signals) };
+    let o = cmd
         .output()
         .map_err(|e| NodeError::Invalid(format!("slurm: cannot run {prog}: {e} (is Slurm's client installed?)")))?;
     if !o.status.success() {

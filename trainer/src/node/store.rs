@@ -326,6 +326,11 @@ impl Store {
         Ok(self.db.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_row).optional()?)
     }
 
+    /// How many jobs of `uid` wait in the queue.
+    pub fn queued_of(&self, uid: u32) -> Result<u64, StoreError> {
+        Ok(self.db.query_row("SELECT COUNT(*) FROM jobs WHERE uid = ?1 AND state = 'queued'", [uid], |r| r.get(0))?)
+    }
+
     /// Jobs, newest first; `active`: only those not ended.
     pub fn jobs(&self, project: Option<&str>, active: bool) -> Result<Vec<Job>, StoreError> {
         let mut q = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR project = ?1)");
