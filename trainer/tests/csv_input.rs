@@ -200,7 +200,7 @@ fn meds_column_names_text_results_placeholders_and_censored_values() {
     let e = data::read(dir.path(), &ReadOptions::default()).err().unwrap().to_string();
     assert!(e.contains("events.csv:1") && e.contains("both \"value\" and \"numeric_value\""), "{e}");
     // a missing column says what the header was read as, its unknown names not printed
-    std::fs::write(dir.path().join("events.csv"), "subject_id|time|code|value\n").unwrap();
+    std::fs::write(dir.path().join("events.csv"), "subject_id/time/code/value\n").unwrap();
     let e = data::read(dir.path(), &ReadOptions::default()).err().unwrap().to_string();
     assert!(e.contains("no \"subject_id\" column") && e.contains("1 column: 1 name not printed"), "{e}");
 }
@@ -1029,7 +1029,7 @@ fn an_open_quote_is_said_as_one() {
     .unwrap();
     let (_, r) = read(dir.path(), &ReadOptions::default());
     let f = r.findings.iter().find(|f| f.kind == "malformed_line").unwrap();
-    assert!(f.field.contains("quote opened on this line is not closed"), "{:?}", f);
+    assert!(f.field.contains("a quote is not closed"), "{:?}", f);
     assert_eq!(f.lines, [3]);
     // in the last column (a note's text), where the field count is right: the rows after it (other
     // patients') would have been one note of the first; a note of many lines is still one note
@@ -1045,4 +1045,63 @@ fn an_open_quote_is_said_as_one() {
     let f = r.findings.iter().find(|f| f.kind == "malformed_line").unwrap();
     assert!(f.field.contains("quote opened on this line is not closed"), "{:?}", f);
     assert_eq!(f.lines, [5]);
+}
+
+/// A config written for CSV files (`[read.columns]`) used on a FHIR export: said, since nothing reads it.
+#[test]
+fn csv_column_names_given_for_other_input_are_said_to_have_no_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let obs = r#"{"resourceType":"Observation","id":"o1","status":"final","subject":{"reference":"Patient/p1"},"code":{"coding":[{"system":"http://loinc.org","code":"2160-0"}]},"effectiveDateTime":"2024-01-05T08:30:00Z","valueQuantity":{"value":1.1,"unit":"mg/dL"}}"#;
+    std::fs::write(dir.path().join("Observation.ndjson"), format!("{obs}\n")).unwrap();
+    let mut opts = ReadOptions::default();
+    let (_, r) = read(dir.path(), &opts);
+    assert!(findings(&r, "config_key_not_read").is_empty());
+    opts.columns.time = Some("charttime".into());
+    let (d, r) = read(dir.path(), &opts);
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(findings(&r, "config_key_not_read"), [("read.columns".to_owned(), 1)]);
+    let f = r.findings.iter().find(|f| f.kind == "config_key_not_read").unwrap();
+    assert_eq!(f.severity, Severity::Warning);
+}
+
+/// A file cut inside a quoted note (or whose last quote is never closed): its last record holds the
+/// rest of the file and is malformed, not a note (it was read as one). Pipe-delimited files are read.
+#[test]
+fn a_file_ending_inside_a_quote_and_pipe_delimited_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("notes.csv"),
+        "subject_id,time,text\n1,2024-01-05,\"whole note\"\n2,2024-01-06,\"cut short, the rest\nof the file\n",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(d.texts, ["whole note"]);
+    assert_eq!(r.malformed_count(), 1, "{:?}", r.findings);
+    let mal: Vec<_> = r.findings.iter().filter(|f| f.kind == "malformed_line").collect();
+    assert!(mal[0].field.contains("ends inside a quoted field") && mal[0].lines == [3], "{:?}", r.findings);
+    // an identifier in a note is said at its line
+    std::fs::write(
+        dir.path().join("notes.csv"),
+        "subject_id,time,text\n1,2024-01-05,\"ok\"\n2,2024-01-06,\"電話 090-1234-5678\"\n",
+    )
+    .unwrap();
+    let (_, r) = read(dir.path(), &ReadOptions::default());
+    let f = r.findings.iter().find(|f| f.kind == "phone").expect("phone");
+    assert_eq!((f.file.as_deref(), f.lines.as_slice()), (Some("notes.csv"), &[3][..]), "{:?}", r.findings);
+    // closed at the end, or a quote inside an unquoted field: whole records
+    std::fs::write(
+        dir.path().join("notes.csv"),
+        "subject_id,time,text\n1,2024-01-05,\"whole note\"\n2,2024-01-06,5\" tall\n3,2024-01-07,\"a \"\"quoted\"\" word\"",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    assert_eq!(d.texts.len(), 3);
+    // pipe-delimited, as some exports write text
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("labs.txt.csv"), "subject_id|time|code|value|unit\n1|2024-01-05|2160-0|1.2|mg/dL\n")
+        .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!((r.malformed_count(), values(&d)), (0, vec![1.2]), "{:?}", r.findings);
+    assert_eq!(findings(&r, "csv_delimiter"), [("pipe".to_owned(), 1)]);
 }

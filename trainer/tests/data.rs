@@ -1311,6 +1311,12 @@ fn third_party_fhir_components_coded_results_references_and_report_displays() {
     let (d, r) = data::read(e.path(), &ReadOptions::default()).unwrap();
     assert!(r.findings.iter().any(|f| f.kind == "end_before_start" && f.field == "period.end" && f.count == 1));
     assert!(d.events.len() == 2 && d.events.iter().filter(|e| e.end == i64::MIN).count() == 1);
+    // an end no stay has (9999-12-31, "still admitted"): read without its end, counted
+    let forever = enc.replace("2024-01-01T10:00:00Z", "9999-12-31T23:59:59Z");
+    std::fs::write(e.path().join("Encounter.ndjson"), format!("{forever}\n")).unwrap();
+    let (d, r) = data::read(e.path(), &ReadOptions::default()).unwrap();
+    assert!(r.findings.iter().any(|f| f.kind == "implausible_time" && f.field == "period.end" && f.count == 1));
+    assert!(d.events.len() == 1 && d.events[0].end == i64::MIN);
 
     // a Bundle Patient whose id is not its `urn:uuid:`: one subject with a Patient
     let b = tempfile::tempdir().unwrap();
@@ -1487,6 +1493,20 @@ fn label_files_as_meds_tools_and_users_write_them() {
     .unwrap();
     let e = labels::read(&p, &d).unwrap_err().to_string();
     assert!(e.contains("labelled twice with different values") && !e.contains(s0.as_str()), "{e}");
+    // said where: the second label's line, and the first's
+    assert!(e.contains("labels.csv:3: 1 prediction ") && e.contains("labelled before at line 2"), "{e}");
+    // across the files of a label directory: the other file named
+    let two = dir.path().join("two");
+    std::fs::create_dir_all(&two).unwrap();
+    std::fs::write(
+        two.join("a.csv"),
+        format!("subject_id,prediction_time,boolean_value\n{s1},2024-01-02,true\n{s0},2024-01-01,true\n"),
+    )
+    .unwrap();
+    std::fs::write(two.join("b.csv"), format!("subject_id,prediction_time,boolean_value\n{s0},2024-01-01,false\n"))
+        .unwrap();
+    let e = labels::read(&two, &d).unwrap_err().to_string();
+    assert!(e.contains("b.csv:2: 1 prediction ") && e.contains("labelled before at ") && e.contains("a.csv:3"), "{e}");
     // subjects named as the export's references name them
     std::fs::write(&p, format!("subject_id,prediction_time,boolean_value\nPatient/{s0},2024-01-01,true\nurn:uuid:{s1},2024-01-01,false\nhttps://fhir.example.org/r4/Patient/{s1},2024-01-02,true\n")).unwrap();
     let f = labels::read_in(&p, &d, &ReadOptions::default()).unwrap();

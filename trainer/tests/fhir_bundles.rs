@@ -998,11 +998,62 @@ fn a_japanese_note_without_a_charset_is_read_and_the_guess_said() {
     let dir = tempfile::tempdir().unwrap();
     let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("胸部レントゲン：異常なし。電話 090-1234-5678");
     let (euc, _, _) = encoding_rs::EUC_JP.encode("退院時サマリー、経過良好");
-    let lines = [doc(&sjis, "text/plain", "2024-01-01T00:00:00Z"), doc(&euc, "text/plain", "2024-01-02T00:00:00Z")];
+    // ISO-2022-JP is 7-bit (valid UTF-8): found by a tester, read as ASCII with escape codes
+    let (jis, _, _) = encoding_rs::ISO_2022_JP.encode("主訴：腹痛。電話 090-1234-5678");
+    let lines = [
+        doc(&sjis, "text/plain", "2024-01-01T00:00:00Z"),
+        doc(&euc, "text/plain", "2024-01-02T00:00:00Z"),
+        doc(&jis, "text/plain", "2024-01-03T00:00:00Z"),
+    ];
     std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
     let (d, r) = data::read(dir.path(), &ReadOptions { identifiers: Policy::Redact, ..Default::default() }).unwrap();
     let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
-    assert_eq!(texts, ["胸部レントゲン：異常なし。電話 [PHONE]", "退院時サマリー、経過良好"], "{:?}", r.findings);
+    assert_eq!(
+        texts,
+        ["胸部レントゲン：異常なし。電話 [PHONE]", "退院時サマリー、経過良好", "主訴：腹痛。電話 [PHONE]"],
+        "{:?}",
+        r.findings
+    );
     let f = r.findings.iter().find(|f| f.kind == "guessed_charset").expect("said");
-    assert_eq!((f.severity, f.count), (data::check::Severity::Warning, 2));
+    assert_eq!((f.severity, f.count), (data::check::Severity::Warning, 3));
+    assert_eq!((f.file.as_deref(), f.lines.as_slice()), (Some("DocumentReference.ndjson"), &[1, 2, 3][..]));
+    // an identifier finding says where (found by a tester: an operator facing a blocking one could
+    // not find its resources)
+    let f = r.findings.iter().find(|f| f.kind == "phone").expect("phone");
+    assert_eq!((f.count, f.file.as_deref(), f.lines.as_slice()), (2, Some("DocumentReference.ndjson"), &[1, 3][..]));
+}
+
+/// Found by a tester: a DocumentReference file concatenated to itself gave each note twice, and each
+/// copy took the note window's room again; preparation reads a repeated note once (the report still
+/// counts it as a duplicate). Notes of the same time with other text stay.
+#[test]
+fn a_note_given_twice_is_kept_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = doc("胸痛あり。".as_bytes(), "text/plain", "2024-01-01T00:00:00Z");
+    let b = doc("経過良好。".as_bytes(), "text/plain", "2024-01-01T00:00:00Z");
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), [a.clone(), b, a].join("\n") + "\n").unwrap();
+    let (mut d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.findings.iter().find(|f| f.kind == "duplicate").map(|f| f.count), Some(1), "{:?}", r.findings);
+    d.sort();
+    assert_eq!(d.drop_repeated_notes(), 1);
+    let mut texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
+    texts.sort();
+    assert_eq!(texts, ["経過良好。", "胸痛あり。"]);
+    assert_eq!(d.drop_repeated_notes(), 0);
+}
+
+/// Found by a tester: a `text/plain` attachment of white space only was counted as
+/// `no_text_attachment`, as a PDF is; it is an empty note (`empty_note`, as the CSV reader says it).
+#[test]
+fn a_blank_text_attachment_is_an_empty_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        doc(b"  \n\t ", "text/plain", "2024-01-01T00:00:00Z"),
+        doc(b"%PDF-1.4", "application/pdf", "2024-01-02T00:00:00Z"),
+    ];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert!(d.events.is_empty());
+    let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
+    assert_eq!((count("empty_note"), count("no_text_attachment")), (1, 1), "{:?}", r.findings);
 }

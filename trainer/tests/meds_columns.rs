@@ -853,3 +853,56 @@ fn columns_of_a_type_read_as_none_are_refused_naming_the_column_and_its_type() {
         }
     }
 }
+
+/// Found on odd writers: a `code` written as a list or a struct was said to be missing, a column given
+/// twice was read from its first copy without a word, and decimals of a precision above 38 (more than
+/// 16 bytes) were read as no value.
+#[test]
+fn nested_and_twice_given_columns_are_said_and_wide_decimals_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("metadata")).unwrap();
+    let file = root.join("data/0.parquet");
+    let head = "required int64 subject_id; required int64 time (TIMESTAMP(MICROS,false));";
+    let write = |schema: &str, fill: &dyn Fn(&mut RowGroup)| {
+        let mut w = writer(&file, schema);
+        let mut rg = w.next_row_group().unwrap();
+        col::<Int64Type>(&mut rg, &[1], None, None);
+        col::<Int64Type>(&mut rg, &[1_700_000_000_000_000], None, None);
+        fill(&mut rg);
+        rg.close().unwrap();
+        w.close().unwrap();
+    };
+    let err = || medtrain::data::read(root, &ReadOptions::default()).err().map(|e| e.to_string()).unwrap_or_default();
+    write(
+        &format!("message m {{ {head} optional group code (LIST) {{ repeated group list {{ optional binary element (STRING); }} }} optional float numeric_value; }}"),
+        &|rg| {
+            col::<ByteArrayType>(rg, &[ByteArray::from("LOINC/2160-0")], Some(&[3]), Some(&[0]));
+            col::<FloatType>(rg, &[1.1], Some(&[1]), None);
+        },
+    );
+    let e = err();
+    assert!(e.contains("0.parquet") && e.contains("the column \"code\" is nested"), "{e}");
+    write(
+        &format!("message m {{ {head} optional binary code (STRING); optional float numeric_value; optional float numeric_value; }}"),
+        &|rg| {
+            col::<ByteArrayType>(rg, &[ByteArray::from("LOINC/2160-0")], Some(&[1]), None);
+            col::<FloatType>(rg, &[1.1], Some(&[1]), None);
+            col::<FloatType>(rg, &[2.2], Some(&[1]), None);
+        },
+    );
+    let e = err();
+    assert!(e.contains("names the column \"numeric_value\" 2 times"), "{e}");
+    // decimal(40, 2) in 17 bytes: 1.10
+    write(
+        &format!("message m {{ {head} optional binary code (STRING); optional fixed_len_byte_array(17) numeric_value (DECIMAL(40,2)); }}"),
+        &|rg| {
+            col::<ByteArrayType>(rg, &[ByteArray::from("LOINC/2160-0")], Some(&[1]), None);
+            let mut v = vec![0u8; 17];
+            v[16] = 110;
+            col::<FixedLenByteArrayType>(rg, &[FixedLenByteArray::from(v)], Some(&[1]), None);
+        },
+    );
+    let (d, r) = medtrain::data::read(root, &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.iter().map(|e| e.value).collect::<Vec<_>>(), [1.1], "{:?}", r.findings);
+}

@@ -167,6 +167,17 @@ pub struct Report {
     /// the `read.code_map` rows that mapped a code of the input
     #[serde(skip)]
     code_map_used: Vec<bool>,
+    /// where identifiers were found, by (kind, resource, field): the first file and its first lines
+    /// (a blocking finding said nothing of where its resources are)
+    #[serde(skip)]
+    identifier_places: HashMap<(String, String, String), (String, Vec<u64>)>,
+    /// the file and line being read, where a reader says them ([`Report::reading`]; line 0: none)
+    #[serde(skip)]
+    place: (String, u64),
+    /// where [`Report::count_at`]'s warnings and errors were found: the first file (as read) and its
+    /// first lines
+    #[serde(skip)]
+    count_places: HashMap<(&'static str, &'static str, &'static str), (String, Vec<u64>)>,
 }
 
 impl Report {
@@ -218,6 +229,21 @@ impl Report {
         *self.counted.entry((severity, kind, resource, field)).or_default() += 1;
     }
 
+    /// [`Report::count`] of a finding of the resource at [`Report::reading`]'s place: a warning or an
+    /// error names the first file it was found in and its first lines there.
+    pub fn count_at(&mut self, severity: Severity, kind: &'static str, resource: &'static str, field: &'static str) {
+        self.count(severity, kind, resource, field);
+        let (file, line) = &self.place;
+        if severity == Severity::Info || *line == 0 {
+            return;
+        }
+        let (at, lines) =
+            self.count_places.entry((kind, resource, field)).or_insert_with(|| (file.clone(), Vec::new()));
+        if at == file && lines.len() < LINES_KEPT && lines.last() != Some(line) {
+            lines.push(*line);
+        }
+    }
+
     fn merge_counted(&mut self) {
         for ((sev, kind, resource, field), n) in self.counted.drain() {
             *self.raw.entry((sev, kind.into(), resource.into(), field.into(), None)).or_default() += n;
@@ -237,9 +263,33 @@ impl Report {
     }
 
     /// An identifier found in `resource.field`: blocking under `reject`, a warning when redacted.
+    /// Where the identifier was found is kept where the reader said it ([`Report::reading`]): the
+    /// finding names the first file it was found in and its first lines there (the file as the guard
+    /// shows it; never the text).
     pub fn identifier(&mut self, policy: guard::Policy, kind: guard::IdentifierKind, resource: &str, field: &str) {
         let sev = if policy == guard::Policy::Reject { Severity::Error } else { Severity::Warning };
         self.finding(sev, kind.as_str(), resource, field, None, 1);
+        let (file, line) = &self.place;
+        if *line == 0 {
+            return;
+        }
+        let shown = super::guard::shown_path(file);
+        let (at, lines) = self
+            .identifier_places
+            .entry((kind.as_str().to_owned(), resource.to_owned(), field.to_owned()))
+            .or_insert_with(|| (shown.clone(), Vec::new()));
+        if *at == shown && lines.len() < LINES_KEPT && lines.last() != Some(line) {
+            lines.push(*line);
+        }
+    }
+
+    /// The file and line a reader is at (`line` 0: none), for the findings that name where they were
+    /// found ([`Report::identifier`]).
+    pub fn reading(&mut self, file: &str, line: u64) {
+        if line > 0 && self.place.0 != file {
+            self.place.0 = file.to_owned();
+        }
+        self.place.1 = line;
     }
 
     /// How findings name an input file: its path under the input's directory (`data/train/0.parquet`,
@@ -487,8 +537,16 @@ impl Report {
         for (kind, n) in &self.duplicates {
             findings.push(finding(Severity::Warning, "duplicate", kind, "-", *n, None));
         }
+        for ((kind, res, field), (file, lines)) in self.count_places.drain() {
+            let shown = super::guard::shown_path(&file);
+            self.identifier_places.entry((kind.into(), res.into(), field.into())).or_insert((shown, lines));
+        }
         for ((sev, kind, res, field, detail), n) in &self.raw {
-            findings.push(finding(*sev, kind, res, field, *n, detail.clone()));
+            let mut f = finding(*sev, kind, res, field, *n, detail.clone());
+            if let Some((file, lines)) = self.identifier_places.get(&(kind.clone(), res.clone(), field.clone())) {
+                (f.file, f.lines) = (Some(file.clone()), lines.clone());
+            }
+            findings.push(f);
         }
         if let Some(f) = zone_finding(self.zones, opts.time_zone.as_ref(), "input", "time") {
             findings.push(f);

@@ -127,6 +127,7 @@ impl CodeMap {
             };
             match read {
                 Ok(false) => break,
+                Ok(true) if table.ends_in_open_quote() => return Err(bad("", super::csv::ENDS_IN_OPEN_QUOTE)),
                 Ok(true) => {}
                 Err(e) => {
                     return Err(match e.kind() {

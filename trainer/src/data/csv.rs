@@ -387,6 +387,49 @@ pub(crate) struct Table {
     ending: LineEnding,
     /// records read (the header one): the line of a record where lines end in `\r` alone
     records: u64,
+    /// where the bytes read so far leave the quoting (the parser's own rules, [`QuoteState`]), and
+    /// whether the file's end was read
+    quotes: std::rc::Rc<std::cell::Cell<(QuoteState, bool)>>,
+}
+
+/// Where a CSV byte stream stands in the quoting, by the parser's rules (a `"` opening a field opens a
+/// quoted field, `""` in one is a quote, a `"` elsewhere is text): a file that ends inside a quoted
+/// field was cut short, or a quote was not closed, and its last record holds the rest of the file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum QuoteState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// a `"` inside a quoted field: its end, or the first of `""`
+    QuoteInQuoted,
+}
+
+/// Passes a CSV stream through, following its quoting ([`QuoteState`]).
+struct QuoteTracker<R> {
+    inner: R,
+    delimiter: u8,
+    state: std::rc::Rc<std::cell::Cell<(QuoteState, bool)>>,
+}
+
+impl<R: std::io::Read> std::io::Read for QuoteTracker<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let (mut st, _) = self.state.get();
+        let d = self.delimiter;
+        for &b in &buf[..n] {
+            st = match (st, b) {
+                (QuoteState::Quoted, b'"') => QuoteState::QuoteInQuoted,
+                (QuoteState::Quoted, _) => QuoteState::Quoted,
+                (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
+                (QuoteState::FieldStart, b'"') => QuoteState::Quoted,
+                (_, b'\n' | b'\r') => QuoteState::FieldStart,
+                (_, b) if b == d => QuoteState::FieldStart,
+                _ => QuoteState::Unquoted,
+            };
+        }
+        self.state.set((st, n == 0 && !buf.is_empty()));
+        Ok(n)
+    }
 }
 
 /// How a CSV file's lines end, told from its first line.
@@ -447,7 +490,9 @@ impl Table {
         // quoted note may span lines, so the parser cannot be resynchronized past it and the file is
         // refused
         let budget = super::bounded::CsvBudget::new(limits.max_line_bytes);
-        let reader: Box<dyn std::io::Read> = Box::new(budget.reader(text));
+        let quotes = std::rc::Rc::new(std::cell::Cell::new((QuoteState::FieldStart, false)));
+        let tracked = QuoteTracker { inner: budget.reader(text), delimiter, state: std::rc::Rc::clone(&quotes) };
+        let reader: Box<dyn std::io::Read> = Box::new(tracked);
         let mut rdr = ::csv::ReaderBuilder::new()
             .flexible(true)
             .delimiter(delimiter)
@@ -477,7 +522,16 @@ impl Table {
             skipped_lines,
             ending,
             records: 1,
+            quotes,
         })
+    }
+
+    /// Whether the record just read is the file's last and the file ends inside its quoted field (cut
+    /// short, or a quote never closed): the record holds the rest of the file, and is no record. (The
+    /// end was read only once the parser needed bytes past the buffered ones: a record it returns after
+    /// that is the last.)
+    pub fn ends_in_open_quote(&self) -> bool {
+        self.quotes.get() == (QuoteState::Quoted, true)
     }
 
     /// Reads the next record into `rec`, with the file line it starts on as an editor numbers lines
@@ -525,15 +579,23 @@ fn record_line(ending: LineEnding, before: u64, after: u64, rec: &::csv::StringR
     }
 }
 
+/// Why the last record of a file that ends inside a quoted field is no record.
+pub(crate) const ENDS_IN_OPEN_QUOTE: &str =
+    "the file ends inside a quoted field that starts here (the file is cut short, or a quote is not closed): \
+     the rest of the file was read into it";
+
 /// Why a record is malformed when its bytes are not UTF-8 (a UTF-8 start, another encoding later).
 const NOT_UTF8: &str = "not UTF-8 text (the file's start was): name the file's encoding with read.encoding";
 
 /// The delimiter of a CSV file from its start: the one of `,`, tab and `;` its first line that is not
-/// blank holds most of outside double quotes (a comma when it holds none: a file of one column).
+/// blank holds most of outside double quotes; `|` where it holds none of those and a `|` (exports of
+/// pipe-delimited text; a comma file's header may hold `LOINC|2160-0`); a comma when it holds none: a
+/// file of one column.
 fn sniff_delimiter(start: &[u8]) -> u8 {
     // the first line that is not blank (the parser skips blank lines)
     let line = start.split(|&b| b == b'\n').find(|l| l.iter().any(|b| !b.is_ascii_whitespace())).unwrap_or(start);
     let mut counts = [0usize; 3];
+    let mut pipes = 0;
     let mut quoted = false;
     for &b in line {
         match b {
@@ -541,11 +603,14 @@ fn sniff_delimiter(start: &[u8]) -> u8 {
             b',' if !quoted => counts[0] += 1,
             b'\t' if !quoted => counts[1] += 1,
             b';' if !quoted => counts[2] += 1,
+            b'|' if !quoted => pipes += 1,
             _ => {}
         }
     }
     let (best, n) = counts.iter().enumerate().max_by_key(|&(i, n)| (n, std::cmp::Reverse(i))).unwrap();
-    if *n == 0 {
+    if *n == 0 && pipes > 0 {
+        b'|'
+    } else if *n == 0 {
         b','
     } else {
         [b',', b'\t', b';'][best]
@@ -609,6 +674,10 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
             continue;
         }
         sink.report.lines += 1;
+        if table.ends_in_open_quote() {
+            sink.report.malformed_line(&name, line, ENDS_IN_OPEN_QUOTE);
+            continue;
+        }
         if layout.swallows_rows(&rec, table.delimiter) {
             sink.report.malformed_line(
                 &name,
@@ -618,10 +687,13 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
             );
             continue;
         }
+        // (the identifiers found in the row are said at its line)
+        sink.report.reading(&name, line);
         if let Err(reason) = row(&layout, &rec, sink) {
             sink.report.malformed_line(&name, line, reason);
         }
     }
+    sink.report.reading("", 0);
     if table.replaced.count() > 0 {
         // the sequences are somewhere in the file's text (read as U+FFFD); no line is lost
         let (field, shown) = (table.encoding.name(), guard::shown_path(&name));

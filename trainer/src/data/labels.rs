@@ -195,13 +195,18 @@ pub struct LabelFile {
     pub duplicates: u64,
     /// how the prediction times were written (a zone or none)
     pub zones: time::Zones,
+    /// where each label is in its file: the CSV line or the parquet row (one-based)
+    lines: Vec<u64>,
 }
 
 /// [`read`] by the data config's `[read]` keys: CSV files in `read.encoding` with lines up to
 /// `read.max_line_bytes`, times without a zone in `read.time_zone`.
 pub fn read_in(path: &Path, data: &Dataset, opts: &ReadOptions) -> Result<LabelFile> {
     let mut out = LabelFile::default();
+    // the files read, each with the index of its first label
+    let mut starts: Vec<(PathBuf, usize)> = Vec::new();
     for f in files(path).map_err(|m| DataError::Invalid(format!("config key labels.file: {m}")))? {
+        starts.push((f.clone(), out.labels.len()));
         if super::has_ext(&f, &[".parquet"]) {
             super::meds::contained(&f, || read_parquet(&f, data, opts, &mut out))
         } else {
@@ -214,6 +219,7 @@ pub fn read_in(path: &Path, data: &Dataset, opts: &ReadOptions) -> Result<LabelF
     // prediction refused
     let mut seen: std::collections::HashMap<(u32, i64), usize> = std::collections::HashMap::new();
     let mut conflicts = 0u64;
+    let mut first_conflict = None;
     let mut keep = vec![true; out.labels.len()];
     for (i, l) in out.labels.iter().enumerate() {
         match seen.entry((l.subject, l.prediction_time)) {
@@ -226,21 +232,44 @@ pub fn read_in(path: &Path, data: &Dataset, opts: &ReadOptions) -> Result<LabelF
                     out.duplicates += 1;
                 } else {
                     conflicts += 1;
+                    first_conflict.get_or_insert((*o.get(), i));
                 }
             }
         }
     }
-    if conflicts > 0 {
-        return Err(DataError::Invalid(format!(
-            "config key labels.file: {conflicts} predictions (a subject at a prediction time) are labelled twice with \
-             different values: which is the label is not known"
-        )));
+    if let Some((before, at)) = first_conflict {
+        // said at the first such label, with where the prediction was labelled before (no id or value)
+        let file_of = |i: usize| &starts[starts.partition_point(|(_, start)| *start <= i) - 1].0;
+        let (file, line) = (file_of(at), out.lines[at]);
+        let earlier = if file_of(before) == file {
+            format!("line {}", out.lines[before])
+        } else {
+            format!("{}:{}", super::guard::shown_path(&file_of(before).display().to_string()), out.lines[before])
+        };
+        return Err(DataError::Line {
+            path: file.clone(),
+            line,
+            msg: format!(
+                "{conflicts} prediction{} (a subject at a prediction time) labelled twice with different values, the \
+                 first here (labelled before at {earlier}): which is the label is not known",
+                if conflicts == 1 { "" } else { "s" }
+            ),
+        });
     }
     if out.duplicates > 0 {
         let mut k = keep.iter();
         out.labels.retain(|_| *k.next().unwrap_or(&true));
+        let mut k = keep.iter();
+        out.lines.retain(|_| *k.next().unwrap_or(&true));
     }
     Ok(out)
+}
+
+impl LabelFile {
+    fn push(&mut self, label: Label, line: u64) {
+        self.labels.push(label);
+        self.lines.push(line);
+    }
 }
 
 /// The subject a label names: its id as the input has it, or a FHIR reference to it (`Patient/<id>`,
@@ -307,6 +336,7 @@ fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile
         let bad = |msg: &str| DataError::Line { path: path.into(), line, msg: msg.to_owned() };
         match read {
             Ok(false) => break,
+            Ok(true) if table.ends_in_open_quote() => return Err(bad(super::csv::ENDS_IN_OPEN_QUOTE)),
             Ok(true) => {}
             Err(e) => {
                 return Err(match e.kind() {
@@ -350,7 +380,7 @@ fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile
             }
         };
         match subject_index(data, subject) {
-            Some(s) => out.labels.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
+            Some(s) => out.push(Label { subject: data.unit_of(s), prediction_time: t, value }, line),
             None => out.unknown += 1,
         }
     }
@@ -425,7 +455,7 @@ fn read_parquet(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut Label
         out.zones.add(t.written());
         let t = t.utc(opts.zone()).ok_or_else(|| bad("prediction_time is past what read.time_zone places".into()))?;
         match subject_index(data, &s) {
-            Some(s) => out.labels.push(Label { subject: data.unit_of(s), prediction_time: t, value }),
+            Some(s) => out.push(Label { subject: data.unit_of(s), prediction_time: t, value }, i as u64 + 1),
             None => out.unknown += 1,
         }
     }

@@ -364,6 +364,37 @@ impl Dataset {
         self.events.sort_by_key(|e| (e.subject, e.time, e.kind, e.code));
     }
 
+    /// Drops the notes given again (the same subject, time, code and text: an export's resource
+    /// repeated, a file concatenated to itself), keeping the first; returns how many. (Each copy took
+    /// the note window's room again, pushing earlier notes out; the report counts them as `duplicate`.)
+    pub fn drop_repeated_notes(&mut self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut seen: HashMap<(u32, i64, u32, u64), Vec<u32>> = HashMap::new();
+        let keep: Vec<bool> = self
+            .events
+            .iter()
+            .map(|e| {
+                let Some(text) = (e.text != NONE).then(|| self.texts.get(e.text as usize)).flatten() else {
+                    return true;
+                };
+                let mut h = std::hash::DefaultHasher::new();
+                text.hash(&mut h);
+                let kept = seen.entry((e.subject, e.time, e.code, h.finish())).or_default();
+                if kept.iter().any(|&t| self.texts.get(t as usize) == Some(text)) {
+                    return false;
+                }
+                kept.push(e.text);
+                true
+            })
+            .collect();
+        let dropped = keep.iter().filter(|k| !**k).count() as u64;
+        if dropped > 0 {
+            let mut k = keep.iter();
+            self.events.retain(|_| *k.next().unwrap_or(&true));
+        }
+        dropped
+    }
+
     /// The events of each subject, as ranges of the (sorted) event list.
     pub fn by_subject(&self) -> Vec<std::ops::Range<usize>> {
         let mut out = vec![0..0; self.subjects.len()];
@@ -705,6 +736,11 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)>
         Format::Meds => meds::read(path, opts, &mut data, &mut report),
     }
     .map_err(|e| e.inside(path))?;
+    // header names by role mean nothing to FHIR or MEDS input (a config written for CSV files)
+    if format != Format::Csv && opts.columns != csv::Columns::default() {
+        let detail = format!("applies to CSV input only; this input is {}", format.name());
+        report.finding(check::Severity::Warning, "config_key_not_read", "config", "read.columns", Some(&detail), 1);
+    }
     report_conversions(&data, &mut report);
     report_identifying_subjects(&data, &mut report);
     if let Some(map) = &opts.code_map {

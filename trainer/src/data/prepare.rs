@@ -1040,6 +1040,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         return Ok((report, None));
     }
     data.sort();
+    data.drop_repeated_notes();
     let task = config.labels.task().map_err(DataError::Invalid)?;
     let (mut labels, unknown) = match (&config.labels.file, &task) {
         // a label file that does not read is not the input: its errors name the key

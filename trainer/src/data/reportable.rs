@@ -129,7 +129,16 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
             }
         }
     }
-    format!("{}{}", at.unwrap_or_default(), redact_quoted(&msg).replace('\u{1}', "(a value that is not printed)"))
+    // a known key written with capitals (`Target_Epsilon`) is named in the form the config takes
+    let hint = e
+        .message()
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field.to_ascii_lowercase())
+        .filter(|lower| quoted(lower).starts_with('"') && e.message().contains(&format!("`{lower}`")))
+        .map(|lower| format!(" (keys are lowercase: `{lower}`)"))
+        .unwrap_or_default();
+    format!("{}{}{hint}", at.unwrap_or_default(), redact_quoted(&msg).replace('\u{1}', "(a value that is not printed)"))
 }
 
 /// The string a TOML string literal (`"..."`, `'...'`, multi-line) holds; `None` for another value.
@@ -284,6 +293,24 @@ mod tests {
             assert_eq!(msg.contains("(a value that is not printed)"), !shown, "{msg}");
             assert!(!msg.contains("Taro"), "{msg}");
         }
+    }
+
+    #[test]
+    fn a_known_key_written_with_capitals_is_named_in_lowercase() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Privacy {
+            target_epsilon: Option<f64>,
+            delta: Option<f64>,
+        }
+        let err = |text: &str| toml_error(text, &toml::from_str::<Privacy>(text).unwrap_err());
+        let shown = err("delta = 1e-5\nTarget_Epsilon = 3.0\n");
+        assert!(shown.starts_with("line 2, column 1: unknown field (a value that is not printed)"), "{shown}");
+        assert!(shown.ends_with(" (keys are lowercase: `target_epsilon`)"), "{shown}");
+        // no hint where the lowercase form is no key, and nothing of the written key shown
+        let shown = err("Taro_Yamada = 3.0\n");
+        assert!(!shown.contains("lowercase") && !shown.contains("Taro") && !shown.contains("taro"), "{shown}");
     }
 
     #[test]

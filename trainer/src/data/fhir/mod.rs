@@ -863,7 +863,11 @@ impl<'a> LineOut<'a> {
     /// A resource whose attachments gave no text: `no_text_attachment`, unless an attachment was
     /// counted for why already (no data, a link, a charset that does not decode).
     fn no_text_attachment(&mut self, resource: &'static str, field: &'static str) {
-        if !self.info.iter().any(|i| matches!(i.1, "note_without_data" | "note_by_url" | "undecodable_note")) {
+        if !self
+            .info
+            .iter()
+            .any(|i| matches!(i.1, "note_without_data" | "note_by_url" | "undecodable_note" | "empty_note"))
+        {
             self.found("no_text_attachment", resource, field);
         }
     }
@@ -1641,7 +1645,14 @@ fn attachment_texts<'b, 'a: 'b>(
     }
     // a note sent in several forms (plain text, HTML, RTF: one content of each) is read once, in the
     // first of these it has text in (an HTML form that is only an image is no text)
-    Ok(forms.into_iter().find(|t| t.iter().any(|t| !t.trim().is_empty())).unwrap_or_default())
+    let decoded = forms.iter().any(|f| !f.is_empty());
+    let text = forms.into_iter().find(|t| t.iter().any(|t| !t.trim().is_empty())).unwrap_or_default();
+    // attachments that decode to nothing but white space: an empty note (as the CSV reader says it),
+    // not one of a type that is not text
+    if text.is_empty() && decoded {
+        out.found("empty_note", resource, data_field);
+    }
+    Ok(text)
 }
 
 /// A DiagnosticReport's text as a note: its `presentedForm` attachments in `text/plain` (as a
@@ -1844,6 +1855,12 @@ fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Line
     };
     if end != i64::MIN && end.saturating_add(precision) <= time && (precision > 0 || end < time) {
         out.info.push((Severity::Warning, "end_before_start", "Encounter", "period.end"));
+        end = i64::MIN;
+    }
+    // an end no stay has (9999-12-31, a placeholder for "still admitted"): counted, not read (every
+    // label window up to it counted the patient as admitted)
+    if end >= super::LATEST_TIME {
+        out.info.push((Severity::Warning, "implausible_time", "Encounter", "period.end"));
         end = i64::MIN;
     }
     out.recs.push(Rec {

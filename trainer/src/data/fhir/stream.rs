@@ -493,6 +493,8 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
     let copies: SmallVec<[bool; 1]> =
         out.recs.iter().map(|r| both && r.kind == data::EventKind::Note && read_before(sink, report, r)).collect();
     let copy = copies.iter().any(|c| *c);
+    // (the findings of the line's resource are said at the line)
+    sink.report.reading(file, line);
     for (kind, resource, field) in out.identifiers {
         if copy && matches!(field, "content.attachment.data" | "presentedForm.data" | "conclusion") {
             continue;
@@ -500,8 +502,9 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         sink.report.identifier(sink.opts.identifiers, kind, resource, field);
     }
     for (severity, kind, resource, field) in out.info {
-        sink.report.count(severity, kind, resource, field);
+        sink.report.count_at(severity, kind, resource, field);
     }
+    sink.report.reading("", 0);
     if let Some((subject, site)) = out.site {
         let s = sink.subject(&subject);
         sink.data.sites.insert(s, site);

@@ -32,6 +32,16 @@ pub(super) fn decode_text(content_type: &str, bytes: Vec<u8>) -> std::result::Re
     if let Some(enc) = charset.is_none().then(|| crate::data::charset::utf16_without_mark(&bytes)).flatten() {
         return said(decode(enc, &bytes));
     }
+    // ISO-2022-JP is 7-bit and so valid UTF-8: its escapes tell it (it was read as ASCII with escape
+    // codes, the guard blind to the names in it)
+    if charset.is_none() && bytes.contains(&0x1b) {
+        use crate::data::charset::{detect, Choice, Chosen};
+        if let Some((enc, 0, Chosen::Guessed)) = detect(Choice::Auto, &bytes, true) {
+            if enc == encoding_rs::ISO_2022_JP {
+                return decode(enc, &bytes).map(|t| (t, true));
+            }
+        }
+    }
     match charset {
         None => match String::from_utf8(bytes) {
             Ok(t) => said(no_nul(t)),

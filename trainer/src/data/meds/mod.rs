@@ -159,7 +159,27 @@ pub(crate) fn integer_time_unit(reader: &SerializedFileReader<std::fs::File>, na
 /// Refuses a MEDS data file without one of the columns every event needs, naming the file and column
 /// (each row was reported malformed, and a file without `numeric_value` read as labs without values).
 fn check_columns(path: &Path, reader: &SerializedFileReader<std::fs::File>) -> Result<()> {
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let bad = |msg: String| DataError::Format { path: path.into(), msg };
+    // a MEDS column given twice (the first one was read, the other not said)
+    for name in ["subject_id", "time", "code", "numeric_value", "text_value"] {
+        let fields = schema.root_schema().get_fields().iter().filter(|f| f.name() == name).count();
+        if fields > 1 {
+            return Err(bad(format!(
+                "the file names the column {name:?} {fields} times: which one is meant is not known"
+            )));
+        }
+    }
     for name in ["subject_id", "time", "code", "numeric_value"] {
+        // a list or a struct under the name: its values are nested, not the column MEDS has (it was said
+        // to be missing)
+        let nested = schema.columns().iter().any(|c| c.path().parts().len() > 1 && c.path().parts()[0] == name);
+        if column(reader, name).is_none() && nested {
+            return Err(bad(format!(
+                "the column {name:?} is nested (a list or a struct), where MEDS has one value a row (subject_id \
+                 int64, time timestamp, code string, numeric_value float32)"
+            )));
+        }
         if column(reader, name).is_none() {
             return Err(DataError::Format {
                 path: path.into(),
@@ -226,16 +246,19 @@ fn check_columns(path: &Path, reader: &SerializedFileReader<std::fs::File>) -> R
     Ok(())
 }
 
-/// The value of a parquet decimal: a big-endian two's complement integer and a scale.
+/// The value of a parquet decimal: a big-endian two's complement integer and a scale (of any width: a
+/// precision above 38 is written in more than 16 bytes, and every such value was read as none).
 fn decimal_f32(bytes: &[u8], scale: i32) -> Option<f32> {
-    if bytes.is_empty() || bytes.len() > 16 {
+    let (&first, rest) = bytes.split_first()?;
+    if bytes.len() > 64 {
         return None;
     }
-    let mut v: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
-    for &b in bytes {
-        v = (v << 8) | b as i128;
+    // the first byte carries the sign; each byte after it is 8 more bits
+    let mut v = first as i8 as f64;
+    for &b in rest {
+        v = v * 256.0 + b as f64;
     }
-    Some((v as f64 / 10f64.powi(scale)) as f32)
+    Some((v / 10f64.powi(scale)) as f32)
 }
 
 /// An error of the record API on a row, naming file and row without the value: its message for text
@@ -337,4 +360,27 @@ fn read_with(
         splits::report_split_directories(&path.join("data"), &files, &mut sink);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_f32;
+
+    #[test]
+    fn decimals_of_any_width_and_sign() {
+        // 110 at scale 2 in 4, 16 and 17 bytes (a precision above 38), and -110
+        let wide = |n: usize, v: i128| {
+            let b = v.to_be_bytes();
+            let fill = if v < 0 { 0xff } else { 0 };
+            let mut out = vec![fill; n.saturating_sub(16)];
+            out.extend_from_slice(&b[16usize.saturating_sub(n)..]);
+            out
+        };
+        for n in [4, 16, 17, 32] {
+            assert_eq!(decimal_f32(&wide(n, 110), 2), Some(1.1), "{n} bytes");
+            assert_eq!(decimal_f32(&wide(n, -110), 2), Some(-1.1), "{n} bytes");
+        }
+        assert_eq!(decimal_f32(&[], 0), None);
+        assert_eq!(decimal_f32(&[0; 65], 0), None);
+    }
 }
