@@ -1057,3 +1057,49 @@ fn a_blank_text_attachment_is_an_empty_note() {
     let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
     assert_eq!((count("empty_note"), count("no_text_attachment")), (1, 1), "{:?}", r.findings);
 }
+
+/// Found by a review of inconsistent handling: a string cut between the halves of a UTF-16 pair
+/// (`\ud83d` alone, as Java and JavaScript exporters truncate) is valid JSON that serde_json refuses;
+/// the resource was lost where the string was a field read (a note, a unit) and passed where it was
+/// not (a display). Every such escape is mended to U+FFFD and said, in NDJSON lines and in a
+/// Bundle document; a whole pair and an escaped backslash are kept.
+#[test]
+fn lone_surrogate_escapes_are_mended_and_said_not_a_lost_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = lab_obs(json!({})).to_string();
+    let cut = good.replace(r#""unit":"mg/dL""#, r#""unit":"mg/dL\ud83d""#);
+    assert_ne!(good, cut);
+    let paired = lab_obs(
+        json!({ "code": { "text": "\\ud800", "coding": [{ "system": "http://loinc.org", "code": "2160-0" }] } }),
+    )
+    .to_string()
+    .replace(r#""unit":"mg/dL""#, r#""unit":"mg/dL\ud83d\ude00""#);
+    std::fs::write(dir.path().join("Observation.ndjson"), [good, cut, paired].join("\n") + "\n").unwrap();
+    let note = r#"{"resourceType":"Composition","status":"final","subject":{"reference":"Patient/a"},"date":"2024-01-05","type":{"coding":[{"system":"http://loinc.org","code":"18842-5"}]},"section":[{"text":{"status":"generated","div":"<div>経過\udc00良好</div>"}}]}"#;
+    let bundle = format!(r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{note}}}]}}"#);
+    let docs = tempfile::tempdir().unwrap();
+    std::fs::write(docs.path().join("b.json"), bundle).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Lab).count(), 3, "{:?}", r.findings);
+    let found: Vec<_> = r.findings.iter().filter(|f| f.kind == "lone_surrogate").collect();
+    assert_eq!(found.len(), 1, "{:?}", r.findings);
+    let f = found[0];
+    assert_eq!(
+        (f.resource.as_str(), f.count, f.file.as_deref(), f.lines.as_slice()),
+        ("Observation", 1, Some("Observation.ndjson"), &[2][..])
+    );
+    assert_eq!(f.severity, data::check::Severity::Warning);
+    let (d, r) = data::read(docs.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    let notes: Vec<&str> =
+        d.events.iter().filter(|e| e.kind == EventKind::Note).map(|e| d.texts[e.text as usize].as_str()).collect();
+    assert_eq!(notes.len(), 1, "{:?}", r.findings);
+    assert!(notes[0].contains("経過\u{fffd}良好"), "{:?}", notes);
+    let found: Vec<_> = r.findings.iter().filter(|f| f.kind == "lone_surrogate").collect();
+    assert_eq!(found.len(), 1, "{:?}", r.findings);
+    assert_eq!(
+        (found[0].count, found[0].file.as_deref(), found[0].lines.as_slice()),
+        (1, Some("document-1"), &[1][..])
+    );
+}

@@ -1033,6 +1033,46 @@ fn from_line<'a, R: Deserialize<'a>>(line: &'a [u8]) -> serde_json::Result<R> {
     }
 }
 
+/// Mends each lone UTF-16 surrogate escape of a JSON text (`\ud83d` without the other half of its
+/// pair: a string cut between the halves by a system that counts UTF-16 units, as Java and
+/// JavaScript exporters truncate) into `\ufffd`, in place and at the same length (line ranges and
+/// offsets stay); returns how many. The text is valid JSON, but serde_json refuses such a string, and
+/// the whole resource was lost where the string was a field read (a note's text, a unit) while the
+/// same escape in a field not read passed. A `\\u...` (an escaped backslash) is no escape.
+pub(crate) fn mend_lone_surrogates(text: &mut [u8]) -> u64 {
+    fn hex4(b: Option<&[u8]>) -> Option<u16> {
+        let b = b?;
+        std::str::from_utf8(b).ok().and_then(|s| u16::from_str_radix(s, 16).ok()).filter(|_| b.len() == 4)
+    }
+    let (mut mended, mut i) = (0, 0);
+    while let Some(j) = memchr::memchr(b'\\', &text[i..]) {
+        let at = i + j;
+        if text.get(at + 1) != Some(&b'u') {
+            i = (at + 2).min(text.len());
+            continue;
+        }
+        let lone = match hex4(text.get(at + 2..at + 6)) {
+            Some(0xD800..=0xDBFF) => {
+                let pair = text.get(at + 6..at + 8) == Some(b"\\u")
+                    && matches!(hex4(text.get(at + 8..at + 12)), Some(0xDC00..=0xDFFF));
+                if pair {
+                    i = at + 12;
+                    continue;
+                }
+                true
+            }
+            Some(0xDC00..=0xDFFF) => true,
+            _ => false,
+        };
+        if lone {
+            text[at + 2..at + 6].copy_from_slice(b"fffd");
+            mended += 1;
+        }
+        i = (at + 6).min(text.len());
+    }
+    mended
+}
+
 /// Why a line that did not parse as `R` is malformed, with the field where it failed
 /// (`not a valid Observation (at valueQuantity.value)`): parsed again, rarely, to find it. The field
 /// path names only fields of the resource types read (array positions dropped, a segment that is
@@ -2551,6 +2591,33 @@ fn parse_resource<'a>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lone_surrogate_escapes_mended_in_place_pairs_and_escaped_backslashes_kept() {
+        for (text, want, n) in [
+            (r#"{"a":"x\ud800y"}"#, r#"{"a":"x\ufffdy"}"#, 1),
+            (r#"{"a":"\udc00"}"#, r#"{"a":"\ufffd"}"#, 1),
+            (r#"{"a":"\ud83d\ude00"}"#, r#"{"a":"\ud83d\ude00"}"#, 0),
+            (r#"{"a":"\uD83D\uDE00\uD83D"}"#, r#"{"a":"\uD83D\uDE00\ufffd"}"#, 1),
+            (r#"{"a":"\ud83d\u0041"}"#, r#"{"a":"\ufffd\u0041"}"#, 1),
+            (r#"{"a":"\\ud800"}"#, r#"{"a":"\\ud800"}"#, 0),
+            (r#"{"a":"\\\ud800"}"#, r#"{"a":"\\\ufffd"}"#, 1),
+            (r#"{"a":"\u00e9\/\n"}"#, r#"{"a":"\u00e9\/\n"}"#, 0),
+            // cut short: nothing to mend, nothing read past the end
+            (r#"{"a":"\ud8"#, r#"{"a":"\ud8"#, 0),
+            (r#"{"a":"\ud800\"#, r#"{"a":"\ufffd\"#, 1),
+            ("\\", "\\", 0),
+            ("\\u", "\\u", 0),
+        ] {
+            let mut b = text.as_bytes().to_vec();
+            assert_eq!(super::mend_lone_surrogates(&mut b), n, "{text}");
+            assert_eq!(std::str::from_utf8(&b).unwrap(), want, "{text}");
+            if n > 0 && want.ends_with('}') {
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+                assert!(v["a"].as_str().unwrap().contains('\u{fffd}'), "{text}");
+            }
+        }
+    }
+
     #[test]
     fn the_binary_an_attachment_url_names() {
         for (url, key) in [

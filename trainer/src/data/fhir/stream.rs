@@ -32,6 +32,8 @@ struct Block {
     bytes: u64,
     /// numbers of the lines over the bound met (and dropped) before this block's lines
     too_long: Vec<u64>,
+    /// numbers of the lines whose lone surrogate escapes were mended ([`super::mend_lone_surrogates`]), in order
+    mended: Vec<u64>,
 }
 
 impl Block {
@@ -74,6 +76,7 @@ impl<R: Read> LineReader<R> {
     fn fill(&mut self, block: &mut Block, carry: &[u8]) -> std::io::Result<()> {
         block.lines.clear();
         block.too_long.clear();
+        block.mended.clear();
         block.bytes = 0;
         block.cut = 0;
         if block.buf.len() > 2 * BLOCK && carry.len() <= BLOCK {
@@ -154,6 +157,12 @@ impl<R: Read> LineReader<R> {
                 at = end + 1;
             }
             block.cut = cut;
+            // a line with a backslash is searched for lone surrogates (most lines have none)
+            for (n, r) in &block.lines {
+                if super::mend_lone_surrogates(&mut block.buf[r.clone()]) > 0 {
+                    block.mended.push(*n);
+                }
+            }
             return Ok(());
         }
         Ok(())
@@ -185,7 +194,11 @@ fn apply_block(sink: &mut Sink, file: &str, block: &Block, outs: Vec<LineOut<'_>
         sink.report.malformed_line(file, *n, LINE_TOO_LONG);
     }
     sink.report.lines += block.lines.len() as u64;
+    let mut mended = block.mended.iter().peekable();
     for ((n, _), out) in block.lines.iter().zip(outs) {
+        if mended.next_if_eq(&n).is_some() {
+            mended_found(sink, file, *n, &out);
+        }
         apply(sink, file, *n, out);
     }
 }
@@ -272,15 +285,16 @@ const DOCUMENT_TOO_LONG: &str = "a .json document longer than read.max_line_byte
 /// entries' findings at the lines their resources start on.
 pub fn read_document(path: &Path, sink: &mut Sink) -> Result<()> {
     let mut bytes = Vec::new();
-    let name = load_document(path, sink.opts, &mut bytes, 1)?;
+    let (name, mended) = load_document(path, sink.opts, &mut bytes, 1)?;
     let out = parse_document(&bytes, sink.opts);
-    apply_document(sink, (name, path, bytes.len(), out))
+    apply_document(sink, (name, path, bytes.len(), out, mended))
 }
 
 /// A document's bytes into `buf` (at most `read.max_line_bytes` + 1 of them); returns the name its
 /// findings give it: `document-K`, its place in name order, never the file's name (a document is
 /// one patient's record, and exporters name it after the patient: `Yamada_Taro.json`).
-fn load_document(path: &Path, opts: &ReadOptions, buf: &mut Vec<u8>, k: usize) -> Result<String> {
+/// With it, whether lone surrogate escapes were mended in it ([`super::mend_lone_surrogates`]).
+fn load_document(path: &Path, opts: &ReadOptions, buf: &mut Vec<u8>, k: usize) -> Result<(String, bool)> {
     buf.clear();
     let name = format!("document-{k}");
     // an error names the document as findings do (a gzip that ends early printed Smith_John.json.gz)
@@ -293,7 +307,7 @@ fn load_document(path: &Path, opts: &ReadOptions, buf: &mut Vec<u8>, k: usize) -
         .take(opts.limits.max_line_bytes.saturating_add(1))
         .read_to_end(buf)
         .map_err(err)?;
-    Ok(name)
+    Ok((name, super::mend_lone_surrogates(buf) > 0))
 }
 
 /// A loaded document parsed (`None` when it is over `read.max_line_bytes`).
@@ -335,7 +349,7 @@ fn is_ndjson(text: &[u8]) -> bool {
 
 /// A parsed document applied to the sink, and counted; one that is NDJSON read from its file as NDJSON
 /// is, its findings naming it as the document it is (`document-K`), and said (`ndjson_in_json_file`).
-fn apply_document(sink: &mut Sink, (name, path, len, doc): Parsed<'_, '_>) -> Result<()> {
+fn apply_document(sink: &mut Sink, (name, path, len, doc, mended): Parsed<'_, '_>) -> Result<()> {
     let (out, weight) = match doc {
         Document::Parsed(out, weight) => (out, weight),
         Document::Lines => {
@@ -346,6 +360,9 @@ fn apply_document(sink: &mut Sink, (name, path, len, doc): Parsed<'_, '_>) -> Re
     sink.report.bytes += len as u64;
     sink.report.lines += weight;
     sink.report.files += 1;
+    if let (Some(out), true) = (&out, mended) {
+        mended_found(sink, &name, 1, out);
+    }
     match out {
         Some(out) if out.bad.is_none() => apply(sink, &name, 1, out),
         Some(out) => sink.report.malformed_lines(&name, 1, out.bad.unwrap_or("not JSON"), weight),
@@ -354,8 +371,9 @@ fn apply_document(sink: &mut Sink, (name, path, len, doc): Parsed<'_, '_>) -> Re
     Ok(())
 }
 
-/// A document loaded and parsed: its name, its file, its length, what it gave.
-type Parsed<'b, 'p> = (String, &'p Path, usize, Document<'b>);
+/// A document loaded and parsed: its name, its file, its length, what it gave, whether lone
+/// surrogates were mended in it.
+type Parsed<'b, 'p> = (String, &'p Path, usize, Document<'b>, bool);
 
 /// Applies `cur` on a worker while this thread loads `path` into `next` and parses it (a document's
 /// entries are parsed in parallel: the two overlap as an NDJSON file's blocks do).
@@ -370,9 +388,9 @@ fn document_step<'n, 'p>(
     let parsed = rayon::in_place_scope(|s| {
         let applied = &mut applied;
         s.spawn(move |_| *applied = apply_document(sink, cur));
-        let name = load_document(path, opts, next, k)?;
+        let (name, mended) = load_document(path, opts, next, k)?;
         let next: &'n Vec<u8> = next;
-        Ok((name, path, next.len(), parse_document(next, opts)))
+        Ok((name, path, next.len(), parse_document(next, opts), mended))
     });
     applied?;
     parsed
@@ -384,8 +402,8 @@ fn read_documents(files: &[std::path::PathBuf], sink: &mut Sink) -> Result<()> {
     let mut files = files.iter().enumerate().map(|(i, p)| (i + 1, p.as_path()));
     let Some((k, first)) = files.next() else { return Ok(()) };
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    let name = load_document(first, opts, &mut a, k)?;
-    let mut parsed_a: Parsed = (name, first, a.len(), parse_document(&a, opts));
+    let (name, mended) = load_document(first, opts, &mut a, k)?;
+    let mut parsed_a: Parsed = (name, first, a.len(), parse_document(&a, opts), mended);
     // unrolled in two halves (a then b, b then a): each document's output borrows from its buffer
     loop {
         let Some(path) = files.next() else { return apply_document(sink, parsed_a) };
@@ -443,10 +461,23 @@ fn first_line_is_fhir(path: &Path, opts: &ReadOptions) -> Result<bool> {
 /// Reads one NDJSON line (number `line` of `file`) into the sink, as [`read_file`] does with each line.
 /// A note linking a Binary elsewhere is said (`note_by_url`): a line alone has no Binaries to read.
 pub fn read_line(sink: &mut Sink, file: &str, line: u64, bytes: &[u8]) {
-    let out = parse_line(bytes, sink.opts);
+    let mut bytes = bytes.to_vec();
+    let mended = super::mend_lone_surrogates(&mut bytes) > 0;
+    let out = parse_line(&bytes, sink.opts);
+    if mended {
+        mended_found(sink, file, line, &out);
+    }
     apply(sink, file, line, out);
     // (with no files to read, it cannot fail)
     let _ = read_url_notes(sink, &[]);
+}
+
+/// Says that line `line` of `file` held lone surrogate escapes, mended (`lone_surrogate`, a warning
+/// where it was found: the string that held one has U+FFFD in its place).
+fn mended_found(sink: &mut Sink, file: &str, line: u64, out: &LineOut<'_>) {
+    let resource = out.resource.unwrap_or(data::reportable::OTHER_RESOURCE_TYPE);
+    sink.report.reading(file, line);
+    sink.report.count_at(Severity::Warning, "lone_surrogate", resource, "string");
 }
 
 fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
