@@ -357,3 +357,33 @@ fn configs_that_are_not_the_weights_and_ambiguous_shards_are_refused_before_a_mo
     let e = HfCheckpoint::read(&d).unwrap_err().to_string();
     assert!(e.contains("weight_map") && e.contains("'bert.pooler.dense.bias'") && e.contains("not a shard"), "{e}");
 }
+
+/// Found in the list of what was left: Python's `json.dumps` writes a float that is not finite as a bare
+/// `NaN` or `Infinity`, which no JSON parser reads, and `save_pretrained` writes its files so: a key
+/// medtrain does not read holding one stopped the checkpoint; a key it reads holding one is an error
+/// naming the key, never the default in its place.
+#[test]
+fn python_nan_and_infinity_in_a_config_are_read_where_unused_and_refused_where_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with = |name: &str, from: &str, to: &str| {
+        let d = tmp.path().join(name);
+        copy_dir(&fixtures().join("tiny-bert"), &d);
+        let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
+        assert!(cfg.contains(from), "{from}");
+        std::fs::write(d.join("config.json"), cfg.replacen(from, to, 1)).unwrap();
+        d
+    };
+    let d = with("unused", "{", "{\n  \"some_threshold\": Infinity,\n  \"other\": [NaN, -Infinity],");
+    let ck = HfCheckpoint::read(&d).unwrap();
+    assert_eq!(ck.config.hidden_size, 16);
+    let d = with("used", "\"model_type\": \"bert\"", "\"model_type\": \"bert\", \"layer_norm_eps\": NaN");
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("config.json") && e.contains("layer_norm_eps"), "{e}");
+    let d = with("size", "\"intermediate_size\": 24", "\"intermediate_size\": Infinity");
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("intermediate_size"), "{e}");
+    // not JSON either way: the line and column of the strict parse
+    let d = with("broken", "\"model_type\": \"bert\"", "\"model_type\": NaNo");
+    let e = HfCheckpoint::read(&d).unwrap_err().to_string();
+    assert!(e.contains("not valid JSON at line"), "{e}");
+}

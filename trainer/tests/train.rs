@@ -463,7 +463,12 @@ fn model_errors_stop_before_the_data_are_prepared() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("\"mecab\"") && err.contains("data.features.tokenizer"), "{err}");
     assert!(!tmp.path().join("vocab-mecab/data").exists());
-    std::fs::remove_file(ck.join("tokenizer_config.json")).unwrap();
+    // Python's json writes an infinite float as a bare Infinity (no JSON): a key not read does not stop it
+    std::fs::write(
+        ck.join("tokenizer_config.json"),
+        "{\"tokenizer_class\": \"BertTokenizer\", \"do_lower_case\": true, \"model_max_length\": Infinity}",
+    )
+    .unwrap();
     let out = train(&config("demo", tmp.path(), &edits), &tmp.path().join("vocab-same"), &["--stop-after", "2"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     // relative paths are the config's directory's, whatever the working directory (the tokenizer's was

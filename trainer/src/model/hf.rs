@@ -115,7 +115,7 @@ fn usize_key(path: &Path, v: &serde_json::Value, key: &str, default: Option<usiz
 /// Reads the BERT configuration of `config.json` (Hugging Face's defaults where a key is absent).
 pub fn read_config(path: &Path) -> Result<BertConfig, HfError> {
     let (bytes, _) = sha256(path, MAX_JSON_BYTES)?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| HfError::Config {
+    let v: serde_json::Value = crate::json_from_python(&bytes).map_err(|e| HfError::Config {
         path: path.to_path_buf(),
         key: "(file)".into(),
         msg: format!("not valid JSON at line {}, column {}", e.line(), e.column()),
@@ -240,7 +240,7 @@ impl HfCheckpoint {
         } else if present(&index) {
             let (bytes, hex) = sha256(&index, MAX_JSON_BYTES)?;
             digests.push((index.clone(), hex));
-            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| HfError::Config {
+            let v: serde_json::Value = crate::json_from_python(&bytes).map_err(|e| HfError::Config {
                 path: index.clone(),
                 key: "(file)".into(),
                 msg: format!("not valid JSON at line {}, column {}", e.line(), e.column()),

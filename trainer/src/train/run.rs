@@ -489,7 +489,7 @@ fn slow_tokenizer_settings(dir: &Path) -> Result<SlowTokenizer, TrainError> {
         return Ok(out);
     }
     let text = crate::read_text_bounded(&path, 16 << 20).map_err(|e| io(&path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+    let v: serde_json::Value = crate::json_from_python(text.as_bytes()).map_err(|e| {
         TrainError::Invalid(format!("{}: not valid JSON at line {}, column {}", path.display(), e.line(), e.column()))
     })?;
     if let Some(l) = v.get("do_lower_case").and_then(|l| l.as_bool()) {
