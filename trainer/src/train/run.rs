@@ -705,8 +705,9 @@ impl Progress {
 }
 
 /// The keys a resumed run may change: a new phase's (noise, sampling, clip norm, steps) and how it runs
-/// (threads, checkpoints, evaluation, the device); `[data]` is checked against the prepared data.
-const RESUME_MAY_CHANGE: [&str; 13] = [
+/// (threads, checkpoints, evaluation, the device, the micro-batch a device's memory allows, the portable
+/// paths); `[data]` is checked against the prepared data.
+const RESUME_MAY_CHANGE: [&str; 15] = [
     "privacy.noise_multiplier",
     "privacy.target_epsilon",
     "privacy.clip_norm",
@@ -720,7 +721,26 @@ const RESUME_MAY_CHANGE: [&str; 13] = [
     "train.eval_batch",
     "train.backend",
     "train.tf32",
+    "train.micro_batch",
+    "train.portable",
 ];
+
+/// Whether the run's config before a resume (`RUN/config.resolved.toml`) summed its steps in another
+/// order than `cfg` does: another `train.micro_batch` (its micro-batches' clipped gradients add in
+/// another order) or `train.portable` (other kernels). The bits of the steps after differ, so the
+/// steps before are a phase of their own for `reproduce`, as a new plan's are.
+fn sums_otherwise(run_dir: &Path, cfg: &TrainConfig) -> bool {
+    let Some(before) = std::fs::read_to_string(run_dir.join("config.resolved.toml"))
+        .ok()
+        .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+    else {
+        return false;
+    };
+    let train = before.get("train").and_then(|t| t.as_table());
+    let micro_batch = train.and_then(|t| t.get("micro_batch")).and_then(|m| m.as_integer());
+    let portable = train.and_then(|t| t.get("portable")).and_then(|p| p.as_bool()).unwrap_or(false);
+    micro_batch != cfg.train.micro_batch.map(|m| m as i64) || portable != cfg.train.portable
+}
 
 /// The keys (dotted) whose values differ between two configs, outside `[data]` and
 /// [`RESUME_MAY_CHANGE`]; a key set in one only counts as changed. Names only: values are not kept.
@@ -1712,7 +1732,9 @@ fn train_on<B: Backend + 'static>(
         Unsettled { run_id: run_id.clone(), prepared: prep.clone(), kind, armed: fresh, at_reservation: false };
     // the config files, once the run is admitted: a refused run (a resume of a finished run, a budget
     // the plan does not fit) left them rewritten, and the run's seal then failed on them
-    if let Some(r) = resume.as_ref().filter(|r| r.step > 0 && !r.plan.same_as(&plan)) {
+    if let Some(r) =
+        resume.as_ref().filter(|r| r.step > 0 && (!r.plan.same_as(&plan) || sums_otherwise(&run_dir, &cfg)))
+    {
         // the phase that ends here ran under the config resolved before: kept (and sealed) for
         // `reproduce`, named by the step it ran to; a phase that never ran a step keeps the one before
         let kept = run_dir.join(super::reproduce::PHASES).join(format!("{:010}.toml", r.step));
