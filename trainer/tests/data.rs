@@ -760,6 +760,9 @@ fn meds_root_reads_with_integer_subjects_splits_and_the_guard() {
     assert_eq!(r.events.get("other"), Some(&1));
     // the phone number in the note blocks under reject
     assert!(r.blocking && r.findings.iter().any(|f| f.kind == "phone" && f.resource == "meds"));
+    // said at its row (the file and the row's number, never the text)
+    let phone = r.findings.iter().find(|f| f.kind == "phone").unwrap();
+    assert_eq!((phone.file.as_deref(), phone.lines.as_slice()), (Some("data/train/0.parquet"), &[4][..]), "{phone:?}");
     let s = split::assign(&d, b"k", 0.1, 0.1).unwrap();
     let one = d.subjects.get("1").unwrap() as usize;
     let two = d.subjects.get("2").unwrap() as usize;

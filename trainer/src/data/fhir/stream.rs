@@ -478,6 +478,7 @@ fn mended_found(sink: &mut Sink, file: &str, line: u64, out: &LineOut<'_>) {
     let resource = out.resource.unwrap_or(data::reportable::OTHER_RESOURCE_TYPE);
     sink.report.reading(file, line);
     sink.report.count_at(Severity::Warning, "lone_surrogate", resource, "string");
+    sink.report.reading("", 0);
 }
 
 fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {

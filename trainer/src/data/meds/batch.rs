@@ -125,8 +125,13 @@ pub(super) fn apply(sink: &mut Sink, batch: Batch) {
         if row.censored {
             sink.report.count(Severity::Info, "censored_value", "meds", "text_value");
         }
-        for k in &row.identifiers {
-            sink.report.identifier(sink.opts.identifiers, *k, "meds", "text_value");
+        if !row.identifiers.is_empty() {
+            // (said at the row: the finding names the file and its first rows, never the text)
+            sink.report.reading(&name, first_line + i as u64);
+            for k in &row.identifiers {
+                sink.report.identifier(sink.opts.identifiers, *k, "meds", "text_value");
+            }
+            sink.report.reading("", 0);
         }
         sink.push(Rec {
             subject: Cow::Borrowed(subject),
