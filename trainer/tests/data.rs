@@ -974,12 +974,18 @@ fn files_in_subdirectories_or_with_other_names_were_skipped_without_a_count() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, obs("d").as_bytes()).unwrap();
     std::fs::write(root.join("More.NDJSON.GZ"), gz.finish().unwrap()).unwrap();
+    // JSON Lines under its other name
+    std::fs::write(root.join("sub/Labs.jsonl"), obs("e")).unwrap();
     let (d, r) = data::read(root, &ReadOptions::default()).unwrap();
-    assert_eq!(d.events.len(), 3, "{:?}", r.findings);
+    // (a .json document beside NDJSON files is read too: a Bundle of notes beside an export lost them)
+    assert_eq!(d.events.len(), 5, "{:?}", r.findings);
     assert_eq!(r.malformed_count(), 0);
     let f = r.findings.iter().find(|f| f.kind == "unread_file").expect("unread files counted");
-    assert_eq!(f.count, 2);
-    assert_eq!(f.detail.as_deref(), Some("not .ndjson or .ndjson.gz: Observation.json, Observation.ndjson.zst"));
+    assert_eq!(f.count, 1);
+    assert_eq!(
+        f.detail.as_deref(),
+        Some("not .ndjson or .ndjson.gz or .jsonl or .jsonl.gz or .json or .json.gz: Observation.ndjson.zst")
+    );
     // a loop under the root: refused by the reader as by the fingerprint
     std::os::unix::fs::symlink(root, root.join("sub/up")).unwrap();
     let e = data::read(root, &ReadOptions::default()).err().expect("a loop is an error");

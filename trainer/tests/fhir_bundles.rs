@@ -135,16 +135,18 @@ fn bundles_on_ndjson_lines_nested_ones_and_limits() {
         ),
     )
     .unwrap();
-    // with NDJSON files present, .json files are not the input (a bulk export's manifest)
+    // with NDJSON files present, .json documents are read too; one that names no resource (a bulk
+    // export's manifest) is said, not read
     std::fs::write(dir.path().join("manifest.json"), r#"{"transactionTime":"2024-01-01","output":[]}"#).unwrap();
+    std::fs::write(dir.path().join("more.json"), serde_json::to_string(&synthea("f6", true, false)).unwrap()).unwrap();
     let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
     let (d, r) = data::read(dir.path(), &opts).unwrap();
     assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
-    assert_eq!(d.subjects.len(), 2);
+    assert_eq!(d.subjects.len(), 3);
     assert_eq!(count(&r, "bundle_not_read"), 1);
-    assert_eq!(count(&r, "unread_file"), 1);
+    assert_eq!((count(&r, "unread_file"), count(&r, "not_fhir_file")), (0, 1), "{:?}", r.findings);
     let cr = d.find_code("http://loinc.org", "2160-0").unwrap();
-    assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 3, "two Bundles' labs and the search result's");
+    assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 4, "three Bundles' labs and the search result's");
     // a document over read.max_line_bytes is a malformed line, not read
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "big.json", &synthea("e5", true, false));

@@ -572,7 +572,7 @@ pub fn detect(path: &Path) -> Result<Format> {
         }
         return Err(DataError::Format {
             path: path.into(),
-            msg: "not an .ndjson, .ndjson.gz, .json(.gz) (a FHIR Bundle), .csv(.gz) or .tsv(.gz) file".into(),
+            msg: "not an .ndjson(.gz), .jsonl(.gz), .json(.gz) (a FHIR Bundle), .csv(.gz) or .tsv(.gz) file".into(),
         });
     }
     // a MEDS root: data/ beside metadata/, or data/ holding parquet shards (metadata/ is optional for
@@ -600,14 +600,15 @@ pub fn detect(path: &Path) -> Result<Format> {
     }
     Err(DataError::Format {
         path: path.into(),
-        msg: "holds no FHIR NDJSON (*.ndjson, *.ndjson.gz) or JSON Bundles (*.json, *.json.gz), MEDS \
+        msg: "holds no FHIR NDJSON (*.ndjson, *.jsonl, gzipped or not) or JSON Bundles (*.json, *.json.gz), MEDS \
               (data/*.parquet) or CSV (*.csv, *.tsv, gzipped or not) input"
             .into(),
     })
 }
 
 /// The file names a FHIR export's files end with, and a CSV input's (compared without case).
-pub const FHIR_EXTS: &[&str] = &[".ndjson", ".ndjson.gz"];
+/// (`.jsonl`: JSON Lines, the same format under the name other tools give it)
+pub const FHIR_EXTS: &[&str] = &[".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz"];
 /// FHIR JSON documents (a Bundle, or one resource, per file: Synthea's output, a server's search
 /// results), read where a directory has no NDJSON file.
 pub const FHIR_JSON_EXTS: &[&str] = &[".json", ".json.gz"];

@@ -325,6 +325,10 @@ fn parse_document<'b>(bytes: &'b [u8], opts: &ReadOptions) -> Document<'b> {
     if out.bad.is_some() && is_ndjson(text) {
         return Document::Lines;
     }
+    // a JSON object that names no resource anywhere: a bulk export's manifest.json, a client's settings
+    if out.bad == Some("no resourceType") && memchr::memmem::find(bytes, b"\"resourceType\"").is_none() {
+        return Document::NotFhir;
+    }
     let w = if out.bad.is_some() { weight() } else { 1 };
     Document::Parsed(Some(out), w)
 }
@@ -335,6 +339,8 @@ enum Document<'b> {
     Parsed(Option<LineOut<'b>>, u64),
     /// NDJSON under a `.json` name
     Lines,
+    /// a JSON object with no `resourceType` in it (a bulk export's `manifest.json`): not read, and said
+    NotFhir,
 }
 
 /// Whether a document's text is NDJSON: its first line that is not blank a whole JSON object with a
@@ -355,6 +361,11 @@ fn apply_document(sink: &mut Sink, (name, path, len, doc, mended): Parsed<'_, '_
         Document::Lines => {
             sink.report.finding(Severity::Info, "ndjson_in_json_file", "input", "file", Some(&name), 1);
             return read_lines(path, &name, sink);
+        }
+        Document::NotFhir => {
+            let file = path.file_name().map_or_else(String::new, |n| guard::shown_path(&n.to_string_lossy()));
+            sink.report.finding(Severity::Warning, "not_fhir_file", "input", "file", Some(&file), 1);
+            return Ok(());
         }
     };
     sink.report.bytes += len as u64;
@@ -897,9 +908,11 @@ fn check_early_notes(sink: &mut Sink) {
 /// Reads a FHIR bulk export: a directory of `*.ndjson`/`*.ndjson.gz` (subdirectories too, in path order)
 /// or one file.
 pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &mut data::Report) -> Result<()> {
-    // a bulk export's NDJSON files; else, a directory of JSON documents (Synthea's Bundles)
+    // a bulk export's NDJSON files, with any JSON documents beside them (a Bundle of notes, a
+    // `manifest.json`: said, not read); else, a directory of JSON documents (Synthea's Bundles)
     let ndjson = !path.is_dir() || data::list_dir(path)?.iter().any(|p| data::has_ext(p, data::FHIR_EXTS));
-    let files = data::input_files(path, if ndjson { data::FHIR_EXTS } else { data::FHIR_JSON_EXTS }, report)?;
+    let exts: Vec<&str> = data::FHIR_EXTS.iter().chain(data::FHIR_JSON_EXTS).copied().collect();
+    let files = data::input_files(path, if ndjson { &exts } else { data::FHIR_JSON_EXTS }, report)?;
     // Patient files first, for their identifiers only, so that notes are checked as they are read;
     // and RelatedPerson and Person files, whose values are their patients' identifiers
     let mut first = data::Dataset::default();
