@@ -1105,3 +1105,81 @@ fn lone_surrogate_escapes_are_mended_and_said_not_a_lost_resource() {
         (1, Some("document-1"), &[1][..])
     );
 }
+
+/// Found by an outside-in tester: an export holding two versions of one resource (a history, an
+/// incremental export beside the full one) read each as a resource of its own: an Encounter given
+/// again with another class and end made every admission positive, an Observation corrected read as
+/// two results. Only the latest version of a resource type and id is read (`meta.lastUpdated`, then a
+/// numeric `meta.versionId`, else the one read last; one entered in error removes the one before), and
+/// the versions replaced are said (`resource_version`).
+#[test]
+fn only_the_latest_version_of_a_resource_is_read() {
+    let enc = |id: &str, class: &str, end: &str, meta: serde_json::Value| {
+        json!({ "resourceType": "Encounter", "id": id, "meta": meta, "status": "finished",
+            "subject": { "reference": "Patient/a" },
+            "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class },
+            "period": { "start": "2024-01-01T09:00:00Z", "end": end } })
+        .to_string()
+    };
+    let obs = |id: &str, value: f64, meta: serde_json::Value, status: &str| {
+        lab_obs(
+            json!({ "id": id, "meta": meta, "status": status, "valueQuantity": { "value": value, "unit": "mg/dL" } }),
+        )
+        .to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Encounter.ndjson"),
+        [
+            enc("e1", "EMER", "2024-01-01T10:00:00Z", json!({ "versionId": "1" })),
+            enc("e1", "IMP", "2024-01-03T10:00:00Z", json!({ "versionId": "2" })),
+            // no meta: the one read last
+            enc("e2", "AMB", "2024-02-01T10:00:00Z", json!({})),
+            enc("e2", "EMER", "2024-02-01T11:00:00Z", json!({})),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("incremental")).unwrap();
+    std::fs::write(
+        dir.path().join("Observation.ndjson"),
+        [
+            // the later version read first (its lastUpdated says it is the latest)
+            obs("o1", 2.5, json!({ "lastUpdated": "2024-03-02T00:00:00Z", "versionId": "2" }), "amended"),
+            obs("o1", 1.1, json!({ "lastUpdated": "2024-03-01T00:00:00Z", "versionId": "1" }), "final"),
+            obs("o2", 1.3, json!({ "versionId": "1" }), "final"),
+            // the same id as an Encounter's: another resource
+            obs("e1", 0.9, json!({}), "final"),
+            // no id: no version of anything
+            lab_obs(json!({})).to_string(),
+            lab_obs(json!({})).to_string(),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    // an incremental export: o2 entered in error
+    std::fs::write(
+        dir.path().join("incremental/Observation.ndjson"),
+        obs("o2", 1.3, json!({ "versionId": "2" }), "entered-in-error"),
+    )
+    .unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    let encounters: Vec<(i64, i64)> =
+        d.events.iter().filter(|e| e.kind == EventKind::Encounter).map(|e| (e.time, e.end)).collect();
+    let t = |s: &str| data::time::utc(s).unwrap();
+    assert_eq!(encounters.len(), 2, "{:?}", r.findings);
+    let ends: Vec<i64> = encounters.iter().map(|e| e.1).collect();
+    assert!(ends.contains(&t("2024-01-03T10:00:00Z")) && ends.contains(&t("2024-02-01T11:00:00Z")), "{encounters:?}");
+    let mut values: Vec<f32> = d.events.iter().filter(|e| e.kind == EventKind::Lab).map(|e| e.value).collect();
+    values.sort_by(f32::total_cmp);
+    assert_eq!(values, [0.9, 1.1, 1.1, 2.5], "{:?}", r.findings);
+    let versions = |resource: &str| {
+        r.findings
+            .iter()
+            .filter(|f| f.kind == "resource_version" && f.resource == resource)
+            .map(|f| f.count)
+            .sum::<u64>()
+    };
+    assert_eq!((versions("Encounter"), versions("Observation")), (2, 2), "{:?}", r.findings);
+}

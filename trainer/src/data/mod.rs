@@ -235,6 +235,8 @@ pub struct Dataset {
     pub(crate) bundle_binaries: Vec<fhir::BundleBinary>,
     /// while a FHIR Bundle is read: how many Bundles hold the entry being read
     pub(crate) bundle_depth: u32,
+    /// while FHIR is read: the versions of each resource read, to keep only the latest's events
+    pub(crate) versions: fhir::Versions,
 }
 
 impl Dataset {

@@ -189,6 +189,10 @@ struct Period<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Observation<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    meta: Option<VersionMeta<'a>>,
     /// the narrative (generated from the data, or written by hand): scanned, not kept
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
@@ -546,6 +550,10 @@ struct DocContext<'a> {
 
 #[derive(Deserialize)]
 struct DocumentReference<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    meta: Option<VersionMeta<'a>>,
     /// the narrative (generated from the data, or written by hand): scanned, not kept
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
@@ -574,6 +582,10 @@ struct DocumentReference<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DiagnosticReport<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    meta: Option<VersionMeta<'a>>,
     /// the narrative (generated from the data, or written by hand): scanned, not kept
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
@@ -701,6 +713,10 @@ struct Section<'a> {
 #[derive(Deserialize)]
 struct Composition<'a> {
     #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    meta: Option<VersionMeta<'a>>,
+    #[serde(borrow)]
     status: Option<Str<'a>>,
     #[serde(borrow)]
     subject: Option<Reference<'a>>,
@@ -721,6 +737,10 @@ enum EncounterClass<'a> {
 
 #[derive(Deserialize)]
 struct Encounter<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    meta: Option<VersionMeta<'a>>,
     /// the narrative (generated from the data, or written by hand): scanned, not kept
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
@@ -809,6 +829,8 @@ struct LineOut<'a> {
     late: bool,
     /// a Binary entry of a Bundle, for the Bundle's notes that link it
     binary: Option<BundleBinary>,
+    /// the resource's id and rank among its versions ([`Versions`]), for the types that give events
+    version: Option<Version>,
 }
 
 impl<'a> LineOut<'a> {
@@ -1003,6 +1025,121 @@ fn utc(t: time::Stamp, opts: &ReadOptions, out: &mut LineOut) -> std::result::Re
 /// `2013-04`): placed at its first day, and counted (`partial_date`).
 fn partial_date(candidates: &[Option<&str>]) -> bool {
     candidates.iter().flatten().next().is_some_and(|s| s.trim().len() < 10)
+}
+
+/// A resource's id and its rank among the versions of it an input holds (a history or an incremental
+/// export beside the full one, two exports of one system): `meta.lastUpdated`, then a numeric
+/// `meta.versionId`; of equal ranks the one read last is the latest.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Version {
+    /// a 128-bit hash of the resource type and id
+    key: u128,
+    rank: (i64, u64),
+}
+
+/// A resource's `meta`: what tells its versions apart.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionMeta<'a> {
+    #[serde(borrow)]
+    version_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    last_updated: Option<Str<'a>>,
+}
+
+/// The version of a resource of type `resource` with `id` and `meta` (`None`: it has no id, and is no
+/// version of another).
+fn version(resource: &str, id: &Option<Str>, meta: &Option<VersionMeta>) -> Option<Version> {
+    use std::hash::{Hash, Hasher};
+    let id = id.as_ref()?.0.trim();
+    if id.is_empty() {
+        return None;
+    }
+    // two SipHashes of different seeds (SHA-256 cost a quarter of a read)
+    let half = |seed: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        (seed, resource, id).hash(&mut h);
+        h.finish() as u128
+    };
+    let key = half(0) << 64 | half(1);
+    let (updated, version) = meta.as_ref().map_or((None, None), |m| (m.last_updated.as_ref(), m.version_id.as_ref()));
+    let updated = updated.and_then(|u| time::utc(u.0.trim())).unwrap_or(i64::MIN);
+    let version = version.and_then(|v| v.0.trim().parse::<u64>().ok()).unwrap_or(0);
+    Some(Version { key, rank: (updated, version) })
+}
+
+/// The versions of each resource read: the events of all but the latest version of a resource are
+/// dropped when the input has been read (two versions were two resources: an Encounter given again
+/// with another class and end made every admission positive), and counted (`resource_version`).
+#[derive(Debug, Default)]
+pub(crate) struct Versions {
+    /// resource key -> (rank, the events its latest version gave, as indices of `Dataset::events`); the
+    /// key is a hash already, used as it is
+    seen: HashMap<u128, ((i64, u64), std::ops::Range<u32>), std::hash::BuildHasherDefault<KeyHasher>>,
+    /// the events of versions another one replaced
+    replaced: Vec<std::ops::Range<u32>>,
+    /// per resource type, the versions read after a resource's first
+    pub(crate) counts: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Versions {
+    /// A resource version read, that gave `events`.
+    pub(crate) fn read(&mut self, resource: &'static str, v: Version, events: std::ops::Range<usize>) {
+        let events = events.start as u32..events.end as u32;
+        match self.seen.entry(v.key) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((v.rank, events));
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                *self.counts.entry(resource).or_default() += 1;
+                let (rank, kept) = e.get_mut();
+                if v.rank >= *rank {
+                    *rank = v.rank;
+                    self.replaced.push(std::mem::replace(kept, events));
+                } else {
+                    self.replaced.push(events);
+                }
+            }
+        }
+    }
+
+    /// Drops the events of the versions replaced from `events` (once every index is no longer used);
+    /// returns how many.
+    pub(crate) fn drop_replaced(&mut self, events: &mut Vec<super::Event>) -> usize {
+        self.seen = HashMap::default();
+        let mut gone = vec![false; events.len()];
+        for r in std::mem::take(&mut self.replaced) {
+            for i in r {
+                if let Some(g) = gone.get_mut(i as usize) {
+                    *g = true;
+                }
+            }
+        }
+        let n = gone.iter().filter(|g| **g).count();
+        if n > 0 {
+            let mut g = gone.iter();
+            events.retain(|_| !*g.next().unwrap_or(&false));
+        }
+        n
+    }
+}
+
+/// The hasher of keys that are hashes: their low 64 bits.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, k: u128) {
+        self.0 = k as u64;
+    }
 }
 
 /// Why a line is malformed.
@@ -1203,19 +1340,21 @@ const FIELDS_READ: &[&str] = &[
 /// The most distinct field paths [`invalid_at`] names (each lives as long as the process).
 const MAX_REASONS: usize = 512;
 
-/// Parses a resource of type `R` and starts its output; `None` when its status says skip it.
+/// Parses a resource of type `R` and starts its output (`fields`: its status, id and meta); `None` when
+/// its status says skip it.
 fn start<'a, R: Deserialize<'a>>(
     line: &'a [u8],
     resource: &'static str,
     invalid: Bad,
-    status: impl Fn(&R) -> &Option<Str<'a>>,
+    fields: impl Fn(&R) -> (&Option<Str<'a>>, &Option<Str<'a>>, &Option<VersionMeta<'a>>),
 ) -> std::result::Result<(R, LineOut<'a>, bool), Bad> {
     let r: R = from_line(line).map_err(|_| invalid_at::<R>(line, invalid))?;
-    let mut out = LineOut { resource: Some(resource), ..Default::default() };
-    let skip = inactive(status(&r));
+    let (status, id, meta) = fields(&r);
+    let mut out = LineOut { resource: Some(resource), version: version(resource, id, meta), ..Default::default() };
+    let skip = inactive(status);
     if skip {
         out.found("skipped_status", resource, "status");
-    } else if status(&r).as_deref().is_some_and(|s| !KNOWN_STATUSES.contains(&s)) {
+    } else if status.as_deref().is_some_and(|s| !KNOWN_STATUSES.contains(&s)) {
         // read, and counted: a status none of the resources read has
         out.found("unknown_status", resource, "status");
     }
@@ -1284,7 +1423,8 @@ fn scan_only<'a>(
 }
 
 fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
-    let (o, mut out, skip) = start::<Observation>(line, "Observation", "not a valid Observation", |o| &o.status)?;
+    let (o, mut out, skip) =
+        start::<Observation>(line, "Observation", "not a valid Observation", |o| (&o.status, &o.id, &o.meta))?;
     // a name on the subject reference and free text on any Observation, used or not, are the export's
     // content: checked (a valueString was scanned only on the labs read, a display only on them)
     if let Some(r) = &o.subject {
@@ -1549,7 +1689,9 @@ fn note_code<'a>(t: &Option<Concept<'a>>, opts: &ReadOptions) -> (Cow<'a, str>, 
 
 fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     let (d, mut out, skip) =
-        start::<DocumentReference>(line, "DocumentReference", "not a valid DocumentReference", |d| &d.status)?;
+        start::<DocumentReference>(line, "DocumentReference", "not a valid DocumentReference", |d| {
+            (&d.status, &d.id, &d.meta)
+        })?;
     if skip {
         return Ok(out);
     }
@@ -1749,7 +1891,8 @@ fn diagnostic_report<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Res
 /// [`diagnostic_report`] of a report with text.
 fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     const RESOURCE: &str = "DiagnosticReport";
-    let (d, mut out, skip) = start::<DiagnosticReport>(line, RESOURCE, "not a valid DiagnosticReport", |d| &d.status)?;
+    let (d, mut out, skip) =
+        start::<DiagnosticReport>(line, RESOURCE, "not a valid DiagnosticReport", |d| (&d.status, &d.id, &d.meta))?;
     if skip {
         return Ok(out);
     }
@@ -1824,7 +1967,8 @@ fn section_text(s: &Section, out: &mut Vec<String>) {
 }
 
 fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
-    let (c, mut out, skip) = start::<Composition>(line, "Composition", "not a valid Composition", |c| &c.status)?;
+    let (c, mut out, skip) =
+        start::<Composition>(line, "Composition", "not a valid Composition", |c| (&c.status, &c.id, &c.meta))?;
     if skip {
         return Ok(out);
     }
@@ -1850,7 +1994,8 @@ fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
 }
 
 fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
-    let (e, mut out, skip) = start::<Encounter>(line, "Encounter", "not a valid Encounter", |e| &e.status)?;
+    let (e, mut out, skip) =
+        start::<Encounter>(line, "Encounter", "not a valid Encounter", |e| (&e.status, &e.id, &e.meta))?;
     if skip {
         return Ok(out);
     }
@@ -2319,6 +2464,10 @@ fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
 /// results are a Bundle in a Bundle; deeper ones are not read, [`MAX_BUNDLE_DEPTH`]).
 fn parse_entry<'a>(line: &'a [u8], opts: &ReadOptions, full_url_id: Option<&str>, depth: u8) -> LineOut<'a> {
     let mut out = parse_resource(line, opts, full_url_id, depth).unwrap_or_else(LineOut::bad);
+    if out.by_url.is_some() {
+        // (its note is read after the other resources: not told apart from its other versions)
+        out.version = None;
+    }
     // one searcher for every line (built per call, it cost more than the search)
     static CONTAINED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"contained\""));

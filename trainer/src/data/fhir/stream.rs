@@ -606,6 +606,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         }
         store.noted_before.insert(guard::subject::subject_key(&subject));
     }
+    let (version, first_event) = (out.version, sink.data.events.len());
     for (mut r, copy) in out.recs.into_iter().zip(copies) {
         if copy {
             sink.report.count(Severity::Info, "note_in_document_reference", "DiagnosticReport", "presentedForm");
@@ -630,6 +631,9 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
             r.text = redacted;
         }
         sink.push(r);
+    }
+    if let (Some(v), Some(rt)) = (version, out.resource) {
+        sink.data.versions.read(rt, v, first_event..sink.data.events.len());
     }
 }
 
@@ -1025,6 +1029,13 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
             sink.report.replace_findings_of(resource, field, &second);
         }
         sink.data.subject_identifiers = std::mem::take(&mut again.subject_identifiers);
+    }
+    // the versions of a resource before its latest: their events dropped, and said
+    sink.data.versions.drop_replaced(&mut sink.data.events);
+    for (resource, n) in std::mem::take(&mut sink.data.versions.counts) {
+        let detail = "the same resource type and id read again: only its latest version is read (meta.lastUpdated, \
+                      then meta.versionId, else the one read last)";
+        sink.report.finding(Severity::Warning, "resource_version", resource, "id", Some(detail), n);
     }
     sink.data.subject_identifiers.noted_before = Default::default();
     sink.data.subject_identifiers.related = Default::default();
