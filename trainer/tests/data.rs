@@ -350,6 +350,21 @@ fn unreadable_input_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("after line 2") && !err.contains("after line 0"), "{err}");
+    // zero bytes after the last member (a file padded to a block size) are ignored, as gzip -d does;
+    // two members are read one after the other; other bytes after the zeros are an error
+    let mut padded = gz.clone();
+    padded.extend(&gz);
+    padded.extend([0u8; 512]);
+    std::fs::write(dir.path().join("x.ndjson.gz"), &padded).unwrap();
+    let out = bin().args(["data", "check", "--json"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["events"]["lab"], 100, "{v}");
+    padded.extend(b"\x1f\x8bjunk");
+    std::fs::write(dir.path().join("x.ndjson.gz"), &padded).unwrap();
+    let out = bin().args(["data", "check"]).arg(dir.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("x.ndjson.gz") && err.contains("after line 100"), "{err}");
     let empty = tempfile::tempdir().unwrap();
     let out = bin().args(["data", "check"]).arg(empty.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

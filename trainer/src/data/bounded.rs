@@ -63,8 +63,50 @@ pub fn open(path: &Path, file: std::fs::File, limits: ReadLimits) -> Box<dyn Rea
     }
     let compressed = Rc::new(Cell::new(0));
     let counted = Counting { inner: file, count: compressed.clone() };
-    let decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, counted));
-    Box::new(GzBound { inner: decoder, compressed, inflated: 0, limits })
+    let members =
+        Members { cur: Some(flate2::bufread::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, counted))) };
+    Box::new(GzBound { inner: members, compressed, inflated: 0, limits })
+}
+
+/// The members of a gzip file one after the other (as `gzip -d` and flate2's `MultiGzDecoder` read
+/// them), and zero bytes after the last ignored, as `gzip -d` ignores them: a file padded to a block
+/// size by a tape or a copy tool was an error, `invalid gzip header`, after its last line.
+struct Members<R: std::io::BufRead> {
+    /// the member being read (`None` once the input has ended)
+    cur: Option<flate2::bufread::GzDecoder<R>>,
+}
+
+impl<R: std::io::BufRead> Read for Members<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(dec) = self.cur.as_mut() else { return Ok(0) };
+            let n = dec.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // a member ended: another follows, or the end (zeros only, or nothing)
+            let Some(dec) = self.cur.take() else { return Ok(0) };
+            let mut rest = dec.into_inner();
+            loop {
+                let bytes = rest.fill_buf()?;
+                if bytes.is_empty() {
+                    return Ok(0);
+                }
+                if bytes[0] != 0 {
+                    break;
+                }
+                let zeros = bytes.iter().take_while(|b| **b == 0).count();
+                if zeros < bytes.len() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "bytes that are no gzip member after zero bytes past the end of the gzip stream",
+                    ));
+                }
+                rest.consume(zeros);
+            }
+            self.cur = Some(flate2::bufread::GzDecoder::new(rest));
+        }
+    }
 }
 
 /// The bytes a CSV reader has pulled since the last record boundary, bounded: a record (a quoted note
