@@ -143,7 +143,12 @@ pub fn quantile(edges: &[f64], counts: &[f64], p: f64) -> Option<f64> {
     edges.last().copied()
 }
 
-/// The DP 2.5% and 97.5% quantiles of each lab in `labs`, one Gaussian release for all of them.
+/// The DP 2.5% and 97.5% quantiles of each lab in `labs`, one Gaussian release for all of them;
+/// `None` for a lab whose histogram holds more noise than subjects: the positive noise of its empty
+/// bins (about `bins * sigma / sqrt(2 pi)`) outweighs the subjects it counts (its noisy total, less
+/// than twice that), and quantiles read from it would be the noise's (a channel of 150 subjects with
+/// values 30-120 was scaled to 2-50,000, every value near -1). The caller uses the lab's public
+/// plausible range, and says so. (A function of the released histogram: no further privacy cost.)
 pub fn dp_quantiles(
     subjects: &SubjectLabs,
     labs: &[&'static Lab],
@@ -151,7 +156,7 @@ pub fn dp_quantiles(
     noise_multiplier: f64,
     delta: Delta,
     source: &NoiseSource,
-) -> Result<(Vec<(f64, f64)>, GaussianRelease), ReleaseError> {
+) -> Result<(Vec<Option<(f64, f64)>>, GaussianRelease), ReleaseError> {
     let bins = bins.max(2);
     let edges: Vec<Vec<f64>> = labs.iter().map(|l| bin_edges(l, bins)).collect();
     let rows: Vec<usize> = labs.iter().map(|l| catalog::index_of(l)).collect();
@@ -179,15 +184,17 @@ pub fn dp_quantiles(
         source,
         1,
     )?;
-    let scales = labs
-        .iter()
-        .enumerate()
-        .map(|(c, l)| {
+    let noise_floor = bins as f64 * rel.noise_std / (2.0 * std::f64::consts::PI).sqrt();
+    let scales = (0..labs.len())
+        .map(|c| {
             let h = &hist[c * bins..(c + 1) * bins];
+            if h.iter().sum::<f64>() < 2.0 * noise_floor {
+                return None;
+            }
             match (quantile(&edges[c], h, 0.025), quantile(&edges[c], h, 0.975)) {
-                (Some(lo), Some(hi)) if hi > lo => (lo, hi),
-                // too few subjects to say: the public plausible range
-                _ => l.plausible,
+                (Some(lo), Some(hi)) if hi > lo => Some((lo, hi)),
+                // too few subjects to say
+                _ => None,
             }
         })
         .collect();

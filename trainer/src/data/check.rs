@@ -588,7 +588,7 @@ impl Report {
     /// A finding made after [`Report::finish`] (by `data prepare`, from what it built), added to the
     /// findings as they are.
     pub fn add_finished(&mut self, severity: Severity, kind: &str, resource: &str, field: &str, detail: Option<&str>) {
-        self.add_finding(finding(severity, kind, resource, field, 0, detail.map(Into::into)));
+        self.add_finding(finding(severity, kind, resource, field, 1, detail.map(Into::into)));
     }
 
     /// [`Report::add_finished`] of a finding made whole (with its count).

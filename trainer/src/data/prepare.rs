@@ -977,8 +977,11 @@ fn channels(
         )
         .map_err(|e| DataError::Invalid(format!("auto: {e}")))?;
         releases.push(rel);
-        for (&c, (lo, hi)) in unscaled.iter().zip(scales) {
-            spec = spec.with_scale(c, lo, hi);
+        // (a lab whose histogram was noise keeps no scale: its public plausible range, said)
+        for (&c, scale) in unscaled.iter().zip(scales) {
+            if let Some((lo, hi)) = scale {
+                spec = spec.with_scale(c, lo, hi);
+            }
         }
     }
     Ok((spec, releases))
@@ -1120,6 +1123,18 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         .map_err(DataError::Invalid)?;
     let label_type = label_type(&labels, config.labels.file.as_deref())?;
     let (spec, mut dp_releases) = channels(config, &data, &splits)?;
+    for (l, _) in spec.channels.iter().zip(&spec.scales).filter(|(l, s)| l.reference.is_none() && s.is_none()) {
+        let detail = format!(
+            "{}: its DP histogram held more noise than subjects with values; scaled to the catalogue's plausible range \
+             ({} to {} {}), which may flatten it (more subjects, or auto.quantile_noise_multiplier or \
+             auto.quantile_bins lower)",
+            l.name,
+            crate::short_number(l.plausible.0),
+            crate::short_number(l.plausible.1),
+            l.unit
+        );
+        report.add_finished(Severity::Warning, "noisy_channel_scale", "features", "channels", Some(&detail));
+    }
     let categories = categories(&config.labels, &labels, label_type)?;
     // the sites as the export names them (organization ids): they stay in the node, in sites.tsv
     let mut sites: Vec<String> = labels.iter().filter_map(|l| data.sites.get(&l.subject)).cloned().collect();
@@ -1225,7 +1240,12 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
             .zip(&spec.scales)
             .map(|(l, s)| {
                 let (lo, hi) = s.unwrap_or(l.plausible);
-                (l.name, lo, hi, if l.reference.is_some() { l.source } else { "dp_quantiles" })
+                let source = match (l.reference, s) {
+                    (Some(_), _) => l.source,
+                    (None, Some(_)) => "dp_quantiles",
+                    (None, None) => "plausible_range",
+                };
+                (l.name, lo, hi, source)
             })
             .collect(),
         dp_phases: dp_releases.iter().map(|r| (r.noise_multiplier, 1.0, 1)).collect(),
