@@ -1183,3 +1183,28 @@ fn only_the_latest_version_of_a_resource_is_read() {
     };
     assert_eq!((versions("Encounter"), versions("Observation")), (2, 2), "{:?}", r.findings);
 }
+
+/// Found by an outside-in tester: an Observation whose codings name two tests (JLAC10 creatinine
+/// beside LOINC potassium) was read as the preferred one without a word; it still is, and it is said
+/// (`conflicting_codings`, located). Two codings of one test (LOINC and JLAC10 creatinine) are none.
+#[test]
+fn codings_that_name_two_tests_are_said() {
+    let coded = |codings: serde_json::Value| lab_obs(json!({ "code": { "coding": codings } })).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Observation.ndjson"),
+        [
+            coded(json!([{ "system": "http://loinc.org", "code": "2160-0" },
+                         { "system": "urn:oid:1.2.392.200119.4.504", "code": "3C015000002327101" }])),
+            coded(json!([{ "system": "urn:oid:1.2.392.200119.4.504", "code": "3C015000002327101" },
+                         { "system": "http://loinc.org", "code": "2823-3" }])),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.len(), 2, "{:?}", r.findings);
+    let f: Vec<_> = r.findings.iter().filter(|f| f.kind == "conflicting_codings").collect();
+    assert_eq!(f.len(), 1, "{:?}", r.findings);
+    assert_eq!((f[0].count, f[0].lines.as_slice()), (1, &[2][..]));
+}

@@ -955,6 +955,20 @@ fn pick<'c, 'a>(coding: &'c [Coding<'a>], opts: &ReadOptions) -> Option<&'c Codi
         .or_else(|| coding.iter().find(with_code))
 }
 
+/// Whether a concept's codings name two different tests of the catalogue (each coding a translation
+/// of one test, as FHIR has them).
+fn conflicting_codings(coding: &[Coding]) -> bool {
+    if coding.len() < 2 {
+        return false;
+    }
+    let mut rows = coding.iter().filter_map(|k| {
+        let system = k.system.as_deref()?.trim();
+        catalog::lookup_index(system.strip_suffix('/').unwrap_or(system), k.code.as_deref()?.trim())
+    });
+    let Some(first) = rows.next() else { return false };
+    rows.any(|r| r != first)
+}
+
 fn has_code(cs: &[Coded], code: &str) -> bool {
     cs.iter().any(|c| c.coding.iter().any(|k| k.code.as_deref() == Some(code)))
 }
@@ -1471,6 +1485,11 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         or_unusable!(o.subject.as_ref().and_then(subject_id), out, "no_patient_subject", "Observation", "subject");
     let coding =
         or_unusable!(o.code.as_ref().and_then(|c| pick(&c.coding, opts)), out, "no_code", "Observation", "code.coding");
+    if o.code.as_ref().is_some_and(|c| conflicting_codings(&c.coding)) {
+        // read as the preferred coding, and said: the export's codings name two catalogue tests
+        // (serum creatinine in JLAC10 beside potassium in LOINC)
+        out.info_once(Severity::Warning, "conflicting_codings", "Observation", "code.coding");
+    }
     if partial_date(&[
         o.effective_date_time.as_deref(),
         o.effective_period.as_ref().and_then(|p| p.start.as_deref()),
