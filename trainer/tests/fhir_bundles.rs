@@ -1182,6 +1182,29 @@ fn only_the_latest_version_of_a_resource_is_read() {
             .sum::<u64>()
     };
     assert_eq!((versions("Encounter"), versions("Observation")), (2, 2), "{:?}", r.findings);
+    // an id or a meta an export writes in another shape (a number, a meta that is a string) reads as
+    // before (a resource that read without them was made malformed by them); one id of two sources about
+    // two patients is two resources
+    let dir = tempfile::tempdir().unwrap();
+    let mut other_patient = lab_obs(json!({ "id": "o1" }));
+    other_patient["subject"]["reference"] = json!("Patient/b");
+    std::fs::write(
+        dir.path().join("Observation.ndjson"),
+        [
+            lab_obs(json!({ "id": 7, "meta": { "versionId": 1 } })).to_string(),
+            lab_obs(json!({ "id": 7, "meta": { "versionId": 2, "lastUpdated": 1709251200000u64 } })).to_string(),
+            lab_obs(json!({ "id": { "value": "x" }, "meta": "v1" })).to_string(),
+            lab_obs(json!({ "id": "o1", "meta": [1] })).to_string(),
+            other_patient.to_string(),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    assert_eq!(d.events.len(), 4, "{:?}", r.findings);
+    let versions: u64 = r.findings.iter().filter(|f| f.kind == "resource_version").map(|f| f.count).sum();
+    assert_eq!(versions, 1, "{:?}", r.findings);
 }
 
 /// Found by an outside-in tester: an Observation whose codings name two tests (JLAC10 creatinine

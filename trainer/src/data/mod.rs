@@ -587,13 +587,14 @@ pub fn detect(path: &Path) -> Result<Format> {
         return Ok(Format::Meds);
     }
     let entries = list_dir(path)?;
-    if entries.iter().any(|p| has_ext(p, FHIR_EXTS)) {
+    // (`.jsonl` is no reason to read a directory of CSV files as FHIR: a notes export beside them)
+    if entries.iter().any(|p| has_ext(p, &FHIR_EXTS[..2])) {
         return Ok(Format::Fhir);
     }
     // CSV, unless its only CSV files are label files beside FHIR documents (Synthea's `fhir/`
     // directory: a Bundle per patient, with the project's labels.csv)
     let labels = |p: &PathBuf| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("labels"));
-    let json = entries.iter().any(|p| has_ext(p, FHIR_JSON_EXTS));
+    let json = entries.iter().any(|p| has_ext(p, FHIR_JSON_EXTS) || has_ext(p, FHIR_EXTS));
     if entries.iter().any(|p| has_ext(p, CSV_EXTS) && !(json && labels(p))) {
         return Ok(Format::Csv);
     }
@@ -610,9 +611,10 @@ pub fn detect(path: &Path) -> Result<Format> {
 
 /// The file names a FHIR export's files end with, and a CSV input's (compared without case).
 /// (`.jsonl`: JSON Lines, the same format under the name other tools give it)
+/// (`.ndjson` first: [`detect`] reads a directory with one as FHIR before any other)
 pub const FHIR_EXTS: &[&str] = &[".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz"];
 /// FHIR JSON documents (a Bundle, or one resource, per file: Synthea's output, a server's search
-/// results), read where a directory has no NDJSON file.
+/// results), alone or beside NDJSON files.
 pub const FHIR_JSON_EXTS: &[&str] = &[".json", ".json.gz"];
 /// CSV input files (`.tsv`: the tab-separated files Excel and databases write; the delimiter is the
 /// header line's in either), gzipped or not (MIMIC-IV's `labevents.csv.gz`).

@@ -492,8 +492,13 @@ fn slow_tokenizer_settings(dir: &Path) -> Result<SlowTokenizer, TrainError> {
     let v: serde_json::Value = crate::json_from_python(text.as_bytes()).map_err(|e| {
         TrainError::Invalid(format!("{}: not valid JSON at line {}, column {}", path.display(), e.line(), e.column()))
     })?;
-    if let Some(l) = v.get("do_lower_case").and_then(|l| l.as_bool()) {
-        out.do_lower_case = l;
+    match v.get("do_lower_case") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Bool(l)) => out.do_lower_case = *l,
+        // (a NaN, a string: not the default in its place, which would decide the notes' ids)
+        Some(_) => {
+            return Err(TrainError::Invalid(format!("{}: key do_lower_case must be true or false", path.display())))
+        }
     }
     // BertJapaneseTokenizer splits words with MeCab unless its word_tokenizer_type says otherwise
     let japanese = v.get("tokenizer_class").and_then(|c| c.as_str()) == Some("BertJapaneseTokenizer");

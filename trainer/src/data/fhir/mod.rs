@@ -104,6 +104,111 @@ impl std::ops::Deref for Str<'_> {
     }
 }
 
+/// A value read as a string where it is one (a number as its digits), and as none where it is anything
+/// else, never an error: for the elements read only to tell versions apart (`id`, `meta`), which an
+/// export may write as a number or an object, and which must not make a resource that reads without
+/// them malformed.
+#[derive(Default)]
+struct Loose<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Loose<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+                Ok(Loose(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+                Ok(Loose(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E> {
+                Ok(Loose(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E> {
+                Ok(Loose(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+                Ok(Loose(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+                Ok(Loose(None))
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+                Ok(Loose(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> std::result::Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Loose(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> std::result::Result<Self::Value, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Loose(None))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A resource's `meta`, for what tells its versions apart (`versionId`, `lastUpdated`), read as
+/// [`Loose`] is: a `meta` of another shape, or a key given twice, is no error.
+#[derive(Default)]
+struct VersionMeta<'a> {
+    version_id: Option<Cow<'a, str>>,
+    last_updated: Option<Cow<'a, str>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for VersionMeta<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = VersionMeta<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> std::result::Result<Self::Value, A::Error> {
+                let mut m = VersionMeta::default();
+                while let Some(key) = a.next_key::<Loose>()? {
+                    match key.0.as_deref() {
+                        Some("versionId") => m.version_id = a.next_value::<Loose>()?.0,
+                        Some("lastUpdated") => m.last_updated = a.next_value::<Loose>()?.0,
+                        _ => {
+                            a.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(m)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> std::result::Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(VersionMeta::default())
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+                Ok(VersionMeta::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+                Ok(VersionMeta::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+                Ok(VersionMeta::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+                Ok(VersionMeta::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+                Ok(VersionMeta::default())
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+                Ok(VersionMeta::default())
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// The string of an optional field, `""` when absent, still borrowed from the line.
 fn cow<'a>(s: &Option<Str<'a>>) -> Cow<'a, str> {
     s.as_ref().map_or(Cow::Borrowed(""), |s| s.0.clone())
@@ -189,10 +294,10 @@ struct Period<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Observation<'a> {
-    #[serde(borrow)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    meta: Option<VersionMeta<'a>>,
+    #[serde(default, borrow)]
+    id: Loose<'a>,
+    #[serde(default, borrow)]
+    meta: VersionMeta<'a>,
     /// the narrative (generated from the data, or written by hand): scanned, not kept
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
@@ -550,10 +655,10 @@ struct DocContext<'a> {
 
 #[derive(Deserialize)]
 struct DocumentReference<'a> {
-    #[serde(borrow)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    meta: Option<VersionMeta<'a>>,
+    #[serde(default, borrow)]
+    id: Loose<'a>,
+    #[serde(default, borrow)]
+    meta: VersionMeta<'a>,
     /// the narrative (generated from the data, or written by hand): scanned, not kept
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
@@ -582,10 +687,10 @@ struct DocumentReference<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DiagnosticReport<'a> {
-    #[serde(borrow)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    meta: Option<VersionMeta<'a>>,
+    #[serde(default, borrow)]
+    id: Loose<'a>,
+    #[serde(default, borrow)]
+    meta: VersionMeta<'a>,
     /// the narrative (generated from the data, or written by hand): scanned, not kept
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
@@ -712,10 +817,10 @@ struct Section<'a> {
 
 #[derive(Deserialize)]
 struct Composition<'a> {
-    #[serde(borrow)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    meta: Option<VersionMeta<'a>>,
+    #[serde(default, borrow)]
+    id: Loose<'a>,
+    #[serde(default, borrow)]
+    meta: VersionMeta<'a>,
     #[serde(borrow)]
     status: Option<Str<'a>>,
     #[serde(borrow)]
@@ -737,10 +842,10 @@ enum EncounterClass<'a> {
 
 #[derive(Deserialize)]
 struct Encounter<'a> {
-    #[serde(borrow)]
-    id: Option<Str<'a>>,
-    #[serde(borrow)]
-    meta: Option<VersionMeta<'a>>,
+    #[serde(default, borrow)]
+    id: Loose<'a>,
+    #[serde(default, borrow)]
+    meta: VersionMeta<'a>,
     /// the narrative (generated from the data, or written by hand): scanned, not kept
     #[serde(borrow)]
     text: Option<Narrative<'a>>,
@@ -1051,34 +1156,26 @@ pub(crate) struct Version {
     rank: (i64, u64),
 }
 
-/// A resource's `meta`: what tells its versions apart.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VersionMeta<'a> {
-    #[serde(borrow)]
-    version_id: Option<Str<'a>>,
-    #[serde(borrow)]
-    last_updated: Option<Str<'a>>,
-}
-
 /// The version of a resource of type `resource` with `id` and `meta` (`None`: it has no id, and is no
 /// version of another).
-fn version(resource: &str, id: &Option<Str>, meta: &Option<VersionMeta>) -> Option<Version> {
+/// The key holds the subject's reference too: two sources' resources of one id (two sites' servers
+/// numbering from 1) about two patients are two resources.
+fn version(resource: &str, id: &Loose, meta: &VersionMeta, subject: Option<&Reference>) -> Option<Version> {
     use std::hash::{Hash, Hasher};
-    let id = id.as_ref()?.0.trim();
+    let id = id.0.as_deref()?.trim();
     if id.is_empty() {
         return None;
     }
+    let subject = subject.and_then(|r| r.reference.as_deref()).map(str::trim);
     // two SipHashes of different seeds (SHA-256 cost a quarter of a read)
     let half = |seed: u8| {
         let mut h = std::hash::DefaultHasher::new();
-        (seed, resource, id).hash(&mut h);
+        (seed, resource, id, subject).hash(&mut h);
         h.finish() as u128
     };
     let key = half(0) << 64 | half(1);
-    let (updated, version) = meta.as_ref().map_or((None, None), |m| (m.last_updated.as_ref(), m.version_id.as_ref()));
-    let updated = updated.and_then(|u| time::utc(u.0.trim())).unwrap_or(i64::MIN);
-    let version = version.and_then(|v| v.0.trim().parse::<u64>().ok()).unwrap_or(0);
+    let updated = meta.last_updated.as_deref().and_then(|u| time::utc(u.trim())).unwrap_or(i64::MIN);
+    let version = meta.version_id.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
     Some(Version { key, rank: (updated, version) })
 }
 
@@ -1094,12 +1191,18 @@ pub(crate) struct Versions {
     replaced: Vec<std::ops::Range<u32>>,
     /// per resource type, the versions read after a resource's first
     pub(crate) counts: std::collections::BTreeMap<&'static str, u64>,
+    /// not kept (a second pass that reads for identifiers only, or past 2^32 events)
+    pub(crate) off: bool,
 }
 
 impl Versions {
     /// A resource version read, that gave `events`.
     pub(crate) fn read(&mut self, resource: &'static str, v: Version, events: std::ops::Range<usize>) {
-        let events = events.start as u32..events.end as u32;
+        let (Ok(start), Ok(end), false) = (u32::try_from(events.start), u32::try_from(events.end), self.off) else {
+            self.off = true;
+            return;
+        };
+        let events = start..end;
         match self.seen.entry(v.key) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert((v.rank, events));
@@ -1121,6 +1224,10 @@ impl Versions {
     /// returns how many.
     pub(crate) fn drop_replaced(&mut self, events: &mut Vec<super::Event>) -> usize {
         self.seen = HashMap::default();
+        if self.replaced.iter().all(|r| r.is_empty()) {
+            self.replaced = Vec::new();
+            return 0;
+        }
         let mut gone = vec![false; events.len()];
         for r in std::mem::take(&mut self.replaced) {
             for i in r {
@@ -1191,6 +1298,11 @@ fn from_line<'a, R: Deserialize<'a>>(line: &'a [u8]) -> serde_json::Result<R> {
 /// the whole resource was lost where the string was a field read (a note's text, a unit) while the
 /// same escape in a field not read passed. A `\\u...` (an escaped backslash) is no escape.
 pub(crate) fn mend_lone_surrogates(text: &mut [u8]) -> u64 {
+    // most lines have no `\u` escape at all (one SIMD search; a line's other escapes, `\n` and `\"` in
+    // a narrative, are not looked at one by one)
+    if memchr::memmem::find(text, b"\\u").is_none() {
+        return 0;
+    }
     fn hex4(b: Option<&[u8]>) -> Option<u16> {
         let b = b?;
         std::str::from_utf8(b).ok().and_then(|s| u16::from_str_radix(s, 16).ok()).filter(|_| b.len() == 4)
@@ -1354,17 +1466,18 @@ const FIELDS_READ: &[&str] = &[
 /// The most distinct field paths [`invalid_at`] names (each lives as long as the process).
 const MAX_REASONS: usize = 512;
 
-/// Parses a resource of type `R` and starts its output (`fields`: its status, id and meta); `None` when
-/// its status says skip it.
+/// Parses a resource of type `R` and starts its output (`fields`: its status, id, meta and subject);
+/// `None` when its status says skip it.
 fn start<'a, R: Deserialize<'a>>(
     line: &'a [u8],
     resource: &'static str,
     invalid: Bad,
-    fields: impl Fn(&R) -> (&Option<Str<'a>>, &Option<Str<'a>>, &Option<VersionMeta<'a>>),
+    fields: impl Fn(&R) -> (&Option<Str<'a>>, &Loose<'a>, &VersionMeta<'a>, Option<&Reference<'a>>),
 ) -> std::result::Result<(R, LineOut<'a>, bool), Bad> {
     let r: R = from_line(line).map_err(|_| invalid_at::<R>(line, invalid))?;
-    let (status, id, meta) = fields(&r);
-    let mut out = LineOut { resource: Some(resource), version: version(resource, id, meta), ..Default::default() };
+    let (status, id, meta, subject) = fields(&r);
+    let version = version(resource, id, meta, subject);
+    let mut out = LineOut { resource: Some(resource), version, ..Default::default() };
     let skip = inactive(status);
     if skip {
         out.found("skipped_status", resource, "status");
@@ -1437,8 +1550,9 @@ fn scan_only<'a>(
 }
 
 fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
-    let (o, mut out, skip) =
-        start::<Observation>(line, "Observation", "not a valid Observation", |o| (&o.status, &o.id, &o.meta))?;
+    let (o, mut out, skip) = start::<Observation>(line, "Observation", "not a valid Observation", |o| {
+        (&o.status, &o.id, &o.meta, o.subject.as_ref())
+    })?;
     // a name on the subject reference and free text on any Observation, used or not, are the export's
     // content: checked (a valueString was scanned only on the labs read, a display only on them)
     if let Some(r) = &o.subject {
@@ -1709,7 +1823,7 @@ fn note_code<'a>(t: &Option<Concept<'a>>, opts: &ReadOptions) -> (Cow<'a, str>, 
 fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     let (d, mut out, skip) =
         start::<DocumentReference>(line, "DocumentReference", "not a valid DocumentReference", |d| {
-            (&d.status, &d.id, &d.meta)
+            (&d.status, &d.id, &d.meta, d.subject.as_ref())
         })?;
     if skip {
         return Ok(out);
@@ -1910,8 +2024,9 @@ fn diagnostic_report<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Res
 /// [`diagnostic_report`] of a report with text.
 fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
     const RESOURCE: &str = "DiagnosticReport";
-    let (d, mut out, skip) =
-        start::<DiagnosticReport>(line, RESOURCE, "not a valid DiagnosticReport", |d| (&d.status, &d.id, &d.meta))?;
+    let (d, mut out, skip) = start::<DiagnosticReport>(line, RESOURCE, "not a valid DiagnosticReport", |d| {
+        (&d.status, &d.id, &d.meta, d.subject.as_ref())
+    })?;
     if skip {
         return Ok(out);
     }
@@ -1986,8 +2101,9 @@ fn section_text(s: &Section, out: &mut Vec<String>) {
 }
 
 fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
-    let (c, mut out, skip) =
-        start::<Composition>(line, "Composition", "not a valid Composition", |c| (&c.status, &c.id, &c.meta))?;
+    let (c, mut out, skip) = start::<Composition>(line, "Composition", "not a valid Composition", |c| {
+        (&c.status, &c.id, &c.meta, c.subject.as_ref())
+    })?;
     if skip {
         return Ok(out);
     }
@@ -2013,8 +2129,9 @@ fn composition<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
 }
 
 fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<LineOut<'a>, Bad> {
-    let (e, mut out, skip) =
-        start::<Encounter>(line, "Encounter", "not a valid Encounter", |e| (&e.status, &e.id, &e.meta))?;
+    let (e, mut out, skip) = start::<Encounter>(line, "Encounter", "not a valid Encounter", |e| {
+        (&e.status, &e.id, &e.meta, e.subject.as_ref())
+    })?;
     if skip {
         return Ok(out);
     }

@@ -158,7 +158,7 @@ impl<R: Read> LineReader<R> {
             }
             block.cut = cut;
             // a line with a backslash is searched for lone surrogates (most lines have none)
-            for (n, r) in &block.lines {
+            for (n, r) in block.lines.iter().filter(|(_, r)| r.len() <= self.max_line) {
                 if super::mend_lone_surrogates(&mut block.buf[r.clone()]) > 0 {
                     block.mended.push(*n);
                 }
@@ -283,9 +283,10 @@ const DOCUMENT_TOO_LONG: &str = "a .json document longer than read.max_line_byte
 /// Reads one JSON document (`.json`, `.json.gz`: a Bundle, as Synthea and FHIR servers write them, or
 /// one resource) into the sink: a line of its own as far as `read.max_line_bytes` is concerned, its
 /// entries' findings at the lines their resources start on.
-pub fn read_document(path: &Path, sink: &mut Sink) -> Result<()> {
+/// `k`: its place in name order among the input's documents (its findings' name, `document-K`).
+fn read_document(path: &Path, k: usize, sink: &mut Sink) -> Result<()> {
     let mut bytes = Vec::new();
-    let (name, mended) = load_document(path, sink.opts, &mut bytes, 1)?;
+    let (name, mended) = load_document(path, sink.opts, &mut bytes, k)?;
     let out = parse_document(&bytes, sink.opts);
     apply_document(sink, (name, path, bytes.len(), out, mended))
 }
@@ -363,8 +364,8 @@ fn apply_document(sink: &mut Sink, (name, path, len, doc, mended): Parsed<'_, '_
             return read_lines(path, &name, sink);
         }
         Document::NotFhir => {
-            let file = path.file_name().map_or_else(String::new, |n| guard::shown_path(&n.to_string_lossy()));
-            sink.report.finding(Severity::Warning, "not_fhir_file", "input", "file", Some(&file), 1);
+            // (named as a document is, never by its file name: `manifest.json` is document-K too)
+            sink.report.finding(Severity::Warning, "not_fhir_file", "input", "file", Some(&name), 1);
             return Ok(());
         }
     };
@@ -427,9 +428,10 @@ fn read_documents(files: &[std::path::PathBuf], sink: &mut Sink) -> Result<()> {
 /// Reads an input file: a `.json` document ([`read_document`]) or NDJSON ([`read_file`]); an NDJSON
 /// file whose first line is a JSON object with no `resourceType` holds no FHIR resources (a bulk
 /// export client's `log.ndjson`): not read, and said (`not_fhir_file`, a warning naming it).
-fn read_any(path: &Path, sink: &mut Sink) -> Result<()> {
+/// `documents`: the place in name order of each `.json` document of the input (its findings' name).
+fn read_any(path: &Path, documents: &HashMap<&Path, usize>, sink: &mut Sink) -> Result<()> {
     if data::has_ext(path, data::FHIR_JSON_EXTS) {
-        return read_document(path, sink);
+        return read_document(path, documents.get(path).copied().unwrap_or(1), sink);
     }
     if !first_line_is_fhir(path, sink.opts)? {
         let name = path.file_name().map_or_else(String::new, |n| guard::shown_path(&n.to_string_lossy()));
@@ -928,8 +930,14 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
             n.starts_with("Patient") || n.starts_with("RelatedPerson") || n.starts_with("Person")
         })
     };
+    let documents: HashMap<&Path, usize> = files
+        .iter()
+        .filter(|f| data::has_ext(f, data::FHIR_JSON_EXTS))
+        .enumerate()
+        .map(|(i, f)| (f.as_path(), i + 1))
+        .collect();
     for f in files.iter().filter(identifying) {
-        read_any(f, &mut pre)?;
+        read_any(f, &documents, &mut pre)?;
     }
     // records linked as one person (Patient.link, a Person's links): each one's notes are checked
     // against the identifiers of all of them
@@ -948,7 +956,7 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     if ndjson {
         for f in &files {
             let before = sink.data.binaries;
-            read_any(f, &mut sink)?;
+            read_any(f, &documents, &mut sink)?;
             if sink.data.binaries > before && !data::has_ext(f, data::FHIR_JSON_EXTS) {
                 binary_files.push(f.as_path());
             }
@@ -1016,13 +1024,15 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         // or free text never kept, `Observation.note`): a second pass with every subject's identifiers
         // known from the start finds what the first could not (it keeps no events either)
         let mut again = data::Dataset::default();
+        // (it reads for identifiers only: the versions were told apart by the first)
+        again.versions.off = true;
         again.subject_identifiers = std::mem::take(&mut sink.data.subject_identifiers);
         again.subject_identifiers.noted_before.clear();
         let mut second = data::Report::default();
         let check = ReadOptions { keep_events: false, ..opts.clone() };
         let mut pass = Sink { data: &mut again, report: &mut second, opts: &check };
         for f in &files {
-            read_any(f, &mut pass)?;
+            read_any(f, &documents, &mut pass)?;
         }
         read_url_notes(&mut pass, &binary_files)?;
         for (resource, field) in OWN_IDENTIFIER_FINDINGS {
