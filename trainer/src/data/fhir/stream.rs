@@ -1041,8 +1041,7 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         sink.data.subject_identifiers = std::mem::take(&mut again.subject_identifiers);
     }
     // the versions of a resource before its latest: their events dropped, and said
-    sink.data.versions.drop_replaced(&mut sink.data.events);
-    for (resource, n) in std::mem::take(&mut sink.data.versions.counts) {
+    for (resource, n) in sink.data.versions.drop_replaced(&mut sink.data.events) {
         let detail = "the same resource type and id read again: only its latest version is read (meta.lastUpdated, \
                       then meta.versionId, else the one read last)";
         sink.report.finding(Severity::Warning, "resource_version", resource, "id", Some(detail), n);
