@@ -1231,3 +1231,42 @@ fn codings_that_name_two_tests_are_said() {
     assert_eq!(f.len(), 1, "{:?}", r.findings);
     assert_eq!((f[0].count, f[0].lines.as_slice()), (1, &[2][..]));
 }
+
+/// Found by an outside-in tester: NDJSON written with an indent (each resource over many lines, as
+/// `json.dumps(r, indent=2)` writes) was one malformed line per line, with no hint. It is read as the
+/// sequence of JSON values it is, each resource at the line it starts on, and said
+/// (`pretty_printed_ndjson`); a file that is no such sequence is read line by line as before.
+#[test]
+fn pretty_printed_ndjson_is_read_as_a_sequence_of_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let pretty: Vec<String> = (0..3)
+        .map(|i| {
+            serde_json::to_string_pretty(&lab_obs(
+                json!({ "id": format!("o{i}"), "valueQuantity": { "value": i as f64 + 1.0, "unit": "mg/dL" } }),
+            ))
+            .unwrap()
+        })
+        .collect();
+    std::fs::write(dir.path().join("Observation.ndjson"), pretty.join("\n") + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
+    assert_eq!(d.events.len(), 3, "{:?}", r.findings);
+    assert_eq!(count(&r, "pretty_printed_ndjson"), 1);
+    // a resource that does not parse is said at the line it starts on
+    let mut bad = pretty.clone();
+    bad[1] = bad[1].replace("\"status\"", "\"status\": 5, \"x\"");
+    let at = pretty[0].lines().count() as u64 + 1;
+    std::fs::write(dir.path().join("Observation.ndjson"), bad.join("\n") + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 1.0, ..Default::default() }).unwrap();
+    assert_eq!((d.events.len(), r.malformed_count()), (2, 1), "{:?}", r.findings);
+    let f = r.findings.iter().find(|f| f.kind == "malformed_line").unwrap();
+    assert_eq!(f.lines, [at], "{f:?}");
+    // no sequence of JSON values (a resource cut short): line by line, as any NDJSON file
+    let mut cut = pretty.clone();
+    let half = cut[1].len() / 2;
+    cut[1].truncate(half);
+    std::fs::write(dir.path().join("Observation.ndjson"), cut.join("\n") + "\n").unwrap();
+    let (_, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 1.0, ..Default::default() }).unwrap();
+    assert_eq!(count(&r, "pretty_printed_ndjson"), 0);
+    assert!(r.malformed_count() > 3, "{:?}", r.findings);
+}

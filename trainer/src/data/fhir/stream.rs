@@ -433,24 +433,94 @@ fn read_any(path: &Path, documents: &HashMap<&Path, usize>, sink: &mut Sink) -> 
     if data::has_ext(path, data::FHIR_JSON_EXTS) {
         return read_document(path, documents.get(path).copied().unwrap_or(1), sink);
     }
-    if !first_line_is_fhir(path, sink.opts)? {
-        let name = path.file_name().map_or_else(String::new, |n| guard::shown_path(&n.to_string_lossy()));
-        sink.report.finding(Severity::Warning, "not_fhir_file", "input", "file", Some(&name), 1);
+    match first_lines(path, sink.opts)? {
+        FirstLines::NotFhir => {
+            let name = path.file_name().map_or_else(String::new, |n| guard::shown_path(&n.to_string_lossy()));
+            sink.report.finding(Severity::Warning, "not_fhir_file", "input", "file", Some(&name), 1);
+            Ok(())
+        }
+        FirstLines::Pretty => read_pretty(path, sink),
+        FirstLines::Fhir => read_file_only(path, sink),
+    }
+}
+
+/// What an NDJSON file's first lines say it holds.
+enum FirstLines {
+    Fhir,
+    /// JSON objects without `resourceType` (a bulk export client's `log.ndjson`)
+    NotFhir,
+    /// a first line that is `{` alone: resources written over many lines each
+    Pretty,
+}
+
+/// Reads an NDJSON file whose resources are pretty-printed over many lines (a tool's "NDJSON" written
+/// with an indent: every line was a malformed line, and the hint was nowhere): as the sequence of JSON
+/// values it is, each resource at the line it starts on, up to `read.max_line_bytes` for the whole
+/// file; said (`pretty_printed_ndjson`, info).
+fn read_pretty(path: &Path, sink: &mut Sink) -> Result<()> {
+    let name = sink.report.file_label(path);
+    let mut bytes = Vec::new();
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    data::bounded::open(path, file, sink.opts.limits)
+        .take(sink.opts.limits.max_line_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::io(path, e))?;
+    if bytes.len() as u64 > sink.opts.limits.max_line_bytes {
+        sink.report.files += 1;
+        sink.report.bytes += bytes.len() as u64;
+        sink.report.lines += 1;
+        sink.report.malformed_line(&name, 1, PRETTY_TOO_LONG);
         return Ok(());
     }
-    read_file_only(path, sink)
+    let from = if bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    let mended = super::mend_lone_surrogates(&mut bytes[from..]) > 0;
+    let text = &bytes[from..];
+    // a sequence of JSON values to its end, or the file is read as the lines it has (each one that is
+    // no resource a malformed line, where it is)
+    if serde_json::Deserializer::from_slice(text).into_iter::<serde::de::IgnoredAny>().any(|v| v.is_err()) {
+        return read_file_only(path, sink);
+    }
+    sink.report.files += 1;
+    sink.report.bytes += bytes.len() as u64;
+    sink.report.finding(Severity::Info, "pretty_printed_ndjson", "input", "file", Some(&name), 1);
+    let mut values = serde_json::Deserializer::from_slice(text).into_iter::<serde::de::IgnoredAny>();
+    let (mut end, mut line) = (0, 1u64);
+    loop {
+        let next = values.next();
+        let start = end + text[end..].iter().take_while(|b| b.is_ascii_whitespace()).count();
+        line += memchr::memchr_iter(b'\n', &text[end..start]).count() as u64;
+        match next {
+            None => break,
+            Some(Ok(_)) => {
+                end = values.byte_offset();
+                let out = parse_line(&text[start..end], sink.opts);
+                sink.report.lines += 1;
+                if mended {
+                    mended_found(sink, &name, line, &out);
+                }
+                apply(sink, &name, line, out);
+                line += memchr::memchr_iter(b'\n', &text[start..end]).count() as u64;
+            }
+            // (checked above)
+            Some(Err(_)) => break,
+        }
+    }
+    Ok(())
 }
+
+/// Why a pretty-printed NDJSON file is not read.
+const PRETTY_TOO_LONG: &str = "pretty-printed JSON (a resource over many lines) longer than read.max_line_bytes";
 
 /// Whether an NDJSON file holds FHIR resources, as its first lines that are not blank show (up to 8
 /// of them, as far as the first MiB holds whole ones): `false` only when each is a JSON object
 /// without `resourceType` (one stray line at the top of a real export is read, and counted).
-fn first_line_is_fhir(path: &Path, opts: &ReadOptions) -> Result<bool> {
+fn first_lines(path: &Path, opts: &ReadOptions) -> Result<FirstLines> {
     const PEEK: u64 = 1 << 20;
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut start = Vec::new();
     // a file that cannot be read here fails the same way in read_file, which says so
     if data::bounded::open(path, file, opts.limits).take(PEEK).read_to_end(&mut start).is_err() {
-        return Ok(true);
+        return Ok(FirstLines::Fhir);
     }
     // the last line is whole when the file ended within the peek
     let all = (start.len() as u64) < PEEK;
@@ -460,15 +530,19 @@ fn first_line_is_fhir(path: &Path, opts: &ReadOptions) -> Result<bool> {
         lines.pop();
     }
     let mut seen = 0;
-    for line in lines.into_iter().filter(|l| !l.iter().all(u8::is_ascii_whitespace)).take(8) {
+    for (i, line) in lines.into_iter().filter(|l| !l.iter().all(u8::is_ascii_whitespace)).take(8).enumerate() {
+        // an object opened alone on the first line, as an indenting writer starts one
+        if i == 0 && line.trim_ascii() == b"{" {
+            return Ok(FirstLines::Pretty);
+        }
         let not_fhir = line.trim_ascii().starts_with(b"{")
             && matches!(super::from_line::<super::Peek>(line), Ok(super::Peek { resource_type: None }));
         if !not_fhir {
-            return Ok(true);
+            return Ok(FirstLines::Fhir);
         }
         seen += 1;
     }
-    Ok(seen == 0)
+    Ok(if seen == 0 { FirstLines::Fhir } else { FirstLines::NotFhir })
 }
 
 /// Reads one NDJSON line (number `line` of `file`) into the sink, as [`read_file`] does with each line.
