@@ -1270,3 +1270,25 @@ fn pretty_printed_ndjson_is_read_as_a_sequence_of_resources() {
     assert_eq!(count(&r, "pretty_printed_ndjson"), 0);
     assert!(r.malformed_count() > 3, "{:?}", r.findings);
 }
+
+/// Found by an outside-in tester: a Bundle entry without a resource (a history's DELETE) was skipped
+/// without a word, and `{"resourceType":123}` was "not a JSON object".
+#[test]
+fn entries_without_a_resource_are_said_and_a_resource_type_that_is_no_string_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = json!({ "resourceType": "Bundle", "type": "history", "entry": [
+        { "resource": lab_obs(json!({})) },
+        { "request": { "method": "DELETE", "url": "Observation/x" } },
+        { "resource": null } ] });
+    std::fs::write(dir.path().join("x.ndjson"), format!("{b}\n{}\n", r#"{"resourceType":123,"status":"final"}"#))
+        .unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 1.0, ..Default::default() }).unwrap();
+    assert_eq!(d.events.len(), 1, "{:?}", r.findings);
+    assert_eq!(count(&r, "entry_without_resource"), 1, "{:?}", r.findings);
+    let f = r.findings.iter().find(|f| f.kind == "malformed_line").unwrap();
+    assert!(
+        f.detail.as_deref().unwrap_or("").contains("resourceType is not one string")
+            || format!("{f:?}").contains("resourceType is not one string"),
+        "{f:?}"
+    );
+}

@@ -2545,11 +2545,15 @@ fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad
     // each entry's resource, with the lines it starts below the Bundle's first
     let mut below = 0u64;
     let mut from = 0usize;
+    let mut without = false;
     let entries: Vec<Pending<'a>> = b
         .entry
         .into_iter()
         .filter_map(|e| {
-            let raw = e.resource?.get().as_bytes();
+            let Some(raw) = e.resource.map(|r| r.get().as_bytes()).filter(|r| *r != b"null") else {
+                without = true;
+                return None;
+            };
             // a borrowed raw value lies inside the line
             let at = (raw.as_ptr() as usize).checked_sub(line.as_ptr() as usize).filter(|&a| a <= line.len())?;
             below += memchr::memchr_iter(b'\n', &line[from.min(at)..at]).count() as u64;
@@ -2561,11 +2565,16 @@ fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad
             Some((below, raw, id.filter(|id| !id.is_empty()), depth))
         })
         .collect();
-    Ok(LineOut {
+    let mut out = LineOut {
         resource: Some(reportable::resource_type("Bundle").unwrap_or(reportable::OTHER_RESOURCE_TYPE)),
         entries,
         ..Default::default()
-    })
+    };
+    if without {
+        // (a history's DELETE, a transaction's request: nothing to read, and said)
+        out.found("entry_without_resource", "Bundle", "entry.resource");
+    }
+    Ok(out)
 }
 
 /// Pending entries parsed, in order (in parallel where there are many).
@@ -2817,6 +2826,8 @@ fn parse_resource<'a>(
         Ok(Peek { resource_type: Some(rt) }) => rt,
         Ok(_) => return Err("no resourceType"),
         Err(e) if e.is_syntax() || e.is_eof() => return Err("not JSON"),
+        // an object whose resourceType is a number, or given twice
+        Err(_) if line.trim_ascii_start().starts_with(b"{") => return Err("resourceType is not one string"),
         Err(_) => return Err("not a JSON object"),
     };
     let mut out = match &*rt {
