@@ -1063,7 +1063,8 @@ fn a_blank_text_attachment_is_an_empty_note() {
 /// Found by a review of inconsistent handling: a string cut between the halves of a UTF-16 pair
 /// (`\ud83d` alone, as Java and JavaScript exporters truncate) is valid JSON that serde_json refuses;
 /// the resource was lost where the string was a field read (a note, a unit) and passed where it was
-/// not (a display). Every such escape is mended to U+FFFD and said, in NDJSON lines and in a
+/// not (a display). Every such escape is mended to a private-use character (U+E000 plus its offset
+/// from U+D800: two ids cut differently stay two) and said, in NDJSON lines and in a
 /// Bundle document; a whole pair and an escaped backslash are kept.
 #[test]
 fn lone_surrogate_escapes_are_mended_and_said_not_a_lost_resource() {
@@ -1097,7 +1098,7 @@ fn lone_surrogate_escapes_are_mended_and_said_not_a_lost_resource() {
     let notes: Vec<&str> =
         d.events.iter().filter(|e| e.kind == EventKind::Note).map(|e| d.texts[e.text as usize].as_str()).collect();
     assert_eq!(notes.len(), 1, "{:?}", r.findings);
-    assert!(notes[0].contains("経過\u{fffd}良好"), "{:?}", notes);
+    assert!(notes[0].contains("経過\u{e400}良好"), "{:?}", notes);
     let found: Vec<_> = r.findings.iter().filter(|f| f.kind == "lone_surrogate").collect();
     assert_eq!(found.len(), 1, "{:?}", r.findings);
     assert_eq!(
@@ -1205,6 +1206,31 @@ fn only_the_latest_version_of_a_resource_is_read() {
     assert_eq!(d.events.len(), 4, "{:?}", r.findings);
     let versions: u64 = r.findings.iter().filter(|f| f.kind == "resource_version").map(|f| f.count).sum();
     assert_eq!(versions, 1, "{:?}", r.findings);
+    // a second outside-in test: fractions of a second tell versions apart (the later instant wins
+    // whatever the order read), and a subject written otherwise (an absolute URL, a `_history`) is the
+    // same patient's
+    let dir = tempfile::tempdir().unwrap();
+    let at = |value: f64, updated: &str, subject: &str| {
+        let mut o = lab_obs(
+            json!({ "id": "o9", "meta": { "lastUpdated": updated }, "valueQuantity": { "value": value, "unit": "mg/dL" } }),
+        );
+        o["subject"]["reference"] = json!(subject);
+        o.to_string()
+    };
+    std::fs::write(
+        dir.path().join("Observation.ndjson"),
+        [
+            at(1.5, "2024-01-01T00:00:00.5Z", "Patient/a"),
+            at(1.0, "2024-01-01T00:00:00Z", "http://srv/fhir/Patient/a"),
+            at(1.9, "2024-01-01T09:00:00.900+09:00", "Patient/a/_history/2"),
+            at(1.1, "2024-01-01T00:00:00.10Z", "Patient/a"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let values: Vec<f32> = d.events.iter().map(|e| e.value).collect();
+    assert_eq!(values, [1.9], "{:?}", r.findings);
 }
 
 /// Found by an outside-in tester: an Observation whose codings name two tests (JLAC10 creatinine

@@ -1153,7 +1153,7 @@ fn partial_date(candidates: &[Option<&str>]) -> bool {
 pub(crate) struct Version {
     /// a 128-bit hash of the resource type, id and subject
     key: u128,
-    /// `lastUpdated` (whether it has one, then the time) over `versionId` (its low 20 bits), 61 bits
+    /// `lastUpdated` (whether it has one, then milliseconds) over `versionId` (16 bits), 61 bits
     rank: u64,
 }
 
@@ -1167,7 +1167,10 @@ fn version(resource: &str, id: &Loose, meta: &VersionMeta, subject: Option<&Refe
     if id.is_empty() {
         return None;
     }
-    let subject = subject.and_then(|r| r.reference.as_deref()).map(str::trim);
+    // the patient it names, however the reference is written (`Patient/p1`, an absolute URL, a
+    // `/_history/2`, `urn:uuid:`), else the reference as written
+    let named = subject.and_then(subject_id);
+    let subject = named.as_deref().or(subject.and_then(|r| r.reference.as_deref()).map(str::trim));
     // two SipHashes of different seeds (SHA-256 cost a quarter of a read)
     let half = |seed: u8| {
         let mut h = std::hash::DefaultHasher::new();
@@ -1175,13 +1178,32 @@ fn version(resource: &str, id: &Loose, meta: &VersionMeta, subject: Option<&Refe
         h.finish() as u128
     };
     let key = half(0) << 64 | half(1);
-    let version = meta.version_id.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0).min((1 << 20) - 1);
-    let rank = match meta.last_updated.as_deref().and_then(|u| time::utc(u.trim())) {
-        // seconds from the earliest time read, 40 bits (35,000 years)
-        Some(t) => 1 << 60 | (t.saturating_sub(super::EARLIEST_TIME).clamp(0, (1 << 40) - 1) as u64) << 20 | version,
+    // (a versionId past 2^16 - 1 counts as that: a resource with 65,535 versions is none here)
+    let version = meta.version_id.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0).min((1 << 16) - 1);
+    let rank = match meta.last_updated.as_deref().and_then(|u| instant_ms(u.trim())) {
+        // milliseconds from the earliest time read, 44 bits (557 years)
+        Some(t) => {
+            1 << 60 | (t.saturating_sub(super::EARLIEST_TIME * 1000).clamp(0, (1 << 44) - 1) as u64) << 16 | version
+        }
         None => version,
     };
     Some(Version { key, rank })
+}
+
+/// An instant in milliseconds since the Unix epoch, its fraction of a second read (`.5`, `.123456`:
+/// two versions saved within a second are told apart to the millisecond).
+fn instant_ms(s: &str) -> Option<i64> {
+    let seconds = time::utc(s)?;
+    // the fraction follows the seconds of the time part: `T08:00:00.5Z`
+    let t = s.find(['T', 't'])?;
+    let ms = match s[t..].find('.') {
+        Some(dot) => {
+            let digits: String = s[t + dot + 1..].chars().take_while(char::is_ascii_digit).take(3).collect();
+            format!("{digits:0<3}").parse::<i64>().ok()?
+        }
+        None => 0,
+    };
+    seconds.checked_mul(1000)?.checked_add(ms)
 }
 
 /// The versions of each resource read: the events of all but the latest version of a resource are
@@ -1281,7 +1303,8 @@ fn from_line<'a, R: Deserialize<'a>>(line: &'a [u8]) -> serde_json::Result<R> {
 
 /// Mends each lone UTF-16 surrogate escape of a JSON text (`\ud83d` without the other half of its
 /// pair: a string cut between the halves by a system that counts UTF-16 units, as Java and
-/// JavaScript exporters truncate) into `\ufffd`, in place and at the same length (line ranges and
+/// JavaScript exporters truncate) into a private-use character, U+E000 plus its offset from U+D800
+/// (U+FFFD for all of them made two ids cut differently one), in place and at the same length (line ranges and
 /// offsets stay); returns how many. The text is valid JSON, but serde_json refuses such a string, and
 /// the whole resource was lost where the string was a field read (a note's text, a unit) while the
 /// same escape in a field not read passed. A `\\u...` (an escaped backslash) is no escape.
@@ -1316,7 +1339,11 @@ pub(crate) fn mend_lone_surrogates(text: &mut [u8]) -> u64 {
             _ => false,
         };
         if lone {
-            text[at + 2..at + 6].copy_from_slice(b"fffd");
+            // (the lone half's own private-use character: two strings cut differently stay two, an id
+            // or a patient's reference included, where U+FFFD made them one)
+            let u = hex4(text.get(at + 2..at + 6)).unwrap_or(0xD800);
+            let private = format!("{:04x}", 0xE000 + (u - 0xD800));
+            text[at + 2..at + 6].copy_from_slice(private.as_bytes());
             mended += 1;
         }
         i = (at + 6).min(text.len());
@@ -2878,17 +2905,17 @@ mod tests {
     #[test]
     fn lone_surrogate_escapes_mended_in_place_pairs_and_escaped_backslashes_kept() {
         for (text, want, n) in [
-            (r#"{"a":"x\ud800y"}"#, r#"{"a":"x\ufffdy"}"#, 1),
-            (r#"{"a":"\udc00"}"#, r#"{"a":"\ufffd"}"#, 1),
+            (r#"{"a":"x\ud800y"}"#, r#"{"a":"x\ue000y"}"#, 1),
+            (r#"{"a":"\udc00"}"#, r#"{"a":"\ue400"}"#, 1),
             (r#"{"a":"\ud83d\ude00"}"#, r#"{"a":"\ud83d\ude00"}"#, 0),
-            (r#"{"a":"\uD83D\uDE00\uD83D"}"#, r#"{"a":"\uD83D\uDE00\ufffd"}"#, 1),
-            (r#"{"a":"\ud83d\u0041"}"#, r#"{"a":"\ufffd\u0041"}"#, 1),
+            (r#"{"a":"\uD83D\uDE00\uD83D"}"#, r#"{"a":"\uD83D\uDE00\ue03d"}"#, 1),
+            (r#"{"a":"\ud83d\u0041"}"#, r#"{"a":"\ue03d\u0041"}"#, 1),
             (r#"{"a":"\\ud800"}"#, r#"{"a":"\\ud800"}"#, 0),
-            (r#"{"a":"\\\ud800"}"#, r#"{"a":"\\\ufffd"}"#, 1),
+            (r#"{"a":"\\\ud800"}"#, r#"{"a":"\\\ue000"}"#, 1),
             (r#"{"a":"\u00e9\/\n"}"#, r#"{"a":"\u00e9\/\n"}"#, 0),
             // cut short: nothing to mend, nothing read past the end
             (r#"{"a":"\ud8"#, r#"{"a":"\ud8"#, 0),
-            (r#"{"a":"\ud800\"#, r#"{"a":"\ufffd\"#, 1),
+            (r#"{"a":"\ud800\"#, r#"{"a":"\ue000\"#, 1),
             ("\\", "\\", 0),
             ("\\u", "\\u", 0),
         ] {
@@ -2897,7 +2924,7 @@ mod tests {
             assert_eq!(std::str::from_utf8(&b).unwrap(), want, "{text}");
             if n > 0 && want.ends_with('}') {
                 let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
-                assert!(v["a"].as_str().unwrap().contains('\u{fffd}'), "{text}");
+                assert!(v["a"].as_str().unwrap().chars().any(|c| ('\u{e000}'..='\u{e7ff}').contains(&c)), "{text}");
             }
         }
     }

@@ -560,7 +560,7 @@ pub fn read_line(sink: &mut Sink, file: &str, line: u64, bytes: &[u8]) {
 }
 
 /// Says that line `line` of `file` held lone surrogate escapes, mended (`lone_surrogate`, a warning
-/// where it was found: the string that held one has U+FFFD in its place).
+/// where it was found: the string that held one has a private-use character in its place).
 fn mended_found(sink: &mut Sink, file: &str, line: u64, out: &LineOut<'_>) {
     let resource = out.resource.unwrap_or(data::reportable::OTHER_RESOURCE_TYPE);
     sink.report.reading(file, line);
