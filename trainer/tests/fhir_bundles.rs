@@ -1318,3 +1318,25 @@ fn entries_without_a_resource_are_said_and_a_resource_type_that_is_no_string_is_
         "{f:?}"
     );
 }
+
+/// Found by the second outside-in test: a DiagnosticReport whose results are contained in it (no text
+/// of its own) was no version of itself: a second version kept both versions' results, and one
+/// entered in error kept the first's.
+#[test]
+fn a_report_of_contained_results_is_a_version_of_itself() {
+    let report = |version: &str, status: &str, value: f64| {
+        format!(
+            r##"{{"resourceType":"DiagnosticReport","id":"dr1","meta":{{"versionId":"{version}"}},"status":"{status}","contained":[{{"resourceType":"Observation","id":"c1","status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"valueQuantity":{{"value":{value},"unit":"mg/dL"}}}}],"code":{{"text":"panel"}},"subject":{{"reference":"Patient/a"}},"effectiveDateTime":"2024-01-02T08:00:00Z","result":[{{"reference":"#c1"}}]}}"##
+        )
+    };
+    for (second, want) in [(report("2", "amended", 2.2), vec![2.2f32]), (report("2", "entered-in-error", 2.2), vec![])]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("DiagnosticReport.ndjson"), [report("1", "final", 1.1), second].join("\n"))
+            .unwrap();
+        let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+        let values: Vec<f32> = d.events.iter().map(|e| e.value).collect();
+        assert_eq!(values, want, "{:?}", r.findings);
+        assert_eq!(count(&r, "resource_version"), 1, "{:?}", r.findings);
+    }
+}

@@ -1997,20 +1997,29 @@ fn diagnostic_report<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Res
     /// export) is not held to the fields it would need as a note
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct Texts {
+    struct Texts<'a> {
         conclusion: Option<IgnoredAny>,
         presented_form: Option<IgnoredAny>,
         /// (a narrative is scanned)
         text: Option<IgnoredAny>,
+        /// (a report of results contained in it is a version of itself as one with a note is)
+        #[serde(default, borrow)]
+        id: Loose<'a>,
+        #[serde(default, borrow)]
+        meta: VersionMeta<'a>,
+        #[serde(borrow)]
+        subject: Option<Reference<'a>>,
     }
     const RESOURCE: &str = "DiagnosticReport";
+    // the version of a report without text: its contained results are its events
+    let version = |t: &Texts| version(RESOURCE, &t.id, &t.meta, t.subject.as_ref());
     match from_line::<Texts>(line) {
-        Ok(Texts { conclusion: None, presented_form: None, text: None }) | Err(_) => {
-            Ok(LineOut { resource: Some(RESOURCE), ..Default::default() })
+        Ok(t @ Texts { conclusion: None, presented_form: None, text: None, .. }) => {
+            Ok(LineOut { resource: Some(RESOURCE), version: version(&t), ..Default::default() })
         }
         // a report without text of its own (a lab panel) with a narrative: the narrative scanned, the
         // report read no further (as one without a narrative)
-        Ok(Texts { conclusion: None, presented_form: None, text: Some(_) }) => {
+        Ok(t @ Texts { conclusion: None, presented_form: None, text: Some(_), .. }) => {
             #[derive(Deserialize)]
             struct Narrated<'a> {
                 #[serde(borrow)]
@@ -2018,7 +2027,7 @@ fn diagnostic_report<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Res
                 #[serde(borrow)]
                 subject: Option<Reference<'a>>,
             }
-            let mut out = LineOut { resource: Some(RESOURCE), ..Default::default() };
+            let mut out = LineOut { resource: Some(RESOURCE), version: version(&t), ..Default::default() };
             if let Ok(n) = from_line::<Narrated>(line) {
                 let subject = n.subject.as_ref().and_then(subject_id).map(|s| Cow::Owned(s.into_owned()));
                 scan_narrative(&n.text, subject.as_ref(), RESOURCE, &mut out);
@@ -2027,8 +2036,9 @@ fn diagnostic_report<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Res
         }
         // a report was counted and skipped before its text was read: its note not read (a form whose
         // data is not base64, a time that does not parse, a field of another shape) is a warning, not a
-        // malformed line, and the results written inside it are read all the same
-        Ok(_) => report_note(line, opts).or_else(|_| {
+        // malformed line, and the results written inside it are read all the same (a subject of
+        // another shape fails the look at its texts: the whole report says why)
+        Ok(_) | Err(_) => report_note(line, opts).or_else(|_| {
             let mut out = LineOut { resource: Some(RESOURCE), ..Default::default() };
             out.info.push((Severity::Warning, "report_note_not_read", RESOURCE, "presentedForm"));
             Ok(out)
