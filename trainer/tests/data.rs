@@ -365,6 +365,13 @@ fn unreadable_input_exits_2() {
     let out = bin().args(["data", "check"]).arg(dir.path()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() == Some(2) && err.contains("x.ndjson.gz") && err.contains("after line 100"), "{err}");
+    // other bytes after the last member: said as what they are, not as a file cut short
+    let mut junk = gz.clone();
+    junk.extend(b"junk");
+    std::fs::write(dir.path().join("x.ndjson.gz"), &junk).unwrap();
+    let out = bin().args(["data", "check"]).arg(dir.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("no gzip member after the end"), "{err}");
     let empty = tempfile::tempdir().unwrap();
     let out = bin().args(["data", "check"]).arg(empty.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -104,6 +104,15 @@ impl<R: std::io::BufRead> Read for Members<R> {
                 }
                 rest.consume(zeros);
             }
+            // another member starts with gzip's magic bytes; anything else is no gzip data (said as such,
+            // not as the stream cut short that a decoder reading it as a header would say)
+            let head = rest.fill_buf()?;
+            if !(head.starts_with(&[0x1f, 0x8b]) || head == [0x1f]) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "bytes that are no gzip member after the end of the gzip stream",
+                ));
+            }
             self.cur = Some(flate2::bufread::GzDecoder::new(rest));
         }
     }
