@@ -562,7 +562,8 @@ pub fn read_line(sink: &mut Sink, file: &str, line: u64, bytes: &[u8]) {
 /// Says that line `line` of `file` held lone surrogate escapes, mended (`lone_surrogate`, a warning
 /// where it was found: the string that held one has a private-use character in its place).
 fn mended_found(sink: &mut Sink, file: &str, line: u64, out: &LineOut<'_>) {
-    let resource = out.resource.unwrap_or(data::reportable::OTHER_RESOURCE_TYPE);
+    // (a line that did not parse names no resource: said of the input)
+    let resource = out.resource.unwrap_or("input");
     sink.report.reading(file, line);
     sink.report.count_at(Severity::Warning, "lone_surrogate", resource, "string");
     sink.report.reading("", 0);
@@ -1116,8 +1117,9 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
     }
     // the versions of a resource before its latest: their events dropped, and said
     for (resource, n) in sink.data.versions.drop_replaced(&mut sink.data.events) {
-        let detail = "the same resource type and id read again: only its latest version is read (meta.lastUpdated, \
-                      then meta.versionId, else the one read last)";
+        let detail = "the same resource type, id and patient read again: only its latest version is read \
+                      (meta.lastUpdated, then meta.versionId, else the one read last); the counts above are of \
+                      every version read";
         sink.report.finding(Severity::Warning, "resource_version", resource, "id", Some(detail), n);
     }
     sink.data.subject_identifiers.noted_before = Default::default();
