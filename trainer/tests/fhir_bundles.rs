@@ -1340,3 +1340,44 @@ fn a_report_of_contained_results_is_a_version_of_itself() {
         assert_eq!(count(&r, "resource_version"), 1, "{:?}", r.findings);
     }
 }
+
+/// Found by the second outside-in test: a DiagnosticReport entered in error took with it the note a
+/// still current DocumentReference held too (read once, as the copy of the report's). The copy stays
+/// where only its original's resource is replaced; the note is read once either way.
+#[test]
+fn a_note_stays_when_only_the_other_resource_holding_it_is_retracted() {
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode("胸痛あり。経過観察。");
+    let report = |version: &str, status: &str| {
+        json!({ "resourceType": "DiagnosticReport", "id": "r1", "meta": { "versionId": version }, "status": status,
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "34111-5" }] }, "subject": { "reference": "Patient/a" },
+            "effectiveDateTime": "2024-01-03T00:00:00Z",
+            "presentedForm": [{ "contentType": "text/plain", "data": data }] })
+        .to_string()
+    };
+    let document = json!({ "resourceType": "DocumentReference", "id": "d1", "status": "current",
+        "subject": { "reference": "Patient/a" }, "date": "2024-01-03T00:00:00Z",
+        "content": [{ "attachment": { "contentType": "text/plain", "data": data } }] })
+    .to_string();
+    for (reports, want) in [
+        (vec![report("1", "final")], 1),
+        (vec![report("1", "final"), report("2", "entered-in-error")], 1),
+        (vec![report("1", "final"), report("2", "final")], 1),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("DiagnosticReport.ndjson"), reports.join("\n")).unwrap();
+        std::fs::write(dir.path().join("DocumentReference.ndjson"), &document).unwrap();
+        let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+        let notes = d.events.iter().filter(|e| e.kind == EventKind::Note).count();
+        assert_eq!(notes, want, "{} reports: {:?}", reports.len(), r.findings);
+    }
+    // the document retracted instead (read after the report): the report's note stays
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), report("1", "final")).unwrap();
+    let retracted = document
+        .replace("\"current\"", "\"entered-in-error\"")
+        .replace("\"id\":\"d1\"", "\"id\":\"d1\",\"meta\":{\"versionId\":\"2\"}");
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), [document.clone(), retracted].join("\n")).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Note).count(), 1, "{:?}", r.findings);
+}

@@ -1218,6 +1218,9 @@ pub(crate) struct Versions {
     read: Vec<(u128, u64, u32, u32)>,
     /// not kept (a second pass that reads for identifiers only, or past 2^32 events)
     pub(crate) off: bool,
+    /// (event, original event) of each note read again as the copy of another resource's note
+    /// (a DiagnosticReport's and a DocumentReference's): the copy is dropped where the original stays
+    pub(crate) copies: Vec<(u64, u32)>,
 }
 
 /// The resource types whose versions are told apart (those that give events).
@@ -1247,6 +1250,7 @@ impl Versions {
     ) -> std::collections::BTreeMap<&'static str, u64> {
         use rayon::prelude::*;
         let mut read = std::mem::take(&mut self.read);
+        let copies = std::mem::take(&mut self.copies);
         let mut counts = std::collections::BTreeMap::new();
         // by resource, then rank; a stable sort: of equal ranks the one read last is last
         read.par_sort_by_key(|r| (r.0, r.1 & RANK_BITS));
@@ -1265,7 +1269,19 @@ impl Versions {
                 }
             }
         }
-        if !gone.is_empty() {
+        // a note's copy goes where its original stays (and stays where only the original's resource was
+        // replaced)
+        if !copies.is_empty() && gone.is_empty() {
+            gone = vec![false; events.len()];
+        }
+        for (copy, original) in copies {
+            if !gone.get(original as usize).copied().unwrap_or(true) {
+                if let Some(g) = gone.get_mut(copy as usize) {
+                    *g = true;
+                }
+            }
+        }
+        if gone.iter().any(|g| *g) {
             let mut g = gone.iter();
             events.retain(|_| !*g.next().unwrap_or(&false));
         }

@@ -610,9 +610,12 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
     // each note as both): not read again, nor its text's findings counted again
     let both = matches!(out.resource, Some("DocumentReference" | "DiagnosticReport"));
     let report = out.resource == Some("DiagnosticReport");
-    let copies: SmallVec<[bool; 1]> =
-        out.recs.iter().map(|r| both && r.kind == data::EventKind::Note && read_before(sink, report, r)).collect();
-    let copy = copies.iter().any(|c| *c);
+    let copies: SmallVec<[Option<NoteMatch>; 1]> = out
+        .recs
+        .iter()
+        .map(|r| (both && r.kind == data::EventKind::Note).then(|| read_before(sink, report, r)))
+        .collect();
+    let copy = copies.iter().any(|c| matches!(c, Some(NoteMatch::Copy(_))));
     // (the findings of the line's resource are said at the line)
     sink.report.reading(file, line);
     for (kind, resource, field) in out.identifiers {
@@ -684,11 +687,19 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         store.noted_before.insert(guard::subject::subject_key(&subject));
     }
     let (version, first_event) = (out.version, sink.data.events.len());
-    for (mut r, copy) in out.recs.into_iter().zip(copies) {
-        if copy {
+    for (mut r, matched) in out.recs.into_iter().zip(copies) {
+        if let Some(NoteMatch::Copy(original)) = matched {
             sink.report.count(Severity::Info, "note_in_document_reference", "DiagnosticReport", "presentedForm");
+            // kept as the original's event again (its text, redacted as it was; not counted again) for
+            // as long as the read lasts: where a later version replaces the original's resource and not
+            // this one, this one's note stays (it was lost with the original); else it is dropped
+            if let Some(&e) = sink.data.events.get(original as usize).filter(|_| sink.opts.keep_events) {
+                sink.data.versions.copies.push((sink.data.events.len() as u64, original));
+                sink.data.events.push(e);
+            }
             continue;
         }
+        let before = sink.data.events.len();
         let mut redacted = None;
         if let Some(text) = r.text.as_deref() {
             if sink.data.subject_identifiers.has(&r.subject) {
@@ -708,6 +719,14 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
             r.text = redacted;
         }
         sink.push(r);
+        // the note's event, for a copy of it read later
+        if let (Some(NoteMatch::First(key)), true) = (matched, sink.data.events.len() > before) {
+            let placed =
+                sink.data.report_notes.get_mut(&key).map(|(docs, reports)| if report { reports } else { docs });
+            if let Some(at) = placed.and_then(|v| v.iter_mut().rev().find(|i| **i == u32::MAX)) {
+                *at = u32::try_from(before).unwrap_or(u32::MAX);
+            }
+        }
     }
     if let (Some(v), Some(rt)) = (version, out.resource) {
         sink.data.versions.read(rt, v, first_event..sink.data.events.len());
@@ -719,7 +738,10 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
 /// server may give a report's text as a DocumentReference too), each note of one matched with one of
 /// the other at most. Notes repeated within one type are not matched here (they are the input's
 /// duplicates, counted as such).
-fn read_before(sink: &mut Sink, report: bool, r: &data::Rec) -> bool {
+///
+/// Returns the original's event (`u32::MAX` where there is none: events not kept) for a copy, else the
+/// note's key, whose event [`apply`] records once it is pushed.
+fn read_before(sink: &mut Sink, report: bool, r: &data::Rec) -> NoteMatch {
     use std::hash::{Hash, Hasher};
     let half = |seed: u8| {
         let mut h = std::hash::DefaultHasher::new();
@@ -727,23 +749,35 @@ fn read_before(sink: &mut Sink, report: bool, r: &data::Rec) -> bool {
         h.finish() as u128
     };
     let key = half(0) << 64 | half(1);
-    // (documents, reports) of the note read and not yet matched; a pair matched is forgotten
+    // (documents, reports) of the note read and not yet matched, as their events; a pair matched is
+    // forgotten
+    let one = || smallvec::smallvec![u32::MAX];
     let std::collections::hash_map::Entry::Occupied(mut o) = sink.data.report_notes.entry(key) else {
-        sink.data.report_notes.insert(key, if report { (0, 1) } else { (1, 0) });
-        return false;
+        sink.data.report_notes.insert(key, if report { (SmallVec::new(), one()) } else { (one(), SmallVec::new()) });
+        return NoteMatch::First(key);
     };
     let unmatched = o.get_mut();
     let (mine, other) =
         if report { (&mut unmatched.1, &mut unmatched.0) } else { (&mut unmatched.0, &mut unmatched.1) };
-    if *other == 0 {
-        *mine += 1;
-        return false;
+    if other.is_empty() {
+        mine.push(u32::MAX);
+        return NoteMatch::First(key);
     }
-    *other -= 1;
-    if *unmatched == (0, 0) {
+    // (the one read last: of two versions of one report holding the note, the later)
+    let original = other.pop().unwrap_or(u32::MAX);
+    if unmatched.0.is_empty() && unmatched.1.is_empty() {
         o.remove();
     }
-    true
+    NoteMatch::Copy(original)
+}
+
+/// What [`read_before`] found of a note.
+#[derive(Clone, Copy)]
+enum NoteMatch {
+    /// read before from the other resource type: that note's event
+    Copy(u32),
+    /// the first of its kind: its key in `Dataset::report_notes`
+    First(u128),
 }
 
 /// The (resource, field) of the findings of a subject's own identifiers in its free text: the notes
