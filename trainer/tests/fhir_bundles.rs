@@ -1224,6 +1224,9 @@ fn only_the_latest_version_of_a_resource_is_read() {
             at(1.0, "2024-01-01T00:00:00Z", "http://srv/fhir/Patient/a"),
             at(1.9, "2024-01-01T09:00:00.900+09:00", "Patient/a/_history/2"),
             at(1.1, "2024-01-01T00:00:00.10Z", "Patient/a"),
+            // a space for the T, and a date alone: older
+            at(1.2, "2024-01-01 00:00:00.800Z", "Patient/a"),
+            at(1.3, "2023-12-31", "Patient/a"),
         ]
         .join("\n"),
     )
@@ -1278,6 +1281,14 @@ fn pretty_printed_ndjson_is_read_as_a_sequence_of_resources() {
     assert_eq!(r.malformed_count(), 0, "{:?}", r.findings);
     assert_eq!(d.events.len(), 3, "{:?}", r.findings);
     assert_eq!(count(&r, "pretty_printed_ndjson"), 1);
+    // a lone surrogate in one resource is said at that resource alone
+    let mut cut = pretty.clone();
+    cut[2] = cut[2].replace("\"final\"", "\"fin\\ud800al\"");
+    std::fs::write(dir.path().join("Observation.ndjson"), cut.join("\n") + "\n").unwrap();
+    let (_, r) = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 1.0, ..Default::default() }).unwrap();
+    let f = r.findings.iter().find(|f| f.kind == "lone_surrogate").expect("said");
+    let third = (pretty[0].lines().count() + pretty[1].lines().count()) as u64 + 1;
+    assert_eq!((f.count, f.lines.as_slice()), (1, &[third][..]), "{f:?}");
     // a resource that does not parse is said at the line it starts on
     let mut bad = pretty.clone();
     bad[1] = bad[1].replace("\"status\"", "\"status\": 5, \"x\"");
@@ -1329,6 +1340,12 @@ fn a_report_of_contained_results_is_a_version_of_itself() {
             r##"{{"resourceType":"DiagnosticReport","id":"dr1","meta":{{"versionId":"{version}"}},"status":"{status}","contained":[{{"resourceType":"Observation","id":"c1","status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"2160-0"}}]}},"valueQuantity":{{"value":{value},"unit":"mg/dL"}}}}],"code":{{"text":"panel"}},"subject":{{"reference":"Patient/a"}},"effectiveDateTime":"2024-01-02T08:00:00Z","result":[{{"reference":"#c1"}}]}}"##
         )
     };
+    // (a subject of another shape is no reason to say the report's note was not read: it has none)
+    let odd = report("1", "final", 1.1).replace(r#"{"reference":"Patient/a"}"#, r#""Patient/a""#);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), odd).unwrap();
+    let (_, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(count(&r, "report_note_not_read"), 0, "{:?}", r.findings);
     for (second, want) in [(report("2", "amended", 2.2), vec![2.2f32]), (report("2", "entered-in-error", 2.2), vec![])]
     {
         let dir = tempfile::tempdir().unwrap();

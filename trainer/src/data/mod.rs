@@ -226,7 +226,8 @@ pub struct Dataset {
     pub conversions: units::Converter,
     /// while FHIR is read: a hash of each note read from a DocumentReference or a DiagnosticReport
     /// (subject, time, text), and how many of each gave it unmatched, to read once a note both give
-    pub(crate) report_notes: HashMap<u128, (smallvec::SmallVec<[u32; 1]>, smallvec::SmallVec<[u32; 1]>)>,
+    /// (each side: how many unmatched, and the event of the one read last, `u32::MAX` where unknown)
+    pub(crate) report_notes: HashMap<u128, [(u32, u32); 2]>,
     /// while FHIR is read: the notes whose text is in the export's Binaries, read after the others
     pub(crate) url_notes: Vec<fhir::UrlNote>,
     /// while FHIR is read: the Binary resources read (to know the files that hold them)

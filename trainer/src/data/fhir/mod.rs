@@ -1194,12 +1194,16 @@ fn version(resource: &str, id: &Loose, meta: &VersionMeta, subject: Option<&Refe
 /// two versions saved within a second are told apart to the millisecond).
 fn instant_ms(s: &str) -> Option<i64> {
     let seconds = time::utc(s)?;
-    // the fraction follows the seconds of the time part: `T08:00:00.5Z`
-    let t = s.find(['T', 't'])?;
-    let ms = match s[t..].find('.') {
-        Some(dot) => {
-            let digits: String = s[t + dot + 1..].chars().take_while(char::is_ascii_digit).take(3).collect();
-            format!("{digits:0<3}").parse::<i64>().ok()?
+    // the fraction follows the seconds of the time part (`T08:00:00.5Z`, or after a space); a date
+    // alone has none
+    let ms = match s.find(['T', 't', ' ']).and_then(|t| s[t..].find('.').map(|dot| t + dot + 1)) {
+        Some(from) => {
+            let mut ms = 0;
+            let mut digits = s[from..].bytes().take_while(u8::is_ascii_digit);
+            for _ in 0..3 {
+                ms = ms * 10 + digits.next().map_or(0, |d| i64::from(d - b'0'));
+            }
+            ms
         }
         None => 0,
     };
@@ -2023,12 +2027,16 @@ fn diagnostic_report<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Res
         id: Loose<'a>,
         #[serde(default, borrow)]
         meta: VersionMeta<'a>,
+        /// (any JSON: one of another shape is the whole report's reader's to say)
         #[serde(borrow)]
-        subject: Option<Reference<'a>>,
+        subject: Option<&'a serde_json::value::RawValue>,
     }
     const RESOURCE: &str = "DiagnosticReport";
     // the version of a report without text: its contained results are its events
-    let version = |t: &Texts| version(RESOURCE, &t.id, &t.meta, t.subject.as_ref());
+    let version = |t: &Texts<'a>| {
+        let subject = t.subject.and_then(|r| serde_json::from_str::<Reference>(r.get()).ok());
+        version(RESOURCE, &t.id, &t.meta, subject.as_ref())
+    };
     match from_line::<Texts>(line) {
         Ok(t @ Texts { conclusion: None, presented_form: None, text: None, .. }) => {
             Ok(LineOut { resource: Some(RESOURCE), version: version(&t), ..Default::default() })

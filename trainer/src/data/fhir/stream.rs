@@ -473,37 +473,40 @@ fn read_pretty(path: &Path, sink: &mut Sink) -> Result<()> {
         return Ok(());
     }
     let from = if bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
-    let mended = super::mend_lone_surrogates(&mut bytes[from..]) > 0;
-    let text = &bytes[from..];
     // a sequence of JSON values to its end, or the file is read as the lines it has (each one that is
-    // no resource a malformed line, where it is)
-    if serde_json::Deserializer::from_slice(text).into_iter::<serde::de::IgnoredAny>().any(|v| v.is_err()) {
-        return read_file_only(path, sink);
+    // no resource a malformed line, where it is): each value's place first
+    let mut places = Vec::new();
+    {
+        let text = &bytes[from..];
+        let mut values = serde_json::Deserializer::from_slice(text).into_iter::<serde::de::IgnoredAny>();
+        let (mut end, mut line) = (0, 1u64);
+        loop {
+            let next = values.next();
+            let start = end + text[end..].iter().take_while(|b| b.is_ascii_whitespace()).count();
+            line += memchr::memchr_iter(b'\n', &text[end..start]).count() as u64;
+            match next {
+                None => break,
+                Some(Ok(_)) => {
+                    end = values.byte_offset();
+                    places.push((from + start..from + end, line));
+                    line += memchr::memchr_iter(b'\n', &text[start..end]).count() as u64;
+                }
+                Some(Err(_)) => return read_file_only(path, sink),
+            }
+        }
     }
     sink.report.files += 1;
     sink.report.bytes += bytes.len() as u64;
     sink.report.finding(Severity::Info, "pretty_printed_ndjson", "input", "file", Some(&name), 1);
-    let mut values = serde_json::Deserializer::from_slice(text).into_iter::<serde::de::IgnoredAny>();
-    let (mut end, mut line) = (0, 1u64);
-    loop {
-        let next = values.next();
-        let start = end + text[end..].iter().take_while(|b| b.is_ascii_whitespace()).count();
-        line += memchr::memchr_iter(b'\n', &text[end..start]).count() as u64;
-        match next {
-            None => break,
-            Some(Ok(_)) => {
-                end = values.byte_offset();
-                let out = parse_line(&text[start..end], sink.opts);
-                sink.report.lines += 1;
-                if mended {
-                    mended_found(sink, &name, line, &out);
-                }
-                apply(sink, &name, line, out);
-                line += memchr::memchr_iter(b'\n', &text[start..end]).count() as u64;
-            }
-            // (checked above)
-            Some(Err(_)) => break,
+    for (range, line) in places {
+        // (mended resource by resource: said where one was)
+        let mended = super::mend_lone_surrogates(&mut bytes[range.clone()]) > 0;
+        let out = parse_line(&bytes[range], sink.opts);
+        sink.report.lines += 1;
+        if mended {
+            mended_found(sink, &name, line, &out);
         }
+        apply(sink, &name, line, out);
     }
     Ok(())
 }
@@ -721,10 +724,8 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         sink.push(r);
         // the note's event, for a copy of it read later
         if let (Some(NoteMatch::First(key)), true) = (matched, sink.data.events.len() > before) {
-            let placed =
-                sink.data.report_notes.get_mut(&key).map(|(docs, reports)| if report { reports } else { docs });
-            if let Some(at) = placed.and_then(|v| v.iter_mut().rev().find(|i| **i == u32::MAX)) {
-                *at = u32::try_from(before).unwrap_or(u32::MAX);
+            if let Some(sides) = sink.data.report_notes.get_mut(&key) {
+                sides[usize::from(report)].1 = u32::try_from(before).unwrap_or(u32::MAX);
             }
         }
     }
@@ -749,24 +750,20 @@ fn read_before(sink: &mut Sink, report: bool, r: &data::Rec) -> NoteMatch {
         h.finish() as u128
     };
     let key = half(0) << 64 | half(1);
-    // (documents, reports) of the note read and not yet matched, as their events; a pair matched is
-    // forgotten
-    let one = || smallvec::smallvec![u32::MAX];
-    let std::collections::hash_map::Entry::Occupied(mut o) = sink.data.report_notes.entry(key) else {
-        sink.data.report_notes.insert(key, if report { (SmallVec::new(), one()) } else { (one(), SmallVec::new()) });
-        return NoteMatch::First(key);
-    };
-    let unmatched = o.get_mut();
-    let (mine, other) =
-        if report { (&mut unmatched.1, &mut unmatched.0) } else { (&mut unmatched.0, &mut unmatched.1) };
-    if other.is_empty() {
-        mine.push(u32::MAX);
+    // [documents, reports] of the note read and not yet matched: how many, and the event of the one read
+    // last (16 bytes a note); a pair matched is forgotten
+    let (mine, other) = (usize::from(report), usize::from(!report));
+    let sides = sink.data.report_notes.entry(key).or_insert([(0, u32::MAX); 2]);
+    if sides[other].0 == 0 {
+        sides[mine] = (sides[mine].0 + 1, u32::MAX);
         return NoteMatch::First(key);
     }
-    // (the one read last: of two versions of one report holding the note, the later)
-    let original = other.pop().unwrap_or(u32::MAX);
-    if unmatched.0.is_empty() && unmatched.1.is_empty() {
-        o.remove();
+    // (the one read last: of two versions of one report holding the note, the later; the one before
+    // it is no longer known, and a copy of it is read once, as before)
+    let original = std::mem::replace(&mut sides[other].1, u32::MAX);
+    sides[other].0 -= 1;
+    if sides[0].0 == 0 && sides[1].0 == 0 {
+        sink.data.report_notes.remove(&key);
     }
     NoteMatch::Copy(original)
 }
