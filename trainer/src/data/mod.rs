@@ -1021,6 +1021,9 @@ mod tests {
             let s = shown(named);
             assert_eq!(s, "/in/(a name that is not printed): bad", "{named}");
         }
+        // found by fuzz seed 78 (a config's labels.file): an e-mail address run into the next word is none
+        // the scan sees whole
+        assert_eq!(guard::shown_path("ltaro.yamada@example.jpabels.c_sv"), "(a name that is not printed)");
         let line = DataError::Line { path: "/in/Tanaka_Hanako.csv".into(), line: 3, msg: "bad".into() };
         assert_eq!(line.to_string(), "/in/(a name that is not printed):3: bad");
         assert_eq!(shown("/in/Smith_John.ndjson.gz"), "/in/(a name that is not printed): bad");
