@@ -157,7 +157,7 @@ impl<R: Read> LineReader<R> {
                 at = end + 1;
             }
             block.cut = cut;
-            // a line with a backslash is searched for lone surrogates (most lines have none)
+            // (a line without a `\u` escape is passed over in one search)
             for (n, r) in block.lines.iter().filter(|(_, r)| r.len() <= self.max_line) {
                 if super::mend_lone_surrogates(&mut block.buf[r.clone()]) > 0 {
                     block.mended.push(*n);
@@ -303,12 +303,16 @@ fn load_document(path: &Path, opts: &ReadOptions, buf: &mut Vec<u8>, k: usize) -
         path: PathBuf::from(&name),
         msg: format!("{e} (the input's .json document {k} in name order)"),
     };
-    let file = std::fs::File::open(path).map_err(err)?;
-    data::bounded::open(path, file, opts.limits)
-        .take(opts.limits.max_line_bytes.saturating_add(1))
-        .read_to_end(buf)
-        .map_err(err)?;
+    read_whole(path, opts, buf).map_err(err)?;
     Ok((name, super::mend_lone_surrogates(buf) > 0))
+}
+
+/// A file's bytes (inflated where it is a `.gz`) into `buf`, at most `read.max_line_bytes` + 1 of
+/// them: a document, or an NDJSON file of pretty-printed resources, read whole.
+fn read_whole(path: &Path, opts: &ReadOptions, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    data::bounded::open(path, file, opts.limits).take(opts.limits.max_line_bytes.saturating_add(1)).read_to_end(buf)?;
+    Ok(())
 }
 
 /// A loaded document parsed (`None` when it is over `read.max_line_bytes`).
@@ -460,11 +464,7 @@ enum FirstLines {
 fn read_pretty(path: &Path, sink: &mut Sink) -> Result<()> {
     let name = sink.report.file_label(path);
     let mut bytes = Vec::new();
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    data::bounded::open(path, file, sink.opts.limits)
-        .take(sink.opts.limits.max_line_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| DataError::io(path, e))?;
+    read_whole(path, sink.opts, &mut bytes).map_err(|e| DataError::io(path, e))?;
     if bytes.len() as u64 > sink.opts.limits.max_line_bytes {
         sink.report.files += 1;
         sink.report.bytes += bytes.len() as u64;
