@@ -1396,5 +1396,18 @@ fn a_note_stays_when_only_the_other_resource_holding_it_is_retracted() {
         .replace("\"id\":\"d1\"", "\"id\":\"d1\",\"meta\":{\"versionId\":\"2\"}");
     std::fs::write(dir.path().join("DocumentReference.ndjson"), [document.clone(), retracted].join("\n")).unwrap();
     let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
-    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Note).count(), 1, "{:?}", r.findings);
+    assert_eq!(d.events.iter().filter(|e| e.kind == EventKind::Note).count(), 1, "{:?}", r.findings); // a report's versions in either order, the newer coded otherwise (an amended report), the document's
+                                                                                                      // file read first or last: one note each time (two were kept where the newer version came first
+                                                                                                      // and the document last, or after the document and the older version had been matched)
+    let coded = |version: &str, code: &str| report(version, "final").replace("34111-5", code);
+    for reports in [[coded("2", "11506-3"), coded("1", "34111-5")], [coded("1", "34111-5"), coded("2", "11506-3")]] {
+        for document_file in ["A_DocumentReference.ndjson", "DocumentReference.ndjson"] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("DiagnosticReport.ndjson"), reports.join("\n")).unwrap();
+            std::fs::write(dir.path().join(document_file), &document).unwrap();
+            let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+            let notes = d.events.iter().filter(|e| e.kind == EventKind::Note).count();
+            assert_eq!(notes, 1, "{document_file} after {reports:?}: {:?}", r.findings);
+        }
+    }
 }

@@ -1222,9 +1222,12 @@ pub(crate) struct Versions {
     read: Vec<(u128, u64, u32, u32)>,
     /// not kept (a second pass that reads for identifiers only, or past 2^32 events)
     pub(crate) off: bool,
-    /// (event, original event) of each note read again as the copy of another resource's note
-    /// (a DiagnosticReport's and a DocumentReference's): the copy is dropped where the original stays
-    pub(crate) copies: Vec<(u64, u32)>,
+    /// (the note's key, its event, whether a DiagnosticReport gave it) of each note a DocumentReference
+    /// or a DiagnosticReport gave (the copy of the other's note included, read as its original's
+    /// event): of those whose version stays, each of one type is paired with one of the other with the
+    /// same key, and the later read of each pair is dropped (a note both give is one note, whatever the
+    /// order their versions came in)
+    pub(crate) notes: Vec<(u128, u32, bool)>,
 }
 
 /// The resource types whose versions are told apart (those that give events).
@@ -1254,7 +1257,6 @@ impl Versions {
     ) -> std::collections::BTreeMap<&'static str, u64> {
         use rayon::prelude::*;
         let mut read = std::mem::take(&mut self.read);
-        let copies = std::mem::take(&mut self.copies);
         let mut counts = std::collections::BTreeMap::new();
         // by resource, then rank; a stable sort: of equal ranks the one read last is last
         read.par_sort_by_key(|r| (r.0, r.1 & RANK_BITS));
@@ -1273,14 +1275,20 @@ impl Versions {
                 }
             }
         }
-        // a note's copy goes where its original stays (and stays where only the original's resource was
-        // replaced)
-        if !copies.is_empty() && gone.is_empty() {
-            gone = vec![false; events.len()];
-        }
-        for (copy, original) in copies {
-            if !gone.get(original as usize).copied().unwrap_or(true) {
-                if let Some(g) = gone.get_mut(copy as usize) {
+        // a note both a DocumentReference and a DiagnosticReport give, of the versions that stay: the
+        // one read first stays (a copy whose original's resource was replaced stays; a report's later
+        // version read after the pair matched, or before it, is the same note again)
+        let mut notes = std::mem::take(&mut self.notes);
+        notes.retain(|n| !gone.get(n.1 as usize).copied().unwrap_or(false));
+        notes.par_sort_unstable_by_key(|n| (n.0, n.1));
+        for group in notes.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+            let docs = group.iter().filter(|n| !n.2).map(|n| n.1);
+            let reports = group.iter().filter(|n| n.2).map(|n| n.1);
+            for (d, r) in docs.zip(reports) {
+                if gone.is_empty() {
+                    gone = vec![false; events.len()];
+                }
+                if let Some(g) = gone.get_mut(d.max(r) as usize) {
                     *g = true;
                 }
             }

@@ -618,7 +618,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         .iter()
         .map(|r| (both && r.kind == data::EventKind::Note).then(|| read_before(sink, report, r)))
         .collect();
-    let copy = copies.iter().any(|c| matches!(c, Some(NoteMatch::Copy(_))));
+    let copy = copies.iter().any(|c| matches!(c, Some(NoteMatch::Copy(..))));
     // (the findings of the line's resource are said at the line)
     sink.report.reading(file, line);
     for (kind, resource, field) in out.identifiers {
@@ -691,13 +691,15 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
     }
     let (version, first_event) = (out.version, sink.data.events.len());
     for (mut r, matched) in out.recs.into_iter().zip(copies) {
-        if let Some(NoteMatch::Copy(original)) = matched {
+        if let Some(NoteMatch::Copy(key, original)) = matched {
             sink.report.count(Severity::Info, "note_in_document_reference", "DiagnosticReport", "presentedForm");
             // kept as the original's event again (its text, redacted as it was; not counted again) for
             // as long as the read lasts: where a later version replaces the original's resource and not
             // this one, this one's note stays (it was lost with the original); else it is dropped
             if let Some(&e) = sink.data.events.get(original as usize).filter(|_| sink.opts.keep_events) {
-                sink.data.versions.copies.push((sink.data.events.len() as u64, original));
+                if let Ok(at) = u32::try_from(sink.data.events.len()) {
+                    sink.data.versions.notes.push((key, at, report));
+                }
                 sink.data.events.push(e);
             }
             continue;
@@ -724,8 +726,12 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         sink.push(r);
         // the note's event, for a copy of it read later
         if let (Some(NoteMatch::First(key)), true) = (matched, sink.data.events.len() > before) {
+            let at = u32::try_from(before).unwrap_or(u32::MAX);
             if let Some(sides) = sink.data.report_notes.get_mut(&key) {
-                sides[usize::from(report)].1 = u32::try_from(before).unwrap_or(u32::MAX);
+                sides[usize::from(report)].1 = at;
+            }
+            if at != u32::MAX {
+                sink.data.versions.notes.push((key, at, report));
             }
         }
     }
@@ -765,14 +771,14 @@ fn read_before(sink: &mut Sink, report: bool, r: &data::Rec) -> NoteMatch {
     if sides[0].0 == 0 && sides[1].0 == 0 {
         sink.data.report_notes.remove(&key);
     }
-    NoteMatch::Copy(original)
+    NoteMatch::Copy(key, original)
 }
 
 /// What [`read_before`] found of a note.
 #[derive(Clone, Copy)]
 enum NoteMatch {
-    /// read before from the other resource type: that note's event
-    Copy(u32),
+    /// read before from the other resource type: the note's key, and that note's event
+    Copy(u128, u32),
     /// the first of its kind: its key in `Dataset::report_notes`
     First(u128),
 }
