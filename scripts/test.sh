@@ -17,4 +17,9 @@ if nvrtc=$(scripts/ensure-nvrtc.sh); then
     eval "$nvrtc"
     export LD_LIBRARY_PATH="$MEDTRAIN_NVRTC_LIB_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" MEDTRAIN_PTXAS MEDTRAIN_REQUIRE_NVRTC=1
 fi
+# the node state the tests' commands write (the ledger `data prepare` records prepared directories in)
+# goes to a directory of the build's own, fresh each run, not the user's ~/.medtrain (tests that need a
+# node of their own set MEDTRAIN_HOME themselves)
+export MEDTRAIN_HOME="$PWD/target/test-home"
+rm -rf "$MEDTRAIN_HOME"
 exec cargo test --workspace "$@"

@@ -419,7 +419,23 @@ fn bare_catalogue_codes_and_a_system_column() {
     assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 3);
     // a wrong check digit is no LOINC code; another system's code is that system's
     assert!(d.find_code("medtrain:csv", "2160-1").is_some());
-    assert!(d.find_code("urn:oid:9.9", "2160-0").is_some());
+    assert!(d.find_code("urn:oid:9.9", "2160-0").is_some()); // a JLAC10 code grouped by hyphens (as MEDIS prints them), in lower case or full width: one code
+    std::fs::write(
+        dir.path().join("events.csv"),
+        "subject_id,time,system,code,value,unit\n\
+         1,2024-01-01,,3C015000002327101,1.0,mg/dL\n\
+         1,2024-01-02,,3C015-0000-023-271-01,1.1,mg/dL\n\
+         1,2024-01-03,urn:oid:1.2.392.200119.4.504,3c015-0000-023-271-01,1.2,mg/dL\n\
+         1,2024-01-04,urn:oid:1.2.392.200119.4.504,３Ｃ０１５０００００２３２７１０１,1.3,mg/dL\n\
+         1,2024-01-05,,9X999-0000-023-271-01,1.4,mg/dL\n",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(r.malformed_count(), 0);
+    let cr = d.find_code("urn:oid:1.2.392.200119.4.504", "3C015000002327101").unwrap();
+    assert_eq!(d.events.iter().filter(|e| e.code == cr).count(), 4, "{:?}", d.codes);
+    // (no catalogue test: a local code as written)
+    assert!(d.find_code("medtrain:csv", "9X999-0000-023-271-01").is_some(), "{:?}", d.codes);
 }
 
 #[test]

@@ -237,6 +237,30 @@ pub fn jlac10_is_valid(code: &str) -> bool {
     b.len() == 17 && (b'1'..=b'9').contains(&b[0]) && b[1].is_ascii_uppercase() && b[2..].iter().all(u8::is_ascii_digit)
 }
 
+/// A JLAC10 code written otherwise, in its 17-character form: grouped by hyphens or spaces
+/// (`3C015-0000-023-271-01`, as MEDIS' tables print it), in lower case, or in full-width characters
+/// (`３Ｃ０１５…`). `None` when the code is in that form already or is no JLAC10 code written otherwise.
+pub fn jlac10_canonical(code: &str) -> Option<String> {
+    // (a code in its form, the usual case, costs one check; a long string is no code)
+    if jlac10_is_valid(code) || !(17..=96).contains(&code.len()) {
+        return None;
+    }
+    let mut out = String::with_capacity(17);
+    for c in code.trim().chars() {
+        // full-width ASCII (U+FF01..U+FF5E) as ASCII
+        let c = match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            c => c,
+        };
+        match c {
+            '-' | ' ' | '\u{3000}' | '‐' | '−' | 'ー' => {}
+            c if c.is_ascii_alphanumeric() && out.len() < 17 => out.push(c.to_ascii_uppercase()),
+            _ => return None,
+        }
+    }
+    jlac10_is_valid(&out).then_some(out)
+}
+
 /// The kinds of JLAC10 material (材料コード, the code's characters 10-12) a quantity matches across. Any
 /// other material (puncture fluids, CSF, cells, tissue, animal samples, ...) holds another quantity than
 /// the catalogue's rows and matches only a row's own code.
@@ -413,6 +437,20 @@ mod tests {
         {
             assert!(!jlac10_is_valid(bad), "{bad}");
             assert_eq!(row_of(bad), None, "{bad}");
+        }
+        // written otherwise: its 17-character form
+        for (written, canonical) in [
+            ("3C015-0000-023-271-01", Some("3C015000002327101")),
+            ("3c015000002327101", Some("3C015000002327101")),
+            (" 3C015 0000 023 271 01 ", Some("3C015000002327101")),
+            ("３Ｃ０１５－００００－０２３－２７１－０１", Some("3C015000002327101")),
+            ("3C015000002327101", None),
+            ("3C015-0000-023-271-011", None),
+            ("3C015-0000-023-271", None),
+            ("2160-0", None),
+            ("3C015/0000/023/271/01", None),
+        ] {
+            assert_eq!(jlac10_canonical(written).as_deref(), canonical, "{written}");
         }
     }
 

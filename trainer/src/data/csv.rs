@@ -857,6 +857,10 @@ fn bare_code(code: &str) -> (Cow<'static, str>, Cow<'_, str>) {
         Some(_) if catalog::lookup(catalog::JLAC10, code).is_some() => return (catalog::JLAC10.into(), code.into()),
         _ => {}
     }
+    // a catalogue JLAC10 code written otherwise (`3C015-0000-023-271-01`)
+    if let Some(j) = catalog::jlac10_canonical(code).filter(|j| catalog::lookup(catalog::JLAC10, j).is_some()) {
+        return (catalog::JLAC10.into(), j.into());
+    }
     if let Some(l) = code.strip_prefix("LOINC/") {
         return (catalog::LOINC.into(), l.into());
     }

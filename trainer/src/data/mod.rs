@@ -247,7 +247,17 @@ impl Dataset {
         if let Some(&(i, row)) = self.code_index.get(system).and_then(|c| c.get(code)) {
             return (i, (row != NONE).then_some(row));
         }
-        let (i, row) = match map.and_then(|m| m.get(system, code).map(|row| (m.target(row), row))) {
+        let mapped = map.and_then(|m| m.get(system, code).map(|row| (m.target(row), row)));
+        // a JLAC10 code written otherwise (`3C015-0000-023-271-01`, lower case, full width) is the code
+        // it writes: one test, not a second code outside the catalogue
+        if mapped.is_none() && catalog::JLAC10_SYSTEMS.contains(&system) {
+            if let Some(canonical) = catalog::jlac10_canonical(code) {
+                let (i, row) = self.code(system, &canonical, map);
+                self.code_index.entry(system.to_owned()).or_default().insert(code.to_owned(), (i, row.unwrap_or(NONE)));
+                return (i, row);
+            }
+        }
+        let (i, row) = match mapped {
             Some((t, row)) => (self.code(t.system, &t.code, None).0, row),
             None => {
                 self.codes.push(Code { system: system.to_owned(), code: code.to_owned() });
