@@ -196,11 +196,14 @@ fn a_malformed_resource_names_the_field_where_it_failed_but_not_its_value() {
         good.replace(r#"{"reference":"Patient/a"}"#, r#""Patient/SECRET4711""#), // a string, not a Reference
         good.replace(r#""system":"http://loinc.org""#, r#""system":{"SECRET4712":1}"#), // an object, not a string
         good.replace(r#""mg/dL"}"#, r#""mg/dL","SECRET-4713-KEY":[}"#),          // broken JSON inside
+        // a key given twice (the line's other keys given twice are no fields read: not named)
+        good.replace(r#""value":1.1"#, r#""value":1.1,"value":7.4714"#),
     ];
     std::fs::write(dir.path().join("Observation.ndjson"), lines.join("\n")).unwrap();
     let out = bin().args(["data", "check", "--json", "--max-malformed", "1"]).arg(dir.path()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("SECRET") && !String::from_utf8_lossy(&out.stderr).contains("SECRET"), "{text}");
+    assert!(!text.contains("4714"), "{text}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut reasons: Vec<(String, Vec<u64>)> = v["findings"]
         .as_array()
@@ -221,6 +224,7 @@ fn a_malformed_resource_names_the_field_where_it_failed_but_not_its_value() {
             ("not JSON (at valueQuantity.?)".to_string(), vec![4]),
             ("not a valid Observation (at code.coding.system)".to_string(), vec![3]),
             ("not a valid Observation (at subject)".to_string(), vec![2]),
+            ("not a valid Observation (key valueQuantity.value given twice)".to_string(), vec![5]),
         ],
         "{text}"
     );

@@ -1406,11 +1406,23 @@ fn invalid_at<'a, R: Deserialize<'a>>(line: &'a [u8], invalid: Bad) -> Bad {
             }
         }
     }
-    if fields.is_empty() || fields == ["?"] {
+    // a key given twice in one object (serde names the field, one of those read: no text of the line)
+    let message = e.inner().to_string();
+    let twice = message
+        .strip_prefix("duplicate field `")
+        .and_then(|m| m.split('`').next())
+        .and_then(|k| FIELDS_READ.iter().find(|f| **f == k))
+        .filter(|_| fields.last() != Some(&"?"));
+    if let Some(key) = twice {
+        fields.push(key);
+    } else if fields.is_empty() || fields == ["?"] {
         return invalid;
     }
     let path = fields.join(".");
-    let reason = format!("{invalid} (at {path}{})", older_fhir(line, invalid, &path));
+    let reason = match twice {
+        Some(_) => format!("{invalid} (key {path} given twice)"),
+        None => format!("{invalid} (at {path}{})", older_fhir(line, invalid, &path)),
+    };
     let mut known = REASONS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(r) = known.get(reason.as_str()) {
         return r;
