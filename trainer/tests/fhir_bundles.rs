@@ -1411,3 +1411,40 @@ fn a_note_stays_when_only_the_other_resource_holding_it_is_retracted() {
         }
     }
 }
+
+/// Found by review: the versions of a DocumentReference whose text is in a Binary of the export were
+/// not told apart (each version's note was read); they are, once the Binaries are read: the latest
+/// version's note alone, none where it is entered in error, none where its Binary is not in the
+/// export (said, `note_by_url`; the older version is replaced all the same).
+#[test]
+fn versions_of_a_note_in_a_binary_are_told_apart() {
+    let doc = |version: &str, status: &str, binary: &str| {
+        json!({ "resourceType": "DocumentReference", "id": "d1", "meta": { "versionId": version }, "status": status,
+                "subject": { "reference": "Patient/p1" }, "date": "2024-01-01T00:00:00Z",
+                "content": [{ "attachment": { "contentType": "text/plain", "url": format!("Binary/{binary}") } }] })
+        .to_string()
+    };
+    let bin = |id: &str, text: &str| {
+        json!({ "resourceType": "Binary", "id": id, "contentType": "text/plain", "data": b64(text) }).to_string()
+    };
+    for (second, want, by_url) in [
+        (doc("2", "current", "b2"), vec!["second version"], 0),
+        (doc("2", "entered-in-error", "b2"), vec![], 0),
+        (doc("2", "current", "b9"), vec![], 1),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        // the later version read first
+        std::fs::write(dir.path().join("DocumentReference.ndjson"), [second, doc("1", "current", "b1")].join("\n"))
+            .unwrap();
+        std::fs::write(
+            dir.path().join("Binary.ndjson"),
+            [bin("b1", "first version"), bin("b2", "second version")].join("\n"),
+        )
+        .unwrap();
+        let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+        let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
+        assert_eq!(texts, want, "{:?}", r.findings);
+        assert_eq!(count(&r, "resource_version"), 1, "{:?}", r.findings);
+        assert_eq!(count(&r, "note_by_url"), by_url, "{:?}", r.findings);
+    }
+}

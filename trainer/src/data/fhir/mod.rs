@@ -495,6 +495,8 @@ pub(crate) struct UrlNote {
     /// the Binaries that may hold its text: (id, the attachment's content type, `""` when it gives
     /// none)
     links: Vec<(String, String)>,
+    /// its DocumentReference's version, told apart from the other versions when the note is read
+    version: Option<Version>,
 }
 
 /// (no subject, time or id in a debug print)
@@ -1928,7 +1930,9 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
     if texts.is_empty() {
         if !links.is_empty() {
             let (system, code) = (system.into_owned(), code.into_owned());
-            out.by_url = Some(UrlNote { subject: subject.into_owned(), time, system, code, links });
+            // (its version is said with its note, once its Binaries are read)
+            let version = out.version.take();
+            out.by_url = Some(UrlNote { subject: subject.into_owned(), time, system, code, links, version });
             return Ok(out);
         }
         out.no_text_attachment("DocumentReference", "content.attachment.contentType");
@@ -2678,10 +2682,6 @@ fn parse_line<'a>(line: &'a [u8], opts: &ReadOptions) -> LineOut<'a> {
 /// results are a Bundle in a Bundle; deeper ones are not read, [`MAX_BUNDLE_DEPTH`]).
 fn parse_entry<'a>(line: &'a [u8], opts: &ReadOptions, full_url_id: Option<&str>, depth: u8) -> LineOut<'a> {
     let mut out = parse_resource(line, opts, full_url_id, depth).unwrap_or_else(LineOut::bad);
-    if out.by_url.is_some() {
-        // (its note is read after the other resources: not told apart from its other versions)
-        out.version = None;
-    }
     // one searcher for every line (built per call, it cost more than the search)
     static CONTAINED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"contained\""));

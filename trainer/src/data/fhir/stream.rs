@@ -825,7 +825,7 @@ fn link_text(link_ct: &str, bin_ct: Option<&str>, data: Option<&str>) -> Got {
 /// Binaries have; at `line` of `file` (where its last Binary was).
 fn emit_url_note(sink: &mut Sink, file: &str, line: u64, n: &super::UrlNote, got: impl Iterator<Item = Got>) {
     const RESOURCE: &str = "DocumentReference";
-    let mut out = LineOut { resource: Some(RESOURCE), late: true, ..Default::default() };
+    let mut out = LineOut { resource: Some(RESOURCE), late: true, version: n.version, ..Default::default() };
     let mut texts = Vec::new();
     for g in got {
         match g {
@@ -986,6 +986,11 @@ fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
             emit_url_note(sink, "Binary", 0, n, got[i].drain(..).flatten());
         } else {
             sink.report.count(Severity::Warning, "note_by_url", "DocumentReference", "content.attachment.data");
+            // (a version whose text is not in the export still replaces the ones before it)
+            if let Some(v) = n.version {
+                let at = sink.data.events.len();
+                sink.data.versions.read("DocumentReference", v, at..at);
+            }
         }
     }
     Ok(())
