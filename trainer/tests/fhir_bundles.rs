@@ -1448,3 +1448,66 @@ fn versions_of_a_note_in_a_binary_are_told_apart() {
         assert_eq!(count(&r, "note_by_url"), by_url, "{:?}", r.findings);
     }
 }
+
+/// Found by an outside-in tester: a history Bundle's DELETE entries (and a bulk export's deleted
+/// resources, which it gives as transaction Bundles of DELETE requests) were skipped, the resources
+/// they delete read and trained on. The versions read up to a deletion are not read
+/// (`resource_deleted`); one after its `response.lastModified` is (the resource made again); a
+/// conditional delete, or one of a Patient, is said (`delete_not_applied`); each entry is counted.
+#[test]
+fn a_bundles_delete_entries_remove_the_resources_they_name() {
+    let obs = |id: &str, value: f64, updated: Option<&str>| {
+        let mut o = lab_obs(json!({ "id": id, "valueQuantity": { "value": value, "unit": "mg/dL" } }));
+        if let Some(u) = updated {
+            o["meta"] = json!({ "lastUpdated": u });
+        }
+        o.to_string()
+    };
+    let delete = |url: &str, modified: Option<&str>| {
+        let mut e = json!({ "request": { "method": "DELETE", "url": url }, "response": { "status": "204" } });
+        if let Some(m) = modified {
+            e["response"]["lastModified"] = json!(m);
+        }
+        e
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Observation.ndjson"),
+        [
+            obs("o1", 1.1, None),
+            obs("o2", 1.2, Some("2024-03-01T00:00:00Z")),
+            obs("o3", 1.3, Some("2024-05-01T00:00:00Z")),
+            obs("o4", 1.4, None),
+            obs("o5", 1.5, None),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    // a bulk export's deleted resources: a transaction Bundle per line
+    let deleted = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        delete("Observation/o1", None),
+        // the server's absolute URL; deleted in April: o2 (March) goes, o3 (made again in May) stays
+        delete("https://ehr.example.org/fhir/Observation/o2", Some("2024-04-01T00:00:00Z")),
+        delete("Observation/o3", Some("2024-04-01T00:00:00Z")),
+        // a conditional delete and a Patient's: said, not applied
+        delete("Observation?identifier=x", None),
+        delete("Patient/a", None),
+        // a method in lower case, written by hand
+        { "request": { "method": "delete", "url": "Observation/o4" } },
+        { "request": "DELETE Observation/o5" } ] });
+    std::fs::create_dir(dir.path().join("deleted")).unwrap();
+    std::fs::write(dir.path().join("deleted/Observation.ndjson"), deleted.to_string() + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let mut values: Vec<f32> = d.events.iter().map(|e| e.value).collect();
+    values.sort_by(f32::total_cmp);
+    assert_eq!(values, [1.3, 1.5], "{:?}", r.findings);
+    assert_eq!(count(&r, "resource_deleted"), 3, "{:?}", r.findings);
+    assert_eq!(count(&r, "delete_not_applied"), 2, "{:?}", r.findings);
+    assert_eq!(count(&r, "entry_without_resource"), 1, "{:?}", r.findings);
+    // read before the resources it deletes (the deleted file first): the same
+    let dir2 = tempfile::tempdir().unwrap();
+    std::fs::write(dir2.path().join("A_deleted.ndjson"), deleted.to_string() + "\n").unwrap();
+    std::fs::copy(dir.path().join("Observation.ndjson"), dir2.path().join("Observation.ndjson")).unwrap();
+    let (d, r) = data::read(dir2.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.len(), 2, "{:?}", r.findings);
+}

@@ -930,6 +930,8 @@ struct LineOut<'a> {
     /// a Bundle's entries, parsed when it is applied (a `.json` document is written over many lines:
     /// each entry's line is the Bundle's and the lines its start lies below it)
     entries: Vec<Pending<'a>>,
+    /// a Bundle's `DELETE` entries of resources whose versions are told apart: (type, id, rank)
+    deletes: Vec<(String, String, u64)>,
     /// a note whose text is in Binaries of the export, read after the other resources
     by_url: Option<UrlNote>,
     /// a note read from the export's Binaries: its resource was counted when its line was read
@@ -1173,13 +1175,11 @@ fn version(resource: &str, id: &Loose, meta: &VersionMeta, subject: Option<&Refe
     // `/_history/2`, `urn:uuid:`), else the reference as written
     let named = subject.and_then(subject_id);
     let subject = named.as_deref().or(subject.and_then(|r| r.reference.as_deref()).map(str::trim));
-    // two SipHashes of different seeds (SHA-256 cost a quarter of a read)
-    let half = |seed: u8| {
-        let mut h = std::hash::DefaultHasher::new();
-        (seed, resource, id, subject).hash(&mut h);
-        h.finish() as u128
-    };
-    let key = half(0) << 64 | half(1);
+    // two SipHashes of different seeds (SHA-256 cost a quarter of a read): the type and id alone, for a
+    // Bundle's DELETE, which names no patient ([`id_key`]), over the type, id and patient
+    let mut h = std::hash::DefaultHasher::new();
+    (1u8, resource, id, subject).hash(&mut h);
+    let key = u128::from(id_key(resource, id)) << 64 | u128::from(h.finish());
     // (a versionId past 2^16 - 1 counts as that: a resource with 65,535 versions is none here)
     let version = meta.version_id.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0).min((1 << 16) - 1);
     let rank = match meta.last_updated.as_deref().and_then(|u| instant_ms(u.trim())) {
@@ -1190,6 +1190,44 @@ fn version(resource: &str, id: &Loose, meta: &VersionMeta, subject: Option<&Refe
         None => version,
     };
     Some(Version { key, rank })
+}
+
+/// The hash of a resource's type and id (the top half of its [`Version`]'s key).
+fn id_key(resource: &str, id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (0u8, resource, id).hash(&mut h);
+    h.finish()
+}
+
+/// A Bundle entry's `DELETE` (a history's, or a bulk export's deleted resources, which it gives as
+/// transaction Bundles of DELETE requests): the resource type and id its `request.url` names
+/// (`Observation/123`, the server's absolute URL, a `/_history/n` after it), and its rank as a
+/// version's ([`version`]): `response.lastModified`, else after every version (the deletion is
+/// applied to every version read). `None` for a conditional delete (`Observation?identifier=...`) or
+/// a url that names no resource.
+fn deletion(url: &str, last_modified: Option<&str>) -> Option<(String, String, u64)> {
+    let url = url.trim();
+    if url.contains('?') {
+        return None;
+    }
+    let mut parts: Vec<&str> = url.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.len() >= 4 && parts[parts.len() - 2] == "_history" {
+        parts.truncate(parts.len() - 2);
+    }
+    let [.., resource, id] = parts.as_slice() else { return None };
+    let typed =
+        resource.starts_with(|c: char| c.is_ascii_uppercase()) && resource.bytes().all(|b| b.is_ascii_alphabetic());
+    if !typed || id.is_empty() {
+        return None;
+    }
+    let rank = match last_modified.and_then(|u| instant_ms(u.trim())) {
+        Some(t) => {
+            1 << 60 | (t.saturating_sub(super::EARLIEST_TIME * 1000).clamp(0, (1 << 44) - 1) as u64) << 16 | 0xFFFF
+        }
+        None => RANK_BITS,
+    };
+    Some((resource.to_string(), id.trim().to_string(), rank))
 }
 
 /// An instant in milliseconds since the Unix epoch, its fraction of a second read (`.5`, `.123456`:
@@ -1230,6 +1268,17 @@ pub(crate) struct Versions {
     /// same key, and the later read of each pair is dropped (a note both give is one note, whatever the
     /// order their versions came in)
     pub(crate) notes: Vec<(u128, u32, bool)>,
+    /// (the [`id_key`] of a resource a Bundle's `DELETE` names, its rank): the versions read up to it
+    /// are dropped
+    deleted: Vec<(u64, u64)>,
+}
+
+/// What [`Versions::drop_replaced`] dropped, per resource type: the versions replaced by later ones,
+/// and the resources deleted (a Bundle's `DELETE` of them).
+#[derive(Debug, Default)]
+pub(crate) struct Dropped {
+    pub(crate) replaced: std::collections::BTreeMap<&'static str, u64>,
+    pub(crate) deleted: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// The resource types whose versions are told apart (those that give events).
@@ -1251,29 +1300,52 @@ impl Versions {
         }
     }
 
-    /// Drops the events of the versions replaced from `events` (once every index is no longer used);
-    /// returns how many versions of each resource type were replaced.
-    pub(crate) fn drop_replaced(
-        &mut self,
-        events: &mut Vec<super::Event>,
-    ) -> std::collections::BTreeMap<&'static str, u64> {
+    /// A Bundle's `DELETE` of a resource ([`deletion`]).
+    pub(crate) fn delete(&mut self, resource: &str, id: &str, rank: u64) {
+        if !self.off && VERSIONED.contains(&resource) {
+            self.deleted.push((id_key(resource, id), rank));
+        }
+    }
+
+    /// Drops the events of the versions replaced, and of the resources deleted up to their deletion,
+    /// from `events` (once every index is no longer used); returns how many of each resource type.
+    pub(crate) fn drop_replaced(&mut self, events: &mut Vec<super::Event>) -> Dropped {
         use rayon::prelude::*;
         let mut read = std::mem::take(&mut self.read);
-        let mut counts = std::collections::BTreeMap::new();
+        let mut dropped = Dropped::default();
+        // the latest deletion of each resource type and id
+        let mut deleted: HashMap<u64, u64> = HashMap::new();
+        for (key, rank) in std::mem::take(&mut self.deleted) {
+            let r = deleted.entry(key).or_default();
+            *r = (*r).max(rank);
+        }
         // by resource, then rank; a stable sort: of equal ranks the one read last is last
         read.par_sort_by_key(|r| (r.0, r.1 & RANK_BITS));
         let mut gone: Vec<bool> = Vec::new();
-        for group in read.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+        let drop = |gone: &mut Vec<bool>, start: u32, end: u32| {
+            if start < end {
+                if gone.is_empty() {
+                    *gone = vec![false; events.len()];
+                }
+                for g in gone.iter_mut().take(end as usize).skip(start as usize) {
+                    *g = true;
+                }
+            }
+        };
+        for group in read.chunk_by(|a, b| a.0 == b.0) {
             let resource = VERSIONED.get((group[0].1 >> 61) as usize).copied().unwrap_or("Observation");
-            *counts.entry(resource).or_default() += group.len() as u64 - 1;
-            for &(_, _, start, end) in &group[..group.len() - 1] {
-                if start < end {
-                    if gone.is_empty() {
-                        gone = vec![false; events.len()];
-                    }
-                    for g in gone.iter_mut().take(end as usize).skip(start as usize) {
-                        *g = true;
-                    }
+            if group.len() > 1 {
+                *dropped.replaced.entry(resource).or_default() += group.len() as u64 - 1;
+                for &(_, _, start, end) in &group[..group.len() - 1] {
+                    drop(&mut gone, start, end);
+                }
+            }
+            // deleted after its latest version (or with no time said): gone; a version after the
+            // deletion (the resource made again) stays
+            if let Some(&upto) = deleted.get(&((group[0].0 >> 64) as u64)) {
+                if let Some(&(_, _, start, end)) = group.last().filter(|g| g.1 & RANK_BITS <= upto) {
+                    *dropped.deleted.entry(resource).or_default() += 1;
+                    drop(&mut gone, start, end);
                 }
             }
         }
@@ -1299,7 +1371,7 @@ impl Versions {
             let mut g = gone.iter();
             events.retain(|_| !*g.next().unwrap_or(&false));
         }
-        counts
+        dropped
     }
 }
 
@@ -2620,7 +2692,27 @@ fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad
         full_url: Option<Str<'a>>,
         #[serde(borrow)]
         resource: Option<&'a serde_json::value::RawValue>,
+        #[serde(default, borrow)]
+        request: Option<&'a serde_json::value::RawValue>,
+        #[serde(default, borrow)]
+        response: Option<&'a serde_json::value::RawValue>,
     }
+    // (any shape: a request or response that is no object is no DELETE)
+    #[derive(Deserialize)]
+    struct Request<'a> {
+        #[serde(default, borrow)]
+        method: Loose<'a>,
+        #[serde(default, borrow)]
+        url: Loose<'a>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Response<'a> {
+        #[serde(default, borrow)]
+        last_modified: Loose<'a>,
+    }
+    let mut deletes = Vec::new();
+    let mut not_applied = 0u64;
     #[derive(Deserialize)]
     struct Bundle<'a> {
         #[serde(default, borrow)]
@@ -2630,13 +2722,26 @@ fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad
     // each entry's resource, with the lines it starts below the Bundle's first
     let mut below = 0u64;
     let mut from = 0usize;
-    let mut without = false;
+    let mut without = 0u64;
     let entries: Vec<Pending<'a>> = b
         .entry
         .into_iter()
         .filter_map(|e| {
             let Some(raw) = e.resource.map(|r| r.get().as_bytes()).filter(|r| *r != b"null") else {
-                without = true;
+                let request = e.request.and_then(|r| serde_json::from_str::<Request>(r.get()).ok());
+                let delete = request
+                    .as_ref()
+                    .is_some_and(|r| r.method.0.as_deref().is_some_and(|m| m.trim().eq_ignore_ascii_case("DELETE")));
+                if !delete {
+                    without += 1;
+                    return None;
+                }
+                let response = e.response.and_then(|r| serde_json::from_str::<Response>(r.get()).ok());
+                let modified = response.as_ref().and_then(|r| r.last_modified.0.as_deref());
+                match request.as_ref().and_then(|r| r.url.0.as_deref()).and_then(|u| deletion(u, modified)) {
+                    Some(d) => deletes.push(d),
+                    None => not_applied += 1,
+                }
                 return None;
             };
             // a borrowed raw value lies inside the line
@@ -2655,9 +2760,22 @@ fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad
         entries,
         ..Default::default()
     };
-    if without {
-        // (a history's DELETE, a transaction's request: nothing to read, and said)
-        out.found("entry_without_resource", "Bundle", "entry.resource");
+    for (resource, id, rank) in deletes {
+        if VERSIONED.contains(&resource.as_str()) {
+            out.deletes.push((resource, id, rank));
+        } else {
+            not_applied += 1;
+        }
+    }
+    // each entry counted (a Bundle of 38 counted 1)
+    for _ in 0..not_applied {
+        // (a conditional delete, or of a resource whose removal is not applied: a Patient's other
+        // resources are read as before)
+        out.info.push((Severity::Warning, "delete_not_applied", "Bundle", "entry.request"));
+    }
+    for _ in 0..without {
+        // (a transaction's request without its resource: nothing to read, and said)
+        out.info.push((Severity::Info, "entry_without_resource", "Bundle", "entry.resource"));
     }
     Ok(out)
 }

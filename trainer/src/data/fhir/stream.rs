@@ -689,7 +689,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
         }
         store.noted_before.insert(guard::subject::subject_key(&subject));
     }
-    let (version, first_event) = (out.version, sink.data.events.len());
+    let (version, first_event, deletes) = (out.version, sink.data.events.len(), std::mem::take(&mut out.deletes));
     for (mut r, matched) in out.recs.into_iter().zip(copies) {
         if let Some(NoteMatch::Copy(key, original)) = matched {
             sink.report.count(Severity::Info, "note_in_document_reference", "DiagnosticReport", "presentedForm");
@@ -737,6 +737,9 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
     }
     if let (Some(v), Some(rt)) = (version, out.resource) {
         sink.data.versions.read(rt, v, first_event..sink.data.events.len());
+    }
+    for (resource, id, rank) in &deletes {
+        sink.data.versions.delete(resource, id, rank.to_owned());
     }
 }
 
@@ -1158,11 +1161,17 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
         sink.data.subject_identifiers = std::mem::take(&mut again.subject_identifiers);
     }
     // the versions of a resource before its latest: their events dropped, and said
-    for (resource, n) in sink.data.versions.drop_replaced(&mut sink.data.events) {
+    let dropped = sink.data.versions.drop_replaced(&mut sink.data.events);
+    for (resource, n) in dropped.replaced {
         let detail = "the same resource type, id and patient read again: only its latest version is read \
                       (meta.lastUpdated, then meta.versionId, else the one read last); the counts above are of \
                       every version read";
         sink.report.finding(Severity::Warning, "resource_version", resource, "id", Some(detail), n);
+    }
+    for (resource, n) in dropped.deleted {
+        let detail = "a Bundle's DELETE entry names the resource (a history, a bulk export's deleted resources): \
+                      it is not read (a version after response.lastModified is); the counts above include it";
+        sink.report.finding(Severity::Warning, "resource_deleted", resource, "id", Some(detail), n);
     }
     sink.data.subject_identifiers.noted_before = Default::default();
     sink.data.subject_identifiers.related = Default::default();
