@@ -404,6 +404,36 @@ fn a_job_that_crashes_is_failed_with_its_status_and_the_queue_goes_on() {
     assert!(v["error"].as_str().unwrap_or("").contains("past the end of the job's log"), "{v}");
 }
 
+/// Found by an outside-in tester: a train job killed by a signal (an OOM kill) writes no summary, and
+/// `usage report` counted its epsilon as nothing; it counts at what the node's ledger holds for its
+/// run (the reservation, until the run is settled).
+#[test]
+fn a_train_job_killed_by_a_signal_counts_its_ledger_epsilon_in_usage() {
+    let n = Node::start("");
+    let cfg = n.lab_config("killed", 30000);
+    let a = n.submit(None, &cfg, "alpha", "cpu:1");
+    let base = |n: &Node| PathBuf::from(n.job(a)["run_dir"].as_str().unwrap_or("/nonexistent").to_string());
+    n.wait("alpha's first checkpoint", 120, |n| base(n).join("run-1/checkpoint/state.json").exists());
+    // the job's `medtrain train` process (the shim's child), killed as the OOM killer would
+    let needle = cfg.to_str().unwrap().to_string();
+    let pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.get(1) == Some(&&b"train"[..]) && args.iter().any(|a| *a == needle.as_bytes())
+        })
+        .expect("the job's train process");
+    // SAFETY: a plain kill of the test's own child's child
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    n.wait("alpha failed", 60, |n| n.state(a) == "failed");
+    let u: Value = serde_json::from_str(&n.ok(None, &["usage", "report", "--json"])).unwrap();
+    let alpha = u["projects"].as_array().unwrap().iter().find(|p| p["project"] == "alpha").cloned().unwrap_or_default();
+    let eps = alpha["epsilon_spent"].as_f64().unwrap_or(0.0);
+    assert!(eps > 0.5 && eps.is_finite(), "{u}");
+}
+
 #[test]
 fn a_daemon_killed_with_kill_9_comes_back_with_its_queue_and_runs_no_job_twice() {
     let n0 = Node::start("");

@@ -101,7 +101,8 @@ impl Daemon {
         let rec: Option<ExitRecord> = std::fs::read(dir.join(format!("exit-{}.json", j.attempt)))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let epsilon = if j.kind == "train" { last_epsilon(&dir.join("log")) } else { None };
+        let epsilon =
+            if j.kind == "train" { last_epsilon(&dir.join("log")).or_else(|| self.ledger_epsilon(j)) } else { None };
         let Some(rec) = rec else {
             // a job cancelled so soon after its start that its shim ended before writing the record (the
             // signal came first): cancelled, not requeued as lost (the cancel was lost under load)
@@ -318,6 +319,22 @@ fn split_podman_args(args: &[String]) -> (Vec<&String>, Vec<&String>) {
         }
     }
     (global, run)
+}
+
+impl Daemon {
+    /// The epsilon the node's ledger holds for the runs of a train job that did not say it (killed by
+    /// a signal, it wrote no summary): its reservation until it is settled (`usage report` counted such
+    /// a job as nothing).
+    fn ledger_epsilon(&self, j: &Job) -> Option<f64> {
+        use crate::privacy::{accountant::AccountantKind, ledger::Ledger};
+        let runs = j.run_dir.as_deref().map(std::path::PathBuf::from)?;
+        let runs = std::fs::canonicalize(&runs).unwrap_or(runs);
+        let path = self.cfg.home().join("ledger.sqlite");
+        if !path.is_file() {
+            return None;
+        }
+        Ledger::open(&path, AccountantKind::Pld).ok()?.epsilon_under(&runs.display().to_string()).ok().flatten()
+    }
 }
 
 /// The epsilon of the last JSON summary line `medtrain train --json` wrote to the log.

@@ -609,6 +609,40 @@ impl Ledger {
         row.map(|s| phases_from_json(run, s.as_deref().unwrap_or("null"))).transpose()
     }
 
+    /// The epsilon of the runs in `dir` or below it (their ids are their directories' canonical paths):
+    /// a settled run's spend, a reserved one's whole reservation, each at its budget's delta; `None`
+    /// when the ledger has no such run. For a job that ended without saying its epsilon (killed by a
+    /// signal): it counts at what the ledger holds, never as nothing.
+    pub fn epsilon_under(&self, dir: &str) -> Result<Option<f64>, LedgerError> {
+        let dir = dir.trim_end_matches('/');
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT r.run_id, r.state, r.planned, r.spent, b.delta FROM runs r
+                 JOIN budgets b ON b.project = r.project AND b.dataset = r.dataset
+                 WHERE r.run_id = ?1 OR substr(r.run_id, 1, length(?1) + 1) = ?1 || '/'",
+            )
+            .map_err(self.sql())?;
+        let rows: Vec<(String, String, String, Option<String>, f64)> = st
+            .query_map(params![dir], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .map_err(self.sql())?
+            .collect::<Result<_, _>>()
+            .map_err(self.sql())?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut total = 0.0;
+        for (run, state, planned, spent, delta) in rows {
+            let phases = match state.as_str() {
+                "settled" => phases_from_json(&run, spent.as_deref().unwrap_or("null"))?,
+                _ => phases_from_json(&run, &planned)?,
+            };
+            let Ok(delta) = Delta::new(delta) else { return Ok(Some(f64::INFINITY)) };
+            total += composed_epsilon(self.accountant, &phases, delta, 0.0);
+        }
+        Ok(Some(total))
+    }
+
     /// Budget and spend of (project, dataset).
     pub fn balance(&self, project: &str, dataset: &str) -> Result<Balance, LedgerError> {
         let l = Self::load(&self.conn, project, dataset)
