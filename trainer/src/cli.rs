@@ -38,6 +38,10 @@ pub enum PermitCommand {
         delta: f64,
         #[arg(long, default_value_t = 0.6)]
         max_attack_auc: f64,
+        /// issue it although the store holds an earlier permit of the project on a dataset whose budget
+        /// the ledger does not hold (the ledger lost for good: nothing is known spent)
+        #[arg(long)]
+        ledger_lost: bool,
     },
     /// One permit, its signature checked.
     Show { file: PathBuf },

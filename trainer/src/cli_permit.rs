@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        PermitCommand::Issue { project, purpose, datasets, expires, epsilon, delta, max_attack_auc } => {
+        PermitCommand::Issue { project, purpose, datasets, expires, epsilon, delta, max_attack_auc, ledger_lost } => {
             let issued = crate::train::run::utc_stamp();
             // two permits of one project issued in one second get their own ids
             let mut id = format!("{project}-{issued}");
@@ -21,7 +21,10 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
             let p = Permit { id, project, purpose, datasets, expires, epsilon, delta, max_attack_auc, issued };
             let key = permit::key_path();
             let new_key = std::fs::symlink_metadata(&key).is_err();
-            let path = permit::issue(&p).map_err(|e| anyhow::anyhow!("permit: {e}"))?;
+            let (path, warnings) = permit::issue(&p, ledger_lost).map_err(|e| anyhow::anyhow!("permit: {e}"))?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
             if new_key {
                 // the node's first permit makes its key: said, with the fingerprint to check (a mistyped
                 // $MEDTRAIN_NODE_KEY would otherwise start a key nobody knows without a word)

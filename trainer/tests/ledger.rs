@@ -260,3 +260,46 @@ fn a_run_killed_before_its_first_checkpoint_is_settled_at_its_preparation() {
     ledger.record_checkpoint(&id, "jkl", 0).unwrap();
     assert_eq!(ledger.steps_bound(&id).unwrap(), 0);
 }
+
+/// Found by an outside-in tester: with the ledger lost, `permit issue` started the project's dataset
+/// again at nothing spent without a word (the store still held the permit whose budget the ledger had
+/// lost); a permit issued again with another delta re-expressed what was spent, and one below what was
+/// spent was taken, both in silence. The first is refused unless `--ledger-lost`; the others warn.
+#[test]
+fn permit_issue_refuses_a_lost_ledger_and_says_what_a_new_budget_does_to_the_spent() {
+    let home = tempfile::tempdir().unwrap();
+    let dataset = format!("sha256:{}", "ab".repeat(32));
+    let issue = |epsilon: &str, delta: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_medtrain"))
+            .env("MEDTRAIN_HOME", home.path())
+            .env_remove("MEDTRAIN_NODE_KEY")
+            .args(["permit", "issue", "--project", "proj", "--purpose", "p", "--dataset", &dataset])
+            .args(["--expires", "2099-12-31", "--epsilon", epsilon, "--delta", delta])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = issue("5", "1e-5", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // a run settled under it
+    let ledger_path = home.path().join("ledger.sqlite");
+    {
+        let mut ledger = Ledger::open(&ledger_path, AccountantKind::Pld).unwrap();
+        ledger.reserve("/runs/one", "proj", &dataset, &[phase()], 0.0).unwrap();
+        ledger.settle("/runs/one", &[phase()]).unwrap();
+    }
+    let o = issue("5", "1e-3", &[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && e.contains("composed at the new delta 0.001"), "{e}");
+    let o = issue("0.01", "1e-3", &[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && e.contains("no run will be accepted"), "{e}");
+    // the ledger lost: refused, the store's permit named; --ledger-lost issues it
+    std::fs::remove_file(&ledger_path).unwrap();
+    let o = issue("5", "1e-5", &[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("holds no budget") && e.contains("--ledger-lost"), "{e}");
+    assert!(e.contains("permits/proj-"), "{e}");
+    let o = issue("5", "1e-5", &["--ledger-lost"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -137,10 +137,43 @@ impl Permit {
 }
 
 /// Signs `p` with the node key and writes it into the store; sets the ledger budgets.
-pub fn issue(p: &Permit) -> Result<PathBuf, String> {
+pub fn issue(p: &Permit, ledger_lost: bool) -> Result<(PathBuf, Vec<String>), String> {
     p.check()?;
     if let Some(d) = p.datasets.iter().enumerate().find(|(i, d)| p.datasets[..*i].contains(d)).map(|(_, d)| d) {
         return Err(format!("datasets: {d} is given twice"));
+    }
+    // a budget the store's permits set and the ledger does not hold: the ledger was lost or replaced,
+    // and a budget set now would start at nothing spent (found by a tester: two runs' spend shown as
+    // one's)
+    let ledger = ledger_path();
+    let open =
+        || super::ledger::Ledger::open(&ledger, super::accountant::AccountantKind::Pld).map_err(|e| e.to_string());
+    let before: Vec<Option<super::ledger::Balance>> = if ledger.is_file() {
+        let l = open()?;
+        p.datasets.iter().map(|d| l.balance(&p.project, d).ok()).collect()
+    } else {
+        vec![None; p.datasets.len()]
+    };
+    if !ledger_lost {
+        for (d, b) in p.datasets.iter().zip(&before) {
+            let earlier = list().into_iter().find_map(|(path, q)| {
+                // (one issued expired set no budget)
+                let q = q.ok()?;
+                (q.project == p.project && q.datasets.contains(d) && q.issued.get(..10) <= Some(q.expires.as_str()))
+                    .then_some(path)
+            });
+            if let (None, Some(earlier)) = (b, earlier) {
+                return Err(format!(
+                    "{} covers project {} on dataset {d}, but the ledger {} holds no budget for them: the ledger was \
+                     lost or replaced, and what the runs under that permit spent is not known. Restore the ledger \
+                     from its backup; where it is lost for good, --ledger-lost issues the permit with nothing \
+                     spent (give --epsilon less what was spent)",
+                    earlier.display(),
+                    p.project,
+                    ledger.display()
+                ));
+            }
+        }
     }
     let key = NodeKey::load_or_create(&key_path()).map_err(|e| e.to_string())?;
     let dir = store();
@@ -153,18 +186,34 @@ pub fn issue(p: &Permit) -> Result<PathBuf, String> {
     std::fs::write(dir.join(format!("{}.toml.sig", p.id)), key.sign(text.as_bytes(), NAMESPACE))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut ledger = super::ledger::Ledger::open(&ledger_path(), super::accountant::AccountantKind::Pld)
-        .map_err(|e| e.to_string())?;
+    let mut ledger = open()?;
     let delta = super::accountant::Delta::new(p.delta).map_err(|e| e.to_string())?;
+    let mut warnings = Vec::new();
     // an expired permit admits no run: its epsilon set the budget all the same, and a run under the
     // project's valid permit was then admitted against it (a run's reservation sets the budget of the
     // permit that covers it too)
     if !p.expired() {
-        for d in &p.datasets {
+        for (d, before) in p.datasets.iter().zip(before) {
             ledger.set_budget(&p.project, d, p.epsilon, delta).map_err(|e| e.to_string())?;
+            let Ok(after) = ledger.balance(&p.project, d) else { continue };
+            // what was spent is composed at the new delta: said where it reads otherwise
+            if let Some(b) = before.filter(|b| b.settled_runs > 0 && b.delta != after.delta) {
+                warnings.push(format!(
+                    "dataset {d}: the {} runs settled are composed at the new delta {}: epsilon {:.4} spent at delta \
+                     {} is epsilon {:.4} at delta {} (the same spend; a release states its own (epsilon, delta))",
+                    b.settled_runs, after.delta, b.settled_epsilon, b.delta, after.settled_epsilon, after.delta
+                ));
+            }
+            if after.committed_epsilon > p.epsilon {
+                warnings.push(format!(
+                    "dataset {d}: the project's runs have spent or reserved epsilon {:.4}, more than the new budget \
+                     {}: no run will be accepted on it",
+                    after.committed_epsilon, p.epsilon
+                ));
+            }
         }
     }
-    Ok(path)
+    Ok((path, warnings))
 }
 
 /// Reads a permit file and checks its signature by the node key.

@@ -71,7 +71,7 @@ pub fn run(
             max_attack_auc: 0.6,
             issued,
         };
-        permit::issue(&p).map_err(TrainError::Invalid)?;
+        permit::issue(&p, false).map_err(TrainError::Invalid)?;
     }
     let path = out.join("demo.toml");
     std::fs::write(&path, config).map_err(|e| run::io(&path, e))?;
