@@ -169,6 +169,12 @@ fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     assert!(v["error"].as_str().unwrap_or("").contains("16 for one user"), "{v}");
+    // the command line says so too (found by a tester: its write failed first, "Broken pipe")
+    for _ in 0..5 {
+        let o = n.cli(None, &["queue", "list"]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains("16 for one user") && !e.contains("Broken pipe"), "{e}");
+    }
     drop(held);
     // uids without a role hold 4 connections all together: a fifth of another such uid is refused
     // with that reason, not with "no role"

@@ -62,7 +62,16 @@ impl Client {
         if let Some(o) = req.as_object_mut() {
             o.insert("version".into(), VERSION.into());
         }
-        writeln!(self.writer, "{req}").map_err(|e| self.proto(e))
+        let Err(e) = writeln!(self.writer, "{req}") else { return Ok(()) };
+        // a daemon that refuses the connection (too many open) answers before it reads the request and
+        // closes: the write fails with a broken pipe, and the answer says why (found by a tester: "Broken
+        // pipe (os error 32)" was all the user saw)
+        if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) {
+            if let Err(refused @ ClientError::Refused(_)) = self.read() {
+                return Err(refused);
+            }
+        }
+        Err(self.proto(e))
     }
 
     /// The next answer line; an error answer becomes [`ClientError::Refused`].
