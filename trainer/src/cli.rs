@@ -43,6 +43,9 @@ pub enum PermitCommand {
         #[arg(long)]
         ledger_lost: bool,
     },
+    /// Revoke a permit (its file, or its id): no run is admitted or exported under it from now; it
+    /// moves to NODE/permits/revoked/, and what was spent under it stays in the ledger.
+    Revoke { permit: String },
     /// One permit, its signature checked.
     Show { file: PathBuf },
     /// Every permit in the node's store.

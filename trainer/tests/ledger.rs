@@ -303,3 +303,62 @@ fn permit_issue_refuses_a_lost_ledger_and_says_what_a_new_budget_does_to_the_spe
     let o = issue("5", "1e-5", &["--ledger-lost"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Found by an outside-in tester: there was no way to revoke a permit but deleting it, and then (or
+/// with its signature broken) `budget show` listed nothing of what was spent under it. `permit
+/// revoke` moves it aside (kept, with when and by whom); the budget and its spend stay listed.
+#[test]
+fn a_revoked_permit_keeps_its_spend_listed() {
+    let home = tempfile::tempdir().unwrap();
+    let dataset = format!("sha256:{}", "cd".repeat(32));
+    let medtrain = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_medtrain"))
+            .env("MEDTRAIN_HOME", home.path())
+            .env_remove("MEDTRAIN_NODE_KEY")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = medtrain(&[
+        "permit",
+        "issue",
+        "--project",
+        "proj",
+        "--purpose",
+        "p",
+        "--dataset",
+        &dataset,
+        "--expires",
+        "2099-12-31",
+        "--epsilon",
+        "5",
+        "--delta",
+        "1e-5",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let file = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let id = std::path::Path::new(&file).file_stem().unwrap().to_str().unwrap().to_string();
+    {
+        let mut ledger = Ledger::open(&home.path().join("ledger.sqlite"), AccountantKind::Pld).unwrap();
+        ledger.reserve("/runs/one", "proj", &dataset, &[phase()], 0.0).unwrap();
+        ledger.settle("/runs/one", &[phase()]).unwrap();
+    }
+    // not a permit of the store
+    let o = medtrain(&["permit", "revoke", "/etc/hostname"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not a permit of the store"));
+    let o = medtrain(&["permit", "revoke", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!std::path::Path::new(&file).exists());
+    assert!(home.path().join(format!("permits/revoked/{id}.toml")).exists());
+    assert!(home.path().join(format!("permits/revoked/{id}.toml.revoked")).exists());
+    let o = medtrain(&["budget", "show", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let row = &v.as_array().unwrap()[0];
+    assert!(row["permit"].is_null() && row["spent"].as_f64().unwrap() > 0.0, "{v}");
+    let o = medtrain(&["budget", "show"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("no valid permit") && text.contains("spent"), "{text}");
+    // revoked twice: no such permit
+    let o = medtrain(&["permit", "revoke", &id]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no such permit"));
+}

@@ -643,6 +643,14 @@ impl Ledger {
         Ok(Some(total))
     }
 
+    /// Every (project, dataset) the ledger holds a budget for.
+    pub fn budgets(&self) -> Result<Vec<(String, String)>, LedgerError> {
+        let mut st =
+            self.conn.prepare("SELECT project, dataset FROM budgets ORDER BY project, dataset").map_err(self.sql())?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
+    }
+
     /// Budget and spend of (project, dataset).
     pub fn balance(&self, project: &str, dataset: &str) -> Result<Balance, LedgerError> {
         let l = Self::load(&self.conn, project, dataset)

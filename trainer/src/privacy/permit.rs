@@ -256,8 +256,17 @@ pub fn covering(fingerprint: &str) -> Result<(PathBuf, Permit), String> {
     let mut found: Option<(PathBuf, Permit)> = None;
     let mut projects: Vec<String> = Vec::new();
     let project = std::env::var("MEDTRAIN_PROJECT").ok().filter(|p| !p.is_empty());
+    // a permit that fails its check (its signature, its fields) is named where none covers the data: a
+    // new permit is not what a damaged one needs
+    let mut invalid: Vec<String> = Vec::new();
     for (path, p) in list() {
-        let Ok(p) = p else { continue };
+        let p = match p {
+            Ok(p) => p,
+            Err(e) => {
+                invalid.push(e);
+                continue;
+            }
+        };
         if !p.datasets.iter().any(|d| d == fingerprint) {
             continue;
         }
@@ -293,6 +302,42 @@ pub fn covering(fingerprint: &str) -> Result<(PathBuf, Permit), String> {
             store().display(),
             project.as_ref().map_or(String::new(), |p| format!(" for project {p}")),
             if expired { " (a permit for it has expired)" } else { "" }
-        )
+        ) + &match invalid.as_slice() {
+            [] => String::new(),
+            [one] => format!("; a permit in the store fails its check: {one}"),
+            [first, more @ ..] => format!("; {} permits in the store fail their check: {first}, ...", more.len() + 1),
+        }
     })
+}
+
+/// Revokes a permit of the store (its file, or its id): it and its signature move to `NODE/permits/
+/// revoked/`, with when and by whom, and no run is admitted or exported under it from now; what was
+/// spent under it stays in the ledger (`budget show` lists it). Returns where it went.
+pub fn revoke(which: &str) -> Result<PathBuf, String> {
+    let dir = store();
+    let given = Path::new(which);
+    let path = if given.is_file() { given.to_path_buf() } else { dir.join(format!("{which}.toml")) };
+    let canonical = |p: &Path| std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()));
+    let file = canonical(&path)
+        .map_err(|_| format!("{which}: no such permit in {} (give its file or its id)", dir.display()))?;
+    if file.parent() != Some(canonical(&dir)?.as_path()) || file.extension().is_none_or(|x| x != "toml") {
+        return Err(format!("{}: not a permit of the store {}", path.display(), dir.display()));
+    }
+    let revoked = dir.join("revoked");
+    std::fs::create_dir_all(&revoked).map_err(|e| format!("{}: {e}", revoked.display()))?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let to = revoked.join(&name);
+    if to.exists() {
+        return Err(format!("{}: a permit of this name was revoked before", to.display()));
+    }
+    // SAFETY: getuid has no preconditions
+    let uid = unsafe { libc::getuid() };
+    let note = format!("revoked {} by uid {uid}\n", crate::train::run::utc_stamp());
+    std::fs::write(revoked.join(format!("{name}.revoked")), note).map_err(|e| format!("{}: {e}", revoked.display()))?;
+    let sig = PathBuf::from(format!("{}.sig", file.display()));
+    if sig.exists() {
+        std::fs::rename(&sig, revoked.join(format!("{name}.sig"))).map_err(|e| format!("{}: {e}", sig.display()))?;
+    }
+    std::fs::rename(&file, &to).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(to)
 }
