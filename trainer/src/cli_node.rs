@@ -42,6 +42,10 @@ pub enum NodeCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// (internal) whether the caller can read every path, and everything under a directory (the
+    /// daemon asks it as a job's submitter)
+    #[command(hide = true)]
+    CanRead { paths: Vec<PathBuf> },
     /// (internal) the process that runs one job for the daemon
     #[command(hide = true)]
     Shim {
@@ -194,6 +198,7 @@ pub fn node(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
             crate::node::daemon::run(&config)?;
             Ok(ExitCode::SUCCESS)
         }
+        NodeCommand::CanRead { paths } => Ok(ExitCode::from(crate::node::api::can_read(&paths))),
         NodeCommand::Shim { dir, lock_fd, slurm } => {
             Ok(crate::node::shim::run(&dir, if slurm { None } else { lock_fd }))
         }

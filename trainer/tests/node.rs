@@ -39,6 +39,24 @@ fn researchers_see_only_their_project_and_cannot_set_quotas() {
     assert!(e.contains("no job"), "{e}");
     let mine = n.ok(Some(ALICE), &["queue", "list", "--all", "--json"]);
     assert_eq!(serde_json::from_str::<Vec<Value>>(&mine).unwrap().len(), 1);
+    // found by a tester: a job read data its researcher could not (a link named `k.csv` to a root-only
+    // file, the node's key there); its config is refused, the key named, nothing of the file said
+    let secret = n.dir.join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("key"), "subject_id\nCANARY-7731\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let d = n.dir.join("deputy");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(secret.join("key"), d.join("k.csv")).unwrap();
+    let text = std::fs::read_to_string(&a).unwrap();
+    let input = text.lines().find(|l| l.starts_with("input")).unwrap().to_string();
+    let deputy = d.join("c.toml");
+    std::fs::write(&deputy, text.replace(&input, "input = \"k.csv\"").replace("format = \"fhir\"", "format = \"csv\""))
+        .unwrap();
+    std::fs::set_permissions(&deputy, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let e = n.refused(Some(ALICE), &["queue", "submit", deputy.to_str().unwrap(), "--project", "alpha"]);
+    assert!(e.contains("config key data.input: you cannot read it") && !e.contains("CANARY"), "{e}");
     // a uid with no role is refused
     let e = n.refused(Some(5555), &["queue", "list"]);
     assert!(e.contains("uid 5555 has no role"), "{e}");

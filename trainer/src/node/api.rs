@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -573,7 +573,11 @@ fn check_config(path: &str, uid: u32) -> Result<String, serde_json::Value> {
     // the mode bits alone refused a config an ACL opens to the caller); else the mode bits
     match kernel_readable(p, uid, gid, &groups) {
         Some(false) => return Err(unreadable()),
-        Some(true) => return read_checked(p),
+        Some(true) => {
+            let sha = read_checked(p)?;
+            named_paths_readable(p, uid, gid, &groups)?;
+            return Ok(sha);
+        }
         None => {}
     }
     // the path as given and, through any link, the file's own: both must be open to the caller (a
@@ -593,6 +597,115 @@ fn check_config(path: &str, uid: u32) -> Result<String, serde_json::Value> {
         return Err(unreadable());
     }
     read_checked(p)
+}
+
+/// The paths a config names (any string of it that names a file or directory, relative to its
+/// directory as the job reads it): (its key, the path).
+fn named_paths(config: &Path) -> Vec<(String, PathBuf)> {
+    fn walk(v: &toml::Value, key: &str, base: &Path, out: &mut Vec<(String, PathBuf)>) {
+        match v {
+            toml::Value::String(s) if !s.is_empty() && s.len() <= 4096 && !s.contains('\0') => {
+                let p = base.join(s);
+                if std::fs::symlink_metadata(&p).is_ok() {
+                    out.push((key.to_string(), p));
+                }
+            }
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    walk(v, &if key.is_empty() { k.clone() } else { format!("{key}.{k}") }, base, out);
+                }
+            }
+            toml::Value::Array(a) => a.iter().for_each(|v| walk(v, key, base, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let base = config.parent().unwrap_or(Path::new("/"));
+    if let Some(t) = crate::read_text_bounded(config, 1 << 20).ok().and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+    {
+        walk(&toml::Value::Table(t), "", base, &mut out);
+    }
+    out.truncate(200);
+    out
+}
+
+/// Checks that the caller could read every file and directory their config names (the data, its
+/// labels, a code map, a model), each file under a directory included: the job reads them with the
+/// node's rights, and read what its researcher could not (found by a tester: a link named `k.csv`
+/// to the node's signing key, whose QA error then told its header's shape). Asked of a process that
+/// takes the caller's identity and opens each one (`medtrain node can-read`).
+fn named_paths_readable(config: &Path, uid: u32, gid: u32, groups: &[u32]) -> Result<(), serde_json::Value> {
+    use std::os::unix::process::CommandExt;
+    let named = named_paths(config);
+    if named.is_empty() {
+        return Ok(());
+    }
+    let Ok(exe) = std::env::current_exe() else { return Ok(()) };
+    let groups = groups.to_vec();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["node", "can-read"]).args(named.iter().map(|n| &n.1));
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.env_clear();
+    // SAFETY: setgroups, setgid and setuid are async-signal-safe, on memory made before the fork (in
+    // this order, here: Command's own uid and gid come before its closures, and setgroups then fails)
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    match cmd.status().ok().and_then(|s| s.code()) {
+        Some(0) => Ok(()),
+        Some(n @ 1..=200) => {
+            let key = named.get(n as usize - 1).map_or("a path", |k| k.0.as_str());
+            Err(proto::err(format!(
+                "config key {key}: you cannot read it, or a file or directory under it (a job reads its data \
+                 with your rights checked)"
+            )))
+        }
+        _ => Err(proto::err("config: the files it names could not be checked for you")),
+    }
+}
+
+/// `medtrain node can-read PATH...` (internal, run as a caller): exits 0 when every path, and every file
+/// and directory under a directory (links followed, each directory once), opens for reading; else the
+/// 1-based index of the first path that does not. Prints nothing (the paths are not the daemon's to
+/// show).
+pub fn can_read(paths: &[PathBuf]) -> u8 {
+    fn readable(p: &Path, seen: &mut std::collections::HashSet<PathBuf>, budget: &mut u32) -> bool {
+        *budget = budget.saturating_sub(1);
+        if *budget == 0 {
+            return true;
+        }
+        let m = match std::fs::metadata(p) {
+            Ok(m) => m,
+            // a link to nothing is nothing read; a path the caller cannot reach is refused
+            Err(e) => return e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(p).is_ok(),
+        };
+        if m.is_dir() {
+            let Ok(real) = std::fs::canonicalize(p) else { return false };
+            if !seen.insert(real) {
+                return true;
+            }
+            let Ok(entries) = std::fs::read_dir(p) else { return false };
+            entries.flatten().all(|e| readable(&e.path(), seen, budget))
+        } else if m.is_file() {
+            std::fs::File::open(p).is_ok()
+        } else {
+            true
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    // (at most a million entries looked at: an export's files, not a whole disk)
+    let mut budget = 1_000_000;
+    for (i, p) in paths.iter().enumerate() {
+        if !readable(p, &mut seen, &mut budget) {
+            return (i + 1).min(200) as u8;
+        }
+    }
+    0
 }
 
 /// A config the caller may read, parsed: its SHA-256 (which the job checks).

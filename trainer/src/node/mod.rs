@@ -2,7 +2,7 @@
 //! the queue ([`daemon`], [`store`], [`sched`]), the sandbox jobs run in ([`sandbox`], [`shim`]), and
 //! the socket API with its client ([`proto`], [`client`]).
 
-mod api;
+pub(crate) mod api;
 pub mod client;
 pub mod config;
 pub mod daemon;
