@@ -1511,3 +1511,23 @@ fn a_bundles_delete_entries_remove_the_resources_they_name() {
     let (d, r) = data::read(dir2.path(), &ReadOptions::default()).unwrap();
     assert_eq!(d.events.len(), 2, "{:?}", r.findings);
 }
+
+/// Found by an outside-in tester: FHIR R5 Encounters (`actualPeriod` for R4's `period`, `class` a list,
+/// status `completed`) were each `no_time`, every admission label lost without a word of R5. They are
+/// read, and the R5 element said (`fhir_r5_element`).
+#[test]
+fn r5_encounters_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = json!({ "resourceType": "Encounter", "id": "e1", "status": "completed",
+        "class": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER" }] }],
+        "subject": { "reference": "Patient/a" },
+        "actualPeriod": { "start": "2024-01-01T09:00:00Z", "end": "2024-01-01T12:00:00Z" } });
+    std::fs::write(dir.path().join("Encounter.ndjson"), enc.to_string() + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let e: Vec<_> = d.events.iter().filter(|e| e.kind == EventKind::Encounter).collect();
+    assert_eq!(e.len(), 1, "{:?}", r.findings);
+    assert_eq!(e[0].end - e[0].time, 3 * 3600, "{:?}", r.findings);
+    assert_eq!(d.codes[e[0].code as usize].code, "EMER");
+    assert_eq!((count(&r, "no_time"), count(&r, "unknown_status")), (0, 0), "{:?}", r.findings);
+    assert_eq!(count(&r, "fhir_r5_element"), 1, "{:?}", r.findings);
+}

@@ -859,6 +859,9 @@ struct Encounter<'a> {
     class: Option<EncounterClass<'a>>,
     #[serde(borrow)]
     period: Option<Period<'a>>,
+    /// FHIR R5's name of `period`
+    #[serde(rename = "actualPeriod", borrow)]
+    actual_period: Option<Period<'a>>,
     /// FHIR DSTU2's name of `subject` (not read: only said)
     patient: Option<serde::de::IgnoredAny>,
 }
@@ -1103,6 +1106,11 @@ const KNOWN_STATUSES: &[&str] = &[
     "in-progress",
     "onleave",
     "finished",
+    // R5's Encounter statuses
+    "on-hold",
+    "discharged",
+    "completed",
+    "discontinued",
 ];
 
 fn inactive(status: &Option<Str>) -> bool {
@@ -1529,6 +1537,7 @@ fn older_fhir(line: &[u8], invalid: Bad, path: &str) -> &'static str {
 
 /// The FHIR elements the resource types here read (the keys [`invalid_at`] may name).
 const FIELDS_READ: &[&str] = &[
+    "actualPeriod",
     "address",
     "attachment",
     "birthDate",
@@ -2296,7 +2305,11 @@ fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Line
     };
     // R4 requires a class; an export without one is counted, as an Encounter without a time is
     let class = or_unusable!(class.filter(|c| c.code.is_some()), out, "no_class", "Encounter", "class");
-    let period = e.period.unwrap_or_default();
+    // (R5's actualPeriod where R4's period is not: every R5 Encounter was `no_time`)
+    if e.period.is_none() && e.actual_period.is_some() {
+        out.found("fhir_r5_element", "Encounter", "actualPeriod");
+    }
+    let period = e.period.or(e.actual_period).unwrap_or_default();
     if partial_date(&[period.start.as_deref()]) {
         out.found("partial_date", "Encounter", "period.start");
     }
