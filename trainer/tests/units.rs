@@ -90,6 +90,15 @@ fn glucose_in_mmol_per_l_is_converted_to_mg_per_dl() {
     assert!(close(v, 5.5 * 180.16 / 10.0, 1e-5), "{v}");
 }
 
+/// Found by an outside-in tester: hemoglobin in mmol/L (as the Netherlands report it, per heme) was
+/// unconvertible, every value of the channel lost; 1 mmol/L is 1.611 g/dL.
+#[test]
+fn hemoglobin_in_mmol_per_l_is_converted_per_heme() {
+    let (v, u, _) = one_value(obs("a", "718-7", 8.69, "mmol/L"));
+    assert_eq!(u, "g/dL");
+    assert!(close(v, 8.69 * 1.611, 1e-3), "{v}");
+}
+
 #[test]
 fn calcium_in_meq_per_l_is_divided_by_its_charge() {
     // 5 mEq/L of Ca2+ = 2.5 mmol/L = 100.2 mg/L = 10.02 mg/dL

@@ -1334,11 +1334,24 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
             // input does not have): a run on them only would spend its budget learning the base rate
             let without = has_input.iter().filter(|&&h| !h).count();
             if n > 0 && without == n {
+                // values the input holds in a unit that does not convert are no channel's values: the
+                // cause, where there are any (found by a tester: hemoglobin all in mmol/L, and the
+                // message sent them to the label times)
+                let unconvertible: u64 =
+                    report.findings.iter().filter(|f| f.kind == "unconvertible_unit").map(|f| f.count).sum();
+                let units = if unconvertible > 0 {
+                    format!(
+                        "; {unconvertible} values of the input are in units that do not convert to the catalogue's and \
+                         are not read (unconvertible_unit: medtrain data check lists them)"
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(DataError::Invalid(format!(
                     "none of the {n} training examples has a value of features.channels within features.lookback_hours \
                      before its prediction time, nor a note: a model would learn nothing from them (check the label \
                      file's prediction times and read.time_zone, and that the input has the tests features.channels \
-                     names)"
+                     names){units}"
                 )));
             }
             if without > 0 {
