@@ -107,15 +107,16 @@ fn data_prepare_refuses_a_symlink_loop_and_writes_nothing() {
     let root = tempfile::tempdir().unwrap();
     let input = root.path().join("export");
     medtrain::data::demo::write(&input, 60, 3).unwrap();
-    std::os::unix::fs::symlink(".", input.join("again")).unwrap();
-    std::os::unix::fs::symlink(".", input.join("more")).unwrap();
+    // (named as exports name folders: a name of other words is not printed)
+    std::os::unix::fs::symlink(".", input.join("copy")).unwrap();
+    std::os::unix::fs::symlink(".", input.join("backup")).unwrap();
     let cfg = root.path().join("data.toml");
     std::fs::write(&cfg, "input = \"export\"\n[labels]\ntask = \"ed_admission\"\n").unwrap();
     let out = root.path().join("prepared");
     let o = common::cli::prepare(&cfg, &out);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("again: reaches a directory already walked"), "{err}");
+    assert!(err.contains("backup: reaches a directory already walked"), "{err}");
     assert!(!out.exists());
     let leftovers: Vec<_> = std::fs::read_dir(root.path())
         .unwrap()

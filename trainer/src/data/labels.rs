@@ -143,7 +143,7 @@ pub fn derive(data: &Dataset, task: &Task) -> Result<Vec<Label>> {
 /// label files) names the path as [`super::guard::shown_path`] shows it, for the caller to put under
 /// its config key.
 pub fn files(path: &Path) -> std::result::Result<Vec<PathBuf>, String> {
-    let shown = |p: &Path| super::guard::shown_path(&p.display().to_string());
+    let shown = |p: &Path| super::guard::shown_user_path(&p.display().to_string());
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!("{}: no such file or directory", shown(path)))

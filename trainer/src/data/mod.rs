@@ -76,9 +76,10 @@ impl DataError {
     /// not printed)`, and so has an input that is one patient's folder (`exports/Smith_John`).
     pub fn inside(self, root: &Path) -> Self {
         let shown = |p: &Path| PathBuf::from(guard::shown_path(&p.to_string_lossy()));
+        let root_shown = || PathBuf::from(guard::shown_user_path(&root.to_string_lossy()));
         let rename = |path: PathBuf| match path.strip_prefix(root) {
-            Ok(rel) if !rel.as_os_str().is_empty() => shown(root).join(shown(rel)),
-            Ok(_) => shown(root),
+            Ok(rel) if !rel.as_os_str().is_empty() => root_shown().join(shown(rel)),
+            Ok(_) => root_shown(),
             Err(_) => path,
         };
         match self {
@@ -1037,8 +1038,28 @@ mod tests {
         let line = DataError::Line { path: "/in/Tanaka_Hanako.csv".into(), line: 3, msg: "bad".into() };
         assert_eq!(line.to_string(), "/in/(a name that is not printed):3: bad");
         assert_eq!(shown("/in/Smith_John.ndjson.gz"), "/in/(a name that is not printed): bad");
-        // an export's own numbered names are shown
-        for plain in ["/in/part0001.csv", "/in/labs2024.csv", "/in/Observation.000.ndjson", "/in/0001.parquet"] {
+        // found by an outside-in tester: a name in one case, or of one word, was printed
+        for named in [
+            "/in/Suzuki.csv",
+            "/in/yamada_hanako.csv",
+            "/in/YAMADA-HANAKO.csv",
+            "/in/sato_taro_labs.csv",
+            "/in/Observation.CANARY-PID-7731.ndjson",
+        ] {
+            assert_eq!(shown(named), "/in/(a name that is not printed): bad", "{named}");
+        }
+        // an export's own names, numbered or spaced, are shown
+        for plain in [
+            "/in/part0001.csv",
+            "/in/labs2024.csv",
+            "/in/Observation.000.ndjson",
+            "/in/0001.parquet",
+            "/in/labs 2024.csv",
+            "/in/LabResults.csv",
+            "/in/AllergyIntolerance.ndjson",
+            "/in/held_out.parquet",
+            "/in/site_a_labevents.csv.gz",
+        ] {
             assert_eq!(shown(plain), format!("{plain}: bad"));
         }
         // the user's own configs and output directories are named as they are

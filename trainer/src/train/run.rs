@@ -825,7 +825,7 @@ impl DataSource {
             super::seal::sha256_file(p).map_err(|_| {
                 TrainError::Invalid(format!(
                     "config key {key}: {} cannot be read",
-                    crate::data::guard::shown_path(&p.display().to_string())
+                    crate::data::guard::shown_user_path(&p.display().to_string())
                 ))
             })
         };

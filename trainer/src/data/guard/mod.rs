@@ -105,30 +105,251 @@ pub(crate) fn fold(c: char) -> char {
     }
 }
 
-/// A path inside an input (relative to it) as a report may print it: each component that holds an
-/// identifier the guard finds, an `@`, more than 6 digits (an id, a phone number, a date of birth), or
-/// anything but printable ASCII is shown as `(a name that is not printed)`. An export's file names
-/// are its writer's: per-patient files (`patient_<id>.ndjson`) name patients.
+/// A path inside an input (relative to it), or a data file's name, as a report or an error may print
+/// it: each component whose words are not all words of an export's file names ([`EXPORT_VOCABULARY`],
+/// a FHIR resource type, a letter), or that holds an identifier the guard finds, an `@`, more than 6
+/// digits, or anything but printable ASCII, is shown as `(a name that is not printed)`. An export's file
+/// names are its writer's: per-patient files (`patient_<id>.ndjson`, `Suzuki.csv`, `yamada_hanako.csv`,
+/// `YAMADA-HANAKO.csv`) name patients, and no rule of form tells a name from a word: only words known
+/// to be an export's are shown (a name of other words is not printed, `kyoto_labs.csv` too).
 pub fn shown_path(rel: &str) -> String {
-    rel.split('/')
-        .map(|c| {
-            let plain = c.len() <= 128
-                && c.bytes().all(|b| b.is_ascii_graphic())
-                && c.bytes().filter(u8::is_ascii_digit).count() <= 6
-                // (an e-mail address the scan does not see whole, cut or run into the next word:
-                // `taro.yamada@example.jpabels.csv`; a data file's name holds no `@`)
-                && !c.contains('@')
-                && !person_like(c)
-                && (c.starts_with('.') || !id_like(c))
-                && scan(c).is_empty();
-            if plain {
-                c.to_owned()
-            } else {
-                "(a name that is not printed)".to_owned()
-            }
-        })
+    shown_components(rel, |c| known_words(c) && plain(c) && (c.starts_with('.') || !id_like(c)))
+}
+
+/// A path the user gave (an input's own directory, a label file, a config) as an error may print it:
+/// each component as [`shown_path`] shows it where it reads as a person's name or a patient number,
+/// else as it is (a user's directories are theirs: `/home/tanaka/project` is printed, `exports/Smith_John`
+/// is not).
+pub fn shown_user_path(path: &str) -> String {
+    shown_components(path, |c| plain(c) && !person_like(c) && (c.starts_with('.') || !id_like(c)))
+}
+
+fn shown_components(path: &str, shown: impl Fn(&str) -> bool) -> String {
+    path.split('/')
+        .map(|c| if c.is_empty() || shown(c) { c.to_owned() } else { "(a name that is not printed)".to_owned() })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// A component of printable ASCII (a space too), at most 6 digits, no `@`, nothing the scan finds.
+fn plain(c: &str) -> bool {
+    c.len() <= 128
+        && c.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+        && c.bytes().filter(u8::is_ascii_digit).count() <= 6
+        // (an e-mail address the scan does not see whole, cut or run into the next word:
+        // `taro.yamada@example.jpabels.csv`; a data file's name holds no `@`)
+        && !c.contains('@')
+        && scan(c).is_empty()
+}
+
+/// The words of export file names (lower case): what data files, their parts, splits, sites and formats
+/// are called. A name of these words, numbers and single letters is printed.
+const EXPORT_VOCABULARY: &[&str] = &[
+    "admission",
+    "admissions",
+    "admit",
+    "all",
+    "archive",
+    "backup",
+    "batch",
+    "binary",
+    "bulk",
+    "by",
+    "chart",
+    "chartevents",
+    "chunk",
+    "chunks",
+    "clean",
+    "cleaned",
+    "clinic",
+    "code",
+    "codes",
+    "cohort",
+    "concept",
+    "concepts",
+    "config",
+    "copy",
+    "csv",
+    "cp",
+    "data",
+    "dataset",
+    "datasets",
+    "day",
+    "daily",
+    "deleted",
+    "delta",
+    "demo",
+    "dev",
+    "diagnoses",
+    "diagnosis",
+    "discharge",
+    "document",
+    "documents",
+    "ed",
+    "eicu",
+    "emergency",
+    "en",
+    "encounter",
+    "encounters",
+    "euc",
+    "event",
+    "events",
+    "export",
+    "exports",
+    "extract",
+    "file",
+    "files",
+    "final",
+    "fhir",
+    "full",
+    "gz",
+    "heldout",
+    "held",
+    "history",
+    "hosp",
+    "hospital",
+    "hospitals",
+    "icu",
+    "id",
+    "ids",
+    "in",
+    "incremental",
+    "inpatient",
+    "input",
+    "ja",
+    "jis",
+    "jp",
+    "json",
+    "jsonl",
+    "kensa",
+    "lab",
+    "labels",
+    "label",
+    "labevents",
+    "laboratory",
+    "labs",
+    "latest",
+    "list",
+    "manifest",
+    "map",
+    "mapping",
+    "measurement",
+    "measurements",
+    "meds",
+    "merged",
+    "meta",
+    "metadata",
+    "mimic",
+    "month",
+    "monthly",
+    "ndjson",
+    "new",
+    "note",
+    "noteevents",
+    "notes",
+    "obs",
+    "observation",
+    "observations",
+    "of",
+    "old",
+    "omop",
+    "out",
+    "outpatient",
+    "output",
+    "page",
+    "parquet",
+    "part",
+    "parts",
+    "patient",
+    "patients",
+    "person",
+    "persons",
+    "prediction",
+    "predictions",
+    "prepared",
+    "radiology",
+    "raw",
+    "record",
+    "records",
+    "report",
+    "reports",
+    "result",
+    "results",
+    "sample",
+    "samples",
+    "set",
+    "shard",
+    "shards",
+    "shift",
+    "signs",
+    "since",
+    "site",
+    "sites",
+    "sjis",
+    "split",
+    "splits",
+    "subject",
+    "subjects",
+    "synthea",
+    "synthetic",
+    "table",
+    "tables",
+    "test",
+    "tests",
+    "text",
+    "time",
+    "times",
+    "tmp",
+    "to",
+    "train",
+    "training",
+    "tsv",
+    "tuning",
+    "txt",
+    "unit",
+    "units",
+    "update",
+    "updates",
+    "utf",
+    "val",
+    "valid",
+    "validation",
+    "vital",
+    "vitals",
+    "ward",
+    "week",
+    "weekly",
+    "xml",
+    "year",
+    "zip",
+];
+
+/// Whether every word of letters in `c` is an export's ([`EXPORT_VOCABULARY`], a FHIR resource type, any
+/// case; a word of one letter): split at what is not a letter and where a lower-case letter meets a
+/// capital (`LabResults`).
+fn known_words(c: &str) -> bool {
+    let known = |w: &str| {
+        w.len() == 1
+            || EXPORT_VOCABULARY.iter().any(|v| v.eq_ignore_ascii_case(w))
+            || crate::data::reportable::FHIR_R4_RESOURCE_TYPES.iter().any(|r| r.eq_ignore_ascii_case(w))
+    };
+    c.split(|ch: char| !ch.is_ascii_alphabetic()).filter(|w| !w.is_empty()).all(|w| {
+        if known(w) {
+            return true;
+        }
+        // camel case: each part known
+        let b = w.as_bytes();
+        let mut start = 0;
+        for i in 1..=b.len() {
+            if i == b.len() || (b[i].is_ascii_uppercase() && b[i - 1].is_ascii_lowercase()) {
+                if !known(&w[start..i]) {
+                    return false;
+                }
+                start = i;
+            }
+        }
+        true
+    })
 }
 
 /// Whether a file name holds a word of letters then three or more digits that is not an export's own
