@@ -1344,3 +1344,23 @@ fn ctrl_c_during_reproduce_is_an_interruption_not_a_verdict() {
     assert!(!stdout.contains("differs") && !stdout.contains("matches"), "a verdict: {stdout}");
     assert_eq!(o.status.code(), Some(3), "{stdout}\n{stderr}");
 }
+
+/// Found by an outside-in tester: `reproduce` of a release directory was told to resume the run, and a
+/// run stopped in its data preparation (nothing reserved) was sent by `--resume` to `permit settle`,
+/// which found nothing to settle.
+#[test]
+fn reproduce_of_no_run_and_resume_of_a_run_that_reserved_nothing_say_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let release = tmp.path().join("release");
+    std::fs::create_dir(&release).unwrap();
+    std::fs::write(release.join("release.json"), "{}").unwrap();
+    let r = node(tmp.path()).arg("reproduce").arg(&release).output().unwrap();
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && e.contains("not a medtrain run directory (no run.json)"), "{e}");
+    let cfg = config("lab-mlp", tmp.path(), &[("epochs = 20", "steps = 2")]);
+    let run = tmp.path().join("stopped");
+    std::fs::create_dir(&run).unwrap();
+    let r = node(tmp.path()).arg("train").arg(&cfg).arg("--run-dir").arg(&run).arg("--resume").output().unwrap();
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && e.contains("without --resume") && !e.contains("permit settle"), "{e}");
+}

@@ -585,7 +585,8 @@ pub(crate) const ENDS_IN_OPEN_QUOTE: &str =
      the rest of the file was read into it";
 
 /// Why a record is malformed when its bytes are not UTF-8 (a UTF-8 start, another encoding later).
-const NOT_UTF8: &str = "not UTF-8 text (the file's start was): name the file's encoding with read.encoding";
+const NOT_UTF8: &str =
+    "not UTF-8 text, though the file's start was read as UTF-8: name the file's encoding with read.encoding";
 
 /// The delimiter of a CSV file from its start: the one of `,`, tab and `;` its first line that is not
 /// blank holds most of outside double quotes; `|` where it holds none of those and a `|` (exports of

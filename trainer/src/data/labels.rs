@@ -338,18 +338,16 @@ fn read_csv(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut LabelFile
             Ok(false) => break,
             Ok(true) if table.ends_in_open_quote() => return Err(bad(super::csv::ENDS_IN_OPEN_QUOTE)),
             Ok(true) => {}
-            Err(e) => {
-                return Err(match e.kind() {
-                    ::csv::ErrorKind::Io(io) if io.to_string() == super::bounded::CSV_RECORD_TOO_LONG => {
-                        bad("a record longer than read.max_line_bytes")
-                    }
-                    ::csv::ErrorKind::Io(io) => DataError::io(path, format!("at line {line}: {io}")),
-                    ::csv::ErrorKind::Utf8 { .. } => {
-                        bad("not UTF-8 text (the file's start was): name its encoding with read.encoding")
-                    }
-                    _ => bad("not valid CSV"),
-                })
-            }
+            Err(e) => return Err(match e.kind() {
+                ::csv::ErrorKind::Io(io) if io.to_string() == super::bounded::CSV_RECORD_TOO_LONG => {
+                    bad("a record longer than read.max_line_bytes")
+                }
+                ::csv::ErrorKind::Io(io) => DataError::io(path, format!("at line {line}: {io}")),
+                ::csv::ErrorKind::Utf8 { .. } => bad(
+                    "not UTF-8 text, though the file's start was read as UTF-8: name its encoding with read.encoding",
+                ),
+                _ => bad("not valid CSV"),
+            }),
         }
         table.budget.record_done();
         if rec.iter().all(|f| f.trim().is_empty()) {

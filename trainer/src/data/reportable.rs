@@ -95,10 +95,15 @@ pub fn code_system(system: &str) -> Option<&'static str> {
 /// bytes, at most 6 digits: `creatinine`, `ed_admission`, `held_out`); anything else is replaced, so a
 /// mistyped value that holds a phone number, an ID number or a name is never echoed.
 pub fn quoted(value: &str) -> String {
+    let digits = value.bytes().filter(u8::is_ascii_digit).count();
     let plain = value.len() <= 64
         && value.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
         && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b))
-        && value.bytes().filter(u8::is_ascii_digit).count() <= 6;
+        && digits <= 6;
+    // a number of a few digits (`-20`, `1e-5`), or a TOML token (`=`, `-`, `]`): no name or id
+    let number = value.len() <= 16 && digits <= 6 && value.trim().parse::<f64>().is_ok_and(f64::is_finite);
+    let token = (1..=2).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_punctuation());
+    let plain = plain || number || token;
     if plain {
         format!("{value:?}")
     } else {
@@ -129,16 +134,54 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
             }
         }
     }
-    // a known key written with capitals (`Target_Epsilon`) is named in the form the config takes
-    let hint = e
+    // a known key written with capitals (`Target_Epsilon`) is named in the form the config takes; one
+    // mistyped (`epocs`), the known key it is closest to (found by a tester: `epocs` was told "keys are
+    // lowercase: `epocs`")
+    let unknown = e.message().strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')).map(|f| f.0);
+    let expected: Vec<&str> = e
         .message()
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split_once('`'))
-        .map(|(field, _)| field.to_ascii_lowercase())
-        .filter(|lower| quoted(lower).starts_with('"') && e.message().contains(&format!("`{lower}`")))
-        .map(|lower| format!(" (keys are lowercase: `{lower}`)"))
+        .split_once("expected ")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
         .unwrap_or_default();
+    let hint = match unknown {
+        Some(field)
+            if field != field.to_ascii_lowercase() && expected.contains(&field.to_ascii_lowercase().as_str()) =>
+        {
+            format!(" (keys are lowercase: `{}`)", field.to_ascii_lowercase())
+        }
+        Some(field) if quoted(field).starts_with('"') => expected
+            .iter()
+            .map(|k| (edit_distance(field, k), *k))
+            .filter(|(d, _)| *d <= 2)
+            .min()
+            .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    // full-width letters (a Japanese input method's `ｅｐｏｃｈｓ`) where the error is
+    let wide = e
+        .span()
+        .and_then(|span| text.get(span.start..(span.end.max(span.start + 1)).min(text.len())))
+        .is_some_and(|t| t.chars().any(|c| ('\u{FF01}'..='\u{FF5E}').contains(&c) || c == '\u{3000}'));
+    let hint =
+        if wide { format!("{hint} (full-width characters: keys and values are written in ASCII)") } else { hint };
     format!("{}{}{hint}", at.unwrap_or_default(), redact_quoted(&msg).replace('\u{1}', "(a value that is not printed)"))
+}
+
+/// The Levenshtein distance of two short strings (keys).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// The string a TOML string literal (`"..."`, `'...'`, multi-line) holds; `None` for another value.
@@ -311,6 +354,30 @@ mod tests {
         // no hint where the lowercase form is no key, and nothing of the written key shown
         let shown = err("Taro_Yamada = 3.0\n");
         assert!(!shown.contains("lowercase") && !shown.contains("Taro") && !shown.contains("taro"), "{shown}");
+    }
+
+    /// Found by an outside-in tester: `epocs` was told "keys are lowercase: `epocs`", `warmup_steps =
+    /// -20` hid the -20, and a key in full-width letters (a Japanese input method's) was a row of hidden
+    /// values.
+    #[test]
+    fn a_mistyped_key_a_number_and_full_width_letters_are_said() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Train {
+            epochs: Option<u64>,
+            warmup_steps: Option<u64>,
+        }
+        let err = |text: &str| toml_error(text, &toml::from_str::<Train>(text).unwrap_err());
+        let shown = err("epocs = 3\n");
+        assert!(shown.ends_with(" (did you mean `epochs`?)") && !shown.contains("lowercase"), "{shown}");
+        let shown = err("warmup_steps = -20\n");
+        assert!(shown.contains("-20"), "{shown}");
+        let shown = err("ｅｐｏｃｈｓ = 2\n");
+        assert!(shown.contains("full-width characters"), "{shown}");
+        // a number of many digits is a value not printed (an id, a phone number)
+        let shown = err("warmup_steps = \"09012345678\"\n");
+        assert!(!shown.contains("09012345678"), "{shown}");
     }
 
     #[test]

@@ -1099,6 +1099,21 @@ fn train_on<B: Backend + 'static>(
         }
         let (ck, digest) = checkpoint::load_with_digest(&run_dir)?.ok_or_else(|| {
             let partial = run_dir.join("checkpoint.partial").is_dir();
+            // a run stopped before it reserved anything (in its data preparation): nothing to settle,
+            // it trains again (found by a tester: it was sent to `permit settle`, which found nothing)
+            let reserved = || {
+                Ledger::open(&permit::ledger_path(), AccountantKind::Pld)
+                    .and_then(|l| l.run_state(&run_id(&run_dir)))
+                    .map_or(true, |s| s.is_some())
+            };
+            if charged && !partial && !reserved() {
+                return TrainError::Invalid(format!(
+                    "{}: no checkpoint to resume from, and the ledger holds no reservation of the run (it stopped \
+                     before its first step was admitted): run medtrain train again without --resume, with the same \
+                     --run-dir",
+                    run_dir.display()
+                ));
+            }
             TrainError::Invalid(format!(
                 "{}: no checkpoint to resume from{}",
                 run_dir.display(),

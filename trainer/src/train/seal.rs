@@ -154,9 +154,13 @@ impl Snapshot {
     pub fn take(run_dir: &Path, keep: &[&str]) -> Result<Snapshot, TrainError> {
         let path = run_dir.join("seal.json");
         let bytes = crate::read_bounded(&path, crate::MAX_CONFIG_BYTES).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+            if e.kind() == std::io::ErrorKind::NotFound && !run_dir.join("run.json").is_file() {
+                // (a release directory, or any other: found by a tester, it was told to resume)
+                TrainError::Invalid(format!("{}: not a medtrain run directory (no run.json)", run_dir.display()))
+            } else if e.kind() == std::io::ErrorKind::NotFound {
                 TrainError::Invalid(format!(
-                    "{}: missing: the run never finished writing its record (resume it with medtrain train --resume)",
+                    "{}: missing: the run did not finish writing its record (an unfinished run is resumed with \
+                     medtrain train --resume), or it was removed since",
                     path.display()
                 ))
             } else {
