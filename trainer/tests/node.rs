@@ -57,6 +57,27 @@ fn researchers_see_only_their_project_and_cannot_set_quotas() {
     std::fs::set_permissions(&deputy, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let e = n.refused(Some(ALICE), &["queue", "submit", deputy.to_str().unwrap(), "--project", "alpha"]);
     assert!(e.contains("config key data.input: you cannot read it") && !e.contains("CANARY"), "{e}");
+    // found by review: the link swapped in while the job is queued is caught when it starts
+    n.wait("alice's first job", 120, |n| n.state(id) == "succeeded");
+    let held: Vec<i64> = ["alpha", "beta"]
+        .iter()
+        .map(|p| n.submit(None, &n.lab_config(&format!("hold-{p}"), 30000), p, "cpu:1"))
+        .collect();
+    n.wait("both slots held", 60, |n| held.iter().all(|h| n.state(*h) == "running"));
+    std::fs::remove_file(d.join("k.csv")).unwrap();
+    std::fs::write(d.join("k.csv"), "subject_id,time,code,value\n").unwrap();
+    std::fs::set_permissions(d.join("k.csv"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let q = n.submit(Some(ALICE), &deputy, "alpha", "cpu:1");
+    assert_eq!(n.state(q), "queued");
+    std::fs::remove_file(d.join("k.csv")).unwrap();
+    std::os::unix::fs::symlink(secret.join("key"), d.join("k.csv")).unwrap();
+    for h in &held {
+        n.ok(None, &["queue", "cancel", &h.to_string()]);
+    }
+    n.wait("the swapped job failed at its start", 60, |n| n.state(q) == "failed");
+    let j = n.job(q);
+    let why = j["reason"].as_str().unwrap_or("");
+    assert!(why.contains("you cannot read it") && !why.contains("CANARY"), "{j}");
     // a uid with no role is refused
     let e = n.refused(Some(5555), &["queue", "list"]);
     assert!(e.contains("uid 5555 has no role"), "{e}");

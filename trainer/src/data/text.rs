@@ -115,6 +115,45 @@ fn tok_err(path: &Path, e: impl std::fmt::Display) -> DataError {
     DataError::Format { path: path.into(), msg: format!("tokenizer: {e}") }
 }
 
+/// Puts a trained Unigram's pieces in one order whatever the run: by score (highest first, to 9
+/// decimals), then by piece; the pieces the trainer put first (the special tokens) stay where they are.
+/// The trainer orders pieces of equal score as its hash maps iterate and sums in parallel, which differs
+/// from run to run: `data prepare` of one input gave another tokenizer.json and other token ids each
+/// time (found by an outside-in tester).
+fn canonical_unigram(t: &mut Tokenizer) -> Result<()> {
+    let tokenizers::models::ModelWrapper::Unigram(u) = t.get_model() else { return Ok(()) };
+    // (the scores to 9 decimals: the trainer's parallel sums differ in their last bits from run to run)
+    let mut vocab: Vec<(String, f64)> = u.iter().map(|(p, s)| (p.clone(), (s * 1e9).round() / 1e9)).collect();
+    let fixed = vocab.iter().take_while(|(p, _)| [PAD, UNK, SEP].contains(&p.as_str())).count();
+    vocab[fixed..].sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    // the characters the trainer adds at the end get the lowest score plus 0.0001 each, in the order its
+    // hash set iterates: each run of single characters 0.0001 apart (in score order, other pieces
+    // between them left out) keeps its scores, its characters given them in order of text, and the
+    // whole is put in order again
+    let singles: Vec<usize> = (fixed..vocab.len()).filter(|&k| vocab[k].0.chars().count() == 1).collect();
+    let mut m = 0;
+    while m < singles.len() {
+        let mut n = m + 1;
+        while n < singles.len() && ((vocab[singles[n - 1]].1 - vocab[singles[n]].1) - 1e-4).abs() < 1e-7 {
+            n += 1;
+        }
+        if n - m > 1 {
+            let mut names: Vec<String> = singles[m..n].iter().map(|&k| std::mem::take(&mut vocab[k].0)).collect();
+            names.sort();
+            for (&k, name) in singles[m..n].iter().zip(names) {
+                vocab[k].0 = name;
+            }
+        }
+        m = n;
+    }
+    vocab[fixed..].sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let unk = vocab.iter().position(|(p, _)| p == UNK);
+    let ordered = Unigram::from(vocab, unk, u.byte_fallback())
+        .map_err(|e| DataError::Invalid(format!("training the tokenizer: {e}")))?;
+    t.with_model(ordered);
+    Ok(())
+}
+
 impl NoteTokenizer {
     fn with(mut tokenizer: Tokenizer, exportable: bool) -> Self {
         // notes are assembled, cut and padded here: a tokenizer.json's own padding or truncation (a
@@ -184,6 +223,7 @@ impl NoteTokenizer {
                     .map_err(|e| DataError::Invalid(format!("tokenizer trainer: {e}")))?
                     .into();
                 t.train(&mut trainer, texts.iter().copied()).map_err(err)?;
+                canonical_unigram(&mut t)?;
                 t
             }
             TokenizerKind::DpUnigram => {

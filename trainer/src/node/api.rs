@@ -169,6 +169,16 @@ pub(super) fn serve(d: &Arc<Mutex<Daemon>>, conn: UnixStream, max_request: usize
             }
             continue;
         }
+        // the files a submitted config names, checked readable by its submitter before the daemon's
+        // lock is taken (a walk of a large export held every other client and the scheduler)
+        if let Op::Submit { config: Some(c), .. } = &req.op {
+            if let Err(e) = submitter_can_read(c, caller.uid) {
+                if writeln!(out, "{e}").is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
         let resp = d.lock().unwrap_or_else(|e| e.into_inner()).handle(caller, req.op);
         if writeln!(out, "{resp}").is_err() {
             return;
@@ -489,7 +499,7 @@ impl Daemon {
 /// The groups of `uid` (its primary group and those the group database lists it in); none for a uid
 /// without a user.
 /// The primary group and every group of `uid` (none for a uid without a passwd entry: nobody's group).
-fn user_groups(uid: u32) -> (u32, Vec<u32>) {
+pub(super) fn user_groups(uid: u32) -> (u32, Vec<u32>) {
     const NOGROUP: u32 = 65_534;
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16 << 10];
@@ -573,11 +583,7 @@ fn check_config(path: &str, uid: u32) -> Result<String, serde_json::Value> {
     // the mode bits alone refused a config an ACL opens to the caller); else the mode bits
     match kernel_readable(p, uid, gid, &groups) {
         Some(false) => return Err(unreadable()),
-        Some(true) => {
-            let sha = read_checked(p)?;
-            named_paths_readable(p, uid, gid, &groups)?;
-            return Ok(sha);
-        }
+        Some(true) => return read_checked(p),
         None => {}
     }
     // the path as given and, through any link, the file's own: both must be open to the caller (a
@@ -625,9 +631,28 @@ fn named_paths(config: &Path) -> Vec<(String, PathBuf)> {
     {
         walk(&toml::Value::Table(t), "", base, &mut out);
     }
-    out.truncate(200);
+    // (more than 200 are refused by the caller: not cut here)
+    out.truncate(201);
     out
 }
+
+/// [`named_paths_readable`] of a config a caller submits, where the daemon can take their identity
+/// (it runs as root; the config's own checks follow under the lock).
+fn submitter_can_read(config: &str, uid: u32) -> Result<(), serde_json::Value> {
+    let p = Path::new(config);
+    // SAFETY: geteuid has no preconditions
+    if !p.is_absolute() || config.len() > 4096 || unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let (gid, groups) = user_groups(uid);
+    named_paths_readable(p, uid, gid, &groups)
+}
+
+/// How long the check of what a config names may take (a file on a hung mount, an input too large).
+const CAN_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// [`can_read`]'s answer when it looked at more entries than it may: refused, not passed.
+const TOO_MANY: u8 = 254;
 
 /// Checks that the caller could read every file and directory their config names (the data, its
 /// labels, a code map, a model), each file under a directory included: the job reads them with the
@@ -639,6 +664,9 @@ fn named_paths_readable(config: &Path, uid: u32, gid: u32, groups: &[u32]) -> Re
     let named = named_paths(config);
     if named.is_empty() {
         return Ok(());
+    }
+    if named.len() > 200 {
+        return Err(proto::err("config: names more than 200 files and directories: too many to check for you"));
     }
     let Ok(exe) = std::env::current_exe() else { return Ok(()) };
     let groups = groups.to_vec();
@@ -656,17 +684,52 @@ fn named_paths_readable(config: &Path, uid: u32, gid: u32, groups: &[u32]) -> Re
             Ok(())
         })
     };
-    match cmd.status().ok().and_then(|s| s.code()) {
+    let Ok(mut child) = cmd.spawn() else {
+        return Err(proto::err("config: the files it names could not be checked for you"));
+    };
+    let start = std::time::Instant::now();
+    let code = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st.code(),
+            Ok(None) if start.elapsed() < CAN_READ_DEADLINE => std::thread::sleep(std::time::Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(proto::err(format!(
+                    "config: the files it names could not be checked for you within {} s (a mount that does not \
+                     answer, or too many files)",
+                    CAN_READ_DEADLINE.as_secs()
+                )));
+            }
+        }
+    };
+    match code {
         Some(0) => Ok(()),
         Some(n @ 1..=200) => {
-            let key = named.get(n as usize - 1).map_or("a path", |k| k.0.as_str());
+            // (a key of the user's file, shown where each part is a plain name: a map's key may be a code
+            // or an id)
+            let key = named
+                .get(n as usize - 1)
+                .map(|k| k.0.as_str())
+                .filter(|k| k.split('.').all(|part| crate::data::reportable::quoted(part).starts_with('"')))
+                .map_or("config: a path it names".to_string(), |k| format!("config key {k}"));
             Err(proto::err(format!(
-                "config key {key}: you cannot read it, or a file or directory under it (a job reads its data \
-                 with your rights checked)"
+                "{key}: you cannot read it, or a file or directory under it (a job reads its data with your \
+                 rights checked)"
             )))
         }
+        Some(c) if c == i32::from(TOO_MANY) => Err(proto::err(
+            "config: the paths it names hold more than 1,000,000 files and directories: too many to check for you",
+        )),
         _ => Err(proto::err("config: the files it names could not be checked for you")),
     }
+}
+
+/// The message of a refusal [`named_paths_readable`] made, for a job's start (the shim checks again).
+pub(super) fn named_paths_refusal(config: &Path, uid: u32, gid: u32, groups: &[u32]) -> Option<String> {
+    named_paths_readable(config, uid, gid, groups)
+        .err()
+        .map(|v| v["error"].as_str().unwrap_or("the files the config names could not be checked").to_string())
 }
 
 /// `medtrain node can-read PATH...` (internal, run as a caller): exits 0 when every path, and every file
@@ -674,35 +737,41 @@ fn named_paths_readable(config: &Path, uid: u32, gid: u32, groups: &[u32]) -> Re
 /// 1-based index of the first path that does not. Prints nothing (the paths are not the daemon's to
 /// show).
 pub fn can_read(paths: &[PathBuf]) -> u8 {
-    fn readable(p: &Path, seen: &mut std::collections::HashSet<PathBuf>, budget: &mut u32) -> bool {
-        *budget = budget.saturating_sub(1);
-        if *budget == 0 {
-            return true;
-        }
+    // Err: more entries than the budget (refused by the caller, never passed)
+    fn readable(p: &Path, seen: &mut std::collections::HashSet<PathBuf>, budget: &mut u32) -> Result<bool, ()> {
+        *budget = budget.checked_sub(1).ok_or(())?;
         let m = match std::fs::metadata(p) {
             Ok(m) => m,
             // a link to nothing is nothing read; a path the caller cannot reach is refused
-            Err(e) => return e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(p).is_ok(),
+            Err(e) => return Ok(e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(p).is_ok()),
         };
         if m.is_dir() {
-            let Ok(real) = std::fs::canonicalize(p) else { return false };
+            let Ok(real) = std::fs::canonicalize(p) else { return Ok(false) };
             if !seen.insert(real) {
-                return true;
+                return Ok(true);
             }
-            let Ok(entries) = std::fs::read_dir(p) else { return false };
-            entries.flatten().all(|e| readable(&e.path(), seen, budget))
+            let Ok(entries) = std::fs::read_dir(p) else { return Ok(false) };
+            for e in entries {
+                let Ok(e) = e else { return Ok(false) };
+                if !readable(&e.path(), seen, budget)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
         } else if m.is_file() {
-            std::fs::File::open(p).is_ok()
+            Ok(std::fs::File::open(p).is_ok())
         } else {
-            true
+            Ok(true)
         }
     }
     let mut seen = std::collections::HashSet::new();
     // (at most a million entries looked at: an export's files, not a whole disk)
     let mut budget = 1_000_000;
     for (i, p) in paths.iter().enumerate() {
-        if !readable(p, &mut seen, &mut budget) {
-            return (i + 1).min(200) as u8;
+        match readable(p, &mut seen, &mut budget) {
+            Ok(true) => {}
+            Ok(false) => return (i + 1).min(200) as u8,
+            Err(()) => return TOO_MANY,
         }
     }
     0

@@ -27,6 +27,11 @@ pub struct ShimSpec {
     /// [`RUN_DIR`] in `argv`.
     #[serde(default)]
     pub train_runs: Option<PathBuf>,
+    /// a train job of a node running as root: its submitter (uid, gid, groups) and its config, whose
+    /// named files the shim checks readable by them again before it starts the job (they may have been
+    /// swapped for links since the submit)
+    #[serde(default)]
+    pub readable_as: Option<(u32, u32, Vec<u32>, PathBuf)>,
 }
 
 /// The argument the shim replaces with the run directory it chose.
@@ -242,6 +247,14 @@ impl Daemon {
             cwd: work.clone(),
             uid: None,
             train_runs: (j.kind == "train").then(|| work.clone()),
+            // SAFETY: geteuid has no preconditions
+            readable_as: (j.kind == "train" && unsafe { libc::geteuid() } == 0)
+                .then(|| j.config.as_ref().map(PathBuf::from))
+                .flatten()
+                .map(|config| {
+                    let (gid, groups) = super::api::user_groups(j.uid);
+                    (j.uid, gid, groups, config)
+                }),
         };
         Ok(spec)
     }

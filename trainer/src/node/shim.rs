@@ -103,6 +103,13 @@ fn run_job(dir: &Path, spec: &ShimSpec) -> ExitRecord {
             argv.push("--resume".into());
         }
     }
+    // the files the config names, readable by the submitter still (a link swapped in while the job was
+    // queued would be read with the node's rights)
+    if let Some((uid, gid, groups, config)) = &spec.readable_as {
+        if let Some(why) = super::api::named_paths_refusal(config, *uid, *gid, groups) {
+            return fail(why);
+        }
+    }
     let Some((prog, args)) = argv.split_first() else { return fail("empty command".into()) };
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args).env_clear().envs(spec.env.iter().map(|(k, v)| (k, v)));
