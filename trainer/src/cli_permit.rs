@@ -13,7 +13,11 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
             // two permits of one project issued in one second get their own ids
             let mut id = format!("{project}-{issued}");
             for n in 2.. {
-                if !permit::store().join(format!("{id}.toml")).exists() {
+                // (nor the id of a permit revoked: it could not be revoked in its turn)
+                let store = permit::store();
+                if !store.join(format!("{id}.toml")).exists()
+                    && !store.join("revoked").join(format!("{id}.toml")).exists()
+                {
                     break;
                 }
                 id = format!("{project}-{issued}-{n}");

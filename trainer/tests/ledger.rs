@@ -361,4 +361,44 @@ fn a_revoked_permit_keeps_its_spend_listed() {
     // revoked twice: no such permit
     let o = medtrain(&["permit", "revoke", &id]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no such permit"));
+    // found by a tester: a permit issued again in the same second took the revoked one's id and could
+    // not be revoked; one copied back from a backup was valid again; with the ledger lost, the revoked
+    // permit was no reason to refuse a new budget
+    let issue = || {
+        medtrain(&[
+            "permit",
+            "issue",
+            "--project",
+            "proj",
+            "--purpose",
+            "p",
+            "--dataset",
+            &dataset,
+            "--expires",
+            "2099-12-31",
+            "--epsilon",
+            "5",
+            "--delta",
+            "1e-5",
+        ])
+    };
+    let o = issue();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_ne!(again, file);
+    let o = medtrain(&["permit", "revoke", &again]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for ext in ["toml", "toml.sig"] {
+        std::fs::copy(
+            home.path().join(format!("permits/revoked/{id}.{ext}")),
+            home.path().join(format!("permits/{id}.{ext}")),
+        )
+        .unwrap();
+    }
+    let o = medtrain(&["permit", "list"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("INVALID") && text.contains("revoked"), "{text}");
+    std::fs::remove_file(home.path().join("ledger.sqlite")).unwrap();
+    let o = issue();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--ledger-lost"));
 }

@@ -291,7 +291,7 @@ impl ReadConfig {
     pub fn encoding(&self) -> std::result::Result<super::charset::Choice, String> {
         match &self.encoding {
             None => Ok(super::charset::Choice::Auto),
-            Some(e) => super::charset::Choice::parse(e).map_err(|m| format!("{e:?} {m}")),
+            Some(e) => super::charset::Choice::parse(e).map_err(|m| format!("{} {m}", super::reportable::quoted(e))),
         }
     }
 

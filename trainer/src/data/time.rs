@@ -134,6 +134,16 @@ impl Zone {
     /// says what is allowed.
     pub fn parse(s: &str) -> std::result::Result<Zone, String> {
         let t = s.trim();
+        // the value in the error only where it reads as a zone or an offset (a config's value may be
+        // anything pasted: found by a tester, a name and a phone number were printed back)
+        let zone_like = |v: &str| {
+            let (name, rest) = v.split_at(v.find(['+', '-']).unwrap_or(v.len()));
+            v.len() <= 40
+                && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'/' || b == b'_')
+                && rest.bytes().all(|b| b.is_ascii_digit() || b == b':' || b == b'+' || b == b'-')
+                && rest.bytes().filter(u8::is_ascii_digit).count() <= 4
+        };
+        let s = &if zone_like(t) { format!("{t:?}") } else { "(a value that is not printed)".to_string() };
         if t.eq_ignore_ascii_case("utc") || t == "Z" {
             return Ok(Zone::UTC);
         }
@@ -144,7 +154,7 @@ impl Zone {
                 .flatten()
                 .filter(|&(h, m)| h <= 14 && m <= 59)
                 .ok_or_else(|| {
-                    format!("{s:?} is not an offset: write it as +09:00 or -05:30, or name the zone (Asia/Tokyo)")
+                    format!("{s} is not an offset: write it as +09:00 or -05:30, or name the zone (Asia/Tokyo)")
                 })?;
             let secs = (off.0 * 3600 + off.1 * 60) as i64;
             return Ok(Zone::Fixed(if b[0] == b'-' { -secs } else { secs }));
@@ -152,7 +162,7 @@ impl Zone {
         match jiff::tz::TimeZone::get(t) {
             Ok(tz) => Ok(Zone::Named { tz, id: NEXT_ZONE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }),
             Err(_) => Err(format!(
-                "{s:?} is not a time zone: UTC, an offset such as +09:00, or a name of the IANA database \
+                "{s} is not a time zone: UTC, an offset such as +09:00, or a name of the IANA database \
                  such as Asia/Tokyo or Europe/Berlin"
             )),
         }
@@ -562,6 +572,12 @@ mod tests {
         for bad in ["JST", "+9", "+09:60", "+15:00", "0900", "Asia/Tokio", ""] {
             let e = Zone::parse(bad).unwrap_err();
             assert!(e.contains("+09:00") && e.contains("Asia/Tokyo"), "{bad}: {e}");
+        }
+        // a value that reads as no zone is not printed back (found by a tester: a name and a phone number)
+        assert!(Zone::parse("Asia/Tokio").unwrap_err().starts_with("\"Asia/Tokio\""));
+        for pasted in ["山田花子 090-4444-1234", "CANARY-PID-7731"] {
+            let e = Zone::parse(pasted).unwrap_err();
+            assert!(!e.contains("4444") && !e.contains("7731") && !e.contains("山田"), "{e}");
         }
     }
 

@@ -156,7 +156,7 @@ pub fn issue(p: &Permit, ledger_lost: bool) -> Result<(PathBuf, Vec<String>), St
     };
     if !ledger_lost {
         for (d, b) in p.datasets.iter().zip(&before) {
-            let earlier = list().into_iter().find_map(|(path, q)| {
+            let earlier = list().into_iter().chain(revoked()).find_map(|(path, q)| {
                 // (one issued expired set no budget)
                 let q = q.ok()?;
                 (q.project == p.project && q.datasets.contains(d) && q.issued.get(..10) <= Some(q.expires.as_str()))
@@ -218,6 +218,13 @@ pub fn issue(p: &Permit, ledger_lost: bool) -> Result<(PathBuf, Vec<String>), St
 
 /// Reads a permit file and checks its signature by the node key.
 pub fn read(path: &Path) -> Result<Permit, String> {
+    // a permit revoked stays so wherever its file is put back (a copy from a backup)
+    if let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) {
+        let marker = store().join("revoked").join(format!("{name}.revoked"));
+        if marker.is_file() && path.parent().map(std::path::Path::to_path_buf) != Some(store().join("revoked")) {
+            return Err(format!("{}: revoked ({})", path.display(), marker.display()));
+        }
+    }
     let text =
         crate::read_text_bounded(path, crate::MAX_CONFIG_BYTES).map_err(|e| format!("{}: {e}", path.display()))?;
     let sig_path = PathBuf::from(format!("{}.sig", path.display()));
@@ -235,6 +242,18 @@ pub fn read(path: &Path) -> Result<Permit, String> {
     })?;
     p.check().map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(p)
+}
+
+/// The permits revoked (`NODE/permits/revoked/`), each read as it was issued.
+fn revoked() -> Vec<(PathBuf, Result<Permit, String>)> {
+    let dir = store().join("revoked");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.into_iter().map(|p| (p.clone(), read(&p))).collect()
 }
 
 /// Every permit in the store with its path, or the error of one that does not verify.
