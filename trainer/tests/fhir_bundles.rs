@@ -1510,6 +1510,25 @@ fn a_bundles_delete_entries_remove_the_resources_they_name() {
     std::fs::copy(dir.path().join("Observation.ndjson"), dir2.path().join("Observation.ndjson")).unwrap();
     let (d, r) = data::read(dir2.path(), &ReadOptions::default()).unwrap();
     assert_eq!(d.events.len(), 2, "{:?}", r.findings);
+    // found by review and the next tester: a Bundle held as data (a collection) deletes nothing, and an
+    // id two patients' resources have (two sources numbering alike) is not deleted for either
+    let dir3 = tempfile::tempdir().unwrap();
+    let mut other = lab_obs(json!({ "id": "o1" }));
+    other["subject"]["reference"] = json!("Patient/b");
+    std::fs::write(
+        dir3.path().join("Observation.ndjson"),
+        [obs("o1", 1.1, None), other.to_string(), obs("o2", 1.2, None)].join("\n"),
+    )
+    .unwrap();
+    let bundles = [
+        json!({ "resourceType": "Bundle", "type": "transaction", "entry": [delete("Observation/o1", None)] }),
+        json!({ "resourceType": "Bundle", "type": "collection", "entry": [delete("Observation/o2", None)] }),
+    ];
+    std::fs::write(dir3.path().join("deleted.ndjson"), bundles.map(|b| b.to_string()).join("\n")).unwrap();
+    let (d, r) = data::read(dir3.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.len(), 3, "{:?}", r.findings);
+    // (counted per resource it names)
+    assert_eq!((count(&r, "resource_deleted"), count(&r, "delete_not_applied")), (0, 2), "{:?}", r.findings);
 }
 
 /// Found by an outside-in tester: FHIR R5 Encounters (`actualPeriod` for R4's `period`, `class` a list,

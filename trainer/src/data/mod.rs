@@ -1048,6 +1048,17 @@ mod tests {
         ] {
             assert_eq!(shown(named), "/in/(a name that is not printed): bad", "{named}");
         }
+        // found by the next tester and review: a patient's number of 4 to 6 digits, and export words
+        // that read as a person's name (`Ward_Page`)
+        assert_eq!(
+            guard::shown_path("patient/123456/Observation.ndjson"),
+            "patient/(a name that is not printed)/Observation.ndjson"
+        );
+        for named in ["Observation.7731.ndjson", "Ward_Page.csv", "7731"] {
+            assert_eq!(guard::shown_path(named), "(a name that is not printed)", "{named}");
+        }
+        assert_eq!(guard::shown_path("site-05/part-0002.ndjson"), "site-05/part-0002.ndjson");
+        assert_eq!(guard::shown_path("2024/06/01/labs.csv"), "2024/06/01/labs.csv");
         // an export's own names, numbered or spaced, are shown
         for plain in [
             "/in/part0001.csv",

@@ -618,13 +618,13 @@ impl Ledger {
         let mut st = self
             .conn
             .prepare(
-                "SELECT r.run_id, r.state, r.planned, r.spent, b.delta FROM runs r
+                "SELECT r.run_id, r.state, r.planned, r.spent, b.delta, r.delta_added FROM runs r
                  JOIN budgets b ON b.project = r.project AND b.dataset = r.dataset
                  WHERE r.run_id = ?1 OR substr(r.run_id, 1, length(?1) + 1) = ?1 || '/'",
             )
             .map_err(self.sql())?;
-        let rows: Vec<(String, String, String, Option<String>, f64)> = st
-            .query_map(params![dir], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        let rows: Vec<(String, String, String, Option<String>, f64, f64)> = st
+            .query_map(params![dir], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
             .map_err(self.sql())?
             .collect::<Result<_, _>>()
             .map_err(self.sql())?;
@@ -632,13 +632,14 @@ impl Ledger {
             return Ok(None);
         }
         let mut total = 0.0;
-        for (run, state, planned, spent, delta) in rows {
+        for (run, state, planned, spent, delta, added) in rows {
             let phases = match state.as_str() {
                 "settled" => phases_from_json(&run, spent.as_deref().unwrap_or("null"))?,
                 _ => phases_from_json(&run, &planned)?,
             };
             let Ok(delta) = Delta::new(delta) else { return Ok(Some(f64::INFINITY)) };
-            total += composed_epsilon(self.accountant, &phases, delta, 0.0);
+            // (at the delta the accountant has once the run's own addition is taken out, as its balance)
+            total += composed_epsilon(self.accountant, &phases, delta, added);
         }
         Ok(Some(total))
     }

@@ -1287,6 +1287,9 @@ pub(crate) struct Versions {
 pub(crate) struct Dropped {
     pub(crate) replaced: std::collections::BTreeMap<&'static str, u64>,
     pub(crate) deleted: std::collections::BTreeMap<&'static str, u64>,
+    /// deletions not applied: their type and id name resources of more than one patient (two sources
+    /// numbering alike), and a DELETE names no patient
+    pub(crate) ambiguous: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// The resource types whose versions are told apart (those that give events).
@@ -1340,6 +1343,16 @@ impl Versions {
                 }
             }
         };
+        // how many resources (type, id and patient) each deleted type and id names
+        let mut named: HashMap<u64, u32> = HashMap::new();
+        if !deleted.is_empty() {
+            for group in read.chunk_by(|a, b| a.0 == b.0) {
+                let id = (group[0].0 >> 64) as u64;
+                if deleted.contains_key(&id) {
+                    *named.entry(id).or_default() += 1;
+                }
+            }
+        }
         for group in read.chunk_by(|a, b| a.0 == b.0) {
             let resource = VERSIONED.get((group[0].1 >> 61) as usize).copied().unwrap_or("Observation");
             if group.len() > 1 {
@@ -1350,7 +1363,10 @@ impl Versions {
             }
             // deleted after its latest version (or with no time said): gone; a version after the
             // deletion (the resource made again) stays
-            if let Some(&upto) = deleted.get(&((group[0].0 >> 64) as u64)) {
+            let id = (group[0].0 >> 64) as u64;
+            if named.get(&id).is_some_and(|n| *n > 1) {
+                *dropped.ambiguous.entry(resource).or_default() += 1;
+            } else if let Some(&upto) = deleted.get(&id) {
                 if let Some(&(_, _, start, end)) = group.last().filter(|g| g.1 & RANK_BITS <= upto) {
                     *dropped.deleted.entry(resource).or_default() += 1;
                     drop(&mut gone, start, end);
@@ -2730,6 +2746,8 @@ fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad
     struct Bundle<'a> {
         #[serde(default, borrow)]
         entry: Vec<Entry<'a>>,
+        #[serde(rename = "type", default, borrow)]
+        kind: Loose<'a>,
     }
     let b: Bundle = from_line(line).map_err(|_| invalid_at::<Bundle>(line, "not a valid Bundle"))?;
     // each entry's resource, with the lines it starts below the Bundle's first
@@ -2773,6 +2791,16 @@ fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad
         entries,
         ..Default::default()
     };
+    // a DELETE is the input's own in a history, or a transaction or batch (a bulk export's deleted
+    // resources) read as a file's own Bundle; a Bundle held as data (a document, a collection, one
+    // inside another) deletes nothing
+    // (`depth` counts this Bundle: 1 for a file's own)
+    let applies = depth == 1 && matches!(b.kind.0.as_deref().map(str::trim), Some("history" | "transaction" | "batch"));
+    if !applies {
+        without += (deletes.len() as u64) + not_applied;
+        deletes.clear();
+        not_applied = 0;
+    }
     for (resource, id, rank) in deletes {
         if VERSIONED.contains(&resource.as_str()) {
             out.deletes.push((resource, id, rank));

@@ -1168,6 +1168,11 @@ pub fn read(path: &Path, opts: &ReadOptions, data: &mut data::Dataset, report: &
                       every version read";
         sink.report.finding(Severity::Warning, "resource_version", resource, "id", Some(detail), n);
     }
+    for (resource, n) in dropped.ambiguous {
+        let detail = "a Bundle's DELETE names a type and id that resources of more than one patient have (two \
+                      sources numbering alike): none of them is deleted";
+        sink.report.finding(Severity::Warning, "delete_not_applied", resource, "id", Some(detail), n);
+    }
     for (resource, n) in dropped.deleted {
         let detail = "a Bundle's DELETE entry names the resource (a history, a bulk export's deleted resources): \
                       it is not read (a version after response.lastModified is); the counts above include it";

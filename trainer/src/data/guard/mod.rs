@@ -113,7 +113,9 @@ pub(crate) fn fold(c: char) -> char {
 /// `YAMADA-HANAKO.csv`) name patients, and no rule of form tells a name from a word: only words known
 /// to be an export's are shown (a name of other words is not printed, `kyoto_labs.csv` too).
 pub fn shown_path(rel: &str) -> String {
-    shown_components(rel, |c| known_words(c) && plain(c, true) && (c.starts_with('.') || !id_like(c)))
+    shown_components(rel, |c| {
+        known_words(c) && plain(c, true) && !person_like(c) && (c.starts_with('.') || !id_like(c))
+    })
 }
 
 /// A path the user gave (an input's own directory, a label file, a config) as an error may print it:
@@ -139,6 +141,11 @@ fn plain(c: &str, spaces: bool) -> bool {
     c.len() <= 128
         && c.bytes().all(|b| (spaces && b == b' ') || b.is_ascii_graphic())
         && c.bytes().filter(u8::is_ascii_digit).count() <= 6
+        // a number of 4 or more digits is a patient's or a case's (`patient/123456/`, `7731.csv`), but a
+        // part's (`0001`) or a year's (`2024`)
+        && c.split(|ch: char| !ch.is_ascii_digit()).all(|run| {
+            run.len() < 4 || run.starts_with('0') || (run.len() == 4 && ("1900".."2100").contains(&run))
+        })
         // (an e-mail address the scan does not see whole, cut or run into the next word:
         // `taro.yamada@example.jpabels.csv`; a data file's name holds no `@`)
         && !c.contains('@')
