@@ -1410,6 +1410,19 @@ fn a_note_stays_when_only_the_other_resource_holding_it_is_retracted() {
             assert_eq!(notes, 1, "{document_file} after {reports:?}: {:?}", r.findings);
         }
     }
+    // found by review: the document's newer version coded otherwise, read after the report matched the
+    // older one: the note kept is the newer's (the copy, the older's event, goes)
+    let doc = |version: &str, code: &str| {
+        document.replace("\"id\":\"d1\"", &format!("\"id\":\"d1\",\"meta\":{{\"versionId\":\"{version}\"}},\"type\":{{\"coding\":[{{\"system\":\"http://loinc.org\",\"code\":\"{code}\"}}]}}"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("A_DocumentReference.ndjson"), doc("1", "11506-3")).unwrap();
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), report("1", "final")).unwrap();
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), doc("2", "34117-2")).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let codes: Vec<&str> =
+        d.events.iter().filter(|e| e.kind == EventKind::Note).map(|e| d.codes[e.code as usize].code.as_str()).collect();
+    assert_eq!(codes, ["34117-2"], "{:?}", r.findings);
 }
 
 /// Found by review: the versions of a DocumentReference whose text is in a Binary of the export were
@@ -1549,4 +1562,12 @@ fn r5_encounters_are_read() {
     assert_eq!(d.codes[e[0].code as usize].code, "EMER");
     assert_eq!((count(&r, "no_time"), count(&r, "unknown_status")), (0, 0), "{:?}", r.findings);
     assert_eq!(count(&r, "fhir_r5_element"), 1, "{:?}", r.findings);
+    // a local class before the ActCode one (found by the next tester: the emergency visit was lost)
+    let mut two = enc.clone();
+    two["class"] = json!([{ "coding": [{ "system": "http://hospital.example/class", "code": "L1" }] },
+        { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER" }] }]);
+    std::fs::write(dir.path().join("Encounter.ndjson"), two.to_string() + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let e = d.events.iter().find(|e| e.kind == EventKind::Encounter).expect("read");
+    assert_eq!(d.codes[e.code as usize].code, "EMER", "{:?}", r.findings);
 }

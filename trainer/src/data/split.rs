@@ -59,11 +59,14 @@ pub fn assign(data: &Dataset, key: &[u8], tuning: f64, held_out: f64) -> Result<
     }
     (0..data.subjects.len())
         .map(|i| match data.splits.get(&(i as u32)) {
+            // (the value not shown: a swapped column would give a subject's number)
             Some(s) => Split::parse(s).ok_or_else(|| {
-                format!(
-                    "subject_splits: unknown split {} (expected train, tuning or held_out)",
+                let shown = if s.bytes().any(|b| b.is_ascii_digit()) {
+                    "(a value that is not printed)".to_string()
+                } else {
                     super::reportable::quoted(s)
-                )
+                };
+                format!("subject_splits: unknown split {shown} (expected train, tuning or held_out)")
             }),
             None => Ok(hashed(key, &data.subjects.names[i], tuning, held_out)),
         })

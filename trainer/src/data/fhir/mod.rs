@@ -1270,12 +1270,13 @@ pub(crate) struct Versions {
     read: Vec<(u128, u64, u32, u32)>,
     /// not kept (a second pass that reads for identifiers only, or past 2^32 events)
     pub(crate) off: bool,
-    /// (the note's key, its event, whether a DiagnosticReport gave it) of each note a DocumentReference
+    /// (the note's key, its event, whether a DiagnosticReport gave it, whether it is a copy) of each
+    /// note a DocumentReference
     /// or a DiagnosticReport gave (the copy of the other's note included, read as its original's
     /// event): of those whose version stays, each of one type is paired with one of the other with the
     /// same key, and the later read of each pair is dropped (a note both give is one note, whatever the
     /// order their versions came in)
-    pub(crate) notes: Vec<(u128, u32, bool)>,
+    pub(crate) notes: Vec<(u128, u32, bool, bool)>,
     /// (the [`id_key`] of a resource a Bundle's `DELETE` names, its rank): the versions read up to it
     /// are dropped
     deleted: Vec<(u64, u64)>,
@@ -1380,13 +1381,20 @@ impl Versions {
         notes.retain(|n| !gone.get(n.1 as usize).copied().unwrap_or(false));
         notes.par_sort_unstable_by_key(|n| (n.0, n.1));
         for group in notes.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
-            let docs = group.iter().filter(|n| !n.2).map(|n| n.1);
-            let reports = group.iter().filter(|n| n.2).map(|n| n.1);
+            let docs = group.iter().filter(|n| !n.2);
+            let reports = group.iter().filter(|n| n.2);
             for (d, r) in docs.zip(reports) {
                 if gone.is_empty() {
                     gone = vec![false; events.len()];
                 }
-                if let Some(g) = gone.get_mut(d.max(r) as usize) {
+                // the copy of a pair goes (it is its original's event, which may be a replaced version's,
+                // its code the older one's); else the one read later
+                let drop = match (d.3, r.3) {
+                    (true, false) => d.1,
+                    (false, true) => r.1,
+                    _ => d.1.max(r.1),
+                };
+                if let Some(g) = gone.get_mut(drop as usize) {
                     *g = true;
                 }
             }
@@ -2316,7 +2324,13 @@ fn encounter<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Line
     let subject = patient_or_unusable!(&e.subject, out, "Encounter");
     let class = match &e.class {
         Some(EncounterClass::R4(c)) => Some(c),
-        Some(EncounterClass::R5(cs)) => cs.iter().find_map(|c| c.coding.first()),
+        // R5's classes: the first of the v3 ActCode value set's (a local class first, then EMER, lost the
+        // emergency visit), else the first given
+        Some(EncounterClass::R5(cs)) => cs
+            .iter()
+            .flat_map(|c| c.coding.iter())
+            .find(|c| c.code.as_deref().is_some_and(|k| reportable::encounter_class(k.trim()).is_some()))
+            .or_else(|| cs.iter().find_map(|c| c.coding.first())),
         None => None,
     };
     // R4 requires a class; an export without one is counted, as an Encounter without a time is

@@ -698,7 +698,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
             // this one, this one's note stays (it was lost with the original); else it is dropped
             if let Some(&e) = sink.data.events.get(original as usize).filter(|_| sink.opts.keep_events) {
                 if let Ok(at) = u32::try_from(sink.data.events.len()) {
-                    sink.data.versions.notes.push((key, at, report));
+                    sink.data.versions.notes.push((key, at, report, true));
                 }
                 sink.data.events.push(e);
             }
@@ -731,7 +731,7 @@ fn apply(sink: &mut Sink, file: &str, line: u64, mut out: LineOut<'_>) {
                 sides[usize::from(report)].1 = at;
             }
             if at != u32::MAX {
-                sink.data.versions.notes.push((key, at, report));
+                sink.data.versions.notes.push((key, at, report, false));
             }
         }
     }
