@@ -1571,3 +1571,24 @@ fn r5_encounters_are_read() {
     let e = d.events.iter().find(|e| e.kind == EventKind::Encounter).expect("read");
     assert_eq!(d.codes[e.code as usize].code, "EMER", "{:?}", r.findings);
 }
+
+/// Found by an outside-in tester: a DocumentReference giving one text twice (as UTF-8 and as
+/// Shift_JIS, or one attachment repeated) had its note's tokens doubled: it is read once.
+#[test]
+fn one_text_given_twice_in_a_document_is_read_once() {
+    let sjis = encoding_rs::SHIFT_JIS.encode("胸痛あり。経過観察。").0.into_owned();
+    let plain = |ct: &str, bytes: &[u8]| {
+        use base64::Engine;
+        json!({ "attachment": { "contentType": ct, "data": base64::engine::general_purpose::STANDARD.encode(bytes) } })
+    };
+    let doc = json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/a" },
+        "date": "2024-01-03T00:00:00Z",
+        "content": [plain("text/plain; charset=utf-8", "胸痛あり。経過観察。".as_bytes()),
+                    plain("text/plain; charset=shift_jis", &sjis),
+                    plain("text/plain; charset=utf-8", "胸痛あり。経過観察。".as_bytes())] });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), doc.to_string()).unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
+    assert_eq!(texts, ["胸痛あり。経過観察。"], "{:?}", r.findings);
+}

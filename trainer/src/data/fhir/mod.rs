@@ -2125,7 +2125,11 @@ fn attachment_texts<'b, 'a: 'b>(
     // a note sent in several forms (plain text, HTML, RTF: one content of each) is read once, in the
     // first of these it has text in (an HTML form that is only an image is no text)
     let decoded = forms.iter().any(|f| !f.is_empty());
-    let text = forms.into_iter().find(|t| t.iter().any(|t| !t.trim().is_empty())).unwrap_or_default();
+    let mut text = forms.into_iter().find(|t| t.iter().any(|t| !t.trim().is_empty())).unwrap_or_default();
+    // one text given twice (as UTF-8 and as Shift_JIS, or the same attachment repeated) is read once
+    // (found by a tester: the note's tokens were doubled)
+    let mut seen = std::collections::HashSet::new();
+    text.retain(|t| seen.insert(t.trim().to_owned()));
     // attachments that decode to nothing but white space: an empty note (as the CSV reader says it),
     // not one of a type that is not text
     if text.is_empty() && decoded {
