@@ -319,22 +319,25 @@ fn a_revoked_permit_keeps_its_spend_listed() {
             .output()
             .unwrap()
     };
-    let o = medtrain(&[
-        "permit",
-        "issue",
-        "--project",
-        "proj",
-        "--purpose",
-        "p",
-        "--dataset",
-        &dataset,
-        "--expires",
-        "2099-12-31",
-        "--epsilon",
-        "5",
-        "--delta",
-        "1e-5",
-    ]);
+    let issue = || {
+        medtrain(&[
+            "permit",
+            "issue",
+            "--project",
+            "proj",
+            "--purpose",
+            "p",
+            "--dataset",
+            &dataset,
+            "--expires",
+            "2099-12-31",
+            "--epsilon",
+            "5",
+            "--delta",
+            "1e-5",
+        ])
+    };
+    let o = issue();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let file = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let id = std::path::Path::new(&file).file_stem().unwrap().to_str().unwrap().to_string();
@@ -364,24 +367,6 @@ fn a_revoked_permit_keeps_its_spend_listed() {
     // found by a tester: a permit issued again in the same second took the revoked one's id and could
     // not be revoked; one copied back from a backup was valid again; with the ledger lost, the revoked
     // permit was no reason to refuse a new budget
-    let issue = || {
-        medtrain(&[
-            "permit",
-            "issue",
-            "--project",
-            "proj",
-            "--purpose",
-            "p",
-            "--dataset",
-            &dataset,
-            "--expires",
-            "2099-12-31",
-            "--epsilon",
-            "5",
-            "--delta",
-            "1e-5",
-        ])
-    };
     let o = issue();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let again = String::from_utf8_lossy(&o.stdout).trim().to_string();

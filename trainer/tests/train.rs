@@ -916,11 +916,16 @@ fn a_resumed_run_keeps_its_mode_and_the_data_it_started_on() {
         assert!(!out.status.success() && err.contains("trained with DP-SGD") && err.contains("ledger"), "{err}");
     }
     let _ = std::fs::remove_file(run.join("run.json"));
-    // the same data prepared again (another DP tokenizer) put in place of the run's
+    // the same data prepared again otherwise (a longer lookback) put in place of the run's (prepared
+    // again alike it is the same bytes: the tokenizer is trained the same every run)
     let again = tmp.path().join("prepared-again");
+    let other = tmp.path().join("data-other.toml");
+    let text = std::fs::read_to_string(repo().join("configs/data-demo.toml")).unwrap();
+    assert!(text.contains("lookback_hours = 168"));
+    std::fs::write(&other, text.replace("lookback_hours = 168", "lookback_hours = 200")).unwrap();
     let o = node(tmp.path())
         .args(["data", "prepare", "--config"])
-        .arg(repo().join("configs/data-demo.toml"))
+        .arg(&other)
         .arg("--input")
         .arg(export().join("export"))
         .arg("--out")

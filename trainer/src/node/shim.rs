@@ -105,7 +105,11 @@ fn run_job(dir: &Path, spec: &ShimSpec) -> ExitRecord {
     }
     // the files the config names, readable by the submitter still (a link swapped in while the job was
     // queued would be read with the node's rights)
-    if let Some((uid, gid, groups, config)) = &spec.readable_as {
+    // (asked only where the shim can take the submitter's identity: a shim Slurm runs as another user
+    // cannot, and its job runs with that user's rights, not the node's)
+    // SAFETY: geteuid has no preconditions
+    let root = unsafe { libc::geteuid() } == 0;
+    if let Some((uid, gid, groups, config)) = spec.readable_as.as_ref().filter(|_| root) {
         if let Some(why) = super::api::named_paths_refusal(config, *uid, *gid, groups) {
             return fail(why);
         }
