@@ -1271,11 +1271,10 @@ pub(crate) struct Versions {
     /// not kept (a second pass that reads for identifiers only, or past 2^32 events)
     pub(crate) off: bool,
     /// (the note's key, its event, whether a DiagnosticReport gave it, whether it is a copy) of each
-    /// note a DocumentReference
-    /// or a DiagnosticReport gave (the copy of the other's note included, read as its original's
-    /// event): of those whose version stays, each of one type is paired with one of the other with the
-    /// same key, and the later read of each pair is dropped (a note both give is one note, whatever the
-    /// order their versions came in)
+    /// note a DocumentReference or a DiagnosticReport gave (the copy of the other's note included, read
+    /// as its original's event): of those whose version stays, each of one type is paired with one of
+    /// the other with the same key, and of each pair the copy is dropped, else the later read (a note
+    /// both give is one note, whatever the order their versions came in)
     pub(crate) notes: Vec<(u128, u32, bool, bool)>,
     /// (the [`id_key`] of a resource a Bundle's `DELETE` names, its rank): the versions read up to it
     /// are dropped
