@@ -1191,13 +1191,16 @@ fn version(resource: &str, id: &Loose, meta: &VersionMeta, subject: Option<&Refe
     // (a versionId past 2^16 - 1 counts as that: a resource with 65,535 versions is none here)
     let version = meta.version_id.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0).min((1 << 16) - 1);
     let rank = match meta.last_updated.as_deref().and_then(|u| instant_ms(u.trim())) {
-        // milliseconds from the earliest time read, 44 bits (557 years)
-        Some(t) => {
-            1 << 60 | (t.saturating_sub(super::EARLIEST_TIME * 1000).clamp(0, (1 << 44) - 1) as u64) << 16 | version
-        }
+        Some(t) => timed_rank(t, version),
         None => version,
     };
     Some(Version { key, rank })
+}
+
+/// The rank of a version with a time (`ms` since the epoch; above every version without one): the
+/// milliseconds from the earliest time read, 44 bits (557 years), over `low` (16 bits: a versionId).
+fn timed_rank(ms: i64, low: u64) -> u64 {
+    1 << 60 | (ms.saturating_sub(super::EARLIEST_TIME * 1000).clamp(0, (1 << 44) - 1) as u64) << 16 | low
 }
 
 /// The hash of a resource's type and id (the top half of its [`Version`]'s key).
@@ -1230,9 +1233,8 @@ fn deletion(url: &str, last_modified: Option<&str>) -> Option<(String, String, u
         return None;
     }
     let rank = match last_modified.and_then(|u| instant_ms(u.trim())) {
-        Some(t) => {
-            1 << 60 | (t.saturating_sub(super::EARLIEST_TIME * 1000).clamp(0, (1 << 44) - 1) as u64) << 16 | 0xFFFF
-        }
+        // (after every version of that instant)
+        Some(t) => timed_rank(t, 0xFFFF),
         None => RANK_BITS,
     };
     Some((resource.to_string(), id.trim().to_string(), rank))
