@@ -245,7 +245,8 @@ pub fn jlac10_canonical(code: &str) -> Option<String> {
     if jlac10_is_valid(code) || !(17..=96).contains(&code.len()) {
         return None;
     }
-    let mut out = String::with_capacity(17);
+    // (on the stack: a CSV reader asks this of each row's local code of 17 characters or more)
+    let (mut out, mut n) = ([0u8; 17], 0);
     for c in code.trim().chars() {
         // full-width ASCII (U+FF01..U+FF5E) as ASCII
         let c = match c {
@@ -254,11 +255,15 @@ pub fn jlac10_canonical(code: &str) -> Option<String> {
         };
         match c {
             '-' | ' ' | '\u{3000}' | '‐' | '−' | 'ー' => {}
-            c if c.is_ascii_alphanumeric() && out.len() < 17 => out.push(c.to_ascii_uppercase()),
+            c if c.is_ascii_alphanumeric() && n < 17 => {
+                out[n] = c.to_ascii_uppercase() as u8;
+                n += 1;
+            }
             _ => return None,
         }
     }
-    jlac10_is_valid(&out).then_some(out)
+    let out = std::str::from_utf8(&out[..n]).ok()?;
+    jlac10_is_valid(out).then(|| out.to_owned())
 }
 
 /// The kinds of JLAC10 material (材料コード, the code's characters 10-12) a quantity matches across. Any
