@@ -113,9 +113,7 @@ pub(crate) fn fold(c: char) -> char {
 /// `YAMADA-HANAKO.csv`) name patients, and no rule of form tells a name from a word: only words known
 /// to be an export's are shown (a name of other words is not printed, `kyoto_labs.csv` too).
 pub fn shown_path(rel: &str) -> String {
-    shown_components(rel, |c| {
-        known_words(c) && plain(c, true) && !person_like(c) && (c.starts_with('.') || !id_like(c))
-    })
+    shown_components(rel, |c| known_words(c) && no_person(c, true))
 }
 
 /// A path the user gave (an input's own directory, a label file, a config) as an error may print it:
@@ -125,7 +123,12 @@ pub fn shown_path(rel: &str) -> String {
 pub fn shown_user_path(path: &str) -> String {
     // (a space only where every word is known: `labHanako Suzukiels.csv` holds a name the word rules
     // do not see, fuzz seed 80)
-    shown_components(path, |c| plain(c, false) && !person_like(c) && (c.starts_with('.') || !id_like(c)))
+    shown_components(path, |c| no_person(c, false))
+}
+
+/// A component [`plain`] that reads as no person's name and no patient number.
+fn no_person(c: &str, spaces: bool) -> bool {
+    plain(c, spaces) && !person_like(c) && (c.starts_with('.') || !id_like(c))
 }
 
 fn shown_components(path: &str, shown: impl Fn(&str) -> bool) -> String {
