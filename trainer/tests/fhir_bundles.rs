@@ -833,6 +833,61 @@ fn notes_in_binaries_of_the_export_are_read() {
     assert_eq!(code.code.as_str(), "11506-3");
 }
 
+/// A DiagnosticReport whose `presentedForm` links a Binary of the export (`url: "Binary/id"`, as a
+/// DocumentReference's can) was a `note_by_url` warning (its conclusion alone read): the form is read
+/// from the Binaries as a DocumentReference's is, the conclusion with it where the form lacks it; a
+/// report whose Binary the export lacks keeps its conclusion; a newer version replaces an older one.
+#[test]
+fn report_forms_in_binaries_of_the_export_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = |id: &str, version: &str, url: &str, conclusion: Option<&str>, date: &str| {
+        let mut r = json!({ "resourceType": "DiagnosticReport", "id": id, "status": "final",
+            "meta": { "versionId": version, "lastUpdated": format!("{date}T00:00:00Z") },
+            "subject": { "reference": "Patient/p1" }, "effectiveDateTime": format!("{date}T00:00:00Z"),
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "18748-4" }] },
+            "presentedForm": [{ "contentType": "text/plain", "url": url }] });
+        if let Some(c) = conclusion {
+            r["conclusion"] = json!(c);
+        }
+        r.to_string()
+    };
+    let lines = [
+        report("r1", "1", "Binary/b1", Some("no acute findings"), "2024-01-01"),
+        report("r2", "1", "Binary/b2", Some("also in the form"), "2024-01-02"),
+        report("r3", "1", "Binary/missing", Some("conclusion only, call 090-1234-5678"), "2024-01-03"),
+        report("r4", "1", "Binary/b4old", None, "2024-01-04"),
+        report("r4", "2", "Binary/b4new", None, "2024-01-05"),
+    ];
+    std::fs::write(dir.path().join("DiagnosticReport.ndjson"), lines.join("\n") + "\n").unwrap();
+    let bin = |id: &str, text: &str| {
+        json!({ "resourceType": "Binary", "id": id, "contentType": "text/plain", "data": b64(text) }).to_string()
+    };
+    let binaries =
+        [bin("b1", "chest film read"), bin("b2", "form says: also in the form"), bin("b4old", "old"), bin("b4new", "new")];
+    std::fs::write(dir.path().join("Binary.ndjson"), binaries.join("\n") + "\n").unwrap();
+    let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
+    let (d, r) = data::read(dir.path(), &opts).unwrap();
+    let mut notes: Vec<(i64, &str)> = d
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Note)
+        .map(|e| (e.time, d.texts[e.text as usize].as_str()))
+        .collect();
+    notes.sort();
+    let texts: Vec<&str> = notes.iter().map(|n| n.1).collect();
+    assert_eq!(texts.len(), 4, "{texts:?} {:?}", r.findings);
+    assert_eq!(texts[0], "chest film read\nno acute findings");
+    assert_eq!(texts[1], "form says: also in the form");
+    assert!(texts[2].starts_with("conclusion only") && !texts[2].contains("090-1234"), "{}", texts[2]);
+    assert_eq!(texts[3], "new");
+    let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
+    assert_eq!(count("note_by_url"), 1, "{:?}", r.findings);
+    let by_url = r.findings.iter().find(|f| f.kind == "note_by_url").unwrap();
+    assert_eq!((by_url.resource.as_str(), by_url.field.as_str()), ("DiagnosticReport", "presentedForm.data"));
+    let code = &d.codes[d.events.iter().find(|e| e.kind == EventKind::Note).unwrap().code as usize];
+    assert_eq!(code.code.as_str(), "18748-4");
+}
+
 /// Found by a tester: a Bundle (a document, as servers write a patient's record) whose
 /// DocumentReference links a Binary entry of the same Bundle (`Binary/id`, or `urn:uuid:` its entry's
 /// fullUrl), in either order, was a `note_by_url` warning; the Bundle's Binaries are read for it.

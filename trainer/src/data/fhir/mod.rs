@@ -488,6 +488,9 @@ struct Attachment<'a> {
 /// names `Binary/id`, as EHR bulk exports write notes and their Binaries): read when the export's
 /// Binaries are, after the other resources ([`stream::read`]).
 pub(crate) struct UrlNote {
+    /// the resource whose note it is: a DocumentReference's `content[].attachment` or a
+    /// DiagnosticReport's `presentedForm`
+    resource: &'static str,
     subject: String,
     time: i64,
     system: String,
@@ -495,8 +498,21 @@ pub(crate) struct UrlNote {
     /// the Binaries that may hold its text: (id, the attachment's content type, `""` when it gives
     /// none)
     links: Vec<(String, String)>,
-    /// its DocumentReference's version, told apart from the other versions when the note is read
+    /// its resource's version, told apart from the other versions when the note is read
     version: Option<Version>,
+    /// text the resource gives beside its links (a DiagnosticReport's `conclusion`, guarded): added to
+    /// the Binaries' text where that does not already hold it, the note where they have none
+    also: Option<String>,
+}
+
+impl UrlNote {
+    /// The fields of its resource that hold the note's (data, content type).
+    pub(crate) fn fields(&self) -> (&'static str, &'static str) {
+        match self.resource {
+            "DiagnosticReport" => ("presentedForm.data", "presentedForm.contentType"),
+            _ => ("content.attachment.data", "content.attachment.contentType"),
+        }
+    }
 }
 
 /// (no subject, time or id in a debug print)
@@ -2038,7 +2054,16 @@ fn document_reference<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Re
             let (system, code) = (system.into_owned(), code.into_owned());
             // (its version is said with its note, once its Binaries are read)
             let version = out.version.take();
-            out.by_url = Some(UrlNote { subject: subject.into_owned(), time, system, code, links, version });
+            out.by_url = Some(UrlNote {
+                resource: "DocumentReference",
+                subject: subject.into_owned(),
+                time,
+                system,
+                code,
+                links,
+                version,
+                also: None,
+            });
             return Ok(out);
         }
         out.no_text_attachment("DocumentReference", "content.attachment.contentType");
@@ -2219,14 +2244,19 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         let fields = ("presentedForm.title", "presentedForm.title.subject_identifier");
         scan_only(title, subject.as_ref(), RESOURCE, fields, &mut out);
     }
+    let mut links = Vec::new();
     let mut texts = attachment_texts(
         line,
         d.presented_form.iter(),
         RESOURCE,
         ("presentedForm.data", "presentedForm.contentType"),
-        None,
+        Some(&mut links),
         &mut out,
     )?;
+    // a form whose text is in a Binary of the export (`url: "Binary/id"`), as a DocumentReference's
+    // can be: read with the export's Binaries, the conclusion with it (found by a tester: such a
+    // report's form was not read)
+    let by_url = texts.is_empty() && !links.is_empty();
     let mut texts: Vec<String> = texts
         .drain(..)
         .map(|t| guard_text(t, RESOURCE, "presentedForm.data", &mut out))
@@ -2238,7 +2268,7 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
             texts.push(c);
         }
     }
-    if texts.is_empty() {
+    if texts.is_empty() && !by_url {
         if !d.presented_form.is_empty() {
             out.no_text_attachment(RESOURCE, "presentedForm.contentType");
         }
@@ -2267,7 +2297,23 @@ fn report_note<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
         RESOURCE,
         "effectiveDateTime"
     );
-    out.recs.push(Rec::note(subject, time, note_code(&d.code, opts), texts.join("\n")));
+    let (system, code) = note_code(&d.code, opts);
+    if by_url {
+        // (its version is said with its note, once its Binaries are read)
+        let version = out.version.take();
+        out.by_url = Some(UrlNote {
+            resource: RESOURCE,
+            subject: subject.into_owned(),
+            time,
+            system: system.into_owned(),
+            code: code.into_owned(),
+            links,
+            version,
+            also: texts.pop(),
+        });
+        return Ok(out);
+    }
+    out.recs.push(Rec::note(subject, time, (system, code), texts.join("\n")));
     Ok(out)
 }
 

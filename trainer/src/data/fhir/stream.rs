@@ -827,29 +827,38 @@ fn link_text(link_ct: &str, bin_ct: Option<&str>, data: Option<&str>) -> Got {
 /// subject's own identifiers, a report's copy), in the first form of plain text, HTML and RTF its
 /// Binaries have; at `line` of `file` (where its last Binary was).
 fn emit_url_note(sink: &mut Sink, file: &str, line: u64, n: &super::UrlNote, got: impl Iterator<Item = Got>) {
-    const RESOURCE: &str = "DocumentReference";
-    let mut out = LineOut { resource: Some(RESOURCE), late: true, version: n.version, ..Default::default() };
+    let resource = n.resource;
+    let (data_field, type_field) = n.fields();
+    let mut out = LineOut { resource: Some(resource), late: true, version: n.version, ..Default::default() };
     let mut texts = Vec::new();
     for g in got {
         match g {
             Got::Text(form, t, guessed) if !t.trim().is_empty() => {
                 if guessed {
-                    out.info_once(Severity::Warning, "guessed_charset", RESOURCE, "content.attachment.contentType");
+                    out.info_once(Severity::Warning, "guessed_charset", resource, type_field);
                 }
                 texts.push((form, t))
             }
             Got::Text(..) => {}
-            Got::Undecodable => out.found("undecodable_note", RESOURCE, "content.attachment.contentType"),
+            Got::Undecodable => out.found("undecodable_note", resource, type_field),
             Got::NotText => {}
         }
     }
-    if let Some(best) = texts.iter().map(|t| t.0).min() {
+    let text = texts.iter().map(|t| t.0).min().map(|best| {
         let text: Vec<String> = texts.into_iter().filter(|t| t.0 == best).map(|t| t.1).collect();
-        let text = super::guard_text(text.join("\n"), RESOURCE, "content.attachment.data", &mut out);
+        super::guard_text(text.join("\n"), resource, data_field, &mut out)
+    });
+    // (a report's conclusion, guarded when its line was read)
+    let text = match (text, n.also.as_deref()) {
+        (Some(t), Some(also)) if !t.contains(also.trim()) => Some(t + "\n" + also),
+        (None, Some(also)) => Some(also.to_owned()),
+        (t, _) => t,
+    };
+    if let Some(text) = text {
         let code = (n.system.as_str().into(), n.code.as_str().into());
         out.recs.push(data::Rec::note(n.subject.as_str().into(), n.time, code, text));
     } else {
-        out.no_text_attachment(RESOURCE, "content.attachment.contentType");
+        out.no_text_attachment(resource, type_field);
     }
     apply(sink, file, line, out);
 }
@@ -988,11 +997,17 @@ fn read_url_notes(sink: &mut Sink, files: &[&Path]) -> Result<()> {
         if got[i].iter().any(Option::is_some) {
             emit_url_note(sink, "Binary", 0, n, got[i].drain(..).flatten());
         } else {
-            sink.report.count(Severity::Warning, "note_by_url", "DocumentReference", "content.attachment.data");
-            // (a version whose text is not in the export still replaces the ones before it)
-            if let Some(v) = n.version {
-                let at = sink.data.events.len();
-                sink.data.versions.read("DocumentReference", v, at..at);
+            sink.report.count(Severity::Warning, "note_by_url", n.resource, n.fields().0);
+            match &n.also {
+                // (a report's conclusion is its note still)
+                Some(_) => emit_url_note(sink, "Binary", 0, n, std::iter::empty()),
+                None => {
+                    // (a version whose text is not in the export still replaces the ones before it)
+                    if let Some(v) = n.version {
+                        let at = sink.data.events.len();
+                        sink.data.versions.read(n.resource, v, at..at);
+                    }
+                }
             }
         }
     }
