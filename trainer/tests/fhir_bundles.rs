@@ -862,8 +862,12 @@ fn report_forms_in_binaries_of_the_export_are_read() {
     let bin = |id: &str, text: &str| {
         json!({ "resourceType": "Binary", "id": id, "contentType": "text/plain", "data": b64(text) }).to_string()
     };
-    let binaries =
-        [bin("b1", "chest film read"), bin("b2", "form says: also in the form"), bin("b4old", "old"), bin("b4new", "new")];
+    let binaries = [
+        bin("b1", "chest film read"),
+        bin("b2", "form says: also in the form"),
+        bin("b4old", "old"),
+        bin("b4new", "new"),
+    ];
     std::fs::write(dir.path().join("Binary.ndjson"), binaries.join("\n") + "\n").unwrap();
     let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
     let (d, r) = data::read(dir.path(), &opts).unwrap();
@@ -1597,6 +1601,50 @@ fn a_bundles_delete_entries_remove_the_resources_they_name() {
     assert_eq!(d.events.len(), 3, "{:?}", r.findings);
     // (counted per resource it names)
     assert_eq!((count(&r, "resource_deleted"), count(&r, "delete_not_applied")), (0, 2), "{:?}", r.findings);
+}
+
+/// A history Bundle whose versions give their time and version only in the entry's `response`
+/// (`lastModified`, `etag`), not in `meta`: they ranked as untimed (below every timed version), so a
+/// DELETE of April removed the version made again in May. The entry's response ranks them.
+#[test]
+fn a_history_entrys_response_dates_its_version() {
+    let entry = |value: Option<f64>, method: &str, modified: &str, etag: &str| {
+        let mut e = json!({ "request": { "method": method, "url": "Observation/o1" },
+            "response": { "status": "200", "lastModified": modified, "etag": etag } });
+        if let Some(v) = value {
+            e["resource"] = lab_obs(json!({ "id": "o1", "valueQuantity": { "value": v, "unit": "mg/dL" } }));
+        }
+        e
+    };
+    // newest first, as a history is written
+    let history = json!({ "resourceType": "Bundle", "type": "history", "entry": [
+        entry(Some(3.0), "PUT", "2024-05-01T00:00:00Z", "W/\"3\""),
+        entry(None, "DELETE", "2024-04-01T00:00:00Z", "W/\"2\""),
+        entry(Some(1.0), "POST", "2024-03-01T00:00:00Z", "W/\"1\"") ] });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("history.ndjson"), history.to_string() + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let values: Vec<f32> = d.events.iter().map(|e| e.value).collect();
+    assert_eq!(values, [3.0], "{:?}", r.findings);
+    // without the DELETE: the latest by the entries' times, whatever their order
+    let history = json!({ "resourceType": "Bundle", "type": "history", "entry": [
+        entry(Some(1.0), "POST", "2024-03-01T00:00:00Z", "W/\"1\""),
+        entry(Some(3.0), "PUT", "2024-05-01T00:00:00Z", "W/\"3\""),
+        entry(Some(2.0), "PUT", "2024-04-01T00:00:00Z", "W/\"2\"") ] });
+    std::fs::write(dir.path().join("history.ndjson"), history.to_string() + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let values: Vec<f32> = d.events.iter().map(|e| e.value).collect();
+    assert_eq!(values, [3.0], "{:?}", r.findings);
+    // etags alone (no times): the highest version
+    let history = json!({ "resourceType": "Bundle", "type": "history", "entry": [
+        { "resource": lab_obs(json!({ "id": "o1", "valueQuantity": { "value": 2.0, "unit": "mg/dL" } })),
+          "response": { "status": "200", "etag": "W/\"7\"" } },
+        { "resource": lab_obs(json!({ "id": "o1", "valueQuantity": { "value": 1.0, "unit": "mg/dL" } })),
+          "response": { "status": "200", "etag": "W/\"6\"" } } ] });
+    std::fs::write(dir.path().join("history.ndjson"), history.to_string() + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let values: Vec<f32> = d.events.iter().map(|e| e.value).collect();
+    assert_eq!(values, [2.0], "{:?}", r.findings);
 }
 
 /// Found by an outside-in tester: FHIR R5 Encounters (`actualPeriod` for R4's `period`, `class` a list,

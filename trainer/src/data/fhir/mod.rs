@@ -1256,6 +1256,13 @@ fn deletion(url: &str, last_modified: Option<&str>) -> Option<(String, String, u
     Some((resource.to_string(), id.trim().to_string(), rank))
 }
 
+/// The version an entity tag names: `W/"3"`, `"3"`, `3`.
+fn etag_version(etag: &str) -> Option<u64> {
+    let t = etag.trim();
+    let t = t.strip_prefix("W/").unwrap_or(t);
+    t.trim_matches('"').parse().ok()
+}
+
 /// An instant in milliseconds since the Unix epoch, its fraction of a second read (`.5`, `.123456`:
 /// two versions saved within a second are told apart to the millisecond).
 fn instant_ms(s: &str) -> Option<i64> {
@@ -2774,7 +2781,35 @@ const ENTRY_CHUNK: usize = 4096;
 
 /// A Bundle's entry not parsed yet: the lines its resource starts below the Bundle's first, the
 /// resource's bytes, the id its `urn:uuid:` `fullUrl` gives, how many Bundles hold it.
-type Pending<'a> = (u64, &'a [u8], Option<Cow<'a, str>>, u8);
+/// A Bundle entry's resource to parse: (the lines it starts below the Bundle's first, its bytes, the id
+/// its `fullUrl` gives, its depth, what its `response` says of its version ([`EntryVersion`])).
+type Pending<'a> = (u64, &'a [u8], Option<Cow<'a, str>>, u8, EntryVersion);
+
+/// What a Bundle entry's `response` (a history's, a transaction-response's) says of its resource's
+/// version: `lastModified` in milliseconds and the version of `etag` (`W/"3"`), for a resource whose
+/// `meta` does not give them.
+#[derive(Clone, Copy, Debug, Default)]
+struct EntryVersion {
+    ms: Option<i64>,
+    version: Option<u64>,
+}
+
+impl EntryVersion {
+    /// `version` with what its resource's `meta` lacks taken from its entry: a rank without a time gets
+    /// the entry's `lastModified` over its versionId (else the etag's); one without a versionId, the
+    /// etag's (found by a reviewer: a history whose versions give their time only in the entry ranked
+    /// by versionId alone, below a timed DELETE that came before the latest of them).
+    fn fill(self, version: &mut Version) {
+        let timed = version.rank >= 1 << 60;
+        let own = version.rank & 0xFFFF;
+        let low = if own == 0 { self.version.unwrap_or(0).min(0xFFFF) } else { own };
+        version.rank = match (timed, self.ms) {
+            (true, _) => version.rank,
+            (false, Some(ms)) => timed_rank(ms, low),
+            (false, None) => low,
+        };
+    }
+}
 
 /// A Bundle's entries, found (not parsed: each is parsed as a line of its own would be when the Bundle
 /// is applied, [`parse_pending`], a chunk at a time), in entry order; an entry without a resource (a
@@ -2804,6 +2839,8 @@ fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad
     struct Response<'a> {
         #[serde(default, borrow)]
         last_modified: Loose<'a>,
+        #[serde(default, borrow)]
+        etag: Loose<'a>,
     }
     let mut deletes = Vec::new();
     let mut not_applied = 0u64;
@@ -2848,7 +2885,12 @@ fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad
                 Cow::Borrowed(b) => b.trim().strip_prefix("urn:uuid:").map(Cow::Borrowed),
                 Cow::Owned(o) => o.trim().strip_prefix("urn:uuid:").map(|id| Cow::Owned(id.to_owned())),
             });
-            Some((below, raw, id.filter(|id| !id.is_empty()), depth))
+            let response = e.response.and_then(|r| serde_json::from_str::<Response>(r.get()).ok());
+            let entry = response.map_or(EntryVersion::default(), |r| EntryVersion {
+                ms: r.last_modified.0.as_deref().and_then(|u| instant_ms(u.trim())),
+                version: r.etag.0.as_deref().and_then(etag_version),
+            });
+            Some((below, raw, id.filter(|id| !id.is_empty()), depth, entry))
         })
         .collect();
     let mut out = LineOut {
@@ -2889,7 +2931,13 @@ fn bundle<'a>(line: &'a [u8], depth: u8) -> std::result::Result<LineOut<'a>, Bad
 /// Pending entries parsed, in order (in parallel where there are many).
 fn parse_pending<'a>(chunk: &[Pending<'a>], opts: &ReadOptions) -> Vec<(u64, LineOut<'a>)> {
     use rayon::prelude::*;
-    let parse = |(below, raw, id, depth): &Pending<'a>| (*below, parse_entry(raw, opts, id.as_deref(), *depth));
+    let parse = |(below, raw, id, depth, entry): &Pending<'a>| {
+        let mut out = parse_entry(raw, opts, id.as_deref(), *depth);
+        for v in out.version.iter_mut().chain(out.by_url.iter_mut().flat_map(|n| n.version.iter_mut())) {
+            entry.fill(v);
+        }
+        (*below, out)
+    };
     if chunk.len() >= PARALLEL_ENTRIES {
         chunk.par_iter().map(parse).collect()
     } else {
