@@ -223,8 +223,11 @@ pub(crate) fn report_data(
         );
     }
     ReportData {
-        title: format!("medtrain run {}", run_dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into())),
-        run_dir: run_dir.display().to_string(),
+        title: format!(
+            "medtrain run {}",
+            run_dir.file_name().map_or(String::new(), |n| crate::data::guard::shown_user_path(&n.to_string_lossy()))
+        ),
+        run_dir: crate::data::guard::shown_user_path(&run_dir.display().to_string()),
         model_summary: format!("{}, {} head, {trainable} trainable of {total} weights", describe(cfg), s.head),
         head: s.head.into(),
         loss: record.loss.clone(),
@@ -252,7 +255,10 @@ pub(crate) fn report_data(
             ("max examples per subject and step".into(), cfg.privacy.max_examples_per_subject.to_string()),
         ],
         notes,
-        config_toml: given.to_string(),
+        // (a path may name a patient, `/data/7654321_export`: shown as the guard shows a user's paths;
+        // found by a tester)
+        config_toml: super::export::config_paths_shown(given, &crate::data::guard::shown_user_path, false)
+            .unwrap_or_else(|_| "(the config is not shown: it does not read as TOML)\n".into()),
         fingerprint: fingerprint.to_string(),
     }
 }
@@ -269,4 +275,23 @@ fn describe(cfg: &TrainConfig) -> String {
         TextEncoder::Pretrained { .. } => "pretrained text encoder",
     });
     [lab, text].into_iter().flatten().collect::<Vec<_>>().join(" + ")
+}
+
+#[cfg(test)]
+mod tests {
+    /// Found by a tester: report.html printed the config as given, a patient number in its input's
+    /// directory (`7654321_export`) with it. Paths are shown as the guard shows a user's; the rest of the
+    /// config as it is.
+    #[test]
+    fn the_reports_config_shows_paths_as_the_guard_does() {
+        let given = "# a comment naming anyone\n[data]\ninput = \"/data/7654321_export\"\n\
+                     [data.labels]\nfile = \"/home/tanaka/labels.csv\"\n[data.split]\nkey = \"k\"\n\
+                     [train]\nbatch = 64\n";
+        let shown =
+            super::super::export::config_paths_shown(given, &crate::data::guard::shown_user_path, false).unwrap();
+        assert!(!shown.contains("7654321") && !shown.contains("comment"), "{shown}");
+        assert!(shown.contains("/data/(a name that is not printed)"), "{shown}");
+        assert!(shown.contains("/home/tanaka/labels.csv") && shown.contains("batch = 64"), "{shown}");
+        assert!(shown.contains("key = \"k\""), "{shown}");
+    }
 }

@@ -336,21 +336,32 @@ const PATH_KEYS: [&str; 5] = ["input", "code_map", "file", "tokenizer", "path"];
 /// The resolved config as the release states it: every path withheld, and the split key (with it and
 /// the subjects' pseudonyms anyone could recompute who trained and who was held out) withheld.
 fn released_config(resolved: &str) -> Result<String, String> {
-    fn withhold(table: &mut toml::Table, at: &str) {
+    config_paths_shown(resolved, &|_| "(withheld: a path on the node)".into(), true)
+}
+
+/// A config (TOML) written again with the string value of each path key ([`PATH_KEYS`]) as `shown`
+/// gives it, and the split key withheld where `withhold_key`; comments are not kept (they are the
+/// user's free text).
+pub(crate) fn config_paths_shown(
+    config: &str,
+    shown: &dyn Fn(&str) -> String,
+    withhold_key: bool,
+) -> Result<String, String> {
+    fn walk(table: &mut toml::Table, at: &str, shown: &dyn Fn(&str) -> String, withhold_key: bool) {
         for (key, value) in table.iter_mut() {
             let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
             match value {
-                toml::Value::Table(t) => withhold(t, &path),
-                toml::Value::String(s) if path == "data.split.key" => *s = "(withheld: the split key)".into(),
-                toml::Value::String(s) if PATH_KEYS.contains(&key.as_str()) => {
-                    *s = "(withheld: a path on the node)".into()
+                toml::Value::Table(t) => walk(t, &path, shown, withhold_key),
+                toml::Value::String(s) if withhold_key && path == "data.split.key" => {
+                    *s = "(withheld: the split key)".into()
                 }
+                toml::Value::String(s) if PATH_KEYS.contains(&key.as_str()) => *s = shown(s),
                 _ => {}
             }
         }
     }
-    let mut table: toml::Table = toml::from_str(resolved).map_err(|e| e.message().to_string())?;
-    withhold(&mut table, "");
+    let mut table: toml::Table = toml::from_str(config).map_err(|e| e.message().to_string())?;
+    walk(&mut table, "", shown, withhold_key);
     toml::to_string(&table).map_err(|e| e.to_string())
 }
 
