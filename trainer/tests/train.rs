@@ -56,6 +56,20 @@ fn every_example_config_trains_and_reports() {
         if name == "notes-pretrained" {
             let resolved = std::fs::read_to_string(run.join("config.resolved.toml")).unwrap();
             assert!(resolved.contains("freeze_layers = 1"), "{resolved}");
+            // found by a tester: the release named the checkpoint's files by their paths on the node;
+            // it names them by file name, and the tokenizer the weights expect by its SHA-256
+            let rel = tmp.path().join("release-pretrained");
+            let e = node(tmp.path()).arg("export").arg(&run).arg("--out").arg(&rel).output().unwrap();
+            assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+            let text = std::fs::read_to_string(rel.join("release.json")).unwrap();
+            assert!(!text.contains(&tiny_s), "{text}");
+            let release: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let names: Vec<&str> =
+                release["model"]["base_model"].as_array().unwrap().iter().map(|f| f[0].as_str().unwrap()).collect();
+            assert!(names.contains(&"model.safetensors") && names.contains(&"config.json"), "{names:?}");
+            let tok_hash = release["tokenizer"]["sha256"].as_str().unwrap_or_default().to_string();
+            let want = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&tok).unwrap()));
+            assert_eq!(tok_hash, want, "{}", release["tokenizer"]);
         }
     }
 }

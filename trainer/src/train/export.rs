@@ -407,6 +407,31 @@ fn write_release(
         Some(b) => parse_json(&run_dir.join("data/tokenizer.medtrain.json"), b)?,
         None => json!({"trained_in_node": false}),
     };
+    // the pretrained checkpoint's files by name and SHA-256: its directory is a path on the node (found
+    // by a tester: `/data/models/<a patient's name>/config.json` was released)
+    let base_model: Vec<Value> = run["base_model"]
+        .as_array()
+        .map(|files| {
+            files
+                .iter()
+                .filter_map(|f| {
+                    let (path, hash) = (f.get(0)?.as_str()?, f.get(1)?.as_str()?);
+                    let name = Path::new(path).file_name()?.to_string_lossy().into_owned();
+                    Some(json!([name, hash]))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // which tokenizer the weights expect: the one released, or the one the config named (a pretrained
+    // model's: found by a tester, a release did not say which); a vocabulary chosen here without DP
+    // is not described
+    let tokenizer_sha256 = match files.get("tokenizer.json") {
+        Some(h) => Value::String(h.clone()),
+        None if provenance.get("trained_in_node").and_then(Value::as_bool) == Some(false) => {
+            run.get("tokenizer_sha256").cloned().unwrap_or(Value::Null)
+        }
+        None => Value::Null,
+    };
     let public = key.public_openssh();
     let resolved = released_config(resolved).map_err(|e| {
         TrainError::Invalid(format!(
@@ -424,12 +449,13 @@ fn write_release(
             // a multiclass model on categorical labels: the declared categories, in class order
             "classes": run.get("classes").cloned().unwrap_or(Value::Null),
             "trainable_parameters": run["trainable_parameters"],
-            "base_model": run["base_model"],
+            "base_model": base_model,
         },
         "tokenizer": {
             "released": files.contains_key("tokenizer.json"),
             "exportable": run["tokenizer_exportable"],
             "provenance": provenance,
+            "sha256": tokenizer_sha256,
         },
         "privacy": {
             "epsilon": run["epsilon"],

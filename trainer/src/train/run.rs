@@ -118,6 +118,10 @@ pub struct RunSummary {
     pub assume_one_example_per_subject: bool,
     /// the notes' tokenizer may leave the node (not fitted on private notes without DP)
     pub tokenizer_exportable: Option<bool>,
+    /// the SHA-256 of the tokenizer.json the config named (`data.features.tokenizer`: a pretrained
+    /// model's), as it was when the notes were prepared; `None` for a tokenizer trained here
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer_sha256: Option<String>,
     pub fingerprint: String,
     pub code_version: String,
     /// the CPU features the bits of this run depend on (gemm and the kernels pick their paths by them)
@@ -2006,6 +2010,7 @@ fn train_on<B: Backend + 'static>(
         noise_seeded: p.noise_seed.is_some(),
         assume_one_example_per_subject: p.assume_one_example_per_subject,
         tokenizer_exportable: if text.is_some() { m.tokenizer_exportable } else { None },
+        tokenizer_sha256: text.as_ref().and(DataSource::read(&run_dir)).and_then(|s| s.tokenizer_sha256),
         fingerprint: m.fingerprint.clone(),
         code_version: code_version(),
         cpu_features,
