@@ -98,7 +98,8 @@ impl std::str::FromStr for Policy {
 pub(crate) fn fold(c: char) -> char {
     match c {
         '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-        '−' | '‐' | '‑' | '‒' | '–' | '—' | 'ー' | '―' => '-',
+        // (the half-width prolonged sound mark too: `090ｰ1234ｰ5678`, found by a tester)
+        '−' | '‐' | '‑' | '‒' | '–' | '—' | 'ー' | '―' | 'ｰ' => '-',
         '　' => ' ',
         '〜' => '~',
         _ => c,

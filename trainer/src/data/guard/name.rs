@@ -238,7 +238,8 @@ fn after_colon(text: &str, mut i: usize, need_colon: bool) -> Option<usize> {
     let mut colon = false;
     for _ in 0..4 {
         match text[i..].chars().next() {
-            Some(c @ (' ' | '　' | ':' | '：' | '=')) => {
+            // (a table's cell after its header: `氏名\t山田花子`, `| 氏名 | 山田花子 |`, found by a tester)
+            Some(c @ (' ' | '　' | ':' | '：' | '=' | '\t' | '|')) => {
                 colon |= c != ' ' && c != '　';
                 i += c.len_utf8();
             }
@@ -330,6 +331,9 @@ mod tests {
         assert_eq!(names("山田様より電話あり"), ["山田"]);
         assert_eq!(names("山田 太郎さんが来院"), ["山田 太郎"]);
         assert_eq!(names("氏名：鈴木花子"), ["鈴木花子"]);
+        // a pasted table's cell (found by a tester)
+        assert_eq!(names("氏名\t山田花子\t年齢\t45"), ["山田花子"]);
+        assert_eq!(names("| 氏名 | 山田花子 |"), ["山田花子"]);
         assert_eq!(names("Seen by Dr. Gregory House today"), ["Gregory House"]);
         assert_eq!(names("Patient name: John Smith, 54"), ["John Smith"]);
     }

@@ -149,6 +149,12 @@ fn classify(run: &Run) -> Option<IdentifierKind> {
             return Some(IdentifierKind::MyNumber);
         }
     }
+    // a mobile number in its written groups (`090-1234-5678`, `090/1234/5678`, `080.1234.5678`) is one
+    // whatever is glued to it (`aaaa090-1234-5678`: found by a tester); no date, code or decimal has
+    // that shape
+    if mobile_groups(run) {
+        return Some(IdentifierKind::Phone);
+    }
     // letters glued to a phone number make it a code (lot, accession number) unless they say TEL
     if (run.letter_before || run.letter_after) && !run.cue {
         return None;
@@ -178,6 +184,18 @@ fn classify(run: &Run) -> Option<IdentifierKind> {
         return Some(IdentifierKind::Phone);
     }
     None
+}
+
+/// A Japanese mobile number (070, 080, 090) of 11 digits in groups of 3, 4 and 4 joined by one kind
+/// of mark (`-`, `/`, `.`).
+fn mobile_groups(run: &Run) -> bool {
+    let d = &run.digits;
+    run.n == 11
+        && run.group() == [3, 4, 4]
+        && d[0] == 0
+        && matches!(d[1], 7..=9)
+        && d[2] == 0
+        && matches!(run.marks & !SPACE, DASH | SLASH | DOT)
 }
 
 /// Letters before a number that name it a phone number.
@@ -371,6 +389,13 @@ fn read_run(
     Some((j, last, second.filter(|_| list_number && !glued_after)))
 }
 
+/// Cues too general to name a short number (`ID: 12345` may be a specimen's, `No. 3` a list's) that
+/// name one of 6 or more digits a record number (`ID: 7654321`, `ＩＤ：７６５４３２１`, `Pt No.
+/// 7654321`, a table's `| ID | 7654321 |`: found by a tester; the commonest label in Japanese EHR
+/// exports).
+const SHORT_ID_CUES: &[&str] =
+    &["id", "ＩＤ", "ｉｄ", "pt no", "pt no.", "pt id", "pt#", "pt #", "patient #", "患者no"];
+
 /// Cues that name the number after them a patient's record number (ASCII compared without case).
 const ID_CUES: &[&str] = &[
     "mrn",
@@ -462,7 +487,7 @@ const MONTHS: &[&str] = &[
 /// `号`, `日`, `Ｄ`, `ｏ`, `Ｎ`): the one test most numbers fail.
 fn may_end_cue(b: u8) -> bool {
     matches!(b.to_ascii_lowercase(), b'n' | b'o' | b'r' | b'd' | b'b' | b'h' | b'e' | b'#' | b'.' | b'y')
-        || matches!(b, 0xB7 | 0xA5 | 0xA4 | 0x8F | 0xAE)
+        || matches!(b, 0xB7 | 0xA5 | 0xA4 | 0x8F | 0xAE | 0x84)
 }
 
 /// The longest of `words` that `text[..at]` ends with (ASCII compared without case), not glued to
@@ -484,7 +509,7 @@ fn ends_with_word(text: &[u8], at: usize, words: &[&str]) -> Option<usize> {
 /// a space or tab; the full-width colon, number sign, comma and space, `、`, and the particles `は` and
 /// `が` (`カルテ番号は12345678`, `誕生日は4月17日`).
 fn separator_len(text: &[u8], at: usize) -> usize {
-    if at >= 1 && matches!(text[at - 1], b' ' | b':' | b'#' | b'=' | b'.' | b'-' | b'_' | b'\t' | b')' | b']') {
+    if at >= 1 && matches!(text[at - 1], b' ' | b':' | b'#' | b'=' | b'.' | b'-' | b'_' | b'\t' | b')' | b']' | b'|') {
         1
     } else if at >= 3
         && matches!(
@@ -538,7 +563,9 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
         let letters = b[tok..start].iter().take_while(|c| c.is_ascii_alphabetic()).count();
         let k = tok + letters;
         if letters > 0 && k < start + 1 && !b.get(k).is_some_and(u8::is_ascii_alphabetic) {
-            if ends_with_word(b, k, ID_CUES).is_some() {
+            if ends_with_word(b, k, ID_CUES).is_some()
+                || (token_digits >= 6 && ends_with_word(b, k, SHORT_ID_CUES).is_some())
+            {
                 return Some((IdentifierKind::PatientIdentifier, tok..end));
             }
         }
@@ -550,7 +577,8 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
         // also a separator)
         let mut at = tok;
         for _ in 0..5 {
-            if at > 0 && may_end_cue(b[at - 1]) && ends_with_word(b, at, ID_CUES).is_some() {
+            let cue = |cues| at > 0 && may_end_cue(b[at - 1]) && ends_with_word(b, at, cues).is_some();
+            if cue(ID_CUES) || (token_digits >= 6 && at < tok && cue(SHORT_ID_CUES)) {
                 return Some((IdentifierKind::PatientIdentifier, tok..end));
             }
             match separator_len(b, at) {
@@ -753,6 +781,14 @@ mod tests {
             ("Patient ID 2023-001-456", vec![(P, "2023-001-456")]),
             ("MRN 1234.5678.9", vec![(P, "1234.5678.9")]),
             ("MRN: 12/345/678", vec![(P, "12/345/678")]),
+            // found by a tester: a bare `ID` (the commonest label) before 6 or more digits, full width,
+            // in a pasted table, `Pt No.`
+            ("ID: 7654321", vec![(P, "7654321")]),
+            ("ＩＤ：７６５４３２１", vec![(P, "７６５４３２１")]),
+            ("| ID | 7654321 |", vec![(P, "7654321")]),
+            ("ID\t7654321", vec![(P, "7654321")]),
+            ("Pt No. 7654321", vec![(P, "7654321")]),
+            ("ID7654321", vec![(P, "ID7654321")]),
             ("MRN_1234567 seen", vec![(P, "MRN_1234567")]),
             ("DOB: 17Apr1961", vec![(B, "17Apr1961")]),
             ("誕生日は4月17日です", vec![(B, "4月17日")]),
@@ -791,6 +827,8 @@ mod tests {
             "MRN: 12",
             "creatinine 1.2 mg/dL on 2024-01-05",
             "ID: 12345",
+            "COVID 2024-01-05 123456 cells",
+            "RAPID 1234567",
             "born 1961",
             "Reviewed medical record 2019-03-01 visit",
             "See medical record 2015 for details",
@@ -833,6 +871,19 @@ mod tests {
         assert_eq!(kinds("03.1234.5678"), [IdentifierKind::Phone]);
         assert!(kinds("ratio 0.123 456 789").is_empty());
         assert!(kinds("2024.03.05 10.5").is_empty());
+    }
+
+    /// Found by a tester: a mobile number with slashes, with half-width prolonged sound marks, or
+    /// glued to letters was no phone.
+    #[test]
+    fn a_mobile_number_in_its_groups_is_one_whatever_surrounds_it() {
+        for text in ["090/1234/5678", "090ｰ1234ｰ5678", "aaaa090-1234-5678", "090-1234-5678x", "tel:080.1234.5678"] {
+            assert_eq!(kinds(text), [IdentifierKind::Phone], "{text}");
+        }
+        // dates and codes of other groups are not
+        for text in ["2024/01/05", "LOT123-4567-8901", "12/345/678"] {
+            assert!(kinds(text).is_empty(), "{text}");
+        }
     }
 
     #[test]
