@@ -169,6 +169,27 @@ fn excel_utf8_with_a_mark_utf16_tabs_semicolons_and_capitalized_headers() {
     let (d, r) = read(dir.path(), &ReadOptions::default());
     assert_eq!(d.texts, ["a; b, c", "plain"]);
     assert_eq!(findings(&r, "csv_delimiter"), [("semicolon".to_owned(), 1)]);
+
+    // found by a tester: a European spreadsheet's export (`;` delimits, a decimal comma) lost 5 of 6
+    // values (`numeric_text`) and ended "ok"; a bare dash beside a unit was a coded negative
+    std::fs::remove_file(dir.path().join("c.csv")).unwrap();
+    std::fs::write(
+        dir.path().join("d.csv"),
+        "subject_id;time;code;value;unit
+1;2024-01-05 08:30;creatinine;0,9;mg/dL
+         1;2024-01-06 08:30;creatinine;1,25;mg/dL
+1;2024-01-07 08:30;creatinine;-;mg/dL
+         1;2024-01-08 08:30;creatinine;1.1;mg/dL
+1;2024-01-09 08:30;urine_protein;-;
+         1;2024-01-10 08:30;creatinine;1,2,3;mg/dL
+",
+    )
+    .unwrap();
+    let (d, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(values(&d), [0.0, 0.9, 1.1, 1.25], "{:?}", r.findings);
+    assert_eq!(findings(&r, "decimal_comma"), [("value".to_owned(), 2)]);
+    assert_eq!(findings(&r, "dash_placeholder"), [("value".to_owned(), 1)]);
+    assert_eq!(findings(&r, "numeric_text"), [("value".to_owned(), 1)]);
 }
 
 #[test]

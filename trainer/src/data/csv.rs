@@ -690,7 +690,7 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
         }
         // (the identifiers found in the row are said at its line)
         sink.report.reading(&name, line);
-        if let Err(reason) = row(&layout, &rec, sink) {
+        if let Err(reason) = row(&layout, &rec, table.delimiter == b';', sink) {
             sink.report.malformed_line(&name, line, reason);
         }
     }
@@ -781,9 +781,20 @@ impl Value {
 /// A result field's value. Text that is neither a number nor an ordinal is counted: as `numeric_text`
 /// (a warning) when it holds a digit (`1,5` with a decimal comma, `1.2H` with a flag, `1.2 mg/dL`: a
 /// number this reader does not guess at), else as `text_result` (`see comment`).
-fn result(v: &str, field: &'static str, sink: &mut Sink) -> Value {
+///
+/// `cell` says how the file writes numbers ([`Cells`]): with a decimal comma where `;` delimits
+/// (`0,9`, as European spreadsheets export), and whether the row gives a unit (a bare dash beside one,
+/// `-` or `ー`, is a test not measured, not a negative result).
+fn result(v: &str, field: &'static str, cell: Cells, sink: &mut Sink) -> Value {
     let (number, is_censored) = censored(v);
-    let parsed = number.parse::<f32>().ok().filter(|x| x.is_finite()).or_else(|| super::fhir::numeric_string(number));
+    let parsed =
+        number.parse::<f32>().ok().filter(|x| x.is_finite()).or_else(|| super::fhir::numeric_string(number)).or_else(
+            || {
+                let x = cell.decimal_comma.then(|| decimal_comma(number)).flatten()?;
+                sink.report.count(Severity::Info, "decimal_comma", "csv", field);
+                Some(x)
+            },
+        );
     if let Some(x) = parsed {
         // a run of ten digits or more is no lab result's way of writing a number; it may be a phone
         // number or an Individual Number where a result should be
@@ -794,6 +805,11 @@ fn result(v: &str, field: &'static str, sink: &mut Sink) -> Value {
             sink.report.count(Severity::Info, "censored_value", "csv", field);
         }
         return Value::Number(x);
+    }
+    if cell.unit && is_dash(v) {
+        // (found by a tester: `creatinine,-,mg/dL` was a coded negative)
+        sink.report.count(Severity::Info, "dash_placeholder", "csv", field);
+        return Value::Text;
     }
     if let Some(level) = super::fhir::ordinal(v) {
         return Value::Level(level);
@@ -807,6 +823,35 @@ fn result(v: &str, field: &'static str, sink: &mut Sink) -> Value {
         sink.report.count(Severity::Info, "text_result", "csv", field);
     }
     Value::Text
+}
+
+/// How a file's cells write a result: see [`result`].
+#[derive(Clone, Copy, Default)]
+struct Cells {
+    decimal_comma: bool,
+    unit: bool,
+}
+
+/// A number written with a decimal comma (`0,9`, `-12,5`; full-width digits too): one comma between
+/// digits, nothing else.
+fn decimal_comma(v: &str) -> Option<f32> {
+    let folded: String = v
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+            ',' | '，' => '.',
+            c => c,
+        })
+        .collect();
+    let (int, frac) = folded.trim_start_matches(['-', '+']).split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(int) && digits(frac) && v.contains([',', '，'])).then(|| folded.parse::<f32>().ok()).flatten()
+}
+
+/// A bare dash (`-`, `ー`, `－`, `−`, `‐`): a spreadsheet's cell for a test not done.
+fn is_dash(v: &str) -> bool {
+    matches!(v.trim(), "-" | "ー" | "－" | "−" | "‐" | "―" | "ｰ")
 }
 
 /// Ten digits or more (ASCII or full-width): no lab result's way of writing a number; it may be a
@@ -924,7 +969,12 @@ fn subject_and_time<'r>(
     Ok(Some((subject, time)))
 }
 
-fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result::Result<(), &'static str> {
+fn row(
+    layout: &Layout,
+    rec: &csv::StringRecord,
+    decimal_comma: bool,
+    sink: &mut Sink,
+) -> std::result::Result<(), &'static str> {
     if rec.len() != layout.columns() {
         // a quote opened and never closed takes the rows after it into one field, to the end of the file
         // (or to the next lone quote): said as what it most likely is
@@ -968,13 +1018,16 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                     },
                     (None, None) => bare_code(code),
                 };
+            // MEDS' `LAB//50912//mg/dL` carries its unit where there is no unit column
+            let unit = unit.and_then(get).filter(|u| !u.is_empty()).or_else(|| meds_code_unit(written));
+            let cell = Cells { decimal_comma, unit: unit.is_some() };
             let value = match get(value).filter(|v| !missing(v)) {
                 Some(v) => {
                     // a text column beside the numbers (MIMIC's `value`) is the export's content too
                     if let Some(t) = text_value.and_then(get).filter(|t| long_digits(t) || t.parse::<f64>().is_err()) {
                         identifiers(t, "text_value", sink);
                     }
-                    result(v, "value", sink)
+                    result(v, "value", cell, sink)
                 }
                 None => match text_value.and_then(get).filter(|v| !missing(v)) {
                     // MEDS written as CSV: a note's code (`NOTE//discharge`) with its text in text_value,
@@ -985,7 +1038,7 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                         sink.push(Rec::note(subject.into(), time, (system, code), text));
                         return Ok(());
                     }
-                    Some(v) => result(v, "text_value", sink),
+                    Some(v) => result(v, "text_value", cell, sink),
                     None => Value::Text,
                 },
             };
@@ -999,8 +1052,6 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
                 }
                 identifiers(t, "text", sink);
             }
-            // MEDS' `LAB//50912//mg/dL` carries its unit where there is no unit column
-            let unit = unit.and_then(get).filter(|u| !u.is_empty()).or_else(|| meds_code_unit(written));
             let (kind, value) = value.event(catalog::lookup(&system, &code).is_some_and(|l| l.vital));
             sink.push(Rec {
                 subject: subject.into(),
@@ -1022,7 +1073,8 @@ fn row(layout: &Layout, rec: &csv::StringRecord, sink: &mut Sink) -> std::result
             // an empty cell is a test not done: no event, and nothing to count
             for c in tests {
                 let Some(v) = get(c.at).filter(|v| !missing(v)) else { continue };
-                let (kind, value) = result(v, "value", sink).event(c.vital);
+                let cell = Cells { decimal_comma, unit: c.unit.is_some() };
+                let (kind, value) = result(v, "value", cell, sink).event(c.vital);
                 sink.push(Rec {
                     subject: subject.into(),
                     time,
