@@ -83,6 +83,23 @@ fn creatinine_in_umol_per_l_is_converted_with_its_molar_mass() {
     assert!(close(v, 1e-2 / 113.12 * 1e6, 1e-5), "{v}");
 }
 
+/// Found by a tester: `MG/DL` (UCUM's case-insensitive form, as mainframe and HL7 v2 exports write
+/// units) and `mg/100mL` were unknown units, every value of them lost.
+#[test]
+fn units_in_upper_case_and_per_100_ml_are_read() {
+    for (unit, value, want) in [("MG/DL", 1.0, 1.0), ("MMOL/L", 5.5, 5.5 * 180.16 / 10.0), ("mg/100mL", 1.2, 1.2)] {
+        let code = if unit == "MMOL/L" { "2345-7" } else { "2160-0" };
+        let (v, u, r) = one_value(obs("a", code, value, unit));
+        assert_eq!(u, "mg/dL", "{unit}: {:?}", r.findings);
+        assert!(close(v, want, 1e-5), "{unit}: {v}");
+    }
+    // every case-free form is UCUM
+    for u in ["MG/DL", "U/L", "10*3/UL", "FL", "PG/ML", "MM[HG]", "MOSM/KG", "MEQ/L"] {
+        let form = units::ucum_form(u).unwrap_or_else(|| panic!("{u}"));
+        assert!(units::ucum_form(&form).is_some_and(|f| f == form), "{u} -> {form}");
+    }
+}
+
 #[test]
 fn glucose_in_mmol_per_l_is_converted_to_mg_per_dl() {
     let (v, u, _) = one_value(obs("a", "2345-7", 5.5, "mmol/L"));

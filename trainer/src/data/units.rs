@@ -105,6 +105,18 @@ const ALIASES: &[(&str, &str)] = &[
     ("fl", "fL"),
     ("mm/hr", "mm/h"),
     ("sec", "s"),
+    ("mg/100mL", "mg/dL"),
+    ("g/100mL", "g/dL"),
+];
+
+/// Lab units as written in upper case (UCUM's case-insensitive forms, mainframe and HL7 v2 exports:
+/// `MG/DL`, `MMOL/L`): a unit that is no UCUM or alias as written is read as the one of these (or of
+/// [`ALIASES`]) it equals without case (found by a tester: `MG/DL` was an unknown unit).
+const CASE_FREE: &[&str] = &[
+    "mg/dL", "g/dL", "ug/dL", "ng/dL", "mg/L", "g/L", "ug/L", "ng/L", "mmol/L", "umol/L", "nmol/L", "pmol/L", "mol/L",
+    "meq/L", "U/L", "U/mL", "mU/L", "mU/mL", "uU/mL", "ng/mL", "pg/mL", "ug/mL", "mg/mL", "fL", "pg", "%", "mm/h",
+    "mL/min", "s", "min", "h", "kg", "g", "cm", "m", "mmol/mol", "mosm/kg", "10*3/uL", "10*4/uL", "10*6/uL", "10*9/L",
+    "10*12/L", "/uL", "mm[Hg]", "Cel", "/min", "mg/g", "g/g",
 ];
 
 /// Annotations (`{...}`) that may appear in a report: UCUM lets an annotation hold any text, so a valid
@@ -140,7 +152,14 @@ pub fn ucum_form(unit: &str) -> Option<std::borrow::Cow<'_, str>> {
     }
     // μ for UCUM's `u` in any unit (`μg/L`, `μkat/L`)
     let unit = if unit.contains('\u{3BC}') { Cow::Owned(unit.replace('\u{3BC}', "u")) } else { unit };
-    (!unit.is_empty() && unit.len() <= 64 && ucum::validate(&unit).is_ok()).then_some(unit)
+    if !unit.is_empty() && unit.len() <= 64 && ucum::validate(&unit).is_ok() {
+        return Some(unit);
+    }
+    // written in another case: `MG/DL`, `Mmol/l`
+    if let Some(u) = CASE_FREE.iter().find(|u| u.eq_ignore_ascii_case(&unit)) {
+        return Some(Cow::Borrowed(u));
+    }
+    ALIASES.iter().find(|(a, _)| a.eq_ignore_ascii_case(&unit)).map(|(_, u)| Cow::Borrowed(*u))
 }
 
 /// True when a unit is valid UCUM (or a known spelling of a valid UCUM unit).
