@@ -45,9 +45,62 @@ pub fn fingerprint(path: &Path) -> Result<String> {
     Ok(format!("sha256:{}", hex(&all.finalize())))
 }
 
+/// What each file of an input is on its file system (its path, device, inode, size, modification and
+/// change times), taken before the input is read and compared after its fingerprint is: a file
+/// replaced, written or renamed in between changes one of them (a change time cannot be set back), so
+/// the fingerprint is of the bytes that were read (found by a tester: an input given by a link was read
+/// as one cohort and fingerprinted, after the link was swapped, as the permitted one).
+#[derive(Debug, PartialEq)]
+pub struct Snapshot(Vec<(PathBuf, u64, u64, u64, i64, i64, i64, i64)>);
+
+impl Snapshot {
+    pub fn take(path: &Path) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let files = super::walk::files(path, true).map_err(|e| e.inside(path))?;
+        let mut all = Vec::with_capacity(files.len());
+        for p in files {
+            let m = std::fs::metadata(&p).map_err(|e| DataError::io(&p, e).inside(path))?;
+            all.push((p, m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()));
+        }
+        all.sort();
+        Ok(Snapshot(all))
+    }
+}
+
+/// The fingerprint of the input at `path` (as resolved when `before` was taken), refused where a file
+/// of it changed since `before` was taken.
+pub fn fingerprint_unchanged(path: &Path, before: &Snapshot) -> Result<String> {
+    let fp = fingerprint(path)?;
+    if Snapshot::take(path)? != *before {
+        return Err(DataError::Invalid(format!(
+            "{}: the input changed while it was read (a file written, replaced, added or removed, or a link \
+             swapped): nothing was prepared; read it again when it is no longer being written",
+            super::guard::shown_user_path(&path.display().to_string())
+        )));
+    }
+    Ok(fp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_written_between_the_snapshot_and_the_fingerprint_is_refused() {
+        let a = tempfile::tempdir().unwrap();
+        std::fs::write(a.path().join("x.ndjson"), b"{}\n").unwrap();
+        let before = Snapshot::take(a.path()).unwrap();
+        assert!(fingerprint_unchanged(a.path(), &before).is_ok());
+        // the same length, written again (its change time moves, whatever its modification time says)
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(a.path().join("x.ndjson"), b"[]\n").unwrap();
+        let e = fingerprint_unchanged(a.path(), &before).unwrap_err().to_string();
+        assert!(e.contains("changed while it was read"), "{e}");
+        // a file added
+        let before = Snapshot::take(a.path()).unwrap();
+        std::fs::write(a.path().join("y.ndjson"), b"{}\n").unwrap();
+        assert!(fingerprint_unchanged(a.path(), &before).is_err());
+    }
 
     #[test]
     fn fingerprint_follows_content_and_names_only() {

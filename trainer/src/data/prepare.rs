@@ -1038,7 +1038,11 @@ fn publish(staging: &Path, out: &Path) -> Result<()> {
 
 fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manifest>)> {
     let opts = config.read_options();
-    let (mut data, mut report) = super::read(&config.input, &opts)?;
+    // the input as it resolves now, read and fingerprinted there, and refused if any of its files
+    // changes before its fingerprint is taken (the permit and the ledger trust that fingerprint)
+    let input = std::fs::canonicalize(&config.input).unwrap_or_else(|_| config.input.clone());
+    let before = super::fingerprint::Snapshot::take(&input)?;
+    let (mut data, mut report) = super::read(&input, &opts)?;
     if report.blocking {
         return Ok((report, None));
     }
@@ -1219,7 +1223,7 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
         Some(t)
     };
     let mut manifest = Manifest {
-        fingerprint: super::fingerprint::fingerprint(&config.input)?,
+        fingerprint: super::fingerprint::fingerprint_unchanged(&input, &before)?,
         subjects: data.subjects.len() - data.merged_into.len(),
         examples: std::collections::BTreeMap::new(),
         positives: std::collections::BTreeMap::new(),
