@@ -327,3 +327,19 @@ fn a_file_that_is_no_key_is_not_quoted() {
     let e = verify("ssh-rsa AAAAB3NzaC1yc2E", MESSAGE, &signature, NAMESPACE).unwrap_err().to_string();
     assert!(e.contains("\"ssh-rsa\""), "a real key type is named: {e}");
 }
+
+/// Found by a tester: a release signed by its key that lists no files (no weights at all) verified.
+#[test]
+fn a_signed_release_without_weights_does_not_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = fresh_key(dir.path(), "node.key");
+    let rel = dir.path().join("release");
+    fs::create_dir(&rel).unwrap();
+    let release = br#"{"format":"medtrain-release/1","files":{},"privacy":{"epsilon":1.0}}"#;
+    fs::write(rel.join("release.json"), release).unwrap();
+    fs::write(rel.join("release.json.sig"), key.sign(release, NAMESPACE)).unwrap();
+    fs::write(rel.join("node.pub"), key.public_openssh()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_medtrain")).arg("verify").arg(&rel).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("no model.safetensors"), "{e}");
+}

@@ -268,6 +268,11 @@ fn sigterm_and_kill_9_leave_a_checkpoint_to_resume_from() {
         if sig == libc::SIGTERM {
             assert_eq!(status.code(), Some(3), "SIGTERM: checkpoint and exit 3");
         }
+        // export of the stopped run says to resume it (after kill -9 it said "not a medtrain run
+        // directory": found by a tester)
+        let e = node(tmp.path()).arg("export").arg(&run).arg("--out").arg(tmp.path().join("no-release")).output();
+        let e = String::from_utf8_lossy(&e.unwrap().stderr).into_owned();
+        assert!(e.contains("did not finish") && e.contains("--resume"), "after signal {sig}: {e}");
         // killed between two checkpoints, it took steps the ledger cannot see (`permit settle` would
         // settle its whole reservation); stopped by SIGTERM, its last checkpoint holds every step
         {

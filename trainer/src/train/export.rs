@@ -72,7 +72,7 @@ pub fn export(run_dir: &Path, out: &Path, key_path: &Path, max_attack_auc: Optio
     }
     let key = NodeKey::load(key_path).map_err(|e| TrainError::Invalid(e.to_string()))?;
     if !run_dir.join("run.json").is_file() {
-        return Err(refuse(format!("{}: not a medtrain run directory (no run.json)", run_dir.display())));
+        return Err(refuse(seal::no_run_json(run_dir)));
     }
     let run_path = run_dir.join("run.json");
     let run_bytes = crate::read_bounded(&run_path, crate::MAX_CONFIG_BYTES).map_err(|e| io(&run_path, e))?;
@@ -516,6 +516,13 @@ pub fn verify(dir: &Path, key: Option<&str>) -> Result<(Value, String), TrainErr
     let files = release["files"]
         .as_object()
         .ok_or_else(|| TrainError::Invalid(format!("{}: lists no files", rpath.display())))?;
+    // a release is of weights (found by a tester: one listing no files verified)
+    if !files.contains_key("model.safetensors") {
+        return Err(TrainError::Invalid(format!(
+            "{}: lists no model.safetensors: no release of weights",
+            rpath.display()
+        )));
+    }
     for (name, want) in files {
         // a plain file name: no path, no hidden file, nothing a terminal would act on when printed
         let plain = !name.is_empty()

@@ -82,6 +82,16 @@ const CHECKPOINT_FILES: [&str; 3] =
 /// The sealed files' SHA-256; with `checkpoint`, the checkpoint's files are read whole and their
 /// [`super::checkpoint::digest`] must be that one (what is sealed is what was checked).
 fn hashes(run_dir: &Path, checkpoint: Option<&str>) -> Result<BTreeMap<String, String>, TrainError> {
+    // a run that prepared its data (`data.source.json` says from what) seals them: without them it is
+    // no record `reproduce` can replay (found by a tester: `rm -rf RUN/data` while a run trained left
+    // a sealed record without them, and export released it)
+    if run_dir.join("data.source.json").is_file() && !run_dir.join("data/manifest.json").is_file() {
+        return Err(TrainError::Invalid(format!(
+            "{}: the run's prepared data were removed while it ran; its record is not sealed without them \
+             (reproduce replays them), so it cannot be exported: train again",
+            run_dir.join("data").display()
+        )));
+    }
     let mut read: [Option<Vec<u8>>; 3] = Default::default();
     let mut files = BTreeMap::new();
     for rel in sealed_files(run_dir)? {
@@ -148,6 +158,22 @@ pub struct Snapshot {
     kept: BTreeMap<String, Vec<u8>>,
 }
 
+/// What a directory without run.json is: a run stopped before it wrote one (killed: its config and
+/// checkpoint are there), to resume; else no run's (found by a tester: a run killed with SIGKILL was
+/// called no run directory).
+pub fn no_run_json(run_dir: &Path) -> String {
+    if run_dir.join("config.given.toml").is_file() || run_dir.join("checkpoint").is_dir() {
+        format!(
+            "{}: the run did not finish (it stopped before writing run.json: killed?); continue it with medtrain \
+             train --resume --run-dir {}",
+            run_dir.display(),
+            run_dir.display()
+        )
+    } else {
+        format!("{}: not a medtrain run directory (no run.json)", run_dir.display())
+    }
+}
+
 impl Snapshot {
     /// Reads `RUN/seal.json`, then every sealed file, keeping the bytes of those in `keep` (relative
     /// paths); fails, naming the file, on any file changed, added or removed since the run.
@@ -156,7 +182,7 @@ impl Snapshot {
         let bytes = crate::read_bounded(&path, crate::MAX_CONFIG_BYTES).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound && !run_dir.join("run.json").is_file() {
                 // (a release directory, or any other: found by a tester, it was told to resume)
-                TrainError::Invalid(format!("{}: not a medtrain run directory (no run.json)", run_dir.display()))
+                TrainError::Invalid(no_run_json(run_dir))
             } else if e.kind() == std::io::ErrorKind::NotFound {
                 TrainError::Invalid(format!(
                     "{}: missing: the run did not finish writing its record (an unfinished run is resumed with \
