@@ -798,6 +798,23 @@ fn resolved_toml(given: &str, c: &TrainConfig, plan: &Plan) -> String {
     toml::to_string(&v).unwrap_or_default()
 }
 
+/// A new directory under `runs` named `name`, else `name-2`, `name-3`, ...: made here, so that two
+/// runs started in the same second take two (found by a tester: the second was refused as using the
+/// first's directory).
+fn default_run_dir(runs: &Path, name: &str) -> Result<PathBuf, TrainError> {
+    std::fs::create_dir_all(runs).map_err(|e| io(runs, e))?;
+    for n in 1..=1000 {
+        let dir = if n == 1 { runs.join(name) } else { runs.join(format!("{name}-{n}")) };
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&dir, e)),
+        }
+    }
+    Err(TrainError::Invalid(format!("{}: 1000 runs named {name} exist; give --run-dir DIR", runs.display())))
+}
+
 /// What a run's prepared data (`RUN/data`) were made from, kept beside them in `RUN/data.source.json`:
 /// the config's `[data]` table (its input as resolved) and the SHA-256 of the files it names outside the
 /// input (the label file, the tokenizer). A run that took no step reuses the data only when these and
@@ -1012,7 +1029,7 @@ fn train_on<B: Backend + 'static>(
         }
         None => {
             let stem = config_path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
-            PathBuf::from("runs").join(format!("{stem}-{}", utc_stamp()))
+            default_run_dir(&PathBuf::from("runs"), &format!("{stem}-{}", utc_stamp()))?
         }
     };
     let ck_dir = run_dir.join("checkpoint");
