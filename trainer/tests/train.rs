@@ -907,6 +907,9 @@ fn the_run_directory_is_locked_and_its_checkpoint_is_the_one_the_run_wrote() {
     let out = train(&same, &run, &["--resume"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("changed since the run started"), "{err}");
+    // (a finished, sealed run has nothing to resume: refused before the ledger is touched; found by a
+    // tester, a resume that then failed on a full disk left the run reserved and unexportable)
+    assert!(!out.status.success() && err.contains("nothing is left to run"), "{err}");
     assert_eq!(std::fs::read(run.join("config.given.toml")).unwrap(), given);
     assert_eq!(std::fs::read(run.join("config.resolved.toml")).unwrap(), resolved);
     // the export gate finds the run as it was sealed (it refuses it for its tokenizer, fitted without DP)

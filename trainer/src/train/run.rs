@@ -1689,6 +1689,25 @@ fn train_on<B: Backend + 'static>(
             )));
         }
     }
+    // a finished run, settled and sealed, has nothing to resume: resuming it re-reserved it, and a
+    // failure then (a full disk at its checkpoint) left it reserved and unexportable (found by a
+    // tester); one whose seal the ledger lacks (killed while it sealed) is resumed to seal it
+    if let (true, Some(r)) = (charged, resume.as_ref()) {
+        if r.step >= steps && r.plan.same_as(&plan) {
+            let ledger = open_ledger()?;
+            let sealed = match (ledger.seal_sha256(&run_id)?, super::seal::Snapshot::take(&run_dir, &[])) {
+                (Some(recorded), Ok(snap)) => recorded == snap.seal_sha256,
+                _ => false,
+            };
+            if sealed && ledger.run_state(&run_id)?.as_deref() == Some("settled") {
+                return Err(TrainError::Invalid(format!(
+                    "--resume: the run finished ({} of {steps} steps) and its record is sealed: nothing is left to \
+                     run; to train longer, raise train.steps (or train.epochs) in the config",
+                    r.step
+                )));
+            }
+        }
+    }
     let mut fresh = false;
     if charged {
         let mut planned: Vec<(f64, f64, u64)> = prep.clone();
