@@ -254,6 +254,9 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
     let e = export(tmp.path(), &run, &tmp.path().join("out-resealed"), &key);
     assert!(!e.status.success() && err(&e).contains("seal.json: changed after the run (the ledger"), "{}", err(&e));
     assert!(!tmp.path().join("out-resealed").exists());
+    // reproduce says so too (found by a tester: it replayed, "differed" and blamed the CPU)
+    let r = node(tmp.path()).arg("reproduce").arg(&run).output().unwrap();
+    assert!(!r.status.success() && err(&r).contains("changed after the run (the ledger"), "{}", err(&r));
     // a sealed file replaced by a FIFO: refused at once (opening it would wait for a writer for ever)
     std::fs::remove_file(&m).unwrap();
     assert!(Command::new("mkfifo").arg(&m).status().unwrap().success());

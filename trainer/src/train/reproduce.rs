@@ -111,7 +111,26 @@ fn replay_config(path: &Path, bad: &dyn Fn(String) -> TrainError) -> Result<toml
 }
 
 pub fn reproduce(run_dir: &Path, threads: Option<usize>) -> Result<Reproduction, ReproduceError> {
-    seal::check(run_dir)?;
+    let snap = seal::Snapshot::take(run_dir, &[])?;
+    // the seal as the run wrote it, where this node's ledger has the run (found by a tester: a run whose
+    // weights were changed and sealed again "differed" and the CPU was blamed)
+    let ledger_path = crate::privacy::permit::ledger_path();
+    if ledger_path.is_file() {
+        let ledger =
+            crate::privacy::ledger::Ledger::open(&ledger_path, crate::privacy::accountant::AccountantKind::Pld)
+                .map_err(TrainError::from)?;
+        if let Some(recorded) = ledger.seal_sha256(&super::run::run_id(run_dir)).map_err(TrainError::from)? {
+            if recorded != snap.seal_sha256 {
+                return Err(TrainError::Invalid(format!(
+                    "{}: changed after the run (the ledger {} records another seal): the run's files were changed \
+                     and sealed again; nothing was replayed",
+                    run_dir.join("seal.json").display(),
+                    ledger_path.display()
+                ))
+                .into());
+            }
+        }
+    }
     let bad = |m: String| TrainError::Invalid(format!("{}: {m}", run_dir.display()));
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).map_err(|e| io(&run_dir.join("run.json"), e))?)
