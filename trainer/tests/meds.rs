@@ -572,3 +572,40 @@ fn shards_in_every_codec_pyarrow_writes_are_read() {
         assert_eq!((d.events.len(), d.subjects.len()), (50, 5), "{c:?}");
     }
 }
+
+/// Found by a tester: `metadata/codes.parquet` listing one code twice with two LOINC parents read its
+/// events as the later one's (creatinine converted as sodium) without a word; `parent_codes` written as
+/// a string (hand-made ETLs) was ignored without a word. The conflict is a warning; a string is read
+/// (the codes it separates) and said.
+#[test]
+fn code_parents_in_conflict_or_written_as_a_string_are_said() {
+    for by_rows in [false, true] {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        shard(root, "data/0.parquet", &[(1, Some(t("2024-01-05T00:00:00Z")), "CR-LOCAL", Some(1.0), None)]);
+        let mut w = writer(
+            &root.join("metadata/codes.parquet"),
+            "message c { required binary code (STRING); optional binary parent_codes (STRING); }",
+        );
+        let mut rg = w.next_row_group().unwrap();
+        let codes = ["CR-LOCAL", "NA-LOCAL", "CR-LOCAL"];
+        col::<ByteArrayType>(&mut rg, &codes.map(ByteArray::from), None, None);
+        let parents = ["LOINC/2951-2", "LOINC/2951-2", "SNOMED/1|LOINC/2160-0"];
+        col::<ByteArrayType>(&mut rg, &parents.map(ByteArray::from), Some(&[1, 1, 1]), None);
+        rg.close().unwrap();
+        w.close().unwrap();
+        let opts = ReadOptions::default();
+        let (mut d, mut r) = (data::Dataset::default(), data::Report::default());
+        if by_rows {
+            data::meds::read_rows_reference(root, &opts, &mut d, &mut r).unwrap();
+        } else {
+            data::meds::read(root, &opts, &mut d, &mut r).unwrap();
+        }
+        // the later row is read (creatinine), and the conflict said
+        assert!(d.find_code("http://loinc.org", "2160-0").is_some(), "by rows {by_rows}");
+        r.finish(&d, &opts);
+        let conflict = found(&r, "conflicting_code_parents").expect("said");
+        assert_eq!((conflict.severity, conflict.count), (Severity::Warning, 1));
+        assert!(found(&r, "parent_codes_text").is_some(), "{:?}", r.findings);
+    }
+}

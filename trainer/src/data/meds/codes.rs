@@ -9,17 +9,66 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// MEDS code -> LOINC code, from `metadata/codes.parquet` (`code`, `parent_codes: list<string>`), read
-/// by columns: a code's first `LOINC/<code>` parent (a later row of the same code wins), as its twin
-/// [`super::records::read_code_parents`] reads it a row at a time.
-pub(super) fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> {
+/// What `metadata/codes.parquet` says of the codes: MEDS code -> LOINC code, and what was said of how.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Parents {
+    pub(super) loinc: HashMap<String, String>,
+    /// rows of a code listed before with another LOINC parent (the later row is read)
+    pub(super) conflicts: u64,
+    /// `parent_codes` is a string a row, not a list (read as the codes it separates)
+    pub(super) text: bool,
+}
+
+impl Parents {
+    /// The row of `code` with its parents' first `LOINC/<code>`.
+    pub(super) fn add(&mut self, code: &str, loinc: &str) {
+        if let Some(old) = self.loinc.insert(code.to_owned(), loinc.to_owned()) {
+            self.conflicts += u64::from(old != loinc);
+        }
+    }
+}
+
+/// The first `LOINC/<code>` of a `parent_codes` written as one string (`LOINC/2160-0`, or codes
+/// separated by `|`, `,`, `;` or spaces), as hand-made ETLs write it.
+pub(super) fn loinc_in_text(parents: &str) -> Option<&str> {
+    parents.split(['|', ',', ';', ' ']).find_map(|p| p.trim().strip_prefix("LOINC/"))
+}
+
+/// MEDS code -> LOINC code, from `metadata/codes.parquet` (`code`, `parent_codes: list<string>`, or a
+/// string), read by columns: a code's first `LOINC/<code>` parent (a later row of the same code wins,
+/// counted where it differs), as its twin [`super::records::read_code_parents`] reads it a row at a
+/// time.
+pub(super) fn read_code_parents(path: &Path) -> Result<Parents> {
     const CODE: usize = 0;
     const PARENTS: usize = 1;
     let mut table = Table::open(path, &[("code", Shape::Value), ("parent_codes", Shape::StrList)])?;
+    // a string a row (found by a tester: ignored without a word)
+    if table.conv(PARENTS).is_none() {
+        let mut text = Table::open(path, &[("code", Shape::Value), ("parent_codes", Shape::Value)])?;
+        if text.conv(PARENTS) == Some(Conv::Str) {
+            let code_is_text = text.conv(CODE) == Some(Conv::Str);
+            let mut out = Parents { text: true, ..Default::default() };
+            text.each_row(|table, r| {
+                let code = match table.at(CODE, r) {
+                    Some(at) if code_is_text => Some(table.text(CODE, r, at)?),
+                    _ => None,
+                };
+                let loinc = match table.at(PARENTS, r) {
+                    Some(at) => loinc_in_text(table.text(PARENTS, r, at)?),
+                    None => None,
+                };
+                if let (Some(c), Some(l)) = (code, loinc) {
+                    out.add(c, l);
+                }
+                Ok(())
+            })?;
+            return Ok(out);
+        }
+    }
     // what the record API made a string (its other conversions were no code, no parent)
     let code_is_text = table.conv(CODE) == Some(Conv::Str);
     let parents_are_text = table.conv(PARENTS) == Some(Conv::Str);
-    let mut out = HashMap::new();
+    let mut out = Parents::default();
     table.each_row(|table, r| {
         // every string of a row is UTF-8 checked, as the record API converted each (the first row
         // with one that is not is the error)
@@ -35,7 +84,7 @@ pub(super) fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> 
             }
         }
         if let (Some(c), Some(l)) = (code, loinc) {
-            out.insert(c.to_owned(), l.to_owned());
+            out.add(c, l);
         }
         Ok(())
     })?;

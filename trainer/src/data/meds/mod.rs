@@ -34,7 +34,6 @@ use super::{DataError, ReadOptions, Result, Sink};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 thread_local! {
@@ -341,9 +340,31 @@ fn read_with(
     let parents = match (codes_file.is_file(), by_rows) {
         (true, false) => contained(&codes_file, || codes::read_code_parents(&codes_file))?,
         (true, true) => contained(&codes_file, || records::read_code_parents(&codes_file))?,
-        (false, _) => HashMap::new(),
+        (false, _) => codes::Parents::default(),
     };
-    let known = codes::Known { parents: &parents, map: opts.code_map.as_deref() };
+    if parents.conflicts > 0 {
+        // a code read as one test's where the file names two (found by a tester: creatinine read as
+        // sodium, converted as sodium, said only as implausible values)
+        report.finding(
+            crate::data::check::Severity::Warning,
+            "conflicting_code_parents",
+            "meds",
+            "metadata/codes.parquet",
+            None,
+            parents.conflicts,
+        );
+    }
+    if parents.text {
+        report.finding(
+            crate::data::check::Severity::Info,
+            "parent_codes_text",
+            "meds",
+            "metadata/codes.parquet",
+            None,
+            1,
+        );
+    }
+    let known = codes::Known { parents: &parents.loinc, map: opts.code_map.as_deref() };
     let mut sink = Sink { data, report, opts };
     if by_rows {
         for f in &files {

@@ -9,7 +9,6 @@ use super::{as_time, check_columns, decimal_f32, integer_time_unit, open, row_er
 use crate::data::{self, DataError, EventKind, Result};
 use parquet::file::reader::FileReader;
 use parquet::record::Field;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -96,10 +95,10 @@ pub(super) fn read_rows(path: &Path, known: super::codes::Known) -> Result<Batch
 
 /// MEDS code -> LOINC code, from `metadata/codes.parquet` (`code`, `parent_codes: list<string>`), a row
 /// at a time: the plain twin of [`super::codes::read_code_parents`].
-pub(super) fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> {
+pub(super) fn read_code_parents(path: &Path) -> Result<super::codes::Parents> {
     let reader = open(path)?;
     let rows = reader.get_row_iter(None).map_err(|e| DataError::Format { path: path.into(), msg: e.to_string() })?;
-    let mut out = HashMap::new();
+    let mut out = super::codes::Parents::default();
     for (i, row) in rows.enumerate() {
         let row = row.map_err(|e| row_error(path, i + 1, e))?;
         let (mut code, mut loinc) = (None, None);
@@ -112,11 +111,15 @@ pub(super) fn read_code_parents(path: &Path) -> Result<HashMap<String, String>> 
                         _ => None,
                     })
                 }
+                ("parent_codes", Field::Str(s)) => {
+                    out.text = true;
+                    loinc = super::codes::loinc_in_text(s).map(str::to_owned);
+                }
                 _ => {}
             }
         }
         if let (Some(c), Some(l)) = (code, loinc) {
-            out.insert(c, l);
+            out.add(&c, &l);
         }
     }
     Ok(out)
