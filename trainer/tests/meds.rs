@@ -609,3 +609,32 @@ fn code_parents_in_conflict_or_written_as_a_string_are_said() {
         assert!(found(&r, "parent_codes_text").is_some(), "{:?}", r.findings);
     }
 }
+
+/// Found by a tester: MEDS text results of a lab (`陰性`, `2+`) were no value where the CSV reader
+/// reads them as coded levels, and `1,5` or `1.2 H` were no value without a word. They are read and
+/// counted as the CSV reader does.
+#[test]
+fn a_labs_text_results_are_read_as_the_csv_reader_reads_them() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let at = |h: i64| Some(t("2024-01-05T00:00:00Z") + h * 3_600_000_000);
+    shard(
+        root,
+        "data/0.parquet",
+        &[
+            (1, at(0), "LOINC/2160-0", None, Some("陰性")),
+            (1, at(1), "LOINC/2160-0", None, Some("2+")),
+            (1, at(2), "LOINC/2160-0", None, Some("1,5")),
+            (1, at(3), "LOINC/2160-0", None, Some("hemolyzed")),
+            (1, at(4), "LAB//2160-0//mg/dL", None, Some("-")),
+            (1, at(5), "LOINC/2160-0", None, Some("0.9")),
+        ],
+    );
+    let (d, r) = data::read(root, &ReadOptions::default()).unwrap();
+    let mut coded: Vec<f32> = d.events.iter().filter(|e| e.kind == EventKind::Coded).map(|e| e.value).collect();
+    coded.sort_by(f32::total_cmp);
+    assert_eq!(coded, [0.0, 3.0], "{:?}", r.findings);
+    let count = |kind: &str| r.findings.iter().filter(|f| f.kind == kind).map(|f| f.count).sum::<u64>();
+    assert_eq!((count("numeric_text"), count("text_result"), count("dash_placeholder")), (1, 1, 1), "{:?}", r.findings);
+    assert_eq!(found(&r, "numeric_text").unwrap().severity, Severity::Warning);
+}

@@ -850,7 +850,7 @@ fn decimal_comma(v: &str) -> Option<f32> {
 }
 
 /// A bare dash (`-`, `ー`, `－`, `−`, `‐`): a spreadsheet's cell for a test not done.
-fn is_dash(v: &str) -> bool {
+pub(crate) fn is_dash(v: &str) -> bool {
     matches!(v.trim(), "-" | "ー" | "－" | "−" | "‐" | "―" | "ｰ")
 }
 

@@ -26,6 +26,9 @@ pub(super) struct Row {
     pub(super) kind: EventKind,
     /// the value was read from a censored text result (`<0.3`)
     pub(super) censored: bool,
+    /// what a lab's text result that gave no value is counted as (`numeric_text`, `text_result`,
+    /// `dash_placeholder`), as the CSV reader counts it
+    pub(super) result: Option<&'static str>,
     /// identifiers the guard found in the text
     pub(super) identifiers: Vec<guard::IdentifierKind>,
 }
@@ -71,12 +74,29 @@ pub(super) fn prepare(row: &mut Row) {
     };
     // (an empty text is none: a row with only an empty text is no note)
     let mut text = row.text.take().filter(|t| !t.trim().is_empty()).map(guard::visible);
+    // a lab's text result read as the CSV reader reads one (found by a tester: `陰性`, `2+` were no
+    // value in MEDS and coded levels in CSV; `1,5` was no value without a word)
+    let mut level = false;
     if code.lab && row.value.is_nan() {
         if let Some(t) = &text {
             (row.value, row.censored) = text_result(t);
+            if row.value.is_nan() {
+                let unit = code.unit.is_some() || row.unit != data::NONE;
+                if unit && data::csv::is_dash(t) {
+                    row.result = Some("dash_placeholder");
+                } else if let Some(l) = data::fhir::ordinal(t) {
+                    (row.value, level) = (l, true);
+                } else if t.chars().any(|c| c.is_ascii_digit() || ('０'..='９').contains(&c)) {
+                    row.result = Some("numeric_text");
+                } else {
+                    row.result = Some("text_result");
+                }
+            }
         }
     }
-    row.kind = if code.lab || !row.value.is_nan() {
+    row.kind = if level {
+        EventKind::Coded
+    } else if code.lab || !row.value.is_nan() {
         EventKind::Lab
     } else if text.is_some() {
         EventKind::Note
@@ -124,6 +144,13 @@ pub(super) fn apply(sink: &mut Sink, batch: Batch) {
         };
         if row.censored {
             sink.report.count(Severity::Info, "censored_value", "meds", "text_value");
+        }
+        // (a text that held an identifier is said as one)
+        match row.result.filter(|_| row.identifiers.is_empty()) {
+            Some("numeric_text") => sink.report.count(Severity::Warning, "numeric_text", "meds", "text_value"),
+            Some("text_result") => sink.report.count(Severity::Info, "text_result", "meds", "text_value"),
+            Some(_) => sink.report.count(Severity::Info, "dash_placeholder", "meds", "text_value"),
+            None => {}
         }
         if !row.identifiers.is_empty() {
             // (said at the row: the finding names the file and its first rows, never the text)

@@ -430,6 +430,7 @@ impl Shard {
                 unit: unit[r],
                 kind: EventKind::Other,
                 censored: false,
+                result: None,
                 identifiers: Vec::new(),
             })
             .collect();

@@ -64,6 +64,7 @@ pub(super) fn read_rows(path: &Path, known: super::codes::Known) -> Result<Batch
             unit: data::NONE,
             kind: EventKind::Other,
             censored: false,
+            result: None,
             identifiers: Vec::new(),
         };
         for (col, f) in row.get_column_iter() {
