@@ -1142,3 +1142,21 @@ fn a_file_ending_inside_a_quote_and_pipe_delimited_files() {
     assert_eq!((r.malformed_count(), values(&d)), (0, vec![1.2]), "{:?}", r.findings);
     assert_eq!(findings(&r, "csv_delimiter"), [("pipe".to_owned(), 1)]);
 }
+
+/// Found by a tester: `0007654321` and `7654321` (a file passed through a spreadsheet beside one that
+/// did not) were two subjects without a word: one patient as two privacy units. A warning, the ids
+/// not printed.
+#[test]
+fn subject_ids_that_differ_by_leading_zeros_are_said() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("labs.csv"),
+        "subject_id,time,code,value,unit\n0007654321,2024-01-05,creatinine,1.0,mg/dL\n\
+         7654321,2024-01-06,creatinine,1.1,mg/dL\n0012,2024-01-06,creatinine,1.1,mg/dL\n\
+         12,2024-01-06,creatinine,1.1,mg/dL\n3,2024-01-06,creatinine,1.1,mg/dL\n",
+    )
+    .unwrap();
+    let (_, r) = read(dir.path(), &ReadOptions::default());
+    assert_eq!(findings(&r, "zero_padded_subject_id"), [("subject_id".to_owned(), 2)], "{:?}", r.findings);
+    assert!(!format!("{r:?}").contains("7654321"));
+}

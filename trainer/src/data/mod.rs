@@ -723,6 +723,33 @@ fn report_identifying_subjects(data: &Dataset, report: &mut Report) {
     }
 }
 
+/// Subject ids of digits that differ only by leading zeros (`0007654321` and `7654321`): one file passed
+/// through a spreadsheet (zeros dropped) and another did not, and one patient may be two subjects — two
+/// privacy units (found by a tester: counted as two without a word). A warning, counted per group; the
+/// ids are not printed, and not merged (`007` and `7` may be two patients of a system that pads).
+fn report_zero_padded_subjects(data: &Dataset, report: &mut Report) {
+    // the number -> its forms (the names are distinct: two forms are two subjects)
+    let mut forms: HashMap<&str, u32> = HashMap::new();
+    for s in &data.subjects.names {
+        let s = s.as_str();
+        if s.len() < 2 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        *forms.entry(s.trim_start_matches('0')).or_default() += 1;
+    }
+    let n = forms.values().filter(|&&k| k > 1).count();
+    if n > 0 {
+        report.finding(
+            check::Severity::Warning,
+            "zero_padded_subject_id",
+            "input",
+            "subject_id",
+            Some("subject ids that differ only by leading zeros (0001234 and 1234): one patient as two subjects? the ids are not printed"),
+            n as u64,
+        );
+    }
+}
+
 /// Counts the files of an input that no reader reads (`unread_file`, a warning naming the first few
 /// paths relative to the input as the guard shows them).
 pub fn report_unread(path: &Path, unread: &[PathBuf], exts: &[&str], report: &mut Report) {
@@ -760,6 +787,7 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<(Dataset, check::Report)>
     }
     report_conversions(&data, &mut report);
     report_identifying_subjects(&data, &mut report);
+    report_zero_padded_subjects(&data, &mut report);
     if let Some(map) = &opts.code_map {
         report.code_map_findings(map);
     }
