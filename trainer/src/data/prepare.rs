@@ -586,6 +586,13 @@ impl DataConfig {
         if let Some(Err(m)) = label_files {
             return Err(bad("labels.file", m));
         }
+        // a tokenizer file the tokenizers library cannot read, said with its key when the config is
+        // loaded (found by a tester: said after the input was read, as the input's error)
+        if let Some(t) = &c.features.tokenizer {
+            if let Err(e) = super::text::NoteTokenizer::load(t) {
+                return Err(bad("features.tokenizer", e.to_string()));
+            }
+        }
         if !(0.0..=1.0).contains(&c.read.max_malformed_fraction) {
             return Err(bad(
                 "read.max_malformed_fraction",
@@ -1169,7 +1176,8 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     let tokenizer = if config.features.note_tokens == 0 {
         None
     } else if let Some(p) = &config.features.tokenizer {
-        Some(NoteTokenizer::load(p)?)
+        // (a config's file, not the input: found by a tester, a broken one was "cannot read the input")
+        Some(NoteTokenizer::load(p).map_err(|e| DataError::Invalid(format!("config key features.tokenizer: {e}")))?)
     } else if config.features.train_tokenizer == Some(TokenizerKind::DpUnigram) {
         // each training subject's notes, in dataset order: a subject's list is its contribution
         let mut by_subject: std::collections::BTreeMap<u32, Vec<&str>> = std::collections::BTreeMap::new();

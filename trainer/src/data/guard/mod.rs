@@ -345,6 +345,13 @@ const EXPORT_VOCABULARY: &[&str] = &[
     "log",
     "logs",
     "zst",
+    // a model's files (a tokenizer a config names: found by a tester, its name was hidden)
+    "tokenizer",
+    "vocab",
+    "merges",
+    "special",
+    "tokens",
+    "model",
     "bz2",
     "xz",
     "tar",
