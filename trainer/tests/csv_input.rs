@@ -777,6 +777,10 @@ fn wide_files_of_one_column_per_test() {
     assert!(d.units.names.iter().any(|u| u == "U/L") && !d.units.names.iter().any(|u| u == "u/l"));
     assert_eq!(findings(&r, "wide_layout"), [("header".to_owned(), 1)]);
     assert_eq!(findings(&r, "wide_column_not_read"), [("header".to_owned(), 2)]);
+    // (a warning naming the columns by number: found by a tester, an info without them)
+    let f = r.findings.iter().find(|f| f.kind == "wide_column_not_read").unwrap();
+    assert_eq!(f.severity, data::check::Severity::Warning);
+    assert!(f.detail.as_deref().is_some_and(|d| d.contains("columns ")), "{f:?}");
     assert_eq!(findings(&r, "censored_value"), [("value".to_owned(), 1)]);
     assert_eq!(findings(&r, "missing_unit"), [("unit".to_owned(), 2)]);
     // a phone number in a test's cell is an identifier finding, never a value

@@ -631,13 +631,35 @@ pub fn read_file(path: &Path, sink: &mut Sink) -> Result<()> {
     sink.report.bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut table = Table::open(path, sink.opts.encoding, sink.opts.limits)?;
     let layout = layout(path, &table, sink.opts)?;
-    if let Layout::Wide { tests, columns, .. } = &layout {
-        // which columns were not read is said, never their names (a header may be a row of data)
-        // (subject_id and time may be one column: a role named by another's default name)
-        let unread = columns.saturating_sub(2).saturating_sub(tests.len());
+    if let Layout::Wide { tests, columns, subject, time, .. } = &layout {
+        // which columns were not read is said by number, never their names (a header may be a row of
+        // data); a warning: their values are lost (found by a tester: `Na (mmol/L)` and `ALB` were
+        // dropped under an info without their columns)
+        let unread: Vec<usize> = (0..*columns)
+            .filter(|i| i != subject && i != time && !tests.iter().any(|t| t.at == *i))
+            .map(|i| i + 1)
+            .collect();
         sink.report.finding(Severity::Info, "wide_layout", "csv", "header", None, 1);
-        if unread > 0 {
-            sink.report.finding(Severity::Info, "wide_column_not_read", "csv", "header", None, unread as u64);
+        if !unread.is_empty() {
+            const SHOWN: usize = 12;
+            let mut numbers: Vec<String> = unread.iter().take(SHOWN).map(usize::to_string).collect();
+            if unread.len() > SHOWN {
+                numbers.push(format!("and {} more", unread.len() - SHOWN));
+            }
+            let detail = format!(
+                "{}: columns {} (not a test of the catalogue or the code map, nor subject_id or time; \
+                 read.code_map can name them)",
+                guard::shown_path(&name),
+                numbers.join(", ")
+            );
+            sink.report.finding(
+                Severity::Warning,
+                "wide_column_not_read",
+                "csv",
+                "header",
+                Some(&detail),
+                unread.len() as u64,
+            );
         }
     }
     // counted in files (a directory of a thousand files is one finding)
