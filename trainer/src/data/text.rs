@@ -93,6 +93,8 @@ pub struct NoteTokenizer {
     pub exportable: bool,
     pad: u32,
     sep: u32,
+    /// the model's unknown token (`[UNK]`, `<unk>`), where it has one
+    unk: Option<u32>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -162,7 +164,8 @@ impl NoteTokenizer {
         let _ = tokenizer.with_truncation(None);
         let pad = tokenizer.token_to_id(PAD).unwrap_or(0);
         let sep = tokenizer.token_to_id(SEP).or_else(|| tokenizer.token_to_id("</s>")).unwrap_or(pad);
-        NoteTokenizer { tokenizer, exportable, pad, sep }
+        let unk = [UNK, "[UNK]", "<unk>", "<UNK>"].iter().find_map(|t| tokenizer.token_to_id(t));
+        NoteTokenizer { tokenizer, exportable, pad, sep, unk }
     }
 
     /// A tokenizer whose vocabulary is public or was chosen with DP.
@@ -313,6 +316,9 @@ pub struct NoteTokens {
     pub max_len: usize,
     pub ids: Vec<u32>,
     pub lengths: Vec<usize>,
+    /// tokens of the notes used, and how many of them are the tokenizer's unknown token
+    pub tokens: u64,
+    pub unknown: u64,
 }
 
 pub fn note_tokens(data: &Dataset, tok: &NoteTokenizer, labels: &[Label], max_len: usize) -> Result<NoteTokens> {
@@ -330,7 +336,15 @@ pub fn note_tokens(data: &Dataset, tok: &NoteTokenizer, labels: &[Label], max_le
     wanted.dedup();
     let encoded: Vec<Vec<u32>> =
         wanted.par_iter().map(|&t| tok.encode(&data.texts[t as usize])).collect::<Result<_>>()?;
-    let mut out = NoteTokens { max_len, ids: vec![tok.pad; labels.len() * max_len], lengths: vec![0; labels.len()] };
+    let tokens = encoded.iter().map(|e| e.len() as u64).sum();
+    let unknown = tok.unk.map_or(0, |u| encoded.iter().flatten().filter(|&&id| id == u).count() as u64);
+    let mut out = NoteTokens {
+        max_len,
+        ids: vec![tok.pad; labels.len() * max_len],
+        lengths: vec![0; labels.len()],
+        tokens,
+        unknown,
+    };
     for (i, l) in labels.iter().enumerate() {
         let r = ranges.get(l.subject as usize).cloned().unwrap_or(0..0);
         let ev = &data.events[r];

@@ -496,9 +496,19 @@ pub fn embed<B: Backend>(be: &B, dir: &Path, text: &str, pooling: Pooling) -> Re
     tokenizer
         .with_truncation(None)
         .map_err(|_| HfError::Unsupported { path: tok_path.clone(), msg: "truncation cannot be turned off".into() })?;
-    let enc = tokenizer
-        .encode(text, true)
-        .map_err(|_| HfError::Unsupported { path: tok_path.clone(), msg: "could not tokenize the text".into() })?;
+    // the library's reason, where it holds nothing of the text (found by a tester: an unk token missing
+    // from the vocabulary was said as "could not tokenize the text" alone)
+    let enc = tokenizer.encode(text, true).map_err(|e| {
+        let why = e.to_string();
+        let of_text = text.split_whitespace().any(|w| w.chars().count() >= 3 && why.contains(w))
+            || text.chars().any(|c| !c.is_ascii() && why.contains(c));
+        let msg = if of_text || why.len() > 200 {
+            "could not tokenize the text".to_string()
+        } else {
+            format!("could not tokenize the text: {why}")
+        };
+        HfError::Unsupported { path: tok_path.clone(), msg }
+    })?;
     let ids = enc.get_ids().to_vec();
     let cfg = &ck.config;
     // RoBERTa's positions start after its padding id
