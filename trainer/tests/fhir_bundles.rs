@@ -1695,3 +1695,40 @@ fn one_text_given_twice_in_a_document_is_read_once() {
     let texts: Vec<&str> = d.events.iter().map(|e| d.texts[e.text as usize].as_str()).collect();
     assert_eq!(texts, ["胸痛あり。経過観察。"], "{:?}", r.findings);
 }
+
+/// Found by a tester: a note with one stray NUL was dropped (an info) where the CSV reader read it, and
+/// a Markdown attachment was no text. A few NULs are spaces; Markdown is plain text; UTF-16 its content
+/// type does not say is read as UTF-16 (not as text with NULs).
+#[test]
+fn a_stray_nul_and_markdown_notes_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |ct: &str, bytes: &[u8], date: &str| {
+        use base64::Engine;
+        json!({ "resourceType": "DocumentReference", "status": "current", "subject": { "reference": "Patient/p1" },
+                "date": date, "content": [{ "attachment": { "contentType": ct,
+                "data": base64::engine::general_purpose::STANDARD.encode(bytes) } }] })
+        .to_string()
+    };
+    let long = format!("fever since yesterday, stable{}", " and resting".repeat(10));
+    let mut nul = long.clone().into_bytes();
+    nul.insert(5, 0);
+    let utf16: Vec<u8> = "fever".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let lines = [
+        doc("text/plain", &nul, "2024-01-01T00:00:00Z"),
+        doc("text/markdown", b"# Progress\n- **afebrile**", "2024-01-02T00:00:00Z"),
+        doc("text/plain", &utf16, "2024-01-03T00:00:00Z"),
+    ];
+    std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
+    let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    let mut notes: Vec<(i64, &str)> = d
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Note)
+        .map(|e| (e.time, d.texts[e.text as usize].as_str()))
+        .collect();
+    notes.sort();
+    assert_eq!(notes.len(), 3, "{:?}", r.findings);
+    assert!(notes[0].1.starts_with("fever ") && !notes[0].1.contains('\0'), "{:?}", notes[0].1);
+    assert!(notes[1].1.contains("afebrile"), "{:?}", notes[1].1);
+    assert_eq!(notes[2].1, "fever");
+}

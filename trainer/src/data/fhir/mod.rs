@@ -601,9 +601,10 @@ enum Form {
 fn text_form(content_type: &str) -> Option<Form> {
     let ct = content_type.trim_start();
     let is = |t: &str| ct.get(..t.len()).is_some_and(|c| c.eq_ignore_ascii_case(t));
-    if is("text/plain") {
+    // (Markdown is plain text with marks: found by a tester, such notes were dropped)
+    if is("text/plain") || is("text/markdown") || is("text/x-markdown") {
         Some(Form::Plain)
-    } else if is("text/html") {
+    } else if is("text/html") || is("application/xhtml+xml") {
         Some(Form::Html)
     } else if is("text/rtf") || is("application/rtf") || is("application/x-rtf") {
         Some(Form::Rtf)
@@ -2152,7 +2153,8 @@ fn attachment_texts<'b, 'a: 'b>(
                 }
                 forms[form as usize].push(t)
             }
-            None => out.found("undecodable_note", resource, type_field),
+            // (a note lost: a warning, at its line)
+            None => out.info_once(Severity::Warning, "undecodable_note", resource, type_field),
         }
     }
     // a note sent in several forms (plain text, HTML, RTF: one content of each) is read once, in the

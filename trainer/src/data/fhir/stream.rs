@@ -840,7 +840,7 @@ fn emit_url_note(sink: &mut Sink, file: &str, line: u64, n: &super::UrlNote, got
                 texts.push((form, t))
             }
             Got::Text(..) => {}
-            Got::Undecodable => out.found("undecodable_note", resource, type_field),
+            Got::Undecodable => out.info_once(Severity::Warning, "undecodable_note", resource, type_field),
             Got::NotText => {}
         }
     }
