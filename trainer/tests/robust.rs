@@ -153,6 +153,9 @@ fn data_check_never_shows_identifiers_planted_in_string_fields_and_still_counts_
         if json {
             let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
             assert_eq!(v["resources"]["(not a FHIR R4 resource type)"], 2, "{v}");
+            // (said as a finding too: found by a tester, the text report said nothing of them)
+            let unknown = v["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "unknown_resource_type");
+            assert_eq!(unknown.map(|f| f["count"].clone()), Some(2.into()), "{v}");
             assert_eq!(v["resources"]["Observation"], 5);
             // creatinine is named, with its printable unit and one unit not printed
             let cr = v["codes"].as_array().unwrap().iter().find(|c| c["code"] == "2160-0").unwrap();

@@ -370,6 +370,11 @@ impl Report {
 
     /// Turns the counts into the report's codes and findings.
     pub fn finish(&mut self, data: &Dataset, opts: &ReadOptions) {
+        // lines whose resourceType is none of FHIR R4's (a typo, another version's type, another
+        // format's record): not read, said (found by a tester: nothing said in the text report)
+        if let Some(&n) = self.resources.get(super::reportable::OTHER_RESOURCE_TYPE) {
+            self.finding(Severity::Warning, "unknown_resource_type", "input", "resourceType", None, n);
+        }
         self.merge_counted();
         self.subjects = (data.subjects.len() - data.merged_into.len()) as u64;
         self.codes.clear();
