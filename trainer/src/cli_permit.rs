@@ -73,8 +73,8 @@ pub fn permit(cmd: PermitCommand) -> anyhow::Result<ExitCode> {
                             "{}  project {}  epsilon {}  delta {}  expires {}{}",
                             path.display(),
                             p.project,
-                            p.epsilon,
-                            p.delta,
+                            crate::short_number(p.epsilon),
+                            crate::short_number(p.delta),
                             p.expires,
                             if p.expired() { " (expired)" } else { "" }
                         ),

@@ -125,6 +125,13 @@ pub fn run(cmd: PrivacyCommand) -> anyhow::Result<()> {
             let d = Delta::new(in_range("--delta", delta, DELTA)?).context("--delta")?;
             let steps = steps_in_range(steps)?;
             let (sigma, r) = accountant::calibrate(kind, epsilon, q, steps, d).context("--epsilon")?;
+            // (found by a tester: 0.0976 was suggested, which train refuses)
+            if sigma.get() < 0.1 {
+                eprintln!(
+                    "warning: noise multiplier {} is below 0.1, the least privacy.noise_multiplier train accepts",
+                    crate::short_number(sigma.get())
+                );
+            }
             print(&report_output(r, delta, sigma.get(), sample_rate, steps), json)
         }
     }

@@ -120,13 +120,13 @@ impl Permit {
             return Err(format!("expires: {:?} is not a date YYYY-MM-DD", self.expires));
         }
         if !(self.epsilon > 0.0 && self.epsilon <= 100.0) {
-            return Err(format!("epsilon: {} is not in (0, 100]", self.epsilon));
+            return Err(format!("epsilon: {} is not in (0, 100]", crate::short_number(self.epsilon)));
         }
         if !(self.delta > 0.0 && self.delta < 0.1) {
-            return Err(format!("delta: {} is not in (0, 0.1)", self.delta));
+            return Err(format!("delta: {} is not in (0, 0.1)", crate::short_number(self.delta)));
         }
         if !(0.5..=1.0).contains(&self.max_attack_auc) {
-            return Err(format!("max_attack_auc: {} is not in [0.5, 1]", self.max_attack_auc));
+            return Err(format!("max_attack_auc: {} is not in [0.5, 1]", crate::short_number(self.max_attack_auc)));
         }
         Ok(())
     }

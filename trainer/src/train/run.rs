@@ -968,6 +968,17 @@ pub fn roll_forward_recorded(run_dir: &Path) -> Result<(), TrainError> {
 
 /// Runs (or resumes) the training of `config_path`.
 pub fn train(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainError> {
+    // a model key's error names the config it is in (found by a tester: `model.lab.hidden: 0: ...` alone)
+    train_config(config_path, opts).map_err(|e| match e {
+        TrainError::Model(ModelError::Config { key, msg }) => TrainError::Invalid(format!(
+            "{}: config key {key}: {msg}",
+            crate::data::guard::shown_user_path(&config_path.display().to_string())
+        )),
+        e => e,
+    })
+}
+
+fn train_config(config_path: &Path, opts: &RunOptions) -> Result<RunSummary, TrainError> {
     let started = Instant::now();
     let (cfg, given) = TrainConfig::load(config_path)?;
     let backend = opts.backend.unwrap_or(cfg.train.backend);
