@@ -393,13 +393,27 @@ fn parse_since(s: &str) -> anyhow::Result<f64> {
             return Ok((crate::data::time::days_from_civil(y, m, d) * 86_400) as f64);
         }
     }
-    anyhow::bail!("--since: expected a day (YYYY-MM-DD, UTC) or Unix seconds")
+    // the time an audit row prints (`2026-11-29T19:30:05Z`; found by a tester: refused)
+    if s.len() > 10 && s.as_bytes()[10] == b'T' && crate::privacy::permit::valid_date(&s[..10]) {
+        if let Some(t) = crate::data::time::utc(s) {
+            return Ok(t as f64);
+        }
+    }
+    anyhow::bail!(
+        "--since: expected a day (YYYY-MM-DD, UTC), a time as audit prints it (2026-11-29T19:30:05Z) or Unix seconds"
+    )
 }
 
 pub fn audit(since: Option<String>, json: bool, socket: SocketArg) -> anyhow::Result<ExitCode> {
     let since = since.as_deref().map(parse_since).transpose()?.unwrap_or(0.0);
     let v = connect(&socket)?.call(json!({"op": "audit", "since": since}))?;
     let rows = v["audit"].as_array().cloned().unwrap_or_default();
+    if v["truncated"].as_bool() == Some(true) {
+        eprintln!(
+            "note: the newest {} rows are shown; older ones are left out (give --since a later time to see them in parts)",
+            rows.len()
+        );
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -428,6 +442,7 @@ mod since_tests {
     fn since_is_a_calendar_day_or_unix_seconds() {
         assert_eq!(super::parse_since("1970-01-02").unwrap(), 86_400.0);
         assert_eq!(super::parse_since("1700000000").unwrap(), 1.7e9);
+        assert_eq!(super::parse_since("1970-01-02T00:00:10Z").unwrap(), 86_410.0);
         for bad in ["2026-02-31", "2026-13-01", "2026-1-01", "-5", "NaN", "yesterday", "99999999999999999999"] {
             assert!(super::parse_since(bad).is_err(), "{bad}");
         }

@@ -67,6 +67,10 @@ pub struct NodeSection {
     /// how many jobs one user may have waiting in the queue at once
     #[serde(default = "default_max_queued")]
     pub max_queued_per_user: u64,
+    /// seconds a job has to end after it is asked to stop (SIGTERM: a train job checkpoints) before it
+    /// is killed (found by a tester: a job ignoring SIGTERM held its devices for ever)
+    #[serde(default = "default_stop_grace")]
+    pub stop_grace_s: u64,
     /// the Slurm partition jobs go to in Slurm mode
     pub slurm_partition: Option<String>,
     /// the Slurm account the node submits under and whose users may use the projects' QOS
@@ -92,6 +96,10 @@ fn default_half_life() -> f64 {
 }
 fn default_max_request() -> usize {
     64 << 10
+}
+
+pub(super) fn default_stop_grace() -> u64 {
+    120
 }
 
 fn default_request_timeout() -> u64 {
@@ -199,6 +207,9 @@ impl NodeConfig {
         if !(1..=100_000).contains(&n.max_queued_per_user) {
             return Err("node.max_queued_per_user: expected 1..=100000".into());
         }
+        if !(1..=86_400).contains(&n.stop_grace_s) {
+            return Err("node.stop_grace_s: expected 1..=86400 seconds".into());
+        }
         if n.podman_args.len() > 64 || n.podman_args.iter().any(|a| a.len() > 256 || a.contains('\0')) {
             return Err("node.podman_args: expected at most 64 options of at most 256 bytes".into());
         }
@@ -225,6 +236,10 @@ impl NodeConfig {
             }
             if !names.insert(&p.name) {
                 return Err(format!("project[{i}].name = {:?}: listed twice", p.name));
+            }
+            // (as the socket's: found by a tester, i64::MIN overflowed the scheduler's order)
+            if !(-1000..=1000).contains(&p.priority) {
+                return Err(format!("project[{i}].priority = {}: expected -1000..=1000", p.priority));
             }
             for (class, q) in &p.quota {
                 if !valid_name(class) {

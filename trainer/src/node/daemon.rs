@@ -54,6 +54,8 @@ pub struct Daemon {
     /// refusals audited per (uid, what was refused): when the last row was written and how many
     /// refusals since were folded into the next one ([`Daemon::audit_refusal`])
     pub(super) refusals: HashMap<(Option<u32>, String), (std::time::Instant, u64)>,
+    /// the last error the ticks logged, when, and how many times since ([`Daemon::log_error`])
+    pub(super) last_error: Option<(String, std::time::Instant, u64)>,
 }
 
 /// At most one audit row per (uid, refusal) in this window.
@@ -169,6 +171,7 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         reasons: HashMap::new(),
         slurm_polled: None,
         refusals: HashMap::new(),
+        last_error: None,
     }));
     stop_on_signal(Arc::clone(&d));
     {
@@ -360,13 +363,30 @@ impl Daemon {
         self.store.audit(who, "refused", project, None, detail).ok();
     }
 
+    /// Logs an error of a tick: one repeated (a full disk fails every tick, 4 a second) once a minute,
+    /// with how many times it came (found by a tester: the log grew by 3.6 lines a second).
+    fn log_error(&mut self, msg: String) {
+        let now = std::time::Instant::now();
+        match &mut self.last_error {
+            Some((last, at, n)) if *last == msg && at.elapsed() < REFUSAL_WINDOW => *n += 1,
+            Some((last, _, n)) if *last == msg => {
+                eprintln!("medtrain node: {msg} (again, {} times in the last minute)", *n + 1);
+                self.last_error = Some((msg, now, 0));
+            }
+            _ => {
+                eprintln!("medtrain node: {msg}");
+                self.last_error = Some((msg, now, 0));
+            }
+        }
+    }
+
     /// Reaps ended jobs, then applies the scheduler's decision.
     pub fn tick(&mut self) {
         if self.cfg.node.mode == Mode::Slurm {
             if self.slurm_polled.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                 self.slurm_polled = Some(std::time::Instant::now());
                 if let Err(e) = self.slurm_tick() {
-                    eprintln!("medtrain node: {e}");
+                    self.log_error(e.to_string());
                 }
             }
             return;
@@ -375,7 +395,7 @@ impl Daemon {
         let jobs = match self.store.jobs(None, true) {
             Ok(j) => j,
             Err(err) => {
-                eprintln!("medtrain node: {err}");
+                self.log_error(err.to_string());
                 return;
             }
         };
@@ -383,7 +403,7 @@ impl Daemon {
         for j in jobs.iter().filter(|j| matches!(j.state, State::Running | State::Stopping)) {
             if !self.alive(j.id) && !self.children.contains_key(&j.id) {
                 if let Err(err) = self.ended(j) {
-                    eprintln!("medtrain node: job {}: {err}", j.id);
+                    self.log_error(format!("job {}: {err}", j.id));
                 }
                 changed = true;
             }
@@ -402,7 +422,7 @@ impl Daemon {
         let actions = match self.decide(&jobs) {
             Ok(a) => a,
             Err(err) => {
-                eprintln!("medtrain node: {err}");
+                self.log_error(err.to_string());
                 return;
             }
         };
@@ -431,7 +451,7 @@ impl Daemon {
                 }
             };
             if let Err(err) = r {
-                eprintln!("medtrain node: {err}");
+                self.log_error(err.to_string());
             }
         }
     }

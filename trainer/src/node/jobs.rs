@@ -32,6 +32,9 @@ pub struct ShimSpec {
     /// swapped for links since the submit)
     #[serde(default)]
     pub readable_as: Option<(u32, u32, Vec<u32>, PathBuf)>,
+    /// seconds the job has to end after SIGTERM before its process group (and its container) is killed
+    #[serde(default = "super::config::default_stop_grace")]
+    pub stop_grace_s: u64,
 }
 
 /// The argument the shim replaces with the run directory it chose.
@@ -100,23 +103,39 @@ impl Daemon {
         Ok(())
     }
 
-    /// A job whose shim has ended: its exit record decides its new state.
+    /// A job whose shim has ended: its exit record decides its new state, and the record's time its end
+    /// (the log's last write for a job lost without one).
     pub(super) fn ended(&mut self, j: &Job) -> Result<(), NodeError> {
         let dir = self.job_dir(j.id);
-        let rec: Option<ExitRecord> = std::fs::read(dir.join(format!("exit-{}.json", j.attempt)))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let exit = dir.join(format!("exit-{}.json", j.attempt));
+        let rec: Option<ExitRecord> = std::fs::read(&exit).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let written = |p: &std::path::Path| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(f64::INFINITY, |d| d.as_secs_f64())
+        };
+        let ended_at = if rec.is_some() { written(&exit) } else { written(&dir.join("log")) };
         let epsilon =
             if j.kind == "train" { last_epsilon(&dir.join("log")).or_else(|| self.ledger_epsilon(j)) } else { None };
         let Some(rec) = rec else {
             // a job cancelled so soon after its start that its shim ended before writing the record (the
             // signal came first): cancelled, not requeued as lost (the cancel was lost under load)
             if j.stop.as_deref() == Some("cancel") {
-                self.store.finish(j.id, State::Cancelled, Some("cancelled"), None, epsilon, false, "cancelled")?;
+                let st = State::Cancelled;
+                self.store.finish_at(j.id, st, Some("cancelled"), None, epsilon, false, "cancelled", ended_at)?;
+                if j.kind == "train" {
+                    self.settle_abandoned(j, true);
+                }
                 return Ok(());
             }
             let reason = "lost: its process ended without an exit record (node restart?); requeued";
-            self.store.finish(j.id, State::Queued, Some(reason), None, epsilon, false, "lost")?;
+            self.store.finish_at(j.id, State::Queued, Some(reason), None, epsilon, false, "lost", ended_at)?;
+            // (its run without a checkpoint is never resumed: the next attempt starts a new one)
+            if j.kind == "train" {
+                self.settle_abandoned(j, false);
+            }
             return Ok(());
         };
         let stop = j.stop.as_deref();
@@ -143,8 +162,54 @@ impl Daemon {
             s => s.as_str(),
         };
         self.reasons.remove(&j.id);
-        self.store.finish(j.id, state, Some(&reason), rec.code, epsilon, preempted, action)?;
+        self.store.finish_at(j.id, state, Some(&reason), rec.code, epsilon, preempted, action, ended_at)?;
+        if j.kind == "train" && matches!(state, State::Cancelled | State::Failed) {
+            self.settle_abandoned(j, true);
+        }
         Ok(())
+    }
+
+    /// Settles the ledger reservations a train job leaves that no attempt will resume: every run of a
+    /// job that ended for good (cancelled, failed; `all`), or, of a job requeued, its runs without a
+    /// checkpoint (the next attempt starts a new run). As `medtrain permit settle RUN` does, run by this
+    /// daemon's medtrain with the node's ledger (found by a tester: such reservations stayed open for
+    /// ever, the project charged twice for a lost job, and nothing told the operator). A run settled
+    /// already, or that reserved nothing, is left as it is.
+    fn settle_abandoned(&mut self, j: &Job, all: bool) {
+        let base = self.state_dir.join("runs").join(j.id.to_string());
+        let Ok(entries) = std::fs::read_dir(&base) else { return };
+        let mut runs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("run-")) && p.is_dir())
+            .filter(|p| {
+                all || !["checkpoint/state.json", "checkpoint.old/state.json"].iter().any(|c| p.join(c).exists())
+            })
+            .collect();
+        runs.sort();
+        for run in runs {
+            let out = std::process::Command::new(&self.exe)
+                .args(["permit", "settle"])
+                .arg(&run)
+                .env("MEDTRAIN_HOME", self.cfg.home())
+                .stdin(std::process::Stdio::null())
+                .output();
+            let Ok(out) = out else { continue };
+            let said = String::from_utf8_lossy(if out.status.success() { &out.stdout } else { &out.stderr });
+            let said = said.trim();
+            let name = run.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if out.status.success() {
+                eprintln!("medtrain node: job {}: {name} settled, as no attempt resumes it: {said}", j.id);
+                let detail = serde_json::json!({"run": name, "settled": said});
+                self.store.audit(DAEMON, "run_settled", Some(&j.project), Some(j.id), detail).ok();
+            } else if !said.contains("settled already") && !said.contains("no reservation") {
+                eprintln!(
+                    "medtrain node: job {}: {name} could not be settled ({said}); settle it with medtrain permit \
+                     settle",
+                    j.id
+                );
+            }
+        }
     }
 
     /// What the shim runs for job `j` on `units` (its `spec.json`); makes the job's directories.
@@ -255,6 +320,7 @@ impl Daemon {
                     let (gid, groups) = super::api::user_groups(j.uid);
                     (j.uid, gid, groups, config)
                 }),
+            stop_grace_s: self.cfg.node.stop_grace_s,
         };
         Ok(spec)
     }

@@ -95,8 +95,8 @@ fn class_decide(inp: &Inputs, class: &str, units: &[String], out: &mut Vec<Actio
     let mut queued: Vec<&Job> = inp.jobs.iter().filter(|j| j.class == class && j.state == State::Queued).collect();
     let decayed = |p: &str| inp.decayed.get(p).copied().unwrap_or(0.0);
     queued.sort_by(|a, b| {
-        (-prio(&a.project), -a.priority)
-            .cmp(&(-prio(&b.project), -b.priority))
+        (prio(&b.project), b.priority)
+            .cmp(&(prio(&a.project), a.priority))
             .then(decayed(&a.project).partial_cmp(&decayed(&b.project)).unwrap_or(std::cmp::Ordering::Equal))
             .then(a.submitted.partial_cmp(&b.submitted).unwrap_or(std::cmp::Ordering::Equal))
             .then(a.id.cmp(&b.id))

@@ -161,21 +161,47 @@ fn run_job(dir: &Path, spec: &ShimSpec) -> ExitRecord {
         Err(e) => return fail(format!("{e}")),
     };
     let pid = child.id() as i32;
-    let mut sent = false;
+    let mut sent: Option<std::time::Instant> = None;
+    let mut killed = false;
     loop {
         match child.try_wait() {
             Ok(Some(st)) => return ExitRecord { code: st.code(), signal: st.signal(), error: None },
             Ok(None) => {}
             Err(e) => return fail(format!("wait: {e}")),
         }
-        if STOP.load(Ordering::SeqCst) && !sent {
+        if STOP.load(Ordering::SeqCst) && sent.is_none() {
             // the job leads its own process group (setsid): the whole group is asked to stop
             // SAFETY: a plain kill
             unsafe { libc::kill(-pid, libc::SIGTERM) };
-            sent = true;
+            sent = Some(std::time::Instant::now());
+        }
+        // a job that does not end within its grace is killed, its container too (found by a tester: one
+        // that ignored SIGTERM held its devices through cancels and preemptions)
+        if !killed && sent.is_some_and(|t| t.elapsed() >= Duration::from_secs(spec.stop_grace_s)) {
+            kill_container(&spec.argv);
+            // SAFETY: a plain kill
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            killed = true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Kills the container a `podman run --name NAME` job runs in (killing the podman client leaves it).
+fn kill_container(argv: &[String]) {
+    if !argv.first().is_some_and(|p| p == "podman" || p.ends_with("/podman")) {
+        return;
+    }
+    let Some(run) = argv.iter().position(|a| a == "run") else { return };
+    let Some(name) = argv.windows(2).find(|w| w[0] == "--name").map(|w| w[1].clone()) else { return };
+    let _ = std::process::Command::new(&argv[0])
+        .args(&argv[1..run])
+        .args(["kill", "--signal", "KILL"])
+        .arg(name)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// The run directory of a train job's attempt: the newest `run-K` in `base` with a checkpoint

@@ -9,10 +9,18 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("node store: {0}")]
+    #[error("node store {path}: {0}", path = store_path())]
     Sql(#[from] rusqlite::Error),
-    #[error("node store: {0}")]
+    #[error("node store {path}: {0}", path = store_path())]
     Invalid(String),
+}
+
+/// The file of the store this process opened first (a daemon has one), for its errors (found by a
+/// tester: "node store: database or disk is full" named no file).
+static STORE_PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn store_path() -> &'static str {
+    STORE_PATH.get().map_or("(not opened)", String::as_str)
 }
 
 const SCHEMA: &str = "
@@ -258,6 +266,7 @@ pub fn parse_period(s: &str) -> Option<(String, f64, f64)> {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let _ = STORE_PATH.set(path.display().to_string());
         let db = Connection::open(path)?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -404,8 +413,32 @@ impl Store {
         preempted: bool,
         action: &str,
     ) -> Result<(), StoreError> {
+        self.finish_at(id, state, reason, exit_code, epsilon, preempted, action, now())
+    }
+
+    /// [`Store::finish`] of a job whose process ended at `ended_at` (its exit record's time: a job that
+    /// ended while the daemon was down is charged to its end, not to the daemon's restart; found by a
+    /// tester); a time before the job's open usage began, or after now, counts as now.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_at(
+        &mut self,
+        id: i64,
+        state: State,
+        reason: Option<&str>,
+        exit_code: Option<i32>,
+        epsilon: Option<f64>,
+        preempted: bool,
+        action: &str,
+        ended_at: f64,
+    ) -> Result<(), StoreError> {
         let tx = self.db.transaction()?;
-        let t = now();
+        let open: Option<f64> = tx
+            .query_row("SELECT MAX(start) FROM usage WHERE job = ?1 AND end IS NULL", [id], |r| r.get(0))
+            .optional()?
+            .flatten();
+        let now = now();
+        let t =
+            if ended_at.is_finite() && ended_at <= now && open.is_none_or(|s| ended_at >= s) { ended_at } else { now };
         let ended = state.terminal().then_some(t);
         tx.execute(
             "UPDATE jobs SET state = ?2, reason = ?3, exit_code = ?4, epsilon = COALESCE(?5, epsilon), ended = ?6,
@@ -550,32 +583,99 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn audit_rows(&self, since: f64, project: Option<&str>, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+    /// The newest `limit` audit rows since `since` that `visible` lets the caller see (by their project),
+    /// oldest first, and whether older ones were left out (found by a tester: the oldest 10,000 were
+    /// given, the caller's filter applied after the limit, and nothing said of the rest).
+    pub fn audit_rows(
+        &self,
+        since: f64,
+        visible: &dyn Fn(Option<&str>) -> bool,
+        limit: u32,
+    ) -> Result<(Vec<AuditRow>, bool), StoreError> {
         let mut st = self.db.prepare(
-            "SELECT id, at, uid, role, action, project, job, detail FROM audit WHERE at >= ?1
-             AND (?2 IS NULL OR project = ?2) ORDER BY id LIMIT ?3",
+            "SELECT id, at, uid, role, action, project, job, detail FROM audit WHERE at >= ?1 ORDER BY id DESC",
         )?;
-        let rows = st
-            .query_map(params![since, project, limit], |r| {
-                Ok(AuditRow {
-                    id: r.get(0)?,
-                    at: iso(r.get(1)?),
-                    uid: r.get(2)?,
-                    role: r.get(3)?,
-                    action: r.get(4)?,
-                    project: r.get(5)?,
-                    job: r.get(6)?,
-                    detail: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or(serde_json::Value::Null),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let mut rows = Vec::new();
+        let mut more = false;
+        let all = st.query_map(params![since], |r| {
+            Ok(AuditRow {
+                id: r.get(0)?,
+                at: iso(r.get(1)?),
+                uid: r.get(2)?,
+                role: r.get(3)?,
+                action: r.get(4)?,
+                project: r.get(5)?,
+                job: r.get(6)?,
+                detail: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        for row in all {
+            let row = row?;
+            if !visible(row.project.as_deref()) {
+                continue;
+            }
+            if rows.len() as u32 >= limit {
+                more = true;
+                break;
+            }
+            rows.push(row);
+        }
+        rows.reverse();
+        Ok((rows, more))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by a tester: a job that ended while the daemon was down was charged to the daemon's
+    /// restart. Its usage ends at the time it ended; a time before its start or in the future is now.
+    #[test]
+    fn a_job_finished_at_its_exit_time_is_charged_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("node.db")).unwrap();
+        let t = now();
+        for (job, start, ended, want) in [(1, t - 100.0, t - 90.0, t - 90.0), (2, t - 100.0, t - 200.0, t)] {
+            store
+                .db
+                .execute(
+                    "INSERT INTO jobs (id, project, uid, kind, command, class, count, priority, state, submitted)
+                     VALUES (?1, 'a', 0, 'train', '[]', 'cpu', 1, 0, 'running', ?2)",
+                    params![job, start],
+                )
+                .unwrap();
+            store
+                .db
+                .execute(
+                    "INSERT INTO usage (job, project, class, devices, start) VALUES (?1, 'a', 'cpu', 1, ?2)",
+                    params![job, start],
+                )
+                .unwrap();
+            store.finish_at(job, State::Succeeded, Some("finished"), Some(0), None, false, "succeeded", ended).unwrap();
+            let end: f64 = store.db.query_row("SELECT end FROM usage WHERE job = ?1", [job], |r| r.get(0)).unwrap();
+            assert!((end - want).abs() < 5.0, "job {job}: {end} vs {want}");
+        }
+    }
+
+    /// Found by a tester: the audit gave the oldest 10,000 rows, the caller's projects filtered after the
+    /// limit, and said nothing of the rest. It gives the newest the caller sees, oldest first, and says
+    /// when older ones were left out.
+    #[test]
+    fn audit_rows_are_the_newest_the_caller_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("node.db")).unwrap();
+        for i in 0..30 {
+            let project = if i % 3 == 0 { "a" } else { "b" };
+            store.audit(DAEMON, "quota_set", Some(project), None, serde_json::json!({"i": i})).unwrap();
+        }
+        let only_a = |p: Option<&str>| p == Some("a");
+        let (rows, more) = store.audit_rows(0.0, &only_a, 4).unwrap();
+        let seen: Vec<i64> = rows.iter().map(|r| r.detail["i"].as_i64().unwrap()).collect();
+        assert_eq!((seen, more), (vec![18, 21, 24, 27], true));
+        let (rows, more) = store.audit_rows(0.0, &only_a, 100).unwrap();
+        assert_eq!((rows.len(), more), (10, false));
+    }
 
     /// Fair share reads the open and recent segments through the index on `end`, and the old ones it
     /// skips weighed nothing an f64 sum keeps.
