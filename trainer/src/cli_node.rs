@@ -315,6 +315,17 @@ pub fn quota(cmd: QuotaCommand) -> anyhow::Result<ExitCode> {
             }
             let v = connect(&socket)?.call(request)?;
             println!("{}: {} {}", project, class, v["quota"]);
+            // (a limit left out is removed: said, with what it was)
+            let before = &v["before"];
+            if let (Some(h), None) = (before["device_hours"].as_f64(), device_hours) {
+                eprintln!(
+                    "note: the device-hours limit ({}) is removed: --device-hours left out is no limit",
+                    crate::short_number(h)
+                );
+            }
+            if before["reserved"].as_bool() == Some(true) && !reserved {
+                eprintln!("note: the quota is no longer reserved: --reserved left out lends idle devices");
+            }
         }
         QuotaCommand::Show { project, json, socket } => {
             let v = connect(&socket)?.call(json!({"op": "quota_show", "project": project}))?;
@@ -327,7 +338,14 @@ pub fn quota(cmd: QuotaCommand) -> anyhow::Result<ExitCode> {
                     "project", "class", "devices", "in use", "hours/month", "hours used", "reserved", "prio"
                 );
                 for r in &rows {
-                    let h = r["device_hours"].as_f64().map_or("unlimited".to_string(), |h| format!("{h:.1}"));
+                    // (a budget under 0.05 h showed as 0.0: found by a tester)
+                    let h = r["device_hours"].as_f64().map_or("unlimited".to_string(), |h| {
+                        if h == 0.0 || h >= 0.05 {
+                            format!("{:.1}", h.abs())
+                        } else {
+                            format!("{h:.4}")
+                        }
+                    });
                     println!(
                         "{:<16} {:<8} {:>7} {:>7} {:>12} {:>12.3} {:>8} {:>5}",
                         r["project"].as_str().unwrap_or(""),

@@ -799,9 +799,14 @@ fn a_device_hours_quota_of_nan_infinity_or_below_zero_is_refused_not_stored_as_u
         assert!(v["error"].as_str().unwrap().contains(want), "{v}");
         assert_eq!(hours_of_alpha(&n), 500.0, "{} changed the quota", String::from_utf8_lossy(line));
     }
-    // no limit is still the flag (the field) left out
-    n.ok(None, &["quota", "set", "--project", "alpha", "--class", "cpu", "--devices", "1"]);
+    // no limit is still the flag (the field) left out, said with the limit it removes (found by a
+    // tester: removed without a word), and the audit row says what it replaced
+    let o = n.cli(None, &["quota", "set", "--project", "alpha", "--class", "cpu", "--devices", "1"]);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && said.contains("device-hours limit (500) is removed"), "{said}");
     assert!(hours_of_alpha(&n).is_null(), "{}", hours_of_alpha(&n));
+    let audit = n.ok(None, &["audit"]);
+    assert!(audit.contains("\"before\""), "{audit}");
     let v = n.raw(b"{\"version\": 1, \"op\": \"quota_set\", \"project\": \"alpha\", \"class\": \"cpu\", \"devices\": 1, \"device_hours\": 7}\n");
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(hours_of_alpha(&n), 7.0);

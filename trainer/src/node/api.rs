@@ -403,17 +403,20 @@ impl Daemon {
                         self.class_names()
                     )));
                 }
+                // (-0.0 is 0: found by a tester, accepted and stored as -0.0)
+                let device_hours = device_hours.map(|h| h + 0.0);
                 let q = Quota { devices, device_hours, reserved };
                 check_quota(&q).map_err(|m| proto::err(format!("quota: {m}")))?;
                 if priority.is_some_and(|p| !(-1000..=1000).contains(&p)) {
                     return Err(proto::err("priority: expected -1000..=1000"));
                 }
-                self.store.set_quota(caller.actor(), &project, &class, &q, priority).map_err(proto::err)?;
+                let before =
+                    self.store.set_quota(caller.actor(), &project, &class, &q, priority).map_err(proto::err)?;
                 if self.cfg.node.mode == Mode::Slurm {
                     self.sync_qos().map_err(proto::err)?;
                 }
                 self.tick();
-                Ok(serde_json::json!({"project": project, "class": class, "quota": q}))
+                Ok(serde_json::json!({"project": project, "class": class, "quota": q, "before": before}))
             }
             Op::QuotaShow { project } => {
                 if let Some(p) = &project {
@@ -461,15 +464,27 @@ impl Daemon {
                 let hours = self.store.device_hours(from, to).map_err(proto::err)?;
                 let eps = self.store.epsilon(from, to).map_err(proto::err)?;
                 let mut by: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-                for p in self.cfg.projects.iter().filter(|p| caller.sees(&p.name)) {
+                // the config's projects, and those with usage in the period that it no longer lists (an
+                // operator's: found by a tester, a project removed while its jobs ran vanished from the
+                // report)
+                let mut names: Vec<(String, bool)> = self.cfg.projects.iter().map(|p| (p.name.clone(), true)).collect();
+                if caller.role == Role::Operator {
+                    for n in hours.iter().map(|h| &h.0).chain(eps.iter().map(|e| &e.0)) {
+                        if !names.iter().any(|(p, _)| p == n) {
+                            names.push((n.clone(), false));
+                        }
+                    }
+                }
+                for (name, listed) in names.iter().filter(|(p, _)| caller.sees(p)) {
                     let dh: BTreeMap<&str, f64> =
-                        hours.iter().filter(|h| h.0 == p.name).map(|h| (h.1.as_str(), h.2)).collect();
-                    let (epsilon, runs) = eps.iter().find(|x| x.0 == p.name).map_or((0.0, 0), |x| (x.1, x.2));
-                    by.insert(
-                        p.name.clone(),
-                        serde_json::json!({"project": p.name, "device_hours": dh,
-                        "epsilon_spent": epsilon, "runs": runs}),
-                    );
+                        hours.iter().filter(|h| h.0 == *name).map(|h| (h.1.as_str(), h.2)).collect();
+                    let (epsilon, runs) = eps.iter().find(|x| x.0 == *name).map_or((0.0, 0), |x| (x.1, x.2));
+                    let mut row = serde_json::json!({"project": name, "device_hours": dh,
+                        "epsilon_spent": epsilon, "runs": runs});
+                    if !listed {
+                        row["note"] = "not a project of the node's config".into();
+                    }
+                    by.insert(name.clone(), row);
                 }
                 Ok(serde_json::json!({"period": period, "from": store::iso(from), "to": store::iso(to),
                     "projects": by.into_values().collect::<Vec<_>>(),

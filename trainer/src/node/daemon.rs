@@ -132,9 +132,31 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
     }
     let db_path = cfg.node.state_dir.join("node.sqlite");
     let mut store = Store::open(&db_path)?;
+    // the config seeds the store; once `quota set` has changed a value, the store's stands: a config
+    // saying otherwise is said at start (found by a tester: edits of node.toml were ignored without a word)
+    let stored = store.quotas()?;
+    let priorities: HashMap<String, i64> = store.priorities()?.into_iter().collect();
     for p in &cfg.projects {
+        if priorities.get(&p.name).is_some_and(|&s| s != p.priority) {
+            eprintln!(
+                "medtrain node: project {}: priority {} in the config, {} in the store (set earlier, by quota set or a config before): the \
+                 store's stands; change it with medtrain quota set",
+                p.name, p.priority, priorities[&p.name]
+            );
+        }
         store.seed_priority(&p.name, p.priority)?;
         for (class, q) in &p.quota {
+            if let Some((_, _, s)) =
+                stored.iter().find(|(sp, sc, _)| *sp == p.name && sc == class).filter(|s| s.2 != *q)
+            {
+                eprintln!(
+                    "medtrain node: project {}: quota.{class} {} in the config, {} in the store (set earlier, by quota \
+                     set or a config before): the store's stands; change it with medtrain quota set",
+                    p.name,
+                    serde_json::json!(q),
+                    serde_json::json!(s)
+                );
+            }
             store.seed_quota(&p.name, class, q)?;
         }
     }

@@ -326,6 +326,20 @@ impl Daemon {
     }
 
     pub(super) fn start(&mut self, j: &Job, units: &[String], borrowed: bool) -> Result<(), NodeError> {
+        // its submitter is still one of the project's (found by a tester: a researcher removed from the
+        // node's config while their job waited had it run)
+        let allowed = self
+            .cfg
+            .user(j.uid)
+            .is_some_and(|u| u.role == super::config::Role::Operator || u.projects.iter().any(|p| *p == j.project));
+        if !allowed {
+            let reason = format!(
+                "not started: its submitter (uid {}) is no longer a user of project {} in the node's config",
+                j.uid, j.project
+            );
+            self.store.finish(j.id, State::Failed, Some(&reason), None, None, false, "refused")?;
+            return Ok(());
+        }
         let dir = self.job_dir(j.id);
         let attempt = j.attempt + 1;
         let spec = self.spec(j, units, attempt)?;

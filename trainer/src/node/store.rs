@@ -496,8 +496,17 @@ impl Store {
         class: &str,
         q: &Quota,
         priority: Option<i64>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Quota>, StoreError> {
         let tx = self.db.transaction()?;
+        // what it was, for the audit row and the operator (found by a tester: a limit left out was
+        // removed without a word, and the row did not say what it replaced)
+        let before: Option<Quota> = tx
+            .query_row(
+                "SELECT devices, device_hours, reserved FROM quotas WHERE project = ?1 AND class = ?2",
+                params![project, class],
+                |r| Ok(Quota { devices: r.get(0)?, device_hours: r.get(1)?, reserved: r.get(2)? }),
+            )
+            .optional()?;
         tx.execute(
             "INSERT INTO quotas (project, class, devices, device_hours, reserved) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (project, class) DO UPDATE SET devices = ?3, device_hours = ?4, reserved = ?5",
@@ -510,10 +519,10 @@ impl Store {
                 params![project, p],
             )?;
         }
-        let detail = serde_json::json!({"class": class, "quota": q, "priority": priority});
+        let detail = serde_json::json!({"class": class, "quota": q, "priority": priority, "before": before});
         Self::audit_tx(&tx, who, "quota set", Some(project), None, detail)?;
         tx.commit()?;
-        Ok(())
+        Ok(before)
     }
 
     /// (project, class) -> quota
