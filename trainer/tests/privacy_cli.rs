@@ -156,3 +156,38 @@ fn a_closed_or_full_standard_output_is_no_panic() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(matches!(o.status.code(), Some(0 | 141)) && err.is_empty(), "{:?} {err}", o.status);
 }
+
+/// Found by a tester: `privacy epsilon` took one phase, so the epsilon of a run resumed under a new plan
+/// or with a DP tokenizer's selection before it (release.json's `phases`, `preparation_phases`,
+/// `delta_added_by_preparation`) could not be recomputed. `--phase` (repeated) composes them, and
+/// `--delta-added` takes what selections add to delta, as the ledger composes a run.
+#[test]
+fn epsilon_of_several_phases_is_their_composition() {
+    use medtrain::privacy::accountant::{self, AccountantKind, Delta, NoiseMultiplier, Phase, SampleRate};
+    let eps = |args: &[&str]| -> f64 {
+        let (code, out, err) = run(&[&["privacy", "epsilon", "--json", "--delta", "1e-5"], args].concat());
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["epsilon"].as_f64().unwrap()
+    };
+    // one run cut in two phases of one plan is the run
+    let whole = eps(&["--noise", "1.1", "--sample-rate", "0.004266", "--steps", "14063"]);
+    let cut = eps(&["--phase", "1.1,0.004266,7000", "--noise", "1.1", "--sample-rate", "0.004266", "--steps", "7063"]);
+    assert!((whole - cut).abs() < 1e-6 * whole, "{whole} vs {cut}");
+    // a tokenizer's selection, then two plans, at delta less what the selection adds
+    let got = eps(&["--phase", "4,1,1", "--phase", "1.0,0.01,600", "--phase", "2.0,0.01,200", "--delta-added", "1e-7"]);
+    let p = |s: f64, q: f64, n: u64| Phase {
+        noise_multiplier: NoiseMultiplier::new(s).unwrap(),
+        sample_rate: SampleRate::new(q).unwrap(),
+        steps: n,
+    };
+    let want = accountant::epsilon(
+        AccountantKind::Pld,
+        &[p(4.0, 1.0, 1), p(1.0, 0.01, 600), p(2.0, 0.01, 200)],
+        Delta::new(1e-5 - 1e-7).unwrap(),
+    )
+    .epsilon;
+    assert!((got - want).abs() < 1e-9 * want, "{got} vs {want}");
+    // a phase written otherwise: refused, naming the flag
+    let (code, _, err) = run(&["privacy", "epsilon", "--delta", "1e-5", "--phase", "1.1;0.1;5"]);
+    assert!(code != 0 && err.contains("--phase") && err.contains("SIGMA,Q,STEPS"), "{err}");
+}
