@@ -74,7 +74,9 @@ fn separator(text: &str, i: usize, ops: &mut u64) -> Option<(usize, u8)> {
         if len >= 5 {
             return None;
         }
-        if c == ' ' {
+        // (a line break after a mark is a space: `090-1234-\n5678`, a number the note's lines cut; found
+        // by a tester)
+        if c == ' ' || (matches!(c, '\n' | '\r') && seen_mark >= 1) {
             if spaces >= 2 {
                 return None;
             }
@@ -345,7 +347,10 @@ fn read_run(
             // area code that starts with 0 and its first group (`(03) 5555 6473`, `(090) 1234 5678`)
             let current = run.groups.get(run.g - 1).copied().unwrap_or(usize::MAX);
             let area_code = run.paren && run.g == 2 && run.digits[0] == 0 && run.marks & !(SPACE | BRACKET) == 0;
-            if marks == SPACE && ((run.marks & !SPACE != 0 && !area_code) || current >= 5) {
+            // nor in an international number with its trunk prefix in brackets (`+81 (0)90 1234 5678`:
+            // found by a tester), while it is shorter than one
+            let international = run.plus && run.marks & !(SPACE | BRACKET) == 0 && run.n < 11;
+            if marks == SPACE && ((run.marks & !SPACE != 0 && !area_code && !international) || current >= 5) {
                 break;
             }
             // and so does a space and an opening bracket after three groups or a long one (`(03) 5555
@@ -877,7 +882,15 @@ mod tests {
     /// glued to letters was no phone.
     #[test]
     fn a_mobile_number_in_its_groups_is_one_whatever_surrounds_it() {
-        for text in ["090/1234/5678", "090ｰ1234ｰ5678", "aaaa090-1234-5678", "090-1234-5678x", "tel:080.1234.5678"] {
+        for text in [
+            "090/1234/5678",
+            "090ｰ1234ｰ5678",
+            "aaaa090-1234-5678",
+            "090-1234-5678x",
+            "tel:080.1234.5678",
+            "090-1234-\n5678",
+            "+81 (0)90 1234 5678",
+        ] {
             assert_eq!(kinds(text), [IdentifierKind::Phone], "{text}");
         }
         // dates and codes of other groups are not
