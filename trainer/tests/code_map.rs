@@ -299,3 +299,17 @@ fn a_system_with_a_trailing_slash_maps_as_it_is_written() {
     assert_eq!(d.codes[e.code as usize].code, "2160-0", "{:?}", r.findings);
     assert_eq!(count(&r, "code_map_unused"), 0);
 }
+
+/// A code map's `jlac10` written as the readers read one (MEDIS' hyphenated form, lower case, full
+/// width) was refused as no JLAC10 code: it maps to the catalogue test it names.
+#[test]
+fn a_code_maps_jlac10_may_be_written_with_hyphens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("map.csv");
+    std::fs::write(&path, "code,jlac10\nCRE,3C015-0000-023-271-01\nK,３Ｈ０１５０００００２３２７１０１\n").unwrap();
+    let map = load(&path);
+    let test =
+        |code: &str| map.get("http://lab.example/codes", code).and_then(|i| map.catalogue_test(i)).map(|l| l.name);
+    assert_eq!(test("CRE"), Some("creatinine"));
+    assert!(test("K").is_some());
+}

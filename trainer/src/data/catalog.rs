@@ -193,7 +193,14 @@ pub fn folded_name(name: &str) -> String {
 /// or one of the same quantity).
 pub fn by_name_or_code(s: &str) -> Option<&'static Lab> {
     let c = &*CATALOGUE;
-    c.by_name.get(s).or_else(|| c.by_loinc.get(s)).copied().or_else(|| lookup_index(JLAC10, s)).map(|i| &c.labs[i])
+    c.by_name
+        .get(s)
+        .or_else(|| c.by_loinc.get(s))
+        .copied()
+        .or_else(|| lookup_index(JLAC10, s))
+        // a JLAC10 code written as the readers read one (`3C015-0000-023-271-01`)
+        .or_else(|| jlac10_canonical(s).and_then(|j| lookup_index(JLAC10, &j)))
+        .map(|i| &c.labs[i])
 }
 
 /// The row index of a catalogue entry.
@@ -254,7 +261,9 @@ pub fn jlac10_canonical(code: &str) -> Option<String> {
             c => c,
         };
         match c {
-            '-' | ' ' | '\u{3000}' | '‐' | '−' | 'ー' => {}
+            // (the other dashes, dots and underscores systems group it with too)
+            '-' | ' ' | '\u{3000}' | '‐' | '‑' | '‒' | '–' | '—' | '−' | 'ー' | '.' | '_' | '・' | '･' =>
+                {}
             c if c.is_ascii_alphanumeric() && n < 17 => {
                 out[n] = c.to_ascii_uppercase() as u8;
                 n += 1;
@@ -454,9 +463,16 @@ mod tests {
             ("3C015-0000-023-271", None),
             ("2160-0", None),
             ("3C015/0000/023/271/01", None),
+            // other dashes, dots, underscores (found by review of what systems write)
+            ("3C015\u{2011}0000\u{2011}023\u{2011}271\u{2011}01", Some("3C015000002327101")),
+            ("3C015–0000–023–271–01", Some("3C015000002327101")),
+            ("3C015.0000.023.271.01", Some("3C015000002327101")),
+            ("3C015_0000_023_271_01", Some("3C015000002327101")),
         ] {
             assert_eq!(jlac10_canonical(written).as_deref(), canonical, "{written}");
         }
+        // a channel and a code map's jlac10 may be written so too
+        assert_eq!(by_name_or_code("3C015-0000-023-271-01").map(|l| l.name), Some("creatinine"));
     }
 
     #[test]

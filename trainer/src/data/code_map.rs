@@ -168,7 +168,9 @@ impl CodeMap {
                     "not a LOINC code (digits, a hyphen, the check digit), or its check digit is wrong",
                 ));
             }
-            let jlac = get(jlac_col);
+            // (written as the readers read one too: `3C015-0000-023-271-01`, lower case, full width)
+            let jlac_owned = get(jlac_col).map(|j| catalog::jlac10_canonical(j).unwrap_or_else(|| j.to_owned()));
+            let jlac = jlac_owned.as_deref();
             if jlac.is_some_and(|j| !catalog::jlac10_is_valid(j)) {
                 return Err(bad("jlac10", "not a JLAC10 code (17 characters: a digit, a capital letter, 15 digits)"));
             }
