@@ -50,8 +50,10 @@ pub fn fingerprint(path: &Path) -> Result<String> {
 /// replaced, written or renamed in between changes one of them (a change time cannot be set back), so
 /// the fingerprint is of the bytes that were read (found by a tester: an input given by a link was read
 /// as one cohort and fingerprinted, after the link was swapped, as the permitted one).
+/// (A link is recorded as itself too, its inode and change time: one swapped to another file of the
+/// input and back would leave its target's record as it was.)
 #[derive(Debug, PartialEq)]
-pub struct Snapshot(Vec<(PathBuf, u64, u64, u64, i64, i64, i64, i64)>);
+pub struct Snapshot(Vec<(PathBuf, [i64; 8])>);
 
 impl Snapshot {
     pub fn take(path: &Path) -> Result<Self> {
@@ -60,10 +62,34 @@ impl Snapshot {
         let mut all = Vec::with_capacity(files.len());
         for p in files {
             let m = std::fs::metadata(&p).map_err(|e| DataError::io(&p, e).inside(path))?;
-            all.push((p, m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()));
+            let l = std::fs::symlink_metadata(&p).map_err(|e| DataError::io(&p, e).inside(path))?;
+            let at = [
+                m.dev() as i64,
+                m.ino() as i64,
+                m.size() as i64,
+                m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+                l.ino() as i64,
+                l.ctime() * 1_000_000_000 + l.ctime_nsec(),
+                0,
+            ];
+            all.push((p, at));
         }
         all.sort();
         Ok(Snapshot(all))
+    }
+}
+
+/// An input's path resolved once, so that what is read and fingerprinted is one tree however its links
+/// change: a directory canonicalized; a file its directory canonicalized and its own name kept (the
+/// fingerprint names a file input by its name: a link's, as `data fingerprint` names it).
+pub fn resolved_input(input: &Path) -> PathBuf {
+    if std::fs::metadata(input).is_ok_and(|m| m.is_dir()) {
+        return std::fs::canonicalize(input).unwrap_or_else(|_| input.to_path_buf());
+    }
+    match (input.parent().filter(|p| !p.as_os_str().is_empty()), input.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir).map_or_else(|_| input.to_path_buf(), |d| d.join(name)),
+        _ => input.to_path_buf(),
     }
 }
 

@@ -1047,7 +1047,9 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     let opts = config.read_options();
     // the input as it resolves now, read and fingerprinted there, and refused if any of its files
     // changes before its fingerprint is taken (the permit and the ledger trust that fingerprint)
-    let input = std::fs::canonicalize(&config.input).unwrap_or_else(|_| config.input.clone());
+    // (a file input keeps its name as given: the fingerprint names it so, and `data fingerprint` of the
+    // same path gives the permit's; its directory resolved)
+    let input = super::fingerprint::resolved_input(&config.input);
     let before = super::fingerprint::Snapshot::take(&input)?;
     let (mut data, mut report) = super::read(&input, &opts)?;
     if report.blocking {
