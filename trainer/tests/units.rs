@@ -93,9 +93,24 @@ fn units_in_upper_case_and_per_100_ml_are_read() {
         assert_eq!(u, "mg/dL", "{unit}: {:?}", r.findings);
         assert!(close(v, want, 1e-5), "{unit}: {v}");
     }
-    // every case-free form is UCUM
-    for u in ["MG/DL", "U/L", "10*3/UL", "FL", "PG/ML", "MM[HG]", "MOSM/KG", "MEQ/L"] {
+    // units in capitals are the lab units they spell, not UCUM's case-sensitive others (`G` gauss, `M`
+    // mega, `P` peta: found by review), and every form is UCUM
+    for (u, want) in [
+        ("MG/DL", "mg/dL"),
+        ("MG/L", "mg/L"),
+        ("PG/ML", "pg/mL"),
+        ("MU/L", "mU/L"),
+        ("G/L", "g/L"),
+        ("U/L", "U/L"),
+        ("10*3/UL", "10*3/uL"),
+        ("FL", "fL"),
+        ("PG", "pg"),
+        ("MM[HG]", "mm[Hg]"),
+        ("MEQ/L", "meq/L"),
+        ("IU/L", "[IU]/L"),
+    ] {
         let form = units::ucum_form(u).unwrap_or_else(|| panic!("{u}"));
+        assert_eq!(form, want, "{u}");
         assert!(units::ucum_form(&form).is_some_and(|f| f == form), "{u} -> {form}");
     }
 }

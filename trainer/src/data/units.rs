@@ -150,16 +150,30 @@ pub fn ucum_form(unit: &str) -> Option<std::borrow::Cow<'_, str>> {
     if let Some((_, u)) = ALIASES.iter().find(|(a, _)| *a == unit) {
         return Some(Cow::Borrowed(u));
     }
+    // written all in capitals (`MG/L`, `PG/ML`, `MU/L`): read without case before UCUM, in which many of
+    // them are other units (`G` gauss, `M` mega, `P` peta; found by review)
+    let capitals = unit.bytes().any(|b| b.is_ascii_uppercase()) && !unit.bytes().any(|b| b.is_ascii_lowercase());
+    if capitals {
+        if let Some(u) = case_free(&unit) {
+            return Some(u);
+        }
+    }
     // μ for UCUM's `u` in any unit (`μg/L`, `μkat/L`)
     let unit = if unit.contains('\u{3BC}') { Cow::Owned(unit.replace('\u{3BC}', "u")) } else { unit };
     if !unit.is_empty() && unit.len() <= 64 && ucum::validate(&unit).is_ok() {
         return Some(unit);
     }
-    // written in another case: `MG/DL`, `Mmol/l`
-    if let Some(u) = CASE_FREE.iter().find(|u| u.eq_ignore_ascii_case(&unit)) {
+    // written in another case: `Mmol/l`
+    case_free(&unit)
+}
+
+/// The lab unit of [`CASE_FREE`] or [`ALIASES`] that `unit` is without case.
+fn case_free(unit: &str) -> Option<std::borrow::Cow<'static, str>> {
+    use std::borrow::Cow;
+    if let Some(u) = CASE_FREE.iter().find(|u| u.eq_ignore_ascii_case(unit)) {
         return Some(Cow::Borrowed(u));
     }
-    ALIASES.iter().find(|(a, _)| a.eq_ignore_ascii_case(&unit)).map(|(_, u)| Cow::Borrowed(*u))
+    ALIASES.iter().find(|(a, _)| a.eq_ignore_ascii_case(unit)).map(|(_, u)| Cow::Borrowed(*u))
 }
 
 /// True when a unit is valid UCUM (or a known spelling of a valid UCUM unit).
