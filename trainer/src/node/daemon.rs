@@ -56,7 +56,21 @@ pub struct Daemon {
     pub(super) refusals: HashMap<(Option<u32>, String), (std::time::Instant, u64)>,
     /// the last error the ticks logged, when, and how many times since ([`Daemon::log_error`])
     pub(super) last_error: Option<(String, std::time::Instant, u64)>,
+    /// `medtrain permit settle` of runs no attempt resumes, running ([`Daemon::poll_settling`])
+    pub(super) settling: Vec<Settling>,
 }
+
+/// A run's settlement in the background.
+pub(super) struct Settling {
+    pub(super) job: i64,
+    pub(super) project: String,
+    pub(super) run: String,
+    pub(super) child: std::process::Child,
+    pub(super) started: std::time::Instant,
+}
+
+/// How long a settlement may take (the ledger's busy timeout is 60 s) before it is given up and said.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(300);
 
 /// At most one audit row per (uid, refusal) in this window.
 const REFUSAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
@@ -194,6 +208,7 @@ pub fn run(config: &Path) -> Result<(), NodeError> {
         slurm_polled: None,
         refusals: HashMap::new(),
         last_error: None,
+        settling: Vec::new(),
     }));
     stop_on_signal(Arc::clone(&d));
     {
@@ -402,8 +417,57 @@ impl Daemon {
         }
     }
 
+    /// The settlements that ended: each said and audited (one that failed, with what to do).
+    fn poll_settling(&mut self) {
+        use std::io::Read;
+        let mut i = 0;
+        while i < self.settling.len() {
+            let s = &mut self.settling[i];
+            let done = match s.child.try_wait() {
+                Ok(Some(st)) => Some(st.success()),
+                Ok(None) if s.started.elapsed() >= SETTLE_DEADLINE => {
+                    let _ = s.child.kill();
+                    let _ = s.child.wait();
+                    Some(false)
+                }
+                Ok(None) => None,
+                Err(_) => Some(false),
+            };
+            let Some(ok) = done else {
+                i += 1;
+                continue;
+            };
+            let mut s = self.settling.swap_remove(i);
+            let mut said = String::new();
+            let pipe = if ok {
+                s.child.stdout.take().map(|p| Box::new(p) as Box<dyn Read>)
+            } else {
+                s.child.stderr.take().map(|p| Box::new(p) as Box<dyn Read>)
+            };
+            if let Some(mut p) = pipe {
+                let _ = p.by_ref().take(64 << 10).read_to_string(&mut said);
+            }
+            let said = said.trim();
+            if ok {
+                eprintln!("medtrain node: job {}: {} settled, as no attempt resumes it: {said}", s.job, s.run);
+                let detail = serde_json::json!({"run": s.run, "settled": said});
+                self.store.audit(DAEMON, "run_settled", Some(&s.project), Some(s.job), detail).ok();
+            } else if !["settled already", "already settled", "no reservation"].iter().any(|m| said.contains(m)) {
+                eprintln!(
+                    "medtrain node: job {}: {} could not be settled ({}); settle it with medtrain permit settle",
+                    s.job,
+                    s.run,
+                    if said.is_empty() { "no answer within 300 s" } else { said }
+                );
+            }
+        }
+    }
+
     /// Reaps ended jobs, then applies the scheduler's decision.
     pub fn tick(&mut self) {
+        if !self.settling.is_empty() {
+            self.poll_settling();
+        }
         if self.cfg.node.mode == Mode::Slurm {
             if self.slurm_polled.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                 self.slurm_polled = Some(std::time::Instant::now());

@@ -170,44 +170,50 @@ impl Daemon {
     }
 
     /// Settles the ledger reservations a train job leaves that no attempt will resume: every run of a
-    /// job that ended for good (cancelled, failed; `all`), or, of a job requeued, its runs without a
-    /// checkpoint (the next attempt starts a new run). As `medtrain permit settle RUN` does, run by this
-    /// daemon's medtrain with the node's ledger (found by a tester: such reservations stayed open for
-    /// ever, the project charged twice for a lost job, and nothing told the operator). A run settled
-    /// already, or that reserved nothing, is left as it is.
-    fn settle_abandoned(&mut self, j: &Job, all: bool) {
+    /// job that ended for good (cancelled, failed, refused; `all`), or, of a job requeued, its runs
+    /// without a checkpoint (the next attempt starts a new run; one with a checkpoint, or one recorded
+    /// and left in `checkpoint.partial`, is resumed). As `medtrain permit settle RUN` does, run by this
+    /// daemon's medtrain with the node's ledger, in the background ([`Daemon::poll_settling`]: a busy
+    /// ledger does not hold the daemon), each audited as `run_settled` (found by a tester: such
+    /// reservations stayed open for ever, the project charged twice for a lost job, and nothing told
+    /// the operator). A run settled already, or that reserved nothing, is left as it is.
+    pub(super) fn settle_abandoned(&mut self, j: &Job, all: bool) {
         let base = self.state_dir.join("runs").join(j.id.to_string());
         let Ok(entries) = std::fs::read_dir(&base) else { return };
+        let resumable = |p: &Path| {
+            ["checkpoint/state.json", "checkpoint.old/state.json", "checkpoint.partial/state.json"]
+                .iter()
+                .any(|c| p.join(c).exists())
+        };
         let mut runs: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("run-")) && p.is_dir())
-            .filter(|p| {
-                all || !["checkpoint/state.json", "checkpoint.old/state.json"].iter().any(|c| p.join(c).exists())
-            })
+            .filter(|p| all || !resumable(p))
             .collect();
         runs.sort();
         for run in runs {
-            let out = std::process::Command::new(&self.exe)
+            let child = std::process::Command::new(&self.exe)
                 .args(["permit", "settle"])
                 .arg(&run)
                 .env("MEDTRAIN_HOME", self.cfg.home())
                 .stdin(std::process::Stdio::null())
-                .output();
-            let Ok(out) = out else { continue };
-            let said = String::from_utf8_lossy(if out.status.success() { &out.stdout } else { &out.stderr });
-            let said = said.trim();
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn();
             let name = run.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            if out.status.success() {
-                eprintln!("medtrain node: job {}: {name} settled, as no attempt resumes it: {said}", j.id);
-                let detail = serde_json::json!({"run": name, "settled": said});
-                self.store.audit(DAEMON, "run_settled", Some(&j.project), Some(j.id), detail).ok();
-            } else if !said.contains("settled already") && !said.contains("no reservation") {
-                eprintln!(
-                    "medtrain node: job {}: {name} could not be settled ({said}); settle it with medtrain permit \
-                     settle",
+            match child {
+                Ok(child) => self.settling.push(super::daemon::Settling {
+                    job: j.id,
+                    project: j.project.clone(),
+                    run: name,
+                    child,
+                    started: std::time::Instant::now(),
+                }),
+                Err(e) => eprintln!(
+                    "medtrain node: job {}: {name} could not be settled ({e}); settle it with medtrain permit settle",
                     j.id
-                );
+                ),
             }
         }
     }
@@ -338,6 +344,9 @@ impl Daemon {
                 j.uid, j.project
             );
             self.store.finish(j.id, State::Failed, Some(&reason), None, None, false, "refused")?;
+            if j.kind == "train" {
+                self.settle_abandoned(j, true);
+            }
             return Ok(());
         }
         let dir = self.job_dir(j.id);
