@@ -428,7 +428,7 @@ pub fn audit(since: Option<String>, json: bool, socket: SocketArg) -> anyhow::Re
     let rows = v["audit"].as_array().cloned().unwrap_or_default();
     if v["truncated"].as_bool() == Some(true) {
         eprintln!(
-            "note: the newest {} rows are shown; older ones are left out (give --since a later time to see them in parts)",
+            "note: the newest {} rows are shown; older ones are left out (they stay in the node's store)",
             rows.len()
         );
     }

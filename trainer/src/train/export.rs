@@ -409,19 +409,27 @@ fn write_release(
     };
     // the pretrained checkpoint's files by name and SHA-256: its directory is a path on the node (found
     // by a tester: `/data/models/<a patient's name>/config.json` was released)
-    let base_model: Vec<Value> = run["base_model"]
+    // (relative to the checkpoint's directory, the one its files share: `1_Pooling/config.json` and
+    // `config.json` are two files)
+    let files_of: Vec<(&str, &str)> = run["base_model"]
         .as_array()
-        .map(|files| {
-            files
-                .iter()
-                .filter_map(|f| {
-                    let (path, hash) = (f.get(0)?.as_str()?, f.get(1)?.as_str()?);
-                    let name = Path::new(path).file_name()?.to_string_lossy().into_owned();
-                    Some(json!([name, hash]))
-                })
-                .collect()
-        })
+        .map(|files| files.iter().filter_map(|f| Some((f.get(0)?.as_str()?, f.get(1)?.as_str()?))).collect())
         .unwrap_or_default();
+    let root = files_of.iter().filter_map(|(p, _)| Path::new(p).parent()).fold(None::<PathBuf>, |acc, dir| {
+        Some(match acc {
+            None => dir.to_path_buf(),
+            Some(a) => a.components().zip(dir.components()).take_while(|(x, y)| x == y).map(|(x, _)| x).collect(),
+        })
+    });
+    let base_model: Vec<Value> = files_of
+        .iter()
+        .map(|(path, hash)| {
+            let p = Path::new(path);
+            let rel = root.as_deref().and_then(|r| p.strip_prefix(r).ok()).unwrap_or(p);
+            let name = if rel.is_absolute() { p.file_name().map(Path::new).unwrap_or(p) } else { rel };
+            json!([name.to_string_lossy(), hash])
+        })
+        .collect();
     // which tokenizer the weights expect: the one released, or the one the config named (a pretrained
     // model's: found by a tester, a release did not say which); a vocabulary chosen here without DP
     // is not described

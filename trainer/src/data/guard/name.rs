@@ -239,7 +239,7 @@ fn after_colon(text: &str, mut i: usize, need_colon: bool) -> Option<usize> {
     for _ in 0..4 {
         match text[i..].chars().next() {
             // (a table's cell after its header: `氏名\t山田花子`, `| 氏名 | 山田花子 |`, found by a tester)
-            Some(c @ (' ' | '　' | ':' | '：' | '=' | '\t' | '|')) => {
+            Some(c @ (' ' | '　' | ':' | '：' | '=' | '\t' | '|' | '｜')) => {
                 colon |= c != ' ' && c != '　';
                 i += c.len_utf8();
             }
@@ -334,6 +334,7 @@ mod tests {
         // a pasted table's cell (found by a tester)
         assert_eq!(names("氏名\t山田花子\t年齢\t45"), ["山田花子"]);
         assert_eq!(names("| 氏名 | 山田花子 |"), ["山田花子"]);
+        assert_eq!(names("｜氏名｜山田花子｜"), ["山田花子"]);
         assert_eq!(names("Seen by Dr. Gregory House today"), ["Gregory House"]);
         assert_eq!(names("Patient name: John Smith, 54"), ["John Smith"]);
     }

@@ -401,6 +401,16 @@ fn read_run(
 const SHORT_ID_CUES: &[&str] =
     &["id", "ＩＤ", "ｉｄ", "pt no", "pt no.", "pt id", "pt#", "pt #", "patient #", "患者no"];
 
+/// Whether a general cue starting at byte `at` is a field's label of its own (`ID: ...` at a line's or
+/// a cell's start, after punctuation), not the last word of another's (`Specimen ID`, `Accession ID`,
+/// `オーダーID`: found by a tester, those were patient numbers and blocked the input): the char before it,
+/// spaces skipped, is no letter, digit, kana or kanji.
+fn field_label(text: &str, at: usize) -> bool {
+    text.get(..at)
+        .and_then(|t| t.trim_end_matches([' ', '\u{3000}']).chars().next_back())
+        .is_none_or(|c| !c.is_alphanumeric())
+}
+
 /// Cues that name the number after them a patient's record number (ASCII compared without case).
 const ID_CUES: &[&str] = &[
     "mrn",
@@ -519,7 +529,10 @@ fn separator_len(text: &[u8], at: usize) -> usize {
     } else if at >= 3
         && matches!(
             &text[at - 3..at],
-            [0xEF, 0xBC, 0x9A | 0x83 | 0x89 | 0x8C] | [0xE3, 0x80, 0x80 | 0x81] | [0xE3, 0x81, 0xAF | 0x8C]
+            [0xEF, 0xBC, 0x9A | 0x83 | 0x89 | 0x8C]
+                | [0xEF, 0xBD, 0x9C]
+                | [0xE3, 0x80, 0x80 | 0x81]
+                | [0xE3, 0x81, 0xAF | 0x8C]
         )
     {
         3
@@ -568,9 +581,8 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
         let letters = b[tok..start].iter().take_while(|c| c.is_ascii_alphabetic()).count();
         let k = tok + letters;
         if letters > 0 && k < start + 1 && !b.get(k).is_some_and(u8::is_ascii_alphabetic) {
-            if ends_with_word(b, k, ID_CUES).is_some()
-                || (token_digits >= 6 && ends_with_word(b, k, SHORT_ID_CUES).is_some())
-            {
+            let short = ends_with_word(b, k, SHORT_ID_CUES).filter(|_| token_digits >= 6);
+            if ends_with_word(b, k, ID_CUES).is_some() || short.is_some_and(|n| field_label(text, k - n)) {
                 return Some((IdentifierKind::PatientIdentifier, tok..end));
             }
         }
@@ -583,7 +595,11 @@ fn cued(text: &str, start: usize, end: usize, run: &Run, ops: &mut u64) -> Optio
         let mut at = tok;
         for _ in 0..5 {
             let cue = |cues| at > 0 && may_end_cue(b[at - 1]) && ends_with_word(b, at, cues).is_some();
-            if cue(ID_CUES) || (token_digits >= 6 && at < tok && cue(SHORT_ID_CUES)) {
+            let short = || {
+                let n = ends_with_word(b, at, SHORT_ID_CUES).filter(|_| at > 0 && may_end_cue(b[at - 1]));
+                n.is_some_and(|n| field_label(text, at - n))
+            };
+            if cue(ID_CUES) || (token_digits >= 6 && at < tok && short()) {
                 return Some((IdentifierKind::PatientIdentifier, tok..end));
             }
             match separator_len(b, at) {
@@ -791,9 +807,11 @@ mod tests {
             ("ID: 7654321", vec![(P, "7654321")]),
             ("ＩＤ：７６５４３２１", vec![(P, "７６５４３２１")]),
             ("| ID | 7654321 |", vec![(P, "7654321")]),
+            ("｜ＩＤ｜７６５４３２１｜", vec![(P, "７６５４３２１")]),
             ("ID\t7654321", vec![(P, "7654321")]),
             ("Pt No. 7654321", vec![(P, "7654321")]),
             ("ID7654321", vec![(P, "ID7654321")]),
+            ("seen.\nID 7654321", vec![(P, "7654321")]),
             ("MRN_1234567 seen", vec![(P, "MRN_1234567")]),
             ("DOB: 17Apr1961", vec![(B, "17Apr1961")]),
             ("誕生日は4月17日です", vec![(B, "4月17日")]),
@@ -834,6 +852,11 @@ mod tests {
             "ID: 12345",
             "COVID 2024-01-05 123456 cells",
             "RAPID 1234567",
+            // another thing's number (found by a tester: blocked as a patient's)
+            "Specimen ID: 123456 採取",
+            "Accession ID 2023100201",
+            "オーダーID: 88812345",
+            "sample ID7654321",
             "born 1961",
             "Reviewed medical record 2019-03-01 visit",
             "See medical record 2015 for details",

@@ -47,14 +47,18 @@ pub(super) fn read_code_parents(path: &Path) -> Result<Parents> {
         let mut text = Table::open(path, &[("code", Shape::Value), ("parent_codes", Shape::Value)])?;
         if text.conv(PARENTS) == Some(Conv::Str) {
             let code_is_text = text.conv(CODE) == Some(Conv::Str);
-            let mut out = Parents { text: true, ..Default::default() };
+            let mut out = Parents::default();
             text.each_row(|table, r| {
                 let code = match table.at(CODE, r) {
                     Some(at) if code_is_text => Some(table.text(CODE, r, at)?),
                     _ => None,
                 };
+                // (said where a row holds one, as the row reader says it)
                 let loinc = match table.at(PARENTS, r) {
-                    Some(at) => loinc_in_text(table.text(PARENTS, r, at)?),
+                    Some(at) => {
+                        out.text = true;
+                        loinc_in_text(table.text(PARENTS, r, at)?)
+                    }
                     None => None,
                 };
                 if let (Some(c), Some(l)) = (code, loinc) {
