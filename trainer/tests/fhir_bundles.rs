@@ -6,6 +6,18 @@ use medtrain::data::{self, guard::Policy, EventKind, ReadOptions};
 use serde_json::json;
 use std::path::Path;
 
+/// The dataset's notes in time order (their texts).
+fn notes_by_time(d: &data::Dataset) -> Vec<&str> {
+    let mut notes: Vec<(i64, &str)> = d
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Note)
+        .map(|e| (e.time, d.texts[e.text as usize].as_str()))
+        .collect();
+    notes.sort();
+    notes.into_iter().map(|n| n.1).collect()
+}
+
 fn b64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -810,14 +822,7 @@ fn notes_in_binaries_of_the_export_are_read() {
     std::fs::write(dir.path().join("export-0008.ndjson"), bin("b1", "text/plain", "again") + "\n").unwrap();
     let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
     let (d, r) = data::read(dir.path(), &opts).unwrap();
-    let mut notes: Vec<(i64, &str)> = d
-        .events
-        .iter()
-        .filter(|e| e.kind == EventKind::Note)
-        .map(|e| (e.time, d.texts[e.text as usize].as_str()))
-        .collect();
-    notes.sort();
-    let texts: Vec<&str> = notes.iter().map(|n| n.1).collect();
+    let texts = notes_by_time(&d);
     assert_eq!(texts.len(), 4, "{:?}", r.findings);
     assert!(!texts[0].contains("Zyxwq") && !texts[0].contains("090-1234") && texts[0].contains("seen"), "{}", texts[0]);
     assert_eq!(&texts[1..], ["発熱あり", "from html", "from rtf b6"]);
@@ -871,14 +876,7 @@ fn report_forms_in_binaries_of_the_export_are_read() {
     std::fs::write(dir.path().join("Binary.ndjson"), binaries.join("\n") + "\n").unwrap();
     let opts = ReadOptions { identifiers: Policy::Redact, ..Default::default() };
     let (d, r) = data::read(dir.path(), &opts).unwrap();
-    let mut notes: Vec<(i64, &str)> = d
-        .events
-        .iter()
-        .filter(|e| e.kind == EventKind::Note)
-        .map(|e| (e.time, d.texts[e.text as usize].as_str()))
-        .collect();
-    notes.sort();
-    let texts: Vec<&str> = notes.iter().map(|n| n.1).collect();
+    let texts = notes_by_time(&d);
     assert_eq!(texts.len(), 4, "{texts:?} {:?}", r.findings);
     assert_eq!(texts[0], "chest film read\nno acute findings");
     assert_eq!(texts[1], "form says: also in the form");
@@ -1720,15 +1718,9 @@ fn a_stray_nul_and_markdown_notes_are_read() {
     ];
     std::fs::write(dir.path().join("DocumentReference.ndjson"), lines.join("\n") + "\n").unwrap();
     let (d, r) = data::read(dir.path(), &ReadOptions::default()).unwrap();
-    let mut notes: Vec<(i64, &str)> = d
-        .events
-        .iter()
-        .filter(|e| e.kind == EventKind::Note)
-        .map(|e| (e.time, d.texts[e.text as usize].as_str()))
-        .collect();
-    notes.sort();
+    let notes = notes_by_time(&d);
     assert_eq!(notes.len(), 3, "{:?}", r.findings);
-    assert!(notes[0].1.starts_with("fever ") && !notes[0].1.contains('\0'), "{:?}", notes[0].1);
-    assert!(notes[1].1.contains("afebrile"), "{:?}", notes[1].1);
-    assert_eq!(notes[2].1, "fever");
+    assert!(notes[0].starts_with("fever ") && !notes[0].contains('\0'), "{:?}", notes[0]);
+    assert!(notes[1].contains("afebrile"), "{:?}", notes[1]);
+    assert_eq!(notes[2], "fever");
 }
