@@ -677,11 +677,18 @@ impl Daemon {
             }
             "CANCELLED" => {
                 let reason = if j.stop.as_deref() == Some("cancel") { "cancelled" } else { "cancelled in Slurm" };
-                self.store.finish(j.id, State::Cancelled, Some(reason), s.exit_code, epsilon(), false, "cancelled")?
+                self.store.finish(j.id, State::Cancelled, Some(reason), s.exit_code, epsilon(), false, "cancelled")?;
+                if j.kind == "train" {
+                    self.settle_abandoned(j, true);
+                }
             }
             other => {
                 let reason = format!("Slurm ended it as {other} (exit status {})", s.exit_code.unwrap_or(-1));
-                self.store.finish(j.id, State::Failed, Some(&reason), s.exit_code, epsilon(), false, "failed")?
+                self.store.finish(j.id, State::Failed, Some(&reason), s.exit_code, epsilon(), false, "failed")?;
+                // (as in local mode: no attempt resumes its runs)
+                if j.kind == "train" {
+                    self.settle_abandoned(j, true);
+                }
             }
         }
         Ok(())
