@@ -50,6 +50,21 @@ fn sizes_in_a_data_config_that_aborted_on_allocation_are_refused_naming_the_key(
     assert!(e.contains("labels.offset_hours") && e.contains("lab_rise"), "{e}");
     std::fs::write(&cfg, format!("{rise}offset_hours = -1\n")).unwrap();
     assert!(DataConfig::load(&cfg).is_ok());
+    // so would a label file's moved after its prediction_time (found by a tester: a held-out AUROC of 1.0
+    // from a value written after each positive's time)
+    std::fs::write(
+        dir.path().join("labels.csv"),
+        "subject_id,prediction_time,boolean_value
+1,2024-01-01T00:00:00Z,true
+",
+    )
+    .unwrap();
+    let file = "input = \"export\"\n[labels]\nfile = \"labels.csv\"\n";
+    std::fs::write(&cfg, format!("{file}offset_hours = 2\n")).unwrap();
+    let e = DataConfig::load(&cfg).unwrap_err().to_string();
+    assert!(e.contains("labels.offset_hours") && e.contains("label file"), "{e}");
+    std::fs::write(&cfg, format!("{file}offset_hours = 0\n")).unwrap();
+    assert!(DataConfig::load(&cfg).is_ok(), "{:?}", DataConfig::load(&cfg).err());
     // one test twice (by name and by its LOINC code) is refused at load, naming the entries
     let e = load(dir.path(), "channels = [\"creatinine\", \"crp\", \"2160-0\"]").unwrap_err();
     assert!(e.contains("features.channels: entries 1 and 3 are both the test creatinine"), "{e}");
