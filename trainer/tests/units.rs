@@ -663,3 +663,53 @@ fn equivalents_of_a_test_that_is_no_ion_are_not_converted_to_mass() {
     let co2 = catalog::lookup(LOINC, "2028-9").unwrap();
     assert!(matches!(units::conversion("mEq/L", co2), units::Conversion::Identity | units::Conversion::Affine { .. }));
 }
+
+/// Found by a tester: a censored result written as text (`<0.3`, and as Japanese systems write it,
+/// `0.3未満`, `3.5以下`, `1000以上`, `＞1000`, `≦0.3`) was dropped (an info), 3 of 5 CRP results of a
+/// JP Core export lost. Each is read as its limit and counted (`censored_value`), in FHIR and CSV.
+#[test]
+fn censored_results_written_as_text_are_read_as_their_limit() {
+    let line = |v: &str| {
+        format!(
+            r#"{{"resourceType":"Observation","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"1988-5"}}]}},"subject":{{"reference":"Patient/a"}},"effectiveDateTime":"2024-01-01T00:00:00Z","valueString":"{v}"}}"#
+        )
+    };
+    let written = ["<0.3", "0.3未満", "3.5以下", "1000以上", "＞1000", "≦0.3", "＜＝0.5"];
+    let (d, r) = read_lines(&written.map(line));
+    let mut values: Vec<f32> = d.events.iter().map(|e| e.value).collect();
+    values.sort_by(f32::total_cmp);
+    assert_eq!(values, [0.3, 0.3, 0.3, 0.5, 3.5, 1000.0, 1000.0], "{:?}", r.findings);
+    let censored: u64 = r.findings.iter().filter(|f| f.kind == "censored_value").map(|f| f.count).sum();
+    assert_eq!(censored, 7, "{:?}", r.findings);
+    // the CSV reader's suffixes
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("l.csv"), "subject_id,time,code,value,unit\n1,2024-01-01,crp,0.3未満,mg/dL\n")
+        .unwrap();
+    let (d, _) = data::read(dir.path(), &ReadOptions::default()).unwrap();
+    assert_eq!(d.events.iter().map(|e| e.value).collect::<Vec<_>>(), [0.3]);
+}
+
+/// Found by a tester on a JP Core export: `秒` (every prothrombin time lost), `万/uL`, `×10⁴/μL`, `百/μL`,
+/// `%(NGSP)`, `mL/分/1.73㎡` were unknown units, their values dropped.
+#[test]
+fn japanese_unit_spellings_are_read() {
+    for (u, want) in [
+        ("秒", "s"),
+        ("万/uL", "10*4/uL"),
+        ("×10⁴/μL", "10*4/uL"),
+        ("×10²/μL", "10*2/uL"),
+        ("百/μL", "10*2/uL"),
+        ("万/mm3", "10*4/mm3"),
+        ("%(NGSP)", "%"),
+        ("mL/分/1.73㎡", "mL/min/{1.73_m2}"),
+        ("mL/min/1.73m^2", "mL/min/{1.73_m2}"),
+    ] {
+        assert_eq!(units::ucum_form(u).as_deref(), Some(want), "{u}");
+    }
+    // a JP-CLINS core lab code is JLAC10
+    let cr = catalog::lookup(
+        "http://jpfhir.jp/fhir/clins/CodeSystem/JP_CLINS_ObsLabResult_CoreLabo_CS",
+        "3C015000002327101",
+    );
+    assert_eq!(cr.map(|l| l.name), Some("creatinine"));
+}

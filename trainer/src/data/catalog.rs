@@ -26,6 +26,8 @@ pub const JLAC10_SYSTEMS: &[&str] = &[
     "http://medis.or.jp/CodeSystem/master-JLAC10-17digits",
     "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationLabResultCode_CS",
     "urn:oid:1.2.392.200119.4.1005",
+    // JP-CLINS' core lab items (臨床検査項目基本コードセット): 17-character JLAC10 codes (found by a tester)
+    "http://jpfhir.jp/fhir/clins/CodeSystem/JP_CLINS_ObsLabResult_CoreLabo_CS",
 ];
 /// Other code systems the readers know; codes from any other system are reported as unknown.
 pub const KNOWN_SYSTEMS: &[&str] = &[
@@ -34,6 +36,7 @@ pub const KNOWN_SYSTEMS: &[&str] = &[
     "http://medis.or.jp/CodeSystem/master-JLAC10-17digits",
     "http://jpfhir.jp/fhir/core/CodeSystem/JP_ObservationLabResultCode_CS",
     "urn:oid:1.2.392.200119.4.1005",
+    "http://jpfhir.jp/fhir/clins/CodeSystem/JP_CLINS_ObsLabResult_CoreLabo_CS",
     "http://snomed.info/sct",
     "http://terminology.hl7.org/CodeSystem/v3-ActCode",
     "http://terminology.hl7.org/CodeSystem/observation-category",

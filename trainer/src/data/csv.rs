@@ -761,13 +761,30 @@ fn reportable_column(h: &str, columns: &Columns) -> Option<String> {
 
 /// A value with a leading comparator (`<0.1`, `>=200`, `≥ 200`: a result past a limit of detection):
 /// the number and whether it had one. The MEDS reader reads its text results with it too.
+///
+/// Japanese systems write the limit first and the comparison after it (`0.3未満` below, `3.5以下` at most,
+/// `1000以上` at least, `1000超` above) or with full-width signs (`＜0.3`, `≦0.3`, `＞＝200`): read so too
+/// (found by a tester: every such result was dropped).
 pub(crate) fn censored(v: &str) -> (&str, bool) {
-    for c in ["<=", ">=", "<", ">", "≤", "≥", "＜", "＞"] {
+    for c in ["<=", ">=", "<", ">", "≤", "≥", "≦", "≧", "＜", "＞"] {
         if let Some(rest) = v.strip_prefix(c) {
-            return (rest.trim_start(), true);
+            return (rest.trim_start_matches(['=', '＝']).trim_start(), true);
+        }
+    }
+    for c in ["未満", "以下", "以上", "超"] {
+        if let Some(rest) = v.strip_suffix(c) {
+            return (rest.trim_end(), true);
         }
     }
     (v, false)
+}
+
+/// A censored result (`<0.3`, `0.3未満`) read as its limit; `None` for anything else.
+pub(crate) fn censored_number(v: &str) -> Option<f32> {
+    match censored(v.trim()) {
+        (number, true) => super::fhir::numeric_string(number),
+        _ => None,
+    }
 }
 
 /// Whether a value field says there is no value: empty, or the placeholders of R, pandas and SQL

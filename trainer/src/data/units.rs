@@ -107,6 +107,25 @@ const ALIASES: &[(&str, &str)] = &[
     ("sec", "s"),
     ("mg/100mL", "mg/dL"),
     ("g/100mL", "g/dL"),
+    // Japanese laboratory systems' spellings (found by a tester: every prothrombin time in 秒 was lost)
+    ("秒", "s"),
+    ("分", "min"),
+    ("万/uL", "10*4/uL"),
+    ("万/ul", "10*4/uL"),
+    ("万/mm3", "10*4/mm3"),
+    ("百/μL", "10*2/uL"),
+    ("百/uL", "10*2/uL"),
+    ("個/μL", "/uL"),
+    ("個/uL", "/uL"),
+    ("10^4/mm3", "10*4/mm3"),
+    ("x10^4/mm3", "10*4/mm3"),
+    ("%(NGSP)", "%"),
+    ("NGSP%", "%"),
+    ("%NGSP", "%"),
+    ("mL/min/1.73m^2", "mL/min/{1.73_m2}"),
+    ("mL/分/1.73㎡", "mL/min/{1.73_m2}"),
+    ("mL/分/1.73m2", "mL/min/{1.73_m2}"),
+    ("mL/min/1.73㎡", "mL/min/{1.73_m2}"),
 ];
 
 /// Lab units as written in upper case (UCUM's case-insensitive forms, mainframe and HL7 v2 exports:
@@ -135,17 +154,36 @@ pub fn ucum_form(unit: &str) -> Option<std::borrow::Cow<'_, str>> {
     let unit: Cow<str> = if unit.is_ascii() {
         Cow::Borrowed(unit)
     } else {
-        Cow::Owned(
-            unit.chars()
-                .map(|c| match c {
-                    '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-                    '\u{3000}' => ' ',
-                    '\u{B5}' => '\u{3BC}',
-                    '\u{D7}' => 'x',
-                    c => c,
-                })
-                .collect(),
-        )
+        // (superscript exponents as `^` and digits: `×10⁴/μL` is `x10^4/μL`)
+        let mut out = String::with_capacity(unit.len());
+        let mut sup = false;
+        for c in unit.chars() {
+            let digit = match c {
+                '⁰' => Some('0'),
+                '¹' => Some('1'),
+                '²' => Some('2'),
+                '³' => Some('3'),
+                '⁴'..='⁹' => char::from_u32(c as u32 - '⁴' as u32 + '4' as u32),
+                _ => None,
+            };
+            if let Some(d) = digit {
+                if !sup {
+                    out.push('^');
+                }
+                out.push(d);
+                sup = true;
+                continue;
+            }
+            sup = false;
+            out.push(match c {
+                '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+                '\u{3000}' => ' ',
+                '\u{B5}' => '\u{3BC}',
+                '\u{D7}' => 'x',
+                c => c,
+            });
+        }
+        Cow::Owned(out)
     };
     if let Some((_, u)) = ALIASES.iter().find(|(a, _)| *a == unit) {
         return Some(Cow::Borrowed(u));

@@ -1832,8 +1832,16 @@ fn observation<'a>(line: &'a [u8], opts: &ReadOptions) -> std::result::Result<Li
     }
     // a coded or ordinal result: its own event, with the ordinal level from a closed set
     // a number written as a string, or an integer: a value of its own (with no unit)
+    // (a censored one written as text, `<0.3`, `0.3未満`: its limit, counted as a comparator's is)
+    let censored = match (&o.value_quantity, &o.value_string) {
+        (None, Some(s)) if numeric_string(s).is_none() => crate::data::csv::censored_number(s),
+        _ => None,
+    };
+    if censored.is_some() {
+        out.found("censored_value", "Observation", "valueString");
+    }
     let plain = match (&o.value_quantity, &o.value_string, o.value_integer) {
-        (None, Some(s), _) => numeric_string(s),
+        (None, Some(s), _) => numeric_string(s).or(censored),
         (None, None, Some(i)) => Some(i as f32),
         _ => None,
     };
