@@ -227,9 +227,13 @@ fn runs_that_must_not_leave_are_refused_with_what_to_do() {
         ),
         (run_of("tok", "notes-transformer", &[SHORT], &[]), "tokenizer"),
         (run_of("unfinished", "lab-mlp", &[SHORT], &["--stop-after", "3"]), "--resume"),
-        // no held-out non-members: the membership-inference check could not run
-        (run_of("no-held-out", "lab-mlp", &[SHORT, ("held_out = 0.2", "held_out = 0.0")], &[]), "data.split.held_out"),
     ];
+    // no held-out non-members: the membership-inference check could not run, so the run is refused
+    // before it spends anything (found by a tester: it spent its budget and reported nothing)
+    let cfg = config("lab-mlp", tmp.path(), &[SHORT, ("held_out = 0.2", "held_out = 0.0")]);
+    let t = train(&cfg, &tmp.path().join("no-held-out"), &[]);
+    assert!(!t.status.success() && err(&t).contains("data.split.held_out"), "{}", err(&t));
+    assert!(!tmp.path().join("no-held-out/checkpoint").exists());
     for (i, (run, want)) in cases.iter().enumerate() {
         let e = export(tmp.path(), run, &tmp.path().join(format!("out-{i}")), &key);
         assert!(!e.status.success(), "{} exported", run.display());

@@ -1309,6 +1309,17 @@ fn train_on<B: Backend + 'static>(
     let train = prepared.split("train")?;
     let tuning = prepared.split("tuning")?;
     let held = prepared.split("held_out")?;
+    // a DP run without held-out examples could not be evaluated nor released (export measures its
+    // membership inference on them): refused before any budget is spent (found by a tester: it spent
+    // the whole budget and reported nothing)
+    if !opts.no_dp && opts.replay.is_none() && held.is_empty() {
+        return Err(TrainError::Invalid(
+            "config key data.split.held_out: the held-out split has no examples: the run could not be evaluated, \
+             nor leave through the export gate (which measures membership inference on them); raise \
+             data.split.held_out (or label more subjects)"
+                .into(),
+        ));
+    }
     let label = label_type(m.label_type.as_deref())?;
     let declared = if m.classes_declared { m.categories.len() } else { 0 };
     check_classes(&cfg.model.head, label, declared, "the prepared labels' categories")?;
