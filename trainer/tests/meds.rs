@@ -4,7 +4,7 @@
 mod common;
 use common::meds::{code_parent, col, writer, Row};
 use medtrain::data::{self, check::Severity, labels, split, EventKind, ReadOptions};
-use parquet::data_type::{BoolType, ByteArray, ByteArrayType, FloatType, Int32Type, Int64Type};
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, FloatType, Int32Type, Int64Type};
 use std::path::Path;
 use std::process::Command;
 
@@ -47,6 +47,8 @@ fn label_shard(path: &Path, subject_type: &str, rows: &[(i64, &str, bool)]) {
     let mut rg = w.next_row_group().unwrap();
     if subject_type == "int32" {
         col::<Int32Type>(&mut rg, &rows.iter().map(|r| r.0 as i32).collect::<Vec<_>>(), None, None);
+    } else if subject_type == "double" {
+        col::<DoubleType>(&mut rg, &rows.iter().map(|r| r.0 as f64).collect::<Vec<_>>(), None, None);
     } else {
         col::<Int64Type>(&mut rg, &rows.iter().map(|r| r.0).collect::<Vec<_>>(), None, None);
     }
@@ -261,6 +263,10 @@ fn an_int32_subject_id_in_a_label_file_was_missing() {
     let (l, unknown) = labels::read(&p, &d).unwrap();
     assert_eq!((l.len(), unknown), (2, 0));
     assert_eq!(l[1].value, labels::LabelValue::Bool(false));
+    // a float64 id (pandas writes one where the column had a NaN): the integer it is, as CSV's `1.0`
+    label_shard(&p, "double", &[(1, "2024-01-02", true), (2, "2024-01-02", false)]);
+    let (l, unknown) = labels::read(&p, &d).unwrap();
+    assert_eq!((l.len(), unknown), (2, 0));
 }
 
 #[test]

@@ -416,6 +416,20 @@ fn read_parquet(path: &Path, data: &Dataset, opts: &ReadOptions, out: &mut Label
                 // int32, as the data reader accepts it (pyarrow keeps a narrow integer column narrow)
                 ("subject_id", Field::Int(v)) => subject = Some(v.to_string()),
                 ("subject_id", Field::Str(s)) => subject = Some(s.clone()),
+                // other integer widths, and an integral double (pandas writes float64 ids when the column
+                // had a NaN): as the CSV reader reads `123.0` (found by a tester: refused as no id)
+                ("subject_id", Field::Short(v)) => subject = Some(v.to_string()),
+                ("subject_id", Field::Byte(v)) => subject = Some(v.to_string()),
+                ("subject_id", Field::UInt(v)) => subject = Some(v.to_string()),
+                ("subject_id", Field::UShort(v)) => subject = Some(v.to_string()),
+                ("subject_id", Field::UByte(v)) => subject = Some(v.to_string()),
+                ("subject_id", Field::ULong(v)) => subject = Some(v.to_string()),
+                ("subject_id", Field::Double(v)) if v.fract() == 0.0 && v.abs() < 9.0e15 => {
+                    subject = Some((*v as i64).to_string())
+                }
+                ("subject_id", Field::Float(v)) if v.fract() == 0.0 && v.abs() < 1.6e7 => {
+                    subject = Some((*v as i64).to_string())
+                }
                 ("prediction_time", f) => t = super::meds::as_time(f, per_second),
                 ("boolean_value", Field::Bool(b)) => value = Some(LabelValue::Bool(*b)),
                 ("integer_value", Field::Long(v)) => value = Some(LabelValue::Int(*v)),
