@@ -1483,6 +1483,20 @@ fn prepare_counts_the_training_examples_without_input_when_some_have_it() {
     assert!(without > 0 && without < n, "{without} of {n}");
     let line = err.lines().find(|l| l.contains("example_without_input")).unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains(&format!("{without} of {n} training examples")), "{line}");
+    // a label file the config names is the user's: its name printed in its errors as a user's path is
+    // (found by a tester: `bad.csv` was hidden as an export's file name)
+    std::fs::write(
+        dir.path().join("bad.csv"),
+        "subject_id,prediction_time,boolean_value
+1,yesterday,true
+",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("labels.csv", "bad.csv");
+    std::fs::write(&cfg, text).unwrap();
+    let o = common::cli::prepare(&cfg, &dir.path().join("prepared-bad"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("bad.csv:2"), "{err}");
 }
 
 /// Found on third-party label files: MEDS' four value columns with one filled a row, two filled, a

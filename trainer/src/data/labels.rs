@@ -244,7 +244,8 @@ pub fn read_in(path: &Path, data: &Dataset, opts: &ReadOptions) -> Result<LabelF
         let earlier = if file_of(before) == file {
             format!("line {}", out.lines[before])
         } else {
-            format!("{}:{}", super::guard::shown_path(&file_of(before).display().to_string()), out.lines[before])
+            // (shown as the error's own file is: its directories as they are)
+            format!("{}:{}", super::shown_file(file_of(before)), out.lines[before])
         };
         return Err(DataError::Line {
             path: file.clone(),

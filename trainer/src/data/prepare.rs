@@ -1074,8 +1074,17 @@ fn prepare_into(config: &DataConfig, out: &Path) -> Result<(Report, Option<Manif
     let (mut labels, unknown) = match (&config.labels.file, &task) {
         // a label file that does not read is not the input: its errors name the key
         (Some(f), _) => {
+            // (the file the config names is the user's, printed as a user's path is: `bad.csv` was hidden
+            // as an export's file name; found by a tester)
             let file = labels::read_in(f, &data, &opts).map_err(|e| match e {
                 DataError::Invalid(m) => DataError::Invalid(m),
+                DataError::Line { path, line, msg } if path == *f => DataError::Invalid(format!(
+                    "labels.file: {}:{line}: {msg}",
+                    super::guard::shown_user_path(&path.display().to_string())
+                )),
+                DataError::Io { path, msg } | DataError::Format { path, msg } if path == *f => DataError::Invalid(
+                    format!("labels.file: {}: {msg}", super::guard::shown_user_path(&path.display().to_string())),
+                ),
                 e => DataError::Invalid(format!("labels.file: {e}")),
             })?;
             // prediction times without a zone beside event times with one (or the reverse), read as UTC
