@@ -1724,3 +1724,19 @@ fn a_stray_nul_and_markdown_notes_are_read() {
     assert!(notes[1].contains("afebrile"), "{:?}", notes[1]);
     assert_eq!(notes[2], "fever");
 }
+
+/// Found by a tester: an NDJSON export in Shift_JIS was a line "not JSON (at valueString)"; it is said
+/// to be no UTF-8, which FHIR JSON is.
+#[test]
+fn a_line_that_is_not_utf8_is_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"1988-5"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-01","valueString":"陰性"}"#;
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode(line);
+    std::fs::write(dir.path().join("Observation.ndjson"), [&sjis[..], b"\n"].concat()).unwrap();
+    let r = data::read(dir.path(), &ReadOptions { max_malformed_fraction: 1.0, ..Default::default() });
+    let text = match r {
+        Ok((_, r)) => format!("{:?}", r.findings),
+        Err(e) => e.to_string(),
+    };
+    assert!(text.contains("not UTF-8"), "{text}");
+}

@@ -1523,7 +1523,14 @@ fn invalid_at<'a, R: Deserialize<'a>>(line: &'a [u8], invalid: Bad) -> Bad {
         return invalid;
     };
     // a line cut short or broken (`{"resourceType":"Observation", "code": {`) is no resource at all
-    let invalid = if e.inner().is_syntax() || e.inner().is_eof() { "not JSON" } else { invalid };
+    // (bytes that are not UTF-8 where the parse failed: FHIR JSON is UTF-8; a Shift_JIS export was
+    // said as "not JSON", found by a tester)
+    let not_utf8 = e.inner().to_string().contains("invalid unicode") || std::str::from_utf8(line).is_err();
+    let invalid = match (e.inner().is_syntax() || e.inner().is_eof(), not_utf8) {
+        (_, true) => "not UTF-8 (FHIR JSON is UTF-8: a Shift_JIS or other export is to be converted first)",
+        (true, false) => "not JSON",
+        (false, false) => invalid,
+    };
     let mut fields: Vec<&str> = vec![];
     for seg in e.path().iter() {
         match seg {
@@ -3188,6 +3195,9 @@ fn parse_resource<'a>(
     let rt = match from_line::<Peek>(line) {
         Ok(Peek { resource_type: Some(rt) }) => rt,
         Ok(_) => return Err("no resourceType"),
+        Err(_) if std::str::from_utf8(line).is_err() => {
+            return Err("not UTF-8 (FHIR JSON is UTF-8: a Shift_JIS or other export is to be converted first)")
+        }
         Err(e) if e.is_syntax() || e.is_eof() => return Err("not JSON"),
         // an object whose resourceType is a number, or given twice
         Err(_) if line.trim_ascii_start().starts_with(b"{") => return Err("resourceType is not one string"),
