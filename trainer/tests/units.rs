@@ -713,3 +713,14 @@ fn japanese_unit_spellings_are_read() {
     );
     assert_eq!(cr.map(|l| l.name), Some("creatinine"));
 }
+
+/// Found by a tester on JP Core health-checkup results: an answer code with an `ordinalValue` extension
+/// (urine protein `1` of 0.. by test strip) was an unmapped coded value, the result dropped. Its level
+/// is the extension's.
+#[test]
+fn a_coded_result_takes_its_codings_ordinal_value() {
+    let line = r#"{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"urn:oid:1.2.392.200119.4.504","code":"1A010000000191111"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2024-01-01T00:00:00Z","valueCodeableConcept":{"coding":[{"system":"urn:oid:1.2.392.200119.6.2102","code":"1","extension":[{"url":"http://hl7.org/fhir/StructureDefinition/ordinalValue","valueDecimal":1}]}]}}"#;
+    let (d, r) = read_lines(&[line.to_string()]);
+    assert_eq!(d.events.len(), 1, "{:?}", r.findings);
+    assert_eq!((d.events[0].kind, d.events[0].value), (EventKind::Coded, 1.0));
+}

@@ -248,6 +248,28 @@ struct Coding<'a> {
     system: Option<Str<'a>>,
     #[serde(borrow)]
     code: Option<Str<'a>>,
+    /// (read for a coded result's `ordinalValue`, [`coded_level`]; kept unparsed)
+    #[serde(default, borrow)]
+    extension: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The level a coding's `ordinalValue` extension (R4's `itemWeight` too) gives it, as JP Core's health
+/// checkup results give their answer codes (found by a tester: such results were dropped).
+fn ordinal_extension(k: &Coding) -> Option<f32> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ext<'a> {
+        #[serde(borrow)]
+        url: Option<Str<'a>>,
+        value_decimal: Option<f64>,
+        value_integer: Option<i64>,
+    }
+    let exts: Vec<Ext> = serde_json::from_str(k.extension?.get()).ok()?;
+    exts.iter()
+        .filter(|e| e.url.as_deref().is_some_and(|u| u.ends_with("/ordinalValue") || u.ends_with("/itemWeight")))
+        .find_map(|e| e.value_decimal.or(e.value_integer.map(|i| i as f64)))
+        .map(|v| v as f32)
+        .filter(|v| v.is_finite())
 }
 
 /// The codings of a concept: most hold one or two (LOINC and JLAC10), kept inline.
@@ -2012,7 +2034,11 @@ fn coded_level(c: &Concept) -> Option<f32> {
         ("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "POS") => Some(2.0),
         (_, code) => ordinal(code),
     };
-    c.coding.iter().find_map(known).or_else(|| c.text.as_deref().and_then(ordinal))
+    c.coding
+        .iter()
+        .find_map(known)
+        .or_else(|| c.coding.iter().find_map(ordinal_extension))
+        .or_else(|| c.text.as_deref().and_then(ordinal))
 }
 
 fn note_code<'a>(t: &Option<Concept<'a>>, opts: &ReadOptions) -> (Cow<'a, str>, Cow<'a, str>) {
