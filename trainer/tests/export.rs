@@ -513,7 +513,8 @@ fn categorical_labels_train_under_the_declared_classes_and_the_release_names_the
     let labels = tmp.path().join("labels.csv");
     std::fs::write(&labels, &csv).unwrap();
     let file = format!("file = {:?}", labels.display().to_string());
-    let task = "task = \"ed_admission\"\nwindow_hours = 24";
+    // (a label file's prediction time is its data's last: no offset after it)
+    let task = "task = \"ed_admission\"\nwindow_hours = 24\noffset_hours = 1";
     let run_with = |classes: &str, head: &str, name: &str| {
         let with = format!("{file}\n{classes}");
         let cfg = config("lab-gru", tmp.path(), &[SHORT, (task, &with), ("type = \"binary\"", head)]);
