@@ -201,7 +201,10 @@ pub fn ucum_form(unit: &str) -> Option<std::borrow::Cow<'_, str>> {
     if !unit.is_empty() && unit.len() <= 64 && ucum::validate(&unit).is_ok() {
         return Some(unit);
     }
-    // written in another case: `Mmol/l`
+    // written in another case: `Mmol/l` (one in capitals was looked up above)
+    if capitals {
+        return None;
+    }
     case_free(&unit)
 }
 

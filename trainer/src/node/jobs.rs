@@ -180,11 +180,8 @@ impl Daemon {
     pub(super) fn settle_abandoned(&mut self, j: &Job, all: bool) {
         let base = self.state_dir.join("runs").join(j.id.to_string());
         let Ok(entries) = std::fs::read_dir(&base) else { return };
-        let resumable = |p: &Path| {
-            ["checkpoint/state.json", "checkpoint.old/state.json", "checkpoint.partial/state.json"]
-                .iter()
-                .any(|c| p.join(c).exists())
-        };
+        // (a checkpoint, or one left in `checkpoint.partial`, which the shim rolls forward where recorded)
+        let resumable = |p: &Path| super::shim::has_checkpoint(p) || p.join("checkpoint.partial/state.json").exists();
         let mut runs: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())

@@ -204,6 +204,12 @@ fn kill_container(argv: &[String]) {
         .status();
 }
 
+/// Whether a run directory holds a checkpoint to resume from (`checkpoint.old` alone: stopped between
+/// the two renames of a checkpoint's swap).
+pub(super) fn has_checkpoint(run: &Path) -> bool {
+    ["checkpoint/state.json", "checkpoint.old/state.json"].iter().any(|c| run.join(c).exists())
+}
+
 /// The run directory of a train job's attempt: the newest `run-K` in `base` with a checkpoint
 /// (resumed; one the ledger recorded left in `checkpoint.partial` rolled forward first), else a new
 /// `run-ATTEMPT` (a run stopped before its first checkpoint starts afresh in a new directory: the
@@ -216,17 +222,14 @@ fn choose_run(base: &Path, attempt: u32) -> (std::path::PathBuf, bool) {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let k: u32 = name.strip_prefix("run-")?.split('-').next()?.parse().ok()?;
-            // `checkpoint.old` alone: stopped between the two renames of a checkpoint's swap
-            let has =
-                |p: &Path| ["checkpoint/state.json", "checkpoint.old/state.json"].iter().any(|c| p.join(c).exists());
             let path = e.path();
             // `checkpoint.partial` alone: stopped after the ledger recorded its first checkpoint and
             // before the swap; rolled forward where the ledger holds it as the run's (as `train
             // --resume` does), else the run starts afresh (an unrecorded one is not the run's)
-            if !has(&path) && path.join("checkpoint.partial/state.json").exists() {
+            if !has_checkpoint(&path) && path.join("checkpoint.partial/state.json").exists() {
                 let _ = crate::train::run::roll_forward_recorded(&path);
             }
-            has(&path).then(|| (k, name, path))
+            has_checkpoint(&path).then(|| (k, name, path))
         })
         .max();
     if let Some((_, _, p)) = newest {

@@ -41,34 +41,18 @@ pub(super) fn loinc_in_text(parents: &str) -> Option<&str> {
 pub(super) fn read_code_parents(path: &Path) -> Result<Parents> {
     const CODE: usize = 0;
     const PARENTS: usize = 1;
-    let mut table = Table::open(path, &[("code", Shape::Value), ("parent_codes", Shape::StrList)])?;
+    let list = Table::open(path, &[("code", Shape::Value), ("parent_codes", Shape::StrList)])?;
     // a string a row (found by a tester: ignored without a word)
-    if table.conv(PARENTS).is_none() {
-        let mut text = Table::open(path, &[("code", Shape::Value), ("parent_codes", Shape::Value)])?;
-        if text.conv(PARENTS) == Some(Conv::Str) {
-            let code_is_text = text.conv(CODE) == Some(Conv::Str);
-            let mut out = Parents::default();
-            text.each_row(|table, r| {
-                let code = match table.at(CODE, r) {
-                    Some(at) if code_is_text => Some(table.text(CODE, r, at)?),
-                    _ => None,
-                };
-                // (said where a row holds one, as the row reader says it)
-                let loinc = match table.at(PARENTS, r) {
-                    Some(at) => {
-                        out.text = true;
-                        loinc_in_text(table.text(PARENTS, r, at)?)
-                    }
-                    None => None,
-                };
-                if let (Some(c), Some(l)) = (code, loinc) {
-                    out.add(c, l);
-                }
-                Ok(())
-            })?;
-            return Ok(out);
+    let (mut table, string) = match list.conv(PARENTS) {
+        Some(_) => (list, false),
+        None => {
+            let text = Table::open(path, &[("code", Shape::Value), ("parent_codes", Shape::Value)])?;
+            match text.conv(PARENTS) {
+                Some(Conv::Str) => (text, true),
+                _ => (list, false),
+            }
         }
-    }
+    };
     // what the record API made a string (its other conversions were no code, no parent)
     let code_is_text = table.conv(CODE) == Some(Conv::Str);
     let parents_are_text = table.conv(PARENTS) == Some(Conv::Str);
@@ -81,7 +65,13 @@ pub(super) fn read_code_parents(path: &Path) -> Result<Parents> {
             _ => None,
         };
         let mut loinc = None;
-        if parents_are_text {
+        if string {
+            // (said where a row holds one, as the row reader says it)
+            if let Some(at) = table.at(PARENTS, r) {
+                out.text = true;
+                loinc = loinc_in_text(table.text(PARENTS, r, at)?);
+            }
+        } else if parents_are_text {
             for at in table.list_at(PARENTS, r) {
                 let parent = table.text(PARENTS, r, at)?;
                 loinc = loinc.or_else(|| parent.strip_prefix("LOINC/"));
